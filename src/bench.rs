@@ -1,0 +1,239 @@
+//! `segue bench roll`: MIDI -> roll conversion speed against the Python references, in the
+//! same run, and agreement with the reference roll.
+//!
+//! The Python methods (`symusic_native`, `symusic`, `pretty_midi` from the shared
+//! `roll_convert.py`) run in a local virtual environment that is created on first use.
+//! Absolute times on shared machines are noise; the ratios are what to read.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::dataset::midi_files;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::midi::Song;
+use crate::roll::{QuantizeOptions, Roll};
+
+/// The agreement helper, shipped inside the binary.
+pub const AGREEMENT_SCRIPT: &str = include_str!("../scripts/roll_agreement.py");
+/// Python packages the reference methods need.
+pub const PYTHON_PACKAGES: &[&str] = &["numpy", "symusic", "pretty_midi"];
+
+/// Converts one file (read + parse + quantize).
+pub fn convert_file(path: &Path, opts: &QuantizeOptions) -> Result<Roll> {
+    let bytes = fsutil::read(path)?;
+    let song = Song::parse(&bytes).map_err(|p| Error::midi(path, p))?;
+    Roll::from_song(&song, opts).map_err(|p| Error::midi(path, p))
+}
+
+/// One timed run of Segue's converter.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OwnTiming {
+    pub label: String,
+    pub threads: usize,
+    pub files: usize,
+    pub failed: usize,
+    /// Median seconds over the repetitions.
+    pub seconds: f64,
+    pub files_per_s: f64,
+}
+
+/// Times converting every file, `repeats` times, on `threads` threads (1 = single-threaded).
+pub fn time_own(files: &[PathBuf], threads: usize, repeats: usize) -> Result<OwnTiming> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| Error::InvalidArgument(format!("thread pool: {e}")))?;
+    let opts = QuantizeOptions::paper();
+    let mut times = Vec::new();
+    let mut failed = 0;
+    for _ in 0..repeats.max(1) {
+        let t0 = Instant::now();
+        failed = if threads <= 1 {
+            files
+                .iter()
+                .filter(|f| convert_file(f, &opts).is_err())
+                .count()
+        } else {
+            pool.install(|| {
+                files
+                    .par_iter()
+                    .filter(|f| convert_file(f, &opts).is_err())
+                    .count()
+            })
+        };
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let seconds = times[times.len() / 2];
+    Ok(OwnTiming {
+        label: if threads <= 1 {
+            "segue (1 thread)".into()
+        } else {
+            format!("segue ({threads} threads)")
+        },
+        threads,
+        files: files.len(),
+        failed,
+        seconds,
+        files_per_s: files.len() as f64 / seconds,
+    })
+}
+
+/// A Python virtual environment with the reference packages, created on first use.
+pub fn ensure_venv(venv: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let python = venv.join("bin").join("python");
+    let ready = venv.join(".segue-ready");
+    if python.exists() && ready.exists() {
+        return Ok(python);
+    }
+    log(&format!(
+        "creating the reference Python environment in {} (first use only)",
+        venv.display()
+    ));
+    run(
+        Command::new("python3").arg("-m").arg("venv").arg(venv),
+        venv,
+    )?;
+    run(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PYTHON_PACKAGES),
+        venv,
+    )?;
+    fsutil::write_atomic(&ready, PYTHON_PACKAGES.join("\n").as_bytes())?;
+    Ok(python)
+}
+
+fn run(cmd: &mut Command, context: &Path) -> Result<std::process::Output> {
+    let out = cmd
+        .output()
+        .map_err(|e| Error::io(context, "running a Python helper for", e))?;
+    if !out.status.success() {
+        return Err(Error::format(
+            context,
+            format!(
+                "the Python helper failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// One reference method's result, from `roll_convert.py --json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReferenceTiming {
+    pub method: String,
+    pub files: usize,
+    pub failed: usize,
+    pub seconds: f64,
+    pub files_per_s: f64,
+}
+
+/// Runs the reference methods on the corpus and reads their figures.
+pub fn time_reference(
+    python: &Path,
+    reference_dir: &Path,
+    corpus: &Path,
+    methods: &[&str],
+) -> Result<Vec<ReferenceTiming>> {
+    let script = reference_dir.join("roll_convert.py");
+    if !script.is_file() {
+        return Err(Error::format(&script, "the reference script is missing"));
+    }
+    let json_file = tempfile::Builder::new()
+        .suffix(".json")
+        .tempfile()
+        .map_err(|e| Error::io(&script, "creating a temporary file for", e))?;
+    run(
+        Command::new(python)
+            .arg(&script)
+            .arg(corpus)
+            .arg("--libs")
+            .arg(methods.join(","))
+            .arg("--json")
+            .arg(json_file.path()),
+        &script,
+    )?;
+    let text = fsutil::read(json_file.path())?;
+    let summary: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
+        Error::format(
+            json_file.path(),
+            format!("bad JSON from the reference: {e}"),
+        )
+    })?;
+    let mut out = Vec::new();
+    for &m in methods {
+        let r = &summary["results"][m];
+        if let Some(err) = r["error"].as_str() {
+            return Err(Error::format(&script, format!("{m}: {err}")));
+        }
+        out.push(ReferenceTiming {
+            method: m.to_string(),
+            files: r["files_attempted"].as_u64().unwrap_or(0) as usize,
+            failed: r["files_failed"].as_u64().unwrap_or(0) as usize,
+            seconds: r["total_s"].as_f64().unwrap_or(f64::NAN),
+            files_per_s: r["files_per_s"].as_f64().unwrap_or(f64::NAN),
+        });
+    }
+    Ok(out)
+}
+
+/// Agreement of Segue's paper-rounded rolls with the reference `symusic` rolls.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Agreement {
+    pub files: usize,
+    pub mean: f64,
+    pub min: f64,
+    pub identical: usize,
+    pub worst: Vec<serde_json::Value>,
+}
+
+/// Writes Segue's rolls (paper rounding, as the reference) and compares them in Python.
+pub fn agreement(
+    python: &Path,
+    reference_dir: &Path,
+    corpus: &Path,
+    files: &[PathBuf],
+) -> Result<Agreement> {
+    let dir =
+        tempfile::tempdir().map_err(|e| Error::io(corpus, "creating a temporary folder for", e))?;
+    let opts = QuantizeOptions::paper();
+    files.par_iter().try_for_each(|f| -> Result<()> {
+        let roll = convert_file(f, &opts)?;
+        let rel = f
+            .strip_prefix(corpus)
+            .unwrap_or(f)
+            .to_string_lossy()
+            .replace('/', "__");
+        crate::npy::write_roll(&dir.path().join(format!("{rel}.npy")), &roll)
+    })?;
+    let script = dir.path().join("roll_agreement.py");
+    fsutil::write_atomic(&script, AGREEMENT_SCRIPT.as_bytes())?;
+    let out = run(
+        Command::new(python)
+            .arg(&script)
+            .arg(reference_dir)
+            .arg(corpus)
+            .arg(dir.path()),
+        &script,
+    )?;
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::format(&script, format!("bad JSON from the agreement helper: {e}")))
+}
+
+/// Every MIDI file of the corpus (re-exported for the CLI).
+pub fn corpus_files(corpus: &Path) -> Result<Vec<PathBuf>> {
+    midi_files(corpus)
+}

@@ -1,0 +1,533 @@
+//! Corpus folders -> rolls -> snippets and balanced batches.
+//!
+//! A corpus is a folder of composer subfolders (the label is the folder name; MIDI files
+//! directly inside the top folder form one composer named after it). Files convert in
+//! parallel; each converted roll is cached on disk under the BLAKE3 hash of the file's bytes
+//! and the quantization options, so a second load only reads the cache. Bad files are skipped
+//! and listed. The split into training and validation is **by piece**, so no piece has
+//! snippets on both sides; every random choice takes a seed.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::roll::{PITCHES, QuantizeOptions, Roll, RollNote, StepTempo};
+
+/// Snippet length used by the paper (320 sixteenth notes = 20 bars of 4/4).
+pub const DEFAULT_SNIPPET_STEPS: usize = 320;
+const CACHE_MAGIC: &[u8; 8] = b"SEGROLL1";
+
+/// One piece of music in the corpus.
+#[derive(Debug, Clone)]
+pub struct Piece {
+    pub path: PathBuf,
+    /// Index into [`Corpus::composers`].
+    pub composer: usize,
+    pub roll: Roll,
+    /// BLAKE3 hash of the file's bytes (hex).
+    pub content_hash: String,
+}
+
+/// A file that could not be used, and why.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+/// How a corpus is loaded.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub quantize: QuantizeOptions,
+    /// Where converted rolls are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            quantize: QuantizeOptions::default(),
+            cache_dir: default_cache_dir(),
+        }
+    }
+}
+
+/// `$SEGUE_CACHE_DIR`, else `$XDG_CACHE_HOME/segue/rolls`, else `~/.cache/segue/rolls`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SEGUE_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("segue").join("rolls"))
+}
+
+/// A loaded corpus.
+#[derive(Debug, Clone)]
+pub struct Corpus {
+    pub root: PathBuf,
+    /// Composer names, sorted.
+    pub composers: Vec<String>,
+    /// Pieces sorted by path.
+    pub pieces: Vec<Piece>,
+    pub failures: Vec<Failure>,
+    /// How many rolls came from the cache.
+    pub cache_hits: usize,
+}
+
+/// Every `.mid`/`.midi`/`.kar` file under `dir`, recursively, sorted.
+pub fn midi_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| Error::io(&d, "listing", e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(&d, "listing", e))?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if is_midi_path(&path) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Whether the path has a MIDI file extension.
+pub fn is_midi_path(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        matches!(
+            e.to_ascii_lowercase().as_str(),
+            "mid" | "midi" | "kar" | "smf"
+        )
+    })
+}
+
+impl Corpus {
+    /// Loads every MIDI file under `root` in parallel; `progress(done, total)` is called as
+    /// files finish (from worker threads).
+    pub fn load(
+        root: &Path,
+        opts: &LoadOptions,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Corpus> {
+        if !root.is_dir() {
+            return Err(Error::Corpus {
+                path: root.into(),
+                problem: "not a folder (expected a folder of composer subfolders)".into(),
+            });
+        }
+        let files = midi_files(root)?;
+        if files.is_empty() {
+            return Err(Error::Corpus {
+                path: root.into(),
+                problem: "no MIDI files (.mid, .midi) found".into(),
+            });
+        }
+        let root_name = root
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "corpus".into());
+        let label_of = |path: &Path| -> String {
+            let rel = path.strip_prefix(root).unwrap_or(path);
+            let mut parts = rel.components();
+            match (parts.next(), parts.next()) {
+                (Some(first), Some(_)) => first.as_os_str().to_string_lossy().into_owned(),
+                _ => root_name.clone(),
+            }
+        };
+        let mut composers: Vec<String> = files.iter().map(|f| label_of(f)).collect();
+        composers.sort();
+        composers.dedup();
+
+        if let Some(dir) = &opts.cache_dir {
+            // An unusable cache folder only costs speed.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let done = AtomicUsize::new(0);
+        let hits = AtomicUsize::new(0);
+        let total = files.len();
+        let results: Vec<std::result::Result<Piece, Failure>> = files
+            .par_iter()
+            .map(|path| {
+                let r = load_piece(path, opts, &hits);
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                r.map(|(roll, content_hash)| Piece {
+                    path: path.clone(),
+                    composer: composers.binary_search(&label_of(path)).unwrap_or(0),
+                    roll,
+                    content_hash,
+                })
+                .map_err(|e| Failure {
+                    path: path.clone(),
+                    error: e.to_string(),
+                })
+            })
+            .collect();
+        let mut pieces = Vec::new();
+        let mut failures = Vec::new();
+        for r in results {
+            match r {
+                Ok(p) => pieces.push(p),
+                Err(f) => failures.push(f),
+            }
+        }
+        Ok(Corpus {
+            root: root.into(),
+            composers,
+            pieces,
+            failures,
+            cache_hits: hits.into_inner(),
+        })
+    }
+
+    /// A hash of the whole corpus: composer labels and the content hashes of every piece.
+    pub fn content_hash(&self) -> String {
+        let mut hasher = blake3::Hasher::new();
+        for p in &self.pieces {
+            hasher.update(self.composers[p.composer].as_bytes());
+            hasher.update(b"\0");
+            hasher.update(p.content_hash.as_bytes());
+        }
+        hasher.finalize().to_hex().to_string()
+    }
+
+    /// Indices of the pieces of one composer.
+    pub fn pieces_of(&self, composer: usize) -> Vec<usize> {
+        (0..self.pieces.len())
+            .filter(|&i| self.pieces[i].composer == composer)
+            .collect()
+    }
+
+    /// Splits pieces into training and validation, per composer: `valid_fraction` of each
+    /// composer's pieces (at least one when it has two or more) go to validation.
+    pub fn split(&self, valid_fraction: f64, seed: u64) -> Split {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut split = Split::default();
+        for c in 0..self.composers.len() {
+            let mut ids = self.pieces_of(c);
+            ids.shuffle(&mut rng);
+            let n_valid = if ids.len() >= 2 {
+                ((ids.len() as f64 * valid_fraction).round() as usize).clamp(1, ids.len() - 1)
+            } else {
+                0
+            };
+            split.valid.extend_from_slice(&ids[..n_valid]);
+            split.train.extend_from_slice(&ids[n_valid..]);
+        }
+        split.train.sort_unstable();
+        split.valid.sort_unstable();
+        split
+    }
+}
+
+/// Piece indices on each side of a split (disjoint by construction).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub valid: Vec<usize>,
+}
+
+fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Roll, String)> {
+    let bytes = fsutil::read(path)?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&bytes);
+    let content_hash = hasher.finalize().to_hex().to_string();
+    hasher.update(&serde_json::to_vec(&opts.quantize).unwrap_or_default());
+    hasher.update(CACHE_MAGIC);
+    let cache_file = opts
+        .cache_dir
+        .as_ref()
+        .map(|d| d.join(format!("{}.roll", hasher.finalize().to_hex())));
+    if let Some(cached) = cache_file.as_deref().and_then(|f| std::fs::read(f).ok())
+        && let Some(roll) = decode_cached(&cached)
+    {
+        hits.fetch_add(1, Ordering::Relaxed);
+        return Ok((roll, content_hash));
+    }
+    let song = crate::midi::Song::parse(&bytes).map_err(|p| Error::midi(path, p))?;
+    let roll = Roll::from_song(&song, &opts.quantize).map_err(|p| Error::midi(path, p))?;
+    if let Some(file) = cache_file {
+        // A cache that cannot be written only costs speed next time.
+        let _ = fsutil::write_atomic(&file, &encode_cached(&roll));
+    }
+    Ok((roll, content_hash))
+}
+
+/// The compact cache form of a roll: its notes and tempo map.
+pub fn encode_cached(roll: &Roll) -> Vec<u8> {
+    let notes = roll.notes();
+    let mut out = Vec::with_capacity(24 + notes.len() * 10 + roll.tempo().len() * 8);
+    out.extend_from_slice(CACHE_MAGIC);
+    out.extend_from_slice(&(roll.steps() as u32).to_le_bytes());
+    out.extend_from_slice(&(roll.tempo().len() as u32).to_le_bytes());
+    for t in roll.tempo() {
+        out.extend_from_slice(&(t.step as u32).to_le_bytes());
+        out.extend_from_slice(&t.micros_per_quarter.to_le_bytes());
+    }
+    out.extend_from_slice(&(notes.len() as u32).to_le_bytes());
+    for n in &notes {
+        out.extend_from_slice(&(n.start as u32).to_le_bytes());
+        out.extend_from_slice(&(n.len as u32).to_le_bytes());
+        out.push(n.pitch);
+        out.push(n.velocity);
+    }
+    out
+}
+
+/// Decodes [`encode_cached`] output; `None` for anything damaged.
+pub fn decode_cached(bytes: &[u8]) -> Option<Roll> {
+    let mut r = bytes.strip_prefix(CACHE_MAGIC.as_slice())?;
+    fn take<const N: usize>(r: &mut &[u8]) -> Option<[u8; N]> {
+        let (head, rest) = r.split_first_chunk::<N>()?;
+        *r = rest;
+        Some(*head)
+    }
+    let u32_ = |r: &mut &[u8]| take::<4>(r).map(u32::from_le_bytes);
+    let steps = u32_(&mut r)? as usize;
+    let n_tempo = u32_(&mut r)? as usize;
+    let mut tempo = Vec::with_capacity(n_tempo.min(1 << 16));
+    for _ in 0..n_tempo {
+        tempo.push(StepTempo {
+            step: u32_(&mut r)? as usize,
+            micros_per_quarter: u32_(&mut r)?,
+        });
+    }
+    let n_notes = u32_(&mut r)? as usize;
+    let mut notes = Vec::with_capacity(n_notes.min(1 << 20));
+    for _ in 0..n_notes {
+        let start = u32_(&mut r)? as usize;
+        let len = u32_(&mut r)? as usize;
+        let pv = take::<2>(&mut r)?;
+        notes.push(RollNote {
+            start,
+            len,
+            pitch: pv[0],
+            velocity: pv[1],
+        });
+    }
+    if !r.is_empty() || steps > 1 << 26 {
+        return None;
+    }
+    Some(Roll::from_notes(steps, &notes, tempo))
+}
+
+/// Where a snippet comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnippetRef {
+    pub piece: usize,
+    pub start: usize,
+}
+
+/// A batch of snippets as a dense f32 array `[batch, steps, 128]` (0.0/1.0).
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub steps: usize,
+    pub data: Vec<f32>,
+    /// Composer index of each item.
+    pub composers: Vec<usize>,
+    pub sources: Vec<SnippetRef>,
+}
+
+impl Batch {
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.composers.len()
+    }
+
+    /// Whether the batch has no items.
+    pub fn is_empty(&self) -> bool {
+        self.composers.is_empty()
+    }
+}
+
+/// Draws balanced batches: one random snippet per composer per batch, as in the paper.
+/// Within a composer every possible snippet start of every piece is equally likely.
+pub struct BalancedSampler<'a> {
+    corpus: &'a Corpus,
+    steps: usize,
+    /// Per composer: its pieces and the cumulative count of snippet starts.
+    by_composer: Vec<(usize, Vec<usize>, Vec<u64>)>,
+    rng: ChaCha8Rng,
+}
+
+impl<'a> BalancedSampler<'a> {
+    /// A sampler over the given pieces (e.g. [`Split::train`]) for `steps`-long snippets.
+    pub fn new(corpus: &'a Corpus, pieces: &[usize], steps: usize, seed: u64) -> Result<Self> {
+        if steps == 0 {
+            return Err(Error::InvalidArgument(
+                "snippet length must be at least 1 step".into(),
+            ));
+        }
+        let mut by_composer = Vec::new();
+        for c in 0..corpus.composers.len() {
+            let ids: Vec<usize> = pieces
+                .iter()
+                .copied()
+                .filter(|&i| i < corpus.pieces.len() && corpus.pieces[i].composer == c)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let mut cumulative = Vec::with_capacity(ids.len());
+            let mut total = 0u64;
+            for &i in &ids {
+                total += starts(corpus.pieces[i].roll.steps(), steps) as u64;
+                cumulative.push(total);
+            }
+            by_composer.push((c, ids, cumulative));
+        }
+        if by_composer.is_empty() {
+            return Err(Error::InvalidArgument(
+                "no pieces to sample snippets from".into(),
+            ));
+        }
+        Ok(BalancedSampler {
+            corpus,
+            steps,
+            by_composer,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        })
+    }
+
+    /// Number of composers represented (= batch size).
+    pub fn composers(&self) -> usize {
+        self.by_composer.len()
+    }
+
+    /// The next batch: one snippet of each composer, in composer order.
+    pub fn next_batch(&mut self) -> Batch {
+        let n = self.by_composer.len();
+        let mut batch = Batch {
+            steps: self.steps,
+            data: vec![0.0; n * self.steps * PITCHES],
+            composers: Vec::with_capacity(n),
+            sources: Vec::with_capacity(n),
+        };
+        let block = self.steps * PITCHES;
+        for (k, (c, ids, cumulative)) in self.by_composer.iter().enumerate() {
+            let total = *cumulative.last().unwrap_or(&1);
+            let pick = self.rng.random_range(0..total.max(1));
+            let j = cumulative
+                .partition_point(|&x| x <= pick)
+                .min(ids.len() - 1);
+            let before = if j == 0 { 0 } else { cumulative[j - 1] };
+            let start = (pick - before) as usize;
+            let piece = ids[j];
+            self.corpus.pieces[piece].roll.window_f32(
+                start,
+                self.steps,
+                &mut batch.data[k * block..(k + 1) * block],
+            );
+            batch.composers.push(*c);
+            batch.sources.push(SnippetRef { piece, start });
+        }
+        batch
+    }
+}
+
+/// Number of snippet starts in a piece (at least 1: short pieces are padded with silence).
+fn starts(piece_steps: usize, snippet_steps: usize) -> usize {
+    piece_steps.saturating_sub(snippet_steps) + 1
+}
+
+/// Non-overlapping snippets of the given pieces, hop `hop` steps, for deterministic
+/// evaluation; the last partial window of a piece is dropped unless the piece is shorter
+/// than one snippet.
+pub fn fixed_snippets(
+    corpus: &Corpus,
+    pieces: &[usize],
+    steps: usize,
+    hop: usize,
+) -> Vec<SnippetRef> {
+    let hop = hop.max(1);
+    let mut out = Vec::new();
+    for &piece in pieces {
+        let len = corpus.pieces[piece].roll.steps();
+        let mut start = 0;
+        loop {
+            out.push(SnippetRef { piece, start });
+            start += hop;
+            if start + steps > len {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Per-composer figures of a corpus (what `segue corpus stats` prints).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ComposerStats {
+    pub composer: String,
+    pub files: usize,
+    pub steps: usize,
+    pub notes: usize,
+    /// Mean number of sounding pitches per step.
+    pub notes_per_step: f64,
+    pub lowest_pitch: Option<u8>,
+    pub highest_pitch: Option<u8>,
+    pub failures: usize,
+}
+
+impl Corpus {
+    /// Figures per composer.
+    pub fn stats(&self) -> Vec<ComposerStats> {
+        self.composers
+            .iter()
+            .enumerate()
+            .map(|(c, name)| {
+                let mut s = ComposerStats {
+                    composer: name.clone(),
+                    files: 0,
+                    steps: 0,
+                    notes: 0,
+                    notes_per_step: 0.0,
+                    lowest_pitch: None,
+                    highest_pitch: None,
+                    failures: 0,
+                };
+                let mut cells = 0usize;
+                for p in self.pieces.iter().filter(|p| p.composer == c) {
+                    s.files += 1;
+                    s.steps += p.roll.steps();
+                    s.notes += p.roll.notes().len();
+                    cells += p.roll.active_cells();
+                    for pitch in 0..PITCHES {
+                        if (0..p.roll.steps()).any(|t| p.roll.is_on(t, pitch)) {
+                            let pitch = pitch as u8;
+                            s.lowest_pitch = Some(s.lowest_pitch.map_or(pitch, |l| l.min(pitch)));
+                            s.highest_pitch = Some(s.highest_pitch.map_or(pitch, |h| h.max(pitch)));
+                        }
+                    }
+                }
+                s.notes_per_step = if s.steps > 0 {
+                    cells as f64 / s.steps as f64
+                } else {
+                    0.0
+                };
+                s.failures = self
+                    .failures
+                    .iter()
+                    .filter(|f| {
+                        f.path
+                            .strip_prefix(&self.root)
+                            .ok()
+                            .and_then(|r| r.components().next())
+                            .is_some_and(|first| first.as_os_str() == name.as_str())
+                    })
+                    .count();
+                s
+            })
+            .collect()
+    }
+}

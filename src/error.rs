@@ -1,0 +1,86 @@
+//! Typed errors of the Segue library.
+//!
+//! Every error that comes from a file names that file. Messages are lowercase and say what was
+//! expected and what was found, so the CLI and the studio can show them as they are.
+
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {action} failed: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A MIDI file could not be understood.
+    #[error("{path}: {problem}")]
+    Midi { path: PathBuf, problem: MidiProblem },
+    /// A file had the wrong content for its kind (npy, cache, weights...).
+    #[error("{path}: {problem}")]
+    Format { path: PathBuf, problem: String },
+    /// A corpus folder was unusable as a whole.
+    #[error("{path}: {problem}")]
+    Corpus { path: PathBuf, problem: String },
+    /// A caller passed an argument outside its valid range.
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+/// What is wrong with a MIDI file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MidiProblem {
+    /// The file is empty.
+    #[error("the file is empty (0 bytes)")]
+    Empty,
+    /// The bytes are not a Standard MIDI File.
+    #[error("not a standard MIDI file: {0}")]
+    NotMidi(String),
+    /// The header's time division is unusable.
+    #[error("ticks per quarter note must be 1..=32767, but was {0}")]
+    BadDivision(u16),
+    /// SMPTE time division with an unusable frame rate or resolution.
+    #[error("SMPTE time division with {fps} frames/s and {subframes} ticks per frame is unusable")]
+    BadTimecode { fps: u8, subframes: u8 },
+    /// A time value is far beyond anything musical.
+    #[error(
+        "the piece would be {steps} sixteenth-note steps long (more than the limit of {limit}): absurd delta times or tick values"
+    )]
+    TooLong { steps: u64, limit: u64 },
+    /// The file has no readable track at all.
+    #[error("no readable track: {0}")]
+    NoTracks(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path and the action that failed.
+    pub fn io(path: impl Into<PathBuf>, action: &'static str, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            action,
+            source,
+        }
+    }
+
+    /// A MIDI problem in the named file.
+    pub fn midi(path: impl Into<PathBuf>, problem: MidiProblem) -> Self {
+        Error::Midi {
+            path: path.into(),
+            problem,
+        }
+    }
+
+    /// A content problem in the named file.
+    pub fn format(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.into(),
+            problem: problem.into(),
+        }
+    }
+}

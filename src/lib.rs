@@ -1,0 +1,20 @@
+//! Segue: a piano-roll studio for neural music generation.
+//!
+//! The modules follow the data flow: MIDI files ([`midi`]) <-> piano rolls ([`roll`], with
+//! [`npy`] and [`image`] views) -> corpus snippets and batches ([`dataset`]) -> audio
+//! ([`synth`], [`render`]). [`bench`] measures conversion speed against the Python
+//! references.
+
+pub mod bench;
+pub mod dataset;
+pub mod error;
+pub mod fsutil;
+pub mod image;
+pub mod midi;
+pub mod npy;
+pub mod render;
+pub mod roll;
+pub mod synth;
+
+pub use error::{Error, MidiProblem, Result};
+pub use roll::{QuantizeOptions, Roll};

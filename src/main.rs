@@ -1,0 +1,500 @@
+//! The `segue` command line: a thin layer of argument parsing, progress bars and printing over
+//! the library. Errors print as `segue: <what went wrong>` and exit with code 1.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use segue::dataset::{Corpus, LoadOptions};
+use segue::midi::{Division, Song};
+use segue::render::{RenderOptions, render_roll, write_wav};
+use segue::roll::{QuantizeOptions, Roll};
+use segue::{bench, image, npy};
+
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SEGUE_COMMIT"), ")");
+
+/// Segue: a piano-roll studio for neural music generation.
+#[derive(Parser)]
+#[command(name = "segue", version = VERSION, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print what a MIDI file holds: format, tracks, timing, tempo changes, notes, roll shape.
+    Info {
+        /// The MIDI file to describe.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        quantize: QuantizeArgs,
+    },
+    /// Convert a MIDI file to a piano roll: OUT's extension picks .npy, .png or .mid.
+    Roll {
+        /// The MIDI file to convert.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Where to write the roll (.npy: uint8 T x 128; .png: picture; .mid: quantized MIDI).
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+        /// Horizontal pixels per step in a .png.
+        #[arg(long, default_value_t = 2, value_name = "NUM")]
+        scale: usize,
+        #[command(flatten)]
+        quantize: QuantizeArgs,
+    },
+    /// Render a .mid or .npy roll to a WAV file with the built-in piano synth.
+    Render {
+        /// The .mid or .npy file to render.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The WAV file to write (44.1 kHz, 16-bit, mono).
+        #[arg(short, long, value_name = "OUT.wav")]
+        output: PathBuf,
+        /// Play at this tempo instead of the file's own (bpm).
+        #[arg(long, value_name = "BPM")]
+        bpm: Option<f64>,
+        #[command(flatten)]
+        quantize: QuantizeArgs,
+    },
+    /// Work with a corpus folder (composer subfolders of MIDI files).
+    Corpus {
+        #[command(subcommand)]
+        command: CorpusCmd,
+    },
+    /// Measure speed against the Python references, in the same run.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CorpusCmd {
+    /// Per composer: files, steps, notes per step, pitch range, failures.
+    Stats {
+        /// The corpus folder.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        quantize: QuantizeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Convert the whole corpus to rolls and compare with symusic and pretty_midi.
+    Roll(BenchRollArgs),
+}
+
+#[derive(Args)]
+struct BenchRollArgs {
+    /// The corpus folder to convert.
+    #[arg(long, value_name = "DIR")]
+    corpus: Option<PathBuf>,
+    /// The folder holding the reference roll_convert.py.
+    #[arg(long, value_name = "DIR")]
+    reference: Option<PathBuf>,
+    /// The Python virtual environment for the references (created on first use).
+    #[arg(long, value_name = "DIR", default_value = "target/bench-venv")]
+    venv: PathBuf,
+    /// Timed repetitions of Segue's own conversion (the median is reported).
+    #[arg(long, default_value_t = 5, value_name = "NUM")]
+    repeats: usize,
+    /// Skip the Python references (Segue's own timings only).
+    #[arg(long)]
+    no_reference: bool,
+    /// Exit with an error when the mean agreement with the reference roll is below this.
+    #[arg(long, value_name = "X")]
+    check_agreement: Option<f64>,
+}
+
+#[derive(Args, Clone, Copy)]
+struct QuantizeArgs {
+    /// Drop notes whose length rounds to 0 steps, as the paper did (default: keep as 1 step).
+    #[arg(long)]
+    paper_rounding: bool,
+    /// Leave out channel 10 (drums); by default they are merged like every other channel.
+    #[arg(long)]
+    no_drums: bool,
+}
+
+impl QuantizeArgs {
+    fn options(self) -> QuantizeOptions {
+        QuantizeOptions {
+            keep_short_notes: !self.paper_rounding,
+            include_drums: !self.no_drums,
+            ..QuantizeOptions::default()
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct CacheArgs {
+    /// Folder for cached rolls (default: ~/.cache/segue/rolls or $SEGUE_CACHE_DIR).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the roll cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("segue: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            println!();
+            Ok(())
+        }
+        Some(Cmd::Info { file, quantize }) => info(&file, quantize.options()),
+        Some(Cmd::Roll {
+            file,
+            output,
+            scale,
+            quantize,
+        }) => roll_cmd(&file, &output, scale, quantize.options()),
+        Some(Cmd::Render {
+            file,
+            output,
+            bpm,
+            quantize,
+        }) => render_cmd(&file, &output, bpm, quantize.options()),
+        Some(Cmd::Corpus {
+            command:
+                CorpusCmd::Stats {
+                    dir,
+                    json,
+                    cache,
+                    quantize,
+                },
+        }) => corpus_stats(&dir, json, &cache, quantize.options()),
+        Some(Cmd::Bench {
+            command: BenchCmd::Roll(args),
+        }) => bench_roll(args),
+    }
+}
+
+fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
+    let song = Song::read(file)?;
+    let roll = Roll::from_song(&song, &opts).map_err(|p| segue::Error::midi(file, p))?;
+    println!("file:          {}", file.display());
+    if let Some(title) = &song.title {
+        println!("title:         {title}");
+    }
+    println!("format:        {}", song.format.number());
+    println!("tracks:        {}", song.tracks);
+    match song.division {
+        Division::Metrical(tpq) => println!("division:      {tpq} ticks per quarter note"),
+        Division::Timecode { fps, subframes } => println!(
+            "division:      SMPTE {fps} fps x {subframes} ticks per frame (read on a 120 bpm grid)"
+        ),
+    }
+    println!(
+        "tempo changes: {} (first {:.1} bpm)",
+        song.tempo.len(),
+        song.initial_bpm()
+    );
+    if let Some(ts) = song.time_signatures.first() {
+        println!("meter:         {}/{}", ts.numerator, ts.denominator);
+    }
+    let drums = song
+        .notes
+        .iter()
+        .filter(|n| n.channel == segue::midi::DRUM_CHANNEL)
+        .count();
+    println!(
+        "notes:         {} ({} on channel 10)",
+        song.notes.len(),
+        drums
+    );
+    println!(
+        "roll:          {} x 128 ({} sounding cells, {} notes after quantization)",
+        roll.steps(),
+        roll.active_cells(),
+        roll.notes().len()
+    );
+    println!(
+        "duration:      {}",
+        format_duration(song.duration_seconds())
+    );
+    for w in &song.warnings {
+        println!("warning:       {w}");
+    }
+    Ok(())
+}
+
+fn format_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    format!("{}:{:02} ({seconds:.2} s)", s / 60, s % 60)
+}
+
+fn output_kind(output: &Path, allowed: &[&str]) -> Result<String> {
+    let ext = output
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    if !allowed.contains(&ext.as_str()) {
+        bail!(
+            "{}: unsupported output type '.{ext}' (use one of: {})",
+            output.display(),
+            allowed
+                .iter()
+                .map(|a| format!(".{a}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(ext)
+}
+
+fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> Result<()> {
+    let kind = output_kind(output, &["npy", "png", "mid", "midi"])?;
+    let roll = Roll::read_midi(file, &opts)?;
+    match kind.as_str() {
+        "npy" => npy::write_roll(output, &roll)?,
+        "png" => image::write_png(output, &roll, scale)?,
+        _ => roll.write_midi(output)?,
+    }
+    println!(
+        "wrote {} ({} x 128, {} notes)",
+        output.display(),
+        roll.steps(),
+        roll.notes().len()
+    );
+    Ok(())
+}
+
+fn load_roll_any(file: &Path, opts: QuantizeOptions) -> Result<Roll> {
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    Ok(if ext == "npy" {
+        npy::read_roll(file)?
+    } else {
+        Roll::read_midi(file, &opts)?
+    })
+}
+
+fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOptions) -> Result<()> {
+    output_kind(output, &["wav"])?;
+    if let Some(b) = bpm
+        && !(1.0..=1000.0).contains(&b)
+    {
+        bail!("--bpm must be 1..=1000, but was {b}");
+    }
+    let roll = load_roll_any(file, opts)?;
+    let render_opts = RenderOptions {
+        bpm,
+        ..RenderOptions::default()
+    };
+    let bar = progress_bar(1000, "rendering");
+    let samples = render_roll(&roll, &render_opts, &mut |f| {
+        bar.set_position((f * 1000.0) as u64)
+    });
+    bar.finish_and_clear();
+    write_wav(output, &samples, render_opts.sample_rate)?;
+    println!(
+        "wrote {} ({:.1} s at {} Hz)",
+        output.display(),
+        samples.len() as f64 / f64::from(render_opts.sample_rate),
+        render_opts.sample_rate
+    );
+    Ok(())
+}
+
+fn progress_bar(len: u64, message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {percent:>3}% {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn load_corpus(dir: &Path, cache: &CacheArgs, opts: QuantizeOptions) -> Result<Corpus> {
+    let load_opts = LoadOptions {
+        quantize: opts,
+        cache_dir: if cache.no_cache {
+            None
+        } else {
+            cache
+                .cache_dir
+                .clone()
+                .or_else(segue::dataset::default_cache_dir)
+        },
+    };
+    let bar = progress_bar(0, "loading");
+    let corpus = Corpus::load(dir, &load_opts, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    for f in &corpus.failures {
+        eprintln!("skipped {}", f.error);
+    }
+    Ok(corpus)
+}
+
+fn corpus_stats(dir: &Path, json: bool, cache: &CacheArgs, opts: QuantizeOptions) -> Result<()> {
+    let corpus = load_corpus(dir, cache, opts)?;
+    let stats = corpus.stats();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:>6} {:>9} {:>8} {:>11} {:>9} {:>8}",
+        "composer", "files", "steps", "notes", "notes/step", "pitches", "failed"
+    );
+    let name = |p: Option<u8>| p.map_or("-".to_string(), segue::roll::pitch_name);
+    for s in &stats {
+        println!(
+            "{:<16} {:>6} {:>9} {:>8} {:>11.2} {:>9} {:>8}",
+            s.composer,
+            s.files,
+            s.steps,
+            s.notes,
+            s.notes_per_step,
+            format!("{}-{}", name(s.lowest_pitch), name(s.highest_pitch)),
+            s.failures
+        );
+    }
+    let files: usize = stats.iter().map(|s| s.files).sum();
+    let steps: usize = stats.iter().map(|s| s.steps).sum();
+    println!(
+        "{} composers, {files} files, {steps} steps, {} failed, {} from cache",
+        stats.len(),
+        corpus.failures.len(),
+        corpus.cache_hits
+    );
+    Ok(())
+}
+
+/// `../shared/<what>` from the current folder, else from the source tree.
+fn shared_dir(what: &str) -> PathBuf {
+    let here = Path::new("../shared").join(what);
+    if here.exists() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(what)
+}
+
+fn bench_roll(args: BenchRollArgs) -> Result<()> {
+    let corpus = args.corpus.unwrap_or_else(|| shared_dir("corpus"));
+    let reference = args
+        .reference
+        .unwrap_or_else(|| shared_dir("bench/reference"));
+    let files = bench::corpus_files(&corpus).with_context(|| "listing the benchmark corpus")?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "{} MIDI files under {} ({} cores); read + parse + roll, paper rounding, median of {}",
+        files.len(),
+        corpus.display(),
+        cores,
+        args.repeats
+    );
+    // Warm the file cache so every method reads from memory.
+    bench::time_own(&files, cores, 1)?;
+    let single = bench::time_own(&files, 1, args.repeats)?;
+    let multi = bench::time_own(&files, cores, args.repeats)?;
+    let mut rows: Vec<(String, f64, f64, usize)> = vec![
+        (
+            single.label.clone(),
+            single.files_per_s,
+            single.seconds,
+            single.failed,
+        ),
+        (
+            multi.label.clone(),
+            multi.files_per_s,
+            multi.seconds,
+            multi.failed,
+        ),
+    ];
+    let mut agreement = None;
+    if !args.no_reference {
+        let python = bench::ensure_venv(&args.venv, &mut |m| eprintln!("{m}"))?;
+        let refs = bench::time_reference(
+            &python,
+            &reference,
+            &corpus,
+            &["symusic_native", "symusic", "pretty_midi"],
+        )?;
+        for r in refs {
+            rows.push((
+                format!("python {}", r.method),
+                r.files_per_s,
+                r.seconds,
+                r.failed,
+            ));
+        }
+        agreement = Some(bench::agreement(&python, &reference, &corpus, &files)?);
+    }
+    println!(
+        "\n{:<28} {:>10} {:>9} {:>7}",
+        "method", "files/s", "total s", "failed"
+    );
+    for (label, fps, secs, failed) in &rows {
+        println!("{label:<28} {fps:>10.1} {secs:>9.3} {failed:>7}");
+    }
+    if rows.len() > 2 {
+        println!("\nratios (files/s of segue / files/s of the reference):");
+        for (label, fps, _, _) in &rows[2..] {
+            println!(
+                "  {:<24} 1 thread {:>7.2}x   {} threads {:>7.2}x",
+                label,
+                single.files_per_s / fps,
+                cores,
+                multi.files_per_s / fps
+            );
+        }
+    }
+    if let Some(a) = &agreement {
+        println!(
+            "\nagreement with the reference roll (symusic ticks, paper rounding): mean Jaccard {:.5}, min {:.4}, {} of {} files identical",
+            a.mean, a.min, a.identical, a.files
+        );
+        if let Some(threshold) = args.check_agreement
+            && a.mean < threshold
+        {
+            bail!(
+                "mean agreement {:.5} is below the required {threshold}",
+                a.mean
+            );
+        }
+    } else if args.check_agreement.is_some() {
+        bail!("--check-agreement needs the Python reference (drop --no-reference)");
+    }
+    Ok(())
+}

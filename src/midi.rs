@@ -1,0 +1,497 @@
+//! Standard MIDI files <-> timed notes and a tempo map (via `midly`).
+//!
+//! Reading keeps ticks as they are in the file (so tempo changes never move the grid) and pairs
+//! note-ons with note-offs per track, channel and pitch, first in first out. A note-on with
+//! velocity 0 is a note-off. Format 0 and 1 tracks are merged; format 2 tracks are independent
+//! sequences and are played one after another. SMPTE-timed files are read on a 120 bpm grid
+//! (they carry no musical tempo). The reader is lenient like the good readers of the field: a
+//! track that is corrupt half-way keeps the events before the damage, and the damage is listed
+//! in [`Song::warnings`]; a file with nothing readable is refused with a clear error.
+
+use std::path::Path;
+
+use midly::num::{u4, u7, u15, u24, u28};
+use midly::{Format, Header, MetaMessage, MidiMessage, Timing, TrackEvent, TrackEventKind};
+
+use crate::error::{Error, MidiProblem, Result};
+use crate::fsutil;
+
+/// The General MIDI percussion channel (channel 10, zero-based 9).
+pub const DRUM_CHANNEL: u8 = 9;
+/// Tempo used where a file gives none: 120 bpm.
+pub const DEFAULT_MICROS_PER_QUARTER: u32 = 500_000;
+
+/// One note, in the file's ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Note {
+    /// Start tick (absolute).
+    pub start: u64,
+    /// End tick (absolute, >= start).
+    pub end: u64,
+    /// MIDI pitch 0..=127.
+    pub pitch: u8,
+    /// Note-on velocity 1..=127.
+    pub velocity: u8,
+    /// MIDI channel 0..=15 (9 is drums).
+    pub channel: u8,
+    /// Index of the track the note came from.
+    pub track: u16,
+}
+
+/// A tempo change at an absolute tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TempoChange {
+    pub tick: u64,
+    pub micros_per_quarter: u32,
+}
+
+/// A time signature at an absolute tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeSignature {
+    pub tick: u64,
+    pub numerator: u8,
+    /// The denominator itself (4 for x/4), not its power of two.
+    pub denominator: u16,
+}
+
+/// The file's layout as declared in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmfFormat {
+    /// Format 0: one track.
+    SingleTrack,
+    /// Format 1: simultaneous tracks.
+    Parallel,
+    /// Format 2: independent sequences (read one after another).
+    Sequential,
+}
+
+impl SmfFormat {
+    /// The number the header stores.
+    pub fn number(self) -> u8 {
+        match self {
+            SmfFormat::SingleTrack => 0,
+            SmfFormat::Parallel => 1,
+            SmfFormat::Sequential => 2,
+        }
+    }
+}
+
+/// How the file counts time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Division {
+    /// Ticks per quarter note.
+    Metrical(u16),
+    /// SMPTE frames per second and ticks per frame.
+    Timecode { fps: u8, subframes: u8 },
+}
+
+/// A MIDI file read into notes, tempo and meter, all in absolute ticks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Song {
+    pub format: SmfFormat,
+    pub division: Division,
+    /// Ticks per quarter note used for quantization (for SMPTE files: the ticks of one
+    /// quarter note at 120 bpm, after [`Song::tick_scale`]).
+    pub ticks_per_quarter: u32,
+    /// Number of track chunks read.
+    pub tracks: usize,
+    /// Notes sorted by start tick, then pitch.
+    pub notes: Vec<Note>,
+    /// Tempo changes sorted by tick (may be empty: 120 bpm).
+    pub tempo: Vec<TempoChange>,
+    /// Time signatures sorted by tick.
+    pub time_signatures: Vec<TimeSignature>,
+    /// The last tick of any event.
+    pub end_tick: u64,
+    /// The first track or sequence name found, if any.
+    pub title: Option<String>,
+    /// Damage that was skipped while reading (the file is still usable).
+    pub warnings: Vec<String>,
+}
+
+impl Song {
+    /// Reads and parses a MIDI file.
+    pub fn read(path: &Path) -> Result<Song> {
+        let bytes = fsutil::read(path)?;
+        Song::parse(&bytes).map_err(|p| Error::midi(path, p))
+    }
+
+    /// Parses the bytes of a Standard MIDI File (also RIFF-wrapped `.rmi`).
+    pub fn parse(bytes: &[u8]) -> std::result::Result<Song, MidiProblem> {
+        if bytes.is_empty() {
+            return Err(MidiProblem::Empty);
+        }
+        let (header, track_iter) =
+            midly::parse(bytes).map_err(|e| MidiProblem::NotMidi(e.to_string()))?;
+        let (division, ticks_per_quarter, tick_scale) = division_of(&header)?;
+        let format = match header.format {
+            Format::SingleTrack => SmfFormat::SingleTrack,
+            Format::Parallel => SmfFormat::Parallel,
+            Format::Sequential => SmfFormat::Sequential,
+        };
+
+        let mut song = Song {
+            format,
+            division,
+            ticks_per_quarter,
+            tracks: 0,
+            notes: Vec::new(),
+            tempo: Vec::new(),
+            time_signatures: Vec::new(),
+            end_tick: 0,
+            title: None,
+            warnings: Vec::new(),
+        };
+        // Open notes per (channel, pitch): FIFO of (start tick, velocity).
+        let mut open: Vec<Vec<(u64, u8)>> = vec![Vec::new(); 16 * 128];
+        let mut offset = 0u64;
+        for (index, track) in track_iter.enumerate() {
+            let events = match track {
+                Ok(events) => events,
+                Err(e) => {
+                    song.warnings
+                        .push(format!("track {index}: unreadable chunk skipped ({e})"));
+                    continue;
+                }
+            };
+            song.tracks += 1;
+            let track_no = u16::try_from(index).unwrap_or(u16::MAX);
+            let mut tick = offset;
+            let mut events = events;
+            loop {
+                let before = events.unread();
+                let running = events.running_status();
+                match events.next() {
+                    Some(Ok(event)) => {
+                        tick += u64::from(event.delta.as_int()) * tick_scale;
+                        song.handle_event(event.kind, tick, track_no, &mut open);
+                    }
+                    // Only with midly's `strict` feature, which Segue does not enable.
+                    Some(Err(_)) => break,
+                    None if before.is_empty() => break,
+                    None => match skip_illegal_message(before) {
+                        // midly stops a track at an illegal status byte; skip it and go on.
+                        Some((delta, status, rest)) => {
+                            tick += u64::from(delta) * tick_scale;
+                            song.warnings.push(format!(
+                                "track {index}: illegal message 0x{status:02X} at tick {tick} skipped"
+                            ));
+                            events = midly::EventIter::new(rest);
+                            // Realtime bytes leave running status alone; system common cancels it.
+                            if status >= 0xF8 {
+                                *events.running_status_mut() = running;
+                            }
+                        }
+                        None => {
+                            song.warnings.push(format!(
+                                "track {index}: corrupt event after tick {tick}, the last {} bytes of the track skipped",
+                                before.len()
+                            ));
+                            break;
+                        }
+                    },
+                }
+            }
+            // Notes never switched off end with their track.
+            for (key, queue) in open.iter_mut().enumerate() {
+                for (start, velocity) in queue.drain(..) {
+                    if tick > start {
+                        song.notes.push(Note {
+                            start,
+                            end: tick,
+                            pitch: (key % 128) as u8,
+                            velocity,
+                            channel: (key / 128) as u8,
+                            track: track_no,
+                        });
+                    }
+                }
+            }
+            song.end_tick = song.end_tick.max(tick);
+            if format == SmfFormat::Sequential {
+                offset = tick;
+            }
+        }
+        if song.tracks == 0 {
+            let why = song
+                .warnings
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "the header declares tracks but none follow".into());
+            return Err(MidiProblem::NoTracks(why));
+        }
+        song.notes
+            .sort_by_key(|n| (n.start, n.pitch, n.end, n.channel, n.track));
+        song.tempo.sort_by_key(|t| t.tick);
+        song.time_signatures.sort_by_key(|t| t.tick);
+        Ok(song)
+    }
+
+    fn handle_event(
+        &mut self,
+        kind: TrackEventKind,
+        tick: u64,
+        track: u16,
+        open: &mut [Vec<(u64, u8)>],
+    ) {
+        match kind {
+            TrackEventKind::Midi { channel, message } => {
+                let channel = channel.as_int();
+                let (key, on_velocity) = match message {
+                    MidiMessage::NoteOn { key, vel } => (key.as_int(), vel.as_int()),
+                    MidiMessage::NoteOff { key, .. } => (key.as_int(), 0),
+                    _ => return,
+                };
+                let slot = usize::from(channel) * 128 + usize::from(key);
+                if on_velocity > 0 {
+                    open[slot].push((tick, on_velocity));
+                } else if !open[slot].is_empty() {
+                    let (start, velocity) = open[slot].remove(0);
+                    self.notes.push(Note {
+                        start,
+                        end: tick,
+                        pitch: key,
+                        velocity,
+                        channel,
+                        track,
+                    });
+                }
+            }
+            TrackEventKind::Meta(meta) => match meta {
+                MetaMessage::Tempo(t) if t.as_int() > 0 => self.tempo.push(TempoChange {
+                    tick,
+                    micros_per_quarter: t.as_int(),
+                }),
+                MetaMessage::TimeSignature(num, den_pow, _, _) if num > 0 && den_pow < 16 => {
+                    self.time_signatures.push(TimeSignature {
+                        tick,
+                        numerator: num,
+                        denominator: 1u16 << den_pow,
+                    })
+                }
+                MetaMessage::TrackName(name) if self.title.is_none() => {
+                    let name = String::from_utf8_lossy(name).trim().to_string();
+                    if !name.is_empty() {
+                        self.title = Some(name);
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// Beats per minute of the first tempo event (120 when there is none).
+    pub fn initial_bpm(&self) -> f64 {
+        let micros = self
+            .tempo
+            .first()
+            .filter(|t| t.tick == 0)
+            .map_or(DEFAULT_MICROS_PER_QUARTER, |t| t.micros_per_quarter);
+        60_000_000.0 / f64::from(micros)
+    }
+
+    /// Length of the song in seconds, following the tempo map.
+    pub fn duration_seconds(&self) -> f64 {
+        let tpq = f64::from(self.ticks_per_quarter);
+        let mut seconds = 0.0;
+        let mut last_tick = 0u64;
+        let mut micros = f64::from(DEFAULT_MICROS_PER_QUARTER);
+        for t in self.tempo.iter().filter(|t| t.tick <= self.end_tick) {
+            seconds += (t.tick - last_tick) as f64 / tpq * micros / 1e6;
+            last_tick = t.tick;
+            micros = f64::from(t.micros_per_quarter);
+        }
+        seconds + (self.end_tick - last_tick) as f64 / tpq * micros / 1e6
+    }
+}
+
+/// The division, the ticks per quarter for quantization, and a factor applied to every delta.
+fn division_of(header: &Header) -> std::result::Result<(Division, u32, u64), MidiProblem> {
+    match header.timing {
+        Timing::Metrical(tpq) => {
+            let tpq = tpq.as_int();
+            if tpq == 0 {
+                return Err(MidiProblem::BadDivision(0));
+            }
+            Ok((Division::Metrical(tpq), u32::from(tpq), 1))
+        }
+        Timing::Timecode(fps, subframes) => {
+            let fps_int = fps.as_int();
+            if subframes == 0 || fps_int == 0 {
+                return Err(MidiProblem::BadTimecode {
+                    fps: fps_int,
+                    subframes,
+                });
+            }
+            // A quarter note at 120 bpm lasts half a second: fps * subframes / 2 ticks. Ticks
+            // are doubled so that this stays an integer for odd products (29.97 drop-frame
+            // counts as 30 frames, as midly reports it).
+            let per_second = u32::from(fps_int) * u32::from(subframes);
+            Ok((
+                Division::Timecode {
+                    fps: fps_int,
+                    subframes,
+                },
+                per_second,
+                2,
+            ))
+        }
+    }
+}
+
+/// If `raw` starts with a delta time and a system common or realtime status byte (illegal in
+/// a MIDI file), returns the delta, the status and the bytes after the message.
+fn skip_illegal_message(raw: &[u8]) -> Option<(u32, u8, &[u8])> {
+    let mut delta = 0u32;
+    let mut i = 0;
+    loop {
+        let b = *raw.get(i)?;
+        delta = (delta << 7) | u32::from(b & 0x7f);
+        i += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        if i == 4 {
+            return None;
+        }
+    }
+    let status = *raw.get(i)?;
+    let data_bytes = match status {
+        0xF1 | 0xF3 => 1,
+        0xF2 => 2,
+        0xF4..=0xF6 | 0xF8..=0xFE => 0,
+        _ => return None,
+    };
+    let rest = raw.get(i + 1 + data_bytes..)?;
+    // Data bytes must have the top bit clear.
+    if raw[i + 1..i + 1 + data_bytes].iter().any(|b| b & 0x80 != 0) {
+        return None;
+    }
+    Some((delta, status, rest))
+}
+
+/// A note to write, in steps or ticks chosen by the caller (see [`write_smf`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutNote {
+    pub start: u64,
+    pub end: u64,
+    pub pitch: u8,
+    pub velocity: u8,
+}
+
+/// Encodes notes and a tempo map as a format-1 Standard MIDI File: a tempo track and one piano
+/// track (program 0, channel 1). Ticks are in `ticks_per_quarter`. At equal ticks note-offs
+/// come before note-ons, so repeated notes re-strike.
+pub fn write_smf(
+    notes: &[OutNote],
+    tempo: &[TempoChange],
+    ticks_per_quarter: u16,
+    title: &str,
+) -> Result<Vec<u8>> {
+    if ticks_per_quarter == 0 || ticks_per_quarter > 0x7fff {
+        return Err(Error::InvalidArgument(format!(
+            "ticks per quarter note must be 1..=32767, but was {ticks_per_quarter}"
+        )));
+    }
+    let mut tempo_track: Vec<(u64, TrackEventKind)> = vec![(
+        0,
+        TrackEventKind::Meta(MetaMessage::TimeSignature(4, 2, 24, 8)),
+    )];
+    let mut tempo_sorted = tempo.to_vec();
+    tempo_sorted.sort_by_key(|t| t.tick);
+    if tempo_sorted.first().is_none_or(|t| t.tick > 0) {
+        tempo_sorted.insert(
+            0,
+            TempoChange {
+                tick: 0,
+                micros_per_quarter: DEFAULT_MICROS_PER_QUARTER,
+            },
+        );
+    }
+    for t in &tempo_sorted {
+        let micros =
+            u24::try_from(t.micros_per_quarter.clamp(1, 0xff_ffff)).unwrap_or(u24::max_value());
+        tempo_track.push((t.tick, TrackEventKind::Meta(MetaMessage::Tempo(micros))));
+    }
+
+    let channel = u4::new(0);
+    let mut note_events: Vec<(u64, u8, TrackEventKind)> = Vec::with_capacity(notes.len() * 2);
+    for n in notes.iter().filter(|n| n.end > n.start && n.pitch < 128) {
+        let key = u7::new(n.pitch);
+        note_events.push((
+            n.start,
+            1,
+            TrackEventKind::Midi {
+                channel,
+                message: MidiMessage::NoteOn {
+                    key,
+                    vel: u7::new(n.velocity.clamp(1, 127)),
+                },
+            },
+        ));
+        note_events.push((
+            n.end,
+            0,
+            TrackEventKind::Midi {
+                channel,
+                message: MidiMessage::NoteOff {
+                    key,
+                    vel: u7::new(64),
+                },
+            },
+        ));
+    }
+    // Offs (0) before ons (1) at the same tick; stable order otherwise.
+    note_events.sort_by_key(|e| (e.0, e.1));
+    let mut piano: Vec<(u64, TrackEventKind)> = vec![
+        (
+            0,
+            TrackEventKind::Meta(MetaMessage::TrackName(title.as_bytes())),
+        ),
+        (
+            0,
+            TrackEventKind::Midi {
+                channel,
+                message: MidiMessage::ProgramChange {
+                    program: u7::new(0),
+                },
+            },
+        ),
+    ];
+    piano.extend(note_events.into_iter().map(|(t, _, k)| (t, k)));
+
+    let header = Header::new(
+        Format::Parallel,
+        Timing::Metrical(u15::new(ticks_per_quarter)),
+    );
+    let tracks = [to_track(&tempo_track)?, to_track(&piano)?];
+    let mut out = Vec::new();
+    midly::write_std(&header, tracks.iter(), &mut out)
+        .map_err(|e| Error::InvalidArgument(format!("encoding MIDI failed: {e}")))?;
+    Ok(out)
+}
+
+/// Absolute-tick events -> delta-timed track with an end-of-track marker.
+fn to_track<'a>(events: &[(u64, TrackEventKind<'a>)]) -> Result<Vec<TrackEvent<'a>>> {
+    let mut track = Vec::with_capacity(events.len() + 1);
+    let mut last = 0u64;
+    for &(tick, kind) in events {
+        let delta = tick.saturating_sub(last);
+        let delta = u32::try_from(delta)
+            .ok()
+            .and_then(u28::try_from)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "a gap of {delta} ticks does not fit a MIDI delta time (at most 268435455)"
+                ))
+            })?;
+        track.push(TrackEvent { delta, kind });
+        last = last.max(tick);
+    }
+    track.push(TrackEvent {
+        delta: u28::new(0),
+        kind: TrackEventKind::Meta(MetaMessage::EndOfTrack),
+    });
+    Ok(track)
+}

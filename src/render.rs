@@ -1,0 +1,129 @@
+//! Rolls -> audio: note events timed by the roll's tempo map, rendered by [`Synth`], and WAV
+//! export (16-bit PCM, written atomically).
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::roll::Roll;
+use crate::synth::Synth;
+
+/// The sample rate of rendered audio.
+pub const SAMPLE_RATE: u32 = 44_100;
+
+/// A note-on (velocity > 0) or note-off (velocity 0) at a sample position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoteEvent {
+    pub sample: u64,
+    pub pitch: u8,
+    pub velocity: u8,
+}
+
+/// How a roll is rendered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RenderOptions {
+    pub sample_rate: u32,
+    /// Seconds of release tail after the last step.
+    pub tail_seconds: f32,
+    /// Play at this tempo (bpm) instead of the roll's own tempo map.
+    pub bpm: Option<f64>,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            sample_rate: SAMPLE_RATE,
+            tail_seconds: 1.5,
+            bpm: None,
+        }
+    }
+}
+
+/// Start time in seconds of each step and the end (T + 1 values), at the roll's tempo or `bpm`.
+pub fn step_times(roll: &Roll, bpm: Option<f64>) -> Vec<f64> {
+    match bpm {
+        Some(bpm) if bpm > 0.0 => {
+            let step = 60.0 / bpm / 4.0;
+            (0..=roll.steps()).map(|i| i as f64 * step).collect()
+        }
+        _ => roll.step_times(),
+    }
+}
+
+/// The roll's notes as time-ordered events (at one instant, offs come before ons).
+pub fn schedule(roll: &Roll, sample_rate: u32, bpm: Option<f64>) -> Vec<NoteEvent> {
+    let times = step_times(roll, bpm);
+    let at = |step: usize| (times[step] * f64::from(sample_rate)).round() as u64;
+    let mut events = Vec::new();
+    for n in roll.notes() {
+        events.push(NoteEvent {
+            sample: at(n.start),
+            pitch: n.pitch,
+            velocity: n.velocity,
+        });
+        events.push(NoteEvent {
+            sample: at(n.start + n.len),
+            pitch: n.pitch,
+            velocity: 0,
+        });
+    }
+    events.sort_by_key(|e| (e.sample, e.velocity != 0, e.pitch));
+    events
+}
+
+/// Renders a roll to mono samples; `progress` gets the fraction done now and then.
+pub fn render_roll(roll: &Roll, opts: &RenderOptions, progress: &mut dyn FnMut(f64)) -> Vec<f32> {
+    let events = schedule(roll, opts.sample_rate, opts.bpm);
+    let end_time = step_times(roll, opts.bpm).last().copied().unwrap_or(0.0);
+    let total = ((end_time + f64::from(opts.tail_seconds.max(0.0))) * f64::from(opts.sample_rate))
+        .ceil() as usize;
+    let mut out = vec![0f32; total];
+    let mut synth = Synth::new(opts.sample_rate);
+    let mut next = 0;
+    let mut pos = 0usize;
+    const BLOCK: usize = 256;
+    while pos < total {
+        while next < events.len() && events[next].sample as usize <= pos {
+            let e = events[next];
+            synth.note_on(e.pitch, e.velocity);
+            next += 1;
+        }
+        let until_event = events
+            .get(next)
+            .map_or(usize::MAX, |e| e.sample as usize - pos);
+        let len = BLOCK.min(total - pos).min(until_event.max(1));
+        synth.render(&mut out[pos..pos + len]);
+        pos += len;
+        if pos % (BLOCK * 512) < len {
+            progress(pos as f64 / total as f64);
+        }
+    }
+    progress(1.0);
+    out
+}
+
+/// Encodes mono samples as a 16-bit PCM WAV file in memory.
+pub fn encode_wav(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut cursor = std::io::Cursor::new(Vec::with_capacity(samples.len() * 2 + 44));
+    let wav_error = |e: hound::Error| Error::InvalidArgument(format!("WAV encoding failed: {e}"));
+    {
+        let mut writer = hound::WavWriter::new(&mut cursor, spec).map_err(wav_error)?;
+        for &s in samples {
+            let v = (s.clamp(-1.0, 1.0) * f32::from(i16::MAX)).round() as i16;
+            writer.write_sample(v).map_err(wav_error)?;
+        }
+        writer.finalize().map_err(wav_error)?;
+    }
+    Ok(cursor.into_inner())
+}
+
+/// Writes mono samples as a 16-bit WAV file (atomically).
+pub fn write_wav(path: &Path, samples: &[f32], sample_rate: u32) -> Result<()> {
+    fsutil::write_atomic(path, &encode_wav(samples, sample_rate)?)
+}

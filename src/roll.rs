@@ -1,0 +1,517 @@
+//! The piano roll: a T x 128 grid, one row per sixteenth note, as in the paper.
+//!
+//! The binary matrix the models see is `cells != 0`. Alongside it the roll keeps what export
+//! needs: the velocity of each sounding cell, where notes start (so a repeated note stays two
+//! notes), and the tempo map in steps.
+//!
+//! Quantization counts the file's own ticks, so tempo changes never shift the grid:
+//! `start = round(tick * 4 / tpq)`, `length = round(duration_ticks * 4 / tpq)`, rounding half
+//! to even as NumPy does. Notes whose length rounds to 0 steps are kept as 1 step by default
+//! ([`QuantizeOptions::keep_short_notes`]); the paper dropped them.
+
+use std::path::Path;
+
+use crate::error::{Error, MidiProblem, Result};
+use crate::fsutil;
+use crate::midi::{self, DEFAULT_MICROS_PER_QUARTER, OutNote, Song, TempoChange};
+
+/// Pitches per step (the whole MIDI range).
+pub const PITCHES: usize = 128;
+/// Steps per quarter note (one step is a sixteenth note).
+pub const STEPS_PER_QUARTER: u64 = 4;
+/// Velocity given to notes that carry none (drawn or generated).
+pub const DEFAULT_VELOCITY: u8 = 80;
+/// Ticks per quarter note used when a roll is written as MIDI.
+pub const EXPORT_TICKS_PER_QUARTER: u16 = 480;
+
+/// How MIDI notes become roll cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QuantizeOptions {
+    /// Keep notes whose length rounds to 0 steps as 1 step (the paper dropped them).
+    pub keep_short_notes: bool,
+    /// Merge channel 10 (drums) into the roll, as the paper did.
+    pub include_drums: bool,
+    /// Refuse files longer than this many steps (protects against absurd tick values).
+    pub max_steps: usize,
+}
+
+impl Default for QuantizeOptions {
+    fn default() -> Self {
+        QuantizeOptions {
+            keep_short_notes: true,
+            include_drums: true,
+            max_steps: 200_000,
+        }
+    }
+}
+
+impl QuantizeOptions {
+    /// The paper's behaviour: notes shorter than half a step are dropped.
+    pub fn paper() -> Self {
+        QuantizeOptions {
+            keep_short_notes: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// A tempo change at a roll step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StepTempo {
+    pub step: usize,
+    pub micros_per_quarter: u32,
+}
+
+/// A note of a roll, in steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollNote {
+    pub start: usize,
+    pub len: usize,
+    pub pitch: u8,
+    pub velocity: u8,
+}
+
+/// A piano roll of `steps` x 128 cells.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Roll {
+    steps: usize,
+    /// Row-major T x 128: 0 = silent, otherwise the velocity of the sounding note.
+    cells: Vec<u8>,
+    /// Row-major T x 128: true where a note starts.
+    onsets: Vec<bool>,
+    /// Tempo changes by step; empty means 120 bpm.
+    tempo: Vec<StepTempo>,
+}
+
+/// Rounds `num / den` to the nearest integer, ties to even (NumPy's rule).
+pub fn round_half_even(num: u64, den: u64) -> u64 {
+    let q = num / den;
+    let r = num % den;
+    let twice = r * 2;
+    if twice > den || (twice == den && q % 2 == 1) {
+        q + 1
+    } else {
+        q
+    }
+}
+
+impl Roll {
+    /// A silent roll of `steps` steps.
+    pub fn new(steps: usize) -> Roll {
+        Roll {
+            steps,
+            cells: vec![0; steps * PITCHES],
+            onsets: vec![false; steps * PITCHES],
+            tempo: Vec::new(),
+        }
+    }
+
+    /// A roll from a binary T x 128 matrix (row-major, nonzero = on); notes get the default
+    /// velocity and start where a run of cells starts.
+    pub fn from_binary(steps: usize, binary: &[u8]) -> Result<Roll> {
+        if binary.len() != steps * PITCHES {
+            return Err(Error::InvalidArgument(format!(
+                "a binary roll of {steps} steps needs {} cells, but got {}",
+                steps * PITCHES,
+                binary.len()
+            )));
+        }
+        let mut roll = Roll::new(steps);
+        for (i, &b) in binary.iter().enumerate() {
+            if b != 0 {
+                roll.cells[i] = DEFAULT_VELOCITY;
+                roll.onsets[i] = i < PITCHES || binary[i - PITCHES] == 0;
+            }
+        }
+        Ok(roll)
+    }
+
+    /// Quantizes a song onto the sixteenth-note grid (see the module docs).
+    pub fn from_song(
+        song: &Song,
+        opts: &QuantizeOptions,
+    ) -> std::result::Result<Roll, MidiProblem> {
+        let tpq = u64::from(song.ticks_per_quarter);
+        let limit = opts.max_steps as u64;
+        let mut notes = Vec::with_capacity(song.notes.len());
+        let mut steps = 0u64;
+        for n in &song.notes {
+            if !opts.include_drums && n.channel == midi::DRUM_CHANNEL {
+                continue;
+            }
+            let start = round_half_even(n.start.saturating_mul(STEPS_PER_QUARTER), tpq);
+            let mut len = round_half_even((n.end - n.start).saturating_mul(STEPS_PER_QUARTER), tpq);
+            if len == 0 {
+                if !opts.keep_short_notes {
+                    continue;
+                }
+                len = 1;
+            }
+            let end = start.saturating_add(len);
+            if end > limit {
+                return Err(MidiProblem::TooLong { steps: end, limit });
+            }
+            steps = steps.max(end);
+            notes.push(RollNote {
+                start: start as usize,
+                len: len as usize,
+                pitch: n.pitch,
+                velocity: n.velocity,
+            });
+        }
+        let tempo = song
+            .tempo
+            .iter()
+            .map(|t| StepTempo {
+                step: round_half_even(t.tick.saturating_mul(STEPS_PER_QUARTER), tpq).min(limit)
+                    as usize,
+                micros_per_quarter: t.micros_per_quarter,
+            })
+            .collect();
+        Ok(Roll::from_notes(steps as usize, &notes, tempo))
+    }
+
+    /// Builds a roll from notes in steps (notes past `steps` are cut) and a tempo map.
+    pub fn from_notes(steps: usize, notes: &[RollNote], tempo: Vec<StepTempo>) -> Roll {
+        let mut roll = Roll::new(steps);
+        // Mark onsets with their velocity (the loudest wins on a shared onset), then cells.
+        for n in notes.iter().filter(|n| n.start < steps && n.len > 0) {
+            let p = usize::from(n.pitch & 127);
+            let i = n.start * PITCHES + p;
+            roll.onsets[i] = true;
+            roll.cells[i] = roll.cells[i].max(n.velocity.clamp(1, 127));
+            for t in n.start + 1..(n.start + n.len).min(steps) {
+                let j = t * PITCHES + p;
+                if roll.cells[j] == 0 {
+                    roll.cells[j] = 1; // placeholder, set below
+                }
+            }
+        }
+        roll.canonicalize();
+        roll.set_tempo(tempo);
+        roll
+    }
+
+    /// Gives every held cell the velocity of the onset that started its run, so a roll has one
+    /// canonical form (what makes MIDI -> roll -> MIDI -> roll exact).
+    fn canonicalize(&mut self) {
+        let mut current = [0u8; PITCHES];
+        for t in 0..self.steps {
+            for (p, cur) in current.iter_mut().enumerate() {
+                let i = t * PITCHES + p;
+                if self.cells[i] == 0 {
+                    *cur = 0;
+                    self.onsets[i] = false;
+                    continue;
+                }
+                if *cur == 0 && !self.onsets[i] {
+                    self.onsets[i] = true; // a run always starts with an onset
+                    self.cells[i] = self.cells[i].max(DEFAULT_VELOCITY);
+                }
+                if self.onsets[i] {
+                    *cur = self.cells[i].max(1);
+                }
+                self.cells[i] = *cur;
+            }
+        }
+    }
+
+    /// Number of steps (T).
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Velocity at (step, pitch); 0 when silent or out of range.
+    pub fn velocity(&self, step: usize, pitch: usize) -> u8 {
+        if step < self.steps && pitch < PITCHES {
+            self.cells[step * PITCHES + pitch]
+        } else {
+            0
+        }
+    }
+
+    /// Whether (step, pitch) sounds.
+    pub fn is_on(&self, step: usize, pitch: usize) -> bool {
+        self.velocity(step, pitch) != 0
+    }
+
+    /// Whether a note starts at (step, pitch).
+    pub fn is_onset(&self, step: usize, pitch: usize) -> bool {
+        step < self.steps && pitch < PITCHES && self.onsets[step * PITCHES + pitch]
+    }
+
+    /// One step's 128 velocities.
+    pub fn row(&self, step: usize) -> &[u8] {
+        &self.cells[step * PITCHES..(step + 1) * PITCHES]
+    }
+
+    /// The velocities of all cells, row-major T x 128.
+    pub fn cells(&self) -> &[u8] {
+        &self.cells
+    }
+
+    /// The binary matrix (1 = on), row-major T x 128.
+    pub fn binary(&self) -> Vec<u8> {
+        self.cells.iter().map(|&v| u8::from(v != 0)).collect()
+    }
+
+    /// Writes the binary matrix of steps `start..start+len` into `out` as 0.0/1.0, padding
+    /// with silence past the end.
+    pub fn window_f32(&self, start: usize, len: usize, out: &mut [f32]) {
+        debug_assert_eq!(out.len(), len * PITCHES);
+        for (t, row) in out.chunks_exact_mut(PITCHES).enumerate() {
+            let s = start + t;
+            if s < self.steps {
+                for (o, &v) in row.iter_mut().zip(self.row(s)) {
+                    *o = if v != 0 { 1.0 } else { 0.0 };
+                }
+            } else {
+                row.fill(0.0);
+            }
+        }
+    }
+
+    /// Number of sounding cells.
+    pub fn active_cells(&self) -> usize {
+        self.cells.iter().filter(|&&v| v != 0).count()
+    }
+
+    /// The tempo map in steps (empty: 120 bpm).
+    pub fn tempo(&self) -> &[StepTempo] {
+        &self.tempo
+    }
+
+    /// Replaces the tempo map (sorted; of several changes on one step the last wins).
+    pub fn set_tempo(&mut self, mut tempo: Vec<StepTempo>) {
+        tempo.sort_by_key(|t| t.step);
+        let mut dedup: Vec<StepTempo> = Vec::with_capacity(tempo.len());
+        for t in tempo.into_iter().filter(|t| t.micros_per_quarter > 0) {
+            match dedup.last_mut() {
+                Some(last) if last.step == t.step => *last = t,
+                Some(last) if last.micros_per_quarter == t.micros_per_quarter => {}
+                _ => dedup.push(t),
+            }
+        }
+        if dedup.len() == 1
+            && dedup[0].step == 0
+            && dedup[0].micros_per_quarter == DEFAULT_MICROS_PER_QUARTER
+        {
+            dedup.clear();
+        }
+        self.tempo = dedup;
+    }
+
+    /// Micro-seconds per quarter note in force at `step`.
+    pub fn micros_per_quarter_at(&self, step: usize) -> u32 {
+        self.tempo
+            .iter()
+            .take_while(|t| t.step <= step)
+            .last()
+            .map_or(DEFAULT_MICROS_PER_QUARTER, |t| t.micros_per_quarter)
+    }
+
+    /// The time in seconds at which each step starts, plus the end time (T + 1 values).
+    pub fn step_times(&self) -> Vec<f64> {
+        let mut times = Vec::with_capacity(self.steps + 1);
+        let mut t = 0.0;
+        let mut tempo = self.tempo.iter().peekable();
+        let mut micros = f64::from(DEFAULT_MICROS_PER_QUARTER);
+        for step in 0..=self.steps {
+            while let Some(change) = tempo.next_if(|c| c.step <= step) {
+                micros = f64::from(change.micros_per_quarter);
+            }
+            times.push(t);
+            t += micros / 1e6 / STEPS_PER_QUARTER as f64;
+        }
+        times
+    }
+
+    /// Duration in seconds, following the tempo map.
+    pub fn duration_seconds(&self) -> f64 {
+        self.step_times().last().copied().unwrap_or(0.0)
+    }
+
+    /// The notes of the roll: runs of sounding cells, split where a note starts.
+    pub fn notes(&self) -> Vec<RollNote> {
+        let mut notes = Vec::new();
+        let mut open: [Option<usize>; PITCHES] = [None; PITCHES];
+        for t in 0..=self.steps {
+            for (p, slot) in open.iter_mut().enumerate() {
+                let on = t < self.steps && self.cells[t * PITCHES + p] != 0;
+                let onset = on && self.onsets[t * PITCHES + p];
+                if let Some(start) = *slot
+                    && (!on || onset)
+                {
+                    notes.push(RollNote {
+                        start,
+                        len: t - start,
+                        pitch: p as u8,
+                        velocity: self.cells[start * PITCHES + p],
+                    });
+                    *slot = None;
+                }
+                if on && slot.is_none() {
+                    *slot = Some(t);
+                }
+            }
+        }
+        notes.sort_by_key(|n| (n.start, n.pitch));
+        notes
+    }
+
+    /// Adds a note (cut at the end of the roll); it starts a new note even inside a held one.
+    pub fn add_note(&mut self, note: RollNote) {
+        let p = usize::from(note.pitch & 127);
+        let end = (note.start + note.len).min(self.steps);
+        if note.start >= end {
+            return;
+        }
+        let velocity = note.velocity.clamp(1, 127);
+        for t in note.start..end {
+            self.cells[t * PITCHES + p] = velocity;
+            self.onsets[t * PITCHES + p] = t == note.start;
+        }
+        // A held note that continues past the new one restarts after it.
+        if end < self.steps && self.cells[end * PITCHES + p] != 0 {
+            self.onsets[end * PITCHES + p] = true;
+        }
+        self.canonicalize();
+    }
+
+    /// Silences (step, pitch) .. (step + len, pitch).
+    pub fn erase(&mut self, start: usize, len: usize, pitch: u8) {
+        let p = usize::from(pitch & 127);
+        for t in start..(start + len).min(self.steps) {
+            self.cells[t * PITCHES + p] = 0;
+            self.onsets[t * PITCHES + p] = false;
+        }
+        self.canonicalize();
+    }
+
+    /// Steps `start..start + len` as a new roll (silence past the end), keeping the tempo.
+    pub fn slice(&self, start: usize, len: usize) -> Roll {
+        let mut out = Roll::new(len);
+        for t in 0..len {
+            let s = start + t;
+            if s >= self.steps {
+                break;
+            }
+            out.cells[t * PITCHES..(t + 1) * PITCHES].copy_from_slice(self.row(s));
+            out.onsets[t * PITCHES..(t + 1) * PITCHES]
+                .copy_from_slice(&self.onsets[s * PITCHES..(s + 1) * PITCHES]);
+        }
+        out.canonicalize();
+        let mut tempo = vec![StepTempo {
+            step: 0,
+            micros_per_quarter: self.micros_per_quarter_at(start),
+        }];
+        tempo.extend(
+            self.tempo
+                .iter()
+                .filter(|t| t.step > start && t.step < start + len)
+                .map(|t| StepTempo {
+                    step: t.step - start,
+                    ..*t
+                }),
+        );
+        out.set_tempo(tempo);
+        out
+    }
+
+    /// Appends `other` after this roll (its tempo map is kept from its own first step).
+    pub fn append(&mut self, other: &Roll) {
+        let offset = self.steps;
+        let own_tempo_at_end = self.micros_per_quarter_at(offset);
+        self.cells.extend_from_slice(&other.cells);
+        self.onsets.extend_from_slice(&other.onsets);
+        self.steps += other.steps;
+        let mut tempo = self.tempo.clone();
+        let other_first = other.micros_per_quarter_at(0);
+        if other_first != own_tempo_at_end {
+            tempo.push(StepTempo {
+                step: offset,
+                micros_per_quarter: other_first,
+            });
+        }
+        tempo.extend(
+            other
+                .tempo
+                .iter()
+                .filter(|t| t.step > 0)
+                .map(|t| StepTempo {
+                    step: t.step + offset,
+                    ..*t
+                }),
+        );
+        self.canonicalize();
+        self.set_tempo(tempo);
+    }
+
+    /// Jaccard similarity of the sounding cells over the common length (1 when both silent).
+    pub fn jaccard(&self, other: &Roll) -> f64 {
+        let n = self.steps.min(other.steps) * PITCHES;
+        let (mut both, mut either) = (0usize, 0usize);
+        for (a, b) in self.cells[..n].iter().zip(&other.cells[..n]) {
+            let (a, b) = (*a != 0, *b != 0);
+            both += usize::from(a && b);
+            either += usize::from(a || b);
+        }
+        if either == 0 {
+            1.0
+        } else {
+            both as f64 / either as f64
+        }
+    }
+
+    /// Encodes the roll as a Standard MIDI File (piano, program 0, the roll's tempo map or
+    /// 120 bpm, the roll's velocities).
+    pub fn to_midi_bytes(&self, title: &str) -> Result<Vec<u8>> {
+        let ticks_per_step = u64::from(EXPORT_TICKS_PER_QUARTER) / STEPS_PER_QUARTER;
+        let notes: Vec<OutNote> = self
+            .notes()
+            .iter()
+            .map(|n| OutNote {
+                start: n.start as u64 * ticks_per_step,
+                end: (n.start + n.len) as u64 * ticks_per_step,
+                pitch: n.pitch,
+                velocity: n.velocity,
+            })
+            .collect();
+        let tempo: Vec<TempoChange> = self
+            .tempo
+            .iter()
+            .map(|t| TempoChange {
+                tick: t.step as u64 * ticks_per_step,
+                micros_per_quarter: t.micros_per_quarter,
+            })
+            .collect();
+        midi::write_smf(&notes, &tempo, EXPORT_TICKS_PER_QUARTER, title)
+    }
+
+    /// Writes the roll as a MIDI file (atomically).
+    pub fn write_midi(&self, path: &Path) -> Result<()> {
+        let title = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "Segue".into());
+        fsutil::write_atomic(path, &self.to_midi_bytes(&title)?)
+    }
+
+    /// Reads a MIDI file and quantizes it.
+    pub fn read_midi(path: &Path, opts: &QuantizeOptions) -> Result<Roll> {
+        let song = Song::read(path)?;
+        Roll::from_song(&song, opts).map_err(|p| Error::midi(path, p))
+    }
+}
+
+/// The name of a MIDI pitch, e.g. 60 -> "C4", 61 -> "C#4".
+pub fn pitch_name(pitch: u8) -> String {
+    const NAMES: [&str; 12] = [
+        "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
+    ];
+    format!(
+        "{}{}",
+        NAMES[usize::from(pitch % 12)],
+        i32::from(pitch / 12) - 1
+    )
+}

@@ -1,0 +1,250 @@
+//! The built-in piano-like synthesizer.
+//!
+//! A plain struct with no threads, no locks and no allocation after [`Synth::new`]: the studio's
+//! audio callback and the WAV export run the very same code. Each voice reads band-limited
+//! wavetables (no harmonic above 20 kHz at any pitch) and fades from a bright to a mellow
+//! timbre as it decays, like a struck string; its envelope has a short attack ramp, a two-stage
+//! decay that is longer for low notes, and a smooth release, so nothing clicks. Loudness and
+//! brightness follow velocity. A peak limiter on the sum keeps every sample inside [-1, 1]
+//! even with all 128 keys held.
+
+use std::f32::consts::TAU;
+
+/// Maximum simultaneous voices (the oldest releasing or quietest voice is stolen beyond it).
+pub const MAX_VOICES: usize = 96;
+const TABLE_LEN: usize = 2048;
+const BANDS: usize = 11; // one wavetable pair per octave of MIDI pitch
+const LIMIT: f32 = 0.891; // -1 dBFS ceiling of the limiter
+const MASTER_GAIN: f32 = 0.22;
+
+/// Frequency of a MIDI pitch in equal temperament, A4 (69) = 440 Hz.
+pub fn pitch_hz(pitch: u8) -> f32 {
+    440.0 * 2f32.powf((f32::from(pitch) - 69.0) / 12.0)
+}
+
+#[derive(Clone, Copy, Default)]
+struct Voice {
+    active: bool,
+    pitch: u8,
+    /// Phase in table samples.
+    phase: f32,
+    /// Table samples per output sample.
+    increment: f32,
+    band: usize,
+    amplitude: f32,
+    brightness: f32,
+    /// Samples since the note started.
+    age: u32,
+    attack_samples: u32,
+    fast: f32,
+    slow: f32,
+    fast_decay: f32,
+    slow_decay: f32,
+    bright_decay: f32,
+    releasing: bool,
+    release_gain: f32,
+    release_decay: f32,
+}
+
+/// A polyphonic piano-like synthesizer rendering mono f32 samples.
+pub struct Synth {
+    sample_rate: f32,
+    voices: [Voice; MAX_VOICES],
+    /// Per band: bright table then mellow table.
+    tables: Vec<[Vec<f32>; 2]>,
+    limiter_envelope: f32,
+    limiter_release: f32,
+}
+
+impl Synth {
+    /// A synth for `sample_rate` Hz (all allocation happens here).
+    pub fn new(sample_rate: u32) -> Synth {
+        let sample_rate = sample_rate.max(8000) as f32;
+        let tables = (0..BANDS)
+            .map(|band| {
+                // The highest pitch of the band decides how many harmonics fit under 20 kHz.
+                let top = pitch_hz(((band + 1) * 12).min(128) as u8 - 1);
+                let ceiling = (sample_rate * 0.5).min(20_000.0);
+                let max_harmonic = ((ceiling / top).floor() as usize).max(1);
+                let bright: Vec<(usize, f32)> = (1..=12)
+                    .map(|h| {
+                        (
+                            h,
+                            1.0 / (h as f32).powf(1.15) * if h % 7 == 0 { 0.3 } else { 1.0 },
+                        )
+                    })
+                    .collect();
+                let mellow = [(1, 1.0), (2, 0.35), (3, 0.12), (4, 0.04)];
+                [
+                    wavetable(&bright, max_harmonic),
+                    wavetable(&mellow, max_harmonic),
+                ]
+            })
+            .collect();
+        Synth {
+            sample_rate,
+            voices: [Voice::default(); MAX_VOICES],
+            tables,
+            limiter_envelope: 0.0,
+            limiter_release: (-1.0 / (0.15 * sample_rate)).exp(),
+        }
+    }
+
+    /// The sample rate in Hz.
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate as u32
+    }
+
+    /// Starts a note (velocity 1..=127; 0 is a note-off). A key still sounding is released
+    /// first, as a piano re-strikes.
+    pub fn note_on(&mut self, pitch: u8, velocity: u8) {
+        if velocity == 0 {
+            self.note_off(pitch);
+            return;
+        }
+        let pitch = pitch.min(127);
+        self.note_off(pitch);
+        let slot = self.free_voice();
+        let sr = self.sample_rate;
+        let v = f32::from(velocity.min(127)) / 127.0;
+        // Low strings ring for seconds, high ones briefly.
+        let ring = 0.35 + 7.0 * (-(f32::from(pitch) - 21.0).max(0.0) / 26.0).exp();
+        let band = usize::from(pitch / 12).min(BANDS - 1);
+        self.voices[slot] = Voice {
+            active: true,
+            pitch,
+            phase: 0.0,
+            increment: pitch_hz(pitch) * TABLE_LEN as f32 / sr,
+            band,
+            amplitude: v.powf(1.6),
+            brightness: 0.25 + 0.75 * v,
+            age: 0,
+            attack_samples: (0.004 * sr) as u32,
+            fast: 0.45,
+            slow: 0.55,
+            fast_decay: (-1.0 / (0.12 * sr)).exp(),
+            slow_decay: (-1.0 / (ring * sr)).exp(),
+            bright_decay: (-1.0 / (0.35 * sr)).exp(),
+            releasing: false,
+            release_gain: 1.0,
+            release_decay: (-1.0 / (0.07 * sr)).exp(),
+        };
+    }
+
+    /// Releases every sounding voice of `pitch`.
+    pub fn note_off(&mut self, pitch: u8) {
+        for v in self.voices.iter_mut() {
+            if v.active && !v.releasing && v.pitch == pitch {
+                v.releasing = true;
+            }
+        }
+    }
+
+    /// Releases every voice.
+    pub fn all_notes_off(&mut self) {
+        for v in self.voices.iter_mut().filter(|v| v.active) {
+            v.releasing = true;
+        }
+    }
+
+    /// Silences everything at once (the next samples are 0).
+    pub fn reset(&mut self) {
+        for v in self.voices.iter_mut() {
+            v.active = false;
+        }
+        self.limiter_envelope = 0.0;
+    }
+
+    /// Number of voices sounding (including releasing ones).
+    pub fn active_voices(&self) -> usize {
+        self.voices.iter().filter(|v| v.active).count()
+    }
+
+    fn free_voice(&self) -> usize {
+        if let Some(i) = self.voices.iter().position(|v| !v.active) {
+            return i;
+        }
+        // Steal the quietest voice, preferring released ones.
+        let loudness = |v: &Voice| {
+            let level = v.amplitude * (v.fast + v.slow) * v.release_gain;
+            if v.releasing { level * 0.1 } else { level }
+        };
+        self.voices
+            .iter()
+            .enumerate()
+            .min_by(|a, b| loudness(a.1).total_cmp(&loudness(b.1)))
+            .map_or(0, |(i, _)| i)
+    }
+
+    /// Renders into `out` (mono), overwriting it. Never allocates or blocks.
+    pub fn render(&mut self, out: &mut [f32]) {
+        out.fill(0.0);
+        for voice in self.voices.iter_mut().filter(|v| v.active) {
+            let [bright, mellow] = &self.tables[voice.band];
+            for sample in out.iter_mut() {
+                let i = voice.phase as usize;
+                let frac = voice.phase - i as f32;
+                let j = (i + 1) & (TABLE_LEN - 1);
+                let b = bright[i] + (bright[j] - bright[i]) * frac;
+                let m = mellow[i] + (mellow[j] - mellow[i]) * frac;
+                let timbre = m + (b - m) * voice.brightness;
+                let attack = if voice.age < voice.attack_samples {
+                    let x = voice.age as f32 / voice.attack_samples as f32;
+                    x * x * (3.0 - 2.0 * x)
+                } else {
+                    1.0
+                };
+                let envelope = (voice.fast + voice.slow) * attack * voice.release_gain;
+                *sample += timbre * envelope * voice.amplitude;
+
+                voice.phase += voice.increment;
+                if voice.phase >= TABLE_LEN as f32 {
+                    voice.phase -= TABLE_LEN as f32;
+                }
+                voice.age = voice.age.saturating_add(1);
+                voice.fast *= voice.fast_decay;
+                voice.slow *= voice.slow_decay;
+                voice.brightness *= voice.bright_decay;
+                if voice.releasing {
+                    voice.release_gain *= voice.release_decay;
+                }
+            }
+            let level = (voice.fast + voice.slow) * voice.release_gain * voice.amplitude;
+            if level < 1e-4 {
+                voice.active = false;
+            }
+        }
+        for sample in out.iter_mut() {
+            let x = *sample * MASTER_GAIN;
+            let peak = x.abs();
+            self.limiter_envelope = if peak > self.limiter_envelope {
+                peak
+            } else {
+                peak + (self.limiter_envelope - peak) * self.limiter_release
+            };
+            let gain = if self.limiter_envelope > LIMIT {
+                LIMIT / self.limiter_envelope
+            } else {
+                1.0
+            };
+            *sample = x * gain;
+        }
+    }
+}
+
+/// One cycle of a sum of harmonics (those above `max_harmonic` left out), peak-normalised.
+fn wavetable(harmonics: &[(usize, f32)], max_harmonic: usize) -> Vec<f32> {
+    let mut table: Vec<f32> = (0..TABLE_LEN)
+        .map(|i| {
+            let x = i as f32 / TABLE_LEN as f32;
+            harmonics
+                .iter()
+                .filter(|(h, _)| *h <= max_harmonic)
+                .map(|&(h, a)| a * (TAU * h as f32 * x).sin())
+                .sum()
+        })
+        .collect();
+    let peak = table.iter().fold(0f32, |m, &s| m.max(s.abs())).max(1e-6);
+    table.iter_mut().for_each(|s| *s /= peak);
+    table
+}
