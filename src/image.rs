@@ -15,7 +15,7 @@ pub fn encode_png(roll: &Roll, scale: usize) -> Result<Vec<u8>> {
     let mut pixels = vec![0u8; width as usize * PITCHES * 3];
     for row in 0..PITCHES {
         let pitch = PITCHES - 1 - row;
-        let background: [u8; 3] = if pitch % 12 == 0 {
+        let background: [u8; 3] = if pitch.is_multiple_of(12) {
             [40, 40, 48]
         } else {
             [24, 24, 28]
@@ -26,7 +26,7 @@ pub fn encode_png(roll: &Roll, scale: usize) -> Result<Vec<u8>> {
             let rgb = if velocity != 0 {
                 let level = 110 + (u16::from(velocity) * 145 / 127) as u8;
                 [level, (u16::from(level) * 3 / 4) as u8, 60]
-            } else if step % 16 == 0 && x % scale == 0 {
+            } else if step.is_multiple_of(16) && x.is_multiple_of(scale) {
                 [52, 52, 60]
             } else {
                 background

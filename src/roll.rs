@@ -284,19 +284,22 @@ impl Roll {
     /// Replaces the tempo map (sorted; of several changes on one step the last wins).
     pub fn set_tempo(&mut self, mut tempo: Vec<StepTempo>) {
         tempo.sort_by_key(|t| t.step);
-        let mut dedup: Vec<StepTempo> = Vec::with_capacity(tempo.len());
+        // Of several changes on one step the last wins; then drop changes that change nothing.
+        let mut per_step: Vec<StepTempo> = Vec::with_capacity(tempo.len());
         for t in tempo.into_iter().filter(|t| t.micros_per_quarter > 0) {
-            match dedup.last_mut() {
+            match per_step.last_mut() {
                 Some(last) if last.step == t.step => *last = t,
-                Some(last) if last.micros_per_quarter == t.micros_per_quarter => {}
-                _ => dedup.push(t),
+                _ => per_step.push(t),
             }
         }
-        if dedup.len() == 1
-            && dedup[0].step == 0
-            && dedup[0].micros_per_quarter == DEFAULT_MICROS_PER_QUARTER
-        {
-            dedup.clear();
+        // Before the first change the tempo is 120 bpm, so a change to 120 bpm there is none.
+        let mut dedup: Vec<StepTempo> = Vec::with_capacity(per_step.len());
+        let mut current = DEFAULT_MICROS_PER_QUARTER;
+        for t in per_step {
+            if t.micros_per_quarter != current {
+                current = t.micros_per_quarter;
+                dedup.push(t);
+            }
         }
         self.tempo = dedup;
     }

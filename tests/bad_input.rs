@@ -1,0 +1,168 @@
+//! Bad input never panics: malformed fixtures made here, and the public parser test suite.
+
+mod common;
+
+use common::{shared, simple};
+use segue::error::{Error, MidiProblem};
+use segue::midi::Song;
+use segue::roll::{QuantizeOptions, Roll};
+
+fn parse(bytes: &[u8]) -> Result<Roll, MidiProblem> {
+    let song = Song::parse(bytes)?;
+    Roll::from_song(&song, &QuantizeOptions::default())
+}
+
+#[test]
+fn empty_and_non_midi_files_are_refused_clearly() {
+    assert_eq!(parse(&[]), Err(MidiProblem::Empty));
+    let err = parse(b"RIFF but not really a midi file").unwrap_err();
+    assert!(matches!(err, MidiProblem::NotMidi(_)), "{err}");
+    let err = parse(b"hello, I am a text file\n").unwrap_err();
+    assert!(
+        err.to_string().contains("not a standard MIDI file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn zero_ticks_per_quarter_is_refused() {
+    let mut bytes = simple(96, &[(0, 96, 60, 90)]);
+    bytes[12] = 0;
+    bytes[13] = 0;
+    let err = parse(&bytes).unwrap_err();
+    assert_eq!(err, MidiProblem::BadDivision(0));
+    assert_eq!(
+        err.to_string(),
+        "ticks per quarter note must be 1..=32767, but was 0"
+    );
+}
+
+#[test]
+fn absurd_tick_values_give_a_clear_error_not_a_huge_allocation() {
+    // A note 200 million ticks in at tpq 1: 800 million steps.
+    let bytes = simple(1, &[(200_000_000, 200_000_001, 60, 90)]);
+    let err = parse(&bytes).unwrap_err();
+    assert!(matches!(err, MidiProblem::TooLong { .. }), "{err}");
+    assert!(err.to_string().contains("absurd"), "{err}");
+}
+
+#[test]
+fn every_truncation_of_a_real_file_is_handled() {
+    let bytes = std::fs::read(shared("corpus/bach/chorale_bwv1.6.mid")).unwrap();
+    for cut in (0..bytes.len()).step_by(7).chain([bytes.len() - 1]) {
+        // Either a clean error or a roll of what was readable; never a panic.
+        if let Ok(roll) = parse(&bytes[..cut]) {
+            assert!(roll.steps() < 100_000);
+        }
+    }
+}
+
+#[test]
+fn corrupted_bytes_never_panic() {
+    let original = simple(
+        480,
+        &[(0, 480, 60, 90), (240, 960, 64, 80), (960, 1200, 67, 70)],
+    );
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..3000 {
+        let mut bytes = original.clone();
+        for _ in 0..3 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let i = (state as usize) % bytes.len();
+            bytes[i] = (state >> 32) as u8;
+        }
+        let _ = parse(&bytes);
+    }
+}
+
+#[test]
+fn errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.mid");
+    std::fs::write(&path, b"MThd\x00\x00").unwrap();
+    let err = Roll::read_midi(&path, &QuantizeOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Midi { .. }));
+    assert!(err.to_string().contains("broken.mid"), "{err}");
+    let missing = dir.path().join("missing.mid");
+    let err = Roll::read_midi(&missing, &QuantizeOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("missing.mid") && err.to_string().contains("reading"),
+        "{err}"
+    );
+}
+
+/// What the suite's README says: every file parses in mido and symusic except a few. A good
+/// reader reads what is valid and refuses clearly what is not. Segue refuses only files with
+/// no MIDI content at all, and reads the valid events of the damaged ones (with warnings).
+#[test]
+fn the_public_parser_test_suite() {
+    let dir = shared("midi-edge-cases");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mid"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 72, "the suite has 72 files");
+    let refused: &[&str] = &["test-empty-file.mid", "test-not-a-midi-file.mid"];
+    for path in &files {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let result = Roll::read_midi(path, &QuantizeOptions::default());
+        if refused.contains(&name) {
+            let err = result.expect_err(name).to_string();
+            assert!(err.contains(name), "{err}");
+        } else {
+            let roll = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                roll.steps() <= QuantizeOptions::default().max_steps,
+                "{name}"
+            );
+        }
+    }
+    let notes = |name: &str| Song::read(&dir.join(name)).unwrap();
+    // The scale after an illegal system message is read, and the message reported.
+    for name in [
+        "test-illegal-message-f4.mid",
+        "test-illegal-message-all.mid",
+        "test-illegal-message-f2-xx-xx.mid",
+    ] {
+        let song = notes(name);
+        assert_eq!(song.notes.len(), 8, "{name}");
+        assert!(
+            song.warnings.iter().any(|w| w.contains("illegal message")),
+            "{name}"
+        );
+    }
+    // Note-on velocity 0 as note-off, running status across meta events, VLQ widths.
+    assert_eq!(notes("test-c-major-scale.mid").notes.len(), 8);
+    assert_eq!(notes("test-running-status-metaevent.mid").notes.len(), 4);
+    for n in 2..=4 {
+        assert_eq!(notes(&format!("test-vlq-{n}-byte.mid")).notes.len(), 8);
+    }
+    // Format 2 plays its tracks in sequence; format 0 and 1 versions overlap in time.
+    let f0 = Roll::read_midi(
+        &dir.join("test-2-tracks-type-0.mid"),
+        &QuantizeOptions::default(),
+    )
+    .unwrap();
+    let f2 = Roll::read_midi(
+        &dir.join("test-2-tracks-type-2.mid"),
+        &QuantizeOptions::default(),
+    )
+    .unwrap();
+    assert!(f2.steps() > f0.steps());
+    // Drums are merged by default and can be left out.
+    let drums = &dir.join("test-all-gm-percussion.mid");
+    let with = Roll::read_midi(drums, &QuantizeOptions::default()).unwrap();
+    let without = Roll::read_midi(
+        drums,
+        &QuantizeOptions {
+            include_drums: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(with.active_cells() > 0 && without.active_cells() == 0);
+}

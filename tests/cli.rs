@@ -1,0 +1,164 @@
+//! The `segue` binary, run on temporary folders.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{shared, simple};
+
+fn segue(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_segue"))
+        .args(args)
+        .env(
+            "SEGUE_CACHE_DIR",
+            std::env::temp_dir().join("segue-cli-test-cache"),
+        )
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = segue(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = segue(args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{args:?} should fail with code 1"
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("segue: "), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    err
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn info_describes_a_corpus_file() {
+    let file = shared("corpus/chopin/chp_op18.mid");
+    let out = ok(&["info", p(&file)]);
+    assert!(out.contains("format:        1"), "{out}");
+    assert!(out.contains("480 ticks per quarter note"), "{out}");
+    assert!(out.contains("tempo changes: 1358"), "{out}");
+    assert!(out.contains("roll:          4302 x 128"), "{out}");
+    assert!(out.contains("duration:      5:10"), "{out}");
+}
+
+#[test]
+fn roll_writes_npy_png_and_midi() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = shared("corpus/bach/bach_846.mid");
+    let npy = dir.path().join("r.npy");
+    let png = dir.path().join("r.png");
+    let mid = dir.path().join("r.mid");
+    ok(&["roll", p(&src), "-o", p(&npy)]);
+    ok(&["roll", p(&src), "-o", p(&png)]);
+    ok(&["roll", p(&src), "-o", p(&mid)]);
+    let (steps, binary) = segue::npy::decode(&std::fs::read(&npy).unwrap()).unwrap();
+    let roll = segue::Roll::read_midi(&src, &Default::default()).unwrap();
+    assert_eq!((steps, binary), (roll.steps(), roll.binary()));
+    let png_bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&png_bytes[1..4], b"PNG");
+    // The quantized MIDI reads back as the same roll.
+    assert_eq!(
+        segue::Roll::read_midi(&mid, &Default::default()).unwrap(),
+        roll
+    );
+    // No temporary files are left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+}
+
+#[test]
+fn render_writes_a_wav_from_midi_or_npy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mid = dir.path().join("in.mid");
+    std::fs::write(&mid, simple(96, &[(0, 192, 60, 100), (192, 384, 64, 100)])).unwrap();
+    let npy = dir.path().join("in.npy");
+    ok(&["roll", p(&mid), "-o", p(&npy)]);
+    for input in [&mid, &npy] {
+        let wav = dir.path().join("out.wav");
+        let out = ok(&["render", p(input), "-o", p(&wav)]);
+        assert!(out.contains("44100 Hz"), "{out}");
+        let reader = hound::WavReader::open(&wav).unwrap();
+        assert_eq!(reader.spec().sample_rate, 44_100);
+        // 4 quarters at 120 bpm plus the release tail.
+        assert!(reader.duration() > 44_100 * 2);
+    }
+}
+
+#[test]
+fn corpus_stats_lists_every_composer() {
+    let out = ok(&["corpus", "stats", p(&shared("corpus")), "--no-cache"]);
+    assert!(out.contains("20 composers, 620 files"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("chopin")), "{out}");
+    let json = ok(&["corpus", "stats", p(&shared("corpus")), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 20);
+}
+
+#[test]
+fn bad_input_gives_a_clear_error_and_exit_code_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.mid");
+    std::fs::write(&junk, b"this is not MIDI").unwrap();
+    let err = fails(&["info", p(&junk)]);
+    assert!(
+        err.contains("junk.mid") && err.contains("not a standard MIDI file"),
+        "{err}"
+    );
+
+    let empty = dir.path().join("empty.mid");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(fails(&["roll", p(&empty), "-o", p(&dir.path().join("x.npy"))]).contains("empty"));
+
+    let err = fails(&["info", p(&dir.path().join("missing.mid"))]);
+    assert!(err.contains("missing.mid"), "{err}");
+
+    let good = dir.path().join("good.mid");
+    std::fs::write(&good, simple(96, &[(0, 96, 60, 90)])).unwrap();
+    let err = fails(&["roll", p(&good), "-o", "/nonexistent-folder/out.npy"]);
+    assert!(err.contains("/nonexistent-folder/out.npy"), "{err}");
+    let err = fails(&["roll", p(&good), "-o", p(&dir.path().join("out.xyz"))]);
+    assert!(err.contains("unsupported output type"), "{err}");
+    let err = fails(&[
+        "render",
+        p(&good),
+        "-o",
+        p(&dir.path().join("out.wav")),
+        "--bpm",
+        "0",
+    ]);
+    assert!(err.contains("--bpm"), "{err}");
+    let bad_npy = dir.path().join("bad.npy");
+    std::fs::write(&bad_npy, b"\x93NUMPY\x01\x00\x10\x00{'descr': '|u1'}").unwrap();
+    let err = fails(&["render", p(&bad_npy), "-o", p(&dir.path().join("o.wav"))]);
+    assert!(err.contains("bad.npy"), "{err}");
+    let err = fails(&["corpus", "stats", p(&dir.path().join("no-such-dir"))]);
+    assert!(err.contains("no-such-dir"), "{err}");
+}
+
+#[test]
+fn an_existing_file_survives_a_failed_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("keep.npy");
+    std::fs::write(&out, b"precious").unwrap();
+    let junk = dir.path().join("junk.mid");
+    std::fs::write(&junk, b"MThd garbage").unwrap();
+    fails(&["roll", p(&junk), "-o", p(&out)]);
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+}

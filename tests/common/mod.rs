@@ -1,0 +1,79 @@
+//! Helpers shared by the integration tests: MIDI fixtures built in code, and the shared data.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use midly::num::{u4, u7, u15, u24, u28};
+use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
+
+/// `../shared/<what>` beside the repository.
+pub fn shared(what: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(what)
+}
+
+/// An event at an absolute tick.
+#[derive(Clone, Copy, Debug)]
+pub enum Ev {
+    On { ch: u8, key: u8, vel: u8 },
+    Off { ch: u8, key: u8 },
+    Tempo(u32),
+}
+
+/// Builds SMF bytes from tracks of absolute-tick events (sorted here, stable).
+pub fn smf(format: Format, timing: Timing, tracks: &[Vec<(u64, Ev)>]) -> Vec<u8> {
+    let mut out_tracks = Vec::new();
+    for t in tracks {
+        let mut t = t.clone();
+        t.sort_by_key(|e| e.0);
+        let mut last = 0;
+        let mut track = Vec::new();
+        for (tick, ev) in t {
+            let kind = match ev {
+                Ev::On { ch, key, vel } => TrackEventKind::Midi {
+                    channel: u4::new(ch),
+                    message: MidiMessage::NoteOn {
+                        key: u7::new(key),
+                        vel: u7::new(vel),
+                    },
+                },
+                Ev::Off { ch, key } => TrackEventKind::Midi {
+                    channel: u4::new(ch),
+                    message: MidiMessage::NoteOff {
+                        key: u7::new(key),
+                        vel: u7::new(0),
+                    },
+                },
+                Ev::Tempo(m) => TrackEventKind::Meta(MetaMessage::Tempo(u24::new(m))),
+            };
+            track.push(TrackEvent {
+                delta: u28::new((tick - last) as u32),
+                kind,
+            });
+            last = tick;
+        }
+        track.push(TrackEvent {
+            delta: u28::new(0),
+            kind: TrackEventKind::Meta(MetaMessage::EndOfTrack),
+        });
+        out_tracks.push(track);
+    }
+    let smf = Smf {
+        header: Header::new(format, timing),
+        tracks: out_tracks,
+    };
+    let mut bytes = Vec::new();
+    smf.write_std(&mut bytes).unwrap();
+    bytes
+}
+
+/// A format-0 file at `tpq` with notes (start tick, end tick, pitch, velocity) on channel 1.
+pub fn simple(tpq: u16, notes: &[(u64, u64, u8, u8)]) -> Vec<u8> {
+    let mut evs = Vec::new();
+    for &(s, e, key, vel) in notes {
+        evs.push((s, Ev::On { ch: 0, key, vel }));
+        evs.push((e, Ev::Off { ch: 0, key }));
+    }
+    smf(Format::SingleTrack, Timing::Metrical(u15::new(tpq)), &[evs])
+}

@@ -1,0 +1,165 @@
+//! Corpus loading, the roll cache, the split by piece and balanced batches, on the shared corpus.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{shared, simple};
+use segue::dataset::{BalancedSampler, Corpus, LoadOptions, fixed_snippets};
+use segue::roll::QuantizeOptions;
+
+fn load(cache: Option<&std::path::Path>) -> Corpus {
+    let opts = LoadOptions {
+        quantize: QuantizeOptions::default(),
+        cache_dir: cache.map(Into::into),
+    };
+    Corpus::load(&shared("corpus"), &opts, &|_, _| {}).unwrap()
+}
+
+#[test]
+fn loads_the_corpus_and_the_cache_gives_the_same_rolls() {
+    let cache = tempfile::tempdir().unwrap();
+    let first = load(Some(cache.path()));
+    assert_eq!(first.composers.len(), 20);
+    assert_eq!(first.pieces.len(), 620);
+    assert!(first.failures.is_empty(), "{:?}", first.failures);
+    assert_eq!(first.cache_hits, 0);
+    assert_eq!(first.composers[0], "albeniz");
+    assert_eq!(
+        first
+            .pieces_of(first.composers.iter().position(|c| c == "bach").unwrap())
+            .len(),
+        343
+    );
+
+    let second = load(Some(cache.path()));
+    assert_eq!(
+        second.cache_hits, 620,
+        "every roll comes from the cache the second time"
+    );
+    for (a, b) in first.pieces.iter().zip(&second.pieces) {
+        assert_eq!(a.path, b.path);
+        assert_eq!(a.roll, b.roll, "{}", a.path.display());
+    }
+    assert_eq!(first.content_hash(), second.content_hash());
+
+    // A damaged cache entry is ignored and rebuilt, never trusted.
+    for entry in std::fs::read_dir(cache.path()).unwrap().take(5) {
+        std::fs::write(entry.unwrap().path(), b"SEGROLL1garbage").unwrap();
+    }
+    let third = load(Some(cache.path()));
+    assert_eq!(third.cache_hits, 615);
+    assert!(
+        third
+            .pieces
+            .iter()
+            .zip(&first.pieces)
+            .all(|(a, b)| a.roll == b.roll)
+    );
+}
+
+#[test]
+fn split_is_by_piece_per_composer_and_seeded() {
+    let corpus = load(None);
+    let split = corpus.split(0.1, 7);
+    let train: HashSet<_> = split.train.iter().collect();
+    assert!(
+        split.valid.iter().all(|p| !train.contains(p)),
+        "no piece on both sides"
+    );
+    assert_eq!(split.train.len() + split.valid.len(), corpus.pieces.len());
+    for c in 0..corpus.composers.len() {
+        assert!(
+            split.valid.iter().any(|&p| corpus.pieces[p].composer == c),
+            "composer {c} validated"
+        );
+        assert!(
+            split.train.iter().any(|&p| corpus.pieces[p].composer == c),
+            "composer {c} trained"
+        );
+    }
+    assert_eq!(split, corpus.split(0.1, 7));
+    assert_ne!(split, corpus.split(0.1, 8));
+}
+
+#[test]
+fn balanced_batches_hold_one_snippet_per_composer_and_repeat_by_seed() {
+    let corpus = load(None);
+    let split = corpus.split(0.1, 0);
+    let mut a = BalancedSampler::new(&corpus, &split.train, 320, 42).unwrap();
+    let mut b = BalancedSampler::new(&corpus, &split.train, 320, 42).unwrap();
+    let mut c = BalancedSampler::new(&corpus, &split.train, 320, 43).unwrap();
+    for _ in 0..5 {
+        let (x, y, z) = (a.next_batch(), b.next_batch(), c.next_batch());
+        assert_eq!(x.len(), 20);
+        assert_eq!(x.composers, (0..20).collect::<Vec<_>>());
+        assert_eq!(x.data.len(), 20 * 320 * 128);
+        assert_eq!(x.sources, y.sources);
+        assert_eq!(x.data, y.data);
+        assert_ne!(x.sources, z.sources);
+        for (k, s) in x.sources.iter().enumerate() {
+            assert!(split.train.contains(&s.piece));
+            assert_eq!(corpus.pieces[s.piece].composer, x.composers[k]);
+            // The data is the roll's window.
+            let roll = &corpus.pieces[s.piece].roll;
+            let mut expect = vec![0f32; 320 * 128];
+            roll.window_f32(s.start, 320, &mut expect);
+            assert_eq!(&x.data[k * 320 * 128..(k + 1) * 320 * 128], &expect[..]);
+            assert!(s.start + 320 <= roll.steps().max(320));
+        }
+        assert!(x.data.contains(&1.0));
+    }
+    let fixed = fixed_snippets(&corpus, &split.valid, 320, 320);
+    assert!(fixed.len() > split.valid.len());
+    assert!(fixed.iter().all(|s| split.valid.contains(&s.piece)));
+}
+
+#[test]
+fn bad_files_are_skipped_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let chopin = dir.path().join("chopin");
+    let debussy = dir.path().join("debussy");
+    std::fs::create_dir_all(&chopin).unwrap();
+    std::fs::create_dir_all(&debussy).unwrap();
+    std::fs::write(chopin.join("good.mid"), simple(96, &[(0, 96, 60, 90)])).unwrap();
+    std::fs::write(chopin.join("bad.mid"), b"definitely not midi").unwrap();
+    std::fs::write(debussy.join("empty.mid"), b"").unwrap();
+    std::fs::write(debussy.join("ok.midi"), simple(96, &[(0, 960, 62, 90)])).unwrap();
+    std::fs::write(debussy.join("notes.txt"), b"ignored").unwrap();
+    let corpus = Corpus::load(
+        dir.path(),
+        &LoadOptions {
+            cache_dir: None,
+            ..Default::default()
+        },
+        &|_, _| {},
+    )
+    .unwrap();
+    assert_eq!(corpus.composers, vec!["chopin", "debussy"]);
+    assert_eq!(corpus.pieces.len(), 2);
+    assert_eq!(corpus.failures.len(), 2);
+    assert!(
+        corpus
+            .failures
+            .iter()
+            .any(|f| f.error.contains("bad.mid") && f.error.contains("not a standard MIDI file"))
+    );
+    assert!(
+        corpus
+            .failures
+            .iter()
+            .any(|f| f.error.contains("empty.mid") && f.error.contains("empty"))
+    );
+    let stats = corpus.stats();
+    assert_eq!(stats[0].failures, 1);
+    assert_eq!(stats[1].files, 1);
+    assert_eq!(stats[1].lowest_pitch, Some(62));
+
+    let err = Corpus::load(
+        &dir.path().join("nope"),
+        &LoadOptions::default(),
+        &|_, _| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+}

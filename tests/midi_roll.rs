@@ -1,0 +1,440 @@
+//! MIDI -> roll quantization and roll -> MIDI export.
+
+mod common;
+
+use common::{Ev, simple, smf};
+use midly::num::u15;
+use midly::{Format, Timing};
+use proptest::prelude::*;
+use segue::midi::{Division, SmfFormat, Song};
+use segue::roll::{QuantizeOptions, Roll, RollNote, StepTempo, round_half_even};
+
+fn roll_of(bytes: &[u8], opts: &QuantizeOptions) -> Roll {
+    Roll::from_song(&Song::parse(bytes).unwrap(), opts).unwrap()
+}
+
+fn on_cells(roll: &Roll) -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    for t in 0..roll.steps() {
+        for p in 0..128 {
+            if roll.is_on(t, p) {
+                v.push((t, p));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn rounding_is_half_to_even_like_numpy() {
+    assert_eq!(round_half_even(5, 2), 2); // 2.5 -> 2
+    assert_eq!(round_half_even(7, 2), 4); // 3.5 -> 4
+    assert_eq!(round_half_even(11, 4), 3); // 2.75 -> 3
+    assert_eq!(round_half_even(9, 4), 2); // 2.25 -> 2
+    assert_eq!(round_half_even(0, 7), 0);
+}
+
+#[test]
+fn quarter_note_is_four_steps_at_any_resolution() {
+    for tpq in [96u16, 480, 10080, 7] {
+        let q = u64::from(tpq);
+        let roll = roll_of(
+            &simple(tpq, &[(0, q, 60, 100), (q, 2 * q, 64, 50)]),
+            &QuantizeOptions::default(),
+        );
+        assert_eq!(roll.steps(), 8, "tpq {tpq}");
+        assert_eq!(
+            on_cells(&roll),
+            (0..4)
+                .map(|t| (t, 60))
+                .chain((4..8).map(|t| (t, 64)))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(roll.velocity(0, 60), 100);
+        assert_eq!(roll.velocity(3, 60), 100);
+        assert_eq!(roll.velocity(5, 64), 50);
+    }
+}
+
+#[test]
+fn tempo_changes_do_not_move_the_grid_and_are_kept() {
+    let tpq = 480u64;
+    let bytes = smf(
+        Format::Parallel,
+        Timing::Metrical(u15::new(480)),
+        &[
+            vec![
+                (0, Ev::Tempo(500_000)),
+                (tpq, Ev::Tempo(250_000)),
+                (3 * tpq, Ev::Tempo(1_000_000)),
+            ],
+            vec![
+                (
+                    0,
+                    Ev::On {
+                        ch: 0,
+                        key: 60,
+                        vel: 90,
+                    },
+                ),
+                (tpq, Ev::Off { ch: 0, key: 60 }),
+                (
+                    2 * tpq,
+                    Ev::On {
+                        ch: 1,
+                        key: 67,
+                        vel: 90,
+                    },
+                ),
+                (4 * tpq, Ev::Off { ch: 1, key: 67 }),
+            ],
+        ],
+    );
+    let song = Song::parse(&bytes).unwrap();
+    assert_eq!(song.format, SmfFormat::Parallel);
+    assert_eq!(song.division, Division::Metrical(480));
+    let roll = Roll::from_song(&song, &QuantizeOptions::default()).unwrap();
+    assert!(roll.is_on(0, 60) && roll.is_on(3, 60) && !roll.is_on(4, 60));
+    assert!(roll.is_on(8, 67) && roll.is_on(15, 67) && roll.steps() == 16);
+    assert_eq!(
+        roll.tempo(),
+        &[
+            StepTempo {
+                step: 4,
+                micros_per_quarter: 250_000
+            },
+            StepTempo {
+                step: 12,
+                micros_per_quarter: 1_000_000
+            }
+        ]
+    );
+    // 1 quarter at 120 bpm + 2 at 240 + 1 at 60 = 0.5 + 0.5 + 1.0 s.
+    assert!((roll.duration_seconds() - 2.0).abs() < 1e-9);
+    assert!((song.duration_seconds() - 2.0).abs() < 1e-9);
+}
+
+#[test]
+fn velocity_zero_note_on_is_a_note_off() {
+    let bytes = smf(
+        Format::SingleTrack,
+        Timing::Metrical(u15::new(4)),
+        &[vec![
+            (
+                0,
+                Ev::On {
+                    ch: 0,
+                    key: 50,
+                    vel: 64,
+                },
+            ),
+            (
+                2,
+                Ev::On {
+                    ch: 0,
+                    key: 50,
+                    vel: 0,
+                },
+            ),
+            (
+                6,
+                Ev::On {
+                    ch: 0,
+                    key: 50,
+                    vel: 64,
+                },
+            ),
+            (
+                7,
+                Ev::On {
+                    ch: 0,
+                    key: 50,
+                    vel: 0,
+                },
+            ),
+        ]],
+    );
+    let roll = roll_of(&bytes, &QuantizeOptions::default());
+    assert_eq!(on_cells(&roll), vec![(0, 50), (1, 50), (6, 50)]);
+}
+
+#[test]
+fn overlapping_notes_of_one_pitch_pair_first_in_first_out() {
+    // Two note-ons of pitch 60 before any note-off: the first off ends the first note, the
+    // second off the second note; both onsets survive in the roll.
+    let bytes = smf(
+        Format::SingleTrack,
+        Timing::Metrical(u15::new(4)),
+        &[vec![
+            (
+                0,
+                Ev::On {
+                    ch: 0,
+                    key: 60,
+                    vel: 40,
+                },
+            ),
+            (
+                2,
+                Ev::On {
+                    ch: 0,
+                    key: 60,
+                    vel: 120,
+                },
+            ),
+            (4, Ev::Off { ch: 0, key: 60 }),
+            (8, Ev::Off { ch: 0, key: 60 }),
+            (20, Ev::Off { ch: 0, key: 60 }), // stray off: ignored
+        ]],
+    );
+    let song = Song::parse(&bytes).unwrap();
+    let notes: Vec<_> = song
+        .notes
+        .iter()
+        .map(|n| (n.start, n.end, n.velocity))
+        .collect();
+    assert_eq!(notes, vec![(0, 4, 40), (2, 8, 120)]);
+    let roll = Roll::from_song(&song, &QuantizeOptions::default()).unwrap();
+    assert_eq!(roll.steps(), 8);
+    assert!(roll.is_onset(0, 60) && roll.is_onset(2, 60));
+    assert_eq!(roll.velocity(1, 60), 40);
+    assert_eq!(roll.velocity(5, 60), 120);
+    let exported: Vec<_> = roll
+        .notes()
+        .iter()
+        .map(|n| (n.start, n.len, n.velocity))
+        .collect();
+    assert_eq!(exported, vec![(0, 2, 40), (2, 6, 120)]);
+}
+
+#[test]
+fn short_notes_are_kept_as_one_step_unless_the_paper_rule_is_asked() {
+    // tpq 480: a 32nd note (60 ticks) rounds to 0.5 -> 0 steps.
+    let bytes = simple(480, &[(0, 60, 72, 80), (480, 960, 60, 80)]);
+    let kept = roll_of(&bytes, &QuantizeOptions::default());
+    assert!(kept.is_on(0, 72) && !kept.is_on(1, 72));
+    let paper = roll_of(&bytes, &QuantizeOptions::paper());
+    assert!(!paper.is_on(0, 72));
+    assert!(paper.is_on(4, 60));
+}
+
+#[test]
+fn drums_merge_by_default_and_can_be_left_out() {
+    let bytes = smf(
+        Format::SingleTrack,
+        Timing::Metrical(u15::new(4)),
+        &[vec![
+            (
+                0,
+                Ev::On {
+                    ch: 9,
+                    key: 36,
+                    vel: 100,
+                },
+            ),
+            (1, Ev::Off { ch: 9, key: 36 }),
+            (
+                0,
+                Ev::On {
+                    ch: 0,
+                    key: 60,
+                    vel: 100,
+                },
+            ),
+            (4, Ev::Off { ch: 0, key: 60 }),
+        ]],
+    );
+    assert!(roll_of(&bytes, &QuantizeOptions::default()).is_on(0, 36));
+    let opts = QuantizeOptions {
+        include_drums: false,
+        ..Default::default()
+    };
+    let roll = roll_of(&bytes, &opts);
+    assert!(!roll.is_on(0, 36) && roll.is_on(0, 60));
+}
+
+#[test]
+fn format_2_sequences_play_one_after_another() {
+    let seq = |key| {
+        vec![
+            (
+                0,
+                Ev::On {
+                    ch: 0,
+                    key,
+                    vel: 90,
+                },
+            ),
+            (4, Ev::Off { ch: 0, key }),
+        ]
+    };
+    let bytes = smf(
+        Format::Sequential,
+        Timing::Metrical(u15::new(4)),
+        &[seq(60), seq(62)],
+    );
+    let roll = roll_of(&bytes, &QuantizeOptions::default());
+    assert_eq!(
+        on_cells(&roll),
+        (0..4)
+            .map(|t| (t, 60))
+            .chain((4..8).map(|t| (t, 62)))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn smpte_files_are_read_on_a_120_bpm_grid() {
+    // 25 fps x 40 ticks = 1000 ticks per second; a quarter at 120 bpm is 500 ticks.
+    let bytes = smf(
+        Format::SingleTrack,
+        Timing::Timecode(midly::Fps::Fps25, 40),
+        &[vec![
+            (
+                0,
+                Ev::On {
+                    ch: 0,
+                    key: 60,
+                    vel: 90,
+                },
+            ),
+            (500, Ev::Off { ch: 0, key: 60 }),
+        ]],
+    );
+    let song = Song::parse(&bytes).unwrap();
+    assert_eq!(
+        song.division,
+        Division::Timecode {
+            fps: 25,
+            subframes: 40
+        }
+    );
+    let roll = Roll::from_song(&song, &QuantizeOptions::default()).unwrap();
+    assert_eq!(roll.steps(), 4);
+    assert!((song.duration_seconds() - 0.5).abs() < 1e-9);
+}
+
+#[test]
+fn export_is_a_standard_piano_file_with_tempo_and_velocity() {
+    let mut roll = Roll::from_notes(
+        16,
+        &[
+            RollNote {
+                start: 0,
+                len: 4,
+                pitch: 60,
+                velocity: 30,
+            },
+            RollNote {
+                start: 4,
+                len: 4,
+                pitch: 60,
+                velocity: 90,
+            },
+        ],
+        vec![StepTempo {
+            step: 0,
+            micros_per_quarter: 600_000,
+        }],
+    );
+    roll.add_note(RollNote {
+        start: 8,
+        len: 8,
+        pitch: 67,
+        velocity: 127,
+    });
+    let bytes = roll.to_midi_bytes("test").unwrap();
+    let smf = midly::Smf::parse(&bytes).unwrap();
+    assert_eq!(smf.header.format, midly::Format::Parallel);
+    let has_program_0 = smf.tracks.iter().flatten().any(|e| {
+        matches!(e.kind, midly::TrackEventKind::Midi { message: midly::MidiMessage::ProgramChange { program }, .. } if program == 0)
+    });
+    assert!(has_program_0);
+    let song = Song::parse(&bytes).unwrap();
+    assert!((song.initial_bpm() - 100.0).abs() < 1e-9);
+    let notes: Vec<_> = song
+        .notes
+        .iter()
+        .map(|n| (n.start, n.end, n.pitch, n.velocity))
+        .collect();
+    assert_eq!(
+        notes,
+        vec![(0, 480, 60, 30), (480, 960, 60, 90), (960, 1920, 67, 127)]
+    );
+}
+
+fn arb_notes() -> impl Strategy<Value = Vec<(u64, u64, u8, u8)>> {
+    prop::collection::vec((0u64..4000, 1u64..1500, 0u8..128, 1u8..128), 0..60).prop_map(|v| {
+        v.into_iter()
+            .map(|(s, d, p, vel)| (s, s + d, p, vel))
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// MIDI -> roll -> MIDI -> roll is the identity on the roll (cells, velocities, onsets,
+    /// tempo), whatever the source resolution.
+    #[test]
+    fn midi_roll_midi_roll_is_identical(
+        notes in arb_notes(),
+        tpq in prop::sample::select(vec![24u16, 96, 120, 480, 960, 10080]),
+        tempos in prop::collection::vec((0u64..5000, 200_000u32..1_500_000), 1..6),
+        keep in any::<bool>(),
+    ) {
+        let mut evs: Vec<(u64, Ev)> = tempos.iter().map(|&(t, m)| (t, Ev::Tempo(m))).collect();
+        for &(s, e, key, vel) in &notes {
+            evs.push((s, Ev::On { ch: 0, key, vel }));
+            evs.push((e, Ev::Off { ch: 0, key }));
+        }
+        let bytes = smf(Format::SingleTrack, Timing::Metrical(u15::new(tpq)), &[evs]);
+        let opts = QuantizeOptions { keep_short_notes: keep, ..Default::default() };
+        let first = roll_of(&bytes, &opts);
+        let again = roll_of(&first.to_midi_bytes("x").unwrap(), &opts);
+        prop_assert_eq!(&first, &again);
+        // And the cached form too.
+        let cached = segue::dataset::decode_cached(&segue::dataset::encode_cached(&first)).unwrap();
+        prop_assert_eq!(&first, &cached);
+    }
+
+    /// The npy form keeps the binary matrix.
+    #[test]
+    fn npy_round_trip(notes in arb_notes()) {
+        let roll = roll_of(&simple(96, &notes), &QuantizeOptions::default());
+        let bytes = segue::npy::encode_u8(roll.steps(), &roll.binary());
+        let (steps, binary) = segue::npy::decode(&bytes).unwrap();
+        prop_assert_eq!(steps, roll.steps());
+        prop_assert_eq!(binary, roll.binary());
+        prop_assert_eq!((bytes.len() - steps * 128) % 64, 0);
+    }
+}
+
+#[test]
+fn slicing_and_appending_keep_notes_and_tempo() {
+    let roll = Roll::from_notes(
+        32,
+        &[RollNote {
+            start: 2,
+            len: 20,
+            pitch: 40,
+            velocity: 70,
+        }],
+        vec![StepTempo {
+            step: 16,
+            micros_per_quarter: 400_000,
+        }],
+    );
+    let a = roll.slice(0, 10);
+    let b = roll.slice(10, 22);
+    assert!(
+        b.is_onset(0, 40),
+        "a note cut by a slice restarts at the cut"
+    );
+    assert_eq!(b.micros_per_quarter_at(6), 400_000);
+    let mut joined = a.clone();
+    joined.append(&b);
+    assert_eq!(joined.binary(), roll.binary());
+    assert_eq!(joined.tempo(), roll.tempo());
+    assert_eq!(roll.slice(30, 8).steps(), 8);
+}

@@ -1,0 +1,153 @@
+//! The built-in synth: pitch, silence, no clipping, no clicks, and WAV output.
+
+use segue::render::{RenderOptions, encode_wav, render_roll};
+use segue::roll::{Roll, RollNote};
+use segue::synth::Synth;
+
+const SR: u32 = 44_100;
+
+/// Magnitude of the DFT of `x` at `hz` (Goertzel).
+fn magnitude(x: &[f32], hz: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / f64::from(SR);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &v in x {
+        let s = f64::from(v) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2).sqrt()
+}
+
+fn play(notes: &[(u8, u8)], seconds: f32) -> Vec<f32> {
+    let mut synth = Synth::new(SR);
+    for &(p, v) in notes {
+        synth.note_on(p, v);
+    }
+    let mut out = vec![0f32; (seconds * SR as f32) as usize];
+    synth.render(&mut out);
+    out
+}
+
+#[test]
+fn a4_has_its_fundamental_at_440_hz() {
+    let out = play(&[(69, 100)], 1.0);
+    let (best, _) = (300..600)
+        .map(|hz| (hz, magnitude(&out, f64::from(hz))))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    assert_eq!(best, 440);
+    // Harmonics are there (not a bare sine) but below the fundamental.
+    let (f1, f2, f3) = (
+        magnitude(&out, 440.0),
+        magnitude(&out, 880.0),
+        magnitude(&out, 1320.0),
+    );
+    assert!(f2 > f1 * 0.05 && f2 < f1, "{f1} {f2}");
+    assert!(f3 > f1 * 0.01 && f3 < f1);
+    // Between harmonics there is nothing.
+    assert!(magnitude(&out, 660.0) < f1 * 0.01);
+}
+
+#[test]
+fn silence_renders_silent() {
+    assert!(play(&[], 0.5).iter().all(|&s| s == 0.0));
+    let empty = Roll::new(64);
+    let out = render_roll(&empty, &RenderOptions::default(), &mut |_| {});
+    assert!(!out.is_empty() && out.iter().all(|&s| s == 0.0));
+}
+
+#[test]
+fn a_full_chord_does_not_clip() {
+    let all: Vec<(u8, u8)> = (0..128).map(|p| (p, 127)).collect();
+    let out = play(&all, 2.0);
+    let peak = out.iter().fold(0f32, |m, &s| m.max(s.abs()));
+    assert!(peak <= 0.9, "peak {peak}");
+    assert!(peak > 0.3, "still loud: {peak}");
+    // Every key of the piano at full velocity, too.
+    let piano: Vec<(u8, u8)> = (21..=108).map(|p| (p, 127)).collect();
+    assert!(play(&piano, 1.0).iter().all(|s| s.abs() <= 0.9));
+}
+
+#[test]
+fn velocity_sets_loudness() {
+    let rms = |x: &[f32]| (x.iter().map(|s| f64::from(s * s)).sum::<f64>() / x.len() as f64).sqrt();
+    let soft = rms(&play(&[(60, 30)], 0.5));
+    let loud = rms(&play(&[(60, 120)], 0.5));
+    assert!(loud > soft * 3.0, "{soft} {loud}");
+}
+
+#[test]
+fn notes_start_and_stop_without_clicks() {
+    // Short repeated low notes: a click (an abrupt start or stop) would jump by about the
+    // note's amplitude from one sample to the next; a smooth envelope moves far less.
+    let mut roll = Roll::new(64);
+    for start in (0..64).step_by(2) {
+        roll.add_note(RollNote {
+            start,
+            len: 1,
+            pitch: 48,
+            velocity: 100,
+        });
+        roll.add_note(RollNote {
+            start: start + 1,
+            len: 1,
+            pitch: 43,
+            velocity: 100,
+        });
+    }
+    let out = render_roll(&roll, &RenderOptions::default(), &mut |_| {});
+    let peak = out.iter().fold(0f32, |m, s| m.max(s.abs()));
+    let max_jump = out
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0f32, f32::max);
+    assert!(peak > 0.1, "peak {peak}");
+    assert!(
+        max_jump < peak * 0.15,
+        "largest jump {max_jump} against a peak of {peak}"
+    );
+    // The same test catches a hard cut: a synth stopped mid-note jumps by its amplitude.
+    let mut synth = Synth::new(SR);
+    synth.note_on(48, 100);
+    let mut buf = vec![0f32; 4410];
+    synth.render(&mut buf);
+    let last = buf[buf.len() - 1];
+    synth.reset();
+    synth.render(&mut buf[..1]);
+    assert!(
+        (buf[0] - last).abs() > 0.0,
+        "reset is a hard cut, the release is not"
+    );
+    // The tail decays to silence.
+    assert!(out[out.len() - 100..].iter().all(|s| s.abs() < 1e-3));
+}
+
+#[test]
+fn render_follows_the_tempo_and_wav_is_valid() {
+    let mut roll = Roll::new(16); // 4 quarters at 120 bpm = 2 s
+    roll.add_note(RollNote {
+        start: 0,
+        len: 16,
+        pitch: 60,
+        velocity: 90,
+    });
+    let opts = RenderOptions {
+        tail_seconds: 0.0,
+        ..Default::default()
+    };
+    assert_eq!(
+        render_roll(&roll, &opts, &mut |_| {}).len(),
+        2 * SR as usize
+    );
+    let fast = RenderOptions {
+        bpm: Some(240.0),
+        ..opts
+    };
+    assert_eq!(render_roll(&roll, &fast, &mut |_| {}).len(), SR as usize);
+    let wav = encode_wav(&[0.0, 0.5, -0.5], SR).unwrap();
+    let reader = hound::WavReader::new(std::io::Cursor::new(wav)).unwrap();
+    assert_eq!(reader.spec().sample_rate, SR);
+    let samples: Vec<i16> = reader.into_samples().map(Result::unwrap).collect();
+    assert_eq!(samples, vec![0, 16384, -16384]);
+}
