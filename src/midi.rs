@@ -121,6 +121,7 @@ impl Song {
         if bytes.is_empty() {
             return Err(MidiProblem::Empty);
         }
+        check_smpte_division(bytes)?;
         let (header, track_iter) =
             midly::parse(bytes).map_err(|e| MidiProblem::NotMidi(e.to_string()))?;
         let (division, ticks_per_quarter, tick_scale) = division_of(&header)?;
@@ -304,6 +305,22 @@ impl Song {
         }
         seconds + (self.end_tick - last_tick) as f64 / tpq * micros / 1e6
     }
+}
+
+/// Refuses an SMPTE division whose frame-rate byte is -128: midly 0.5 negates it as an `i8`,
+/// which overflows (found by fuzzing).
+fn check_smpte_division(bytes: &[u8]) -> std::result::Result<(), MidiProblem> {
+    let head = &bytes[..bytes.len().min(64)];
+    if let Some(at) = head.windows(4).position(|w| w == b"MThd")
+        && let (Some(&hi), Some(&lo)) = (bytes.get(at + 12), bytes.get(at + 13))
+        && hi == 0x80
+    {
+        return Err(MidiProblem::BadTimecode {
+            fps: 128,
+            subframes: lo,
+        });
+    }
+    Ok(())
 }
 
 /// The division, the ticks per quarter for quantization, and a factor applied to every delta.

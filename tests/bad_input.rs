@@ -38,6 +38,19 @@ fn zero_ticks_per_quarter_is_refused() {
 }
 
 #[test]
+fn smpte_division_of_minus_128_frames_is_refused_not_a_panic() {
+    // Found by the fuzzer: midly negates the frame-rate byte 0x80 as an i8 and overflows.
+    let mut bytes = simple(96, &[(0, 96, 60, 90)]);
+    bytes[12] = 0x80;
+    bytes[13] = 0x60;
+    let err = parse(&bytes).unwrap_err();
+    assert!(matches!(err, MidiProblem::BadTimecode { .. }), "{err}");
+    // Other SMPTE rates that midly does not know are refused too.
+    bytes[12] = 0xE0; // -32 fps
+    assert!(parse(&bytes).is_err());
+}
+
+#[test]
 fn absurd_tick_values_give_a_clear_error_not_a_huge_allocation() {
     // A note 200 million ticks in at tpq 1: 800 million steps.
     let bytes = simple(1, &[(200_000_000, 200_000_001, 60, 90)]);
