@@ -172,22 +172,47 @@ impl Roll {
     }
 
     /// Builds a roll from notes in steps (notes past `steps` are cut) and a tempo map.
+    ///
+    /// A cell sounds when some note covers it; it carries the velocity of the latest onset of
+    /// its pitch at or before it (the loudest, where several notes start together). This is the
+    /// canonical form that [`Roll::notes`] inverts exactly.
     pub fn from_notes(steps: usize, notes: &[RollNote], tempo: Vec<StepTempo>) -> Roll {
         let mut roll = Roll::new(steps);
-        // Mark onsets with their velocity (the loudest wins on a shared onset), then cells.
-        for n in notes.iter().filter(|n| n.start < steps && n.len > 0) {
-            let p = usize::from(n.pitch & 127);
-            let i = n.start * PITCHES + p;
-            roll.onsets[i] = true;
-            roll.cells[i] = roll.cells[i].max(n.velocity.clamp(1, 127));
-            for t in n.start + 1..(n.start + n.len).min(steps) {
-                let j = t * PITCHES + p;
-                if roll.cells[j] == 0 {
-                    roll.cells[j] = 1; // placeholder, set below
+        let mut sorted: Vec<RollNote> = notes
+            .iter()
+            .filter(|n| n.start < steps && n.len > 0)
+            .map(|n| RollNote {
+                pitch: n.pitch & 127,
+                velocity: n.velocity.clamp(1, 127),
+                ..*n
+            })
+            .collect();
+        sorted.sort_unstable_by_key(|n| (n.pitch, n.start));
+        let mut i = 0;
+        while i < sorted.len() {
+            let pitch = sorted[i].pitch;
+            let p = usize::from(pitch);
+            let mut run_end = 0usize;
+            while i < sorted.len() && sorted[i].pitch == pitch {
+                // All notes of this pitch starting on this step form one onset.
+                let start = sorted[i].start;
+                let mut velocity = 0u8;
+                while i < sorted.len() && sorted[i].pitch == pitch && sorted[i].start == start {
+                    velocity = velocity.max(sorted[i].velocity);
+                    run_end = run_end.max((start + sorted[i].len).min(steps));
+                    i += 1;
+                }
+                let next_onset = if i < sorted.len() && sorted[i].pitch == pitch {
+                    sorted[i].start
+                } else {
+                    steps
+                };
+                roll.onsets[start * PITCHES + p] = true;
+                for t in start..run_end.min(next_onset) {
+                    roll.cells[t * PITCHES + p] = velocity;
                 }
             }
         }
-        roll.canonicalize();
         roll.set_tempo(tempo);
         roll
     }

@@ -60,6 +60,27 @@ fn absurd_tick_values_give_a_clear_error_not_a_huge_allocation() {
 }
 
 #[test]
+fn hours_long_files_load_and_absurdly_long_ones_are_refused() {
+    // Three hours at 120 bpm (tpq 96): 21,600 quarters, one note per quarter.
+    let notes: Vec<(u64, u64, u8, u8)> = (0..21_600u64)
+        .map(|q| (q * 96, q * 96 + 90, 48 + (q % 24) as u8, 80))
+        .collect();
+    let roll = parse(&simple(96, &notes)).unwrap();
+    assert_eq!(roll.steps(), 86_400);
+    assert!((roll.duration_seconds() - 3.0 * 3600.0).abs() < 1.0);
+    // Ten hours is past the default limit: a clear error, not a 100 MB roll.
+    let err = parse(&simple(
+        96,
+        &[(0, 96, 60, 80), (72_000 * 96, 72_001 * 96, 60, 80)],
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(err, MidiProblem::TooLong { limit: 200_000, .. }),
+        "{err}"
+    );
+}
+
+#[test]
 fn every_truncation_of_a_real_file_is_handled() {
     let bytes = std::fs::read(shared("corpus/bach/chorale_bwv1.6.mid")).unwrap();
     for cut in (0..bytes.len()).step_by(7).chain([bytes.len() - 1]) {
