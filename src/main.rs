@@ -15,6 +15,19 @@ use segue::render::{RenderOptions, render_roll, write_wav};
 use segue::roll::{QuantizeOptions, Roll};
 use segue::{bench, image, npy};
 
+/// `println!` that ends the program quietly when stdout is closed (`segue info f | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            return Err(e.into());
+        }
+    }};
+}
+
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SEGUE_COMMIT"), ")");
 
 /// Segue: a piano-roll studio for neural music generation.
@@ -166,7 +179,7 @@ fn run(cli: Cli) -> Result<()> {
         None => {
             use clap::CommandFactory;
             Cli::command().print_help()?;
-            println!();
+            out!();
             Ok(())
         }
         Some(Cmd::Info { file, quantize }) => info(&file, quantize.options()),
@@ -200,48 +213,48 @@ fn run(cli: Cli) -> Result<()> {
 fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
     let song = Song::read(file)?;
     let roll = Roll::from_song(&song, &opts).map_err(|p| segue::Error::midi(file, p))?;
-    println!("file:          {}", file.display());
+    out!("file:          {}", file.display());
     if let Some(title) = &song.title {
-        println!("title:         {title}");
+        out!("title:         {title}");
     }
-    println!("format:        {}", song.format.number());
-    println!("tracks:        {}", song.tracks);
+    out!("format:        {}", song.format.number());
+    out!("tracks:        {}", song.tracks);
     match song.division {
-        Division::Metrical(tpq) => println!("division:      {tpq} ticks per quarter note"),
-        Division::Timecode { fps, subframes } => println!(
+        Division::Metrical(tpq) => out!("division:      {tpq} ticks per quarter note"),
+        Division::Timecode { fps, subframes } => out!(
             "division:      SMPTE {fps} fps x {subframes} ticks per frame (read on a 120 bpm grid)"
         ),
     }
-    println!(
+    out!(
         "tempo changes: {} (first {:.1} bpm)",
         song.tempo.len(),
         song.initial_bpm()
     );
     if let Some(ts) = song.time_signatures.first() {
-        println!("meter:         {}/{}", ts.numerator, ts.denominator);
+        out!("meter:         {}/{}", ts.numerator, ts.denominator);
     }
     let drums = song
         .notes
         .iter()
         .filter(|n| n.channel == segue::midi::DRUM_CHANNEL)
         .count();
-    println!(
+    out!(
         "notes:         {} ({} on channel 10)",
         song.notes.len(),
         drums
     );
-    println!(
+    out!(
         "roll:          {} x 128 ({} sounding cells, {} notes after quantization)",
         roll.steps(),
         roll.active_cells(),
         roll.notes().len()
     );
-    println!(
+    out!(
         "duration:      {}",
         format_duration(song.duration_seconds())
     );
     for w in &song.warnings {
-        println!("warning:       {w}");
+        out!("warning:       {w}");
     }
     Ok(())
 }
@@ -279,7 +292,7 @@ fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> 
         "png" => image::write_png(output, &roll, scale)?,
         _ => roll.write_midi(output)?,
     }
-    println!(
+    out!(
         "wrote {} ({} x 128, {} notes)",
         output.display(),
         roll.steps(),
@@ -319,7 +332,7 @@ fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOption
     });
     bar.finish_and_clear();
     write_wav(output, &samples, render_opts.sample_rate)?;
-    println!(
+    out!(
         "wrote {} ({:.1} s at {} Hz)",
         output.display(),
         samples.len() as f64 / f64::from(render_opts.sample_rate),
@@ -368,16 +381,22 @@ fn corpus_stats(dir: &Path, json: bool, cache: &CacheArgs, opts: QuantizeOptions
     let corpus = load_corpus(dir, cache, opts)?;
     let stats = corpus.stats();
     if json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
+        out!("{}", serde_json::to_string_pretty(&stats)?);
         return Ok(());
     }
-    println!(
+    out!(
         "{:<16} {:>6} {:>9} {:>8} {:>11} {:>9} {:>8}",
-        "composer", "files", "steps", "notes", "notes/step", "pitches", "failed"
+        "composer",
+        "files",
+        "steps",
+        "notes",
+        "notes/step",
+        "pitches",
+        "failed"
     );
     let name = |p: Option<u8>| p.map_or("-".to_string(), segue::roll::pitch_name);
     for s in &stats {
-        println!(
+        out!(
             "{:<16} {:>6} {:>9} {:>8} {:>11.2} {:>9} {:>8}",
             s.composer,
             s.files,
@@ -390,7 +409,7 @@ fn corpus_stats(dir: &Path, json: bool, cache: &CacheArgs, opts: QuantizeOptions
     }
     let files: usize = stats.iter().map(|s| s.files).sum();
     let steps: usize = stats.iter().map(|s| s.steps).sum();
-    println!(
+    out!(
         "{} composers, {files} files, {steps} steps, {} failed, {} from cache",
         stats.len(),
         corpus.failures.len(),
@@ -417,7 +436,7 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
         .unwrap_or_else(|| shared_dir("bench/reference"));
     let files = bench::corpus_files(&corpus).with_context(|| "listing the benchmark corpus")?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!(
+    out!(
         "{} MIDI files under {} ({} cores); read + parse + roll, paper rounding, median of {}",
         files.len(),
         corpus.display(),
@@ -461,17 +480,20 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
         }
         agreement = Some(bench::agreement(&python, &reference, &corpus, &files)?);
     }
-    println!(
+    out!(
         "\n{:<28} {:>10} {:>9} {:>7}",
-        "method", "files/s", "total s", "failed"
+        "method",
+        "files/s",
+        "total s",
+        "failed"
     );
     for (label, fps, secs, failed) in &rows {
-        println!("{label:<28} {fps:>10.1} {secs:>9.3} {failed:>7}");
+        out!("{label:<28} {fps:>10.1} {secs:>9.3} {failed:>7}");
     }
     if rows.len() > 2 {
-        println!("\nratios (files/s of segue / files/s of the reference):");
+        out!("\nratios (files/s of segue / files/s of the reference):");
         for (label, fps, _, _) in &rows[2..] {
-            println!(
+            out!(
                 "  {:<24} 1 thread {:>7.2}x   {} threads {:>7.2}x",
                 label,
                 single.files_per_s / fps,
@@ -481,9 +503,12 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
         }
     }
     if let Some(a) = &agreement {
-        println!(
+        out!(
             "\nagreement with the reference roll (symusic ticks, paper rounding): mean Jaccard {:.5}, min {:.4}, {} of {} files identical",
-            a.mean, a.min, a.identical, a.files
+            a.mean,
+            a.min,
+            a.identical,
+            a.files
         );
         if let Some(threshold) = args.check_agreement
             && a.mean < threshold

@@ -60,6 +60,28 @@ fn info_describes_a_corpus_file() {
 }
 
 #[test]
+fn a_closed_stdout_is_not_a_crash() {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_segue"))
+        .args(["corpus", "stats", p(&shared("corpus")), "--no-cache"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader went away, as with `| head -0`
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn roll_writes_npy_png_and_midi() {
     let dir = tempfile::tempdir().unwrap();
     let src = shared("corpus/bach/bach_846.mid");
