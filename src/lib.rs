@@ -11,6 +11,7 @@ pub mod error;
 pub mod fsutil;
 pub mod image;
 pub mod midi;
+pub mod models;
 pub mod npy;
 pub mod render;
 pub mod roll;

@@ -1,0 +1,246 @@
+//! The LSTM-VAE of the paper: a recurrent variational autoencoder over piano rolls.
+//!
+//! Shapes (B = batch, T = steps, P = 128 pitches, H = hidden, L = layers, Z = latent):
+//! - encoder: an L-layer LSTM reads the roll `[B, T, P]`; the final hidden states of all layers,
+//!   concatenated `[B, L*H]`, map linearly to the mean and log-variance of z `[B, Z]`;
+//! - decoder: its initial (h, c) for every layer is a linear map of z; its input at step t is
+//!   the roll at step t-1 (silence at t = 0) concatenated with z, `[B, P+Z]`; a linear layer
+//!   gives per-pitch logits `[B, T, P]` (sigmoid = Bernoulli probabilities).
+//!
+//! Loss = BCE (summed over cells, averaged over the batch, computed from logits for
+//! stability) + beta * KL(q(z|x) || N(0, I)). Weight names follow PyTorch's `nn.LSTM`
+//! (`encoder.weight_ih_l0`, ...).
+
+use candle_core::{D, Device, Result, Tensor};
+use candle_nn::rnn::{LSTM, LSTMConfig, LSTMState, RNN};
+use candle_nn::{Linear, Module, VarBuilder, linear};
+use rand::Rng;
+
+use crate::models::standard_normal;
+use crate::roll::PITCHES;
+
+/// Sizes of the LSTM-VAE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Config {
+    /// Pitches per step (128).
+    pub input: usize,
+    /// LSTM hidden size.
+    pub hidden: usize,
+    /// LSTM layers in the encoder and in the decoder.
+    pub layers: usize,
+    /// Size of the latent code z.
+    pub latent: usize,
+}
+
+impl Config {
+    /// The paper's sizes: hidden 512, 3 layers, latent 20.
+    pub fn paper() -> Self {
+        Config {
+            input: PITCHES,
+            hidden: 512,
+            layers: 3,
+            latent: 20,
+        }
+    }
+
+    /// The studio default (provisional until the training benchmark settles it): hidden 256,
+    /// 2 layers, latent 20, the size the PyTorch reference trains on CPU.
+    pub fn studio() -> Self {
+        Config {
+            input: PITCHES,
+            hidden: 256,
+            layers: 2,
+            latent: 20,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::studio()
+    }
+}
+
+/// A diagonal Gaussian posterior q(z|x).
+#[derive(Debug, Clone)]
+pub struct DiagonalGaussian {
+    /// `[B, Z]`
+    pub mean: Tensor,
+    /// `[B, Z]`
+    pub logvar: Tensor,
+}
+
+impl DiagonalGaussian {
+    /// z = mean + exp(logvar / 2) * eps, with eps drawn from the seeded `rng`.
+    pub fn sample(&self, rng: &mut impl Rng) -> Result<Tensor> {
+        let eps = Tensor::from_vec(
+            standard_normal(rng, self.mean.elem_count()),
+            self.mean.shape(),
+            self.mean.device(),
+        )?
+        .to_dtype(self.mean.dtype())?;
+        &self.mean + (self.logvar.affine(0.5, 0.0)?.exp()? * eps)?
+    }
+
+    /// KL(q || N(0, I)) per latent dimension, averaged over the batch: `[Z]`.
+    pub fn kl_per_dim(&self) -> Result<Tensor> {
+        // 0.5 * (mu^2 + exp(logvar) - 1 - logvar)
+        let kl = ((self.mean.sqr()? + self.logvar.exp()?)? - self.logvar.affine(1.0, 1.0)?)?
+            .affine(0.5, 0.0)?;
+        kl.mean(0)
+    }
+}
+
+/// The LSTM-VAE.
+pub struct LstmVae {
+    cfg: Config,
+    encoder: Vec<LSTM>,
+    to_mean: Linear,
+    to_logvar: Linear,
+    z_to_state: Linear,
+    decoder: Vec<LSTM>,
+    output: Linear,
+}
+
+fn lstm_stack(input: usize, cfg: &Config, vb: VarBuilder) -> Result<Vec<LSTM>> {
+    (0..cfg.layers)
+        .map(|layer| {
+            let lstm_cfg = LSTMConfig {
+                layer_idx: layer,
+                ..Default::default()
+            };
+            let in_dim = if layer == 0 { input } else { cfg.hidden };
+            LSTM::new(in_dim, cfg.hidden, lstm_cfg, vb.clone())
+        })
+        .collect()
+}
+
+impl LstmVae {
+    /// Builds the model, creating or loading its weights through `vb`.
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let state = cfg.layers * cfg.hidden;
+        Ok(LstmVae {
+            cfg: *cfg,
+            encoder: lstm_stack(cfg.input, cfg, vb.pp("encoder"))?,
+            to_mean: linear(state, cfg.latent, vb.pp("to_mean"))?,
+            to_logvar: linear(state, cfg.latent, vb.pp("to_logvar"))?,
+            z_to_state: linear(cfg.latent, 2 * state, vb.pp("z_to_state"))?,
+            decoder: lstm_stack(cfg.input + cfg.latent, cfg, vb.pp("decoder"))?,
+            output: linear(cfg.hidden, cfg.input, vb.pp("output"))?,
+        })
+    }
+
+    /// The model's sizes.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// q(z | roll) for rolls `[B, T, P]`.
+    pub fn encode(&self, roll: &Tensor) -> Result<DiagonalGaussian> {
+        let mut x = roll.clone();
+        let mut finals = Vec::with_capacity(self.cfg.layers);
+        for lstm in &self.encoder {
+            let states = lstm.seq(&x)?;
+            x = lstm.states_to_tensor(&states)?;
+            if let Some(last) = states.last() {
+                finals.push(last.h().clone());
+            }
+        }
+        let h = Tensor::cat(&finals, D::Minus1)?;
+        Ok(DiagonalGaussian {
+            mean: self.to_mean.forward(&h)?,
+            logvar: self.to_logvar.forward(&h)?,
+        })
+    }
+
+    /// The decoder's initial state for codes `z` `[B, Z]`: one (h, c) per layer.
+    pub fn initial_state(&self, z: &Tensor) -> Result<Vec<LSTMState>> {
+        let s = self.z_to_state.forward(z)?;
+        let hidden = self.cfg.hidden;
+        (0..self.cfg.layers)
+            .map(|layer| {
+                let h = s.narrow(1, 2 * layer * hidden, hidden)?.tanh()?;
+                let c = s.narrow(1, (2 * layer + 1) * hidden, hidden)?;
+                Ok(LSTMState::new(h, c))
+            })
+            .collect()
+    }
+
+    /// Teacher-forced decoding: logits `[B, T, P]` of each step given the previous steps of
+    /// `roll` `[B, T, P]` and the code `z` `[B, Z]`.
+    pub fn decode(&self, roll: &Tensor, z: &Tensor) -> Result<Tensor> {
+        let (b, t, p) = roll.dims3()?;
+        let silence = Tensor::zeros((b, 1, p), roll.dtype(), roll.device())?;
+        let previous = Tensor::cat(&[&silence, &roll.narrow(1, 0, t - 1)?], 1)?;
+        let z_steps = z.unsqueeze(1)?.broadcast_as((b, t, self.cfg.latent))?;
+        let mut x = Tensor::cat(&[&previous, &z_steps.contiguous()?], D::Minus1)?;
+        let init = self.initial_state(z)?;
+        for (lstm, state) in self.decoder.iter().zip(&init) {
+            let states = lstm.seq_init(&x, state)?;
+            x = lstm.states_to_tensor(&states)?;
+        }
+        self.output.forward(&x)
+    }
+
+    /// One sampling step: logits `[B, P]` for the next step given the previous step `[B, P]`,
+    /// the code `z` and the decoder state, which is advanced in place.
+    pub fn decode_step(
+        &self,
+        previous: &Tensor,
+        z: &Tensor,
+        state: &mut [LSTMState],
+    ) -> Result<Tensor> {
+        let mut x = Tensor::cat(&[previous, z], D::Minus1)?;
+        for (lstm, s) in self.decoder.iter().zip(state.iter_mut()) {
+            *s = lstm.step(&x, s)?;
+            x = s.h().clone();
+        }
+        self.output.forward(&x)
+    }
+
+    /// Encodes, samples z with `rng`, decodes: (logits `[B, T, P]`, posterior).
+    pub fn forward(&self, roll: &Tensor, rng: &mut impl Rng) -> Result<(Tensor, DiagonalGaussian)> {
+        let posterior = self.encode(roll)?;
+        let z = posterior.sample(rng)?;
+        Ok((self.decode(roll, &z)?, posterior))
+    }
+}
+
+/// Binary cross-entropy of `logits` against 0/1 `targets`, summed over all but the batch
+/// dimension and averaged over the batch; stable for large logits.
+pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    // max(l, 0) - l * y + log(1 + exp(-|l|))
+    let softplus = logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
+    let loss = ((logits.relu()? - (logits * targets)?)? + softplus)?;
+    let batch = logits.dim(0)? as f64;
+    loss.sum_all()?.affine(1.0 / batch, 0.0)
+}
+
+/// The device to compute on: CUDA 0 when built with `cuda` and asked for, else the CPU.
+pub fn device(cuda: bool) -> Result<Device> {
+    if cuda {
+        Device::new_cuda(0)
+    } else {
+        Ok(Device::Cpu)
+    }
+}
+
+/// Loss parts of one batch.
+#[derive(Debug, Clone)]
+pub struct Loss {
+    /// The total to minimise: recon + beta * kl.
+    pub total: Tensor,
+    /// Reconstruction BCE per snippet (summed over cells).
+    pub recon: Tensor,
+    /// KL per snippet (summed over latent dimensions).
+    pub kl: Tensor,
+}
+
+/// The VAE loss for a batch `[B, T, P]` at KL weight `beta`.
+pub fn loss(model: &LstmVae, roll: &Tensor, beta: f64, rng: &mut impl Rng) -> Result<Loss> {
+    let (logits, posterior) = model.forward(roll, rng)?;
+    let recon = bce_with_logits(&logits, roll)?;
+    let kl = posterior.kl_per_dim()?.sum_all()?;
+    let total = (&recon + kl.affine(beta, 0.0)?)?;
+    Ok(Loss { total, recon, kl })
+}
