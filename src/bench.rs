@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::dataset::midi_files;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::midi::Song;
@@ -231,9 +230,4 @@ pub fn agreement(
     )?;
     serde_json::from_slice(&out.stdout)
         .map_err(|e| Error::format(&script, format!("bad JSON from the agreement helper: {e}")))
-}
-
-/// Every MIDI file of the corpus (re-exported for the CLI).
-pub fn corpus_files(corpus: &Path) -> Result<Vec<PathBuf>> {
-    midi_files(corpus)
 }

@@ -264,12 +264,16 @@ fn format_duration(seconds: f64) -> String {
     format!("{}:{:02} ({seconds:.2} s)", s / 60, s % 60)
 }
 
-fn output_kind(output: &Path, allowed: &[&str]) -> Result<String> {
-    let ext = output
-        .extension()
+/// The file's extension in lowercase ("" when it has none).
+fn extension(path: &Path) -> String {
+    path.extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn output_kind(output: &Path, allowed: &[&str]) -> Result<String> {
+    let ext = extension(output);
     if !allowed.contains(&ext.as_str()) {
         bail!(
             "{}: unsupported output type '.{ext}' (use one of: {})",
@@ -302,12 +306,7 @@ fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> 
 }
 
 fn load_roll_any(file: &Path, opts: QuantizeOptions) -> Result<Roll> {
-    let ext = file
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    Ok(if ext == "npy" {
+    Ok(if extension(file) == "npy" {
         npy::read_roll(file)?
     } else {
         Roll::read_midi(file, &opts)?
@@ -434,7 +433,8 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
     let reference = args
         .reference
         .unwrap_or_else(|| shared_dir("bench/reference"));
-    let files = bench::corpus_files(&corpus).with_context(|| "listing the benchmark corpus")?;
+    let files =
+        segue::dataset::midi_files(&corpus).with_context(|| "listing the benchmark corpus")?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     out!(
         "{} MIDI files under {} ({} cores); read + parse + roll, paper rounding, median of {}",

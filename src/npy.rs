@@ -89,7 +89,9 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(usize, Vec<u8>), String> {
         .ok_or("absurd shape in the .npy header")?;
     let data = &bytes[data_start..];
     let (width, on): (usize, fn(&[u8]) -> bool) = match descr {
-        "|u1" | "|b1" | "|i1" | "<u1" => (1, |b| b[0] != 0 && b[0] < 0x80),
+        // Any nonzero byte (0/1, 0/255 masks) is on; signed bytes must be positive.
+        "|u1" | "|b1" | "<u1" => (1, |b| b[0] != 0),
+        "|i1" => (1, |b| b[0] != 0 && b[0] < 0x80),
         "<i4" => (4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) > 0),
         "<i8" => (8, |b| {
             i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) > 0

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{shared, simple};
+use common::{shared, simple, with_division};
 use segue::error::{Error, MidiProblem};
 use segue::midi::Song;
 use segue::roll::{QuantizeOptions, Roll};
@@ -26,10 +26,7 @@ fn empty_and_non_midi_files_are_refused_clearly() {
 
 #[test]
 fn zero_ticks_per_quarter_is_refused() {
-    let mut bytes = simple(96, &[(0, 96, 60, 90)]);
-    bytes[12] = 0;
-    bytes[13] = 0;
-    let err = parse(&bytes).unwrap_err();
+    let err = parse(&with_division(0, 0)).unwrap_err();
     assert_eq!(err, MidiProblem::BadDivision(0));
     assert_eq!(
         err.to_string(),
@@ -40,14 +37,10 @@ fn zero_ticks_per_quarter_is_refused() {
 #[test]
 fn smpte_division_of_minus_128_frames_is_refused_not_a_panic() {
     // Found by the fuzzer: midly negates the frame-rate byte 0x80 as an i8 and overflows.
-    let mut bytes = simple(96, &[(0, 96, 60, 90)]);
-    bytes[12] = 0x80;
-    bytes[13] = 0x60;
-    let err = parse(&bytes).unwrap_err();
+    let err = parse(&with_division(0x80, 0x60)).unwrap_err();
     assert!(matches!(err, MidiProblem::BadTimecode { .. }), "{err}");
     // Other SMPTE rates that midly does not know are refused too.
-    bytes[12] = 0xE0; // -32 fps
-    assert!(parse(&bytes).is_err());
+    assert!(parse(&with_division(0xE0, 0x60)).is_err()); // -32 fps
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Ev, simple, smf};
+use common::{Ev, off, on, simple, smf};
 use midly::num::u15;
 use midly::{Format, Timing};
 use proptest::prelude::*;
@@ -69,24 +69,10 @@ fn tempo_changes_do_not_move_the_grid_and_are_kept() {
                 (3 * tpq, Ev::Tempo(1_000_000)),
             ],
             vec![
-                (
-                    0,
-                    Ev::On {
-                        ch: 0,
-                        key: 60,
-                        vel: 90,
-                    },
-                ),
-                (tpq, Ev::Off { ch: 0, key: 60 }),
-                (
-                    2 * tpq,
-                    Ev::On {
-                        ch: 1,
-                        key: 67,
-                        vel: 90,
-                    },
-                ),
-                (4 * tpq, Ev::Off { ch: 1, key: 67 }),
+                (0, on(0, 60, 90)),
+                (tpq, off(0, 60)),
+                (2 * tpq, on(1, 67, 90)),
+                (4 * tpq, off(1, 67)),
             ],
         ],
     );
@@ -120,38 +106,10 @@ fn velocity_zero_note_on_is_a_note_off() {
         Format::SingleTrack,
         Timing::Metrical(u15::new(4)),
         &[vec![
-            (
-                0,
-                Ev::On {
-                    ch: 0,
-                    key: 50,
-                    vel: 64,
-                },
-            ),
-            (
-                2,
-                Ev::On {
-                    ch: 0,
-                    key: 50,
-                    vel: 0,
-                },
-            ),
-            (
-                6,
-                Ev::On {
-                    ch: 0,
-                    key: 50,
-                    vel: 64,
-                },
-            ),
-            (
-                7,
-                Ev::On {
-                    ch: 0,
-                    key: 50,
-                    vel: 0,
-                },
-            ),
+            (0, on(0, 50, 64)),
+            (2, on(0, 50, 0)),
+            (6, on(0, 50, 64)),
+            (7, on(0, 50, 0)),
         ]],
     );
     let roll = roll_of(&bytes, &QuantizeOptions::default());
@@ -166,25 +124,11 @@ fn overlapping_notes_of_one_pitch_pair_first_in_first_out() {
         Format::SingleTrack,
         Timing::Metrical(u15::new(4)),
         &[vec![
-            (
-                0,
-                Ev::On {
-                    ch: 0,
-                    key: 60,
-                    vel: 40,
-                },
-            ),
-            (
-                2,
-                Ev::On {
-                    ch: 0,
-                    key: 60,
-                    vel: 120,
-                },
-            ),
-            (4, Ev::Off { ch: 0, key: 60 }),
-            (8, Ev::Off { ch: 0, key: 60 }),
-            (20, Ev::Off { ch: 0, key: 60 }), // stray off: ignored
+            (0, on(0, 60, 40)),
+            (2, on(0, 60, 120)),
+            (4, off(0, 60)),
+            (8, off(0, 60)),
+            (20, off(0, 60)), // stray off: ignored
         ]],
     );
     let song = Song::parse(&bytes).unwrap();
@@ -224,24 +168,10 @@ fn drums_merge_by_default_and_can_be_left_out() {
         Format::SingleTrack,
         Timing::Metrical(u15::new(4)),
         &[vec![
-            (
-                0,
-                Ev::On {
-                    ch: 9,
-                    key: 36,
-                    vel: 100,
-                },
-            ),
-            (1, Ev::Off { ch: 9, key: 36 }),
-            (
-                0,
-                Ev::On {
-                    ch: 0,
-                    key: 60,
-                    vel: 100,
-                },
-            ),
-            (4, Ev::Off { ch: 0, key: 60 }),
+            (0, on(9, 36, 100)),
+            (1, off(9, 36)),
+            (0, on(0, 60, 100)),
+            (4, off(0, 60)),
         ]],
     );
     assert!(roll_of(&bytes, &QuantizeOptions::default()).is_on(0, 36));
@@ -289,17 +219,7 @@ fn smpte_files_are_read_on_a_120_bpm_grid() {
     let bytes = smf(
         Format::SingleTrack,
         Timing::Timecode(midly::Fps::Fps25, 40),
-        &[vec![
-            (
-                0,
-                Ev::On {
-                    ch: 0,
-                    key: 60,
-                    vel: 90,
-                },
-            ),
-            (500, Ev::Off { ch: 0, key: 60 }),
-        ]],
+        &[vec![(0, on(0, 60, 90)), (500, off(0, 60))]],
     );
     let song = Song::parse(&bytes).unwrap();
     assert_eq!(

@@ -21,6 +21,24 @@ pub enum Ev {
     Tempo(u32),
 }
 
+/// A note-on event (velocity 0 is a note-off, as in the files).
+pub fn on(ch: u8, key: u8, vel: u8) -> Ev {
+    Ev::On { ch, key, vel }
+}
+
+/// A note-off event.
+pub fn off(ch: u8, key: u8) -> Ev {
+    Ev::Off { ch, key }
+}
+
+/// A format-0 file at `tpq` whose header division bytes are replaced by `hi`, `lo`.
+pub fn with_division(hi: u8, lo: u8) -> Vec<u8> {
+    let mut bytes = simple(96, &[(0, 96, 60, 90)]);
+    bytes[12] = hi;
+    bytes[13] = lo;
+    bytes
+}
+
 /// Builds SMF bytes from tracks of absolute-tick events (sorted here, stable).
 pub fn smf(format: Format, timing: Timing, tracks: &[Vec<(u64, Ev)>]) -> Vec<u8> {
     let mut out_tracks = Vec::new();
