@@ -12,10 +12,10 @@
 //! (`encoder.weight_ih_l0`, ...).
 
 use candle_core::{D, Device, Result, Tensor};
-use candle_nn::rnn::{LSTM, LSTMConfig, LSTMState, RNN};
 use candle_nn::{Linear, Module, VarBuilder, linear};
 use rand::Rng;
 
+use crate::models::fused_lstm::LstmWeights;
 use crate::models::standard_normal;
 use crate::roll::PITCHES;
 
@@ -91,26 +91,31 @@ impl DiagonalGaussian {
     }
 }
 
+/// The decoder's recurrent state: (h, c) per layer, each `[B, H]`.
+#[derive(Debug, Clone)]
+pub struct DecoderState {
+    /// Hidden states, one per layer.
+    pub h: Vec<Tensor>,
+    /// Cell states, one per layer.
+    pub c: Vec<Tensor>,
+}
+
 /// The LSTM-VAE.
 pub struct LstmVae {
     cfg: Config,
-    encoder: Vec<LSTM>,
+    encoder: Vec<LstmWeights>,
     to_mean: Linear,
     to_logvar: Linear,
     z_to_state: Linear,
-    decoder: Vec<LSTM>,
+    decoder: Vec<LstmWeights>,
     output: Linear,
 }
 
-fn lstm_stack(input: usize, cfg: &Config, vb: VarBuilder) -> Result<Vec<LSTM>> {
+fn lstm_stack(input: usize, cfg: &Config, vb: VarBuilder) -> Result<Vec<LstmWeights>> {
     (0..cfg.layers)
         .map(|layer| {
-            let lstm_cfg = LSTMConfig {
-                layer_idx: layer,
-                ..Default::default()
-            };
             let in_dim = if layer == 0 { input } else { cfg.hidden };
-            LSTM::new(in_dim, cfg.hidden, lstm_cfg, vb.clone())
+            LstmWeights::new(in_dim, cfg.hidden, layer, &vb)
         })
         .collect()
 }
@@ -137,14 +142,13 @@ impl LstmVae {
 
     /// q(z | roll) for rolls `[B, T, P]`.
     pub fn encode(&self, roll: &Tensor) -> Result<DiagonalGaussian> {
-        let mut x = roll.clone();
+        let (b, t, _) = roll.dims3()?;
+        let zeros = Tensor::zeros((b, self.cfg.hidden), roll.dtype(), roll.device())?;
+        let mut x = roll.transpose(0, 1)?.contiguous()?;
         let mut finals = Vec::with_capacity(self.cfg.layers);
         for lstm in &self.encoder {
-            let states = lstm.seq(&x)?;
-            x = lstm.states_to_tensor(&states)?;
-            if let Some(last) = states.last() {
-                finals.push(last.h().clone());
-            }
+            x = lstm.sequence(&x, &zeros, &zeros)?;
+            finals.push(x.get(t - 1)?);
         }
         let h = Tensor::cat(&finals, D::Minus1)?;
         Ok(DiagonalGaussian {
@@ -154,32 +158,54 @@ impl LstmVae {
     }
 
     /// The decoder's initial state for codes `z` `[B, Z]`: one (h, c) per layer.
-    pub fn initial_state(&self, z: &Tensor) -> Result<Vec<LSTMState>> {
+    pub fn initial_state(&self, z: &Tensor) -> Result<DecoderState> {
         let s = self.z_to_state.forward(z)?;
         let hidden = self.cfg.hidden;
-        (0..self.cfg.layers)
-            .map(|layer| {
-                let h = s.narrow(1, 2 * layer * hidden, hidden)?.tanh()?;
-                let c = s.narrow(1, (2 * layer + 1) * hidden, hidden)?;
-                Ok(LSTMState::new(h, c))
-            })
-            .collect()
+        let mut state = DecoderState {
+            h: Vec::with_capacity(self.cfg.layers),
+            c: Vec::with_capacity(self.cfg.layers),
+        };
+        for layer in 0..self.cfg.layers {
+            state
+                .h
+                .push(s.narrow(1, 2 * layer * hidden, hidden)?.tanh()?);
+            state.c.push(
+                s.narrow(1, (2 * layer + 1) * hidden, hidden)?
+                    .contiguous()?,
+            );
+        }
+        Ok(state)
     }
 
     /// Teacher-forced decoding: logits `[B, T, P]` of each step given the previous steps of
     /// `roll` `[B, T, P]` and the code `z` `[B, Z]`.
     pub fn decode(&self, roll: &Tensor, z: &Tensor) -> Result<Tensor> {
+        self.decode_dropped(roll, z, None)
+    }
+
+    /// [`LstmVae::decode`] with decoder input dropout: `keep` `[B, T]` (0 or 1) blanks the
+    /// previous step the decoder sees at each position where it is 0, so the decoder has to
+    /// rely on z (a remedy against posterior collapse, used in training only).
+    pub fn decode_dropped(
+        &self,
+        roll: &Tensor,
+        z: &Tensor,
+        keep: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (b, t, p) = roll.dims3()?;
         let silence = Tensor::zeros((b, 1, p), roll.dtype(), roll.device())?;
-        let previous = Tensor::cat(&[&silence, &roll.narrow(1, 0, t - 1)?], 1)?;
-        let z_steps = z.unsqueeze(1)?.broadcast_as((b, t, self.cfg.latent))?;
-        let mut x = Tensor::cat(&[&previous, &z_steps.contiguous()?], D::Minus1)?;
-        let init = self.initial_state(z)?;
-        for (lstm, state) in self.decoder.iter().zip(&init) {
-            let states = lstm.seq_init(&x, state)?;
-            x = lstm.states_to_tensor(&states)?;
+        let mut previous = Tensor::cat(&[&silence, &roll.narrow(1, 0, t - 1)?], 1)?;
+        if let Some(keep) = keep {
+            previous = previous.broadcast_mul(&keep.unsqueeze(2)?)?;
         }
-        self.output.forward(&x)
+        let previous = previous.transpose(0, 1)?;
+        let z_steps = z.unsqueeze(0)?.broadcast_as((t, b, self.cfg.latent))?;
+        let mut x = Tensor::cat(&[&previous, &z_steps], D::Minus1)?.contiguous()?;
+        let init = self.initial_state(z)?;
+        for ((lstm, h), c) in self.decoder.iter().zip(&init.h).zip(&init.c) {
+            x = lstm.sequence(&x, h, c)?;
+        }
+        self.output.forward(&x)?.transpose(0, 1)
     }
 
     /// One sampling step: logits `[B, P]` for the next step given the previous step `[B, P]`,
@@ -188,12 +214,14 @@ impl LstmVae {
         &self,
         previous: &Tensor,
         z: &Tensor,
-        state: &mut [LSTMState],
+        state: &mut DecoderState,
     ) -> Result<Tensor> {
         let mut x = Tensor::cat(&[previous, z], D::Minus1)?;
-        for (lstm, s) in self.decoder.iter().zip(state.iter_mut()) {
-            *s = lstm.step(&x, s)?;
-            x = s.h().clone();
+        for (layer, lstm) in self.decoder.iter().enumerate() {
+            let (h, c) = lstm.step(&x, &state.h[layer], &state.c[layer])?;
+            x = h.clone();
+            state.h[layer] = h;
+            state.c[layer] = c;
         }
         self.output.forward(&x)
     }

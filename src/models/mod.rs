@@ -1,6 +1,8 @@
 //! The neural models, in candle. Models know nothing of the studio: tensors in, tensors out.
 
+pub mod fused_lstm;
 pub mod lstm_vae;
+pub mod matmul;
 
 use rand::Rng;
 
