@@ -404,6 +404,17 @@ impl<'a> BalancedSampler<'a> {
         self.by_composer.len()
     }
 
+    /// Draws and discards `batches` batches, as if [`BalancedSampler::next_batch`] had been
+    /// called that many times (a resumed training run continues the same sequence).
+    pub fn skip(&mut self, batches: usize) {
+        for _ in 0..batches {
+            for (_, _, cumulative) in &self.by_composer {
+                let total = *cumulative.last().unwrap_or(&1);
+                let _ = self.rng.random_range(0..total.max(1));
+            }
+        }
+    }
+
     /// The next batch: one snippet of each composer, in composer order.
     pub fn next_batch(&mut self) -> Batch {
         let n = self.by_composer.len();

@@ -16,6 +16,7 @@ pub mod npy;
 pub mod render;
 pub mod roll;
 pub mod synth;
+pub mod train;
 
 pub use error::{Error, MidiProblem, Result};
 pub use roll::{QuantizeOptions, Roll};

@@ -13,6 +13,7 @@ use segue::dataset::{Corpus, LoadOptions};
 use segue::midi::{Division, Song};
 use segue::render::{RenderOptions, render_roll, write_wav};
 use segue::roll::{QuantizeOptions, Roll};
+use segue::train::{Control, TrainEvent, TrainOptions};
 use segue::{bench, image, npy};
 
 /// `println!` that ends the program quietly when stdout is closed (`segue info f | head`).
@@ -81,6 +82,11 @@ enum Cmd {
         #[command(subcommand)]
         command: CorpusCmd,
     },
+    /// Train a model on a corpus folder (composer subfolders of MIDI files).
+    Train {
+        #[command(subcommand)]
+        command: TrainCmd,
+    },
     /// Measure speed against the Python references, in the same run.
     Bench {
         #[command(subcommand)]
@@ -103,6 +109,78 @@ enum CorpusCmd {
         #[command(flatten)]
         quantize: QuantizeArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum TrainCmd {
+    /// The LSTM-VAE (the studio's model).
+    LstmVae(Box<TrainArgs>),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// The corpus folder: one subfolder of MIDI files per composer.
+    #[arg(long, value_name = "DIR")]
+    corpus: PathBuf,
+    /// Model size: studio (the default) or paper (hidden 512, 3 layers).
+    #[arg(long, default_value = "studio", value_name = "NAME")]
+    preset: String,
+    /// Optimiser steps in all (a resumed run continues up to this).
+    #[arg(long, value_name = "N")]
+    steps: Option<usize>,
+    /// Stop (with a checkpoint) after this many minutes of training.
+    #[arg(long, value_name = "MIN")]
+    minutes: Option<f64>,
+    /// Seed of every random choice: the same seed gives the same loss curve.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    seed: u64,
+    /// Output folder: model, checkpoints, metrics.jsonl.
+    #[arg(long, default_value = "runs/lstm-vae", value_name = "DIR")]
+    out: PathBuf,
+    /// Continue from the checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Where to compute: cpu, or cuda (needs a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu", value_name = "DEV")]
+    device: String,
+    /// Snippet length in 16th-note steps.
+    #[arg(long, value_name = "N")]
+    snippet_steps: Option<usize>,
+    /// Adam learning rate.
+    #[arg(long, value_name = "X")]
+    lr: Option<f64>,
+    /// Final KL weight.
+    #[arg(long, value_name = "X")]
+    beta: Option<f64>,
+    /// Steps at KL weight 0 before the ramp.
+    #[arg(long, value_name = "N")]
+    beta_delay: Option<usize>,
+    /// Steps of the linear KL-weight ramp.
+    #[arg(long, value_name = "N")]
+    beta_ramp: Option<usize>,
+    /// Free bits per latent dimension (nats).
+    #[arg(long, value_name = "X")]
+    free_bits: Option<f64>,
+    /// Probability of hiding the previous step from the decoder.
+    #[arg(long, value_name = "P")]
+    input_dropout: Option<f64>,
+    /// Weight of the composer term on the latent means.
+    #[arg(long, value_name = "X")]
+    style_weight: Option<f64>,
+    /// LSTM hidden size (overrides the preset).
+    #[arg(long, value_name = "N")]
+    hidden: Option<usize>,
+    /// LSTM layers (overrides the preset).
+    #[arg(long, value_name = "N")]
+    layers: Option<usize>,
+    /// Validate every N steps.
+    #[arg(long, value_name = "N")]
+    eval_every: Option<usize>,
+    /// Checkpoint every N steps.
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<usize>,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 #[derive(Subcommand)]
@@ -207,6 +285,9 @@ fn run(cli: Cli) -> Result<()> {
         Some(Cmd::Bench {
             command: BenchCmd::Roll(args),
         }) => bench_roll(args),
+        Some(Cmd::Train {
+            command: TrainCmd::LstmVae(args),
+        }) => train_lstm_vae(*args),
     }
 }
 
@@ -521,5 +602,117 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
     } else if args.check_agreement.is_some() {
         bail!("--check-agreement needs the Python reference (drop --no-reference)");
     }
+    Ok(())
+}
+
+fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
+    let mut o = TrainOptions::preset(&a.preset)?;
+    let custom = a.hidden.is_some() || a.layers.is_some();
+    o.config.hidden = a.hidden.unwrap_or(o.config.hidden);
+    o.config.layers = a.layers.unwrap_or(o.config.layers);
+    if custom {
+        o.preset = "custom".into();
+    }
+    o.seed = a.seed;
+    o.steps = a.steps.unwrap_or(o.steps);
+    o.max_seconds = a.minutes.map(|m| m * 60.0);
+    o.snippet_steps = a.snippet_steps.unwrap_or(o.snippet_steps);
+    o.learning_rate = a.lr.unwrap_or(o.learning_rate);
+    o.beta.end = a.beta.unwrap_or(o.beta.end);
+    o.beta.delay = a.beta_delay.unwrap_or(o.beta.delay);
+    o.beta.ramp = a.beta_ramp.unwrap_or(o.beta.ramp);
+    o.free_bits = a.free_bits.unwrap_or(o.free_bits);
+    o.input_dropout = a.input_dropout.unwrap_or(o.input_dropout);
+    o.style_weight = a.style_weight.unwrap_or(o.style_weight);
+    o.eval_every = a.eval_every.unwrap_or(o.eval_every);
+    o.checkpoint_every = a.checkpoint_every.unwrap_or(o.checkpoint_every);
+    if o.config.hidden == 0 || o.config.layers == 0 || o.snippet_steps < 2 || o.steps == 0 {
+        bail!("hidden size, layers and steps must be at least 1, snippets at least 2 steps");
+    }
+    if !(0.0..1.0).contains(&o.input_dropout) {
+        bail!("--input-dropout must be in [0, 1)");
+    }
+    Ok(o)
+}
+
+fn compute_device(name: &str) -> Result<candle_core::Device> {
+    match name {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        "cuda" => segue::models::lstm_vae::device(true).context(
+            "cannot use CUDA (is this a build with `--features cuda`, and is a GPU there?)",
+        ),
+        other => bail!("unknown device `{other}` (cpu, cuda)"),
+    }
+}
+
+fn train_lstm_vae(args: TrainArgs) -> Result<()> {
+    let opts = train_options(&args)?;
+    let device = compute_device(&args.device)?;
+    let corpus = load_corpus(&args.corpus, &args.cache, QuantizeOptions::default())?;
+    let control = Control::default();
+    let stop = control.stop.clone();
+    // Ctrl-C: finish the current step, write a checkpoint, exit; `--resume` continues.
+    let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
+    let bar = ProgressBar::new(opts.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix("training");
+    let mut valid_text = String::new();
+    let outcome = segue::train::train_lstm_vae(
+        &corpus,
+        &opts,
+        &args.out,
+        &device,
+        args.resume,
+        &control,
+        &mut |event| match event {
+            TrainEvent::Started {
+                step,
+                total,
+                parameters,
+            } => {
+                bar.println(format!(
+                    "{} ({} parameters, {:?}) on {} composers; steps {step}..{total}",
+                    opts.preset,
+                    parameters,
+                    opts.config,
+                    corpus.composers.len()
+                ));
+                bar.set_position(step as u64);
+            }
+            TrainEvent::Metrics(m) => {
+                if let Some(v) = &m.valid {
+                    valid_text = format!(
+                        " | valid {:.4}/cell kl {:.1} act {} style {:.2}",
+                        v.recon_per_cell, v.kl, v.active_units, v.style_accuracy
+                    );
+                    bar.println(format!(
+                        "step {:>6}  train {:.4}/cell kl {:.1} beta {:.3} style {:.2}{valid_text}",
+                        m.step, m.recon_per_cell, m.kl, m.beta, m.style
+                    ));
+                }
+                bar.set_position(m.step as u64);
+                bar.set_message(format!(
+                    "{:.4}/cell kl {:.1} b {:.2}{valid_text}",
+                    m.recon_per_cell, m.kl, m.beta
+                ));
+            }
+            TrainEvent::Checkpoint { .. } => {}
+        },
+    )?;
+    bar.finish_and_clear();
+    out!(
+        "{} after {} steps: {}",
+        if outcome.stopped_early {
+            "stopped"
+        } else {
+            "done"
+        },
+        outcome.steps,
+        outcome.model_path.display()
+    );
     Ok(())
 }

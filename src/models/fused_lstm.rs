@@ -17,7 +17,9 @@ use std::sync::Mutex;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, bail};
 
-use crate::models::matmul::{Mat, MatMut, Threads, matmul};
+use rayon::prelude::*;
+
+use crate::models::matmul::{Mat, MatMut, Panels, Threads, matmul, matmul_rows};
 
 /// Sizes of one layer's sequence pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +54,184 @@ pub struct Saved {
     pub cells: Vec<f32>,
 }
 
+/// e^x to about 2e-7 relative, in straight-line f32 arithmetic that the compiler vectorises
+/// (libm's `exp` and `tanh` are calls and dominated the recurrence before).
+#[inline(always)]
+fn exp_fast(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let k = (x * LOG2_E + ROUND) - ROUND;
+    let r = x - k * LN2_HI - k * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    f32::from_bits(((k as i32 + 127) as u32) << 23) * p
+}
+
+#[inline(always)]
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + exp_fast(-x))
+}
+
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    2.0 * sigmoid(2.0 * x) - 1.0
+}
+
+/// Splits one step's gate rows `[4H]` into the four gates.
+#[inline(always)]
+fn four(g: &mut [f32], h: usize) -> (&mut [f32], &mut [f32], &mut [f32], &mut [f32]) {
+    let (i, rest) = g.split_at_mut(h);
+    let (f, rest) = rest.split_at_mut(h);
+    let (gg, o) = rest.split_at_mut(h);
+    (i, f, gg, o)
+}
+
+/// The cell update of some batch rows: activates the gate pre-activations in place and writes
+/// the new cell and hidden states.
+#[inline(always)]
+fn cell_forward_impl(
+    gates: &mut [f32],
+    c_prev: &[f32],
+    c_next: &mut [f32],
+    h_next: &mut [f32],
+    h: usize,
+) {
+    for (n, g) in gates.chunks_exact_mut(4 * h).enumerate() {
+        let (gi, gf, gg, go) = four(g, h);
+        let rows = n * h..(n + 1) * h;
+        let (cp, cn, hn) = (
+            &c_prev[rows.clone()],
+            &mut c_next[rows.clone()],
+            &mut h_next[rows],
+        );
+        for k in 0..h {
+            let (i, f, g, o) = (sigmoid(gi[k]), sigmoid(gf[k]), tanh(gg[k]), sigmoid(go[k]));
+            (gi[k], gf[k], gg[k], go[k]) = (i, f, g, o);
+            let c = f * cp[k] + i * g;
+            cn[k] = c;
+            hn[k] = o * tanh(c);
+        }
+    }
+}
+
+/// Gradients of the gate pre-activations of some batch rows at one step; `dh` holds the
+/// gradient reaching h_t (from the output and from step t+1), `dc` the one reaching c_t from
+/// step t+1 and becomes the one reaching c_{t-1}.
+#[inline(always)]
+fn cell_backward_impl(
+    gates: &[f32],
+    c_prev: &[f32],
+    c_now: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+    d_pre: &mut [f32],
+    h: usize,
+) {
+    for (n, (g, dg)) in gates
+        .chunks_exact(4 * h)
+        .zip(d_pre.chunks_exact_mut(4 * h))
+        .enumerate()
+    {
+        let (gi, gf, gg, go) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..]);
+        let (di, df, dgg, d_o) = four(dg, h);
+        let rows = n * h..(n + 1) * h;
+        let (cp, cn, dh, dc) = (
+            &c_prev[rows.clone()],
+            &c_now[rows.clone()],
+            &dh[rows.clone()],
+            &mut dc[rows],
+        );
+        for k in 0..h {
+            let (i, f, g, o) = (gi[k], gf[k], gg[k], go[k]);
+            let tc = tanh(cn[k]);
+            let dcell = dc[k] + dh[k] * o * (1.0 - tc * tc);
+            di[k] = dcell * g * i * (1.0 - i);
+            df[k] = dcell * cp[k] * f * (1.0 - f);
+            dgg[k] = dcell * i * (1.0 - g * g);
+            d_o[k] = dh[k] * tc * o * (1.0 - o);
+            dc[k] = dcell * f;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn cell_forward_avx2(
+    gates: &mut [f32],
+    c_prev: &[f32],
+    c_next: &mut [f32],
+    h_next: &mut [f32],
+    h: usize,
+) {
+    cell_forward_impl(gates, c_prev, c_next, h_next, h)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn cell_backward_avx2(
+    gates: &[f32],
+    c_prev: &[f32],
+    c_now: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+    d_pre: &mut [f32],
+    h: usize,
+) {
+    cell_backward_impl(gates, c_prev, c_now, dh, dc, d_pre, h)
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn cell_forward(
+    gates: &mut [f32],
+    c_prev: &[f32],
+    c_next: &mut [f32],
+    h_next: &mut [f32],
+    h: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
+        return unsafe { cell_forward_avx2(gates, c_prev, c_next, h_next, h) };
+    }
+    cell_forward_impl(gates, c_prev, c_next, h_next, h)
+}
+
+fn cell_backward(
+    gates: &[f32],
+    c_prev: &[f32],
+    c_now: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+    d_pre: &mut [f32],
+    h: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
+        return unsafe { cell_backward_avx2(gates, c_prev, c_now, dh, dc, d_pre, h) };
+    }
+    cell_backward_impl(gates, c_prev, c_now, dh, dc, d_pre, h)
+}
+
+/// Batch rows per parallel part of a step: the recurrence of a step is independent across
+/// batch items, so each core takes a share of the rows (product and cell update together).
+fn rows_per_part(batch: usize) -> usize {
+    batch.div_ceil(rayon::current_num_threads().clamp(1, batch.max(1)))
 }
 
 /// Runs one layer over a time-major sequence.
@@ -82,44 +260,35 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], c0: &[f32]) -> (Vec<f3
         Threads::All,
     );
 
-    let w_hh_t = Mat::rows(&w[i_len..], g4, h, ld).t();
+    let w_hh_t = Panels::pack(Mat::rows(&w[i_len..], g4, h, ld).t());
     let mut out = vec![0.0f32; t_len * b * h];
     let mut cells = vec![0.0f32; (t_len + 1) * b * h];
     cells[..b * h].copy_from_slice(c0);
+    let part = rows_per_part(b);
     for t in 0..t_len {
         let step_gates = &mut gates[t * b * g4..(t + 1) * b * g4];
-        let h_prev = if t == 0 {
-            h0
-        } else {
-            &out[(t - 1) * b * h..t * b * h]
-        };
-        matmul(
-            MatMut::dense(step_gates, b, g4),
-            Mat::dense(h_prev, b, h),
-            w_hh_t,
-            true,
-            Threads::All,
-        );
+        let (done, rest) = out.split_at_mut(t * b * h);
+        let h_prev = if t == 0 { h0 } else { &done[(t - 1) * b * h..] };
+        let h_next = &mut rest[..b * h];
         let (past, rest) = cells.split_at_mut((t + 1) * b * h);
         let c_prev = &past[t * b * h..];
         let c_next = &mut rest[..b * h];
-        let h_next = &mut out[t * b * h..(t + 1) * b * h];
-        for n in 0..b {
-            let g = &mut step_gates[n * g4..(n + 1) * g4];
-            for k in 0..h {
-                let ig = sigmoid(g[k]);
-                let fg = sigmoid(g[h + k]);
-                let gg = g[2 * h + k].tanh();
-                let og = sigmoid(g[3 * h + k]);
-                g[k] = ig;
-                g[h + k] = fg;
-                g[2 * h + k] = gg;
-                g[3 * h + k] = og;
-                let c = fg * c_prev[n * h + k] + ig * gg;
-                c_next[n * h + k] = c;
-                h_next[n * h + k] = og * c.tanh();
-            }
-        }
+        step_gates
+            .par_chunks_mut(part * g4)
+            .zip(h_next.par_chunks_mut(part * h))
+            .zip(c_next.par_chunks_mut(part * h))
+            .enumerate()
+            .for_each(|(p, ((g, hn), cn))| {
+                let rows = hn.len() / h;
+                let span = p * part * h..(p * part + rows) * h;
+                matmul_rows(
+                    MatMut::dense(g, rows, g4),
+                    Mat::dense(&h_prev[span.clone()], rows, h),
+                    &w_hh_t,
+                    true,
+                );
+                cell_forward(g, &c_prev[span], cn, hn, h);
+            });
     }
     (out, Saved { gates, cells })
 }
@@ -157,36 +326,44 @@ pub fn backward(
     let mut d_pre = vec![0.0f32; t_len * b * g4];
     let mut dh_next = vec![0.0f32; b * h];
     let mut dc_next = vec![0.0f32; b * h];
-    let w_hh = Mat::rows(&w[i_len..], g4, h, ld);
+    let w_hh = Panels::pack(Mat::rows(&w[i_len..], g4, h, ld));
+    let part = rows_per_part(b);
+    let mut dh = vec![0.0f32; b * h];
     for t in (0..t_len).rev() {
         let gates = &saved.gates[t * b * g4..(t + 1) * b * g4];
         let c_prev = &saved.cells[t * b * h..(t + 1) * b * h];
         let c_now = &saved.cells[(t + 1) * b * h..(t + 2) * b * h];
-        let dg_step = &mut d_pre[t * b * g4..(t + 1) * b * g4];
-        for n in 0..b {
-            let g = &gates[n * g4..(n + 1) * g4];
-            let dg = &mut dg_step[n * g4..(n + 1) * g4];
-            for k in 0..h {
-                let j = n * h + k;
-                let (ig, fg, gg, og) = (g[k], g[h + k], g[2 * h + k], g[3 * h + k]);
-                let dh = d_out[t * b * h + j] + dh_next[j];
-                let tc = c_now[j].tanh();
-                let dc = dc_next[j] + dh * og * (1.0 - tc * tc);
-                dg[k] = dc * gg * ig * (1.0 - ig);
-                dg[h + k] = dc * c_prev[j] * fg * (1.0 - fg);
-                dg[2 * h + k] = dc * ig * (1.0 - gg * gg);
-                dg[3 * h + k] = dh * tc * og * (1.0 - og);
-                dc_next[j] = dc * fg;
-            }
-        }
-        // dh_{t-1} = dA_t W_hh
-        matmul(
-            MatMut::dense(&mut dh_next, b, h),
-            Mat::dense(dg_step, b, g4),
-            w_hh,
-            false,
-            Threads::All,
-        );
+        let d_step = &d_out[t * b * h..(t + 1) * b * h];
+        d_pre[t * b * g4..(t + 1) * b * g4]
+            .par_chunks_mut(part * g4)
+            .zip(dh_next.par_chunks_mut(part * h))
+            .zip(dc_next.par_chunks_mut(part * h))
+            .zip(dh.par_chunks_mut(part * h))
+            .enumerate()
+            .for_each(|(p, (((dg, dhn), dcn), dh))| {
+                let rows = dhn.len() / h;
+                let span = p * part * h..(p * part + rows) * h;
+                for ((d, o), n) in dh.iter_mut().zip(&d_step[span.clone()]).zip(dhn.iter()) {
+                    *d = o + n;
+                }
+                let gspan = p * part * g4..(p * part + rows) * g4;
+                cell_backward(
+                    &gates[gspan],
+                    &c_prev[span.clone()],
+                    &c_now[span],
+                    dh,
+                    dcn,
+                    dg,
+                    h,
+                );
+                // dh_{t-1} = dA_t W_hh
+                matmul_rows(
+                    MatMut::dense(dhn, rows, h),
+                    Mat::dense(dg, rows, g4),
+                    &w_hh,
+                    false,
+                );
+            });
     }
 
     let mut dw = vec![0.0f32; g4 * ld];

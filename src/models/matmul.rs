@@ -150,6 +150,120 @@ pub fn matmul(dst: MatMut<'_>, a: Mat<'_>, b: Mat<'_>, accumulate: bool, threads
     }
 }
 
+/// Columns per register block of [`matmul_rows`].
+const COLS: usize = 16;
+/// Rows per register block of [`matmul_rows`].
+const ROWS: usize = 5;
+
+/// The right-hand side of [`matmul_rows`], repacked once into panels of 16 columns so that
+/// every product streams it sequentially (reading 16 columns straight out of a wide row-major
+/// matrix jumps a page per row and thrashes the L1 cache).
+#[derive(Debug, Clone)]
+pub struct Panels {
+    data: Vec<f32>,
+    k: usize,
+    n: usize,
+}
+
+impl Panels {
+    /// Packs `b` (`k x n`, any strides); the last panel is padded with zeros.
+    pub fn pack(b: Mat<'_>) -> Self {
+        let (k, n) = (b.rows, b.cols);
+        let mut data = vec![0.0f32; n.div_ceil(COLS) * k * COLS];
+        for p in 0..k {
+            for j in 0..n {
+                data[(j / COLS) * k * COLS + p * COLS + j % COLS] =
+                    b.data[p * b.row_stride + j * b.col_stride];
+            }
+        }
+        Panels { data, k, n }
+    }
+}
+
+/// `dst = a * b` (or `+=`) for products with few rows (a batch at one time step, m <= ~20):
+/// each block of 5 rows x 16 columns is summed in registers while a panel of `b` streams past.
+/// `gemm` packs all of `b` on every call, which for the recurrent step of an LSTM costs more
+/// than the arithmetic; here `b` is packed once per sequence.
+///
+/// # Panics
+/// When the shapes do not agree, a view reaches past its buffer, or `a` is not row-major (a
+/// bug in the caller).
+pub fn matmul_rows(dst: MatMut<'_>, a: Mat<'_>, b: &Panels, accumulate: bool) {
+    assert_eq!(a.cols, b.k, "inner dimensions differ");
+    assert_eq!((dst.rows, dst.cols), (a.rows, b.n), "output shape differs");
+    assert!(a.col_stride == 1, "`a` must be row-major");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
+        return unsafe { matmul_rows_avx2(dst, a, b, accumulate) };
+    }
+    matmul_rows_impl::<false>(dst, a, b, accumulate)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn matmul_rows_avx2(dst: MatMut<'_>, a: Mat<'_>, b: &Panels, accumulate: bool) {
+    matmul_rows_impl::<true>(dst, a, b, accumulate)
+}
+
+#[inline(always)]
+fn matmul_rows_impl<const FUSED: bool>(dst: MatMut<'_>, a: Mat<'_>, b: &Panels, accumulate: bool) {
+    let m = a.rows;
+    let mut i0 = 0;
+    while i0 < m {
+        let rows = ROWS.min(m - i0);
+        let (d, ldd) = (&mut *dst.data, dst.row_stride);
+        match rows {
+            5 => block::<5, FUSED>(d, ldd, a, b, i0, accumulate),
+            4 => block::<4, FUSED>(d, ldd, a, b, i0, accumulate),
+            3 => block::<3, FUSED>(d, ldd, a, b, i0, accumulate),
+            2 => block::<2, FUSED>(d, ldd, a, b, i0, accumulate),
+            _ => block::<1, FUSED>(d, ldd, a, b, i0, accumulate),
+        }
+        i0 += rows;
+    }
+}
+
+#[inline(always)]
+fn block<const R: usize, const FUSED: bool>(
+    dst: &mut [f32],
+    ldd: usize,
+    a: Mat<'_>,
+    b: &Panels,
+    i0: usize,
+    accumulate: bool,
+) {
+    let k = a.cols;
+    let a_rows: [&[f32]; R] = std::array::from_fn(|r| &a.data[(i0 + r) * a.row_stride..][..k]);
+    for (q, panel) in b.data.chunks_exact(k * COLS).enumerate() {
+        let mut acc = [[0f32; COLS]; R];
+        for (p, brow) in panel.chunks_exact(COLS).enumerate() {
+            for r in 0..R {
+                let av = a_rows[r][p];
+                for x in 0..COLS {
+                    acc[r][x] = if FUSED {
+                        av.mul_add(brow[x], acc[r][x])
+                    } else {
+                        acc[r][x] + av * brow[x]
+                    };
+                }
+            }
+        }
+        let j0 = q * COLS;
+        let width = COLS.min(b.n - j0);
+        for (r, row) in acc.iter().enumerate() {
+            let d = &mut dst[(i0 + r) * ldd + j0..][..width];
+            if accumulate {
+                for (d, v) in d.iter_mut().zip(row) {
+                    *d += v;
+                }
+            } else {
+                d.copy_from_slice(&row[..width]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +306,34 @@ mod tests {
         );
         for (x, y) in out.iter().zip(&expected) {
             assert!((x - 2.0 * y).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn row_blocked_products_match_for_every_row_and_column_count() {
+        for (m, k, n) in [(1, 3, 16), (7, 9, 37), (10, 33, 64), (5, 1, 17)] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let expected = naive(&a, &b, m, k, n);
+            let mut out = vec![1.0; m * n];
+            matmul_rows(
+                MatMut::dense(&mut out, m, n),
+                Mat::dense(&a, m, k),
+                &Panels::pack(Mat::dense(&b, k, n)),
+                false,
+            );
+            for (x, y) in out.iter().zip(&expected) {
+                assert!((x - y).abs() < 1e-5, "{m}x{k}x{n}: {x} vs {y}");
+            }
+            matmul_rows(
+                MatMut::dense(&mut out, m, n),
+                Mat::dense(&a, m, k),
+                &Panels::pack(Mat::dense(&b, k, n).t().t()),
+                true,
+            );
+            for (x, y) in out.iter().zip(&expected) {
+                assert!((x - 2.0 * y).abs() < 1e-5);
+            }
         }
     }
 }

@@ -3,6 +3,8 @@
 pub mod fused_lstm;
 pub mod lstm_vae;
 pub mod matmul;
+pub mod trained;
+pub mod weights;
 
 use rand::Rng;
 

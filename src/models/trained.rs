@@ -1,0 +1,194 @@
+//! A trained LSTM-VAE as shipped and loaded: the model plus its manifest (config, composers,
+//! per-composer latent statistics, corpus hash, training summary, metrics, licence, credits).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+use crate::error::{Error, Result};
+use crate::models::lstm_vae::{Config, LstmVae};
+use crate::models::weights::{self, Expected};
+
+/// Manifest format version.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// Credits and licence for weights trained on the shared corpus (its README asks for them).
+pub const CORPUS_CREDITS: [&str; 2] = [
+    "Bernd Krueger, piano-midi.de (Creative Commons BY-SA Germany)",
+    "music21 corpus (Cuthbert et al.)",
+];
+
+/// Licence of weights trained on the shared corpus: they are derived from piano-midi.de files.
+pub const CORPUS_LICENCE: &str = "CC BY-SA 3.0 DE (derived from piano-midi.de files); \
+     Bach chorales from the music21 corpus";
+
+/// Where the latent codes of one composer's training snippets lie.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LatentStats {
+    /// Mean of the posterior means, per dimension.
+    pub mean: Vec<f32>,
+    /// Standard deviation of the posterior means, per dimension.
+    pub std: Vec<f32>,
+    /// Snippets the statistics come from.
+    pub snippets: usize,
+}
+
+/// The corpus a model was trained on.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CorpusInfo {
+    /// Folder name.
+    pub name: String,
+    /// BLAKE3 over the corpus files' content hashes.
+    pub content_hash: String,
+    /// Pieces loaded.
+    pub pieces: usize,
+    /// Pieces held out for validation.
+    pub valid_pieces: usize,
+}
+
+/// Everything a model file says about itself.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// Always "lstm-vae" here.
+    pub model: String,
+    /// Preset name, or "custom".
+    pub preset: String,
+    /// Sizes.
+    pub config: Config,
+    /// Composer names, in label order.
+    pub composers: Vec<String>,
+    /// Per composer, in the same order.
+    pub latents: Vec<LatentStats>,
+    /// Training corpus.
+    pub corpus: CorpusInfo,
+    /// Optimiser steps taken.
+    pub steps: usize,
+    /// Wall-clock training seconds.
+    pub seconds: f64,
+    /// The training options, as given.
+    pub training: serde_json::Value,
+    /// Latest figures (validation losses and the like).
+    pub metrics: serde_json::Value,
+    /// Licence of the weights.
+    pub licence: String,
+    /// Credits of the training data.
+    pub credits: Vec<String>,
+    /// Storage dtype of the tensors.
+    pub dtype: String,
+    /// Segue version and commit that wrote the file.
+    pub written_by: String,
+}
+
+/// A loaded model with its manifest.
+pub struct TrainedModel {
+    /// The network.
+    pub model: LstmVae,
+    /// What the file says about it.
+    pub manifest: Manifest,
+    /// Where it came from.
+    pub path: PathBuf,
+}
+
+/// Names and shapes of every tensor of a model of `cfg`.
+pub fn expected_tensors(cfg: &Config) -> Result<Vec<Expected>> {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    LstmVae::new(cfg, vb).map_err(|e| Error::InvalidArgument(format!("model config: {e}")))?;
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::InvalidArgument("poisoned".into()))?;
+    let mut out: Vec<Expected> = data
+        .iter()
+        .map(|(name, var)| Expected {
+            name: name.clone(),
+            dims: var.dims().to_vec(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The named tensors of a model's variables, sorted by name.
+pub fn named_tensors(varmap: &VarMap) -> Vec<(String, Tensor)> {
+    let data = varmap.data().lock().expect("varmap lock poisoned");
+    let mut out: Vec<(String, Tensor)> = data
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Writes `weights` (`.safetensors`) and its manifest (`.json`) atomically.
+pub fn save(path: &Path, varmap: &VarMap, manifest: &Manifest) -> Result<()> {
+    let dtype = match manifest.dtype.as_str() {
+        "f16" => DType::F16,
+        _ => DType::F32,
+    };
+    weights::save(path, &named_tensors(varmap), dtype)?;
+    weights::write_manifest(&weights::manifest_path(path), manifest)
+}
+
+impl TrainedModel {
+    /// Loads `path` (`.safetensors`, with its `.json` manifest beside it) onto `device`,
+    /// checking the manifest and every tensor.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let manifest_path = weights::manifest_path(path);
+        let manifest: Manifest = weights::read_manifest(&manifest_path)?;
+        let bad = |problem: String| Error::Format {
+            path: manifest_path.clone(),
+            problem,
+        };
+        if manifest.format != MANIFEST_FORMAT || manifest.model != "lstm-vae" {
+            return Err(bad(format!(
+                "this is a `{}` manifest of format {}; expected an lstm-vae manifest of format {MANIFEST_FORMAT}",
+                manifest.model, manifest.format
+            )));
+        }
+        let c = &manifest.config;
+        if c.input != crate::roll::PITCHES || c.hidden == 0 || c.layers == 0 || c.latent == 0 {
+            return Err(bad(format!("impossible model sizes {c:?}")));
+        }
+        if manifest.composers.is_empty() || manifest.latents.len() != manifest.composers.len() {
+            return Err(bad(format!(
+                "{} composers but {} latent statistics",
+                manifest.composers.len(),
+                manifest.latents.len()
+            )));
+        }
+        if let Some(s) = manifest
+            .latents
+            .iter()
+            .find(|s| s.mean.len() != c.latent || s.std.len() != c.latent)
+        {
+            return Err(bad(format!(
+                "latent statistics of size {} for a latent of size {}",
+                s.mean.len(),
+                c.latent
+            )));
+        }
+        let tensors = weights::load(path, &expected_tensors(c)?, device)?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let model = LstmVae::new(c, vb).map_err(|e| Error::Format {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+        Ok(TrainedModel {
+            model,
+            manifest,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Index of a composer by name (case-insensitive).
+    pub fn composer_index(&self, name: &str) -> Option<usize> {
+        self.manifest
+            .composers
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(name))
+    }
+}

@@ -1,0 +1,136 @@
+//! Model files: named tensors in safetensors, beside a JSON manifest (`model.safetensors` +
+//! `model.json`). Writing is atomic; loading checks every tensor against what the model
+//! expects, so a missing, truncated, wrong-shape or wrong-dtype file is refused with a message
+//! that names the file and the tensor.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+/// The manifest path that goes with a weights path (`x.safetensors` -> `x.json`).
+pub fn manifest_path(weights: &Path) -> PathBuf {
+    weights.with_extension("json")
+}
+
+fn format_error(path: &Path, problem: impl Into<String>) -> Error {
+    Error::Format {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
+}
+
+/// Writes `tensors` to `path` atomically, converted to `dtype` (F16 halves the size of shipped
+/// weights; F32 keeps checkpoints exact).
+pub fn save(path: &Path, tensors: &[(String, Tensor)], dtype: DType) -> Result<()> {
+    let converted = tensors
+        .iter()
+        .map(|(name, t)| {
+            let t = t
+                .to_device(&Device::Cpu)
+                .and_then(|t| t.to_dtype(dtype))
+                .and_then(|t| t.contiguous())
+                .map_err(|e| format_error(path, format!("tensor {name}: {e}")))?;
+            Ok((name.clone(), t))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::serialize(converted.iter().map(|(n, t)| (n.as_str(), t)), None)
+        .map_err(|e| format_error(path, format!("serialising: {e}")))?;
+    fsutil::write_atomic(path, &bytes)
+}
+
+/// What a model expects of one tensor.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// Tensor name.
+    pub name: String,
+    /// Its shape.
+    pub dims: Vec<usize>,
+}
+
+/// Reads `path` and checks it holds exactly the `expected` tensors (names and shapes) in a
+/// float dtype; returns them as f32 on `device`.
+pub fn load(
+    path: &Path,
+    expected: &[Expected],
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let bytes = fsutil::read(path)?;
+    let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+        format_error(
+            path,
+            format!("not a complete safetensors file ({e}); is it truncated or of another kind?"),
+        )
+    })?;
+    let mut out = HashMap::with_capacity(expected.len());
+    for want in expected {
+        let view = file.tensor(&want.name).map_err(|_| {
+            format_error(
+                path,
+                format!(
+                    "tensor `{}` is missing: the file is not weights for this model",
+                    want.name
+                ),
+            )
+        })?;
+        if view.shape() != want.dims.as_slice() {
+            return Err(format_error(
+                path,
+                format!(
+                    "tensor `{}` has shape {:?}, this model needs {:?} (weights of another size?)",
+                    want.name,
+                    view.shape(),
+                    want.dims
+                ),
+            ));
+        }
+        let dtype = match view.dtype() {
+            safetensors::Dtype::F32 => DType::F32,
+            safetensors::Dtype::F16 => DType::F16,
+            safetensors::Dtype::BF16 => DType::BF16,
+            other => {
+                return Err(format_error(
+                    path,
+                    format!(
+                        "tensor `{}` is {other:?}; weights must be f32, f16 or bf16",
+                        want.name
+                    ),
+                ));
+            }
+        };
+        let t = Tensor::from_raw_buffer(view.data(), dtype, &want.dims, &Device::Cpu)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .and_then(|t| t.to_device(device))
+            .map_err(|e| format_error(path, format!("tensor `{}`: {e}", want.name)))?;
+        out.insert(want.name.clone(), t);
+    }
+    let extra: Vec<String> = file
+        .names()
+        .into_iter()
+        .filter(|n| !out.contains_key(*n))
+        .map(|n| n.to_string())
+        .collect();
+    if !extra.is_empty() {
+        return Err(format_error(
+            path,
+            format!("unexpected tensors {extra:?}: the file is not weights for this model"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Reads and parses a JSON manifest.
+pub fn read_manifest<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = fsutil::read(path)?;
+    serde_json::from_slice(&bytes).map_err(|e| format_error(path, format!("bad manifest: {e}")))
+}
+
+/// Writes a JSON manifest atomically.
+pub fn write_manifest<T: serde::Serialize>(path: &Path, manifest: &T) -> Result<()> {
+    let text = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| format_error(path, format!("serialising manifest: {e}")))?;
+    fsutil::write_atomic(path, &text)
+}
