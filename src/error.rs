@@ -31,6 +31,9 @@ pub enum Error {
     /// A caller passed an argument outside its valid range.
     #[error("{0}")]
     InvalidArgument(String),
+    /// Long work was cancelled by the caller.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// What is wrong with a MIDI file.

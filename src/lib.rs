@@ -9,6 +9,7 @@ pub mod bench;
 pub mod dataset;
 pub mod error;
 pub mod fsutil;
+pub mod generate;
 pub mod image;
 pub mod midi;
 pub mod models;

@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use segue::dataset::{Corpus, LoadOptions};
+use segue::generate;
 use segue::midi::{Division, Song};
+use segue::models::trained::TrainedModel;
 use segue::render::{RenderOptions, render_roll, write_wav};
 use segue::roll::{QuantizeOptions, Roll};
 use segue::train::{Control, TrainEvent, TrainOptions};
@@ -82,6 +84,8 @@ enum Cmd {
         #[command(subcommand)]
         command: CorpusCmd,
     },
+    /// Generate music with the LSTM-VAE: continue, transfer, transition or blend.
+    Generate(Box<GenerateArgs>),
     /// Train a model on a corpus folder (composer subfolders of MIDI files).
     Train {
         #[command(subcommand)]
@@ -109,6 +113,55 @@ enum CorpusCmd {
         #[command(flatten)]
         quantize: QuantizeArgs,
     },
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// The MIDI file whose start primes the decoder.
+    #[arg(long, value_name = "FILE")]
+    prime: PathBuf,
+    /// Style A: a composer of the model, or a MIDI file (default: the primer itself).
+    #[arg(long, value_name = "A")]
+    from: Option<String>,
+    /// Style B: a composer of the model, or a MIDI file (transfer, transition, blend).
+    #[arg(long, value_name = "B")]
+    to: Option<String>,
+    /// continue (style A), transfer (style B), transition (A to B), blend (alpha of B).
+    #[arg(long, default_value = "continue", value_name = "MODE")]
+    mode: String,
+    /// Blend amount, 0 = A .. 1 = B.
+    #[arg(long, default_value_t = 0.5, value_name = "X")]
+    alpha: f32,
+    /// Steps to generate (16th notes).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    steps: usize,
+    /// Primer steps taken from --prime.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    primer_steps: usize,
+    /// Transition length in steps (default: all generated steps).
+    #[arg(long, value_name = "N")]
+    transition_steps: Option<usize>,
+    /// Interpolate linearly instead of along the sphere.
+    #[arg(long)]
+    linear: bool,
+    /// Sampling temperature (1 = the model's probabilities).
+    #[arg(long, default_value_t = 1.0, value_name = "T")]
+    temperature: f32,
+    /// At most this many notes per step.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    max_notes: usize,
+    /// Seed: the same seed gives the same music.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    seed: u64,
+    /// The model file (default: the shipped studio weights).
+    #[arg(long, value_name = "FILE.safetensors")]
+    model: Option<PathBuf>,
+    /// The MIDI file to write.
+    #[arg(short, long, value_name = "OUT.mid")]
+    output: PathBuf,
+    /// Also render a WAV file.
+    #[arg(long, value_name = "OUT.wav")]
+    wav: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -285,6 +338,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Cmd::Bench {
             command: BenchCmd::Roll(args),
         }) => bench_roll(args),
+        Some(Cmd::Generate(args)) => generate_cmd(*args),
         Some(Cmd::Train {
             command: TrainCmd::LstmVae(args),
         }) => train_lstm_vae(*args),
@@ -714,5 +768,97 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
         outcome.steps,
         outcome.model_path.display()
     );
+    Ok(())
+}
+
+fn load_model(path: Option<&Path>) -> Result<TrainedModel> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => segue::models::trained::default_model_path()
+            .context("no model given and no shipped weights found (looked for weights/lstm-vae-studio.safetensors; set SEGUE_WEIGHTS or pass --model)")?,
+    };
+    Ok(TrainedModel::load(&path, &candle_core::Device::Cpu)?)
+}
+
+/// A style given on the command line: a composer of the model or a MIDI file.
+fn style_code(model: &TrainedModel, style: &str, quantize: QuantizeOptions) -> Result<Vec<f32>> {
+    if let Some(c) = model.composer_index(style) {
+        return Ok(generate::composer_code(model, c)?);
+    }
+    let path = Path::new(style);
+    if path.is_file() {
+        let roll = Roll::read_midi(path, &quantize)?;
+        return Ok(generate::song_code(
+            model,
+            &roll,
+            model.training_snippet_steps(),
+        )?);
+    }
+    bail!(
+        "`{style}` is neither a composer of this model ({}) nor a MIDI file",
+        model.manifest.composers.join(", ")
+    )
+}
+
+fn generate_cmd(a: GenerateArgs) -> Result<()> {
+    let model = load_model(a.model.as_deref())?;
+    let quantize = QuantizeOptions::default();
+    let primer = Roll::read_midi(&a.prime, &quantize)?;
+    let mode: generate::Mode = a.mode.parse()?;
+    let code_a = match &a.from {
+        Some(s) => style_code(&model, s, quantize)?,
+        None => generate::song_code(&model, &primer, model.training_snippet_steps())?,
+    };
+    let code_b = match (&a.to, mode) {
+        (Some(s), _) => style_code(&model, s, quantize)?,
+        (None, generate::Mode::Continue) => code_a.clone(),
+        (None, _) => bail!("--mode {} needs --to (a composer or a MIDI file)", a.mode),
+    };
+    if !(0.0..=1.0).contains(&a.alpha) {
+        bail!("--alpha must be between 0 and 1");
+    }
+    if a.steps == 0 || a.steps > 100_000 {
+        bail!("--steps must be 1..=100000");
+    }
+    let opts = generate::GenerateOptions {
+        mode,
+        steps: a.steps,
+        primer_steps: a.primer_steps,
+        temperature: a.temperature,
+        max_notes: a.max_notes,
+        alpha: a.alpha,
+        transition_steps: a.transition_steps.unwrap_or(0),
+        interpolation: if a.linear {
+            generate::Interpolation::Linear
+        } else {
+            generate::Interpolation::Spherical
+        },
+        seed: a.seed,
+    };
+    let bar = progress_bar(1000, "generating");
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let result = generate::generate(
+        &model,
+        &primer,
+        &code_a,
+        &code_b,
+        &opts,
+        &mut |f| bar.set_position((f * 1000.0) as u64),
+        &cancel,
+    )?;
+    bar.finish_and_clear();
+    result.roll.write_midi(&a.output)?;
+    out!(
+        "wrote {} ({} primer + {} generated steps)",
+        a.output.display(),
+        result.primer_steps,
+        result.roll.steps() - result.primer_steps
+    );
+    if let Some(wav) = &a.wav {
+        let render_opts = RenderOptions::default();
+        let samples = render_roll(&result.roll, &render_opts, &mut |_| {});
+        write_wav(wav, &samples, render_opts.sample_rate)?;
+        out!("wrote {}", wav.display());
+    }
     Ok(())
 }

@@ -196,7 +196,9 @@ fn has_avx2() -> bool {
     }
 }
 
-fn cell_forward(
+/// The LSTM cell update for some batch rows: activates the pre-activations `gates`
+/// (`[rows, 4H]`, order i, f, g, o) in place and writes c_t and h_t (`[rows, H]`) from c_{t-1}.
+pub fn cell_forward(
     gates: &mut [f32],
     c_prev: &[f32],
     c_next: &mut [f32],

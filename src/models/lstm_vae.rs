@@ -140,6 +140,21 @@ impl LstmVae {
         &self.cfg
     }
 
+    /// The decoder's LSTM layers.
+    pub fn decoder_layers(&self) -> &[LstmWeights] {
+        &self.decoder
+    }
+
+    /// The map from z to the decoder's initial state (`[2 * L * H]`: h then c per layer).
+    pub fn z_to_state(&self) -> &Linear {
+        &self.z_to_state
+    }
+
+    /// The output layer (hidden -> per-pitch logits).
+    pub fn output_layer(&self) -> &Linear {
+        &self.output
+    }
+
     /// q(z | roll) for rolls `[B, T, P]`.
     pub fn encode(&self, roll: &Tensor) -> Result<DiagonalGaussian> {
         let (b, t, _) = roll.dims3()?;

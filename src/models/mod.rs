@@ -3,6 +3,7 @@
 pub mod fused_lstm;
 pub mod lstm_vae;
 pub mod matmul;
+pub mod step_decoder;
 pub mod trained;
 pub mod weights;
 

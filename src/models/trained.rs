@@ -92,6 +92,28 @@ pub struct TrainedModel {
     pub path: PathBuf,
 }
 
+/// File name of the shipped default model in the weights folder.
+pub const DEFAULT_MODEL_FILE: &str = "lstm-vae-studio.safetensors";
+
+/// The folder of shipped weights: `$SEGUE_WEIGHTS`, else `weights/` in the current folder,
+/// else the source tree's `weights/`.
+pub fn weights_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SEGUE_WEIGHTS") {
+        return PathBuf::from(dir);
+    }
+    let local = PathBuf::from("weights");
+    if local.join(DEFAULT_MODEL_FILE).is_file() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights")
+}
+
+/// The shipped default model, if it is there.
+pub fn default_model_path() -> Option<PathBuf> {
+    let path = weights_dir().join(DEFAULT_MODEL_FILE);
+    path.is_file().then_some(path)
+}
+
 /// Names and shapes of every tensor of a model of `cfg`.
 pub fn expected_tensors(cfg: &Config) -> Result<Vec<Expected>> {
     let varmap = VarMap::new();
@@ -182,6 +204,15 @@ impl TrainedModel {
             manifest,
             path: path.to_path_buf(),
         })
+    }
+
+    /// The snippet length the model was trained on (from the manifest; 128 if not stated).
+    pub fn training_snippet_steps(&self) -> usize {
+        self.manifest
+            .training
+            .get("snippet_steps")
+            .and_then(|v| v.as_u64())
+            .map_or(128, |v| v as usize)
     }
 
     /// Index of a composer by name (case-insensitive).

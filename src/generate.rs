@@ -1,0 +1,255 @@
+//! Music from a trained LSTM-VAE: continuation, style transfer, transitions and blends.
+//!
+//! Every mode primes the decoder with the start of a song, then samples one step at a time
+//! (Bernoulli per pitch, fed back). The modes differ only in the code z the decoder sees at
+//! each step:
+//! - continue: z of A throughout (A is a composer, or the primer itself);
+//! - transfer: z of B throughout (the primer is song A);
+//! - transition: z moves from A to B over `transition_steps` (linearly or along the sphere);
+//! - blend: the fixed mix `alpha` of A and B (the studio's slider).
+//!
+//! A composer's z is the mean of its training snippets' codes, stored in the model's manifest,
+//! so generation needs no corpus. The same seed gives the same music.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+use crate::models::step_decoder::StepDecoder;
+use crate::models::trained::TrainedModel;
+use crate::roll::{PITCHES, Roll};
+
+/// How the code moves over the generated steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Mode {
+    /// z of A.
+    Continue,
+    /// z of B, primed with song A.
+    Transfer,
+    /// From A to B over `transition_steps`.
+    Transition,
+    /// The mix `alpha` of A and B.
+    Blend,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "continue" => Ok(Mode::Continue),
+            "transfer" => Ok(Mode::Transfer),
+            "transition" => Ok(Mode::Transition),
+            "blend" => Ok(Mode::Blend),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown mode `{other}` (continue, transfer, transition, blend)"
+            ))),
+        }
+    }
+}
+
+/// How to mix two codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Interpolation {
+    /// (1 - t) a + t b.
+    Linear,
+    /// Along the great circle, with the norm interpolated linearly (keeps codes at the
+    /// typical distance from the origin).
+    Spherical,
+}
+
+/// Controls of one generation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GenerateOptions {
+    /// Which code each step gets.
+    pub mode: Mode,
+    /// Steps to generate after the primer.
+    pub steps: usize,
+    /// Steps of the primer to prime with (fewer if the primer is shorter).
+    pub primer_steps: usize,
+    /// Sampling temperature: logits are divided by it (1 = the model's own probabilities).
+    pub temperature: f32,
+    /// At most this many notes sound in a step (the most probable are kept).
+    pub max_notes: usize,
+    /// Blend amount (0 = A, 1 = B).
+    pub alpha: f32,
+    /// Transition length in steps (0 = all generated steps).
+    pub transition_steps: usize,
+    /// How codes are mixed.
+    pub interpolation: Interpolation,
+    /// Seed of the sampling.
+    pub seed: u64,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            mode: Mode::Continue,
+            steps: 256,
+            primer_steps: 64,
+            temperature: 1.0,
+            max_notes: 8,
+            alpha: 0.5,
+            transition_steps: 0,
+            interpolation: Interpolation::Spherical,
+            seed: 1,
+        }
+    }
+}
+
+/// A generated piece: the primer's steps followed by the new ones.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// Primer + generated steps.
+    pub roll: Roll,
+    /// How many of the first steps are the primer.
+    pub primer_steps: usize,
+}
+
+/// Mixes codes `a` and `b` at `t` in [0, 1].
+pub fn interpolate(a: &[f32], b: &[f32], t: f32, how: Interpolation) -> Vec<f32> {
+    let t = t.clamp(0.0, 1.0);
+    let linear = || a.iter().zip(b).map(|(x, y)| x + t * (y - x)).collect();
+    if how == Interpolation::Linear {
+        return linear();
+    }
+    let na = a.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let nb = b.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if na < 1e-6 || nb < 1e-6 {
+        return linear();
+    }
+    let cos = (a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (na * nb)).clamp(-1.0, 1.0);
+    let omega = cos.acos();
+    if omega.sin().abs() < 1e-4 {
+        return linear();
+    }
+    let (wa, wb) = (
+        ((1.0 - t) * omega).sin() / omega.sin(),
+        (t * omega).sin() / omega.sin(),
+    );
+    // Slerp of the unit directions, scaled by the linearly interpolated norm.
+    let norm = na + t * (nb - na);
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| norm * (wa * x / na + wb * y / nb))
+        .collect()
+}
+
+/// The code of a composer: the mean of its training snippets' codes.
+pub fn composer_code(model: &TrainedModel, composer: usize) -> Result<Vec<f32>> {
+    model
+        .manifest
+        .latents
+        .get(composer)
+        .map(|s| s.mean.clone())
+        .ok_or_else(|| Error::InvalidArgument(format!("no composer number {composer}")))
+}
+
+/// The code of a song: the posterior mean of its first `steps` steps.
+pub fn song_code(model: &TrainedModel, roll: &Roll, steps: usize) -> Result<Vec<f32>> {
+    let steps = steps.clamp(1, roll.steps().max(1));
+    let mut data = vec![0f32; steps * PITCHES];
+    roll.window_f32(0, steps, &mut data);
+    let run = || -> candle_core::Result<Vec<f32>> {
+        let x = Tensor::from_vec(data, (1, steps, PITCHES), &Device::Cpu)?;
+        let q = model.model.encode(&x)?;
+        q.mean.squeeze(0)?.to_vec1::<f32>()
+    };
+    run().map_err(|e| Error::InvalidArgument(format!("encoding the song: {e}")))
+}
+
+/// Generates from `primer` with codes `a` and `b` (see the module docs). `progress` gets the
+/// share done; setting `cancel` stops the work with [`Error::Cancelled`].
+pub fn generate(
+    model: &TrainedModel,
+    primer: &Roll,
+    a: &[f32],
+    b: &[f32],
+    opts: &GenerateOptions,
+    progress: &mut dyn FnMut(f32),
+    cancel: &AtomicBool,
+) -> Result<Generated> {
+    let latent = model.manifest.config.latent;
+    if a.len() != latent || b.len() != latent {
+        return Err(Error::InvalidArgument(format!(
+            "codes must have {latent} values"
+        )));
+    }
+    if !(opts.temperature > 0.0 && opts.temperature.is_finite()) {
+        return Err(Error::InvalidArgument(
+            "temperature must be a positive number".into(),
+        ));
+    }
+    let mut decoder = StepDecoder::new(&model.model)
+        .map_err(|e| Error::InvalidArgument(format!("preparing the decoder: {e}")))?;
+    let transition = if opts.transition_steps == 0 {
+        opts.steps
+    } else {
+        opts.transition_steps
+    };
+    let code_at = |t: usize| -> Vec<f32> {
+        match opts.mode {
+            Mode::Continue => a.to_vec(),
+            Mode::Transfer => b.to_vec(),
+            Mode::Blend => interpolate(a, b, opts.alpha, opts.interpolation),
+            Mode::Transition => {
+                let frac = t as f32 / (transition.max(2) - 1) as f32;
+                interpolate(a, b, frac, opts.interpolation)
+            }
+        }
+    };
+    let primer_steps = opts.primer_steps.min(primer.steps());
+    let mut z = code_at(0);
+    decoder.reset(&z);
+    let mut previous = vec![0f32; PITCHES];
+    let mut logits = vec![0f32; PITCHES];
+    let mut row = vec![0f32; PITCHES];
+    for s in 0..primer_steps {
+        decoder.step(&previous, &z, &mut logits);
+        primer.window_f32(s, 1, &mut row);
+        previous.copy_from_slice(&row);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    // The generated part, preceded by the primer's last step so held notes are not re-struck.
+    let mut binary = vec![0u8; (opts.steps + 1) * PITCHES];
+    for (cell, v) in binary.iter_mut().zip(&previous) {
+        *cell = u8::from(*v > 0.5);
+    }
+    let mut order: Vec<usize> = Vec::with_capacity(PITCHES);
+    for t in 0..opts.steps {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        if opts.mode == Mode::Transition || t == 0 {
+            z = code_at(t);
+        }
+        decoder.step(&previous, &z, &mut logits);
+        order.clear();
+        for (k, l) in logits.iter().enumerate() {
+            let p = 1.0 / (1.0 + (-l / opts.temperature).exp());
+            if rng.random::<f32>() < p {
+                order.push(k);
+            }
+        }
+        if order.len() > opts.max_notes {
+            order.sort_by(|&x, &y| logits[y].total_cmp(&logits[x]));
+            order.truncate(opts.max_notes);
+        }
+        previous.fill(0.0);
+        let out = &mut binary[(t + 1) * PITCHES..(t + 2) * PITCHES];
+        for &k in &order {
+            previous[k] = 1.0;
+            out[k] = 1;
+        }
+        if t % 16 == 0 {
+            progress(t as f32 / opts.steps as f32);
+        }
+    }
+    progress(1.0);
+    let generated = Roll::from_binary(opts.steps + 1, &binary)?.slice(1, opts.steps);
+    let mut roll = primer.slice(0, primer_steps);
+    roll.append(&generated);
+    Ok(Generated { roll, primer_steps })
+}
