@@ -715,6 +715,14 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
     );
     bar.set_prefix("training");
     let mut valid_text = String::new();
+    // Lines go above the bar on a terminal, to stderr when the output is a log file.
+    let say = |bar: &ProgressBar, line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
     let outcome = segue::train::train_lstm_vae(
         &corpus,
         &opts,
@@ -728,13 +736,16 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
                 total,
                 parameters,
             } => {
-                bar.println(format!(
-                    "{} ({} parameters, {:?}) on {} composers; steps {step}..{total}",
-                    opts.preset,
-                    parameters,
-                    opts.config,
-                    corpus.composers.len()
-                ));
+                say(
+                    &bar,
+                    format!(
+                        "{} ({} parameters, {:?}) on {} composers; steps {step}..{total}",
+                        opts.preset,
+                        parameters,
+                        opts.config,
+                        corpus.composers.len()
+                    ),
+                );
                 bar.set_position(step as u64);
             }
             TrainEvent::Metrics(m) => {
@@ -743,10 +754,13 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
                         " | valid {:.4}/cell kl {:.1} act {} style {:.2}",
                         v.recon_per_cell, v.kl, v.active_units, v.style_accuracy
                     );
-                    bar.println(format!(
-                        "step {:>6}  train {:.4}/cell kl {:.1} beta {:.3} style {:.2}{valid_text}",
-                        m.step, m.recon_per_cell, m.kl, m.beta, m.style
-                    ));
+                    say(
+                        &bar,
+                        format!(
+                            "step {:>6} {:>7.0}s  train {:.4}/cell kl {:.1} beta {:.3} style {:.2}{valid_text}",
+                            m.step, m.seconds, m.recon_per_cell, m.kl, m.beta, m.style
+                        ),
+                    );
                 }
                 bar.set_position(m.step as u64);
                 bar.set_message(format!(

@@ -366,6 +366,34 @@ fn squared_distances(mean: &Tensor, centres: &Tensor) -> candle_core::Result<Ten
         .broadcast_sub(&cross.affine(2.0, 0.0)?)
 }
 
+/// Draws every initial weight from the seeded generator (candle's own initialisers use an
+/// unseeded one): uniform in +-1/sqrt(H) for the LSTMs, as PyTorch does, and +-1/sqrt(fan-in)
+/// for the linear maps.
+fn seeded_init(varmap: &VarMap, cfg: &Config, seed: u64) -> Result<()> {
+    let data = varmap.data().lock().expect("varmap lock poisoned");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1417_0000);
+    for name in names {
+        let var = &data[name];
+        let fan_in = if name.starts_with("encoder.") || name.starts_with("decoder.") {
+            cfg.hidden
+        } else {
+            let prefix = name.rsplit_once('.').map_or(name.as_str(), |p| p.0);
+            data.get(&format!("{prefix}.weight"))
+                .and_then(|w| w.dims().get(1).copied())
+                .unwrap_or(cfg.hidden)
+        };
+        let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+        let values: Vec<f32> = (0..var.elem_count())
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
+        let t = Tensor::from_vec(values, var.shape(), var.device()).map_err(candle)?;
+        var.set(&t).map_err(candle)?;
+    }
+    Ok(())
+}
+
 /// The trainer's state over one run.
 struct Trainer<'a> {
     corpus: &'a Corpus,
@@ -390,6 +418,7 @@ impl<'a> Trainer<'a> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let model = LstmVae::new(&opts.config, vb).map_err(candle)?;
+        seeded_init(&varmap, &opts.config, opts.seed)?;
         let centres = Var::from_tensor(
             &Tensor::from_vec(
                 crate::models::standard_normal(

@@ -1,0 +1,288 @@
+//! Training, resume, model files and generation on a tiny synthetic corpus with a tiny model.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use common::simple;
+use segue::dataset::{Corpus, LoadOptions};
+use segue::generate::{self, GenerateOptions, Mode};
+use segue::models::lstm_vae::Config;
+use segue::models::trained::TrainedModel;
+use segue::roll::QuantizeOptions;
+use segue::train::{self, Control, Metrics, TrainOptions};
+
+/// Three "composers" with distinct figures: low arpeggios, high repeated chords, a scale.
+fn write_corpus(dir: &Path) {
+    for (c, name) in ["arps", "chords", "scales"].iter().enumerate() {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        for piece in 0..3u64 {
+            let mut notes = Vec::new();
+            for i in 0..96u64 {
+                let t = i * 24; // 16th notes at 96 ticks per quarter
+                match c {
+                    0 => notes.push((t, t + 24, 40 + (i % 4 * 4) as u8 + piece as u8, 80)),
+                    1 => {
+                        if i % 4 == 0 {
+                            for k in [72u8, 76, 79] {
+                                notes.push((t, t + 72, k + piece as u8, 70));
+                            }
+                        }
+                    }
+                    _ => notes.push((t, t + 48, 55 + (i % 12) as u8, 90)),
+                }
+            }
+            std::fs::write(
+                dir.join(name).join(format!("p{piece}.mid")),
+                simple(96, &notes),
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn corpus(dir: &Path) -> Corpus {
+    let opts = LoadOptions {
+        quantize: QuantizeOptions::default(),
+        cache_dir: None,
+    };
+    Corpus::load(dir, &opts, &|_, _| {}).unwrap()
+}
+
+fn tiny_options(steps: usize) -> TrainOptions {
+    let mut o = TrainOptions::preset("studio").unwrap();
+    o.preset = "custom".into();
+    o.config = Config {
+        input: 128,
+        hidden: 16,
+        layers: 2,
+        latent: 4,
+    };
+    o.steps = steps;
+    o.snippet_steps = 16;
+    o.valid_fraction = 0.34;
+    o.eval_every = 2;
+    o.checkpoint_every = 2;
+    o.beta.delay = 1;
+    o.beta.ramp = 2;
+    o
+}
+
+fn run(corpus: &Corpus, opts: &TrainOptions, out: &Path, resume: bool) -> Vec<Metrics> {
+    let mut seen = Vec::new();
+    train::train_lstm_vae(
+        corpus,
+        opts,
+        out,
+        &candle_core::Device::Cpu,
+        resume,
+        &Control::default(),
+        &mut |e| {
+            if let train::TrainEvent::Metrics(m) = e {
+                seen.push(m);
+            }
+        },
+    )
+    .unwrap();
+    seen
+}
+
+fn curve(ms: &[Metrics]) -> Vec<(usize, f64, f64)> {
+    ms.iter().map(|m| (m.step, m.recon, m.kl)).collect()
+}
+
+fn read_log(out: &Path) -> Vec<Metrics> {
+    std::fs::read_to_string(train::metrics_path(out))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn same_seed_same_curve_and_resume_continues_it() {
+    let data = tempfile::tempdir().unwrap();
+    write_corpus(data.path());
+    let corpus = corpus(data.path());
+    assert_eq!(corpus.composers.len(), 3);
+
+    let a = tempfile::tempdir().unwrap();
+    let full = run(&corpus, &tiny_options(6), a.path(), false);
+    assert_eq!(full.len(), 6);
+    assert!(full.iter().all(|m| m.recon.is_finite() && m.kl >= 0.0));
+    assert!(full[1].valid.is_some() && full[0].valid.is_none());
+    assert_eq!(curve(&read_log(a.path())), curve(&full));
+
+    let b = tempfile::tempdir().unwrap();
+    assert_eq!(
+        curve(&run(&corpus, &tiny_options(6), b.path(), false)),
+        curve(&full)
+    );
+
+    // Stop after 4 steps, then resume to 6: the same curve as the uninterrupted run.
+    let c = tempfile::tempdir().unwrap();
+    let first = run(&corpus, &tiny_options(4), c.path(), false);
+    let rest = run(&corpus, &tiny_options(6), c.path(), true);
+    assert_eq!(rest.first().map(|m| m.step), Some(5));
+    let joined: Vec<Metrics> = first.into_iter().chain(rest).collect();
+    assert_eq!(curve(&joined), curve(&full));
+    assert_eq!(curve(&read_log(c.path())), curve(&full));
+
+    // A different seed gives a different curve.
+    let d = tempfile::tempdir().unwrap();
+    let mut other = tiny_options(6);
+    other.seed = 2;
+    assert_ne!(curve(&run(&corpus, &other, d.path(), false)), curve(&full));
+
+    // The model file loads, names the composers, and generates reproducibly by seed.
+    let model =
+        TrainedModel::load(&train::model_path(a.path()), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(model.manifest.composers, ["arps", "chords", "scales"]);
+    assert_eq!(model.manifest.steps, 6);
+    assert!(
+        model
+            .manifest
+            .credits
+            .iter()
+            .any(|c| c.contains("piano-midi.de"))
+    );
+    let primer = corpus.pieces[0].roll.clone();
+    let za = generate::composer_code(&model, 0).unwrap();
+    let zb = generate::composer_code(&model, 1).unwrap();
+    let make = |mode, seed| {
+        let opts = GenerateOptions {
+            mode,
+            steps: 40,
+            primer_steps: 8,
+            seed,
+            ..GenerateOptions::default()
+        };
+        generate::generate(
+            &model,
+            &primer,
+            &za,
+            &zb,
+            &opts,
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap()
+    };
+    let one = make(Mode::Blend, 7);
+    assert_eq!(one.roll.steps(), 48);
+    assert_eq!(one.primer_steps, 8);
+    assert_eq!(one.roll.binary(), make(Mode::Blend, 7).roll.binary());
+    assert_ne!(one.roll.binary(), make(Mode::Blend, 8).roll.binary());
+    // The primer is kept as it was.
+    assert_eq!(one.roll.slice(0, 8).binary(), primer.slice(0, 8).binary());
+    // Cancelling stops the work.
+    let cancelled = generate::generate(
+        &model,
+        &primer,
+        &za,
+        &zb,
+        &GenerateOptions::default(),
+        &mut |_| {},
+        &AtomicBool::new(true),
+    );
+    assert!(matches!(cancelled, Err(segue::Error::Cancelled)));
+}
+
+#[test]
+fn damaged_model_files_are_refused_with_the_reason() {
+    let data = tempfile::tempdir().unwrap();
+    write_corpus(data.path());
+    let corpus = corpus(data.path());
+    let out = tempfile::tempdir().unwrap();
+    run(&corpus, &tiny_options(2), out.path(), false);
+    let good = train::model_path(out.path());
+    let bytes = std::fs::read(&good).unwrap();
+    let manifest = std::fs::read_to_string(good.with_extension("json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let load = |name: &str, weights: &[u8], manifest: &str| {
+        let path = dir.path().join(format!("{name}.safetensors"));
+        std::fs::write(&path, weights).unwrap();
+        std::fs::write(path.with_extension("json"), manifest).unwrap();
+        match TrainedModel::load(&path, &candle_core::Device::Cpu) {
+            Ok(_) => String::from("loaded"),
+            Err(e) => e.to_string(),
+        }
+    };
+    assert_eq!(load("good", &bytes, &manifest), "loaded");
+    let truncated = load("truncated", &bytes[..bytes.len() / 2], &manifest);
+    assert!(
+        truncated.contains("truncated.safetensors") && truncated.contains("is it truncated"),
+        "{truncated}"
+    );
+    let bigger = manifest.replace("\"hidden\": 16", "\"hidden\": 32");
+    let shape = load("shape", &bytes, &bigger);
+    assert!(shape.contains("has shape"), "{shape}");
+    let missing = std::fs::remove_file(dir.path().join("good.json"));
+    assert!(missing.is_ok());
+    let no_manifest = TrainedModel::load(
+        &dir.path().join("good.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(no_manifest.contains("good.json"), "{no_manifest}");
+    let garbage = load("garbage", b"not a model", &manifest);
+    assert!(garbage.contains("garbage.safetensors"), "{garbage}");
+    // A tensor stored as integers.
+    let ints: Vec<(String, candle_core::Tensor)> = vec![(
+        "output.bias".into(),
+        candle_core::Tensor::zeros(128, candle_core::DType::U32, &candle_core::Device::Cpu)
+            .unwrap(),
+    )];
+    let int_path = dir.path().join("ints.safetensors");
+    segue::models::weights::save(&int_path, &ints, candle_core::DType::U32).unwrap();
+    let int_bytes = std::fs::read(&int_path).unwrap();
+    let dtype = load("ints", &int_bytes, &manifest);
+    assert!(
+        dtype.contains("missing") || dtype.contains("U32"),
+        "{dtype}"
+    );
+}
+
+#[test]
+fn the_fast_step_decoder_matches_the_candle_decoder() {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::{VarBuilder, VarMap};
+    use segue::models::lstm_vae::LstmVae;
+    use segue::models::step_decoder::StepDecoder;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let cfg = Config {
+        input: 128,
+        hidden: 24,
+        layers: 3,
+        latent: 5,
+    };
+    let model = LstmVae::new(&cfg, vb).unwrap();
+    let z: Vec<f32> = (0..5).map(|i| i as f32 * 0.3 - 0.6).collect();
+    let zt = Tensor::from_vec(z.clone(), (1, 5), &Device::Cpu).unwrap();
+    let mut state = model.initial_state(&zt).unwrap();
+    let mut fast = StepDecoder::new(&model).unwrap();
+    fast.reset(&z);
+    let mut prev = vec![0f32; 128];
+    let mut logits = vec![0f32; 128];
+    for t in 0..6 {
+        let pt = Tensor::from_vec(prev.clone(), (1, 128), &Device::Cpu).unwrap();
+        let want: Vec<f32> = model
+            .decode_step(&pt, &zt, &mut state)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        fast.step(&prev, &z, &mut logits);
+        for (a, b) in logits.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-4, "step {t}: {a} vs {b}");
+        }
+        prev.fill(0.0);
+        prev[60 + t] = 1.0;
+        prev[64] = 1.0;
+    }
+}
