@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod dataset;
 pub mod error;
+pub mod eval;
 pub mod fsutil;
 pub mod generate;
 pub mod image;

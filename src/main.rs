@@ -86,6 +86,11 @@ enum Cmd {
     },
     /// Generate music with the LSTM-VAE: continue, transfer, transition or blend.
     Generate(Box<GenerateArgs>),
+    /// Measure a trained model on held-out pieces.
+    Eval {
+        #[command(subcommand)]
+        command: EvalCmd,
+    },
     /// Train a model on a corpus folder (composer subfolders of MIDI files).
     Train {
         #[command(subcommand)]
@@ -162,6 +167,33 @@ struct GenerateArgs {
     /// Also render a WAV file.
     #[arg(long, value_name = "OUT.wav")]
     wav: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum EvalCmd {
+    /// Reconstruction, latent health and style, and generated-music figures of the LSTM-VAE.
+    LstmVae(EvalArgs),
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The model file (default: the shipped studio weights).
+    #[arg(long, value_name = "FILE.safetensors")]
+    model: Option<PathBuf>,
+    /// The corpus the model was trained on (its held-out pieces are measured).
+    #[arg(long, value_name = "DIR")]
+    corpus: Option<PathBuf>,
+    /// Held-out snippets per composer.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    per_composer: usize,
+    /// Seed of the sampling.
+    #[arg(long, default_value_t = 1234, value_name = "S")]
+    seed: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 #[derive(Subcommand)]
@@ -339,6 +371,9 @@ fn run(cli: Cli) -> Result<()> {
             command: BenchCmd::Roll(args),
         }) => bench_roll(args),
         Some(Cmd::Generate(args)) => generate_cmd(*args),
+        Some(Cmd::Eval {
+            command: EvalCmd::LstmVae(args),
+        }) => eval_cmd(args),
         Some(Cmd::Train {
             command: TrainCmd::LstmVae(args),
         }) => train_lstm_vae(*args),
@@ -873,6 +908,101 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         let samples = render_roll(&result.roll, &render_opts, &mut |_| {});
         write_wav(wav, &samples, render_opts.sample_rate)?;
         out!("wrote {}", wav.display());
+    }
+    Ok(())
+}
+
+fn eval_cmd(a: EvalArgs) -> Result<()> {
+    let model = load_model(a.model.as_deref())?;
+    let dir = match &a.corpus {
+        Some(d) => d.clone(),
+        None => shared_dir("corpus"),
+    };
+    let corpus = load_corpus(&dir, &a.cache, QuantizeOptions::default())?;
+    if corpus.content_hash() != model.manifest.corpus.content_hash {
+        eprintln!(
+            "note: {} is not the corpus this model was trained on (content hash differs); its held-out split is not the model's",
+            dir.display()
+        );
+    }
+    let bar = progress_bar(1000, "evaluating");
+    let r = segue::eval::evaluate_lstm_vae(&model, &corpus, a.per_composer, a.seed, &mut |f| {
+        bar.set_position((f * 1000.0) as u64)
+    })?;
+    bar.finish_and_clear();
+    if a.json {
+        out!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    out!(
+        "model {} ({} steps), {} held-out snippets of {} steps",
+        model.path.display(),
+        model.manifest.steps,
+        r.snippets,
+        r.snippet_steps
+    );
+    out!("reconstruction BCE per cell (teacher-forced)");
+    out!("  z = posterior mean          {:.5}", r.bce_per_cell_mean_z);
+    out!(
+        "  z = prior sample            {:.5}   (mean is {:.1}% lower)",
+        r.bce_per_cell_prior_z,
+        100.0 * r.latent_gain_over_prior
+    );
+    out!(
+        "  z = other composer's mean   {:.5}",
+        r.bce_per_cell_other_z
+    );
+    let f = |s: &segue::eval::FrameScore| {
+        format!("F1 {:.3} (P {:.3} / R {:.3})", s.f1, s.precision, s.recall)
+    };
+    out!(
+        "frame scores (teacher-forced): thresholded {}, sampled {}",
+        f(&r.frame_thresholded),
+        f(&r.frame_sampled)
+    );
+    out!(
+        "KL {:.1} nats per snippet, active units {}/{}",
+        r.kl,
+        r.active_units,
+        r.kl_per_dim.len()
+    );
+    out!(
+        "nearest-composer-centroid accuracy {:.3} (chance {:.3})",
+        r.centroid_accuracy,
+        1.0 / model.manifest.composers.len() as f64
+    );
+    out!(
+        "one primer decoded with: two composers' z {:.3}, two random z {:.3}, one z two seeds {:.3} (Jaccard distance)",
+        r.composer_z_distance,
+        r.random_z_distance,
+        r.seed_only_distance
+    );
+    out!("{:<26} {:>10} {:>10}", "", "generated", "corpus");
+    let rows = [
+        (
+            "notes per sounding step",
+            r.generated.notes_per_sounding_step,
+            r.corpus.notes_per_sounding_step,
+        ),
+        ("notes per step", r.generated.polyphony, r.corpus.polyphony),
+        (
+            "onsets per beat",
+            r.generated.onsets_per_beat,
+            r.corpus.onsets_per_beat,
+        ),
+        (
+            "pitch range (semitones)",
+            r.generated.pitch_range,
+            r.corpus.pitch_range,
+        ),
+        (
+            "empty-bar rate",
+            r.generated.empty_bar_rate,
+            r.corpus.empty_bar_rate,
+        ),
+    ];
+    for (name, g, c) in rows {
+        out!("{name:<26} {g:>10.3} {c:>10.3}");
     }
     Ok(())
 }

@@ -1,0 +1,398 @@
+//! Measuring a trained LSTM-VAE on held-out pieces: reconstruction, whether the latent is alive
+//! and carries style, and what its generated music looks like next to the corpus.
+//!
+//! The held-out pieces are the ones the training split kept back (same seed and share as the
+//! model's manifest records), so no figure here comes from music the model was trained on.
+
+use std::sync::atomic::AtomicBool;
+
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::dataset::{Corpus, SnippetRef};
+use crate::error::{Error, Result};
+use crate::generate::{self, GenerateOptions, Mode};
+use crate::models::lstm_vae::bce_with_logits;
+use crate::models::standard_normal;
+use crate::models::trained::TrainedModel;
+use crate::roll::{PITCHES, Roll};
+use crate::train::evaluation_snippets;
+
+/// Figures that describe a set of binary rolls, for comparing generated music with real music.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct MusicStats {
+    /// Mean notes sounding in a step, over steps where something sounds (the paper aims at 2-3).
+    pub notes_per_sounding_step: f64,
+    /// Mean notes sounding per step, silent steps included.
+    pub polyphony: f64,
+    /// Note starts per beat (4 steps).
+    pub onsets_per_beat: f64,
+    /// Mean distance in semitones between the lowest and highest pitch of a 128-step window.
+    pub pitch_range: f64,
+    /// Share of 16-step bars with no note at all.
+    pub empty_bar_rate: f64,
+}
+
+/// Accumulates [`MusicStats`] over binary rolls (`[T, 128]`, 0/1).
+#[derive(Debug, Default)]
+struct StatsAcc {
+    steps: usize,
+    sounding_steps: usize,
+    notes: usize,
+    onsets: usize,
+    ranges: Vec<f64>,
+    bars: usize,
+    empty_bars: usize,
+}
+
+impl StatsAcc {
+    fn add(&mut self, binary: &[u8]) {
+        let steps = binary.len() / PITCHES;
+        let on = |t: usize, p: usize| binary[t * PITCHES + p] != 0;
+        for t in 0..steps {
+            let n = (0..PITCHES).filter(|&p| on(t, p)).count();
+            self.steps += 1;
+            self.notes += n;
+            self.sounding_steps += usize::from(n > 0);
+            self.onsets += (0..PITCHES)
+                .filter(|&p| on(t, p) && (t == 0 || !on(t - 1, p)))
+                .count();
+        }
+        for w in (0..steps).step_by(128) {
+            let end = (w + 128).min(steps);
+            let pitches: Vec<usize> = (0..PITCHES)
+                .filter(|&p| (w..end).any(|t| on(t, p)))
+                .collect();
+            if let (Some(lo), Some(hi)) = (pitches.first(), pitches.last()) {
+                self.ranges.push((hi - lo) as f64);
+            }
+        }
+        for b in (0..steps).step_by(16) {
+            let end = (b + 16).min(steps);
+            if end - b < 16 {
+                break;
+            }
+            self.bars += 1;
+            self.empty_bars += usize::from(!(b..end).any(|t| (0..PITCHES).any(|p| on(t, p))));
+        }
+    }
+
+    fn finish(&self) -> MusicStats {
+        let div = |a: f64, b: usize| if b == 0 { 0.0 } else { a / b as f64 };
+        MusicStats {
+            notes_per_sounding_step: div(self.notes as f64, self.sounding_steps),
+            polyphony: div(self.notes as f64, self.steps),
+            onsets_per_beat: div(self.onsets as f64 * 4.0, self.steps),
+            pitch_range: div(self.ranges.iter().sum(), self.ranges.len()),
+            empty_bar_rate: div(self.empty_bars as f64, self.bars),
+        }
+    }
+}
+
+/// Frame-level precision, recall and F1 of predicted against true on-cells.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct FrameScore {
+    /// Precision.
+    pub precision: f64,
+    /// Recall.
+    pub recall: f64,
+    /// F1.
+    pub f1: f64,
+}
+
+#[derive(Debug, Default)]
+struct FrameAcc {
+    tp: usize,
+    fp: usize,
+    fn_: usize,
+}
+
+impl FrameAcc {
+    fn add(&mut self, predicted: bool, truth: bool) {
+        match (predicted, truth) {
+            (true, true) => self.tp += 1,
+            (true, false) => self.fp += 1,
+            (false, true) => self.fn_ += 1,
+            _ => {}
+        }
+    }
+
+    fn finish(&self) -> FrameScore {
+        let p = self.tp as f64 / (self.tp + self.fp).max(1) as f64;
+        let r = self.tp as f64 / (self.tp + self.fn_).max(1) as f64;
+        FrameScore {
+            precision: p,
+            recall: r,
+            f1: if p + r > 0.0 {
+                2.0 * p * r / (p + r)
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// Everything `segue eval lstm-vae` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LstmVaeReport {
+    /// Held-out snippets measured.
+    pub snippets: usize,
+    /// Their length in steps.
+    pub snippet_steps: usize,
+    /// Teacher-forced reconstruction BCE per cell with z = the posterior mean.
+    pub bce_per_cell_mean_z: f64,
+    /// The same with z drawn from the prior N(0, I).
+    pub bce_per_cell_prior_z: f64,
+    /// The same with z = the posterior mean of a snippet of another composer.
+    pub bce_per_cell_other_z: f64,
+    /// How much lower the BCE with the posterior mean is than with a prior sample (share).
+    pub latent_gain_over_prior: f64,
+    /// Teacher-forced frame scores, probabilities thresholded at 0.5.
+    pub frame_thresholded: FrameScore,
+    /// Teacher-forced frame scores, each cell sampled from its probability.
+    pub frame_sampled: FrameScore,
+    /// KL(q(z|x) || N(0, I)) per snippet, nats.
+    pub kl: f64,
+    /// KL per latent dimension.
+    pub kl_per_dim: Vec<f64>,
+    /// Dimensions whose posterior mean varies across snippets (variance > 0.01).
+    pub active_units: usize,
+    /// Share of snippets whose posterior mean is nearest its own composer's centroid (the
+    /// centroids are the per-composer means stored with the model, from training snippets).
+    pub centroid_accuracy: f64,
+    /// Mean Jaccard distance between decodings of one primer with two composers' codes
+    /// (same sampling seed).
+    pub composer_z_distance: f64,
+    /// The same with two codes drawn from the prior.
+    pub random_z_distance: f64,
+    /// The same with one code and two sampling seeds (the noise floor).
+    pub seed_only_distance: f64,
+    /// Generated continuations (64-step primer + 256 steps, each with its composer's code).
+    pub generated: MusicStats,
+    /// The held-out snippets themselves.
+    pub corpus: MusicStats,
+}
+
+fn candle(e: candle_core::Error) -> Error {
+    Error::InvalidArgument(format!("tensor computation failed: {e}"))
+}
+
+fn jaccard_distance(a: &[u8], b: &[u8]) -> f64 {
+    let (mut inter, mut union) = (0usize, 0usize);
+    for (x, y) in a.iter().zip(b) {
+        inter += usize::from(*x != 0 && *y != 0);
+        union += usize::from(*x != 0 || *y != 0);
+    }
+    if union == 0 {
+        0.0
+    } else {
+        1.0 - inter as f64 / union as f64
+    }
+}
+
+/// Evaluates `model` on `per_composer` held-out snippets of each composer of `corpus`.
+/// `progress` gets the share done.
+pub fn evaluate_lstm_vae(
+    model: &TrainedModel,
+    corpus: &Corpus,
+    per_composer: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(f32),
+) -> Result<LstmVaeReport> {
+    let training = &model.manifest.training;
+    let valid_fraction = training
+        .get("valid_fraction")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.1);
+    let split_seed = training.get("seed").and_then(|v| v.as_u64()).unwrap_or(1);
+    let steps = model.training_snippet_steps();
+    let split = corpus.split(valid_fraction, split_seed);
+    // Labels follow the model's composer list (the corpus may order or name them otherwise).
+    let label_of: Vec<Option<usize>> = corpus
+        .composers
+        .iter()
+        .map(|c| model.composer_index(c))
+        .collect();
+    let snippets: Vec<(SnippetRef, usize)> =
+        evaluation_snippets(corpus, &split.valid, steps, per_composer)
+            .into_iter()
+            .filter_map(|(s, c)| label_of[c].map(|l| (s, l)))
+            .collect();
+    if snippets.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no held-out snippets of the model's composers in this corpus".into(),
+        ));
+    }
+    let n = snippets.len();
+    let z_dim = model.manifest.config.latent;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut bce_mean, mut bce_prior, mut bce_other) = (0f64, 0f64, 0f64);
+    let (mut thr, mut smp) = (FrameAcc::default(), FrameAcc::default());
+    let mut kl_dims = vec![0f64; z_dim];
+    let mut means: Vec<Vec<f32>> = Vec::with_capacity(n);
+    let mut corpus_stats = StatsAcc::default();
+    let mut rolls: Vec<Vec<f32>> = Vec::with_capacity(n);
+    for (s, _) in &snippets {
+        let mut data = vec![0f32; steps * PITCHES];
+        corpus.pieces[s.piece]
+            .roll
+            .window_f32(s.start, steps, &mut data);
+        corpus_stats.add(&data.iter().map(|v| u8::from(*v > 0.5)).collect::<Vec<u8>>());
+        rolls.push(data);
+    }
+    // Posterior means first (the "other composer" code needs them all).
+    for chunk in rolls.chunks(20) {
+        let x = Tensor::from_vec(chunk.concat(), (chunk.len(), steps, PITCHES), &Device::Cpu)
+            .map_err(candle)?;
+        let q = model.model.encode(&x).map_err(candle)?;
+        let kd = q
+            .kl_per_dim()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(candle)?;
+        for (acc, v) in kl_dims.iter_mut().zip(kd) {
+            *acc += v as f64 * chunk.len() as f64;
+        }
+        means.extend(q.mean.to_vec2::<f32>().map_err(candle)?);
+        progress(0.3 * means.len() as f32 / n as f32);
+    }
+    // An index of a snippet of another composer for each snippet.
+    let other: Vec<usize> = (0..n)
+        .map(|i| {
+            let mut j = (i + n / 2) % n;
+            while snippets[j].1 == snippets[i].1 && j != (i + n - 1) % n {
+                j = (j + 1) % n;
+            }
+            j
+        })
+        .collect();
+    for (k, chunk) in rolls.chunks(20).enumerate() {
+        let b = chunk.len();
+        let x =
+            Tensor::from_vec(chunk.concat(), (b, steps, PITCHES), &Device::Cpu).map_err(candle)?;
+        let idx: Vec<usize> = (k * 20..k * 20 + b).collect();
+        let codes = |rows: Vec<Vec<f32>>| {
+            Tensor::from_vec(rows.concat(), (b, z_dim), &Device::Cpu).map_err(candle)
+        };
+        let z_mean = codes(idx.iter().map(|&i| means[i].clone()).collect())?;
+        let z_prior = codes((0..b).map(|_| standard_normal(&mut rng, z_dim)).collect())?;
+        let z_other = codes(idx.iter().map(|&i| means[other[i]].clone()).collect())?;
+        let bce = |z: &Tensor| -> Result<(f64, Tensor)> {
+            let logits = model.model.decode(&x, z).map_err(candle)?;
+            let v = bce_with_logits(&logits, &x)
+                .and_then(|t| t.to_scalar::<f32>())
+                .map_err(candle)?;
+            Ok((v as f64 * b as f64, logits))
+        };
+        let (v, logits) = bce(&z_mean)?;
+        bce_mean += v;
+        bce_prior += bce(&z_prior)?.0;
+        bce_other += bce(&z_other)?.0;
+        let l = logits
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(candle)?;
+        for (logit, truth) in l.iter().zip(chunk.iter().flatten()) {
+            let p = 1.0 / (1.0 + (-logit).exp());
+            thr.add(p > 0.5, *truth > 0.5);
+            smp.add(rng.random::<f32>() < p, *truth > 0.5);
+        }
+        progress(0.3 + 0.4 * ((k + 1) * 20).min(n) as f32 / n as f32);
+    }
+    let cells = (n * steps * PITCHES) as f64;
+    let kl_per_dim: Vec<f64> = kl_dims.iter().map(|v| v / n as f64).collect();
+    let active_units = (0..z_dim)
+        .filter(|&d| {
+            let m = means.iter().map(|v| v[d] as f64).sum::<f64>() / n as f64;
+            means.iter().map(|v| (v[d] as f64 - m).powi(2)).sum::<f64>() / n as f64 > 0.01
+        })
+        .count();
+    let centroids: Vec<&Vec<f32>> = model.manifest.latents.iter().map(|s| &s.mean).collect();
+    let nearest = |m: &[f32]| {
+        centroids
+            .iter()
+            .enumerate()
+            .map(|(c, mu)| {
+                (
+                    c,
+                    m.iter()
+                        .zip(mu.iter())
+                        .map(|(a, b)| (a - b).powi(2))
+                        .sum::<f32>(),
+                )
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(0, |x| x.0)
+    };
+    let hits = means
+        .iter()
+        .zip(&snippets)
+        .filter(|(m, (_, c))| nearest(m) == *c)
+        .count();
+
+    // Decoding one primer with different codes; and generated continuations.
+    let cancel = AtomicBool::new(false);
+    let composers = model.manifest.composers.len();
+    let (mut d_comp, mut d_rand, mut d_seed) = (0f64, 0f64, 0f64);
+    let mut generated = StatsAcc::default();
+    let pairs = n.min(60);
+    for (i, &(s, c)) in snippets.iter().enumerate() {
+        let primer = corpus.pieces[s.piece].roll.slice(s.start, 64);
+        let base = GenerateOptions {
+            mode: Mode::Continue,
+            steps: 256,
+            primer_steps: 64,
+            seed: seed ^ i as u64,
+            ..GenerateOptions::default()
+        };
+        let run = |za: &[f32], o: &GenerateOptions| -> Result<Vec<u8>> {
+            let g = generate::generate(model, &primer, za, za, o, &mut |_| {}, &cancel)?;
+            Ok(g.roll.slice(g.primer_steps, o.steps).binary())
+        };
+        let own = generate::composer_code(model, c)?;
+        let out = run(&own, &base)?;
+        generated.add(&out);
+        if i < pairs {
+            let other_c = (c + 1 + i % (composers - 1).max(1)) % composers;
+            let theirs = generate::composer_code(model, other_c)?;
+            d_comp += jaccard_distance(&out, &run(&theirs, &base)?);
+            let r1 = standard_normal(&mut rng, z_dim);
+            let r2 = standard_normal(&mut rng, z_dim);
+            d_rand += jaccard_distance(&run(&r1, &base)?, &run(&r2, &base)?);
+            let reseeded = GenerateOptions {
+                seed: base.seed ^ 0xFFFF,
+                ..base.clone()
+            };
+            d_seed += jaccard_distance(&out, &run(&own, &reseeded)?);
+        }
+        progress(0.7 + 0.3 * (i + 1) as f32 / n as f32);
+    }
+    let bce_mean = bce_mean / cells;
+    let bce_prior = bce_prior / cells;
+    Ok(LstmVaeReport {
+        snippets: n,
+        snippet_steps: steps,
+        bce_per_cell_mean_z: bce_mean,
+        bce_per_cell_prior_z: bce_prior,
+        bce_per_cell_other_z: bce_other / cells,
+        latent_gain_over_prior: 1.0 - bce_mean / bce_prior,
+        frame_thresholded: thr.finish(),
+        frame_sampled: smp.finish(),
+        kl: kl_per_dim.iter().sum(),
+        kl_per_dim,
+        active_units,
+        centroid_accuracy: hits as f64 / n as f64,
+        composer_z_distance: d_comp / pairs as f64,
+        random_z_distance: d_rand / pairs as f64,
+        seed_only_distance: d_seed / pairs as f64,
+        generated: generated.finish(),
+        corpus: corpus_stats.finish(),
+    })
+}
+
+/// [`MusicStats`] of one roll (binary view).
+pub fn music_stats(roll: &Roll) -> MusicStats {
+    let mut acc = StatsAcc::default();
+    acc.add(&roll.binary());
+    acc.finish()
+}
