@@ -346,7 +346,7 @@ pub fn evaluate_lstm_vae(
             ..GenerateOptions::default()
         };
         let run = |za: &[f32], o: &GenerateOptions| -> Result<Vec<u8>> {
-            let g = generate::generate(model, &primer, za, za, o, &mut |_| {}, &cancel)?;
+            let g = generate::generate(&model.model, &primer, za, za, o, &mut |_| {}, &cancel)?;
             Ok(g.roll.slice(g.primer_steps, o.steps).binary())
         };
         let own = generate::composer_code(model, c)?;

@@ -18,6 +18,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
+use crate::models::lstm_vae::LstmVae;
 use crate::models::step_decoder::StepDecoder;
 use crate::models::trained::TrainedModel;
 use crate::roll::{PITCHES, Roll};
@@ -163,7 +164,7 @@ pub fn song_code(model: &TrainedModel, roll: &Roll, steps: usize) -> Result<Vec<
 /// Generates from `primer` with codes `a` and `b` (see the module docs). `progress` gets the
 /// share done; setting `cancel` stops the work with [`Error::Cancelled`].
 pub fn generate(
-    model: &TrainedModel,
+    model: &LstmVae,
     primer: &Roll,
     a: &[f32],
     b: &[f32],
@@ -171,7 +172,7 @@ pub fn generate(
     progress: &mut dyn FnMut(f32),
     cancel: &AtomicBool,
 ) -> Result<Generated> {
-    let latent = model.manifest.config.latent;
+    let latent = model.config().latent;
     if a.len() != latent || b.len() != latent {
         return Err(Error::InvalidArgument(format!(
             "codes must have {latent} values"
@@ -182,7 +183,7 @@ pub fn generate(
             "temperature must be a positive number".into(),
         ));
     }
-    let mut decoder = StepDecoder::new(&model.model)
+    let mut decoder = StepDecoder::new(model)
         .map_err(|e| Error::InvalidArgument(format!("preparing the decoder: {e}")))?;
     let transition = if opts.transition_steps == 0 {
         opts.steps

@@ -6,6 +6,7 @@
 //! references.
 
 pub mod bench;
+pub mod bench_model;
 pub mod dataset;
 pub mod error;
 pub mod eval;

@@ -272,6 +272,20 @@ struct TrainArgs {
 enum BenchCmd {
     /// Convert the whole corpus to rolls and compare with symusic and pretty_midi.
     Roll(BenchRollArgs),
+    /// Time LSTM-VAE training steps and generation against the PyTorch reference.
+    LstmVae(BenchModelArgs),
+    /// One measurement in its own process (used by `bench lstm-vae`).
+    #[command(hide = true)]
+    LstmVaeWorker {
+        #[arg(long)]
+        case: String,
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+        #[arg(long)]
+        no_train: bool,
+        #[arg(long)]
+        no_gen: bool,
+    },
 }
 
 #[derive(Args)]
@@ -294,6 +308,25 @@ struct BenchRollArgs {
     /// Exit with an error when the mean agreement with the reference roll is below this.
     #[arg(long, value_name = "X")]
     check_agreement: Option<f64>,
+}
+
+#[derive(Args)]
+struct BenchModelArgs {
+    /// Presets to time: studio, paper (comma-separated).
+    #[arg(long, default_value = "studio,paper", value_delimiter = ',')]
+    presets: Vec<String>,
+    /// Timed training steps per side (after 2 warm-up steps); the median is reported.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    iters: usize,
+    /// The folder holding the reference lstm_vae_torch.py.
+    #[arg(long, value_name = "DIR")]
+    reference: Option<PathBuf>,
+    /// The Python virtual environment for the references (created on first use).
+    #[arg(long, value_name = "DIR", default_value = "target/bench-venv")]
+    venv: PathBuf,
+    /// Skip PyTorch (Segue's own timings only).
+    #[arg(long)]
+    no_reference: bool,
 }
 
 #[derive(Args, Clone, Copy)]
@@ -370,6 +403,23 @@ fn run(cli: Cli) -> Result<()> {
         Some(Cmd::Bench {
             command: BenchCmd::Roll(args),
         }) => bench_roll(args),
+        Some(Cmd::Bench {
+            command: BenchCmd::LstmVae(args),
+        }) => bench_lstm_vae(args),
+        Some(Cmd::Bench {
+            command:
+                BenchCmd::LstmVaeWorker {
+                    case,
+                    iters,
+                    no_train,
+                    no_gen,
+                },
+        }) => {
+            let case: segue::bench_model::Case = serde_json::from_str(&case)?;
+            let t = segue::bench_model::time_own(&case, 2, iters, 5, !no_train, !no_gen)?;
+            out!("{}", serde_json::to_string(&t)?);
+            Ok(())
+        }
         Some(Cmd::Generate(args)) => generate_cmd(*args),
         Some(Cmd::Eval {
             command: EvalCmd::LstmVae(args),
@@ -887,7 +937,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let bar = progress_bar(1000, "generating");
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let result = generate::generate(
-        &model,
+        &model.model,
         &primer,
         &code_a,
         &code_b,
@@ -1003,6 +1053,92 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     ];
     for (name, g, c) in rows {
         out!("{name:<26} {g:>10.3} {c:>10.3}");
+    }
+    Ok(())
+}
+
+fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
+    use segue::bench_model::{Case, Timing, ensure_torch, time_own_in_child, time_reference};
+    let script = a
+        .reference
+        .clone()
+        .unwrap_or_else(|| shared_dir("bench/reference"))
+        .join("lstm_vae_torch.py");
+    let python = if a.no_reference {
+        None
+    } else {
+        let python = bench::ensure_venv(&a.venv, &mut |m| eprintln!("{m}"))?;
+        ensure_torch(&python, &mut |m| eprintln!("{m}"))?;
+        Some(python)
+    };
+    let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) if y > 0.0 => format!("{:.2}x", x / y),
+        _ => "-".into(),
+    };
+    let s = |v: Option<f64>, unit: &str| v.map_or("-".to_string(), |v| format!("{v:.3} {unit}"));
+    for preset in &a.presets {
+        let case = Case::preset(preset)?;
+        let c = case.config;
+        out!(
+            "{preset}: hidden {}, layers {}+{}, latent {}, batch {}, {} steps",
+            c.hidden,
+            c.layers,
+            c.layers,
+            c.latent,
+            case.batch,
+            case.steps
+        );
+        let bar = progress_bar(0, "segue");
+        let own = time_own_in_child(&case, a.iters, true, true)?;
+        bar.finish_and_clear();
+        let reference = match &python {
+            Some(py) => {
+                let bar = progress_bar(0, "pytorch");
+                let r = time_reference(py, &script, &case, a.iters, true, true)?;
+                bar.finish_and_clear();
+                Some(r)
+            }
+            None => None,
+        };
+        let r = reference.clone().unwrap_or(Timing::default());
+        out!(
+            "  {:<28} {:>14} {:>14} {:>8}",
+            "",
+            "segue",
+            "pytorch",
+            "ratio"
+        );
+        out!("  {:<28} {:>14} {:>14}", "parameters", own.params, r.params);
+        out!(
+            "  {:<28} {:>14} {:>14} {:>8}",
+            "training step (median)",
+            s(own.train_step_s, "s"),
+            s(r.train_step_s, "s"),
+            ratio(own.train_step_s, r.train_step_s)
+        );
+        out!(
+            "  {:<28} {:>14} {:>14} {:>8}",
+            "peak memory",
+            format!("{:.0} MiB", own.max_rss_mib),
+            format!("{:.0} MiB", r.max_rss_mib),
+            ratio(
+                Some(own.max_rss_mib),
+                reference.as_ref().map(|r| r.max_rss_mib)
+            )
+        );
+        out!(
+            "  {:<28} {:>14} {:>14} {:>8}",
+            "generation 64 + 256 steps",
+            s(own.gen_ms, "ms"),
+            s(r.gen_ms, "ms"),
+            ratio(own.gen_ms, r.gen_ms)
+        );
+        out!(
+            "  {:<28} {:>14} {:>14}",
+            "generation per step",
+            s(own.gen_ms.map(|v| v / 256.0), "ms"),
+            s(r.gen_ms.map(|v| v / 256.0), "ms")
+        );
     }
     Ok(())
 }

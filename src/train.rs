@@ -247,14 +247,14 @@ fn candle(e: candle_core::Error) -> Error {
 }
 
 /// Adam with bias correction; its moments are checkpointed with the weights.
-struct Adam {
+pub(crate) struct Adam {
     lr: f64,
     step: usize,
     params: Vec<(String, Var, Var, Var)>,
 }
 
 impl Adam {
-    fn new(vars: Vec<(String, Var)>, lr: f64) -> Result<Self> {
+    pub(crate) fn new(vars: Vec<(String, Var)>, lr: f64) -> Result<Self> {
         let params = vars
             .into_iter()
             .map(|(n, v)| {
@@ -271,7 +271,11 @@ impl Adam {
         })
     }
 
-    fn apply(&mut self, grads: &candle_core::backprop::GradStore, clip: f64) -> Result<f64> {
+    pub(crate) fn apply(
+        &mut self,
+        grads: &candle_core::backprop::GradStore,
+        clip: f64,
+    ) -> Result<f64> {
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
         let mut sq = 0f64;
         for (_, v, _, _) in &self.params {
@@ -369,7 +373,7 @@ fn squared_distances(mean: &Tensor, centres: &Tensor) -> candle_core::Result<Ten
 /// Draws every initial weight from the seeded generator (candle's own initialisers use an
 /// unseeded one): uniform in +-1/sqrt(H) for the LSTMs, as PyTorch does, and +-1/sqrt(fan-in)
 /// for the linear maps.
-fn seeded_init(varmap: &VarMap, cfg: &Config, seed: u64) -> Result<()> {
+pub(crate) fn seeded_init(varmap: &VarMap, cfg: &Config, seed: u64) -> Result<()> {
     let data = varmap.data().lock().expect("varmap lock poisoned");
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();

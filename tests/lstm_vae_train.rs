@@ -159,7 +159,7 @@ fn same_seed_same_curve_and_resume_continues_it() {
             ..GenerateOptions::default()
         };
         generate::generate(
-            &model,
+            &model.model,
             &primer,
             &za,
             &zb,
@@ -178,7 +178,7 @@ fn same_seed_same_curve_and_resume_continues_it() {
     assert_eq!(one.roll.slice(0, 8).binary(), primer.slice(0, 8).binary());
     // Cancelling stops the work.
     let cancelled = generate::generate(
-        &model,
+        &model.model,
         &primer,
         &za,
         &zb,
