@@ -396,3 +396,32 @@ pub fn music_stats(roll: &Roll) -> MusicStats {
     acc.add(&roll.binary());
     acc.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn music_stats_count_what_they_say() {
+        // 48 steps: a 3-note chord held for steps 0..8, then silence (two of three bars empty).
+        let mut binary = vec![0u8; 48 * PITCHES];
+        for t in 0..8 {
+            for p in [60, 64, 67] {
+                binary[t * PITCHES + p] = 1;
+            }
+        }
+        let roll_a = Roll::from_binary(48, &binary).unwrap();
+        let s = music_stats(&roll_a);
+        assert_eq!(s.notes_per_sounding_step, 3.0);
+        assert_eq!(s.polyphony, 24.0 / 48.0);
+        assert_eq!(s.onsets_per_beat, 3.0 * 4.0 / 48.0);
+        assert_eq!(s.pitch_range, 7.0);
+        assert_eq!(s.empty_bar_rate, 2.0 / 3.0);
+        let mut acc = FrameAcc::default();
+        for (p, t) in [(true, true), (true, false), (false, true), (false, false)] {
+            acc.add(p, t);
+        }
+        assert_eq!(acc.finish().f1, 0.5);
+        assert_eq!(jaccard_distance(&[1, 1, 0], &[1, 0, 0]), 0.5);
+    }
+}

@@ -29,9 +29,17 @@ pub fn write_atomic_with(
             std::io::Error::new(std::io::ErrorKind::IsADirectory, "the path is a folder"),
         ));
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(".segue-")
-        .suffix(".part")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".segue-").suffix(".part");
+    // Temporary files are private (0600); the finished file gets the mode of the file it
+    // replaces, or the usual 0644 (less the umask) for a new one.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o777);
+        builder.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    let tmp = builder
         .tempfile_in(dir)
         .map_err(|e| Error::io(path, "creating a temporary file for", e))?;
     {
