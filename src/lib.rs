@@ -18,6 +18,7 @@ pub mod models;
 pub mod npy;
 pub mod render;
 pub mod roll;
+pub mod studio;
 pub mod synth;
 pub mod train;
 

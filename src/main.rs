@@ -43,6 +43,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Open the studio window (also what `segue` alone does), with FILE as the primer.
+    Studio {
+        /// A MIDI file to open.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// Print what a MIDI file holds: format, tracks, timing, tempo changes, notes, roll shape.
     Info {
         /// The MIDI file to describe.
@@ -372,12 +378,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None => {
-            use clap::CommandFactory;
-            Cli::command().print_help()?;
-            out!();
-            Ok(())
-        }
+        None => studio(None),
+        Some(Cmd::Studio { file }) => studio(file),
         Some(Cmd::Info { file, quantize }) => info(&file, quantize.options()),
         Some(Cmd::Roll {
             file,
@@ -1141,4 +1143,8 @@ fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn studio(file: Option<PathBuf>) -> Result<()> {
+    segue::studio::run(file).map_err(|e| anyhow::anyhow!(e))
 }

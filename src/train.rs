@@ -126,7 +126,7 @@ impl TrainOptions {
             },
             free_bits: 0.25,
             input_dropout: 0.25,
-            style_weight: 20.0,
+            style_weight: 100.0,
             valid_fraction: 0.1,
             valid_per_composer: 4,
             eval_every: 250,

@@ -5,42 +5,13 @@ mod common;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use common::simple;
+use common::write_tiny_corpus as write_corpus;
 use segue::dataset::{Corpus, LoadOptions};
 use segue::generate::{self, GenerateOptions, Mode};
 use segue::models::lstm_vae::Config;
 use segue::models::trained::TrainedModel;
 use segue::roll::QuantizeOptions;
 use segue::train::{self, Control, Metrics, TrainOptions};
-
-/// Three "composers" with distinct figures: low arpeggios, high repeated chords, a scale.
-fn write_corpus(dir: &Path) {
-    for (c, name) in ["arps", "chords", "scales"].iter().enumerate() {
-        std::fs::create_dir_all(dir.join(name)).unwrap();
-        for piece in 0..3u64 {
-            let mut notes = Vec::new();
-            for i in 0..96u64 {
-                let t = i * 24; // 16th notes at 96 ticks per quarter
-                match c {
-                    0 => notes.push((t, t + 24, 40 + (i % 4 * 4) as u8 + piece as u8, 80)),
-                    1 => {
-                        if i % 4 == 0 {
-                            for k in [72u8, 76, 79] {
-                                notes.push((t, t + 72, k + piece as u8, 70));
-                            }
-                        }
-                    }
-                    _ => notes.push((t, t + 48, 55 + (i % 12) as u8, 90)),
-                }
-            }
-            std::fs::write(
-                dir.join(name).join(format!("p{piece}.mid")),
-                simple(96, &notes),
-            )
-            .unwrap();
-        }
-    }
-}
 
 fn corpus(dir: &Path) -> Corpus {
     let opts = LoadOptions {

@@ -95,3 +95,32 @@ pub fn simple(tpq: u16, notes: &[(u64, u64, u8, u8)]) -> Vec<u8> {
     }
     smf(Format::SingleTrack, Timing::Metrical(u15::new(tpq)), &[evs])
 }
+
+/// Three "composers" with distinct figures: low arpeggios, high repeated chords, a scale.
+pub fn write_tiny_corpus(dir: &std::path::Path) {
+    for (c, name) in ["arps", "chords", "scales"].iter().enumerate() {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        for piece in 0..3u64 {
+            let mut notes = Vec::new();
+            for i in 0..96u64 {
+                let t = i * 24; // 16th notes at 96 ticks per quarter
+                match c {
+                    0 => notes.push((t, t + 24, 40 + (i % 4 * 4) as u8 + piece as u8, 80)),
+                    1 => {
+                        if i % 4 == 0 {
+                            for k in [72u8, 76, 79] {
+                                notes.push((t, t + 72, k + piece as u8, 70));
+                            }
+                        }
+                    }
+                    _ => notes.push((t, t + 48, 55 + (i % 12) as u8, 90)),
+                }
+            }
+            std::fs::write(
+                dir.join(name).join(format!("p{piece}.mid")),
+                simple(96, &notes),
+            )
+            .unwrap();
+        }
+    }
+}

@@ -1,0 +1,1005 @@
+//! The studio window: generation controls on the left, the piano roll in the middle, the
+//! training monitor on the right, files and transport on top.
+//!
+//! The window only reads and writes plain state: models, generation, training, audio and file
+//! dialogs all live on other threads and report through channels (see [`super::workers`],
+//! [`super::audio`]). No tensor math happens here.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use egui::{Color32, RichText, Ui};
+use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
+
+use crate::generate::{self, GenerateOptions, Generated, Interpolation, Mode};
+use crate::models::trained::{self, TrainedModel};
+use crate::render::{RenderOptions, render_roll, write_wav};
+use crate::roll::{QuantizeOptions, Roll};
+use crate::studio::audio::{Command, PlayScore, Player};
+use crate::studio::piano_roll::{RollView, Tool, origin_color, piano_roll};
+use crate::studio::score::{History, Origin, Score};
+use crate::studio::workers::{
+    GenerationEvent, GenerationRequest, Generator, TrainingJob, TrainingReport,
+};
+use crate::train::{Metrics, TrainEvent, TrainOptions, Validation};
+
+/// Seconds the slider must rest before it regenerates.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Settings and the piece, saved between sessions.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Session {
+    /// The piece.
+    pub score: Score,
+    /// Zoom, scroll and tool.
+    pub view: RollView,
+    /// Model file in use (None = the shipped default).
+    pub model_path: Option<PathBuf>,
+    /// Composer A.
+    pub composer_a: usize,
+    /// Composer B.
+    pub composer_b: usize,
+    /// The slider, 0 = A .. 1 = B.
+    pub alpha: f32,
+    /// Mode.
+    pub mode: Mode,
+    /// Steps to generate.
+    pub length: usize,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Seed.
+    pub seed: u64,
+    /// Variations per Generate.
+    pub variations: usize,
+    /// Loop the selected range while playing.
+    pub looping: bool,
+    /// The primer file, if one was opened.
+    pub primer_path: Option<PathBuf>,
+    /// Training: the corpus folder.
+    pub train_dir: Option<PathBuf>,
+    /// Training: preset.
+    pub train_preset: String,
+    /// Training: steps.
+    pub train_steps: usize,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session {
+            score: Score::new(),
+            view: RollView::default(),
+            model_path: None,
+            composer_a: 0,
+            composer_b: 1,
+            alpha: 0.5,
+            mode: Mode::Blend,
+            length: 256,
+            temperature: 1.0,
+            seed: 1,
+            variations: 1,
+            looping: false,
+            primer_path: None,
+            train_dir: None,
+            train_preset: "studio".into(),
+            train_steps: 2000,
+        }
+    }
+}
+
+/// Live state of a training run in the monitor.
+#[derive(Default)]
+struct TrainingView {
+    job: Option<TrainingJob>,
+    metrics: Vec<Metrics>,
+    last_valid: Option<Validation>,
+    status: String,
+    checkpoint: Option<PathBuf>,
+    total: usize,
+    paused: bool,
+}
+
+/// The studio application.
+pub struct Studio {
+    /// What is saved between sessions.
+    pub session: Session,
+    history: History,
+    model: Option<Arc<TrainedModel>>,
+    model_error: Option<String>,
+    primer: Option<Roll>,
+    player: Option<Player>,
+    audio_error: Option<String>,
+    generator: Generator,
+    job_id: u64,
+    job_cancel: Arc<AtomicBool>,
+    job_progress: Option<f32>,
+    variations: Vec<Generated>,
+    chosen_variation: usize,
+    regenerate_at: Option<Instant>,
+    message: Option<(String, bool)>,
+    dialogs: Vec<Receiver<DialogResult>>,
+    training: TrainingView,
+    show_training: bool,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+enum DialogResult {
+    Open(PathBuf),
+    ExportMidi(PathBuf),
+    ExportWav(PathBuf),
+    WavDone(Result<PathBuf, String>),
+    TrainDir(PathBuf),
+    Model(PathBuf),
+}
+
+impl Studio {
+    /// A studio on `ctx`, restoring `session`, with `file` as primer if given. `audio` picks
+    /// whether to open the sound device (tests run without).
+    pub fn new(
+        ctx: &egui::Context,
+        session: Option<Session>,
+        file: Option<PathBuf>,
+        audio: bool,
+    ) -> Self {
+        let repaint = ctx.clone();
+        let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || repaint.request_repaint());
+        let (player, audio_error) = if audio {
+            match Player::open() {
+                Ok(p) => (Some(p), None),
+                Err(e) => (
+                    None,
+                    Some(format!(
+                        "Playback unavailable ({e}); everything else works."
+                    )),
+                ),
+            }
+        } else {
+            (None, Some("Playback off.".into()))
+        };
+        let mut studio = Studio {
+            session: session.unwrap_or_default(),
+            history: History::default(),
+            model: None,
+            model_error: None,
+            primer: None,
+            player,
+            audio_error,
+            generator: Generator::start(wake.clone()),
+            job_id: 0,
+            job_cancel: Arc::new(AtomicBool::new(false)),
+            job_progress: None,
+            variations: Vec::new(),
+            chosen_variation: 0,
+            regenerate_at: None,
+            message: None,
+            dialogs: Vec::new(),
+            training: TrainingView::default(),
+            show_training: false,
+            wake,
+        };
+        studio.load_model(studio.session.model_path.clone());
+        if let Some(path) = studio.session.primer_path.clone()
+            && let Ok(roll) = Roll::read_midi(&path, &QuantizeOptions::default())
+        {
+            studio.primer = Some(roll);
+        }
+        if let Some(file) = file {
+            studio.open_file(&file);
+        }
+        studio.push_score();
+        studio
+    }
+
+    /// The loaded model, if any.
+    pub fn model(&self) -> Option<&TrainedModel> {
+        self.model.as_deref()
+    }
+
+    /// The message shown in the status bar (text, is-error).
+    pub fn message(&self) -> Option<&(String, bool)> {
+        self.message.as_ref()
+    }
+
+    /// Whether a generation job is running.
+    pub fn generating(&self) -> bool {
+        self.job_progress.is_some()
+    }
+
+    /// Metrics received from the training run so far.
+    pub fn training_metrics(&self) -> &[Metrics] {
+        &self.training.metrics
+    }
+
+    /// Whether a training run is going on.
+    pub fn training_running(&self) -> bool {
+        self.training.job.is_some()
+    }
+
+    fn say(&mut self, text: impl Into<String>, error: bool) {
+        self.message = Some((text.into(), error));
+    }
+
+    /// Loads a model file (None = the shipped default).
+    pub fn load_model(&mut self, path: Option<PathBuf>) {
+        let path = match path.or_else(trained::default_model_path) {
+            Some(p) => p,
+            None => {
+                self.model_error = Some("No model: weights/lstm-vae-studio.safetensors is missing. Train one in the Train panel.".into());
+                return;
+            }
+        };
+        match TrainedModel::load(&path, &candle_core::Device::Cpu) {
+            Ok(m) => {
+                let n = m.manifest.composers.len();
+                self.session.composer_a = self.session.composer_a.min(n - 1);
+                self.session.composer_b = self.session.composer_b.min(n - 1);
+                self.model = Some(Arc::new(m));
+                self.model_error = None;
+                self.session.model_path = Some(path);
+            }
+            Err(e) => self.model_error = Some(e.to_string()),
+        }
+    }
+
+    /// Opens a MIDI file as the primer (and shows it).
+    pub fn open_file(&mut self, path: &Path) {
+        match Roll::read_midi(path, &QuantizeOptions::default()) {
+            Ok(roll) => {
+                self.history.record(&self.session.score);
+                let mut score = Score::from_roll(&roll, Origin::Primer);
+                score.primer_steps = roll.steps();
+                self.session.score = score;
+                self.primer = Some(roll);
+                self.session.primer_path = Some(path.to_path_buf());
+                self.variations.clear();
+                self.push_score();
+                self.say(format!("Opened {}", path.display()), false);
+            }
+            Err(e) => self.say(e.to_string(), true),
+        }
+    }
+
+    /// Writes the score as MIDI.
+    pub fn export_midi(&mut self, path: &Path) {
+        match self.session.score.to_roll().write_midi(path) {
+            Ok(()) => self.say(format!("Wrote {}", path.display()), false),
+            Err(e) => self.say(e.to_string(), true),
+        }
+    }
+
+    /// Renders the score to a WAV file in the background.
+    pub fn export_wav(&mut self, path: &Path) {
+        let roll = self.session.score.to_roll();
+        let path = path.to_path_buf();
+        let (tx, rx) = channel();
+        let wake = self.wake.clone();
+        // Rendering a long piece takes a moment: off the GUI thread.
+        std::thread::spawn(move || {
+            let opts = RenderOptions::default();
+            let samples = render_roll(&roll, &opts, &mut |_| {});
+            let result = write_wav(&path, &samples, opts.sample_rate).map(|()| path);
+            let _ = tx.send(DialogResult::WavDone(result.map_err(|e| e.to_string())));
+            wake();
+        });
+        self.dialogs.push(rx);
+    }
+
+    /// The primer for generation: the opened file, else the current piece.
+    fn primer_roll(&self) -> Roll {
+        self.primer
+            .clone()
+            .unwrap_or_else(|| self.session.score.to_roll())
+    }
+
+    /// Starts generating with the current controls (older jobs are cancelled).
+    pub fn generate(&mut self) {
+        let Some(model) = self.model.clone() else {
+            self.say(
+                self.model_error
+                    .clone()
+                    .unwrap_or_else(|| "No model loaded.".into()),
+                true,
+            );
+            return;
+        };
+        let s = &self.session;
+        let (code_a, code_b) = match (
+            generate::composer_code(&model, s.composer_a),
+            generate::composer_code(&model, s.composer_b),
+        ) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return self.say(e.to_string(), true),
+        };
+        self.job_cancel.store(true, Ordering::Relaxed);
+        self.job_cancel = Arc::new(AtomicBool::new(false));
+        self.job_id += 1;
+        self.job_progress = Some(0.0);
+        let opts = GenerateOptions {
+            mode: s.mode,
+            steps: s.length,
+            primer_steps: 64,
+            temperature: s.temperature,
+            alpha: s.alpha,
+            interpolation: Interpolation::Spherical,
+            seed: s.seed,
+            ..GenerateOptions::default()
+        };
+        self.generator.request(GenerationRequest {
+            id: self.job_id,
+            model,
+            primer: self.primer_roll(),
+            code_a,
+            code_b,
+            opts,
+            variations: s.variations.max(1),
+            cancel: self.job_cancel.clone(),
+        });
+    }
+
+    /// Cancels the running generation.
+    pub fn cancel_generation(&mut self) {
+        self.job_cancel.store(true, Ordering::Relaxed);
+        self.job_progress = None;
+    }
+
+    /// Sets the slider as a user would: the result regenerates after a short rest.
+    pub fn set_alpha(&mut self, alpha: f32) {
+        self.session.alpha = alpha.clamp(0.0, 1.0);
+        self.regenerate_at = Some(Instant::now() + DEBOUNCE);
+    }
+
+    fn choose_variation(&mut self, k: usize) {
+        if let Some(g) = self.variations.get(k) {
+            self.history.record(&self.session.score);
+            let bpm = self.session.score.bpm;
+            self.session.score = Score::from_generated(&g.roll, g.primer_steps, bpm);
+            self.chosen_variation = k;
+            self.push_score();
+        }
+    }
+
+    /// Sends the score to the audio thread (playback goes on from the playhead).
+    fn push_score(&mut self) {
+        let score = &self.session.score;
+        let play = PlayScore::from_notes(
+            score
+                .notes
+                .iter()
+                .map(|n| (n.pitch, n.start, n.len, n.velocity)),
+        );
+        let bpm = score.bpm;
+        if let Some(p) = &mut self.player {
+            p.send(Command::Score(Arc::new(play)));
+            p.send(Command::Tempo(bpm));
+        }
+    }
+
+    fn playing(&self) -> bool {
+        self.player
+            .as_ref()
+            .is_some_and(|p| p.transport().playing())
+    }
+
+    fn toggle_play(&mut self) {
+        let playing = self.playing();
+        let looped = self.loop_range();
+        if let Some(p) = &mut self.player {
+            if playing {
+                p.send(Command::Stop);
+            } else {
+                p.send(Command::Loop(looped));
+                p.send(Command::Play(looped.map_or(0, |l| l.0)));
+            }
+        }
+    }
+
+    fn loop_range(&self) -> Option<(usize, usize)> {
+        if !self.session.looping {
+            return None;
+        }
+        let notes = &self.session.score.notes;
+        let sel = &self.session.view.selection;
+        let start = sel
+            .iter()
+            .filter_map(|&i| notes.get(i))
+            .map(|n| n.start)
+            .min()?;
+        let end = sel
+            .iter()
+            .filter_map(|&i| notes.get(i))
+            .map(|n| n.end())
+            .max()?;
+        Some((start, end))
+    }
+
+    fn poll(&mut self, ctx: &egui::Context) {
+        while let Ok(event) = self.generator.events.try_recv() {
+            match event {
+                GenerationEvent::Progress { id, fraction } if id == self.job_id => {
+                    self.job_progress = Some(fraction);
+                }
+                GenerationEvent::Done { id, pieces } if id == self.job_id => {
+                    self.job_progress = None;
+                    self.variations = pieces;
+                    let k = self
+                        .chosen_variation
+                        .min(self.variations.len().saturating_sub(1));
+                    self.choose_variation(k);
+                    self.say(
+                        format!("Generated {} variation(s).", self.variations.len()),
+                        false,
+                    );
+                }
+                GenerationEvent::Failed { id, message } if id == self.job_id => {
+                    self.job_progress = None;
+                    if message != "cancelled" {
+                        self.say(message, true);
+                    }
+                }
+                _ => {} // a stale job: dropped
+            }
+        }
+        let mut finished = Vec::new();
+        for (k, rx) in self.dialogs.iter().enumerate() {
+            if let Ok(result) = rx.try_recv() {
+                finished.push((k, result));
+            }
+        }
+        for (k, result) in finished.into_iter().rev() {
+            self.dialogs.remove(k);
+            match result {
+                DialogResult::Open(p) => self.open_file(&p),
+                DialogResult::ExportMidi(p) => self.export_midi(&p),
+                DialogResult::ExportWav(p) => self.export_wav(&p),
+                DialogResult::WavDone(Ok(p)) => self.say(format!("Wrote {}", p.display()), false),
+                DialogResult::WavDone(Err(e)) => self.say(e, true),
+                DialogResult::TrainDir(p) => self.session.train_dir = Some(p),
+                DialogResult::Model(p) => self.load_model(Some(p)),
+            }
+        }
+        self.poll_training();
+        if let Some(at) = self.regenerate_at {
+            if Instant::now() >= at {
+                self.regenerate_at = None;
+                self.generate();
+            } else {
+                ctx.request_repaint_after(at - Instant::now());
+            }
+        }
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        });
+        if let Some(p) = dropped.first() {
+            self.open_file(p);
+        }
+    }
+
+    fn poll_training(&mut self) {
+        let Some(job) = &self.training.job else {
+            return;
+        };
+        let mut ended = None;
+        while let Ok(report) = job.events.try_recv() {
+            match report {
+                TrainingReport::Loading(done, total) => {
+                    self.training.status = format!("Loading {done}/{total} files...");
+                }
+                TrainingReport::Loaded {
+                    composers,
+                    pieces,
+                    failures,
+                } => {
+                    self.training.status = format!(
+                        "{pieces} pieces by {} composers ({failures} unreadable)",
+                        composers.len()
+                    );
+                }
+                TrainingReport::Event(TrainEvent::Started {
+                    step,
+                    total,
+                    parameters,
+                }) => {
+                    self.training.total = total;
+                    self.training.status =
+                        format!("Training {parameters} parameters, step {step} of {total}");
+                }
+                TrainingReport::Event(TrainEvent::Metrics(m)) => {
+                    if let Some(v) = &m.valid {
+                        self.training.last_valid = Some(v.clone());
+                    }
+                    self.training.status = format!("Step {} of {}", m.step, self.training.total);
+                    self.training.metrics.push(m);
+                }
+                TrainingReport::Event(TrainEvent::Checkpoint { path, step }) => {
+                    self.training.checkpoint = Some(path);
+                    self.training.status = format!("Checkpoint at step {step}");
+                }
+                TrainingReport::Finished(result) => ended = Some(result),
+            }
+        }
+        if let Some(result) = ended {
+            self.training.job = None;
+            match result {
+                Ok(p) => {
+                    self.training.status = format!("Finished: {}", p.display());
+                    self.training.checkpoint = Some(p);
+                }
+                Err(e) => self.training.status = format!("Failed: {e}"),
+            }
+        }
+    }
+
+    /// Starts training on the chosen folder.
+    pub fn start_training(&mut self, dir: PathBuf, out: PathBuf) {
+        let mut opts = match TrainOptions::preset(&self.session.train_preset) {
+            Ok(o) => o,
+            Err(e) => return self.say(e.to_string(), true),
+        };
+        opts.steps = self.session.train_steps.max(1);
+        opts.eval_every = (opts.steps / 20).clamp(1, 250);
+        opts.checkpoint_every = (opts.steps / 10).clamp(1, 250);
+        self.training = TrainingView {
+            job: Some(TrainingJob::start(dir, opts, out, self.wake.clone())),
+            status: "Starting...".into(),
+            ..TrainingView::default()
+        };
+    }
+
+    fn dialog(&mut self, make: impl FnOnce() -> Option<DialogResult> + Send + 'static) {
+        let (tx, rx) = channel();
+        let wake = self.wake.clone();
+        std::thread::spawn(move || {
+            if let Some(r) = make() {
+                let _ = tx.send(r);
+            }
+            wake();
+        });
+        self.dialogs.push(rx);
+    }
+
+    fn top_bar(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            if ui.button("Open MIDI...").clicked() {
+                self.dialog(|| {
+                    rfd::FileDialog::new()
+                        .add_filter("MIDI", &["mid", "midi"])
+                        .pick_file()
+                        .map(DialogResult::Open)
+                });
+            }
+            if ui.button("Export MIDI...").clicked() {
+                self.dialog(|| {
+                    rfd::FileDialog::new()
+                        .set_file_name("segue.mid")
+                        .save_file()
+                        .map(DialogResult::ExportMidi)
+                });
+            }
+            if ui.button("Export WAV...").clicked() {
+                self.dialog(|| {
+                    rfd::FileDialog::new()
+                        .set_file_name("segue.wav")
+                        .save_file()
+                        .map(DialogResult::ExportWav)
+                });
+            }
+            ui.separator();
+            let label = if self.playing() { "Stop" } else { "Play" };
+            if ui
+                .add_enabled(self.player.is_some(), egui::Button::new(label))
+                .on_hover_text("Space")
+                .clicked()
+            {
+                self.toggle_play();
+            }
+            ui.checkbox(&mut self.session.looping, "Loop selection");
+            let label = ui.label("Tempo");
+            if ui
+                .add(
+                    egui::DragValue::new(&mut self.session.score.bpm)
+                        .range(20.0..=300.0)
+                        .suffix(" bpm"),
+                )
+                .labelled_by(label.id)
+                .changed()
+            {
+                self.push_score();
+            }
+            ui.separator();
+            if ui
+                .add_enabled(self.history.can_undo(), egui::Button::new("Undo"))
+                .clicked()
+                && self.history.undo(&mut self.session.score)
+            {
+                self.push_score();
+            }
+            if ui
+                .add_enabled(self.history.can_redo(), egui::Button::new("Redo"))
+                .clicked()
+                && self.history.redo(&mut self.session.score)
+            {
+                self.push_score();
+            }
+            ui.separator();
+            ui.selectable_value(&mut self.session.view.tool, Tool::Draw, "Draw");
+            ui.selectable_value(&mut self.session.view.tool, Tool::Select, "Select");
+            ui.add(
+                egui::Slider::new(&mut self.session.view.step_px, 1.0..=40.0)
+                    .text("zoom")
+                    .logarithmic(true),
+            );
+            ui.separator();
+            ui.toggle_value(&mut self.show_training, "Train...");
+        });
+    }
+
+    fn generation_panel(&mut self, ui: &mut Ui) {
+        ui.heading("Generation");
+        let Some(model) = self.model.clone() else {
+            ui.colored_label(
+                Color32::LIGHT_RED,
+                self.model_error.clone().unwrap_or_default(),
+            );
+            if ui.button("Load a model...").clicked() {
+                self.dialog(|| {
+                    rfd::FileDialog::new()
+                        .add_filter("model", &["safetensors"])
+                        .pick_file()
+                        .map(DialogResult::Model)
+                });
+            }
+            return;
+        };
+        let composers = &model.manifest.composers;
+        ui.label(format!(
+            "Model: {} ({} steps)",
+            model.manifest.preset, model.manifest.steps
+        ));
+        if ui.small_button("Other model...").clicked() {
+            self.dialog(|| {
+                rfd::FileDialog::new()
+                    .add_filter("model", &["safetensors"])
+                    .pick_file()
+                    .map(DialogResult::Model)
+            });
+        }
+        let s = &mut self.session;
+        egui::ComboBox::from_label("Composer A")
+            .selected_text(composers.get(s.composer_a).cloned().unwrap_or_default())
+            .show_ui(ui, |ui| {
+                for (i, c) in composers.iter().enumerate() {
+                    ui.selectable_value(&mut s.composer_a, i, c);
+                }
+            });
+        egui::ComboBox::from_label("Composer B")
+            .selected_text(composers.get(s.composer_b).cloned().unwrap_or_default())
+            .show_ui(ui, |ui| {
+                for (i, c) in composers.iter().enumerate() {
+                    ui.selectable_value(&mut s.composer_b, i, c);
+                }
+            });
+        let mut alpha = s.alpha;
+        let slider = ui.add(egui::Slider::new(&mut alpha, 0.0..=1.0).text("A <-> B"));
+        if slider.changed() {
+            self.set_alpha(alpha);
+        }
+        let s = &mut self.session;
+        egui::ComboBox::from_label("Mode")
+            .selected_text(format!("{:?}", s.mode))
+            .show_ui(ui, |ui| {
+                for (m, name) in [
+                    (Mode::Continue, "Continue (A)"),
+                    (Mode::Transfer, "Style transfer (B)"),
+                    (Mode::Transition, "Transition A to B"),
+                    (Mode::Blend, "Blend (slider)"),
+                ] {
+                    ui.selectable_value(&mut s.mode, m, name);
+                }
+            });
+        ui.add(
+            egui::Slider::new(&mut s.length, 16..=2048)
+                .text("length (steps)")
+                .logarithmic(true),
+        );
+        ui.add(egui::Slider::new(&mut s.temperature, 0.2..=2.0).text("temperature"));
+        ui.horizontal(|ui| {
+            let label = ui.label("seed");
+            ui.add(egui::DragValue::new(&mut s.seed))
+                .labelled_by(label.id);
+            if ui
+                .button("Dice")
+                .on_hover_text("A new random seed")
+                .clicked()
+            {
+                s.seed = rand::random::<u32>() as u64;
+            }
+        });
+        ui.add(egui::Slider::new(&mut s.variations, 1..=8).text("variations"));
+        ui.horizontal(|ui| {
+            if ui.button(RichText::new("Generate").strong()).clicked() {
+                self.generate();
+            }
+            if self.job_progress.is_some() && ui.button("Cancel").clicked() {
+                self.cancel_generation();
+            }
+        });
+        if let Some(p) = self.job_progress {
+            ui.add(egui::ProgressBar::new(p).show_percentage());
+        }
+        if self.variations.len() > 1 {
+            ui.label("Variations (click to audition):");
+            ui.horizontal_wrapped(|ui| {
+                for k in 0..self.variations.len() {
+                    let seed = self.session.seed + k as u64;
+                    if ui
+                        .selectable_label(
+                            self.chosen_variation == k,
+                            format!("#{} (seed {seed})", k + 1),
+                        )
+                        .clicked()
+                    {
+                        self.choose_variation(k);
+                    }
+                }
+            });
+        }
+        ui.separator();
+        ui.label("Colours:");
+        for (o, name) in [
+            (Origin::Primer, "primer"),
+            (Origin::Generated, "generated"),
+            (Origin::Edited, "edited by hand"),
+        ] {
+            ui.colored_label(origin_color(o), format!("# {name}"));
+        }
+    }
+
+    fn training_panel(&mut self, ui: &mut Ui) {
+        ui.heading("Train on your MIDI");
+        ui.label("A folder with one subfolder of MIDI files per composer.");
+        ui.horizontal(|ui| {
+            let dir = self
+                .session
+                .train_dir
+                .as_ref()
+                .map_or("(none)".to_string(), |d| d.display().to_string());
+            ui.label(dir);
+            if ui.button("Choose...").clicked() {
+                self.dialog(|| {
+                    rfd::FileDialog::new()
+                        .pick_folder()
+                        .map(DialogResult::TrainDir)
+                });
+            }
+        });
+        egui::ComboBox::from_label("Preset")
+            .selected_text(self.session.train_preset.clone())
+            .show_ui(ui, |ui| {
+                ui.selectable_value(
+                    &mut self.session.train_preset,
+                    "studio".to_string(),
+                    "studio",
+                );
+                ui.selectable_value(&mut self.session.train_preset, "paper".to_string(), "paper");
+            });
+        ui.add(
+            egui::Slider::new(&mut self.session.train_steps, 10..=20000)
+                .text("steps")
+                .logarithmic(true),
+        );
+        ui.horizontal(|ui| {
+            let running = self.training.job.is_some();
+            if !running {
+                let can = self.session.train_dir.is_some();
+                if ui.add_enabled(can, egui::Button::new("Start")).clicked()
+                    && let Some(dir) = self.session.train_dir.clone()
+                {
+                    let out = trained::weights_dir().join("user").join(
+                        dir.file_name()
+                            .map_or("model".into(), |n| n.to_string_lossy().into_owned()),
+                    );
+                    self.start_training(dir, out);
+                }
+            } else if let Some(job) = &self.training.job {
+                let label = if self.training.paused {
+                    "Resume"
+                } else {
+                    "Pause"
+                };
+                if ui.button(label).clicked() {
+                    self.training.paused = !self.training.paused;
+                    job.control
+                        .pause
+                        .store(self.training.paused, Ordering::Relaxed);
+                }
+                if ui.button("Stop").clicked() {
+                    job.control.stop.store(true, Ordering::Relaxed);
+                }
+            }
+        });
+        ui.label(&self.training.status);
+        if let Some(m) = self.training.metrics.last() {
+            ui.add(egui::ProgressBar::new(
+                m.step as f32 / self.training.total.max(1) as f32,
+            ));
+        }
+        if let Some(path) = self.training.checkpoint.clone()
+            && ui.button("Use this model").clicked()
+        {
+            self.load_model(Some(path));
+        }
+        let series = |f: &dyn Fn(&Metrics) -> Option<f64>| -> Vec<[f64; 2]> {
+            self.training
+                .metrics
+                .iter()
+                .filter_map(|m| f(m).map(|v| [m.step as f64, v]))
+                .collect()
+        };
+        let recon = series(&|m| Some(m.recon_per_cell));
+        let valid = series(&|m| m.valid.as_ref().map(|v| v.recon_per_cell));
+        let kl = series(&|m| Some(m.kl));
+        let beta = series(&|m| Some(m.beta));
+        ui.label("Reconstruction BCE per cell");
+        Plot::new("recon")
+            .height(120.0)
+            .legend(Legend::default())
+            .show(ui, |p| {
+                p.line(Line::new("train", PlotPoints::from(recon)));
+                p.line(Line::new("validation", PlotPoints::from(valid)));
+            });
+        ui.label("KL (nats per snippet) and beta");
+        Plot::new("kl")
+            .height(100.0)
+            .legend(Legend::default())
+            .show(ui, |p| {
+                p.line(Line::new("KL", PlotPoints::from(kl)));
+            });
+        Plot::new("beta").height(60.0).show(ui, |p| {
+            p.line(Line::new("beta", PlotPoints::from(beta)));
+        });
+        if let Some(v) = &self.training.last_valid {
+            ui.label(format!(
+                "Latent: {} of {} dimensions active, KL {:.1} nats, style accuracy {:.2}",
+                v.active_units,
+                v.kl_per_dim.len(),
+                v.kl,
+                v.style_accuracy
+            ));
+            if v.active_units == 0 || v.kl < 0.5 {
+                ui.colored_label(Color32::LIGHT_RED, "Warning: the latent has collapsed: z carries nothing and the slider will do nothing.");
+            }
+            let bars: Vec<Bar> = v
+                .kl_per_dim
+                .iter()
+                .enumerate()
+                .map(|(d, k)| Bar::new(d as f64, *k))
+                .collect();
+            Plot::new("kl_dims").height(80.0).show(ui, |p| {
+                p.bar_chart(BarChart::new("KL per dimension", bars));
+            });
+        }
+    }
+}
+
+impl eframe::App for Studio {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        self.poll(&ctx);
+        // Keyboard: Space plays, Ctrl+Z undoes, Ctrl+Shift+Z redoes.
+        let (space, undo, redo) = ctx.input(|i| {
+            let z = i.key_pressed(egui::Key::Z) && i.modifiers.command;
+            (
+                i.key_pressed(egui::Key::Space),
+                z && !i.modifiers.shift,
+                z && i.modifiers.shift,
+            )
+        });
+        if !ctx.egui_wants_keyboard_input() {
+            if space {
+                self.toggle_play();
+            }
+            if undo && self.history.undo(&mut self.session.score)
+                || redo && self.history.redo(&mut self.session.score)
+            {
+                self.push_score();
+            }
+        }
+        egui::Panel::top("toolbar").show(ui, |ui| self.top_bar(ui));
+        egui::Panel::bottom("status").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                if let Some(e) = &self.audio_error {
+                    ui.colored_label(Color32::YELLOW, e);
+                    ui.separator();
+                }
+                if let Some((m, error)) = &self.message {
+                    let color = if *error {
+                        Color32::LIGHT_RED
+                    } else {
+                        Color32::GRAY
+                    };
+                    ui.colored_label(color, m);
+                }
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    ui.label(format!(
+                        "{} notes, {} steps",
+                        self.session.score.notes.len(),
+                        self.session.score.steps()
+                    ));
+                });
+            });
+        });
+        egui::Panel::left("generate")
+            .default_size(260.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| self.generation_panel(ui));
+            });
+        if self.show_training {
+            egui::Panel::right("train")
+                .default_size(340.0)
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical().show(ui, |ui| self.training_panel(ui));
+                });
+        }
+        let playhead = self.player.as_ref().map(|p| p.transport().position());
+        let looped = self.loop_range();
+        egui::CentralPanel::default().show(ui, |ui| {
+            let r = piano_roll(
+                ui,
+                &mut self.session.score,
+                &mut self.session.view,
+                &mut self.history,
+                playhead,
+                looped,
+            );
+            if r.changed {
+                self.push_score();
+            }
+            if let Some(p) = r.preview
+                && let Some(player) = &mut self.player
+            {
+                player.send(Command::Preview(p));
+            }
+            if let Some(step) = r.seek
+                && let Some(player) = &mut self.player
+            {
+                player.send(Command::Play(step));
+            }
+        });
+        if self.playing() || self.job_progress.is_some() || self.training.job.is_some() {
+            ctx.request_repaint_after(Duration::from_millis(30));
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.session);
+    }
+}
+
+/// Opens the studio window (blocks until it closes). `file` is opened as the primer.
+pub fn run(file: Option<PathBuf>) -> Result<(), String> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Segue")
+            .with_inner_size([1280.0, 800.0])
+            .with_drag_and_drop(true),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "Segue",
+        options,
+        Box::new(move |cc| {
+            let session: Option<Session> = cc
+                .storage
+                .and_then(|s| eframe::get_value(s, eframe::APP_KEY));
+            Ok(Box::new(Studio::new(&cc.egui_ctx, session, file, true)))
+        }),
+    )
+    .map_err(|e| format!("cannot open the studio window: {e}"))
+}

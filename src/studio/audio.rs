@@ -1,0 +1,382 @@
+//! Live playback: the built-in synth plays the score through the sound card.
+//!
+//! The GUI thread talks to the audio thread through lock-free single-producer rings
+//! ([`rtrb`]): commands go in, and pieces the audio thread has replaced come back so that they
+//! are freed on the GUI thread. The audio side never locks, allocates or frees: it renders into
+//! a fixed buffer, swaps `Arc`s it is handed, and publishes the playhead through atomics.
+
+use std::num::NonZero;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rtrb::{Consumer, Producer, RingBuffer};
+
+use crate::synth::Synth;
+
+/// Output sample rate.
+pub const SAMPLE_RATE: u32 = 44_100;
+
+/// A note event on the step grid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepEvent {
+    /// Step at which it happens.
+    pub step: usize,
+    /// Pitch.
+    pub pitch: u8,
+    /// Velocity; 0 = note off.
+    pub velocity: u8,
+}
+
+/// What the audio thread plays: events sorted by step (offs before ons on a step).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlayScore {
+    /// Sorted events.
+    pub events: Vec<StepEvent>,
+    /// Steps in all.
+    pub steps: usize,
+}
+
+impl PlayScore {
+    /// Events of notes `(pitch, start, len, velocity)`.
+    pub fn from_notes(notes: impl Iterator<Item = (u8, usize, usize, u8)>) -> Self {
+        let mut events = Vec::new();
+        let mut steps = 0;
+        for (pitch, start, len, velocity) in notes {
+            events.push(StepEvent {
+                step: start,
+                pitch,
+                velocity: velocity.max(1),
+            });
+            events.push(StepEvent {
+                step: start + len,
+                pitch,
+                velocity: 0,
+            });
+            steps = steps.max(start + len);
+        }
+        events.sort_by_key(|e| (e.step, e.velocity != 0, e.pitch));
+        PlayScore { events, steps }
+    }
+
+    /// Index of the first event at or after `step`.
+    fn first_at(&self, step: usize) -> usize {
+        self.events.partition_point(|e| e.step < step)
+    }
+}
+
+/// What the GUI asks of the audio thread.
+pub enum Command {
+    /// Play from a step.
+    Play(usize),
+    /// Stop (notes release).
+    Stop,
+    /// Replace the piece; playback, if running, goes on from the same position.
+    Score(Arc<PlayScore>),
+    /// Tempo in quarter notes per minute.
+    Tempo(f64),
+    /// Loop the steps `[start, end)`, or no loop.
+    Loop(Option<(usize, usize)>),
+    /// Sound one key (pitch, velocity) for a moment.
+    Preview(u8),
+}
+
+/// The playhead as the audio thread last published it.
+#[derive(Debug, Default)]
+pub struct Transport {
+    /// Position in steps, as f64 bits.
+    position: AtomicU64,
+    /// Whether it is playing.
+    playing: AtomicBool,
+}
+
+impl Transport {
+    /// Position in steps (fractional).
+    pub fn position(&self) -> f64 {
+        f64::from_bits(self.position.load(Ordering::Relaxed))
+    }
+
+    /// Whether playback runs.
+    pub fn playing(&self) -> bool {
+        self.playing.load(Ordering::Relaxed)
+    }
+}
+
+/// Samples rendered per block (the synth's unit of work).
+const BLOCK: usize = 128;
+/// Preview notes last this many samples.
+const PREVIEW_SAMPLES: u32 = SAMPLE_RATE / 3;
+
+/// The audio-thread side: the synth, the piece and the position.
+pub struct Engine {
+    synth: Synth,
+    commands: Consumer<Command>,
+    garbage: Producer<Arc<PlayScore>>,
+    transport: Arc<Transport>,
+    score: Arc<PlayScore>,
+    next_event: usize,
+    position: f64,
+    playing: bool,
+    bpm: f64,
+    looped: Option<(usize, usize)>,
+    preview: Option<(u8, u32)>,
+    buffer: [f32; BLOCK],
+    cursor: usize,
+}
+
+impl Engine {
+    fn steps_per_sample(&self) -> f64 {
+        self.bpm * 4.0 / 60.0 / f64::from(SAMPLE_RATE)
+    }
+
+    fn seek(&mut self, step: f64) {
+        self.synth.all_notes_off();
+        self.position = step.max(0.0);
+        self.next_event = self.score.first_at(self.position.ceil() as usize);
+    }
+
+    fn handle_commands(&mut self) {
+        while let Ok(cmd) = self.commands.pop() {
+            match cmd {
+                Command::Play(step) => {
+                    self.seek(step as f64);
+                    self.playing = true;
+                }
+                Command::Stop => {
+                    self.playing = false;
+                    self.synth.all_notes_off();
+                }
+                Command::Score(score) => {
+                    let old = std::mem::replace(&mut self.score, score);
+                    // Freed on the GUI thread; if the ring is full it is dropped here, which
+                    // only happens when the GUI stops collecting.
+                    let _ = self.garbage.push(old);
+                    let at = self.position;
+                    self.seek(at);
+                }
+                Command::Tempo(bpm) => self.bpm = bpm.clamp(10.0, 1000.0),
+                Command::Loop(range) => self.looped = range.filter(|(a, b)| b > a),
+                Command::Preview(pitch) => {
+                    if let Some((p, _)) = self.preview {
+                        self.synth.note_off(p);
+                    }
+                    self.synth.note_on(pitch, 96);
+                    self.preview = Some((pitch, PREVIEW_SAMPLES));
+                }
+            }
+        }
+    }
+
+    /// Renders the next block into the buffer: between events the synth renders whole
+    /// chunks; events fire on the first sample at or after their step.
+    fn render_block(&mut self) {
+        self.handle_commands();
+        let per_sample = self.steps_per_sample();
+        let mut done = 0;
+        while done < BLOCK {
+            let mut chunk = BLOCK - done;
+            if self.playing {
+                let end = self.looped.map_or(self.score.steps, |(_, b)| b);
+                self.fire_due(end);
+                if self.playing {
+                    let next = self
+                        .score
+                        .events
+                        .get(self.next_event)
+                        .map_or(end, |e| e.step.min(end)) as f64;
+                    let until = ((next - self.position) / per_sample).ceil().max(1.0);
+                    chunk = chunk.min(until as usize);
+                }
+            }
+            self.synth.render(&mut self.buffer[done..done + chunk]);
+            done += chunk;
+            if self.playing {
+                self.position += per_sample * chunk as f64;
+            }
+            if let Some((p, left)) = self.preview {
+                let left = left.saturating_sub(chunk as u32);
+                self.preview = if left == 0 {
+                    self.synth.note_off(p);
+                    None
+                } else {
+                    Some((p, left))
+                };
+            }
+        }
+        self.transport
+            .position
+            .store(self.position.to_bits(), Ordering::Relaxed);
+        self.transport
+            .playing
+            .store(self.playing, Ordering::Relaxed);
+    }
+
+    /// Plays the events that are due, then handles the end of the piece or of the loop.
+    fn fire_due(&mut self, end: usize) {
+        let now = self.position + 1e-9;
+        while let Some(e) = self.score.events.get(self.next_event) {
+            if e.step as f64 > now || e.step >= end {
+                break;
+            }
+            if e.velocity == 0 {
+                self.synth.note_off(e.pitch);
+            } else {
+                self.synth.note_on(e.pitch, e.velocity);
+            }
+            self.next_event += 1;
+        }
+        if now >= end as f64 {
+            match self.looped {
+                Some((a, _)) => self.seek(a as f64),
+                None => {
+                    self.playing = false;
+                    self.synth.all_notes_off();
+                }
+            }
+        }
+    }
+
+    /// The next output sample (mono).
+    pub fn next_sample(&mut self) -> f32 {
+        if self.cursor == BLOCK {
+            self.render_block();
+            self.cursor = 0;
+        }
+        let s = self.buffer[self.cursor];
+        self.cursor += 1;
+        s
+    }
+}
+
+impl Iterator for Engine {
+    type Item = f32;
+    fn next(&mut self) -> Option<f32> {
+        Some(self.next_sample())
+    }
+}
+
+impl rodio::Source for Engine {
+    fn current_span_len(&self) -> Option<usize> {
+        None
+    }
+    fn channels(&self) -> rodio::ChannelCount {
+        NonZero::new(1).expect("1 is not zero")
+    }
+    fn sample_rate(&self) -> rodio::SampleRate {
+        NonZero::new(SAMPLE_RATE).expect("the rate is not zero")
+    }
+    fn total_duration(&self) -> Option<std::time::Duration> {
+        None
+    }
+}
+
+/// The GUI-thread side of playback.
+pub struct Player {
+    commands: Producer<Command>,
+    garbage: Consumer<Arc<PlayScore>>,
+    transport: Arc<Transport>,
+    _sink: Option<rodio::MixerDeviceSink>,
+}
+
+impl Player {
+    /// A player and its engine, not connected to any device (for tests and headless use:
+    /// pull samples from the engine yourself).
+    pub fn detached() -> (Player, Engine) {
+        let (commands, command_rx) = RingBuffer::new(64);
+        let (garbage_tx, garbage) = RingBuffer::new(64);
+        let transport = Arc::new(Transport::default());
+        let engine = Engine {
+            synth: Synth::new(SAMPLE_RATE),
+            commands: command_rx,
+            garbage: garbage_tx,
+            transport: transport.clone(),
+            score: Arc::new(PlayScore::default()),
+            next_event: 0,
+            position: 0.0,
+            playing: false,
+            bpm: 120.0,
+            looped: None,
+            preview: None,
+            buffer: [0.0; BLOCK],
+            cursor: BLOCK,
+        };
+        (
+            Player {
+                commands,
+                garbage,
+                transport,
+                _sink: None,
+            },
+            engine,
+        )
+    }
+
+    /// Opens the default sound device and starts the engine on it. Without a usable device
+    /// this fails with a message; the studio then runs without sound.
+    pub fn open() -> Result<Player, String> {
+        let mut sink = rodio::DeviceSinkBuilder::open_default_sink()
+            .map_err(|e| format!("no audio output: {e}"))?;
+        sink.log_on_drop(false);
+        let (mut player, engine) = Player::detached();
+        sink.mixer().add(engine);
+        player._sink = Some(sink);
+        Ok(player)
+    }
+
+    /// Sends a command (dropped if the audio thread has not caught up with 64 of them).
+    pub fn send(&mut self, cmd: Command) {
+        while self.garbage.pop().is_ok() {}
+        let _ = self.commands.push(cmd);
+    }
+
+    /// The playhead.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pull(engine: &mut Engine, samples: usize) -> f32 {
+        (0..samples)
+            .map(|_| engine.next_sample().abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn plays_the_score_in_time_and_swaps_it_without_stopping() {
+        let (mut player, mut engine) = Player::detached();
+        let score =
+            PlayScore::from_notes([(60u8, 0usize, 4usize, 100u8), (64, 8, 4, 100)].into_iter());
+        player.send(Command::Score(Arc::new(score.clone())));
+        player.send(Command::Tempo(120.0));
+        assert_eq!(pull(&mut engine, 4410), 0.0, "silent before Play");
+        player.send(Command::Play(0));
+        assert!(pull(&mut engine, 4410) > 0.01, "sounds after Play");
+        // 120 bpm: a step is 0.125 s, so 0.2 s in is step 1.6.
+        pull(&mut engine, 4410);
+        let at = player.transport().position();
+        assert!((at - 1.6).abs() < 0.05, "position {at}");
+        assert!(player.transport().playing());
+        // A new piece keeps the position.
+        player.send(Command::Score(Arc::new(score)));
+        pull(&mut engine, 128);
+        assert!(player.transport().position() >= at);
+        // The piece ends at step 12 (1.5 s): playback stops by itself.
+        pull(&mut engine, 44_100 * 2);
+        assert!(!player.transport().playing());
+        // A loop over steps 0..4 keeps playing and stays in range.
+        player.send(Command::Loop(Some((0, 4))));
+        player.send(Command::Play(0));
+        pull(&mut engine, 44_100 * 2);
+        assert!(player.transport().playing());
+        assert!(player.transport().position() < 4.0);
+        player.send(Command::Stop);
+        pull(&mut engine, 44_100);
+        assert!(
+            pull(&mut engine, 4410) < 1e-4,
+            "silent after Stop and release"
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! The desktop studio (eframe + egui): the app on top of the library. It does no tensor math;
+//! models, generation, training and audio run on their own threads.
+
+pub mod app;
+pub mod audio;
+pub mod piano_roll;
+pub mod score;
+pub mod workers;
+
+pub use app::{Session, Studio, run};

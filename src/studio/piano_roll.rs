@@ -1,0 +1,381 @@
+//! The piano-roll editor widget: a keyboard on the left, a bar ruler on top, notes on the
+//! 16th-note grid, a playhead; drawing, erasing, selecting, moving and resizing notes.
+
+use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Ui, pos2, vec2};
+
+use crate::roll::{PITCHES, pitch_name};
+use crate::studio::score::{History, Origin, Score};
+
+/// Width of the keyboard, points.
+const KEYS_W: f32 = 52.0;
+/// Height of the ruler, points.
+const RULER_H: f32 = 18.0;
+/// Grab zone at the right end of a note for resizing, points.
+const EDGE: f32 = 6.0;
+/// Steps per bar (4/4).
+pub const STEPS_PER_BAR: usize = 16;
+
+/// What a press in the grid does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Tool {
+    /// Pressing on empty space draws a note; dragging sets its length.
+    Draw,
+    /// Pressing on empty space starts a box selection.
+    Select,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Drag {
+    Move { step: i64, pitch: i32 },
+    Resize { step: i64 },
+    Box { from: Pos2 },
+}
+
+/// Zoom, scroll, selection and the gesture in progress.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RollView {
+    /// Points per step.
+    pub step_px: f32,
+    /// Points per pitch row.
+    pub key_px: f32,
+    /// First visible step (fractional).
+    pub scroll_step: f32,
+    /// Highest visible pitch (fractional).
+    pub top_pitch: f32,
+    /// The tool.
+    pub tool: Tool,
+    /// Selected note indices.
+    #[serde(skip)]
+    pub selection: Vec<usize>,
+    #[serde(skip)]
+    drag: Option<Drag>,
+    /// Length of the next drawn note, steps.
+    pub draw_len: usize,
+}
+
+impl Default for RollView {
+    fn default() -> Self {
+        RollView {
+            step_px: 10.0,
+            key_px: 8.0,
+            scroll_step: 0.0,
+            top_pitch: 96.0,
+            tool: Tool::Draw,
+            selection: Vec::new(),
+            drag: None,
+            draw_len: 4,
+        }
+    }
+}
+
+/// What happened in the widget this frame.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RollResponse {
+    /// A key or note to sound briefly.
+    pub preview: Option<u8>,
+    /// The score changed.
+    pub changed: bool,
+    /// The user clicked the ruler here.
+    pub seek: Option<usize>,
+}
+
+/// Colours of notes by origin.
+pub fn origin_color(origin: Origin) -> Color32 {
+    match origin {
+        Origin::Primer => Color32::from_rgb(90, 140, 220),
+        Origin::Generated => Color32::from_rgb(235, 150, 60),
+        Origin::Edited => Color32::from_rgb(110, 200, 120),
+    }
+}
+
+fn is_black(pitch: usize) -> bool {
+    matches!(pitch % 12, 1 | 3 | 6 | 8 | 10)
+}
+
+/// Draws and edits `score`. `playhead` (steps) is drawn when given; `looped` shades a range.
+pub fn piano_roll(
+    ui: &mut Ui,
+    score: &mut Score,
+    view: &mut RollView,
+    history: &mut History,
+    playhead: Option<f64>,
+    looped: Option<(usize, usize)>,
+) -> RollResponse {
+    let mut out = RollResponse::default();
+    let (rect, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
+    let painter = ui.painter_at(rect);
+    let grid = Rect::from_min_max(pos2(rect.left() + KEYS_W, rect.top() + RULER_H), rect.max);
+    let keys = Rect::from_min_max(
+        pos2(rect.left(), grid.top()),
+        pos2(grid.left(), rect.bottom()),
+    );
+    let ruler = Rect::from_min_max(
+        pos2(grid.left(), rect.top()),
+        pos2(rect.right(), grid.top()),
+    );
+
+    // Zoom and scroll with the wheel: plain = pitch, Shift = time, Ctrl = zoom time,
+    // Ctrl+Shift = zoom pitch.
+    if response.hovered() {
+        let (scroll, modifiers) = ui.input(|i| (i.smooth_scroll_delta, i.modifiers));
+        if modifiers.command && modifiers.shift {
+            view.key_px = (view.key_px * (1.0 + scroll.y.max(scroll.x) * 0.003)).clamp(3.0, 30.0);
+        } else if modifiers.command {
+            view.step_px = (view.step_px * (1.0 + scroll.y * 0.003)).clamp(1.0, 60.0);
+        } else if modifiers.shift {
+            view.scroll_step -= (scroll.y + scroll.x) / view.step_px;
+        } else {
+            view.top_pitch += scroll.y / view.key_px;
+            view.scroll_step -= scroll.x / view.step_px;
+        }
+    }
+    let visible_rows = grid.height() / view.key_px;
+    view.top_pitch = view.top_pitch.clamp(visible_rows.min(127.0), 127.0 + 1.0);
+    view.scroll_step = view.scroll_step.max(0.0);
+
+    let step_x = |s: f32| grid.left() + (s - view.scroll_step) * view.step_px;
+    let pitch_y = |p: f32| grid.top() + (view.top_pitch - p) * view.key_px;
+    let to_step = |x: f32| (x - grid.left()) / view.step_px + view.scroll_step;
+    let to_pitch = |y: f32| view.top_pitch - (y - grid.top()) / view.key_px;
+
+    // Background rows and the keyboard.
+    painter.rect_filled(grid, 0.0, Color32::from_gray(30));
+    let lo = (to_pitch(grid.bottom()).floor().max(0.0)) as usize;
+    let hi = (view.top_pitch.ceil() as usize).min(PITCHES - 1);
+    for p in lo..=hi {
+        let y0 = pitch_y(p as f32 + 1.0);
+        let row = Rect::from_min_max(pos2(grid.left(), y0), pos2(grid.right(), y0 + view.key_px));
+        if is_black(p) {
+            painter.rect_filled(row.intersect(grid), 0.0, Color32::from_gray(24));
+        }
+        let key = Rect::from_min_max(pos2(keys.left(), y0), pos2(keys.right(), y0 + view.key_px))
+            .intersect(keys);
+        let fill = if is_black(p) {
+            Color32::from_gray(20)
+        } else {
+            Color32::from_gray(220)
+        };
+        painter.rect_filled(key, 0.0, fill);
+        painter.hline(
+            keys.x_range(),
+            y0 + view.key_px,
+            Stroke::new(0.5, Color32::from_gray(90)),
+        );
+        if p % 12 == 0 {
+            painter.hline(
+                grid.x_range(),
+                y0 + view.key_px,
+                Stroke::new(0.5, Color32::from_gray(60)),
+            );
+            if view.key_px >= 7.0 {
+                painter.text(
+                    pos2(keys.right() - 3.0, y0 + view.key_px / 2.0),
+                    Align2::RIGHT_CENTER,
+                    pitch_name(p as u8),
+                    FontId::proportional(view.key_px.min(11.0)),
+                    Color32::from_gray(40),
+                );
+            }
+        }
+    }
+    // Grid lines: steps (when wide enough), beats, bars; bar numbers on the ruler.
+    painter.rect_filled(ruler, 0.0, Color32::from_gray(45));
+    let first = view.scroll_step.floor() as usize;
+    let last = to_step(grid.right()).ceil() as usize;
+    for s in first..=last {
+        let x = step_x(s as f32);
+        let (width, gray) = if s % STEPS_PER_BAR == 0 {
+            (1.0, 95)
+        } else if s % 4 == 0 {
+            (0.5, 65)
+        } else if view.step_px >= 6.0 {
+            (0.5, 42)
+        } else {
+            continue;
+        };
+        painter.vline(
+            x,
+            grid.y_range(),
+            Stroke::new(width, Color32::from_gray(gray)),
+        );
+        if s % STEPS_PER_BAR == 0 && (view.step_px * STEPS_PER_BAR as f32 >= 24.0 || s % 64 == 0) {
+            painter.text(
+                pos2(x + 2.0, ruler.center().y),
+                Align2::LEFT_CENTER,
+                format!("{}", s / STEPS_PER_BAR + 1),
+                FontId::proportional(11.0),
+                Color32::from_gray(200),
+            );
+        }
+    }
+    if let Some((a, b)) = looped {
+        let r = Rect::from_min_max(
+            pos2(step_x(a as f32), grid.top()),
+            pos2(step_x(b as f32), grid.bottom()),
+        );
+        painter.rect_filled(
+            r.intersect(grid),
+            0.0,
+            Color32::from_rgba_unmultiplied(255, 255, 255, 14),
+        );
+        painter.rect_filled(
+            Rect::from_min_max(pos2(r.left(), ruler.top()), pos2(r.right(), ruler.bottom()))
+                .intersect(ruler),
+            0.0,
+            Color32::from_rgba_unmultiplied(120, 200, 255, 60),
+        );
+    }
+    if score.primer_steps > 0 {
+        let x = step_x(score.primer_steps as f32);
+        painter.vline(
+            x,
+            grid.y_range(),
+            Stroke::new(1.5, Color32::from_rgb(90, 140, 220)),
+        );
+    }
+
+    // Notes (only the visible ones are drawn).
+    let note_rect = |n: &crate::studio::score::ScoreNote| {
+        Rect::from_min_max(
+            pos2(step_x(n.start as f32), pitch_y(f32::from(n.pitch) + 1.0)),
+            pos2(step_x(n.end() as f32), pitch_y(f32::from(n.pitch))),
+        )
+    };
+    for (i, n) in score.notes.iter().enumerate() {
+        let r = note_rect(n);
+        if !r.intersects(grid) {
+            continue;
+        }
+        let r = r.shrink2(vec2(0.5, 0.5)).intersect(grid);
+        painter.rect_filled(r, 1.5, origin_color(n.origin));
+        if view.selection.contains(&i) {
+            painter.rect_stroke(r, 1.5, Stroke::new(1.5, Color32::WHITE), StrokeKind::Inside);
+        }
+    }
+    if let Some(p) = playhead {
+        let x = step_x(p as f32);
+        if grid.x_range().contains(x) {
+            painter.vline(
+                x,
+                rect.y_range(),
+                Stroke::new(1.5, Color32::from_rgb(255, 80, 80)),
+            );
+        }
+    }
+
+    // Interaction.
+    let pointer = response.interact_pointer_pos().or(response.hover_pos());
+    let snap = |x: f32| to_step(x).max(0.0).floor() as i64;
+    let pitch_at = |y: f32| to_pitch(y).floor().clamp(0.0, 127.0) as i32;
+    if (response.clicked() || response.drag_started())
+        && let Some(pos) = pointer
+    {
+        if keys.contains(pos) {
+            out.preview = Some(pitch_at(pos.y) as u8);
+        } else if ruler.contains(pos) {
+            out.seek = Some(snap(pos.x) as usize);
+        }
+    }
+    if response.secondary_clicked()
+        && let Some(pos) = pointer.filter(|p| grid.contains(*p))
+        && let Some(i) = score.note_at(snap(pos.x) as usize, pitch_at(pos.y) as u8)
+    {
+        history.record(score);
+        score.delete(&[i]);
+        view.selection.clear();
+        out.changed = true;
+    }
+    let pressed = ui.input(|i| i.pointer.primary_pressed());
+    if pressed
+        && view.drag.is_none()
+        && let Some(pos) = pointer.filter(|p| grid.contains(*p))
+    {
+        let (step, pitch) = (snap(pos.x), pitch_at(pos.y));
+        let shift = ui.input(|i| i.modifiers.shift);
+        match score.note_at(step as usize, pitch as u8) {
+            Some(i) => {
+                if shift {
+                    if let Some(k) = view.selection.iter().position(|&s| s == i) {
+                        view.selection.remove(k);
+                    } else {
+                        view.selection.push(i);
+                    }
+                } else if !view.selection.contains(&i) {
+                    view.selection = vec![i];
+                }
+                out.preview = Some(score.notes[i].pitch);
+                history.record(score);
+                let near_end = note_rect(&score.notes[i]).right() - pos.x <= EDGE;
+                view.drag = Some(if near_end {
+                    Drag::Resize { step }
+                } else {
+                    Drag::Move { step, pitch }
+                });
+            }
+            None if view.tool == Tool::Draw && !shift => {
+                history.record(score);
+                let i = score.draw(pitch as u8, step as usize, view.draw_len);
+                view.selection = vec![i];
+                out.preview = Some(pitch as u8);
+                out.changed = true;
+                view.drag = Some(Drag::Resize {
+                    step: step + view.draw_len as i64 - 1,
+                });
+            }
+            None => {
+                view.selection.clear();
+                view.drag = Some(Drag::Box { from: pos });
+            }
+        }
+    }
+    if let (Some(drag), Some(pos)) = (view.drag, pointer) {
+        let (step, pitch) = (snap(pos.x), pitch_at(pos.y));
+        match drag {
+            Drag::Move {
+                step: s0,
+                pitch: p0,
+            } => {
+                if step != s0 || pitch != p0 {
+                    score.shift(&view.selection, step - s0, pitch - p0);
+                    view.drag = Some(Drag::Move { step, pitch });
+                    out.changed = true;
+                }
+            }
+            Drag::Resize { step: s0 } => {
+                if step != s0 {
+                    score.stretch(&view.selection, step - s0);
+                    if let Some(&i) = view.selection.first() {
+                        view.draw_len = score.notes[i].len;
+                    }
+                    view.drag = Some(Drag::Resize { step });
+                    out.changed = true;
+                }
+            }
+            Drag::Box { from } => {
+                let r = Rect::from_two_pos(from, pos);
+                painter.rect_stroke(
+                    r,
+                    0.0,
+                    Stroke::new(1.0, Color32::LIGHT_BLUE),
+                    StrokeKind::Inside,
+                );
+                let (s0, s1) = (snap(r.left()) as usize, snap(r.right()) as usize + 1);
+                let (p0, p1) = (pitch_at(r.bottom()) as u8, pitch_at(r.top()) as u8);
+                view.selection = score.in_box(s0, s1, p0, p1);
+            }
+        }
+    }
+    if ui.input(|i| i.pointer.primary_released()) {
+        view.drag = None;
+    }
+    if !view.selection.is_empty()
+        && ui.input(|i| i.key_pressed(egui::Key::Delete) || i.key_pressed(egui::Key::Backspace))
+    {
+        history.record(score);
+        score.delete(&view.selection);
+        view.selection.clear();
+        out.changed = true;
+    }
+    view.selection.retain(|&i| i < score.notes.len());
+    out
+}

@@ -1,0 +1,277 @@
+//! The studio's editable piece: notes on the 16th-note grid, each remembering where it came
+//! from (primer, generated, drawn by hand), with undo and redo.
+
+use crate::roll::{DEFAULT_VELOCITY, PITCHES, Roll, RollNote, StepTempo};
+
+/// Where a note came from; the piano roll draws each kind in its own colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Origin {
+    /// From the loaded MIDI file (the primer).
+    Primer,
+    /// Sampled by a model.
+    Generated,
+    /// Drawn, moved or resized by hand.
+    Edited,
+}
+
+/// One note of the score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScoreNote {
+    /// MIDI pitch 0..=127.
+    pub pitch: u8,
+    /// First step.
+    pub start: usize,
+    /// Length in steps (at least 1).
+    pub len: usize,
+    /// MIDI velocity 1..=127.
+    pub velocity: u8,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl ScoreNote {
+    /// The step after the note.
+    pub fn end(&self) -> usize {
+        self.start + self.len
+    }
+}
+
+/// The piece being edited.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Score {
+    /// The notes, in no particular order.
+    pub notes: Vec<ScoreNote>,
+    /// Tempo in quarter notes per minute.
+    pub bpm: f64,
+    /// Steps of the primer at the start (0 if none).
+    pub primer_steps: usize,
+}
+
+impl Score {
+    /// An empty score at 120 bpm.
+    pub fn new() -> Self {
+        Score {
+            notes: Vec::new(),
+            bpm: 120.0,
+            primer_steps: 0,
+        }
+    }
+
+    /// The notes of `roll`, all of one origin, at the roll's first tempo.
+    pub fn from_roll(roll: &Roll, origin: Origin) -> Self {
+        let bpm = 60_000_000.0 / f64::from(roll.micros_per_quarter_at(0).max(1));
+        Score {
+            notes: roll
+                .notes()
+                .into_iter()
+                .map(|n| ScoreNote {
+                    pitch: n.pitch,
+                    start: n.start,
+                    len: n.len,
+                    velocity: n.velocity,
+                    origin,
+                })
+                .collect(),
+            bpm,
+            primer_steps: 0,
+        }
+    }
+
+    /// A generated piece: its first `primer_steps` are the primer, the rest generated.
+    pub fn from_generated(roll: &Roll, primer_steps: usize, bpm: f64) -> Self {
+        let mut score = Score::from_roll(roll, Origin::Generated);
+        for n in &mut score.notes {
+            if n.start < primer_steps {
+                n.origin = Origin::Primer;
+            }
+        }
+        score.bpm = bpm;
+        score.primer_steps = primer_steps;
+        score
+    }
+
+    /// Steps up to the end of the last note.
+    pub fn steps(&self) -> usize {
+        self.notes.iter().map(ScoreNote::end).max().unwrap_or(0)
+    }
+
+    /// The score as a roll (at its tempo), for playback, export and the models.
+    pub fn to_roll(&self) -> Roll {
+        let notes: Vec<RollNote> = self
+            .notes
+            .iter()
+            .map(|n| RollNote {
+                start: n.start,
+                len: n.len,
+                pitch: n.pitch,
+                velocity: n.velocity,
+            })
+            .collect();
+        let micros = (60_000_000.0 / self.bpm.clamp(10.0, 1000.0)).round() as u32;
+        Roll::from_notes(
+            self.steps(),
+            &notes,
+            vec![StepTempo {
+                step: 0,
+                micros_per_quarter: micros,
+            }],
+        )
+    }
+
+    /// The index of the note sounding at (`step`, `pitch`), the last drawn first.
+    pub fn note_at(&self, step: usize, pitch: u8) -> Option<usize> {
+        self.notes
+            .iter()
+            .rposition(|n| n.pitch == pitch && n.start <= step && step < n.end())
+    }
+
+    /// Adds a hand-drawn note; returns its index.
+    pub fn draw(&mut self, pitch: u8, start: usize, len: usize) -> usize {
+        self.notes.push(ScoreNote {
+            pitch: pitch.min(PITCHES as u8 - 1),
+            start,
+            len: len.max(1),
+            velocity: DEFAULT_VELOCITY,
+            origin: Origin::Edited,
+        });
+        self.notes.len() - 1
+    }
+
+    /// Removes the notes with the given indices.
+    pub fn delete(&mut self, indices: &[usize]) {
+        let mut sorted = indices.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for &i in sorted.iter().rev() {
+            if i < self.notes.len() {
+                self.notes.remove(i);
+            }
+        }
+    }
+
+    /// Moves notes by `steps` and `semitones` (clamped to the grid and the keyboard); they
+    /// become hand-edited.
+    pub fn shift(&mut self, indices: &[usize], steps: i64, semitones: i32) {
+        for &i in indices {
+            if let Some(n) = self.notes.get_mut(i) {
+                n.start = (n.start as i64 + steps).max(0) as usize;
+                n.pitch = (i32::from(n.pitch) + semitones).clamp(0, PITCHES as i32 - 1) as u8;
+                n.origin = Origin::Edited;
+            }
+        }
+    }
+
+    /// Changes the length of notes by `steps` (at least 1 step remains).
+    pub fn stretch(&mut self, indices: &[usize], steps: i64) {
+        for &i in indices {
+            if let Some(n) = self.notes.get_mut(i) {
+                n.len = (n.len as i64 + steps).max(1) as usize;
+                n.origin = Origin::Edited;
+            }
+        }
+    }
+
+    /// Indices of the notes inside the box of steps `[s0, s1)` and pitches `[p0, p1]`.
+    pub fn in_box(&self, s0: usize, s1: usize, p0: u8, p1: u8) -> Vec<usize> {
+        self.notes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.pitch >= p0 && n.pitch <= p1 && n.start < s1 && n.end() > s0)
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+/// Undo and redo over whole-score snapshots (a score is small: thousands of notes at most).
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    undo: Vec<Score>,
+    redo: Vec<Score>,
+}
+
+/// Snapshots kept for undo.
+const HISTORY_LIMIT: usize = 200;
+
+impl History {
+    /// Records `before` as the state to go back to; clears the redo list.
+    pub fn record(&mut self, before: &Score) {
+        if self.undo.last() == Some(before) {
+            return;
+        }
+        self.undo.push(before.clone());
+        if self.undo.len() > HISTORY_LIMIT {
+            self.undo.remove(0);
+        }
+        self.redo.clear();
+    }
+
+    /// Goes back one step; returns whether anything changed.
+    pub fn undo(&mut self, score: &mut Score) -> bool {
+        match self.undo.pop() {
+            Some(previous) => {
+                self.redo.push(std::mem::replace(score, previous));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Goes forward one step; returns whether anything changed.
+    pub fn redo(&mut self, score: &mut Score) -> bool {
+        match self.redo.pop() {
+            Some(next) => {
+                self.undo.push(std::mem::replace(score, next));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether there is anything to undo.
+    pub fn can_undo(&self) -> bool {
+        !self.undo.is_empty()
+    }
+
+    /// Whether there is anything to redo.
+    pub fn can_redo(&self) -> bool {
+        !self.redo.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_round_trip_through_the_roll_and_undo() {
+        let mut score = Score::new();
+        let mut history = History::default();
+        history.record(&score);
+        let a = score.draw(60, 0, 4);
+        score.draw(64, 2, 2);
+        assert_eq!(score.steps(), 4);
+        assert_eq!(score.note_at(3, 60), Some(a));
+        assert_eq!(score.note_at(4, 60), None);
+        history.record(&score);
+        score.shift(&[a], 4, 12);
+        score.stretch(&[a], 2);
+        assert_eq!(score.notes[a].start, 4);
+        assert_eq!(score.notes[a].pitch, 72);
+        assert_eq!(score.notes[a].len, 6);
+        let roll = score.to_roll();
+        assert_eq!(roll.steps(), 10);
+        let back = Score::from_roll(&roll, Origin::Edited);
+        assert_eq!(back.notes.len(), 2);
+        assert!((back.bpm - 120.0).abs() < 0.01);
+        assert_eq!(score.in_box(0, 4, 60, 70).len(), 1);
+        assert!(history.undo(&mut score));
+        assert_eq!(score.notes[a].pitch, 60);
+        assert!(history.undo(&mut score));
+        assert!(score.notes.is_empty());
+        assert!(!history.undo(&mut score));
+        assert!(history.redo(&mut score));
+        assert_eq!(score.notes.len(), 2);
+        score.delete(&[0, 0, 7]);
+        assert_eq!(score.notes.len(), 1);
+    }
+}
