@@ -11,13 +11,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in the library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file could not be read or written.
-    #[error("{path}: {action} failed: {source}")]
+    /// A file could not be read or written. The I/O error is part of the message (and not a
+    /// chained source, so that `{:#}` does not print it twice).
+    #[error("{path}: {action} failed: {error}")]
     Io {
         path: PathBuf,
         action: &'static str,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A MIDI file could not be understood.
     #[error("{path}: {problem}")]
@@ -67,7 +67,7 @@ impl Error {
         Error::Io {
             path: path.into(),
             action,
-            source,
+            error: source,
         }
     }
 

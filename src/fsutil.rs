@@ -29,6 +29,16 @@ pub fn write_atomic_with(
             std::io::Error::new(std::io::ErrorKind::IsADirectory, "the path is a folder"),
         ));
     }
+    if !dir.is_dir() {
+        return Err(Error::io(
+            path,
+            "writing",
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("the folder {} does not exist", dir.display()),
+            ),
+        ));
+    }
     let mut builder = tempfile::Builder::new();
     builder.prefix(".segue-").suffix(".part");
     // Temporary files are private (0600); the finished file gets the mode of the file it

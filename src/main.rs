@@ -92,6 +92,18 @@ enum Cmd {
     },
     /// Generate music with the LSTM-VAE: continue, transfer, transition or blend.
     Generate(Box<GenerateArgs>),
+    /// Copy a model file, checked, optionally stored as f16 (how the shipped weights are made).
+    ConvertModel {
+        /// The model file (.safetensors, with its .json beside it).
+        #[arg(value_name = "IN")]
+        input: PathBuf,
+        /// Where to write it.
+        #[arg(value_name = "OUT")]
+        output: PathBuf,
+        /// Store the tensors as f16.
+        #[arg(long)]
+        f16: bool,
+    },
     /// Measure a trained model on held-out pieces.
     Eval {
         #[command(subcommand)]
@@ -423,6 +435,16 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Cmd::Generate(args)) => generate_cmd(*args),
+        Some(Cmd::ConvertModel { input, output, f16 }) => {
+            let dtype = if f16 {
+                candle_core::DType::F16
+            } else {
+                candle_core::DType::F32
+            };
+            segue::models::trained::convert(&input, &output, dtype)?;
+            out!("wrote {}", output.display());
+            Ok(())
+        }
         Some(Cmd::Eval {
             command: EvalCmd::LstmVae(args),
         }) => eval_cmd(args),

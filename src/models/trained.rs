@@ -155,6 +155,28 @@ pub fn save(path: &Path, varmap: &VarMap, manifest: &Manifest) -> Result<()> {
     weights::write_manifest(&weights::manifest_path(path), manifest)
 }
 
+/// Copies a model file to `output` with its tensors stored as `dtype` (F16 halves the size of
+/// shipped weights), checking it on the way.
+pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
+    let loaded = TrainedModel::load(input, &Device::Cpu)?;
+    let tensors = weights::load(
+        input,
+        &expected_tensors(&loaded.manifest.config)?,
+        &Device::Cpu,
+    )?;
+    let mut named: Vec<(String, Tensor)> = tensors.into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    weights::save(output, &named, dtype)?;
+    let mut manifest = loaded.manifest;
+    manifest.dtype = match dtype {
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        _ => "f32",
+    }
+    .into();
+    weights::write_manifest(&weights::manifest_path(output), &manifest)
+}
+
 impl TrainedModel {
     /// Loads `path` (`.safetensors`, with its `.json` manifest beside it) onto `device`,
     /// checking the manifest and every tensor.

@@ -1,0 +1,81 @@
+//! Studio responsiveness (`cargo bench --bench studio`): frame time with a 5-minute piece open,
+//! and the time from releasing the A<->B slider to the new piece reaching the audio thread.
+//! Headless (egui_kittest): a frame here is the app's whole egui pass plus tessellation, the
+//! CPU work of a real frame; the GPU's share is not included.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use segue::studio::{Session, Studio};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let piece =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/chopin/chp_op18.mid");
+    if !piece.exists() {
+        eprintln!("{} is missing; nothing to measure", piece.display());
+        return;
+    }
+    let Some(model) = segue::models::trained::default_model_path() else {
+        eprintln!("no shipped weights; nothing to measure");
+        return;
+    };
+    let session = Session {
+        model_path: Some(model),
+        ..Session::default()
+    };
+    let mut h: Harness<'static, Studio> = Harness::builder()
+        .with_size(egui::vec2(1600.0, 900.0))
+        .with_accessibility_check(false)
+        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), Some(piece), false));
+    h.step();
+    let notes = h.state().session.score.notes.len();
+    let steps = h.state().session.score.steps();
+    // Frames while scrolling through the piece at two zoom levels (all notes in view at the
+    // widest).
+    let mut frames = Vec::new();
+    for (zoom, label) in [(10.0f32, "close"), (0.3, "whole piece")] {
+        h.state_mut().session.view.step_px = zoom;
+        let mut times = Vec::new();
+        for k in 0..120 {
+            h.state_mut().session.view.scroll_step =
+                (k * 37 % steps.max(1)) as f32 * (zoom > 1.0) as u8 as f32;
+            let t = Instant::now();
+            h.step();
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let m = median(times.clone());
+        let worst = times.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "frame, {label} view ({notes} notes, {steps} steps): median {m:.2} ms, worst {worst:.2} ms"
+        );
+        frames.push(m);
+    }
+    // Slider release -> new piece on its way to the audio thread.
+    let mut latencies = Vec::new();
+    for k in 0..5 {
+        let before = h.state().session.score.clone();
+        let t = Instant::now();
+        h.state_mut().set_alpha(if k % 2 == 0 { 0.9 } else { 0.1 });
+        loop {
+            h.step();
+            if !h.state().generating() && h.state().session.score != before {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                panic!("no new piece after 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "slider release -> new piece sent to the audio thread (256 steps, 250 ms debounce included): median {:.0} ms",
+        median(latencies)
+    );
+}
