@@ -195,3 +195,43 @@ fn screenshot() {
         Err(e) => eprintln!("screenshot skipped: {e}"),
     }
 }
+
+#[test]
+fn drawing_deleting_and_undo_in_the_piano_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    h.step();
+    h.step();
+    let grid = h
+        .state()
+        .session
+        .view
+        .grid_rect
+        .expect("the roll was drawn");
+    let at = grid.center();
+    // Draw: press and release on empty grid.
+    h.hover_at(at);
+    h.step();
+    h.drag_at(at);
+    h.step();
+    h.drop_at(at);
+    h.step();
+    let notes = &h.state().session.score.notes;
+    assert_eq!(notes.len(), 1, "one note drawn");
+    assert_eq!(notes[0].origin, segue::studio::score::Origin::Edited);
+    assert_eq!(notes[0].len, 4);
+    // Delete removes the selected note; Ctrl+Z brings it back, Ctrl+Shift+Z removes it again.
+    h.key_press(egui::Key::Delete);
+    h.step();
+    assert!(h.state().session.score.notes.is_empty());
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    assert_eq!(h.state().session.score.notes.len(), 1);
+    h.key_press_modifiers(
+        egui::Modifiers::COMMAND | egui::Modifiers::SHIFT,
+        egui::Key::Z,
+    );
+    h.step();
+    assert!(h.state().session.score.notes.is_empty());
+}

@@ -51,6 +51,9 @@ pub struct RollView {
     drag: Option<Drag>,
     /// Length of the next drawn note, steps.
     pub draw_len: usize,
+    /// Where the note grid was drawn last frame (screen points).
+    #[serde(skip)]
+    pub grid_rect: Option<Rect>,
 }
 
 impl Default for RollView {
@@ -64,6 +67,7 @@ impl Default for RollView {
             selection: Vec::new(),
             drag: None,
             draw_len: 4,
+            grid_rect: None,
         }
     }
 }
@@ -113,6 +117,7 @@ pub fn piano_roll(
         pos2(grid.left(), rect.top()),
         pos2(rect.right(), grid.top()),
     );
+    view.grid_rect = Some(grid);
 
     // Zoom and scroll with the wheel: plain = pitch, Shift = time, Ctrl = zoom time,
     // Ctrl+Shift = zoom pitch.
@@ -318,9 +323,7 @@ pub fn piano_roll(
                 view.selection = vec![i];
                 out.preview = Some(pitch as u8);
                 out.changed = true;
-                view.drag = Some(Drag::Resize {
-                    step: step + view.draw_len as i64 - 1,
-                });
+                view.drag = Some(Drag::Resize { step });
             }
             None => {
                 view.selection.clear();
