@@ -282,6 +282,10 @@ struct TrainArgs {
     /// Checkpoint every N steps.
     #[arg(long, value_name = "N")]
     checkpoint_every: Option<usize>,
+    /// Use candle's autograd over a step-by-step LSTM instead of the fused LSTM (slow; for
+    /// comparing loss curves).
+    #[arg(long)]
+    composed_lstm: bool,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -789,6 +793,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.style_weight = a.style_weight.unwrap_or(o.style_weight);
     o.eval_every = a.eval_every.unwrap_or(o.eval_every);
     o.checkpoint_every = a.checkpoint_every.unwrap_or(o.checkpoint_every);
+    o.composed_lstm = a.composed_lstm;
     if o.config.hidden == 0 || o.config.layers == 0 || o.snippet_steps < 2 || o.steps == 0 {
         bail!("hidden size, layers and steps must be at least 1, snippets at least 2 steps");
     }

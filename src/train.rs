@@ -94,6 +94,10 @@ pub struct TrainOptions {
     pub checkpoint_every: usize,
     /// Stop (with a checkpoint) after this many seconds of training, if set.
     pub max_seconds: Option<f64>,
+    /// Train through candle's autograd over a step-by-step LSTM instead of the fused LSTM
+    /// (slow; to check that both give the same loss curve).
+    #[serde(default)]
+    pub composed_lstm: bool,
 }
 
 impl TrainOptions {
@@ -132,6 +136,7 @@ impl TrainOptions {
             eval_every: 250,
             checkpoint_every: 250,
             max_seconds: None,
+            composed_lstm: false,
         })
     }
 }
@@ -421,7 +426,8 @@ impl<'a> Trainer<'a> {
         }
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let model = LstmVae::new(&opts.config, vb).map_err(candle)?;
+        let mut model = LstmVae::new(&opts.config, vb).map_err(candle)?;
+        model.use_composed_lstm(opts.composed_lstm);
         seeded_init(&varmap, &opts.config, opts.seed)?;
         let centres = Var::from_tensor(
             &Tensor::from_vec(

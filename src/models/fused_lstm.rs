@@ -577,8 +577,9 @@ impl LstmWeights {
     /// The whole sequence `x [T, B, I]` (time-major) from `(h0, c0) [B, H]`: hidden states
     /// `[T, B, H]`. On the CPU in f32 this is the fused operation; elsewhere it composes
     /// [`LstmWeights::step`] (fine on a GPU, where autograd memory is not the limit).
-    pub fn sequence(&self, x: &Tensor, h0: &Tensor, c0: &Tensor) -> Result<Tensor> {
-        if x.device().is_cpu() && x.dtype() == DType::F32 {
+    /// `composed` forces the step-by-step path (to compare the two).
+    pub fn sequence(&self, x: &Tensor, h0: &Tensor, c0: &Tensor, composed: bool) -> Result<Tensor> {
+        if !composed && x.device().is_cpu() && x.dtype() == DType::F32 {
             self.sequence_fused(x, h0, c0)
         } else {
             self.sequence_composed(x, h0, c0)

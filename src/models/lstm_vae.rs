@@ -109,6 +109,7 @@ pub struct LstmVae {
     z_to_state: Linear,
     decoder: Vec<LstmWeights>,
     output: Linear,
+    composed: bool,
 }
 
 fn lstm_stack(input: usize, cfg: &Config, vb: VarBuilder) -> Result<Vec<LstmWeights>> {
@@ -132,7 +133,14 @@ impl LstmVae {
             z_to_state: linear(cfg.latent, 2 * state, vb.pp("z_to_state"))?,
             decoder: lstm_stack(cfg.input + cfg.latent, cfg, vb.pp("decoder"))?,
             output: linear(cfg.hidden, cfg.input, vb.pp("output"))?,
+            composed: false,
         })
+    }
+
+    /// Runs the LSTMs step by step with candle's autograd instead of the fused operation
+    /// (slow and memory-hungry; for comparing the two).
+    pub fn use_composed_lstm(&mut self, composed: bool) {
+        self.composed = composed;
     }
 
     /// The model's sizes.
@@ -162,7 +170,7 @@ impl LstmVae {
         let mut x = roll.transpose(0, 1)?.contiguous()?;
         let mut finals = Vec::with_capacity(self.cfg.layers);
         for lstm in &self.encoder {
-            x = lstm.sequence(&x, &zeros, &zeros)?;
+            x = lstm.sequence(&x, &zeros, &zeros, self.composed)?;
             finals.push(x.get(t - 1)?);
         }
         let h = Tensor::cat(&finals, D::Minus1)?;
@@ -218,7 +226,7 @@ impl LstmVae {
         let mut x = Tensor::cat(&[&previous, &z_steps], D::Minus1)?.contiguous()?;
         let init = self.initial_state(z)?;
         for ((lstm, h), c) in self.decoder.iter().zip(&init.h).zip(&init.c) {
-            x = lstm.sequence(&x, h, c)?;
+            x = lstm.sequence(&x, h, c, self.composed)?;
         }
         self.output.forward(&x)?.transpose(0, 1)
     }
