@@ -113,7 +113,8 @@ pub fn ensure_venv(venv: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     Ok(python)
 }
 
-fn run(cmd: &mut Command, context: &Path) -> Result<std::process::Output> {
+/// Runs a helper process; a failure names `context` and carries the helper's stderr.
+pub(crate) fn run(cmd: &mut Command, context: &Path) -> Result<std::process::Output> {
     let out = cmd
         .output()
         .map_err(|e| Error::io(context, "running a Python helper for", e))?;

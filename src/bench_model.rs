@@ -225,8 +225,8 @@ pub fn ensure_torch(python: &Path, log: &mut dyn FnMut(&str)) -> Result<()> {
         return Ok(());
     }
     log("installing PyTorch into the reference environment (first use only; about 3 GB)");
-    let out = Command::new(python)
-        .args([
+    crate::bench::run(
+        Command::new(python).args([
             "-m",
             "pip",
             "install",
@@ -234,15 +234,9 @@ pub fn ensure_torch(python: &Path, log: &mut dyn FnMut(&str)) -> Result<()> {
             "--disable-pip-version-check",
             "--no-cache-dir",
             "torch==2.15.0",
-        ])
-        .output()
-        .map_err(|e| Error::io(python, "running pip with", e))?;
-    if !out.status.success() {
-        return Err(Error::InvalidArgument(format!(
-            "installing PyTorch failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
+        ]),
+        python,
+    )?;
     Ok(())
 }
 
@@ -270,16 +264,7 @@ pub fn time_reference(
     if !generation {
         cmd.arg("--skip-gen");
     }
-    let out = cmd.output().map_err(|e| Error::io(script, "running", e))?;
-    if !out.status.success() {
-        return Err(Error::format(
-            script,
-            format!(
-                "the reference failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ));
-    }
+    let out = crate::bench::run(&mut cmd, script)?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| Error::format(script, format!("reference output: {e}")))?;
     let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
