@@ -15,7 +15,7 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, candle};
 use crate::generate::{self, GenerateOptions};
 use crate::models::lstm_vae::{Config, LstmVae, loss};
 use crate::models::trained;
@@ -68,10 +68,6 @@ pub struct Timing {
     pub gen_ms: Option<f64>,
     /// Peak resident memory of the measuring process, MiB.
     pub max_rss_mib: f64,
-}
-
-fn candle(e: candle_core::Error) -> Error {
-    Error::InvalidArgument(format!("tensor computation failed: {e}"))
 }
 
 fn median(v: &[f64]) -> Option<f64> {

@@ -31,6 +31,9 @@ pub enum Error {
     /// A caller passed an argument outside its valid range.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A tensor computation of a model failed (shapes, device, out of memory).
+    #[error("tensor computation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
     /// Long work was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,
@@ -86,4 +89,9 @@ impl Error {
             problem: problem.into(),
         }
     }
+}
+
+/// Wraps a candle error (for `map_err` where `?` cannot convert, e.g. inside closures).
+pub(crate) fn candle(e: candle_core::Error) -> Error {
+    Error::Tensor(e)
 }

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::{Corpus, SnippetRef};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, candle};
 use crate::generate::{self, GenerateOptions, Mode};
 use crate::models::lstm_vae::bce_with_logits;
 use crate::models::standard_normal;
@@ -172,10 +172,6 @@ pub struct LstmVaeReport {
     pub generated: MusicStats,
     /// The held-out snippets themselves.
     pub corpus: MusicStats,
-}
-
-fn candle(e: candle_core::Error) -> Error {
-    Error::InvalidArgument(format!("tensor computation failed: {e}"))
 }
 
 fn jaccard_distance(a: &[u8], b: &[u8]) -> f64 {

@@ -21,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::{BalancedSampler, Corpus, SnippetRef, fixed_snippets};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, candle};
 use crate::fsutil;
 use crate::models::lstm_vae::{Config, LstmVae, bce_with_logits};
 use crate::models::trained::{self, CorpusInfo, LatentStats, Manifest};
@@ -245,10 +245,6 @@ pub fn metrics_path(out: &Path) -> PathBuf {
 
 fn state_path(out: &Path) -> PathBuf {
     out.join("train-state.safetensors")
-}
-
-fn candle(e: candle_core::Error) -> Error {
-    Error::InvalidArgument(format!("tensor computation failed: {e}"))
 }
 
 /// Adam with bias correction; its moments are checkpointed with the weights.
