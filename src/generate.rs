@@ -161,6 +161,28 @@ pub fn song_code(model: &TrainedModel, roll: &Roll, steps: usize) -> Result<Vec<
     run().map_err(|e| Error::InvalidArgument(format!("encoding the song: {e}")))
 }
 
+/// Draws the pitches of one step: each sounds with probability sigmoid(logit / temperature);
+/// if more than `max_notes` do, the most probable are kept. The pitches go to `order`.
+pub fn sample_notes(
+    logits: &[f32],
+    temperature: f32,
+    max_notes: usize,
+    rng: &mut impl Rng,
+    order: &mut Vec<usize>,
+) {
+    order.clear();
+    for (k, l) in logits.iter().enumerate() {
+        let p = 1.0 / (1.0 + (-l / temperature).exp());
+        if rng.random::<f32>() < p {
+            order.push(k);
+        }
+    }
+    if order.len() > max_notes {
+        order.sort_by(|&x, &y| logits[y].total_cmp(&logits[x]));
+        order.truncate(max_notes);
+    }
+}
+
 /// Generates from `primer` with codes `a` and `b` (see the module docs). `progress` gets the
 /// share done; setting `cancel` stops the work with [`Error::Cancelled`].
 pub fn generate(
@@ -227,17 +249,13 @@ pub fn generate(
             z = code_at(t);
         }
         decoder.step(&previous, &z, &mut logits);
-        order.clear();
-        for (k, l) in logits.iter().enumerate() {
-            let p = 1.0 / (1.0 + (-l / opts.temperature).exp());
-            if rng.random::<f32>() < p {
-                order.push(k);
-            }
-        }
-        if order.len() > opts.max_notes {
-            order.sort_by(|&x, &y| logits[y].total_cmp(&logits[x]));
-            order.truncate(opts.max_notes);
-        }
+        sample_notes(
+            &logits,
+            opts.temperature,
+            opts.max_notes,
+            &mut rng,
+            &mut order,
+        );
         previous.fill(0.0);
         let out = &mut binary[(t + 1) * PITCHES..(t + 2) * PITCHES];
         for &k in &order {

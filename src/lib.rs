@@ -5,12 +5,15 @@
 //! ([`synth`], [`render`]). [`bench`] measures conversion speed against the Python
 //! references.
 
+pub mod ascent;
 pub mod bench;
 pub mod bench_model;
+pub mod classify;
 pub mod dataset;
 pub mod error;
 pub mod eval;
 pub mod fsutil;
+pub mod gan;
 pub mod generate;
 pub mod image;
 pub mod midi;
@@ -21,6 +24,8 @@ pub mod roll;
 pub mod studio;
 pub mod synth;
 pub mod train;
+pub mod train_loop;
+pub mod tvae;
 
 pub use error::{Error, MidiProblem, Result};
 pub use roll::{QuantizeOptions, Roll};

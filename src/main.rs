@@ -218,6 +218,94 @@ struct EvalArgs {
 enum TrainCmd {
     /// The LSTM-VAE (the studio's model).
     LstmVae(Box<TrainArgs>),
+    /// The composer classifier (6-layer Transformer encoder + linear head).
+    Classifier(Box<LoopArgs>),
+    /// The Transformer VAE (6 + 6 layers, whole snippets at once).
+    TransformerVae(Box<LoopArgs>),
+    /// The DCGAN on 128 x 128 roll snippets.
+    Dcgan(Box<LoopArgs>),
+}
+
+/// Options of the models trained on the shared loop (classifier, Transformer VAE, DCGAN);
+/// unset ones keep the model's defaults.
+#[derive(Args)]
+struct LoopArgs {
+    /// The corpus folder: one subfolder of MIDI files per composer.
+    #[arg(long, value_name = "DIR")]
+    corpus: PathBuf,
+    /// Optimiser steps in all (a resumed run continues up to this).
+    #[arg(long, value_name = "N")]
+    steps: Option<usize>,
+    /// Stop (with a checkpoint) after this many minutes of training.
+    #[arg(long, value_name = "MIN")]
+    minutes: Option<f64>,
+    /// Seed of every random choice: the same seed gives the same loss curve.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    seed: u64,
+    /// Output folder: model, checkpoints, metrics.jsonl (default: runs/MODEL).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue from the checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Where to compute: cpu, or cuda (needs a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu", value_name = "DEV")]
+    device: String,
+    /// Snippet length in 16th-note steps.
+    #[arg(long, value_name = "N")]
+    snippet_steps: Option<usize>,
+    /// Balanced batches (one snippet per composer) per optimiser step.
+    #[arg(long, value_name = "N")]
+    batches: Option<usize>,
+    /// Adam learning rate.
+    #[arg(long, value_name = "X")]
+    lr: Option<f64>,
+    /// Random transposition of each snippet by up to this many semitones (0 = off).
+    #[arg(long, value_name = "N")]
+    transpose: Option<u8>,
+    /// Validate every N steps.
+    #[arg(long, value_name = "N")]
+    eval_every: Option<usize>,
+    /// Checkpoint every N steps.
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<usize>,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+impl LoopArgs {
+    /// Applies the given flags over a model's default loop options.
+    fn apply(&self, o: &mut segue::train_loop::LoopOptions) {
+        if let Some(v) = self.steps {
+            o.steps = v;
+        }
+        o.max_seconds = self.minutes.map(|m| m * 60.0);
+        o.seed = self.seed;
+        if let Some(v) = self.snippet_steps {
+            o.snippet_steps = v;
+        }
+        if let Some(v) = self.batches {
+            o.batches_per_step = v;
+        }
+        if let Some(v) = self.lr {
+            o.learning_rate = v;
+        }
+        if let Some(v) = self.transpose {
+            o.transpose = v;
+        }
+        if let Some(v) = self.eval_every {
+            o.eval_every = v;
+        }
+        if let Some(v) = self.checkpoint_every {
+            o.checkpoint_every = v;
+        }
+    }
+
+    fn out_dir(&self, kind: &str) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(kind))
+    }
 }
 
 #[derive(Args)]
@@ -452,6 +540,15 @@ fn run(cli: Cli) -> Result<()> {
         Some(Cmd::Eval {
             command: EvalCmd::LstmVae(args),
         }) => eval_cmd(args),
+        Some(Cmd::Train {
+            command: TrainCmd::Classifier(args),
+        }) => train_classifier(*args),
+        Some(Cmd::Train {
+            command: TrainCmd::TransformerVae(args),
+        }) => train_tvae(*args),
+        Some(Cmd::Train {
+            command: TrainCmd::Dcgan(args),
+        }) => train_gan(*args),
         Some(Cmd::Train {
             command: TrainCmd::LstmVae(args),
         }) => train_lstm_vae(*args),
@@ -897,6 +994,143 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
         outcome.model_path.display()
     );
     Ok(())
+}
+
+/// Runs one of the shared-loop trainings with a progress bar and Ctrl-C handling.
+fn run_training_loop(
+    kind: &str,
+    args: &LoopArgs,
+    total: usize,
+    train: impl FnOnce(
+        &Corpus,
+        &Path,
+        &candle_core::Device,
+        &Control,
+        &mut dyn FnMut(segue::train_loop::LoopEvent),
+    ) -> segue::Result<segue::train_loop::LoopOutcome>,
+) -> Result<()> {
+    use segue::train_loop::LoopEvent;
+    let device = compute_device(&args.device)?;
+    let corpus = load_corpus(&args.corpus, &args.cache, QuantizeOptions::default())?;
+    let out = args.out_dir(kind);
+    let control = Control::default();
+    let stop = control.stop.clone();
+    let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("training {kind}"));
+    let say = |bar: &ProgressBar, line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+    let figures = |s: &segue::train_loop::Scalars| {
+        s.iter()
+            .map(|(k, v)| format!("{k} {v:.4}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let outcome = train(&corpus, &out, &device, &control, &mut |event| match event {
+        LoopEvent::Started {
+            step,
+            total,
+            parameters,
+        } => {
+            say(
+                &bar,
+                format!(
+                    "{kind} ({parameters} parameters) on {} composers; steps {step}..{total}",
+                    corpus.composers.len()
+                ),
+            );
+            bar.set_position(step as u64);
+        }
+        LoopEvent::Metrics(m) => {
+            if let Some(v) = &m.valid {
+                say(
+                    &bar,
+                    format!(
+                        "step {:>6} {:>7.0}s  train: {} | valid: {}",
+                        m.step,
+                        m.seconds,
+                        figures(&m.train),
+                        figures(v)
+                    ),
+                );
+            }
+            bar.set_position(m.step as u64);
+            bar.set_message(figures(&m.train));
+        }
+        LoopEvent::Checkpoint { .. } => {}
+    })?;
+    bar.finish_and_clear();
+    out!(
+        "{} after {} steps: {}",
+        if outcome.stopped_early {
+            "stopped"
+        } else {
+            "done"
+        },
+        outcome.steps,
+        outcome.model_path.display()
+    );
+    Ok(())
+}
+
+fn train_classifier(args: LoopArgs) -> Result<()> {
+    let mut opts = segue::classify::ClassifierOptions::default();
+    args.apply(&mut opts.train);
+    let total = opts.train.steps;
+    run_training_loop(
+        segue::classify::KIND,
+        &args,
+        total,
+        |corpus, out, device, control, on_event| {
+            segue::classify::train_classifier(
+                corpus,
+                &opts,
+                out,
+                device,
+                args.resume,
+                control,
+                on_event,
+            )
+        },
+    )
+}
+
+fn train_tvae(args: LoopArgs) -> Result<()> {
+    let mut opts = segue::tvae::TvaeOptions::default();
+    args.apply(&mut opts.train);
+    let total = opts.train.steps;
+    run_training_loop(
+        segue::tvae::KIND,
+        &args,
+        total,
+        |corpus, out, device, control, on_event| {
+            segue::tvae::train_tvae(corpus, &opts, out, device, args.resume, control, on_event)
+        },
+    )
+}
+
+fn train_gan(args: LoopArgs) -> Result<()> {
+    let mut opts = segue::gan::GanOptions::default();
+    args.apply(&mut opts.train);
+    let total = opts.train.steps;
+    run_training_loop(
+        segue::gan::KIND,
+        &args,
+        total,
+        |corpus, out, device, control, on_event| {
+            segue::gan::train_gan(corpus, &opts, out, device, args.resume, control, on_event)
+        },
+    )
 }
 
 fn load_model(path: Option<&Path>) -> Result<TrainedModel> {

@@ -247,9 +247,13 @@ fn state_path(out: &Path) -> PathBuf {
     out.join("train-state.safetensors")
 }
 
-/// Adam with bias correction; its moments are checkpointed with the weights.
-pub(crate) struct Adam {
+/// Adam with bias correction and optional L2 regularisation; its moments are checkpointed.
+pub struct Adam {
     lr: f64,
+    /// L2 regularisation: `l2 * w` is added to each gradient (0 = none).
+    pub(crate) l2: f64,
+    /// First-moment decay (0.9; DCGANs train with 0.5).
+    pub(crate) beta1: f64,
     step: usize,
     params: Vec<(String, Var, Var, Var)>,
 }
@@ -267,9 +271,67 @@ impl Adam {
             .map_err(candle)?;
         Ok(Adam {
             lr,
+            l2: 0.0,
+            beta1: 0.9,
             step: 0,
             params,
         })
+    }
+
+    /// Adam over every variable of `varmap` whose name starts with `prefix`, in name order.
+    pub(crate) fn over(varmap: &VarMap, prefix: &str, lr: f64) -> Result<Self> {
+        let data = varmap.data().lock().expect("varmap lock poisoned");
+        let mut vars: Vec<(String, Var)> = data
+            .iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        drop(data);
+        Adam::new(vars, lr)
+    }
+
+    /// The moments as named tensors (`adam.m.NAME`, `adam.v.NAME`), for checkpoints.
+    pub(crate) fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (name, _, m, s) in &self.params {
+            out.push((format!("adam.m.{name}"), m.as_tensor().clone()));
+            out.push((format!("adam.v.{name}"), s.as_tensor().clone()));
+        }
+        out
+    }
+
+    /// What [`Adam::state`] holds, for checking a checkpoint.
+    pub(crate) fn expected_state(&self) -> Vec<weights::Expected> {
+        let mut out = Vec::new();
+        for (name, v, _, _) in &self.params {
+            for kind in ["m", "v"] {
+                out.push(weights::Expected {
+                    name: format!("adam.{kind}.{name}"),
+                    dims: v.dims().to_vec(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Restores moments from `state` and the step count.
+    pub(crate) fn restore(
+        &mut self,
+        state: &std::collections::HashMap<String, Tensor>,
+        step: usize,
+    ) -> Result<()> {
+        for (name, _, m, s) in &self.params {
+            if let (Some(tm), Some(ts)) = (
+                state.get(&format!("adam.m.{name}")),
+                state.get(&format!("adam.v.{name}")),
+            ) {
+                m.set(tm).map_err(candle)?;
+                s.set(ts).map_err(candle)?;
+            }
+        }
+        self.step = step;
+        Ok(())
     }
 
     pub(crate) fn apply(
@@ -277,7 +339,7 @@ impl Adam {
         grads: &candle_core::backprop::GradStore,
         clip: f64,
     ) -> Result<f64> {
-        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+        let (b1, b2, eps) = (self.beta1, 0.999f64, 1e-8f64);
         let mut sq = 0f64;
         for (_, v, _, _) in &self.params {
             if let Some(g) = grads.get(v) {
@@ -303,7 +365,10 @@ impl Adam {
         for (_, v, m, s) in &self.params {
             let Some(g) = grads.get(v) else { continue };
             let run = || -> candle_core::Result<()> {
-                let g = g.affine(scale, 0.0)?;
+                let mut g = g.affine(scale, 0.0)?;
+                if self.l2 > 0.0 {
+                    g = (g + (v.as_tensor() * self.l2)?)?;
+                }
                 let m_new = ((m.as_tensor() * b1)? + (&g * (1.0 - b1))?)?;
                 let s_new = ((s.as_tensor() * b2)? + (g.sqr()? * (1.0 - b2))?)?;
                 let update = ((&m_new / c1)? / ((&s_new / c2)?.sqrt()? + eps)?)?;
@@ -318,7 +383,7 @@ impl Adam {
 }
 
 /// Builds a batch tensor `[B, T, P]` of the given snippets.
-fn snippet_tensor(
+pub(crate) fn snippet_tensor(
     corpus: &Corpus,
     snippets: &[SnippetRef],
     steps: usize,
@@ -583,7 +648,6 @@ impl<'a> Trainer<'a> {
     fn latent_stats(&self) -> Result<Vec<LatentStats>> {
         let steps = self.opts.snippet_steps;
         let snippets = evaluation_snippets(self.corpus, &self.train_pieces, steps, 8);
-        let z_dim = self.opts.config.latent;
         let mut per: Vec<Vec<Vec<f32>>> = vec![Vec::new(); self.corpus.composers.len()];
         for chunk in snippets.chunks(20) {
             let refs: Vec<SnippetRef> = chunk.iter().map(|(s, _)| *s).collect();
@@ -597,29 +661,7 @@ impl<'a> Trainer<'a> {
                 per[*c].push(m);
             }
         }
-        Ok(per
-            .iter()
-            .map(|ms| {
-                let n = ms.len().max(1) as f64;
-                let mean: Vec<f64> = (0..z_dim)
-                    .map(|d| ms.iter().map(|m| m[d] as f64).sum::<f64>() / n)
-                    .collect();
-                let std = (0..z_dim)
-                    .map(|d| {
-                        (ms.iter()
-                            .map(|m| (m[d] as f64 - mean[d]).powi(2))
-                            .sum::<f64>()
-                            / n)
-                            .sqrt() as f32
-                    })
-                    .collect();
-                LatentStats {
-                    mean: mean.iter().map(|v| *v as f32).collect(),
-                    std,
-                    snippets: ms.len(),
-                }
-            })
-            .collect())
+        Ok(per.iter().map(|ms| LatentStats::of(ms)).collect())
     }
 
     fn checkpoint(

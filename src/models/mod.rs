@@ -1,10 +1,15 @@
 //! The neural models, in candle. Models know nothing of the studio: tensors in, tensors out.
 
+pub mod classifier;
+pub mod dcgan;
 pub mod fused_lstm;
 pub mod lstm_vae;
 pub mod matmul;
+pub mod saved;
 pub mod step_decoder;
 pub mod trained;
+pub mod transformer;
+pub mod transformer_vae;
 pub mod weights;
 
 use rand::Rng;

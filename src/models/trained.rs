@@ -34,6 +34,32 @@ pub struct LatentStats {
     pub snippets: usize,
 }
 
+impl LatentStats {
+    /// Mean and standard deviation, per dimension, of a set of codes.
+    pub fn of(codes: &[Vec<f32>]) -> Self {
+        let dims = codes.first().map_or(0, |c| c.len());
+        let n = codes.len().max(1) as f64;
+        let mean: Vec<f64> = (0..dims)
+            .map(|d| codes.iter().map(|m| m[d] as f64).sum::<f64>() / n)
+            .collect();
+        let std = (0..dims)
+            .map(|d| {
+                (codes
+                    .iter()
+                    .map(|m| (m[d] as f64 - mean[d]).powi(2))
+                    .sum::<f64>()
+                    / n)
+                    .sqrt() as f32
+            })
+            .collect();
+        LatentStats {
+            mean: mean.iter().map(|v| *v as f32).collect(),
+            std,
+            snippets: codes.len(),
+        }
+    }
+}
+
 /// The corpus a model was trained on.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CorpusInfo {

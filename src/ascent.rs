@@ -1,0 +1,148 @@
+//! Music from the composer classifier by gradient ascent on the input roll, as the paper did:
+//! start from noise (or a given roll), raise the log-probability of a target composer with
+//! penalties on loudness (L2) and on changes between neighbouring steps (continuity), then keep
+//! the strongest 2-3 notes per step. The paper found the result sounds like noise; it is here
+//! for completeness and as a comparison.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{D, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::classify::Classifier;
+use crate::error::{Error, Result};
+use crate::roll::{PITCHES, Roll};
+use crate::train::Adam;
+
+/// Controls of the ascent.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AscentOptions {
+    /// Length of the roll in steps (rounded up to the classifier's token size).
+    pub steps: usize,
+    /// Gradient steps.
+    pub iterations: usize,
+    /// Adam learning rate on the roll's logits.
+    pub learning_rate: f64,
+    /// Weight of the L2 penalty on the roll.
+    pub l2: f64,
+    /// Weight of the penalty on squared changes between neighbouring steps.
+    pub continuity: f64,
+    /// Notes kept per step after the ascent (the paper kept 2-3).
+    pub notes_per_step: usize,
+    /// A note is kept only if its value is at least this.
+    pub min_level: f32,
+    /// Seed of the starting noise.
+    pub seed: u64,
+}
+
+impl Default for AscentOptions {
+    fn default() -> Self {
+        AscentOptions {
+            steps: 128,
+            iterations: 200,
+            learning_rate: 0.05,
+            l2: 1e-3,
+            continuity: 1e-2,
+            notes_per_step: 3,
+            min_level: 0.0,
+            seed: 1,
+        }
+    }
+}
+
+/// The result of an ascent.
+#[derive(Debug, Clone)]
+pub struct Ascended {
+    /// The thresholded roll.
+    pub roll: Roll,
+    /// The classifier's composer probabilities for the starting roll.
+    pub start_probabilities: Vec<f32>,
+    /// The target's probability for the ascended (continuous) roll.
+    pub ascended_probability: f32,
+    /// The target's probability for the thresholded roll.
+    pub thresholded_probability: f32,
+}
+
+fn probabilities(clf: &Classifier, x: &Tensor) -> Result<Vec<f32>> {
+    let p = candle_nn::ops::softmax(&clf.model.forward(x)?, D::Minus1)?;
+    Ok(p.squeeze(0)?.to_vec1::<f32>()?)
+}
+
+/// Runs the ascent towards composer `target` from `start` (or from seeded noise).
+pub fn ascend(
+    clf: &Classifier,
+    target: usize,
+    start: Option<&Roll>,
+    opts: &AscentOptions,
+    progress: &mut dyn FnMut(f32),
+    cancel: &AtomicBool,
+) -> Result<Ascended> {
+    if target >= clf.config.classes {
+        return Err(Error::InvalidArgument(format!(
+            "no composer number {target}"
+        )));
+    }
+    let patch = clf.config.patch_steps;
+    let steps = opts.steps.div_ceil(patch).max(1) * patch;
+    if steps > clf.config.max_steps() {
+        return Err(Error::InvalidArgument(format!(
+            "{steps} steps is longer than the classifier's {}",
+            clf.config.max_steps()
+        )));
+    }
+    let device = clf.model_device();
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let init: Vec<f32> = match start {
+        Some(roll) => {
+            let mut data = vec![0f32; steps * PITCHES];
+            roll.window_f32(0, steps, &mut data);
+            data.iter()
+                .map(|v| if *v > 0.5 { 2.0 } else { -2.0 })
+                .collect()
+        }
+        None => (0..steps * PITCHES)
+            .map(|_| rng.random_range(-3.0f32..-1.0))
+            .collect(),
+    };
+    let logits = Var::from_tensor(&Tensor::from_vec(init, (1, steps, PITCHES), &device)?)?;
+    let before = probabilities(clf, &candle_nn::ops::sigmoid(logits.as_tensor())?)?;
+    let mut adam = Adam::new(vec![("roll".into(), logits.clone())], opts.learning_rate)?;
+    let labels = Tensor::new(&[target as u32], &device)?;
+    for i in 0..opts.iterations {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        let x = candle_nn::ops::sigmoid(logits.as_tensor())?;
+        let class = candle_nn::loss::cross_entropy(&clf.model.forward(&x)?, &labels)?;
+        let l2 = x.sqr()?.sum_all()?;
+        let diff = (x.narrow(1, 1, steps - 1)? - x.narrow(1, 0, steps - 1)?)?;
+        let continuity = diff.sqr()?.sum_all()?;
+        let loss = ((class + (l2 * opts.l2)?)? + (continuity * opts.continuity)?)?;
+        adam.apply(&loss.backward()?, 1e6)?;
+        if i % 10 == 0 {
+            progress(i as f32 / opts.iterations.max(1) as f32);
+        }
+    }
+    let ascended = candle_nn::ops::sigmoid(logits.as_tensor())?;
+    let ascended_probability = probabilities(clf, &ascended)?[target];
+    let values = ascended.squeeze(0)?.to_vec2::<f32>()?;
+    let mut binary = vec![0u8; steps * PITCHES];
+    for (t, row) in values.iter().enumerate() {
+        let mut order: Vec<usize> = (0..PITCHES).filter(|&p| row[p] >= opts.min_level).collect();
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        for &p in order.iter().take(opts.notes_per_step) {
+            binary[t * PITCHES + p] = 1;
+        }
+    }
+    let roll = Roll::from_binary(steps, &binary)?;
+    let x: Vec<f32> = binary.iter().map(|&v| v as f32).collect();
+    let thresholded = probabilities(clf, &Tensor::from_vec(x, (1, steps, PITCHES), &device)?)?;
+    progress(1.0);
+    Ok(Ascended {
+        roll,
+        start_probabilities: before,
+        ascended_probability,
+        thresholded_probability: thresholded[target],
+    })
+}

@@ -1,0 +1,365 @@
+//! The composer classifier in use: training it (on the shared loop), loading it, ranking the
+//! composers of a roll as a whole and window by window (the studio's style meter), and its
+//! accuracy and confusion matrix on snippets of held-out pieces.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{D, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rand_chacha::ChaCha8Rng;
+
+use crate::dataset::Corpus;
+use crate::error::{Error, Result, candle};
+use crate::models::classifier::{ComposerClassifier, Config};
+use crate::models::saved::{self, Saved};
+use crate::roll::{PITCHES, Roll};
+use crate::train::{Adam, Control, evaluation_snippets, snippet_tensor};
+use crate::train_loop::{self, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
+
+/// Model kind in manifests and file names.
+pub const KIND: &str = "classifier";
+
+/// File name of the shipped classifier in the weights folder.
+pub const DEFAULT_FILE: &str = "classifier.safetensors";
+
+/// A loaded classifier.
+pub type Classifier = Saved<ComposerClassifier, Config>;
+
+/// How to train the classifier.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClassifierOptions {
+    /// Sizes (`classes` is set from the corpus).
+    pub config: Config,
+    /// Loop options.
+    pub train: LoopOptions,
+}
+
+impl Default for ClassifierOptions {
+    fn default() -> Self {
+        let mut train = LoopOptions::new(20_000, 256);
+        train.batches_per_step = 2;
+        train.learning_rate = 3e-4;
+        train.transpose = 3;
+        ClassifierOptions {
+            config: Config::studio(20),
+            train,
+        }
+    }
+}
+
+/// The classifier's training step: cross-entropy on composer labels.
+pub struct ClassifierTask {
+    varmap: VarMap,
+    model: ComposerClassifier,
+    adam: Adam,
+    cfg: Config,
+    grad_clip: f64,
+}
+
+impl ClassifierTask {
+    /// A freshly initialised classifier of `cfg` (seeded).
+    pub fn new(cfg: &Config, opts: &LoopOptions, device: &Device) -> Result<Self> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, candle_core::DType::F32, device);
+        let model = ComposerClassifier::new(cfg, vb)?;
+        crate::train_loop::seeded_init(&varmap, opts.seed)?;
+        let adam = Adam::over(&varmap, "", opts.learning_rate)?;
+        Ok(ClassifierTask {
+            varmap,
+            model,
+            adam,
+            cfg: *cfg,
+            grad_clip: opts.grad_clip,
+        })
+    }
+}
+
+impl Task for ClassifierTask {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    fn optimizers(&mut self) -> Vec<&mut Adam> {
+        vec![&mut self.adam]
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(self.cfg).unwrap_or_default()
+    }
+
+    fn train_step(
+        &mut self,
+        x: &Tensor,
+        labels: &Tensor,
+        _step: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Scalars> {
+        let logits = self.model.forward_t(x, Some(rng))?;
+        let loss = candle_nn::loss::cross_entropy(&logits, labels)?;
+        let correct = logits
+            .argmax(D::Minus1)?
+            .eq(labels)?
+            .to_dtype(candle_core::DType::F32)?
+            .mean_all()?
+            .to_scalar::<f32>()?;
+        let grads = loss.backward()?;
+        self.adam.apply(&grads, self.grad_clip)?;
+        Ok(Scalars::from([
+            ("loss".into(), loss.to_scalar::<f32>()? as f64),
+            ("accuracy".into(), correct as f64),
+        ]))
+    }
+
+    fn validate_chunk(&mut self, x: &Tensor, labels: &[usize]) -> Result<Scalars> {
+        let logits = self.model.forward(x)?;
+        let target: Vec<u32> = labels.iter().map(|&c| c as u32).collect();
+        let target = Tensor::new(target.as_slice(), x.device())?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &target)?.to_scalar::<f32>()? as f64;
+        let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        let correct = predicted
+            .iter()
+            .zip(labels)
+            .filter(|(p, l)| **p as usize == **l)
+            .count();
+        let n = labels.len() as f64;
+        Ok(Scalars::from([
+            ("loss".into(), loss * n),
+            ("accuracy".into(), correct as f64),
+            ("n".into(), n),
+        ]))
+    }
+}
+
+/// Trains a classifier on `corpus` into `out` (`classifier.safetensors` + manifest).
+pub fn train_classifier(
+    corpus: &Corpus,
+    opts: &ClassifierOptions,
+    out: &Path,
+    device: &Device,
+    resume: bool,
+    control: &Control,
+    on_event: &mut dyn FnMut(LoopEvent),
+) -> Result<LoopOutcome> {
+    let mut cfg = opts.config;
+    cfg.classes = corpus.composers.len();
+    if !opts.train.snippet_steps.is_multiple_of(cfg.patch_steps)
+        || opts.train.snippet_steps > cfg.max_steps()
+    {
+        return Err(Error::InvalidArgument(format!(
+            "snippet length {} must be a multiple of {} and at most {}",
+            opts.train.snippet_steps,
+            cfg.patch_steps,
+            cfg.max_steps()
+        )));
+    }
+    let mut task = ClassifierTask::new(&cfg, &opts.train, device)?;
+    let mut recorded = opts.clone();
+    recorded.config = cfg;
+    let training = serde_json::to_value(&recorded).unwrap_or_default();
+    train_loop::run(
+        corpus,
+        &mut task,
+        &opts.train,
+        &training,
+        out,
+        device,
+        resume,
+        control,
+        on_event,
+    )
+}
+
+/// Loads a classifier file, checking everything.
+pub fn load(path: &Path, device: &Device) -> Result<Classifier> {
+    saved::load(
+        path,
+        KIND,
+        device,
+        |cfg: &Config, m| {
+            cfg.stack.check()?;
+            if cfg.classes != m.composers.len() {
+                return Err(format!(
+                    "{} classes but {} composers",
+                    cfg.classes,
+                    m.composers.len()
+                ));
+            }
+            Ok(())
+        },
+        ComposerClassifier::new,
+    )
+}
+
+/// The shipped classifier, if it is there.
+pub fn default_path() -> Option<PathBuf> {
+    let path = crate::models::trained::weights_dir().join(DEFAULT_FILE);
+    path.is_file().then_some(path)
+}
+
+/// The snippet length a classifier was trained on (the window it judges best).
+pub fn window_steps(clf: &Classifier) -> usize {
+    clf.manifest
+        .training
+        .pointer("/train/snippet_steps")
+        .and_then(|v| v.as_u64())
+        .map_or(256, |v| v as usize)
+        .min(clf.config.max_steps())
+}
+
+/// Composer probabilities of a roll: for the whole and per window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Verdict {
+    /// Composer names, in label order.
+    pub composers: Vec<String>,
+    /// Mean of the window probabilities, per composer.
+    pub overall: Vec<f32>,
+    /// Per window: its first step and the composer probabilities.
+    pub windows: Vec<(usize, Vec<f32>)>,
+}
+
+impl Verdict {
+    /// Composer indices from most to least likely overall.
+    pub fn ranked(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.overall.len()).collect();
+        order.sort_by(|&a, &b| self.overall[b].total_cmp(&self.overall[a]));
+        order
+    }
+}
+
+/// Probabilities `[N, C]` for rolls `x` `[N, T, 128]`, in chunks of 32.
+pub fn probabilities(clf: &ComposerClassifier, x: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let n = x.dim(0)?;
+    let mut out = Vec::with_capacity(n);
+    let mut start = 0;
+    while start < n {
+        let len = 32.min(n - start);
+        let logits = clf.forward(&x.narrow(0, start, len)?)?;
+        out.extend(candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?);
+        start += len;
+    }
+    Ok(out)
+}
+
+/// Classifies `roll` window by window (`window` steps, hop `hop`; a roll shorter than a window
+/// is padded with silence).
+pub fn classify_roll(clf: &Classifier, roll: &Roll, window: usize, hop: usize) -> Result<Verdict> {
+    let patch = clf.config.patch_steps;
+    let window = window.div_ceil(patch).max(1) * patch;
+    if window > clf.config.max_steps() {
+        return Err(Error::InvalidArgument(format!(
+            "window of {window} steps is longer than the classifier's {}",
+            clf.config.max_steps()
+        )));
+    }
+    let hop = hop.max(1);
+    let mut starts = vec![0];
+    while starts.last().is_some_and(|&s| s + window < roll.steps()) {
+        let next = starts.last().copied().unwrap_or(0) + hop;
+        starts.push(next);
+    }
+    let block = window * PITCHES;
+    let mut data = vec![0f32; starts.len() * block];
+    for (k, &s) in starts.iter().enumerate() {
+        roll.window_f32(s, window, &mut data[k * block..(k + 1) * block]);
+    }
+    let device = clf.model_device();
+    let x = Tensor::from_vec(data, (starts.len(), window, PITCHES), &device).map_err(candle)?;
+    let probs = probabilities(&clf.model, &x)?;
+    let c = clf.manifest.composers.len();
+    let mut overall = vec![0f32; c];
+    for p in &probs {
+        for (o, v) in overall.iter_mut().zip(p) {
+            *o += v / probs.len() as f32;
+        }
+    }
+    Ok(Verdict {
+        composers: clf.manifest.composers.clone(),
+        overall,
+        windows: starts.into_iter().zip(probs).collect(),
+    })
+}
+
+impl Classifier {
+    /// The device the weights live on.
+    pub fn model_device(&self) -> Device {
+        self.model.device()
+    }
+}
+
+/// Accuracy and confusion of a classifier on snippets of held-out pieces.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ClassifierReport {
+    /// Composer names.
+    pub composers: Vec<String>,
+    /// Snippets judged.
+    pub snippets: usize,
+    /// Held-out pieces they come from.
+    pub pieces: usize,
+    /// Share of snippets whose top composer is right.
+    pub accuracy: f64,
+    /// Share whose right composer is among the top 3.
+    pub top3: f64,
+    /// Share of held-out pieces whose mean window probabilities put the right composer first.
+    pub piece_accuracy: f64,
+    /// `confusion[true][predicted]` snippet counts.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+/// Judges snippets of the pieces the classifier's training split held out (same seed and
+/// share as its manifest records), `per_composer` each.
+pub fn evaluate(
+    clf: &Classifier,
+    corpus: &Corpus,
+    per_composer: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ClassifierReport> {
+    let composers = &clf.manifest.composers;
+    if composers != &corpus.composers {
+        return Err(Error::InvalidArgument(format!(
+            "the classifier knows the composers {composers:?}, the corpus has {:?}",
+            corpus.composers
+        )));
+    }
+    let train = &clf.manifest.training["train"];
+    let seed = train["seed"].as_u64().unwrap_or(1);
+    let fraction = train["valid_fraction"].as_f64().unwrap_or(0.1);
+    let split = corpus.split(fraction, seed);
+    let window = window_steps(clf);
+    let snippets = evaluation_snippets(corpus, &split.valid, window, per_composer);
+    let c = composers.len();
+    let mut confusion = vec![vec![0usize; c]; c];
+    let (mut hits, mut top3) = (0usize, 0usize);
+    let device = clf.model_device();
+    for (k, chunk) in snippets.chunks(32).enumerate() {
+        progress(k * 32, snippets.len());
+        let refs: Vec<_> = chunk.iter().map(|(s, _)| *s).collect();
+        let x = snippet_tensor(corpus, &refs, window, &device)?;
+        for ((_, truth), p) in chunk.iter().zip(probabilities(&clf.model, &x)?) {
+            let mut order: Vec<usize> = (0..c).collect();
+            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+            confusion[*truth][order[0]] += 1;
+            hits += usize::from(order[0] == *truth);
+            top3 += usize::from(order[..3.min(c)].contains(truth));
+        }
+    }
+    let mut piece_hits = 0;
+    for &piece in &split.valid {
+        let v = classify_roll(clf, &corpus.pieces[piece].roll, window, window)?;
+        piece_hits += usize::from(v.ranked()[0] == corpus.pieces[piece].composer);
+    }
+    progress(snippets.len(), snippets.len());
+    let n = snippets.len().max(1) as f64;
+    Ok(ClassifierReport {
+        composers: composers.clone(),
+        snippets: snippets.len(),
+        pieces: split.valid.len(),
+        accuracy: hits as f64 / n,
+        top3: top3 as f64 / n,
+        piece_accuracy: piece_hits as f64 / split.valid.len().max(1) as f64,
+        confusion,
+    })
+}

@@ -1,0 +1,189 @@
+//! The paper's DCGAN over 128 x 128 roll snippets (128 steps x 128 pitches, one channel).
+//!
+//! - Generator: z `[B, 128]` -> 6 transposed convolutions (1 -> 4 -> 8 -> 16 -> 32 -> 64 -> 128
+//!   pixels), batch norm and ReLU between them; logits `[B, 1, 128, 128]` (sigmoid = the
+//!   probability that a cell sounds).
+//! - Discriminator: 6 convolutions (128 -> 64 -> ... -> 4 -> 1 pixels), leaky ReLU, batch norm
+//!   after the first; one logit per snippet (sigmoid = probability of "real").
+
+use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_nn::{
+    BatchNorm, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, VarBuilder,
+    batch_norm, conv_transpose2d_no_bias, conv2d_no_bias,
+};
+
+/// Sizes of the DCGAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Config {
+    /// Size of the generator's input z.
+    pub latent: usize,
+    /// Channels of the generator's last hidden layer (the others are 2x, 4x, ... 16x).
+    pub generator_channels: usize,
+    /// Channels of the discriminator's first layer (the others are 2x, 4x, ... 16x).
+    pub discriminator_channels: usize,
+}
+
+impl Config {
+    /// The shipped sizes: latent 128, 8 base channels (small enough to train on two cores).
+    pub fn studio() -> Self {
+        Config {
+            latent: 128,
+            generator_channels: 8,
+            discriminator_channels: 8,
+        }
+    }
+
+    /// Snippet side in steps and pitches.
+    pub const SIZE: usize = 128;
+}
+
+fn up(stride1: bool) -> ConvTranspose2dConfig {
+    ConvTranspose2dConfig {
+        padding: if stride1 { 0 } else { 1 },
+        stride: if stride1 { 1 } else { 2 },
+        ..Default::default()
+    }
+}
+
+fn down(stride1: bool) -> Conv2dConfig {
+    Conv2dConfig {
+        padding: if stride1 { 0 } else { 1 },
+        stride: if stride1 { 1 } else { 2 },
+        ..Default::default()
+    }
+}
+
+/// Channel multipliers of the five hidden layers.
+const WIDTHS: [usize; 5] = [16, 8, 4, 2, 1];
+
+/// The generator.
+#[derive(Debug, Clone)]
+pub struct Generator {
+    convs: Vec<ConvTranspose2d>,
+    norms: Vec<BatchNorm>,
+    latent: usize,
+}
+
+impl Generator {
+    /// Builds it under `vb` (`conv{i}`, `bn{i}`).
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let g = cfg.generator_channels;
+        let mut convs = Vec::new();
+        let mut norms = Vec::new();
+        let mut input = cfg.latent;
+        for (i, w) in WIDTHS.iter().enumerate() {
+            convs.push(conv_transpose2d_no_bias(
+                input,
+                w * g,
+                4,
+                up(i == 0),
+                vb.pp(format!("conv{i}")),
+            )?);
+            norms.push(batch_norm(w * g, 1e-5, vb.pp(format!("bn{i}")))?);
+            input = w * g;
+        }
+        convs.push(conv_transpose2d_no_bias(
+            input,
+            1,
+            4,
+            up(false),
+            vb.pp("conv5"),
+        )?);
+        Ok(Generator {
+            convs,
+            norms,
+            latent: cfg.latent,
+        })
+    }
+
+    /// The device its weights live on.
+    pub fn device(&self) -> candle_core::Device {
+        self.convs[0].weight().device().clone()
+    }
+
+    /// z `[B, latent]` -> logits `[B, 1, 128, 128]`; batch statistics when `train`.
+    pub fn forward_t(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+        let b = z.dim(0)?;
+        let mut h = z.reshape((b, self.latent, 1, 1))?;
+        for (conv, norm) in self.convs.iter().zip(&self.norms) {
+            h = norm.forward_t(&conv.forward(&h)?, train)?.relu()?;
+        }
+        self.convs[5].forward(&h)
+    }
+}
+
+/// The discriminator.
+#[derive(Debug, Clone)]
+pub struct Discriminator {
+    convs: Vec<Conv2d>,
+    norms: Vec<BatchNorm>,
+}
+
+impl Discriminator {
+    /// Builds it under `vb` (`conv{i}`, `bn{i}`).
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.discriminator_channels;
+        let mut convs = Vec::new();
+        let mut norms = Vec::new();
+        let mut input = 1;
+        for (i, w) in WIDTHS.iter().rev().enumerate() {
+            convs.push(conv2d_no_bias(
+                input,
+                w * d,
+                4,
+                down(false),
+                vb.pp(format!("conv{i}")),
+            )?);
+            if i > 0 {
+                norms.push(batch_norm(w * d, 1e-5, vb.pp(format!("bn{i}")))?);
+            }
+            input = w * d;
+        }
+        convs.push(conv2d_no_bias(input, 1, 4, down(true), vb.pp("conv5"))?);
+        Ok(Discriminator { convs, norms })
+    }
+
+    /// Snippets `[B, 1, 128, 128]` (values in 0..1) -> logits `[B]`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let leaky = |t: Tensor| -> Result<Tensor> { t.maximum(&(&t * 0.2)?) };
+        let mut h = leaky(self.convs[0].forward(x)?)?;
+        for (conv, norm) in self.convs[1..5].iter().zip(&self.norms) {
+            h = leaky(norm.forward_t(&conv.forward(&h)?, train)?)?;
+        }
+        self.convs[5].forward(&h)?.flatten_all()
+    }
+}
+
+/// Both networks.
+#[derive(Debug, Clone)]
+pub struct Dcgan {
+    /// z -> snippet.
+    pub generator: Generator,
+    /// snippet -> real?
+    pub discriminator: Discriminator,
+    cfg: Config,
+}
+
+impl Dcgan {
+    /// Builds both under `vb` (`generator.*`, `discriminator.*`).
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        if cfg.latent == 0 || cfg.generator_channels == 0 || cfg.discriminator_channels == 0 {
+            candle_core::bail!("DCGAN sizes must be positive: {cfg:?}");
+        }
+        Ok(Dcgan {
+            generator: Generator::new(cfg, vb.pp("generator"))?,
+            discriminator: Discriminator::new(cfg, vb.pp("discriminator"))?,
+            cfg: *cfg,
+        })
+    }
+
+    /// The sizes.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Inference: z `[B, latent]` -> cell probabilities `[B, 128 steps, 128 pitches]`.
+    pub fn sample_probabilities(&self, z: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::sigmoid(&self.generator.forward_t(z, false)?)?.squeeze(1)
+    }
+}

@@ -1,0 +1,170 @@
+//! Model files of the paper's other models (composer classifier, Transformer VAE, DCGAN):
+//! safetensors + a JSON manifest with the same rules as the LSTM-VAE's (config, composers,
+//! corpus hash, steps, metrics, licence, credits), checked tensor by tensor on loading.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::models::trained::{self, CorpusInfo, LatentStats, MANIFEST_FORMAT};
+use crate::models::weights::{self, Expected};
+
+/// Everything a model file says about itself.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ModelManifest {
+    /// [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// Model kind: "classifier", "transformer-vae" or "dcgan".
+    pub model: String,
+    /// Sizes, as the model's own `Config`.
+    pub config: serde_json::Value,
+    /// Composer names, in label order.
+    pub composers: Vec<String>,
+    /// Per composer latent statistics (latent-variable models only).
+    #[serde(default)]
+    pub latents: Vec<LatentStats>,
+    /// Training corpus.
+    pub corpus: CorpusInfo,
+    /// Optimiser steps taken.
+    pub steps: usize,
+    /// Wall-clock training seconds.
+    pub seconds: f64,
+    /// The training options, as given.
+    pub training: serde_json::Value,
+    /// Latest figures.
+    pub metrics: serde_json::Value,
+    /// Licence of the weights.
+    pub licence: String,
+    /// Credits of the training data.
+    pub credits: Vec<String>,
+    /// Storage dtype of the tensors.
+    pub dtype: String,
+    /// Segue version and commit that wrote the file.
+    pub written_by: String,
+}
+
+impl ModelManifest {
+    /// A manifest for weights trained on the shared corpus, with its licence and credits.
+    pub fn new(model: &str, config: serde_json::Value, corpus: CorpusInfo) -> Self {
+        ModelManifest {
+            format: MANIFEST_FORMAT,
+            model: model.into(),
+            config,
+            composers: Vec::new(),
+            latents: Vec::new(),
+            corpus,
+            steps: 0,
+            seconds: 0.0,
+            training: serde_json::Value::Null,
+            metrics: serde_json::Value::Null,
+            licence: trained::CORPUS_LICENCE.into(),
+            credits: trained::CORPUS_CREDITS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            dtype: "f32".into(),
+            written_by: format!(
+                "segue {} ({})",
+                env!("CARGO_PKG_VERSION"),
+                env!("SEGUE_COMMIT")
+            ),
+        }
+    }
+}
+
+/// A loaded model with its sizes and manifest.
+#[derive(Debug, Clone)]
+pub struct Saved<M, C> {
+    /// The network.
+    pub model: M,
+    /// Its sizes.
+    pub config: C,
+    /// What the file says about it.
+    pub manifest: ModelManifest,
+    /// Where it came from.
+    pub path: PathBuf,
+}
+
+impl<M, C> Saved<M, C> {
+    /// Index of a composer by name (case-insensitive).
+    pub fn composer_index(&self, name: &str) -> Option<usize> {
+        self.manifest
+            .composers
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Names and shapes of every variable a model builder creates.
+pub fn expected_of<M>(
+    build: impl FnOnce(VarBuilder) -> candle_core::Result<M>,
+) -> Result<Vec<Expected>> {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    build(vb).map_err(|e| Error::InvalidArgument(format!("model config: {e}")))?;
+    Ok(trained::named_tensors(&varmap)
+        .into_iter()
+        .map(|(name, t)| Expected {
+            name,
+            dims: t.dims().to_vec(),
+        })
+        .collect())
+}
+
+/// Writes weights (`.safetensors`) and manifest (`.json`) atomically.
+pub fn save(path: &Path, tensors: &[(String, Tensor)], manifest: &ModelManifest) -> Result<()> {
+    let dtype = match manifest.dtype.as_str() {
+        "f16" => DType::F16,
+        _ => DType::F32,
+    };
+    weights::save(path, tensors, dtype)?;
+    weights::write_manifest(&weights::manifest_path(path), manifest)
+}
+
+/// Loads a model file of kind `kind`, checking the manifest, the config (with `check`) and
+/// every tensor, and builds the model with `build`.
+pub fn load<M, C: DeserializeOwned + Clone>(
+    path: &Path,
+    kind: &str,
+    device: &Device,
+    check: impl Fn(&C, &ModelManifest) -> std::result::Result<(), String>,
+    build: impl Fn(&C, VarBuilder) -> candle_core::Result<M>,
+) -> Result<Saved<M, C>> {
+    let manifest_path = weights::manifest_path(path);
+    let manifest: ModelManifest = weights::read_manifest(&manifest_path)?;
+    let bad = |problem: String| Error::format(&manifest_path, problem);
+    if manifest.format != MANIFEST_FORMAT || manifest.model != kind {
+        return Err(bad(format!(
+            "this is a `{}` manifest of format {}; expected a {kind} manifest of format {MANIFEST_FORMAT}",
+            manifest.model, manifest.format
+        )));
+    }
+    let config: C =
+        serde_json::from_value(manifest.config.clone()).map_err(|e| bad(format!("config: {e}")))?;
+    check(&config, &manifest).map_err(bad)?;
+    let expected = expected_of(|vb| build(&config, vb))?;
+    let tensors = weights::load(path, &expected, device)?;
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+    let model = build(&config, vb).map_err(|e| Error::format(path, e.to_string()))?;
+    Ok(Saved {
+        model,
+        config,
+        manifest,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Copies a model file of any kind to `output` with its tensors stored as `dtype`.
+pub fn convert_any(input: &Path, output: &Path, dtype: DType) -> Result<()> {
+    let manifest: ModelManifest = weights::read_manifest(&weights::manifest_path(input))?;
+    let tensors = candle_core::safetensors::load(input, &Device::Cpu)
+        .map_err(|e| Error::format(input, e.to_string()))?;
+    let mut named: Vec<(String, Tensor)> = tensors.into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut manifest = manifest;
+    manifest.dtype = if dtype == DType::F16 { "f16" } else { "f32" }.into();
+    save(output, &named, &manifest)
+}

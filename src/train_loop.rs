@@ -1,0 +1,555 @@
+//! The training loop shared by the composer classifier, the Transformer VAE and the DCGAN:
+//! balanced batches from the training pieces, optional transposition, one [`Task`] step per
+//! batch, validation on held-out pieces, atomic checkpoints of weights and optimiser state,
+//! resume, a JSON-lines metrics log and an indicatif-friendly event stream.
+//!
+//! Files in the output folder: `MODEL.safetensors` + `MODEL.json` (the model at the latest
+//! checkpoint), `train-state.safetensors` + `train-state.json` (optimiser state), and
+//! `metrics.jsonl` (one [`LoopMetrics`] per step).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::dataset::{BalancedSampler, Batch, Corpus, SnippetRef};
+use crate::error::{Error, Result, candle};
+use crate::fsutil;
+use crate::models::saved::{self, ModelManifest};
+use crate::models::trained::{self, CorpusInfo, LatentStats};
+use crate::models::weights;
+use crate::roll::PITCHES;
+use crate::train::{Adam, Control, evaluation_snippets};
+
+/// Named scalar figures of one step or one validation.
+pub type Scalars = BTreeMap<String, f64>;
+
+/// Options every model's training shares.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoopOptions {
+    /// Optimiser steps in all (a resumed run continues up to this).
+    pub steps: usize,
+    /// Snippet length in 16th-note steps.
+    pub snippet_steps: usize,
+    /// Balanced batches (one snippet per composer each) per step.
+    pub batches_per_step: usize,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Global gradient-norm clip.
+    pub grad_clip: f64,
+    /// Each snippet is transposed by a random number of semitones in +-this (0 = off).
+    pub transpose: u8,
+    /// Share of each composer's pieces held out for validation (the LSTM-VAE's split when the
+    /// seed and share are the same).
+    pub valid_fraction: f64,
+    /// Validation snippets per composer.
+    pub valid_per_composer: usize,
+    /// Validate every this many steps.
+    pub eval_every: usize,
+    /// Checkpoint every this many steps.
+    pub checkpoint_every: usize,
+    /// Stop (with a checkpoint) after this many seconds of training, if set.
+    pub max_seconds: Option<f64>,
+}
+
+impl LoopOptions {
+    /// Defaults for `steps` steps on `snippet_steps`-long snippets.
+    pub fn new(steps: usize, snippet_steps: usize) -> Self {
+        LoopOptions {
+            steps,
+            snippet_steps,
+            batches_per_step: 1,
+            seed: 1,
+            learning_rate: 3e-4,
+            grad_clip: 5.0,
+            transpose: 0,
+            valid_fraction: 0.1,
+            valid_per_composer: 8,
+            eval_every: 250,
+            checkpoint_every: 250,
+            max_seconds: None,
+        }
+    }
+}
+
+/// One model's part of training.
+pub trait Task {
+    /// Model kind as written in the manifest ("classifier", ...).
+    fn kind(&self) -> &'static str;
+    /// The model's variables (everything saved in the model file).
+    fn varmap(&self) -> &VarMap;
+    /// The optimisers (their state is checkpointed).
+    fn optimizers(&mut self) -> Vec<&mut Adam>;
+    /// The model's sizes, for the manifest.
+    fn config(&self) -> serde_json::Value;
+    /// One optimiser step on a batch `x` `[B, T, 128]` with composer `labels` `[B]`.
+    fn train_step(
+        &mut self,
+        x: &Tensor,
+        labels: &Tensor,
+        step: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Scalars>;
+    /// Figures on held-out snippets `x` with `labels` (chunks of at most 20), summed by the
+    /// caller: return per-chunk sums and a count under the key "n" to average by.
+    fn validate_chunk(&mut self, x: &Tensor, labels: &[usize]) -> Result<Scalars>;
+    /// Per-composer latent statistics (latent-variable models), from training snippets.
+    fn latents(
+        &mut self,
+        _snippets: &[(Tensor, Vec<usize>)],
+        _composers: usize,
+    ) -> Result<Vec<LatentStats>> {
+        Ok(Vec::new())
+    }
+}
+
+/// One line of the metrics log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoopMetrics {
+    /// Steps done.
+    pub step: usize,
+    /// Training figures of this step.
+    pub train: Scalars,
+    /// Validation figures, on steps that validated.
+    pub valid: Option<Scalars>,
+    /// Wall-clock seconds of training so far.
+    pub seconds: f64,
+}
+
+/// What the loop reports while it runs.
+#[derive(Debug, Clone)]
+pub enum LoopEvent {
+    /// Training began (or resumed) at `step` of `total`.
+    Started {
+        step: usize,
+        total: usize,
+        parameters: usize,
+    },
+    /// One step's figures.
+    Metrics(LoopMetrics),
+    /// A checkpoint was written.
+    Checkpoint { step: usize, path: PathBuf },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct LoopOutcome {
+    /// Steps done.
+    pub steps: usize,
+    /// The model file.
+    pub model_path: PathBuf,
+    /// Whether it stopped before `steps` (Ctrl-C, stop button, time limit).
+    pub stopped_early: bool,
+    /// The last validation figures.
+    pub validation: Option<Scalars>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct LoopState {
+    kind: String,
+    config: serde_json::Value,
+    options: LoopOptions,
+    step: usize,
+    seconds: f64,
+    corpus_hash: String,
+}
+
+/// The model file a training folder holds for `kind`.
+pub fn model_file(out: &Path, kind: &str) -> PathBuf {
+    out.join(format!("{kind}.safetensors"))
+}
+
+fn state_file(out: &Path) -> PathBuf {
+    out.join("train-state.safetensors")
+}
+
+/// Transposes each item of a batch by a random number of semitones in `+-max` (notes pushed
+/// off the keyboard are dropped).
+pub fn transpose_batch(batch: &mut Batch, max: u8, rng: &mut impl Rng) {
+    if max == 0 {
+        return;
+    }
+    let block = batch.steps * PITCHES;
+    let max = max as i32;
+    for item in batch.data.chunks_mut(block) {
+        let shift = rng.random_range(-max..=max);
+        if shift == 0 {
+            continue;
+        }
+        for row in item.chunks_mut(PITCHES) {
+            if shift > 0 {
+                let s = shift as usize;
+                row.copy_within(0..PITCHES - s, s);
+                row[..s].fill(0.0);
+            } else {
+                let s = (-shift) as usize;
+                row.copy_within(s.., 0);
+                row[PITCHES - s..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Per-chunk validation sums averaged by their "n".
+fn average(sums: Scalars) -> Scalars {
+    let n = sums.get("n").copied().unwrap_or(1.0).max(1.0);
+    sums.into_iter()
+        .filter(|(k, _)| k != "n")
+        .map(|(k, v)| (k, v / n))
+        .collect()
+}
+
+struct Runner<'a> {
+    corpus: &'a Corpus,
+    opts: &'a LoopOptions,
+    device: Device,
+    train_pieces: Vec<usize>,
+    valid: Vec<(SnippetRef, usize)>,
+}
+
+impl Runner<'_> {
+    fn corpus_info(&self) -> CorpusInfo {
+        CorpusInfo {
+            name: self
+                .corpus
+                .root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            content_hash: self.corpus.content_hash(),
+            pieces: self.corpus.pieces.len(),
+            valid_pieces: self.corpus.pieces.len() - self.train_pieces.len(),
+        }
+    }
+
+    fn chunks(&self, snippets: &[(SnippetRef, usize)]) -> Result<Vec<(Tensor, Vec<usize>)>> {
+        snippets
+            .chunks(20)
+            .map(|chunk| {
+                let refs: Vec<SnippetRef> = chunk.iter().map(|(s, _)| *s).collect();
+                let x = crate::train::snippet_tensor(
+                    self.corpus,
+                    &refs,
+                    self.opts.snippet_steps,
+                    &self.device,
+                )?;
+                Ok((x, chunk.iter().map(|(_, c)| *c).collect()))
+            })
+            .collect()
+    }
+
+    fn validate(&self, task: &mut dyn Task) -> Result<Scalars> {
+        let mut sums = Scalars::new();
+        for (x, labels) in self.chunks(&self.valid)? {
+            for (k, v) in task.validate_chunk(&x, &labels)? {
+                *sums.entry(k).or_default() += v;
+            }
+        }
+        Ok(average(sums))
+    }
+
+    fn checkpoint(
+        &self,
+        task: &mut dyn Task,
+        training: &serde_json::Value,
+        out: &Path,
+        step: usize,
+        seconds: f64,
+        last: Option<&Scalars>,
+    ) -> Result<PathBuf> {
+        let snippets =
+            evaluation_snippets(self.corpus, &self.train_pieces, self.opts.snippet_steps, 8);
+        let chunks = self.chunks(&snippets)?;
+        let mut manifest = ModelManifest::new(task.kind(), task.config(), self.corpus_info());
+        manifest.composers = self.corpus.composers.clone();
+        manifest.latents = task.latents(&chunks, self.corpus.composers.len())?;
+        manifest.steps = step;
+        manifest.seconds = seconds;
+        manifest.training = training.clone();
+        manifest.metrics = serde_json::to_value(last).unwrap_or_default();
+        let path = model_file(out, task.kind());
+        saved::save(&path, &trained::named_tensors(task.varmap()), &manifest)?;
+        let state: Vec<(String, Tensor)> =
+            task.optimizers().iter().flat_map(|a| a.state()).collect();
+        weights::save(&state_file(out), &state, candle_core::DType::F32)?;
+        let info = LoopState {
+            kind: task.kind().into(),
+            config: task.config(),
+            options: self.opts.clone(),
+            step,
+            seconds,
+            corpus_hash: self.corpus.content_hash(),
+        };
+        weights::write_manifest(&weights::manifest_path(&state_file(out)), &info)?;
+        Ok(path)
+    }
+
+    fn restore(&self, task: &mut dyn Task, out: &Path) -> Result<(usize, f64)> {
+        let info: LoopState = weights::read_manifest(&weights::manifest_path(&state_file(out)))?;
+        if info.kind != task.kind() || info.config != task.config() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: the checkpoint is of a {} model {}, not {} {}",
+                out.display(),
+                info.kind,
+                info.config,
+                task.kind(),
+                task.config()
+            )));
+        }
+        if info.corpus_hash != self.corpus.content_hash() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: the checkpoint was trained on another corpus (content hash differs)",
+                out.display()
+            )));
+        }
+        let path = model_file(out, task.kind());
+        let expected: Vec<weights::Expected> = trained::named_tensors(task.varmap())
+            .into_iter()
+            .map(|(name, t)| weights::Expected {
+                name,
+                dims: t.dims().to_vec(),
+            })
+            .collect();
+        let tensors = weights::load(&path, &expected, &self.device)?;
+        {
+            let data = task.varmap().data().lock().expect("varmap lock poisoned");
+            for (name, var) in data.iter() {
+                if let Some(t) = tensors.get(name) {
+                    var.set(t).map_err(candle)?;
+                }
+            }
+        }
+        let mut opt_expected = Vec::new();
+        for adam in task.optimizers() {
+            opt_expected.extend(adam.expected_state());
+        }
+        let state = weights::load(&state_file(out), &opt_expected, &self.device)?;
+        for adam in task.optimizers() {
+            adam.restore(&state, info.step)?;
+        }
+        Ok((info.step, info.seconds))
+    }
+}
+
+/// Keeps only the lines of the metrics log up to `step` (after a resume).
+fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<LoopMetrics>(l)
+                .map(|m| m.step <= step)
+                .unwrap_or(false)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fsutil::write_atomic(path, kept.as_bytes())
+}
+
+/// Trains `task` on `corpus` into `out`. With `resume`, continues from the checkpoint in
+/// `out` (same kind, sizes and corpus). `training` is recorded in the manifest as the options.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    corpus: &Corpus,
+    task: &mut dyn Task,
+    opts: &LoopOptions,
+    training: &serde_json::Value,
+    out: &Path,
+    device: &Device,
+    resume: bool,
+    control: &Control,
+    on_event: &mut dyn FnMut(LoopEvent),
+) -> Result<LoopOutcome> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, "creating", e))?;
+    let split = corpus.split(opts.valid_fraction, opts.seed);
+    if split.train.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no training pieces in the corpus".into(),
+        ));
+    }
+    let runner = Runner {
+        corpus,
+        opts,
+        device: device.clone(),
+        valid: evaluation_snippets(
+            corpus,
+            &split.valid,
+            opts.snippet_steps,
+            opts.valid_per_composer,
+        ),
+        train_pieces: split.train,
+    };
+    let (mut step, seconds_before) = if resume && state_file(out).exists() {
+        runner.restore(task, out)?
+    } else {
+        (0, 0.0)
+    };
+    let metrics_file = out.join("metrics.jsonl");
+    if step > 0 {
+        truncate_metrics(&metrics_file, step)?;
+    } else if metrics_file.exists() {
+        std::fs::remove_file(&metrics_file).map_err(|e| Error::io(&metrics_file, "removing", e))?;
+    }
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_file)
+        .map_err(|e| Error::io(&metrics_file, "opening", e))?;
+    let mut sampler =
+        BalancedSampler::new(corpus, &runner.train_pieces, opts.snippet_steps, opts.seed)?;
+    let per_step = opts.batches_per_step.max(1);
+    sampler.skip(step * per_step);
+    on_event(LoopEvent::Started {
+        step,
+        total: opts.steps,
+        parameters: trained::named_tensors(task.varmap())
+            .iter()
+            .map(|(_, t)| t.elem_count())
+            .sum(),
+    });
+    let started = Instant::now();
+    let elapsed = |started: &Instant| seconds_before + started.elapsed().as_secs_f64();
+    let mut last_valid = None;
+    let mut last_checkpoint = step;
+    let mut stopped_early = false;
+    let mut path = model_file(out, task.kind());
+    while step < opts.steps {
+        while control.pause.load(Ordering::Relaxed) && !control.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if control.stop.load(Ordering::Relaxed)
+            || opts.max_seconds.is_some_and(|l| elapsed(&started) >= l)
+        {
+            stopped_early = true;
+            break;
+        }
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(opts.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step as u64);
+        let mut data = Vec::new();
+        let mut labels = Vec::new();
+        for _ in 0..per_step {
+            let mut batch = sampler.next_batch();
+            transpose_batch(&mut batch, opts.transpose, &mut rng);
+            data.extend_from_slice(&batch.data);
+            labels.extend(batch.composers.iter().map(|&c| c as u32));
+        }
+        let x = Tensor::from_vec(data, (labels.len(), opts.snippet_steps, PITCHES), device)
+            .map_err(candle)?;
+        let labels = Tensor::new(labels.as_slice(), device).map_err(candle)?;
+        let train = task.train_step(&x, &labels, step, &mut rng)?;
+        if train.values().any(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "training diverged at step {}: {train:?}",
+                step + 1
+            )));
+        }
+        step += 1;
+        let valid = if step % opts.eval_every.max(1) == 0 || step == opts.steps {
+            let v = runner.validate(task)?;
+            last_valid = Some(v.clone());
+            Some(v)
+        } else {
+            None
+        };
+        let m = LoopMetrics {
+            step,
+            train,
+            valid,
+            seconds: elapsed(&started),
+        };
+        writeln!(log, "{}", serde_json::to_string(&m).unwrap_or_default())
+            .and_then(|_| log.flush())
+            .map_err(|e| Error::io(&metrics_file, "writing", e))?;
+        on_event(LoopEvent::Metrics(m));
+        if step % opts.checkpoint_every.max(1) == 0 {
+            path = runner.checkpoint(
+                task,
+                training,
+                out,
+                step,
+                elapsed(&started),
+                last_valid.as_ref(),
+            )?;
+            last_checkpoint = step;
+            on_event(LoopEvent::Checkpoint {
+                step,
+                path: path.clone(),
+            });
+        }
+    }
+    if last_checkpoint != step || !path.exists() {
+        if last_valid.is_none() {
+            last_valid = Some(runner.validate(task)?);
+        }
+        path = runner.checkpoint(
+            task,
+            training,
+            out,
+            step,
+            elapsed(&started),
+            last_valid.as_ref(),
+        )?;
+        on_event(LoopEvent::Checkpoint {
+            step,
+            path: path.clone(),
+        });
+    }
+    Ok(LoopOutcome {
+        steps: step,
+        model_path: path,
+        stopped_early,
+        validation: last_valid,
+    })
+}
+
+/// Draws every trainable weight from a generator seeded by `seed` (candle's initialisers use
+/// an unseeded one): matrices and convolution kernels uniform in +-1/sqrt(fan-in), positional
+/// embeddings normal(0, 0.02), biases zero; normalisation weights and statistics keep their
+/// initial ones and zeros.
+pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
+    let data = varmap.data().lock().expect("varmap lock poisoned");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7EA5_0000);
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims();
+        let leaf = name.rsplit('.').next().unwrap_or(name);
+        let is_norm = name
+            .split('.')
+            .any(|p| p.starts_with("norm") || p.starts_with("bn"));
+        if is_norm || leaf.starts_with("running") {
+            continue;
+        }
+        let n = var.elem_count();
+        let values: Vec<f32> = if leaf == "bias" {
+            vec![0.0; n]
+        } else if name.contains("positions") {
+            crate::models::standard_normal(&mut rng, n)
+                .into_iter()
+                .map(|v| v * 0.02)
+                .collect()
+        } else {
+            let fan_in = match dims {
+                [_, i] => *i,
+                [_, i, k1, k2] => i * k1 * k2,
+                _ => dims.last().copied().unwrap_or(1),
+            };
+            let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+            (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+        };
+        let t = Tensor::from_vec(values, var.shape(), var.device()).map_err(candle)?;
+        var.set(&t).map_err(candle)?;
+    }
+    Ok(())
+}
