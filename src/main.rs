@@ -90,8 +90,30 @@ enum Cmd {
         #[command(subcommand)]
         command: CorpusCmd,
     },
-    /// Generate music with the LSTM-VAE: continue, transfer, transition or blend.
+    /// Generate music: LSTM-VAE or Transformer VAE (continue, transfer, transition, blend),
+    /// classifier gradient ascent, or DCGAN samples.
     Generate(Box<GenerateArgs>),
+    /// Rank the composers of a MIDI file with the composer classifier, whole and per window.
+    Classify {
+        /// The MIDI file to judge.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The classifier file (default: the shipped one).
+        #[arg(long, value_name = "FILE.safetensors")]
+        model: Option<PathBuf>,
+        /// Window length in steps (default: the classifier's training snippet length).
+        #[arg(long, value_name = "N")]
+        window: Option<usize>,
+        /// Steps between window starts (default: half a window).
+        #[arg(long, value_name = "N")]
+        hop: Option<usize>,
+        /// Composers listed per window.
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        top: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Copy a model file, checked, optionally stored as f16 (how the shipped weights are made).
     ConvertModel {
         /// The model file (.safetensors, with its .json beside it).
@@ -140,9 +162,10 @@ enum CorpusCmd {
 
 #[derive(Args)]
 struct GenerateArgs {
-    /// The MIDI file whose start primes the decoder.
+    /// The MIDI file whose start primes the decoder (LSTM-VAE and Transformer VAE; the
+    /// starting roll of classifier-ascent).
     #[arg(long, value_name = "FILE")]
-    prime: PathBuf,
+    prime: Option<PathBuf>,
     /// Style A: a composer of the model, or a MIDI file (default: the primer itself).
     #[arg(long, value_name = "A")]
     from: Option<String>,
@@ -176,9 +199,13 @@ struct GenerateArgs {
     /// Seed: the same seed gives the same music.
     #[arg(long, default_value_t = 1, value_name = "S")]
     seed: u64,
-    /// The model file (default: the shipped studio weights).
-    #[arg(long, value_name = "FILE.safetensors")]
-    model: Option<PathBuf>,
+    /// lstm-vae (default), transformer-vae, classifier-ascent (to the composer --to) or dcgan
+    /// (the shipped weights of each), or a model file of any of them.
+    #[arg(long, value_name = "MODEL")]
+    model: Option<String>,
+    /// Gradient steps of classifier-ascent.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    iterations: usize,
     /// The MIDI file to write.
     #[arg(short, long, value_name = "OUT.mid")]
     output: PathBuf,
@@ -191,6 +218,31 @@ struct GenerateArgs {
 enum EvalCmd {
     /// Reconstruction, latent health and style, and generated-music figures of the LSTM-VAE.
     LstmVae(EvalArgs),
+    /// Accuracy and confusion matrix of the composer classifier on held-out pieces.
+    Classifier(EvalArgs),
+    /// Compare every model on the same held-out snippets: writes report.md + PNG charts.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The corpus the models were trained on (default: ../shared/corpus).
+    #[arg(long, value_name = "DIR")]
+    corpus: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long, default_value = "report", value_name = "DIR")]
+    out: PathBuf,
+    /// Held-out snippets per composer.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    per_composer: usize,
+    /// Composer pairs for transfers, transitions and blends.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pairs: usize,
+    /// Seed of the sampling.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    seed: u64,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 #[derive(Args)]
@@ -527,19 +579,38 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Cmd::Generate(args)) => generate_cmd(*args),
+        Some(Cmd::Classify {
+            file,
+            model,
+            window,
+            hop,
+            top,
+            json,
+        }) => classify_cmd(&file, model.as_deref(), window, hop, top, json),
         Some(Cmd::ConvertModel { input, output, f16 }) => {
             let dtype = if f16 {
                 candle_core::DType::F16
             } else {
                 candle_core::DType::F32
             };
-            segue::models::trained::convert(&input, &output, dtype)?;
+            let (kind, _) = resolve_model(input.to_str())?;
+            if kind == "lstm-vae" {
+                segue::models::trained::convert(&input, &output, dtype)?;
+            } else {
+                segue::models::saved::convert_any(&input, &output, dtype)?;
+            }
             out!("wrote {}", output.display());
             Ok(())
         }
         Some(Cmd::Eval {
             command: EvalCmd::LstmVae(args),
         }) => eval_cmd(args),
+        Some(Cmd::Eval {
+            command: EvalCmd::Classifier(args),
+        }) => eval_classifier(args),
+        Some(Cmd::Eval {
+            command: EvalCmd::Report(args),
+        }) => eval_report(args),
         Some(Cmd::Train {
             command: TrainCmd::Classifier(args),
         }) => train_classifier(*args),
@@ -1133,6 +1204,137 @@ fn train_gan(args: LoopArgs) -> Result<()> {
     )
 }
 
+fn load_classifier(path: Option<&Path>) -> Result<segue::classify::Classifier> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => segue::classify::default_path().context(
+            "no classifier given and none shipped (looked for weights/classifier.safetensors; set SEGUE_WEIGHTS or pass --model)",
+        )?,
+    };
+    Ok(segue::classify::load(&path, &candle_core::Device::Cpu)?)
+}
+
+fn classify_cmd(
+    file: &Path,
+    model: Option<&Path>,
+    window: Option<usize>,
+    hop: Option<usize>,
+    top: usize,
+    json: bool,
+) -> Result<()> {
+    let clf = load_classifier(model)?;
+    let roll = Roll::read_midi(file, &QuantizeOptions::default())?;
+    let window = window.unwrap_or_else(|| segue::classify::window_steps(&clf));
+    let verdict = segue::classify::classify_roll(&clf, &roll, window, hop.unwrap_or(window / 2))?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&verdict)?);
+        return Ok(());
+    }
+    out!(
+        "{} ({} steps), windows of {window} steps:",
+        file.display(),
+        roll.steps()
+    );
+    for (rank, &c) in verdict.ranked().iter().enumerate() {
+        out!(
+            "{:>3}. {:<14} {:>6.1} %",
+            rank + 1,
+            verdict.composers[c],
+            100.0 * verdict.overall[c]
+        );
+    }
+    out!("per window (bar = step / 16 + 1):");
+    for (start, p) in &verdict.windows {
+        let mut order: Vec<usize> = (0..p.len()).collect();
+        order.sort_by(|&x, &y| p[y].total_cmp(&p[x]));
+        let best: Vec<String> = order
+            .iter()
+            .take(top)
+            .map(|&c| format!("{} {:.0}%", verdict.composers[c], 100.0 * p[c]))
+            .collect();
+        out!("  bar {:>4}: {}", start / 16 + 1, best.join(", "));
+    }
+    Ok(())
+}
+
+fn eval_classifier(a: EvalArgs) -> Result<()> {
+    let clf = load_classifier(a.model.as_deref())?;
+    let dir = a.corpus.clone().unwrap_or_else(|| shared_dir("corpus"));
+    let corpus = load_corpus(&dir, &a.cache, QuantizeOptions::default())?;
+    let bar = progress_bar(1, "classifying");
+    let report = segue::classify::evaluate(&clf, &corpus, a.per_composer, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    if a.json {
+        out!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    out!(
+        "{} snippets of {} held-out pieces ({} steps each)",
+        report.snippets,
+        report.pieces,
+        segue::classify::window_steps(&clf)
+    );
+    out!(
+        "accuracy {:.3}, top-3 {:.3}, whole pieces {:.3} (chance {:.3})",
+        report.accuracy,
+        report.top3,
+        report.piece_accuracy,
+        1.0 / report.composers.len().max(1) as f64
+    );
+    out!("confusion (rows: true composer, columns: predicted, in label order):");
+    for (name, row) in report.composers.iter().zip(&report.confusion) {
+        let cells: Vec<String> = row.iter().map(|n| format!("{n:>3}")).collect();
+        out!("{:<14}{}", name, cells.join(""));
+    }
+    Ok(())
+}
+
+fn eval_report(a: ReportArgs) -> Result<()> {
+    let device = candle_core::Device::Cpu;
+    let optional = |path: Option<PathBuf>, what: &str| {
+        if path.is_none() {
+            eprintln!("segue: no shipped {what}; the report leaves it out");
+        }
+        path
+    };
+    let models = segue::report::Models {
+        lstm: load_model(None)?,
+        tvae: optional(segue::tvae::default_path(), "Transformer VAE")
+            .map(|p| segue::tvae::load(&p, &device))
+            .transpose()?,
+        classifier: optional(segue::classify::default_path(), "classifier")
+            .map(|p| segue::classify::load(&p, &device))
+            .transpose()?,
+        gan: optional(segue::gan::default_path(), "DCGAN")
+            .map(|p| segue::gan::load(&p, &device))
+            .transpose()?,
+    };
+    let dir = a.corpus.clone().unwrap_or_else(|| shared_dir("corpus"));
+    let corpus = load_corpus(&dir, &a.cache, QuantizeOptions::default())?;
+    let opts = segue::report::ReportOptions {
+        per_composer: a.per_composer,
+        pairs: a.pairs,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let bar = progress_bar(1000, "evaluating");
+    let report = segue::report::evaluate_all(&models, &corpus, &opts, &mut |f, what| {
+        bar.set_position((f * 1000.0) as u64);
+        bar.set_message(what.to_string());
+    })?;
+    bar.finish_and_clear();
+    let command = format!(
+        "segue eval report --per-composer {} --pairs {} --seed {}",
+        a.per_composer, a.pairs, a.seed
+    );
+    segue::report::write_report(&report, &a.out, &command)?;
+    out!("wrote {}", a.out.join("report.md").display());
+    Ok(())
+}
+
 fn load_model(path: Option<&Path>) -> Result<TrainedModel> {
     let path = match path {
         Some(p) => p.to_path_buf(),
@@ -1140,6 +1342,26 @@ fn load_model(path: Option<&Path>) -> Result<TrainedModel> {
             .context("no model given and no shipped weights found (looked for weights/lstm-vae-studio.safetensors; set SEGUE_WEIGHTS or pass --model)")?,
     };
     Ok(TrainedModel::load(&path, &candle_core::Device::Cpu)?)
+}
+
+/// The LSTM-VAE's codes A and B for `segue generate`.
+fn lstm_codes(
+    model: &TrainedModel,
+    primer: &Roll,
+    a: &GenerateArgs,
+    mode: generate::Mode,
+    quantize: QuantizeOptions,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let code_a = match &a.from {
+        Some(s) => style_code(model, s, quantize)?,
+        None => generate::song_code(model, primer, model.training_snippet_steps())?,
+    };
+    let code_b = match (&a.to, mode) {
+        (Some(s), _) => style_code(model, s, quantize)?,
+        (None, generate::Mode::Continue) => code_a.clone(),
+        (None, _) => bail!("--mode {} needs --to (a composer or a MIDI file)", a.mode),
+    };
+    Ok((code_a, code_b))
 }
 
 /// A style given on the command line: a composer of the model or a MIDI file.
@@ -1162,26 +1384,61 @@ fn style_code(model: &TrainedModel, style: &str, quantize: QuantizeOptions) -> R
     )
 }
 
+/// Which model `segue generate --model X` means: a kind name (its shipped weights) or a file.
+fn resolve_model(given: Option<&str>) -> Result<(String, PathBuf)> {
+    let shipped = |kind: &str, path: Option<PathBuf>, file: &str| -> Result<(String, PathBuf)> {
+        let path = path.with_context(|| {
+            format!("no shipped {kind} weights (looked for weights/{file}; set SEGUE_WEIGHTS or pass a file)")
+        })?;
+        Ok((kind.to_string(), path))
+    };
+    match given {
+        None | Some("lstm-vae") => shipped(
+            "lstm-vae",
+            segue::models::trained::default_model_path(),
+            segue::models::trained::DEFAULT_MODEL_FILE,
+        ),
+        Some("transformer-vae") => shipped(
+            "transformer-vae",
+            segue::tvae::default_path(),
+            segue::tvae::DEFAULT_FILE,
+        ),
+        Some("classifier-ascent" | "classifier") => shipped(
+            "classifier",
+            segue::classify::default_path(),
+            segue::classify::DEFAULT_FILE,
+        ),
+        Some("dcgan") => shipped(
+            "dcgan",
+            segue::gan::default_path(),
+            segue::gan::DEFAULT_FILE,
+        ),
+        Some(file) => {
+            let path = PathBuf::from(file);
+            let manifest: serde_json::Value = segue::models::weights::read_manifest(
+                &segue::models::weights::manifest_path(&path),
+            )?;
+            let kind = manifest["model"].as_str().unwrap_or_default().to_string();
+            Ok((kind, path))
+        }
+    }
+}
+
 fn generate_cmd(a: GenerateArgs) -> Result<()> {
-    let model = load_model(a.model.as_deref())?;
+    let (kind, path) = resolve_model(a.model.as_deref())?;
     let quantize = QuantizeOptions::default();
-    let primer = Roll::read_midi(&a.prime, &quantize)?;
-    let mode: generate::Mode = a.mode.parse()?;
-    let code_a = match &a.from {
-        Some(s) => style_code(&model, s, quantize)?,
-        None => generate::song_code(&model, &primer, model.training_snippet_steps())?,
-    };
-    let code_b = match (&a.to, mode) {
-        (Some(s), _) => style_code(&model, s, quantize)?,
-        (None, generate::Mode::Continue) => code_a.clone(),
-        (None, _) => bail!("--mode {} needs --to (a composer or a MIDI file)", a.mode),
-    };
+    let primer = a
+        .prime
+        .as_deref()
+        .map(|p| Roll::read_midi(p, &quantize))
+        .transpose()?;
     if !(0.0..=1.0).contains(&a.alpha) {
         bail!("--alpha must be between 0 and 1");
     }
     if a.steps == 0 || a.steps > 100_000 {
         bail!("--steps must be 1..=100000");
     }
+    let mode: generate::Mode = a.mode.parse()?;
     let opts = generate::GenerateOptions {
         mode,
         steps: a.steps,
@@ -1197,18 +1454,120 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         },
         seed: a.seed,
     };
+    let need_primer = || {
+        primer
+            .as_ref()
+            .context("--prime FILE is needed with this model")
+    };
     let bar = progress_bar(1000, "generating");
     let cancel = std::sync::atomic::AtomicBool::new(false);
-    let result = generate::generate(
-        &model.model,
-        &primer,
-        &code_a,
-        &code_b,
-        &opts,
-        &mut |f| bar.set_position((f * 1000.0) as u64),
-        &cancel,
-    )?;
+    let mut progress = |f: f32| bar.set_position((f * 1000.0) as u64);
+    let device = candle_core::Device::Cpu;
+    let (roll, primer_steps) = match kind.as_str() {
+        "lstm-vae" => {
+            let model = TrainedModel::load(&path, &device)?;
+            let primer = need_primer()?;
+            let (code_a, code_b) = lstm_codes(&model, primer, &a, mode, quantize)?;
+            let g = generate::generate(
+                &model.model,
+                primer,
+                &code_a,
+                &code_b,
+                &opts,
+                &mut progress,
+                &cancel,
+            )?;
+            (g.roll, g.primer_steps)
+        }
+        "transformer-vae" => {
+            let model = segue::tvae::load(&path, &device)?;
+            let primer = need_primer()?;
+            let code = |style: &str| -> Result<Vec<f32>> {
+                if let Some(c) = model.composer_index(style) {
+                    return Ok(segue::tvae::composer_code(&model, c)?);
+                }
+                let p = Path::new(style);
+                if p.is_file() {
+                    return Ok(segue::tvae::song_code(
+                        &model,
+                        &Roll::read_midi(p, &quantize)?,
+                    )?);
+                }
+                bail!(
+                    "`{style}` is neither a composer of this model ({}) nor a MIDI file",
+                    model.manifest.composers.join(", ")
+                )
+            };
+            let code_a = match &a.from {
+                Some(s) => code(s)?,
+                None => segue::tvae::song_code(&model, primer)?,
+            };
+            let code_b = match (&a.to, mode) {
+                (Some(s), _) => code(s)?,
+                (None, generate::Mode::Continue) => code_a.clone(),
+                (None, _) => bail!("--mode {} needs --to (a composer or a MIDI file)", a.mode),
+            };
+            let g = segue::tvae::generate(
+                &model,
+                primer,
+                &code_a,
+                &code_b,
+                &opts,
+                &mut progress,
+                &cancel,
+            )?;
+            (g.roll, g.primer_steps)
+        }
+        "classifier" => {
+            let clf = segue::classify::load(&path, &device)?;
+            let target =
+                a.to.as_deref()
+                    .context("classifier-ascent needs --to COMPOSER (the style to ascend to)")?;
+            let target = clf.composer_index(target).with_context(|| {
+                format!(
+                    "`{target}` is not a composer of the classifier ({})",
+                    clf.manifest.composers.join(", ")
+                )
+            })?;
+            let ascent_opts = segue::ascent::AscentOptions {
+                steps: a.steps,
+                iterations: a.iterations,
+                notes_per_step: a.max_notes.min(3),
+                seed: a.seed,
+                ..segue::ascent::AscentOptions::default()
+            };
+            let r = segue::ascent::ascend(
+                &clf,
+                target,
+                primer.as_ref(),
+                &ascent_opts,
+                &mut progress,
+                &cancel,
+            )?;
+            bar.println(format!(
+                "{}: probability {:.3} at the start, {:.3} after the ascent, {:.3} thresholded",
+                clf.manifest.composers[target],
+                r.start_probabilities[target],
+                r.ascended_probability,
+                r.thresholded_probability
+            ));
+            (r.roll, 0)
+        }
+        "dcgan" => {
+            let gan = segue::gan::load(&path, &device)?;
+            let count = a.steps.div_ceil(128);
+            let mut roll = Roll::new(0);
+            for snippet in
+                segue::gan::sample(&gan.model, count, a.temperature, a.max_notes, a.seed)?
+            {
+                roll.append(&snippet);
+            }
+            (roll.slice(0, a.steps), 0)
+        }
+        other => bail!("{}: `{other}` models cannot generate", path.display()),
+    };
     bar.finish_and_clear();
+    let result = generate::Generated { roll, primer_steps };
     result.roll.write_midi(&a.output)?;
     out!(
         "wrote {} ({} primer + {} generated steps)",

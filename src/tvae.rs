@@ -55,9 +55,11 @@ impl Default for TvaeOptions {
         train.learning_rate = 3e-4;
         TvaeOptions {
             config: Config::paper(),
+            // Shorter than the LSTM-VAE's: this model takes ~1 s a step on two cores, so its
+            // runs are a few hundred to a few thousand steps.
             beta: BetaSchedule {
-                delay: 500,
-                ramp: 2000,
+                delay: 100,
+                ramp: 400,
                 end: 0.1,
             },
             free_bits: 0.1,

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use egui::{Color32, RichText, Ui};
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
 
+use crate::classify::{Classifier, Verdict};
+use crate::gan::TrainedGan;
 use crate::generate::{self, GenerateOptions, Generated, Interpolation, Mode};
 use crate::models::trained::{self, TrainedModel};
 use crate::render::{RenderOptions, render_roll, write_wav};
@@ -22,12 +24,84 @@ use crate::studio::audio::{Command, PlayScore, Player};
 use crate::studio::piano_roll::{RollView, Tool, origin_color, piano_roll};
 use crate::studio::score::{History, Origin, Score};
 use crate::studio::workers::{
-    GenerationEvent, GenerationRequest, Generator, TrainingJob, TrainingReport,
+    Engine, GenerationEvent, GenerationRequest, Generator, StyleMeter, TrainingJob, TrainingReport,
 };
 use crate::train::{Metrics, TrainEvent, TrainOptions, Validation};
+use crate::tvae::TrainedTvae;
 
 /// Seconds the slider must rest before it regenerates.
 const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Which model the Generate button uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum EngineKind {
+    /// The LSTM-VAE (continue, transfer, transition, blend).
+    #[default]
+    LstmVae,
+    /// The Transformer VAE (same modes, whole snippets at once).
+    TransformerVae,
+    /// Gradient ascent on the roll towards composer B with the classifier.
+    ClassifierAscent,
+    /// DCGAN samples.
+    Dcgan,
+}
+
+impl EngineKind {
+    /// Name shown in the picker.
+    pub fn label(self) -> &'static str {
+        match self {
+            EngineKind::LstmVae => "LSTM-VAE",
+            EngineKind::TransformerVae => "Transformer VAE",
+            EngineKind::ClassifierAscent => "Classifier ascent (to B)",
+            EngineKind::Dcgan => "DCGAN",
+        }
+    }
+}
+
+/// The paper's other models, loaded from the shipped weights when present.
+#[derive(Default, Clone)]
+pub struct OtherModels {
+    /// Transformer VAE.
+    pub tvae: Option<Arc<TrainedTvae>>,
+    /// Composer classifier (also the style meter).
+    pub classifier: Option<Arc<Classifier>>,
+    /// DCGAN.
+    pub gan: Option<Arc<TrainedGan>>,
+}
+
+impl OtherModels {
+    /// Loads whatever of them is shipped (a damaged file is reported, not fatal).
+    pub fn load_shipped() -> (Self, Vec<String>) {
+        fn load<T>(
+            path: Option<PathBuf>,
+            load: fn(&Path, &candle_core::Device) -> crate::Result<T>,
+            problems: &mut Vec<String>,
+        ) -> Option<Arc<T>> {
+            match load(&path?, &candle_core::Device::Cpu) {
+                Ok(m) => Some(Arc::new(m)),
+                Err(e) => {
+                    problems.push(e.to_string());
+                    None
+                }
+            }
+        }
+        let mut problems = Vec::new();
+        let others = OtherModels {
+            tvae: load(
+                crate::tvae::default_path(),
+                crate::tvae::load,
+                &mut problems,
+            ),
+            classifier: load(
+                crate::classify::default_path(),
+                crate::classify::load,
+                &mut problems,
+            ),
+            gan: load(crate::gan::default_path(), crate::gan::load, &mut problems),
+        };
+        (others, problems)
+    }
+}
 
 /// Settings and the piece, saved between sessions.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -64,6 +138,9 @@ pub struct Session {
     pub train_preset: String,
     /// Training: steps.
     pub train_steps: usize,
+    /// The generating model.
+    #[serde(default)]
+    pub engine: EngineKind,
 }
 
 impl Default for Session {
@@ -85,6 +162,7 @@ impl Default for Session {
             train_dir: None,
             train_preset: "studio".into(),
             train_steps: 2000,
+            engine: EngineKind::LstmVae,
         }
     }
 }
@@ -122,6 +200,10 @@ pub struct Studio {
     dialogs: Vec<Receiver<DialogResult>>,
     training: TrainingView,
     show_training: bool,
+    others: OtherModels,
+    style: Option<StyleMeter>,
+    style_id: u64,
+    verdict: Option<Verdict>,
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -158,6 +240,11 @@ impl Studio {
         } else {
             (None, Some("Playback off.".into()))
         };
+        let (others, problems) = OtherModels::load_shipped();
+        let style = others
+            .classifier
+            .clone()
+            .map(|c| StyleMeter::start(c, wake.clone()));
         let mut studio = Studio {
             session: session.unwrap_or_default(),
             history: History::default(),
@@ -177,8 +264,15 @@ impl Studio {
             dialogs: Vec::new(),
             training: TrainingView::default(),
             show_training: false,
+            others,
+            style,
+            style_id: 0,
+            verdict: None,
             wake,
         };
+        if !problems.is_empty() {
+            studio.say(problems.join("; "), true);
+        }
         studio.load_model(studio.session.model_path.clone());
         if let Some(path) = studio.session.primer_path.clone()
             && let Ok(roll) = Roll::read_midi(&path, &QuantizeOptions::default())
@@ -293,25 +387,73 @@ impl Studio {
             .unwrap_or_else(|| self.session.score.to_roll())
     }
 
+    /// The model and inputs the Generate button uses now, or why there are none.
+    fn engine(&self) -> Result<Engine, String> {
+        let s = &self.session;
+        let model = self.model.clone().ok_or_else(|| {
+            self.model_error
+                .clone()
+                .unwrap_or_else(|| "No model loaded.".into())
+        })?;
+        // Every model is trained on the same corpus; composers are matched by name.
+        let name = |i: usize| model.manifest.composers.get(i).cloned().unwrap_or_default();
+        let missing = |what: &str| format!("No {what}: its weights are not in weights/.");
+        match s.engine {
+            EngineKind::LstmVae => {
+                let code_a =
+                    generate::composer_code(&model, s.composer_a).map_err(|e| e.to_string())?;
+                let code_b =
+                    generate::composer_code(&model, s.composer_b).map_err(|e| e.to_string())?;
+                Ok(Engine::LstmVae {
+                    model,
+                    code_a,
+                    code_b,
+                })
+            }
+            EngineKind::TransformerVae => {
+                let t = self
+                    .others
+                    .tvae
+                    .clone()
+                    .ok_or_else(|| missing("Transformer VAE"))?;
+                let code = |i: usize| {
+                    t.composer_index(&name(i))
+                        .ok_or_else(|| format!("the Transformer VAE does not know {}", name(i)))
+                        .and_then(|c| crate::tvae::composer_code(&t, c).map_err(|e| e.to_string()))
+                };
+                Ok(Engine::TransformerVae {
+                    code_a: code(s.composer_a)?,
+                    code_b: code(s.composer_b)?,
+                    model: t,
+                })
+            }
+            EngineKind::ClassifierAscent => {
+                let c = self
+                    .others
+                    .classifier
+                    .clone()
+                    .ok_or_else(|| missing("classifier"))?;
+                let target = c.composer_index(&name(s.composer_b)).ok_or_else(|| {
+                    format!("the classifier does not know {}", name(s.composer_b))
+                })?;
+                Ok(Engine::ClassifierAscent {
+                    classifier: c,
+                    target,
+                })
+            }
+            EngineKind::Dcgan => Ok(Engine::Dcgan {
+                model: self.others.gan.clone().ok_or_else(|| missing("DCGAN"))?,
+            }),
+        }
+    }
+
     /// Starts generating with the current controls (older jobs are cancelled).
     pub fn generate(&mut self) {
-        let Some(model) = self.model.clone() else {
-            self.say(
-                self.model_error
-                    .clone()
-                    .unwrap_or_else(|| "No model loaded.".into()),
-                true,
-            );
-            return;
+        let engine = match self.engine() {
+            Ok(e) => e,
+            Err(message) => return self.say(message, true),
         };
         let s = &self.session;
-        let (code_a, code_b) = match (
-            generate::composer_code(&model, s.composer_a),
-            generate::composer_code(&model, s.composer_b),
-        ) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => return self.say(e.to_string(), true),
-        };
         self.job_cancel.store(true, Ordering::Relaxed);
         self.job_cancel = Arc::new(AtomicBool::new(false));
         self.job_id += 1;
@@ -326,16 +468,30 @@ impl Studio {
             seed: s.seed,
             ..GenerateOptions::default()
         };
+        let primer = match s.engine {
+            EngineKind::LstmVae | EngineKind::TransformerVae => self.primer_roll(),
+            // Ascent starts from noise (a primer would be judged, not continued); the GAN
+            // needs nothing.
+            EngineKind::ClassifierAscent | EngineKind::Dcgan => Roll::new(0),
+        };
         self.generator.request(GenerationRequest {
             id: self.job_id,
-            model,
-            primer: self.primer_roll(),
-            code_a,
-            code_b,
+            engine,
+            primer,
             opts,
             variations: s.variations.max(1),
             cancel: self.job_cancel.clone(),
         });
+    }
+
+    /// The style meter's latest verdict on the piece, if a classifier is loaded.
+    pub fn style_verdict(&self) -> Option<&Verdict> {
+        self.verdict.as_ref()
+    }
+
+    /// Picks the generating model.
+    pub fn set_engine(&mut self, engine: EngineKind) {
+        self.session.engine = engine;
     }
 
     /// Cancels the running generation.
@@ -362,6 +518,10 @@ impl Studio {
 
     /// Sends the score to the audio thread (playback goes on from the playhead).
     fn push_score(&mut self) {
+        if let Some(meter) = &self.style {
+            self.style_id += 1;
+            meter.request(self.style_id, self.session.score.to_roll());
+        }
         let score = &self.session.score;
         let play = PlayScore::from_notes(
             score
@@ -415,6 +575,16 @@ impl Studio {
     }
 
     fn poll(&mut self, ctx: &egui::Context) {
+        if let Some(meter) = &self.style {
+            while let Ok((id, verdict)) = meter.events.try_recv() {
+                if id == self.style_id {
+                    match verdict {
+                        Ok(v) => self.verdict = Some(v),
+                        Err(e) => self.message = Some((format!("Style meter: {e}"), true)),
+                    }
+                }
+            }
+        }
         while let Ok(event) = self.generator.events.try_recv() {
             match event {
                 GenerationEvent::Progress { id, fraction } if id == self.job_id => {
@@ -640,6 +810,39 @@ impl Studio {
         });
     }
 
+    /// The live style meter: the classifier's composer probabilities along the piece.
+    fn style_panel(&mut self, ui: &mut Ui) {
+        let Some(v) = &self.verdict else {
+            ui.label("Style meter: listening...");
+            return;
+        };
+        let ranked = v.ranked();
+        let summary: Vec<String> = ranked
+            .iter()
+            .take(3)
+            .map(|&c| format!("{} {:.0}%", v.composers[c], 100.0 * v.overall[c]))
+            .collect();
+        ui.label(format!(
+            "Style meter (composer classifier): {}",
+            summary.join(", ")
+        ));
+        Plot::new("style-meter")
+            .legend(Legend::default())
+            .include_y(0.0)
+            .include_y(1.0)
+            .allow_scroll(false)
+            .show(ui, |plot| {
+                for &c in ranked.iter().take(3) {
+                    let points: PlotPoints = v
+                        .windows
+                        .iter()
+                        .map(|(start, p)| [*start as f64 / 16.0 + 1.0, p[c] as f64])
+                        .collect();
+                    plot.line(Line::new(v.composers[c].clone(), points));
+                }
+            });
+    }
+
     fn generation_panel(&mut self, ui: &mut Ui) {
         ui.heading("Generation");
         let Some(model) = self.model.clone() else {
@@ -671,6 +874,18 @@ impl Studio {
             });
         }
         let s = &mut self.session;
+        egui::ComboBox::from_label("Model")
+            .selected_text(s.engine.label())
+            .show_ui(ui, |ui| {
+                for e in [
+                    EngineKind::LstmVae,
+                    EngineKind::TransformerVae,
+                    EngineKind::ClassifierAscent,
+                    EngineKind::Dcgan,
+                ] {
+                    ui.selectable_value(&mut s.engine, e, e.label());
+                }
+            });
         egui::ComboBox::from_label("Composer A")
             .selected_text(composers.get(s.composer_a).cloned().unwrap_or_default())
             .show_ui(ui, |ui| {
@@ -935,6 +1150,11 @@ impl eframe::App for Studio {
                 });
             });
         });
+        if self.style.is_some() {
+            egui::Panel::bottom("style")
+                .default_size(150.0)
+                .show(ui, |ui| self.style_panel(ui));
+        }
         egui::Panel::left("generate")
             .default_size(260.0)
             .show(ui, |ui| {

@@ -7,24 +7,48 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
+use crate::ascent::{self, AscentOptions};
+use crate::classify::{self, Classifier, Verdict};
 use crate::dataset::{Corpus, LoadOptions};
+use crate::gan::{self, TrainedGan};
 use crate::generate::{self, GenerateOptions, Generated};
 use crate::models::trained::TrainedModel;
 use crate::roll::{QuantizeOptions, Roll};
 use crate::train::{self, Control, TrainEvent, TrainOptions};
+use crate::tvae::{self, TrainedTvae};
+
+/// Which model generates, with what it needs.
+#[derive(Clone)]
+pub enum Engine {
+    /// The LSTM-VAE with the codes of styles A and B.
+    LstmVae {
+        model: Arc<TrainedModel>,
+        code_a: Vec<f32>,
+        code_b: Vec<f32>,
+    },
+    /// The Transformer VAE with the codes of styles A and B.
+    TransformerVae {
+        model: Arc<TrainedTvae>,
+        code_a: Vec<f32>,
+        code_b: Vec<f32>,
+    },
+    /// Gradient ascent on the roll towards composer `target`, from the primer's start.
+    ClassifierAscent {
+        classifier: Arc<Classifier>,
+        target: usize,
+    },
+    /// DCGAN samples (128-step snippets, joined).
+    Dcgan { model: Arc<TrainedGan> },
+}
 
 /// One generation job: `variations` pieces with seeds `opts.seed`, `opts.seed + 1`, ...
 pub struct GenerationRequest {
     /// Increasing id; results of older ids are stale.
     pub id: u64,
-    /// The model.
-    pub model: Arc<TrainedModel>,
+    /// The model and its inputs.
+    pub engine: Engine,
     /// The primer.
     pub primer: Roll,
-    /// Code of style A.
-    pub code_a: Vec<f32>,
-    /// Code of style B.
-    pub code_b: Vec<f32>,
     /// Controls.
     pub opts: GenerateOptions,
     /// How many pieces.
@@ -114,25 +138,18 @@ fn run_generation(
             ..job.opts.clone()
         };
         let mut last = 0.0f32;
-        let result = generate::generate(
-            &job.model.model,
-            &job.primer,
-            &job.code_a,
-            &job.code_b,
-            &opts,
-            &mut |f| {
-                let fraction = (k as f32 + f) / n as f32;
-                if fraction - last > 0.05 {
-                    last = fraction;
-                    let _ = tx.send(GenerationEvent::Progress {
-                        id: job.id,
-                        fraction,
-                    });
-                    wake();
-                }
-            },
-            &job.cancel,
-        );
+        let mut progress = |f: f32| {
+            let fraction = (k as f32 + f) / n as f32;
+            if fraction - last > 0.05 {
+                last = fraction;
+                let _ = tx.send(GenerationEvent::Progress {
+                    id: job.id,
+                    fraction,
+                });
+                wake();
+            }
+        };
+        let result = run_engine(&job.engine, &job.primer, &opts, &mut progress, &job.cancel);
         match result {
             Ok(g) => pieces.push(g),
             Err(e) => {
@@ -150,6 +167,100 @@ fn run_generation(
         }
     } else {
         GenerationEvent::Done { id: job.id, pieces }
+    }
+}
+
+/// Runs one generation with `engine`.
+fn run_engine(
+    engine: &Engine,
+    primer: &Roll,
+    opts: &GenerateOptions,
+    progress: &mut dyn FnMut(f32),
+    cancel: &AtomicBool,
+) -> crate::Result<Generated> {
+    match engine {
+        Engine::LstmVae {
+            model,
+            code_a,
+            code_b,
+        } => generate::generate(&model.model, primer, code_a, code_b, opts, progress, cancel),
+        Engine::TransformerVae {
+            model,
+            code_a,
+            code_b,
+        } => tvae::generate(model, primer, code_a, code_b, opts, progress, cancel),
+        Engine::ClassifierAscent { classifier, target } => {
+            let ascent_opts = AscentOptions {
+                steps: opts.steps.min(classifier.config.max_steps()),
+                seed: opts.seed,
+                ..AscentOptions::default()
+            };
+            let start = (primer.steps() > 0).then_some(primer);
+            let a = ascent::ascend(classifier, *target, start, &ascent_opts, progress, cancel)?;
+            Ok(Generated {
+                roll: a.roll,
+                primer_steps: 0,
+            })
+        }
+        Engine::Dcgan { model } => {
+            let count = opts.steps.div_ceil(128).max(1);
+            let mut roll = Roll::new(0);
+            for snippet in gan::sample(
+                &model.model,
+                count,
+                opts.temperature,
+                opts.max_notes,
+                opts.seed,
+            )? {
+                roll.append(&snippet);
+            }
+            progress(1.0);
+            Ok(Generated {
+                roll: roll.slice(0, opts.steps),
+                primer_steps: 0,
+            })
+        }
+    }
+}
+
+/// The style meter's thread: classifies the newest roll it is sent, window by window.
+pub struct StyleMeter {
+    requests: Sender<(u64, Roll)>,
+    /// (request id, verdict or error), read by the GUI each frame.
+    pub events: Receiver<(u64, Result<Verdict, String>)>,
+    _thread: JoinHandle<()>,
+}
+
+impl StyleMeter {
+    /// Starts the thread for `classifier`; `wake` is called after each verdict.
+    pub fn start(classifier: Arc<Classifier>, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
+        let (requests, rx) = channel::<(u64, Roll)>();
+        let (tx, events) = channel();
+        let thread = std::thread::Builder::new()
+            .name("segue-style".into())
+            .spawn(move || {
+                while let Ok(mut job) = rx.recv() {
+                    while let Ok(newer) = rx.try_recv() {
+                        job = newer;
+                    }
+                    let window = classify::window_steps(&classifier);
+                    let verdict = classify::classify_roll(&classifier, &job.1, window, window / 4)
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send((job.0, verdict));
+                    wake();
+                }
+            })
+            .expect("spawning the style thread");
+        StyleMeter {
+            requests,
+            events,
+            _thread: thread,
+        }
+    }
+
+    /// Asks for the verdict on `roll`.
+    pub fn request(&self, id: u64, roll: Roll) {
+        let _ = self.requests.send((id, roll));
     }
 }
 

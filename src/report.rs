@@ -1,0 +1,776 @@
+//! The evaluation report: every model on the same held-out snippets, written as markdown with
+//! PNG charts (`segue eval report`).
+//!
+//! Figures:
+//! - reconstruction BCE per step (nats, summed over the 128 pitches) of the two VAEs;
+//! - for generated music of each model: notes per sounding step, pitch-class histogram overlap
+//!   with the target composer's, and the classifier's probability of the target;
+//! - the classifier's verdict on LSTM-VAE style transfers and transitions (share classified as
+//!   the target; chroma similarity to the source as content kept) and, along an 8-step A -> B
+//!   blend, the Spearman correlation between the blend amount and P(B);
+//! - the overlapping areas of Yang and Lerch (2018) for pitch-class histogram, pitch count,
+//!   inter-onset interval and note length against the target composers' real snippets.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use candle_core::Device;
+
+use crate::ascent::{self, AscentOptions};
+use crate::classify::{self, Classifier};
+use crate::dataset::{Corpus, SnippetRef};
+use crate::error::{Error, Result};
+use crate::eval::music_stats;
+use crate::gan::{self, TrainedGan};
+use crate::generate::{self, GenerateOptions, Mode};
+use crate::models::lstm_vae::bce_with_logits;
+use crate::models::trained::TrainedModel;
+use crate::roll::Roll;
+use crate::train::{evaluation_snippets, snippet_tensor};
+use crate::tvae::{self, TrainedTvae};
+use crate::{fsutil, plot};
+
+/// The models to compare (the LSTM-VAE is required, the others are measured when given).
+pub struct Models {
+    pub lstm: TrainedModel,
+    pub tvae: Option<TrainedTvae>,
+    pub classifier: Option<Classifier>,
+    pub gan: Option<TrainedGan>,
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// Held-out snippets per composer for reconstruction and the real-music statistics.
+    pub per_composer: usize,
+    /// Generated pieces per composer per model.
+    pub outputs_per_composer: usize,
+    /// Composer pairs for transfers, transitions and blends.
+    pub pairs: usize,
+    /// Gradient steps of classifier ascent.
+    pub ascent_iterations: usize,
+    /// Seed of all sampling.
+    pub seed: u64,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            per_composer: 4,
+            outputs_per_composer: 2,
+            pairs: 10,
+            ascent_iterations: 100,
+            seed: 1,
+        }
+    }
+}
+
+/// Figures of one generating model.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ModelFigures {
+    /// Model name.
+    pub name: String,
+    /// Reconstruction BCE per step on held-out snippets (VAEs only).
+    pub recon_per_step: Option<f64>,
+    /// Mean notes per sounding step of its output.
+    pub notes_per_step: f64,
+    /// Mean histogram intersection (0..1) of output and target pitch-class histograms.
+    pub pitch_class_overlap: f64,
+    /// Mean classifier probability of the target composer.
+    pub target_probability: Option<f64>,
+    /// Share of outputs the classifier assigns to the target composer.
+    pub target_share: Option<f64>,
+    /// Yang-Lerch overlapping areas: pitch-class histogram, pitch count, IOI, note length.
+    pub overlap_areas: [f64; 4],
+    /// Outputs measured.
+    pub outputs: usize,
+}
+
+/// The classifier's verdict on LSTM-VAE transfers, transitions and blends.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StyleVerdict {
+    /// Share of transfers (primer A, z of B) classified as B.
+    pub transfer_share: f64,
+    /// Share classified as A, the primer's composer.
+    pub transfer_source_share: f64,
+    /// Mean chroma (pitch-class) cosine similarity of a transfer to its source's continuation.
+    pub transfer_chroma_similarity: f64,
+    /// The same for plain continuations in A's own style, for comparison.
+    pub continuation_chroma_similarity: f64,
+    /// Share of transitions whose last window is classified as B.
+    pub transition_share: f64,
+    /// Mean P(B) at each of the 8 blend amounts 0, 1/7, ..., 1.
+    pub blend_curve: Vec<f64>,
+    /// Mean Spearman correlation between blend amount and P(B) over the pairs.
+    pub blend_spearman: f64,
+    /// Pairs measured.
+    pub pairs: usize,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    /// Held-out snippets used for reconstruction.
+    pub snippets: usize,
+    /// Corpus figures: notes per sounding step.
+    pub corpus_notes_per_step: f64,
+    /// Per model.
+    pub models: Vec<ModelFigures>,
+    /// LSTM-VAE style figures (needs the classifier).
+    pub style: Option<StyleVerdict>,
+    /// Classifier accuracy on held-out snippets and pieces.
+    pub classifier: Option<classify::ClassifierReport>,
+}
+
+/// Pitch-class histogram of a roll's note starts, normalised (zeros if empty).
+pub fn pitch_classes(roll: &Roll) -> [f64; 12] {
+    let mut h = [0f64; 12];
+    for n in roll.notes() {
+        h[n.pitch as usize % 12] += 1.0;
+    }
+    let total: f64 = h.iter().sum();
+    if total > 0.0 {
+        h.iter_mut().for_each(|v| *v /= total);
+    }
+    h
+}
+
+fn intersection(a: &[f64; 12], b: &[f64; 12]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x.min(*y)).sum()
+}
+
+fn cosine(a: &[f64; 12], b: &[f64; 12]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
+/// The Yang-Lerch features of a roll: pitch-class histogram, pitch count, mean inter-onset
+/// interval (steps), mean note length (steps).
+struct Features {
+    pitch_classes: [f64; 12],
+    pitch_count: f64,
+    ioi: f64,
+    note_length: f64,
+}
+
+fn features(roll: &Roll) -> Features {
+    let notes = roll.notes();
+    let mut pitches: Vec<u8> = notes.iter().map(|n| n.pitch).collect();
+    pitches.sort_unstable();
+    pitches.dedup();
+    let mut onsets: Vec<usize> = notes.iter().map(|n| n.start).collect();
+    onsets.sort_unstable();
+    onsets.dedup();
+    let ioi = if onsets.len() > 1 {
+        (onsets[onsets.len() - 1] - onsets[0]) as f64 / (onsets.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let note_length = if notes.is_empty() {
+        0.0
+    } else {
+        notes.iter().map(|n| n.len as f64).sum::<f64>() / notes.len() as f64
+    };
+    Features {
+        pitch_classes: pitch_classes(roll),
+        pitch_count: pitches.len() as f64,
+        ioi,
+        note_length,
+    }
+}
+
+fn feature_distance(a: &Features, b: &Features, which: usize) -> f64 {
+    match which {
+        0 => a
+            .pitch_classes
+            .iter()
+            .zip(&b.pitch_classes)
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f64>()
+            .sqrt(),
+        1 => (a.pitch_count - b.pitch_count).abs(),
+        2 => (a.ioi - b.ioi).abs(),
+        _ => (a.note_length - b.note_length).abs(),
+    }
+}
+
+/// Overlapping area of two samples' Gaussian kernel density estimates (Silverman bandwidth).
+pub fn overlap_area(a: &[f64], b: &[f64]) -> f64 {
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let bandwidth = |x: &[f64]| {
+        let n = x.len() as f64;
+        let mean = x.iter().sum::<f64>() / n;
+        let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+        (1.06 * sd * n.powf(-0.2)).max(1e-3)
+    };
+    let (ha, hb) = (bandwidth(a), bandwidth(b));
+    let lo = a.iter().chain(b).cloned().fold(f64::INFINITY, f64::min) - 3.0 * ha.max(hb);
+    let hi = a.iter().chain(b).cloned().fold(f64::NEG_INFINITY, f64::max) + 3.0 * ha.max(hb);
+    let grid = 400;
+    let dx = (hi - lo) / grid as f64;
+    let pdf = |x: &[f64], h: f64, t: f64| {
+        x.iter()
+            .map(|v| (-0.5 * ((t - v) / h).powi(2)).exp())
+            .sum::<f64>()
+            / (x.len() as f64 * h * (2.0 * std::f64::consts::PI).sqrt())
+    };
+    (0..=grid)
+        .map(|i| {
+            let t = lo + i as f64 * dx;
+            pdf(a, ha, t).min(pdf(b, hb, t)) * dx
+        })
+        .sum::<f64>()
+        .min(1.0)
+}
+
+/// Spearman rank correlation (ties get their mean rank).
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    let ranks = |v: &[f64]| -> Vec<f64> {
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+        let mut r = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let mut j = i;
+            while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+                j += 1;
+            }
+            for k in i..=j {
+                r[order[k]] = (i + j) as f64 / 2.0;
+            }
+            i = j + 1;
+        }
+        r
+    };
+    let (rx, ry) = (ranks(x), ranks(y));
+    let n = x.len() as f64;
+    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
+    let cov: f64 = rx.iter().zip(&ry).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let sx = rx.iter().map(|a| (a - mx).powi(2)).sum::<f64>().sqrt();
+    let sy = ry.iter().map(|b| (b - my).powi(2)).sum::<f64>().sqrt();
+    if sx == 0.0 || sy == 0.0 {
+        0.0
+    } else {
+        cov / (sx * sy)
+    }
+}
+
+/// Generated outputs of one model with the composer each targets (`None` = the whole corpus).
+struct Outputs {
+    name: String,
+    rolls: Vec<(Roll, Option<usize>)>,
+    recon_per_step: Option<f64>,
+}
+
+fn measure(
+    out: &Outputs,
+    real: &[(Roll, usize)],
+    composer_pc: &[[f64; 12]],
+    clf: Option<&Classifier>,
+) -> Result<ModelFigures> {
+    let n = out.rolls.len().max(1) as f64;
+    let mut f = ModelFigures {
+        name: out.name.clone(),
+        recon_per_step: out.recon_per_step,
+        outputs: out.rolls.len(),
+        ..ModelFigures::default()
+    };
+    let all_pc = {
+        let mut h = [0f64; 12];
+        for pc in composer_pc {
+            for (a, b) in h.iter_mut().zip(pc) {
+                *a += b / composer_pc.len() as f64;
+            }
+        }
+        h
+    };
+    let (mut prob, mut share) = (0f64, 0usize);
+    for (roll, target) in &out.rolls {
+        f.notes_per_step += music_stats(roll).notes_per_sounding_step / n;
+        let target_pc = target.map_or(all_pc, |c| composer_pc[c]);
+        f.pitch_class_overlap += intersection(&pitch_classes(roll), &target_pc) / n;
+        if let (Some(clf), Some(c)) = (clf, target) {
+            let v = classify::classify_roll(clf, roll, roll.steps(), roll.steps())?;
+            prob += v.overall[*c] as f64;
+            share += usize::from(v.ranked()[0] == *c);
+        }
+    }
+    let targeted = out.rolls.iter().filter(|(_, t)| t.is_some()).count();
+    if clf.is_some() && targeted > 0 {
+        f.target_probability = Some(prob / targeted as f64);
+        f.target_share = Some(share as f64 / targeted as f64);
+    }
+    // Yang-Lerch: intra-set distances among real snippets of one composer, against inter-set
+    // distances between an output and its target's real snippets.
+    let real_features: Vec<(Features, usize)> =
+        real.iter().map(|(r, c)| (features(r), *c)).collect();
+    for which in 0..4 {
+        let mut intra = Vec::new();
+        for (i, (a, ca)) in real_features.iter().enumerate() {
+            for (b, cb) in &real_features[i + 1..] {
+                if ca == cb {
+                    intra.push(feature_distance(a, b, which));
+                }
+            }
+        }
+        let mut inter = Vec::new();
+        for (roll, target) in &out.rolls {
+            let g = features(roll);
+            for (r, c) in &real_features {
+                if target.is_none_or(|t| t == *c) {
+                    inter.push(feature_distance(&g, r, which));
+                }
+            }
+        }
+        f.overlap_areas[which] = overlap_area(&intra, &inter);
+    }
+    Ok(f)
+}
+
+/// Measures every model on the held-out pieces of `corpus` (the split of the LSTM-VAE's
+/// manifest: seed and share), reporting progress as a share done.
+pub fn evaluate_all(
+    models: &Models,
+    corpus: &Corpus,
+    opts: &ReportOptions,
+    progress: &mut dyn FnMut(f32, &str),
+) -> Result<Report> {
+    let lstm = &models.lstm;
+    if lstm.manifest.composers != corpus.composers {
+        return Err(Error::InvalidArgument(format!(
+            "the LSTM-VAE knows the composers {:?}, the corpus has {:?}",
+            lstm.manifest.composers, corpus.composers
+        )));
+    }
+    let training = &lstm.manifest.training;
+    let split = corpus.split(
+        training["valid_fraction"].as_f64().unwrap_or(0.1),
+        training["seed"].as_u64().unwrap_or(1),
+    );
+    let steps = 128;
+    let snippets: Vec<(SnippetRef, usize)> =
+        evaluation_snippets(corpus, &split.valid, steps, opts.per_composer);
+    let device = Device::Cpu;
+    let real: Vec<(Roll, usize)> = snippets
+        .iter()
+        .map(|(s, c)| (corpus.pieces[s.piece].roll.slice(s.start, steps), *c))
+        .collect();
+    let composer_pc: Vec<[f64; 12]> = (0..corpus.composers.len())
+        .map(|c| {
+            let mut h = [0f64; 12];
+            let pieces = corpus.pieces_of(c);
+            for &p in &pieces {
+                for (a, b) in h.iter_mut().zip(pitch_classes(&corpus.pieces[p].roll)) {
+                    *a += b / pieces.len().max(1) as f64;
+                }
+            }
+            h
+        })
+        .collect();
+    let corpus_notes = real
+        .iter()
+        .map(|(r, _)| music_stats(r).notes_per_sounding_step)
+        .sum::<f64>()
+        / real.len().max(1) as f64;
+
+    // Reconstruction per step of both VAEs on the same snippets.
+    progress(0.0, "reconstruction");
+    let (mut lstm_recon, mut tvae_recon) = (0f64, 0f64);
+    for chunk in snippets.chunks(20) {
+        let refs: Vec<SnippetRef> = chunk.iter().map(|(s, _)| *s).collect();
+        let x = snippet_tensor(corpus, &refs, steps, &device)?;
+        let q = lstm.model.encode(&x)?;
+        let logits = lstm.model.decode(&x, &q.mean)?;
+        lstm_recon += bce_with_logits(&logits, &x)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+        if let Some(t) = &models.tvae {
+            let logits = t.model.forward(&x)?;
+            tvae_recon +=
+                bce_with_logits(&logits, &x)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+        }
+    }
+    let per_step = |total: f64| total / (snippets.len().max(1) * steps) as f64;
+
+    let cancel = AtomicBool::new(false);
+    let composers = corpus.composers.len();
+    let primer_of = |c: usize, k: usize| -> Option<&Roll> {
+        let mine: Vec<&(Roll, usize)> = real.iter().filter(|(_, rc)| *rc == c).collect();
+        (!mine.is_empty()).then(|| &mine[k % mine.len()].0)
+    };
+    let gen_opts = |mode: Mode, steps: usize, seed: u64| GenerateOptions {
+        mode,
+        steps,
+        primer_steps: 64,
+        seed,
+        ..GenerateOptions::default()
+    };
+    let mut all = Vec::new();
+
+    // LSTM-VAE continuations in each composer's style from a held-out primer of theirs.
+    progress(0.1, "LSTM-VAE");
+    let mut rolls = Vec::new();
+    for c in 0..composers {
+        for k in 0..opts.outputs_per_composer {
+            let Some(primer) = primer_of(c, k) else {
+                continue;
+            };
+            let z = generate::composer_code(lstm, c)?;
+            let g = generate::generate(
+                &lstm.model,
+                primer,
+                &z,
+                &z,
+                &gen_opts(Mode::Continue, steps, opts.seed + k as u64),
+                &mut |_| {},
+                &cancel,
+            )?;
+            rolls.push((g.roll.slice(g.primer_steps, steps), Some(c)));
+        }
+    }
+    all.push(Outputs {
+        name: "LSTM-VAE".into(),
+        rolls,
+        recon_per_step: Some(per_step(lstm_recon)),
+    });
+
+    if let Some(t) = &models.tvae {
+        progress(0.25, "Transformer VAE");
+        let mut rolls = Vec::new();
+        for c in 0..composers {
+            for k in 0..opts.outputs_per_composer {
+                let z = tvae::composer_code(t, c)?;
+                let g = tvae::generate(
+                    t,
+                    &Roll::new(0),
+                    &z,
+                    &z,
+                    &gen_opts(Mode::Continue, steps, opts.seed + k as u64),
+                    &mut |_| {},
+                    &cancel,
+                )?;
+                rolls.push((g.roll, Some(c)));
+            }
+        }
+        all.push(Outputs {
+            name: "Transformer VAE".into(),
+            rolls,
+            recon_per_step: Some(per_step(tvae_recon)),
+        });
+    }
+    if let Some(g) = &models.gan {
+        progress(0.35, "DCGAN");
+        let n = composers * opts.outputs_per_composer;
+        let rolls = gan::sample(&g.model, n, 1.0, 8, opts.seed)?
+            .into_iter()
+            .map(|r| (r, None))
+            .collect();
+        all.push(Outputs {
+            name: "DCGAN".into(),
+            rolls,
+            recon_per_step: None,
+        });
+    }
+    if let Some(clf) = &models.classifier {
+        progress(0.45, "classifier ascent");
+        let mut rolls = Vec::new();
+        for c in 0..composers {
+            let a = ascent::ascend(
+                clf,
+                c,
+                None,
+                &AscentOptions {
+                    steps,
+                    iterations: opts.ascent_iterations,
+                    seed: opts.seed + c as u64,
+                    ..AscentOptions::default()
+                },
+                &mut |_| {},
+                &cancel,
+            )?;
+            rolls.push((a.roll, Some(c)));
+        }
+        all.push(Outputs {
+            name: "Classifier ascent".into(),
+            rolls,
+            recon_per_step: None,
+        });
+    }
+    progress(0.6, "measuring");
+    let figures = all
+        .iter()
+        .map(|o| measure(o, &real, &composer_pc, models.classifier.as_ref()))
+        .collect::<Result<Vec<_>>>()?;
+
+    let style = match &models.classifier {
+        Some(clf) => Some(style_verdict(
+            lstm,
+            clf,
+            corpus,
+            &split.valid,
+            opts,
+            progress,
+        )?),
+        None => None,
+    };
+    let classifier = match &models.classifier {
+        Some(clf) => Some(classify::evaluate(
+            clf,
+            corpus,
+            opts.per_composer * 2,
+            &mut |_, _| {},
+        )?),
+        None => None,
+    };
+    progress(1.0, "done");
+    Ok(Report {
+        snippets: snippets.len(),
+        corpus_notes_per_step: corpus_notes,
+        models: figures,
+        style,
+        classifier,
+    })
+}
+
+fn style_verdict(
+    lstm: &TrainedModel,
+    clf: &Classifier,
+    corpus: &Corpus,
+    valid: &[usize],
+    opts: &ReportOptions,
+    progress: &mut dyn FnMut(f32, &str),
+) -> Result<StyleVerdict> {
+    let window = classify::window_steps(clf);
+    let composers = corpus.composers.len();
+    let cancel = AtomicBool::new(false);
+    let mut v = StyleVerdict {
+        blend_curve: vec![0.0; 8],
+        ..StyleVerdict::default()
+    };
+    let mut rhos = Vec::new();
+    let mut pairs = 0;
+    for k in 0..opts.pairs {
+        progress(
+            0.7 + 0.25 * k as f32 / opts.pairs as f32,
+            "transfers and blends",
+        );
+        let a = k % composers;
+        let b = (a + 1 + k * 7) % composers;
+        let b = if b == a { (a + 1) % composers } else { b };
+        // A held-out piece of A long enough for a primer and a window of its continuation.
+        let Some(&piece) = valid.iter().find(|&&p| {
+            corpus.pieces[p].composer == a && corpus.pieces[p].roll.steps() >= 64 + window
+        }) else {
+            continue;
+        };
+        let source = &corpus.pieces[piece].roll;
+        let source_pc = pitch_classes(&source.slice(64, window));
+        let za = generate::composer_code(lstm, a)?;
+        let zb = generate::composer_code(lstm, b)?;
+        let run = |mode: Mode, alpha: f32| -> Result<Roll> {
+            let g = generate::generate(
+                &lstm.model,
+                source,
+                &za,
+                &zb,
+                &GenerateOptions {
+                    mode,
+                    steps: window,
+                    primer_steps: 64,
+                    alpha,
+                    seed: opts.seed + k as u64,
+                    ..GenerateOptions::default()
+                },
+                &mut |_| {},
+                &cancel,
+            )?;
+            Ok(g.roll.slice(g.primer_steps, window))
+        };
+        let judge = |roll: &Roll| -> Result<Vec<f32>> {
+            Ok(classify::classify_roll(clf, roll, window, window)?.overall)
+        };
+        let transfer = run(Mode::Transfer, 1.0)?;
+        let p = judge(&transfer)?;
+        let best = (0..p.len())
+            .max_by(|&x, &y| p[x].total_cmp(&p[y]))
+            .unwrap_or(0);
+        v.transfer_share += f64::from(u8::from(best == b));
+        v.transfer_source_share += f64::from(u8::from(best == a));
+        v.transfer_chroma_similarity += cosine(&pitch_classes(&transfer), &source_pc);
+        let own = run(Mode::Continue, 0.0)?;
+        v.continuation_chroma_similarity += cosine(&pitch_classes(&own), &source_pc);
+        let transition = run(Mode::Transition, 0.0)?;
+        let tail = transition.slice(window / 2, window / 2);
+        let p = judge(&tail)?;
+        let best = (0..p.len())
+            .max_by(|&x, &y| p[x].total_cmp(&p[y]))
+            .unwrap_or(0);
+        v.transition_share += f64::from(u8::from(best == b));
+        let mut alphas = Vec::new();
+        let mut probs = Vec::new();
+        for i in 0..8 {
+            let alpha = i as f32 / 7.0;
+            let p = judge(&run(Mode::Blend, alpha)?)?[b] as f64;
+            v.blend_curve[i] += p;
+            alphas.push(alpha as f64);
+            probs.push(p);
+        }
+        rhos.push(spearman(&alphas, &probs));
+        pairs += 1;
+    }
+    let n = pairs.max(1) as f64;
+    v.transfer_share /= n;
+    v.transfer_source_share /= n;
+    v.transfer_chroma_similarity /= n;
+    v.continuation_chroma_similarity /= n;
+    v.transition_share /= n;
+    v.blend_curve.iter_mut().for_each(|p| *p /= n);
+    v.blend_spearman = rhos.iter().sum::<f64>() / n;
+    v.pairs = pairs;
+    Ok(v)
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("n/a".into(), |x| format!("{x:.digits$}"))
+}
+
+/// Writes `report.md` and its PNG charts into `dir`.
+pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating", e))?;
+    let mut md = String::new();
+    md.push_str("# Segue evaluation report\n\n");
+    md.push_str(&format!(
+        "Made by `{command}`. All figures come from held-out pieces (never seen in training): {} snippets of 128 steps for reconstruction and the real-music statistics.\n\n",
+        report.snippets
+    ));
+    md.push_str("## Models\n\n| Model | Recon BCE / step | Notes / sounding step | PC overlap with target | P(target) | Classified as target | OA pitch classes | OA pitch count | OA IOI | OA note length | Outputs |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for m in &report.models {
+        md.push_str(&format!(
+            "| {} | {} | {:.2} | {:.3} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} |\n",
+            m.name,
+            opt(m.recon_per_step, 3),
+            m.notes_per_step,
+            m.pitch_class_overlap,
+            opt(m.target_probability, 3),
+            opt(m.target_share, 3),
+            m.overlap_areas[0],
+            m.overlap_areas[1],
+            m.overlap_areas[2],
+            m.overlap_areas[3],
+            m.outputs
+        ));
+    }
+    md.push_str(&format!(
+        "| Corpus (held-out) | | {:.2} | | | | | | | | |\n\n",
+        report.corpus_notes_per_step
+    ));
+    let recon: Vec<&ModelFigures> = report
+        .models
+        .iter()
+        .filter(|m| m.recon_per_step.is_some())
+        .collect();
+    if recon.len() == 2 {
+        let (l, t) = (
+            recon[0].recon_per_step.unwrap_or(0.0),
+            recon[1].recon_per_step.unwrap_or(1.0),
+        );
+        md.push_str(&format!(
+            "The LSTM-VAE's reconstruction BCE is {:.0} % lower than the Transformer VAE's (the paper found 50-55 %).\n\n",
+            100.0 * (1.0 - l / t)
+        ));
+    }
+    md.push_str("Notes: reconstruction is teacher-forced for the LSTM-VAE and whole-snippet for the Transformer VAE, both with z = posterior mean. PC overlap is the histogram intersection of pitch-class histograms (1 = identical). OA = overlapping area of Yang and Lerch (2018): the overlap of the distribution of distances between generated and real snippets of the target composer with the distribution of distances among the real snippets themselves (1 = indistinguishable). The DCGAN is unconditional: its target is the whole corpus.\n\n");
+    let colours =
+        "colours: orange = first model, sky blue = second, green = third, yellow = fourth";
+    let models_names: Vec<&str> = report.models.iter().map(|m| m.name.as_str()).collect();
+    let notes: Vec<Vec<f64>> = vec![
+        report
+            .models
+            .iter()
+            .map(|m| m.notes_per_step)
+            .chain([report.corpus_notes_per_step])
+            .collect(),
+    ];
+    let max_notes = notes[0].iter().cloned().fold(1.0, f64::max);
+    fsutil::write_atomic(
+        &dir.join("notes-per-step.png"),
+        &plot::bars(&notes, max_notes * 1.1)?,
+    )?;
+    md.push_str(&format!(
+        "![notes per step](notes-per-step.png)\n\nNotes per sounding step, 0 to {:.1}: {} then the corpus (grey bars in order: {}, corpus).\n\n",
+        max_notes * 1.1,
+        colours,
+        models_names.join(", ")
+    ));
+    let oa: Vec<Vec<f64>> = (0..4)
+        .map(|k| report.models.iter().map(|m| m.overlap_areas[k]).collect())
+        .collect();
+    fsutil::write_atomic(&dir.join("overlap-areas.png"), &plot::bars(&oa, 1.0)?)?;
+    md.push_str(&format!(
+        "![overlapping areas](overlap-areas.png)\n\nOverlapping areas (0 to 1), four groups: pitch-class histogram, pitch count, inter-onset interval, note length; one bar per model in the order {}.\n\n",
+        models_names.join(", ")
+    ));
+    if let Some(s) = &report.style {
+        md.push_str(&format!(
+            "## Style: the classifier's verdict on the LSTM-VAE ({} composer pairs)\n\n| Figure | Value |\n|---|---|\n| Transfers classified as the target B | {:.3} |\n| Transfers still classified as the source A | {:.3} |\n| Chroma similarity of transfers to the source's continuation | {:.3} |\n| Chroma similarity of plain continuations (A's own z) | {:.3} |\n| Transitions whose end is classified as B | {:.3} |\n| Spearman correlation of blend amount and P(B), 8 steps | {:.3} |\n\n",
+            s.pairs,
+            s.transfer_share,
+            s.transfer_source_share,
+            s.transfer_chroma_similarity,
+            s.continuation_chroma_similarity,
+            s.transition_share,
+            s.blend_spearman
+        ));
+        let max = s.blend_curve.iter().cloned().fold(0.05, f64::max) * 1.2;
+        fsutil::write_atomic(
+            &dir.join("blend-curve.png"),
+            &plot::lines(std::slice::from_ref(&s.blend_curve), max)?,
+        )?;
+        md.push_str(&format!(
+            "![P(B) along the blend](blend-curve.png)\n\nMean P(B) along the A -> B blend (x: alpha 0 to 1 in 8 steps; y: 0 to {max:.2}): {}.\n\n",
+            s.blend_curve.iter().map(|p| format!("{p:.3}")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if let Some(c) = &report.classifier {
+        md.push_str(&format!(
+            "## Composer classifier on held-out pieces\n\n{} snippets of {} held-out pieces: accuracy {:.3}, top-3 {:.3}; whole pieces {:.3}; chance {:.3}.\n\n![confusion](confusion.png)\n\nConfusion matrix (rows: true composer, columns: predicted; blue diagonal = right, red = wrong, darker = larger share of the row), in the order {}.\n\n",
+            c.snippets,
+            c.pieces,
+            c.accuracy,
+            c.top3,
+            c.piece_accuracy,
+            1.0 / c.composers.len().max(1) as f64,
+            c.composers.join(", ")
+        ));
+        fsutil::write_atomic(&dir.join("confusion.png"), &plot::heatmap(&c.confusion)?)?;
+    }
+    fsutil::write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    let json = serde_json::to_vec_pretty(report).unwrap_or_default();
+    fsutil::write_atomic(&dir.join("report.json"), &json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spearman_of_monotone_and_reversed() {
+        let x = [0.0, 1.0, 2.0, 3.0];
+        assert!((spearman(&x, &[1.0, 5.0, 6.0, 9.0]) - 1.0).abs() < 1e-12);
+        assert!((spearman(&x, &[9.0, 5.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn overlap_area_of_same_and_distant_samples() {
+        let a: Vec<f64> = (0..50).map(|i| i as f64 / 10.0).collect();
+        assert!(overlap_area(&a, &a) > 0.95);
+        let far: Vec<f64> = a.iter().map(|v| v + 100.0).collect();
+        assert!(overlap_area(&a, &far) < 0.01);
+    }
+}
