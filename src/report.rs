@@ -686,9 +686,25 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
         ));
     }
     md.push_str("Notes: reconstruction is teacher-forced for the LSTM-VAE and whole-snippet for the Transformer VAE, both with z = posterior mean. PC overlap is the histogram intersection of pitch-class histograms (1 = identical). OA = overlapping area of Yang and Lerch (2018): the overlap of the distribution of distances between generated and real snippets of the target composer with the distribution of distances among the real snippets themselves (1 = indistinguishable). The DCGAN is unconditional: its target is the whole corpus.\n\n");
-    let colours =
-        "colours: orange = first model, sky blue = second, green = third, yellow = fourth";
-    let models_names: Vec<&str> = report.models.iter().map(|m| m.name.as_str()).collect();
+    let names: Vec<&str> = report.models.iter().map(|m| m.name.as_str()).collect();
+    let legend = |names: &[&str]| -> String {
+        const COLOURS: [&str; 8] = [
+            "orange",
+            "sky blue",
+            "green",
+            "yellow",
+            "blue",
+            "vermilion",
+            "pink",
+            "grey",
+        ];
+        names
+            .iter()
+            .zip(COLOURS)
+            .map(|(n, c)| format!("{c} = {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let notes: Vec<Vec<f64>> = vec![
         report
             .models
@@ -703,18 +719,17 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
         &plot::bars(&notes, max_notes * 1.1)?,
     )?;
     md.push_str(&format!(
-        "![notes per step](notes-per-step.png)\n\nNotes per sounding step, 0 to {:.1}: {} then the corpus (grey bars in order: {}, corpus).\n\n",
+        "![notes per step](notes-per-step.png)\n\nNotes per sounding step (y from 0 to {:.1}): {}.\n\n",
         max_notes * 1.1,
-        colours,
-        models_names.join(", ")
+        legend(&[names.as_slice(), &["corpus"]].concat())
     ));
     let oa: Vec<Vec<f64>> = (0..4)
         .map(|k| report.models.iter().map(|m| m.overlap_areas[k]).collect())
         .collect();
     fsutil::write_atomic(&dir.join("overlap-areas.png"), &plot::bars(&oa, 1.0)?)?;
     md.push_str(&format!(
-        "![overlapping areas](overlap-areas.png)\n\nOverlapping areas (0 to 1), four groups: pitch-class histogram, pitch count, inter-onset interval, note length; one bar per model in the order {}.\n\n",
-        models_names.join(", ")
+        "![overlapping areas](overlap-areas.png)\n\nOverlapping areas (y from 0 to 1) in four groups: pitch-class histogram, pitch count, inter-onset interval, note length; {}.\n\n",
+        legend(&names)
     ));
     if let Some(s) = &report.style {
         md.push_str(&format!(

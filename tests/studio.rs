@@ -235,3 +235,89 @@ fn drawing_deleting_and_undo_in_the_piano_roll() {
     h.step();
     assert!(h.state().session.score.notes.is_empty());
 }
+
+#[test]
+fn the_other_models_generate_and_the_style_meter_follows_the_piece() {
+    use segue::studio::{EngineKind, OtherModels};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let corpus = Corpus::load(
+        &dir.path().join("corpus"),
+        &LoadOptions {
+            quantize: QuantizeOptions::default(),
+            cache_dir: None,
+        },
+        &|_, _| {},
+    )
+    .unwrap();
+    // A tiny classifier and DCGAN, trained for two steps each.
+    let mut c = segue::classify::ClassifierOptions::default();
+    c.config.stack.layers = 1;
+    c.config.stack.width = 32;
+    c.config.stack.heads = 4;
+    c.config.stack.max_len = 16;
+    c.train = segue::train_loop::LoopOptions::new(2, 32);
+    c.train.valid_fraction = 0.34;
+    let out = dir.path().join("clf");
+    segue::classify::train_classifier(
+        &corpus,
+        &c,
+        &out,
+        &candle_core::Device::Cpu,
+        false,
+        &Control::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let classifier = segue::classify::load(
+        &out.join("classifier.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let mut g = segue::gan::GanOptions::default();
+    g.config.generator_channels = 2;
+    g.config.discriminator_channels = 2;
+    g.train = segue::train_loop::LoopOptions::new(1, 128);
+    g.train.valid_fraction = 0.34;
+    g.train.valid_per_composer = 1;
+    let out = dir.path().join("gan");
+    segue::gan::train_gan(
+        &corpus,
+        &g,
+        &out,
+        &candle_core::Device::Cpu,
+        false,
+        &Control::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let gan = segue::gan::load(&out.join("dcgan.safetensors"), &candle_core::Device::Cpu).unwrap();
+
+    let mut h = studio(&model, Some(fixture(dir.path())));
+    h.state_mut().set_other_models(OtherModels {
+        tvae: None,
+        classifier: Some(Arc::new(classifier)),
+        gan: Some(Arc::new(gan)),
+    });
+    wait(&mut h, "the style meter", |s| s.style_verdict().is_some());
+    let v = h.state().style_verdict().unwrap().clone();
+    assert_eq!(v.composers, vec!["arps", "chords", "scales"]);
+    assert!((v.overall.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+
+    for engine in [EngineKind::Dcgan, EngineKind::ClassifierAscent] {
+        h.state_mut().set_engine(engine);
+        let before = h.state().session.score.clone();
+        h.get_by_label("Generate").click();
+        h.step();
+        wait(&mut h, "a generation", |s| {
+            !s.generating() && s.session.score != before
+        });
+    }
+    // No Transformer VAE here: the studio says so instead of failing silently.
+    h.state_mut().set_engine(EngineKind::TransformerVae);
+    h.get_by_label("Generate").click();
+    h.step();
+    let (message, error) = h.state().message().cloned().unwrap();
+    assert!(error && message.contains("Transformer VAE"), "{message}");
+}

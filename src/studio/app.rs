@@ -489,6 +489,17 @@ impl Studio {
         self.verdict.as_ref()
     }
 
+    /// Uses `others` as the Transformer VAE, classifier (and style meter) and DCGAN.
+    pub fn set_other_models(&mut self, others: OtherModels) {
+        self.style = others
+            .classifier
+            .clone()
+            .map(|c| StyleMeter::start(c, self.wake.clone()));
+        self.verdict = None;
+        self.others = others;
+        self.push_score();
+    }
+
     /// Picks the generating model.
     pub fn set_engine(&mut self, engine: EngineKind) {
         self.session.engine = engine;

@@ -7,4 +7,4 @@ pub mod piano_roll;
 pub mod score;
 pub mod workers;
 
-pub use app::{Session, Studio, run};
+pub use app::{EngineKind, OtherModels, Session, Studio, run};
