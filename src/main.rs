@@ -981,6 +981,27 @@ fn compute_device(name: &str) -> Result<candle_core::Device> {
     }
 }
 
+/// The bar of a training run.
+fn training_bar(total: usize, prefix: String) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix);
+    bar
+}
+
+/// Prints a line above the bar on a terminal, to stderr when the output is a log file.
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
 fn train_lstm_vae(args: TrainArgs) -> Result<()> {
     let opts = train_options(&args)?;
     let device = compute_device(&args.device)?;
@@ -989,22 +1010,8 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
     let stop = control.stop.clone();
     // Ctrl-C: finish the current step, write a checkpoint, exit; `--resume` continues.
     let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
-    let bar = ProgressBar::new(opts.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix("training");
+    let bar = training_bar(opts.steps, "training".into());
     let mut valid_text = String::new();
-    // Lines go above the bar on a terminal, to stderr when the output is a log file.
-    let say = |bar: &ProgressBar, line: String| {
-        if bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bar.println(line);
-        }
-    };
     let outcome = segue::train::train_lstm_vae(
         &corpus,
         &opts,
@@ -1087,20 +1094,7 @@ fn run_training_loop(
     let control = Control::default();
     let stop = control.stop.clone();
     let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(format!("training {kind}"));
-    let say = |bar: &ProgressBar, line: String| {
-        if bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bar.println(line);
-        }
-    };
+    let bar = training_bar(total, format!("training {kind}"));
     let figures = |s: &segue::train_loop::Scalars| {
         s.iter()
             .map(|(k, v)| format!("{k} {v:.4}"))

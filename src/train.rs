@@ -22,7 +22,6 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::{BalancedSampler, Corpus, SnippetRef, fixed_snippets};
 use crate::error::{Error, Result, candle};
-use crate::fsutil;
 use crate::models::lstm_vae::{Config, LstmVae, bce_with_logits};
 use crate::models::trained::{self, CorpusInfo, LatentStats, Manifest};
 use crate::models::weights;
@@ -773,23 +772,6 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// Keeps only the lines of the metrics log up to `step` (after a resume).
-fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(());
-    };
-    let kept: String = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<Metrics>(l)
-                .map(|m| m.step <= step)
-                .unwrap_or(false)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    fsutil::write_atomic(path, kept.as_bytes())
-}
-
 /// Trains an LSTM-VAE on `corpus` into `out`, reporting through `on_event`. With `resume`,
 /// continues from the checkpoint in `out` (its options must describe the same model).
 pub fn train_lstm_vae(
@@ -810,7 +792,7 @@ pub fn train_lstm_vae(
     };
     let metrics_file = metrics_path(out);
     if step > 0 {
-        truncate_metrics(&metrics_file, step)?;
+        crate::train_loop::truncate_metrics(&metrics_file, step)?;
     } else if metrics_file.exists() {
         std::fs::remove_file(&metrics_file).map_err(|e| Error::io(&metrics_file, "removing", e))?;
     }

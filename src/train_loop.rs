@@ -339,17 +339,19 @@ impl Runner<'_> {
     }
 }
 
-/// Keeps only the lines of the metrics log up to `step` (after a resume).
-fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+/// Keeps only the lines of a metrics log up to `step` (after a resume); any JSON object with a
+/// `step` field counts as a line.
+pub(crate) fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(());
     };
     let kept: String = text
         .lines()
         .filter(|l| {
-            serde_json::from_str::<LoopMetrics>(l)
-                .map(|m| m.step <= step)
-                .unwrap_or(false)
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s as usize <= step)
         })
         .map(|l| format!("{l}\n"))
         .collect();
