@@ -613,13 +613,28 @@ fn run(cli: Cli) -> Result<()> {
         }) => eval_report(args),
         Some(Cmd::Train {
             command: TrainCmd::Classifier(args),
-        }) => train_classifier(*args),
+        }) => train_on_loop(
+            segue::classify::KIND,
+            *args,
+            |o: &mut segue::classify::ClassifierOptions| &mut o.train,
+            segue::classify::train_classifier,
+        ),
         Some(Cmd::Train {
             command: TrainCmd::TransformerVae(args),
-        }) => train_tvae(*args),
+        }) => train_on_loop(
+            segue::tvae::KIND,
+            *args,
+            |o: &mut segue::tvae::TvaeOptions| &mut o.train,
+            segue::tvae::train_tvae,
+        ),
         Some(Cmd::Train {
             command: TrainCmd::Dcgan(args),
-        }) => train_gan(*args),
+        }) => train_on_loop(
+            segue::gan::KIND,
+            *args,
+            |o: &mut segue::gan::GanOptions| &mut o.train,
+            segue::gan::train_gan,
+        ),
         Some(Cmd::Train {
             command: TrainCmd::LstmVae(args),
         }) => train_lstm_vae(*args),
@@ -1148,52 +1163,33 @@ fn run_training_loop(
     Ok(())
 }
 
-fn train_classifier(args: LoopArgs) -> Result<()> {
-    let mut opts = segue::classify::ClassifierOptions::default();
-    args.apply(&mut opts.train);
-    let total = opts.train.steps;
-    run_training_loop(
-        segue::classify::KIND,
-        &args,
-        total,
-        |corpus, out, device, control, on_event| {
-            segue::classify::train_classifier(
-                corpus,
-                &opts,
-                out,
-                device,
-                args.resume,
-                control,
-                on_event,
-            )
-        },
-    )
-}
+/// How one shared-loop model trains: its options and its training function.
+type TrainFn<O> = fn(
+    &Corpus,
+    &O,
+    &Path,
+    &candle_core::Device,
+    bool,
+    &Control,
+    &mut dyn FnMut(segue::train_loop::LoopEvent),
+) -> segue::Result<segue::train_loop::LoopOutcome>;
 
-fn train_tvae(args: LoopArgs) -> Result<()> {
-    let mut opts = segue::tvae::TvaeOptions::default();
-    args.apply(&mut opts.train);
-    let total = opts.train.steps;
+/// Trains a shared-loop model from its default options with the flags of `args` applied.
+fn train_on_loop<O: Default>(
+    kind: &str,
+    args: LoopArgs,
+    loop_options: fn(&mut O) -> &mut segue::train_loop::LoopOptions,
+    train: TrainFn<O>,
+) -> Result<()> {
+    let mut opts = O::default();
+    args.apply(loop_options(&mut opts));
+    let total = loop_options(&mut opts).steps;
     run_training_loop(
-        segue::tvae::KIND,
+        kind,
         &args,
         total,
         |corpus, out, device, control, on_event| {
-            segue::tvae::train_tvae(corpus, &opts, out, device, args.resume, control, on_event)
-        },
-    )
-}
-
-fn train_gan(args: LoopArgs) -> Result<()> {
-    let mut opts = segue::gan::GanOptions::default();
-    args.apply(&mut opts.train);
-    let total = opts.train.steps;
-    run_training_loop(
-        segue::gan::KIND,
-        &args,
-        total,
-        |corpus, out, device, control, on_event| {
-            segue::gan::train_gan(corpus, &opts, out, device, args.resume, control, on_event)
+            train(corpus, &opts, out, device, args.resume, control, on_event)
         },
     )
 }
