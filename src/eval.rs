@@ -152,20 +152,32 @@ pub struct LstmVaeReport {
     pub frame_thresholded: FrameScore,
     /// Teacher-forced frame scores, each cell sampled from its probability.
     pub frame_sampled: FrameScore,
+    /// Frame scores of the trivial predictor "each step repeats the previous one", for scale.
+    pub frame_copy_previous: FrameScore,
     /// KL(q(z|x) || N(0, I)) per snippet, nats.
     pub kl: f64,
     /// KL per latent dimension.
     pub kl_per_dim: Vec<f64>,
     /// Dimensions whose posterior mean varies across snippets (variance > 0.01).
     pub active_units: usize,
-    /// Share of snippets whose posterior mean is nearest its own composer's centroid (the
-    /// centroids are the per-composer means stored with the model, from training snippets).
+    /// Share of snippets whose posterior mean is nearest its own composer's centroid, the
+    /// centroids being the means of the held-out posterior means themselves ("leave-one-in",
+    /// the PyTorch reference's `composer_nearest_centroid_acc_mu`).
     pub centroid_accuracy: f64,
+    /// The same with the centroids stored with the model (from training snippets): stricter,
+    /// the held-out snippets play no part in their own centroids.
+    pub training_centroid_accuracy: f64,
     /// Mean Jaccard distance between decodings of one primer with two composers' codes
-    /// (same sampling seed).
+    /// (the per-composer codes stored with the model; same sampling seed).
     pub composer_z_distance: f64,
     /// The same with two codes drawn from the prior.
     pub random_z_distance: f64,
+    /// The PyTorch reference's `composer_swap`: one primer decoded with its own snippet's
+    /// posterior mean and with the posterior mean of a snippet of another composer (same
+    /// sampling seed), Jaccard distance.
+    pub swap_other_composer_distance: f64,
+    /// The same, the second code drawn from the prior instead.
+    pub swap_prior_distance: f64,
     /// The same with one code and two sampling seeds (the noise floor).
     pub seed_only_distance: f64,
     /// Generated continuations (64-step primer + 256 steps, each with its composer's code).
@@ -185,6 +197,53 @@ fn jaccard_distance(a: &[u8], b: &[u8]) -> f64 {
     } else {
         1.0 - inter as f64 / union as f64
     }
+}
+
+/// Per-class means of `points` (a class with no point gets an empty centroid).
+fn class_means(points: &[Vec<f32>], labels: &[usize], classes: usize) -> Vec<Vec<f32>> {
+    let dim = points.first().map_or(0, Vec::len);
+    let mut sums = vec![vec![0f32; dim]; classes];
+    let mut counts = vec![0usize; classes];
+    for (p, &c) in points.iter().zip(labels) {
+        counts[c] += 1;
+        for (s, v) in sums[c].iter_mut().zip(p) {
+            *s += v;
+        }
+    }
+    sums.into_iter()
+        .zip(counts)
+        .map(|(s, k)| {
+            if k == 0 {
+                Vec::new()
+            } else {
+                s.into_iter().map(|v| v / k as f32).collect()
+            }
+        })
+        .collect()
+}
+
+/// How many of `points` lie nearest (Euclidean) the centroid of their own label; empty
+/// centroids never win.
+fn nearest_centroid_hits(points: &[Vec<f32>], labels: &[usize], centroids: &[Vec<f32>]) -> usize {
+    let nearest = |m: &[f32]| {
+        centroids
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.len() == m.len())
+            .map(|(c, mu)| {
+                (
+                    c,
+                    m.iter().zip(mu).map(|(a, b)| (a - b).powi(2)).sum::<f32>(),
+                )
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|x| x.0)
+    };
+    points
+        .iter()
+        .zip(labels)
+        .filter(|(m, c)| nearest(m) == Some(**c))
+        .count()
 }
 
 /// Evaluates `model` on `per_composer` held-out snippets of each composer of `corpus`.
@@ -229,11 +288,16 @@ pub fn evaluate_lstm_vae(
     let mut means: Vec<Vec<f32>> = Vec::with_capacity(n);
     let mut corpus_stats = StatsAcc::default();
     let mut rolls: Vec<Vec<f32>> = Vec::with_capacity(n);
+    let mut copy = FrameAcc::default();
     for (s, _) in &snippets {
         let mut data = vec![0f32; steps * PITCHES];
         corpus.pieces[s.piece]
             .roll
             .window_f32(s.start, steps, &mut data);
+        for (i, truth) in data.iter().enumerate() {
+            let previous = i >= PITCHES && data[i - PITCHES] > 0.5;
+            copy.add(previous, *truth > 0.5);
+        }
         corpus_stats.add(&data.iter().map(|v| u8::from(*v > 0.5)).collect::<Vec<u8>>());
         rolls.push(data);
     }
@@ -303,33 +367,22 @@ pub fn evaluate_lstm_vae(
             means.iter().map(|v| (v[d] as f64 - m).powi(2)).sum::<f64>() / n as f64 > 0.01
         })
         .count();
-    let centroids: Vec<&Vec<f32>> = model.manifest.latents.iter().map(|s| &s.mean).collect();
-    let nearest = |m: &[f32]| {
-        centroids
-            .iter()
-            .enumerate()
-            .map(|(c, mu)| {
-                (
-                    c,
-                    m.iter()
-                        .zip(mu.iter())
-                        .map(|(a, b)| (a - b).powi(2))
-                        .sum::<f32>(),
-                )
-            })
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map_or(0, |x| x.0)
-    };
-    let hits = means
+    let labels: Vec<usize> = snippets.iter().map(|(_, c)| *c).collect();
+    let stored: Vec<Vec<f32>> = model
+        .manifest
+        .latents
         .iter()
-        .zip(&snippets)
-        .filter(|(m, (_, c))| nearest(m) == *c)
-        .count();
+        .map(|s| s.mean.clone())
+        .collect();
+    let training_hits = nearest_centroid_hits(&means, &labels, &stored);
+    let held_out = class_means(&means, &labels, stored.len());
+    let hits = nearest_centroid_hits(&means, &labels, &held_out);
 
     // Decoding one primer with different codes; and generated continuations.
     let cancel = AtomicBool::new(false);
     let composers = model.manifest.composers.len();
     let (mut d_comp, mut d_rand, mut d_seed) = (0f64, 0f64, 0f64);
+    let (mut d_swap, mut d_swap_prior) = (0f64, 0f64);
     let mut generated = StatsAcc::default();
     let pairs = n.min(60);
     for (i, &(s, c)) in snippets.iter().enumerate() {
@@ -360,6 +413,10 @@ pub fn evaluate_lstm_vae(
                 ..base.clone()
             };
             d_seed += jaccard_distance(&out, &run(&own, &reseeded)?);
+            let mine = run(&means[i], &base)?;
+            d_swap += jaccard_distance(&mine, &run(&means[other[i]], &base)?);
+            let prior = standard_normal(&mut rng, z_dim);
+            d_swap_prior += jaccard_distance(&mine, &run(&prior, &base)?);
         }
         progress(0.7 + 0.3 * (i + 1) as f32 / n as f32);
     }
@@ -374,12 +431,16 @@ pub fn evaluate_lstm_vae(
         latent_gain_over_prior: 1.0 - bce_mean / bce_prior,
         frame_thresholded: thr.finish(),
         frame_sampled: smp.finish(),
+        frame_copy_previous: copy.finish(),
         kl: kl_per_dim.iter().sum(),
         kl_per_dim,
         active_units,
         centroid_accuracy: hits as f64 / n as f64,
+        training_centroid_accuracy: training_hits as f64 / n as f64,
         composer_z_distance: d_comp / pairs as f64,
         random_z_distance: d_rand / pairs as f64,
+        swap_other_composer_distance: d_swap / pairs as f64,
+        swap_prior_distance: d_swap_prior / pairs as f64,
         seed_only_distance: d_seed / pairs as f64,
         generated: generated.finish(),
         corpus: corpus_stats.finish(),
@@ -419,5 +480,27 @@ mod tests {
         }
         assert_eq!(acc.finish().f1, 0.5);
         assert_eq!(jaccard_distance(&[1, 1, 0], &[1, 0, 0]), 0.5);
+    }
+
+    #[test]
+    fn centroid_accuracy_counts_points_nearest_their_own_class() {
+        // Class 0 around (0, 0), class 1 around (10, 0); the last point of class 1 sits at
+        // (1, 0), nearer class 0's centroid. Class 2 has no point and must never win.
+        let points = vec![
+            vec![0.0, 0.0],
+            vec![0.0, 2.0],
+            vec![10.0, 0.0],
+            vec![10.0, 2.0],
+            vec![1.0, 0.0],
+        ];
+        let labels = [0, 0, 1, 1, 1];
+        let centroids = class_means(&points, &labels, 3);
+        assert_eq!(centroids[0], vec![0.0, 1.0]);
+        assert_eq!(centroids[1], vec![7.0, 2.0 / 3.0]);
+        assert!(centroids[2].is_empty());
+        assert_eq!(nearest_centroid_hits(&points, &labels, &centroids), 4);
+        // Centroids from elsewhere: only the class-0 points are near theirs.
+        let stored = vec![vec![0.0, 1.0], vec![-20.0, 0.0], vec![5.0, 0.0]];
+        assert_eq!(nearest_centroid_hits(&points, &labels, &stored), 2);
     }
 }

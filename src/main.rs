@@ -1623,18 +1623,29 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         f(&r.frame_sampled)
     );
     out!(
+        "  for scale, repeating the previous step: {}",
+        f(&r.frame_copy_previous)
+    );
+    out!(
         "KL {:.1} nats per snippet, active units {}/{}",
         r.kl,
         r.active_units,
         r.kl_per_dim.len()
     );
     out!(
-        "nearest-composer-centroid accuracy {:.3} (chance {:.3})",
+        "nearest-composer-centroid accuracy of posterior means (chance {:.3}): {:.3} with held-out centroids (the reference's measure), {:.3} with the stored training centroids",
+        1.0 / model.manifest.composers.len() as f64,
         r.centroid_accuracy,
-        1.0 / model.manifest.composers.len() as f64
+        r.training_centroid_accuracy
+    );
+    out!("one primer decoded twice, same seed (Jaccard distance of the outputs):");
+    out!(
+        "  own snippet's z vs another composer's snippet z {:.3}, vs a prior z {:.3} (the reference's composer swap)",
+        r.swap_other_composer_distance,
+        r.swap_prior_distance
     );
     out!(
-        "one primer decoded with: two composers' z {:.3}, two random z {:.3}, one z two seeds {:.3} (Jaccard distance)",
+        "  two composers' stored codes {:.3}, two prior z {:.3}; one z, two seeds {:.3} (noise floor)",
         r.composer_z_distance,
         r.random_z_distance,
         r.seed_only_distance

@@ -118,6 +118,33 @@ fn same_seed_same_curve_and_resume_continues_it() {
             .iter()
             .any(|c| c.contains("piano-midi.de"))
     );
+    // The evaluation on held-out pieces: figures in range, reproducible by seed.
+    let report =
+        |seed| segue::eval::evaluate_lstm_vae(&model, &corpus, 2, seed, &mut |_| {}).unwrap();
+    let r = report(5);
+    assert_eq!(
+        r.snippets, 6,
+        "one held-out piece per composer, 2 snippets each"
+    );
+    for share in [
+        r.centroid_accuracy,
+        r.training_centroid_accuracy,
+        r.frame_thresholded.f1,
+        r.frame_copy_previous.f1,
+        r.swap_other_composer_distance,
+        r.swap_prior_distance,
+        r.composer_z_distance,
+        r.random_z_distance,
+    ] {
+        assert!((0.0..=1.0).contains(&share), "{r:?}");
+    }
+    // Chords are held for 3 of every 4 steps, so repeating the previous step is often right.
+    assert!(r.frame_copy_previous.f1 > 0.2, "{r:?}");
+    assert_eq!(
+        serde_json::to_string(&r).unwrap(),
+        serde_json::to_string(&report(5)).unwrap()
+    );
+
     let primer = corpus.pieces[0].roll.clone();
     let za = generate::composer_code(&model, 0).unwrap();
     let zb = generate::composer_code(&model, 1).unwrap();
