@@ -693,16 +693,9 @@ impl<'a> Trainer<'a> {
             training: serde_json::to_value(&self.opts).unwrap_or_default(),
             metrics: serde_json::to_value(last).unwrap_or_default(),
             licence: trained::CORPUS_LICENCE.into(),
-            credits: trained::CORPUS_CREDITS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            credits: trained::corpus_credits(),
             dtype: "f32".into(),
-            written_by: format!(
-                "segue {} ({})",
-                env!("CARGO_PKG_VERSION"),
-                env!("SEGUE_COMMIT")
-            ),
+            written_by: trained::written_by(),
         };
         let path = model_path(out);
         trained::save(&path, &self.varmap, &manifest)?;
@@ -791,16 +784,7 @@ pub fn train_lstm_vae(
         (0, 0.0)
     };
     let metrics_file = metrics_path(out);
-    if step > 0 {
-        crate::train_loop::truncate_metrics(&metrics_file, step)?;
-    } else if metrics_file.exists() {
-        std::fs::remove_file(&metrics_file).map_err(|e| Error::io(&metrics_file, "removing", e))?;
-    }
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_file)
-        .map_err(|e| Error::io(&metrics_file, "opening", e))?;
+    let mut log = crate::train_loop::open_metrics_log(&metrics_file, step)?;
 
     let mut sampler =
         BalancedSampler::new(corpus, &trainer.train_pieces, opts.snippet_steps, opts.seed)?;

@@ -358,6 +358,21 @@ pub(crate) fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     fsutil::write_atomic(path, kept.as_bytes())
 }
 
+/// Opens a run's metrics log for appending after `step` optimiser steps: a resumed run keeps
+/// only the lines up to its checkpoint, a fresh run (`step` 0) starts an empty log.
+pub(crate) fn open_metrics_log(path: &Path, step: usize) -> Result<std::fs::File> {
+    if step > 0 {
+        truncate_metrics(path, step)?;
+    } else if path.exists() {
+        std::fs::remove_file(path).map_err(|e| Error::io(path, "removing", e))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, "opening", e))
+}
+
 /// Trains `task` on `corpus` into `out`. With `resume`, continues from the checkpoint in
 /// `out` (same kind, sizes and corpus). `training` is recorded in the manifest as the options.
 #[allow(clippy::too_many_arguments)]
@@ -397,16 +412,7 @@ pub fn run(
         (0, 0.0)
     };
     let metrics_file = out.join("metrics.jsonl");
-    if step > 0 {
-        truncate_metrics(&metrics_file, step)?;
-    } else if metrics_file.exists() {
-        std::fs::remove_file(&metrics_file).map_err(|e| Error::io(&metrics_file, "removing", e))?;
-    }
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_file)
-        .map_err(|e| Error::io(&metrics_file, "opening", e))?;
+    let mut log = open_metrics_log(&metrics_file, step)?;
     let mut sampler =
         BalancedSampler::new(corpus, &runner.train_pieces, opts.snippet_steps, opts.seed)?;
     let per_step = opts.batches_per_step.max(1);

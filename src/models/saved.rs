@@ -61,16 +61,9 @@ impl ModelManifest {
             training: serde_json::Value::Null,
             metrics: serde_json::Value::Null,
             licence: trained::CORPUS_LICENCE.into(),
-            credits: trained::CORPUS_CREDITS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            credits: trained::corpus_credits(),
             dtype: "f32".into(),
-            written_by: format!(
-                "segue {} ({})",
-                env!("CARGO_PKG_VERSION"),
-                env!("SEGUE_COMMIT")
-            ),
+            written_by: trained::written_by(),
         }
     }
 }

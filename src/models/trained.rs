@@ -19,6 +19,20 @@ pub const CORPUS_CREDITS: [&str; 2] = [
     "music21 corpus (Cuthbert et al.)",
 ];
 
+/// [`CORPUS_CREDITS`] as a manifest stores them.
+pub fn corpus_credits() -> Vec<String> {
+    CORPUS_CREDITS.iter().map(|s| s.to_string()).collect()
+}
+
+/// The program version and commit that writes a manifest.
+pub fn written_by() -> String {
+    format!(
+        "segue {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        env!("SEGUE_COMMIT")
+    )
+}
+
 /// Licence of weights trained on the shared corpus: they are derived from piano-midi.de files.
 pub const CORPUS_LICENCE: &str = "CC BY-SA 3.0 DE (derived from piano-midi.de files); \
      Bach chorales from the music21 corpus";
