@@ -30,6 +30,9 @@ pub type Classifier = Saved<ComposerClassifier, Config>;
 pub struct ClassifierOptions {
     /// Sizes (`classes` is set from the corpus).
     pub config: Config,
+    /// L2 weight decay added to the gradients (0 = off).
+    #[serde(default)]
+    pub weight_decay: f64,
     /// Loop options.
     pub train: LoopOptions,
 }
@@ -42,6 +45,7 @@ impl Default for ClassifierOptions {
         train.transpose = 3;
         ClassifierOptions {
             config: Config::studio(20),
+            weight_decay: 0.0,
             train,
         }
     }
@@ -146,6 +150,7 @@ pub fn train_classifier(
 ) -> Result<LoopOutcome> {
     let mut cfg = opts.config;
     cfg.classes = corpus.composers.len();
+    cfg.stack.check().map_err(Error::InvalidArgument)?;
     if !opts.train.snippet_steps.is_multiple_of(cfg.patch_steps)
         || opts.train.snippet_steps > cfg.max_steps()
     {
@@ -157,6 +162,7 @@ pub fn train_classifier(
         )));
     }
     let mut task = ClassifierTask::new(&cfg, &opts.train, device)?;
+    task.adam.l2 = opts.weight_decay;
     let mut recorded = opts.clone();
     recorded.config = cfg;
     let training = serde_json::to_value(&recorded).unwrap_or_default();

@@ -271,7 +271,7 @@ enum TrainCmd {
     /// The LSTM-VAE (the studio's model).
     LstmVae(Box<TrainArgs>),
     /// The composer classifier (6-layer Transformer encoder + linear head).
-    Classifier(Box<LoopArgs>),
+    Classifier(Box<ClassifierArgs>),
     /// The Transformer VAE (6 + 6 layers, whole snippets at once).
     TransformerVae(Box<LoopArgs>),
     /// The DCGAN on 128 x 128 roll snippets.
@@ -323,6 +323,18 @@ struct LoopArgs {
     checkpoint_every: Option<usize>,
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+#[derive(Args)]
+struct ClassifierArgs {
+    #[command(flatten)]
+    run: LoopArgs,
+    /// Dropout in the encoder layers (default 0.1).
+    #[arg(long, value_name = "P")]
+    dropout: Option<f32>,
+    /// L2 weight decay (default 0).
+    #[arg(long, value_name = "X")]
+    weight_decay: Option<f64>,
 }
 
 impl LoopArgs {
@@ -613,12 +625,27 @@ fn run(cli: Cli) -> Result<()> {
         }) => eval_report(args),
         Some(Cmd::Train {
             command: TrainCmd::Classifier(args),
-        }) => train_on_loop(
-            segue::classify::KIND,
-            *args,
-            |o: &mut segue::classify::ClassifierOptions| &mut o.train,
-            segue::classify::train_classifier,
-        ),
+        }) => {
+            let ClassifierArgs {
+                run,
+                dropout,
+                weight_decay,
+            } = *args;
+            let mut defaults = segue::classify::ClassifierOptions::default();
+            if let Some(p) = dropout {
+                defaults.config.stack.dropout = p;
+            }
+            if let Some(w) = weight_decay {
+                defaults.weight_decay = w;
+            }
+            train_on_loop_from(
+                segue::classify::KIND,
+                run,
+                defaults,
+                |o: &mut segue::classify::ClassifierOptions| &mut o.train,
+                segue::classify::train_classifier,
+            )
+        }
         Some(Cmd::Train {
             command: TrainCmd::TransformerVae(args),
         }) => train_on_loop(
@@ -1181,7 +1208,17 @@ fn train_on_loop<O: Default>(
     loop_options: fn(&mut O) -> &mut segue::train_loop::LoopOptions,
     train: TrainFn<O>,
 ) -> Result<()> {
-    let mut opts = O::default();
+    train_on_loop_from(kind, args, O::default(), loop_options, train)
+}
+
+/// [`train_on_loop`] from given model options instead of the defaults.
+fn train_on_loop_from<O>(
+    kind: &str,
+    args: LoopArgs,
+    mut opts: O,
+    loop_options: fn(&mut O) -> &mut segue::train_loop::LoopOptions,
+    train: TrainFn<O>,
+) -> Result<()> {
     args.apply(loop_options(&mut opts));
     let total = loop_options(&mut opts).steps;
     run_training_loop(

@@ -129,6 +129,24 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
     other.train.seed = 2;
     let o = train_classifier(&c, &other, &dir.path().join("o"), false);
     assert!(!same(&a, &o), "another seed gave the same curve");
+    // Weight decay changes the curve; an impossible dropout is refused before any work.
+    let mut decayed = classifier_options(6);
+    decayed.weight_decay = 0.05;
+    let d = train_classifier(&c, &decayed, &dir.path().join("d"), false);
+    assert!(!same(&a, &d), "weight decay had no effect");
+    let mut bad = classifier_options(6);
+    bad.config.stack.dropout = 1.5;
+    let err = classify::train_classifier(
+        &c,
+        &bad,
+        &dir.path().join("bad"),
+        &Device::Cpu,
+        false,
+        &Control::default(),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("dropout 1.5"), "{err}");
 
     let r = dir.path().join("r");
     let first = train_classifier(&c, &classifier_options(4), &r, false);
