@@ -246,15 +246,40 @@ fn nearest_centroid_hits(points: &[Vec<f32>], labels: &[usize], centroids: &[Vec
         .count()
 }
 
-/// Evaluates `model` on `per_composer` held-out snippets of each composer of `corpus`.
+/// What [`evaluate_lstm_vae`] measures on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalOptions {
+    /// Held-out snippets per composer.
+    pub per_composer: usize,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Sampling temperature of the generated continuations.
+    pub temperature: f32,
+    /// Cap on notes per step of the generated continuations.
+    pub max_notes: usize,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        let sampling = GenerateOptions::default();
+        EvalOptions {
+            per_composer: 10,
+            seed: 1234,
+            temperature: sampling.temperature,
+            max_notes: sampling.max_notes,
+        }
+    }
+}
+
+/// Evaluates `model` on `opts.per_composer` held-out snippets of each composer of `corpus`.
 /// `progress` gets the share done.
 pub fn evaluate_lstm_vae(
     model: &TrainedModel,
     corpus: &Corpus,
-    per_composer: usize,
-    seed: u64,
+    opts: &EvalOptions,
     progress: &mut dyn FnMut(f32),
 ) -> Result<LstmVaeReport> {
+    let (per_composer, seed) = (opts.per_composer, opts.seed);
     let training = &model.manifest.training;
     let valid_fraction = training
         .get("valid_fraction")
@@ -392,6 +417,8 @@ pub fn evaluate_lstm_vae(
             steps: 256,
             primer_steps: 64,
             seed: seed ^ i as u64,
+            temperature: opts.temperature,
+            max_notes: opts.max_notes,
             ..GenerateOptions::default()
         };
         let run = |za: &[f32], o: &GenerateOptions| -> Result<Vec<u8>> {

@@ -84,13 +84,19 @@ pub struct GenerateOptions {
     pub seed: u64,
 }
 
+/// The default sampling temperature. At 1 the shipped LSTM-VAE's continuations are denser
+/// than the music it learned from (4.0 notes per sounding step and 5.2 onsets per beat against
+/// the held-out corpus's 3.2 and 4.1); at 0.9 they match it (3.2 and 3.7; `segue eval lstm-vae
+/// --temperature T`). Lower makes them sparse (0.75: 2.2 and 1.9).
+pub const DEFAULT_TEMPERATURE: f32 = 0.9;
+
 impl Default for GenerateOptions {
     fn default() -> Self {
         GenerateOptions {
             mode: Mode::Continue,
             steps: 256,
             primer_steps: 64,
-            temperature: 1.0,
+            temperature: DEFAULT_TEMPERATURE,
             max_notes: 8,
             alpha: 0.5,
             transition_steps: 0,

@@ -190,8 +190,8 @@ struct GenerateArgs {
     /// Interpolate linearly instead of along the sphere.
     #[arg(long)]
     linear: bool,
-    /// Sampling temperature (1 = the model's probabilities).
-    #[arg(long, default_value_t = 1.0, value_name = "T")]
+    /// Sampling temperature (1 = the model's probabilities; below 1 sparser, above denser).
+    #[arg(long, default_value_t = segue::generate::DEFAULT_TEMPERATURE, value_name = "T")]
     temperature: f32,
     /// At most this many notes per step.
     #[arg(long, default_value_t = 8, value_name = "N")]
@@ -217,7 +217,7 @@ struct GenerateArgs {
 #[derive(Subcommand)]
 enum EvalCmd {
     /// Reconstruction, latent health and style, and generated-music figures of the LSTM-VAE.
-    LstmVae(EvalArgs),
+    LstmVae(LstmVaeEvalArgs),
     /// Accuracy and confusion matrix of the composer classifier on held-out pieces.
     Classifier(EvalArgs),
     /// Compare every model on the same held-out snippets: writes report.md + PNG charts.
@@ -264,6 +264,18 @@ struct EvalArgs {
     json: bool,
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+#[derive(Args)]
+struct LstmVaeEvalArgs {
+    #[command(flatten)]
+    common: EvalArgs,
+    /// Sampling temperature of the generated continuations.
+    #[arg(long, default_value_t = segue::generate::DEFAULT_TEMPERATURE, value_name = "T")]
+    temperature: f32,
+    /// Cap on notes per step of the generated continuations.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    max_notes: usize,
 }
 
 #[derive(Subcommand)]
@@ -1611,7 +1623,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-fn eval_cmd(a: EvalArgs) -> Result<()> {
+fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
+    let a = args.common;
     let model = load_model(a.model.as_deref())?;
     let dir = match &a.corpus {
         Some(d) => d.clone(),
@@ -1625,7 +1638,20 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         );
     }
     let bar = progress_bar(1000, "evaluating");
-    let r = segue::eval::evaluate_lstm_vae(&model, &corpus, a.per_composer, a.seed, &mut |f| {
+    let opts = segue::eval::EvalOptions {
+        per_composer: a.per_composer,
+        seed: a.seed,
+        temperature: args.temperature,
+        max_notes: args.max_notes,
+    };
+    if !(opts.temperature > 0.0 && opts.temperature.is_finite()) || opts.max_notes == 0 {
+        anyhow::bail!(
+            "--temperature must be above 0 and --max-notes at least 1 (got {} and {})",
+            opts.temperature,
+            opts.max_notes
+        );
+    }
+    let r = segue::eval::evaluate_lstm_vae(&model, &corpus, &opts, &mut |f| {
         bar.set_position((f * 1000.0) as u64)
     })?;
     bar.finish_and_clear();

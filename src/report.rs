@@ -467,10 +467,17 @@ pub fn evaluate_all(
     if let Some(g) = &models.gan {
         progress(0.35, "DCGAN");
         let n = composers * opts.outputs_per_composer;
-        let rolls = gan::sample(&g.model, n, 1.0, 8, opts.seed)?
-            .into_iter()
-            .map(|r| (r, None))
-            .collect();
+        let sampling = GenerateOptions::default();
+        let rolls = gan::sample(
+            &g.model,
+            n,
+            sampling.temperature,
+            sampling.max_notes,
+            opts.seed,
+        )?
+        .into_iter()
+        .map(|r| (r, None))
+        .collect();
         all.push(Outputs {
             name: "DCGAN".into(),
             rolls,
@@ -646,8 +653,10 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
     let mut md = String::new();
     md.push_str("# Segue evaluation report\n\n");
     md.push_str(&format!(
-        "Made by `{command}`. All figures come from held-out pieces (never seen in training): {} snippets of 128 steps for reconstruction and the real-music statistics.\n\n",
-        report.snippets
+        "Made by `{command}`. All figures come from held-out pieces (never seen in training): {} snippets of 128 steps for reconstruction and the real-music statistics. Generative models sample at temperature {} (the default) with at most {} notes a step.\n\n",
+        report.snippets,
+        generate::DEFAULT_TEMPERATURE,
+        GenerateOptions::default().max_notes
     ));
     md.push_str("## Models\n\n| Model | Recon BCE / step | Notes / sounding step | PC overlap with target | P(target) | Classified as target | OA pitch classes | OA pitch count | OA IOI | OA note length | Outputs |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for m in &report.models {

@@ -119,8 +119,14 @@ fn same_seed_same_curve_and_resume_continues_it() {
             .any(|c| c.contains("piano-midi.de"))
     );
     // The evaluation on held-out pieces: figures in range, reproducible by seed.
-    let report =
-        |seed| segue::eval::evaluate_lstm_vae(&model, &corpus, 2, seed, &mut |_| {}).unwrap();
+    let report = |seed| {
+        let opts = segue::eval::EvalOptions {
+            per_composer: 2,
+            seed,
+            ..Default::default()
+        };
+        segue::eval::evaluate_lstm_vae(&model, &corpus, &opts, &mut |_| {}).unwrap()
+    };
     let r = report(5);
     assert_eq!(
         r.snippets, 6,

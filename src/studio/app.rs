@@ -154,7 +154,7 @@ impl Default for Session {
             alpha: 0.5,
             mode: Mode::Blend,
             length: 256,
-            temperature: 1.0,
+            temperature: generate::DEFAULT_TEMPERATURE,
             seed: 1,
             variations: 1,
             looping: false,
