@@ -278,3 +278,48 @@ pub fn generate(
     roll.append(&generated);
     Ok(Generated { roll, primer_steps })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// Mean notes drawn per step from `logits` over many seeded draws.
+    fn mean_notes(logits: &[f32], temperature: f32, max_notes: usize) -> f64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut order = Vec::new();
+        let draws = 2000;
+        (0..draws)
+            .map(|_| {
+                sample_notes(logits, temperature, max_notes, &mut rng, &mut order);
+                order.len()
+            })
+            .sum::<usize>() as f64
+            / draws as f64
+    }
+
+    #[test]
+    fn temperature_and_cap_shape_the_notes_drawn() {
+        // Two likely notes (p = 0.88) among 126 unlikely ones (p = 0.018 each at temperature 1).
+        let mut logits = vec![-4.0f32; PITCHES];
+        logits[60] = 2.0;
+        logits[64] = 2.0;
+        let at_one = mean_notes(&logits, 1.0, PITCHES);
+        let expected = 2.0 * 0.8808 + 126.0 * 0.01799;
+        assert!((at_one - expected).abs() < 0.15, "{at_one} vs {expected}");
+        // Below 1 the unlikely notes fade faster than the likely ones gain.
+        let cooler = mean_notes(&logits, DEFAULT_TEMPERATURE, PITCHES);
+        assert!(cooler < at_one - 0.3, "{cooler} vs {at_one}");
+        // The cap keeps the most probable: two near-certain notes among many likely ones.
+        let mut crowded = vec![1.0f32; PITCHES];
+        crowded[60] = 12.0;
+        crowded[64] = 11.0;
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut order = Vec::new();
+        for _ in 0..50 {
+            sample_notes(&crowded, 1.0, 2, &mut rng, &mut order);
+            assert_eq!(order, [60, 64]);
+        }
+    }
+}
