@@ -235,11 +235,7 @@ pub fn sample(
     max_notes: usize,
     seed: u64,
 ) -> Result<Vec<Roll>> {
-    if !(temperature > 0.0 && temperature.is_finite()) {
-        return Err(Error::InvalidArgument(
-            "temperature must be a positive number".into(),
-        ));
-    }
+    crate::generate::check_sampling(temperature, max_notes)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let device = gan.generator.device();
     let z = random_codes(count, gan.config().latent, &mut rng, &device)?;

@@ -167,6 +167,22 @@ pub fn song_code(model: &TrainedModel, roll: &Roll, steps: usize) -> Result<Vec<
     run().map_err(|e| Error::InvalidArgument(format!("encoding the song: {e}")))
 }
 
+/// Checks sampling controls: the temperature must be a positive number and the note cap at
+/// least 1 (a cap of 0 would generate silence).
+pub fn check_sampling(temperature: f32, max_notes: usize) -> Result<()> {
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "temperature must be a positive number, not {temperature}"
+        )));
+    }
+    if max_notes == 0 {
+        return Err(Error::InvalidArgument(
+            "the cap on notes per step must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Draws the pitches of one step: each sounds with probability sigmoid(logit / temperature);
 /// if more than `max_notes` do, the most probable are kept. The pitches go to `order`.
 pub fn sample_notes(
@@ -206,11 +222,7 @@ pub fn generate(
             "codes must have {latent} values"
         )));
     }
-    if !(opts.temperature > 0.0 && opts.temperature.is_finite()) {
-        return Err(Error::InvalidArgument(
-            "temperature must be a positive number".into(),
-        ));
-    }
+    check_sampling(opts.temperature, opts.max_notes)?;
     let mut decoder = StepDecoder::new(model)
         .map_err(|e| Error::InvalidArgument(format!("preparing the decoder: {e}")))?;
     let transition = if opts.transition_steps == 0 {
@@ -297,6 +309,21 @@ mod tests {
             })
             .sum::<usize>() as f64
             / draws as f64
+    }
+
+    #[test]
+    fn sampling_controls_are_checked() {
+        assert!(check_sampling(DEFAULT_TEMPERATURE, 8).is_ok());
+        for (t, cap) in [
+            (0.0, 8),
+            (-1.0, 8),
+            (f32::NAN, 8),
+            (f32::INFINITY, 8),
+            (1.0, 0),
+        ] {
+            let err = check_sampling(t, cap).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{t} {cap}: {err}");
+        }
     }
 
     #[test]

@@ -1624,6 +1624,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
 }
 
 fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
+    segue::generate::check_sampling(args.temperature, args.max_notes)?;
     let a = args.common;
     let model = load_model(a.model.as_deref())?;
     let dir = match &a.corpus {
@@ -1644,13 +1645,6 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         temperature: args.temperature,
         max_notes: args.max_notes,
     };
-    if !(opts.temperature > 0.0 && opts.temperature.is_finite()) || opts.max_notes == 0 {
-        anyhow::bail!(
-            "--temperature must be above 0 and --max-notes at least 1 (got {} and {})",
-            opts.temperature,
-            opts.max_notes
-        );
-    }
     let r = segue::eval::evaluate_lstm_vae(&model, &corpus, &opts, &mut |f| {
         bar.set_position((f * 1000.0) as u64)
     })?;

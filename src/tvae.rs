@@ -275,11 +275,7 @@ pub fn generate(
             "codes must have {latent} values"
         )));
     }
-    if !(opts.temperature > 0.0 && opts.temperature.is_finite()) {
-        return Err(Error::InvalidArgument(
-            "temperature must be a positive number".into(),
-        ));
-    }
+    crate::generate::check_sampling(opts.temperature, opts.max_notes)?;
     let snippet = snippet_steps(model);
     let count = opts.steps.div_ceil(snippet).max(1);
     let own = if opts.mode == Mode::Transfer {
