@@ -677,17 +677,7 @@ impl<'a> Trainer<'a> {
             config: self.opts.config,
             composers: self.corpus.composers.clone(),
             latents: self.latent_stats()?,
-            corpus: CorpusInfo {
-                name: self
-                    .corpus
-                    .root
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                content_hash: self.corpus.content_hash(),
-                pieces: self.corpus.pieces.len(),
-                valid_pieces: self.corpus.pieces.len() - self.train_pieces.len(),
-            },
+            corpus: CorpusInfo::of(self.corpus, self.train_pieces.len()),
             steps: step,
             seconds,
             training: serde_json::to_value(&self.opts).unwrap_or_default(),

@@ -217,17 +217,7 @@ struct Runner<'a> {
 
 impl Runner<'_> {
     fn corpus_info(&self) -> CorpusInfo {
-        CorpusInfo {
-            name: self
-                .corpus
-                .root
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            content_hash: self.corpus.content_hash(),
-            pieces: self.corpus.pieces.len(),
-            valid_pieces: self.corpus.pieces.len() - self.train_pieces.len(),
-        }
+        CorpusInfo::of(self.corpus, self.train_pieces.len())
     }
 
     fn chunks(&self, snippets: &[(SnippetRef, usize)]) -> Result<Vec<(Tensor, Vec<usize>)>> {

@@ -87,6 +87,22 @@ pub struct CorpusInfo {
     pub valid_pieces: usize,
 }
 
+impl CorpusInfo {
+    /// Describes `corpus` trained on `train_pieces` of its pieces (the rest held out).
+    pub fn of(corpus: &crate::dataset::Corpus, train_pieces: usize) -> Self {
+        CorpusInfo {
+            name: corpus
+                .root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            content_hash: corpus.content_hash(),
+            pieces: corpus.pieces.len(),
+            valid_pieces: corpus.pieces.len() - train_pieces,
+        }
+    }
+}
+
 /// Everything a model file says about itself.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Manifest {
