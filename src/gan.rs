@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::Corpus;
 use crate::error::{Error, Result};
 use crate::generate::sample_notes;
-use crate::models::dcgan::{Config, Dcgan};
+use crate::models::dcgan::{Cells, Config, Dcgan, Generator};
 use crate::models::saved::{self, Saved};
 use crate::models::standard_normal;
 use crate::roll::{PITCHES, Roll};
@@ -74,6 +74,31 @@ pub fn random_codes(
     )?)
 }
 
+/// The cells of the generator's output shown to the discriminator (see [`Cells`]): binary
+/// kinds pass the gradient straight through to the probabilities.
+fn shown_cells(cells: Cells, probs: Tensor, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+    match cells {
+        Cells::Probabilities => Ok(probs),
+        Cells::Drawn => straight_through_bernoulli(&probs, rng),
+        Cells::Thresholded => {
+            let on = probs.ge(0.5)?.to_dtype(probs.dtype())?;
+            &probs + (on - &probs)?.detach()
+        }
+    }
+}
+
+/// Cells drawn as 0/1 with probabilities `probs`, from uniform numbers of `rng`; the gradient
+/// passes straight through to `probs` (the straight-through estimator of binary neurons).
+pub fn straight_through_bernoulli(
+    probs: &Tensor,
+    rng: &mut ChaCha8Rng,
+) -> candle_core::Result<Tensor> {
+    let uniform: Vec<f32> = (0..probs.elem_count()).map(|_| rng.random()).collect();
+    let uniform = Tensor::from_vec(uniform, probs.shape(), probs.device())?;
+    let drawn = probs.gt(&uniform)?.to_dtype(probs.dtype())?;
+    probs + (drawn - probs)?.detach()
+}
+
 /// The DCGAN's training step: one discriminator update, then one generator update.
 pub struct GanTask {
     varmap: VarMap,
@@ -90,6 +115,18 @@ impl GanTask {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let model = Dcgan::new(&opts.config, vb)?;
         train_loop::seeded_init(&varmap, opts.train.seed)?;
+        if let Some(bias) = varmap
+            .data()
+            .lock()
+            .ok()
+            .and_then(|d| d.get("generator.conv5.bias").cloned())
+        {
+            bias.set(
+                &bias
+                    .ones_like()?
+                    .affine(f64::from(Generator::INITIAL_OUTPUT_LOGIT), 0.0)?,
+            )?;
+        }
         let mut adam_g = Adam::over(&varmap, "generator.", opts.train.learning_rate)?;
         let mut adam_d = Adam::over(&varmap, "discriminator.", opts.train.learning_rate)?;
         adam_g.beta1 = 0.5;
@@ -132,7 +169,8 @@ impl Task for GanTask {
         let b = x.dim(0)?;
         let real = x.unsqueeze(1)?;
         let z = random_codes(b, self.opts.config.latent, rng, x.device())?;
-        let fake = candle_nn::ops::sigmoid(&self.model.generator.forward_t(&z, true)?)?;
+        let probs = candle_nn::ops::sigmoid(&self.model.generator.forward_t(&z, true)?)?;
+        let fake = shown_cells(self.opts.config.cells, probs, rng)?;
         let d = &self.model.discriminator;
         let d_real = d.forward_t(&real, true)?;
         let d_fake = d.forward_t(&fake.detach(), true)?;
@@ -165,19 +203,22 @@ impl Task for GanTask {
         let mut rng = ChaCha8Rng::seed_from_u64(0x5A11 + n as u64);
         let z = random_codes(n, self.opts.config.latent, &mut rng, x.device())?;
         let probs = self.model.sample_probabilities(&z)?;
+        let shown = shown_cells(self.opts.config.cells, probs.clone(), &mut rng)?;
         let d = &self.model.discriminator;
         let real = candle_nn::ops::sigmoid(&d.forward_t(&x.unsqueeze(1)?, false)?)?;
-        let fake = candle_nn::ops::sigmoid(&d.forward_t(&probs.unsqueeze(1)?, false)?)?;
+        let fake = candle_nn::ops::sigmoid(&d.forward_t(&shown.unsqueeze(1)?, false)?)?;
         let notes = probs
             .ge(0.5)?
             .to_dtype(DType::F32)?
             .sum_all()?
             .to_scalar::<f32>()? as f64;
+        let expected = probs.sum_all()?.to_scalar::<f32>()? as f64;
         let steps = (n * Config::SIZE) as f64;
         Ok(Scalars::from([
             ("d_real".into(), real.sum_all()?.to_scalar::<f32>()? as f64),
             ("d_fake".into(), fake.sum_all()?.to_scalar::<f32>()? as f64),
             ("notes_per_step".into(), notes / steps * n as f64),
+            ("drawn_notes_per_step".into(), expected / steps * n as f64),
             ("n".into(), n as f64),
         ]))
     }
@@ -226,8 +267,10 @@ pub fn default_path() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-/// Samples `count` snippets of 128 steps, each cell drawn with the generator's probability
-/// sharpened by `temperature`, at most `max_notes` per step; the same seed gives the same rolls.
+/// Samples `count` snippets of 128 steps, at most `max_notes` per step; the same seed gives the
+/// same rolls. Each cell is drawn with the generator's probability sharpened by `temperature`,
+/// or, for a generator trained on thresholded cells, on where its probability is above 0.5
+/// (strongest first; `temperature` is then not used).
 pub fn sample(
     gan: &Dcgan,
     count: usize,
@@ -251,7 +294,11 @@ pub fn sample(
         .map(|cells| {
             let mut binary = vec![0u8; cells.len()];
             for (t, row) in cells.chunks(PITCHES).enumerate() {
-                sample_notes(row, temperature, max_notes, &mut rng, &mut order);
+                if gan.config().cells == Cells::Thresholded {
+                    strongest_positive(row, max_notes, &mut order);
+                } else {
+                    sample_notes(row, temperature, max_notes, &mut rng, &mut order);
+                }
                 for &p in &order {
                     binary[t * PITCHES + p] = 1;
                 }
@@ -259,4 +306,72 @@ pub fn sample(
             Roll::from_binary(Config::SIZE, &binary)
         })
         .collect()
+}
+
+/// The pitches whose logit is above 0, strongest first, at most `max_notes`, into `order`.
+fn strongest_positive(logits: &[f32], max_notes: usize, order: &mut Vec<usize>) {
+    order.clear();
+    order.extend((0..logits.len()).filter(|&p| logits[p] > 0.0));
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    order.truncate(max_notes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    #[test]
+    fn straight_through_draws_binary_cells_and_passes_the_gradient() {
+        let probs =
+            Var::from_vec(vec![0.0f32, 1.0, 0.3, 0.7, 0.5, 0.9], (2, 3), &Device::Cpu).unwrap();
+        let weights = Tensor::new(&[[1f32, 2., 3.], [4., 5., 6.]], &Device::Cpu).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let drawn = straight_through_bernoulli(probs.as_tensor(), &mut rng).unwrap();
+        let cells = drawn.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(cells.iter().all(|&v| v == 0.0 || v == 1.0), "{cells:?}");
+        // Probability 0 never sounds, probability 1 always does.
+        assert_eq!((cells[0], cells[1]), (0.0, 1.0));
+        // d(sum(w * drawn)) / d(probs) = w: the gradient goes straight through.
+        let grads = (drawn * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g = grads.get(probs.as_tensor()).unwrap();
+        assert_eq!(
+            g.to_vec2::<f32>().unwrap(),
+            weights.to_vec2::<f32>().unwrap()
+        );
+        // The same seed draws the same cells; over many draws the share follows the probability.
+        let again =
+            straight_through_bernoulli(probs.as_tensor(), &mut ChaCha8Rng::seed_from_u64(3))
+                .unwrap();
+        assert_eq!(
+            again.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            cells
+        );
+        let many = Tensor::full(0.3f32, (100, 100), &Device::Cpu).unwrap();
+        let share = straight_through_bernoulli(&many, &mut rng)
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((share - 0.3).abs() < 0.03, "{share}");
+    }
+
+    #[test]
+    fn thresholded_cells_keep_the_strongest_positive_logits() {
+        let mut order = Vec::new();
+        strongest_positive(&[-1.0, 2.0, 0.5, 3.0, 0.0], 2, &mut order);
+        assert_eq!(order, vec![3, 1]);
+        strongest_positive(&[-1.0, -2.0], 4, &mut order);
+        assert!(order.is_empty());
+        let probs = Tensor::new(&[0.2f32, 0.5, 0.9], &Device::Cpu).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let shown = shown_cells(Cells::Thresholded, probs, &mut rng).unwrap();
+        assert_eq!(shown.to_vec1::<f32>().unwrap(), vec![0.0, 1.0, 1.0]);
+    }
 }

@@ -287,7 +287,7 @@ enum TrainCmd {
     /// The Transformer VAE (6 + 6 layers, whole snippets at once).
     TransformerVae(Box<LoopArgs>),
     /// The DCGAN on 128 x 128 roll snippets.
-    Dcgan(Box<LoopArgs>),
+    Dcgan(Box<DcganArgs>),
 }
 
 /// Options of the models trained on the shared loop (classifier, Transformer VAE, DCGAN);
@@ -347,6 +347,17 @@ struct ClassifierArgs {
     /// L2 weight decay (default 0).
     #[arg(long, value_name = "X")]
     weight_decay: Option<f64>,
+}
+
+#[derive(Args)]
+struct DcganArgs {
+    #[command(flatten)]
+    run: LoopArgs,
+    /// How the generator's output becomes notes, in training what the discriminator sees:
+    /// probabilities (the plain DCGAN), drawn (cells drawn 0/1) or thresholded (cells above
+    /// 0.5); the binary kinds pass the gradient straight through (default: thresholded).
+    #[arg(long, value_name = "KIND")]
+    cells: Option<segue::models::dcgan::Cells>,
 }
 
 impl LoopArgs {
@@ -668,12 +679,20 @@ fn run(cli: Cli) -> Result<()> {
         ),
         Some(Cmd::Train {
             command: TrainCmd::Dcgan(args),
-        }) => train_on_loop(
-            segue::gan::KIND,
-            *args,
-            |o: &mut segue::gan::GanOptions| &mut o.train,
-            segue::gan::train_gan,
-        ),
+        }) => {
+            let DcganArgs { run, cells } = *args;
+            let mut defaults = segue::gan::GanOptions::default();
+            if let Some(c) = cells {
+                defaults.config.cells = c;
+            }
+            train_on_loop_from(
+                segue::gan::KIND,
+                run,
+                defaults,
+                |o: &mut segue::gan::GanOptions| &mut o.train,
+                segue::gan::train_gan,
+            )
+        }
         Some(Cmd::Train {
             command: TrainCmd::LstmVae(args),
         }) => train_lstm_vae(*args),

@@ -12,10 +12,11 @@ use candle_nn::{VarBuilder, VarMap};
 use common::write_tiny_corpus;
 use segue::dataset::{Corpus, LoadOptions};
 use segue::generate::{GenerateOptions, Mode};
+use segue::models::dcgan::Cells;
 use segue::models::transformer::StackConfig;
 use segue::roll::QuantizeOptions;
 use segue::train::Control;
-use segue::train_loop::{LoopEvent, LoopMetrics, LoopOptions};
+use segue::train_loop::{LoopEvent, LoopMetrics, LoopOptions, LoopOutcome};
 use segue::{ascent, classify, gan, tvae};
 
 fn corpus(dir: &Path) -> Corpus {
@@ -62,14 +63,27 @@ fn classifier_options(steps: usize) -> classify::ClassifierOptions {
     o
 }
 
-fn train_classifier(
+/// A shared-loop training function (`train_classifier`, `train_tvae`, `train_gan`).
+type TrainFn<O> = fn(
+    &Corpus,
+    &O,
+    &Path,
+    &Device,
+    bool,
+    &Control,
+    &mut dyn FnMut(LoopEvent),
+) -> segue::Result<LoopOutcome>;
+
+/// Trains on the CPU with `train`, returning the validation metrics seen.
+fn train_with<O>(
+    train: TrainFn<O>,
     c: &Corpus,
-    o: &classify::ClassifierOptions,
+    o: &O,
     out: &Path,
     resume: bool,
 ) -> Vec<LoopMetrics> {
     let mut seen = Vec::new();
-    classify::train_classifier(
+    train(
         c,
         o,
         out,
@@ -80,6 +94,15 @@ fn train_classifier(
     )
     .unwrap();
     seen
+}
+
+fn train_classifier(
+    c: &Corpus,
+    o: &classify::ClassifierOptions,
+    out: &Path,
+    resume: bool,
+) -> Vec<LoopMetrics> {
+    train_with(classify::train_classifier, c, o, out, resume)
 }
 
 #[test]
@@ -234,18 +257,8 @@ fn transformer_vae_trains_and_generates_every_mode() {
     o.train = tiny_loop(4, 16);
     o.beta.delay = 1;
     o.beta.ramp = 2;
-    let mut seen = Vec::new();
     let out = dir.path().join("t");
-    tvae::train_tvae(
-        &c,
-        &o,
-        &out,
-        &Device::Cpu,
-        false,
-        &Control::default(),
-        &mut collect(&mut seen),
-    )
-    .unwrap();
+    let seen = train_with(tvae::train_tvae, &c, &o, &out, false);
     assert_eq!(seen.len(), 4);
     assert!(seen.iter().all(|m| m.train["recon_per_cell"].is_finite()));
     let model = tvae::load(&out.join("transformer-vae.safetensors"), &Device::Cpu).unwrap();
@@ -300,37 +313,34 @@ fn dcgan_trains_and_samples_reproducibly() {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_corpus(dir.path());
     let c = corpus(dir.path());
-    let mut o = gan::GanOptions::default();
-    o.config.generator_channels = 2;
-    o.config.discriminator_channels = 2;
-    o.config.latent = 8;
-    o.train = tiny_loop(2, 128);
-    o.train.valid_per_composer = 1;
-    let mut seen = Vec::new();
-    let out = dir.path().join("g");
-    gan::train_gan(
-        &c,
-        &o,
-        &out,
-        &Device::Cpu,
-        false,
-        &Control::default(),
-        &mut collect(&mut seen),
-    )
-    .unwrap();
-    assert_eq!(seen.len(), 2);
-    let before = &seen[0].train;
-    assert!(before["loss_d"].is_finite() && before["loss_g"].is_finite());
-    let model = gan::load(&out.join("dcgan.safetensors"), &Device::Cpu).unwrap();
-    let x = gan::sample(&model.model, 2, 1.0, 4, 7).unwrap();
-    let y = gan::sample(&model.model, 2, 1.0, 4, 7).unwrap();
-    let z = gan::sample(&model.model, 2, 1.0, 4, 8).unwrap();
-    assert_eq!(x.len(), 2);
-    assert_eq!(x[0].steps(), 128);
-    assert_eq!(x[0].cells(), y[0].cells());
-    assert_ne!(x[0].cells(), z[0].cells());
-    for t in 0..128 {
-        assert!((0..128).filter(|&p| x[0].is_on(t, p)).count() <= 4);
+    for cells in [Cells::Drawn, Cells::Thresholded] {
+        let mut o = gan::GanOptions::default();
+        o.config.generator_channels = 2;
+        o.config.discriminator_channels = 2;
+        o.config.latent = 8;
+        o.config.cells = cells;
+        o.train = tiny_loop(2, 128);
+        o.train.valid_per_composer = 1;
+        let out = dir.path().join(format!("g-{cells:?}"));
+        let seen = train_with(gan::train_gan, &c, &o, &out, false);
+        assert_eq!(seen.len(), 2);
+        let before = &seen[0].train;
+        assert!(before["loss_d"].is_finite() && before["loss_g"].is_finite());
+        let model = gan::load(&out.join("dcgan.safetensors"), &Device::Cpu).unwrap();
+        // The way cells become notes is part of the model file.
+        assert_eq!(model.model.config().cells, cells);
+        let x = gan::sample(&model.model, 2, 1.0, 4, 7).unwrap();
+        let y = gan::sample(&model.model, 2, 1.0, 4, 7).unwrap();
+        assert_eq!(x.len(), 2);
+        assert_eq!(x[0].steps(), 128);
+        assert_eq!(x[0].cells(), y[0].cells());
+        for t in 0..128 {
+            assert!((0..128).filter(|&p| x[0].is_on(t, p)).count() <= 4);
+        }
+        if cells == Cells::Drawn {
+            let z = gan::sample(&model.model, 2, 1.0, 4, 8).unwrap();
+            assert_ne!(x[0].cells(), z[0].cells());
+        }
     }
 }
 

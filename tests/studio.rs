@@ -278,6 +278,9 @@ fn the_other_models_generate_and_the_style_meter_follows_the_piece() {
     let mut g = segue::gan::GanOptions::default();
     g.config.generator_channels = 2;
     g.config.discriminator_channels = 2;
+    // Drawn cells: an untrained generator's cells all lie below 0.5, so thresholded ones would
+    // leave the roll empty.
+    g.config.cells = segue::models::dcgan::Cells::Drawn;
     g.train = segue::train_loop::LoopOptions::new(1, 128);
     g.train.valid_fraction = 0.34;
     g.train.valid_per_composer = 1;

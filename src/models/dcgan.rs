@@ -9,7 +9,7 @@
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{
     BatchNorm, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, VarBuilder,
-    batch_norm, conv_transpose2d_no_bias, conv2d_no_bias,
+    batch_norm, conv_transpose2d, conv_transpose2d_no_bias, conv2d_no_bias,
 };
 
 /// Sizes of the DCGAN.
@@ -21,15 +21,51 @@ pub struct Config {
     pub generator_channels: usize,
     /// Channels of the discriminator's first layer (the others are 2x, 4x, ... 16x).
     pub discriminator_channels: usize,
+    /// How the generator's output becomes notes (in training, what the discriminator sees).
+    #[serde(default)]
+    pub cells: Cells,
+}
+
+/// How the generator's cell probabilities become a binary roll. Real rolls are exactly 0 or 1,
+/// so a discriminator shown probabilities wins at once on that alone; with a binary kind it
+/// sees 0/1 cells and the gradient passes straight through to the probabilities (binary
+/// neurons, as in BinaryMuseGAN).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cells {
+    /// Probabilities in training, cells drawn with them when sampling (the plain DCGAN).
+    #[default]
+    Probabilities,
+    /// Each cell drawn with its probability.
+    Drawn,
+    /// Each cell on where its probability is above 0.5.
+    Thresholded,
+}
+
+impl std::str::FromStr for Cells {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "probabilities" => Ok(Cells::Probabilities),
+            "drawn" => Ok(Cells::Drawn),
+            "thresholded" => Ok(Cells::Thresholded),
+            other => Err(format!(
+                "unknown kind of cells `{other}` (probabilities, drawn, thresholded)"
+            )),
+        }
+    }
 }
 
 impl Config {
-    /// The shipped sizes: latent 128, 8 base channels (small enough to train on two cores).
+    /// The shipped sizes: latent 128, 8 base channels (small enough to train on two cores),
+    /// thresholded cells.
     pub fn studio() -> Self {
         Config {
             latent: 128,
             generator_channels: 8,
             discriminator_channels: 8,
+            cells: Cells::Thresholded,
         }
     }
 
@@ -82,19 +118,18 @@ impl Generator {
             norms.push(batch_norm(w * g, 1e-5, vb.pp(format!("bn{i}")))?);
             input = w * g;
         }
-        convs.push(conv_transpose2d_no_bias(
-            input,
-            1,
-            4,
-            up(false),
-            vb.pp("conv5"),
-        )?);
+        // The output layer has a bias, so training can start from the corpus's sparsity.
+        convs.push(conv_transpose2d(input, 1, 4, up(false), vb.pp("conv5"))?);
         Ok(Generator {
             convs,
             norms,
             latent: cfg.latent,
         })
     }
+
+    /// Logit that every cell of the output starts from: about 3 of 128 pitches sound in a step
+    /// of the corpus, so an untrained generator draws sparse rolls, not noise at p = 0.5.
+    pub const INITIAL_OUTPUT_LOGIT: f32 = -3.7;
 
     /// The device its weights live on.
     pub fn device(&self) -> candle_core::Device {
