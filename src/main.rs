@@ -445,6 +445,9 @@ struct TrainArgs {
     /// Weight of the composer term on the latent means.
     #[arg(long, value_name = "X")]
     style_weight: Option<f64>,
+    /// Spread of that term's composer centres at the start (standard deviation; default 1).
+    #[arg(long, value_name = "X")]
+    centre_scale: Option<f64>,
     /// LSTM hidden size (overrides the preset).
     #[arg(long, value_name = "N")]
     hidden: Option<usize>,
@@ -1032,6 +1035,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.free_bits = a.free_bits.unwrap_or(o.free_bits);
     o.input_dropout = a.input_dropout.unwrap_or(o.input_dropout);
     o.style_weight = a.style_weight.unwrap_or(o.style_weight);
+    o.centre_scale = a.centre_scale.unwrap_or(o.centre_scale);
     o.eval_every = a.eval_every.unwrap_or(o.eval_every);
     o.checkpoint_every = a.checkpoint_every.unwrap_or(o.checkpoint_every);
     o.composed_lstm = a.composed_lstm;

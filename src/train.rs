@@ -51,6 +51,10 @@ impl BetaSchedule {
     }
 }
 
+fn one() -> f64 {
+    1.0
+}
+
 /// How to train.
 ///
 /// Against posterior collapse (the paper's KL weight of 1e9 left z carrying nothing) this uses
@@ -83,6 +87,10 @@ pub struct TrainOptions {
     pub input_dropout: f64,
     /// Weight of the composer-classification term on the posterior means.
     pub style_weight: f64,
+    /// Spread of the composer centres of that term at the start: each coordinate is drawn
+    /// from N(0, centre_scale^2).
+    #[serde(default = "one")]
+    pub centre_scale: f64,
     /// Share of each composer's pieces held out for validation.
     pub valid_fraction: f64,
     /// Validation snippets per composer.
@@ -130,6 +138,7 @@ impl TrainOptions {
             free_bits: 0.25,
             input_dropout: 0.25,
             style_weight: 100.0,
+            centre_scale: 1.0,
             valid_fraction: 0.1,
             valid_per_composer: 4,
             eval_every: 250,
@@ -484,6 +493,12 @@ impl<'a> Trainer<'a> {
                 "no training pieces in the corpus".into(),
             ));
         }
+        if !(opts.centre_scale.is_finite() && opts.centre_scale > 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "the centre scale must be a positive number, not {}",
+                opts.centre_scale
+            )));
+        }
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let mut model = LstmVae::new(&opts.config, vb).map_err(candle)?;
@@ -494,7 +509,10 @@ impl<'a> Trainer<'a> {
                 crate::models::standard_normal(
                     &mut ChaCha8Rng::seed_from_u64(opts.seed ^ 0xCE47),
                     corpus.composers.len() * opts.config.latent,
-                ),
+                )
+                .into_iter()
+                .map(|v| v * opts.centre_scale as f32)
+                .collect(),
                 (corpus.composers.len(), opts.config.latent),
                 device,
             )

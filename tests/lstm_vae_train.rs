@@ -290,3 +290,31 @@ fn the_fast_step_decoder_matches_the_candle_decoder() {
         prev[64] = 1.0;
     }
 }
+
+#[test]
+fn the_centre_scale_moves_the_composer_term_and_bad_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let c = corpus(dir.path());
+    let mut o = tiny_options(1);
+    let base = run(&c, &o, &dir.path().join("base"), false);
+    o.centre_scale = 3.0;
+    let wide = run(&c, &o, &dir.path().join("wide"), false);
+    // The same seed and snippets: only the spread of the composer centres differs.
+    assert_eq!(base[0].recon, wide[0].recon);
+    assert_ne!(base[0].style, wide[0].style);
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        o.centre_scale = bad;
+        let err = train::train_lstm_vae(
+            &c,
+            &o,
+            &dir.path().join("bad"),
+            &candle_core::Device::Cpu,
+            false,
+            &Control::default(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("centre scale"), "{err}");
+    }
+}
