@@ -115,19 +115,20 @@ impl GanTask {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let model = Dcgan::new(&opts.config, vb)?;
         train_loop::seeded_init(&varmap, opts.train.seed)?;
-        // The output bias starts at the corpus's sparsity.
+        // The output bias, if any, starts at the corpus's sparsity.
         let bias = varmap
             .data()
             .lock()
             .expect("varmap lock poisoned")
             .get("generator.conv5.bias")
-            .cloned()
-            .ok_or_else(|| Error::InvalidArgument("the generator has no output bias".into()))?;
-        bias.set(
-            &bias
-                .ones_like()?
-                .affine(f64::from(Generator::INITIAL_OUTPUT_LOGIT), 0.0)?,
-        )?;
+            .cloned();
+        if let Some(bias) = bias {
+            bias.set(
+                &bias
+                    .ones_like()?
+                    .affine(f64::from(Generator::INITIAL_OUTPUT_LOGIT), 0.0)?,
+            )?;
+        }
         let mut adam_g = Adam::over(&varmap, "generator.", opts.train.learning_rate)?;
         let mut adam_d = Adam::over(&varmap, "discriminator.", opts.train.learning_rate)?;
         adam_g.beta1 = 0.5;

@@ -24,6 +24,10 @@ pub struct Config {
     /// How the generator's output becomes notes (in training, what the discriminator sees).
     #[serde(default)]
     pub cells: Cells,
+    /// The generator's output layer has a bias (models made before binary cells had none and
+    /// still load).
+    #[serde(default)]
+    pub output_bias: bool,
 }
 
 /// How the generator's cell probabilities become a binary roll. Real rolls are exactly 0 or 1,
@@ -66,6 +70,7 @@ impl Config {
             generator_channels: 8,
             discriminator_channels: 8,
             cells: Cells::Thresholded,
+            output_bias: true,
         }
     }
 
@@ -118,8 +123,13 @@ impl Generator {
             norms.push(batch_norm(w * g, 1e-5, vb.pp(format!("bn{i}")))?);
             input = w * g;
         }
-        // The output layer has a bias, so training can start from the corpus's sparsity.
-        convs.push(conv_transpose2d(input, 1, 4, up(false), vb.pp("conv5"))?);
+        // With an output bias, training can start from the corpus's sparsity.
+        let output = if cfg.output_bias {
+            conv_transpose2d
+        } else {
+            conv_transpose2d_no_bias
+        };
+        convs.push(output(input, 1, 4, up(false), vb.pp("conv5"))?);
         Ok(Generator {
             convs,
             norms,
