@@ -381,7 +381,7 @@ impl<'a> BalancedSampler<'a> {
             let mut cumulative = Vec::with_capacity(ids.len());
             let mut total = 0u64;
             for &i in &ids {
-                total += starts(corpus.pieces[i].roll.steps(), steps) as u64;
+                total += snippet_starts(corpus.pieces[i].roll.steps(), steps) as u64;
                 cumulative.push(total);
             }
             by_composer.push((c, ids, cumulative));
@@ -447,7 +447,7 @@ impl<'a> BalancedSampler<'a> {
 }
 
 /// Number of snippet starts in a piece (at least 1: short pieces are padded with silence).
-fn starts(piece_steps: usize, snippet_steps: usize) -> usize {
+pub(crate) fn snippet_starts(piece_steps: usize, snippet_steps: usize) -> usize {
     piece_steps.saturating_sub(snippet_steps) + 1
 }
 

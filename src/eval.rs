@@ -167,6 +167,11 @@ pub struct LstmVaeReport {
     /// The same with the centroids stored with the model (from training snippets): stricter,
     /// the held-out snippets play no part in their own centroids.
     pub training_centroid_accuracy: f64,
+    /// Share of snippets whose posterior mean is nearest the centroid of its own piece, among
+    /// the held-out pieces (leave-one-in): how consistently z describes one piece.
+    pub piece_centroid_accuracy: f64,
+    /// Held-out pieces the snippets come from.
+    pub pieces: usize,
     /// Mean Jaccard distance between decodings of one primer with two composers' codes
     /// (the per-composer codes stored with the model; same sampling seed).
     pub composer_z_distance: f64,
@@ -402,6 +407,16 @@ pub fn evaluate_lstm_vae(
     let training_hits = nearest_centroid_hits(&means, &labels, &stored);
     let held_out = class_means(&means, &labels, stored.len());
     let hits = nearest_centroid_hits(&means, &labels, &held_out);
+    // The same by piece: how well snippets of one piece stay together.
+    let mut pieces: Vec<usize> = snippets.iter().map(|(s, _)| s.piece).collect();
+    pieces.sort_unstable();
+    pieces.dedup();
+    let piece_labels: Vec<usize> = snippets
+        .iter()
+        .map(|(s, _)| pieces.partition_point(|&p| p < s.piece))
+        .collect();
+    let piece_centroids = class_means(&means, &piece_labels, pieces.len());
+    let piece_hits = nearest_centroid_hits(&means, &piece_labels, &piece_centroids);
 
     // Decoding one primer with different codes; and generated continuations.
     let cancel = AtomicBool::new(false);
@@ -464,6 +479,8 @@ pub fn evaluate_lstm_vae(
         active_units,
         centroid_accuracy: hits as f64 / n as f64,
         training_centroid_accuracy: training_hits as f64 / n as f64,
+        piece_centroid_accuracy: piece_hits as f64 / n as f64,
+        pieces: pieces.len(),
         composer_z_distance: d_comp / pairs as f64,
         random_z_distance: d_rand / pairs as f64,
         swap_other_composer_distance: d_swap / pairs as f64,

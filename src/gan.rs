@@ -35,6 +35,10 @@ pub struct GanOptions {
     pub config: Config,
     /// L2 regularisation weight on the discriminator's weights.
     pub discriminator_l2: f64,
+    /// The discriminator's Adam learning rate, if not the loop's (a two-timescale update:
+    /// a slower discriminator keeps the game going longer).
+    #[serde(default)]
+    pub discriminator_learning_rate: Option<f64>,
     /// Loop options (snippets are always 128 steps).
     pub train: LoopOptions,
 }
@@ -48,6 +52,7 @@ impl Default for GanOptions {
         GanOptions {
             config: Config::studio(),
             discriminator_l2: 1e-3,
+            discriminator_learning_rate: None,
             train,
         }
     }
@@ -130,7 +135,15 @@ impl GanTask {
             )?;
         }
         let mut adam_g = Adam::over(&varmap, "generator.", opts.train.learning_rate)?;
-        let mut adam_d = Adam::over(&varmap, "discriminator.", opts.train.learning_rate)?;
+        let lr_d = opts
+            .discriminator_learning_rate
+            .unwrap_or(opts.train.learning_rate);
+        if !(lr_d.is_finite() && lr_d > 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "the discriminator's learning rate must be a positive number, not {lr_d}"
+            )));
+        }
+        let mut adam_d = Adam::over(&varmap, "discriminator.", lr_d)?;
         adam_g.beta1 = 0.5;
         adam_d.beta1 = 0.5;
         adam_d.l2 = opts.discriminator_l2;

@@ -358,6 +358,10 @@ struct DcganArgs {
     /// 0.5); the binary kinds pass the gradient straight through (default: thresholded).
     #[arg(long, value_name = "KIND")]
     cells: Option<segue::models::dcgan::Cells>,
+    /// The discriminator's Adam learning rate (default: --lr, the generator's); lower makes
+    /// a two-timescale game in which the discriminator wins later.
+    #[arg(long, value_name = "X")]
+    d_lr: Option<f64>,
 }
 
 impl LoopArgs {
@@ -448,6 +452,10 @@ struct TrainArgs {
     /// Spread of that term's composer centres at the start (standard deviation; default 1).
     #[arg(long, value_name = "X")]
     centre_scale: Option<f64>,
+    /// Weight of the piece term: each snippet's latent mean must pick out another snippet of
+    /// its own piece among the batch (default 0 = off).
+    #[arg(long, value_name = "X")]
+    piece_weight: Option<f64>,
     /// LSTM hidden size (overrides the preset).
     #[arg(long, value_name = "N")]
     hidden: Option<usize>,
@@ -683,8 +691,11 @@ fn run(cli: Cli) -> Result<()> {
         Some(Cmd::Train {
             command: TrainCmd::Dcgan(args),
         }) => {
-            let DcganArgs { run, cells } = *args;
-            let mut defaults = segue::gan::GanOptions::default();
+            let DcganArgs { run, cells, d_lr } = *args;
+            let mut defaults = segue::gan::GanOptions {
+                discriminator_learning_rate: d_lr,
+                ..Default::default()
+            };
             if let Some(c) = cells {
                 defaults.config.cells = c;
             }
@@ -1036,6 +1047,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.input_dropout = a.input_dropout.unwrap_or(o.input_dropout);
     o.style_weight = a.style_weight.unwrap_or(o.style_weight);
     o.centre_scale = a.centre_scale.unwrap_or(o.centre_scale);
+    o.piece_weight = a.piece_weight.unwrap_or(o.piece_weight);
     o.eval_every = a.eval_every.unwrap_or(o.eval_every);
     o.checkpoint_every = a.checkpoint_every.unwrap_or(o.checkpoint_every);
     o.composed_lstm = a.composed_lstm;
@@ -1123,8 +1135,8 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
                     say(
                         &bar,
                         format!(
-                            "step {:>6} {:>7.0}s  train {:.4}/cell kl {:.1} beta {:.3} style {:.2}{valid_text}",
-                            m.step, m.seconds, m.recon_per_cell, m.kl, m.beta, m.style
+                            "step {:>6} {:>7.0}s  train {:.4}/cell kl {:.1} beta {:.3} style {:.2} piece {:.2}{valid_text}",
+                            m.step, m.seconds, m.recon_per_cell, m.kl, m.beta, m.style, m.piece
                         ),
                     );
                 }
@@ -1717,6 +1729,12 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         1.0 / model.manifest.composers.len() as f64,
         r.centroid_accuracy,
         r.training_centroid_accuracy
+    );
+    out!(
+        "nearest-piece-centroid accuracy (same measure by piece, {} held-out pieces, chance {:.3}): {:.3}",
+        r.pieces,
+        1.0 / r.pieces.max(1) as f64,
+        r.piece_centroid_accuracy
     );
     out!("one primer decoded twice, same seed (Jaccard distance of the outputs):");
     out!(

@@ -91,6 +91,11 @@ pub struct TrainOptions {
     /// from N(0, centre_scale^2).
     #[serde(default = "one")]
     pub centre_scale: f64,
+    /// Weight of the piece term: each snippet's posterior mean must pick out, among the
+    /// batch, the mean of another snippet of its own piece (a contrastive loss over distances),
+    /// so z describes a piece consistently over time. 0 = off.
+    #[serde(default)]
+    pub piece_weight: f64,
     /// Share of each composer's pieces held out for validation.
     pub valid_fraction: f64,
     /// Validation snippets per composer.
@@ -139,6 +144,7 @@ impl TrainOptions {
             input_dropout: 0.25,
             style_weight: 100.0,
             centre_scale: 1.0,
+            piece_weight: 0.0,
             valid_fraction: 0.1,
             valid_per_composer: 4,
             eval_every: 250,
@@ -181,6 +187,9 @@ pub struct Metrics {
     pub beta: f64,
     /// Composer-classification cross-entropy of the posterior means.
     pub style: f64,
+    /// Cross-entropy of the piece term (0 when it is off).
+    #[serde(default)]
+    pub piece: f64,
     /// Validation figures, on the steps that have them.
     pub valid: Option<Validation>,
     /// Seconds of training so far.
@@ -435,6 +444,25 @@ pub fn evaluation_snippets(
     out
 }
 
+/// Another snippet of the piece of each of `sources`, at a random start (it may overlap).
+fn partner_snippets(
+    corpus: &Corpus,
+    sources: &[SnippetRef],
+    steps: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<SnippetRef> {
+    sources
+        .iter()
+        .map(|s| {
+            let starts = crate::dataset::snippet_starts(corpus.pieces[s.piece].roll.steps(), steps);
+            SnippetRef {
+                piece: s.piece,
+                start: rng.random_range(0..starts),
+            }
+        })
+        .collect()
+}
+
 /// Squared distances `[B, C]` from posterior means `[B, Z]` to centres `[C, Z]`.
 fn squared_distances(mean: &Tensor, centres: &Tensor) -> candle_core::Result<Tensor> {
     let m2 = mean.sqr()?.sum_keepdim(1)?;
@@ -492,6 +520,12 @@ impl<'a> Trainer<'a> {
             return Err(Error::InvalidArgument(
                 "no training pieces in the corpus".into(),
             ));
+        }
+        if !(opts.piece_weight.is_finite() && opts.piece_weight >= 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "the piece weight must be a number of at least 0, not {}",
+                opts.piece_weight
+            )));
         }
         if !(opts.centre_scale.is_finite() && opts.centre_scale > 0.0) {
             return Err(Error::InvalidArgument(format!(
@@ -557,14 +591,16 @@ impl<'a> Trainer<'a> {
             .sum()
     }
 
-    /// One optimiser step on `batch`; returns (recon, kl, style).
+    /// One optimiser step on `batch`; `partners` holds another snippet of each item's piece
+    /// (for the piece term). Returns (recon, kl, style, piece).
     fn step(
         &mut self,
         x: &Tensor,
+        partners: Option<&Tensor>,
         labels: &Tensor,
         beta: f64,
         rng: &mut ChaCha8Rng,
-    ) -> Result<(f64, f64, f64)> {
+    ) -> Result<[f64; 4]> {
         let o = &self.opts;
         let (b, t, _) = x.dims3().map_err(candle)?;
         let keep: Vec<f32> = (0..b * t)
@@ -576,7 +612,7 @@ impl<'a> Trainer<'a> {
                 }
             })
             .collect();
-        let run = || -> candle_core::Result<(Tensor, Tensor, Tensor, Tensor)> {
+        let run = || -> candle_core::Result<[Tensor; 5]> {
             let keep = Tensor::from_vec(keep, (b, t), &self.device)?;
             let posterior = self.model.encode(x)?;
             let z = posterior.sample(rng)?;
@@ -588,10 +624,23 @@ impl<'a> Trainer<'a> {
             let logits_c =
                 squared_distances(&posterior.mean, self.centres.as_tensor())?.affine(-0.5, 0.0)?;
             let style = candle_nn::loss::cross_entropy(&logits_c, labels)?;
-            let total = ((&recon + (kl_paid * beta)?)? + (&style * o.style_weight)?)?;
-            Ok((total, recon, kl, style))
+            let mut total = ((&recon + (kl_paid * beta)?)? + (&style * o.style_weight)?)?;
+            let piece = match partners {
+                Some(p) => {
+                    // The partners' means are targets (no gradient): one more encoder pass,
+                    // forward only.
+                    let keys = self.model.encode(p)?.mean.detach();
+                    let logits = squared_distances(&posterior.mean, &keys)?.affine(-0.5, 0.0)?;
+                    let own = Tensor::arange(0u32, b as u32, &self.device)?;
+                    let piece = candle_nn::loss::cross_entropy(&logits, &own)?;
+                    total = (total + (&piece * o.piece_weight)?)?;
+                    piece
+                }
+                None => Tensor::zeros((), DType::F32, &self.device)?,
+            };
+            Ok([total, recon, kl, style, piece])
         };
-        let (total, recon, kl, style) = run().map_err(candle)?;
+        let [total, recon, kl, style, piece] = run().map_err(candle)?;
         let grads = total.backward().map_err(candle)?;
         let norm = self.adam.apply(&grads, o.grad_clip)?;
         if !norm.is_finite() {
@@ -601,7 +650,12 @@ impl<'a> Trainer<'a> {
             )));
         }
         let scalar = |t: &Tensor| t.to_scalar::<f32>().map(|v| v as f64).map_err(candle);
-        Ok((scalar(&recon)?, scalar(&kl)?, scalar(&style)?))
+        Ok([
+            scalar(&recon)?,
+            scalar(&kl)?,
+            scalar(&style)?,
+            scalar(&piece)?,
+        ])
     }
 
     fn validate(&self) -> Result<Validation> {
@@ -832,7 +886,17 @@ pub fn train_lstm_vae(
         let beta = opts.beta.at(step);
         let mut rng =
             ChaCha8Rng::seed_from_u64(opts.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step as u64);
-        let (recon, kl, style) = trainer.step(&x, &labels, beta, &mut rng)?;
+        let partners = if opts.piece_weight > 0.0 {
+            let mut pick = ChaCha8Rng::seed_from_u64(
+                opts.seed.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ step as u64,
+            );
+            let refs = partner_snippets(corpus, &batch.sources, opts.snippet_steps, &mut pick);
+            Some(snippet_tensor(corpus, &refs, opts.snippet_steps, device)?)
+        } else {
+            None
+        };
+        let [recon, kl, style, piece] =
+            trainer.step(&x, partners.as_ref(), &labels, beta, &mut rng)?;
         step += 1;
         let valid = if step % opts.eval_every.max(1) == 0 || step == opts.steps {
             let v = trainer.validate()?;
@@ -848,6 +912,7 @@ pub fn train_lstm_vae(
             kl,
             beta,
             style,
+            piece,
             valid,
             seconds: elapsed(&started),
         };

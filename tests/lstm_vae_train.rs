@@ -132,9 +132,11 @@ fn same_seed_same_curve_and_resume_continues_it() {
         r.snippets, 6,
         "one held-out piece per composer, 2 snippets each"
     );
+    assert_eq!(r.pieces, 3, "{r:?}");
     for share in [
         r.centroid_accuracy,
         r.training_centroid_accuracy,
+        r.piece_centroid_accuracy,
         r.frame_thresholded.f1,
         r.frame_copy_previous.f1,
         r.swap_other_composer_distance,
@@ -316,5 +318,42 @@ fn the_centre_scale_moves_the_composer_term_and_bad_ones_are_refused() {
         )
         .unwrap_err();
         assert!(err.to_string().contains("centre scale"), "{err}");
+    }
+}
+
+#[test]
+fn the_piece_term_is_off_by_default_seeded_when_on_and_bad_weights_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let c = corpus(dir.path());
+    let mut o = tiny_options(3);
+    let off = run(&c, &o, &dir.path().join("off"), false);
+    assert!(off.iter().all(|m| m.piece == 0.0), "{off:?}");
+    o.piece_weight = 10.0;
+    let on = run(&c, &o, &dir.path().join("on"), false);
+    let again = run(&c, &o, &dir.path().join("again"), false);
+    // The same first batch and draws: the term changes the update, not the data.
+    assert_eq!(on[0].recon, off[0].recon);
+    assert_ne!(curve(&on), curve(&off));
+    assert!(
+        on.iter().all(|m| m.piece.is_finite() && m.piece > 0.0),
+        "{on:?}"
+    );
+    let pieces = |ms: &[Metrics]| ms.iter().map(|m| m.piece).collect::<Vec<_>>();
+    assert_eq!(curve(&on), curve(&again));
+    assert_eq!(pieces(&on), pieces(&again));
+    for bad in [-1.0, f64::NAN, f64::INFINITY] {
+        o.piece_weight = bad;
+        let err = train::train_lstm_vae(
+            &c,
+            &o,
+            &dir.path().join("bad"),
+            &candle_core::Device::Cpu,
+            false,
+            &Control::default(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("piece weight"), "{err}");
     }
 }

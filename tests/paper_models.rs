@@ -353,6 +353,49 @@ fn dcgan_trains_and_samples_reproducibly() {
 }
 
 #[test]
+fn a_slower_discriminator_changes_the_game_and_bad_rates_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_corpus(dir.path());
+    let c = corpus(dir.path());
+    let mut o = gan::GanOptions::default();
+    o.config.generator_channels = 2;
+    o.config.discriminator_channels = 2;
+    o.config.latent = 8;
+    o.train = tiny_loop(2, 128);
+    o.train.valid_per_composer = 1;
+    let losses = |seen: &[LoopMetrics]| {
+        seen.iter()
+            .map(|m| (m.train["loss_d"], m.train["loss_g"]))
+            .collect::<Vec<_>>()
+    };
+    let same = train_with(gan::train_gan, &c, &o, &dir.path().join("same"), false);
+    o.discriminator_learning_rate = Some(o.train.learning_rate * 0.1);
+    let slow = train_with(gan::train_gan, &c, &o, &dir.path().join("slow"), false);
+    let again = train_with(gan::train_gan, &c, &o, &dir.path().join("again"), false);
+    // The first discriminator loss comes before any update; after it the slower update shows.
+    assert_eq!(losses(&same)[0].0, losses(&slow)[0].0);
+    assert_ne!(losses(&same), losses(&slow));
+    assert_eq!(losses(&slow), losses(&again));
+    for bad in [0.0, -1e-3, f64::NAN] {
+        o.discriminator_learning_rate = Some(bad);
+        let err = gan::train_gan(
+            &c,
+            &o,
+            &dir.path().join("bad"),
+            &Device::Cpu,
+            false,
+            &Control::default(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("discriminator's learning rate"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn gradient_ascent_raises_the_target_composer() {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_corpus(dir.path());
