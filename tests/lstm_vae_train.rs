@@ -59,6 +59,20 @@ fn run(corpus: &Corpus, opts: &TrainOptions, out: &Path, resume: bool) -> Vec<Me
     seen
 }
 
+/// The error of a training run that must be refused.
+fn refused(corpus: &Corpus, opts: &TrainOptions, out: &Path) -> segue::Error {
+    train::train_lstm_vae(
+        corpus,
+        opts,
+        out,
+        &candle_core::Device::Cpu,
+        false,
+        &Control::default(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+}
+
 fn curve(ms: &[Metrics]) -> Vec<(usize, f64, f64)> {
     ms.iter().map(|m| (m.step, m.recon, m.kl)).collect()
 }
@@ -307,16 +321,7 @@ fn the_centre_scale_moves_the_composer_term_and_bad_ones_are_refused() {
     assert_ne!(base[0].style, wide[0].style);
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         o.centre_scale = bad;
-        let err = train::train_lstm_vae(
-            &c,
-            &o,
-            &dir.path().join("bad"),
-            &candle_core::Device::Cpu,
-            false,
-            &Control::default(),
-            &mut |_| {},
-        )
-        .unwrap_err();
+        let err = refused(&c, &o, &dir.path().join("bad"));
         assert!(err.to_string().contains("centre scale"), "{err}");
     }
 }
@@ -344,16 +349,7 @@ fn the_piece_term_is_off_by_default_seeded_when_on_and_bad_weights_are_refused()
     assert_eq!(pieces(&on), pieces(&again));
     for bad in [-1.0, f64::NAN, f64::INFINITY] {
         o.piece_weight = bad;
-        let err = train::train_lstm_vae(
-            &c,
-            &o,
-            &dir.path().join("bad"),
-            &candle_core::Device::Cpu,
-            false,
-            &Control::default(),
-            &mut |_| {},
-        )
-        .unwrap_err();
+        let err = refused(&c, &o, &dir.path().join("bad"));
         assert!(err.to_string().contains("piece weight"), "{err}");
     }
 }

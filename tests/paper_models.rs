@@ -96,6 +96,20 @@ fn train_with<O>(
     seen
 }
 
+/// The error of a training run that must be refused.
+fn refused<O>(train: TrainFn<O>, c: &Corpus, o: &O, out: &Path) -> segue::Error {
+    train(
+        c,
+        o,
+        out,
+        &Device::Cpu,
+        false,
+        &Control::default(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+}
+
 fn train_classifier(
     c: &Corpus,
     o: &classify::ClassifierOptions,
@@ -159,16 +173,12 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
     assert!(!same(&a, &d), "weight decay had no effect");
     let mut bad = classifier_options(6);
     bad.config.stack.dropout = 1.5;
-    let err = classify::train_classifier(
+    let err = refused(
+        classify::train_classifier,
         &c,
         &bad,
         &dir.path().join("bad"),
-        &Device::Cpu,
-        false,
-        &Control::default(),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    );
     assert!(err.to_string().contains("dropout 1.5"), "{err}");
 
     let r = dir.path().join("r");
@@ -378,16 +388,7 @@ fn a_slower_discriminator_changes_the_game_and_bad_rates_are_refused() {
     assert_eq!(losses(&slow), losses(&again));
     for bad in [0.0, -1e-3, f64::NAN] {
         o.discriminator_learning_rate = Some(bad);
-        let err = gan::train_gan(
-            &c,
-            &o,
-            &dir.path().join("bad"),
-            &Device::Cpu,
-            false,
-            &Control::default(),
-            &mut |_| {},
-        )
-        .unwrap_err();
+        let err = refused(gan::train_gan, &c, &o, &dir.path().join("bad"));
         assert!(
             err.to_string().contains("discriminator's learning rate"),
             "{err}"
