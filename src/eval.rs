@@ -185,10 +185,32 @@ pub struct LstmVaeReport {
     pub swap_prior_distance: f64,
     /// The same with one code and two sampling seeds (the noise floor).
     pub seed_only_distance: f64,
+    /// The composer swap without sampling noise: one held-out snippet decoded teacher-forced
+    /// with its own posterior mean and with another composer's snippet's, as the mean
+    /// absolute difference of the note probabilities summed over the pitches (notes per step).
+    pub tf_swap_other_composer: f64,
+    /// The same, the second code drawn from the prior instead.
+    pub tf_swap_prior: f64,
+    /// Teacher-forced decodings of one snippet with two composers' stored codes (the same
+    /// pairs as `composer_z_distance`), notes per step as above.
+    pub tf_composer_codes: f64,
+    /// The same with two codes drawn from the prior.
+    pub tf_random_codes: f64,
     /// Generated continuations (64-step primer + 256 steps, each with its composer's code).
     pub generated: MusicStats,
     /// The held-out snippets themselves.
     pub corpus: MusicStats,
+}
+
+/// Sum over all cells of |sigmoid(a) - sigmoid(b)| for two logit tensors of one shape.
+fn probability_distance(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let d = || -> candle_core::Result<f32> {
+        (candle_nn::ops::sigmoid(a)? - candle_nn::ops::sigmoid(b)?)?
+            .abs()?
+            .sum_all()?
+            .to_scalar::<f32>()
+    };
+    Ok(d().map_err(candle)? as f64)
 }
 
 fn jaccard_distance(a: &[u8], b: &[u8]) -> f64 {
@@ -356,6 +378,12 @@ pub fn evaluate_lstm_vae(
             j
         })
         .collect();
+    // The composers of the stored-code pairs (as in the sampled comparison below).
+    let composers = model.manifest.composers.len();
+    let other_composer = |i: usize, c: usize| (c + 1 + i % (composers - 1).max(1)) % composers;
+    // Its own stream, so the draws of the sampled figures stay what they were.
+    let mut tf_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7EAC_4E12);
+    let (mut tf_other, mut tf_prior, mut tf_codes, mut tf_random) = (0f64, 0f64, 0f64, 0f64);
     for (k, chunk) in rolls.chunks(20).enumerate() {
         let b = chunk.len();
         let x =
@@ -376,8 +404,31 @@ pub fn evaluate_lstm_vae(
         };
         let (v, logits) = bce(&z_mean)?;
         bce_mean += v;
-        bce_prior += bce(&z_prior)?.0;
-        bce_other += bce(&z_other)?.0;
+        let (v, logits_prior) = bce(&z_prior)?;
+        bce_prior += v;
+        let (v, logits_other) = bce(&z_other)?;
+        bce_other += v;
+        let code_rows = |pick: &dyn Fn(usize) -> usize| -> Result<Tensor> {
+            codes(
+                idx.iter()
+                    .map(|&i| generate::composer_code(model, pick(i)))
+                    .collect::<Result<Vec<_>>>()?,
+            )
+        };
+        let own_codes = code_rows(&|i| snippets[i].1)?;
+        let other_codes = code_rows(&|i| other_composer(i, snippets[i].1))?;
+        let decode = |z: &Tensor| model.model.decode(&x, z).map_err(candle);
+        let second_prior = codes(
+            (0..b)
+                .map(|_| standard_normal(&mut tf_rng, z_dim))
+                .collect(),
+        )?;
+        // Summed over the chunk's snippets and pitches, per step.
+        let per_step = steps as f64;
+        tf_other += probability_distance(&logits, &logits_other)? / per_step;
+        tf_prior += probability_distance(&logits, &logits_prior)? / per_step;
+        tf_codes += probability_distance(&decode(&own_codes)?, &decode(&other_codes)?)? / per_step;
+        tf_random += probability_distance(&logits_prior, &decode(&second_prior)?)? / per_step;
         let l = logits
             .flatten_all()
             .and_then(|t| t.to_vec1::<f32>())
@@ -420,7 +471,6 @@ pub fn evaluate_lstm_vae(
 
     // Decoding one primer with different codes; and generated continuations.
     let cancel = AtomicBool::new(false);
-    let composers = model.manifest.composers.len();
     let (mut d_comp, mut d_rand, mut d_seed) = (0f64, 0f64, 0f64);
     let (mut d_swap, mut d_swap_prior) = (0f64, 0f64);
     let mut generated = StatsAcc::default();
@@ -444,7 +494,7 @@ pub fn evaluate_lstm_vae(
         let out = run(&own, &base)?;
         generated.add(&out);
         if i < pairs {
-            let other_c = (c + 1 + i % (composers - 1).max(1)) % composers;
+            let other_c = other_composer(i, c);
             let theirs = generate::composer_code(model, other_c)?;
             d_comp += jaccard_distance(&out, &run(&theirs, &base)?);
             let r1 = standard_normal(&mut rng, z_dim);
@@ -486,6 +536,10 @@ pub fn evaluate_lstm_vae(
         swap_other_composer_distance: d_swap / pairs as f64,
         swap_prior_distance: d_swap_prior / pairs as f64,
         seed_only_distance: d_seed / pairs as f64,
+        tf_swap_other_composer: tf_other / n as f64,
+        tf_swap_prior: tf_prior / n as f64,
+        tf_composer_codes: tf_codes / n as f64,
+        tf_random_codes: tf_random / n as f64,
         generated: generated.finish(),
         corpus: corpus_stats.finish(),
     })
@@ -501,6 +555,16 @@ pub fn music_stats(roll: &Roll) -> MusicStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probability_distance_sums_the_differences_of_the_probabilities() {
+        let a = Tensor::new(&[[0f32, 0.0], [20.0, -20.0]], &Device::Cpu).unwrap();
+        let b = Tensor::new(&[[20f32, 0.0], [20.0, 20.0]], &Device::Cpu).unwrap();
+        // 0.5 (0.5 vs 1) + 0 + 0 + 1 (0 vs 1).
+        let d = probability_distance(&a, &b).unwrap();
+        assert!((d - 1.5).abs() < 1e-5, "{d}");
+        assert_eq!(probability_distance(&a, &a).unwrap(), 0.0);
+    }
 
     #[test]
     fn music_stats_count_what_they_say() {

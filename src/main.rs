@@ -1748,6 +1748,19 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         r.random_z_distance,
         r.seed_only_distance
     );
+    out!(
+        "one held-out snippet decoded teacher-forced, no sampling (sum over pitches of |p_a - p_b|, notes per step):"
+    );
+    out!(
+        "  own snippet's z vs another composer's snippet z {:.3}, vs a prior z {:.3}",
+        r.tf_swap_other_composer,
+        r.tf_swap_prior
+    );
+    out!(
+        "  two composers' stored codes {:.3}, two prior z {:.3}",
+        r.tf_composer_codes,
+        r.tf_random_codes
+    );
     out!("{:<26} {:>10} {:>10}", "", "generated", "corpus");
     let rows = [
         (

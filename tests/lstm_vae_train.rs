@@ -147,6 +147,15 @@ fn same_seed_same_curve_and_resume_continues_it() {
         "one held-out piece per composer, 2 snippets each"
     );
     assert_eq!(r.pieces, 3, "{r:?}");
+    for notes in [
+        r.tf_swap_other_composer,
+        r.tf_swap_prior,
+        r.tf_composer_codes,
+        r.tf_random_codes,
+    ] {
+        // At most all 128 pitches differ; different codes move the probabilities somewhat.
+        assert!(notes > 0.0 && notes <= 128.0, "{r:?}");
+    }
     for share in [
         r.centroid_accuracy,
         r.training_centroid_accuracy,
