@@ -194,6 +194,10 @@ pub struct LstmVaeReport {
     /// Teacher-forced decodings of one snippet with two composers' stored codes (the same
     /// pairs as `composer_z_distance`), notes per step as above.
     pub tf_composer_codes: f64,
+    /// The same with two codes drawn from the per-composer statistics stored with the model
+    /// (a composer picked at random, then its mean + std x noise): random codes on the map of
+    /// the training means rather than in the prior's hole.
+    pub tf_stored_mixture_codes: f64,
     /// The same with two codes drawn from the prior.
     pub tf_random_codes: f64,
     /// Generated continuations (64-step primer + 256 steps, each with its composer's code).
@@ -384,6 +388,20 @@ pub fn evaluate_lstm_vae(
     // Its own stream, so the draws of the sampled figures stay what they were.
     let mut tf_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7EAC_4E12);
     let (mut tf_other, mut tf_prior, mut tf_codes, mut tf_random) = (0f64, 0f64, 0f64, 0f64);
+    let mut tf_mixture = 0f64;
+    let mut mixture_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x3A1C_5E77);
+    let latents = &model.manifest.latents;
+    let mixture_draw = |rng: &mut ChaCha8Rng| -> Vec<f32> {
+        let stats = &latents[rng.random_range(0..latents.len())];
+        let noise = standard_normal(rng, z_dim);
+        stats
+            .mean
+            .iter()
+            .zip(&stats.std)
+            .zip(noise)
+            .map(|((m, s), e)| m + s * e)
+            .collect()
+    };
     for (k, chunk) in rolls.chunks(20).enumerate() {
         let b = chunk.len();
         let x =
@@ -429,6 +447,9 @@ pub fn evaluate_lstm_vae(
         tf_prior += probability_distance(&logits, &logits_prior)? / per_step;
         tf_codes += probability_distance(&decode(&own_codes)?, &decode(&other_codes)?)? / per_step;
         tf_random += probability_distance(&logits_prior, &decode(&second_prior)?)? / per_step;
+        let mixture_a = codes((0..b).map(|_| mixture_draw(&mut mixture_rng)).collect())?;
+        let mixture_b = codes((0..b).map(|_| mixture_draw(&mut mixture_rng)).collect())?;
+        tf_mixture += probability_distance(&decode(&mixture_a)?, &decode(&mixture_b)?)? / per_step;
         let l = logits
             .flatten_all()
             .and_then(|t| t.to_vec1::<f32>())
@@ -540,6 +561,7 @@ pub fn evaluate_lstm_vae(
         tf_swap_prior: tf_prior / n as f64,
         tf_composer_codes: tf_codes / n as f64,
         tf_random_codes: tf_random / n as f64,
+        tf_stored_mixture_codes: tf_mixture / n as f64,
         generated: generated.finish(),
         corpus: corpus_stats.finish(),
     })

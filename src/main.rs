@@ -1757,9 +1757,10 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         r.tf_swap_prior
     );
     out!(
-        "  two composers' stored codes {:.3}, two prior z {:.3}",
+        "  two composers' stored codes {:.3}, two prior z {:.3}, two draws from the stored composer statistics {:.3}",
         r.tf_composer_codes,
-        r.tf_random_codes
+        r.tf_random_codes,
+        r.tf_stored_mixture_codes
     );
     out!("{:<26} {:>10} {:>10}", "", "generated", "corpus");
     let rows = [

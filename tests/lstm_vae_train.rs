@@ -152,6 +152,7 @@ fn same_seed_same_curve_and_resume_continues_it() {
         r.tf_swap_prior,
         r.tf_composer_codes,
         r.tf_random_codes,
+        r.tf_stored_mixture_codes,
     ] {
         // At most all 128 pitches differ; different codes move the probabilities somewhat.
         assert!(notes > 0.0 && notes <= 128.0, "{r:?}");
