@@ -382,6 +382,13 @@ pub fn evaluate_lstm_vae(
             j
         })
         .collect();
+    // The composers' codes stored with the model (training snippets' mean codes).
+    let stored: Vec<Vec<f32>> = model
+        .manifest
+        .latents
+        .iter()
+        .map(|s| s.mean.clone())
+        .collect();
     // The composers of the stored-code pairs (as in the sampled comparison below).
     let composers = model.manifest.composers.len();
     let other_composer = |i: usize, c: usize| (c + 1 + i % (composers - 1).max(1)) % composers;
@@ -391,17 +398,7 @@ pub fn evaluate_lstm_vae(
     let mut tf_mixture = 0f64;
     let mut mixture_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x3A1C_5E77);
     let latents = &model.manifest.latents;
-    let mixture_draw = |rng: &mut ChaCha8Rng| -> Vec<f32> {
-        let stats = &latents[rng.random_range(0..latents.len())];
-        let noise = standard_normal(rng, z_dim);
-        stats
-            .mean
-            .iter()
-            .zip(&stats.std)
-            .zip(noise)
-            .map(|((m, s), e)| m + s * e)
-            .collect()
-    };
+    let mixture_draw = |rng: &mut ChaCha8Rng| latents[rng.random_range(0..latents.len())].draw(rng);
     for (k, chunk) in rolls.chunks(20).enumerate() {
         let b = chunk.len();
         let x =
@@ -426,15 +423,12 @@ pub fn evaluate_lstm_vae(
         bce_prior += v;
         let (v, logits_other) = bce(&z_other)?;
         bce_other += v;
-        let code_rows = |pick: &dyn Fn(usize) -> usize| -> Result<Tensor> {
-            codes(
-                idx.iter()
-                    .map(|&i| generate::composer_code(model, pick(i)))
-                    .collect::<Result<Vec<_>>>()?,
-            )
-        };
-        let own_codes = code_rows(&|i| snippets[i].1)?;
-        let other_codes = code_rows(&|i| other_composer(i, snippets[i].1))?;
+        let own_codes = codes(idx.iter().map(|&i| stored[snippets[i].1].clone()).collect())?;
+        let other_codes = codes(
+            idx.iter()
+                .map(|&i| stored[other_composer(i, snippets[i].1)].clone())
+                .collect(),
+        )?;
         let decode = |z: &Tensor| model.model.decode(&x, z).map_err(candle);
         let second_prior = codes(
             (0..b)
@@ -470,12 +464,6 @@ pub fn evaluate_lstm_vae(
         })
         .count();
     let labels: Vec<usize> = snippets.iter().map(|(_, c)| *c).collect();
-    let stored: Vec<Vec<f32>> = model
-        .manifest
-        .latents
-        .iter()
-        .map(|s| s.mean.clone())
-        .collect();
     let training_hits = nearest_centroid_hits(&means, &labels, &stored);
     let held_out = class_means(&means, &labels, stored.len());
     let hits = nearest_centroid_hits(&means, &labels, &held_out);

@@ -72,6 +72,17 @@ impl LatentStats {
             snippets: codes.len(),
         }
     }
+
+    /// A code drawn from these statistics: mean + std x standard normal noise, per dimension.
+    pub fn draw(&self, rng: &mut impl rand::Rng) -> Vec<f32> {
+        let noise = crate::models::standard_normal(rng, self.mean.len());
+        self.mean
+            .iter()
+            .zip(&self.std)
+            .zip(noise)
+            .map(|((m, s), e)| m + s * e)
+            .collect()
+    }
 }
 
 /// The corpus a model was trained on.
@@ -299,5 +310,28 @@ impl TrainedModel {
             .composers
             .iter()
             .position(|c| c.eq_ignore_ascii_case(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn a_draw_follows_the_statistics_and_its_seed() {
+        let stats = LatentStats {
+            mean: vec![1.0, -2.0, 0.5],
+            std: vec![0.0, 0.5, 0.0],
+            snippets: 4,
+        };
+        let draw = |seed| stats.draw(&mut ChaCha8Rng::seed_from_u64(seed));
+        let a = draw(3);
+        // No spread, no noise: those dimensions are the mean.
+        assert_eq!((a[0], a[2]), (1.0, 0.5));
+        assert_ne!(a[1], -2.0);
+        assert_eq!(a, draw(3));
+        assert_ne!(a, draw(4));
     }
 }
