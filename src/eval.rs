@@ -14,7 +14,6 @@ use crate::dataset::{Corpus, SnippetRef};
 use crate::error::{Error, Result, candle};
 use crate::generate::{self, GenerateOptions, Mode};
 use crate::models::lstm_vae::bce_with_logits;
-use crate::models::standard_normal;
 use crate::models::trained::TrainedModel;
 use crate::roll::{PITCHES, Roll};
 use crate::train::evaluation_snippets;
@@ -142,7 +141,8 @@ pub struct LstmVaeReport {
     pub snippet_steps: usize,
     /// Teacher-forced reconstruction BCE per cell with z = the posterior mean.
     pub bce_per_cell_mean_z: f64,
-    /// The same with z drawn from the prior N(0, I).
+    /// The same with z drawn from the model's prior: N(0, I), or for a composer-aware prior
+    /// N(c, I) of the snippet's own composer.
     pub bce_per_cell_prior_z: f64,
     /// The same with z = the posterior mean of a snippet of another composer.
     pub bce_per_cell_other_z: f64,
@@ -154,7 +154,7 @@ pub struct LstmVaeReport {
     pub frame_sampled: FrameScore,
     /// Frame scores of the trivial predictor "each step repeats the previous one", for scale.
     pub frame_copy_previous: FrameScore,
-    /// KL(q(z|x) || N(0, I)) per snippet, nats.
+    /// KL(q(z|x) || prior) per snippet, nats (the prior as for `bce_per_cell_prior_z`).
     pub kl: f64,
     /// KL per latent dimension.
     pub kl_per_dim: Vec<f64>,
@@ -175,7 +175,8 @@ pub struct LstmVaeReport {
     /// Mean Jaccard distance between decodings of one primer with two composers' codes
     /// (the per-composer codes stored with the model; same sampling seed).
     pub composer_z_distance: f64,
-    /// The same with two codes drawn from the prior.
+    /// The same with two codes drawn from the prior (for a composer-aware prior: from the
+    /// whole mixture, a composer at random each).
     pub random_z_distance: f64,
     /// The PyTorch reference's `composer_swap`: one primer decoded with its own snippet's
     /// posterior mean and with the posterior mean of a snippet of another composer (same
@@ -358,14 +359,24 @@ pub fn evaluate_lstm_vae(
         rolls.push(data);
     }
     // Posterior means first (the "other composer" code needs them all).
-    for chunk in rolls.chunks(20) {
+    let prior_means = model.manifest.prior.as_ref().map(|p| &p.means);
+    for (k, chunk) in rolls.chunks(20).enumerate() {
         let x = Tensor::from_vec(chunk.concat(), (chunk.len(), steps, PITCHES), &Device::Cpu)
             .map_err(candle)?;
         let q = model.model.encode(&x).map_err(candle)?;
-        let kd = q
-            .kl_per_dim()
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(candle)?;
+        let kd = match prior_means {
+            Some(centres) => {
+                let rows: Vec<f32> = snippets[k * 20..k * 20 + chunk.len()]
+                    .iter()
+                    .flat_map(|(_, c)| centres[*c].iter().copied())
+                    .collect();
+                Tensor::from_vec(rows, (chunk.len(), z_dim), &Device::Cpu)
+                    .and_then(|m| q.kl_to_per_dim(&m))
+            }
+            None => q.kl_per_dim(),
+        }
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(candle)?;
         for (acc, v) in kl_dims.iter_mut().zip(kd) {
             *acc += v as f64 * chunk.len() as f64;
         }
@@ -408,7 +419,12 @@ pub fn evaluate_lstm_vae(
             Tensor::from_vec(rows.concat(), (b, z_dim), &Device::Cpu).map_err(candle)
         };
         let z_mean = codes(idx.iter().map(|&i| means[i].clone()).collect())?;
-        let z_prior = codes((0..b).map(|_| standard_normal(&mut rng, z_dim)).collect())?;
+        // A prior draw for each snippet's own composer (N(0, I) for a standard prior).
+        let z_prior = codes(
+            idx.iter()
+                .map(|&i| model.manifest.prior_draw(snippets[i].1, &mut rng))
+                .collect(),
+        )?;
         let z_other = codes(idx.iter().map(|&i| means[other[i]].clone()).collect())?;
         let bce = |z: &Tensor| -> Result<(f64, Tensor)> {
             let logits = model.model.decode(&x, z).map_err(candle)?;
@@ -432,7 +448,7 @@ pub fn evaluate_lstm_vae(
         let decode = |z: &Tensor| model.model.decode(&x, z).map_err(candle);
         let second_prior = codes(
             (0..b)
-                .map(|_| standard_normal(&mut tf_rng, z_dim))
+                .map(|_| model.manifest.prior_draw_any(&mut tf_rng))
                 .collect(),
         )?;
         // Summed over the chunk's snippets and pitches, per step.
@@ -506,8 +522,8 @@ pub fn evaluate_lstm_vae(
             let other_c = other_composer(i, c);
             let theirs = generate::composer_code(model, other_c)?;
             d_comp += jaccard_distance(&out, &run(&theirs, &base)?);
-            let r1 = standard_normal(&mut rng, z_dim);
-            let r2 = standard_normal(&mut rng, z_dim);
+            let r1 = model.manifest.prior_draw_any(&mut rng);
+            let r2 = model.manifest.prior_draw_any(&mut rng);
             d_rand += jaccard_distance(&run(&r1, &base)?, &run(&r2, &base)?);
             let reseeded = GenerateOptions {
                 seed: base.seed ^ 0xFFFF,
@@ -516,7 +532,7 @@ pub fn evaluate_lstm_vae(
             d_seed += jaccard_distance(&out, &run(&own, &reseeded)?);
             let mine = run(&means[i], &base)?;
             d_swap += jaccard_distance(&mine, &run(&means[other[i]], &base)?);
-            let prior = standard_normal(&mut rng, z_dim);
+            let prior = model.manifest.prior_draw_any(&mut rng);
             d_swap_prior += jaccard_distance(&mine, &run(&prior, &base)?);
         }
         progress(0.7 + 0.3 * (i + 1) as f32 / n as f32);

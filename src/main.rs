@@ -456,6 +456,10 @@ struct TrainArgs {
     /// its own piece among the batch (default 0 = off).
     #[arg(long, value_name = "X")]
     piece_weight: Option<f64>,
+    /// Take the KL against a composer-aware prior N(c_composer, I) (learned centres, stored
+    /// with the model) instead of N(0, I).
+    #[arg(long)]
+    composer_prior: bool,
     /// LSTM hidden size (overrides the preset).
     #[arg(long, value_name = "N")]
     hidden: Option<usize>,
@@ -1048,6 +1052,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.style_weight = a.style_weight.unwrap_or(o.style_weight);
     o.centre_scale = a.centre_scale.unwrap_or(o.centre_scale);
     o.piece_weight = a.piece_weight.unwrap_or(o.piece_weight);
+    o.composer_prior = a.composer_prior;
     o.eval_every = a.eval_every.unwrap_or(o.eval_every);
     o.checkpoint_every = a.checkpoint_every.unwrap_or(o.checkpoint_every);
     o.composed_lstm = a.composed_lstm;
@@ -1695,6 +1700,9 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         r.snippets,
         r.snippet_steps
     );
+    if model.manifest.prior.is_some() {
+        out!("prior: composer-aware, N(c_composer, I); prior samples below are drawn from it");
+    }
     out!("reconstruction BCE per cell (teacher-forced)");
     out!("  z = posterior mean          {:.5}", r.bce_per_cell_mean_z);
     out!(

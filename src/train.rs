@@ -96,6 +96,11 @@ pub struct TrainOptions {
     /// so z describes a piece consistently over time. 0 = off.
     #[serde(default)]
     pub piece_weight: f64,
+    /// A composer-aware prior: the KL is taken against N(c_y, I), c_y being the learned
+    /// centre of the snippet's composer (the style term's centres), instead of N(0, I). The
+    /// centres are stored with the model, so its prior can be sampled.
+    #[serde(default)]
+    pub composer_prior: bool,
     /// Share of each composer's pieces held out for validation.
     pub valid_fraction: f64,
     /// Validation snippets per composer.
@@ -145,6 +150,7 @@ impl TrainOptions {
             style_weight: 100.0,
             centre_scale: 1.0,
             piece_weight: 0.0,
+            composer_prior: false,
             valid_fraction: 0.1,
             valid_per_composer: 4,
             eval_every: 250,
@@ -618,7 +624,11 @@ impl<'a> Trainer<'a> {
             let z = posterior.sample(rng)?;
             let logits = self.model.decode_dropped(x, &z, Some(&keep))?;
             let recon = bce_with_logits(&logits, x)?;
-            let kl_dims = posterior.kl_per_dim()?;
+            let kl_dims = if o.composer_prior {
+                posterior.kl_to_per_dim(&self.centres.as_tensor().index_select(labels, 0)?)?
+            } else {
+                posterior.kl_per_dim()?
+            };
             let kl = kl_dims.sum_all()?;
             let kl_paid = kl_dims.maximum(o.free_bits as f32)?.sum_all()?;
             let logits_c =
@@ -674,7 +684,14 @@ impl<'a> Trainer<'a> {
                 let logits = self.model.decode(&x, &q.mean)?;
                 let r =
                     bce_with_logits(&logits, &x)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
-                let kd = (q.kl_per_dim()? * chunk.len() as f64)?.to_vec1::<f32>()?;
+                let kd = if self.opts.composer_prior {
+                    let labels: Vec<u32> = chunk.iter().map(|(_, c)| *c as u32).collect();
+                    let labels = Tensor::new(labels.as_slice(), &self.device)?;
+                    q.kl_to_per_dim(&self.centres.as_tensor().index_select(&labels, 0)?)?
+                } else {
+                    q.kl_per_dim()?
+                };
+                let kd = (kd * chunk.len() as f64)?.to_vec1::<f32>()?;
                 let nearest = squared_distances(&q.mean, self.centres.as_tensor())?
                     .argmin(D::Minus1)?
                     .to_vec1::<u32>()?;
@@ -758,6 +775,13 @@ impl<'a> Trainer<'a> {
             credits: trained::corpus_credits(),
             dtype: "f32".into(),
             written_by: trained::written_by(),
+            prior: if self.opts.composer_prior {
+                Some(trained::ComposerPrior {
+                    means: self.centres.as_tensor().to_vec2::<f32>().map_err(candle)?,
+                })
+            } else {
+                None
+            },
         };
         let path = model_path(out);
         trained::save(&path, &self.varmap, &manifest)?;

@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use segue::models::lstm_vae::{Config, LstmVae, bce_with_logits, loss};
+use segue::models::lstm_vae::{Config, DiagonalGaussian, LstmVae, bce_with_logits, loss};
 
 fn tiny() -> Config {
     Config {
@@ -119,5 +119,37 @@ fn training_lowers_the_loss() {
     assert!(
         last_recon < first_recon * 0.5,
         "recon {first_recon} -> {last_recon}"
+    );
+}
+
+#[test]
+fn the_kl_to_a_shifted_prior_matches_the_closed_form() {
+    let q = DiagonalGaussian {
+        mean: Tensor::new(&[[1.0f32, -2.0], [0.5, 0.0]], &Device::Cpu).unwrap(),
+        logvar: Tensor::new(&[[0.0f32, -1.0], [0.7, 0.2]], &Device::Cpu).unwrap(),
+    };
+    let prior = Tensor::new(&[[1.0f32, 1.0], [-0.5, 0.0]], &Device::Cpu).unwrap();
+    let got = q.kl_to_per_dim(&prior).unwrap().to_vec1::<f32>().unwrap();
+    let (m, lv, p) = (
+        q.mean.to_vec2::<f32>().unwrap(),
+        q.logvar.to_vec2::<f32>().unwrap(),
+        prior.to_vec2::<f32>().unwrap(),
+    );
+    for d in 0..2 {
+        let want: f32 = (0..2)
+            .map(|b| 0.5 * ((m[b][d] - p[b][d]).powi(2) + lv[b][d].exp() - 1.0 - lv[b][d]))
+            .sum::<f32>()
+            / 2.0;
+        assert!(
+            (got[d] - want).abs() < 1e-5,
+            "dim {d}: {} vs {want}",
+            got[d]
+        );
+    }
+    // Against a zero prior it is the standard KL.
+    let zero = Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(
+        q.kl_to_per_dim(&zero).unwrap().to_vec1::<f32>().unwrap(),
+        q.kl_per_dim().unwrap().to_vec1::<f32>().unwrap()
     );
 }

@@ -363,3 +363,43 @@ fn the_piece_term_is_off_by_default_seeded_when_on_and_bad_weights_are_refused()
         assert!(err.to_string().contains("piece weight"), "{err}");
     }
 }
+
+#[test]
+fn the_composer_prior_changes_the_kl_is_stored_with_the_model_and_drives_the_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let c = corpus(dir.path());
+    let mut o = tiny_options(4);
+    let standard = run(&c, &o, &dir.path().join("standard"), false);
+    o.composer_prior = true;
+    let out = dir.path().join("composer");
+    let composer = run(&c, &o, &out, false);
+    let again = run(&c, &o, &dir.path().join("again"), false);
+    // The same first batch and draws: only the KL's prior differs.
+    assert_eq!(standard[0].recon, composer[0].recon);
+    assert_ne!(standard[0].kl, composer[0].kl);
+    assert_eq!(curve(&composer), curve(&again));
+
+    let model = TrainedModel::load(&train::model_path(&out), &candle_core::Device::Cpu).unwrap();
+    let prior = model.manifest.prior.as_ref().expect("the prior is stored");
+    assert_eq!(prior.means.len(), 3);
+    assert!(prior.means.iter().all(|m| m.len() == 4));
+    let plain = TrainedModel::load(
+        &train::model_path(&dir.path().join("standard")),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert!(plain.manifest.prior.is_none());
+
+    let opts = segue::eval::EvalOptions {
+        per_composer: 2,
+        seed: 5,
+        ..Default::default()
+    };
+    let r = segue::eval::evaluate_lstm_vae(&model, &c, &opts, &mut |_| {}).unwrap();
+    // The KL is taken against the composer centres, as in training.
+    let valid = composer.last().unwrap().valid.as_ref().unwrap();
+    assert!(r.kl.is_finite() && r.kl >= 0.0, "{r:?}");
+    assert!(valid.kl.is_finite() && valid.kl >= 0.0, "{valid:?}");
+    assert!(r.bce_per_cell_prior_z.is_finite() && r.bce_per_cell_prior_z > 0.0);
+}

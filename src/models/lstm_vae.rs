@@ -89,6 +89,15 @@ impl DiagonalGaussian {
             .affine(0.5, 0.0)?;
         kl.mean(0)
     }
+
+    /// KL(q || N(prior_mean, I)) per latent dimension, averaged over the batch: `[Z]`.
+    /// `prior_mean` is `[B, Z]` (a composer-aware prior: each snippet's own composer centre).
+    pub fn kl_to_per_dim(&self, prior_mean: &Tensor) -> Result<Tensor> {
+        let offset = (&self.mean - prior_mean)?;
+        let kl = ((offset.sqr()? + self.logvar.exp()?)? - self.logvar.affine(1.0, 1.0)?)?
+            .affine(0.5, 0.0)?;
+        kl.mean(0)
+    }
 }
 
 /// The decoder's recurrent state: (h, c) per layer, each `[B, H]`.

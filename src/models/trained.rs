@@ -147,6 +147,40 @@ pub struct Manifest {
     pub dtype: String,
     /// Segue version and commit that wrote the file.
     pub written_by: String,
+    /// The composer-aware prior the model was trained with; none = N(0, I).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<ComposerPrior>,
+}
+
+/// A composer-aware prior: composer `c`'s codes are drawn from N(`means[c]`, I).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ComposerPrior {
+    /// One centre per composer, in the manifest's composer order.
+    pub means: Vec<Vec<f32>>,
+}
+
+impl Manifest {
+    /// A draw from the model's prior for composer `composer`: N(0, I) for a standard prior,
+    /// N(c_composer, I) for a composer-aware one.
+    pub fn prior_draw(&self, composer: usize, rng: &mut impl rand::Rng) -> Vec<f32> {
+        let noise = crate::models::standard_normal(rng, self.config.latent);
+        match self.prior.as_ref().and_then(|p| p.means.get(composer)) {
+            Some(centre) => centre.iter().zip(noise).map(|(c, e)| c + e).collect(),
+            None => noise,
+        }
+    }
+
+    /// A draw from the model's whole prior: N(0, I), or for a composer-aware prior a composer
+    /// at random and then N(c_composer, I).
+    pub fn prior_draw_any(&self, rng: &mut impl rand::Rng) -> Vec<f32> {
+        match &self.prior {
+            Some(p) if !p.means.is_empty() => {
+                let c = rng.random_range(0..p.means.len());
+                self.prior_draw(c, rng)
+            }
+            _ => crate::models::standard_normal(rng, self.config.latent),
+        }
+    }
 }
 
 /// A loaded model with its manifest.
@@ -282,6 +316,20 @@ impl TrainedModel {
                 c.latent
             )));
         }
+        if let Some(p) = &manifest.prior
+            && (p.means.len() != manifest.composers.len()
+                || p.means
+                    .iter()
+                    .any(|m| m.len() != c.latent || m.iter().any(|v| !v.is_finite())))
+        {
+            return Err(bad(format!(
+                "a composer prior of {} centres for {} composers and a latent of size {} \
+                 (each centre must have that many finite values)",
+                p.means.len(),
+                manifest.composers.len(),
+                c.latent
+            )));
+        }
         let tensors = weights::load(path, &expected_tensors(c)?, device)?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let model = LstmVae::new(c, vb).map_err(|e| Error::Format {
@@ -333,5 +381,57 @@ mod tests {
         assert_ne!(a[1], -2.0);
         assert_eq!(a, draw(3));
         assert_ne!(a, draw(4));
+    }
+
+    #[test]
+    fn prior_draws_follow_the_prior_and_their_seed() {
+        let manifest = |prior| Manifest {
+            format: MANIFEST_FORMAT,
+            model: "lstm-vae".into(),
+            preset: "custom".into(),
+            config: Config {
+                input: 128,
+                hidden: 4,
+                layers: 1,
+                latent: 2,
+            },
+            composers: vec!["a".into(), "b".into()],
+            latents: Vec::new(),
+            corpus: CorpusInfo {
+                name: String::new(),
+                content_hash: String::new(),
+                pieces: 0,
+                valid_pieces: 0,
+            },
+            steps: 0,
+            seconds: 0.0,
+            training: serde_json::Value::Null,
+            metrics: serde_json::Value::Null,
+            licence: String::new(),
+            credits: Vec::new(),
+            dtype: "f32".into(),
+            written_by: String::new(),
+            prior,
+        };
+        let rng = |seed| ChaCha8Rng::seed_from_u64(seed);
+        let standard = manifest(None);
+        let noise = crate::models::standard_normal(&mut rng(7), 2);
+        // A standard prior: N(0, I) whatever the composer, the same stream as plain noise.
+        assert_eq!(standard.prior_draw(1, &mut rng(7)), noise);
+        assert_eq!(standard.prior_draw_any(&mut rng(7)), noise);
+        let centred = manifest(Some(ComposerPrior {
+            means: vec![vec![100.0, 0.0], vec![0.0, -100.0]],
+        }));
+        let b = centred.prior_draw(1, &mut rng(7));
+        assert_eq!(b, vec![noise[0], noise[1] - 100.0]);
+        // The whole mixture: some draws near each centre, reproducible by seed.
+        let mut r = rng(9);
+        let draws: Vec<Vec<f32>> = (0..40).map(|_| centred.prior_draw_any(&mut r)).collect();
+        assert!(draws.iter().any(|d| d[0] > 50.0));
+        assert!(draws.iter().any(|d| d[1] < -50.0));
+        assert_eq!(
+            centred.prior_draw_any(&mut rng(3)),
+            centred.prior_draw_any(&mut rng(3))
+        );
     }
 }
