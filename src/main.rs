@@ -1723,6 +1723,11 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         f(&r.frame_sampled)
     );
     out!(
+        "  thresholded at {:.2} (the best F1 on training snippets): {}",
+        r.tuned_threshold,
+        f(&r.frame_tuned)
+    );
+    out!(
         "  for scale, repeating the previous step: {}",
         f(&r.frame_copy_previous)
     );

@@ -162,6 +162,7 @@ fn same_seed_same_curve_and_resume_continues_it() {
         r.training_centroid_accuracy,
         r.piece_centroid_accuracy,
         r.frame_thresholded.f1,
+        r.frame_tuned.f1,
         r.frame_copy_previous.f1,
         r.swap_other_composer_distance,
         r.swap_prior_distance,
@@ -170,6 +171,11 @@ fn same_seed_same_curve_and_resume_continues_it() {
     ] {
         assert!((0.0..=1.0).contains(&share), "{r:?}");
     }
+    assert!(
+        (0.05..=0.95).contains(&r.tuned_threshold),
+        "{}",
+        r.tuned_threshold
+    );
     // Chords are held for 3 of every 4 steps, so repeating the previous step is often right.
     assert!(r.frame_copy_previous.f1 > 0.2, "{r:?}");
     assert_eq!(
