@@ -396,6 +396,22 @@ fn the_composer_prior_changes_the_kl_is_stored_with_the_model_and_drives_the_eva
     )
     .unwrap();
     assert!(plain.manifest.prior.is_none());
+    // A manifest whose prior does not fit the model is refused, by name.
+    let json = out.join("lstm-vae.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    manifest["prior"]["means"].as_array_mut().unwrap().pop();
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::copy(train::model_path(&out), train::model_path(&broken)).unwrap();
+    std::fs::write(broken.join("lstm-vae.json"), manifest.to_string()).unwrap();
+    let err = TrainedModel::load(&train::model_path(&broken), &candle_core::Device::Cpu)
+        .err()
+        .expect("a prior of 2 centres for 3 composers is refused");
+    assert!(
+        err.to_string().contains("composer prior of 2 centres"),
+        "{err}"
+    );
 
     let opts = segue::eval::EvalOptions {
         per_composer: 2,
