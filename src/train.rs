@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::{BalancedSampler, Corpus, SnippetRef, fixed_snippets};
 use crate::error::{Error, Result, candle};
-use crate::models::lstm_vae::{Config, LstmVae, bce_with_logits};
+use crate::models::lstm_vae::{Config, DiagonalGaussian, LstmVae, bce_with_logits};
 use crate::models::trained::{self, CorpusInfo, LatentStats, Manifest};
 use crate::models::weights;
 use crate::roll::PITCHES;
@@ -624,11 +624,7 @@ impl<'a> Trainer<'a> {
             let z = posterior.sample(rng)?;
             let logits = self.model.decode_dropped(x, &z, Some(&keep))?;
             let recon = bce_with_logits(&logits, x)?;
-            let kl_dims = if o.composer_prior {
-                posterior.kl_to_per_dim(&self.centres.as_tensor().index_select(labels, 0)?)?
-            } else {
-                posterior.kl_per_dim()?
-            };
+            let kl_dims = self.kl_per_dim(&posterior, labels)?;
             let kl = kl_dims.sum_all()?;
             let kl_paid = kl_dims.maximum(o.free_bits as f32)?.sum_all()?;
             let logits_c =
@@ -668,6 +664,16 @@ impl<'a> Trainer<'a> {
         ])
     }
 
+    /// KL per latent dimension against the prior the run uses: N(0, I), or with
+    /// `composer_prior` N(c, I) of each snippet's composer (`labels`).
+    fn kl_per_dim(&self, q: &DiagonalGaussian, labels: &Tensor) -> candle_core::Result<Tensor> {
+        if self.opts.composer_prior {
+            q.kl_to_per_dim(&self.centres.as_tensor().index_select(labels, 0)?)
+        } else {
+            q.kl_per_dim()
+        }
+    }
+
     fn validate(&self) -> Result<Validation> {
         let steps = self.opts.snippet_steps;
         let (mut recon, mut kl, mut hits) = (0f64, 0f64, 0usize);
@@ -684,14 +690,9 @@ impl<'a> Trainer<'a> {
                 let logits = self.model.decode(&x, &q.mean)?;
                 let r =
                     bce_with_logits(&logits, &x)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
-                let kd = if self.opts.composer_prior {
-                    let labels: Vec<u32> = chunk.iter().map(|(_, c)| *c as u32).collect();
-                    let labels = Tensor::new(labels.as_slice(), &self.device)?;
-                    q.kl_to_per_dim(&self.centres.as_tensor().index_select(&labels, 0)?)?
-                } else {
-                    q.kl_per_dim()?
-                };
-                let kd = (kd * chunk.len() as f64)?.to_vec1::<f32>()?;
+                let labels: Vec<u32> = chunk.iter().map(|(_, c)| *c as u32).collect();
+                let labels = Tensor::new(labels.as_slice(), &self.device)?;
+                let kd = (self.kl_per_dim(&q, &labels)? * chunk.len() as f64)?.to_vec1::<f32>()?;
                 let nearest = squared_distances(&q.mean, self.centres.as_tensor())?
                     .argmin(D::Minus1)?
                     .to_vec1::<u32>()?;

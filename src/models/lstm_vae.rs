@@ -84,16 +84,18 @@ impl DiagonalGaussian {
 
     /// KL(q || N(0, I)) per latent dimension, averaged over the batch: `[Z]`.
     pub fn kl_per_dim(&self) -> Result<Tensor> {
-        // 0.5 * (mu^2 + exp(logvar) - 1 - logvar)
-        let kl = ((self.mean.sqr()? + self.logvar.exp()?)? - self.logvar.affine(1.0, 1.0)?)?
-            .affine(0.5, 0.0)?;
-        kl.mean(0)
+        self.kl_of_offset(&self.mean)
     }
 
     /// KL(q || N(prior_mean, I)) per latent dimension, averaged over the batch: `[Z]`.
     /// `prior_mean` is `[B, Z]` (a composer-aware prior: each snippet's own composer centre).
     pub fn kl_to_per_dim(&self, prior_mean: &Tensor) -> Result<Tensor> {
-        let offset = (&self.mean - prior_mean)?;
+        self.kl_of_offset(&(&self.mean - prior_mean)?)
+    }
+
+    /// 0.5 * (offset^2 + exp(logvar) - 1 - logvar), averaged over the batch, where `offset`
+    /// is the posterior mean minus the prior's.
+    fn kl_of_offset(&self, offset: &Tensor) -> Result<Tensor> {
         let kl = ((offset.sqr()? + self.logvar.exp()?)? - self.logvar.affine(1.0, 1.0)?)?
             .affine(0.5, 0.0)?;
         kl.mean(0)
