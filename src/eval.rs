@@ -159,6 +159,15 @@ pub struct LstmVaeReport {
     pub frame_sampled: FrameScore,
     /// Frame scores of the trivial predictor "each step repeats the previous one", for scale.
     pub frame_copy_previous: FrameScore,
+    /// Frame scores of a predictor that knows when every sounding note ends but never starts
+    /// a new one: the ceiling of anything that cannot foresee onsets.
+    pub frame_without_onsets: FrameScore,
+    /// Share of the true on-cells that are onsets (off at the previous step).
+    pub onset_share: f64,
+    /// Teacher-forced recall at 0.5 on onset cells (off at the previous step).
+    pub onset_recall: f64,
+    /// Teacher-forced recall at 0.5 on held cells (on at the previous step too).
+    pub held_recall: f64,
     /// KL(q(z|x) || prior) per snippet, nats (the prior as for `bce_per_cell_prior_z`).
     pub kl: f64,
     /// KL per latent dimension.
@@ -414,7 +423,9 @@ pub fn evaluate_lstm_vae(
     let mut means: Vec<Vec<f32>> = Vec::with_capacity(n);
     let mut corpus_stats = StatsAcc::default();
     let mut rolls: Vec<Vec<f32>> = Vec::with_capacity(n);
-    let mut copy = FrameAcc::default();
+    let (mut copy, mut without_onsets) = (FrameAcc::default(), FrameAcc::default());
+    // Recall counts per kind of on-cell: (found, all) for onsets and for held notes.
+    let (mut onsets, mut held) = ((0usize, 0usize), (0usize, 0usize));
     for (s, _) in &snippets {
         let mut data = vec![0f32; steps * PITCHES];
         corpus.pieces[s.piece]
@@ -423,6 +434,7 @@ pub fn evaluate_lstm_vae(
         for (i, truth) in data.iter().enumerate() {
             let previous = i >= PITCHES && data[i - PITCHES] > 0.5;
             copy.add(previous, *truth > 0.5);
+            without_onsets.add(previous && *truth > 0.5, *truth > 0.5);
         }
         corpus_stats.add(&data.iter().map(|v| u8::from(*v > 0.5)).collect::<Vec<u8>>());
         rolls.push(data);
@@ -533,11 +545,23 @@ pub fn evaluate_lstm_vae(
             .flatten_all()
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(candle)?;
-        for (logit, truth) in l.iter().zip(chunk.iter().flatten()) {
-            let p = 1.0 / (1.0 + (-logit).exp());
-            thr.add(p > 0.5, *truth > 0.5);
-            tuned.add(f64::from(p) > tuned_threshold, *truth > 0.5);
-            smp.add(rng.random::<f32>() < p, *truth > 0.5);
+        for (logits, roll) in l.chunks(steps * PITCHES).zip(chunk) {
+            for (i, (logit, truth)) in logits.iter().zip(roll).enumerate() {
+                let p = 1.0 / (1.0 + (-logit).exp());
+                let truth = *truth > 0.5;
+                thr.add(p > 0.5, truth);
+                tuned.add(f64::from(p) > tuned_threshold, truth);
+                smp.add(rng.random::<f32>() < p, truth);
+                if truth {
+                    let kind = if i >= PITCHES && roll[i - PITCHES] > 0.5 {
+                        &mut held
+                    } else {
+                        &mut onsets
+                    };
+                    kind.0 += usize::from(p > 0.5);
+                    kind.1 += 1;
+                }
+            }
         }
         progress(0.3 + 0.4 * ((k + 1) * 20).min(n) as f32 / n as f32);
     }
@@ -621,6 +645,10 @@ pub fn evaluate_lstm_vae(
         tuned_threshold,
         frame_sampled: smp.finish(),
         frame_copy_previous: copy.finish(),
+        frame_without_onsets: without_onsets.finish(),
+        onset_share: onsets.1 as f64 / (onsets.1 + held.1).max(1) as f64,
+        onset_recall: onsets.0 as f64 / onsets.1.max(1) as f64,
+        held_recall: held.0 as f64 / held.1.max(1) as f64,
         kl: kl_per_dim.iter().sum(),
         kl_per_dim,
         active_units,

@@ -460,6 +460,10 @@ struct TrainArgs {
     /// with the model) instead of N(0, I).
     #[arg(long)]
     composer_prior: bool,
+    /// Add a linear map from the previous step to the output logits (a skip past the LSTM:
+    /// held notes need no trip through the recurrence).
+    #[arg(long)]
+    output_skip: bool,
     /// LSTM hidden size (overrides the preset).
     #[arg(long, value_name = "N")]
     hidden: Option<usize>,
@@ -1033,9 +1037,10 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
 
 fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     let mut o = TrainOptions::preset(&a.preset)?;
-    let custom = a.hidden.is_some() || a.layers.is_some();
+    let custom = a.hidden.is_some() || a.layers.is_some() || a.output_skip;
     o.config.hidden = a.hidden.unwrap_or(o.config.hidden);
     o.config.layers = a.layers.unwrap_or(o.config.layers);
+    o.config.output_skip = a.output_skip;
     if custom {
         o.preset = "custom".into();
     }
@@ -1730,6 +1735,16 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
     out!(
         "  for scale, repeating the previous step: {}",
         f(&r.frame_copy_previous)
+    );
+    out!(
+        "  for scale, knowing every note's end but no onset: {} ({:.1} % of the on-cells are onsets)",
+        f(&r.frame_without_onsets),
+        100.0 * r.onset_share
+    );
+    out!(
+        "  recall at 0.5 on onsets {:.3}, on held notes {:.3}",
+        r.onset_recall,
+        r.held_recall
     );
     out!(
         "KL {:.1} nats per snippet, active units {}/{}",

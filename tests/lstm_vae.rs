@@ -13,6 +13,14 @@ fn tiny() -> Config {
         hidden: 24,
         layers: 2,
         latent: 6,
+        output_skip: false,
+    }
+}
+
+fn tiny_with_skip(output_skip: bool) -> Config {
+    Config {
+        output_skip,
+        ..tiny()
     }
 }
 
@@ -32,38 +40,40 @@ fn batch(b: usize, t: usize) -> Tensor {
 
 #[test]
 fn shapes_and_teacher_forcing_match_the_step_path() {
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let model = LstmVae::new(&tiny(), vb).unwrap();
-    let x = batch(3, 10);
-    let q = model.encode(&x).unwrap();
-    assert_eq!(q.mean.dims(), &[3, 6]);
-    assert_eq!(q.logvar.dims(), &[3, 6]);
-    let z = q.sample(&mut ChaCha8Rng::seed_from_u64(1)).unwrap();
-    let z_again = q.sample(&mut ChaCha8Rng::seed_from_u64(1)).unwrap();
-    assert_eq!(
-        z.to_vec2::<f32>().unwrap(),
-        z_again.to_vec2::<f32>().unwrap()
-    );
-    let logits = model.decode(&x, &z).unwrap();
-    assert_eq!(logits.dims(), &[3, 10, 128]);
+    for output_skip in [false, true] {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = LstmVae::new(&tiny_with_skip(output_skip), vb).unwrap();
+        let x = batch(3, 10);
+        let q = model.encode(&x).unwrap();
+        assert_eq!(q.mean.dims(), &[3, 6]);
+        assert_eq!(q.logvar.dims(), &[3, 6]);
+        let z = q.sample(&mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        let z_again = q.sample(&mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        assert_eq!(
+            z.to_vec2::<f32>().unwrap(),
+            z_again.to_vec2::<f32>().unwrap()
+        );
+        let logits = model.decode(&x, &z).unwrap();
+        assert_eq!(logits.dims(), &[3, 10, 128]);
 
-    // Stepping the decoder with the true previous steps gives the teacher-forced logits.
-    let mut state = model.initial_state(&z).unwrap();
-    let mut previous = Tensor::zeros((3, 128), DType::F32, &Device::Cpu).unwrap();
-    for t in 0..10 {
-        let step = model.decode_step(&previous, &z, &mut state).unwrap();
-        let forced = logits.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
-        let diff = (step - forced)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(diff < 1e-4, "step {t}: {diff}");
-        previous = x.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
+        // Stepping the decoder with the true previous steps gives the teacher-forced logits.
+        let mut state = model.initial_state(&z).unwrap();
+        let mut previous = Tensor::zeros((3, 128), DType::F32, &Device::Cpu).unwrap();
+        for t in 0..10 {
+            let step = model.decode_step(&previous, &z, &mut state).unwrap();
+            let forced = logits.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
+            let diff = (step - forced)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-4, "step {t}: {diff}");
+            previous = x.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
+        }
     }
 }
 

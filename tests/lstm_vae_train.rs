@@ -29,6 +29,7 @@ fn tiny_options(steps: usize) -> TrainOptions {
         hidden: 16,
         layers: 2,
         latent: 4,
+        output_skip: false,
     };
     o.steps = steps;
     o.snippet_steps = 16;
@@ -178,6 +179,18 @@ fn same_seed_same_curve_and_resume_continues_it() {
     );
     // Chords are held for 3 of every 4 steps, so repeating the previous step is often right.
     assert!(r.frame_copy_previous.f1 > 0.2, "{r:?}");
+    // Knowing every note's end but no onset: never wrong, and it misses exactly the onsets.
+    let ceiling = &r.frame_without_onsets;
+    assert_eq!(ceiling.precision, 1.0, "{r:?}");
+    assert!(
+        (ceiling.recall - (1.0 - r.onset_share)).abs() < 1e-9,
+        "{r:?}"
+    );
+    assert!(ceiling.f1 >= r.frame_copy_previous.f1, "{r:?}");
+    assert!((0.1..0.6).contains(&r.onset_share), "{r:?}");
+    for share in [r.onset_recall, r.held_recall] {
+        assert!((0.0..=1.0).contains(&share), "{r:?}");
+    }
     assert_eq!(
         serde_json::to_string(&r).unwrap(),
         serde_json::to_string(&report(5)).unwrap()
@@ -288,38 +301,47 @@ fn the_fast_step_decoder_matches_the_candle_decoder() {
     use candle_nn::{VarBuilder, VarMap};
     use segue::models::lstm_vae::LstmVae;
     use segue::models::step_decoder::StepDecoder;
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let cfg = Config {
-        input: 128,
-        hidden: 24,
-        layers: 3,
-        latent: 5,
-    };
-    let model = LstmVae::new(&cfg, vb).unwrap();
-    let z: Vec<f32> = (0..5).map(|i| i as f32 * 0.3 - 0.6).collect();
-    let zt = Tensor::from_vec(z.clone(), (1, 5), &Device::Cpu).unwrap();
-    let mut state = model.initial_state(&zt).unwrap();
-    let mut fast = StepDecoder::new(&model).unwrap();
-    fast.reset(&z);
-    let mut prev = vec![0f32; 128];
-    let mut logits = vec![0f32; 128];
-    for t in 0..6 {
-        let pt = Tensor::from_vec(prev.clone(), (1, 128), &Device::Cpu).unwrap();
-        let want: Vec<f32> = model
-            .decode_step(&pt, &zt, &mut state)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        fast.step(&prev, &z, &mut logits);
-        for (a, b) in logits.iter().zip(&want) {
-            assert!((a - b).abs() < 1e-4, "step {t}: {a} vs {b}");
+    // With and without the output skip (previous step -> logits).
+    for output_skip in [false, true] {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let cfg = Config {
+            input: 128,
+            hidden: 24,
+            layers: 3,
+            latent: 5,
+            output_skip,
+        };
+        assert_eq!(
+            LstmVae::new(&cfg, vb).unwrap().output_skip().is_some(),
+            output_skip
+        );
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = LstmVae::new(&cfg, vb).unwrap();
+        let z: Vec<f32> = (0..5).map(|i| i as f32 * 0.3 - 0.6).collect();
+        let zt = Tensor::from_vec(z.clone(), (1, 5), &Device::Cpu).unwrap();
+        let mut state = model.initial_state(&zt).unwrap();
+        let mut fast = StepDecoder::new(&model).unwrap();
+        fast.reset(&z);
+        let mut prev = vec![0f32; 128];
+        let mut logits = vec![0f32; 128];
+        for t in 0..6 {
+            let pt = Tensor::from_vec(prev.clone(), (1, 128), &Device::Cpu).unwrap();
+            let want: Vec<f32> = model
+                .decode_step(&pt, &zt, &mut state)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            fast.step(&prev, &z, &mut logits);
+            for (a, b) in logits.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "step {t}: {a} vs {b}");
+            }
+            prev.fill(0.0);
+            prev[60 + t] = 1.0;
+            prev[64] = 1.0;
         }
-        prev.fill(0.0);
-        prev[60 + t] = 1.0;
-        prev[64] = 1.0;
     }
 }
 

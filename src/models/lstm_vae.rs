@@ -12,7 +12,7 @@
 //! (`encoder.weight_ih_l0`, ...).
 
 use candle_core::{D, Device, Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder, linear};
+use candle_nn::{Linear, Module, VarBuilder, linear, linear_no_bias};
 use rand::Rng;
 
 use crate::models::fused_lstm::LstmWeights;
@@ -30,6 +30,11 @@ pub struct Config {
     pub layers: usize,
     /// Size of the latent code z.
     pub latent: usize,
+    /// Adds a linear map of the previous step to the output logits (`output_skip`), so that
+    /// holding a note needs no trip through the LSTM and the recurrence models what changes.
+    /// Off in the shipped presets; older manifests, which lack it, load as off.
+    #[serde(default)]
+    pub output_skip: bool,
 }
 
 impl Config {
@@ -40,6 +45,7 @@ impl Config {
             hidden: 512,
             layers: 3,
             latent: 20,
+            output_skip: false,
         }
     }
 
@@ -51,6 +57,7 @@ impl Config {
             hidden: 256,
             layers: 2,
             latent: 20,
+            output_skip: false,
         }
     }
 }
@@ -120,6 +127,7 @@ pub struct LstmVae {
     z_to_state: Linear,
     decoder: Vec<LstmWeights>,
     output: Linear,
+    output_skip: Option<Linear>,
     composed: bool,
 }
 
@@ -144,6 +152,11 @@ impl LstmVae {
             z_to_state: linear(cfg.latent, 2 * state, vb.pp("z_to_state"))?,
             decoder: lstm_stack(cfg.input + cfg.latent, cfg, vb.pp("decoder"))?,
             output: linear(cfg.hidden, cfg.input, vb.pp("output"))?,
+            output_skip: if cfg.output_skip {
+                Some(linear_no_bias(cfg.input, cfg.input, vb.pp("output_skip"))?)
+            } else {
+                None
+            },
             composed: false,
         })
     }
@@ -172,6 +185,21 @@ impl LstmVae {
     /// The output layer (hidden -> per-pitch logits).
     pub fn output_layer(&self) -> &Linear {
         &self.output
+    }
+
+    /// The map from the previous step to the logits, when the config has `output_skip`.
+    pub fn output_skip(&self) -> Option<&Linear> {
+        self.output_skip.as_ref()
+    }
+
+    /// Logits from the top layer's hidden states and the previous step (both `[.., H]` /
+    /// `[.., P]` with the same leading dimensions).
+    fn logits(&self, hidden: &Tensor, previous: &Tensor) -> Result<Tensor> {
+        let logits = self.output.forward(hidden)?;
+        match &self.output_skip {
+            Some(skip) => logits + skip.forward(previous)?,
+            None => Ok(logits),
+        }
     }
 
     /// q(z | roll) for rolls `[B, T, P]`.
@@ -239,7 +267,7 @@ impl LstmVae {
         for ((lstm, h), c) in self.decoder.iter().zip(&init.h).zip(&init.c) {
             x = lstm.sequence(&x, h, c, self.composed)?;
         }
-        self.output.forward(&x)?.transpose(0, 1)
+        self.logits(&x, &previous)?.transpose(0, 1)
     }
 
     /// One sampling step: logits `[B, P]` for the next step given the previous step `[B, P]`,
@@ -257,7 +285,7 @@ impl LstmVae {
             state.h[layer] = h;
             state.c[layer] = c;
         }
-        self.output.forward(&x)
+        self.logits(&x, previous)
     }
 
     /// Encodes, samples z with `rng`, decodes: (logits `[B, T, P]`, posterior).

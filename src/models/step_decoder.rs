@@ -31,6 +31,7 @@ pub struct StepDecoder {
     z_to_state_b: Vec<f32>,
     out_t: Panels,
     out_b: Vec<f32>,
+    skip_t: Option<Panels>,
     hidden: usize,
     pitches: usize,
     latent: usize,
@@ -74,12 +75,17 @@ impl StepDecoder {
         }
         let (z_to_state_t, z_to_state_b, _, _) = linear_parts(model.z_to_state())?;
         let (out_t, out_b, pitches, _) = linear_parts(model.output_layer())?;
+        let skip_t = match model.output_skip() {
+            Some(skip) => Some(linear_parts(skip)?.0),
+            None => None,
+        };
         Ok(StepDecoder {
             layers,
             z_to_state_t,
             z_to_state_b,
             out_t,
             out_b,
+            skip_t,
             hidden: cfg.hidden,
             pitches,
             latent: cfg.latent,
@@ -162,5 +168,13 @@ impl StepDecoder {
             &self.out_t,
             true,
         );
+        if let Some(skip_t) = &self.skip_t {
+            matmul_rows(
+                MatMut::dense(logits, 1, p),
+                Mat::dense(previous, 1, p),
+                skip_t,
+                true,
+            );
+        }
     }
 }

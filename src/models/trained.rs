@@ -394,6 +394,7 @@ mod tests {
                 hidden: 4,
                 layers: 1,
                 latent: 2,
+                output_skip: false,
             },
             composers: vec!["a".into(), "b".into()],
             latents: Vec::new(),
