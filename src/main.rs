@@ -325,7 +325,7 @@ struct LoopArgs {
     #[arg(long, value_name = "X")]
     lr: Option<f64>,
     /// Random transposition of each snippet by up to this many semitones (0 = off).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=24))]
     transpose: Option<u8>,
     /// Validate every N steps.
     #[arg(long, value_name = "N")]
@@ -460,6 +460,10 @@ struct TrainArgs {
     /// with the model) instead of N(0, I).
     #[arg(long)]
     composer_prior: bool,
+    /// Random transposition of each training snippet by up to this many semitones
+    /// (0 = off, the default).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=24))]
+    transpose: Option<u8>,
     /// Add a linear map from the previous step to the output logits (a skip past the LSTM:
     /// held notes need no trip through the recurrence).
     #[arg(long)]
@@ -1058,6 +1062,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.centre_scale = a.centre_scale.unwrap_or(o.centre_scale);
     o.piece_weight = a.piece_weight.unwrap_or(o.piece_weight);
     o.composer_prior = a.composer_prior;
+    o.transpose = a.transpose.unwrap_or(o.transpose);
     o.eval_every = a.eval_every.unwrap_or(o.eval_every);
     o.checkpoint_every = a.checkpoint_every.unwrap_or(o.checkpoint_every);
     o.composed_lstm = a.composed_lstm;

@@ -26,6 +26,7 @@ use crate::models::lstm_vae::{Config, DiagonalGaussian, LstmVae, bce_with_logits
 use crate::models::trained::{self, CorpusInfo, LatentStats, Manifest};
 use crate::models::weights;
 use crate::roll::PITCHES;
+use crate::train_loop::transpose_batch;
 
 /// The KL weight over training: 0 for `delay` steps, then a linear ramp to `end` over `ramp`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -101,6 +102,10 @@ pub struct TrainOptions {
     /// centres are stored with the model, so its prior can be sampled.
     #[serde(default)]
     pub composer_prior: bool,
+    /// Each training snippet is transposed by a random number of semitones in +-this
+    /// (0 = off): more keys per composer, so z and the style term lean less on the key.
+    #[serde(default)]
+    pub transpose: u8,
     /// Share of each composer's pieces held out for validation.
     pub valid_fraction: f64,
     /// Validation snippets per composer.
@@ -151,6 +156,7 @@ impl TrainOptions {
             centre_scale: 1.0,
             piece_weight: 0.0,
             composer_prior: false,
+            transpose: 0,
             valid_fraction: 0.1,
             valid_per_composer: 4,
             eval_every: 250,
@@ -533,6 +539,12 @@ impl<'a> Trainer<'a> {
                 opts.piece_weight
             )));
         }
+        if opts.transpose > 24 {
+            return Err(Error::InvalidArgument(format!(
+                "transposition by up to {} semitones is too far (at most 24)",
+                opts.transpose
+            )));
+        }
         if !(opts.centre_scale.is_finite() && opts.centre_scale > 0.0) {
             return Err(Error::InvalidArgument(format!(
                 "the centre scale must be a positive number, not {}",
@@ -899,7 +911,10 @@ pub fn train_lstm_vae(
             stopped_early = true;
             break;
         }
-        let batch = sampler.next_batch();
+        let mut batch = sampler.next_batch();
+        let mut shift_rng =
+            ChaCha8Rng::seed_from_u64(opts.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ step as u64);
+        transpose_batch(&mut batch, opts.transpose, &mut shift_rng);
         let x = Tensor::from_vec(
             batch.data,
             (batch.composers.len(), batch.steps, PITCHES),

@@ -186,11 +186,11 @@ pub fn transpose_batch(batch: &mut Batch, max: u8, rng: &mut impl Rng) {
         }
         for row in item.chunks_mut(PITCHES) {
             if shift > 0 {
-                let s = shift as usize;
+                let s = (shift as usize).min(PITCHES);
                 row.copy_within(0..PITCHES - s, s);
                 row[..s].fill(0.0);
             } else {
-                let s = (-shift) as usize;
+                let s = ((-shift) as usize).min(PITCHES);
                 row.copy_within(s.., 0);
                 row[PITCHES - s..].fill(0.0);
             }
@@ -550,4 +550,41 @@ pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
         var.set(&t).map_err(candle)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn one_note_batch(pitch: usize) -> Batch {
+        let mut data = vec![0.0; 2 * PITCHES];
+        data[pitch] = 1.0;
+        data[PITCHES + pitch] = 1.0;
+        Batch {
+            steps: 2,
+            data,
+            composers: vec![0],
+            sources: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn transposition_moves_every_step_alike_and_drops_notes_off_the_keyboard() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..20 {
+            let mut b = one_note_batch(60);
+            transpose_batch(&mut b, 4, &mut rng);
+            let on: Vec<usize> = (0..2 * PITCHES).filter(|&i| b.data[i] > 0.0).collect();
+            assert_eq!(on.len(), 2);
+            assert_eq!(on[1], on[0] + PITCHES, "both steps move alike");
+            assert!((56..=64).contains(&on[0]));
+        }
+        // Shifts past the keyboard's size leave silence rather than panic.
+        for _ in 0..20 {
+            let mut b = one_note_batch(127);
+            transpose_batch(&mut b, 255, &mut rng);
+            assert!(b.data.iter().filter(|v| **v > 0.0).count() <= 2);
+        }
+    }
 }
