@@ -221,6 +221,11 @@ pub struct LstmVaeReport {
     pub corpus: MusicStats,
 }
 
+/// Whether cell `i` of a flat `[T, 128]` roll sounded at the previous step (never at step 0).
+fn sounded_before(roll: &[f32], i: usize) -> bool {
+    i >= PITCHES && roll[i - PITCHES] > 0.5
+}
+
 /// Sum over all cells of |sigmoid(a) - sigmoid(b)| for two logit tensors of one shape.
 fn probability_distance(a: &Tensor, b: &Tensor) -> Result<f64> {
     let d = || -> candle_core::Result<f32> {
@@ -432,7 +437,7 @@ pub fn evaluate_lstm_vae(
             .roll
             .window_f32(s.start, steps, &mut data);
         for (i, truth) in data.iter().enumerate() {
-            let previous = i >= PITCHES && data[i - PITCHES] > 0.5;
+            let previous = sounded_before(&data, i);
             copy.add(previous, *truth > 0.5);
             without_onsets.add(previous && *truth > 0.5, *truth > 0.5);
         }
@@ -553,7 +558,7 @@ pub fn evaluate_lstm_vae(
                 tuned.add(f64::from(p) > tuned_threshold, truth);
                 smp.add(rng.random::<f32>() < p, truth);
                 if truth {
-                    let kind = if i >= PITCHES && roll[i - PITCHES] > 0.5 {
+                    let kind = if sounded_before(roll, i) {
                         &mut held
                     } else {
                         &mut onsets

@@ -325,7 +325,7 @@ struct LoopArgs {
     #[arg(long, value_name = "X")]
     lr: Option<f64>,
     /// Random transposition of each snippet by up to this many semitones (0 = off).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=24))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=i64::from(segue::train_loop::MAX_TRANSPOSE)))]
     transpose: Option<u8>,
     /// Validate every N steps.
     #[arg(long, value_name = "N")]
@@ -462,7 +462,7 @@ struct TrainArgs {
     composer_prior: bool,
     /// Random transposition of each training snippet by up to this many semitones
     /// (0 = off, the default).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=24))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=i64::from(segue::train_loop::MAX_TRANSPOSE)))]
     transpose: Option<u8>,
     /// Add a linear map from the previous step to the output logits (a skip past the LSTM:
     /// held notes need no trip through the recurrence).

@@ -171,6 +171,9 @@ fn state_file(out: &Path) -> PathBuf {
     out.join("train-state.safetensors")
 }
 
+/// The widest random transposition training accepts, semitones (two octaves).
+pub const MAX_TRANSPOSE: u8 = 24;
+
 /// Transposes each item of a batch by a random number of semitones in `+-max` (notes pushed
 /// off the keyboard are dropped).
 pub fn transpose_batch(batch: &mut Batch, max: u8, rng: &mut impl Rng) {
