@@ -26,7 +26,7 @@ use crate::models::lstm_vae::{Config, DiagonalGaussian, LstmVae, bce_with_logits
 use crate::models::trained::{self, CorpusInfo, LatentStats, Manifest};
 use crate::models::weights;
 use crate::roll::PITCHES;
-use crate::train_loop::{MAX_TRANSPOSE, transpose_batch};
+use crate::train_loop::{check_transpose, transpose_batch};
 
 /// The KL weight over training: 0 for `delay` steps, then a linear ramp to `end` over `ramp`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -539,12 +539,7 @@ impl<'a> Trainer<'a> {
                 opts.piece_weight
             )));
         }
-        if opts.transpose > MAX_TRANSPOSE {
-            return Err(Error::InvalidArgument(format!(
-                "transposition by up to {} semitones is too far (at most {MAX_TRANSPOSE})",
-                opts.transpose
-            )));
-        }
+        check_transpose(opts.transpose)?;
         if !(opts.centre_scale.is_finite() && opts.centre_scale > 0.0) {
             return Err(Error::InvalidArgument(format!(
                 "the centre scale must be a positive number, not {}",

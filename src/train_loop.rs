@@ -174,6 +174,16 @@ fn state_file(out: &Path) -> PathBuf {
 /// The widest random transposition training accepts, semitones (two octaves).
 pub const MAX_TRANSPOSE: u8 = 24;
 
+/// Refuses a random transposition wider than [`MAX_TRANSPOSE`] (every trainer checks with this).
+pub fn check_transpose(max: u8) -> Result<()> {
+    if max > MAX_TRANSPOSE {
+        return Err(Error::InvalidArgument(format!(
+            "transposition by up to {max} semitones is too far (at most {MAX_TRANSPOSE})"
+        )));
+    }
+    Ok(())
+}
+
 /// Transposes each item of a batch by a random number of semitones in `+-max` (notes pushed
 /// off the keyboard are dropped).
 pub fn transpose_batch(batch: &mut Batch, max: u8, rng: &mut impl Rng) {
@@ -380,6 +390,7 @@ pub fn run(
     control: &Control,
     on_event: &mut dyn FnMut(LoopEvent),
 ) -> Result<LoopOutcome> {
+    check_transpose(opts.transpose)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, "creating", e))?;
     let split = corpus.split(opts.valid_fraction, opts.seed);
     if split.train.is_empty() {
@@ -589,5 +600,12 @@ mod tests {
             transpose_batch(&mut b, 255, &mut rng);
             assert!(b.data.iter().filter(|v| **v > 0.0).count() <= 2);
         }
+    }
+
+    #[test]
+    fn transpositions_past_two_octaves_are_refused() {
+        assert!(check_transpose(MAX_TRANSPOSE).is_ok());
+        let err = check_transpose(MAX_TRANSPOSE + 1).unwrap_err().to_string();
+        assert!(err.contains("at most 24"), "{err}");
     }
 }
