@@ -289,8 +289,8 @@ fn best_threshold(
     model: &TrainedModel,
     corpus: &Corpus,
     snippets: &[(SnippetRef, usize)],
+    steps: usize,
 ) -> Result<f64> {
-    let steps = model.training_snippet_steps();
     let mut sweep = ThresholdSweep::new();
     for chunk in snippets.chunks(20) {
         let refs: Vec<SnippetRef> = chunk.iter().map(|(s, _)| *s).collect();
@@ -366,6 +366,8 @@ pub struct EvalOptions {
     pub temperature: f32,
     /// Cap on notes per step of the generated continuations.
     pub max_notes: usize,
+    /// Snippet length in 16th-note steps (None: the length the model was trained on).
+    pub snippet_steps: Option<usize>,
 }
 
 impl Default for EvalOptions {
@@ -376,6 +378,7 @@ impl Default for EvalOptions {
             seed: 1234,
             temperature: sampling.temperature,
             max_notes: sampling.max_notes,
+            snippet_steps: None,
         }
     }
 }
@@ -395,7 +398,14 @@ pub fn evaluate_lstm_vae(
         .and_then(|v| v.as_f64())
         .unwrap_or(0.1);
     let split_seed = training.get("seed").and_then(|v| v.as_u64()).unwrap_or(1);
-    let steps = model.training_snippet_steps();
+    let steps = opts
+        .snippet_steps
+        .unwrap_or_else(|| model.training_snippet_steps());
+    if steps < 2 {
+        return Err(Error::InvalidArgument(format!(
+            "snippets of {steps} steps are too short to measure (at least 2)"
+        )));
+    }
     let split = corpus.split(valid_fraction, split_seed);
     // Labels follow the model's composer list (the corpus may order or name them otherwise).
     let label_of: Vec<Option<usize>> = corpus
@@ -419,6 +429,7 @@ pub fn evaluate_lstm_vae(
         model,
         corpus,
         &evaluation_snippets(corpus, &split.train, steps, 2),
+        steps,
     )?;
     let mut tuned = FrameAcc::default();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

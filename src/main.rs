@@ -276,6 +276,9 @@ struct LstmVaeEvalArgs {
     /// Cap on notes per step of the generated continuations.
     #[arg(long, default_value_t = 8, value_name = "N")]
     max_notes: usize,
+    /// Snippet length in 16th-note steps (default: the length the model was trained on)
+    #[arg(long, value_name = "N")]
+    snippet_steps: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -1694,6 +1697,7 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         seed: a.seed,
         temperature: args.temperature,
         max_notes: args.max_notes,
+        snippet_steps: args.snippet_steps,
     };
     let r = segue::eval::evaluate_lstm_vae(&model, &corpus, &opts, &mut |f| {
         bar.set_position((f * 1000.0) as u64)

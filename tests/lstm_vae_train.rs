@@ -195,6 +195,18 @@ fn same_seed_same_curve_and_resume_continues_it() {
         serde_json::to_string(&r).unwrap(),
         serde_json::to_string(&report(5)).unwrap()
     );
+    // Other snippet lengths than the training one can be measured; too short is refused.
+    let at = |steps| segue::eval::EvalOptions {
+        per_composer: 2,
+        seed: 5,
+        snippet_steps: Some(steps),
+        ..Default::default()
+    };
+    let short = segue::eval::evaluate_lstm_vae(&model, &corpus, &at(16), &mut |_| {}).unwrap();
+    assert_eq!(short.snippet_steps, 16);
+    assert_eq!(short.snippets, 6);
+    let err = segue::eval::evaluate_lstm_vae(&model, &corpus, &at(1), &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("too short"), "{err}");
 
     let primer = corpus.pieces[0].roll.clone();
     let za = generate::composer_code(&model, 0).unwrap();
