@@ -141,7 +141,7 @@ impl Song {
             time_signatures: Vec::new(),
             end_tick: 0,
             title: None,
-            warnings: Vec::new(),
+            warnings: truncated_chunks(bytes),
         };
         // Open notes per (channel, pitch): FIFO of (start tick, velocity).
         let mut open: Vec<Vec<(u64, u8)>> = vec![Vec::new(); 16 * 128];
@@ -321,6 +321,34 @@ fn check_smpte_division(bytes: &[u8]) -> std::result::Result<(), MidiProblem> {
         });
     }
     Ok(())
+}
+
+/// Warnings for track chunks that declare more bytes than the file holds (a download or copy
+/// cut short): the reader keeps what is there, so the loss must be said, not silent.
+fn truncated_chunks(bytes: &[u8]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !bytes.starts_with(b"MThd") {
+        return warnings;
+    }
+    let mut at = 0usize;
+    let mut track = 0usize;
+    while let Some(head) = bytes.get(at..at + 8) {
+        let declared = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        let held = bytes.len() - (at + 8);
+        let is_track = &head[..4] == b"MTrk";
+        if declared > held {
+            if is_track {
+                warnings.push(format!(
+                    "track {track}: truncated: the chunk declares {declared} bytes, the file \
+                     holds {held}; the notes after the cut are lost"
+                ));
+            }
+            break;
+        }
+        track += usize::from(is_track);
+        at += 8 + declared;
+    }
+    warnings
 }
 
 /// The division, the ticks per quarter for quantization, and a factor applied to every delta.

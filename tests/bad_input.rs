@@ -84,6 +84,37 @@ fn every_truncation_of_a_real_file_is_handled() {
     }
 }
 
+/// A file cut short mid-track (an interrupted download) reads the notes before the cut and says
+/// so; a whole file says nothing.
+#[test]
+fn a_file_cut_mid_track_warns_that_notes_are_lost() {
+    let notes: Vec<_> = (0..64u64)
+        .map(|i| (i * 120, i * 120 + 100, 48 + (i % 24) as u8, 80))
+        .collect();
+    let whole = simple(480, &notes);
+    let song = Song::parse(&whole).unwrap();
+    assert!(song.warnings.is_empty(), "{:?}", song.warnings);
+    assert_eq!(song.notes.len(), 64);
+
+    let cut = Song::parse(&whole[..whole.len() / 2]).unwrap();
+    assert!(cut.notes.len() < 64);
+    let warning = cut
+        .warnings
+        .iter()
+        .find(|w| w.contains("truncated"))
+        .unwrap_or_else(|| panic!("no truncation warning: {:?}", cut.warnings));
+    assert!(warning.starts_with("track 0:"), "{warning}");
+    assert!(
+        warning.contains("notes after the cut are lost"),
+        "{warning}"
+    );
+
+    // A real corpus file cut at 300 bytes: the same.
+    let bytes = std::fs::read(shared("corpus/chopin/chp_op18.mid")).unwrap();
+    let song = Song::parse(&bytes[..300]).unwrap();
+    assert!(song.warnings.iter().any(|w| w.contains("truncated")));
+}
+
 #[test]
 fn corrupted_bytes_never_panic() {
     let original = simple(
