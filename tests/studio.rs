@@ -134,6 +134,18 @@ fn opens_a_midi_file_and_exports_it_back() {
     h.step();
     let (text, error) = h.state().message().unwrap().clone();
     assert!(error && text.contains("bad.mid"), "{text}");
+    // A file cut short opens with what was readable, and the window says notes were lost.
+    let whole = std::fs::read(&primer).unwrap();
+    let cut = dir.path().join("cut.mid");
+    std::fs::write(&cut, &whole[..whole.len() * 2 / 3]).unwrap();
+    h.state_mut().open_file(&cut);
+    h.step();
+    let (text, error) = h.state().message().unwrap().clone();
+    assert!(
+        error && text.contains("cut.mid") && text.contains("truncated"),
+        "{text}"
+    );
+    assert!(!h.state().session.score.notes.is_empty());
 }
 
 #[test]

@@ -17,6 +17,7 @@ use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
 use crate::classify::{Classifier, Verdict};
 use crate::gan::TrainedGan;
 use crate::generate::{self, GenerateOptions, Generated, Interpolation, Mode};
+use crate::midi::Song;
 use crate::models::trained::{self, TrainedModel};
 use crate::render::{RenderOptions, render_roll, write_wav};
 use crate::roll::{QuantizeOptions, Roll};
@@ -339,8 +340,13 @@ impl Studio {
 
     /// Opens a MIDI file as the primer (and shows it).
     pub fn open_file(&mut self, path: &Path) {
-        match Roll::read_midi(path, &QuantizeOptions::default()) {
-            Ok(roll) => {
+        let read = Song::read(path).and_then(|song| {
+            Roll::from_song(&song, &QuantizeOptions::default())
+                .map(|roll| (roll, song.warnings))
+                .map_err(|p| crate::Error::midi(path, p))
+        });
+        match read {
+            Ok((roll, warnings)) => {
                 self.history.record(&self.session.score);
                 let mut score = Score::from_roll(&roll, Origin::Primer);
                 score.primer_steps = roll.steps();
@@ -349,7 +355,20 @@ impl Studio {
                 self.session.primer_path = Some(path.to_path_buf());
                 self.variations.clear();
                 self.push_score();
-                self.say(format!("Opened {}", path.display()), false);
+                // A damaged file opens with what was readable; the damage is said, in red.
+                match warnings.as_slice() {
+                    [] => self.say(format!("Opened {}", path.display()), false),
+                    [first, rest @ ..] => {
+                        let more = match rest.len() {
+                            0 => String::new(),
+                            n => format!(" (and {n} more)"),
+                        };
+                        self.say(
+                            format!("Opened {} with damage: {first}{more}", path.display()),
+                            true,
+                        );
+                    }
+                }
             }
             Err(e) => self.say(e.to_string(), true),
         }
