@@ -449,6 +449,10 @@ struct TrainArgs {
     /// Probability of hiding the previous step from the decoder.
     #[arg(long, value_name = "P")]
     input_dropout: Option<f64>,
+    /// Probability of hiding each sounding note from the encoder during training (note
+    /// dropout on its input; default 0 = off).
+    #[arg(long, value_name = "P")]
+    encoder_dropout: Option<f64>,
     /// Weight of the composer term on the latent means.
     #[arg(long, value_name = "X")]
     style_weight: Option<f64>,
@@ -1061,6 +1065,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.beta.ramp = a.beta_ramp.unwrap_or(o.beta.ramp);
     o.free_bits = a.free_bits.unwrap_or(o.free_bits);
     o.input_dropout = a.input_dropout.unwrap_or(o.input_dropout);
+    o.encoder_dropout = a.encoder_dropout.unwrap_or(o.encoder_dropout);
     o.style_weight = a.style_weight.unwrap_or(o.style_weight);
     o.centre_scale = a.centre_scale.unwrap_or(o.centre_scale);
     o.piece_weight = a.piece_weight.unwrap_or(o.piece_weight);

@@ -86,6 +86,11 @@ pub struct TrainOptions {
     pub free_bits: f64,
     /// Probability that the decoder does not see the previous step.
     pub input_dropout: f64,
+    /// Probability that a sounding cell is hidden from the encoder (note dropout on its
+    /// input; the decoder still reconstructs every note), so z must summarise what survives
+    /// random deletions rather than the exact notes of the training pieces. 0 = off.
+    #[serde(default)]
+    pub encoder_dropout: f64,
     /// Weight of the composer-classification term on the posterior means.
     pub style_weight: f64,
     /// Spread of the composer centres of that term at the start: each coordinate is drawn
@@ -152,6 +157,7 @@ impl TrainOptions {
             },
             free_bits: 0.25,
             input_dropout: 0.25,
+            encoder_dropout: 0.0,
             style_weight: 100.0,
             centre_scale: 1.0,
             piece_weight: 0.0,
@@ -540,6 +546,12 @@ impl<'a> Trainer<'a> {
             )));
         }
         check_transpose(opts.transpose)?;
+        if !(0.0..1.0).contains(&opts.encoder_dropout) {
+            return Err(Error::InvalidArgument(format!(
+                "the encoder dropout must be a probability in [0, 1), not {}",
+                opts.encoder_dropout
+            )));
+        }
         if !(opts.centre_scale.is_finite() && opts.centre_scale > 0.0) {
             return Err(Error::InvalidArgument(format!(
                 "the centre scale must be a positive number, not {}",
@@ -625,9 +637,21 @@ impl<'a> Trainer<'a> {
                 }
             })
             .collect();
+        // Drawn only when on, so runs without it keep their loss curves.
+        let seen: Option<Vec<f32>> = (o.encoder_dropout > 0.0).then(|| {
+            (0..b * t * PITCHES)
+                .map(|_| f32::from(u8::from(rng.random::<f64>() >= o.encoder_dropout)))
+                .collect()
+        });
         let run = || -> candle_core::Result<[Tensor; 5]> {
             let keep = Tensor::from_vec(keep, (b, t), &self.device)?;
-            let posterior = self.model.encode(x)?;
+            let posterior = match seen {
+                Some(seen) => {
+                    let seen = Tensor::from_vec(seen, (b, t, PITCHES), &self.device)?;
+                    self.model.encode(&(x * seen)?)?
+                }
+                None => self.model.encode(x)?,
+            };
             let z = posterior.sample(rng)?;
             let logits = self.model.decode_dropped(x, &z, Some(&keep))?;
             let recon = bce_with_logits(&logits, x)?;

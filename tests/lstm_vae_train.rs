@@ -405,6 +405,26 @@ fn the_piece_term_is_off_by_default_seeded_when_on_and_bad_weights_are_refused()
 }
 
 #[test]
+fn encoder_dropout_is_off_by_default_seeded_when_on_and_bad_rates_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let c = corpus(dir.path());
+    let mut o = tiny_options(3);
+    assert_eq!(o.encoder_dropout, 0.0);
+    let off = run(&c, &o, &dir.path().join("off"), false);
+    o.encoder_dropout = 0.5;
+    let on = run(&c, &o, &dir.path().join("on"), false);
+    let again = run(&c, &o, &dir.path().join("again"), false);
+    assert_ne!(curve(&on), curve(&off));
+    assert_eq!(curve(&on), curve(&again));
+    for bad in [-0.1, 1.0, f64::NAN] {
+        o.encoder_dropout = bad;
+        let err = refused(&c, &o, &dir.path().join("bad"));
+        assert!(err.to_string().contains("encoder dropout"), "{err}");
+    }
+}
+
+#[test]
 fn the_composer_prior_changes_the_kl_is_stored_with_the_model_and_drives_the_eval() {
     let dir = tempfile::tempdir().unwrap();
     write_corpus(dir.path());
