@@ -1077,9 +1077,6 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     if o.config.hidden == 0 || o.config.layers == 0 || o.snippet_steps < 2 || o.steps == 0 {
         bail!("hidden size, layers and steps must be at least 1, snippets at least 2 steps");
     }
-    if !(0.0..1.0).contains(&o.input_dropout) {
-        bail!("--input-dropout must be in [0, 1)");
-    }
     Ok(o)
 }
 

@@ -26,7 +26,7 @@ use crate::models::lstm_vae::{Config, DiagonalGaussian, LstmVae, bce_with_logits
 use crate::models::trained::{self, CorpusInfo, LatentStats, Manifest};
 use crate::models::weights;
 use crate::roll::PITCHES;
-use crate::train_loop::{check_transpose, transpose_batch};
+use crate::train_loop::{check_probability, check_transpose, transpose_batch};
 
 /// The KL weight over training: 0 for `delay` steps, then a linear ramp to `end` over `ramp`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -546,12 +546,8 @@ impl<'a> Trainer<'a> {
             )));
         }
         check_transpose(opts.transpose)?;
-        if !(0.0..1.0).contains(&opts.encoder_dropout) {
-            return Err(Error::InvalidArgument(format!(
-                "the encoder dropout must be a probability in [0, 1), not {}",
-                opts.encoder_dropout
-            )));
-        }
+        check_probability("input dropout", opts.input_dropout)?;
+        check_probability("encoder dropout", opts.encoder_dropout)?;
         if !(opts.centre_scale.is_finite() && opts.centre_scale > 0.0) {
             return Err(Error::InvalidArgument(format!(
                 "the centre scale must be a positive number, not {}",

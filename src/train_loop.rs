@@ -184,6 +184,16 @@ pub fn check_transpose(max: u8) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a dropout rate outside [0, 1) (NaN included), naming what it is the rate of.
+pub fn check_probability(what: &str, p: f64) -> Result<()> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(Error::InvalidArgument(format!(
+            "the {what} must be a probability in [0, 1), not {p}"
+        )));
+    }
+    Ok(())
+}
+
 /// Transposes each item of a batch by a random number of semitones in `+-max` (notes pushed
 /// off the keyboard are dropped).
 pub fn transpose_batch(batch: &mut Batch, max: u8, rng: &mut impl Rng) {

@@ -422,6 +422,10 @@ fn encoder_dropout_is_off_by_default_seeded_when_on_and_bad_rates_are_refused() 
         let err = refused(&c, &o, &dir.path().join("bad"));
         assert!(err.to_string().contains("encoder dropout"), "{err}");
     }
+    o.encoder_dropout = 0.0;
+    o.input_dropout = 1.0;
+    let err = refused(&c, &o, &dir.path().join("bad"));
+    assert!(err.to_string().contains("input dropout"), "{err}");
 }
 
 #[test]
