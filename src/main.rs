@@ -1372,12 +1372,21 @@ fn eval_classifier(a: EvalArgs) -> Result<()> {
         segue::classify::window_steps(&clf)
     );
     out!(
-        "accuracy {:.3}, top-3 {:.3}, whole pieces {:.3} (chance {:.3})",
+        "accuracy {:.3}, top-3 {:.3}, whole pieces {:.3}, whole pieces by composer {:.3} (chance {:.3})",
         report.accuracy,
         report.top3,
         report.piece_accuracy,
+        report.piece_balanced_accuracy,
         1.0 / report.composers.len().max(1) as f64
     );
+    let per: Vec<String> = report
+        .composers
+        .iter()
+        .zip(&report.pieces_right)
+        .filter(|(_, (n, _))| *n > 0)
+        .map(|(name, (n, right))| format!("{name} {right}/{n}"))
+        .collect();
+    out!("whole pieces right per composer: {}", per.join(", "));
     out!("confusion (rows: true composer, columns: predicted, in label order):");
     for (name, row) in report.composers.iter().zip(&report.confusion) {
         let cells: Vec<String> = row.iter().map(|n| format!("{n:>3}")).collect();

@@ -763,12 +763,13 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
     }
     if let Some(c) = &report.classifier {
         md.push_str(&format!(
-            "## Composer classifier on held-out pieces\n\n{} snippets of {} held-out pieces: accuracy {:.3}, top-3 {:.3}; whole pieces {:.3}; chance {:.3}.\n\n![confusion](confusion.png)\n\nConfusion matrix (rows: true composer, columns: predicted; blue diagonal = right, red = wrong, darker = larger share of the row), in the order {}.\n\n",
+            "## Composer classifier on held-out pieces\n\n{} snippets of {} held-out pieces: accuracy {:.3}, top-3 {:.3}; whole pieces {:.3} (by composer, each composer counted once: {:.3}); chance {:.3}.\n\n![confusion](confusion.png)\n\nConfusion matrix (rows: true composer, columns: predicted; blue diagonal = right, red = wrong, darker = larger share of the row), in the order {}.\n\n",
             c.snippets,
             c.pieces,
             c.accuracy,
             c.top3,
             c.piece_accuracy,
+            c.piece_balanced_accuracy,
             1.0 / c.composers.len().max(1) as f64,
             c.composers.join(", ")
         ));

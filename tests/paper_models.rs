@@ -207,6 +207,21 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
     let total: usize = report.confusion.iter().flatten().sum();
     assert_eq!(total, report.snippets);
     assert!(report.snippets > 0 && report.pieces == 3);
+    let counted: usize = report.pieces_right.iter().map(|&(n, _)| n).sum();
+    assert_eq!(counted, report.pieces);
+    let right: usize = report.pieces_right.iter().map(|&(_, r)| r).sum();
+    assert!((report.piece_accuracy - right as f64 / 3.0).abs() < 1e-12);
+    assert!((0.0..=1.0).contains(&report.piece_balanced_accuracy));
+}
+
+#[test]
+fn balanced_accuracy_counts_every_class_once() {
+    // 9 of 10 right in a big class, 0 of 1 in a small one, one class absent: plain 9/11,
+    // balanced (0.9 + 0) / 2.
+    let b = classify::balanced_accuracy(&[(10, 9), (1, 0), (0, 0)]);
+    assert!((b - 0.45).abs() < 1e-12, "{b}");
+    assert_eq!(classify::balanced_accuracy(&[(0, 0)]), 0.0);
+    assert_eq!(classify::balanced_accuracy(&[(2, 2), (4, 4)]), 1.0);
 }
 
 #[test]
