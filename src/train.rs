@@ -158,7 +158,7 @@ impl TrainOptions {
             free_bits: 0.25,
             input_dropout: 0.25,
             encoder_dropout: 0.0,
-            style_weight: 100.0,
+            style_weight: 30.0,
             centre_scale: 1.0,
             piece_weight: 0.0,
             composer_prior: false,
