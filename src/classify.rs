@@ -384,14 +384,15 @@ pub fn evaluate(
 /// Mean over the classes that occur of the share of them put right, from per-class
 /// `(count, right)` pairs; 0 when no class occurs.
 pub fn balanced_accuracy(per_class: &[(usize, usize)]) -> f64 {
-    let shares: Vec<f64> = per_class
+    let (sum, classes) = per_class
         .iter()
         .filter(|&&(n, _)| n > 0)
-        .map(|&(n, right)| right as f64 / n as f64)
-        .collect();
-    if shares.is_empty() {
+        .fold((0.0, 0usize), |(sum, k), &(n, right)| {
+            (sum + right as f64 / n as f64, k + 1)
+        });
+    if classes == 0 {
         0.0
     } else {
-        shares.iter().sum::<f64>() / shares.len() as f64
+        sum / classes as f64
     }
 }
