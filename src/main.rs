@@ -481,6 +481,9 @@ struct TrainArgs {
     /// LSTM layers (overrides the preset).
     #[arg(long, value_name = "N")]
     layers: Option<usize>,
+    /// Size of the latent code z (overrides the preset's 20).
+    #[arg(long, value_name = "N")]
+    latent: Option<usize>,
     /// Validate every N steps.
     #[arg(long, value_name = "N")]
     eval_every: Option<usize>,
@@ -1048,9 +1051,10 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
 
 fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     let mut o = TrainOptions::preset(&a.preset)?;
-    let custom = a.hidden.is_some() || a.layers.is_some() || a.output_skip;
+    let custom = a.hidden.is_some() || a.layers.is_some() || a.latent.is_some() || a.output_skip;
     o.config.hidden = a.hidden.unwrap_or(o.config.hidden);
     o.config.layers = a.layers.unwrap_or(o.config.layers);
+    o.config.latent = a.latent.unwrap_or(o.config.latent);
     o.config.output_skip = a.output_skip;
     if custom {
         o.preset = "custom".into();
@@ -1074,8 +1078,15 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.eval_every = a.eval_every.unwrap_or(o.eval_every);
     o.checkpoint_every = a.checkpoint_every.unwrap_or(o.checkpoint_every);
     o.composed_lstm = a.composed_lstm;
-    if o.config.hidden == 0 || o.config.layers == 0 || o.snippet_steps < 2 || o.steps == 0 {
-        bail!("hidden size, layers and steps must be at least 1, snippets at least 2 steps");
+    if o.config.hidden == 0
+        || o.config.layers == 0
+        || o.config.latent == 0
+        || o.snippet_steps < 2
+        || o.steps == 0
+    {
+        bail!(
+            "hidden size, layers, latent size and steps must be at least 1, snippets at least 2 steps"
+        );
     }
     Ok(o)
 }

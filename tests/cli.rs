@@ -172,6 +172,15 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
     assert!(err.contains("bad.npy"), "{err}");
     let err = fails(&["corpus", "stats", p(&dir.path().join("no-such-dir"))]);
     assert!(err.contains("no-such-dir"), "{err}");
+    let err = fails(&[
+        "train",
+        "lstm-vae",
+        "--corpus",
+        p(dir.path()),
+        "--latent",
+        "0",
+    ]);
+    assert!(err.contains("latent size"), "{err}");
 }
 
 #[test]
