@@ -225,6 +225,8 @@ pub struct Verdict {
     pub overall: Vec<f32>,
     /// Per window: its first step and the composer probabilities.
     pub windows: Vec<(usize, Vec<f32>)>,
+    /// Steps per window.
+    pub window: usize,
 }
 
 impl Verdict {
@@ -286,6 +288,7 @@ pub fn classify_roll(clf: &Classifier, roll: &Roll, window: usize, hop: usize) -
         composers: clf.manifest.composers.clone(),
         overall,
         windows: starts.into_iter().zip(probs).collect(),
+        window,
     })
 }
 

@@ -1348,7 +1348,11 @@ fn classify_cmd(
             100.0 * verdict.overall[c]
         );
     }
-    out!("per window (bar = step / 16 + 1):");
+    out!(
+        "per window of {} steps ({} bars of 4/4):",
+        verdict.window,
+        verdict.window / 16
+    );
     for (start, p) in &verdict.windows {
         let mut order: Vec<usize> = (0..p.len()).collect();
         order.sort_by(|&x, &y| p[y].total_cmp(&p[x]));
@@ -1357,7 +1361,9 @@ fn classify_cmd(
             .take(top)
             .map(|&c| format!("{} {:.0}%", verdict.composers[c], 100.0 * p[c]))
             .collect();
-        out!("  bar {:>4}: {}", start / 16 + 1, best.join(", "));
+        let first = start / 16 + 1;
+        let last = (start + verdict.window).div_ceil(16);
+        out!("  bars {:>4}-{:<4} {}", first, last, best.join(", "));
     }
     Ok(())
 }

@@ -199,6 +199,8 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
     let roll = &c.pieces[0].roll;
     let v = classify::classify_roll(&clf, roll, 32, 16).unwrap();
     assert!(v.windows.len() > 1);
+    assert_eq!(v.window, 32);
+    assert_eq!(v.windows[1].0, 16);
     for (_, p) in &v.windows {
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
     }

@@ -192,6 +192,14 @@ fn screenshot() {
     h.state_mut().session.length = 256;
     h.state_mut().generate();
     wait(&mut h, "generation", |s| !s.generating());
+    if h.state().style_meter_on() {
+        // Let the meter hear the whole generated piece, so the picture shows it.
+        wait(&mut h, "the style meter", |s| {
+            s.style_verdict().is_some_and(|v| {
+                v.windows.last().map_or(0, |w| w.0) + v.window >= s.session.score.steps()
+            })
+        });
+    }
     h.state_mut().session.view.step_px = 3.0;
     h.state_mut().session.view.top_pitch = 100.0;
     h.step();

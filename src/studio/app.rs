@@ -508,6 +508,11 @@ impl Studio {
         self.verdict.as_ref()
     }
 
+    /// Whether a classifier is loaded, so that the style meter listens to the piece.
+    pub fn style_meter_on(&self) -> bool {
+        self.style.is_some()
+    }
+
     /// Uses `others` as the Transformer VAE, classifier (and style meter) and DCGAN.
     pub fn set_other_models(&mut self, others: OtherModels) {
         self.style = others
@@ -856,17 +861,23 @@ impl Studio {
             "Style meter (composer classifier): {}",
             summary.join(", ")
         ));
+        // Bars on the x axis, as on the roll's ruler: each window's verdict sits at its centre,
+        // and the axis spans the whole piece.
+        let bar = |step: f64| step / 16.0 + 1.0;
+        let centre = v.window as f64 / 2.0;
         Plot::new("style-meter")
             .legend(Legend::default())
             .include_y(0.0)
             .include_y(1.0)
+            .include_x(1.0)
+            .include_x(bar(self.session.score.steps() as f64))
             .allow_scroll(false)
             .show(ui, |plot| {
                 for &c in ranked.iter().take(3) {
                     let points: PlotPoints = v
                         .windows
                         .iter()
-                        .map(|(start, p)| [*start as f64 / 16.0 + 1.0, p[c] as f64])
+                        .map(|(start, p)| [bar(*start as f64 + centre), p[c] as f64])
                         .collect();
                     plot.line(Line::new(v.composers[c].clone(), points));
                 }
