@@ -1362,7 +1362,10 @@ fn classify_cmd(
             .map(|&c| format!("{} {:.0}%", verdict.composers[c], 100.0 * p[c]))
             .collect();
         let first = start / 16 + 1;
-        let last = (start + verdict.window).div_ceil(16);
+        let last = (start + verdict.window)
+            .min(roll.steps())
+            .div_ceil(16)
+            .max(first);
         out!("  bars {:>4}-{:<4} {}", first, last, best.join(", "));
     }
     Ok(())

@@ -193,3 +193,31 @@ fn an_existing_file_survives_a_failed_write() {
     fails(&["roll", p(&junk), "-o", p(&out)]);
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
 }
+
+#[test]
+fn classify_ranks_every_composer_and_lists_windows_within_the_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("walk.mid");
+    // 100 quarter notes: 400 steps, 25 bars of 4/4.
+    let notes: Vec<(u64, u64, u8, u8)> = (0..100)
+        .map(|i| (i * 96, i * 96 + 90, 48 + (i % 24) as u8, 80))
+        .collect();
+    std::fs::write(&file, simple(96, &notes)).unwrap();
+    let text = ok(&["classify", p(&file), "--top", "2"]);
+    assert!(text.contains("(400 steps), windows of 256 steps"), "{text}");
+    let ranked: Vec<f64> = text
+        .lines()
+        .filter(|l| l.trim_end().ends_with('%') && l.contains(". "))
+        .map(|l| l.split_whitespace().rev().nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ranked.len(), 20, "{text}");
+    assert!(ranked.windows(2).all(|w| w[0] >= w[1]), "{text}");
+    assert!((ranked.iter().sum::<f64>() - 100.0).abs() < 0.5, "{text}");
+    let windows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("bars "))
+        .collect();
+    assert_eq!(windows.len(), 3, "{text}");
+    assert!(windows[0].contains("bars    1-16"), "{text}");
+    assert!(windows[2].contains("bars   17-25"), "{text}");
+}
