@@ -110,6 +110,30 @@ fn generate_and_the_slider_change_the_roll() {
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
     h.step();
     assert_eq!(h.state().session.score, first);
+    // More controls: a shorter primer and one note per step at most.
+    h.get_by_label("More controls").click();
+    h.step();
+    assert!(
+        h.query_all_by_label("notes per step, at most")
+            .next()
+            .is_some()
+    );
+    h.state_mut().session.primer_steps = 16;
+    h.state_mut().session.max_notes = 1;
+    let before = h.state().session.score.clone();
+    h.get_by_label("Generate").click();
+    h.step();
+    wait(&mut h, "the capped generation", |s| {
+        !s.generating() && s.session.score != before
+    });
+    let capped = &h.state().session.score;
+    assert_eq!(capped.primer_steps, 16);
+    let roll = capped.to_roll();
+    assert!(roll.steps() > 16);
+    for t in 16..roll.steps() {
+        let sounding = roll.row(t).iter().filter(|&&v| v > 0).count();
+        assert!(sounding <= 1, "step {t}: {sounding} notes");
+    }
 }
 
 #[test]

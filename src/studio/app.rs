@@ -142,6 +142,30 @@ pub struct Session {
     /// The generating model.
     #[serde(default)]
     pub engine: EngineKind,
+    /// Steps of the primer (the opened file, or the roll) the model hears first.
+    #[serde(default = "default_primer_steps")]
+    pub primer_steps: usize,
+    /// At most this many notes sound in a generated step.
+    #[serde(default = "default_max_notes")]
+    pub max_notes: usize,
+    /// Transition mode: steps over which z moves from A to B (0 = the whole length).
+    #[serde(default)]
+    pub transition_steps: usize,
+    /// How the codes of A and B are mixed.
+    #[serde(default = "default_interpolation")]
+    pub interpolation: Interpolation,
+}
+
+fn default_primer_steps() -> usize {
+    GenerateOptions::default().primer_steps
+}
+
+fn default_max_notes() -> usize {
+    GenerateOptions::default().max_notes
+}
+
+fn default_interpolation() -> Interpolation {
+    GenerateOptions::default().interpolation
 }
 
 impl Default for Session {
@@ -164,6 +188,10 @@ impl Default for Session {
             train_preset: "studio".into(),
             train_steps: 2000,
             engine: EngineKind::LstmVae,
+            primer_steps: default_primer_steps(),
+            max_notes: default_max_notes(),
+            transition_steps: 0,
+            interpolation: default_interpolation(),
         }
     }
 }
@@ -480,12 +508,13 @@ impl Studio {
         let opts = GenerateOptions {
             mode: s.mode,
             steps: s.length,
-            primer_steps: 64,
+            primer_steps: s.primer_steps,
             temperature: s.temperature,
+            max_notes: s.max_notes,
             alpha: s.alpha,
-            interpolation: Interpolation::Spherical,
+            transition_steps: s.transition_steps,
+            interpolation: s.interpolation,
             seed: s.seed,
-            ..GenerateOptions::default()
         };
         let primer = match s.engine {
             EngineKind::LstmVae | EngineKind::TransformerVae => self.primer_roll(),
@@ -965,6 +994,37 @@ impl Studio {
                 .logarithmic(true),
         );
         ui.add(egui::Slider::new(&mut s.temperature, 0.2..=2.0).text("temperature"));
+        egui::CollapsingHeader::new("More controls")
+            .id_salt("more-controls")
+            .show(ui, |ui| {
+                ui.add(
+                    egui::Slider::new(&mut s.primer_steps, 1..=512)
+                        .text("primer (steps)")
+                        .logarithmic(true),
+                )
+                .on_hover_text("How much of the opened file (or the roll) the model hears first");
+                ui.add(egui::Slider::new(&mut s.max_notes, 1..=16).text("notes per step, at most"));
+                ui.add_enabled(
+                    s.mode == Mode::Transition,
+                    egui::Slider::new(&mut s.transition_steps, 0..=2048)
+                        .text("transition (steps)")
+                        .logarithmic(true),
+                )
+                .on_hover_text("Steps over which A turns into B; 0 = the whole length");
+                egui::ComboBox::from_label("mixing")
+                    .selected_text(match s.interpolation {
+                        Interpolation::Linear => "Linear",
+                        Interpolation::Spherical => "Spherical",
+                    })
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(
+                            &mut s.interpolation,
+                            Interpolation::Spherical,
+                            "Spherical",
+                        );
+                        ui.selectable_value(&mut s.interpolation, Interpolation::Linear, "Linear");
+                    });
+            });
         ui.horizontal(|ui| {
             let label = ui.label("seed");
             ui.add(egui::DragValue::new(&mut s.seed))
