@@ -351,10 +351,12 @@ impl Batch {
 }
 
 /// Draws balanced batches: one random snippet per composer per batch, as in the paper.
-/// Within a composer every possible snippet start of every piece is equally likely.
+/// Within a composer every possible snippet start of every piece is equally likely (every
+/// multiple of `align` steps, for models that take the start to be a bar line).
 pub struct BalancedSampler<'a> {
     corpus: &'a Corpus,
     steps: usize,
+    align: usize,
     /// Per composer: its pieces and the cumulative count of snippet starts.
     by_composer: Vec<(usize, Vec<usize>, Vec<u64>)>,
     rng: ChaCha8Rng,
@@ -363,6 +365,23 @@ pub struct BalancedSampler<'a> {
 impl<'a> BalancedSampler<'a> {
     /// A sampler over the given pieces (e.g. [`Split::train`]) for `steps`-long snippets.
     pub fn new(corpus: &'a Corpus, pieces: &[usize], steps: usize, seed: u64) -> Result<Self> {
+        Self::aligned(corpus, pieces, steps, 1, seed)
+    }
+
+    /// A sampler whose snippets start on multiples of `align` steps (1 = anywhere, as
+    /// [`BalancedSampler::new`]; 16 = on the bar lines of a 4/4 grid).
+    pub fn aligned(
+        corpus: &'a Corpus,
+        pieces: &[usize],
+        steps: usize,
+        align: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        if align == 0 {
+            return Err(Error::InvalidArgument(
+                "snippet alignment must be at least 1 step".into(),
+            ));
+        }
         if steps == 0 {
             return Err(Error::InvalidArgument(
                 "snippet length must be at least 1 step".into(),
@@ -381,7 +400,8 @@ impl<'a> BalancedSampler<'a> {
             let mut cumulative = Vec::with_capacity(ids.len());
             let mut total = 0u64;
             for &i in &ids {
-                total += snippet_starts(corpus.pieces[i].roll.steps(), steps) as u64;
+                total +=
+                    snippet_starts(corpus.pieces[i].roll.steps(), steps).div_ceil(align) as u64;
                 cumulative.push(total);
             }
             by_composer.push((c, ids, cumulative));
@@ -394,6 +414,7 @@ impl<'a> BalancedSampler<'a> {
         Ok(BalancedSampler {
             corpus,
             steps,
+            align,
             by_composer,
             rng: ChaCha8Rng::seed_from_u64(seed),
         })
@@ -432,7 +453,7 @@ impl<'a> BalancedSampler<'a> {
                 .partition_point(|&x| x <= pick)
                 .min(ids.len() - 1);
             let before = if j == 0 { 0 } else { cumulative[j - 1] };
-            let start = (pick - before) as usize;
+            let start = (pick - before) as usize * self.align;
             let piece = ids[j];
             self.corpus.pieces[piece].roll.window_f32(
                 start,

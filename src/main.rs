@@ -484,6 +484,10 @@ struct TrainArgs {
     /// Size of the latent code z (overrides the preset's 20).
     #[arg(long, value_name = "N")]
     latent: Option<usize>,
+    /// Give the decoder its position in the bar: a one-hot of the step modulo N (16 = a
+    /// 4/4 bar); training snippets then start on bar lines. 0 = off (the default).
+    #[arg(long, value_name = "N")]
+    metre: Option<usize>,
     /// Validate every N steps.
     #[arg(long, value_name = "N")]
     eval_every: Option<usize>,
@@ -1051,10 +1055,15 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
 
 fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     let mut o = TrainOptions::preset(&a.preset)?;
-    let custom = a.hidden.is_some() || a.layers.is_some() || a.latent.is_some() || a.output_skip;
+    let custom = a.hidden.is_some()
+        || a.layers.is_some()
+        || a.latent.is_some()
+        || a.metre.is_some()
+        || a.output_skip;
     o.config.hidden = a.hidden.unwrap_or(o.config.hidden);
     o.config.layers = a.layers.unwrap_or(o.config.layers);
     o.config.latent = a.latent.unwrap_or(o.config.latent);
+    o.config.metre = a.metre.unwrap_or(o.config.metre);
     o.config.output_skip = a.output_skip;
     if custom {
         o.preset = "custom".into();

@@ -546,6 +546,13 @@ impl<'a> Trainer<'a> {
             )));
         }
         check_transpose(opts.transpose)?;
+        if opts.config.metre > Config::MAX_METRE {
+            return Err(Error::InvalidArgument(format!(
+                "the metre input takes at most {} steps a bar, not {}",
+                Config::MAX_METRE,
+                opts.config.metre
+            )));
+        }
         check_probability("input dropout", opts.input_dropout)?;
         check_probability("encoder dropout", opts.encoder_dropout)?;
         if !(opts.centre_scale.is_finite() && opts.centre_scale > 0.0) {
@@ -900,8 +907,13 @@ pub fn train_lstm_vae(
     let metrics_file = metrics_path(out);
     let mut log = crate::train_loop::open_metrics_log(&metrics_file, step)?;
 
-    let mut sampler =
-        BalancedSampler::new(corpus, &trainer.train_pieces, opts.snippet_steps, opts.seed)?;
+    let mut sampler = BalancedSampler::aligned(
+        corpus,
+        &trainer.train_pieces,
+        opts.snippet_steps,
+        opts.config.metre.max(1),
+        opts.seed,
+    )?;
     sampler.skip(step);
     on_event(TrainEvent::Started {
         step,

@@ -109,6 +109,15 @@ fn balanced_batches_hold_one_snippet_per_composer_and_repeat_by_seed() {
         }
         assert!(x.data.contains(&1.0));
     }
+    // Aligned starts fall on multiples of the alignment, still one composer each.
+    let mut bars = BalancedSampler::aligned(&corpus, &split.train, 320, 16, 42).unwrap();
+    for _ in 0..5 {
+        let batch = bars.next_batch();
+        assert_eq!(batch.composers, (0..20).collect::<Vec<_>>());
+        assert!(batch.sources.iter().all(|s| s.start % 16 == 0));
+        assert!(batch.sources.iter().any(|s| s.start > 0));
+    }
+    assert!(BalancedSampler::aligned(&corpus, &split.train, 320, 0, 42).is_err());
     let fixed = fixed_snippets(&corpus, &split.valid, 320, 320);
     assert!(fixed.len() > split.valid.len());
     assert!(fixed.iter().all(|s| split.valid.contains(&s.piece)));

@@ -14,14 +14,20 @@ fn tiny() -> Config {
         layers: 2,
         latent: 6,
         output_skip: false,
+        metre: 0,
     }
 }
 
-fn tiny_with_skip(output_skip: bool) -> Config {
-    Config {
-        output_skip,
-        ..tiny()
-    }
+/// The tiny model with or without the output skip and the metre input.
+fn tiny_variants() -> Vec<Config> {
+    [(false, 0), (true, 0), (false, 4)]
+        .into_iter()
+        .map(|(output_skip, metre)| Config {
+            output_skip,
+            metre,
+            ..tiny()
+        })
+        .collect()
 }
 
 /// A batch of simple rolls: a held chord per item, changing every 4 steps.
@@ -40,10 +46,10 @@ fn batch(b: usize, t: usize) -> Tensor {
 
 #[test]
 fn shapes_and_teacher_forcing_match_the_step_path() {
-    for output_skip in [false, true] {
+    for cfg in tiny_variants() {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let model = LstmVae::new(&tiny_with_skip(output_skip), vb).unwrap();
+        let model = LstmVae::new(&cfg, vb).unwrap();
         let x = batch(3, 10);
         let q = model.encode(&x).unwrap();
         assert_eq!(q.mean.dims(), &[3, 6]);
@@ -61,7 +67,7 @@ fn shapes_and_teacher_forcing_match_the_step_path() {
         let mut state = model.initial_state(&z).unwrap();
         let mut previous = Tensor::zeros((3, 128), DType::F32, &Device::Cpu).unwrap();
         for t in 0..10 {
-            let step = model.decode_step(&previous, &z, &mut state).unwrap();
+            let step = model.decode_step(&previous, &z, t, &mut state).unwrap();
             let forced = logits.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
             let diff = (step - forced)
                 .unwrap()

@@ -30,6 +30,7 @@ fn tiny_options(steps: usize) -> TrainOptions {
         layers: 2,
         latent: 4,
         output_skip: false,
+        metre: 0,
     };
     o.steps = steps;
     o.snippet_steps = 16;
@@ -313,8 +314,8 @@ fn the_fast_step_decoder_matches_the_candle_decoder() {
     use candle_nn::{VarBuilder, VarMap};
     use segue::models::lstm_vae::LstmVae;
     use segue::models::step_decoder::StepDecoder;
-    // With and without the output skip (previous step -> logits).
-    for output_skip in [false, true] {
+    // With and without the output skip (previous step -> logits) and the metre input.
+    for (output_skip, metre) in [(false, 0), (true, 0), (false, 4)] {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let cfg = Config {
@@ -323,6 +324,7 @@ fn the_fast_step_decoder_matches_the_candle_decoder() {
             layers: 3,
             latent: 5,
             output_skip,
+            metre,
         };
         assert_eq!(
             LstmVae::new(&cfg, vb).unwrap().output_skip().is_some(),
@@ -340,7 +342,7 @@ fn the_fast_step_decoder_matches_the_candle_decoder() {
         for t in 0..6 {
             let pt = Tensor::from_vec(prev.clone(), (1, 128), &Device::Cpu).unwrap();
             let want: Vec<f32> = model
-                .decode_step(&pt, &zt, &mut state)
+                .decode_step(&pt, &zt, t, &mut state)
                 .unwrap()
                 .flatten_all()
                 .unwrap()

@@ -67,6 +67,14 @@ fn wait(h: &mut Harness<'static, Studio>, what: &str, done: impl Fn(&Studio) -> 
     panic!("timed out waiting for {what}");
 }
 
+/// Clicks Generate and waits until a new piece replaces the current one.
+fn generate_new_piece(h: &mut Harness<'static, Studio>, what: &str) {
+    let before = h.state().session.score.clone();
+    h.get_by_label("Generate").click();
+    h.step();
+    wait(h, what, |s| !s.generating() && s.session.score != before);
+}
+
 fn fixture(dir: &Path) -> PathBuf {
     let path = dir.join("primer.mid");
     let notes: Vec<(u64, u64, u8, u8)> = (0..32u64)
@@ -87,12 +95,7 @@ fn generate_and_the_slider_change_the_roll() {
     // Two composers, then Generate.
     h.state_mut().session.composer_a = 0;
     h.state_mut().session.composer_b = 2;
-    let before = h.state().session.score.clone();
-    h.get_by_label("Generate").click();
-    h.step();
-    wait(&mut h, "the first generation", |s| {
-        !s.generating() && s.session.score != before
-    });
+    generate_new_piece(&mut h, "the first generation");
     let first = h.state().session.score.clone();
     assert!(
         first
@@ -120,12 +123,7 @@ fn generate_and_the_slider_change_the_roll() {
     );
     h.state_mut().session.primer_steps = 16;
     h.state_mut().session.max_notes = 1;
-    let before = h.state().session.score.clone();
-    h.get_by_label("Generate").click();
-    h.step();
-    wait(&mut h, "the capped generation", |s| {
-        !s.generating() && s.session.score != before
-    });
+    generate_new_piece(&mut h, "the capped generation");
     let capped = &h.state().session.score;
     assert_eq!(capped.primer_steps, 16);
     let roll = capped.to_roll();
@@ -354,12 +352,7 @@ fn the_other_models_generate_and_the_style_meter_follows_the_piece() {
 
     for engine in [EngineKind::Dcgan, EngineKind::ClassifierAscent] {
         h.state_mut().set_engine(engine);
-        let before = h.state().session.score.clone();
-        h.get_by_label("Generate").click();
-        h.step();
-        wait(&mut h, "a generation", |s| {
-            !s.generating() && s.session.score != before
-        });
+        generate_new_piece(&mut h, "a generation");
     }
     // No Transformer VAE here: the studio says so instead of failing silently.
     h.state_mut().set_engine(EngineKind::TransformerVae);

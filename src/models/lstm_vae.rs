@@ -35,6 +35,14 @@ pub struct Config {
     /// Off in the shipped presets; older manifests, which lack it, load as off.
     #[serde(default)]
     pub output_skip: bool,
+    /// Metre input: when above 0, the decoder also sees, at step t, a one-hot of
+    /// `t % metre` (its position in the bar, 16 = a 4/4 bar of 16th notes), t counted from
+    /// the start of the decode, which is taken to fall on a bar line (training snippets then
+    /// start on multiples of `metre`, generation primes from the file's start). Notes start
+    /// and end mostly on beats; the plain decoder has to infer where the beats are. 0 = off
+    /// (the paper's decoder); older manifests, which lack it, load as off.
+    #[serde(default)]
+    pub metre: usize,
 }
 
 impl Config {
@@ -46,6 +54,7 @@ impl Config {
             layers: 3,
             latent: 20,
             output_skip: false,
+            metre: 0,
         }
     }
 
@@ -58,8 +67,19 @@ impl Config {
             layers: 2,
             latent: 20,
             output_skip: false,
+            metre: 0,
         }
     }
+}
+
+impl Config {
+    /// Width of the decoder's input at each step: previous step, metre one-hot, z.
+    pub fn decoder_input(&self) -> usize {
+        self.input + self.metre + self.latent
+    }
+
+    /// Largest metre accepted (a bar of 4 whole notes in 16th-note steps).
+    pub const MAX_METRE: usize = 64;
 }
 
 impl Default for Config {
@@ -150,7 +170,7 @@ impl LstmVae {
             to_mean: linear(state, cfg.latent, vb.pp("to_mean"))?,
             to_logvar: linear(state, cfg.latent, vb.pp("to_logvar"))?,
             z_to_state: linear(cfg.latent, 2 * state, vb.pp("z_to_state"))?,
-            decoder: lstm_stack(cfg.input + cfg.latent, cfg, vb.pp("decoder"))?,
+            decoder: lstm_stack(cfg.decoder_input(), cfg, vb.pp("decoder"))?,
             output: linear(cfg.hidden, cfg.input, vb.pp("output"))?,
             output_skip: if cfg.output_skip {
                 Some(linear_no_bias(cfg.input, cfg.input, vb.pp("output_skip"))?)
@@ -262,7 +282,17 @@ impl LstmVae {
         }
         let previous = previous.transpose(0, 1)?;
         let z_steps = z.unsqueeze(0)?.broadcast_as((t, b, self.cfg.latent))?;
-        let mut x = Tensor::cat(&[&previous, &z_steps], D::Minus1)?.contiguous()?;
+        let mut parts = vec![previous.clone()];
+        if self.cfg.metre > 0 {
+            parts.push(
+                metre_one_hot(0, t, self.cfg.metre, roll.device())?
+                    .to_dtype(previous.dtype())?
+                    .unsqueeze(1)?
+                    .broadcast_as((t, b, self.cfg.metre))?,
+            );
+        }
+        parts.push(z_steps);
+        let mut x = Tensor::cat(&parts, D::Minus1)?.contiguous()?;
         let init = self.initial_state(z)?;
         for ((lstm, h), c) in self.decoder.iter().zip(&init.h).zip(&init.c) {
             x = lstm.sequence(&x, h, c, self.composed)?;
@@ -270,15 +300,27 @@ impl LstmVae {
         self.logits(&x, &previous)?.transpose(0, 1)
     }
 
-    /// One sampling step: logits `[B, P]` for the next step given the previous step `[B, P]`,
-    /// the code `z` and the decoder state, which is advanced in place.
+    /// One sampling step: logits `[B, P]` for step `t` (counted from the start of the decode)
+    /// given the previous step `[B, P]`, the code `z` and the decoder state, which is
+    /// advanced in place.
     pub fn decode_step(
         &self,
         previous: &Tensor,
         z: &Tensor,
+        t: usize,
         state: &mut DecoderState,
     ) -> Result<Tensor> {
-        let mut x = Tensor::cat(&[previous, z], D::Minus1)?;
+        let mut parts = vec![previous.clone()];
+        if self.cfg.metre > 0 {
+            let b = previous.dim(0)?;
+            parts.push(
+                metre_one_hot(t, 1, self.cfg.metre, previous.device())?
+                    .to_dtype(previous.dtype())?
+                    .broadcast_as((b, self.cfg.metre))?,
+            );
+        }
+        parts.push(z.clone());
+        let mut x = Tensor::cat(&parts, D::Minus1)?;
         for (layer, lstm) in self.decoder.iter().enumerate() {
             let (h, c) = lstm.step(&x, &state.h[layer], &state.c[layer])?;
             x = h.clone();
@@ -294,6 +336,15 @@ impl LstmVae {
         let z = posterior.sample(rng)?;
         Ok((self.decode(roll, &z)?, posterior))
     }
+}
+
+/// One-hot positions in the bar of steps `first..first + steps`: `[steps, metre]` (f32).
+pub fn metre_one_hot(first: usize, steps: usize, metre: usize, device: &Device) -> Result<Tensor> {
+    let mut data = vec![0f32; steps * metre];
+    for (k, row) in data.chunks_exact_mut(metre).enumerate() {
+        row[(first + k) % metre] = 1.0;
+    }
+    Tensor::from_vec(data, (steps, metre), device)
 }
 
 /// Binary cross-entropy of `logits` against 0/1 `targets`, summed over all but the batch

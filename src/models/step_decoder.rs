@@ -35,6 +35,9 @@ pub struct StepDecoder {
     hidden: usize,
     pitches: usize,
     latent: usize,
+    metre: usize,
+    /// Steps decoded since the last [`StepDecoder::reset`] (the metre input's clock).
+    t: usize,
     h: Vec<Vec<f32>>,
     c: Vec<Vec<f32>>,
     input: Vec<f32>,
@@ -89,9 +92,11 @@ impl StepDecoder {
             hidden: cfg.hidden,
             pitches,
             latent: cfg.latent,
+            metre: cfg.metre,
+            t: 0,
             h: vec![vec![0.0; cfg.hidden]; cfg.layers],
             c: vec![vec![0.0; cfg.hidden]; cfg.layers],
-            input: vec![0.0; pitches + cfg.latent],
+            input: vec![0.0; cfg.decoder_input()],
             gates: vec![0.0; 4 * cfg.hidden],
             c_next: vec![0.0; cfg.hidden],
             h_next: vec![0.0; cfg.hidden],
@@ -103,9 +108,10 @@ impl StepDecoder {
         self.latent
     }
 
-    /// Sets the recurrent state to the one z gives (the start of a decode).
+    /// Sets the recurrent state to the one z gives (the start of a decode, on a bar line).
     pub fn reset(&mut self, z: &[f32]) {
         assert_eq!(z.len(), self.latent, "z has the wrong size");
+        self.t = 0;
         let n = self.z_to_state_b.len();
         let mut s = self.z_to_state_b.clone();
         matmul_rows(
@@ -125,7 +131,7 @@ impl StepDecoder {
     }
 
     /// One step: the logits of the next step (`logits`, 128 values) given the previous step
-    /// `previous` (0/1 per pitch) and the code `z`; advances the state.
+    /// `previous` (0/1 per pitch) and the code `z`; advances the state (and the metre clock).
     pub fn step(&mut self, previous: &[f32], z: &[f32], logits: &mut [f32]) {
         let (p, h) = (self.pitches, self.hidden);
         assert_eq!(
@@ -133,8 +139,15 @@ impl StepDecoder {
             (p, p),
             "steps have 128 pitches"
         );
+        let m = self.metre;
         self.input[..p].copy_from_slice(previous);
-        self.input[p..].copy_from_slice(z);
+        if m > 0 {
+            let bar = &mut self.input[p..p + m];
+            bar.fill(0.0);
+            bar[self.t % m] = 1.0;
+        }
+        self.input[p + m..].copy_from_slice(z);
+        self.t += 1;
         for (k, layer) in self.layers.iter().enumerate() {
             self.gates.copy_from_slice(&layer.bias);
             let x: &[f32] = if k == 0 { &self.input } else { &self.h[k - 1] };

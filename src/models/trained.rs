@@ -395,6 +395,7 @@ mod tests {
                 layers: 1,
                 latent: 2,
                 output_skip: false,
+                metre: 0,
             },
             composers: vec!["a".into(), "b".into()],
             latents: Vec::new(),
