@@ -280,6 +280,19 @@ fn damaged_model_files_are_refused_with_the_reason() {
     let bigger = manifest.replace("\"hidden\": 16", "\"hidden\": 32");
     let shape = load("shape", &bytes, &bigger);
     assert!(shape.contains("has shape"), "{shape}");
+    // A metre input the weights do not have, and an absurd one (refused before building).
+    let metred = load(
+        "metred",
+        &bytes,
+        &manifest.replace("\"metre\": 0", "\"metre\": 16"),
+    );
+    assert!(metred.contains("has shape"), "{metred}");
+    let absurd = load(
+        "absurd",
+        &bytes,
+        &manifest.replace("\"metre\": 0", "\"metre\": 1000000000000"),
+    );
+    assert!(absurd.contains("impossible model sizes"), "{absurd}");
     let missing = std::fs::remove_file(dir.path().join("good.json"));
     assert!(missing.is_ok());
     let no_manifest = TrainedModel::load(

@@ -295,7 +295,12 @@ impl TrainedModel {
             )));
         }
         let c = &manifest.config;
-        if c.input != crate::roll::PITCHES || c.hidden == 0 || c.layers == 0 || c.latent == 0 {
+        if c.input != crate::roll::PITCHES
+            || c.hidden == 0
+            || c.layers == 0
+            || c.latent == 0
+            || c.metre > Config::MAX_METRE
+        {
             return Err(bad(format!("impossible model sizes {c:?}")));
         }
         if manifest.composers.is_empty() || manifest.latents.len() != manifest.composers.len() {
