@@ -406,6 +406,14 @@ pub fn evaluate_lstm_vae(
             "snippets of {steps} steps are too short to measure (at least 2)"
         )));
     }
+    // Held-out snippets start on multiples of their length; a model with a metre input takes
+    // each start to be a bar line.
+    let metre = model.model.config().metre;
+    if metre > 0 && !steps.is_multiple_of(metre) {
+        return Err(Error::InvalidArgument(format!(
+            "this model reads bars of {metre} steps: measure it on snippets of a multiple of {metre} steps, not {steps}"
+        )));
+    }
     let split = corpus.split(valid_fraction, split_seed);
     // Labels follow the model's composer list (the corpus may order or name them otherwise).
     let label_of: Vec<Option<usize>> = corpus

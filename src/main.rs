@@ -1055,17 +1055,13 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
 
 fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     let mut o = TrainOptions::preset(&a.preset)?;
-    let custom = a.hidden.is_some()
-        || a.layers.is_some()
-        || a.latent.is_some()
-        || a.metre.is_some()
-        || a.output_skip;
+    let preset_config = o.config;
     o.config.hidden = a.hidden.unwrap_or(o.config.hidden);
     o.config.layers = a.layers.unwrap_or(o.config.layers);
     o.config.latent = a.latent.unwrap_or(o.config.latent);
     o.config.metre = a.metre.unwrap_or(o.config.metre);
     o.config.output_skip = a.output_skip;
-    if custom {
+    if o.config != preset_config {
         o.preset = "custom".into();
     }
     o.seed = a.seed;

@@ -75,6 +75,35 @@ fn refused(corpus: &Corpus, opts: &TrainOptions, out: &Path) -> segue::Error {
     .unwrap_err()
 }
 
+/// `steps` generated after an 8-step primer, from composer 0 towards composer 1.
+fn generated(
+    model: &TrainedModel,
+    primer: &segue::roll::Roll,
+    mode: Mode,
+    steps: usize,
+    seed: u64,
+) -> generate::Generated {
+    let opts = GenerateOptions {
+        mode,
+        steps,
+        primer_steps: 8,
+        seed,
+        ..GenerateOptions::default()
+    };
+    let za = generate::composer_code(model, 0).unwrap();
+    let zb = generate::composer_code(model, 1).unwrap();
+    generate::generate(
+        &model.model,
+        primer,
+        &za,
+        &zb,
+        &opts,
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap()
+}
+
 fn curve(ms: &[Metrics]) -> Vec<(usize, f64, f64)> {
     ms.iter().map(|m| (m.step, m.recon, m.kl)).collect()
 }
@@ -212,25 +241,7 @@ fn same_seed_same_curve_and_resume_continues_it() {
     let primer = corpus.pieces[0].roll.clone();
     let za = generate::composer_code(&model, 0).unwrap();
     let zb = generate::composer_code(&model, 1).unwrap();
-    let make = |mode, seed| {
-        let opts = GenerateOptions {
-            mode,
-            steps: 40,
-            primer_steps: 8,
-            seed,
-            ..GenerateOptions::default()
-        };
-        generate::generate(
-            &model.model,
-            &primer,
-            &za,
-            &zb,
-            &opts,
-            &mut |_| {},
-            &AtomicBool::new(false),
-        )
-        .unwrap()
-    };
+    let make = |mode, seed| generated(&model, &primer, mode, 40, seed);
     let one = make(Mode::Blend, 7);
     assert_eq!(one.roll.steps(), 48);
     assert_eq!(one.primer_steps, 8);
@@ -249,6 +260,38 @@ fn same_seed_same_curve_and_resume_continues_it() {
         &AtomicBool::new(true),
     );
     assert!(matches!(cancelled, Err(segue::Error::Cancelled)));
+}
+
+#[test]
+fn a_metre_model_trains_reloads_generates_and_is_measured_on_whole_bars() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let c = corpus(dir.path());
+    let mut o = tiny_options(2);
+    o.config.metre = 4;
+    let out = dir.path().join("metre");
+    let metrics = run(&c, &o, &out, false);
+    assert!(metrics.iter().all(|m| m.recon.is_finite()), "{metrics:?}");
+    let model = TrainedModel::load(&train::model_path(&out), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(model.model.config().metre, 4);
+    // Generation steps the metre clock; the same seed gives the same piece.
+    let make = |seed| generated(&model, &c.pieces[0].roll, Mode::Transition, 24, seed);
+    assert_eq!(make(3).roll.binary(), make(3).roll.binary());
+    assert_eq!(make(3).roll.steps(), 32);
+    // Held-out snippets must be whole bars, or their starts would not fall on bar lines.
+    let at = |steps| segue::eval::EvalOptions {
+        per_composer: 2,
+        seed: 5,
+        snippet_steps: Some(steps),
+        ..Default::default()
+    };
+    let err = segue::eval::evaluate_lstm_vae(&model, &c, &at(6), &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("bars of 4 steps"), "{err}");
+    assert!(segue::eval::evaluate_lstm_vae(&model, &c, &at(8), &mut |_| {}).is_ok());
+    // An absurd metre is refused before anything is built.
+    o.config.metre = Config::MAX_METRE + 1;
+    let err = refused(&c, &o, &dir.path().join("absurd"));
+    assert!(err.to_string().contains("metre"), "{err}");
 }
 
 #[test]
