@@ -84,6 +84,18 @@ fn shapes_and_teacher_forcing_match_the_step_path() {
 }
 
 #[test]
+fn presets_are_named_by_their_sizes() {
+    assert_eq!(Config::studio().preset_name(), Some("studio"));
+    assert_eq!(Config::paper().preset_name(), Some("paper"));
+    assert_eq!(tiny().preset_name(), None);
+    let unmetred = Config {
+        metre: 0,
+        ..Config::studio()
+    };
+    assert_eq!(unmetred.preset_name(), None);
+}
+
+#[test]
 fn bce_with_logits_matches_the_definition() {
     let logits = Tensor::new(&[[-3.0f32, 0.0, 2.5], [40.0, -40.0, 0.3]], &Device::Cpu).unwrap();
     let targets = Tensor::new(&[[0.0f32, 1.0, 1.0], [1.0, 0.0, 0.0]], &Device::Cpu).unwrap();

@@ -81,6 +81,14 @@ impl Config {
 
     /// Largest metre accepted (a bar of 4 whole notes in 16th-note steps).
     pub const MAX_METRE: usize = 64;
+
+    /// The name of the preset with exactly these sizes, if any ("studio" or "paper").
+    pub fn preset_name(&self) -> Option<&'static str> {
+        [("studio", Self::studio()), ("paper", Self::paper())]
+            .into_iter()
+            .find(|(_, preset)| preset == self)
+            .map(|(name, _)| name)
+    }
 }
 
 impl Default for Config {

@@ -931,10 +931,13 @@ impl Studio {
             return;
         };
         let composers = &model.manifest.composers;
-        ui.label(format!(
-            "Model: {} ({} steps)",
-            model.manifest.preset, model.manifest.steps
-        ));
+        // The preset the sizes match today (a run can predate a preset's change).
+        let preset = model
+            .manifest
+            .config
+            .preset_name()
+            .unwrap_or(&model.manifest.preset);
+        ui.label(format!("Model: {preset} ({} steps)", model.manifest.steps));
         if ui.small_button("Other model...").clicked() {
             self.dialog(|| {
                 rfd::FileDialog::new()
