@@ -71,9 +71,7 @@ impl Config {
             metre: 16,
         }
     }
-}
 
-impl Config {
     /// Width of the decoder's input at each step: previous step, metre one-hot, z.
     pub fn decoder_input(&self) -> usize {
         self.input + self.metre + self.latent
@@ -290,23 +288,30 @@ impl LstmVae {
             previous = previous.broadcast_mul(&keep.unsqueeze(2)?)?;
         }
         let previous = previous.transpose(0, 1)?;
-        let z_steps = z.unsqueeze(0)?.broadcast_as((t, b, self.cfg.latent))?;
-        let mut parts = vec![previous.clone()];
-        if self.cfg.metre > 0 {
-            parts.push(
-                metre_one_hot(0, t, self.cfg.metre, roll.device())?
-                    .to_dtype(previous.dtype())?
-                    .unsqueeze(1)?
-                    .broadcast_as((t, b, self.cfg.metre))?,
-            );
-        }
-        parts.push(z_steps);
-        let mut x = Tensor::cat(&parts, D::Minus1)?.contiguous()?;
+        let mut x = self.decoder_input(&previous, z, 0)?;
         let init = self.initial_state(z)?;
         for ((lstm, h), c) in self.decoder.iter().zip(&init.h).zip(&init.c) {
             x = lstm.sequence(&x, h, c, self.composed)?;
         }
         self.logits(&x, &previous)?.transpose(0, 1)
+    }
+
+    /// The decoder's input for steps `first..first + T`: the previous steps `[T, B, P]`, the
+    /// metre one-hot (when the config has one) and the code `z` `[B, Z]`, concatenated to
+    /// `[T, B, P + metre + Z]`.
+    fn decoder_input(&self, previous: &Tensor, z: &Tensor, first: usize) -> Result<Tensor> {
+        let (t, b, _) = previous.dims3()?;
+        let mut parts = vec![previous.clone()];
+        if self.cfg.metre > 0 {
+            parts.push(
+                metre_one_hot(first, t, self.cfg.metre, previous.device())?
+                    .to_dtype(previous.dtype())?
+                    .unsqueeze(1)?
+                    .broadcast_as((t, b, self.cfg.metre))?,
+            );
+        }
+        parts.push(z.unsqueeze(0)?.broadcast_as((t, b, self.cfg.latent))?);
+        Tensor::cat(&parts, D::Minus1)?.contiguous()
     }
 
     /// One sampling step: logits `[B, P]` for step `t` (counted from the start of the decode)
@@ -319,17 +324,9 @@ impl LstmVae {
         t: usize,
         state: &mut DecoderState,
     ) -> Result<Tensor> {
-        let mut parts = vec![previous.clone()];
-        if self.cfg.metre > 0 {
-            let b = previous.dim(0)?;
-            parts.push(
-                metre_one_hot(t, 1, self.cfg.metre, previous.device())?
-                    .to_dtype(previous.dtype())?
-                    .broadcast_as((b, self.cfg.metre))?,
-            );
-        }
-        parts.push(z.clone());
-        let mut x = Tensor::cat(&parts, D::Minus1)?;
+        let mut x = self
+            .decoder_input(&previous.unsqueeze(0)?, z, t)?
+            .squeeze(0)?;
         for (layer, lstm) in self.decoder.iter().enumerate() {
             let (h, c) = lstm.step(&x, &state.h[layer], &state.c[layer])?;
             x = h.clone();
@@ -348,7 +345,7 @@ impl LstmVae {
 }
 
 /// One-hot positions in the bar of steps `first..first + steps`: `[steps, metre]` (f32).
-pub fn metre_one_hot(first: usize, steps: usize, metre: usize, device: &Device) -> Result<Tensor> {
+fn metre_one_hot(first: usize, steps: usize, metre: usize, device: &Device) -> Result<Tensor> {
     let mut data = vec![0f32; steps * metre];
     for (k, row) in data.chunks_exact_mut(metre).enumerate() {
         row[(first + k) % metre] = 1.0;
