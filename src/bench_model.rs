@@ -4,6 +4,12 @@
 //!
 //! Each measurement runs in its own process (`segue bench lstm-vae-worker`) so that its peak
 //! memory is its own.
+//!
+//! On a GPU (`--device cuda`) both sides run there: Segue through candle's CUDA backend, the
+//! reference through [`TORCH_ON_CUDA`], which runs the same script with every tensor on the GPU
+//! and its timer synchronised with the device. Generation on a GPU goes through candle one step
+//! at a time ([`generate_on_device`]), each sample drawn on the host and fed back, as the
+//! reference does; on the CPU it is the product's own step decoder.
 
 use std::path::Path;
 use std::process::Command;
@@ -73,6 +79,10 @@ pub struct Timing {
     pub gen_ms: Option<f64>,
     /// Peak resident memory of the measuring process, MiB.
     pub max_rss_mib: f64,
+    /// Peak GPU memory the framework allocated, MiB (PyTorch on a GPU only: candle keeps no
+    /// such count).
+    #[serde(default)]
+    pub max_gpu_mib: Option<f64>,
 }
 
 fn median(v: &[f64]) -> Option<f64> {
@@ -107,8 +117,58 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Measures this implementation in this process: `warmup` + `iters` training steps (if
-/// `train`), then `reps` + 1 generations (if `gen`).
+/// Waits for the work queued on `device` (a no-op on the CPU), so a timer read after it
+/// covers the work and not only its launch.
+fn settle(device: &Device) -> Result<()> {
+    device.synchronize().map_err(candle)
+}
+
+/// One generation through candle on `device`: encode the `primer_steps`-step primer
+/// (`[primer_steps * 128]` row-major), run the decoder over it a step at a time, then sample
+/// `steps` steps, each drawn on the host from the decoder's probabilities and fed back.
+/// Returns the sampled steps, `[steps * 128]`.
+pub fn generate_on_device(
+    model: &LstmVae,
+    primer: &[f32],
+    primer_steps: usize,
+    steps: usize,
+    device: &Device,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<u8>> {
+    let x =
+        Tensor::from_vec(primer.to_vec(), (1, primer_steps, PITCHES), device).map_err(candle)?;
+    let z = model.encode(&x).map_err(candle)?.mean;
+    let mut state = model.initial_state(&z).map_err(candle)?;
+    let mut previous = Tensor::zeros((1, PITCHES), DType::F32, device).map_err(candle)?;
+    for s in 0..primer_steps {
+        model
+            .decode_step(&previous, &z, s, &mut state)
+            .map_err(candle)?;
+        previous = x.get(0).and_then(|r| r.narrow(0, s, 1)).map_err(candle)?;
+    }
+    let mut out = vec![0u8; steps * PITCHES];
+    for (t, row) in out.chunks_mut(PITCHES).enumerate() {
+        let logits = model
+            .decode_step(&previous, &z, primer_steps + t, &mut state)
+            .map_err(candle)?;
+        let p = candle_nn::ops::sigmoid(&logits)
+            .and_then(|p| p.flatten_all())
+            .and_then(|p| p.to_vec1::<f32>())
+            .map_err(candle)?;
+        let sample: Vec<f32> = p
+            .iter()
+            .map(|&p| f32::from(rng.random::<f32>() < p))
+            .collect();
+        for (cell, v) in row.iter_mut().zip(&sample) {
+            *cell = u8::from(*v > 0.5);
+        }
+        previous = Tensor::from_vec(sample, (1, PITCHES), device).map_err(candle)?;
+    }
+    Ok(out)
+}
+
+/// Measures this implementation in this process on `device`: `warmup` + `iters` training
+/// steps (if `train`), then `reps` + 1 generations (if `gen`).
 pub fn time_own(
     case: &Case,
     warmup: usize,
@@ -116,8 +176,9 @@ pub fn time_own(
     reps: usize,
     train: bool,
     generation: bool,
+    device: &Device,
 ) -> Result<Timing> {
-    let device = Device::Cpu;
+    let device = device.clone();
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
     let model = LstmVae::new(&case.config, vb).map_err(candle)?;
@@ -147,6 +208,7 @@ pub fn time_own(
             let l = loss(&model, &x, 1.0, &mut rng).map_err(candle)?;
             let grads = l.total.backward().map_err(candle)?;
             adam.apply(&grads, f64::INFINITY)?;
+            settle(&device)?;
             let dt = t0.elapsed().as_secs_f64();
             if i >= warmup {
                 timing.train_step_s_all.push(dt);
@@ -168,14 +230,19 @@ pub fn time_own(
         let mut times = Vec::new();
         for i in 0..reps + 1 {
             let t0 = Instant::now();
-            let x =
-                Tensor::from_vec(primer_data.clone(), (1, 64, PITCHES), &device).map_err(candle)?;
-            let z = model
-                .encode(&x)
-                .and_then(|q| q.mean.squeeze(0))
-                .and_then(|m| m.to_vec1::<f32>())
-                .map_err(candle)?;
-            generate::generate(&model, &primer, &z, &z, &opts, &mut |_| {}, &cancel)?;
+            if device.is_cpu() {
+                let x = Tensor::from_vec(primer_data.clone(), (1, 64, PITCHES), &device)
+                    .map_err(candle)?;
+                let z = model
+                    .encode(&x)
+                    .and_then(|q| q.mean.squeeze(0))
+                    .and_then(|m| m.to_vec1::<f32>())
+                    .map_err(candle)?;
+                generate::generate(&model, &primer, &z, &z, &opts, &mut |_| {}, &cancel)?;
+            } else {
+                generate_on_device(&model, &primer_data, 64, 256, &device, &mut rng)?;
+                settle(&device)?;
+            }
             if i >= 1 {
                 times.push(t0.elapsed().as_secs_f64() * 1e3);
             }
@@ -186,18 +253,21 @@ pub fn time_own(
     Ok(timing)
 }
 
-/// Runs `segue bench lstm-vae-worker` in a child process and reads its JSON.
+/// Runs `segue bench lstm-vae-worker` in a child process on `device` (`cpu` or `cuda`) and
+/// reads its JSON.
 pub fn time_own_in_child(
     case: &Case,
     iters: usize,
     train: bool,
     generation: bool,
+    device: &str,
 ) -> Result<Timing> {
     let exe = std::env::current_exe().map_err(|e| Error::io(Path::new("segue"), "locating", e))?;
     let mut cmd = Command::new(&exe);
     cmd.args(["bench", "lstm-vae-worker", "--case"])
         .arg(serde_json::to_string(case).unwrap_or_default())
-        .args(["--iters", &iters.to_string()]);
+        .args(["--iters", &iters.to_string()])
+        .args(["--device", device]);
     if !train {
         cmd.arg("--no-train");
     }
@@ -241,7 +311,38 @@ pub fn ensure_torch(python: &Path, log: &mut dyn FnMut(&str)) -> Result<()> {
     Ok(())
 }
 
-/// Runs the PyTorch reference script on `case` and reads its JSON.
+/// Runs a reference script (its path and arguments follow) with PyTorch on the GPU: tensors
+/// are made on `cuda`, except the random rolls, which are drawn from the script's CPU
+/// generator as on the CPU (the same data) and then moved; `time.perf_counter` waits for the
+/// GPU before it reads the clock, so the script's timings cover the work, not its launch. The
+/// peak GPU memory PyTorch allocated is added to its JSON as `max_gpu_mib`.
+pub const TORCH_ON_CUDA: &str = r#"
+import json, runpy, sys, time, torch
+torch.set_default_device("cuda")
+_rand = torch.rand
+def _rand_from_host_generator(*size, generator=None, **kw):
+    if generator is not None and generator.device.type == "cpu":
+        return _rand(*size, generator=generator, device="cpu", **kw).to("cuda")
+    return _rand(*size, generator=generator, **kw)
+torch.rand = _rand_from_host_generator
+_clock = time.perf_counter
+def _settled_clock():
+    torch.cuda.synchronize()
+    return _clock()
+time.perf_counter = _settled_clock
+_dumps = json.dumps
+def _dumps_with_gpu(obj, *a, **k):
+    if isinstance(obj, dict) and "params" in obj and "hidden" in obj:
+        obj = dict(obj, max_gpu_mib=torch.cuda.max_memory_allocated() / 2**20,
+                   device=torch.cuda.get_device_name())
+    return _dumps(obj, *a, **k)
+json.dumps = _dumps_with_gpu
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+"#;
+
+/// Runs the PyTorch reference script on `case` (on the GPU when `cuda`) and reads its JSON.
 pub fn time_reference(
     python: &Path,
     script: &Path,
@@ -249,8 +350,12 @@ pub fn time_reference(
     iters: usize,
     train: bool,
     generation: bool,
+    cuda: bool,
 ) -> Result<Timing> {
     let mut cmd = Command::new(python);
+    if cuda {
+        cmd.args(["-c", TORCH_ON_CUDA]);
+    }
     cmd.arg(script)
         .args(["--hidden", &case.config.hidden.to_string()])
         .args(["--layers", &case.config.layers.to_string()])
@@ -279,5 +384,74 @@ pub fn time_reference(
             .unwrap_or_default(),
         gen_ms: f("gen_ms"),
         max_rss_mib: f("max_rss_mib").unwrap_or(0.0),
+        max_gpu_mib: f("max_gpu_mib"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::step_decoder::StepDecoder;
+
+    fn tiny_model() -> (LstmVae, VarMap) {
+        let cfg = Config {
+            hidden: 16,
+            layers: 2,
+            latent: 4,
+            metre: 4,
+            ..Config::studio()
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = LstmVae::new(&cfg, vb).unwrap();
+        seeded_init(&varmap, &cfg, 3).unwrap();
+        (model, varmap)
+    }
+
+    /// The candle path a GPU takes draws the same samples as the product's step decoder fed
+    /// the same primer, code and random numbers (so its timings are of the same work).
+    #[test]
+    fn generation_through_candle_matches_the_step_decoder() {
+        let (model, _vars) = tiny_model();
+        let (primer_steps, steps) = (6, 12);
+        let primer = random_rolls(&mut ChaCha8Rng::seed_from_u64(1), 1, primer_steps, 0.1);
+        let run = |seed| {
+            generate_on_device(
+                &model,
+                &primer,
+                primer_steps,
+                steps,
+                &Device::Cpu,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+            )
+            .unwrap()
+        };
+        let out = run(5);
+        assert_eq!(out, run(5), "same seed, same output");
+        assert_eq!(out.len(), steps * PITCHES);
+
+        let x = Tensor::from_vec(primer.clone(), (1, primer_steps, PITCHES), &Device::Cpu).unwrap();
+        let z = model.encode(&x).unwrap().mean.flatten_all().unwrap();
+        let z = z.to_vec1::<f32>().unwrap();
+        let mut decoder = StepDecoder::new(&model).unwrap();
+        decoder.reset(&z);
+        let mut previous = vec![0f32; PITCHES];
+        let mut logits = vec![0f32; PITCHES];
+        for row in primer.chunks(PITCHES) {
+            decoder.step(&previous, &z, &mut logits);
+            previous.copy_from_slice(row);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut expected = Vec::new();
+        for _ in 0..steps {
+            decoder.step(&previous, &z, &mut logits);
+            for (prev, &l) in previous.iter_mut().zip(&logits) {
+                let p = 1.0 / (1.0 + (-l).exp());
+                *prev = f32::from(rng.random::<f32>() < p);
+                expected.push(u8::from(*prev > 0.5));
+            }
+        }
+        assert_eq!(out, expected);
+        assert!(out.contains(&1), "some notes were drawn");
+    }
 }

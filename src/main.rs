@@ -519,6 +519,8 @@ enum BenchCmd {
         no_train: bool,
         #[arg(long)]
         no_gen: bool,
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
 }
 
@@ -561,6 +563,14 @@ struct BenchModelArgs {
     /// Skip PyTorch (Segue's own timings only).
     #[arg(long)]
     no_reference: bool,
+    /// Where both sides run: cpu, or cuda (a build with `--features cuda`; PyTorch then runs
+    /// on the GPU too).
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    device: String,
+    /// A Python that already has PyTorch (a GPU machine's own, say), instead of the
+    /// environment in --venv.
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Copy)]
@@ -643,10 +653,12 @@ fn run(cli: Cli) -> Result<()> {
                     iters,
                     no_train,
                     no_gen,
+                    device,
                 },
         }) => {
             let case: segue::bench_model::Case = serde_json::from_str(&case)?;
-            let t = segue::bench_model::time_own(&case, 2, iters, 5, !no_train, !no_gen)?;
+            let device = compute_device(&device)?;
+            let t = segue::bench_model::time_own(&case, 2, iters, 5, !no_train, !no_gen, &device)?;
             out!("{}", serde_json::to_string(&t)?);
             Ok(())
         }
@@ -1872,8 +1884,12 @@ fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| shared_dir("bench/reference"))
         .join("lstm_vae_torch.py");
+    // Fail early, before any timing, on a device this build or machine lacks.
+    let cuda = !compute_device(&a.device)?.is_cpu();
     let python = if a.no_reference {
         None
+    } else if let Some(python) = &a.python {
+        Some(python.clone())
     } else {
         let python = bench::ensure_venv(&a.venv, &mut |m| eprintln!("{m}"))?;
         ensure_torch(&python, &mut |m| eprintln!("{m}"))?;
@@ -1888,7 +1904,8 @@ fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
         let case = Case::preset(preset)?;
         let c = case.config;
         out!(
-            "{preset}: hidden {}, layers {}+{}, latent {}, batch {}, {} steps",
+            "{preset} on {}: hidden {}, layers {}+{}, latent {}, batch {}, {} steps",
+            a.device,
             c.hidden,
             c.layers,
             c.layers,
@@ -1897,12 +1914,12 @@ fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
             case.steps
         );
         let bar = progress_bar(0, "segue");
-        let own = time_own_in_child(&case, a.iters, true, true)?;
+        let own = time_own_in_child(&case, a.iters, true, true, &a.device)?;
         bar.finish_and_clear();
         let reference = match &python {
             Some(py) => {
                 let bar = progress_bar(0, "pytorch");
-                let r = time_reference(py, &script, &case, a.iters, true, true)?;
+                let r = time_reference(py, &script, &case, a.iters, true, true, cuda)?;
                 bar.finish_and_clear();
                 Some(r)
             }
@@ -1934,6 +1951,15 @@ fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
                 reference.as_ref().map(|r| r.max_rss_mib)
             )
         );
+        if cuda {
+            out!(
+                "  {:<28} {:>14} {:>14}",
+                "peak GPU memory (PyTorch's)",
+                "-",
+                r.max_gpu_mib
+                    .map_or("-".to_string(), |m| format!("{m:.0} MiB"))
+            );
+        }
         out!(
             "  {:<28} {:>14} {:>14} {:>8}",
             "generation 64 + 256 steps",
