@@ -113,11 +113,12 @@ pub fn ensure_venv(venv: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     Ok(python)
 }
 
-/// Runs a helper process; a failure names `context` and carries the helper's stderr.
+/// Runs a helper process; a failure to start names the program, a failure of the helper names
+/// `context` and carries the helper's stderr.
 pub(crate) fn run(cmd: &mut Command, context: &Path) -> Result<std::process::Output> {
     let out = cmd
         .output()
-        .map_err(|e| Error::io(context, "running a Python helper for", e))?;
+        .map_err(|e| Error::io(cmd.get_program(), "starting", e))?;
     if !out.status.success() {
         return Err(Error::format(
             context,

@@ -342,6 +342,12 @@ sys.argv = sys.argv[1:]
 runpy.run_path(script, run_name="__main__")
 "#;
 
+/// Checks that `python` (one given by the user, not the managed environment) can import
+/// PyTorch, before any timing starts.
+pub fn check_torch(python: &Path) -> Result<()> {
+    crate::bench::run(Command::new(python).args(["-c", "import torch"]), python).map(|_| ())
+}
+
 /// Runs the PyTorch reference script on `case` (on the GPU when `cuda`) and reads its JSON.
 pub fn time_reference(
     python: &Path,

@@ -1889,6 +1889,7 @@ fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
     let python = if a.no_reference {
         None
     } else if let Some(python) = &a.python {
+        segue::bench_model::check_torch(python)?;
         Some(python.clone())
     } else {
         let python = bench::ensure_venv(&a.venv, &mut |m| eprintln!("{m}"))?;
