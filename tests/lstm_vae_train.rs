@@ -104,6 +104,16 @@ fn generated(
     .unwrap()
 }
 
+/// Evaluation on two held-out snippets of `steps` steps per composer.
+fn snippets_of(steps: usize) -> segue::eval::EvalOptions {
+    segue::eval::EvalOptions {
+        per_composer: 2,
+        seed: 5,
+        snippet_steps: Some(steps),
+        ..Default::default()
+    }
+}
+
 fn curve(ms: &[Metrics]) -> Vec<(usize, f64, f64)> {
     ms.iter().map(|m| (m.step, m.recon, m.kl)).collect()
 }
@@ -226,16 +236,12 @@ fn same_seed_same_curve_and_resume_continues_it() {
         serde_json::to_string(&report(5)).unwrap()
     );
     // Other snippet lengths than the training one can be measured; too short is refused.
-    let at = |steps| segue::eval::EvalOptions {
-        per_composer: 2,
-        seed: 5,
-        snippet_steps: Some(steps),
-        ..Default::default()
-    };
-    let short = segue::eval::evaluate_lstm_vae(&model, &corpus, &at(16), &mut |_| {}).unwrap();
+    let short =
+        segue::eval::evaluate_lstm_vae(&model, &corpus, &snippets_of(16), &mut |_| {}).unwrap();
     assert_eq!(short.snippet_steps, 16);
     assert_eq!(short.snippets, 6);
-    let err = segue::eval::evaluate_lstm_vae(&model, &corpus, &at(1), &mut |_| {}).unwrap_err();
+    let err =
+        segue::eval::evaluate_lstm_vae(&model, &corpus, &snippets_of(1), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("too short"), "{err}");
 
     let primer = corpus.pieces[0].roll.clone();
@@ -279,15 +285,9 @@ fn a_metre_model_trains_reloads_generates_and_is_measured_on_whole_bars() {
     assert_eq!(make(3).roll.binary(), make(3).roll.binary());
     assert_eq!(make(3).roll.steps(), 32);
     // Held-out snippets must be whole bars, or their starts would not fall on bar lines.
-    let at = |steps| segue::eval::EvalOptions {
-        per_composer: 2,
-        seed: 5,
-        snippet_steps: Some(steps),
-        ..Default::default()
-    };
-    let err = segue::eval::evaluate_lstm_vae(&model, &c, &at(6), &mut |_| {}).unwrap_err();
+    let err = segue::eval::evaluate_lstm_vae(&model, &c, &snippets_of(6), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("bars of 4 steps"), "{err}");
-    assert!(segue::eval::evaluate_lstm_vae(&model, &c, &at(8), &mut |_| {}).is_ok());
+    assert!(segue::eval::evaluate_lstm_vae(&model, &c, &snippets_of(8), &mut |_| {}).is_ok());
     // An absurd metre is refused before anything is built.
     o.config.metre = Config::MAX_METRE + 1;
     let err = refused(&c, &o, &dir.path().join("absurd"));
