@@ -330,6 +330,9 @@ struct LoopArgs {
     /// Random transposition of each snippet by up to this many semitones (0 = off).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=i64::from(segue::train_loop::MAX_TRANSPOSE)))]
     transpose: Option<u8>,
+    /// Leave out each note of each training snippet with this probability (default 0).
+    #[arg(long, value_name = "P")]
+    note_dropout: Option<f64>,
     /// Validate every N steps.
     #[arg(long, value_name = "N")]
     eval_every: Option<usize>,
@@ -386,6 +389,9 @@ impl LoopArgs {
         }
         if let Some(v) = self.transpose {
             o.transpose = v;
+        }
+        if let Some(v) = self.note_dropout {
+            o.note_dropout = v;
         }
         if let Some(v) = self.eval_every {
             o.eval_every = v;

@@ -47,6 +47,10 @@ pub struct LoopOptions {
     pub grad_clip: f64,
     /// Each snippet is transposed by a random number of semitones in +-this (0 = off).
     pub transpose: u8,
+    /// Each note of each snippet is left out with this probability (0 = off): the input
+    /// changes from one epoch to the next, so exact note sets are harder to memorise.
+    #[serde(default)]
+    pub note_dropout: f64,
     /// Share of each composer's pieces held out for validation (the LSTM-VAE's split when the
     /// seed and share are the same).
     pub valid_fraction: f64,
@@ -71,6 +75,7 @@ impl LoopOptions {
             learning_rate: 3e-4,
             grad_clip: 5.0,
             transpose: 0,
+            note_dropout: 0.0,
             valid_fraction: 0.1,
             valid_per_composer: 8,
             eval_every: 250,
@@ -216,6 +221,31 @@ pub fn transpose_batch(batch: &mut Batch, max: u8, rng: &mut impl Rng) {
                 let s = ((-shift) as usize).min(PITCHES);
                 row.copy_within(s.., 0);
                 row[PITCHES - s..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Leaves out each note (a run of sounding steps of one pitch) of each batch item with
+/// probability `p`, whole.
+pub fn drop_notes_batch(batch: &mut Batch, p: f64, rng: &mut impl Rng) {
+    if p <= 0.0 {
+        return;
+    }
+    let steps = batch.steps;
+    for item in batch.data.chunks_mut(steps * PITCHES) {
+        for pitch in 0..PITCHES {
+            let (mut was_on, mut dropping) = (false, false);
+            for t in 0..steps {
+                let cell = t * PITCHES + pitch;
+                let on = item[cell] != 0.0;
+                if on && !was_on {
+                    dropping = rng.random_bool(p);
+                }
+                if on && dropping {
+                    item[cell] = 0.0;
+                }
+                was_on = on;
             }
         }
     }
@@ -401,6 +431,7 @@ pub fn run(
     on_event: &mut dyn FnMut(LoopEvent),
 ) -> Result<LoopOutcome> {
     check_transpose(opts.transpose)?;
+    check_probability("note dropout", opts.note_dropout)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, "creating", e))?;
     let split = corpus.split(opts.valid_fraction, opts.seed);
     if split.train.is_empty() {
@@ -462,6 +493,7 @@ pub fn run(
         for _ in 0..per_step {
             let mut batch = sampler.next_batch();
             transpose_batch(&mut batch, opts.transpose, &mut rng);
+            drop_notes_batch(&mut batch, opts.note_dropout, &mut rng);
             data.extend_from_slice(&batch.data);
             labels.extend(batch.composers.iter().map(|&c| c as u32));
         }
@@ -591,6 +623,56 @@ mod tests {
             composers: vec![0],
             sources: Vec::new(),
         }
+    }
+
+    #[test]
+    fn note_dropout_leaves_out_whole_notes_and_nothing_at_zero() {
+        // 20 items, each with two 3-step notes on pitch 60 (steps 0-2 and 4-6) and one on 64.
+        let steps = 8;
+        let mut data = vec![0.0; 20 * steps * PITCHES];
+        for item in data.chunks_mut(steps * PITCHES) {
+            for t in [0, 1, 2, 4, 5, 6] {
+                item[t * PITCHES + 60] = 1.0;
+            }
+            for t in 2..7 {
+                item[t * PITCHES + 64] = 1.0;
+            }
+        }
+        let batch = Batch {
+            steps,
+            data,
+            composers: vec![0; 20],
+            sources: Vec::new(),
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut same = batch.clone();
+        drop_notes_batch(&mut same, 0.0, &mut rng);
+        assert_eq!(same.data, batch.data);
+
+        let mut dropped = batch.clone();
+        drop_notes_batch(&mut dropped, 0.5, &mut rng);
+        let (mut kept, mut left_out) = (0, 0);
+        for item in dropped.data.chunks(steps * PITCHES) {
+            for (pitch, note) in [(60, 0..3), (60, 4..7), (64, 2..7)] {
+                let on: Vec<bool> = note.map(|t| item[t * PITCHES + pitch] > 0.0).collect();
+                assert!(
+                    on.iter().all(|&c| c == on[0]),
+                    "a note is kept or left out whole"
+                );
+                if on[0] { kept += 1 } else { left_out += 1 }
+            }
+        }
+        assert!(
+            kept > 15 && left_out > 15,
+            "kept {kept}, left out {left_out} of 60"
+        );
+        let stray = dropped
+            .data
+            .iter()
+            .zip(&batch.data)
+            .filter(|(d, b)| **d > **b)
+            .count();
+        assert_eq!(stray, 0, "no note is added");
     }
 
     #[test]
