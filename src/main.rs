@@ -176,7 +176,12 @@ struct GenerateArgs {
     #[arg(long, default_value = "continue", value_name = "MODE")]
     mode: String,
     /// Blend amount, 0 = A .. 1 = B.
-    #[arg(long, default_value_t = 0.5, value_name = "X")]
+    #[arg(
+        long,
+        default_value_t = 0.5,
+        value_name = "X",
+        allow_negative_numbers = true
+    )]
     alpha: f32,
     /// Steps to generate (16th notes).
     #[arg(long, default_value_t = 256, value_name = "N")]
@@ -191,7 +196,7 @@ struct GenerateArgs {
     #[arg(long)]
     linear: bool,
     /// Sampling temperature (1 = the model's probabilities; below 1 sparser, above denser).
-    #[arg(long, default_value_t = segue::generate::DEFAULT_TEMPERATURE, value_name = "T")]
+    #[arg(long, default_value_t = segue::generate::DEFAULT_TEMPERATURE, value_name = "T", allow_negative_numbers = true)]
     temperature: f32,
     /// At most this many notes per step.
     #[arg(long, default_value_t = 8, value_name = "N")]

@@ -181,6 +181,31 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
         "0",
     ]);
     assert!(err.contains("latent size"), "{err}");
+    // Negative numbers reach the program's own checks rather than read as unknown flags.
+    let out = dir.path().join("g.mid");
+    for (flag, value, says) in [
+        (
+            "--temperature",
+            "-1",
+            "temperature must be a positive number",
+        ),
+        ("--alpha", "-0.5", "--alpha must be between 0 and 1"),
+    ] {
+        let err = fails(&[
+            "generate",
+            "--prime",
+            p(&good),
+            "--mode",
+            "blend",
+            "--to",
+            "bach",
+            flag,
+            value,
+            "-o",
+            p(&out),
+        ]);
+        assert!(err.contains(says), "{flag} {value}: {err}");
+    }
 }
 
 #[test]
