@@ -352,11 +352,13 @@ impl Batch {
 
 /// Draws balanced batches: one random snippet per composer per batch, as in the paper.
 /// Within a composer every possible snippet start of every piece is equally likely (every
-/// multiple of `align` steps, for models that take the start to be a bar line).
+/// multiple of `align` steps, for models that take the start to be a bar line), or, with
+/// [`BalancedSampler::pieces_equally`], every piece is, then every start within it.
 pub struct BalancedSampler<'a> {
     corpus: &'a Corpus,
     steps: usize,
     align: usize,
+    by_piece: bool,
     /// Per composer: its pieces and the cumulative count of snippet starts.
     by_composer: Vec<(usize, Vec<usize>, Vec<u64>)>,
     rng: ChaCha8Rng,
@@ -415,9 +417,34 @@ impl<'a> BalancedSampler<'a> {
             corpus,
             steps,
             align,
+            by_piece: false,
             by_composer,
             rng: ChaCha8Rng::seed_from_u64(seed),
         })
+    }
+
+    /// Draws each composer's pieces equally often, whatever their lengths (a long piece
+    /// otherwise gives more snippets than a short one).
+    pub fn pieces_equally(mut self) -> Self {
+        self.by_piece = true;
+        self
+    }
+
+    /// One draw for the composer at `k`: the index of the piece in its list and the start.
+    fn draw(&mut self, k: usize) -> (usize, usize) {
+        let (_, ids, cumulative) = &self.by_composer[k];
+        let starts_before = |j: usize| if j == 0 { 0 } else { cumulative[j - 1] };
+        if self.by_piece {
+            let j = self.rng.random_range(0..ids.len());
+            let starts = (cumulative[j] - starts_before(j)).max(1);
+            return (j, self.rng.random_range(0..starts) as usize * self.align);
+        }
+        let total = *cumulative.last().unwrap_or(&1);
+        let pick = self.rng.random_range(0..total.max(1));
+        let j = cumulative
+            .partition_point(|&x| x <= pick)
+            .min(ids.len() - 1);
+        (j, (pick - starts_before(j)) as usize * self.align)
     }
 
     /// Number of composers represented (= batch size).
@@ -429,9 +456,8 @@ impl<'a> BalancedSampler<'a> {
     /// called that many times (a resumed training run continues the same sequence).
     pub fn skip(&mut self, batches: usize) {
         for _ in 0..batches {
-            for (_, _, cumulative) in &self.by_composer {
-                let total = *cumulative.last().unwrap_or(&1);
-                let _ = self.rng.random_range(0..total.max(1));
+            for k in 0..self.by_composer.len() {
+                self.draw(k);
             }
         }
     }
@@ -446,14 +472,9 @@ impl<'a> BalancedSampler<'a> {
             sources: Vec::with_capacity(n),
         };
         let block = self.steps * PITCHES;
-        for (k, (c, ids, cumulative)) in self.by_composer.iter().enumerate() {
-            let total = *cumulative.last().unwrap_or(&1);
-            let pick = self.rng.random_range(0..total.max(1));
-            let j = cumulative
-                .partition_point(|&x| x <= pick)
-                .min(ids.len() - 1);
-            let before = if j == 0 { 0 } else { cumulative[j - 1] };
-            let start = (pick - before) as usize * self.align;
+        for k in 0..n {
+            let (j, start) = self.draw(k);
+            let (c, ids, _) = &self.by_composer[k];
             let piece = ids[j];
             self.corpus.pieces[piece].roll.window_f32(
                 start,

@@ -338,6 +338,10 @@ struct LoopArgs {
     /// Leave out each note of each training snippet with this probability (default 0).
     #[arg(long, value_name = "P")]
     note_dropout: Option<f64>,
+    /// Draw each composer's pieces equally often (default: every snippet start equally, so
+    /// long pieces give more snippets).
+    #[arg(long)]
+    by_piece: bool,
     /// Validate every N steps.
     #[arg(long, value_name = "N")]
     eval_every: Option<usize>,
@@ -398,6 +402,7 @@ impl LoopArgs {
         if let Some(v) = self.note_dropout {
             o.note_dropout = v;
         }
+        o.by_piece |= self.by_piece;
         if let Some(v) = self.eval_every {
             o.eval_every = v;
         }

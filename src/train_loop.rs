@@ -51,6 +51,10 @@ pub struct LoopOptions {
     /// changes from one epoch to the next, so exact note sets are harder to memorise.
     #[serde(default)]
     pub note_dropout: f64,
+    /// Draw each composer's pieces equally often (default: every snippet start equally, so
+    /// long pieces give more snippets).
+    #[serde(default)]
+    pub by_piece: bool,
     /// Share of each composer's pieces held out for validation (the LSTM-VAE's split when the
     /// seed and share are the same).
     pub valid_fraction: f64,
@@ -76,6 +80,7 @@ impl LoopOptions {
             grad_clip: 5.0,
             transpose: 0,
             note_dropout: 0.0,
+            by_piece: false,
             valid_fraction: 0.1,
             valid_per_composer: 8,
             eval_every: 250,
@@ -460,6 +465,9 @@ pub fn run(
     let mut log = open_metrics_log(&metrics_file, step)?;
     let mut sampler =
         BalancedSampler::new(corpus, &runner.train_pieces, opts.snippet_steps, opts.seed)?;
+    if opts.by_piece {
+        sampler = sampler.pieces_equally();
+    }
     let per_step = opts.batches_per_step.max(1);
     sampler.skip(step * per_step);
     on_event(LoopEvent::Started {

@@ -124,6 +124,62 @@ fn balanced_batches_hold_one_snippet_per_composer_and_repeat_by_seed() {
 }
 
 #[test]
+fn pieces_can_be_drawn_equally_whatever_their_length() {
+    let corpus = load(None);
+    let split = corpus.split(0.1, 0);
+    let chopin = corpus.composers.iter().position(|c| c == "chopin").unwrap();
+    let pieces: Vec<usize> = split
+        .train
+        .iter()
+        .copied()
+        .filter(|&i| corpus.pieces[i].composer == chopin)
+        .collect();
+    let longest = *pieces
+        .iter()
+        .max_by_key(|&&i| corpus.pieces[i].roll.steps())
+        .unwrap();
+    let share_of_longest = |sampler: &mut BalancedSampler| {
+        let draws = 3000;
+        let hits = (0..draws)
+            .filter(|_| sampler.next_batch().sources[chopin].piece == longest)
+            .count();
+        hits as f64 / draws as f64
+    };
+    let even = 1.0 / pieces.len() as f64;
+    let mut by_start = BalancedSampler::new(&corpus, &split.train, 128, 7).unwrap();
+    let mut by_piece = BalancedSampler::new(&corpus, &split.train, 128, 7)
+        .unwrap()
+        .pieces_equally();
+    let (long_by_start, long_by_piece) = (
+        share_of_longest(&mut by_start),
+        share_of_longest(&mut by_piece),
+    );
+    assert!(
+        long_by_start > 2.0 * even,
+        "by start {long_by_start}, 1/n {even}"
+    );
+    assert!(
+        (0.5 * even..1.5 * even).contains(&long_by_piece),
+        "by piece {long_by_piece}, 1/n {even}"
+    );
+
+    // Skipping draws what next_batch would have, so a resumed run goes on with the same batches.
+    let mut fresh = BalancedSampler::new(&corpus, &split.train, 128, 9)
+        .unwrap()
+        .pieces_equally();
+    let mut skipped = BalancedSampler::new(&corpus, &split.train, 128, 9)
+        .unwrap()
+        .pieces_equally();
+    for _ in 0..3 {
+        fresh.next_batch();
+    }
+    skipped.skip(3);
+    let (a, b) = (fresh.next_batch(), skipped.next_batch());
+    assert_eq!(a.sources, b.sources);
+    assert!(a.sources.iter().all(|s| split.train.contains(&s.piece)));
+}
+
+#[test]
 fn bad_files_are_skipped_and_listed() {
     let dir = tempfile::tempdir().unwrap();
     let chopin = dir.path().join("chopin");
