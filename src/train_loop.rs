@@ -232,11 +232,12 @@ pub fn transpose_batch(batch: &mut Batch, max: u8, rng: &mut impl Rng) {
 }
 
 /// Leaves out each note (a run of sounding steps of one pitch) of each batch item with
-/// probability `p`, whole.
+/// probability `p`, whole (`p` is clamped to [0, 1]; NaN leaves the batch as it is).
 pub fn drop_notes_batch(batch: &mut Batch, p: f64, rng: &mut impl Rng) {
-    if p <= 0.0 {
+    if p.is_nan() || p <= 0.0 {
         return;
     }
+    let p = p.min(1.0);
     let steps = batch.steps;
     for item in batch.data.chunks_mut(steps * PITCHES) {
         for pitch in 0..PITCHES {
@@ -655,7 +656,11 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let mut same = batch.clone();
         drop_notes_batch(&mut same, 0.0, &mut rng);
+        drop_notes_batch(&mut same, f64::NAN, &mut rng);
         assert_eq!(same.data, batch.data);
+        let mut silent = batch.clone();
+        drop_notes_batch(&mut silent, 2.0, &mut rng);
+        assert!(silent.data.iter().all(|&c| c == 0.0), "past 1 is all");
 
         let mut dropped = batch.clone();
         drop_notes_batch(&mut dropped, 0.5, &mut rng);
