@@ -151,6 +151,11 @@ pub fn train_classifier(
     let mut cfg = opts.config;
     cfg.classes = corpus.composers.len();
     cfg.stack.check().map_err(Error::InvalidArgument)?;
+    if cfg.patch_steps == 0 {
+        return Err(Error::InvalidArgument(
+            "--patch-steps must be at least 1".into(),
+        ));
+    }
     if !opts.train.snippet_steps.is_multiple_of(cfg.patch_steps)
         || opts.train.snippet_steps > cfg.max_steps()
     {

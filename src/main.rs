@@ -362,6 +362,9 @@ struct ClassifierArgs {
     /// L2 weight decay (default 0).
     #[arg(long, value_name = "X")]
     weight_decay: Option<f64>,
+    /// Roll steps per token (default 4, one beat); the longest snippet is 128 tokens.
+    #[arg(long, value_name = "N")]
+    patch_steps: Option<usize>,
 }
 
 #[derive(Args)]
@@ -718,8 +721,16 @@ fn run(cli: Cli) -> Result<()> {
                 run,
                 dropout,
                 weight_decay,
+                patch_steps,
             } = *args;
             let mut defaults = segue::classify::ClassifierOptions::default();
+            if let Some(n) = patch_steps {
+                // Checked before the corpus loads, like the other models' sizes.
+                if n == 0 {
+                    anyhow::bail!("--patch-steps must be at least 1");
+                }
+                defaults.config.patch_steps = n;
+            }
             if let Some(p) = dropout {
                 defaults.config.stack.dropout = p;
             }

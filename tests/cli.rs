@@ -181,6 +181,15 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
         "0",
     ]);
     assert!(err.contains("latent size"), "{err}");
+    let err = fails(&[
+        "train",
+        "classifier",
+        "--corpus",
+        p(dir.path()),
+        "--patch-steps",
+        "0",
+    ]);
+    assert!(err.contains("--patch-steps"), "{err}");
     // Negative numbers reach the program's own checks rather than read as unknown flags.
     let out = dir.path().join("g.mid");
     for (flag, value, says) in [

@@ -217,6 +217,31 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
 }
 
 #[test]
+fn a_classifier_with_longer_tokens_trains_and_judges_any_window() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_corpus(dir.path());
+    let c = corpus(dir.path());
+    // Two steps per token: a 32-step snippet is 16 tokens, twice what 8 positions allow at 1.
+    let mut o = classifier_options(2);
+    o.config.patch_steps = 2;
+    o.config.stack.max_len = 16;
+    train_classifier(&c, &o, &dir.path().join("a"), false);
+    let clf = classify::load(&dir.path().join("a/classifier.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(clf.config.patch_steps, 2);
+    assert_eq!(classify::window_steps(&clf), 32);
+    // A window that is not a whole number of tokens is rounded up to one.
+    let v = classify::classify_roll(&clf, &c.pieces[0].roll, 7, 7).unwrap();
+    assert_eq!(v.window, 8);
+    assert!((v.overall.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    // A snippet that does not split into tokens is refused before any work.
+    let mut odd = classifier_options(2);
+    odd.config.patch_steps = 3;
+    odd.config.stack.max_len = 16;
+    let err = refused(classify::train_classifier, &c, &odd, &dir.path().join("b"));
+    assert!(err.to_string().contains("multiple of 3"), "{err}");
+}
+
+#[test]
 fn balanced_accuracy_counts_every_class_once() {
     // 9 of 10 right in a big class, 0 of 1 in a small one, one class absent: plain 9/11,
     // balanced (0.9 + 0) / 2.
