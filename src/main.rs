@@ -380,6 +380,11 @@ struct DcganArgs {
     /// a two-timescale game in which the discriminator wins later.
     #[arg(long, value_name = "X")]
     d_lr: Option<f64>,
+    /// Weight of feature matching in the generator's loss (default 0, off): the generator
+    /// also matches the batch means of the discriminator's last hidden features on real
+    /// snippets.
+    #[arg(long, value_name = "W")]
+    feature_matching: Option<f64>,
 }
 
 impl LoopArgs {
@@ -756,9 +761,15 @@ fn run(cli: Cli) -> Result<()> {
         Some(Cmd::Train {
             command: TrainCmd::Dcgan(args),
         }) => {
-            let DcganArgs { run, cells, d_lr } = *args;
+            let DcganArgs {
+                run,
+                cells,
+                d_lr,
+                feature_matching,
+            } = *args;
             let mut defaults = segue::gan::GanOptions {
                 discriminator_learning_rate: d_lr,
+                feature_matching: feature_matching.unwrap_or(0.0),
                 ..Default::default()
             };
             if let Some(c) = cells {

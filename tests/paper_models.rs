@@ -439,6 +439,41 @@ fn a_slower_discriminator_changes_the_game_and_bad_rates_are_refused() {
 }
 
 #[test]
+fn feature_matching_adds_its_weighted_gap_to_the_generator_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_corpus(dir.path());
+    let c = corpus(dir.path());
+    let mut o = gan::GanOptions::default();
+    o.config.generator_channels = 2;
+    o.config.discriminator_channels = 2;
+    o.config.latent = 8;
+    o.train = tiny_loop(2, 128);
+    o.train.valid_per_composer = 1;
+    let plain = train_with(gan::train_gan, &c, &o, &dir.path().join("plain"), false);
+    assert!(!plain[0].train.contains_key("feature_gap"));
+    o.feature_matching = 0.5;
+    let fm = train_with(gan::train_gan, &c, &o, &dir.path().join("fm"), false);
+    let again = train_with(gan::train_gan, &c, &o, &dir.path().join("again"), false);
+    let gap = fm[0].train["feature_gap"];
+    assert!(gap > 0.0, "{gap}");
+    // At the first step both discriminators and generators are the same when the generator's
+    // loss is taken, so the only difference is the weighted gap (losses are per snippet).
+    let extra = fm[0].train["loss_g"] - plain[0].train["loss_g"];
+    assert!(
+        (extra - 0.5 * gap).abs() < 1e-3 * (1.0 + gap),
+        "{extra} vs {gap}"
+    );
+    assert_eq!(fm[0].train["loss_d"], plain[0].train["loss_d"]);
+    let curve = |seen: &[LoopMetrics]| seen.iter().map(|m| m.train.clone()).collect::<Vec<_>>();
+    assert_eq!(curve(&fm), curve(&again));
+    for bad in [-1.0, f64::NAN, f64::INFINITY] {
+        o.feature_matching = bad;
+        let err = refused(gan::train_gan, &c, &o, &dir.path().join("bad"));
+        assert!(err.to_string().contains("feature-matching weight"), "{err}");
+    }
+}
+
+#[test]
 fn gradient_ascent_raises_the_target_composer() {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_corpus(dir.path());

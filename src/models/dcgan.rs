@@ -190,12 +190,23 @@ impl Discriminator {
 
     /// Snippets `[B, 1, 128, 128]` (values in 0..1) -> logits `[B]`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.logits(&self.features_t(x, train)?)
+    }
+
+    /// Snippets -> the last hidden layer's features `[B, C, 4, 4]`, before the final
+    /// convolution (what feature matching compares).
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let leaky = |t: Tensor| -> Result<Tensor> { t.maximum(&(&t * 0.2)?) };
         let mut h = leaky(self.convs[0].forward(x)?)?;
         for (conv, norm) in self.convs[1..5].iter().zip(&self.norms) {
             h = leaky(norm.forward_t(&conv.forward(&h)?, train)?)?;
         }
-        self.convs[5].forward(&h)?.flatten_all()
+        Ok(h)
+    }
+
+    /// Features from [`Self::features_t`] -> logits `[B]`.
+    pub fn logits(&self, features: &Tensor) -> Result<Tensor> {
+        self.convs[5].forward(features)?.flatten_all()
     }
 }
 
