@@ -63,6 +63,17 @@ fn classifier_options(steps: usize) -> classify::ClassifierOptions {
     o
 }
 
+/// A DCGAN of 2 channels and an 8-d z, trained 2 steps.
+fn tiny_gan_options() -> gan::GanOptions {
+    let mut o = gan::GanOptions::default();
+    o.config.generator_channels = 2;
+    o.config.discriminator_channels = 2;
+    o.config.latent = 8;
+    o.train = tiny_loop(2, 128);
+    o.train.valid_per_composer = 1;
+    o
+}
+
 /// A shared-loop training function (`train_classifier`, `train_tvae`, `train_gan`).
 type TrainFn<O> = fn(
     &Corpus,
@@ -372,14 +383,9 @@ fn dcgan_trains_and_samples_reproducibly() {
         (Cells::Thresholded, true),
         (Cells::Probabilities, false),
     ] {
-        let mut o = gan::GanOptions::default();
-        o.config.generator_channels = 2;
-        o.config.discriminator_channels = 2;
-        o.config.latent = 8;
+        let mut o = tiny_gan_options();
         o.config.cells = cells;
         o.config.output_bias = output_bias;
-        o.train = tiny_loop(2, 128);
-        o.train.valid_per_composer = 1;
         let out = dir.path().join(format!("g-{cells:?}"));
         let seen = train_with(gan::train_gan, &c, &o, &out, false);
         assert_eq!(seen.len(), 2);
@@ -409,12 +415,7 @@ fn a_slower_discriminator_changes_the_game_and_bad_rates_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_corpus(dir.path());
     let c = corpus(dir.path());
-    let mut o = gan::GanOptions::default();
-    o.config.generator_channels = 2;
-    o.config.discriminator_channels = 2;
-    o.config.latent = 8;
-    o.train = tiny_loop(2, 128);
-    o.train.valid_per_composer = 1;
+    let mut o = tiny_gan_options();
     let losses = |seen: &[LoopMetrics]| {
         seen.iter()
             .map(|m| (m.train["loss_d"], m.train["loss_g"]))
@@ -443,12 +444,7 @@ fn feature_matching_adds_its_weighted_gap_to_the_generator_loss() {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_corpus(dir.path());
     let c = corpus(dir.path());
-    let mut o = gan::GanOptions::default();
-    o.config.generator_channels = 2;
-    o.config.discriminator_channels = 2;
-    o.config.latent = 8;
-    o.train = tiny_loop(2, 128);
-    o.train.valid_per_composer = 1;
+    let mut o = tiny_gan_options();
     let plain = train_with(gan::train_gan, &c, &o, &dir.path().join("plain"), false);
     assert!(!plain[0].train.contains_key("feature_gap"));
     o.feature_matching = 0.5;
