@@ -41,7 +41,8 @@ pub struct GanOptions {
     pub discriminator_learning_rate: Option<f64>,
     /// Weight of feature matching in the generator's loss (0 = off, the plain DCGAN): the
     /// squared distance between the batch means of the discriminator's last hidden features
-    /// for real and generated snippets, times the batch size to match the summed BCE. It
+    /// (its batch norm on running statistics) for real and generated snippets, times the
+    /// batch size to match the summed BCE. It
     /// asks the generator to match the statistics the discriminator looks at rather than
     /// only to fool its verdict (Salimans et al. 2016).
     #[serde(default)]
@@ -206,12 +207,14 @@ impl Task for GanTask {
         let loss_d = (bce_sum(&d_real, 1.0)? + bce_sum(&d_fake, 0.0)?)?;
         self.adam_d
             .apply(&loss_d.backward()?, self.opts.train.grad_clip)?;
-        let fake_features = d.features_t(&fake, true)?;
-        let mut loss_g = bce_sum(&d.logits(&fake_features)?, 1.0)?;
+        let mut loss_g = bce_sum(&d.forward_t(&fake, true)?, 1.0)?;
         let mut matching = None;
         if self.opts.feature_matching > 0.0 {
-            let real_mean = d.features_t(&real, true)?.detach().mean(0)?;
-            let gap = (fake_features.mean(0)? - real_mean)?.sqr()?.sum_all()?;
+            // Batch norm in inference mode (running statistics): in training mode each batch
+            // is normalised by its own statistics, which hides most of the difference.
+            let real_mean = d.features_t(&real, false)?.detach().mean(0)?;
+            let fake_mean = d.features_t(&fake, false)?.mean(0)?;
+            let gap = (fake_mean - real_mean)?.sqr()?.sum_all()?;
             matching = Some(gap.to_scalar::<f32>()? as f64);
             loss_g = (loss_g + gap.affine(self.opts.feature_matching * b as f64, 0.0)?)?;
         }

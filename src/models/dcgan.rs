@@ -205,7 +205,7 @@ impl Discriminator {
     }
 
     /// Features from [`Self::features_t`] -> logits `[B]`.
-    pub fn logits(&self, features: &Tensor) -> Result<Tensor> {
+    fn logits(&self, features: &Tensor) -> Result<Tensor> {
         self.convs[5].forward(features)?.flatten_all()
     }
 }
