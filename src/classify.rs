@@ -153,7 +153,7 @@ pub fn train_classifier(
     cfg.stack.check().map_err(Error::InvalidArgument)?;
     if cfg.patch_steps == 0 {
         return Err(Error::InvalidArgument(
-            "--patch-steps must be at least 1".into(),
+            "a token must hold at least 1 step (patch_steps 0)".into(),
         ));
     }
     if !opts.train.snippet_steps.is_multiple_of(cfg.patch_steps)

@@ -42,9 +42,9 @@ pub struct GanOptions {
     /// Weight of feature matching in the generator's loss (0 = off, the plain DCGAN): the
     /// squared distance between the batch means of the discriminator's last hidden features
     /// (its batch norm on running statistics) for real and generated snippets, times the
-    /// batch size to match the summed BCE. It
-    /// asks the generator to match the statistics the discriminator looks at rather than
-    /// only to fool its verdict (Salimans et al. 2016).
+    /// batch size to match the summed BCE. It asks the generator to match the statistics
+    /// the discriminator looks at rather than only to fool its verdict (Salimans et al.
+    /// 2016).
     #[serde(default)]
     pub feature_matching: f64,
     /// Loop options (snippets are always 128 steps).

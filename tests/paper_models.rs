@@ -250,6 +250,9 @@ fn a_classifier_with_longer_tokens_trains_and_judges_any_window() {
     odd.config.stack.max_len = 16;
     let err = refused(classify::train_classifier, &c, &odd, &dir.path().join("b"));
     assert!(err.to_string().contains("multiple of 3"), "{err}");
+    odd.config.patch_steps = 0;
+    let err = refused(classify::train_classifier, &c, &odd, &dir.path().join("c"));
+    assert!(err.to_string().contains("at least 1 step"), "{err}");
 }
 
 #[test]
