@@ -378,12 +378,12 @@ struct DcganArgs {
     cells: Option<segue::models::dcgan::Cells>,
     /// The discriminator's Adam learning rate (default: --lr, the generator's); lower makes
     /// a two-timescale game in which the discriminator wins later.
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     d_lr: Option<f64>,
     /// Weight of feature matching in the generator's loss (default 0, off): the generator
     /// also matches the batch means of the discriminator's last hidden features on real
     /// snippets.
-    #[arg(long, value_name = "W")]
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
     feature_matching: Option<f64>,
 }
 
@@ -767,6 +767,13 @@ fn run(cli: Cli) -> Result<()> {
                 d_lr,
                 feature_matching,
             } = *args;
+            // Checked before the corpus loads (the library refuses them too).
+            if let Some(w) = feature_matching.filter(|w| !(w.is_finite() && *w >= 0.0)) {
+                anyhow::bail!("--feature-matching must be 0 or more, not {w}");
+            }
+            if let Some(r) = d_lr.filter(|r| !(r.is_finite() && *r > 0.0)) {
+                anyhow::bail!("--d-lr must be a positive number, not {r}");
+            }
             let mut defaults = segue::gan::GanOptions {
                 discriminator_learning_rate: d_lr,
                 feature_matching: feature_matching.unwrap_or(0.0),

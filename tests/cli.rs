@@ -190,6 +190,23 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
         "0",
     ]);
     assert!(err.contains("--patch-steps"), "{err}");
+    for (flag, value, says) in [
+        (
+            "--feature-matching",
+            "-1",
+            "--feature-matching must be 0 or more",
+        ),
+        (
+            "--feature-matching",
+            "nan",
+            "--feature-matching must be 0 or more",
+        ),
+        ("--d-lr", "-0.001", "--d-lr must be a positive number"),
+        ("--d-lr", "0", "--d-lr must be a positive number"),
+    ] {
+        let err = fails(&["train", "dcgan", "--corpus", p(dir.path()), flag, value]);
+        assert!(err.contains(says), "{flag} {value}: {err}");
+    }
     // Negative numbers reach the program's own checks rather than read as unknown flags.
     let out = dir.path().join("g.mid");
     for (flag, value, says) in [
