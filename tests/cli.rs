@@ -172,40 +172,19 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
     assert!(err.contains("bad.npy"), "{err}");
     let err = fails(&["corpus", "stats", p(&dir.path().join("no-such-dir"))]);
     assert!(err.contains("no-such-dir"), "{err}");
-    let err = fails(&[
-        "train",
-        "lstm-vae",
-        "--corpus",
-        p(dir.path()),
-        "--latent",
-        "0",
-    ]);
-    assert!(err.contains("latent size"), "{err}");
-    let err = fails(&[
-        "train",
-        "classifier",
-        "--corpus",
-        p(dir.path()),
-        "--patch-steps",
-        "0",
-    ]);
-    assert!(err.contains("--patch-steps"), "{err}");
-    for (flag, value, says) in [
-        (
-            "--feature-matching",
-            "-1",
-            "--feature-matching must be 0 or more",
-        ),
-        (
-            "--feature-matching",
-            "nan",
-            "--feature-matching must be 0 or more",
-        ),
-        ("--d-lr", "-0.001", "--d-lr must be a positive number"),
-        ("--d-lr", "0", "--d-lr must be a positive number"),
+    // Training sizes and rates are checked before the corpus loads.
+    let fm = "--feature-matching must be 0 or more";
+    let d_lr = "--d-lr must be a positive number";
+    for (model, flag, value, says) in [
+        ("lstm-vae", "--latent", "0", "latent size"),
+        ("classifier", "--patch-steps", "0", "--patch-steps"),
+        ("dcgan", "--feature-matching", "-1", fm),
+        ("dcgan", "--feature-matching", "nan", fm),
+        ("dcgan", "--d-lr", "-0.001", d_lr),
+        ("dcgan", "--d-lr", "0", d_lr),
     ] {
-        let err = fails(&["train", "dcgan", "--corpus", p(dir.path()), flag, value]);
-        assert!(err.contains(says), "{flag} {value}: {err}");
+        let err = fails(&["train", model, "--corpus", p(dir.path()), flag, value]);
+        assert!(err.contains(says), "{model} {flag} {value}: {err}");
     }
     // Negative numbers reach the program's own checks rather than read as unknown flags.
     let out = dir.path().join("g.mid");

@@ -19,12 +19,17 @@ use segue::train::Control;
 use segue::train_loop::{LoopEvent, LoopMetrics, LoopOptions, LoopOutcome};
 use segue::{ascent, classify, gan, tvae};
 
-fn corpus(dir: &Path) -> Corpus {
+/// The tiny three-composer corpus, written into a fresh temporary folder (kept alive by the
+/// returned handle) and loaded.
+fn tiny_corpus() -> (tempfile::TempDir, Corpus) {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_corpus(dir.path());
     let opts = LoadOptions {
         quantize: QuantizeOptions::default(),
         cache_dir: None,
     };
-    Corpus::load(dir, &opts, &|_, _| {}).unwrap()
+    let c = Corpus::load(dir.path(), &opts, &|_, _| {}).unwrap();
+    (dir, c)
 }
 
 fn tiny_stack(max_len: usize, width: usize) -> StackConfig {
@@ -160,9 +165,7 @@ fn gradients_reach_every_transformer_weight() {
 
 #[test]
 fn classifier_trains_reproducibly_resumes_and_classifies() {
-    let dir = tempfile::tempdir().unwrap();
-    write_tiny_corpus(dir.path());
-    let c = corpus(dir.path());
+    let (dir, c) = tiny_corpus();
     let a = train_classifier(&c, &classifier_options(6), &dir.path().join("a"), false);
     let b = train_classifier(&c, &classifier_options(6), &dir.path().join("b"), false);
     assert_eq!(a.len(), 6);
@@ -229,9 +232,7 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
 
 #[test]
 fn a_classifier_with_longer_tokens_trains_and_judges_any_window() {
-    let dir = tempfile::tempdir().unwrap();
-    write_tiny_corpus(dir.path());
-    let c = corpus(dir.path());
+    let (dir, c) = tiny_corpus();
     // Two steps per token: a 32-step snippet is 16 tokens, twice what 8 positions allow at 1.
     let mut o = classifier_options(2);
     o.config.patch_steps = 2;
@@ -267,9 +268,7 @@ fn balanced_accuracy_counts_every_class_once() {
 
 #[test]
 fn classifier_learns_the_tiny_composers() {
-    let dir = tempfile::tempdir().unwrap();
-    write_tiny_corpus(dir.path());
-    let c = corpus(dir.path());
+    let (dir, c) = tiny_corpus();
     let mut o = classifier_options(150);
     // Transposition is what lets it generalise from two pieces per composer.
     o.train.transpose = 3;
@@ -290,9 +289,7 @@ fn classifier_learns_the_tiny_composers() {
 
 #[test]
 fn damaged_model_files_are_refused_with_the_file_named() {
-    let dir = tempfile::tempdir().unwrap();
-    write_tiny_corpus(dir.path());
-    let c = corpus(dir.path());
+    let (dir, c) = tiny_corpus();
     train_classifier(&c, &classifier_options(2), &dir.path().join("a"), false);
     let file = dir.path().join("a/classifier.safetensors");
     let bytes = std::fs::read(&file).unwrap();
@@ -315,9 +312,7 @@ fn damaged_model_files_are_refused_with_the_file_named() {
 
 #[test]
 fn transformer_vae_trains_and_generates_every_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    write_tiny_corpus(dir.path());
-    let c = corpus(dir.path());
+    let (dir, c) = tiny_corpus();
     let mut o = tvae::TvaeOptions::default();
     o.config.stack = tiny_stack(16, 128);
     o.train = tiny_loop(4, 16);
@@ -376,9 +371,7 @@ fn transformer_vae_trains_and_generates_every_mode() {
 
 #[test]
 fn dcgan_trains_and_samples_reproducibly() {
-    let dir = tempfile::tempdir().unwrap();
-    write_tiny_corpus(dir.path());
-    let c = corpus(dir.path());
+    let (dir, c) = tiny_corpus();
     // The two binary kinds, and the plain DCGAN without an output bias as files made before
     // binary cells are: those still load and sample.
     for (cells, output_bias) in [
@@ -415,9 +408,7 @@ fn dcgan_trains_and_samples_reproducibly() {
 
 #[test]
 fn a_slower_discriminator_changes_the_game_and_bad_rates_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    write_tiny_corpus(dir.path());
-    let c = corpus(dir.path());
+    let (dir, c) = tiny_corpus();
     let mut o = tiny_gan_options();
     let losses = |seen: &[LoopMetrics]| {
         seen.iter()
@@ -444,9 +435,7 @@ fn a_slower_discriminator_changes_the_game_and_bad_rates_are_refused() {
 
 #[test]
 fn feature_matching_adds_its_weighted_gap_to_the_generator_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    write_tiny_corpus(dir.path());
-    let c = corpus(dir.path());
+    let (dir, c) = tiny_corpus();
     let mut o = tiny_gan_options();
     let plain = train_with(gan::train_gan, &c, &o, &dir.path().join("plain"), false);
     assert!(!plain[0].train.contains_key("feature_gap"));
@@ -474,9 +463,7 @@ fn feature_matching_adds_its_weighted_gap_to_the_generator_loss() {
 
 #[test]
 fn gradient_ascent_raises_the_target_composer() {
-    let dir = tempfile::tempdir().unwrap();
-    write_tiny_corpus(dir.path());
-    let c = corpus(dir.path());
+    let (dir, c) = tiny_corpus();
     let mut o = classifier_options(30);
     o.train.eval_every = 30;
     train_classifier(&c, &o, &dir.path().join("a"), false);
