@@ -487,6 +487,10 @@ struct TrainArgs {
     /// its own piece among the batch (default 0 = off).
     #[arg(long, value_name = "X")]
     piece_weight: Option<f64>,
+    /// Weight of the MMD term (InfoVAE): pulls the sampled codes as a whole onto N(0, I), so
+    /// a prior sample lands where the decoder was trained (default 0 = off).
+    #[arg(long, value_name = "X")]
+    mmd_weight: Option<f64>,
     /// Take the KL against a composer-aware prior N(c_composer, I) (learned centres, stored
     /// with the model) instead of N(0, I).
     #[arg(long)]
@@ -1135,6 +1139,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.style_weight = a.style_weight.unwrap_or(o.style_weight);
     o.centre_scale = a.centre_scale.unwrap_or(o.centre_scale);
     o.piece_weight = a.piece_weight.unwrap_or(o.piece_weight);
+    o.mmd_weight = a.mmd_weight.unwrap_or(o.mmd_weight);
     o.composer_prior = a.composer_prior;
     o.transpose = a.transpose.unwrap_or(o.transpose);
     o.eval_every = a.eval_every.unwrap_or(o.eval_every);
@@ -1228,8 +1233,15 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
                     say(
                         &bar,
                         format!(
-                            "step {:>6} {:>7.0}s  train {:.4}/cell kl {:.1} beta {:.3} style {:.2} piece {:.2}{valid_text}",
-                            m.step, m.seconds, m.recon_per_cell, m.kl, m.beta, m.style, m.piece
+                            "step {:>6} {:>7.0}s  train {:.4}/cell kl {:.1} beta {:.3} style {:.2} piece {:.2} mmd {:.4}{valid_text}",
+                            m.step,
+                            m.seconds,
+                            m.recon_per_cell,
+                            m.kl,
+                            m.beta,
+                            m.style,
+                            m.piece,
+                            m.mmd
                         ),
                     );
                 }

@@ -23,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::dataset::{BalancedSampler, Corpus, SnippetRef, fixed_snippets};
 use crate::error::{Error, Result, candle};
 use crate::models::lstm_vae::{Config, DiagonalGaussian, LstmVae, bce_with_logits};
+use crate::models::standard_normal;
 use crate::models::trained::{self, CorpusInfo, LatentStats, Manifest};
 use crate::models::weights;
 use crate::roll::PITCHES;
@@ -102,6 +103,12 @@ pub struct TrainOptions {
     /// so z describes a piece consistently over time. 0 = off.
     #[serde(default)]
     pub piece_weight: f64,
+    /// Weight of the MMD term (InfoVAE, Zhao et al. 2019): the maximum mean discrepancy
+    /// between the batch's sampled codes and draws from N(0, I). It pulls the codes as a whole
+    /// onto the prior, so that a prior sample lands where the decoder was trained, without the
+    /// per-snippet KL cost that erases what z says of each snippet. 0 = off.
+    #[serde(default)]
+    pub mmd_weight: f64,
     /// A composer-aware prior: the KL is taken against N(c_y, I), c_y being the learned
     /// centre of the snippet's composer (the style term's centres), instead of N(0, I). The
     /// centres are stored with the model, so its prior can be sampled.
@@ -161,6 +168,7 @@ impl TrainOptions {
             style_weight: 30.0,
             centre_scale: 1.0,
             piece_weight: 0.0,
+            mmd_weight: 0.0,
             composer_prior: false,
             transpose: 0,
             valid_fraction: 0.1,
@@ -208,6 +216,9 @@ pub struct Metrics {
     /// Cross-entropy of the piece term (0 when it is off).
     #[serde(default)]
     pub piece: f64,
+    /// Squared MMD between the sampled codes and prior draws (0 when the term is off).
+    #[serde(default)]
+    pub mmd: f64,
     /// Validation figures, on the steps that have them.
     pub valid: Option<Validation>,
     /// Seconds of training so far.
@@ -481,6 +492,22 @@ fn partner_snippets(
         .collect()
 }
 
+/// Prior draws per code of the batch in the MMD term.
+const MMD_PRIOR_DRAWS: usize = 10;
+
+/// Squared maximum mean discrepancy (the biased estimate) between the rows of `a` `[N, Z]`
+/// and of `b` `[M, Z]`, with InfoVAE's Gaussian kernel exp(-|x - y|^2 / Z).
+fn squared_mmd(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    let scale = -1.0 / a.dim(1)? as f64;
+    let kernel = |x: &Tensor, y: &Tensor| {
+        squared_distances(x, y)?
+            .affine(scale, 0.0)?
+            .exp()?
+            .mean_all()
+    };
+    (kernel(a, a)? + kernel(b, b)?)? - kernel(a, b)?.affine(2.0, 0.0)?
+}
+
 /// Squared distances `[B, C]` from posterior means `[B, Z]` to centres `[C, Z]`.
 fn squared_distances(mean: &Tensor, centres: &Tensor) -> candle_core::Result<Tensor> {
     let m2 = mean.sqr()?.sum_keepdim(1)?;
@@ -543,6 +570,12 @@ impl<'a> Trainer<'a> {
             return Err(Error::InvalidArgument(format!(
                 "the piece weight must be a number of at least 0, not {}",
                 opts.piece_weight
+            )));
+        }
+        if !(opts.mmd_weight.is_finite() && opts.mmd_weight >= 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "the MMD weight must be a number of at least 0, not {}",
+                opts.mmd_weight
             )));
         }
         check_transpose(opts.transpose)?;
@@ -620,15 +653,17 @@ impl<'a> Trainer<'a> {
     }
 
     /// One optimiser step on `batch`; `partners` holds another snippet of each item's piece
-    /// (for the piece term). Returns (recon, kl, style, piece).
+    /// (for the piece term), `prior` draws from N(0, I) (for the MMD term). Returns (recon,
+    /// kl, style, piece, mmd).
     fn step(
         &mut self,
         x: &Tensor,
         partners: Option<&Tensor>,
+        prior: Option<&Tensor>,
         labels: &Tensor,
         beta: f64,
         rng: &mut ChaCha8Rng,
-    ) -> Result<[f64; 4]> {
+    ) -> Result<[f64; 5]> {
         let o = &self.opts;
         let (b, t, _) = x.dims3().map_err(candle)?;
         let keep: Vec<f32> = (0..b * t)
@@ -646,7 +681,7 @@ impl<'a> Trainer<'a> {
                 .map(|_| f32::from(u8::from(rng.random::<f64>() >= o.encoder_dropout)))
                 .collect()
         });
-        let run = || -> candle_core::Result<[Tensor; 5]> {
+        let run = || -> candle_core::Result<[Tensor; 6]> {
             let keep = Tensor::from_vec(keep, (b, t), &self.device)?;
             let posterior = match seen {
                 Some(seen) => {
@@ -678,9 +713,17 @@ impl<'a> Trainer<'a> {
                 }
                 None => Tensor::zeros((), DType::F32, &self.device)?,
             };
-            Ok([total, recon, kl, style, piece])
+            let mmd = match prior {
+                Some(p) => {
+                    let mmd = squared_mmd(&z, p)?;
+                    total = (total + (&mmd * o.mmd_weight)?)?;
+                    mmd
+                }
+                None => Tensor::zeros((), DType::F32, &self.device)?,
+            };
+            Ok([total, recon, kl, style, piece, mmd])
         };
-        let [total, recon, kl, style, piece] = run().map_err(candle)?;
+        let [total, recon, kl, style, piece, mmd] = run().map_err(candle)?;
         let grads = total.backward().map_err(candle)?;
         let norm = self.adam.apply(&grads, o.grad_clip)?;
         if !norm.is_finite() {
@@ -695,6 +738,7 @@ impl<'a> Trainer<'a> {
             scalar(&kl)?,
             scalar(&style)?,
             scalar(&piece)?,
+            scalar(&mmd)?,
         ])
     }
 
@@ -962,8 +1006,28 @@ pub fn train_lstm_vae(
         } else {
             None
         };
-        let [recon, kl, style, piece] =
-            trainer.step(&x, partners.as_ref(), &labels, beta, &mut rng)?;
+        // Drawn only when on, from their own generator, so runs without it keep their curves.
+        let prior = if opts.mmd_weight > 0.0 {
+            let mut draw = ChaCha8Rng::seed_from_u64(
+                opts.seed.wrapping_mul(0x94D0_49BB_1331_11EB) ^ step as u64,
+            );
+            let n = batch.composers.len() * MMD_PRIOR_DRAWS;
+            let z = opts.config.latent;
+            Some(
+                Tensor::from_vec(standard_normal(&mut draw, n * z), (n, z), device)
+                    .map_err(candle)?,
+            )
+        } else {
+            None
+        };
+        let [recon, kl, style, piece, mmd] = trainer.step(
+            &x,
+            partners.as_ref(),
+            prior.as_ref(),
+            &labels,
+            beta,
+            &mut rng,
+        )?;
         step += 1;
         let valid = if step % opts.eval_every.max(1) == 0 || step == opts.steps {
             let v = trainer.validate()?;
@@ -980,6 +1044,7 @@ pub fn train_lstm_vae(
             beta,
             style,
             piece,
+            mmd,
             valid,
             seconds: elapsed(&started),
         };
@@ -1010,4 +1075,21 @@ pub fn train_lstm_vae(
         stopped_early,
         validation: last_valid,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mmd_is_zero_for_one_set_and_grows_with_the_distance_between_two() {
+        let dev = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let a = Tensor::from_vec(standard_normal(&mut rng, 64 * 4), (64, 4), &dev).unwrap();
+        let mmd = |b: &Tensor| squared_mmd(&a, b).unwrap().to_scalar::<f32>().unwrap();
+        assert!(mmd(&a).abs() < 1e-6, "{}", mmd(&a));
+        let near = mmd(&(&a + 0.5).unwrap());
+        let far = mmd(&(&a + 2.0).unwrap());
+        assert!(0.0 < near && near < far, "{near} {far}");
+    }
 }

@@ -336,6 +336,15 @@ fn damaged_model_files_are_refused_with_the_reason() {
         &manifest.replace("\"metre\": 0", "\"metre\": 1000000000000"),
     );
     assert!(absurd.contains("impossible model sizes"), "{absurd}");
+    let huge = load(
+        "huge",
+        &bytes,
+        &manifest.replace("\"hidden\": 16", "\"hidden\": 100000000"),
+    );
+    assert!(
+        huge.contains("huge.json") && huge.contains("holds"),
+        "{huge}"
+    );
     let missing = std::fs::remove_file(dir.path().join("good.json"));
     assert!(missing.is_ok());
     let no_manifest = TrainedModel::load(
@@ -348,12 +357,15 @@ fn damaged_model_files_are_refused_with_the_reason() {
     assert!(no_manifest.contains("good.json"), "{no_manifest}");
     let garbage = load("garbage", b"not a model", &manifest);
     assert!(garbage.contains("garbage.safetensors"), "{garbage}");
-    // A tensor stored as integers.
-    let ints: Vec<(String, candle_core::Tensor)> = vec![(
-        "output.bias".into(),
-        candle_core::Tensor::zeros(128, candle_core::DType::U32, &candle_core::Device::Cpu)
-            .unwrap(),
-    )];
+    // A tensor stored as integers (with as many values as the model has parameters, so the
+    // size check passes and the tensors themselves are looked at).
+    let zeros = |n: usize| {
+        candle_core::Tensor::zeros(n, candle_core::DType::U32, &candle_core::Device::Cpu).unwrap()
+    };
+    let ints: Vec<(String, candle_core::Tensor)> = vec![
+        ("output.bias".into(), zeros(128)),
+        ("padding".into(), zeros(1 << 16)),
+    ];
     let int_path = dir.path().join("ints.safetensors");
     segue::models::weights::save(&int_path, &ints, candle_core::DType::U32).unwrap();
     let int_bytes = std::fs::read(&int_path).unwrap();
@@ -459,6 +471,37 @@ fn the_piece_term_is_off_by_default_seeded_when_on_and_bad_weights_are_refused()
         o.piece_weight = bad;
         let err = refused(&c, &o, &dir.path().join("bad"));
         assert!(err.to_string().contains("piece weight"), "{err}");
+    }
+}
+
+#[test]
+fn the_mmd_term_is_off_by_default_seeded_when_on_and_bad_weights_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let c = corpus(dir.path());
+    let mut o = tiny_options(3);
+    assert_eq!(o.mmd_weight, 0.0);
+    let off = run(&c, &o, &dir.path().join("off"), false);
+    assert!(off.iter().all(|m| m.mmd == 0.0), "{off:?}");
+    o.mmd_weight = 50.0;
+    let on = run(&c, &o, &dir.path().join("on"), false);
+    let again = run(&c, &o, &dir.path().join("again"), false);
+    // The prior draws come from their own generator: the first step sees the same batch and
+    // the same code samples, and only the update differs.
+    assert_eq!(on[0].recon, off[0].recon);
+    assert_eq!(on[0].kl, off[0].kl);
+    assert_ne!(curve(&on), curve(&off));
+    assert!(
+        on.iter().all(|m| m.mmd.is_finite() && m.mmd > 0.0),
+        "{on:?}"
+    );
+    let mmds = |ms: &[Metrics]| ms.iter().map(|m| m.mmd).collect::<Vec<_>>();
+    assert_eq!(curve(&on), curve(&again));
+    assert_eq!(mmds(&on), mmds(&again));
+    for bad in [-1.0, f64::NAN, f64::INFINITY] {
+        o.mmd_weight = bad;
+        let err = refused(&c, &o, &dir.path().join("bad"));
+        assert!(err.to_string().contains("MMD weight"), "{err}");
     }
 }
 
