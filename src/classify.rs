@@ -192,6 +192,10 @@ pub fn load(path: &Path, device: &Device) -> Result<Classifier> {
         device,
         |cfg: &Config, m| {
             cfg.stack.check()?;
+            if cfg.patch_steps == 0 {
+                return Err("tokens of 0 steps".into());
+            }
+            saved::check_snippet_steps(m, cfg.max_steps())?;
             if cfg.classes != m.composers.len() {
                 return Err(format!(
                     "{} classes but {} composers",

@@ -181,6 +181,25 @@ impl Corpus {
                 Err(f) => failures.push(f),
             }
         }
+        // A composer whose files all failed has nothing to learn from (a model trained here
+        // would list it with no statistics): it is left out, its files stay in `failures`.
+        let mut kept = vec![false; composers.len()];
+        for p in &pieces {
+            kept[p.composer] = true;
+        }
+        if kept.contains(&false) {
+            let mut renumbered = vec![0; composers.len()];
+            let mut next = 0;
+            for (c, &keep) in kept.iter().enumerate() {
+                renumbered[c] = next;
+                next += usize::from(keep);
+            }
+            for p in &mut pieces {
+                p.composer = renumbered[p.composer];
+            }
+            let mut keep = kept.iter();
+            composers.retain(|_| keep.next().copied().unwrap_or(false));
+        }
         Ok(Corpus {
             root: root.into(),
             composers,

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use midly::num::{u4, u7, u15, u24, u28};
-use midly::{Format, Header, MetaMessage, MidiMessage, Timing, TrackEvent, TrackEventKind};
+use midly::{Format, Fps, Header, MetaMessage, MidiMessage, Timing, TrackEvent, TrackEventKind};
 
 use crate::error::{Error, MidiProblem, Result};
 use crate::fsutil;
@@ -370,16 +370,20 @@ fn division_of(header: &Header) -> std::result::Result<(Division, u32, u64), Mid
                 });
             }
             // A quarter note at 120 bpm lasts half a second: fps * subframes / 2 ticks. Ticks
-            // are doubled so that this stays an integer for odd products (29.97 drop-frame
-            // counts as 30 frames, as midly reports it).
-            let per_second = u32::from(fps_int) * u32::from(subframes);
+            // are scaled so that this stays an integer: doubled for odd products, and for
+            // 29.97 drop-frame (30 / 1.001 frames a second; midly's `as_int` says 29) counted
+            // as 30000 * subframes per 2002 ticks.
+            let (per_second, scale) = match fps {
+                Fps::Fps29 => (30_000 * u32::from(subframes), 2002),
+                _ => (u32::from(fps_int) * u32::from(subframes), 2),
+            };
             Ok((
                 Division::Timecode {
                     fps: fps_int,
                     subframes,
                 },
                 per_second,
-                2,
+                scale,
             ))
         }
     }

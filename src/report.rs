@@ -344,11 +344,27 @@ pub fn evaluate_all(
     progress: &mut dyn FnMut(f32, &str),
 ) -> Result<Report> {
     let lstm = &models.lstm;
-    if lstm.manifest.composers != corpus.composers {
-        return Err(Error::InvalidArgument(format!(
-            "the LSTM-VAE knows the composers {:?}, the corpus has {:?}",
-            lstm.manifest.composers, corpus.composers
-        )));
+    // Every model's composer numbers are read as the corpus's.
+    let known = [
+        ("LSTM-VAE", Some(&lstm.manifest.composers)),
+        (
+            "Transformer VAE",
+            models.tvae.as_ref().map(|m| &m.manifest.composers),
+        ),
+        (
+            "classifier",
+            models.classifier.as_ref().map(|m| &m.manifest.composers),
+        ),
+    ];
+    for (name, composers) in known {
+        if let Some(composers) = composers
+            && *composers != corpus.composers
+        {
+            return Err(Error::InvalidArgument(format!(
+                "the {name} knows the composers {composers:?}, the corpus has {:?}",
+                corpus.composers
+            )));
+        }
     }
     let training = &lstm.manifest.training;
     let split = corpus.split(

@@ -207,6 +207,7 @@ pub fn load(path: &Path, device: &Device) -> Result<TrainedTvae> {
         device,
         |cfg: &Config, m| {
             cfg.stack.check()?;
+            saved::check_snippet_steps(m, cfg.stack.max_len)?;
             if m.latents.len() != m.composers.len()
                 || m.latents.iter().any(|l| l.mean.len() != cfg.latent())
             {

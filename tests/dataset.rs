@@ -191,6 +191,10 @@ fn bad_files_are_skipped_and_listed() {
     std::fs::write(debussy.join("empty.mid"), b"").unwrap();
     std::fs::write(debussy.join("ok.midi"), simple(96, &[(0, 960, 62, 90)])).unwrap();
     std::fs::write(debussy.join("notes.txt"), b"ignored").unwrap();
+    // A composer whose every file is bad has nothing to learn from: left out, files listed.
+    let brahms = dir.path().join("brahms");
+    std::fs::create_dir_all(&brahms).unwrap();
+    std::fs::write(brahms.join("broken.mid"), b"MThd").unwrap();
     let corpus = Corpus::load(
         dir.path(),
         &LoadOptions {
@@ -202,7 +206,13 @@ fn bad_files_are_skipped_and_listed() {
     .unwrap();
     assert_eq!(corpus.composers, vec!["chopin", "debussy"]);
     assert_eq!(corpus.pieces.len(), 2);
-    assert_eq!(corpus.failures.len(), 2);
+    assert_eq!(corpus.failures.len(), 3);
+    assert!(
+        corpus
+            .failures
+            .iter()
+            .any(|f| f.path.ends_with("broken.mid"))
+    );
     assert!(
         corpus
             .failures

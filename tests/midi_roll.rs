@@ -235,6 +235,25 @@ fn smpte_files_are_read_on_a_120_bpm_grid() {
 }
 
 #[test]
+fn smpte_drop_frame_files_run_at_29_97_frames_a_second() {
+    // 30 / 1.001 fps x 100 ticks: a minute of music is 179_820 ticks (to 0.2 of a tick), 120
+    // quarters at 120 bpm. Read at 29 fps it would last 62 s, at 30 fps 59.94 s.
+    let bytes = smf(
+        Format::SingleTrack,
+        Timing::Timecode(midly::Fps::Fps29, 100),
+        &[vec![(0, on(0, 60, 90)), (179_820, off(0, 60))]],
+    );
+    let song = Song::parse(&bytes).unwrap();
+    assert!(
+        (song.duration_seconds() - 60.0).abs() < 1e-3,
+        "{}",
+        song.duration_seconds()
+    );
+    let roll = Roll::from_song(&song, &QuantizeOptions::default()).unwrap();
+    assert_eq!(roll.steps(), 480);
+}
+
+#[test]
 fn export_is_a_standard_piano_file_with_tempo_and_velocity() {
     let mut roll = Roll::from_notes(
         16,

@@ -302,6 +302,33 @@ fn damaged_model_files_are_refused_with_the_file_named() {
     .unwrap();
     let err = classify::load(&cut, &Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("cut.safetensors"), "{err}");
+    // Absurd sizes are refused from the manifest, before a model of that size is built.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("a/classifier.json")).unwrap())
+            .unwrap();
+    let mut huge = manifest.clone();
+    huge["config"]["stack"]["layers"] = serde_json::json!(1u64 << 40);
+    std::fs::copy(&file, dir.path().join("huge.safetensors")).unwrap();
+    std::fs::write(dir.path().join("huge.json"), huge.to_string()).unwrap();
+    let err = classify::load(&dir.path().join("huge.safetensors"), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("huge.json") && err.contains("at least") && err.contains("holds"),
+        "{err}"
+    );
+    // Snippets of 0 steps would cut rolls into nothing.
+    let mut empty = manifest.clone();
+    empty["training"]["train"]["snippet_steps"] = serde_json::json!(0);
+    std::fs::copy(&file, dir.path().join("empty.safetensors")).unwrap();
+    std::fs::write(dir.path().join("empty.json"), empty.to_string()).unwrap();
+    let err = classify::load(&dir.path().join("empty.safetensors"), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("empty.json") && err.contains("0 steps"),
+        "{err}"
+    );
     // A classifier file is not a Transformer VAE.
     let err = tvae::load(&file, &Device::Cpu).unwrap_err().to_string();
     assert!(
@@ -505,4 +532,97 @@ fn gradient_ascent_raises_the_target_composer() {
     )
     .unwrap();
     assert_eq!(out.roll.cells(), again.roll.cells());
+}
+
+#[test]
+fn the_evaluation_report_measures_every_model_and_refuses_other_composers() {
+    use segue::report::{Models, ReportOptions, evaluate_all, write_report};
+    let (dir, c) = tiny_corpus();
+    let mut lstm = segue::train::TrainOptions::preset("studio").unwrap();
+    lstm.preset = "custom".into();
+    lstm.config.hidden = 16;
+    lstm.config.layers = 1;
+    lstm.config.latent = 4;
+    lstm.config.metre = 0;
+    lstm.steps = 2;
+    lstm.snippet_steps = 16;
+    lstm.valid_fraction = 0.34;
+    let lstm_out = dir.path().join("lstm");
+    segue::train::train_lstm_vae(
+        &c,
+        &lstm,
+        &lstm_out,
+        &Device::Cpu,
+        false,
+        &Control::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    // The report judges and reconstructs 128-step snippets.
+    let mut co = classifier_options(2);
+    co.config.stack.max_len = 32;
+    train_classifier(&c, &co, &dir.path().join("c"), false);
+    let mut t = tvae::TvaeOptions::default();
+    t.config.stack = tiny_stack(128, 128);
+    t.train = tiny_loop(2, 16);
+    train_with(tvae::train_tvae, &c, &t, &dir.path().join("t"), false);
+    train_with(
+        gan::train_gan,
+        &c,
+        &tiny_gan_options(),
+        &dir.path().join("g"),
+        false,
+    );
+    let models = || Models {
+        lstm: segue::models::trained::TrainedModel::load(
+            &segue::train::model_path(&lstm_out),
+            &Device::Cpu,
+        )
+        .unwrap(),
+        tvae: Some(
+            tvae::load(
+                &dir.path().join("t/transformer-vae.safetensors"),
+                &Device::Cpu,
+            )
+            .unwrap(),
+        ),
+        classifier: Some(
+            classify::load(&dir.path().join("c/classifier.safetensors"), &Device::Cpu).unwrap(),
+        ),
+        gan: Some(gan::load(&dir.path().join("g/dcgan.safetensors"), &Device::Cpu).unwrap()),
+    };
+    let opts = ReportOptions {
+        per_composer: 1,
+        outputs_per_composer: 1,
+        pairs: 1,
+        ascent_iterations: 2,
+        seed: 3,
+    };
+    let report = evaluate_all(&models(), &c, &opts, &mut |_, _| {}).unwrap();
+    assert!(report.snippets > 0);
+    let names: Vec<&str> = report.models.iter().map(|m| m.name.as_str()).collect();
+    assert!(names.len() >= 4, "{names:?}");
+    for m in &report.models {
+        assert!(m.notes_per_step.is_finite(), "{m:?}");
+        assert!((0.0..=1.0).contains(&m.pitch_class_overlap), "{m:?}");
+    }
+    let again = evaluate_all(&models(), &c, &opts, &mut |_, _| {}).unwrap();
+    assert_eq!(
+        serde_json::to_string(&report).unwrap(),
+        serde_json::to_string(&again).unwrap(),
+        "the same seed gives the same report"
+    );
+    let out = dir.path().join("report");
+    write_report(&report, &out, "segue eval report").unwrap();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("LSTM-VAE") && md.contains(".png"), "{md}");
+    // A classifier of other composers would read the corpus's composer numbers wrongly.
+    let mut other = models();
+    if let Some(clf) = other.classifier.as_mut() {
+        clf.manifest.composers.reverse();
+    }
+    let err = evaluate_all(&other, &c, &opts, &mut |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("classifier knows the composers"), "{err}");
 }

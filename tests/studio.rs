@@ -263,6 +263,15 @@ fn drawing_deleting_and_undo_in_the_piano_roll() {
     assert_eq!(notes.len(), 1, "one note drawn");
     assert_eq!(notes[0].origin, segue::studio::score::Origin::Edited);
     assert_eq!(notes[0].len, 4);
+    // Backspace typed into a text field (here the tempo) edits the field, not the roll.
+    h.get_by_label("Tempo").focus();
+    h.step();
+    h.key_press(egui::Key::Backspace);
+    h.step();
+    assert_eq!(h.state().session.score.notes.len(), 1, "the note survives");
+    h.key_press(egui::Key::Escape);
+    h.step();
+    h.state_mut().session.view.selection = vec![0];
     // Delete removes the selected note; Ctrl+Z brings it back, Ctrl+Shift+Z removes it again.
     h.key_press(egui::Key::Delete);
     h.step();

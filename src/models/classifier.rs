@@ -22,6 +22,12 @@ pub struct Config {
     pub stack: StackConfig,
 }
 
+impl crate::models::saved::MinParameters for Config {
+    fn min_parameters(&self) -> u128 {
+        self.stack.min_parameters()
+    }
+}
+
 impl Config {
     /// The shipped sizes: 6 layers of width 128, 8 heads, one beat per token, up to 128 beats.
     pub fn studio(classes: usize) -> Self {
@@ -41,7 +47,7 @@ impl Config {
 
     /// Longest snippet in steps.
     pub fn max_steps(&self) -> usize {
-        self.patch_steps * self.stack.max_len
+        self.patch_steps.saturating_mul(self.stack.max_len)
     }
 }
 

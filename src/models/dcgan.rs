@@ -97,6 +97,19 @@ fn down(stride1: bool) -> Conv2dConfig {
 /// Channel multipliers of the five hidden layers.
 const WIDTHS: [usize; 5] = [16, 8, 4, 2, 1];
 
+impl crate::models::saved::MinParameters for Config {
+    /// The generator's first two transposed convolutions (4 x 4 kernels: latent to 16g, 16g
+    /// to 8g channels) and the discriminator's last (8d to 16d).
+    fn min_parameters(&self) -> u128 {
+        use crate::models::saved::product;
+        let g = self.generator_channels;
+        let d = self.discriminator_channels;
+        product(&[16, self.latent, 16, g])
+            .saturating_add(product(&[16, 16, g, 8, g]))
+            .saturating_add(product(&[16, 8, d, 16, d]))
+    }
+}
+
 /// The generator.
 #[derive(Debug, Clone)]
 pub struct Generator {

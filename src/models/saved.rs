@@ -91,6 +91,35 @@ impl<M, C> Saved<M, C> {
     }
 }
 
+/// A lower bound on a model's parameter count, from its sizes alone (nothing allocated), so
+/// that a manifest whose sizes are larger than its weights file can hold is refused before the
+/// model is built (building allocates every parameter).
+pub trait MinParameters {
+    /// At most the number of parameters a model of these sizes has.
+    fn min_parameters(&self) -> u128;
+}
+
+/// The product of `factors`, saturating: parameter counts of untrusted sizes.
+pub fn product(factors: &[usize]) -> u128 {
+    factors
+        .iter()
+        .fold(1u128, |acc, &f| acc.saturating_mul(f as u128))
+}
+
+/// Checks the snippet length of a manifest's training options, if it has one: 1 to `max`
+/// steps (the model's longest input). Generation and judging cut rolls into snippets of it.
+pub fn check_snippet_steps(m: &ModelManifest, max: usize) -> std::result::Result<(), String> {
+    match m.training.pointer("/train/snippet_steps") {
+        None => Ok(()),
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 && n <= max as u64 => Ok(()),
+            _ => Err(format!(
+                "training snippets of {v} steps; a model of these sizes takes 1 to {max}"
+            )),
+        },
+    }
+}
+
 /// Names and shapes of every variable a model builder creates.
 pub fn expected_of<M>(
     build: impl FnOnce(VarBuilder) -> candle_core::Result<M>,
@@ -119,7 +148,7 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)], manifest: &ModelManifest)
 
 /// Loads a model file of kind `kind`, checking the manifest, the config (with `check`) and
 /// every tensor, and builds the model with `build`.
-pub fn load<M, C: DeserializeOwned + Clone>(
+pub fn load<M, C: DeserializeOwned + Clone + MinParameters>(
     path: &Path,
     kind: &str,
     device: &Device,
@@ -138,8 +167,13 @@ pub fn load<M, C: DeserializeOwned + Clone>(
     let config: C =
         serde_json::from_value(manifest.config.clone()).map_err(|e| bad(format!("config: {e}")))?;
     check(&config, &manifest).map_err(bad)?;
-    let expected = expected_of(|vb| build(&config, vb))?;
-    let tensors = weights::load(path, &expected, device)?;
+    let tensors = weights::load_model(
+        path,
+        &manifest_path,
+        config.min_parameters(),
+        || expected_of(|vb| build(&config, vb)),
+        device,
+    )?;
     let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
     let model = build(&config, vb).map_err(|e| Error::format(path, e.to_string()))?;
     Ok(Saved {

@@ -335,7 +335,15 @@ impl TrainedModel {
                 c.latent
             )));
         }
-        let tensors = weights::load(path, &expected_tensors(c)?, device)?;
+        // The recurrent weights alone: 4 gates x hidden x hidden per layer, encoder and decoder.
+        let recurrent = crate::models::saved::product(&[8, c.hidden, c.hidden, c.layers]);
+        let tensors = weights::load_model(
+            path,
+            &manifest_path,
+            recurrent,
+            || expected_tensors(c),
+            device,
+        )?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let model = LstmVae::new(c, vb).map_err(|e| Error::Format {
             path: path.to_path_buf(),

@@ -55,6 +55,20 @@ pub struct StackConfig {
 }
 
 impl StackConfig {
+    /// The weights of its projections, feed-forward blocks and positions (biases and norms
+    /// left out): a lower bound on its parameter count.
+    pub fn min_parameters(&self) -> u128 {
+        use crate::models::saved::product;
+        let per_layer = product(&[4, self.width, self.width]).saturating_add(product(&[
+            2,
+            self.width,
+            self.feed_forward,
+        ]));
+        per_layer
+            .saturating_mul(self.layers as u128)
+            .saturating_add(product(&[self.max_len, self.width]))
+    }
+
     /// Checks that the sizes make a model.
     pub fn check(&self) -> std::result::Result<(), String> {
         if self.width == 0 || self.heads == 0 || !self.width.is_multiple_of(self.heads) {

@@ -23,6 +23,13 @@ pub struct Config {
     pub stack: StackConfig,
 }
 
+impl crate::models::saved::MinParameters for Config {
+    /// Two stacks of these sizes, encoder and decoder.
+    fn min_parameters(&self) -> u128 {
+        self.stack.min_parameters().saturating_mul(2)
+    }
+}
+
 impl Config {
     /// The paper's shape: 6 + 6 layers of width 128 (8 heads), positions up to 320 steps.
     pub fn paper() -> Self {

@@ -59,12 +59,55 @@ pub fn load(
     device: &Device,
 ) -> Result<HashMap<String, Tensor>> {
     let bytes = fsutil::read(path)?;
-    let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+    take(path, &parse(path, &bytes)?, expected, device)
+}
+
+/// Loads the weights of a model described by a manifest (at `manifest_path`): first refuses
+/// sizes that need more than the file's parameters (at least `min_parameters`, from the sizes
+/// alone), and only then lists the `expected` tensors, which builds a model of those sizes.
+/// Absurd sizes in a manifest thus give a message, not a huge allocation.
+pub fn load_model(
+    path: &Path,
+    manifest_path: &Path,
+    min_parameters: u128,
+    expected: impl FnOnce() -> Result<Vec<Expected>>,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let bytes = fsutil::read(path)?;
+    let file = parse(path, &bytes)?;
+    let stored: u128 = file
+        .iter()
+        .map(|(_, view)| view.shape().iter().map(|&d| d as u128).product::<u128>())
+        .sum();
+    if min_parameters > stored {
+        return Err(format_error(
+            manifest_path,
+            format!(
+                "its sizes describe a model of at least {min_parameters} parameters, but {} \
+                 holds {stored}",
+                path.display()
+            ),
+        ));
+    }
+    take(path, &file, &expected()?, device)
+}
+
+fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<safetensors::SafeTensors<'a>> {
+    safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
         format_error(
             path,
             format!("not a complete safetensors file ({e}); is it truncated or of another kind?"),
         )
-    })?;
+    })
+}
+
+/// The `expected` tensors of a parsed `file` (read from `path`), as f32 on `device`.
+fn take(
+    path: &Path,
+    file: &safetensors::SafeTensors,
+    expected: &[Expected],
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::with_capacity(expected.len());
     for want in expected {
         let view = file.tensor(&want.name).map_err(|_| {

@@ -371,7 +371,9 @@ pub fn piano_roll(
     if ui.input(|i| i.pointer.primary_released()) {
         view.drag = None;
     }
+    // Keys typed into a text field (the seed, the tempo) are not edits of the roll.
     if !view.selection.is_empty()
+        && !ui.ctx().egui_wants_keyboard_input()
         && ui.input(|i| i.key_pressed(egui::Key::Delete) || i.key_pressed(egui::Key::Backspace))
     {
         history.record(score);
