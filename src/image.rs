@@ -52,5 +52,6 @@ pub fn encode_png(roll: &Roll, scale: usize) -> Result<Vec<u8>> {
 
 /// Writes the roll as a PNG picture (atomically).
 pub fn write_png(path: &Path, roll: &Roll, scale: usize) -> Result<()> {
-    fsutil::write_atomic(path, &encode_png(roll, scale)?)
+    let bytes = encode_png(roll, scale).map_err(|e| Error::format(path, e.to_string()))?;
+    fsutil::write_atomic(path, &bytes)
 }

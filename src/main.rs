@@ -918,7 +918,8 @@ fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOption
     let bar = progress_bar(1000, "rendering");
     let samples = render_roll(&roll, &render_opts, &mut |f| {
         bar.set_position((f * 1000.0) as u64)
-    });
+    })
+    .with_context(|| file.display().to_string())?;
     bar.finish_and_clear();
     write_wav(output, &samples, render_opts.sample_rate)?;
     out!(
@@ -1774,7 +1775,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     );
     if let Some(wav) = &a.wav {
         let render_opts = RenderOptions::default();
-        let samples = render_roll(&result.roll, &render_opts, &mut |_| {});
+        let samples = render_roll(&result.roll, &render_opts, &mut |_| {})
+            .with_context(|| wav.display().to_string())?;
         write_wav(wav, &samples, render_opts.sample_rate)?;
         out!("wrote {}", wav.display());
     }

@@ -71,12 +71,30 @@ pub fn schedule(roll: &Roll, sample_rate: u32, bpm: Option<f64>) -> Vec<NoteEven
     events
 }
 
-/// Renders a roll to mono samples; `progress` gets the fraction done now and then.
-pub fn render_roll(roll: &Roll, opts: &RenderOptions, progress: &mut dyn FnMut(f64)) -> Vec<f32> {
-    let events = schedule(roll, opts.sample_rate, opts.bpm);
+/// The longest audio [`render_roll`] makes, in seconds (2 hours: 1.3 GB of samples at
+/// 44.1 kHz while rendering).
+pub const MAX_RENDER_SECONDS: f64 = 2.0 * 3600.0;
+
+/// Renders a roll to mono samples; `progress` gets the fraction done now and then. A roll that
+/// would last longer than [`MAX_RENDER_SECONDS`] (a long file at a very slow tempo) is refused
+/// before anything is allocated.
+pub fn render_roll(
+    roll: &Roll,
+    opts: &RenderOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<f32>> {
     let end_time = step_times(roll, opts.bpm).last().copied().unwrap_or(0.0);
-    let total = ((end_time + f64::from(opts.tail_seconds.max(0.0))) * f64::from(opts.sample_rate))
-        .ceil() as usize;
+    let seconds = end_time + f64::from(opts.tail_seconds.max(0.0));
+    if !seconds.is_finite() || seconds > MAX_RENDER_SECONDS {
+        return Err(Error::InvalidArgument(format!(
+            "the piece lasts {:.0} minutes at this tempo; Segue renders at most {:.0} \
+             (a faster tempo or a shorter piece fits)",
+            seconds / 60.0,
+            MAX_RENDER_SECONDS / 60.0
+        )));
+    }
+    let events = schedule(roll, opts.sample_rate, opts.bpm);
+    let total = (seconds * f64::from(opts.sample_rate)).ceil() as usize;
     let mut out = vec![0f32; total];
     let mut synth = Synth::new(opts.sample_rate);
     let mut next = 0;
@@ -99,7 +117,7 @@ pub fn render_roll(roll: &Roll, opts: &RenderOptions, progress: &mut dyn FnMut(f
         }
     }
     progress(1.0);
-    out
+    Ok(out)
 }
 
 /// Encodes mono samples as a 16-bit PCM WAV file in memory.
@@ -125,5 +143,6 @@ pub fn encode_wav(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>> {
 
 /// Writes mono samples as a 16-bit WAV file (atomically).
 pub fn write_wav(path: &Path, samples: &[f32], sample_rate: u32) -> Result<()> {
-    fsutil::write_atomic(path, &encode_wav(samples, sample_rate)?)
+    let bytes = encode_wav(samples, sample_rate).map_err(|e| Error::format(path, e.to_string()))?;
+    fsutil::write_atomic(path, &bytes)
 }

@@ -522,7 +522,10 @@ impl Roll {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "Segue".into());
-        fsutil::write_atomic(path, &self.to_midi_bytes(&title)?)
+        let bytes = self
+            .to_midi_bytes(&title)
+            .map_err(|e| Error::format(path, e.to_string()))?;
+        fsutil::write_atomic(path, &bytes)
     }
 
     /// Reads a MIDI file and quantizes it.

@@ -873,7 +873,7 @@ impl<'a> Trainer<'a> {
             tensors.push((format!("adam.m.{name}"), m.as_tensor().clone()));
             tensors.push((format!("adam.v.{name}"), s.as_tensor().clone()));
         }
-        weights::save(&state_path(out), &tensors, DType::F32)?;
+        weights::save_at_step(&state_path(out), &tensors, DType::F32, Some(step))?;
         let state = TrainState {
             options: self.opts.clone(),
             step,
@@ -901,6 +901,7 @@ impl<'a> Trainer<'a> {
                 out.display()
             )));
         }
+        weights::check_checkpoint(out, &model_path(out), &state_path(out), state.step)?;
         let expected = trained::expected_tensors(&self.opts.config)?;
         let model = weights::load(&model_path(out), &expected, &self.device)?;
         let mut opt_expected = vec![weights::Expected {

@@ -328,7 +328,12 @@ impl Runner<'_> {
         saved::save(&path, &trained::named_tensors(task.varmap()), &manifest)?;
         let state: Vec<(String, Tensor)> =
             task.optimizers().iter().flat_map(|a| a.state()).collect();
-        weights::save(&state_file(out), &state, candle_core::DType::F32)?;
+        weights::save_at_step(
+            &state_file(out),
+            &state,
+            candle_core::DType::F32,
+            Some(step),
+        )?;
         let info = LoopState {
             kind: task.kind().into(),
             config: task.config(),
@@ -360,6 +365,7 @@ impl Runner<'_> {
             )));
         }
         let path = model_file(out, task.kind());
+        weights::check_checkpoint(out, &path, &state_file(out), info.step)?;
         let expected: Vec<weights::Expected> = trained::named_tensors(task.varmap())
             .into_iter()
             .map(|(name, t)| weights::Expected {

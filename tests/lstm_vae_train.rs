@@ -155,6 +155,27 @@ fn same_seed_same_curve_and_resume_continues_it() {
     assert_eq!(curve(&joined), curve(&full));
     assert_eq!(curve(&read_log(c.path())), curve(&full));
 
+    // A checkpoint interrupted while being written (new weights beside the older manifest
+    // and optimiser state) is refused, not resumed from a mix.
+    let e = tempfile::tempdir().unwrap();
+    run(&corpus, &tiny_options(4), e.path(), false);
+    std::fs::copy(train::model_path(a.path()), train::model_path(e.path())).unwrap();
+    let err = train::train_lstm_vae(
+        &corpus,
+        &tiny_options(6),
+        e.path(),
+        &candle_core::Device::Cpu,
+        true,
+        &Control::default(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("do not belong together") && err.contains("model weights at step 6"),
+        "{err}"
+    );
+
     // A different seed gives a different curve.
     let d = tempfile::tempdir().unwrap();
     let mut other = tiny_options(6);

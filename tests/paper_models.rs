@@ -317,6 +317,17 @@ fn damaged_model_files_are_refused_with_the_file_named() {
         err.contains("huge.json") && err.contains("at least") && err.contains("holds"),
         "{err}"
     );
+    // Converting checks the file as its kind first, and writes nothing when it is wrong.
+    let converted = dir.path().join("converted.safetensors");
+    let err = segue::models::saved::convert_any(
+        &dir.path().join("huge.safetensors"),
+        &converted,
+        DType::F16,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("huge.json"), "{err}");
+    assert!(!converted.exists());
     // Snippets of 0 steps would cut rolls into nothing.
     let mut empty = manifest.clone();
     empty["training"]["train"]["snippet_steps"] = serde_json::json!(0);

@@ -370,3 +370,79 @@ fn the_other_models_generate_and_the_style_meter_follows_the_piece() {
     let (message, error) = h.state().message().cloned().unwrap();
     assert!(error && message.contains("Transformer VAE"), "{message}");
 }
+
+#[test]
+fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
+    use segue::studio::score::{Origin, ScoreNote};
+    use segue::studio::session_file::{self, Saver};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deep/session.json");
+    assert!(session_file::read(&path).unwrap().is_none(), "none yet");
+    let mut s = Session {
+        seed: 42,
+        ..Session::default()
+    };
+    s.score.notes.push(ScoreNote {
+        pitch: 60,
+        start: 4,
+        len: 8,
+        velocity: 90,
+        origin: Origin::Edited,
+    });
+    let mut saver = Saver::new(path.clone());
+    saver.save(&s);
+    saver.finish();
+    assert!(saver.problem.is_none(), "{:?}", saver.problem);
+    let back = session_file::read(&path).unwrap().unwrap();
+    assert_eq!((back.seed, back.score.notes.len()), (42, 1));
+    // Only the session itself is left in its folder (no temporary file).
+    assert_eq!(
+        std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+        1
+    );
+
+    // Out-of-range values come back inside the controls' ranges.
+    let mut json = serde_json::to_value(&s).unwrap();
+    json["view"]["step_px"] = serde_json::json!(0.0);
+    json["alpha"] = serde_json::json!(1e30);
+    json["length"] = serde_json::json!(0);
+    json["score"]["notes"][0]["start"] = serde_json::json!(u64::MAX);
+    std::fs::write(&path, json.to_string()).unwrap();
+    let clamped = session_file::read(&path).unwrap().unwrap();
+    assert_eq!(clamped.view.step_px, 1.0);
+    assert_eq!(clamped.alpha, 1.0);
+    assert_eq!(clamped.length, 16);
+    assert!(
+        clamped.score.notes.is_empty(),
+        "a note past the end is dropped"
+    );
+
+    // A damaged file is an error naming it, and is set aside rather than overwritten.
+    let bytes = serde_json::to_vec(&s).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = session_file::read(&path).unwrap_err();
+    assert!(
+        err.contains("session.json") && err.contains("not a saved session"),
+        "{err}"
+    );
+    let aside = session_file::set_aside(&path).unwrap();
+    assert!(aside.exists() && !path.exists());
+
+    // A folder that cannot be made is reported, not panicked on.
+    let blocked = dir.path().join("file");
+    std::fs::write(&blocked, b"").unwrap();
+    let mut saver = Saver::new(blocked.join("session.json"));
+    saver.save(&s);
+    saver.finish();
+    let problem = saver.problem.take().unwrap();
+    assert!(problem.contains("file"), "{problem}");
+
+    // The studio opens on a session with a zoom of 0 (which once drew endless grid lines).
+    let mut broken = Session::default();
+    broken.view.step_px = 0.0;
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(800.0, 600.0))
+        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(broken), None, false));
+    h.step();
+    assert_eq!(h.state().session.view.step_px, 1.0);
+}

@@ -53,7 +53,7 @@ fn a4_has_its_fundamental_at_440_hz() {
 fn silence_renders_silent() {
     assert!(play(&[], 0.5).iter().all(|&s| s == 0.0));
     let empty = Roll::new(64);
-    let out = render_roll(&empty, &RenderOptions::default(), &mut |_| {});
+    let out = render_roll(&empty, &RenderOptions::default(), &mut |_| {}).unwrap();
     assert!(!out.is_empty() && out.iter().all(|&s| s == 0.0));
 }
 
@@ -96,7 +96,7 @@ fn notes_start_and_stop_without_clicks() {
             velocity: 100,
         });
     }
-    let out = render_roll(&roll, &RenderOptions::default(), &mut |_| {});
+    let out = render_roll(&roll, &RenderOptions::default(), &mut |_| {}).unwrap();
     let peak = out.iter().fold(0f32, |m, s| m.max(s.abs()));
     let max_jump = out
         .windows(2)
@@ -137,14 +137,38 @@ fn render_follows_the_tempo_and_wav_is_valid() {
         ..Default::default()
     };
     assert_eq!(
-        render_roll(&roll, &opts, &mut |_| {}).len(),
+        render_roll(&roll, &opts, &mut |_| {}).unwrap().len(),
         2 * SR as usize
     );
     let fast = RenderOptions {
         bpm: Some(240.0),
         ..opts
     };
-    assert_eq!(render_roll(&roll, &fast, &mut |_| {}).len(), SR as usize);
+    assert_eq!(
+        render_roll(&roll, &fast, &mut |_| {}).unwrap().len(),
+        SR as usize
+    );
+    // 16 steps at 1 bpm last 4 minutes; 40000 steps would last 166 hours: refused, not
+    // allocated.
+    let slow = RenderOptions {
+        bpm: Some(1.0),
+        ..opts
+    };
+    assert_eq!(
+        render_roll(&roll, &slow, &mut |_| {}).unwrap().len(),
+        240 * SR as usize
+    );
+    let mut long = Roll::new(40_000);
+    long.add_note(RollNote {
+        start: 39_000,
+        len: 16,
+        pitch: 60,
+        velocity: 90,
+    });
+    let err = render_roll(&long, &slow, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 120"), "{err}");
     let wav = encode_wav(&[0.0, 0.5, -0.5], SR).unwrap();
     let reader = hound::WavReader::new(std::io::Cursor::new(wav)).unwrap();
     assert_eq!(reader.spec().sample_rate, SR);

@@ -142,7 +142,7 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)], manifest: &ModelManifest)
         "f16" => DType::F16,
         _ => DType::F32,
     };
-    weights::save(path, tensors, dtype)?;
+    weights::save_at_step(path, tensors, dtype, Some(manifest.steps))?;
     weights::write_manifest(&weights::manifest_path(path), manifest)
 }
 
@@ -184,9 +184,23 @@ pub fn load<M, C: DeserializeOwned + Clone + MinParameters>(
     })
 }
 
-/// Copies a model file of any kind to `output` with its tensors stored as `dtype`.
+/// Copies a model file of any of these kinds to `output` with its tensors stored as `dtype`,
+/// after loading it as its kind (manifest, sizes and every tensor checked).
 pub fn convert_any(input: &Path, output: &Path, dtype: DType) -> Result<()> {
-    let manifest: ModelManifest = weights::read_manifest(&weights::manifest_path(input))?;
+    let manifest_path = weights::manifest_path(input);
+    let manifest: ModelManifest = weights::read_manifest(&manifest_path)?;
+    let cpu = Device::Cpu;
+    match manifest.model.as_str() {
+        "classifier" => drop(crate::classify::load(input, &cpu)?),
+        "transformer-vae" => drop(crate::tvae::load(input, &cpu)?),
+        "dcgan" => drop(crate::gan::load(input, &cpu)?),
+        other => {
+            return Err(Error::format(
+                &manifest_path,
+                format!("a model of kind `{other}`, which Segue does not know"),
+            ));
+        }
+    }
     let tensors = candle_core::safetensors::load(input, &Device::Cpu)
         .map_err(|e| Error::format(input, e.to_string()))?;
     let mut named: Vec<(String, Tensor)> = tensors.into_iter().collect();

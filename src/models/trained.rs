@@ -252,7 +252,7 @@ pub fn save(path: &Path, varmap: &VarMap, manifest: &Manifest) -> Result<()> {
         "f16" => DType::F16,
         _ => DType::F32,
     };
-    weights::save(path, &named_tensors(varmap), dtype)?;
+    weights::save_at_step(path, &named_tensors(varmap), dtype, Some(manifest.steps))?;
     weights::write_manifest(&weights::manifest_path(path), manifest)
 }
 

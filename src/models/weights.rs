@@ -26,6 +26,20 @@ fn format_error(path: &Path, problem: impl Into<String>) -> Error {
 /// Writes `tensors` to `path` atomically, converted to `dtype` (F16 halves the size of shipped
 /// weights; F32 keeps checkpoints exact).
 pub fn save(path: &Path, tensors: &[(String, Tensor)], dtype: DType) -> Result<()> {
+    save_at_step(path, tensors, dtype, None)
+}
+
+/// The safetensors metadata key that records the training step a file was written at.
+const STEP_KEY: &str = "segue.step";
+
+/// [`save`], recording `step` (the training step of a checkpoint) in the file's metadata, so
+/// that the files of one checkpoint can be checked to belong together ([`check_checkpoint`]).
+pub fn save_at_step(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    dtype: DType,
+    step: Option<usize>,
+) -> Result<()> {
     let converted = tensors
         .iter()
         .map(|(name, t)| {
@@ -37,9 +51,64 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)], dtype: DType) -> Result<(
             Ok((name.clone(), t))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(converted.iter().map(|(n, t)| (n.as_str(), t)), None)
+    let metadata = step.map(|s| HashMap::from([(STEP_KEY.to_string(), s.to_string())]));
+    let bytes = safetensors::serialize(converted.iter().map(|(n, t)| (n.as_str(), t)), metadata)
         .map_err(|e| format_error(path, format!("serialising: {e}")))?;
     fsutil::write_atomic(path, &bytes)
+}
+
+/// The training step recorded in a weights file by [`save_at_step`], if any.
+pub fn saved_step(path: &Path) -> Result<Option<usize>> {
+    let bytes = fsutil::read(path)?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+        format_error(
+            path,
+            format!("not a complete safetensors file ({e}); is it truncated or of another kind?"),
+        )
+    })?;
+    Ok(meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(STEP_KEY))
+        .and_then(|s| s.parse().ok()))
+}
+
+/// Checks that the files of a checkpoint in `out` were written at one step: the model's
+/// weights (`model`) and manifest, and the optimiser state (`state`), against `step` from the
+/// state's record. They are written one after another; a crash between two writes leaves a
+/// mix, which resuming must not silently continue from.
+pub fn check_checkpoint(out: &Path, model: &Path, state: &Path, step: usize) -> Result<()> {
+    let manifest: serde_json::Value = read_manifest(&manifest_path(model))?;
+    let manifest_step = manifest["steps"].as_u64().map(|s| s as usize);
+    let found = [
+        ("model weights", saved_step(model)?),
+        ("model manifest", manifest_step),
+        ("optimiser state", saved_step(state)?),
+    ];
+    // Weights files of older versions record no step; only their manifest can be checked.
+    let older = |what: &str, s: &Option<usize>| what != "model manifest" && s.is_none();
+    if found
+        .iter()
+        .any(|(what, s)| *s != Some(step) && !older(what, s))
+    {
+        let said: Vec<String> = found
+            .iter()
+            .map(|(what, s)| match s {
+                Some(s) => format!("{what} at step {s}"),
+                None => format!("{what} without a step"),
+            })
+            .collect();
+        return Err(format_error(
+            out,
+            format!(
+                "the checkpoint's files do not belong together ({}, its record at step {step}); \
+                 was it interrupted while being written? Resuming would mix them: start again \
+                 without --resume, or put back a copy of the folder",
+                said.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What a model expects of one tensor.
@@ -89,7 +158,12 @@ pub fn load_model(
             ),
         ));
     }
-    take(path, &file, &expected()?, device)
+    // Sizes the model builder refuses are a problem of the manifest.
+    let expected = expected().map_err(|e| match e {
+        Error::InvalidArgument(problem) => format_error(manifest_path, problem),
+        other => other,
+    })?;
+    take(path, &file, &expected, device)
 }
 
 fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<safetensors::SafeTensors<'a>> {

@@ -24,6 +24,7 @@ use crate::roll::{QuantizeOptions, Roll};
 use crate::studio::audio::{Command, PlayScore, Player};
 use crate::studio::piano_roll::{RollView, Tool, origin_color, piano_roll};
 use crate::studio::score::{History, Origin, Score};
+use crate::studio::session_file;
 use crate::studio::workers::{
     Engine, GenerationEvent, GenerationRequest, Generator, StyleMeter, TrainingJob, TrainingReport,
 };
@@ -156,6 +157,37 @@ pub struct Session {
     pub interpolation: Interpolation,
 }
 
+impl Session {
+    /// Brings a session read from disk into the ranges the controls allow. A damaged or
+    /// hand-edited file must not hang the roll (a zoom of 0 draws endless grid lines) or hand
+    /// absurd sizes to the models. Composer numbers are checked when the model loads.
+    pub fn sanitize(&mut self) {
+        let within = |v: f32, lo: f32, hi: f32, fallback: f32| {
+            if v.is_finite() {
+                v.clamp(lo, hi)
+            } else {
+                fallback
+            }
+        };
+        let d = Session::default();
+        let v = &mut self.view;
+        v.step_px = within(v.step_px, 1.0, 60.0, d.view.step_px);
+        v.key_px = within(v.key_px, 3.0, 30.0, d.view.key_px);
+        v.scroll_step = within(v.scroll_step, 0.0, Score::MAX_STEPS as f32, 0.0);
+        v.top_pitch = within(v.top_pitch, 0.0, 127.0, d.view.top_pitch);
+        v.draw_len = v.draw_len.clamp(1, 64);
+        self.alpha = within(self.alpha, 0.0, 1.0, d.alpha);
+        self.temperature = within(self.temperature, 0.2, 2.0, d.temperature);
+        self.length = self.length.clamp(16, 2048);
+        self.primer_steps = self.primer_steps.clamp(1, 512);
+        self.max_notes = self.max_notes.clamp(1, 16);
+        self.transition_steps = self.transition_steps.min(2048);
+        self.variations = self.variations.clamp(1, 8);
+        self.train_steps = self.train_steps.clamp(10, 20_000);
+        self.score.sanitize();
+    }
+}
+
 fn default_primer_steps() -> usize {
     GenerateOptions::default().primer_steps
 }
@@ -212,6 +244,8 @@ struct TrainingView {
 pub struct Studio {
     /// What is saved between sessions.
     pub session: Session,
+    /// Writes the session when eframe asks (None: not saved, as in tests).
+    pub saver: Option<session_file::Saver>,
     history: History,
     model: Option<Arc<TrainedModel>>,
     model_error: Option<String>,
@@ -274,8 +308,11 @@ impl Studio {
             .classifier
             .clone()
             .map(|c| StyleMeter::start(c, wake.clone()));
+        let mut session = session.unwrap_or_default();
+        session.sanitize();
         let mut studio = Studio {
-            session: session.unwrap_or_default(),
+            session,
+            saver: None,
             history: History::default(),
             model: None,
             model_error: None,
@@ -419,8 +456,9 @@ impl Studio {
         // Rendering a long piece takes a moment: off the GUI thread.
         std::thread::spawn(move || {
             let opts = RenderOptions::default();
-            let samples = render_roll(&roll, &opts, &mut |_| {});
-            let result = write_wav(&path, &samples, opts.sample_rate).map(|()| path);
+            let result = render_roll(&roll, &opts, &mut |_| {})
+                .and_then(|samples| write_wav(&path, &samples, opts.sample_rate))
+                .map(|()| path);
             let _ = tx.send(DialogResult::WavDone(result.map_err(|e| e.to_string())));
             wake();
         });
@@ -677,12 +715,18 @@ impl Studio {
         }
         let mut finished = Vec::new();
         for (k, rx) in self.dialogs.iter().enumerate() {
-            if let Ok(result) = rx.try_recv() {
-                finished.push((k, result));
+            match rx.try_recv() {
+                Ok(result) => finished.push((k, Some(result))),
+                // A cancelled dialog sends nothing; its thread has ended.
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => finished.push((k, None)),
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
             }
         }
         for (k, result) in finished.into_iter().rev() {
             self.dialogs.remove(k);
+            let Some(result) = result else {
+                continue;
+            };
             match result {
                 DialogResult::Open(p) => self.open_file(&p),
                 DialogResult::ExportMidi(p) => self.export_midi(&p),
@@ -1301,8 +1345,14 @@ impl eframe::App for Studio {
         }
     }
 
-    fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        eframe::set_value(storage, eframe::APP_KEY, &self.session);
+    fn save(&mut self, _storage: &mut dyn eframe::Storage) {
+        let problem = self.saver.as_mut().and_then(|saver| {
+            saver.save(&self.session);
+            saver.problem.take()
+        });
+        if let Some(problem) = problem {
+            self.say(problem, true);
+        }
     }
 }
 
@@ -1319,10 +1369,33 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
         "Segue",
         options,
         Box::new(move |cc| {
-            let session: Option<Session> = cc
-                .storage
-                .and_then(|s| eframe::get_value(s, eframe::APP_KEY));
-            Ok(Box::new(Studio::new(&cc.egui_ctx, session, file, true)))
+            let path = session_file::default_path();
+            let (session, problem) = match path.as_deref().map(session_file::read) {
+                Some(Ok(Some(session))) => (Some(session), None),
+                Some(Err(problem)) => {
+                    let aside = path.as_deref().and_then(session_file::set_aside);
+                    let kept = aside.map_or(String::new(), |p| {
+                        format!("; it is kept as {}", p.display())
+                    });
+                    (None, Some(format!("{problem}{kept}; starting a new piece")))
+                }
+                // No session file yet: one saved by an earlier Segue in eframe's storage.
+                _ => (
+                    cc.storage
+                        .and_then(|s| eframe::get_value::<Session>(s, eframe::APP_KEY))
+                        .map(|mut s| {
+                            s.sanitize();
+                            s
+                        }),
+                    None,
+                ),
+            };
+            let mut studio = Studio::new(&cc.egui_ctx, session, file, true);
+            studio.saver = path.map(session_file::Saver::new);
+            if let Some(problem) = problem {
+                studio.say(problem, true);
+            }
+            Ok(Box::new(studio))
         }),
     )
     .map_err(|e| format!("cannot open the studio window: {e}"))

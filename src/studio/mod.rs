@@ -5,6 +5,7 @@ pub mod app;
 pub mod audio;
 pub mod piano_roll;
 pub mod score;
+pub mod session_file;
 pub mod workers;
 
 pub use app::{EngineKind, OtherModels, Session, Studio, run};

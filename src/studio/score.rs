@@ -48,6 +48,31 @@ pub struct Score {
 }
 
 impl Score {
+    /// The longest piece a saved score may hold, in steps (about 36 hours at 120 bpm).
+    pub const MAX_STEPS: usize = 1 << 20;
+
+    /// Brings a score read from disk into range: tempo 20-300 bpm, notes inside the pitch,
+    /// velocity and length ranges (notes past [`Score::MAX_STEPS`] are dropped), the primer
+    /// no longer than the piece.
+    pub fn sanitize(&mut self) {
+        self.bpm = if self.bpm.is_finite() {
+            self.bpm.clamp(20.0, 300.0)
+        } else {
+            120.0
+        };
+        self.notes.retain(|n| {
+            n.pitch < 128
+                && n.len >= 1
+                && n.start
+                    .checked_add(n.len)
+                    .is_some_and(|end| end <= Self::MAX_STEPS)
+        });
+        for n in &mut self.notes {
+            n.velocity = n.velocity.clamp(1, 127);
+        }
+        self.primer_steps = self.primer_steps.min(self.steps());
+    }
+
     /// An empty score at 120 bpm.
     pub fn new() -> Self {
         Score {

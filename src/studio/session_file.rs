@@ -1,0 +1,100 @@
+//! The open piece and the studio's settings between runs: one JSON file, written atomically
+//! (temporary file + rename) on a worker thread. eframe's own storage rewrites its file in
+//! place, so a crash during its save would lose the piece; it keeps only window state here.
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use super::app::Session;
+use crate::fsutil;
+
+/// Where the session lives: `session.json` in eframe's storage folder for the studio.
+pub fn default_path() -> Option<PathBuf> {
+    eframe::storage_dir("Segue").map(|dir| dir.join("session.json"))
+}
+
+/// Reads a saved session. `Ok(None)` when there is none yet; an error names the file and the
+/// problem. The session is brought into the ranges the controls allow ([`Session::sanitize`]).
+pub fn read(path: &Path) -> Result<Option<Session>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: cannot read it: {e}", path.display())),
+    };
+    let mut session: Session = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{}: not a saved session ({e})", path.display()))?;
+    session.sanitize();
+    Ok(Some(session))
+}
+
+/// Moves an unreadable session file aside (`session.json` -> `session.unreadable.json`), so
+/// that the next save does not overwrite what may still be recovered by hand. Returns where
+/// it went.
+pub fn set_aside(path: &Path) -> Option<PathBuf> {
+    let aside = path.with_extension("unreadable.json");
+    std::fs::rename(path, &aside).ok().map(|_| aside)
+}
+
+/// Writes sessions in the background, one at a time, in the order given.
+#[derive(Debug)]
+pub struct Saver {
+    path: PathBuf,
+    writing: Option<JoinHandle<Result<(), String>>>,
+    /// The last write's problem, if it failed.
+    pub problem: Option<String>,
+}
+
+impl Saver {
+    /// A saver to `path`.
+    pub fn new(path: PathBuf) -> Self {
+        Saver {
+            path,
+            writing: None,
+            problem: None,
+        }
+    }
+
+    /// Where it saves.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts writing `session` (serialised now, written on a worker thread) after the
+    /// previous write has finished.
+    pub fn save(&mut self, session: &Session) {
+        self.finish();
+        let bytes = match serde_json::to_vec(session) {
+            Ok(b) => b,
+            Err(e) => {
+                self.problem = Some(format!("cannot save the session: {e}"));
+                return;
+            }
+        };
+        let path = self.path.clone();
+        self.writing = Some(std::thread::spawn(move || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("{}: cannot create it: {e}", dir.display()))?;
+            }
+            fsutil::write_atomic(&path, &bytes).map_err(|e| e.to_string())
+        }));
+    }
+
+    /// Waits for the write in progress, if any, and records its problem.
+    pub fn finish(&mut self) {
+        if let Some(handle) = self.writing.take() {
+            self.problem = match handle.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some("the session writer stopped unexpectedly".into()),
+            };
+        }
+    }
+}
+
+impl Drop for Saver {
+    /// The last save completes before the studio exits.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
