@@ -141,19 +141,23 @@ fn opens_a_midi_file_and_exports_it_back() {
     let primer = fixture(dir.path());
     let mut h = studio(&model, None);
     h.step();
+    // Files are read and written on worker threads; the window goes on meanwhile.
+    let settle = |h: &mut Harness<'static, Studio>| wait(h, "file work", |s| !s.background_work());
     h.state_mut().open_file(&primer);
-    h.step();
+    settle(&mut h);
     let roll = Roll::read_midi(&primer, &QuantizeOptions::default()).unwrap();
     assert_eq!(h.state().session.score.notes.len(), roll.notes().len());
     let out = dir.path().join("out.mid");
     h.state_mut().export_midi(&out);
+    settle(&mut h);
+    assert!(h.state().message().unwrap().0.contains("out.mid"));
     let back = Roll::read_midi(&out, &QuantizeOptions::default()).unwrap();
     assert_eq!(back.binary(), roll.binary());
     // A bad file gives a message in the window, not a crash.
     let bad = dir.path().join("bad.mid");
     std::fs::write(&bad, b"MThd garbage").unwrap();
     h.state_mut().open_file(&bad);
-    h.step();
+    settle(&mut h);
     let (text, error) = h.state().message().unwrap().clone();
     assert!(error && text.contains("bad.mid"), "{text}");
     // A file cut short opens with what was readable, and the window says notes were lost.
@@ -161,13 +165,27 @@ fn opens_a_midi_file_and_exports_it_back() {
     let cut = dir.path().join("cut.mid");
     std::fs::write(&cut, &whole[..whole.len() * 2 / 3]).unwrap();
     h.state_mut().open_file(&cut);
-    h.step();
+    settle(&mut h);
     let (text, error) = h.state().message().unwrap().clone();
     assert!(
         error && text.contains("cut.mid") && text.contains("truncated"),
         "{text}"
     );
     assert!(!h.state().session.score.notes.is_empty());
+    // A model file that is not there: said, and the loaded model stays in use.
+    h.state_mut()
+        .load_model(Some(dir.path().join("missing.safetensors")));
+    settle(&mut h);
+    let err = h.state().model_error().unwrap_or_default().to_string();
+    assert!(
+        err.contains("missing.json") && err.contains("reading failed"),
+        "{err}"
+    );
+    assert!(h.state().model().is_some());
+    // A good one loads in the background.
+    h.state_mut().load_model(Some(model.clone()));
+    settle(&mut h);
+    assert!(h.state().model_error().is_none());
 }
 
 #[test]

@@ -274,9 +274,25 @@ enum DialogResult {
     Open(PathBuf),
     ExportMidi(PathBuf),
     ExportWav(PathBuf),
-    WavDone(Result<PathBuf, String>),
     TrainDir(PathBuf),
     Model(PathBuf),
+    /// A MIDI file was read (the roll and its damage warnings).
+    Opened(PathBuf, Result<(Roll, Vec<String>), String>),
+    /// A MIDI or WAV export finished.
+    Written(Result<PathBuf, String>),
+    /// A model file was loaded.
+    ModelLoaded(PathBuf, Result<Arc<TrainedModel>, String>),
+}
+
+/// Reads a MIDI file as a primer roll, with the damage that was skipped.
+fn read_primer(path: &Path) -> Result<(Roll, Vec<String>), String> {
+    Song::read(path)
+        .and_then(|song| {
+            Roll::from_song(&song, &QuantizeOptions::default())
+                .map(|roll| (roll, song.warnings))
+                .map_err(|p| crate::Error::midi(path, p))
+        })
+        .map_err(|e| e.to_string())
 }
 
 impl Studio {
@@ -339,14 +355,14 @@ impl Studio {
         if !problems.is_empty() {
             studio.say(problems.join("; "), true);
         }
-        studio.load_model(studio.session.model_path.clone());
+        studio.load_model_now(studio.session.model_path.clone());
         if let Some(path) = studio.session.primer_path.clone()
             && let Ok(roll) = Roll::read_midi(&path, &QuantizeOptions::default())
         {
             studio.primer = Some(roll);
         }
         if let Some(file) = file {
-            studio.open_file(&file);
+            studio.open_file_now(&file);
         }
         studio.push_score();
         studio
@@ -355,6 +371,11 @@ impl Studio {
     /// The loaded model, if any.
     pub fn model(&self) -> Option<&TrainedModel> {
         self.model.as_deref()
+    }
+
+    /// Why the last model could not be loaded, if it could not.
+    pub fn model_error(&self) -> Option<&str> {
+        self.model_error.as_deref()
     }
 
     /// The message shown in the status bar (text, is-error).
@@ -381,35 +402,86 @@ impl Studio {
         self.message = Some((text.into(), error));
     }
 
-    /// Loads a model file (None = the shipped default).
+    /// Loads a model file (None = the shipped default) on a worker thread; the studio uses it
+    /// once it has loaded, and says what went wrong otherwise.
     pub fn load_model(&mut self, path: Option<PathBuf>) {
-        let path = match path.or_else(trained::default_model_path) {
-            Some(p) => p,
-            None => {
-                self.model_error = Some("No model: weights/lstm-vae-studio.safetensors is missing. Train one in the Train panel.".into());
-                return;
-            }
+        let Some(path) = self.model_path_or_default(path) else {
+            return;
         };
-        match TrainedModel::load(&path, &candle_core::Device::Cpu) {
+        self.in_background(move || {
+            let loaded = TrainedModel::load(&path, &candle_core::Device::Cpu)
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
+            DialogResult::ModelLoaded(path, loaded)
+        });
+    }
+
+    /// [`Studio::load_model`] on this thread (at start, before the window shows).
+    fn load_model_now(&mut self, path: Option<PathBuf>) {
+        if let Some(path) = self.model_path_or_default(path) {
+            let loaded = TrainedModel::load(&path, &candle_core::Device::Cpu)
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
+            self.use_model(path, loaded);
+        }
+    }
+
+    fn model_path_or_default(&mut self, path: Option<PathBuf>) -> Option<PathBuf> {
+        let path = path.or_else(trained::default_model_path);
+        if path.is_none() {
+            self.model_error = Some("No model: weights/lstm-vae-studio.safetensors is missing. Train one in the Train panel.".into());
+        }
+        path
+    }
+
+    fn use_model(&mut self, path: PathBuf, loaded: Result<Arc<TrainedModel>, String>) {
+        match loaded {
             Ok(m) => {
                 let n = m.manifest.composers.len();
                 self.session.composer_a = self.session.composer_a.min(n - 1);
                 self.session.composer_b = self.session.composer_b.min(n - 1);
-                self.model = Some(Arc::new(m));
+                self.model = Some(m);
                 self.model_error = None;
                 self.session.model_path = Some(path);
             }
-            Err(e) => self.model_error = Some(e.to_string()),
+            Err(e) => self.model_error = Some(e),
         }
     }
 
-    /// Opens a MIDI file as the primer (and shows it).
-    pub fn open_file(&mut self, path: &Path) {
-        let read = Song::read(path).and_then(|song| {
-            Roll::from_song(&song, &QuantizeOptions::default())
-                .map(|roll| (roll, song.warnings))
-                .map_err(|p| crate::Error::midi(path, p))
+    /// Runs `work` on a worker thread; its result comes back through the dialog channel and
+    /// is handled in [`Studio::poll`] (the GUI thread never waits on files or models).
+    fn in_background(&mut self, work: impl FnOnce() -> DialogResult + Send + 'static) {
+        let (tx, rx) = channel();
+        let wake = self.wake.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(work());
+            wake();
         });
+        self.dialogs.push(rx);
+    }
+
+    /// Whether file or model work started by the studio is still running (or a file dialog
+    /// is open).
+    pub fn background_work(&self) -> bool {
+        !self.dialogs.is_empty()
+    }
+
+    /// Opens a MIDI file as the primer (and shows it), reading it on a worker thread.
+    pub fn open_file(&mut self, path: &Path) {
+        let path = path.to_path_buf();
+        self.in_background(move || {
+            let read = read_primer(&path);
+            DialogResult::Opened(path, read)
+        });
+    }
+
+    /// [`Studio::open_file`] on this thread (at start, before the window shows).
+    fn open_file_now(&mut self, path: &Path) {
+        let read = read_primer(path);
+        self.use_opened(path.to_path_buf(), read);
+    }
+
+    fn use_opened(&mut self, path: PathBuf, read: Result<(Roll, Vec<String>), String>) {
         match read {
             Ok((roll, warnings)) => {
                 self.history.record(&self.session.score);
@@ -417,7 +489,6 @@ impl Studio {
                 score.primer_steps = roll.steps();
                 self.session.score = score;
                 self.primer = Some(roll);
-                self.session.primer_path = Some(path.to_path_buf());
                 self.variations.clear();
                 self.push_score();
                 // A damaged file opens with what was readable; the damage is said, in red.
@@ -434,35 +505,33 @@ impl Studio {
                         );
                     }
                 }
+                self.session.primer_path = Some(path);
             }
-            Err(e) => self.say(e.to_string(), true),
+            Err(e) => self.say(e, true),
         }
     }
 
-    /// Writes the score as MIDI.
+    /// Writes the score as MIDI (on a worker thread).
     pub fn export_midi(&mut self, path: &Path) {
-        match self.session.score.to_roll().write_midi(path) {
-            Ok(()) => self.say(format!("Wrote {}", path.display()), false),
-            Err(e) => self.say(e.to_string(), true),
-        }
+        let roll = self.session.score.to_roll();
+        let path = path.to_path_buf();
+        self.in_background(move || {
+            let written = roll.write_midi(&path).map(|()| path);
+            DialogResult::Written(written.map_err(|e| e.to_string()))
+        });
     }
 
-    /// Renders the score to a WAV file in the background.
+    /// Renders the score to a WAV file (on a worker thread: a long piece takes a moment).
     pub fn export_wav(&mut self, path: &Path) {
         let roll = self.session.score.to_roll();
         let path = path.to_path_buf();
-        let (tx, rx) = channel();
-        let wake = self.wake.clone();
-        // Rendering a long piece takes a moment: off the GUI thread.
-        std::thread::spawn(move || {
+        self.in_background(move || {
             let opts = RenderOptions::default();
-            let result = render_roll(&roll, &opts, &mut |_| {})
+            let written = render_roll(&roll, &opts, &mut |_| {})
                 .and_then(|samples| write_wav(&path, &samples, opts.sample_rate))
                 .map(|()| path);
-            let _ = tx.send(DialogResult::WavDone(result.map_err(|e| e.to_string())));
-            wake();
+            DialogResult::Written(written.map_err(|e| e.to_string()))
         });
-        self.dialogs.push(rx);
     }
 
     /// The primer for generation: the opened file, else the current piece.
@@ -731,10 +800,12 @@ impl Studio {
                 DialogResult::Open(p) => self.open_file(&p),
                 DialogResult::ExportMidi(p) => self.export_midi(&p),
                 DialogResult::ExportWav(p) => self.export_wav(&p),
-                DialogResult::WavDone(Ok(p)) => self.say(format!("Wrote {}", p.display()), false),
-                DialogResult::WavDone(Err(e)) => self.say(e, true),
                 DialogResult::TrainDir(p) => self.session.train_dir = Some(p),
                 DialogResult::Model(p) => self.load_model(Some(p)),
+                DialogResult::Opened(p, read) => self.use_opened(p, read),
+                DialogResult::Written(Ok(p)) => self.say(format!("Wrote {}", p.display()), false),
+                DialogResult::Written(Err(e)) => self.say(e, true),
+                DialogResult::ModelLoaded(p, loaded) => self.use_model(p, loaded),
             }
         }
         self.poll_training();

@@ -119,6 +119,8 @@ pub struct Engine {
     bpm: f64,
     looped: Option<(usize, usize)>,
     preview: Option<(u8, u32)>,
+    /// Pitches the score has turned on and not yet off (previews aside).
+    sounding: [bool; 128],
     buffer: [f32; BLOCK],
     cursor: usize,
 }
@@ -129,9 +131,43 @@ impl Engine {
     }
 
     fn seek(&mut self, step: f64) {
-        self.synth.all_notes_off();
+        self.silence();
         self.position = step.max(0.0);
         self.next_event = self.score.first_at(self.position.ceil() as usize);
+    }
+
+    fn silence(&mut self) {
+        self.synth.all_notes_off();
+        self.sounding = [false; 128];
+    }
+
+    /// Puts `score` in place at the current position: notes that go on sounding in it are not
+    /// cut (an edit while playing must not silence the held notes), notes it no longer holds
+    /// here stop, and playback goes on with its next event. No allocation: a count per pitch.
+    fn swap_score(&mut self, score: Arc<PlayScore>) {
+        let old = std::mem::replace(&mut self.score, score);
+        // Freed on the GUI thread; if the ring is full it is dropped here, which only happens
+        // when the GUI stops collecting.
+        let _ = self.garbage.push(old);
+        let now = self.position + 1e-9;
+        let past = self.score.events.partition_point(|e| e.step as f64 <= now);
+        let mut held = [0u16; 128];
+        for e in &self.score.events[..past] {
+            let count = &mut held[usize::from(e.pitch & 0x7f)];
+            *count = if e.velocity == 0 {
+                count.saturating_sub(1)
+            } else {
+                count.saturating_add(1)
+            };
+        }
+        for pitch in 0..128u8 {
+            let p = usize::from(pitch);
+            if self.sounding[p] && held[p] == 0 {
+                self.synth.note_off(pitch);
+                self.sounding[p] = false;
+            }
+        }
+        self.next_event = past;
     }
 
     fn handle_commands(&mut self) {
@@ -143,16 +179,9 @@ impl Engine {
                 }
                 Command::Stop => {
                     self.playing = false;
-                    self.synth.all_notes_off();
+                    self.silence();
                 }
-                Command::Score(score) => {
-                    let old = std::mem::replace(&mut self.score, score);
-                    // Freed on the GUI thread; if the ring is full it is dropped here, which
-                    // only happens when the GUI stops collecting.
-                    let _ = self.garbage.push(old);
-                    let at = self.position;
-                    self.seek(at);
-                }
+                Command::Score(score) => self.swap_score(score),
                 Command::Tempo(bpm) => self.bpm = bpm.clamp(10.0, 1000.0),
                 Command::Loop(range) => self.looped = range.filter(|(a, b)| b > a),
                 Command::Preview(pitch) => {
@@ -222,6 +251,7 @@ impl Engine {
             } else {
                 self.synth.note_on(e.pitch, e.velocity);
             }
+            self.sounding[usize::from(e.pitch & 0x7f)] = e.velocity != 0;
             self.next_event += 1;
         }
         if now >= end as f64 {
@@ -229,7 +259,7 @@ impl Engine {
                 Some((a, _)) => self.seek(a as f64),
                 None => {
                     self.playing = false;
-                    self.synth.all_notes_off();
+                    self.silence();
                 }
             }
         }
@@ -296,6 +326,7 @@ impl Player {
             bpm: 120.0,
             looped: None,
             preview: None,
+            sounding: [false; 128],
             buffer: [0.0; BLOCK],
             cursor: BLOCK,
         };
@@ -342,6 +373,29 @@ mod tests {
         (0..samples)
             .map(|_| engine.next_sample().abs())
             .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn an_edit_while_playing_keeps_the_held_notes_and_stops_the_removed_ones() {
+        let (mut player, mut engine) = Player::detached();
+        let both =
+            PlayScore::from_notes([(60u8, 0usize, 8usize, 100u8), (64, 0, 8, 100)].into_iter());
+        player.send(Command::Score(Arc::new(both.clone())));
+        player.send(Command::Tempo(120.0));
+        player.send(Command::Play(0));
+        pull(&mut engine, 4410); // step 0.8: both keys down
+        assert!(engine.sounding[60] && engine.sounding[64]);
+        // The same piece again (an edit elsewhere): nothing is cut.
+        player.send(Command::Score(Arc::new(both)));
+        pull(&mut engine, 128);
+        assert!(engine.sounding[60] && engine.sounding[64]);
+        // The E removed: it stops, the C sounds on, and ends on time.
+        let c_only = PlayScore::from_notes([(60u8, 0usize, 8usize, 100u8)].into_iter());
+        player.send(Command::Score(Arc::new(c_only)));
+        pull(&mut engine, 128);
+        assert!(engine.sounding[60] && !engine.sounding[64]);
+        pull(&mut engine, 44_100); // past step 8
+        assert!(!engine.sounding[60]);
     }
 
     #[test]
