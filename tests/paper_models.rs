@@ -302,40 +302,42 @@ fn damaged_model_files_are_refused_with_the_file_named() {
     .unwrap();
     let err = classify::load(&cut, &Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("cut.safetensors"), "{err}");
-    // Absurd sizes are refused from the manifest, before a model of that size is built.
+    // The same weights beside a manifest with one value changed: (file, loading error).
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("a/classifier.json")).unwrap())
             .unwrap();
-    let mut huge = manifest.clone();
-    huge["config"]["stack"]["layers"] = serde_json::json!(1u64 << 40);
-    std::fs::copy(&file, dir.path().join("huge.safetensors")).unwrap();
-    std::fs::write(dir.path().join("huge.json"), huge.to_string()).unwrap();
-    let err = classify::load(&dir.path().join("huge.safetensors"), &Device::Cpu)
-        .unwrap_err()
-        .to_string();
+    let tampered = |name: &str, pointer: &str, value: serde_json::Value| {
+        let mut m = manifest.clone();
+        *m.pointer_mut(pointer).unwrap() = value;
+        let path = dir.path().join(format!("{name}.safetensors"));
+        std::fs::copy(&file, &path).unwrap();
+        std::fs::write(path.with_extension("json"), m.to_string()).unwrap();
+        let err = classify::load(&path, &Device::Cpu).unwrap_err().to_string();
+        (path, err)
+    };
+    // Absurd sizes are refused from the manifest, before a model of that size is built.
+    let (huge, err) = tampered(
+        "huge",
+        "/config/stack/layers",
+        serde_json::json!(1u64 << 40),
+    );
     assert!(
         err.contains("huge.json") && err.contains("at least") && err.contains("holds"),
         "{err}"
     );
     // Converting checks the file as its kind first, and writes nothing when it is wrong.
     let converted = dir.path().join("converted.safetensors");
-    let err = segue::models::saved::convert_any(
-        &dir.path().join("huge.safetensors"),
-        &converted,
-        DType::F16,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = segue::models::saved::convert_any(&huge, &converted, DType::F16)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("huge.json"), "{err}");
     assert!(!converted.exists());
     // Snippets of 0 steps would cut rolls into nothing.
-    let mut empty = manifest.clone();
-    empty["training"]["train"]["snippet_steps"] = serde_json::json!(0);
-    std::fs::copy(&file, dir.path().join("empty.safetensors")).unwrap();
-    std::fs::write(dir.path().join("empty.json"), empty.to_string()).unwrap();
-    let err = classify::load(&dir.path().join("empty.safetensors"), &Device::Cpu)
-        .unwrap_err()
-        .to_string();
+    let (_, err) = tampered(
+        "empty",
+        "/training/train/snippet_steps",
+        serde_json::json!(0),
+    );
     assert!(
         err.contains("empty.json") && err.contains("0 steps"),
         "{err}"
