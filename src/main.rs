@@ -365,6 +365,10 @@ struct ClassifierArgs {
     /// Roll steps per token (default 4, one beat); the longest snippet is 128 tokens.
     #[arg(long, value_name = "N")]
     patch_steps: Option<usize>,
+    /// Model width of the 6 encoder layers (default 128; a multiple of the 8 heads); the
+    /// feed-forward blocks are twice as wide.
+    #[arg(long, value_name = "N")]
+    width: Option<usize>,
 }
 
 #[derive(Args)]
@@ -731,8 +735,18 @@ fn run(cli: Cli) -> Result<()> {
                 dropout,
                 weight_decay,
                 patch_steps,
+                width,
             } = *args;
             let mut defaults = segue::classify::ClassifierOptions::default();
+            if let Some(w) = width {
+                let stack = &mut defaults.config.stack;
+                stack.width = w;
+                stack.feed_forward = w.saturating_mul(2);
+                // Checked before the corpus loads, like the other models' sizes.
+                stack
+                    .check()
+                    .map_err(|e| anyhow::anyhow!("--width {w}: {e}"))?;
+            }
             if let Some(n) = patch_steps {
                 // Checked before the corpus loads, like the other models' sizes.
                 if n == 0 {

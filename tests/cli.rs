@@ -178,6 +178,7 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
     for (model, flag, value, says) in [
         ("lstm-vae", "--latent", "0", "latent size"),
         ("classifier", "--patch-steps", "0", "--patch-steps"),
+        ("classifier", "--width", "60", "multiple of heads"),
         ("dcgan", "--feature-matching", "-1", fm),
         ("dcgan", "--feature-matching", "nan", fm),
         ("dcgan", "--d-lr", "-0.001", d_lr),
