@@ -80,20 +80,21 @@ pub fn saved_step(path: &Path) -> Result<Option<usize>> {
 pub fn check_checkpoint(out: &Path, model: &Path, state: &Path, step: usize) -> Result<()> {
     let manifest: serde_json::Value = read_manifest(&manifest_path(model))?;
     let manifest_step = manifest["steps"].as_u64().map(|s| s as usize);
+    // (what, the step it records, whether it may record none: weights files written by
+    // older versions of Segue do not, and only their manifest can be checked).
     let found = [
-        ("model weights", saved_step(model)?),
-        ("model manifest", manifest_step),
-        ("optimiser state", saved_step(state)?),
+        ("model weights", saved_step(model)?, true),
+        ("model manifest", manifest_step, false),
+        ("optimiser state", saved_step(state)?, true),
     ];
-    // Weights files of older versions record no step; only their manifest can be checked.
-    let older = |what: &str, s: &Option<usize>| what != "model manifest" && s.is_none();
-    if found
-        .iter()
-        .any(|(what, s)| *s != Some(step) && !older(what, s))
-    {
+    let mismatch = found.iter().any(|(_, s, may_lack)| match s {
+        Some(s) => *s != step,
+        None => !may_lack,
+    });
+    if mismatch {
         let said: Vec<String> = found
             .iter()
-            .map(|(what, s)| match s {
+            .map(|(what, s, _)| match s {
                 Some(s) => format!("{what} at step {s}"),
                 None => format!("{what} without a step"),
             })

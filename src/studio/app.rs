@@ -1450,14 +1450,11 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
                     });
                     (None, Some(format!("{problem}{kept}; starting a new piece")))
                 }
-                // No session file yet: one saved by an earlier Segue in eframe's storage.
+                // No session file yet: one saved by an earlier Segue in eframe's storage
+                // (`Studio::new` brings it into range).
                 _ => (
                     cc.storage
-                        .and_then(|s| eframe::get_value::<Session>(s, eframe::APP_KEY))
-                        .map(|mut s| {
-                            s.sanitize();
-                            s
-                        }),
+                        .and_then(|s| eframe::get_value::<Session>(s, eframe::APP_KEY)),
                     None,
                 ),
             };
