@@ -262,7 +262,9 @@ pub fn probabilities(clf: &ComposerClassifier, x: &Tensor) -> Result<Vec<Vec<f32
 }
 
 /// Classifies `roll` window by window (`window` steps, hop `hop`; a roll shorter than a window
-/// is padded with silence).
+/// is padded with silence). The verdict on the whole roll weighs each window by the steps of
+/// the roll it holds, so a last window of a few steps and much padding counts for little (a
+/// 269-step piece: 256 and 13).
 pub fn classify_roll(clf: &Classifier, roll: &Roll, window: usize, hop: usize) -> Result<Verdict> {
     let patch = clf.config.patch_steps;
     let window = window.div_ceil(patch).max(1) * patch;
@@ -287,10 +289,12 @@ pub fn classify_roll(clf: &Classifier, roll: &Roll, window: usize, hop: usize) -
     let x = Tensor::from_vec(data, (starts.len(), window, PITCHES), &device).map_err(candle)?;
     let probs = probabilities(&clf.model, &x)?;
     let c = clf.manifest.composers.len();
+    let held = |s: usize| roll.steps().saturating_sub(s).min(window).max(1) as f32;
+    let total: f32 = starts.iter().map(|&s| held(s)).sum();
     let mut overall = vec![0f32; c];
-    for p in &probs {
+    for (p, &s) in probs.iter().zip(&starts) {
         for (o, v) in overall.iter_mut().zip(p) {
-            *o += v / probs.len() as f32;
+            *o += v * held(s) / total;
         }
     }
     Ok(Verdict {

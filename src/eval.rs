@@ -181,10 +181,15 @@ pub struct LstmVaeReport {
     /// The same with the centroids stored with the model (from training snippets): stricter,
     /// the held-out snippets play no part in their own centroids.
     pub training_centroid_accuracy: f64,
+    /// The composer measure leave-one-out: each snippet's own composer's centroid is taken
+    /// without it (composers with one snippet left out), so no snippet votes for itself.
+    pub centroid_accuracy_leave_one_out: f64,
     /// Share of snippets whose posterior mean is nearest the centroid of its own piece, among
-    /// the held-out pieces (leave-one-in): how consistently z describes one piece.
+    /// the held-out pieces, leave-one-out (pieces with one snippet left out, since with itself
+    /// in its centroid such a snippet would always be right): how consistently z describes
+    /// one piece.
     pub piece_centroid_accuracy: f64,
-    /// Held-out pieces the snippets come from.
+    /// Held-out pieces with two snippets or more (those the piece measure counts).
     pub pieces: usize,
     /// Mean Jaccard distance between decodings of one primer with two composers' codes
     /// (the per-composer codes stored with the model; same sampling seed).
@@ -355,6 +360,54 @@ fn nearest_centroid_hits(points: &[Vec<f32>], labels: &[usize], centroids: &[Vec
         .count()
 }
 
+/// Nearest-centroid accuracy, leave-one-out: each point against the centroids of the other
+/// classes and the centroid of its own class without it. Points whose class has no other
+/// point are not counted. Returns (accuracy, points counted, classes counted).
+fn leave_one_out_accuracy(
+    points: &[Vec<f32>],
+    labels: &[usize],
+    classes: usize,
+) -> (f64, usize, usize) {
+    let dim = points.first().map_or(0, Vec::len);
+    let mut sums = vec![vec![0f64; dim]; classes];
+    let mut counts = vec![0usize; classes];
+    for (p, &c) in points.iter().zip(labels) {
+        counts[c] += 1;
+        for (s, v) in sums[c].iter_mut().zip(p) {
+            *s += f64::from(*v);
+        }
+    }
+    let distance = |p: &[f32], sum: &[f64], k: usize, without: bool| -> f64 {
+        let k = (k - usize::from(without)) as f64;
+        p.iter()
+            .zip(sum)
+            .map(|(v, s)| {
+                let centre = (s - if without { f64::from(*v) } else { 0.0 }) / k;
+                (f64::from(*v) - centre).powi(2)
+            })
+            .sum()
+    };
+    let (mut hits, mut counted) = (0usize, 0usize);
+    for (p, &own) in points.iter().zip(labels) {
+        if counts[own] < 2 {
+            continue;
+        }
+        counted += 1;
+        let nearest = (0..classes)
+            .filter(|&c| counts[c] > usize::from(c == own))
+            .map(|c| (c, distance(p, &sums[c], counts[c], c == own)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|x| x.0);
+        hits += usize::from(nearest == Some(own));
+    }
+    let classes_counted = counts.iter().filter(|&&k| k >= 2).count();
+    (
+        hits as f64 / counted.max(1) as f64,
+        counted,
+        classes_counted,
+    )
+}
+
 /// What [`evaluate_lstm_vae`] measures on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalOptions {
@@ -491,11 +544,10 @@ pub fn evaluate_lstm_vae(
     // An index of a snippet of another composer for each snippet.
     let other: Vec<usize> = (0..n)
         .map(|i| {
-            let mut j = (i + n / 2) % n;
-            while snippets[j].1 == snippets[i].1 && j != (i + n - 1) % n {
-                j = (j + 1) % n;
-            }
-            j
+            (0..n)
+                .map(|d| (i + n / 2 + d) % n)
+                .find(|&j| snippets[j].1 != snippets[i].1)
+                .unwrap_or(i)
         })
         .collect();
     // The composers' codes stored with the model (training snippets' mean codes).
@@ -609,15 +661,17 @@ pub fn evaluate_lstm_vae(
         .iter()
         .map(|(s, _)| pieces.partition_point(|&p| p < s.piece))
         .collect();
-    let piece_centroids = class_means(&means, &piece_labels, pieces.len());
-    let piece_hits = nearest_centroid_hits(&means, &piece_labels, &piece_centroids);
+    let loo = leave_one_out_accuracy(&means, &labels, stored.len());
+    let piece_loo = leave_one_out_accuracy(&means, &piece_labels, pieces.len());
 
     // Decoding one primer with different codes; and generated continuations.
     let cancel = AtomicBool::new(false);
     let (mut d_comp, mut d_rand, mut d_seed) = (0f64, 0f64, 0f64);
     let (mut d_swap, mut d_swap_prior) = (0f64, 0f64);
     let mut generated = StatsAcc::default();
-    let pairs = n.min(60);
+    // At most 60 sampled pairs, spread over every composer (snippets come in composer order).
+    let stride = n.div_ceil(60).max(1);
+    let pairs = n.div_ceil(stride);
     for (i, &(s, c)) in snippets.iter().enumerate() {
         let primer = corpus.pieces[s.piece].roll.slice(s.start, 64);
         let base = GenerateOptions {
@@ -636,7 +690,7 @@ pub fn evaluate_lstm_vae(
         let own = generate::composer_code(model, c)?;
         let out = run(&own, &base)?;
         generated.add(&out);
-        if i < pairs {
+        if i % stride == 0 {
             let other_c = other_composer(i, c);
             let theirs = generate::composer_code(model, other_c)?;
             d_comp += jaccard_distance(&out, &run(&theirs, &base)?);
@@ -678,8 +732,9 @@ pub fn evaluate_lstm_vae(
         active_units,
         centroid_accuracy: hits as f64 / n as f64,
         training_centroid_accuracy: training_hits as f64 / n as f64,
-        piece_centroid_accuracy: piece_hits as f64 / n as f64,
-        pieces: pieces.len(),
+        centroid_accuracy_leave_one_out: loo.0,
+        piece_centroid_accuracy: piece_loo.0,
+        pieces: piece_loo.2,
         composer_z_distance: d_comp / pairs as f64,
         random_z_distance: d_rand / pairs as f64,
         swap_other_composer_distance: d_swap / pairs as f64,
@@ -697,8 +752,16 @@ pub fn evaluate_lstm_vae(
 
 /// [`MusicStats`] of one roll (binary view).
 pub fn music_stats(roll: &Roll) -> MusicStats {
+    pooled_music_stats([roll])
+}
+
+/// [`MusicStats`] of several rolls pooled (notes over all their sounding steps, not a mean
+/// of per-roll ratios, where a silent roll would count as 0 notes a step).
+pub fn pooled_music_stats<'a>(rolls: impl IntoIterator<Item = &'a Roll>) -> MusicStats {
     let mut acc = StatsAcc::default();
-    acc.add(&roll.binary());
+    for roll in rolls {
+        acc.add(&roll.binary());
+    }
     acc.finish()
 }
 
@@ -775,5 +838,28 @@ mod tests {
         // Centroids from elsewhere: only the class-0 points are near theirs.
         let stored = vec![vec![0.0, 1.0], vec![-20.0, 0.0], vec![5.0, 0.0]];
         assert_eq!(nearest_centroid_hits(&points, &labels, &stored), 2);
+    }
+
+    #[test]
+    fn leave_one_out_accuracy_keeps_each_point_out_of_its_own_centroid() {
+        // Class 0: two points at x = 0 and 1; class 1: (4, 0) and (5, 0); class 2: one point at
+        // x = 0.4, which leave-one-in would count right (it is its own centroid).
+        let points = vec![
+            vec![0.0, 0.0],
+            vec![1.0, 0.0],
+            vec![4.0, 0.0],
+            vec![5.0, 0.0],
+            vec![0.4, 0.0],
+        ];
+        let labels = [0, 0, 1, 1, 2];
+        // Leave-one-in: all right but (0, 0), which is nearer the lone point than (0.5, 0).
+        let leave_in = class_means(&points, &labels, 3);
+        assert_eq!(nearest_centroid_hits(&points, &labels, &leave_in), 4);
+        // Left out: (0, 0) against class 0 = {1}: distance 1, class 2 = {0.4}: 0.4 -> wrong;
+        // (1, 0) against {0}: 1, class 2: 0.6 -> wrong; class 1 both right; class 2 not
+        // counted.
+        let (accuracy, counted, classes) = leave_one_out_accuracy(&points, &labels, 3);
+        assert_eq!((counted, classes), (4, 2));
+        assert!((accuracy - 0.5).abs() < 1e-12, "{accuracy}");
     }
 }

@@ -517,7 +517,8 @@ struct TrainArgs {
     #[arg(long, value_name = "N")]
     latent: Option<usize>,
     /// Give the decoder its position in the bar: a one-hot of the step modulo N (16 = a
-    /// 4/4 bar); training snippets then start on bar lines. 0 = off (the default).
+    /// 4/4 bar); training snippets then start on bar lines. 0 = off. Default: the preset's
+    /// (16 for studio, 0 for paper).
     #[arg(long, value_name = "N")]
     metre: Option<usize>,
     /// Validate every N steps.
@@ -1883,13 +1884,14 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         r.kl_per_dim.len()
     );
     out!(
-        "nearest-composer-centroid accuracy of posterior means (chance {:.3}): {:.3} with held-out centroids (the reference's measure), {:.3} with the stored training centroids",
+        "nearest-composer-centroid accuracy of posterior means (chance {:.3}): {:.3} with held-out centroids (the reference's measure), {:.3} leaving each snippet out of its own centroid, {:.3} with the stored training centroids",
         1.0 / model.manifest.composers.len() as f64,
         r.centroid_accuracy,
+        r.centroid_accuracy_leave_one_out,
         r.training_centroid_accuracy
     );
     out!(
-        "nearest-piece-centroid accuracy (same measure by piece, {} held-out pieces, chance {:.3}): {:.3}",
+        "nearest-piece-centroid accuracy (by piece, leave-one-out, {} held-out pieces with two snippets or more, chance {:.3}): {:.3}",
         r.pieces,
         1.0 / r.pieces.max(1) as f64,
         r.piece_centroid_accuracy

@@ -20,7 +20,7 @@ use crate::ascent::{self, AscentOptions};
 use crate::classify::{self, Classifier};
 use crate::dataset::{Corpus, SnippetRef};
 use crate::error::{Error, Result};
-use crate::eval::music_stats;
+use crate::eval::pooled_music_stats;
 use crate::gan::{self, TrainedGan};
 use crate::generate::{self, GenerateOptions, Mode};
 use crate::models::lstm_vae::bce_with_logits;
@@ -97,7 +97,8 @@ pub struct StyleVerdict {
     pub transfer_chroma_similarity: f64,
     /// The same for plain continuations in A's own style, for comparison.
     pub continuation_chroma_similarity: f64,
-    /// Share of transitions whose last window is classified as B.
+    /// Share of transitions (z from A to B over one window) whose next window, at B's code,
+    /// is classified as B.
     pub transition_share: f64,
     /// Mean P(B) at each of the 8 blend amounts 0, 1/7, ..., 1.
     pub blend_curve: Vec<f64>,
@@ -292,9 +293,9 @@ fn measure(
         }
         h
     };
+    f.notes_per_step = pooled_music_stats(out.rolls.iter().map(|(r, _)| r)).notes_per_sounding_step;
     let (mut prob, mut share) = (0f64, 0usize);
     for (roll, target) in &out.rolls {
-        f.notes_per_step += music_stats(roll).notes_per_sounding_step / n;
         let target_pc = target.map_or(all_pc, |c| composer_pc[c]);
         f.pitch_class_overlap += intersection(&pitch_classes(roll), &target_pc) / n;
         if let (Some(clf), Some(c)) = (clf, target) {
@@ -309,14 +310,16 @@ fn measure(
         f.target_share = Some(share as f64 / targeted as f64);
     }
     // Yang-Lerch: intra-set distances among real snippets of one composer, against inter-set
-    // distances between an output and its target's real snippets.
+    // distances between an output and its target's real snippets. An unconditional model's
+    // target is the whole corpus: its reference is then every pair of real snippets.
     let real_features: Vec<(Features, usize)> =
         real.iter().map(|(r, c)| (features(r), *c)).collect();
+    let untargeted = out.rolls.iter().all(|(_, t)| t.is_none());
     for which in 0..4 {
         let mut intra = Vec::new();
         for (i, (a, ca)) in real_features.iter().enumerate() {
             for (b, cb) in &real_features[i + 1..] {
-                if ca == cb {
+                if untargeted || ca == cb {
                     intra.push(feature_distance(a, b, which));
                 }
             }
@@ -379,10 +382,16 @@ pub fn evaluate_all(
         .iter()
         .map(|(s, c)| (corpus.pieces[s.piece].roll.slice(s.start, steps), *c))
         .collect();
+    // Each composer's pitch classes, from its held-out pieces only.
     let composer_pc: Vec<[f64; 12]> = (0..corpus.composers.len())
         .map(|c| {
             let mut h = [0f64; 12];
-            let pieces = corpus.pieces_of(c);
+            let pieces: Vec<usize> = split
+                .valid
+                .iter()
+                .copied()
+                .filter(|&p| corpus.pieces[p].composer == c)
+                .collect();
             for &p in &pieces {
                 for (a, b) in h.iter_mut().zip(pitch_classes(&corpus.pieces[p].roll)) {
                     *a += b / pieces.len().max(1) as f64;
@@ -391,11 +400,7 @@ pub fn evaluate_all(
             h
         })
         .collect();
-    let corpus_notes = real
-        .iter()
-        .map(|(r, _)| music_stats(r).notes_per_sounding_step)
-        .sum::<f64>()
-        / real.len().max(1) as f64;
+    let corpus_notes = pooled_music_stats(real.iter().map(|(r, _)| r)).notes_per_sounding_step;
 
     // Reconstruction per step of both VAEs on the same snippets.
     progress(0.0, "reconstruction");
@@ -596,7 +601,7 @@ fn style_verdict(
         let source_pc = pitch_classes(&source.slice(64, window));
         let za = generate::composer_code(lstm, a)?;
         let zb = generate::composer_code(lstm, b)?;
-        let run = |mode: Mode, alpha: f32| -> Result<Roll> {
+        let run_for = |mode: Mode, alpha: f32, steps: usize, transition_steps: usize| {
             let g = generate::generate(
                 &lstm.model,
                 source,
@@ -604,17 +609,19 @@ fn style_verdict(
                 &zb,
                 &GenerateOptions {
                     mode,
-                    steps: window,
+                    steps,
                     primer_steps: 64,
                     alpha,
+                    transition_steps,
                     seed: opts.seed + k as u64,
                     ..GenerateOptions::default()
                 },
                 &mut |_| {},
                 &cancel,
             )?;
-            Ok(g.roll.slice(g.primer_steps, window))
+            Ok::<Roll, Error>(g.roll.slice(g.primer_steps, steps))
         };
+        let run = |mode: Mode, alpha: f32| run_for(mode, alpha, window, 0);
         let judge = |roll: &Roll| -> Result<Vec<f32>> {
             Ok(classify::classify_roll(clf, roll, window, window)?.overall)
         };
@@ -628,9 +635,9 @@ fn style_verdict(
         v.transfer_chroma_similarity += cosine(&pitch_classes(&transfer), &source_pc);
         let own = run(Mode::Continue, 0.0)?;
         v.continuation_chroma_similarity += cosine(&pitch_classes(&own), &source_pc);
-        let transition = run(Mode::Transition, 0.0)?;
-        let tail = transition.slice(window / 2, window / 2);
-        let p = judge(&tail)?;
+        // A transition over one window, then a window at B's code: is that one judged B?
+        let transition = run_for(Mode::Transition, 0.0, 2 * window, window)?;
+        let p = judge(&transition.slice(window, window))?;
         let best = (0..p.len())
             .max_by(|&x, &y| p[x].total_cmp(&p[y]))
             .unwrap_or(0);
@@ -758,7 +765,7 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
     ));
     if let Some(s) = &report.style {
         md.push_str(&format!(
-            "## Style: the classifier's verdict on the LSTM-VAE ({} composer pairs)\n\n| Figure | Value |\n|---|---|\n| Transfers classified as the target B | {:.3} |\n| Transfers still classified as the source A | {:.3} |\n| Chroma similarity of transfers to the source's continuation | {:.3} |\n| Chroma similarity of plain continuations (A's own z) | {:.3} |\n| Transitions whose end is classified as B | {:.3} |\n| Spearman correlation of blend amount and P(B), 8 steps | {:.3} |\n\n",
+            "## Style: the classifier's verdict on the LSTM-VAE ({} composer pairs)\n\n| Figure | Value |\n|---|---|\n| Transfers classified as the target B | {:.3} |\n| Transfers still classified as the source A | {:.3} |\n| Chroma similarity of transfers to the source's continuation | {:.3} |\n| Chroma similarity of plain continuations (A's own z) | {:.3} |\n| Transitions (A to B over one window) whose next window, at B, is classified as B | {:.3} |\n| Spearman correlation of blend amount and P(B), 8 steps | {:.3} |\n\n",
             s.pairs,
             s.transfer_share,
             s.transfer_source_share,

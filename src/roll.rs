@@ -475,6 +475,22 @@ impl Roll {
         self.set_tempo(tempo);
     }
 
+    /// Makes every note sounding on both sides of `step` one held note across it (a run of
+    /// sounding cells is one note, as in a roll made from a binary matrix): what joins a
+    /// continuation to its primer without re-striking the notes it holds.
+    pub fn join_held_at(&mut self, step: usize) {
+        if step == 0 || step >= self.steps {
+            return;
+        }
+        for p in 0..PITCHES {
+            let (before, here) = ((step - 1) * PITCHES + p, step * PITCHES + p);
+            if self.cells[before] > 0 && self.cells[here] > 0 {
+                self.onsets[here] = false;
+            }
+        }
+        self.canonicalize();
+    }
+
     /// Jaccard similarity of the sounding cells over the common length (1 when both silent).
     pub fn jaccard(&self, other: &Roll) -> f64 {
         let n = self.steps.min(other.steps) * PITCHES;

@@ -254,6 +254,42 @@ fn smpte_drop_frame_files_run_at_29_97_frames_a_second() {
 }
 
 #[test]
+fn a_continuation_joined_to_its_primer_holds_the_notes_across_the_join() {
+    // The primer holds C from step 2 to its end (step 8); the continuation goes on holding
+    // it for 4 steps and starts an E.
+    let primer = Roll::from_notes(
+        8,
+        &[RollNote {
+            start: 2,
+            len: 6,
+            pitch: 60,
+            velocity: 80,
+        }],
+        Vec::new(),
+    );
+    let mut binary = vec![0u8; 6 * 128];
+    for t in 0..4 {
+        binary[t * 128 + 60] = 1;
+    }
+    binary[2 * 128 + 64] = 1;
+    let continuation = Roll::from_binary(6, &binary).unwrap();
+    let mut joined = primer.slice(0, 8);
+    joined.append(&continuation);
+    // Appended as is, the C is struck again where the continuation starts.
+    assert_eq!(joined.notes().len(), 3);
+    joined.join_held_at(8);
+    let notes = joined.notes();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    let c = notes.iter().find(|n| n.pitch == 60).unwrap();
+    assert_eq!((c.start, c.len, c.velocity), (2, 10, 80));
+    assert!(notes.iter().any(|n| n.pitch == 64 && n.start == 10));
+    // Out of range: nothing to join.
+    joined.join_held_at(0);
+    joined.join_held_at(1000);
+    assert_eq!(joined.notes().len(), 2);
+}
+
+#[test]
 fn export_is_a_standard_piano_file_with_tempo_and_velocity() {
     let mut roll = Roll::from_notes(
         16,

@@ -215,6 +215,19 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
     assert!(v.windows.len() > 1);
     assert_eq!(v.window, 32);
     assert_eq!(v.windows[1].0, 16);
+    // The whole-roll verdict weighs each window by the steps of the roll it holds: windows
+    // at 0, 32 and 64 of a 66-step roll weigh 32, 32 and 2.
+    let odd = roll.slice(0, 66);
+    let v = classify::classify_roll(&clf, &odd, 32, 32).unwrap();
+    assert_eq!(
+        v.windows.iter().map(|w| w.0).collect::<Vec<_>>(),
+        [0, 32, 64]
+    );
+    for (c, overall) in v.overall.iter().enumerate() {
+        let weighted =
+            (v.windows[0].1[c] * 32.0 + v.windows[1].1[c] * 32.0 + v.windows[2].1[c] * 2.0) / 66.0;
+        assert!((overall - weighted).abs() < 1e-5, "{overall} {weighted}");
+    }
     for (_, p) in &v.windows {
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
     }
