@@ -463,4 +463,23 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
         .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(broken), None, false));
     h.step();
     assert_eq!(h.state().session.view.step_px, 1.0);
+
+    // eframe's save writes the session file (eframe's own storage is left alone).
+    struct Untouched;
+    impl eframe::Storage for Untouched {
+        fn get_string(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn set_string(&mut self, key: &str, _: String) {
+            panic!("the session went to eframe's storage under {key}");
+        }
+        fn remove_string(&mut self, _: &str) {}
+        fn flush(&mut self) {}
+    }
+    let saved = dir.path().join("studio/session.json");
+    h.state_mut().saver = Some(Saver::new(saved.clone()));
+    h.state_mut().session.seed = 77;
+    eframe::App::save(h.state_mut(), &mut Untouched);
+    h.state_mut().saver = None; // dropping the saver finishes its write
+    assert_eq!(session_file::read(&saved).unwrap().unwrap().seed, 77);
 }

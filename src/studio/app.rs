@@ -1414,6 +1414,9 @@ impl eframe::App for Studio {
         if self.playing() || self.job_progress.is_some() || self.training.job.is_some() {
             ctx.request_repaint_after(Duration::from_millis(30));
         }
+        // eframe saves (every 30 s) only after a frame: one idle frame at least that often, so
+        // a change is on disk within a minute even if nothing else happens.
+        ctx.request_repaint_after(Duration::from_secs(30));
     }
 
     fn save(&mut self, _storage: &mut dyn eframe::Storage) {
