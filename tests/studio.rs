@@ -182,10 +182,26 @@ fn opens_a_midi_file_and_exports_it_back() {
         "{err}"
     );
     assert!(h.state().model().is_some());
-    // A good one loads in the background.
-    h.state_mut().load_model(Some(model.clone()));
+    // A good one loads in the background, and is kept as a canonical path (the next start
+    // may be in another folder).
+    let roundabout = model
+        .parent()
+        .unwrap()
+        .join("..")
+        .join("model")
+        .join(model.file_name().unwrap());
+    h.state_mut().load_model(Some(roundabout));
     settle(&mut h);
     assert!(h.state().model_error().is_none());
+    let kept = h.state().session.model_path.clone().unwrap();
+    assert!(
+        kept.is_absolute()
+            && !kept
+                .components()
+                .any(|c| c == std::path::Component::ParentDir),
+        "{}",
+        kept.display()
+    );
 }
 
 #[test]

@@ -442,7 +442,8 @@ impl Studio {
                 self.session.composer_b = self.session.composer_b.min(n - 1);
                 self.model = Some(m);
                 self.model_error = None;
-                self.session.model_path = Some(path);
+                // Stored absolute, so the next start finds it from any folder.
+                self.session.model_path = Some(std::fs::canonicalize(&path).unwrap_or(path));
             }
             Err(e) => self.model_error = Some(e),
         }
