@@ -130,19 +130,49 @@ pub fn interpolate(a: &[f32], b: &[f32], t: f32, how: Interpolation) -> Vec<f32>
     }
     let cos = (a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (na * nb)).clamp(-1.0, 1.0);
     let omega = cos.acos();
+    let norm = na + t * (nb - na);
     if omega.sin().abs() < 1e-4 {
-        return linear();
+        if cos > 0.0 {
+            return linear(); // the same direction
+        }
+        // Opposite directions: no great circle is singled out, and the straight line passes
+        // through the origin. Turn through a direction at right angles to `a` instead.
+        let side = orthogonal_unit(a, na);
+        let angle = t * std::f32::consts::PI;
+        return a
+            .iter()
+            .zip(&side)
+            .map(|(x, u)| norm * (angle.cos() * x / na + angle.sin() * u))
+            .collect();
     }
     let (wa, wb) = (
         ((1.0 - t) * omega).sin() / omega.sin(),
         (t * omega).sin() / omega.sin(),
     );
     // Slerp of the unit directions, scaled by the linearly interpolated norm.
-    let norm = na + t * (nb - na);
     a.iter()
         .zip(b)
         .map(|(x, y)| norm * (wa * x / na + wb * y / nb))
         .collect()
+}
+
+/// A unit vector at right angles to `a` (of norm `na` > 0): the axis where `a` is smallest,
+/// with `a`'s part along it taken out.
+fn orthogonal_unit(a: &[f32], na: f32) -> Vec<f32> {
+    let k = (0..a.len())
+        .min_by(|&i, &j| a[i].abs().total_cmp(&a[j].abs()))
+        .unwrap_or(0);
+    let along = a[k] / (na * na);
+    let mut u: Vec<f32> = a.iter().map(|x| -along * x).collect();
+    u[k] += 1.0;
+    let nu = u
+        .iter()
+        .map(|v| v * v)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::MIN_POSITIVE);
+    u.iter_mut().for_each(|v| *v /= nu);
+    u
 }
 
 /// The code of a composer: the mean of its training snippets' codes.
@@ -312,6 +342,43 @@ mod tests {
             })
             .sum::<usize>() as f64
             / draws as f64
+    }
+
+    #[test]
+    fn interpolation_keeps_the_ends_and_the_spherical_one_keeps_the_norm() {
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let close = |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-5);
+        let a = [3.0f32, 0.0, 0.0];
+        let b = [0.0f32, 4.0, 0.0];
+        for how in [Interpolation::Linear, Interpolation::Spherical] {
+            assert!(close(&interpolate(&a, &b, 0.0, how), &a));
+            assert!(close(&interpolate(&a, &b, 1.0, how), &b));
+        }
+        assert!(close(
+            &interpolate(&a, &b, 0.5, Interpolation::Linear),
+            &[1.5, 2.0, 0.0]
+        ));
+        // Spherical: halfway along the quarter circle, at the mean norm 3.5.
+        let mid = interpolate(&a, &b, 0.5, Interpolation::Spherical);
+        let h = 3.5 * std::f32::consts::FRAC_1_SQRT_2;
+        assert!(close(&mid, &[h, h, 0.0]), "{mid:?}");
+        assert!((norm(&mid) - 3.5).abs() < 1e-5, "{mid:?}");
+        // Opposite codes: the path keeps its norm instead of crossing the origin.
+        let neg = [-3.0f32, 0.0, 0.0];
+        for t in [0.25, 0.5, 0.75] {
+            let v = interpolate(&a, &neg, t, Interpolation::Spherical);
+            assert!((norm(&v) - 3.0).abs() < 1e-4, "{t}: {v:?}");
+        }
+        assert!(close(
+            &interpolate(&a, &neg, 1.0, Interpolation::Spherical),
+            &neg
+        ));
+        // A zero code falls back to the straight line.
+        let zero = [0.0f32; 3];
+        assert!(close(
+            &interpolate(&zero, &b, 0.5, Interpolation::Spherical),
+            &[0.0, 2.0, 0.0]
+        ));
     }
 
     #[test]
