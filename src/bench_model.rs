@@ -253,6 +253,9 @@ pub fn time_own(
     Ok(timing)
 }
 
+/// CPU threads of both sides of `segue bench lstm-vae` (the reference's default).
+pub const BENCH_THREADS: usize = 2;
+
 /// Runs `segue bench lstm-vae-worker` in a child process on `device` (`cpu` or `cuda`) and
 /// reads its JSON.
 pub fn time_own_in_child(
@@ -264,6 +267,9 @@ pub fn time_own_in_child(
 ) -> Result<Timing> {
     let exe = std::env::current_exe().map_err(|e| Error::io(Path::new("segue"), "locating", e))?;
     let mut cmd = Command::new(&exe);
+    // The same threads as the reference (candle's matrix products and the fused LSTM both use
+    // rayon's pool), so a machine with more cores compares like with like.
+    cmd.env("RAYON_NUM_THREADS", BENCH_THREADS.to_string());
     cmd.args(["bench", "lstm-vae-worker", "--case"])
         .arg(serde_json::to_string(case).unwrap_or_default())
         .args(["--iters", &iters.to_string()])
@@ -369,7 +375,8 @@ pub fn time_reference(
         .args(["--batch", &case.batch.to_string()])
         .args(["--steps", &case.steps.to_string()])
         .args(["--iters", &iters.to_string()])
-        .args(["--fixed-view", "--json"]);
+        .args(["--fixed-view", "--json"])
+        .args(["--threads", &BENCH_THREADS.to_string()]);
     if !train {
         cmd.arg("--skip-train");
     }

@@ -22,6 +22,11 @@ use crate::roll::{PITCHES, QuantizeOptions, Roll, RollNote, StepTempo};
 /// Snippet length used by the paper (320 sixteenth notes = 20 bars of 4/4).
 pub const DEFAULT_SNIPPET_STEPS: usize = 320;
 const CACHE_MAGIC: &[u8; 8] = b"SEGROLL1";
+/// The version of the MIDI reader and quantiser, part of every cache key: raise it whenever a
+/// change to `midi.rs` or `roll.rs` can change the roll of a file, so cached rolls of the older
+/// code are not read back. 2: SMPTE 29.97 fps read at 30/1.001, tempo events of SMPTE files
+/// ignored.
+const ROLL_VERSION: u32 = 2;
 
 /// One piece of music in the corpus.
 #[derive(Debug, Clone)]
@@ -263,6 +268,7 @@ fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Ro
     let content_hash = hasher.finalize().to_hex().to_string();
     hasher.update(&serde_json::to_vec(&opts.quantize).unwrap_or_default());
     hasher.update(CACHE_MAGIC);
+    hasher.update(&ROLL_VERSION.to_le_bytes());
     let cache_file = opts
         .cache_dir
         .as_ref()
@@ -275,6 +281,10 @@ fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Ro
     }
     let song = crate::midi::Song::parse(&bytes).map_err(|p| Error::midi(path, p))?;
     let roll = Roll::from_song(&song, &opts.quantize).map_err(|p| Error::midi(path, p))?;
+    if roll.active_cells() == 0 {
+        // Nothing to learn from: a model would take its silence for the composer's style.
+        return Err(Error::format(path, "no notes to learn from"));
+    }
     if let Some(file) = cache_file {
         // A cache that cannot be written only costs speed next time.
         let _ = fsutil::write_atomic(&file, &encode_cached(&roll));

@@ -259,10 +259,15 @@ impl Song {
                 }
             }
             TrackEventKind::Meta(meta) => match meta {
-                MetaMessage::Tempo(t) if t.as_int() > 0 => self.tempo.push(TempoChange {
-                    tick,
-                    micros_per_quarter: t.as_int(),
-                }),
+                // SMPTE ticks are already seconds: a tempo event does not change them.
+                MetaMessage::Tempo(t)
+                    if t.as_int() > 0 && matches!(self.division, Division::Metrical(_)) =>
+                {
+                    self.tempo.push(TempoChange {
+                        tick,
+                        micros_per_quarter: t.as_int(),
+                    })
+                }
                 MetaMessage::TimeSignature(num, den_pow, _, _) if num > 0 && den_pow < 16 => {
                     self.time_signatures.push(TimeSignature {
                         tick,

@@ -62,7 +62,9 @@ pub fn schedule(roll: &Roll, sample_rate: u32, bpm: Option<f64>) -> Vec<NoteEven
             velocity: n.velocity,
         });
         events.push(NoteEvent {
-            sample: at(n.start + n.len),
+            // At least a sample after its start: an off sorted before its own on (at an
+            // absurd tempo both round to one sample) would leave the note sounding.
+            sample: at(n.start + n.len).max(at(n.start) + 1),
             pitch: n.pitch,
             velocity: 0,
         });

@@ -199,7 +199,8 @@ impl Synth {
 
                 voice.phase += voice.increment;
                 if voice.phase >= TABLE_LEN as f32 {
-                    voice.phase -= TABLE_LEN as f32;
+                    // At low sample rates a high key steps more than a whole table.
+                    voice.phase %= TABLE_LEN as f32;
                 }
                 voice.age = voice.age.saturating_add(1);
                 voice.fast *= voice.fast_decay;

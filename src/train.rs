@@ -901,6 +901,35 @@ impl<'a> Trainer<'a> {
                 out.display()
             )));
         }
+        // What decides the split and the batches must stay: another seed would move trained
+        // pieces into validation, another snippet length would change the batch order.
+        let (was, now) = (&state.options, &self.opts);
+        crate::train_loop::check_same_data(
+            out,
+            &[
+                ("--seed", was.seed.to_string(), now.seed.to_string()),
+                (
+                    "--snippet-steps",
+                    was.snippet_steps.to_string(),
+                    now.snippet_steps.to_string(),
+                ),
+                (
+                    "--transpose",
+                    was.transpose.to_string(),
+                    now.transpose.to_string(),
+                ),
+                (
+                    "valid_fraction",
+                    was.valid_fraction.to_string(),
+                    now.valid_fraction.to_string(),
+                ),
+                (
+                    "valid_per_composer",
+                    was.valid_per_composer.to_string(),
+                    now.valid_per_composer.to_string(),
+                ),
+            ],
+        )?;
         weights::check_checkpoint(out, &model_path(out), &state_path(out), state.step)?;
         let expected = trained::expected_tensors(&self.opts.config)?;
         let model = weights::load(&model_path(out), &expected, &self.device)?;

@@ -364,6 +364,48 @@ impl Runner<'_> {
                 out.display()
             )));
         }
+        let (was, now) = (&info.options, &self.opts);
+        check_same_data(
+            out,
+            &[
+                ("--seed", was.seed.to_string(), now.seed.to_string()),
+                (
+                    "--snippet-steps",
+                    was.snippet_steps.to_string(),
+                    now.snippet_steps.to_string(),
+                ),
+                (
+                    "--batches",
+                    was.batches_per_step.to_string(),
+                    now.batches_per_step.to_string(),
+                ),
+                (
+                    "--by-piece",
+                    was.by_piece.to_string(),
+                    now.by_piece.to_string(),
+                ),
+                (
+                    "--transpose",
+                    was.transpose.to_string(),
+                    now.transpose.to_string(),
+                ),
+                (
+                    "--note-dropout",
+                    was.note_dropout.to_string(),
+                    now.note_dropout.to_string(),
+                ),
+                (
+                    "valid_fraction",
+                    was.valid_fraction.to_string(),
+                    now.valid_fraction.to_string(),
+                ),
+                (
+                    "valid_per_composer",
+                    was.valid_per_composer.to_string(),
+                    now.valid_per_composer.to_string(),
+                ),
+            ],
+        )?;
         let path = model_file(out, task.kind());
         weights::check_checkpoint(out, &path, &state_file(out), info.step)?;
         let expected: Vec<weights::Expected> = trained::named_tensors(task.varmap())
@@ -392,6 +434,26 @@ impl Runner<'_> {
         }
         Ok((info.step, info.seconds))
     }
+}
+
+/// Refuses to resume the run in `out` when an option that decides the split or the batches
+/// differs from the checkpoint's: `(name, at the checkpoint, now)`. The run's loss curve would
+/// no longer be one run's, and held-out figures could include trained pieces.
+pub(crate) fn check_same_data(out: &Path, options: &[(&str, String, String)]) -> Result<()> {
+    let changed: Vec<String> = options
+        .iter()
+        .filter(|(_, was, now)| was != now)
+        .map(|(name, was, now)| format!("{name} {now} (the checkpoint's is {was})"))
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "{}: cannot resume with {}: these decide the held-out pieces and the batches; resume \
+         with the checkpoint's values",
+        out.display(),
+        changed.join(", ")
+    )))
 }
 
 /// Keeps only the lines of a metrics log up to `step` (after a resume); any JSON object with a

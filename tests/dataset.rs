@@ -195,6 +195,8 @@ fn bad_files_are_skipped_and_listed() {
     let brahms = dir.path().join("brahms");
     std::fs::create_dir_all(&brahms).unwrap();
     std::fs::write(brahms.join("broken.mid"), b"MThd").unwrap();
+    // A readable file with no notes is not a piece either.
+    std::fs::write(brahms.join("silent.mid"), simple(96, &[])).unwrap();
     let corpus = Corpus::load(
         dir.path(),
         &LoadOptions {
@@ -206,7 +208,13 @@ fn bad_files_are_skipped_and_listed() {
     .unwrap();
     assert_eq!(corpus.composers, vec!["chopin", "debussy"]);
     assert_eq!(corpus.pieces.len(), 2);
-    assert_eq!(corpus.failures.len(), 3);
+    assert_eq!(corpus.failures.len(), 4);
+    assert!(
+        corpus
+            .failures
+            .iter()
+            .any(|f| f.path.ends_with("silent.mid") && f.error.contains("no notes"))
+    );
     assert!(
         corpus
             .failures

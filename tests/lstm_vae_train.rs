@@ -176,6 +176,25 @@ fn same_seed_same_curve_and_resume_continues_it() {
         "{err}"
     );
 
+    // Resuming with another seed would move trained pieces into validation: refused.
+    let mut reseeded = tiny_options(6);
+    reseeded.seed = 9;
+    let err = train::train_lstm_vae(
+        &corpus,
+        &reseeded,
+        c.path(),
+        &candle_core::Device::Cpu,
+        true,
+        &Control::default(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("cannot resume with --seed 9 (the checkpoint's is 1)"),
+        "{err}"
+    );
+
     // A different seed gives a different curve.
     let d = tempfile::tempdir().unwrap();
     let mut other = tiny_options(6);

@@ -215,11 +215,16 @@ fn format_2_sequences_play_one_after_another() {
 
 #[test]
 fn smpte_files_are_read_on_a_120_bpm_grid() {
-    // 25 fps x 40 ticks = 1000 ticks per second; a quarter at 120 bpm is 500 ticks.
+    // 25 fps x 40 ticks = 1000 ticks per second; a quarter at 120 bpm is 500 ticks. A tempo
+    // event (60 bpm) does not change time counted in seconds.
     let bytes = smf(
         Format::SingleTrack,
         Timing::Timecode(midly::Fps::Fps25, 40),
-        &[vec![(0, on(0, 60, 90)), (500, off(0, 60))]],
+        &[vec![
+            (0, Ev::Tempo(1_000_000)),
+            (0, on(0, 60, 90)),
+            (500, off(0, 60)),
+        ]],
     );
     let song = Song::parse(&bytes).unwrap();
     assert_eq!(

@@ -201,6 +201,24 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
     let mut joined = first;
     joined.extend(rest);
     assert!(same(&a, &joined), "resumed curve differs");
+    // Resuming with batches drawn otherwise is refused.
+    let mut by_piece = classifier_options(8);
+    by_piece.train.by_piece = true;
+    let err = classify::train_classifier(
+        &c,
+        &by_piece,
+        &r,
+        &Device::Cpu,
+        true,
+        &Control::default(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("--by-piece true (the checkpoint's is false)"),
+        "{err}"
+    );
 
     let clf = classify::load(&dir.path().join("a/classifier.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(clf.manifest.composers, vec!["arps", "chords", "scales"]);

@@ -175,3 +175,35 @@ fn render_follows_the_tempo_and_wav_is_valid() {
     let samples: Vec<i16> = reader.into_samples().map(Result::unwrap).collect();
     assert_eq!(samples, vec![0, 16384, -16384]);
 }
+
+#[test]
+fn extreme_tempos_and_low_sample_rates_stay_in_range() {
+    use segue::render::schedule;
+    use segue::roll::StepTempo;
+    // A file tempo of 1 microsecond a quarter: every note starts and ends on one sample; its
+    // off must still come after its on.
+    let mut roll = Roll::new(8);
+    roll.add_note(RollNote {
+        start: 0,
+        len: 4,
+        pitch: 60,
+        velocity: 90,
+    });
+    roll.set_tempo(vec![StepTempo {
+        step: 0,
+        micros_per_quarter: 1,
+    }]);
+    let events = schedule(&roll, 44_100, None);
+    assert_eq!(events.len(), 2);
+    assert!(
+        events[0].velocity > 0 && events[1].velocity == 0,
+        "{events:?}"
+    );
+    assert!(events[1].sample > events[0].sample);
+    // At 8 kHz the top key steps more than a whole wavetable a sample.
+    let mut synth = Synth::new(8000);
+    synth.note_on(127, 127);
+    let mut buf = vec![0f32; 4000];
+    synth.render(&mut buf);
+    assert!(buf.iter().all(|s| s.is_finite() && s.abs() <= 1.0));
+}
