@@ -230,8 +230,9 @@ impl Roll {
                     continue;
                 }
                 if *cur == 0 && !self.onsets[i] {
-                    self.onsets[i] = true; // a run always starts with an onset
-                    self.cells[i] = self.cells[i].max(DEFAULT_VELOCITY);
+                    // A run always starts with an onset; it keeps the velocity of the note it
+                    // was part of (the tail of an erased or cut note stays as loud as it was).
+                    self.onsets[i] = true;
                 }
                 if self.onsets[i] {
                     *cur = self.cells[i].max(1);

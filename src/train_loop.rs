@@ -585,7 +585,9 @@ pub fn run(
             )));
         }
         step += 1;
-        let valid = if step % opts.eval_every.max(1) == 0 || step == opts.steps {
+        // Without held-out pieces there is nothing to validate on: no figures, not zeros.
+        let due = step % opts.eval_every.max(1) == 0 || step == opts.steps;
+        let valid = if due && !runner.valid.is_empty() {
             let v = runner.validate(task)?;
             last_valid = Some(v.clone());
             Some(v)
@@ -619,7 +621,7 @@ pub fn run(
         }
     }
     if last_checkpoint != step || !path.exists() {
-        if last_valid.is_none() {
+        if last_valid.is_none() && !runner.valid.is_empty() {
             last_valid = Some(runner.validate(task)?);
         }
         path = runner.checkpoint(

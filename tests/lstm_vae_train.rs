@@ -642,3 +642,28 @@ fn transposition_changes_the_data_reproducibly_and_too_far_is_refused() {
     let err = refused(&c, &o, &dir.path().join("bad"));
     assert!(err.to_string().contains("30 semitones"), "{err}");
 }
+
+#[test]
+fn a_corpus_with_nothing_to_hold_out_trains_without_validation_figures() {
+    // One piece per composer: every piece trains, none is held out.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, pitch) in [("a", 60u8), ("b", 67)] {
+        std::fs::create_dir_all(dir.path().join(name)).unwrap();
+        let notes: Vec<(u64, u64, u8, u8)> = (0..64u64)
+            .map(|i| (i * 24, i * 24 + 20, pitch + (i % 5) as u8, 80))
+            .collect();
+        std::fs::write(
+            dir.path().join(name).join("only.mid"),
+            common::simple(96, &notes),
+        )
+        .unwrap();
+    }
+    let c = corpus(dir.path());
+    let mut o = tiny_options(2);
+    o.eval_every = 1;
+    let out = tempfile::tempdir().unwrap();
+    let seen = run(&c, &o, out.path(), false);
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|m| m.valid.is_none()), "{seen:?}");
+    assert!(TrainedModel::load(&train::model_path(out.path()), &candle_core::Device::Cpu).is_ok());
+}
