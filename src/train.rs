@@ -28,6 +28,7 @@ use crate::models::trained::{self, CorpusInfo, LatentStats, Manifest};
 use crate::models::weights;
 use crate::roll::PITCHES;
 use crate::train_loop::{check_probability, check_transpose, transpose_batch};
+use crate::train_loop::{check_same_data, option};
 
 /// The KL weight over training: 0 for `delay` steps, then a linear ramp to `end` over `ramp`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -904,29 +905,17 @@ impl<'a> Trainer<'a> {
         // What decides the split and the batches must stay: another seed would move trained
         // pieces into validation, another snippet length would change the batch order.
         let (was, now) = (&state.options, &self.opts);
-        crate::train_loop::check_same_data(
+        check_same_data(
             out,
             &[
-                ("--seed", was.seed.to_string(), now.seed.to_string()),
-                (
-                    "--snippet-steps",
-                    was.snippet_steps.to_string(),
-                    now.snippet_steps.to_string(),
-                ),
-                (
-                    "--transpose",
-                    was.transpose.to_string(),
-                    now.transpose.to_string(),
-                ),
-                (
-                    "valid_fraction",
-                    was.valid_fraction.to_string(),
-                    now.valid_fraction.to_string(),
-                ),
-                (
+                option("--seed", was.seed, now.seed),
+                option("--snippet-steps", was.snippet_steps, now.snippet_steps),
+                option("--transpose", was.transpose, now.transpose),
+                option("valid_fraction", was.valid_fraction, now.valid_fraction),
+                option(
                     "valid_per_composer",
-                    was.valid_per_composer.to_string(),
-                    now.valid_per_composer.to_string(),
+                    was.valid_per_composer,
+                    now.valid_per_composer,
                 ),
             ],
         )?;

@@ -368,41 +368,17 @@ impl Runner<'_> {
         check_same_data(
             out,
             &[
-                ("--seed", was.seed.to_string(), now.seed.to_string()),
-                (
-                    "--snippet-steps",
-                    was.snippet_steps.to_string(),
-                    now.snippet_steps.to_string(),
-                ),
-                (
-                    "--batches",
-                    was.batches_per_step.to_string(),
-                    now.batches_per_step.to_string(),
-                ),
-                (
-                    "--by-piece",
-                    was.by_piece.to_string(),
-                    now.by_piece.to_string(),
-                ),
-                (
-                    "--transpose",
-                    was.transpose.to_string(),
-                    now.transpose.to_string(),
-                ),
-                (
-                    "--note-dropout",
-                    was.note_dropout.to_string(),
-                    now.note_dropout.to_string(),
-                ),
-                (
-                    "valid_fraction",
-                    was.valid_fraction.to_string(),
-                    now.valid_fraction.to_string(),
-                ),
-                (
+                option("--seed", was.seed, now.seed),
+                option("--snippet-steps", was.snippet_steps, now.snippet_steps),
+                option("--batches", was.batches_per_step, now.batches_per_step),
+                option("--by-piece", was.by_piece, now.by_piece),
+                option("--transpose", was.transpose, now.transpose),
+                option("--note-dropout", was.note_dropout, now.note_dropout),
+                option("valid_fraction", was.valid_fraction, now.valid_fraction),
+                option(
                     "valid_per_composer",
-                    was.valid_per_composer.to_string(),
-                    now.valid_per_composer.to_string(),
+                    was.valid_per_composer,
+                    now.valid_per_composer,
                 ),
             ],
         )?;
@@ -436,10 +412,22 @@ impl Runner<'_> {
     }
 }
 
+/// One option for [`check_same_data`]: its name, the checkpoint's value and the value now.
+pub(crate) fn option<T: std::fmt::Display>(
+    name: &'static str,
+    was: T,
+    now: T,
+) -> (&'static str, String, String) {
+    (name, was.to_string(), now.to_string())
+}
+
 /// Refuses to resume the run in `out` when an option that decides the split or the batches
 /// differs from the checkpoint's: `(name, at the checkpoint, now)`. The run's loss curve would
 /// no longer be one run's, and held-out figures could include trained pieces.
-pub(crate) fn check_same_data(out: &Path, options: &[(&str, String, String)]) -> Result<()> {
+pub(crate) fn check_same_data(
+    out: &Path,
+    options: &[(&'static str, String, String)],
+) -> Result<()> {
     let changed: Vec<String> = options
         .iter()
         .filter(|(_, was, now)| was != now)

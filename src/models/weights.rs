@@ -58,14 +58,10 @@ pub fn save_at_step(
 }
 
 /// The training step recorded in a weights file by [`save_at_step`], if any.
-pub fn saved_step(path: &Path) -> Result<Option<usize>> {
+fn saved_step(path: &Path) -> Result<Option<usize>> {
     let bytes = fsutil::read(path)?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
-        format_error(
-            path,
-            format!("not a complete safetensors file ({e}); is it truncated or of another kind?"),
-        )
-    })?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| incomplete(path, e))?;
     Ok(meta
         .metadata()
         .as_ref()
@@ -168,12 +164,14 @@ pub fn load_model(
 }
 
 fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<safetensors::SafeTensors<'a>> {
-    safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
-        format_error(
-            path,
-            format!("not a complete safetensors file ({e}); is it truncated or of another kind?"),
-        )
-    })
+    safetensors::SafeTensors::deserialize(bytes).map_err(|e| incomplete(path, e))
+}
+
+fn incomplete(path: &Path, e: safetensors::SafeTensorError) -> Error {
+    format_error(
+        path,
+        format!("not a complete safetensors file ({e}); is it truncated or of another kind?"),
+    )
 }
 
 /// The `expected` tensors of a parsed `file` (read from `path`), as f32 on `device`.

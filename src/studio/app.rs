@@ -284,6 +284,13 @@ enum DialogResult {
     ModelLoaded(PathBuf, Result<Arc<TrainedModel>, String>),
 }
 
+/// Loads an LSTM-VAE model file for the studio (on the CPU, where generation runs).
+fn load_trained(path: &Path) -> Result<Arc<TrainedModel>, String> {
+    TrainedModel::load(path, &candle_core::Device::Cpu)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
 /// Reads a MIDI file as a primer roll, with the damage that was skipped.
 fn read_primer(path: &Path) -> Result<(Roll, Vec<String>), String> {
     Song::read(path)
@@ -409,9 +416,7 @@ impl Studio {
             return;
         };
         self.in_background(move || {
-            let loaded = TrainedModel::load(&path, &candle_core::Device::Cpu)
-                .map(Arc::new)
-                .map_err(|e| e.to_string());
+            let loaded = load_trained(&path);
             DialogResult::ModelLoaded(path, loaded)
         });
     }
@@ -419,9 +424,7 @@ impl Studio {
     /// [`Studio::load_model`] on this thread (at start, before the window shows).
     fn load_model_now(&mut self, path: Option<PathBuf>) {
         if let Some(path) = self.model_path_or_default(path) {
-            let loaded = TrainedModel::load(&path, &candle_core::Device::Cpu)
-                .map(Arc::new)
-                .map_err(|e| e.to_string());
+            let loaded = load_trained(&path);
             self.use_model(path, loaded);
         }
     }

@@ -54,11 +54,6 @@ impl Saver {
         }
     }
 
-    /// Where it saves.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Starts writing `session` (serialised now, written on a worker thread) after the
     /// previous write has finished.
     pub fn save(&mut self, session: &Session) {
