@@ -895,7 +895,7 @@ fn output_kind(output: &Path, allowed: &[&str]) -> Result<String> {
 
 fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> Result<()> {
     let kind = output_kind(output, &["npy", "png", "mid", "midi"])?;
-    let roll = Roll::read_midi(file, &opts)?;
+    let roll = read_midi(file, &opts)?;
     match kind.as_str() {
         "npy" => npy::write_roll(output, &roll)?,
         "png" => image::write_png(output, &roll, scale)?,
@@ -910,11 +910,21 @@ fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> 
     Ok(())
 }
 
+/// Reads a MIDI file as a roll, saying on stderr what damage was skipped (a file cut short
+/// plays only up to the cut; the user must hear of it, not only `segue info`).
+fn read_midi(file: &Path, opts: &QuantizeOptions) -> Result<Roll> {
+    let song = Song::read(file)?;
+    for w in &song.warnings {
+        eprintln!("segue: warning: {}: {w}", file.display());
+    }
+    Ok(Roll::from_song(&song, opts).map_err(|p| segue::Error::midi(file, p))?)
+}
+
 fn load_roll_any(file: &Path, opts: QuantizeOptions) -> Result<Roll> {
     Ok(if extension(file) == "npy" {
         npy::read_roll(file)?
     } else {
-        Roll::read_midi(file, &opts)?
+        read_midi(file, &opts)?
     })
 }
 
@@ -1418,7 +1428,7 @@ fn classify_cmd(
     json: bool,
 ) -> Result<()> {
     let clf = load_classifier(model)?;
-    let roll = Roll::read_midi(file, &QuantizeOptions::default())?;
+    let roll = read_midi(file, &QuantizeOptions::default())?;
     let window = window.unwrap_or_else(|| segue::classify::window_steps(&clf));
     let verdict = segue::classify::classify_roll(&clf, &roll, window, hop.unwrap_or(window / 2))?;
     if json {
@@ -1584,7 +1594,7 @@ fn style_code(model: &TrainedModel, style: &str, quantize: QuantizeOptions) -> R
     }
     let path = Path::new(style);
     if path.is_file() {
-        let roll = Roll::read_midi(path, &quantize)?;
+        let roll = read_midi(path, &quantize)?;
         return Ok(generate::song_code(
             model,
             &roll,
@@ -1643,7 +1653,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let primer = a
         .prime
         .as_deref()
-        .map(|p| Roll::read_midi(p, &quantize))
+        .map(|p| read_midi(p, &quantize))
         .transpose()?;
     if !(0.0..=1.0).contains(&a.alpha) {
         bail!("--alpha must be between 0 and 1");
@@ -1701,10 +1711,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 }
                 let p = Path::new(style);
                 if p.is_file() {
-                    return Ok(segue::tvae::song_code(
-                        &model,
-                        &Roll::read_midi(p, &quantize)?,
-                    )?);
+                    return Ok(segue::tvae::song_code(&model, &read_midi(p, &quantize)?)?);
                 }
                 bail!(
                     "`{style}` is neither a composer of this model ({}) nor a MIDI file",

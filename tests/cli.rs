@@ -252,3 +252,35 @@ fn classify_ranks_every_composer_and_lists_windows_within_the_piece() {
     assert!(windows[0].contains("bars    1-16"), "{text}");
     assert!(windows[2].contains("bars   17-25"), "{text}");
 }
+
+#[test]
+fn a_damaged_primer_is_used_as_far_as_it_goes_and_the_damage_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes: Vec<(u64, u64, u8, u8)> = (0..200)
+        .map(|i| (i * 96, i * 96 + 90, 60 + (i % 12) as u8, 80))
+        .collect();
+    let whole = simple(96, &notes);
+    let cut = dir.path().join("cut.mid");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let out = dir.path().join("out.mid");
+    let run = segue(&[
+        "generate",
+        "--prime",
+        p(&cut),
+        "--to",
+        "bach",
+        "--mode",
+        "blend",
+        "--steps",
+        "16",
+        "-o",
+        p(&out),
+    ]);
+    assert!(run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("segue: warning:") && err.contains("cut.mid") && err.contains("truncated"),
+        "{err}"
+    );
+    assert!(out.exists());
+}
