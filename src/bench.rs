@@ -142,8 +142,37 @@ pub struct ReferenceTiming {
     pub files_per_s: f64,
 }
 
-/// Runs the reference methods on the corpus and reads their figures.
+/// Runs the reference methods on the corpus `repeats` times (each a fresh process, as Segue's
+/// own passes) and keeps, per method, the pass of median time.
 pub fn time_reference(
+    python: &Path,
+    reference_dir: &Path,
+    corpus: &Path,
+    methods: &[&str],
+    repeats: usize,
+) -> Result<Vec<ReferenceTiming>> {
+    let mut passes: Vec<Vec<ReferenceTiming>> = vec![Vec::new(); methods.len()];
+    for _ in 0..repeats.max(1) {
+        for (pass, timing) in
+            passes
+                .iter_mut()
+                .zip(time_reference_once(python, reference_dir, corpus, methods)?)
+        {
+            pass.push(timing);
+        }
+    }
+    Ok(passes
+        .into_iter()
+        .filter_map(|mut pass| {
+            pass.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+            let middle = pass.len() / 2;
+            pass.into_iter().nth(middle)
+        })
+        .collect())
+}
+
+/// One run of the reference script over the corpus.
+fn time_reference_once(
     python: &Path,
     reference_dir: &Path,
     corpus: &Path,

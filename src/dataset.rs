@@ -7,6 +7,7 @@
 //! and listed. The split into training and validation is **by piece**, so no piece has
 //! snippets on both sides; every random choice takes a seed.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -178,11 +179,27 @@ impl Corpus {
                 })
             })
             .collect();
-        let mut pieces = Vec::new();
+        let mut pieces: Vec<Piece> = Vec::new();
         let mut failures = Vec::new();
+        // A byte-identical copy of a file already read is left out: it could otherwise land on
+        // both sides of the training/validation split (or teach two composers one piece).
+        let mut first_of: HashMap<String, usize> = HashMap::new();
         for r in results {
             match r {
-                Ok(p) => pieces.push(p),
+                Ok(p) => match first_of.get(&p.content_hash) {
+                    Some(&i) => failures.push(Failure {
+                        error: format!(
+                            "{}: the same file as {}; left out",
+                            p.path.display(),
+                            pieces[i].path.display()
+                        ),
+                        path: p.path,
+                    }),
+                    None => {
+                        first_of.insert(p.content_hash.clone(), pieces.len());
+                        pieces.push(p);
+                    }
+                },
                 Err(f) => failures.push(f),
             }
         }

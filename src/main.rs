@@ -568,7 +568,8 @@ struct BenchRollArgs {
     /// The Python virtual environment for the references (created on first use).
     #[arg(long, value_name = "DIR", default_value = "target/bench-venv")]
     venv: PathBuf,
-    /// Timed repetitions of Segue's own conversion (the median is reported).
+    /// Timed passes over the corpus, of Segue's conversion and of each Python reference alike
+    /// (the median pass is reported).
     #[arg(long, default_value_t = 5, value_name = "NUM")]
     repeats: usize,
     /// Skip the Python references (Segue's own timings only).
@@ -1053,7 +1054,7 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
         segue::dataset::midi_files(&corpus).with_context(|| "listing the benchmark corpus")?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     out!(
-        "{} MIDI files under {} ({} cores); read + parse + roll, paper rounding, median of {}",
+        "{} MIDI files under {} ({} cores); read + parse + roll, paper rounding, median of {} passes (Segue and the references alike)",
         files.len(),
         corpus.display(),
         cores,
@@ -1085,6 +1086,7 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
             &reference,
             &corpus,
             &["symusic_native", "symusic", "pretty_midi"],
+            args.repeats,
         )?;
         for r in refs {
             rows.push((

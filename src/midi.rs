@@ -436,10 +436,12 @@ pub struct OutNote {
 
 /// Encodes notes and a tempo map as a format-1 Standard MIDI File: a tempo track and one piano
 /// track (program 0, channel 1). Ticks are in `ticks_per_quarter`. At equal ticks note-offs
-/// come before note-ons, so repeated notes re-strike.
+/// come before note-ons, so repeated notes re-strike. Both tracks end at `end_tick`, or at
+/// their last event if that is later, so trailing rests are kept.
 pub fn write_smf(
     notes: &[OutNote],
     tempo: &[TempoChange],
+    end_tick: u64,
     ticks_per_quarter: u16,
     title: &str,
 ) -> Result<Vec<u8>> {
@@ -519,33 +521,46 @@ pub fn write_smf(
         Format::Parallel,
         Timing::Metrical(u15::new(ticks_per_quarter)),
     );
-    let tracks = [to_track(&tempo_track)?, to_track(&piano)?];
+    let tracks = [
+        to_track(&tempo_track, end_tick)?,
+        to_track(&piano, end_tick)?,
+    ];
     let mut out = Vec::new();
     midly::write_std(&header, tracks.iter(), &mut out)
         .map_err(|e| Error::InvalidArgument(format!("encoding MIDI failed: {e}")))?;
     Ok(out)
 }
 
-/// Absolute-tick events -> delta-timed track with an end-of-track marker.
-fn to_track<'a>(events: &[(u64, TrackEventKind<'a>)]) -> Result<Vec<TrackEvent<'a>>> {
+/// Absolute-tick events -> delta-timed track with an end-of-track marker at `end_tick` (or
+/// at the last event, if later).
+fn to_track<'a>(
+    events: &[(u64, TrackEventKind<'a>)],
+    end_tick: u64,
+) -> Result<Vec<TrackEvent<'a>>> {
     let mut track = Vec::with_capacity(events.len() + 1);
     let mut last = 0u64;
     for &(tick, kind) in events {
-        let delta = tick.saturating_sub(last);
-        let delta = u32::try_from(delta)
-            .ok()
-            .and_then(u28::try_from)
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "a gap of {delta} ticks does not fit a MIDI delta time (at most 268435455)"
-                ))
-            })?;
-        track.push(TrackEvent { delta, kind });
+        track.push(TrackEvent {
+            delta: delta_time(tick.saturating_sub(last))?,
+            kind,
+        });
         last = last.max(tick);
     }
     track.push(TrackEvent {
-        delta: u28::new(0),
+        delta: delta_time(end_tick.saturating_sub(last))?,
         kind: TrackEventKind::Meta(MetaMessage::EndOfTrack),
     });
     Ok(track)
+}
+
+/// A gap in ticks as a MIDI delta time.
+fn delta_time(delta: u64) -> Result<u28> {
+    u32::try_from(delta)
+        .ok()
+        .and_then(u28::try_from)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "a gap of {delta} ticks does not fit a MIDI delta time (at most 268435455)"
+            ))
+        })
 }

@@ -33,6 +33,10 @@ pub struct QuantizeOptions {
     pub include_drums: bool,
     /// Refuse files longer than this many steps (protects against absurd tick values).
     pub max_steps: usize,
+    /// End the roll where the file ends (its last end-of-track marker), keeping trailing
+    /// rests, instead of with its last note. Off for training data; on where a musician's
+    /// piece is opened. An end past `max_steps` is ignored (the notes' end is kept).
+    pub keep_length: bool,
 }
 
 impl Default for QuantizeOptions {
@@ -41,11 +45,21 @@ impl Default for QuantizeOptions {
             keep_short_notes: true,
             include_drums: true,
             max_steps: 200_000,
+            keep_length: false,
         }
     }
 }
 
 impl QuantizeOptions {
+    /// How a musician's own piece is opened: as [`QuantizeOptions::default`], but the roll
+    /// keeps the file's trailing rests.
+    pub fn whole_file() -> Self {
+        QuantizeOptions {
+            keep_length: true,
+            ..Self::default()
+        }
+    }
+
     /// The paper's behaviour: notes shorter than half a step are dropped.
     pub fn paper() -> Self {
         QuantizeOptions {
@@ -168,6 +182,12 @@ impl Roll {
                 micros_per_quarter: t.micros_per_quarter,
             })
             .collect();
+        if opts.keep_length {
+            let end = round_half_even(song.end_tick.saturating_mul(STEPS_PER_QUARTER), tpq);
+            if end <= limit {
+                steps = steps.max(end);
+            }
+        }
         Ok(Roll::from_notes(steps as usize, &notes, tempo))
     }
 
@@ -509,7 +529,8 @@ impl Roll {
     }
 
     /// Encodes the roll as a Standard MIDI File (piano, program 0, the roll's tempo map or
-    /// 120 bpm, the roll's velocities).
+    /// 120 bpm, the roll's velocities). The file lasts as long as the roll, trailing rests
+    /// included.
     pub fn to_midi_bytes(&self, title: &str) -> Result<Vec<u8>> {
         let ticks_per_step = u64::from(EXPORT_TICKS_PER_QUARTER) / STEPS_PER_QUARTER;
         let notes: Vec<OutNote> = self
@@ -530,7 +551,8 @@ impl Roll {
                 micros_per_quarter: t.micros_per_quarter,
             })
             .collect();
-        midi::write_smf(&notes, &tempo, EXPORT_TICKS_PER_QUARTER, title)
+        let end = self.steps as u64 * ticks_per_step;
+        midi::write_smf(&notes, &tempo, end, EXPORT_TICKS_PER_QUARTER, title)
     }
 
     /// Writes the roll as a MIDI file (atomically).

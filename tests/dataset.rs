@@ -246,3 +246,50 @@ fn bad_files_are_skipped_and_listed() {
     .unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
 }
+
+/// A byte-identical copy of a piece (in its own folder or another composer's) is left out and
+/// listed, so it cannot be trained on and held out at once.
+#[test]
+fn identical_files_are_kept_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let chopin = dir.path().join("chopin");
+    let debussy = dir.path().join("debussy");
+    std::fs::create_dir_all(&chopin).unwrap();
+    std::fs::create_dir_all(&debussy).unwrap();
+    let piece = simple(96, &[(0, 96, 60, 90), (96, 192, 64, 90)]);
+    std::fs::write(chopin.join("a.mid"), &piece).unwrap();
+    std::fs::write(chopin.join("b.mid"), &piece).unwrap();
+    std::fs::write(chopin.join("c.mid"), simple(96, &[(0, 96, 67, 90)])).unwrap();
+    std::fs::write(debussy.join("copy.mid"), &piece).unwrap();
+    std::fs::write(debussy.join("own.mid"), simple(96, &[(0, 960, 62, 90)])).unwrap();
+    let corpus = Corpus::load(
+        dir.path(),
+        &LoadOptions {
+            cache_dir: None,
+            ..Default::default()
+        },
+        &|_, _| {},
+    )
+    .unwrap();
+    let kept: Vec<_> = corpus
+        .pieces
+        .iter()
+        .map(|p| p.path.strip_prefix(dir.path()).unwrap().to_path_buf())
+        .collect();
+    assert_eq!(
+        kept,
+        ["chopin/a.mid", "chopin/c.mid", "debussy/own.mid"]
+            .map(std::path::PathBuf::from)
+            .to_vec()
+    );
+    assert_eq!(corpus.failures.len(), 2);
+    for f in &corpus.failures {
+        assert!(
+            f.error.contains("the same file as") && f.error.contains("a.mid"),
+            "{}",
+            f.error
+        );
+    }
+    let hashes: HashSet<_> = corpus.pieces.iter().map(|p| &p.content_hash).collect();
+    assert_eq!(hashes.len(), corpus.pieces.len());
+}

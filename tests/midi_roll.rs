@@ -355,6 +355,37 @@ fn export_is_a_standard_piano_file_with_tempo_and_velocity() {
     );
 }
 
+/// A roll that ends in rests exports a file of its whole length, and opening that file as a
+/// musician's piece gives the rests back; training data still ends with the last note.
+#[test]
+fn trailing_rests_survive_export() {
+    let roll = Roll::from_notes(
+        64,
+        &[RollNote {
+            start: 0,
+            len: 8,
+            pitch: 60,
+            velocity: 90,
+        }],
+        Vec::new(),
+    );
+    let bytes = roll.to_midi_bytes("rests").unwrap();
+    let song = Song::parse(&bytes).unwrap();
+    // 64 sixteenths = 16 quarters.
+    assert_eq!(
+        song.end_tick,
+        16 * u64::from(segue::roll::EXPORT_TICKS_PER_QUARTER)
+    );
+    assert_eq!(roll_of(&bytes, &QuantizeOptions::whole_file()).steps(), 64);
+    assert_eq!(roll_of(&bytes, &QuantizeOptions::default()).steps(), 8);
+    // An end-of-track far past the limit is not taken as the piece's length.
+    let opts = QuantizeOptions {
+        max_steps: 32,
+        ..QuantizeOptions::whole_file()
+    };
+    assert_eq!(roll_of(&bytes, &opts).steps(), 8);
+}
+
 fn arb_notes() -> impl Strategy<Value = Vec<(u64, u64, u8, u8)>> {
     prop::collection::vec((0u64..4000, 1u64..1500, 0u8..128, 1u8..128), 0..60).prop_map(|v| {
         v.into_iter()
@@ -374,6 +405,7 @@ proptest! {
         tpq in prop::sample::select(vec![24u16, 96, 120, 480, 960, 10080]),
         tempos in prop::collection::vec((0u64..5000, 200_000u32..1_500_000), 1..6),
         keep in any::<bool>(),
+        keep_length in any::<bool>(),
     ) {
         let mut evs: Vec<(u64, Ev)> = tempos.iter().map(|&(t, m)| (t, Ev::Tempo(m))).collect();
         for &(s, e, key, vel) in &notes {
@@ -381,7 +413,7 @@ proptest! {
             evs.push((e, Ev::Off { ch: 0, key }));
         }
         let bytes = smf(Format::SingleTrack, Timing::Metrical(u15::new(tpq)), &[evs]);
-        let opts = QuantizeOptions { keep_short_notes: keep, ..Default::default() };
+        let opts = QuantizeOptions { keep_short_notes: keep, keep_length, ..Default::default() };
         let first = roll_of(&bytes, &opts);
         let again = roll_of(&first.to_midi_bytes("x").unwrap(), &opts);
         prop_assert_eq!(&first, &again);

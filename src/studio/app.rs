@@ -295,7 +295,7 @@ fn load_trained(path: &Path) -> Result<Arc<TrainedModel>, String> {
 fn read_primer(path: &Path) -> Result<(Roll, Vec<String>), String> {
     Song::read(path)
         .and_then(|song| {
-            Roll::from_song(&song, &QuantizeOptions::default())
+            Roll::from_song(&song, &QuantizeOptions::whole_file())
                 .map(|roll| (roll, song.warnings))
                 .map_err(|p| crate::Error::midi(path, p))
         })
@@ -364,7 +364,7 @@ impl Studio {
         }
         studio.load_model_now(studio.session.model_path.clone());
         if let Some(path) = studio.session.primer_path.clone()
-            && let Ok(roll) = Roll::read_midi(&path, &QuantizeOptions::default())
+            && let Ok(roll) = Roll::read_midi(&path, &QuantizeOptions::whole_file())
         {
             studio.primer = Some(roll);
         }

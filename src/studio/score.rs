@@ -45,6 +45,10 @@ pub struct Score {
     pub bpm: f64,
     /// Steps of the primer at the start (0 if none).
     pub primer_steps: usize,
+    /// The piece's length in steps where it runs past its last note (trailing rests of an
+    /// opened file or a generated piece); 0 = it ends with its last note.
+    #[serde(default)]
+    pub length: usize,
 }
 
 impl Score {
@@ -70,6 +74,7 @@ impl Score {
         for n in &mut self.notes {
             n.velocity = n.velocity.clamp(1, 127);
         }
+        self.length = self.length.min(Self::MAX_STEPS);
         self.primer_steps = self.primer_steps.min(self.steps());
     }
 
@@ -79,10 +84,12 @@ impl Score {
             notes: Vec::new(),
             bpm: 120.0,
             primer_steps: 0,
+            length: 0,
         }
     }
 
-    /// The notes of `roll`, all of one origin, at the roll's first tempo.
+    /// The notes of `roll`, all of one origin, at the roll's first tempo; the score lasts as
+    /// long as the roll.
     pub fn from_roll(roll: &Roll, origin: Origin) -> Self {
         let bpm = 60_000_000.0 / f64::from(roll.micros_per_quarter_at(0).max(1));
         Score {
@@ -99,6 +106,7 @@ impl Score {
                 .collect(),
             bpm,
             primer_steps: 0,
+            length: roll.steps(),
         }
     }
 
@@ -115,9 +123,14 @@ impl Score {
         score
     }
 
-    /// Steps up to the end of the last note.
+    /// Steps up to the end of the piece: its last note, or its trailing rests.
     pub fn steps(&self) -> usize {
-        self.notes.iter().map(ScoreNote::end).max().unwrap_or(0)
+        self.notes
+            .iter()
+            .map(ScoreNote::end)
+            .max()
+            .unwrap_or(0)
+            .max(self.length)
     }
 
     /// The score as a roll (at its tempo), for playback, export and the models.
@@ -287,6 +300,7 @@ mod tests {
         assert_eq!(roll.steps(), 10);
         let back = Score::from_roll(&roll, Origin::Edited);
         assert_eq!(back.notes.len(), 2);
+        assert_eq!(back.steps(), 10);
         assert!((back.bpm - 120.0).abs() < 0.01);
         assert_eq!(score.in_box(0, 4, 60, 70).len(), 1);
         assert!(history.undo(&mut score));
@@ -298,5 +312,32 @@ mod tests {
         assert_eq!(score.notes.len(), 2);
         score.delete(&[0, 0, 7]);
         assert_eq!(score.notes.len(), 1);
+    }
+
+    #[test]
+    fn trailing_rests_stay_through_the_roll() {
+        // A bar of rests after the last note, as an opened file or a generation may end.
+        let roll = Roll::from_notes(
+            32,
+            &[RollNote {
+                start: 0,
+                len: 4,
+                pitch: 60,
+                velocity: 90,
+            }],
+            Vec::new(),
+        );
+        let mut score = Score::from_roll(&roll, Origin::Primer);
+        assert_eq!(score.steps(), 32);
+        assert_eq!(score.to_roll().steps(), 32);
+        // A note drawn past the end lengthens the piece; deleting it leaves the length.
+        let late = score.draw(62, 40, 4);
+        assert_eq!(score.steps(), 44);
+        score.delete(&[late]);
+        assert_eq!(score.steps(), 32);
+        // A saved length past the limit is brought into range.
+        score.length = usize::MAX;
+        score.sanitize();
+        assert_eq!(score.steps(), Score::MAX_STEPS);
     }
 }

@@ -113,7 +113,7 @@ pub fn write_tiny_corpus(dir: &std::path::Path) {
                             }
                         }
                     }
-                    _ => notes.push((t, t + 48, 55 + (i % 12) as u8, 90)),
+                    _ => notes.push((t, t + 48, 55 + (i % 12) as u8 + piece as u8, 90)),
                 }
             }
             std::fs::write(
