@@ -18,7 +18,7 @@ use crate::train::Adam;
 /// Controls of the ascent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AscentOptions {
-    /// Length of the roll in steps (rounded up to the classifier's token size).
+    /// Length of the roll in steps (the ascent runs on whole tokens of the classifier).
     pub steps: usize,
     /// Gradient steps.
     pub iterations: usize,
@@ -83,8 +83,15 @@ pub fn ascend(
             "no composer number {target}"
         )));
     }
+    if opts.steps == 0 || opts.notes_per_step == 0 {
+        return Err(Error::InvalidArgument(
+            "classifier ascent needs at least 1 step and 1 note per step".into(),
+        ));
+    }
+    // The classifier reads whole tokens: the ascent runs on whole tokens, the roll returned
+    // has the length asked for.
     let patch = clf.config.patch_steps;
-    let steps = opts.steps.div_ceil(patch).max(1) * patch;
+    let steps = opts.steps.div_ceil(patch) * patch;
     if steps > clf.config.max_steps() {
         return Err(Error::InvalidArgument(format!(
             "{steps} steps is longer than the classifier's {}",
@@ -135,7 +142,7 @@ pub fn ascend(
             binary[t * PITCHES + p] = 1;
         }
     }
-    let roll = Roll::from_binary(steps, &binary)?;
+    let roll = Roll::from_binary(steps, &binary)?.slice(0, opts.steps);
     let x: Vec<f32> = binary.iter().map(|&v| v as f32).collect();
     let thresholded = probabilities(clf, &Tensor::from_vec(x, (1, steps, PITCHES), &device)?)?;
     progress(1.0);

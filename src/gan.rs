@@ -366,6 +366,18 @@ mod tests {
     use candle_core::Var;
 
     #[test]
+    fn thresholding_keeps_the_strongest_positive_cells() {
+        let mut order = Vec::new();
+        let logits = [-1.0f32, 2.0, 0.5, 3.0, -0.1, 1.0];
+        strongest_positive(&logits, 2, &mut order);
+        assert_eq!(order, [3, 1]);
+        strongest_positive(&logits, 10, &mut order);
+        assert_eq!(order, [3, 1, 5, 2]);
+        strongest_positive(&[-1.0, 0.0], 4, &mut order);
+        assert!(order.is_empty());
+    }
+
+    #[test]
     fn straight_through_draws_binary_cells_and_passes_the_gradient() {
         let probs =
             Var::from_vec(vec![0.0f32, 1.0, 0.3, 0.7, 0.5, 0.9], (2, 3), &Device::Cpu).unwrap();

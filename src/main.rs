@@ -196,9 +196,11 @@ struct GenerateArgs {
     #[arg(long)]
     linear: bool,
     /// Sampling temperature (1 = the model's probabilities; below 1 sparser, above denser).
+    /// The VAEs and a DCGAN that draws its cells use it; classifier ascent and the shipped
+    /// DCGAN (which thresholds its cells) do not sample.
     #[arg(long, default_value_t = segue::generate::DEFAULT_TEMPERATURE, value_name = "T", allow_negative_numbers = true)]
     temperature: f32,
-    /// At most this many notes per step.
+    /// At most this many notes per step (classifier ascent keeps at most 3, as the paper).
     #[arg(long, default_value_t = 8, value_name = "N")]
     max_notes: usize,
     /// Seed: the same seed gives the same music.
@@ -252,10 +254,12 @@ struct ReportArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// The model file (default: the shipped studio weights).
+    /// The model file (default: the shipped weights of that kind, e.g.
+    /// weights/lstm-vae-studio.safetensors or weights/classifier.safetensors).
     #[arg(long, value_name = "FILE.safetensors")]
     model: Option<PathBuf>,
-    /// The corpus the model was trained on (its held-out pieces are measured).
+    /// The corpus the model was trained on (its held-out pieces are measured; default:
+    /// ../shared/corpus).
     #[arg(long, value_name = "DIR")]
     corpus: Option<PathBuf>,
     /// Held-out snippets per composer.
@@ -305,7 +309,7 @@ struct LoopArgs {
     /// The corpus folder: one subfolder of MIDI files per composer.
     #[arg(long, value_name = "DIR")]
     corpus: PathBuf,
-    /// Optimiser steps in all (a resumed run continues up to this).
+    /// Optimiser steps in all (a resumed run continues up to this; default 20000).
     #[arg(long, value_name = "N")]
     steps: Option<usize>,
     /// Stop (with a checkpoint) after this many minutes of training.
@@ -438,7 +442,7 @@ struct TrainArgs {
     /// Model size: studio (the default) or paper (hidden 512, 3 layers).
     #[arg(long, default_value = "studio", value_name = "NAME")]
     preset: String,
-    /// Optimiser steps in all (a resumed run continues up to this).
+    /// Optimiser steps in all (a resumed run continues up to this; default 12000).
     #[arg(long, value_name = "N")]
     steps: Option<usize>,
     /// Stop (with a checkpoint) after this many minutes of training.
@@ -1663,6 +1667,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     if a.steps == 0 || a.steps > 100_000 {
         bail!("--steps must be 1..=100000");
     }
+    generate::check_sampling(a.temperature, a.max_notes)?;
     let mode: generate::Mode = a.mode.parse()?;
     let opts = generate::GenerateOptions {
         mode,

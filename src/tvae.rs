@@ -209,10 +209,15 @@ pub fn load(path: &Path, device: &Device) -> Result<TrainedTvae> {
             cfg.stack.check()?;
             saved::check_snippet_steps(m, cfg.stack.max_len)?;
             if m.latents.len() != m.composers.len()
-                || m.latents.iter().any(|l| l.mean.len() != cfg.latent())
+                || m.latents.iter().any(|l| {
+                    l.mean.len() != cfg.latent()
+                        || l.std.len() != cfg.latent()
+                        || l.mean.iter().chain(&l.std).any(|v| !v.is_finite())
+                })
             {
                 return Err(format!(
-                    "latent statistics do not match {} composers and a latent of {}",
+                    "latent statistics do not match {} composers and a latent of {} (finite \
+                     values)",
                     m.composers.len(),
                     cfg.latent()
                 ));

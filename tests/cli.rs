@@ -96,6 +96,11 @@ fn roll_writes_npy_png_and_midi() {
     assert_eq!((steps, binary), (roll.steps(), roll.binary()));
     let png_bytes = std::fs::read(&png).unwrap();
     assert_eq!(&png_bytes[1..4], b"PNG");
+    // The header's size (IHDR: width, then height, big-endian): 2 pixels per step (the default
+    // scale) and a row per pitch.
+    let be = |i: usize| u32::from_be_bytes(png_bytes[i..i + 4].try_into().unwrap()) as usize;
+    assert_eq!(&png_bytes[12..16], b"IHDR");
+    assert_eq!((be(16), be(20)), (roll.steps() * 2, 128));
     // The quantized MIDI reads back as the same roll.
     assert_eq!(
         segue::Roll::read_midi(&mid, &Default::default()).unwrap(),
@@ -118,8 +123,8 @@ fn render_writes_a_wav_from_midi_or_npy() {
         assert!(out.contains("44100 Hz"), "{out}");
         let reader = hound::WavReader::open(&wav).unwrap();
         assert_eq!(reader.spec().sample_rate, 44_100);
-        // 4 quarters at 120 bpm plus the release tail.
-        assert!(reader.duration() > 44_100 * 2);
+        // 4 quarters at 120 bpm (2 s) plus the 1.5 s release tail.
+        assert_eq!(reader.duration(), 44_100 * 7 / 2);
     }
 }
 
@@ -282,5 +287,7 @@ fn a_damaged_primer_is_used_as_far_as_it_goes_and_the_damage_is_said() {
         err.contains("segue: warning:") && err.contains("cut.mid") && err.contains("truncated"),
         "{err}"
     );
-    assert!(out.exists());
+    // The primer's first 64 steps, then the 16 generated ones (their rests kept).
+    let written = segue::Roll::read_midi(&out, &segue::QuantizeOptions::whole_file()).unwrap();
+    assert_eq!(written.steps(), 64 + 16);
 }

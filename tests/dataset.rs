@@ -293,3 +293,72 @@ fn identical_files_are_kept_once() {
     let hashes: HashSet<_> = corpus.pieces.iter().map(|p| &p.content_hash).collect();
     assert_eq!(hashes.len(), corpus.pieces.len());
 }
+
+/// Cached rolls are keyed by the quantize options too: the paper's rounding is not served the
+/// rolls of the default one.
+#[test]
+fn the_cache_key_holds_the_quantize_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let chopin = dir.path().join("chopin");
+    std::fs::create_dir_all(&chopin).unwrap();
+    // A grace note of 4 ticks: kept as one step by default, dropped by the paper's rounding.
+    std::fs::write(
+        chopin.join("a.mid"),
+        simple(96, &[(0, 4, 59, 90), (0, 96, 60, 90)]),
+    )
+    .unwrap();
+    let load = |quantize| {
+        let opts = LoadOptions {
+            quantize,
+            cache_dir: Some(cache.path().into()),
+        };
+        Corpus::load(dir.path(), &opts, &|_, _| {}).unwrap()
+    };
+    let first = load(QuantizeOptions::default());
+    let paper = load(QuantizeOptions::paper());
+    assert_eq!(paper.cache_hits, 0);
+    assert_ne!(first.pieces[0].roll, paper.pieces[0].roll);
+    assert_eq!(load(QuantizeOptions::paper()).cache_hits, 1);
+    assert_eq!(load(QuantizeOptions::default()).cache_hits, 1);
+}
+
+/// Each composer holds out about a tenth of its pieces: none of one piece, one of two or more.
+#[test]
+fn the_split_holds_out_a_share_of_each_composer() {
+    use segue::dataset::Piece;
+    use segue::roll::Roll;
+    let counts = [1usize, 2, 9, 25];
+    let mut pieces = Vec::new();
+    for (composer, &n) in counts.iter().enumerate() {
+        for i in 0..n {
+            pieces.push(Piece {
+                path: format!("c{composer}/p{i}.mid").into(),
+                composer,
+                roll: Roll::new(16),
+                content_hash: format!("{composer}-{i}"),
+            });
+        }
+    }
+    let corpus = Corpus {
+        root: "corpus".into(),
+        composers: (0..counts.len()).map(|c| format!("c{c}")).collect(),
+        pieces,
+        failures: Vec::new(),
+        cache_hits: 0,
+    };
+    let split = corpus.split(0.1, 7);
+    let held = |c: usize| {
+        split
+            .valid
+            .iter()
+            .filter(|&&i| corpus.pieces[i].composer == c)
+            .count()
+    };
+    assert_eq!((0..4).map(held).collect::<Vec<_>>(), [0, 1, 1, 3]);
+    assert_eq!(split.train.len() + split.valid.len(), 37);
+    assert!(split.train.iter().all(|i| !split.valid.contains(i)));
+    // Seeded: the same seed, the same split; another seed, another one.
+    assert_eq!(corpus.split(0.1, 7), split);
+    assert_ne!(corpus.split(0.1, 8), split);
+}

@@ -181,3 +181,65 @@ fn the_kl_to_a_shifted_prior_matches_the_closed_form() {
         q.kl_per_dim().unwrap().to_vec1::<f32>().unwrap()
     );
 }
+
+/// How each generation mode picks its code: Blend at 0 is Continue (A), at 1 Transfer (B); a
+/// transition from A to A is Continue; the transition's length matters; the primer is kept.
+#[test]
+fn generation_modes_pick_their_codes() {
+    use segue::generate::{GenerateOptions, Interpolation, Mode, generate};
+    use segue::roll::Roll;
+    use std::sync::atomic::AtomicBool;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = LstmVae::new(&tiny(), vb).unwrap();
+    let mut cells = vec![0u8; 16 * 128];
+    for s in 0..16 {
+        for p in [60, 64, 67] {
+            cells[s * 128 + p] = 1;
+        }
+    }
+    let primer = Roll::from_binary(16, &cells).unwrap();
+    let a = [1.5f32, -0.5, 0.8, 0.0, -1.2, 0.3];
+    let b = [-1.0f32, 1.4, -0.6, 0.9, 0.7, -1.5];
+    let run = |mode, alpha, transition_steps, a: &[f32], b: &[f32], how| {
+        let opts = GenerateOptions {
+            mode,
+            alpha,
+            transition_steps,
+            interpolation: how,
+            steps: 48,
+            primer_steps: 8,
+            temperature: 1.0,
+            seed: 5,
+            ..GenerateOptions::default()
+        };
+        let g = generate(
+            &model,
+            &primer,
+            a,
+            b,
+            &opts,
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(g.primer_steps, 8);
+        assert_eq!(g.roll.steps(), 8 + 48);
+        assert_eq!(g.roll.slice(0, 8).cells(), primer.slice(0, 8).cells());
+        g.roll.cells().to_vec()
+    };
+    for how in [Interpolation::Linear, Interpolation::Spherical] {
+        let cont = run(Mode::Continue, 0.5, 0, &a, &b, how);
+        let transfer = run(Mode::Transfer, 0.5, 0, &a, &b, how);
+        assert_ne!(cont, transfer, "A's and B's codes give the same music");
+        assert_eq!(run(Mode::Blend, 0.0, 0, &a, &b, how), cont);
+        assert_eq!(run(Mode::Blend, 1.0, 0, &a, &b, how), transfer);
+        let half = run(Mode::Blend, 0.5, 0, &a, &b, how);
+        assert!(half != cont && half != transfer);
+        assert_eq!(run(Mode::Transition, 0.5, 0, &a, &a, how), cont);
+        let whole = run(Mode::Transition, 0.5, 0, &a, &b, how);
+        let quick = run(Mode::Transition, 0.5, 4, &a, &b, how);
+        assert!(whole != cont && whole != transfer);
+        assert_ne!(whole, quick, "the transition's length is ignored");
+    }
+}

@@ -397,23 +397,54 @@ fn damaged_model_files_are_refused_with_the_reason() {
     assert!(no_manifest.contains("good.json"), "{no_manifest}");
     let garbage = load("garbage", b"not a model", &manifest);
     assert!(garbage.contains("garbage.safetensors"), "{garbage}");
-    // A tensor stored as integers (with as many values as the model has parameters, so the
-    // size check passes and the tensors themselves are looked at).
-    let zeros = |n: usize| {
-        candle_core::Tensor::zeros(n, candle_core::DType::U32, &candle_core::Device::Cpu).unwrap()
-    };
-    let ints: Vec<(String, candle_core::Tensor)> = vec![
-        ("output.bias".into(), zeros(128)),
-        ("padding".into(), zeros(1 << 16)),
-    ];
-    let int_path = dir.path().join("ints.safetensors");
-    segue::models::weights::save(&int_path, &ints, candle_core::DType::U32).unwrap();
-    let int_bytes = std::fs::read(&int_path).unwrap();
-    let dtype = load("ints", &int_bytes, &manifest);
+    // The good file's tensors, one of them changed, saved with each tensor's own dtype.
+    let tensors = candle_core::safetensors::load(&good, &candle_core::Device::Cpu).unwrap();
+    let altered =
+        |name: &str,
+         change: &dyn Fn(&mut std::collections::HashMap<String, candle_core::Tensor>)| {
+            let mut t = tensors.clone();
+            change(&mut t);
+            let path = dir.path().join(format!("{name}-src.safetensors"));
+            candle_core::safetensors::save(&t, &path).unwrap();
+            load(name, &std::fs::read(&path).unwrap(), &manifest)
+        };
+    assert!(manifest.contains("\"dtype\": \"f32\""), "{manifest}");
+    // A tensor stored as integers, and one stored in another float type than the manifest says.
+    for (name, dtype, shown) in [
+        ("ints", candle_core::DType::U32, "U32"),
+        ("halves", candle_core::DType::F16, "F16"),
+    ] {
+        let err = altered(name, &|t| {
+            let bias = t["output.bias"].to_dtype(dtype).unwrap();
+            t.insert("output.bias".into(), bias);
+        });
+        assert!(
+            err.contains(&format!("tensor `output.bias` is stored as {shown}"))
+                && err.contains("says f32"),
+            "{err}"
+        );
+    }
+    // A tensor the model does not have.
+    let extra = altered("extra", &|t| {
+        t.insert("stray".into(), t["output.bias"].clone());
+    });
     assert!(
-        dtype.contains("missing") || dtype.contains("U32"),
-        "{dtype}"
+        extra.contains("unexpected tensors") && extra.contains("stray"),
+        "{extra}"
     );
+    // A dtype the manifest may not name.
+    let named = load(
+        "named",
+        &bytes,
+        &manifest.replace("\"dtype\": \"f32\"", "\"dtype\": \"f8\""),
+    );
+    assert!(named.contains("`f8` is not one of"), "{named}");
+    // Latent statistics that are not numbers.
+    let latents: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let mut nan = latents.clone();
+    nan["latents"][0]["std"][0] = serde_json::Value::String("x".into());
+    let not_a_number = load("nan", &bytes, &nan.to_string());
+    assert!(not_a_number.contains("nan.json"), "{not_a_number}");
 }
 
 #[test]
@@ -623,6 +654,13 @@ fn the_composer_prior_changes_the_kl_is_stored_with_the_model_and_drives_the_eva
     assert!(r.kl.is_finite() && r.kl >= 0.0, "{r:?}");
     assert!(valid.kl.is_finite() && valid.kl >= 0.0, "{valid:?}");
     assert!(r.bce_per_cell_prior_z.is_finite() && r.bce_per_cell_prior_z > 0.0);
+    // Without its centres the same model measures the KL against N(0, I): another figure.
+    let mut plain =
+        TrainedModel::load(&train::model_path(&out), &candle_core::Device::Cpu).unwrap();
+    plain.manifest.prior = None;
+    let r0 = segue::eval::evaluate_lstm_vae(&plain, &c, &opts, &mut |_| {}).unwrap();
+    assert_eq!(r0.bce_per_cell_mean_z, r.bce_per_cell_mean_z);
+    assert_ne!(r0.kl, r.kl);
 }
 
 #[test]

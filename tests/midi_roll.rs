@@ -462,3 +462,60 @@ fn slicing_and_appending_keep_notes_and_tempo() {
     assert_eq!(joined.tempo(), roll.tempo());
     assert_eq!(roll.slice(30, 8).steps(), 8);
 }
+
+/// A note never switched off ends with its track.
+#[test]
+fn a_note_left_on_ends_with_its_track() {
+    let bytes = smf(
+        Format::SingleTrack,
+        Timing::Metrical(u15::new(96)),
+        &[vec![
+            (0, on(0, 60, 90)),
+            (48, on(0, 64, 90)),
+            (72, off(0, 64)),
+            (96, Ev::Tempo(500_000)),
+        ]],
+    );
+    let song = Song::parse(&bytes).unwrap();
+    let notes: Vec<_> = song
+        .notes
+        .iter()
+        .map(|n| (n.start, n.end, n.pitch))
+        .collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes.contains(&(0, 96, 60)), "{notes:?}");
+    assert!(notes.contains(&(48, 72, 64)), "{notes:?}");
+}
+
+/// The agreement measure: shared sounding cells over cells sounding in either roll, over the
+/// common length; two silent rolls agree.
+#[test]
+fn jaccard_counts_shared_cells_over_the_common_length() {
+    let roll = |cells: &[(usize, usize)], steps| {
+        let mut b = vec![0u8; steps * 128];
+        for &(t, p) in cells {
+            b[t * 128 + p] = 1;
+        }
+        Roll::from_binary(steps, &b).unwrap()
+    };
+    let a = roll(&[(0, 60), (1, 60), (2, 64)], 4);
+    let b = roll(&[(0, 60), (2, 64), (3, 67)], 4);
+    assert!((a.jaccard(&b) - 2.0 / 4.0).abs() < 1e-12);
+    assert_eq!(a.jaccard(&a), 1.0);
+    assert_eq!(roll(&[], 4).jaccard(&roll(&[], 8)), 1.0);
+    assert_eq!(a.jaccard(&roll(&[], 4)), 0.0);
+    // Only the common length counts: a longer roll's tail is not compared.
+    let longer = roll(&[(0, 60), (1, 60), (2, 64), (6, 70)], 8);
+    assert_eq!(a.jaccard(&longer), 1.0);
+}
+
+#[test]
+fn pitch_names_follow_middle_c_as_c4() {
+    use segue::roll::pitch_name;
+    assert_eq!(pitch_name(60), "C4");
+    assert_eq!(pitch_name(61), "C#4");
+    assert_eq!(pitch_name(21), "A0");
+    assert_eq!(pitch_name(108), "C8");
+    assert_eq!(pitch_name(0), "C-1");
+    assert_eq!(pitch_name(127), "G9");
+}

@@ -398,6 +398,7 @@ fn transformer_vae_trains_and_generates_every_mode() {
     let a = tvae::composer_code(&model, 0).unwrap();
     let b = tvae::composer_code(&model, 2).unwrap();
     let primer = &c.pieces[0].roll;
+    let mut outputs = Vec::new();
     for mode in [
         Mode::Continue,
         Mode::Transfer,
@@ -437,7 +438,16 @@ fn transformer_vae_trains_and_generates_every_mode() {
             g2.roll.cells(),
             "{mode:?} not reproducible"
         );
+        // The primer's steps are the primer's.
+        assert_eq!(g1.roll.slice(0, 8).cells(), primer.slice(0, 8).cells());
+        outputs.push(g1.roll);
     }
+    // Composer A's code and composer B's give different music from one primer and seed.
+    assert_ne!(
+        outputs[0].cells(),
+        outputs[1].cells(),
+        "Continue == Transfer"
+    );
 }
 
 #[test]
@@ -645,7 +655,10 @@ fn the_evaluation_report_measures_every_model_and_refuses_other_composers() {
     let report = evaluate_all(&models(), &c, &opts, &mut |_, _| {}).unwrap();
     assert!(report.snippets > 0);
     let names: Vec<&str> = report.models.iter().map(|m| m.name.as_str()).collect();
-    assert!(names.len() >= 4, "{names:?}");
+    assert_eq!(
+        names,
+        ["LSTM-VAE", "Transformer VAE", "DCGAN", "Classifier ascent"]
+    );
     for m in &report.models {
         assert!(m.notes_per_step.is_finite(), "{m:?}");
         assert!((0.0..=1.0).contains(&m.pitch_class_overlap), "{m:?}");
@@ -659,7 +672,19 @@ fn the_evaluation_report_measures_every_model_and_refuses_other_composers() {
     let out = dir.path().join("report");
     write_report(&report, &out, "segue eval report").unwrap();
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("LSTM-VAE") && md.contains(".png"), "{md}");
+    assert!(md.contains("LSTM-VAE"), "{md}");
+    // Every picture the markdown shows is there, and is a PNG.
+    let pictures: Vec<&str> = md
+        .split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+        .filter(|link| link.ends_with(".png"))
+        .collect();
+    assert!(pictures.len() >= 4, "{md}");
+    for link in pictures {
+        let bytes = std::fs::read(out.join(link)).unwrap_or_else(|e| panic!("{link}: {e}"));
+        assert_eq!(&bytes[1..4], b"PNG", "{link}");
+    }
     // A classifier of other composers would read the corpus's composer numbers wrongly.
     let mut other = models();
     if let Some(clf) = other.classifier.as_mut() {

@@ -1,8 +1,45 @@
 //! The weights committed in `weights/` load, pass every check of their loaders and work: a
 //! fresh clone must run the studio without training, so a broken or missing file fails here.
 
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
 use candle_core::Device;
-use segue::roll::{PITCHES, Roll};
+use segue::generate::{GenerateOptions, Generated, Mode};
+use segue::roll::{PITCHES, QuantizeOptions, Roll};
+
+/// A file of the shared corpus.
+fn corpus_file(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus")
+        .join(rel)
+}
+
+/// Notes per sounding step of the generated part, and its sounding steps.
+fn density(g: &Generated) -> (f64, usize) {
+    let part = g
+        .roll
+        .slice(g.primer_steps, g.roll.steps() - g.primer_steps);
+    let binary = part.binary();
+    let mut sounding = 0;
+    let mut notes = 0;
+    for row in binary.chunks(PITCHES) {
+        let n = row.iter().filter(|&&c| c != 0).count();
+        notes += n;
+        sounding += usize::from(n > 0);
+    }
+    (notes as f64 / sounding.max(1) as f64, sounding)
+}
+
+fn options() -> GenerateOptions {
+    GenerateOptions {
+        mode: Mode::Transfer,
+        steps: 64,
+        primer_steps: 32,
+        seed: 3,
+        ..GenerateOptions::default()
+    }
+}
 
 /// A C major chord held over `steps` steps, as a binary roll.
 fn chord_roll(steps: usize) -> Roll {
@@ -21,6 +58,34 @@ fn the_shipped_lstm_vae_loads_with_its_composer_codes() {
     let m = segue::models::trained::TrainedModel::load(&path, &Device::Cpu).unwrap();
     assert_eq!(m.manifest.composers.len(), 20);
     assert_eq!(m.manifest.latents.len(), 20);
+    assert_eq!(m.manifest.config, segue::models::lstm_vae::Config::studio());
+    assert_eq!(m.manifest.dtype, "f16");
+    // It makes music: a Chopin primer continued in Debussy's style is neither silent nor a
+    // cluster (the corpus has about 3 notes per sounding step).
+    let primer = Roll::read_midi(
+        &corpus_file("chopin/chp_op18.mid"),
+        &QuantizeOptions::default(),
+    )
+    .unwrap();
+    let code =
+        |name: &str| segue::generate::composer_code(&m, m.composer_index(name).unwrap()).unwrap();
+    let g = segue::generate::generate(
+        &m.model,
+        &primer,
+        &code("chopin"),
+        &code("debussy"),
+        &options(),
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(g.roll.steps(), 32 + 64);
+    let (per_step, sounding) = density(&g);
+    assert!(sounding >= 16, "{sounding} of 64 steps sound");
+    assert!(
+        (1.0..=8.0).contains(&per_step),
+        "{per_step} notes per sounding step"
+    );
 }
 
 #[test]
@@ -35,12 +100,58 @@ fn the_shipped_classifier_loads_and_ranks_every_composer() {
     let total: f32 = verdict.overall.iter().sum();
     assert!((total - 1.0).abs() < 1e-3, "probabilities sum to {total}");
     assert!(verdict.overall.iter().all(|p| p.is_finite() && *p >= 0.0));
+    // It knows a Bach prelude (BWV 846, the shipped model puts Bach first at about 65 %).
+    let prelude = Roll::read_midi(
+        &corpus_file("bach/bach_846.mid"),
+        &QuantizeOptions::default(),
+    )
+    .unwrap();
+    let verdict = segue::classify::classify_roll(&clf, &prelude, window, window).unwrap();
+    let best = (0..verdict.overall.len())
+        .max_by(|&a, &b| verdict.overall[a].total_cmp(&verdict.overall[b]))
+        .unwrap();
+    assert_eq!(verdict.composers[best], "bach", "{:?}", verdict.overall);
 }
 
 #[test]
-fn the_shipped_transformer_vae_and_dcgan_load() {
-    let tvae = segue::tvae::default_path().expect("weights/ has the Transformer VAE");
-    segue::tvae::load(&tvae, &Device::Cpu).unwrap();
-    let gan = segue::gan::default_path().expect("weights/ has the DCGAN");
-    segue::gan::load(&gan, &Device::Cpu).unwrap();
+fn the_shipped_transformer_vae_and_dcgan_load_and_make_music() {
+    let path = segue::tvae::default_path().expect("weights/ has the Transformer VAE");
+    let tvae = segue::tvae::load(&path, &Device::Cpu).unwrap();
+    let primer = Roll::read_midi(
+        &corpus_file("chopin/chp_op18.mid"),
+        &QuantizeOptions::default(),
+    )
+    .unwrap();
+    let code = |name: &str| {
+        let i = tvae
+            .manifest
+            .composers
+            .iter()
+            .position(|c| c == name)
+            .unwrap();
+        segue::tvae::composer_code(&tvae, i).unwrap()
+    };
+    let g = segue::tvae::generate(
+        &tvae,
+        &primer,
+        &code("chopin"),
+        &code("debussy"),
+        &options(),
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let (per_step, sounding) = density(&g);
+    assert!(sounding >= 16, "{sounding} of 64 steps sound");
+    assert!(
+        (1.0..=8.0).contains(&per_step),
+        "{per_step} notes per sounding step"
+    );
+
+    let path = segue::gan::default_path().expect("weights/ has the DCGAN");
+    let gan = segue::gan::load(&path, &Device::Cpu).unwrap();
+    for snippet in segue::gan::sample(&gan.model, 2, 1.0, 8, 1).unwrap() {
+        assert_eq!(snippet.steps(), 128);
+        assert!(snippet.active_cells() > 0, "a silent DCGAN sample");
+    }
 }

@@ -10,6 +10,8 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use segue::dataset::{Corpus, LoadOptions};
 use segue::roll::{QuantizeOptions, Roll};
+use segue::studio::piano_roll::origin_color;
+use segue::studio::score::Origin;
 use segue::studio::{Session, Studio};
 use segue::train::{self, Control, TrainOptions};
 
@@ -262,13 +264,34 @@ fn screenshot() {
     h.step();
     match h.render() {
         Ok(image) => {
-            assert!(image.width() > 0);
             if let Ok(path) = std::env::var("SEGUE_SCREENSHOT") {
                 image.save(&path).unwrap();
             }
+            // The window's size (at its pixels per point), and the generated notes drawn in
+            // their colour.
+            let ppp = h.ctx.pixels_per_point();
+            assert_eq!(
+                (image.width(), image.height()),
+                ((1280.0 * ppp).round() as u32, (800.0 * ppp).round() as u32)
+            );
+            let generated = origin_color(Origin::Generated);
+            let orange = image
+                .pixels()
+                .filter(|p| {
+                    p.0.iter()
+                        .zip(generated.to_array())
+                        .take(3)
+                        .all(|(a, b)| a.abs_diff(b) <= 8)
+                })
+                .count();
+            assert!(orange > 100, "{orange} pixels of generated notes");
         }
-        // No GPU adapter at all (not even lavapipe): nothing to draw with.
-        Err(e) => eprintln!("screenshot skipped: {e}"),
+        // No GPU adapter at all (not even lavapipe): nothing to draw with. scripts/test (and
+        // so CI) sets SEGUE_REQUIRE_RENDER, where this is a failure.
+        Err(e) if std::env::var_os("SEGUE_REQUIRE_RENDER").is_none() => {
+            eprintln!("screenshot skipped: {e}")
+        }
+        Err(e) => panic!("the studio could not be drawn: {e}"),
     }
 }
 

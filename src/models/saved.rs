@@ -170,6 +170,7 @@ pub fn load<M, C: DeserializeOwned + Clone + MinParameters>(
     let tensors = weights::load_model(
         path,
         &manifest_path,
+        &manifest.dtype,
         config.min_parameters(),
         || expected_of(|vb| build(&config, vb)),
         device,

@@ -321,6 +321,13 @@ impl TrainedModel {
                 c.latent
             )));
         }
+        if manifest
+            .latents
+            .iter()
+            .any(|s| s.mean.iter().chain(&s.std).any(|v| !v.is_finite()))
+        {
+            return Err(bad("latent statistics that are not finite numbers".into()));
+        }
         if let Some(p) = &manifest.prior
             && (p.means.len() != manifest.composers.len()
                 || p.means
@@ -340,6 +347,7 @@ impl TrainedModel {
         let tensors = weights::load_model(
             path,
             &manifest_path,
+            &manifest.dtype,
             recurrent,
             || expected_tensors(c),
             device,

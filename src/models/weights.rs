@@ -131,16 +131,40 @@ pub fn load(
 /// Loads the weights of a model described by a manifest (at `manifest_path`): first refuses
 /// sizes that need more than the file's parameters (at least `min_parameters`, from the sizes
 /// alone), and only then lists the `expected` tensors, which builds a model of those sizes.
-/// Absurd sizes in a manifest thus give a message, not a huge allocation.
+/// Absurd sizes in a manifest thus give a message, not a huge allocation. Every tensor must be
+/// stored as the manifest's `dtype` says ("f32", "f16" or "bf16").
 pub fn load_model(
     path: &Path,
     manifest_path: &Path,
+    dtype: &str,
     min_parameters: u128,
     expected: impl FnOnce() -> Result<Vec<Expected>>,
     device: &Device,
 ) -> Result<HashMap<String, Tensor>> {
+    let stored_as = match dtype {
+        "f32" => safetensors::Dtype::F32,
+        "f16" => safetensors::Dtype::F16,
+        "bf16" => safetensors::Dtype::BF16,
+        other => {
+            return Err(format_error(
+                manifest_path,
+                format!("dtype `{other}` is not one of f32, f16, bf16"),
+            ));
+        }
+    };
     let bytes = fsutil::read(path)?;
     let file = parse(path, &bytes)?;
+    if let Some((name, view)) = file.iter().find(|(_, v)| v.dtype() != stored_as) {
+        return Err(format_error(
+            path,
+            format!(
+                "tensor `{name}` is stored as {:?}, but {} says {dtype}: are the weights and the \
+                 manifest from different runs?",
+                view.dtype(),
+                manifest_path.display()
+            ),
+        ));
+    }
     let stored: u128 = file
         .iter()
         .map(|(_, view)| view.shape().iter().map(|&d| d as u128).product::<u128>())

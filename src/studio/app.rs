@@ -18,6 +18,7 @@ use crate::classify::{Classifier, Verdict};
 use crate::gan::TrainedGan;
 use crate::generate::{self, GenerateOptions, Generated, Interpolation, Mode};
 use crate::midi::Song;
+use crate::models::dcgan::Cells;
 use crate::models::trained::{self, TrainedModel};
 use crate::render::{RenderOptions, render_roll, write_wav};
 use crate::roll::{QuantizeOptions, Roll};
@@ -627,6 +628,19 @@ impl Studio {
             interpolation: s.interpolation,
             seed: s.seed,
         };
+        if let Engine::ClassifierAscent { classifier, .. } = &engine {
+            let most = classifier.config.max_steps();
+            if s.length > most {
+                self.say(
+                    format!(
+                        "Classifier ascent makes at most {most} steps (the classifier's window); \
+                         generating {most}"
+                    ),
+                    false,
+                );
+            }
+        }
+        let s = &self.session;
         let primer = match s.engine {
             EngineKind::LstmVae | EngineKind::TransformerVae => self.primer_roll(),
             // Ascent starts from noise (a primer would be judged, not continued); the GAN
@@ -1097,25 +1111,46 @@ impl Studio {
         if slider.changed() {
             self.set_alpha(alpha);
         }
+        // Controls that do not apply to the chosen engine are greyed out: only the VAEs have
+        // modes; ascent and a thresholding DCGAN do not sample.
+        let is_vae = matches!(
+            self.session.engine,
+            EngineKind::LstmVae | EngineKind::TransformerVae
+        );
+        let samples = match self.session.engine {
+            EngineKind::LstmVae | EngineKind::TransformerVae => true,
+            EngineKind::ClassifierAscent => false,
+            EngineKind::Dcgan => self
+                .others
+                .gan
+                .as_ref()
+                .is_none_or(|g| g.model.config().cells != Cells::Thresholded),
+        };
         let s = &mut self.session;
-        egui::ComboBox::from_label("Mode")
-            .selected_text(format!("{:?}", s.mode))
-            .show_ui(ui, |ui| {
-                for (m, name) in [
-                    (Mode::Continue, "Continue (A)"),
-                    (Mode::Transfer, "Style transfer (B)"),
-                    (Mode::Transition, "Transition A to B"),
-                    (Mode::Blend, "Blend (slider)"),
-                ] {
-                    ui.selectable_value(&mut s.mode, m, name);
-                }
-            });
+        ui.add_enabled_ui(is_vae, |ui| {
+            egui::ComboBox::from_label("Mode")
+                .selected_text(format!("{:?}", s.mode))
+                .show_ui(ui, |ui| {
+                    for (m, name) in [
+                        (Mode::Continue, "Continue (A)"),
+                        (Mode::Transfer, "Style transfer (B)"),
+                        (Mode::Transition, "Transition A to B"),
+                        (Mode::Blend, "Blend (slider)"),
+                    ] {
+                        ui.selectable_value(&mut s.mode, m, name);
+                    }
+                });
+        });
         ui.add(
             egui::Slider::new(&mut s.length, 16..=2048)
                 .text("length (steps)")
                 .logarithmic(true),
         );
-        ui.add(egui::Slider::new(&mut s.temperature, 0.2..=2.0).text("temperature"));
+        ui.add_enabled(
+            samples,
+            egui::Slider::new(&mut s.temperature, 0.2..=2.0).text("temperature"),
+        )
+        .on_disabled_hover_text("This model does not sample: it keeps its strongest notes");
         egui::CollapsingHeader::new("More controls")
             .id_salt("more-controls")
             .show(ui, |ui| {

@@ -32,7 +32,8 @@ pub enum Engine {
         code_a: Vec<f32>,
         code_b: Vec<f32>,
     },
-    /// Gradient ascent on the roll towards composer `target`, from the primer's start.
+    /// Gradient ascent on the roll towards composer `target`, from the primer given (the
+    /// studio gives none: seeded noise). At most the classifier's window, 3 notes a step.
     ClassifierAscent {
         classifier: Arc<Classifier>,
         target: usize,
@@ -192,6 +193,7 @@ fn run_engine(
         Engine::ClassifierAscent { classifier, target } => {
             let ascent_opts = AscentOptions {
                 steps: opts.steps.min(classifier.config.max_steps()),
+                notes_per_step: opts.max_notes.min(3),
                 seed: opts.seed,
                 ..AscentOptions::default()
             };
