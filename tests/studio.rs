@@ -235,6 +235,74 @@ fn the_training_panel_trains_and_plots() {
     );
 }
 
+/// The monitor follows a run training elsewhere: its log's lines as they are written.
+#[test]
+fn the_monitor_follows_another_runs_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let run = model.parent().unwrap().to_path_buf();
+    let log = train::metrics_path(&run);
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines.lines().count(), 3);
+    // The run is "still training": its log holds its first line, then the rest comes.
+    let (first, rest) = lines.split_once('\n').unwrap();
+    std::fs::write(&log, format!("{first}\n")).unwrap();
+    let mut h = studio(&model, None);
+    h.get_by_label("Train...").click();
+    h.step();
+    h.state_mut().follow_run(run.clone());
+    wait(&mut h, "the first line", |s| {
+        s.training_metrics().len() == 1
+    });
+    assert!(h.state().training_running());
+    std::fs::write(&log, format!("{first}\n{rest}")).unwrap();
+    wait(&mut h, "the new lines", |s| s.training_metrics().len() == 3);
+    let steps: Vec<usize> = h
+        .state()
+        .training_metrics()
+        .iter()
+        .map(|m| m.step)
+        .collect();
+    assert_eq!(steps, [1, 2, 3]);
+    h.get_by_label("Stop following").click();
+    wait(&mut h, "following to stop", |s| !s.training_running());
+    assert_eq!(h.state().training_metrics().len(), 3);
+}
+
+/// The log reader: complete lines only, a new log after a truncation, bad lines named.
+#[test]
+fn the_log_follower_reads_complete_lines() {
+    use segue::studio::workers::LogFollower;
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let full = std::fs::read_to_string(train::metrics_path(model.parent().unwrap())).unwrap();
+    let lines: Vec<&str> = full.lines().collect();
+    let path = dir.path().join("metrics.jsonl");
+    let mut f = LogFollower::new(path.clone());
+    // Not written yet: nothing, no error.
+    assert!(f.poll().unwrap().metrics.is_empty());
+    // One line and half of the next.
+    let half = lines[1].len() / 2;
+    std::fs::write(&path, format!("{}\n{}", lines[0], &lines[1][..half])).unwrap();
+    let p = f.poll().unwrap();
+    assert_eq!((p.restarted, p.metrics.len()), (false, 1));
+    std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+    let p = f.poll().unwrap();
+    assert_eq!(p.metrics.iter().map(|m| m.step).collect::<Vec<_>>(), [2]);
+    // A new run in the same folder starts a shorter log.
+    std::fs::write(&path, format!("{}\n", lines[0])).unwrap();
+    let p = f.poll().unwrap();
+    assert!(p.restarted);
+    assert_eq!(p.metrics.iter().map(|m| m.step).collect::<Vec<_>>(), [1]);
+    // A line of another kind of log.
+    std::fs::write(&path, format!("{}\n{{\"loss\": 1}}\n", lines[0])).unwrap();
+    let err = f.poll().unwrap_err();
+    assert!(
+        err.contains("metrics.jsonl line 2") && err.contains("not an LSTM-VAE metrics log"),
+        "{err}"
+    );
+}
+
 /// Renders the window with a generated piece; with SEGUE_SCREENSHOT=path, saves it there
 /// (the README's picture comes from `SEGUE_SCREENSHOT=assets/studio.png cargo test --test studio screenshot`).
 #[test]

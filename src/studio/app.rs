@@ -29,7 +29,7 @@ use crate::studio::session_file;
 use crate::studio::workers::{
     Engine, GenerationEvent, GenerationRequest, Generator, StyleMeter, TrainingJob, TrainingReport,
 };
-use crate::train::{Metrics, TrainEvent, TrainOptions, Validation};
+use crate::train::{self, Metrics, TrainEvent, TrainOptions, Validation};
 use crate::tvae::TrainedTvae;
 
 /// Seconds the slider must rest before it regenerates.
@@ -276,6 +276,8 @@ enum DialogResult {
     ExportMidi(PathBuf),
     ExportWav(PathBuf),
     TrainDir(PathBuf),
+    /// A run folder whose metrics log the monitor is to follow.
+    FollowDir(PathBuf),
     Model(PathBuf),
     /// A MIDI file was read (the roll and its damage warnings).
     Opened(PathBuf, Result<(Roll, Vec<String>), String>),
@@ -819,6 +821,7 @@ impl Studio {
                 DialogResult::ExportMidi(p) => self.export_midi(&p),
                 DialogResult::ExportWav(p) => self.export_wav(&p),
                 DialogResult::TrainDir(p) => self.session.train_dir = Some(p),
+                DialogResult::FollowDir(p) => self.follow_run(p),
                 DialogResult::Model(p) => self.load_model(Some(p)),
                 DialogResult::Opened(p, read) => self.use_opened(p, read),
                 DialogResult::Written(Ok(p)) => self.say(format!("Wrote {}", p.display()), false),
@@ -881,8 +884,23 @@ impl Studio {
                     if let Some(v) = &m.valid {
                         self.training.last_valid = Some(v.clone());
                     }
-                    self.training.status = format!("Step {} of {}", m.step, self.training.total);
+                    self.training.status = if self.training.total > 0 {
+                        format!("Step {} of {}", m.step, self.training.total)
+                    } else {
+                        format!("Step {}", m.step)
+                    };
                     self.training.metrics.push(m);
+                }
+                TrainingReport::Following { dir, total } => {
+                    self.training.total = total.unwrap_or(0);
+                    self.training.status = format!("Following {}", dir.display());
+                    if total.is_some() {
+                        self.training.checkpoint = Some(train::model_path(&dir));
+                    }
+                }
+                TrainingReport::Restarted => {
+                    self.training.metrics.clear();
+                    self.training.last_valid = None;
                 }
                 TrainingReport::Event(TrainEvent::Checkpoint { path, step }) => {
                     self.training.checkpoint = Some(path);
@@ -892,8 +910,11 @@ impl Studio {
             }
         }
         if let Some(result) = ended {
+            let following = job.following;
             self.training.job = None;
             match result {
+                // A followed run keeps its curves and its model; the message says why it ended.
+                Err(e) if following => self.training.status = e,
                 Ok(p) => {
                     self.training.status = format!("Finished: {}", p.display());
                     self.training.checkpoint = Some(p);
@@ -901,6 +922,19 @@ impl Studio {
                 Err(e) => self.training.status = format!("Failed: {e}"),
             }
         }
+    }
+
+    /// Follows the metrics log of a run in `dir` (one started from the command line, say):
+    /// its curves fill the monitor as it trains.
+    pub fn follow_run(&mut self, dir: PathBuf) {
+        if let Some(job) = &self.training.job {
+            job.control.stop.store(true, Ordering::Relaxed);
+        }
+        self.training = TrainingView {
+            job: Some(TrainingJob::follow(dir, self.wake.clone())),
+            status: "Reading the log...".into(),
+            ..TrainingView::default()
+        };
     }
 
     /// Starts training on the chosen folder.
@@ -1280,6 +1314,26 @@ impl Studio {
                     );
                     self.start_training(dir, out);
                 }
+                if ui
+                    .button("Follow a run...")
+                    .on_hover_text(
+                        "Show the curves of a run training elsewhere \
+                         (segue train lstm-vae --out FOLDER), live",
+                    )
+                    .clicked()
+                {
+                    self.dialog(|| {
+                        rfd::FileDialog::new()
+                            .pick_folder()
+                            .map(DialogResult::FollowDir)
+                    });
+                }
+            } else if let Some(job) = &self.training.job
+                && job.following
+            {
+                if ui.button("Stop following").clicked() {
+                    job.control.stop.store(true, Ordering::Relaxed);
+                }
             } else if let Some(job) = &self.training.job {
                 let label = if self.training.paused {
                     "Resume"
@@ -1298,7 +1352,9 @@ impl Studio {
             }
         });
         ui.label(&self.training.status);
-        if let Some(m) = self.training.metrics.last() {
+        if let Some(m) = self.training.metrics.last()
+            && self.training.total > 0
+        {
             ui.add(egui::ProgressBar::new(
                 m.step as f32 / self.training.total.max(1) as f32,
             ));

@@ -281,14 +281,25 @@ pub enum TrainingReport {
     },
     /// A trainer event.
     Event(TrainEvent),
+    /// Following another run's log: its folder, and its planned steps once its manifest says.
+    Following {
+        /// The run's folder.
+        dir: PathBuf,
+        /// Steps the run is set to reach (from its manifest), if written yet.
+        total: Option<usize>,
+    },
+    /// The followed log was started afresh (a new run in the same folder): drop what was read.
+    Restarted,
     /// It ended: the model file, or why not.
     Finished(Result<PathBuf, String>),
 }
 
-/// A training run in the background.
+/// A training run in the background, or another run's log being followed.
 pub struct TrainingJob {
-    /// Pause and stop switches.
+    /// Pause and stop switches (following: stop ends it).
     pub control: Control,
+    /// Whether this follows another run's log rather than training.
+    pub following: bool,
     /// Reports.
     pub events: Receiver<TrainingReport>,
     _thread: JoinHandle<()>,
@@ -343,8 +354,145 @@ impl TrainingJob {
             .expect("spawning the training thread");
         TrainingJob {
             control,
+            following: false,
             events,
             _thread: thread,
         }
+    }
+
+    /// Follows the metrics log of an LSTM-VAE run in `dir` (`segue train lstm-vae --out DIR`
+    /// in a terminal, or another studio) as it grows: every line already there, then each new
+    /// one, until stopped. The log is read on this thread, never by the window.
+    pub fn follow(dir: PathBuf, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
+        let control = Control::default();
+        let (tx, events) = channel();
+        let stop = control.stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("segue-follow".into())
+            .spawn(move || {
+                let send = |r: TrainingReport| {
+                    let _ = tx.send(r);
+                    wake();
+                };
+                let mut log = LogFollower::new(train::metrics_path(&dir));
+                let mut total = None;
+                send(TrainingReport::Following {
+                    dir: dir.clone(),
+                    total,
+                });
+                while !stop.load(Ordering::Relaxed) {
+                    let planned = planned_steps(&dir);
+                    if planned != total {
+                        total = planned;
+                        send(TrainingReport::Following {
+                            dir: dir.clone(),
+                            total,
+                        });
+                    }
+                    match log.poll() {
+                        Ok(Polled { restarted, metrics }) => {
+                            if restarted {
+                                send(TrainingReport::Restarted);
+                            }
+                            for m in metrics {
+                                send(TrainingReport::Event(TrainEvent::Metrics(m)));
+                            }
+                        }
+                        Err(e) => return send(TrainingReport::Finished(Err(e))),
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+                send(TrainingReport::Finished(Err(format!(
+                    "stopped following {}",
+                    dir.display()
+                ))));
+            })
+            .expect("spawning the log thread");
+        TrainingJob {
+            control,
+            following: true,
+            events,
+            _thread: thread,
+        }
+    }
+}
+
+/// The steps a run in `dir` is set to reach, from its manifest (written at its first
+/// checkpoint).
+fn planned_steps(dir: &std::path::Path) -> Option<usize> {
+    let manifest: serde_json::Value = crate::models::weights::read_manifest(
+        &crate::models::weights::manifest_path(&train::model_path(dir)),
+    )
+    .ok()?;
+    manifest["training"]["steps"].as_u64().map(|s| s as usize)
+}
+
+/// What one look at a growing log found.
+#[derive(Debug, Default)]
+pub struct Polled {
+    /// The file was shorter than what was read before: a new log; `metrics` start afresh.
+    pub restarted: bool,
+    /// The complete lines added since the last look.
+    pub metrics: Vec<train::Metrics>,
+}
+
+/// Reads a JSON-lines metrics log as it grows, a complete line at a time (a line being
+/// written is left for the next look).
+pub struct LogFollower {
+    path: PathBuf,
+    offset: u64,
+    pending: Vec<u8>,
+    line: usize,
+}
+
+impl LogFollower {
+    /// Follows `path` (it need not exist yet).
+    pub fn new(path: PathBuf) -> Self {
+        LogFollower {
+            path,
+            offset: 0,
+            pending: Vec::new(),
+            line: 0,
+        }
+    }
+
+    /// The lines added since the last call. A line that is not an LSTM-VAE metrics record is
+    /// an error naming the file and the line.
+    pub fn poll(&mut self) -> Result<Polled, String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut polled = Polled::default();
+        let Ok(mut file) = std::fs::File::open(&self.path) else {
+            return Ok(polled); // not written yet
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < self.offset {
+            *self = LogFollower::new(std::mem::take(&mut self.path));
+            polled.restarted = true;
+        }
+        let mut added = Vec::new();
+        file.seek(SeekFrom::Start(self.offset))
+            .and_then(|_| file.read_to_end(&mut added))
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        self.offset += added.len() as u64;
+        self.pending.extend_from_slice(&added);
+        let complete = self
+            .pending
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let lines: Vec<u8> = self.pending.drain(..complete).collect();
+        for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            self.line += 1;
+            let m = serde_json::from_slice::<train::Metrics>(line).map_err(|e| {
+                format!(
+                    "{} line {}: not an LSTM-VAE metrics log ({e}); the monitor follows \
+                     `segue train lstm-vae` runs",
+                    self.path.display(),
+                    self.line
+                )
+            })?;
+            polled.metrics.push(m);
+        }
+        Ok(polled)
     }
 }
