@@ -100,6 +100,9 @@ pub struct StyleVerdict {
     /// Share of transitions (z from A to B over one window) whose next window, at B's code,
     /// is classified as B.
     pub transition_share: f64,
+    /// Mean chroma cosine similarity of the transition's window (z moving from A to B) to
+    /// the source's continuation.
+    pub transition_chroma_similarity: f64,
     /// Mean P(B) at each of the 8 blend amounts 0, 1/7, ..., 1.
     pub blend_curve: Vec<f64>,
     /// Mean Spearman correlation between blend amount and P(B) over the pairs.
@@ -637,6 +640,8 @@ fn style_verdict(
         v.continuation_chroma_similarity += cosine(&pitch_classes(&own), &source_pc);
         // A transition over one window, then a window at B's code: is that one judged B?
         let transition = run_for(Mode::Transition, 0.0, 2 * window, window)?;
+        v.transition_chroma_similarity +=
+            cosine(&pitch_classes(&transition.slice(0, window)), &source_pc);
         let p = judge(&transition.slice(window, window))?;
         let best = (0..p.len())
             .max_by(|&x, &y| p[x].total_cmp(&p[y]))
@@ -660,6 +665,7 @@ fn style_verdict(
     v.transfer_chroma_similarity /= n;
     v.continuation_chroma_similarity /= n;
     v.transition_share /= n;
+    v.transition_chroma_similarity /= n;
     v.blend_curve.iter_mut().for_each(|p| *p /= n);
     v.blend_spearman = rhos.iter().sum::<f64>() / n;
     v.pairs = pairs;
@@ -765,13 +771,14 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
     ));
     if let Some(s) = &report.style {
         md.push_str(&format!(
-            "## Style: the classifier's verdict on the LSTM-VAE ({} composer pairs)\n\n| Figure | Value |\n|---|---|\n| Transfers classified as the target B | {:.3} |\n| Transfers still classified as the source A | {:.3} |\n| Chroma similarity of transfers to the source's continuation | {:.3} |\n| Chroma similarity of plain continuations (A's own z) | {:.3} |\n| Transitions (A to B over one window) whose next window, at B, is classified as B | {:.3} |\n| Spearman correlation of blend amount and P(B), 8 steps | {:.3} |\n\n",
+            "## Style: the classifier's verdict on the LSTM-VAE ({} composer pairs)\n\n| Figure | Value |\n|---|---|\n| Transfers classified as the target B | {:.3} |\n| Transfers still classified as the source A | {:.3} |\n| Chroma similarity of transfers to the source's continuation | {:.3} |\n| Chroma similarity of plain continuations (A's own z) | {:.3} |\n| Transitions (A to B over one window) whose next window, at B, is classified as B | {:.3} |\n| Chroma similarity of the transition window to the source's continuation | {:.3} |\n| Spearman correlation of blend amount and P(B), 8 steps | {:.3} |\n\n",
             s.pairs,
             s.transfer_share,
             s.transfer_source_share,
             s.transfer_chroma_similarity,
             s.continuation_chroma_similarity,
             s.transition_share,
+            s.transition_chroma_similarity,
             s.blend_spearman
         ));
         let max = s.blend_curve.iter().cloned().fold(0.05, f64::max) * 1.2;
