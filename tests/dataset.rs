@@ -16,6 +16,15 @@ fn load(cache: Option<&std::path::Path>) -> Corpus {
     Corpus::load(&shared("corpus"), &opts, &|_, _| {}).unwrap()
 }
 
+/// Loads a corpus folder made by a test, without the cache.
+fn load_uncached(dir: &std::path::Path) -> Corpus {
+    let opts = LoadOptions {
+        cache_dir: None,
+        ..Default::default()
+    };
+    Corpus::load(dir, &opts, &|_, _| {}).unwrap()
+}
+
 #[test]
 fn loads_the_corpus_and_the_cache_gives_the_same_rolls() {
     let cache = tempfile::tempdir().unwrap();
@@ -197,15 +206,7 @@ fn bad_files_are_skipped_and_listed() {
     std::fs::write(brahms.join("broken.mid"), b"MThd").unwrap();
     // A readable file with no notes is not a piece either.
     std::fs::write(brahms.join("silent.mid"), simple(96, &[])).unwrap();
-    let corpus = Corpus::load(
-        dir.path(),
-        &LoadOptions {
-            cache_dir: None,
-            ..Default::default()
-        },
-        &|_, _| {},
-    )
-    .unwrap();
+    let corpus = load_uncached(dir.path());
     assert_eq!(corpus.composers, vec!["chopin", "debussy"]);
     assert_eq!(corpus.pieces.len(), 2);
     assert_eq!(corpus.failures.len(), 4);
@@ -262,15 +263,7 @@ fn identical_files_are_kept_once() {
     std::fs::write(chopin.join("c.mid"), simple(96, &[(0, 96, 67, 90)])).unwrap();
     std::fs::write(debussy.join("copy.mid"), &piece).unwrap();
     std::fs::write(debussy.join("own.mid"), simple(96, &[(0, 960, 62, 90)])).unwrap();
-    let corpus = Corpus::load(
-        dir.path(),
-        &LoadOptions {
-            cache_dir: None,
-            ..Default::default()
-        },
-        &|_, _| {},
-    )
-    .unwrap();
+    let corpus = load_uncached(dir.path());
     let kept: Vec<_> = corpus
         .pieces
         .iter()
