@@ -404,12 +404,62 @@ fn drawing_deleting_and_undo_in_the_piano_roll() {
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
     h.step();
     assert_eq!(h.state().session.score.notes.len(), 1);
+    // Clicking the note (to hear it) changes nothing, so the redo step stays.
+    h.hover_at(at);
+    h.step();
+    h.drag_at(at);
+    h.step();
+    h.drop_at(at);
+    h.step();
+    assert_eq!(h.state().session.score.notes.len(), 1);
     h.key_press_modifiers(
         egui::Modifiers::COMMAND | egui::Modifiers::SHIFT,
         egui::Key::Z,
     );
     h.step();
     assert!(h.state().session.score.notes.is_empty());
+}
+
+/// A file opened while the slider's regeneration is pending is not replaced by it.
+#[test]
+fn opening_a_file_cancels_the_pending_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    h.step();
+    h.state_mut().set_alpha(0.7);
+    h.state_mut().open_file(&fixture(dir.path()));
+    wait(&mut h, "the file", |s| !s.background_work());
+    let opened = h.state().session.score.clone();
+    assert!(opened.notes.iter().all(|n| n.origin == Origin::Primer));
+    // Past the slider's rest: still the file, nothing generating.
+    std::thread::sleep(Duration::from_millis(400));
+    for _ in 0..5 {
+        h.step();
+    }
+    assert!(!h.state().generating());
+    assert_eq!(h.state().session.score, opened);
+}
+
+/// A model of an earlier session that no longer loads gives way to the shipped one.
+#[test]
+fn a_lost_model_falls_back_to_the_shipped_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("gone.safetensors");
+    std::fs::write(&gone, b"not a model").unwrap();
+    std::fs::write(gone.with_extension("json"), b"{}").unwrap();
+    let h = studio(&gone, None);
+    let shipped = segue::models::trained::default_model_path().unwrap();
+    assert!(h.state().model().is_some());
+    assert_eq!(
+        h.state().session.model_path,
+        Some(std::fs::canonicalize(shipped).unwrap())
+    );
+    let (message, error) = h.state().message().unwrap();
+    assert!(
+        *error && message.contains("gone") && message.contains("using the shipped model"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -260,6 +260,8 @@ pub struct Studio {
     variations: Vec<Generated>,
     chosen_variation: usize,
     regenerate_at: Option<Instant>,
+    /// The loop range the audio thread was last told.
+    sent_loop: Option<(usize, usize)>,
     message: Option<(String, bool)>,
     dialogs: Vec<Receiver<DialogResult>>,
     training: TrainingView,
@@ -285,6 +287,19 @@ enum DialogResult {
     Written(Result<PathBuf, String>),
     /// A model file was loaded.
     ModelLoaded(PathBuf, Result<Arc<TrainedModel>, String>),
+}
+
+/// `parent/name`, or `parent/name-2`, `-3`, ... if taken: each training run in the studio
+/// gets its own folder, so an earlier model (perhaps the one in use) is never overwritten.
+fn unused_folder(parent: &Path, name: &str) -> PathBuf {
+    let first = parent.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (2u64..)
+        .map(|k| parent.join(format!("{name}-{k}")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
 }
 
 /// Loads an LSTM-VAE model file for the studio (on the CPU, where generation runs).
@@ -352,6 +367,7 @@ impl Studio {
             variations: Vec::new(),
             chosen_variation: 0,
             regenerate_at: None,
+            sent_loop: None,
             message: None,
             dialogs: Vec::new(),
             training: TrainingView::default(),
@@ -428,7 +444,22 @@ impl Studio {
     fn load_model_now(&mut self, path: Option<PathBuf>) {
         if let Some(path) = self.model_path_or_default(path) {
             let loaded = load_trained(&path);
-            self.use_model(path, loaded);
+            let failed = loaded.is_err();
+            self.use_model(path.clone(), loaded);
+            // A model of an earlier session that no longer loads (moved, retrained): the
+            // shipped one instead, and the message says which failed.
+            if failed
+                && let Some(shipped) = trained::default_model_path()
+                && std::fs::canonicalize(&shipped).ok() != std::fs::canonicalize(&path).ok()
+            {
+                let message = self.message.clone();
+                let loaded = load_trained(&shipped);
+                self.use_model(shipped, loaded);
+                if self.model.is_some() {
+                    self.message =
+                        message.map(|(m, _)| (format!("{m}; using the shipped model"), true));
+                }
+            }
         }
     }
 
@@ -451,7 +482,10 @@ impl Studio {
                 // Stored absolute, so the next start finds it from any folder.
                 self.session.model_path = Some(std::fs::canonicalize(&path).unwrap_or(path));
             }
-            Err(e) => self.model_error = Some(e),
+            Err(e) => {
+                self.say(format!("Could not load {}: {e}", path.display()), true);
+                self.model_error = Some(e);
+            }
         }
     }
 
@@ -491,10 +525,12 @@ impl Studio {
     fn use_opened(&mut self, path: PathBuf, read: Result<(Roll, Vec<String>), String>) {
         match read {
             Ok((roll, warnings)) => {
+                self.cancel_generation();
                 self.history.record(&self.session.score);
                 let mut score = Score::from_roll(&roll, Origin::Primer);
                 score.primer_steps = roll.steps();
                 self.session.score = score;
+                self.session.view.forget_notes();
                 self.primer = Some(roll);
                 self.variations.clear();
                 self.push_score();
@@ -548,19 +584,38 @@ impl Studio {
             .unwrap_or_else(|| self.session.score.to_roll())
     }
 
+    /// The composers the chosen engine knows, in its own order (the DCGAN knows none).
+    pub fn composers(&self) -> Vec<String> {
+        match self.session.engine {
+            EngineKind::LstmVae => self.model.as_ref().map(|m| m.manifest.composers.clone()),
+            EngineKind::TransformerVae => self
+                .others
+                .tvae
+                .as_ref()
+                .map(|t| t.manifest.composers.clone()),
+            EngineKind::ClassifierAscent => self
+                .others
+                .classifier
+                .as_ref()
+                .map(|c| c.manifest.composers.clone()),
+            EngineKind::Dcgan => None,
+        }
+        .unwrap_or_default()
+    }
+
     /// The model and inputs the Generate button uses now, or why there are none.
     fn engine(&self) -> Result<Engine, String> {
         let s = &self.session;
-        let model = self.model.clone().ok_or_else(|| {
-            self.model_error
-                .clone()
-                .unwrap_or_else(|| "No model loaded.".into())
-        })?;
-        // Every model is trained on the same corpus; composers are matched by name.
-        let name = |i: usize| model.manifest.composers.get(i).cloned().unwrap_or_default();
+        let composers = self.composers();
+        let name = |i: usize| composers.get(i).cloned().unwrap_or_default();
         let missing = |what: &str| format!("No {what}: its weights are not in weights/.");
         match s.engine {
             EngineKind::LstmVae => {
+                let model = self.model.clone().ok_or_else(|| {
+                    self.model_error
+                        .clone()
+                        .unwrap_or_else(|| "No model loaded.".into())
+                })?;
                 let code_a =
                     generate::composer_code(&model, s.composer_a).map_err(|e| e.to_string())?;
                 let code_b =
@@ -685,10 +740,13 @@ impl Studio {
         self.session.engine = engine;
     }
 
-    /// Cancels the running generation.
+    /// Cancels the running generation, and the one the slider has asked for (a piece
+    /// arriving later would replace what the user has in front of them).
     pub fn cancel_generation(&mut self) {
         self.job_cancel.store(true, Ordering::Relaxed);
+        self.job_id += 1;
         self.job_progress = None;
+        self.regenerate_at = None;
     }
 
     /// Sets the slider as a user would: the result regenerates after a short rest.
@@ -702,16 +760,30 @@ impl Studio {
             self.history.record(&self.session.score);
             let bpm = self.session.score.bpm;
             self.session.score = Score::from_generated(&g.roll, g.primer_steps, bpm);
+            self.session.view.forget_notes();
             self.chosen_variation = k;
             self.push_score();
         }
+    }
+
+    /// The piece changed by hand (an edit, undo, redo): from now on the models hear the piece
+    /// as it is, not the file opened before.
+    fn edited_by_hand(&mut self) {
+        self.primer = None;
+        self.session.primer_path = None;
+        self.push_score();
     }
 
     /// Sends the score to the audio thread (playback goes on from the playhead).
     fn push_score(&mut self) {
         if let Some(meter) = &self.style {
             self.style_id += 1;
-            meter.request(self.style_id, self.session.score.to_roll());
+            if self.session.score.notes.is_empty() {
+                // Silence has no style.
+                self.verdict = None;
+            } else {
+                meter.request(self.style_id, self.session.score.to_roll());
+            }
         }
         let score = &self.session.score;
         let play = PlayScore::from_notes(
@@ -744,6 +816,7 @@ impl Studio {
                 p.send(Command::Play(looped.map_or(0, |l| l.0)));
             }
         }
+        self.sent_loop = looped;
     }
 
     fn loop_range(&self) -> Option<(usize, usize)> {
@@ -771,7 +844,11 @@ impl Studio {
                 if id == self.style_id {
                     match verdict {
                         Ok(v) => self.verdict = Some(v),
-                        Err(e) => self.message = Some((format!("Style meter: {e}"), true)),
+                        Err(e) => {
+                            // The last verdict was of another piece.
+                            self.verdict = None;
+                            self.message = Some((format!("Style meter: {e}"), true));
+                        }
                     }
                 }
             }
@@ -1019,14 +1096,16 @@ impl Studio {
                 .clicked()
                 && self.history.undo(&mut self.session.score)
             {
-                self.push_score();
+                self.session.view.forget_notes();
+                self.edited_by_hand();
             }
             if ui
                 .add_enabled(self.history.can_redo(), egui::Button::new("Redo"))
                 .clicked()
                 && self.history.redo(&mut self.session.score)
             {
-                self.push_score();
+                self.session.view.forget_notes();
+                self.edited_by_hand();
             }
             ui.separator();
             ui.selectable_value(&mut self.session.view.tool, Tool::Draw, "Draw");
@@ -1082,30 +1161,30 @@ impl Studio {
 
     fn generation_panel(&mut self, ui: &mut Ui) {
         ui.heading("Generation");
-        let Some(model) = self.model.clone() else {
-            ui.colored_label(
-                Color32::LIGHT_RED,
-                self.model_error.clone().unwrap_or_default(),
-            );
-            if ui.button("Load a model...").clicked() {
-                self.dialog(|| {
-                    rfd::FileDialog::new()
-                        .add_filter("model", &["safetensors"])
-                        .pick_file()
-                        .map(DialogResult::Model)
-                });
+        // The LSTM-VAE: which one, or why there is none (the other engines work without it).
+        let pick_model = match &self.model {
+            Some(model) => {
+                // The preset the sizes match today (a run can predate a preset's change).
+                let preset = model
+                    .manifest
+                    .config
+                    .preset_name()
+                    .unwrap_or(&model.manifest.preset);
+                ui.label(format!(
+                    "LSTM-VAE: {preset} ({} steps)",
+                    model.manifest.steps
+                ));
+                ui.small_button("Other model...").clicked()
             }
-            return;
+            None => {
+                ui.colored_label(
+                    Color32::LIGHT_RED,
+                    self.model_error.clone().unwrap_or_default(),
+                );
+                ui.button("Load a model...").clicked()
+            }
         };
-        let composers = &model.manifest.composers;
-        // The preset the sizes match today (a run can predate a preset's change).
-        let preset = model
-            .manifest
-            .config
-            .preset_name()
-            .unwrap_or(&model.manifest.preset);
-        ui.label(format!("Model: {preset} ({} steps)", model.manifest.steps));
-        if ui.small_button("Other model...").clicked() {
+        if pick_model {
             self.dialog(|| {
                 rfd::FileDialog::new()
                     .add_filter("model", &["safetensors"])
@@ -1126,31 +1205,43 @@ impl Studio {
                     ui.selectable_value(&mut s.engine, e, e.label());
                 }
             });
-        egui::ComboBox::from_label("Composer A")
-            .selected_text(composers.get(s.composer_a).cloned().unwrap_or_default())
-            .show_ui(ui, |ui| {
-                for (i, c) in composers.iter().enumerate() {
-                    ui.selectable_value(&mut s.composer_a, i, c);
-                }
+        // Controls that do not apply to the chosen engine are greyed out: only the VAEs have
+        // a style A, modes and the slider; ascent aims at B; the DCGAN knows no composers;
+        // ascent and a thresholding DCGAN do not sample.
+        let is_vae = matches!(s.engine, EngineKind::LstmVae | EngineKind::TransformerVae);
+        let uses_b = is_vae || s.engine == EngineKind::ClassifierAscent;
+        let composers = self.composers();
+        let s = &mut self.session;
+        if let Some(last) = composers.len().checked_sub(1) {
+            s.composer_a = s.composer_a.min(last);
+            s.composer_b = s.composer_b.min(last);
+        }
+        for (label, chosen, enabled) in [
+            ("Composer A", &mut s.composer_a, is_vae),
+            ("Composer B", &mut s.composer_b, uses_b),
+        ] {
+            ui.add_enabled_ui(enabled, |ui| {
+                egui::ComboBox::from_label(label)
+                    .selected_text(composers.get(*chosen).cloned().unwrap_or_default())
+                    .show_ui(ui, |ui| {
+                        for (i, c) in composers.iter().enumerate() {
+                            ui.selectable_value(chosen, i, c);
+                        }
+                    });
             });
-        egui::ComboBox::from_label("Composer B")
-            .selected_text(composers.get(s.composer_b).cloned().unwrap_or_default())
-            .show_ui(ui, |ui| {
-                for (i, c) in composers.iter().enumerate() {
-                    ui.selectable_value(&mut s.composer_b, i, c);
-                }
-            });
+        }
         let mut alpha = s.alpha;
-        let slider = ui.add(egui::Slider::new(&mut alpha, 0.0..=1.0).text("A <-> B"));
+        let slider = ui
+            .add_enabled(
+                is_vae,
+                egui::Slider::new(&mut alpha, 0.0..=1.0).text("A <-> B"),
+            )
+            .on_hover_text("The blend of A's and B's styles; moving it blends and regenerates");
         if slider.changed() {
+            // The slider is the blend: moving it is asking for one.
+            self.session.mode = Mode::Blend;
             self.set_alpha(alpha);
         }
-        // Controls that do not apply to the chosen engine are greyed out: only the VAEs have
-        // modes; ascent and a thresholding DCGAN do not sample.
-        let is_vae = matches!(
-            self.session.engine,
-            EngineKind::LstmVae | EngineKind::TransformerVae
-        );
         let samples = match self.session.engine {
             EngineKind::LstmVae | EngineKind::TransformerVae => true,
             EngineKind::ClassifierAscent => false,
@@ -1308,10 +1399,10 @@ impl Studio {
                 if ui.add_enabled(can, egui::Button::new("Start")).clicked()
                     && let Some(dir) = self.session.train_dir.clone()
                 {
-                    let out = trained::weights_dir().join("user").join(
-                        dir.file_name()
-                            .map_or("model".into(), |n| n.to_string_lossy().into_owned()),
-                    );
+                    let name = dir
+                        .file_name()
+                        .map_or("model".into(), |n| n.to_string_lossy().into_owned());
+                    let out = unused_folder(&trained::weights_dir().join("user"), &name);
                     self.start_training(dir, out);
                 }
                 if ui
@@ -1437,7 +1528,8 @@ impl eframe::App for Studio {
             if undo && self.history.undo(&mut self.session.score)
                 || redo && self.history.redo(&mut self.session.score)
             {
-                self.push_score();
+                self.session.view.forget_notes();
+                self.edited_by_hand();
             }
         }
         egui::Panel::top("toolbar").show(ui, |ui| self.top_bar(ui));
@@ -1483,6 +1575,13 @@ impl eframe::App for Studio {
         }
         let playhead = self.player.as_ref().map(|p| p.transport().position());
         let looped = self.loop_range();
+        // The loop follows the selection and the Loop switch while playing.
+        if looped != self.sent_loop
+            && let Some(p) = &mut self.player
+        {
+            p.send(Command::Loop(looped));
+            self.sent_loop = looped;
+        }
         egui::CentralPanel::default().show(ui, |ui| {
             let r = piano_roll(
                 ui,
@@ -1493,7 +1592,7 @@ impl eframe::App for Studio {
                 looped,
             );
             if r.changed {
-                self.push_score();
+                self.edited_by_hand();
             }
             if let Some(p) = r.preview
                 && let Some(player) = &mut self.player

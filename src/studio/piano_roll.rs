@@ -26,9 +26,19 @@ pub enum Tool {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Drag {
-    Move { step: i64, pitch: i32 },
-    Resize { step: i64 },
-    Box { from: Pos2 },
+    /// `edited`: the score has changed since the press (and the undo step is recorded).
+    Move {
+        step: i64,
+        pitch: i32,
+        edited: bool,
+    },
+    Resize {
+        step: i64,
+        edited: bool,
+    },
+    Box {
+        from: Pos2,
+    },
 }
 
 /// Zoom, scroll, selection and the gesture in progress.
@@ -54,6 +64,15 @@ pub struct RollView {
     /// Where the note grid was drawn last frame (screen points).
     #[serde(skip)]
     pub grid_rect: Option<Rect>,
+}
+
+impl RollView {
+    /// Forgets the selection and any drag in progress: their note indices belong to a score
+    /// that was just replaced (a generation, an opened file, undo or redo).
+    pub fn forget_notes(&mut self) {
+        self.selection.clear();
+        self.drag = None;
+    }
 }
 
 impl Default for RollView {
@@ -106,6 +125,7 @@ pub fn piano_roll(
     looped: Option<(usize, usize)>,
 ) -> RollResponse {
     let mut out = RollResponse::default();
+    view.selection.retain(|&i| i < score.notes.len());
     let (rect, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
     let painter = ui.painter_at(rect);
     let grid = Rect::from_min_max(pos2(rect.left() + KEYS_W, rect.top() + RULER_H), rect.max);
@@ -136,7 +156,7 @@ pub fn piano_roll(
     }
     let visible_rows = grid.height() / view.key_px;
     view.top_pitch = view.top_pitch.clamp(visible_rows.min(127.0), 127.0 + 1.0);
-    view.scroll_step = view.scroll_step.max(0.0);
+    view.scroll_step = view.scroll_step.clamp(0.0, Score::MAX_STEPS as f32);
 
     let step_x = |s: f32| grid.left() + (s - view.scroll_step) * view.step_px;
     let pitch_y = |p: f32| grid.top() + (view.top_pitch - p) * view.key_px;
@@ -309,12 +329,20 @@ pub fn piano_roll(
                     view.selection = vec![i];
                 }
                 out.preview = Some(score.notes[i].pitch);
-                history.record(score);
+                // The undo step is recorded when the note first moves or changes length:
+                // clicking a note to hear it leaves the history (and its redo steps) alone.
                 let near_end = note_rect(&score.notes[i]).right() - pos.x <= EDGE;
                 view.drag = Some(if near_end {
-                    Drag::Resize { step }
+                    Drag::Resize {
+                        step,
+                        edited: false,
+                    }
                 } else {
-                    Drag::Move { step, pitch }
+                    Drag::Move {
+                        step,
+                        pitch,
+                        edited: false,
+                    }
                 });
             }
             None if view.tool == Tool::Draw && !shift => {
@@ -323,7 +351,7 @@ pub fn piano_roll(
                 view.selection = vec![i];
                 out.preview = Some(pitch as u8);
                 out.changed = true;
-                view.drag = Some(Drag::Resize { step });
+                view.drag = Some(Drag::Resize { step, edited: true });
             }
             None => {
                 view.selection.clear();
@@ -337,20 +365,31 @@ pub fn piano_roll(
             Drag::Move {
                 step: s0,
                 pitch: p0,
+                edited,
             } => {
                 if step != s0 || pitch != p0 {
+                    if !edited {
+                        history.record(score);
+                    }
                     score.shift(&view.selection, step - s0, pitch - p0);
-                    view.drag = Some(Drag::Move { step, pitch });
+                    view.drag = Some(Drag::Move {
+                        step,
+                        pitch,
+                        edited: true,
+                    });
                     out.changed = true;
                 }
             }
-            Drag::Resize { step: s0 } => {
+            Drag::Resize { step: s0, edited } => {
                 if step != s0 {
-                    score.stretch(&view.selection, step - s0);
-                    if let Some(&i) = view.selection.first() {
-                        view.draw_len = score.notes[i].len;
+                    if !edited {
+                        history.record(score);
                     }
-                    view.drag = Some(Drag::Resize { step });
+                    score.stretch(&view.selection, step - s0);
+                    if let Some(n) = view.selection.first().and_then(|&i| score.notes.get(i)) {
+                        view.draw_len = n.len;
+                    }
+                    view.drag = Some(Drag::Resize { step, edited: true });
                     out.changed = true;
                 }
             }

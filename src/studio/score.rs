@@ -165,10 +165,11 @@ impl Score {
 
     /// Adds a hand-drawn note; returns its index.
     pub fn draw(&mut self, pitch: u8, start: usize, len: usize) -> usize {
+        let len = len.clamp(1, Self::MAX_STEPS);
         self.notes.push(ScoreNote {
             pitch: pitch.min(PITCHES as u8 - 1),
-            start,
-            len: len.max(1),
+            start: start.min(Self::MAX_STEPS - len),
+            len,
             velocity: DEFAULT_VELOCITY,
             origin: Origin::Edited,
         });
@@ -192,7 +193,10 @@ impl Score {
     pub fn shift(&mut self, indices: &[usize], steps: i64, semitones: i32) {
         for &i in indices {
             if let Some(n) = self.notes.get_mut(i) {
-                n.start = (n.start as i64 + steps).max(0) as usize;
+                // The piece ends by MAX_STEPS (what a saved score keeps).
+                n.start = (n.start as i64 + steps)
+                    .clamp(0, Self::MAX_STEPS.saturating_sub(n.len) as i64)
+                    as usize;
                 n.pitch = (i32::from(n.pitch) + semitones).clamp(0, PITCHES as i32 - 1) as u8;
                 n.origin = Origin::Edited;
             }
@@ -203,7 +207,9 @@ impl Score {
     pub fn stretch(&mut self, indices: &[usize], steps: i64) {
         for &i in indices {
             if let Some(n) = self.notes.get_mut(i) {
-                n.len = (n.len as i64 + steps).max(1) as usize;
+                n.len = (n.len as i64 + steps)
+                    .clamp(1, Self::MAX_STEPS.saturating_sub(n.start).max(1) as i64)
+                    as usize;
                 n.origin = Origin::Edited;
             }
         }
@@ -335,6 +341,13 @@ mod tests {
         assert_eq!(score.steps(), 44);
         score.delete(&[late]);
         assert_eq!(score.steps(), 32);
+        // Notes stay inside the longest piece a score keeps.
+        let far = score.draw(60, usize::MAX, 8);
+        assert_eq!(score.notes[far].end(), Score::MAX_STEPS);
+        score.shift(&[far], i64::MAX / 2, 0);
+        score.stretch(&[far], 1000);
+        assert_eq!(score.notes[far].end(), Score::MAX_STEPS);
+        score.delete(&[far]);
         // A saved length past the limit is brought into range.
         score.length = usize::MAX;
         score.sanitize();

@@ -338,6 +338,12 @@ impl TrainingJob {
                     pieces: corpus.pieces.len(),
                     failures: corpus.failures.len(),
                 });
+                // Stop pressed while the corpus loaded: nothing trained, nothing written.
+                if thread_control.stop.load(Ordering::Relaxed) {
+                    return send(TrainingReport::Finished(Err(
+                        "stopped before training began".into(),
+                    )));
+                }
                 let result = train::train_lstm_vae(
                     &corpus,
                     &opts,
