@@ -267,17 +267,27 @@ pub fn probabilities(clf: &ComposerClassifier, x: &Tensor) -> Result<Vec<Vec<f32
 /// 269-step piece: 256 and 13).
 pub fn classify_roll(clf: &Classifier, roll: &Roll, window: usize, hop: usize) -> Result<Verdict> {
     let patch = clf.config.patch_steps;
-    let window = window.div_ceil(patch).max(1) * patch;
-    if window > clf.config.max_steps() {
+    let most = clf.config.max_steps();
+    if window == 0 || window > most {
         return Err(Error::InvalidArgument(format!(
-            "window of {window} steps is longer than the classifier's {}",
-            clf.config.max_steps()
+            "a window of {window} steps: this classifier reads windows of 1 to {most} steps"
         )));
     }
-    let hop = hop.max(1);
-    let mut starts = vec![0];
-    while starts.last().is_some_and(|&s| s + window < roll.steps()) {
-        let next = starts.last().copied().unwrap_or(0) + hop;
+    if hop == 0 {
+        return Err(Error::InvalidArgument(
+            "windows must start at least 1 step apart".into(),
+        ));
+    }
+    // Whole tokens (the classifier's maximum is a whole number of them).
+    let window = window.div_ceil(patch) * patch;
+    let mut starts = vec![0usize];
+    while let Some(&s) = starts.last()
+        && s.saturating_add(window) < roll.steps()
+    {
+        let next = s.saturating_add(hop);
+        if next >= roll.steps() {
+            break; // a hop longer than a window can step past the end
+        }
         starts.push(next);
     }
     let block = window * PITCHES;

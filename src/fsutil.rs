@@ -18,6 +18,36 @@ pub fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
+    let dir = check_target(path)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".segue-").suffix(".part");
+    // Temporary files are private (0600); the finished file gets the mode of the file it
+    // replaces, or the usual 0644 (less the umask) for a new one.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o777);
+        builder.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    let tmp = builder
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, "preparing to write", e))?;
+    {
+        let mut buf = std::io::BufWriter::new(tmp.as_file());
+        fill(&mut buf).map_err(|e| Error::io(path, "writing", e))?;
+        buf.flush().map_err(|e| Error::io(path, "writing", e))?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(path, "syncing", e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io(path, "renaming the finished file onto", e.error))?;
+    Ok(())
+}
+
+/// Checks that a file can be written at `path` (it is not a folder, its folder exists), so
+/// that long work can refuse a bad output path before it starts. Returns the folder.
+pub fn check_target(path: &Path) -> Result<&Path> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -39,30 +69,15 @@ pub fn write_atomic_with(
             ),
         ));
     }
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".segue-").suffix(".part");
-    // Temporary files are private (0600); the finished file gets the mode of the file it
-    // replaces, or the usual 0644 (less the umask) for a new one.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o777);
-        builder.permissions(std::fs::Permissions::from_mode(mode));
+    Ok(dir)
+}
+
+/// Whether `a` and `b` name the same existing file (through links and `..`).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
-    let tmp = builder
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(path, "creating a temporary file for", e))?;
-    {
-        let mut buf = std::io::BufWriter::new(tmp.as_file());
-        fill(&mut buf).map_err(|e| Error::io(path, "writing", e))?;
-        buf.flush().map_err(|e| Error::io(path, "writing", e))?;
-    }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(path, "syncing", e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io(path, "renaming the finished file onto", e.error))?;
-    Ok(())
 }
 
 /// Reads a whole file, naming it in the error.

@@ -65,8 +65,9 @@ enum Cmd {
         /// Where to write the roll (.npy: uint8 T x 128; .png: picture; .mid: quantized MIDI).
         #[arg(short, long, value_name = "OUT")]
         output: PathBuf,
-        /// Horizontal pixels per step in a .png.
-        #[arg(long, default_value_t = 2, value_name = "NUM")]
+        /// Horizontal pixels per step in a .png (1 to 8).
+        #[arg(long, default_value_t = 2, value_name = "NUM",
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=8))]
         scale: usize,
         #[command(flatten)]
         quantize: QuantizeArgs,
@@ -80,7 +81,7 @@ enum Cmd {
         #[arg(short, long, value_name = "OUT.wav")]
         output: PathBuf,
         /// Play at this tempo instead of the file's own (bpm).
-        #[arg(long, value_name = "BPM")]
+        #[arg(long, value_name = "BPM", allow_negative_numbers = true)]
         bpm: Option<f64>,
         #[command(flatten)]
         quantize: QuantizeArgs,
@@ -716,6 +717,10 @@ fn run(cli: Cli) -> Result<()> {
                 candle_core::DType::F32
             };
             let (kind, _) = resolve_model(input.to_str())?;
+            output_kind(&output, &["safetensors"])?;
+            let manifest = segue::models::weights::manifest_path(&output);
+            not_an_input(&output, &[&input])?;
+            not_an_input(&manifest, &[&segue::models::weights::manifest_path(&input)])?;
             if kind == "lstm-vae" {
                 segue::models::trained::convert(&input, &output, dtype)?;
             } else {
@@ -898,8 +903,22 @@ fn output_kind(output: &Path, allowed: &[&str]) -> Result<String> {
     Ok(ext)
 }
 
+/// Refuses to write `output` over one of the command's `inputs` (the user's own file would be
+/// replaced by the result).
+fn not_an_input(output: &Path, inputs: &[&Path]) -> Result<()> {
+    if let Some(input) = inputs.iter().find(|i| segue::fsutil::same_file(output, i)) {
+        bail!(
+            "{}: this is the input {}; write the result to another file",
+            output.display(),
+            input.display()
+        );
+    }
+    Ok(())
+}
+
 fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> Result<()> {
     let kind = output_kind(output, &["npy", "png", "mid", "midi"])?;
+    not_an_input(output, &[file])?;
     let roll = read_midi(file, &opts)?;
     match kind.as_str() {
         "npy" => npy::write_roll(output, &roll)?,
@@ -1433,18 +1452,26 @@ fn classify_cmd(
     top: usize,
     json: bool,
 ) -> Result<()> {
+    if top == 0 {
+        bail!("--top must be at least 1");
+    }
     let clf = load_classifier(model)?;
     let roll = read_midi(file, &QuantizeOptions::default())?;
+    if roll.active_cells() == 0 {
+        bail!("{}: no notes to classify", file.display());
+    }
     let window = window.unwrap_or_else(|| segue::classify::window_steps(&clf));
-    let verdict = segue::classify::classify_roll(&clf, &roll, window, hop.unwrap_or(window / 2))?;
+    let verdict =
+        segue::classify::classify_roll(&clf, &roll, window, hop.unwrap_or((window / 2).max(1)))?;
     if json {
         out!("{}", serde_json::to_string_pretty(&verdict)?);
         return Ok(());
     }
     out!(
-        "{} ({} steps), windows of {window} steps:",
+        "{} ({} steps), windows of {} steps:",
         file.display(),
-        roll.steps()
+        roll.steps(),
+        verdict.window
     );
     for (rank, &c) in verdict.ranked().iter().enumerate() {
         out!(
@@ -1644,6 +1671,12 @@ fn resolve_model(given: Option<&str>) -> Result<(String, PathBuf)> {
         ),
         Some(file) => {
             let path = PathBuf::from(file);
+            if !path.is_file() {
+                bail!(
+                    "{file}: neither a model name (lstm-vae, transformer-vae, classifier-ascent, \
+                     dcgan) nor a model file"
+                );
+            }
             let manifest: serde_json::Value = segue::models::weights::read_manifest(
                 &segue::models::weights::manifest_path(&path),
             )?;
@@ -1668,6 +1701,29 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         bail!("--steps must be 1..=100000");
     }
     generate::check_sampling(a.temperature, a.max_notes)?;
+    // The outputs are checked before any work: right kinds, writable, not an input, not one
+    // file twice, and the audio not too long to render.
+    output_kind(&a.output, &["mid", "midi"])?;
+    segue::fsutil::check_target(&a.output)?;
+    let inputs: Vec<&Path> = [a.from.as_deref(), a.to.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(Path::new)
+        .chain(a.prime.as_deref())
+        .filter(|p| p.is_file())
+        .collect();
+    not_an_input(&a.output, &inputs)?;
+    if let Some(wav) = &a.wav {
+        output_kind(wav, &["wav"])?;
+        segue::fsutil::check_target(wav)?;
+        not_an_input(wav, &inputs)?;
+        let length = primer.as_ref().map_or(0, |p| a.primer_steps.min(p.steps())) + a.steps;
+        let estimate = primer
+            .as_ref()
+            .map_or(Roll::new(length), |p| p.slice(0, length));
+        segue::render::render_seconds(&estimate, &RenderOptions::default())
+            .with_context(|| wav.display().to_string())?;
+    }
     let mode: generate::Mode = a.mode.parse()?;
     let opts = generate::GenerateOptions {
         mode,
@@ -1771,13 +1827,16 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 &mut progress,
                 &cancel,
             )?;
-            bar.println(format!(
-                "{}: probability {:.3} at the start, {:.3} after the ascent, {:.3} thresholded",
-                clf.manifest.composers[target],
-                r.start_probabilities[target],
-                r.ascended_probability,
-                r.thresholded_probability
-            ));
+            say(
+                &bar,
+                format!(
+                    "{}: probability {:.3} at the start, {:.3} after the ascent, {:.3} thresholded",
+                    clf.manifest.composers[target],
+                    r.start_probabilities[target],
+                    r.ascended_probability,
+                    r.thresholded_probability
+                ),
+            );
             (r.roll, 0)
         }
         "dcgan" => {

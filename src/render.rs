@@ -77,14 +77,9 @@ pub fn schedule(roll: &Roll, sample_rate: u32, bpm: Option<f64>) -> Vec<NoteEven
 /// 44.1 kHz while rendering).
 pub const MAX_RENDER_SECONDS: f64 = 2.0 * 3600.0;
 
-/// Renders a roll to mono samples; `progress` gets the fraction done now and then. A roll that
-/// would last longer than [`MAX_RENDER_SECONDS`] (a long file at a very slow tempo) is refused
-/// before anything is allocated.
-pub fn render_roll(
-    roll: &Roll,
-    opts: &RenderOptions,
-    progress: &mut dyn FnMut(f64),
-) -> Result<Vec<f32>> {
+/// How long the audio of `roll` lasts, release tail included, or why Segue will not render
+/// it (longer than [`MAX_RENDER_SECONDS`]); lets long work refuse before it starts.
+pub fn render_seconds(roll: &Roll, opts: &RenderOptions) -> Result<f64> {
     let end_time = step_times(roll, opts.bpm).last().copied().unwrap_or(0.0);
     let seconds = end_time + f64::from(opts.tail_seconds.max(0.0));
     if !seconds.is_finite() || seconds > MAX_RENDER_SECONDS {
@@ -95,6 +90,18 @@ pub fn render_roll(
             MAX_RENDER_SECONDS / 60.0
         )));
     }
+    Ok(seconds)
+}
+
+/// Renders a roll to mono samples; `progress` gets the fraction done now and then. A roll that
+/// would last longer than [`MAX_RENDER_SECONDS`] (a long file at a very slow tempo) is refused
+/// before anything is allocated.
+pub fn render_roll(
+    roll: &Roll,
+    opts: &RenderOptions,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<f32>> {
+    let seconds = render_seconds(roll, opts)?;
     let events = schedule(roll, opts.sample_rate, opts.bpm);
     let total = (seconds * f64::from(opts.sample_rate)).ceil() as usize;
     let mut out = vec![0f32; total];

@@ -302,7 +302,7 @@ fn measure(
         let target_pc = target.map_or(all_pc, |c| composer_pc[c]);
         f.pitch_class_overlap += intersection(&pitch_classes(roll), &target_pc) / n;
         if let (Some(clf), Some(c)) = (clf, target) {
-            let v = classify::classify_roll(clf, roll, roll.steps(), roll.steps())?;
+            let v = classify::classify_roll(clf, roll, roll.steps().max(1), roll.steps().max(1))?;
             prob += v.overall[*c] as f64;
             share += usize::from(v.ranked()[0] == *c);
         }

@@ -291,3 +291,91 @@ fn a_damaged_primer_is_used_as_far_as_it_goes_and_the_damage_is_said() {
     let written = segue::Roll::read_midi(&out, &segue::QuantizeOptions::whole_file()).unwrap();
     assert_eq!(written.steps(), 64 + 16);
 }
+
+/// A command never writes its result over one of its inputs, and `generate` checks both its
+/// outputs before any work, so a failure leaves no half of the result behind.
+#[test]
+fn outputs_never_replace_inputs_and_are_checked_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name);
+    let notes: Vec<(u64, u64, u8, u8)> = (0..40)
+        .map(|i| (i * 48, i * 48 + 48, 60 + (i % 7) as u8, 90))
+        .collect();
+    let source = simple(96, &notes);
+    std::fs::write(d("in.mid"), &source).unwrap();
+    let primer = d("in.mid");
+    let generate = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "--prime",
+            p(&primer),
+            "--steps",
+            "16",
+            "-o",
+            p(out),
+        ];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run_fails = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails(&args)
+    };
+    // Over the primer, or over the file by another name.
+    let err = run_fails(generate(&d("in.mid"), &[]));
+    assert!(err.contains("this is the input"), "{err}");
+    let err = run_fails(generate(&dir.path().join(".").join("in.mid"), &[]));
+    assert!(err.contains("this is the input"), "{err}");
+    assert_eq!(std::fs::read(d("in.mid")).unwrap(), source);
+    let err = fails(&["roll", p(&d("in.mid")), "-o", p(&d("in.mid"))]);
+    assert!(err.contains("this is the input"), "{err}");
+    assert_eq!(std::fs::read(d("in.mid")).unwrap(), source);
+    // Wrong kinds of output, and a WAV that cannot be written: nothing is written at all.
+    let err = run_fails(generate(&d("g.wav"), &[]));
+    assert!(err.contains("unsupported output type '.wav'"), "{err}");
+    let err = run_fails(generate(&d("g.mid"), &["--wav", p(&d("g.txt"))]));
+    assert!(err.contains("unsupported output type '.txt'"), "{err}");
+    let err = run_fails(generate(&d("g.mid"), &["--wav", p(&d("no/such/x.wav"))]));
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!d("g.mid").exists());
+    // A model name that is neither a name nor a file.
+    let err = run_fails(generate(&d("g.mid"), &["--model", "bogus-name"]));
+    assert!(err.contains("neither a model name"), "{err}");
+    // convert-model writes a .safetensors beside its manifest, never over the input's.
+    let weights = segue::models::trained::default_model_path().unwrap();
+    let err = fails(&["convert-model", p(&weights), p(&d("m.json"))]);
+    assert!(err.contains("unsupported output type '.json'"), "{err}");
+    let err = fails(&["convert-model", p(&weights), p(&weights)]);
+    assert!(err.contains("this is the input"), "{err}");
+    std::fs::create_dir(d("m.json")).unwrap();
+    let err = fails(&["convert-model", p(&weights), p(&d("m.safetensors"))]);
+    assert!(err.contains("m.json") && err.contains("folder"), "{err}");
+    assert!(!d("m.safetensors").exists(), "weights without a manifest");
+}
+
+/// `classify` refuses what it cannot judge instead of judging nonsense.
+#[test]
+fn classify_refuses_silence_and_bad_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = dir.path().join("silent.mid");
+    std::fs::write(&silent, simple(96, &[])).unwrap();
+    let err = fails(&["classify", p(&silent)]);
+    assert!(err.contains("no notes to classify"), "{err}");
+    let file = shared("corpus/bach/bach_846.mid");
+    for (flag, value, says) in [
+        ("--window", "0", "windows of 1 to"),
+        ("--window", "18446744073709551613", "windows of 1 to"),
+        ("--hop", "0", "at least 1 step apart"),
+        ("--top", "0", "--top must be at least 1"),
+    ] {
+        let err = fails(&["classify", p(&file), flag, value]);
+        assert!(err.contains(says), "{flag} {value}: {err}");
+    }
+    // A hop longer than the piece: one window, the same verdict as a hop of a window.
+    let text = ok(&["classify", p(&file), "--hop", "18446744073709551615"]);
+    let windows = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("bars "))
+        .count();
+    assert_eq!(windows, 1, "{text}");
+}

@@ -140,10 +140,14 @@ pub fn expected_of<M>(
 pub fn save(path: &Path, tensors: &[(String, Tensor)], manifest: &ModelManifest) -> Result<()> {
     let dtype = match manifest.dtype.as_str() {
         "f16" => DType::F16,
+        "bf16" => DType::BF16,
         _ => DType::F32,
     };
+    // Both files must be writable before either is written: no weights without a manifest.
+    let manifest_path = weights::manifest_path(path);
+    crate::fsutil::check_target(&manifest_path)?;
     weights::save_at_step(path, tensors, dtype, Some(manifest.steps))?;
-    weights::write_manifest(&weights::manifest_path(path), manifest)
+    weights::write_manifest(&manifest_path, manifest)
 }
 
 /// Loads a model file of kind `kind`, checking the manifest, the config (with `check`) and

@@ -250,10 +250,14 @@ pub fn named_tensors(varmap: &VarMap) -> Vec<(String, Tensor)> {
 pub fn save(path: &Path, varmap: &VarMap, manifest: &Manifest) -> Result<()> {
     let dtype = match manifest.dtype.as_str() {
         "f16" => DType::F16,
+        "bf16" => DType::BF16,
         _ => DType::F32,
     };
+    // Both files must be writable before either is written: no weights without a manifest.
+    let manifest_path = weights::manifest_path(path);
+    crate::fsutil::check_target(&manifest_path)?;
     weights::save_at_step(path, &named_tensors(varmap), dtype, Some(manifest.steps))?;
-    weights::write_manifest(&weights::manifest_path(path), manifest)
+    weights::write_manifest(&manifest_path, manifest)
 }
 
 /// Copies a model file to `output` with its tensors stored as `dtype` (F16 halves the size of
@@ -267,6 +271,8 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
     )?;
     let mut named: Vec<(String, Tensor)> = tensors.into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
+    // Both files must be writable before either is written: no weights without a manifest.
+    crate::fsutil::check_target(&weights::manifest_path(output))?;
     weights::save(output, &named, dtype)?;
     let mut manifest = loaded.manifest;
     manifest.dtype = match dtype {
