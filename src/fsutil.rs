@@ -84,3 +84,96 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, "reading", e))
 }
+
+/// The folder inside `target` where a set of files that belong together (a checkpoint: weights,
+/// manifest, optimiser state) is written before it replaces the previous set.
+fn staging_dir(target: &Path) -> std::path::PathBuf {
+    target.join(".segue-next")
+}
+
+/// Written into the staging folder once every file of the set is complete.
+const SET_COMPLETE: &str = "COMPLETE";
+
+/// Starts writing a set of files for `target`: returns an empty staging folder to write them
+/// into (each file atomically), to be moved into `target` by [`commit_set`]. Until then the
+/// previous set in `target` is untouched, so a crash while writing loses only the new set.
+pub fn begin_set(target: &Path) -> Result<std::path::PathBuf> {
+    let stage = staging_dir(target);
+    if stage.exists() {
+        std::fs::remove_dir_all(&stage).map_err(|e| Error::io(&stage, "clearing", e))?;
+    }
+    std::fs::create_dir_all(&stage).map_err(|e| Error::io(&stage, "creating", e))?;
+    Ok(stage)
+}
+
+/// Moves the complete set written since [`begin_set`] into `target`, replacing the files of
+/// the same names. The set is first marked complete, so that if this is interrupted between
+/// two renames, [`recover_set`] finishes the move instead of leaving old and new files mixed.
+pub fn commit_set(target: &Path) -> Result<()> {
+    let stage = staging_dir(target);
+    write_atomic(&stage.join(SET_COMPLETE), b"")?;
+    move_set(&stage, target)
+}
+
+/// Finishes a set interrupted while being moved into `target`, or drops one interrupted while
+/// being written (the previous set is then whole). Call before reading `target`'s set.
+pub fn recover_set(target: &Path) -> Result<()> {
+    let stage = staging_dir(target);
+    if !stage.exists() {
+        return Ok(());
+    }
+    if stage.join(SET_COMPLETE).exists() {
+        move_set(&stage, target)
+    } else {
+        std::fs::remove_dir_all(&stage).map_err(|e| Error::io(&stage, "clearing", e))
+    }
+}
+
+fn move_set(stage: &Path, target: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(stage).map_err(|e| Error::io(stage, "reading", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(stage, "reading", e))?;
+        let name = entry.file_name();
+        if name == SET_COMPLETE || name.to_string_lossy().starts_with(".segue-") {
+            continue;
+        }
+        let to = target.join(&name);
+        std::fs::rename(entry.path(), &to).map_err(|e| Error::io(&to, "moving into place", e))?;
+    }
+    std::fs::remove_dir_all(stage).map_err(|e| Error::io(stage, "clearing", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_replaces_the_previous_one_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path();
+        let read = |name: &str| std::fs::read_to_string(t.join(name)).unwrap();
+        for (a, b) in [("a1", "b1"), ("a2", "b2")] {
+            let stage = begin_set(t).unwrap();
+            write_atomic(&stage.join("a"), a.as_bytes()).unwrap();
+            write_atomic(&stage.join("b"), b.as_bytes()).unwrap();
+            commit_set(t).unwrap();
+        }
+        assert_eq!((read("a"), read("b")), ("a2".into(), "b2".into()));
+        // Interrupted while writing: the previous set stays, the partial one is dropped.
+        let stage = begin_set(t).unwrap();
+        write_atomic(&stage.join("a"), b"a3").unwrap();
+        recover_set(t).unwrap();
+        assert_eq!((read("a"), read("b")), ("a2".into(), "b2".into()));
+        assert!(!stage.exists());
+        // Interrupted between two renames: recovery finishes the move.
+        let stage = begin_set(t).unwrap();
+        write_atomic(&stage.join("a"), b"a4").unwrap();
+        write_atomic(&stage.join("b"), b"b4").unwrap();
+        write_atomic(&stage.join(SET_COMPLETE), b"").unwrap();
+        std::fs::rename(stage.join("a"), t.join("a")).unwrap();
+        assert_eq!((read("a"), read("b")), ("a4".into(), "b2".into()));
+        recover_set(t).unwrap();
+        assert_eq!((read("a"), read("b")), ("a4".into(), "b4".into()));
+        assert!(!stage.exists());
+    }
+}

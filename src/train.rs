@@ -863,8 +863,10 @@ impl<'a> Trainer<'a> {
                 None
             },
         };
-        let path = model_path(out);
-        trained::save(&path, &self.varmap, &manifest)?;
+        // The four files are one checkpoint: written beside the previous one, then moved into
+        // place together (see fsutil::commit_set).
+        let stage = crate::fsutil::begin_set(out)?;
+        trained::save(&model_path(&stage), &self.varmap, &manifest)?;
         // Optimiser state: parameters of the style term and Adam's moments.
         let mut tensors = vec![(
             "style.centres".to_string(),
@@ -874,15 +876,16 @@ impl<'a> Trainer<'a> {
             tensors.push((format!("adam.m.{name}"), m.as_tensor().clone()));
             tensors.push((format!("adam.v.{name}"), s.as_tensor().clone()));
         }
-        weights::save_at_step(&state_path(out), &tensors, DType::F32, Some(step))?;
+        weights::save_at_step(&state_path(&stage), &tensors, DType::F32, Some(step))?;
         let state = TrainState {
             options: self.opts.clone(),
             step,
             seconds,
             corpus_hash: self.corpus.content_hash(),
         };
-        weights::write_manifest(&weights::manifest_path(&state_path(out)), &state)?;
-        Ok(path)
+        weights::write_manifest(&weights::manifest_path(&state_path(&stage)), &state)?;
+        crate::fsutil::commit_set(out)?;
+        Ok(model_path(out))
     }
 
     /// Restores weights and optimiser state from `out`; returns (step, seconds).
@@ -961,8 +964,10 @@ pub fn train_lstm_vae(
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<Outcome> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, "creating", e))?;
+    crate::fsutil::recover_set(out)?;
+    crate::train_loop::check_run_folder(out, &model_path(out), &state_path(out), resume)?;
     let mut trainer = Trainer::new(corpus, opts, device)?;
-    let (mut step, seconds_before) = if resume && state_path(out).exists() {
+    let (mut step, seconds_before) = if resume {
         trainer.restore(out)?
     } else {
         (0, 0.0)

@@ -324,12 +324,18 @@ impl Runner<'_> {
         manifest.seconds = seconds;
         manifest.training = training.clone();
         manifest.metrics = serde_json::to_value(last).unwrap_or_default();
-        let path = model_file(out, task.kind());
-        saved::save(&path, &trained::named_tensors(task.varmap()), &manifest)?;
+        // The four files are one checkpoint: written beside the previous one, then moved into
+        // place together (see fsutil::commit_set).
+        let stage = fsutil::begin_set(out)?;
+        saved::save(
+            &model_file(&stage, task.kind()),
+            &trained::named_tensors(task.varmap()),
+            &manifest,
+        )?;
         let state: Vec<(String, Tensor)> =
             task.optimizers().iter().flat_map(|a| a.state()).collect();
         weights::save_at_step(
-            &state_file(out),
+            &state_file(&stage),
             &state,
             candle_core::DType::F32,
             Some(step),
@@ -342,8 +348,9 @@ impl Runner<'_> {
             seconds,
             corpus_hash: self.corpus.content_hash(),
         };
-        weights::write_manifest(&weights::manifest_path(&state_file(out)), &info)?;
-        Ok(path)
+        weights::write_manifest(&weights::manifest_path(&state_file(&stage)), &info)?;
+        fsutil::commit_set(out)?;
+        Ok(model_file(out, task.kind()))
     }
 
     fn restore(&self, task: &mut dyn Task, out: &Path) -> Result<(usize, f64)> {
@@ -463,6 +470,26 @@ pub(crate) fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     fsutil::write_atomic(path, kept.as_bytes())
 }
 
+/// A run folder must hold a checkpoint to resume, and must not hold a run (or a model) to
+/// start afresh: a forgotten `--resume` would otherwise overwrite hours of training, and a
+/// mistyped folder would silently start over.
+pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: bool) -> Result<()> {
+    if resume && !state.exists() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: nothing to resume ({} is missing); train without --resume to start a run",
+            out.display(),
+            state.file_name().unwrap_or_default().to_string_lossy()
+        )));
+    }
+    if !resume && (state.exists() || model.exists()) {
+        return Err(Error::InvalidArgument(format!(
+            "{} already holds a run; continue it with --resume, or train into another folder",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Opens a run's metrics log for appending after `step` optimiser steps: a resumed run keeps
 /// only the lines up to its checkpoint, a fresh run (`step` 0) starts an empty log.
 pub(crate) fn open_metrics_log(path: &Path, step: usize) -> Result<std::fs::File> {
@@ -495,6 +522,8 @@ pub fn run(
     check_transpose(opts.transpose)?;
     check_probability("note dropout", opts.note_dropout)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, "creating", e))?;
+    fsutil::recover_set(out)?;
+    check_run_folder(out, &model_file(out, task.kind()), &state_file(out), resume)?;
     let split = corpus.split(opts.valid_fraction, opts.seed);
     if split.train.is_empty() {
         return Err(Error::InvalidArgument(
@@ -513,7 +542,7 @@ pub fn run(
         ),
         train_pieces: split.train,
     };
-    let (mut step, seconds_before) = if resume && state_file(out).exists() {
+    let (mut step, seconds_before) = if resume {
         runner.restore(task, out)?
     } else {
         (0, 0.0)

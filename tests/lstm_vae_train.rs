@@ -176,6 +176,28 @@ fn same_seed_same_curve_and_resume_continues_it() {
         "{err}"
     );
 
+    // A forgotten --resume does not overwrite a run; --resume in a folder without one does
+    // not silently start over.
+    let start = |out: &Path, resume: bool| {
+        train::train_lstm_vae(
+            &corpus,
+            &tiny_options(6),
+            out,
+            &candle_core::Device::Cpu,
+            resume,
+            &Control::default(),
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let err = start(c.path(), false);
+    assert!(err.contains("already holds a run"), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let err = start(empty.path(), true);
+    assert!(err.contains("nothing to resume"), "{err}");
+    assert!(!train::model_path(empty.path()).exists());
+
     // Resuming with another seed would move trained pieces into validation: refused.
     let mut reseeded = tiny_options(6);
     reseeded.seed = 9;
