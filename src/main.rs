@@ -313,7 +313,8 @@ struct LoopArgs {
     /// Optimiser steps in all (a resumed run continues up to this; default 20000).
     #[arg(long, value_name = "N")]
     steps: Option<usize>,
-    /// Stop (with a checkpoint) after this many minutes of training.
+    /// Stop (with a checkpoint) after this many minutes of training in all: a resumed run
+    /// counts its earlier sessions, not time spent paused.
     #[arg(long, value_name = "MIN")]
     minutes: Option<f64>,
     /// Seed of every random choice: the same seed gives the same loss curve.
@@ -446,7 +447,8 @@ struct TrainArgs {
     /// Optimiser steps in all (a resumed run continues up to this; default 12000).
     #[arg(long, value_name = "N")]
     steps: Option<usize>,
-    /// Stop (with a checkpoint) after this many minutes of training.
+    /// Stop (with a checkpoint) after this many minutes of training in all: a resumed run
+    /// counts its earlier sessions, not time spent paused.
     #[arg(long, value_name = "MIN")]
     minutes: Option<f64>,
     /// Seed of every random choice: the same seed gives the same loss curve.
@@ -1196,16 +1198,8 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.eval_every = a.eval_every.unwrap_or(o.eval_every);
     o.checkpoint_every = a.checkpoint_every.unwrap_or(o.checkpoint_every);
     o.composed_lstm = a.composed_lstm;
-    if o.config.hidden == 0
-        || o.config.layers == 0
-        || o.config.latent == 0
-        || o.snippet_steps < 2
-        || o.steps == 0
-    {
-        bail!(
-            "hidden size, layers, latent size and steps must be at least 1, snippets at least 2 steps"
-        );
-    }
+    // Refused before the corpus loads.
+    o.check()?;
     Ok(o)
 }
 
@@ -1423,6 +1417,8 @@ fn train_on_loop_from<O>(
     train: TrainFn<O>,
 ) -> Result<()> {
     args.apply(loop_options(&mut opts));
+    // Refused before the corpus loads.
+    loop_options(&mut opts).check()?;
     let total = loop_options(&mut opts).steps;
     run_training_loop(
         kind,
@@ -1508,6 +1504,12 @@ fn eval_classifier(a: EvalArgs) -> Result<()> {
     let clf = load_classifier(a.model.as_deref())?;
     let dir = a.corpus.clone().unwrap_or_else(|| shared_dir("corpus"));
     let corpus = load_corpus(&dir, &a.cache, QuantizeOptions::default())?;
+    if corpus.content_hash() != clf.manifest.corpus.content_hash {
+        eprintln!(
+            "note: {} is not the corpus this classifier was trained on (content hash differs); its held-out split is not the model's",
+            dir.display()
+        );
+    }
     let bar = progress_bar(1, "classifying");
     let report = segue::classify::evaluate(&clf, &corpus, a.per_composer, &mut |done, total| {
         bar.set_length(total as u64);

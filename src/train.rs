@@ -13,7 +13,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
@@ -27,7 +26,10 @@ use crate::models::standard_normal;
 use crate::models::trained::{self, CorpusInfo, LatentStats, Manifest};
 use crate::models::weights;
 use crate::roll::PITCHES;
-use crate::train_loop::{check_probability, check_transpose, transpose_batch};
+use crate::train_loop::{
+    STEP_DRAWS, check_count, check_number, check_probability, check_transpose, step_rng,
+    transpose_batch,
+};
 use crate::train_loop::{check_same_data, option};
 
 /// The KL weight over training: 0 for `delay` steps, then a linear ramp to `end` over `ramp`.
@@ -136,6 +138,63 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
+    /// Refuses options no run can use (checked before the corpus is loaded, and again when
+    /// training starts).
+    pub fn check(&self) -> Result<()> {
+        let c = &self.config;
+        if c.hidden == 0 || c.layers == 0 || c.latent == 0 {
+            return Err(Error::InvalidArgument(
+                "the hidden size, layers and latent size must be at least 1".into(),
+            ));
+        }
+        if c.metre > Config::MAX_METRE {
+            return Err(Error::InvalidArgument(format!(
+                "the metre input takes at most {} steps a bar, not {}",
+                Config::MAX_METRE,
+                c.metre
+            )));
+        }
+        check_count("number of steps", self.steps)?;
+        if self.snippet_steps < 2 {
+            return Err(Error::InvalidArgument(
+                "snippets must be at least 2 steps long".into(),
+            ));
+        }
+        // Snippets start on bar lines; validation snippets follow one another, so each must
+        // be whole bars too, or the decoder would be told the wrong place in the bar.
+        if c.metre > 0 && !self.snippet_steps.is_multiple_of(c.metre) {
+            return Err(Error::InvalidArgument(format!(
+                "with the metre input the snippet length must be whole bars of {} steps, not {}",
+                c.metre, self.snippet_steps
+            )));
+        }
+        check_count("validation interval", self.eval_every)?;
+        check_count("checkpoint interval", self.checkpoint_every)?;
+        check_number("learning rate", self.learning_rate, 0.0, true)?;
+        check_number("gradient clip", self.grad_clip, 0.0, true)?;
+        check_number("final KL weight (beta)", self.beta.end, 0.0, false)?;
+        check_number("free bits", self.free_bits, 0.0, false)?;
+        check_number("style weight", self.style_weight, 0.0, false)?;
+        check_number("centre scale", self.centre_scale, 0.0, true)?;
+        check_number("piece weight", self.piece_weight, 0.0, false)?;
+        check_number("MMD weight", self.mmd_weight, 0.0, false)?;
+        check_probability("input dropout", self.input_dropout)?;
+        check_probability("encoder dropout", self.encoder_dropout)?;
+        check_probability("validation share", self.valid_fraction)?;
+        check_transpose(self.transpose)?;
+        if self.piece_weight > 0.0 && self.transpose > 0 {
+            return Err(Error::InvalidArgument(
+                "the piece term compares a snippet with another of its piece untransposed; \
+                 it cannot be combined with --transpose"
+                    .into(),
+            ));
+        }
+        if let Some(limit) = self.max_seconds {
+            check_number("time limit", limit, 0.0, true)?;
+        }
+        Ok(())
+    }
+
     /// Defaults for a preset ("studio" or "paper").
     pub fn preset(name: &str) -> Result<Self> {
         let config = match name {
@@ -381,6 +440,8 @@ impl Adam {
         Ok(())
     }
 
+    /// One Adam step from `grads`, clipped to the global norm `clip`; returns the norm. A
+    /// gradient that is not finite is an error (nothing is updated).
     pub(crate) fn apply(
         &mut self,
         grads: &candle_core::backprop::GradStore,
@@ -403,8 +464,14 @@ impl Adam {
         } else {
             1.0
         };
+        // Every trainer stops here: a step skipped would put Adam's count out of step with
+        // the run's (and a resumed run off its curve), and what follows a non-finite gradient
+        // is not worth a checkpoint over the last good one.
         if !norm.is_finite() {
-            return Ok(norm);
+            return Err(Error::InvalidArgument(format!(
+                "training diverged at step {}: the gradient is not finite",
+                self.step + 1
+            )));
         }
         self.step += 1;
         let t = self.step as i32;
@@ -561,39 +628,12 @@ struct Trainer<'a> {
 
 impl<'a> Trainer<'a> {
     fn new(corpus: &'a Corpus, opts: &TrainOptions, device: &Device) -> Result<Self> {
+        opts.check()?;
         let split = corpus.split(opts.valid_fraction, opts.seed);
         if split.train.is_empty() {
             return Err(Error::InvalidArgument(
                 "no training pieces in the corpus".into(),
             ));
-        }
-        if !(opts.piece_weight.is_finite() && opts.piece_weight >= 0.0) {
-            return Err(Error::InvalidArgument(format!(
-                "the piece weight must be a number of at least 0, not {}",
-                opts.piece_weight
-            )));
-        }
-        if !(opts.mmd_weight.is_finite() && opts.mmd_weight >= 0.0) {
-            return Err(Error::InvalidArgument(format!(
-                "the MMD weight must be a number of at least 0, not {}",
-                opts.mmd_weight
-            )));
-        }
-        check_transpose(opts.transpose)?;
-        if opts.config.metre > Config::MAX_METRE {
-            return Err(Error::InvalidArgument(format!(
-                "the metre input takes at most {} steps a bar, not {}",
-                Config::MAX_METRE,
-                opts.config.metre
-            )));
-        }
-        check_probability("input dropout", opts.input_dropout)?;
-        check_probability("encoder dropout", opts.encoder_dropout)?;
-        if !(opts.centre_scale.is_finite() && opts.centre_scale > 0.0) {
-            return Err(Error::InvalidArgument(format!(
-                "the centre scale must be a positive number, not {}",
-                opts.centre_scale
-            )));
         }
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
@@ -726,13 +766,7 @@ impl<'a> Trainer<'a> {
         };
         let [total, recon, kl, style, piece, mmd] = run().map_err(candle)?;
         let grads = total.backward().map_err(candle)?;
-        let norm = self.adam.apply(&grads, o.grad_clip)?;
-        if !norm.is_finite() {
-            return Err(Error::InvalidArgument(format!(
-                "training diverged at step {}: the gradient is not finite",
-                self.adam.step
-            )));
-        }
+        self.adam.apply(&grads, o.grad_clip)?;
         let scalar = |t: &Tensor| t.to_scalar::<f32>().map(|v| v as f64).map_err(candle);
         Ok([
             scalar(&recon)?,
@@ -988,27 +1022,23 @@ pub fn train_lstm_vae(
         total: opts.steps,
         parameters: trainer.parameters(),
     });
-    let started = Instant::now();
-    let elapsed = |started: &Instant| seconds_before + started.elapsed().as_secs_f64();
+    let mut clock = crate::train_loop::TrainingClock::new(seconds_before);
     let mut last_valid = None;
     let mut last_checkpoint = step;
     let mut stopped_early = false;
     let mut model_file = model_path(out);
     while step < opts.steps {
-        while control.pause.load(Ordering::Relaxed) && !control.stop.load(Ordering::Relaxed) {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        clock.wait_while_paused(control);
         if control.stop.load(Ordering::Relaxed)
             || opts
                 .max_seconds
-                .is_some_and(|limit| elapsed(&started) >= limit)
+                .is_some_and(|limit| clock.seconds() >= limit)
         {
             stopped_early = true;
             break;
         }
         let mut batch = sampler.next_batch();
-        let mut shift_rng =
-            ChaCha8Rng::seed_from_u64(opts.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ step as u64);
+        let mut shift_rng = step_rng(opts.seed, 0x2545_F491_4F6C_DD1D, step);
         transpose_batch(&mut batch, opts.transpose, &mut shift_rng);
         let x = Tensor::from_vec(
             batch.data,
@@ -1019,12 +1049,9 @@ pub fn train_lstm_vae(
         let labels: Vec<u32> = batch.composers.iter().map(|&c| c as u32).collect();
         let labels = Tensor::new(labels.as_slice(), device).map_err(candle)?;
         let beta = opts.beta.at(step);
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(opts.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step as u64);
+        let mut rng = step_rng(opts.seed, STEP_DRAWS, step);
         let partners = if opts.piece_weight > 0.0 {
-            let mut pick = ChaCha8Rng::seed_from_u64(
-                opts.seed.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ step as u64,
-            );
+            let mut pick = step_rng(opts.seed, 0xD1B5_4A32_D192_ED03, step);
             let refs = partner_snippets(corpus, &batch.sources, opts.snippet_steps, &mut pick);
             Some(snippet_tensor(corpus, &refs, opts.snippet_steps, device)?)
         } else {
@@ -1032,9 +1059,7 @@ pub fn train_lstm_vae(
         };
         // Drawn only when on, from their own generator, so runs without it keep their curves.
         let prior = if opts.mmd_weight > 0.0 {
-            let mut draw = ChaCha8Rng::seed_from_u64(
-                opts.seed.wrapping_mul(0x94D0_49BB_1331_11EB) ^ step as u64,
-            );
+            let mut draw = step_rng(opts.seed, 0x94D0_49BB_1331_11EB, step);
             let n = batch.composers.len() * MMD_PRIOR_DRAWS;
             let z = opts.config.latent;
             Some(
@@ -1055,10 +1080,13 @@ pub fn train_lstm_vae(
         step += 1;
         // Without held-out pieces (every composer has one piece) there is nothing to
         // validate on: no figures rather than zeros.
-        let due = step % opts.eval_every.max(1) == 0 || step == opts.steps;
+        // A checkpoint is validated too, so the figures in its manifest are its own.
+        let due = step.is_multiple_of(opts.eval_every)
+            || step.is_multiple_of(opts.checkpoint_every)
+            || step == opts.steps;
         let valid = if due && !trainer.valid.is_empty() {
             let v = trainer.validate()?;
-            last_valid = Some(v.clone());
+            last_valid = Some((step, v.clone()));
             Some(v)
         } else {
             None
@@ -1073,15 +1101,16 @@ pub fn train_lstm_vae(
             piece,
             mmd,
             valid,
-            seconds: elapsed(&started),
+            seconds: clock.seconds(),
         };
         let line = serde_json::to_string(&m).unwrap_or_default();
         writeln!(log, "{line}")
             .and_then(|_| log.flush())
             .map_err(|e| Error::io(&metrics_file, "writing", e))?;
         on_event(TrainEvent::Metrics(m));
-        if step % opts.checkpoint_every.max(1) == 0 {
-            model_file = trainer.checkpoint(out, step, elapsed(&started), last_valid.as_ref())?;
+        if step.is_multiple_of(opts.checkpoint_every) {
+            let valid = last_valid.as_ref().map(|(_, v)| v);
+            model_file = trainer.checkpoint(out, step, clock.seconds(), valid)?;
             last_checkpoint = step;
             on_event(TrainEvent::Checkpoint {
                 step,
@@ -1089,8 +1118,19 @@ pub fn train_lstm_vae(
             });
         }
     }
+    if step == 0 {
+        // Stopped before the first step: nothing trained, nothing written.
+        return Err(Error::InvalidArgument(
+            "stopped before the first training step: nothing was trained or written".into(),
+        ));
+    }
     if last_checkpoint != step || !model_file.exists() {
-        model_file = trainer.checkpoint(out, step, elapsed(&started), last_valid.as_ref())?;
+        // Stopped between validations: the model written is validated as it is.
+        if last_valid.as_ref().is_none_or(|(at, _)| *at != step) && !trainer.valid.is_empty() {
+            last_valid = Some((step, trainer.validate()?));
+        }
+        let valid = last_valid.as_ref().map(|(_, v)| v);
+        model_file = trainer.checkpoint(out, step, clock.seconds(), valid)?;
         on_event(TrainEvent::Checkpoint {
             step,
             path: model_file.clone(),
@@ -1100,7 +1140,7 @@ pub fn train_lstm_vae(
         steps: step,
         model_path: model_file,
         stopped_early,
-        validation: last_valid,
+        validation: last_valid.map(|(_, v)| v),
     })
 }
 

@@ -68,7 +68,48 @@ pub struct LoopOptions {
     pub max_seconds: Option<f64>,
 }
 
+/// Refuses a number that is not finite or not above `min` (`strict`) / at least `min`.
+pub fn check_number(what: &str, v: f64, min: f64, strict: bool) -> Result<()> {
+    let ok = v.is_finite() && if strict { v > min } else { v >= min };
+    if !ok {
+        let bound = if strict { "above" } else { "at least" };
+        return Err(Error::InvalidArgument(format!(
+            "the {what} must be a number {bound} {min}, not {v}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a count below 1.
+pub fn check_count(what: &str, n: usize) -> Result<()> {
+    if n == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "the {what} must be at least 1"
+        )));
+    }
+    Ok(())
+}
+
 impl LoopOptions {
+    /// Refuses options no run can use (checked before the corpus is loaded, and again by
+    /// [`run`]).
+    pub fn check(&self) -> Result<()> {
+        check_count("number of steps", self.steps)?;
+        check_count("snippet length", self.snippet_steps)?;
+        check_count("number of batches per step", self.batches_per_step)?;
+        check_count("validation interval", self.eval_every)?;
+        check_count("checkpoint interval", self.checkpoint_every)?;
+        check_number("learning rate", self.learning_rate, 0.0, true)?;
+        check_number("gradient clip", self.grad_clip, 0.0, true)?;
+        check_transpose(self.transpose)?;
+        check_probability("note dropout", self.note_dropout)?;
+        check_probability("validation share", self.valid_fraction)?;
+        if let Some(limit) = self.max_seconds {
+            check_number("time limit", limit, 0.0, true)?;
+        }
+        Ok(())
+    }
+
     /// Defaults for `steps` steps on `snippet_steps`-long snippets.
     pub fn new(steps: usize, snippet_steps: usize) -> Self {
         LoopOptions {
@@ -490,6 +531,58 @@ pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: b
     Ok(())
 }
 
+/// Purposes of the per-step generators ([`step_rng`]).
+pub(crate) const STEP_DRAWS: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The generator of one purpose at one training step of a run. (seed, purpose, step) is its
+/// whole 32-byte key, so no two purposes or steps share a stream, whatever the seed (0
+/// included), and a resumed run draws what an uninterrupted one would.
+pub(crate) fn step_rng(seed: u64, purpose: u64, step: usize) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&purpose.to_le_bytes());
+    key[16..24].copy_from_slice(&(step as u64).to_le_bytes());
+    ChaCha8Rng::from_seed(key)
+}
+
+/// Seconds of training: those of earlier sessions of the run, plus this one's, less the time
+/// it spent paused (the figure in the metrics and manifests, and what `--minutes` limits).
+pub(crate) struct TrainingClock {
+    before: f64,
+    started: Instant,
+    paused: std::time::Duration,
+}
+
+impl TrainingClock {
+    /// A clock that has already counted `before` seconds.
+    pub(crate) fn new(before: f64) -> Self {
+        TrainingClock {
+            before,
+            started: Instant::now(),
+            paused: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Seconds of training so far.
+    pub(crate) fn seconds(&self) -> f64 {
+        self.before
+            + self
+                .started
+                .elapsed()
+                .saturating_sub(self.paused)
+                .as_secs_f64()
+    }
+
+    /// Waits while `control` is paused (and not stopped), not counting the wait.
+    pub(crate) fn wait_while_paused(&mut self, control: &Control) {
+        let from = Instant::now();
+        while control.pause.load(Ordering::Relaxed) && !control.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        self.paused += from.elapsed();
+    }
+}
+
 /// Opens a run's metrics log for appending after `step` optimiser steps: a resumed run keeps
 /// only the lines up to its checkpoint, a fresh run (`step` 0) starts an empty log.
 pub(crate) fn open_metrics_log(path: &Path, step: usize) -> Result<std::fs::File> {
@@ -519,8 +612,7 @@ pub fn run(
     control: &Control,
     on_event: &mut dyn FnMut(LoopEvent),
 ) -> Result<LoopOutcome> {
-    check_transpose(opts.transpose)?;
-    check_probability("note dropout", opts.note_dropout)?;
+    opts.check()?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, "creating", e))?;
     fsutil::recover_set(out)?;
     check_run_folder(out, &model_file(out, task.kind()), &state_file(out), resume)?;
@@ -564,24 +656,20 @@ pub fn run(
             .map(|(_, t)| t.elem_count())
             .sum(),
     });
-    let started = Instant::now();
-    let elapsed = |started: &Instant| seconds_before + started.elapsed().as_secs_f64();
+    let mut clock = TrainingClock::new(seconds_before);
     let mut last_valid = None;
     let mut last_checkpoint = step;
     let mut stopped_early = false;
     let mut path = model_file(out, task.kind());
     while step < opts.steps {
-        while control.pause.load(Ordering::Relaxed) && !control.stop.load(Ordering::Relaxed) {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        clock.wait_while_paused(control);
         if control.stop.load(Ordering::Relaxed)
-            || opts.max_seconds.is_some_and(|l| elapsed(&started) >= l)
+            || opts.max_seconds.is_some_and(|l| clock.seconds() >= l)
         {
             stopped_early = true;
             break;
         }
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(opts.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step as u64);
+        let mut rng = step_rng(opts.seed, STEP_DRAWS, step);
         let mut data = Vec::new();
         let mut labels = Vec::new();
         for _ in 0..per_step {
@@ -603,10 +691,13 @@ pub fn run(
         }
         step += 1;
         // Without held-out pieces there is nothing to validate on: no figures, not zeros.
-        let due = step % opts.eval_every.max(1) == 0 || step == opts.steps;
+        // A checkpoint is validated too, so the figures in its manifest are its own.
+        let due = step.is_multiple_of(opts.eval_every)
+            || step.is_multiple_of(opts.checkpoint_every)
+            || step == opts.steps;
         let valid = if due && !runner.valid.is_empty() {
             let v = runner.validate(task)?;
-            last_valid = Some(v.clone());
+            last_valid = Some((step, v.clone()));
             Some(v)
         } else {
             None
@@ -615,20 +706,20 @@ pub fn run(
             step,
             train,
             valid,
-            seconds: elapsed(&started),
+            seconds: clock.seconds(),
         };
         writeln!(log, "{}", serde_json::to_string(&m).unwrap_or_default())
             .and_then(|_| log.flush())
             .map_err(|e| Error::io(&metrics_file, "writing", e))?;
         on_event(LoopEvent::Metrics(m));
-        if step % opts.checkpoint_every.max(1) == 0 {
+        if step.is_multiple_of(opts.checkpoint_every) {
             path = runner.checkpoint(
                 task,
                 training,
                 out,
                 step,
-                elapsed(&started),
-                last_valid.as_ref(),
+                clock.seconds(),
+                last_valid.as_ref().map(|(_, v)| v),
             )?;
             last_checkpoint = step;
             on_event(LoopEvent::Checkpoint {
@@ -637,17 +728,24 @@ pub fn run(
             });
         }
     }
+    if step == 0 {
+        // Stopped before the first step: nothing trained, nothing written.
+        return Err(Error::InvalidArgument(
+            "stopped before the first training step: nothing was trained or written".into(),
+        ));
+    }
     if last_checkpoint != step || !path.exists() {
-        if last_valid.is_none() && !runner.valid.is_empty() {
-            last_valid = Some(runner.validate(task)?);
+        // Stopped between validations: the model written is validated as it is.
+        if last_valid.as_ref().is_none_or(|(at, _)| *at != step) && !runner.valid.is_empty() {
+            last_valid = Some((step, runner.validate(task)?));
         }
         path = runner.checkpoint(
             task,
             training,
             out,
             step,
-            elapsed(&started),
-            last_valid.as_ref(),
+            clock.seconds(),
+            last_valid.as_ref().map(|(_, v)| v),
         )?;
         on_event(LoopEvent::Checkpoint {
             step,
@@ -658,7 +756,7 @@ pub fn run(
         steps: step,
         model_path: path,
         stopped_early,
-        validation: last_valid,
+        validation: last_valid.map(|(_, v)| v),
     })
 }
 
@@ -707,6 +805,32 @@ pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_generators_differ_by_purpose_and_step_even_for_seed_0() {
+        use rand::Rng;
+        let first = |seed, purpose, step| step_rng(seed, purpose, step).random::<u64>();
+        assert_ne!(first(0, 1, 5), first(0, 2, 5));
+        assert_ne!(first(0, 1, 5), first(0, 1, 6));
+        assert_ne!(first(0, 1, 5), first(1, 1, 5));
+        assert_eq!(first(7, 1, 5), first(7, 1, 5));
+    }
+
+    #[test]
+    fn paused_time_is_not_training_time() {
+        let control = Control::default();
+        control.pause.store(true, Ordering::Relaxed);
+        let release = control.clone();
+        let mut clock = TrainingClock::new(10.0);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            release.pause.store(false, Ordering::Relaxed);
+        });
+        clock.wait_while_paused(&control);
+        t.join().unwrap();
+        let s = clock.seconds();
+        assert!((10.0..10.1).contains(&s), "{s}");
+    }
     use rand::SeedableRng;
 
     fn one_note_batch(pitch: usize) -> Batch {

@@ -379,3 +379,40 @@ fn classify_refuses_silence_and_bad_windows() {
         .count();
     assert_eq!(windows, 1, "{text}");
 }
+
+/// Training options no run can use are refused before the corpus is read (here it does not
+/// even exist), naming the option.
+#[test]
+fn bad_training_options_are_refused_before_any_work() {
+    for (args, says) in [
+        (&["lstm-vae", "--lr=-1e-3"][..], "learning rate"),
+        (&["lstm-vae", "--lr", "nan"], "learning rate"),
+        (&["lstm-vae", "--style-weight=-30"], "style weight"),
+        (&["lstm-vae", "--minutes", "nan"], "time limit"),
+        (
+            &["lstm-vae", "--snippet-steps", "100", "--metre", "16"],
+            "whole bars of 16 steps",
+        ),
+        (&["classifier", "--steps", "0"], "number of steps"),
+        (&["classifier", "--batches", "0"], "batches per step"),
+        (
+            &["transformer-vae", "--eval-every", "0"],
+            "validation interval",
+        ),
+        (&["dcgan", "--lr", "0"], "learning rate"),
+    ] {
+        let mut all = vec!["train"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&[
+            "--corpus",
+            "/nonexistent/corpus",
+            "--out",
+            "/nonexistent/out",
+        ]);
+        let err = fails(&all);
+        assert!(
+            err.contains(says) && !err.contains("/nonexistent"),
+            "{all:?}: {err}"
+        );
+    }
+}

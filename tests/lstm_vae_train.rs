@@ -727,3 +727,29 @@ fn a_corpus_with_nothing_to_hold_out_trains_without_validation_figures() {
     assert!(seen.iter().all(|m| m.valid.is_none()), "{seen:?}");
     assert!(TrainedModel::load(&train::model_path(out.path()), &candle_core::Device::Cpu).is_ok());
 }
+
+/// Stopped before its first step, a run writes nothing (no untrained model as its result).
+#[test]
+fn a_run_stopped_before_its_first_step_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(dir.path());
+    let c = corpus(dir.path());
+    let out = dir.path().join("out");
+    let control = Control::default();
+    control
+        .stop
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let err = train::train_lstm_vae(
+        &c,
+        &tiny_options(4),
+        &out,
+        &candle_core::Device::Cpu,
+        false,
+        &control,
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("nothing was trained"), "{err}");
+    assert!(!train::model_path(&out).exists());
+}

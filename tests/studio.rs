@@ -29,7 +29,7 @@ fn tiny_model(dir: &Path) -> PathBuf {
     .unwrap();
     let mut o = TrainOptions::preset("studio").unwrap();
     o.config.hidden = 16;
-    o.steps = 3;
+    o.steps = 12;
     o.snippet_steps = 16;
     o.valid_fraction = 0.34;
     let out = dir.join("model");
@@ -243,7 +243,8 @@ fn the_monitor_follows_another_runs_log() {
     let run = model.parent().unwrap().to_path_buf();
     let log = train::metrics_path(&run);
     let lines = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(lines.lines().count(), 3);
+    let n = lines.lines().count();
+    assert!(n >= 3, "{n} lines");
     // The run is "still training": its log holds its first line, then the rest comes.
     let (first, rest) = lines.split_once('\n').unwrap();
     std::fs::write(&log, format!("{first}\n")).unwrap();
@@ -256,17 +257,17 @@ fn the_monitor_follows_another_runs_log() {
     });
     assert!(h.state().training_running());
     std::fs::write(&log, format!("{first}\n{rest}")).unwrap();
-    wait(&mut h, "the new lines", |s| s.training_metrics().len() == 3);
+    wait(&mut h, "the new lines", |s| s.training_metrics().len() == n);
     let steps: Vec<usize> = h
         .state()
         .training_metrics()
         .iter()
         .map(|m| m.step)
         .collect();
-    assert_eq!(steps, [1, 2, 3]);
+    assert_eq!(steps, (1..=n).collect::<Vec<_>>());
     h.get_by_label("Stop following").click();
     wait(&mut h, "following to stop", |s| !s.training_running());
-    assert_eq!(h.state().training_metrics().len(), 3);
+    assert_eq!(h.state().training_metrics().len(), n);
 }
 
 /// The log reader: complete lines only, a new log after a truncation, bad lines named.
