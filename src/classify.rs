@@ -290,14 +290,22 @@ pub fn classify_roll(clf: &Classifier, roll: &Roll, window: usize, hop: usize) -
         }
         starts.push(next);
     }
+    // 32 windows at a time: a long piece (hours of music) never needs all its windows in
+    // memory at once.
     let block = window * PITCHES;
-    let mut data = vec![0f32; starts.len() * block];
-    for (k, &s) in starts.iter().enumerate() {
-        roll.window_f32(s, window, &mut data[k * block..(k + 1) * block]);
-    }
     let device = clf.model_device();
-    let x = Tensor::from_vec(data, (starts.len(), window, PITCHES), &device).map_err(candle)?;
-    let probs = probabilities(&clf.model, &x)?;
+    let mut probs = Vec::with_capacity(starts.len());
+    let mut data = Vec::new();
+    for chunk in starts.chunks(32) {
+        data.clear();
+        data.resize(chunk.len() * block, 0f32);
+        for (k, &s) in chunk.iter().enumerate() {
+            roll.window_f32(s, window, &mut data[k * block..(k + 1) * block]);
+        }
+        let x =
+            Tensor::from_slice(&data, (chunk.len(), window, PITCHES), &device).map_err(candle)?;
+        probs.extend(probabilities(&clf.model, &x)?);
+    }
     let c = clf.manifest.composers.len();
     let held = |s: usize| roll.steps().saturating_sub(s).min(window).max(1) as f32;
     let total: f32 = starts.iter().map(|&s| held(s)).sum();

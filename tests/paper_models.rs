@@ -233,6 +233,16 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
     assert!(v.windows.len() > 1);
     assert_eq!(v.window, 32);
     assert_eq!(v.windows[1].0, 16);
+    // More windows than one batch of 32 (a hop of 4): each judged as it is on its own.
+    let many = classify::classify_roll(&clf, roll, 32, 4).unwrap();
+    assert!(many.windows.len() > 40, "{}", many.windows.len());
+    for &k in &[0, 31, 32, many.windows.len() - 1] {
+        let (start, p) = &many.windows[k];
+        let alone = classify::classify_roll(&clf, &roll.slice(*start, 32), 32, 32).unwrap();
+        for (a, b) in p.iter().zip(&alone.windows[0].1) {
+            assert!((a - b).abs() < 1e-5, "window {k}: {a} {b}");
+        }
+    }
     // The whole-roll verdict weighs each window by the steps of the roll it holds: windows
     // at 0, 32 and 64 of a 66-step roll weigh 32, 32 and 2.
     let odd = roll.slice(0, 66);
