@@ -572,6 +572,7 @@ pub struct ComposerStats {
     pub steps: usize,
     pub notes: usize,
     /// Mean number of sounding pitches per step.
+    /// Sounding cells per step (notes sounding at once, silent steps included).
     pub notes_per_step: f64,
     pub lowest_pitch: Option<u8>,
     pub highest_pitch: Option<u8>,

@@ -636,7 +636,8 @@ impl QuantizeArgs {
 
 #[derive(Args, Clone)]
 struct CacheArgs {
-    /// Folder for cached rolls (default: ~/.cache/segue/rolls or $SEGUE_CACHE_DIR).
+    /// Folder for cached rolls (default: $SEGUE_CACHE_DIR, else $XDG_CACHE_HOME/segue/rolls,
+    /// else ~/.cache/segue/rolls).
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// Do not read or write the roll cache.
@@ -1026,19 +1027,19 @@ fn corpus_stats(dir: &Path, json: bool, cache: &CacheArgs, opts: QuantizeOptions
         return Ok(());
     }
     out!(
-        "{:<16} {:>6} {:>9} {:>8} {:>11} {:>9} {:>8}",
+        "{:<16} {:>6} {:>9} {:>8} {:>13} {:>9} {:>8}",
         "composer",
         "files",
         "steps",
         "notes",
-        "notes/step",
+        "sounding/step",
         "pitches",
         "failed"
     );
     let name = |p: Option<u8>| p.map_or("-".to_string(), segue::roll::pitch_name);
     for s in &stats {
         out!(
-            "{:<16} {:>6} {:>9} {:>8} {:>11.2} {:>9} {:>8}",
+            "{:<16} {:>6} {:>9} {:>8} {:>13.2} {:>9} {:>8}",
             s.composer,
             s.files,
             s.steps,
