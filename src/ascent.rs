@@ -60,7 +60,9 @@ pub struct Ascended {
     pub start_probabilities: Vec<f32>,
     /// The target's probability for the ascended (continuous) roll.
     pub ascended_probability: f32,
-    /// The target's probability for the thresholded roll.
+    /// The target's probability for the thresholded roll (as the classifier read it: whole
+    /// tokens, so a length that is not a whole number of tokens is judged with its last
+    /// token filled out).
     pub thresholded_probability: f32,
 }
 

@@ -571,8 +571,7 @@ pub struct ComposerStats {
     pub files: usize,
     pub steps: usize,
     pub notes: usize,
-    /// Mean number of sounding pitches per step.
-    /// Sounding cells per step (notes sounding at once, silent steps included).
+    /// Mean number of sounding pitches per step, silent steps included.
     pub notes_per_step: f64,
     pub lowest_pitch: Option<u8>,
     pub highest_pitch: Option<u8>,

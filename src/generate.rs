@@ -318,7 +318,7 @@ pub fn generate(
     progress(1.0);
     let generated = Roll::from_binary(opts.steps + 1, &binary)?.slice(1, opts.steps);
     let mut roll = primer.slice(0, primer_steps);
-    roll.append(&generated);
+    roll.continue_with(&generated);
     // `slice` starts the generated part's notes afresh; those the primer holds go on.
     roll.join_held_at(primer_steps);
     Ok(Generated { roll, primer_steps })

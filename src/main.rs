@@ -1238,6 +1238,8 @@ fn say(bar: &ProgressBar, line: String) {
 fn train_lstm_vae(args: TrainArgs) -> Result<()> {
     let opts = train_options(&args)?;
     let device = compute_device(&args.device)?;
+    // A forgotten or mistaken --resume is refused before the corpus loads.
+    segue::train::check_out_folder(&args.out, args.resume)?;
     let corpus = load_corpus(&args.corpus, &args.cache, QuantizeOptions::default())?;
     let control = Control::default();
     let stop = control.stop.clone();
@@ -1329,8 +1331,10 @@ fn run_training_loop(
 ) -> Result<()> {
     use segue::train_loop::LoopEvent;
     let device = compute_device(&args.device)?;
-    let corpus = load_corpus(&args.corpus, &args.cache, QuantizeOptions::default())?;
     let out = args.out_dir(kind);
+    // A forgotten or mistaken --resume is refused before the corpus loads.
+    segue::train_loop::check_out_folder(&out, kind, args.resume)?;
+    let corpus = load_corpus(&args.corpus, &args.cache, QuantizeOptions::default())?;
     let control = Control::default();
     let stop = control.stop.clone();
     let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
@@ -1720,10 +1724,16 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         output_kind(wav, &["wav"])?;
         segue::fsutil::check_target(wav)?;
         not_an_input(wav, &inputs)?;
-        let length = primer.as_ref().map_or(0, |p| a.primer_steps.min(p.steps())) + a.steps;
-        let estimate = primer
-            .as_ref()
-            .map_or(Roll::new(length), |p| p.slice(0, length));
+        // What will be rendered: the VAEs' primer head at its tempo, then the generated steps
+        // at the tempo it ends with; the other models' steps alone, at 120 bpm.
+        let estimate = match (kind.as_str(), primer.as_ref()) {
+            ("lstm-vae" | "transformer-vae", Some(p)) => {
+                let mut head = p.slice(0, a.primer_steps.min(p.steps()));
+                head.continue_with(&Roll::new(a.steps));
+                head
+            }
+            _ => Roll::new(a.steps),
+        };
         segue::render::render_seconds(&estimate, &RenderOptions::default())
             .with_context(|| wav.display().to_string())?;
     }

@@ -467,6 +467,18 @@ impl Roll {
         out
     }
 
+    /// Appends generated steps, which have no tempo of their own, at the tempo this roll ends
+    /// with: a continuation goes on at the primer's pace (appending a roll without a tempo
+    /// map would switch to 120 bpm at the join).
+    pub fn continue_with(&mut self, generated: &Roll) {
+        let mut tail = generated.clone();
+        tail.set_tempo(vec![StepTempo {
+            step: 0,
+            micros_per_quarter: self.micros_per_quarter_at(self.steps.saturating_sub(1)),
+        }]);
+        self.append(&tail);
+    }
+
     /// Appends `other` after this roll (its tempo map is kept from its own first step).
     pub fn append(&mut self, other: &Roll) {
         let offset = self.steps;

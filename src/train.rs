@@ -986,6 +986,14 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// Checks the run folder `out` before any work: with `resume` it must hold a checkpoint,
+/// without it no run (a checkpoint interrupted while being moved into place is finished
+/// first). Nothing is created.
+pub fn check_out_folder(out: &Path, resume: bool) -> Result<()> {
+    crate::fsutil::recover_set(out)?;
+    crate::train_loop::check_run_folder(out, &model_path(out), &state_path(out), resume)
+}
+
 /// Trains an LSTM-VAE on `corpus` into `out`, reporting through `on_event`. With `resume`,
 /// continues from the checkpoint in `out` (its options must describe the same model).
 pub fn train_lstm_vae(
@@ -997,9 +1005,9 @@ pub fn train_lstm_vae(
     control: &Control,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<Outcome> {
+    check_out_folder(out, resume)?;
+    let created = !out.exists();
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, "creating", e))?;
-    crate::fsutil::recover_set(out)?;
-    crate::train_loop::check_run_folder(out, &model_path(out), &state_path(out), resume)?;
     let mut trainer = Trainer::new(corpus, opts, device)?;
     let (mut step, seconds_before) = if resume {
         trainer.restore(out)?
@@ -1119,7 +1127,9 @@ pub fn train_lstm_vae(
         }
     }
     if step == 0 {
-        // Stopped before the first step: nothing trained, nothing written.
+        // Stopped before the first step: nothing trained, nothing left behind.
+        drop(log);
+        crate::train_loop::discard_empty_run(out, &metrics_file, created);
         return Err(Error::InvalidArgument(
             "stopped before the first training step: nothing was trained or written".into(),
         ));

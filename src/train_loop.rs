@@ -511,6 +511,13 @@ pub(crate) fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     fsutil::write_atomic(path, kept.as_bytes())
 }
 
+/// Checks the run folder `out` of a `kind` model before any work (see
+/// [`crate::train::check_out_folder`]). Nothing is created.
+pub fn check_out_folder(out: &Path, kind: &str, resume: bool) -> Result<()> {
+    fsutil::recover_set(out)?;
+    check_run_folder(out, &model_file(out, kind), &state_file(out), resume)
+}
+
 /// A run folder must hold a checkpoint to resume, and must not hold a run (or a model) to
 /// start afresh: a forgotten `--resume` would otherwise overwrite hours of training, and a
 /// mistyped folder would silently start over.
@@ -534,10 +541,14 @@ pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: b
 /// Purposes of the per-step generators ([`step_rng`]).
 pub(crate) const STEP_DRAWS: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// The generator of one purpose at one training step of a run. (seed, purpose, step) is its
-/// whole 32-byte key, so no two purposes or steps share a stream, whatever the seed (0
-/// included), and a resumed run draws what an uninterrupted one would.
+/// The generator of one purpose at one training step of a run (a resumed run draws what an
+/// uninterrupted one would). It is keyed by `seed * purpose ^ step`, as runs have always
+/// been, so their curves and checkpoints stay valid; for seed 0, where that product would
+/// give every purpose one stream, (seed, purpose, step) is the generator's whole 32-byte key.
 pub(crate) fn step_rng(seed: u64, purpose: u64, step: usize) -> ChaCha8Rng {
+    if seed != 0 {
+        return ChaCha8Rng::seed_from_u64(seed.wrapping_mul(purpose) ^ step as u64);
+    }
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());
     key[8..16].copy_from_slice(&purpose.to_le_bytes());
@@ -583,6 +594,17 @@ impl TrainingClock {
     }
 }
 
+/// Removes what a run stopped before its first step made: its empty metrics log, and its
+/// folder if the run `created` it and nothing else is there.
+pub(crate) fn discard_empty_run(out: &Path, metrics: &Path, created: bool) {
+    if std::fs::metadata(metrics).is_ok_and(|m| m.len() == 0) {
+        let _ = std::fs::remove_file(metrics);
+    }
+    if created {
+        let _ = std::fs::remove_dir(out); // only if empty
+    }
+}
+
 /// Opens a run's metrics log for appending after `step` optimiser steps: a resumed run keeps
 /// only the lines up to its checkpoint, a fresh run (`step` 0) starts an empty log.
 pub(crate) fn open_metrics_log(path: &Path, step: usize) -> Result<std::fs::File> {
@@ -613,9 +635,9 @@ pub fn run(
     on_event: &mut dyn FnMut(LoopEvent),
 ) -> Result<LoopOutcome> {
     opts.check()?;
+    check_out_folder(out, task.kind(), resume)?;
+    let created = !out.exists();
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, "creating", e))?;
-    fsutil::recover_set(out)?;
-    check_run_folder(out, &model_file(out, task.kind()), &state_file(out), resume)?;
     let split = corpus.split(opts.valid_fraction, opts.seed);
     if split.train.is_empty() {
         return Err(Error::InvalidArgument(
@@ -729,7 +751,9 @@ pub fn run(
         }
     }
     if step == 0 {
-        // Stopped before the first step: nothing trained, nothing written.
+        // Stopped before the first step: nothing trained, nothing left behind.
+        drop(log);
+        crate::train_loop::discard_empty_run(out, &metrics_file, created);
         return Err(Error::InvalidArgument(
             "stopped before the first training step: nothing was trained or written".into(),
         ));
@@ -814,6 +838,9 @@ mod tests {
         assert_ne!(first(0, 1, 5), first(0, 1, 6));
         assert_ne!(first(0, 1, 5), first(1, 1, 5));
         assert_eq!(first(7, 1, 5), first(7, 1, 5));
+        // Runs with other seeds draw what they always drew.
+        let old = ChaCha8Rng::seed_from_u64(0x9E37_79B9_7F4A_7C15 ^ 12).random::<u64>();
+        assert_eq!(first(1, STEP_DRAWS, 12), old);
     }
 
     #[test]

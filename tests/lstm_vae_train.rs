@@ -454,6 +454,16 @@ fn damaged_model_files_are_refused_with_the_reason() {
         extra.contains("unexpected tensors") && extra.contains("stray"),
         "{extra}"
     );
+    // Weights of one checkpoint beside the manifest of another.
+    let later = load(
+        "later",
+        &bytes,
+        &manifest.replace("\"steps\": 2,", "\"steps\": 99,"),
+    );
+    assert!(
+        later.contains("written at step 2") && later.contains("describes step 99"),
+        "{later}"
+    );
     // A dtype the manifest may not name.
     let named = load(
         "named",
@@ -751,5 +761,5 @@ fn a_run_stopped_before_its_first_step_writes_nothing() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("nothing was trained"), "{err}");
-    assert!(!train::model_path(&out).exists());
+    assert!(!out.exists(), "the run left its folder behind");
 }

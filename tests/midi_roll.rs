@@ -519,3 +519,26 @@ fn pitch_names_follow_middle_c_as_c4() {
     assert_eq!(pitch_name(0), "C-1");
     assert_eq!(pitch_name(127), "G9");
 }
+
+/// A continuation goes on at the primer's tempo (not 120 bpm from the join on).
+#[test]
+fn a_continuation_keeps_the_primers_tempo() {
+    let mut primer = Roll::new(8);
+    primer.set_tempo(vec![
+        StepTempo {
+            step: 0,
+            micros_per_quarter: 500_000,
+        },
+        StepTempo {
+            step: 4,
+            micros_per_quarter: 1_000_000, // 60 bpm: 0.25 s a step
+        },
+    ]);
+    let mut roll = primer.clone();
+    roll.continue_with(&Roll::new(8));
+    assert_eq!(roll.steps(), 16);
+    let times = roll.step_times();
+    for t in 4..16 {
+        assert!((times[t + 1] - times[t] - 0.25).abs() < 1e-9, "step {t}");
+    }
+}

@@ -106,8 +106,11 @@ fn generate_and_the_slider_change_the_roll() {
             .any(|n| n.origin == segue::studio::score::Origin::Generated)
     );
     assert_eq!(first.primer_steps, 64.min(first.steps()));
-    // Moving the slider regenerates after a short rest; the result differs.
+    // Moving the slider (even in another mode) blends: it regenerates after a short rest and
+    // the result differs.
+    h.state_mut().session.mode = segue::generate::Mode::Continue;
     h.state_mut().set_alpha(1.0);
+    assert_eq!(h.state().session.mode, segue::generate::Mode::Blend);
     wait(&mut h, "the regeneration", |s| {
         !s.generating() && s.session.score != first
     });
@@ -295,6 +298,16 @@ fn the_log_follower_reads_complete_lines() {
     let p = f.poll().unwrap();
     assert!(p.restarted);
     assert_eq!(p.metrics.iter().map(|m| m.step).collect::<Vec<_>>(), [1]);
+    // A log replaced by another file (as a resumed run rewrites it), even a longer one.
+    let next = dir.path().join("next.jsonl");
+    std::fs::write(&next, format!("{}\n{}\n{}\n", lines[0], lines[1], lines[2])).unwrap();
+    std::fs::rename(&next, &path).unwrap();
+    let p = f.poll().unwrap();
+    assert!(p.restarted);
+    assert_eq!(
+        p.metrics.iter().map(|m| m.step).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
     // A line of another kind of log.
     std::fs::write(&path, format!("{}\n{{\"loss\": 1}}\n", lines[0])).unwrap();
     let err = f.poll().unwrap_err();

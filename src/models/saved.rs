@@ -175,6 +175,7 @@ pub fn load<M, C: DeserializeOwned + Clone + MinParameters>(
         path,
         &manifest_path,
         &manifest.dtype,
+        manifest.steps,
         config.min_parameters(),
         || expected_of(|vb| build(&config, vb)),
         device,

@@ -354,6 +354,7 @@ impl TrainedModel {
             path,
             &manifest_path,
             &manifest.dtype,
+            manifest.steps,
             recurrent,
             || expected_tensors(c),
             device,

@@ -99,8 +99,8 @@ pub fn check_checkpoint(out: &Path, model: &Path, state: &Path, step: usize) -> 
             out,
             format!(
                 "the checkpoint's files do not belong together ({}, its record at step {step}); \
-                 was it interrupted while being written? Resuming would mix them: start again \
-                 without --resume, or put back a copy of the folder",
+                 was it interrupted while being written? Resuming would mix them: train into \
+                 another folder, or put back a copy of this one",
                 said.join(", ")
             ),
         ));
@@ -132,11 +132,13 @@ pub fn load(
 /// sizes that need more than the file's parameters (at least `min_parameters`, from the sizes
 /// alone), and only then lists the `expected` tensors, which builds a model of those sizes.
 /// Absurd sizes in a manifest thus give a message, not a huge allocation. Every tensor must be
-/// stored as the manifest's `dtype` says ("f32", "f16" or "bf16").
+/// stored as the manifest's `dtype` says ("f32", "f16" or "bf16"), and weights that record a
+/// training step must record the manifest's `steps`.
 pub fn load_model(
     path: &Path,
     manifest_path: &Path,
     dtype: &str,
+    steps: usize,
     min_parameters: u128,
     expected: impl FnOnce() -> Result<Vec<Expected>>,
     device: &Device,
@@ -154,6 +156,26 @@ pub fn load_model(
     };
     let bytes = fsutil::read(path)?;
     let file = parse(path, &bytes)?;
+    // Weights written at a training step must be the manifest's (a checkpoint's files from
+    // two steps would pair one step's weights with another's statistics).
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| incomplete(path, e))?;
+    if let Some(at) = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(STEP_KEY))
+        .and_then(|s| s.parse::<usize>().ok())
+        && at != steps
+    {
+        return Err(format_error(
+            path,
+            format!(
+                "these weights were written at step {at}, but {} describes step {steps}: the \
+                 two files come from different checkpoints",
+                manifest_path.display()
+            ),
+        ));
+    }
     if let Some((name, view)) = file.iter().find(|(_, v)| v.dtype() != stored_as) {
         return Err(format_error(
             path,

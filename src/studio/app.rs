@@ -577,11 +577,20 @@ impl Studio {
         });
     }
 
-    /// The primer for generation: the opened file, else the current piece.
+    /// The primer for generation: the opened file, else the current piece, up to its last
+    /// note (trailing rests are kept in the piece, not continued from).
     fn primer_roll(&self) -> Roll {
-        self.primer
+        let roll = self
+            .primer
             .clone()
-            .unwrap_or_else(|| self.session.score.to_roll())
+            .unwrap_or_else(|| self.session.score.to_roll());
+        let end = roll
+            .notes()
+            .iter()
+            .map(|n| n.start + n.len)
+            .max()
+            .unwrap_or(0);
+        roll.slice(0, end)
     }
 
     /// The composers the chosen engine knows, in its own order (the DCGAN knows none).
@@ -735,9 +744,20 @@ impl Studio {
         self.push_score();
     }
 
-    /// Picks the generating model.
+    /// Picks the generating model. Composers A and B stay the same composers where the new
+    /// model knows them (each model lists its own, perhaps in another order).
     pub fn set_engine(&mut self, engine: EngineKind) {
+        let before = self.composers();
         self.session.engine = engine;
+        let after = self.composers();
+        for chosen in [&mut self.session.composer_a, &mut self.session.composer_b] {
+            if let Some(i) = before
+                .get(*chosen)
+                .and_then(|name| after.iter().position(|n| n == name))
+            {
+                *chosen = i;
+            }
+        }
     }
 
     /// Cancels the running generation, and the one the slider has asked for (a piece
@@ -752,6 +772,13 @@ impl Studio {
     /// Sets the slider as a user would: the result regenerates after a short rest.
     pub fn set_alpha(&mut self, alpha: f32) {
         self.session.alpha = alpha.clamp(0.0, 1.0);
+        // The slider is the blend: moving it asks for one.
+        if matches!(
+            self.session.engine,
+            EngineKind::LstmVae | EngineKind::TransformerVae
+        ) {
+            self.session.mode = Mode::Blend;
+        }
         self.regenerate_at = Some(Instant::now() + DEBOUNCE);
     }
 
@@ -996,6 +1023,12 @@ impl Studio {
                     self.training.status = format!("Finished: {}", p.display());
                     self.training.checkpoint = Some(p);
                 }
+                // Stopped before training began: not a failure.
+                Err(e) if e.starts_with("stopped") => {
+                    let mut said = e.clone();
+                    said[..1].make_ascii_uppercase();
+                    self.training.status = said;
+                }
                 Err(e) => self.training.status = format!("Failed: {e}"),
             }
         }
@@ -1005,6 +1038,13 @@ impl Studio {
     /// its curves fill the monitor as it trains.
     pub fn follow_run(&mut self, dir: PathBuf) {
         if let Some(job) = &self.training.job {
+            // The studio's own run goes on (the folder was picked while it started).
+            if !job.following {
+                return self.say(
+                    "A training run is going on: stop it to follow another",
+                    true,
+                );
+            }
             job.control.stop.store(true, Ordering::Relaxed);
         }
         self.training = TrainingView {
@@ -1192,9 +1232,9 @@ impl Studio {
                     .map(DialogResult::Model)
             });
         }
-        let s = &mut self.session;
+        let mut engine = self.session.engine;
         egui::ComboBox::from_label("Model")
-            .selected_text(s.engine.label())
+            .selected_text(engine.label())
             .show_ui(ui, |ui| {
                 for e in [
                     EngineKind::LstmVae,
@@ -1202,9 +1242,13 @@ impl Studio {
                     EngineKind::ClassifierAscent,
                     EngineKind::Dcgan,
                 ] {
-                    ui.selectable_value(&mut s.engine, e, e.label());
+                    ui.selectable_value(&mut engine, e, e.label());
                 }
             });
+        if engine != self.session.engine {
+            self.set_engine(engine);
+        }
+        let s = &mut self.session;
         // Controls that do not apply to the chosen engine are greyed out: only the VAEs have
         // a style A, modes and the slider; ascent aims at B; the DCGAN knows no composers;
         // ascent and a thresholding DCGAN do not sample.
@@ -1238,8 +1282,6 @@ impl Studio {
             )
             .on_hover_text("The blend of A's and B's styles; moving it blends and regenerates");
         if slider.changed() {
-            // The slider is the blend: moving it is asking for one.
-            self.session.mode = Mode::Blend;
             self.set_alpha(alpha);
         }
         let samples = match self.session.engine {

@@ -449,6 +449,21 @@ pub struct LogFollower {
     offset: u64,
     pending: Vec<u8>,
     line: usize,
+    identity: Option<(u64, u64)>,
+}
+
+/// Which file a name points to (device and inode), where the system says.
+fn file_identity(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
 }
 
 impl LogFollower {
@@ -459,6 +474,7 @@ impl LogFollower {
             offset: 0,
             pending: Vec::new(),
             line: 0,
+            identity: None,
         }
     }
 
@@ -470,11 +486,16 @@ impl LogFollower {
         let Ok(mut file) = std::fs::File::open(&self.path) else {
             return Ok(polled); // not written yet
         };
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if len < self.offset {
+        let meta = file.metadata().ok();
+        let len = meta.as_ref().map_or(0, |m| m.len());
+        let identity = meta.as_ref().and_then(file_identity);
+        // A shorter file, or another file under the name (a resumed run rewrites its log
+        // atomically), is a new log: read it from the start.
+        if len < self.offset || (self.identity.is_some() && identity != self.identity) {
             *self = LogFollower::new(std::mem::take(&mut self.path));
             polled.restarted = true;
         }
+        self.identity = identity;
         let mut added = Vec::new();
         file.seek(SeekFrom::Start(self.offset))
             .and_then(|_| file.read_to_end(&mut added))
