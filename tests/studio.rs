@@ -391,13 +391,17 @@ fn drawing_deleting_and_undo_in_the_piano_roll() {
         .grid_rect
         .expect("the roll was drawn");
     let at = grid.center();
-    // Draw: press and release on empty grid.
-    h.hover_at(at);
-    h.step();
-    h.drag_at(at);
-    h.step();
-    h.drop_at(at);
-    h.step();
+    // Press and release at one point.
+    let click_at = |h: &mut Harness<'static, Studio>| {
+        h.hover_at(at);
+        h.step();
+        h.drag_at(at);
+        h.step();
+        h.drop_at(at);
+        h.step();
+    };
+    // Draw: a click on empty grid.
+    click_at(&mut h);
     let notes = &h.state().session.score.notes;
     assert_eq!(notes.len(), 1, "one note drawn");
     assert_eq!(notes[0].origin, segue::studio::score::Origin::Edited);
@@ -419,12 +423,7 @@ fn drawing_deleting_and_undo_in_the_piano_roll() {
     h.step();
     assert_eq!(h.state().session.score.notes.len(), 1);
     // Clicking the note (to hear it) changes nothing, so the redo step stays.
-    h.hover_at(at);
-    h.step();
-    h.drag_at(at);
-    h.step();
-    h.drop_at(at);
-    h.step();
+    click_at(&mut h);
     assert_eq!(h.state().session.score.notes.len(), 1);
     h.key_press_modifiers(
         egui::Modifiers::COMMAND | egui::Modifiers::SHIFT,
