@@ -406,6 +406,17 @@ fn drawing_deleting_and_undo_in_the_piano_roll() {
     assert_eq!(notes.len(), 1, "one note drawn");
     assert_eq!(notes[0].origin, segue::studio::score::Origin::Edited);
     assert_eq!(notes[0].len, 4);
+    // Trim ends the piece with its last note; Undo gives the rests back.
+    let end = notes[0].start + notes[0].len;
+    h.state_mut().session.score.length = end + 40;
+    h.step();
+    h.get_by_label("Trim").click();
+    h.step();
+    assert_eq!(h.state().session.score.steps(), end);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    assert_eq!(h.state().session.score.steps(), end + 40);
+    assert_eq!(h.state().session.score.notes.len(), 1);
     // Backspace typed into a text field (here the tempo) edits the field, not the roll.
     h.get_by_label("Tempo").focus();
     h.step();

@@ -1147,6 +1147,16 @@ impl Studio {
                 self.session.view.forget_notes();
                 self.edited_by_hand();
             }
+            let rests = self.session.score.trailing_rests();
+            if ui
+                .add_enabled(rests > 0, egui::Button::new("Trim"))
+                .on_hover_text("End the piece with its last note (drops the rests after it)")
+                .clicked()
+            {
+                self.history.record(&self.session.score);
+                self.session.score.length = 0;
+                self.push_score();
+            }
             ui.separator();
             ui.selectable_value(&mut self.session.view.tool, Tool::Draw, "Draw");
             ui.selectable_value(&mut self.session.view.tool, Tool::Select, "Select");

@@ -133,6 +133,12 @@ impl Score {
             .max(self.length)
     }
 
+    /// Steps of rest after the last note (what Trim removes).
+    pub fn trailing_rests(&self) -> usize {
+        let last = self.notes.iter().map(ScoreNote::end).max().unwrap_or(0);
+        self.length.saturating_sub(last)
+    }
+
     /// The score as a roll (at its tempo), for playback, export and the models.
     pub fn to_roll(&self) -> Roll {
         let notes: Vec<RollNote> = self
@@ -335,6 +341,7 @@ mod tests {
         );
         let mut score = Score::from_roll(&roll, Origin::Primer);
         assert_eq!(score.steps(), 32);
+        assert_eq!(score.trailing_rests(), 28);
         assert_eq!(score.to_roll().steps(), 32);
         // A note drawn past the end lengthens the piece; deleting it leaves the length.
         let late = score.draw(62, 40, 4);
