@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use segue::dataset::{Corpus, LoadOptions};
 use segue::generate;
-use segue::midi::{Division, Song};
+use segue::midi::{Division, Meter, Song};
 use segue::models::trained::TrainedModel;
 use segue::render::{RenderOptions, render_roll, write_wav};
 use segue::roll::{QuantizeOptions, Roll};
@@ -922,11 +922,11 @@ fn not_an_input(output: &Path, inputs: &[&Path]) -> Result<()> {
 fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> Result<()> {
     let kind = output_kind(output, &["npy", "png", "mid", "midi"])?;
     not_an_input(output, &[file])?;
-    let roll = read_midi(file, &opts)?;
+    let (roll, meter) = read_midi_and_meter(file, &opts)?;
     match kind.as_str() {
         "npy" => npy::write_roll(output, &roll)?,
         "png" => image::write_png(output, &roll, scale)?,
-        _ => roll.write_midi(output)?,
+        _ => roll.write_midi_in(output, meter)?,
     }
     out!(
         "wrote {} ({} x 128, {} notes)",
@@ -940,11 +940,18 @@ fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> 
 /// Reads a MIDI file as a roll, saying on stderr what damage was skipped (a file cut short
 /// plays only up to the cut; the user must hear of it, not only `segue info`).
 fn read_midi(file: &Path, opts: &QuantizeOptions) -> Result<Roll> {
+    Ok(read_midi_and_meter(file, opts)?.0)
+}
+
+/// [`read_midi`], with the metre the file starts in (a roll keeps none; a MIDI file written
+/// from it is given this one).
+fn read_midi_and_meter(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Meter)> {
     let song = Song::read(file)?;
     for w in &song.warnings {
         eprintln!("segue: warning: {}: {w}", file.display());
     }
-    Ok(Roll::from_song(&song, opts).map_err(|p| segue::Error::midi(file, p))?)
+    let roll = Roll::from_song(&song, opts).map_err(|p| segue::Error::midi(file, p))?;
+    Ok((roll, song.first_meter().unwrap_or(Meter::COMMON)))
 }
 
 fn load_roll_any(file: &Path, opts: QuantizeOptions) -> Result<Roll> {
@@ -1696,11 +1703,13 @@ fn resolve_model(given: Option<&str>) -> Result<(String, PathBuf)> {
 fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let (kind, path) = resolve_model(a.model.as_deref())?;
     let quantize = QuantizeOptions::default();
-    let primer = a
-        .prime
-        .as_deref()
-        .map(|p| read_midi(p, &quantize))
-        .transpose()?;
+    let (primer, meter) = match a.prime.as_deref() {
+        Some(p) => {
+            let (roll, meter) = read_midi_and_meter(p, &quantize)?;
+            (Some(roll), meter)
+        }
+        None => (None, Meter::COMMON),
+    };
     if !(0.0..=1.0).contains(&a.alpha) {
         bail!("--alpha must be between 0 and 1");
     }
@@ -1867,7 +1876,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     };
     bar.finish_and_clear();
     let result = generate::Generated { roll, primer_steps };
-    result.roll.write_midi(&a.output)?;
+    result.roll.write_midi_in(&a.output, meter)?;
     out!(
         "wrote {} ({} primer + {} generated steps)",
         a.output.display(),

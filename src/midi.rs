@@ -54,6 +54,32 @@ pub struct TimeSignature {
     pub denominator: u16,
 }
 
+/// A metre: beats a bar over the beat's note value (3/4, 6/8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Meter {
+    pub numerator: u8,
+    /// The note value itself (4 for x/4), a power of two.
+    pub denominator: u16,
+}
+
+impl Meter {
+    /// 4/4, what a file that says nothing is taken to be in.
+    pub const COMMON: Meter = Meter {
+        numerator: 4,
+        denominator: 4,
+    };
+
+    /// The metre written as MIDI's (numerator, power of two of the denominator), or 4/4 for
+    /// one MIDI cannot say.
+    fn to_midi(self) -> (u8, u8) {
+        if self.numerator > 0 && self.denominator.is_power_of_two() {
+            (self.numerator, self.denominator.trailing_zeros() as u8)
+        } else {
+            (4, 2)
+        }
+    }
+}
+
 /// The file's layout as declared in its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmfFormat {
@@ -287,6 +313,14 @@ impl Song {
         }
     }
 
+    /// The metre the piece starts in, if the file says.
+    pub fn first_meter(&self) -> Option<Meter> {
+        self.time_signatures.first().map(|t| Meter {
+            numerator: t.numerator,
+            denominator: t.denominator,
+        })
+    }
+
     /// Beats per minute of the first tempo event (120 when there is none).
     pub fn initial_bpm(&self) -> f64 {
         let micros = self
@@ -437,10 +471,12 @@ pub struct OutNote {
 /// Encodes notes and a tempo map as a format-1 Standard MIDI File: a tempo track and one piano
 /// track (program 0, channel 1). Ticks are in `ticks_per_quarter`. At equal ticks note-offs
 /// come before note-ons, so repeated notes re-strike. Both tracks end at `end_tick`, or at
-/// their last event if that is later, so trailing rests are kept.
+/// their last event if that is later, so trailing rests are kept. The tempo track starts with
+/// `meter`.
 pub fn write_smf(
     notes: &[OutNote],
     tempo: &[TempoChange],
+    meter: Meter,
     end_tick: u64,
     ticks_per_quarter: u16,
     title: &str,
@@ -450,9 +486,10 @@ pub fn write_smf(
             "ticks per quarter note must be 1..=32767, but was {ticks_per_quarter}"
         )));
     }
+    let (numerator, power) = meter.to_midi();
     let mut tempo_track: Vec<(u64, TrackEventKind)> = vec![(
         0,
-        TrackEventKind::Meta(MetaMessage::TimeSignature(4, 2, 24, 8)),
+        TrackEventKind::Meta(MetaMessage::TimeSignature(numerator, power, 24, 8)),
     )];
     let mut tempo_sorted = tempo.to_vec();
     tempo_sorted.sort_by_key(|t| t.tick);

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use crate::error::{Error, MidiProblem, Result};
 use crate::fsutil;
-use crate::midi::{self, DEFAULT_MICROS_PER_QUARTER, OutNote, Song, TempoChange};
+use crate::midi::{self, DEFAULT_MICROS_PER_QUARTER, Meter, OutNote, Song, TempoChange};
 
 /// Pitches per step (the whole MIDI range).
 pub const PITCHES: usize = 128;
@@ -541,9 +541,14 @@ impl Roll {
     }
 
     /// Encodes the roll as a Standard MIDI File (piano, program 0, the roll's tempo map or
-    /// 120 bpm, the roll's velocities). The file lasts as long as the roll, trailing rests
-    /// included.
+    /// 120 bpm, the roll's velocities, 4/4). The file lasts as long as the roll, trailing
+    /// rests included.
     pub fn to_midi_bytes(&self, title: &str) -> Result<Vec<u8>> {
+        self.to_midi_bytes_in(title, Meter::COMMON)
+    }
+
+    /// [`Roll::to_midi_bytes`] with the time signature `meter` (the roll keeps none itself).
+    pub fn to_midi_bytes_in(&self, title: &str, meter: Meter) -> Result<Vec<u8>> {
         let ticks_per_step = u64::from(EXPORT_TICKS_PER_QUARTER) / STEPS_PER_QUARTER;
         let notes: Vec<OutNote> = self
             .notes()
@@ -564,17 +569,22 @@ impl Roll {
             })
             .collect();
         let end = self.steps as u64 * ticks_per_step;
-        midi::write_smf(&notes, &tempo, end, EXPORT_TICKS_PER_QUARTER, title)
+        midi::write_smf(&notes, &tempo, meter, end, EXPORT_TICKS_PER_QUARTER, title)
     }
 
     /// Writes the roll as a MIDI file (atomically).
     pub fn write_midi(&self, path: &Path) -> Result<()> {
+        self.write_midi_in(path, Meter::COMMON)
+    }
+
+    /// [`Roll::write_midi`] with the time signature `meter`.
+    pub fn write_midi_in(&self, path: &Path, meter: Meter) -> Result<()> {
         let title = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "Segue".into());
         let bytes = self
-            .to_midi_bytes(&title)
+            .to_midi_bytes_in(&title, meter)
             .map_err(|e| Error::format(path, e.to_string()))?;
         fsutil::write_atomic(path, &bytes)
     }

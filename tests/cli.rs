@@ -101,6 +101,16 @@ fn roll_writes_npy_png_and_midi() {
     let be = |i: usize| u32::from_be_bytes(png_bytes[i..i + 4].try_into().unwrap()) as usize;
     assert_eq!(&png_bytes[12..16], b"IHDR");
     assert_eq!((be(16), be(20)), (roll.steps() * 2, 128));
+    // The quantized MIDI keeps the file's metre (a waltz stays in 3/4).
+    let waltz = dir.path().join("waltz.mid");
+    ok(&[
+        "roll",
+        p(&shared("corpus/chopin/chp_op18.mid")),
+        "-o",
+        p(&waltz),
+    ]);
+    assert!(ok(&["info", p(&waltz)]).contains("meter:         3/4"));
+    std::fs::remove_file(&waltz).unwrap();
     // The quantized MIDI reads back as the same roll.
     assert_eq!(
         segue::Roll::read_midi(&mid, &Default::default()).unwrap(),

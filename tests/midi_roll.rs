@@ -542,3 +542,37 @@ fn a_continuation_keeps_the_primers_tempo() {
         assert!((times[t + 1] - times[t] - 0.25).abs() < 1e-9, "step {t}");
     }
 }
+
+/// A roll keeps no metre; a file written from it is given one (4/4 unless said), and one MIDI
+/// cannot say is written as 4/4.
+#[test]
+fn exports_write_the_metre_they_are_given() {
+    use segue::midi::Meter;
+    let roll = Roll::from_notes(
+        16,
+        &[RollNote {
+            start: 0,
+            len: 4,
+            pitch: 60,
+            velocity: 90,
+        }],
+        Vec::new(),
+    );
+    let meter_of = |bytes: Vec<u8>| Song::parse(&bytes).unwrap().first_meter().unwrap();
+    assert_eq!(meter_of(roll.to_midi_bytes("x").unwrap()), Meter::COMMON);
+    for (n, d) in [(3, 4), (6, 8), (5, 4), (2, 2)] {
+        let m = Meter {
+            numerator: n,
+            denominator: d,
+        };
+        assert_eq!(meter_of(roll.to_midi_bytes_in("x", m).unwrap()), m);
+    }
+    let odd = Meter {
+        numerator: 7,
+        denominator: 6,
+    };
+    assert_eq!(
+        meter_of(roll.to_midi_bytes_in("x", odd).unwrap()),
+        Meter::COMMON
+    );
+}

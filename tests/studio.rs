@@ -158,6 +158,18 @@ fn opens_a_midi_file_and_exports_it_back() {
     assert!(h.state().message().unwrap().0.contains("out.mid"));
     let back = Roll::read_midi(&out, &QuantizeOptions::default()).unwrap();
     assert_eq!(back.binary(), roll.binary());
+    // A waltz comes back out in 3/4.
+    let waltz = common::shared("corpus").join("chopin/chp_op18.mid");
+    h.state_mut().open_file(&waltz);
+    settle(&mut h);
+    let out = dir.path().join("waltz.mid");
+    h.state_mut().export_midi(&out);
+    settle(&mut h);
+    let meter = segue::midi::Song::read(&out)
+        .unwrap()
+        .first_meter()
+        .unwrap();
+    assert_eq!((meter.numerator, meter.denominator), (3, 4));
     // A bad file gives a message in the window, not a crash.
     let bad = dir.path().join("bad.mid");
     std::fs::write(&bad, b"MThd garbage").unwrap();

@@ -282,7 +282,7 @@ enum DialogResult {
     FollowDir(PathBuf),
     Model(PathBuf),
     /// A MIDI file was read (the roll and its damage warnings).
-    Opened(PathBuf, Result<(Roll, Vec<String>), String>),
+    Opened(PathBuf, Result<Opened, String>),
     /// A MIDI or WAV export finished.
     Written(Result<PathBuf, String>),
     /// A model file was loaded.
@@ -309,12 +309,25 @@ fn load_trained(path: &Path) -> Result<Arc<TrainedModel>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Reads a MIDI file as a primer roll, with the damage that was skipped.
-fn read_primer(path: &Path) -> Result<(Roll, Vec<String>), String> {
+/// A MIDI file read for the studio.
+struct Opened {
+    roll: Roll,
+    /// The metre it starts in, if it says (exports keep it).
+    meter: Option<crate::midi::Meter>,
+    /// The damage that was skipped.
+    warnings: Vec<String>,
+}
+
+/// Reads a MIDI file as a primer roll, with its metre and the damage that was skipped.
+fn read_primer(path: &Path) -> Result<Opened, String> {
     Song::read(path)
         .and_then(|song| {
             Roll::from_song(&song, &QuantizeOptions::whole_file())
-                .map(|roll| (roll, song.warnings))
+                .map(|roll| Opened {
+                    roll,
+                    meter: song.first_meter(),
+                    warnings: song.warnings,
+                })
                 .map_err(|p| crate::Error::midi(path, p))
         })
         .map_err(|e| e.to_string())
@@ -522,12 +535,17 @@ impl Studio {
         self.use_opened(path.to_path_buf(), read);
     }
 
-    fn use_opened(&mut self, path: PathBuf, read: Result<(Roll, Vec<String>), String>) {
+    fn use_opened(&mut self, path: PathBuf, read: Result<Opened, String>) {
         match read {
-            Ok((roll, warnings)) => {
+            Ok(Opened {
+                roll,
+                meter,
+                warnings,
+            }) => {
                 self.cancel_generation();
                 self.history.record(&self.session.score);
                 let mut score = Score::from_roll(&roll, Origin::Primer);
+                score.meter = meter;
                 score.primer_steps = roll.steps();
                 self.session.score = score;
                 self.session.view.forget_notes();
@@ -557,9 +575,14 @@ impl Studio {
     /// Writes the score as MIDI (on a worker thread).
     pub fn export_midi(&mut self, path: &Path) {
         let roll = self.session.score.to_roll();
+        let meter = self
+            .session
+            .score
+            .meter
+            .unwrap_or(crate::midi::Meter::COMMON);
         let path = path.to_path_buf();
         self.in_background(move || {
-            let written = roll.write_midi(&path).map(|()| path);
+            let written = roll.write_midi_in(&path, meter).map(|()| path);
             DialogResult::Written(written.map_err(|e| e.to_string()))
         });
     }
@@ -785,8 +808,9 @@ impl Studio {
     fn choose_variation(&mut self, k: usize) {
         if let Some(g) = self.variations.get(k) {
             self.history.record(&self.session.score);
-            let bpm = self.session.score.bpm;
+            let (bpm, meter) = (self.session.score.bpm, self.session.score.meter);
             self.session.score = Score::from_generated(&g.roll, g.primer_steps, bpm);
+            self.session.score.meter = meter;
             self.session.view.forget_notes();
             self.chosen_variation = k;
             self.push_score();

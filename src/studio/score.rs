@@ -49,6 +49,9 @@ pub struct Score {
     /// opened file or a generated piece); 0 = it ends with its last note.
     #[serde(default)]
     pub length: usize,
+    /// The metre of the opened file, if it said (MIDI exports are written in it; else 4/4).
+    #[serde(default)]
+    pub meter: Option<crate::midi::Meter>,
 }
 
 impl Score {
@@ -85,6 +88,7 @@ impl Score {
             bpm: 120.0,
             primer_steps: 0,
             length: 0,
+            meter: None,
         }
     }
 
@@ -107,6 +111,7 @@ impl Score {
             bpm,
             primer_steps: 0,
             length: roll.steps(),
+            meter: None,
         }
     }
 
