@@ -313,9 +313,10 @@ impl Song {
         }
     }
 
-    /// The metre the piece starts in, if the file says.
+    /// The metre the piece starts in, if the file says (a time signature at its first tick;
+    /// without one MIDI means 4/4).
     pub fn first_meter(&self) -> Option<Meter> {
-        self.time_signatures.first().map(|t| Meter {
+        self.time_signatures.first().filter(|t| t.tick == 0).map(|t| Meter {
             numerator: t.numerator,
             denominator: t.denominator,
         })
