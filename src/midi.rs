@@ -316,10 +316,13 @@ impl Song {
     /// The metre the piece starts in, if the file says (a time signature at its first tick;
     /// without one MIDI means 4/4).
     pub fn first_meter(&self) -> Option<Meter> {
-        self.time_signatures.first().filter(|t| t.tick == 0).map(|t| Meter {
-            numerator: t.numerator,
-            denominator: t.denominator,
-        })
+        self.time_signatures
+            .first()
+            .filter(|t| t.tick == 0)
+            .map(|t| Meter {
+                numerator: t.numerator,
+                denominator: t.denominator,
+            })
     }
 
     /// Beats per minute of the first tempo event (120 when there is none).
