@@ -322,6 +322,15 @@ impl Roll {
         self.cells.iter().filter(|&&v| v != 0).count()
     }
 
+    /// The step after the last sounding one (0 for a silent roll): the roll without its
+    /// trailing rests is `slice(0, sounding_end())`.
+    pub fn sounding_end(&self) -> usize {
+        self.cells
+            .iter()
+            .rposition(|&v| v != 0)
+            .map_or(0, |i| i / PITCHES + 1)
+    }
+
     /// The tempo map in steps (empty: 120 bpm).
     pub fn tempo(&self) -> &[StepTempo] {
         &self.tempo

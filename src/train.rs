@@ -933,12 +933,7 @@ impl<'a> Trainer<'a> {
                 self.opts.config
             )));
         }
-        if state.corpus_hash != self.corpus.content_hash() {
-            return Err(Error::InvalidArgument(format!(
-                "{}: the checkpoint was trained on another corpus (content hash differs)",
-                out.display()
-            )));
-        }
+        crate::train_loop::check_same_corpus(out, &state.corpus_hash, self.corpus)?;
         // What decides the split and the batches must stay: another seed would move trained
         // pieces into validation, another snippet length would change the batch order.
         let (was, now) = (&state.options, &self.opts);

@@ -406,12 +406,7 @@ impl Runner<'_> {
                 task.config()
             )));
         }
-        if info.corpus_hash != self.corpus.content_hash() {
-            return Err(Error::InvalidArgument(format!(
-                "{}: the checkpoint was trained on another corpus (content hash differs)",
-                out.display()
-            )));
-        }
+        check_same_corpus(out, &info.corpus_hash, self.corpus)?;
         let (was, now) = (&info.options, &self.opts);
         check_same_data(
             out,
@@ -467,6 +462,17 @@ pub(crate) fn option<T: std::fmt::Display>(
     now: T,
 ) -> (&'static str, String, String) {
     (name, was.to_string(), now.to_string())
+}
+
+/// Refuses to resume the run in `out` on another corpus than its checkpoint's (`hash`).
+pub(crate) fn check_same_corpus(out: &Path, hash: &str, corpus: &Corpus) -> Result<()> {
+    if hash != corpus.content_hash() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: the checkpoint was trained on another corpus (content hash differs)",
+            out.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses to resume the run in `out` when an option that decides the split or the batches

@@ -63,12 +63,17 @@ fn run(corpus: &Corpus, opts: &TrainOptions, out: &Path, resume: bool) -> Vec<Me
 
 /// The error of a training run that must be refused.
 fn refused(corpus: &Corpus, opts: &TrainOptions, out: &Path) -> segue::Error {
+    refused_at(corpus, opts, out, false)
+}
+
+/// Why training (or resuming, with `resume`) into `out` is refused.
+fn refused_at(corpus: &Corpus, opts: &TrainOptions, out: &Path, resume: bool) -> segue::Error {
     train::train_lstm_vae(
         corpus,
         opts,
         out,
         &candle_core::Device::Cpu,
-        false,
+        resume,
         &Control::default(),
         &mut |_| {},
     )
@@ -160,17 +165,7 @@ fn same_seed_same_curve_and_resume_continues_it() {
     let e = tempfile::tempdir().unwrap();
     run(&corpus, &tiny_options(4), e.path(), false);
     std::fs::copy(train::model_path(a.path()), train::model_path(e.path())).unwrap();
-    let err = train::train_lstm_vae(
-        &corpus,
-        &tiny_options(6),
-        e.path(),
-        &candle_core::Device::Cpu,
-        true,
-        &Control::default(),
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let err = refused_at(&corpus, &tiny_options(6), e.path(), true).to_string();
     assert!(
         err.contains("do not belong together") && err.contains("model weights at step 6"),
         "{err}"
@@ -178,19 +173,8 @@ fn same_seed_same_curve_and_resume_continues_it() {
 
     // A forgotten --resume does not overwrite a run; --resume in a folder without one does
     // not silently start over.
-    let start = |out: &Path, resume: bool| {
-        train::train_lstm_vae(
-            &corpus,
-            &tiny_options(6),
-            out,
-            &candle_core::Device::Cpu,
-            resume,
-            &Control::default(),
-            &mut |_| {},
-        )
-        .unwrap_err()
-        .to_string()
-    };
+    let start =
+        |out: &Path, resume: bool| refused_at(&corpus, &tiny_options(6), out, resume).to_string();
     let err = start(c.path(), false);
     assert!(err.contains("already holds a run"), "{err}");
     let empty = tempfile::tempdir().unwrap();
@@ -201,17 +185,7 @@ fn same_seed_same_curve_and_resume_continues_it() {
     // Resuming with another seed would move trained pieces into validation: refused.
     let mut reseeded = tiny_options(6);
     reseeded.seed = 9;
-    let err = train::train_lstm_vae(
-        &corpus,
-        &reseeded,
-        c.path(),
-        &candle_core::Device::Cpu,
-        true,
-        &Control::default(),
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let err = refused_at(&corpus, &reseeded, c.path(), true).to_string();
     assert!(
         err.contains("cannot resume with --seed 9 (the checkpoint's is 1)"),
         "{err}"

@@ -377,6 +377,8 @@ fn trailing_rests_survive_export() {
         16 * u64::from(segue::roll::EXPORT_TICKS_PER_QUARTER)
     );
     assert_eq!(roll_of(&bytes, &QuantizeOptions::whole_file()).steps(), 64);
+    assert_eq!(roll.sounding_end(), 8);
+    assert_eq!(Roll::new(5).sounding_end(), 0);
     assert_eq!(roll_of(&bytes, &QuantizeOptions::default()).steps(), 8);
     // An end-of-track far past the limit is not taken as the piece's length.
     let opts = QuantizeOptions {

@@ -607,13 +607,7 @@ impl Studio {
             .primer
             .clone()
             .unwrap_or_else(|| self.session.score.to_roll());
-        let end = roll
-            .notes()
-            .iter()
-            .map(|n| n.start + n.len)
-            .max()
-            .unwrap_or(0);
-        roll.slice(0, end)
+        roll.slice(0, roll.sounding_end())
     }
 
     /// The composers the chosen engine knows, in its own order (the DCGAN knows none).

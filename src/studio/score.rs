@@ -128,20 +128,19 @@ impl Score {
         score
     }
 
+    /// The step after the last note (0 for no notes).
+    fn last_note_end(&self) -> usize {
+        self.notes.iter().map(ScoreNote::end).max().unwrap_or(0)
+    }
+
     /// Steps up to the end of the piece: its last note, or its trailing rests.
     pub fn steps(&self) -> usize {
-        self.notes
-            .iter()
-            .map(ScoreNote::end)
-            .max()
-            .unwrap_or(0)
-            .max(self.length)
+        self.last_note_end().max(self.length)
     }
 
     /// Steps of rest after the last note (what Trim removes).
     pub fn trailing_rests(&self) -> usize {
-        let last = self.notes.iter().map(ScoreNote::end).max().unwrap_or(0);
-        self.length.saturating_sub(last)
+        self.length.saturating_sub(self.last_note_end())
     }
 
     /// The score as a roll (at its tempo), for playback, export and the models.

@@ -386,8 +386,17 @@ impl TrainingJob {
                     dir: dir.clone(),
                     total,
                 });
+                let manifest = crate::models::weights::manifest_path(&train::model_path(&dir));
+                let mut manifest_seen = None;
                 while !stop.load(Ordering::Relaxed) {
-                    let planned = planned_steps(&dir);
+                    // The manifest is read again only when a checkpoint has rewritten it.
+                    let modified = std::fs::metadata(&manifest).and_then(|m| m.modified()).ok();
+                    let planned = if modified == manifest_seen {
+                        total
+                    } else {
+                        manifest_seen = modified;
+                        planned_steps(&manifest)
+                    };
                     if planned != total {
                         total = planned;
                         send(TrainingReport::Following {
@@ -423,13 +432,10 @@ impl TrainingJob {
     }
 }
 
-/// The steps a run in `dir` is set to reach, from its manifest (written at its first
+/// The steps a run is set to reach, from its model's manifest (written at its first
 /// checkpoint).
-fn planned_steps(dir: &std::path::Path) -> Option<usize> {
-    let manifest: serde_json::Value = crate::models::weights::read_manifest(
-        &crate::models::weights::manifest_path(&train::model_path(dir)),
-    )
-    .ok()?;
+fn planned_steps(manifest: &std::path::Path) -> Option<usize> {
+    let manifest: serde_json::Value = crate::models::weights::read_manifest(manifest).ok()?;
     manifest["training"]["steps"].as_u64().map(|s| s as usize)
 }
 
