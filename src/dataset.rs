@@ -18,16 +18,18 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::meter::StepMeter;
+use crate::midi::Meter;
 use crate::roll::{PITCHES, QuantizeOptions, Roll, RollNote, StepTempo};
 
 /// Snippet length used by the paper (320 sixteenth notes = 20 bars of 4/4).
 pub const DEFAULT_SNIPPET_STEPS: usize = 320;
-const CACHE_MAGIC: &[u8; 8] = b"SEGROLL1";
+const CACHE_MAGIC: &[u8; 8] = b"SEGROLL2";
 /// The version of the MIDI reader and quantiser, part of every cache key: raise it whenever a
 /// change to `midi.rs` or `roll.rs` can change the roll of a file, so cached rolls of the older
 /// code are not read back. 2: SMPTE 29.97 fps read at 30/1.001, tempo events of SMPTE files
-/// ignored.
-const ROLL_VERSION: u32 = 2;
+/// ignored. 3: the metre map.
+const ROLL_VERSION: u32 = 3;
 
 /// One piece of music in the corpus.
 #[derive(Debug, Clone)]
@@ -309,16 +311,24 @@ fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Ro
     Ok((roll, content_hash))
 }
 
-/// The compact cache form of a roll: its notes and tempo map.
+/// The compact cache form of a roll: its notes, tempo and metre maps.
 pub fn encode_cached(roll: &Roll) -> Vec<u8> {
     let notes = roll.notes();
-    let mut out = Vec::with_capacity(24 + notes.len() * 10 + roll.tempo().len() * 8);
+    let mut out = Vec::with_capacity(
+        28 + notes.len() * 10 + roll.tempo().len() * 8 + roll.meters().len() * 7,
+    );
     out.extend_from_slice(CACHE_MAGIC);
     out.extend_from_slice(&(roll.steps() as u32).to_le_bytes());
     out.extend_from_slice(&(roll.tempo().len() as u32).to_le_bytes());
     for t in roll.tempo() {
         out.extend_from_slice(&(t.step as u32).to_le_bytes());
         out.extend_from_slice(&t.micros_per_quarter.to_le_bytes());
+    }
+    out.extend_from_slice(&(roll.meters().len() as u32).to_le_bytes());
+    for m in roll.meters() {
+        out.extend_from_slice(&(m.step as u32).to_le_bytes());
+        out.push(m.meter.numerator);
+        out.extend_from_slice(&m.meter.denominator.to_le_bytes());
     }
     out.extend_from_slice(&(notes.len() as u32).to_le_bytes());
     for n in &notes {
@@ -348,6 +358,20 @@ pub fn decode_cached(bytes: &[u8]) -> Option<Roll> {
             micros_per_quarter: u32_(&mut r)?,
         });
     }
+    let n_meters = u32_(&mut r)? as usize;
+    let mut meters = Vec::with_capacity(n_meters.min(1 << 16));
+    for _ in 0..n_meters {
+        let step = u32_(&mut r)? as usize;
+        let [numerator] = take::<1>(&mut r)?;
+        let denominator = take::<2>(&mut r).map(u16::from_le_bytes)?;
+        meters.push(StepMeter {
+            step,
+            meter: Meter {
+                numerator,
+                denominator,
+            },
+        });
+    }
     let n_notes = u32_(&mut r)? as usize;
     let mut notes = Vec::with_capacity(n_notes.min(1 << 20));
     for _ in 0..n_notes {
@@ -364,7 +388,9 @@ pub fn decode_cached(bytes: &[u8]) -> Option<Roll> {
     if !r.is_empty() || steps > 1 << 26 {
         return None;
     }
-    Some(Roll::from_notes(steps, &notes, tempo))
+    let mut roll = Roll::from_notes(steps, &notes, tempo);
+    roll.set_meters(meters);
+    Some(roll)
 }
 
 /// Where a snippet comes from.

@@ -16,6 +16,7 @@ pub mod fsutil;
 pub mod gan;
 pub mod generate;
 pub mod image;
+pub mod meter;
 pub mod midi;
 pub mod models;
 pub mod npy;

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use segue::dataset::{Corpus, LoadOptions};
 use segue::generate;
-use segue::midi::{Division, Meter, Song};
+use segue::midi::{Division, Song};
 use segue::models::trained::TrainedModel;
 use segue::render::{RenderOptions, render_roll, write_wav};
 use segue::roll::{QuantizeOptions, Roll};
@@ -848,8 +848,28 @@ fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
         song.tempo.len(),
         song.initial_bpm()
     );
-    if let Some(ts) = song.time_signatures.first() {
-        out!("meter:         {}/{}", ts.numerator, ts.denominator);
+    if !song.time_signatures.is_empty() {
+        // The metre the piece starts in, then where it changes (bars counted as the studio
+        // counts them).
+        let meters = roll.meters();
+        let changes: Vec<String> = meters
+            .iter()
+            .filter(|m| m.step > 0)
+            .map(|m| {
+                let bar = segue::meter::bar_position(meters, m.step as f64);
+                format!("{} at bar {}", m.meter, bar.floor())
+            })
+            .collect();
+        let first = roll.meter_at(0);
+        match changes.len() {
+            0 => out!("meter:         {first}"),
+            1..=4 => out!("meter:         {first}, then {}", changes.join(", ")),
+            n => out!(
+                "meter:         {first}, then {} and {} more changes",
+                changes[..3].join(", "),
+                n - 3
+            ),
+        }
     }
     let drums = song
         .notes
@@ -922,11 +942,11 @@ fn not_an_input(output: &Path, inputs: &[&Path]) -> Result<()> {
 fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> Result<()> {
     let kind = output_kind(output, &["npy", "png", "mid", "midi"])?;
     not_an_input(output, &[file])?;
-    let (roll, meter) = read_midi_and_meter(file, &opts)?;
+    let roll = read_midi(file, &opts)?;
     match kind.as_str() {
         "npy" => npy::write_roll(output, &roll)?,
         "png" => image::write_png(output, &roll, scale)?,
-        _ => roll.write_midi_in(output, meter)?,
+        _ => roll.write_midi(output)?,
     }
     out!(
         "wrote {} ({} x 128, {} notes)",
@@ -940,18 +960,11 @@ fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> 
 /// Reads a MIDI file as a roll, saying on stderr what damage was skipped (a file cut short
 /// plays only up to the cut; the user must hear of it, not only `segue info`).
 fn read_midi(file: &Path, opts: &QuantizeOptions) -> Result<Roll> {
-    Ok(read_midi_and_meter(file, opts)?.0)
-}
-
-/// [`read_midi`], with the metre the file starts in (a roll keeps none; a MIDI file written
-/// from it is given this one).
-fn read_midi_and_meter(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Meter)> {
     let song = Song::read(file)?;
     for w in &song.warnings {
         eprintln!("segue: warning: {}: {w}", file.display());
     }
-    let roll = Roll::from_song(&song, opts).map_err(|p| segue::Error::midi(file, p))?;
-    Ok((roll, song.first_meter().unwrap_or(Meter::COMMON)))
+    Ok(Roll::from_song(&song, opts).map_err(|p| segue::Error::midi(file, p))?)
 }
 
 fn load_roll_any(file: &Path, opts: QuantizeOptions) -> Result<Roll> {
@@ -1703,12 +1716,9 @@ fn resolve_model(given: Option<&str>) -> Result<(String, PathBuf)> {
 fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let (kind, path) = resolve_model(a.model.as_deref())?;
     let quantize = QuantizeOptions::default();
-    let (primer, meter) = match a.prime.as_deref() {
-        Some(p) => {
-            let (roll, meter) = read_midi_and_meter(p, &quantize)?;
-            (Some(roll), meter)
-        }
-        None => (None, Meter::COMMON),
+    let primer = match a.prime.as_deref() {
+        Some(p) => Some(read_midi(p, &quantize)?),
+        None => None,
     };
     if !(0.0..=1.0).contains(&a.alpha) {
         bail!("--alpha must be between 0 and 1");
@@ -1876,7 +1886,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     };
     bar.finish_and_clear();
     let result = generate::Generated { roll, primer_steps };
-    result.roll.write_midi_in(&a.output, meter)?;
+    result.roll.write_midi(&a.output)?;
     out!(
         "wrote {} ({} primer + {} generated steps)",
         a.output.display(),

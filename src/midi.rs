@@ -68,16 +68,6 @@ impl Meter {
         numerator: 4,
         denominator: 4,
     };
-
-    /// The metre written as MIDI's (numerator, power of two of the denominator), or 4/4 for
-    /// one MIDI cannot say.
-    fn to_midi(self) -> (u8, u8) {
-        if self.numerator > 0 && self.denominator.is_power_of_two() {
-            (self.numerator, self.denominator.trailing_zeros() as u8)
-        } else {
-            (4, 2)
-        }
-    }
 }
 
 /// The file's layout as declared in its header.
@@ -472,15 +462,16 @@ pub struct OutNote {
     pub velocity: u8,
 }
 
-/// Encodes notes and a tempo map as a format-1 Standard MIDI File: a tempo track and one piano
-/// track (program 0, channel 1). Ticks are in `ticks_per_quarter`. At equal ticks note-offs
-/// come before note-ons, so repeated notes re-strike. Both tracks end at `end_tick`, or at
-/// their last event if that is later, so trailing rests are kept. The tempo track starts with
-/// `meter`.
+/// Encodes notes, a tempo map and a metre map as a format-1 Standard MIDI File: a tempo track
+/// and one piano track (program 0, channel 1). Ticks are in `ticks_per_quarter`. At equal
+/// ticks note-offs come before note-ons, so repeated notes re-strike. Both tracks end at
+/// `end_tick`, or at their last event if that is later, so trailing rests are kept. The tempo
+/// track starts with a time signature (4/4 unless `meters` has one at tick 0); metres MIDI
+/// cannot write are left out.
 pub fn write_smf(
     notes: &[OutNote],
     tempo: &[TempoChange],
-    meter: Meter,
+    meters: &[TimeSignature],
     end_tick: u64,
     ticks_per_quarter: u16,
     title: &str,
@@ -490,11 +481,29 @@ pub fn write_smf(
             "ticks per quarter note must be 1..=32767, but was {ticks_per_quarter}"
         )));
     }
-    let (numerator, power) = meter.to_midi();
-    let mut tempo_track: Vec<(u64, TrackEventKind)> = vec![(
-        0,
-        TrackEventKind::Meta(MetaMessage::TimeSignature(numerator, power, 24, 8)),
-    )];
+    let mut meters: Vec<(u64, Meter)> = meters
+        .iter()
+        .map(|t| {
+            let meter = Meter {
+                numerator: t.numerator,
+                denominator: t.denominator,
+            };
+            (t.tick, meter)
+        })
+        .filter(|(_, m)| m.is_valid())
+        .collect();
+    meters.sort_by_key(|m| m.0);
+    if meters.first().is_none_or(|m| m.0 > 0) {
+        meters.insert(0, (0, Meter::COMMON));
+    }
+    let mut tempo_track: Vec<(u64, TrackEventKind)> = meters
+        .iter()
+        .map(|&(tick, meter)| {
+            let power = meter.denominator.trailing_zeros() as u8;
+            let signature = MetaMessage::TimeSignature(meter.numerator, power, 24, 8);
+            (tick, TrackEventKind::Meta(signature))
+        })
+        .collect();
     let mut tempo_sorted = tempo.to_vec();
     tempo_sorted.sort_by_key(|t| t.tick);
     if tempo_sorted.first().is_none_or(|t| t.tick > 0) {
@@ -511,6 +520,9 @@ pub fn write_smf(
             u24::try_from(t.micros_per_quarter.clamp(1, 0xff_ffff)).unwrap_or(u24::max_value());
         tempo_track.push((t.tick, TrackEventKind::Meta(MetaMessage::Tempo(micros))));
     }
+    // Time signatures and tempo changes in time order (a stable sort: a time signature comes
+    // first at a shared tick).
+    tempo_track.sort_by_key(|e| e.0);
 
     let channel = u4::new(0);
     let mut note_events: Vec<(u64, u8, TrackEventKind)> = Vec::with_capacity(notes.len() * 2);

@@ -2,7 +2,7 @@
 //!
 //! The binary matrix the models see is `cells != 0`. Alongside it the roll keeps what export
 //! needs: the velocity of each sounding cell, where notes start (so a repeated note stays two
-//! notes), and the tempo map in steps.
+//! notes), and the tempo and metre maps in steps.
 //!
 //! Quantization counts the file's own ticks, so tempo changes never shift the grid:
 //! `start = round(tick * 4 / tpq)`, `length = round(duration_ticks * 4 / tpq)`, rounding half
@@ -13,7 +13,10 @@ use std::path::Path;
 
 use crate::error::{Error, MidiProblem, Result};
 use crate::fsutil;
-use crate::midi::{self, DEFAULT_MICROS_PER_QUARTER, Meter, OutNote, Song, TempoChange};
+use crate::meter::{self, StepMeter};
+use crate::midi::{
+    self, DEFAULT_MICROS_PER_QUARTER, Meter, OutNote, Song, TempoChange, TimeSignature,
+};
 
 /// Pitches per step (the whole MIDI range).
 pub const PITCHES: usize = 128;
@@ -95,6 +98,8 @@ pub struct Roll {
     onsets: Vec<bool>,
     /// Tempo changes by step; empty means 120 bpm.
     tempo: Vec<StepTempo>,
+    /// Changes of metre by step (normalized); empty means 4/4.
+    meters: Vec<StepMeter>,
 }
 
 /// Rounds `num / den` to the nearest integer, ties to even (NumPy's rule).
@@ -117,6 +122,7 @@ impl Roll {
             cells: vec![0; steps * PITCHES],
             onsets: vec![false; steps * PITCHES],
             tempo: Vec::new(),
+            meters: Vec::new(),
         }
     }
 
@@ -188,7 +194,21 @@ impl Roll {
                 steps = steps.max(end);
             }
         }
-        Ok(Roll::from_notes(steps as usize, &notes, tempo))
+        let meters = song
+            .time_signatures
+            .iter()
+            .map(|t| StepMeter {
+                step: round_half_even(t.tick.saturating_mul(STEPS_PER_QUARTER), tpq).min(limit)
+                    as usize,
+                meter: Meter {
+                    numerator: t.numerator,
+                    denominator: t.denominator,
+                },
+            })
+            .collect();
+        let mut roll = Roll::from_notes(steps as usize, &notes, tempo);
+        roll.set_meters(meters);
+        Ok(roll)
     }
 
     /// Builds a roll from notes in steps (notes past `steps` are cut) and a tempo map.
@@ -359,6 +379,23 @@ impl Roll {
         self.tempo = dedup;
     }
 
+    /// The metre map in steps (empty: 4/4 throughout).
+    pub fn meters(&self) -> &[StepMeter] {
+        &self.meters
+    }
+
+    /// Replaces the metre map (see [`meter::normalize`]); changes at or past the roll's end
+    /// are left out (a MIDI file may hold one after its last note).
+    pub fn set_meters(&mut self, mut meters: Vec<StepMeter>) {
+        meters.retain(|m| m.step == 0 || m.step < self.steps);
+        self.meters = meter::normalize(meters);
+    }
+
+    /// The metre in force at `step`.
+    pub fn meter_at(&self, step: usize) -> Meter {
+        meter::meter_at(&self.meters, step)
+    }
+
     /// Micro-seconds per quarter note in force at `step`.
     pub fn micros_per_quarter_at(&self, step: usize) -> u32 {
         self.tempo
@@ -446,7 +483,8 @@ impl Roll {
         self.canonicalize();
     }
 
-    /// Steps `start..start + len` as a new roll (silence past the end), keeping the tempo.
+    /// Steps `start..start + len` as a new roll (silence past the end), keeping the tempo and
+    /// the metre.
     pub fn slice(&self, start: usize, len: usize) -> Roll {
         let mut out = Roll::new(len);
         for t in 0..len {
@@ -473,28 +511,65 @@ impl Roll {
                 }),
         );
         out.set_tempo(tempo);
+        let mut meters = vec![StepMeter {
+            step: 0,
+            meter: self.meter_at(start),
+        }];
+        meters.extend(
+            self.meters
+                .iter()
+                .filter(|m| m.step > start && m.step < start + len)
+                .map(|m| StepMeter {
+                    step: m.step - start,
+                    ..*m
+                }),
+        );
+        out.set_meters(meters);
         out
     }
 
-    /// Appends generated steps, which have no tempo of their own, at the tempo this roll ends
-    /// with: a continuation goes on at the primer's pace (appending a roll without a tempo
-    /// map would switch to 120 bpm at the join).
+    /// Appends generated steps, which have no tempo or metre of their own, at the tempo and
+    /// in the metre this roll ends with: a continuation goes on at the primer's pace and in
+    /// its metre (appending a roll without those maps would switch to 120 bpm and 4/4 at the
+    /// join).
     pub fn continue_with(&mut self, generated: &Roll) {
+        let last = self.steps.saturating_sub(1);
         let mut tail = generated.clone();
         tail.set_tempo(vec![StepTempo {
             step: 0,
-            micros_per_quarter: self.micros_per_quarter_at(self.steps.saturating_sub(1)),
+            micros_per_quarter: self.micros_per_quarter_at(last),
+        }]);
+        tail.set_meters(vec![StepMeter {
+            step: 0,
+            meter: self.meter_at(last),
         }]);
         self.append(&tail);
     }
 
-    /// Appends `other` after this roll (its tempo map is kept from its own first step).
+    /// Appends `other` after this roll (its tempo and metre maps are kept from its own first
+    /// step).
     pub fn append(&mut self, other: &Roll) {
         let offset = self.steps;
+        let mut meters = self.meters.clone();
+        meters.push(StepMeter {
+            step: offset,
+            meter: other.meter_at(0),
+        });
+        meters.extend(
+            other
+                .meters
+                .iter()
+                .filter(|m| m.step > 0)
+                .map(|m| StepMeter {
+                    step: m.step + offset,
+                    ..*m
+                }),
+        );
         let own_tempo_at_end = self.micros_per_quarter_at(offset);
         self.cells.extend_from_slice(&other.cells);
         self.onsets.extend_from_slice(&other.onsets);
         self.steps += other.steps;
+        self.set_meters(meters);
         let mut tempo = self.tempo.clone();
         let other_first = other.micros_per_quarter_at(0);
         if other_first != own_tempo_at_end {
@@ -550,14 +625,9 @@ impl Roll {
     }
 
     /// Encodes the roll as a Standard MIDI File (piano, program 0, the roll's tempo map or
-    /// 120 bpm, the roll's velocities, 4/4). The file lasts as long as the roll, trailing
-    /// rests included.
+    /// 120 bpm, its metre map or 4/4, its velocities). The file lasts as long as the roll,
+    /// trailing rests included.
     pub fn to_midi_bytes(&self, title: &str) -> Result<Vec<u8>> {
-        self.to_midi_bytes_in(title, Meter::COMMON)
-    }
-
-    /// [`Roll::to_midi_bytes`] with the time signature `meter` (the roll keeps none itself).
-    pub fn to_midi_bytes_in(&self, title: &str, meter: Meter) -> Result<Vec<u8>> {
         let ticks_per_step = u64::from(EXPORT_TICKS_PER_QUARTER) / STEPS_PER_QUARTER;
         let notes: Vec<OutNote> = self
             .notes()
@@ -577,23 +647,34 @@ impl Roll {
                 micros_per_quarter: t.micros_per_quarter,
             })
             .collect();
+        let meters: Vec<TimeSignature> = self
+            .meters
+            .iter()
+            .map(|m| TimeSignature {
+                tick: m.step as u64 * ticks_per_step,
+                numerator: m.meter.numerator,
+                denominator: m.meter.denominator,
+            })
+            .collect();
         let end = self.steps as u64 * ticks_per_step;
-        midi::write_smf(&notes, &tempo, meter, end, EXPORT_TICKS_PER_QUARTER, title)
+        midi::write_smf(
+            &notes,
+            &tempo,
+            &meters,
+            end,
+            EXPORT_TICKS_PER_QUARTER,
+            title,
+        )
     }
 
     /// Writes the roll as a MIDI file (atomically).
     pub fn write_midi(&self, path: &Path) -> Result<()> {
-        self.write_midi_in(path, Meter::COMMON)
-    }
-
-    /// [`Roll::write_midi`] with the time signature `meter`.
-    pub fn write_midi_in(&self, path: &Path, meter: Meter) -> Result<()> {
         let title = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "Segue".into());
         let bytes = self
-            .to_midi_bytes_in(&title, meter)
+            .to_midi_bytes(&title)
             .map_err(|e| Error::format(path, e.to_string()))?;
         fsutil::write_atomic(path, &bytes)
     }

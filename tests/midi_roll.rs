@@ -6,6 +6,7 @@ use common::{Ev, off, on, simple, smf};
 use midly::num::u15;
 use midly::{Format, Timing};
 use proptest::prelude::*;
+use segue::meter::StepMeter;
 use segue::midi::{Division, SmfFormat, Song};
 use segue::roll::{QuantizeOptions, Roll, RollNote, StepTempo, round_half_even};
 
@@ -406,10 +407,12 @@ proptest! {
         notes in arb_notes(),
         tpq in prop::sample::select(vec![24u16, 96, 120, 480, 960, 10080]),
         tempos in prop::collection::vec((0u64..5000, 200_000u32..1_500_000), 1..6),
+        meters in prop::collection::vec((0u64..5000, 1u8..13, 0u8..5), 0..5),
         keep in any::<bool>(),
         keep_length in any::<bool>(),
     ) {
         let mut evs: Vec<(u64, Ev)> = tempos.iter().map(|&(t, m)| (t, Ev::Tempo(m))).collect();
+        evs.extend(meters.iter().map(|&(t, n, d)| (t, Ev::Meter(n, d))));
         for &(s, e, key, vel) in &notes {
             evs.push((s, Ev::On { ch: 0, key, vel }));
             evs.push((e, Ev::Off { ch: 0, key }));
@@ -545,13 +548,26 @@ fn a_continuation_keeps_the_primers_tempo() {
     }
 }
 
-/// A roll keeps no metre; a file written from it is given one (4/4 unless said), and one MIDI
-/// cannot say is written as 4/4.
+fn meter(numerator: u8, denominator: u16) -> segue::midi::Meter {
+    segue::midi::Meter {
+        numerator,
+        denominator,
+    }
+}
+
+fn at(step: usize, numerator: u8, denominator: u16) -> StepMeter {
+    StepMeter {
+        step,
+        meter: meter(numerator, denominator),
+    }
+}
+
+/// A roll keeps the file's metre map: every change comes back from an export, a metre MIDI
+/// cannot write is left out, and a roll without one is written in 4/4.
 #[test]
-fn exports_write_the_metre_they_are_given() {
-    use segue::midi::Meter;
-    let roll = Roll::from_notes(
-        16,
+fn exports_keep_the_metre_map() {
+    let mut roll = Roll::from_notes(
+        64,
         &[RollNote {
             start: 0,
             len: 4,
@@ -560,21 +576,41 @@ fn exports_write_the_metre_they_are_given() {
         }],
         Vec::new(),
     );
-    let meter_of = |bytes: Vec<u8>| Song::parse(&bytes).unwrap().first_meter().unwrap();
-    assert_eq!(meter_of(roll.to_midi_bytes("x").unwrap()), Meter::COMMON);
-    for (n, d) in [(3, 4), (6, 8), (5, 4), (2, 2)] {
-        let m = Meter {
-            numerator: n,
-            denominator: d,
-        };
-        assert_eq!(meter_of(roll.to_midi_bytes_in("x", m).unwrap()), m);
-    }
-    let odd = Meter {
-        numerator: 7,
-        denominator: 6,
+    let meters_of = |roll: &Roll| {
+        let song = Song::parse(&roll.to_midi_bytes("x").unwrap()).unwrap();
+        let back = Roll::from_song(&song, &QuantizeOptions::whole_file()).unwrap();
+        (song.first_meter().unwrap(), back.meters().to_vec())
     };
-    assert_eq!(
-        meter_of(roll.to_midi_bytes_in("x", odd).unwrap()),
-        Meter::COMMON
-    );
+    assert_eq!(meters_of(&roll), (segue::midi::Meter::COMMON, vec![]));
+    let map = vec![
+        at(0, 3, 4),
+        at(24, 2, 4),
+        at(32, 6, 8),
+        at(44, 7, 6),
+        at(56, 5, 4),
+    ];
+    roll.set_meters(map);
+    let expected = vec![at(0, 3, 4), at(24, 2, 4), at(32, 6, 8), at(56, 5, 4)];
+    assert_eq!(roll.meters(), expected.as_slice());
+    assert_eq!(meters_of(&roll), (meter(3, 4), expected));
+}
+
+/// A continuation goes on in the metre the primer ends in; a slice starts in the metre in force
+/// where it starts; appending keeps both rolls' maps.
+#[test]
+fn continuations_slices_and_joins_keep_the_metre() {
+    let mut primer = Roll::new(32);
+    primer.set_meters(vec![at(0, 3, 4), at(24, 6, 8)]);
+    let mut continued = primer.clone();
+    continued.continue_with(&Roll::new(16));
+    assert_eq!(continued.meters(), primer.meters());
+    assert_eq!(continued.meter_at(40), meter(6, 8));
+
+    let slice = primer.slice(12, 16);
+    assert_eq!(slice.meters(), &[at(0, 3, 4), at(12, 6, 8)]);
+
+    let mut joined = Roll::new(8);
+    joined.append(&slice);
+    assert_eq!(joined.meters(), &[at(8, 3, 4), at(20, 6, 8)]);
+    assert_eq!(joined.meter_at(0), segue::midi::Meter::COMMON);
 }

@@ -170,6 +170,15 @@ fn opens_a_midi_file_and_exports_it_back() {
         .first_meter()
         .unwrap();
     assert_eq!((meter.numerator, meter.denominator), (3, 4));
+    // With its change to 3/8 near the end, where the original has it.
+    let meters = |path: &Path| {
+        Roll::read_midi(path, &QuantizeOptions::whole_file())
+            .unwrap()
+            .meters()
+            .to_vec()
+    };
+    assert_eq!(meters(&out).len(), 2);
+    assert_eq!(meters(&out), meters(&waltz));
     // A bad file gives a message in the window, not a crash.
     let bad = dir.path().join("bad.mid");
     std::fs::write(&bad, b"MThd garbage").unwrap();

@@ -311,9 +311,8 @@ fn load_trained(path: &Path) -> Result<Arc<TrainedModel>, String> {
 
 /// A MIDI file read for the studio.
 struct Opened {
+    /// The roll, with the file's tempo and metre maps.
     roll: Roll,
-    /// The metre it starts in, if it says (exports keep it).
-    meter: Option<crate::midi::Meter>,
     /// The damage that was skipped.
     warnings: Vec<String>,
 }
@@ -325,7 +324,6 @@ fn read_primer(path: &Path) -> Result<Opened, String> {
             Roll::from_song(&song, &QuantizeOptions::whole_file())
                 .map(|roll| Opened {
                     roll,
-                    meter: song.first_meter(),
                     warnings: song.warnings,
                 })
                 .map_err(|p| crate::Error::midi(path, p))
@@ -537,15 +535,10 @@ impl Studio {
 
     fn use_opened(&mut self, path: PathBuf, read: Result<Opened, String>) {
         match read {
-            Ok(Opened {
-                roll,
-                meter,
-                warnings,
-            }) => {
+            Ok(Opened { roll, warnings }) => {
                 self.cancel_generation();
                 self.history.record(&self.session.score);
                 let mut score = Score::from_roll(&roll, Origin::Primer);
-                score.meter = meter;
                 score.primer_steps = roll.steps();
                 self.session.score = score;
                 self.session.view.forget_notes();
@@ -575,14 +568,9 @@ impl Studio {
     /// Writes the score as MIDI (on a worker thread).
     pub fn export_midi(&mut self, path: &Path) {
         let roll = self.session.score.to_roll();
-        let meter = self
-            .session
-            .score
-            .meter
-            .unwrap_or(crate::midi::Meter::COMMON);
         let path = path.to_path_buf();
         self.in_background(move || {
-            let written = roll.write_midi_in(&path, meter).map(|()| path);
+            let written = roll.write_midi(&path).map(|()| path);
             DialogResult::Written(written.map_err(|e| e.to_string()))
         });
     }
@@ -802,9 +790,13 @@ impl Studio {
     fn choose_variation(&mut self, k: usize) {
         if let Some(g) = self.variations.get(k) {
             self.history.record(&self.session.score);
-            let (bpm, meter) = (self.session.score.bpm, self.session.score.meter);
+            let bpm = self.session.score.bpm;
+            let meters = std::mem::take(&mut self.session.score.meters);
             self.session.score = Score::from_generated(&g.roll, g.primer_steps, bpm);
-            self.session.score.meter = meter;
+            // A model without a primer (the DCGAN, ascent) makes no metre: the piece keeps its.
+            if self.session.score.meters.is_empty() {
+                self.session.score.meters = meters;
+            }
             self.session.view.forget_notes();
             self.chosen_variation = k;
             self.push_score();
@@ -1206,14 +1198,15 @@ impl Studio {
         ));
         // Bars on the x axis, as on the roll's ruler: each window's verdict sits at its centre,
         // and the axis spans the whole piece.
-        let bar = |step: f64| step / 16.0 + 1.0;
+        let score = &self.session.score;
+        let bar = |step: f64| score.bar_position(step);
         let centre = v.window as f64 / 2.0;
         Plot::new("style-meter")
             .legend(Legend::default())
             .include_y(0.0)
             .include_y(1.0)
             .include_x(1.0)
-            .include_x(bar(self.session.score.steps() as f64))
+            .include_x(bar(score.steps() as f64))
             .allow_scroll(false)
             .show(ui, |plot| {
                 for &c in ranked.iter().take(3) {

@@ -12,8 +12,6 @@ const KEYS_W: f32 = 52.0;
 const RULER_H: f32 = 18.0;
 /// Grab zone at the right end of a note for resizing, points.
 const EDGE: f32 = 6.0;
-/// Steps per bar (4/4).
-pub const STEPS_PER_BAR: usize = 16;
 
 /// What a press in the grid does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -203,31 +201,43 @@ pub fn piano_roll(
             }
         }
     }
-    // Grid lines: steps (when wide enough), beats, bars; bar numbers on the ruler.
+    // Grid lines: steps (when wide enough), beats and bars along the piece's metre map; bar
+    // numbers on the ruler (every bar where there is room, else every fourth).
     painter.rect_filled(ruler, 0.0, Color32::from_gray(45));
     let first = view.scroll_step.floor() as usize;
     let last = to_step(grid.right()).ceil() as usize;
-    for s in first..=last {
-        let x = step_x(s as f32);
-        let (width, gray) = if s % STEPS_PER_BAR == 0 {
-            (1.0, 95)
-        } else if s % 4 == 0 {
-            (0.5, 65)
-        } else if view.step_px >= 6.0 {
-            (0.5, 42)
-        } else {
-            continue;
-        };
+    let line = |step: f64, width: f32, gray: u8| {
         painter.vline(
-            x,
+            step_x(step as f32),
             grid.y_range(),
             Stroke::new(width, Color32::from_gray(gray)),
         );
-        if s % STEPS_PER_BAR == 0 && (view.step_px * STEPS_PER_BAR as f32 >= 24.0 || s % 64 == 0) {
+    };
+    if view.step_px >= 6.0 {
+        for s in first..=last {
+            line(s as f64, 0.5, 42);
+        }
+    }
+    let bars = score.bars(first as f64, last as f64 + 1.0);
+    for (k, bar) in bars.iter().enumerate() {
+        let end = bars.get(k + 1).map_or(f64::INFINITY, |b| b.start);
+        let beat = bar.meter.beat_steps();
+        let beats = (1..bar.meter.numerator)
+            .map(|b| bar.start + f64::from(b) * beat)
+            .take_while(|&at| at < end);
+        // Beats shorter than a step would fill the grid: only the bars then.
+        if beat * f64::from(view.step_px) >= 3.0 {
+            for at in beats {
+                line(at, 0.5, 65);
+            }
+        }
+        line(bar.start, 1.0, 95);
+        let wide = view.step_px * bar.meter.bar_steps() as f32 >= 24.0;
+        if wide || bar.number % 4 == 1 {
             painter.text(
-                pos2(x + 2.0, ruler.center().y),
+                pos2(step_x(bar.start as f32) + 2.0, ruler.center().y),
                 Align2::LEFT_CENTER,
-                format!("{}", s / STEPS_PER_BAR + 1),
+                format!("{}", bar.number),
                 FontId::proportional(11.0),
                 Color32::from_gray(200),
             );

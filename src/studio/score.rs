@@ -1,6 +1,7 @@
 //! The studio's editable piece: notes on the 16th-note grid, each remembering where it came
 //! from (primer, generated, drawn by hand), with undo and redo.
 
+use crate::meter::{self, StepMeter};
 use crate::roll::{DEFAULT_VELOCITY, PITCHES, Roll, RollNote, StepTempo};
 
 /// Where a note came from; the piano roll draws each kind in its own colour.
@@ -49,9 +50,13 @@ pub struct Score {
     /// opened file or a generated piece); 0 = it ends with its last note.
     #[serde(default)]
     pub length: usize,
-    /// The metre of the opened file, if it said (MIDI exports are written in it; else 4/4).
+    /// The metre map of the opened file (empty: 4/4); the grid's bars and MIDI exports
+    /// follow it.
     #[serde(default)]
-    pub meter: Option<crate::midi::Meter>,
+    pub meters: Vec<StepMeter>,
+    /// The one metre a session file of an earlier version kept (read, never written).
+    #[serde(default, rename = "meter", skip_serializing)]
+    legacy_meter: Option<crate::midi::Meter>,
 }
 
 impl Score {
@@ -79,6 +84,12 @@ impl Score {
         }
         self.length = self.length.min(Self::MAX_STEPS);
         self.primer_steps = self.primer_steps.min(self.steps());
+        if let Some(m) = self.legacy_meter.take().filter(|_| self.meters.is_empty()) {
+            self.meters = vec![StepMeter { step: 0, meter: m }];
+        }
+        let mut meters = std::mem::take(&mut self.meters);
+        meters.retain(|m| m.step <= Self::MAX_STEPS);
+        self.meters = meter::normalize(meters);
     }
 
     /// An empty score at 120 bpm.
@@ -88,7 +99,8 @@ impl Score {
             bpm: 120.0,
             primer_steps: 0,
             length: 0,
-            meter: None,
+            meters: Vec::new(),
+            legacy_meter: None,
         }
     }
 
@@ -111,7 +123,8 @@ impl Score {
             bpm,
             primer_steps: 0,
             length: roll.steps(),
-            meter: None,
+            meters: roll.meters().to_vec(),
+            legacy_meter: None,
         }
     }
 
@@ -156,14 +169,26 @@ impl Score {
             })
             .collect();
         let micros = (60_000_000.0 / self.bpm.clamp(10.0, 1000.0)).round() as u32;
-        Roll::from_notes(
+        let mut roll = Roll::from_notes(
             self.steps(),
             &notes,
             vec![StepTempo {
                 step: 0,
                 micros_per_quarter: micros,
             }],
-        )
+        );
+        roll.set_meters(self.meters.clone());
+        roll
+    }
+
+    /// The bars that overlap `from..to` (steps), numbered from 1 along the metre map.
+    pub fn bars(&self, from: f64, to: f64) -> Vec<meter::Bar> {
+        meter::bars(&self.meters, self.steps().max(to.ceil() as usize), from, to)
+    }
+
+    /// Where `step` falls, in bars counted from 1.
+    pub fn bar_position(&self, step: f64) -> f64 {
+        meter::bar_position(&self.meters, step)
     }
 
     /// The index of the note sounding at (`step`, `pitch`), the last drawn first.
@@ -363,5 +388,31 @@ mod tests {
         score.length = usize::MAX;
         score.sanitize();
         assert_eq!(score.steps(), Score::MAX_STEPS);
+    }
+
+    #[test]
+    fn the_metre_map_lays_out_bars_goes_to_the_roll_and_comes_from_old_sessions() {
+        let waltz = crate::midi::Meter {
+            numerator: 3,
+            denominator: 4,
+        };
+        let mut score = Score::new();
+        score.draw(60, 0, 40);
+        score.meters = vec![StepMeter {
+            step: 0,
+            meter: waltz,
+        }];
+        let starts: Vec<f64> = score.bars(0.0, 40.0).iter().map(|b| b.start).collect();
+        assert_eq!(starts, vec![0.0, 12.0, 24.0, 36.0]);
+        assert_eq!(score.bar_position(18.0), 2.5);
+        assert_eq!(score.to_roll().meter_at(39), waltz);
+        // A session written before the metre map kept one metre, as `meter`.
+        let old =
+            r#"{"notes":[],"bpm":90.0,"primer_steps":0,"meter":{"numerator":3,"denominator":4}}"#;
+        let mut read: Score = serde_json::from_str(old).unwrap();
+        read.sanitize();
+        assert_eq!(read.meters, score.meters);
+        let written = serde_json::to_value(&read).unwrap();
+        assert!(written.get("meter").is_none() && written.get("meters").is_some());
     }
 }

@@ -16,9 +16,18 @@ pub fn shared(what: &str) -> PathBuf {
 /// An event at an absolute tick.
 #[derive(Clone, Copy, Debug)]
 pub enum Ev {
-    On { ch: u8, key: u8, vel: u8 },
-    Off { ch: u8, key: u8 },
+    On {
+        ch: u8,
+        key: u8,
+        vel: u8,
+    },
+    Off {
+        ch: u8,
+        key: u8,
+    },
     Tempo(u32),
+    /// A time signature: numerator and the power of two of the denominator.
+    Meter(u8, u8),
 }
 
 /// A note-on event (velocity 0 is a note-off, as in the files).
@@ -64,6 +73,7 @@ pub fn smf(format: Format, timing: Timing, tracks: &[Vec<(u64, Ev)>]) -> Vec<u8>
                     },
                 },
                 Ev::Tempo(m) => TrackEventKind::Meta(MetaMessage::Tempo(u24::new(m))),
+                Ev::Meter(n, d) => TrackEventKind::Meta(MetaMessage::TimeSignature(n, d, 24, 8)),
             };
             track.push(TrackEvent {
                 delta: u28::new((tick - last) as u32),
