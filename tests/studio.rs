@@ -179,6 +179,15 @@ fn opens_a_midi_file_and_exports_it_back() {
     };
     assert_eq!(meters(&out).len(), 2);
     assert_eq!(meters(&out), meters(&waltz));
+    // And with its rubato: every one of its tempo changes, where the file has it.
+    let tempo = |path: &Path| {
+        Roll::read_midi(path, &QuantizeOptions::whole_file())
+            .unwrap()
+            .tempo()
+            .to_vec()
+    };
+    assert!(tempo(&waltz).len() > 1000);
+    assert_eq!(tempo(&out), tempo(&waltz));
     // A bad file gives a message in the window, not a crash.
     let bad = dir.path().join("bad.mid");
     std::fs::write(&bad, b"MThd garbage").unwrap();

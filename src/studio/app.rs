@@ -828,7 +828,8 @@ impl Studio {
                 .notes
                 .iter()
                 .map(|n| (n.pitch, n.start, n.len, n.velocity)),
-        );
+        )
+        .with_speed(score.speed());
         let bpm = score.bpm;
         if let Some(p) = &mut self.player {
             p.send(Command::Score(Arc::new(play)));
@@ -1129,6 +1130,21 @@ impl Studio {
             }
             ui.checkbox(&mut self.session.looping, "Loop selection");
             let label = ui.label("Tempo");
+            let changes = self
+                .session
+                .score
+                .tempo
+                .iter()
+                .filter(|t| t.step > 0)
+                .count();
+            let hint = if changes == 0 {
+                "The piece's tempo".to_string()
+            } else {
+                format!(
+                    "The tempo at the start; the piece's {changes} changes of tempo follow, \
+                     scaled to it"
+                )
+            };
             if ui
                 .add(
                     egui::DragValue::new(&mut self.session.score.bpm)
@@ -1136,6 +1152,7 @@ impl Studio {
                         .suffix(" bpm"),
                 )
                 .labelled_by(label.id)
+                .on_hover_text(hint)
                 .changed()
             {
                 self.push_score();

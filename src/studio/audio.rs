@@ -34,6 +34,9 @@ pub struct PlayScore {
     pub events: Vec<StepEvent>,
     /// Steps in all.
     pub steps: usize,
+    /// The tempo map as speeds relative to the tempo command: (step, speed from there on),
+    /// sorted by step; empty means one tempo throughout.
+    pub speed: Vec<(usize, f64)>,
 }
 
 impl PlayScore {
@@ -55,7 +58,29 @@ impl PlayScore {
             steps = steps.max(start + len);
         }
         events.sort_by_key(|e| (e.step, e.velocity != 0, e.pitch));
-        PlayScore { events, steps }
+        PlayScore {
+            events,
+            steps,
+            speed: Vec::new(),
+        }
+    }
+
+    /// The same piece played along a tempo map of relative speeds (see [`PlayScore::speed`]);
+    /// speeds that are not positive numbers are left out.
+    pub fn with_speed(mut self, mut speed: Vec<(usize, f64)>) -> Self {
+        speed.retain(|(_, s)| s.is_finite() && *s > 0.0);
+        speed.sort_by_key(|(step, _)| *step);
+        self.speed = speed;
+        self
+    }
+
+    /// The speed in force at `position` and the step of the next change (if any).
+    fn speed_at(&self, position: f64) -> (f64, Option<usize>) {
+        let next = self
+            .speed
+            .partition_point(|(step, _)| *step as f64 <= position);
+        let speed = next.checked_sub(1).map_or(1.0, |i| self.speed[i].1);
+        (speed, self.speed.get(next).map(|(step, _)| *step))
     }
 
     /// Index of the first event at or after `step`.
@@ -126,8 +151,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    fn steps_per_sample(&self) -> f64 {
-        self.bpm * 4.0 / 60.0 / f64::from(SAMPLE_RATE)
+    /// Steps a sample advances at `speed` times the tempo.
+    fn steps_per_sample(&self, speed: f64) -> f64 {
+        self.bpm * speed * 4.0 / 60.0 / f64::from(SAMPLE_RATE)
     }
 
     fn seek(&mut self, step: f64) {
@@ -195,23 +221,26 @@ impl Engine {
         }
     }
 
-    /// Renders the next block into the buffer: between events the synth renders whole
-    /// chunks; events fire on the first sample at or after their step.
+    /// Renders the next block into the buffer: between events and changes of tempo the synth
+    /// renders whole chunks; events fire on the first sample at or after their step.
     fn render_block(&mut self) {
         self.handle_commands();
-        let per_sample = self.steps_per_sample();
         let mut done = 0;
         while done < BLOCK {
             let mut chunk = BLOCK - done;
+            let mut per_sample = 0.0;
             if self.playing {
                 let end = self.looped.map_or(self.score.steps, |(_, b)| b);
                 self.fire_due(end);
                 if self.playing {
+                    let (speed, change) = self.score.speed_at(self.position);
+                    per_sample = self.steps_per_sample(speed);
                     let next = self
                         .score
                         .events
                         .get(self.next_event)
-                        .map_or(end, |e| e.step.min(end)) as f64;
+                        .map_or(end, |e| e.step.min(end))
+                        .min(change.unwrap_or(usize::MAX)) as f64;
                     let until = ((next - self.position) / per_sample).ceil().max(1.0);
                     chunk = chunk.min(until as usize);
                 }
@@ -396,6 +425,28 @@ mod tests {
         assert!(engine.sounding[60] && !engine.sounding[64]);
         pull(&mut engine, 44_100); // past step 8
         assert!(!engine.sounding[60]);
+    }
+
+    #[test]
+    fn follows_the_tempo_map() {
+        let (mut player, mut engine) = Player::detached();
+        // Twice as fast from step 4, back to the tempo from step 8.
+        let score = PlayScore::from_notes([(60u8, 0usize, 16usize, 100u8)].into_iter())
+            .with_speed(vec![(0, 1.0), (4, 2.0), (8, 1.0), (9, f64::NAN)]);
+        player.send(Command::Score(Arc::new(score)));
+        player.send(Command::Tempo(120.0));
+        player.send(Command::Play(0));
+        // 120 bpm: steps 0..4 take 0.5 s, 4..8 0.25 s, then 0.125 s a step again.
+        let at = |engine: &mut Engine, seconds: f64| {
+            pull(engine, (seconds * f64::from(SAMPLE_RATE)) as usize);
+            player.transport().position()
+        };
+        let p = at(&mut engine, 0.5);
+        assert!((p - 4.0).abs() < 0.05, "position {p}");
+        let p = at(&mut engine, 0.25);
+        assert!((p - 8.0).abs() < 0.05, "position {p}");
+        let p = at(&mut engine, 0.25);
+        assert!((p - 10.0).abs() < 0.05, "position {p}");
     }
 
     #[test]

@@ -231,9 +231,13 @@ pub fn piano_roll(
                 line(at, 0.5, 65);
             }
         }
-        line(bar.start, 1.0, 95);
-        let wide = view.step_px * bar.meter.bar_steps() as f32 >= 24.0;
-        if wide || bar.number % 4 == 1 {
+        // Bars narrower than a few pixels (3/32 zoomed out) are thinned, their numbers more.
+        let bar_px = (f64::from(view.step_px) * bar.meter.bar_steps()).max(1e-3);
+        let every = |px: f64| (px / bar_px).ceil().max(1.0) as usize;
+        if (bar.number - 1) % every(4.0) == 0 {
+            line(bar.start, 1.0, 95);
+        }
+        if (bar.number - 1) % every(28.0).next_power_of_two() == 0 {
             painter.text(
                 pos2(step_x(bar.start as f32) + 2.0, ruler.center().y),
                 Align2::LEFT_CENTER,

@@ -42,8 +42,14 @@ impl ScoreNote {
 pub struct Score {
     /// The notes, in no particular order.
     pub notes: Vec<ScoreNote>,
-    /// Tempo in quarter notes per minute.
+    /// Tempo at the start in quarter notes per minute (the tempo box); the tempo map, if
+    /// any, follows scaled to it.
     pub bpm: f64,
+    /// The tempo map of the opened file or of the primer a piece was generated from (empty:
+    /// one tempo throughout). Only its shape counts: playback and export scale it so that it
+    /// starts at `bpm`, so a rubato plays as in the file at any tempo.
+    #[serde(default)]
+    pub tempo: Vec<StepTempo>,
     /// Steps of the primer at the start (0 if none).
     pub primer_steps: usize,
     /// The piece's length in steps where it runs past its last note (trailing rests of an
@@ -84,6 +90,9 @@ impl Score {
         }
         self.length = self.length.min(Self::MAX_STEPS);
         self.primer_steps = self.primer_steps.min(self.steps());
+        self.tempo
+            .retain(|t| t.micros_per_quarter > 0 && t.step <= Self::MAX_STEPS);
+        self.tempo.sort_by_key(|t| t.step);
         if let Some(m) = self.legacy_meter.take().filter(|_| self.meters.is_empty()) {
             self.meters = vec![StepMeter { step: 0, meter: m }];
         }
@@ -97,6 +106,7 @@ impl Score {
         Score {
             notes: Vec::new(),
             bpm: 120.0,
+            tempo: Vec::new(),
             primer_steps: 0,
             length: 0,
             meters: Vec::new(),
@@ -104,8 +114,8 @@ impl Score {
         }
     }
 
-    /// The notes of `roll`, all of one origin, at the roll's first tempo; the score lasts as
-    /// long as the roll.
+    /// The notes of `roll`, all of one origin, with its tempo and metre maps; the score lasts
+    /// as long as the roll.
     pub fn from_roll(roll: &Roll, origin: Origin) -> Self {
         let bpm = 60_000_000.0 / f64::from(roll.micros_per_quarter_at(0).max(1));
         Score {
@@ -121,6 +131,7 @@ impl Score {
                 })
                 .collect(),
             bpm,
+            tempo: roll.tempo().to_vec(),
             primer_steps: 0,
             length: roll.steps(),
             meters: roll.meters().to_vec(),
@@ -168,17 +179,49 @@ impl Score {
                 velocity: n.velocity,
             })
             .collect();
-        let micros = (60_000_000.0 / self.bpm.clamp(10.0, 1000.0)).round() as u32;
-        let mut roll = Roll::from_notes(
-            self.steps(),
-            &notes,
-            vec![StepTempo {
-                step: 0,
-                micros_per_quarter: micros,
-            }],
-        );
+        let tempo = self
+            .speed()
+            .into_iter()
+            .map(|(step, speed)| StepTempo {
+                step,
+                micros_per_quarter: (60_000_000.0 / (self.start_bpm() * speed)).round() as u32,
+            })
+            .collect();
+        let mut roll = Roll::from_notes(self.steps(), &notes, tempo);
         roll.set_meters(self.meters.clone());
         roll
+    }
+
+    /// The tempo at the start, in the range playback and export take.
+    fn start_bpm(&self) -> f64 {
+        if self.bpm.is_finite() {
+            self.bpm.clamp(10.0, 1000.0)
+        } else {
+            120.0
+        }
+    }
+
+    /// The tempo map as speeds relative to the start: (step, tempo there / tempo at the
+    /// start), from step 0 on. Each change is held within 1/100..100 times the start, and the
+    /// tempo at any step within 1..2000 bpm at any tempo box setting.
+    pub fn speed(&self) -> Vec<(usize, f64)> {
+        let micros_at = |step: usize| {
+            self.tempo
+                .iter()
+                .take_while(|t| t.step <= step)
+                .last()
+                .map_or(crate::midi::DEFAULT_MICROS_PER_QUARTER, |t| {
+                    t.micros_per_quarter
+                })
+        };
+        let start = f64::from(micros_at(0).max(1));
+        let bpm = self.start_bpm();
+        let mut out = vec![(0, 1.0)];
+        for t in self.tempo.iter().filter(|t| t.step > 0) {
+            let speed = (start / f64::from(t.micros_per_quarter.max(1))).clamp(0.01, 100.0);
+            out.push((t.step, speed.clamp(1.0 / bpm, 2000.0 / bpm)));
+        }
+        out
     }
 
     /// The bars that overlap `from..to` (steps), numbered from 1 along the metre map.
@@ -388,6 +431,41 @@ mod tests {
         score.length = usize::MAX;
         score.sanitize();
         assert_eq!(score.steps(), Score::MAX_STEPS);
+    }
+
+    #[test]
+    fn the_tempo_map_keeps_its_shape_at_any_tempo() {
+        let mut roll = Roll::new(16);
+        roll.set_tempo(vec![
+            StepTempo {
+                step: 0,
+                micros_per_quarter: 500_000, // 120 bpm
+            },
+            StepTempo {
+                step: 8,
+                micros_per_quarter: 1_000_000, // 60 bpm
+            },
+        ]);
+        let mut score = Score::from_roll(&roll, Origin::Primer);
+        assert!((score.bpm - 120.0).abs() < 1e-9);
+        assert_eq!(score.speed(), vec![(0, 1.0), (8, 0.5)]);
+        assert_eq!(score.to_roll().tempo(), roll.tempo());
+        // Twice the tempo in the box: the whole map twice as fast.
+        score.bpm = 240.0;
+        let micros: Vec<u32> = score
+            .to_roll()
+            .tempo()
+            .iter()
+            .map(|t| t.micros_per_quarter)
+            .collect();
+        assert_eq!(micros, vec![250_000, 500_000]);
+        // An absurd change is held in range.
+        score.tempo.push(StepTempo {
+            step: 12,
+            micros_per_quarter: 1,
+        });
+        assert_eq!(score.speed()[2].0, 12);
+        assert!(score.speed()[2].1 * score.bpm <= 2000.0 + 1e-9);
     }
 
     #[test]
