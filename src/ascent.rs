@@ -144,7 +144,13 @@ pub fn ascend(
             binary[t * PITCHES + p] = 1;
         }
     }
-    let roll = Roll::from_binary(steps, &binary)?.slice(0, opts.steps);
+    let mut roll = Roll::from_binary(steps, &binary)?.slice(0, opts.steps);
+    // Ascended from a piece, the result keeps its tempo and metre.
+    if let Some(start) = start {
+        let start = start.slice(0, opts.steps);
+        roll.set_tempo(start.tempo().to_vec());
+        roll.set_meters(start.meters().to_vec());
+    }
     let x: Vec<f32> = binary.iter().map(|&v| v as f32).collect();
     let thresholded = probabilities(clf, &Tensor::from_vec(x, (1, steps, PITCHES), &device)?)?;
     progress(1.0);

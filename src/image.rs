@@ -1,5 +1,5 @@
 //! PNG pictures of rolls: time left to right, pitch 127 at the top, brightness by velocity,
-//! faint lines at every C and every bar (16 steps) so the picture can be read.
+//! faint lines at every C and every bar (of the roll's metre map) so the picture can be read.
 
 use std::path::Path;
 
@@ -13,6 +13,11 @@ pub fn encode_png(roll: &Roll, scale: usize) -> Result<Vec<u8>> {
     let width = (roll.steps().max(1) * scale) as u32;
     let height = PITCHES as u32;
     let mut pixels = vec![0u8; width as usize * PITCHES * 3];
+    let mut bar_line = vec![false; roll.steps() + 1];
+    let steps = roll.steps() as f64;
+    for bar in crate::meter::BarMap::new(roll.meters()).bars(roll.steps(), 0.0, steps) {
+        bar_line[bar.start.round() as usize] = true;
+    }
     for row in 0..PITCHES {
         let pitch = PITCHES - 1 - row;
         let background: [u8; 3] = if pitch.is_multiple_of(12) {
@@ -26,7 +31,7 @@ pub fn encode_png(roll: &Roll, scale: usize) -> Result<Vec<u8>> {
             let rgb = if velocity != 0 {
                 let level = 110 + (u16::from(velocity) * 145 / 127) as u8;
                 [level, (u16::from(level) * 3 / 4) as u8, 60]
-            } else if step.is_multiple_of(16) && x.is_multiple_of(scale) {
+            } else if bar_line[step] && x.is_multiple_of(scale) {
                 [52, 52, 60]
             } else {
                 background

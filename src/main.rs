@@ -851,23 +851,23 @@ fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
     if !song.time_signatures.is_empty() {
         // The metre the piece starts in, then where it changes (bars counted as the studio
         // counts them).
-        let meters = roll.meters();
-        let changes: Vec<String> = meters
+        let bars = segue::meter::BarMap::new(roll.meters());
+        let changes: Vec<_> = roll.meters().iter().filter(|m| m.step > 0).collect();
+        let shown = if changes.len() > 4 { 3 } else { changes.len() };
+        let said: Vec<String> = changes[..shown]
             .iter()
-            .filter(|m| m.step > 0)
             .map(|m| {
-                let bar = segue::meter::bar_position(meters, m.step as f64);
+                let bar = bars.position(m.step as f64);
                 format!("{} at bar {}", m.meter, bar.floor())
             })
             .collect();
         let first = roll.meter_at(0);
-        match changes.len() {
-            0 => out!("meter:         {first}"),
-            1..=4 => out!("meter:         {first}, then {}", changes.join(", ")),
-            n => out!(
-                "meter:         {first}, then {} and {} more changes",
-                changes[..3].join(", "),
-                n - 3
+        match changes.len() - shown {
+            _ if shown == 0 => out!("meter:         {first}"),
+            0 => out!("meter:         {first}, then {}", said.join(", ")),
+            more => out!(
+                "meter:         {first}, then {} and {more} more changes",
+                said.join(", ")
             ),
         }
     }

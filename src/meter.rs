@@ -27,9 +27,10 @@ pub struct Bar {
 
 impl Meter {
     /// Whether a bar of it has a length: at least one beat, of a note value that is a power of
-    /// two (what MIDI can write).
+    /// two (what MIDI can write) no shorter than a 128th note (what a musician writes; MIDI
+    /// allows 1/32768, whose bars would be a 2048th of a step).
     pub fn is_valid(self) -> bool {
-        self.numerator > 0 && self.denominator.is_power_of_two()
+        self.numerator > 0 && self.denominator.is_power_of_two() && self.denominator <= 128
     }
 
     /// Steps (sixteenth notes) of one beat: 4 for a quarter-note beat, 2 for an eighth.
@@ -40,6 +41,16 @@ impl Meter {
     /// Steps of one bar.
     pub fn bar_steps(self) -> f64 {
         f64::from(self.numerator.max(1)) * self.beat_steps()
+    }
+
+    /// Bars in a stretch of `steps` steps of this metre: a bar cut short by the next change
+    /// counts as one, unless what is left is half a step or less (a change on a bar line that
+    /// falls between two steps, 3/32 say, is rounded to a step).
+    fn bars_in(self, steps: usize) -> usize {
+        let len = self.bar_steps();
+        let whole = (steps as f64 / len).floor();
+        let rest = steps as f64 - whole * len;
+        (whole as usize + usize::from(rest > 0.5)).max(usize::from(steps > 0))
     }
 }
 
@@ -80,62 +91,89 @@ pub fn meter_at(map: &[StepMeter], step: usize) -> Meter {
         .map_or(Meter::COMMON, |m| m.meter)
 }
 
-/// The stretches of one metre: (first step, end step, metre), covering `0..end`.
-fn segments(map: &[StepMeter], end: usize) -> Vec<(usize, usize, Meter)> {
-    let mut out = Vec::with_capacity(map.len() + 1);
-    let (mut start, mut meter) = (0, Meter::COMMON);
-    for m in map.iter().filter(|m| m.step < end) {
-        if m.step > start {
-            out.push((start, m.step, meter));
-        }
-        (start, meter) = (m.step, m.meter);
-    }
-    if end > start {
-        out.push((start, end, meter));
-    }
-    out
+/// A metre map laid out in bars: each stretch of one metre with the number of the bar it
+/// starts, so that finding a step's bar is a binary search (a file may hold 100 000 changes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarMap {
+    /// (first step, bar number there, metre), from step 0 on, sorted by step.
+    stretches: Vec<(usize, f64, Meter)>,
 }
 
-/// The bars of a piece of `end` steps under `map` that overlap `from..to` (steps): the bar
-/// `from` falls in, then those that start before `to`.
-pub fn bars(map: &[StepMeter], end: usize, from: f64, to: f64) -> Vec<Bar> {
-    let mut out = Vec::new();
-    let mut number = 1usize;
-    for (start, stop, meter) in segments(map, end) {
-        let len = meter.bar_steps();
-        // A bar cut short by the next change still counts as one.
-        let count = ((stop - start) as f64 / len).ceil() as usize;
-        let start = start as f64;
-        if (stop as f64) > from && start < to {
+impl BarMap {
+    /// Lays out a normalized metre map.
+    pub fn new(map: &[StepMeter]) -> Self {
+        let mut stretches: Vec<(usize, f64, Meter)> = Vec::with_capacity(map.len() + 1);
+        stretches.push((0, 1.0, Meter::COMMON));
+        for m in map {
+            let &(start, number, meter) = stretches.last().expect("never empty");
+            if m.step <= start {
+                // A change at the same step (only at step 0 in a normalized map) replaces it.
+                *stretches.last_mut().expect("never empty") = (start, number, m.meter);
+                continue;
+            }
+            let bars = meter.bars_in(m.step - start) as f64;
+            stretches.push((m.step, number + bars, m.meter));
+        }
+        BarMap { stretches }
+    }
+
+    /// The stretch `step` falls in.
+    fn stretch_at(&self, step: f64) -> usize {
+        self.stretches
+            .partition_point(|s| s.0 as f64 <= step)
+            .saturating_sub(1)
+    }
+
+    /// Where `step` falls, counted in bars from 1 (1.5 is half way through the first bar).
+    pub fn position(&self, step: f64) -> f64 {
+        let step = step.max(0.0);
+        let (start, number, meter) = self.stretches[self.stretch_at(step)];
+        number + (step - start as f64) / meter.bar_steps()
+    }
+
+    /// The bars of a piece of `end` steps that overlap `from..to` (steps): the bar `from`
+    /// falls in, then those that start before `to`.
+    pub fn bars(&self, end: usize, from: f64, to: f64) -> Vec<Bar> {
+        let mut out = Vec::new();
+        for (k, &(start, number, meter)) in self
+            .stretches
+            .iter()
+            .enumerate()
+            .skip(self.stretch_at(from))
+        {
+            let stop = self.stretches.get(k + 1).map_or(end, |s| s.0).min(end);
+            if start as f64 >= to || stop <= start {
+                break;
+            }
+            let len = meter.bar_steps();
+            let count = meter.bars_in(stop - start);
+            let start = start as f64;
             // Skip the bars before the one `from` falls in without visiting them.
             let first = ((from - start) / len).floor().max(0.0) as usize;
-            for k in first..count {
-                let at = start + k as f64 * len;
+            for b in first..count {
+                let at = start + b as f64 * len;
                 if at >= to {
                     break;
                 }
                 out.push(Bar {
                     start: at,
-                    number: number + k,
+                    number: number as usize + b,
                     meter,
                 });
             }
         }
-        number += count;
+        out
     }
-    out
 }
 
-/// Where `step` falls, counted in bars from 1 (1.5 is half way through the first bar).
+/// [`BarMap::bars`] of a metre map laid out once.
+pub fn bars(map: &[StepMeter], end: usize, from: f64, to: f64) -> Vec<Bar> {
+    BarMap::new(map).bars(end, from, to)
+}
+
+/// [`BarMap::position`] of a metre map laid out once.
 pub fn bar_position(map: &[StepMeter], step: f64) -> f64 {
-    let step = step.max(0.0);
-    let mut number = 1.0;
-    let (mut start, mut meter) = (0, Meter::COMMON);
-    for m in map.iter().take_while(|m| m.step as f64 <= step) {
-        number += (m.step.saturating_sub(start) as f64 / meter.bar_steps()).ceil();
-        (start, meter) = (m.step, m.meter);
-    }
-    number + (step - start as f64) / meter.bar_steps()
+    BarMap::new(map).position(step)
 }
 
 #[cfg(test)]
@@ -203,7 +241,19 @@ mod tests {
         let opened = bars(&long, 1000, 500.0, 510.0);
         assert_eq!((opened[0].start, opened[0].number), (384.0, 3));
         assert_eq!(bars(&[], 40, 0.0, 1e9).len(), 3);
-        assert!(bars(&map, 0, 0.0, 1e9).len() <= 1);
+        assert!(bars(&map, 0, 0.0, 1e9).is_empty());
+        // Five bars of 3/32 end between two steps (7.5); the change is rounded to step 8, and
+        // the half step left is no bar of its own.
+        let map = normalize(vec![m(0, 3, 32), m(8, 4, 4)]);
+        assert_eq!(bar_position(&map, 8.0), 6.0);
+        let last = *bars(&map, 24, 0.0, 24.0).last().unwrap();
+        assert_eq!((last.start, last.number), (8.0, 6));
+        // Note values shorter than a 128th are no metre.
+        assert!(
+            !normalize(vec![m(0, 3, 256)])
+                .iter()
+                .any(|x| x.meter.denominator == 256)
+        );
     }
 
     #[test]
@@ -214,6 +264,13 @@ mod tests {
         assert_eq!(bar_position(&map, 30.0), 4.0);
         assert_eq!(bar_position(&map, 38.0), 4.5);
         assert_eq!(bar_position(&[], 32.0), 3.0);
+        // Many changes: laid out once, each step found by a binary search.
+        let many: Vec<StepMeter> = (0..100_000)
+            .map(|i| m(i * 3, 3 + (i % 2) as u8, 16))
+            .collect();
+        let layout = BarMap::new(&normalize(many));
+        assert_eq!(layout.position(3.0 * 99_999.0), 100_000.0);
+        assert_eq!(layout.bars(300_000, 150_000.0, 150_004.0).len(), 2);
     }
 
     #[test]

@@ -484,7 +484,7 @@ impl Roll {
     }
 
     /// Steps `start..start + len` as a new roll (silence past the end), keeping the tempo and
-    /// the metre.
+    /// the metre (its bars counted from its own start).
     pub fn slice(&self, start: usize, len: usize) -> Roll {
         let mut out = Roll::new(len);
         for t in 0..len {

@@ -109,7 +109,7 @@ fn roll_writes_npy_png_and_midi() {
         "-o",
         p(&waltz),
     ]);
-    assert!(ok(&["info", p(&waltz)]).contains("meter:         3/4"));
+    assert!(ok(&["info", p(&waltz)]).contains("meter:         3/4, then 3/8 at bar 331"));
     std::fs::remove_file(&waltz).unwrap();
     // The quantized MIDI reads back as the same roll.
     assert_eq!(

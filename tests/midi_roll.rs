@@ -401,7 +401,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     /// MIDI -> roll -> MIDI -> roll is the identity on the roll (cells, velocities, onsets,
-    /// tempo), whatever the source resolution.
+    /// tempo and metre maps), whatever the source resolution.
     #[test]
     fn midi_roll_midi_roll_is_identical(
         notes in arb_notes(),

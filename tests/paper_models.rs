@@ -596,6 +596,24 @@ fn gradient_ascent_raises_the_target_composer() {
     )
     .unwrap();
     assert_eq!(out.roll.cells(), again.roll.cells());
+    // Ascended from a piece, the result keeps the piece's tempo and metre.
+    let mut piece = segue::Roll::new(40);
+    piece.set_tempo(vec![segue::roll::StepTempo {
+        step: 0,
+        micros_per_quarter: 400_000,
+    }]);
+    piece.set_meters(vec![segue::meter::StepMeter {
+        step: 0,
+        meter: segue::midi::Meter {
+            numerator: 3,
+            denominator: 4,
+        },
+    }]);
+    let from_piece = ascent::ascend(&clf, target, Some(&piece), &opts, &mut |_| {}, &cancel)
+        .unwrap()
+        .roll;
+    assert_eq!(from_piece.tempo(), piece.tempo());
+    assert_eq!(from_piece.meters(), piece.meters());
 }
 
 #[test]

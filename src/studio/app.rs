@@ -793,8 +793,9 @@ impl Studio {
             let bpm = self.session.score.bpm;
             let meters = std::mem::take(&mut self.session.score.meters);
             self.session.score = Score::from_generated(&g.roll, g.primer_steps, bpm);
-            // A model without a primer (the DCGAN, ascent) makes no metre: the piece keeps its.
-            if self.session.score.meters.is_empty() {
+            // A piece made without a primer (the DCGAN) has no metre: the piece keeps its own.
+            // A continuation's empty map is 4/4, the metre its primer ended in.
+            if g.primer_steps == 0 && self.session.score.meters.is_empty() {
                 self.session.score.meters = meters;
             }
             self.session.view.forget_notes();
@@ -1216,7 +1217,8 @@ impl Studio {
         // Bars on the x axis, as on the roll's ruler: each window's verdict sits at its centre,
         // and the axis spans the whole piece.
         let score = &self.session.score;
-        let bar = |step: f64| score.bar_position(step);
+        let bar_map = score.bar_map();
+        let bar = |step: f64| bar_map.position(step);
         let centre = v.window as f64 / 2.0;
         Plot::new("style-meter")
             .legend(Legend::default())

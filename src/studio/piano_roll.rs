@@ -202,12 +202,14 @@ pub fn piano_roll(
         }
     }
     // Grid lines: steps (when wide enough), beats and bars along the piece's metre map; bar
-    // numbers on the ruler (every bar where there is room, else every fourth).
+    // numbers on the ruler where they fit (every bar, else every 2nd, 4th, ...). The bar the
+    // view opens in starts left of it: what is drawn is clipped to the grid and the ruler.
     painter.rect_filled(ruler, 0.0, Color32::from_gray(45));
     let first = view.scroll_step.floor() as usize;
     let last = to_step(grid.right()).ceil() as usize;
+    let grid_painter = painter.with_clip_rect(grid.union(ruler));
     let line = |step: f64, width: f32, gray: u8| {
-        painter.vline(
+        grid_painter.vline(
             step_x(step as f32),
             grid.y_range(),
             Stroke::new(width, Color32::from_gray(gray)),
@@ -231,14 +233,15 @@ pub fn piano_roll(
                 line(at, 0.5, 65);
             }
         }
-        // Bars narrower than a few pixels (3/32 zoomed out) are thinned, their numbers more.
+        // Bars narrower than a few pixels (3/32 zoomed out) are thinned, their numbers more;
+        // a numbered bar always has its line.
         let bar_px = (f64::from(view.step_px) * bar.meter.bar_steps()).max(1e-3);
-        let every = |px: f64| (px / bar_px).ceil().max(1.0) as usize;
+        let every = |px: f64| ((px / bar_px).ceil().max(1.0) as usize).next_power_of_two();
         if (bar.number - 1) % every(4.0) == 0 {
             line(bar.start, 1.0, 95);
         }
-        if (bar.number - 1) % every(28.0).next_power_of_two() == 0 {
-            painter.text(
+        if (bar.number - 1) % every(28.0) == 0 {
+            grid_painter.text(
                 pos2(step_x(bar.start as f32) + 2.0, ruler.center().y),
                 Align2::LEFT_CENTER,
                 format!("{}", bar.number),

@@ -56,8 +56,8 @@ pub struct Score {
     /// opened file or a generated piece); 0 = it ends with its last note.
     #[serde(default)]
     pub length: usize,
-    /// The metre map of the opened file (empty: 4/4); the grid's bars and MIDI exports
-    /// follow it.
+    /// The metre map of the opened file, or of the primer a piece was generated from (empty:
+    /// 4/4); the grid's bars and MIDI exports follow it.
     #[serde(default)]
     pub meters: Vec<StepMeter>,
     /// The one metre a session file of an earlier version kept (read, never written).
@@ -71,7 +71,8 @@ impl Score {
 
     /// Brings a score read from disk into range: tempo 20-300 bpm, notes inside the pitch,
     /// velocity and length ranges (notes past [`Score::MAX_STEPS`] are dropped), the primer
-    /// no longer than the piece.
+    /// no longer than the piece, the tempo and metre maps sorted and in range (the one metre
+    /// an older session file kept becomes the map).
     pub fn sanitize(&mut self) {
         self.bpm = if self.bpm.is_finite() {
             self.bpm.clamp(20.0, 300.0)
@@ -224,14 +225,16 @@ impl Score {
         out
     }
 
-    /// The bars that overlap `from..to` (steps), numbered from 1 along the metre map.
+    /// The bars that overlap `from..to` (steps), numbered from 1 along the metre map (the
+    /// last metre goes on past the piece's end).
     pub fn bars(&self, from: f64, to: f64) -> Vec<meter::Bar> {
-        meter::bars(&self.meters, self.steps().max(to.ceil() as usize), from, to)
+        let end = self.steps().max(to.ceil() as usize);
+        meter::BarMap::new(&self.meters).bars(end, from, to)
     }
 
-    /// Where `step` falls, in bars counted from 1.
-    pub fn bar_position(&self, step: f64) -> f64 {
-        meter::bar_position(&self.meters, step)
+    /// The metre map laid out in bars, to find many steps' bars in (see [`meter::BarMap`]).
+    pub fn bar_map(&self) -> meter::BarMap {
+        meter::BarMap::new(&self.meters)
     }
 
     /// The index of the note sounding at (`step`, `pitch`), the last drawn first.
@@ -482,7 +485,7 @@ mod tests {
         }];
         let starts: Vec<f64> = score.bars(0.0, 40.0).iter().map(|b| b.start).collect();
         assert_eq!(starts, vec![0.0, 12.0, 24.0, 36.0]);
-        assert_eq!(score.bar_position(18.0), 2.5);
+        assert_eq!(score.bar_map().position(18.0), 2.5);
         assert_eq!(score.to_roll().meter_at(39), waltz);
         // A session written before the metre map kept one metre, as `meter`.
         let old =
