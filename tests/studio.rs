@@ -474,6 +474,91 @@ fn drawing_deleting_and_undo_in_the_piano_roll() {
     assert!(h.state().session.score.notes.is_empty());
 }
 
+/// The keyboard edits the selection: arrows move it, Ctrl+D repeats it, copy and paste go
+/// through the system clipboard's text, Ctrl+A selects all, cut removes; each is one undo step.
+#[test]
+fn keyboard_editing_of_the_selection() {
+    use egui::{Event, Key, Modifiers};
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    h.step();
+    let score = &mut h.state_mut().session.score;
+    score.draw(60, 0, 4);
+    score.draw(64, 2, 4);
+    h.state_mut().session.view.selection = vec![0, 1];
+    h.step();
+    let notes = |h: &Harness<'static, Studio>| {
+        let mut n: Vec<(u8, usize, usize)> = h
+            .state()
+            .session
+            .score
+            .notes
+            .iter()
+            .map(|n| (n.pitch, n.start, n.len))
+            .collect();
+        n.sort_unstable();
+        n
+    };
+    // Up a semitone, right a step; Shift: an octave down, a beat (4 steps in 4/4) left.
+    h.key_press(Key::ArrowUp);
+    h.key_press(Key::ArrowRight);
+    h.step();
+    assert_eq!(notes(&h), vec![(61, 1, 4), (65, 3, 4)]);
+    h.key_press_modifiers(Modifiers::SHIFT, Key::ArrowDown);
+    h.key_press_modifiers(Modifiers::SHIFT, Key::ArrowLeft);
+    h.step();
+    assert_eq!(notes(&h), vec![(49, 0, 4), (53, 0, 4)]);
+    // Each key was its own step of the undo history.
+    for _ in 0..2 {
+        h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+        h.step();
+    }
+    assert_eq!(notes(&h), vec![(61, 1, 4), (65, 3, 4)]);
+    // Ctrl+D: the selection again right after itself (it spans steps 1..7), selected. (Undo
+    // replaced the score, and with it the selection.)
+    h.state_mut().session.view.selection = vec![0, 1];
+    h.key_press_modifiers(Modifiers::COMMAND, Key::D);
+    h.step();
+    assert_eq!(
+        notes(&h),
+        vec![(61, 1, 4), (61, 7, 4), (65, 3, 4), (65, 9, 4)]
+    );
+    assert_eq!(h.state().session.view.selection, vec![2, 3]);
+    // Copy puts the notes on the clipboard as text; pasting it with the pointer off the
+    // grid adds them after the piece's end (step 13).
+    h.event(Event::Copy);
+    h.step();
+    let copied = h
+        .output()
+        .platform_output
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            egui::OutputCommand::CopyText(text) => Some(text.clone()),
+            _ => None,
+        })
+        .expect("Copy wrote the clipboard");
+    assert!(copied.starts_with("segue-notes:"), "{copied}");
+    h.event(Event::Paste(copied));
+    h.step();
+    assert_eq!(notes(&h).len(), 6);
+    assert!(notes(&h).contains(&(61, 13, 4)) && notes(&h).contains(&(65, 15, 4)));
+    // Text that is not notes pastes nothing.
+    h.event(Event::Paste("hello".into()));
+    h.step();
+    assert_eq!(notes(&h).len(), 6);
+    // Ctrl+A then cut: everything goes; one undo brings it all back.
+    h.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    h.step();
+    h.event(Event::Cut);
+    h.step();
+    assert!(notes(&h).is_empty());
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    assert_eq!(notes(&h).len(), 6);
+}
+
 /// A file opened while the slider's regeneration is pending is not replaced by it.
 #[test]
 fn opening_a_file_cancels_the_pending_generation() {

@@ -437,6 +437,99 @@ pub fn piano_roll(
         view.selection.clear();
         out.changed = true;
     }
+    if !ui.ctx().egui_wants_keyboard_input() {
+        let hover = pointer
+            .filter(|p| grid.contains(*p))
+            .map(|p| snap(p.x) as usize);
+        out.changed |= keyboard_edits(ui, score, view, history, hover);
+    }
     view.selection.retain(|&i| i < score.notes.len());
     out
+}
+
+/// What Copy puts on the system clipboard before the notes (as JSON), so that Paste knows
+/// notes from text.
+const CLIPBOARD_TAG: &str = "segue-notes:";
+
+/// Editing from the keyboard: the arrows move the selection a step or a semitone (with Shift
+/// a beat or an octave), Ctrl+A selects every note, Ctrl+D repeats the selection right after
+/// itself, Ctrl+C, Ctrl+X and Ctrl+V copy, cut and paste through the system clipboard (so
+/// between two studios too); a paste lands where the pointer is over the grid, else after the
+/// piece's end. Returns whether the score changed.
+fn keyboard_edits(
+    ui: &Ui,
+    score: &mut Score,
+    view: &mut RollView,
+    history: &mut History,
+    hover: Option<usize>,
+) -> bool {
+    use egui::{Event, Key};
+    let (shift, command) = ui.input(|i| (i.modifiers.shift, i.modifiers.command));
+    let pressed = |key: Key| ui.input(|i| i.key_pressed(key));
+    let event = |matches: fn(&Event) -> bool| ui.input(|i| i.events.iter().any(matches));
+    let selected = !view.selection.is_empty();
+    let mut changed = false;
+
+    if command && pressed(Key::A) {
+        view.selection = (0..score.notes.len()).collect();
+    }
+    if selected && !command {
+        let first = score.span(&view.selection).map_or(0, |s| s.0);
+        let beat = crate::meter::meter_at(&score.meters, first)
+            .beat_steps()
+            .round()
+            .max(1.0) as i64;
+        let (step, semitones) = if shift { (beat, 12) } else { (1, 1) };
+        for (key, steps, semitones) in [
+            (Key::ArrowLeft, -step, 0),
+            (Key::ArrowRight, step, 0),
+            (Key::ArrowUp, 0, semitones),
+            (Key::ArrowDown, 0, -semitones),
+        ] {
+            if pressed(key) {
+                history.record(score);
+                score.shift(&view.selection, steps, semitones);
+                changed = true;
+            }
+        }
+    }
+    let copy = event(|e| matches!(e, Event::Copy));
+    let cut = event(|e| matches!(e, Event::Cut));
+    if selected && (copy || cut) {
+        let notes = score.copy(&view.selection);
+        if let Ok(json) = serde_json::to_string(&notes) {
+            ui.ctx().copy_text(format!("{CLIPBOARD_TAG}{json}"));
+        }
+        if cut {
+            history.record(score);
+            score.delete(&view.selection);
+            view.selection.clear();
+            changed = true;
+        }
+    }
+    let pasted = ui.input(|i| {
+        i.events.iter().find_map(|e| match e {
+            Event::Paste(text) => text.strip_prefix(CLIPBOARD_TAG).and_then(|json| {
+                serde_json::from_str::<Vec<crate::studio::score::ScoreNote>>(json).ok()
+            }),
+            _ => None,
+        })
+    });
+    if let Some(notes) = pasted.filter(|n| !n.is_empty()) {
+        history.record(score);
+        let at = hover.unwrap_or_else(|| score.steps());
+        view.selection = score.paste(&notes, at);
+        changed = true;
+    }
+    if selected
+        && command
+        && pressed(Key::D)
+        && let Some((_, end)) = score.span(&view.selection)
+    {
+        history.record(score);
+        let notes = score.copy(&view.selection);
+        view.selection = score.paste(&notes, end);
+        changed = true;
+    }
+    changed
 }

@@ -296,6 +296,47 @@ impl Score {
         }
     }
 
+    /// Copies of the notes with the given indices, their starts counted from the first one's
+    /// (what Copy puts on the clipboard), sorted by start and pitch.
+    pub fn copy(&self, indices: &[usize]) -> Vec<ScoreNote> {
+        let mut notes: Vec<ScoreNote> = indices
+            .iter()
+            .filter_map(|&i| self.notes.get(i).copied())
+            .collect();
+        notes.sort_by_key(|n| (n.start, n.pitch));
+        notes.dedup();
+        let first = notes.first().map_or(0, |n| n.start);
+        for n in &mut notes {
+            n.start -= first;
+        }
+        notes
+    }
+
+    /// Adds `notes` (starts counted from 0, as [`Score::copy`] gives them) from step `at` on,
+    /// as hand-edited notes kept inside the piece's limits; returns their indices.
+    pub fn paste(&mut self, notes: &[ScoreNote], at: usize) -> Vec<usize> {
+        let first = self.notes.len();
+        for n in notes.iter().filter(|n| n.pitch < PITCHES as u8) {
+            let len = n.len.clamp(1, Self::MAX_STEPS);
+            let start = at.saturating_add(n.start).min(Self::MAX_STEPS - len);
+            self.notes.push(ScoreNote {
+                start,
+                len,
+                velocity: n.velocity.clamp(1, 127),
+                origin: Origin::Edited,
+                ..*n
+            });
+        }
+        (first..self.notes.len()).collect()
+    }
+
+    /// The steps the given notes span: (first start, last end); `None` for no notes.
+    pub fn span(&self, indices: &[usize]) -> Option<(usize, usize)> {
+        let notes = indices.iter().filter_map(|&i| self.notes.get(i));
+        let start = notes.clone().map(|n| n.start).min()?;
+        Some((start, notes.map(ScoreNote::end).max()?))
+    }
+
     /// Indices of the notes inside the box of steps `[s0, s1)` and pitches `[p0, p1]`.
     pub fn in_box(&self, s0: usize, s1: usize, p0: u8, p1: u8) -> Vec<usize> {
         self.notes
