@@ -356,8 +356,10 @@ impl Roll {
         &self.tempo
     }
 
-    /// Replaces the tempo map (sorted; of several changes on one step the last wins).
+    /// Replaces the tempo map (sorted; of several changes on one step the last wins; changes
+    /// at or past the roll's end are left out, as they change nothing).
     pub fn set_tempo(&mut self, mut tempo: Vec<StepTempo>) {
+        tempo.retain(|t| t.step == 0 || t.step < self.steps);
         tempo.sort_by_key(|t| t.step);
         // Of several changes on one step the last wins; then drop changes that change nothing.
         let mut per_step: Vec<StepTempo> = Vec::with_capacity(tempo.len());

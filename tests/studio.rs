@@ -557,6 +557,74 @@ fn keyboard_editing_of_the_selection() {
     h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
     h.step();
     assert_eq!(notes(&h).len(), 6);
+    // The velocity box sets the selected notes' velocity, and nothing else.
+    h.state_mut().session.view.selection = vec![0, 1];
+    h.step();
+    h.get_by_label("Velocity").focus();
+    h.step();
+    h.get_by_label("Velocity").type_text("110");
+    h.key_press(Key::Enter);
+    h.step();
+    let velocities: Vec<u8> = h
+        .state()
+        .session
+        .score
+        .notes
+        .iter()
+        .map(|n| n.velocity)
+        .collect();
+    assert_eq!(velocities, vec![110, 110, 80, 80, 80, 80]);
+    assert_eq!(notes(&h).len(), 6);
+}
+
+/// A file faster than the tempo box drags over keeps its tempo map through the window and
+/// the export; a trimmed piece exports at its length, though its file changed tempo later.
+#[test]
+fn a_fast_file_keeps_its_tempo_and_a_trimmed_piece_its_length() {
+    use common::{Ev, off, on, smf};
+    use midly::{Format, Timing, num::u15};
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let file = dir.path().join("fast.mid");
+    let events = vec![
+        (0, Ev::Tempo(150_000)), // 400 bpm
+        (0, on(0, 60, 90)),
+        (96, off(0, 60)),
+        (192, Ev::Tempo(200_000)), // 300 bpm from step 8
+        (192, on(0, 62, 90)),
+        (288, off(0, 62)),
+        (960, Ev::Tempo(300_000)), // past the last note, at the file's end
+    ];
+    let bytes = smf(
+        Format::SingleTrack,
+        Timing::Metrical(u15::new(96)),
+        &[events],
+    );
+    std::fs::write(&file, bytes).unwrap();
+    let mut h = studio(&model, Some(file));
+    for _ in 0..3 {
+        h.step();
+    }
+    assert_eq!(h.state().session.score.bpm, 400.0);
+    let export = |h: &mut Harness<'static, Studio>, name: &str| {
+        let out = dir.path().join(name);
+        h.state_mut().export_midi(&out);
+        wait(h, "the export", |s| !s.background_work());
+        Roll::read_midi(&out, &QuantizeOptions::whole_file()).unwrap()
+    };
+    let tempo = |roll: &Roll| {
+        (roll.tempo().iter())
+            .map(|t| (t.step, t.micros_per_quarter))
+            .collect::<Vec<_>>()
+    };
+    let whole = export(&mut h, "whole.mid");
+    assert_eq!(whole.steps(), 40);
+    assert_eq!(tempo(&whole), vec![(0, 150_000), (8, 200_000)]);
+    h.get_by_label("Trim").click();
+    h.step();
+    let trimmed = export(&mut h, "trimmed.mid");
+    assert_eq!(trimmed.steps(), 12);
+    assert_eq!(tempo(&trimmed), vec![(0, 150_000), (8, 200_000)]);
 }
 
 /// A file opened while the slider's regeneration is pending is not replaced by it.

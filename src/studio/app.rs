@@ -790,14 +790,10 @@ impl Studio {
     fn choose_variation(&mut self, k: usize) {
         if let Some(g) = self.variations.get(k) {
             self.history.record(&self.session.score);
+            // The result's tempo and metre maps are its primer's (a DCGAN sample has none: one
+            // tempo, 4/4); the tempo box stays as it is.
             let bpm = self.session.score.bpm;
-            let meters = std::mem::take(&mut self.session.score.meters);
             self.session.score = Score::from_generated(&g.roll, g.primer_steps, bpm);
-            // A piece made without a primer (the DCGAN) has no metre: the piece keeps its own.
-            // A continuation's empty map is 4/4, the metre its primer ended in.
-            if g.primer_steps == 0 && self.session.score.meters.is_empty() {
-                self.session.score.meters = meters;
-            }
             self.session.view.forget_notes();
             self.chosen_variation = k;
             self.push_score();
@@ -806,6 +802,33 @@ impl Studio {
 
     /// The piece changed by hand (an edit, undo, redo): from now on the models hear the piece
     /// as it is, not the file opened before.
+    /// The selected notes' velocity: shows the first one's, sets all of them (one undo step
+    /// per drag or typed value); greyed out without a selection.
+    fn velocity_box(&mut self, ui: &mut Ui) {
+        let score = &self.session.score;
+        let selection = &self.session.view.selection;
+        let mut velocity = selection
+            .first()
+            .and_then(|&i| score.notes.get(i))
+            .map_or(crate::roll::DEFAULT_VELOCITY, |n| n.velocity);
+        let label = ui.label("Velocity");
+        let r = ui
+            .add_enabled(
+                !selection.is_empty(),
+                egui::DragValue::new(&mut velocity).range(1..=127),
+            )
+            .labelled_by(label.id)
+            .on_hover_text("How hard the selected notes are struck (1-127)");
+        if r.drag_started() || (r.changed() && !r.dragged()) {
+            self.history.record(&self.session.score);
+        }
+        if r.changed() {
+            let selection = self.session.view.selection.clone();
+            self.session.score.set_velocity(&selection, velocity);
+            self.push_score();
+        }
+    }
+
     fn edited_by_hand(&mut self) {
         self.primer = None;
         self.session.primer_path = None;
@@ -1131,12 +1154,9 @@ impl Studio {
             }
             ui.checkbox(&mut self.session.looping, "Loop selection");
             let label = ui.label("Tempo");
-            let changes = self
-                .session
-                .score
-                .tempo
-                .iter()
-                .filter(|t| t.step > 0)
+            let score = &self.session.score;
+            let changes = (score.tempo.iter())
+                .filter(|t| t.step > 0 && t.step < score.steps())
                 .count();
             let hint = if changes == 0 {
                 "The piece's tempo".to_string()
@@ -1148,8 +1168,10 @@ impl Studio {
             };
             if ui
                 .add(
+                    // A file's tempo outside the range the box drags over stays as it is.
                     egui::DragValue::new(&mut self.session.score.bpm)
                         .range(20.0..=300.0)
+                        .clamp_existing_to_range(false)
                         .suffix(" bpm"),
                 )
                 .labelled_by(label.id)
@@ -1185,6 +1207,7 @@ impl Studio {
                 self.session.score.length = 0;
                 self.push_score();
             }
+            self.velocity_box(ui);
             ui.separator();
             ui.selectable_value(&mut self.session.view.tool, Tool::Draw, "Draw");
             ui.selectable_value(&mut self.session.view.tool, Tool::Select, "Select");

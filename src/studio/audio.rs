@@ -97,7 +97,8 @@ pub enum Command {
     Stop,
     /// Replace the piece; playback, if running, goes on from the same position.
     Score(Arc<PlayScore>),
-    /// Tempo in quarter notes per minute.
+    /// Tempo at the start in quarter notes per minute (the piece's tempo map, if any,
+    /// multiplies it from there on).
     Tempo(f64),
     /// Loop the steps `[start, end)`, or no loop.
     Loop(Option<(usize, usize)>),
@@ -208,7 +209,8 @@ impl Engine {
                     self.silence();
                 }
                 Command::Score(score) => self.swap_score(score),
-                Command::Tempo(bpm) => self.bpm = bpm.clamp(10.0, 1000.0),
+                Command::Tempo(bpm) if bpm.is_finite() => self.bpm = bpm.clamp(10.0, 1000.0),
+                Command::Tempo(_) => {}
                 Command::Loop(range) => self.looped = range.filter(|(a, b)| b > a),
                 Command::Preview(pitch) => {
                     if let Some((p, _)) = self.preview {
@@ -229,12 +231,15 @@ impl Engine {
         while done < BLOCK {
             let mut chunk = BLOCK - done;
             let mut per_sample = 0.0;
+            // The next change of tempo and the speed up to it.
+            let mut ahead: Option<(usize, f64)> = None;
             if self.playing {
                 let end = self.looped.map_or(self.score.steps, |(_, b)| b);
                 self.fire_due(end);
                 if self.playing {
                     let (speed, change) = self.score.speed_at(self.position);
                     per_sample = self.steps_per_sample(speed);
+                    ahead = change.map(|c| (c, speed));
                     let next = self
                         .score
                         .events
@@ -248,7 +253,17 @@ impl Engine {
             self.synth.render(&mut self.buffer[done..done + chunk]);
             done += chunk;
             if self.playing {
+                let before = self.position;
                 self.position += per_sample * chunk as f64;
+                // A chunk ends on the sample at or after a change of tempo: the part of it past
+                // the change goes at the new speed, so changes add no drift.
+                if let Some((change, speed)) = ahead {
+                    let at = change as f64;
+                    if before < at && self.position > at {
+                        let new = self.score.speed_at(at).0;
+                        self.position = at + (self.position - at) * new / speed;
+                    }
+                }
             }
             if let Some((p, left)) = self.preview {
                 let left = left.saturating_sub(chunk as u32);

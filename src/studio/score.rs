@@ -69,13 +69,13 @@ impl Score {
     /// The longest piece a saved score may hold, in steps (about 36 hours at 120 bpm).
     pub const MAX_STEPS: usize = 1 << 20;
 
-    /// Brings a score read from disk into range: tempo 20-300 bpm, notes inside the pitch,
+    /// Brings a score read from disk into range: tempo 10-1000 bpm, notes inside the pitch,
     /// velocity and length ranges (notes past [`Score::MAX_STEPS`] are dropped), the primer
     /// no longer than the piece, the tempo and metre maps sorted and in range (the one metre
     /// an older session file kept becomes the map).
     pub fn sanitize(&mut self) {
         self.bpm = if self.bpm.is_finite() {
-            self.bpm.clamp(20.0, 300.0)
+            self.bpm.clamp(10.0, 1000.0)
         } else {
             120.0
         };
@@ -168,7 +168,8 @@ impl Score {
         self.length.saturating_sub(self.last_note_end())
     }
 
-    /// The score as a roll (at its tempo), for playback, export and the models.
+    /// The score as a roll (its tempo map scaled to the tempo box), for export, the models and
+    /// the style meter.
     pub fn to_roll(&self) -> Roll {
         let notes: Vec<RollNote> = self
             .notes
@@ -204,7 +205,8 @@ impl Score {
 
     /// The tempo map as speeds relative to the start: (step, tempo there / tempo at the
     /// start), from step 0 on. Each change is held within 1/100..100 times the start, and the
-    /// tempo at any step within 1..2000 bpm at any tempo box setting.
+    /// tempo at any step within 4..2000 bpm at any tempo box setting (MIDI cannot write a
+    /// tempo below 3.58 bpm).
     pub fn speed(&self) -> Vec<(usize, f64)> {
         let micros_at = |step: usize| {
             self.tempo
@@ -220,7 +222,7 @@ impl Score {
         let mut out = vec![(0, 1.0)];
         for t in self.tempo.iter().filter(|t| t.step > 0) {
             let speed = (start / f64::from(t.micros_per_quarter.max(1))).clamp(0.01, 100.0);
-            out.push((t.step, speed.clamp(1.0 / bpm, 2000.0 / bpm)));
+            out.push((t.step, speed.clamp(4.0 / bpm, 2000.0 / bpm)));
         }
         out
     }
@@ -292,6 +294,16 @@ impl Score {
                     .clamp(1, Self::MAX_STEPS.saturating_sub(n.start).max(1) as i64)
                     as usize;
                 n.origin = Origin::Edited;
+            }
+        }
+    }
+
+    /// Sets the velocity (1..=127) of the notes with the given indices; where they came from
+    /// stays as it was.
+    pub fn set_velocity(&mut self, indices: &[usize], velocity: u8) {
+        for &i in indices {
+            if let Some(n) = self.notes.get_mut(i) {
+                n.velocity = velocity.clamp(1, 127);
             }
         }
     }
