@@ -484,8 +484,8 @@ fn keyboard_editing_of_the_selection() {
     let mut h = studio(&model, None);
     h.step();
     let score = &mut h.state_mut().session.score;
-    score.draw(60, 0, 4);
-    score.draw(64, 2, 4);
+    score.draw(60, 16, 4);
+    score.draw(64, 18, 4);
     h.state_mut().session.view.selection = vec![0, 1];
     h.step();
     let notes = |h: &Harness<'static, Studio>| {
@@ -504,29 +504,29 @@ fn keyboard_editing_of_the_selection() {
     h.key_press(Key::ArrowUp);
     h.key_press(Key::ArrowRight);
     h.step();
-    assert_eq!(notes(&h), vec![(61, 1, 4), (65, 3, 4)]);
+    assert_eq!(notes(&h), vec![(61, 17, 4), (65, 19, 4)]);
     h.key_press_modifiers(Modifiers::SHIFT, Key::ArrowDown);
     h.key_press_modifiers(Modifiers::SHIFT, Key::ArrowLeft);
     h.step();
-    assert_eq!(notes(&h), vec![(49, 0, 4), (53, 0, 4)]);
+    assert_eq!(notes(&h), vec![(49, 13, 4), (53, 15, 4)]);
     // Each key was its own step of the undo history.
     for _ in 0..2 {
         h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
         h.step();
     }
-    assert_eq!(notes(&h), vec![(61, 1, 4), (65, 3, 4)]);
-    // Ctrl+D: the selection again right after itself (it spans steps 1..7), selected. (Undo
+    assert_eq!(notes(&h), vec![(61, 17, 4), (65, 19, 4)]);
+    // Ctrl+D: the selection again right after itself (it spans steps 17..23), selected. (Undo
     // replaced the score, and with it the selection.)
     h.state_mut().session.view.selection = vec![0, 1];
     h.key_press_modifiers(Modifiers::COMMAND, Key::D);
     h.step();
     assert_eq!(
         notes(&h),
-        vec![(61, 1, 4), (61, 7, 4), (65, 3, 4), (65, 9, 4)]
+        vec![(61, 17, 4), (61, 23, 4), (65, 19, 4), (65, 25, 4)]
     );
     assert_eq!(h.state().session.view.selection, vec![2, 3]);
     // Copy puts the notes on the clipboard as text; pasting it with the pointer off the
-    // grid adds them after the piece's end (step 13).
+    // grid adds them after the piece's end (step 29).
     h.event(Event::Copy);
     h.step();
     let copied = h
@@ -543,7 +543,7 @@ fn keyboard_editing_of_the_selection() {
     h.event(Event::Paste(copied));
     h.step();
     assert_eq!(notes(&h).len(), 6);
-    assert!(notes(&h).contains(&(61, 13, 4)) && notes(&h).contains(&(65, 15, 4)));
+    assert!(notes(&h).contains(&(61, 29, 4)) && notes(&h).contains(&(65, 31, 4)));
     // Text that is not notes pastes nothing.
     h.event(Event::Paste("hello".into()));
     h.step();

@@ -270,6 +270,8 @@ pub struct Studio {
     style: Option<StyleMeter>,
     style_id: u64,
     verdict: Option<Verdict>,
+    /// Whether the velocity box's current drag or typing has recorded its undo step.
+    velocity_recorded: bool,
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -387,6 +389,7 @@ impl Studio {
             style,
             style_id: 0,
             verdict: None,
+            velocity_recorded: false,
             wake,
         };
         if !problems.is_empty() {
@@ -800,10 +803,8 @@ impl Studio {
         }
     }
 
-    /// The piece changed by hand (an edit, undo, redo): from now on the models hear the piece
-    /// as it is, not the file opened before.
     /// The selected notes' velocity: shows the first one's, sets all of them (one undo step
-    /// per drag or typed value); greyed out without a selection.
+    /// per drag or typed value, recorded at its first change); greyed out without a selection.
     fn velocity_box(&mut self, ui: &mut Ui) {
         let score = &self.session.score;
         let selection = &self.session.view.selection;
@@ -819,16 +820,22 @@ impl Studio {
             )
             .labelled_by(label.id)
             .on_hover_text("How hard the selected notes are struck (1-127)");
-        if r.drag_started() || (r.changed() && !r.dragged()) {
-            self.history.record(&self.session.score);
-        }
         if r.changed() {
+            if !self.velocity_recorded {
+                self.history.record(&self.session.score);
+                self.velocity_recorded = true;
+            }
             let selection = self.session.view.selection.clone();
             self.session.score.set_velocity(&selection, velocity);
-            self.push_score();
+            self.edited_by_hand();
+        }
+        if !r.dragged() && !r.has_focus() {
+            self.velocity_recorded = false;
         }
     }
 
+    /// The piece changed by hand (an edit, undo, redo): from now on the models hear the piece
+    /// as it is, not the file opened before.
     fn edited_by_hand(&mut self) {
         self.primer = None;
         self.session.primer_path = None;

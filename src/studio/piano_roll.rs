@@ -467,12 +467,12 @@ fn keyboard_edits(
     let (shift, command) = ui.input(|i| (i.modifiers.shift, i.modifiers.command));
     let pressed = |key: Key| ui.input(|i| i.key_pressed(key));
     let event = |matches: fn(&Event) -> bool| ui.input(|i| i.events.iter().any(matches));
-    let selected = !view.selection.is_empty();
     let mut changed = false;
 
     if command && pressed(Key::A) {
         view.selection = (0..score.notes.len()).collect();
     }
+    let selected = !view.selection.is_empty();
     if selected && !command {
         let first = score.span(&view.selection).map_or(0, |s| s.0);
         let beat = crate::meter::meter_at(&score.meters, first)
@@ -486,7 +486,13 @@ fn keyboard_edits(
             (Key::ArrowUp, 0, semitones),
             (Key::ArrowDown, 0, -semitones),
         ] {
-            if pressed(key) {
+            if !pressed(key) {
+                continue;
+            }
+            // The selection moves as one, as far as its outermost note can; at the edge the
+            // key does nothing (and records nothing).
+            let (steps, semitones) = score.group_move(&view.selection, steps, semitones);
+            if (steps, semitones) != (0, 0) {
                 history.record(score);
                 score.shift(&view.selection, steps, semitones);
                 changed = true;

@@ -311,12 +311,14 @@ impl Score {
     /// Copies of the notes with the given indices, their starts counted from the first one's
     /// (what Copy puts on the clipboard), sorted by start and pitch.
     pub fn copy(&self, indices: &[usize]) -> Vec<ScoreNote> {
+        let mut indices = indices.to_vec();
+        indices.sort_unstable();
+        indices.dedup();
         let mut notes: Vec<ScoreNote> = indices
             .iter()
             .filter_map(|&i| self.notes.get(i).copied())
             .collect();
         notes.sort_by_key(|n| (n.start, n.pitch));
-        notes.dedup();
         let first = notes.first().map_or(0, |n| n.start);
         for n in &mut notes {
             n.start -= first;
@@ -325,9 +327,17 @@ impl Score {
     }
 
     /// Adds `notes` (starts counted from 0, as [`Score::copy`] gives them) from step `at` on,
-    /// as hand-edited notes kept inside the piece's limits; returns their indices.
+    /// as hand-edited notes; near the longest piece a score keeps the group moves back whole
+    /// to fit. Returns their indices.
     pub fn paste(&mut self, notes: &[ScoreNote], at: usize) -> Vec<usize> {
         let first = self.notes.len();
+        let span = notes
+            .iter()
+            .map(|n| n.start.saturating_add(n.len.max(1)))
+            .max()
+            .unwrap_or(0)
+            .min(Self::MAX_STEPS);
+        let at = at.min(Self::MAX_STEPS - span);
         for n in notes.iter().filter(|n| n.pitch < PITCHES as u8) {
             let len = n.len.clamp(1, Self::MAX_STEPS);
             let start = at.saturating_add(n.start).min(Self::MAX_STEPS - len);
@@ -340,6 +350,26 @@ impl Score {
             });
         }
         (first..self.notes.len()).collect()
+    }
+
+    /// How far the given notes can move together, at most `steps` and `semitones`: the move
+    /// [`Score::shift`] makes without pressing any of them against the grid's start, the
+    /// longest piece or the keyboard's ends (0 where one already is).
+    pub fn group_move(&self, indices: &[usize], steps: i64, semitones: i32) -> (i64, i32) {
+        let notes: Vec<&ScoreNote> = indices.iter().filter_map(|&i| self.notes.get(i)).collect();
+        let (Some(start), Some(end)) = (
+            notes.iter().map(|n| n.start).min(),
+            notes.iter().map(|n| n.end()).max(),
+        ) else {
+            return (0, 0);
+        };
+        let low = notes.iter().map(|n| i32::from(n.pitch)).min().unwrap_or(0);
+        let high = notes.iter().map(|n| i32::from(n.pitch)).max().unwrap_or(0);
+        let later = Self::MAX_STEPS.saturating_sub(end) as i64;
+        (
+            steps.clamp(-(start as i64), later),
+            semitones.clamp(-low, PITCHES as i32 - 1 - high),
+        )
     }
 
     /// The steps the given notes span: (first start, last end); `None` for no notes.
@@ -487,6 +517,30 @@ mod tests {
         score.length = usize::MAX;
         score.sanitize();
         assert_eq!(score.steps(), Score::MAX_STEPS);
+    }
+
+    #[test]
+    fn a_group_moves_as_one_and_pastes_whole() {
+        let mut score = Score::new();
+        score.draw(120, 2, 4);
+        score.draw(60, 8, 4);
+        let both = [0, 1];
+        // Up by 12 would push the top note off the keyboard: the chord moves 7, whole.
+        assert_eq!(score.group_move(&both, -4, 12), (-2, 7));
+        assert_eq!(score.group_move(&both, 0, -100), (0, -60));
+        assert_eq!(score.group_move(&[], 5, 5), (0, 0));
+        // Copied notes count from the first; a paste near the end moves back whole.
+        let copied = score.copy(&[1, 0, 1]);
+        assert_eq!(copied.len(), 2);
+        assert_eq!((copied[0].start, copied[1].start), (0, 6));
+        let pasted = score.paste(&copied, usize::MAX);
+        let starts: Vec<usize> = pasted.iter().map(|&i| score.notes[i].start).collect();
+        assert_eq!(starts, vec![Score::MAX_STEPS - 10, Score::MAX_STEPS - 4]);
+        assert!(
+            pasted
+                .iter()
+                .all(|&i| score.notes[i].origin == Origin::Edited)
+        );
     }
 
     #[test]
