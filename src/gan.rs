@@ -47,6 +47,17 @@ pub struct GanOptions {
     /// 2016).
     #[serde(default)]
     pub feature_matching: f64,
+    /// The discriminator's target for real snippets (1 = the plain DCGAN; 0.9 is one-sided
+    /// label smoothing, Salimans et al. 2016: a discriminator never quite sure keeps giving
+    /// the generator gradients).
+    #[serde(default = "one")]
+    pub real_label: f64,
+    /// Standard deviation of Gaussian noise added to every cell the discriminator sees, real
+    /// and generated, falling linearly to 0 at the run's last step (instance noise, Sønderby
+    /// et al. 2017: the two distributions overlap early, so the discriminator cannot win at
+    /// once). 0 = off.
+    #[serde(default)]
+    pub instance_noise: f64,
     /// Loop options (snippets are always 128 steps).
     pub train: LoopOptions,
 }
@@ -62,9 +73,15 @@ impl Default for GanOptions {
             discriminator_l2: 1e-3,
             discriminator_learning_rate: None,
             feature_matching: 0.0,
+            real_label: 1.0,
+            instance_noise: 0.0,
             train,
         }
     }
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// BCE with logits, summed over the batch.
@@ -153,6 +170,18 @@ impl GanTask {
                 opts.feature_matching
             )));
         }
+        if !(opts.real_label.is_finite() && opts.real_label > 0.5 && opts.real_label <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "the real label must be above 0.5 and at most 1, not {}",
+                opts.real_label
+            )));
+        }
+        if !(opts.instance_noise.is_finite() && opts.instance_noise >= 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "the instance noise must be 0 or more, not {}",
+                opts.instance_noise
+            )));
+        }
         if !(lr_d.is_finite() && lr_d > 0.0) {
             return Err(Error::InvalidArgument(format!(
                 "the discriminator's learning rate must be a positive number, not {lr_d}"
@@ -193,7 +222,7 @@ impl Task for GanTask {
         &mut self,
         x: &Tensor,
         _labels: &Tensor,
-        _step: usize,
+        step: usize,
         rng: &mut ChaCha8Rng,
     ) -> Result<Scalars> {
         let b = x.dim(0)?;
@@ -201,10 +230,23 @@ impl Task for GanTask {
         let z = random_codes(b, self.opts.config.latent, rng, x.device())?;
         let probs = candle_nn::ops::sigmoid(&self.model.generator.forward_t(&z, true)?)?;
         let fake = shown_cells(self.opts.config.cells, probs, rng)?;
+        // Instance noise, falling to 0 at the run's last step.
+        let left = 1.0 - step as f64 / self.opts.train.steps.max(1) as f64;
+        let sigma = self.opts.instance_noise * left.max(0.0);
+        let mut noisy = |t: Tensor| -> Result<Tensor> {
+            if sigma == 0.0 {
+                return Ok(t);
+            }
+            let noise = standard_normal(rng, t.elem_count());
+            let noise = Tensor::from_vec(noise, t.shape(), t.device())?;
+            Ok((t + noise.affine(sigma, 0.0)?)?)
+        };
+        let (real, fake) = (noisy(real)?, noisy(fake)?);
         let d = &self.model.discriminator;
         let d_real = d.forward_t(&real, true)?;
         let d_fake = d.forward_t(&fake.detach(), true)?;
-        let loss_d = (bce_sum(&d_real, 1.0)? + bce_sum(&d_fake, 0.0)?)?;
+        let real_label = self.opts.real_label as f32;
+        let loss_d = (bce_sum(&d_real, real_label)? + bce_sum(&d_fake, 0.0)?)?;
         self.adam_d
             .apply(&loss_d.backward()?, self.opts.train.grad_clip)?;
         let mut loss_g = bce_sum(&d.forward_t(&fake, true)?, 1.0)?;

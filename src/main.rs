@@ -395,6 +395,14 @@ struct DcganArgs {
     /// snippets.
     #[arg(long, value_name = "W", allow_negative_numbers = true)]
     feature_matching: Option<f64>,
+    /// The discriminator's target for real snippets (default 1; 0.9 is one-sided label
+    /// smoothing).
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    real_label: Option<f64>,
+    /// Gaussian noise (standard deviation) added to every cell the discriminator sees,
+    /// falling to 0 at the last step (default 0, off).
+    #[arg(long, value_name = "SIGMA", allow_negative_numbers = true)]
+    instance_noise: Option<f64>,
 }
 
 impl LoopArgs {
@@ -798,6 +806,8 @@ fn run(cli: Cli) -> Result<()> {
                 cells,
                 d_lr,
                 feature_matching,
+                real_label,
+                instance_noise,
             } = *args;
             // Checked before the corpus loads (the library refuses them too).
             if let Some(w) = feature_matching.filter(|w| !(w.is_finite() && *w >= 0.0)) {
@@ -806,9 +816,17 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(r) = d_lr.filter(|r| !(r.is_finite() && *r > 0.0)) {
                 anyhow::bail!("--d-lr must be a positive number, not {r}");
             }
+            if let Some(r) = real_label.filter(|r| !(r.is_finite() && *r > 0.5 && *r <= 1.0)) {
+                anyhow::bail!("--real-label must be above 0.5 and at most 1, not {r}");
+            }
+            if let Some(s) = instance_noise.filter(|s| !(s.is_finite() && *s >= 0.0)) {
+                anyhow::bail!("--instance-noise must be 0 or more, not {s}");
+            }
             let mut defaults = segue::gan::GanOptions {
                 discriminator_learning_rate: d_lr,
                 feature_matching: feature_matching.unwrap_or(0.0),
+                real_label: real_label.unwrap_or(1.0),
+                instance_noise: instance_noise.unwrap_or(0.0),
                 ..Default::default()
             };
             if let Some(c) = cells {

@@ -198,6 +198,18 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
         ("dcgan", "--feature-matching", "nan", fm),
         ("dcgan", "--d-lr", "-0.001", d_lr),
         ("dcgan", "--d-lr", "0", d_lr),
+        (
+            "dcgan",
+            "--real-label",
+            "0.4",
+            "--real-label must be above 0.5",
+        ),
+        (
+            "dcgan",
+            "--instance-noise",
+            "-0.1",
+            "--instance-noise must be 0 or more",
+        ),
     ] {
         let err = fails(&["train", model, "--corpus", p(dir.path()), flag, value]);
         assert!(err.contains(says), "{model} {flag} {value}: {err}");

@@ -525,6 +525,40 @@ fn a_slower_discriminator_changes_the_game_and_bad_rates_are_refused() {
 }
 
 #[test]
+fn label_smoothing_and_instance_noise_change_what_the_discriminator_learns() {
+    let (dir, c) = tiny_corpus();
+    let mut o = tiny_gan_options();
+    let plain = train_with(gan::train_gan, &c, &o, &dir.path().join("plain"), false);
+    // A real label of 0.9: the same verdicts at the first step (nothing has learned yet), a
+    // different discriminator loss.
+    o.real_label = 0.9;
+    let smooth = train_with(gan::train_gan, &c, &o, &dir.path().join("smooth"), false);
+    assert_eq!(smooth[0].train["d_real"], plain[0].train["d_real"]);
+    assert_ne!(smooth[0].train["loss_d"], plain[0].train["loss_d"]);
+    // Instance noise: the discriminator sees other cells from the first step on; the same seed
+    // gives the same run.
+    o.real_label = 1.0;
+    o.instance_noise = 0.3;
+    let noisy = train_with(gan::train_gan, &c, &o, &dir.path().join("noisy"), false);
+    let again = train_with(gan::train_gan, &c, &o, &dir.path().join("again"), false);
+    assert_ne!(noisy[0].train["d_real"], plain[0].train["d_real"]);
+    let curve = |seen: &[LoopMetrics]| seen.iter().map(|m| m.train.clone()).collect::<Vec<_>>();
+    assert_eq!(curve(&noisy), curve(&again));
+    for (label, noise, says) in [
+        (0.5, 0.0, "real label"),
+        (1.5, 0.0, "real label"),
+        (f64::NAN, 0.0, "real label"),
+        (1.0, -0.1, "instance noise"),
+        (1.0, f64::INFINITY, "instance noise"),
+    ] {
+        o.real_label = label;
+        o.instance_noise = noise;
+        let err = refused(gan::train_gan, &c, &o, &dir.path().join("bad"));
+        assert!(err.to_string().contains(says), "{err}");
+    }
+}
+
+#[test]
 fn feature_matching_adds_its_weighted_gap_to_the_generator_loss() {
     let (dir, c) = tiny_corpus();
     let mut o = tiny_gan_options();
