@@ -1218,6 +1218,8 @@ impl Studio {
             ui.separator();
             ui.selectable_value(&mut self.session.view.tool, Tool::Draw, "Draw");
             ui.selectable_value(&mut self.session.view.tool, Tool::Select, "Select");
+            // A short slider, so that the toolbar fits a 1280-point window.
+            ui.spacing_mut().slider_width = 64.0;
             ui.add(
                 egui::Slider::new(&mut self.session.view.step_px, 1.0..=40.0)
                     .text("zoom")
@@ -1659,12 +1661,28 @@ impl eframe::App for Studio {
                     };
                     ui.colored_label(color, m);
                 }
+                let score = &self.session.score;
+                let clock = |seconds: f64| {
+                    let s = seconds.max(0.0).round() as u64;
+                    format!("{}:{:02}", s / 60, s % 60)
+                };
+                // Where the playhead is, in bars and time, and how long the piece lasts.
+                let at = self.player.as_ref().map(|p| p.transport().position());
+                let mut text = format!(
+                    "{} notes, {} steps ({})",
+                    score.notes.len(),
+                    score.steps(),
+                    clock(score.seconds_at(score.steps() as f64))
+                );
+                if let Some(at) = at {
+                    text = format!(
+                        "bar {}, {}  |  {text}",
+                        score.bar_map().position(at).floor(),
+                        clock(score.seconds_at(at))
+                    );
+                }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    ui.label(format!(
-                        "{} notes, {} steps",
-                        self.session.score.notes.len(),
-                        self.session.score.steps()
-                    ));
+                    ui.label(text);
                 });
             });
         });

@@ -3,7 +3,7 @@
 
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Ui, pos2, vec2};
 
-use crate::roll::{PITCHES, pitch_name};
+use crate::roll::{DEFAULT_VELOCITY, PITCHES, pitch_name};
 use crate::studio::score::{History, Origin, Score};
 
 /// Width of the keyboard, points.
@@ -107,6 +107,15 @@ pub fn origin_color(origin: Origin) -> Color32 {
         Origin::Generated => Color32::from_rgb(235, 150, 60),
         Origin::Edited => Color32::from_rgb(110, 200, 120),
     }
+}
+
+/// A note's colour: its origin's, brighter the harder it is struck and darker the softer
+/// (a note at the default velocity, 80, has its origin's colour exactly).
+pub fn note_color(origin: Origin, velocity: u8) -> Color32 {
+    let base = origin_color(origin);
+    let factor = 1.0 + 0.5 * (f32::from(velocity) - f32::from(DEFAULT_VELOCITY)) / 127.0;
+    let scale = |c: u8| (f32::from(c) * factor).round().clamp(0.0, 255.0) as u8;
+    Color32::from_rgb(scale(base.r()), scale(base.g()), scale(base.b()))
 }
 
 fn is_black(pitch: usize) -> bool {
@@ -289,7 +298,7 @@ pub fn piano_roll(
             continue;
         }
         let r = r.shrink2(vec2(0.5, 0.5)).intersect(grid);
-        painter.rect_filled(r, 1.5, origin_color(n.origin));
+        painter.rect_filled(r, 1.5, note_color(n.origin, n.velocity));
         if view.selection.contains(&i) {
             painter.rect_stroke(r, 1.5, Stroke::new(1.5, Color32::WHITE), StrokeKind::Inside);
         }
@@ -538,4 +547,23 @@ fn keyboard_edits(
         changed = true;
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn louder_notes_are_brighter() {
+        for origin in [Origin::Primer, Origin::Generated, Origin::Edited] {
+            let (soft, plain, loud) = (
+                note_color(origin, 1),
+                note_color(origin, DEFAULT_VELOCITY),
+                note_color(origin, 127),
+            );
+            assert_eq!(plain, origin_color(origin));
+            let sum = |c: Color32| u32::from(c.r()) + u32::from(c.g()) + u32::from(c.b());
+            assert!(sum(soft) < sum(plain) && sum(plain) < sum(loud));
+        }
+    }
 }

@@ -227,6 +227,23 @@ impl Score {
         out
     }
 
+    /// The time in seconds at which `step` (fractional) sounds, along the tempo map scaled to
+    /// the tempo box, as playback and export have it.
+    pub fn seconds_at(&self, step: f64) -> f64 {
+        let speed = self.speed();
+        let step_seconds = |s: f64| 60.0 / (self.start_bpm() * s) / 4.0;
+        let mut seconds = 0.0;
+        for (k, &(from, s)) in speed.iter().enumerate() {
+            let until = speed.get(k + 1).map_or(f64::INFINITY, |n| n.0 as f64);
+            let from = from as f64;
+            if step <= from {
+                break;
+            }
+            seconds += (step.min(until) - from) * step_seconds(s);
+        }
+        seconds
+    }
+
     /// The bars that overlap `from..to` (steps), numbered from 1 along the metre map (the
     /// last metre goes on past the piece's end).
     pub fn bars(&self, from: f64, to: f64) -> Vec<meter::Bar> {
@@ -569,6 +586,9 @@ mod tests {
             .map(|t| t.micros_per_quarter)
             .collect();
         assert_eq!(micros, vec![250_000, 500_000]);
+        // 8 steps at 240 bpm (0.5 s), then 8 at 120 bpm (1 s).
+        assert!((score.seconds_at(8.0) - 0.5).abs() < 1e-9);
+        assert!((score.seconds_at(16.0) - 1.5).abs() < 1e-9);
         // An absurd change is held in range.
         score.tempo.push(StepTempo {
             step: 12,
