@@ -314,6 +314,42 @@ fn a_damaged_primer_is_used_as_far_as_it_goes_and_the_damage_is_said() {
     assert_eq!(written.steps(), 64 + 16);
 }
 
+/// A continuation is written in the primer's metre and tempo map: the waltz's 3/4 and its
+/// rubato, then the generated steps at the tempo the primer ends with.
+#[test]
+fn a_continuation_keeps_the_primers_metre_and_tempo_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let waltz = shared("corpus/chopin/chp_op18.mid");
+    let out = dir.path().join("out.mid");
+    ok(&[
+        "generate",
+        "--prime",
+        p(&waltz),
+        "--to",
+        "chopin",
+        "--steps",
+        "32",
+        "-o",
+        p(&out),
+    ]);
+    let opts = segue::QuantizeOptions::default();
+    let primer = segue::Roll::read_midi(&waltz, &opts).unwrap().slice(0, 64);
+    let written = segue::Roll::read_midi(&out, &segue::QuantizeOptions::whole_file()).unwrap();
+    assert_eq!(written.steps(), 96);
+    let three_four = segue::midi::Meter {
+        numerator: 3,
+        denominator: 4,
+    };
+    assert_eq!(written.meter_at(0), three_four);
+    assert_eq!(written.meter_at(95), three_four);
+    assert!(primer.tempo().len() > 3, "the primer has a rubato");
+    assert_eq!(&written.tempo()[..primer.tempo().len()], primer.tempo());
+    assert_eq!(
+        written.micros_per_quarter_at(95),
+        primer.micros_per_quarter_at(63)
+    );
+}
+
 /// A command never writes its result over one of its inputs, and `generate` checks both its
 /// outputs before any work, so a failure leaves no half of the result behind.
 #[test]

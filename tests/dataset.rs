@@ -54,7 +54,7 @@ fn loads_the_corpus_and_the_cache_gives_the_same_rolls() {
 
     // A damaged cache entry is ignored and rebuilt, never trusted.
     for entry in std::fs::read_dir(cache.path()).unwrap().take(5) {
-        std::fs::write(entry.unwrap().path(), b"SEGROLL1garbage").unwrap();
+        std::fs::write(entry.unwrap().path(), b"SEGROLL2garbage").unwrap();
     }
     let third = load(Some(cache.path()));
     assert_eq!(third.cache_hits, 615);

@@ -575,6 +575,19 @@ fn keyboard_editing_of_the_selection() {
         .collect();
     assert_eq!(velocities, vec![110, 110, 80, 80, 80, 80]);
     assert_eq!(notes(&h).len(), 6);
+    // Typing the value was one step of the undo history, however many keys it took.
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    let velocities: Vec<u8> = h
+        .state()
+        .session
+        .score
+        .notes
+        .iter()
+        .map(|n| n.velocity)
+        .collect();
+    assert_eq!(velocities, vec![80; 6]);
+    assert_eq!(notes(&h).len(), 6);
 }
 
 /// A file faster than the tempo box drags over keeps its tempo map through the window and
