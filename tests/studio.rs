@@ -52,9 +52,12 @@ fn studio(model: &Path, file: Option<PathBuf>) -> Harness<'static, Studio> {
         length: 48,
         ..Session::default()
     };
-    Harness::builder()
+    let mut h = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
-        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), file, false))
+        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), file, false));
+    // The models (and the file) load on a worker thread while the window shows.
+    wait(&mut h, "the start", |s| !s.loading());
+    h
 }
 
 /// Steps the app until `done` holds (work happens on other threads meanwhile).

@@ -272,6 +272,8 @@ pub struct Studio {
     verdict: Option<Verdict>,
     /// Whether the velocity box's current drag or typing has recorded its undo step.
     velocity_recorded: bool,
+    /// Whether the models are still loading after the start.
+    loading: bool,
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -289,6 +291,56 @@ enum DialogResult {
     Written(Result<PathBuf, String>),
     /// A model file was loaded.
     ModelLoaded(PathBuf, Result<Arc<TrainedModel>, String>),
+    /// What the studio loads as it starts.
+    Started(Box<Startup>),
+}
+
+/// What the studio loads as it starts, on a worker thread, so that the window shows at once.
+struct Startup {
+    /// The Transformer VAE, classifier and DCGAN, and what failed to load.
+    others: OtherModels,
+    problems: Vec<String>,
+    /// The LSTM-VAE of the last session (or the shipped one).
+    model: Option<(PathBuf, Result<Arc<TrainedModel>, String>)>,
+    /// The shipped LSTM-VAE, where the last session's no longer loads.
+    fallback: Option<(PathBuf, Result<Arc<TrainedModel>, String>)>,
+    /// The last session's primer file, read again (the models continue it).
+    primer: Option<Roll>,
+    /// The file given on the command line.
+    opened: Option<(PathBuf, Result<Opened, String>)>,
+}
+
+impl Startup {
+    /// Loads everything (the slow part of starting).
+    fn load(model: Option<PathBuf>, primer: Option<PathBuf>, file: Option<PathBuf>) -> Self {
+        let (others, problems) = OtherModels::load_shipped();
+        let model = model.map(|p| {
+            let loaded = load_trained(&p);
+            (p, loaded)
+        });
+        // A model of an earlier session that no longer loads (moved, retrained): the shipped
+        // one instead.
+        let fallback = match &model {
+            Some((path, Err(_))) => trained::default_model_path()
+                .filter(|s| std::fs::canonicalize(s).ok() != std::fs::canonicalize(path).ok())
+                .map(|s| {
+                    let loaded = load_trained(&s);
+                    (s, loaded)
+                }),
+            _ => None,
+        };
+        Startup {
+            others,
+            problems,
+            model,
+            fallback,
+            primer: primer.and_then(|p| Roll::read_midi(&p, &QuantizeOptions::whole_file()).ok()),
+            opened: file.map(|f| {
+                let read = read_primer(&f);
+                (f, read)
+            }),
+        }
+    }
 }
 
 /// `parent/name`, or `parent/name-2`, `-3`, ... if taken: each training run in the studio
@@ -357,11 +409,6 @@ impl Studio {
         } else {
             (None, Some("Playback off.".into()))
         };
-        let (others, problems) = OtherModels::load_shipped();
-        let style = others
-            .classifier
-            .clone()
-            .map(|c| StyleMeter::start(c, wake.clone()));
         let mut session = session.unwrap_or_default();
         session.sanitize();
         let mut studio = Studio {
@@ -385,27 +432,61 @@ impl Studio {
             dialogs: Vec::new(),
             training: TrainingView::default(),
             show_training: false,
-            others,
-            style,
+            others: OtherModels::default(),
+            style: None,
             style_id: 0,
             verdict: None,
             velocity_recorded: false,
+            loading: false,
             wake,
         };
-        if !problems.is_empty() {
-            studio.say(problems.join("; "), true);
-        }
-        studio.load_model_now(studio.session.model_path.clone());
-        if let Some(path) = studio.session.primer_path.clone()
-            && let Ok(roll) = Roll::read_midi(&path, &QuantizeOptions::whole_file())
-        {
-            studio.primer = Some(roll);
-        }
-        if let Some(file) = file {
-            studio.open_file_now(&file);
-        }
+        let model = studio.model_path_or_default(studio.session.model_path.clone());
+        let primer = studio.session.primer_path.clone();
+        studio.loading = true;
+        studio.in_background(move || {
+            DialogResult::Started(Box::new(Startup::load(model, primer, file)))
+        });
         studio.push_score();
         studio
+    }
+
+    /// Puts what was loaded at the start in place: the models, the last session's primer, the
+    /// file given on the command line. A message said meanwhile (a damaged session file) stays
+    /// unless this one is an error too.
+    fn use_startup(&mut self, s: Startup) {
+        self.loading = false;
+        let earlier = self.message.clone();
+        self.set_other_models(s.others);
+        if !s.problems.is_empty() {
+            self.say(s.problems.join("; "), true);
+        }
+        if let Some((path, loaded)) = s.model {
+            self.use_model(path, loaded);
+        }
+        if let Some((path, loaded)) = s.fallback {
+            let message = self.message.clone();
+            self.use_model(path, loaded);
+            if self.model.is_some() {
+                self.message =
+                    message.map(|(m, _)| (format!("{m}; using the shipped model"), true));
+            }
+        }
+        // Unless the piece was edited by hand meanwhile (which forgets the primer).
+        if self.session.primer_path.is_some() && self.primer.is_none() {
+            self.primer = s.primer;
+        }
+        if let Some((path, read)) = s.opened {
+            self.use_opened(path, read);
+        }
+        if earlier.as_ref().is_some_and(|m| m.1) && !self.message.as_ref().is_some_and(|m| m.1) {
+            self.message = earlier;
+        }
+        self.push_score();
+    }
+
+    /// Whether the models are still loading after the start.
+    pub fn loading(&self) -> bool {
+        self.loading
     }
 
     /// The loaded model, if any.
@@ -452,29 +533,6 @@ impl Studio {
             let loaded = load_trained(&path);
             DialogResult::ModelLoaded(path, loaded)
         });
-    }
-
-    /// [`Studio::load_model`] on this thread (at start, before the window shows).
-    fn load_model_now(&mut self, path: Option<PathBuf>) {
-        if let Some(path) = self.model_path_or_default(path) {
-            let loaded = load_trained(&path);
-            let failed = loaded.is_err();
-            self.use_model(path.clone(), loaded);
-            // A model of an earlier session that no longer loads (moved, retrained): the
-            // shipped one instead, and the message says which failed.
-            if failed
-                && let Some(shipped) = trained::default_model_path()
-                && std::fs::canonicalize(&shipped).ok() != std::fs::canonicalize(&path).ok()
-            {
-                let message = self.message.clone();
-                let loaded = load_trained(&shipped);
-                self.use_model(shipped, loaded);
-                if self.model.is_some() {
-                    self.message =
-                        message.map(|(m, _)| (format!("{m}; using the shipped model"), true));
-                }
-            }
-        }
     }
 
     fn model_path_or_default(&mut self, path: Option<PathBuf>) -> Option<PathBuf> {
@@ -530,12 +588,7 @@ impl Studio {
         });
     }
 
-    /// [`Studio::open_file`] on this thread (at start, before the window shows).
-    fn open_file_now(&mut self, path: &Path) {
-        let read = read_primer(path);
-        self.use_opened(path.to_path_buf(), read);
-    }
-
+    /// Puts a file read by [`Studio::open_file`] (or at the start) in place as the primer.
     fn use_opened(&mut self, path: PathBuf, read: Result<Opened, String>) {
         match read {
             Ok(Opened { roll, warnings }) => {
@@ -973,6 +1026,7 @@ impl Studio {
                 DialogResult::Written(Ok(p)) => self.say(format!("Wrote {}", p.display()), false),
                 DialogResult::Written(Err(e)) => self.say(e, true),
                 DialogResult::ModelLoaded(p, loaded) => self.use_model(p, loaded),
+                DialogResult::Started(s) => self.use_startup(*s),
             }
         }
         self.poll_training();
@@ -1287,6 +1341,13 @@ impl Studio {
                     model.manifest.steps
                 ));
                 ui.small_button("Other model...").clicked()
+            }
+            None if self.loading => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Loading the models...");
+                });
+                false
             }
             None => {
                 ui.colored_label(
