@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use segue::dataset::{Corpus, LoadOptions};
 use segue::roll::{QuantizeOptions, Roll};
 use segue::studio::piano_roll::origin_color;
@@ -641,6 +641,35 @@ fn a_fast_file_keeps_its_tempo_and_a_trimmed_piece_its_length() {
     let trimmed = export(&mut h, "trimmed.mid");
     assert_eq!(trimmed.steps(), 12);
     assert_eq!(tempo(&trimmed), vec![(0, 150_000), (8, 200_000)]);
+}
+
+/// The window shows before the models have loaded (on a worker thread), with Generate greyed
+/// out and a file given on the command line still to come; then everything is in place.
+#[test]
+fn the_window_shows_while_the_models_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let file = fixture(dir.path());
+    let session = Session {
+        model_path: Some(model.clone()),
+        ..Session::default()
+    };
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), Some(file), false));
+    h.step();
+    // Loading takes far longer than a frame.
+    assert!(h.state().loading());
+    assert!(h.state().model().is_none());
+    assert!(h.get_by_label("Generate").accesskit_node().is_disabled());
+    wait(&mut h, "the start", |s| !s.loading());
+    assert!(h.state().model().is_some());
+    assert!(
+        !h.state().session.score.notes.is_empty(),
+        "the file is open"
+    );
+    h.step();
+    assert!(!h.get_by_label("Generate").accesskit_node().is_disabled());
 }
 
 /// A file opened while the slider's regeneration is pending is not replaced by it.

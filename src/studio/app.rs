@@ -274,6 +274,8 @@ pub struct Studio {
     velocity_recorded: bool,
     /// Whether the models are still loading after the start.
     loading: bool,
+    /// Whether a model was chosen since the start (the start's own then gives way to it).
+    model_chosen: bool,
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -296,6 +298,7 @@ enum DialogResult {
 }
 
 /// What the studio loads as it starts, on a worker thread, so that the window shows at once.
+#[derive(Default)]
 struct Startup {
     /// The Transformer VAE, classifier and DCGAN, and what failed to load.
     others: OtherModels,
@@ -438,48 +441,61 @@ impl Studio {
             verdict: None,
             velocity_recorded: false,
             loading: false,
+            model_chosen: false,
             wake,
         };
         let model = studio.model_path_or_default(studio.session.model_path.clone());
         let primer = studio.session.primer_path.clone();
         studio.loading = true;
         studio.in_background(move || {
-            DialogResult::Started(Box::new(Startup::load(model, primer, file)))
+            // A panic while loading must not leave the studio waiting: it is said instead.
+            let loaded = std::panic::catch_unwind(move || Startup::load(model, primer, file));
+            DialogResult::Started(Box::new(loaded.unwrap_or_else(|_| Startup {
+                problems: vec!["loading the models failed".into()],
+                ..Startup::default()
+            })))
         });
         studio.push_score();
         studio
     }
 
     /// Puts what was loaded at the start in place: the models, the last session's primer, the
-    /// file given on the command line. A message said meanwhile (a damaged session file) stays
-    /// unless this one is an error too.
+    /// file given on the command line. What the user did meanwhile wins: a model chosen, a
+    /// piece changed (opened, generated, edited) is not replaced. An error said meanwhile (a
+    /// damaged session file) is said on with this one's.
     fn use_startup(&mut self, s: Startup) {
         self.loading = false;
-        let earlier = self.message.clone();
+        let earlier = self.message.clone().filter(|m| m.1);
         self.set_other_models(s.others);
         if !s.problems.is_empty() {
             self.say(s.problems.join("; "), true);
         }
-        if let Some((path, loaded)) = s.model {
-            self.use_model(path, loaded);
-        }
-        if let Some((path, loaded)) = s.fallback {
-            let message = self.message.clone();
-            self.use_model(path, loaded);
-            if self.model.is_some() {
-                self.message =
-                    message.map(|(m, _)| (format!("{m}; using the shipped model"), true));
+        if !self.model_chosen {
+            if let Some((path, loaded)) = s.model {
+                self.use_model(path, loaded);
+            }
+            if let Some((path, loaded)) = s.fallback {
+                let message = self.message.clone();
+                self.use_model(path, loaded);
+                if self.model.is_some() {
+                    self.message =
+                        message.map(|(m, _)| (format!("{m}; using the shipped model"), true));
+                }
             }
         }
-        // Unless the piece was edited by hand meanwhile (which forgets the primer).
-        if self.session.primer_path.is_some() && self.primer.is_none() {
+        // Every change of the piece is a step of the history.
+        let untouched = !self.history.can_undo();
+        if untouched && self.session.primer_path.is_some() {
             self.primer = s.primer;
         }
-        if let Some((path, read)) = s.opened {
+        if let Some((path, read)) = s.opened.filter(|_| untouched) {
             self.use_opened(path, read);
         }
-        if earlier.as_ref().is_some_and(|m| m.1) && !self.message.as_ref().is_some_and(|m| m.1) {
-            self.message = earlier;
+        if let Some((said, _)) = earlier {
+            self.message = Some(match self.message.take() {
+                Some((now, _)) if now != said => (format!("{said}; {now}"), true),
+                _ => (said, true),
+            });
         }
         self.push_score();
     }
@@ -529,6 +545,7 @@ impl Studio {
         let Some(path) = self.model_path_or_default(path) else {
             return;
         };
+        self.model_chosen = true;
         self.in_background(move || {
             let loaded = load_trained(&path);
             DialogResult::ModelLoaded(path, loaded)
@@ -735,6 +752,11 @@ impl Studio {
 
     /// Starts generating with the current controls (older jobs are cancelled).
     pub fn generate(&mut self) {
+        // The slider's regeneration waits for the models of the start.
+        if self.loading {
+            self.regenerate_at = Some(Instant::now() + DEBOUNCE);
+            return;
+        }
         let engine = match self.engine() {
             Ok(e) => e,
             Err(message) => return self.say(message, true),
@@ -1366,18 +1388,21 @@ impl Studio {
             });
         }
         let mut engine = self.session.engine;
-        egui::ComboBox::from_label("Model")
-            .selected_text(engine.label())
-            .show_ui(ui, |ui| {
-                for e in [
-                    EngineKind::LstmVae,
-                    EngineKind::TransformerVae,
-                    EngineKind::ClassifierAscent,
-                    EngineKind::Dcgan,
-                ] {
-                    ui.selectable_value(&mut engine, e, e.label());
-                }
-            });
+        // Switching before the models are there would lose the composers' names.
+        ui.add_enabled_ui(!self.loading, |ui| {
+            egui::ComboBox::from_label("Model")
+                .selected_text(engine.label())
+                .show_ui(ui, |ui| {
+                    for e in [
+                        EngineKind::LstmVae,
+                        EngineKind::TransformerVae,
+                        EngineKind::ClassifierAscent,
+                        EngineKind::Dcgan,
+                    ] {
+                        ui.selectable_value(&mut engine, e, e.label());
+                    }
+                });
+        });
         if engine != self.session.engine {
             self.set_engine(engine);
         }
@@ -1496,7 +1521,11 @@ impl Studio {
         });
         ui.add(egui::Slider::new(&mut s.variations, 1..=8).text("variations"));
         ui.horizontal(|ui| {
-            if ui.button(RichText::new("Generate").strong()).clicked() {
+            let ready = !self.loading;
+            if ui
+                .add_enabled(ready, egui::Button::new(RichText::new("Generate").strong()))
+                .clicked()
+            {
                 self.generate();
             }
             if self.job_progress.is_some() && ui.button("Cancel").clicked() {
