@@ -102,6 +102,53 @@ pub struct Roll {
     meters: Vec<StepMeter>,
 }
 
+/// A change at a roll step (of tempo or of metre), for what their maps share.
+trait StepChange: Copy {
+    fn step(&self) -> usize;
+    /// The same change at another step.
+    fn at(self, step: usize) -> Self;
+}
+
+impl StepChange for StepTempo {
+    fn step(&self) -> usize {
+        self.step
+    }
+    fn at(self, step: usize) -> Self {
+        StepTempo { step, ..self }
+    }
+}
+
+impl StepChange for StepMeter {
+    fn step(&self) -> usize {
+        self.step
+    }
+    fn at(self, step: usize) -> Self {
+        StepMeter { step, ..self }
+    }
+}
+
+/// The map of steps `start..start + len` of `map`, counted from `start`: `first` (what is in
+/// force at `start`) at step 0, then the changes inside.
+fn window<T: StepChange>(map: &[T], first: T, start: usize, len: usize) -> Vec<T> {
+    let inside = map
+        .iter()
+        .filter(|c| c.step() > start && c.step() < start + len);
+    std::iter::once(first.at(0))
+        .chain(inside.map(|c| c.at(c.step() - start)))
+        .collect()
+}
+
+/// `map` followed by the map of a roll appended at `offset`: `first` (what it starts in) at
+/// `offset`, then its later changes moved by `offset`.
+fn joined<T: StepChange>(map: &[T], first: T, other: &[T], offset: usize) -> Vec<T> {
+    let later = other.iter().filter(|c| c.step() > 0);
+    map.iter()
+        .copied()
+        .chain(std::iter::once(first.at(offset)))
+        .chain(later.map(|c| c.at(c.step() + offset)))
+        .collect()
+}
+
 /// Rounds `num / den` to the nearest integer, ties to even (NumPy's rule).
 pub fn round_half_even(num: u64, den: u64) -> u64 {
     let q = num / den;
@@ -499,34 +546,16 @@ impl Roll {
                 .copy_from_slice(&self.onsets[s * PITCHES..(s + 1) * PITCHES]);
         }
         out.canonicalize();
-        let mut tempo = vec![StepTempo {
+        let tempo = StepTempo {
             step: 0,
             micros_per_quarter: self.micros_per_quarter_at(start),
-        }];
-        tempo.extend(
-            self.tempo
-                .iter()
-                .filter(|t| t.step > start && t.step < start + len)
-                .map(|t| StepTempo {
-                    step: t.step - start,
-                    ..*t
-                }),
-        );
-        out.set_tempo(tempo);
-        let mut meters = vec![StepMeter {
+        };
+        out.set_tempo(window(&self.tempo, tempo, start, len));
+        let meter = StepMeter {
             step: 0,
             meter: self.meter_at(start),
-        }];
-        meters.extend(
-            self.meters
-                .iter()
-                .filter(|m| m.step > start && m.step < start + len)
-                .map(|m| StepMeter {
-                    step: m.step - start,
-                    ..*m
-                }),
-        );
-        out.set_meters(meters);
+        };
+        out.set_meters(window(&self.meters, meter, start, len));
         out
     }
 
@@ -552,46 +581,23 @@ impl Roll {
     /// step).
     pub fn append(&mut self, other: &Roll) {
         let offset = self.steps;
-        let mut meters = self.meters.clone();
-        meters.push(StepMeter {
-            step: offset,
+        let tempo = StepTempo {
+            step: 0,
+            micros_per_quarter: other.micros_per_quarter_at(0),
+        };
+        let tempo = joined(&self.tempo, tempo, &other.tempo, offset);
+        let meter = StepMeter {
+            step: 0,
             meter: other.meter_at(0),
-        });
-        meters.extend(
-            other
-                .meters
-                .iter()
-                .filter(|m| m.step > 0)
-                .map(|m| StepMeter {
-                    step: m.step + offset,
-                    ..*m
-                }),
-        );
-        let own_tempo_at_end = self.micros_per_quarter_at(offset);
+        };
+        let meters = joined(&self.meters, meter, &other.meters, offset);
         self.cells.extend_from_slice(&other.cells);
         self.onsets.extend_from_slice(&other.onsets);
         self.steps += other.steps;
-        self.set_meters(meters);
-        let mut tempo = self.tempo.clone();
-        let other_first = other.micros_per_quarter_at(0);
-        if other_first != own_tempo_at_end {
-            tempo.push(StepTempo {
-                step: offset,
-                micros_per_quarter: other_first,
-            });
-        }
-        tempo.extend(
-            other
-                .tempo
-                .iter()
-                .filter(|t| t.step > 0)
-                .map(|t| StepTempo {
-                    step: t.step + offset,
-                    ..*t
-                }),
-        );
         self.canonicalize();
+        // Both drop the changes that change nothing (at the join, most often).
         self.set_tempo(tempo);
+        self.set_meters(meters);
     }
 
     /// Makes every note sounding on both sides of `step` one held note across it (a run of

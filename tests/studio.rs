@@ -568,28 +568,16 @@ fn keyboard_editing_of_the_selection() {
     h.get_by_label("Velocity").type_text("110");
     h.key_press(Key::Enter);
     h.step();
-    let velocities: Vec<u8> = h
-        .state()
-        .session
-        .score
-        .notes
-        .iter()
-        .map(|n| n.velocity)
-        .collect();
-    assert_eq!(velocities, vec![110, 110, 80, 80, 80, 80]);
+    let velocities = |h: &Harness<'static, Studio>| {
+        let notes = &h.state().session.score.notes;
+        notes.iter().map(|n| n.velocity).collect::<Vec<u8>>()
+    };
+    assert_eq!(velocities(&h), vec![110, 110, 80, 80, 80, 80]);
     assert_eq!(notes(&h).len(), 6);
     // Typing the value was one step of the undo history, however many keys it took.
     h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
     h.step();
-    let velocities: Vec<u8> = h
-        .state()
-        .session
-        .score
-        .notes
-        .iter()
-        .map(|n| n.velocity)
-        .collect();
-    assert_eq!(velocities, vec![80; 6]);
+    assert_eq!(velocities(&h), vec![80; 6]);
     assert_eq!(notes(&h).len(), 6);
 }
 
