@@ -226,12 +226,15 @@ impl Roll {
                 velocity: n.velocity,
             });
         }
+        // The step a tick falls on (for tempo and metre changes).
+        let step_of = |tick: u64| {
+            round_half_even(tick.saturating_mul(STEPS_PER_QUARTER), tpq).min(limit) as usize
+        };
         let tempo = song
             .tempo
             .iter()
             .map(|t| StepTempo {
-                step: round_half_even(t.tick.saturating_mul(STEPS_PER_QUARTER), tpq).min(limit)
-                    as usize,
+                step: step_of(t.tick),
                 micros_per_quarter: t.micros_per_quarter,
             })
             .collect();
@@ -245,8 +248,7 @@ impl Roll {
             .time_signatures
             .iter()
             .map(|t| StepMeter {
-                step: round_half_even(t.tick.saturating_mul(STEPS_PER_QUARTER), tpq).min(limit)
-                    as usize,
+                step: step_of(t.tick),
                 meter: Meter {
                     numerator: t.numerator,
                     denominator: t.denominator,
