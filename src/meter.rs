@@ -166,19 +166,17 @@ impl BarMap {
     }
 }
 
-/// [`BarMap::bars`] of a metre map laid out once.
-pub fn bars(map: &[StepMeter], end: usize, from: f64, to: f64) -> Vec<Bar> {
-    BarMap::new(map).bars(end, from, to)
-}
-
-/// [`BarMap::position`] of a metre map laid out once.
-pub fn bar_position(map: &[StepMeter], step: f64) -> f64 {
-    BarMap::new(map).position(step)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bars(map: &[StepMeter], end: usize, from: f64, to: f64) -> Vec<Bar> {
+        BarMap::new(map).bars(end, from, to)
+    }
+
+    fn bar_position(map: &[StepMeter], step: f64) -> f64 {
+        BarMap::new(map).position(step)
+    }
 
     fn m(step: usize, numerator: u8, denominator: u16) -> StepMeter {
         StepMeter {

@@ -497,7 +497,8 @@ impl Studio {
                 _ => (said, true),
             });
         }
-        self.push_score();
+        // The score went to the audio and the style meter in set_other_models (and again in
+        // use_opened where a file was opened): nothing else here changes it.
     }
 
     /// Whether the models are still loading after the start.
