@@ -254,6 +254,40 @@ pub fn generate(
         )));
     }
     check_sampling(opts.temperature, opts.max_notes)?;
+    if rayon::current_thread_index().is_some() {
+        return decode(model, primer, a, b, opts, progress, cancel);
+    }
+    // Decoding runs on one of rayon's threads, so that each step's products are shared with
+    // the others (a caller outside the pool would sleep and wake up at every product); the
+    // progress comes back here, to the caller's thread.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let mut result = None;
+    let slot = &mut result;
+    rayon::in_place_scope(|scope| {
+        scope.spawn(move |_| {
+            let mut report = |share: f32| {
+                let _ = sender.send(share);
+            };
+            *slot = Some(decode(model, primer, a, b, opts, &mut report, cancel));
+        });
+        for share in receiver {
+            progress(share);
+        }
+    });
+    // The scope has waited for the job, so the slot is filled (a panic there went on above).
+    result.unwrap_or(Err(Error::Cancelled))
+}
+
+/// The body of [`generate`], once its arguments are checked.
+fn decode(
+    model: &LstmVae,
+    primer: &Roll,
+    a: &[f32],
+    b: &[f32],
+    opts: &GenerateOptions,
+    progress: &mut dyn FnMut(f32),
+    cancel: &AtomicBool,
+) -> Result<Generated> {
     let mut decoder = StepDecoder::new(model)
         .map_err(|e| Error::InvalidArgument(format!("preparing the decoder: {e}")))?;
     let transition = if opts.transition_steps == 0 {

@@ -243,3 +243,76 @@ fn generation_modes_pick_their_codes() {
         assert_ne!(whole, quick, "the transition's length is ignored");
     }
 }
+
+/// Generation shares each step's products among rayon's threads: the music is the same
+/// whether it is asked for from outside the pool or inside pools of 1 and 3 threads, and the
+/// progress comes back to the caller's own thread.
+#[test]
+fn generation_is_the_same_on_any_threads_and_reports_to_the_caller() {
+    use segue::generate::{GenerateOptions, generate};
+    use segue::roll::Roll;
+    use std::sync::atomic::AtomicBool;
+    // Wide enough (192 x 768 recurrent weights) for the products to be shared.
+    let cfg = Config {
+        hidden: 192,
+        layers: 1,
+        ..tiny()
+    };
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = LstmVae::new(&cfg, vb).unwrap();
+    let mut cells = vec![0u8; 8 * 128];
+    for s in 0..8 {
+        cells[s * 128 + 60 + s % 3] = 1;
+    }
+    let primer = Roll::from_binary(8, &cells).unwrap();
+    let z = [0.9f32, -0.4, 0.2, 1.1, -0.7, 0.5];
+    let opts = GenerateOptions {
+        steps: 64,
+        primer_steps: 8,
+        seed: 3,
+        ..GenerateOptions::default()
+    };
+    let caller = std::thread::current().id();
+    let mut shares = Vec::new();
+    let outside = generate(
+        &model,
+        &primer,
+        &z,
+        &z,
+        &opts,
+        &mut |share| {
+            assert_eq!(std::thread::current().id(), caller);
+            shares.push(share);
+        },
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert!(shares.windows(2).all(|w| w[0] <= w[1]), "{shares:?}");
+    assert_eq!(shares.last(), Some(&1.0));
+    assert!(!outside.roll.slice(8, 64).notes().is_empty());
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let inside = pool
+            .install(|| {
+                generate(
+                    &model,
+                    &primer,
+                    &z,
+                    &z,
+                    &opts,
+                    &mut |_| {},
+                    &AtomicBool::new(false),
+                )
+            })
+            .unwrap();
+        assert_eq!(
+            inside.roll.cells(),
+            outside.roll.cells(),
+            "{threads} threads"
+        );
+    }
+}

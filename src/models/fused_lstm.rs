@@ -19,7 +19,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, T
 
 use rayon::prelude::*;
 
-use crate::models::matmul::{Mat, MatMut, Panels, Threads, matmul, matmul_rows};
+use crate::models::matmul::{Mat, MatMut, Panels, Threads, matmul, matmul_rows, matvec};
 
 /// Sizes of one layer's sequence pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,31 +267,42 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], c0: &[f32]) -> (Vec<f3
     let mut cells = vec![0.0f32; (t_len + 1) * b * h];
     cells[..b * h].copy_from_slice(c0);
     let part = rows_per_part(b);
-    for t in 0..t_len {
-        let step_gates = &mut gates[t * b * g4..(t + 1) * b * g4];
-        let (done, rest) = out.split_at_mut(t * b * h);
-        let h_prev = if t == 0 { h0 } else { &done[(t - 1) * b * h..] };
-        let h_next = &mut rest[..b * h];
-        let (past, rest) = cells.split_at_mut((t + 1) * b * h);
-        let c_prev = &past[t * b * h..];
-        let c_next = &mut rest[..b * h];
-        step_gates
-            .par_chunks_mut(part * g4)
-            .zip(h_next.par_chunks_mut(part * h))
-            .zip(c_next.par_chunks_mut(part * h))
-            .enumerate()
-            .for_each(|(p, ((g, hn), cn))| {
-                let rows = hn.len() / h;
-                let span = p * part * h..(p * part + rows) * h;
-                matmul_rows(
-                    MatMut::dense(g, rows, g4),
-                    Mat::dense(&h_prev[span.clone()], rows, h),
-                    &w_hh_t,
-                    true,
-                );
-                cell_forward(g, &c_prev[span], cn, hn, h);
-            });
-    }
+    // The steps run on one of rayon's threads: from there each step's parallel part is shared
+    // with the other threads directly, where a caller outside the pool would hand it over and
+    // sleep until it is done, at every step.
+    rayon::scope(|_| {
+        for t in 0..t_len {
+            let step_gates = &mut gates[t * b * g4..(t + 1) * b * g4];
+            let (done, rest) = out.split_at_mut(t * b * h);
+            let h_prev = if t == 0 { h0 } else { &done[(t - 1) * b * h..] };
+            let h_next = &mut rest[..b * h];
+            let (past, rest) = cells.split_at_mut((t + 1) * b * h);
+            let c_prev = &past[t * b * h..];
+            let c_next = &mut rest[..b * h];
+            if b == 1 {
+                // One sequence (encoding a primer): share each step's product among the cores.
+                matvec(step_gates, h_prev, &w_hh_t, true);
+                cell_forward(step_gates, c_prev, c_next, h_next, h);
+                continue;
+            }
+            step_gates
+                .par_chunks_mut(part * g4)
+                .zip(h_next.par_chunks_mut(part * h))
+                .zip(c_next.par_chunks_mut(part * h))
+                .enumerate()
+                .for_each(|(p, ((g, hn), cn))| {
+                    let rows = hn.len() / h;
+                    let span = p * part * h..(p * part + rows) * h;
+                    matmul_rows(
+                        MatMut::dense(g, rows, g4),
+                        Mat::dense(&h_prev[span.clone()], rows, h),
+                        &w_hh_t,
+                        true,
+                    );
+                    cell_forward(g, &c_prev[span], cn, hn, h);
+                });
+        }
+    });
     (out, Saved { gates, cells })
 }
 
@@ -331,42 +342,45 @@ pub fn backward(
     let w_hh = Panels::pack(Mat::rows(&w[i_len..], g4, h, ld));
     let part = rows_per_part(b);
     let mut dh = vec![0.0f32; b * h];
-    for t in (0..t_len).rev() {
-        let gates = &saved.gates[t * b * g4..(t + 1) * b * g4];
-        let c_prev = &saved.cells[t * b * h..(t + 1) * b * h];
-        let c_now = &saved.cells[(t + 1) * b * h..(t + 2) * b * h];
-        let d_step = &d_out[t * b * h..(t + 1) * b * h];
-        d_pre[t * b * g4..(t + 1) * b * g4]
-            .par_chunks_mut(part * g4)
-            .zip(dh_next.par_chunks_mut(part * h))
-            .zip(dc_next.par_chunks_mut(part * h))
-            .zip(dh.par_chunks_mut(part * h))
-            .enumerate()
-            .for_each(|(p, (((dg, dhn), dcn), dh))| {
-                let rows = dhn.len() / h;
-                let span = p * part * h..(p * part + rows) * h;
-                for ((d, o), n) in dh.iter_mut().zip(&d_step[span.clone()]).zip(dhn.iter()) {
-                    *d = o + n;
-                }
-                let gspan = p * part * g4..(p * part + rows) * g4;
-                cell_backward(
-                    &gates[gspan],
-                    &c_prev[span.clone()],
-                    &c_now[span],
-                    dh,
-                    dcn,
-                    dg,
-                    h,
-                );
-                // dh_{t-1} = dA_t W_hh
-                matmul_rows(
-                    MatMut::dense(dhn, rows, h),
-                    Mat::dense(dg, rows, g4),
-                    &w_hh,
-                    false,
-                );
-            });
-    }
+    // On one of rayon's threads, as in `forward`.
+    rayon::scope(|_| {
+        for t in (0..t_len).rev() {
+            let gates = &saved.gates[t * b * g4..(t + 1) * b * g4];
+            let c_prev = &saved.cells[t * b * h..(t + 1) * b * h];
+            let c_now = &saved.cells[(t + 1) * b * h..(t + 2) * b * h];
+            let d_step = &d_out[t * b * h..(t + 1) * b * h];
+            d_pre[t * b * g4..(t + 1) * b * g4]
+                .par_chunks_mut(part * g4)
+                .zip(dh_next.par_chunks_mut(part * h))
+                .zip(dc_next.par_chunks_mut(part * h))
+                .zip(dh.par_chunks_mut(part * h))
+                .enumerate()
+                .for_each(|(p, (((dg, dhn), dcn), dh))| {
+                    let rows = dhn.len() / h;
+                    let span = p * part * h..(p * part + rows) * h;
+                    for ((d, o), n) in dh.iter_mut().zip(&d_step[span.clone()]).zip(dhn.iter()) {
+                        *d = o + n;
+                    }
+                    let gspan = p * part * g4..(p * part + rows) * g4;
+                    cell_backward(
+                        &gates[gspan],
+                        &c_prev[span.clone()],
+                        &c_now[span],
+                        dh,
+                        dcn,
+                        dg,
+                        h,
+                    );
+                    // dh_{t-1} = dA_t W_hh
+                    matmul_rows(
+                        MatMut::dense(dhn, rows, h),
+                        Mat::dense(dg, rows, g4),
+                        &w_hh,
+                        false,
+                    );
+                });
+        }
+    });
 
     let mut dw = vec![0.0f32; g4 * ld];
     let rows = t_len * b;

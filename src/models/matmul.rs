@@ -3,6 +3,7 @@
 //! weight buffers without copying them, which strides give for free.
 
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 /// A read-only strided matrix view: element (r, c) is `data[r * row_stride + c * col_stride]`.
 #[derive(Debug, Clone, Copy)]
@@ -170,10 +171,12 @@ impl Panels {
     pub fn pack(b: Mat<'_>) -> Self {
         let (k, n) = (b.rows, b.cols);
         let mut data = vec![0.0f32; n.div_ceil(COLS) * k * COLS];
-        for p in 0..k {
-            for j in 0..n {
-                data[(j / COLS) * k * COLS + p * COLS + j % COLS] =
-                    b.data[p * b.row_stride + j * b.col_stride];
+        // Written in order; read as 16 sequential streams when `b` is a transposed view.
+        for (q, panel) in data.chunks_exact_mut(k * COLS).enumerate() {
+            for (p, row) in panel.chunks_exact_mut(COLS).enumerate() {
+                for (x, v) in row.iter_mut().enumerate().take(n - q * COLS) {
+                    *v = b.data[p * b.row_stride + (q * COLS + x) * b.col_stride];
+                }
             }
         }
         Panels { data, k, n }
@@ -192,33 +195,79 @@ pub fn matmul_rows(dst: MatMut<'_>, a: Mat<'_>, b: &Panels, accumulate: bool) {
     assert_eq!(a.cols, b.k, "inner dimensions differ");
     assert_eq!((dst.rows, dst.cols), (a.rows, b.n), "output shape differs");
     assert!(a.col_stride == 1, "`a` must be row-major");
+    products(dst, a, &b.data, accumulate);
+}
+
+/// Smallest product (values of `b`) that [`matvec`] shares among threads: below it, handing a
+/// share to another core costs more than streaming it.
+const PARALLEL_MIN: usize = 1 << 17;
+
+/// `dst = a * b` (or `+=`) for a single row `a`: a recurrent step of batch 1. Such a step reads
+/// every weight once and does little arithmetic with it, so one core is bound by how fast it
+/// streams memory; a large `b` is split by columns among rayon's threads, each streaming its
+/// own panels. Each column is summed in the same order whatever the split, so the result does
+/// not depend on the number of threads.
+///
+/// # Panics
+/// When the lengths do not agree with `b` (a bug in the caller).
+pub fn matvec(dst: &mut [f32], a: &[f32], b: &Panels, accumulate: bool) {
+    assert_eq!(a.len(), b.k, "inner dimensions differ");
+    assert_eq!(dst.len(), b.n, "output length differs");
+    let panels = b.n.div_ceil(COLS);
+    let threads = rayon::current_num_threads().min(panels);
+    if threads < 2 || b.k * b.n < PARALLEL_MIN {
+        return products(
+            MatMut::dense(dst, 1, b.n),
+            Mat::dense(a, 1, b.k),
+            &b.data,
+            accumulate,
+        );
+    }
+    let per_part = panels.div_ceil(threads);
+    b.data
+        .par_chunks(per_part * b.k * COLS)
+        .zip(dst.par_chunks_mut(per_part * COLS))
+        .for_each(|(data, d)| {
+            let n = d.len();
+            products(
+                MatMut::dense(d, 1, n),
+                Mat::dense(a, 1, b.k),
+                data,
+                accumulate,
+            )
+        });
+}
+
+/// `dst = a * b` (or `+=`) with `b` given as its panels (`a.cols` rows by `dst.cols` columns).
+fn products(dst: MatMut<'_>, a: Mat<'_>, panels: &[f32], accumulate: bool) {
+    debug_assert_eq!(panels.len(), dst.cols.div_ceil(COLS) * a.cols * COLS);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
-        return unsafe { matmul_rows_avx2(dst, a, b, accumulate) };
+        return unsafe { products_avx2(dst, a, panels, accumulate) };
     }
-    matmul_rows_impl::<false>(dst, a, b, accumulate)
+    products_impl::<false>(dst, a, panels, accumulate)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn matmul_rows_avx2(dst: MatMut<'_>, a: Mat<'_>, b: &Panels, accumulate: bool) {
-    matmul_rows_impl::<true>(dst, a, b, accumulate)
+fn products_avx2(dst: MatMut<'_>, a: Mat<'_>, panels: &[f32], accumulate: bool) {
+    products_impl::<true>(dst, a, panels, accumulate)
 }
 
 #[inline(always)]
-fn matmul_rows_impl<const FUSED: bool>(dst: MatMut<'_>, a: Mat<'_>, b: &Panels, accumulate: bool) {
-    let m = a.rows;
+fn products_impl<const FUSED: bool>(dst: MatMut<'_>, a: Mat<'_>, panels: &[f32], accumulate: bool) {
+    let (m, n) = (a.rows, dst.cols);
+    let (d, ldd) = (&mut *dst.data, dst.row_stride);
     let mut i0 = 0;
     while i0 < m {
         let rows = ROWS.min(m - i0);
-        let (d, ldd) = (&mut *dst.data, dst.row_stride);
         match rows {
-            5 => block::<5, FUSED>(d, ldd, a, b, i0, accumulate),
-            4 => block::<4, FUSED>(d, ldd, a, b, i0, accumulate),
-            3 => block::<3, FUSED>(d, ldd, a, b, i0, accumulate),
-            2 => block::<2, FUSED>(d, ldd, a, b, i0, accumulate),
-            _ => block::<1, FUSED>(d, ldd, a, b, i0, accumulate),
+            5 => block::<5, FUSED>(d, ldd, a, panels, n, i0, accumulate),
+            4 => block::<4, FUSED>(d, ldd, a, panels, n, i0, accumulate),
+            3 => block::<3, FUSED>(d, ldd, a, panels, n, i0, accumulate),
+            2 => block::<2, FUSED>(d, ldd, a, panels, n, i0, accumulate),
+            _ => block::<1, FUSED>(d, ldd, a, panels, n, i0, accumulate),
         }
         i0 += rows;
     }
@@ -229,13 +278,14 @@ fn block<const R: usize, const FUSED: bool>(
     dst: &mut [f32],
     ldd: usize,
     a: Mat<'_>,
-    b: &Panels,
+    panels: &[f32],
+    n: usize,
     i0: usize,
     accumulate: bool,
 ) {
     let k = a.cols;
     let a_rows: [&[f32]; R] = std::array::from_fn(|r| &a.data[(i0 + r) * a.row_stride..][..k]);
-    for (q, panel) in b.data.chunks_exact(k * COLS).enumerate() {
+    for (q, panel) in panels.chunks_exact(k * COLS).enumerate() {
         let mut acc = [[0f32; COLS]; R];
         for (p, brow) in panel.chunks_exact(COLS).enumerate() {
             for r in 0..R {
@@ -250,7 +300,7 @@ fn block<const R: usize, const FUSED: bool>(
             }
         }
         let j0 = q * COLS;
-        let width = COLS.min(b.n - j0);
+        let width = COLS.min(n - j0);
         for (r, row) in acc.iter().enumerate() {
             let d = &mut dst[(i0 + r) * ldd + j0..][..width];
             if accumulate {
@@ -334,6 +384,45 @@ mod tests {
             for (x, y) in out.iter().zip(&expected) {
                 assert!((x - 2.0 * y).abs() < 1e-5);
             }
+        }
+    }
+
+    #[test]
+    fn shared_matvec_matches_the_serial_product_bit_for_bit() {
+        // Wide enough to be shared, with a last panel of 5 columns, on 1, 2 and 3 threads.
+        let (k, n) = (300, 517);
+        assert!(k * n >= PARALLEL_MIN);
+        let a: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let panels = Panels::pack(Mat::dense(&b, k, n));
+        let mut serial = vec![0.5; n];
+        matmul_rows(
+            MatMut::dense(&mut serial, 1, n),
+            Mat::dense(&a, 1, k),
+            &panels,
+            true,
+        );
+        let expected = naive(&a, &b, 1, k, n);
+        for (x, y) in serial.iter().zip(&expected) {
+            assert!((x - 0.5 - y).abs() < 1e-3, "{x} vs {y}");
+        }
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut shared = vec![0.5; n];
+            pool.install(|| matvec(&mut shared, &a, &panels, true));
+            assert_eq!(shared, serial, "{threads} threads");
+            pool.install(|| matvec(&mut shared, &a, &panels, false));
+            let mut plain = vec![0.0; n];
+            matmul_rows(
+                MatMut::dense(&mut plain, 1, n),
+                Mat::dense(&a, 1, k),
+                &panels,
+                false,
+            );
+            assert_eq!(shared, plain, "{threads} threads, no accumulation");
         }
     }
 }

@@ -9,7 +9,7 @@ use candle_core::{Result, Tensor};
 
 use crate::models::fused_lstm::cell_forward;
 use crate::models::lstm_vae::LstmVae;
-use crate::models::matmul::{Mat, MatMut, Panels, matmul_rows};
+use crate::models::matmul::{Mat, MatMut, Panels, matmul_rows, matvec};
 
 fn flat(t: &Tensor) -> Result<Vec<f32>> {
     t.to_device(&candle_core::Device::Cpu)?
@@ -151,18 +151,8 @@ impl StepDecoder {
         for (k, layer) in self.layers.iter().enumerate() {
             self.gates.copy_from_slice(&layer.bias);
             let x: &[f32] = if k == 0 { &self.input } else { &self.h[k - 1] };
-            matmul_rows(
-                MatMut::dense(&mut self.gates, 1, 4 * h),
-                Mat::dense(x, 1, x.len()),
-                &layer.w_ih_t,
-                true,
-            );
-            matmul_rows(
-                MatMut::dense(&mut self.gates, 1, 4 * h),
-                Mat::dense(&self.h[k], 1, h),
-                &layer.w_hh_t,
-                true,
-            );
+            matvec(&mut self.gates, x, &layer.w_ih_t, true);
+            matvec(&mut self.gates, &self.h[k], &layer.w_hh_t, true);
             cell_forward(
                 &mut self.gates,
                 &self.c[k],
