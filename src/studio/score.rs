@@ -1,6 +1,8 @@
 //! The studio's editable piece: notes on the 16th-note grid, each remembering where it came
 //! from (primer, generated, drawn by hand), with undo and redo.
 
+use std::sync::Arc;
+
 use crate::meter::{self, StepMeter};
 use crate::roll::{DEFAULT_VELOCITY, PITCHES, Roll, RollNote, StepTempo};
 
@@ -47,9 +49,10 @@ pub struct Score {
     pub bpm: f64,
     /// The tempo map of the opened file or of the primer a piece was generated from (empty:
     /// one tempo throughout). Only its shape counts: playback and export scale it so that it
-    /// starts at `bpm`, so a rubato plays as in the file at any tempo.
+    /// starts at `bpm`, so a rubato plays as in the file at any tempo. Shared between the
+    /// undo snapshots, which edits of notes leave it the same in.
     #[serde(default)]
-    pub tempo: Vec<StepTempo>,
+    pub tempo: Arc<[StepTempo]>,
     /// Steps of the primer at the start (0 if none).
     pub primer_steps: usize,
     /// The piece's length in steps where it runs past its last note (trailing rests of an
@@ -57,9 +60,9 @@ pub struct Score {
     #[serde(default)]
     pub length: usize,
     /// The metre map of the opened file, or of the primer a piece was generated from (empty:
-    /// 4/4); the grid's bars and MIDI exports follow it.
+    /// 4/4); the grid's bars and MIDI exports follow it. Shared like the tempo map.
     #[serde(default)]
-    pub meters: Vec<StepMeter>,
+    pub meters: Arc<[StepMeter]>,
     /// The one metre a session file of an earlier version kept (read, never written).
     #[serde(default, rename = "meter", skip_serializing)]
     legacy_meter: Option<crate::midi::Meter>,
@@ -91,15 +94,16 @@ impl Score {
         }
         self.length = self.length.min(Self::MAX_STEPS);
         self.primer_steps = self.primer_steps.min(self.steps());
-        self.tempo
-            .retain(|t| t.micros_per_quarter > 0 && t.step <= Self::MAX_STEPS);
-        self.tempo.sort_by_key(|t| t.step);
-        if let Some(m) = self.legacy_meter.take().filter(|_| self.meters.is_empty()) {
-            self.meters = vec![StepMeter { step: 0, meter: m }];
+        let mut tempo = self.tempo.to_vec();
+        tempo.retain(|t| t.micros_per_quarter > 0 && t.step <= Self::MAX_STEPS);
+        tempo.sort_by_key(|t| t.step);
+        self.tempo = tempo.into();
+        let mut meters = self.meters.to_vec();
+        if let Some(m) = self.legacy_meter.take().filter(|_| meters.is_empty()) {
+            meters = vec![StepMeter { step: 0, meter: m }];
         }
-        let mut meters = std::mem::take(&mut self.meters);
         meters.retain(|m| m.step <= Self::MAX_STEPS);
-        self.meters = meter::normalize(meters);
+        self.meters = meter::normalize(meters).into();
     }
 
     /// An empty score at 120 bpm.
@@ -107,10 +111,10 @@ impl Score {
         Score {
             notes: Vec::new(),
             bpm: 120.0,
-            tempo: Vec::new(),
+            tempo: Arc::from([]),
             primer_steps: 0,
             length: 0,
-            meters: Vec::new(),
+            meters: Arc::from([]),
             legacy_meter: None,
         }
     }
@@ -132,10 +136,10 @@ impl Score {
                 })
                 .collect(),
             bpm,
-            tempo: roll.tempo().to_vec(),
+            tempo: roll.tempo().into(),
             primer_steps: 0,
             length: roll.steps(),
-            meters: roll.meters().to_vec(),
+            meters: roll.meters().into(),
             legacy_meter: None,
         }
     }
@@ -190,7 +194,7 @@ impl Score {
             })
             .collect();
         let mut roll = Roll::from_notes(self.steps(), &notes, tempo);
-        roll.set_meters(self.meters.clone());
+        roll.set_meters(self.meters.to_vec());
         roll
     }
 
@@ -468,6 +472,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn undo_snapshots_share_the_tempo_and_metre_maps() {
+        let mut roll = Roll::new(64);
+        roll.set_tempo(
+            (0..32)
+                .map(|k| StepTempo {
+                    step: 2 * k,
+                    micros_per_quarter: 400_000 + 1000 * k as u32,
+                })
+                .collect(),
+        );
+        let mut score = Score::from_roll(&roll, Origin::Primer);
+        let mut history = History::default();
+        for pitch in 60..70 {
+            history.record(&score);
+            score.draw(pitch, 0, 4);
+        }
+        assert_eq!(history.undo.len(), 10);
+        for snapshot in &history.undo {
+            assert!(Arc::ptr_eq(&snapshot.tempo, &score.tempo));
+            assert!(Arc::ptr_eq(&snapshot.meters, &score.meters));
+        }
+        assert!(history.undo(&mut score));
+        assert_eq!(score.tempo.len(), 32);
+    }
+
+    #[test]
     fn edits_round_trip_through_the_roll_and_undo() {
         let mut score = Score::new();
         let mut history = History::default();
@@ -590,10 +620,12 @@ mod tests {
         assert!((score.seconds_at(8.0) - 0.5).abs() < 1e-9);
         assert!((score.seconds_at(16.0) - 1.5).abs() < 1e-9);
         // An absurd change is held in range.
-        score.tempo.push(StepTempo {
+        let mut tempo = score.tempo.to_vec();
+        tempo.push(StepTempo {
             step: 12,
             micros_per_quarter: 1,
         });
+        score.tempo = tempo.into();
         assert_eq!(score.speed()[2].0, 12);
         assert!(score.speed()[2].1 * score.bpm <= 2000.0 + 1e-9);
     }
@@ -606,10 +638,10 @@ mod tests {
         };
         let mut score = Score::new();
         score.draw(60, 0, 40);
-        score.meters = vec![StepMeter {
+        score.meters = Arc::from([StepMeter {
             step: 0,
             meter: waltz,
-        }];
+        }]);
         let starts: Vec<f64> = score.bars(0.0, 40.0).iter().map(|b| b.start).collect();
         assert_eq!(starts, vec![0.0, 12.0, 24.0, 36.0]);
         assert_eq!(score.bar_map().position(18.0), 2.5);
