@@ -271,6 +271,67 @@ fn the_training_panel_trains_and_plots() {
     );
 }
 
+/// The Train panel trains the composer classifier too, and "Use this classifier" gives the
+/// style meter (and classifier ascent) its composers, at this start and the next ones.
+#[test]
+fn the_training_panel_trains_a_classifier_for_the_style_meter() {
+    use segue::studio::app::TrainModel;
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, Some(fixture(dir.path())));
+    h.get_by_label("Train...").click();
+    h.step();
+    assert!(h.query_by_label("Preset").is_some());
+    h.state_mut().session.train_model = TrainModel::Classifier;
+    h.step();
+    // The presets are the LSTM-VAE's.
+    assert!(h.query_by_label("Preset").is_none());
+    // Fewer steps than the slider offers (it would take them back to 10 at the next frame).
+    h.state_mut().session.train_steps = 3;
+    h.state_mut()
+        .start_training(dir.path().join("corpus"), dir.path().join("clf"));
+    wait(&mut h, "training to finish", |s| !s.training_running());
+    let metrics = h.state().classifier_training_metrics();
+    assert_eq!(metrics.len(), 3, "{:?}", h.state().message());
+    assert!(metrics.iter().all(|m| m.train["loss"].is_finite()));
+    assert!(metrics.iter().any(|m| m.valid.is_some()));
+    assert!(h.state().training_metrics().is_empty());
+    let file = dir.path().join("clf").join("classifier.safetensors");
+    assert_eq!(h.state().training_checkpoint(), Some(file.as_path()));
+    h.step();
+    h.get_by_label("Use this classifier").click();
+    h.step();
+    let tiny = |s: &Studio| {
+        s.style_verdict()
+            .is_some_and(|v| v.composers == ["arps", "chords", "scales"])
+    };
+    wait(&mut h, "the style meter to use the classifier", tiny);
+    let kept = h.state().session.classifier_path.clone().unwrap();
+    assert!(kept.is_absolute() && kept.ends_with("clf/classifier.safetensors"));
+
+    // The next start uses it again.
+    let start = |session: Session| {
+        let mut h = Harness::builder()
+            .with_size(egui::vec2(1280.0, 800.0))
+            .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), None, false));
+        wait(&mut h, "the start", |s| !s.loading());
+        h
+    };
+    let session = h.state().session.clone();
+    let mut h = start(session.clone());
+    wait(&mut h, "the style meter, after a restart", tiny);
+
+    // Gone: the shipped classifier instead, and the studio says so.
+    std::fs::remove_file(&kept).unwrap();
+    let h = start(session);
+    let (message, error) = h.state().message().cloned().unwrap();
+    assert!(
+        error && message.contains("could not load the classifier"),
+        "{message}"
+    );
+    assert!(h.state().session.classifier_path.is_none());
+}
+
 /// The monitor follows a run training elsewhere: its log's lines as they are written.
 #[test]
 fn the_monitor_follows_another_runs_log() {

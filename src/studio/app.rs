@@ -27,9 +27,11 @@ use crate::studio::piano_roll::{RollView, Tool, origin_color, piano_roll};
 use crate::studio::score::{History, Origin, Score};
 use crate::studio::session_file;
 use crate::studio::workers::{
-    Engine, GenerationEvent, GenerationRequest, Generator, StyleMeter, TrainingJob, TrainingReport,
+    Engine, GenerationEvent, GenerationRequest, Generator, StyleMeter, TrainSpec, TrainingJob,
+    TrainingReport,
 };
 use crate::train::{self, Metrics, TrainEvent, TrainOptions, Validation};
+use crate::train_loop::{LoopEvent, LoopMetrics};
 use crate::tvae::TrainedTvae;
 
 /// Seconds the slider must rest before it regenerates.
@@ -47,6 +49,26 @@ pub enum EngineKind {
     ClassifierAscent,
     /// DCGAN samples.
     Dcgan,
+}
+
+/// What the Train panel trains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TrainModel {
+    /// The LSTM-VAE: the composers of the generation panel.
+    #[default]
+    LstmVae,
+    /// The composer classifier: the style meter's composers (and classifier ascent's).
+    Classifier,
+}
+
+impl TrainModel {
+    /// Name shown in the picker.
+    pub fn label(self) -> &'static str {
+        match self {
+            TrainModel::LstmVae => "LSTM-VAE (generation)",
+            TrainModel::Classifier => "Composer classifier (style meter)",
+        }
+    }
 }
 
 impl EngineKind {
@@ -156,6 +178,13 @@ pub struct Session {
     /// How the codes of A and B are mixed.
     #[serde(default = "default_interpolation")]
     pub interpolation: Interpolation,
+    /// Training: which model.
+    #[serde(default)]
+    pub train_model: TrainModel,
+    /// Classifier file in use for the style meter and classifier ascent (None = the shipped
+    /// one), one trained in the Train panel.
+    #[serde(default)]
+    pub classifier_path: Option<PathBuf>,
 }
 
 impl Session {
@@ -225,6 +254,8 @@ impl Default for Session {
             max_notes: default_max_notes(),
             transition_steps: 0,
             interpolation: default_interpolation(),
+            train_model: TrainModel::LstmVae,
+            classifier_path: None,
         }
     }
 }
@@ -233,7 +264,11 @@ impl Default for Session {
 #[derive(Default)]
 struct TrainingView {
     job: Option<TrainingJob>,
+    /// What the run trains (its curves and its "Use" button differ).
+    model: TrainModel,
     metrics: Vec<Metrics>,
+    /// The classifier's figures, step by step.
+    loop_metrics: Vec<LoopMetrics>,
     last_valid: Option<Validation>,
     status: String,
     checkpoint: Option<PathBuf>,
@@ -276,6 +311,8 @@ pub struct Studio {
     loading: bool,
     /// Whether a model was chosen since the start (the start's own then gives way to it).
     model_chosen: bool,
+    /// Whether a classifier was chosen since the start (likewise).
+    classifier_chosen: bool,
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -293,6 +330,8 @@ enum DialogResult {
     Written(Result<PathBuf, String>),
     /// A model file was loaded.
     ModelLoaded(PathBuf, Result<Arc<TrainedModel>, String>),
+    /// A classifier file was loaded (for the style meter and classifier ascent).
+    ClassifierLoaded(PathBuf, Result<Arc<Classifier>, String>),
     /// What the studio loads as it starts.
     Started(Box<Startup>),
 }
@@ -307,6 +346,8 @@ struct Startup {
     model: Option<(PathBuf, Result<Arc<TrainedModel>, String>)>,
     /// The shipped LSTM-VAE, where the last session's no longer loads.
     fallback: Option<(PathBuf, Result<Arc<TrainedModel>, String>)>,
+    /// The classifier the last session used instead of the shipped one.
+    classifier: Option<(PathBuf, Result<Arc<Classifier>, String>)>,
     /// The last session's primer file, read again (the models continue it).
     primer: Option<Roll>,
     /// The file given on the command line.
@@ -315,8 +356,17 @@ struct Startup {
 
 impl Startup {
     /// Loads everything (the slow part of starting).
-    fn load(model: Option<PathBuf>, primer: Option<PathBuf>, file: Option<PathBuf>) -> Self {
+    fn load(
+        model: Option<PathBuf>,
+        classifier: Option<PathBuf>,
+        primer: Option<PathBuf>,
+        file: Option<PathBuf>,
+    ) -> Self {
         let (others, problems) = OtherModels::load_shipped();
+        let classifier = classifier.map(|p| {
+            let loaded = load_classifier(&p);
+            (p, loaded)
+        });
         let model = model.map(|p| {
             let loaded = load_trained(&p);
             (p, loaded)
@@ -337,6 +387,7 @@ impl Startup {
             problems,
             model,
             fallback,
+            classifier,
             primer: primer.and_then(|p| Roll::read_midi(&p, &QuantizeOptions::whole_file()).ok()),
             opened: file.map(|f| {
                 let read = read_primer(&f);
@@ -362,6 +413,13 @@ fn unused_folder(parent: &Path, name: &str) -> PathBuf {
 /// Loads an LSTM-VAE model file for the studio (on the CPU, where generation runs).
 fn load_trained(path: &Path) -> Result<Arc<TrainedModel>, String> {
     TrainedModel::load(path, &candle_core::Device::Cpu)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// Loads a classifier file for the studio's style meter and classifier ascent.
+fn load_classifier(path: &Path) -> Result<Arc<Classifier>, String> {
+    crate::classify::load(path, &candle_core::Device::Cpu)
         .map(Arc::new)
         .map_err(|e| e.to_string())
 }
@@ -442,14 +500,17 @@ impl Studio {
             velocity_recorded: false,
             loading: false,
             model_chosen: false,
+            classifier_chosen: false,
             wake,
         };
         let model = studio.model_path_or_default(studio.session.model_path.clone());
+        let classifier = studio.session.classifier_path.clone();
         let primer = studio.session.primer_path.clone();
         studio.loading = true;
         studio.in_background(move || {
             // A panic while loading must not leave the studio waiting: it is said instead.
-            let loaded = std::panic::catch_unwind(move || Startup::load(model, primer, file));
+            let loaded =
+                std::panic::catch_unwind(move || Startup::load(model, classifier, primer, file));
             DialogResult::Started(Box::new(loaded.unwrap_or_else(|_| Startup {
                 problems: vec!["loading the models failed".into()],
                 ..Startup::default()
@@ -466,9 +527,31 @@ impl Studio {
     fn use_startup(&mut self, s: Startup) {
         self.loading = false;
         let earlier = self.message.clone().filter(|m| m.1);
-        self.set_other_models(s.others);
-        if !s.problems.is_empty() {
-            self.say(s.problems.join("; "), true);
+        let mut others = s.others;
+        let mut problems = s.problems;
+        // The classifier chosen meanwhile wins over the last session's.
+        if self.classifier_chosen {
+            others.classifier = self.others.classifier.clone();
+        } else if let Some((path, loaded)) = s.classifier {
+            match loaded {
+                Ok(c) => others.classifier = Some(c),
+                Err(e) => {
+                    let shipped = if others.classifier.is_some() {
+                        "; using the shipped classifier"
+                    } else {
+                        ""
+                    };
+                    problems.push(format!(
+                        "could not load the classifier {}: {e}{shipped}",
+                        path.display()
+                    ));
+                    self.session.classifier_path = None;
+                }
+            }
+        }
+        self.set_other_models(others);
+        if !problems.is_empty() {
+            self.say(problems.join("; "), true);
         }
         if !self.model_chosen {
             if let Some((path, loaded)) = s.model {
@@ -531,6 +614,16 @@ impl Studio {
         &self.training.metrics
     }
 
+    /// The classifier's training figures of the monitor, step by step.
+    pub fn classifier_training_metrics(&self) -> &[LoopMetrics] {
+        &self.training.loop_metrics
+    }
+
+    /// The model file of the monitor's run (its latest checkpoint, or the finished model).
+    pub fn training_checkpoint(&self) -> Option<&Path> {
+        self.training.checkpoint.as_deref()
+    }
+
     /// Whether a training run is going on.
     pub fn training_running(&self) -> bool {
         self.training.job.is_some()
@@ -551,6 +644,35 @@ impl Studio {
             let loaded = load_trained(&path);
             DialogResult::ModelLoaded(path, loaded)
         });
+    }
+
+    /// Loads a classifier file on a worker thread; once loaded it is the style meter's and
+    /// classifier ascent's, at this start and the next ones.
+    pub fn load_classifier(&mut self, path: PathBuf) {
+        self.classifier_chosen = true;
+        self.in_background(move || {
+            let loaded = load_classifier(&path);
+            DialogResult::ClassifierLoaded(path, loaded)
+        });
+    }
+
+    fn use_classifier(&mut self, path: PathBuf, loaded: Result<Arc<Classifier>, String>) {
+        match loaded {
+            Ok(c) => {
+                self.say(
+                    format!(
+                        "The style meter now knows {}",
+                        c.manifest.composers.join(", ")
+                    ),
+                    false,
+                );
+                let mut others = std::mem::take(&mut self.others);
+                others.classifier = Some(c);
+                self.set_other_models(others);
+                self.session.classifier_path = Some(std::fs::canonicalize(&path).unwrap_or(path));
+            }
+            Err(e) => self.say(format!("Could not load {}: {e}", path.display()), true),
+        }
     }
 
     fn model_path_or_default(&mut self, path: Option<PathBuf>) -> Option<PathBuf> {
@@ -1049,6 +1171,7 @@ impl Studio {
                 DialogResult::Written(Ok(p)) => self.say(format!("Wrote {}", p.display()), false),
                 DialogResult::Written(Err(e)) => self.say(e, true),
                 DialogResult::ModelLoaded(p, loaded) => self.use_model(p, loaded),
+                DialogResult::ClassifierLoaded(p, loaded) => self.use_classifier(p, loaded),
                 DialogResult::Started(s) => self.use_startup(*s),
             }
         }
@@ -1125,9 +1248,23 @@ impl Studio {
                     self.training.metrics.clear();
                     self.training.last_valid = None;
                 }
-                TrainingReport::Event(TrainEvent::Checkpoint { path, step }) => {
+                TrainingReport::Event(TrainEvent::Checkpoint { path, step })
+                | TrainingReport::Loop(LoopEvent::Checkpoint { path, step }) => {
                     self.training.checkpoint = Some(path);
                     self.training.status = format!("Checkpoint at step {step}");
+                }
+                TrainingReport::Loop(LoopEvent::Started {
+                    step,
+                    total,
+                    parameters,
+                }) => {
+                    self.training.total = total;
+                    self.training.status =
+                        format!("Training {parameters} parameters, step {step} of {total}");
+                }
+                TrainingReport::Loop(LoopEvent::Metrics(m)) => {
+                    self.training.status = format!("Step {} of {}", m.step, self.training.total);
+                    self.training.loop_metrics.push(m);
                 }
                 TrainingReport::Finished(result) => ended = Some(result),
             }
@@ -1175,15 +1312,31 @@ impl Studio {
 
     /// Starts training on the chosen folder.
     pub fn start_training(&mut self, dir: PathBuf, out: PathBuf) {
-        let mut opts = match TrainOptions::preset(&self.session.train_preset) {
-            Ok(o) => o,
-            Err(e) => return self.say(e.to_string(), true),
+        let steps = self.session.train_steps.max(1);
+        let eval_every = (steps / 20).clamp(1, 250);
+        let checkpoint_every = (steps / 10).clamp(1, 250);
+        let spec = match self.session.train_model {
+            TrainModel::LstmVae => {
+                let mut opts = match TrainOptions::preset(&self.session.train_preset) {
+                    Ok(o) => o,
+                    Err(e) => return self.say(e.to_string(), true),
+                };
+                opts.steps = steps;
+                opts.eval_every = eval_every;
+                opts.checkpoint_every = checkpoint_every;
+                TrainSpec::LstmVae(opts)
+            }
+            TrainModel::Classifier => {
+                let mut opts = crate::classify::ClassifierOptions::default();
+                opts.train.steps = steps;
+                opts.train.eval_every = eval_every;
+                opts.train.checkpoint_every = checkpoint_every;
+                TrainSpec::Classifier(opts)
+            }
         };
-        opts.steps = self.session.train_steps.max(1);
-        opts.eval_every = (opts.steps / 20).clamp(1, 250);
-        opts.checkpoint_every = (opts.steps / 10).clamp(1, 250);
         self.training = TrainingView {
-            job: Some(TrainingJob::start(dir, opts, out, self.wake.clone())),
+            job: Some(TrainingJob::start(dir, spec, out, self.wake.clone())),
+            model: self.session.train_model,
             status: "Starting...".into(),
             ..TrainingView::default()
         };
@@ -1564,6 +1717,32 @@ impl Studio {
         }
     }
 
+    /// The classifier's curves: cross-entropy and accuracy, on the training batches and on
+    /// held-out pieces.
+    fn classifier_plots(&self, ui: &mut Ui) {
+        let series = |valid: bool, key: &str| -> Vec<[f64; 2]> {
+            (self.training.loop_metrics.iter())
+                .filter_map(|m| {
+                    let figures = if valid { m.valid.as_ref()? } else { &m.train };
+                    figures.get(key).map(|v| [m.step as f64, *v])
+                })
+                .collect()
+        };
+        for (key, title) in [
+            ("loss", "Cross-entropy"),
+            ("accuracy", "Accuracy (held-out pieces: validation)"),
+        ] {
+            ui.label(title);
+            Plot::new(key)
+                .height(120.0)
+                .legend(Legend::default())
+                .show(ui, |p| {
+                    p.line(Line::new("train", PlotPoints::from(series(false, key))));
+                    p.line(Line::new("validation", PlotPoints::from(series(true, key))));
+                });
+        }
+    }
+
     fn training_panel(&mut self, ui: &mut Ui) {
         ui.heading("Train on your MIDI");
         ui.label("A folder with one subfolder of MIDI files per composer.");
@@ -1582,16 +1761,32 @@ impl Studio {
                 });
             }
         });
-        egui::ComboBox::from_label("Preset")
-            .selected_text(self.session.train_preset.clone())
-            .show_ui(ui, |ui| {
-                ui.selectable_value(
-                    &mut self.session.train_preset,
-                    "studio".to_string(),
-                    "studio",
-                );
-                ui.selectable_value(&mut self.session.train_preset, "paper".to_string(), "paper");
-            });
+        let running = self.training.job.is_some();
+        ui.add_enabled_ui(!running, |ui| {
+            egui::ComboBox::from_label("Model")
+                .selected_text(self.session.train_model.label())
+                .show_ui(ui, |ui| {
+                    for m in [TrainModel::LstmVae, TrainModel::Classifier] {
+                        ui.selectable_value(&mut self.session.train_model, m, m.label());
+                    }
+                });
+            if self.session.train_model == TrainModel::LstmVae {
+                egui::ComboBox::from_label("Preset")
+                    .selected_text(self.session.train_preset.clone())
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(
+                            &mut self.session.train_preset,
+                            "studio".to_string(),
+                            "studio",
+                        );
+                        ui.selectable_value(
+                            &mut self.session.train_preset,
+                            "paper".to_string(),
+                            "paper",
+                        );
+                    });
+            }
+        });
         ui.add(
             egui::Slider::new(&mut self.session.train_steps, 10..=20000)
                 .text("steps")
@@ -1648,12 +1843,28 @@ impl Studio {
             }
         });
         ui.label(&self.training.status);
-        if let Some(m) = self.training.metrics.last()
+        let step = (self.training.metrics.last().map(|m| m.step)).or(self
+            .training
+            .loop_metrics
+            .last()
+            .map(|m| m.step));
+        if let Some(step) = step
             && self.training.total > 0
         {
             ui.add(egui::ProgressBar::new(
-                m.step as f32 / self.training.total.max(1) as f32,
+                step as f32 / self.training.total.max(1) as f32,
             ));
+        }
+        if self.training.model == TrainModel::Classifier {
+            if let Some(path) = self.training.checkpoint.clone()
+                && ui
+                    .button("Use this classifier")
+                    .on_hover_text("For the style meter and classifier ascent")
+                    .clicked()
+            {
+                self.load_classifier(path);
+            }
+            return self.classifier_plots(ui);
         }
         if let Some(path) = self.training.checkpoint.clone()
             && ui.button("Use this model").clicked()

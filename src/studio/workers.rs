@@ -15,6 +15,7 @@ use crate::generate::{self, GenerateOptions, Generated};
 use crate::models::trained::TrainedModel;
 use crate::roll::{QuantizeOptions, Roll};
 use crate::train::{self, Control, TrainEvent, TrainOptions};
+use crate::train_loop::LoopEvent;
 use crate::tvae::{self, TrainedTvae};
 
 /// Which model generates, with what it needs.
@@ -279,8 +280,10 @@ pub enum TrainingReport {
         /// Files that could not be read.
         failures: usize,
     },
-    /// A trainer event.
+    /// An event of the LSTM-VAE's trainer.
     Event(TrainEvent),
+    /// An event of another model's trainer (the classifier's).
+    Loop(LoopEvent),
     /// Following another run's log: its folder, and its planned steps once its manifest says.
     Following {
         /// The run's folder.
@@ -305,11 +308,20 @@ pub struct TrainingJob {
     _thread: JoinHandle<()>,
 }
 
+/// What a training run in the studio trains, and how.
+#[derive(Debug, Clone)]
+pub enum TrainSpec {
+    /// The LSTM-VAE (the generating model).
+    LstmVae(TrainOptions),
+    /// The composer classifier (the style meter, and classifier ascent).
+    Classifier(classify::ClassifierOptions),
+}
+
 impl TrainingJob {
-    /// Loads `corpus_dir` and trains into `out` on the CPU.
+    /// Loads `corpus_dir` and trains what `spec` says into `out` on the CPU.
     pub fn start(
         corpus_dir: PathBuf,
-        opts: TrainOptions,
+        spec: TrainSpec,
         out: PathBuf,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
@@ -344,18 +356,30 @@ impl TrainingJob {
                         "stopped before training began".into(),
                     )));
                 }
-                let result = train::train_lstm_vae(
-                    &corpus,
-                    &opts,
-                    &out,
-                    &candle_core::Device::Cpu,
-                    false,
-                    &thread_control,
-                    &mut |e| send(TrainingReport::Event(e)),
-                );
-                send(TrainingReport::Finished(
-                    result.map(|o| o.model_path).map_err(|e| e.to_string()),
-                ));
+                let cpu = candle_core::Device::Cpu;
+                let result = match &spec {
+                    TrainSpec::LstmVae(opts) => train::train_lstm_vae(
+                        &corpus,
+                        opts,
+                        &out,
+                        &cpu,
+                        false,
+                        &thread_control,
+                        &mut |e| send(TrainingReport::Event(e)),
+                    )
+                    .map(|o| o.model_path),
+                    TrainSpec::Classifier(opts) => classify::train_classifier(
+                        &corpus,
+                        opts,
+                        &out,
+                        &cpu,
+                        false,
+                        &thread_control,
+                        &mut |e| send(TrainingReport::Loop(e)),
+                    )
+                    .map(|o| o.model_path),
+                };
+                send(TrainingReport::Finished(result.map_err(|e| e.to_string())));
             })
             .expect("spawning the training thread");
         TrainingJob {
