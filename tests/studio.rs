@@ -309,6 +309,18 @@ fn the_training_panel_trains_a_classifier_for_the_style_meter() {
     let kept = h.state().session.classifier_path.clone().unwrap();
     assert!(kept.is_absolute() && kept.ends_with("clf/classifier.safetensors"));
 
+    // Followed as a run training elsewhere (`segue train classifier --out clf`), its curves
+    // and its "Use" button are the classifier's.
+    h.state_mut().follow_run(dir.path().join("clf"));
+    wait(&mut h, "the followed log", |s| {
+        s.classifier_training_metrics().len() == 3 && s.training_checkpoint() == Some(&file)
+    });
+    assert!(h.state().training_metrics().is_empty());
+    h.step();
+    assert!(h.query_by_label("Use this classifier").is_some());
+    h.get_by_label("Stop following").click();
+    wait(&mut h, "following to stop", |s| !s.training_running());
+
     // The next start uses it again.
     let start = |session: Session| {
         let mut h = Harness::builder()
@@ -386,12 +398,12 @@ fn the_log_follower_reads_complete_lines() {
     assert_eq!((p.restarted, p.metrics.len()), (false, 1));
     std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
     let p = f.poll().unwrap();
-    assert_eq!(p.metrics.iter().map(|m| m.step).collect::<Vec<_>>(), [2]);
+    assert_eq!(p.metrics.iter().map(|m| m.step()).collect::<Vec<_>>(), [2]);
     // A new run in the same folder starts a shorter log.
     std::fs::write(&path, format!("{}\n", lines[0])).unwrap();
     let p = f.poll().unwrap();
     assert!(p.restarted);
-    assert_eq!(p.metrics.iter().map(|m| m.step).collect::<Vec<_>>(), [1]);
+    assert_eq!(p.metrics.iter().map(|m| m.step()).collect::<Vec<_>>(), [1]);
     // A log replaced by another file (as a resumed run rewrites it), even a longer one.
     let next = dir.path().join("next.jsonl");
     std::fs::write(&next, format!("{}\n{}\n{}\n", lines[0], lines[1], lines[2])).unwrap();
@@ -399,14 +411,14 @@ fn the_log_follower_reads_complete_lines() {
     let p = f.poll().unwrap();
     assert!(p.restarted);
     assert_eq!(
-        p.metrics.iter().map(|m| m.step).collect::<Vec<_>>(),
+        p.metrics.iter().map(|m| m.step()).collect::<Vec<_>>(),
         [1, 2, 3]
     );
     // A line of another kind of log.
     std::fs::write(&path, format!("{}\n{{\"loss\": 1}}\n", lines[0])).unwrap();
     let err = f.poll().unwrap_err();
     assert!(
-        err.contains("metrics.jsonl line 2") && err.contains("not an LSTM-VAE metrics log"),
+        err.contains("metrics.jsonl line 2") && err.contains("not a metrics log of `segue train`"),
         "{err}"
     );
 }

@@ -30,7 +30,7 @@ use crate::studio::workers::{
     Engine, GenerationEvent, GenerationRequest, Generator, StyleMeter, TrainSpec, TrainingJob,
     TrainingReport,
 };
-use crate::train::{self, Metrics, TrainEvent, TrainOptions, Validation};
+use crate::train::{Metrics, TrainEvent, TrainOptions, Validation};
 use crate::train_loop::{LoopEvent, LoopMetrics};
 use crate::tvae::TrainedTvae;
 
@@ -264,8 +264,9 @@ impl Default for Session {
 #[derive(Default)]
 struct TrainingView {
     job: Option<TrainingJob>,
-    /// What the run trains (its curves and its "Use" button differ).
-    model: TrainModel,
+    /// What the run trains (its curves and its "Use" button differ); None: a model the
+    /// studio follows but does not load (the Transformer VAE, the DCGAN).
+    model: Option<TrainModel>,
     metrics: Vec<Metrics>,
     /// The classifier's figures, step by step.
     loop_metrics: Vec<LoopMetrics>,
@@ -1237,15 +1238,22 @@ impl Studio {
                     };
                     self.training.metrics.push(m);
                 }
-                TrainingReport::Following { dir, total } => {
+                TrainingReport::Following { dir, model, total } => {
                     self.training.total = total.unwrap_or(0);
                     self.training.status = format!("Following {}", dir.display());
-                    if total.is_some() {
-                        self.training.checkpoint = Some(train::model_path(&dir));
+                    if let Some(model) = model {
+                        let kind = model.file_stem().and_then(|s| s.to_str());
+                        self.training.model = match kind {
+                            Some(crate::classify::KIND) => Some(TrainModel::Classifier),
+                            Some("lstm-vae") => Some(TrainModel::LstmVae),
+                            _ => None,
+                        };
+                        self.training.checkpoint = Some(model);
                     }
                 }
                 TrainingReport::Restarted => {
                     self.training.metrics.clear();
+                    self.training.loop_metrics.clear();
                     self.training.last_valid = None;
                 }
                 TrainingReport::Event(TrainEvent::Checkpoint { path, step })
@@ -1336,7 +1344,7 @@ impl Studio {
         };
         self.training = TrainingView {
             job: Some(TrainingJob::start(dir, spec, out, self.wake.clone())),
-            model: self.session.train_model,
+            model: Some(self.session.train_model),
             status: "Starting...".into(),
             ..TrainingView::default()
         };
@@ -1717,9 +1725,9 @@ impl Studio {
         }
     }
 
-    /// The classifier's curves: cross-entropy and accuracy, on the training batches and on
-    /// held-out pieces.
-    fn classifier_plots(&self, ui: &mut Ui) {
+    /// The curves of a model other than the LSTM-VAE: each figure its log holds, on the
+    /// training batches and on held-out pieces (the classifier's cross-entropy and accuracy).
+    fn loop_plots(&self, ui: &mut Ui) {
         let series = |valid: bool, key: &str| -> Vec<[f64; 2]> {
             (self.training.loop_metrics.iter())
                 .filter_map(|m| {
@@ -1728,10 +1736,16 @@ impl Studio {
                 })
                 .collect()
         };
-        for (key, title) in [
-            ("loss", "Cross-entropy"),
-            ("accuracy", "Accuracy (held-out pieces: validation)"),
-        ] {
+        let keys: Vec<String> = match self.training.loop_metrics.first() {
+            Some(m) => m.train.keys().cloned().collect(),
+            None => vec!["loss".into(), "accuracy".into()],
+        };
+        for key in &keys {
+            let title = match key.as_str() {
+                "loss" if self.training.model == Some(TrainModel::Classifier) => "Cross-entropy",
+                "accuracy" => "Accuracy (held-out pieces: validation)",
+                other => other,
+            };
             ui.label(title);
             Plot::new(key)
                 .height(120.0)
@@ -1809,7 +1823,7 @@ impl Studio {
                     .button("Follow a run...")
                     .on_hover_text(
                         "Show the curves of a run training elsewhere \
-                         (segue train lstm-vae --out FOLDER), live",
+                         (segue train lstm-vae --out FOLDER, or another model), live",
                     )
                     .clicked()
                 {
@@ -1855,21 +1869,27 @@ impl Studio {
                 step as f32 / self.training.total.max(1) as f32,
             ));
         }
-        if self.training.model == TrainModel::Classifier {
-            if let Some(path) = self.training.checkpoint.clone()
-                && ui
-                    .button("Use this classifier")
-                    .on_hover_text("For the style meter and classifier ascent")
-                    .clicked()
-            {
-                self.load_classifier(path);
-            }
-            return self.classifier_plots(ui);
-        }
+        let use_button = match self.training.model {
+            Some(TrainModel::LstmVae) => Some(("Use this model", "For the generation panel")),
+            Some(TrainModel::Classifier) => Some((
+                "Use this classifier",
+                "For the style meter and classifier ascent",
+            )),
+            None => None,
+        };
         if let Some(path) = self.training.checkpoint.clone()
-            && ui.button("Use this model").clicked()
+            && let Some((label, hover)) = use_button
+            && ui.button(label).on_hover_text(hover).clicked()
         {
-            self.load_model(Some(path));
+            match self.training.model {
+                Some(TrainModel::Classifier) => self.load_classifier(path),
+                _ => self.load_model(Some(path)),
+            }
+        }
+        if !self.training.loop_metrics.is_empty()
+            || self.training.model == Some(TrainModel::Classifier)
+        {
+            return self.loop_plots(ui);
         }
         let series = |f: &dyn Fn(&Metrics) -> Option<f64>| -> Vec<[f64; 2]> {
             self.training

@@ -15,7 +15,7 @@ use crate::generate::{self, GenerateOptions, Generated};
 use crate::models::trained::TrainedModel;
 use crate::roll::{QuantizeOptions, Roll};
 use crate::train::{self, Control, TrainEvent, TrainOptions};
-use crate::train_loop::LoopEvent;
+use crate::train_loop::{self, LoopEvent, LoopMetrics};
 use crate::tvae::{self, TrainedTvae};
 
 /// Which model generates, with what it needs.
@@ -284,10 +284,13 @@ pub enum TrainingReport {
     Event(TrainEvent),
     /// An event of another model's trainer (the classifier's).
     Loop(LoopEvent),
-    /// Following another run's log: its folder, and its planned steps once its manifest says.
+    /// Following another run's log: its folder, its model file and planned steps once its
+    /// first checkpoint has written them.
     Following {
         /// The run's folder.
         dir: PathBuf,
+        /// The run's model file, once written.
+        model: Option<PathBuf>,
         /// Steps the run is set to reach (from its manifest), if written yet.
         total: Option<usize>,
     },
@@ -405,26 +408,31 @@ impl TrainingJob {
                     wake();
                 };
                 let mut log = LogFollower::new(train::metrics_path(&dir));
-                let mut total = None;
+                let (mut model, mut total) = (None, None);
                 send(TrainingReport::Following {
                     dir: dir.clone(),
+                    model: None,
                     total,
                 });
-                let manifest = crate::models::weights::manifest_path(&train::model_path(&dir));
                 let mut manifest_seen = None;
                 while !stop.load(Ordering::Relaxed) {
-                    // The manifest is read again only when a checkpoint has rewritten it.
-                    let modified = std::fs::metadata(&manifest).and_then(|m| m.modified()).ok();
+                    // The model file appears at the run's first checkpoint; its manifest is
+                    // read again only when a checkpoint has rewritten it.
+                    let file = model.clone().or_else(|| run_model_file(&dir));
+                    let manifest = file.as_deref().map(crate::models::weights::manifest_path);
+                    let modified = (manifest.as_ref())
+                        .and_then(|m| std::fs::metadata(m).and_then(|m| m.modified()).ok());
                     let planned = if modified == manifest_seen {
                         total
                     } else {
                         manifest_seen = modified;
-                        planned_steps(&manifest)
+                        manifest.as_deref().and_then(planned_steps)
                     };
-                    if planned != total {
-                        total = planned;
+                    if planned != total || file != model {
+                        (model, total) = (file, planned);
                         send(TrainingReport::Following {
                             dir: dir.clone(),
+                            model: model.clone(),
                             total,
                         });
                     }
@@ -433,8 +441,15 @@ impl TrainingJob {
                             if restarted {
                                 send(TrainingReport::Restarted);
                             }
-                            for m in metrics {
-                                send(TrainingReport::Event(TrainEvent::Metrics(m)));
+                            for line in metrics {
+                                send(match line {
+                                    LogLine::LstmVae(m) => {
+                                        TrainingReport::Event(TrainEvent::Metrics(m))
+                                    }
+                                    LogLine::Model(m) => {
+                                        TrainingReport::Loop(LoopEvent::Metrics(m))
+                                    }
+                                });
                             }
                         }
                         Err(e) => return send(TrainingReport::Finished(Err(e))),
@@ -456,11 +471,44 @@ impl TrainingJob {
     }
 }
 
+/// The model file a training run in `dir` has written, of whichever model it trains.
+pub fn run_model_file(dir: &std::path::Path) -> Option<PathBuf> {
+    std::iter::once(train::model_path(dir))
+        .chain(
+            [classify::KIND, tvae::KIND, gan::KIND]
+                .into_iter()
+                .map(|kind| train_loop::model_file(dir, kind)),
+        )
+        .find(|p| p.exists())
+}
+
 /// The steps a run is set to reach, from its model's manifest (written at its first
-/// checkpoint).
+/// checkpoint): the LSTM-VAE's options hold them, the other models' in their loop options.
 fn planned_steps(manifest: &std::path::Path) -> Option<usize> {
     let manifest: serde_json::Value = crate::models::weights::read_manifest(manifest).ok()?;
-    manifest["training"]["steps"].as_u64().map(|s| s as usize)
+    let training = &manifest["training"];
+    (training["steps"].as_u64())
+        .or(training["train"]["steps"].as_u64())
+        .map(|s| s as usize)
+}
+
+/// One line of a training run's metrics log.
+#[derive(Debug, Clone)]
+pub enum LogLine {
+    /// The LSTM-VAE's.
+    LstmVae(train::Metrics),
+    /// Another model's (the classifier, the Transformer VAE, the DCGAN).
+    Model(LoopMetrics),
+}
+
+impl LogLine {
+    /// Steps done at this line.
+    pub fn step(&self) -> usize {
+        match self {
+            LogLine::LstmVae(m) => m.step,
+            LogLine::Model(m) => m.step,
+        }
+    }
 }
 
 /// What one look at a growing log found.
@@ -469,7 +517,7 @@ pub struct Polled {
     /// The file was shorter than what was read before: a new log; `metrics` start afresh.
     pub restarted: bool,
     /// The complete lines added since the last look.
-    pub metrics: Vec<train::Metrics>,
+    pub metrics: Vec<LogLine>,
 }
 
 /// Reads a JSON-lines metrics log as it grows, a complete line at a time (a line being
@@ -508,8 +556,8 @@ impl LogFollower {
         }
     }
 
-    /// The lines added since the last call. A line that is not an LSTM-VAE metrics record is
-    /// an error naming the file and the line.
+    /// The lines added since the last call. A line that is not a metrics record of a Segue
+    /// training run is an error naming the file and the line.
     pub fn poll(&mut self) -> Result<Polled, String> {
         use std::io::{Read, Seek, SeekFrom};
         let mut polled = Polled::default();
@@ -540,10 +588,15 @@ impl LogFollower {
         let lines: Vec<u8> = self.pending.drain(..complete).collect();
         for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             self.line += 1;
-            let m = serde_json::from_slice::<train::Metrics>(line).map_err(|e| {
+            let parsed = match serde_json::from_slice::<train::Metrics>(line) {
+                Ok(m) => Ok(LogLine::LstmVae(m)),
+                Err(e) => serde_json::from_slice::<LoopMetrics>(line)
+                    .map(LogLine::Model)
+                    .map_err(|_| e),
+            };
+            let m = parsed.map_err(|e| {
                 format!(
-                    "{} line {}: not an LSTM-VAE metrics log ({e}); the monitor follows \
-                     `segue train lstm-vae` runs",
+                    "{} line {}: not a metrics log of `segue train` ({e})",
                     self.path.display(),
                     self.line
                 )
