@@ -11,6 +11,7 @@
 //! A composer's z is the mean of its training snippets' codes, stored in the model's manifest,
 //! so generation needs no corpus. The same seed gives the same music.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{Device, Tensor};
@@ -236,8 +237,26 @@ pub fn sample_notes(
     }
 }
 
+/// The threads decoding runs on when asked from outside any rayon pool (the CLI, the studio's
+/// generation thread): a pool of its own, sized like rayon's global one (`RAYON_NUM_THREADS`
+/// or the cores), so that a thread of a generation waiting for its share of a product never
+/// picks up a long job of the global pool (a training step running in the studio) meanwhile,
+/// nor a training thread a generation. None if its threads could not be started.
+fn decoding_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("segue-decode-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
 /// Generates from `primer` with codes `a` and `b` (see the module docs). `progress` gets the
-/// share done; setting `cancel` stops the work with [`Error::Cancelled`].
+/// share done, on the caller's thread; setting `cancel` stops the work with
+/// [`Error::Cancelled`]. Called from outside a rayon pool, it blocks while the decoding runs on
+/// its own pool's threads; called from inside one, it decodes there.
 pub fn generate(
     model: &LstmVae,
     primer: &Roll,
@@ -254,16 +273,20 @@ pub fn generate(
         )));
     }
     check_sampling(opts.temperature, opts.max_notes)?;
-    if rayon::current_thread_index().is_some() {
+    let pool = match rayon::current_thread_index() {
+        None => decoding_pool(),
+        Some(_) => None,
+    };
+    let Some(pool) = pool else {
         return decode(model, primer, a, b, opts, progress, cancel);
-    }
-    // Decoding runs on one of rayon's threads, so that each step's products are shared with
+    };
+    // Decoding runs on one of the pool's threads, so that each step's products are shared with
     // the others (a caller outside the pool would sleep and wake up at every product); the
     // progress comes back here, to the caller's thread.
     let (sender, receiver) = std::sync::mpsc::channel();
     let mut result = None;
     let slot = &mut result;
-    rayon::in_place_scope(|scope| {
+    pool.in_place_scope(|scope| {
         scope.spawn(move |_| {
             let mut report = |share: f32| {
                 let _ = sender.send(share);
@@ -275,7 +298,7 @@ pub fn generate(
         }
     });
     // The scope has waited for the job, so the slot is filled (a panic there went on above).
-    result.unwrap_or(Err(Error::Cancelled))
+    result.expect("the decoding job ran")
 }
 
 /// The body of [`generate`], once its arguments are checked.

@@ -121,3 +121,29 @@ fn gradients_equal_autograd_through_the_composed_lstm() {
         assert_close(f, c, 1e-4, &format!("tensor {n}"));
     }
 }
+
+/// A batch of one (a primer being encoded) shares each step's product among rayon's threads
+/// once the layer is wide enough: the outputs match the composed LSTM and do not depend on
+/// the number of threads.
+#[test]
+fn one_wide_sequence_matches_on_any_threads() {
+    let (t, b, i, h) = (5, 1, 10, 192);
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let l = LstmWeights::new(i, h, 0, &vb).unwrap();
+    let x = fill(&[t, b, i], 0.3);
+    let h0 = fill(&[b, h], 0.9);
+    let c0 = fill(&[b, h], 1.7);
+    let composed = flat(&l.sequence_composed(&x, &h0, &c0).unwrap());
+    let mut runs = Vec::new();
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        runs.push(pool.install(|| flat(&l.sequence_fused(&x, &h0, &c0).unwrap())));
+    }
+    assert_close(&runs[0], &composed, 1e-4, "fused vs composed");
+    assert_eq!(runs[0], runs[1], "1 vs 2 threads");
+    assert_eq!(runs[0], runs[2], "1 vs 3 threads");
+}

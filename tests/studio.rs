@@ -299,6 +299,7 @@ fn the_training_panel_trains_a_classifier_for_the_style_meter() {
     let file = dir.path().join("clf").join("classifier.safetensors");
     assert_eq!(h.state().training_checkpoint(), Some(file.as_path()));
     h.step();
+    assert!(h.query_by_label("Use this model").is_none());
     h.get_by_label("Use this classifier").click();
     h.step();
     let tiny = |s: &Studio| {

@@ -277,6 +277,18 @@ struct TrainingView {
     paused: bool,
 }
 
+impl TrainingView {
+    /// "Step 12 of 2000", or "Step 12" while the total is unknown (a followed run's manifest
+    /// is not written yet).
+    fn step_status(&self, step: usize) -> String {
+        if self.total > 0 {
+            format!("Step {step} of {}", self.total)
+        } else {
+            format!("Step {step}")
+        }
+    }
+}
+
 /// The studio application.
 pub struct Studio {
     /// What is saved between sessions.
@@ -551,9 +563,6 @@ impl Studio {
             }
         }
         self.set_other_models(others);
-        if !problems.is_empty() {
-            self.say(problems.join("; "), true);
-        }
         if !self.model_chosen {
             if let Some((path, loaded)) = s.model {
                 self.use_model(path, loaded);
@@ -575,11 +584,18 @@ impl Studio {
         if let Some((path, read)) = s.opened.filter(|_| untouched) {
             self.use_opened(path, read);
         }
-        if let Some((said, _)) = earlier {
-            self.message = Some(match self.message.take() {
-                Some((now, _)) if now != said => (format!("{said}; {now}"), true),
-                _ => (said, true),
-            });
+        // Every error said stays in view: one said meanwhile, the start's problems, and the
+        // model's (a note such as "Opened ..." gives way to them).
+        let mut errors: Vec<String> = earlier.into_iter().map(|(m, _)| m).collect();
+        if !problems.is_empty() {
+            errors.push(problems.join("; "));
+        }
+        match self.message.take() {
+            Some((now, true)) if !errors.contains(&now) => errors.push(now),
+            now => self.message = now,
+        }
+        if !errors.is_empty() {
+            self.message = Some((errors.join("; "), true));
         }
         // The score went to the audio and the style meter in set_other_models (and again in
         // use_opened where a file was opened): nothing else here changes it.
@@ -650,7 +666,6 @@ impl Studio {
     /// Loads a classifier file on a worker thread; once loaded it is the style meter's and
     /// classifier ascent's, at this start and the next ones.
     pub fn load_classifier(&mut self, path: PathBuf) {
-        self.classifier_chosen = true;
         self.in_background(move || {
             let loaded = load_classifier(&path);
             DialogResult::ClassifierLoaded(path, loaded)
@@ -667,9 +682,13 @@ impl Studio {
                     ),
                     false,
                 );
+                // Loaded: the start's own classifier, if it comes later, gives way to it.
+                self.classifier_chosen = true;
+                let before = self.composers();
                 let mut others = std::mem::take(&mut self.others);
                 others.classifier = Some(c);
                 self.set_other_models(others);
+                self.keep_composers(&before);
                 self.session.classifier_path = Some(std::fs::canonicalize(&path).unwrap_or(path));
             }
             Err(e) => self.say(format!("Could not load {}: {e}", path.display()), true),
@@ -956,6 +975,12 @@ impl Studio {
     pub fn set_engine(&mut self, engine: EngineKind) {
         let before = self.composers();
         self.session.engine = engine;
+        self.keep_composers(&before);
+    }
+
+    /// Composers A and B stay the composers they were in `before` (the pickers' list before a
+    /// change of model) where the pickers still list them.
+    fn keep_composers(&mut self, before: &[String]) {
         let after = self.composers();
         for chosen in [&mut self.session.composer_a, &mut self.session.composer_b] {
             if let Some(i) = before
@@ -1222,6 +1247,11 @@ impl Studio {
                     step,
                     total,
                     parameters,
+                })
+                | TrainingReport::Loop(LoopEvent::Started {
+                    step,
+                    total,
+                    parameters,
                 }) => {
                     self.training.total = total;
                     self.training.status =
@@ -1231,12 +1261,12 @@ impl Studio {
                     if let Some(v) = &m.valid {
                         self.training.last_valid = Some(v.clone());
                     }
-                    self.training.status = if self.training.total > 0 {
-                        format!("Step {} of {}", m.step, self.training.total)
-                    } else {
-                        format!("Step {}", m.step)
-                    };
+                    self.training.status = self.training.step_status(m.step);
                     self.training.metrics.push(m);
+                }
+                TrainingReport::Loop(LoopEvent::Metrics(m)) => {
+                    self.training.status = self.training.step_status(m.step);
+                    self.training.loop_metrics.push(m);
                 }
                 TrainingReport::Following { dir, model, total } => {
                     self.training.total = total.unwrap_or(0);
@@ -1260,19 +1290,6 @@ impl Studio {
                 | TrainingReport::Loop(LoopEvent::Checkpoint { path, step }) => {
                     self.training.checkpoint = Some(path);
                     self.training.status = format!("Checkpoint at step {step}");
-                }
-                TrainingReport::Loop(LoopEvent::Started {
-                    step,
-                    total,
-                    parameters,
-                }) => {
-                    self.training.total = total;
-                    self.training.status =
-                        format!("Training {parameters} parameters, step {step} of {total}");
-                }
-                TrainingReport::Loop(LoopEvent::Metrics(m)) => {
-                    self.training.status = format!("Step {} of {}", m.step, self.training.total);
-                    self.training.loop_metrics.push(m);
                 }
                 TrainingReport::Finished(result) => ended = Some(result),
             }

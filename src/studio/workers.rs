@@ -590,13 +590,14 @@ impl LogFollower {
             self.line += 1;
             let parsed = match serde_json::from_slice::<train::Metrics>(line) {
                 Ok(m) => Ok(LogLine::LstmVae(m)),
-                Err(e) => serde_json::from_slice::<LoopMetrics>(line)
+                Err(vae) => serde_json::from_slice::<LoopMetrics>(line)
                     .map(LogLine::Model)
-                    .map_err(|_| e),
+                    .map_err(|other| (vae, other)),
             };
-            let m = parsed.map_err(|e| {
+            let m = parsed.map_err(|(vae, other)| {
                 format!(
-                    "{} line {}: not a metrics log of `segue train` ({e})",
+                    "{} line {}: not a metrics log of `segue train` (as the LSTM-VAE's: \
+                     {vae}; as another model's: {other})",
                     self.path.display(),
                     self.line
                 )
