@@ -300,6 +300,10 @@ fn the_training_panel_trains_a_classifier_for_the_style_meter() {
     assert_eq!(h.state().training_checkpoint(), Some(file.as_path()));
     h.step();
     assert!(h.query_by_label("Use this model").is_none());
+    // Classifier ascent aims at the shipped classifier's composer 15; the new one has 3.
+    h.state_mut()
+        .set_engine(segue::studio::EngineKind::ClassifierAscent);
+    h.state_mut().session.composer_b = 15;
     h.get_by_label("Use this classifier").click();
     h.step();
     let tiny = |s: &Studio| {
@@ -309,6 +313,7 @@ fn the_training_panel_trains_a_classifier_for_the_style_meter() {
     wait(&mut h, "the style meter to use the classifier", tiny);
     let kept = h.state().session.classifier_path.clone().unwrap();
     assert!(kept.is_absolute() && kept.ends_with("clf/classifier.safetensors"));
+    assert!(h.state().session.composer_b < 3);
 
     // Followed as a run training elsewhere (`segue train classifier --out clf`), its curves
     // and its "Use" button are the classifier's.
@@ -368,6 +373,13 @@ fn the_monitor_follows_another_runs_log() {
     assert!(h.state().training_running());
     std::fs::write(&log, format!("{first}\n{rest}")).unwrap();
     wait(&mut h, "the new lines", |s| s.training_metrics().len() == n);
+    // Its model file is the LSTM-VAE's: the monitor offers it to the generation panel.
+    wait(&mut h, "the run's model file", |s| {
+        s.training_checkpoint() == Some(model.as_path())
+    });
+    h.step();
+    assert!(h.query_by_label("Use this model").is_some());
+    assert!(h.query_by_label("Use this classifier").is_none());
     let steps: Vec<usize> = h
         .state()
         .training_metrics()
@@ -762,7 +774,8 @@ fn a_lost_model_falls_back_to_the_shipped_one() {
     let gone = dir.path().join("gone.safetensors");
     std::fs::write(&gone, b"not a model").unwrap();
     std::fs::write(gone.with_extension("json"), b"{}").unwrap();
-    let h = studio(&gone, None);
+    // A file opened at the start too: its "Opened ..." does not hide the fallback.
+    let h = studio(&gone, Some(fixture(dir.path())));
     let shipped = segue::models::trained::default_model_path().unwrap();
     assert!(h.state().model().is_some());
     assert_eq!(

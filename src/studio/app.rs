@@ -30,8 +30,8 @@ use crate::studio::workers::{
     Engine, GenerationEvent, GenerationRequest, Generator, StyleMeter, TrainSpec, TrainingJob,
     TrainingReport,
 };
-use crate::train::{Metrics, TrainEvent, TrainOptions, Validation};
-use crate::train_loop::{LoopEvent, LoopMetrics};
+use crate::train::{self, Metrics, TrainEvent, TrainOptions, Validation};
+use crate::train_loop::{self, LoopEvent, LoopMetrics};
 use crate::tvae::TrainedTvae;
 
 /// Seconds the slider must rest before it regenerates.
@@ -265,7 +265,8 @@ impl Default for Session {
 struct TrainingView {
     job: Option<TrainingJob>,
     /// What the run trains (its curves and its "Use" button differ); None: a model the
-    /// studio follows but does not load (the Transformer VAE, the DCGAN).
+    /// studio follows but does not load (the Transformer VAE, the DCGAN), or a followed run
+    /// whose model file is not written yet.
     model: Option<TrainModel>,
     metrics: Vec<Metrics>,
     /// The classifier's figures, step by step.
@@ -563,6 +564,19 @@ impl Studio {
             }
         }
         self.set_other_models(others);
+        // Every error said stays in view: one said meanwhile, the start's problems, the
+        // model's and the file's (a note such as "Opened ..." gives way to them).
+        let mut errors: Vec<String> = earlier.into_iter().map(|(m, _)| m).collect();
+        if !problems.is_empty() {
+            errors.push(problems.join("; "));
+        }
+        let keep_error = |studio: &mut Studio, errors: &mut Vec<String>| {
+            if let Some((m, true)) = studio.message.take()
+                && !errors.contains(&m)
+            {
+                errors.push(m);
+            }
+        };
         if !self.model_chosen {
             if let Some((path, loaded)) = s.model {
                 self.use_model(path, loaded);
@@ -570,11 +584,16 @@ impl Studio {
             if let Some((path, loaded)) = s.fallback {
                 let message = self.message.clone();
                 self.use_model(path, loaded);
-                if self.model.is_some() {
-                    self.message =
-                        message.map(|(m, _)| (format!("{m}; using the shipped model"), true));
+                match message {
+                    Some((m, _)) if self.model.is_some() => {
+                        self.message = Some((format!("{m}; using the shipped model"), true));
+                    }
+                    // The shipped model failed too: both errors are said.
+                    Some((m, _)) => errors.push(m),
+                    None => {}
                 }
             }
+            keep_error(self, &mut errors);
         }
         // Every change of the piece is a step of the history.
         let untouched = !self.history.can_undo();
@@ -583,12 +602,6 @@ impl Studio {
         }
         if let Some((path, read)) = s.opened.filter(|_| untouched) {
             self.use_opened(path, read);
-        }
-        // Every error said stays in view: one said meanwhile, the start's problems, and the
-        // model's (a note such as "Opened ..." gives way to them).
-        let mut errors: Vec<String> = earlier.into_iter().map(|(m, _)| m).collect();
-        if !problems.is_empty() {
-            errors.push(problems.join("; "));
         }
         match self.message.take() {
             Some((now, true)) if !errors.contains(&now) => errors.push(now),
@@ -983,11 +996,13 @@ impl Studio {
     fn keep_composers(&mut self, before: &[String]) {
         let after = self.composers();
         for chosen in [&mut self.session.composer_a, &mut self.session.composer_b] {
-            if let Some(i) = before
+            match before
                 .get(*chosen)
                 .and_then(|name| after.iter().position(|n| n == name))
             {
-                *chosen = i;
+                Some(i) => *chosen = i,
+                None if !after.is_empty() => *chosen = (*chosen).min(after.len() - 1),
+                None => {}
             }
         }
     }
@@ -1271,17 +1286,19 @@ impl Studio {
                 TrainingReport::Following { dir, model, total } => {
                     self.training.total = total.unwrap_or(0);
                     self.training.status = format!("Following {}", dir.display());
-                    if let Some(model) = model {
-                        let kind = model.file_stem().and_then(|s| s.to_str());
-                        self.training.model = match kind {
-                            Some(crate::classify::KIND) => Some(TrainModel::Classifier),
-                            Some("lstm-vae") => Some(TrainModel::LstmVae),
-                            _ => None,
-                        };
-                        self.training.checkpoint = Some(model);
-                    }
+                    self.training.model = model.as_deref().and_then(|m| {
+                        if m == train::model_path(&dir) {
+                            Some(TrainModel::LstmVae)
+                        } else if m == train_loop::model_file(&dir, crate::classify::KIND) {
+                            Some(TrainModel::Classifier)
+                        } else {
+                            None
+                        }
+                    });
+                    self.training.checkpoint = model;
                 }
                 TrainingReport::Restarted => {
+                    // Another run in the folder: nothing of the one before is kept.
                     self.training.metrics.clear();
                     self.training.loop_metrics.clear();
                     self.training.last_valid = None;
@@ -1753,12 +1770,15 @@ impl Studio {
                 })
                 .collect()
         };
-        let keys: Vec<String> = match self.training.loop_metrics.first() {
-            Some(m) => m.train.keys().cloned().collect(),
-            None => vec!["loss".into(), "accuracy".into()],
-        };
-        for key in &keys {
-            let title = match key.as_str() {
+        let mut keys: std::collections::BTreeSet<&str> = (self.training.loop_metrics.iter())
+            .flat_map(|m| m.train.keys().chain(m.valid.iter().flat_map(|v| v.keys())))
+            .map(String::as_str)
+            .collect();
+        if keys.is_empty() {
+            keys = ["accuracy", "loss"].into();
+        }
+        for key in keys {
+            let title = match key {
                 "loss" if self.training.model == Some(TrainModel::Classifier) => "Cross-entropy",
                 "accuracy" => "Accuracy (held-out pieces: validation)",
                 other => other,

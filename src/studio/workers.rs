@@ -282,7 +282,8 @@ pub enum TrainingReport {
     },
     /// An event of the LSTM-VAE's trainer.
     Event(TrainEvent),
-    /// An event of another model's trainer (the classifier's).
+    /// An event of another model's trainer (the classifier's; a followed run's metrics of
+    /// any model but the LSTM-VAE).
     Loop(LoopEvent),
     /// Following another run's log: its folder, its model file and planned steps once its
     /// first checkpoint has written them.
@@ -393,9 +394,10 @@ impl TrainingJob {
         }
     }
 
-    /// Follows the metrics log of an LSTM-VAE run in `dir` (`segue train lstm-vae --out DIR`
-    /// in a terminal, or another studio) as it grows: every line already there, then each new
-    /// one, until stopped. The log is read on this thread, never by the window.
+    /// Follows the metrics log of a run in `dir` (`segue train lstm-vae --out DIR` in a
+    /// terminal, another model's run, or another studio's) as it grows: every line already
+    /// there, then each new one, until stopped. The log is read on this thread, never by the
+    /// window.
     pub fn follow(dir: PathBuf, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
         let control = Control::default();
         let (tx, events) = channel();
@@ -416,17 +418,21 @@ impl TrainingJob {
                 });
                 let mut manifest_seen = None;
                 while !stop.load(Ordering::Relaxed) {
-                    // The model file appears at the run's first checkpoint; its manifest is
-                    // read again only when a checkpoint has rewritten it.
-                    let file = model.clone().or_else(|| run_model_file(&dir));
+                    // The model file appears at the run's first checkpoint (and another run
+                    // may start in the folder); its manifest is read again only when a
+                    // checkpoint has rewritten it.
+                    let file = run_model_file(&dir);
                     let manifest = file.as_deref().map(crate::models::weights::manifest_path);
                     let modified = (manifest.as_ref())
                         .and_then(|m| std::fs::metadata(m).and_then(|m| m.modified()).ok());
-                    let planned = if modified == manifest_seen {
+                    let planned = if modified == manifest_seen && file == model {
                         total
                     } else {
-                        manifest_seen = modified;
-                        manifest.as_deref().and_then(planned_steps)
+                        let planned = manifest.as_deref().and_then(planned_steps);
+                        if planned.is_some() {
+                            manifest_seen = modified;
+                        }
+                        planned
                     };
                     if planned != total || file != model {
                         (model, total) = (file, planned);
@@ -471,7 +477,8 @@ impl TrainingJob {
     }
 }
 
-/// The model file a training run in `dir` has written, of whichever model it trains.
+/// The model file a training run in `dir` has written, of whichever model it trains (the
+/// newest, should an earlier run of another model have left its own there).
 pub fn run_model_file(dir: &std::path::Path) -> Option<PathBuf> {
     std::iter::once(train::model_path(dir))
         .chain(
@@ -479,7 +486,12 @@ pub fn run_model_file(dir: &std::path::Path) -> Option<PathBuf> {
                 .into_iter()
                 .map(|kind| train_loop::model_file(dir, kind)),
         )
-        .find(|p| p.exists())
+        .filter_map(|p| {
+            let modified = std::fs::metadata(&p).and_then(|m| m.modified()).ok()?;
+            Some((modified, p))
+        })
+        .max_by_key(|(modified, _)| *modified)
+        .map(|(_, p)| p)
 }
 
 /// The steps a run is set to reach, from its model's manifest (written at its first
