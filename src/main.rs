@@ -1520,8 +1520,10 @@ fn classify_cmd(
             100.0 * verdict.overall[c]
         );
     }
+    // Bars counted along the piece's own metre map.
+    let bars = segue::meter::BarMap::new(roll.meters());
     out!(
-        "per window of {} steps ({} bars of 4/4):",
+        "per window of {} steps ({} bars of 4/4; bars below in the piece's metre):",
         verdict.window,
         verdict.window / 16
     );
@@ -1533,11 +1535,9 @@ fn classify_cmd(
             .take(top)
             .map(|&c| format!("{} {:.0}%", verdict.composers[c], 100.0 * p[c]))
             .collect();
-        let first = start / 16 + 1;
-        let last = (start + verdict.window)
-            .min(roll.steps())
-            .div_ceil(16)
-            .max(first);
+        let end = (start + verdict.window).min(roll.steps()).max(start + 1);
+        let first = bars.position(*start as f64).floor() as usize;
+        let last = (bars.position((end - 1) as f64).floor() as usize).max(first);
         out!("  bars {:>4}-{:<4} {}", first, last, best.join(", "));
     }
     Ok(())

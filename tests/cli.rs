@@ -5,7 +5,9 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{shared, simple};
+use common::{Ev, off, on, shared, simple, smf};
+use midly::num::u15;
+use midly::{Format, Timing};
 
 fn segue(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_segue"))
@@ -278,6 +280,29 @@ fn classify_ranks_every_composer_and_lists_windows_within_the_piece() {
     assert_eq!(windows.len(), 3, "{text}");
     assert!(windows[0].contains("bars    1-16"), "{text}");
     assert!(windows[2].contains("bars   17-25"), "{text}");
+
+    // The same notes in 3/4 (12-step bars): the windows' bars follow the piece's metre.
+    let mut events = vec![(0, Ev::Meter(3, 2))];
+    for &(s, e, key, vel) in &notes {
+        events.push((s, on(0, key, vel)));
+        events.push((e, off(0, key)));
+    }
+    let waltz = dir.path().join("waltz.mid");
+    let bytes = smf(
+        Format::SingleTrack,
+        Timing::Metrical(u15::new(96)),
+        &[events],
+    );
+    std::fs::write(&waltz, bytes).unwrap();
+    let text = ok(&["classify", p(&waltz), "--top", "2"]);
+    let windows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("bars "))
+        .collect();
+    assert_eq!(windows.len(), 3, "{text}");
+    // Steps 0-255: bars 1-22; the last window, steps 256-399: bars 22-34.
+    assert!(windows[0].contains("bars    1-22"), "{text}");
+    assert!(windows[2].contains("bars   22-34"), "{text}");
 }
 
 #[test]
