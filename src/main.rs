@@ -403,6 +403,10 @@ struct DcganArgs {
     /// falling to 0 at the last step (default 0, off).
     #[arg(long, value_name = "SIGMA", allow_negative_numbers = true)]
     instance_noise: Option<f64>,
+    /// Spectral normalisation of the discriminator's convolutions (each kernel divided by its
+    /// largest singular value).
+    #[arg(long)]
+    spectral_norm: bool,
 }
 
 impl LoopArgs {
@@ -808,6 +812,7 @@ fn run(cli: Cli) -> Result<()> {
                 feature_matching,
                 real_label,
                 instance_noise,
+                spectral_norm,
             } = *args;
             // Checked before the corpus loads (the library refuses them too).
             if let Some(w) = feature_matching.filter(|w| !(w.is_finite() && *w >= 0.0)) {
@@ -832,6 +837,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(c) = cells {
                 defaults.config.cells = c;
             }
+            defaults.config.spectral_norm = spectral_norm;
             train_on_loop_from(
                 segue::gan::KIND,
                 run,

@@ -6,6 +6,8 @@
 //! - Discriminator: 6 convolutions (128 -> 64 -> ... -> 4 -> 1 pixels), leaky ReLU, batch norm
 //!   after the first; one logit per snippet (sigmoid = probability of "real").
 
+use std::sync::{Arc, Mutex};
+
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{
     BatchNorm, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, VarBuilder,
@@ -28,6 +30,12 @@ pub struct Config {
     /// still load).
     #[serde(default)]
     pub output_bias: bool,
+    /// Spectral normalisation of the discriminator's convolutions (Miyato et al. 2018): each
+    /// kernel is divided by its largest singular value (one power iteration per training
+    /// pass), so the discriminator cannot sharpen its verdict without bound. Off in the
+    /// shipped model; older manifests, which lack it, load as off.
+    #[serde(default)]
+    pub spectral_norm: bool,
 }
 
 /// How the generator's cell probabilities become a binary roll. Real rolls are exactly 0 or 1,
@@ -71,6 +79,7 @@ impl Config {
             discriminator_channels: 8,
             cells: Cells::Thresholded,
             output_bias: true,
+            spectral_norm: false,
         }
     }
 
@@ -175,6 +184,15 @@ impl Generator {
 pub struct Discriminator {
     convs: Vec<Conv2d>,
     norms: Vec<BatchNorm>,
+    /// With spectral normalisation: each convolution's left singular vector estimate, carried
+    /// from one training pass to the next (power iteration).
+    singular: Option<Arc<Mutex<Vec<Tensor>>>>,
+}
+
+/// `t / |t|`.
+fn unit(t: &Tensor) -> Result<Tensor> {
+    let norm = t.sqr()?.sum_all()?.sqrt()?.affine(1.0, 1e-12)?;
+    t.broadcast_div(&norm)
 }
 
 impl Discriminator {
@@ -198,28 +216,72 @@ impl Discriminator {
             input = w * d;
         }
         convs.push(conv2d_no_bias(input, 1, 4, down(true), vb.pp("conv5"))?);
-        Ok(Discriminator { convs, norms })
+        let singular = if cfg.spectral_norm {
+            let start = |c: &Conv2d| -> Result<Tensor> {
+                let out = c.weight().dim(0)?;
+                let w = c.weight();
+                unit(&Tensor::ones(out, w.dtype(), w.device())?)
+            };
+            Some(Arc::new(Mutex::new(
+                convs.iter().map(start).collect::<Result<Vec<_>>>()?,
+            )))
+        } else {
+            None
+        };
+        Ok(Discriminator {
+            convs,
+            norms,
+            singular,
+        })
+    }
+
+    /// Convolution `i` of `x`, its kernel divided by its largest singular value where
+    /// spectral normalisation is on (the estimate moves on one power iteration when `train`).
+    fn conv(&self, i: usize, x: &Tensor, train: bool) -> Result<Tensor> {
+        let conv = &self.convs[i];
+        let Some(singular) = &self.singular else {
+            return conv.forward(x);
+        };
+        let w = conv.weight();
+        let mat = w.reshape((w.dim(0)?, ()))?;
+        let fixed = mat.detach();
+        let mut us = singular.lock().unwrap_or_else(|e| e.into_inner());
+        let v = unit(&fixed.t()?.matmul(&us[i].unsqueeze(1)?)?)?;
+        let u = unit(&fixed.matmul(&v)?)?;
+        // sigma = u^T W v, with the gradient through W only.
+        let sigma = u.t()?.matmul(&mat)?.matmul(&v)?.reshape(())?;
+        if train {
+            us[i] = u.squeeze(1)?;
+        }
+        let c = conv.config();
+        x.conv2d(
+            &w.broadcast_div(&sigma)?,
+            c.padding,
+            c.stride,
+            c.dilation,
+            c.groups,
+        )
     }
 
     /// Snippets `[B, 1, 128, 128]` (values in 0..1) -> logits `[B]`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.logits(&self.features_t(x, train)?)
+        self.logits(&self.features_t(x, train)?, train)
     }
 
     /// Snippets -> the last hidden layer's features `[B, C, 4, 4]`, before the final
     /// convolution (what feature matching compares).
     pub fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let leaky = |t: Tensor| -> Result<Tensor> { t.maximum(&(&t * 0.2)?) };
-        let mut h = leaky(self.convs[0].forward(x)?)?;
-        for (conv, norm) in self.convs[1..5].iter().zip(&self.norms) {
-            h = leaky(norm.forward_t(&conv.forward(&h)?, train)?)?;
+        let mut h = leaky(self.conv(0, x, train)?)?;
+        for (i, norm) in (1..5).zip(&self.norms) {
+            h = leaky(norm.forward_t(&self.conv(i, &h, train)?, train)?)?;
         }
         Ok(h)
     }
 
     /// Features from [`Self::features_t`] -> logits `[B]`.
-    fn logits(&self, features: &Tensor) -> Result<Tensor> {
-        self.convs[5].forward(features)?.flatten_all()
+    fn logits(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+        self.conv(5, features, train)?.flatten_all()
     }
 }
 
@@ -254,5 +316,84 @@ impl Dcgan {
     /// Inference: z `[B, latent]` -> cell probabilities `[B, 128 steps, 128 pitches]`.
     pub fn sample_probabilities(&self, z: &Tensor) -> Result<Tensor> {
         candle_nn::ops::sigmoid(&self.generator.forward_t(z, false)?)?.squeeze(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    /// The largest singular value of `w` (`[out, ...]` as a matrix), by many power iterations.
+    fn largest_singular_value(w: &Tensor) -> f32 {
+        let m = w.reshape((w.dim(0).unwrap(), ())).unwrap();
+        let mut v =
+            unit(&Tensor::ones((m.dim(1).unwrap(), 1), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        for _ in 0..500 {
+            let u = unit(&m.matmul(&v).unwrap()).unwrap();
+            v = unit(&m.t().unwrap().matmul(&u).unwrap()).unwrap();
+        }
+        let mv = m.matmul(&v).unwrap();
+        mv.sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .sqrt()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn spectral_norm_divides_each_kernel_by_its_largest_singular_value() {
+        let cfg = Config {
+            discriminator_channels: 2,
+            generator_channels: 2,
+            spectral_norm: true,
+            ..Config::studio()
+        };
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let d = Discriminator::new(&cfg, vb).unwrap();
+        let x = Tensor::ones((2, 1, 128, 128), DType::F32, &Device::Cpu).unwrap();
+        // Inference passes do not move the estimate; training passes do (three a step).
+        let start = d.singular.as_ref().unwrap().lock().unwrap().clone();
+        d.forward_t(&x, false).unwrap();
+        let after = d.singular.as_ref().unwrap().lock().unwrap().clone();
+        for (a, b) in start.iter().zip(&after) {
+            assert_eq!(a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
+        }
+        for _ in 0..60 {
+            d.forward_t(&x, true).unwrap();
+        }
+        let us = d.singular.as_ref().unwrap().lock().unwrap().clone();
+        for (i, (conv, u)) in d.convs.iter().zip(&us).enumerate() {
+            let w = conv.weight();
+            let exact = largest_singular_value(w);
+            // The estimate u^T W v with v = W^T u / |W^T u|, as the forward pass takes it.
+            let m = w.reshape((w.dim(0).unwrap(), ())).unwrap();
+            let v = unit(&m.t().unwrap().matmul(&u.unsqueeze(1).unwrap()).unwrap()).unwrap();
+            let estimate = u
+                .unsqueeze(0)
+                .unwrap()
+                .matmul(&m.matmul(&v).unwrap())
+                .unwrap()
+                .reshape(())
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                (estimate - exact).abs() <= 0.02 * exact,
+                "conv {i}: estimate {estimate}, exact {exact}"
+            );
+        }
+        // Without it, the kernels are used as they are.
+        let plain = Discriminator::new(&Config::studio(), {
+            let varmap = VarMap::new();
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)
+        })
+        .unwrap();
+        assert!(plain.singular.is_none());
     }
 }
