@@ -497,6 +497,46 @@ fn dcgan_trains_and_samples_reproducibly() {
     }
 }
 
+/// Spectral normalisation: the run resumes exactly (the singular vector estimates are saved
+/// with the model), the file says so and samples.
+#[test]
+fn a_spectrally_normalised_dcgan_resumes_exactly_and_loads() {
+    let (dir, c) = tiny_corpus();
+    let options = |steps: usize| {
+        let mut o = tiny_gan_options();
+        o.config.spectral_norm = true;
+        o.train.steps = steps;
+        o
+    };
+    let losses = |seen: &[LoopMetrics]| {
+        seen.iter()
+            .map(|m| (m.step, m.train["loss_d"], m.train["loss_g"]))
+            .collect::<Vec<_>>()
+    };
+    let whole = train_with(
+        gan::train_gan,
+        &c,
+        &options(4),
+        &dir.path().join("w"),
+        false,
+    );
+    let part = dir.path().join("p");
+    let mut joined = train_with(gan::train_gan, &c, &options(2), &part, false);
+    joined.extend(train_with(gan::train_gan, &c, &options(4), &part, true));
+    assert_eq!(losses(&whole), losses(&joined));
+    let plain = train_with(
+        gan::train_gan,
+        &c,
+        &tiny_gan_options(),
+        &dir.path().join("x"),
+        false,
+    );
+    assert_ne!(losses(&whole)[..2], losses(&plain)[..2]);
+    let model = gan::load(&part.join("dcgan.safetensors"), &Device::Cpu).unwrap();
+    assert!(model.model.config().spectral_norm);
+    assert_eq!(gan::sample(&model.model, 1, 1.0, 4, 7).unwrap().len(), 1);
+}
+
 #[test]
 fn a_slower_discriminator_changes_the_game_and_bad_rates_are_refused() {
     let (dir, c) = tiny_corpus();

@@ -4,11 +4,10 @@
 //!   pixels), batch norm and ReLU between them; logits `[B, 1, 128, 128]` (sigmoid = the
 //!   probability that a cell sounds).
 //! - Discriminator: 6 convolutions (128 -> 64 -> ... -> 4 -> 1 pixels), leaky ReLU, batch norm
-//!   after the first; one logit per snippet (sigmoid = probability of "real").
+//!   after the first (or, as an option, spectral normalisation of every convolution instead);
+//!   one logit per snippet (sigmoid = probability of "real").
 
-use std::sync::{Arc, Mutex};
-
-use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_core::{Module, ModuleT, Result, Tensor, Var};
 use candle_nn::{
     BatchNorm, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, VarBuilder,
     batch_norm, conv_transpose2d, conv_transpose2d_no_bias, conv2d_no_bias,
@@ -32,9 +31,11 @@ pub struct Config {
     pub output_bias: bool,
     /// Spectral normalisation of the discriminator's convolutions (Miyato et al. 2018): each
     /// kernel is divided by its largest singular value (one power iteration per training
-    /// pass), so the discriminator cannot sharpen its verdict without bound. Off in the
-    /// shipped model; older manifests, which lack it, load as off.
-    #[serde(default)]
+    /// pass), so the discriminator cannot sharpen its verdict without bound. It replaces the
+    /// discriminator's batch norms, which would undo it (a batch norm gives the same output
+    /// for any scale of its input). Off in the shipped model; older manifests, which lack it,
+    /// load as off (and a run made without it is written as before, so it resumes).
+    #[serde(default, skip_serializing_if = "is_false")]
     pub spectral_norm: bool,
 }
 
@@ -67,6 +68,10 @@ impl std::str::FromStr for Cells {
             )),
         }
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Config {
@@ -184,9 +189,11 @@ impl Generator {
 pub struct Discriminator {
     convs: Vec<Conv2d>,
     norms: Vec<BatchNorm>,
-    /// With spectral normalisation: each convolution's left singular vector estimate, carried
-    /// from one training pass to the next (power iteration).
-    singular: Option<Arc<Mutex<Vec<Tensor>>>>,
+    /// With spectral normalisation: each convolution's left singular vector estimate
+    /// (`sn{i}.running_u`), carried from one training pass to the next (power iteration);
+    /// variables without a gradient, so saved with the model and restored on resume like a
+    /// batch norm's running statistics, and left alone by the optimiser.
+    singular: Option<Vec<Var>>,
 }
 
 /// `t / |t|`.
@@ -210,21 +217,23 @@ impl Discriminator {
                 down(false),
                 vb.pp(format!("conv{i}")),
             )?);
-            if i > 0 {
+            if i > 0 && !cfg.spectral_norm {
                 norms.push(batch_norm(w * d, 1e-5, vb.pp(format!("bn{i}")))?);
             }
             input = w * d;
         }
         convs.push(conv2d_no_bias(input, 1, 4, down(true), vb.pp("conv5"))?);
         let singular = if cfg.spectral_norm {
-            let start = |c: &Conv2d| -> Result<Tensor> {
+            let start = |(i, c): (usize, &Conv2d)| -> Result<Var> {
                 let out = c.weight().dim(0)?;
-                let w = c.weight();
-                unit(&Tensor::ones(out, w.dtype(), w.device())?)
+                let u = vb.pp(format!("sn{i}")).get_with_hints(
+                    out,
+                    "running_u",
+                    candle_nn::Init::Const(1.0 / (out as f64).sqrt()),
+                )?;
+                Var::from_tensor(&u)
             };
-            Some(Arc::new(Mutex::new(
-                convs.iter().map(start).collect::<Result<Vec<_>>>()?,
-            )))
+            Some(convs.iter().enumerate().map(start).collect::<Result<_>>()?)
         } else {
             None
         };
@@ -245,13 +254,13 @@ impl Discriminator {
         let w = conv.weight();
         let mat = w.reshape((w.dim(0)?, ()))?;
         let fixed = mat.detach();
-        let mut us = singular.lock().unwrap_or_else(|e| e.into_inner());
-        let v = unit(&fixed.t()?.matmul(&us[i].unsqueeze(1)?)?)?;
+        let previous = singular[i].as_tensor().detach();
+        let v = unit(&fixed.t()?.matmul(&previous.unsqueeze(1)?)?)?;
         let u = unit(&fixed.matmul(&v)?)?;
         // sigma = u^T W v, with the gradient through W only.
         let sigma = u.t()?.matmul(&mat)?.matmul(&v)?.reshape(())?;
         if train {
-            us[i] = u.squeeze(1)?;
+            singular[i].set(&u.squeeze(1)?)?;
         }
         let c = conv.config();
         x.conv2d(
@@ -273,8 +282,12 @@ impl Discriminator {
     pub fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let leaky = |t: Tensor| -> Result<Tensor> { t.maximum(&(&t * 0.2)?) };
         let mut h = leaky(self.conv(0, x, train)?)?;
-        for (i, norm) in (1..5).zip(&self.norms) {
-            h = leaky(norm.forward_t(&self.conv(i, &h, train)?, train)?)?;
+        for i in 1..5 {
+            let c = self.conv(i, &h, train)?;
+            h = leaky(match self.norms.get(i - 1) {
+                Some(norm) => norm.forward_t(&c, train)?,
+                None => c,
+            })?;
         }
         Ok(h)
     }
@@ -356,44 +369,53 @@ mod tests {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let d = Discriminator::new(&cfg, vb).unwrap();
+        // No batch norms (they would undo it); the estimates are variables of the model.
+        assert!(d.norms.is_empty());
+        assert!(varmap.data().lock().unwrap().contains_key("sn3.running_u"));
+        let estimates = |d: &Discriminator| -> Vec<Vec<f32>> {
+            let us = d.singular.as_ref().unwrap();
+            us.iter()
+                .map(|u| u.as_tensor().to_vec1().unwrap())
+                .collect()
+        };
         let x = Tensor::ones((2, 1, 128, 128), DType::F32, &Device::Cpu).unwrap();
-        // Inference passes do not move the estimate; training passes do (three a step).
-        let start = d.singular.as_ref().unwrap().lock().unwrap().clone();
+        // Inference passes do not move the estimates; training passes do.
+        let start = estimates(&d);
         d.forward_t(&x, false).unwrap();
-        let after = d.singular.as_ref().unwrap().lock().unwrap().clone();
-        for (a, b) in start.iter().zip(&after) {
-            assert_eq!(a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
-        }
+        assert_eq!(estimates(&d), start);
         for _ in 0..60 {
             d.forward_t(&x, true).unwrap();
         }
-        let us = d.singular.as_ref().unwrap().lock().unwrap().clone();
-        for (i, (conv, u)) in d.convs.iter().zip(&us).enumerate() {
-            let w = conv.weight();
+        assert_ne!(estimates(&d), start);
+        // Each convolution now runs with its kernel divided by the exact largest singular
+        // value, to within the estimate's error.
+        let inputs = [
+            Tensor::ones((1, 1, 128, 128), DType::F32, &Device::Cpu).unwrap(),
+            Tensor::ones((1, 2, 64, 64), DType::F32, &Device::Cpu).unwrap(),
+        ];
+        for (i, x) in inputs.iter().enumerate() {
+            let w = d.convs[i].weight();
             let exact = largest_singular_value(w);
-            // The estimate u^T W v with v = W^T u / |W^T u|, as the forward pass takes it.
-            let m = w.reshape((w.dim(0).unwrap(), ())).unwrap();
-            let v = unit(&m.t().unwrap().matmul(&u.unsqueeze(1).unwrap()).unwrap()).unwrap();
-            let estimate = u
-                .unsqueeze(0)
-                .unwrap()
-                .matmul(&m.matmul(&v).unwrap())
-                .unwrap()
-                .reshape(())
-                .unwrap()
-                .to_scalar::<f32>()
+            let got = d.conv(i, x, false).unwrap();
+            let c = d.convs[i].config();
+            let want = x
+                .conv2d(&(w / exact as f64).unwrap(), c.padding, c.stride, 1, 1)
                 .unwrap();
-            assert!(
-                (estimate - exact).abs() <= 0.02 * exact,
-                "conv {i}: estimate {estimate}, exact {exact}"
+            let diff = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
+            let scale = want.abs().unwrap().max_all().unwrap();
+            let (diff, scale) = (
+                diff.to_scalar::<f32>().unwrap(),
+                scale.to_scalar::<f32>().unwrap(),
             );
+            assert!(diff <= 0.02 * scale, "conv {i}: off by {diff} of {scale}");
         }
-        // Without it, the kernels are used as they are.
-        let plain = Discriminator::new(&Config::studio(), {
-            let varmap = VarMap::new();
-            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)
-        })
-        .unwrap();
-        assert!(plain.singular.is_none());
+        // Without it, the kernels are used as they are, with the batch norms.
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let plain = Discriminator::new(&Config::studio(), vb).unwrap();
+        assert!(plain.singular.is_none() && plain.norms.len() == 4);
+        // A config without it is written as before (so older runs resume).
+        let json = serde_json::to_value(Config::studio()).unwrap();
+        assert!(json.get("spectral_norm").is_none());
     }
 }

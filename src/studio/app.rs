@@ -571,10 +571,11 @@ impl Studio {
             errors.push(problems.join("; "));
         }
         let keep_error = |studio: &mut Studio, errors: &mut Vec<String>| {
-            if let Some((m, true)) = studio.message.take()
-                && !errors.contains(&m)
-            {
-                errors.push(m);
+            if let Some((m, true)) = &studio.message {
+                if !errors.contains(m) {
+                    errors.push(m.clone());
+                }
+                studio.message = None;
             }
         };
         if !self.model_chosen {
@@ -1298,10 +1299,13 @@ impl Studio {
                     self.training.checkpoint = model;
                 }
                 TrainingReport::Restarted => {
-                    // Another run in the folder: nothing of the one before is kept.
+                    // Another run in the folder: nothing of the one before is kept (its model
+                    // comes back with the next look at the folder).
                     self.training.metrics.clear();
                     self.training.loop_metrics.clear();
                     self.training.last_valid = None;
+                    self.training.model = None;
+                    self.training.checkpoint = None;
                 }
                 TrainingReport::Event(TrainEvent::Checkpoint { path, step })
                 | TrainingReport::Loop(LoopEvent::Checkpoint { path, step }) => {

@@ -428,11 +428,15 @@ impl TrainingJob {
                     let planned = if modified == manifest_seen && file == model {
                         total
                     } else {
-                        let planned = manifest.as_deref().and_then(planned_steps);
-                        if planned.is_some() {
-                            manifest_seen = modified;
+                        match manifest.as_deref().and_then(planned_steps) {
+                            Some(planned) => {
+                                manifest_seen = modified;
+                                Some(planned)
+                            }
+                            // Unreadable this time (or not written yet): keep what was read.
+                            None if file == model => total,
+                            None => None,
                         }
-                        planned
                     };
                     if planned != total || file != model {
                         (model, total) = (file, planned);
@@ -446,6 +450,8 @@ impl TrainingJob {
                         Ok(Polled { restarted, metrics }) => {
                             if restarted {
                                 send(TrainingReport::Restarted);
+                                // The monitor forgets the run's model: say it again.
+                                (model, manifest_seen) = (None, None);
                             }
                             for line in metrics {
                                 send(match line {
