@@ -19,7 +19,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, T
 
 use rayon::prelude::*;
 
-use crate::models::matmul::{Mat, MatMut, Panels, Threads, matmul, matmul_rows, matvec};
+use crate::models::matmul::{Mat, MatMut, Panels, Threads, matmul, matmul_rows};
 
 /// Sizes of one layer's sequence pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,12 +279,6 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], c0: &[f32]) -> (Vec<f3
             let (past, rest) = cells.split_at_mut((t + 1) * b * h);
             let c_prev = &past[t * b * h..];
             let c_next = &mut rest[..b * h];
-            if b == 1 {
-                // One sequence (encoding a primer): share each step's product among the cores.
-                matvec(step_gates, h_prev, &w_hh_t, true);
-                cell_forward(step_gates, c_prev, c_next, h_next, h);
-                continue;
-            }
             step_gates
                 .par_chunks_mut(part * g4)
                 .zip(h_next.par_chunks_mut(part * h))

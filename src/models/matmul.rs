@@ -195,6 +195,10 @@ pub fn matmul_rows(dst: MatMut<'_>, a: Mat<'_>, b: &Panels, accumulate: bool) {
     assert_eq!(a.cols, b.k, "inner dimensions differ");
     assert_eq!((dst.rows, dst.cols), (a.rows, b.n), "output shape differs");
     assert!(a.col_stride == 1, "`a` must be row-major");
+    if a.rows == 1 {
+        // One row (a recurrent step of batch 1): shared among the cores where it pays.
+        return matvec(&mut dst.data[..b.n], &a.data[..b.k], b, accumulate);
+    }
     products(dst, a, &b.data, accumulate);
 }
 
@@ -395,11 +399,12 @@ mod tests {
         let a: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
         let panels = Panels::pack(Mat::dense(&b, k, n));
+        // The unshared kernel (matmul_rows shares one row itself).
         let mut serial = vec![0.5; n];
-        matmul_rows(
+        products(
             MatMut::dense(&mut serial, 1, n),
             Mat::dense(&a, 1, k),
-            &panels,
+            &panels.data,
             true,
         );
         let expected = naive(&a, &b, 1, k, n);
@@ -416,10 +421,10 @@ mod tests {
             assert_eq!(shared, serial, "{threads} threads");
             pool.install(|| matvec(&mut shared, &a, &panels, false));
             let mut plain = vec![0.0; n];
-            matmul_rows(
+            products(
                 MatMut::dense(&mut plain, 1, n),
                 Mat::dense(&a, 1, k),
-                &panels,
+                &panels.data,
                 false,
             );
             assert_eq!(shared, plain, "{threads} threads, no accumulation");

@@ -95,8 +95,9 @@ pub struct OtherModels {
 }
 
 impl OtherModels {
-    /// Loads whatever of them is shipped (a damaged file is reported, not fatal).
-    pub fn load_shipped() -> (Self, Vec<String>) {
+    /// Loads whatever of them is shipped (a damaged file is reported, not fatal); the
+    /// classifier only if `classifier` (not when another one is in use).
+    pub fn load_shipped(classifier: bool) -> (Self, Vec<String>) {
         fn load<T>(
             path: Option<PathBuf>,
             load: fn(&Path, &candle_core::Device) -> crate::Result<T>,
@@ -118,7 +119,7 @@ impl OtherModels {
                 &mut problems,
             ),
             classifier: load(
-                crate::classify::default_path(),
+                crate::classify::default_path().filter(|_| classifier),
                 crate::classify::load,
                 &mut problems,
             ),
@@ -376,11 +377,12 @@ impl Startup {
         primer: Option<PathBuf>,
         file: Option<PathBuf>,
     ) -> Self {
-        let (others, problems) = OtherModels::load_shipped();
         let classifier = classifier.map(|p| {
             let loaded = load_classifier(&p);
             (p, loaded)
         });
+        // The shipped classifier only where the session's is not there to replace it.
+        let (others, problems) = OtherModels::load_shipped(!matches!(classifier, Some((_, Ok(_)))));
         let model = model.map(|p| {
             let loaded = load_trained(&p);
             (p, loaded)
@@ -1774,9 +1776,16 @@ impl Studio {
                 })
                 .collect()
         };
-        let mut keys: std::collections::BTreeSet<&str> = (self.training.loop_metrics.iter())
-            .flat_map(|m| m.train.keys().chain(m.valid.iter().flat_map(|v| v.keys())))
-            .map(String::as_str)
+        // Every line of a log holds the same training figures, and every validating line the
+        // same validation figures: the first of each names them (no walk over the whole log
+        // at every frame).
+        let metrics = &self.training.loop_metrics;
+        let first_valid = metrics.iter().find_map(|m| m.valid.as_ref());
+        let mut keys: std::collections::BTreeSet<&str> = (metrics.first())
+            .map(|m| &m.train)
+            .into_iter()
+            .chain(first_valid)
+            .flat_map(|figures| figures.keys().map(String::as_str))
             .collect();
         if keys.is_empty() {
             keys = ["accuracy", "loss"].into();
