@@ -350,6 +350,122 @@ fn the_training_panel_trains_a_classifier_for_the_style_meter() {
     assert!(h.state().session.classifier_path.is_none());
 }
 
+/// The Train panel trains the Transformer VAE and the DCGAN too: "Use this ..." turns the
+/// generation panel to the new model, and the next start loads it again (or says it is gone).
+#[test]
+fn the_training_panel_trains_the_transformer_vae_and_the_dcgan() {
+    use segue::studio::EngineKind;
+    use segue::studio::app::TrainModel;
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, Some(fixture(dir.path())));
+    h.get_by_label("Train...").click();
+    h.step();
+    let tiny = ["arps", "chords", "scales"];
+    let runs = [
+        (
+            TrainModel::TransformerVae,
+            "tvae",
+            "transformer-vae.safetensors",
+            "Use this Transformer VAE",
+            EngineKind::TransformerVae,
+        ),
+        (
+            TrainModel::Dcgan,
+            "gan",
+            "dcgan.safetensors",
+            "Use this DCGAN",
+            EngineKind::Dcgan,
+        ),
+    ];
+    for (train_model, out, file, button, engine) in runs {
+        h.state_mut().session.train_model = train_model;
+        h.step();
+        assert!(h.query_by_label("Preset").is_none());
+        // Fewer steps than the slider offers (it would take them back to 10 at the next frame).
+        h.state_mut().session.train_steps = 2;
+        h.state_mut()
+            .start_training(dir.path().join("corpus"), dir.path().join(out));
+        wait(&mut h, "training to finish", |s| !s.training_running());
+        let metrics = h.state().classifier_training_metrics();
+        assert_eq!(metrics.len(), 2, "{:?}", h.state().message());
+        assert!(
+            metrics
+                .iter()
+                .all(|m| m.train.values().all(|v| v.is_finite()))
+        );
+        assert!(metrics.iter().any(|m| m.valid.is_some()));
+        let file = dir.path().join(out).join(file);
+        assert_eq!(h.state().training_checkpoint(), Some(file.as_path()));
+        h.step();
+        assert!(h.query_by_label("Use this model").is_none());
+        h.get_by_label(button).click();
+        h.step();
+        wait(&mut h, "the studio to use the new model", |s| {
+            s.session.engine == engine
+        });
+        let others = h.state().other_models();
+        let composers = match engine {
+            EngineKind::TransformerVae => &others.tvae.as_ref().unwrap().manifest.composers,
+            _ => &others.gan.as_ref().unwrap().manifest.composers,
+        };
+        assert_eq!(composers, &tiny);
+        assert!(!h.state().message().unwrap().1, "{:?}", h.state().message());
+        // The generation panel generates with it.
+        h.get_by_label("Generate").click();
+        h.step();
+        wait(&mut h, "a generation", |s| !s.generating());
+        assert!(
+            !h.state().message().is_some_and(|m| m.1),
+            "{:?}",
+            h.state().message()
+        );
+    }
+    let session = h.state().session.clone();
+    for (path, out) in [(&session.tvae_path, "tvae"), (&session.gan_path, "gan")] {
+        let path = path.as_ref().unwrap();
+        assert!(path.is_absolute() && path.parent().unwrap().ends_with(out));
+    }
+    assert_eq!(h.state().composers(), Vec::<String>::new());
+
+    // The next start uses both again.
+    let start = |session: Session| {
+        let mut h = Harness::builder()
+            .with_size(egui::vec2(1280.0, 800.0))
+            .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), None, false));
+        wait(&mut h, "the start", |s| !s.loading());
+        h
+    };
+    let h = start(session.clone());
+    let others = h.state().other_models();
+    assert_eq!(others.tvae.as_ref().unwrap().manifest.composers, tiny);
+    assert_eq!(others.gan.as_ref().unwrap().manifest.composers, tiny);
+    assert!(h.state().message().is_none_or(|m| !m.1));
+
+    // Gone: the shipped ones instead (where shipped), and the studio names both.
+    std::fs::remove_dir_all(dir.path().join("tvae")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("gan")).unwrap();
+    let h = start(session);
+    let (message, error) = h.state().message().cloned().unwrap();
+    assert!(error, "{message}");
+    assert!(
+        message.contains("could not load the Transformer VAE"),
+        "{message}"
+    );
+    assert!(message.contains("could not load the DCGAN"), "{message}");
+    assert!(h.state().session.tvae_path.is_none() && h.state().session.gan_path.is_none());
+    let others = h.state().other_models();
+    for composers in [
+        others.tvae.as_ref().map(|m| &m.manifest.composers),
+        others.gan.as_ref().map(|m| &m.manifest.composers),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        assert_ne!(composers, &tiny);
+    }
+}
+
 /// The monitor follows a run training elsewhere: its log's lines as they are written.
 #[test]
 fn the_monitor_follows_another_runs_log() {

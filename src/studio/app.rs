@@ -59,16 +59,115 @@ pub enum TrainModel {
     LstmVae,
     /// The composer classifier: the style meter's composers (and classifier ascent's).
     Classifier,
+    /// The Transformer VAE: the generation panel's engine of that name.
+    TransformerVae,
+    /// The DCGAN: the generation panel's engine of that name.
+    Dcgan,
 }
 
 impl TrainModel {
+    /// Every model the panel trains, in the picker's order.
+    pub const ALL: [TrainModel; 4] = [
+        TrainModel::LstmVae,
+        TrainModel::TransformerVae,
+        TrainModel::Classifier,
+        TrainModel::Dcgan,
+    ];
+
     /// Name shown in the picker.
     pub fn label(self) -> &'static str {
         match self {
             TrainModel::LstmVae => "LSTM-VAE (generation)",
             TrainModel::Classifier => "Composer classifier (style meter)",
+            TrainModel::TransformerVae => "Transformer VAE (generation)",
+            TrainModel::Dcgan => "DCGAN (samples)",
         }
     }
+
+    /// The other model this is, if it is not the LSTM-VAE.
+    pub fn other(self) -> Option<OtherKind> {
+        match self {
+            TrainModel::LstmVae => None,
+            TrainModel::Classifier => Some(OtherKind::Classifier),
+            TrainModel::TransformerVae => Some(OtherKind::TransformerVae),
+            TrainModel::Dcgan => Some(OtherKind::Dcgan),
+        }
+    }
+}
+
+/// One of the paper's other models, as the studio loads, trains and keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtherKind {
+    /// The Transformer VAE.
+    TransformerVae,
+    /// The composer classifier (the style meter, and classifier ascent).
+    Classifier,
+    /// The DCGAN.
+    Dcgan,
+}
+
+impl OtherKind {
+    /// All of them.
+    pub const ALL: [OtherKind; 3] = [
+        OtherKind::TransformerVae,
+        OtherKind::Classifier,
+        OtherKind::Dcgan,
+    ];
+
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            OtherKind::TransformerVae => "Transformer VAE",
+            OtherKind::Classifier => "classifier",
+            OtherKind::Dcgan => "DCGAN",
+        }
+    }
+
+    /// Its kind in manifests and file names.
+    fn file_kind(self) -> &'static str {
+        match self {
+            OtherKind::TransformerVae => crate::tvae::KIND,
+            OtherKind::Classifier => crate::classify::KIND,
+            OtherKind::Dcgan => crate::gan::KIND,
+        }
+    }
+
+    /// The shipped file, if it is there.
+    fn shipped(self) -> Option<PathBuf> {
+        match self {
+            OtherKind::TransformerVae => crate::tvae::default_path(),
+            OtherKind::Classifier => crate::classify::default_path(),
+            OtherKind::Dcgan => crate::gan::default_path(),
+        }
+    }
+
+    /// Loads a file of this model for the studio (on the CPU, where the studio runs them).
+    fn load(self, path: &Path) -> Result<LoadedOther, String> {
+        let cpu = &candle_core::Device::Cpu;
+        match self {
+            OtherKind::TransformerVae => {
+                crate::tvae::load(path, cpu).map(|m| LoadedOther::TransformerVae(Arc::new(m)))
+            }
+            OtherKind::Classifier => {
+                crate::classify::load(path, cpu).map(|m| LoadedOther::Classifier(Arc::new(m)))
+            }
+            OtherKind::Dcgan => {
+                crate::gan::load(path, cpu).map(|m| LoadedOther::Dcgan(Arc::new(m)))
+            }
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// One of the other models, loaded.
+#[derive(Clone)]
+pub enum LoadedOther {
+    /// A Transformer VAE.
+    TransformerVae(Arc<TrainedTvae>),
+    /// A composer classifier.
+    Classifier(Arc<Classifier>),
+    /// A DCGAN.
+    Dcgan(Arc<TrainedGan>),
 }
 
 impl EngineKind {
@@ -95,37 +194,45 @@ pub struct OtherModels {
 }
 
 impl OtherModels {
-    /// Loads whatever of them is shipped (a damaged file is reported, not fatal); the
-    /// classifier only if `classifier` (not when another one is in use).
-    pub fn load_shipped(classifier: bool) -> (Self, Vec<String>) {
-        fn load<T>(
-            path: Option<PathBuf>,
-            load: fn(&Path, &candle_core::Device) -> crate::Result<T>,
-            problems: &mut Vec<String>,
-        ) -> Option<Arc<T>> {
-            match load(&path?, &candle_core::Device::Cpu) {
-                Ok(m) => Some(Arc::new(m)),
-                Err(e) => {
-                    problems.push(e.to_string());
-                    None
-                }
+    /// Loads the shipped ones of `kinds`, where they are shipped (a damaged file is reported,
+    /// not fatal).
+    pub fn load_shipped(kinds: &[OtherKind]) -> (Self, Vec<String>) {
+        let mut others = OtherModels::default();
+        let mut problems = Vec::new();
+        for path_kind in kinds.iter().filter_map(|&k| Some((k.shipped()?, k))) {
+            match path_kind.1.load(&path_kind.0) {
+                Ok(m) => others.put(m),
+                Err(e) => problems.push(e),
             }
         }
-        let mut problems = Vec::new();
-        let others = OtherModels {
-            tvae: load(
-                crate::tvae::default_path(),
-                crate::tvae::load,
-                &mut problems,
-            ),
-            classifier: load(
-                crate::classify::default_path().filter(|_| classifier),
-                crate::classify::load,
-                &mut problems,
-            ),
-            gan: load(crate::gan::default_path(), crate::gan::load, &mut problems),
-        };
         (others, problems)
+    }
+
+    /// Puts `model` in its place, instead of the one there.
+    pub fn put(&mut self, model: LoadedOther) {
+        match model {
+            LoadedOther::TransformerVae(m) => self.tvae = Some(m),
+            LoadedOther::Classifier(m) => self.classifier = Some(m),
+            LoadedOther::Dcgan(m) => self.gan = Some(m),
+        }
+    }
+
+    /// Whether a model of `kind` is here.
+    pub fn has(&self, kind: OtherKind) -> bool {
+        match kind {
+            OtherKind::TransformerVae => self.tvae.is_some(),
+            OtherKind::Classifier => self.classifier.is_some(),
+            OtherKind::Dcgan => self.gan.is_some(),
+        }
+    }
+
+    /// The model of `kind` becomes `from`'s (none, if `from` has none).
+    fn take_kind(&mut self, kind: OtherKind, from: &OtherModels) {
+        match kind {
+            OtherKind::TransformerVae => self.tvae = from.tvae.clone(),
+            OtherKind::Classifier => self.classifier = from.classifier.clone(),
+            OtherKind::Dcgan => self.gan = from.gan.clone(),
+        }
     }
 }
 
@@ -186,9 +293,24 @@ pub struct Session {
     /// one), one trained in the Train panel.
     #[serde(default)]
     pub classifier_path: Option<PathBuf>,
+    /// Transformer VAE file in use (None = the shipped one), one trained in the Train panel.
+    #[serde(default)]
+    pub tvae_path: Option<PathBuf>,
+    /// DCGAN file in use (None = the shipped one), one trained in the Train panel.
+    #[serde(default)]
+    pub gan_path: Option<PathBuf>,
 }
 
 impl Session {
+    /// The file of `kind` in use instead of the shipped one, if any.
+    pub fn other_path(&mut self, kind: OtherKind) -> &mut Option<PathBuf> {
+        match kind {
+            OtherKind::TransformerVae => &mut self.tvae_path,
+            OtherKind::Classifier => &mut self.classifier_path,
+            OtherKind::Dcgan => &mut self.gan_path,
+        }
+    }
+
     /// Brings a session read from disk into the ranges the controls allow. A damaged or
     /// hand-edited file must not hang the roll (a zoom of 0 draws endless grid lines) or hand
     /// absurd sizes to the models. Composer numbers are checked when the model loads.
@@ -257,6 +379,8 @@ impl Default for Session {
             interpolation: default_interpolation(),
             train_model: TrainModel::LstmVae,
             classifier_path: None,
+            tvae_path: None,
+            gan_path: None,
         }
     }
 }
@@ -265,8 +389,7 @@ impl Default for Session {
 #[derive(Default)]
 struct TrainingView {
     job: Option<TrainingJob>,
-    /// What the run trains (its curves and its "Use" button differ); None: a model the
-    /// studio follows but does not load (the Transformer VAE, the DCGAN), or a followed run
+    /// What the run trains (its curves and its "Use" button differ); None: a followed run
     /// whose model file is not written yet.
     model: Option<TrainModel>,
     metrics: Vec<Metrics>,
@@ -326,8 +449,8 @@ pub struct Studio {
     loading: bool,
     /// Whether a model was chosen since the start (the start's own then gives way to it).
     model_chosen: bool,
-    /// Whether a classifier was chosen since the start (likewise).
-    classifier_chosen: bool,
+    /// The other models chosen since the start (likewise).
+    others_chosen: Vec<OtherKind>,
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -345,8 +468,8 @@ enum DialogResult {
     Written(Result<PathBuf, String>),
     /// A model file was loaded.
     ModelLoaded(PathBuf, Result<Arc<TrainedModel>, String>),
-    /// A classifier file was loaded (for the style meter and classifier ascent).
-    ClassifierLoaded(PathBuf, Result<Arc<Classifier>, String>),
+    /// A file of one of the other models was loaded.
+    OtherLoaded(OtherKind, PathBuf, Result<LoadedOther, String>),
     /// What the studio loads as it starts.
     Started(Box<Startup>),
 }
@@ -361,8 +484,8 @@ struct Startup {
     model: Option<(PathBuf, Result<Arc<TrainedModel>, String>)>,
     /// The shipped LSTM-VAE, where the last session's no longer loads.
     fallback: Option<(PathBuf, Result<Arc<TrainedModel>, String>)>,
-    /// The classifier the last session used instead of the shipped one.
-    classifier: Option<(PathBuf, Result<Arc<Classifier>, String>)>,
+    /// The other models the last session used instead of the shipped ones.
+    saved_others: Vec<(OtherKind, PathBuf, Result<LoadedOther, String>)>,
     /// The last session's primer file, read again (the models continue it).
     primer: Option<Roll>,
     /// The file given on the command line.
@@ -373,16 +496,21 @@ impl Startup {
     /// Loads everything (the slow part of starting).
     fn load(
         model: Option<PathBuf>,
-        classifier: Option<PathBuf>,
+        saved_others: Vec<(OtherKind, PathBuf)>,
         primer: Option<PathBuf>,
         file: Option<PathBuf>,
     ) -> Self {
-        let classifier = classifier.map(|p| {
-            let loaded = load_classifier(&p);
-            (p, loaded)
-        });
-        // The shipped classifier only where the session's is not there to replace it.
-        let (others, problems) = OtherModels::load_shipped(!matches!(classifier, Some((_, Ok(_)))));
+        let saved_others: Vec<_> = (saved_others.into_iter())
+            .map(|(kind, path)| {
+                let loaded = kind.load(&path);
+                (kind, path, loaded)
+            })
+            .collect();
+        // The shipped ones only where the session's own are not there to replace them.
+        let shipped: Vec<OtherKind> = (OtherKind::ALL.into_iter())
+            .filter(|&k| !saved_others.iter().any(|(s, _, l)| *s == k && l.is_ok()))
+            .collect();
+        let (others, problems) = OtherModels::load_shipped(&shipped);
         let model = model.map(|p| {
             let loaded = load_trained(&p);
             (p, loaded)
@@ -403,7 +531,7 @@ impl Startup {
             problems,
             model,
             fallback,
-            classifier,
+            saved_others,
             primer: primer.and_then(|p| Roll::read_midi(&p, &QuantizeOptions::whole_file()).ok()),
             opened: file.map(|f| {
                 let read = read_primer(&f);
@@ -429,13 +557,6 @@ fn unused_folder(parent: &Path, name: &str) -> PathBuf {
 /// Loads an LSTM-VAE model file for the studio (on the CPU, where generation runs).
 fn load_trained(path: &Path) -> Result<Arc<TrainedModel>, String> {
     TrainedModel::load(path, &candle_core::Device::Cpu)
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
-}
-
-/// Loads a classifier file for the studio's style meter and classifier ascent.
-fn load_classifier(path: &Path) -> Result<Arc<Classifier>, String> {
-    crate::classify::load(path, &candle_core::Device::Cpu)
         .map(Arc::new)
         .map_err(|e| e.to_string())
 }
@@ -516,17 +637,19 @@ impl Studio {
             velocity_recorded: false,
             loading: false,
             model_chosen: false,
-            classifier_chosen: false,
+            others_chosen: Vec::new(),
             wake,
         };
         let model = studio.model_path_or_default(studio.session.model_path.clone());
-        let classifier = studio.session.classifier_path.clone();
+        let saved_others: Vec<(OtherKind, PathBuf)> = (OtherKind::ALL.into_iter())
+            .filter_map(|k| Some((k, studio.session.other_path(k).clone()?)))
+            .collect();
         let primer = studio.session.primer_path.clone();
         studio.loading = true;
         studio.in_background(move || {
             // A panic while loading must not leave the studio waiting: it is said instead.
             let loaded =
-                std::panic::catch_unwind(move || Startup::load(model, classifier, primer, file));
+                std::panic::catch_unwind(move || Startup::load(model, saved_others, primer, file));
             DialogResult::Started(Box::new(loaded.unwrap_or_else(|_| Startup {
                 problems: vec!["loading the models failed".into()],
                 ..Startup::default()
@@ -545,23 +668,28 @@ impl Studio {
         let earlier = self.message.clone().filter(|m| m.1);
         let mut others = s.others;
         let mut problems = s.problems;
-        // The classifier chosen meanwhile wins over the last session's.
-        if self.classifier_chosen {
-            others.classifier = self.others.classifier.clone();
-        } else if let Some((path, loaded)) = s.classifier {
+        // A model chosen meanwhile wins over the last session's.
+        for &kind in &self.others_chosen {
+            others.take_kind(kind, &self.others);
+        }
+        for (kind, path, loaded) in s.saved_others {
+            if self.others_chosen.contains(&kind) {
+                continue;
+            }
             match loaded {
-                Ok(c) => others.classifier = Some(c),
+                Ok(m) => others.put(m),
                 Err(e) => {
-                    let shipped = if others.classifier.is_some() {
-                        "; using the shipped classifier"
+                    let shipped = if others.has(kind) {
+                        format!("; using the shipped {}", kind.name())
                     } else {
-                        ""
+                        String::new()
                     };
                     problems.push(format!(
-                        "could not load the classifier {}: {e}{shipped}",
+                        "could not load the {} {}: {e}{shipped}",
+                        kind.name(),
                         path.display()
                     ));
-                    self.session.classifier_path = None;
+                    *self.session.other_path(kind) = None;
                 }
             }
         }
@@ -657,6 +785,11 @@ impl Studio {
         self.training.checkpoint.as_deref()
     }
 
+    /// The Transformer VAE, classifier and DCGAN in use.
+    pub fn other_models(&self) -> &OtherModels {
+        &self.others
+    }
+
     /// Whether a training run is going on.
     pub fn training_running(&self) -> bool {
         self.training.job.is_some()
@@ -679,36 +812,54 @@ impl Studio {
         });
     }
 
-    /// Loads a classifier file on a worker thread; once loaded it is the style meter's and
-    /// classifier ascent's, at this start and the next ones.
-    pub fn load_classifier(&mut self, path: PathBuf) {
+    /// Loads a file of one of the other models on a worker thread; once loaded it is the one
+    /// the studio uses, at this start and the next ones: a classifier for the style meter and
+    /// classifier ascent, a Transformer VAE or DCGAN for the generation panel (which turns
+    /// to it).
+    pub fn load_other(&mut self, kind: OtherKind, path: PathBuf) {
         self.in_background(move || {
-            let loaded = load_classifier(&path);
-            DialogResult::ClassifierLoaded(path, loaded)
+            let loaded = kind.load(&path);
+            DialogResult::OtherLoaded(kind, path, loaded)
         });
     }
 
-    fn use_classifier(&mut self, path: PathBuf, loaded: Result<Arc<Classifier>, String>) {
-        match loaded {
-            Ok(c) => {
-                self.say(
-                    format!(
-                        "The style meter now knows {}",
-                        c.manifest.composers.join(", ")
-                    ),
-                    false,
-                );
-                // Loaded: the start's own classifier, if it comes later, gives way to it.
-                self.classifier_chosen = true;
-                let before = self.composers();
-                let mut others = std::mem::take(&mut self.others);
-                others.classifier = Some(c);
-                self.set_other_models(others);
-                self.keep_composers(&before);
-                self.session.classifier_path = Some(std::fs::canonicalize(&path).unwrap_or(path));
-            }
-            Err(e) => self.say(format!("Could not load {}: {e}", path.display()), true),
+    fn use_other(&mut self, kind: OtherKind, path: PathBuf, loaded: Result<LoadedOther, String>) {
+        let model = match loaded {
+            Ok(m) => m,
+            Err(e) => return self.say(format!("Could not load {}: {e}", path.display()), true),
+        };
+        let said = match &model {
+            LoadedOther::Classifier(c) => format!(
+                "The style meter now knows {}",
+                c.manifest.composers.join(", ")
+            ),
+            LoadedOther::TransformerVae(t) => format!(
+                "Generating with the Transformer VAE of {}",
+                t.manifest.composers.join(", ")
+            ),
+            LoadedOther::Dcgan(_) => format!("Sampling from the DCGAN {}", path.display()),
+        };
+        // Loaded: the start's own model of this kind, if it comes later, gives way to it.
+        if !self.others_chosen.contains(&kind) {
+            self.others_chosen.push(kind);
         }
+        let before = self.composers();
+        let mut others = self.others.clone();
+        others.put(model);
+        if kind == OtherKind::Classifier {
+            // The style meter listens with the new one.
+            self.set_other_models(others);
+        } else {
+            self.others = others;
+        }
+        match kind {
+            OtherKind::TransformerVae => self.session.engine = EngineKind::TransformerVae,
+            OtherKind::Dcgan => self.session.engine = EngineKind::Dcgan,
+            OtherKind::Classifier => {}
+        }
+        self.keep_composers(&before);
+        *self.session.other_path(kind) = Some(std::fs::canonicalize(&path).unwrap_or(path));
+        self.say(said, false);
     }
 
     fn model_path_or_default(&mut self, path: Option<PathBuf>) -> Option<PathBuf> {
@@ -1215,7 +1366,7 @@ impl Studio {
                 DialogResult::Written(Ok(p)) => self.say(format!("Wrote {}", p.display()), false),
                 DialogResult::Written(Err(e)) => self.say(e, true),
                 DialogResult::ModelLoaded(p, loaded) => self.use_model(p, loaded),
-                DialogResult::ClassifierLoaded(p, loaded) => self.use_classifier(p, loaded),
+                DialogResult::OtherLoaded(kind, p, loaded) => self.use_other(kind, p, loaded),
                 DialogResult::Started(s) => self.use_startup(*s),
             }
         }
@@ -1290,13 +1441,10 @@ impl Studio {
                     self.training.total = total.unwrap_or(0);
                     self.training.status = format!("Following {}", dir.display());
                     self.training.model = model.as_deref().and_then(|m| {
-                        if m == train::model_path(&dir) {
-                            Some(TrainModel::LstmVae)
-                        } else if m == train_loop::model_file(&dir, crate::classify::KIND) {
-                            Some(TrainModel::Classifier)
-                        } else {
-                            None
-                        }
+                        TrainModel::ALL.into_iter().find(|t| match t.other() {
+                            None => m == train::model_path(&dir),
+                            Some(kind) => m == train_loop::model_file(&dir, kind.file_kind()),
+                        })
                     });
                     self.training.checkpoint = model;
                 }
@@ -1363,6 +1511,12 @@ impl Studio {
         let steps = self.session.train_steps.max(1);
         let eval_every = (steps / 20).clamp(1, 250);
         let checkpoint_every = (steps / 10).clamp(1, 250);
+        // The other models' loop options.
+        let schedule = |train: &mut train_loop::LoopOptions| {
+            train.steps = steps;
+            train.eval_every = eval_every;
+            train.checkpoint_every = checkpoint_every;
+        };
         let spec = match self.session.train_model {
             TrainModel::LstmVae => {
                 let mut opts = match TrainOptions::preset(&self.session.train_preset) {
@@ -1376,10 +1530,18 @@ impl Studio {
             }
             TrainModel::Classifier => {
                 let mut opts = crate::classify::ClassifierOptions::default();
-                opts.train.steps = steps;
-                opts.train.eval_every = eval_every;
-                opts.train.checkpoint_every = checkpoint_every;
+                schedule(&mut opts.train);
                 TrainSpec::Classifier(opts)
+            }
+            TrainModel::TransformerVae => {
+                let mut opts = crate::tvae::TvaeOptions::default();
+                schedule(&mut opts.train);
+                TrainSpec::TransformerVae(opts)
+            }
+            TrainModel::Dcgan => {
+                let mut opts = crate::gan::GanOptions::default();
+                schedule(&mut opts.train);
+                TrainSpec::Dcgan(opts)
             }
         };
         self.training = TrainingView {
@@ -1794,6 +1956,16 @@ impl Studio {
             let title = match key {
                 "loss" if self.training.model == Some(TrainModel::Classifier) => "Cross-entropy",
                 "accuracy" => "Accuracy (held-out pieces: validation)",
+                "recon_per_cell" => "Reconstruction BCE per cell",
+                "kl" => "KL (nats per snippet)",
+                "beta" => "KL weight (beta)",
+                "loss_d" => "Discriminator loss (BCE)",
+                "loss_g" => "Generator loss (BCE)",
+                "d_real" => "D(corpus snippet): the discriminator's verdict, 1 = real",
+                "d_fake" => "D(generated snippet)",
+                "notes_per_step" => "Notes per step of generated snippets",
+                "drawn_notes_per_step" => "Expected notes per step (probabilities summed)",
+                "feature_gap" => "Feature-matching gap",
                 other => other,
             };
             ui.label(title);
@@ -1830,7 +2002,7 @@ impl Studio {
             egui::ComboBox::from_label("Model")
                 .selected_text(self.session.train_model.label())
                 .show_ui(ui, |ui| {
-                    for m in [TrainModel::LstmVae, TrainModel::Classifier] {
+                    for m in TrainModel::ALL {
                         ui.selectable_value(&mut self.session.train_model, m, m.label());
                     }
                 });
@@ -1919,25 +2091,32 @@ impl Studio {
                 step as f32 / self.training.total.max(1) as f32,
             ));
         }
-        let use_button = match self.training.model {
-            Some(TrainModel::LstmVae) => Some(("Use this model", "For the generation panel")),
-            Some(TrainModel::Classifier) => Some((
+        let use_button = self.training.model.map(|m| match m {
+            TrainModel::LstmVae => ("Use this model", "For the generation panel"),
+            TrainModel::Classifier => (
                 "Use this classifier",
                 "For the style meter and classifier ascent",
-            )),
-            None => None,
-        };
+            ),
+            TrainModel::TransformerVae => (
+                "Use this Transformer VAE",
+                "For the generation panel's Transformer VAE",
+            ),
+            TrainModel::Dcgan => ("Use this DCGAN", "For the generation panel's DCGAN"),
+        });
         if let Some(path) = self.training.checkpoint.clone()
             && let Some((label, hover)) = use_button
             && ui.button(label).on_hover_text(hover).clicked()
         {
-            match self.training.model {
-                Some(TrainModel::Classifier) => self.load_classifier(path),
-                _ => self.load_model(Some(path)),
+            match self.training.model.and_then(TrainModel::other) {
+                Some(kind) => self.load_other(kind, path),
+                None => self.load_model(Some(path)),
             }
         }
         if !self.training.loop_metrics.is_empty()
-            || self.training.model == Some(TrainModel::Classifier)
+            || self
+                .training
+                .model
+                .is_some_and(|m| m != TrainModel::LstmVae)
         {
             return self.loop_plots(ui);
         }

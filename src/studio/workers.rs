@@ -319,6 +319,10 @@ pub enum TrainSpec {
     LstmVae(TrainOptions),
     /// The composer classifier (the style meter, and classifier ascent).
     Classifier(classify::ClassifierOptions),
+    /// The Transformer VAE (the generation panel's engine of that name).
+    TransformerVae(tvae::TvaeOptions),
+    /// The DCGAN (the generation panel's engine of that name).
+    Dcgan(gan::GanOptions),
 }
 
 impl TrainingJob {
@@ -373,6 +377,26 @@ impl TrainingJob {
                     )
                     .map(|o| o.model_path),
                     TrainSpec::Classifier(opts) => classify::train_classifier(
+                        &corpus,
+                        opts,
+                        &out,
+                        &cpu,
+                        false,
+                        &thread_control,
+                        &mut |e| send(TrainingReport::Loop(e)),
+                    )
+                    .map(|o| o.model_path),
+                    TrainSpec::TransformerVae(opts) => tvae::train_tvae(
+                        &corpus,
+                        opts,
+                        &out,
+                        &cpu,
+                        false,
+                        &thread_control,
+                        &mut |e| send(TrainingReport::Loop(e)),
+                    )
+                    .map(|o| o.model_path),
+                    TrainSpec::Dcgan(opts) => gan::train_gan(
                         &corpus,
                         opts,
                         &out,
