@@ -31,6 +31,12 @@ pub enum Error {
     /// A caller passed an argument outside its valid range.
     #[error("{0}")]
     InvalidArgument(String),
+    /// Another training run (another `segue train`, or the studio) holds the run folder.
+    #[error(
+        "{path}: another training run is using this folder (segue train or the studio); \
+         stop it first, or train into another folder"
+    )]
+    RunInUse { path: PathBuf },
     /// A tensor computation of a model failed (shapes, device, out of memory).
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),

@@ -7,7 +7,9 @@
 //! - `lstm-vae.safetensors` + `lstm-vae.json`: the model at the latest checkpoint, loadable by
 //!   `segue generate` and the studio;
 //! - `train-state.safetensors` + `train-state.json`: optimiser moments and progress, for resume;
-//! - `metrics.jsonl`: one [`Metrics`] object per logged step.
+//! - `metrics.jsonl`: one [`Metrics`] object per logged step;
+//! - `run.lock`: held by the run training in the folder (see
+//!   [`crate::train_loop::lock_run_folder`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -1003,6 +1005,8 @@ pub fn train_lstm_vae(
     check_out_folder(out, resume)?;
     let created = !out.exists();
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, "creating", e))?;
+    // Held until the run ends: nothing in the folder is touched before it is ours.
+    let lock = crate::train_loop::lock_run_folder(out)?;
     let mut trainer = Trainer::new(corpus, opts, device)?;
     let (mut step, seconds_before) = if resume {
         trainer.restore(out)?
@@ -1124,7 +1128,7 @@ pub fn train_lstm_vae(
     if step == 0 {
         // Stopped before the first step: nothing trained, nothing left behind.
         drop(log);
-        crate::train_loop::discard_empty_run(out, &metrics_file, created);
+        crate::train_loop::discard_empty_run(out, &metrics_file, created, lock);
         return Err(Error::InvalidArgument(
             "stopped before the first training step: nothing was trained or written".into(),
         ));

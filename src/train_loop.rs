@@ -4,8 +4,8 @@
 //! resume, a JSON-lines metrics log and an indicatif-friendly event stream.
 //!
 //! Files in the output folder: `MODEL.safetensors` + `MODEL.json` (the model at the latest
-//! checkpoint), `train-state.safetensors` + `train-state.json` (optimiser state), and
-//! `metrics.jsonl` (one [`LoopMetrics`] per step).
+//! checkpoint), `train-state.safetensors` + `train-state.json` (optimiser state),
+//! `metrics.jsonl` (one [`LoopMetrics`] per step) and `run.lock` (see [`lock_run_folder`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -600,13 +600,50 @@ impl TrainingClock {
     }
 }
 
+/// The file in a run folder that the run training in it holds locked.
+pub const LOCK_FILE: &str = "run.lock";
+
+/// A run folder's lock, held while one run trains in it; dropping it releases the folder.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+/// Locks the run folder `out` (which must exist) for one training run. A second run on it,
+/// a `--resume` in another terminal or the studio's Continue while the first still trains, is
+/// refused with [`Error::RunInUse`] before it touches anything, instead of both writing the
+/// checkpoints and the log. The lock is the operating system's on [`LOCK_FILE`], so a run
+/// that crashed or was killed leaves none behind; where the file system cannot lock files,
+/// runs go unlocked.
+pub fn lock_run_folder(out: &Path) -> Result<RunLock> {
+    let path = out.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, "opening", e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(RunLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::RunInUse {
+            path: out.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+            Ok(RunLock { _file: file })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, "locking", e)),
+    }
+}
+
 /// Removes what a run stopped before its first step made: its empty metrics log, and its
-/// folder if the run `created` it and nothing else is there.
-pub(crate) fn discard_empty_run(out: &Path, metrics: &Path, created: bool) {
+/// folder (with its lock, released first) if the run `created` it and nothing else is there.
+pub(crate) fn discard_empty_run(out: &Path, metrics: &Path, created: bool, lock: RunLock) {
     if std::fs::metadata(metrics).is_ok_and(|m| m.len() == 0) {
         let _ = std::fs::remove_file(metrics);
     }
+    drop(lock);
     if created {
+        let _ = std::fs::remove_file(out.join(LOCK_FILE));
         let _ = std::fs::remove_dir(out); // only if empty
     }
 }
@@ -644,6 +681,8 @@ pub fn run(
     check_out_folder(out, task.kind(), resume)?;
     let created = !out.exists();
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, "creating", e))?;
+    // Held until the run ends: nothing in the folder is touched before it is ours.
+    let lock = lock_run_folder(out)?;
     let split = corpus.split(opts.valid_fraction, opts.seed);
     if split.train.is_empty() {
         return Err(Error::InvalidArgument(
@@ -759,7 +798,7 @@ pub fn run(
     if step == 0 {
         // Stopped before the first step: nothing trained, nothing left behind.
         drop(log);
-        crate::train_loop::discard_empty_run(out, &metrics_file, created);
+        crate::train_loop::discard_empty_run(out, &metrics_file, created, lock);
         return Err(Error::InvalidArgument(
             "stopped before the first training step: nothing was trained or written".into(),
         ));

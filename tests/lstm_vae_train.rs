@@ -182,6 +182,26 @@ fn same_seed_same_curve_and_resume_continues_it() {
     assert!(err.contains("nothing to resume"), "{err}");
     assert!(!train::model_path(empty.path()).exists());
 
+    // While a run trains in a folder (here: holds its lock), a second one there is refused
+    // before it touches anything; once the first is done, it goes on.
+    let log_before = std::fs::read(train::metrics_path(c.path())).unwrap();
+    let lock = segue::train_loop::lock_run_folder(c.path()).unwrap();
+    let err = refused_at(&corpus, &tiny_options(8), c.path(), true);
+    assert!(matches!(err, segue::Error::RunInUse { .. }), "{err}");
+    assert!(err.to_string().contains("another training run"), "{err}");
+    assert_eq!(
+        std::fs::read(train::metrics_path(c.path())).unwrap(),
+        log_before
+    );
+    drop(lock);
+    let more = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(c.path()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, more.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let on = run(&corpus, &tiny_options(7), more.path(), true);
+    assert_eq!(on.iter().map(|m| m.step).collect::<Vec<_>>(), [7]);
+
     // Resuming with another seed would move trained pieces into validation: refused.
     let mut reseeded = tiny_options(6);
     reseeded.seed = 9;

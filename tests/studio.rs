@@ -466,6 +466,65 @@ fn the_training_panel_trains_the_transformer_vae_and_the_dcgan() {
     }
 }
 
+/// A run stopped or finished goes on from its checkpoint: "Continue to N steps" trains it on
+/// with its own options and its curves go on; while another run trains in its folder, it is
+/// refused and nothing is touched.
+#[test]
+fn the_training_panel_continues_a_run() {
+    use segue::studio::app::TrainModel;
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let corpus = dir.path().join("corpus");
+    let mut h = studio(&model, None);
+    h.get_by_label("Train...").click();
+    h.step();
+    h.state_mut().session.train_dir = Some(corpus.clone());
+    for (train_model, out) in [
+        (TrainModel::Classifier, "clf"),
+        (TrainModel::LstmVae, "vae"),
+    ] {
+        let out = dir.path().join(out);
+        let steps = |s: &Studio| -> Vec<usize> {
+            let lstm = s.training_metrics().iter().map(|m| m.step);
+            lstm.chain(s.classifier_training_metrics().iter().map(|m| m.step))
+                .collect()
+        };
+        h.state_mut().session.train_model = train_model;
+        h.state_mut().session.train_steps = 2;
+        h.state_mut().start_training(corpus.clone(), out.clone());
+        wait(&mut h, "training to finish", |s| !s.training_running());
+        assert_eq!(steps(h.state()), [1, 2], "{}", h.state().training_status());
+        // The slider's least: 10 steps.
+        h.state_mut().session.train_steps = 10;
+        h.step();
+        h.get_by_label("Continue to 10 steps").click();
+        h.step();
+        wait(&mut h, "the run to go on", |s| !s.training_running());
+        let all: Vec<usize> = (1..=10).collect();
+        assert_eq!(steps(h.state()), all, "{}", h.state().training_status());
+        let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        assert_eq!(log.lines().count(), 10);
+        let checkpoint = h.state().training_checkpoint().unwrap().to_path_buf();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(checkpoint.with_extension("json")).unwrap())
+                .unwrap();
+        assert_eq!(manifest["steps"], 10);
+
+        // Another run holds the folder: refused, nothing touched.
+        let lock = segue::train_loop::lock_run_folder(&out).unwrap();
+        h.state_mut().session.train_steps = 12;
+        h.state_mut().continue_training(corpus.clone());
+        wait(&mut h, "the refusal", |s| !s.training_running());
+        let status = h.state().training_status().to_string();
+        assert!(status.contains("another training run"), "{status}");
+        assert_eq!(
+            std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(),
+            log
+        );
+        drop(lock);
+    }
+}
+
 /// The monitor follows a run training elsewhere: its log's lines as they are written.
 #[test]
 fn the_monitor_follows_another_runs_log() {

@@ -790,6 +790,11 @@ impl Studio {
         &self.others
     }
 
+    /// The monitor's status line ("Step 12 of 2000", "Finished: ...", "Failed: ...").
+    pub fn training_status(&self) -> &str {
+        &self.training.status
+    }
+
     /// Whether a training run is going on.
     pub fn training_running(&self) -> bool {
         self.training.job.is_some()
@@ -1425,6 +1430,10 @@ impl Studio {
                     self.training.total = total;
                     self.training.status =
                         format!("Training {parameters} parameters, step {step} of {total}");
+                    // A continued run goes on from its checkpoint: lines logged after it
+                    // (a run that crashed between checkpoints) are trained again.
+                    self.training.metrics.retain(|m| m.step <= step);
+                    self.training.loop_metrics.retain(|m| m.step <= step);
                 }
                 TrainingReport::Event(TrainEvent::Metrics(m)) => {
                     if let Some(v) = &m.valid {
@@ -1550,6 +1559,32 @@ impl Studio {
             status: "Starting...".into(),
             ..TrainingView::default()
         };
+    }
+
+    /// The steps the monitor's run has done, as far as its curves show.
+    fn training_steps_done(&self) -> usize {
+        let lstm = self.training.metrics.last().map(|m| m.step);
+        let other = self.training.loop_metrics.last().map(|m| m.step);
+        lstm.max(other).unwrap_or(0)
+    }
+
+    /// Trains the monitor's run (the studio's own, or one followed) on from its latest
+    /// checkpoint to the steps of the slider, with the options it was started with, on the
+    /// chosen folder (which must be the corpus it was trained on). Its curves go on where
+    /// they are.
+    pub fn continue_training(&mut self, corpus: PathBuf) {
+        let Some(model) = self.training.checkpoint.clone() else {
+            return self.say("No run to continue: start one, or follow one first", true);
+        };
+        match &self.training.job {
+            Some(job) if job.following => job.control.stop.store(true, Ordering::Relaxed),
+            Some(_) => return self.say("A training run is going on", true),
+            None => {}
+        }
+        let steps = self.session.train_steps.max(1);
+        self.training.job = Some(TrainingJob::resume(corpus, model, steps, self.wake.clone()));
+        self.training.paused = false;
+        self.training.status = "Continuing...".into();
     }
 
     fn dialog(&mut self, make: impl FnOnce() -> Option<DialogResult> + Send + 'static) {
@@ -2078,6 +2113,28 @@ impl Studio {
                 }
             }
         });
+        // The monitor's run (finished, stopped or followed) trained on to the slider's steps.
+        let idle_or_following = self.training.job.as_ref().is_none_or(|j| j.following);
+        if idle_or_following && self.training.checkpoint.is_some() && self.training.model.is_some()
+        {
+            let done = self.training_steps_done();
+            let steps = self.session.train_steps;
+            let can = steps > done && self.session.train_dir.is_some();
+            let button = ui
+                .add_enabled(can, egui::Button::new(format!("Continue to {steps} steps")))
+                .on_hover_text(
+                    "Train this run on from its latest checkpoint, with its own options, \
+                     on the chosen folder (the one it trained on)",
+                )
+                .on_disabled_hover_text(format!(
+                    "Choose the folder it trained on, and more steps than its {done}"
+                ));
+            if button.clicked()
+                && let Some(dir) = self.session.train_dir.clone()
+            {
+                self.continue_training(dir);
+            }
+        }
         ui.label(&self.training.status);
         let step = (self.training.metrics.last().map(|m| m.step)).or(self
             .training

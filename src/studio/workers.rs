@@ -1,7 +1,7 @@
 //! Background work of the studio: generation and training run on their own threads and report
 //! through channels, so the window never waits.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -325,12 +325,83 @@ pub enum TrainSpec {
     Dcgan(gan::GanOptions),
 }
 
+impl TrainSpec {
+    /// What the run whose model file is `model` trains, with the options its manifest
+    /// records, to go on to `steps` steps in all, with no time limit (the studio's Stop ends
+    /// it). The model is told by its file's name, as the trainers write it.
+    pub fn of_run(model: &Path, steps: usize) -> Result<TrainSpec, String> {
+        let dir = model.parent().unwrap_or(Path::new("."));
+        let manifest = crate::models::weights::manifest_path(model);
+        let mut training: serde_json::Value = crate::models::weights::read_manifest(&manifest)
+            .map(|m: serde_json::Value| m["training"].clone())
+            .map_err(|e| e.to_string())?;
+        let unreadable = |e: serde_json::Error| {
+            format!(
+                "{}: its training options cannot be read ({e})",
+                manifest.display()
+            )
+        };
+        if model == train::model_path(dir) {
+            let mut opts: TrainOptions = serde_json::from_value(training).map_err(unreadable)?;
+            opts.steps = steps;
+            opts.max_seconds = None;
+            return Ok(TrainSpec::LstmVae(opts));
+        }
+        // The other models keep their loop options under "train".
+        if let Some(train) = training.get_mut("train") {
+            train["steps"] = steps.into();
+            train["max_seconds"] = serde_json::Value::Null;
+        }
+        let kind_of = |kind: &str| model == train_loop::model_file(dir, kind);
+        let spec = if kind_of(classify::KIND) {
+            TrainSpec::Classifier(serde_json::from_value(training).map_err(unreadable)?)
+        } else if kind_of(tvae::KIND) {
+            TrainSpec::TransformerVae(serde_json::from_value(training).map_err(unreadable)?)
+        } else if kind_of(gan::KIND) {
+            TrainSpec::Dcgan(serde_json::from_value(training).map_err(unreadable)?)
+        } else {
+            return Err(format!(
+                "{}: not a model file that a training run writes",
+                model.display()
+            ));
+        };
+        Ok(spec)
+    }
+}
+
 impl TrainingJob {
     /// Loads `corpus_dir` and trains what `spec` says into `out` on the CPU.
     pub fn start(
         corpus_dir: PathBuf,
         spec: TrainSpec,
         out: PathBuf,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> Self {
+        Self::launch(corpus_dir, Box::new(move || Ok(spec)), out, false, wake)
+    }
+
+    /// Trains the run whose latest model file is `model` on from its checkpoint, to `steps`
+    /// steps in all, with the options it was started with (see [`TrainSpec::of_run`]), on
+    /// `corpus_dir` (the corpus it was trained on: another is refused).
+    pub fn resume(
+        corpus_dir: PathBuf,
+        model: PathBuf,
+        steps: usize,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> Self {
+        let out = model.parent().map(Path::to_path_buf).unwrap_or_default();
+        // The manifest is read on the training thread (the window never reads files).
+        let spec = move || TrainSpec::of_run(&model, steps);
+        Self::launch(corpus_dir, Box::new(spec), out, true, wake)
+    }
+
+    /// Trains on a thread of its own: `spec` says what (it runs there), `resume` whether
+    /// from the checkpoint in `out`.
+    fn launch(
+        corpus_dir: PathBuf,
+        spec: Box<dyn FnOnce() -> Result<TrainSpec, String> + Send>,
+        out: PathBuf,
+        resume: bool,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
         let control = Control::default();
@@ -343,6 +414,15 @@ impl TrainingJob {
                     let _ = tx.send(r);
                     wake();
                 };
+                let spec = match spec() {
+                    Ok(s) => s,
+                    Err(e) => return send(TrainingReport::Finished(Err(e))),
+                };
+                // Another run in the folder is refused before the corpus loads (the trainer
+                // takes the lock for the run itself).
+                if resume && let Err(e) = train_loop::lock_run_folder(&out) {
+                    return send(TrainingReport::Finished(Err(e.to_string())));
+                }
                 let load_opts = LoadOptions {
                     quantize: QuantizeOptions::default(),
                     cache_dir: crate::dataset::default_cache_dir(),
@@ -371,7 +451,7 @@ impl TrainingJob {
                         opts,
                         &out,
                         &cpu,
-                        false,
+                        resume,
                         &thread_control,
                         &mut |e| send(TrainingReport::Event(e)),
                     )
@@ -381,7 +461,7 @@ impl TrainingJob {
                         opts,
                         &out,
                         &cpu,
-                        false,
+                        resume,
                         &thread_control,
                         &mut |e| send(TrainingReport::Loop(e)),
                     )
@@ -391,7 +471,7 @@ impl TrainingJob {
                         opts,
                         &out,
                         &cpu,
-                        false,
+                        resume,
                         &thread_control,
                         &mut |e| send(TrainingReport::Loop(e)),
                     )
@@ -401,7 +481,7 @@ impl TrainingJob {
                         opts,
                         &out,
                         &cpu,
-                        false,
+                        resume,
                         &thread_control,
                         &mut |e| send(TrainingReport::Loop(e)),
                     )
