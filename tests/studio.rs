@@ -466,63 +466,116 @@ fn the_training_panel_trains_the_transformer_vae_and_the_dcgan() {
     }
 }
 
-/// A run stopped or finished goes on from its checkpoint: "Continue to N steps" trains it on
-/// with its own options and its curves go on; while another run trains in its folder, it is
-/// refused and nothing is touched.
+/// Steps of the monitor's curves, whichever model they are of.
+fn monitor_steps(s: &Studio) -> Vec<usize> {
+    let lstm = s.training_metrics().iter().map(|m| m.step);
+    lstm.chain(s.classifier_training_metrics().iter().map(|m| m.step))
+        .collect()
+}
+
+/// A studio closed while it trains stops the run with a checkpoint; the next start shows
+/// that run again, and "Continue to N steps" trains it on from there, its curves going on.
+#[test]
+fn a_run_cut_short_by_closing_the_studio_continues_at_the_next_start() {
+    use segue::studio::app::TrainModel;
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let corpus = dir.path().join("corpus");
+    let out = dir.path().join("clf");
+    let mut h = studio(&model, None);
+    h.get_by_label("Train...").click();
+    h.step();
+    h.state_mut().session.train_dir = Some(corpus.clone());
+    h.state_mut().session.train_model = TrainModel::Classifier;
+    h.state_mut().session.train_steps = 2000;
+    h.state_mut().start_training(corpus.clone(), out.clone());
+    wait(&mut h, "two steps", |s| monitor_steps(s).len() >= 2);
+    let session = h.state().session.clone();
+    assert_eq!(session.train_run.as_deref(), Some(out.as_path()));
+    // Closing: the run stops at the end of its step and writes its checkpoint.
+    drop(h);
+    let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let done = log.lines().count();
+    assert!(done >= 2);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("classifier.json")).unwrap()).unwrap();
+    assert_eq!(manifest["steps"], done);
+
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), None, false));
+    wait(&mut h, "the last run in the monitor", |s| {
+        !s.loading() && monitor_steps(s).len() == done && s.training_checkpoint().is_some()
+    });
+    h.get_by_label("Train...").click();
+    h.step();
+    h.get_by_label("Continue to 2000 steps").click();
+    h.step();
+    wait(&mut h, "the run to go on", |s| {
+        monitor_steps(s).len() >= done + 2
+    });
+    h.get_by_label("Stop").click();
+    wait(&mut h, "the run to stop", |s| !s.training_running());
+    let steps = monitor_steps(h.state());
+    assert_eq!(steps, (1..=steps.len()).collect::<Vec<_>>());
+    let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), steps.len());
+}
+
+/// A finished run goes on from its checkpoint with its own options; while another run
+/// trains in its folder, Continue is refused and nothing is touched.
 #[test]
 fn the_training_panel_continues_a_run() {
     use segue::studio::app::TrainModel;
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let corpus = dir.path().join("corpus");
+    let out = dir.path().join("vae");
     let mut h = studio(&model, None);
     h.get_by_label("Train...").click();
     h.step();
     h.state_mut().session.train_dir = Some(corpus.clone());
-    for (train_model, out) in [
-        (TrainModel::Classifier, "clf"),
-        (TrainModel::LstmVae, "vae"),
-    ] {
-        let out = dir.path().join(out);
-        let steps = |s: &Studio| -> Vec<usize> {
-            let lstm = s.training_metrics().iter().map(|m| m.step);
-            lstm.chain(s.classifier_training_metrics().iter().map(|m| m.step))
-                .collect()
-        };
-        h.state_mut().session.train_model = train_model;
-        h.state_mut().session.train_steps = 2;
-        h.state_mut().start_training(corpus.clone(), out.clone());
-        wait(&mut h, "training to finish", |s| !s.training_running());
-        assert_eq!(steps(h.state()), [1, 2], "{}", h.state().training_status());
-        // The slider's least: 10 steps.
-        h.state_mut().session.train_steps = 10;
-        h.step();
-        h.get_by_label("Continue to 10 steps").click();
-        h.step();
-        wait(&mut h, "the run to go on", |s| !s.training_running());
-        let all: Vec<usize> = (1..=10).collect();
-        assert_eq!(steps(h.state()), all, "{}", h.state().training_status());
-        let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-        assert_eq!(log.lines().count(), 10);
-        let checkpoint = h.state().training_checkpoint().unwrap().to_path_buf();
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(checkpoint.with_extension("json")).unwrap())
-                .unwrap();
-        assert_eq!(manifest["steps"], 10);
+    h.state_mut().session.train_model = TrainModel::LstmVae;
+    h.state_mut().session.train_steps = 2;
+    h.state_mut().start_training(corpus.clone(), out.clone());
+    wait(&mut h, "training to finish", |s| !s.training_running());
+    assert_eq!(
+        monitor_steps(h.state()),
+        [1, 2],
+        "{}",
+        h.state().training_status()
+    );
+    // The slider's least: 10 steps.
+    h.state_mut().session.train_steps = 10;
+    h.step();
+    h.get_by_label("Continue to 10 steps").click();
+    h.step();
+    wait(&mut h, "the run to go on", |s| !s.training_running());
+    let all: Vec<usize> = (1..=10).collect();
+    assert_eq!(
+        monitor_steps(h.state()),
+        all,
+        "{}",
+        h.state().training_status()
+    );
+    let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 10);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("lstm-vae.json")).unwrap()).unwrap();
+    assert_eq!(manifest["steps"], 10);
 
-        // Another run holds the folder: refused, nothing touched.
-        let lock = segue::train_loop::lock_run_folder(&out).unwrap();
-        h.state_mut().session.train_steps = 12;
-        h.state_mut().continue_training(corpus.clone());
-        wait(&mut h, "the refusal", |s| !s.training_running());
-        let status = h.state().training_status().to_string();
-        assert!(status.contains("another training run"), "{status}");
-        assert_eq!(
-            std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(),
-            log
-        );
-        drop(lock);
-    }
+    // Another run holds the folder: refused, nothing touched.
+    let lock = segue::train_loop::lock_run_folder(&out).unwrap();
+    h.state_mut().session.train_steps = 12;
+    h.state_mut().continue_training(corpus.clone());
+    wait(&mut h, "the refusal", |s| !s.training_running());
+    let status = h.state().training_status().to_string();
+    assert!(status.contains("another training run"), "{status}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(),
+        log
+    );
+    drop(lock);
 }
 
 /// The monitor follows a run training elsewhere: its log's lines as they are written.

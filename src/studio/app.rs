@@ -299,6 +299,10 @@ pub struct Session {
     /// DCGAN file in use (None = the shipped one), one trained in the Train panel.
     #[serde(default)]
     pub gan_path: Option<PathBuf>,
+    /// The folder of the run the training monitor showed last (one started or followed): the
+    /// next start shows it again, so that it can be continued.
+    #[serde(default)]
+    pub train_run: Option<PathBuf>,
 }
 
 impl Session {
@@ -381,6 +385,7 @@ impl Default for Session {
             classifier_path: None,
             tvae_path: None,
             gan_path: None,
+            train_run: None,
         }
     }
 }
@@ -490,6 +495,8 @@ struct Startup {
     primer: Option<Roll>,
     /// The file given on the command line.
     opened: Option<(PathBuf, Result<Opened, String>)>,
+    /// The last session's training run, if its log is still there.
+    last_run: Option<PathBuf>,
 }
 
 impl Startup {
@@ -499,6 +506,7 @@ impl Startup {
         saved_others: Vec<(OtherKind, PathBuf)>,
         primer: Option<PathBuf>,
         file: Option<PathBuf>,
+        last_run: Option<PathBuf>,
     ) -> Self {
         let saved_others: Vec<_> = (saved_others.into_iter())
             .map(|(kind, path)| {
@@ -537,6 +545,7 @@ impl Startup {
                 let read = read_primer(&f);
                 (f, read)
             }),
+            last_run: last_run.filter(|dir| train::metrics_path(dir).is_file()),
         }
     }
 }
@@ -645,11 +654,13 @@ impl Studio {
             .filter_map(|k| Some((k, studio.session.other_path(k).clone()?)))
             .collect();
         let primer = studio.session.primer_path.clone();
+        let last_run = studio.session.train_run.clone();
         studio.loading = true;
         studio.in_background(move || {
             // A panic while loading must not leave the studio waiting: it is said instead.
-            let loaded =
-                std::panic::catch_unwind(move || Startup::load(model, saved_others, primer, file));
+            let loaded = std::panic::catch_unwind(move || {
+                Startup::load(model, saved_others, primer, file, last_run)
+            });
             DialogResult::Started(Box::new(loaded.unwrap_or_else(|_| Startup {
                 problems: vec!["loading the models failed".into()],
                 ..Startup::default()
@@ -733,6 +744,14 @@ impl Studio {
         }
         if let Some((path, read)) = s.opened.filter(|_| untouched) {
             self.use_opened(path, read);
+        }
+        // The last run in the monitor again (live, should it still train elsewhere), unless
+        // a run was started or followed meanwhile.
+        if let Some(dir) = s.last_run
+            && self.training.job.is_none()
+            && self.training.checkpoint.is_none()
+        {
+            self.follow_run(dir);
         }
         match self.message.take() {
             Some((now, true)) if !errors.contains(&now) => errors.push(now),
@@ -1508,6 +1527,7 @@ impl Studio {
             }
             job.control.stop.store(true, Ordering::Relaxed);
         }
+        self.session.train_run = Some(dir.clone());
         self.training = TrainingView {
             job: Some(TrainingJob::follow(dir, self.wake.clone())),
             status: "Reading the log...".into(),
@@ -1553,6 +1573,7 @@ impl Studio {
                 TrainSpec::Dcgan(opts)
             }
         };
+        self.session.train_run = Some(out.clone());
         self.training = TrainingView {
             job: Some(TrainingJob::start(dir, spec, out, self.wake.clone())),
             model: Some(self.session.train_model),
@@ -1978,15 +1999,32 @@ impl Studio {
         // at every frame).
         let metrics = &self.training.loop_metrics;
         let first_valid = metrics.iter().find_map(|m| m.valid.as_ref());
-        let mut keys: std::collections::BTreeSet<&str> = (metrics.first())
+        let mut keys: Vec<&str> = (metrics.first())
             .map(|m| &m.train)
             .into_iter()
             .chain(first_valid)
             .flat_map(|figures| figures.keys().map(String::as_str))
             .collect();
         if keys.is_empty() {
-            keys = ["accuracy", "loss"].into();
+            keys = vec!["loss", "accuracy"];
         }
+        // The losses first, then what explains them; figures of no known name last.
+        const ORDER: [&str; 12] = [
+            "loss",
+            "accuracy",
+            "recon_per_cell",
+            "kl",
+            "beta",
+            "loss_d",
+            "loss_g",
+            "d_real",
+            "d_fake",
+            "notes_per_step",
+            "drawn_notes_per_step",
+            "feature_gap",
+        ];
+        keys.sort_by_key(|k| (ORDER.iter().position(|o| o == k).unwrap_or(ORDER.len()), *k));
+        keys.dedup();
         for key in keys {
             let title = match key {
                 "loss" if self.training.model == Some(TrainModel::Classifier) => "Cross-entropy",

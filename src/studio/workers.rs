@@ -309,7 +309,26 @@ pub struct TrainingJob {
     pub following: bool,
     /// Reports.
     pub events: Receiver<TrainingReport>,
-    _thread: JoinHandle<()>,
+    thread: JoinHandle<()>,
+}
+
+/// How long a studio closing waits for its training run to write its checkpoint.
+const CLOSING_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl Drop for TrainingJob {
+    /// A run still training (the studio closing) stops at the end of its step and writes its
+    /// checkpoint, which Continue picks up at the next start; this waits for that, at most
+    /// [`CLOSING_WAIT`]. Following a log just stops.
+    fn drop(&mut self) {
+        self.control.stop.store(true, Ordering::Relaxed);
+        if self.following {
+            return;
+        }
+        let until = std::time::Instant::now() + CLOSING_WAIT;
+        while !self.thread.is_finished() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 /// What a training run in the studio trains, and how.
@@ -494,7 +513,7 @@ impl TrainingJob {
             control,
             following: false,
             events,
-            _thread: thread,
+            thread,
         }
     }
 
@@ -582,7 +601,7 @@ impl TrainingJob {
             control,
             following: true,
             events,
-            _thread: thread,
+            thread,
         }
     }
 }
