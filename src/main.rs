@@ -1436,23 +1436,12 @@ fn run_training_loop(
     Ok(())
 }
 
-/// How one shared-loop model trains: its options and its training function.
-type TrainFn<O> = fn(
-    &Corpus,
-    &O,
-    &Path,
-    &candle_core::Device,
-    bool,
-    &Control,
-    &mut dyn FnMut(segue::train_loop::LoopEvent),
-) -> segue::Result<segue::train_loop::LoopOutcome>;
-
 /// Trains a shared-loop model from its default options with the flags of `args` applied.
 fn train_on_loop<O: Default>(
     kind: &str,
     args: LoopArgs,
     loop_options: fn(&mut O) -> &mut segue::train_loop::LoopOptions,
-    train: TrainFn<O>,
+    train: segue::train_loop::TrainFn<O>,
 ) -> Result<()> {
     train_on_loop_from(kind, args, O::default(), loop_options, train)
 }
@@ -1463,7 +1452,7 @@ fn train_on_loop_from<O>(
     args: LoopArgs,
     mut opts: O,
     loop_options: fn(&mut O) -> &mut segue::train_loop::LoopOptions,
-    train: TrainFn<O>,
+    train: segue::train_loop::TrainFn<O>,
 ) -> Result<()> {
     args.apply(loop_options(&mut opts));
     // Refused before the corpus loads.

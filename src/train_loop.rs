@@ -663,6 +663,18 @@ pub(crate) fn open_metrics_log(path: &Path, step: usize) -> Result<std::fs::File
         .map_err(|e| Error::io(path, "opening", e))
 }
 
+/// A model's trainer on this loop (the classifier's, the Transformer VAE's, the DCGAN's):
+/// corpus, the model's options, run folder, device, resume, control, events.
+pub type TrainFn<O> = fn(
+    &Corpus,
+    &O,
+    &Path,
+    &Device,
+    bool,
+    &Control,
+    &mut dyn FnMut(LoopEvent),
+) -> Result<LoopOutcome>;
+
 /// Trains `task` on `corpus` into `out`. With `resume`, continues from the checkpoint in
 /// `out` (same kind, sizes and corpus). `training` is recorded in the manifest as the options.
 #[allow(clippy::too_many_arguments)]

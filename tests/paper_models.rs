@@ -16,7 +16,7 @@ use segue::models::dcgan::Cells;
 use segue::models::transformer::StackConfig;
 use segue::roll::QuantizeOptions;
 use segue::train::Control;
-use segue::train_loop::{LoopEvent, LoopMetrics, LoopOptions, LoopOutcome};
+use segue::train_loop::{LoopEvent, LoopMetrics, LoopOptions, TrainFn};
 use segue::{ascent, classify, gan, tvae};
 
 /// The tiny three-composer corpus, written into a fresh temporary folder (kept alive by the
@@ -78,17 +78,6 @@ fn tiny_gan_options() -> gan::GanOptions {
     o.train.valid_per_composer = 1;
     o
 }
-
-/// A shared-loop training function (`train_classifier`, `train_tvae`, `train_gan`).
-type TrainFn<O> = fn(
-    &Corpus,
-    &O,
-    &Path,
-    &Device,
-    bool,
-    &Control,
-    &mut dyn FnMut(LoopEvent),
-) -> segue::Result<LoopOutcome>;
 
 /// Trains on the CPU with `train`, returning the validation metrics seen.
 fn train_with<O>(

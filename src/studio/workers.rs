@@ -312,6 +312,34 @@ pub struct TrainingJob {
     thread: JoinHandle<()>,
 }
 
+/// Where and how a studio run on the shared loop trains, and where it reports.
+struct LoopRun<'a> {
+    corpus: &'a Corpus,
+    out: &'a Path,
+    resume: bool,
+    control: &'a Control,
+    send: &'a dyn Fn(TrainingReport),
+}
+
+impl LoopRun<'_> {
+    /// Trains with `train` and `opts` on the CPU; the model file written, or why not.
+    fn train<O>(&self, train: train_loop::TrainFn<O>, opts: &O) -> crate::Result<PathBuf> {
+        let cpu = candle_core::Device::Cpu;
+        let send = self.send;
+        let on_event = &mut |e| send(TrainingReport::Loop(e));
+        train(
+            self.corpus,
+            opts,
+            self.out,
+            &cpu,
+            self.resume,
+            self.control,
+            on_event,
+        )
+        .map(|o| o.model_path)
+    }
+}
+
 /// How long a studio closing waits for its training run to write its checkpoint.
 const CLOSING_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -464,6 +492,14 @@ impl TrainingJob {
                     )));
                 }
                 let cpu = candle_core::Device::Cpu;
+                // The classifier, the Transformer VAE and the DCGAN train on the shared loop.
+                let run = LoopRun {
+                    corpus: &corpus,
+                    out: &out,
+                    resume,
+                    control: &thread_control,
+                    send: &send,
+                };
                 let result = match &spec {
                     TrainSpec::LstmVae(opts) => train::train_lstm_vae(
                         &corpus,
@@ -475,36 +511,9 @@ impl TrainingJob {
                         &mut |e| send(TrainingReport::Event(e)),
                     )
                     .map(|o| o.model_path),
-                    TrainSpec::Classifier(opts) => classify::train_classifier(
-                        &corpus,
-                        opts,
-                        &out,
-                        &cpu,
-                        resume,
-                        &thread_control,
-                        &mut |e| send(TrainingReport::Loop(e)),
-                    )
-                    .map(|o| o.model_path),
-                    TrainSpec::TransformerVae(opts) => tvae::train_tvae(
-                        &corpus,
-                        opts,
-                        &out,
-                        &cpu,
-                        resume,
-                        &thread_control,
-                        &mut |e| send(TrainingReport::Loop(e)),
-                    )
-                    .map(|o| o.model_path),
-                    TrainSpec::Dcgan(opts) => gan::train_gan(
-                        &corpus,
-                        opts,
-                        &out,
-                        &cpu,
-                        resume,
-                        &thread_control,
-                        &mut |e| send(TrainingReport::Loop(e)),
-                    )
-                    .map(|o| o.model_path),
+                    TrainSpec::Classifier(opts) => run.train(classify::train_classifier, opts),
+                    TrainSpec::TransformerVae(opts) => run.train(tvae::train_tvae, opts),
+                    TrainSpec::Dcgan(opts) => run.train(gan::train_gan, opts),
                 };
                 send(TrainingReport::Finished(result.map_err(|e| e.to_string())));
             })
