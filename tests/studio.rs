@@ -536,6 +536,7 @@ fn the_training_panel_continues_a_run() {
     h.step();
     h.state_mut().session.train_dir = Some(corpus.clone());
     h.state_mut().session.train_model = TrainModel::LstmVae;
+    h.state_mut().session.train_seed = 7;
     h.state_mut().session.train_steps = 2;
     h.state_mut().start_training(corpus.clone(), out.clone());
     wait(&mut h, "training to finish", |s| !s.training_running());
@@ -563,6 +564,8 @@ fn the_training_panel_continues_a_run() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("lstm-vae.json")).unwrap()).unwrap();
     assert_eq!(manifest["steps"], 10);
+    // The panel's seed, kept by the continued run.
+    assert_eq!(manifest["training"]["seed"], 7);
 
     // Another run holds the folder: refused, nothing touched.
     let lock = segue::train_loop::lock_run_folder(&out).unwrap();

@@ -303,6 +303,10 @@ pub struct Session {
     /// next start shows it again, so that it can be continued.
     #[serde(default)]
     pub train_run: Option<PathBuf>,
+    /// Training: the seed (the held-out pieces, the batches, the initial weights: the same
+    /// seed and folder give the same run).
+    #[serde(default = "default_train_seed")]
+    pub train_seed: u64,
 }
 
 impl Session {
@@ -343,6 +347,10 @@ impl Session {
         self.train_steps = self.train_steps.clamp(10, 20_000);
         self.score.sanitize();
     }
+}
+
+fn default_train_seed() -> u64 {
+    1
 }
 
 fn default_primer_steps() -> usize {
@@ -386,6 +394,7 @@ impl Default for Session {
             tvae_path: None,
             gan_path: None,
             train_run: None,
+            train_seed: default_train_seed(),
         }
     }
 }
@@ -1541,7 +1550,9 @@ impl Studio {
         let eval_every = (steps / 20).clamp(1, 250);
         let checkpoint_every = (steps / 10).clamp(1, 250);
         // The other models' loop options.
+        let seed = self.session.train_seed;
         let schedule = |train: &mut train_loop::LoopOptions| {
+            train.seed = seed;
             train.steps = steps;
             train.eval_every = eval_every;
             train.checkpoint_every = checkpoint_every;
@@ -1552,6 +1563,7 @@ impl Studio {
                     Ok(o) => o,
                     Err(e) => return self.say(e.to_string(), true),
                 };
+                opts.seed = seed;
                 opts.steps = steps;
                 opts.eval_every = eval_every;
                 opts.checkpoint_every = checkpoint_every;
@@ -1983,6 +1995,36 @@ impl Studio {
         }
     }
 
+    /// What a run of the chosen model costs on two CPU cores, and how long the shipped one
+    /// trained (when it is loaded).
+    fn training_hint(&self) -> String {
+        let shipped = |steps: Option<usize>| {
+            steps.map_or(String::new(), |s| {
+                format!("; the model in use had {s} steps")
+            })
+        };
+        let o = &self.others;
+        match self.session.train_model {
+            TrainModel::LstmVae => format!(
+                "About 0.5 s a step (studio preset; paper: 5 s) on two CPU cores{}",
+                shipped(self.model.as_ref().map(|m| m.manifest.steps))
+            ),
+            TrainModel::Classifier => format!(
+                "About 1.2 s a step on two CPU cores{}",
+                shipped(o.classifier.as_ref().map(|m| m.manifest.steps))
+            ),
+            TrainModel::TransformerVae => format!(
+                "About 1-9 s a step on two CPU cores{}",
+                shipped(o.tvae.as_ref().map(|m| m.manifest.steps))
+            ),
+            TrainModel::Dcgan => format!(
+                "About 1 s a step on two CPU cores; past about 700 steps the discriminator \
+                 tends to win and the samples grow dense{}",
+                shipped(o.gan.as_ref().map(|m| m.manifest.steps))
+            ),
+        }
+    }
+
     /// The curves of a model other than the LSTM-VAE: each figure its log holds, on the
     /// training batches and on held-out pieces (the classifier's cross-entropy and accuracy).
     fn loop_plots(&self, ui: &mut Ui) {
@@ -2095,7 +2137,12 @@ impl Studio {
                         );
                     });
             }
+            ui.horizontal(|ui| {
+                ui.label("seed");
+                ui.add(egui::DragValue::new(&mut self.session.train_seed));
+            });
         });
+        ui.label(self.training_hint());
         ui.add(
             egui::Slider::new(&mut self.session.train_steps, 10..=20000)
                 .text("steps")
