@@ -581,6 +581,37 @@ fn the_training_panel_continues_a_run() {
     drop(lock);
 }
 
+/// "Open a model file..." takes any of the four models, told by its manifest.
+#[test]
+fn a_model_file_of_any_kind_opens() {
+    use segue::studio::{EngineKind, OtherModels};
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    assert_eq!(h.state().model().unwrap().manifest.composers.len(), 3);
+    // The shipped LSTM-VAE: the generation panel's model.
+    let shipped = segue::models::trained::default_model_path().unwrap();
+    h.state_mut().open_model_file(shipped);
+    wait(&mut h, "the LSTM-VAE", |s| {
+        s.model().is_some_and(|m| m.manifest.composers.len() == 20)
+    });
+    // A DCGAN: the generation panel turns to it.
+    h.state_mut().set_other_models(OtherModels::default());
+    let gan = segue::gan::default_path().unwrap();
+    h.state_mut().open_model_file(gan);
+    wait(&mut h, "the DCGAN", |s| s.other_models().gan.is_some());
+    assert_eq!(h.state().session.engine, EngineKind::Dcgan);
+    // Not a model: the file is named.
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"not a model").unwrap();
+    h.state_mut().open_model_file(junk);
+    wait(&mut h, "the error", |s| {
+        s.message()
+            .is_some_and(|(m, error)| *error && m.contains("junk.safetensors"))
+    });
+    assert_eq!(h.state().model().unwrap().manifest.composers.len(), 20);
+}
+
 /// The monitor follows a run training elsewhere: its log's lines as they are written.
 #[test]
 fn the_monitor_follows_another_runs_log() {

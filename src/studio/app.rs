@@ -572,6 +572,19 @@ fn unused_folder(parent: &Path, name: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
+/// What "Open a model file..." opens.
+const OPEN_MODEL_HINT: &str = "An LSTM-VAE, Transformer VAE or DCGAN for the generation panel, \
+     or a composer classifier for the style meter (files that segue train writes)";
+
+/// Which of the other models the file at `path` holds, by its manifest's "model"; None for
+/// an LSTM-VAE, or a manifest that cannot be read (the LSTM-VAE's loader then says why).
+fn other_kind_of_file(path: &Path) -> Option<OtherKind> {
+    let manifest: serde_json::Value =
+        crate::models::weights::read_manifest(&crate::models::weights::manifest_path(path)).ok()?;
+    let kind = manifest["model"].as_str()?;
+    OtherKind::ALL.into_iter().find(|k| k.file_kind() == kind)
+}
+
 /// Loads an LSTM-VAE model file for the studio (on the CPU, where generation runs).
 fn load_trained(path: &Path) -> Result<Arc<TrainedModel>, String> {
     TrainedModel::load(path, &candle_core::Device::Cpu)
@@ -842,6 +855,21 @@ impl Studio {
         self.in_background(move || {
             let loaded = load_trained(&path);
             DialogResult::ModelLoaded(path, loaded)
+        });
+    }
+
+    /// Opens a model file of any of the four kinds (told by its manifest) on a worker thread:
+    /// an LSTM-VAE becomes the generation panel's, the others as "Use this ..." makes them.
+    pub fn open_model_file(&mut self, path: PathBuf) {
+        self.in_background(move || match other_kind_of_file(&path) {
+            Some(kind) => {
+                let loaded = kind.load(&path);
+                DialogResult::OtherLoaded(kind, path, loaded)
+            }
+            None => {
+                let loaded = load_trained(&path);
+                DialogResult::ModelLoaded(path, loaded)
+            }
         });
     }
 
@@ -1394,11 +1422,15 @@ impl Studio {
                 DialogResult::ExportWav(p) => self.export_wav(&p),
                 DialogResult::TrainDir(p) => self.session.train_dir = Some(p),
                 DialogResult::FollowDir(p) => self.follow_run(p),
-                DialogResult::Model(p) => self.load_model(Some(p)),
+                DialogResult::Model(p) => self.open_model_file(p),
                 DialogResult::Opened(p, read) => self.use_opened(p, read),
                 DialogResult::Written(Ok(p)) => self.say(format!("Wrote {}", p.display()), false),
                 DialogResult::Written(Err(e)) => self.say(e, true),
-                DialogResult::ModelLoaded(p, loaded) => self.use_model(p, loaded),
+                DialogResult::ModelLoaded(p, loaded) => {
+                    // Chosen: the start's own model, if it comes later, gives way to it.
+                    self.model_chosen = true;
+                    self.use_model(p, loaded)
+                }
                 DialogResult::OtherLoaded(kind, p, loaded) => self.use_other(kind, p, loaded),
                 DialogResult::Started(s) => self.use_startup(*s),
             }
@@ -1794,7 +1826,9 @@ impl Studio {
                     "LSTM-VAE: {preset} ({} steps)",
                     model.manifest.steps
                 ));
-                ui.small_button("Other model...").clicked()
+                ui.small_button("Open a model file...")
+                    .on_hover_text(OPEN_MODEL_HINT)
+                    .clicked()
             }
             None if self.loading => {
                 ui.horizontal(|ui| {
@@ -1808,7 +1842,9 @@ impl Studio {
                     Color32::LIGHT_RED,
                     self.model_error.clone().unwrap_or_default(),
                 );
-                ui.button("Load a model...").clicked()
+                ui.button("Open a model file...")
+                    .on_hover_text(OPEN_MODEL_HINT)
+                    .clicked()
             }
         };
         if pick_model {
