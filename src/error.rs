@@ -34,7 +34,7 @@ pub enum Error {
     /// Another training run (another `segue train`, or the studio) holds the run folder.
     #[error(
         "{path}: another training run is using this folder (segue train or the studio); \
-         stop it first, or train into another folder"
+         wait for it to end, or stop it first"
     )]
     RunInUse { path: PathBuf },
     /// A tensor computation of a model failed (shapes, device, out of memory).

@@ -115,6 +115,12 @@ pub fn commit_set(target: &Path) -> Result<()> {
     move_set(&stage, target)
 }
 
+/// Whether a set for `target` was written whole but not yet moved into place (a crash while
+/// moving it): [`recover_set`] will finish it.
+pub fn set_pending(target: &Path) -> bool {
+    staging_dir(target).join(SET_COMPLETE).exists()
+}
+
 /// Finishes a set interrupted while being moved into `target`, or drops one interrupted while
 /// being written (the previous set is then whole). Call before reading `target`'s set.
 pub fn recover_set(target: &Path) -> Result<()> {

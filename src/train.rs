@@ -987,7 +987,6 @@ impl<'a> Trainer<'a> {
 /// without it no run (a checkpoint interrupted while being moved into place is finished
 /// first). Nothing is created.
 pub fn check_out_folder(out: &Path, resume: bool) -> Result<()> {
-    crate::fsutil::recover_set(out)?;
     crate::train_loop::check_run_folder(out, &model_path(out), &state_path(out), resume)
 }
 
@@ -1002,11 +1001,9 @@ pub fn train_lstm_vae(
     control: &Control,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<Outcome> {
-    check_out_folder(out, resume)?;
-    let created = !out.exists();
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, "creating", e))?;
     // Held until the run ends: nothing in the folder is touched before it is ours.
-    let lock = crate::train_loop::lock_run_folder(out)?;
+    let (lock, created) =
+        crate::train_loop::open_run_folder(out, &model_path(out), &state_path(out), resume)?;
     let mut trainer = Trainer::new(corpus, opts, device)?;
     let (mut step, seconds_before) = if resume {
         trainer.restore(out)?

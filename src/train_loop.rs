@@ -468,8 +468,11 @@ pub(crate) fn option<T: std::fmt::Display>(
 pub(crate) fn check_same_corpus(out: &Path, hash: &str, corpus: &Corpus) -> Result<()> {
     if hash != corpus.content_hash() {
         return Err(Error::InvalidArgument(format!(
-            "{}: the checkpoint was trained on another corpus (content hash differs)",
-            out.display()
+            "{}: the checkpoint was trained on another corpus than {} (its content hash \
+             differs: other files, or files changed since); continue it on the folder it \
+             trained on",
+            out.display(),
+            corpus.root.display()
         )));
     }
     Ok(())
@@ -518,24 +521,26 @@ pub(crate) fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
 }
 
 /// Checks the run folder `out` of a `kind` model before any work (see
-/// [`crate::train::check_out_folder`]). Nothing is created.
+/// [`crate::train::check_out_folder`]). Nothing is created or changed: another run may be
+/// training there (the trainer itself refuses that, see [`lock_run_folder`]).
 pub fn check_out_folder(out: &Path, kind: &str, resume: bool) -> Result<()> {
-    fsutil::recover_set(out)?;
     check_run_folder(out, &model_file(out, kind), &state_file(out), resume)
 }
 
 /// A run folder must hold a checkpoint to resume, and must not hold a run (or a model) to
 /// start afresh: a forgotten `--resume` would otherwise overwrite hours of training, and a
-/// mistyped folder would silently start over.
+/// mistyped folder would silently start over. A checkpoint written whole but interrupted
+/// while moving into place counts (the run's own [`open_run_folder`] finishes it). Reads only.
 pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: bool) -> Result<()> {
-    if resume && !state.exists() {
+    let pending = fsutil::set_pending(out);
+    if resume && !state.exists() && !pending {
         return Err(Error::InvalidArgument(format!(
             "{}: nothing to resume ({} is missing); train without --resume to start a run",
             out.display(),
             state.file_name().unwrap_or_default().to_string_lossy()
         )));
     }
-    if !resume && (state.exists() || model.exists()) {
+    if !resume && (state.exists() || model.exists() || pending) {
         return Err(Error::InvalidArgument(format!(
             "{} already holds a run; continue it with --resume, or train into another folder",
             out.display()
@@ -612,9 +617,9 @@ pub struct RunLock {
 /// Locks the run folder `out` (which must exist) for one training run. A second run on it,
 /// a `--resume` in another terminal or the studio's Continue while the first still trains, is
 /// refused with [`Error::RunInUse`] before it touches anything, instead of both writing the
-/// checkpoints and the log. The lock is the operating system's on [`LOCK_FILE`], so a run
-/// that crashed or was killed leaves none behind; where the file system cannot lock files,
-/// runs go unlocked.
+/// checkpoints and the log. The lock is the operating system's on [`LOCK_FILE`] (`flock` on
+/// Unix, `LockFileEx` on Windows), so a run that crashed or was killed leaves none behind;
+/// where the file system cannot lock files (some network file systems), runs go unlocked.
 pub fn lock_run_folder(out: &Path) -> Result<RunLock> {
     let path = out.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
@@ -628,22 +633,56 @@ pub fn lock_run_folder(out: &Path) -> Result<RunLock> {
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::RunInUse {
             path: out.to_path_buf(),
         }),
-        Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
-            Ok(RunLock { _file: file })
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, "locking", e)),
+        // No locks here (ENOLCK, unsupported): unlocked, as before locks.
+        Err(std::fs::TryLockError::Error(_)) => Ok(RunLock { _file: file }),
     }
 }
 
+/// Whether a run is training in the folder `out` now (holds its lock). A folder without a
+/// lock file has none; the lock taken to look is released at once.
+pub fn run_folder_in_use(out: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(out.join(LOCK_FILE))
+    else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// Opens the run folder `out` for a run of the model in `model` with its state in `state`:
+/// checked (see [`check_run_folder`]), created if missing, locked for this run (see
+/// [`lock_run_folder`]), then a checkpoint interrupted while being written is finished or
+/// cleared and the folder checked again. Nothing in a folder another run holds is touched.
+/// Returns the lock, to hold until the run ends, and whether the folder was created.
+pub(crate) fn open_run_folder(
+    out: &Path,
+    model: &Path,
+    state: &Path,
+    resume: bool,
+) -> Result<(RunLock, bool)> {
+    // A run refused at once creates nothing.
+    check_run_folder(out, model, state, resume)?;
+    let created = !out.exists();
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, "creating", e))?;
+    let lock = lock_run_folder(out)?;
+    fsutil::recover_set(out)?;
+    check_run_folder(out, model, state, resume)?;
+    Ok((lock, created))
+}
+
 /// Removes what a run stopped before its first step made: its empty metrics log, and its
-/// folder (with its lock, released first) if the run `created` it and nothing else is there.
+/// folder with its lock file if the run `created` it and nothing else is there (the lock file
+/// is removed while still held, so no other run can hold a lock on a removed file meanwhile).
 pub(crate) fn discard_empty_run(out: &Path, metrics: &Path, created: bool, lock: RunLock) {
     if std::fs::metadata(metrics).is_ok_and(|m| m.len() == 0) {
         let _ = std::fs::remove_file(metrics);
     }
-    drop(lock);
     if created {
         let _ = std::fs::remove_file(out.join(LOCK_FILE));
+    }
+    drop(lock);
+    if created {
         let _ = std::fs::remove_dir(out); // only if empty
     }
 }
@@ -690,11 +729,9 @@ pub fn run(
     on_event: &mut dyn FnMut(LoopEvent),
 ) -> Result<LoopOutcome> {
     opts.check()?;
-    check_out_folder(out, task.kind(), resume)?;
-    let created = !out.exists();
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, "creating", e))?;
     // Held until the run ends: nothing in the folder is touched before it is ours.
-    let lock = lock_run_folder(out)?;
+    let (lock, created) =
+        open_run_folder(out, &model_file(out, task.kind()), &state_file(out), resume)?;
     let split = corpus.split(opts.valid_fraction, opts.seed);
     if split.train.is_empty() {
         return Err(Error::InvalidArgument(

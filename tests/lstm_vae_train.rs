@@ -193,14 +193,39 @@ fn same_seed_same_curve_and_resume_continues_it() {
         std::fs::read(train::metrics_path(c.path())).unwrap(),
         log_before
     );
+    // A checkpoint half written into the folder meanwhile is the live run's, not cleared.
+    let stage = c.path().join(".segue-next");
+    std::fs::create_dir(&stage).unwrap();
+    std::fs::write(stage.join("lstm-vae.safetensors"), b"half").unwrap();
+    assert!(matches!(
+        refused_at(&corpus, &tiny_options(8), c.path(), true),
+        segue::Error::RunInUse { .. }
+    ));
+    assert!(stage.join("lstm-vae.safetensors").exists());
+    assert!(segue::train_loop::run_folder_in_use(c.path()));
     drop(lock);
-    let more = tempfile::tempdir().unwrap();
-    for f in std::fs::read_dir(c.path()).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, more.path().join(f.file_name().unwrap())).unwrap();
-    }
-    let on = run(&corpus, &tiny_options(7), more.path(), true);
+    assert!(!segue::train_loop::run_folder_in_use(c.path()));
+    // Released (that run crashed mid-checkpoint): the half-written set is cleared, and the
+    // run goes on from its last whole checkpoint.
+    let on = run(&corpus, &tiny_options(7), c.path(), true);
     assert_eq!(on.iter().map(|m| m.step).collect::<Vec<_>>(), [7]);
+    assert!(!stage.exists());
+
+    // On another corpus (here: one piece fewer): refused, naming the folder given.
+    let fewer = tempfile::tempdir().unwrap();
+    write_corpus(fewer.path());
+    std::fs::remove_file(fewer.path().join("arps").join("p2.mid")).unwrap();
+    let err = refused_at(
+        &self::corpus(fewer.path()),
+        &tiny_options(8),
+        c.path(),
+        true,
+    )
+    .to_string();
+    assert!(
+        err.contains("another corpus than") && err.contains(&fewer.path().display().to_string()),
+        "{err}"
+    );
 
     // Resuming with another seed would move trained pieces into validation: refused.
     let mut reseeded = tiny_options(6);

@@ -184,6 +184,21 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
     );
     assert!(err.to_string().contains("dropout 1.5"), "{err}");
 
+    // A folder another run trains in is refused, and left as it was.
+    let busy = dir.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    let lock = segue::train_loop::lock_run_folder(&busy).unwrap();
+    let err = refused(
+        classify::train_classifier,
+        &c,
+        &classifier_options(2),
+        &busy,
+    );
+    assert!(matches!(err, segue::Error::RunInUse { .. }), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&busy).unwrap().collect();
+    assert_eq!(left.len(), 1, "only the lock file");
+    drop(lock);
+
     let r = dir.path().join("r");
     let first = train_classifier(&c, &classifier_options(4), &r, false);
     let rest = train_classifier(&c, &classifier_options(6), &r, true);

@@ -60,9 +60,11 @@ fn studio(model: &Path, file: Option<PathBuf>) -> Harness<'static, Studio> {
     h
 }
 
-/// Steps the app until `done` holds (work happens on other threads meanwhile).
+/// Steps the app until `done` holds (work happens on other threads meanwhile), for at most
+/// two minutes (the tests share two cores with each other).
 fn wait(h: &mut Harness<'static, Studio>, what: &str, done: impl Fn(&Studio) -> bool) {
-    for _ in 0..1500 {
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    while std::time::Instant::now() < until {
         h.step();
         if done(h.state()) {
             return;
@@ -291,7 +293,7 @@ fn the_training_panel_trains_a_classifier_for_the_style_meter() {
     h.state_mut()
         .start_training(dir.path().join("corpus"), dir.path().join("clf"));
     wait(&mut h, "training to finish", |s| !s.training_running());
-    let metrics = h.state().classifier_training_metrics();
+    let metrics = h.state().loop_training_metrics();
     assert_eq!(metrics.len(), 3, "{:?}", h.state().message());
     assert!(metrics.iter().all(|m| m.train["loss"].is_finite()));
     assert!(metrics.iter().any(|m| m.valid.is_some()));
@@ -319,7 +321,7 @@ fn the_training_panel_trains_a_classifier_for_the_style_meter() {
     // and its "Use" button are the classifier's.
     h.state_mut().follow_run(dir.path().join("clf"));
     wait(&mut h, "the followed log", |s| {
-        s.classifier_training_metrics().len() == 3 && s.training_checkpoint() == Some(&file)
+        s.loop_training_metrics().len() == 3 && s.training_checkpoint() == Some(&file)
     });
     assert!(h.state().training_metrics().is_empty());
     h.step();
@@ -387,7 +389,7 @@ fn the_training_panel_trains_the_transformer_vae_and_the_dcgan() {
         h.state_mut()
             .start_training(dir.path().join("corpus"), dir.path().join(out));
         wait(&mut h, "training to finish", |s| !s.training_running());
-        let metrics = h.state().classifier_training_metrics();
+        let metrics = h.state().loop_training_metrics();
         assert_eq!(metrics.len(), 2, "{:?}", h.state().message());
         assert!(
             metrics
@@ -469,7 +471,7 @@ fn the_training_panel_trains_the_transformer_vae_and_the_dcgan() {
 /// Steps of the monitor's curves, whichever model they are of.
 fn monitor_steps(s: &Studio) -> Vec<usize> {
     let lstm = s.training_metrics().iter().map(|m| m.step);
-    lstm.chain(s.classifier_training_metrics().iter().map(|m| m.step))
+    lstm.chain(s.loop_training_metrics().iter().map(|m| m.step))
         .collect()
 }
 
@@ -492,7 +494,28 @@ fn a_run_cut_short_by_closing_the_studio_continues_at_the_next_start() {
     wait(&mut h, "two steps", |s| monitor_steps(s).len() >= 2);
     let session = h.state().session.clone();
     assert_eq!(session.train_run.as_deref(), Some(out.as_path()));
-    // Closing: the run stops at the end of its step and writes its checkpoint.
+    // Closing: the window stays until the run has stopped at the end of its step and written
+    // its checkpoint, then closes.
+    let commands = |h: &Harness<'static, Studio>| {
+        (h.output().viewport_output.get(&egui::ViewportId::ROOT))
+            .map(|v| v.commands.clone())
+            .unwrap_or_default()
+    };
+    (h.input_mut().viewports)
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    h.step();
+    assert!(commands(&h).contains(&egui::ViewportCommand::CancelClose));
+    assert!(h.state().training_status().contains("before closing"));
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    while !commands(&h).contains(&egui::ViewportCommand::Close) {
+        assert!(std::time::Instant::now() < until, "the window never closed");
+        std::thread::sleep(Duration::from_millis(10));
+        h.step();
+    }
+    assert!(!h.state().training_running());
     drop(h);
     let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     let done = log.lines().count();
@@ -622,9 +645,11 @@ fn the_monitor_follows_another_runs_log() {
     let lines = std::fs::read_to_string(&log).unwrap();
     let n = lines.lines().count();
     assert!(n >= 3, "{n} lines");
-    // The run is "still training": its log holds its first line, then the rest comes.
+    // The run is "still training" (it holds its folder): its log holds its first line, then
+    // the rest comes.
     let (first, rest) = lines.split_once('\n').unwrap();
     std::fs::write(&log, format!("{first}\n")).unwrap();
+    let lock = segue::train_loop::lock_run_folder(&run).unwrap();
     let mut h = studio(&model, None);
     h.get_by_label("Train...").click();
     h.step();
@@ -642,6 +667,19 @@ fn the_monitor_follows_another_runs_log() {
     h.step();
     assert!(h.query_by_label("Use this model").is_some());
     assert!(h.query_by_label("Use this classifier").is_none());
+    // Training elsewhere: it cannot be continued here; once it has ended, it can.
+    let continue_button = "Continue to 2000 steps";
+    assert!(h.query_by_label(continue_button).is_none());
+    drop(lock);
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while h.query_by_label(continue_button).is_none() {
+        assert!(
+            std::time::Instant::now() < until,
+            "no Continue once the run ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        h.step();
+    }
     let steps: Vec<usize> = h
         .state()
         .training_metrics()

@@ -414,6 +414,8 @@ struct TrainingView {
     checkpoint: Option<PathBuf>,
     total: usize,
     paused: bool,
+    /// Whether the followed run is training now (elsewhere): it cannot be continued here.
+    live: bool,
 }
 
 impl TrainingView {
@@ -465,6 +467,8 @@ pub struct Studio {
     model_chosen: bool,
     /// The other models chosen since the start (likewise).
     others_chosen: Vec<OtherKind>,
+    /// Whether the window waits to close until the training run has written its checkpoint.
+    closing: bool,
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -669,6 +673,7 @@ impl Studio {
             loading: false,
             model_chosen: false,
             others_chosen: Vec::new(),
+            closing: false,
             wake,
         };
         let model = studio.model_path_or_default(studio.session.model_path.clone());
@@ -773,7 +778,11 @@ impl Studio {
             && self.training.job.is_none()
             && self.training.checkpoint.is_none()
         {
-            self.follow_run(dir);
+            self.training = TrainingView {
+                job: Some(TrainingJob::show(dir, self.wake.clone())),
+                status: "Reading the last run's log...".into(),
+                ..TrainingView::default()
+            };
         }
         match self.message.take() {
             Some((now, true)) if !errors.contains(&now) => errors.push(now),
@@ -816,8 +825,9 @@ impl Studio {
         &self.training.metrics
     }
 
-    /// The classifier's training figures of the monitor, step by step.
-    pub fn classifier_training_metrics(&self) -> &[LoopMetrics] {
+    /// The monitor's figures of a model on the shared loop (the classifier, the Transformer
+    /// VAE, the DCGAN), step by step.
+    pub fn loop_training_metrics(&self) -> &[LoopMetrics] {
         &self.training.loop_metrics
     }
 
@@ -1494,6 +1504,8 @@ impl Studio {
                     // (a run that crashed between checkpoints) are trained again.
                     self.training.metrics.retain(|m| m.step <= step);
                     self.training.loop_metrics.retain(|m| m.step <= step);
+                    self.training.last_valid =
+                        (self.training.metrics.iter().rev()).find_map(|m| m.valid.clone());
                 }
                 TrainingReport::Event(TrainEvent::Metrics(m)) => {
                     if let Some(v) = &m.valid {
@@ -1517,6 +1529,7 @@ impl Studio {
                     });
                     self.training.checkpoint = model;
                 }
+                TrainingReport::Live(live) => self.training.live = live,
                 TrainingReport::Restarted => {
                     // Another run in the folder: nothing of the one before is kept (its model
                     // comes back with the next look at the folder).
@@ -1578,45 +1591,26 @@ impl Studio {
 
     /// Starts training on the chosen folder.
     pub fn start_training(&mut self, dir: PathBuf, out: PathBuf) {
-        let steps = self.session.train_steps.max(1);
-        let eval_every = (steps / 20).clamp(1, 250);
-        let checkpoint_every = (steps / 10).clamp(1, 250);
-        // The other models' loop options.
-        let seed = self.session.train_seed;
-        let schedule = |train: &mut train_loop::LoopOptions| {
-            train.seed = seed;
-            train.steps = steps;
-            train.eval_every = eval_every;
-            train.checkpoint_every = checkpoint_every;
-        };
-        let spec = match self.session.train_model {
-            TrainModel::LstmVae => {
-                let mut opts = match TrainOptions::preset(&self.session.train_preset) {
-                    Ok(o) => o,
-                    Err(e) => return self.say(e.to_string(), true),
-                };
-                opts.seed = seed;
-                opts.steps = steps;
-                opts.eval_every = eval_every;
-                opts.checkpoint_every = checkpoint_every;
-                TrainSpec::LstmVae(opts)
-            }
+        match &self.training.job {
+            Some(job) if job.following => job.control.stop.store(true, Ordering::Relaxed),
+            Some(_) => return self.say("A training run is going on: stop it first", true),
+            None => {}
+        }
+        let mut spec = match self.session.train_model {
+            TrainModel::LstmVae => match TrainOptions::preset(&self.session.train_preset) {
+                Ok(o) => TrainSpec::LstmVae(o),
+                Err(e) => return self.say(e.to_string(), true),
+            },
             TrainModel::Classifier => {
-                let mut opts = crate::classify::ClassifierOptions::default();
-                schedule(&mut opts.train);
-                TrainSpec::Classifier(opts)
+                TrainSpec::Classifier(crate::classify::ClassifierOptions::default())
             }
             TrainModel::TransformerVae => {
-                let mut opts = crate::tvae::TvaeOptions::default();
-                schedule(&mut opts.train);
-                TrainSpec::TransformerVae(opts)
+                TrainSpec::TransformerVae(crate::tvae::TvaeOptions::default())
             }
-            TrainModel::Dcgan => {
-                let mut opts = crate::gan::GanOptions::default();
-                schedule(&mut opts.train);
-                TrainSpec::Dcgan(opts)
-            }
+            TrainModel::Dcgan => TrainSpec::Dcgan(crate::gan::GanOptions::default()),
         };
+        spec.set_steps(self.session.train_steps);
+        spec.set_seed(self.session.train_seed);
         self.session.train_run = Some(out.clone());
         self.training = TrainingView {
             job: Some(TrainingJob::start(dir, spec, out, self.wake.clone())),
@@ -1624,6 +1618,35 @@ impl Studio {
             status: "Starting...".into(),
             ..TrainingView::default()
         };
+    }
+
+    /// Closing while a run trains: the window stays until the run has stopped at the end of
+    /// its step and written its checkpoint (at most [`crate::studio::workers::CLOSING_WAIT`]), saying so.
+    fn close_after_training(&mut self, ctx: &egui::Context) {
+        let training = (self.training.job.as_mut()).filter(|j| !j.following);
+        if ctx.input(|i| i.viewport().close_requested())
+            && let Some(job) = training
+        {
+            let until = job.stop_for_closing();
+            if Instant::now() < until && !job.ended() {
+                ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+                self.closing = true;
+                self.training.status = "Writing the checkpoint before closing...".into();
+                self.say(
+                    "Closing once the training run has written its checkpoint",
+                    false,
+                );
+                ctx.request_repaint_after(Duration::from_millis(100));
+            }
+        } else if self.closing {
+            let done = self.training.job.as_ref().is_none_or(|j| j.ended());
+            let until = self.training.job.as_mut().map(|j| j.stop_for_closing());
+            if done || until.is_some_and(|u| Instant::now() >= u) {
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            } else {
+                ctx.request_repaint_after(Duration::from_millis(100));
+            }
+        }
     }
 
     /// The steps the monitor's run has done, as far as its curves show.
@@ -2148,8 +2171,10 @@ impl Studio {
                 });
             }
         });
-        let running = self.training.job.is_some();
-        ui.add_enabled_ui(!running, |ui| {
+        // A run training here: its model, preset and seed stay as they are (following another
+        // run's log leaves them free).
+        let training = self.training.job.as_ref().is_some_and(|j| !j.following);
+        ui.add_enabled_ui(!training, |ui| {
             egui::ComboBox::from_label("Model")
                 .selected_text(self.session.train_model.label())
                 .show_ui(ui, |ui| {
@@ -2185,8 +2210,7 @@ impl Studio {
                 .logarithmic(true),
         );
         ui.horizontal(|ui| {
-            let running = self.training.job.is_some();
-            if !running {
+            if !training {
                 let can = self.session.train_dir.is_some();
                 if ui.add_enabled(can, egui::Button::new("Start")).clicked()
                     && let Some(dir) = self.session.train_dir.clone()
@@ -2211,7 +2235,8 @@ impl Studio {
                             .map(DialogResult::FollowDir)
                     });
                 }
-            } else if let Some(job) = &self.training.job
+            }
+            if let Some(job) = &self.training.job
                 && job.following
             {
                 if ui.button("Stop following").clicked() {
@@ -2234,10 +2259,13 @@ impl Studio {
                 }
             }
         });
-        // The monitor's run (finished, stopped or followed) trained on to the slider's steps.
-        let idle_or_following = self.training.job.as_ref().is_none_or(|j| j.following);
-        if idle_or_following && self.training.checkpoint.is_some() && self.training.model.is_some()
-        {
+        // The monitor's run (finished, stopped, or followed and not training now) trained on
+        // to the slider's steps.
+        let idle = match &self.training.job {
+            None => true,
+            Some(job) => job.following && !self.training.live,
+        };
+        if idle && self.training.checkpoint.is_some() && self.training.model.is_some() {
             let done = self.training_steps_done();
             let steps = self.session.train_steps;
             let can = steps > done && self.session.train_dir.is_some();
@@ -2464,7 +2492,9 @@ impl eframe::App for Studio {
                 player.send(Command::Play(step));
             }
         });
-        if self.playing() || self.job_progress.is_some() || self.training.job.is_some() {
+        self.close_after_training(&ctx);
+        // A training run or a followed log wakes the window with each report.
+        if self.playing() || self.job_progress.is_some() {
             ctx.request_repaint_after(Duration::from_millis(30));
         }
         // eframe saves (every 30 s) only after a frame: one idle frame at least that often, so

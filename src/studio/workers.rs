@@ -1,5 +1,6 @@
 //! Background work of the studio: generation and training run on their own threads and report
-//! through channels, so the window never waits.
+//! through channels, so the window never waits (but for a training run at the studio's end,
+//! see [`TrainingJob`]'s `Drop`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -297,6 +298,9 @@ pub enum TrainingReport {
     },
     /// The followed log was started afresh (a new run in the same folder): drop what was read.
     Restarted,
+    /// Whether a run trains in the followed folder now (holds its lock), at the start and at
+    /// each change.
+    Live(bool),
     /// It ended: the model file, or why not.
     Finished(Result<PathBuf, String>),
 }
@@ -310,6 +314,8 @@ pub struct TrainingJob {
     /// Reports.
     pub events: Receiver<TrainingReport>,
     thread: JoinHandle<()>,
+    /// When a drop stops waiting for the run to write its checkpoint (see `Drop`).
+    give_up_at: Option<std::time::Instant>,
 }
 
 /// Where and how a studio run on the shared loop trains, and where it reports.
@@ -341,20 +347,36 @@ impl LoopRun<'_> {
 }
 
 /// How long a studio closing waits for its training run to write its checkpoint.
-const CLOSING_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+pub const CLOSING_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl TrainingJob {
+    /// Asks the run to stop at the end of its step and write its checkpoint (as Stop does);
+    /// a drop then waits for that until [`CLOSING_WAIT`] from now at most. Returns that time.
+    pub fn stop_for_closing(&mut self) -> std::time::Instant {
+        self.control.stop.store(true, Ordering::Relaxed);
+        *self
+            .give_up_at
+            .get_or_insert_with(|| std::time::Instant::now() + CLOSING_WAIT)
+    }
+
+    /// Whether its thread has ended (after its last report).
+    pub fn ended(&self) -> bool {
+        self.thread.is_finished()
+    }
+}
 
 impl Drop for TrainingJob {
-    /// A run still training (the studio closing) stops at the end of its step and writes its
-    /// checkpoint, which Continue picks up at the next start; this waits for that, at most
-    /// [`CLOSING_WAIT`]. Following a log just stops.
+    /// A run still training when dropped (the studio ending without waiting for it, as a
+    /// test's does) stops at the end of its step and writes its checkpoint, which Continue
+    /// picks up at the next start; the drop waits for that, at most [`CLOSING_WAIT`] (from
+    /// [`TrainingJob::stop_for_closing`], if that was called). Following a log just stops.
     fn drop(&mut self) {
-        self.control.stop.store(true, Ordering::Relaxed);
+        let until = self.stop_for_closing();
         if self.following {
             return;
         }
-        let until = std::time::Instant::now() + CLOSING_WAIT;
         while !self.thread.is_finished() && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
     }
 }
@@ -374,12 +396,12 @@ pub enum TrainSpec {
 
 impl TrainSpec {
     /// What the run whose model file is `model` trains, with the options its manifest
-    /// records, to go on to `steps` steps in all, with no time limit (the studio's Stop ends
-    /// it). The model is told by its file's name, as the trainers write it.
+    /// records, to go on to `steps` steps in all (see [`TrainSpec::set_steps`]). The model is
+    /// told by its file's name, as the trainers write it.
     pub fn of_run(model: &Path, steps: usize) -> Result<TrainSpec, String> {
         let dir = model.parent().unwrap_or(Path::new("."));
         let manifest = crate::models::weights::manifest_path(model);
-        let mut training: serde_json::Value = crate::models::weights::read_manifest(&manifest)
+        let training: serde_json::Value = crate::models::weights::read_manifest(&manifest)
             .map(|m: serde_json::Value| m["training"].clone())
             .map_err(|e| e.to_string())?;
         let unreadable = |e: serde_json::Error| {
@@ -388,19 +410,10 @@ impl TrainSpec {
                 manifest.display()
             )
         };
-        if model == train::model_path(dir) {
-            let mut opts: TrainOptions = serde_json::from_value(training).map_err(unreadable)?;
-            opts.steps = steps;
-            opts.max_seconds = None;
-            return Ok(TrainSpec::LstmVae(opts));
-        }
-        // The other models keep their loop options under "train".
-        if let Some(train) = training.get_mut("train") {
-            train["steps"] = steps.into();
-            train["max_seconds"] = serde_json::Value::Null;
-        }
         let kind_of = |kind: &str| model == train_loop::model_file(dir, kind);
-        let spec = if kind_of(classify::KIND) {
+        let mut spec = if model == train::model_path(dir) {
+            TrainSpec::LstmVae(serde_json::from_value(training).map_err(unreadable)?)
+        } else if kind_of(classify::KIND) {
             TrainSpec::Classifier(serde_json::from_value(training).map_err(unreadable)?)
         } else if kind_of(tvae::KIND) {
             TrainSpec::TransformerVae(serde_json::from_value(training).map_err(unreadable)?)
@@ -412,7 +425,43 @@ impl TrainSpec {
                 model.display()
             ));
         };
+        spec.set_steps(steps);
         Ok(spec)
+    }
+
+    /// Sets the steps in all, validates 20 times and writes 10 checkpoints along them (at
+    /// least every 250 steps), and lifts any time limit (the studio's Stop ends a run).
+    pub fn set_steps(&mut self, steps: usize) {
+        let steps = steps.max(1);
+        let eval_every = (steps / 20).clamp(1, 250);
+        let checkpoint_every = (steps / 10).clamp(1, 250);
+        let on_loop = |train: &mut train_loop::LoopOptions| {
+            train.steps = steps;
+            train.eval_every = eval_every;
+            train.checkpoint_every = checkpoint_every;
+            train.max_seconds = None;
+        };
+        match self {
+            TrainSpec::LstmVae(o) => {
+                o.steps = steps;
+                o.eval_every = eval_every;
+                o.checkpoint_every = checkpoint_every;
+                o.max_seconds = None;
+            }
+            TrainSpec::Classifier(o) => on_loop(&mut o.train),
+            TrainSpec::TransformerVae(o) => on_loop(&mut o.train),
+            TrainSpec::Dcgan(o) => on_loop(&mut o.train),
+        }
+    }
+
+    /// Sets the seed of the run (its held-out pieces, batches and initial weights).
+    pub fn set_seed(&mut self, seed: u64) {
+        match self {
+            TrainSpec::LstmVae(o) => o.seed = seed,
+            TrainSpec::Classifier(o) => o.train.seed = seed,
+            TrainSpec::TransformerVae(o) => o.train.seed = seed,
+            TrainSpec::Dcgan(o) => o.train.seed = seed,
+        }
     }
 }
 
@@ -523,6 +572,7 @@ impl TrainingJob {
             following: false,
             events,
             thread,
+            give_up_at: None,
         }
     }
 
@@ -531,6 +581,16 @@ impl TrainingJob {
     /// there, then each new one, until stopped. The log is read on this thread, never by the
     /// window.
     pub fn follow(dir: PathBuf, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
+        Self::watch(dir, false, wake)
+    }
+
+    /// Shows the run in `dir` as [`TrainingJob::follow`] does, but ends after one reading of
+    /// its log where no run is training there now (see [`train_loop::run_folder_in_use`]).
+    pub fn show(dir: PathBuf, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
+        Self::watch(dir, true, wake)
+    }
+
+    fn watch(dir: PathBuf, until_idle: bool, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
         let control = Control::default();
         let (tx, events) = channel();
         let stop = control.stop.clone();
@@ -541,6 +601,7 @@ impl TrainingJob {
                     let _ = tx.send(r);
                     wake();
                 };
+                let mut live = None;
                 let mut log = LogFollower::new(train::metrics_path(&dir));
                 let (mut model, mut total) = (None, None);
                 send(TrainingReport::Following {
@@ -550,6 +611,11 @@ impl TrainingJob {
                 });
                 let mut manifest_seen = None;
                 while !stop.load(Ordering::Relaxed) {
+                    let live_now = train_loop::run_folder_in_use(&dir);
+                    if live != Some(live_now) {
+                        live = Some(live_now);
+                        send(TrainingReport::Live(live_now));
+                    }
                     // The model file appears at the run's first checkpoint (and another run
                     // may start in the folder); its manifest is read again only when a
                     // checkpoint has rewritten it.
@@ -598,6 +664,12 @@ impl TrainingJob {
                         }
                         Err(e) => return send(TrainingReport::Finished(Err(e))),
                     }
+                    if until_idle && !live_now {
+                        return send(TrainingReport::Finished(Err(format!(
+                            "Last run: {} (not training now)",
+                            dir.display()
+                        ))));
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(500));
                 }
                 send(TrainingReport::Finished(Err(format!(
@@ -611,6 +683,7 @@ impl TrainingJob {
             following: true,
             events,
             thread,
+            give_up_at: None,
         }
     }
 }
