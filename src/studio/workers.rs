@@ -514,10 +514,11 @@ impl TrainingJob {
                     Ok(s) => s,
                     Err(e) => return send(TrainingReport::Finished(Err(e))),
                 };
-                // Another run in the folder is refused before the corpus loads (the trainer
-                // takes the lock for the run itself).
-                if resume && let Err(e) = train_loop::lock_run_folder(&out) {
-                    return send(TrainingReport::Finished(Err(e.to_string())));
+                // Another run training in the folder is refused before the corpus loads (a
+                // look only: the trainer takes the lock for the run itself).
+                if resume && train_loop::run_folder_in_use(&out) {
+                    let busy = crate::Error::RunInUse { path: out.clone() };
+                    return send(TrainingReport::Finished(Err(busy.to_string())));
                 }
                 let load_opts = LoadOptions {
                     quantize: QuantizeOptions::default(),
