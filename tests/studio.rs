@@ -604,6 +604,28 @@ fn the_training_panel_continues_a_run() {
     drop(lock);
 }
 
+/// Composers A and B come back by name: the model loaded at the start may list them in
+/// another order (or be another model, when the last one is lost).
+#[test]
+fn the_composers_come_back_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let session = Session {
+        model_path: Some(model),
+        composer_names: ["scales", "arps", "chords"].map(String::from).to_vec(),
+        composer_a: 0,
+        composer_b: 1,
+        ..Session::default()
+    };
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), None, false));
+    wait(&mut h, "the start", |s| !s.loading());
+    let s = h.state();
+    assert_eq!(s.composers(), ["arps", "chords", "scales"]);
+    assert_eq!((s.session.composer_a, s.session.composer_b), (2, 0));
+}
+
 /// "Open a model file..." takes any of the four models, told by its manifest.
 #[test]
 fn a_model_file_of_any_kind_opens() {
@@ -1261,9 +1283,14 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
         fn flush(&mut self) {}
     }
     let saved = dir.path().join("studio/session.json");
+    wait(&mut h, "the start", |s| !s.loading());
     h.state_mut().saver = Some(Saver::new(saved.clone()));
     h.state_mut().session.seed = 77;
     eframe::App::save(h.state_mut(), &mut Untouched);
     h.state_mut().saver = None; // dropping the saver finishes its write
-    assert_eq!(session_file::read(&saved).unwrap().unwrap().seed, 77);
+    let back = session_file::read(&saved).unwrap().unwrap();
+    assert_eq!(back.seed, 77);
+    // With the pickers' composers, by name for the next start.
+    assert_eq!(back.composer_names, h.state().composers());
+    assert!(!back.composer_names.is_empty());
 }

@@ -307,6 +307,10 @@ pub struct Session {
     /// seed and folder give the same run).
     #[serde(default = "default_train_seed")]
     pub train_seed: u64,
+    /// The composer pickers' list when the session was saved: composers A and B are kept by
+    /// name at the next start, should its models list other composers (a model lost since).
+    #[serde(default)]
+    pub composer_names: Vec<String>,
 }
 
 impl Session {
@@ -395,6 +399,7 @@ impl Default for Session {
             gan_path: None,
             train_run: None,
             train_seed: default_train_seed(),
+            composer_names: Vec::new(),
         }
     }
 }
@@ -704,6 +709,9 @@ impl Studio {
     fn use_startup(&mut self, s: Startup) {
         self.loading = false;
         let earlier = self.message.clone().filter(|m| m.1);
+        // The pickers are empty while the models load, so these are still the last session's.
+        let saved_names = std::mem::take(&mut self.session.composer_names);
+        let saved_choice = (self.session.composer_a, self.session.composer_b);
         let mut others = s.others;
         let mut problems = s.problems;
         // A model chosen meanwhile wins over the last session's.
@@ -763,6 +771,12 @@ impl Studio {
                 }
             }
             keep_error(self, &mut errors);
+        }
+        // Composers A and B by name, as the last session left them (the models loaded may
+        // list other composers, or the same in another order).
+        if !saved_names.is_empty() && !self.model_chosen {
+            (self.session.composer_a, self.session.composer_b) = saved_choice;
+            self.keep_composers(&saved_names);
         }
         // Every change of the piece is a step of the history.
         let untouched = !self.history.can_undo();
@@ -944,10 +958,10 @@ impl Studio {
     fn use_model(&mut self, path: PathBuf, loaded: Result<Arc<TrainedModel>, String>) {
         match loaded {
             Ok(m) => {
-                let n = m.manifest.composers.len();
-                self.session.composer_a = self.session.composer_a.min(n - 1);
-                self.session.composer_b = self.session.composer_b.min(n - 1);
+                // Composers A and B stay the composers they were, where the model knows them.
+                let before = self.composers();
                 self.model = Some(m);
+                self.keep_composers(&before);
                 self.model_error = None;
                 // Stored absolute, so the next start finds it from any folder.
                 self.session.model_path = Some(std::fs::canonicalize(&path).unwrap_or(path));
@@ -2503,6 +2517,11 @@ impl eframe::App for Studio {
     }
 
     fn save(&mut self, _storage: &mut dyn eframe::Storage) {
+        // The pickers' list (none while the models load: the last session's then stands).
+        let names = self.composers();
+        if !names.is_empty() {
+            self.session.composer_names = names;
+        }
         let problem = self.saver.as_mut().and_then(|saver| {
             saver.save(&self.session);
             saver.problem.take()
