@@ -987,6 +987,7 @@ impl<'a> Trainer<'a> {
 /// without it no run (a checkpoint interrupted while being moved into place is finished
 /// first). Nothing is created.
 pub fn check_out_folder(out: &Path, resume: bool) -> Result<()> {
+    crate::train_loop::check_not_in_use(out)?;
     crate::train_loop::check_run_folder(out, &model_path(out), &state_path(out), resume)
 }
 

@@ -524,7 +524,18 @@ pub(crate) fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
 /// [`crate::train::check_out_folder`]). Nothing is created or changed: another run may be
 /// training there (the trainer itself refuses that, see [`lock_run_folder`]).
 pub fn check_out_folder(out: &Path, kind: &str, resume: bool) -> Result<()> {
+    check_not_in_use(out)?;
     check_run_folder(out, &model_file(out, kind), &state_file(out), resume)
+}
+
+/// Refuses a folder another run is training in now (a look only: the run takes the lock).
+pub(crate) fn check_not_in_use(out: &Path) -> Result<()> {
+    if run_folder_in_use(out) {
+        return Err(Error::RunInUse {
+            path: out.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// A run folder must hold a checkpoint to resume, and must not hold a run (or a model) to
@@ -622,29 +633,54 @@ pub struct RunLock {
 /// where the file system cannot lock files (some network file systems), runs go unlocked.
 pub fn lock_run_folder(out: &Path) -> Result<RunLock> {
     let path = out.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, "opening", e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(RunLock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::RunInUse {
-            path: out.to_path_buf(),
-        }),
-        // No locks here (ENOLCK, unsupported): unlocked, as before locks.
-        Err(std::fs::TryLockError::Error(_)) => Ok(RunLock { _file: file }),
+    // A look at the folder (run_folder_in_use) holds the lock for a moment: a few tries
+    // over 200 ms tell it from a run.
+    for attempt in 0..10 {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, "opening", e))?;
+        match file.try_lock() {
+            // The file may have been removed (a run stopped before its first step discards
+            // its folder) between the opening and the lock: then lock the one there now.
+            Ok(()) if same_file(&file, &path) => return Ok(RunLock { _file: file }),
+            Ok(()) => continue,
+            Err(std::fs::TryLockError::WouldBlock) if attempt < 9 => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => break,
+            // No locks here (ENOLCK, unsupported): unlocked, as before locks.
+            Err(std::fs::TryLockError::Error(_)) => return Ok(RunLock { _file: file }),
+        }
     }
+    Err(Error::RunInUse {
+        path: out.to_path_buf(),
+    })
+}
+
+/// Whether the open `file` is still the one at `path` (not removed or replaced since).
+#[cfg(unix)]
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Whether the open `file` is still the one at `path` (elsewhere a file held open cannot be
+/// removed, so it is).
+#[cfg(not(unix))]
+fn same_file(_file: &std::fs::File, path: &Path) -> bool {
+    path.exists()
 }
 
 /// Whether a run is training in the folder `out` now (holds its lock). A folder without a
 /// lock file has none; the lock taken to look is released at once.
 pub fn run_folder_in_use(out: &Path) -> bool {
-    let Ok(file) = std::fs::OpenOptions::new()
-        .write(true)
-        .open(out.join(LOCK_FILE))
-    else {
+    let Ok(file) = std::fs::File::open(out.join(LOCK_FILE)) else {
         return false;
     };
     matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))

@@ -216,6 +216,27 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
         let err = fails(&["train", model, "--corpus", p(dir.path()), flag, value]);
         assert!(err.contains(says), "{model} {flag} {value}: {err}");
     }
+    // A folder another run trains in is refused before the corpus is read, by either trainer.
+    let busy = dir.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    let lock = segue::train_loop::lock_run_folder(&busy).unwrap();
+    for model in ["lstm-vae", "classifier"] {
+        let err = fails(&[
+            "train",
+            model,
+            "--corpus",
+            "/nonexistent-corpus",
+            "--out",
+            p(&busy),
+            "--resume",
+        ]);
+        assert!(
+            err.contains("another training run is using"),
+            "{model}: {err}"
+        );
+    }
+    drop(lock);
+
     // Negative numbers reach the program's own checks rather than read as unknown flags.
     let out = dir.path().join("g.mid");
     for (flag, value, says) in [

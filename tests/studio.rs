@@ -515,7 +515,7 @@ fn a_run_cut_short_by_closing_the_studio_continues_at_the_next_start() {
         std::thread::sleep(Duration::from_millis(10));
         h.step();
     }
-    assert!(!h.state().training_running());
+    wait(&mut h, "the run's end", |s| !s.training_running());
     drop(h);
     let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     let done = log.lines().count();
@@ -524,6 +524,9 @@ fn a_run_cut_short_by_closing_the_studio_continues_at_the_next_start() {
         serde_json::from_slice(&std::fs::read(out.join("classifier.json")).unwrap()).unwrap();
     assert_eq!(manifest["steps"], done);
 
+    // The next start shows it; while a run trains there (here: holds the folder), live and
+    // without Continue, which comes once that run has ended.
+    let lock = segue::train_loop::lock_run_folder(&out).unwrap();
     let mut h = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
         .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), None, false));
@@ -532,6 +535,18 @@ fn a_run_cut_short_by_closing_the_studio_continues_at_the_next_start() {
     });
     h.get_by_label("Train...").click();
     h.step();
+    assert!(h.state().training_running(), "followed live");
+    assert!(h.query_by_label("Continue to 2000 steps").is_none());
+    drop(lock);
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while h.query_by_label("Continue to 2000 steps").is_none() {
+        assert!(
+            std::time::Instant::now() < until,
+            "no Continue once the run ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        h.step();
+    }
     h.get_by_label("Continue to 2000 steps").click();
     h.step();
     wait(&mut h, "the run to go on", |s| {
@@ -569,6 +584,19 @@ fn the_training_panel_continues_a_run() {
         "{}",
         h.state().training_status()
     );
+    // Continued to 2000 steps, it validates and checkpoints as a 2000-step run would, with
+    // its own seed and no time limit.
+    let checkpoint = h.state().training_checkpoint().unwrap().to_path_buf();
+    match segue::studio::workers::TrainSpec::of_run(&checkpoint, 2000).unwrap() {
+        segue::studio::workers::TrainSpec::LstmVae(o) => {
+            assert_eq!(
+                (o.steps, o.eval_every, o.checkpoint_every),
+                (2000, 100, 200)
+            );
+            assert_eq!((o.seed, o.max_seconds), (7, None));
+        }
+        _ => panic!("not the LSTM-VAE's options"),
+    }
     // The slider's least: 10 steps.
     h.state_mut().session.train_steps = 10;
     h.step();

@@ -474,6 +474,8 @@ pub struct Studio {
     others_chosen: Vec<OtherKind>,
     /// Whether the window waits to close until the training run has written its checkpoint.
     closing: bool,
+    /// Whether composer A or B was picked since the start (the last session's then give way).
+    composers_picked: bool,
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -679,6 +681,7 @@ impl Studio {
             model_chosen: false,
             others_chosen: Vec::new(),
             closing: false,
+            composers_picked: false,
             wake,
         };
         let model = studio.model_path_or_default(studio.session.model_path.clone());
@@ -709,8 +712,9 @@ impl Studio {
     fn use_startup(&mut self, s: Startup) {
         self.loading = false;
         let earlier = self.message.clone().filter(|m| m.1);
-        // The pickers are empty while the models load, so these are still the last session's.
-        let saved_names = std::mem::take(&mut self.session.composer_names);
+        // The last session's choice, unless composers were picked meanwhile (with a model
+        // chosen while these loaded).
+        let saved_names = self.session.composer_names.clone();
         let saved_choice = (self.session.composer_a, self.session.composer_b);
         let mut others = s.others;
         let mut problems = s.problems;
@@ -774,7 +778,7 @@ impl Studio {
         }
         // Composers A and B by name, as the last session left them (the models loaded may
         // list other composers, or the same in another order).
-        if !saved_names.is_empty() && !self.model_chosen {
+        if !saved_names.is_empty() && !self.composers_picked {
             (self.session.composer_a, self.session.composer_b) = saved_choice;
             self.keep_composers(&saved_names);
         }
@@ -1566,6 +1570,9 @@ impl Studio {
             self.training.job = None;
             match result {
                 // A followed run keeps its curves and its model; the message says why it ended.
+                Err(e) if following && self.training.live => {
+                    self.training.status = format!("{e} (it is still training there)");
+                }
                 Err(e) if following => self.training.status = e,
                 Ok(p) => {
                     self.training.status = format!("Finished: {}", p.display());
@@ -1653,6 +1660,10 @@ impl Studio {
                 ctx.request_repaint_after(Duration::from_millis(100));
             }
         } else if self.closing {
+            if self.training.job.as_ref().is_some_and(|j| j.ended()) {
+                // Its last reports (the checkpoint, the end) go to the monitor first.
+                self.poll_training();
+            }
             let done = self.training.job.as_ref().is_none_or(|j| j.ended());
             let until = self.training.job.as_mut().map(|j| j.stop_for_closing());
             if done || until.is_some_and(|u| Instant::now() >= u) {
@@ -1923,6 +1934,7 @@ impl Studio {
             s.composer_a = s.composer_a.min(last);
             s.composer_b = s.composer_b.min(last);
         }
+        let mut picked = false;
         for (label, chosen, enabled) in [
             ("Composer A", &mut s.composer_a, is_vae),
             ("Composer B", &mut s.composer_b, uses_b),
@@ -1932,12 +1944,13 @@ impl Studio {
                     .selected_text(composers.get(*chosen).cloned().unwrap_or_default())
                     .show_ui(ui, |ui| {
                         for (i, c) in composers.iter().enumerate() {
-                            ui.selectable_value(chosen, i, c);
+                            picked |= ui.selectable_value(chosen, i, c).clicked();
                         }
                     });
             });
         }
         let mut alpha = s.alpha;
+        self.composers_picked |= picked;
         let slider = ui
             .add_enabled(
                 is_vae,
@@ -2276,7 +2289,7 @@ impl Studio {
         // The monitor's run (finished, stopped, or followed and not training now) trained on
         // to the slider's steps.
         let idle = match &self.training.job {
-            None => true,
+            None => !self.training.live,
             Some(job) => job.following && !self.training.live,
         };
         if idle && self.training.checkpoint.is_some() && self.training.model.is_some() {
@@ -2506,7 +2519,6 @@ impl eframe::App for Studio {
                 player.send(Command::Play(step));
             }
         });
-        self.close_after_training(&ctx);
         // A training run or a followed log wakes the window with each report.
         if self.playing() || self.job_progress.is_some() {
             ctx.request_repaint_after(Duration::from_millis(30));
@@ -2514,6 +2526,11 @@ impl eframe::App for Studio {
         // eframe saves (every 30 s) only after a frame: one idle frame at least that often, so
         // a change is on disk within a minute even if nothing else happens.
         ctx.request_repaint_after(Duration::from_secs(30));
+    }
+
+    /// Runs before each frame, and while the window is hidden (minimised) too.
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.close_after_training(ctx);
     }
 
     fn save(&mut self, _storage: &mut dyn eframe::Storage) {
