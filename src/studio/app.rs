@@ -199,8 +199,8 @@ impl OtherModels {
     pub fn load_shipped(kinds: &[OtherKind]) -> (Self, Vec<String>) {
         let mut others = OtherModels::default();
         let mut problems = Vec::new();
-        for path_kind in kinds.iter().filter_map(|&k| Some((k.shipped()?, k))) {
-            match path_kind.1.load(&path_kind.0) {
+        for (kind, path) in kinds.iter().filter_map(|&k| Some((k, k.shipped()?))) {
+            match kind.load(&path) {
                 Ok(m) => others.put(m),
                 Err(e) => problems.push(e),
             }
