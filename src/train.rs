@@ -983,9 +983,9 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// Checks the run folder `out` before any work: with `resume` it must hold a checkpoint,
-/// without it no run (a checkpoint interrupted while being moved into place is finished
-/// first). Nothing is created.
+/// Checks the run folder `out` before any work: no other run may be training there, with
+/// `resume` it must hold a checkpoint, without it no run (a checkpoint interrupted while being
+/// moved into place counts; the run itself finishes it). Nothing is created or changed.
 pub fn check_out_folder(out: &Path, resume: bool) -> Result<()> {
     crate::train_loop::check_not_in_use(out)?;
     crate::train_loop::check_run_folder(out, &model_path(out), &state_path(out), resume)

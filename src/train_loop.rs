@@ -529,7 +529,7 @@ pub fn check_out_folder(out: &Path, kind: &str, resume: bool) -> Result<()> {
 }
 
 /// Refuses a folder another run is training in now (a look only: the run takes the lock).
-pub(crate) fn check_not_in_use(out: &Path) -> Result<()> {
+pub fn check_not_in_use(out: &Path) -> Result<()> {
     if run_folder_in_use(out) {
         return Err(Error::RunInUse {
             path: out.to_path_buf(),

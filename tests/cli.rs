@@ -294,10 +294,13 @@ fn classify_ranks_every_composer_and_lists_windows_within_the_piece() {
     assert_eq!(ranked.len(), 20, "{text}");
     assert!(ranked.windows(2).all(|w| w[0] >= w[1]), "{text}");
     assert!((ranked.iter().sum::<f64>() - 100.0).abs() < 0.5, "{text}");
-    let windows: Vec<&str> = text
-        .lines()
-        .filter(|l| l.trim_start().starts_with("bars "))
-        .collect();
+    let window_lines = |text: &str| -> Vec<String> {
+        (text.lines())
+            .filter(|l| l.trim_start().starts_with("bars "))
+            .map(String::from)
+            .collect()
+    };
+    let windows = window_lines(&text);
     assert_eq!(windows.len(), 3, "{text}");
     assert!(windows[0].contains("bars    1-16"), "{text}");
     assert!(windows[2].contains("bars   17-25"), "{text}");
@@ -316,10 +319,7 @@ fn classify_ranks_every_composer_and_lists_windows_within_the_piece() {
     );
     std::fs::write(&waltz, bytes).unwrap();
     let text = ok(&["classify", p(&waltz), "--top", "2"]);
-    let windows: Vec<&str> = text
-        .lines()
-        .filter(|l| l.trim_start().starts_with("bars "))
-        .collect();
+    let windows = window_lines(&text);
     assert_eq!(windows.len(), 3, "{text}");
     // Steps 0-255: bars 1-22; the last window, steps 256-399: bars 22-34.
     assert!(windows[0].contains("bars    1-22"), "{text}");

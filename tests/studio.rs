@@ -475,22 +475,36 @@ fn monitor_steps(s: &Studio) -> Vec<usize> {
         .collect()
 }
 
+/// A studio on a tiny model in `dir`, its Train panel open and training `model` on the tiny
+/// corpus for `steps` steps with `seed`, into `dir/run`: the studio, the corpus and the run.
+fn training_in_panel(
+    dir: &Path,
+    model: segue::studio::app::TrainModel,
+    steps: usize,
+    seed: u64,
+) -> (Harness<'static, Studio>, PathBuf, PathBuf) {
+    let tiny = tiny_model(dir);
+    let corpus = dir.join("corpus");
+    let out = dir.join("run");
+    let mut h = studio(&tiny, None);
+    h.get_by_label("Train...").click();
+    h.step();
+    let s = &mut h.state_mut().session;
+    s.train_dir = Some(corpus.clone());
+    s.train_model = model;
+    s.train_seed = seed;
+    s.train_steps = steps;
+    h.state_mut().start_training(corpus.clone(), out.clone());
+    (h, corpus, out)
+}
+
 /// A studio closed while it trains stops the run with a checkpoint; the next start shows
 /// that run again, and "Continue to N steps" trains it on from there, its curves going on.
 #[test]
 fn a_run_cut_short_by_closing_the_studio_continues_at_the_next_start() {
     use segue::studio::app::TrainModel;
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
-    let corpus = dir.path().join("corpus");
-    let out = dir.path().join("clf");
-    let mut h = studio(&model, None);
-    h.get_by_label("Train...").click();
-    h.step();
-    h.state_mut().session.train_dir = Some(corpus.clone());
-    h.state_mut().session.train_model = TrainModel::Classifier;
-    h.state_mut().session.train_steps = 2000;
-    h.state_mut().start_training(corpus.clone(), out.clone());
+    let (mut h, _, out) = training_in_panel(dir.path(), TrainModel::Classifier, 2000, 1);
     wait(&mut h, "two steps", |s| monitor_steps(s).len() >= 2);
     let session = h.state().session.clone();
     assert_eq!(session.train_run.as_deref(), Some(out.as_path()));
@@ -566,17 +580,7 @@ fn a_run_cut_short_by_closing_the_studio_continues_at_the_next_start() {
 fn the_training_panel_continues_a_run() {
     use segue::studio::app::TrainModel;
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
-    let corpus = dir.path().join("corpus");
-    let out = dir.path().join("vae");
-    let mut h = studio(&model, None);
-    h.get_by_label("Train...").click();
-    h.step();
-    h.state_mut().session.train_dir = Some(corpus.clone());
-    h.state_mut().session.train_model = TrainModel::LstmVae;
-    h.state_mut().session.train_seed = 7;
-    h.state_mut().session.train_steps = 2;
-    h.state_mut().start_training(corpus.clone(), out.clone());
+    let (mut h, corpus, out) = training_in_panel(dir.path(), TrainModel::LstmVae, 2, 7);
     wait(&mut h, "training to finish", |s| !s.training_running());
     assert_eq!(
         monitor_steps(h.state()),

@@ -540,6 +540,7 @@ impl Startup {
             .collect();
         let (others, problems) = OtherModels::load_shipped(&shipped);
         let model = model.map(|p| {
+            let p = absolute(p);
             let loaded = load_trained(&p);
             (p, loaded)
         });
@@ -549,6 +550,7 @@ impl Startup {
             Some((path, Err(_))) => trained::default_model_path()
                 .filter(|s| std::fs::canonicalize(s).ok() != std::fs::canonicalize(path).ok())
                 .map(|s| {
+                    let s = absolute(s);
                     let loaded = load_trained(&s);
                     (s, loaded)
                 }),
@@ -594,6 +596,12 @@ fn other_kind_of_file(path: &Path) -> Option<OtherKind> {
         crate::models::weights::read_manifest(&crate::models::weights::manifest_path(path)).ok()?;
     let kind = manifest["model"].as_str()?;
     OtherKind::ALL.into_iter().find(|k| k.file_kind() == kind)
+}
+
+/// `path` made absolute, so that a session finds it again from any folder (where it can be:
+/// as it is otherwise). A file system call: made on the worker threads that load models.
+fn absolute(path: PathBuf) -> PathBuf {
+    std::fs::canonicalize(&path).unwrap_or(path)
 }
 
 /// Loads an LSTM-VAE model file for the studio (on the CPU, where generation runs).
@@ -881,6 +889,7 @@ impl Studio {
         };
         self.model_chosen = true;
         self.in_background(move || {
+            let path = absolute(path);
             let loaded = load_trained(&path);
             DialogResult::ModelLoaded(path, loaded)
         });
@@ -891,10 +900,12 @@ impl Studio {
     pub fn open_model_file(&mut self, path: PathBuf) {
         self.in_background(move || match other_kind_of_file(&path) {
             Some(kind) => {
+                let path = absolute(path);
                 let loaded = kind.load(&path);
                 DialogResult::OtherLoaded(kind, path, loaded)
             }
             None => {
+                let path = absolute(path);
                 let loaded = load_trained(&path);
                 DialogResult::ModelLoaded(path, loaded)
             }
@@ -907,6 +918,7 @@ impl Studio {
     /// to it).
     pub fn load_other(&mut self, kind: OtherKind, path: PathBuf) {
         self.in_background(move || {
+            let path = absolute(path);
             let loaded = kind.load(&path);
             DialogResult::OtherLoaded(kind, path, loaded)
         });
@@ -947,7 +959,7 @@ impl Studio {
             OtherKind::Classifier => {}
         }
         self.keep_composers(&before);
-        *self.session.other_path(kind) = Some(std::fs::canonicalize(&path).unwrap_or(path));
+        *self.session.other_path(kind) = Some(path);
         self.say(said, false);
     }
 
@@ -967,8 +979,9 @@ impl Studio {
                 self.model = Some(m);
                 self.keep_composers(&before);
                 self.model_error = None;
-                // Stored absolute, so the next start finds it from any folder.
-                self.session.model_path = Some(std::fs::canonicalize(&path).unwrap_or(path));
+                // Absolute (made so where it was loaded), so the next start finds it from any
+                // folder.
+                self.session.model_path = Some(path);
             }
             Err(e) => {
                 self.say(format!("Could not load {}: {e}", path.display()), true);

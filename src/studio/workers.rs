@@ -516,8 +516,7 @@ impl TrainingJob {
                 };
                 // Another run training in the folder is refused before the corpus loads (a
                 // look only: the trainer takes the lock for the run itself).
-                if resume && train_loop::run_folder_in_use(&out) {
-                    let busy = crate::Error::RunInUse { path: out.clone() };
+                if resume && let Err(busy) = train_loop::check_not_in_use(&out) {
                     return send(TrainingReport::Finished(Err(busy.to_string())));
                 }
                 let load_opts = LoadOptions {
