@@ -144,6 +144,67 @@ fn generate_and_the_slider_change_the_roll() {
     }
 }
 
+/// With no file open, the piece as it was when Generate was pressed primes every blend the
+/// slider asks for after it (not the result each one replaced), and an edit made while a
+/// blend is on its way keeps it from replacing the edited piece.
+#[test]
+fn the_slider_blends_from_the_same_primer_and_an_edit_cancels_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    // Playback without a sound card: the test pulls the samples.
+    let (player, mut engine) = segue::studio::audio::Player::detached();
+    h.state_mut().use_player(player);
+    let mut listen = |h: &mut Harness<'static, Studio>| {
+        for _ in 0..1024 {
+            engine.next_sample();
+        }
+        h.state().is_playing()
+    };
+    // A motif shorter than the primer's 64 steps, drawn by hand.
+    h.state_mut().session.score.draw(60, 0, 4);
+    h.state_mut().session.score.draw(64, 4, 4);
+    h.state_mut().session.composer_a = 0;
+    h.state_mut().session.composer_b = 2;
+    generate_new_piece(&mut h, "the first generation");
+    // Generate does not start playback; a blend the slider asked for does.
+    assert!(!listen(&mut h));
+    let blend = |h: &mut Harness<'static, Studio>, alpha: f32| {
+        let before = h.state().session.score.clone();
+        h.state_mut().set_alpha(alpha);
+        wait(h, "the blend", |s| {
+            !s.generating() && !s.regenerating() && s.session.score != before
+        });
+        h.state().session.score.clone()
+    };
+    let towards_b = blend(&mut h, 1.0);
+    assert!(listen(&mut h));
+    h.key_press(egui::Key::Space);
+    h.step();
+    assert!(!listen(&mut h));
+    assert_eq!(towards_b.primer_steps, 8);
+    assert_eq!(towards_b.steps(), 8 + 48);
+    // Unless the musician turned that off.
+    h.state_mut().session.play_blends = false;
+    let towards_a = blend(&mut h, 0.0);
+    assert!(!listen(&mut h));
+    assert_eq!(towards_a.primer_steps, 8);
+    // Back to B: the same primer, seed and code give the same piece.
+    assert_eq!(blend(&mut h, 1.0), towards_b);
+    // The slider moves, then an edit (here an undo) comes before the blend: the blend is
+    // called off and the edited piece stays.
+    h.state_mut().set_alpha(0.5);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    assert_eq!(h.state().session.score, towards_a);
+    assert!(!h.state().generating() && !h.state().regenerating());
+    std::thread::sleep(Duration::from_millis(600));
+    for _ in 0..5 {
+        h.step();
+    }
+    assert_eq!(h.state().session.score, towards_a);
+}
+
 #[test]
 fn opens_a_midi_file_and_exports_it_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -1019,6 +1080,19 @@ fn keyboard_editing_of_the_selection() {
     h.step();
     assert_eq!(velocities(&h), vec![80; 6]);
     assert_eq!(notes(&h).len(), 6);
+    // So is a new tempo, on its own: undo takes it back and leaves the notes as they are.
+    let bpm = h.state().session.score.bpm;
+    h.get_by_label("Tempo").focus();
+    h.step();
+    h.get_by_label("Tempo").type_text("93");
+    h.key_press(Key::Enter);
+    h.step();
+    assert_eq!(h.state().session.score.bpm, 93.0);
+    let with_tempo = h.state().session.score.notes.clone();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    assert_eq!(h.state().session.score.bpm, bpm);
+    assert_eq!(h.state().session.score.notes, with_tempo);
 }
 
 /// A file faster than the tempo box drags over keeps its tempo map through the window and

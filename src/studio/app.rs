@@ -311,6 +311,14 @@ pub struct Session {
     /// name at the next start, should its models list other composers (a model lost since).
     #[serde(default)]
     pub composer_names: Vec<String>,
+    /// Start playback when a blend the slider asked for arrives and nothing is playing, so
+    /// that moving the slider is heard at once.
+    #[serde(default = "default_play_blends")]
+    pub play_blends: bool,
+}
+
+fn default_play_blends() -> bool {
+    true
 }
 
 impl Session {
@@ -400,6 +408,7 @@ impl Default for Session {
             train_run: None,
             train_seed: default_train_seed(),
             composer_names: Vec::new(),
+            play_blends: default_play_blends(),
         }
     }
 }
@@ -454,6 +463,10 @@ pub struct Studio {
     variations: Vec<Generated>,
     chosen_variation: usize,
     regenerate_at: Option<Instant>,
+    /// Whether the slider asked for the next generation (a blend to be heard).
+    blend_asked: bool,
+    /// Whether playback starts when the running generation arrives.
+    play_when_done: bool,
     /// The loop range the audio thread was last told.
     sent_loop: Option<(usize, usize)>,
     message: Option<(String, bool)>,
@@ -466,6 +479,8 @@ pub struct Studio {
     verdict: Option<Verdict>,
     /// Whether the velocity box's current drag or typing has recorded its undo step.
     velocity_recorded: bool,
+    /// Whether the tempo box's drag in progress has its undo step yet.
+    tempo_recorded: bool,
     /// Whether the models are still loading after the start.
     loading: bool,
     /// Whether a model was chosen since the start (the start's own then gives way to it).
@@ -675,6 +690,8 @@ impl Studio {
             variations: Vec::new(),
             chosen_variation: 0,
             regenerate_at: None,
+            blend_asked: false,
+            play_when_done: false,
             sent_loop: None,
             message: None,
             dialogs: Vec::new(),
@@ -685,6 +702,7 @@ impl Studio {
             style_id: 0,
             verdict: None,
             velocity_recorded: false,
+            tempo_recorded: false,
             loading: false,
             model_chosen: false,
             others_chosen: Vec::new(),
@@ -844,6 +862,23 @@ impl Studio {
     /// Whether a generation job is running.
     pub fn generating(&self) -> bool {
         self.job_progress.is_some()
+    }
+
+    /// Plays through `player` from now on (a detached one: headless, as in tests).
+    pub fn use_player(&mut self, player: Player) {
+        self.player = Some(player);
+        self.audio_error = None;
+        self.push_score();
+    }
+
+    /// Whether playback is running.
+    pub fn is_playing(&self) -> bool {
+        self.playing()
+    }
+
+    /// Whether the slider has asked for a blend that has not started yet.
+    pub fn regenerating(&self) -> bool {
+        self.regenerate_at.is_some()
     }
 
     /// Metrics received from the training run so far.
@@ -1169,10 +1204,12 @@ impl Studio {
             self.regenerate_at = Some(Instant::now() + DEBOUNCE);
             return;
         }
+        let from_slider = std::mem::take(&mut self.blend_asked);
         let engine = match self.engine() {
             Ok(e) => e,
             Err(message) => return self.say(message, true),
         };
+        self.play_when_done = from_slider && self.session.play_blends;
         let s = &self.session;
         self.job_cancel.store(true, Ordering::Relaxed);
         self.job_cancel = Arc::new(AtomicBool::new(false));
@@ -1201,13 +1238,21 @@ impl Studio {
                 );
             }
         }
-        let s = &self.session;
-        let primer = match s.engine {
-            EngineKind::LstmVae | EngineKind::TransformerVae => self.primer_roll(),
+        let primer = match self.session.engine {
+            EngineKind::LstmVae | EngineKind::TransformerVae => {
+                let primer = self.primer_roll();
+                // The piece as it is now primes this generation and the next ones (the
+                // slider's blends), not the result that replaces it, until it is edited.
+                if self.primer.is_none() {
+                    self.primer = Some(primer.clone());
+                }
+                primer
+            }
             // Ascent starts from noise (a primer would be judged, not continued); the GAN
             // needs nothing.
             EngineKind::ClassifierAscent | EngineKind::Dcgan => Roll::new(0),
         };
+        let s = &self.session;
         self.generator.request(GenerationRequest {
             id: self.job_id,
             engine,
@@ -1270,6 +1315,8 @@ impl Studio {
         self.job_id += 1;
         self.job_progress = None;
         self.regenerate_at = None;
+        self.blend_asked = false;
+        self.play_when_done = false;
     }
 
     /// Sets the slider as a user would: the result regenerates after a short rest.
@@ -1283,6 +1330,7 @@ impl Studio {
             self.session.mode = Mode::Blend;
         }
         self.regenerate_at = Some(Instant::now() + DEBOUNCE);
+        self.blend_asked = true;
     }
 
     fn choose_variation(&mut self, k: usize) {
@@ -1334,6 +1382,8 @@ impl Studio {
     fn edited_by_hand(&mut self) {
         self.primer = None;
         self.session.primer_path = None;
+        // A piece generated before the edit would replace it when it arrives.
+        self.cancel_generation();
         self.push_score();
     }
 
@@ -1433,9 +1483,15 @@ impl Studio {
                         format!("Generated {} variation(s).", self.variations.len()),
                         false,
                     );
+                    // A blend the slider asked for is heard at once (playing, it already is:
+                    // the new piece plays on from the playhead).
+                    if std::mem::take(&mut self.play_when_done) && !self.playing() {
+                        self.toggle_play();
+                    }
                 }
                 GenerationEvent::Failed { id, message } if id == self.job_id => {
                     self.job_progress = None;
+                    self.play_when_done = false;
                     if message != "cancelled" {
                         self.say(message, true);
                     }
@@ -1774,19 +1830,28 @@ impl Studio {
                      scaled to it"
                 )
             };
-            if ui
+            let mut bpm = self.session.score.bpm;
+            let r = ui
                 .add(
                     // A file's tempo outside the range the box drags over stays as it is.
-                    egui::DragValue::new(&mut self.session.score.bpm)
+                    egui::DragValue::new(&mut bpm)
                         .range(20.0..=300.0)
                         .clamp_existing_to_range(false)
                         .suffix(" bpm"),
                 )
                 .labelled_by(label.id)
-                .on_hover_text(hint)
-                .changed()
-            {
+                .on_hover_text(hint);
+            if r.changed() {
+                // One undo step per drag or typed value, as for the velocity.
+                if !self.tempo_recorded {
+                    self.history.record(&self.session.score);
+                    self.tempo_recorded = true;
+                }
+                self.session.score.bpm = bpm;
                 self.push_score();
+            }
+            if !r.dragged() && !r.has_focus() {
+                self.tempo_recorded = false;
             }
             ui.separator();
             if ui
@@ -1973,6 +2038,14 @@ impl Studio {
         if slider.changed() {
             self.set_alpha(alpha);
         }
+        ui.add_enabled(
+            is_vae && self.player.is_some(),
+            egui::Checkbox::new(&mut self.session.play_blends, "Play each blend"),
+        )
+        .on_hover_text(
+            "When a blend the slider asked for arrives and nothing is playing, play it from \
+             the start (or the loop)",
+        );
         let samples = match self.session.engine {
             EngineKind::LstmVae | EngineKind::TransformerVae => true,
             EngineKind::ClassifierAscent => false,

@@ -292,6 +292,13 @@ pub fn piano_roll(
             pos2(step_x(n.end() as f32), pitch_y(f32::from(n.pitch))),
         )
     };
+    // Which notes are selected, looked up once per note (a whole piece may be selected).
+    let mut selected = vec![false; score.notes.len()];
+    for &i in &view.selection {
+        if let Some(s) = selected.get_mut(i) {
+            *s = true;
+        }
+    }
     for (i, n) in score.notes.iter().enumerate() {
         let r = note_rect(n);
         if !r.intersects(grid) {
@@ -299,7 +306,7 @@ pub fn piano_roll(
         }
         let r = r.shrink2(vec2(0.5, 0.5)).intersect(grid);
         painter.rect_filled(r, 1.5, note_color(n.origin, n.velocity));
-        if view.selection.contains(&i) {
+        if selected[i] {
             painter.rect_stroke(r, 1.5, Stroke::new(1.5, Color32::WHITE), StrokeKind::Inside);
         }
     }

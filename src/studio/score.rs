@@ -282,14 +282,18 @@ impl Score {
 
     /// Removes the notes with the given indices.
     pub fn delete(&mut self, indices: &[usize]) {
-        let mut sorted = indices.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        for &i in sorted.iter().rev() {
-            if i < self.notes.len() {
-                self.notes.remove(i);
+        let mut doomed = vec![false; self.notes.len()];
+        for &i in indices {
+            if let Some(d) = doomed.get_mut(i) {
+                *d = true;
             }
         }
+        // One pass, keeping the others in order (a whole piece may be deleted at once).
+        let mut k = 0;
+        self.notes.retain(|_| {
+            k += 1;
+            !doomed[k - 1]
+        });
     }
 
     /// Moves notes by `steps` and `semitones` (clamped to the grid and the keyboard); they
