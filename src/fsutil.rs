@@ -18,6 +18,19 @@ pub fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
+    // Writing through a symbolic link updates the file it points to; the link stays.
+    let resolved;
+    let path = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => match path.canonicalize() {
+            Ok(target) => {
+                resolved = target;
+                resolved.as_path()
+            }
+            // A link to nothing is replaced, as a missing file would be created.
+            Err(_) => path,
+        },
+        _ => path,
+    };
     let dir = check_target(path)?;
     let mut builder = tempfile::Builder::new();
     builder.prefix(".segue-").suffix(".part");
@@ -181,5 +194,23 @@ mod tests {
         recover_set(t).unwrap();
         assert_eq!((read("a"), read("b")), ("a4".into(), "b4".into()));
         assert!(!stage.exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn writing_through_a_link_updates_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("real.mid");
+        let link = dir.path().join("link.mid");
+        std::fs::write(&target, b"old").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_atomic(&link, b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        // A link to nothing is replaced by the file.
+        let dangling = dir.path().join("dangling.mid");
+        std::os::unix::fs::symlink(dir.path().join("gone.mid"), &dangling).unwrap();
+        write_atomic(&dangling, b"here").unwrap();
+        assert_eq!(std::fs::read(&dangling).unwrap(), b"here");
     }
 }

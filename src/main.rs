@@ -1720,8 +1720,13 @@ fn resolve_model(given: Option<&str>) -> Result<(String, PathBuf)> {
             let manifest: serde_json::Value = segue::models::weights::read_manifest(
                 &segue::models::weights::manifest_path(&path),
             )?;
-            let kind = manifest["model"].as_str().unwrap_or_default().to_string();
-            Ok((kind, path))
+            let Some(kind) = manifest["model"].as_str() else {
+                bail!(
+                    "{}: not a Segue model manifest (it names no `model`)",
+                    segue::models::weights::manifest_path(&path).display()
+                );
+            };
+            Ok((kind.to_string(), path))
         }
     }
 }
@@ -1736,8 +1741,12 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     if !(0.0..=1.0).contains(&a.alpha) {
         bail!("--alpha must be between 0 and 1");
     }
+    // Together at most the longest piece Segue opens (roll::MAX_STEPS), so the output opens.
     if a.steps == 0 || a.steps > 100_000 {
         bail!("--steps must be 1..=100000");
+    }
+    if a.primer_steps > 100_000 {
+        bail!("--primer-steps must be at most 100000");
     }
     generate::check_sampling(a.temperature, a.max_notes)?;
     // The outputs are checked before any work: right kinds, writable, not an input, not one

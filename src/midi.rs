@@ -8,6 +8,7 @@
 //! track that is corrupt half-way keeps the events before the damage, and the damage is listed
 //! in [`Song::warnings`]; a file with nothing readable is refused with a clear error.
 
+use std::collections::VecDeque;
 use std::path::Path;
 
 use midly::num::{u4, u7, u15, u24, u28};
@@ -160,7 +161,7 @@ impl Song {
             warnings: truncated_chunks(bytes),
         };
         // Open notes per (channel, pitch): FIFO of (start tick, velocity).
-        let mut open: Vec<Vec<(u64, u8)>> = vec![Vec::new(); 16 * 128];
+        let mut open: Vec<VecDeque<(u64, u8)>> = vec![VecDeque::new(); 16 * 128];
         let mut offset = 0u64;
         for (index, track) in track_iter.enumerate() {
             let events = match track {
@@ -249,7 +250,7 @@ impl Song {
         kind: TrackEventKind,
         tick: u64,
         track: u16,
-        open: &mut [Vec<(u64, u8)>],
+        open: &mut [VecDeque<(u64, u8)>],
     ) {
         match kind {
             TrackEventKind::Midi { channel, message } => {
@@ -261,9 +262,8 @@ impl Song {
                 };
                 let slot = usize::from(channel) * 128 + usize::from(key);
                 if on_velocity > 0 {
-                    open[slot].push((tick, on_velocity));
-                } else if !open[slot].is_empty() {
-                    let (start, velocity) = open[slot].remove(0);
+                    open[slot].push_back((tick, on_velocity));
+                } else if let Some((start, velocity)) = open[slot].pop_front() {
                     self.notes.push(Note {
                         start,
                         end: tick,

@@ -42,12 +42,17 @@ pub struct QuantizeOptions {
     pub keep_length: bool,
 }
 
+/// The longest piece Segue reads or writes, in 16th-note steps (about seven hours at 120 bpm):
+/// a file read refuses more, and generation and the studio stay within it, so whatever Segue
+/// writes it can open again.
+pub const MAX_STEPS: usize = 200_000;
+
 impl Default for QuantizeOptions {
     fn default() -> Self {
         QuantizeOptions {
             keep_short_notes: true,
             include_drums: true,
-            max_steps: 200_000,
+            max_steps: MAX_STEPS,
             keep_length: false,
         }
     }

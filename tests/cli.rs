@@ -246,6 +246,13 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
             "temperature must be a positive number",
         ),
         ("--alpha", "-0.5", "--alpha must be between 0 and 1"),
+        // A longer output than Segue (or the studio) opens is refused before any work.
+        ("--steps", "100001", "--steps must be 1..=100000"),
+        (
+            "--primer-steps",
+            "100001",
+            "--primer-steps must be at most 100000",
+        ),
     ] {
         let err = fails(&[
             "generate",

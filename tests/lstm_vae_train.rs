@@ -426,6 +426,21 @@ fn damaged_model_files_are_refused_with_the_reason() {
         huge.contains("huge.json") && huge.contains("holds"),
         "{huge}"
     );
+    // A latent too large for the file, its statistics as long (so that only the sizes are
+    // wrong): refused before a model of that size is built.
+    let mut wide: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let latent = 400_000;
+    wide["config"]["latent"] = serde_json::json!(latent);
+    for stats in wide["latents"].as_array_mut().unwrap() {
+        stats["mean"] = serde_json::json!(vec![0.0; latent]);
+        stats["std"] = serde_json::json!(vec![1.0; latent]);
+    }
+    assert!(wide.get("prior").is_none_or(|p| p.is_null()));
+    let wide = load("wide", &bytes, &wide.to_string());
+    assert!(
+        wide.contains("wide.json") && wide.contains("holds"),
+        "{wide}"
+    );
     let missing = std::fs::remove_file(dir.path().join("good.json"));
     assert!(missing.is_ok());
     let no_manifest = TrainedModel::load(

@@ -387,6 +387,48 @@ fn damaged_model_files_are_refused_with_the_file_named() {
         err.contains("empty.json") && err.contains("0 steps"),
         "{err}"
     );
+    // So is an input embedding too large for the file (the stack itself small).
+    let (_, err) = tampered(
+        "patch",
+        "/config/patch_steps",
+        serde_json::json!(50_000_000),
+    );
+    assert!(err.contains("patch.json") && err.contains("holds"), "{err}");
+    // A weight that is not a finite number is refused, the tensor and the file named.
+    let mut tensors = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
+    let (name, head) = tensors
+        .iter()
+        .find(|(n, _)| n.starts_with("head"))
+        .map(|(n, t)| (n.clone(), t.clone()))
+        .unwrap();
+    let nan = Tensor::full(f32::NAN, head.dims(), &Device::Cpu)
+        .unwrap()
+        .to_dtype(head.dtype())
+        .unwrap();
+    tensors.insert(name.clone(), nan);
+    let damaged = dir.path().join("nan.safetensors");
+    candle_core::safetensors::save(&tensors, &damaged).unwrap();
+    std::fs::copy(
+        dir.path().join("a/classifier.json"),
+        damaged.with_extension("json"),
+    )
+    .unwrap();
+    let err = classify::load(&damaged, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nan.safetensors") && err.contains(&name) && err.contains("not finite"),
+        "{err}"
+    );
+    // Weights without their manifest say so.
+    std::fs::remove_file(damaged.with_extension("json")).unwrap();
+    let err = classify::load(&damaged, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nan.json") && err.contains("manifest beside them"),
+        "{err}"
+    );
     // A classifier file is not a Transformer VAE.
     let err = tvae::load(&file, &Device::Cpu).unwrap_err().to_string();
     assert!(

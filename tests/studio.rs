@@ -279,7 +279,7 @@ fn opens_a_midi_file_and_exports_it_back() {
     settle(&mut h);
     let err = h.state().model_error().unwrap_or_default().to_string();
     assert!(
-        err.contains("missing.json") && err.contains("reading failed"),
+        err.contains("missing.json") && err.contains("not found, nor its weights"),
         "{err}"
     );
     assert!(h.state().model().is_some());
@@ -1357,6 +1357,11 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     );
     let aside = session_file::set_aside(&path).unwrap();
     assert!(aside.exists() && !path.exists());
+    // A second damaged one goes beside the first, which stays as it was.
+    std::fs::write(&path, b"{").unwrap();
+    let second = session_file::set_aside(&path).unwrap();
+    assert!(second != aside && second.exists() && !path.exists());
+    assert_eq!(std::fs::read(&aside).unwrap(), &bytes[..bytes.len() / 2]);
 
     // A folder that cannot be made is reported, not panicked on.
     let blocked = dir.path().join("file");

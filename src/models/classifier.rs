@@ -23,8 +23,13 @@ pub struct Config {
 }
 
 impl crate::models::saved::MinParameters for Config {
+    /// The stack's, the input embedding's and the head's weights.
     fn min_parameters(&self) -> u128 {
-        self.stack.min_parameters()
+        use crate::models::saved::product;
+        self.stack
+            .min_parameters()
+            .saturating_add(product(&[self.patch_steps, PITCHES, self.stack.width]))
+            .saturating_add(product(&[self.stack.width, self.classes]))
     }
 }
 

@@ -348,14 +348,17 @@ impl TrainedModel {
                 c.latent
             )));
         }
-        // The recurrent weights alone: 4 gates x hidden x hidden per layer, encoder and decoder.
-        let recurrent = crate::models::saved::product(&[8, c.hidden, c.hidden, c.layers]);
+        // The recurrent weights (4 gates x hidden x hidden per layer, encoder and decoder) and
+        // the maps into and out of z (mean, log-variance, the decoder's initial state).
+        use crate::models::saved::product;
+        let least = product(&[8, c.hidden, c.hidden, c.layers])
+            .saturating_add(product(&[4, c.layers, c.hidden, c.latent]));
         let tensors = weights::load_model(
             path,
             &manifest_path,
             &manifest.dtype,
             manifest.steps,
-            recurrent,
+            least,
             || expected_tensors(c),
             device,
         )?;

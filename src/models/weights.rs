@@ -263,9 +263,27 @@ fn take(
                 ));
             }
         };
-        let t = Tensor::from_raw_buffer(view.data(), dtype, &want.dims, &Device::Cpu)
+        let on_cpu = Tensor::from_raw_buffer(view.data(), dtype, &want.dims, &Device::Cpu)
             .and_then(|t| t.to_dtype(DType::F32))
-            .and_then(|t| t.to_device(device))
+            .map_err(|e| format_error(path, format!("tensor `{}`: {e}", want.name)))?;
+        // A NaN or an infinity would make silent or stuck music, not an error, later.
+        let finite = on_cpu
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map(|v| v.iter().all(|x| x.is_finite()))
+            .map_err(|e| format_error(path, format!("tensor `{}`: {e}", want.name)))?;
+        if !finite {
+            return Err(format_error(
+                path,
+                format!(
+                    "tensor `{}` holds values that are not finite numbers (NaN or infinity): \
+                     the weights are damaged, or come from a run that diverged",
+                    want.name
+                ),
+            ));
+        }
+        let t = on_cpu
+            .to_device(device)
             .map_err(|e| format_error(path, format!("tensor `{}`: {e}", want.name)))?;
         out.insert(want.name.clone(), t);
     }
@@ -286,6 +304,18 @@ fn take(
 
 /// Reads and parses a JSON manifest.
 pub fn read_manifest<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    if !path.exists() {
+        let weights = path.with_extension("safetensors");
+        let problem = if weights.exists() {
+            format!(
+                "missing: the weights {} need their JSON manifest beside them, of the same name",
+                weights.display()
+            )
+        } else {
+            format!("not found, nor its weights {}", weights.display())
+        };
+        return Err(format_error(path, problem));
+    }
     let bytes = fsutil::read(path)?;
     serde_json::from_slice(&bytes).map_err(|e| format_error(path, format!("bad manifest: {e}")))
 }

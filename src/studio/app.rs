@@ -579,6 +579,8 @@ impl Startup {
             saved_others,
             primer: primer.and_then(|p| Roll::read_midi(&p, &QuantizeOptions::whole_file()).ok()),
             opened: file.map(|f| {
+                // Absolute, so that the next start finds it from any folder.
+                let f = absolute(f);
                 let read = read_primer(&f);
                 (f, read)
             }),
@@ -1047,6 +1049,8 @@ impl Studio {
     pub fn open_file(&mut self, path: &Path) {
         let path = path.to_path_buf();
         self.in_background(move || {
+            // Absolute, so that the next start finds it from any folder.
+            let path = absolute(path);
             let read = read_primer(&path);
             DialogResult::Opened(path, read)
         });

@@ -69,8 +69,9 @@ pub struct Score {
 }
 
 impl Score {
-    /// The longest piece a saved score may hold, in steps (about 36 hours at 120 bpm).
-    pub const MAX_STEPS: usize = 1 << 20;
+    /// The longest piece a score may hold, in steps: the longest file Segue opens, so that an
+    /// export opens again.
+    pub const MAX_STEPS: usize = crate::roll::MAX_STEPS;
 
     /// Brings a score read from disk into range: tempo 10-1000 bpm, notes inside the pitch,
     /// velocity and length ranges (notes past [`Score::MAX_STEPS`] are dropped), the primer

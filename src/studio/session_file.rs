@@ -27,11 +27,17 @@ pub fn read(path: &Path) -> Result<Option<Session>, String> {
     Ok(Some(session))
 }
 
-/// Moves an unreadable session file aside (`session.json` -> `session.unreadable.json`), so
-/// that the next save does not overwrite what may still be recovered by hand. Returns where
-/// it went.
+/// Moves an unreadable session file aside (`session.json` -> `session.unreadable.json`, or
+/// `session.unreadable-2.json` and so on where that is taken), so that neither the next save
+/// nor a later unreadable session overwrites what may still be recovered by hand. Returns
+/// where it went.
 pub fn set_aside(path: &Path) -> Option<PathBuf> {
-    let aside = path.with_extension("unreadable.json");
+    let aside = (1u32..1000)
+        .map(|k| match k {
+            1 => path.with_extension("unreadable.json"),
+            k => path.with_extension(format!("unreadable-{k}.json")),
+        })
+        .find(|p| !p.exists())?;
     std::fs::rename(path, &aside).ok().map(|_| aside)
 }
 
