@@ -236,6 +236,30 @@ fn opens_a_midi_file_and_exports_it_back() {
         .first_meter()
         .unwrap();
     assert_eq!((meter.numerator, meter.denominator), (3, 4));
+    // Closing while a WAV renders (five minutes of music: a second or so) waits for it.
+    let wav = dir.path().join("waltz.wav");
+    h.state_mut().export_wav(&wav);
+    assert!(h.state().exporting());
+    (h.input_mut().viewports)
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    h.step();
+    let commands = |h: &Harness<'static, Studio>| {
+        (h.output().viewport_output.get(&egui::ViewportId::ROOT))
+            .map(|v| v.commands.clone())
+            .unwrap_or_default()
+    };
+    if h.state().exporting() {
+        assert!(commands(&h).contains(&egui::ViewportCommand::CancelClose));
+    }
+    wait(&mut h, "the closing", |s| !s.exporting());
+    h.step();
+    assert!(commands(&h).contains(&egui::ViewportCommand::Close));
+    let rendered = hound::WavReader::open(&wav).unwrap();
+    assert!(rendered.duration() > 44_100 * 300);
+    settle(&mut h);
     // With its change to 3/8 near the end, where the original has it.
     let meters = |path: &Path| {
         Roll::read_midi(path, &QuantizeOptions::whole_file())
@@ -1325,6 +1349,15 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     assert!(saver.problem.is_none(), "{:?}", saver.problem);
     let back = session_file::read(&path).unwrap().unwrap();
     assert_eq!((back.seed, back.score.notes.len()), (42, 1));
+    // Saves in quick succession (the window does not wait for the one before): the newest
+    // is what is on disk once they are done.
+    for seed in [7, 8, 9] {
+        saver.save(&Session { seed, ..s.clone() });
+    }
+    saver.finish();
+    assert_eq!(session_file::read(&path).unwrap().unwrap().seed, 9);
+    saver.save(&s);
+    saver.finish();
     // Only the session itself is left in its folder (no temporary file).
     assert_eq!(
         std::fs::read_dir(path.parent().unwrap()).unwrap().count(),

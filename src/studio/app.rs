@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
@@ -489,6 +489,8 @@ pub struct Studio {
     others_chosen: Vec<OtherKind>,
     /// Whether the window waits to close until the training run has written its checkpoint.
     closing: bool,
+    /// Exports (MIDI, WAV) being written on worker threads: closing waits for them.
+    exports: Arc<AtomicUsize>,
     /// Whether composer A or B was picked since the start (the last session's then give way).
     composers_picked: bool,
     wake: Arc<dyn Fn() + Send + Sync>,
@@ -587,6 +589,43 @@ impl Startup {
             last_run: last_run.filter(|dir| train::metrics_path(dir).is_file()),
         }
     }
+}
+
+/// One export being written: counted from its start until its worker is done with it, however
+/// that ends.
+struct Exporting(Arc<AtomicUsize>);
+
+impl Exporting {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Exporting(count.clone())
+    }
+}
+
+impl Drop for Exporting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Points a training curve draws at most: a long run's curve is drawn as the means of runs
+/// of consecutive points (each frame draws every curve; 20 000 steps would not keep up).
+const CURVE_POINTS: usize = 1000;
+
+/// `points` as at most [`CURVE_POINTS`] points: the means of equal runs of consecutive ones.
+fn thinned(points: Vec<[f64; 2]>) -> Vec<[f64; 2]> {
+    if points.len() <= CURVE_POINTS {
+        return points;
+    }
+    let run = points.len().div_ceil(CURVE_POINTS);
+    points
+        .chunks(run)
+        .map(|c| {
+            let n = c.len() as f64;
+            let (x, y) = c.iter().fold((0.0, 0.0), |(x, y), p| (x + p[0], y + p[1]));
+            [x / n, y / n]
+        })
+        .collect()
 }
 
 /// `parent/name`, or `parent/name-2`, `-3`, ... if taken: each training run in the studio
@@ -709,6 +748,7 @@ impl Studio {
             model_chosen: false,
             others_chosen: Vec::new(),
             closing: false,
+            exports: Arc::default(),
             composers_picked: false,
             wake,
         };
@@ -1093,7 +1133,10 @@ impl Studio {
     pub fn export_midi(&mut self, path: &Path) {
         let roll = self.session.score.to_roll();
         let path = path.to_path_buf();
+        let exporting = Exporting::start(&self.exports);
+        self.say(format!("Writing {}...", path.display()), false);
         self.in_background(move || {
+            let _exporting = exporting;
             let written = roll.write_midi(&path).map(|()| path);
             DialogResult::Written(written.map_err(|e| e.to_string()))
         });
@@ -1103,13 +1146,24 @@ impl Studio {
     pub fn export_wav(&mut self, path: &Path) {
         let roll = self.session.score.to_roll();
         let path = path.to_path_buf();
+        let exporting = Exporting::start(&self.exports);
+        self.say(format!("Rendering {}...", path.display()), false);
         self.in_background(move || {
+            let _exporting = exporting;
             let opts = RenderOptions::default();
             let written = render_roll(&roll, &opts, &mut |_| {})
-                .and_then(|samples| write_wav(&path, &samples, opts.sample_rate))
+                .map_err(|e| format!("{}: {e}", path.display()))
+                .and_then(|samples| {
+                    write_wav(&path, &samples, opts.sample_rate).map_err(|e| e.to_string())
+                })
                 .map(|()| path);
-            DialogResult::Written(written.map_err(|e| e.to_string()))
+            DialogResult::Written(written)
         });
+    }
+
+    /// Whether an export is being written.
+    pub fn exporting(&self) -> bool {
+        self.exports.load(Ordering::Acquire) > 0
     }
 
     /// The primer for generation: the opened file, else the current piece, up to its last
@@ -1399,7 +1453,7 @@ impl Studio {
                 // Silence has no style.
                 self.verdict = None;
             } else {
-                meter.request(self.style_id, self.session.score.to_roll());
+                meter.request(self.style_id, self.session.score.clone());
             }
         }
         let score = &self.session.score;
@@ -1714,22 +1768,30 @@ impl Studio {
         };
     }
 
-    /// Closing while a run trains: the window stays until the run has stopped at the end of
-    /// its step and written its checkpoint (at most [`crate::studio::workers::CLOSING_WAIT`]), saying so.
-    fn close_after_training(&mut self, ctx: &egui::Context) {
-        let training = (self.training.job.as_mut()).filter(|j| !j.following);
-        if ctx.input(|i| i.viewport().close_requested())
-            && let Some(job) = training
-        {
-            let until = job.stop_for_closing();
-            if Instant::now() < until && !job.ended() {
+    /// Closing while a run trains or an export is being written: the window stays until the
+    /// run has stopped at the end of its step and written its checkpoint (at most
+    /// [`crate::studio::workers::CLOSING_WAIT`]) and the exports are written, saying so.
+    fn close_when_work_is_saved(&mut self, ctx: &egui::Context) {
+        if ctx.input(|i| i.viewport().close_requested()) {
+            let mut wait = false;
+            if let Some(job) = (self.training.job.as_mut()).filter(|j| !j.following) {
+                let until = job.stop_for_closing();
+                if Instant::now() < until && !job.ended() {
+                    wait = true;
+                    self.training.status = "Writing the checkpoint before closing...".into();
+                    self.say(
+                        "Closing once the training run has written its checkpoint",
+                        false,
+                    );
+                }
+            }
+            if self.exporting() {
+                wait = true;
+                self.say("Closing once the export is written", false);
+            }
+            if wait {
                 ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
                 self.closing = true;
-                self.training.status = "Writing the checkpoint before closing...".into();
-                self.say(
-                    "Closing once the training run has written its checkpoint",
-                    false,
-                );
                 ctx.request_repaint_after(Duration::from_millis(100));
             }
         } else if self.closing {
@@ -1739,7 +1801,8 @@ impl Studio {
             }
             let done = self.training.job.as_ref().is_none_or(|j| j.ended());
             let until = self.training.job.as_mut().map(|j| j.stop_for_closing());
-            if done || until.is_some_and(|u| Instant::now() >= u) {
+            let trained = done || until.is_some_and(|u| Instant::now() >= u);
+            if trained && !self.exporting() {
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             } else {
                 ctx.request_repaint_after(Duration::from_millis(100));
@@ -2205,12 +2268,14 @@ impl Studio {
     /// training batches and on held-out pieces (the classifier's cross-entropy and accuracy).
     fn loop_plots(&self, ui: &mut Ui) {
         let series = |valid: bool, key: &str| -> Vec<[f64; 2]> {
-            (self.training.loop_metrics.iter())
-                .filter_map(|m| {
-                    let figures = if valid { m.valid.as_ref()? } else { &m.train };
-                    figures.get(key).map(|v| [m.step as f64, *v])
-                })
-                .collect()
+            thinned(
+                (self.training.loop_metrics.iter())
+                    .filter_map(|m| {
+                        let figures = if valid { m.valid.as_ref()? } else { &m.train };
+                        figures.get(key).map(|v| [m.step as f64, *v])
+                    })
+                    .collect(),
+            )
         };
         // Every line of a log holds the same training figures, and every validating line the
         // same validation figures: the first of each names them (no walk over the whole log
@@ -2444,11 +2509,13 @@ impl Studio {
             return self.loop_plots(ui);
         }
         let series = |f: &dyn Fn(&Metrics) -> Option<f64>| -> Vec<[f64; 2]> {
-            self.training
-                .metrics
-                .iter()
-                .filter_map(|m| f(m).map(|v| [m.step as f64, v]))
-                .collect()
+            thinned(
+                self.training
+                    .metrics
+                    .iter()
+                    .filter_map(|m| f(m).map(|v| [m.step as f64, v]))
+                    .collect(),
+            )
         };
         let recon = series(&|m| Some(m.recon_per_cell));
         let valid = series(&|m| m.valid.as_ref().map(|v| v.recon_per_cell));
@@ -2620,7 +2687,7 @@ impl eframe::App for Studio {
 
     /// Runs before each frame, and while the window is hidden (minimised) too.
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
-        self.close_after_training(ctx);
+        self.close_when_work_is_saved(ctx);
     }
 
     fn save(&mut self, _storage: &mut dyn eframe::Storage) {
@@ -2679,4 +2746,21 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
         }),
     )
     .map_err(|e| format!("cannot open the studio window: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_curves_are_thinned_to_their_means() {
+        let short: Vec<[f64; 2]> = (0..CURVE_POINTS).map(|i| [i as f64, 1.0]).collect();
+        assert_eq!(thinned(short.clone()), short);
+        let long: Vec<[f64; 2]> = (0..20_000).map(|i| [i as f64, (i % 2) as f64]).collect();
+        let thin = thinned(long);
+        assert_eq!(thin.len(), CURVE_POINTS);
+        // Runs of 20 steps: their mean step, and the mean of an alternating 0/1 figure.
+        assert_eq!(thin[0], [9.5, 0.5]);
+        assert_eq!(thin[CURVE_POINTS - 1], [19_989.5, 0.5]);
+    }
 }

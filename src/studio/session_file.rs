@@ -41,11 +41,14 @@ pub fn set_aside(path: &Path) -> Option<PathBuf> {
     std::fs::rename(path, &aside).ok().map(|_| aside)
 }
 
-/// Writes sessions in the background, one at a time, in the order given.
+/// Writes sessions in the background, one at a time, in the order given; the window never
+/// waits for a write (a slow disk only makes a newer save wait for the one before it).
 #[derive(Debug)]
 pub struct Saver {
     path: PathBuf,
     writing: Option<JoinHandle<Result<(), String>>>,
+    /// The newest session asked for while a write was still going: written next.
+    pending: Option<Vec<u8>>,
     /// The last write's problem, if it failed.
     pub problem: Option<String>,
 }
@@ -56,14 +59,15 @@ impl Saver {
         Saver {
             path,
             writing: None,
+            pending: None,
             problem: None,
         }
     }
 
-    /// Starts writing `session` (serialised now, written on a worker thread) after the
-    /// previous write has finished.
+    /// Starts writing `session` (serialised now, written on a worker thread). If the previous
+    /// write is still going, this one waits for the next save (or [`Saver::finish`]), and only
+    /// the newest such session is kept.
     pub fn save(&mut self, session: &Session) {
-        self.finish();
         let bytes = match serde_json::to_vec(session) {
             Ok(b) => b,
             Err(e) => {
@@ -71,6 +75,16 @@ impl Saver {
                 return;
             }
         };
+        if self.writing.as_ref().is_some_and(|w| !w.is_finished()) {
+            self.pending = Some(bytes);
+            return;
+        }
+        self.join();
+        self.pending = None;
+        self.start(bytes);
+    }
+
+    fn start(&mut self, bytes: Vec<u8>) {
         let path = self.path.clone();
         self.writing = Some(std::thread::spawn(move || {
             if let Some(dir) = path.parent() {
@@ -82,13 +96,22 @@ impl Saver {
     }
 
     /// Waits for the write in progress, if any, and records its problem.
-    pub fn finish(&mut self) {
+    fn join(&mut self) {
         if let Some(handle) = self.writing.take() {
             self.problem = match handle.join() {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e),
                 Err(_) => Some("the session writer stopped unexpectedly".into()),
             };
+        }
+    }
+
+    /// Waits until every session asked for is written, and records the last problem.
+    pub fn finish(&mut self) {
+        self.join();
+        if let Some(bytes) = self.pending.take() {
+            self.start(bytes);
+            self.join();
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::gan::{self, TrainedGan};
 use crate::generate::{self, GenerateOptions, Generated};
 use crate::models::trained::TrainedModel;
 use crate::roll::{QuantizeOptions, Roll};
+use crate::studio::score::Score;
 use crate::train::{self, Control, TrainEvent, TrainOptions};
 use crate::train_loop::{self, LoopEvent, LoopMetrics};
 use crate::tvae::{self, TrainedTvae};
@@ -229,7 +230,7 @@ fn run_engine(
 
 /// The style meter's thread: classifies the newest roll it is sent, window by window.
 pub struct StyleMeter {
-    requests: Sender<(u64, Roll)>,
+    requests: Sender<(u64, Score)>,
     /// (request id, verdict or error), read by the GUI each frame.
     pub events: Receiver<(u64, Result<Verdict, String>)>,
     _thread: JoinHandle<()>,
@@ -238,7 +239,7 @@ pub struct StyleMeter {
 impl StyleMeter {
     /// Starts the thread for `classifier`; `wake` is called after each verdict.
     pub fn start(classifier: Arc<Classifier>, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
-        let (requests, rx) = channel::<(u64, Roll)>();
+        let (requests, rx) = channel::<(u64, Score)>();
         let (tx, events) = channel();
         let thread = std::thread::Builder::new()
             .name("segue-style".into())
@@ -247,8 +248,11 @@ impl StyleMeter {
                     while let Ok(newer) = rx.try_recv() {
                         job = newer;
                     }
+                    // The roll is made here, not on the window's thread (a long piece is
+                    // tens of megabytes), and only for the newest piece asked about.
+                    let roll = job.1.to_roll();
                     let window = classify::window_steps(&classifier);
-                    let verdict = classify::classify_roll(&classifier, &job.1, window, window / 4)
+                    let verdict = classify::classify_roll(&classifier, &roll, window, window / 4)
                         .map_err(|e| e.to_string());
                     let _ = tx.send((job.0, verdict));
                     wake();
@@ -262,9 +266,9 @@ impl StyleMeter {
         }
     }
 
-    /// Asks for the verdict on `roll`.
-    pub fn request(&self, id: u64, roll: Roll) {
-        let _ = self.requests.send((id, roll));
+    /// Asks for the verdict on the piece `score`.
+    pub fn request(&self, id: u64, score: Score) {
+        let _ = self.requests.send((id, score));
     }
 }
 
