@@ -314,8 +314,18 @@ impl Roll {
     /// Gives every held cell the velocity of the onset that started its run, so a roll has one
     /// canonical form (what makes MIDI -> roll -> MIDI -> roll exact).
     fn canonicalize(&mut self) {
+        self.canonicalize_from(0);
+    }
+
+    /// [`Roll::canonicalize`] of the steps from `start` on, the steps before it being
+    /// canonical already (what an append needs: linear in what is appended, not the whole).
+    fn canonicalize_from(&mut self, start: usize) {
         let mut current = [0u8; PITCHES];
-        for t in 0..self.steps {
+        if start > 0 && start <= self.steps {
+            // The runs sounding at the step before, with their velocities.
+            current.copy_from_slice(&self.cells[(start - 1) * PITCHES..start * PITCHES]);
+        }
+        for t in start..self.steps {
             for (p, cur) in current.iter_mut().enumerate() {
                 let i = t * PITCHES + p;
                 if self.cells[i] == 0 {
@@ -601,7 +611,7 @@ impl Roll {
         self.cells.extend_from_slice(&other.cells);
         self.onsets.extend_from_slice(&other.onsets);
         self.steps += other.steps;
-        self.canonicalize();
+        self.canonicalize_from(offset);
         // Both drop the changes that change nothing (at the join, most often).
         self.set_tempo(tempo);
         self.set_meters(meters);

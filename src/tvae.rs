@@ -264,6 +264,9 @@ pub fn song_code(model: &TrainedTvae, roll: &Roll) -> Result<Vec<f32>> {
     Ok(model.model.encode(&x)?.mean.squeeze(0)?.to_vec1::<f32>()?)
 }
 
+/// Snippets decoded at once in generation.
+const DECODE_BATCH: usize = 16;
+
 /// Generates `opts.steps` steps after the primer's first `opts.primer_steps` (see the module
 /// docs for what each mode does), sampled with the temperature, note cap and seed of `opts`.
 pub fn generate(
@@ -309,31 +312,35 @@ pub fn generate(
         })
         .collect();
     let device = model.model.device();
-    let z = Tensor::from_vec(codes, (count, latent), &device)?;
-    let logits = model
-        .model
-        .decode(&z, snippet)?
-        .flatten_to(1)?
-        .to_vec2::<f32>()?;
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut binary = vec![0u8; opts.steps * PITCHES];
     let mut order = Vec::with_capacity(PITCHES);
     let mut step = 0;
-    'outer: for snippet_logits in &logits {
-        for row in snippet_logits.chunks(PITCHES) {
-            if step == opts.steps {
-                break 'outer;
+    // A few snippets at a time: a long piece's logits need not all be in memory at once (the
+    // sampling, one step after another from one seed, is the same).
+    'outer: for batch in codes.chunks(DECODE_BATCH * latent) {
+        let z = Tensor::from_vec(batch.to_vec(), (batch.len() / latent, latent), &device)?;
+        let logits = model
+            .model
+            .decode(&z, snippet)?
+            .flatten_to(1)?
+            .to_vec2::<f32>()?;
+        for snippet_logits in &logits {
+            for row in snippet_logits.chunks(PITCHES) {
+                if step == opts.steps {
+                    break 'outer;
+                }
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Cancelled);
+                }
+                sample_notes(row, opts.temperature, opts.max_notes, &mut rng, &mut order);
+                for &p in &order {
+                    binary[step * PITCHES + p] = 1;
+                }
+                step += 1;
             }
-            if cancel.load(Ordering::Relaxed) {
-                return Err(Error::Cancelled);
-            }
-            sample_notes(row, opts.temperature, opts.max_notes, &mut rng, &mut order);
-            for &p in &order {
-                binary[step * PITCHES + p] = 1;
-            }
-            step += 1;
+            progress(step as f32 / opts.steps.max(1) as f32);
         }
-        progress(step as f32 / opts.steps.max(1) as f32);
     }
     let primer_steps = opts.primer_steps.min(primer.steps());
     let mut roll = primer.slice(0, primer_steps);

@@ -465,6 +465,13 @@ fn slicing_and_appending_keep_notes_and_tempo() {
     joined.append(&b);
     assert_eq!(joined.binary(), roll.binary());
     assert_eq!(joined.tempo(), roll.tempo());
+    // The note, cut in two at the join, keeps its velocity on both sides; joined, it is one.
+    let halves: Vec<(usize, usize, u8)> = (joined.notes().iter())
+        .map(|n| (n.start, n.len, n.velocity))
+        .collect();
+    assert_eq!(halves, vec![(2, 8, 70), (10, 12, 70)]);
+    joined.join_held_at(10);
+    assert_eq!(joined.notes(), roll.notes());
     assert_eq!(roll.slice(30, 8).steps(), 8);
 }
 
