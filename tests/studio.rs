@@ -1396,6 +1396,16 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     assert!(second != aside && second.exists() && !path.exists());
     assert_eq!(std::fs::read(&aside).unwrap(), &bytes[..bytes.len() / 2]);
 
+    // One studio at a time keeps the session: a second one is told, until the first ends.
+    let first = Saver::claim(path.clone()).unwrap();
+    let err = Saver::claim(path.clone()).unwrap_err();
+    assert!(
+        err.contains("Another Segue studio") && err.contains("session.json"),
+        "{err}"
+    );
+    drop(first);
+    assert!(Saver::claim(path.clone()).is_ok());
+
     // A folder that cannot be made is reported, not panicked on.
     let blocked = dir.path().join("file");
     std::fs::write(&blocked, b"").unwrap();

@@ -2738,9 +2738,14 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
                 ),
             };
             let mut studio = Studio::new(&cc.egui_ctx, session, file, true);
-            studio.saver = path.map(session_file::Saver::new);
             if let Some(problem) = problem {
                 studio.say(problem, true);
+            }
+            // One studio keeps the session; a second one open at the same time says so.
+            match path.map(session_file::Saver::claim) {
+                Some(Ok(saver)) => studio.saver = Some(saver),
+                Some(Err(problem)) => studio.say(problem, true),
+                None => {}
             }
             Ok(Box::new(studio))
         }),

@@ -49,6 +49,8 @@ pub struct Saver {
     writing: Option<JoinHandle<Result<(), String>>>,
     /// The newest session asked for while a write was still going: written next.
     pending: Option<Vec<u8>>,
+    /// This studio's hold on the session (see [`Saver::claim`]), kept while it runs.
+    _lock: Option<std::fs::File>,
     /// The last write's problem, if it failed.
     pub problem: Option<String>,
 }
@@ -60,8 +62,43 @@ impl Saver {
             path,
             writing: None,
             pending: None,
+            _lock: None,
             problem: None,
         }
+    }
+
+    /// A saver to `path` for the one studio that keeps the session: it locks `path` with the
+    /// extension `.lock` beside it for as long as it lives. A second studio open at the same
+    /// time gets an error saying so (and should not save: the two would overwrite each
+    /// other's piece). Where the lock cannot be taken for another reason (a read-only folder,
+    /// a file system without locks), the saver goes on unlocked.
+    pub fn claim(path: PathBuf) -> Result<Self, String> {
+        let lock_path = path.with_extension("lock");
+        let lock = path
+            .parent()
+            .and_then(|dir| std::fs::create_dir_all(dir).ok())
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .ok()
+            });
+        let lock = match lock.map(|file| (file.try_lock(), file)) {
+            Some((Ok(()), file)) => Some(file),
+            Some((Err(std::fs::TryLockError::WouldBlock), _)) => {
+                return Err(format!(
+                    "Another Segue studio is open and keeps the session ({}): this window's \
+                     piece is not kept when it closes; export it to keep it",
+                    path.display()
+                ));
+            }
+            _ => None,
+        };
+        let mut saver = Saver::new(path);
+        saver._lock = lock;
+        Ok(saver)
     }
 
     /// Starts writing `session` (serialised now, written on a worker thread). If the previous
