@@ -416,7 +416,8 @@ impl Score {
     }
 }
 
-/// Undo and redo over whole-score snapshots (a score is small: thousands of notes at most).
+/// Undo and redo over whole-score snapshots (a score is small, thousands of notes; a dense
+/// one keeps fewer snapshots, see `HISTORY_NOTES`).
 #[derive(Debug, Clone, Default)]
 pub struct History {
     undo: Vec<Score>,
@@ -425,6 +426,9 @@ pub struct History {
 
 /// Snapshots kept for undo.
 const HISTORY_LIMIT: usize = 200;
+/// Notes the undo snapshots hold together at most (about 40 MB), so that a dense piece (a
+/// million notes) keeps fewer steps rather than gigabytes; the latest step is always kept.
+const HISTORY_NOTES: usize = 2_000_000;
 
 impl History {
     /// Records `before` as the state to go back to; clears the redo list.
@@ -433,10 +437,16 @@ impl History {
             return;
         }
         self.undo.push(before.clone());
-        if self.undo.len() > HISTORY_LIMIT {
-            self.undo.remove(0);
-        }
         self.redo.clear();
+        let mut notes: usize = self.undo.iter().map(|s| s.notes.len()).sum();
+        let mut oldest = 0;
+        while self.undo.len() - oldest > 1
+            && (self.undo.len() - oldest > HISTORY_LIMIT || notes > HISTORY_NOTES)
+        {
+            notes -= self.undo[oldest].notes.len();
+            oldest += 1;
+        }
+        self.undo.drain(..oldest);
     }
 
     /// Goes back one step; returns whether anything changed.
@@ -475,6 +485,30 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_history_keeps_at_most_its_steps_and_notes() {
+        let mut history = History::default();
+        let mut score = Score::new();
+        for k in 0..HISTORY_LIMIT + 10 {
+            score.draw(60, k, 1);
+            history.record(&score);
+        }
+        assert_eq!(history.undo.len(), HISTORY_LIMIT);
+        // A dense piece: fewer steps, the newest kept.
+        let mut dense = Score::new();
+        dense.notes = vec![score.notes[0]; 900_000];
+        for _ in 0..3 {
+            history.record(&dense);
+            dense.notes.pop();
+        }
+        assert_eq!(history.undo.len(), 2);
+        assert_eq!(history.undo.last().unwrap().notes.len(), 899_998);
+        let mut huge = Score::new();
+        huge.notes = vec![score.notes[0]; HISTORY_NOTES + 1];
+        history.record(&huge);
+        assert_eq!(history.undo.len(), 1);
+    }
 
     #[test]
     fn undo_snapshots_share_the_tempo_and_metre_maps() {
