@@ -27,7 +27,8 @@ pub fn write_atomic_with(
                 resolved.as_path()
             }
             // A link to nothing is replaced, as a missing file would be created.
-            Err(_) => path,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => path,
+            Err(e) => return Err(Error::io(path, "following the link", e)),
         },
         _ => path,
     };
@@ -212,5 +213,7 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("gone.mid"), &dangling).unwrap();
         write_atomic(&dangling, b"here").unwrap();
         assert_eq!(std::fs::read(&dangling).unwrap(), b"here");
+        assert!(!std::fs::symlink_metadata(&dangling).unwrap().is_symlink());
+        assert!(!dir.path().join("gone.mid").exists());
     }
 }

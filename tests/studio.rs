@@ -191,18 +191,43 @@ fn the_slider_blends_from_the_same_primer_and_an_edit_cancels_it() {
     assert_eq!(towards_a.primer_steps, 8);
     // Back to B: the same primer, seed and code give the same piece.
     assert_eq!(blend(&mut h, 1.0), towards_b);
+    // Playing, the slider moves, and the musician stops playback before the blend arrives:
+    // it does not start playback again.
+    h.state_mut().session.play_blends = true;
+    h.key_press(egui::Key::Space);
+    h.step();
+    assert!(listen(&mut h));
+    h.state_mut().set_alpha(0.0);
+    h.key_press(egui::Key::Space);
+    h.step();
+    assert!(!listen(&mut h));
+    wait(&mut h, "the blend", |s| {
+        !s.generating() && !s.regenerating() && s.session.score == towards_a
+    });
+    assert!(!listen(&mut h));
+    // Generate (the button) primes with the piece as it is now, the blend's 56 steps (under
+    // the primer's 64), and the slider's blends after it with that.
+    generate_new_piece(&mut h, "a generation from the blend");
+    assert_eq!(h.state().session.score.primer_steps, 56);
+    assert_eq!(blend(&mut h, 1.0).primer_steps, 56);
+    for _ in 0..2 {
+        h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+        h.step();
+    }
+    assert_eq!(h.state().session.score, towards_a);
     // The slider moves, then an edit (here an undo) comes before the blend: the blend is
     // called off and the edited piece stays.
     h.state_mut().set_alpha(0.5);
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
     h.step();
-    assert_eq!(h.state().session.score, towards_a);
+    let undone = h.state().session.score.clone();
+    assert_ne!(undone, towards_a);
     assert!(!h.state().generating() && !h.state().regenerating());
     std::thread::sleep(Duration::from_millis(600));
     for _ in 0..5 {
         h.step();
     }
-    assert_eq!(h.state().session.score, towards_a);
+    assert_eq!(h.state().session.score, undone);
 }
 
 #[test]
@@ -251,12 +276,22 @@ fn opens_a_midi_file_and_exports_it_back() {
             .map(|v| v.commands.clone())
             .unwrap_or_default()
     };
-    if h.state().exporting() {
-        assert!(commands(&h).contains(&egui::ViewportCommand::CancelClose));
-    }
+    assert!(commands(&h).contains(&egui::ViewportCommand::CancelClose));
     wait(&mut h, "the closing", |s| !s.exporting());
     h.step();
     assert!(commands(&h).contains(&egui::ViewportCommand::Close));
+    // A second request while it renders closes at once.
+    h.state_mut().export_wav(&wav);
+    for _ in 0..2 {
+        (h.input_mut().viewports)
+            .entry(egui::ViewportId::ROOT)
+            .or_default()
+            .events
+            .push(egui::ViewportEvent::Close);
+        h.step();
+    }
+    assert!(h.state().exporting());
+    assert!(!commands(&h).contains(&egui::ViewportCommand::CancelClose));
     let rendered = hound::WavReader::open(&wav).unwrap();
     assert!(rendered.duration() > 44_100 * 300);
     settle(&mut h);

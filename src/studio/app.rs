@@ -465,6 +465,13 @@ pub struct Studio {
     regenerate_at: Option<Instant>,
     /// Whether the slider asked for the next generation (a blend to be heard).
     blend_asked: bool,
+    /// Whether that blend is to start playback (not if playback was stopped since).
+    blend_plays: bool,
+    /// Whether the slider asked for the running generation.
+    job_from_slider: bool,
+    /// The primer of the last generation the slider's blends start from (None: the next one
+    /// takes the file or piece as it is then).
+    blend_primer: Option<Roll>,
     /// Whether playback starts when the running generation arrives.
     play_when_done: bool,
     /// The loop range the audio thread was last told.
@@ -732,6 +739,9 @@ impl Studio {
             chosen_variation: 0,
             regenerate_at: None,
             blend_asked: false,
+            blend_plays: false,
+            job_from_slider: false,
+            blend_primer: None,
             play_when_done: false,
             sent_loop: None,
             message: None,
@@ -1101,6 +1111,7 @@ impl Studio {
         match read {
             Ok(Opened { roll, warnings }) => {
                 self.cancel_generation();
+                self.blend_primer = None;
                 self.history.record(&self.session.score);
                 let mut score = Score::from_roll(&roll, Origin::Primer);
                 score.primer_steps = roll.steps();
@@ -1263,11 +1274,15 @@ impl Studio {
             return;
         }
         let from_slider = std::mem::take(&mut self.blend_asked);
+        // The button's job replaces a blend the slider asked for and that has not started.
+        self.regenerate_at = None;
         let engine = match self.engine() {
             Ok(e) => e,
             Err(message) => return self.say(message, true),
         };
-        self.play_when_done = from_slider && self.session.play_blends;
+        self.play_when_done =
+            from_slider && std::mem::take(&mut self.blend_plays) && self.session.play_blends;
+        self.job_from_slider = from_slider;
         let s = &self.session;
         self.job_cancel.store(true, Ordering::Relaxed);
         self.job_cancel = Arc::new(AtomicBool::new(false));
@@ -1298,17 +1313,23 @@ impl Studio {
         }
         let primer = match self.session.engine {
             EngineKind::LstmVae | EngineKind::TransformerVae => {
-                let primer = self.primer_roll();
-                // The piece as it is now primes this generation and the next ones (the
-                // slider's blends), not the result that replaces it, until it is edited.
-                if self.primer.is_none() {
-                    self.primer = Some(primer.clone());
+                // Generate primes with the piece (or file) as it is now; the slider's blends
+                // after it with that same primer, not with the result each one replaced.
+                match (&self.blend_primer, from_slider) {
+                    (Some(kept), true) => kept.clone(),
+                    _ => {
+                        let primer = self.primer_roll();
+                        self.blend_primer = Some(primer.clone());
+                        primer
+                    }
                 }
-                primer
             }
             // Ascent starts from noise (a primer would be judged, not continued); the GAN
-            // needs nothing.
-            EngineKind::ClassifierAscent | EngineKind::Dcgan => Roll::new(0),
+            // needs nothing. The piece it makes primes what comes next.
+            EngineKind::ClassifierAscent | EngineKind::Dcgan => {
+                self.blend_primer = None;
+                Roll::new(0)
+            }
         };
         let s = &self.session;
         self.generator.request(GenerationRequest {
@@ -1374,6 +1395,7 @@ impl Studio {
         self.job_progress = None;
         self.regenerate_at = None;
         self.blend_asked = false;
+        self.blend_plays = false;
         self.play_when_done = false;
     }
 
@@ -1389,6 +1411,7 @@ impl Studio {
         }
         self.regenerate_at = Some(Instant::now() + DEBOUNCE);
         self.blend_asked = true;
+        self.blend_plays = true;
     }
 
     fn choose_variation(&mut self, k: usize) {
@@ -1439,9 +1462,14 @@ impl Studio {
     /// as it is, not the file opened before.
     fn edited_by_hand(&mut self) {
         self.primer = None;
+        self.blend_primer = None;
         self.session.primer_path = None;
-        // A piece generated before the edit would replace it when it arrives.
-        self.cancel_generation();
+        // A blend asked for before the edit would replace it when it arrives: called off. (A
+        // generation the button asked for goes on, and undo brings the edit back.)
+        if self.regenerate_at.is_some() || (self.job_from_slider && self.generating()) {
+            self.cancel_generation();
+            self.say("Blend called off: the piece was edited", false);
+        }
         self.push_score();
     }
 
@@ -1480,6 +1508,9 @@ impl Studio {
     fn toggle_play(&mut self) {
         let playing = self.playing();
         let looped = self.loop_range();
+        // A blend on its way no longer starts playback the musician has just stopped.
+        self.play_when_done = false;
+        self.blend_plays = false;
         if let Some(p) = &mut self.player {
             if playing {
                 p.send(Command::Stop);
@@ -1785,9 +1816,13 @@ impl Studio {
                     );
                 }
             }
-            if self.exporting() {
+            // A second request closes (a long render could otherwise hold the window).
+            if self.exporting() && !self.closing {
                 wait = true;
-                self.say("Closing once the export is written", false);
+                self.say(
+                    "Closing once the export is written (close again to close now)",
+                    false,
+                );
             }
             if wait {
                 ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
@@ -2674,6 +2709,8 @@ impl eframe::App for Studio {
                 && let Some(player) = &mut self.player
             {
                 player.send(Command::Play(step));
+                self.play_when_done = false;
+                self.blend_plays = false;
             }
         });
         // A training run or a followed log wakes the window with each report.
@@ -2688,6 +2725,12 @@ impl eframe::App for Studio {
     /// Runs before each frame, and while the window is hidden (minimised) too.
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.close_when_work_is_saved(ctx);
+        if let Some(saver) = &mut self.saver {
+            saver.poll();
+            if saver.waiting() {
+                ctx.request_repaint_after(Duration::from_millis(200));
+            }
+        }
     }
 
     fn save(&mut self, _storage: &mut dyn eframe::Storage) {
@@ -2720,10 +2763,16 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
         options,
         Box::new(move |cc| {
             let path = session_file::default_path();
+            // One studio keeps the session; a second one open at the same time says so (and
+            // leaves the session file to the first).
+            let saver = path.clone().map(session_file::Saver::claim);
+            let owner = matches!(saver, Some(Ok(_)));
             let (session, problem) = match path.as_deref().map(session_file::read) {
                 Some(Ok(Some(session))) => (Some(session), None),
                 Some(Err(problem)) => {
-                    let aside = path.as_deref().and_then(session_file::set_aside);
+                    let aside = (path.as_deref())
+                        .filter(|_| owner)
+                        .and_then(session_file::set_aside);
                     let kept = aside.map_or(String::new(), |p| {
                         format!("; it is kept as {}", p.display())
                     });
@@ -2741,8 +2790,7 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
             if let Some(problem) = problem {
                 studio.say(problem, true);
             }
-            // One studio keeps the session; a second one open at the same time says so.
-            match path.map(session_file::Saver::claim) {
+            match saver {
                 Some(Ok(saver)) => studio.saver = Some(saver),
                 Some(Err(problem)) => studio.say(problem, true),
                 None => {}

@@ -132,6 +132,22 @@ impl Saver {
         }));
     }
 
+    /// Starts writing the session that waited for the previous write, once that is done
+    /// (called every frame: it never waits).
+    pub fn poll(&mut self) {
+        if self.pending.is_some() && self.writing.as_ref().is_none_or(|w| w.is_finished()) {
+            self.join();
+            if let Some(bytes) = self.pending.take() {
+                self.start(bytes);
+            }
+        }
+    }
+
+    /// Whether a session waits for the previous write to end.
+    pub fn waiting(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// Waits for the write in progress, if any, and records its problem.
     fn join(&mut self) {
         if let Some(handle) = self.writing.take() {
