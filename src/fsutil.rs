@@ -12,11 +12,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |w| w.write_all(bytes))
 }
 
+/// A buffered temporary file being written (it can seek, as a WAV writer needs to).
+pub type AtomicWriter<'a> = std::io::BufWriter<&'a std::fs::File>;
+
 /// Streams content into `path` atomically: `fill` writes into a buffered temporary file that
 /// replaces `path` only if `fill` and the flush succeed.
 pub fn write_atomic_with(
     path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    fill: impl FnOnce(&mut AtomicWriter<'_>) -> std::io::Result<()>,
 ) -> Result<()> {
     // Writing through a symbolic link updates the file it points to; the link stays.
     let resolved;

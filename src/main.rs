@@ -13,7 +13,7 @@ use segue::dataset::{Corpus, LoadOptions};
 use segue::generate;
 use segue::midi::{Division, Song};
 use segue::models::trained::TrainedModel;
-use segue::render::{RenderOptions, render_roll, write_wav};
+use segue::render::{RenderOptions, render_to_wav};
 use segue::roll::{QuantizeOptions, Roll};
 use segue::train::{Control, TrainEvent, TrainOptions};
 use segue::{bench, image, npy};
@@ -1012,16 +1012,14 @@ fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOption
         ..RenderOptions::default()
     };
     let bar = progress_bar(1000, "rendering");
-    let samples = render_roll(&roll, &render_opts, &mut |f| {
+    let seconds = render_to_wav(&roll, &render_opts, output, &mut |f| {
         bar.set_position((f * 1000.0) as u64)
-    })
-    .with_context(|| file.display().to_string())?;
+    })?;
     bar.finish_and_clear();
-    write_wav(output, &samples, render_opts.sample_rate)?;
     out!(
         "wrote {} ({:.1} s at {} Hz)",
         output.display(),
-        samples.len() as f64 / f64::from(render_opts.sample_rate),
+        seconds,
         render_opts.sample_rate
     );
     Ok(())
@@ -1917,9 +1915,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     );
     if let Some(wav) = &a.wav {
         let render_opts = RenderOptions::default();
-        let samples = render_roll(&result.roll, &render_opts, &mut |_| {})
-            .with_context(|| wav.display().to_string())?;
-        write_wav(wav, &samples, render_opts.sample_rate)?;
+        render_to_wav(&result.roll, &render_opts, wav, &mut |_| {})?;
         out!("wrote {}", wav.display());
     }
     Ok(())

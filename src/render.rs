@@ -73,8 +73,8 @@ pub fn schedule(roll: &Roll, sample_rate: u32, bpm: Option<f64>) -> Vec<NoteEven
     events
 }
 
-/// The longest audio [`render_roll`] makes, in seconds (2 hours: 1.3 GB of samples at
-/// 44.1 kHz while rendering).
+/// The longest audio Segue renders, in seconds (2 hours: a 635 MB WAV file; in memory,
+/// [`render_roll`] holds 1.3 GB of samples, [`render_to_wav`] a block).
 pub const MAX_RENDER_SECONDS: f64 = 2.0 * 3600.0;
 
 /// How long the audio of `roll` lasts, release tail included, or why Segue will not render
@@ -101,14 +101,63 @@ pub fn render_roll(
     opts: &RenderOptions,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    render_blocks(roll, opts, progress, &mut |block| {
+        out.extend_from_slice(block);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Renders a roll straight into a 16-bit WAV file at `path` (atomically), block by block: a
+/// long piece needs no more memory than a short one. Returns the audio's length in seconds;
+/// every error names `path`.
+pub fn render_to_wav(
+    roll: &Roll,
+    opts: &RenderOptions,
+    path: &Path,
+    progress: &mut dyn FnMut(f64),
+) -> Result<f64> {
+    // Refused before the file is touched.
+    let seconds = render_seconds(roll, opts).map_err(|e| Error::format(path, e.to_string()))?;
+    let mut failed = None;
+    fsutil::write_atomic_with(path, |w| {
+        let mut writer =
+            hound::WavWriter::new(w, wav_spec(opts.sample_rate)).map_err(std::io::Error::other)?;
+        let rendered = render_blocks(roll, opts, progress, &mut |block| {
+            for &s in block {
+                writer
+                    .write_sample(to_i16(s))
+                    .map_err(|e| Error::format(path, format!("WAV encoding failed: {e}")))?;
+            }
+            Ok(())
+        });
+        if let Err(e) = rendered {
+            let message = e.to_string();
+            failed = Some(e);
+            return Err(std::io::Error::other(message));
+        }
+        writer.finalize().map_err(std::io::Error::other)
+    })
+    .map_err(|e| failed.unwrap_or(e))?;
+    Ok(seconds)
+}
+
+/// The rendering itself: `sink` gets the samples in order, a block at a time.
+fn render_blocks(
+    roll: &Roll,
+    opts: &RenderOptions,
+    progress: &mut dyn FnMut(f64),
+    sink: &mut dyn FnMut(&[f32]) -> Result<()>,
+) -> Result<()> {
     let seconds = render_seconds(roll, opts)?;
     let events = schedule(roll, opts.sample_rate, opts.bpm);
     let total = (seconds * f64::from(opts.sample_rate)).ceil() as usize;
-    let mut out = vec![0f32; total];
     let mut synth = Synth::new(opts.sample_rate);
     let mut next = 0;
     let mut pos = 0usize;
     const BLOCK: usize = 256;
+    let mut block = [0f32; BLOCK];
     while pos < total {
         while next < events.len() && events[next].sample as usize <= pos {
             let e = events[next];
@@ -119,39 +168,43 @@ pub fn render_roll(
             .get(next)
             .map_or(usize::MAX, |e| e.sample as usize - pos);
         let len = BLOCK.min(total - pos).min(until_event.max(1));
-        synth.render(&mut out[pos..pos + len]);
+        block[..len].fill(0.0);
+        synth.render(&mut block[..len]);
+        sink(&block[..len])?;
         pos += len;
         if pos % (BLOCK * 512) < len {
             progress(pos as f64 / total as f64);
         }
     }
     progress(1.0);
-    Ok(out)
+    Ok(())
 }
 
-/// Encodes mono samples as a 16-bit PCM WAV file in memory.
-pub fn encode_wav(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>> {
-    let spec = hound::WavSpec {
+fn wav_spec(sample_rate: u32) -> hound::WavSpec {
+    hound::WavSpec {
         channels: 1,
         sample_rate,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
-    };
+    }
+}
+
+/// A sample as 16-bit PCM (clipped to full scale).
+fn to_i16(s: f32) -> i16 {
+    (s.clamp(-1.0, 1.0) * f32::from(i16::MAX)).round() as i16
+}
+
+/// Encodes mono samples as a 16-bit PCM WAV file in memory.
+pub fn encode_wav(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>> {
+    let spec = wav_spec(sample_rate);
     let mut cursor = std::io::Cursor::new(Vec::with_capacity(samples.len() * 2 + 44));
     let wav_error = |e: hound::Error| Error::InvalidArgument(format!("WAV encoding failed: {e}"));
     {
         let mut writer = hound::WavWriter::new(&mut cursor, spec).map_err(wav_error)?;
         for &s in samples {
-            let v = (s.clamp(-1.0, 1.0) * f32::from(i16::MAX)).round() as i16;
-            writer.write_sample(v).map_err(wav_error)?;
+            writer.write_sample(to_i16(s)).map_err(wav_error)?;
         }
         writer.finalize().map_err(wav_error)?;
     }
     Ok(cursor.into_inner())
-}
-
-/// Writes mono samples as a 16-bit WAV file (atomically).
-pub fn write_wav(path: &Path, samples: &[f32], sample_rate: u32) -> Result<()> {
-    let bytes = encode_wav(samples, sample_rate).map_err(|e| Error::format(path, e.to_string()))?;
-    fsutil::write_atomic(path, &bytes)
 }

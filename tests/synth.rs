@@ -1,6 +1,6 @@
 //! The built-in synth: pitch, silence, no clipping, no clicks, and WAV output.
 
-use segue::render::{RenderOptions, encode_wav, render_roll};
+use segue::render::{RenderOptions, encode_wav, render_roll, render_to_wav};
 use segue::roll::{Roll, RollNote};
 use segue::synth::Synth;
 
@@ -176,6 +176,23 @@ fn render_follows_the_tempo_and_wav_is_valid() {
     assert_eq!(reader.spec().sample_rate, SR);
     let samples: Vec<i16> = reader.into_samples().map(Result::unwrap).collect();
     assert_eq!(samples, vec![0, 16384, -16384]);
+    // Rendered straight into a file, block by block: the same file as in memory; a piece too
+    // long is refused with the file named, and nothing written.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streamed.wav");
+    let seconds = render_to_wav(&roll, &opts, &path, &mut |_| {}).unwrap();
+    let in_memory = encode_wav(&render_roll(&roll, &opts, &mut |_| {}).unwrap(), SR).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), in_memory);
+    assert!((seconds * f64::from(SR) - (in_memory.len() - 44) as f64 / 2.0).abs() < 1.0);
+    let refused = dir.path().join("long.wav");
+    let err = render_to_wav(&long, &slow, &refused, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("long.wav") && err.contains("at most 120"),
+        "{err}"
+    );
+    assert!(!refused.exists());
 }
 
 #[test]

@@ -20,7 +20,7 @@ use crate::generate::{self, GenerateOptions, Generated, Interpolation, Mode};
 use crate::midi::Song;
 use crate::models::dcgan::Cells;
 use crate::models::trained::{self, TrainedModel};
-use crate::render::{RenderOptions, render_roll, write_wav};
+use crate::render::{RenderOptions, render_to_wav};
 use crate::roll::{QuantizeOptions, Roll};
 use crate::studio::audio::{Command, PlayScore, Player};
 use crate::studio::piano_roll::{RollView, Tool, origin_color, piano_roll};
@@ -1162,12 +1162,9 @@ impl Studio {
         self.in_background(move || {
             let _exporting = exporting;
             let opts = RenderOptions::default();
-            let written = render_roll(&roll, &opts, &mut |_| {})
-                .map_err(|e| format!("{}: {e}", path.display()))
-                .and_then(|samples| {
-                    write_wav(&path, &samples, opts.sample_rate).map_err(|e| e.to_string())
-                })
-                .map(|()| path);
+            let written = render_to_wav(&roll, &opts, &path, &mut |_| {})
+                .map_err(|e| e.to_string())
+                .map(|_| path);
             DialogResult::Written(written)
         });
     }
