@@ -74,6 +74,23 @@ fn wait(h: &mut Harness<'static, Studio>, what: &str, done: impl Fn(&Studio) -> 
     panic!("timed out waiting for {what}");
 }
 
+/// Asks the window to close, as its close button does, and runs one frame.
+fn request_close(h: &mut Harness<'static, Studio>) {
+    (h.input_mut().viewports)
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    h.step();
+}
+
+/// What the last frame asked of the window (close, cancel a close...).
+fn window_commands(h: &Harness<'static, Studio>) -> Vec<egui::ViewportCommand> {
+    (h.output().viewport_output.get(&egui::ViewportId::ROOT))
+        .map(|v| v.commands.clone())
+        .unwrap_or_default()
+}
+
 /// Clicks Generate and waits until a new piece replaces the current one.
 fn generate_new_piece(h: &mut Harness<'static, Studio>, what: &str) {
     let before = h.state().session.score.clone();
@@ -265,33 +282,17 @@ fn opens_a_midi_file_and_exports_it_back() {
     let wav = dir.path().join("waltz.wav");
     h.state_mut().export_wav(&wav);
     assert!(h.state().exporting());
-    (h.input_mut().viewports)
-        .entry(egui::ViewportId::ROOT)
-        .or_default()
-        .events
-        .push(egui::ViewportEvent::Close);
-    h.step();
-    let commands = |h: &Harness<'static, Studio>| {
-        (h.output().viewport_output.get(&egui::ViewportId::ROOT))
-            .map(|v| v.commands.clone())
-            .unwrap_or_default()
-    };
-    assert!(commands(&h).contains(&egui::ViewportCommand::CancelClose));
+    request_close(&mut h);
+    assert!(window_commands(&h).contains(&egui::ViewportCommand::CancelClose));
     wait(&mut h, "the closing", |s| !s.exporting());
     h.step();
-    assert!(commands(&h).contains(&egui::ViewportCommand::Close));
+    assert!(window_commands(&h).contains(&egui::ViewportCommand::Close));
     // A second request while it renders closes at once.
     h.state_mut().export_wav(&wav);
-    for _ in 0..2 {
-        (h.input_mut().viewports)
-            .entry(egui::ViewportId::ROOT)
-            .or_default()
-            .events
-            .push(egui::ViewportEvent::Close);
-        h.step();
-    }
+    request_close(&mut h);
+    request_close(&mut h);
     assert!(h.state().exporting());
-    assert!(!commands(&h).contains(&egui::ViewportCommand::CancelClose));
+    assert!(!window_commands(&h).contains(&egui::ViewportCommand::CancelClose));
     let rendered = hound::WavReader::open(&wav).unwrap();
     assert!(rendered.duration() > 44_100 * 300);
     settle(&mut h);
@@ -630,21 +631,11 @@ fn a_run_cut_short_by_closing_the_studio_continues_at_the_next_start() {
     assert_eq!(session.train_run.as_deref(), Some(out.as_path()));
     // Closing: the window stays until the run has stopped at the end of its step and written
     // its checkpoint, then closes.
-    let commands = |h: &Harness<'static, Studio>| {
-        (h.output().viewport_output.get(&egui::ViewportId::ROOT))
-            .map(|v| v.commands.clone())
-            .unwrap_or_default()
-    };
-    (h.input_mut().viewports)
-        .entry(egui::ViewportId::ROOT)
-        .or_default()
-        .events
-        .push(egui::ViewportEvent::Close);
-    h.step();
-    assert!(commands(&h).contains(&egui::ViewportCommand::CancelClose));
+    request_close(&mut h);
+    assert!(window_commands(&h).contains(&egui::ViewportCommand::CancelClose));
     assert!(h.state().training_status().contains("before closing"));
     let until = std::time::Instant::now() + Duration::from_secs(120);
-    while !commands(&h).contains(&egui::ViewportCommand::Close) {
+    while !window_commands(&h).contains(&egui::ViewportCommand::Close) {
         assert!(std::time::Instant::now() < until, "the window never closed");
         std::thread::sleep(Duration::from_millis(10));
         h.step();
@@ -807,6 +798,37 @@ fn a_model_file_of_any_kind_opens() {
             .is_some_and(|(m, error)| *error && m.contains("junk.safetensors"))
     });
     assert_eq!(h.state().model().unwrap().manifest.composers.len(), 20);
+}
+
+/// "Shipped models" goes back to the four models of the weights folder, from models trained
+/// or opened since, and the next start keeps them.
+#[test]
+fn the_shipped_models_come_back() {
+    use segue::studio::OtherModels;
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    assert_eq!(h.state().model().unwrap().manifest.composers.len(), 3);
+    h.state_mut().set_other_models(OtherModels::default());
+    h.state_mut().session.gan_path = Some(dir.path().join("gone.safetensors"));
+    h.get_by_label("Shipped models").click();
+    h.step();
+    wait(&mut h, "the shipped models", |s| {
+        let o = s.other_models();
+        !s.background_work()
+            && s.model().is_some_and(|m| m.manifest.composers.len() == 20)
+            && o.tvae.is_some()
+            && o.classifier.is_some()
+            && o.gan.is_some()
+    });
+    let session = &h.state().session;
+    assert!(session.gan_path.is_none() && session.tvae_path.is_none());
+    let shipped = segue::models::trained::default_model_path().unwrap();
+    assert!(segue::fsutil::same_file(
+        session.model_path.as_deref().unwrap(),
+        &shipped
+    ));
+    assert!(h.state().style_meter_on());
 }
 
 /// The monitor follows a run training elsewhere: its log's lines as they are written.

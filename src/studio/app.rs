@@ -519,6 +519,8 @@ enum DialogResult {
     ModelLoaded(PathBuf, Result<Arc<TrainedModel>, String>),
     /// A file of one of the other models was loaded.
     OtherLoaded(OtherKind, PathBuf, Result<LoadedOther, String>),
+    /// The shipped Transformer VAE, classifier and DCGAN were loaded (and what failed).
+    ShippedOthers(OtherModels, Vec<String>),
     /// What the studio loads as it starts.
     Started(Box<Startup>),
 }
@@ -980,6 +982,33 @@ impl Studio {
             let loaded = load_trained(&path);
             DialogResult::ModelLoaded(path, loaded)
         });
+    }
+
+    /// Goes back to the models shipped in the weights folder, all four (on worker threads):
+    /// the way back from models trained or opened since.
+    pub fn use_shipped_models(&mut self) {
+        self.load_model(None);
+        self.in_background(|| {
+            let (others, problems) = OtherModels::load_shipped(&OtherKind::ALL);
+            DialogResult::ShippedOthers(others, problems)
+        });
+    }
+
+    fn use_shipped_others(&mut self, others: OtherModels, problems: Vec<String>) {
+        let before = self.composers();
+        for kind in OtherKind::ALL {
+            *self.session.other_path(kind) = None;
+            // Chosen: the start's own, should it come later, gives way.
+            if !self.others_chosen.contains(&kind) {
+                self.others_chosen.push(kind);
+            }
+        }
+        self.set_other_models(others);
+        self.keep_composers(&before);
+        match problems.is_empty() {
+            true => self.say("Using the shipped models", false),
+            false => self.say(problems.join("; "), true),
+        }
     }
 
     /// Opens a model file of any of the four kinds (told by its manifest) on a worker thread:
@@ -1615,6 +1644,9 @@ impl Studio {
                     self.use_model(p, loaded)
                 }
                 DialogResult::OtherLoaded(kind, p, loaded) => self.use_other(kind, p, loaded),
+                DialogResult::ShippedOthers(others, problems) => {
+                    self.use_shipped_others(others, problems)
+                }
                 DialogResult::Started(s) => self.use_startup(*s),
             }
         }
@@ -2051,9 +2083,26 @@ impl Studio {
                     "LSTM-VAE: {preset} ({} steps)",
                     model.manifest.steps
                 ));
-                ui.small_button("Open a model file...")
-                    .on_hover_text(OPEN_MODEL_HINT)
-                    .clicked()
+                let (open, shipped) = ui
+                    .horizontal(|ui| {
+                        let open = ui
+                            .small_button("Open a model file...")
+                            .on_hover_text(OPEN_MODEL_HINT)
+                            .clicked();
+                        let shipped = ui
+                            .small_button("Shipped models")
+                            .on_hover_text(
+                                "Go back to the four models shipped in the weights folder \
+                                 (the LSTM-VAE, Transformer VAE, classifier and DCGAN)",
+                            )
+                            .clicked();
+                        (open, shipped)
+                    })
+                    .inner;
+                if shipped {
+                    self.use_shipped_models();
+                }
+                open
             }
             None if self.loading => {
                 ui.horizontal(|ui| {
