@@ -84,6 +84,12 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(usize, Vec<u8>), String> {
         ));
     }
     let steps = dims[0];
+    if steps > crate::roll::MAX_STEPS {
+        return Err(format!(
+            "{steps} steps, longer than the longest piece Segue opens ({} steps)",
+            crate::roll::MAX_STEPS
+        ));
+    }
     let n = steps
         .checked_mul(PITCHES)
         .ok_or("absurd shape in the .npy header")?;

@@ -439,6 +439,19 @@ proptest! {
     }
 }
 
+/// A `.npy` roll longer than Segue opens is refused from its header, before its cells are
+/// decoded (as a MIDI file that long is).
+#[test]
+fn an_overlong_npy_roll_is_refused() {
+    let most = segue::roll::MAX_STEPS;
+    let ok = segue::npy::encode_u8(most, &vec![0; most * 128]);
+    assert_eq!(segue::npy::decode(&ok).unwrap().0, most);
+    // Only the header: the refusal comes before the cells are looked at.
+    let header_only = segue::npy::encode_u8(most + 1, &[]);
+    let err = segue::npy::decode(&header_only).unwrap_err();
+    assert!(err.contains("longest piece"), "{err}");
+}
+
 #[test]
 fn slicing_and_appending_keep_notes_and_tempo() {
     let roll = Roll::from_notes(
