@@ -800,6 +800,47 @@ fn a_model_file_of_any_kind_opens() {
     assert_eq!(h.state().model().unwrap().manifest.composers.len(), 20);
 }
 
+/// Loop without a selection loops the whole piece; with one, the selected notes' range.
+#[test]
+fn loop_plays_the_selection_or_the_whole_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    let (player, mut engine) = segue::studio::audio::Player::detached();
+    h.state_mut().use_player(player);
+    // Two notes over 16 steps: 2 s at 120 bpm.
+    let score = &mut h.state_mut().session.score;
+    score.draw(60, 0, 8);
+    score.draw(64, 8, 8);
+    h.state_mut().session.looping = true;
+    h.step();
+    h.key_press(egui::Key::Space);
+    h.step();
+    // Three seconds later it plays on, inside the piece.
+    for _ in 0..3 * 44_100 {
+        engine.next_sample();
+    }
+    assert!(h.state().is_playing());
+    let at = h.state().playhead().unwrap();
+    assert!((0.0..16.0).contains(&at), "{at}");
+    // The second note selected: the loop is its range.
+    h.state_mut().session.view.selection = vec![1];
+    h.step();
+    for _ in 0..3 * 44_100 {
+        engine.next_sample();
+    }
+    let at = h.state().playhead().unwrap();
+    assert!((8.0..16.0).contains(&at), "{at}");
+    // Without Loop, the piece ends.
+    h.state_mut().session.looping = false;
+    h.state_mut().session.view.selection.clear();
+    h.step();
+    for _ in 0..3 * 44_100 {
+        engine.next_sample();
+    }
+    assert!(!h.state().is_playing());
+}
+
 /// "Shipped models" goes back to the four models of the weights folder, from models trained
 /// or opened since, and the next start keeps them.
 #[test]

@@ -930,6 +930,11 @@ impl Studio {
         self.playing()
     }
 
+    /// Where playback is, in steps (None without a player).
+    pub fn playhead(&self) -> Option<f64> {
+        self.player.as_ref().map(|p| p.transport().position())
+    }
+
     /// Whether the slider has asked for a blend that has not started yet.
     pub fn regenerating(&self) -> bool {
         self.regenerate_at.is_some()
@@ -1548,12 +1553,17 @@ impl Studio {
         self.sent_loop = looped;
     }
 
+    /// What Loop loops: the selected notes' range, or without a selection the whole piece.
     fn loop_range(&self) -> Option<(usize, usize)> {
         if !self.session.looping {
             return None;
         }
         let notes = &self.session.score.notes;
         let sel = &self.session.view.selection;
+        if sel.is_empty() {
+            let steps = self.session.score.steps();
+            return (steps > 0).then_some((0, steps));
+        }
         let start = sel
             .iter()
             .filter_map(|&i| notes.get(i))
@@ -1947,7 +1957,8 @@ impl Studio {
             {
                 self.toggle_play();
             }
-            ui.checkbox(&mut self.session.looping, "Loop selection");
+            ui.checkbox(&mut self.session.looping, "Loop")
+                .on_hover_text("Loop the selected notes' range, or the whole piece");
             let label = ui.label("Tempo");
             let score = &self.session.score;
             let changes = (score.tempo.iter())
