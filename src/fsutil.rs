@@ -89,6 +89,33 @@ pub fn check_target(path: &Path) -> Result<&Path> {
     Ok(dir)
 }
 
+/// What trying to lock a file gave (see [`try_lock_file`]).
+pub enum FileLock {
+    /// The lock is held while the file stays open.
+    Held(std::fs::File),
+    /// Another process (or another open of the file) holds it.
+    Busy,
+    /// The file system cannot lock files (some network file systems): the file, unlocked.
+    Unsupported(std::fs::File),
+}
+
+/// Opens `path` (created if missing, never truncated) and tries to take the operating system's
+/// exclusive advisory lock on it (`flock` on Unix, `LockFileEx` on Windows), without waiting.
+/// A process that crashes or is killed leaves no lock behind.
+pub fn try_lock_file(path: &Path) -> Result<FileLock> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, "opening", e))?;
+    Ok(match file.try_lock() {
+        Ok(()) => FileLock::Held(file),
+        Err(std::fs::TryLockError::WouldBlock) => FileLock::Busy,
+        Err(std::fs::TryLockError::Error(_)) => FileLock::Unsupported(file),
+    })
+}
+
 /// Whether `a` and `b` name the same existing file (through links and `..`).
 pub fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {

@@ -101,11 +101,13 @@ pub fn render_roll(
     opts: &RenderOptions,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Vec<f32>> {
+    let seconds = render_seconds(roll, opts)?;
     let mut out = Vec::new();
-    render_blocks(roll, opts, progress, &mut |block| {
+    render_blocks(roll, opts, seconds, progress, &mut |block| {
         out.extend_from_slice(block);
-        Ok(())
-    })?;
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .unwrap_or_else(|never| match never {});
     Ok(out)
 }
 
@@ -120,37 +122,31 @@ pub fn render_to_wav(
 ) -> Result<f64> {
     // Refused before the file is touched.
     let seconds = render_seconds(roll, opts).map_err(|e| Error::format(path, e.to_string()))?;
-    let mut failed = None;
+    // Write errors name `path` (write_atomic_with says so).
     fsutil::write_atomic_with(path, |w| {
         let mut writer =
             hound::WavWriter::new(w, wav_spec(opts.sample_rate)).map_err(std::io::Error::other)?;
-        let rendered = render_blocks(roll, opts, progress, &mut |block| {
-            for &s in block {
+        render_blocks(roll, opts, seconds, progress, &mut |block| {
+            block.iter().try_for_each(|&s| {
                 writer
                     .write_sample(to_i16(s))
-                    .map_err(|e| Error::format(path, format!("WAV encoding failed: {e}")))?;
-            }
-            Ok(())
-        });
-        if let Err(e) = rendered {
-            let message = e.to_string();
-            failed = Some(e);
-            return Err(std::io::Error::other(message));
-        }
+                    .map_err(std::io::Error::other)
+            })
+        })?;
         writer.finalize().map_err(std::io::Error::other)
-    })
-    .map_err(|e| failed.unwrap_or(e))?;
+    })?;
     Ok(seconds)
 }
 
-/// The rendering itself: `sink` gets the samples in order, a block at a time.
-fn render_blocks(
+/// The rendering itself, `seconds` long (from [`render_seconds`]): `sink` gets the samples in
+/// order, a block at a time; its first error stops the rendering.
+fn render_blocks<E>(
     roll: &Roll,
     opts: &RenderOptions,
+    seconds: f64,
     progress: &mut dyn FnMut(f64),
-    sink: &mut dyn FnMut(&[f32]) -> Result<()>,
-) -> Result<()> {
-    let seconds = render_seconds(roll, opts)?;
+    sink: &mut dyn FnMut(&[f32]) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     let events = schedule(roll, opts.sample_rate, opts.bpm);
     let total = (seconds * f64::from(opts.sample_rate)).ceil() as usize;
     let mut synth = Synth::new(opts.sample_rate);

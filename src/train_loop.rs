@@ -636,23 +636,19 @@ pub fn lock_run_folder(out: &Path) -> Result<RunLock> {
     // A look at the folder (run_folder_in_use) holds the lock for a moment: a few tries
     // over 200 ms tell it from a run.
     for attempt in 0..10 {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, "opening", e))?;
-        match file.try_lock() {
+        match fsutil::try_lock_file(&path)? {
             // The file may have been removed (a run stopped before its first step discards
             // its folder) between the opening and the lock: then lock the one there now.
-            Ok(()) if same_file(&file, &path) => return Ok(RunLock { _file: file }),
-            Ok(()) => continue,
-            Err(std::fs::TryLockError::WouldBlock) if attempt < 9 => {
+            fsutil::FileLock::Held(file) if same_file(&file, &path) => {
+                return Ok(RunLock { _file: file });
+            }
+            fsutil::FileLock::Held(_) => continue,
+            fsutil::FileLock::Busy if attempt < 9 => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            Err(std::fs::TryLockError::WouldBlock) => break,
+            fsutil::FileLock::Busy => break,
             // No locks here (ENOLCK, unsupported): unlocked, as before locks.
-            Err(std::fs::TryLockError::Error(_)) => return Ok(RunLock { _file: file }),
+            fsutil::FileLock::Unsupported(file) => return Ok(RunLock { _file: file }),
         }
     }
     Err(Error::RunInUse {

@@ -60,6 +60,16 @@ fn studio(model: &Path, file: Option<PathBuf>) -> Harness<'static, Studio> {
     h
 }
 
+/// A studio with a tiny model in `dir` and playback without a sound card: the test pulls the
+/// samples from the engine returned.
+fn studio_with_player(dir: &Path) -> (Harness<'static, Studio>, segue::studio::audio::Engine) {
+    let model = tiny_model(dir);
+    let mut h = studio(&model, None);
+    let (player, engine) = segue::studio::audio::Player::detached();
+    h.state_mut().use_player(player);
+    (h, engine)
+}
+
 /// Steps the app until `done` holds (work happens on other threads meanwhile), for at most
 /// two minutes (the tests share two cores with each other).
 fn wait(h: &mut Harness<'static, Studio>, what: &str, done: impl Fn(&Studio) -> bool) {
@@ -167,16 +177,12 @@ fn generate_and_the_slider_change_the_roll() {
 #[test]
 fn the_slider_blends_from_the_same_primer_and_an_edit_cancels_it() {
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
-    let mut h = studio(&model, None);
-    // Playback without a sound card: the test pulls the samples.
-    let (player, mut engine) = segue::studio::audio::Player::detached();
-    h.state_mut().use_player(player);
+    let (mut h, mut engine) = studio_with_player(dir.path());
     let mut listen = |h: &mut Harness<'static, Studio>| {
         for _ in 0..1024 {
             engine.next_sample();
         }
-        h.state().is_playing()
+        h.state().playing()
     };
     // A motif shorter than the primer's 64 steps, drawn by hand.
     h.state_mut().session.score.draw(60, 0, 4);
@@ -804,10 +810,7 @@ fn a_model_file_of_any_kind_opens() {
 #[test]
 fn loop_plays_the_selection_or_the_whole_piece() {
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
-    let mut h = studio(&model, None);
-    let (player, mut engine) = segue::studio::audio::Player::detached();
-    h.state_mut().use_player(player);
+    let (mut h, mut engine) = studio_with_player(dir.path());
     // Two notes over 16 steps: 2 s at 120 bpm.
     let score = &mut h.state_mut().session.score;
     score.draw(60, 0, 8);
@@ -820,7 +823,7 @@ fn loop_plays_the_selection_or_the_whole_piece() {
     for _ in 0..3 * 44_100 {
         engine.next_sample();
     }
-    assert!(h.state().is_playing());
+    assert!(h.state().playing());
     let at = h.state().playhead().unwrap();
     assert!((0.0..16.0).contains(&at), "{at}");
     // The second note selected: the loop is its range.
@@ -838,7 +841,7 @@ fn loop_plays_the_selection_or_the_whole_piece() {
     for _ in 0..3 * 44_100 {
         engine.next_sample();
     }
-    assert!(!h.state().is_playing());
+    assert!(!h.state().playing());
 }
 
 /// "Shipped models" goes back to the four models of the weights folder, from models trained

@@ -925,11 +925,6 @@ impl Studio {
         self.push_score();
     }
 
-    /// Whether playback is running.
-    pub fn is_playing(&self) -> bool {
-        self.playing()
-    }
-
     /// Where playback is, in steps (None without a player).
     pub fn playhead(&self) -> Option<f64> {
         self.player.as_ref().map(|p| p.transport().position())
@@ -1530,7 +1525,8 @@ impl Studio {
         }
     }
 
-    fn playing(&self) -> bool {
+    /// Whether playback is running.
+    pub fn playing(&self) -> bool {
         self.player
             .as_ref()
             .is_some_and(|p| p.transport().playing())

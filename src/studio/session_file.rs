@@ -73,28 +73,19 @@ impl Saver {
     /// other's piece). Where the lock cannot be taken for another reason (a read-only folder,
     /// a file system without locks), the saver goes on unlocked.
     pub fn claim(path: PathBuf) -> Result<Self, String> {
-        let lock_path = path.with_extension("lock");
-        let lock = path
-            .parent()
-            .and_then(|dir| std::fs::create_dir_all(dir).ok())
-            .and_then(|()| {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&lock_path)
-                    .ok()
-            });
-        let lock = match lock.map(|file| (file.try_lock(), file)) {
-            Some((Ok(()), file)) => Some(file),
-            Some((Err(std::fs::TryLockError::WouldBlock), _)) => {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let lock = match fsutil::try_lock_file(&path.with_extension("lock")) {
+            Ok(fsutil::FileLock::Held(file)) => Some(file),
+            Ok(fsutil::FileLock::Busy) => {
                 return Err(format!(
                     "Another Segue studio is open and keeps the session ({}): this window's \
                      piece is not kept when it closes; export it to keep it",
                     path.display()
                 ));
             }
-            _ => None,
+            Ok(fsutil::FileLock::Unsupported(_)) | Err(_) => None,
         };
         let mut saver = Saver::new(path);
         saver._lock = lock;
