@@ -118,6 +118,32 @@ fn fixture(dir: &Path) -> PathBuf {
     path
 }
 
+/// The sound device opens on a worker thread, so a slow sound server cannot keep the window
+/// from showing; then there is playback, or a message saying why not (as on a machine
+/// without a sound card).
+#[test]
+fn the_sound_device_opens_on_a_worker_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let session = Session {
+        model_path: Some(model),
+        ..Session::default()
+    };
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), None, true));
+    wait(&mut h, "the sound device", |s| !s.opening_audio());
+    h.step();
+    let play = h.get_by_label("Play").accesskit_node().is_disabled();
+    match h.state().audio_problem() {
+        Some(problem) => {
+            assert!(problem.starts_with("Playback unavailable"), "{problem}");
+            assert!(play);
+        }
+        None => assert!(!play),
+    }
+}
+
 #[test]
 fn generate_and_the_slider_change_the_roll() {
     let dir = tempfile::tempdir().unwrap();
@@ -251,6 +277,40 @@ fn the_slider_blends_from_the_same_primer_and_an_edit_cancels_it() {
         h.step();
     }
     assert_eq!(h.state().session.score, undone);
+}
+
+/// In Blend mode, picking another composer blends again from the same primer, as moving the
+/// slider does; in another mode the pick waits for Generate.
+#[test]
+fn picking_a_composer_blends_the_sliders_piece_again() {
+    use segue::generate::Mode;
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    h.state_mut().session.score.draw(60, 0, 4);
+    h.state_mut().session.score.draw(64, 4, 4);
+    h.state_mut().session.mode = Mode::Blend;
+    h.state_mut().session.alpha = 1.0;
+    // Nothing generated yet: nothing to blend again.
+    h.state_mut().pick_composers(0, 2);
+    assert!(!h.state().regenerating());
+    generate_new_piece(&mut h, "the first blend");
+    let first = h.state().session.score.clone();
+    h.state_mut().pick_composers(0, 1);
+    assert!(h.state().regenerating());
+    wait(&mut h, "the blend with another B", |s| {
+        !s.generating() && !s.regenerating() && s.session.score != first
+    });
+    assert_eq!(h.state().session.score.primer_steps, 8);
+    // Back to the first B: the same primer, seed and code give the first blend.
+    h.state_mut().pick_composers(0, 2);
+    wait(&mut h, "the blend with the first B", |s| {
+        !s.generating() && !s.regenerating() && s.session.score == first
+    });
+    // In another mode a pick changes nothing until Generate is pressed.
+    h.state_mut().session.mode = Mode::Continue;
+    h.state_mut().pick_composers(1, 2);
+    assert!(!h.state().regenerating() && !h.state().generating());
 }
 
 #[test]
@@ -1426,6 +1486,38 @@ fn the_other_models_generate_and_the_style_meter_follows_the_piece() {
     assert!(error && message.contains("Transformer VAE"), "{message}");
 }
 
+/// Notes of a saved session that no longer fit (an earlier Segue kept longer pieces) are
+/// left out with a message, not silently.
+#[test]
+fn notes_left_out_of_a_session_are_said() {
+    use segue::studio::score::{Origin, ScoreNote};
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut session = Session {
+        model_path: Some(model),
+        ..Session::default()
+    };
+    for start in [0, 300_000] {
+        session.score.notes.push(ScoreNote {
+            pitch: 60,
+            start,
+            len: 4,
+            velocity: 90,
+            origin: Origin::Edited,
+        });
+    }
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), None, false));
+    wait(&mut h, "the start", |s| !s.loading());
+    assert_eq!(h.state().session.score.notes.len(), 1);
+    let (text, error) = h.state().message().unwrap().clone();
+    assert!(
+        error && text.contains("1 note(s)") && text.contains("left out"),
+        "{text}"
+    );
+}
+
 #[test]
 fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     use segue::studio::score::{Origin, ScoreNote};
@@ -1448,15 +1540,15 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     saver.save(&s);
     saver.finish();
     assert!(saver.problem.is_none(), "{:?}", saver.problem);
-    let back = session_file::read(&path).unwrap().unwrap();
-    assert_eq!((back.seed, back.score.notes.len()), (42, 1));
+    let (back, left_out) = session_file::read(&path).unwrap().unwrap();
+    assert_eq!((back.seed, back.score.notes.len(), left_out), (42, 1, None));
     // Saves in quick succession (the window does not wait for the one before): the newest
     // is what is on disk once they are done.
     for seed in [7, 8, 9] {
         saver.save(&Session { seed, ..s.clone() });
     }
     saver.finish();
-    assert_eq!(session_file::read(&path).unwrap().unwrap().seed, 9);
+    assert_eq!(session_file::read(&path).unwrap().unwrap().0.seed, 9);
     saver.save(&s);
     saver.finish();
     // Only the session itself is left in its folder (no temporary file).
@@ -1472,14 +1564,23 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     json["length"] = serde_json::json!(0);
     json["score"]["notes"][0]["start"] = serde_json::json!(u64::MAX);
     std::fs::write(&path, json.to_string()).unwrap();
-    let clamped = session_file::read(&path).unwrap().unwrap();
+    let (clamped, left_out) = session_file::read(&path).unwrap().unwrap();
     assert_eq!(clamped.view.step_px, 1.0);
     assert_eq!(clamped.alpha, 1.0);
     assert_eq!(clamped.length, 16);
+    // A note past the end is dropped, and counted; a copy of the file as it was can be kept
+    // beside it (the studio says where).
+    assert!(clamped.score.notes.is_empty());
+    assert_eq!(left_out, Some(1));
+    let copy = session_file::keep_copy(&path).unwrap();
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&path).unwrap());
+    assert!(copy.ends_with("session.before-repair.json"), "{copy:?}");
+    let message = segue::studio::app::left_out_message(1, Some(&copy));
     assert!(
-        clamped.score.notes.is_empty(),
-        "a note past the end is dropped"
+        message.contains("1 note(s)") && message.contains("before-repair"),
+        "{message}"
     );
+    std::fs::remove_file(&copy).unwrap();
 
     // A damaged file is an error naming it, and is set aside rather than overwritten.
     let bytes = serde_json::to_vec(&s).unwrap();
@@ -1543,7 +1644,7 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     h.state_mut().session.seed = 77;
     eframe::App::save(h.state_mut(), &mut Untouched);
     h.state_mut().saver = None; // dropping the saver finishes its write
-    let back = session_file::read(&saved).unwrap().unwrap();
+    let (back, _) = session_file::read(&saved).unwrap().unwrap();
     assert_eq!(back.seed, 77);
     // With the pickers' composers, by name for the next start.
     assert_eq!(back.composer_names, h.state().composers());

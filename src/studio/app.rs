@@ -315,6 +315,9 @@ pub struct Session {
     /// that moving the slider is heard at once.
     #[serde(default = "default_play_blends")]
     pub play_blends: bool,
+    /// Training: on the GPU (CUDA device 0), in a build with the `cuda` feature.
+    #[serde(default)]
+    pub train_on_gpu: bool,
 }
 
 fn default_play_blends() -> bool {
@@ -334,7 +337,8 @@ impl Session {
     /// Brings a session read from disk into the ranges the controls allow. A damaged or
     /// hand-edited file must not hang the roll (a zoom of 0 draws endless grid lines) or hand
     /// absurd sizes to the models. Composer numbers are checked when the model loads.
-    pub fn sanitize(&mut self) {
+    /// Returns how many notes of the piece were dropped (see [`Score::sanitize`]).
+    pub fn sanitize(&mut self) -> usize {
         let within = |v: f32, lo: f32, hi: f32, fallback: f32| {
             if v.is_finite() {
                 v.clamp(lo, hi)
@@ -357,7 +361,7 @@ impl Session {
         self.transition_steps = self.transition_steps.min(2048);
         self.variations = self.variations.clamp(1, 8);
         self.train_steps = self.train_steps.clamp(10, 20_000);
-        self.score.sanitize();
+        self.score.sanitize()
     }
 }
 
@@ -409,6 +413,7 @@ impl Default for Session {
             train_seed: default_train_seed(),
             composer_names: Vec::new(),
             play_blends: default_play_blends(),
+            train_on_gpu: false,
         }
     }
 }
@@ -456,6 +461,8 @@ pub struct Studio {
     primer: Option<Roll>,
     player: Option<Player>,
     audio_error: Option<String>,
+    /// Whether the sound device is still being opened (on a worker thread).
+    opening_audio: bool,
     generator: Generator,
     job_id: u64,
     job_cancel: Arc<AtomicBool>,
@@ -523,6 +530,8 @@ enum DialogResult {
     ShippedOthers(OtherModels, Vec<String>),
     /// What the studio loads as it starts.
     Started(Box<Startup>),
+    /// The sound device was opened (or why not).
+    Audio(Result<Player, String>),
 }
 
 /// What the studio loads as it starts, on a worker thread, so that the window shows at once.
@@ -709,21 +718,12 @@ impl Studio {
     ) -> Self {
         let repaint = ctx.clone();
         let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || repaint.request_repaint());
-        let (player, audio_error) = if audio {
-            match Player::open() {
-                Ok(p) => (Some(p), None),
-                Err(e) => (
-                    None,
-                    Some(format!(
-                        "Playback unavailable ({e}); everything else works."
-                    )),
-                ),
-            }
-        } else {
-            (None, Some("Playback off.".into()))
-        };
+        // The sound device opens on a worker thread (a slow or hanging sound server must not
+        // keep the window from showing); playback is there once it has.
+        let audio_error = (!audio).then(|| "Playback off.".to_string());
         let mut session = session.unwrap_or_default();
-        session.sanitize();
+        // A session read from its file was brought into range there, and said so.
+        let left_out = session.sanitize();
         let mut studio = Studio {
             session,
             saver: None,
@@ -731,8 +731,9 @@ impl Studio {
             model: None,
             model_error: None,
             primer: None,
-            player,
+            player: None,
             audio_error,
+            opening_audio: audio,
             generator: Generator::start(wake.clone()),
             job_id: 0,
             job_cancel: Arc::new(AtomicBool::new(false)),
@@ -781,6 +782,12 @@ impl Studio {
                 ..Startup::default()
             })))
         });
+        if left_out > 0 {
+            studio.say(left_out_message(left_out, None), true);
+        }
+        if audio {
+            studio.in_background(|| DialogResult::Audio(Player::open()));
+        }
         studio.push_score();
         studio
     }
@@ -922,7 +929,35 @@ impl Studio {
     pub fn use_player(&mut self, player: Player) {
         self.player = Some(player);
         self.audio_error = None;
+        self.opening_audio = false;
+        // The new engine has no loop yet.
+        self.sent_loop = None;
         self.push_score();
+    }
+
+    /// Whether the sound device is still being opened.
+    pub fn opening_audio(&self) -> bool {
+        self.opening_audio
+    }
+
+    /// Why there is no playback, if there is none (the device failed to open, or playback
+    /// is off).
+    pub fn audio_problem(&self) -> Option<&str> {
+        self.audio_error.as_deref()
+    }
+
+    fn use_audio(&mut self, opened: Result<Player, String>) {
+        self.opening_audio = false;
+        match opened {
+            // A player given meanwhile (a detached one, in tests) stays.
+            Ok(p) if self.player.is_none() => self.use_player(p),
+            Ok(_) => {}
+            Err(e) => {
+                self.audio_error = Some(format!(
+                    "Playback unavailable ({e}); everything else works."
+                ))
+            }
+        }
     }
 
     /// Where playback is, in steps (None without a player).
@@ -1435,9 +1470,29 @@ impl Studio {
         ) {
             self.session.mode = Mode::Blend;
         }
+        self.ask_blend();
+    }
+
+    /// Asks for a blend after a short rest (moves in quick succession ask once), to be heard
+    /// when it arrives.
+    fn ask_blend(&mut self) {
         self.regenerate_at = Some(Instant::now() + DEBOUNCE);
         self.blend_asked = true;
         self.blend_plays = true;
+    }
+
+    /// Picks composers A and B as the pickers do (indices into the model's list). While the
+    /// piece is the slider's blend (Blend mode, after a generation), a change blends again
+    /// with the same primer, as moving the slider does.
+    pub fn pick_composers(&mut self, a: usize, b: usize) {
+        self.composers_picked = true;
+        let s = &mut self.session;
+        let changed = (a, b) != (s.composer_a, s.composer_b);
+        (s.composer_a, s.composer_b) = (a, b);
+        let is_vae = matches!(s.engine, EngineKind::LstmVae | EngineKind::TransformerVae);
+        if changed && is_vae && s.mode == Mode::Blend && self.blend_primer.is_some() {
+            self.ask_blend();
+        }
     }
 
     fn choose_variation(&mut self, k: usize) {
@@ -1654,6 +1709,7 @@ impl Studio {
                     self.use_shipped_others(others, problems)
                 }
                 DialogResult::Started(s) => self.use_startup(*s),
+                DialogResult::Audio(opened) => self.use_audio(opened),
             }
         }
         self.poll_training();
@@ -1803,6 +1859,12 @@ impl Studio {
         };
     }
 
+    /// Whether the next run trains on the GPU: asked for, in a build with CUDA (a session
+    /// saved by such a build trains on the CPU in one without).
+    fn train_on_gpu(&self) -> bool {
+        self.session.train_on_gpu && cuda_build()
+    }
+
     /// Starts training on the chosen folder.
     pub fn start_training(&mut self, dir: PathBuf, out: PathBuf) {
         match &self.training.job {
@@ -1827,7 +1889,13 @@ impl Studio {
         spec.set_seed(self.session.train_seed);
         self.session.train_run = Some(out.clone());
         self.training = TrainingView {
-            job: Some(TrainingJob::start(dir, spec, out, self.wake.clone())),
+            job: Some(TrainingJob::start(
+                dir,
+                spec,
+                out,
+                self.train_on_gpu(),
+                self.wake.clone(),
+            )),
             model: Some(self.session.train_model),
             status: "Starting...".into(),
             ..TrainingView::default()
@@ -1901,7 +1969,14 @@ impl Studio {
             None => {}
         }
         let steps = self.session.train_steps.max(1);
-        self.training.job = Some(TrainingJob::resume(corpus, model, steps, self.wake.clone()));
+        let gpu = self.train_on_gpu();
+        self.training.job = Some(TrainingJob::resume(
+            corpus,
+            model,
+            steps,
+            gpu,
+            self.wake.clone(),
+        ));
         self.training.paused = false;
         self.training.status = "Continuing...".into();
     }
@@ -2167,10 +2242,11 @@ impl Studio {
             s.composer_a = s.composer_a.min(last);
             s.composer_b = s.composer_b.min(last);
         }
+        let (mut a, mut b) = (s.composer_a, s.composer_b);
         let mut picked = false;
         for (label, chosen, enabled) in [
-            ("Composer A", &mut s.composer_a, is_vae),
-            ("Composer B", &mut s.composer_b, uses_b),
+            ("Composer A", &mut a, is_vae),
+            ("Composer B", &mut b, uses_b),
         ] {
             ui.add_enabled_ui(enabled, |ui| {
                 egui::ComboBox::from_label(label)
@@ -2182,8 +2258,11 @@ impl Studio {
                     });
             });
         }
+        if picked {
+            self.pick_composers(a, b);
+        }
+        let s = &mut self.session;
         let mut alpha = s.alpha;
-        self.composers_picked |= picked;
         let slider = ui
             .add_enabled(
                 is_vae,
@@ -2472,6 +2551,11 @@ impl Studio {
                 ui.label("seed");
                 ui.add(egui::DragValue::new(&mut self.session.train_seed));
             });
+            // Offered in a build with CUDA.
+            if cuda_build() {
+                ui.checkbox(&mut self.session.train_on_gpu, "on the GPU")
+                    .on_hover_text("Train on CUDA device 0 (else on the CPU)");
+            }
         });
         ui.label(self.training_hint());
         ui.add(
@@ -2681,6 +2765,9 @@ impl eframe::App for Studio {
                 if let Some(e) = &self.audio_error {
                     ui.colored_label(Color32::YELLOW, e);
                     ui.separator();
+                } else if self.opening_audio {
+                    ui.colored_label(Color32::GRAY, "Opening the sound device...");
+                    ui.separator();
                 }
                 if let Some((m, error)) = &self.message {
                     let color = if *error {
@@ -2802,6 +2889,25 @@ impl eframe::App for Studio {
     }
 }
 
+/// Whether this is a build with the `cuda` feature (whether a GPU is there shows when a run
+/// starts: its device is opened on the training thread, never by the window).
+fn cuda_build() -> bool {
+    candle_core::utils::cuda_is_available()
+}
+
+/// What the studio says when notes of the last session could not be kept (past the longest
+/// piece, or damaged), and where the session as it was is kept, if it is.
+pub fn left_out_message(notes: usize, kept: Option<&Path>) -> String {
+    let kept = kept.map_or(String::new(), |p| {
+        format!("; the session as it was is kept as {}", p.display())
+    });
+    format!(
+        "{notes} note(s) of the last session lay past step {} (the longest piece Segue keeps) \
+         or were damaged, and were left out{kept}",
+        Score::MAX_STEPS
+    )
+}
+
 /// Opens the studio window (blocks until it closes). `file` is opened as the primer.
 pub fn run(file: Option<PathBuf>) -> Result<(), String> {
     let options = eframe::NativeOptions {
@@ -2821,7 +2927,18 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
             let saver = path.clone().map(session_file::Saver::claim);
             let owner = matches!(saver, Some(Ok(_)));
             let (session, problem) = match path.as_deref().map(session_file::read) {
-                Some(Ok(Some(session))) => (Some(session), None),
+                Some(Ok(Some((session, None)))) => (Some(session), None),
+                // Notes were left out: the file as it was is kept beside it (by the studio
+                // that keeps the session), since the next save writes the piece without them.
+                Some(Ok(Some((session, Some(left_out))))) => {
+                    let kept = (path.as_deref())
+                        .filter(|_| owner)
+                        .and_then(session_file::keep_copy);
+                    (
+                        Some(session),
+                        Some(left_out_message(left_out, kept.as_deref())),
+                    )
+                }
                 Some(Err(problem)) => {
                     let aside = (path.as_deref())
                         .filter(|_| owner)

@@ -76,13 +76,14 @@ impl Score {
     /// Brings a score read from disk into range: tempo 10-1000 bpm, notes inside the pitch,
     /// velocity and length ranges (notes past [`Score::MAX_STEPS`] are dropped), the primer
     /// no longer than the piece, the tempo and metre maps sorted and in range (the one metre
-    /// an older session file kept becomes the map).
-    pub fn sanitize(&mut self) {
+    /// an older session file kept becomes the map). Returns how many notes were dropped.
+    pub fn sanitize(&mut self) -> usize {
         self.bpm = if self.bpm.is_finite() {
             self.bpm.clamp(10.0, 1000.0)
         } else {
             120.0
         };
+        let notes = self.notes.len();
         self.notes.retain(|n| {
             n.pitch < 128
                 && n.len >= 1
@@ -105,6 +106,7 @@ impl Score {
         }
         meters.retain(|m| m.step <= Self::MAX_STEPS);
         self.meters = meter::normalize(meters).into();
+        notes - self.notes.len()
     }
 
     /// An empty score at 120 bpm.

@@ -14,8 +14,9 @@ pub fn default_path() -> Option<PathBuf> {
 }
 
 /// Reads a saved session. `Ok(None)` when there is none yet; an error names the file and the
-/// problem. The session is brought into the ranges the controls allow ([`Session::sanitize`]).
-pub fn read(path: &Path) -> Result<Option<Session>, String> {
+/// problem. The session is brought into the ranges the controls allow ([`Session::sanitize`]),
+/// with the number of notes that had to be left out, if any.
+pub fn read(path: &Path) -> Result<Option<(Session, Option<usize>)>, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -23,8 +24,8 @@ pub fn read(path: &Path) -> Result<Option<Session>, String> {
     };
     let mut session: Session = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{}: not a saved session ({e})", path.display()))?;
-    session.sanitize();
-    Ok(Some(session))
+    let left_out = session.sanitize();
+    Ok(Some((session, (left_out > 0).then_some(left_out))))
 }
 
 /// Moves an unreadable session file aside (`session.json` -> `session.unreadable.json`, or
@@ -32,13 +33,27 @@ pub fn read(path: &Path) -> Result<Option<Session>, String> {
 /// nor a later unreadable session overwrites what may still be recovered by hand. Returns
 /// where it went.
 pub fn set_aside(path: &Path) -> Option<PathBuf> {
-    let aside = (1u32..1000)
-        .map(|k| match k {
-            1 => path.with_extension("unreadable.json"),
-            k => path.with_extension(format!("unreadable-{k}.json")),
-        })
-        .find(|p| !p.exists())?;
+    let aside = free_name(path, "unreadable")?;
     std::fs::rename(path, &aside).ok().map(|_| aside)
+}
+
+/// Copies a session file that was read only in part (`session.json` ->
+/// `session.before-repair.json`, numbered as in [`set_aside`]), so that what the studio
+/// could not keep may still be recovered by hand. Returns where the copy went.
+pub fn keep_copy(path: &Path) -> Option<PathBuf> {
+    let copy = free_name(path, "before-repair")?;
+    std::fs::copy(path, &copy).ok().map(|_| copy)
+}
+
+/// `path` with `.tag.json` (or `.tag-2.json` and so on) for its extension, the first such
+/// name not taken.
+fn free_name(path: &Path, tag: &str) -> Option<PathBuf> {
+    (1u32..1000)
+        .map(|k| match k {
+            1 => path.with_extension(format!("{tag}.json")),
+            k => path.with_extension(format!("{tag}-{k}.json")),
+        })
+        .find(|p| !p.exists())
 }
 
 /// Writes sessions in the background, one at a time, in the order given; the window never

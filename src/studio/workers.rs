@@ -325,6 +325,7 @@ pub struct TrainingJob {
 /// Where and how a studio run on the shared loop trains, and where it reports.
 struct LoopRun<'a> {
     corpus: &'a Corpus,
+    device: &'a candle_core::Device,
     out: &'a Path,
     resume: bool,
     control: &'a Control,
@@ -332,16 +333,15 @@ struct LoopRun<'a> {
 }
 
 impl LoopRun<'_> {
-    /// Trains with `train` and `opts` on the CPU; the model file written, or why not.
+    /// Trains with `train` and `opts`; the model file written, or why not.
     fn train<O>(&self, train: train_loop::TrainFn<O>, opts: &O) -> crate::Result<PathBuf> {
-        let cpu = candle_core::Device::Cpu;
         let send = self.send;
         let on_event = &mut |e| send(TrainingReport::Loop(e));
         train(
             self.corpus,
             opts,
             self.out,
-            &cpu,
+            self.device,
             self.resume,
             self.control,
             on_event,
@@ -470,14 +470,23 @@ impl TrainSpec {
 }
 
 impl TrainingJob {
-    /// Loads `corpus_dir` and trains what `spec` says into `out` on the CPU.
+    /// Loads `corpus_dir` and trains what `spec` says into `out`, on the CPU or, with `gpu`,
+    /// on CUDA device 0 (a build with the `cuda` feature).
     pub fn start(
         corpus_dir: PathBuf,
         spec: TrainSpec,
         out: PathBuf,
+        gpu: bool,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
-        Self::launch(corpus_dir, Box::new(move || Ok(spec)), out, false, wake)
+        Self::launch(
+            corpus_dir,
+            Box::new(move || Ok(spec)),
+            out,
+            false,
+            gpu,
+            wake,
+        )
     }
 
     /// Trains the run whose latest model file is `model` on from its checkpoint, to `steps`
@@ -487,21 +496,23 @@ impl TrainingJob {
         corpus_dir: PathBuf,
         model: PathBuf,
         steps: usize,
+        gpu: bool,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
         let out = model.parent().map(Path::to_path_buf).unwrap_or_default();
         // The manifest is read on the training thread (the window never reads files).
         let spec = move || TrainSpec::of_run(&model, steps);
-        Self::launch(corpus_dir, Box::new(spec), out, true, wake)
+        Self::launch(corpus_dir, Box::new(spec), out, true, gpu, wake)
     }
 
     /// Trains on a thread of its own: `spec` says what (it runs there), `resume` whether
-    /// from the checkpoint in `out`.
+    /// from the checkpoint in `out`, `gpu` whether on CUDA.
     fn launch(
         corpus_dir: PathBuf,
         spec: Box<dyn FnOnce() -> Result<TrainSpec, String> + Send>,
         out: PathBuf,
         resume: bool,
+        gpu: bool,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
         let control = Control::default();
@@ -517,6 +528,16 @@ impl TrainingJob {
                 let spec = match spec() {
                     Ok(s) => s,
                     Err(e) => return send(TrainingReport::Finished(Err(e))),
+                };
+                // The device is opened first: without it nothing else is worth loading.
+                let device = match crate::models::lstm_vae::device(gpu) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        return send(TrainingReport::Finished(Err(format!(
+                            "cannot train on the GPU ({e}); untick \"on the GPU\" to train on \
+                             the CPU"
+                        ))));
+                    }
                 };
                 // Another run training in the folder is refused before the corpus loads (a
                 // look only: the trainer takes the lock for the run itself).
@@ -544,10 +565,10 @@ impl TrainingJob {
                         "stopped before training began".into(),
                     )));
                 }
-                let cpu = candle_core::Device::Cpu;
                 // The classifier, the Transformer VAE and the DCGAN train on the shared loop.
                 let run = LoopRun {
                     corpus: &corpus,
+                    device: &device,
                     out: &out,
                     resume,
                     control: &thread_control,
@@ -558,7 +579,7 @@ impl TrainingJob {
                         &corpus,
                         opts,
                         &out,
-                        &cpu,
+                        &device,
                         resume,
                         &thread_control,
                         &mut |e| send(TrainingReport::Event(e)),
@@ -832,5 +853,38 @@ impl LogFollower {
             polled.metrics.push(m);
         }
         Ok(polled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run asked to train on the GPU where there is none (a build without CUDA, or no
+    /// device) ends with a message saying so, before it reads or writes anything.
+    #[test]
+    fn a_run_on_a_gpu_that_is_not_there_says_so() {
+        if candle_core::Device::new_cuda(0).is_ok() {
+            return; // a GPU is here: the run would train
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let job = TrainingJob::start(
+            dir.path().join("no corpus"),
+            TrainSpec::Dcgan(crate::gan::GanOptions::default()),
+            out.clone(),
+            true,
+            Arc::new(|| {}),
+        );
+        let ended = loop {
+            match job.events.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(TrainingReport::Finished(result)) => break result,
+                Ok(_) => {}
+                Err(e) => panic!("no end: {e}"),
+            }
+        };
+        let problem = ended.unwrap_err();
+        assert!(problem.contains("cannot train on the GPU"), "{problem}");
+        assert!(!out.exists());
     }
 }
