@@ -34,8 +34,26 @@ pub fn write_roll(path: &Path, roll: &Roll) -> Result<()> {
     fsutil::write_atomic(path, &encode_u8(roll.steps(), &roll.binary()))
 }
 
-/// Reads a `.npy` matrix of shape (T, 128) as a roll.
+/// The largest `.npy` file a roll Segue opens can take: the longest piece in the widest
+/// dtype (8 bytes a cell) after the largest header NumPy writes (version 1: 64 KiB).
+pub const MAX_FILE_BYTES: u64 = 12 + 65_535 + (crate::roll::MAX_STEPS * PITCHES * 8) as u64;
+
+/// Reads a `.npy` matrix of shape (T, 128) as a roll. A file larger than any such roll
+/// ([`MAX_FILE_BYTES`]) is refused before it is read.
 pub fn read_roll(path: &Path) -> Result<Roll> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, "reading", e))?
+        .len();
+    if size > MAX_FILE_BYTES {
+        return Err(Error::format(
+            path,
+            format!(
+                "{size} bytes, more than a roll of the longest piece Segue opens ({} steps) \
+                 can take ({MAX_FILE_BYTES} bytes)",
+                crate::roll::MAX_STEPS
+            ),
+        ));
+    }
     let bytes = fsutil::read(path)?;
     let (steps, binary) = decode(&bytes).map_err(|p| Error::format(path, p))?;
     Roll::from_binary(steps, &binary)

@@ -450,6 +450,17 @@ fn an_overlong_npy_roll_is_refused() {
     let header_only = segue::npy::encode_u8(most + 1, &[]);
     let err = segue::npy::decode(&header_only).unwrap_err();
     assert!(err.contains("longest piece"), "{err}");
+    // A file larger than any roll Segue opens is refused before it is read (a sparse file:
+    // nothing is written to the disk).
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.npy");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(segue::npy::MAX_FILE_BYTES + 1).unwrap();
+    let err = segue::npy::read_roll(&huge).unwrap_err().to_string();
+    assert!(
+        err.contains("huge.npy") && err.contains("more than a roll"),
+        "{err}"
+    );
 }
 
 #[test]
