@@ -281,7 +281,7 @@ pub struct Split {
 }
 
 fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Roll, String)> {
-    let bytes = fsutil::read(path)?;
+    let bytes = crate::midi::Song::read_bytes(path)?;
     let mut hasher = blake3::Hasher::new();
     hasher.update(&bytes);
     let content_hash = hasher.finalize().to_hex().to_string();

@@ -68,6 +68,11 @@ pub enum MidiProblem {
     /// The file has no readable track at all.
     #[error("no readable track: {0}")]
     NoTracks(String),
+    /// The file is larger than any MIDI file Segue reads (it is not read).
+    #[error(
+        "{bytes} bytes, more than the {limit} bytes a MIDI file may have here; is it a MIDI file?"
+    )]
+    TooLarge { bytes: u64, limit: u64 },
 }
 
 impl Error {

@@ -127,10 +127,27 @@ pub struct Song {
 }
 
 impl Song {
-    /// Reads and parses a MIDI file.
+    /// The largest file [`Song::read`] reads: 256 MiB, far beyond any piece (the corpus's
+    /// largest file is 155 KiB), so that a wrong file dropped on the window is not read whole.
+    pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+    /// Reads and parses a MIDI file (at most [`Song::MAX_FILE_BYTES`]).
     pub fn read(path: &Path) -> Result<Song> {
-        let bytes = fsutil::read(path)?;
+        let bytes = Self::read_bytes(path)?;
         Song::parse(&bytes).map_err(|p| Error::midi(path, p))
+    }
+
+    /// The bytes of a MIDI file, refused from its size where it has more than
+    /// [`Song::MAX_FILE_BYTES`] (it is then not read).
+    pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+        let bytes = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, "reading", e))?
+            .len();
+        if bytes > Self::MAX_FILE_BYTES {
+            let limit = Self::MAX_FILE_BYTES;
+            return Err(Error::midi(path, MidiProblem::TooLarge { bytes, limit }));
+        }
+        fsutil::read(path)
     }
 
     /// Parses the bytes of a Standard MIDI File (also RIFF-wrapped `.rmi`).

@@ -149,6 +149,16 @@ fn errors_name_the_file() {
         err.to_string().contains("missing.mid") && err.to_string().contains("reading"),
         "{err}"
     );
+    // A file far larger than any MIDI file (a video dropped on the window) is refused
+    // before it is read (sparse here: nothing is written to the disk).
+    let huge = dir.path().join("film.mid");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(segue::midi::Song::MAX_FILE_BYTES + 1).unwrap();
+    let err = Roll::read_midi(&huge, &QuantizeOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("film.mid") && err.to_string().contains("is it a MIDI file?"),
+        "{err}"
+    );
 }
 
 /// What the suite's README says: every file parses in mido and symusic except a few. A good

@@ -118,11 +118,11 @@ fn fixture(dir: &Path) -> PathBuf {
     path
 }
 
-/// The sound device opens on a worker thread, so a slow sound server cannot keep the window
-/// from showing; then there is playback, or a message saying why not (as on a machine
-/// without a sound card).
+/// The sound device opens as the studio starts (on a worker thread, so that a slow sound
+/// server cannot keep the window from showing): then there is playback, or a message saying
+/// why not (as on a machine without a sound card).
 #[test]
-fn the_sound_device_opens_on_a_worker_thread() {
+fn the_sound_device_gives_playback_or_says_why_not() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let session = Session {

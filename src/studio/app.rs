@@ -952,11 +952,12 @@ impl Studio {
             // A player given meanwhile (a detached one, in tests) stays.
             Ok(p) if self.player.is_none() => self.use_player(p),
             Ok(_) => {}
-            Err(e) => {
+            Err(e) if self.player.is_none() => {
                 self.audio_error = Some(format!(
                     "Playback unavailable ({e}); everything else works."
                 ))
             }
+            Err(_) => {}
         }
     }
 
@@ -1154,7 +1155,7 @@ impl Studio {
     }
 
     /// Whether file or model work started by the studio is still running (or a file dialog
-    /// is open).
+    /// is open, or the sound device is being opened).
     pub fn background_work(&self) -> bool {
         !self.dialogs.is_empty()
     }
@@ -2410,6 +2411,9 @@ impl Studio {
             })
         };
         let o = &self.others;
+        if self.train_on_gpu() {
+            return "On the GPU (CUDA device 0)".into();
+        }
         match self.session.train_model {
             TrainModel::LstmVae => format!(
                 "About 0.5 s a step (studio preset; paper: 5 s) on two CPU cores{}",
@@ -2934,10 +2938,11 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
                     let kept = (path.as_deref())
                         .filter(|_| owner)
                         .and_then(session_file::keep_copy);
-                    (
-                        Some(session),
-                        Some(left_out_message(left_out, kept.as_deref())),
-                    )
+                    let mut problem = left_out_message(left_out, kept.as_deref());
+                    if owner && kept.is_none() {
+                        problem += " (no copy of the file could be kept)";
+                    }
+                    (Some(session), Some(problem))
                 }
                 Some(Err(problem)) => {
                     let aside = (path.as_deref())
@@ -2957,13 +2962,15 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
                 ),
             };
             let mut studio = Studio::new(&cc.egui_ctx, session, file, true);
-            if let Some(problem) = problem {
-                studio.say(problem, true);
-            }
+            // Both problems are said, in one message (a second would replace the first).
+            let mut problems: Vec<String> = problem.into_iter().collect();
             match saver {
                 Some(Ok(saver)) => studio.saver = Some(saver),
-                Some(Err(problem)) => studio.say(problem, true),
+                Some(Err(problem)) => problems.push(problem),
                 None => {}
+            }
+            if !problems.is_empty() {
+                studio.say(problems.join("; "), true);
             }
             Ok(Box::new(studio))
         }),
