@@ -514,6 +514,15 @@ struct TrainArgs {
     /// a prior sample lands where the decoder was trained (default 0 = off).
     #[arg(long, value_name = "X")]
     mmd_weight: Option<f64>,
+    /// Spread of the MMD term's target N(0, S^2 I): above 1 the codes spread wider than the
+    /// prior, so a prior sample falls inside them (default 1).
+    #[arg(long, value_name = "S")]
+    mmd_scale: Option<f64>,
+    /// Start from a trained model's weights (fine-tuning, fresh optimiser) instead of random
+    /// ones: its sizes must be this run's, its composers the corpus's; the composer term's
+    /// centres start at its stored composer means.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    init: Option<PathBuf>,
     /// Take the KL against a composer-aware prior N(c_composer, I) (learned centres, stored
     /// with the model) instead of N(0, I).
     #[arg(long)]
@@ -1236,6 +1245,8 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.centre_scale = a.centre_scale.unwrap_or(o.centre_scale);
     o.piece_weight = a.piece_weight.unwrap_or(o.piece_weight);
     o.mmd_weight = a.mmd_weight.unwrap_or(o.mmd_weight);
+    o.mmd_scale = a.mmd_scale.unwrap_or(o.mmd_scale);
+    o.init = a.init.clone();
     o.composer_prior = a.composer_prior;
     o.transpose = a.transpose.unwrap_or(o.transpose);
     o.eval_every = a.eval_every.unwrap_or(o.eval_every);

@@ -114,6 +114,15 @@ pub struct TrainOptions {
     /// per-snippet KL cost that erases what z says of each snippet. 0 = off.
     #[serde(default)]
     pub mmd_weight: f64,
+    /// Spread of the MMD term's target: the codes are pulled onto N(0, mmd_scale^2 I). Above
+    /// 1 the codes spread wider than the prior, so that a prior sample falls inside them.
+    #[serde(default = "one")]
+    pub mmd_scale: f64,
+    /// A trained model whose weights the run starts from (fine-tuning, with a fresh
+    /// optimiser), instead of random ones; the composer term's centres start at its stored
+    /// composer means. Its sizes must be the run's and its composers the corpus's.
+    #[serde(default)]
+    pub init: Option<std::path::PathBuf>,
     /// A composer-aware prior: the KL is taken against N(c_y, I), c_y being the learned
     /// centre of the snippet's composer (the style term's centres), instead of N(0, I). The
     /// centres are stored with the model, so its prior can be sampled.
@@ -180,6 +189,7 @@ impl TrainOptions {
         check_number("centre scale", self.centre_scale, 0.0, true)?;
         check_number("piece weight", self.piece_weight, 0.0, false)?;
         check_number("MMD weight", self.mmd_weight, 0.0, false)?;
+        check_number("MMD scale", self.mmd_scale, 0.0, true)?;
         check_probability("input dropout", self.input_dropout)?;
         check_probability("encoder dropout", self.encoder_dropout)?;
         check_probability("validation share", self.valid_fraction)?;
@@ -231,6 +241,8 @@ impl TrainOptions {
             centre_scale: 1.0,
             piece_weight: 0.0,
             mmd_weight: 0.0,
+            mmd_scale: 1.0,
+            init: None,
             composer_prior: false,
             transpose: 0,
             valid_fraction: 0.1,
@@ -925,6 +937,36 @@ impl<'a> Trainer<'a> {
     }
 
     /// Restores weights and optimiser state from `out`; returns (step, seconds).
+    /// Takes the weights of the trained model `path` (see [`TrainOptions::init`]).
+    fn initialise_from(&mut self, path: &Path) -> Result<()> {
+        // Loading it checks the file and its manifest as the studio does.
+        let trained = trained::TrainedModel::load(path, &Device::Cpu)?;
+        let m = &trained.manifest;
+        let refuse = |problem: String| Err(Error::format(path, problem));
+        if m.config != self.opts.config {
+            return refuse(format!(
+                "a model of sizes {:?}, but this run trains {:?}",
+                m.config, self.opts.config
+            ));
+        }
+        if m.composers != self.corpus.composers {
+            return refuse(format!(
+                "its composers {:?} are not the corpus's {:?}",
+                m.composers, self.corpus.composers
+            ));
+        }
+        let expected = trained::expected_tensors(&self.opts.config)?;
+        let tensors = weights::load(path, &expected, &self.device)?;
+        for (name, v, _, _) in &self.adam.params {
+            if let Some(t) = tensors.get(name) {
+                v.set(t).map_err(candle)?;
+            }
+        }
+        let means: Vec<f32> = m.latents.iter().flat_map(|l| l.mean.clone()).collect();
+        let centres = Tensor::from_vec(means, self.centres.dims(), &self.device).map_err(candle)?;
+        self.centres.set(&centres).map_err(candle)
+    }
+
     fn restore(&mut self, out: &Path) -> Result<(usize, f64)> {
         let state: TrainState = weights::read_manifest(&weights::manifest_path(&state_path(out)))?;
         if state.options.config != self.opts.config {
@@ -1009,6 +1051,9 @@ pub fn train_lstm_vae(
     let (mut step, seconds_before) = if resume {
         trainer.restore(out)?
     } else {
+        if let Some(init) = &opts.init {
+            trainer.initialise_from(init)?;
+        }
         (0, 0.0)
     };
     let metrics_file = metrics_path(out);
@@ -1068,8 +1113,14 @@ pub fn train_lstm_vae(
             let n = batch.composers.len() * MMD_PRIOR_DRAWS;
             let z = opts.config.latent;
             Some(
-                Tensor::from_vec(standard_normal(&mut draw, n * z), (n, z), device)
-                    .map_err(candle)?,
+                Tensor::from_vec(
+                    (standard_normal(&mut draw, n * z).into_iter())
+                        .map(|v| v * opts.mmd_scale as f32)
+                        .collect(),
+                    (n, z),
+                    device,
+                )
+                .map_err(candle)?,
             )
         } else {
             None

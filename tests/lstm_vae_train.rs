@@ -797,3 +797,50 @@ fn a_run_stopped_before_its_first_step_writes_nothing() {
     assert!(err.contains("nothing was trained"), "{err}");
     assert!(!out.exists(), "the run left its folder behind");
 }
+
+/// `--init`: a run starts from a trained model's weights (at a learning rate too small to move
+/// them, the model it writes after one step is that model), and refuses one of other sizes.
+/// `--mmd-scale` widens the MMD term's target: the same codes are further from a narrow one.
+#[test]
+fn a_run_starts_from_a_trained_model() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(&dir.path().join("c"));
+    let c = corpus(&dir.path().join("c"));
+    let first = dir.path().join("first");
+    run(&c, &tiny_options(4), &first, false);
+    let trained = train::model_path(&first);
+    let mut o = tiny_options(1);
+    o.init = Some(trained.clone());
+    o.learning_rate = 1e-12;
+    o.mmd_weight = 1.0;
+    o.mmd_scale = 3.0;
+    let next = dir.path().join("next");
+    let wide = run(&c, &o, &next, false);
+    let dev = candle_core::Device::Cpu;
+    let ta = candle_core::safetensors::load(&trained, &dev).unwrap();
+    let tb = candle_core::safetensors::load(train::model_path(&next), &dev).unwrap();
+    assert_eq!(ta.len(), tb.len());
+    for (name, t) in &ta {
+        let diff = (t - &tb[name]).unwrap().abs().unwrap();
+        let most = diff.flatten_all().unwrap().max(0).unwrap();
+        assert!(most.to_scalar::<f32>().unwrap() < 1e-5, "{name} moved");
+    }
+    // The same codes against draws from N(0, I): a smaller discrepancy.
+    o.mmd_scale = 1.0;
+    let narrow = run(&c, &o, &dir.path().join("narrow"), false);
+    assert!(
+        narrow[0].mmd < wide[0].mmd,
+        "{} {}",
+        narrow[0].mmd,
+        wide[0].mmd
+    );
+    // A model of other sizes is refused, naming the file.
+    let mut other = tiny_options(1);
+    other.config.hidden = 8;
+    other.init = Some(trained);
+    let err = refused(&c, &other, &dir.path().join("other")).to_string();
+    assert!(
+        err.contains("lstm-vae.safetensors") && err.contains("sizes"),
+        "{err}"
+    );
+}

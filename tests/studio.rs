@@ -254,11 +254,12 @@ fn the_slider_blends_from_the_same_primer_and_an_edit_cancels_it() {
         !s.generating() && !s.regenerating() && s.session.score == towards_a
     });
     assert!(!listen(&mut h));
-    // Generate (the button) primes with the piece as it is now, the blend's 56 steps (under
-    // the primer's 64), and the slider's blends after it with that.
-    generate_new_piece(&mut h, "a generation from the blend");
-    assert_eq!(h.state().session.score.primer_steps, 56);
-    assert_eq!(blend(&mut h, 1.0).primer_steps, 56);
+    // Generate (the button) with another seed is another try from the same motif, not a
+    // continuation of the blend on screen.
+    h.state_mut().session.seed = 5;
+    generate_new_piece(&mut h, "another try");
+    assert_eq!(h.state().session.score.primer_steps, 8);
+    assert_eq!(blend(&mut h, 1.0).primer_steps, 8);
     for _ in 0..2 {
         h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
         h.step();
@@ -1094,6 +1095,57 @@ fn screenshot() {
         }
         Err(e) => panic!("the studio could not be drawn: {e}"),
     }
+}
+
+/// After an edit, Generate primes with the piece as it is then, and says so where notes drawn
+/// by hand lie past what the model hears (they are replaced; undo brings them back). The
+/// variation buttons show the seeds they were made with, not the seed box's later value.
+/// Trim is an edit: a blend on its way is called off.
+#[test]
+fn generate_after_an_edit_says_what_it_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    h.step();
+    h.step();
+    let at = (h.state().session.view.grid_rect)
+        .expect("the roll was drawn")
+        .center();
+    h.hover_at(at);
+    h.step();
+    h.drag_at(at);
+    h.step();
+    h.drop_at(at);
+    h.step();
+    let drawn = h.state().session.score.notes[0];
+    assert_eq!(drawn.origin, Origin::Edited);
+    assert!(drawn.start > 0);
+    // The model hears the steps before the drawn note.
+    h.state_mut().session.primer_steps = drawn.start;
+    h.state_mut().session.variations = 2;
+    generate_new_piece(&mut h, "a piece after the drawn note");
+    let (text, error) = h.state().message().unwrap().clone();
+    assert!(
+        !error && text.contains("drawn after them were replaced"),
+        "{text}"
+    );
+    assert!(!h.state().session.score.notes.contains(&drawn));
+    h.state_mut().session.seed = 40;
+    h.step();
+    assert!(h.query_by_label("#2 (seed 2)").is_some());
+    // Another try (nothing edited since): the same primer, nothing more to say.
+    generate_new_piece(&mut h, "another try");
+    let (text, _) = h.state().message().unwrap().clone();
+    assert_eq!(text, "Generated 2 variation(s).");
+    assert!(h.query_by_label("#2 (seed 41)").is_some());
+    // Trim while the slider's blend is on its way.
+    let steps = h.state().session.score.steps();
+    h.state_mut().session.score.length = steps + 40;
+    h.state_mut().set_alpha(0.9);
+    h.get_by_label("Trim").click();
+    h.step();
+    assert!(!h.state().regenerating() && !h.state().generating());
+    assert!(h.state().message().unwrap().0.contains("Blend called off"));
 }
 
 #[test]

@@ -469,6 +469,13 @@ pub struct Studio {
     job_progress: Option<f32>,
     variations: Vec<Generated>,
     chosen_variation: usize,
+    /// The seed of the running job's first variation (the next ones count up from it).
+    job_seed: u64,
+    /// The seed of the shown variations' first one.
+    variations_seed: u64,
+    /// Where the running job's primer ends, if notes drawn by hand lie past it (the result
+    /// replaces them, which the studio says).
+    job_replaces_edits: Option<usize>,
     regenerate_at: Option<Instant>,
     /// Whether the slider asked for the next generation (a blend to be heard).
     blend_asked: bool,
@@ -740,6 +747,9 @@ impl Studio {
             job_progress: None,
             variations: Vec::new(),
             chosen_variation: 0,
+            job_seed: 0,
+            variations_seed: 0,
+            job_replaces_edits: None,
             regenerate_at: None,
             blend_asked: false,
             blend_plays: false,
@@ -1350,6 +1360,8 @@ impl Studio {
         self.job_cancel = Arc::new(AtomicBool::new(false));
         self.job_id += 1;
         self.job_progress = Some(0.0);
+        self.job_seed = s.seed;
+        self.job_replaces_edits = None;
         let opts = GenerateOptions {
             mode: s.mode,
             steps: s.length,
@@ -1375,13 +1387,19 @@ impl Studio {
         }
         let primer = match self.session.engine {
             EngineKind::LstmVae | EngineKind::TransformerVae => {
-                // Generate primes with the piece (or file) as it is now; the slider's blends
-                // after it with that same primer, not with the result each one replaced.
-                match (&self.blend_primer, from_slider) {
-                    (Some(kept), true) => kept.clone(),
-                    _ => {
+                // The primer of the last generation is kept until the piece is edited (or
+                // another file opened): the slider's blends, and another Generate (a new seed,
+                // other controls), start from it again, not from the result each one
+                // replaced. After an edit, Generate primes with the piece as it is then.
+                match &self.blend_primer {
+                    Some(kept) => kept.clone(),
+                    None => {
                         let primer = self.primer_roll();
                         self.blend_primer = Some(primer.clone());
+                        let heard = self.session.primer_steps;
+                        let past = (self.session.score.notes.iter())
+                            .any(|n| n.origin == Origin::Edited && n.start >= heard);
+                        self.job_replaces_edits = past.then_some(heard);
                         primer
                     }
                 }
@@ -1652,12 +1670,23 @@ impl Studio {
                 GenerationEvent::Done { id, pieces } if id == self.job_id => {
                     self.job_progress = None;
                     self.variations = pieces;
+                    self.variations_seed = self.job_seed;
                     let k = self
                         .chosen_variation
                         .min(self.variations.len().saturating_sub(1));
                     self.choose_variation(k);
+                    let replaced = self.job_replaces_edits.take().map_or(String::new(), |at| {
+                        format!(
+                            " The model heard the first {at} steps; the notes drawn after them \
+                             were replaced (Ctrl+Z brings them back; \"primer (steps)\" under \
+                             More controls hears more)."
+                        )
+                    });
                     self.say(
-                        format!("Generated {} variation(s).", self.variations.len()),
+                        format!(
+                            "Generated {} variation(s).{replaced}",
+                            self.variations.len()
+                        ),
                         false,
                     );
                     // A blend the slider asked for is heard at once (playing, it already is:
@@ -2004,21 +2033,24 @@ impl Studio {
                         .map(DialogResult::Open)
                 });
             }
-            if ui.button("Export MIDI...").clicked() {
-                self.dialog(|| {
-                    rfd::FileDialog::new()
-                        .set_file_name("segue.mid")
-                        .save_file()
-                        .map(DialogResult::ExportMidi)
-                });
-            }
-            if ui.button("Export WAV...").clicked() {
-                self.dialog(|| {
-                    rfd::FileDialog::new()
-                        .set_file_name("segue.wav")
-                        .save_file()
-                        .map(DialogResult::ExportWav)
-                });
+            for (label, kind, extensions) in [
+                ("Export MIDI...", "MIDI", &["mid", "midi"][..]),
+                ("Export WAV...", "WAV", &["wav"][..]),
+            ] {
+                if ui.button(label).clicked() {
+                    let name = export_name(self.session.primer_path.as_deref(), extensions[0]);
+                    self.dialog(move || {
+                        let path = rfd::FileDialog::new()
+                            .add_filter(kind, extensions)
+                            .set_file_name(name)
+                            .save_file()?;
+                        let path = with_extension(path, extensions);
+                        Some(match kind {
+                            "MIDI" => DialogResult::ExportMidi(path),
+                            _ => DialogResult::ExportWav(path),
+                        })
+                    });
+                }
             }
             ui.separator();
             let label = if self.playing() { "Stop" } else { "Play" };
@@ -2092,7 +2124,7 @@ impl Studio {
             {
                 self.history.record(&self.session.score);
                 self.session.score.length = 0;
-                self.push_score();
+                self.edited_by_hand();
             }
             self.velocity_box(ui);
             ui.separator();
@@ -2318,33 +2350,48 @@ impl Studio {
         egui::CollapsingHeader::new("More controls")
             .id_salt("more-controls")
             .show(ui, |ui| {
-                ui.add(
+                // Only the VAEs hear a primer and mix two codes (ascent and the DCGAN start
+                // from noise); mixing matters where both codes are used.
+                ui.add_enabled(
+                    is_vae,
                     egui::Slider::new(&mut s.primer_steps, 1..=512)
                         .text("primer (steps)")
                         .logarithmic(true),
                 )
                 .on_hover_text("How much of the opened file (or the roll) the model hears first");
-                ui.add(egui::Slider::new(&mut s.max_notes, 1..=16).text("notes per step, at most"));
+                let notes = ui.add(
+                    egui::Slider::new(&mut s.max_notes, 1..=16).text("notes per step, at most"),
+                );
+                if s.engine == EngineKind::ClassifierAscent {
+                    notes.on_hover_text("Classifier ascent keeps at most 3, as the paper did");
+                }
                 ui.add_enabled(
-                    s.mode == Mode::Transition,
+                    is_vae && s.mode == Mode::Transition,
                     egui::Slider::new(&mut s.transition_steps, 0..=2048)
                         .text("transition (steps)")
                         .logarithmic(true),
                 )
                 .on_hover_text("Steps over which A turns into B; 0 = the whole length");
-                egui::ComboBox::from_label("mixing")
-                    .selected_text(match s.interpolation {
-                        Interpolation::Linear => "Linear",
-                        Interpolation::Spherical => "Spherical",
-                    })
-                    .show_ui(ui, |ui| {
-                        ui.selectable_value(
-                            &mut s.interpolation,
-                            Interpolation::Spherical,
-                            "Spherical",
-                        );
-                        ui.selectable_value(&mut s.interpolation, Interpolation::Linear, "Linear");
-                    });
+                let mixes = is_vae && matches!(s.mode, Mode::Blend | Mode::Transition);
+                ui.add_enabled_ui(mixes, |ui| {
+                    egui::ComboBox::from_label("mixing")
+                        .selected_text(match s.interpolation {
+                            Interpolation::Linear => "Linear",
+                            Interpolation::Spherical => "Spherical",
+                        })
+                        .show_ui(ui, |ui| {
+                            ui.selectable_value(
+                                &mut s.interpolation,
+                                Interpolation::Spherical,
+                                "Spherical",
+                            );
+                            ui.selectable_value(
+                                &mut s.interpolation,
+                                Interpolation::Linear,
+                                "Linear",
+                            );
+                        });
+                });
             });
         ui.horizontal(|ui| {
             let label = ui.label("seed");
@@ -2378,7 +2425,7 @@ impl Studio {
             ui.label("Variations (click to audition):");
             ui.horizontal_wrapped(|ui| {
                 for k in 0..self.variations.len() {
-                    let seed = self.session.seed + k as u64;
+                    let seed = self.variations_seed.wrapping_add(k as u64);
                     if ui
                         .selectable_label(
                             self.chosen_variation == k,
@@ -2893,6 +2940,30 @@ impl eframe::App for Studio {
     }
 }
 
+/// The name an export dialog suggests: the opened file's name with `-segue` (so the original
+/// is not overwritten by accident), else `segue`; with `extension`.
+pub fn export_name(opened: Option<&Path>, extension: &str) -> String {
+    let stem = (opened.and_then(Path::file_stem)).map_or("segue".to_string(), |s| {
+        format!("{}-segue", s.to_string_lossy())
+    });
+    format!("{stem}.{extension}")
+}
+
+/// `path` as chosen in a save dialog, with the first of `extensions` added where it has none
+/// of them (a name typed without one would give a file that a DAW does not recognise).
+pub fn with_extension(path: PathBuf, extensions: &[&str]) -> PathBuf {
+    let has = (path.extension().and_then(|e| e.to_str()))
+        .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)));
+    match (has, extensions.first()) {
+        (false, Some(first)) => {
+            let mut name = path.into_os_string();
+            name.push(format!(".{first}"));
+            PathBuf::from(name)
+        }
+        _ => path,
+    }
+}
+
 /// Whether this is a build with the `cuda` feature (whether a GPU is there shows when a run
 /// starts: its device is opened on the training thread, never by the window).
 fn cuda_build() -> bool {
@@ -2981,6 +3052,17 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exports_are_named_after_the_opened_file_and_get_their_extension() {
+        assert_eq!(export_name(None, "mid"), "segue.mid");
+        let opened = Path::new("/music/chp_op18.mid");
+        assert_eq!(export_name(Some(opened), "wav"), "chp_op18-segue.wav");
+        let ext = |p: &str| with_extension(PathBuf::from(p), &["mid", "midi"]);
+        assert_eq!(ext("/out/chorale"), PathBuf::from("/out/chorale.mid"));
+        assert_eq!(ext("/out/chorale.MIDI"), PathBuf::from("/out/chorale.MIDI"));
+        assert_eq!(ext("/out/take.2"), PathBuf::from("/out/take.2.mid"));
+    }
 
     #[test]
     fn long_curves_are_thinned_to_their_means() {
