@@ -400,6 +400,17 @@ fn opens_a_midi_file_and_exports_it_back() {
         "{text}"
     );
     assert!(!h.state().session.score.notes.is_empty());
+    // A later note does not hide the error: it stays in view until dismissed.
+    generate_new_piece(&mut h, "a piece after the error");
+    assert!(!h.state().message().unwrap().1);
+    assert!(
+        h.state()
+            .standing_error()
+            .is_some_and(|e| e.contains("cut.mid"))
+    );
+    h.get_by_label("x").click();
+    h.step();
+    assert!(h.state().standing_error().is_none());
     // A model file that is not there: said, and the loaded model stays in use.
     h.state_mut()
         .load_model(Some(dir.path().join("missing.safetensors")));
@@ -1525,6 +1536,22 @@ fn the_other_models_generate_and_the_style_meter_follows_the_piece() {
     let v = h.state().style_verdict().unwrap().clone();
     assert_eq!(v.composers, vec!["arps", "chords", "scales"]);
     assert!((v.overall.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    h.step();
+    assert!(
+        h.query_by_label_contains("Style meter (composer classifier)")
+            .is_some()
+    );
+    assert!(h.query_by_label_contains("updating").is_none());
+    // Every note deleted: the meter says there is nothing to judge.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.step();
+    h.key_press(egui::Key::Delete);
+    h.step();
+    h.step();
+    assert!(h.state().session.score.notes.is_empty());
+    assert!(h.query_by_label_contains("nothing to judge").is_some());
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
 
     for engine in [EngineKind::Dcgan, EngineKind::ClassifierAscent] {
         h.state_mut().set_engine(engine);

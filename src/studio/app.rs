@@ -491,6 +491,9 @@ pub struct Studio {
     /// The loop range the audio thread was last told.
     sent_loop: Option<(usize, usize)>,
     message: Option<(String, bool)>,
+    /// The last error said, kept in view (beside later notes) until dismissed or replaced by
+    /// another: a "Generated" note must not hide a failed export.
+    standing_error: Option<String>,
     dialogs: Vec<Receiver<DialogResult>>,
     training: TrainingView,
     show_training: bool,
@@ -498,6 +501,8 @@ pub struct Studio {
     style: Option<StyleMeter>,
     style_id: u64,
     verdict: Option<Verdict>,
+    /// The piece the shown verdict is of (`style_id` when it is of the piece as it is).
+    verdict_id: u64,
     /// Whether the velocity box's current drag or typing has recorded its undo step.
     velocity_recorded: bool,
     /// Whether the tempo box's drag in progress has its undo step yet.
@@ -758,6 +763,7 @@ impl Studio {
             play_when_done: false,
             sent_loop: None,
             message: None,
+            standing_error: None,
             dialogs: Vec::new(),
             training: TrainingView::default(),
             show_training: false,
@@ -765,6 +771,7 @@ impl Studio {
             style: None,
             style_id: 0,
             verdict: None,
+            verdict_id: 0,
             velocity_recorded: false,
             tempo_recorded: false,
             loading: false,
@@ -864,7 +871,7 @@ impl Studio {
                 self.use_model(path, loaded);
                 match message {
                     Some((m, _)) if self.model.is_some() => {
-                        self.message = Some((format!("{m}; using the shipped model"), true));
+                        self.say(format!("{m}; using the shipped model"), true);
                     }
                     // The shipped model failed too: both errors are said.
                     Some((m, _)) => errors.push(m),
@@ -904,7 +911,7 @@ impl Studio {
             now => self.message = now,
         }
         if !errors.is_empty() {
-            self.message = Some((errors.join("; "), true));
+            self.say(errors.join("; "), true);
         }
         // The score went to the audio and the style meter in set_other_models (and again in
         // use_opened where a file was opened): nothing else here changes it.
@@ -1013,7 +1020,24 @@ impl Studio {
     }
 
     fn say(&mut self, text: impl Into<String>, error: bool) {
-        self.message = Some((text.into(), error));
+        let text = text.into();
+        if error {
+            self.standing_error = Some(text.clone());
+        }
+        self.message = Some((text, error));
+    }
+
+    /// The error kept in view beside later notes, if any (see [`Studio::dismiss_error`]).
+    pub fn standing_error(&self) -> Option<&str> {
+        self.standing_error.as_deref()
+    }
+
+    /// Takes the standing error out of view (its "x" button).
+    pub fn dismiss_error(&mut self) {
+        self.standing_error = None;
+        if self.message.as_ref().is_some_and(|m| m.1) {
+            self.message = None;
+        }
     }
 
     /// Loads a model file (None = the shipped default) on a worker thread; the studio uses it
@@ -1648,17 +1672,26 @@ impl Studio {
     }
 
     fn poll(&mut self, ctx: &egui::Context) {
-        if let Some(meter) = &self.style {
-            while let Ok((id, verdict)) = meter.events.try_recv() {
-                if id == self.style_id {
-                    match verdict {
-                        Ok(v) => self.verdict = Some(v),
-                        Err(e) => {
-                            // The last verdict was of another piece.
-                            self.verdict = None;
-                            self.message = Some((format!("Style meter: {e}"), true));
-                        }
+        let verdicts: Vec<_> = (self.style.iter())
+            .flat_map(|meter| meter.events.try_iter())
+            .filter(|(id, _)| *id == self.style_id)
+            .collect();
+        for (id, verdict) in verdicts {
+            match verdict {
+                Ok(v) => {
+                    self.verdict = Some(v);
+                    self.verdict_id = id;
+                    // A meter that judges again is no longer in error.
+                    if (self.standing_error.as_deref())
+                        .is_some_and(|e| e.starts_with(STYLE_METER_ERROR))
+                    {
+                        self.dismiss_error();
                     }
+                }
+                Err(e) => {
+                    // The last verdict was of another piece.
+                    self.verdict = None;
+                    self.say(format!("{STYLE_METER_ERROR}{e}"), true);
                 }
             }
         }
@@ -2145,7 +2178,15 @@ impl Studio {
     /// The live style meter: the classifier's composer probabilities along the piece.
     fn style_panel(&mut self, ui: &mut Ui) {
         let Some(v) = &self.verdict else {
-            ui.label("Style meter: listening...");
+            let failed =
+                (self.standing_error.as_deref()).is_some_and(|e| e.starts_with(STYLE_METER_ERROR));
+            ui.label(if self.session.score.notes.is_empty() {
+                "Style meter: nothing to judge (the piece is empty)"
+            } else if failed {
+                "Style meter: no verdict (see the message below)"
+            } else {
+                "Style meter: listening..."
+            });
             return;
         };
         let ranked = v.ranked();
@@ -2154,8 +2195,14 @@ impl Studio {
             .take(3)
             .map(|&c| format!("{} {:.0}%", v.composers[c], 100.0 * v.overall[c]))
             .collect();
+        // A verdict of the piece before the last change is shown until the new one comes.
+        let updating = if self.verdict_id == self.style_id {
+            ""
+        } else {
+            " (updating...)"
+        };
         ui.label(format!(
-            "Style meter (composer classifier): {}",
+            "Style meter (composer classifier): {}{updating}",
             summary.join(", ")
         ));
         // Bars on the x axis, as on the roll's ruler: each window's verdict sits at its centre,
@@ -2820,13 +2867,20 @@ impl eframe::App for Studio {
                     ui.colored_label(Color32::GRAY, "Opening the sound device...");
                     ui.separator();
                 }
-                if let Some((m, error)) = &self.message {
-                    let color = if *error {
-                        Color32::LIGHT_RED
-                    } else {
-                        Color32::GRAY
-                    };
-                    ui.colored_label(color, m);
+                // The last error stays in view (with its dismiss button) beside later notes.
+                let mut dismiss = false;
+                if let Some(e) = &self.standing_error {
+                    ui.colored_label(Color32::LIGHT_RED, e);
+                    dismiss = ui.small_button("x").on_hover_text("Dismiss").clicked();
+                }
+                if let Some((m, false)) = &self.message {
+                    if self.standing_error.is_some() {
+                        ui.separator();
+                    }
+                    ui.colored_label(Color32::GRAY, m);
+                }
+                if dismiss {
+                    self.dismiss_error();
                 }
                 let score = &self.session.score;
                 let clock = |seconds: f64| {
@@ -2963,6 +3017,9 @@ pub fn with_extension(path: PathBuf, extensions: &[&str]) -> PathBuf {
         _ => path,
     }
 }
+
+/// How the style meter's errors begin (a good verdict later takes them out of view).
+const STYLE_METER_ERROR: &str = "Style meter: ";
 
 /// Whether this is a build with the `cuda` feature (whether a GPU is there shows when a run
 /// starts: its device is opened on the training thread, never by the window).
