@@ -916,6 +916,72 @@ fn loop_plays_the_selection_or_the_whole_piece() {
     assert!(!h.state().playing());
 }
 
+/// Space stops and plays on from where playback stopped (past the end, from the start); Home
+/// takes the playhead back to the start; a click on the ruler while stopped moves the playhead
+/// without playing.
+#[test]
+fn space_plays_on_from_the_playhead() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, mut engine) = studio_with_player(dir.path());
+    // 64 steps: 8 s at 120 bpm.
+    h.state_mut().open_file(&fixture(dir.path()));
+    wait(&mut h, "the file", |s| !s.background_work());
+    assert_eq!(h.state().session.score.steps(), 64);
+    let mut listen = |h: &mut Harness<'static, Studio>, seconds: f64| {
+        for _ in 0..(seconds * 44_100.0) as usize {
+            engine.next_sample();
+        }
+        h.step();
+        h.state().playhead().unwrap()
+    };
+    h.key_press(egui::Key::Space);
+    h.step();
+    let stopped_at = listen(&mut h, 1.0);
+    assert!((6.0..10.0).contains(&stopped_at), "{stopped_at}");
+    h.key_press(egui::Key::Space);
+    h.step();
+    let stopped_at = listen(&mut h, 0.1);
+    assert!(!h.state().playing());
+    h.key_press(egui::Key::Space);
+    h.step();
+    let at = listen(&mut h, 0.25);
+    assert!(h.state().playing());
+    assert!(at > stopped_at, "{at} after stopping at {stopped_at}");
+    // Played to the end: the next Space starts from the start.
+    listen(&mut h, 8.0);
+    assert!(!h.state().playing());
+    h.key_press(egui::Key::Space);
+    h.step();
+    assert!(listen(&mut h, 0.25) < 4.0);
+    h.key_press(egui::Key::Space);
+    h.step();
+    // Home: back to the start, still stopped.
+    h.key_press(egui::Key::Home);
+    h.step();
+    assert_eq!(listen(&mut h, 0.1), 0.0);
+    assert!(!h.state().playing());
+    // A click on the ruler, stopped: the playhead moves there, nothing plays.
+    let grid = h
+        .state()
+        .session
+        .view
+        .grid_rect
+        .expect("the roll was drawn");
+    let on_ruler = egui::pos2(
+        grid.left() + 10.0 * h.state().session.view.step_px + 1.0,
+        grid.top() - 4.0,
+    );
+    h.hover_at(on_ruler);
+    h.step();
+    h.drag_at(on_ruler);
+    h.step();
+    h.drop_at(on_ruler);
+    h.step();
+    let at = listen(&mut h, 0.1);
+    assert!(!h.state().playing());
+    assert!(at > 0.0, "{at}");
+}
+
 /// "Shipped models" goes back to the four models of the weights folder, from models trained
 /// or opened since, and the next start keeps them.
 #[test]

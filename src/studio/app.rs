@@ -1631,18 +1631,35 @@ impl Studio {
     }
 
     fn toggle_play(&mut self) {
-        let playing = self.playing();
+        if self.playing() {
+            // A blend on its way no longer starts playback the musician has just stopped.
+            self.play_when_done = false;
+            self.blend_plays = false;
+            if let Some(p) = &mut self.player {
+                p.send(Command::Stop);
+            }
+        } else {
+            self.start_playback(false);
+        }
+    }
+
+    /// Starts playback: from where the playhead stands (where playback stopped, or where the
+    /// ruler was clicked), unless `from_start`, or the playhead is past the piece (or outside
+    /// the loop): then from the start (of the loop).
+    fn start_playback(&mut self, from_start: bool) {
         let looped = self.loop_range();
-        // A blend on its way no longer starts playback the musician has just stopped.
         self.play_when_done = false;
         self.blend_plays = false;
+        let at = self.playhead().map_or(0, |p| p.max(0.0).floor() as usize);
+        let (first, end) = looped.unwrap_or((0, self.session.score.steps()));
+        let from = if !from_start && (first..end).contains(&at) {
+            at
+        } else {
+            first
+        };
         if let Some(p) = &mut self.player {
-            if playing {
-                p.send(Command::Stop);
-            } else {
-                p.send(Command::Loop(looped));
-                p.send(Command::Play(looped.map_or(0, |l| l.0)));
-            }
+            p.send(Command::Loop(looped));
+            p.send(Command::Play(from));
         }
         self.sent_loop = looped;
     }
@@ -1725,7 +1742,7 @@ impl Studio {
                     // A blend the slider asked for is heard at once (playing, it already is:
                     // the new piece plays on from the playhead).
                     if std::mem::take(&mut self.play_when_done) && !self.playing() {
-                        self.toggle_play();
+                        self.start_playback(true);
                     }
                 }
                 GenerationEvent::Failed { id, message } if id == self.job_id => {
@@ -2850,6 +2867,13 @@ impl eframe::App for Studio {
             if space {
                 self.toggle_play();
             }
+            // Home: the playhead back to the start (of the loop).
+            let start = self.loop_range().map_or(0, |l| l.0);
+            if ctx.input(|i| i.key_pressed(egui::Key::Home))
+                && let Some(p) = &mut self.player
+            {
+                p.send(Command::Seek(start));
+            }
             if undo && self.history.undo(&mut self.session.score)
                 || redo && self.history.redo(&mut self.session.score)
             {
@@ -2950,10 +2974,12 @@ impl eframe::App for Studio {
             {
                 player.send(Command::Preview(p));
             }
+            // A click on the ruler moves the playhead: playing, playback jumps there;
+            // stopped, Space starts there.
             if let Some(step) = r.seek
                 && let Some(player) = &mut self.player
             {
-                player.send(Command::Play(step));
+                player.send(Command::Seek(step));
                 self.play_when_done = false;
                 self.blend_plays = false;
             }

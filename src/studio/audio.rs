@@ -95,6 +95,8 @@ pub enum Command {
     Play(usize),
     /// Stop (notes release).
     Stop,
+    /// Move the playhead to a step, playing on from there if playing.
+    Seek(usize),
     /// Replace the piece; playback, if running, goes on from the same position.
     Score(Arc<PlayScore>),
     /// Tempo at the start in quarter notes per minute (the piece's tempo map, if any,
@@ -208,6 +210,7 @@ impl Engine {
                     self.playing = false;
                     self.silence();
                 }
+                Command::Seek(step) => self.seek(step as f64),
                 Command::Score(score) => self.swap_score(score),
                 Command::Tempo(bpm) if bpm.is_finite() => self.bpm = bpm.clamp(10.0, 1000.0),
                 Command::Tempo(_) => {}
