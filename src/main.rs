@@ -518,6 +518,10 @@ struct TrainArgs {
     /// prior, so a prior sample falls inside them (default 1).
     #[arg(long, value_name = "S")]
     mmd_scale: Option<f64>,
+    /// Weight of the covariance term (DIP-VAE-II): the codes as a whole must have the
+    /// identity's covariance, filling N(0, I) in every direction (default 0 = off).
+    #[arg(long, value_name = "X")]
+    covariance_weight: Option<f64>,
     /// Start from a trained model's weights (fine-tuning, fresh optimiser) instead of random
     /// ones: its sizes must be this run's, its composers the corpus's; the composer term's
     /// centres start at its stored composer means.
@@ -1246,6 +1250,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.piece_weight = a.piece_weight.unwrap_or(o.piece_weight);
     o.mmd_weight = a.mmd_weight.unwrap_or(o.mmd_weight);
     o.mmd_scale = a.mmd_scale.unwrap_or(o.mmd_scale);
+    o.covariance_weight = a.covariance_weight.unwrap_or(o.covariance_weight);
     o.init = a.init.clone();
     o.composer_prior = a.composer_prior;
     o.transpose = a.transpose.unwrap_or(o.transpose);
@@ -1334,7 +1339,7 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
                     say(
                         &bar,
                         format!(
-                            "step {:>6} {:>7.0}s  train {:.4}/cell kl {:.1} beta {:.3} style {:.2} piece {:.2} mmd {:.4}{valid_text}",
+                            "step {:>6} {:>7.0}s  train {:.4}/cell kl {:.1} beta {:.3} style {:.2} piece {:.2} mmd {:.4} cov {:.2}{valid_text}",
                             m.step,
                             m.seconds,
                             m.recon_per_cell,
@@ -1342,7 +1347,8 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
                             m.beta,
                             m.style,
                             m.piece,
-                            m.mmd
+                            m.mmd,
+                            m.covariance
                         ),
                     );
                 }

@@ -118,6 +118,13 @@ pub struct TrainOptions {
     /// 1 the codes spread wider than the prior, so that a prior sample falls inside them.
     #[serde(default = "one")]
     pub mmd_scale: f64,
+    /// Weight of the covariance term (DIP-VAE-II, Kumar et al. 2018): the squared distance
+    /// between the covariance of the batch's codes as a whole (the spread of the posterior
+    /// means plus the mean posterior variance) and the identity. It asks the codes to fill
+    /// N(0, I) in every direction, not only along the axes, so that a prior sample is not off
+    /// the decoder's map in a direction the codes never take. 0 = off.
+    #[serde(default)]
+    pub covariance_weight: f64,
     /// A trained model whose weights the run starts from (fine-tuning, with a fresh
     /// optimiser), instead of random ones; the composer term's centres start at its stored
     /// composer means. Its sizes must be the run's and its composers the corpus's.
@@ -190,6 +197,7 @@ impl TrainOptions {
         check_number("piece weight", self.piece_weight, 0.0, false)?;
         check_number("MMD weight", self.mmd_weight, 0.0, false)?;
         check_number("MMD scale", self.mmd_scale, 0.0, true)?;
+        check_number("covariance weight", self.covariance_weight, 0.0, false)?;
         check_probability("input dropout", self.input_dropout)?;
         check_probability("encoder dropout", self.encoder_dropout)?;
         check_probability("validation share", self.valid_fraction)?;
@@ -242,6 +250,7 @@ impl TrainOptions {
             piece_weight: 0.0,
             mmd_weight: 0.0,
             mmd_scale: 1.0,
+            covariance_weight: 0.0,
             init: None,
             composer_prior: false,
             transpose: 0,
@@ -293,6 +302,9 @@ pub struct Metrics {
     /// Squared MMD between the sampled codes and prior draws (0 when the term is off).
     #[serde(default)]
     pub mmd: f64,
+    /// The covariance term's squared distance from the identity (0 when the term is off).
+    #[serde(default)]
+    pub covariance: f64,
     /// Validation figures, on the steps that have them.
     pub valid: Option<Validation>,
     /// Seconds of training so far.
@@ -574,6 +586,18 @@ fn partner_snippets(
         .collect()
 }
 
+/// The covariance term of [`TrainOptions::covariance_weight`]: the squared Frobenius distance
+/// between the covariance of the mixture of the batch's posteriors and the identity.
+fn covariance_gap(q: &DiagonalGaussian) -> candle_core::Result<Tensor> {
+    let (b, z) = q.mean.dims2()?;
+    let centred = q.mean.broadcast_sub(&q.mean.mean_keepdim(0)?)?;
+    let spread = (centred.t()?.matmul(&centred)? / b as f64)?;
+    let eye = Tensor::eye(z, DType::F32, q.mean.device())?;
+    // The mean posterior variance on the diagonal, less the identity's 1.
+    let variance = (q.logvar.exp()?.mean_keepdim(0)? - 1.0)?;
+    (spread + eye.broadcast_mul(&variance)?)?.sqr()?.sum_all()
+}
+
 /// Prior draws per code of the batch in the MMD term.
 const MMD_PRIOR_DRAWS: usize = 10;
 
@@ -709,7 +733,7 @@ impl<'a> Trainer<'a> {
 
     /// One optimiser step on `batch`; `partners` holds another snippet of each item's piece
     /// (for the piece term), `prior` draws from N(0, I) (for the MMD term). Returns (recon,
-    /// kl, style, piece, mmd).
+    /// kl, style, piece, mmd, covariance).
     fn step(
         &mut self,
         x: &Tensor,
@@ -718,7 +742,7 @@ impl<'a> Trainer<'a> {
         labels: &Tensor,
         beta: f64,
         rng: &mut ChaCha8Rng,
-    ) -> Result<[f64; 5]> {
+    ) -> Result<[f64; 6]> {
         let o = &self.opts;
         let (b, t, _) = x.dims3().map_err(candle)?;
         let keep: Vec<f32> = (0..b * t)
@@ -736,7 +760,7 @@ impl<'a> Trainer<'a> {
                 .map(|_| f32::from(u8::from(rng.random::<f64>() >= o.encoder_dropout)))
                 .collect()
         });
-        let run = || -> candle_core::Result<[Tensor; 6]> {
+        let run = || -> candle_core::Result<[Tensor; 7]> {
             let keep = Tensor::from_vec(keep, (b, t), &self.device)?;
             let posterior = match seen {
                 Some(seen) => {
@@ -776,9 +800,16 @@ impl<'a> Trainer<'a> {
                 }
                 None => Tensor::zeros((), DType::F32, &self.device)?,
             };
-            Ok([total, recon, kl, style, piece, mmd])
+            let covariance = if o.covariance_weight > 0.0 {
+                let gap = covariance_gap(&posterior)?;
+                total = (total + (&gap * o.covariance_weight)?)?;
+                gap
+            } else {
+                Tensor::zeros((), DType::F32, &self.device)?
+            };
+            Ok([total, recon, kl, style, piece, mmd, covariance])
         };
-        let [total, recon, kl, style, piece, mmd] = run().map_err(candle)?;
+        let [total, recon, kl, style, piece, mmd, covariance] = run().map_err(candle)?;
         let grads = total.backward().map_err(candle)?;
         self.adam.apply(&grads, o.grad_clip)?;
         let scalar = |t: &Tensor| t.to_scalar::<f32>().map(|v| v as f64).map_err(candle);
@@ -788,6 +819,7 @@ impl<'a> Trainer<'a> {
             scalar(&style)?,
             scalar(&piece)?,
             scalar(&mmd)?,
+            scalar(&covariance)?,
         ])
     }
 
@@ -1125,7 +1157,7 @@ pub fn train_lstm_vae(
         } else {
             None
         };
-        let [recon, kl, style, piece, mmd] = trainer.step(
+        let [recon, kl, style, piece, mmd, covariance] = trainer.step(
             &x,
             partners.as_ref(),
             prior.as_ref(),
@@ -1156,6 +1188,7 @@ pub fn train_lstm_vae(
             style,
             piece,
             mmd,
+            covariance,
             valid,
             seconds: clock.seconds(),
         };
@@ -1205,6 +1238,34 @@ pub fn train_lstm_vae(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_covariance_gap_is_small_for_even_codes_and_grows_when_they_lie_on_a_line() {
+        let dev = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let (n, z) = (4000, 4);
+        let even = Tensor::from_vec(standard_normal(&mut rng, n * z), (n, z), &dev).unwrap();
+        let gap = |mean: &Tensor, logvar: f32| {
+            let q = DiagonalGaussian {
+                mean: mean.clone(),
+                logvar: (mean.zeros_like().unwrap() + f64::from(logvar)).unwrap(),
+            };
+            covariance_gap(&q).unwrap().to_scalar::<f32>().unwrap()
+        };
+        // Means of N(0, I) with exact codes, or means of N(0, I/2) with posterior variance
+        // 1/2: both fill N(0, I).
+        assert!(gap(&even, -30.0) < 0.02, "{}", gap(&even, -30.0));
+        let half = (&even * 0.5f64.sqrt()).unwrap();
+        assert!(
+            gap(&half, 0.5f32.ln()) < 0.02,
+            "{}",
+            gap(&half, 0.5f32.ln())
+        );
+        // Every code on one line: three directions empty, one too full.
+        let first = even.narrow(1, 0, 1).unwrap();
+        let line = Tensor::cat(&[&first, &first, &first, &first], 1).unwrap();
+        assert!(gap(&line, -30.0) > 10.0, "{}", gap(&line, -30.0));
+    }
 
     #[test]
     fn the_mmd_is_zero_for_one_set_and_grows_with_the_distance_between_two() {
