@@ -523,8 +523,8 @@ struct TrainArgs {
     #[arg(long, value_name = "X")]
     covariance_weight: Option<f64>,
     /// Start from a trained model's weights (fine-tuning, fresh optimiser) instead of random
-    /// ones: its sizes must be this run's, its composers the corpus's; the composer term's
-    /// centres start at its stored composer means.
+    /// ones, e.g. the shipped model on a folder of your own: its sizes must be this run's; the
+    /// composer term starts at its stored codes for the composers it knows by name.
     #[arg(long, value_name = "FILE", conflicts_with = "resume")]
     init: Option<PathBuf>,
     /// Take the KL against a composer-aware prior N(c_composer, I) (learned centres, stored

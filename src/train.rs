@@ -126,8 +126,9 @@ pub struct TrainOptions {
     #[serde(default)]
     pub covariance_weight: f64,
     /// A trained model whose weights the run starts from (fine-tuning, with a fresh
-    /// optimiser), instead of random ones; the composer term's centres start at its stored
-    /// composer means. Its sizes must be the run's and its composers the corpus's.
+    /// optimiser), instead of random ones, so a small corpus of one's own trains from the
+    /// shipped model. Its sizes must be the run's. The composer term's centres start at its
+    /// stored means for the composers it knows (by name); the corpus's others at random.
     #[serde(default)]
     pub init: Option<std::path::PathBuf>,
     /// A composer-aware prior: the KL is taken against N(c_y, I), c_y being the learned
@@ -981,12 +982,6 @@ impl<'a> Trainer<'a> {
                 m.config, self.opts.config
             ));
         }
-        if m.composers != self.corpus.composers {
-            return refuse(format!(
-                "its composers {:?} are not the corpus's {:?}",
-                m.composers, self.corpus.composers
-            ));
-        }
         let expected = trained::expected_tensors(&self.opts.config)?;
         let tensors = weights::load(path, &expected, &self.device)?;
         for (name, v, _, _) in &self.adam.params {
@@ -994,8 +989,15 @@ impl<'a> Trainer<'a> {
                 v.set(t).map_err(candle)?;
             }
         }
-        let means: Vec<f32> = m.latents.iter().flat_map(|l| l.mean.clone()).collect();
-        let centres = Tensor::from_vec(means, self.centres.dims(), &self.device).map_err(candle)?;
+        // A composer the model knows starts at its stored mean code; another corpus's own
+        // composers keep their seeded random centres.
+        let mut centres = self.centres.as_tensor().to_vec2::<f32>().map_err(candle)?;
+        for (centre, name) in centres.iter_mut().zip(&self.corpus.composers) {
+            if let Some(k) = m.composers.iter().position(|c| c == name) {
+                centre.clone_from(&m.latents[k].mean);
+            }
+        }
+        let centres = Tensor::new(centres, &self.device).map_err(candle)?;
         self.centres.set(&centres).map_err(candle)
     }
 

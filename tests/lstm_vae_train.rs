@@ -834,6 +834,14 @@ fn a_run_starts_from_a_trained_model() {
         narrow[0].mmd,
         wide[0].mmd
     );
+    // A corpus of other composers (one renamed here) trains from it too.
+    let mine = dir.path().join("mine");
+    write_corpus(&mine);
+    std::fs::rename(mine.join("arps"), mine.join("my arpeggios")).unwrap();
+    let mine = corpus(&mine);
+    assert_ne!(mine.composers, c.composers);
+    let from_shipped = run(&mine, &o, &dir.path().join("from"), false);
+    assert!(from_shipped[0].recon.is_finite());
     // A model of other sizes is refused, naming the file.
     let mut other = tiny_options(1);
     other.config.hidden = 8;
