@@ -522,9 +522,10 @@ struct TrainArgs {
     /// identity's covariance, filling N(0, I) in every direction (default 0 = off).
     #[arg(long, value_name = "X")]
     covariance_weight: Option<f64>,
-    /// Start from a trained model's weights (fine-tuning, fresh optimiser) instead of random
-    /// ones, e.g. the shipped model on a folder of your own: its sizes must be this run's; the
-    /// composer term starts at its stored codes for the composers it knows by name.
+    /// Start from a trained model's weights instead of random ones, e.g. the shipped model on
+    /// a folder of your own: fine-tuning (fresh optimiser, learning rate 1e-4 and the full KL
+    /// weight from the start, unless set). Its sizes must be this run's; the composer term
+    /// starts at its stored codes for the composers it knows by name.
     #[arg(long, value_name = "FILE", conflicts_with = "resume")]
     init: Option<PathBuf>,
     /// Take the KL against a composer-aware prior N(c_composer, I) (learned centres, stored
@@ -1234,6 +1235,10 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     if o.config != preset_config {
         o.preset = "custom".into();
     }
+    // Fine-tuning's defaults first: the options below override them.
+    if let Some(init) = &a.init {
+        o.fine_tune_from(init.clone());
+    }
     o.seed = a.seed;
     o.steps = a.steps.unwrap_or(o.steps);
     o.max_seconds = a.minutes.map(|m| m * 60.0);
@@ -1251,7 +1256,6 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.mmd_weight = a.mmd_weight.unwrap_or(o.mmd_weight);
     o.mmd_scale = a.mmd_scale.unwrap_or(o.mmd_scale);
     o.covariance_weight = a.covariance_weight.unwrap_or(o.covariance_weight);
-    o.init = a.init.clone();
     o.composer_prior = a.composer_prior;
     o.transpose = a.transpose.unwrap_or(o.transpose);
     o.eval_every = a.eval_every.unwrap_or(o.eval_every);

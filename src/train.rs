@@ -62,6 +62,9 @@ fn one() -> f64 {
     1.0
 }
 
+/// The learning rate of a run that starts from a trained model ([`TrainOptions::fine_tune_from`]).
+pub const FINE_TUNE_LEARNING_RATE: f64 = 1e-4;
+
 /// How to train.
 ///
 /// Against posterior collapse (the paper's KL weight of 1e9 left z carrying nothing) this uses
@@ -214,6 +217,16 @@ impl TrainOptions {
             check_number("time limit", limit, 0.0, true)?;
         }
         Ok(())
+    }
+
+    /// Starts the run from the trained model `path` the way fine-tuning goes: a tenth of the
+    /// preset's learning rate (the shipped model's last) and the full KL weight from the
+    /// start (the latent is already alive; annealing again would let it drift).
+    pub fn fine_tune_from(&mut self, path: std::path::PathBuf) {
+        self.init = Some(path);
+        self.learning_rate = FINE_TUNE_LEARNING_RATE;
+        self.beta.delay = 0;
+        self.beta.ramp = 0;
     }
 
     /// Defaults for a preset ("studio" or "paper").

@@ -472,6 +472,36 @@ fn the_training_panel_trains_and_plots() {
     );
 }
 
+/// "from the model in use": the LSTM-VAE run starts from the shipped model (the preset's
+/// sizes), even on a corpus of other composers; a model of other sizes trains from scratch.
+#[test]
+fn the_training_panel_fine_tunes_the_model_in_use() {
+    let Some(shipped) = segue::models::trained::default_model_path() else {
+        return; // no shipped weights in this checkout
+    };
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tiny_corpus(&dir.path().join("corpus"));
+    let mut h = studio(&shipped, None);
+    h.state_mut().session.train_steps = 2;
+    assert!(h.state().session.train_from_model);
+    let out = dir.path().join("tuned");
+    h.state_mut()
+        .start_training(dir.path().join("corpus"), out.clone());
+    wait(&mut h, "training to finish", |s| !s.training_running());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("lstm-vae.json")).unwrap()).unwrap();
+    let training = &manifest["training"];
+    assert_eq!(
+        training["init"].as_str().map(PathBuf::from),
+        Some(h.state().model().unwrap().path.clone())
+    );
+    assert_eq!(training["learning_rate"], 1e-4);
+    assert_eq!(
+        manifest["composers"],
+        serde_json::json!(["arps", "chords", "scales"])
+    );
+}
+
 /// The Train panel trains the composer classifier too, and "Use this classifier" gives the
 /// style meter (and classifier ascent) its composers, at this start and the next ones.
 #[test]

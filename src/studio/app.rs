@@ -318,6 +318,14 @@ pub struct Session {
     /// Training: on the GPU (CUDA device 0), in a build with the `cuda` feature.
     #[serde(default)]
     pub train_on_gpu: bool,
+    /// Training the LSTM-VAE: start from the model in use (fine-tuning) where it has the
+    /// preset's sizes, rather than from random weights.
+    #[serde(default = "default_train_from_model")]
+    pub train_from_model: bool,
+}
+
+fn default_train_from_model() -> bool {
+    true
 }
 
 fn default_play_blends() -> bool {
@@ -414,6 +422,7 @@ impl Default for Session {
             composer_names: Vec::new(),
             play_blends: default_play_blends(),
             train_on_gpu: false,
+            train_from_model: default_train_from_model(),
         }
     }
 }
@@ -1945,6 +1954,16 @@ impl Studio {
         self.session.train_on_gpu && cuda_build()
     }
 
+    /// The LSTM-VAE in use, where the next run starts from it: asked for, and of the chosen
+    /// preset's sizes.
+    fn fine_tunes(&self) -> Option<&TrainedModel> {
+        let preset = TrainOptions::preset(&self.session.train_preset).ok()?;
+        (self.session.train_from_model && self.session.train_model == TrainModel::LstmVae)
+            .then_some(self.model.as_deref())
+            .flatten()
+            .filter(|m| m.manifest.config == preset.config)
+    }
+
     /// Starts training on the chosen folder.
     pub fn start_training(&mut self, dir: PathBuf, out: PathBuf) {
         match &self.training.job {
@@ -1954,7 +1973,12 @@ impl Studio {
         }
         let mut spec = match self.session.train_model {
             TrainModel::LstmVae => match TrainOptions::preset(&self.session.train_preset) {
-                Ok(o) => TrainSpec::LstmVae(o),
+                Ok(mut o) => {
+                    if let Some(from) = self.fine_tunes() {
+                        o.fine_tune_from(from.path.clone());
+                    }
+                    TrainSpec::LstmVae(o)
+                }
                 Err(e) => return self.say(e.to_string(), true),
             },
             TrainModel::Classifier => {
@@ -2661,6 +2685,23 @@ impl Studio {
                             "paper",
                         );
                     });
+            }
+            if self.session.train_model == TrainModel::LstmVae {
+                let preset = TrainOptions::preset(&self.session.train_preset).ok();
+                let fits = (self.model.as_ref().zip(preset))
+                    .is_some_and(|(m, p)| m.manifest.config == p.config);
+                ui.add_enabled(
+                    fits,
+                    egui::Checkbox::new(
+                        &mut self.session.train_from_model,
+                        "from the model in use",
+                    ),
+                )
+                .on_hover_text(
+                    "Fine-tune the LSTM-VAE in use on your folder (fresh optimiser, learning rate \
+                     1e-4, full KL weight from the start): far fewer steps than from scratch",
+                )
+                .on_disabled_hover_text("The model in use has other sizes than this preset");
             }
             ui.horizontal(|ui| {
                 ui.label("seed");
