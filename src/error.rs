@@ -70,7 +70,7 @@ pub enum MidiProblem {
     NoTracks(String),
     /// The file is larger than any MIDI file Segue reads (it is not read).
     #[error(
-        "{bytes} bytes, more than the {limit} bytes a MIDI file may have here; is it a MIDI file?"
+        "at least {bytes} bytes, more than the {limit} bytes a MIDI file may have here; is it a MIDI file?"
     )]
     TooLarge { bytes: u64, limit: u64 },
 }

@@ -129,6 +129,25 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, "reading", e))
 }
 
+/// Reads `path` if it holds at most `limit` bytes; else `Ok(Err(size))`, having read no more
+/// than `limit + 1` bytes (its size as the file system gives it, where that is larger). The
+/// read is bounded whatever the file system says: a device or a pipe reports no size.
+pub fn read_at_most(path: &Path, limit: u64) -> Result<std::result::Result<Vec<u8>, u64>> {
+    use std::io::Read;
+    let io = |e| Error::io(path, "reading", e);
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > limit {
+        return Ok(Err(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Ok(Err(bytes.len() as u64));
+    }
+    Ok(Ok(bytes))
+}
+
 /// The folder inside `target` where a set of files that belong together (a checkpoint: weights,
 /// manifest, optimiser state) is written before it replaces the previous set.
 fn staging_dir(target: &Path) -> std::path::PathBuf {

@@ -1235,9 +1235,14 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     if o.config != preset_config {
         o.preset = "custom".into();
     }
-    // Fine-tuning's defaults first: the options below override them.
-    if let Some(init) = &a.init {
-        o.fine_tune_from(init.clone());
+    // Fine-tuning's defaults first: the options below override them. A resumed fine-tune
+    // keeps them, as if --init were given again.
+    let saved_init = (a.resume)
+        .then(|| segue::train::saved_options(&a.out))
+        .flatten()
+        .and_then(|saved| saved.init);
+    if let Some(init) = a.init.clone().or(saved_init) {
+        o.fine_tune_from(init);
     }
     o.seed = a.seed;
     o.steps = a.steps.unwrap_or(o.steps);
@@ -1302,6 +1307,10 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
     let device = compute_device(&args.device)?;
     // A forgotten or mistaken --resume is refused before the corpus loads.
     segue::train::check_out_folder(&args.out, args.resume)?;
+    // So is a model to start from that this run cannot take.
+    if let Some(init) = opts.init.as_deref().filter(|_| !args.resume) {
+        segue::train::check_init(init, &opts)?;
+    }
     let corpus = load_corpus(&args.corpus, &args.cache, QuantizeOptions::default())?;
     let control = Control::default();
     let stop = control.stop.clone();

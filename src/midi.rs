@@ -140,14 +140,9 @@ impl Song {
     /// The bytes of a MIDI file, refused from its size where it has more than
     /// [`Song::MAX_FILE_BYTES`] (it is then not read).
     pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-        let bytes = std::fs::metadata(path)
-            .map_err(|e| Error::io(path, "reading", e))?
-            .len();
-        if bytes > Self::MAX_FILE_BYTES {
-            let limit = Self::MAX_FILE_BYTES;
-            return Err(Error::midi(path, MidiProblem::TooLarge { bytes, limit }));
-        }
-        fsutil::read(path)
+        let limit = Self::MAX_FILE_BYTES;
+        fsutil::read_at_most(path, limit)?
+            .map_err(|bytes| Error::midi(path, MidiProblem::TooLarge { bytes, limit }))
     }
 
     /// Parses the bytes of a Standard MIDI File (also RIFF-wrapped `.rmi`).

@@ -41,20 +41,16 @@ pub const MAX_FILE_BYTES: u64 = 12 + 65_535 + (crate::roll::MAX_STEPS * PITCHES 
 /// Reads a `.npy` matrix of shape (T, 128) as a roll. A file larger than any such roll
 /// ([`MAX_FILE_BYTES`]) is refused before it is read.
 pub fn read_roll(path: &Path) -> Result<Roll> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, "reading", e))?
-        .len();
-    if size > MAX_FILE_BYTES {
-        return Err(Error::format(
+    let bytes = fsutil::read_at_most(path, MAX_FILE_BYTES)?.map_err(|size| {
+        Error::format(
             path,
             format!(
                 "{size} bytes, more than a roll of the longest piece Segue opens ({} steps) \
                  can take ({MAX_FILE_BYTES} bytes)",
                 crate::roll::MAX_STEPS
             ),
-        ));
-    }
-    let bytes = fsutil::read(path)?;
+        )
+    })?;
     let (steps, binary) = decode(&bytes).map_err(|p| Error::format(path, p))?;
     Roll::from_binary(steps, &binary)
 }

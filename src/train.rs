@@ -982,19 +982,10 @@ impl<'a> Trainer<'a> {
         Ok(model_path(out))
     }
 
-    /// Restores weights and optimiser state from `out`; returns (step, seconds).
     /// Takes the weights of the trained model `path` (see [`TrainOptions::init`]).
     fn initialise_from(&mut self, path: &Path) -> Result<()> {
-        // Loading it checks the file and its manifest as the studio does.
-        let trained = trained::TrainedModel::load(path, &Device::Cpu)?;
+        let trained = check_init(path, &self.opts)?;
         let m = &trained.manifest;
-        let refuse = |problem: String| Err(Error::format(path, problem));
-        if m.config != self.opts.config {
-            return refuse(format!(
-                "a model of sizes {:?}, but this run trains {:?}",
-                m.config, self.opts.config
-            ));
-        }
         let expected = trained::expected_tensors(&self.opts.config)?;
         let tensors = weights::load(path, &expected, &self.device)?;
         for (name, v, _, _) in &self.adam.params {
@@ -1002,18 +993,22 @@ impl<'a> Trainer<'a> {
                 v.set(t).map_err(candle)?;
             }
         }
-        // A composer the model knows starts at its stored mean code; another corpus's own
-        // composers keep their seeded random centres.
+        // A composer the model knows starts at its centre (its prior's, where it has one; else
+        // its stored mean code); another corpus's own composers keep their seeded random ones.
         let mut centres = self.centres.as_tensor().to_vec2::<f32>().map_err(candle)?;
         for (centre, name) in centres.iter_mut().zip(&self.corpus.composers) {
             if let Some(k) = m.composers.iter().position(|c| c == name) {
-                centre.clone_from(&m.latents[k].mean);
+                match &m.prior {
+                    Some(prior) => centre.clone_from(&prior.means[k]),
+                    None => centre.clone_from(&m.latents[k].mean),
+                }
             }
         }
         let centres = Tensor::new(centres, &self.device).map_err(candle)?;
         self.centres.set(&centres).map_err(candle)
     }
 
+    /// Restores weights and optimiser state from `out`; returns (step, seconds).
     fn restore(&mut self, out: &Path) -> Result<(usize, f64)> {
         let state: TrainState = weights::read_manifest(&weights::manifest_path(&state_path(out)))?;
         if state.options.config != self.opts.config {
@@ -1070,6 +1065,45 @@ impl<'a> Trainer<'a> {
         self.adam.step = state.step;
         Ok((state.step, state.seconds))
     }
+}
+
+/// Loads the model a run is to start from (see [`TrainOptions::init`]) and checks that the
+/// run can: the same sizes, and a composer prior only where the run has one too. Called
+/// before the corpus loads (the CLI) and when the run starts.
+pub fn check_init(path: &Path, opts: &TrainOptions) -> Result<trained::TrainedModel> {
+    let trained = trained::TrainedModel::load(path, &Device::Cpu)?;
+    let m = &trained.manifest;
+    if m.config != opts.config {
+        return Err(Error::format(
+            path,
+            format!(
+                "a model of sizes {:?}, but this run trains {:?}",
+                m.config, opts.config
+            ),
+        ));
+    }
+    if m.prior.is_some() != opts.composer_prior {
+        let (was, now) = match opts.composer_prior {
+            true => ("without", "with"),
+            false => ("with", "without"),
+        };
+        return Err(Error::format(
+            path,
+            format!(
+                "a model trained {was} a composer prior; this run trains {now} one \
+                 (--composer-prior)"
+            ),
+        ));
+    }
+    Ok(trained)
+}
+
+/// The options a run folder's checkpoint was trained with, if it has one (a resumed run of
+/// the CLI takes what it is not told again from them, see [`TrainOptions::fine_tune_from`]).
+pub fn saved_options(out: &Path) -> Option<TrainOptions> {
+    weights::read_manifest::<TrainState>(&weights::manifest_path(&state_path(out)))
+        .ok()
+        .map(|s| s.options)
 }
 
 /// Checks the run folder `out` before any work: no other run may be training there, with

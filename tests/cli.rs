@@ -527,3 +527,47 @@ fn bad_training_options_are_refused_before_any_work() {
         );
     }
 }
+
+/// `--init`: a model of other sizes is refused before the corpus is read; a fine-tune resumed
+/// after Ctrl-C goes on as one (its learning rate, the model it started from).
+#[test]
+fn a_fine_tune_is_checked_first_and_resumes_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/lstm-vae-studio.safetensors");
+    let err = fails(&[
+        "train",
+        "lstm-vae",
+        "--corpus",
+        "/nonexistent-corpus",
+        "--init",
+        p(&shipped),
+        "--hidden",
+        "16",
+        "--out",
+        p(&dir.path().join("x")),
+    ]);
+    assert!(
+        err.contains("lstm-vae-studio.safetensors") && err.contains("sizes"),
+        "{err}"
+    );
+    let corpus = dir.path().join("corpus");
+    common::write_tiny_corpus(&corpus);
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "lstm-vae", "--corpus", p(&corpus), "--no-cache"];
+        args.extend(["--hidden", "16", "--latent", "4", "--metre", "0"]);
+        args.extend(["--snippet-steps", "16"]);
+        args.extend(extra);
+        ok(&args);
+    };
+    let first = dir.path().join("first");
+    let tuned = dir.path().join("tuned");
+    train(&["--steps", "2", "--out", p(&first)]);
+    let from = first.join("lstm-vae.safetensors");
+    train(&["--steps", "2", "--init", p(&from), "--out", p(&tuned)]);
+    train(&["--steps", "4", "--resume", "--out", p(&tuned)]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tuned.join("lstm-vae.json")).unwrap()).unwrap();
+    assert_eq!(manifest["steps"], 4);
+    assert_eq!(manifest["training"]["learning_rate"], 1e-4);
+    assert_eq!(manifest["training"]["init"].as_str(), Some(p(&from)));
+}

@@ -840,8 +840,29 @@ fn a_run_starts_from_a_trained_model() {
     std::fs::rename(mine.join("arps"), mine.join("my arpeggios")).unwrap();
     let mine = corpus(&mine);
     assert_ne!(mine.composers, c.composers);
-    let from_shipped = run(&mine, &o, &dir.path().join("from"), false);
+    let from = dir.path().join("from");
+    let from_shipped = run(&mine, &o, &from, false);
     assert!(from_shipped[0].recon.is_finite());
+    // The composers it knows start at its stored codes; the renamed one does not.
+    let state = candle_core::safetensors::load(from.join("train-state.safetensors"), &dev).unwrap();
+    let centres = state["style.centres"].to_vec2::<f32>().unwrap();
+    let model = TrainedModel::load(&trained, &dev).unwrap();
+    let stored = |name: &str| {
+        let k = model
+            .manifest
+            .composers
+            .iter()
+            .position(|c| c == name)
+            .unwrap();
+        model.manifest.latents[k].mean.clone()
+    };
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4);
+    for (row, name) in centres.iter().zip(&mine.composers) {
+        match name.as_str() {
+            "my arpeggios" => assert!(!close(row, &stored("arps"))),
+            known => assert!(close(row, &stored(known)), "{known}"),
+        }
+    }
     // A model of other sizes is refused, naming the file.
     let mut other = tiny_options(1);
     other.config.hidden = 8;

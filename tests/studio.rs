@@ -954,9 +954,13 @@ fn space_plays_on_from_the_playhead() {
     let dir = tempfile::tempdir().unwrap();
     let (mut h, mut engine) = studio_with_player(dir.path());
     // 64 steps: 8 s at 120 bpm.
-    h.state_mut().open_file(&fixture(dir.path()));
+    let file = fixture(dir.path());
+    h.state_mut().open_file(&file);
     wait(&mut h, "the file", |s| !s.background_work());
     assert_eq!(h.state().session.score.steps(), 64);
+    // Rests after the last note, as most files and generations have: playback ends with the
+    // last note.
+    h.state_mut().session.score.length = 80;
     let mut listen = |h: &mut Harness<'static, Studio>, seconds: f64| {
         for _ in 0..(seconds * 44_100.0) as usize {
             engine.next_sample();
@@ -1010,6 +1014,10 @@ fn space_plays_on_from_the_playhead() {
     let at = listen(&mut h, 0.1);
     assert!(!h.state().playing());
     assert!(at > 0.0, "{at}");
+    // A new piece, stopped: the playhead goes back to the start.
+    h.state_mut().open_file(&file);
+    wait(&mut h, "the file again", |s| !s.background_work());
+    assert_eq!(listen(&mut h, 0.1), 0.0);
 }
 
 /// "Shipped models" goes back to the four models of the weights folder, from models trained

@@ -472,6 +472,8 @@ pub struct Studio {
     audio_error: Option<String>,
     /// Whether the sound device is still being opened (on a worker thread).
     opening_audio: bool,
+    /// The MIDI file opened last (kept through edits): exports are named after it.
+    opened_file: Option<PathBuf>,
     generator: Generator,
     job_id: u64,
     job_cancel: Arc<AtomicBool>,
@@ -755,6 +757,7 @@ impl Studio {
             player: None,
             audio_error,
             opening_audio: audio,
+            opened_file: None,
             generator: Generator::start(wake.clone()),
             job_id: 0,
             job_cancel: Arc::new(AtomicBool::new(false)),
@@ -824,7 +827,7 @@ impl Studio {
     /// damaged session file) is said on with this one's.
     fn use_startup(&mut self, s: Startup) {
         self.loading = false;
-        let earlier = self.message.clone().filter(|m| m.1);
+        let earlier = self.standing_error.clone();
         // The last session's choice, unless composers were picked meanwhile (with a model
         // chosen while these loaded).
         let saved_names = self.session.composer_names.clone();
@@ -859,7 +862,7 @@ impl Studio {
         self.set_other_models(others);
         // Every error said stays in view: one said meanwhile, the start's problems, the
         // model's and the file's (a note such as "Opened ..." gives way to them).
-        let mut errors: Vec<String> = earlier.into_iter().map(|(m, _)| m).collect();
+        let mut errors: Vec<String> = earlier.into_iter().collect();
         if !problems.is_empty() {
             errors.push(problems.join("; "));
         }
@@ -1228,6 +1231,8 @@ impl Studio {
                 self.primer = Some(roll);
                 self.variations.clear();
                 self.push_score();
+                self.rewind_if_stopped();
+                self.opened_file = Some(path.clone());
                 // A damaged file opens with what was readable; the damage is said, in red.
                 match warnings.as_slice() {
                     [] => self.say(format!("Opened {}", path.display()), false),
@@ -1652,6 +1657,18 @@ impl Studio {
         }
     }
 
+    /// A new piece (a file opened, a generation) while stopped: the playhead goes back to the
+    /// start (of the loop), so Space plays it from there. Playing, it plays on.
+    fn rewind_if_stopped(&mut self) {
+        if self.playing() {
+            return;
+        }
+        let start = self.loop_range().map_or(0, |l| l.0);
+        if let Some(p) = &mut self.player {
+            p.send(Command::Seek(start));
+        }
+    }
+
     /// Starts playback: from where the playhead stands (where playback stopped, or where the
     /// ruler was clicked), unless `from_start`, or the playhead is past the piece (or outside
     /// the loop): then from the start (of the loop).
@@ -1660,7 +1677,10 @@ impl Studio {
         self.play_when_done = false;
         self.blend_plays = false;
         let at = self.playhead().map_or(0, |p| p.max(0.0).floor() as usize);
-        let (first, end) = looped.unwrap_or((0, self.session.score.steps()));
+        // Without a loop playback ends with the last note (the rests after it are silent).
+        let score = &self.session.score;
+        let last_note_end = score.steps() - score.trailing_rests();
+        let (first, end) = looped.unwrap_or((0, last_note_end));
         let from = if !from_start && (first..end).contains(&at) {
             at
         } else {
@@ -1752,6 +1772,8 @@ impl Studio {
                     // the new piece plays on from the playhead).
                     if std::mem::take(&mut self.play_when_done) && !self.playing() {
                         self.start_playback(true);
+                    } else {
+                        self.rewind_if_stopped();
                     }
                 }
                 GenerationEvent::Failed { id, message } if id == self.job_id => {
@@ -1961,7 +1983,7 @@ impl Studio {
         (self.session.train_from_model && self.session.train_model == TrainModel::LstmVae)
             .then_some(self.model.as_deref())
             .flatten()
-            .filter(|m| m.manifest.config == preset.config)
+            .filter(|m| m.manifest.config == preset.config && m.manifest.prior.is_none())
     }
 
     /// Starts training on the chosen folder.
@@ -2112,13 +2134,26 @@ impl Studio {
                 ("Export WAV...", "WAV", &["wav"][..]),
             ] {
                 if ui.button(label).clicked() {
-                    let name = export_name(self.session.primer_path.as_deref(), extensions[0]);
+                    let opened = self
+                        .opened_file
+                        .as_ref()
+                        .or(self.session.primer_path.as_ref());
+                    let name = export_name(opened.map(PathBuf::as_path), extensions[0]);
                     self.dialog(move || {
                         let path = rfd::FileDialog::new()
                             .add_filter(kind, extensions)
                             .set_file_name(name)
                             .save_file()?;
+                        let chosen = path.clone();
                         let path = with_extension(path, extensions);
+                        // The dialog asked about replacing the name it was given, not this
+                        // one: a file already there under it is not overwritten unasked.
+                        if path != chosen && path.exists() {
+                            return Some(DialogResult::Written(Err(format!(
+                                "{} is there already; export again and pick it to replace it",
+                                path.display()
+                            ))));
+                        }
                         Some(match kind {
                             "MIDI" => DialogResult::ExportMidi(path),
                             _ => DialogResult::ExportWav(path),
@@ -2551,8 +2586,12 @@ impl Studio {
         }
         match self.session.train_model {
             TrainModel::LstmVae => format!(
-                "About 0.5 s a step (studio preset; paper: 5 s) on two CPU cores{}",
-                shipped(self.model.as_ref().map(|m| m.manifest.steps))
+                "About 0.5 s a step (studio preset; paper: 5 s) on two CPU cores{}{}",
+                shipped(self.model.as_ref().map(|m| m.manifest.steps)),
+                self.fine_tunes().map_or(String::new(), |m| format!(
+                    "; a new run fine-tunes {}",
+                    m.path.file_name().unwrap_or_default().to_string_lossy()
+                ))
             ),
             TrainModel::Classifier => format!(
                 "About 1.2 s a step on two CPU cores{}",
@@ -2688,8 +2727,9 @@ impl Studio {
             }
             if self.session.train_model == TrainModel::LstmVae {
                 let preset = TrainOptions::preset(&self.session.train_preset).ok();
-                let fits = (self.model.as_ref().zip(preset))
-                    .is_some_and(|(m, p)| m.manifest.config == p.config);
+                let fits = (self.model.as_ref().zip(preset)).is_some_and(|(m, p)| {
+                    m.manifest.config == p.config && m.manifest.prior.is_none()
+                });
                 ui.add_enabled(
                     fits,
                     egui::Checkbox::new(
@@ -2701,7 +2741,9 @@ impl Studio {
                     "Fine-tune the LSTM-VAE in use on your folder (fresh optimiser, learning rate \
                      1e-4, full KL weight from the start): far fewer steps than from scratch",
                 )
-                .on_disabled_hover_text("The model in use has other sizes than this preset");
+                .on_disabled_hover_text(
+                    "The model in use has other sizes than this preset (or a composer prior)",
+                );
             }
             ui.horizontal(|ui| {
                 ui.label("seed");
