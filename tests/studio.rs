@@ -101,6 +101,33 @@ fn window_commands(h: &Harness<'static, Studio>) -> Vec<egui::ViewportCommand> {
         .unwrap_or_default()
 }
 
+/// Presses and releases the pointer at `at` (a click on the roll or its ruler), a frame each.
+fn click_at(h: &mut Harness<'static, Studio>, at: egui::Pos2) {
+    h.hover_at(at);
+    h.step();
+    h.drag_at(at);
+    h.step();
+    h.drop_at(at);
+    h.step();
+}
+
+/// A studio with a tiny model in `dir` and one note drawn by a click at the roll's centre
+/// (returned), as a musician draws one.
+fn studio_with_a_drawn_note(dir: &Path) -> (Harness<'static, Studio>, egui::Pos2) {
+    let model = tiny_model(dir);
+    let mut h = studio(&model, None);
+    h.step();
+    h.step();
+    let at = (h.state().session.view.grid_rect)
+        .expect("the roll was drawn")
+        .center();
+    click_at(&mut h, at);
+    let notes = &h.state().session.score.notes;
+    assert_eq!(notes.len(), 1, "one note drawn");
+    assert_eq!(notes[0].origin, Origin::Edited);
+    (h, at)
+}
+
 /// Clicks Generate and waits until a new piece replaces the current one.
 fn generate_new_piece(h: &mut Harness<'static, Studio>, what: &str) {
     let before = h.state().session.score.clone();
@@ -1005,12 +1032,7 @@ fn space_plays_on_from_the_playhead() {
         grid.left() + 10.0 * h.state().session.view.step_px + 1.0,
         grid.top() - 4.0,
     );
-    h.hover_at(on_ruler);
-    h.step();
-    h.drag_at(on_ruler);
-    h.step();
-    h.drop_at(on_ruler);
-    h.step();
+    click_at(&mut h, on_ruler);
     let at = listen(&mut h, 0.1);
     assert!(!h.state().playing());
     assert!(at > 0.0, "{at}");
@@ -1219,21 +1241,8 @@ fn screenshot() {
 #[test]
 fn generate_after_an_edit_says_what_it_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
-    let mut h = studio(&model, None);
-    h.step();
-    h.step();
-    let at = (h.state().session.view.grid_rect)
-        .expect("the roll was drawn")
-        .center();
-    h.hover_at(at);
-    h.step();
-    h.drag_at(at);
-    h.step();
-    h.drop_at(at);
-    h.step();
+    let (mut h, _) = studio_with_a_drawn_note(dir.path());
     let drawn = h.state().session.score.notes[0];
-    assert_eq!(drawn.origin, Origin::Edited);
     assert!(drawn.start > 0);
     // The model hears the steps before the drawn note.
     h.state_mut().session.primer_steps = drawn.start;
@@ -1266,31 +1275,9 @@ fn generate_after_an_edit_says_what_it_replaced() {
 #[test]
 fn drawing_deleting_and_undo_in_the_piano_roll() {
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
-    let mut h = studio(&model, None);
-    h.step();
-    h.step();
-    let grid = h
-        .state()
-        .session
-        .view
-        .grid_rect
-        .expect("the roll was drawn");
-    let at = grid.center();
-    // Press and release at one point.
-    let click_at = |h: &mut Harness<'static, Studio>| {
-        h.hover_at(at);
-        h.step();
-        h.drag_at(at);
-        h.step();
-        h.drop_at(at);
-        h.step();
-    };
     // Draw: a click on empty grid.
-    click_at(&mut h);
+    let (mut h, at) = studio_with_a_drawn_note(dir.path());
     let notes = &h.state().session.score.notes;
-    assert_eq!(notes.len(), 1, "one note drawn");
-    assert_eq!(notes[0].origin, segue::studio::score::Origin::Edited);
     assert_eq!(notes[0].len, 4);
     // Trim ends the piece with its last note; Undo gives the rests back.
     let end = notes[0].start + notes[0].len;
@@ -1320,7 +1307,7 @@ fn drawing_deleting_and_undo_in_the_piano_roll() {
     h.step();
     assert_eq!(h.state().session.score.notes.len(), 1);
     // Clicking the note (to hear it) changes nothing, so the redo step stays.
-    click_at(&mut h);
+    click_at(&mut h, at);
     assert_eq!(h.state().session.score.notes.len(), 1);
     h.key_press_modifiers(
         egui::Modifiers::COMMAND | egui::Modifiers::SHIFT,
