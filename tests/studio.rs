@@ -955,8 +955,18 @@ fn loop_plays_the_selection_or_the_whole_piece() {
     assert!(h.state().playing());
     let at = h.state().playhead().unwrap();
     assert!((0.0..16.0).contains(&at), "{at}");
-    // The second note selected: the loop is its range.
+    // The second note selected with the Select tool: the loop is its range.
+    h.state_mut().session.view.tool = segue::studio::piano_roll::Tool::Select;
     h.state_mut().session.view.selection = vec![1];
+    h.step();
+    for _ in 0..3 * 44_100 {
+        engine.next_sample();
+    }
+    let at = h.state().playhead().unwrap();
+    assert!((8.0..16.0).contains(&at), "{at}");
+    // Back to drawing: a note clicked (selected) with the Draw tool leaves the loop alone.
+    h.state_mut().session.view.tool = segue::studio::piano_roll::Tool::Draw;
+    h.state_mut().session.view.selection = vec![0];
     h.step();
     for _ in 0..3 * 44_100 {
         engine.next_sample();

@@ -501,6 +501,9 @@ pub struct Studio {
     play_when_done: bool,
     /// The loop range the audio thread was last told.
     sent_loop: Option<(usize, usize)>,
+    /// The steps Loop loops: the range of the selection as the Select tool last left it (a
+    /// note drawn or clicked with the Draw tool does not move the loop). None: the whole piece.
+    loop_span: Option<(usize, usize)>,
     message: Option<(String, bool)>,
     /// The last error said, kept in view (beside later notes) until dismissed or replaced by
     /// another: a "Generated" note must not hide a failed export.
@@ -774,6 +777,7 @@ impl Studio {
             blend_primer: None,
             play_when_done: false,
             sent_loop: None,
+            loop_span: None,
             message: None,
             standing_error: None,
             dialogs: Vec::new(),
@@ -1693,28 +1697,23 @@ impl Studio {
         self.sent_loop = looped;
     }
 
-    /// What Loop loops: the selected notes' range, or without a selection the whole piece.
+    /// What Loop loops: the range the Select tool last selected, or the whole piece.
     fn loop_range(&self) -> Option<(usize, usize)> {
         if !self.session.looping {
             return None;
         }
+        let steps = self.session.score.steps();
+        self.loop_span.or((steps > 0).then_some((0, steps)))
+    }
+
+    /// The range of the selected notes' steps, if any are selected.
+    fn selected_span(&self) -> Option<(usize, usize)> {
         let notes = &self.session.score.notes;
-        let sel = &self.session.view.selection;
-        if sel.is_empty() {
-            let steps = self.session.score.steps();
-            return (steps > 0).then_some((0, steps));
-        }
-        let start = sel
-            .iter()
-            .filter_map(|&i| notes.get(i))
-            .map(|n| n.start)
-            .min()?;
-        let end = sel
-            .iter()
-            .filter_map(|&i| notes.get(i))
-            .map(|n| n.end())
-            .max()?;
-        Some((start, end))
+        let selected = || (self.session.view.selection.iter()).filter_map(|&i| notes.get(i));
+        Some((
+            selected().map(|n| n.start).min()?,
+            selected().map(|n| n.end()).max()?,
+        ))
     }
 
     fn poll(&mut self, ctx: &egui::Context) {
@@ -3032,8 +3031,12 @@ impl eframe::App for Studio {
                 });
         }
         let playhead = self.player.as_ref().map(|p| p.transport().position());
+        // The loop follows the selection made with the Select tool, and the Loop switch,
+        // while playing; drawing leaves it where it is.
+        if self.session.view.tool == Tool::Select {
+            self.loop_span = self.selected_span();
+        }
         let looped = self.loop_range();
-        // The loop follows the selection and the Loop switch while playing.
         if looped != self.sent_loop
             && let Some(p) = &mut self.player
         {
