@@ -1309,7 +1309,7 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
     segue::train::check_out_folder(&args.out, args.resume)?;
     // So is a model to start from that this run cannot take.
     if let Some(init) = opts.init.as_deref().filter(|_| !args.resume) {
-        segue::train::check_init(init, &opts)?;
+        segue::train::check_init(init, &opts, &candle_core::Device::Cpu)?;
     }
     let corpus = load_corpus(&args.corpus, &args.cache, QuantizeOptions::default())?;
     let control = Control::default();

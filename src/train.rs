@@ -984,10 +984,7 @@ impl<'a> Trainer<'a> {
 
     /// Takes the weights of the trained model `path` (see [`TrainOptions::init`]).
     fn initialise_from(&mut self, path: &Path) -> Result<()> {
-        let trained = check_init(path, &self.opts)?;
-        let m = &trained.manifest;
-        let expected = trained::expected_tensors(&self.opts.config)?;
-        let tensors = weights::load(path, &expected, &self.device)?;
+        let (m, tensors) = check_init(path, &self.opts, &self.device)?;
         for (name, v, _, _) in &self.adam.params {
             if let Some(t) = tensors.get(name) {
                 v.set(t).map_err(candle)?;
@@ -1067,12 +1064,16 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// Loads the model a run is to start from (see [`TrainOptions::init`]) and checks that the
-/// run can: the same sizes, and a composer prior only where the run has one too. Called
-/// before the corpus loads (the CLI) and when the run starts.
-pub fn check_init(path: &Path, opts: &TrainOptions) -> Result<trained::TrainedModel> {
-    let trained = trained::TrainedModel::load(path, &Device::Cpu)?;
-    let m = &trained.manifest;
+/// Loads the model a run is to start from (see [`TrainOptions::init`]) onto `device` and
+/// checks that the run can take it: the same sizes, and a composer prior only where the run
+/// has one too. Returns its manifest and tensors. Called before the corpus loads (the CLI)
+/// and when the run starts.
+pub fn check_init(
+    path: &Path,
+    opts: &TrainOptions,
+    device: &Device,
+) -> Result<(trained::Manifest, std::collections::HashMap<String, Tensor>)> {
+    let (m, tensors) = trained::TrainedModel::load_checked(path, device)?;
     if m.config != opts.config {
         return Err(Error::format(
             path,
@@ -1095,7 +1096,7 @@ pub fn check_init(path: &Path, opts: &TrainOptions) -> Result<trained::TrainedMo
             ),
         ));
     }
-    Ok(trained)
+    Ok((m, tensors))
 }
 
 /// The options a run folder's checkpoint was trained with, if it has one (a resumed run of

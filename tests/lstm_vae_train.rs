@@ -848,13 +848,9 @@ fn a_run_starts_from_a_trained_model() {
     let centres = state["style.centres"].to_vec2::<f32>().unwrap();
     let model = TrainedModel::load(&trained, &dev).unwrap();
     let stored = |name: &str| {
-        let k = model
-            .manifest
-            .composers
-            .iter()
-            .position(|c| c == name)
-            .unwrap();
-        model.manifest.latents[k].mean.clone()
+        model.manifest.latents[model.composer_index(name).unwrap()]
+            .mean
+            .clone()
     };
     let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4);
     for (row, name) in centres.iter().zip(&mine.composers) {

@@ -70,6 +70,20 @@ fn studio_with_player(dir: &Path) -> (Harness<'static, Studio>, segue::studio::a
     (h, engine)
 }
 
+/// Lets the detached audio `engine` play for `seconds` (the test pulls its samples), runs a
+/// frame, and returns the playhead.
+fn listen(
+    h: &mut Harness<'static, Studio>,
+    engine: &mut segue::studio::audio::Engine,
+    seconds: f64,
+) -> f64 {
+    for _ in 0..(seconds * 44_100.0) as usize {
+        engine.next_sample();
+    }
+    h.step();
+    h.state().playhead().unwrap()
+}
+
 /// Steps the app until `done` holds (work happens on other threads meanwhile), for at most
 /// two minutes (the tests share two cores with each other).
 fn wait(h: &mut Harness<'static, Studio>, what: &str, done: impl Fn(&Studio) -> bool) {
@@ -949,37 +963,26 @@ fn loop_plays_the_selection_or_the_whole_piece() {
     h.key_press(egui::Key::Space);
     h.step();
     // Three seconds later it plays on, inside the piece.
-    for _ in 0..3 * 44_100 {
-        engine.next_sample();
-    }
+    let at = listen(&mut h, &mut engine, 3.0);
     assert!(h.state().playing());
-    let at = h.state().playhead().unwrap();
     assert!((0.0..16.0).contains(&at), "{at}");
     // The second note selected with the Select tool: the loop is its range.
     h.state_mut().session.view.tool = segue::studio::piano_roll::Tool::Select;
     h.state_mut().session.view.selection = vec![1];
     h.step();
-    for _ in 0..3 * 44_100 {
-        engine.next_sample();
-    }
-    let at = h.state().playhead().unwrap();
+    let at = listen(&mut h, &mut engine, 3.0);
     assert!((8.0..16.0).contains(&at), "{at}");
     // Back to drawing: a note clicked (selected) with the Draw tool leaves the loop alone.
     h.state_mut().session.view.tool = segue::studio::piano_roll::Tool::Draw;
     h.state_mut().session.view.selection = vec![0];
     h.step();
-    for _ in 0..3 * 44_100 {
-        engine.next_sample();
-    }
-    let at = h.state().playhead().unwrap();
+    let at = listen(&mut h, &mut engine, 3.0);
     assert!((8.0..16.0).contains(&at), "{at}");
     // Without Loop, the piece ends.
     h.state_mut().session.looping = false;
     h.state_mut().session.view.selection.clear();
     h.step();
-    for _ in 0..3 * 44_100 {
-        engine.next_sample();
-    }
+    listen(&mut h, &mut engine, 3.0);
     assert!(!h.state().playing());
 }
 
@@ -998,38 +1001,31 @@ fn space_plays_on_from_the_playhead() {
     // Rests after the last note, as most files and generations have: playback ends with the
     // last note.
     h.state_mut().session.score.length = 80;
-    let mut listen = |h: &mut Harness<'static, Studio>, seconds: f64| {
-        for _ in 0..(seconds * 44_100.0) as usize {
-            engine.next_sample();
-        }
-        h.step();
-        h.state().playhead().unwrap()
-    };
     h.key_press(egui::Key::Space);
     h.step();
-    let stopped_at = listen(&mut h, 1.0);
+    let stopped_at = listen(&mut h, &mut engine, 1.0);
     assert!((6.0..10.0).contains(&stopped_at), "{stopped_at}");
     h.key_press(egui::Key::Space);
     h.step();
-    let stopped_at = listen(&mut h, 0.1);
+    let stopped_at = listen(&mut h, &mut engine, 0.1);
     assert!(!h.state().playing());
     h.key_press(egui::Key::Space);
     h.step();
-    let at = listen(&mut h, 0.25);
+    let at = listen(&mut h, &mut engine, 0.25);
     assert!(h.state().playing());
     assert!(at > stopped_at, "{at} after stopping at {stopped_at}");
     // Played to the end: the next Space starts from the start.
-    listen(&mut h, 8.0);
+    listen(&mut h, &mut engine, 8.0);
     assert!(!h.state().playing());
     h.key_press(egui::Key::Space);
     h.step();
-    assert!(listen(&mut h, 0.25) < 4.0);
+    assert!(listen(&mut h, &mut engine, 0.25) < 4.0);
     h.key_press(egui::Key::Space);
     h.step();
     // Home: back to the start, still stopped.
     h.key_press(egui::Key::Home);
     h.step();
-    assert_eq!(listen(&mut h, 0.1), 0.0);
+    assert_eq!(listen(&mut h, &mut engine, 0.1), 0.0);
     assert!(!h.state().playing());
     // A click on the ruler, stopped: the playhead moves there, nothing plays.
     let grid = h
@@ -1043,13 +1039,13 @@ fn space_plays_on_from_the_playhead() {
         grid.top() - 4.0,
     );
     click_at(&mut h, on_ruler);
-    let at = listen(&mut h, 0.1);
+    let at = listen(&mut h, &mut engine, 0.1);
     assert!(!h.state().playing());
     assert!(at > 0.0, "{at}");
     // A new piece, stopped: the playhead goes back to the start.
     h.state_mut().open_file(&file);
     wait(&mut h, "the file again", |s| !s.background_work());
-    assert_eq!(listen(&mut h, 0.1), 0.0);
+    assert_eq!(listen(&mut h, &mut engine, 0.1), 0.0);
 }
 
 /// "Shipped models" goes back to the four models of the weights folder, from models trained

@@ -288,6 +288,26 @@ impl TrainedModel {
     /// Loads `path` (`.safetensors`, with its `.json` manifest beside it) onto `device`,
     /// checking the manifest and every tensor.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let (manifest, tensors) = Self::load_checked(path, device)?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let model = LstmVae::new(&manifest.config, vb).map_err(|e| Error::Format {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+        Ok(TrainedModel {
+            model,
+            manifest,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The manifest and the tensors (f32, on `device`) of the model file `path`, checked as
+    /// [`TrainedModel::load`] checks them, without building the network (a run that starts
+    /// from them sets its own).
+    pub fn load_checked(
+        path: &Path,
+        device: &Device,
+    ) -> Result<(Manifest, std::collections::HashMap<String, Tensor>)> {
         let manifest_path = weights::manifest_path(path);
         let manifest: Manifest = weights::read_manifest(&manifest_path)?;
         let bad = |problem: String| Error::Format {
@@ -362,16 +382,7 @@ impl TrainedModel {
             || expected_tensors(c),
             device,
         )?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let model = LstmVae::new(c, vb).map_err(|e| Error::Format {
-            path: path.to_path_buf(),
-            problem: e.to_string(),
-        })?;
-        Ok(TrainedModel {
-            model,
-            manifest,
-            path: path.to_path_buf(),
-        })
+        Ok((manifest, tensors))
     }
 
     /// The snippet length the model was trained on (from the manifest; 128 if not stated).

@@ -171,6 +171,11 @@ pub enum LoadedOther {
 }
 
 impl EngineKind {
+    /// Whether it is one of the VAEs (composers A and B, modes, the slider, a primer).
+    pub fn is_vae(self) -> bool {
+        matches!(self, EngineKind::LstmVae | EngineKind::TransformerVae)
+    }
+
     /// Name shown in the picker.
     pub fn label(self) -> &'static str {
         match self {
@@ -480,8 +485,6 @@ pub struct Studio {
     job_progress: Option<f32>,
     variations: Vec<Generated>,
     chosen_variation: usize,
-    /// The seed of the running job's first variation (the next ones count up from it).
-    job_seed: u64,
     /// The seed of the shown variations' first one.
     variations_seed: u64,
     /// Where the running job's primer ends, if notes drawn by hand lie past it (the result
@@ -767,7 +770,6 @@ impl Studio {
             job_progress: None,
             variations: Vec::new(),
             chosen_variation: 0,
-            job_seed: 0,
             variations_seed: 0,
             job_replaces_edits: None,
             regenerate_at: None,
@@ -981,16 +983,17 @@ impl Studio {
 
     fn use_audio(&mut self, opened: Result<Player, String>) {
         self.opening_audio = false;
+        // A player given meanwhile (a detached one, in tests) stays.
+        if self.player.is_some() {
+            return;
+        }
         match opened {
-            // A player given meanwhile (a detached one, in tests) stays.
-            Ok(p) if self.player.is_none() => self.use_player(p),
-            Ok(_) => {}
-            Err(e) if self.player.is_none() => {
+            Ok(p) => self.use_player(p),
+            Err(e) => {
                 self.audio_error = Some(format!(
                     "Playback unavailable ({e}); everything else works."
                 ))
             }
-            Err(_) => {}
         }
     }
 
@@ -1402,7 +1405,6 @@ impl Studio {
         self.job_cancel = Arc::new(AtomicBool::new(false));
         self.job_id += 1;
         self.job_progress = Some(0.0);
-        self.job_seed = s.seed;
         self.job_replaces_edits = None;
         let opts = GenerateOptions {
             mode: s.mode,
@@ -1525,10 +1527,7 @@ impl Studio {
     pub fn set_alpha(&mut self, alpha: f32) {
         self.session.alpha = alpha.clamp(0.0, 1.0);
         // The slider is the blend: moving it asks for one.
-        if matches!(
-            self.session.engine,
-            EngineKind::LstmVae | EngineKind::TransformerVae
-        ) {
+        if self.session.engine.is_vae() {
             self.session.mode = Mode::Blend;
         }
         self.ask_blend();
@@ -1550,8 +1549,7 @@ impl Studio {
         let s = &mut self.session;
         let changed = (a, b) != (s.composer_a, s.composer_b);
         (s.composer_a, s.composer_b) = (a, b);
-        let is_vae = matches!(s.engine, EngineKind::LstmVae | EngineKind::TransformerVae);
-        if changed && is_vae && s.mode == Mode::Blend && self.blend_primer.is_some() {
+        if changed && s.engine.is_vae() && s.mode == Mode::Blend && self.blend_primer.is_some() {
             self.ask_blend();
         }
     }
@@ -1664,9 +1662,13 @@ impl Studio {
     /// A new piece (a file opened, a generation) while stopped: the playhead goes back to the
     /// start (of the loop), so Space plays it from there. Playing, it plays on.
     fn rewind_if_stopped(&mut self) {
-        if self.playing() {
-            return;
+        if !self.playing() {
+            self.seek_to_start();
         }
+    }
+
+    /// The playhead to the start (of the loop); playing, playback goes on from there.
+    fn seek_to_start(&mut self) {
         let start = self.loop_range().map_or(0, |l| l.0);
         if let Some(p) = &mut self.player {
             p.send(Command::Seek(start));
@@ -1682,9 +1684,7 @@ impl Studio {
         self.blend_plays = false;
         let at = self.playhead().map_or(0, |p| p.max(0.0).floor() as usize);
         // Without a loop playback ends with the last note (the rests after it are silent).
-        let score = &self.session.score;
-        let last_note_end = score.steps() - score.trailing_rests();
-        let (first, end) = looped.unwrap_or((0, last_note_end));
+        let (first, end) = looped.unwrap_or((0, self.session.score.last_note_end()));
         let from = if !from_start && (first..end).contains(&at) {
             at
         } else {
@@ -1745,10 +1745,14 @@ impl Studio {
                 GenerationEvent::Progress { id, fraction } if id == self.job_id => {
                     self.job_progress = Some(fraction);
                 }
-                GenerationEvent::Done { id, pieces } if id == self.job_id => {
+                GenerationEvent::Done {
+                    id,
+                    pieces,
+                    first_seed,
+                } if id == self.job_id => {
                     self.job_progress = None;
                     self.variations = pieces;
-                    self.variations_seed = self.job_seed;
+                    self.variations_seed = first_seed;
                     let k = self
                         .chosen_variation
                         .min(self.variations.len().saturating_sub(1));
@@ -1975,14 +1979,19 @@ impl Studio {
         self.session.train_on_gpu && cuda_build()
     }
 
-    /// The LSTM-VAE in use, where the next run starts from it: asked for, and of the chosen
-    /// preset's sizes.
-    fn fine_tunes(&self) -> Option<&TrainedModel> {
+    /// The LSTM-VAE in use, where a run can start from it: of the chosen preset's sizes,
+    /// without a composer prior (the preset has none).
+    fn fine_tunable(&self) -> Option<&TrainedModel> {
         let preset = TrainOptions::preset(&self.session.train_preset).ok()?;
-        (self.session.train_from_model && self.session.train_model == TrainModel::LstmVae)
-            .then_some(self.model.as_deref())
-            .flatten()
+        (self.model.as_deref())
             .filter(|m| m.manifest.config == preset.config && m.manifest.prior.is_none())
+    }
+
+    /// The LSTM-VAE in use, where the next run starts from it: asked for, and it can.
+    fn fine_tunes(&self) -> Option<&TrainedModel> {
+        let asked =
+            self.session.train_from_model && self.session.train_model == TrainModel::LstmVae;
+        self.fine_tunable().filter(|_| asked)
     }
 
     /// Starts training on the chosen folder.
@@ -2170,7 +2179,9 @@ impl Studio {
                 self.toggle_play();
             }
             ui.checkbox(&mut self.session.looping, "Loop")
-                .on_hover_text("Loop the selected notes' range, or the whole piece");
+                .on_hover_text(
+                    "Loop the range of the notes selected with the Select tool, or the whole piece",
+                );
             let label = ui.label("Tempo");
             let score = &self.session.score;
             let changes = (score.tempo.iter())
@@ -2389,7 +2400,7 @@ impl Studio {
         // Controls that do not apply to the chosen engine are greyed out: only the VAEs have
         // a style A, modes and the slider; ascent aims at B; the DCGAN knows no composers;
         // ascent and a thresholding DCGAN do not sample.
-        let is_vae = matches!(s.engine, EngineKind::LstmVae | EngineKind::TransformerVae);
+        let is_vae = s.engine.is_vae();
         let uses_b = is_vae || s.engine == EngineKind::ClassifierAscent;
         let composers = self.composers();
         let s = &mut self.session;
@@ -2725,10 +2736,7 @@ impl Studio {
                     });
             }
             if self.session.train_model == TrainModel::LstmVae {
-                let preset = TrainOptions::preset(&self.session.train_preset).ok();
-                let fits = (self.model.as_ref().zip(preset)).is_some_and(|(m, p)| {
-                    m.manifest.config == p.config && m.manifest.prior.is_none()
-                });
+                let fits = self.fine_tunable().is_some();
                 ui.add_enabled(
                     fits,
                     egui::Checkbox::new(
@@ -2950,11 +2958,8 @@ impl eframe::App for Studio {
                 self.toggle_play();
             }
             // Home: the playhead back to the start (of the loop).
-            let start = self.loop_range().map_or(0, |l| l.0);
-            if ctx.input(|i| i.key_pressed(egui::Key::Home))
-                && let Some(p) = &mut self.player
-            {
-                p.send(Command::Seek(start));
+            if ctx.input(|i| i.key_pressed(egui::Key::Home)) {
+                self.seek_to_start();
             }
             if undo && self.history.undo(&mut self.session.score)
                 || redo && self.history.redo(&mut self.session.score)

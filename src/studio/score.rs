@@ -160,8 +160,8 @@ impl Score {
         score
     }
 
-    /// The step after the last note (0 for no notes).
-    fn last_note_end(&self) -> usize {
+    /// The step after the last note (0 for no notes): where playback ends without a loop.
+    pub fn last_note_end(&self) -> usize {
         self.notes.iter().map(ScoreNote::end).max().unwrap_or(0)
     }
 

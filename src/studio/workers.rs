@@ -76,6 +76,8 @@ pub enum GenerationEvent {
         id: u64,
         /// Results.
         pieces: Vec<Generated>,
+        /// The seed of the first piece (the next ones count up from it).
+        first_seed: u64,
     },
     /// It failed or was cancelled.
     Failed {
@@ -170,7 +172,11 @@ fn run_generation(
             message: "cancelled".into(),
         }
     } else {
-        GenerationEvent::Done { id: job.id, pieces }
+        GenerationEvent::Done {
+            id: job.id,
+            pieces,
+            first_seed: job.opts.seed,
+        }
     }
 }
 
