@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result, candle};
 use crate::generate::{self, GenerateOptions};
-use crate::models::lstm_vae::{Config, LstmVae, loss};
+use crate::models::lstm_vae::{BarPositions, Config, LstmVae, loss};
 use crate::models::trained;
 use crate::roll::{PITCHES, Roll};
 use crate::train::{Adam, seeded_init};
@@ -203,9 +203,10 @@ pub fn time_own(
             &device,
         )
         .map_err(candle)?;
+        let bars = BarPositions::from_bar_line(model.config(), case.batch, case.steps);
         for i in 0..warmup + iters {
             let t0 = Instant::now();
-            let l = loss(&model, &x, 1.0, &mut rng).map_err(candle)?;
+            let l = loss(&model, &x, &bars, 1.0, &mut rng).map_err(candle)?;
             let grads = l.total.backward().map_err(candle)?;
             adam.apply(&grads, f64::INFINITY)?;
             settle(&device)?;
@@ -450,14 +451,14 @@ mod tests {
         decoder.reset(&z);
         let mut previous = vec![0f32; PITCHES];
         let mut logits = vec![0f32; PITCHES];
-        for row in primer.chunks(PITCHES) {
-            decoder.step(&previous, &z, &mut logits);
+        for (s, row) in primer.chunks(PITCHES).enumerate() {
+            decoder.step(&previous, &z, s, &mut logits);
             previous.copy_from_slice(row);
         }
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let mut expected = Vec::new();
-        for _ in 0..steps {
-            decoder.step(&previous, &z, &mut logits);
+        for t in 0..steps {
+            decoder.step(&previous, &z, primer_steps + t, &mut logits);
             for (prev, &l) in previous.iter_mut().zip(&logits) {
                 let p = 1.0 / (1.0 + (-l).exp());
                 *prev = f32::from(rng.random::<f32>() < p);

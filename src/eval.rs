@@ -300,9 +300,10 @@ fn best_threshold(
     for chunk in snippets.chunks(20) {
         let refs: Vec<SnippetRef> = chunk.iter().map(|(s, _)| *s).collect();
         let x = crate::train::snippet_tensor(corpus, &refs, steps, &Device::Cpu)?;
+        let bars = crate::train::snippet_bars(corpus, &refs, steps, model.model.config());
         let run = || -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
             let q = model.model.encode(&x)?;
-            let p = candle_nn::ops::sigmoid(&model.model.decode(&x, &q.mean)?)?;
+            let p = candle_nn::ops::sigmoid(&model.model.decode(&x, &q.mean, &bars)?)?;
             Ok((p.flatten_all()?.to_vec1()?, x.flatten_all()?.to_vec1()?))
         };
         let (p, truth) = run().map_err(candle)?;
@@ -459,10 +460,11 @@ pub fn evaluate_lstm_vae(
             "snippets of {steps} steps are too short to measure (at least 2)"
         )));
     }
-    // Held-out snippets start on multiples of their length; a model with a metre input takes
-    // each start to be a bar line.
-    let metre = model.model.config().metre;
-    if metre > 0 && !steps.is_multiple_of(metre) {
+    // Held-out snippets start on multiples of their length; a model with a metre input that
+    // counts bars from the snippet's start takes each start to be a bar line.
+    let config = model.model.config();
+    let metre = config.metre;
+    if metre > 0 && !config.metre_map && !steps.is_multiple_of(metre) {
         return Err(Error::InvalidArgument(format!(
             "this model reads bars of {metre} steps: measure it on snippets of a multiple of {metre} steps, not {steps}"
         )));
@@ -572,6 +574,8 @@ pub fn evaluate_lstm_vae(
         let x =
             Tensor::from_vec(chunk.concat(), (b, steps, PITCHES), &Device::Cpu).map_err(candle)?;
         let idx: Vec<usize> = (k * 20..k * 20 + b).collect();
+        let refs: Vec<SnippetRef> = idx.iter().map(|&i| snippets[i].0).collect();
+        let bars = crate::train::snippet_bars(corpus, &refs, steps, model.model.config());
         let codes = |rows: Vec<Vec<f32>>| {
             Tensor::from_vec(rows.concat(), (b, z_dim), &Device::Cpu).map_err(candle)
         };
@@ -584,7 +588,7 @@ pub fn evaluate_lstm_vae(
         )?;
         let z_other = codes(idx.iter().map(|&i| means[other[i]].clone()).collect())?;
         let bce = |z: &Tensor| -> Result<(f64, Tensor)> {
-            let logits = model.model.decode(&x, z).map_err(candle)?;
+            let logits = model.model.decode(&x, z, &bars).map_err(candle)?;
             let v = bce_with_logits(&logits, &x)
                 .and_then(|t| t.to_scalar::<f32>())
                 .map_err(candle)?;
@@ -602,7 +606,7 @@ pub fn evaluate_lstm_vae(
                 .map(|&i| stored[other_composer(i, snippets[i].1)].clone())
                 .collect(),
         )?;
-        let decode = |z: &Tensor| model.model.decode(&x, z).map_err(candle);
+        let decode = |z: &Tensor| model.model.decode(&x, z, &bars).map_err(candle);
         let second_prior = codes(
             (0..b)
                 .map(|_| model.manifest.prior_draw_any(&mut tf_rng))

@@ -330,13 +330,17 @@ fn decode(
         }
     };
     let primer_steps = opts.primer_steps.min(primer.steps());
+    // The generated part goes on in the metre the primer ends in.
+    let bars = model
+        .config()
+        .bar_positions(primer.meters(), 0, primer_steps + opts.steps);
     let mut z = code_at(0);
     decoder.reset(&z);
     let mut previous = vec![0f32; PITCHES];
     let mut logits = vec![0f32; PITCHES];
     let mut row = vec![0f32; PITCHES];
-    for s in 0..primer_steps {
-        decoder.step(&previous, &z, &mut logits);
+    for (s, &bar) in bars[..primer_steps].iter().enumerate() {
+        decoder.step(&previous, &z, bar.into(), &mut logits);
         primer.window_f32(s, 1, &mut row);
         previous.copy_from_slice(&row);
     }
@@ -354,7 +358,7 @@ fn decode(
         if opts.mode == Mode::Transition || t == 0 {
             z = code_at(t);
         }
-        decoder.step(&previous, &z, &mut logits);
+        decoder.step(&previous, &z, bars[primer_steps + t].into(), &mut logits);
         sample_notes(
             &logits,
             opts.temperature,

@@ -554,6 +554,11 @@ struct TrainArgs {
     /// (16 for studio, 0 for paper).
     #[arg(long, value_name = "N")]
     metre: Option<usize>,
+    /// Where the metre input's bars fall: true = by each piece's own metre map (3/4 and 6/8
+    /// bars of 12 steps; snippets may start anywhere), false = every N steps from the
+    /// snippet's start, whatever the piece's metre. Default: the preset's.
+    #[arg(long, value_name = "BOOL")]
+    metre_map: Option<bool>,
     /// Validate every N steps.
     #[arg(long, value_name = "N")]
     eval_every: Option<usize>,
@@ -1231,6 +1236,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.config.layers = a.layers.unwrap_or(o.config.layers);
     o.config.latent = a.latent.unwrap_or(o.config.latent);
     o.config.metre = a.metre.unwrap_or(o.config.metre);
+    o.config.metre_map = a.metre_map.unwrap_or(o.config.metre_map);
     o.config.output_skip = a.output_skip;
     if o.config != preset_config {
         o.preset = "custom".into();

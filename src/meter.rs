@@ -131,6 +131,15 @@ impl BarMap {
         number + (step - start as f64) / meter.bar_steps()
     }
 
+    /// How many whole steps `step` lies past the bar line before it (0 on a bar line; 0..12
+    /// in 3/4). A bar of fractional length (3/32) counts from its own start, rounded down.
+    pub fn steps_into_bar(&self, step: usize) -> usize {
+        let (start, _, meter) = self.stretches[self.stretch_at(step as f64)];
+        let len = meter.bar_steps();
+        let offset = (step - start) as f64;
+        (offset - (offset / len).floor() * len).floor() as usize
+    }
+
     /// The bars of a piece of `end` steps that overlap `from..to` (steps): the bar `from`
     /// falls in, then those that start before `to`.
     pub fn bars(&self, end: usize, from: f64, to: f64) -> Vec<Bar> {
@@ -269,6 +278,23 @@ mod tests {
         let layout = BarMap::new(&normalize(many));
         assert_eq!(layout.position(3.0 * 99_999.0), 100_000.0);
         assert_eq!(layout.bars(300_000, 150_000.0, 150_004.0).len(), 2);
+    }
+
+    #[test]
+    fn steps_into_bar_follow_the_metre_and_restart_at_a_change() {
+        // 3/4 from the start, 4/4 from step 30 (mid-bar), then 6/8 from step 62.
+        let map = BarMap::new(&normalize(vec![m(0, 3, 4), m(30, 4, 4), m(62, 6, 8)]));
+        let into: Vec<usize> = [0, 5, 11, 12, 29, 30, 45, 46, 61, 62, 73, 74]
+            .iter()
+            .map(|&s| map.steps_into_bar(s))
+            .collect();
+        assert_eq!(into, vec![0, 5, 11, 0, 5, 0, 15, 0, 15, 0, 11, 0]);
+        // No map: 4/4 throughout.
+        assert_eq!(BarMap::new(&[]).steps_into_bar(37), 5);
+        // Bars of a step and a half (3/32): 0, 1.5, 3.0 ... so step 2 is half a step into one.
+        let short = BarMap::new(&normalize(vec![m(0, 3, 32)]));
+        let into: Vec<usize> = (0..5).map(|s| short.steps_into_bar(s)).collect();
+        assert_eq!(into, vec![0, 1, 0, 0, 1]);
     }
 
     #[test]

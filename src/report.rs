@@ -26,7 +26,7 @@ use crate::generate::{self, GenerateOptions, Mode};
 use crate::models::lstm_vae::bce_with_logits;
 use crate::models::trained::TrainedModel;
 use crate::roll::Roll;
-use crate::train::{evaluation_snippets, snippet_tensor};
+use crate::train::{evaluation_snippets, snippet_bars, snippet_tensor};
 use crate::tvae::{self, TrainedTvae};
 use crate::{fsutil, plot};
 
@@ -411,8 +411,9 @@ pub fn evaluate_all(
     for chunk in snippets.chunks(20) {
         let refs: Vec<SnippetRef> = chunk.iter().map(|(s, _)| *s).collect();
         let x = snippet_tensor(corpus, &refs, steps, &device)?;
+        let bars = snippet_bars(corpus, &refs, steps, lstm.model.config());
         let q = lstm.model.encode(&x)?;
-        let logits = lstm.model.decode(&x, &q.mean)?;
+        let logits = lstm.model.decode(&x, &q.mean, &bars)?;
         lstm_recon += bce_with_logits(&logits, &x)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
         if let Some(t) = &models.tvae {
             let logits = t.model.forward(&x)?;

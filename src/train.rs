@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::{BalancedSampler, Corpus, SnippetRef, fixed_snippets};
 use crate::error::{Error, Result, candle};
-use crate::models::lstm_vae::{Config, DiagonalGaussian, LstmVae, bce_with_logits};
+use crate::models::lstm_vae::{BarPositions, Config, DiagonalGaussian, LstmVae, bce_with_logits};
 use crate::models::standard_normal;
 use crate::models::trained::{self, CorpusInfo, LatentStats, Manifest};
 use crate::models::weights;
@@ -182,9 +182,10 @@ impl TrainOptions {
                 "snippets must be at least 2 steps long".into(),
             ));
         }
-        // Snippets start on bar lines; validation snippets follow one another, so each must
-        // be whole bars too, or the decoder would be told the wrong place in the bar.
-        if c.metre > 0 && !self.snippet_steps.is_multiple_of(c.metre) {
+        // Counting bars from the snippet's start, snippets start on bar lines; validation
+        // snippets follow one another, so each must be whole bars too, or the decoder would be
+        // told the wrong place in the bar. With the metre map, the map says where bars are.
+        if c.metre > 0 && !c.metre_map && !self.snippet_steps.is_multiple_of(c.metre) {
             return Err(Error::InvalidArgument(format!(
                 "with the metre input the snippet length must be whole bars of {} steps, not {}",
                 c.metre, self.snippet_steps
@@ -555,6 +556,31 @@ pub(crate) fn snippet_tensor(
     Tensor::from_vec(data, (snippets.len(), steps, PITCHES), device).map_err(candle)
 }
 
+/// What the optional loss terms of a training step take besides the batch.
+struct TermInputs<'a> {
+    /// Another snippet of each item's piece (the piece term).
+    partners: Option<&'a Tensor>,
+    /// Draws from the MMD term's target distribution.
+    prior: Option<&'a Tensor>,
+}
+
+/// The metre input's positions for `snippets` of `steps` steps under `cfg` (see
+/// [`Config::bar_positions`]).
+pub(crate) fn snippet_bars(
+    corpus: &Corpus,
+    snippets: &[SnippetRef],
+    steps: usize,
+    cfg: &Config,
+) -> BarPositions {
+    BarPositions::new(
+        cfg,
+        steps,
+        snippets
+            .iter()
+            .map(|s| (corpus.pieces[s.piece].roll.meters(), s.start)),
+    )
+}
+
 /// Up to `per_composer` snippets of each composer's `pieces`, evenly spread, with labels.
 pub fn evaluation_snippets(
     corpus: &Corpus,
@@ -745,18 +771,19 @@ impl<'a> Trainer<'a> {
             .sum()
     }
 
-    /// One optimiser step on `batch`; `partners` holds another snippet of each item's piece
-    /// (for the piece term), `prior` draws from N(0, I) (for the MMD term). Returns (recon,
-    /// kl, style, piece, mmd, covariance).
+    /// One optimiser step on the batch `x` (its bar positions `bars`, composers `labels`), with
+    /// the inputs of the optional terms in `terms`. Returns (recon, kl, style, piece, mmd,
+    /// covariance).
     fn step(
         &mut self,
         x: &Tensor,
-        partners: Option<&Tensor>,
-        prior: Option<&Tensor>,
+        bars: &BarPositions,
+        terms: TermInputs,
         labels: &Tensor,
         beta: f64,
         rng: &mut ChaCha8Rng,
     ) -> Result<[f64; 6]> {
+        let TermInputs { partners, prior } = terms;
         let o = &self.opts;
         let (b, t, _) = x.dims3().map_err(candle)?;
         let keep: Vec<f32> = (0..b * t)
@@ -784,7 +811,7 @@ impl<'a> Trainer<'a> {
                 None => self.model.encode(x)?,
             };
             let z = posterior.sample(rng)?;
-            let logits = self.model.decode_dropped(x, &z, Some(&keep))?;
+            let logits = self.model.decode_dropped(x, &z, bars, Some(&keep))?;
             let recon = bce_with_logits(&logits, x)?;
             let kl_dims = self.kl_per_dim(&posterior, labels)?;
             let kl = kl_dims.sum_all()?;
@@ -857,10 +884,11 @@ impl<'a> Trainer<'a> {
         for chunk in self.valid.chunks(20) {
             let refs: Vec<SnippetRef> = chunk.iter().map(|(s, _)| *s).collect();
             let x = snippet_tensor(self.corpus, &refs, steps, &self.device)?;
+            let bars = snippet_bars(self.corpus, &refs, steps, &self.opts.config);
             type Chunk = (f64, Vec<f32>, Vec<Vec<f32>>, Vec<u32>);
             let run = || -> candle_core::Result<Chunk> {
                 let q = self.model.encode(&x)?;
-                let logits = self.model.decode(&x, &q.mean)?;
+                let logits = self.model.decode(&x, &q.mean, &bars)?;
                 let r =
                     bce_with_logits(&logits, &x)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
                 let labels: Vec<u32> = chunk.iter().map(|(_, c)| *c as u32).collect();
@@ -1074,7 +1102,7 @@ pub fn check_init(
     device: &Device,
 ) -> Result<(trained::Manifest, std::collections::HashMap<String, Tensor>)> {
     let (m, tensors) = trained::TrainedModel::load_checked(path, device)?;
-    if m.config != opts.config {
+    if !m.config.same_sizes(&opts.config) {
         return Err(Error::format(
             path,
             format!(
@@ -1145,7 +1173,7 @@ pub fn train_lstm_vae(
         corpus,
         &trainer.train_pieces,
         opts.snippet_steps,
-        opts.config.metre.max(1),
+        opts.config.snippet_alignment(),
         opts.seed,
     )?;
     sampler.skip(step);
@@ -1170,6 +1198,7 @@ pub fn train_lstm_vae(
             break;
         }
         let mut batch = sampler.next_batch();
+        let bars = snippet_bars(corpus, &batch.sources, opts.snippet_steps, &opts.config);
         let mut shift_rng = step_rng(opts.seed, 0x2545_F491_4F6C_DD1D, step);
         transpose_batch(&mut batch, opts.transpose, &mut shift_rng);
         let x = Tensor::from_vec(
@@ -1209,8 +1238,11 @@ pub fn train_lstm_vae(
         };
         let [recon, kl, style, piece, mmd, covariance] = trainer.step(
             &x,
-            partners.as_ref(),
-            prior.as_ref(),
+            &bars,
+            TermInputs {
+                partners: partners.as_ref(),
+                prior: prior.as_ref(),
+            },
             &labels,
             beta,
             &mut rng,

@@ -5,7 +5,11 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use segue::models::lstm_vae::{Config, DiagonalGaussian, LstmVae, bce_with_logits, loss};
+use segue::meter::StepMeter;
+use segue::midi::Meter;
+use segue::models::lstm_vae::{
+    BarPositions, Config, DiagonalGaussian, LstmVae, bce_with_logits, loss,
+};
 
 fn tiny() -> Config {
     Config {
@@ -15,6 +19,7 @@ fn tiny() -> Config {
         latent: 6,
         output_skip: false,
         metre: 0,
+        metre_map: false,
     }
 }
 
@@ -60,7 +65,9 @@ fn shapes_and_teacher_forcing_match_the_step_path() {
             z.to_vec2::<f32>().unwrap(),
             z_again.to_vec2::<f32>().unwrap()
         );
-        let logits = model.decode(&x, &z).unwrap();
+        let logits = model
+            .decode(&x, &z, &BarPositions::from_bar_line(&cfg, 3, 10))
+            .unwrap();
         assert_eq!(logits.dims(), &[3, 10, 128]);
 
         // Stepping the decoder with the true previous steps gives the teacher-forced logits.
@@ -93,6 +100,39 @@ fn presets_are_named_by_their_sizes() {
         ..Config::studio()
     };
     assert_eq!(unmetred.preset_name(), None);
+}
+
+#[test]
+fn the_metre_input_counts_bars_from_the_start_or_by_the_metre_map() {
+    let waltz = [StepMeter {
+        step: 0,
+        meter: Meter {
+            numerator: 3,
+            denominator: 4,
+        },
+    }];
+    let counted = Config::studio();
+    let mapped = Config {
+        metre_map: true,
+        ..counted
+    };
+    // Counted from the decode's start, 16 steps a bar whatever the metre and the start.
+    let from_start: Vec<u16> = (0..20).map(|t| t % 16).collect();
+    assert_eq!(counted.bar_positions(&waltz, 5, 20), from_start);
+    // By the map: bars of 12 steps, a window starting 5 steps into one.
+    let in_three: Vec<u16> = (5..25).map(|s| s % 12).collect();
+    assert_eq!(mapped.bar_positions(&waltz, 5, 20), in_three);
+    // A piece without a map is in 4/4, counted from its own start.
+    let in_four: Vec<u16> = (5..25).map(|s| s % 16).collect();
+    assert_eq!(mapped.bar_positions(&[], 5, 20), in_four);
+    // A batch of windows, item by item.
+    let bars = BarPositions::new(&mapped, 20, [(&waltz[..], 5), (&[][..], 5)]);
+    assert_eq!((bars.at(0, 7), bars.at(1, 7)), (0, 12));
+    // Without the metre input, every position is 0.
+    let plain = Config { metre: 0, ..mapped };
+    assert!(plain.bar_positions(&waltz, 3, 8).iter().all(|&p| p == 0));
+    // How bars are counted is no size: weights of one fit the other.
+    assert!(counted.same_sizes(&mapped) && !counted.same_sizes(&plain));
 }
 
 #[test]
@@ -135,12 +175,13 @@ fn training_lowers_the_loss() {
     )
     .unwrap();
     let x = batch(4, 16);
+    let bars = BarPositions::from_bar_line(model.config(), 4, 16);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let first = loss(&model, &x, 0.1, &mut rng).unwrap();
+    let first = loss(&model, &x, &bars, 0.1, &mut rng).unwrap();
     let first_recon = first.recon.to_scalar::<f32>().unwrap();
     let mut last_recon = first_recon;
     for _ in 0..60 {
-        let l = loss(&model, &x, 0.1, &mut rng).unwrap();
+        let l = loss(&model, &x, &bars, 0.1, &mut rng).unwrap();
         opt.backward_step(&l.total).unwrap();
         last_recon = l.recon.to_scalar::<f32>().unwrap();
     }

@@ -31,6 +31,7 @@ fn tiny_options(steps: usize) -> TrainOptions {
         latent: 4,
         output_skip: false,
         metre: 0,
+        metre_map: false,
     };
     o.steps = steps;
     o.snippet_steps = 16;
@@ -530,6 +531,7 @@ fn the_fast_step_decoder_matches_the_candle_decoder() {
             latent: 5,
             output_skip,
             metre,
+            metre_map: false,
         };
         assert_eq!(
             LstmVae::new(&cfg, vb).unwrap().output_skip().is_some(),
@@ -553,7 +555,7 @@ fn the_fast_step_decoder_matches_the_candle_decoder() {
                 .unwrap()
                 .to_vec1()
                 .unwrap();
-            fast.step(&prev, &z, &mut logits);
+            fast.step(&prev, &z, t, &mut logits);
             for (a, b) in logits.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "step {t}: {a} vs {b}");
             }
@@ -801,6 +803,61 @@ fn a_run_stopped_before_its_first_step_writes_nothing() {
 /// `--init`: a run starts from a trained model's weights (at a learning rate too small to move
 /// them, the model it writes after one step is that model), and refuses one of other sizes.
 /// `--mmd-scale` widens the MMD term's target: the same codes are further from a narrow one.
+#[test]
+fn a_metre_map_model_follows_the_metre_of_the_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    write_corpus(&dir.path().join("c"));
+    let c = corpus(&dir.path().join("c"));
+    // A model that counts 16-step bars from each snippet's start...
+    let mut o = tiny_options(2);
+    o.config.metre = 16;
+    let counted = dir.path().join("counted");
+    run(&c, &o, &counted, false);
+    // ...goes on with bars where each piece's metre map puts them (the same sizes, so a run
+    // can start from it), on snippets that start anywhere and need not be whole bars.
+    o.config.metre_map = true;
+    o.snippet_steps = 14;
+    o.init = Some(train::model_path(&counted));
+    let out = dir.path().join("mapped");
+    assert!(run(&c, &o, &out, false).iter().all(|m| m.recon.is_finite()));
+    let dev = candle_core::Device::Cpu;
+    let mapped = TrainedModel::load(&train::model_path(&out), &dev).unwrap();
+    assert!(mapped.model.config().metre_map);
+    assert!(segue::eval::evaluate_lstm_vae(&mapped, &c, &snippets_of(6), &mut |_| {}).is_ok());
+    // The same weights, told to count bars from the start.
+    let copy = dir.path().join("copy.safetensors");
+    std::fs::copy(train::model_path(&out), &copy).unwrap();
+    let manifest = std::fs::read_to_string(train::model_path(&out).with_extension("json"))
+        .unwrap()
+        .replace("\"metre_map\": true", "\"metre_map\": false");
+    std::fs::write(copy.with_extension("json"), manifest).unwrap();
+    let from_start = TrainedModel::load(&copy, &dev).unwrap();
+    assert!(!from_start.model.config().metre_map);
+    // In 4/4 both count the same bars; in 3/4 only the map knows where they are, and the
+    // generated piece goes on in the primer's metre.
+    let piece = |model: &TrainedModel, primer: &segue::roll::Roll| {
+        generated(model, primer, Mode::Continue, 24, 3)
+            .roll
+            .binary()
+    };
+    let four = c.pieces[0].roll.clone();
+    assert!(four.meters().is_empty());
+    assert_eq!(piece(&mapped, &four), piece(&from_start, &four));
+    let mut three = four.clone();
+    three.set_meters(vec![segue::meter::StepMeter {
+        step: 0,
+        meter: segue::midi::Meter {
+            numerator: 3,
+            denominator: 4,
+        },
+    }]);
+    assert!(
+        piece(&mapped, &three) != piece(&from_start, &three),
+        "the metre map changed nothing"
+    );
+    assert_eq!(piece(&mapped, &three), piece(&mapped, &three));
+}
+
 #[test]
 fn a_run_starts_from_a_trained_model() {
     let dir = tempfile::tempdir().unwrap();

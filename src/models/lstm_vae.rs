@@ -15,9 +15,45 @@ use candle_core::{D, Device, Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder, linear, linear_no_bias};
 use rand::Rng;
 
+use crate::meter::{BarMap, StepMeter};
 use crate::models::fused_lstm::LstmWeights;
 use crate::models::standard_normal;
 use crate::roll::PITCHES;
+
+/// The metre input's position of every step of a batch of decodes, `[B][T]` (see
+/// [`Config::bar_positions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BarPositions {
+    steps: usize,
+    at: Vec<u16>,
+}
+
+impl BarPositions {
+    /// Positions for decodes of `steps` steps, one per `(metre map, first step)` window.
+    pub fn new<'a>(
+        cfg: &Config,
+        steps: usize,
+        windows: impl IntoIterator<Item = (&'a [StepMeter], usize)>,
+    ) -> Self {
+        let at = windows
+            .into_iter()
+            .flat_map(|(meters, start)| cfg.bar_positions(meters, start, steps))
+            .collect();
+        BarPositions { steps, at }
+    }
+
+    /// `batch` decodes that each start on a bar line of 4/4 (or of `metre` steps): what a model
+    /// without [`Config::metre_map`] is always told, and a model with it on a piece with no
+    /// metre map.
+    pub fn from_bar_line(cfg: &Config, batch: usize, steps: usize) -> Self {
+        Self::new(cfg, steps, std::iter::repeat_n((&[][..], 0), batch))
+    }
+
+    /// The position of step `t` of decode `item`.
+    pub fn at(&self, item: usize, t: usize) -> usize {
+        usize::from(self.at[item * self.steps + t])
+    }
+}
 
 /// Sizes of the LSTM-VAE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -43,6 +79,14 @@ pub struct Config {
     /// (the paper's decoder); older manifests, which lack it, load as off.
     #[serde(default)]
     pub metre: usize,
+    /// With the metre input, where the bars fall: false = every `metre` steps from the start of
+    /// the decode (4/4 bars for 16, whatever the piece's metre; the shipped presets before this
+    /// field, and older manifests, which lack it); true = by the piece's own metre map (3/4 and
+    /// 6/8 bars of 12 steps, a change of metre starting a bar), so a snippet may start
+    /// anywhere. A bar longer than `metre` steps wraps round (the 17th step of a 6/4 bar of 24
+    /// counts as its first).
+    #[serde(default)]
+    pub metre_map: bool,
 }
 
 impl Config {
@@ -55,6 +99,7 @@ impl Config {
             latent: 20,
             output_skip: false,
             metre: 0,
+            metre_map: false,
         }
     }
 
@@ -69,6 +114,7 @@ impl Config {
             latent: 20,
             output_skip: false,
             metre: 16,
+            metre_map: false,
         }
     }
 
@@ -79,6 +125,36 @@ impl Config {
 
     /// Largest metre accepted (a bar of 4 whole notes in 16th-note steps).
     pub const MAX_METRE: usize = 64;
+
+    /// Training snippets start on multiples of this many steps: bar lines where the metre
+    /// input counts bars from the snippet's start, anywhere where it reads the metre map.
+    pub fn snippet_alignment(&self) -> usize {
+        if self.metre_map { 1 } else { self.metre.max(1) }
+    }
+
+    /// Whether weights of one config fit a model of the other: the same sizes (how the metre
+    /// input counts bars is not a size).
+    pub fn same_sizes(&self, other: &Config) -> bool {
+        Config {
+            metre_map: other.metre_map,
+            ..*self
+        } == *other
+    }
+
+    /// The metre input's position of each of the `steps` steps of a decode that starts at
+    /// step `start` of a piece with metre map `meters` (see [`Config::metre_map`]): values in
+    /// `0..metre`, all 0 without the metre input.
+    pub fn bar_positions(&self, meters: &[StepMeter], start: usize, steps: usize) -> Vec<u16> {
+        let metre = self.metre.max(1);
+        if self.metre_map && self.metre > 0 {
+            let bars = BarMap::new(meters);
+            (start..start + steps)
+                .map(|s| (bars.steps_into_bar(s) % metre) as u16)
+                .collect()
+        } else {
+            (0..steps).map(|t| (t % metre) as u16).collect()
+        }
+    }
 
     /// The name of the preset with exactly these sizes, if any ("studio" or "paper").
     pub fn preset_name(&self) -> Option<&'static str> {
@@ -267,9 +343,9 @@ impl LstmVae {
     }
 
     /// Teacher-forced decoding: logits `[B, T, P]` of each step given the previous steps of
-    /// `roll` `[B, T, P]` and the code `z` `[B, Z]`.
-    pub fn decode(&self, roll: &Tensor, z: &Tensor) -> Result<Tensor> {
-        self.decode_dropped(roll, z, None)
+    /// `roll` `[B, T, P]`, the code `z` `[B, Z]` and where each step falls in its bar.
+    pub fn decode(&self, roll: &Tensor, z: &Tensor, bars: &BarPositions) -> Result<Tensor> {
+        self.decode_dropped(roll, z, bars, None)
     }
 
     /// [`LstmVae::decode`] with decoder input dropout: `keep` `[B, T]` (0 or 1) blanks the
@@ -279,6 +355,7 @@ impl LstmVae {
         &self,
         roll: &Tensor,
         z: &Tensor,
+        bars: &BarPositions,
         keep: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (b, t, p) = roll.dims3()?;
@@ -288,7 +365,7 @@ impl LstmVae {
             previous = previous.broadcast_mul(&keep.unsqueeze(2)?)?;
         }
         let previous = previous.transpose(0, 1)?;
-        let mut x = self.decoder_input(&previous, z, 0)?;
+        let mut x = self.decoder_input(&previous, z, |item, step| bars.at(item, step))?;
         let init = self.initial_state(z)?;
         for ((lstm, h), c) in self.decoder.iter().zip(&init.h).zip(&init.c) {
             x = lstm.sequence(&x, h, c, self.composed)?;
@@ -296,36 +373,44 @@ impl LstmVae {
         self.logits(&x, &previous)?.transpose(0, 1)
     }
 
-    /// The decoder's input for steps `first..first + T`: the previous steps `[T, B, P]`, the
-    /// metre one-hot (when the config has one) and the code `z` `[B, Z]`, concatenated to
-    /// `[T, B, P + metre + Z]`.
-    fn decoder_input(&self, previous: &Tensor, z: &Tensor, first: usize) -> Result<Tensor> {
+    /// The decoder's input for T steps: the previous steps `[T, B, P]`, the metre one-hot
+    /// (when the config has one; `bar(item, t)` is the position of step t of item) and the code
+    /// `z` `[B, Z]`, concatenated to `[T, B, P + metre + Z]`.
+    fn decoder_input(
+        &self,
+        previous: &Tensor,
+        z: &Tensor,
+        bar: impl Fn(usize, usize) -> usize,
+    ) -> Result<Tensor> {
         let (t, b, _) = previous.dims3()?;
         let mut parts = vec![previous.clone()];
-        if self.cfg.metre > 0 {
+        let metre = self.cfg.metre;
+        if metre > 0 {
+            let mut data = vec![0f32; t * b * metre];
+            for (k, row) in data.chunks_exact_mut(metre).enumerate() {
+                row[bar(k % b, k / b) % metre] = 1.0;
+            }
             parts.push(
-                metre_one_hot(first, t, self.cfg.metre, previous.device())?
-                    .to_dtype(previous.dtype())?
-                    .unsqueeze(1)?
-                    .broadcast_as((t, b, self.cfg.metre))?,
+                Tensor::from_vec(data, (t, b, metre), previous.device())?
+                    .to_dtype(previous.dtype())?,
             );
         }
         parts.push(z.unsqueeze(0)?.broadcast_as((t, b, self.cfg.latent))?);
         Tensor::cat(&parts, D::Minus1)?.contiguous()
     }
 
-    /// One sampling step: logits `[B, P]` for step `t` (counted from the start of the decode)
-    /// given the previous step `[B, P]`, the code `z` and the decoder state, which is
-    /// advanced in place.
+    /// One sampling step: logits `[B, P]` for a step at position `bar` of its bar (see
+    /// [`Config::bar_positions`]) given the previous step `[B, P]`, the code `z` and the
+    /// decoder state, which is advanced in place.
     pub fn decode_step(
         &self,
         previous: &Tensor,
         z: &Tensor,
-        t: usize,
+        bar: usize,
         state: &mut DecoderState,
     ) -> Result<Tensor> {
         let mut x = self
-            .decoder_input(&previous.unsqueeze(0)?, z, t)?
+            .decoder_input(&previous.unsqueeze(0)?, z, |_, _| bar)?
             .squeeze(0)?;
         for (layer, lstm) in self.decoder.iter().enumerate() {
             let (h, c) = lstm.step(&x, &state.h[layer], &state.c[layer])?;
@@ -337,20 +422,16 @@ impl LstmVae {
     }
 
     /// Encodes, samples z with `rng`, decodes: (logits `[B, T, P]`, posterior).
-    pub fn forward(&self, roll: &Tensor, rng: &mut impl Rng) -> Result<(Tensor, DiagonalGaussian)> {
+    pub fn forward(
+        &self,
+        roll: &Tensor,
+        bars: &BarPositions,
+        rng: &mut impl Rng,
+    ) -> Result<(Tensor, DiagonalGaussian)> {
         let posterior = self.encode(roll)?;
         let z = posterior.sample(rng)?;
-        Ok((self.decode(roll, &z)?, posterior))
+        Ok((self.decode(roll, &z, bars)?, posterior))
     }
-}
-
-/// One-hot positions in the bar of steps `first..first + steps`: `[steps, metre]` (f32).
-fn metre_one_hot(first: usize, steps: usize, metre: usize, device: &Device) -> Result<Tensor> {
-    let mut data = vec![0f32; steps * metre];
-    for (k, row) in data.chunks_exact_mut(metre).enumerate() {
-        row[(first + k) % metre] = 1.0;
-    }
-    Tensor::from_vec(data, (steps, metre), device)
 }
 
 /// Binary cross-entropy of `logits` against 0/1 `targets`, summed over all but the batch
@@ -384,8 +465,14 @@ pub struct Loss {
 }
 
 /// The VAE loss for a batch `[B, T, P]` at KL weight `beta`.
-pub fn loss(model: &LstmVae, roll: &Tensor, beta: f64, rng: &mut impl Rng) -> Result<Loss> {
-    let (logits, posterior) = model.forward(roll, rng)?;
+pub fn loss(
+    model: &LstmVae,
+    roll: &Tensor,
+    bars: &BarPositions,
+    beta: f64,
+    rng: &mut impl Rng,
+) -> Result<Loss> {
+    let (logits, posterior) = model.forward(roll, bars, rng)?;
     let recon = bce_with_logits(&logits, roll)?;
     let kl = posterior.kl_per_dim()?.sum_all()?;
     let total = (&recon + kl.affine(beta, 0.0)?)?;

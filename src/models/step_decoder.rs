@@ -36,8 +36,6 @@ pub struct StepDecoder {
     pitches: usize,
     latent: usize,
     metre: usize,
-    /// Steps decoded since the last [`StepDecoder::reset`] (the metre input's clock).
-    t: usize,
     h: Vec<Vec<f32>>,
     c: Vec<Vec<f32>>,
     input: Vec<f32>,
@@ -93,7 +91,6 @@ impl StepDecoder {
             pitches,
             latent: cfg.latent,
             metre: cfg.metre,
-            t: 0,
             h: vec![vec![0.0; cfg.hidden]; cfg.layers],
             c: vec![vec![0.0; cfg.hidden]; cfg.layers],
             input: vec![0.0; cfg.decoder_input()],
@@ -108,10 +105,9 @@ impl StepDecoder {
         self.latent
     }
 
-    /// Sets the recurrent state to the one z gives (the start of a decode, on a bar line).
+    /// Sets the recurrent state to the one z gives (the start of a decode).
     pub fn reset(&mut self, z: &[f32]) {
         assert_eq!(z.len(), self.latent, "z has the wrong size");
-        self.t = 0;
         let n = self.z_to_state_b.len();
         let mut s = self.z_to_state_b.clone();
         matmul_rows(
@@ -131,8 +127,9 @@ impl StepDecoder {
     }
 
     /// One step: the logits of the next step (`logits`, 128 values) given the previous step
-    /// `previous` (0/1 per pitch) and the code `z`; advances the state (and the metre clock).
-    pub fn step(&mut self, previous: &[f32], z: &[f32], logits: &mut [f32]) {
+    /// `previous` (0/1 per pitch), the code `z` and the step's position in its bar (see
+    /// [`crate::models::lstm_vae::Config::bar_positions`]); advances the state.
+    pub fn step(&mut self, previous: &[f32], z: &[f32], bar: usize, logits: &mut [f32]) {
         let (p, h) = (self.pitches, self.hidden);
         assert_eq!(
             (previous.len(), logits.len()),
@@ -142,12 +139,11 @@ impl StepDecoder {
         let m = self.metre;
         self.input[..p].copy_from_slice(previous);
         if m > 0 {
-            let bar = &mut self.input[p..p + m];
-            bar.fill(0.0);
-            bar[self.t % m] = 1.0;
+            let one_hot = &mut self.input[p..p + m];
+            one_hot.fill(0.0);
+            one_hot[bar % m] = 1.0;
         }
         self.input[p + m..].copy_from_slice(z);
-        self.t += 1;
         for (k, layer) in self.layers.iter().enumerate() {
             self.gates.copy_from_slice(&layer.bias);
             let x: &[f32] = if k == 0 { &self.input } else { &self.h[k - 1] };

@@ -438,6 +438,7 @@ mod tests {
                 latent: 2,
                 output_skip: false,
                 metre: 0,
+                metre_map: false,
             },
             composers: vec!["a".into(), "b".into()],
             latents: Vec::new(),

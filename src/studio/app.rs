@@ -1984,7 +1984,7 @@ impl Studio {
     fn fine_tunable(&self) -> Option<&TrainedModel> {
         let preset = TrainOptions::preset(&self.session.train_preset).ok()?;
         (self.model.as_deref())
-            .filter(|m| m.manifest.config == preset.config && m.manifest.prior.is_none())
+            .filter(|m| m.manifest.config.same_sizes(&preset.config) && m.manifest.prior.is_none())
     }
 
     /// The LSTM-VAE in use, where the next run starts from it: asked for, and it can.
