@@ -677,18 +677,21 @@ pub fn evaluate_lstm_vae(
     let stride = n.div_ceil(60).max(1);
     let pairs = n.div_ceil(stride);
     for (i, &(s, c)) in snippets.iter().enumerate() {
-        let primer = corpus.pieces[s.piece].roll.slice(s.start, 64);
+        // The whole piece, primed from the snippet's start: a model with the metre map reads
+        // the piece's bars there.
+        let primer = &corpus.pieces[s.piece].roll;
         let base = GenerateOptions {
             mode: Mode::Continue,
             steps: 256,
             primer_steps: 64,
+            primer_start: s.start,
             seed: seed ^ i as u64,
             temperature: opts.temperature,
             max_notes: opts.max_notes,
             ..GenerateOptions::default()
         };
         let run = |za: &[f32], o: &GenerateOptions| -> Result<Vec<u8>> {
-            let g = generate::generate(&model.model, &primer, za, za, o, &mut |_| {}, &cancel)?;
+            let g = generate::generate(&model.model, primer, za, za, o, &mut |_| {}, &cancel)?;
             Ok(g.roll.slice(g.primer_steps, o.steps).binary())
         };
         let own = generate::composer_code(model, c)?;

@@ -19,6 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
+use crate::meter::StepMeter;
 use crate::models::lstm_vae::LstmVae;
 use crate::models::step_decoder::StepDecoder;
 use crate::models::trained::TrainedModel;
@@ -71,6 +72,10 @@ pub struct GenerateOptions {
     pub steps: usize,
     /// Steps of the primer to prime with (fewer if the primer is shorter).
     pub primer_steps: usize,
+    /// The step of the primer roll priming starts at (0 = its start): a primer taken from
+    /// the middle of a piece, given as the whole piece, keeps the piece's bar lines (a roll
+    /// sliced from it would count bars from the cut).
+    pub primer_start: usize,
     /// Sampling temperature: logits are divided by it (1 = the model's own probabilities).
     pub temperature: f32,
     /// At most this many notes sound in a step (the most probable are kept).
@@ -98,6 +103,7 @@ impl Default for GenerateOptions {
             mode: Mode::Continue,
             steps: 256,
             primer_steps: 64,
+            primer_start: 0,
             temperature: DEFAULT_TEMPERATURE,
             max_notes: 8,
             alpha: 0.5,
@@ -329,11 +335,17 @@ fn decode(
             }
         }
     };
-    let primer_steps = opts.primer_steps.min(primer.steps());
-    // The generated part goes on in the metre the primer ends in.
+    let start = opts.primer_start.min(primer.steps());
+    let primer_steps = opts.primer_steps.min(primer.steps() - start);
+    // The generated part goes on in the metre the primer's head ends in (as the roll
+    // returned does): changes past the head are not the piece's any more.
+    let head_meters: Vec<StepMeter> = (primer.meters().iter())
+        .copied()
+        .take_while(|m| m.step < start + primer_steps)
+        .collect();
     let bars = model
         .config()
-        .bar_positions(primer.meters(), 0, primer_steps + opts.steps);
+        .bar_positions(&head_meters, start, primer_steps + opts.steps);
     let mut z = code_at(0);
     decoder.reset(&z);
     let mut previous = vec![0f32; PITCHES];
@@ -341,7 +353,7 @@ fn decode(
     let mut row = vec![0f32; PITCHES];
     for (s, &bar) in bars[..primer_steps].iter().enumerate() {
         decoder.step(&previous, &z, bar.into(), &mut logits);
-        primer.window_f32(s, 1, &mut row);
+        primer.window_f32(start + s, 1, &mut row);
         previous.copy_from_slice(&row);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
@@ -378,7 +390,7 @@ fn decode(
     }
     progress(1.0);
     let generated = Roll::from_binary(opts.steps + 1, &binary)?.slice(1, opts.steps);
-    let mut roll = primer.slice(0, primer_steps);
+    let mut roll = primer.slice(start, primer_steps);
     roll.continue_with(&generated);
     // `slice` starts the generated part's notes afresh; those the primer holds go on.
     roll.join_held_at(primer_steps);

@@ -1236,19 +1236,19 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.config.layers = a.layers.unwrap_or(o.config.layers);
     o.config.latent = a.latent.unwrap_or(o.config.latent);
     o.config.metre = a.metre.unwrap_or(o.config.metre);
-    o.config.metre_map = a.metre_map.unwrap_or(o.config.metre_map);
     o.config.output_skip = a.output_skip;
-    if o.config != preset_config {
-        o.preset = "custom".into();
-    }
-    // Fine-tuning's defaults first: the options below override them. A resumed fine-tune
-    // keeps them, as if --init were given again.
+    // Fine-tuning's defaults first (bars counted as the model counts them): the options below
+    // override them. A resumed fine-tune keeps them, as if --init were given again.
     let saved_init = (a.resume)
         .then(|| segue::train::saved_options(&a.out))
         .flatten()
         .and_then(|saved| saved.init);
     if let Some(init) = a.init.clone().or(saved_init) {
         o.fine_tune_from(init);
+    }
+    o.config.metre_map = a.metre_map.unwrap_or(o.config.metre_map);
+    if o.config != preset_config {
+        o.preset = "custom".into();
     }
     o.seed = a.seed;
     o.steps = a.steps.unwrap_or(o.steps);
@@ -1817,6 +1817,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         mode,
         steps: a.steps,
         primer_steps: a.primer_steps,
+        primer_start: 0,
         temperature: a.temperature,
         max_notes: a.max_notes,
         alpha: a.alpha,

@@ -425,9 +425,17 @@ pub fn evaluate_all(
 
     let cancel = AtomicBool::new(false);
     let composers = corpus.composers.len();
-    let primer_of = |c: usize, k: usize| -> Option<&Roll> {
-        let mine: Vec<&(Roll, usize)> = real.iter().filter(|(_, rc)| *rc == c).collect();
-        (!mine.is_empty()).then(|| &mine[k % mine.len()].0)
+    // The k-th held-out snippet of composer c as a primer: its piece and where it starts (a
+    // model with the metre map reads the piece's bars there).
+    let primer_of = |c: usize, k: usize| -> Option<(&Roll, usize)> {
+        let mine: Vec<&SnippetRef> = (snippets.iter())
+            .filter(|(_, sc)| *sc == c)
+            .map(|(s, _)| s)
+            .collect();
+        (!mine.is_empty()).then(|| {
+            let s = mine[k % mine.len()];
+            (&corpus.pieces[s.piece].roll, s.start)
+        })
     };
     let gen_opts = |mode: Mode, steps: usize, seed: u64| GenerateOptions {
         mode,
@@ -443,16 +451,19 @@ pub fn evaluate_all(
     let mut rolls = Vec::new();
     for c in 0..composers {
         for k in 0..opts.outputs_per_composer {
-            let Some(primer) = primer_of(c, k) else {
+            let Some((piece, start)) = primer_of(c, k) else {
                 continue;
             };
             let z = generate::composer_code(lstm, c)?;
             let g = generate::generate(
                 &lstm.model,
-                primer,
+                piece,
                 &z,
                 &z,
-                &gen_opts(Mode::Continue, steps, opts.seed + k as u64),
+                &GenerateOptions {
+                    primer_start: start,
+                    ..gen_opts(Mode::Continue, steps, opts.seed + k as u64)
+                },
                 &mut |_| {},
                 &cancel,
             )?;

@@ -176,6 +176,13 @@ impl TrainOptions {
                 c.metre
             )));
         }
+        if c.metre_map && c.metre == 0 {
+            return Err(Error::InvalidArgument(
+                "the metre map tells the metre input where bars fall; without the metre input \
+                 (--metre 0) there is none"
+                    .into(),
+            ));
+        }
         check_count("number of steps", self.steps)?;
         if self.snippet_steps < 2 {
             return Err(Error::InvalidArgument(
@@ -221,9 +228,15 @@ impl TrainOptions {
     }
 
     /// Starts the run from the trained model `path` the way fine-tuning goes: a tenth of the
-    /// preset's learning rate (the shipped model's last) and the full KL weight from the
-    /// start (the latent is already alive; annealing again would let it drift).
+    /// preset's learning rate (the shipped model's last), the full KL weight from the start
+    /// (the latent is already alive; annealing again would let it drift), and bars counted as
+    /// the model counts them ([`Config::metre_map`], where its manifest can be read; one that
+    /// cannot is refused by [`check_init`] when the run starts).
     pub fn fine_tune_from(&mut self, path: std::path::PathBuf) {
+        let manifest = weights::read_manifest::<trained::Manifest>(&weights::manifest_path(&path));
+        if let Ok(m) = manifest {
+            self.config.metre_map = m.config.metre_map;
+        }
         self.init = Some(path);
         self.learning_rate = FINE_TUNE_LEARNING_RATE;
         self.beta.delay = 0;

@@ -285,6 +285,15 @@ pub fn generate(
         )));
     }
     crate::generate::check_sampling(opts.temperature, opts.max_notes)?;
+    // Primed from `primer_start` on (this model has no metre input: the cut loses nothing).
+    let cut;
+    let primer = match opts.primer_start.min(primer.steps()) {
+        0 => primer,
+        start => {
+            cut = primer.slice(start, primer.steps() - start);
+            &cut
+        }
+    };
     let snippet = snippet_steps(model);
     let count = opts.steps.div_ceil(snippet).max(1);
     let own = if opts.mode == Mode::Transfer {

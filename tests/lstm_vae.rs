@@ -135,6 +135,58 @@ fn the_metre_input_counts_bars_from_the_start_or_by_the_metre_map() {
     assert!(counted.same_sizes(&mapped) && !counted.same_sizes(&plain));
 }
 
+/// A batch whose items sit at different places in their bars: each item's teacher-forced
+/// logits are those of stepping the decoder through its own positions.
+#[test]
+fn each_item_of_a_batch_is_decoded_at_its_own_place_in_the_bar() {
+    let cfg = Config {
+        metre: 16,
+        metre_map: true,
+        ..tiny()
+    };
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = LstmVae::new(&cfg, vb).unwrap();
+    let waltz = [StepMeter {
+        step: 0,
+        meter: Meter {
+            numerator: 3,
+            denominator: 4,
+        },
+    }];
+    let windows = [(&waltz[..], 5), (&[][..], 0), (&[][..], 9)];
+    let bars = BarPositions::new(&cfg, 10, windows);
+    let x = batch(3, 10);
+    let z = model.encode(&x).unwrap().mean;
+    let logits = model.decode(&x, &z, &bars).unwrap();
+    for (item, (meters, start)) in windows.into_iter().enumerate() {
+        let xi = x.narrow(0, item, 1).unwrap();
+        let zi = z.narrow(0, item, 1).unwrap();
+        let mut state = model.initial_state(&zi).unwrap();
+        let mut previous = Tensor::zeros((1, 128), DType::F32, &Device::Cpu).unwrap();
+        let positions = cfg.bar_positions(meters, start, 10);
+        for (t, &bar) in positions.iter().enumerate() {
+            let step = model
+                .decode_step(&previous, &zi, bar.into(), &mut state)
+                .unwrap();
+            let forced = logits.narrow(0, item, 1).unwrap().narrow(1, t, 1).unwrap();
+            let diff = (step - forced.squeeze(1).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-4, "item {item}, step {t}: {diff}");
+            previous = xi.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
+        }
+    }
+    // Positions for another batch or length are refused, not read past their end.
+    let short = BarPositions::from_bar_line(&cfg, 2, 10);
+    assert!(model.decode(&x, &z, &short).is_err());
+}
+
 #[test]
 fn bce_with_logits_matches_the_definition() {
     let logits = Tensor::new(&[[-3.0f32, 0.0, 2.5], [40.0, -40.0, 0.3]], &Device::Cpu).unwrap();

@@ -8,6 +8,8 @@ use std::sync::atomic::AtomicBool;
 use common::write_tiny_corpus as write_corpus;
 use segue::dataset::{Corpus, LoadOptions};
 use segue::generate::{self, GenerateOptions, Mode};
+use segue::meter::StepMeter;
+use segue::midi::Meter;
 use segue::models::lstm_vae::Config;
 use segue::models::trained::TrainedModel;
 use segue::roll::QuantizeOptions;
@@ -800,9 +802,9 @@ fn a_run_stopped_before_its_first_step_writes_nothing() {
     assert!(!out.exists(), "the run left its folder behind");
 }
 
-/// `--init`: a run starts from a trained model's weights (at a learning rate too small to move
-/// them, the model it writes after one step is that model), and refuses one of other sizes.
-/// `--mmd-scale` widens the MMD term's target: the same codes are further from a narrow one.
+/// With the metre map, the metre input reads each piece's own bars: a fine-tune of a model that
+/// counted bars from the snippet's start takes it on (and keeps it in its manifest); in 4/4
+/// the two count alike, in 3/4 only the map knows where the bars are.
 #[test]
 fn a_metre_map_model_follows_the_metre_of_the_piece() {
     let dir = tempfile::tempdir().unwrap();
@@ -843,21 +845,75 @@ fn a_metre_map_model_follows_the_metre_of_the_piece() {
     let four = c.pieces[0].roll.clone();
     assert!(four.meters().is_empty());
     assert_eq!(piece(&mapped, &four), piece(&from_start, &four));
-    let mut three = four.clone();
-    three.set_meters(vec![segue::meter::StepMeter {
+    let waltz = StepMeter {
         step: 0,
-        meter: segue::midi::Meter {
+        meter: Meter {
             numerator: 3,
             denominator: 4,
         },
-    }]);
+    };
+    let mut three = four.clone();
+    three.set_meters(vec![waltz]);
     assert!(
         piece(&mapped, &three) != piece(&from_start, &three),
         "the metre map changed nothing"
     );
-    assert_eq!(piece(&mapped, &three), piece(&mapped, &three));
+    // Only the primer's head (8 steps here) counts: a change of metre after it is not part of
+    // the piece generated, which goes on in 3/4.
+    let mut later_four = three.clone();
+    later_four.set_meters(vec![
+        waltz,
+        StepMeter {
+            step: 12,
+            meter: Meter::COMMON,
+        },
+    ]);
+    let later = generated(&mapped, &later_four, Mode::Continue, 24, 3);
+    assert_eq!(later.roll.binary(), piece(&mapped, &three));
+    assert_eq!(later.roll.meters(), &[waltz]);
+    // Primed from the middle of the piece, the bars are the piece's: from a bar line it is
+    // the piece cut there; from inside a bar, not (a cut restarts the bars).
+    let from = |primer: &segue::roll::Roll, start: usize| {
+        let opts = GenerateOptions {
+            steps: 24,
+            primer_steps: 8,
+            primer_start: start,
+            seed: 3,
+            ..GenerateOptions::default()
+        };
+        let z = generate::composer_code(&mapped, 0).unwrap();
+        let cancel = AtomicBool::new(false);
+        generate::generate(&mapped.model, primer, &z, &z, &opts, &mut |_| {}, &cancel)
+            .unwrap()
+            .roll
+    };
+    let cut = |start: usize| three.slice(start, three.steps() - start);
+    let on_bar_line = from(&three, 12);
+    assert_eq!(on_bar_line.binary(), from(&cut(12), 0).binary());
+    assert_eq!(
+        on_bar_line.slice(0, 8).binary(),
+        cut(12).slice(0, 8).binary()
+    );
+    let inside = from(&three, 17);
+    assert_eq!(inside.slice(0, 8).binary(), cut(17).slice(0, 8).binary());
+    assert!(
+        inside.binary() != from(&cut(17), 0).binary(),
+        "the bars were cut"
+    );
+    // A fine-tune goes on counting bars as its model does, and one without the metre input
+    // cannot read the map.
+    o.config.metre_map = false;
+    o.fine_tune_from(train::model_path(&out));
+    assert!(o.config.metre_map);
+    o.config.metre = 0;
+    o.init = None;
+    let err = refused(&c, &o, &dir.path().join("no metre"));
+    assert!(err.to_string().contains("metre map"), "{err}");
 }
 
+/// `--init`: a run starts from a trained model's weights (at a learning rate too small to move
+/// them, the model it writes after one step is that model), and refuses one of other sizes.
+/// `--mmd-scale` widens the MMD term's target: the same codes are further from a narrow one.
 #[test]
 fn a_run_starts_from_a_trained_model() {
     let dir = tempfile::tempdir().unwrap();

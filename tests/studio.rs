@@ -185,6 +185,41 @@ fn the_sound_device_gives_playback_or_says_why_not() {
     }
 }
 
+/// A sound server that takes its time keeps nothing waiting: the window draws and answers
+/// meanwhile, saying the device is being opened, and playback comes once it has.
+#[test]
+fn a_slow_sound_device_keeps_nothing_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (player, mut engine) = segue::studio::audio::Player::detached();
+    h.state_mut().open_audio_with(move || {
+        // Held until the test lets it go (at most 20 s, so a studio that waited for it would
+        // fail below rather than hang).
+        let _ = held.recv_timeout(std::time::Duration::from_secs(20));
+        Ok(player)
+    });
+    for _ in 0..3 {
+        h.step();
+    }
+    assert!(h.state().opening_audio());
+    h.get_by_label("Opening the sound device...");
+    assert!(h.get_by_label("Play").accesskit_node().is_disabled());
+    // The window answers meanwhile: a new piece is made and shown.
+    generate_new_piece(&mut h, "a piece while the device opens");
+    assert!(h.state().opening_audio());
+    release.send(()).unwrap();
+    wait(&mut h, "the sound device", |s| !s.opening_audio());
+    h.step();
+    assert_eq!(h.state().audio_problem(), None);
+    assert!(!h.get_by_label("Play").accesskit_node().is_disabled());
+    // And it plays.
+    h.get_by_label("Play").click();
+    h.step();
+    assert!(listen(&mut h, &mut engine, 0.5) > 0.0);
+}
+
 #[test]
 fn generate_and_the_slider_change_the_roll() {
     let dir = tempfile::tempdir().unwrap();

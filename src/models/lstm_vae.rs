@@ -49,6 +49,11 @@ impl BarPositions {
         Self::new(cfg, steps, std::iter::repeat_n((&[][..], 0), batch))
     }
 
+    /// How many decodes.
+    pub fn items(&self) -> usize {
+        self.at.len().checked_div(self.steps).unwrap_or(0)
+    }
+
     /// The position of step `t` of decode `item`.
     pub fn at(&self, item: usize, t: usize) -> usize {
         usize::from(self.at[item * self.steps + t])
@@ -359,6 +364,13 @@ impl LstmVae {
         keep: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (b, t, p) = roll.dims3()?;
+        if (bars.items(), bars.steps) != (b, t) {
+            candle_core::bail!(
+                "bar positions for {} items of {} steps, but the batch has {b} of {t}",
+                bars.items(),
+                bars.steps
+            );
+        }
         let silence = Tensor::zeros((b, 1, p), roll.dtype(), roll.device())?;
         let mut previous = Tensor::cat(&[&silence, &roll.narrow(1, 0, t - 1)?], 1)?;
         if let Some(keep) = keep {

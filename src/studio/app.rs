@@ -821,7 +821,7 @@ impl Studio {
             studio.say(left_out_message(left_out, None), true);
         }
         if audio {
-            studio.in_background(|| DialogResult::Audio(Player::open()));
+            studio.open_audio_with(Player::open);
         }
         studio.push_score();
         studio
@@ -968,6 +968,18 @@ impl Studio {
         // The new engine has no loop yet.
         self.sent_loop = None;
         self.push_score();
+    }
+
+    /// Opens the sound device with `open` on a worker thread (`Player::open` as the studio
+    /// starts; another opener in tests): meanwhile the window says so, and playback comes once
+    /// it has opened.
+    pub fn open_audio_with(
+        &mut self,
+        open: impl FnOnce() -> Result<Player, String> + Send + 'static,
+    ) {
+        self.audio_error = None;
+        self.opening_audio = true;
+        self.in_background(move || DialogResult::Audio(open()));
     }
 
     /// Whether the sound device is still being opened.
@@ -1410,6 +1422,7 @@ impl Studio {
             mode: s.mode,
             steps: s.length,
             primer_steps: s.primer_steps,
+            primer_start: 0,
             temperature: s.temperature,
             max_notes: s.max_notes,
             alpha: s.alpha,
