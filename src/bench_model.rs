@@ -49,6 +49,7 @@ impl Case {
             "studio" => Ok(Case {
                 config: Config {
                     metre: 0,
+                    metre_map: false,
                     ..Config::studio()
                 },
                 batch: 20,

@@ -549,14 +549,15 @@ struct TrainArgs {
     /// Size of the latent code z (overrides the preset's 20).
     #[arg(long, value_name = "N")]
     latent: Option<usize>,
-    /// Give the decoder its position in the bar: a one-hot of the step modulo N (16 = a
-    /// 4/4 bar); training snippets then start on bar lines. 0 = off. Default: the preset's
-    /// (16 for studio, 0 for paper).
+    /// Give the decoder its position in the bar: a one-hot over N steps (16 = a 4/4 bar of
+    /// sixteenths; --metre-map says where the bars fall). 0 = off. Default: the preset's (16
+    /// for studio, 0 for paper).
     #[arg(long, value_name = "N")]
     metre: Option<usize>,
     /// Where the metre input's bars fall: true = by each piece's own metre map (3/4 and 6/8
     /// bars of 12 steps; snippets may start anywhere), false = every N steps from the
-    /// snippet's start, whatever the piece's metre. Default: the preset's.
+    /// snippet's start, whatever the piece's metre (training snippets then start on bar
+    /// lines). Default: the preset's (true for studio), or the model's with --init.
     #[arg(long, value_name = "BOOL")]
     metre_map: Option<bool>,
     /// Validate every N steps.
@@ -1246,7 +1247,8 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     if let Some(init) = a.init.clone().or(saved_init) {
         o.fine_tune_from(init);
     }
-    o.config.metre_map = a.metre_map.unwrap_or(o.config.metre_map);
+    // `--metre 0` alone turns the metre input off, its metre map with it.
+    o.config.metre_map = (a.metre_map).unwrap_or(o.config.metre_map && o.config.metre > 0);
     if o.config != preset_config {
         o.preset = "custom".into();
     }

@@ -501,8 +501,20 @@ fn bad_training_options_are_refused_before_any_work() {
         (&["lstm-vae", "--style-weight=-30"], "style weight"),
         (&["lstm-vae", "--minutes", "nan"], "time limit"),
         (
-            &["lstm-vae", "--snippet-steps", "100", "--metre", "16"],
+            &[
+                "lstm-vae",
+                "--snippet-steps",
+                "100",
+                "--metre",
+                "16",
+                "--metre-map",
+                "false",
+            ],
             "whole bars of 16 steps",
+        ),
+        (
+            &["lstm-vae", "--metre", "0", "--metre-map", "true"],
+            "without the metre input",
         ),
         (&["classifier", "--steps", "0"], "number of steps"),
         (&["classifier", "--batches", "0"], "batches per step"),

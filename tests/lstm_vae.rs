@@ -111,10 +111,11 @@ fn the_metre_input_counts_bars_from_the_start_or_by_the_metre_map() {
             denominator: 4,
         },
     }];
-    let counted = Config::studio();
-    let mapped = Config {
-        metre_map: true,
-        ..counted
+    let mapped = Config::studio();
+    assert!(mapped.metre_map);
+    let counted = Config {
+        metre_map: false,
+        ..mapped
     };
     // Counted from the decode's start, 16 steps a bar whatever the metre and the start.
     let from_start: Vec<u16> = (0..20).map(|t| t % 16).collect();

@@ -746,6 +746,7 @@ fn the_evaluation_report_measures_every_model_and_refuses_other_composers() {
     lstm.config.layers = 1;
     lstm.config.latent = 4;
     lstm.config.metre = 0;
+    lstm.config.metre_map = false;
     lstm.steps = 2;
     lstm.snippet_steps = 16;
     lstm.valid_fraction = 0.34;
