@@ -72,9 +72,11 @@ pub struct GenerateOptions {
     pub steps: usize,
     /// Steps of the primer to prime with (fewer if the primer is shorter).
     pub primer_steps: usize,
-    /// The step of the primer roll priming starts at (0 = its start): a primer taken from
-    /// the middle of a piece, given as the whole piece, keeps the piece's bar lines (a roll
-    /// sliced from it would count bars from the cut).
+    /// The step of the primer roll priming starts at (0 = its start; past its end = an empty
+    /// primer): a primer taken from the middle of a piece, given as the whole piece, keeps the
+    /// piece's bar lines for the model (a roll sliced from it would count bars from the cut).
+    /// The roll returned starts at the cut, its bars counted from there as
+    /// [`Roll::slice`] counts them.
     pub primer_start: usize,
     /// Sampling temperature: logits are divided by it (1 = the model's own probabilities).
     pub temperature: f32,
@@ -338,10 +340,11 @@ fn decode(
     let start = opts.primer_start.min(primer.steps());
     let primer_steps = opts.primer_steps.min(primer.steps() - start);
     // The generated part goes on in the metre the primer's head ends in (as the roll
-    // returned does): changes past the head are not the piece's any more.
+    // returned does): changes past the head are not the piece's any more (the metre in
+    // force at its first step is, even when the head is empty).
     let head_meters: Vec<StepMeter> = (primer.meters().iter())
         .copied()
-        .take_while(|m| m.step < start + primer_steps)
+        .take_while(|m| m.step < start + primer_steps.max(1))
         .collect();
     let bars = model
         .config()

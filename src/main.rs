@@ -1238,17 +1238,29 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.config.latent = a.latent.unwrap_or(o.config.latent);
     o.config.metre = a.metre.unwrap_or(o.config.metre);
     o.config.output_skip = a.output_skip;
-    // Fine-tuning's defaults first (bars counted as the model counts them): the options below
-    // override them. A resumed fine-tune keeps them, as if --init were given again.
-    let saved_init = (a.resume)
+    // Fine-tuning's defaults first: the options below override them. A resumed fine-tune
+    // keeps them, as if --init were given again.
+    let saved = (a.resume)
         .then(|| segue::train::saved_options(&a.out))
-        .flatten()
-        .and_then(|saved| saved.init);
-    if let Some(init) = a.init.clone().or(saved_init) {
-        o.fine_tune_from(init);
+        .flatten();
+    if let Some(init) = a
+        .init
+        .clone()
+        .or(saved.as_ref().and_then(|s| s.init.clone()))
+    {
+        // Bars counted as the model counts them (a manifest that cannot be read is refused,
+        // naming the file, before the corpus loads).
+        let model = segue::models::weights::read_manifest::<segue::models::trained::Manifest>(
+            &segue::models::weights::manifest_path(&init),
+        );
+        o.fine_tune_from(init, model.ok().map(|m| m.config).as_ref());
     }
-    // `--metre 0` alone turns the metre input off, its metre map with it.
-    o.config.metre_map = (a.metre_map).unwrap_or(o.config.metre_map && o.config.metre > 0);
+    // `--metre 0` alone turns the metre input off, its metre map with it; a resumed run
+    // counts bars as it did (runs from before the metre map counted them from the start).
+    let bars = (saved.as_ref()).map_or(o.config.metre_map && o.config.metre > 0, |s| {
+        s.config.metre_map
+    });
+    o.config.metre_map = a.metre_map.unwrap_or(bars);
     if o.config != preset_config {
         o.preset = "custom".into();
     }
@@ -1994,7 +2006,7 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
     out!(
         "model {} ({} steps), {} held-out snippets of {} steps",
         model.path.display(),
-        model.manifest.steps,
+        model.manifest.total_steps(),
         r.snippets,
         r.snippet_steps
     );

@@ -227,15 +227,13 @@ impl TrainOptions {
         Ok(())
     }
 
-    /// Starts the run from the trained model `path` the way fine-tuning goes: a tenth of the
-    /// preset's learning rate (the shipped model's last), the full KL weight from the start
-    /// (the latent is already alive; annealing again would let it drift), and bars counted as
-    /// the model counts them ([`Config::metre_map`], where its manifest can be read; one that
-    /// cannot is refused by [`check_init`] when the run starts).
-    pub fn fine_tune_from(&mut self, path: std::path::PathBuf) {
-        let manifest = weights::read_manifest::<trained::Manifest>(&weights::manifest_path(&path));
-        if let Ok(m) = manifest {
-            self.config.metre_map = m.config.metre_map;
+    /// Starts the run from the trained model `path` (of config `model`, where known) the way
+    /// fine-tuning goes: a tenth of the preset's learning rate (the shipped model's last), the
+    /// full KL weight from the start (the latent is already alive; annealing again would let it
+    /// drift), and bars counted as the model counts them ([`Config::metre_map`]).
+    pub fn fine_tune_from(&mut self, path: std::path::PathBuf, model: Option<&Config>) {
+        if let Some(model) = model {
+            self.config.metre_map = model.metre_map;
         }
         self.init = Some(path);
         self.learning_rate = FINE_TUNE_LEARNING_RATE;
@@ -376,6 +374,9 @@ pub struct Control {
 struct TrainState {
     options: TrainOptions,
     step: usize,
+    /// The steps of the model the run started from ([`Manifest::init_steps`]).
+    #[serde(default)]
+    init_steps: usize,
     seconds: f64,
     corpus_hash: String,
 }
@@ -715,6 +716,8 @@ struct Trainer<'a> {
     adam: Adam,
     train_pieces: Vec<usize>,
     valid: Vec<(SnippetRef, usize)>,
+    /// Steps of the model the run started from (0 from scratch).
+    init_steps: usize,
 }
 
 impl<'a> Trainer<'a> {
@@ -774,6 +777,7 @@ impl<'a> Trainer<'a> {
             adam,
             train_pieces: split.train,
             valid,
+            init_steps: 0,
         })
     }
 
@@ -983,6 +987,7 @@ impl<'a> Trainer<'a> {
             latents: self.latent_stats()?,
             corpus: CorpusInfo::of(self.corpus, self.train_pieces.len()),
             steps: step,
+            init_steps: self.init_steps,
             seconds,
             training: serde_json::to_value(&self.opts).unwrap_or_default(),
             metrics: serde_json::to_value(last).unwrap_or_default(),
@@ -1015,6 +1020,7 @@ impl<'a> Trainer<'a> {
         let state = TrainState {
             options: self.opts.clone(),
             step,
+            init_steps: self.init_steps,
             seconds,
             corpus_hash: self.corpus.content_hash(),
         };
@@ -1026,6 +1032,7 @@ impl<'a> Trainer<'a> {
     /// Takes the weights of the trained model `path` (see [`TrainOptions::init`]).
     fn initialise_from(&mut self, path: &Path) -> Result<()> {
         let (m, tensors) = check_init(path, &self.opts, &self.device)?;
+        self.init_steps = m.total_steps();
         for (name, v, _, _) in &self.adam.params {
             if let Some(t) = tensors.get(name) {
                 v.set(t).map_err(candle)?;
@@ -1049,6 +1056,19 @@ impl<'a> Trainer<'a> {
     /// Restores weights and optimiser state from `out`; returns (step, seconds).
     fn restore(&mut self, out: &Path) -> Result<(usize, f64)> {
         let state: TrainState = weights::read_manifest(&weights::manifest_path(&state_path(out)))?;
+        let (was, now) = (&state.options.config, &self.opts.config);
+        if was.same_sizes(now) && was.metre_map != now.metre_map {
+            return Err(Error::InvalidArgument(format!(
+                "{}: the checkpoint's metre input counts bars {}; resume with --metre-map {}",
+                out.display(),
+                if was.metre_map {
+                    "by each piece's metre map"
+                } else {
+                    "from each snippet's start"
+                },
+                was.metre_map
+            )));
+        }
         if state.options.config != self.opts.config {
             return Err(Error::InvalidArgument(format!(
                 "{}: the checkpoint is of a model {:?}, not {:?}",
@@ -1076,6 +1096,7 @@ impl<'a> Trainer<'a> {
             ],
         )?;
         weights::check_checkpoint(out, &model_path(out), &state_path(out), state.step)?;
+        self.init_steps = state.init_steps;
         let expected = trained::expected_tensors(&self.opts.config)?;
         let model = weights::load(&model_path(out), &expected, &self.device)?;
         let mut opt_expected = vec![weights::Expected {

@@ -580,6 +580,57 @@ fn a_fine_tune_is_checked_first_and_resumes_as_one() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tuned.join("lstm-vae.json")).unwrap()).unwrap();
     assert_eq!(manifest["steps"], 4);
+    assert_eq!(manifest["init_steps"], 2);
     assert_eq!(manifest["training"]["learning_rate"], 1e-4);
     assert_eq!(manifest["training"]["init"].as_str(), Some(p(&from)));
+
+    // A run that counts bars from each snippet's start (as every run before the metre map
+    // did) resumes as one without being told, and a fine-tune of it counts them that way too.
+    let metred = |extra: &[&str]| {
+        let mut args = vec!["train", "lstm-vae", "--corpus", p(&corpus), "--no-cache"];
+        args.extend(["--hidden", "16", "--latent", "4", "--metre", "4"]);
+        args.extend(["--snippet-steps", "16"]);
+        args.extend(extra);
+        args.iter().map(|a| a.to_string()).collect::<Vec<String>>()
+    };
+    let run = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let read = |dir: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("lstm-vae.json")).unwrap()).unwrap()
+    };
+    let counted = dir.path().join("counted");
+    run(metred(&[
+        "--steps",
+        "2",
+        "--metre-map",
+        "false",
+        "--out",
+        p(&counted),
+    ]));
+    run(metred(&["--steps", "3", "--resume", "--out", p(&counted)]));
+    assert_eq!(read(&counted)["steps"], 3);
+    assert_eq!(read(&counted)["config"]["metre_map"], false);
+    let again = dir.path().join("again");
+    let counted_model = counted.join("lstm-vae.safetensors");
+    run(metred(&[
+        "--steps",
+        "1",
+        "--init",
+        p(&counted_model),
+        "--out",
+        p(&again),
+    ]));
+    assert_eq!(read(&again)["config"]["metre_map"], false);
+    assert_eq!(read(&again)["init_steps"], 3);
+    // Told otherwise on resume, it says how the checkpoint counts them.
+    let told = metred(&[
+        "--steps",
+        "4",
+        "--resume",
+        "--metre-map",
+        "true",
+        "--out",
+        p(&counted),
+    ]);
+    let err = fails(&told.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("--metre-map false"), "{err}");
 }

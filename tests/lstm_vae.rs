@@ -100,6 +100,12 @@ fn presets_are_named_by_their_sizes() {
         ..Config::studio()
     };
     assert_eq!(unmetred.preset_name(), None);
+    // How the metre input counts bars is no size.
+    let counted = Config {
+        metre_map: false,
+        ..Config::studio()
+    };
+    assert_eq!(counted.preset_name(), Some("studio"));
 }
 
 #[test]

@@ -903,7 +903,7 @@ fn a_metre_map_model_follows_the_metre_of_the_piece() {
     // A fine-tune goes on counting bars as its model does, and one without the metre input
     // cannot read the map.
     o.config.metre_map = false;
-    o.fine_tune_from(train::model_path(&out));
+    o.fine_tune_from(train::model_path(&out), Some(mapped.model.config()));
     assert!(o.config.metre_map);
     o.config.metre = 0;
     o.init = None;

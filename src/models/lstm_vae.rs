@@ -76,12 +76,11 @@ pub struct Config {
     /// Off in the shipped presets; older manifests, which lack it, load as off.
     #[serde(default)]
     pub output_skip: bool,
-    /// Metre input: when above 0, the decoder also sees, at step t, a one-hot of
-    /// `t % metre` (its position in the bar, 16 = a 4/4 bar of 16th notes), t counted from
-    /// the start of the decode, which is taken to fall on a bar line (training snippets then
-    /// start on multiples of `metre`, generation primes from the file's start). Notes start
-    /// and end mostly on beats; the plain decoder has to infer where the beats are. 0 = off
-    /// (the paper's decoder); older manifests, which lack it, load as off.
+    /// Metre input: when above 0, the decoder also sees, at each step, a one-hot of its
+    /// position in its bar over `metre` steps (16 = a 4/4 bar of 16th notes; where the bars
+    /// fall: [`Config::metre_map`]). Notes start and end mostly on beats; the plain decoder
+    /// has to infer where the beats are. 0 = off (the paper's decoder); older manifests,
+    /// which lack it, load as off.
     #[serde(default)]
     pub metre: usize,
     /// With the metre input, where the bars fall: false = every `metre` steps from the start of
@@ -163,11 +162,12 @@ impl Config {
         }
     }
 
-    /// The name of the preset with exactly these sizes, if any ("studio" or "paper").
+    /// The name of the preset of these sizes, if any ("studio" or "paper"), however the
+    /// metre input counts bars.
     pub fn preset_name(&self) -> Option<&'static str> {
         [("studio", Self::studio()), ("paper", Self::paper())]
             .into_iter()
-            .find(|(_, preset)| preset == self)
+            .find(|(_, preset)| preset.same_sizes(self))
             .map(|(name, _)| name)
     }
 }

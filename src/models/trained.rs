@@ -131,9 +131,14 @@ pub struct Manifest {
     pub latents: Vec<LatentStats>,
     /// Training corpus.
     pub corpus: CorpusInfo,
-    /// Optimiser steps taken.
+    /// Optimiser steps taken (by this run: see `init_steps`).
     pub steps: usize,
-    /// Wall-clock training seconds.
+    /// Steps of the model this one was fine-tuned from, its own `init_steps` included (0 for a
+    /// model trained from scratch; older manifests lack it): the model had `init_steps +
+    /// steps` in all.
+    #[serde(default)]
+    pub init_steps: usize,
+    /// Wall-clock training seconds (of this run).
     pub seconds: f64,
     /// The training options, as given.
     pub training: serde_json::Value,
@@ -160,6 +165,11 @@ pub struct ComposerPrior {
 }
 
 impl Manifest {
+    /// Optimiser steps in all, those of the models it was fine-tuned from included.
+    pub fn total_steps(&self) -> usize {
+        self.init_steps + self.steps
+    }
+
     /// A draw from the model's prior for composer `composer`: N(0, I) for a standard prior,
     /// N(c_composer, I) for a composer-aware one.
     pub fn prior_draw(&self, composer: usize, rng: &mut impl rand::Rng) -> Vec<f32> {
@@ -449,6 +459,7 @@ mod tests {
                 valid_pieces: 0,
             },
             steps: 0,
+            init_steps: 0,
             seconds: 0.0,
             training: serde_json::Value::Null,
             metrics: serde_json::Value::Null,

@@ -2018,7 +2018,7 @@ impl Studio {
             TrainModel::LstmVae => match TrainOptions::preset(&self.session.train_preset) {
                 Ok(mut o) => {
                     if let Some(from) = self.fine_tunes() {
-                        o.fine_tune_from(from.path.clone());
+                        o.fine_tune_from(from.path.clone(), Some(&from.manifest.config));
                     }
                     TrainSpec::LstmVae(o)
                 }
@@ -2342,7 +2342,7 @@ impl Studio {
                     .unwrap_or(&model.manifest.preset);
                 ui.label(format!(
                     "LSTM-VAE: {preset} ({} steps)",
-                    model.manifest.steps
+                    model.manifest.total_steps()
                 ));
                 let (open, shipped) = ui
                     .horizontal(|ui| {
@@ -2610,7 +2610,7 @@ impl Studio {
         match self.session.train_model {
             TrainModel::LstmVae => format!(
                 "About 0.5 s a step (studio preset; paper: 5 s) on two CPU cores{}{}",
-                shipped(self.model.as_ref().map(|m| m.manifest.steps)),
+                shipped(self.model.as_ref().map(|m| m.manifest.total_steps())),
                 self.fine_tunes().map_or(String::new(), |m| format!(
                     "; a new run fine-tunes {}",
                     m.path.file_name().unwrap_or_default().to_string_lossy()
