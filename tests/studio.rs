@@ -1729,6 +1729,46 @@ fn notes_left_out_of_a_session_are_said() {
     );
 }
 
+/// A disk that takes its time keeps nothing waiting: saving and the per-frame poll return at
+/// once while a write hangs, later saves wait their turn (only the newest is kept), and it is
+/// written once the disk answers.
+#[test]
+fn a_slow_disk_keeps_the_window_from_waiting_for_a_session_write() {
+    use segue::studio::session_file::Saver;
+    use std::sync::{Arc, Mutex, mpsc};
+    let (release, held) = mpsc::channel::<()>();
+    let held = Mutex::new(held);
+    let written: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let log = written.clone();
+    let mut saver = Saver::with_writer(
+        PathBuf::from("session.json"),
+        Arc::new(move |_, bytes| {
+            // Each write waits for the test (at most 20 s, so a saver that waited for it
+            // fails below rather than hangs).
+            let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(20));
+            let session: Session = serde_json::from_slice(bytes).unwrap();
+            log.lock().unwrap().push(session.seed);
+            Ok(())
+        }),
+    );
+    for seed in [1, 2, 3] {
+        saver.save(&Session {
+            seed,
+            ..Session::default()
+        });
+        saver.poll();
+    }
+    // Nothing is written yet: had the saver waited for the disk, the writes would be done.
+    assert!(written.lock().unwrap().is_empty(), "the saver waited");
+    assert!(saver.waiting(), "the newest save waits its turn");
+    // The disk answers: the first write ends, the newest waiting one (3) follows; 2 is skipped.
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    saver.finish();
+    assert_eq!(*written.lock().unwrap(), vec![1, 3]);
+    assert!(saver.problem.is_none(), "{:?}", saver.problem);
+}
+
 #[test]
 fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     use segue::studio::score::{Origin, ScoreNote};

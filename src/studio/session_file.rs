@@ -3,6 +3,7 @@
 //! place, so a crash during its save would lose the piece; it keeps only window state here.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::app::Session;
@@ -56,11 +57,23 @@ fn free_name(path: &Path, tag: &str) -> Option<PathBuf> {
         .find(|p| !p.exists())
 }
 
+/// How a session's bytes reach the disk (on the saver's worker thread).
+pub type WriteSession = Arc<dyn Fn(&Path, &[u8]) -> Result<(), String> + Send + Sync>;
+
+/// Creates the folder if need be, then writes atomically (temporary file + rename).
+fn write_session(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("{}: cannot create it: {e}", dir.display()))?;
+    }
+    fsutil::write_atomic(path, bytes).map_err(|e| e.to_string())
+}
+
 /// Writes sessions in the background, one at a time, in the order given; the window never
 /// waits for a write (a slow disk only makes a newer save wait for the one before it).
-#[derive(Debug)]
 pub struct Saver {
     path: PathBuf,
+    write: WriteSession,
     writing: Option<JoinHandle<Result<(), String>>>,
     /// The newest session asked for while a write was still going: written next.
     pending: Option<Vec<u8>>,
@@ -70,11 +83,28 @@ pub struct Saver {
     pub problem: Option<String>,
 }
 
+impl std::fmt::Debug for Saver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Saver")
+            .field("path", &self.path)
+            .field("writing", &self.writing.is_some())
+            .field("waiting", &self.pending.is_some())
+            .field("problem", &self.problem)
+            .finish()
+    }
+}
+
 impl Saver {
     /// A saver to `path`.
     pub fn new(path: PathBuf) -> Self {
+        Self::with_writer(path, Arc::new(write_session))
+    }
+
+    /// A saver to `path` that writes with `write` (a slow disk, in tests).
+    pub fn with_writer(path: PathBuf, write: WriteSession) -> Self {
         Saver {
             path,
+            write,
             writing: None,
             pending: None,
             _lock: None,
@@ -129,13 +159,8 @@ impl Saver {
 
     fn start(&mut self, bytes: Vec<u8>) {
         let path = self.path.clone();
-        self.writing = Some(std::thread::spawn(move || {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("{}: cannot create it: {e}", dir.display()))?;
-            }
-            fsutil::write_atomic(&path, &bytes).map_err(|e| e.to_string())
-        }));
+        let write = self.write.clone();
+        self.writing = Some(std::thread::spawn(move || write(&path, &bytes)));
     }
 
     /// Starts writing the session that waited for the previous write, once that is done
