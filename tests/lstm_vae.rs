@@ -71,22 +71,30 @@ fn shapes_and_teacher_forcing_match_the_step_path() {
         assert_eq!(logits.dims(), &[3, 10, 128]);
 
         // Stepping the decoder with the true previous steps gives the teacher-forced logits.
-        let mut state = model.initial_state(&z).unwrap();
-        let mut previous = Tensor::zeros((3, 128), DType::F32, &Device::Cpu).unwrap();
-        for t in 0..10 {
-            let step = model.decode_step(&previous, &z, t, &mut state).unwrap();
-            let forced = logits.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
-            let diff = (step - forced)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(diff < 1e-4, "step {t}: {diff}");
-            previous = x.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
-        }
+        let bars: Vec<usize> = (0..10).collect();
+        assert_steps_match(&model, &x, &z, &bars, &logits);
+    }
+}
+
+/// Steps the decoder from the codes `z` through the steps of `x` `[B, T, P]`, step t at bar
+/// position `bars[t]`, and checks each step's logits against the teacher-forced `forced`.
+fn assert_steps_match(model: &LstmVae, x: &Tensor, z: &Tensor, bars: &[usize], forced: &Tensor) {
+    let b = x.dim(0).unwrap();
+    let mut state = model.initial_state(z).unwrap();
+    let mut previous = Tensor::zeros((b, 128), DType::F32, &Device::Cpu).unwrap();
+    for (t, &bar) in bars.iter().enumerate() {
+        let step = model.decode_step(&previous, z, bar, &mut state).unwrap();
+        let expected = forced.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
+        let diff = (step - expected)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "step {t}: {diff}");
+        previous = x.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
     }
 }
 
@@ -167,27 +175,11 @@ fn each_item_of_a_batch_is_decoded_at_its_own_place_in_the_bar() {
     let z = model.encode(&x).unwrap().mean;
     let logits = model.decode(&x, &z, &bars).unwrap();
     for (item, (meters, start)) in windows.into_iter().enumerate() {
-        let xi = x.narrow(0, item, 1).unwrap();
-        let zi = z.narrow(0, item, 1).unwrap();
-        let mut state = model.initial_state(&zi).unwrap();
-        let mut previous = Tensor::zeros((1, 128), DType::F32, &Device::Cpu).unwrap();
-        let positions = cfg.bar_positions(meters, start, 10);
-        for (t, &bar) in positions.iter().enumerate() {
-            let step = model
-                .decode_step(&previous, &zi, bar.into(), &mut state)
-                .unwrap();
-            let forced = logits.narrow(0, item, 1).unwrap().narrow(1, t, 1).unwrap();
-            let diff = (step - forced.squeeze(1).unwrap())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(diff < 1e-4, "item {item}, step {t}: {diff}");
-            previous = xi.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
-        }
+        let bars: Vec<usize> = (cfg.bar_positions(meters, start, 10).into_iter())
+            .map(usize::from)
+            .collect();
+        let one = |t: &Tensor| t.narrow(0, item, 1).unwrap();
+        assert_steps_match(&model, &one(&x), &one(&z), &bars, &one(&logits));
     }
     // Positions for another batch or length are refused, not read past their end.
     let short = BarPositions::from_bar_line(&cfg, 2, 10);
