@@ -13,7 +13,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::dataset::{Corpus, SnippetRef};
 use crate::error::{Error, Result, candle};
 use crate::generate::{self, GenerateOptions, Mode};
-use crate::models::lstm_vae::bce_with_logits;
+use crate::midi::Meter;
+use crate::models::lstm_vae::{bce_with_logits, bce_with_logits_per_item};
 use crate::models::trained::TrainedModel;
 use crate::roll::{PITCHES, Roll};
 use crate::train::evaluation_snippets;
@@ -133,6 +134,15 @@ impl FrameAcc {
 }
 
 /// Everything `segue eval lstm-vae` reports.
+/// A figure of the snippets in 4/4 throughout and of those in other metres, with their counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct MetreSplit {
+    pub in_four_four: f64,
+    pub four_four_snippets: usize,
+    pub in_other_metres: f64,
+    pub other_snippets: usize,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LstmVaeReport {
     /// Held-out snippets measured.
@@ -146,6 +156,9 @@ pub struct LstmVaeReport {
     pub bce_per_cell_prior_z: f64,
     /// The same with z = the posterior mean of a snippet of another composer.
     pub bce_per_cell_other_z: f64,
+    /// The BCE with the posterior mean of the snippets in 4/4 throughout, and of the others
+    /// (in 3/4, 6/8 ... or changing metre).
+    pub bce_per_cell_by_metre: MetreSplit,
     /// How much lower the BCE with the posterior mean is than with a prior sample (share).
     pub latent_gain_over_prior: f64,
     /// Teacher-forced frame scores, probabilities thresholded at 0.5.
@@ -497,6 +510,8 @@ pub fn evaluate_lstm_vae(
     let mut tuned = FrameAcc::default();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut bce_mean, mut bce_prior, mut bce_other) = (0f64, 0f64, 0f64);
+    // (sum over snippets, count): in 4/4, in other metres.
+    let mut by_metre = [(0f64, 0usize); 2];
     let (mut thr, mut smp) = (FrameAcc::default(), FrameAcc::default());
     let mut kl_dims = vec![0f64; z_dim];
     let mut means: Vec<Vec<f32>> = Vec::with_capacity(n);
@@ -596,6 +611,17 @@ pub fn evaluate_lstm_vae(
         };
         let (v, logits) = bce(&z_mean)?;
         bce_mean += v;
+        let per_item = bce_with_logits_per_item(&logits, &x)
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(candle)?;
+        for (&i, item) in idx.iter().zip(per_item) {
+            let s = snippets[i].0;
+            let roll = &corpus.pieces[s.piece].roll;
+            let four = (s.start..s.start + steps).all(|t| roll.meter_at(t) == Meter::COMMON);
+            let (sum, count) = &mut by_metre[usize::from(!four)];
+            *sum += f64::from(item);
+            *count += 1;
+        }
         let (v, logits_prior) = bce(&z_prior)?;
         bce_prior += v;
         let (v, logits_other) = bce(&z_other)?;
@@ -724,6 +750,15 @@ pub fn evaluate_lstm_vae(
         bce_per_cell_mean_z: bce_mean,
         bce_per_cell_prior_z: bce_prior,
         bce_per_cell_other_z: bce_other / cells,
+        bce_per_cell_by_metre: {
+            let cells_of = |n: usize| (n * steps * PITCHES).max(1) as f64;
+            MetreSplit {
+                in_four_four: by_metre[0].0 / cells_of(by_metre[0].1),
+                four_four_snippets: by_metre[0].1,
+                in_other_metres: by_metre[1].0 / cells_of(by_metre[1].1),
+                other_snippets: by_metre[1].1,
+            }
+        },
         latent_gain_over_prior: 1.0 - bce_mean / bce_prior,
         frame_thresholded: thr.finish(),
         frame_tuned: tuned.finish(),

@@ -2024,6 +2024,14 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         "  z = other composer's mean   {:.5}",
         r.bce_per_cell_other_z
     );
+    let m = &r.bce_per_cell_by_metre;
+    out!(
+        "  posterior mean, by metre    {:.5} in 4/4 ({} snippets), {:.5} in other metres ({})",
+        m.in_four_four,
+        m.four_four_snippets,
+        m.in_other_metres,
+        m.other_snippets
+    );
     let f = |s: &segue::eval::FrameScore| {
         format!("F1 {:.3} (P {:.3} / R {:.3})", s.f1, s.precision, s.recall)
     };

@@ -825,7 +825,14 @@ fn a_metre_map_model_follows_the_metre_of_the_piece() {
     let dev = candle_core::Device::Cpu;
     let mapped = TrainedModel::load(&train::model_path(&out), &dev).unwrap();
     assert!(mapped.model.config().metre_map);
-    assert!(segue::eval::evaluate_lstm_vae(&mapped, &c, &snippets_of(6), &mut |_| {}).is_ok());
+    // Measured on snippets of any length; the BCE split by metre adds up to the whole.
+    let r = segue::eval::evaluate_lstm_vae(&mapped, &c, &snippets_of(6), &mut |_| {}).unwrap();
+    let m = r.bce_per_cell_by_metre;
+    assert_eq!((m.four_four_snippets, m.other_snippets), (r.snippets, 0));
+    assert!(
+        (m.in_four_four - r.bce_per_cell_mean_z).abs() < 1e-6,
+        "{m:?}"
+    );
     // The same weights, told to count bars from the start.
     let copy = dir.path().join("copy.safetensors");
     std::fs::copy(train::model_path(&out), &copy).unwrap();
@@ -857,6 +864,19 @@ fn a_metre_map_model_follows_the_metre_of_the_piece() {
     assert!(
         piece(&mapped, &three) != piece(&from_start, &three),
         "the metre map changed nothing"
+    );
+    // The same corpus in 3/4: every snippet counts in the other metres.
+    let mut waltzes = c.clone();
+    for piece in &mut waltzes.pieces {
+        piece.roll.set_meters(vec![waltz]);
+    }
+    let r =
+        segue::eval::evaluate_lstm_vae(&mapped, &waltzes, &snippets_of(6), &mut |_| {}).unwrap();
+    let m = r.bce_per_cell_by_metre;
+    assert_eq!((m.four_four_snippets, m.other_snippets), (0, r.snippets));
+    assert!(
+        (m.in_other_metres - r.bce_per_cell_mean_z).abs() < 1e-6,
+        "{m:?}"
     );
     // Only the primer's head (8 steps here) counts: a change of metre after it is not part of
     // the piece generated, which goes on in 3/4.

@@ -451,11 +451,21 @@ impl LstmVae {
 /// Binary cross-entropy of `logits` against 0/1 `targets`, summed over all but the batch
 /// dimension and averaged over the batch; stable for large logits.
 pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    // max(l, 0) - l * y + log(1 + exp(-|l|))
-    let softplus = logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
-    let loss = ((logits.relu()? - (logits * targets)?)? + softplus)?;
     let batch = logits.dim(0)? as f64;
-    loss.sum_all()?.affine(1.0 / batch, 0.0)
+    bce_cells(logits, targets)?
+        .sum_all()?
+        .affine(1.0 / batch, 0.0)
+}
+
+/// [`bce_with_logits`] of each item of the batch: `[B]`, summed over its cells.
+pub fn bce_with_logits_per_item(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    bce_cells(logits, targets)?.flatten_from(1)?.sum(1)
+}
+
+/// The BCE of each cell, from logits: max(l, 0) - l * y + log(1 + exp(-|l|)).
+fn bce_cells(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let softplus = logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
+    (logits.relu()? - (logits * targets)?)? + softplus
 }
 
 /// The device to compute on: CUDA 0 when built with `cuda` and asked for, else the CPU.
