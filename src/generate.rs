@@ -76,7 +76,8 @@ pub struct GenerateOptions {
     /// primer): a primer taken from the middle of a piece, given as the whole piece, keeps the
     /// piece's bar lines for the model (a roll sliced from it would count bars from the cut).
     /// The roll returned starts at the cut, its bars counted from there as
-    /// [`Roll::slice`] counts them.
+    /// [`Roll::slice`] counts them. (Options written before it read as 0.)
+    #[serde(default)]
     pub primer_start: usize,
     /// Sampling temperature: logits are divided by it (1 = the model's own probabilities).
     pub temperature: f32,
