@@ -133,7 +133,6 @@ impl FrameAcc {
     }
 }
 
-/// Everything `segue eval lstm-vae` reports.
 /// A figure of the snippets in 4/4 throughout and of those in other metres, with their counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct MetreSplit {
@@ -143,6 +142,7 @@ pub struct MetreSplit {
     pub other_snippets: usize,
 }
 
+/// Everything `segue eval lstm-vae` reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LstmVaeReport {
     /// Held-out snippets measured.
@@ -617,7 +617,10 @@ pub fn evaluate_lstm_vae(
         for (&i, item) in idx.iter().zip(per_item) {
             let s = snippets[i].0;
             let roll = &corpus.pieces[s.piece].roll;
-            let four = (s.start..s.start + steps).all(|t| roll.meter_at(t) == Meter::COMMON);
+            // In 4/4 at its start, and no change of metre inside it.
+            let inside = s.start + 1..s.start + steps;
+            let four = roll.meter_at(s.start) == Meter::COMMON
+                && !roll.meters().iter().any(|m| inside.contains(&m.step));
             let (sum, count) = &mut by_metre[usize::from(!four)];
             *sum += f64::from(item);
             *count += 1;
