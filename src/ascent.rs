@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::classify::Classifier;
 use crate::error::{Error, Result};
+use crate::meter::WindowBars;
 use crate::roll::{PITCHES, Roll};
 use crate::train::Adam;
 
@@ -66,8 +67,8 @@ pub struct Ascended {
     pub thresholded_probability: f32,
 }
 
-fn probabilities(clf: &Classifier, x: &Tensor) -> Result<Vec<f32>> {
-    let p = candle_nn::ops::softmax(&clf.model.forward(x)?, D::Minus1)?;
+fn probabilities(clf: &Classifier, x: &Tensor, bars: &WindowBars) -> Result<Vec<f32>> {
+    let p = candle_nn::ops::softmax(&clf.model.forward(x, bars)?, D::Minus1)?;
     Ok(p.squeeze(0)?.to_vec1::<f32>()?)
 }
 
@@ -115,7 +116,9 @@ pub fn ascend(
             .collect(),
     };
     let logits = Var::from_tensor(&Tensor::from_vec(init, (1, steps, PITCHES), &device)?)?;
-    let before = probabilities(clf, &candle_nn::ops::sigmoid(logits.as_tensor())?)?;
+    // The bars of the piece ascended from (4/4 from noise), as a model told the metre reads them.
+    let bars = WindowBars::new(steps, [(start.map_or(&[][..], |r| r.meters()), 0)]);
+    let before = probabilities(clf, &candle_nn::ops::sigmoid(logits.as_tensor())?, &bars)?;
     let mut adam = Adam::new(vec![("roll".into(), logits.clone())], opts.learning_rate)?;
     let labels = Tensor::new(&[target as u32], &device)?;
     for i in 0..opts.iterations {
@@ -123,7 +126,7 @@ pub fn ascend(
             return Err(Error::Cancelled);
         }
         let x = candle_nn::ops::sigmoid(logits.as_tensor())?;
-        let class = candle_nn::loss::cross_entropy(&clf.model.forward(&x)?, &labels)?;
+        let class = candle_nn::loss::cross_entropy(&clf.model.forward(&x, &bars)?, &labels)?;
         let l2 = x.sqr()?.sum_all()?;
         let diff = (x.narrow(1, 1, steps - 1)? - x.narrow(1, 0, steps - 1)?)?;
         let continuity = diff.sqr()?.sum_all()?;
@@ -134,7 +137,7 @@ pub fn ascend(
         }
     }
     let ascended = candle_nn::ops::sigmoid(logits.as_tensor())?;
-    let ascended_probability = probabilities(clf, &ascended)?[target];
+    let ascended_probability = probabilities(clf, &ascended, &bars)?[target];
     let values = ascended.squeeze(0)?.to_vec2::<f32>()?;
     let mut binary = vec![0u8; steps * PITCHES];
     for (t, row) in values.iter().enumerate() {
@@ -152,7 +155,8 @@ pub fn ascend(
         roll.set_meters(start.meters().to_vec());
     }
     let x: Vec<f32> = binary.iter().map(|&v| v as f32).collect();
-    let thresholded = probabilities(clf, &Tensor::from_vec(x, (1, steps, PITCHES), &device)?)?;
+    let x = Tensor::from_vec(x, (1, steps, PITCHES), &device)?;
+    let thresholded = probabilities(clf, &x, &bars)?;
     progress(1.0);
     Ok(Ascended {
         roll,

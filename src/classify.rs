@@ -10,11 +10,12 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::Corpus;
 use crate::error::{Error, Result, candle};
+use crate::meter::WindowBars;
 use crate::models::classifier::{ComposerClassifier, Config};
 use crate::models::saved::{self, Saved};
 use crate::roll::{PITCHES, Roll};
 use crate::train::{Adam, Control, evaluation_snippets, snippet_tensor};
-use crate::train_loop::{self, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
+use crate::train_loop::{self, Chunk, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
 
 /// Model kind in manifests and file names.
 pub const KIND: &str = "classifier";
@@ -99,10 +100,11 @@ impl Task for ClassifierTask {
         &mut self,
         x: &Tensor,
         labels: &Tensor,
+        bars: &WindowBars,
         _step: usize,
         rng: &mut ChaCha8Rng,
     ) -> Result<Scalars> {
-        let logits = self.model.forward_t(x, Some(rng))?;
+        let logits = self.model.forward_t(x, bars, Some(rng))?;
         let loss = candle_nn::loss::cross_entropy(&logits, labels)?;
         let correct = logits
             .argmax(D::Minus1)?
@@ -118,8 +120,9 @@ impl Task for ClassifierTask {
         ]))
     }
 
-    fn validate_chunk(&mut self, x: &Tensor, labels: &[usize]) -> Result<Scalars> {
-        let logits = self.model.forward(x)?;
+    fn validate_chunk(&mut self, chunk: &Chunk) -> Result<Scalars> {
+        let (x, labels) = (&chunk.x, &chunk.labels);
+        let logits = self.model.forward(x, &chunk.bars)?;
         let target: Vec<u32> = labels.iter().map(|&c| c as u32).collect();
         let target = Tensor::new(target.as_slice(), x.device())?;
         let loss = candle_nn::loss::cross_entropy(&logits, &target)?.to_scalar::<f32>()? as f64;
@@ -247,14 +250,19 @@ impl Verdict {
     }
 }
 
-/// Probabilities `[N, C]` for rolls `x` `[N, T, 128]`, in chunks of 32.
-pub fn probabilities(clf: &ComposerClassifier, x: &Tensor) -> Result<Vec<Vec<f32>>> {
+/// Probabilities `[N, C]` for rolls `x` `[N, T, 128]` whose steps fall in their bars as
+/// `bars` says, in chunks of 32.
+pub fn probabilities(
+    clf: &ComposerClassifier,
+    x: &Tensor,
+    bars: &WindowBars,
+) -> Result<Vec<Vec<f32>>> {
     let n = x.dim(0)?;
     let mut out = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
         let len = 32.min(n - start);
-        let logits = clf.forward(&x.narrow(0, start, len)?)?;
+        let logits = clf.forward(&x.narrow(0, start, len)?, &bars.narrow(start, len))?;
         out.extend(candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?);
         start += len;
     }
@@ -304,7 +312,8 @@ pub fn classify_roll(clf: &Classifier, roll: &Roll, window: usize, hop: usize) -
         }
         let x =
             Tensor::from_slice(&data, (chunk.len(), window, PITCHES), &device).map_err(candle)?;
-        probs.extend(probabilities(&clf.model, &x)?);
+        let bars = WindowBars::new(window, chunk.iter().map(|&s| (roll.meters(), s)));
+        probs.extend(probabilities(&clf.model, &x, &bars)?);
     }
     let c = clf.manifest.composers.len();
     let held = |s: usize| roll.steps().saturating_sub(s).min(window).max(1) as f32;
@@ -384,7 +393,8 @@ pub fn evaluate(
         progress(k * 32, snippets.len());
         let refs: Vec<_> = chunk.iter().map(|(s, _)| *s).collect();
         let x = snippet_tensor(corpus, &refs, window, &device)?;
-        for ((_, truth), p) in chunk.iter().zip(probabilities(&clf.model, &x)?) {
+        let bars = train_loop::snippet_bars(corpus, &refs, window);
+        for ((_, truth), p) in chunk.iter().zip(probabilities(&clf.model, &x, &bars)?) {
             let mut order: Vec<usize> = (0..c).collect();
             order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
             confusion[*truth][order[0]] += 1;

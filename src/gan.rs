@@ -12,12 +12,13 @@ use rand_chacha::ChaCha8Rng;
 use crate::dataset::Corpus;
 use crate::error::{Error, Result};
 use crate::generate::sample_notes;
+use crate::meter::WindowBars;
 use crate::models::dcgan::{Cells, Config, Dcgan, Generator};
 use crate::models::saved::{self, Saved};
 use crate::models::standard_normal;
 use crate::roll::{PITCHES, Roll};
 use crate::train::{Adam, Control};
-use crate::train_loop::{self, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
+use crate::train_loop::{self, Chunk, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
 
 /// Model kind in manifests and file names.
 pub const KIND: &str = "dcgan";
@@ -222,6 +223,7 @@ impl Task for GanTask {
         &mut self,
         x: &Tensor,
         _labels: &Tensor,
+        _bars: &WindowBars,
         step: usize,
         rng: &mut ChaCha8Rng,
     ) -> Result<Scalars> {
@@ -283,7 +285,8 @@ impl Task for GanTask {
         Ok(scalars)
     }
 
-    fn validate_chunk(&mut self, x: &Tensor, labels: &[usize]) -> Result<Scalars> {
+    fn validate_chunk(&mut self, chunk: &Chunk) -> Result<Scalars> {
+        let (x, labels) = (&chunk.x, &chunk.labels);
         let n = labels.len();
         // The same codes at every validation, so the figures are comparable over training.
         let mut rng = ChaCha8Rng::seed_from_u64(0x5A11 + n as u64);

@@ -375,6 +375,10 @@ struct ClassifierArgs {
     /// feed-forward blocks are twice as wide.
     #[arg(long, value_name = "N")]
     width: Option<usize>,
+    /// Tell each token where in its bar it starts and how long its bar is, from each piece's
+    /// metre map (default false: the notes alone).
+    #[arg(long, value_name = "BOOL")]
+    metre_map: Option<bool>,
 }
 
 #[derive(Args)]
@@ -782,6 +786,7 @@ fn run(cli: Cli) -> Result<()> {
                 weight_decay,
                 patch_steps,
                 width,
+                metre_map,
             } = *args;
             let mut defaults = segue::classify::ClassifierOptions::default();
             if let Some(w) = width {
@@ -802,6 +807,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             if let Some(p) = dropout {
                 defaults.config.stack.dropout = p;
+            }
+            if let Some(m) = metre_map {
+                defaults.config.metre_map = m;
             }
             if let Some(w) = weight_decay {
                 defaults.weight_decay = w;

@@ -173,6 +173,70 @@ impl BarMap {
         }
         out
     }
+
+    /// The metre in force at `step`.
+    pub fn meter_at(&self, step: usize) -> Meter {
+        self.stretches[self.stretch_at(step as f64)].2
+    }
+}
+
+/// Where each step of a batch of windows falls in its bar, read from each window's metre map:
+/// `[B][T]` pairs of (whole steps past the bar line, the bar's length in whole steps). What a
+/// model that is told the metre reads beside the notes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowBars {
+    steps: usize,
+    at: Vec<(u16, u16)>,
+}
+
+impl WindowBars {
+    /// The bars of windows of `steps` steps, one per `(metre map, first step)`.
+    pub fn new<'a>(
+        steps: usize,
+        windows: impl IntoIterator<Item = (&'a [StepMeter], usize)>,
+    ) -> Self {
+        let mut at = Vec::new();
+        for (meters, start) in windows {
+            let bars = BarMap::new(meters);
+            at.extend((0..steps).map(|t| {
+                let s = start.saturating_add(t);
+                let len = bars.meter_at(s).bar_steps().round().clamp(1.0, 65535.0) as u16;
+                let into = bars.steps_into_bar(s).min(usize::from(u16::MAX)) as u16;
+                (into, len)
+            }));
+        }
+        WindowBars { steps, at }
+    }
+
+    /// `items` windows of `steps` steps that each start on a bar line of 4/4 (what a roll with
+    /// no metre map is in).
+    pub fn common(items: usize, steps: usize) -> Self {
+        Self::new(steps, std::iter::repeat_n((&[][..], 0), items))
+    }
+
+    /// Steps per window.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// How many windows.
+    pub fn items(&self) -> usize {
+        self.at.len().checked_div(self.steps).unwrap_or(0)
+    }
+
+    /// Step `t` of window `item`: (steps past its bar line, its bar's length in steps).
+    pub fn at(&self, item: usize, t: usize) -> (usize, usize) {
+        let (into, len) = self.at[item * self.steps + t];
+        (usize::from(into), usize::from(len))
+    }
+
+    /// Windows `start..start + len`.
+    pub fn narrow(&self, start: usize, len: usize) -> Self {
+        WindowBars {
+            steps: self.steps,
+            at: self.at[start * self.steps..(start + len) * self.steps].to_vec(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +342,22 @@ mod tests {
         let layout = BarMap::new(&normalize(many));
         assert_eq!(layout.position(3.0 * 99_999.0), 100_000.0);
         assert_eq!(layout.bars(300_000, 150_000.0, 150_004.0).len(), 2);
+    }
+
+    #[test]
+    fn window_bars_give_each_step_its_place_in_its_bar_and_the_bar_length() {
+        // 3/4 from the start, 6/8 from step 24 (two bars of 12), 5/4 from step 36.
+        let map = [m(0, 3, 4), m(24, 6, 8), m(36, 5, 4)];
+        let w = WindowBars::new(4, [(&map[..], 10), (&map[..], 34), (&[][..], 15)]);
+        assert_eq!((w.items(), w.steps()), (3, 4));
+        let row = |i: usize| (0..4).map(|t| w.at(i, t)).collect::<Vec<_>>();
+        assert_eq!(row(0), [(10, 12), (11, 12), (0, 12), (1, 12)]);
+        assert_eq!(row(1), [(10, 12), (11, 12), (0, 20), (1, 20)]);
+        // No map: 4/4.
+        assert_eq!(row(2), [(15, 16), (0, 16), (1, 16), (2, 16)]);
+        assert_eq!(w.narrow(1, 2).at(0, 2), (0, 20));
+        assert_eq!(w.narrow(1, 2).items(), 2);
+        assert_eq!(WindowBars::common(2, 3).at(1, 2), (2, 16));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::dataset::{BalancedSampler, Batch, Corpus, SnippetRef};
 use crate::error::{Error, Result, candle};
 use crate::fsutil;
+use crate::meter::WindowBars;
 use crate::models::saved::{self, ModelManifest};
 use crate::models::trained::{self, CorpusInfo, LatentStats};
 use crate::models::weights;
@@ -141,25 +142,42 @@ pub trait Task {
     fn optimizers(&mut self) -> Vec<&mut Adam>;
     /// The model's sizes, for the manifest.
     fn config(&self) -> serde_json::Value;
-    /// One optimiser step on a batch `x` `[B, T, 128]` with composer `labels` `[B]`.
+    /// One optimiser step on a batch `x` `[B, T, 128]` with composer `labels` `[B]`, whose
+    /// steps fall in their bars as `bars` says (for models told the metre).
     fn train_step(
         &mut self,
         x: &Tensor,
         labels: &Tensor,
+        bars: &WindowBars,
         step: usize,
         rng: &mut ChaCha8Rng,
     ) -> Result<Scalars>;
-    /// Figures on held-out snippets `x` with `labels` (chunks of at most 20), summed by the
-    /// caller: return per-chunk sums and a count under the key "n" to average by.
-    fn validate_chunk(&mut self, x: &Tensor, labels: &[usize]) -> Result<Scalars>;
+    /// Figures on a chunk of held-out snippets (at most 20), summed by the caller: return
+    /// per-chunk sums and a count under the key "n" to average by.
+    fn validate_chunk(&mut self, chunk: &Chunk) -> Result<Scalars>;
     /// Per-composer latent statistics (latent-variable models), from training snippets.
-    fn latents(
-        &mut self,
-        _snippets: &[(Tensor, Vec<usize>)],
-        _composers: usize,
-    ) -> Result<Vec<LatentStats>> {
+    fn latents(&mut self, _snippets: &[Chunk], _composers: usize) -> Result<Vec<LatentStats>> {
         Ok(Vec::new())
     }
+}
+
+/// Snippets judged together: the rolls `[B, T, 128]`, their composers, and where each of
+/// their steps falls in its bar.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub x: Tensor,
+    pub labels: Vec<usize>,
+    pub bars: WindowBars,
+}
+
+/// Where each step of `snippets` of `steps` steps falls in its bar, from its piece's metre map.
+pub fn snippet_bars(corpus: &Corpus, snippets: &[SnippetRef], steps: usize) -> WindowBars {
+    WindowBars::new(
+        steps,
+        snippets
+            .iter()
+            .map(|s| (corpus.pieces[s.piece].roll.meters(), s.start)),
+    )
 }
 
 /// One line of the metrics log.
@@ -320,26 +338,26 @@ impl Runner<'_> {
         CorpusInfo::of(self.corpus, self.train_pieces.len())
     }
 
-    fn chunks(&self, snippets: &[(SnippetRef, usize)]) -> Result<Vec<(Tensor, Vec<usize>)>> {
+    fn chunks(&self, snippets: &[(SnippetRef, usize)]) -> Result<Vec<Chunk>> {
+        let steps = self.opts.snippet_steps;
         snippets
             .chunks(20)
             .map(|chunk| {
                 let refs: Vec<SnippetRef> = chunk.iter().map(|(s, _)| *s).collect();
-                let x = crate::train::snippet_tensor(
-                    self.corpus,
-                    &refs,
-                    self.opts.snippet_steps,
-                    &self.device,
-                )?;
-                Ok((x, chunk.iter().map(|(_, c)| *c).collect()))
+                let x = crate::train::snippet_tensor(self.corpus, &refs, steps, &self.device)?;
+                Ok(Chunk {
+                    x,
+                    labels: chunk.iter().map(|(_, c)| *c).collect(),
+                    bars: snippet_bars(self.corpus, &refs, steps),
+                })
             })
             .collect()
     }
 
     fn validate(&self, task: &mut dyn Task) -> Result<Scalars> {
         let mut sums = Scalars::new();
-        for (x, labels) in self.chunks(&self.valid)? {
-            for (k, v) in task.validate_chunk(&x, &labels)? {
+        for chunk in self.chunks(&self.valid)? {
+            for (k, v) in task.validate_chunk(&chunk)? {
                 *sums.entry(k).or_default() += v;
             }
         }
@@ -820,17 +838,20 @@ pub fn run(
         let mut rng = step_rng(opts.seed, STEP_DRAWS, step);
         let mut data = Vec::new();
         let mut labels = Vec::new();
+        let mut sources = Vec::new();
         for _ in 0..per_step {
             let mut batch = sampler.next_batch();
             transpose_batch(&mut batch, opts.transpose, &mut rng);
             drop_notes_batch(&mut batch, opts.note_dropout, &mut rng);
             data.extend_from_slice(&batch.data);
             labels.extend(batch.composers.iter().map(|&c| c as u32));
+            sources.extend_from_slice(&batch.sources);
         }
         let x = Tensor::from_vec(data, (labels.len(), opts.snippet_steps, PITCHES), device)
             .map_err(candle)?;
         let labels = Tensor::new(labels.as_slice(), device).map_err(candle)?;
-        let train = task.train_step(&x, &labels, step, &mut rng)?;
+        let bars = snippet_bars(corpus, &sources, opts.snippet_steps);
+        let train = task.train_step(&x, &labels, &bars, step, &mut rng)?;
         if train.values().any(|v| !v.is_finite()) {
             return Err(Error::InvalidArgument(format!(
                 "training diverged at step {}: {train:?}",

@@ -19,13 +19,14 @@ use rand_chacha::ChaCha8Rng;
 use crate::dataset::Corpus;
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, Generated, Mode, interpolate, sample_notes};
+use crate::meter::WindowBars;
 use crate::models::lstm_vae::bce_with_logits;
 use crate::models::saved::{self, Saved};
 use crate::models::trained::LatentStats;
 use crate::models::transformer_vae::{Config, TransformerVae};
 use crate::roll::{PITCHES, Roll};
 use crate::train::{Adam, BetaSchedule, Control};
-use crate::train_loop::{self, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
+use crate::train_loop::{self, Chunk, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
 
 /// Model kind in manifests and file names.
 pub const KIND: &str = "transformer-vae";
@@ -114,6 +115,7 @@ impl Task for TvaeTask {
         &mut self,
         x: &Tensor,
         _labels: &Tensor,
+        _bars: &WindowBars,
         step: usize,
         rng: &mut ChaCha8Rng,
     ) -> Result<Scalars> {
@@ -137,7 +139,8 @@ impl Task for TvaeTask {
         ]))
     }
 
-    fn validate_chunk(&mut self, x: &Tensor, labels: &[usize]) -> Result<Scalars> {
+    fn validate_chunk(&mut self, chunk: &Chunk) -> Result<Scalars> {
+        let (x, labels) = (&chunk.x, &chunk.labels);
         let (b, t, _) = x.dims3()?;
         let q = self.model.encode(x)?;
         let logits = self.model.decode(&q.mean, t)?;
@@ -152,13 +155,9 @@ impl Task for TvaeTask {
         ]))
     }
 
-    fn latents(
-        &mut self,
-        snippets: &[(Tensor, Vec<usize>)],
-        composers: usize,
-    ) -> Result<Vec<LatentStats>> {
+    fn latents(&mut self, snippets: &[Chunk], composers: usize) -> Result<Vec<LatentStats>> {
         let mut per: Vec<Vec<Vec<f32>>> = vec![Vec::new(); composers];
-        for (x, labels) in snippets {
+        for Chunk { x, labels, .. } in snippets {
             let means = self.model.encode(x)?.mean.to_vec2::<f32>()?;
             for (c, m) in labels.iter().zip(means) {
                 per[*c].push(m);

@@ -12,6 +12,7 @@ use candle_nn::{VarBuilder, VarMap};
 use common::write_tiny_corpus;
 use segue::dataset::{Corpus, LoadOptions};
 use segue::generate::{GenerateOptions, Mode};
+use segue::meter::WindowBars;
 use segue::models::dcgan::Cells;
 use segue::models::transformer::StackConfig;
 use segue::roll::QuantizeOptions;
@@ -127,15 +128,35 @@ fn train_classifier(
 #[test]
 fn gradients_reach_every_transformer_weight() {
     // candle's fused layer norm and softmax have no backward pass; the stack must not use them.
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let mut cfg = segue::models::classifier::Config::studio(3);
-    cfg.stack = tiny_stack(8, 32);
-    let model = segue::models::classifier::ComposerClassifier::new(&cfg, vb).unwrap();
-    segue::train_loop::seeded_init(&varmap, 3).unwrap();
-    let x = Tensor::rand(0f32, 1f32, (2, 16, 128), &Device::Cpu).unwrap();
-    let loss = model.forward(&x).unwrap().sqr().unwrap().sum_all().unwrap();
-    let grads = loss.backward().unwrap();
+    for metre_map in [false, true] {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let mut cfg = segue::models::classifier::Config::studio(3);
+        cfg.stack = tiny_stack(8, 32);
+        cfg.metre_map = metre_map;
+        let model = segue::models::classifier::ComposerClassifier::new(&cfg, vb).unwrap();
+        segue::train_loop::seeded_init(&varmap, 3).unwrap();
+        let x = Tensor::rand(0f32, 1f32, (2, 16, 128), &Device::Cpu).unwrap();
+        let bars = WindowBars::common(2, 16);
+        let loss = model
+            .forward(&x, &bars)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        let names = nonzero_gradients(&varmap, &grads);
+        assert_eq!(
+            names.iter().any(|n| n.contains("within_bar")),
+            metre_map,
+            "{names:?}"
+        );
+    }
+}
+
+/// The names of `varmap`'s weights, each checked to have a nonzero gradient in `grads`.
+fn nonzero_gradients(varmap: &VarMap, grads: &candle_core::backprop::GradStore) -> Vec<String> {
     let data = varmap.data().lock().unwrap();
     for (name, var) in data.iter() {
         let g = grads
@@ -150,6 +171,75 @@ fn gradients_reach_every_transformer_weight() {
             .unwrap();
         assert!(norm > 0.0, "zero gradient for {name}");
     }
+    data.keys().cloned().collect()
+}
+
+/// The tiny corpus with every piece's notes replaced by those of the first, each composer's
+/// pieces in a metre of its own (4/4, 3/4, 5/4): only the metre tells the composers apart.
+fn metre_only_corpus() -> (tempfile::TempDir, Corpus) {
+    let (dir, mut c) = tiny_corpus();
+    let notes = c.pieces[0].roll.clone();
+    for piece in &mut c.pieces {
+        let mut roll = notes.clone();
+        let numerator = [4, 3, 5][piece.composer];
+        roll.set_meters(vec![segue::meter::StepMeter {
+            step: 0,
+            meter: segue::midi::Meter {
+                numerator,
+                denominator: 4,
+            },
+        }]);
+        piece.roll = roll;
+    }
+    (dir, c)
+}
+
+#[test]
+fn a_classifier_told_the_metre_reads_each_pieces_bars() {
+    let (dir, c) = metre_only_corpus();
+    let held_out = |metre_map: bool, name: &str| {
+        let mut o = classifier_options(60);
+        o.config.metre_map = metre_map;
+        o.train.eval_every = 60;
+        o.train.checkpoint_every = 60;
+        let seen = train_classifier(&c, &o, &dir.path().join(name), false);
+        seen.last().unwrap().valid.clone().unwrap()["accuracy"]
+    };
+    // Training and validation give each snippet its piece's bars: told them, it tells the
+    // composers apart; reading the notes alone, it cannot.
+    let told = held_out(true, "told");
+    let untold = held_out(false, "untold");
+    assert!(told > 0.95, "told the metre: {told}");
+    assert!(untold < 0.7, "notes alone: {untold}");
+
+    // Classifying a roll reads the roll's own metre map, window by window.
+    let clf = classify::load(
+        &dir.path().join("told/classifier.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert!(clf.config.metre_map);
+    for piece in &c.pieces {
+        let v = classify::classify_roll(&clf, &piece.roll, 32, 16).unwrap();
+        assert_eq!(v.ranked()[0], piece.composer);
+        let mut plain = piece.roll.clone();
+        plain.set_meters(Vec::new());
+        let v = classify::classify_roll(&clf, &plain, 32, 16).unwrap();
+        assert_eq!(v.ranked()[0], 0, "no metre map is 4/4");
+    }
+    let report = classify::evaluate(&clf, &c, 4, &mut |_, _| {}).unwrap();
+    assert_eq!(report.accuracy, 1.0, "{report:?}");
+
+    // Bars of another shape than the roll's are refused.
+    let x = Tensor::zeros((2, 32, 128), DType::F32, &Device::Cpu).unwrap();
+    let err = clf
+        .model
+        .forward(&x, &WindowBars::common(1, 32))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("bar positions of 1 windows"),
+        "{err}"
+    );
 }
 
 #[test]
