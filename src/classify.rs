@@ -393,7 +393,7 @@ pub fn evaluate(
         progress(k * 32, snippets.len());
         let refs: Vec<_> = chunk.iter().map(|(s, _)| *s).collect();
         let x = snippet_tensor(corpus, &refs, window, &device)?;
-        let bars = train_loop::snippet_bars(corpus, &refs, window);
+        let bars = train_loop::window_bars(corpus, &refs, window);
         for ((_, truth), p) in chunk.iter().zip(probabilities(&clf.model, &x, &bars)?) {
             let mut order: Vec<usize> = (0..c).collect();
             order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));

@@ -190,14 +190,20 @@ pub struct WindowBars {
 }
 
 impl WindowBars {
-    /// The bars of windows of `steps` steps, one per `(metre map, first step)`.
+    /// The bars of windows of `steps` steps, one per `(metre map, first step)` (windows of one
+    /// map in a row share its layout: a roll's many windows lay it out once).
     pub fn new<'a>(
         steps: usize,
         windows: impl IntoIterator<Item = (&'a [StepMeter], usize)>,
     ) -> Self {
         let mut at = Vec::new();
+        let mut laid_out: Option<(&[StepMeter], BarMap)> = None;
         for (meters, start) in windows {
-            let bars = BarMap::new(meters);
+            let bars = match laid_out.take() {
+                Some((map, bars)) if std::ptr::eq(map, meters) => (map, bars),
+                _ => (meters, BarMap::new(meters)),
+            };
+            let bars = &laid_out.insert(bars).1;
             at.extend((0..steps).map(|t| {
                 let s = start.saturating_add(t);
                 let len = bars.meter_at(s).bar_steps().round().clamp(1.0, 65535.0) as u16;
@@ -230,11 +236,13 @@ impl WindowBars {
         (usize::from(into), usize::from(len))
     }
 
-    /// Windows `start..start + len`.
+    /// Windows `start..start + len`, as many of them as there are.
     pub fn narrow(&self, start: usize, len: usize) -> Self {
+        let items = self.items();
+        let (from, to) = (start.min(items), start.saturating_add(len).min(items));
         WindowBars {
             steps: self.steps,
-            at: self.at[start * self.steps..(start + len) * self.steps].to_vec(),
+            at: self.at[from * self.steps..to * self.steps].to_vec(),
         }
     }
 }
@@ -357,6 +365,8 @@ mod tests {
         assert_eq!(row(2), [(15, 16), (0, 16), (1, 16), (2, 16)]);
         assert_eq!(w.narrow(1, 2).at(0, 2), (0, 20));
         assert_eq!(w.narrow(1, 2).items(), 2);
+        assert_eq!(w.narrow(2, 5).items(), 1, "no more than there are");
+        assert_eq!(w.narrow(7, 1).items(), 0);
         assert_eq!(WindowBars::common(2, 3).at(1, 2), (2, 16));
     }
 

@@ -171,7 +171,7 @@ pub struct Chunk {
 }
 
 /// Where each step of `snippets` of `steps` steps falls in its bar, from its piece's metre map.
-pub fn snippet_bars(corpus: &Corpus, snippets: &[SnippetRef], steps: usize) -> WindowBars {
+pub fn window_bars(corpus: &Corpus, snippets: &[SnippetRef], steps: usize) -> WindowBars {
     WindowBars::new(
         steps,
         snippets
@@ -316,6 +316,32 @@ pub fn drop_notes_batch(batch: &mut Batch, p: f64, rng: &mut impl Rng) {
     }
 }
 
+/// The sizes in which a checkpoint's model differs from the one asked for, named: " (metre_map:
+/// the checkpoint's true, this run's absent)"; empty when neither is a JSON object.
+fn config_differences(was: &serde_json::Value, now: &serde_json::Value) -> String {
+    let (Some(was), Some(now)) = (was.as_object(), now.as_object()) else {
+        return String::new();
+    };
+    let shown = |v: Option<&serde_json::Value>| v.map_or("absent".to_string(), |v| v.to_string());
+    let keys: std::collections::BTreeSet<&String> = was.keys().chain(now.keys()).collect();
+    let differ: Vec<String> = keys
+        .into_iter()
+        .filter(|k| was.get(*k) != now.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: the checkpoint's {}, this run's {}",
+                shown(was.get(k)),
+                shown(now.get(k))
+            )
+        })
+        .collect();
+    if differ.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", differ.join("; "))
+    }
+}
+
 /// Per-chunk validation sums averaged by their "n".
 fn average(sums: Scalars) -> Scalars {
     let n = sums.get("n").copied().unwrap_or(1.0).max(1.0);
@@ -348,7 +374,7 @@ impl Runner<'_> {
                 Ok(Chunk {
                     x,
                     labels: chunk.iter().map(|(_, c)| *c).collect(),
-                    bars: snippet_bars(self.corpus, &refs, steps),
+                    bars: window_bars(self.corpus, &refs, steps),
                 })
             })
             .collect()
@@ -416,12 +442,13 @@ impl Runner<'_> {
         let info: LoopState = weights::read_manifest(&weights::manifest_path(&state_file(out)))?;
         if info.kind != task.kind() || info.config != task.config() {
             return Err(Error::InvalidArgument(format!(
-                "{}: the checkpoint is of a {} model {}, not {} {}",
+                "{}: the checkpoint is of a {} model {}, not {} {}{}",
                 out.display(),
                 info.kind,
                 info.config,
                 task.kind(),
-                task.config()
+                task.config(),
+                config_differences(&info.config, &task.config())
             )));
         }
         check_same_corpus(out, &info.corpus_hash, self.corpus)?;
@@ -850,7 +877,7 @@ pub fn run(
         let x = Tensor::from_vec(data, (labels.len(), opts.snippet_steps, PITCHES), device)
             .map_err(candle)?;
         let labels = Tensor::new(labels.as_slice(), device).map_err(candle)?;
-        let bars = snippet_bars(corpus, &sources, opts.snippet_steps);
+        let bars = window_bars(corpus, &sources, opts.snippet_steps);
         let train = task.train_step(&x, &labels, &bars, step, &mut rng)?;
         if train.values().any(|v| !v.is_finite()) {
             return Err(Error::InvalidArgument(format!(

@@ -229,6 +229,61 @@ fn a_classifier_told_the_metre_reads_each_pieces_bars() {
     }
     let report = classify::evaluate(&clf, &c, 4, &mut |_, _| {}).unwrap();
     assert_eq!(report.accuracy, 1.0, "{report:?}");
+    // Each window is read at its own place in the piece's bars: the window at step 5 of a
+    // 3/4 piece starts 5 steps into a bar, not on a bar line (which would change its verdict).
+    let waltz = &c.pieces.iter().find(|p| p.composer == 1).unwrap().roll;
+    let v = classify::classify_roll(&clf, waltz, 32, 5).unwrap();
+    assert_eq!(v.windows[1].0, 5);
+    let window = Tensor::from_vec(
+        {
+            let mut data = vec![0f32; 32 * 128];
+            waltz.window_f32(5, 32, &mut data);
+            data
+        },
+        (1, 32, 128),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let at = |start: usize| {
+        let bars = WindowBars::new(32, [(waltz.meters(), start)]);
+        classify::probabilities(&clf.model, &window, &bars).unwrap()[0].clone()
+    };
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
+    assert!(close(&v.windows[1].1, &at(5)));
+    assert!(
+        !close(&at(5), &at(0)),
+        "the place in the bar changes nothing"
+    );
+    // Training snippets get their pieces' bars from where they start.
+    let refs = [segue::dataset::SnippetRef {
+        piece: c.pieces.iter().position(|p| p.composer == 1).unwrap(),
+        start: 7,
+    }];
+    let bars = segue::train_loop::window_bars(&c, &refs, 32);
+    assert_eq!(
+        (bars.at(0, 0), bars.at(0, 5), bars.at(0, 6)),
+        ((7, 12), (0, 12), (1, 12))
+    );
+
+    // A run resumed with the metre input switched is refused, naming what differs.
+    let mut other = classifier_options(62);
+    other.train.eval_every = 60;
+    other.train.checkpoint_every = 60;
+    let err = classify::train_classifier(
+        &c,
+        &other,
+        &dir.path().join("told"),
+        &Device::Cpu,
+        true,
+        &Control::default(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("metre_map: the checkpoint's true, this run's absent"),
+        "{err}"
+    );
 
     // Bars of another shape than the roll's are refused.
     let x = Tensor::zeros((2, 32, 128), DType::F32, &Device::Cpu).unwrap();

@@ -15,8 +15,8 @@ use crate::meter::WindowBars;
 use crate::models::transformer::{DropoutRng, Stack, StackConfig, mean_pool};
 use crate::roll::PITCHES;
 
-/// Rows of each metre embedding: places in a bar and bar lengths of 0..=32 steps (a bar of 8/4
-/// or 12/8 at most; longer ones share the last row).
+/// Rows of each metre embedding: places in a bar of 0..=32 steps, bar lengths of 1..=32 (8/4 at
+/// most; a longer bar shares the last row, and a place past 32 too).
 pub const BAR_ROWS: usize = 33;
 
 /// Sizes of the classifier.
@@ -29,9 +29,15 @@ pub struct Config {
     /// The encoder stack.
     pub stack: StackConfig,
     /// Whether each token is told its place in its bar and its bar's length, read from the
-    /// piece's metre map (false in models from before it: they read the notes alone).
-    #[serde(default)]
+    /// piece's metre map (false in models from before it: they read the notes alone). Not
+    /// written when false, so the sizes of a model without it read as they did before it (a
+    /// run from then resumes).
+    #[serde(default, skip_serializing_if = "is_false")]
     pub metre_map: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl crate::models::saved::MinParameters for Config {
@@ -161,5 +167,26 @@ impl ComposerClassifier {
     /// Inference: roll -> logits.
     pub fn forward(&self, roll: &Tensor, bars: &WindowBars) -> Result<Tensor> {
         self.forward_t(roll, bars, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_without_the_metre_read_as_before_it() {
+        // A checkpoint from before the metre input has no "metre_map": its run resumes only if
+        // the sizes of a model without it are written the same way.
+        let cfg = Config::studio(20);
+        let json = serde_json::to_value(cfg).unwrap();
+        assert!(json.get("metre_map").is_none(), "{json}");
+        let told = Config {
+            metre_map: true,
+            ..cfg
+        };
+        let back: Config = serde_json::from_value(serde_json::to_value(told).unwrap()).unwrap();
+        assert_eq!(back, told);
+        assert_eq!(serde_json::from_value::<Config>(json).unwrap(), cfg);
     }
 }
