@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::Corpus;
 use crate::error::{Error, Result, candle};
-use crate::meter::WindowBars;
+use crate::meter::{StepMeter, WindowBars};
 use crate::models::classifier::{ComposerClassifier, Config};
 use crate::models::saved::{self, Saved};
 use crate::roll::{PITCHES, Roll};
@@ -274,6 +274,20 @@ pub fn probabilities(
 /// the roll it holds, so a last window of a few steps and much padding counts for little (a
 /// 269-step piece: 256 and 13).
 pub fn classify_roll(clf: &Classifier, roll: &Roll, window: usize, hop: usize) -> Result<Verdict> {
+    classify_roll_in(clf, roll, (roll.meters(), 0), window, hop)
+}
+
+/// [`classify_roll`] for a roll cut from a piece (a slice starts its bars afresh): its step 0
+/// lies at step `bars.1` of a piece with metre map `bars.0`, and a classifier told the metre
+/// reads each window at its place in that piece's bars.
+pub fn classify_roll_in(
+    clf: &Classifier,
+    roll: &Roll,
+    bars: (&[StepMeter], usize),
+    window: usize,
+    hop: usize,
+) -> Result<Verdict> {
+    let (meters, offset) = bars;
     let patch = clf.config.patch_steps;
     let most = clf.config.max_steps();
     if window == 0 || window > most {
@@ -312,7 +326,10 @@ pub fn classify_roll(clf: &Classifier, roll: &Roll, window: usize, hop: usize) -
         }
         let x =
             Tensor::from_slice(&data, (chunk.len(), window, PITCHES), &device).map_err(candle)?;
-        let bars = WindowBars::new(window, chunk.iter().map(|&s| (roll.meters(), s)));
+        let bars = WindowBars::new(
+            window,
+            chunk.iter().map(|&s| (meters, offset.saturating_add(s))),
+        );
         probs.extend(probabilities(&clf.model, &x, &bars)?);
     }
     let c = clf.manifest.composers.len();

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::eval::pooled_music_stats;
 use crate::gan::{self, TrainedGan};
 use crate::generate::{self, GenerateOptions, Mode};
+use crate::meter::StepMeter;
 use crate::models::lstm_vae::bce_with_logits;
 use crate::models::trained::TrainedModel;
 use crate::roll::Roll;
@@ -267,11 +268,37 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     }
 }
 
-/// Generated outputs of one model with the composer each targets (`None` = the whole corpus).
+/// Generated outputs of one model.
 struct Outputs {
     name: String,
-    rolls: Vec<(Roll, Option<usize>)>,
+    rolls: Vec<Output>,
     recon_per_step: Option<f64>,
+}
+
+/// One generated roll and the composer it targets (`None` = the whole corpus).
+struct Output {
+    roll: Roll,
+    target: Option<usize>,
+    /// Where its step 0 lies in the bars it was generated in: the metre map of the roll it
+    /// was cut from, and the step (what a classifier told the metre reads).
+    bars: (Vec<StepMeter>, usize),
+}
+
+impl Output {
+    /// A roll as generated.
+    fn whole(roll: Roll, target: Option<usize>) -> Self {
+        let bars = (roll.meters().to_vec(), 0);
+        Output { roll, target, bars }
+    }
+
+    /// Steps `start..start + len` of `generated`, which go on in its bars.
+    fn cut(generated: &Roll, start: usize, len: usize, target: Option<usize>) -> Self {
+        Output {
+            roll: generated.slice(start, len),
+            target,
+            bars: (generated.meters().to_vec(), start),
+        }
+    }
 }
 
 fn measure(
@@ -296,18 +323,20 @@ fn measure(
         }
         h
     };
-    f.notes_per_step = pooled_music_stats(out.rolls.iter().map(|(r, _)| r)).notes_per_sounding_step;
+    f.notes_per_step =
+        pooled_music_stats(out.rolls.iter().map(|o| &o.roll)).notes_per_sounding_step;
     let (mut prob, mut share) = (0f64, 0usize);
-    for (roll, target) in &out.rolls {
+    for Output { roll, target, bars } in &out.rolls {
         let target_pc = target.map_or(all_pc, |c| composer_pc[c]);
         f.pitch_class_overlap += intersection(&pitch_classes(roll), &target_pc) / n;
         if let (Some(clf), Some(c)) = (clf, target) {
-            let v = classify::classify_roll(clf, roll, roll.steps().max(1), roll.steps().max(1))?;
+            let window = roll.steps().max(1);
+            let v = classify::classify_roll_in(clf, roll, (&bars.0, bars.1), window, window)?;
             prob += v.overall[*c] as f64;
             share += usize::from(v.ranked()[0] == *c);
         }
     }
-    let targeted = out.rolls.iter().filter(|(_, t)| t.is_some()).count();
+    let targeted = out.rolls.iter().filter(|o| o.target.is_some()).count();
     if clf.is_some() && targeted > 0 {
         f.target_probability = Some(prob / targeted as f64);
         f.target_share = Some(share as f64 / targeted as f64);
@@ -317,7 +346,7 @@ fn measure(
     // target is the whole corpus: its reference is then every pair of real snippets.
     let real_features: Vec<(Features, usize)> =
         real.iter().map(|(r, c)| (features(r), *c)).collect();
-    let untargeted = out.rolls.iter().all(|(_, t)| t.is_none());
+    let untargeted = out.rolls.iter().all(|o| o.target.is_none());
     for which in 0..4 {
         let mut intra = Vec::new();
         for (i, (a, ca)) in real_features.iter().enumerate() {
@@ -328,7 +357,7 @@ fn measure(
             }
         }
         let mut inter = Vec::new();
-        for (roll, target) in &out.rolls {
+        for Output { roll, target, .. } in &out.rolls {
             let g = features(roll);
             for (r, c) in &real_features {
                 if target.is_none_or(|t| t == *c) {
@@ -467,7 +496,7 @@ pub fn evaluate_all(
                 &mut |_| {},
                 &cancel,
             )?;
-            rolls.push((g.roll.slice(g.primer_steps, steps), Some(c)));
+            rolls.push(Output::cut(&g.roll, g.primer_steps, steps, Some(c)));
         }
     }
     all.push(Outputs {
@@ -491,7 +520,7 @@ pub fn evaluate_all(
                     &mut |_| {},
                     &cancel,
                 )?;
-                rolls.push((g.roll, Some(c)));
+                rolls.push(Output::whole(g.roll, Some(c)));
             }
         }
         all.push(Outputs {
@@ -512,7 +541,7 @@ pub fn evaluate_all(
             opts.seed,
         )?
         .into_iter()
-        .map(|r| (r, None))
+        .map(|r| Output::whole(r, None))
         .collect();
         all.push(Outputs {
             name: "DCGAN".into(),
@@ -537,7 +566,7 @@ pub fn evaluate_all(
                 &mut |_| {},
                 &cancel,
             )?;
-            rolls.push((a.roll, Some(c)));
+            rolls.push(Output::whole(a.roll, Some(c)));
         }
         all.push(Outputs {
             name: "Classifier ascent".into(),
@@ -634,12 +663,16 @@ fn style_verdict(
                 &mut |_| {},
                 &cancel,
             )?;
-            Ok::<Roll, Error>(g.roll.slice(g.primer_steps, steps))
+            Ok::<Output, Error>(Output::cut(&g.roll, g.primer_steps, steps, Some(b)))
         };
         let run = |mode: Mode, alpha: f32| run_for(mode, alpha, window, 0);
-        let judge = |roll: &Roll| -> Result<Vec<f32>> {
-            Ok(classify::classify_roll(clf, roll, window, window)?.overall)
+        // Judges `len` steps from `from` of an output, read in the bars it was generated in.
+        let judge_part = |o: &Output, from: usize, len: usize| -> Result<Vec<f32>> {
+            let part = o.roll.slice(from, len);
+            let bars = (&o.bars.0[..], o.bars.1 + from);
+            Ok(classify::classify_roll_in(clf, &part, bars, window, window)?.overall)
         };
+        let judge = |o: &Output| judge_part(o, 0, o.roll.steps());
         let transfer = run(Mode::Transfer, 1.0)?;
         let p = judge(&transfer)?;
         let best = (0..p.len())
@@ -647,14 +680,16 @@ fn style_verdict(
             .unwrap_or(0);
         v.transfer_share += f64::from(u8::from(best == b));
         v.transfer_source_share += f64::from(u8::from(best == a));
-        v.transfer_chroma_similarity += cosine(&pitch_classes(&transfer), &source_pc);
+        v.transfer_chroma_similarity += cosine(&pitch_classes(&transfer.roll), &source_pc);
         let own = run(Mode::Continue, 0.0)?;
-        v.continuation_chroma_similarity += cosine(&pitch_classes(&own), &source_pc);
+        v.continuation_chroma_similarity += cosine(&pitch_classes(&own.roll), &source_pc);
         // A transition over one window, then a window at B's code: is that one judged B?
         let transition = run_for(Mode::Transition, 0.0, 2 * window, window)?;
-        v.transition_chroma_similarity +=
-            cosine(&pitch_classes(&transition.slice(0, window)), &source_pc);
-        let p = judge(&transition.slice(window, window))?;
+        v.transition_chroma_similarity += cosine(
+            &pitch_classes(&transition.roll.slice(0, window)),
+            &source_pc,
+        );
+        let p = judge_part(&transition, window, window)?;
         let best = (0..p.len())
             .max_by(|&x, &y| p[x].total_cmp(&p[y]))
             .unwrap_or(0);

@@ -254,6 +254,10 @@ fn a_classifier_told_the_metre_reads_each_pieces_bars() {
         !close(&at(5), &at(0)),
         "the place in the bar changes nothing"
     );
+    // A window cut from the piece is read where it lay in the piece's bars.
+    let cut = waltz.slice(5, 32);
+    let placed = classify::classify_roll_in(&clf, &cut, (waltz.meters(), 5), 32, 32).unwrap();
+    assert!(close(&placed.windows[0].1, &at(5)));
     // Training snippets get their pieces' bars from where they start.
     let refs = [segue::dataset::SnippetRef {
         piece: c.pieces.iter().position(|p| p.composer == 1).unwrap(),
