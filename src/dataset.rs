@@ -605,6 +605,17 @@ pub struct ComposerStats {
 }
 
 impl Corpus {
+    /// Each snippet's piece's metre map and the step it starts at: where its bars fall, for
+    /// the models told the metre.
+    pub fn snippet_metres<'a>(
+        &'a self,
+        snippets: &'a [SnippetRef],
+    ) -> impl Iterator<Item = (&'a [StepMeter], usize)> + 'a {
+        snippets
+            .iter()
+            .map(|s| (self.pieces[s.piece].roll.meters(), s.start))
+    }
+
     /// Figures per composer.
     pub fn stats(&self) -> Vec<ComposerStats> {
         self.composers

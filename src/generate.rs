@@ -124,6 +124,23 @@ pub struct Generated {
     pub roll: Roll,
     /// How many of the first steps are the primer.
     pub primer_steps: usize,
+    /// Where the roll's step 0 lies in the bars it was generated in: a metre map and a step
+    /// of it. A roll primed from the middle of a piece starts its own bars afresh (as a
+    /// slice does), but the model read the piece's: its map up to the primer's end, from the
+    /// primer's first step.
+    pub bars: (Vec<StepMeter>, usize),
+}
+
+impl Generated {
+    /// A roll generated in its own bars.
+    pub fn new(roll: Roll, primer_steps: usize) -> Self {
+        let bars = (roll.meters().to_vec(), 0);
+        Generated {
+            roll,
+            primer_steps,
+            bars,
+        }
+    }
 }
 
 /// Mixes codes `a` and `b` at `t` in [0, 1].
@@ -398,7 +415,11 @@ fn decode(
     roll.continue_with(&generated);
     // `slice` starts the generated part's notes afresh; those the primer holds go on.
     roll.join_held_at(primer_steps);
-    Ok(Generated { roll, primer_steps })
+    Ok(Generated {
+        roll,
+        primer_steps,
+        bars: (head_meters, start),
+    })
 }
 
 #[cfg(test)]

@@ -1964,7 +1964,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         other => bail!("{}: `{other}` models cannot generate", path.display()),
     };
     bar.finish_and_clear();
-    let result = generate::Generated { roll, primer_steps };
+    let result = generate::Generated::new(roll, primer_steps);
     result.roll.write_midi(&a.output)?;
     out!(
         "wrote {} ({} primer + {} generated steps)",

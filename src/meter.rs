@@ -197,6 +197,8 @@ impl WindowBars {
         windows: impl IntoIterator<Item = (&'a [StepMeter], usize)>,
     ) -> Self {
         let mut at = Vec::new();
+        // The same map (the same slice: address and length) as the window before is laid out
+        // once; a miss only lays it out again.
         let mut laid_out: Option<(&[StepMeter], BarMap)> = None;
         for (meters, start) in windows {
             let bars = match laid_out.take() {

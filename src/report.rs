@@ -22,7 +22,7 @@ use crate::dataset::{Corpus, SnippetRef};
 use crate::error::{Error, Result};
 use crate::eval::pooled_music_stats;
 use crate::gan::{self, TrainedGan};
-use crate::generate::{self, GenerateOptions, Mode};
+use crate::generate::{self, GenerateOptions, Generated, Mode};
 use crate::meter::StepMeter;
 use crate::models::lstm_vae::bce_with_logits;
 use crate::models::trained::TrainedModel;
@@ -291,12 +291,13 @@ impl Output {
         Output { roll, target, bars }
     }
 
-    /// Steps `start..start + len` of `generated`, which go on in its bars.
-    fn cut(generated: &Roll, start: usize, len: usize, target: Option<usize>) -> Self {
+    /// The first `len` generated steps of `g` (after its primer), in the bars they were
+    /// generated in.
+    fn continuation(g: &Generated, len: usize, target: Option<usize>) -> Self {
         Output {
-            roll: generated.slice(start, len),
+            roll: g.roll.slice(g.primer_steps, len),
             target,
-            bars: (generated.meters().to_vec(), start),
+            bars: (g.bars.0.clone(), g.bars.1.saturating_add(g.primer_steps)),
         }
     }
 }
@@ -496,7 +497,7 @@ pub fn evaluate_all(
                 &mut |_| {},
                 &cancel,
             )?;
-            rolls.push(Output::cut(&g.roll, g.primer_steps, steps, Some(c)));
+            rolls.push(Output::continuation(&g, steps, Some(c)));
         }
     }
     all.push(Outputs {
@@ -663,13 +664,13 @@ fn style_verdict(
                 &mut |_| {},
                 &cancel,
             )?;
-            Ok::<Output, Error>(Output::cut(&g.roll, g.primer_steps, steps, Some(b)))
+            Ok::<Output, Error>(Output::continuation(&g, steps, Some(b)))
         };
         let run = |mode: Mode, alpha: f32| run_for(mode, alpha, window, 0);
         // Judges `len` steps from `from` of an output, read in the bars it was generated in.
         let judge_part = |o: &Output, from: usize, len: usize| -> Result<Vec<f32>> {
             let part = o.roll.slice(from, len);
-            let bars = (&o.bars.0[..], o.bars.1 + from);
+            let bars = (&o.bars.0[..], o.bars.1.saturating_add(from));
             Ok(classify::classify_roll_in(clf, &part, bars, window, window)?.overall)
         };
         let judge = |o: &Output| judge_part(o, 0, o.roll.steps());
@@ -860,6 +861,31 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_continuation_is_placed_in_the_bars_it_was_generated_in() {
+        // Primed at step 17 of a 3/4 piece with 8 primer steps: the roll returned starts its
+        // bars afresh, the generated steps lie at step 25 of the piece's.
+        let waltz = StepMeter {
+            step: 0,
+            meter: crate::midi::Meter {
+                numerator: 3,
+                denominator: 4,
+            },
+        };
+        let mut roll = Roll::new(40);
+        roll.set_meters(vec![waltz]);
+        let g = Generated {
+            roll,
+            primer_steps: 8,
+            bars: (vec![waltz], 17),
+        };
+        let o = Output::continuation(&g, 32, Some(2));
+        assert_eq!((o.roll.steps(), o.target), (32, Some(2)));
+        assert_eq!(o.bars, (vec![waltz], 25));
+        let whole = Output::whole(g.roll.clone(), None);
+        assert_eq!(whole.bars, (vec![waltz], 0));
+    }
 
     #[test]
     fn spearman_of_monotone_and_reversed() {

@@ -586,13 +586,7 @@ pub(crate) fn snippet_bars(
     steps: usize,
     cfg: &Config,
 ) -> BarPositions {
-    BarPositions::new(
-        cfg,
-        steps,
-        snippets
-            .iter()
-            .map(|s| (corpus.pieces[s.piece].roll.meters(), s.start)),
-    )
+    BarPositions::new(cfg, steps, corpus.snippet_metres(snippets))
 }
 
 /// Up to `per_composer` snippets of each composer's `pieces`, evenly spread, with labels.

@@ -172,12 +172,7 @@ pub struct Chunk {
 
 /// Where each step of `snippets` of `steps` steps falls in its bar, from its piece's metre map.
 pub fn window_bars(corpus: &Corpus, snippets: &[SnippetRef], steps: usize) -> WindowBars {
-    WindowBars::new(
-        steps,
-        snippets
-            .iter()
-            .map(|s| (corpus.pieces[s.piece].roll.meters(), s.start)),
-    )
+    WindowBars::new(steps, corpus.snippet_metres(snippets))
 }
 
 /// One line of the metrics log.

@@ -353,5 +353,5 @@ pub fn generate(
     let primer_steps = opts.primer_steps.min(primer.steps());
     let mut roll = primer.slice(0, primer_steps);
     roll.continue_with(&Roll::from_binary(opts.steps, &binary)?);
-    Ok(Generated { roll, primer_steps })
+    Ok(Generated::new(roll, primer_steps))
 }

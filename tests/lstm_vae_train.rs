@@ -903,21 +903,25 @@ fn a_metre_map_model_follows_the_metre_of_the_piece() {
         };
         let z = generate::composer_code(&mapped, 0).unwrap();
         let cancel = AtomicBool::new(false);
-        generate::generate(&mapped.model, primer, &z, &z, &opts, &mut |_| {}, &cancel)
-            .unwrap()
-            .roll
+        generate::generate(&mapped.model, primer, &z, &z, &opts, &mut |_| {}, &cancel).unwrap()
     };
     let cut = |start: usize| three.slice(start, three.steps() - start);
-    let on_bar_line = from(&three, 12);
-    assert_eq!(on_bar_line.binary(), from(&cut(12), 0).binary());
+    let on_bar_line = from(&three, 12).roll;
+    assert_eq!(on_bar_line.binary(), from(&cut(12), 0).roll.binary());
     assert_eq!(
         on_bar_line.slice(0, 8).binary(),
         cut(12).slice(0, 8).binary()
     );
     let inside = from(&three, 17);
+    // The roll returned starts its bars afresh; it says where it lay in the bars it was
+    // generated in (the piece's map up to the primer's end, from the primer's first step).
+    assert_eq!(inside.bars, (vec![waltz], 17));
+    assert_eq!(from(&later_four, 0).bars, (vec![waltz], 0));
+    assert_eq!(from(&later_four, 8).bars, (later_four.meters().to_vec(), 8));
+    let inside = inside.roll;
     assert_eq!(inside.slice(0, 8).binary(), cut(17).slice(0, 8).binary());
     assert!(
-        inside.binary() != from(&cut(17), 0).binary(),
+        inside.binary() != from(&cut(17), 0).roll.binary(),
         "the bars were cut"
     );
     // A fine-tune goes on counting bars as its model does, and one without the metre input

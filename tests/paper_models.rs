@@ -155,6 +155,38 @@ fn gradients_reach_every_transformer_weight() {
     }
 }
 
+#[test]
+fn the_metre_input_leaves_the_other_weights_drawn_as_without_it() {
+    // The experiment's control is the model without the input, trained from the same seed:
+    // the two must start from the same weights but for the new ones.
+    let drawn = |metre_map: bool| {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let mut cfg = segue::models::classifier::Config::studio(3);
+        cfg.stack = tiny_stack(8, 32);
+        cfg.metre_map = metre_map;
+        segue::models::classifier::ComposerClassifier::new(&cfg, vb).unwrap();
+        segue::train_loop::seeded_init(&varmap, 7).unwrap();
+        let data = varmap.data().lock().unwrap();
+        data.iter()
+            .map(|(name, var)| {
+                let values = var
+                    .as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                (name.clone(), values)
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (plain, told) = (drawn(false), drawn(true));
+    assert_eq!(told.len(), plain.len() + 2);
+    for (name, values) in &plain {
+        assert_eq!(&told[name], values, "{name} drawn otherwise");
+    }
+}
+
 /// The names of `varmap`'s weights, each checked to have a nonzero gradient in `grads`.
 fn nonzero_gradients(varmap: &VarMap, grads: &candle_core::backprop::GradStore) -> Vec<String> {
     let data = varmap.data().lock().unwrap();

@@ -208,10 +208,7 @@ fn run_engine(
             };
             let start = (primer.steps() > 0).then_some(primer);
             let a = ascent::ascend(classifier, *target, start, &ascent_opts, progress, cancel)?;
-            Ok(Generated {
-                roll: a.roll,
-                primer_steps: 0,
-            })
+            Ok(Generated::new(a.roll, 0))
         }
         Engine::Dcgan { model } => {
             let count = opts.steps.div_ceil(128).max(1);
@@ -226,10 +223,7 @@ fn run_engine(
                 roll.append(&snippet);
             }
             progress(1.0);
-            Ok(Generated {
-                roll: roll.slice(0, opts.steps),
-                primer_steps: 0,
-            })
+            Ok(Generated::new(roll.slice(0, opts.steps), 0))
         }
     }
 }
