@@ -104,12 +104,21 @@ fn train_with<O>(
 
 /// The error of a training run that must be refused.
 fn refused<O>(train: TrainFn<O>, c: &Corpus, o: &O, out: &Path) -> segue::Error {
+    refused_run(train, c, o, out, false)
+}
+
+/// The error of a resumed run that must be refused.
+fn refused_to_resume<O>(train: TrainFn<O>, c: &Corpus, o: &O, out: &Path) -> segue::Error {
+    refused_run(train, c, o, out, true)
+}
+
+fn refused_run<O>(train: TrainFn<O>, c: &Corpus, o: &O, out: &Path, resume: bool) -> segue::Error {
     train(
         c,
         o,
         out,
         &Device::Cpu,
-        false,
+        resume,
         &Control::default(),
         &mut |_| {},
     )
@@ -305,16 +314,12 @@ fn a_classifier_told_the_metre_reads_each_pieces_bars() {
     let mut other = classifier_options(62);
     other.train.eval_every = 60;
     other.train.checkpoint_every = 60;
-    let err = classify::train_classifier(
+    let err = refused_to_resume(
+        classify::train_classifier,
         &c,
         &other,
         &dir.path().join("told"),
-        &Device::Cpu,
-        true,
-        &Control::default(),
-        &mut |_| {},
     )
-    .unwrap_err()
     .to_string();
     assert!(
         err.contains("metre_map: the checkpoint's true, this run's absent"),
@@ -389,17 +394,7 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
     // Resuming with batches drawn otherwise is refused.
     let mut by_piece = classifier_options(8);
     by_piece.train.by_piece = true;
-    let err = classify::train_classifier(
-        &c,
-        &by_piece,
-        &r,
-        &Device::Cpu,
-        true,
-        &Control::default(),
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let err = refused_to_resume(classify::train_classifier, &c, &by_piece, &r).to_string();
     assert!(
         err.contains("--by-piece true (the checkpoint's is false)"),
         "{err}"
