@@ -808,7 +808,13 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(p) = dropout {
                 defaults.config.stack.dropout = p;
             }
-            if let Some(m) = metre_map {
+            // A resumed run reads the metre as it did, unless told otherwise (and then it is
+            // refused, naming what differs).
+            let resumed = (run.resume)
+                .then(|| segue::train_loop::checkpoint_config(&run.out_dir(segue::classify::KIND)))
+                .flatten()
+                .and_then(|c| c.get("metre_map").and_then(|v| v.as_bool()));
+            if let Some(m) = metre_map.or(resumed) {
                 defaults.config.metre_map = m;
             }
             if let Some(w) = weight_decay {

@@ -235,6 +235,14 @@ fn state_file(out: &Path) -> PathBuf {
     out.join("train-state.safetensors")
 }
 
+/// The model sizes the checkpoint in `out` was trained with (its manifest's `config`), if
+/// there is one that can be read: what a resumed run goes on with where it is not told.
+pub fn checkpoint_config(out: &Path) -> Option<serde_json::Value> {
+    weights::read_manifest::<LoopState>(&weights::manifest_path(&state_file(out)))
+        .ok()
+        .map(|s| s.config)
+}
+
 /// The widest random transposition training accepts, semitones (two octaves).
 pub const MAX_TRANSPOSE: u8 = 24;
 
