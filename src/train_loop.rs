@@ -238,9 +238,12 @@ fn state_file(out: &Path) -> PathBuf {
 /// The model sizes the checkpoint in `out` was trained with (its manifest's `config`), if
 /// there is one that can be read: what a resumed run goes on with where it is not told.
 pub fn checkpoint_config(out: &Path) -> Option<serde_json::Value> {
-    weights::read_manifest::<LoopState>(&weights::manifest_path(&state_file(out)))
-        .ok()
-        .map(|s| s.config)
+    read_state(out).ok().map(|s| s.config)
+}
+
+/// The manifest of the checkpoint in `out`.
+fn read_state(out: &Path) -> Result<LoopState> {
+    weights::read_manifest(&weights::manifest_path(&state_file(out)))
 }
 
 /// The widest random transposition training accepts, semitones (two octaves).
@@ -442,7 +445,7 @@ impl Runner<'_> {
     }
 
     fn restore(&self, task: &mut dyn Task, out: &Path) -> Result<(usize, f64)> {
-        let info: LoopState = weights::read_manifest(&weights::manifest_path(&state_file(out)))?;
+        let info = read_state(out)?;
         if info.kind != task.kind() || info.config != task.config() {
             return Err(Error::InvalidArgument(format!(
                 "{}: the checkpoint is of a {} model {}, not {} {}{}",

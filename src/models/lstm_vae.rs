@@ -15,7 +15,7 @@ use candle_core::{D, Device, Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder, linear, linear_no_bias};
 use rand::Rng;
 
-use crate::meter::{BarMap, StepMeter};
+use crate::meter::{StepMeter, WindowBars};
 use crate::models::fused_lstm::LstmWeights;
 use crate::models::standard_normal;
 use crate::roll::PITCHES;
@@ -35,10 +35,19 @@ impl BarPositions {
         steps: usize,
         windows: impl IntoIterator<Item = (&'a [StepMeter], usize)>,
     ) -> Self {
-        let at = windows
-            .into_iter()
-            .flat_map(|(meters, start)| cfg.bar_positions(meters, start, steps))
-            .collect();
+        let metre = cfg.metre.max(1);
+        let at = if cfg.metre_map && cfg.metre > 0 {
+            // Each map laid out once for all its windows (see WindowBars).
+            let bars = &WindowBars::new(steps, windows);
+            (0..bars.items())
+                .flat_map(|i| (0..steps).map(move |t| (bars.at(i, t).0 % metre) as u16))
+                .collect()
+        } else {
+            let items = windows.into_iter().count();
+            (0..items * steps)
+                .map(|k| (k % steps % metre) as u16)
+                .collect()
+        };
         BarPositions { steps, at }
     }
 
@@ -151,15 +160,7 @@ impl Config {
     /// step `start` of a piece with metre map `meters` (see [`Config::metre_map`]): values in
     /// `0..metre`, all 0 without the metre input.
     pub fn bar_positions(&self, meters: &[StepMeter], start: usize, steps: usize) -> Vec<u16> {
-        let metre = self.metre.max(1);
-        if self.metre_map && self.metre > 0 {
-            let bars = BarMap::new(meters);
-            (start..start + steps)
-                .map(|s| (bars.steps_into_bar(s) % metre) as u16)
-                .collect()
-        } else {
-            (0..steps).map(|t| (t % metre) as u16).collect()
-        }
+        BarPositions::new(self, steps, [(meters, start)]).at
     }
 
     /// The name of the preset of these sizes, if any ("studio" or "paper"), however the
