@@ -244,9 +244,7 @@ pub struct Verdict {
 impl Verdict {
     /// Composer indices from most to least likely overall.
     pub fn ranked(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.overall.len()).collect();
-        order.sort_by(|&a, &b| self.overall[b].total_cmp(&self.overall[a]));
-        order
+        ranked(&self.overall)
     }
 }
 
@@ -381,8 +379,22 @@ pub struct ClassifierReport {
     pub confusion: Vec<Vec<usize>>,
 }
 
+/// The split of `corpus` the classifier was trained on (the seed and held-out share its
+/// manifest records).
+pub fn training_split(clf: &Classifier, corpus: &Corpus) -> crate::dataset::Split {
+    let train = &clf.manifest.training["train"];
+    let seed = train["seed"].as_u64().unwrap_or(1);
+    let fraction = train["valid_fraction"].as_f64().unwrap_or(0.1);
+    train_loop::run_split(corpus, fraction, training_fold(clf), seed)
+}
+
+/// The fold of a cross-validation the classifier was trained on, if it was.
+pub fn training_fold(clf: &Classifier) -> Option<train_loop::Fold> {
+    serde_json::from_value(clf.manifest.training["train"]["fold"].clone()).ok()
+}
+
 /// Judges snippets of the pieces the classifier's training split held out (same seed and
-/// share as its manifest records), `per_composer` each.
+/// share, or fold, as its manifest records), `per_composer` each.
 pub fn evaluate(
     clf: &Classifier,
     corpus: &Corpus,
@@ -396,50 +408,184 @@ pub fn evaluate(
             corpus.composers
         )));
     }
-    let train = &clf.manifest.training["train"];
-    let seed = train["seed"].as_u64().unwrap_or(1);
-    let fraction = train["valid_fraction"].as_f64().unwrap_or(0.1);
-    let split = corpus.split(fraction, seed);
+    let split = training_split(clf, corpus);
     let window = window_steps(clf);
     let snippets = evaluation_snippets(corpus, &split.valid, window, per_composer);
-    let c = composers.len();
-    let mut confusion = vec![vec![0usize; c]; c];
-    let (mut hits, mut top3) = (0usize, 0usize);
     let device = clf.model_device();
+    let mut judged = Vec::with_capacity(snippets.len());
     for (k, chunk) in snippets.chunks(32).enumerate() {
         progress(k * 32, snippets.len());
         let refs: Vec<_> = chunk.iter().map(|(s, _)| *s).collect();
         let x = snippet_tensor(corpus, &refs, window, &device)?;
         let bars = train_loop::window_bars(corpus, &refs, window);
-        for ((_, truth), p) in chunk.iter().zip(probabilities(&clf.model, &x, &bars)?) {
-            let mut order: Vec<usize> = (0..c).collect();
-            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-            confusion[*truth][order[0]] += 1;
-            hits += usize::from(order[0] == *truth);
-            top3 += usize::from(order[..3.min(c)].contains(truth));
-        }
+        let probs = probabilities(&clf.model, &x, &bars)?;
+        judged.extend(probs.into_iter().zip(chunk.iter().map(|(_, truth)| *truth)));
     }
-    let mut pieces_right = vec![(0usize, 0usize); c];
+    let mut pieces = Vec::with_capacity(split.valid.len());
     for &piece in &split.valid {
         let v = classify_roll(clf, &corpus.pieces[piece].roll, window, window)?;
-        let truth = corpus.pieces[piece].composer;
-        pieces_right[truth].0 += 1;
-        pieces_right[truth].1 += usize::from(v.ranked()[0] == truth);
+        pieces.push((v.overall, corpus.pieces[piece].composer));
     }
-    let piece_hits: usize = pieces_right.iter().map(|&(_, right)| right).sum();
     progress(snippets.len(), snippets.len());
-    let n = snippets.len().max(1) as f64;
-    Ok(ClassifierReport {
-        composers: composers.clone(),
-        snippets: snippets.len(),
-        pieces: split.valid.len(),
-        accuracy: hits as f64 / n,
-        top3: top3 as f64 / n,
-        piece_accuracy: piece_hits as f64 / split.valid.len().max(1) as f64,
-        piece_balanced_accuracy: balanced_accuracy(&pieces_right),
-        pieces_right,
-        confusion,
-    })
+    Ok(ClassifierReport::from_predictions(
+        composers.clone(),
+        &judged,
+        &pieces,
+    ))
+}
+
+impl ClassifierReport {
+    /// The figures of composer probabilities against the truth: `snippets` and `pieces` hold
+    /// `(probabilities, true composer)` of each snippet judged and of each whole piece.
+    pub fn from_predictions(
+        composers: Vec<String>,
+        snippets: &[(Vec<f32>, usize)],
+        pieces: &[(Vec<f32>, usize)],
+    ) -> ClassifierReport {
+        let c = composers.len();
+        let mut confusion = vec![vec![0usize; c]; c];
+        let (mut hits, mut top3) = (0usize, 0usize);
+        for (p, truth) in snippets {
+            let order = ranked(p);
+            let first = order.first().copied();
+            if let (Some(row), Some(first)) = (confusion.get_mut(*truth), first)
+                && let Some(cell) = row.get_mut(first)
+            {
+                *cell += 1;
+            }
+            hits += usize::from(first == Some(*truth));
+            top3 += usize::from(order[..3.min(order.len())].contains(truth));
+        }
+        let mut pieces_right = vec![(0usize, 0usize); c];
+        for (p, truth) in pieces {
+            if let Some(right) = pieces_right.get_mut(*truth) {
+                right.0 += 1;
+                right.1 += usize::from(ranked(p).first() == Some(truth));
+            }
+        }
+        let piece_hits: usize = pieces_right.iter().map(|&(_, right)| right).sum();
+        let n = snippets.len().max(1) as f64;
+        ClassifierReport {
+            composers,
+            snippets: snippets.len(),
+            pieces: pieces.len(),
+            accuracy: hits as f64 / n,
+            top3: top3 as f64 / n,
+            piece_accuracy: piece_hits as f64 / pieces.len().max(1) as f64,
+            piece_balanced_accuracy: balanced_accuracy(&pieces_right),
+            pieces_right,
+            confusion,
+        }
+    }
+}
+
+/// Judges classifiers trained on the folds of one cross-validation (`segue train classifier
+/// --fold K/N`, N runs, K = 1..=N, the same seed), each on its own held-out fold as
+/// [`evaluate`] does, and pools their reports: every piece of the corpus is judged once, by a
+/// classifier that never trained on it. `progress` gets (folds done, folds).
+pub fn evaluate_folds(
+    classifiers: &[Classifier],
+    corpus: &Corpus,
+    per_composer: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ClassifierReport> {
+    check_folds(classifiers)?;
+    let mut reports = Vec::with_capacity(classifiers.len());
+    for (k, clf) in classifiers.iter().enumerate() {
+        progress(k, classifiers.len());
+        reports.push(evaluate(clf, corpus, per_composer, &mut |_, _| {})?);
+    }
+    progress(classifiers.len(), classifiers.len());
+    ClassifierReport::pooled(&reports)
+}
+
+/// Refuses classifiers that are not the N folds of one cross-validation: each trained with
+/// `--fold K/N` for the same N and seed, every K once, on the same composers.
+pub fn check_folds(classifiers: &[Classifier]) -> Result<()> {
+    let bad = |why: String| {
+        Err(Error::InvalidArgument(format!(
+            "not one cross-validation: {why}"
+        )))
+    };
+    let n = classifiers.len();
+    let mut seen = vec![false; n];
+    for (i, clf) in classifiers.iter().enumerate() {
+        let Some(fold) = training_fold(clf) else {
+            return bad(format!(
+                "classifier {} was not trained on a fold (segue train classifier --fold K/N)",
+                i + 1
+            ));
+        };
+        if fold.of != n {
+            return bad(format!(
+                "classifier {} held out fold {fold}, but {n} classifiers were given",
+                i + 1
+            ));
+        }
+        if std::mem::replace(&mut seen[fold.index], true) {
+            return bad(format!("fold {fold} is given twice"));
+        }
+        let (first, this) = (&classifiers[0].manifest, &clf.manifest);
+        if this.training["train"]["seed"] != first.training["train"]["seed"]
+            || this.composers != first.composers
+        {
+            return bad(format!(
+                "classifier {} differs from the first in its seed or composers",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl ClassifierReport {
+    /// Reports on disjoint held-out sets as one: counts summed, shares of the sums.
+    pub fn pooled(reports: &[ClassifierReport]) -> Result<ClassifierReport> {
+        let Some(first) = reports.first() else {
+            return Err(Error::InvalidArgument("no reports to pool".into()));
+        };
+        if reports.iter().any(|r| r.composers != first.composers) {
+            return Err(Error::InvalidArgument(
+                "reports on different composers cannot be pooled".into(),
+            ));
+        }
+        let c = first.composers.len();
+        let mut confusion = vec![vec![0usize; c]; c];
+        let mut pieces_right = vec![(0usize, 0usize); c];
+        let (mut snippets, mut pieces, mut top3) = (0usize, 0usize, 0f64);
+        for r in reports {
+            for (row, add) in confusion.iter_mut().zip(&r.confusion) {
+                row.iter_mut().zip(add).for_each(|(a, b)| *a += b);
+            }
+            for (pr, add) in pieces_right.iter_mut().zip(&r.pieces_right) {
+                pr.0 += add.0;
+                pr.1 += add.1;
+            }
+            snippets += r.snippets;
+            pieces += r.pieces;
+            top3 += r.top3 * r.snippets as f64;
+        }
+        let hits: usize = (0..c).map(|k| confusion[k][k]).sum();
+        let piece_hits: usize = pieces_right.iter().map(|&(_, right)| right).sum();
+        Ok(ClassifierReport {
+            composers: first.composers.clone(),
+            snippets,
+            pieces,
+            accuracy: hits as f64 / snippets.max(1) as f64,
+            top3: top3 / snippets.max(1) as f64,
+            piece_accuracy: piece_hits as f64 / pieces.max(1) as f64,
+            piece_balanced_accuracy: balanced_accuracy(&pieces_right),
+            pieces_right,
+            confusion,
+        })
+    }
+}
+
+/// Class indices from the most probable down (ties keep index order).
+fn ranked(p: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    order
 }
 
 /// Mean over the classes that occur of the share of them put right, from per-class

@@ -271,6 +271,22 @@ impl Corpus {
         split.valid.sort_unstable();
         split
     }
+
+    /// The fold (`0..folds`) of each piece for cross-validation: each composer's pieces, in
+    /// an order drawn from `seed`, are dealt round the folds, so every fold holds about the
+    /// same share of every composer.
+    pub fn folds(&self, folds: usize, seed: u64) -> Vec<usize> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut fold_of = vec![0; self.pieces.len()];
+        for c in 0..self.composers.len() {
+            let mut ids = self.pieces_of(c);
+            ids.shuffle(&mut rng);
+            for (k, id) in ids.into_iter().enumerate() {
+                fold_of[id] = k % folds.max(1);
+            }
+        }
+        fold_of
+    }
 }
 
 /// Piece indices on each side of a split (disjoint by construction).

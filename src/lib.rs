@@ -24,6 +24,7 @@ pub mod plot;
 pub mod render;
 pub mod report;
 pub mod roll;
+pub mod stats_baseline;
 pub mod studio;
 pub mod synth;
 pub mod train;

@@ -227,7 +227,7 @@ enum EvalCmd {
     /// Reconstruction, latent health and style, and generated-music figures of the LSTM-VAE.
     LstmVae(LstmVaeEvalArgs),
     /// Accuracy and confusion matrix of the composer classifier on held-out pieces.
-    Classifier(EvalArgs),
+    Classifier(ClassifierEvalArgs),
     /// Compare every model on the same held-out snippets: writes report.md + PNG charts.
     Report(ReportArgs),
 }
@@ -274,6 +274,26 @@ struct EvalArgs {
     json: bool,
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+#[derive(Args)]
+struct ClassifierEvalArgs {
+    #[command(flatten)]
+    common: EvalArgs,
+    /// Also fit a statistics baseline on the classifier's training pieces and judge it on the
+    /// same held-out snippets and pieces: logistic regression on which pitches and pitch
+    /// classes sound, where notes start, how long notes are and how dense each window is.
+    #[arg(long)]
+    baseline: bool,
+    /// With --baseline: also cross-validate the baseline over every piece of the corpus, the
+    /// pieces dealt into K folds per composer, each fold held out once.
+    #[arg(long, value_name = "K", requires = "baseline")]
+    folds: Option<usize>,
+    /// Pool classifiers trained on the N folds of one cross-validation (`segue train
+    /// classifier --fold K/N` for K = 1..N, the same seed), each judged on its own held-out
+    /// fold: every piece is judged once by a classifier that never trained on it.
+    #[arg(long, value_name = "FILE", num_args = 2.., conflicts_with = "model")]
+    cross_validated: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -379,6 +399,11 @@ struct ClassifierArgs {
     /// metre map (default false: the notes alone).
     #[arg(long, value_name = "BOOL")]
     metre_map: Option<bool>,
+    /// For cross-validation: hold out fold K of N (each composer's pieces dealt round N folds
+    /// in an order drawn from the seed) instead of a tenth of each composer's pieces; `segue
+    /// eval classifier --cross-validated` pools the N runs.
+    #[arg(long, value_name = "K/N")]
+    fold: Option<segue::train_loop::Fold>,
 }
 
 #[derive(Args)]
@@ -787,8 +812,10 @@ fn run(cli: Cli) -> Result<()> {
                 patch_steps,
                 width,
                 metre_map,
+                fold,
             } = *args;
             let mut defaults = segue::classify::ClassifierOptions::default();
+            defaults.train.fold = fold;
             if let Some(w) = width {
                 let stack = &mut defaults.config.stack;
                 stack.width = w;
@@ -1600,8 +1627,16 @@ fn classify_cmd(
     Ok(())
 }
 
-fn eval_classifier(a: EvalArgs) -> Result<()> {
-    let clf = load_classifier(a.model.as_deref())?;
+fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
+    let a = &args.common;
+    let classifiers = if args.cross_validated.is_empty() {
+        vec![load_classifier(a.model.as_deref())?]
+    } else {
+        (args.cross_validated.iter())
+            .map(|p| load_classifier(Some(p)))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let clf = &classifiers[0];
     let dir = a.corpus.clone().unwrap_or_else(|| shared_dir("corpus"));
     let corpus = load_corpus(&dir, &a.cache, QuantizeOptions::default())?;
     if corpus.content_hash() != clf.manifest.corpus.content_hash {
@@ -1611,21 +1646,100 @@ fn eval_classifier(a: EvalArgs) -> Result<()> {
         );
     }
     let bar = progress_bar(1, "classifying");
-    let report = segue::classify::evaluate(&clf, &corpus, a.per_composer, &mut |done, total| {
+    let mut progress = |done: usize, total: usize| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
-    })?;
+    };
+    let report = if args.cross_validated.is_empty() {
+        segue::classify::evaluate(clf, &corpus, a.per_composer, &mut progress)?
+    } else {
+        segue::classify::evaluate_folds(&classifiers, &corpus, a.per_composer, &mut progress)?
+    };
     bar.finish_and_clear();
+    let window = segue::classify::window_steps(clf);
+    let fit = segue::stats_baseline::FitOptions::default();
+    let baseline = if args.baseline {
+        let spinner = progress_bar(1, "fitting the baseline");
+        // Fitted on each classifier's training pieces, judged on its held-out snippets.
+        let reports = (classifiers.iter())
+            .map(|c| {
+                let split = segue::classify::training_split(c, &corpus);
+                let steps = segue::classify::window_steps(c);
+                segue::stats_baseline::evaluate_split(&corpus, &split, steps, a.per_composer, &fit)
+            })
+            .collect::<segue::Result<Vec<_>>>()?;
+        spinner.finish_and_clear();
+        Some(segue::classify::ClassifierReport::pooled(&reports)?)
+    } else {
+        None
+    };
+    let folds = match args.folds {
+        Some(k) => {
+            let bar = progress_bar(k as u64, "cross-validating the baseline (folds)");
+            let seed = clf.manifest.training["train"]["seed"].as_u64().unwrap_or(1);
+            let report = segue::stats_baseline::cross_validate(
+                &corpus,
+                k,
+                window,
+                seed,
+                &fit,
+                &mut |done, _| bar.set_position(done as u64),
+            )?;
+            bar.finish_and_clear();
+            Some((k, report))
+        }
+        None => None,
+    };
     if a.json {
-        out!("{}", serde_json::to_string_pretty(&report)?);
+        let json = if args.baseline {
+            serde_json::json!({
+                "classifier": report,
+                "baseline": baseline,
+                "baseline_cross_validated": folds.as_ref().map(|(k, r)| serde_json::json!({"folds": k, "report": r})),
+            })
+        } else {
+            serde_json::to_value(&report)?
+        };
+        out!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(());
     }
-    out!(
-        "{} snippets of {} held-out pieces ({} steps each)",
-        report.snippets,
-        report.pieces,
-        segue::classify::window_steps(&clf)
-    );
+    if args.cross_validated.is_empty() {
+        out!(
+            "{} snippets of {} held-out pieces ({window} steps each)",
+            report.snippets,
+            report.pieces
+        );
+    } else {
+        out!(
+            "{} snippets of {} pieces ({window} steps each), each judged by the one of {} classifiers that held its fold out",
+            report.snippets,
+            report.pieces,
+            classifiers.len()
+        );
+    }
+    print_classifier_report(&report, true)?;
+    if let Some(b) = &baseline {
+        out!(
+            "\nstatistics baseline (logistic regression on pitch, pitch-class, onset-place, note-length and density statistics of each window; fitted on the same training pieces), on the same snippets and pieces:"
+        );
+        print_classifier_report(b, false)?;
+    }
+    if let Some((k, cv)) = &folds {
+        out!(
+            "\nstatistics baseline cross-validated over all {} pieces ({k} folds by piece; {} windows of {window} steps, each judged by a baseline fitted without its piece):",
+            cv.pieces,
+            cv.snippets
+        );
+        print_classifier_report(cv, false)?;
+    }
+    Ok(())
+}
+
+/// A classifier report's figures, and its confusion matrix when `confusion` is set.
+fn print_classifier_report(
+    report: &segue::classify::ClassifierReport,
+    confusion: bool,
+) -> Result<()> {
     out!(
         "accuracy {:.3}, top-3 {:.3}, whole pieces {:.3}, whole pieces by composer {:.3} (chance {:.3})",
         report.accuracy,
@@ -1642,10 +1756,12 @@ fn eval_classifier(a: EvalArgs) -> Result<()> {
         .map(|(name, (n, right))| format!("{name} {right}/{n}"))
         .collect();
     out!("whole pieces right per composer: {}", per.join(", "));
-    out!("confusion (rows: true composer, columns: predicted, in label order):");
-    for (name, row) in report.composers.iter().zip(&report.confusion) {
-        let cells: Vec<String> = row.iter().map(|n| format!("{n:>3}")).collect();
-        out!("{:<14}{}", name, cells.join(""));
+    if confusion {
+        out!("confusion (rows: true composer, columns: predicted, in label order):");
+        for (name, row) in report.composers.iter().zip(&report.confusion) {
+            let cells: Vec<String> = row.iter().map(|n| format!("{n:>3}")).collect();
+            out!("{:<14}{}", name, cells.join(""));
+        }
     }
     Ok(())
 }

@@ -666,3 +666,88 @@ fn a_classifier_run_resumes_reading_the_metre_as_it_did() {
         "{err}"
     );
 }
+
+/// Classifiers trained on the folds of one cross-validation are pooled by `eval classifier
+/// --cross-validated`, beside the statistics baseline on the same pieces and cross-validated
+/// over all of them; a set that is not one cross-validation is refused.
+#[test]
+fn eval_classifier_pools_fold_runs_beside_the_statistics_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    common::write_tiny_corpus(&corpus);
+    let run = |k: usize| dir.path().join(format!("fold{k}"));
+    let models: Vec<String> = (1..=3)
+        .map(|k| run(k).join("classifier.safetensors").display().to_string())
+        .collect();
+    for k in 1..=3 {
+        let fold = format!("{k}/3");
+        ok(&[
+            "train",
+            "classifier",
+            "--corpus",
+            p(&corpus),
+            "--no-cache",
+            "--width",
+            "16",
+            "--snippet-steps",
+            "32",
+            "--steps",
+            "2",
+            "--fold",
+            &fold,
+            "--out",
+            p(&run(k)),
+        ]);
+    }
+    let mut args = vec!["eval", "classifier", "--corpus", p(&corpus), "--no-cache"];
+    args.extend(["--baseline", "--folds", "3", "--cross-validated"]);
+    args.extend(models.iter().map(String::as_str));
+    let out = ok(&args);
+    assert!(
+        out.contains("of 9 pieces (32 steps each), each judged by the one of 3 classifiers"),
+        "{out}"
+    );
+    assert!(
+        out.contains("statistics baseline (logistic regression"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cross-validated over all 9 pieces (3 folds by piece"),
+        "{out}"
+    );
+    // The tiny corpus's composers differ in register and figure: the baseline gets them all.
+    assert!(
+        out.contains("whole pieces right per composer: arps 3/3, chords 3/3, scales 3/3"),
+        "{out}"
+    );
+    let mut two = vec!["eval", "classifier", "--corpus", p(&corpus), "--no-cache"];
+    two.extend(["--cross-validated", &models[0], &models[1]]);
+    let err = fails(&two);
+    assert!(
+        err.contains("fold 1/3, but 2 classifiers were given"),
+        "{err}"
+    );
+    // A fold run resumes on its own fold only.
+    let err = fails(&[
+        "train",
+        "classifier",
+        "--corpus",
+        p(&corpus),
+        "--no-cache",
+        "--width",
+        "16",
+        "--snippet-steps",
+        "32",
+        "--steps",
+        "3",
+        "--fold",
+        "2/3",
+        "--resume",
+        "--out",
+        p(&run(1)),
+    ]);
+    assert!(
+        err.contains("--fold 2/3 (the checkpoint's is 1/3)"),
+        "{err}"
+    );
+}

@@ -1020,3 +1020,222 @@ fn the_evaluation_report_measures_every_model_and_refuses_other_composers() {
         .to_string();
     assert!(err.contains("classifier knows the composers"), "{err}");
 }
+
+/// A window's statistics count what it holds: pitches and pitch classes, onset places, note
+/// lengths (cut at the window's end) and densities.
+#[test]
+fn window_statistics_count_what_the_window_holds() {
+    use segue::roll::{Roll, RollNote};
+    use segue::stats_baseline::{FEATURES, window_features};
+    let note = |start, len, pitch| RollNote {
+        start,
+        len,
+        pitch,
+        velocity: 80,
+    };
+    // C4 for 4 steps, E4 for 8 from step 4, (silence 12..16), G5 for 24 from step 16.
+    let roll = Roll::from_notes(
+        40,
+        &[note(0, 4, 60), note(4, 8, 64), note(16, 24, 79)],
+        Vec::new(),
+    );
+    let f = window_features(&roll, 0, 32);
+    assert_eq!(f.len(), FEATURES);
+    let close = |a: f32, b: f32| (a - b).abs() < 1e-6;
+    assert!(close(f[60], 4.0 / 32.0) && close(f[64], 8.0 / 32.0) && close(f[79], 16.0 / 32.0));
+    assert!(
+        f[..128]
+            .iter()
+            .enumerate()
+            .all(|(p, &v)| [60, 64, 79].contains(&p) || v == 0.0)
+    );
+    // Pitch classes C, E, G of the 28 sounding cells.
+    assert!(close(f[128], 4.0 / 28.0) && close(f[128 + 4], 8.0 / 28.0));
+    assert!(close(f[128 + 7], 16.0 / 28.0));
+    // Onsets at steps 0, 4 and 16 from the window's start: places 0 (twice) and 4 of 16.
+    let places = &f[140..156];
+    assert!(close(places[0], 2.0 / 3.0) && close(places[4], 1.0 / 3.0));
+    // Note lengths 4, 8 and 16 (the G cut at the window's end): bins 4, <= 8, <= 16.
+    let lengths = &f[156..168];
+    assert!(close(lengths[3], 1.0 / 3.0) && close(lengths[5], 1.0 / 3.0));
+    assert!(close(lengths[7], 1.0 / 3.0));
+    // Onsets and sounding cells per step, silent steps, the share of the window held.
+    assert!(close(f[168], 3.0 / 32.0) && close(f[169], 28.0 / 32.0));
+    assert!(close(f[170], 4.0 / 32.0) && close(f[171], 1.0));
+    // Past the roll's end the window holds 8 of its 32 steps: shares of what it holds.
+    let tail = window_features(&roll, 32, 32);
+    assert!(close(tail[79], 1.0) && close(tail[171], 8.0 / 32.0));
+    assert!(close(tail[168], 0.0) && close(tail[156 + 5], 1.0));
+}
+
+/// The baseline, fitted without randomness, tells the tiny corpus's composers apart on pieces
+/// it never saw, and cross-validation judges every piece once.
+#[test]
+fn the_statistics_baseline_judges_held_out_pieces_and_every_piece_once() {
+    use segue::stats_baseline::{self, Baseline, FitOptions};
+    use segue::train_loop::{Fold, run_split};
+    let (_dir, c) = tiny_corpus();
+    let fit = FitOptions::default();
+    let split = run_split(&c, 0.0, Some(Fold { index: 0, of: 3 }), 1);
+    let report = stats_baseline::evaluate_split(&c, &split, 32, 4, &fit).unwrap();
+    assert_eq!(report.pieces, 3);
+    assert_eq!(report.accuracy, 1.0, "{report:?}");
+    assert_eq!(report.piece_accuracy, 1.0);
+    let mut folds_seen = Vec::new();
+    let cv =
+        stats_baseline::cross_validate(&c, 3, 32, 1, &fit, &mut |k, n| folds_seen.push((k, n)))
+            .unwrap();
+    assert_eq!(folds_seen.last(), Some(&(3, 3)));
+    assert_eq!(cv.pieces, 9);
+    assert_eq!(cv.pieces_right, vec![(3, 3); 3]);
+    // Every window of every piece, each judged once.
+    let all: Vec<usize> = (0..c.pieces.len()).collect();
+    let windows = segue::dataset::fixed_snippets(&c, &all, 32, 32).len();
+    assert!(windows >= 18);
+    assert_eq!(cv.snippets, windows);
+    assert_eq!(cv.confusion.iter().flatten().sum::<usize>(), windows);
+    assert!(stats_baseline::cross_validate(&c, 1, 32, 1, &fit, &mut |_, _| {}).is_err());
+    // The same windows give the same fit: no random draw.
+    let x: Vec<Vec<f32>> = (0..3)
+        .map(|k| stats_baseline::window_features(&c.pieces[k * 3].roll, 0, 32))
+        .collect();
+    let labels: Vec<usize> = (0..3).map(|k| c.pieces[k * 3].composer).collect();
+    let a = Baseline::fit(&x, &labels, 3, &fit).unwrap();
+    let b = Baseline::fit(&x, &labels, 3, &fit).unwrap();
+    let (pa, pb) = (a.probabilities(&x).unwrap(), b.probabilities(&x).unwrap());
+    assert_eq!(pa, pb);
+    for (p, &truth) in pa.iter().zip(&labels) {
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(p[truth] > 0.9, "{p:?}");
+    }
+    assert!(Baseline::fit(&x, &labels[..2], 3, &fit).is_err());
+    assert!(Baseline::fit(&x, &[0, 1, 3], 3, &fit).is_err());
+    assert!(a.probabilities(&[vec![0.0; 5]]).is_err());
+}
+
+/// Folds deal each composer's pieces round: each fold holds some of every composer with enough
+/// pieces, no piece is both trained on and held out, and every piece is held out once.
+#[test]
+fn folds_hold_every_piece_out_once() {
+    use segue::train_loop::{Fold, run_split};
+    let (_dir, c) = tiny_corpus();
+    let mut held = vec![0; c.pieces.len()];
+    for index in 0..3 {
+        let s = run_split(&c, 0.0, Some(Fold { index, of: 3 }), 7);
+        assert_eq!(s.train.len() + s.valid.len(), c.pieces.len());
+        assert!(s.valid.iter().all(|p| !s.train.contains(p)));
+        let composers: Vec<usize> = s.valid.iter().map(|&p| c.pieces[p].composer).collect();
+        assert_eq!(composers, [0, 1, 2], "one piece of each composer per fold");
+        s.valid.iter().for_each(|&p| held[p] += 1);
+    }
+    assert_eq!(held, vec![1; c.pieces.len()]);
+    // Another seed deals them differently; no fold gives the plain split.
+    let other: Vec<_> = (0..3)
+        .map(|index| run_split(&c, 0.0, Some(Fold { index, of: 3 }), 8).valid)
+        .collect();
+    let first: Vec<_> = (0..3)
+        .map(|index| run_split(&c, 0.0, Some(Fold { index, of: 3 }), 7).valid)
+        .collect();
+    assert_ne!(other, first);
+    // Written K/N from 1, as the command line takes it.
+    let f: Fold = "2/3".parse().unwrap();
+    assert_eq!(f, Fold { index: 1, of: 3 });
+    assert_eq!(f.to_string(), "2/3");
+    for bad in ["0/3", "4/3", "1/1", "3", "a/b", "1/0"] {
+        assert!(bad.parse::<Fold>().is_err(), "{bad}");
+    }
+    let mut o = LoopOptions::new(2, 32);
+    o.fold = Some(Fold { index: 3, of: 3 });
+    assert!(o.check().is_err());
+}
+
+/// Classifiers trained on the folds of one cross-validation are judged each on its own fold
+/// and pooled; a set that is not one cross-validation is refused.
+#[test]
+fn fold_classifiers_pool_into_one_report_over_every_piece() {
+    use segue::train_loop::Fold;
+    let (dir, c) = tiny_corpus();
+    let train = |index: usize, of: usize, name: &str| {
+        let mut o = classifier_options(2);
+        o.train.fold = Some(Fold { index, of });
+        let out = dir.path().join(name);
+        classify::train_classifier(
+            &c,
+            &o,
+            &out,
+            &Device::Cpu,
+            false,
+            &Control::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        classify::load(&out.join("classifier.safetensors"), &Device::Cpu).unwrap()
+    };
+    let folds: Vec<_> = (0..3).map(|k| train(k, 3, &format!("f{k}"))).collect();
+    for (k, clf) in folds.iter().enumerate() {
+        assert_eq!(classify::training_fold(clf), Some(Fold { index: k, of: 3 }));
+        let held = classify::training_split(clf, &c).valid;
+        assert_eq!(held.len(), 3);
+    }
+    let pooled = classify::evaluate_folds(&folds, &c, 4, &mut |_, _| {}).unwrap();
+    assert_eq!(pooled.pieces, 9);
+    let each: Vec<_> = folds
+        .iter()
+        .map(|clf| classify::evaluate(clf, &c, 4, &mut |_, _| {}).unwrap())
+        .collect();
+    assert_eq!(pooled, classify::ClassifierReport::pooled(&each).unwrap());
+    assert_eq!(
+        pooled.snippets,
+        each.iter().map(|r| r.snippets).sum::<usize>()
+    );
+    let hits: f64 = each.iter().map(|r| r.accuracy * r.snippets as f64).sum();
+    assert!((pooled.accuracy - hits / pooled.snippets as f64).abs() < 1e-9);
+    assert_eq!(
+        pooled.confusion.iter().flatten().sum::<usize>(),
+        pooled.snippets
+    );
+    // Two of three folds, a fold twice, or a classifier not trained on a fold: refused.
+    let err = classify::evaluate_folds(&folds[..2], &c, 4, &mut |_, _| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("fold 1/3, but 2 classifiers"),
+        "{err}"
+    );
+    let twice = [folds[0].clone(), folds[0].clone(), folds[2].clone()];
+    let err = classify::check_folds(&twice).unwrap_err();
+    assert!(err.to_string().contains("fold 1/3 is given twice"), "{err}");
+    let plain = {
+        let o = classifier_options(2);
+        let out = dir.path().join("plain");
+        classify::train_classifier(
+            &c,
+            &o,
+            &out,
+            &Device::Cpu,
+            false,
+            &Control::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        classify::load(&out.join("classifier.safetensors"), &Device::Cpu).unwrap()
+    };
+    let err = classify::check_folds(&[plain, folds[1].clone()]).unwrap_err();
+    assert!(err.to_string().contains("not trained on a fold"), "{err}");
+    // A fold run resumes only on its own fold.
+    let mut o = classifier_options(3);
+    o.train.fold = Some(Fold { index: 1, of: 3 });
+    let err = classify::train_classifier(
+        &c,
+        &o,
+        &dir.path().join("f0"),
+        &Device::Cpu,
+        true,
+        &Control::default(),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("--fold 2/3 (the checkpoint's is 1/3)"),
+        "{err}"
+    );
+}

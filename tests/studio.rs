@@ -1901,3 +1901,24 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     assert_eq!(back.composer_names, h.state().composers());
     assert!(!back.composer_names.is_empty());
 }
+
+/// The style meter says, on hover, what its verdict is worth: the classifier's accuracy on
+/// pieces it never trained on, from its manifest.
+#[test]
+fn the_style_meter_says_how_often_its_classifier_is_right() {
+    use segue::studio::app::style_meter_caveat;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/classifier.json");
+    let mut manifest: segue::models::saved::ModelManifest =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let accuracy = manifest.metrics["accuracy"].as_f64().unwrap();
+    let text = style_meter_caveat(&manifest);
+    assert!(
+        text.contains(&format!(
+            "right composer {:.0}% of the time (chance 5%)",
+            100.0 * accuracy
+        )),
+        "{text}"
+    );
+    manifest.metrics = serde_json::json!({});
+    assert!(style_meter_caveat(&manifest).contains("records no accuracy"));
+}

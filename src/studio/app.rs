@@ -2300,10 +2300,13 @@ impl Studio {
         } else {
             " (updating...)"
         };
-        ui.label(format!(
+        let label = ui.label(format!(
             "Style meter (composer classifier): {}{updating}",
             summary.join(", ")
         ));
+        if let Some(c) = &self.others.classifier {
+            label.on_hover_text(style_meter_caveat(&c.manifest));
+        }
         // Bars on the x axis, as on the roll's ruler: each window's verdict sits at its centre,
         // and the axis spans the whole piece.
         let score = &self.session.score;
@@ -3145,6 +3148,23 @@ pub fn with_extension(path: PathBuf, extensions: &[&str]) -> PathBuf {
             PathBuf::from(name)
         }
         _ => path,
+    }
+}
+
+/// What the style meter's verdict is worth: the classifier's accuracy on snippets of pieces
+/// it never trained on, as its manifest records it.
+pub fn style_meter_caveat(manifest: &crate::models::saved::ModelManifest) -> String {
+    let chance = 100.0 / manifest.composers.len().max(1) as f64;
+    match manifest.metrics.get("accuracy").and_then(|v| v.as_f64()) {
+        Some(a) => format!(
+            "The composer classifier's probabilities along the piece. On snippets of pieces it \
+             never trained on it named the right composer {:.0}% of the time (chance {chance:.0}%): \
+             a hint of style, not a verdict.",
+            100.0 * a
+        ),
+        None => "The composer classifier's probabilities along the piece (its file records no \
+                 accuracy on held-out pieces)."
+            .into(),
     }
 }
 
