@@ -300,16 +300,7 @@ pub fn classify_roll_in(
     }
     // Whole tokens (the classifier's maximum is a whole number of them).
     let window = window.div_ceil(patch) * patch;
-    let mut starts = vec![0usize];
-    while let Some(&s) = starts.last()
-        && s.saturating_add(window) < roll.steps()
-    {
-        let next = s.saturating_add(hop);
-        if next >= roll.steps() {
-            break; // a hop longer than a window can step past the end
-        }
-        starts.push(next);
-    }
+    let starts = window_starts(roll.steps(), window, hop);
     // 32 windows at a time: a long piece (hours of music) never needs all its windows in
     // memory at once.
     let block = window * PITCHES;
@@ -330,21 +321,50 @@ pub fn classify_roll_in(
         );
         probs.extend(probabilities(&clf.model, &x, &bars)?);
     }
-    let c = clf.manifest.composers.len();
-    let held = |s: usize| roll.steps().saturating_sub(s).min(window).max(1) as f32;
-    let total: f32 = starts.iter().map(|&s| held(s)).sum();
-    let mut overall = vec![0f32; c];
-    for (p, &s) in probs.iter().zip(&starts) {
-        for (o, v) in overall.iter_mut().zip(p) {
-            *o += v * held(s) / total;
-        }
-    }
+    let overall = weighted_overall(&probs, &starts, roll.steps(), window);
     Ok(Verdict {
         composers: clf.manifest.composers.clone(),
         overall,
         windows: starts.into_iter().zip(probs).collect(),
         window,
     })
+}
+
+/// Where the windows of `window` steps, `hop` apart, that judge a roll of `steps` start: from
+/// 0 until one reaches the end (the last may hold fewer steps; a roll shorter than a window is
+/// one window).
+pub fn window_starts(steps: usize, window: usize, hop: usize) -> Vec<usize> {
+    let mut starts = vec![0usize];
+    while let Some(&s) = starts.last()
+        && s.saturating_add(window) < steps
+    {
+        let next = s.saturating_add(hop.max(1));
+        if next >= steps {
+            break; // a hop longer than a window can step past the end
+        }
+        starts.push(next);
+    }
+    starts
+}
+
+/// A whole roll's probabilities from its windows' (`probs`, the windows starting at
+/// `starts`): each weighed by the steps of the roll it holds, so a last window of a few steps
+/// and much padding counts for little.
+pub fn weighted_overall(
+    probs: &[Vec<f32>],
+    starts: &[usize],
+    steps: usize,
+    window: usize,
+) -> Vec<f32> {
+    let held = |s: usize| steps.saturating_sub(s).min(window).max(1) as f32;
+    let total: f32 = starts.iter().map(|&s| held(s)).sum();
+    let mut overall = vec![0f32; probs.first().map_or(0, Vec::len)];
+    for (p, &s) in probs.iter().zip(starts) {
+        for (o, v) in overall.iter_mut().zip(p) {
+            *o += v * held(s) / total;
+        }
+    }
+    overall
 }
 
 impl Classifier {
@@ -379,73 +399,95 @@ pub struct ClassifierReport {
     pub confusion: Vec<Vec<usize>>,
 }
 
-/// The split of `corpus` the classifier was trained on (the seed and held-out share its
-/// manifest records).
-pub fn training_split(clf: &Classifier, corpus: &Corpus) -> crate::dataset::Split {
-    let train = &clf.manifest.training["train"];
-    let seed = train["seed"].as_u64().unwrap_or(1);
-    let fraction = train["valid_fraction"].as_f64().unwrap_or(0.1);
-    train_loop::run_split(corpus, fraction, training_fold(clf), seed)
+/// The seed the classifier's training run drew everything from (its split included).
+pub fn training_seed(clf: &Classifier) -> u64 {
+    clf.manifest.training["train"]["seed"].as_u64().unwrap_or(1)
 }
 
-/// The fold of a cross-validation the classifier was trained on, if it was.
-pub fn training_fold(clf: &Classifier) -> Option<train_loop::Fold> {
-    serde_json::from_value(clf.manifest.training["train"]["fold"].clone()).ok()
-}
-
-/// Judges snippets of the pieces the classifier's training split held out (same seed and
-/// share, or fold, as its manifest records), `per_composer` each.
-pub fn evaluate(
-    clf: &Classifier,
-    corpus: &Corpus,
-    per_composer: usize,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<ClassifierReport> {
-    let composers = &clf.manifest.composers;
-    if composers != &corpus.composers {
-        return Err(Error::InvalidArgument(format!(
-            "the classifier knows the composers {composers:?}, the corpus has {:?}",
-            corpus.composers
-        )));
-    }
-    let split = training_split(clf, corpus);
-    let window = window_steps(clf);
-    let snippets = evaluation_snippets(corpus, &split.valid, window, per_composer);
-    let device = clf.model_device();
-    let mut judged = Vec::with_capacity(snippets.len());
-    for (k, chunk) in snippets.chunks(32).enumerate() {
-        progress(k * 32, snippets.len());
-        let refs: Vec<_> = chunk.iter().map(|(s, _)| *s).collect();
-        let x = snippet_tensor(corpus, &refs, window, &device)?;
-        let bars = train_loop::window_bars(corpus, &refs, window);
-        let probs = probabilities(&clf.model, &x, &bars)?;
-        judged.extend(probs.into_iter().zip(chunk.iter().map(|(_, truth)| *truth)));
-    }
-    let mut pieces = Vec::with_capacity(split.valid.len());
-    for &piece in &split.valid {
-        let v = classify_roll(clf, &corpus.pieces[piece].roll, window, window)?;
-        pieces.push((v.overall, corpus.pieces[piece].composer));
-    }
-    progress(snippets.len(), snippets.len());
-    Ok(ClassifierReport::from_predictions(
-        composers.clone(),
-        &judged,
-        &pieces,
+/// The split of `corpus` the classifier was trained on (the seed and held-out share, or fold,
+/// its manifest records).
+pub fn training_split(clf: &Classifier, corpus: &Corpus) -> Result<crate::dataset::Split> {
+    let fraction = clf.manifest.training["train"]["valid_fraction"]
+        .as_f64()
+        .unwrap_or(0.1);
+    Ok(train_loop::run_split(
+        corpus,
+        fraction,
+        training_fold(clf)?,
+        training_seed(clf),
     ))
 }
 
-impl ClassifierReport {
-    /// The figures of composer probabilities against the truth: `snippets` and `pieces` hold
-    /// `(probabilities, true composer)` of each snippet judged and of each whole piece.
-    pub fn from_predictions(
-        composers: Vec<String>,
-        snippets: &[(Vec<f32>, usize)],
-        pieces: &[(Vec<f32>, usize)],
-    ) -> ClassifierReport {
+/// The fold of a cross-validation the classifier was trained on, if it was; a manifest whose
+/// fold is not one (say fold 5 of 3) is refused.
+pub fn training_fold(clf: &Classifier) -> Result<Option<train_loop::Fold>> {
+    let value = &clf.manifest.training["train"]["fold"];
+    if value.is_null() {
+        return Ok(None);
+    }
+    let fold: Option<train_loop::Fold> = serde_json::from_value(value.clone()).ok();
+    match fold {
+        Some(f) if f.of >= 2 && f.index < f.of => Ok(Some(f)),
+        _ => Err(Error::InvalidArgument(format!(
+            "the classifier's manifest records the fold {value}, which is not one of a \
+             cross-validation"
+        ))),
+    }
+}
+
+/// Composer probabilities against the truth: `(probabilities, true composer)` of each snippet
+/// judged and of each whole piece. Judgements of disjoint held-out sets (the folds of a
+/// cross-validation) add up by [`Judged::extend`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Judged {
+    pub snippets: Vec<(Vec<f32>, usize)>,
+    pub pieces: Vec<(Vec<f32>, usize)>,
+}
+
+impl Judged {
+    /// Adds another held-out set's judgements.
+    pub fn extend(&mut self, other: Judged) {
+        self.snippets.extend(other.snippets);
+        self.pieces.extend(other.pieces);
+    }
+
+    /// Two judges of the same snippets and pieces together: their probabilities multiplied
+    /// and renormalised (a product of experts). Refused when they did not judge the same.
+    pub fn product(&self, other: &Judged) -> Result<Judged> {
+        let same = |a: &[(Vec<f32>, usize)], b: &[(Vec<f32>, usize)]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| x.1 == y.1 && x.0.len() == y.0.len())
+        };
+        if !same(&self.snippets, &other.snippets) || !same(&self.pieces, &other.pieces) {
+            return Err(Error::InvalidArgument(
+                "the two judges did not judge the same snippets and pieces".into(),
+            ));
+        }
+        let multiply = |a: &[(Vec<f32>, usize)], b: &[(Vec<f32>, usize)]| {
+            a.iter()
+                .zip(b)
+                .map(|((p, truth), (q, _))| {
+                    let joint: Vec<f32> = p.iter().zip(q).map(|(x, y)| x * y).collect();
+                    let total: f32 = joint.iter().sum();
+                    let norm = if total > 0.0 { total } else { 1.0 };
+                    (joint.iter().map(|v| v / norm).collect(), *truth)
+                })
+                .collect()
+        };
+        Ok(Judged {
+            snippets: multiply(&self.snippets, &other.snippets),
+            pieces: multiply(&self.pieces, &other.pieces),
+        })
+    }
+
+    /// The figures: accuracy, top-3, whole pieces, by composer, confusion.
+    pub fn report(&self, composers: Vec<String>) -> ClassifierReport {
         let c = composers.len();
         let mut confusion = vec![vec![0usize; c]; c];
         let (mut hits, mut top3) = (0usize, 0usize);
-        for (p, truth) in snippets {
+        for (p, truth) in &self.snippets {
             let order = ranked(p);
             let first = order.first().copied();
             if let (Some(row), Some(first)) = (confusion.get_mut(*truth), first)
@@ -457,21 +499,21 @@ impl ClassifierReport {
             top3 += usize::from(order[..3.min(order.len())].contains(truth));
         }
         let mut pieces_right = vec![(0usize, 0usize); c];
-        for (p, truth) in pieces {
+        for (p, truth) in &self.pieces {
             if let Some(right) = pieces_right.get_mut(*truth) {
                 right.0 += 1;
                 right.1 += usize::from(ranked(p).first() == Some(truth));
             }
         }
         let piece_hits: usize = pieces_right.iter().map(|&(_, right)| right).sum();
-        let n = snippets.len().max(1) as f64;
+        let n = self.snippets.len().max(1) as f64;
         ClassifierReport {
             composers,
-            snippets: snippets.len(),
-            pieces: pieces.len(),
+            snippets: self.snippets.len(),
+            pieces: self.pieces.len(),
             accuracy: hits as f64 / n,
             top3: top3 as f64 / n,
-            piece_accuracy: piece_hits as f64 / pieces.len().max(1) as f64,
+            piece_accuracy: piece_hits as f64 / self.pieces.len().max(1) as f64,
             piece_balanced_accuracy: balanced_accuracy(&pieces_right),
             pieces_right,
             confusion,
@@ -479,28 +521,78 @@ impl ClassifierReport {
     }
 }
 
-/// Judges classifiers trained on the folds of one cross-validation (`segue train classifier
-/// --fold K/N`, N runs, K = 1..=N, the same seed), each on its own held-out fold as
-/// [`evaluate`] does, and pools their reports: every piece of the corpus is judged once, by a
-/// classifier that never trained on it. `progress` gets (folds done, folds).
-pub fn evaluate_folds(
-    classifiers: &[Classifier],
+/// Judges snippets of the pieces the classifier's training split held out (same seed and
+/// share, or fold, as its manifest records), `per_composer` each.
+pub fn evaluate(
+    clf: &Classifier,
     corpus: &Corpus,
     per_composer: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ClassifierReport> {
+    Ok(judge_held_out(clf, corpus, per_composer, progress)?.report(corpus.composers.clone()))
+}
+
+/// What [`evaluate`] counts: the classifier's probabilities for `per_composer` snippets of
+/// each composer's held-out pieces, and for each held-out piece whole.
+pub fn judge_held_out(
+    clf: &Classifier,
+    corpus: &Corpus,
+    per_composer: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Judged> {
+    let composers = &clf.manifest.composers;
+    if composers != &corpus.composers {
+        return Err(Error::InvalidArgument(format!(
+            "the classifier knows the composers {composers:?}, the corpus has {:?}",
+            corpus.composers
+        )));
+    }
+    let split = training_split(clf, corpus)?;
+    let window = window_steps(clf);
+    let snippets = evaluation_snippets(corpus, &split.valid, window, per_composer);
+    let device = clf.model_device();
+    let mut judged = Judged::default();
+    for (k, chunk) in snippets.chunks(32).enumerate() {
+        progress(k * 32, snippets.len());
+        let refs: Vec<_> = chunk.iter().map(|(s, _)| *s).collect();
+        let x = snippet_tensor(corpus, &refs, window, &device)?;
+        let bars = train_loop::window_bars(corpus, &refs, window);
+        let probs = probabilities(&clf.model, &x, &bars)?;
+        (judged.snippets).extend(probs.into_iter().zip(chunk.iter().map(|(_, truth)| *truth)));
+    }
+    for &piece in &split.valid {
+        let v = classify_roll(clf, &corpus.pieces[piece].roll, window, window)?;
+        judged
+            .pieces
+            .push((v.overall, corpus.pieces[piece].composer));
+    }
+    progress(snippets.len(), snippets.len());
+    Ok(judged)
+}
+
+/// Judges classifiers trained on the folds of one cross-validation (`segue train classifier
+/// --fold K/N`, N runs, K = 1..=N, the same seed, corpus and snippet length), each on its own
+/// held-out fold as [`judge_held_out`] does, together: every piece of the corpus is judged
+/// once, by a classifier that never trained on it. `progress` gets (folds done, folds).
+pub fn judge_folds(
+    classifiers: &[Classifier],
+    corpus: &Corpus,
+    per_composer: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Judged> {
     check_folds(classifiers)?;
-    let mut reports = Vec::with_capacity(classifiers.len());
+    let mut judged = Judged::default();
     for (k, clf) in classifiers.iter().enumerate() {
         progress(k, classifiers.len());
-        reports.push(evaluate(clf, corpus, per_composer, &mut |_, _| {})?);
+        judged.extend(judge_held_out(clf, corpus, per_composer, &mut |_, _| {})?);
     }
     progress(classifiers.len(), classifiers.len());
-    ClassifierReport::pooled(&reports)
+    Ok(judged)
 }
 
 /// Refuses classifiers that are not the N folds of one cross-validation: each trained with
-/// `--fold K/N` for the same N and seed, every K once, on the same composers.
+/// `--fold K/N` for the same N, every K once, with the same seed and snippet length, on the
+/// same corpus and composers.
 pub fn check_folds(classifiers: &[Classifier]) -> Result<()> {
     let bad = |why: String| {
         Err(Error::InvalidArgument(format!(
@@ -508,9 +600,15 @@ pub fn check_folds(classifiers: &[Classifier]) -> Result<()> {
         )))
     };
     let n = classifiers.len();
+    if n < 2 {
+        return bad(format!(
+            "{n} classifier(s); a cross-validation has 2 folds or more"
+        ));
+    }
     let mut seen = vec![false; n];
+    let first = &classifiers[0].manifest;
     for (i, clf) in classifiers.iter().enumerate() {
-        let Some(fold) = training_fold(clf) else {
+        let Some(fold) = training_fold(clf)? else {
             return bad(format!(
                 "classifier {} was not trained on a fold (segue train classifier --fold K/N)",
                 i + 1
@@ -525,60 +623,30 @@ pub fn check_folds(classifiers: &[Classifier]) -> Result<()> {
         if std::mem::replace(&mut seen[fold.index], true) {
             return bad(format!("fold {fold} is given twice"));
         }
-        let (first, this) = (&classifiers[0].manifest, &clf.manifest);
-        if this.training["train"]["seed"] != first.training["train"]["seed"]
-            || this.composers != first.composers
-        {
-            return bad(format!(
-                "classifier {} differs from the first in its seed or composers",
-                i + 1
-            ));
+        let this = &clf.manifest;
+        let train =
+            |m: &crate::models::saved::ModelManifest, key: &str| m.training["train"][key].clone();
+        for (what, differs) in [
+            ("seed", train(this, "seed") != train(first, "seed")),
+            (
+                "snippet length",
+                train(this, "snippet_steps") != train(first, "snippet_steps"),
+            ),
+            ("composers", this.composers != first.composers),
+            (
+                "corpus",
+                this.corpus.content_hash != first.corpus.content_hash,
+            ),
+        ] {
+            if differs {
+                return bad(format!(
+                    "classifier {} differs from the first in its {what}",
+                    i + 1
+                ));
+            }
         }
     }
     Ok(())
-}
-
-impl ClassifierReport {
-    /// Reports on disjoint held-out sets as one: counts summed, shares of the sums.
-    pub fn pooled(reports: &[ClassifierReport]) -> Result<ClassifierReport> {
-        let Some(first) = reports.first() else {
-            return Err(Error::InvalidArgument("no reports to pool".into()));
-        };
-        if reports.iter().any(|r| r.composers != first.composers) {
-            return Err(Error::InvalidArgument(
-                "reports on different composers cannot be pooled".into(),
-            ));
-        }
-        let c = first.composers.len();
-        let mut confusion = vec![vec![0usize; c]; c];
-        let mut pieces_right = vec![(0usize, 0usize); c];
-        let (mut snippets, mut pieces, mut top3) = (0usize, 0usize, 0f64);
-        for r in reports {
-            for (row, add) in confusion.iter_mut().zip(&r.confusion) {
-                row.iter_mut().zip(add).for_each(|(a, b)| *a += b);
-            }
-            for (pr, add) in pieces_right.iter_mut().zip(&r.pieces_right) {
-                pr.0 += add.0;
-                pr.1 += add.1;
-            }
-            snippets += r.snippets;
-            pieces += r.pieces;
-            top3 += r.top3 * r.snippets as f64;
-        }
-        let hits: usize = (0..c).map(|k| confusion[k][k]).sum();
-        let piece_hits: usize = pieces_right.iter().map(|&(_, right)| right).sum();
-        Ok(ClassifierReport {
-            composers: first.composers.clone(),
-            snippets,
-            pieces,
-            accuracy: hits as f64 / snippets.max(1) as f64,
-            top3: top3 / snippets.max(1) as f64,
-            piece_accuracy: piece_hits as f64 / pieces.max(1) as f64,
-            piece_balanced_accuracy: balanced_accuracy(&pieces_right),
-            pieces_right,
-            confusion,
-        })
-    }
 }
 
 /// Class indices from the most probable down (ties keep index order).

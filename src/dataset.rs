@@ -273,8 +273,9 @@ impl Corpus {
     }
 
     /// The fold (`0..folds`) of each piece for cross-validation: each composer's pieces, in
-    /// an order drawn from `seed`, are dealt round the folds, so every fold holds about the
-    /// same share of every composer.
+    /// an order drawn from `seed`, are dealt round the folds from the first, so a fold holds
+    /// n / folds of a composer's n pieces, rounded down or (the first folds) up; a composer
+    /// with fewer pieces than folds is missing from the last ones.
     pub fn folds(&self, folds: usize, seed: u64) -> Vec<usize> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut fold_of = vec![0; self.pieces.len()];

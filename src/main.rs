@@ -1650,38 +1650,45 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     };
-    let report = if args.cross_validated.is_empty() {
-        segue::classify::evaluate(clf, &corpus, a.per_composer, &mut progress)?
+    let judged = if args.cross_validated.is_empty() {
+        segue::classify::judge_held_out(clf, &corpus, a.per_composer, &mut progress)?
     } else {
-        segue::classify::evaluate_folds(&classifiers, &corpus, a.per_composer, &mut progress)?
+        segue::classify::judge_folds(&classifiers, &corpus, a.per_composer, &mut progress)?
     };
     bar.finish_and_clear();
+    let composers = corpus.composers.clone();
+    let report = judged.report(composers.clone());
     let window = segue::classify::window_steps(clf);
     let fit = segue::stats_baseline::FitOptions::default();
-    let baseline = if args.baseline {
+    let (baseline, together) = if args.baseline {
         let spinner = progress_bar(1, "fitting the baseline");
-        // Fitted on each classifier's training pieces, judged on its held-out snippets.
-        let reports = (classifiers.iter())
-            .map(|c| {
-                let split = segue::classify::training_split(c, &corpus);
-                let steps = segue::classify::window_steps(c);
-                segue::stats_baseline::evaluate_split(&corpus, &split, steps, a.per_composer, &fit)
-            })
-            .collect::<segue::Result<Vec<_>>>()?;
+        // Fitted on each classifier's training pieces, judging its held-out snippets.
+        let mut b = segue::classify::Judged::default();
+        for c in &classifiers {
+            let split = segue::classify::training_split(c, &corpus)?;
+            let steps = segue::classify::window_steps(c);
+            b.extend(segue::stats_baseline::judge_split(
+                &corpus,
+                &split,
+                steps,
+                a.per_composer,
+                &fit,
+            )?);
+        }
         spinner.finish_and_clear();
-        Some(segue::classify::ClassifierReport::pooled(&reports)?)
+        let together = judged.product(&b)?.report(composers.clone());
+        (Some(b.report(composers.clone())), Some(together))
     } else {
-        None
+        (None, None)
     };
     let folds = match args.folds {
         Some(k) => {
             let bar = progress_bar(k as u64, "cross-validating the baseline (folds)");
-            let seed = clf.manifest.training["train"]["seed"].as_u64().unwrap_or(1);
             let report = segue::stats_baseline::cross_validate(
                 &corpus,
                 k,
                 window,
-                seed,
+                segue::classify::training_seed(clf),
                 &fit,
                 &mut |done, _| bar.set_position(done as u64),
             )?;
@@ -1695,6 +1702,7 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
             serde_json::json!({
                 "classifier": report,
                 "baseline": baseline,
+                "together": together,
                 "baseline_cross_validated": folds.as_ref().map(|(k, r)| serde_json::json!({"folds": k, "report": r})),
             })
         } else {
@@ -1723,6 +1731,10 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
             "\nstatistics baseline (logistic regression on pitch, pitch-class, onset-place, note-length and density statistics of each window; fitted on the same training pieces), on the same snippets and pieces:"
         );
         print_classifier_report(b, false)?;
+    }
+    if let Some(t) = &together {
+        out!("\nthe classifier and the baseline together (their probabilities multiplied):");
+        print_classifier_report(t, false)?;
     }
     if let Some((k, cv)) = &folds {
         out!(

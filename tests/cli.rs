@@ -715,9 +715,21 @@ fn eval_classifier_pools_fold_runs_beside_the_statistics_baseline() {
         out.contains("cross-validated over all 9 pieces (3 folds by piece"),
         "{out}"
     );
-    // The tiny corpus's composers differ in register and figure: the baseline gets them all.
+    // The tiny corpus's composers differ in register and figure: the baseline gets them all,
+    // on the fold runs' held-out pieces and cross-validated.
+    let section = |title: &str| {
+        let from = out.find(title).unwrap_or_else(|| panic!("{title}: {out}"));
+        out[from..].split("\n\n").next().unwrap().to_string()
+    };
+    let all_right = "whole pieces right per composer: arps 3/3, chords 3/3, scales 3/3";
+    for title in [
+        "statistics baseline (logistic",
+        "statistics baseline cross-validated",
+    ] {
+        assert!(section(title).contains(all_right), "{out}");
+    }
     assert!(
-        out.contains("whole pieces right per composer: arps 3/3, chords 3/3, scales 3/3"),
+        out.contains("the classifier and the baseline together"),
         "{out}"
     );
     let mut two = vec!["eval", "classifier", "--corpus", p(&corpus), "--no-cache"];

@@ -1062,6 +1062,10 @@ fn window_statistics_count_what_the_window_holds() {
     // Onsets and sounding cells per step, silent steps, the share of the window held.
     assert!(close(f[168], 3.0 / 32.0) && close(f[169], 28.0 / 32.0));
     assert!(close(f[170], 4.0 / 32.0) && close(f[171], 1.0));
+    // Places are counted from the window's start: from step 4, the onsets at 4 and 16 fall
+    // on places 0 and 12.
+    let later = window_features(&roll, 4, 32);
+    assert!(close(later[140], 0.5) && close(later[140 + 12], 0.5));
     // Past the roll's end the window holds 8 of its 32 steps: shares of what it holds.
     let tail = window_features(&roll, 32, 32);
     assert!(close(tail[79], 1.0) && close(tail[171], 8.0 / 32.0));
@@ -1078,6 +1082,9 @@ fn the_statistics_baseline_judges_held_out_pieces_and_every_piece_once() {
     let fit = FitOptions::default();
     let split = run_split(&c, 0.0, Some(Fold { index: 0, of: 3 }), 1);
     let report = stats_baseline::evaluate_split(&c, &split, 32, 4, &fit).unwrap();
+    // The classifier's held-out snippets, and nothing else.
+    let expected = segue::train::evaluation_snippets(&c, &split.valid, 32, 4).len();
+    assert_eq!(report.snippets, expected);
     assert_eq!(report.pieces, 3);
     assert_eq!(report.accuracy, 1.0, "{report:?}");
     assert_eq!(report.piece_accuracy, 1.0);
@@ -1095,6 +1102,19 @@ fn the_statistics_baseline_judges_held_out_pieces_and_every_piece_once() {
     assert_eq!(cv.snippets, windows);
     assert_eq!(cv.confusion.iter().flatten().sum::<usize>(), windows);
     assert!(stats_baseline::cross_validate(&c, 1, 32, 1, &fit, &mut |_, _| {}).is_err());
+    // Four folds of three pieces per composer leave one fold empty: refused, not skipped.
+    let err = stats_baseline::cross_validate(&c, 4, 32, 1, &fit, &mut |_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("fold 4/4 would hold 0"), "{err}");
+    // Nothing of a held-out piece reaches the fit: a composer none of whose pieces is trained
+    // on is never named.
+    let mut blind = split.clone();
+    blind.train.retain(|&p| c.pieces[p].composer != 2);
+    let judged = stats_baseline::judge_split(&c, &blind, 32, 4, &fit).unwrap();
+    assert!(judged.snippets.iter().any(|&(_, t)| t == 2));
+    for (p, _) in judged.snippets.iter().chain(&judged.pieces) {
+        let best = (0..3).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+        assert_ne!(best, 2, "{p:?}");
+    }
     // The same windows give the same fit: no random draw.
     let x: Vec<Vec<f32>> = (0..3)
         .map(|k| stats_baseline::window_features(&c.pieces[k * 3].roll, 0, 32))
@@ -1129,7 +1149,7 @@ fn folds_hold_every_piece_out_once() {
         s.valid.iter().for_each(|&p| held[p] += 1);
     }
     assert_eq!(held, vec![1; c.pieces.len()]);
-    // Another seed deals them differently; no fold gives the plain split.
+    // Another seed deals them differently.
     let other: Vec<_> = (0..3)
         .map(|index| run_split(&c, 0.0, Some(Fold { index, of: 3 }), 8).valid)
         .collect();
@@ -1172,30 +1192,35 @@ fn fold_classifiers_pool_into_one_report_over_every_piece() {
         classify::load(&out.join("classifier.safetensors"), &Device::Cpu).unwrap()
     };
     let folds: Vec<_> = (0..3).map(|k| train(k, 3, &format!("f{k}"))).collect();
+    let mut held_out = Vec::new();
     for (k, clf) in folds.iter().enumerate() {
-        assert_eq!(classify::training_fold(clf), Some(Fold { index: k, of: 3 }));
-        let held = classify::training_split(clf, &c).valid;
+        assert_eq!(
+            classify::training_fold(clf).unwrap(),
+            Some(Fold { index: k, of: 3 })
+        );
+        let held = classify::training_split(clf, &c).unwrap().valid;
         assert_eq!(held.len(), 3);
+        held_out.extend(held);
     }
-    let pooled = classify::evaluate_folds(&folds, &c, 4, &mut |_, _| {}).unwrap();
-    assert_eq!(pooled.pieces, 9);
-    let each: Vec<_> = folds
-        .iter()
-        .map(|clf| classify::evaluate(clf, &c, 4, &mut |_, _| {}).unwrap())
-        .collect();
-    assert_eq!(pooled, classify::ClassifierReport::pooled(&each).unwrap());
+    held_out.sort_unstable();
     assert_eq!(
-        pooled.snippets,
-        each.iter().map(|r| r.snippets).sum::<usize>()
+        held_out,
+        (0..9).collect::<Vec<_>>(),
+        "every piece held out once"
     );
-    let hits: f64 = each.iter().map(|r| r.accuracy * r.snippets as f64).sum();
-    assert!((pooled.accuracy - hits / pooled.snippets as f64).abs() < 1e-9);
-    assert_eq!(
-        pooled.confusion.iter().flatten().sum::<usize>(),
-        pooled.snippets
-    );
+    // Together, each judged on its own fold: the judgements of each, one after another.
+    let pooled = classify::judge_folds(&folds, &c, 4, &mut |_, _| {}).unwrap();
+    let mut each = classify::Judged::default();
+    for clf in &folds {
+        each.extend(classify::judge_held_out(clf, &c, 4, &mut |_, _| {}).unwrap());
+    }
+    assert_eq!(pooled, each);
+    assert_eq!(pooled.pieces.len(), 9);
+    let mut truths: Vec<usize> = pooled.pieces.iter().map(|&(_, t)| t).collect();
+    truths.sort_unstable();
+    assert_eq!(truths, [0, 0, 0, 1, 1, 1, 2, 2, 2]);
     // Two of three folds, a fold twice, or a classifier not trained on a fold: refused.
-    let err = classify::evaluate_folds(&folds[..2], &c, 4, &mut |_, _| {}).unwrap_err();
+    let err = classify::judge_folds(&folds[..2], &c, 4, &mut |_, _| {}).unwrap_err();
     assert!(
         err.to_string().contains("fold 1/3, but 2 classifiers"),
         "{err}"
@@ -1220,6 +1245,24 @@ fn fold_classifiers_pool_into_one_report_over_every_piece() {
     };
     let err = classify::check_folds(&[plain, folds[1].clone()]).unwrap_err();
     assert!(err.to_string().contains("not trained on a fold"), "{err}");
+    // Folds of runs with another seed, or on another corpus, are not one cross-validation.
+    let mut reseeded = folds.clone();
+    reseeded[2].manifest.training["train"]["seed"] = serde_json::json!(2);
+    let err = classify::check_folds(&reseeded).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("classifier 3 differs from the first in its seed"),
+        "{err}"
+    );
+    let mut elsewhere = folds.clone();
+    elsewhere[1].manifest.corpus.content_hash = "another".into();
+    let err = classify::check_folds(&elsewhere).unwrap_err();
+    assert!(err.to_string().contains("in its corpus"), "{err}");
+    // A manifest whose fold is not one is refused, not read as no fold.
+    let mut odd = folds[0].clone();
+    odd.manifest.training["train"]["fold"] = serde_json::json!({"index": 5, "of": 3});
+    assert!(classify::training_fold(&odd).is_err());
+    assert!(classify::check_folds(&[odd, folds[1].clone(), folds[2].clone()]).is_err());
     // A fold run resumes only on its own fold.
     let mut o = classifier_options(3);
     o.train.fold = Some(Fold { index: 1, of: 3 });
@@ -1238,4 +1281,44 @@ fn fold_classifiers_pool_into_one_report_over_every_piece() {
             .contains("--fold 2/3 (the checkpoint's is 1/3)"),
         "{err}"
     );
+}
+
+/// Judgements add up as counts, not as a mean of shares, and two judges multiply.
+#[test]
+fn judgements_add_up_as_counts_and_two_judges_multiply() {
+    use classify::Judged;
+    let names = vec!["a".to_string(), "b".to_string()];
+    let right = (vec![0.9f32, 0.1], 0usize);
+    let wrong = (vec![0.9f32, 0.1], 1usize);
+    let mut small = Judged {
+        snippets: vec![right.clone()],
+        pieces: vec![right.clone()],
+    };
+    let large = Judged {
+        snippets: vec![right.clone(), wrong.clone(), wrong.clone()],
+        pieces: vec![wrong.clone(), wrong.clone()],
+    };
+    small.extend(large);
+    let r = small.report(names.clone());
+    // 2 of 4 snippets (not the mean of 1 and 1/3), 1 of 3 pieces; by composer: a 1/1, b 0/2.
+    assert_eq!((r.snippets, r.pieces), (4, 3));
+    assert!((r.accuracy - 0.5).abs() < 1e-12);
+    assert!((r.piece_accuracy - 1.0 / 3.0).abs() < 1e-12);
+    assert!((r.piece_balanced_accuracy - 0.5).abs() < 1e-12);
+    assert_eq!(r.confusion, vec![vec![2, 0], vec![2, 0]]);
+    assert_eq!(r.top3, 1.0);
+    // 0.6 x 0.2 against 0.4 x 0.8: together they name the second.
+    let p = Judged {
+        snippets: vec![(vec![0.6, 0.4], 1)],
+        pieces: vec![],
+    };
+    let q = Judged {
+        snippets: vec![(vec![0.2, 0.8], 1)],
+        pieces: vec![],
+    };
+    let pq = p.product(&q).unwrap();
+    let joint = &pq.snippets[0].0;
+    assert!((joint[0] - 0.12 / 0.44).abs() < 1e-6 && (joint[1] - 0.32 / 0.44).abs() < 1e-6);
+    assert_eq!(pq.report(names.clone()).accuracy, 1.0);
+    assert!(p.product(&small).is_err());
 }
