@@ -679,25 +679,18 @@ fn eval_classifier_pools_fold_runs_beside_the_statistics_baseline() {
     let models: Vec<String> = (1..=3)
         .map(|k| run(k).join("classifier.safetensors").display().to_string())
         .collect();
+    let train = |steps: &str, fold: &str, out: &Path, resume: bool| {
+        let mut args = vec!["train", "classifier", "--corpus", p(&corpus), "--no-cache"];
+        args.extend(["--width", "16", "--snippet-steps", "32", "--steps", steps]);
+        args.extend(["--fold", fold, "--out", p(out)]);
+        args.extend(resume.then_some("--resume"));
+        args.iter().map(|a| a.to_string()).collect::<Vec<String>>()
+    };
+    fn strs(a: &[String]) -> Vec<&str> {
+        a.iter().map(String::as_str).collect()
+    }
     for k in 1..=3 {
-        let fold = format!("{k}/3");
-        ok(&[
-            "train",
-            "classifier",
-            "--corpus",
-            p(&corpus),
-            "--no-cache",
-            "--width",
-            "16",
-            "--snippet-steps",
-            "32",
-            "--steps",
-            "2",
-            "--fold",
-            &fold,
-            "--out",
-            p(&run(k)),
-        ]);
+        ok(&strs(&train("2", &format!("{k}/3"), &run(k), false)));
     }
     let mut args = vec!["eval", "classifier", "--corpus", p(&corpus), "--no-cache"];
     args.extend(["--baseline", "--folds", "3", "--cross-validated"]);
@@ -740,24 +733,7 @@ fn eval_classifier_pools_fold_runs_beside_the_statistics_baseline() {
         "{err}"
     );
     // A fold run resumes on its own fold only.
-    let err = fails(&[
-        "train",
-        "classifier",
-        "--corpus",
-        p(&corpus),
-        "--no-cache",
-        "--width",
-        "16",
-        "--snippet-steps",
-        "32",
-        "--steps",
-        "3",
-        "--fold",
-        "2/3",
-        "--resume",
-        "--out",
-        p(&run(1)),
-    ]);
+    let err = fails(&strs(&train("3", "2/3", &run(1), true)));
     assert!(
         err.contains("--fold 2/3 (the checkpoint's is 1/3)"),
         "{err}"

@@ -1175,9 +1175,9 @@ fn folds_hold_every_piece_out_once() {
 fn fold_classifiers_pool_into_one_report_over_every_piece() {
     use segue::train_loop::Fold;
     let (dir, c) = tiny_corpus();
-    let train = |index: usize, of: usize, name: &str| {
+    let train = |fold: Option<Fold>, name: &str| {
         let mut o = classifier_options(2);
-        o.train.fold = Some(Fold { index, of });
+        o.train.fold = fold;
         let out = dir.path().join(name);
         classify::train_classifier(
             &c,
@@ -1191,7 +1191,9 @@ fn fold_classifiers_pool_into_one_report_over_every_piece() {
         .unwrap();
         classify::load(&out.join("classifier.safetensors"), &Device::Cpu).unwrap()
     };
-    let folds: Vec<_> = (0..3).map(|k| train(k, 3, &format!("f{k}"))).collect();
+    let folds: Vec<_> = (0..3)
+        .map(|index| train(Some(Fold { index, of: 3 }), &format!("f{index}")))
+        .collect();
     let mut held_out = Vec::new();
     for (k, clf) in folds.iter().enumerate() {
         assert_eq!(
@@ -1228,21 +1230,7 @@ fn fold_classifiers_pool_into_one_report_over_every_piece() {
     let twice = [folds[0].clone(), folds[0].clone(), folds[2].clone()];
     let err = classify::check_folds(&twice).unwrap_err();
     assert!(err.to_string().contains("fold 1/3 is given twice"), "{err}");
-    let plain = {
-        let o = classifier_options(2);
-        let out = dir.path().join("plain");
-        classify::train_classifier(
-            &c,
-            &o,
-            &out,
-            &Device::Cpu,
-            false,
-            &Control::default(),
-            &mut |_| {},
-        )
-        .unwrap();
-        classify::load(&out.join("classifier.safetensors"), &Device::Cpu).unwrap()
-    };
+    let plain = train(None, "plain");
     let err = classify::check_folds(&[plain, folds[1].clone()]).unwrap_err();
     assert!(err.to_string().contains("not trained on a fold"), "{err}");
     // Folds of runs with another seed, or on another corpus, are not one cross-validation.
