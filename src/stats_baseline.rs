@@ -317,18 +317,22 @@ pub fn cross_validate(
             "cross-validation needs 2 folds or more, not {folds}"
         )));
     }
+    // Every fold must hold some pieces and leave some to fit on: checked before any fit.
+    let fold_of = corpus.folds(folds, seed);
+    for index in 0..folds {
+        let held = fold_of.iter().filter(|&&f| f == index).count();
+        if held == 0 || held == corpus.pieces.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{folds} folds of {} pieces: fold {} would hold {held} of them",
+                corpus.pieces.len(),
+                Fold { index, of: folds }
+            )));
+        }
+    }
     let mut judged = Judged::default();
     for index in 0..folds {
         progress(index, folds);
-        let fold = Fold { index, of: folds };
-        let split = run_split(corpus, 0.0, Some(fold), seed);
-        if split.valid.is_empty() || split.train.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "{folds} folds of {} pieces: fold {fold} would hold {} of them",
-                corpus.pieces.len(),
-                split.valid.len()
-            )));
-        }
+        let split = run_split(corpus, 0.0, Some(Fold { index, of: folds }), seed);
         // Every window of the held-out pieces, not a sample of them.
         judged.extend(judge_split(corpus, &split, window, usize::MAX, opts)?);
     }
