@@ -399,6 +399,12 @@ pub struct ClassifierReport {
     pub confusion: Vec<Vec<usize>>,
 }
 
+/// The share of validation snippets, from pieces it never trained on, that the classifier
+/// named right at the end of its training, as its manifest records it.
+pub fn held_out_accuracy(manifest: &crate::models::saved::ModelManifest) -> Option<f64> {
+    manifest.metrics.get("accuracy").and_then(|v| v.as_f64())
+}
+
 /// The seed the classifier's training run drew everything from (its split included).
 pub fn training_seed(clf: &Classifier) -> u64 {
     clf.manifest.training["train"]["seed"].as_u64().unwrap_or(1)

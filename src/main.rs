@@ -1604,6 +1604,13 @@ fn classify_cmd(
             100.0 * verdict.overall[c]
         );
     }
+    if let Some(a) = segue::classify::held_out_accuracy(&clf.manifest) {
+        out!(
+            "(on snippets of pieces it never trained on, this classifier named the right composer {:.0} % of the time; chance {:.0} %)",
+            100.0 * a,
+            100.0 / verdict.composers.len().max(1) as f64
+        );
+    }
     // Bars counted along the piece's own metre map.
     let bars = segue::meter::BarMap::new(roll.meters());
     out!(

@@ -300,6 +300,18 @@ fn classify_ranks_every_composer_and_lists_windows_within_the_piece() {
         .collect();
     assert_eq!(ranked.len(), 20, "{text}");
     assert!(ranked.windows(2).all(|w| w[0] >= w[1]), "{text}");
+    // What the ranking is worth, from the classifier's manifest.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/classifier.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let accuracy = manifest["metrics"]["accuracy"].as_f64().unwrap();
+    let caveat = format!(
+        "this classifier named the right composer {:.0} % of the time; chance 5 %",
+        100.0 * accuracy
+    );
+    assert!(text.contains(&caveat), "{text}");
     assert!((ranked.iter().sum::<f64>() - 100.0).abs() < 0.5, "{text}");
     let window_lines = |text: &str| -> Vec<String> {
         (text.lines())

@@ -3155,7 +3155,7 @@ pub fn with_extension(path: PathBuf, extensions: &[&str]) -> PathBuf {
 /// it never trained on, as its manifest records it.
 pub fn style_meter_caveat(manifest: &crate::models::saved::ModelManifest) -> String {
     let chance = 100.0 / manifest.composers.len().max(1) as f64;
-    match manifest.metrics.get("accuracy").and_then(|v| v.as_f64()) {
+    match crate::classify::held_out_accuracy(manifest) {
         Some(a) => format!(
             "The composer classifier's probabilities along the piece. On snippets of pieces it \
              never trained on it named the right composer {:.0}% of the time (chance {chance:.0}%): \
