@@ -8,7 +8,7 @@ use candle_core::{D, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand_chacha::ChaCha8Rng;
 
-use crate::dataset::Corpus;
+use crate::dataset::{Corpus, Fold};
 use crate::error::{Error, Result, candle};
 use crate::meter::{StepMeter, WindowBars};
 use crate::models::classifier::{ComposerClassifier, Config};
@@ -426,19 +426,19 @@ pub fn training_split(clf: &Classifier, corpus: &Corpus) -> Result<crate::datase
 
 /// The fold of a cross-validation the classifier was trained on, if it was; a manifest whose
 /// fold is not one (say fold 5 of 3) is refused.
-pub fn training_fold(clf: &Classifier) -> Result<Option<train_loop::Fold>> {
+pub fn training_fold(clf: &Classifier) -> Result<Option<Fold>> {
     let value = &clf.manifest.training["train"]["fold"];
     if value.is_null() {
         return Ok(None);
     }
-    let fold: Option<train_loop::Fold> = serde_json::from_value(value.clone()).ok();
-    match fold {
-        Some(f) if f.of >= 2 && f.index < f.of => Ok(Some(f)),
-        _ => Err(Error::InvalidArgument(format!(
-            "the classifier's manifest records the fold {value}, which is not one of a \
-             cross-validation"
-        ))),
-    }
+    serde_json::from_value(value.clone())
+        .map(Some)
+        .map_err(|e| {
+            Error::InvalidArgument(format!(
+                "the classifier's manifest records the fold {value}, which is not one of a \
+             cross-validation ({e})"
+            ))
+        })
 }
 
 /// Composer probabilities against the truth: `(probabilities, true composer)` of each snippet
@@ -620,13 +620,13 @@ pub fn check_folds(classifiers: &[Classifier]) -> Result<()> {
                 i + 1
             ));
         };
-        if fold.of != n {
+        if fold.of() != n {
             return bad(format!(
                 "classifier {} held out fold {fold}, but {n} classifiers were given",
                 i + 1
             ));
         }
-        if std::mem::replace(&mut seen[fold.index], true) {
+        if std::mem::replace(&mut seen[fold.index()], true) {
             return bad(format!("fold {fold} is given twice"));
         }
         let this = &clf.manifest;

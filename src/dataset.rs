@@ -288,6 +288,80 @@ impl Corpus {
         }
         fold_of
     }
+
+    /// The pieces `fold` holds out, and the others to train on ([`Corpus::folds`] with
+    /// `seed`).
+    pub fn fold_split(&self, fold: Fold, seed: u64) -> Split {
+        let fold_of = self.folds(fold.of, seed);
+        let (valid, train) = (0..self.pieces.len()).partition(|&p| fold_of[p] == fold.index);
+        Split { train, valid }
+    }
+}
+
+/// One fold of a cross-validation: fold `index` (from 0) of `of` (2 or more), as dealt by
+/// [`Corpus::folds`]. Written `K/N`, K from 1, as the command line takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "FoldParts")]
+pub struct Fold {
+    index: usize,
+    of: usize,
+}
+
+#[derive(serde::Deserialize)]
+struct FoldParts {
+    index: usize,
+    of: usize,
+}
+
+impl TryFrom<FoldParts> for Fold {
+    type Error = String;
+
+    fn try_from(parts: FoldParts) -> std::result::Result<Fold, String> {
+        Fold::new(parts.index, parts.of)
+    }
+}
+
+impl Fold {
+    /// Fold `index` (from 0) of `of`; refused unless `of >= 2` and `index < of`.
+    pub fn new(index: usize, of: usize) -> std::result::Result<Fold, String> {
+        if of < 2 || index >= of {
+            return Err(format!(
+                "fold {index} (from 0) of {of}: a cross-validation has 2 folds or more, and \
+                 a fold is one of them"
+            ));
+        }
+        Ok(Fold { index, of })
+    }
+
+    /// Which fold, from 0.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// How many folds.
+    pub fn of(&self) -> usize {
+        self.of
+    }
+}
+
+impl std::fmt::Display for Fold {
+    /// `K/N`, counting folds from 1 as the command line does.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.of)
+    }
+}
+
+impl std::str::FromStr for Fold {
+    type Err = String;
+
+    /// `K/N`: fold K (1..=N) of N (2 or more).
+    fn from_str(s: &str) -> std::result::Result<Fold, String> {
+        let bad = || format!("a fold is K/N, fold K of N (1 <= K <= N, N >= 2), not {s:?}");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let k: usize = k.trim().parse().map_err(|_| bad())?;
+        let n: usize = n.trim().parse().map_err(|_| bad())?;
+        Fold::new(k.checked_sub(1).ok_or_else(bad)?, n).map_err(|_| bad())
+    }
 }
 
 /// Piece indices on each side of a split (disjoint by construction).

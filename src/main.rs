@@ -287,8 +287,8 @@ struct ClassifierEvalArgs {
     baseline: bool,
     /// With --baseline: also cross-validate the baseline over every piece of the corpus, the
     /// pieces dealt into K folds per composer, each fold held out once.
-    #[arg(long, value_name = "K", requires = "baseline")]
-    folds: Option<usize>,
+    #[arg(long, value_name = "K", requires = "baseline", value_parser = clap::value_parser!(u64).range(2..))]
+    folds: Option<u64>,
     /// Pool classifiers trained on the N folds of one cross-validation (`segue train
     /// classifier --fold K/N` for K = 1..N, the same seed), each judged on its own held-out
     /// fold: every piece is judged once by a classifier that never trained on it.
@@ -403,7 +403,7 @@ struct ClassifierArgs {
     /// in an order drawn from the seed) instead of a tenth of each composer's pieces; `segue
     /// eval classifier --cross-validated` pools the N runs.
     #[arg(long, value_name = "K/N")]
-    fold: Option<segue::train_loop::Fold>,
+    fold: Option<segue::dataset::Fold>,
 }
 
 #[derive(Args)]
@@ -1669,19 +1669,7 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
     let fit = segue::stats_baseline::FitOptions::default();
     let (baseline, together) = if args.baseline {
         let spinner = progress_bar(1, "fitting the baseline");
-        // Fitted on each classifier's training pieces, judging its held-out snippets.
-        let mut b = segue::classify::Judged::default();
-        for c in &classifiers {
-            let split = segue::classify::training_split(c, &corpus)?;
-            let steps = segue::classify::window_steps(c);
-            b.extend(segue::stats_baseline::judge_split(
-                &corpus,
-                &split,
-                steps,
-                a.per_composer,
-                &fit,
-            )?);
-        }
+        let b = segue::stats_baseline::judge_beside(&classifiers, &corpus, a.per_composer, &fit)?;
         spinner.finish_and_clear();
         let together = judged.product(&b)?.report(composers.clone());
         (Some(b.report(composers.clone())), Some(together))
@@ -1690,7 +1678,8 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
     };
     let folds = match args.folds {
         Some(k) => {
-            let bar = progress_bar(k as u64, "cross-validating the baseline (folds)");
+            let bar = progress_bar(k, "cross-validating the baseline (folds)");
+            let k = usize::try_from(k).context("--folds: too many folds")?;
             let report = segue::stats_baseline::cross_validate(
                 &corpus,
                 k,
@@ -1775,6 +1764,17 @@ fn print_classifier_report(
         .map(|(name, (n, right))| format!("{name} {right}/{n}"))
         .collect();
     out!("whole pieces right per composer: {}", per.join(", "));
+    // Without the composer most pieces come from (Bach's chorales, in the shared corpus).
+    let most = (0..report.composers.len()).max_by_key(|&c| report.pieces_right[c].0);
+    if let Some(most) = most.filter(|_| report.composers.len() > 1) {
+        let (n, right) = (report.pieces_right.iter().enumerate())
+            .filter(|&(c, _)| c != most)
+            .fold((0, 0), |(n, r), (_, &(pn, pr))| (n + pn, r + pr));
+        out!(
+            "whole pieces right outside {} (the composer with the most): {right} of {n}",
+            report.composers[most]
+        );
+    }
     if confusion {
         out!("confusion (rows: true composer, columns: predicted, in label order):");
         for (name, row) in report.composers.iter().zip(&report.confusion) {

@@ -1,7 +1,7 @@
 //! A yardstick for the composer classifier: multinomial logistic regression on a few
-//! statistics of each window (which pitches and pitch classes sound, where in a 16-step bar
-//! notes start, how long notes are, how dense the texture is), fitted on the windows of the
-//! training pieces. What it gets right on held-out pieces says how much of the composer
+//! statistics of each window (which pitches and pitch classes sound, on which of every 16
+//! steps notes start, how long notes are, how dense the texture is), fitted on the windows of
+//! the training pieces. What it gets right on held-out pieces says how much of the composer
 //! simple statistics tell; `segue eval classifier --baseline` prints it beside the
 //! classifier's figures, and `--folds K` cross-validates it over every piece of the corpus.
 
@@ -12,7 +12,6 @@ use crate::dataset::{Corpus, SnippetRef, Split, fixed_snippets};
 use crate::error::{Error, Result, candle};
 use crate::roll::{PITCHES, Roll};
 use crate::train::{Adam, evaluation_snippets};
-use crate::train_loop::{Fold, run_split};
 
 /// Statistics per window: 128 pitches, 12 pitch classes, 16 onset places, 12 note lengths and
 /// 4 densities.
@@ -286,15 +285,22 @@ pub fn judge_split(
     })
 }
 
-/// [`judge_split`]'s figures.
-pub fn evaluate_split(
+/// The baseline beside classifiers: fitted on each one's training pieces, judging the
+/// snippets and pieces it holds out (the same as `classify::judge_held_out`, or
+/// `classify::judge_folds` for the folds of a cross-validation).
+pub fn judge_beside(
+    classifiers: &[classify::Classifier],
     corpus: &Corpus,
-    split: &Split,
-    window: usize,
     per_composer: usize,
     opts: &FitOptions,
-) -> Result<ClassifierReport> {
-    Ok(judge_split(corpus, split, window, per_composer, opts)?.report(corpus.composers.clone()))
+) -> Result<Judged> {
+    let mut judged = Judged::default();
+    for clf in classifiers {
+        let split = classify::training_split(clf, corpus)?;
+        let window = classify::window_steps(clf);
+        judged.extend(judge_split(corpus, &split, window, per_composer, opts)?);
+    }
+    Ok(judged)
 }
 
 /// Cross-validation over every piece: each composer's pieces are dealt in a seeded order
@@ -319,22 +325,26 @@ pub fn cross_validate(
     }
     // Every fold must hold some pieces and leave some to fit on: checked before any fit.
     let fold_of = corpus.folds(folds, seed);
-    for index in 0..folds {
-        let held = fold_of.iter().filter(|&&f| f == index).count();
-        if held == 0 || held == corpus.pieces.len() {
-            return Err(Error::InvalidArgument(format!(
-                "{folds} folds of {} pieces: fold {} would hold {held} of them",
-                corpus.pieces.len(),
-                Fold { index, of: folds }
-            )));
-        }
-    }
+    let splits: Vec<Split> = (0..folds)
+        .map(|index| {
+            let (valid, train): (Vec<usize>, Vec<usize>) =
+                (0..corpus.pieces.len()).partition(|&p| fold_of[p] == index);
+            if valid.is_empty() || train.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "{folds} folds of {} pieces: fold {}/{folds} would hold {} of them",
+                    corpus.pieces.len(),
+                    index + 1,
+                    valid.len()
+                )));
+            }
+            Ok(Split { train, valid })
+        })
+        .collect::<Result<_>>()?;
     let mut judged = Judged::default();
-    for index in 0..folds {
+    for (index, split) in splits.iter().enumerate() {
         progress(index, folds);
-        let split = run_split(corpus, 0.0, Some(Fold { index, of: folds }), seed);
         // Every window of the held-out pieces, not a sample of them.
-        judged.extend(judge_split(corpus, &split, window, usize::MAX, opts)?);
+        judged.extend(judge_split(corpus, split, window, usize::MAX, opts)?);
     }
     progress(folds, folds);
     Ok(judged.report(corpus.composers.clone()))

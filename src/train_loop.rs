@@ -62,7 +62,7 @@ pub struct LoopOptions {
     /// For cross-validation: hold out one fold of the pieces instead of `valid_fraction` of
     /// them (none in runs from before it, and not written then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fold: Option<Fold>,
+    pub fold: Option<crate::dataset::Fold>,
     /// Validation snippets per composer.
     pub valid_per_composer: usize,
     /// Validate every this many steps.
@@ -73,56 +73,16 @@ pub struct LoopOptions {
     pub max_seconds: Option<f64>,
 }
 
-/// One fold of a cross-validation: each composer's pieces, in an order drawn from the run's
-/// seed, are dealt round `of` folds ([`Corpus::folds`]); fold `index` (from 0) is held out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Fold {
-    pub index: usize,
-    pub of: usize,
-}
-
-impl std::fmt::Display for Fold {
-    /// `K/N`, counting folds from 1 as the command line does.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index + 1, self.of)
-    }
-}
-
-impl std::str::FromStr for Fold {
-    type Err = String;
-
-    /// `K/N`: fold K (1..=N) of N (2 or more).
-    fn from_str(s: &str) -> std::result::Result<Fold, String> {
-        let bad = || format!("a fold is K/N, fold K of N (1 <= K <= N, N >= 2), not {s:?}");
-        let (k, n) = s.split_once('/').ok_or_else(bad)?;
-        let (k, n): (usize, usize) = (
-            k.trim().parse().map_err(|_| bad())?,
-            n.trim().parse().map_err(|_| bad())?,
-        );
-        if n < 2 || k == 0 || k > n {
-            return Err(bad());
-        }
-        Ok(Fold {
-            index: k - 1,
-            of: n,
-        })
-    }
-}
-
 /// The training and held-out pieces of a run: `fold` of a cross-validation if set, else
 /// `valid_fraction` of each composer's pieces; drawn from `seed` either way.
 pub fn run_split(
     corpus: &Corpus,
     valid_fraction: f64,
-    fold: Option<Fold>,
+    fold: Option<crate::dataset::Fold>,
     seed: u64,
 ) -> crate::dataset::Split {
     match fold {
-        Some(f) => {
-            let fold_of = corpus.folds(f.of, seed);
-            let (valid, train) = (0..corpus.pieces.len()).partition(|&p| fold_of[p] == f.index);
-            crate::dataset::Split { train, valid }
-        }
+        Some(f) => corpus.fold_split(f, seed),
         None => corpus.split(valid_fraction, seed),
     }
 }
@@ -163,15 +123,6 @@ impl LoopOptions {
         check_transpose(self.transpose)?;
         check_probability("note dropout", self.note_dropout)?;
         check_probability("validation share", self.valid_fraction)?;
-        if let Some(f) = self.fold
-            && (f.of < 2 || f.index >= f.of)
-        {
-            return Err(Error::InvalidArgument(format!(
-                "fold {} of {}: a fold is K of N, 1 <= K <= N, N >= 2",
-                f.index + 1,
-                f.of
-            )));
-        }
         if let Some(limit) = self.max_seconds {
             check_number("time limit", limit, 0.0, true)?;
         }
@@ -598,7 +549,7 @@ pub(crate) fn check_same_corpus(out: &Path, hash: &str, corpus: &Corpus) -> Resu
     Ok(())
 }
 
-fn fold_name(fold: Option<Fold>) -> String {
+fn fold_name(fold: Option<crate::dataset::Fold>) -> String {
     fold.map_or_else(|| "none".into(), |f| f.to_string())
 }
 
@@ -889,6 +840,15 @@ pub fn run(
     let (lock, created) =
         open_run_folder(out, &model_file(out, task.kind()), &state_file(out), resume)?;
     let split = run_split(corpus, opts.valid_fraction, opts.fold, opts.seed);
+    if let Some(fold) = opts.fold
+        && split.valid.is_empty()
+    {
+        return Err(Error::InvalidArgument(format!(
+            "fold {fold} holds none of the corpus's {} pieces (no composer has {} pieces)",
+            corpus.pieces.len(),
+            fold.of()
+        )));
+    }
     if split.train.is_empty() {
         return Err(Error::InvalidArgument(
             "no training pieces in the corpus".into(),

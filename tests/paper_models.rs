@@ -1076,12 +1076,14 @@ fn window_statistics_count_what_the_window_holds() {
 /// it never saw, and cross-validation judges every piece once.
 #[test]
 fn the_statistics_baseline_judges_held_out_pieces_and_every_piece_once() {
+    use segue::dataset::Fold;
     use segue::stats_baseline::{self, Baseline, FitOptions};
-    use segue::train_loop::{Fold, run_split};
     let (_dir, c) = tiny_corpus();
     let fit = FitOptions::default();
-    let split = run_split(&c, 0.0, Some(Fold { index: 0, of: 3 }), 1);
-    let report = stats_baseline::evaluate_split(&c, &split, 32, 4, &fit).unwrap();
+    let split = c.fold_split(Fold::new(0, 3).unwrap(), 1);
+    let report = stats_baseline::judge_split(&c, &split, 32, 4, &fit)
+        .unwrap()
+        .report(c.composers.clone());
     // The classifier's held-out snippets, and nothing else.
     let expected = segue::train::evaluation_snippets(&c, &split.valid, 32, 4).len();
     assert_eq!(report.snippets, expected);
@@ -1105,6 +1107,19 @@ fn the_statistics_baseline_judges_held_out_pieces_and_every_piece_once() {
     // Four folds of three pieces per composer leave one fold empty: refused, not skipped.
     let err = stats_baseline::cross_validate(&c, 4, 32, 1, &fit, &mut |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("fold 4/4 would hold 0"), "{err}");
+    // A whole piece is its windows' probabilities, each weighed by the steps it holds (the
+    // last one holds what is left of the piece).
+    let baseline = stats_baseline::fit_split(&c, &split, 64, &fit).unwrap();
+    let whole = stats_baseline::judge_split(&c, &split, 64, 4, &fit).unwrap();
+    let roll = &c.pieces[split.valid[0]].roll;
+    assert!(roll.steps() > 64 && roll.steps() < 128, "{}", roll.steps());
+    let windows = [0, 64].map(|s| stats_baseline::window_features(roll, s, 64));
+    let probs = baseline.probabilities(&windows).unwrap();
+    let (first, last) = (64.0, (roll.steps() - 64) as f32);
+    for (k, got) in whole.pieces[0].0.iter().enumerate() {
+        let want = (probs[0][k] * first + probs[1][k] * last) / (first + last);
+        assert!((got - want).abs() < 1e-5, "{got} {want}");
+    }
     // Nothing of a held-out piece reaches the fit: a composer none of whose pieces is trained
     // on is never named.
     let mut blind = split.clone();
@@ -1137,11 +1152,11 @@ fn the_statistics_baseline_judges_held_out_pieces_and_every_piece_once() {
 /// pieces, no piece is both trained on and held out, and every piece is held out once.
 #[test]
 fn folds_hold_every_piece_out_once() {
-    use segue::train_loop::{Fold, run_split};
+    use segue::dataset::Fold;
     let (_dir, c) = tiny_corpus();
     let mut held = vec![0; c.pieces.len()];
     for index in 0..3 {
-        let s = run_split(&c, 0.0, Some(Fold { index, of: 3 }), 7);
+        let s = c.fold_split(Fold::new(index, 3).unwrap(), 7);
         assert_eq!(s.train.len() + s.valid.len(), c.pieces.len());
         assert!(s.valid.iter().all(|p| !s.train.contains(p)));
         let composers: Vec<usize> = s.valid.iter().map(|&p| c.pieces[p].composer).collect();
@@ -1151,29 +1166,31 @@ fn folds_hold_every_piece_out_once() {
     assert_eq!(held, vec![1; c.pieces.len()]);
     // Another seed deals them differently.
     let other: Vec<_> = (0..3)
-        .map(|index| run_split(&c, 0.0, Some(Fold { index, of: 3 }), 8).valid)
+        .map(|index| c.fold_split(Fold::new(index, 3).unwrap(), 8).valid)
         .collect();
     let first: Vec<_> = (0..3)
-        .map(|index| run_split(&c, 0.0, Some(Fold { index, of: 3 }), 7).valid)
+        .map(|index| c.fold_split(Fold::new(index, 3).unwrap(), 7).valid)
         .collect();
     assert_ne!(other, first);
     // Written K/N from 1, as the command line takes it.
     let f: Fold = "2/3".parse().unwrap();
-    assert_eq!(f, Fold { index: 1, of: 3 });
+    assert_eq!(f, Fold::new(1, 3).unwrap());
     assert_eq!(f.to_string(), "2/3");
     for bad in ["0/3", "4/3", "1/1", "3", "a/b", "1/0"] {
         assert!(bad.parse::<Fold>().is_err(), "{bad}");
     }
-    let mut o = LoopOptions::new(2, 32);
-    o.fold = Some(Fold { index: 3, of: 3 });
-    assert!(o.check().is_err());
+    // No fold past the last, nor of fewer than two, however it is read.
+    assert!(Fold::new(3, 3).is_err() && Fold::new(0, 1).is_err());
+    assert!(serde_json::from_value::<Fold>(serde_json::json!({"index": 3, "of": 3})).is_err());
+    let read: Fold = serde_json::from_value(serde_json::json!({"index": 2, "of": 3})).unwrap();
+    assert_eq!(read, Fold::new(2, 3).unwrap());
 }
 
 /// Classifiers trained on the folds of one cross-validation are judged each on its own fold
 /// and pooled; a set that is not one cross-validation is refused.
 #[test]
 fn fold_classifiers_pool_into_one_report_over_every_piece() {
-    use segue::train_loop::Fold;
+    use segue::dataset::Fold;
     let (dir, c) = tiny_corpus();
     let train = |fold: Option<Fold>, name: &str| {
         let mut o = classifier_options(2);
@@ -1192,13 +1209,13 @@ fn fold_classifiers_pool_into_one_report_over_every_piece() {
         classify::load(&out.join("classifier.safetensors"), &Device::Cpu).unwrap()
     };
     let folds: Vec<_> = (0..3)
-        .map(|index| train(Some(Fold { index, of: 3 }), &format!("f{index}")))
+        .map(|index| train(Some(Fold::new(index, 3).unwrap()), &format!("f{index}")))
         .collect();
     let mut held_out = Vec::new();
     for (k, clf) in folds.iter().enumerate() {
         assert_eq!(
             classify::training_fold(clf).unwrap(),
-            Some(Fold { index: k, of: 3 })
+            Some(Fold::new(k, 3).unwrap())
         );
         let held = classify::training_split(clf, &c).unwrap().valid;
         assert_eq!(held.len(), 3);
@@ -1251,9 +1268,35 @@ fn fold_classifiers_pool_into_one_report_over_every_piece() {
     odd.manifest.training["train"]["fold"] = serde_json::json!({"index": 5, "of": 3});
     assert!(classify::training_fold(&odd).is_err());
     assert!(classify::check_folds(&[odd, folds[1].clone(), folds[2].clone()]).is_err());
+    // The manifest's accuracy is the last validation's on held-out snippets (what the studio
+    // and `segue classify` quote), not the training batches'.
+    let log = std::fs::read_to_string(dir.path().join("f0/metrics.jsonl")).unwrap();
+    let last_valid = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .rfind(|v| !v["valid"].is_null())
+        .unwrap();
+    assert_eq!(
+        classify::held_out_accuracy(&folds[0].manifest),
+        last_valid["valid"]["accuracy"].as_f64()
+    );
+    // A fold that holds none of the corpus's pieces is refused before training.
+    let mut o = classifier_options(2);
+    o.train.fold = Some(Fold::new(3, 4).unwrap());
+    let err = classify::train_classifier(
+        &c,
+        &o,
+        &dir.path().join("empty"),
+        &Device::Cpu,
+        false,
+        &Control::default(),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("fold 4/4 holds none"), "{err}");
     // A fold run resumes only on its own fold.
     let mut o = classifier_options(3);
-    o.train.fold = Some(Fold { index: 1, of: 3 });
+    o.train.fold = Some(Fold::new(1, 3).unwrap());
     let err = classify::train_classifier(
         &c,
         &o,
@@ -1309,4 +1352,10 @@ fn judgements_add_up_as_counts_and_two_judges_multiply() {
     assert!((joint[0] - 0.12 / 0.44).abs() < 1e-6 && (joint[1] - 0.32 / 0.44).abs() < 1e-6);
     assert_eq!(pq.report(names.clone()).accuracy, 1.0);
     assert!(p.product(&small).is_err());
+    // The same number of judgements, of other truths: not the same snippets.
+    let other = Judged {
+        snippets: vec![(vec![0.2, 0.8], 0)],
+        pieces: vec![],
+    };
+    assert!(p.product(&other).is_err());
 }
