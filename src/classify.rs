@@ -435,8 +435,9 @@ pub fn training_fold(clf: &Classifier) -> Result<Option<Fold>> {
         .map(Some)
         .map_err(|e| {
             Error::InvalidArgument(format!(
-                "the classifier's manifest records the fold {value}, which is not one of a \
-             cross-validation ({e})"
+                "{}: the manifest records the fold {value}, which is not one of a \
+                 cross-validation ({e})",
+                crate::models::weights::manifest_path(&clf.path).display()
             ))
         })
 }

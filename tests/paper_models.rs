@@ -1266,7 +1266,11 @@ fn fold_classifiers_pool_into_one_report_over_every_piece() {
     // A manifest whose fold is not one is refused, not read as no fold.
     let mut odd = folds[0].clone();
     odd.manifest.training["train"]["fold"] = serde_json::json!({"index": 5, "of": 3});
-    assert!(classify::training_fold(&odd).is_err());
+    let err = classify::training_fold(&odd).unwrap_err().to_string();
+    assert!(
+        err.contains("f0/classifier.json: the manifest records the fold"),
+        "{err}"
+    );
     assert!(classify::check_folds(&[odd, folds[1].clone(), folds[2].clone()]).is_err());
     // The manifest's accuracy is the last validation's on held-out snippets (what the studio
     // and `segue classify` quote), not the training batches'.
