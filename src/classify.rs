@@ -657,7 +657,7 @@ pub fn check_folds(classifiers: &[Classifier]) -> Result<()> {
 }
 
 /// Class indices from the most probable down (ties keep index order).
-fn ranked(p: &[f32]) -> Vec<usize> {
+pub fn ranked(p: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..p.len()).collect();
     order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
     order

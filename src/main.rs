@@ -1619,9 +1619,7 @@ fn classify_cmd(
         verdict.window / 16
     );
     for (start, p) in &verdict.windows {
-        let mut order: Vec<usize> = (0..p.len()).collect();
-        order.sort_by(|&x, &y| p[y].total_cmp(&p[x]));
-        let best: Vec<String> = order
+        let best: Vec<String> = segue::classify::ranked(p)
             .iter()
             .take(top)
             .map(|&c| format!("{} {:.0}%", verdict.composers[c], 100.0 * p[c]))

@@ -1192,8 +1192,9 @@ fn folds_hold_every_piece_out_once() {
 fn fold_classifiers_pool_into_one_report_over_every_piece() {
     use segue::dataset::Fold;
     let (dir, c) = tiny_corpus();
-    let train = |fold: Option<Fold>, name: &str| {
-        let mut o = classifier_options(2);
+    // `steps` steps on `fold` into the folder `name`, resuming the run there if `resume`.
+    let run = |steps: usize, fold: Option<Fold>, name: &str, resume: bool| {
+        let mut o = classifier_options(steps);
         o.train.fold = fold;
         let out = dir.path().join(name);
         classify::train_classifier(
@@ -1201,12 +1202,15 @@ fn fold_classifiers_pool_into_one_report_over_every_piece() {
             &o,
             &out,
             &Device::Cpu,
-            false,
+            resume,
             &Control::default(),
             &mut |_| {},
         )
-        .unwrap();
-        classify::load(&out.join("classifier.safetensors"), &Device::Cpu).unwrap()
+    };
+    let train = |fold: Option<Fold>, name: &str| {
+        run(2, fold, name, false).unwrap();
+        let file = dir.path().join(name).join("classifier.safetensors");
+        classify::load(&file, &Device::Cpu).unwrap()
     };
     let folds: Vec<_> = (0..3)
         .map(|index| train(Some(Fold::new(index, 3).unwrap()), &format!("f{index}")))
@@ -1285,32 +1289,10 @@ fn fold_classifiers_pool_into_one_report_over_every_piece() {
         last_valid["valid"]["accuracy"].as_f64()
     );
     // A fold that holds none of the corpus's pieces is refused before training.
-    let mut o = classifier_options(2);
-    o.train.fold = Some(Fold::new(3, 4).unwrap());
-    let err = classify::train_classifier(
-        &c,
-        &o,
-        &dir.path().join("empty"),
-        &Device::Cpu,
-        false,
-        &Control::default(),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = run(2, Some(Fold::new(3, 4).unwrap()), "empty", false).unwrap_err();
     assert!(err.to_string().contains("fold 4/4 holds none"), "{err}");
     // A fold run resumes only on its own fold.
-    let mut o = classifier_options(3);
-    o.train.fold = Some(Fold::new(1, 3).unwrap());
-    let err = classify::train_classifier(
-        &c,
-        &o,
-        &dir.path().join("f0"),
-        &Device::Cpu,
-        true,
-        &Control::default(),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = run(3, Some(Fold::new(1, 3).unwrap()), "f0", true).unwrap_err();
     assert!(
         err.to_string()
             .contains("--fold 2/3 (the checkpoint's is 1/3)"),
