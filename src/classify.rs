@@ -11,7 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::dataset::{Corpus, Fold};
 use crate::error::{Error, Result, candle};
 use crate::meter::{StepMeter, WindowBars};
-use crate::models::classifier::{ComposerClassifier, Config};
+use crate::models::classifier::{
+    ComposerClassifier, Config, SPREAD_FLOOR, STATISTICS, roll_statistics,
+};
 use crate::models::saved::{self, Saved};
 use crate::roll::{PITCHES, Roll};
 use crate::train::{Adam, Control, evaluation_snippets, snippet_tensor};
@@ -171,6 +173,16 @@ pub fn train_classifier(
     }
     let mut task = ClassifierTask::new(&cfg, &opts.train, device)?;
     task.adam.l2 = opts.weight_decay;
+    if cfg.statistics {
+        // A resumed run restores them from its checkpoint (the same figures).
+        let split = train_loop::run_split(
+            corpus,
+            opts.train.valid_fraction,
+            opts.train.fold,
+            opts.train.seed,
+        );
+        set_statistics_spread(&task.varmap, corpus, &split.train, opts.train.snippet_steps)?;
+    }
     let mut recorded = opts.clone();
     recorded.config = cfg;
     let training = serde_json::to_value(&recorded).unwrap_or_default();
@@ -185,6 +197,53 @@ pub fn train_classifier(
         control,
         on_event,
     )
+}
+
+/// Sets the statistics head's standardisation (`statistics_head.running_{mean,std}`) from the
+/// statistics of the windows (`window` steps, end to end) of `pieces`: their mean, and their
+/// spread plus [`SPREAD_FLOOR`].
+pub fn set_statistics_spread(
+    varmap: &VarMap,
+    corpus: &Corpus,
+    pieces: &[usize],
+    window: usize,
+) -> Result<()> {
+    let device = Device::Cpu;
+    let windows = crate::dataset::fixed_snippets(corpus, pieces, window, window);
+    if windows.is_empty() || window == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "no window of {window} steps among {} training pieces to standardise the statistics on",
+            pieces.len()
+        )));
+    }
+    let (mut sum, mut squares) = (vec![0f64; STATISTICS], vec![0f64; STATISTICS]);
+    for chunk in windows.chunks(64) {
+        let x = snippet_tensor(corpus, chunk, window, &device)?;
+        let rows = roll_statistics(&x)
+            .and_then(|s| s.to_vec2::<f32>())
+            .map_err(candle)?;
+        for row in rows {
+            for (k, v) in row.into_iter().enumerate() {
+                sum[k] += f64::from(v);
+                squares[k] += f64::from(v) * f64::from(v);
+            }
+        }
+    }
+    let n = windows.len() as f64;
+    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+    let std: Vec<f32> = (sum.iter().zip(&squares))
+        .map(|(s, q)| (((q / n) - (s / n).powi(2)).max(0.0).sqrt() + SPREAD_FLOOR) as f32)
+        .collect();
+    let data = varmap.data().lock().expect("varmap lock poisoned");
+    for (name, values) in [("running_mean", mean), ("running_std", std)] {
+        let name = format!("statistics_head.{name}");
+        let var = data.get(&name).ok_or_else(|| {
+            Error::InvalidArgument(format!("the classifier has no {name} to set"))
+        })?;
+        let t = Tensor::from_vec(values, STATISTICS, var.device()).map_err(candle)?;
+        var.set(&t).map_err(candle)?;
+    }
+    Ok(())
 }
 
 /// Loads a classifier file, checking everything.

@@ -399,6 +399,11 @@ struct ClassifierArgs {
     /// metre map (default false: the notes alone).
     #[arg(long, value_name = "BOOL")]
     metre_map: Option<bool>,
+    /// Add a second linear head that reads a few statistics of each snippet (which pitches
+    /// and pitch classes sound, where in every 16 steps notes start, how dense it is), trained
+    /// with the encoder (default false).
+    #[arg(long, value_name = "BOOL")]
+    statistics: Option<bool>,
     /// For cross-validation: hold out fold K of N (each composer's pieces dealt round N folds
     /// in an order drawn from the seed) instead of a tenth of each composer's pieces; `segue
     /// eval classifier --cross-validated` pools the N runs.
@@ -812,6 +817,7 @@ fn run(cli: Cli) -> Result<()> {
                 patch_steps,
                 width,
                 metre_map,
+                statistics,
                 fold,
             } = *args;
             let mut defaults = segue::classify::ClassifierOptions::default();
@@ -839,10 +845,14 @@ fn run(cli: Cli) -> Result<()> {
             // refused, naming what differs).
             let resumed = (run.resume)
                 .then(|| segue::train_loop::checkpoint_config(&run.out_dir(segue::classify::KIND)))
-                .flatten()
-                .and_then(|c| c.get("metre_map").and_then(|v| v.as_bool()));
-            if let Some(m) = metre_map.or(resumed) {
+                .flatten();
+            let was =
+                |key: &str| (resumed.as_ref()).and_then(|c| c.get(key).and_then(|v| v.as_bool()));
+            if let Some(m) = metre_map.or(was("metre_map")) {
                 defaults.config.metre_map = m;
+            }
+            if let Some(s) = statistics.or(was("statistics")) {
+                defaults.config.statistics = s;
             }
             if let Some(w) = weight_decay {
                 defaults.weight_decay = w;

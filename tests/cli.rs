@@ -647,36 +647,38 @@ fn a_fine_tune_is_checked_first_and_resumes_as_one() {
     assert!(err.contains("--metre-map false"), "{err}");
 }
 
-/// A classifier run told the metre resumes told it without `--metre-map`; told otherwise, it
-/// is refused, naming what differs.
+/// A classifier run told the metre (or reading the statistics) resumes so without the flag;
+/// told otherwise, it is refused, naming what differs.
 #[test]
-fn a_classifier_run_resumes_reading_the_metre_as_it_did() {
-    let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus");
-    common::write_tiny_corpus(&corpus);
-    let out = dir.path().join("run");
-    let args = |extra: &[&str]| {
-        let mut args = vec!["train", "classifier", "--corpus", p(&corpus), "--no-cache"];
-        args.extend(["--width", "16", "--snippet-steps", "32", "--out", p(&out)]);
-        args.extend(extra);
-        args.iter().map(|a| a.to_string()).collect::<Vec<String>>()
-    };
-    let run_ok = |extra: &[&str]| {
-        let a = args(extra);
-        ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    };
-    run_ok(&["--steps", "2", "--metre-map", "true"]);
-    run_ok(&["--steps", "3", "--resume"]);
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("classifier.json")).unwrap()).unwrap();
-    assert_eq!(manifest["steps"], 3);
-    assert_eq!(manifest["config"]["metre_map"], true);
-    let a = args(&["--steps", "4", "--resume", "--metre-map", "false"]);
-    let err = fails(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(
-        err.contains("metre_map: the checkpoint's true, this run's absent"),
-        "{err}"
-    );
+fn a_classifier_run_resumes_reading_the_metre_and_statistics_as_it_did() {
+    for (flag, key) in [("--metre-map", "metre_map"), ("--statistics", "statistics")] {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("corpus");
+        common::write_tiny_corpus(&corpus);
+        let out = dir.path().join("run");
+        let args = |extra: &[&str]| {
+            let mut args = vec!["train", "classifier", "--corpus", p(&corpus), "--no-cache"];
+            args.extend(["--width", "16", "--snippet-steps", "32", "--out", p(&out)]);
+            args.extend(extra);
+            args.iter().map(|a| a.to_string()).collect::<Vec<String>>()
+        };
+        let run_ok = |extra: &[&str]| {
+            let a = args(extra);
+            ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        };
+        run_ok(&["--steps", "2", flag, "true"]);
+        run_ok(&["--steps", "3", "--resume"]);
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("classifier.json")).unwrap()).unwrap();
+        assert_eq!(manifest["steps"], 3);
+        assert_eq!(manifest["config"][key], true, "{flag}");
+        let a = args(&["--steps", "4", "--resume", flag, "false"]);
+        let err = fails(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(
+            err.contains(&format!("{key}: the checkpoint's true, this run's absent")),
+            "{err}"
+        );
+    }
 }
 
 /// Classifiers trained on the folds of one cross-validation are pooled by `eval classifier

@@ -134,17 +134,29 @@ fn train_classifier(
     train_with(classify::train_classifier, c, o, out, resume)
 }
 
+/// A tiny classifier of 3 composers, with the metre input and the statistics head as told,
+/// its weights drawn from `seed`.
+fn tiny_classifier(
+    metre_map: bool,
+    statistics: bool,
+    seed: u64,
+) -> (VarMap, segue::models::classifier::ComposerClassifier) {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let mut cfg = segue::models::classifier::Config::studio(3);
+    cfg.stack = tiny_stack(8, 32);
+    cfg.metre_map = metre_map;
+    cfg.statistics = statistics;
+    let model = segue::models::classifier::ComposerClassifier::new(&cfg, vb).unwrap();
+    segue::train_loop::seeded_init(&varmap, seed).unwrap();
+    (varmap, model)
+}
+
 #[test]
 fn gradients_reach_every_transformer_weight() {
     // candle's fused layer norm and softmax have no backward pass; the stack must not use them.
-    for metre_map in [false, true] {
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let mut cfg = segue::models::classifier::Config::studio(3);
-        cfg.stack = tiny_stack(8, 32);
-        cfg.metre_map = metre_map;
-        let model = segue::models::classifier::ComposerClassifier::new(&cfg, vb).unwrap();
-        segue::train_loop::seeded_init(&varmap, 3).unwrap();
+    for (metre_map, statistics) in [(false, false), (true, false), (false, true)] {
+        let (varmap, model) = tiny_classifier(metre_map, statistics, 3);
         let x = Tensor::rand(0f32, 1f32, (2, 16, 128), &Device::Cpu).unwrap();
         let bars = WindowBars::common(2, 16);
         let loss = model
@@ -161,21 +173,20 @@ fn gradients_reach_every_transformer_weight() {
             metre_map,
             "{names:?}"
         );
+        assert_eq!(
+            names.iter().any(|n| n.contains("statistics_head.weight")),
+            statistics,
+            "{names:?}"
+        );
     }
 }
 
 #[test]
-fn the_metre_input_leaves_the_other_weights_drawn_as_without_it() {
+fn the_metre_input_and_statistics_head_leave_the_other_weights_drawn_as_without_them() {
     // The experiment's control is the model without the input, trained from the same seed:
     // the two must start from the same weights but for the new ones.
-    let drawn = |metre_map: bool| {
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let mut cfg = segue::models::classifier::Config::studio(3);
-        cfg.stack = tiny_stack(8, 32);
-        cfg.metre_map = metre_map;
-        segue::models::classifier::ComposerClassifier::new(&cfg, vb).unwrap();
-        segue::train_loop::seeded_init(&varmap, 7).unwrap();
+    let drawn = |metre_map: bool, statistics: bool| {
+        let (varmap, _) = tiny_classifier(metre_map, statistics, 7);
         let data = varmap.data().lock().unwrap();
         data.iter()
             .map(|(name, var)| {
@@ -189,17 +200,24 @@ fn the_metre_input_leaves_the_other_weights_drawn_as_without_it() {
             })
             .collect::<std::collections::BTreeMap<_, _>>()
     };
-    let (plain, told) = (drawn(false), drawn(true));
-    assert_eq!(told.len(), plain.len() + 2);
-    for (name, values) in &plain {
-        assert_eq!(&told[name], values, "{name} drawn otherwise");
+    let plain = drawn(false, false);
+    for (told, added) in [(drawn(true, false), 2), (drawn(false, true), 4)] {
+        assert_eq!(told.len(), plain.len() + added);
+        for (name, values) in &plain {
+            assert_eq!(&told[name], values, "{name} drawn otherwise");
+        }
     }
 }
 
-/// The names of `varmap`'s weights, each checked to have a nonzero gradient in `grads`.
+/// The names of `varmap`'s weights, each checked to have a nonzero gradient in `grads`; a
+/// `running_*` statistic is checked to have none (no optimiser may move it).
 fn nonzero_gradients(varmap: &VarMap, grads: &candle_core::backprop::GradStore) -> Vec<String> {
     let data = varmap.data().lock().unwrap();
     for (name, var) in data.iter() {
+        if name.rsplit('.').next().unwrap().starts_with("running") {
+            assert!(grads.get(var).is_none(), "a gradient for {name}");
+            continue;
+        }
         let g = grads
             .get(var)
             .unwrap_or_else(|| panic!("no gradient for {name}"));
@@ -1070,6 +1088,143 @@ fn window_statistics_count_what_the_window_holds() {
     let tail = window_features(&roll, 32, 32);
     assert!(close(tail[79], 1.0) && close(tail[171], 8.0 / 32.0));
     assert!(close(tail[168], 0.0) && close(tail[156 + 5], 1.0));
+}
+
+/// The classifier's own statistics count what each snippet of a roll tensor holds, the
+/// gradient reaches the roll (the ascent climbs through them), and a snippet whose length is no
+/// multiple of 16 has its onset places counted all the same.
+#[test]
+fn the_classifiers_statistics_count_what_each_snippet_holds() {
+    use segue::models::classifier::{STATISTICS, roll_statistics};
+    // C4 for 4 steps, E4 for 8 from step 4, (silence 12..16), G5 from step 16 to the end; a
+    // second snippet: one D at step 17 of 20.
+    let (t, mut cells) = (32, vec![0f32; 2 * 32 * 128]);
+    let mut set = |item: usize, steps: std::ops::Range<usize>, pitch: usize| {
+        steps.for_each(|s| cells[(item * t + s) * 128 + pitch] = 1.0)
+    };
+    set(0, 0..4, 60);
+    set(0, 4..12, 64);
+    set(0, 16..32, 79);
+    set(1, 17..18, 62);
+    let roll = Tensor::from_vec(cells, (2, t, 128), &Device::Cpu).unwrap();
+    let f = roll_statistics(&roll).unwrap().to_vec2::<f32>().unwrap();
+    assert_eq!(f[0].len(), STATISTICS);
+    let close = |a: f32, b: f32| (a - b).abs() < 1e-5;
+    let a = &f[0];
+    assert!(close(a[60], 4.0 / 32.0) && close(a[64], 8.0 / 32.0) && close(a[79], 16.0 / 32.0));
+    let others = a[..128].iter().enumerate();
+    assert!(
+        others
+            .filter(|(p, _)| ![60, 64, 79].contains(p))
+            .all(|(_, &v)| v == 0.0)
+    );
+    // Pitch classes C, E, G of the 28 sounding cells.
+    assert!(close(a[128], 4.0 / 28.0) && close(a[132], 8.0 / 28.0) && close(a[135], 16.0 / 28.0));
+    // Onsets at steps 0, 4 and 16: places 0 (twice) and 4 of 16.
+    assert!(close(a[140], 2.0 / 3.0) && close(a[144], 1.0 / 3.0));
+    // Onsets and sounding cells per step, silent steps, ln(1 + cells per onset).
+    assert!(close(a[156], 3.0 / 32.0) && close(a[157], 28.0 / 32.0));
+    assert!(close(a[158], 4.0 / 32.0) && close(a[159], (1.0f32 + 28.0 / 3.0).ln()));
+    // The second snippet's single onset at step 17 falls on place 1.
+    let b = &f[1];
+    assert!(close(b[141], 1.0) && close(b[128 + 2], 1.0) && close(b[158], 31.0 / 32.0));
+    // Onset places of a 20-step roll: its last 4 steps count on places 0..4.
+    let short = roll.narrow(0, 1, 1).unwrap().narrow(1, 0, 20).unwrap();
+    let g = roll_statistics(&short).unwrap().to_vec2::<f32>().unwrap();
+    assert!(close(g[0][141], 1.0) && close(g[0][156], 1.0 / 20.0));
+
+    let var = candle_core::Var::from_tensor(&roll.affine(0.5, 0.25).unwrap()).unwrap();
+    let grads = roll_statistics(var.as_tensor())
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let g = grads
+        .get(var.as_tensor())
+        .expect("no gradient for the roll");
+    assert!(
+        g.abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            > 0.0
+    );
+}
+
+/// A classifier reading statistics standardises them on the windows of its training pieces
+/// (their mean, and their spread plus the floor), keeps them through training and in its
+/// file, and loads and classifies like any other.
+#[test]
+fn a_classifier_reading_statistics_standardises_them_on_its_training_pieces() {
+    use segue::models::classifier::{SPREAD_FLOOR, STATISTICS, roll_statistics};
+    let (dir, c) = tiny_corpus();
+    let mut o = classifier_options(4);
+    o.config.statistics = true;
+    let out = dir.path().join("a");
+    train_classifier(&c, &o, &out, false);
+    let file = out.join("classifier.safetensors");
+    let stored = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
+    let read = |name: &str| {
+        stored[&format!("statistics_head.running_{name}")]
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let (mean, std) = (read("mean"), read("std"));
+
+    let split = segue::train_loop::run_split(&c, o.train.valid_fraction, None, o.train.seed);
+    assert!(!split.valid.is_empty());
+    let window = o.train.snippet_steps;
+    let statistics_of = |pieces: &[usize]| -> Vec<Vec<f32>> {
+        let windows = segue::dataset::fixed_snippets(&c, pieces, window, window);
+        let mut cells = vec![0f32; window * 128];
+        windows
+            .iter()
+            .flat_map(|w| {
+                c.pieces[w.piece]
+                    .roll
+                    .window_f32(w.start, window, &mut cells);
+                let x = Tensor::from_slice(&cells, (1, window, 128), &Device::Cpu).unwrap();
+                roll_statistics(&x).unwrap().to_vec2::<f32>().unwrap()
+            })
+            .collect()
+    };
+    let mean_of =
+        |rows: &[Vec<f32>], k: usize| rows.iter().map(|r| r[k]).sum::<f32>() / rows.len() as f32;
+    let rows = statistics_of(&split.train);
+    for k in 0..STATISTICS {
+        let m = mean_of(&rows, k);
+        let var = rows.iter().map(|r| (r[k] - m).powi(2)).sum::<f32>() / rows.len() as f32;
+        assert!((mean[k] - m).abs() < 1e-4, "mean {k}: {} vs {m}", mean[k]);
+        let spread = var.sqrt() + SPREAD_FLOOR as f32;
+        assert!(
+            (std[k] - spread).abs() < 1e-4,
+            "spread {k}: {} vs {spread}",
+            std[k]
+        );
+    }
+    // Every piece's windows, held-out ones too, would have given another mean.
+    let all: Vec<usize> = (0..c.pieces.len()).collect();
+    let every = statistics_of(&all);
+    assert!((0..STATISTICS).any(|k| (mean_of(&every, k) - mean[k]).abs() > 1e-3));
+
+    let clf = classify::load(&file, &Device::Cpu).unwrap();
+    assert!(clf.config.statistics);
+    let piece = &c.pieces[split.valid[0]];
+    let v = classify::classify_roll(&clf, &piece.roll, 32, 32).unwrap();
+    assert!((v.overall.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    // Resuming without the head is refused, naming it.
+    let mut plain = classifier_options(6);
+    plain.train.eval_every = 4;
+    plain.train.checkpoint_every = 4;
+    let err = refused_to_resume(classify::train_classifier, &c, &plain, &out).to_string();
+    assert!(err.contains("statistics: the checkpoint's true"), "{err}");
 }
 
 /// The baseline, fitted without randomness, tells the tiny corpus's composers apart on pieces

@@ -7,6 +7,11 @@
 //!
 //! With [`Config::metre_map`] each token is also told where in its bar it starts and how long
 //! its bar is, from the piece's metre map (two learned embeddings added to the token's).
+//!
+//! With [`Config::statistics`] a second linear head reads a few statistics of the whole snippet
+//! ([`roll_statistics`]: which pitches and pitch classes sound, on which of every 16 steps notes
+//! start, how dense the texture is), standardised by their spread over the training windows,
+//! and its logits are added to the encoder's; both are trained together.
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder, embedding, linear};
@@ -34,6 +39,11 @@ pub struct Config {
     /// run from then resumes).
     #[serde(default, skip_serializing_if = "is_false")]
     pub metre_map: bool,
+    /// Whether a second linear head reads the snippet's statistics ([`roll_statistics`]) and
+    /// adds its logits to the encoder's (false in models from before it; not written when
+    /// false, so their sizes read as before).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub statistics: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -50,6 +60,11 @@ impl crate::models::saved::MinParameters for Config {
             .saturating_add(product(&[self.stack.width, self.classes]))
             .saturating_add(if self.metre_map {
                 product(&[2, BAR_ROWS, self.stack.width])
+            } else {
+                0
+            })
+            .saturating_add(if self.statistics {
+                product(&[STATISTICS, self.classes])
             } else {
                 0
             })
@@ -71,6 +86,7 @@ impl Config {
                 dropout: 0.1,
             },
             metre_map: false,
+            statistics: false,
         }
     }
 
@@ -88,7 +104,78 @@ pub struct ComposerClassifier {
     bars: Option<(Embedding, Embedding)>,
     stack: Stack,
     head: Linear,
+    /// The statistics head and the features' training mean and spread (with
+    /// [`Config::statistics`]).
+    statistics: Option<StatisticsHead>,
     cfg: Config,
+}
+
+/// A linear head over standardised [`roll_statistics`].
+#[derive(Debug, Clone)]
+struct StatisticsHead {
+    mean: Tensor,
+    std: Tensor,
+    head: Linear,
+}
+
+/// How many spreads from its training mean a statistic may count for (further is clamped).
+pub const STANDARD_LIMIT: f32 = 10.0;
+
+/// What is added to each statistic's spread over the training windows before it divides: a
+/// statistic that hardly varies there (a pitch almost never played) still scales sensibly.
+pub const SPREAD_FLOOR: f64 = 1e-3;
+
+/// Statistics [`roll_statistics`] gives per snippet: 128 pitches, 12 pitch classes, 16 onset
+/// places and 4 densities.
+pub const STATISTICS: usize = PITCHES + 12 + 16 + 4;
+
+/// A few statistics of each snippet of `roll` `[B, T, 128]` (cells 0..1), `[B, STATISTICS]`:
+/// for each pitch, the share of the steps on which it sounds; the shares of the sounding cells
+/// that fall on each pitch class; the shares of the onsets (a cell sounding where the step
+/// before did not) that fall on each step of 16 counted from the snippet's start; then onsets
+/// per step, sounding cells per step, the share of silent steps, and ln(1 + sounding cells per
+/// onset), a mean note length. Built of tensor operations, so a gradient reaches the roll.
+pub fn roll_statistics(roll: &Tensor) -> Result<Tensor> {
+    let (b, t, p) = roll.dims3()?;
+    if p != PITCHES || t == 0 {
+        candle_core::bail!("statistics of a roll [{b}, {t}, {p}], not [B, T>0, {PITCHES}]");
+    }
+    let eps = 1e-6;
+    let steps = t as f64;
+    let shares =
+        |x: &Tensor| -> Result<Tensor> { x.broadcast_div(&x.sum_keepdim(1)?.affine(1.0, eps)?) };
+    let cells = roll.sum(1)?;
+    let octaves = PITCHES.div_ceil(12);
+    let classes = cells
+        .pad_with_zeros(1, 0, octaves * 12 - PITCHES)?
+        .reshape((b, octaves, 12))?
+        .sum(1)?;
+    let before = roll.narrow(1, 0, t - 1)?.pad_with_zeros(1, 1, 0)?;
+    let onsets = (roll * before.affine(-1.0, 1.0)?)?.sum(2)?;
+    let bars = t.div_ceil(16);
+    let places = onsets
+        .pad_with_zeros(1, 0, bars * 16 - t)?
+        .reshape((b, bars, 16))?
+        .sum(1)?;
+    let onset_count = onsets.sum_keepdim(1)?;
+    let sounding = cells.sum_keepdim(1)?;
+    let silent = roll.max(2)?.affine(-1.0, 1.0)?.mean_keepdim(1)?;
+    let length = sounding
+        .div(&onset_count.affine(1.0, eps)?)?
+        .affine(1.0, 1.0)?
+        .log()?;
+    Tensor::cat(
+        &[
+            (cells / steps)?,
+            shares(&classes)?,
+            shares(&places)?,
+            (onset_count / steps)?,
+            (sounding / steps)?,
+            silent,
+            length,
+        ],
+        1,
+    )
 }
 
 impl ComposerClassifier {
@@ -99,6 +186,19 @@ impl ComposerClassifier {
         if cfg.patch_steps == 0 || cfg.classes == 0 {
             candle_core::bail!("patch size and classes must be positive");
         }
+        // Named to sort after the stack (a seeded initialisation draws the others as without
+        // it); the mean and spread are `running_*`, so it leaves them alone (the training run
+        // sets them from its windows) and no optimiser moves them (they take no gradient).
+        let statistics = if cfg.statistics {
+            let vb = vb.pp("statistics_head");
+            Some(StatisticsHead {
+                mean: vb.get_with_hints(STATISTICS, "running_mean", candle_nn::Init::Const(0.0))?,
+                std: vb.get_with_hints(STATISTICS, "running_std", candle_nn::Init::Const(1.0))?,
+                head: linear(STATISTICS, cfg.classes, vb)?,
+            })
+        } else {
+            None
+        };
         let bars = if cfg.metre_map {
             let vb = vb.pp("within_bar_positions");
             Some((
@@ -113,6 +213,7 @@ impl ComposerClassifier {
             bars,
             stack: Stack::new(&cfg.stack, vb.pp("stack"))?,
             head: linear(cfg.stack.width, cfg.classes, vb.pp("head"))?,
+            statistics,
             cfg: *cfg,
         })
     }
@@ -161,7 +262,19 @@ impl ComposerClassifier {
             x = ((x + place.forward(&places)?)? + length.forward(&lengths)?)?;
         }
         let h = self.stack.forward(&x, rng)?;
-        self.head.forward(&mean_pool(&h)?)
+        let logits = self.head.forward(&mean_pool(&h)?)?;
+        match &self.statistics {
+            None => Ok(logits),
+            Some(s) => {
+                // Clamped: a pitch the training windows hardly play has a tiny spread, and a
+                // snippet that plays it much must not outvote everything else.
+                let z = roll_statistics(roll)?
+                    .broadcast_sub(&s.mean.detach())?
+                    .broadcast_div(&s.std.detach())?
+                    .clamp(-STANDARD_LIMIT, STANDARD_LIMIT)?;
+                logits + s.head.forward(&z)?
+            }
+        }
     }
 
     /// Inference: roll -> logits.
