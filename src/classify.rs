@@ -173,8 +173,8 @@ pub fn train_classifier(
     }
     let mut task = ClassifierTask::new(&cfg, &opts.train, device)?;
     task.adam.l2 = opts.weight_decay;
-    if cfg.statistics {
-        // A resumed run restores them from its checkpoint (the same figures).
+    if cfg.statistics && !resume {
+        // A resumed run restores them from its checkpoint.
         let split = train_loop::run_split(
             corpus,
             opts.train.valid_fraction,
@@ -200,8 +200,9 @@ pub fn train_classifier(
 }
 
 /// Sets the statistics head's standardisation (`statistics_head.running_{mean,std}`) from the
-/// statistics of the windows (`window` steps, end to end) of `pieces`: their mean, and their
-/// spread plus [`SPREAD_FLOOR`].
+/// statistics of the windows (`window` steps, end to end, untransposed) of `pieces`: their
+/// mean, and their spread plus [`SPREAD_FLOOR`] (as `stats_baseline::Baseline::fit`
+/// standardises its own, with a smaller floor).
 pub fn set_statistics_spread(
     varmap: &VarMap,
     corpus: &Corpus,
@@ -209,8 +210,11 @@ pub fn set_statistics_spread(
     window: usize,
 ) -> Result<()> {
     let device = Device::Cpu;
-    let windows = crate::dataset::fixed_snippets(corpus, pieces, window, window);
-    if windows.is_empty() || window == 0 {
+    let windows = match window {
+        0 => Vec::new(),
+        _ => crate::dataset::fixed_snippets(corpus, pieces, window, window),
+    };
+    if windows.is_empty() {
         return Err(Error::InvalidArgument(format!(
             "no window of {window} steps among {} training pieces to standardise the statistics on",
             pieces.len()
@@ -219,7 +223,8 @@ pub fn set_statistics_spread(
     let (mut sum, mut squares) = (vec![0f64; STATISTICS], vec![0f64; STATISTICS]);
     for chunk in windows.chunks(64) {
         let x = snippet_tensor(corpus, chunk, window, &device)?;
-        let rows = roll_statistics(&x)
+        let bars = train_loop::window_bars(corpus, chunk, window);
+        let rows = roll_statistics(&x, &bars)
             .and_then(|s| s.to_vec2::<f32>())
             .map_err(candle)?;
         for row in rows {

@@ -400,8 +400,8 @@ struct ClassifierArgs {
     #[arg(long, value_name = "BOOL")]
     metre_map: Option<bool>,
     /// Add a second linear head that reads a few statistics of each snippet (which pitches
-    /// and pitch classes sound, where in every 16 steps notes start, how dense it is), trained
-    /// with the encoder (default false).
+    /// and pitch classes sound, on which sixteenth of the bar notes start, how dense it is),
+    /// trained with the encoder (default false).
     #[arg(long, value_name = "BOOL")]
     statistics: Option<bool>,
     /// For cross-validation: hold out fold K of N (each composer's pieces dealt round N folds

@@ -1090,9 +1090,10 @@ fn window_statistics_count_what_the_window_holds() {
     assert!(close(tail[168], 0.0) && close(tail[156 + 5], 1.0));
 }
 
-/// The classifier's own statistics count what each snippet of a roll tensor holds, the
-/// gradient reaches the roll (the ascent climbs through them), and a snippet whose length is no
-/// multiple of 16 has its onset places counted all the same.
+/// The classifier's own statistics count what each snippet of a roll tensor holds, with onset
+/// places counted from the bar lines (also in a snippet that starts mid-bar, or whose length is
+/// no multiple of 16); an empty or one-step roll gives finite figures; the gradient reaches the
+/// roll (the ascent climbs through them).
 #[test]
 fn the_classifiers_statistics_count_what_each_snippet_holds() {
     use segue::models::classifier::{STATISTICS, roll_statistics};
@@ -1107,7 +1108,9 @@ fn the_classifiers_statistics_count_what_each_snippet_holds() {
     set(0, 16..32, 79);
     set(1, 17..18, 62);
     let roll = Tensor::from_vec(cells, (2, t, 128), &Device::Cpu).unwrap();
-    let f = roll_statistics(&roll).unwrap().to_vec2::<f32>().unwrap();
+    let stats =
+        |x: &Tensor, bars: &WindowBars| roll_statistics(x, bars).unwrap().to_vec2::<f32>().unwrap();
+    let f = stats(&roll, &WindowBars::common(2, t));
     assert_eq!(f[0].len(), STATISTICS);
     let close = |a: f32, b: f32| (a - b).abs() < 1e-5;
     let a = &f[0];
@@ -1125,16 +1128,35 @@ fn the_classifiers_statistics_count_what_each_snippet_holds() {
     // Onsets and sounding cells per step, silent steps, ln(1 + cells per onset).
     assert!(close(a[156], 3.0 / 32.0) && close(a[157], 28.0 / 32.0));
     assert!(close(a[158], 4.0 / 32.0) && close(a[159], (1.0f32 + 28.0 / 3.0).ln()));
-    // The second snippet's single onset at step 17 falls on place 1.
+    // The second snippet's single onset at step 17 falls on place 1 of its bar.
     let b = &f[1];
     assert!(close(b[141], 1.0) && close(b[128 + 2], 1.0) && close(b[158], 31.0 / 32.0));
-    // Onset places of a 20-step roll: its last 4 steps count on places 0..4.
+    assert!(close(b[159], 2f32.ln()));
+    // Cut from step 4 of a piece, the same notes lie 4 steps later in their bars: the first
+    // snippet's onsets at window steps 0, 4 and 16 fall on places 4, 8 and 4.
+    let late = WindowBars::new(t, [(&[][..], 4), (&[][..], 4)]);
+    let g = stats(&roll, &late);
+    assert!(close(g[0][144], 2.0 / 3.0) && close(g[0][148], 1.0 / 3.0) && close(g[1][145], 1.0));
+    // Onset places of a 20-step roll.
     let short = roll.narrow(0, 1, 1).unwrap().narrow(1, 0, 20).unwrap();
-    let g = roll_statistics(&short).unwrap().to_vec2::<f32>().unwrap();
+    let g = stats(&short, &WindowBars::common(1, 20));
     assert!(close(g[0][141], 1.0) && close(g[0][156], 1.0 / 20.0));
+    // Silence, and a single step: finite, silent.
+    for steps in [32, 1] {
+        let silent = Tensor::zeros((1, steps, 128), DType::F32, &Device::Cpu).unwrap();
+        let g = stats(&silent, &WindowBars::common(1, steps));
+        assert!(g[0].iter().all(|v| v.is_finite()) && close(g[0][158], 1.0));
+        assert!(g[0][..158].iter().chain(&g[0][159..]).all(|&v| v == 0.0));
+    }
+    // Bars for other windows than the roll's are refused.
+    let err = roll_statistics(&roll, &WindowBars::common(1, t)).unwrap_err();
+    assert!(
+        err.to_string().contains("bar positions of 1 windows"),
+        "{err}"
+    );
 
     let var = candle_core::Var::from_tensor(&roll.affine(0.5, 0.25).unwrap()).unwrap();
-    let grads = roll_statistics(var.as_tensor())
+    let grads = roll_statistics(var.as_tensor(), &WindowBars::common(2, t))
         .unwrap()
         .sqr()
         .unwrap()
@@ -1154,6 +1176,63 @@ fn the_classifiers_statistics_count_what_each_snippet_holds() {
             .unwrap()
             > 0.0
     );
+}
+
+/// The statistics head adds to the encoder's logits its linear map of the statistics,
+/// standardised by the stored mean and spread and clamped to [`STANDARD_LIMIT`] spreads.
+#[test]
+fn the_statistics_head_adds_its_standardised_clamped_logits() {
+    use segue::models::classifier::{STANDARD_LIMIT, STATISTICS, roll_statistics};
+    let (_, plain) = tiny_classifier(false, false, 5);
+    let (vars, model) = tiny_classifier(false, true, 5);
+    let x = Tensor::rand(0f32, 1f32, (2, 16, 128), &Device::Cpu)
+        .unwrap()
+        .ge(0.9f32)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let bars = WindowBars::common(2, 16);
+    let f = roll_statistics(&x, &bars)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    // A mean and spread that put statistic 0 of the first snippet past the limit.
+    let mean: Vec<f32> = (0..STATISTICS).map(|k| 0.01 * k as f32).collect();
+    let mut std: Vec<f32> = (0..STATISTICS).map(|k| 0.05 + 0.001 * k as f32).collect();
+    std[0] = (f[0][0] - mean[0]).abs() / (4.0 * STANDARD_LIMIT) + 1e-6;
+    {
+        let data = vars.data().lock().unwrap();
+        for (name, values) in [("running_mean", &mean), ("running_std", &std)] {
+            let t = Tensor::from_slice(values, STATISTICS, &Device::Cpu).unwrap();
+            data[&format!("statistics_head.{name}")].set(&t).unwrap();
+        }
+    }
+    let weight = vars.data().lock().unwrap()["statistics_head.weight"]
+        .as_tensor()
+        .to_vec2::<f32>()
+        .unwrap();
+    let bias = vars.data().lock().unwrap()["statistics_head.bias"]
+        .as_tensor()
+        .to_vec1::<f32>()
+        .unwrap();
+    let with = model.forward(&x, &bars).unwrap().to_vec2::<f32>().unwrap();
+    let without = plain.forward(&x, &bars).unwrap().to_vec2::<f32>().unwrap();
+    for item in 0..2 {
+        let z: Vec<f32> = (0..STATISTICS)
+            .map(|k| ((f[item][k] - mean[k]) / std[k]).clamp(-STANDARD_LIMIT, STANDARD_LIMIT))
+            .collect();
+        if item == 0 {
+            assert!(z[0].abs() == STANDARD_LIMIT, "{}", z[0]);
+        }
+        for c in 0..3 {
+            let head: f32 = bias[c] + (0..STATISTICS).map(|k| weight[c][k] * z[k]).sum::<f32>();
+            let got = with[item][c] - without[item][c];
+            assert!(
+                (got - head).abs() < 1e-3,
+                "item {item} class {c}: {got} vs {head}"
+            );
+        }
+    }
 }
 
 /// A classifier reading statistics standardises them on the windows of its training pieces
@@ -1191,7 +1270,11 @@ fn a_classifier_reading_statistics_standardises_them_on_its_training_pieces() {
                     .roll
                     .window_f32(w.start, window, &mut cells);
                 let x = Tensor::from_slice(&cells, (1, window, 128), &Device::Cpu).unwrap();
-                roll_statistics(&x).unwrap().to_vec2::<f32>().unwrap()
+                let bars = segue::train_loop::window_bars(&c, std::slice::from_ref(w), window);
+                roll_statistics(&x, &bars)
+                    .unwrap()
+                    .to_vec2::<f32>()
+                    .unwrap()
             })
             .collect()
     };

@@ -9,8 +9,8 @@
 //! its bar is, from the piece's metre map (two learned embeddings added to the token's).
 //!
 //! With [`Config::statistics`] a second linear head reads a few statistics of the whole snippet
-//! ([`roll_statistics`]: which pitches and pitch classes sound, on which of every 16 steps notes
-//! start, how dense the texture is), standardised by their spread over the training windows,
+//! ([`roll_statistics`]: which pitches and pitch classes sound, on which sixteenth of the bar
+//! notes start, how dense the texture is), standardised by their spread over the training windows,
 //! and its logits are added to the encoder's; both are trained together.
 
 use candle_core::{Module, Result, Tensor};
@@ -131,14 +131,24 @@ pub const STATISTICS: usize = PITCHES + 12 + 16 + 4;
 
 /// A few statistics of each snippet of `roll` `[B, T, 128]` (cells 0..1), `[B, STATISTICS]`:
 /// for each pitch, the share of the steps on which it sounds; the shares of the sounding cells
-/// that fall on each pitch class; the shares of the onsets (a cell sounding where the step
-/// before did not) that fall on each step of 16 counted from the snippet's start; then onsets
+/// that fall on each pitch class; the shares of the onsets that fall on each sixteenth of the
+/// bar (the step past the bar line `bars` gives, counted round 16 in a longer bar); then onsets
 /// per step, sounding cells per step, the share of silent steps, and ln(1 + sounding cells per
-/// onset), a mean note length. Built of tensor operations, so a gradient reaches the roll.
-pub fn roll_statistics(roll: &Tensor) -> Result<Tensor> {
+/// onset), a mean note length. An onset is a cell sounding where the step before did not (or at
+/// the snippet's start): a note struck again on a held pitch is not one, unlike the statistics
+/// baseline's (`stats_baseline::window_features`), which reads the roll's own onsets. Steps of
+/// silence padding count as steps. Built of tensor operations, so a gradient reaches the roll.
+pub fn roll_statistics(roll: &Tensor, bars: &WindowBars) -> Result<Tensor> {
     let (b, t, p) = roll.dims3()?;
     if p != PITCHES || t == 0 {
         candle_core::bail!("statistics of a roll [{b}, {t}, {p}], not [B, T>0, {PITCHES}]");
+    }
+    if bars.items() != b || bars.steps() != t {
+        candle_core::bail!(
+            "bar positions of {} windows of {} steps for {b} of {t}",
+            bars.items(),
+            bars.steps()
+        );
     }
     let eps = 1e-6;
     let steps = t as f64;
@@ -152,11 +162,15 @@ pub fn roll_statistics(roll: &Tensor) -> Result<Tensor> {
         .sum(1)?;
     let before = roll.narrow(1, 0, t - 1)?.pad_with_zeros(1, 1, 0)?;
     let onsets = (roll * before.affine(-1.0, 1.0)?)?.sum(2)?;
-    let bars = t.div_ceil(16);
-    let places = onsets
-        .pad_with_zeros(1, 0, bars * 16 - t)?
-        .reshape((b, bars, 16))?
-        .sum(1)?;
+    // Each step's sixteenth of its bar, one-hot: [B, T, 16].
+    let mut place = vec![0f32; b * t * 16];
+    for item in 0..b {
+        for step in 0..t {
+            place[(item * t + step) * 16 + bars.at(item, step).0 % 16] = 1.0;
+        }
+    }
+    let place = Tensor::from_vec(place, (b, t, 16), roll.device())?;
+    let places = onsets.unsqueeze(1)?.matmul(&place)?.squeeze(1)?;
     let onset_count = onsets.sum_keepdim(1)?;
     let sounding = cells.sum_keepdim(1)?;
     let silent = roll.max(2)?.affine(-1.0, 1.0)?.mean_keepdim(1)?;
@@ -186,9 +200,10 @@ impl ComposerClassifier {
         if cfg.patch_steps == 0 || cfg.classes == 0 {
             candle_core::bail!("patch size and classes must be positive");
         }
-        // Named to sort after the stack (a seeded initialisation draws the others as without
-        // it); the mean and spread are `running_*`, so it leaves them alone (the training run
-        // sets them from its windows) and no optimiser moves them (they take no gradient).
+        // Named to sort after the stack and the head (a seeded initialisation draws them as
+        // without it; the metre embeddings, which sort after it, are drawn otherwise); the mean
+        // and spread are `running_*`, so it leaves them alone (the training run sets them from
+        // its windows) and no optimiser moves them (they take no gradient).
         let statistics = if cfg.statistics {
             let vb = vb.pp("statistics_head");
             Some(StatisticsHead {
@@ -268,7 +283,7 @@ impl ComposerClassifier {
             Some(s) => {
                 // Clamped: a pitch the training windows hardly play has a tiny spread, and a
                 // snippet that plays it much must not outvote everything else.
-                let z = roll_statistics(roll)?
+                let z = roll_statistics(roll, bars)?
                     .broadcast_sub(&s.mean.detach())?
                     .broadcast_div(&s.std.detach())?
                     .clamp(-STANDARD_LIMIT, STANDARD_LIMIT)?;
