@@ -11,9 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::dataset::{Corpus, Fold};
 use crate::error::{Error, Result, candle};
 use crate::meter::{StepMeter, WindowBars};
-use crate::models::classifier::{
-    ComposerClassifier, Config, SPREAD_FLOOR, STATISTICS, roll_statistics,
-};
+use crate::models::classifier::{ComposerClassifier, Config, SPREAD_FLOOR, roll_statistics};
 use crate::models::saved::{self, Saved};
 use crate::roll::{PITCHES, Roll};
 use crate::train::{Adam, Control, evaluation_snippets, snippet_tensor};
@@ -181,7 +179,12 @@ pub fn train_classifier(
             opts.train.fold,
             opts.train.seed,
         );
-        set_statistics_spread(&task.varmap, corpus, &split.train, opts.train.snippet_steps)?;
+        set_statistics_spread(
+            &mut task.varmap,
+            corpus,
+            &split.train,
+            opts.train.snippet_steps,
+        )?;
     }
     let mut recorded = opts.clone();
     recorded.config = cfg;
@@ -204,7 +207,7 @@ pub fn train_classifier(
 /// mean, and their spread plus [`SPREAD_FLOOR`] (as `stats_baseline::Baseline::fit`
 /// standardises its own, with a smaller floor).
 pub fn set_statistics_spread(
-    varmap: &VarMap,
+    varmap: &mut VarMap,
     corpus: &Corpus,
     pieces: &[usize],
     window: usize,
@@ -220,33 +223,21 @@ pub fn set_statistics_spread(
             pieces.len()
         )));
     }
-    let (mut sum, mut squares) = (vec![0f64; STATISTICS], vec![0f64; STATISTICS]);
-    for chunk in windows.chunks(64) {
-        let x = snippet_tensor(corpus, chunk, window, &device)?;
-        let bars = train_loop::window_bars(corpus, chunk, window);
-        let rows = roll_statistics(&x, &bars)
-            .and_then(|s| s.to_vec2::<f32>())
-            .map_err(candle)?;
-        for row in rows {
-            for (k, v) in row.into_iter().enumerate() {
-                sum[k] += f64::from(v);
-                squares[k] += f64::from(v) * f64::from(v);
-            }
-        }
-    }
-    let n = windows.len() as f64;
-    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
-    let std: Vec<f32> = (sum.iter().zip(&squares))
-        .map(|(s, q)| (((q / n) - (s / n).powi(2)).max(0.0).sqrt() + SPREAD_FLOOR) as f32)
-        .collect();
-    let data = varmap.data().lock().expect("varmap lock poisoned");
+    let rows = windows
+        .chunks(64)
+        .map(|chunk| {
+            let x = snippet_tensor(corpus, chunk, window, &device)?;
+            let bars = train_loop::window_bars(corpus, chunk, window);
+            roll_statistics(&x, &bars).map_err(candle)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rows = Tensor::cat(&rows, 0).map_err(candle)?;
+    let (mean, std) = crate::stats_baseline::mean_and_spread(&rows, SPREAD_FLOOR)?;
     for (name, values) in [("running_mean", mean), ("running_std", std)] {
-        let name = format!("statistics_head.{name}");
-        let var = data.get(&name).ok_or_else(|| {
-            Error::InvalidArgument(format!("the classifier has no {name} to set"))
-        })?;
-        let t = Tensor::from_vec(values, STATISTICS, var.device()).map_err(candle)?;
-        var.set(&t).map_err(candle)?;
+        let values = values.squeeze(0).map_err(candle)?;
+        varmap
+            .set_one(format!("statistics_head.{name}"), values)
+            .map_err(candle)?;
     }
     Ok(())
 }
