@@ -323,7 +323,8 @@ pub fn probabilities(
 }
 
 /// Classifies `roll` window by window (`window` steps, hop `hop`; a roll shorter than a window
-/// is padded with silence). The verdict on the whole roll weighs each window by the steps of
+/// is read at its own length, rounded up to whole tokens, not padded with silence to a
+/// window, which would read as a sparse piece). The verdict on the whole roll weighs each window by the steps of
 /// the roll it holds, so a last window of a few steps and much padding counts for little (a
 /// 269-step piece: 256 and 13).
 pub fn classify_roll(clf: &Classifier, roll: &Roll, window: usize, hop: usize) -> Result<Verdict> {
@@ -353,8 +354,10 @@ pub fn classify_roll_in(
             "windows must start at least 1 step apart".into(),
         ));
     }
-    // Whole tokens (the classifier's maximum is a whole number of them).
-    let window = window.div_ceil(patch) * patch;
+    // A roll shorter than a window is read at its own length: padded with silence it would
+    // read as a sparse piece. Whole tokens (the classifier's maximum is a whole number of
+    // them).
+    let window = window.min(roll.steps().max(1)).div_ceil(patch) * patch;
     let starts = window_starts(roll.steps(), window, hop);
     // 32 windows at a time: a long piece (hours of music) never needs all its windows in
     // memory at once.
@@ -591,15 +594,19 @@ pub fn evaluate(
     per_composer: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ClassifierReport> {
-    Ok(judge_held_out(clf, corpus, per_composer, progress)?.report(corpus.composers.clone()))
+    Ok(judge_held_out(clf, corpus, per_composer, None, progress)?.report(corpus.composers.clone()))
 }
 
 /// What [`evaluate`] counts: the classifier's probabilities for `per_composer` snippets of
-/// each composer's held-out pieces, and for each held-out piece whole.
+/// each composer's held-out pieces, and for each held-out piece whole. The snippets are a
+/// window long, or `snippet_steps` long when given: each then judged as [`classify_roll`]
+/// judges a roll that long (a shorter one at its own length, a longer one window by window),
+/// at its place in its piece's bars.
 pub fn judge_held_out(
     clf: &Classifier,
     corpus: &Corpus,
     per_composer: usize,
+    snippet_steps: Option<usize>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Judged> {
     let composers = &clf.manifest.composers;
@@ -611,9 +618,54 @@ pub fn judge_held_out(
     }
     let split = training_split(clf, corpus)?;
     let window = window_steps(clf);
-    let snippets = evaluation_snippets(corpus, &split.valid, window, per_composer);
-    let device = clf.model_device();
     let mut judged = Judged::default();
+    if let Some(steps) = snippet_steps.filter(|&n| n != window) {
+        if steps == 0 {
+            return Err(Error::InvalidArgument(
+                "snippets of 0 steps: there is nothing to judge".into(),
+            ));
+        }
+        let snippets = evaluation_snippets(corpus, &split.valid, steps, per_composer);
+        for (k, (s, truth)) in snippets.iter().enumerate() {
+            progress(k, snippets.len());
+            let roll = &corpus.pieces[s.piece].roll;
+            let snippet = roll.slice(s.start, steps);
+            let v = classify_roll_in(clf, &snippet, (roll.meters(), s.start), window, window)?;
+            judged.snippets.push((v.overall, *truth));
+        }
+    } else {
+        judge_window_snippets(
+            clf,
+            corpus,
+            &split.valid,
+            per_composer,
+            &mut judged,
+            progress,
+        )?;
+    }
+    for &piece in &split.valid {
+        let v = classify_roll(clf, &corpus.pieces[piece].roll, window, window)?;
+        judged
+            .pieces
+            .push((v.overall, corpus.pieces[piece].composer));
+    }
+    progress(1, 1);
+    Ok(judged)
+}
+
+/// Snippets of one window each, `per_composer` of each composer's `pieces`, judged 32 at a
+/// time.
+fn judge_window_snippets(
+    clf: &Classifier,
+    corpus: &Corpus,
+    pieces: &[usize],
+    per_composer: usize,
+    judged: &mut Judged,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<()> {
+    let window = window_steps(clf);
+    let snippets = evaluation_snippets(corpus, pieces, window, per_composer);
+    let device = clf.model_device();
     for (k, chunk) in snippets.chunks(32).enumerate() {
         progress(k * 32, snippets.len());
         let refs: Vec<_> = chunk.iter().map(|(s, _)| *s).collect();
@@ -622,14 +674,7 @@ pub fn judge_held_out(
         let probs = probabilities(&clf.model, &x, &bars)?;
         (judged.snippets).extend(probs.into_iter().zip(chunk.iter().map(|(_, truth)| *truth)));
     }
-    for &piece in &split.valid {
-        let v = classify_roll(clf, &corpus.pieces[piece].roll, window, window)?;
-        judged
-            .pieces
-            .push((v.overall, corpus.pieces[piece].composer));
-    }
-    progress(snippets.len(), snippets.len());
-    Ok(judged)
+    Ok(())
 }
 
 /// Judges classifiers trained on the folds of one cross-validation (`segue train classifier
@@ -640,13 +685,20 @@ pub fn judge_folds(
     classifiers: &[Classifier],
     corpus: &Corpus,
     per_composer: usize,
+    snippet_steps: Option<usize>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Judged> {
     check_folds(classifiers)?;
     let mut judged = Judged::default();
     for (k, clf) in classifiers.iter().enumerate() {
         progress(k, classifiers.len());
-        judged.extend(judge_held_out(clf, corpus, per_composer, &mut |_, _| {})?);
+        judged.extend(judge_held_out(
+            clf,
+            corpus,
+            per_composer,
+            snippet_steps,
+            &mut |_, _| {},
+        )?);
     }
     progress(classifiers.len(), classifiers.len());
     Ok(judged)

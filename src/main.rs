@@ -294,6 +294,11 @@ struct ClassifierEvalArgs {
     /// fold: every piece is judged once by a classifier that never trained on it.
     #[arg(long, value_name = "FILE", num_args = 2.., conflicts_with = "model")]
     cross_validated: Vec<PathBuf>,
+    /// Judge held-out snippets of N 16th-note steps (default: the classifier's window), each as
+    /// `segue classify` judges a file that long: a shorter one read at its own length, a longer
+    /// one window by window. Whole pieces are judged as always.
+    #[arg(long, value_name = "N", conflicts_with = "baseline", value_parser = clap::value_parser!(u64).range(1..))]
+    snippet_steps: Option<u64>,
 }
 
 #[derive(Args)]
@@ -1665,15 +1670,20 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     };
+    let window = segue::classify::window_steps(clf);
+    let snippet_steps = match args.snippet_steps {
+        Some(n) => Some(usize::try_from(n).context("--snippet-steps: too many steps")?),
+        None => None,
+    };
+    let (per, steps) = (a.per_composer, snippet_steps);
     let judged = if args.cross_validated.is_empty() {
-        segue::classify::judge_held_out(clf, &corpus, a.per_composer, &mut progress)?
+        segue::classify::judge_held_out(clf, &corpus, per, steps, &mut progress)?
     } else {
-        segue::classify::judge_folds(&classifiers, &corpus, a.per_composer, &mut progress)?
+        segue::classify::judge_folds(&classifiers, &corpus, per, steps, &mut progress)?
     };
     bar.finish_and_clear();
     let composers = corpus.composers.clone();
     let report = judged.report(composers.clone());
-    let window = segue::classify::window_steps(clf);
     let fit = segue::stats_baseline::FitOptions::default();
     let (baseline, together) = if args.baseline {
         let spinner = progress_bar(1, "fitting the baseline");
@@ -1717,15 +1727,17 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
     }
     if args.cross_validated.is_empty() {
         out!(
-            "{} snippets of {} held-out pieces ({window} steps each)",
+            "{} snippets of {} held-out pieces ({} steps each; windows of {window})",
             report.snippets,
-            report.pieces
+            report.pieces,
+            snippet_steps.unwrap_or(window)
         );
     } else {
         out!(
-            "{} snippets of {} pieces ({window} steps each), each judged by the one of {} classifiers that held its fold out",
+            "{} snippets of {} pieces ({} steps each; windows of {window}), each judged by the one of {} classifiers that held its fold out",
             report.snippets,
             report.pieces,
+            snippet_steps.unwrap_or(window),
             classifiers.len()
         );
     }

@@ -711,7 +711,7 @@ fn eval_classifier_pools_fold_runs_beside_the_statistics_baseline() {
     args.extend(models.iter().map(String::as_str));
     let out = ok(&args);
     assert!(
-        out.contains("of 9 pieces (32 steps each), each judged by the one of 3 classifiers"),
+        out.contains("of 9 pieces (32 steps each; windows of 32), each judged by the one of 3"),
         "{out}"
     );
     assert!(
@@ -738,6 +738,21 @@ fn eval_classifier_pools_fold_runs_beside_the_statistics_baseline() {
     assert!(
         out.contains("the classifier and the baseline together"),
         "{out}"
+    );
+    // Snippets of another length, judged as `segue classify` judges a file that long; the
+    // baseline reads windows only.
+    let mut short = vec!["eval", "classifier", "--corpus", p(&corpus), "--no-cache"];
+    short.extend(["--snippet-steps", "16", "--cross-validated"]);
+    short.extend(models.iter().map(String::as_str));
+    let out = ok(&short);
+    assert!(out.contains("(16 steps each; windows of 32)"), "{out}");
+    short.push("--baseline");
+    let refused = segue(&short);
+    assert_eq!(refused.status.code(), Some(2), "a usage error");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("cannot be used with") && err.contains("--baseline"),
+        "{err}"
     );
     let mut two = vec!["eval", "classifier", "--corpus", p(&corpus), "--no-cache"];
     two.extend(["--cross-validated", &models[0], &models[1]]);

@@ -458,6 +458,16 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
     }
     assert!((v.overall.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    // A roll shorter than a window is read at its own length, not padded with silence to a
+    // window (which reads as a sparser piece).
+    let short = roll.slice(0, 20);
+    let v = classify::classify_roll(&clf, &short, 32, 32).unwrap();
+    assert_eq!(v.window, 20);
+    assert_eq!(v.windows.len(), 1);
+    let padded = classify::classify_roll(&clf, &roll.slice(0, 20).slice(0, 32), 32, 32).unwrap();
+    assert_eq!(padded.window, 32);
+    let moved = (v.overall.iter().zip(&padded.overall)).any(|(a, b)| (a - b).abs() > 1e-4);
+    assert!(moved, "{:?} {:?}", v.overall, padded.overall);
     let report = classify::evaluate(&clf, &c, 4, &mut |_, _| {}).unwrap();
     let total: usize = report.confusion.iter().flatten().sum();
     assert_eq!(total, report.snippets);
@@ -467,6 +477,17 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
     let right: usize = report.pieces_right.iter().map(|&(_, r)| r).sum();
     assert!((report.piece_accuracy - right as f64 / 3.0).abs() < 1e-12);
     assert!((0.0..=1.0).contains(&report.piece_balanced_accuracy));
+    // Held-out snippets of another length: each judged as `classify_roll` judges a roll that
+    // long; the window's own length is the default's figures; no steps is refused.
+    let judged = |steps| classify::judge_held_out(&clf, &c, 4, steps, &mut |_, _| {});
+    let same = judged(Some(32)).unwrap().report(c.composers.clone());
+    assert_eq!(same.confusion, report.confusion);
+    let short = judged(Some(12)).unwrap().report(c.composers.clone());
+    assert!(short.snippets > report.snippets, "{}", short.snippets);
+    let long = judged(Some(48)).unwrap().report(c.composers.clone());
+    assert!(long.snippets > 0 && long.snippets < report.snippets);
+    let err = judged(Some(0)).unwrap_err().to_string();
+    assert!(err.contains("0 steps"), "{err}");
 }
 
 #[test]
@@ -482,6 +503,9 @@ fn a_classifier_with_longer_tokens_trains_and_judges_any_window() {
     assert_eq!(classify::window_steps(&clf), 32);
     // A window that is not a whole number of tokens is rounded up to one.
     let v = classify::classify_roll(&clf, &c.pieces[0].roll, 7, 7).unwrap();
+    assert_eq!(v.window, 8);
+    // So is a roll shorter than a window read at its own length.
+    let v = classify::classify_roll(&clf, &c.pieces[0].roll.slice(0, 7), 32, 32).unwrap();
     assert_eq!(v.window, 8);
     assert!((v.overall.iter().sum::<f32>() - 1.0).abs() < 1e-4);
     // A snippet that does not split into tokens is refused before any work.
@@ -1477,10 +1501,10 @@ fn fold_classifiers_pool_into_one_report_over_every_piece() {
         "every piece held out once"
     );
     // Together, each judged on its own fold: the judgements of each, one after another.
-    let pooled = classify::judge_folds(&folds, &c, 4, &mut |_, _| {}).unwrap();
+    let pooled = classify::judge_folds(&folds, &c, 4, None, &mut |_, _| {}).unwrap();
     let mut each = classify::Judged::default();
     for clf in &folds {
-        each.extend(classify::judge_held_out(clf, &c, 4, &mut |_, _| {}).unwrap());
+        each.extend(classify::judge_held_out(clf, &c, 4, None, &mut |_, _| {}).unwrap());
     }
     assert_eq!(pooled, each);
     assert_eq!(pooled.pieces.len(), 9);
@@ -1488,7 +1512,7 @@ fn fold_classifiers_pool_into_one_report_over_every_piece() {
     truths.sort_unstable();
     assert_eq!(truths, [0, 0, 0, 1, 1, 1, 2, 2, 2]);
     // Two of three folds, a fold twice, or a classifier not trained on a fold: refused.
-    let err = classify::judge_folds(&folds[..2], &c, 4, &mut |_, _| {}).unwrap_err();
+    let err = classify::judge_folds(&folds[..2], &c, 4, None, &mut |_, _| {}).unwrap_err();
     assert!(
         err.to_string().contains("fold 1/3, but 2 classifiers"),
         "{err}"
