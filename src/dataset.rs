@@ -28,8 +28,9 @@ const CACHE_MAGIC: &[u8; 8] = b"SEGROLL2";
 /// The version of the MIDI reader and quantiser, part of every cache key: raise it whenever a
 /// change to `midi.rs` or `roll.rs` can change the roll of a file, so cached rolls of the older
 /// code are not read back. 2: SMPTE 29.97 fps read at 30/1.001, tempo events of SMPTE files
-/// ignored. 3: the metre map. 4: no tempo or metre changes at or past the roll's end.
-const ROLL_VERSION: u32 = 4;
+/// ignored. 3: the metre map. 4: no tempo or metre changes at or past the roll's end. 5: a meta
+/// event midly refuses for its content is skipped, not the rest of its track.
+const ROLL_VERSION: u32 = 5;
 
 /// One piece of music in the corpus.
 #[derive(Debug, Clone)]

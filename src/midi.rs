@@ -188,27 +188,37 @@ impl Song {
             let track_no = u16::try_from(index).unwrap_or(u16::MAX);
             let mut tick = offset;
             let mut events = events;
+            // Messages skipped in this track; the first few are reported one by one.
+            let mut skipped = 0usize;
             loop {
                 let before = events.unread();
                 let running = events.running_status();
                 match events.next() {
                     Some(Ok(event)) => {
-                        tick += u64::from(event.delta.as_int()) * tick_scale;
+                        tick = advance(tick, event.delta.as_int(), tick_scale);
                         song.handle_event(event.kind, tick, track_no, &mut open);
                     }
                     // Only with midly's `strict` feature, which Segue does not enable.
                     Some(Err(_)) => break,
                     None if before.is_empty() => break,
                     None => match skip_illegal_message(before) {
-                        // midly stops a track at an illegal status byte; skip it and go on.
-                        Some((delta, status, rest)) => {
-                            tick += u64::from(delta) * tick_scale;
-                            song.warnings.push(format!(
-                                "track {index}: illegal message 0x{status:02X} at tick {tick} skipped"
-                            ));
-                            events = midly::EventIter::new(rest);
-                            // Realtime bytes leave running status alone; system common cancels it.
-                            if status >= 0xF8 {
+                        // midly stops a track at an illegal status byte or an unreadable meta
+                        // event; skip it and go on.
+                        Some(m) => {
+                            tick = advance(tick, m.delta, tick_scale);
+                            skipped += 1;
+                            if skipped <= REPORTED_SKIPS {
+                                let what = match m.meta {
+                                    Some(kind) => format!("unreadable meta event 0x{kind:02X}"),
+                                    None => format!("illegal message 0x{:02X}", m.status),
+                                };
+                                song.warnings
+                                    .push(format!("track {index}: {what} at tick {tick} skipped"));
+                            }
+                            events = midly::EventIter::new(m.rest);
+                            // Realtime bytes leave running status alone; system common and
+                            // meta events cancel it.
+                            if m.status >= 0xF8 && m.status != 0xFF {
                                 *events.running_status_mut() = running;
                             }
                         }
@@ -221,6 +231,12 @@ impl Song {
                         }
                     },
                 }
+            }
+            if skipped > REPORTED_SKIPS {
+                song.warnings.push(format!(
+                    "track {index}: {} more unreadable or illegal messages skipped",
+                    skipped - REPORTED_SKIPS
+                ));
             }
             // Notes never switched off end with their track.
             for (key, queue) in open.iter_mut().enumerate() {
@@ -434,23 +450,57 @@ fn division_of(header: &Header) -> std::result::Result<(Division, u32, u64), Mid
     }
 }
 
-/// If `raw` starts with a delta time and a system common or realtime status byte (illegal in
-/// a MIDI file), returns the delta, the status and the bytes after the message.
-fn skip_illegal_message(raw: &[u8]) -> Option<(u32, u8, &[u8])> {
-    let mut delta = 0u32;
-    let mut i = 0;
-    loop {
-        let b = *raw.get(i)?;
-        delta = (delta << 7) | u32::from(b & 0x7f);
-        i += 1;
+/// Skipped messages reported one by one per track; the rest are counted in one warning (a
+/// file of millions of stray bytes must not make millions of warnings).
+const REPORTED_SKIPS: usize = 8;
+
+/// `tick` moved on by `delta` ticks of the file, `scale` of ours each; a file long enough to
+/// overflow stops at `u64::MAX` (and is then refused as too long) rather than wrapping.
+fn advance(tick: u64, delta: u32, scale: u64) -> u64 {
+    tick.saturating_add(u64::from(delta).saturating_mul(scale))
+}
+
+/// A message midly could not read but whose length is known, so the track goes on after it.
+struct Skipped<'a> {
+    /// Its delta time.
+    delta: u32,
+    /// Its status byte.
+    status: u8,
+    /// The type of a meta event (status 0xFF).
+    meta: Option<u8>,
+    /// The bytes after it.
+    rest: &'a [u8],
+}
+
+/// A variable-length number (at most 4 bytes) at the start of `raw`, and the bytes it took.
+fn read_varlen(raw: &[u8]) -> Option<(u32, usize)> {
+    let mut value = 0u32;
+    for (i, &b) in raw.iter().take(4).enumerate() {
+        value = (value << 7) | u32::from(b & 0x7f);
         if b & 0x80 == 0 {
-            break;
-        }
-        if i == 4 {
-            return None;
+            return Some((value, i + 1));
         }
     }
+    None
+}
+
+/// If `raw` starts with a delta time and either a system common or realtime status byte
+/// (illegal in a MIDI file) or a meta event midly refuses for its content (an SMPTE offset
+/// with an out-of-range frame, a key signature of one byte), returns what to skip.
+fn skip_illegal_message(raw: &[u8]) -> Option<Skipped<'_>> {
+    let (delta, i) = read_varlen(raw)?;
     let status = *raw.get(i)?;
+    if status == 0xFF {
+        let meta = *raw.get(i + 1)?;
+        let (len, n) = read_varlen(raw.get(i + 2..)?)?;
+        let end = (i + 2 + n).checked_add(usize::try_from(len).ok()?)?;
+        return Some(Skipped {
+            delta,
+            status,
+            meta: Some(meta),
+            rest: raw.get(end..)?,
+        });
+    }
     let data_bytes = match status {
         0xF1 | 0xF3 => 1,
         0xF2 => 2,
@@ -462,7 +512,12 @@ fn skip_illegal_message(raw: &[u8]) -> Option<(u32, u8, &[u8])> {
     if raw[i + 1..i + 1 + data_bytes].iter().any(|b| b & 0x80 != 0) {
         return None;
     }
-    Some((delta, status, rest))
+    Some(Skipped {
+        delta,
+        status,
+        meta: None,
+        rest,
+    })
 }
 
 /// A note to write, in steps or ticks chosen by the caller (see [`write_smf`]).

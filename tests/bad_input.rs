@@ -234,3 +234,51 @@ fn the_public_parser_test_suite() {
     .unwrap();
     assert!(with.active_cells() > 0 && without.active_cells() == 0);
 }
+
+/// A format-0 file at 96 ticks per quarter holding `events` (raw track bytes, delta times
+/// included) before one middle C and the end of the track.
+fn track_of(events: &[u8]) -> Vec<u8> {
+    let mut track = events.to_vec();
+    track.extend_from_slice(&[
+        0x00, 0x90, 60, 64, 0x60, 0x80, 60, 0, 0x00, 0xFF, 0x2F, 0x00,
+    ]);
+    let mut bytes = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\x60MTrk".to_vec();
+    bytes.extend_from_slice(&(track.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&track);
+    bytes
+}
+
+#[test]
+fn a_meta_event_midly_refuses_is_skipped_not_the_rest_of_the_track() {
+    // A drop-frame (29.97 fps) SMPTE offset at frame 29, which midly counts as out of range,
+    // and a key signature of one byte: the note after them is still read.
+    let bytes = track_of(&[
+        0x00, 0xFF, 0x54, 0x05, 0x41, 0x00, 0x00, 0x1D, 0x00, // SMPTE offset 01:00:00:29
+        0x00, 0xFF, 0x59, 0x01, 0x00, // key signature, one byte
+    ]);
+    let song = Song::parse(&bytes).unwrap();
+    assert_eq!(song.notes.len(), 1, "{:?}", song.warnings);
+    assert_eq!((song.notes[0].start, song.notes[0].pitch), (0, 60));
+    for kind in ["0x54", "0x59"] {
+        let said = format!("unreadable meta event {kind} at tick 0 skipped");
+        assert!(
+            song.warnings.iter().any(|w| w.contains(&said)),
+            "{:?}",
+            song.warnings
+        );
+    }
+    // A meta event whose length runs past the track still ends it, with a warning.
+    let song = Song::parse(&track_of(&[0x00, 0xFF, 0x54, 0x7F, 0x41])).unwrap();
+    assert!(song.notes.is_empty());
+    assert!(song.warnings.iter().any(|w| w.contains("corrupt event")));
+}
+
+#[test]
+fn millions_of_stray_bytes_make_a_few_warnings_not_millions() {
+    // 20 realtime bytes (illegal in a file) before the note: 8 reported, the rest counted.
+    let stray: Vec<u8> = std::iter::repeat_n([0x00, 0xF8], 20).flatten().collect();
+    let song = Song::parse(&track_of(&stray)).unwrap();
+    assert_eq!(song.notes.len(), 1);
+    assert_eq!(song.warnings.len(), 9, "{:?}", song.warnings);
+    assert!(song.warnings[8].contains("12 more"), "{}", song.warnings[8]);
+}
