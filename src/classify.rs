@@ -169,6 +169,7 @@ pub fn train_classifier(
             cfg.max_steps()
         )));
     }
+    crate::train_loop::check_number("weight decay", opts.weight_decay, 0.0, false)?;
     let mut task = ClassifierTask::new(&cfg, &opts.train, device)?;
     task.adam.l2 = opts.weight_decay;
     if cfg.statistics && !resume {

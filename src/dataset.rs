@@ -477,7 +477,8 @@ pub fn decode_cached(bytes: &[u8]) -> Option<Roll> {
             velocity: pv[1],
         });
     }
-    if !r.is_empty() || steps > 1 << 26 {
+    // A damaged entry must not make a roll longer than any file read makes (it is re-read).
+    if !r.is_empty() || steps > crate::roll::MAX_STEPS {
         return None;
     }
     let mut roll = Roll::from_notes(steps, &notes, tempo);

@@ -191,6 +191,12 @@ impl GanTask {
         let mut adam_d = Adam::over(&varmap, "discriminator.", lr_d)?;
         adam_g.beta1 = 0.5;
         adam_d.beta1 = 0.5;
+        train_loop::check_number(
+            "discriminator's L2 weight",
+            opts.discriminator_l2,
+            0.0,
+            false,
+        )?;
         adam_d.l2 = opts.discriminator_l2;
         Ok(GanTask {
             varmap,

@@ -342,9 +342,10 @@ struct LoopArgs {
     /// counts its earlier sessions, not time spent paused.
     #[arg(long, value_name = "MIN")]
     minutes: Option<f64>,
-    /// Seed of every random choice: the same seed gives the same loss curve.
-    #[arg(long, default_value_t = 1, value_name = "S")]
-    seed: u64,
+    /// Seed of every random choice: the same seed gives the same loss curve (default 1; a
+    /// resumed run keeps its own).
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
     /// Output folder: model, checkpoints, metrics.jsonl (default: runs/MODEL).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -391,7 +392,7 @@ struct ClassifierArgs {
     #[arg(long, value_name = "P")]
     dropout: Option<f32>,
     /// L2 weight decay (default 0).
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     weight_decay: Option<f64>,
     /// Roll steps per token (default 4, one beat); the longest snippet is 128 tokens.
     #[arg(long, value_name = "N")]
@@ -449,13 +450,16 @@ struct DcganArgs {
 }
 
 impl LoopArgs {
-    /// Applies the given flags over a model's default loop options.
+    /// Applies the given flags over a model's default loop options (or, resuming, the run's
+    /// own).
     fn apply(&self, o: &mut segue::train_loop::LoopOptions) {
         if let Some(v) = self.steps {
             o.steps = v;
         }
         o.max_seconds = self.minutes.map(|m| m * 60.0);
-        o.seed = self.seed;
+        if let Some(v) = self.seed {
+            o.seed = v;
+        }
         if let Some(v) = self.snippet_steps {
             o.snippet_steps = v;
         }
@@ -492,9 +496,10 @@ struct TrainArgs {
     /// The corpus folder: one subfolder of MIDI files per composer.
     #[arg(long, value_name = "DIR")]
     corpus: PathBuf,
-    /// Model size: studio (the default) or paper (hidden 512, 3 layers).
-    #[arg(long, default_value = "studio", value_name = "NAME")]
-    preset: String,
+    /// Model size: studio (the default; a resumed run keeps its own) or paper (hidden 512, 3
+    /// layers).
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
     /// Optimiser steps in all (a resumed run continues up to this; default 12000).
     #[arg(long, value_name = "N")]
     steps: Option<usize>,
@@ -502,9 +507,10 @@ struct TrainArgs {
     /// counts its earlier sessions, not time spent paused.
     #[arg(long, value_name = "MIN")]
     minutes: Option<f64>,
-    /// Seed of every random choice: the same seed gives the same loss curve.
-    #[arg(long, default_value_t = 1, value_name = "S")]
-    seed: u64,
+    /// Seed of every random choice: the same seed gives the same loss curve (default 1; a
+    /// resumed run keeps its own).
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
     /// Output folder: model, checkpoints, metrics.jsonl.
     #[arg(long, default_value = "runs/lstm-vae", value_name = "DIR")]
     out: PathBuf,
@@ -825,8 +831,14 @@ fn run(cli: Cli) -> Result<()> {
                 statistics,
                 fold,
             } = *args;
-            let mut defaults = segue::classify::ClassifierOptions::default();
-            defaults.train.fold = fold;
+            let mut defaults = starting_options(
+                &run,
+                segue::classify::KIND,
+                segue::classify::ClassifierOptions::default(),
+            );
+            if fold.is_some() {
+                defaults.train.fold = fold;
+            }
             if let Some(w) = width {
                 let stack = &mut defaults.config.stack;
                 stack.width = w;
@@ -848,18 +860,17 @@ fn run(cli: Cli) -> Result<()> {
             }
             // A resumed run reads the metre as it did, unless told otherwise (and then it is
             // refused, naming what differs).
-            let resumed = (run.resume)
-                .then(|| segue::train_loop::checkpoint_config(&run.out_dir(segue::classify::KIND)))
-                .flatten();
-            let was =
-                |key: &str| (resumed.as_ref()).and_then(|c| c.get(key).and_then(|v| v.as_bool()));
-            if let Some(m) = metre_map.or(was("metre_map")) {
+            if let Some(m) = metre_map {
                 defaults.config.metre_map = m;
             }
-            if let Some(s) = statistics.or(was("statistics")) {
+            if let Some(s) = statistics {
                 defaults.config.statistics = s;
             }
             if let Some(w) = weight_decay {
+                // Checked before the corpus loads (the library refuses it too).
+                if !(w.is_finite() && w >= 0.0) {
+                    anyhow::bail!("--weight-decay must be 0 or more, not {w}");
+                }
                 defaults.weight_decay = w;
             }
             train_on_loop_from(
@@ -872,12 +883,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Cmd::Train {
             command: TrainCmd::TransformerVae(args),
-        }) => train_on_loop(
-            segue::tvae::KIND,
-            *args,
-            |o: &mut segue::tvae::TvaeOptions| &mut o.train,
-            segue::tvae::train_tvae,
-        ),
+        }) => {
+            let defaults = starting_options(&args, segue::tvae::KIND, Default::default());
+            train_on_loop_from(
+                segue::tvae::KIND,
+                *args,
+                defaults,
+                |o: &mut segue::tvae::TvaeOptions| &mut o.train,
+                segue::tvae::train_tvae,
+            )
+        }
         Some(Cmd::Train {
             command: TrainCmd::Dcgan(args),
         }) => {
@@ -903,17 +918,24 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(s) = instance_noise.filter(|s| !(s.is_finite() && *s >= 0.0)) {
                 anyhow::bail!("--instance-noise must be 0 or more, not {s}");
             }
-            let mut defaults = segue::gan::GanOptions {
-                discriminator_learning_rate: d_lr,
-                feature_matching: feature_matching.unwrap_or(0.0),
-                real_label: real_label.unwrap_or(1.0),
-                instance_noise: instance_noise.unwrap_or(0.0),
-                ..Default::default()
-            };
+            let mut defaults: segue::gan::GanOptions =
+                starting_options(&run, segue::gan::KIND, Default::default());
+            if d_lr.is_some() {
+                defaults.discriminator_learning_rate = d_lr;
+            }
+            if let Some(w) = feature_matching {
+                defaults.feature_matching = w;
+            }
+            if let Some(r) = real_label {
+                defaults.real_label = r;
+            }
+            if let Some(s) = instance_noise {
+                defaults.instance_noise = s;
+            }
             if let Some(c) = cells {
                 defaults.config.cells = c;
             }
-            defaults.config.spectral_norm = spectral_norm;
+            defaults.config.spectral_norm |= spectral_norm;
             train_on_loop_from(
                 segue::gan::KIND,
                 run,
@@ -1287,40 +1309,49 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
 }
 
 fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
-    let mut o = TrainOptions::preset(&a.preset)?;
-    let preset_config = o.config;
+    // A resumed run starts from the options its checkpoint recorded, so a flag not given
+    // again keeps the run's value (its KL schedule, terms, prior, fine-tuning start...); one
+    // given overrides it, and what must not change is refused as before.
+    let saved = (a.resume)
+        .then(|| segue::train::saved_options(&a.out))
+        .flatten();
+    let resumed = saved.is_some();
+    let mut o = match (saved, &a.preset) {
+        (Some(saved), None) => saved,
+        (Some(mut saved), Some(name)) => {
+            let preset = TrainOptions::preset(name)?;
+            saved.preset = preset.preset;
+            saved.config = preset.config;
+            saved
+        }
+        (None, name) => TrainOptions::preset(name.as_deref().unwrap_or("studio"))?,
+    };
+    let preset_config = match o.preset.as_str() {
+        "custom" => None,
+        name => Some(TrainOptions::preset(name)?.config),
+    };
     o.config.hidden = a.hidden.unwrap_or(o.config.hidden);
     o.config.layers = a.layers.unwrap_or(o.config.layers);
     o.config.latent = a.latent.unwrap_or(o.config.latent);
     o.config.metre = a.metre.unwrap_or(o.config.metre);
-    o.config.output_skip = a.output_skip;
-    // Fine-tuning's defaults first: the options below override them. A resumed fine-tune
-    // keeps them, as if --init were given again.
-    let saved = (a.resume)
-        .then(|| segue::train::saved_options(&a.out))
-        .flatten();
-    if let Some(init) = a
-        .init
-        .clone()
-        .or(saved.as_ref().and_then(|s| s.init.clone()))
-    {
+    o.config.output_skip |= a.output_skip;
+    // Fine-tuning's defaults first: the options below override them.
+    if let Some(init) = &a.init {
         // Bars counted as the model counts them (a manifest that cannot be read is refused,
         // naming the file, before the corpus loads).
         let model = segue::models::weights::read_manifest::<segue::models::trained::Manifest>(
-            &segue::models::weights::manifest_path(&init),
+            &segue::models::weights::manifest_path(init),
         );
-        o.fine_tune_from(init, model.ok().map(|m| m.config).as_ref());
+        o.fine_tune_from(init.clone(), model.ok().map(|m| m.config).as_ref());
     }
     // `--metre 0` alone turns the metre input off, its metre map with it; a resumed run
     // counts bars as it did (runs from before the metre map counted them from the start).
-    let bars = (saved.as_ref()).map_or(o.config.metre_map && o.config.metre > 0, |s| {
-        s.config.metre_map
-    });
+    let bars = o.config.metre_map && (resumed || o.config.metre > 0);
     o.config.metre_map = a.metre_map.unwrap_or(bars);
-    if o.config != preset_config {
+    if preset_config.is_some_and(|c| c != o.config) {
         o.preset = "custom".into();
     }
-    o.seed = a.seed;
+    o.seed = a.seed.unwrap_or(if resumed { o.seed } else { 1 });
     o.steps = a.steps.unwrap_or(o.steps);
     o.max_seconds = a.minutes.map(|m| m * 60.0);
     o.snippet_steps = a.snippet_steps.unwrap_or(o.snippet_steps);
@@ -1337,11 +1368,11 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.mmd_weight = a.mmd_weight.unwrap_or(o.mmd_weight);
     o.mmd_scale = a.mmd_scale.unwrap_or(o.mmd_scale);
     o.covariance_weight = a.covariance_weight.unwrap_or(o.covariance_weight);
-    o.composer_prior = a.composer_prior;
+    o.composer_prior |= a.composer_prior;
     o.transpose = a.transpose.unwrap_or(o.transpose);
     o.eval_every = a.eval_every.unwrap_or(o.eval_every);
     o.checkpoint_every = a.checkpoint_every.unwrap_or(o.checkpoint_every);
-    o.composed_lstm = a.composed_lstm;
+    o.composed_lstm |= a.composed_lstm;
     // Refused before the corpus loads.
     o.check()?;
     Ok(o)
@@ -1540,17 +1571,16 @@ fn run_training_loop(
     Ok(())
 }
 
-/// Trains a shared-loop model from its default options with the flags of `args` applied.
-fn train_on_loop<O: Default>(
-    kind: &str,
-    args: LoopArgs,
-    loop_options: fn(&mut O) -> &mut segue::train_loop::LoopOptions,
-    train: segue::train_loop::TrainFn<O>,
-) -> Result<()> {
-    train_on_loop_from(kind, args, O::default(), loop_options, train)
+/// The options a run starts from: resuming, those its checkpoint recorded (a flag not given
+/// again keeps the run's value, one given overrides it and is checked as before), else `fresh`.
+fn starting_options<O: serde::de::DeserializeOwned>(run: &LoopArgs, kind: &str, fresh: O) -> O {
+    match run.resume {
+        true => segue::train_loop::checkpoint_options(&run.out_dir(kind), kind).unwrap_or(fresh),
+        false => fresh,
+    }
 }
 
-/// [`train_on_loop`] from given model options instead of the defaults.
+/// Trains a shared-loop model from `opts` with the flags of `args` applied.
 fn train_on_loop_from<O>(
     kind: &str,
     args: LoopArgs,

@@ -1072,6 +1072,19 @@ impl<'a> Trainer<'a> {
             )));
         }
         crate::train_loop::check_same_corpus(out, &state.corpus_hash, self.corpus)?;
+        // The prior the KL is taken against is what the codes mean: not switched mid-run.
+        if state.options.composer_prior != self.opts.composer_prior {
+            let prior = |composer: bool| match composer {
+                true => "a composer-aware prior (--composer-prior)",
+                false => "N(0, I)",
+            };
+            return Err(Error::InvalidArgument(format!(
+                "{}: the checkpoint takes its KL against {}, this run against {}; a run keeps its prior (start a new run, or --init from the model, to change it)",
+                out.display(),
+                prior(state.options.composer_prior),
+                prior(self.opts.composer_prior)
+            )));
+        }
         // What decides the split and the batches must stay: another seed would move trained
         // pieces into validation, another snippet length would change the batch order.
         let (was, now) = (&state.options, &self.opts);

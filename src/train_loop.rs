@@ -245,6 +245,15 @@ struct LoopState {
     corpus_hash: String,
 }
 
+/// The options the run in `out` trains its `kind` model with, as its last checkpoint recorded
+/// them (`None` without a readable one): a resumed run starts from these, so a flag not given
+/// again keeps the run's own value rather than the default's.
+pub fn checkpoint_options<O: serde::de::DeserializeOwned>(out: &Path, kind: &str) -> Option<O> {
+    let manifest: serde_json::Value =
+        weights::read_manifest(&weights::manifest_path(&model_file(out, kind))).ok()?;
+    serde_json::from_value(manifest.get("training")?.clone()).ok()
+}
+
 /// The model file a training folder holds for `kind`.
 pub fn model_file(out: &Path, kind: &str) -> PathBuf {
     out.join(format!("{kind}.safetensors"))
@@ -252,12 +261,6 @@ pub fn model_file(out: &Path, kind: &str) -> PathBuf {
 
 fn state_file(out: &Path) -> PathBuf {
     out.join("train-state.safetensors")
-}
-
-/// The model sizes the checkpoint in `out` was trained with (its manifest's `config`), if
-/// there is one that can be read: what a resumed run goes on with where it is not told.
-pub fn checkpoint_config(out: &Path) -> Option<serde_json::Value> {
-    read_state(out).ok().map(|s| s.config)
 }
 
 /// The manifest of the checkpoint in `out`.
@@ -640,10 +643,11 @@ pub(crate) const STEP_DRAWS: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// The generator of one purpose at one training step of a run (a resumed run draws what an
 /// uninterrupted one would). It is keyed by `seed * purpose ^ step`, as runs have always
-/// been, so their curves and checkpoints stay valid; for seed 0, where that product would
-/// give every purpose one stream, (seed, purpose, step) is the generator's whole 32-byte key.
+/// been, so their curves and checkpoints stay valid; for seed 0 and seeds with 32 or more
+/// trailing zero bits (2^63, say), where that product would give purposes one stream (every
+/// purpose is odd), (seed, purpose, step) is the generator's whole 32-byte key.
 pub(crate) fn step_rng(seed: u64, purpose: u64, step: usize) -> ChaCha8Rng {
-    if seed != 0 {
+    if seed.trailing_zeros() < 32 {
         return ChaCha8Rng::seed_from_u64(seed.wrapping_mul(purpose) ^ step as u64);
     }
     let mut key = [0u8; 32];
@@ -1051,6 +1055,12 @@ mod tests {
         assert_ne!(first(0, 1, 5), first(0, 1, 6));
         assert_ne!(first(0, 1, 5), first(1, 1, 5));
         assert_eq!(first(7, 1, 5), first(7, 1, 5));
+        // Nor for a seed whose product with every (odd) purpose is the same: 2^63.
+        let top = 1u64 << 63;
+        assert_ne!(
+            first(top, STEP_DRAWS, 5),
+            first(top, 0x2545_F491_4F6C_DD1D, 5)
+        );
         // Runs with other seeds draw what they always drew.
         let old = ChaCha8Rng::seed_from_u64(0x9E37_79B9_7F4A_7C15 ^ 12).random::<u64>();
         assert_eq!(first(1, STEP_DRAWS, 12), old);

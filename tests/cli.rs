@@ -212,6 +212,12 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
             "-0.1",
             "--instance-noise must be 0 or more",
         ),
+        (
+            "classifier",
+            "--weight-decay",
+            "-1",
+            "--weight-decay must be 0 or more",
+        ),
     ] {
         let err = fails(&["train", model, "--corpus", p(dir.path()), flag, value]);
         assert!(err.contains(says), "{model} {flag} {value}: {err}");
@@ -767,4 +773,102 @@ fn eval_classifier_pools_fold_runs_beside_the_statistics_baseline() {
         err.contains("--fold 2/3 (the checkpoint's is 1/3)"),
         "{err}"
     );
+}
+
+/// The training loss curve of a metrics log (without its timings and validations: a run
+/// stopped early also validated where it stopped), and its last validation.
+fn curve(run: &Path) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let mut last = serde_json::Value::Null;
+    let lines = (log.lines())
+        .map(|line| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let fields = v.as_object_mut().unwrap();
+            fields.remove("seconds");
+            last = fields.remove("valid").unwrap();
+            v
+        })
+        .collect();
+    (lines, last)
+}
+
+/// A run resumed with `--resume` alone keeps every option it was started with (its seed,
+/// KL schedule, loss terms, learning rate, regularisation): its loss curve is the one of the
+/// same run never stopped. A prior switched on at the resume is refused.
+#[test]
+fn a_resumed_run_keeps_the_options_it_was_started_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    common::write_tiny_corpus(&corpus);
+    let lstm: &[&str] = &[
+        "--hidden",
+        "16",
+        "--latent",
+        "4",
+        "--metre",
+        "0",
+        "--snippet-steps",
+        "16",
+        "--seed",
+        "7",
+        "--beta",
+        "0.3",
+        "--beta-delay",
+        "0",
+        "--beta-ramp",
+        "2",
+        "--free-bits",
+        "0.2",
+        "--style-weight",
+        "5",
+        "--input-dropout",
+        "0.3",
+        "--lr",
+        "2e-3",
+    ];
+    let classifier: &[&str] = &[
+        "--width",
+        "16",
+        "--snippet-steps",
+        "32",
+        "--seed",
+        "5",
+        "--weight-decay",
+        "0.01",
+        "--lr",
+        "5e-4",
+        "--note-dropout",
+        "0.1",
+        "--eval-every",
+        "2",
+    ];
+    for (model, flags) in [("lstm-vae", lstm), ("classifier", classifier)] {
+        let train = |out: &Path, extra: &[&str]| {
+            let mut args = vec!["train", model, "--corpus", p(&corpus), "--no-cache"];
+            args.extend(["--out", p(out)]);
+            args.extend(extra);
+            ok(&args);
+        };
+        let whole = dir.path().join(format!("{model}-whole"));
+        let stopped = dir.path().join(format!("{model}-stopped"));
+        train(&whole, &[flags, &["--steps", "4"]].concat());
+        train(&stopped, &[flags, &["--steps", "2"]].concat());
+        train(&stopped, &["--steps", "4", "--resume"]);
+        let (steps, valid) = curve(&whole);
+        assert_eq!(steps.len(), 4, "{model}");
+        assert!(!valid.is_null(), "{model}: validated at the end");
+        assert_eq!((steps, valid), curve(&stopped), "{model}");
+    }
+    let run = dir.path().join("lstm-vae-stopped");
+    let mut args = vec!["train", "lstm-vae", "--corpus", p(&corpus), "--no-cache"];
+    args.extend([
+        "--out",
+        p(&run),
+        "--steps",
+        "5",
+        "--resume",
+        "--composer-prior",
+    ]);
+    let err = fails(&args);
+    assert!(err.contains("a run keeps its prior"), "{err}");
 }

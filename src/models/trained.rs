@@ -283,7 +283,8 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
     named.sort_by(|a, b| a.0.cmp(&b.0));
     // Both files must be writable before either is written: no weights without a manifest.
     crate::fsutil::check_target(&weights::manifest_path(output))?;
-    weights::save(output, &named, dtype)?;
+    // The step recorded as in every model file, so a manifest of another step is refused.
+    weights::save_at_step(output, &named, dtype, Some(loaded.manifest.steps))?;
     let mut manifest = loaded.manifest;
     manifest.dtype = match dtype {
         DType::F16 => "f16",
