@@ -160,6 +160,11 @@ impl Synth {
         self.voices.iter().filter(|v| v.active).count()
     }
 
+    /// Whether the key `pitch` is down: a voice of it sounds and has not been released.
+    pub fn is_held(&self, pitch: u8) -> bool {
+        (self.voices.iter()).any(|v| v.active && !v.releasing && v.pitch == pitch)
+    }
+
     fn free_voice(&self) -> usize {
         if let Some(i) = self.voices.iter().position(|v| !v.active) {
             return i;

@@ -530,6 +530,8 @@ pub struct Studio {
     model_chosen: bool,
     /// The other models chosen since the start (likewise).
     others_chosen: Vec<OtherKind>,
+    /// The order loads (files, models) were asked in.
+    loads: LoadOrder,
     /// Whether the window waits to close until the training run has written its checkpoint.
     closing: bool,
     /// Exports (MIDI, WAV) being written on worker threads: closing waits for them.
@@ -537,6 +539,36 @@ pub struct Studio {
     /// Whether composer A or B was picked since the start (the last session's then give way).
     composers_picked: bool,
     wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// The order loads were asked in, and the newest put in place per place (the primer, the
+/// LSTM-VAE, the Transformer VAE, the classifier, the DCGAN): a slower, older load that
+/// finishes after a newer one is dropped rather than replacing what the musician asked for
+/// last.
+#[derive(Debug, Default)]
+struct LoadOrder {
+    asked: u64,
+    shown: [u64; 5],
+}
+
+impl LoadOrder {
+    /// The number of a load asked for now.
+    fn ask(&mut self) -> u64 {
+        self.asked += 1;
+        self.asked
+    }
+
+    /// Whether load `number`, which fills `places`, is newer than what each holds; if so it
+    /// is marked there.
+    fn admit(&mut self, number: u64, places: &[usize]) -> bool {
+        if places.iter().any(|&p| self.shown[p] > number) {
+            return false;
+        }
+        for &p in places {
+            self.shown[p] = number;
+        }
+        true
+    }
 }
 
 enum DialogResult {
@@ -555,6 +587,8 @@ enum DialogResult {
     ModelLoaded(PathBuf, Result<Arc<TrainedModel>, String>),
     /// A file of one of the other models was loaded.
     OtherLoaded(OtherKind, PathBuf, Result<LoadedOther, String>),
+    /// A load's result, with its number in the order the loads were asked for.
+    Ordered(u64, Box<DialogResult>),
     /// The shipped Transformer VAE, classifier and DCGAN were loaded (and what failed).
     ShippedOthers(OtherModels, Vec<String>),
     /// What the studio loads as it starts.
@@ -795,6 +829,7 @@ impl Studio {
             loading: false,
             model_chosen: false,
             others_chosen: Vec::new(),
+            loads: LoadOrder::default(),
             closing: false,
             exports: Arc::default(),
             composers_picked: false,
@@ -1078,7 +1113,7 @@ impl Studio {
             return;
         };
         self.model_chosen = true;
-        self.in_background(move || {
+        self.in_order(move || {
             let path = absolute(path);
             let loaded = load_trained(&path);
             DialogResult::ModelLoaded(path, loaded)
@@ -1089,7 +1124,7 @@ impl Studio {
     /// the way back from models trained or opened since.
     pub fn use_shipped_models(&mut self) {
         self.load_model(None);
-        self.in_background(|| {
+        self.in_order(|| {
             let (others, problems) = OtherModels::load_shipped(&OtherKind::ALL);
             DialogResult::ShippedOthers(others, problems)
         });
@@ -1115,7 +1150,7 @@ impl Studio {
     /// Opens a model file of any of the four kinds (told by its manifest) on a worker thread:
     /// an LSTM-VAE becomes the generation panel's, the others as "Use this ..." makes them.
     pub fn open_model_file(&mut self, path: PathBuf) {
-        self.in_background(move || match other_kind_of_file(&path) {
+        self.in_order(move || match other_kind_of_file(&path) {
             Some(kind) => {
                 let path = absolute(path);
                 let loaded = kind.load(&path);
@@ -1134,7 +1169,7 @@ impl Studio {
     /// classifier ascent, a Transformer VAE or DCGAN for the generation panel (which turns
     /// to it).
     pub fn load_other(&mut self, kind: OtherKind, path: PathBuf) {
-        self.in_background(move || {
+        self.in_order(move || {
             let path = absolute(path);
             let loaded = kind.load(&path);
             DialogResult::OtherLoaded(kind, path, loaded)
@@ -1219,6 +1254,13 @@ impl Studio {
         self.dialogs.push(rx);
     }
 
+    /// [`Studio::in_background`] for a load that puts something in place (a primer, a
+    /// model): numbered, so that one asked for earlier never replaces one asked for later.
+    fn in_order(&mut self, work: impl FnOnce() -> DialogResult + Send + 'static) {
+        let number = self.loads.ask();
+        self.in_background(move || DialogResult::Ordered(number, Box::new(work())));
+    }
+
     /// Whether file or model work started by the studio is still running (or a file dialog
     /// is open, or the sound device is being opened).
     pub fn background_work(&self) -> bool {
@@ -1228,7 +1270,7 @@ impl Studio {
     /// Opens a MIDI file as the primer (and shows it), reading it on a worker thread.
     pub fn open_file(&mut self, path: &Path) {
         let path = path.to_path_buf();
-        self.in_background(move || {
+        self.in_order(move || {
             // Absolute, so that the next start finds it from any folder.
             let path = absolute(path);
             let read = read_primer(&path);
@@ -1274,27 +1316,28 @@ impl Studio {
 
     /// Writes the score as MIDI (on a worker thread).
     pub fn export_midi(&mut self, path: &Path) {
-        let roll = self.session.score.to_roll();
+        // The roll is made on the worker: a long piece's is tens of megabytes.
+        let score = self.session.score.clone();
         let path = path.to_path_buf();
         let exporting = Exporting::start(&self.exports);
         self.say(format!("Writing {}...", path.display()), false);
         self.in_background(move || {
             let _exporting = exporting;
-            let written = roll.write_midi(&path).map(|()| path);
+            let written = score.to_roll().write_midi(&path).map(|()| path);
             DialogResult::Written(written.map_err(|e| e.to_string()))
         });
     }
 
     /// Renders the score to a WAV file (on a worker thread: a long piece takes a moment).
     pub fn export_wav(&mut self, path: &Path) {
-        let roll = self.session.score.to_roll();
+        let score = self.session.score.clone();
         let path = path.to_path_buf();
         let exporting = Exporting::start(&self.exports);
         self.say(format!("Rendering {}...", path.display()), false);
         self.in_background(move || {
             let _exporting = exporting;
             let opts = RenderOptions::default();
-            let written = render_to_wav(&roll, &opts, &path, &mut |_| {})
+            let written = render_to_wav(&score.to_roll(), &opts, &path, &mut |_| {})
                 .map_err(|e| e.to_string())
                 .map(|_| path);
             DialogResult::Written(written)
@@ -1816,7 +1859,25 @@ impl Studio {
             let Some(result) = result else {
                 continue;
             };
+            let result = match result {
+                DialogResult::Ordered(number, result) => {
+                    let other = |kind: OtherKind| 2 + kind as usize;
+                    let places = match &*result {
+                        DialogResult::Opened(..) => vec![0],
+                        DialogResult::ModelLoaded(..) => vec![1],
+                        DialogResult::OtherLoaded(kind, ..) => vec![other(*kind)],
+                        DialogResult::ShippedOthers(..) => OtherKind::ALL.map(other).to_vec(),
+                        _ => Vec::new(),
+                    };
+                    if !self.loads.admit(number, &places) {
+                        continue;
+                    }
+                    *result
+                }
+                result => result,
+            };
             match result {
+                DialogResult::Ordered(..) => {}
                 DialogResult::Open(p) => self.open_file(&p),
                 DialogResult::ExportMidi(p) => self.export_midi(&p),
                 DialogResult::ExportWav(p) => self.export_wav(&p),
@@ -3259,6 +3320,26 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two files (or models) opened one after the other: whichever finishes last, the
+    /// second is what stays; loads of other places do not hold each other back.
+    #[test]
+    fn an_older_load_never_replaces_a_newer_one() {
+        let mut loads = LoadOrder::default();
+        let (a, b) = (loads.ask(), loads.ask());
+        assert!(loads.admit(b, &[0]));
+        assert!(!loads.admit(a, &[0]), "the older file arrived last");
+        let (c, d) = (loads.ask(), loads.ask());
+        assert!(loads.admit(c, &[0]));
+        assert!(loads.admit(d, &[0]), "in order, both are shown");
+        // A model asked for before the last file still goes in: another place.
+        assert!(loads.admit(a, &[1]));
+        // The shipped models arriving after a newer classifier do not replace it (the set
+        // is dropped whole: the other two stay as they were).
+        let (shipped, classifier) = (loads.ask(), loads.ask());
+        assert!(loads.admit(classifier, &[3]));
+        assert!(!loads.admit(shipped, &[2, 3, 4]));
+    }
 
     #[test]
     fn exports_are_named_after_the_opened_file_and_get_their_extension() {

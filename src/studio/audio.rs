@@ -143,6 +143,10 @@ pub struct Engine {
     score: Arc<PlayScore>,
     next_event: usize,
     position: f64,
+    /// The events at or before this step have fired (or were skipped by a seek): a block can
+    /// end exactly on an event's step, which then fires at the start of the next block, so a
+    /// new score put in place before it must still play it.
+    fired_through: f64,
     playing: bool,
     bpm: f64,
     looped: Option<(usize, usize)>,
@@ -162,7 +166,9 @@ impl Engine {
     fn seek(&mut self, step: f64) {
         self.silence();
         self.position = step.max(0.0);
-        self.next_event = self.score.first_at(self.position.ceil() as usize);
+        let first = self.position.ceil();
+        self.next_event = self.score.first_at(first as usize);
+        self.fired_through = first - 0.5;
     }
 
     fn silence(&mut self) {
@@ -178,7 +184,7 @@ impl Engine {
         // Freed on the GUI thread; if the ring is full it is dropped here, which only happens
         // when the GUI stops collecting.
         let _ = self.garbage.push(old);
-        let now = self.position + 1e-9;
+        let now = self.fired_through + 1e-9;
         let past = self.score.events.partition_point(|e| e.step as f64 <= now);
         let mut held = [0u16; 128];
         for e in &self.score.events[..past] {
@@ -216,7 +222,9 @@ impl Engine {
                 Command::Tempo(_) => {}
                 Command::Loop(range) => self.looped = range.filter(|(a, b)| b > a),
                 Command::Preview(pitch) => {
-                    if let Some((p, _)) = self.preview {
+                    if let Some((p, _)) = self.preview
+                        && !self.sounding[usize::from(p & 0x7f)]
+                    {
                         self.synth.note_off(p);
                     }
                     self.synth.note_on(pitch, 96);
@@ -271,7 +279,11 @@ impl Engine {
             if let Some((p, left)) = self.preview {
                 let left = left.saturating_sub(chunk as u32);
                 self.preview = if left == 0 {
-                    self.synth.note_off(p);
+                    // A note of the score on this pitch took the voice over: it ends with
+                    // the score's note, not the preview.
+                    if !self.sounding[usize::from(p & 0x7f)] {
+                        self.synth.note_off(p);
+                    }
                     None
                 } else {
                     Some((p, left))
@@ -289,6 +301,7 @@ impl Engine {
     /// Plays the events that are due, then handles the end of the piece or of the loop.
     fn fire_due(&mut self, end: usize) {
         let now = self.position + 1e-9;
+        self.fired_through = self.position;
         while let Some(e) = self.score.events.get(self.next_event) {
             if e.step as f64 > now || e.step >= end {
                 break;
@@ -369,6 +382,7 @@ impl Player {
             score: Arc::new(PlayScore::default()),
             next_event: 0,
             position: 0.0,
+            fired_through: -0.5,
             playing: false,
             bpm: 120.0,
             looped: None,
@@ -443,6 +457,41 @@ mod tests {
         assert!(engine.sounding[60] && !engine.sounding[64]);
         pull(&mut engine, 44_100); // past step 8
         assert!(!engine.sounding[60]);
+    }
+
+    /// A block can end exactly on an event's step: the event fires at the next block's start,
+    /// and an edit arriving in between (the score swapped first) must not skip it.
+    #[test]
+    fn an_edit_arriving_as_a_note_is_due_does_not_swallow_it() {
+        let (mut player, mut engine) = Player::detached();
+        let score = PlayScore::from_notes([(60u8, 2usize, 4usize, 100u8)].into_iter());
+        player.send(Command::Score(Arc::new(score.clone())));
+        player.send(Command::Tempo(120.0));
+        player.send(Command::Play(0));
+        pull(&mut engine, 1280); // step 0.23
+        assert!(!engine.sounding[60]);
+        engine.position = 2.0; // the last block ended on the note's step
+        player.send(Command::Score(Arc::new(score)));
+        pull(&mut engine, 128);
+        assert!(engine.sounding[60], "the due note was skipped");
+    }
+
+    /// Hearing a key while the score holds the same pitch does not cut the score's note.
+    #[test]
+    fn a_preview_ends_without_cutting_the_scores_note() {
+        let (mut player, mut engine) = Player::detached();
+        let score = PlayScore::from_notes([(60u8, 0usize, 16usize, 100u8)].into_iter());
+        player.send(Command::Score(Arc::new(score)));
+        player.send(Command::Tempo(120.0));
+        player.send(Command::Play(0));
+        pull(&mut engine, 1280);
+        player.send(Command::Preview(60));
+        pull(&mut engine, PREVIEW_SAMPLES as usize + 256);
+        assert!(engine.preview.is_none() && engine.sounding[60]);
+        assert!(
+            engine.synth.is_held(60),
+            "the score's C was released with the preview"
+        );
     }
 
     #[test]

@@ -400,29 +400,36 @@ pub fn piano_roll(
                 pitch: p0,
                 edited,
             } => {
-                if step != s0 || pitch != p0 {
+                // The selection moves as one: a note pressed against an edge holds the
+                // others where they are relative to it (as the arrow keys move them).
+                let (ds, dp) = score.group_move(&view.selection, step - s0, pitch - p0);
+                if ds != 0 || dp != 0 {
                     if !edited {
                         history.record(score);
                     }
-                    score.shift(&view.selection, step - s0, pitch - p0);
+                    score.shift(&view.selection, ds, dp);
                     view.drag = Some(Drag::Move {
-                        step,
-                        pitch,
+                        step: s0 + ds,
+                        pitch: p0 + dp,
                         edited: true,
                     });
                     out.changed = true;
                 }
             }
             Drag::Resize { step: s0, edited } => {
-                if step != s0 {
+                let ds = score.group_stretch(&view.selection, step - s0);
+                if ds != 0 {
                     if !edited {
                         history.record(score);
                     }
-                    score.stretch(&view.selection, step - s0);
+                    score.stretch(&view.selection, ds);
                     if let Some(n) = view.selection.first().and_then(|&i| score.notes.get(i)) {
                         view.draw_len = n.len;
                     }
-                    view.drag = Some(Drag::Resize { step, edited: true });
+                    view.drag = Some(Drag::Resize {
+                        step: s0 + ds,
+                        edited: true,
+                    });
                     out.changed = true;
                 }
             }

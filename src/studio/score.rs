@@ -380,6 +380,21 @@ impl Score {
         (first..self.notes.len()).collect()
     }
 
+    /// How far the lengths of the given notes can change together, at most `steps`: the
+    /// change [`Score::stretch`] makes without pressing any of them against the 1-step
+    /// minimum or the longest piece (0 where one already is), so a chord keeps its shape.
+    pub fn group_stretch(&self, indices: &[usize], steps: i64) -> i64 {
+        let notes: Vec<&ScoreNote> = indices.iter().filter_map(|&i| self.notes.get(i)).collect();
+        let (Some(shortest), Some(end)) = (
+            notes.iter().map(|n| n.len).min(),
+            notes.iter().map(|n| n.end()).max(),
+        ) else {
+            return 0;
+        };
+        let longer = Self::MAX_STEPS.saturating_sub(end) as i64;
+        steps.clamp(1 - shortest as i64, longer)
+    }
+
     /// How far the given notes can move together, at most `steps` and `semitones`: the move
     /// [`Score::shift`] makes without pressing any of them against the grid's start, the
     /// longest piece or the keyboard's ends (0 where one already is).
@@ -617,6 +632,13 @@ mod tests {
         assert_eq!(score.group_move(&both, -4, 12), (-2, 7));
         assert_eq!(score.group_move(&both, 0, -100), (0, -60));
         assert_eq!(score.group_move(&[], 5, 5), (0, 0));
+        // Shortened by 6, the 4-step notes would stop at 1 step while longer ones went on
+        // shrinking: the group shrinks by 3, whole.
+        score.draw(40, 20, 10);
+        assert_eq!(score.group_stretch(&[0, 2], -6), -3);
+        assert_eq!(score.group_stretch(&[0, 2], 5), 5);
+        assert_eq!(score.group_stretch(&[], 5), 0);
+        score.delete(&[2]);
         // Copied notes count from the first; a paste near the end moves back whole.
         let copied = score.copy(&[1, 0, 1]);
         assert_eq!(copied.len(), 2);

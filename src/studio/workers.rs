@@ -3,9 +3,9 @@
 //! see [`TrainingJob`]'s `Drop`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use crate::ascent::{self, AscentOptions};
@@ -228,26 +228,77 @@ fn run_engine(
     }
 }
 
+/// A mailbox that holds only the newest request: a sender never queues (a request replaces
+/// the one not yet taken), so a worker slower than the requests never falls behind them.
+pub struct Newest<T> {
+    slot: Mutex<(Option<T>, bool)>,
+    ready: Condvar,
+}
+
+impl<T> Default for Newest<T> {
+    fn default() -> Self {
+        Newest {
+            slot: Mutex::new((None, false)),
+            ready: Condvar::new(),
+        }
+    }
+}
+
+impl<T> Newest<T> {
+    /// Puts `value` in, replacing a request not yet taken.
+    pub fn put(&self, value: T) {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        slot.0 = Some(value);
+        self.ready.notify_one();
+    }
+
+    /// Waits for a request and takes it; `None` once the mailbox is closed.
+    pub fn take(&self) -> Option<T> {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if slot.1 {
+                return None;
+            }
+            if let Some(value) = slot.0.take() {
+                return Some(value);
+            }
+            slot = self.ready.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Closes the mailbox: the waiting worker's `take` returns `None`.
+    pub fn close(&self) {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.ready.notify_all();
+    }
+}
+
 /// The style meter's thread: classifies the newest roll it is sent, window by window.
 pub struct StyleMeter {
-    requests: Sender<(u64, Score)>,
+    requests: Arc<Newest<(u64, Score)>>,
     /// (request id, verdict or error), read by the GUI each frame.
     pub events: Receiver<(u64, Result<Verdict, String>)>,
     _thread: JoinHandle<()>,
 }
 
+impl Drop for StyleMeter {
+    fn drop(&mut self) {
+        self.requests.close();
+    }
+}
+
 impl StyleMeter {
     /// Starts the thread for `classifier`; `wake` is called after each verdict.
     pub fn start(classifier: Arc<Classifier>, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
-        let (requests, rx) = channel::<(u64, Score)>();
+        let requests = Arc::new(Newest::<(u64, Score)>::default());
+        let mailbox = requests.clone();
         let (tx, events) = channel();
         let thread = std::thread::Builder::new()
             .name("segue-style".into())
             .spawn(move || {
-                while let Ok(mut job) = rx.recv() {
-                    while let Ok(newer) = rx.try_recv() {
-                        job = newer;
-                    }
+                // Edits made while a long piece is being judged replace one another: only
+                // the newest is judged next.
+                while let Some(job) = mailbox.take() {
                     // The roll is made here, not on the window's thread (a long piece is
                     // tens of megabytes), and only for the newest piece asked about.
                     let roll = job.1.to_roll();
@@ -266,9 +317,9 @@ impl StyleMeter {
         }
     }
 
-    /// Asks for the verdict on the piece `score`.
+    /// Asks for the verdict on the piece `score` (replacing a request not yet started).
     pub fn request(&self, id: u64, score: Score) {
-        let _ = self.requests.send((id, score));
+        self.requests.put((id, score));
     }
 }
 
@@ -859,6 +910,33 @@ impl LogFollower {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Requests sent faster than a worker takes them replace one another: the worker gets the
+    /// newest, never a queue of old ones; closing ends a waiting worker.
+    #[test]
+    fn the_newest_request_replaces_those_not_taken() {
+        let mailbox = Arc::new(Newest::default());
+        for k in 0..1000 {
+            mailbox.put(k);
+        }
+        assert_eq!(mailbox.take(), Some(999));
+        let worker = {
+            let mailbox = mailbox.clone();
+            std::thread::spawn(move || {
+                let mut taken = Vec::new();
+                while let Some(k) = mailbox.take() {
+                    taken.push(k);
+                }
+                taken
+            })
+        };
+        mailbox.put(1);
+        while mailbox.slot.lock().unwrap().0.is_some() {
+            std::thread::yield_now();
+        }
+        mailbox.close();
+        assert_eq!(worker.join().unwrap(), vec![1]);
+    }
 
     /// A run asked to train on the GPU where there is none (a build without CUDA, or no
     /// device) ends with a message saying so, before it reads or writes anything.
