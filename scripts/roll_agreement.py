@@ -29,7 +29,11 @@ for f in files:
     if not os.path.exists(ours_path):
         missing.append(rel)
         continue
-    ref, _, _ = roll_convert.conv_symusic(f)
+    try:
+        ref, _, _ = roll_convert.conv_symusic(f)
+    except Exception:  # the reference cannot read it: not compared
+        missing.append(rel)
+        continue
     ours = np.load(ours_path)
     scores.append((roll_convert.jaccard(ours, ref), rel, abs(ours.shape[0] - ref.shape[0])))
 scores.sort()

@@ -61,6 +61,11 @@ impl StatsAcc {
         }
         for w in (0..steps).step_by(128) {
             let end = (w + 128).min(steps);
+            // Whole windows only (a shorter tail has a narrower range), unless the roll is
+            // shorter than one.
+            if end - w < 128 && w > 0 {
+                break;
+            }
             let pitches: Vec<usize> = (0..PITCHES)
                 .filter(|&p| (w..end).any(|t| on(t, p)))
                 .collect();
@@ -197,6 +202,9 @@ pub struct LstmVaeReport {
     /// The composer measure leave-one-out: each snippet's own composer's centroid is taken
     /// without it (composers with one snippet left out), so no snippet votes for itself.
     pub centroid_accuracy_leave_one_out: f64,
+    /// Snippets the leave-one-out measure counts (those of composers with two or more; 0
+    /// makes its accuracy meaningless, not 0).
+    pub leave_one_out_snippets: usize,
     /// Share of snippets whose posterior mean is nearest the centroid of its own piece, among
     /// the held-out pieces, leave-one-out (pieces with one snippet left out, since with itself
     /// in its centroid such a snippet would always be right): how consistently z describes
@@ -778,6 +786,7 @@ pub fn evaluate_lstm_vae(
         centroid_accuracy: hits as f64 / n as f64,
         training_centroid_accuracy: training_hits as f64 / n as f64,
         centroid_accuracy_leave_one_out: loo.0,
+        leave_one_out_snippets: loo.1,
         piece_centroid_accuracy: piece_loo.0,
         pieces: piece_loo.2,
         composer_z_distance: d_comp / pairs as f64,

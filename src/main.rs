@@ -670,7 +670,7 @@ struct BenchModelArgs {
     #[arg(long, default_value = "studio,paper", value_delimiter = ',')]
     presets: Vec<String>,
     /// Timed training steps per side (after 2 warm-up steps); the median is reported.
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
     iters: usize,
     /// The folder holding the reference lstm_vae_torch.py.
     #[arg(long, value_name = "DIR")]
@@ -796,7 +796,12 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 candle_core::DType::F32
             };
-            let (kind, _) = resolve_model(input.to_str())?;
+            // A model name converts the shipped file of that model; a path is read as given
+            // (one that is not UTF-8 too).
+            let (kind, input) = match input.to_str() {
+                Some(given) => resolve_model(Some(given))?,
+                None => (model_kind_of(&input)?, input),
+            };
             output_kind(&output, &["safetensors"])?;
             let manifest = segue::models::weights::manifest_path(&output);
             not_an_input(&output, &[&input])?;
@@ -1099,6 +1104,7 @@ fn load_roll_any(file: &Path, opts: QuantizeOptions) -> Result<Roll> {
 
 fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOptions) -> Result<()> {
     output_kind(output, &["wav"])?;
+    not_an_input(output, &[file])?;
     if let Some(b) = bpm
         && !(1.0..=1000.0).contains(&b)
     {
@@ -1226,27 +1232,38 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
         cores,
         args.repeats
     );
+    if files.is_empty() {
+        bail!("{}: no MIDI files to convert", corpus.display());
+    }
+    let bar = progress_bar(3, "timing Segue (warm-up, 1 thread, all cores)");
     // Warm the file cache so every method reads from memory.
     bench::time_own(&files, cores, 1)?;
+    bar.inc(1);
     let single = bench::time_own(&files, 1, args.repeats)?;
+    bar.inc(1);
     let multi = bench::time_own(&files, cores, args.repeats)?;
-    let mut rows: Vec<(String, f64, f64, usize)> = vec![
+    bar.finish_and_clear();
+    // (label, files/s, seconds, failed, files read)
+    let mut rows: Vec<(String, f64, f64, usize, usize)> = vec![
         (
             single.label.clone(),
             single.files_per_s,
             single.seconds,
             single.failed,
+            files.len(),
         ),
         (
             multi.label.clone(),
             multi.files_per_s,
             multi.seconds,
             multi.failed,
+            files.len(),
         ),
     ];
     let mut agreement = None;
     if !args.no_reference {
         let python = bench::ensure_venv(&args.venv, &mut |m| eprintln!("{m}"))?;
+        let spinner = progress_bar(1, "timing the Python references");
         let refs = bench::time_reference(
             &python,
             &reference,
@@ -1254,15 +1271,18 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
             &["symusic_native", "symusic", "pretty_midi"],
             args.repeats,
         )?;
+        spinner.set_message("comparing the rolls with the reference's");
         for r in refs {
             rows.push((
                 format!("python {}", r.method),
                 r.files_per_s,
                 r.seconds,
                 r.failed,
+                r.files,
             ));
         }
         agreement = Some(bench::agreement(&python, &reference, &corpus, &files)?);
+        spinner.finish_and_clear();
     }
     out!(
         "\n{:<28} {:>10} {:>9} {:>7}",
@@ -1271,12 +1291,21 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
         "total s",
         "failed"
     );
-    for (label, fps, secs, failed) in &rows {
+    for (label, fps, secs, failed, _) in &rows {
         out!("{label:<28} {fps:>10.1} {secs:>9.3} {failed:>7}");
     }
     if rows.len() > 2 {
         out!("\nratios (files/s of segue / files/s of the reference):");
-        for (label, fps, _, _) in &rows[2..] {
+        for (label, fps, _, failed, read) in &rows[2..] {
+            // A ratio compares the same work: the same files, as many converted.
+            if *read != files.len() || *failed != single.failed {
+                out!(
+                    "  {label:<24} no ratio: it read {read} files ({failed} failed), Segue {} ({} failed)",
+                    files.len(),
+                    single.failed
+                );
+                continue;
+            }
             out!(
                 "  {:<24} 1 thread {:>7.2}x   {} threads {:>7.2}x",
                 label,
@@ -1287,20 +1316,28 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
         }
     }
     if let Some(a) = &agreement {
+        let (Some(mean), Some(min)) = (a.mean, a.min) else {
+            bail!(
+                "no file could be compared with the reference roll ({} missing)",
+                a.missing.len()
+            );
+        };
         out!(
-            "\nagreement with the reference roll (symusic ticks, paper rounding): mean Jaccard {:.5}, min {:.4}, {} of {} files identical",
-            a.mean,
-            a.min,
+            "\nagreement with the reference roll (symusic ticks, paper rounding): mean Jaccard {mean:.5}, min {min:.4}, {} of {} files identical",
             a.identical,
             a.files
         );
-        if let Some(threshold) = args.check_agreement
-            && a.mean < threshold
-        {
-            bail!(
-                "mean agreement {:.5} is below the required {threshold}",
-                a.mean
+        if !a.missing.is_empty() {
+            out!(
+                "  {} files not compared (one side could not convert them): {}",
+                a.missing.len(),
+                a.missing.join(", ")
             );
+        }
+        if let Some(threshold) = args.check_agreement
+            && mean < threshold
+        {
+            bail!("mean agreement {mean:.5} is below the required {threshold}");
         }
     } else if args.check_agreement.is_some() {
         bail!("--check-agreement needs the Python reference (drop --no-reference)");
@@ -1836,6 +1873,9 @@ fn print_classifier_report(
 }
 
 fn eval_report(a: ReportArgs) -> Result<()> {
+    // The folder is made (or refused) before minutes of evaluation, not after.
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("{}: cannot make the report's folder here", a.out.display()))?;
     let device = candle_core::Device::Cpu;
     let optional = |path: Option<PathBuf>, what: &str| {
         if path.is_none() {
@@ -1964,17 +2004,21 @@ fn resolve_model(given: Option<&str>) -> Result<(String, PathBuf)> {
                      dcgan) nor a model file"
                 );
             }
-            let manifest: serde_json::Value = segue::models::weights::read_manifest(
-                &segue::models::weights::manifest_path(&path),
-            )?;
-            let Some(kind) = manifest["model"].as_str() else {
-                bail!(
-                    "{}: not a Segue model manifest (it names no `model`)",
-                    segue::models::weights::manifest_path(&path).display()
-                );
-            };
-            Ok((kind.to_string(), path))
+            Ok((model_kind_of(&path)?, path))
         }
+    }
+}
+
+/// The kind of model a model file holds, as its manifest names it.
+fn model_kind_of(path: &Path) -> Result<String> {
+    let manifest_path = segue::models::weights::manifest_path(path);
+    let manifest: serde_json::Value = segue::models::weights::read_manifest(&manifest_path)?;
+    match manifest["model"].as_str() {
+        Some(kind) => Ok(kind.to_string()),
+        None => bail!(
+            "{}: not a Segue model manifest (it names no `model`)",
+            manifest_path.display()
+        ),
     }
 }
 
@@ -2165,7 +2209,11 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     );
     if let Some(wav) = &a.wav {
         let render_opts = RenderOptions::default();
-        render_to_wav(&result.roll, &render_opts, wav, &mut |_| {})?;
+        let bar = progress_bar(1000, "rendering");
+        render_to_wav(&result.roll, &render_opts, wav, &mut |f| {
+            bar.set_position((f * 1000.0) as u64)
+        })?;
+        bar.finish_and_clear();
         out!("wrote {}", wav.display());
     }
     Ok(())
@@ -2265,10 +2313,14 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         r.kl_per_dim.len()
     );
     out!(
-        "nearest-composer-centroid accuracy of posterior means (chance {:.3}): {:.3} with held-out centroids (the reference's measure), {:.3} leaving each snippet out of its own centroid, {:.3} with the stored training centroids",
+        "nearest-composer-centroid accuracy of posterior means (chance {:.3}): {:.3} with held-out centroids (the reference's measure), {} leaving each snippet out of its own centroid ({} snippets of composers with two or more), {:.3} with the stored training centroids",
         1.0 / model.manifest.composers.len() as f64,
         r.centroid_accuracy,
-        r.centroid_accuracy_leave_one_out,
+        match r.leave_one_out_snippets {
+            0 => "n/a".to_string(),
+            _ => format!("{:.3}", r.centroid_accuracy_leave_one_out),
+        },
+        r.leave_one_out_snippets,
         r.training_centroid_accuracy
     );
     out!(
@@ -2340,8 +2392,19 @@ fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| shared_dir("bench/reference"))
         .join("lstm_vae_torch.py");
-    // Fail early, before any timing, on a device this build or machine lacks.
+    // Fail early, before any timing, on a device this build or machine lacks, a preset that
+    // does not exist or a reference script that is not there.
     let cuda = !compute_device(&a.device)?.is_cpu();
+    for preset in &a.presets {
+        segue::bench_model::Case::preset(preset)?;
+    }
+    if !a.no_reference && !script.is_file() {
+        bail!(
+            "{}: the PyTorch reference is not there (give its folder with --reference, or \
+             --no-reference)",
+            script.display()
+        );
+    }
     let python = if a.no_reference {
         None
     } else if let Some(python) = &a.python {

@@ -81,8 +81,9 @@ pub struct ModelFigures {
     pub target_probability: Option<f64>,
     /// Share of outputs the classifier assigns to the target composer.
     pub target_share: Option<f64>,
-    /// Yang-Lerch overlapping areas: pitch-class histogram, pitch count, IOI, note length.
-    pub overlap_areas: [f64; 4],
+    /// Yang-Lerch overlapping areas: pitch-class histogram, pitch count, IOI, note length
+    /// (`None` where there was nothing to compare: fewer than two real snippets of a target).
+    pub overlap_areas: [Option<f64>; 4],
     /// Outputs measured.
     pub outputs: usize,
 }
@@ -106,8 +107,11 @@ pub struct StyleVerdict {
     pub transition_chroma_similarity: f64,
     /// Mean P(B) at each of the 8 blend amounts 0, 1/7, ..., 1.
     pub blend_curve: Vec<f64>,
-    /// Mean Spearman correlation between blend amount and P(B) over the pairs.
-    pub blend_spearman: f64,
+    /// Mean Spearman correlation between blend amount and P(B) over the pairs where it is
+    /// defined (`None` where it is for none).
+    pub blend_spearman: Option<f64>,
+    /// The pairs whose P(B) varied along the blend (those the mean is over).
+    pub blend_spearman_pairs: usize,
     /// Pairs measured.
     pub pairs: usize,
 }
@@ -205,10 +209,11 @@ fn feature_distance(a: &Features, b: &Features, which: usize) -> f64 {
     }
 }
 
-/// Overlapping area of two samples' Gaussian kernel density estimates (Silverman bandwidth).
-pub fn overlap_area(a: &[f64], b: &[f64]) -> f64 {
+/// Overlapping area of two samples' Gaussian kernel density estimates (Silverman bandwidth);
+/// `None` when either is empty (nothing to compare is not "no overlap").
+pub fn overlap_area(a: &[f64], b: &[f64]) -> Option<f64> {
     if a.is_empty() || b.is_empty() {
-        return 0.0;
+        return None;
     }
     let bandwidth = |x: &[f64]| {
         let n = x.len() as f64;
@@ -227,17 +232,18 @@ pub fn overlap_area(a: &[f64], b: &[f64]) -> f64 {
             .sum::<f64>()
             / (x.len() as f64 * h * (2.0 * std::f64::consts::PI).sqrt())
     };
-    (0..=grid)
+    let area = (0..=grid)
         .map(|i| {
             let t = lo + i as f64 * dx;
             pdf(a, ha, t).min(pdf(b, hb, t)) * dx
         })
-        .sum::<f64>()
-        .min(1.0)
+        .sum::<f64>();
+    Some(area.min(1.0))
 }
 
-/// Spearman rank correlation (ties get their mean rank).
-pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+/// Spearman rank correlation (ties get their mean rank); `None` where it is undefined (a
+/// side that does not vary, or fewer than two points).
+pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
     let ranks = |v: &[f64]| -> Vec<f64> {
         let mut order: Vec<usize> = (0..v.len()).collect();
         order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
@@ -261,10 +267,10 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     let cov: f64 = rx.iter().zip(&ry).map(|(a, b)| (a - mx) * (b - my)).sum();
     let sx = rx.iter().map(|a| (a - mx).powi(2)).sum::<f64>().sqrt();
     let sy = ry.iter().map(|b| (b - my).powi(2)).sum::<f64>().sqrt();
-    if sx == 0.0 || sy == 0.0 {
-        0.0
+    if sx == 0.0 || sy == 0.0 || x.len() < 2 {
+        None
     } else {
-        cov / (sx * sy)
+        Some(cov / (sx * sy))
     }
 }
 
@@ -315,11 +321,16 @@ fn measure(
         outputs: out.rolls.len(),
         ..ModelFigures::default()
     };
+    // The whole corpus's: the mean of the composers that have held-out pieces (a composer
+    // without one has an empty histogram).
     let all_pc = {
+        let held: Vec<&[f64; 12]> = (composer_pc.iter())
+            .filter(|pc| pc.iter().sum::<f64>() > 0.0)
+            .collect();
         let mut h = [0f64; 12];
-        for pc in composer_pc {
-            for (a, b) in h.iter_mut().zip(pc) {
-                *a += b / composer_pc.len() as f64;
+        for pc in &held {
+            for (a, b) in h.iter_mut().zip(pc.iter()) {
+                *a += b / held.len() as f64;
             }
         }
         h
@@ -407,7 +418,37 @@ pub fn evaluate_all(
         training["valid_fraction"].as_f64().unwrap_or(0.1),
         training["seed"].as_u64().unwrap_or(1),
     );
-    let steps = 128;
+    // The Transformer VAE's reconstruction is measured on the LSTM-VAE's held-out pieces: it
+    // must not have trained on any of them.
+    if let Some(t) = &models.tvae {
+        let train = &t.manifest.training["train"];
+        let fold = serde_json::from_value(train["fold"].clone()).ok().flatten();
+        let its = crate::train_loop::run_split(
+            corpus,
+            train["valid_fraction"].as_f64().unwrap_or(0.1),
+            fold,
+            train["seed"].as_u64().unwrap_or(1),
+        );
+        if let Some(&p) = split.valid.iter().find(|p| !its.valid.contains(p)) {
+            return Err(Error::InvalidArgument(format!(
+                "the Transformer VAE trained on {}, which the LSTM-VAE holds out: the report \
+                 compares them on pieces neither trained on (train both with the same seed \
+                 and validation share)",
+                corpus.pieces[p].path.display()
+            )));
+        }
+    }
+    let steps: usize = 128;
+    // Held-out snippets start on multiples of 128 steps; a model that counts bars from each
+    // snippet's start takes that start to be a bar line (as `segue eval lstm-vae` checks).
+    let config = lstm.model.config();
+    if config.metre > 0 && !config.metre_map && !steps.is_multiple_of(config.metre) {
+        return Err(Error::InvalidArgument(format!(
+            "the LSTM-VAE reads bars of {} steps counted from each snippet's start, which the \
+             report's {steps}-step snippets do not hold whole",
+            config.metre
+        )));
+    }
     let snippets: Vec<(SnippetRef, usize)> =
         evaluation_snippets(corpus, &split.valid, steps, opts.per_composer);
     let device = Device::Cpu;
@@ -434,6 +475,11 @@ pub fn evaluate_all(
         })
         .collect();
     let corpus_notes = pooled_music_stats(real.iter().map(|(r, _)| r)).notes_per_sounding_step;
+    // Composers with no held-out piece (one piece in all) have no target to measure against:
+    // no model generates for them, and the whole corpus's pitch classes leave them out.
+    let held: Vec<bool> = (0..corpus.composers.len())
+        .map(|c| (split.valid.iter()).any(|&p| corpus.pieces[p].composer == c))
+        .collect();
 
     // Reconstruction per step of both VAEs on the same snippets.
     progress(0.0, "reconstruction");
@@ -509,7 +555,7 @@ pub fn evaluate_all(
     if let Some(t) = &models.tvae {
         progress(0.25, "Transformer VAE");
         let mut rolls = Vec::new();
-        for c in 0..composers {
+        for c in (0..composers).filter(|&c| held[c]) {
             for k in 0..opts.outputs_per_composer {
                 let z = tvae::composer_code(t, c)?;
                 let g = tvae::generate(
@@ -532,7 +578,7 @@ pub fn evaluate_all(
     }
     if let Some(g) = &models.gan {
         progress(0.35, "DCGAN");
-        let n = composers * opts.outputs_per_composer;
+        let n = held.iter().filter(|&&h| h).count() * opts.outputs_per_composer;
         let sampling = GenerateOptions::default();
         let rolls = gan::sample(
             &g.model,
@@ -553,7 +599,7 @@ pub fn evaluate_all(
     if let Some(clf) = &models.classifier {
         progress(0.45, "classifier ascent");
         let mut rolls = Vec::new();
-        for c in 0..composers {
+        for c in (0..composers).filter(|&c| held[c]) {
             let a = ascent::ascend(
                 clf,
                 c,
@@ -704,7 +750,8 @@ fn style_verdict(
             alphas.push(alpha as f64);
             probs.push(p);
         }
-        rhos.push(spearman(&alphas, &probs));
+        // A P(B) that does not move along the blend (saturated, say) has no rank order.
+        rhos.extend(spearman(&alphas, &probs));
         pairs += 1;
     }
     let n = pairs.max(1) as f64;
@@ -715,7 +762,8 @@ fn style_verdict(
     v.transition_share /= n;
     v.transition_chroma_similarity /= n;
     v.blend_curve.iter_mut().for_each(|p| *p /= n);
-    v.blend_spearman = rhos.iter().sum::<f64>() / n;
+    v.blend_spearman = (!rhos.is_empty()).then(|| rhos.iter().sum::<f64>() / rhos.len() as f64);
+    v.blend_spearman_pairs = rhos.len();
     v.pairs = pairs;
     Ok(v)
 }
@@ -738,17 +786,17 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
     md.push_str("## Models\n\n| Model | Recon BCE / step | Notes / sounding step | PC overlap with target | P(target) | Classified as target | OA pitch classes | OA pitch count | OA IOI | OA note length | Outputs |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for m in &report.models {
         md.push_str(&format!(
-            "| {} | {} | {:.2} | {:.3} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} |\n",
+            "| {} | {} | {:.2} | {:.3} | {} | {} | {} | {} | {} | {} | {} |\n",
             m.name,
             opt(m.recon_per_step, 3),
             m.notes_per_step,
             m.pitch_class_overlap,
             opt(m.target_probability, 3),
             opt(m.target_share, 3),
-            m.overlap_areas[0],
-            m.overlap_areas[1],
-            m.overlap_areas[2],
-            m.overlap_areas[3],
+            opt(m.overlap_areas[0], 3),
+            opt(m.overlap_areas[1], 3),
+            opt(m.overlap_areas[2], 3),
+            opt(m.overlap_areas[3], 3),
             m.outputs
         ));
     }
@@ -810,7 +858,11 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
         legend(&[names.as_slice(), &["corpus"]].concat())
     ));
     let oa: Vec<Vec<f64>> = (0..4)
-        .map(|k| report.models.iter().map(|m| m.overlap_areas[k]).collect())
+        .map(|k| {
+            (report.models.iter())
+                .map(|m| m.overlap_areas[k].unwrap_or(0.0))
+                .collect()
+        })
         .collect();
     fsutil::write_atomic(&dir.join("overlap-areas.png"), &plot::bars(&oa, 1.0)?)?;
     md.push_str(&format!(
@@ -819,7 +871,7 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
     ));
     if let Some(s) = &report.style {
         md.push_str(&format!(
-            "## Style: the classifier's verdict on the LSTM-VAE ({} composer pairs)\n\n| Figure | Value |\n|---|---|\n| Transfers classified as the target B | {:.3} |\n| Transfers still classified as the source A | {:.3} |\n| Chroma similarity of transfers to the source's continuation | {:.3} |\n| Chroma similarity of plain continuations (A's own z) | {:.3} |\n| Transitions (A to B over one window) whose next window, at B, is classified as B | {:.3} |\n| Chroma similarity of the transition window to the source's continuation | {:.3} |\n| Spearman correlation of blend amount and P(B), 8 steps | {:.3} |\n\n",
+            "## Style: the classifier's verdict on the LSTM-VAE ({} composer pairs)\n\n| Figure | Value |\n|---|---|\n| Transfers classified as the target B | {:.3} |\n| Transfers still classified as the source A | {:.3} |\n| Chroma similarity of transfers to the source's continuation | {:.3} |\n| Chroma similarity of plain continuations (A's own z) | {:.3} |\n| Transitions (A to B over one window) whose next window, at B, is classified as B | {:.3} |\n| Chroma similarity of the transition window to the source's continuation | {:.3} |\n| Spearman correlation of blend amount and P(B), 8 steps | {} |\n\n",
             s.pairs,
             s.transfer_share,
             s.transfer_source_share,
@@ -827,7 +879,13 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
             s.continuation_chroma_similarity,
             s.transition_share,
             s.transition_chroma_similarity,
-            s.blend_spearman
+            match s.blend_spearman {
+                Some(rho) if s.blend_spearman_pairs < s.pairs => format!(
+                    "{rho:.3} (the {} pairs whose P(B) moved)",
+                    s.blend_spearman_pairs
+                ),
+                rho => opt(rho, 3),
+            }
         ));
         let max = s.blend_curve.iter().cloned().fold(0.05, f64::max) * 1.2;
         fsutil::write_atomic(
@@ -890,15 +948,20 @@ mod tests {
     #[test]
     fn spearman_of_monotone_and_reversed() {
         let x = [0.0, 1.0, 2.0, 3.0];
-        assert!((spearman(&x, &[1.0, 5.0, 6.0, 9.0]) - 1.0).abs() < 1e-12);
-        assert!((spearman(&x, &[9.0, 5.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+        assert!((spearman(&x, &[1.0, 5.0, 6.0, 9.0]).unwrap() - 1.0).abs() < 1e-12);
+        assert!((spearman(&x, &[9.0, 5.0, 2.0, 1.0]).unwrap() + 1.0).abs() < 1e-12);
+        // A side that does not vary has no rank order: undefined, not 0.
+        assert_eq!(spearman(&x, &[0.5; 4]), None);
+        assert_eq!(spearman(&[1.0], &[2.0]), None);
     }
 
     #[test]
     fn overlap_area_of_same_and_distant_samples() {
         let a: Vec<f64> = (0..50).map(|i| i as f64 / 10.0).collect();
-        assert!(overlap_area(&a, &a) > 0.95);
+        assert!(overlap_area(&a, &a).unwrap() > 0.95);
         let far: Vec<f64> = a.iter().map(|v| v + 100.0).collect();
-        assert!(overlap_area(&a, &far) < 0.01);
+        assert!(overlap_area(&a, &far).unwrap() < 0.01);
+        // Nothing to compare is not "no overlap".
+        assert_eq!(overlap_area(&a, &[]), None);
     }
 }

@@ -459,6 +459,17 @@ fn outputs_never_replace_inputs_and_are_checked_first() {
     let err = fails(&["roll", p(&d("in.mid")), "-o", p(&d("in.mid"))]);
     assert!(err.contains("this is the input"), "{err}");
     assert_eq!(std::fs::read(d("in.mid")).unwrap(), source);
+    // A WAV name that leads to the MIDI file (a link) is refused too: writes follow links.
+    std::os::unix::fs::symlink(d("in.mid"), d("linked.wav")).unwrap();
+    let err = fails(&["render", p(&d("in.mid")), "-o", p(&d("linked.wav"))]);
+    assert!(err.contains("this is the input"), "{err}");
+    assert_eq!(std::fs::read(d("in.mid")).unwrap(), source);
+    // A report folder that cannot be made is said before any evaluation.
+    let err = fails(&["eval", "report", "--out", p(&d("in.mid"))]);
+    assert!(
+        err.contains("in.mid") && err.contains("report's folder"),
+        "{err}"
+    );
     // Wrong kinds of output, and a WAV that cannot be written: nothing is written at all.
     let err = run_fails(generate(&d("g.wav"), &[]));
     assert!(err.contains("unsupported output type '.wav'"), "{err}");
@@ -476,6 +487,12 @@ fn outputs_never_replace_inputs_and_are_checked_first() {
     assert!(err.contains("unsupported output type '.json'"), "{err}");
     let err = fails(&["convert-model", p(&weights), p(&weights)]);
     assert!(err.contains("this is the input"), "{err}");
+    // A model name converts the shipped file of that model.
+    let out = ok(&["convert-model", "classifier", p(&d("c.safetensors"))]);
+    assert!(out.contains("wrote"), "{out}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d("c.json")).unwrap()).unwrap();
+    assert_eq!(manifest["model"], "classifier");
     std::fs::create_dir(d("m.json")).unwrap();
     let err = fails(&["convert-model", p(&weights), p(&d("m.safetensors"))]);
     assert!(err.contains("m.json") && err.contains("folder"), "{err}");
@@ -871,4 +888,24 @@ fn a_resumed_run_keeps_the_options_it_was_started_with() {
     ]);
     let err = fails(&args);
     assert!(err.contains("a run keeps its prior"), "{err}");
+}
+
+/// `bench lstm-vae` refuses what it cannot time before timing anything.
+#[test]
+fn bench_lstm_vae_refuses_bad_arguments_before_timing() {
+    let zero = segue(&["bench", "lstm-vae", "--iters", "0", "--no-reference"]);
+    assert_eq!(zero.status.code(), Some(2), "a usage error");
+    let err = fails(&[
+        "bench",
+        "lstm-vae",
+        "--presets",
+        "studio,bogus",
+        "--no-reference",
+    ]);
+    assert!(err.contains("unknown preset `bogus`"), "{err}");
+    let err = fails(&["bench", "lstm-vae", "--reference", "/nonexistent-reference"]);
+    assert!(
+        err.contains("lstm_vae_torch.py") && err.contains("not there"),
+        "{err}"
+    );
 }

@@ -1029,6 +1029,14 @@ fn the_evaluation_report_measures_every_model_and_refuses_other_composers() {
     for m in &report.models {
         assert!(m.notes_per_step.is_finite(), "{m:?}");
         assert!((0.0..=1.0).contains(&m.pitch_class_overlap), "{m:?}");
+        // One held-out snippet per composer: a model generating for a composer has no pair
+        // of its real snippets to compare with (n/a, not 0); the unconditional DCGAN is
+        // compared with every pair.
+        let comparable = m.name == "DCGAN";
+        assert!(
+            m.overlap_areas.iter().all(|a| a.is_some() == comparable),
+            "{m:?}"
+        );
     }
     let again = evaluate_all(&models(), &c, &opts, &mut |_, _| {}).unwrap();
     assert_eq!(
@@ -1061,6 +1069,16 @@ fn the_evaluation_report_measures_every_model_and_refuses_other_composers() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("classifier knows the composers"), "{err}");
+    // A Transformer VAE that trained on pieces the LSTM-VAE holds out cannot be compared on
+    // them.
+    let mut other = models();
+    if let Some(t) = other.tvae.as_mut() {
+        t.manifest.training["train"]["seed"] = serde_json::json!(99);
+    }
+    let err = evaluate_all(&other, &c, &opts, &mut |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("which the LSTM-VAE holds out"), "{err}");
 }
 
 /// A window's statistics count what it holds: pitches and pitch classes, onset places, note
