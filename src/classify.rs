@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{D, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::{Corpus, Fold};
@@ -34,9 +35,19 @@ pub struct ClassifierOptions {
     /// L2 weight decay added to the gradients (0 = off).
     #[serde(default)]
     pub weight_decay: f64,
+    /// Share of training steps (0..=1) that train on a shorter window: the first L steps of
+    /// each snippet, L drawn (from the step's seeded generator) between
+    /// [`SHORTEST_TRAINING_WINDOW`] and the snippet's length in whole tokens, so the model
+    /// also learns to judge the short rolls it reads at their own length (a sketch in the
+    /// studio). 0 = off, every step on whole snippets.
+    #[serde(default)]
+    pub short_windows: f64,
     /// Loop options.
     pub train: LoopOptions,
 }
+
+/// The shortest window a step with [`ClassifierOptions::short_windows`] trains on (4 bars).
+pub const SHORTEST_TRAINING_WINDOW: usize = 64;
 
 impl Default for ClassifierOptions {
     fn default() -> Self {
@@ -47,6 +58,7 @@ impl Default for ClassifierOptions {
         ClassifierOptions {
             config: Config::studio(20),
             weight_decay: 0.0,
+            short_windows: 0.0,
             train,
         }
     }
@@ -59,6 +71,8 @@ pub struct ClassifierTask {
     adam: Adam,
     cfg: Config,
     grad_clip: f64,
+    /// See [`ClassifierOptions::short_windows`].
+    short_windows: f64,
 }
 
 impl ClassifierTask {
@@ -75,6 +89,7 @@ impl ClassifierTask {
             adam,
             cfg: *cfg,
             grad_clip: opts.grad_clip,
+            short_windows: 0.0,
         })
     }
 }
@@ -104,6 +119,22 @@ impl Task for ClassifierTask {
         _step: usize,
         rng: &mut ChaCha8Rng,
     ) -> Result<Scalars> {
+        // Drawn only when asked for: runs without it draw their dropout as they always did.
+        let patch = self.cfg.patch_steps;
+        let (steps, tokens) = (x.dim(1)?, x.dim(1)? / patch.max(1));
+        let fewest = SHORTEST_TRAINING_WINDOW.div_ceil(patch.max(1)).max(1);
+        let short = if self.short_windows > 0.0
+            && tokens > fewest
+            && rng.random::<f64>() < self.short_windows
+        {
+            Some(rng.random_range(fewest..=tokens) * patch)
+        } else {
+            None
+        };
+        let (x, bars) = match short.filter(|&len| len < steps) {
+            Some(len) => (&x.narrow(1, 0, len)?, &bars.narrow(0, len)),
+            None => (x, bars),
+        };
         let logits = self.model.forward_t(x, bars, Some(rng))?;
         let loss = candle_nn::loss::cross_entropy(&logits, labels)?;
         let correct = logits
@@ -114,10 +145,15 @@ impl Task for ClassifierTask {
             .to_scalar::<f32>()?;
         let grads = loss.backward()?;
         self.adam.apply(&grads, self.grad_clip)?;
-        Ok(Scalars::from([
+        let mut scalars = Scalars::from([
             ("loss".into(), loss.to_scalar::<f32>()? as f64),
             ("accuracy".into(), correct as f64),
-        ]))
+        ]);
+        if self.short_windows > 0.0 {
+            // The window this step trained on, in the log.
+            scalars.insert("window".into(), x.dim(1)? as f64);
+        }
+        Ok(scalars)
     }
 
     fn validate_chunk(&mut self, chunk: &Chunk) -> Result<Scalars> {
@@ -170,8 +206,16 @@ pub fn train_classifier(
         )));
     }
     crate::train_loop::check_number("weight decay", opts.weight_decay, 0.0, false)?;
+    crate::train_loop::check_number("share of short windows", opts.short_windows, 0.0, false)?;
+    if opts.short_windows > 1.0 {
+        return Err(Error::InvalidArgument(format!(
+            "the share of short windows must be at most 1, not {}",
+            opts.short_windows
+        )));
+    }
     let mut task = ClassifierTask::new(&cfg, &opts.train, device)?;
     task.adam.l2 = opts.weight_decay;
+    task.short_windows = opts.short_windows;
     if cfg.statistics && !resume {
         // A resumed run restores them from its checkpoint.
         let split = train_loop::run_split(

@@ -394,6 +394,10 @@ struct ClassifierArgs {
     /// L2 weight decay (default 0).
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     weight_decay: Option<f64>,
+    /// Share of steps (0 to 1) that train on a shorter window, the first 64 to all steps of
+    /// each snippet, so short rolls (read at their own length) are judged better (default 0).
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    short_windows: Option<f64>,
     /// Roll steps per token (default 4, one beat); the longest snippet is 128 tokens.
     #[arg(long, value_name = "N")]
     patch_steps: Option<usize>,
@@ -830,6 +834,7 @@ fn run(cli: Cli) -> Result<()> {
                 run,
                 dropout,
                 weight_decay,
+                short_windows,
                 patch_steps,
                 width,
                 metre_map,
@@ -877,6 +882,12 @@ fn run(cli: Cli) -> Result<()> {
                     anyhow::bail!("--weight-decay must be 0 or more, not {w}");
                 }
                 defaults.weight_decay = w;
+            }
+            if let Some(p) = short_windows {
+                if !(0.0..=1.0).contains(&p) {
+                    anyhow::bail!("--short-windows must be between 0 and 1, not {p}");
+                }
+                defaults.short_windows = p;
             }
             train_on_loop_from(
                 segue::classify::KIND,

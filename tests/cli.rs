@@ -218,6 +218,12 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
             "-1",
             "--weight-decay must be 0 or more",
         ),
+        (
+            "classifier",
+            "--short-windows",
+            "1.5",
+            "--short-windows must be between 0 and 1",
+        ),
     ] {
         let err = fails(&["train", model, "--corpus", p(dir.path()), flag, value]);
         assert!(err.contains(says), "{model} {flag} {value}: {err}");

@@ -490,6 +490,53 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
     assert!(err.contains("0 steps"), "{err}");
 }
 
+/// Steps on shorter windows (`short_windows`) change the curve, reproducibly from the seed;
+/// a share outside 0..=1 is refused before any work.
+#[test]
+fn a_classifier_can_train_on_shorter_windows_too() {
+    let (dir, c) = tiny_corpus();
+    let options = |share: f64| {
+        let mut o = classifier_options(4);
+        o.config.stack = tiny_stack(32, 32);
+        o.train = tiny_loop(4, 128);
+        o.short_windows = share;
+        o
+    };
+    let curve = |o: &classify::ClassifierOptions, name: &str| {
+        let m = train_classifier(&c, o, &dir.path().join(name), false);
+        m.iter()
+            .map(|l| format!("{:?}", l.train))
+            .collect::<Vec<_>>()
+    };
+    let whole = curve(&options(0.0), "whole");
+    let short = curve(&options(1.0), "short");
+    assert_eq!(
+        short,
+        curve(&options(1.0), "again"),
+        "same seed, same curve"
+    );
+    assert_ne!(whole, short);
+    // Every step of the second run trained on a window of 64 to 128 steps, not all whole.
+    let m = train_classifier(&c, &options(1.0), &dir.path().join("windows"), false);
+    let windows: Vec<f64> = m
+        .iter()
+        .filter_map(|l| l.train.get("window").copied())
+        .collect();
+    assert_eq!(windows.len(), 4);
+    assert!(
+        windows.iter().all(|w| (64.0..=128.0).contains(w)),
+        "{windows:?}"
+    );
+    assert!(windows.iter().any(|&w| w < 128.0), "{windows:?}");
+    let err = refused(
+        classify::train_classifier,
+        &c,
+        &options(1.5),
+        &dir.path().join("bad"),
+    );
+    assert!(err.to_string().contains("at most 1"), "{err}");
+}
+
 #[test]
 fn a_classifier_with_longer_tokens_trains_and_judges_any_window() {
     let (dir, c) = tiny_corpus();
