@@ -132,7 +132,7 @@ impl Task for ClassifierTask {
             None
         };
         let (x, bars) = match short.filter(|&len| len < steps) {
-            Some(len) => (&x.narrow(1, 0, len)?, &bars.narrow(0, len)),
+            Some(len) => (&x.narrow(1, 0, len)?, &bars.first_steps(len)),
             None => (x, bars),
         };
         let logits = self.model.forward_t(x, bars, Some(rng))?;

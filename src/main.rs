@@ -329,13 +329,14 @@ enum TrainCmd {
 }
 
 /// Options of the models trained on the shared loop (classifier, Transformer VAE, DCGAN);
-/// unset ones keep the model's defaults.
+/// unset ones keep the model's defaults (a resumed run: its own, as its checkpoint recorded).
 #[derive(Args)]
 struct LoopArgs {
     /// The corpus folder: one subfolder of MIDI files per composer.
     #[arg(long, value_name = "DIR")]
     corpus: PathBuf,
-    /// Optimiser steps in all (a resumed run continues up to this; default 20000).
+    /// Optimiser steps in all (a resumed run continues up to this; default 20000, or a resumed
+    /// run's own).
     #[arg(long, value_name = "N")]
     steps: Option<usize>,
     /// Stop (with a checkpoint) after this many minutes of training in all: a resumed run
@@ -504,7 +505,8 @@ struct TrainArgs {
     /// layers).
     #[arg(long, value_name = "NAME")]
     preset: Option<String>,
-    /// Optimiser steps in all (a resumed run continues up to this; default 12000).
+    /// Optimiser steps in all (a resumed run continues up to this; default 12000, or a resumed
+    /// run's own).
     #[arg(long, value_name = "N")]
     steps: Option<usize>,
     /// Stop (with a checkpoint) after this many minutes of training in all: a resumed run
@@ -606,7 +608,8 @@ struct TrainArgs {
     /// Where the metre input's bars fall: true = by each piece's own metre map (3/4 and 6/8
     /// bars of 12 steps; snippets may start anywhere), false = every N steps from the
     /// snippet's start, whatever the piece's metre (training snippets then start on bar
-    /// lines). Default: the preset's (true for studio), or the model's with --init.
+    /// lines). Default: the preset's (true for studio), the model's with --init, a resumed
+    /// run's own.
     #[arg(long, value_name = "BOOL")]
     metre_map: Option<bool>,
     /// Validate every N steps.
@@ -1364,6 +1367,8 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
         .then(|| segue::train::saved_options(&a.out))
         .flatten();
     let resumed = saved.is_some();
+    // How the run counted bars, kept even when its preset is named again.
+    let saved_bars = saved.as_ref().map(|s| s.config.metre_map);
     let mut o = match (saved, &a.preset) {
         (Some(saved), None) => saved,
         (Some(mut saved), Some(name)) => {
@@ -1394,7 +1399,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     }
     // `--metre 0` alone turns the metre input off, its metre map with it; a resumed run
     // counts bars as it did (runs from before the metre map counted them from the start).
-    let bars = o.config.metre_map && (resumed || o.config.metre > 0);
+    let bars = saved_bars.unwrap_or(o.config.metre_map && o.config.metre > 0);
     o.config.metre_map = a.metre_map.unwrap_or(bars);
     if preset_config.is_some_and(|c| c != o.config) {
         o.preset = "custom".into();
@@ -1420,7 +1425,8 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.transpose = a.transpose.unwrap_or(o.transpose);
     o.eval_every = a.eval_every.unwrap_or(o.eval_every);
     o.checkpoint_every = a.checkpoint_every.unwrap_or(o.checkpoint_every);
-    o.composed_lstm |= a.composed_lstm;
+    // How the LSTM is computed, not what is trained: chosen anew by each command.
+    o.composed_lstm = a.composed_lstm;
     // Refused before the corpus loads.
     o.check()?;
     Ok(o)
@@ -1622,10 +1628,21 @@ fn run_training_loop(
 /// The options a run starts from: resuming, those its checkpoint recorded (a flag not given
 /// again keeps the run's value, one given overrides it and is checked as before), else `fresh`.
 fn starting_options<O: serde::de::DeserializeOwned>(run: &LoopArgs, kind: &str, fresh: O) -> O {
-    match run.resume {
-        true => segue::train_loop::checkpoint_options(&run.out_dir(kind), kind).unwrap_or(fresh),
-        false => fresh,
+    if !run.resume {
+        return fresh;
     }
+    let out = run.out_dir(kind);
+    segue::train_loop::checkpoint_options(&out, kind).unwrap_or_else(|| {
+        // A checkpoint must be there (checked later, with the reason); this one's options
+        // cannot be read (a run of an older Segue, say): the defaults and the flags given,
+        // any that differ from what decides its batches refused as always.
+        eprintln!(
+            "segue: note: {}: the run's own options cannot be read from its model manifest; \
+             resuming with the defaults and the flags given",
+            out.display()
+        );
+        fresh
+    })
 }
 
 /// Trains a shared-loop model from `opts` with the flags of `args` applied.

@@ -238,6 +238,15 @@ impl WindowBars {
         (usize::from(into), usize::from(len))
     }
 
+    /// Every window cut to its first `steps` steps (all of them if it is shorter).
+    pub fn first_steps(&self, steps: usize) -> Self {
+        let steps = steps.min(self.steps);
+        let at = (self.at.chunks(self.steps.max(1)))
+            .flat_map(|window| window[..steps].iter().copied())
+            .collect();
+        WindowBars { steps, at }
+    }
+
     /// Windows `start..start + len`, as many of them as there are.
     pub fn narrow(&self, start: usize, len: usize) -> Self {
         let items = self.items();
@@ -369,6 +378,12 @@ mod tests {
         assert_eq!(w.narrow(1, 2).items(), 2);
         assert_eq!(w.narrow(2, 5).items(), 1, "no more than there are");
         assert_eq!(w.narrow(7, 1).items(), 0);
+        // Each window cut to its first steps: as many windows, shorter.
+        let first = w.first_steps(3);
+        assert_eq!((first.items(), first.steps()), (3, 3));
+        assert_eq!(first.at(1, 2), (0, 20));
+        assert_eq!(first.at(2, 0), (15, 16));
+        assert_eq!(w.first_steps(9), w, "no longer than they are");
         assert_eq!(WindowBars::common(2, 3).at(1, 2), (2, 16));
     }
 

@@ -645,7 +645,8 @@ pub(crate) const STEP_DRAWS: u64 = 0x9E37_79B9_7F4A_7C15;
 /// uninterrupted one would). It is keyed by `seed * purpose ^ step`, as runs have always
 /// been, so their curves and checkpoints stay valid; for seed 0 and seeds with 32 or more
 /// trailing zero bits (2^63, say), where that product would give purposes one stream (every
-/// purpose is odd), (seed, purpose, step) is the generator's whole 32-byte key.
+/// purpose is odd), (seed, purpose, step) is the generator's whole 32-byte key (a checkpoint
+/// made with such a seed before this keying resumes on other draws).
 pub(crate) fn step_rng(seed: u64, purpose: u64, step: usize) -> ChaCha8Rng {
     if seed.trailing_zeros() < 32 {
         return ChaCha8Rng::seed_from_u64(seed.wrapping_mul(purpose) ^ step as u64);

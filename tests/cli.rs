@@ -894,6 +894,18 @@ fn a_resumed_run_keeps_the_options_it_was_started_with() {
     ]);
     let err = fails(&args);
     assert!(err.contains("a run keeps its prior"), "{err}");
+    // A run's command repeated to resume it, its preset named again, counts bars as it did.
+    let bars = dir.path().join("bars");
+    let sizes = ["--hidden", "16", "--latent", "4", "--snippet-steps", "16"];
+    let mut args = vec!["train", "lstm-vae", "--corpus", p(&corpus), "--no-cache"];
+    args.extend(["--out", p(&bars), "--preset", "studio"]);
+    args.extend(sizes);
+    ok(&[args.as_slice(), &["--metre-map", "false", "--steps", "2"]].concat());
+    ok(&[args.as_slice(), &["--steps", "3", "--resume"]].concat());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bars.join("lstm-vae.json")).unwrap()).unwrap();
+    assert_eq!(manifest["steps"], 3);
+    assert_eq!(manifest["config"]["metre_map"], false);
 }
 
 /// `bench lstm-vae` refuses what it cannot time before timing anything.

@@ -528,6 +528,12 @@ fn a_classifier_can_train_on_shorter_windows_too() {
         "{windows:?}"
     );
     assert!(windows.iter().any(|&w| w < 128.0), "{windows:?}");
+    // With the metre and the statistics head, which read the bars of the window trained on.
+    let mut told = options(1.0);
+    told.config.metre_map = true;
+    told.config.statistics = true;
+    let m = train_classifier(&c, &told, &dir.path().join("told"), false);
+    assert_eq!(m.len(), 4);
     let err = refused(
         classify::train_classifier,
         &c,

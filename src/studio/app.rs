@@ -1130,16 +1130,32 @@ impl Studio {
         });
     }
 
-    fn use_shipped_others(&mut self, others: OtherModels, problems: Vec<String>) {
+    /// Puts the shipped models of `kinds` in place (the others stay as they are: a newer
+    /// load put them there).
+    fn use_shipped_others(
+        &mut self,
+        mut shipped: OtherModels,
+        problems: Vec<String>,
+        kinds: &[OtherKind],
+    ) {
+        if kinds.is_empty() {
+            return;
+        }
         let before = self.composers();
-        for kind in OtherKind::ALL {
+        let mut models = self.others.clone();
+        for &kind in kinds {
             *self.session.other_path(kind) = None;
             // Chosen: the start's own, should it come later, gives way.
             if !self.others_chosen.contains(&kind) {
                 self.others_chosen.push(kind);
             }
+            match kind {
+                OtherKind::TransformerVae => models.tvae = shipped.tvae.take(),
+                OtherKind::Classifier => models.classifier = shipped.classifier.take(),
+                OtherKind::Dcgan => models.gan = shipped.gan.take(),
+            }
         }
-        self.set_other_models(others);
+        self.set_other_models(models);
         self.keep_composers(&before);
         match problems.is_empty() {
             true => self.say("Using the shipped models", false),
@@ -1862,17 +1878,28 @@ impl Studio {
             let result = match result {
                 DialogResult::Ordered(number, result) => {
                     let other = |kind: OtherKind| 2 + kind as usize;
-                    let places = match &*result {
-                        DialogResult::Opened(..) => vec![0],
-                        DialogResult::ModelLoaded(..) => vec![1],
-                        DialogResult::OtherLoaded(kind, ..) => vec![other(*kind)],
-                        DialogResult::ShippedOthers(..) => OtherKind::ALL.map(other).to_vec(),
-                        _ => Vec::new(),
-                    };
-                    if !self.loads.admit(number, &places) {
-                        continue;
+                    match *result {
+                        // Place by place: a model a newer load put in stays.
+                        DialogResult::ShippedOthers(others, problems) => {
+                            let kinds: Vec<OtherKind> = (OtherKind::ALL.into_iter())
+                                .filter(|&kind| self.loads.admit(number, &[other(kind)]))
+                                .collect();
+                            self.use_shipped_others(others, problems, &kinds);
+                            continue;
+                        }
+                        result => {
+                            let places = match &result {
+                                DialogResult::Opened(..) => vec![0],
+                                DialogResult::ModelLoaded(..) => vec![1],
+                                DialogResult::OtherLoaded(kind, ..) => vec![other(*kind)],
+                                _ => Vec::new(),
+                            };
+                            if !self.loads.admit(number, &places) {
+                                continue;
+                            }
+                            result
+                        }
                     }
-                    *result
                 }
                 result => result,
             };
@@ -1894,7 +1921,7 @@ impl Studio {
                 }
                 DialogResult::OtherLoaded(kind, p, loaded) => self.use_other(kind, p, loaded),
                 DialogResult::ShippedOthers(others, problems) => {
-                    self.use_shipped_others(others, problems)
+                    self.use_shipped_others(others, problems, &OtherKind::ALL)
                 }
                 DialogResult::Started(s) => self.use_startup(*s),
                 DialogResult::Audio(opened) => self.use_audio(opened),
@@ -3334,11 +3361,12 @@ mod tests {
         assert!(loads.admit(d, &[0]), "in order, both are shown");
         // A model asked for before the last file still goes in: another place.
         assert!(loads.admit(a, &[1]));
-        // The shipped models arriving after a newer classifier do not replace it (the set
-        // is dropped whole: the other two stay as they were).
+        // The shipped models arriving after a newer classifier (admitted place by place) go
+        // in everywhere but there.
         let (shipped, classifier) = (loads.ask(), loads.ask());
         assert!(loads.admit(classifier, &[3]));
-        assert!(!loads.admit(shipped, &[2, 3, 4]));
+        let places: Vec<bool> = [2, 3, 4].map(|p| loads.admit(shipped, &[p])).to_vec();
+        assert_eq!(places, [true, false, true]);
     }
 
     #[test]
