@@ -206,10 +206,9 @@ pub fn train_classifier(
         )));
     }
     crate::train_loop::check_number("weight decay", opts.weight_decay, 0.0, false)?;
-    crate::train_loop::check_number("share of short windows", opts.short_windows, 0.0, false)?;
-    if opts.short_windows > 1.0 {
+    if !(0.0..=1.0).contains(&opts.short_windows) {
         return Err(Error::InvalidArgument(format!(
-            "the share of short windows must be at most 1, not {}",
+            "the share of short windows must be at least 0 and at most 1, not {}",
             opts.short_windows
         )));
     }
@@ -508,14 +507,15 @@ pub fn held_out_accuracy(manifest: &crate::models::saved::ModelManifest) -> Opti
     manifest.metrics.get("accuracy").and_then(|v| v.as_f64())
 }
 
-/// The seed the classifier's training run drew everything from (its split included).
-pub fn training_seed(clf: &Classifier) -> u64 {
+/// The seed a model's training run (on the shared loop: the classifier, the Transformer VAE,
+/// the DCGAN) drew everything from (its split included).
+pub fn training_seed<M, C>(clf: &Saved<M, C>) -> u64 {
     clf.manifest.training["train"]["seed"].as_u64().unwrap_or(1)
 }
 
-/// The split of `corpus` the classifier was trained on (the seed and held-out share, or fold,
-/// its manifest records).
-pub fn training_split(clf: &Classifier, corpus: &Corpus) -> Result<crate::dataset::Split> {
+/// The split of `corpus` a model of the shared loop was trained on (the seed and held-out
+/// share, or fold, its manifest records).
+pub fn training_split<M, C>(clf: &Saved<M, C>, corpus: &Corpus) -> Result<crate::dataset::Split> {
     let fraction = clf.manifest.training["train"]["valid_fraction"]
         .as_f64()
         .unwrap_or(0.1);
@@ -527,9 +527,9 @@ pub fn training_split(clf: &Classifier, corpus: &Corpus) -> Result<crate::datase
     ))
 }
 
-/// The fold of a cross-validation the classifier was trained on, if it was; a manifest whose
-/// fold is not one (say fold 5 of 3) is refused.
-pub fn training_fold(clf: &Classifier) -> Result<Option<Fold>> {
+/// The fold of a cross-validation a model of the shared loop was trained on, if it was; a
+/// manifest whose fold is not one (say fold 5 of 3) is refused.
+pub fn training_fold<M, C>(clf: &Saved<M, C>) -> Result<Option<Fold>> {
     let value = &clf.manifest.training["train"]["fold"];
     if value.is_null() {
         return Ok(None);

@@ -485,7 +485,7 @@ pub fn evaluate_lstm_vae(
     // counts bars from the snippet's start takes each start to be a bar line.
     let config = model.model.config();
     let metre = config.metre;
-    if metre > 0 && !config.metre_map && !steps.is_multiple_of(metre) {
+    if !config.snippets_hold_whole_bars(steps) {
         return Err(Error::InvalidArgument(format!(
             "this model reads bars of {metre} steps: measure it on snippets of a multiple of {metre} steps, not {steps}"
         )));

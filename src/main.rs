@@ -297,8 +297,8 @@ struct ClassifierEvalArgs {
     /// Judge held-out snippets of N 16th-note steps (default: the classifier's window), each as
     /// `segue classify` judges a file that long: a shorter one read at its own length, a longer
     /// one window by window. Whole pieces are judged as always.
-    #[arg(long, value_name = "N", conflicts_with = "baseline", value_parser = clap::value_parser!(u64).range(1..))]
-    snippet_steps: Option<u64>,
+    #[arg(long, value_name = "N", conflicts_with = "baseline", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    snippet_steps: Option<usize>,
 }
 
 #[derive(Args)]
@@ -1366,7 +1366,6 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     let saved = (a.resume)
         .then(|| segue::train::saved_options(&a.out))
         .flatten();
-    let resumed = saved.is_some();
     // How the run counted bars, kept even when its preset is named again.
     let saved_bars = saved.as_ref().map(|s| s.config.metre_map);
     let mut o = match (saved, &a.preset) {
@@ -1404,7 +1403,8 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     if preset_config.is_some_and(|c| c != o.config) {
         o.preset = "custom".into();
     }
-    o.seed = a.seed.unwrap_or(if resumed { o.seed } else { 1 });
+    // The preset's seed (1) or the resumed run's.
+    o.seed = a.seed.unwrap_or(o.seed);
     o.steps = a.steps.unwrap_or(o.steps);
     o.max_seconds = a.minutes.map(|m| m * 60.0);
     o.snippet_steps = a.snippet_steps.unwrap_or(o.snippet_steps);
@@ -1766,11 +1766,7 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
         bar.set_position(done as u64);
     };
     let window = segue::classify::window_steps(clf);
-    let snippet_steps = match args.snippet_steps {
-        Some(n) => Some(usize::try_from(n).context("--snippet-steps: too many steps")?),
-        None => None,
-    };
-    let (per, steps) = (a.per_composer, snippet_steps);
+    let (per, steps) = (a.per_composer, args.snippet_steps);
     let judged = if args.cross_validated.is_empty() {
         segue::classify::judge_held_out(clf, &corpus, per, steps, &mut progress)?
     } else {
@@ -1825,14 +1821,14 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
             "{} snippets of {} held-out pieces ({} steps each; windows of {window})",
             report.snippets,
             report.pieces,
-            snippet_steps.unwrap_or(window)
+            steps.unwrap_or(window)
         );
     } else {
         out!(
             "{} snippets of {} pieces ({} steps each; windows of {window}), each judged by the one of {} classifiers that held its fold out",
             report.snippets,
             report.pieces,
-            snippet_steps.unwrap_or(window),
+            steps.unwrap_or(window),
             classifiers.len()
         );
     }

@@ -308,10 +308,12 @@ impl Output {
     }
 }
 
+/// `held[c]`: whether composer `c` has held-out pieces (and so a pitch-class target).
 fn measure(
     out: &Outputs,
     real: &[(Roll, usize)],
     composer_pc: &[[f64; 12]],
+    held: &[bool],
     clf: Option<&Classifier>,
 ) -> Result<ModelFigures> {
     let n = out.rolls.len().max(1) as f64;
@@ -321,16 +323,13 @@ fn measure(
         outputs: out.rolls.len(),
         ..ModelFigures::default()
     };
-    // The whole corpus's: the mean of the composers that have held-out pieces (a composer
-    // without one has an empty histogram).
+    // The whole corpus's: the mean of the composers that have held-out pieces.
     let all_pc = {
-        let held: Vec<&[f64; 12]> = (composer_pc.iter())
-            .filter(|pc| pc.iter().sum::<f64>() > 0.0)
-            .collect();
+        let targets = held.iter().filter(|&&h| h).count().max(1) as f64;
         let mut h = [0f64; 12];
-        for pc in &held {
-            for (a, b) in h.iter_mut().zip(pc.iter()) {
-                *a += b / held.len() as f64;
+        for (pc, _) in composer_pc.iter().zip(held).filter(|(_, h)| **h) {
+            for (a, b) in h.iter_mut().zip(pc) {
+                *a += b / targets;
             }
         }
         h
@@ -421,14 +420,7 @@ pub fn evaluate_all(
     // The Transformer VAE's reconstruction is measured on the LSTM-VAE's held-out pieces: it
     // must not have trained on any of them.
     if let Some(t) = &models.tvae {
-        let train = &t.manifest.training["train"];
-        let fold = serde_json::from_value(train["fold"].clone()).ok().flatten();
-        let its = crate::train_loop::run_split(
-            corpus,
-            train["valid_fraction"].as_f64().unwrap_or(0.1),
-            fold,
-            train["seed"].as_u64().unwrap_or(1),
-        );
+        let its = classify::training_split(t, corpus)?;
         if let Some(&p) = split.valid.iter().find(|p| !its.valid.contains(p)) {
             return Err(Error::InvalidArgument(format!(
                 "the Transformer VAE trained on {}, which the LSTM-VAE holds out: the report \
@@ -442,7 +434,7 @@ pub fn evaluate_all(
     // Held-out snippets start on multiples of 128 steps; a model that counts bars from each
     // snippet's start takes that start to be a bar line (as `segue eval lstm-vae` checks).
     let config = lstm.model.config();
-    if config.metre > 0 && !config.metre_map && !steps.is_multiple_of(config.metre) {
+    if !config.snippets_hold_whole_bars(steps) {
         return Err(Error::InvalidArgument(format!(
             "the LSTM-VAE reads bars of {} steps counted from each snippet's start, which the \
              report's {steps}-step snippets do not hold whole",
@@ -624,7 +616,7 @@ pub fn evaluate_all(
     progress(0.6, "measuring");
     let figures = all
         .iter()
-        .map(|o| measure(o, &real, &composer_pc, models.classifier.as_ref()))
+        .map(|o| measure(o, &real, &composer_pc, &held, models.classifier.as_ref()))
         .collect::<Result<Vec<_>>>()?;
 
     let style = match &models.classifier {

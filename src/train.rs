@@ -192,7 +192,7 @@ impl TrainOptions {
         // Counting bars from the snippet's start, snippets start on bar lines; validation
         // snippets follow one another, so each must be whole bars too, or the decoder would be
         // told the wrong place in the bar. With the metre map, the map says where bars are.
-        if c.metre > 0 && !c.metre_map && !self.snippet_steps.is_multiple_of(c.metre) {
+        if !c.snippets_hold_whole_bars(self.snippet_steps) {
             return Err(Error::InvalidArgument(format!(
                 "with the metre input the snippet length must be whole bars of {} steps, not {}",
                 c.metre, self.snippet_steps

@@ -156,6 +156,13 @@ impl Config {
         } == *other
     }
 
+    /// Whether snippets of `steps` steps, laid end to end from a piece's start, each start on
+    /// a bar line as the model counts bars: always with the metre map or without the metre
+    /// input; counting bars of `metre` steps from each snippet's start, only whole bars.
+    pub fn snippets_hold_whole_bars(&self, steps: usize) -> bool {
+        self.metre == 0 || self.metre_map || steps.is_multiple_of(self.metre)
+    }
+
     /// The metre input's position of each of the `steps` steps of a decode that starts at
     /// step `start` of a piece with metre map `meters` (see [`Config::metre_map`]): values in
     /// `0..metre`, all 0 without the metre input.

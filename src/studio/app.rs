@@ -551,6 +551,14 @@ struct LoadOrder {
     shown: [u64; 5],
 }
 
+/// Where a load puts what it loaded.
+#[derive(Debug, Clone, Copy)]
+enum LoadPlace {
+    Primer,
+    LstmVae,
+    Other(OtherKind),
+}
+
 impl LoadOrder {
     /// The number of a load asked for now.
     fn ask(&mut self) -> u64 {
@@ -558,15 +566,17 @@ impl LoadOrder {
         self.asked
     }
 
-    /// Whether load `number`, which fills `places`, is newer than what each holds; if so it
-    /// is marked there.
-    fn admit(&mut self, number: u64, places: &[usize]) -> bool {
-        if places.iter().any(|&p| self.shown[p] > number) {
+    /// Whether load `number` is newer than what `place` holds; if so it is marked there.
+    fn admit(&mut self, number: u64, place: LoadPlace) -> bool {
+        let shown = &mut self.shown[match place {
+            LoadPlace::Primer => 0,
+            LoadPlace::LstmVae => 1,
+            LoadPlace::Other(kind) => 2 + kind as usize,
+        }];
+        if *shown > number {
             return false;
         }
-        for &p in places {
-            self.shown[p] = number;
-        }
+        *shown = number;
         true
     }
 }
@@ -1134,7 +1144,7 @@ impl Studio {
     /// load put them there).
     fn use_shipped_others(
         &mut self,
-        mut shipped: OtherModels,
+        shipped: OtherModels,
         problems: Vec<String>,
         kinds: &[OtherKind],
     ) {
@@ -1149,11 +1159,7 @@ impl Studio {
             if !self.others_chosen.contains(&kind) {
                 self.others_chosen.push(kind);
             }
-            match kind {
-                OtherKind::TransformerVae => models.tvae = shipped.tvae.take(),
-                OtherKind::Classifier => models.classifier = shipped.classifier.take(),
-                OtherKind::Dcgan => models.gan = shipped.gan.take(),
-            }
+            models.take_kind(kind, &shipped);
         }
         self.set_other_models(models);
         self.keep_composers(&before);
@@ -1876,35 +1882,33 @@ impl Studio {
                 continue;
             };
             let result = match result {
-                DialogResult::Ordered(number, result) => {
-                    let other = |kind: OtherKind| 2 + kind as usize;
-                    match *result {
-                        // Place by place: a model a newer load put in stays.
-                        DialogResult::ShippedOthers(others, problems) => {
-                            let kinds: Vec<OtherKind> = (OtherKind::ALL.into_iter())
-                                .filter(|&kind| self.loads.admit(number, &[other(kind)]))
-                                .collect();
-                            self.use_shipped_others(others, problems, &kinds);
+                DialogResult::Ordered(number, result) => match *result {
+                    // Place by place: a model a newer load put in stays.
+                    DialogResult::ShippedOthers(others, problems) => {
+                        let kinds: Vec<OtherKind> = (OtherKind::ALL.into_iter())
+                            .filter(|&kind| self.loads.admit(number, LoadPlace::Other(kind)))
+                            .collect();
+                        self.use_shipped_others(others, problems, &kinds);
+                        continue;
+                    }
+                    result => {
+                        let place = match &result {
+                            DialogResult::Opened(..) => Some(LoadPlace::Primer),
+                            DialogResult::ModelLoaded(..) => Some(LoadPlace::LstmVae),
+                            DialogResult::OtherLoaded(kind, ..) => Some(LoadPlace::Other(*kind)),
+                            _ => None,
+                        };
+                        if place.is_some_and(|p| !self.loads.admit(number, p)) {
                             continue;
                         }
-                        result => {
-                            let places = match &result {
-                                DialogResult::Opened(..) => vec![0],
-                                DialogResult::ModelLoaded(..) => vec![1],
-                                DialogResult::OtherLoaded(kind, ..) => vec![other(*kind)],
-                                _ => Vec::new(),
-                            };
-                            if !self.loads.admit(number, &places) {
-                                continue;
-                            }
-                            result
-                        }
+                        result
                     }
-                }
+                },
                 result => result,
             };
             match result {
-                DialogResult::Ordered(..) => {}
+                // Both arrive only as ordered loads, taken apart above.
+                DialogResult::Ordered(..) | DialogResult::ShippedOthers(..) => {}
                 DialogResult::Open(p) => self.open_file(&p),
                 DialogResult::ExportMidi(p) => self.export_midi(&p),
                 DialogResult::ExportWav(p) => self.export_wav(&p),
@@ -1920,9 +1924,6 @@ impl Studio {
                     self.use_model(p, loaded)
                 }
                 DialogResult::OtherLoaded(kind, p, loaded) => self.use_other(kind, p, loaded),
-                DialogResult::ShippedOthers(others, problems) => {
-                    self.use_shipped_others(others, problems, &OtherKind::ALL)
-                }
                 DialogResult::Started(s) => self.use_startup(*s),
                 DialogResult::Audio(opened) => self.use_audio(opened),
             }
@@ -3354,18 +3355,24 @@ mod tests {
     fn an_older_load_never_replaces_a_newer_one() {
         let mut loads = LoadOrder::default();
         let (a, b) = (loads.ask(), loads.ask());
-        assert!(loads.admit(b, &[0]));
-        assert!(!loads.admit(a, &[0]), "the older file arrived last");
+        assert!(loads.admit(b, LoadPlace::Primer));
+        assert!(
+            !loads.admit(a, LoadPlace::Primer),
+            "the older file arrived last"
+        );
         let (c, d) = (loads.ask(), loads.ask());
-        assert!(loads.admit(c, &[0]));
-        assert!(loads.admit(d, &[0]), "in order, both are shown");
+        assert!(loads.admit(c, LoadPlace::Primer));
+        assert!(
+            loads.admit(d, LoadPlace::Primer),
+            "in order, both are shown"
+        );
         // A model asked for before the last file still goes in: another place.
-        assert!(loads.admit(a, &[1]));
+        assert!(loads.admit(a, LoadPlace::LstmVae));
         // The shipped models arriving after a newer classifier (admitted place by place) go
         // in everywhere but there.
         let (shipped, classifier) = (loads.ask(), loads.ask());
-        assert!(loads.admit(classifier, &[3]));
-        let places: Vec<bool> = [2, 3, 4].map(|p| loads.admit(shipped, &[p])).to_vec();
+        assert!(loads.admit(classifier, LoadPlace::Other(OtherKind::Classifier)));
+        let places = OtherKind::ALL.map(|kind| loads.admit(shipped, LoadPlace::Other(kind)));
         assert_eq!(places, [true, false, true]);
     }
 

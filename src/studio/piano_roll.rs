@@ -402,7 +402,10 @@ pub fn piano_roll(
             } => {
                 // The selection moves as one: a note pressed against an edge holds the
                 // others where they are relative to it (as the arrow keys move them).
-                let (ds, dp) = score.group_move(&view.selection, step - s0, pitch - p0);
+                let (ds, dp) = match (step - s0, pitch - p0) {
+                    (0, 0) => (0, 0),
+                    (ds, dp) => score.group_move(&view.selection, ds, dp),
+                };
                 if ds != 0 || dp != 0 {
                     if !edited {
                         history.record(score);
@@ -417,7 +420,10 @@ pub fn piano_roll(
                 }
             }
             Drag::Resize { step: s0, edited } => {
-                let ds = score.group_stretch(&view.selection, step - s0);
+                let ds = match step - s0 {
+                    0 => 0,
+                    ds => score.group_stretch(&view.selection, ds),
+                };
                 if ds != 0 {
                     if !edited {
                         history.record(score);
