@@ -57,7 +57,8 @@ impl Default for AscentOptions {
 pub struct Ascended {
     /// The thresholded roll.
     pub roll: Roll,
-    /// The classifier's composer probabilities for the starting roll.
+    /// The classifier's composer probabilities for the starting roll: the roll given, read
+    /// as notes (as `segue classify` reads it), else the noise the ascent starts from.
     pub start_probabilities: Vec<f32>,
     /// The target's probability for the ascended (continuous) roll.
     pub ascended_probability: f32,
@@ -103,14 +104,17 @@ pub fn ascend(
     }
     let device = clf.model_device();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let init: Vec<f32> = match start {
-        Some(roll) => {
-            let mut data = vec![0f32; steps * PITCHES];
-            roll.window_f32(0, steps, &mut data);
-            data.iter()
-                .map(|v| if *v > 0.5 { 2.0 } else { -2.0 })
-                .collect()
-        }
+    // The roll given, as the classifier reads it (notes 0/1), if there is one.
+    let given: Option<Vec<f32>> = start.map(|roll| {
+        let mut data = vec![0f32; steps * PITCHES];
+        roll.window_f32(0, steps, &mut data);
+        data
+    });
+    let init: Vec<f32> = match &given {
+        Some(data) => data
+            .iter()
+            .map(|v| if *v > 0.5 { 2.0 } else { -2.0 })
+            .collect(),
         None => (0..steps * PITCHES)
             .map(|_| rng.random_range(-3.0f32..-1.0))
             .collect(),
@@ -118,7 +122,16 @@ pub fn ascend(
     let logits = Var::from_tensor(&Tensor::from_vec(init, (1, steps, PITCHES), &device)?)?;
     // The bars of the piece ascended from (4/4 from noise), as a model told the metre reads them.
     let bars = WindowBars::new(steps, [(start.map_or(&[][..], |r| r.meters()), 0)]);
-    let before = probabilities(clf, &candle_nn::ops::sigmoid(logits.as_tensor())?, &bars)?;
+    // The verdict on the start: the roll given as `segue classify` reads it (not its soft
+    // version the ascent moves), else the noise the ascent starts from.
+    let before = match given {
+        Some(data) => probabilities(
+            clf,
+            &Tensor::from_vec(data, (1, steps, PITCHES), &device)?,
+            &bars,
+        )?,
+        None => probabilities(clf, &candle_nn::ops::sigmoid(logits.as_tensor())?, &bars)?,
+    };
     let mut adam = Adam::new(vec![("roll".into(), logits.clone())], opts.learning_rate)?;
     let labels = Tensor::new(&[target as u32], &device)?;
     for i in 0..opts.iterations {

@@ -47,6 +47,8 @@ pub struct Piece {
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub path: PathBuf,
+    /// The composer (folder) the file would have taught.
+    pub composer: String,
     pub error: String,
 }
 
@@ -91,16 +93,24 @@ pub struct Corpus {
     pub cache_hits: usize,
 }
 
-/// Every `.mid`/`.midi`/`.kar` file under `dir`, recursively, sorted.
+/// Every `.mid`/`.midi`/`.kar` file under `dir`, recursively, sorted. Linked folders are
+/// followed, but not a link back into a folder it lies in (which would never end).
 pub fn midi_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let canonical = |d: &Path| d.canonicalize().unwrap_or_else(|_| d.to_path_buf());
     let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
+    // Each folder to list, with the real folders on the way to it (itself included).
+    let mut stack = vec![(dir.to_path_buf(), vec![canonical(dir)])];
+    while let Some((d, within)) = stack.pop() {
         let entries = std::fs::read_dir(&d).map_err(|e| Error::io(&d, "listing", e))?;
         for entry in entries {
             let path = entry.map_err(|e| Error::io(&d, "listing", e))?.path();
             if path.is_dir() {
-                stack.push(path);
+                let real = canonical(&path);
+                if !within.contains(&real) {
+                    let mut deeper = within.clone();
+                    deeper.push(real);
+                    stack.push((path, deeper));
+                }
             } else if is_midi_path(&path) {
                 out.push(path);
             }
@@ -178,6 +188,7 @@ impl Corpus {
                 })
                 .map_err(|e| Failure {
                     path: path.clone(),
+                    composer: label_of(path),
                     error: e.to_string(),
                 })
             })
@@ -197,6 +208,7 @@ impl Corpus {
                             pieces[i].path.display()
                         ),
                         path: p.path,
+                        composer: composers[p.composer].clone(),
                     }),
                     None => {
                         first_of.insert(p.content_hash.clone(), pieces.len());
@@ -744,16 +756,8 @@ impl Corpus {
                 } else {
                     0.0
                 };
-                s.failures = self
-                    .failures
-                    .iter()
-                    .filter(|f| {
-                        f.path
-                            .strip_prefix(&self.root)
-                            .ok()
-                            .and_then(|r| r.components().next())
-                            .is_some_and(|first| first.as_os_str() == name.as_str())
-                    })
+                s.failures = (self.failures.iter())
+                    .filter(|f| f.composer == *name)
                     .count();
                 s
             })

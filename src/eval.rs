@@ -481,6 +481,19 @@ pub fn evaluate_lstm_vae(
             "snippets of {steps} steps are too short to measure (at least 2)"
         )));
     }
+    // Every piece gives at least one snippet, padded with silence: longer than the longest
+    // piece, they would measure silence (and a batch of them could fill the memory).
+    let longest = corpus
+        .pieces
+        .iter()
+        .map(|p| p.roll.steps())
+        .max()
+        .unwrap_or(0);
+    if steps > longest {
+        return Err(Error::InvalidArgument(format!(
+            "snippets of {steps} steps are longer than the corpus's longest piece ({longest} steps)"
+        )));
+    }
     // Held-out snippets start on multiples of their length; a model with a metre input that
     // counts bars from the snippet's start takes each start to be a bar line.
     let config = model.model.config();

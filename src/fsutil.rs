@@ -38,17 +38,21 @@ pub fn write_atomic_with(
     let dir = check_target(path)?;
     let mut builder = tempfile::Builder::new();
     builder.prefix(".segue-").suffix(".part");
-    // Temporary files are private (0600); the finished file gets the mode of the file it
-    // replaces, or the usual 0644 (less the umask) for a new one.
+    // The finished file keeps the mode of the file it replaces exactly; a new one gets the
+    // usual 0644, less the umask.
+    let replaced = std::fs::metadata(path).ok().map(|m| m.permissions());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o777);
-        builder.permissions(std::fs::Permissions::from_mode(mode));
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
     }
     let tmp = builder
         .tempfile_in(dir)
         .map_err(|e| Error::io(path, "preparing to write", e))?;
+    if let Some(mode) = replaced {
+        (tmp.as_file().set_permissions(mode))
+            .map_err(|e| Error::io(path, "preparing to write", e))?;
+    }
     {
         let mut buf = std::io::BufWriter::new(tmp.as_file());
         fill(&mut buf).map_err(|e| Error::io(path, "writing", e))?;
@@ -62,8 +66,9 @@ pub fn write_atomic_with(
     Ok(())
 }
 
-/// Checks that a file can be written at `path` (it is not a folder, its folder exists), so
-/// that long work can refuse a bad output path before it starts. Returns the folder.
+/// Checks that a file can be written at `path` (it is not a folder nor a read-only file, its
+/// folder exists), so that long work can refuse a bad output path before it starts. Returns
+/// the folder.
 pub fn check_target(path: &Path) -> Result<&Path> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -74,6 +79,18 @@ pub fn check_target(path: &Path) -> Result<&Path> {
             path,
             "writing",
             std::io::Error::new(std::io::ErrorKind::IsADirectory, "the path is a folder"),
+        ));
+    }
+    // Renaming over a file needs only its folder to be writable: a file the user protected
+    // would be replaced without a word.
+    if std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly()) {
+        return Err(Error::io(
+            path,
+            "writing",
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the file is read-only; Segue does not replace it",
+            ),
         ));
     }
     if !dir.is_dir() {
@@ -264,5 +281,29 @@ mod tests {
         assert_eq!(std::fs::read(&dangling).unwrap(), b"here");
         assert!(!std::fs::symlink_metadata(&dangling).unwrap().is_symlink());
         assert!(!dir.path().join("gone.mid").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_replaced_file_keeps_its_mode_and_a_read_only_one_is_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let shared = dir.path().join("shared.mid");
+        std::fs::write(&shared, b"old").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o664)).unwrap();
+        write_atomic(&shared, b"new").unwrap();
+        assert_eq!(mode(&shared), 0o664);
+        let kept = dir.path().join("kept.mid");
+        std::fs::write(&kept, b"mine").unwrap();
+        std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o444)).unwrap();
+        let err = write_atomic(&kept, b"theirs").unwrap_err().to_string();
+        assert!(
+            err.contains("kept.mid") && err.contains("read-only"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&kept).unwrap(), b"mine");
+        // Nothing half-written is left beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

@@ -9,7 +9,9 @@
 //! - blend: the fixed mix `alpha` of A and B (the studio's slider).
 //!
 //! A composer's z is the mean of its training snippets' codes, stored in the model's manifest,
-//! so generation needs no corpus. The same seed gives the same music.
+//! so generation needs no corpus. The same seed gives the same music on the same kind of CPU
+//! (where fused multiply-add is missing, logits differ in their last bits, which can flip a
+//! rare draw).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -373,6 +375,9 @@ fn decode(
     let mut logits = vec![0f32; PITCHES];
     let mut row = vec![0f32; PITCHES];
     for (s, &bar) in bars[..primer_steps].iter().enumerate() {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
         decoder.step(&previous, &z, bar.into(), &mut logits);
         primer.window_f32(start + s, 1, &mut row);
         previous.copy_from_slice(&row);

@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::roll::Roll;
-use crate::synth::Synth;
+use crate::synth::{MIN_SAMPLE_RATE, Synth};
 
 /// The sample rate of rendered audio.
 pub const SAMPLE_RATE: u32 = 44_100;
@@ -78,8 +78,16 @@ pub fn schedule(roll: &Roll, sample_rate: u32, bpm: Option<f64>) -> Vec<NoteEven
 pub const MAX_RENDER_SECONDS: f64 = 2.0 * 3600.0;
 
 /// How long the audio of `roll` lasts, release tail included, or why Segue will not render
-/// it (longer than [`MAX_RENDER_SECONDS`]); lets long work refuse before it starts.
+/// it (longer than [`MAX_RENDER_SECONDS`], or a sample rate below [`MIN_SAMPLE_RATE`]); lets
+/// long work refuse before it starts.
 pub fn render_seconds(roll: &Roll, opts: &RenderOptions) -> Result<f64> {
+    // The synth runs at 8 kHz at least; a file claiming a lower rate would play slow.
+    if opts.sample_rate < MIN_SAMPLE_RATE {
+        return Err(Error::InvalidArgument(format!(
+            "the sample rate must be at least {MIN_SAMPLE_RATE} Hz, not {}",
+            opts.sample_rate
+        )));
+    }
     let end_time = step_times(roll, opts.bpm).last().copied().unwrap_or(0.0);
     let seconds = end_time + f64::from(opts.tail_seconds.max(0.0));
     if !seconds.is_finite() || seconds > MAX_RENDER_SECONDS {

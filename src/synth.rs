@@ -14,6 +14,9 @@ use std::f32::consts::TAU;
 pub const MAX_VOICES: usize = 96;
 const TABLE_LEN: usize = 2048;
 const BANDS: usize = 11; // one wavetable pair per octave of MIDI pitch
+/// The lowest sample rate the synth renders at.
+pub const MIN_SAMPLE_RATE: u32 = 8000;
+
 const LIMIT: f32 = 0.891; // -1 dBFS ceiling of the limiter
 const MASTER_GAIN: f32 = 0.22;
 
@@ -57,9 +60,10 @@ pub struct Synth {
 }
 
 impl Synth {
-    /// A synth for `sample_rate` Hz (all allocation happens here).
+    /// A synth for `sample_rate` Hz (all allocation happens here; below
+    /// [`MIN_SAMPLE_RATE`] it runs at that rate).
     pub fn new(sample_rate: u32) -> Synth {
-        let sample_rate = sample_rate.max(8000) as f32;
+        let sample_rate = sample_rate.max(MIN_SAMPLE_RATE) as f32;
         let tables = (0..BANDS)
             .map(|band| {
                 // The highest pitch of the band decides how many harmonics fit under 20 kHz.
@@ -215,6 +219,10 @@ impl Synth {
                     voice.release_gain *= voice.release_decay;
                 }
             }
+            // A decay that reaches the denormal range stays there (x * 0.9998 rounds back to
+            // x), and each denormal multiply costs the audio thread about 100 cycles: flushed.
+            flush_denormal(&mut voice.fast);
+            flush_denormal(&mut voice.brightness);
             let level = (voice.fast + voice.slow) * voice.release_gain * voice.amplitude;
             if level < 1e-4 {
                 voice.active = false;
@@ -235,6 +243,24 @@ impl Synth {
             };
             *sample = x * gain;
         }
+        flush_denormal(&mut self.limiter_envelope);
+    }
+
+    /// The smallest decaying level of any sounding voice, or of the limiter: 0 or a normal
+    /// number, never a denormal one.
+    #[cfg(test)]
+    fn smallest_level(&self) -> f32 {
+        (self.voices.iter().filter(|v| v.active))
+            .flat_map(|v| [v.fast, v.slow, v.brightness, v.release_gain])
+            .chain([self.limiter_envelope])
+            .fold(f32::INFINITY, f32::min)
+    }
+}
+
+/// Sets a level that has decayed below any audible one to exactly 0.
+fn flush_denormal(level: &mut f32) {
+    if *level < 1e-20 {
+        *level = 0.0;
     }
 }
 
@@ -253,4 +279,31 @@ fn wavetable(harmonics: &[(usize, f32)], max_harmonic: usize) -> Vec<f32> {
     let peak = table.iter().fold(0f32, |m, &s| m.max(s.abs())).max(1e-6);
     table.iter_mut().for_each(|s| *s /= peak);
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_held_notes_and_long_silences_leave_no_denormal_levels() {
+        let mut synth = Synth::new(MIN_SAMPLE_RATE);
+        synth.note_on(21, 127);
+        let mut block = vec![0f32; 800];
+        // 40 s of a held A0: its fast decay passes the denormal range after about 10 s, its
+        // brightness after about 31 s.
+        for _ in 0..400 {
+            synth.render(&mut block);
+            let least = synth.smallest_level();
+            assert!(least == 0.0 || least.is_normal(), "a level of {least:e}");
+        }
+        assert_eq!(synth.active_voices(), 1);
+        // Then 20 s of silence: the limiter's envelope decays too.
+        synth.all_notes_off();
+        for _ in 0..200 {
+            synth.render(&mut block);
+            let least = synth.smallest_level();
+            assert!(least == 0.0 || least.is_normal(), "a level of {least:e}");
+        }
+    }
 }

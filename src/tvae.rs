@@ -5,7 +5,8 @@
 //! generated snippet gets one code:
 //! - continue: the code of A (by default the primer's own) for every snippet;
 //! - transfer: the primer's own code moved by (B - A), the latent "same content, other style";
-//! - transition: from A to B over the snippets;
+//! - transition: from A to B over `transition_steps` (all the generated steps if 0), each
+//!   snippet taking the code the LSTM-VAE would give its middle step;
 //! - blend: the mix `alpha` of A and B.
 
 use std::path::{Path, PathBuf};
@@ -263,6 +264,20 @@ pub fn song_code(model: &TrainedTvae, roll: &Roll) -> Result<Vec<f32>> {
     Ok(model.model.encode(&x)?.mean.squeeze(0)?.to_vec1::<f32>()?)
 }
 
+/// How far from A towards B the `k`th generated snippet of `snippet` steps is in a transition
+/// (one code per snippet): the LSTM-VAE's share at the snippet's middle step, so both models
+/// reach B after `transition_steps` (all the generated steps if 0).
+fn transition_share(k: usize, snippet: usize, opts: &GenerateOptions) -> f32 {
+    let transition = match opts.transition_steps {
+        0 => opts.steps,
+        n => n,
+    };
+    let first = k * snippet;
+    let last = ((k + 1) * snippet).min(opts.steps).max(first + 1) - 1;
+    let middle = (first + last) as f32 / 2.0;
+    (middle / (transition.max(2) - 1) as f32).min(1.0)
+}
+
 /// Snippets decoded at once in generation.
 const DECODE_BATCH: usize = 16;
 
@@ -310,12 +325,7 @@ pub fn generate(
                 .collect(),
             Mode::Blend => interpolate(a, b, opts.alpha, opts.interpolation),
             Mode::Transition => {
-                let t = if count == 1 {
-                    1.0
-                } else {
-                    k as f32 / (count - 1) as f32
-                };
-                interpolate(a, b, t, opts.interpolation)
+                interpolate(a, b, transition_share(k, snippet, opts), opts.interpolation)
             }
         })
         .collect();
@@ -354,4 +364,37 @@ pub fn generate(
     let mut roll = primer.slice(0, primer_steps);
     roll.continue_with(&Roll::from_binary(opts.steps, &binary)?);
     Ok(Generated::new(roll, primer_steps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transition(steps: usize, transition_steps: usize) -> GenerateOptions {
+        GenerateOptions {
+            mode: Mode::Transition,
+            steps,
+            transition_steps,
+            ..GenerateOptions::default()
+        }
+    }
+
+    #[test]
+    fn a_transition_moves_each_snippet_as_far_as_the_lstm_vae_at_its_middle() {
+        // One snippet: half way (at its middle step), not B throughout.
+        let one = transition(128, 0);
+        assert!((transition_share(0, 128, &one) - 0.5).abs() < 1e-6);
+        // Two snippets over all the steps: a quarter and three quarters of the way.
+        let two = transition(256, 0);
+        assert!((transition_share(0, 128, &two) - 63.5 / 255.0).abs() < 1e-6);
+        assert!((transition_share(1, 128, &two) - 191.5 / 255.0).abs() < 1e-6);
+        // A transition of 128 steps is half way at the first snippet's middle, and over by
+        // the second's.
+        let short = transition(256, 128);
+        assert!((transition_share(0, 128, &short) - 63.5 / 127.0).abs() < 1e-6);
+        assert_eq!(transition_share(1, 128, &short), 1.0);
+        // A last snippet cut short is judged at the middle of the steps it has.
+        let ragged = transition(192, 0);
+        assert!((transition_share(1, 128, &ragged) - 159.5 / 191.0).abs() < 1e-6);
+    }
 }

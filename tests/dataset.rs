@@ -238,6 +238,16 @@ fn bad_files_are_skipped_and_listed() {
     assert_eq!(stats[0].failures, 1);
     assert_eq!(stats[1].files, 1);
     assert_eq!(stats[1].lowest_pitch, Some(62));
+    assert_eq!(stats[1].failures, 1);
+    // Each failure names the composer it would have taught, the one left out too.
+    let of = |name: &str| {
+        corpus
+            .failures
+            .iter()
+            .filter(|f| f.composer == name)
+            .count()
+    };
+    assert_eq!((of("chopin"), of("debussy"), of("brahms")), (1, 1, 2));
 
     let err = Corpus::load(
         &dir.path().join("nope"),
@@ -354,4 +364,30 @@ fn the_split_holds_out_a_share_of_each_composer() {
     // Seeded: the same seed, the same split; another seed, another one.
     assert_eq!(corpus.split(0.1, 7), split);
     assert_ne!(corpus.split(0.1, 8), split);
+}
+
+/// A linked folder is read, but a link back up the tree is not followed round and round.
+#[cfg(unix)]
+#[test]
+fn a_link_back_up_the_corpus_is_not_a_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let chopin = dir.path().join("chopin");
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(&chopin).unwrap();
+    std::fs::write(chopin.join("a.mid"), simple(96, &[(0, 96, 60, 90)])).unwrap();
+    std::fs::write(
+        elsewhere.path().join("b.mid"),
+        simple(96, &[(0, 96, 64, 90)]),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(dir.path(), chopin.join("all")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("debussy")).unwrap();
+    let files = segue::dataset::midi_files(dir.path()).unwrap();
+    assert_eq!(
+        files,
+        vec![chopin.join("a.mid"), dir.path().join("debussy/b.mid")],
+        "{files:?}"
+    );
+    let corpus = load_uncached(dir.path());
+    assert_eq!(corpus.composers, vec!["chopin", "debussy"]);
 }

@@ -131,9 +131,11 @@ fn the_metre_input_counts_bars_from_the_start_or_by_the_metre_map() {
         metre_map: false,
         ..mapped
     };
-    // Counted from the decode's start, 16 steps a bar whatever the metre and the start.
-    let from_start: Vec<u16> = (0..20).map(|t| t % 16).collect();
+    // Counted from the piece's start, 16 steps a bar whatever the metre: a window 5 steps in
+    // starts 5 steps into a bar (training snippets start on those bar lines).
+    let from_start: Vec<u16> = (5..25).map(|s| s % 16).collect();
     assert_eq!(counted.bar_positions(&waltz, 5, 20), from_start);
+    assert_eq!(counted.bar_positions(&waltz, 32, 4), vec![0, 1, 2, 3]);
     // By the map: bars of 12 steps, a window starting 5 steps into one.
     let in_three: Vec<u16> = (5..25).map(|s| s % 12).collect();
     assert_eq!(mapped.bar_positions(&waltz, 5, 20), in_three);

@@ -327,6 +327,12 @@ fn same_seed_same_curve_and_resume_continues_it() {
     let err =
         segue::eval::evaluate_lstm_vae(&model, &corpus, &snippets_of(1), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("too short"), "{err}");
+    // Longer than every piece: refused, not a batch of silence (or of the whole memory).
+    let longest = corpus.pieces.iter().map(|p| p.roll.steps()).max().unwrap();
+    let err =
+        segue::eval::evaluate_lstm_vae(&model, &corpus, &snippets_of(longest + 1), &mut |_| {})
+            .unwrap_err();
+    assert!(err.to_string().contains("longest piece"), "{err}");
 
     let primer = corpus.pieces[0].roll.clone();
     let za = generate::composer_code(&model, 0).unwrap();

@@ -1000,11 +1000,30 @@ fn gradient_ascent_raises_the_target_composer() {
             denominator: 4,
         },
     }]);
-    let from_piece = ascent::ascend(&clf, target, Some(&piece), &opts, &mut |_| {}, &cancel)
-        .unwrap()
-        .roll;
-    assert_eq!(from_piece.tempo(), piece.tempo());
-    assert_eq!(from_piece.meters(), piece.meters());
+    for k in 0..10 {
+        piece.add_note(segue::roll::RollNote {
+            start: 4 * k,
+            len: 4,
+            pitch: 60 + (k % 7) as u8,
+            velocity: 80,
+        });
+    }
+    let from_piece =
+        ascent::ascend(&clf, target, Some(&piece), &opts, &mut |_| {}, &cancel).unwrap();
+    assert_eq!(from_piece.roll.tempo(), piece.tempo());
+    assert_eq!(from_piece.roll.meters(), piece.meters());
+    // Its verdict at the start is the classifier's on the piece's notes, as `segue classify`
+    // reads its first window.
+    let verdict = classify::classify_roll(&clf, &piece, 32, 32).unwrap();
+    let (first, read) = &verdict.windows[0];
+    assert_eq!(*first, 0);
+    for (p, q) in from_piece.start_probabilities.iter().zip(read) {
+        assert!(
+            (p - q).abs() < 1e-5,
+            "{:?} vs {read:?}",
+            from_piece.start_probabilities
+        );
+    }
 }
 
 #[test]

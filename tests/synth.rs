@@ -171,6 +171,15 @@ fn render_follows_the_tempo_and_wav_is_valid() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("at most 120"), "{err}");
+    // The synth does not run below 8 kHz: a file claiming 4 kHz would play an octave low.
+    let low = RenderOptions {
+        sample_rate: 4000,
+        ..opts
+    };
+    let err = render_roll(&roll, &low, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 8000 Hz, not 4000"), "{err}");
     let wav = encode_wav(&[0.0, 0.5, -0.5], SR).unwrap();
     let reader = hound::WavReader::new(std::io::Cursor::new(wav)).unwrap();
     assert_eq!(reader.spec().sample_rate, SR);

@@ -43,9 +43,12 @@ impl BarPositions {
                 .flat_map(|i| (0..steps).map(move |t| (bars.at(i, t).0 % metre) as u16))
                 .collect()
         } else {
-            let items = windows.into_iter().count();
-            (0..items * steps)
-                .map(|k| (k % steps % metre) as u16)
+            // Bars of `metre` steps from the piece's start (a window's first step is its step
+            // `start`): training snippets start on those bar lines, so there it is the same as
+            // counting from the window's start; a primer cut mid-bar keeps the piece's phase.
+            windows
+                .into_iter()
+                .flat_map(|(_, start)| (0..steps).map(move |t| ((start + t) % metre) as u16))
                 .collect()
         };
         BarPositions { steps, at }
@@ -93,7 +96,7 @@ pub struct Config {
     #[serde(default)]
     pub metre: usize,
     /// With the metre input, where the bars fall: false = every `metre` steps from the start of
-    /// the decode (4/4 bars for 16, whatever the piece's metre; the shipped presets before this
+    /// the piece, where training snippets start (4/4 bars for 16, whatever the piece's metre; the shipped presets before this
     /// field, and older manifests, which lack it); true = by the piece's own metre map (3/4 and
     /// 6/8 bars of 12 steps, a change of metre starting a bar), so a snippet may start
     /// anywhere. A bar longer than `metre` steps wraps round (the 17th step of a 6/4 bar of 24

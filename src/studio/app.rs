@@ -27,8 +27,8 @@ use crate::studio::piano_roll::{RollView, Tool, origin_color, piano_roll};
 use crate::studio::score::{History, Origin, Score};
 use crate::studio::session_file;
 use crate::studio::workers::{
-    Engine, GenerationEvent, GenerationRequest, Generator, StyleMeter, TrainSpec, TrainingJob,
-    TrainingReport,
+    Engine, GenerationEvent, GenerationRequest, Generator, Primer, StyleMeter, TrainSpec,
+    TrainingJob, TrainingReport,
 };
 use crate::train::{self, Metrics, TrainEvent, TrainOptions, Validation};
 use crate::train_loop::{self, LoopEvent, LoopMetrics};
@@ -472,7 +472,7 @@ pub struct Studio {
     history: History,
     model: Option<Arc<TrainedModel>>,
     model_error: Option<String>,
-    primer: Option<Roll>,
+    primer: Option<Arc<Roll>>,
     player: Option<Player>,
     audio_error: Option<String>,
     /// Whether the sound device is still being opened (on a worker thread).
@@ -499,7 +499,7 @@ pub struct Studio {
     job_from_slider: bool,
     /// The primer of the last generation the slider's blends start from (None: the next one
     /// takes the file or piece as it is then).
-    blend_primer: Option<Roll>,
+    blend_primer: Option<Primer>,
     /// Whether playback starts when the running generation arrives.
     play_when_done: bool,
     /// The loop range the audio thread was last told.
@@ -952,7 +952,7 @@ impl Studio {
         // Every change of the piece is a step of the history.
         let untouched = !self.history.can_undo();
         if untouched && self.session.primer_path.is_some() {
-            self.primer = s.primer;
+            self.primer = s.primer.map(Arc::new);
         }
         if let Some((path, read)) = s.opened.filter(|_| untouched) {
             self.use_opened(path, read);
@@ -1311,7 +1311,7 @@ impl Studio {
                 score.primer_steps = roll.steps();
                 self.session.score = score;
                 self.session.view.forget_notes();
-                self.primer = Some(roll);
+                self.primer = Some(Arc::new(roll));
                 self.variations.clear();
                 self.push_score();
                 self.rewind_if_stopped();
@@ -1371,14 +1371,13 @@ impl Studio {
         self.exports.load(Ordering::Acquire) > 0
     }
 
-    /// The primer for generation: the opened file, else the current piece, up to its last
-    /// note (trailing rests are kept in the piece, not continued from).
-    fn primer_roll(&self) -> Roll {
-        let roll = self
-            .primer
-            .clone()
-            .unwrap_or_else(|| self.session.score.to_roll());
-        roll.slice(0, roll.sounding_end())
+    /// The primer for generation: the opened file, else the current piece (made into a roll
+    /// on the generation thread).
+    fn primer(&self) -> Primer {
+        match &self.primer {
+            Some(roll) => Primer::Opened(roll.clone()),
+            None => Primer::Piece(Arc::new(self.session.score.clone())),
+        }
     }
 
     /// The composers the chosen engine knows, in its own order (the DCGAN knows none).
@@ -1516,7 +1515,7 @@ impl Studio {
                 match &self.blend_primer {
                     Some(kept) => kept.clone(),
                     None => {
-                        let primer = self.primer_roll();
+                        let primer = self.primer();
                         self.blend_primer = Some(primer.clone());
                         let heard = self.session.primer_steps;
                         let past = (self.session.score.notes.iter())
@@ -1530,7 +1529,7 @@ impl Studio {
             // needs nothing. The piece it makes primes what comes next.
             EngineKind::ClassifierAscent | EngineKind::Dcgan => {
                 self.blend_primer = None;
-                Roll::new(0)
+                Primer::Empty
             }
         };
         let s = &self.session;

@@ -45,6 +45,32 @@ pub enum Engine {
     Dcgan { model: Arc<TrainedGan> },
 }
 
+/// What a generation is primed with. The roll is made on the generation thread: an opened
+/// file's roll is shared, not copied, and the piece is written out there, so a long piece
+/// costs the window nothing.
+#[derive(Clone)]
+pub enum Primer {
+    /// Nothing (the classifier ascent and the DCGAN start from noise).
+    Empty,
+    /// The file opened last.
+    Opened(Arc<Roll>),
+    /// The piece as it was when the generation was asked for.
+    Piece(Arc<Score>),
+}
+
+impl Primer {
+    /// The roll up to its last note (trailing rests are kept in the piece, not continued
+    /// from).
+    pub fn roll(&self) -> Roll {
+        let cut = |roll: &Roll| roll.slice(0, roll.sounding_end());
+        match self {
+            Primer::Empty => Roll::new(0),
+            Primer::Opened(roll) => cut(roll),
+            Primer::Piece(score) => cut(&score.to_roll()),
+        }
+    }
+}
+
 /// One generation job: `variations` pieces with seeds `opts.seed`, `opts.seed + 1`, ...
 pub struct GenerationRequest {
     /// Increasing id; results of older ids are stale.
@@ -52,7 +78,7 @@ pub struct GenerationRequest {
     /// The model and its inputs.
     pub engine: Engine,
     /// The primer.
-    pub primer: Roll,
+    pub primer: Primer,
     /// Controls.
     pub opts: GenerateOptions,
     /// How many pieces.
@@ -135,6 +161,7 @@ fn run_generation(
 ) -> GenerationEvent {
     let mut pieces = Vec::with_capacity(job.variations);
     let n = job.variations.max(1);
+    let primer = job.primer.roll();
     for k in 0..n {
         if job.cancel.load(Ordering::Relaxed) {
             break;
@@ -155,7 +182,7 @@ fn run_generation(
                 wake();
             }
         };
-        let result = run_engine(&job.engine, &job.primer, &opts, &mut progress, &job.cancel);
+        let result = run_engine(&job.engine, &primer, &opts, &mut progress, &job.cancel);
         match result {
             Ok(g) => pieces.push(g),
             Err(e) => {
@@ -303,8 +330,9 @@ impl StyleMeter {
                     // tens of megabytes), and only for the newest piece asked about.
                     let roll = job.1.to_roll();
                     let window = classify::window_steps(&classifier);
-                    let verdict = classify::classify_roll(&classifier, &roll, window, window / 4)
-                        .map_err(|e| e.to_string());
+                    let verdict =
+                        classify::classify_roll(&classifier, &roll, window, (window / 4).max(1))
+                            .map_err(|e| e.to_string());
                     let _ = tx.send((job.0, verdict));
                     wake();
                 }
