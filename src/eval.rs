@@ -212,8 +212,11 @@ pub struct LstmVaeReport {
     pub piece_centroid_accuracy: f64,
     /// Held-out pieces with two snippets or more (those the piece measure counts).
     pub pieces: usize,
+    /// The style strength of the composers' codes decoded (1 = their stored means).
+    pub style_strength: f32,
     /// Mean Jaccard distance between decodings of one primer with two composers' codes
-    /// (the per-composer codes stored with the model; same sampling seed).
+    /// (the per-composer codes stored with the model, at the style strength; same sampling
+    /// seed).
     pub composer_z_distance: f64,
     /// The same with two codes drawn from the prior (for a composer-aware prior: from the
     /// whole mixture, a composer at random each).
@@ -443,6 +446,8 @@ pub struct EvalOptions {
     pub max_notes: usize,
     /// Snippet length in 16th-note steps (None: the length the model was trained on).
     pub snippet_steps: Option<usize>,
+    /// Style strength of the composers' codes decoded (see [`generate::composer_code`]).
+    pub style_strength: f32,
 }
 
 impl Default for EvalOptions {
@@ -454,6 +459,7 @@ impl Default for EvalOptions {
             temperature: sampling.temperature,
             max_notes: sampling.max_notes,
             snippet_steps: None,
+            style_strength: generate::DEFAULT_STYLE_STRENGTH,
         }
     }
 }
@@ -595,6 +601,10 @@ pub fn evaluate_lstm_vae(
         .iter()
         .map(|s| s.mean.clone())
         .collect();
+    // The composers' codes as generation decodes them (at the style strength asked for).
+    let styled: Vec<Vec<f32>> = (0..stored.len())
+        .map(|c| generate::composer_code(model, c, opts.style_strength))
+        .collect::<Result<_>>()?;
     // The composers of the stored-code pairs (as in the sampled comparison below).
     let composers = model.manifest.composers.len();
     let other_composer = |i: usize, c: usize| (c + 1 + i % (composers - 1).max(1)) % composers;
@@ -650,10 +660,10 @@ pub fn evaluate_lstm_vae(
         bce_prior += v;
         let (v, logits_other) = bce(&z_other)?;
         bce_other += v;
-        let own_codes = codes(idx.iter().map(|&i| stored[snippets[i].1].clone()).collect())?;
+        let own_codes = codes(idx.iter().map(|&i| styled[snippets[i].1].clone()).collect())?;
         let other_codes = codes(
             idx.iter()
-                .map(|&i| stored[other_composer(i, snippets[i].1)].clone())
+                .map(|&i| styled[other_composer(i, snippets[i].1)].clone())
                 .collect(),
         )?;
         let decode = |z: &Tensor| model.model.decode(&x, z, &bars).map_err(candle);
@@ -744,13 +754,12 @@ pub fn evaluate_lstm_vae(
             let g = generate::generate(&model.model, primer, za, za, o, &mut |_| {}, &cancel)?;
             Ok(g.roll.slice(g.primer_steps, o.steps).binary())
         };
-        let own = generate::composer_code(model, c)?;
-        let out = run(&own, &base)?;
+        let own = &styled[c];
+        let out = run(own, &base)?;
         generated.add(&out);
         if i % stride == 0 {
             let other_c = other_composer(i, c);
-            let theirs = generate::composer_code(model, other_c)?;
-            d_comp += jaccard_distance(&out, &run(&theirs, &base)?);
+            d_comp += jaccard_distance(&out, &run(&styled[other_c], &base)?);
             let r1 = model.manifest.prior_draw_any(&mut rng);
             let r2 = model.manifest.prior_draw_any(&mut rng);
             d_rand += jaccard_distance(&run(&r1, &base)?, &run(&r2, &base)?);
@@ -758,7 +767,7 @@ pub fn evaluate_lstm_vae(
                 seed: base.seed ^ 0xFFFF,
                 ..base.clone()
             };
-            d_seed += jaccard_distance(&out, &run(&own, &reseeded)?);
+            d_seed += jaccard_distance(&out, &run(own, &reseeded)?);
             let mine = run(&means[i], &base)?;
             d_swap += jaccard_distance(&mine, &run(&means[other[i]], &base)?);
             let prior = model.manifest.prior_draw_any(&mut rng);
@@ -802,6 +811,7 @@ pub fn evaluate_lstm_vae(
         leave_one_out_snippets: loo.1,
         piece_centroid_accuracy: piece_loo.0,
         pieces: piece_loo.2,
+        style_strength: opts.style_strength,
         composer_z_distance: d_comp / pairs as f64,
         random_z_distance: d_rand / pairs as f64,
         swap_other_composer_distance: d_swap / pairs as f64,

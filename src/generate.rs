@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::meter::StepMeter;
 use crate::models::lstm_vae::LstmVae;
 use crate::models::step_decoder::StepDecoder;
-use crate::models::trained::TrainedModel;
+use crate::models::trained::{self, TrainedModel};
 use crate::roll::{PITCHES, Roll};
 
 /// How the code moves over the generated steps.
@@ -204,15 +204,31 @@ fn orthogonal_unit(a: &[f32], na: f32) -> Vec<f32> {
     u
 }
 
-/// The code of a composer: the mean of its training snippets' codes.
-pub fn composer_code(model: &TrainedModel, composer: usize) -> Result<Vec<f32>> {
-    model
-        .manifest
-        .latents
-        .get(composer)
-        .map(|s| s.mean.clone())
+/// The default style strength of composer codes (see [`composer_code`]).
+pub const DEFAULT_STYLE_STRENGTH: f32 = 1.0;
+
+/// The code of a composer: the mean of its training snippets' codes, with what sets it apart
+/// from the other composers' counted `strength` times ([`trained::style_code`]; 1 = the mean
+/// itself).
+pub fn composer_code(model: &TrainedModel, composer: usize, strength: f32) -> Result<Vec<f32>> {
+    check_style_strength(strength)?;
+    trained::style_code(&model.manifest.latents, composer, strength)
         .ok_or_else(|| Error::InvalidArgument(format!("no composer number {composer}")))
 }
+
+/// Checks a style strength: a number from 0 to [`MAX_STYLE_STRENGTH`].
+pub fn check_style_strength(strength: f32) -> Result<()> {
+    if (0.0..=MAX_STYLE_STRENGTH).contains(&strength) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "the style strength must be between 0 and {MAX_STYLE_STRENGTH}, not {strength}"
+        )))
+    }
+}
+
+/// The strongest style strength: further out, codes leave the region the decoder learned.
+pub const MAX_STYLE_STRENGTH: f32 = 3.0;
 
 /// The code of a song: the posterior mean of its first `steps` steps.
 pub fn song_code(model: &TrainedModel, roll: &Roll, steps: usize) -> Result<Vec<f32>> {

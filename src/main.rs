@@ -196,6 +196,11 @@ struct GenerateArgs {
     /// Interpolate linearly instead of along the sphere.
     #[arg(long)]
     linear: bool,
+    /// How strongly a composer's style counts (the VAEs): its code is moved away from the
+    /// centre of all composers' by this factor (1 = its mean code; 0 = no composer's style in
+    /// particular; at most 3).
+    #[arg(long, default_value_t = segue::generate::DEFAULT_STYLE_STRENGTH, value_name = "X", allow_negative_numbers = true)]
+    style_strength: f32,
     /// Sampling temperature (1 = the model's probabilities; below 1 sparser, above denser).
     /// The VAEs and a DCGAN that draws its cells use it; classifier ascent and the shipped
     /// DCGAN (which thresholds its cells) do not sample.
@@ -249,6 +254,9 @@ struct ReportArgs {
     /// Seed of the sampling.
     #[arg(long, default_value_t = 1, value_name = "S")]
     seed: u64,
+    /// Style strength of the VAEs' composer codes, as `segue generate --style-strength`.
+    #[arg(long, default_value_t = segue::generate::DEFAULT_STYLE_STRENGTH, value_name = "X", allow_negative_numbers = true)]
+    style_strength: f32,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -314,6 +322,9 @@ struct LstmVaeEvalArgs {
     /// Snippet length in 16th-note steps (default: the length the model was trained on)
     #[arg(long, value_name = "N")]
     snippet_steps: Option<usize>,
+    /// Style strength of the composers' codes decoded, as `segue generate --style-strength`.
+    #[arg(long, default_value_t = segue::generate::DEFAULT_STYLE_STRENGTH, value_name = "X", allow_negative_numbers = true)]
+    style_strength: f32,
 }
 
 #[derive(Subcommand)]
@@ -1925,6 +1936,7 @@ fn eval_report(a: ReportArgs) -> Result<()> {
         per_composer: a.per_composer,
         pairs: a.pairs,
         seed: a.seed,
+        style_strength: a.style_strength,
         ..Default::default()
     };
     let bar = progress_bar(1000, "evaluating");
@@ -1933,10 +1945,13 @@ fn eval_report(a: ReportArgs) -> Result<()> {
         bar.set_message(what.to_string());
     })?;
     bar.finish_and_clear();
-    let command = format!(
+    let mut command = format!(
         "segue eval report --per-composer {} --pairs {} --seed {}",
         a.per_composer, a.pairs, a.seed
     );
+    if a.style_strength != segue::generate::DEFAULT_STYLE_STRENGTH {
+        command += &format!(" --style-strength {}", a.style_strength);
+    }
     segue::report::write_report(&report, &a.out, &command)?;
     out!("wrote {}", a.out.join("report.md").display());
     Ok(())
@@ -1960,11 +1975,11 @@ fn lstm_codes(
     quantize: QuantizeOptions,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let code_a = match &a.from {
-        Some(s) => style_code(model, s, quantize)?,
+        Some(s) => style_code(model, s, a.style_strength, quantize)?,
         None => generate::song_code(model, primer, model.training_snippet_steps())?,
     };
     let code_b = match (&a.to, mode) {
-        (Some(s), _) => style_code(model, s, quantize)?,
+        (Some(s), _) => style_code(model, s, a.style_strength, quantize)?,
         (None, generate::Mode::Continue) => code_a.clone(),
         (None, _) => bail!("--mode {} needs --to (a composer or a MIDI file)", a.mode),
     };
@@ -1972,9 +1987,14 @@ fn lstm_codes(
 }
 
 /// A style given on the command line: a composer of the model or a MIDI file.
-fn style_code(model: &TrainedModel, style: &str, quantize: QuantizeOptions) -> Result<Vec<f32>> {
+fn style_code(
+    model: &TrainedModel,
+    style: &str,
+    strength: f32,
+    quantize: QuantizeOptions,
+) -> Result<Vec<f32>> {
     if let Some(c) = model.composer_index(style) {
-        return Ok(generate::composer_code(model, c)?);
+        return Ok(generate::composer_code(model, c, strength)?);
     }
     let path = Path::new(style);
     if path.is_file() {
@@ -2140,7 +2160,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             let primer = need_primer()?;
             let code = |style: &str| -> Result<Vec<f32>> {
                 if let Some(c) = model.composer_index(style) {
-                    return Ok(segue::tvae::composer_code(&model, c)?);
+                    return Ok(segue::tvae::composer_code(&model, c, a.style_strength)?);
                 }
                 let p = Path::new(style);
                 if p.is_file() {
@@ -2265,6 +2285,7 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         temperature: args.temperature,
         max_notes: args.max_notes,
         snippet_steps: args.snippet_steps,
+        style_strength: args.style_strength,
     };
     let r = segue::eval::evaluate_lstm_vae(&model, &corpus, &opts, &mut |f| {
         bar.set_position((f * 1000.0) as u64)
@@ -2359,8 +2380,13 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         r.swap_other_composer_distance,
         r.swap_prior_distance
     );
+    let strength = if r.style_strength == segue::generate::DEFAULT_STYLE_STRENGTH {
+        String::new()
+    } else {
+        format!(" (at style strength {})", r.style_strength)
+    };
     out!(
-        "  two composers' stored codes {:.3}, two prior z {:.3}; one z, two seeds {:.3} (noise floor)",
+        "  two composers' stored codes{strength} {:.3}, two prior z {:.3}; one z, two seeds {:.3} (noise floor)",
         r.composer_z_distance,
         r.random_z_distance,
         r.seed_only_distance
@@ -2374,7 +2400,7 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         r.tf_swap_prior
     );
     out!(
-        "  two composers' stored codes {:.3}, two prior z {:.3}, two draws from the stored composer statistics {:.3}",
+        "  two composers' stored codes{strength} {:.3}, two prior z {:.3}, two draws from the stored composer statistics {:.3}",
         r.tf_composer_codes,
         r.tf_random_codes,
         r.tf_stored_mixture_codes

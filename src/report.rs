@@ -52,6 +52,8 @@ pub struct ReportOptions {
     pub ascent_iterations: usize,
     /// Seed of all sampling.
     pub seed: u64,
+    /// Style strength of the VAEs' composer codes (see [`generate::composer_code`]).
+    pub style_strength: f32,
 }
 
 impl Default for ReportOptions {
@@ -62,6 +64,7 @@ impl Default for ReportOptions {
             pairs: 10,
             ascent_iterations: 100,
             seed: 1,
+            style_strength: generate::DEFAULT_STYLE_STRENGTH,
         }
     }
 }
@@ -522,7 +525,7 @@ pub fn evaluate_all(
             let Some((piece, start)) = primer_of(c, k) else {
                 continue;
             };
-            let z = generate::composer_code(lstm, c)?;
+            let z = generate::composer_code(lstm, c, opts.style_strength)?;
             let g = generate::generate(
                 &lstm.model,
                 piece,
@@ -549,7 +552,7 @@ pub fn evaluate_all(
         let mut rolls = Vec::new();
         for c in (0..composers).filter(|&c| held[c]) {
             for k in 0..opts.outputs_per_composer {
-                let z = tvae::composer_code(t, c)?;
+                let z = tvae::composer_code(t, c, opts.style_strength)?;
                 let g = tvae::generate(
                     t,
                     &Roll::new(0),
@@ -682,8 +685,8 @@ fn style_verdict(
         };
         let source = &corpus.pieces[piece].roll;
         let source_pc = pitch_classes(&source.slice(64, window));
-        let za = generate::composer_code(lstm, a)?;
-        let zb = generate::composer_code(lstm, b)?;
+        let za = generate::composer_code(lstm, a, opts.style_strength)?;
+        let zb = generate::composer_code(lstm, b, opts.style_strength)?;
         let run_for = |mode: Mode, alpha: f32, steps: usize, transition_steps: usize| {
             let g = generate::generate(
                 &lstm.model,

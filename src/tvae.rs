@@ -245,13 +245,11 @@ pub fn snippet_steps(model: &TrainedTvae) -> usize {
         .min(model.config.stack.max_len)
 }
 
-/// The code of a composer (mean of its training snippets' codes).
-pub fn composer_code(model: &TrainedTvae, composer: usize) -> Result<Vec<f32>> {
-    model
-        .manifest
-        .latents
-        .get(composer)
-        .map(|s| s.mean.clone())
+/// The code of a composer (mean of its training snippets' codes) at style strength `strength`
+/// (as [`crate::generate::composer_code`]).
+pub fn composer_code(model: &TrainedTvae, composer: usize, strength: f32) -> Result<Vec<f32>> {
+    crate::generate::check_style_strength(strength)?;
+    crate::models::trained::style_code(&model.manifest.latents, composer, strength)
         .ok_or_else(|| Error::InvalidArgument(format!("no composer number {composer}")))
 }
 

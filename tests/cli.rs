@@ -258,6 +258,11 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
             "temperature must be a positive number",
         ),
         ("--alpha", "-0.5", "--alpha must be between 0 and 1"),
+        (
+            "--style-strength",
+            "-1",
+            "style strength must be between 0 and 3, not -1",
+        ),
         // A longer output than Segue (or the studio) opens is refused before any work.
         ("--steps", "100001", "--steps must be 1..=100000"),
         (

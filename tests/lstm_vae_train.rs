@@ -98,8 +98,8 @@ fn generated(
         seed,
         ..GenerateOptions::default()
     };
-    let za = generate::composer_code(model, 0).unwrap();
-    let zb = generate::composer_code(model, 1).unwrap();
+    let za = generate::composer_code(model, 0, 1.0).unwrap();
+    let zb = generate::composer_code(model, 1, 1.0).unwrap();
     generate::generate(
         &model.model,
         primer,
@@ -335,8 +335,8 @@ fn same_seed_same_curve_and_resume_continues_it() {
     assert!(err.to_string().contains("longest piece"), "{err}");
 
     let primer = corpus.pieces[0].roll.clone();
-    let za = generate::composer_code(&model, 0).unwrap();
-    let zb = generate::composer_code(&model, 1).unwrap();
+    let za = generate::composer_code(&model, 0, 1.0).unwrap();
+    let zb = generate::composer_code(&model, 1, 1.0).unwrap();
     let make = |mode, seed| generated(&model, &primer, mode, 40, seed);
     let one = make(Mode::Blend, 7);
     assert_eq!(one.roll.steps(), 48);
@@ -907,7 +907,7 @@ fn a_metre_map_model_follows_the_metre_of_the_piece() {
             seed: 3,
             ..GenerateOptions::default()
         };
-        let z = generate::composer_code(&mapped, 0).unwrap();
+        let z = generate::composer_code(&mapped, 0, 1.0).unwrap();
         let cancel = AtomicBool::new(false);
         generate::generate(&mapped.model, primer, &z, &z, &opts, &mut |_| {}, &cancel).unwrap()
     };

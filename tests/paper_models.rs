@@ -722,8 +722,8 @@ fn transformer_vae_trains_and_generates_every_mode() {
     assert!(seen.iter().all(|m| m.train["recon_per_cell"].is_finite()));
     let model = tvae::load(&out.join("transformer-vae.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(model.manifest.latents.len(), 3);
-    let a = tvae::composer_code(&model, 0).unwrap();
-    let b = tvae::composer_code(&model, 2).unwrap();
+    let a = tvae::composer_code(&model, 0, 1.0).unwrap();
+    let b = tvae::composer_code(&model, 2, 1.0).unwrap();
     let primer = &c.pieces[0].roll;
     let mut outputs = Vec::new();
     for mode in [
@@ -1090,6 +1090,7 @@ fn the_evaluation_report_measures_every_model_and_refuses_other_composers() {
         pairs: 1,
         ascent_iterations: 2,
         seed: 3,
+        ..ReportOptions::default()
     };
     let report = evaluate_all(&models(), &c, &opts, &mut |_, _| {}).unwrap();
     assert!(report.snippets > 0);

@@ -67,8 +67,9 @@ fn the_shipped_lstm_vae_loads_with_its_composer_codes() {
         &QuantizeOptions::default(),
     )
     .unwrap();
-    let code =
-        |name: &str| segue::generate::composer_code(&m, m.composer_index(name).unwrap()).unwrap();
+    let code = |name: &str| {
+        segue::generate::composer_code(&m, m.composer_index(name).unwrap(), 1.0).unwrap()
+    };
     let g = segue::generate::generate(
         &m.model,
         &primer,
@@ -129,7 +130,7 @@ fn the_shipped_transformer_vae_and_dcgan_load_and_make_music() {
             .iter()
             .position(|c| c == name)
             .unwrap();
-        segue::tvae::composer_code(&tvae, i).unwrap()
+        segue::tvae::composer_code(&tvae, i, 1.0).unwrap()
     };
     let g = segue::tvae::generate(
         &tvae,

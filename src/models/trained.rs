@@ -85,6 +85,26 @@ impl LatentStats {
     }
 }
 
+/// The code of composer `composer` at style strength `strength`: its stored mean code moved
+/// away from (above 1) or towards (below 1) the centre of all the composers' mean codes, so
+/// what sets it apart from the others counts `strength` times. 1 is the stored mean itself, 0
+/// the centre (no composer's style in particular). None if there is no such composer.
+pub fn style_code(latents: &[LatentStats], composer: usize, strength: f32) -> Option<Vec<f32>> {
+    let own = &latents.get(composer)?.mean;
+    if strength == 1.0 {
+        return Some(own.clone());
+    }
+    let n = latents.len() as f32;
+    Some(
+        (own.iter().enumerate())
+            .map(|(d, m)| {
+                let centre = latents.iter().map(|l| l.mean[d]).sum::<f32>() / n;
+                centre + strength * (m - centre)
+            })
+            .collect(),
+    )
+}
+
 /// The corpus a model was trained on.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CorpusInfo {
@@ -434,6 +454,26 @@ mod tests {
         assert_ne!(a[1], -2.0);
         assert_eq!(a, draw(3));
         assert_ne!(a, draw(4));
+    }
+
+    #[test]
+    fn a_style_code_moves_a_composer_from_the_centre_of_all() {
+        let stats = |mean: Vec<f32>| LatentStats {
+            std: vec![1.0; mean.len()],
+            mean,
+            snippets: 3,
+        };
+        let latents = [
+            stats(vec![2.0, 0.0]),
+            stats(vec![0.0, 4.0]),
+            stats(vec![-2.0, 2.0]),
+        ];
+        // The centre is (0, 2): composer 0 lies (2, -2) from it.
+        assert_eq!(style_code(&latents, 0, 1.0).unwrap(), vec![2.0, 0.0]);
+        assert_eq!(style_code(&latents, 0, 0.0).unwrap(), vec![0.0, 2.0]);
+        assert_eq!(style_code(&latents, 0, 2.0).unwrap(), vec![4.0, -2.0]);
+        assert_eq!(style_code(&latents, 1, 1.5).unwrap(), vec![0.0, 5.0]);
+        assert_eq!(style_code(&latents, 3, 1.0), None);
     }
 
     #[test]

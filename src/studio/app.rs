@@ -291,6 +291,9 @@ pub struct Session {
     /// How the codes of A and B are mixed.
     #[serde(default = "default_interpolation")]
     pub interpolation: Interpolation,
+    /// How strongly the composers' styles count (see [`generate::composer_code`]).
+    #[serde(default = "default_style_strength")]
+    pub style_strength: f32,
     /// Training: which model.
     #[serde(default)]
     pub train_model: TrainModel,
@@ -368,6 +371,12 @@ impl Session {
         v.draw_len = v.draw_len.clamp(1, 64);
         self.alpha = within(self.alpha, 0.0, 1.0, d.alpha);
         self.temperature = within(self.temperature, 0.2, 2.0, d.temperature);
+        self.style_strength = within(
+            self.style_strength,
+            0.0,
+            generate::MAX_STYLE_STRENGTH,
+            d.style_strength,
+        );
         self.length = self.length.clamp(16, 2048);
         self.primer_steps = self.primer_steps.clamp(1, 512);
         self.max_notes = self.max_notes.clamp(1, 16);
@@ -394,6 +403,10 @@ fn default_interpolation() -> Interpolation {
     GenerateOptions::default().interpolation
 }
 
+fn default_style_strength() -> f32 {
+    generate::DEFAULT_STYLE_STRENGTH
+}
+
 impl Default for Session {
     fn default() -> Self {
         Session {
@@ -418,6 +431,7 @@ impl Default for Session {
             max_notes: default_max_notes(),
             transition_steps: 0,
             interpolation: default_interpolation(),
+            style_strength: default_style_strength(),
             train_model: TrainModel::LstmVae,
             classifier_path: None,
             tvae_path: None,
@@ -1412,10 +1426,10 @@ impl Studio {
                         .clone()
                         .unwrap_or_else(|| "No model loaded.".into())
                 })?;
-                let code_a =
-                    generate::composer_code(&model, s.composer_a).map_err(|e| e.to_string())?;
-                let code_b =
-                    generate::composer_code(&model, s.composer_b).map_err(|e| e.to_string())?;
+                let code = |c: usize| {
+                    generate::composer_code(&model, c, s.style_strength).map_err(|e| e.to_string())
+                };
+                let (code_a, code_b) = (code(s.composer_a)?, code(s.composer_b)?);
                 Ok(Engine::LstmVae {
                     model,
                     code_a,
@@ -1431,7 +1445,10 @@ impl Studio {
                 let code = |i: usize| {
                     t.composer_index(&name(i))
                         .ok_or_else(|| format!("the Transformer VAE does not know {}", name(i)))
-                        .and_then(|c| crate::tvae::composer_code(&t, c).map_err(|e| e.to_string()))
+                        .and_then(|c| {
+                            crate::tvae::composer_code(&t, c, s.style_strength)
+                                .map_err(|e| e.to_string())
+                        })
                 };
                 Ok(Engine::TransformerVae {
                     code_a: code(s.composer_a)?,
@@ -2609,6 +2626,16 @@ impl Studio {
                         .logarithmic(true),
                 )
                 .on_hover_text("Steps over which A turns into B; 0 = the whole length");
+                ui.add_enabled(
+                    is_vae,
+                    egui::Slider::new(&mut s.style_strength, 0.0..=generate::MAX_STYLE_STRENGTH)
+                        .text("style strength"),
+                )
+                .on_hover_text(
+                    "How strongly the composers' styles count: 1 = as learned, above 1 \
+                     exaggerated (what sets a composer apart from the others counts more), \
+                     0 = no composer in particular",
+                );
                 let mixes = is_vae && matches!(s.mode, Mode::Blend | Mode::Transition);
                 ui.add_enabled_ui(mixes, |ui| {
                     egui::ComboBox::from_label("mixing")
