@@ -487,21 +487,21 @@ pub fn evaluate_lstm_vae(
             "snippets of {steps} steps are too short to measure (at least 2)"
         )));
     }
-    // Every piece gives at least one snippet, padded with silence: longer than the longest
-    // piece, they would measure silence (and a batch of them could fill the memory).
-    let longest = corpus
-        .pieces
-        .iter()
-        .map(|p| p.roll.steps())
+    // Every piece gives at least one snippet, padded with silence where it is shorter: past
+    // the longest piece (and the length the model learned on, padded as well) they would
+    // measure padding, and a batch of them could fill the memory.
+    let longest = (corpus.pieces.iter().map(|p| p.roll.steps()))
+        .chain([model.training_snippet_steps()])
         .max()
         .unwrap_or(0);
     if steps > longest {
         return Err(Error::InvalidArgument(format!(
-            "snippets of {steps} steps are longer than the corpus's longest piece ({longest} steps)"
+            "snippets of {steps} steps are longer than the corpus's longest piece and the model's training snippets ({longest} steps)"
         )));
     }
     // Held-out snippets start on multiples of their length; a model with a metre input that
-    // counts bars from the snippet's start takes each start to be a bar line.
+    // counts bars from the piece's start learned from snippets starting on bar lines, so
+    // these must too.
     let config = model.model.config();
     let metre = config.metre;
     if !config.snippets_hold_whole_bars(steps) {

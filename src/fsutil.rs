@@ -50,8 +50,8 @@ pub fn write_atomic_with(
         .tempfile_in(dir)
         .map_err(|e| Error::io(path, "preparing to write", e))?;
     if let Some(mode) = replaced {
-        (tmp.as_file().set_permissions(mode))
-            .map_err(|e| Error::io(path, "preparing to write", e))?;
+        // Best effort: some network file systems refuse to change modes.
+        let _ = tmp.as_file().set_permissions(mode);
     }
     {
         let mut buf = std::io::BufWriter::new(tmp.as_file());
@@ -66,8 +66,8 @@ pub fn write_atomic_with(
     Ok(())
 }
 
-/// Checks that a file can be written at `path` (it is not a folder nor a read-only file, its
-/// folder exists), so that long work can refuse a bad output path before it starts. Returns
+/// Checks that a file can be written at `path` (it is not a folder nor a read-only file, one
+/// no one may write to; its folder exists), so that long work can refuse a bad output path before it starts. Returns
 /// the folder.
 pub fn check_target(path: &Path) -> Result<&Path> {
     let dir = match path.parent() {

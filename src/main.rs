@@ -196,9 +196,9 @@ struct GenerateArgs {
     /// Interpolate linearly instead of along the sphere.
     #[arg(long)]
     linear: bool,
-    /// How strongly a composer's style counts (the VAEs): its code is moved away from the
-    /// centre of all composers' by this factor (1 = its mean code; 0 = no composer's style in
-    /// particular; at most 3).
+    /// How strongly a composer's style counts (the VAEs, where A or B is a composer; not a MIDI
+    /// file's code): its code is moved away from the centre of all composers' by this factor
+    /// (1 = its mean code; 0 = no composer's style in particular; at most 3).
     #[arg(long, default_value_t = segue::generate::DEFAULT_STYLE_STRENGTH, value_name = "X", allow_negative_numbers = true)]
     style_strength: f32,
     /// Sampling temperature (1 = the model's probabilities; below 1 sparser, above denser).
@@ -618,7 +618,7 @@ struct TrainArgs {
     metre: Option<usize>,
     /// Where the metre input's bars fall: true = by each piece's own metre map (3/4 and 6/8
     /// bars of 12 steps; snippets may start anywhere), false = every N steps from the
-    /// snippet's start, whatever the piece's metre (training snippets then start on bar
+    /// piece's start, whatever the piece's metre (training snippets then start on those bar
     /// lines). Default: the preset's (true for studio), the model's with --init, a resumed
     /// run's own.
     #[arg(long, value_name = "BOOL")]
@@ -1908,6 +1908,7 @@ fn print_classifier_report(
 }
 
 fn eval_report(a: ReportArgs) -> Result<()> {
+    segue::generate::check_style_strength(a.style_strength)?;
     // The folder is made (or refused) before minutes of evaluation, not after.
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("{}: cannot make the report's folder here", a.out.display()))?;
@@ -2067,6 +2068,7 @@ fn model_kind_of(path: &Path) -> Result<String> {
 }
 
 fn generate_cmd(a: GenerateArgs) -> Result<()> {
+    segue::generate::check_style_strength(a.style_strength)?;
     let (kind, path) = resolve_model(a.model.as_deref())?;
     let quantize = QuantizeOptions::default();
     let primer = match a.prime.as_deref() {
@@ -2265,6 +2267,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
 
 fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
     segue::generate::check_sampling(args.temperature, args.max_notes)?;
+    segue::generate::check_style_strength(args.style_strength)?;
     let a = args.common;
     let model = load_model(a.model.as_deref())?;
     let dir = match &a.corpus {

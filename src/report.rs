@@ -124,6 +124,8 @@ pub struct StyleVerdict {
 pub struct Report {
     /// Held-out snippets used for reconstruction.
     pub snippets: usize,
+    /// Style strength of the VAEs' composer codes.
+    pub style_strength: f32,
     /// Corpus figures: notes per sounding step.
     pub corpus_notes_per_step: f64,
     /// Per model.
@@ -434,12 +436,13 @@ pub fn evaluate_all(
         }
     }
     let steps: usize = 128;
-    // Held-out snippets start on multiples of 128 steps; a model that counts bars from each
-    // snippet's start takes that start to be a bar line (as `segue eval lstm-vae` checks).
+    // Held-out snippets start on multiples of 128 steps; a model that counts bars from the
+    // piece's start learned from snippets starting on bar lines (as `segue eval lstm-vae`
+    // checks).
     let config = lstm.model.config();
     if !config.snippets_hold_whole_bars(steps) {
         return Err(Error::InvalidArgument(format!(
-            "the LSTM-VAE reads bars of {} steps counted from each snippet's start, which the \
+            "the LSTM-VAE reads bars of {} steps counted from each piece's start, which the \
              report's {steps}-step snippets do not hold whole",
             config.metre
         )));
@@ -645,6 +648,7 @@ pub fn evaluate_all(
     progress(1.0, "done");
     Ok(Report {
         snippets: snippets.len(),
+        style_strength: opts.style_strength,
         corpus_notes_per_step: corpus_notes,
         models: figures,
         style,

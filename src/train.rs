@@ -189,9 +189,10 @@ impl TrainOptions {
                 "snippets must be at least 2 steps long".into(),
             ));
         }
-        // Counting bars from the snippet's start, snippets start on bar lines; validation
-        // snippets follow one another, so each must be whole bars too, or the decoder would be
-        // told the wrong place in the bar. With the metre map, the map says where bars are.
+        // Counting bars from the piece's start, training snippets start on bar lines;
+        // validation snippets follow one another, so each must be whole bars too, to be
+        // snippets of the kind the model learns from. With the metre map, the map says where
+        // bars are.
         if !c.snippets_hold_whole_bars(self.snippet_steps) {
             return Err(Error::InvalidArgument(format!(
                 "with the metre input the snippet length must be whole bars of {} steps, not {}",
@@ -1058,7 +1059,7 @@ impl<'a> Trainer<'a> {
                 if was.metre_map {
                     "by each piece's metre map"
                 } else {
-                    "from each snippet's start"
+                    "every so many steps from each piece's start"
                 },
                 was.metre_map
             )));

@@ -319,6 +319,21 @@ fn same_seed_same_curve_and_resume_continues_it() {
         serde_json::to_string(&r).unwrap(),
         serde_json::to_string(&report(5)).unwrap()
     );
+    // At style strength 0 every composer's code is the centre of all: decoding one primer with
+    // two composers' codes is decoding it twice with one.
+    let centred = segue::eval::EvalOptions {
+        per_composer: 2,
+        seed: 5,
+        style_strength: 0.0,
+        ..Default::default()
+    };
+    let c = segue::eval::evaluate_lstm_vae(&model, &corpus, &centred, &mut |_| {}).unwrap();
+    assert_eq!((c.composer_z_distance, c.tf_composer_codes), (0.0, 0.0));
+    assert!(
+        r.composer_z_distance > 0.0 && r.tf_composer_codes > 0.0,
+        "{r:?}"
+    );
+    assert_eq!(c.random_z_distance, r.random_z_distance);
     // Other snippet lengths than the training one can be measured; too short is refused.
     let short =
         segue::eval::evaluate_lstm_vae(&model, &corpus, &snippets_of(16), &mut |_| {}).unwrap();
@@ -328,7 +343,10 @@ fn same_seed_same_curve_and_resume_continues_it() {
         segue::eval::evaluate_lstm_vae(&model, &corpus, &snippets_of(1), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("too short"), "{err}");
     // Longer than every piece: refused, not a batch of silence (or of the whole memory).
-    let longest = corpus.pieces.iter().map(|p| p.roll.steps()).max().unwrap();
+    let longest = (corpus.pieces.iter().map(|p| p.roll.steps()))
+        .chain([model.training_snippet_steps()])
+        .max()
+        .unwrap();
     let err =
         segue::eval::evaluate_lstm_vae(&model, &corpus, &snippets_of(longest + 1), &mut |_| {})
             .unwrap_err();

@@ -123,7 +123,7 @@ impl Config {
     /// trains on CPU), and the metre input over a 16-step bar (lower reconstruction BCE and
     /// higher frame F1 than without it at the same training steps; see the README), its bars
     /// where each piece's metre map puts them (lower BCE than 4/4 bars counted from the
-    /// snippet's start, in a fine-tune of the same length).
+    /// piece's start, in a fine-tune of the same length).
     pub fn studio() -> Self {
         Config {
             input: PITCHES,
@@ -145,7 +145,8 @@ impl Config {
     pub const MAX_METRE: usize = 64;
 
     /// Training snippets start on multiples of this many steps: bar lines where the metre
-    /// input counts bars from the snippet's start, anywhere where it reads the metre map.
+    /// input counts bars of `metre` steps from the piece's start, anywhere where it reads the
+    /// metre map.
     pub fn snippet_alignment(&self) -> usize {
         if self.metre_map { 1 } else { self.metre.max(1) }
     }
@@ -160,8 +161,9 @@ impl Config {
     }
 
     /// Whether snippets of `steps` steps, laid end to end from a piece's start, each start on
-    /// a bar line as the model counts bars: always with the metre map or without the metre
-    /// input; counting bars of `metre` steps from each snippet's start, only whole bars.
+    /// a bar line as the model counts bars, as its training snippets did: always with the
+    /// metre map or without the metre input; counting bars of `metre` steps from the piece's
+    /// start, only whole bars.
     pub fn snippets_hold_whole_bars(&self, steps: usize) -> bool {
         self.metre == 0 || self.metre_map || steps.is_multiple_of(self.metre)
     }
