@@ -356,8 +356,8 @@ fn the_slider_blends_from_the_same_primer_and_an_edit_cancels_it() {
     assert_eq!(h.state().session.score, undone);
 }
 
-/// In Blend mode, picking another composer blends again from the same primer, as moving the
-/// slider does; in another mode the pick waits for Generate.
+/// In Blend mode, picking another composer (or another style strength) blends again from the
+/// same primer, as moving the slider does; in another mode the pick waits for Generate.
 #[test]
 fn picking_a_composer_blends_the_sliders_piece_again() {
     use segue::generate::Mode;
@@ -384,9 +384,29 @@ fn picking_a_composer_blends_the_sliders_piece_again() {
     wait(&mut h, "the blend with the first B", |s| {
         !s.generating() && !s.regenerating() && s.session.score == first
     });
-    // In another mode a pick changes nothing until Generate is pressed.
+    // The style strength blends again the same way (this tiny model's composers lie too close
+    // together for the notes to change); back at 1, the first blend returns.
+    h.state_mut().set_style_strength(2.5);
+    assert!(h.state().regenerating());
+    wait(&mut h, "the blend at another style strength", |s| {
+        !s.generating() && !s.regenerating()
+    });
+    h.state_mut().set_style_strength(1.0);
+    assert!(h.state().regenerating());
+    wait(&mut h, "the blend at style strength 1", |s| {
+        !s.generating() && !s.regenerating() && s.session.score == first
+    });
+    // Out of range is clamped, not taken.
+    h.state_mut().set_style_strength(7.0);
+    assert_eq!(h.state().session.style_strength, 3.0);
+    h.state_mut().set_style_strength(1.0);
+    wait(&mut h, "the blend at style strength 1 again", |s| {
+        !s.generating() && !s.regenerating()
+    });
+    // In another mode a pick, or a change of strength, changes nothing until Generate.
     h.state_mut().session.mode = Mode::Continue;
     h.state_mut().pick_composers(1, 2);
+    h.state_mut().set_style_strength(2.0);
     assert!(!h.state().regenerating() && !h.state().generating());
 }
 

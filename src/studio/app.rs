@@ -1648,6 +1648,23 @@ impl Studio {
         }
     }
 
+    /// Sets the style strength as its slider does (clamped to 0..=3). While the piece is the
+    /// slider's blend, the blend is made again with the same primer, as picking a composer
+    /// does; otherwise the next Generate uses it.
+    pub fn set_style_strength(&mut self, strength: f32) {
+        let s = &mut self.session;
+        let strength = if strength.is_nan() {
+            s.style_strength
+        } else {
+            strength.clamp(0.0, generate::MAX_STYLE_STRENGTH)
+        };
+        let changed = strength != s.style_strength;
+        s.style_strength = strength;
+        if changed && s.engine.is_vae() && s.mode == Mode::Blend && self.blend_primer.is_some() {
+            self.ask_blend();
+        }
+    }
+
     fn choose_variation(&mut self, k: usize) {
         if let Some(g) = self.variations.get(k) {
             self.history.record(&self.session.score);
@@ -2577,6 +2594,7 @@ impl Studio {
                 .is_none_or(|g| g.model.config().cells != Cells::Thresholded),
         };
         let s = &mut self.session;
+        let mut strength = s.style_strength;
         ui.add_enabled_ui(is_vae, |ui| {
             egui::ComboBox::from_label("Mode")
                 .selected_text(format!("{:?}", s.mode))
@@ -2628,13 +2646,13 @@ impl Studio {
                 .on_hover_text("Steps over which A turns into B; 0 = the whole length");
                 ui.add_enabled(
                     is_vae,
-                    egui::Slider::new(&mut s.style_strength, 0.0..=generate::MAX_STYLE_STRENGTH)
+                    egui::Slider::new(&mut strength, 0.0..=generate::MAX_STYLE_STRENGTH)
                         .text("style strength"),
                 )
                 .on_hover_text(
                     "How strongly the composers' styles count: 1 = as learned, above 1 \
                      exaggerated (what sets a composer apart from the others counts more), \
-                     0 = no composer in particular",
+                     0 = no composer in particular; in Blend mode a change blends again",
                 );
                 let mixes = is_vae && matches!(s.mode, Mode::Blend | Mode::Transition);
                 ui.add_enabled_ui(mixes, |ui| {
@@ -2670,6 +2688,9 @@ impl Studio {
             }
         });
         ui.add(egui::Slider::new(&mut s.variations, 1..=8).text("variations"));
+        if strength != self.session.style_strength {
+            self.set_style_strength(strength);
+        }
         ui.horizontal(|ui| {
             let ready = !self.loading;
             if ui
