@@ -384,20 +384,41 @@ fn picking_a_composer_blends_the_sliders_piece_again() {
     wait(&mut h, "the blend with the first B", |s| {
         !s.generating() && !s.regenerating() && s.session.score == first
     });
-    // The style strength blends again the same way (this tiny model's composers lie too close
-    // together for the notes to change); back at 1, the first blend returns.
-    h.state_mut().set_style_strength(2.5);
+    // The style strength blends again the same way, and reaches the codes: at 0 every
+    // composer's code is the centre of all, so another B changes nothing; back at 1, B's own
+    // blend returns.
+    let no_error = |s: &Studio| s.message().is_none_or(|(_, error)| !error);
+    h.state_mut().set_style_strength(0.0);
     assert!(h.state().regenerating());
-    wait(&mut h, "the blend at another style strength", |s| {
+    wait(&mut h, "the blend at style strength 0", |s| {
         !s.generating() && !s.regenerating()
     });
+    assert!(no_error(h.state()), "{:?}", h.state().message());
+    let centred = h.state().session.score.clone();
+    h.state_mut().pick_composers(0, 1);
+    assert!(h.state().regenerating());
+    wait(
+        &mut h,
+        "the blend at style strength 0 with another B",
+        |s| !s.generating() && !s.regenerating(),
+    );
+    assert!(no_error(h.state()), "{:?}", h.state().message());
+    assert_eq!(h.state().session.score, centred);
+    h.state_mut().pick_composers(0, 2);
+    wait(
+        &mut h,
+        "the blend at style strength 0 with the first B",
+        |s| !s.generating() && !s.regenerating(),
+    );
     h.state_mut().set_style_strength(1.0);
     assert!(h.state().regenerating());
     wait(&mut h, "the blend at style strength 1", |s| {
         !s.generating() && !s.regenerating() && s.session.score == first
     });
-    // Out of range is clamped, not taken.
+    // Out of range is clamped, NaN ignored.
     h.state_mut().set_style_strength(7.0);
+    assert_eq!(h.state().session.style_strength, 3.0);
+    h.state_mut().set_style_strength(f32::NAN);
     assert_eq!(h.state().session.style_strength, 3.0);
     h.state_mut().set_style_strength(1.0);
     wait(&mut h, "the blend at style strength 1 again", |s| {

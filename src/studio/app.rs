@@ -1643,24 +1643,31 @@ impl Studio {
         let s = &mut self.session;
         let changed = (a, b) != (s.composer_a, s.composer_b);
         (s.composer_a, s.composer_b) = (a, b);
-        if changed && s.engine.is_vae() && s.mode == Mode::Blend && self.blend_primer.is_some() {
-            self.ask_blend();
+        if changed {
+            self.blend_again_if_shown();
         }
     }
 
-    /// Sets the style strength as its slider does (clamped to 0..=3). While the piece is the
-    /// slider's blend, the blend is made again with the same primer, as picking a composer
-    /// does; otherwise the next Generate uses it.
+    /// Sets the style strength as its slider does (clamped to 0 ..
+    /// [`generate::MAX_STYLE_STRENGTH`]; NaN is ignored). While the piece is the slider's
+    /// blend, the blend is made again with the same primer, as picking a composer does;
+    /// otherwise the next Generate uses it.
     pub fn set_style_strength(&mut self, strength: f32) {
-        let s = &mut self.session;
-        let strength = if strength.is_nan() {
-            s.style_strength
-        } else {
-            strength.clamp(0.0, generate::MAX_STYLE_STRENGTH)
-        };
-        let changed = strength != s.style_strength;
-        s.style_strength = strength;
-        if changed && s.engine.is_vae() && s.mode == Mode::Blend && self.blend_primer.is_some() {
+        if strength.is_nan() {
+            return;
+        }
+        let strength = strength.clamp(0.0, generate::MAX_STYLE_STRENGTH);
+        if strength != self.session.style_strength {
+            self.session.style_strength = strength;
+            self.blend_again_if_shown();
+        }
+    }
+
+    /// Asks for the blend again (with the primer of the last one) if the piece is the
+    /// slider's blend: a control of the blend changed.
+    fn blend_again_if_shown(&mut self) {
+        let s = &self.session;
+        if s.engine.is_vae() && s.mode == Mode::Blend && self.blend_primer.is_some() {
             self.ask_blend();
         }
     }
