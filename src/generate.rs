@@ -211,8 +211,18 @@ pub const DEFAULT_STYLE_STRENGTH: f32 = 1.0;
 /// from the other composers' counted `strength` times ([`trained::style_code`]; 1 = the mean
 /// itself).
 pub fn composer_code(model: &TrainedModel, composer: usize, strength: f32) -> Result<Vec<f32>> {
+    code_of_composer(&model.manifest.latents, composer, strength)
+}
+
+/// The code of composer `composer` among any VAE's stored `latents` at style strength
+/// `strength` (checked), as [`composer_code`] gives it.
+pub fn code_of_composer(
+    latents: &[trained::LatentStats],
+    composer: usize,
+    strength: f32,
+) -> Result<Vec<f32>> {
     check_style_strength(strength)?;
-    trained::style_code(&model.manifest.latents, composer, strength)
+    trained::style_code(latents, composer, strength)
         .ok_or_else(|| Error::InvalidArgument(format!("no composer number {composer}")))
 }
 

@@ -248,9 +248,7 @@ pub fn snippet_steps(model: &TrainedTvae) -> usize {
 /// The code of a composer (mean of its training snippets' codes) at style strength `strength`
 /// (as [`crate::generate::composer_code`]).
 pub fn composer_code(model: &TrainedTvae, composer: usize, strength: f32) -> Result<Vec<f32>> {
-    crate::generate::check_style_strength(strength)?;
-    crate::models::trained::style_code(&model.manifest.latents, composer, strength)
-        .ok_or_else(|| Error::InvalidArgument(format!("no composer number {composer}")))
+    crate::generate::code_of_composer(&model.manifest.latents, composer, strength)
 }
 
 /// The code of a song: the posterior mean of its first snippet.
