@@ -220,6 +220,19 @@ fn a_slow_sound_device_keeps_nothing_waiting() {
     assert!(listen(&mut h, &mut engine, 0.5) > 0.0);
 }
 
+/// A sound device whose opening panics (a driver's bug) is said, not waited for forever.
+#[test]
+fn a_sound_device_that_panics_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    h.state_mut()
+        .open_audio_with(|| panic!("the driver fell over"));
+    wait(&mut h, "the sound device", |s| !s.opening_audio());
+    let problem = h.state().audio_problem().unwrap_or_default().to_string();
+    assert!(problem.contains("the driver fell over"), "{problem}");
+}
+
 #[test]
 fn generate_and_the_slider_change_the_roll() {
     let dir = tempfile::tempdir().unwrap();
@@ -1122,6 +1135,21 @@ fn space_plays_on_from_the_playhead() {
     h.state_mut().open_file(&file);
     wait(&mut h, "the file again", |s| !s.background_work());
     assert_eq!(listen(&mut h, &mut engine, 0.1), 0.0);
+    // Space held down: the keyboard's repeats do not stop what the press started.
+    h.key_press(egui::Key::Space);
+    h.step();
+    for _ in 0..3 {
+        h.event(egui::Event::Key {
+            key: egui::Key::Space,
+            physical_key: None,
+            pressed: true,
+            repeat: true,
+            modifiers: egui::Modifiers::default(),
+        });
+        h.step();
+    }
+    listen(&mut h, &mut engine, 0.1);
+    assert!(h.state().playing(), "a key repeat stopped playback");
 }
 
 /// "Shipped models" goes back to the four models of the weights folder, from models trained
@@ -1397,6 +1425,92 @@ fn drawing_deleting_and_undo_in_the_piano_roll() {
     );
     h.step();
     assert!(h.state().session.score.notes.is_empty());
+}
+
+/// Turns the wheel over the roll with `modifiers` held and runs frames until it settles.
+fn wheel(h: &mut Harness<'static, Studio>, at: egui::Pos2, modifiers: egui::Modifiers, dy: f32) {
+    h.hover_at(at);
+    h.step();
+    // The keys stay held while the wheel's smoothed motion plays out, as a hand holds them.
+    h.event(egui::Event::ModifiersChanged(modifiers));
+    h.event(egui::Event::MouseWheel {
+        unit: egui::MouseWheelUnit::Point,
+        delta: egui::vec2(0.0, dy),
+        phase: egui::TouchPhase::Move,
+        source: egui::MouseWheelSource::Wheel,
+        modifiers,
+    });
+    for _ in 0..60 {
+        h.step();
+    }
+    h.event(egui::Event::ModifiersChanged(egui::Modifiers::default()));
+    h.step();
+}
+
+/// Dragging while drawing sets the note's length to end at the pointer (and that length is
+/// the next note's); Ctrl+wheel zooms time, Ctrl+Shift+wheel the pitch rows.
+#[test]
+fn drag_drawing_sets_the_length_and_the_wheel_zooms() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    h.step();
+    h.step();
+    let grid = h
+        .state()
+        .session
+        .view
+        .grid_rect
+        .expect("the roll was drawn");
+    let px = h.state().session.view.step_px;
+    let at = grid.center();
+    h.hover_at(at);
+    h.step();
+    h.drag_at(at);
+    h.step();
+    // Two cells to the right of the pressed one: a note three steps long.
+    let to = at + egui::vec2(2.0 * px, 0.0);
+    h.hover_at(to);
+    h.step();
+    h.drop_at(to);
+    h.step();
+    let notes = &h.state().session.score.notes;
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].len, 3, "the note ends at the pointer's cell");
+    assert_eq!(h.state().session.view.draw_len, 3);
+    // The next click draws that length, not more.
+    let below = at + egui::vec2(0.0, 6.0 * h.state().session.view.key_px);
+    click_at(&mut h, below);
+    let notes = &h.state().session.score.notes;
+    assert_eq!(notes.len(), 2);
+    assert_eq!(notes[1].len, 3);
+
+    let (step_px, key_px) = (
+        h.state().session.view.step_px,
+        h.state().session.view.key_px,
+    );
+    wheel(&mut h, at, egui::Modifiers::COMMAND, 60.0);
+    let view = &h.state().session.view;
+    assert!(
+        view.step_px > step_px,
+        "Ctrl+wheel zooms time in: {} -> {}",
+        step_px,
+        view.step_px
+    );
+    assert_eq!(view.key_px, key_px);
+    let step_px = view.step_px;
+    wheel(
+        &mut h,
+        at,
+        egui::Modifiers::COMMAND | egui::Modifiers::SHIFT,
+        60.0,
+    );
+    let view = &h.state().session.view;
+    assert!(
+        view.key_px > key_px,
+        "Ctrl+Shift+wheel makes the rows taller"
+    );
+    assert_eq!(view.step_px, step_px);
 }
 
 /// The keyboard edits the selection: arrows move it, Ctrl+D repeats it, copy and paste go
@@ -1730,6 +1844,31 @@ fn the_other_models_generate_and_the_style_meter_follows_the_piece() {
         h.state_mut().set_engine(engine);
         generate_new_piece(&mut h, "a generation");
     }
+    // A piece made from nothing (here the DCGAN's) is what the LSTM-VAE continues next, not
+    // the file opened before it.
+    let file = fixture(dir.path());
+    h.state_mut().open_file(&file);
+    wait(&mut h, "the file", |s| !s.background_work());
+    let opening = |s: &Studio| -> Vec<(u8, usize)> {
+        let mut v: Vec<(u8, usize)> = (s.session.score.notes.iter())
+            .filter(|n| n.start < 8)
+            .map(|n| (n.pitch, n.start))
+            .collect();
+        v.sort();
+        v
+    };
+    let opened = opening(h.state());
+    h.state_mut().set_engine(EngineKind::Dcgan);
+    generate_new_piece(&mut h, "a DCGAN sample");
+    let sample = opening(h.state());
+    assert_ne!(sample, opened);
+    h.state_mut().set_engine(EngineKind::LstmVae);
+    generate_new_piece(&mut h, "its continuation");
+    assert_eq!(
+        opening(h.state()),
+        sample,
+        "the continuation starts with the sample"
+    );
     // No Transformer VAE here: the studio says so instead of failing silently.
     h.state_mut().set_engine(EngineKind::TransformerVae);
     h.get_by_label("Generate").click();

@@ -23,12 +23,14 @@ use crate::models::trained::{self, TrainedModel};
 use crate::render::{RenderOptions, render_to_wav};
 use crate::roll::{QuantizeOptions, Roll};
 use crate::studio::audio::{Command, PlayScore, Player};
-use crate::studio::piano_roll::{RollView, Tool, origin_color, piano_roll};
+use crate::studio::piano_roll::{
+    MAX_KEY_PX, MAX_STEP_PX, MIN_KEY_PX, MIN_STEP_PX, RollView, Tool, origin_color, piano_roll,
+};
 use crate::studio::score::{History, Origin, Score};
 use crate::studio::session_file;
 use crate::studio::workers::{
     Engine, GenerationEvent, GenerationRequest, Generator, Primer, StyleMeter, TrainSpec,
-    TrainingJob, TrainingReport,
+    TrainingJob, TrainingReport, catching,
 };
 use crate::train::{self, Metrics, TrainEvent, TrainOptions, Validation};
 use crate::train_loop::{self, LoopEvent, LoopMetrics};
@@ -364,8 +366,8 @@ impl Session {
         };
         let d = Session::default();
         let v = &mut self.view;
-        v.step_px = within(v.step_px, 1.0, 60.0, d.view.step_px);
-        v.key_px = within(v.key_px, 3.0, 30.0, d.view.key_px);
+        v.step_px = within(v.step_px, MIN_STEP_PX, MAX_STEP_PX, d.view.step_px);
+        v.key_px = within(v.key_px, MIN_KEY_PX, MAX_KEY_PX, d.view.key_px);
         v.scroll_step = within(v.scroll_step, 0.0, Score::MAX_STEPS as f32, 0.0);
         v.top_pitch = within(v.top_pitch, 0.0, 127.0, d.view.top_pitch);
         v.draw_len = v.draw_len.clamp(1, 64);
@@ -511,6 +513,9 @@ pub struct Studio {
     blend_plays: bool,
     /// Whether the slider asked for the running generation.
     job_from_slider: bool,
+    /// Whether the running generation makes a piece from nothing (ascent, the DCGAN): when it
+    /// arrives, it is what the VAEs continue next, not the file opened before.
+    job_from_scratch: bool,
     /// The primer of the last generation the slider's blends start from (None: the next one
     /// takes the file or piece as it is then).
     blend_primer: Option<Primer>,
@@ -619,6 +624,8 @@ enum DialogResult {
     Started(Box<Startup>),
     /// The sound device was opened (or why not).
     Audio(Result<Player, String>),
+    /// The work panicked, with this message.
+    Failed(String),
 }
 
 /// What the studio loads as it starts, on a worker thread, so that the window shows at once.
@@ -834,6 +841,7 @@ impl Studio {
             blend_asked: false,
             blend_plays: false,
             job_from_slider: false,
+            job_from_scratch: false,
             blend_primer: None,
             play_when_done: false,
             sent_loop: None,
@@ -868,11 +876,10 @@ impl Studio {
         studio.loading = true;
         studio.in_background(move || {
             // A panic while loading must not leave the studio waiting: it is said instead.
-            let loaded = std::panic::catch_unwind(move || {
-                Startup::load(model, saved_others, primer, file, last_run)
-            });
-            DialogResult::Started(Box::new(loaded.unwrap_or_else(|_| Startup {
-                problems: vec!["loading the models failed".into()],
+            let loaded =
+                catching(move || Startup::load(model, saved_others, primer, file, last_run));
+            DialogResult::Started(Box::new(loaded.unwrap_or_else(|e| Startup {
+                problems: vec![format!("loading the models failed: {e}")],
                 ..Startup::default()
             })))
         });
@@ -1038,7 +1045,13 @@ impl Studio {
     ) {
         self.audio_error = None;
         self.opening_audio = true;
-        self.in_background(move || DialogResult::Audio(open()));
+        self.in_background(move || {
+            DialogResult::Audio(
+                catching(open)
+                    .map_err(|e| format!("opening the sound device failed: {e}"))
+                    .and_then(|opened| opened),
+            )
+        });
     }
 
     /// Whether the sound device is still being opened.
@@ -1284,7 +1297,8 @@ impl Studio {
         let (tx, rx) = channel();
         let wake = self.wake.clone();
         std::thread::spawn(move || {
-            let _ = tx.send(work());
+            // A panic is said, not taken for a dialog cancelled.
+            let _ = tx.send(catching(work).unwrap_or_else(DialogResult::Failed));
             wake();
         });
         self.dialogs.push(rx);
@@ -1549,6 +1563,7 @@ impl Studio {
                 Primer::Empty
             }
         };
+        self.job_from_scratch = !self.session.engine.is_vae();
         let s = &self.session;
         self.generator.request(GenerationRequest {
             id: self.job_id,
@@ -1871,6 +1886,11 @@ impl Studio {
                     self.job_progress = None;
                     self.variations = pieces;
                     self.variations_seed = first_seed;
+                    if std::mem::take(&mut self.job_from_scratch) {
+                        // The new piece replaces the opened file as what comes next primes.
+                        self.primer = None;
+                        self.session.primer_path = None;
+                    }
                     let k = self
                         .chosen_variation
                         .min(self.variations.len().saturating_sub(1));
@@ -1966,6 +1986,7 @@ impl Studio {
                 DialogResult::OtherLoaded(kind, p, loaded) => self.use_other(kind, p, loaded),
                 DialogResult::Started(s) => self.use_startup(*s),
                 DialogResult::Audio(opened) => self.use_audio(opened),
+                DialogResult::Failed(e) => self.say(format!("A background task failed: {e}"), true),
             }
         }
         self.poll_training();
@@ -2394,7 +2415,7 @@ impl Studio {
             // A short slider, so that the toolbar fits a 1280-point window.
             ui.spacing_mut().slider_width = 64.0;
             ui.add(
-                egui::Slider::new(&mut self.session.view.step_px, 1.0..=40.0)
+                egui::Slider::new(&mut self.session.view.step_px, MIN_STEP_PX..=MAX_STEP_PX)
                     .text("zoom")
                     .logarithmic(true),
             );
@@ -3103,14 +3124,22 @@ impl eframe::App for Studio {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         self.poll(&ctx);
-        // Keyboard: Space plays, Ctrl+Z undoes, Ctrl+Shift+Z redoes.
+        // Keyboard: Space plays, Ctrl+Z undoes, Ctrl+Shift+Z redoes (held, they repeat; Space
+        // held does not, or playback would stutter on and off).
         let (space, undo, redo) = ctx.input(|i| {
             let z = i.key_pressed(egui::Key::Z) && i.modifiers.command;
-            (
-                i.key_pressed(egui::Key::Space),
-                z && !i.modifiers.shift,
-                z && i.modifiers.shift,
-            )
+            let space = i.events.iter().any(|e| {
+                matches!(
+                    e,
+                    egui::Event::Key {
+                        key: egui::Key::Space,
+                        pressed: true,
+                        repeat: false,
+                        ..
+                    }
+                )
+            });
+            (space, z && !i.modifiers.shift, z && i.modifiers.shift)
         });
         if !ctx.egui_wants_keyboard_input() {
             if space {

@@ -151,10 +151,27 @@ pub struct Engine {
     bpm: f64,
     looped: Option<(usize, usize)>,
     preview: Option<(u8, u32)>,
-    /// Pitches the score has turned on and not yet off (previews aside).
-    sounding: [bool; 128],
+    /// Per pitch, the score's notes that have begun and not yet ended at the position
+    /// (previews aside): two overlapping notes of one pitch release the voice only when the
+    /// second ends, as the exported file holds it.
+    sounding: [u16; 128],
     buffer: [f32; BLOCK],
     cursor: usize,
+}
+
+/// Per pitch, how many notes `events` (a score's first events) begin and do not end. No
+/// allocation: it runs on the audio thread.
+fn open_notes(events: &[StepEvent]) -> [u16; 128] {
+    let mut open = [0u16; 128];
+    for e in events {
+        let count = &mut open[usize::from(e.pitch & 0x7f)];
+        *count = if e.velocity == 0 {
+            count.saturating_sub(1)
+        } else {
+            count.saturating_add(1)
+        };
+    }
+    open
 }
 
 impl Engine {
@@ -169,11 +186,13 @@ impl Engine {
         let first = self.position.ceil();
         self.next_event = self.score.first_at(first as usize);
         self.fired_through = first - 0.5;
+        // Notes begun before the position are not heard, but their ends are still counted.
+        self.sounding = open_notes(&self.score.events[..self.next_event]);
     }
 
     fn silence(&mut self) {
         self.synth.all_notes_off();
-        self.sounding = [false; 128];
+        self.sounding = [0; 128];
     }
 
     /// Puts `score` in place at the current position: notes that go on sounding in it are not
@@ -186,22 +205,14 @@ impl Engine {
         let _ = self.garbage.push(old);
         let now = self.fired_through + 1e-9;
         let past = self.score.events.partition_point(|e| e.step as f64 <= now);
-        let mut held = [0u16; 128];
-        for e in &self.score.events[..past] {
-            let count = &mut held[usize::from(e.pitch & 0x7f)];
-            *count = if e.velocity == 0 {
-                count.saturating_sub(1)
-            } else {
-                count.saturating_add(1)
-            };
-        }
+        let held = open_notes(&self.score.events[..past]);
         for pitch in 0..128u8 {
             let p = usize::from(pitch);
-            if self.sounding[p] && held[p] == 0 {
+            if self.sounding[p] > 0 && held[p] == 0 {
                 self.synth.note_off(pitch);
-                self.sounding[p] = false;
             }
         }
+        self.sounding = held;
         self.next_event = past;
     }
 
@@ -223,7 +234,7 @@ impl Engine {
                 Command::Loop(range) => self.looped = range.filter(|(a, b)| b > a),
                 Command::Preview(pitch) => {
                     if let Some((p, _)) = self.preview
-                        && !self.sounding[usize::from(p & 0x7f)]
+                        && self.sounding[usize::from(p & 0x7f)] == 0
                     {
                         self.synth.note_off(p);
                     }
@@ -281,7 +292,7 @@ impl Engine {
                 self.preview = if left == 0 {
                     // A note of the score on this pitch took the voice over: it ends with
                     // the score's note, not the preview.
-                    if !self.sounding[usize::from(p & 0x7f)] {
+                    if self.sounding[usize::from(p & 0x7f)] == 0 {
                         self.synth.note_off(p);
                     }
                     None
@@ -306,12 +317,16 @@ impl Engine {
             if e.step as f64 > now || e.step >= end {
                 break;
             }
+            let open = &mut self.sounding[usize::from(e.pitch & 0x7f)];
             if e.velocity == 0 {
-                self.synth.note_off(e.pitch);
+                *open = open.saturating_sub(1);
+                if *open == 0 {
+                    self.synth.note_off(e.pitch);
+                }
             } else {
+                *open = open.saturating_add(1);
                 self.synth.note_on(e.pitch, e.velocity);
             }
-            self.sounding[usize::from(e.pitch & 0x7f)] = e.velocity != 0;
             self.next_event += 1;
         }
         if now >= end as f64 {
@@ -387,7 +402,7 @@ impl Player {
             bpm: 120.0,
             looped: None,
             preview: None,
-            sounding: [false; 128],
+            sounding: [0; 128],
             buffer: [0.0; BLOCK],
             cursor: BLOCK,
         };
@@ -445,18 +460,18 @@ mod tests {
         player.send(Command::Tempo(120.0));
         player.send(Command::Play(0));
         pull(&mut engine, 4410); // step 0.8: both keys down
-        assert!(engine.sounding[60] && engine.sounding[64]);
+        assert!(engine.sounding[60] > 0 && engine.sounding[64] > 0);
         // The same piece again (an edit elsewhere): nothing is cut.
         player.send(Command::Score(Arc::new(both)));
         pull(&mut engine, 128);
-        assert!(engine.sounding[60] && engine.sounding[64]);
+        assert!(engine.sounding[60] > 0 && engine.sounding[64] > 0);
         // The E removed: it stops, the C sounds on, and ends on time.
         let c_only = PlayScore::from_notes([(60u8, 0usize, 8usize, 100u8)].into_iter());
         player.send(Command::Score(Arc::new(c_only)));
         pull(&mut engine, 128);
-        assert!(engine.sounding[60] && !engine.sounding[64]);
+        assert!(engine.sounding[60] > 0 && engine.sounding[64] == 0);
         pull(&mut engine, 44_100); // past step 8
-        assert!(!engine.sounding[60]);
+        assert!(engine.sounding[60] == 0);
     }
 
     /// A block can end exactly on an event's step: the event fires at the next block's start,
@@ -469,11 +484,11 @@ mod tests {
         player.send(Command::Tempo(120.0));
         player.send(Command::Play(0));
         pull(&mut engine, 1280); // step 0.23
-        assert!(!engine.sounding[60]);
+        assert!(engine.sounding[60] == 0);
         engine.position = 2.0; // the last block ended on the note's step
         player.send(Command::Score(Arc::new(score)));
         pull(&mut engine, 128);
-        assert!(engine.sounding[60], "the due note was skipped");
+        assert!(engine.sounding[60] > 0, "the due note was skipped");
     }
 
     /// Hearing a key while the score holds the same pitch does not cut the score's note.
@@ -487,11 +502,29 @@ mod tests {
         pull(&mut engine, 1280);
         player.send(Command::Preview(60));
         pull(&mut engine, PREVIEW_SAMPLES as usize + 256);
-        assert!(engine.preview.is_none() && engine.sounding[60]);
+        assert!(engine.preview.is_none() && engine.sounding[60] > 0);
         assert!(
             engine.synth.is_held(60),
             "the score's C was released with the preview"
         );
+    }
+
+    /// Two notes of one pitch that overlap (an edit can make them): the first one's end does
+    /// not cut the second, which sounds to its own end, as the exported file holds it.
+    #[test]
+    fn overlapping_notes_of_one_pitch_sound_to_the_last_end() {
+        let (mut player, mut engine) = Player::detached();
+        let score =
+            PlayScore::from_notes([(60u8, 1usize, 4usize, 100u8), (60, 4, 4, 100)].into_iter());
+        player.send(Command::Score(Arc::new(score)));
+        player.send(Command::Tempo(120.0));
+        player.send(Command::Play(0));
+        pull(&mut engine, 35_700); // step 6.5: the first note ended at 5, the second holds
+        assert!(engine.synth.is_held(60), "the second note was cut");
+        assert_eq!(engine.sounding[60], 1);
+        pull(&mut engine, 11_025); // step 8.5: both ended
+        assert!(!engine.synth.is_held(60));
+        assert_eq!(engine.sounding[60], 0);
     }
 
     #[test]

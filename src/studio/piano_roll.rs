@@ -34,10 +34,25 @@ enum Drag {
         step: i64,
         edited: bool,
     },
+    /// A note just drawn at `start`: it keeps the drawing length until the pointer leaves
+    /// the pressed cell (`moved`), then ends at the pointer's cell.
+    Draw {
+        start: i64,
+        moved: bool,
+    },
     Box {
         from: Pos2,
     },
 }
+
+/// Narrowest and widest time zoom, points per step.
+pub const MIN_STEP_PX: f32 = 1.0;
+/// See [`MIN_STEP_PX`].
+pub const MAX_STEP_PX: f32 = 60.0;
+/// Lowest and tallest pitch row, points.
+pub const MIN_KEY_PX: f32 = 3.0;
+/// See [`MIN_KEY_PX`].
+pub const MAX_KEY_PX: f32 = 30.0;
 
 /// Zoom, scroll, selection and the gesture in progress.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -149,11 +164,14 @@ pub fn piano_roll(
     // Zoom and scroll with the wheel: plain = pitch, Shift = time, Ctrl = zoom time,
     // Ctrl+Shift = zoom pitch.
     if response.hovered() {
-        let (scroll, modifiers) = ui.input(|i| (i.smooth_scroll_delta, i.modifiers));
+        // egui turns a wheel turned with Ctrl (the zoom modifier) into a zoom factor, not a
+        // scroll, so the two zooms read `zoom_delta` (a pinch gesture zooms time too).
+        let (scroll, zoom, modifiers) =
+            ui.input(|i| (i.smooth_scroll_delta, i.zoom_delta(), i.modifiers));
         if modifiers.command && modifiers.shift {
-            view.key_px = (view.key_px * (1.0 + scroll.y.max(scroll.x) * 0.003)).clamp(3.0, 30.0);
-        } else if modifiers.command {
-            view.step_px = (view.step_px * (1.0 + scroll.y * 0.003)).clamp(1.0, 60.0);
+            view.key_px = (view.key_px * zoom).clamp(MIN_KEY_PX, MAX_KEY_PX);
+        } else if zoom != 1.0 {
+            view.step_px = (view.step_px * zoom).clamp(MIN_STEP_PX, MAX_STEP_PX);
         } else if modifiers.shift {
             view.scroll_step -= (scroll.y + scroll.x) / view.step_px;
         } else {
@@ -384,7 +402,10 @@ pub fn piano_roll(
                 view.selection = vec![i];
                 out.preview = Some(pitch as u8);
                 out.changed = true;
-                view.drag = Some(Drag::Resize { step, edited: true });
+                view.drag = Some(Drag::Draw {
+                    start: step,
+                    moved: false,
+                });
             }
             None => {
                 view.selection.clear();
@@ -437,6 +458,25 @@ pub fn piano_roll(
                         edited: true,
                     });
                     out.changed = true;
+                }
+            }
+            Drag::Draw { start, moved } => {
+                let moved = moved || step != start;
+                view.drag = Some(Drag::Draw { start, moved });
+                let note = view.selection.first().and_then(|&i| score.notes.get(i));
+                if let (true, Some(n)) = (moved, note) {
+                    let want = (step - start + 1).max(1);
+                    let ds = match want - n.len as i64 {
+                        0 => 0,
+                        ds => score.group_stretch(&view.selection, ds),
+                    };
+                    if ds != 0 {
+                        score.stretch(&view.selection, ds);
+                        if let Some(n) = view.selection.first().and_then(|&i| score.notes.get(i)) {
+                            view.draw_len = n.len;
+                        }
+                        out.changed = true;
+                    }
                 }
             }
             Drag::Box { from } => {

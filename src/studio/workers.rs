@@ -114,6 +114,19 @@ pub enum GenerationEvent {
     },
 }
 
+/// What a panic said (its message, where it has one), for a message to the user: a worker
+/// that panics reports a failure instead of leaving the studio waiting for it.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    (payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "an internal error".into())
+}
+
+/// Runs `work`, turning a panic into `Err` with its message.
+pub fn catching<T>(work: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|p| panic_text(&*p))
+}
+
 /// The generation thread and its channels.
 pub struct Generator {
     requests: Sender<GenerationRequest>,
@@ -135,7 +148,13 @@ impl Generator {
                     while let Ok(newer) = rx.try_recv() {
                         job = newer;
                     }
-                    let report = run_generation(&job, &tx, &*wake);
+                    let report =
+                        catching(|| run_generation(&job, &tx, &*wake)).unwrap_or_else(|e| {
+                            GenerationEvent::Failed {
+                                id: job.id,
+                                message: format!("generation failed: {e}"),
+                            }
+                        });
                     let _ = tx.send(report);
                     wake();
                 }
@@ -604,71 +623,79 @@ impl TrainingJob {
                     let _ = tx.send(r);
                     wake();
                 };
-                let spec = match spec() {
-                    Ok(s) => s,
-                    Err(e) => return send(TrainingReport::Finished(Err(e))),
-                };
-                // The device is opened first: without it nothing else is worth loading.
-                let device = match crate::models::lstm_vae::device(gpu) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        return send(TrainingReport::Finished(Err(format!(
-                            "cannot train on the GPU ({e}); untick \"on the GPU\" to train on \
+                let train = || {
+                    let spec = match spec() {
+                        Ok(s) => s,
+                        Err(e) => return send(TrainingReport::Finished(Err(e))),
+                    };
+                    // The device is opened first: without it nothing else is worth loading.
+                    let device = match crate::models::lstm_vae::device(gpu) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            return send(TrainingReport::Finished(Err(format!(
+                                "cannot train on the GPU ({e}); untick \"on the GPU\" to train on \
                              the CPU"
-                        ))));
+                            ))));
+                        }
+                    };
+                    // Another run training in the folder is refused before the corpus loads (a
+                    // look only: the trainer takes the lock for the run itself).
+                    if resume && let Err(busy) = train_loop::check_not_in_use(&out) {
+                        return send(TrainingReport::Finished(Err(busy.to_string())));
                     }
-                };
-                // Another run training in the folder is refused before the corpus loads (a
-                // look only: the trainer takes the lock for the run itself).
-                if resume && let Err(busy) = train_loop::check_not_in_use(&out) {
-                    return send(TrainingReport::Finished(Err(busy.to_string())));
-                }
-                let load_opts = LoadOptions {
-                    quantize: QuantizeOptions::default(),
-                    cache_dir: crate::dataset::default_cache_dir(),
-                };
-                let corpus = match Corpus::load(&corpus_dir, &load_opts, &|done, total| {
-                    send(TrainingReport::Loading(done, total))
-                }) {
-                    Ok(c) => c,
-                    Err(e) => return send(TrainingReport::Finished(Err(e.to_string()))),
-                };
-                send(TrainingReport::Loaded {
-                    composers: corpus.composers.clone(),
-                    pieces: corpus.pieces.len(),
-                    failures: corpus.failures.len(),
-                });
-                // Stop pressed while the corpus loaded: nothing trained, nothing written.
-                if thread_control.stop.load(Ordering::Relaxed) {
-                    return send(TrainingReport::Finished(Err(
-                        "stopped before training began".into(),
-                    )));
-                }
-                // The classifier, the Transformer VAE and the DCGAN train on the shared loop.
-                let run = LoopRun {
-                    corpus: &corpus,
-                    device: &device,
-                    out: &out,
-                    resume,
-                    control: &thread_control,
-                    send: &send,
-                };
-                let result = match &spec {
-                    TrainSpec::LstmVae(opts) => train::train_lstm_vae(
-                        &corpus,
-                        opts,
-                        &out,
-                        &device,
+                    let load_opts = LoadOptions {
+                        quantize: QuantizeOptions::default(),
+                        cache_dir: crate::dataset::default_cache_dir(),
+                    };
+                    let corpus = match Corpus::load(&corpus_dir, &load_opts, &|done, total| {
+                        send(TrainingReport::Loading(done, total))
+                    }) {
+                        Ok(c) => c,
+                        Err(e) => return send(TrainingReport::Finished(Err(e.to_string()))),
+                    };
+                    send(TrainingReport::Loaded {
+                        composers: corpus.composers.clone(),
+                        pieces: corpus.pieces.len(),
+                        failures: corpus.failures.len(),
+                    });
+                    // Stop pressed while the corpus loaded: nothing trained, nothing written.
+                    if thread_control.stop.load(Ordering::Relaxed) {
+                        return send(TrainingReport::Finished(Err(
+                            "stopped before training began".into(),
+                        )));
+                    }
+                    // The classifier, the Transformer VAE and the DCGAN train on the shared loop.
+                    let run = LoopRun {
+                        corpus: &corpus,
+                        device: &device,
+                        out: &out,
                         resume,
-                        &thread_control,
-                        &mut |e| send(TrainingReport::Event(e)),
-                    )
-                    .map(|o| o.model_path),
-                    TrainSpec::Classifier(opts) => run.train(classify::train_classifier, opts),
-                    TrainSpec::TransformerVae(opts) => run.train(tvae::train_tvae, opts),
-                    TrainSpec::Dcgan(opts) => run.train(gan::train_gan, opts),
+                        control: &thread_control,
+                        send: &send,
+                    };
+                    let result = match &spec {
+                        TrainSpec::LstmVae(opts) => train::train_lstm_vae(
+                            &corpus,
+                            opts,
+                            &out,
+                            &device,
+                            resume,
+                            &thread_control,
+                            &mut |e| send(TrainingReport::Event(e)),
+                        )
+                        .map(|o| o.model_path),
+                        TrainSpec::Classifier(opts) => run.train(classify::train_classifier, opts),
+                        TrainSpec::TransformerVae(opts) => run.train(tvae::train_tvae, opts),
+                        TrainSpec::Dcgan(opts) => run.train(gan::train_gan, opts),
+                    };
+                    send(TrainingReport::Finished(result.map_err(|e| e.to_string())));
                 };
-                send(TrainingReport::Finished(result.map_err(|e| e.to_string())));
+                // A panic ends the run with its message, never silently.
+                if let Err(e) = catching(train) {
+                    send(TrainingReport::Finished(Err(format!(
+                        "training failed: {e}"
+                    ))));
+                }
             })
             .expect("spawning the training thread");
         TrainingJob {
@@ -938,6 +965,20 @@ impl LogFollower {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_becomes_its_message() {
+        assert_eq!(catching(|| 7), Ok(7));
+        assert_eq!(
+            catching(|| -> u8 { panic!("static text") }),
+            Err("static text".into())
+        );
+        let n = 3;
+        assert_eq!(
+            catching(|| -> u8 { panic!("made {n}") }),
+            Err("made 3".into())
+        );
+    }
 
     /// Requests sent faster than a worker takes them replace one another: the worker gets the
     /// newest, never a queue of old ones; closing ends a waiting worker.
