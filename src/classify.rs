@@ -187,6 +187,12 @@ pub fn train_classifier(
     control: &Control,
     on_event: &mut dyn FnMut(LoopEvent),
 ) -> Result<LoopOutcome> {
+    if corpus.composers.is_empty() {
+        return Err(Error::InvalidArgument(
+            "the corpus has no composer with a piece that could be read: nothing to classify"
+                .into(),
+        ));
+    }
     let mut cfg = opts.config;
     cfg.classes = corpus.composers.len();
     cfg.stack.check().map_err(Error::InvalidArgument)?;
@@ -278,9 +284,14 @@ pub fn set_statistics_spread(
     let rows = Tensor::cat(&rows, 0).map_err(candle)?;
     let (mean, std) = crate::stats_baseline::mean_and_spread(&rows, SPREAD_FLOOR)?;
     for (name, values) in [("running_mean", mean), ("running_std", std)] {
-        let values = values.squeeze(0).map_err(candle)?;
+        let name = format!("statistics_head.{name}");
+        // Computed on the CPU, set where the model lives (a GPU's variables take no CPU copy).
+        let target = (varmap.data().lock().expect("varmap lock poisoned"))
+            .get(&name)
+            .map_or(Device::Cpu, |v| v.device().clone());
+        let values = values.squeeze(0).and_then(|v| v.to_device(&target));
         varmap
-            .set_one(format!("statistics_head.{name}"), values)
+            .set_one(name, values.map_err(candle)?)
             .map_err(candle)?;
     }
     Ok(())
@@ -699,7 +710,7 @@ pub fn judge_held_out(
 }
 
 /// Snippets of one window each, `per_composer` of each composer's `pieces`, judged 32 at a
-/// time.
+/// time (one of a piece shorter than a window at its own length).
 fn judge_window_snippets(
     clf: &Classifier,
     corpus: &Corpus,
@@ -716,7 +727,17 @@ fn judge_window_snippets(
         let refs: Vec<_> = chunk.iter().map(|(s, _)| *s).collect();
         let x = snippet_tensor(corpus, &refs, window, &device)?;
         let bars = train_loop::window_bars(corpus, &refs, window);
-        let probs = probabilities(&clf.model, &x, &bars)?;
+        let mut probs = probabilities(&clf.model, &x, &bars)?;
+        // A piece shorter than a window is read at its own length, as `segue classify` reads
+        // it (and as a shorter --snippet-steps would), not padded with silence.
+        for (p, (s, _)) in probs.iter_mut().zip(chunk) {
+            let roll = &corpus.pieces[s.piece].roll;
+            if roll.steps() < s.start + window {
+                let snippet = roll.slice(s.start, roll.steps() - s.start.min(roll.steps()));
+                *p = classify_roll_in(clf, &snippet, (roll.meters(), s.start), window, window)?
+                    .overall;
+            }
+        }
         (judged.snippets).extend(probs.into_iter().zip(chunk.iter().map(|(_, truth)| *truth)));
     }
     Ok(())

@@ -210,7 +210,8 @@ pub struct LstmVaeReport {
     /// in its centroid such a snippet would always be right): how consistently z describes
     /// one piece.
     pub piece_centroid_accuracy: f64,
-    /// Held-out pieces with two snippets or more (those the piece measure counts).
+    /// Held-out pieces with two snippets or more (those the piece measure counts; 0 makes
+    /// its accuracy meaningless, not 0).
     pub pieces: usize,
     /// The style strength of the composers' codes decoded (1 = their stored means).
     pub style_strength: f32,

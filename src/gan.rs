@@ -59,8 +59,27 @@ pub struct GanOptions {
     /// once). 0 = off.
     #[serde(default)]
     pub instance_noise: f64,
+    /// The step at which the instance noise reaches 0: None takes the run's step count as it
+    /// starts, and the run records it, so that a run continued to more steps keeps its
+    /// schedule (the noise does not come back).
+    #[serde(default)]
+    pub instance_noise_steps: Option<usize>,
     /// Loop options (snippets are always 128 steps).
     pub train: LoopOptions,
+}
+
+impl GanOptions {
+    /// The step at which the instance noise reaches 0 (see [`GanOptions::instance_noise_steps`]).
+    fn noise_steps(&self) -> usize {
+        self.instance_noise_steps.unwrap_or(self.train.steps).max(1)
+    }
+
+    /// The instance noise's standard deviation at `step`: [`GanOptions::instance_noise`] at
+    /// the start, falling linearly to 0.
+    pub fn instance_noise_at(&self, step: usize) -> f64 {
+        let left = 1.0 - step as f64 / self.noise_steps() as f64;
+        self.instance_noise * left.max(0.0)
+    }
 }
 
 impl Default for GanOptions {
@@ -76,6 +95,7 @@ impl Default for GanOptions {
             feature_matching: 0.0,
             real_label: 1.0,
             instance_noise: 0.0,
+            instance_noise_steps: None,
             train,
         }
     }
@@ -238,9 +258,7 @@ impl Task for GanTask {
         let z = random_codes(b, self.opts.config.latent, rng, x.device())?;
         let probs = candle_nn::ops::sigmoid(&self.model.generator.forward_t(&z, true)?)?;
         let fake = shown_cells(self.opts.config.cells, probs, rng)?;
-        // Instance noise, falling to 0 at the run's last step.
-        let left = 1.0 - step as f64 / self.opts.train.steps.max(1) as f64;
-        let sigma = self.opts.instance_noise * left.max(0.0);
+        let sigma = self.opts.instance_noise_at(step);
         let mut noisy = |t: Tensor| -> Result<Tensor> {
             if sigma == 0.0 {
                 return Ok(t);
@@ -336,8 +354,10 @@ pub fn train_gan(
             opts.train.snippet_steps
         )));
     }
-    let mut task = GanTask::new(opts, device)?;
-    let training = serde_json::to_value(opts).unwrap_or_default();
+    let mut opts = opts.clone();
+    opts.instance_noise_steps = Some(opts.noise_steps());
+    let mut task = GanTask::new(&opts, device)?;
+    let training = serde_json::to_value(&opts).unwrap_or_default();
     train_loop::run(
         corpus,
         &mut task,
@@ -415,6 +435,25 @@ fn strongest_positive(logits: &[f32], max_notes: usize, order: &mut Vec<usize>) 
 mod tests {
     use super::*;
     use candle_core::Var;
+
+    /// The noise falls to 0 at the step the run started with, also when it is continued to
+    /// more steps (it does not come back).
+    #[test]
+    fn instance_noise_keeps_its_schedule_when_a_run_goes_on() {
+        let mut o = GanOptions {
+            instance_noise: 0.2,
+            ..GanOptions::default()
+        };
+        o.train.steps = 4;
+        assert_eq!(o.instance_noise_at(0), 0.2);
+        assert!((o.instance_noise_at(2) - 0.1).abs() < 1e-12);
+        assert_eq!(o.instance_noise_at(4), 0.0);
+        // Recorded as the run starts, then continued to 8 steps.
+        o.instance_noise_steps = Some(o.noise_steps());
+        o.train.steps = 8;
+        assert_eq!(o.instance_noise_at(4), 0.0);
+        assert_eq!(o.instance_noise_at(6), 0.0);
+    }
 
     #[test]
     fn thresholding_keeps_the_strongest_positive_cells() {

@@ -246,10 +246,10 @@ struct ReportArgs {
     #[arg(long, default_value = "report", value_name = "DIR")]
     out: PathBuf,
     /// Held-out snippets per composer.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     per_composer: usize,
     /// Composer pairs for transfers, transitions and blends.
-    #[arg(long, default_value_t = 10, value_name = "N")]
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pairs: usize,
     /// Seed of the sampling.
     #[arg(long, default_value_t = 1, value_name = "S")]
@@ -272,11 +272,8 @@ struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     corpus: Option<PathBuf>,
     /// Held-out snippets per composer.
-    #[arg(long, default_value_t = 10, value_name = "N")]
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     per_composer: usize,
-    /// Seed of the sampling.
-    #[arg(long, default_value_t = 1234, value_name = "S")]
-    seed: u64,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -313,6 +310,9 @@ struct ClassifierEvalArgs {
 struct LstmVaeEvalArgs {
     #[command(flatten)]
     common: EvalArgs,
+    /// Seed of the sampling (the priors' draws and the continuations).
+    #[arg(long, default_value_t = 1234, value_name = "S")]
+    seed: u64,
     /// Sampling temperature of the generated continuations.
     #[arg(long, default_value_t = segue::generate::DEFAULT_TEMPERATURE, value_name = "T")]
     temperature: f32,
@@ -996,7 +996,7 @@ fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
         ),
     }
     out!(
-        "tempo changes: {} (first {:.1} bpm)",
+        "tempo changes: {} ({:.1} bpm at the start)",
         song.tempo.len(),
         song.initial_bpm()
     );
@@ -1912,6 +1912,9 @@ fn eval_report(a: ReportArgs) -> Result<()> {
     // The folder is made (or refused) before minutes of evaluation, not after.
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("{}: cannot make the report's folder here", a.out.display()))?;
+    // A folder that is there but cannot be written to is refused now too.
+    tempfile::tempfile_in(&a.out)
+        .with_context(|| format!("{}: cannot write the report's files here", a.out.display()))?;
     let device = candle_core::Device::Cpu;
     let optional = |path: Option<PathBuf>, what: &str| {
         if path.is_none() {
@@ -2284,7 +2287,7 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
     let bar = progress_bar(1000, "evaluating");
     let opts = segue::eval::EvalOptions {
         per_composer: a.per_composer,
-        seed: a.seed,
+        seed: args.seed,
         temperature: args.temperature,
         max_notes: args.max_notes,
         snippet_steps: args.snippet_steps,
@@ -2372,10 +2375,16 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         r.training_centroid_accuracy
     );
     out!(
-        "nearest-piece-centroid accuracy (by piece, leave-one-out, {} held-out pieces with two snippets or more, chance {:.3}): {:.3}",
+        "nearest-piece-centroid accuracy (by piece, leave-one-out, {} held-out pieces with two snippets or more, chance {}): {}",
         r.pieces,
-        1.0 / r.pieces.max(1) as f64,
-        r.piece_centroid_accuracy
+        match r.pieces {
+            0 => "n/a".to_string(),
+            n => format!("{:.3}", 1.0 / n as f64),
+        },
+        match r.pieces {
+            0 => "n/a".to_string(),
+            _ => format!("{:.3}", r.piece_centroid_accuracy),
+        }
     );
     out!("one primer decoded twice, same seed (Jaccard distance of the outputs):");
     out!(

@@ -343,12 +343,12 @@ impl Song {
             })
     }
 
-    /// Beats per minute of the first tempo event (120 when there is none).
+    /// Beats per minute at the start: of the tempo events at tick 0 the last, as playback and
+    /// the roll take it (120 when there is none).
     pub fn initial_bpm(&self) -> f64 {
-        let micros = self
-            .tempo
-            .first()
-            .filter(|t| t.tick == 0)
+        let micros = (self.tempo.iter())
+            .take_while(|t| t.tick == 0)
+            .last()
             .map_or(DEFAULT_MICROS_PER_QUARTER, |t| t.micros_per_quarter);
         60_000_000.0 / f64::from(micros)
     }

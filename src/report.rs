@@ -910,9 +910,11 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
         ));
         fsutil::write_atomic(&dir.join("confusion.png"), &plot::heatmap(&c.confusion)?)?;
     }
-    fsutil::write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    // The figures first, the page that quotes them last: a write that fails between them
+    // never leaves a new page over old figures.
     let json = serde_json::to_vec_pretty(report).unwrap_or_default();
-    fsutil::write_atomic(&dir.join("report.json"), &json)
+    fsutil::write_atomic(&dir.join("report.json"), &json)?;
+    fsutil::write_atomic(&dir.join("report.md"), md.as_bytes())
 }
 
 #[cfg(test)]

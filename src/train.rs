@@ -169,6 +169,11 @@ impl TrainOptions {
                 "the hidden size, layers and latent size must be at least 1".into(),
             ));
         }
+        use crate::train_loop::{MAX_SNIPPET_STEPS, check_at_most};
+        check_at_most("hidden size", c.hidden, Config::MAX_HIDDEN)?;
+        check_at_most("number of layers", c.layers, Config::MAX_LAYERS)?;
+        check_at_most("latent size", c.latent, Config::MAX_LATENT)?;
+        check_at_most("snippet length", self.snippet_steps, MAX_SNIPPET_STEPS)?;
         if c.metre > Config::MAX_METRE {
             return Err(Error::InvalidArgument(format!(
                 "the metre input takes at most {} steps a bar, not {}",
@@ -1027,6 +1032,7 @@ impl<'a> Trainer<'a> {
     /// Takes the weights of the trained model `path` (see [`TrainOptions::init`]).
     fn initialise_from(&mut self, path: &Path) -> Result<()> {
         let (m, tensors) = check_init(path, &self.opts, &self.device)?;
+        check_held_out(path, &m, self.corpus, &self.opts)?;
         self.init_steps = m.total_steps();
         for (name, v, _, _) in &self.adam.params {
             if let Some(t) = tensors.get(name) {
@@ -1169,6 +1175,41 @@ pub fn check_init(
     Ok((m, tensors))
 }
 
+/// A model fine-tuned on the corpus it was trained on must hold out the same pieces: with
+/// another split, the run (and `segue eval` after it) would validate on pieces the starting
+/// model learned.
+fn check_held_out(
+    path: &Path,
+    m: &trained::Manifest,
+    corpus: &Corpus,
+    opts: &TrainOptions,
+) -> Result<()> {
+    if m.corpus.content_hash != corpus.content_hash() {
+        return Ok(());
+    }
+    let seed = m.training.get("seed").and_then(|v| v.as_u64());
+    let fraction = m.training.get("valid_fraction").and_then(|v| v.as_f64());
+    match (seed, fraction) {
+        (Some(seed), Some(fraction)) if seed == opts.seed && fraction == opts.valid_fraction => {
+            Ok(())
+        }
+        (Some(seed), Some(fraction)) => Err(Error::InvalidArgument(format!(
+            "{}: the model was trained on this corpus with seed {seed}, which chose the pieces \
+             it held out ({fraction} of them); fine-tuning it with seed {} (holding out {}) \
+             would validate on pieces it learned: train with seed {seed}",
+            path.display(),
+            opts.seed,
+            opts.valid_fraction
+        ))),
+        _ => Err(Error::format(
+            path,
+            "the manifest does not say which pieces the model held out (training.seed and \
+             training.valid_fraction), so fine-tuning it on the corpus it was trained on \
+             cannot hold out the same ones",
+        )),
+    }
+}
+
 /// The options a run folder's checkpoint was trained with, if it has one (a resumed run of
 /// the CLI takes what it is not told again from them, see [`TrainOptions::fine_tune_from`]).
 pub fn saved_options(out: &Path) -> Option<TrainOptions> {
@@ -1196,16 +1237,18 @@ pub fn train_lstm_vae(
     control: &Control,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<Outcome> {
+    // The options, the corpus and a model to start from are checked before a run folder is
+    // made, so that a run refused leaves nothing behind.
+    let mut trainer = Trainer::new(corpus, opts, device)?;
+    if let (false, Some(init)) = (resume, &opts.init) {
+        trainer.initialise_from(init)?;
+    }
     // Held until the run ends: nothing in the folder is touched before it is ours.
     let (lock, created) =
         crate::train_loop::open_run_folder(out, &model_path(out), &state_path(out), resume)?;
-    let mut trainer = Trainer::new(corpus, opts, device)?;
     let (mut step, seconds_before) = if resume {
         trainer.restore(out)?
     } else {
-        if let Some(init) = &opts.init {
-            trainer.initialise_from(init)?;
-        }
         (0, 0.0)
     };
     let metrics_file = metrics_path(out);

@@ -109,13 +109,36 @@ pub fn check_count(what: &str, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// The longest training snippet, steps (256 bars of 4/4): a longer one asks for more memory
+/// than a batch of it is worth, and is refused with a message, not an allocation failure.
+pub const MAX_SNIPPET_STEPS: usize = 4096;
+/// The most batches one training step may add up.
+pub const MAX_BATCHES_PER_STEP: usize = 1024;
+
+/// Refuses a count above `most` (a size no machine trains: a message, not an abort when the
+/// memory runs out).
+pub fn check_at_most(what: &str, n: usize, most: usize) -> Result<()> {
+    if n > most {
+        return Err(Error::InvalidArgument(format!(
+            "the {what} is at most {most}, not {n}"
+        )));
+    }
+    Ok(())
+}
+
 impl LoopOptions {
     /// Refuses options no run can use (checked before the corpus is loaded, and again by
     /// [`run`]).
     pub fn check(&self) -> Result<()> {
         check_count("number of steps", self.steps)?;
         check_count("snippet length", self.snippet_steps)?;
+        check_at_most("snippet length", self.snippet_steps, MAX_SNIPPET_STEPS)?;
         check_count("number of batches per step", self.batches_per_step)?;
+        check_at_most(
+            "number of batches per step",
+            self.batches_per_step,
+            MAX_BATCHES_PER_STEP,
+        )?;
         check_count("validation interval", self.eval_every)?;
         check_count("checkpoint interval", self.checkpoint_every)?;
         check_number("learning rate", self.learning_rate, 0.0, true)?;
@@ -841,9 +864,7 @@ pub fn run(
     on_event: &mut dyn FnMut(LoopEvent),
 ) -> Result<LoopOutcome> {
     opts.check()?;
-    // Held until the run ends: nothing in the folder is touched before it is ours.
-    let (lock, created) =
-        open_run_folder(out, &model_file(out, task.kind()), &state_file(out), resume)?;
+    // A corpus with nothing to train on is refused before a run folder is made.
     let split = run_split(corpus, opts.valid_fraction, opts.fold, opts.seed);
     if let Some(fold) = opts.fold
         && split.valid.is_empty()
@@ -859,6 +880,9 @@ pub fn run(
             "no training pieces in the corpus".into(),
         ));
     }
+    // Held until the run ends: nothing in the folder is touched before it is ours.
+    let (lock, created) =
+        open_run_folder(out, &model_file(out, task.kind()), &state_file(out), resume)?;
     let runner = Runner {
         corpus,
         opts,

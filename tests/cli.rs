@@ -564,6 +564,23 @@ fn bad_training_options_are_refused_before_any_work() {
         ),
         (&["classifier", "--steps", "0"], "number of steps"),
         (&["classifier", "--batches", "0"], "batches per step"),
+        // Sizes no machine trains: a message, not an abort when memory runs out.
+        (
+            &["lstm-vae", "--snippet-steps", "100000000", "--metre", "0"],
+            "snippet length is at most",
+        ),
+        (
+            &["lstm-vae", "--hidden", "200000"],
+            "hidden size is at most",
+        ),
+        (
+            &["classifier", "--batches", "1000000000"],
+            "batches per step is at most",
+        ),
+        (
+            &["dcgan", "--snippet-steps", "100000000"],
+            "snippet length is at most",
+        ),
         (
             &["transformer-vae", "--eval-every", "0"],
             "validation interval",
@@ -929,6 +946,52 @@ fn bench_lstm_vae_refuses_bad_arguments_before_timing() {
     let err = fails(&["bench", "lstm-vae", "--reference", "/nonexistent-reference"]);
     assert!(
         err.contains("lstm_vae_torch.py") && err.contains("not there"),
+        "{err}"
+    );
+}
+
+/// The evaluations refuse counts they cannot measure with (a report of nothing would read
+/// as perfect), and flags they would ignore, as usage errors before any work.
+#[test]
+fn evaluations_refuse_empty_counts_and_flags_they_do_not_use() {
+    for args in [
+        &["eval", "report", "--per-composer", "0"][..],
+        &["eval", "report", "--pairs", "0"],
+        &["eval", "lstm-vae", "--per-composer", "0"],
+        &["eval", "classifier", "--per-composer", "0"],
+        &["eval", "classifier", "--seed", "5"],
+    ] {
+        let out = segue(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: a usage error");
+    }
+}
+
+/// `eval report` into a folder it cannot write to fails before the evaluation, naming it.
+#[cfg(unix)]
+#[test]
+fn eval_report_refuses_a_folder_it_cannot_write_before_evaluating() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Root writes into a read-only folder; not into sysfs.
+    let Some(out) = [locked.as_path(), Path::new("/sys/kernel")]
+        .into_iter()
+        .find(|d| d.is_dir() && tempfile::tempfile_in(d).is_err())
+    else {
+        return;
+    };
+    let err = fails(&[
+        "eval",
+        "report",
+        "--corpus",
+        "/nonexistent/corpus",
+        "--out",
+        p(out),
+    ]);
+    assert!(
+        err.contains(&out.display().to_string()) && err.contains("cannot write"),
         "{err}"
     );
 }

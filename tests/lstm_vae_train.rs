@@ -1020,6 +1020,15 @@ fn a_run_starts_from_a_trained_model() {
             known => assert!(close(row, &stored(known)), "{known}"),
         }
     }
+    // On the corpus it was trained on, another seed would hold out pieces it learned: refused
+    // before a run folder is made.
+    let mut reseeded = tiny_options(1);
+    reseeded.seed += 1;
+    reseeded.init = Some(trained.clone());
+    let out = dir.path().join("reseeded");
+    let err = refused(&c, &reseeded, &out).to_string();
+    assert!(err.contains("held out") && err.contains("seed"), "{err}");
+    assert!(!out.exists(), "a refused run left its folder");
     // A model of other sizes is refused, naming the file.
     let mut other = tiny_options(1);
     other.config.hidden = 8;

@@ -645,3 +645,29 @@ fn continuations_slices_and_joins_keep_the_metre() {
     assert_eq!(joined.meters(), &[at(8, 3, 4), at(20, 6, 8)]);
     assert_eq!(joined.meter_at(0), segue::midi::Meter::COMMON);
 }
+
+/// Two tempo events at tick 0 (one per track): the start's tempo is the one playback and the
+/// roll take (the last), in `segue info` too.
+#[test]
+fn the_tempo_at_the_start_is_the_one_playback_takes() {
+    let bytes = smf(
+        Format::Parallel,
+        Timing::Metrical(u15::new(96)),
+        &[
+            vec![(0, Ev::Tempo(500_000))],
+            vec![
+                (0, Ev::Tempo(600_000)),
+                (0, on(0, 60, 90)),
+                (96, off(0, 60)),
+            ],
+        ],
+    );
+    let song = Song::parse(&bytes).unwrap();
+    let roll = Roll::from_song(&song, &QuantizeOptions::default()).unwrap();
+    assert_eq!(roll.micros_per_quarter_at(0), 600_000);
+    assert!(
+        (song.initial_bpm() - 100.0).abs() < 1e-9,
+        "{}",
+        song.initial_bpm()
+    );
+}

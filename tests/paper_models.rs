@@ -1705,3 +1705,84 @@ fn judgements_add_up_as_counts_and_two_judges_multiply() {
     };
     assert!(p.product(&other).is_err());
 }
+
+/// A corpus of which nothing could be read is refused before anything is written, with a
+/// message about the corpus (not about the model's sizes).
+#[test]
+fn a_corpus_with_nothing_readable_is_refused_and_leaves_no_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus_dir = dir.path().join("corpus");
+    std::fs::create_dir_all(corpus_dir.join("someone")).unwrap();
+    std::fs::write(corpus_dir.join("someone/broken.mid"), b"MThd garbage").unwrap();
+    let opts = LoadOptions {
+        quantize: QuantizeOptions::default(),
+        cache_dir: None,
+    };
+    let c = Corpus::load(&corpus_dir, &opts, &|_, _| {}).unwrap();
+    assert!(c.pieces.is_empty());
+    let refused = |train: &dyn Fn(&Path) -> segue::Result<_>, name: &str| {
+        let out = dir.path().join(name);
+        let err = train(&out).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("corpus"), "{name}: {err}");
+        assert!(!out.exists(), "{name}: a refused run left its folder");
+    };
+    let run = |out: &Path| {
+        let (cpu, stop) = (Device::Cpu, Control::default());
+        classify::train_classifier(
+            &c,
+            &classifier_options(2),
+            out,
+            &cpu,
+            false,
+            &stop,
+            &mut |_| {},
+        )
+    };
+    refused(&run, "classifier");
+    let run = |out: &Path| {
+        let (cpu, stop) = (Device::Cpu, Control::default());
+        gan::train_gan(
+            &c,
+            &tiny_gan_options(),
+            out,
+            &cpu,
+            false,
+            &stop,
+            &mut |_| {},
+        )
+    };
+    refused(&run, "dcgan");
+    let run = |out: &Path| {
+        let mut o = segue::train::TrainOptions::preset("studio").unwrap();
+        o.steps = 1;
+        let (cpu, stop) = (Device::Cpu, Control::default());
+        segue::train::train_lstm_vae(&c, &o, out, &cpu, false, &stop, &mut |_| {})
+    };
+    let out = dir.path().join("lstm-vae");
+    let err = run(&out).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("corpus"), "{err}");
+    assert!(!out.exists(), "a refused run left its folder");
+}
+
+/// A held-out piece shorter than the classifier's window is judged at its own length, as
+/// `segue classify` judges it, not padded with silence to a window.
+#[test]
+fn a_held_out_piece_shorter_than_a_window_is_judged_at_its_own_length() {
+    let (dir, c) = tiny_corpus();
+    let mut o = classifier_options(2);
+    o.config.stack = tiny_stack(32, 32);
+    o.train = tiny_loop(2, 128);
+    let out = dir.path().join("clf");
+    train_classifier(&c, &o, &out, false);
+    let clf = classify::load(&out.join("classifier.safetensors"), &Device::Cpu).unwrap();
+    assert!(c.pieces.iter().all(|p| p.roll.steps() < 128));
+    let judged = classify::judge_held_out(&clf, &c, 4, None, &mut |_, _| {}).unwrap();
+    // One held-out piece a composer, one snippet each (the whole piece).
+    assert_eq!(judged.snippets.len(), 3);
+    for ((snippet, truth), (piece, of)) in judged.snippets.iter().zip(&judged.pieces) {
+        assert_eq!(truth, of);
+        for (a, b) in snippet.iter().zip(piece) {
+            assert!((a - b).abs() < 1e-5, "{snippet:?} {piece:?}");
+        }
+    }
+}

@@ -143,6 +143,12 @@ impl Config {
 
     /// Largest metre accepted (a bar of 4 whole notes in 16th-note steps).
     pub const MAX_METRE: usize = 64;
+    /// Largest hidden size a run trains (eight times the paper's 512).
+    pub const MAX_HIDDEN: usize = 4096;
+    /// Most LSTM layers a run trains.
+    pub const MAX_LAYERS: usize = 16;
+    /// Largest latent a run trains.
+    pub const MAX_LATENT: usize = 1024;
 
     /// Training snippets start on multiples of this many steps: bar lines where the metre
     /// input counts bars of `metre` steps from the piece's start, anywhere where it reads the
