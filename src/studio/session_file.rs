@@ -76,7 +76,7 @@ pub struct Saver {
     write: WriteSession,
     writing: Option<JoinHandle<Result<(), String>>>,
     /// The newest session asked for while a write was still going: written next.
-    pending: Option<Vec<u8>>,
+    pending: Option<Box<Session>>,
     /// This studio's hold on the session (see [`Saver::claim`]), kept while it runs.
     _lock: Option<std::fs::File>,
     /// The last write's problem, if it failed.
@@ -137,30 +137,29 @@ impl Saver {
         Ok(saver)
     }
 
-    /// Starts writing `session` (serialised now, written on a worker thread). If the previous
-    /// write is still going, this one waits for the next save (or [`Saver::finish`]), and only
-    /// the newest such session is kept.
+    /// Starts writing `session` (copied now, serialised and written on a worker thread, so
+    /// that a long piece costs the window no more than its copy). If the previous write is
+    /// still going, this one waits for the next save (or [`Saver::finish`]), and only the
+    /// newest such session is kept.
     pub fn save(&mut self, session: &Session) {
-        let bytes = match serde_json::to_vec(session) {
-            Ok(b) => b,
-            Err(e) => {
-                self.problem = Some(format!("cannot save the session: {e}"));
-                return;
-            }
-        };
+        let session = Box::new(session.clone());
         if self.writing.as_ref().is_some_and(|w| !w.is_finished()) {
-            self.pending = Some(bytes);
+            self.pending = Some(session);
             return;
         }
         self.join();
         self.pending = None;
-        self.start(bytes);
+        self.start(session);
     }
 
-    fn start(&mut self, bytes: Vec<u8>) {
+    fn start(&mut self, session: Box<Session>) {
         let path = self.path.clone();
         let write = self.write.clone();
-        self.writing = Some(std::thread::spawn(move || write(&path, &bytes)));
+        self.writing = Some(std::thread::spawn(move || {
+            let bytes = serde_json::to_vec(&*session)
+                .map_err(|e| format!("cannot save the session: {e}"))?;
+            write(&path, &bytes)
+        }));
     }
 
     /// Starts writing the session that waited for the previous write, once that is done
@@ -168,8 +167,8 @@ impl Saver {
     pub fn poll(&mut self) {
         if self.pending.is_some() && self.writing.as_ref().is_none_or(|w| w.is_finished()) {
             self.join();
-            if let Some(bytes) = self.pending.take() {
-                self.start(bytes);
+            if let Some(session) = self.pending.take() {
+                self.start(session);
             }
         }
     }
@@ -193,8 +192,8 @@ impl Saver {
     /// Waits until every session asked for is written, and records the last problem.
     pub fn finish(&mut self) {
         self.join();
-        if let Some(bytes) = self.pending.take() {
-            self.start(bytes);
+        if let Some(session) = self.pending.take() {
+            self.start(session);
             self.join();
         }
     }
