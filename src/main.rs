@@ -1260,6 +1260,21 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
     if files.is_empty() {
         bail!("{}: no MIDI files to convert", corpus.display());
     }
+    // The references are made ready (or refused) before Segue is timed, so that a missing
+    // script or a failed install costs no timing that would then be lost.
+    let python = if args.no_reference {
+        None
+    } else {
+        let script = reference.join("roll_convert.py");
+        if !script.is_file() {
+            bail!(
+                "{}: the Python reference is not there (give its folder with --reference, or \
+                 --no-reference)",
+                script.display()
+            );
+        }
+        Some(bench::ensure_venv(&args.venv, &mut |m| eprintln!("{m}"))?)
+    };
     let bar = progress_bar(3, "timing Segue (warm-up, 1 thread, all cores)");
     // Warm the file cache so every method reads from memory.
     bench::time_own(&files, cores, 1)?;
@@ -1286,8 +1301,7 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
         ),
     ];
     let mut agreement = None;
-    if !args.no_reference {
-        let python = bench::ensure_venv(&args.venv, &mut |m| eprintln!("{m}"))?;
+    if let Some(python) = python {
         let spinner = progress_bar(1, "timing the Python references");
         let refs = bench::time_reference(
             &python,

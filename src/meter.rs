@@ -127,8 +127,12 @@ impl BarMap {
     /// Where `step` falls, counted in bars from 1 (1.5 is half way through the first bar).
     pub fn position(&self, step: f64) -> f64 {
         let step = step.max(0.0);
-        let (start, number, meter) = self.stretches[self.stretch_at(step)];
-        number + (step - start as f64) / meter.bar_steps()
+        let k = self.stretch_at(step);
+        let (start, number, meter) = self.stretches[k];
+        let at = number + (step - start as f64) / meter.bar_steps();
+        // A bar that the next change cut short by half a step or less is no bar of its own:
+        // the count never runs past the number the change starts with.
+        self.stretches.get(k + 1).map_or(at, |next| at.min(next.1))
     }
 
     /// How many whole steps `step` lies past the bar line before it (0 on a bar line; 0..12
@@ -336,6 +340,8 @@ mod tests {
         // the half step left is no bar of its own.
         let map = normalize(vec![m(0, 3, 32), m(8, 4, 4)]);
         assert_eq!(bar_position(&map, 8.0), 6.0);
+        // Within that half step the count does not run past the change and back.
+        assert!(bar_position(&map, 7.6) <= bar_position(&map, 8.0));
         let last = *bars(&map, 24, 0.0, 24.0).last().unwrap();
         assert_eq!((last.start, last.number), (8.0, 6));
         // Note values shorter than a 128th are no metre.

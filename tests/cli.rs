@@ -9,12 +9,15 @@ use common::{Ev, off, on, shared, simple, smf};
 use midly::num::u15;
 use midly::{Format, Timing};
 
+/// Runs the binary with the shipped weights (not a `SEGUE_WEIGHTS` of the shell) and a roll
+/// cache of this checkout's build folder (not the user's, nor one shared between users).
 fn segue(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_segue"))
         .args(args)
+        .env_remove("SEGUE_WEIGHTS")
         .env(
             "SEGUE_CACHE_DIR",
-            std::env::temp_dir().join("segue-cli-test-cache"),
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("segue-cli-test-cache"),
         )
         .output()
         .unwrap()
@@ -954,14 +957,25 @@ fn bench_lstm_vae_refuses_bad_arguments_before_timing() {
 /// as perfect), and flags they would ignore, as usage errors before any work.
 #[test]
 fn evaluations_refuse_empty_counts_and_flags_they_do_not_use() {
+    // No corpus and a folder of the test's own: were a check lost, the command would fail
+    // at once, not evaluate for minutes nor write over the committed report.
+    let dir = tempfile::tempdir().unwrap();
+    let away = ["--corpus", "/nonexistent/corpus"];
     for args in [
-        &["eval", "report", "--per-composer", "0"][..],
-        &["eval", "report", "--pairs", "0"],
+        &[
+            "eval",
+            "report",
+            "--per-composer",
+            "0",
+            "--out",
+            p(dir.path()),
+        ][..],
+        &["eval", "report", "--pairs", "0", "--out", p(dir.path())],
         &["eval", "lstm-vae", "--per-composer", "0"],
         &["eval", "classifier", "--per-composer", "0"],
         &["eval", "classifier", "--seed", "5"],
     ] {
-        let out = segue(args);
+        let out = segue(&[args, &away[..]].concat());
         assert_eq!(out.status.code(), Some(2), "{args:?}: a usage error");
     }
 }
@@ -994,4 +1008,28 @@ fn eval_report_refuses_a_folder_it_cannot_write_before_evaluating() {
         err.contains(&out.display().to_string()) && err.contains("cannot write"),
         "{err}"
     );
+}
+
+/// `bench roll` without its Python reference says so (and how to go on) before timing, and
+/// before making a Python environment.
+#[test]
+fn bench_roll_refuses_a_missing_reference_before_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.mid"), simple(96, &[(0, 96, 60, 90)])).unwrap();
+    let venv = dir.path().join("venv");
+    let err = fails(&[
+        "bench",
+        "roll",
+        "--corpus",
+        p(dir.path()),
+        "--reference",
+        "/nonexistent/reference",
+        "--venv",
+        p(&venv),
+    ]);
+    assert!(
+        err.contains("roll_convert.py") && err.contains("--no-reference"),
+        "{err}"
+    );
+    assert!(!venv.exists(), "a Python environment was made first");
 }

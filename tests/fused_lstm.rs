@@ -89,6 +89,7 @@ fn gradients_equal_autograd_through_the_composed_lstm() {
     // Two stacked layers, the second fed by the first, like the model's stacks.
     let l0 = LstmWeights::new(i, h, 0, &vb).unwrap();
     let l1 = LstmWeights::new(h, h, 1, &vb).unwrap();
+    segue::train_loop::seeded_init(&varmap, 1).unwrap();
     let x = Var::from_tensor(&fill(&[t, b, i], 0.3)).unwrap();
     let h0 = Var::from_tensor(&fill(&[b, h], 0.9)).unwrap();
     let c0 = Var::from_tensor(&fill(&[b, h], 1.7)).unwrap();
@@ -132,6 +133,7 @@ fn one_wide_sequence_matches_on_any_threads() {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let l = LstmWeights::new(i, h, 0, &vb).unwrap();
+    segue::train_loop::seeded_init(&varmap, 1).unwrap();
     let x = fill(&[t, b, i], 0.3);
     let h0 = fill(&[b, h], 0.9);
     let c0 = fill(&[b, h], 1.7);

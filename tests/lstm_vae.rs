@@ -55,6 +55,8 @@ fn shapes_and_teacher_forcing_match_the_step_path() {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = LstmVae::new(&cfg, vb).unwrap();
+        segue::train_loop::seeded_init(&varmap, 1).unwrap();
+        segue::train_loop::seeded_init(&varmap, 1).unwrap();
         let x = batch(3, 10);
         let q = model.encode(&x).unwrap();
         assert_eq!(q.mean.dims(), &[3, 6]);
@@ -164,6 +166,7 @@ fn each_item_of_a_batch_is_decoded_at_its_own_place_in_the_bar() {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let model = LstmVae::new(&cfg, vb).unwrap();
+    segue::train_loop::seeded_init(&varmap, 1).unwrap();
     let waltz = [StepMeter {
         step: 0,
         meter: Meter {
@@ -218,6 +221,7 @@ fn training_lowers_the_loss() {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let model = LstmVae::new(&tiny(), vb).unwrap();
+    segue::train_loop::seeded_init(&varmap, 1).unwrap();
     let mut opt = AdamW::new(
         varmap.all_vars(),
         ParamsAdamW {
@@ -286,6 +290,7 @@ fn generation_modes_pick_their_codes() {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let model = LstmVae::new(&tiny(), vb).unwrap();
+    segue::train_loop::seeded_init(&varmap, 1).unwrap();
     let mut cells = vec![0u8; 16 * 128];
     for s in 0..16 {
         for p in [60, 64, 67] {
@@ -355,6 +360,7 @@ fn generation_is_the_same_on_any_threads_and_reports_to_the_caller() {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let model = LstmVae::new(&cfg, vb).unwrap();
+    segue::train_loop::seeded_init(&varmap, 1).unwrap();
     let mut cells = vec![0u8; 8 * 128];
     for s in 0..8 {
         cells[s * 128 + 60 + s % 3] = 1;

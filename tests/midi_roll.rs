@@ -398,7 +398,12 @@ fn arb_notes() -> impl Strategy<Value = Vec<(u64, u64, u8, u8)>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    // A fixed seed: every run checks the same cases, so a failure can be reproduced.
+    #![proptest_config(ProptestConfig {
+        cases: 200,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5E6E),
+        ..ProptestConfig::default()
+    })]
 
     /// MIDI -> roll -> MIDI -> roll is the identity on the roll (cells, velocities, onsets,
     /// tempo and metre maps), whatever the source resolution.

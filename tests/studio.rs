@@ -46,6 +46,12 @@ fn tiny_model(dir: &Path) -> PathBuf {
     train::model_path(&out)
 }
 
+/// A studio whose training reads every file, caching no rolls in the user's cache folder.
+fn uncached(mut studio: Studio) -> Studio {
+    studio.roll_cache = None;
+    studio
+}
+
 fn studio(model: &Path, file: Option<PathBuf>) -> Harness<'static, Studio> {
     let session = Session {
         model_path: Some(model.to_path_buf()),
@@ -54,7 +60,7 @@ fn studio(model: &Path, file: Option<PathBuf>) -> Harness<'static, Studio> {
     };
     let mut h = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
-        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), file, false));
+        .build_eframe(move |cc| uncached(Studio::new(&cc.egui_ctx, Some(session), file, false)));
     // The models (and the file) load on a worker thread while the window shows.
     wait(&mut h, "the start", |s| !s.loading());
     h
@@ -172,7 +178,7 @@ fn the_sound_device_gives_playback_or_says_why_not() {
     };
     let mut h = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
-        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), None, true));
+        .build_eframe(move |cc| uncached(Studio::new(&cc.egui_ctx, Some(session), None, true)));
     wait(&mut h, "the sound device", |s| !s.opening_audio());
     h.step();
     let play = h.get_by_label("Play").accesskit_node().is_disabled();
@@ -197,7 +203,7 @@ fn a_slow_sound_device_keeps_nothing_waiting() {
     h.state_mut().open_audio_with(move || {
         // Held until the test lets it go (at most 20 s, so a studio that waited for it would
         // fail below rather than hang).
-        let _ = held.recv_timeout(std::time::Duration::from_secs(20));
+        let _ = held.recv_timeout(std::time::Duration::from_secs(300));
         Ok(player)
     });
     for _ in 0..3 {
@@ -692,7 +698,9 @@ fn the_training_panel_trains_a_classifier_for_the_style_meter() {
     let start = |session: Session| {
         let mut h = Harness::builder()
             .with_size(egui::vec2(1280.0, 800.0))
-            .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), None, false));
+            .build_eframe(move |cc| {
+                uncached(Studio::new(&cc.egui_ctx, Some(session), None, false))
+            });
         wait(&mut h, "the start", |s| !s.loading());
         h
     };
@@ -705,10 +713,21 @@ fn the_training_panel_trains_a_classifier_for_the_style_meter() {
     let h = start(session);
     let (message, error) = h.state().message().cloned().unwrap();
     assert!(
-        error && message.contains("could not load the classifier"),
+        error
+            && message.contains("could not load the classifier")
+            && message.contains("using the shipped classifier"),
         "{message}"
     );
     assert!(h.state().session.classifier_path.is_none());
+    let shipped = h.state().other_models().classifier.as_ref();
+    assert_eq!(
+        shipped
+            .expect("the shipped classifier")
+            .manifest
+            .composers
+            .len(),
+        20
+    );
 }
 
 /// The Train panel trains the Transformer VAE and the DCGAN too: "Use this ..." turns the
@@ -793,7 +812,9 @@ fn the_training_panel_trains_the_transformer_vae_and_the_dcgan() {
     let start = |session: Session| {
         let mut h = Harness::builder()
             .with_size(egui::vec2(1280.0, 800.0))
-            .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), None, false));
+            .build_eframe(move |cc| {
+                uncached(Studio::new(&cc.egui_ctx, Some(session), None, false))
+            });
         wait(&mut h, "the start", |s| !s.loading());
         h
     };
@@ -815,16 +836,17 @@ fn the_training_panel_trains_the_transformer_vae_and_the_dcgan() {
     );
     assert!(message.contains("could not load the DCGAN"), "{message}");
     assert!(h.state().session.tvae_path.is_none() && h.state().session.gan_path.is_none());
+    // The shipped ones (committed in weights/) are in use, and the message says so.
+    assert!(
+        message.contains("using the shipped Transformer VAE")
+            && message.contains("using the shipped DCGAN"),
+        "{message}"
+    );
     let others = h.state().other_models();
-    for composers in [
-        others.tvae.as_ref().map(|m| &m.manifest.composers),
-        others.gan.as_ref().map(|m| &m.manifest.composers),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        assert_ne!(composers, &tiny);
-    }
+    let tvae = others.tvae.as_ref().expect("the shipped Transformer VAE");
+    let gan = others.gan.as_ref().expect("the shipped DCGAN");
+    assert_eq!(tvae.manifest.composers.len(), 20);
+    assert_ne!(gan.manifest.composers, tiny);
 }
 
 /// Steps of the monitor's curves, whichever model they are of.
@@ -892,7 +914,7 @@ fn a_run_cut_short_by_closing_the_studio_continues_at_the_next_start() {
     let lock = segue::train_loop::lock_run_folder(&out).unwrap();
     let mut h = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
-        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), None, false));
+        .build_eframe(move |cc| uncached(Studio::new(&cc.egui_ctx, Some(session), None, false)));
     wait(&mut h, "the last run in the monitor", |s| {
         !s.loading() && monitor_steps(s).len() == done && s.training_checkpoint().is_some()
     });
@@ -1000,7 +1022,7 @@ fn the_composers_come_back_by_name() {
     };
     let mut h = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
-        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), None, false));
+        .build_eframe(move |cc| uncached(Studio::new(&cc.egui_ctx, Some(session), None, false)));
     wait(&mut h, "the start", |s| !s.loading());
     let s = h.state();
     assert_eq!(s.composers(), ["arps", "chords", "scales"]);
@@ -1693,7 +1715,9 @@ fn the_window_shows_while_the_models_load() {
     };
     let mut h = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
-        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), Some(file), false));
+        .build_eframe(move |cc| {
+            uncached(Studio::new(&cc.egui_ctx, Some(session), Some(file), false))
+        });
     h.step();
     // Loading takes far longer than a frame.
     assert!(h.state().loading());
@@ -1899,7 +1923,7 @@ fn notes_left_out_of_a_session_are_said() {
     }
     let mut h = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
-        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), None, false));
+        .build_eframe(move |cc| uncached(Studio::new(&cc.egui_ctx, Some(session), None, false)));
     wait(&mut h, "the start", |s| !s.loading());
     assert_eq!(h.state().session.score.notes.len(), 1);
     let (text, error) = h.state().message().unwrap().clone();
@@ -2053,7 +2077,7 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     broken.view.step_px = 0.0;
     let mut h = Harness::builder()
         .with_size(egui::vec2(800.0, 600.0))
-        .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(broken), None, false));
+        .build_eframe(move |cc| uncached(Studio::new(&cc.egui_ctx, Some(broken), None, false)));
     h.step();
     assert_eq!(h.state().session.view.step_px, 1.0);
 

@@ -29,8 +29,8 @@ use crate::studio::piano_roll::{
 use crate::studio::score::{History, Origin, Score};
 use crate::studio::session_file;
 use crate::studio::workers::{
-    Engine, GenerationEvent, GenerationRequest, Generator, Primer, StyleMeter, TrainSpec,
-    TrainingJob, TrainingReport, catching,
+    Engine, GenerationEvent, GenerationRequest, Generator, Primer, StyleMeter, TrainPlace,
+    TrainSpec, TrainingJob, TrainingReport, catching,
 };
 use crate::train::{self, Metrics, TrainEvent, TrainOptions, Validation};
 use crate::train_loop::{self, LoopEvent, LoopMetrics};
@@ -485,6 +485,9 @@ pub struct Studio {
     pub session: Session,
     /// Writes the session when eframe asks (None: not saved, as in tests).
     pub saver: Option<session_file::Saver>,
+    /// Where training caches the corpus's rolls (the user's cache folder; None: none, as in
+    /// tests).
+    pub roll_cache: Option<PathBuf>,
     history: History,
     model: Option<Arc<TrainedModel>>,
     model_error: Option<String>,
@@ -821,6 +824,7 @@ impl Studio {
         let mut studio = Studio {
             session,
             saver: None,
+            roll_cache: crate::dataset::default_cache_dir(),
             history: History::default(),
             model: None,
             model_error: None,
@@ -2138,8 +2142,12 @@ impl Studio {
 
     /// Whether the next run trains on the GPU: asked for, in a build with CUDA (a session
     /// saved by such a build trains on the CPU in one without).
-    fn train_on_gpu(&self) -> bool {
-        self.session.train_on_gpu && cuda_build()
+    /// Where the next run trains: on the GPU if asked for and built, with the roll cache.
+    fn train_place(&self) -> TrainPlace {
+        TrainPlace {
+            gpu: self.session.train_on_gpu && cuda_build(),
+            roll_cache: self.roll_cache.clone(),
+        }
     }
 
     /// The LSTM-VAE in use, where a run can start from it: of the chosen preset's sizes,
@@ -2190,7 +2198,7 @@ impl Studio {
                 dir,
                 spec,
                 out,
-                self.train_on_gpu(),
+                self.train_place(),
                 self.wake.clone(),
             )),
             model: Some(self.session.train_model),
@@ -2266,12 +2274,11 @@ impl Studio {
             None => {}
         }
         let steps = self.session.train_steps.max(1);
-        let gpu = self.train_on_gpu();
         self.training.job = Some(TrainingJob::resume(
             corpus,
             model,
             steps,
-            gpu,
+            self.train_place(),
             self.wake.clone(),
         ));
         self.training.paused = false;
@@ -2771,7 +2778,7 @@ impl Studio {
             })
         };
         let o = &self.others;
-        if self.train_on_gpu() {
+        if self.train_place().gpu {
             return "On the GPU (CUDA device 0)".into();
         }
         match self.session.train_model {

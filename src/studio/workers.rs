@@ -567,14 +567,22 @@ impl TrainSpec {
     }
 }
 
+/// Where a run trains: the device, and the folder of the corpus's cached rolls.
+#[derive(Debug, Clone)]
+pub struct TrainPlace {
+    /// On CUDA device 0 (a build with the `cuda` feature), else on the CPU.
+    pub gpu: bool,
+    /// Rolls cached between loads of a corpus (None: read every file each time).
+    pub roll_cache: Option<PathBuf>,
+}
+
 impl TrainingJob {
-    /// Loads `corpus_dir` and trains what `spec` says into `out`, on the CPU or, with `gpu`,
-    /// on CUDA device 0 (a build with the `cuda` feature).
+    /// Loads `corpus_dir` and trains what `spec` says into `out`, where `place` says.
     pub fn start(
         corpus_dir: PathBuf,
         spec: TrainSpec,
         out: PathBuf,
-        gpu: bool,
+        place: TrainPlace,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
         Self::launch(
@@ -582,7 +590,7 @@ impl TrainingJob {
             Box::new(move || Ok(spec)),
             out,
             false,
-            gpu,
+            place,
             wake,
         )
     }
@@ -594,25 +602,26 @@ impl TrainingJob {
         corpus_dir: PathBuf,
         model: PathBuf,
         steps: usize,
-        gpu: bool,
+        place: TrainPlace,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
         let out = model.parent().map(Path::to_path_buf).unwrap_or_default();
         // The manifest is read on the training thread (the window never reads files).
         let spec = move || TrainSpec::of_run(&model, steps);
-        Self::launch(corpus_dir, Box::new(spec), out, true, gpu, wake)
+        Self::launch(corpus_dir, Box::new(spec), out, true, place, wake)
     }
 
     /// Trains on a thread of its own: `spec` says what (it runs there), `resume` whether
-    /// from the checkpoint in `out`, `gpu` whether on CUDA.
+    /// from the checkpoint in `out`, `place` on what and with which roll cache.
     fn launch(
         corpus_dir: PathBuf,
         spec: Box<dyn FnOnce() -> Result<TrainSpec, String> + Send>,
         out: PathBuf,
         resume: bool,
-        gpu: bool,
+        place: TrainPlace,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
+        let TrainPlace { gpu, roll_cache } = place;
         let control = Control::default();
         let (tx, events) = channel();
         let thread_control = control.clone();
@@ -645,7 +654,7 @@ impl TrainingJob {
                     }
                     let load_opts = LoadOptions {
                         quantize: QuantizeOptions::default(),
-                        cache_dir: crate::dataset::default_cache_dir(),
+                        cache_dir: roll_cache,
                     };
                     let corpus = match Corpus::load(&corpus_dir, &load_opts, &|done, total| {
                         send(TrainingReport::Loading(done, total))
@@ -1020,7 +1029,10 @@ mod tests {
             dir.path().join("no corpus"),
             TrainSpec::Dcgan(crate::gan::GanOptions::default()),
             out.clone(),
-            true,
+            TrainPlace {
+                gpu: true,
+                roll_cache: None,
+            },
             Arc::new(|| {}),
         );
         let ended = loop {
