@@ -684,10 +684,9 @@ pub fn judge_held_out(
         let snippets = evaluation_snippets(corpus, &split.valid, steps, per_composer);
         for (k, (s, truth)) in snippets.iter().enumerate() {
             progress(k, snippets.len());
-            let roll = &corpus.pieces[s.piece].roll;
-            let snippet = roll.slice(s.start, steps);
-            let v = classify_roll_in(clf, &snippet, (roll.meters(), s.start), window, window)?;
-            judged.snippets.push((v.overall, *truth));
+            judged
+                .snippets
+                .push((judge_snippet(clf, corpus, s, steps)?, *truth));
         }
     } else {
         judge_window_snippets(
@@ -707,6 +706,20 @@ pub fn judge_held_out(
     }
     progress(1, 1);
     Ok(judged)
+}
+
+/// The classifier's verdict on `steps` steps of a piece from the snippet's start, as
+/// `segue classify` judges a file that long (one shorter than a window at its own length).
+fn judge_snippet(
+    clf: &Classifier,
+    corpus: &Corpus,
+    s: &crate::dataset::SnippetRef,
+    steps: usize,
+) -> Result<Vec<f32>> {
+    let window = window_steps(clf);
+    let roll = &corpus.pieces[s.piece].roll;
+    let snippet = roll.slice(s.start, steps);
+    Ok(classify_roll_in(clf, &snippet, (roll.meters(), s.start), window, window)?.overall)
 }
 
 /// Snippets of one window each, `per_composer` of each composer's `pieces`, judged 32 at a
@@ -731,11 +744,9 @@ fn judge_window_snippets(
         // A piece shorter than a window is read at its own length, as `segue classify` reads
         // it (and as a shorter --snippet-steps would), not padded with silence.
         for (p, (s, _)) in probs.iter_mut().zip(chunk) {
-            let roll = &corpus.pieces[s.piece].roll;
-            if roll.steps() < s.start + window {
-                let snippet = roll.slice(s.start, roll.steps() - s.start.min(roll.steps()));
-                *p = classify_roll_in(clf, &snippet, (roll.meters(), s.start), window, window)?
-                    .overall;
+            let steps = corpus.pieces[s.piece].roll.steps().saturating_sub(s.start);
+            if steps < window {
+                *p = judge_snippet(clf, corpus, s, steps)?;
             }
         }
         (judged.snippets).extend(probs.into_iter().zip(chunk.iter().map(|(_, truth)| *truth)));

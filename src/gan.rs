@@ -54,7 +54,7 @@ pub struct GanOptions {
     #[serde(default = "one")]
     pub real_label: f64,
     /// Standard deviation of Gaussian noise added to every cell the discriminator sees, real
-    /// and generated, falling linearly to 0 at the run's last step (instance noise, Sønderby
+    /// and generated, falling linearly to 0 at [`GanOptions::instance_noise_steps`] (instance noise, Sønderby
     /// et al. 2017: the two distributions overlap early, so the discriminator cannot win at
     /// once). 0 = off.
     #[serde(default)]

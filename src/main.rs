@@ -456,7 +456,8 @@ struct DcganArgs {
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     real_label: Option<f64>,
     /// Gaussian noise (standard deviation) added to every cell the discriminator sees,
-    /// falling to 0 at the last step (default 0, off).
+    /// falling to 0 at the step count the run started with (kept when it is continued to more
+    /// steps; default 0, off).
     #[arg(long, value_name = "SIGMA", allow_negative_numbers = true)]
     instance_noise: Option<f64>,
     /// Spectral normalisation of the discriminator's convolutions (each kernel divided by its

@@ -1193,14 +1193,21 @@ fn check_held_out(
         (Some(seed), Some(fraction)) if seed == opts.seed && fraction == opts.valid_fraction => {
             Ok(())
         }
-        (Some(seed), Some(fraction)) => Err(Error::InvalidArgument(format!(
-            "{}: the model was trained on this corpus with seed {seed}, which chose the pieces \
-             it held out ({fraction} of them); fine-tuning it with seed {} (holding out {}) \
-             would validate on pieces it learned: train with seed {seed}",
-            path.display(),
-            opts.seed,
-            opts.valid_fraction
-        ))),
+        (Some(seed), Some(fraction)) => {
+            let (was, now, fix) = if seed != opts.seed {
+                let fix = format!("train with seed {seed}");
+                (format!("seed {seed}"), format!("seed {}", opts.seed), fix)
+            } else {
+                let fix = format!("hold out {fraction} of the pieces");
+                let now = format!("{} held out", opts.valid_fraction);
+                (format!("{fraction} of its pieces held out"), now, fix)
+            };
+            Err(Error::InvalidArgument(format!(
+                "{}: the model was trained on this corpus with {was}, which chose the pieces it \
+                 held out; fine-tuning it with {now} would validate on pieces it learned: {fix}",
+                path.display()
+            )))
+        }
         _ => Err(Error::format(
             path,
             "the manifest does not say which pieces the model held out (training.seed and \

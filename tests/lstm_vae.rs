@@ -56,7 +56,6 @@ fn shapes_and_teacher_forcing_match_the_step_path() {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = LstmVae::new(&cfg, vb).unwrap();
         segue::train_loop::seeded_init(&varmap, 1).unwrap();
-        segue::train_loop::seeded_init(&varmap, 1).unwrap();
         let x = batch(3, 10);
         let q = model.encode(&x).unwrap();
         assert_eq!(q.mean.dims(), &[3, 6]);

@@ -901,6 +901,11 @@ fn label_smoothing_and_instance_noise_change_what_the_discriminator_learns() {
     assert_ne!(noisy[0].train["d_real"], plain[0].train["d_real"]);
     let curve = |seen: &[LoopMetrics]| seen.iter().map(|m| m.train.clone()).collect::<Vec<_>>();
     assert_eq!(curve(&noisy), curve(&again));
+    // The run records where its noise ends (its step count as it started), so a run continued
+    // to more steps keeps the schedule.
+    let recorded: gan::GanOptions =
+        segue::train_loop::checkpoint_options(&dir.path().join("noisy"), gan::KIND).unwrap();
+    assert_eq!(recorded.instance_noise_steps, Some(o.train.steps));
     for (label, noise, says) in [
         (0.5, 0.0, "real label"),
         (1.5, 0.0, "real label"),

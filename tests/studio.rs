@@ -201,8 +201,8 @@ fn a_slow_sound_device_keeps_nothing_waiting() {
     let (release, held) = std::sync::mpsc::channel::<()>();
     let (player, mut engine) = segue::studio::audio::Player::detached();
     h.state_mut().open_audio_with(move || {
-        // Held until the test lets it go (at most 20 s, so a studio that waited for it would
-        // fail below rather than hang).
+        // Held until the test lets it go (at most 300 s, longer than any wait below, so a
+        // studio that waited for it would fail there rather than hang).
         let _ = held.recv_timeout(std::time::Duration::from_secs(300));
         Ok(player)
     });
@@ -1158,8 +1158,10 @@ fn space_plays_on_from_the_playhead() {
     wait(&mut h, "the file again", |s| !s.background_work());
     assert_eq!(listen(&mut h, &mut engine, 0.1), 0.0);
     // Space held down: the keyboard's repeats do not stop what the press started.
-    h.key_press(egui::Key::Space);
+    h.key_down(egui::Key::Space);
     h.step();
+    listen(&mut h, &mut engine, 0.05);
+    assert!(h.state().playing());
     for _ in 0..3 {
         h.event(egui::Event::Key {
             key: egui::Key::Space,
@@ -1169,8 +1171,11 @@ fn space_plays_on_from_the_playhead() {
             modifiers: egui::Modifiers::default(),
         });
         h.step();
+        // The engine renders between repeats, so the studio knows it is playing.
+        listen(&mut h, &mut engine, 0.05);
     }
-    listen(&mut h, &mut engine, 0.1);
+    h.key_up(egui::Key::Space);
+    listen(&mut h, &mut engine, 0.05);
     assert!(h.state().playing(), "a key repeat stopped playback");
 }
 

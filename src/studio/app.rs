@@ -370,7 +370,7 @@ impl Session {
         v.key_px = within(v.key_px, MIN_KEY_PX, MAX_KEY_PX, d.view.key_px);
         v.scroll_step = within(v.scroll_step, 0.0, Score::MAX_STEPS as f32, 0.0);
         v.top_pitch = within(v.top_pitch, 0.0, 127.0, d.view.top_pitch);
-        v.draw_len = v.draw_len.clamp(1, 64);
+        v.draw_len = v.draw_len.clamp(1, Score::MAX_STEPS);
         self.alpha = within(self.alpha, 0.0, 1.0, d.alpha);
         self.temperature = within(self.temperature, 0.2, 2.0, d.temperature);
         self.style_strength = within(
@@ -2140,9 +2140,8 @@ impl Studio {
         };
     }
 
-    /// Whether the next run trains on the GPU: asked for, in a build with CUDA (a session
-    /// saved by such a build trains on the CPU in one without).
-    /// Where the next run trains: on the GPU if asked for and built, with the roll cache.
+    /// Where the next run trains: on the GPU if asked for, in a build with CUDA (a session
+    /// saved by such a build trains on the CPU in one without); with the roll cache.
     fn train_place(&self) -> TrainPlace {
         TrainPlace {
             gpu: self.session.train_on_gpu && cuda_build(),

@@ -155,6 +155,9 @@ pub struct Engine {
     /// (previews aside): two overlapping notes of one pitch release the voice only when the
     /// second ends, as the exported file holds it.
     sounding: [u16; 128],
+    /// Pitches the score has struck and not yet released (a note begun before a seek is
+    /// counted above but was never struck): a preview of such a pitch is left to the score.
+    struck: [bool; 128],
     buffer: [f32; BLOCK],
     cursor: usize,
 }
@@ -193,6 +196,7 @@ impl Engine {
     fn silence(&mut self) {
         self.synth.all_notes_off();
         self.sounding = [0; 128];
+        self.struck = [false; 128];
     }
 
     /// Puts `score` in place at the current position: notes that go on sounding in it are not
@@ -208,8 +212,9 @@ impl Engine {
         let held = open_notes(&self.score.events[..past]);
         for pitch in 0..128u8 {
             let p = usize::from(pitch);
-            if self.sounding[p] > 0 && held[p] == 0 {
+            if self.struck[p] && held[p] == 0 {
                 self.synth.note_off(pitch);
+                self.struck[p] = false;
             }
         }
         self.sounding = held;
@@ -234,7 +239,7 @@ impl Engine {
                 Command::Loop(range) => self.looped = range.filter(|(a, b)| b > a),
                 Command::Preview(pitch) => {
                     if let Some((p, _)) = self.preview
-                        && self.sounding[usize::from(p & 0x7f)] == 0
+                        && !self.struck[usize::from(p & 0x7f)]
                     {
                         self.synth.note_off(p);
                     }
@@ -292,7 +297,7 @@ impl Engine {
                 self.preview = if left == 0 {
                     // A note of the score on this pitch took the voice over: it ends with
                     // the score's note, not the preview.
-                    if self.sounding[usize::from(p & 0x7f)] == 0 {
+                    if !self.struck[usize::from(p & 0x7f)] {
                         self.synth.note_off(p);
                     }
                     None
@@ -317,15 +322,18 @@ impl Engine {
             if e.step as f64 > now || e.step >= end {
                 break;
             }
-            let open = &mut self.sounding[usize::from(e.pitch & 0x7f)];
+            let p = usize::from(e.pitch & 0x7f);
+            let open = &mut self.sounding[p];
             if e.velocity == 0 {
                 *open = open.saturating_sub(1);
                 if *open == 0 {
                     self.synth.note_off(e.pitch);
+                    self.struck[p] = false;
                 }
             } else {
                 *open = open.saturating_add(1);
                 self.synth.note_on(e.pitch, e.velocity);
+                self.struck[p] = true;
             }
             self.next_event += 1;
         }
@@ -403,6 +411,7 @@ impl Player {
             looped: None,
             preview: None,
             sounding: [0; 128],
+            struck: [false; 128],
             buffer: [0.0; BLOCK],
             cursor: BLOCK,
         };
@@ -525,6 +534,23 @@ mod tests {
         pull(&mut engine, 11_025); // step 8.5: both ended
         assert!(!engine.synth.is_held(60));
         assert_eq!(engine.sounding[60], 0);
+    }
+
+    /// Stopped mid-piece, a note drawn across the playhead (counted, never struck) does not
+    /// keep a preview of its pitch ringing: the preview ends on its own time.
+    #[test]
+    fn a_preview_over_an_unheard_note_still_ends() {
+        let (mut player, mut engine) = Player::detached();
+        let score = PlayScore::from_notes([(60u8, 0usize, 16usize, 100u8)].into_iter());
+        player.send(Command::Score(Arc::new(score.clone())));
+        player.send(Command::Tempo(120.0));
+        player.send(Command::Seek(6));
+        pull(&mut engine, 256);
+        assert_eq!(engine.sounding[60], 1);
+        player.send(Command::Preview(60));
+        pull(&mut engine, PREVIEW_SAMPLES as usize + 256);
+        assert!(engine.preview.is_none());
+        assert!(!engine.synth.is_held(60), "the preview rang on");
     }
 
     #[test]

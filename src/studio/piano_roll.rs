@@ -465,7 +465,9 @@ pub fn piano_roll(
                 view.drag = Some(Drag::Draw { start, moved });
                 let note = view.selection.first().and_then(|&i| score.notes.get(i));
                 if let (true, Some(n)) = (moved, note) {
-                    let want = (step - start + 1).max(1);
+                    // From the note's own start (a note drawn at the grid's end starts before
+                    // the pressed cell).
+                    let want = (step - n.start as i64 + 1).max(1);
                     let ds = match want - n.len as i64 {
                         0 => 0,
                         ds => score.group_stretch(&view.selection, ds),

@@ -347,11 +347,13 @@ impl StyleMeter {
                 while let Some(job) = mailbox.take() {
                     // The roll is made here, not on the window's thread (a long piece is
                     // tens of megabytes), and only for the newest piece asked about.
-                    let roll = job.1.to_roll();
-                    let window = classify::window_steps(&classifier);
-                    let verdict =
+                    let verdict = catching(|| {
+                        let roll = job.1.to_roll();
+                        let window = classify::window_steps(&classifier);
                         classify::classify_roll(&classifier, &roll, window, (window / 4).max(1))
-                            .map_err(|e| e.to_string());
+                            .map_err(|e| e.to_string())
+                    })
+                    .unwrap_or_else(|e| Err(format!("the style meter failed: {e}")));
                     let _ = tx.send((job.0, verdict));
                     wake();
                 }
