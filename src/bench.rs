@@ -197,7 +197,13 @@ fn time_reference_once(
         &script,
     )?;
     let text = fsutil::read(json_file.path())?;
-    let summary: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
+    // Python writes a rate over no files as a bare NaN, which JSON has not: read as missing,
+    // so that a run that found other files than Segue is said as such, not as bad JSON.
+    let text = String::from_utf8_lossy(&text)
+        .replace("-Infinity", "null")
+        .replace("Infinity", "null")
+        .replace("NaN", "null");
+    let summary: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         Error::format(
             json_file.path(),
             format!("bad JSON from the reference: {e}"),

@@ -66,6 +66,7 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(usize, Vec<u8>), String> {
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
             12,
         ),
+        2 | 3 => return Err("truncated .npy header".into()),
         v => return Err(format!("unsupported .npy version {v}")),
     };
     let data_start = header_start + header_len;
@@ -122,7 +123,8 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(usize, Vec<u8>), String> {
         }),
         other => {
             return Err(format!(
-                "unsupported dtype '{other}' (use uint8, bool, int or float)"
+                "unsupported dtype '{other}' (use bool, uint8, int8 or little-endian int32, int64, \
+                 float32 or float64)"
             ));
         }
     };

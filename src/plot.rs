@@ -118,6 +118,11 @@ pub fn lines(series: &[Vec<f64>], max: f64) -> Result<Vec<u8>> {
     for (s, values) in series.iter().enumerate() {
         let n = values.len();
         let x_of = |i: usize| MARGIN + i * (480 - 2 * MARGIN - 1) / (n.max(2) - 1);
+        // One value has no segment: a short mark shows it.
+        if n == 1 {
+            let y = c.y_of(values[0], max);
+            c.line((x_of(0), y), (x_of(0) + 4, y), PALETTE[s % PALETTE.len()]);
+        }
         for i in 1..n {
             let a = (x_of(i - 1), c.y_of(values[i - 1], max));
             let b = (x_of(i), c.y_of(values[i], max));
@@ -150,4 +155,20 @@ pub fn heatmap(matrix: &[Vec<usize>]) -> Result<Vec<u8>> {
         }
     }
     c.png()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A curve of one value (a run's first validation) shows, and nothing odd panics.
+    #[test]
+    fn a_single_value_is_drawn() {
+        let empty = lines(&[vec![]], 1.0).unwrap();
+        assert_ne!(lines(&[vec![0.5]], 1.0).unwrap(), empty);
+        for odd in [f64::NAN, f64::INFINITY, -1.0] {
+            lines(&[vec![odd], vec![odd, 0.2]], 1.0).unwrap();
+        }
+        lines(&[vec![0.5, 0.7]], 0.0).unwrap();
+    }
 }

@@ -676,3 +676,19 @@ fn the_tempo_at_the_start_is_the_one_playback_takes() {
         song.initial_bpm()
     );
 }
+
+/// Damaged or unusual `.npy` files are refused saying what is wrong: a version-2 header cut
+/// short is "truncated" (not an unknown version), a big-endian array names the byte order.
+#[test]
+fn npy_refusals_say_what_is_wrong() {
+    let err = segue::npy::decode(b"\x93NUMPY\x02\x00\x00\x00").unwrap_err();
+    assert!(err.contains("truncated"), "{err}");
+    let mut big_endian = segue::npy::encode_u8(1, &[0; 128]);
+    let at = (big_endian.windows(3)).position(|w| w == b"|u1").unwrap();
+    big_endian[at..at + 3].copy_from_slice(b">f4");
+    let err = segue::npy::decode(&big_endian).unwrap_err();
+    assert!(
+        err.contains("'>f4'") && err.contains("little-endian"),
+        "{err}"
+    );
+}
