@@ -761,6 +761,35 @@ impl Corpus {
                     .count();
                 s
             })
+            .chain(
+                self.failed_only()
+                    .into_iter()
+                    .map(|(name, failures)| ComposerStats {
+                        composer: name,
+                        files: 0,
+                        steps: 0,
+                        notes: 0,
+                        notes_per_step: 0.0,
+                        lowest_pitch: None,
+                        highest_pitch: None,
+                        failures,
+                    }),
+            )
+            .collect()
+    }
+
+    /// Folders none of whose files could be read (so no composer of the corpus), with how
+    /// many failed, by name.
+    fn failed_only(&self) -> Vec<(String, usize)> {
+        let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+        for f in &self.failures {
+            if !self.composers.contains(&f.composer) {
+                *counts.entry(f.composer.as_str()).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .map(|(n, k)| (n.to_string(), k))
             .collect()
     }
 }

@@ -167,7 +167,8 @@ struct GenerateArgs {
     /// starting roll of classifier-ascent).
     #[arg(long, value_name = "FILE")]
     prime: Option<PathBuf>,
-    /// Style A: a composer of the model, or a MIDI file (default: the primer itself).
+    /// Style A: a composer of the model, or a MIDI file (default: the primer itself; not
+    /// used by the LSTM-VAE's transfer, which decodes the primer with B).
     #[arg(long, value_name = "A")]
     from: Option<String>,
     /// Style B: a composer of the model, or a MIDI file (transfer, transition, blend).
@@ -190,7 +191,8 @@ struct GenerateArgs {
     /// Primer steps taken from --prime.
     #[arg(long, default_value_t = 64, value_name = "N")]
     primer_steps: usize,
-    /// Transition length in steps (default: all generated steps).
+    /// Transition length in steps, 1 to --steps (default: all generated steps; --mode
+    /// transition only).
     #[arg(long, value_name = "N")]
     transition_steps: Option<usize>,
     /// Interpolate linearly instead of along the sphere.
@@ -209,7 +211,8 @@ struct GenerateArgs {
     /// At most this many notes per step (classifier ascent keeps at most 3, as the paper).
     #[arg(long, default_value_t = 8, value_name = "N")]
     max_notes: usize,
-    /// Seed: the same seed gives the same music.
+    /// Seed: the same seed gives the same music (classifier-ascent from --prime draws
+    /// nothing: its start is the primer, so every seed gives the same).
     #[arg(long, default_value_t = 1, value_name = "S")]
     seed: u64,
     /// lstm-vae (default), transformer-vae, classifier-ascent (to the composer --to) or dcgan
@@ -1225,7 +1228,7 @@ fn corpus_stats(dir: &Path, json: bool, cache: &CacheArgs, opts: QuantizeOptions
     let steps: usize = stats.iter().map(|s| s.steps).sum();
     out!(
         "{} composers, {files} files, {steps} steps, {} failed, {} from cache",
-        stats.len(),
+        corpus.composers.len(),
         corpus.failures.len(),
         corpus.cache_hits
     );
@@ -2085,9 +2088,80 @@ fn model_kind_of(path: &Path) -> Result<String> {
     }
 }
 
+/// Refuses the flags of `segue generate` that the model or mode would not use (a flag given
+/// and silently dropped would make the music other than asked for).
+fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> Result<()> {
+    let unused = |flag: &str, why: &str| -> Result<()> { bail!("{flag} is not used {why}") };
+    let vae = matches!(kind, "lstm-vae" | "transformer-vae");
+    if kind == "dcgan" {
+        for (flag, given) in [
+            ("--prime", a.prime.is_some()),
+            ("--from", a.from.is_some()),
+            ("--to", a.to.is_some()),
+        ] {
+            if given {
+                unused(
+                    flag,
+                    "by the DCGAN: it samples from noise, with no primer or style",
+                )?;
+            }
+        }
+    }
+    if kind == "classifier" && a.from.is_some() {
+        unused(
+            "--from",
+            "by classifier-ascent: it ascends to --to from --prime (or noise)",
+        )?;
+    }
+    if vae && mode == generate::Mode::Continue && a.to.is_some() {
+        unused(
+            "--to",
+            "by --mode continue (a continuation keeps the style of --from, or the primer's \
+             own); use --mode transfer, transition or blend for style B",
+        )?;
+    }
+    if kind == "lstm-vae" && mode == generate::Mode::Transfer && a.from.is_some() {
+        unused(
+            "--from",
+            "by the LSTM-VAE's transfer: it decodes the primer (song A) with B's code",
+        )?;
+    }
+    if let Some(n) = a.transition_steps {
+        if !vae || mode != generate::Mode::Transition {
+            unused("--transition-steps", "outside --mode transition")?;
+        }
+        if n == 0 || n > a.steps {
+            bail!(
+                "--transition-steps must be 1..={} (--steps), not {n}: the transition reaches B \
+                 within the generated steps",
+                a.steps
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Where writing `path` lands: a link there followed, its folder resolved (None if that
+/// folder is not there).
+fn landing(path: &Path) -> Option<PathBuf> {
+    let path = match std::fs::read_link(path) {
+        Ok(target) => path.parent().unwrap_or(Path::new("")).join(target),
+        Err(_) => path.to_path_buf(),
+    };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    Some(
+        dir.unwrap_or(Path::new("."))
+            .canonicalize()
+            .ok()?
+            .join(path.file_name()?),
+    )
+}
+
 fn generate_cmd(a: GenerateArgs) -> Result<()> {
     segue::generate::check_style_strength(a.style_strength)?;
     let (kind, path) = resolve_model(a.model.as_deref())?;
+    let mode: generate::Mode = a.mode.parse()?;
+    check_generate_flags(&kind, mode, &a)?;
     let quantize = QuantizeOptions::default();
     let primer = match a.prime.as_deref() {
         Some(p) => Some(read_midi(p, &quantize)?),
@@ -2120,6 +2194,13 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         output_kind(wav, &["wav"])?;
         segue::fsutil::check_target(wav)?;
         not_an_input(wav, &inputs)?;
+        if landing(wav).is_some_and(|w| Some(w) == landing(&a.output)) {
+            bail!(
+                "{}: this is where the MIDI file {} goes; write the audio to another file",
+                wav.display(),
+                a.output.display()
+            );
+        }
         // What will be rendered: the VAEs' primer head at its tempo, then the generated steps
         // at the tempo it ends with; the other models' steps alone, at 120 bpm.
         let estimate = match (kind.as_str(), primer.as_ref()) {
@@ -2133,7 +2214,6 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         segue::render::render_seconds(&estimate, &RenderOptions::default())
             .with_context(|| wav.display().to_string())?;
     }
-    let mode: generate::Mode = a.mode.parse()?;
     let opts = generate::GenerateOptions {
         mode,
         steps: a.steps,

@@ -410,7 +410,7 @@ fn a_continuation_keeps_the_primers_metre_and_tempo_map() {
         "generate",
         "--prime",
         p(&waltz),
-        "--to",
+        "--from",
         "chopin",
         "--steps",
         "32",
@@ -1032,4 +1032,106 @@ fn bench_roll_refuses_a_missing_reference_before_timing() {
         "{err}"
     );
     assert!(!venv.exists(), "a Python environment was made first");
+}
+
+/// `segue generate` refuses a flag the model or mode would drop (the music would not be what
+/// was asked for), before reading the primer; and audio that would land on the MIDI file.
+#[test]
+fn generate_refuses_flags_it_would_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let primer = dir.path().join("in.mid");
+    std::fs::write(&primer, simple(96, &[(0, 96, 60, 90)])).unwrap();
+    let out = dir.path().join("out.mid");
+    for (args, says) in [
+        (&["--to", "bach"][..], "--to is not used by --mode continue"),
+        (
+            &["--mode", "transfer", "--from", "chopin", "--to", "bach"],
+            "--from is not used",
+        ),
+        (
+            &["--mode", "blend", "--to", "bach", "--transition-steps", "8"],
+            "outside --mode transition",
+        ),
+        (
+            &[
+                "--mode",
+                "transition",
+                "--to",
+                "bach",
+                "--transition-steps",
+                "0",
+            ],
+            "1..=16",
+        ),
+        (
+            &[
+                "--mode",
+                "transition",
+                "--to",
+                "bach",
+                "--transition-steps",
+                "17",
+            ],
+            "1..=16",
+        ),
+        (
+            &["--model", "dcgan", "--to", "bach"],
+            "is not used by the DCGAN",
+        ),
+        (
+            &[
+                "--model",
+                "classifier-ascent",
+                "--to",
+                "bach",
+                "--from",
+                "chopin",
+            ],
+            "--from is not used",
+        ),
+    ] {
+        let mut all = vec![
+            "generate",
+            "--prime",
+            p(&primer),
+            "--steps",
+            "16",
+            "-o",
+            p(&out),
+        ];
+        all.extend_from_slice(args);
+        let err = fails(&all);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!out.exists());
+    }
+    // The DCGAN has no primer: a damaged one is not even read.
+    let err = fails(&[
+        "generate",
+        "--model",
+        "dcgan",
+        "--prime",
+        "/nonexistent.mid",
+        "-o",
+        p(&out),
+    ]);
+    assert!(err.contains("--prime is not used"), "{err}");
+    // --wav linked to the MIDI file's place: refused, nothing written.
+    #[cfg(unix)]
+    {
+        let wav = dir.path().join("out.wav");
+        std::os::unix::fs::symlink(&out, &wav).unwrap();
+        let err = fails(&[
+            "generate",
+            "--prime",
+            p(&primer),
+            "--steps",
+            "16",
+            "-o",
+            p(&out),
+            "--wav",
+            p(&wav),
+        ]);
+        assert!(err.contains("where the MIDI file"), "{err}");
+        assert!(!out.exists());
+    }
 }

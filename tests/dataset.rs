@@ -239,6 +239,16 @@ fn bad_files_are_skipped_and_listed() {
     assert_eq!(stats[1].files, 1);
     assert_eq!(stats[1].lowest_pitch, Some(62));
     assert_eq!(stats[1].failures, 1);
+    // The composer left out has its row too (no files, its failures), after the others.
+    assert_eq!(stats.len(), 3);
+    assert_eq!(
+        (
+            stats[2].composer.as_str(),
+            stats[2].files,
+            stats[2].failures
+        ),
+        ("brahms", 0, 2)
+    );
     // Each failure names the composer it would have taught, the one left out too.
     let of = |name: &str| {
         corpus
