@@ -941,6 +941,12 @@ fn a_run_cut_short_by_closing_the_studio_continues_at_the_next_start() {
     wait(&mut h, "the run to stop", |s| !s.training_running());
     let steps = monitor_steps(h.state());
     assert_eq!(steps, (1..=steps.len()).collect::<Vec<_>>());
+    // Stopped, not finished: the status says where.
+    let status = h.state().training_status();
+    assert!(
+        status.starts_with(&format!("Stopped at step {}", steps.len())),
+        "{status}"
+    );
     let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     assert_eq!(log.lines().count(), steps.len());
 }
@@ -959,6 +965,8 @@ fn the_training_panel_continues_a_run() {
         "{}",
         h.state().training_status()
     );
+    let status = h.state().training_status();
+    assert!(status.starts_with("Finished, 2 steps"), "{status}");
     // Continued to 2000 steps, it validates and checkpoints as a 2000-step run would, with
     // its own seed and no time limit.
     let checkpoint = h.state().training_checkpoint().unwrap().to_path_buf();
@@ -1058,6 +1066,18 @@ fn a_model_file_of_any_kind_opens() {
             .is_some_and(|(m, error)| *error && m.contains("junk.safetensors"))
     });
     assert_eq!(h.state().model().unwrap().manifest.composers.len(), 20);
+    // An LSTM-VAE opened while the DCGAN generates: the panel turns back to the LSTM-VAE, and
+    // two composers it does not know do not become one (both would clamp to its last).
+    h.state_mut().session.composer_a = 4;
+    h.state_mut().session.composer_b = 13;
+    h.state_mut().open_model_file(model.clone());
+    wait(&mut h, "the tiny LSTM-VAE", |s| {
+        s.model().is_some_and(|m| m.manifest.composers.len() == 3)
+    });
+    let session = &h.state().session;
+    assert_eq!(session.engine, EngineKind::LstmVae);
+    assert_ne!(session.composer_a, session.composer_b);
+    assert!(session.composer_a < 3 && session.composer_b < 3);
 }
 
 /// Loop without a selection loops the whole piece; with one, the selected notes' range.

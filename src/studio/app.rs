@@ -615,8 +615,9 @@ enum DialogResult {
     Opened(PathBuf, Result<Opened, String>),
     /// A MIDI or WAV export finished.
     Written(Result<PathBuf, String>),
-    /// A model file was loaded.
-    ModelLoaded(PathBuf, Result<Arc<TrainedModel>, String>),
+    /// A model file was loaded; the flag: one the user chose (a file, a run's model), which
+    /// the generation panel turns to.
+    ModelLoaded(PathBuf, Result<Arc<TrainedModel>, String>, bool),
     /// A file of one of the other models was loaded.
     OtherLoaded(OtherKind, PathBuf, Result<LoadedOther, String>),
     /// A load's result, with its number in the order the loads were asked for.
@@ -1150,6 +1151,7 @@ impl Studio {
     /// Loads a model file (None = the shipped default) on a worker thread; the studio uses it
     /// once it has loaded, and says what went wrong otherwise.
     pub fn load_model(&mut self, path: Option<PathBuf>) {
+        let chosen = path.is_some();
         let Some(path) = self.model_path_or_default(path) else {
             return;
         };
@@ -1157,7 +1159,7 @@ impl Studio {
         self.in_order(move || {
             let path = absolute(path);
             let loaded = load_trained(&path);
-            DialogResult::ModelLoaded(path, loaded)
+            DialogResult::ModelLoaded(path, loaded, chosen)
         });
     }
 
@@ -1212,7 +1214,7 @@ impl Studio {
             None => {
                 let path = absolute(path);
                 let loaded = load_trained(&path);
-                DialogResult::ModelLoaded(path, loaded)
+                DialogResult::ModelLoaded(path, loaded, true)
             }
         });
     }
@@ -1612,6 +1614,7 @@ impl Studio {
     /// change of model) where the pickers still list them.
     fn keep_composers(&mut self, before: &[String]) {
         let after = self.composers();
+        let (a, b) = (self.session.composer_a, self.session.composer_b);
         for chosen in [&mut self.session.composer_a, &mut self.session.composer_b] {
             match before
                 .get(*chosen)
@@ -1621,6 +1624,12 @@ impl Studio {
                 None if !after.is_empty() => *chosen = (*chosen).min(after.len() - 1),
                 None => {}
             }
+        }
+        // Two composers do not become one (both clamped to the last of a shorter list): B
+        // moves to another, or the slider would blend a composer with itself.
+        let s = &mut self.session;
+        if a != b && s.composer_a == s.composer_b && after.len() > 1 {
+            s.composer_b = (s.composer_a + 1) % after.len();
         }
     }
 
@@ -1982,10 +1991,26 @@ impl Studio {
                 DialogResult::Opened(p, read) => self.use_opened(p, read),
                 DialogResult::Written(Ok(p)) => self.say(format!("Wrote {}", p.display()), false),
                 DialogResult::Written(Err(e)) => self.say(e, true),
-                DialogResult::ModelLoaded(p, loaded) => {
+                DialogResult::ModelLoaded(p, loaded, chosen) => {
                     // Chosen: the start's own model, if it comes later, gives way to it.
                     self.model_chosen = true;
-                    self.use_model(p, loaded)
+                    let ok = loaded.is_ok();
+                    // One the user chose is what Generate uses next, as for the other models
+                    // (turned to first, so that composers A and B are kept by name).
+                    if ok && chosen {
+                        self.session.engine = EngineKind::LstmVae;
+                    }
+                    self.use_model(p.clone(), loaded);
+                    if ok && chosen {
+                        let n = self.composers().len();
+                        self.say(
+                            format!(
+                                "Generating with the LSTM-VAE {} ({n} composers)",
+                                p.display()
+                            ),
+                            false,
+                        );
+                    }
                 }
                 DialogResult::OtherLoaded(kind, p, loaded) => self.use_other(kind, p, loaded),
                 DialogResult::Started(s) => self.use_startup(*s),
@@ -2104,9 +2129,16 @@ impl Studio {
                     self.training.status = format!("{e} (it is still training there)");
                 }
                 Err(e) if following => self.training.status = e,
-                Ok(p) => {
-                    self.training.status = format!("Finished: {}", p.display());
-                    self.training.checkpoint = Some(p);
+                Ok(end) => {
+                    self.training.status = match end.stopped_early {
+                        true => format!(
+                            "Stopped at step {}: {} (Continue goes on from there)",
+                            end.steps,
+                            end.model.display()
+                        ),
+                        false => format!("Finished, {} steps: {}", end.steps, end.model.display()),
+                    };
+                    self.training.checkpoint = Some(end.model);
                 }
                 // Stopped before training began: not a failure.
                 Err(e) if e.starts_with("stopped") => {
@@ -2115,6 +2147,11 @@ impl Studio {
                     self.training.status = said;
                 }
                 Err(e) => self.training.status = format!("Failed: {e}"),
+            }
+            // No longer followed, the run's liveness is not known: Continue is offered, and
+            // refused saying so while another run still holds the folder.
+            if following {
+                self.training.live = false;
             }
         }
     }
@@ -2963,7 +3000,10 @@ impl Studio {
                     let name = dir
                         .file_name()
                         .map_or("model".into(), |n| n.to_string_lossy().into_owned());
-                    let out = unused_folder(&trained::weights_dir().join("user"), &name);
+                    // Absolute, so that the next start finds the run from any folder.
+                    let user = std::path::absolute(trained::weights_dir().join("user"));
+                    let user = user.unwrap_or_else(|_| trained::weights_dir().join("user"));
+                    let out = unused_folder(&user, &name);
                     self.start_training(dir, out);
                 }
                 if ui

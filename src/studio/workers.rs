@@ -405,8 +405,19 @@ pub enum TrainingReport {
     /// Whether a run trains in the followed folder now (holds its lock), at the start and at
     /// each change.
     Live(bool),
-    /// It ended: the model file, or why not.
-    Finished(Result<PathBuf, String>),
+    /// It ended: where and how, or why not.
+    Finished(Result<RunEnd, String>),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEnd {
+    /// The model file written last.
+    pub model: PathBuf,
+    /// Steps trained in all.
+    pub steps: usize,
+    /// Stopped (Stop, the studio closing, the time limit) before its last step.
+    pub stopped_early: bool,
 }
 
 /// A training run in the background, or another run's log being followed.
@@ -434,7 +445,7 @@ struct LoopRun<'a> {
 
 impl LoopRun<'_> {
     /// Trains with `train` and `opts`; the model file written, or why not.
-    fn train<O>(&self, train: train_loop::TrainFn<O>, opts: &O) -> crate::Result<PathBuf> {
+    fn train<O>(&self, train: train_loop::TrainFn<O>, opts: &O) -> crate::Result<RunEnd> {
         let send = self.send;
         let on_event = &mut |e| send(TrainingReport::Loop(e));
         train(
@@ -446,7 +457,11 @@ impl LoopRun<'_> {
             self.control,
             on_event,
         )
-        .map(|o| o.model_path)
+        .map(|o| RunEnd {
+            model: o.model_path,
+            steps: o.steps,
+            stopped_early: o.stopped_early,
+        })
     }
 }
 
@@ -694,7 +709,11 @@ impl TrainingJob {
                             &thread_control,
                             &mut |e| send(TrainingReport::Event(e)),
                         )
-                        .map(|o| o.model_path),
+                        .map(|o| RunEnd {
+                            model: o.model_path,
+                            steps: o.steps,
+                            stopped_early: o.stopped_early,
+                        }),
                         TrainSpec::Classifier(opts) => run.train(classify::train_classifier, opts),
                         TrainSpec::TransformerVae(opts) => run.train(tvae::train_tvae, opts),
                         TrainSpec::Dcgan(opts) => run.train(gan::train_gan, opts),
