@@ -709,6 +709,22 @@ pub struct ComposerStats {
     pub failures: usize,
 }
 
+impl ComposerStats {
+    /// The figures of a composer with no piece (yet), and `failures` files that failed.
+    fn empty(composer: String, failures: usize) -> Self {
+        ComposerStats {
+            composer,
+            files: 0,
+            steps: 0,
+            notes: 0,
+            notes_per_step: 0.0,
+            lowest_pitch: None,
+            highest_pitch: None,
+            failures,
+        }
+    }
+}
+
 impl Corpus {
     /// Each snippet's piece's metre map and the step it starts at: where its bars fall, for
     /// the models told the metre.
@@ -727,16 +743,7 @@ impl Corpus {
             .iter()
             .enumerate()
             .map(|(c, name)| {
-                let mut s = ComposerStats {
-                    composer: name.clone(),
-                    files: 0,
-                    steps: 0,
-                    notes: 0,
-                    notes_per_step: 0.0,
-                    lowest_pitch: None,
-                    highest_pitch: None,
-                    failures: 0,
-                };
+                let mut s = ComposerStats::empty(name.clone(), 0);
                 let mut cells = 0usize;
                 for p in self.pieces.iter().filter(|p| p.composer == c) {
                     s.files += 1;
@@ -762,18 +769,8 @@ impl Corpus {
                 s
             })
             .chain(
-                self.failed_only()
-                    .into_iter()
-                    .map(|(name, failures)| ComposerStats {
-                        composer: name,
-                        files: 0,
-                        steps: 0,
-                        notes: 0,
-                        notes_per_step: 0.0,
-                        lowest_pitch: None,
-                        highest_pitch: None,
-                        failures,
-                    }),
+                (self.failed_only().into_iter())
+                    .map(|(name, failures)| ComposerStats::empty(name, failures)),
             )
             .collect()
     }
