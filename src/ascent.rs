@@ -97,8 +97,14 @@ pub fn ascend(
     let patch = clf.config.patch_steps;
     let steps = opts.steps.div_ceil(patch) * patch;
     if steps > clf.config.max_steps() {
+        let rounded = match steps == opts.steps {
+            true => String::new(),
+            false => format!(" ({steps} in whole tokens of {patch})"),
+        };
         return Err(Error::InvalidArgument(format!(
-            "{steps} steps is longer than the classifier's {}",
+            "{} steps{rounded} is longer than the classifier's window of {} steps: ask for at \
+             most that many",
+            opts.steps,
             clf.config.max_steps()
         )));
     }

@@ -2177,7 +2177,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     if a.primer_steps > 100_000 {
         bail!("--primer-steps must be at most 100000");
     }
-    generate::check_sampling(a.temperature, a.max_notes)?;
+    generate::check_sampling(a.temperature, a.max_notes)
+        .context("--temperature and --max-notes")?;
     // The outputs are checked before any work: right kinds, writable, not an input, not one
     // file twice, and the audio not too long to render.
     output_kind(&a.output, &["mid", "midi"])?;

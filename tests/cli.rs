@@ -1104,6 +1104,24 @@ fn generate_refuses_flags_it_would_not_use() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!out.exists());
     }
+    // Errors name the flag at fault.
+    let err = fails(&["generate", "--max-notes", "0", "-o", p(&out)]);
+    assert!(err.contains("--max-notes"), "{err}");
+    let err = fails(&[
+        "generate",
+        "--model",
+        "classifier-ascent",
+        "--to",
+        "bach",
+        "--steps",
+        "600",
+        "-o",
+        p(&out),
+    ]);
+    assert!(
+        err.contains("600 steps") && err.contains("window of 512"),
+        "{err}"
+    );
     // The DCGAN has no primer: a damaged one is not even read.
     let err = fails(&[
         "generate",
