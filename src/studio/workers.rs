@@ -1037,6 +1037,37 @@ mod tests {
         assert_eq!(worker.join().unwrap(), vec![1]);
     }
 
+    /// A training thread that panics ends its run with the panic's message: the panel does
+    /// not wait for a run that is gone.
+    #[test]
+    fn a_run_that_panics_ends_saying_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let place = TrainPlace {
+            gpu: false,
+            roll_cache: None,
+        };
+        let job = TrainingJob::launch(
+            dir.path().join("corpus"),
+            Box::new(|| panic!("a bug in the trainer")),
+            dir.path().join("run"),
+            false,
+            place,
+            Arc::new(|| {}),
+        );
+        let ended = loop {
+            match job.events.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(TrainingReport::Finished(result)) => break result,
+                Ok(_) => {}
+                Err(e) => panic!("no end: {e}"),
+            }
+        };
+        let problem = ended.unwrap_err();
+        assert!(
+            problem.contains("training failed: a bug in the trainer"),
+            "{problem}"
+        );
+    }
+
     /// A run asked to train on the GPU where there is none (a build without CUDA, or no
     /// device) ends with a message saying so, before it reads or writes anything.
     #[test]
