@@ -54,9 +54,9 @@ pub struct GanOptions {
     #[serde(default = "one")]
     pub real_label: f64,
     /// Standard deviation of Gaussian noise added to every cell the discriminator sees, real
-    /// and generated, falling linearly to 0 at [`GanOptions::instance_noise_steps`] (instance noise, Sønderby
-    /// et al. 2017: the two distributions overlap early, so the discriminator cannot win at
-    /// once). 0 = off.
+    /// and generated, falling linearly to 0 at [`GanOptions::instance_noise_steps`] (instance
+    /// noise, Sønderby et al. 2017: the two distributions overlap early, so the discriminator
+    /// cannot win at once). 0 = off.
     #[serde(default)]
     pub instance_noise: f64,
     /// The step at which the instance noise reaches 0: None takes the run's step count as it
