@@ -7,7 +7,8 @@
 //! Quantization counts the file's own ticks, so tempo changes never shift the grid:
 //! `start = round(tick * 4 / tpq)`, `length = round(duration_ticks * 4 / tpq)`, rounding half
 //! to even as NumPy does. Notes whose length rounds to 0 steps are kept as 1 step by default
-//! ([`QuantizeOptions::keep_short_notes`]); the paper dropped them.
+//! ([`QuantizeOptions::keep_short_notes`]); the paper dropped them. A musician's own piece is
+//! opened rounding starts and ends half up instead ([`QuantizeOptions::round_half_up`]).
 
 use std::path::Path;
 
@@ -40,6 +41,12 @@ pub struct QuantizeOptions {
     /// rests, instead of with its last note. Off for training data; on where a musician's
     /// piece is opened. An end past `max_steps` is ignored (the notes' end is kept).
     pub keep_length: bool,
+    /// Round each note's start and end half up, its length being their difference: notes a
+    /// step apart in the file stay a step apart, also a 32nd off the grid. Rounding half to
+    /// even (the paper's, NumPy's, for training data) can put two such notes of one pitch on
+    /// one step, where they become one. On where a musician's piece is opened.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub round_half_up: bool,
 }
 
 /// The longest piece Segue reads or writes, in 16th-note steps (about seven hours at 120 bpm):
@@ -54,16 +61,18 @@ impl Default for QuantizeOptions {
             include_drums: true,
             max_steps: MAX_STEPS,
             keep_length: false,
+            round_half_up: false,
         }
     }
 }
 
 impl QuantizeOptions {
     /// How a musician's own piece is opened: as [`QuantizeOptions::default`], but the roll
-    /// keeps the file's trailing rests.
+    /// keeps the file's trailing rests and notes are rounded half up.
     pub fn whole_file() -> Self {
         QuantizeOptions {
             keep_length: true,
+            round_half_up: true,
             ..Self::default()
         }
     }
@@ -211,8 +220,15 @@ impl Roll {
             if !opts.include_drums && n.channel == midi::DRUM_CHANNEL {
                 continue;
             }
-            let start = round_half_even(n.start.saturating_mul(STEPS_PER_QUARTER), tpq);
-            let mut len = round_half_even((n.end - n.start).saturating_mul(STEPS_PER_QUARTER), tpq);
+            let step_of = |tick: u64| tick.saturating_mul(STEPS_PER_QUARTER);
+            let (start, mut len) = if opts.round_half_up {
+                let half_up = |tick: u64| step_of(tick).saturating_add(tpq / 2) / tpq;
+                let start = half_up(n.start);
+                (start, half_up(n.end).saturating_sub(start))
+            } else {
+                let start = round_half_even(step_of(n.start), tpq);
+                (start, round_half_even(step_of(n.end - n.start), tpq))
+            };
             if len == 0 {
                 if !opts.keep_short_notes {
                     continue;

@@ -692,3 +692,26 @@ fn npy_refusals_say_what_is_wrong() {
         "{err}"
     );
 }
+
+/// A musician's piece keeps two notes of one pitch a 16th apart, also a 32nd off the grid:
+/// rounded half up, they land a step apart. Training data rounds half to even (the paper's),
+/// where the two land on one step and become one.
+#[test]
+fn notes_a_step_apart_off_the_grid_stay_apart_in_an_opened_piece() {
+    let bytes = smf(
+        Format::SingleTrack,
+        Timing::Metrical(u15::new(480)),
+        &[vec![
+            (180, on(0, 60, 90)),
+            (300, off(0, 60)),
+            (300, on(0, 60, 90)),
+            (420, off(0, 60)),
+        ]],
+    );
+    let starts = |opts: &QuantizeOptions| -> Vec<(usize, usize)> {
+        let roll = roll_of(&bytes, opts);
+        roll.notes().iter().map(|n| (n.start, n.len)).collect()
+    };
+    assert_eq!(starts(&QuantizeOptions::whole_file()), [(2, 1), (3, 1)]);
+    assert_eq!(starts(&QuantizeOptions::default()), [(2, 1)]);
+}
