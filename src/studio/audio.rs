@@ -57,7 +57,9 @@ impl PlayScore {
             });
             steps = steps.max(start + len);
         }
-        events.sort_by_key(|e| (e.step, e.velocity != 0, e.pitch));
+        // Offs before ons on a step; of two ons of one pitch on a step the louder last, so
+        // that it is the one heard, as the exported file keeps the loudest.
+        events.sort_by_key(|e| (e.step, e.velocity != 0, e.pitch, e.velocity));
         PlayScore {
             events,
             steps,
@@ -516,6 +518,18 @@ mod tests {
             engine.synth.is_held(60),
             "the score's C was released with the preview"
         );
+    }
+
+    /// Two notes of one pitch struck on one step (a paste over a note, say): the louder is
+    /// struck last, so it is what is heard, as the export keeps the loudest.
+    #[test]
+    fn of_two_notes_struck_together_the_louder_is_heard() {
+        let score =
+            PlayScore::from_notes([(60u8, 0usize, 4usize, 100u8), (60, 0, 2, 40)].into_iter());
+        let last_on = (score.events.iter())
+            .rfind(|e| e.step == 0 && e.pitch == 60 && e.velocity > 0)
+            .unwrap();
+        assert_eq!(last_on.velocity, 100);
     }
 
     /// Two notes of one pitch that overlap (an edit can make them): the first one's end does

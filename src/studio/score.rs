@@ -125,7 +125,9 @@ impl Score {
     /// The notes of `roll`, all of one origin, with its tempo and metre maps; the score lasts
     /// as long as the roll.
     pub fn from_roll(roll: &Roll, origin: Origin) -> Self {
-        let bpm = 60_000_000.0 / f64::from(roll.micros_per_quarter_at(0).max(1));
+        // In the range playback and export take, so that the tempo box shows what plays.
+        let bpm =
+            (60_000_000.0 / f64::from(roll.micros_per_quarter_at(0).max(1))).clamp(10.0, 1000.0);
         Score {
             notes: roll
                 .notes()
@@ -502,6 +504,25 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file faster than playback and export go (1200 bpm) opens with the tempo box at what
+    /// plays and is exported (1000), not at a tempo nothing uses.
+    #[test]
+    fn an_opened_tempo_out_of_range_shows_what_plays() {
+        let tempo = vec![crate::roll::StepTempo {
+            step: 0,
+            micros_per_quarter: 50_000,
+        }];
+        let roll = Roll::from_notes(8, &[], tempo);
+        let score = Score::from_roll(&roll, Origin::Primer);
+        let exported = 60e6 / f64::from(score.to_roll().micros_per_quarter_at(0));
+        assert!(
+            (score.bpm - exported).abs() < 1e-6,
+            "{} vs {exported}",
+            score.bpm
+        );
+        assert_eq!(score.bpm, 1000.0);
+    }
 
     #[test]
     fn the_history_keeps_at_most_its_steps_and_notes() {
