@@ -474,12 +474,7 @@ pub fn evaluate_lstm_vae(
     progress: &mut dyn FnMut(f32),
 ) -> Result<LstmVaeReport> {
     let (per_composer, seed) = (opts.per_composer, opts.seed);
-    let training = &model.manifest.training;
-    let valid_fraction = training
-        .get("valid_fraction")
-        .and_then(|v| v.as_f64())
-        .unwrap_or(0.1);
-    let split_seed = training.get("seed").and_then(|v| v.as_u64()).unwrap_or(1);
+    let (valid_fraction, split_seed) = model.manifest.held_out_split().unwrap_or((0.1, 1));
     let steps = opts
         .snippet_steps
         .unwrap_or_else(|| model.training_snippet_steps());

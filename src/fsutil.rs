@@ -3,7 +3,7 @@
 //! leaves a half-written file where the user's work was.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -139,6 +139,22 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
+}
+
+/// Whether writing `a` and writing `b` would land on one file, also where neither is there
+/// yet: a link at either is followed (a link to a file written first then leads to it, as
+/// [`write_atomic_with`] follows it), and their folders are resolved.
+pub fn same_landing(a: &Path, b: &Path) -> bool {
+    let landing = |path: &Path| -> Option<PathBuf> {
+        let path = match std::fs::read_link(path) {
+            Ok(target) => path.parent().unwrap_or(Path::new("")).join(target),
+            Err(_) => path.to_path_buf(),
+        };
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = dir.unwrap_or(Path::new(".")).canonicalize().ok()?;
+        Some(dir.join(path.file_name()?))
+    };
+    landing(a).is_some_and(|a| Some(a) == landing(b))
 }
 
 /// Reads a whole file, naming it in the error.

@@ -2141,22 +2141,6 @@ fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> R
     Ok(())
 }
 
-/// Where writing `path` lands: a link there followed, its folder resolved (None if that
-/// folder is not there).
-fn landing(path: &Path) -> Option<PathBuf> {
-    let path = match std::fs::read_link(path) {
-        Ok(target) => path.parent().unwrap_or(Path::new("")).join(target),
-        Err(_) => path.to_path_buf(),
-    };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    Some(
-        dir.unwrap_or(Path::new("."))
-            .canonicalize()
-            .ok()?
-            .join(path.file_name()?),
-    )
-}
-
 fn generate_cmd(a: GenerateArgs) -> Result<()> {
     segue::generate::check_style_strength(a.style_strength)?;
     let (kind, path) = resolve_model(a.model.as_deref())?;
@@ -2195,7 +2179,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         output_kind(wav, &["wav"])?;
         segue::fsutil::check_target(wav)?;
         not_an_input(wav, &inputs)?;
-        if landing(wav).is_some_and(|w| Some(w) == landing(&a.output)) {
+        if segue::fsutil::same_landing(wav, &a.output) {
             bail!(
                 "{}: this is where the MIDI file {} goes; write the audio to another file",
                 wav.display(),

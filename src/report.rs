@@ -417,11 +417,8 @@ pub fn evaluate_all(
             )));
         }
     }
-    let training = &lstm.manifest.training;
-    let split = corpus.split(
-        training["valid_fraction"].as_f64().unwrap_or(0.1),
-        training["seed"].as_u64().unwrap_or(1),
-    );
+    let (valid_fraction, seed) = lstm.manifest.held_out_split().unwrap_or((0.1, 1));
+    let split = corpus.split(valid_fraction, seed);
     // The Transformer VAE's reconstruction is measured on the LSTM-VAE's held-out pieces: it
     // must not have trained on any of them.
     if let Some(t) = &models.tvae {

@@ -1187,13 +1187,9 @@ fn check_held_out(
     if m.corpus.content_hash != corpus.content_hash() {
         return Ok(());
     }
-    let seed = m.training.get("seed").and_then(|v| v.as_u64());
-    let fraction = m.training.get("valid_fraction").and_then(|v| v.as_f64());
-    match (seed, fraction) {
-        (Some(seed), Some(fraction)) if seed == opts.seed && fraction == opts.valid_fraction => {
-            Ok(())
-        }
-        (Some(seed), Some(fraction)) => {
+    match m.held_out_split() {
+        Some((fraction, seed)) if seed == opts.seed && fraction == opts.valid_fraction => Ok(()),
+        Some((fraction, seed)) => {
             let (was, now, fix) = if seed != opts.seed {
                 let fix = format!("train with seed {seed}");
                 (format!("seed {seed}"), format!("seed {}", opts.seed), fix)
@@ -1208,7 +1204,7 @@ fn check_held_out(
                 path.display()
             )))
         }
-        _ => Err(Error::format(
+        None => Err(Error::format(
             path,
             "the manifest does not say which pieces the model held out (training.seed and \
              training.valid_fraction), so fine-tuning it on the corpus it was trained on \

@@ -185,6 +185,13 @@ pub struct ComposerPrior {
 }
 
 impl Manifest {
+    /// What chose the pieces the model held out: (share held out, seed) from its training
+    /// options, where the manifest records them.
+    pub fn held_out_split(&self) -> Option<(f64, u64)> {
+        let fraction = self.training.get("valid_fraction")?.as_f64()?;
+        Some((fraction, self.training.get("seed")?.as_u64()?))
+    }
+
     /// Optimiser steps in all, those of the models it was fine-tuned from included.
     pub fn total_steps(&self) -> usize {
         self.init_steps + self.steps

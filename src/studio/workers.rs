@@ -1037,6 +1037,17 @@ mod tests {
         assert_eq!(worker.join().unwrap(), vec![1]);
     }
 
+    /// How `job` ended (at most a minute from now).
+    fn end_of(job: &TrainingJob) -> Result<RunEnd, String> {
+        loop {
+            match job.events.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(TrainingReport::Finished(result)) => return result,
+                Ok(_) => {}
+                Err(e) => panic!("no end: {e}"),
+            }
+        }
+    }
+
     /// A training thread that panics ends its run with the panic's message: the panel does
     /// not wait for a run that is gone.
     #[test]
@@ -1054,13 +1065,7 @@ mod tests {
             place,
             Arc::new(|| {}),
         );
-        let ended = loop {
-            match job.events.recv_timeout(std::time::Duration::from_secs(60)) {
-                Ok(TrainingReport::Finished(result)) => break result,
-                Ok(_) => {}
-                Err(e) => panic!("no end: {e}"),
-            }
-        };
+        let ended = end_of(&job);
         let problem = ended.unwrap_err();
         assert!(
             problem.contains("training failed: a bug in the trainer"),
@@ -1087,13 +1092,7 @@ mod tests {
             },
             Arc::new(|| {}),
         );
-        let ended = loop {
-            match job.events.recv_timeout(std::time::Duration::from_secs(60)) {
-                Ok(TrainingReport::Finished(result)) => break result,
-                Ok(_) => {}
-                Err(e) => panic!("no end: {e}"),
-            }
-        };
+        let ended = end_of(&job);
         let problem = ended.unwrap_err();
         assert!(problem.contains("cannot train on the GPU"), "{problem}");
         assert!(!out.exists());
