@@ -1037,6 +1037,60 @@ mod tests {
         assert_eq!(worker.join().unwrap(), vec![1]);
     }
 
+    /// A generation that panics reports a failure with the panic's message instead of leaving
+    /// the studio waiting, and the thread lives on to take the next request.
+    #[test]
+    fn a_generation_that_panics_fails_and_the_thread_goes_on() {
+        let path = crate::gan::default_path().expect("the shipped DCGAN");
+        let model = Arc::new(crate::gan::load(&path, &candle_core::Device::Cpu).unwrap());
+        // The first progress report panics (a bug inside the job); later calls are quiet.
+        let panicked = Arc::new(AtomicBool::new(false));
+        let wake = {
+            let panicked = panicked.clone();
+            Arc::new(move || {
+                if !panicked.swap(true, Ordering::SeqCst) {
+                    panic!("a bug while generating");
+                }
+            })
+        };
+        let generator = Generator::start(wake);
+        let request = |id| GenerationRequest {
+            id,
+            engine: Engine::Dcgan {
+                model: model.clone(),
+            },
+            primer: Primer::Empty,
+            opts: GenerateOptions {
+                steps: 16,
+                ..GenerateOptions::default()
+            },
+            variations: 1,
+            cancel: Arc::new(AtomicBool::new(false)),
+        };
+        let last_of = |id| loop {
+            let event = generator
+                .events
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("the generation thread answers");
+            match event {
+                GenerationEvent::Progress { .. } => {}
+                GenerationEvent::Done { id: i, pieces, .. } if i == id => return Ok(pieces),
+                GenerationEvent::Failed { id: i, message } if i == id => return Err(message),
+                _ => panic!("an event of another job"),
+            }
+        };
+        generator.request(request(1));
+        let message = last_of(1).unwrap_err();
+        assert!(
+            message.contains("generation failed: a bug while generating"),
+            "{message}"
+        );
+        generator.request(request(2));
+        let pieces = last_of(2).expect("the thread takes the next request");
+        assert_eq!(pieces.len(), 1);
+        assert_eq!(pieces[0].roll.steps(), 16);
+    }
+
     /// How `job` ended (at most a minute from now).
     fn end_of(job: &TrainingJob) -> Result<RunEnd, String> {
         loop {
