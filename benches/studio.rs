@@ -33,8 +33,18 @@ fn main() {
         .with_size(egui::vec2(1600.0, 900.0))
         .with_accessibility_check(false)
         .build_eframe(move |cc| Studio::new(&cc.egui_ctx, Some(session), Some(piece), false));
+    // The models and the piece load on worker threads while the window shows.
+    let t = Instant::now();
+    while h.state().loading() {
+        if t.elapsed() > Duration::from_secs(120) {
+            panic!("the studio did not load in 2 minutes");
+        }
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
     h.step();
     let notes = h.state().session.score.notes.len();
+    assert!(notes > 0, "the piece did not open");
     let steps = h.state().session.score.steps();
     // Frames while scrolling through the piece at two zoom levels (all notes in view at the
     // widest).

@@ -681,6 +681,11 @@ pub fn judge_held_out(
                 "snippets of 0 steps: there is nothing to judge".into(),
             ));
         }
+        crate::train_loop::check_at_most(
+            "snippet length",
+            steps,
+            crate::train_loop::MAX_SNIPPET_STEPS,
+        )?;
         let snippets = evaluation_snippets(corpus, &split.valid, steps, per_composer);
         for (k, (s, truth)) in snippets.iter().enumerate() {
             progress(k, snippets.len());

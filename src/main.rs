@@ -305,7 +305,7 @@ struct ClassifierEvalArgs {
     /// Judge held-out snippets of N 16th-note steps (default: the classifier's window), each as
     /// `segue classify` judges a file that long: a shorter one read at its own length, a longer
     /// one window by window. Whole pieces are judged as always.
-    #[arg(long, value_name = "N", conflicts_with = "baseline", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, value_name = "N", conflicts_with = "baseline", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=segue::train_loop::MAX_SNIPPET_STEPS as u64))]
     snippet_steps: Option<usize>,
 }
 
@@ -1068,16 +1068,25 @@ fn extension(path: &Path) -> String {
 
 fn output_kind(output: &Path, allowed: &[&str]) -> Result<String> {
     let ext = extension(output);
-    if !allowed.contains(&ext.as_str()) {
+    let names = || {
+        (allowed.iter().map(|a| format!(".{a}")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if output.is_dir() {
         bail!(
-            "{}: unsupported output type '.{ext}' (use one of: {})",
+            "{} is a folder: name the file to write (ending in {})",
             output.display(),
-            allowed
-                .iter()
-                .map(|a| format!(".{a}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            names()
         );
+    }
+    if !allowed.contains(&ext.as_str()) {
+        let kind = if ext.is_empty() {
+            "an output without a type".to_string()
+        } else {
+            format!("unsupported output type '.{ext}'")
+        };
+        bail!("{}: {kind} (use one of: {})", output.display(), names());
     }
     Ok(ext)
 }
@@ -1752,10 +1761,14 @@ fn classify_cmd(
     }
     // Bars counted along the piece's own metre map.
     let bars = segue::meter::BarMap::new(roll.meters());
+    // A window shorter than a bar (a short roll read at its length) is a share of one.
+    let bars_of_4_4 = match verdict.window {
+        w if w % 16 == 0 => format!("{}", w / 16),
+        w => format!("{:.2}", w as f64 / 16.0),
+    };
     out!(
-        "per window of {} steps ({} bars of 4/4; bars below in the piece's metre):",
+        "per window of {} steps ({bars_of_4_4} bars of 4/4; bars below in the piece's metre):",
         verdict.window,
-        verdict.window / 16
     );
     for (start, p) in &verdict.windows {
         let best: Vec<String> = segue::classify::ranked(p)

@@ -151,16 +151,34 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(usize, Vec<u8>), String> {
 /// The text after `'key':` up to the next top-level comma (or the closing parenthesis of a
 /// tuple value).
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let at = header.find(&format!("'{key}'"))?;
-    let rest = header[at + key.len() + 2..]
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start();
+    // The key is the quoted name followed by a colon (the same text as a value is not).
+    let quoted = format!("'{key}'");
+    let rest = header.match_indices(&quoted).find_map(|(at, _)| {
+        header[at + quoted.len()..]
+            .trim_start()
+            .strip_prefix(':')
+            .map(str::trim_start)
+    })?;
     if rest.starts_with('(') {
         let end = rest.find(')')?;
         Some(&rest[..=end])
     } else {
         let end = rest.find([',', '}']).unwrap_or(rest.len());
         Some(rest[..end].trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dict_value;
+
+    /// A key is read where it is a key: the same quoted text as a value is passed over.
+    #[test]
+    fn a_key_is_found_where_it_is_a_key_not_a_value() {
+        let header = "{'descr': 'shape', 'fortran_order': False, 'shape': (3, 128), }";
+        assert_eq!(dict_value(header, "shape"), Some("(3, 128)"));
+        assert_eq!(dict_value(header, "descr"), Some("'shape'"));
+        assert_eq!(dict_value(header, "fortran_order"), Some("False"));
+        assert_eq!(dict_value("{'descr': 'shape', }", "shape"), None);
     }
 }

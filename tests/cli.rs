@@ -177,6 +177,11 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
     assert!(err.contains("/nonexistent-folder/out.npy"), "{err}");
     let err = fails(&["roll", p(&good), "-o", p(&dir.path().join("out.xyz"))]);
     assert!(err.contains("unsupported output type"), "{err}");
+    // A folder, or a name without a type, for the output: said as such.
+    let err = fails(&["render", p(&good), "-o", p(dir.path())]);
+    assert!(err.contains("is a folder"), "{err}");
+    let err = fails(&["roll", p(&good), "-o", p(&dir.path().join("out"))]);
+    assert!(err.contains("an output without a type"), "{err}");
     let err = fails(&[
         "render",
         p(&good),
@@ -538,6 +543,14 @@ fn classify_refuses_silence_and_bad_windows() {
         .filter(|l| l.trim_start().starts_with("bars "))
         .count();
     assert_eq!(windows, 1, "{text}");
+    // A roll shorter than a bar is read at its length: a share of a bar, not "0 bars".
+    let short = dir.path().join("short.mid");
+    std::fs::write(&short, simple(96, &[(0, 24, 60, 90)])).unwrap();
+    let text = ok(&["classify", p(&short)]);
+    assert!(
+        text.contains("per window of 4 steps (0.25 bars of 4/4"),
+        "{text}"
+    );
 }
 
 /// Training options no run can use are refused before the corpus is read (here it does not
@@ -584,6 +597,7 @@ fn bad_training_options_are_refused_before_any_work() {
             &["dcgan", "--snippet-steps", "100000000"],
             "snippet length is at most",
         ),
+        (&["classifier", "--width", "1000000000"], "width is at most"),
         (
             &["transformer-vae", "--eval-every", "0"],
             "validation interval",
@@ -974,6 +988,8 @@ fn evaluations_refuse_empty_counts_and_flags_they_do_not_use() {
         &["eval", "lstm-vae", "--per-composer", "0"],
         &["eval", "classifier", "--per-composer", "0"],
         &["eval", "classifier", "--seed", "5"],
+        // Snippets no machine holds (the training limit, 4096 steps).
+        &["eval", "classifier", "--snippet-steps", "1000000000"],
     ] {
         let out = segue(&[args, &away[..]].concat());
         assert_eq!(out.status.code(), Some(2), "{args:?}: a usage error");

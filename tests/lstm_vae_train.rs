@@ -468,6 +468,32 @@ fn damaged_model_files_are_refused_with_the_reason() {
         wide.contains("wide.json") && wide.contains("holds"),
         "{wide}"
     );
+    // A training length no snippet can have: evaluation would cut rolls into it.
+    let mut long: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert!(long["training"]["snippet_steps"].is_u64(), "{manifest}");
+    long["training"]["snippet_steps"] = serde_json::json!(1u64 << 57);
+    let long = load("long", &bytes, &long.to_string());
+    assert!(
+        long.contains("long.json") && long.contains("training snippets of"),
+        "{long}"
+    );
+    // A manifest larger than any is refused unread (sparse: no disk is used).
+    load("bulky", &bytes, &manifest);
+    std::fs::File::create(dir.path().join("bulky.json"))
+        .unwrap()
+        .set_len(segue::models::weights::MAX_MANIFEST_BYTES + 1)
+        .unwrap();
+    let bulky = TrainedModel::load(
+        &dir.path().join("bulky.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        bulky.contains("bulky.json") && bulky.contains("more than a manifest holds"),
+        "{bulky}"
+    );
     let missing = std::fs::remove_file(dir.path().join("good.json"));
     assert!(missing.is_ok());
     let no_manifest = TrainedModel::load(

@@ -634,12 +634,18 @@ fn damaged_model_files_are_refused_with_the_file_named() {
         let err = classify::load(&path, &Device::Cpu).unwrap_err().to_string();
         (path, err)
     };
-    // Absurd sizes are refused from the manifest, before a model of that size is built.
-    let (huge, err) = tampered(
-        "huge",
+    // Absurd sizes are refused from the manifest, before a model of that size is built:
+    // sizes no run trains, and sizes larger than the weights file holds.
+    let (_, err) = tampered(
+        "absurd",
         "/config/stack/layers",
         serde_json::json!(1u64 << 40),
     );
+    assert!(
+        err.contains("absurd.json") && err.contains("layers is at most 48"),
+        "{err}"
+    );
+    let (huge, err) = tampered("huge", "/config/stack/layers", serde_json::json!(48));
     assert!(
         err.contains("huge.json") && err.contains("at least") && err.contains("holds"),
         "{err}"

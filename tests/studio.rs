@@ -1958,6 +1958,30 @@ fn notes_left_out_of_a_session_are_said() {
     );
 }
 
+/// The last session's primer file, moved or damaged since, is said at the start (Generate then
+/// primes with the piece on the roll), not silently dropped.
+#[test]
+fn a_primer_file_that_no_longer_reads_is_said_at_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let gone = dir.path().join("moved-away.mid");
+    let session = Session {
+        model_path: Some(model),
+        primer_path: Some(gone),
+        ..Session::default()
+    };
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_eframe(move |cc| uncached(Studio::new(&cc.egui_ctx, Some(session), None, false)));
+    wait(&mut h, "the start", |s| !s.loading());
+    let (text, error) = h.state().message().unwrap().clone();
+    assert!(
+        error && text.contains("moved-away.mid") && text.contains("no longer reads"),
+        "{text}"
+    );
+    assert_eq!(h.state().session.primer_path, None);
+}
+
 /// A disk that takes its time keeps nothing waiting: saving and the per-frame poll return at
 /// once while a write hangs, later saves wait their turn (only the newest is kept), and it is
 /// written once the disk answers.
@@ -2061,6 +2085,17 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
         "{message}"
     );
     std::fs::remove_file(&copy).unwrap();
+
+    // A file larger than any session is refused unread (a sparse one: no disk is used).
+    let huge = path.with_file_name("huge.json");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(session_file::MAX_FILE_BYTES + 1).unwrap();
+    let err = session_file::read(&huge).unwrap_err();
+    assert!(
+        err.contains("huge.json") && err.contains("more than a saved session holds"),
+        "{err}"
+    );
+    std::fs::remove_file(&huge).unwrap();
 
     // A damaged file is an error naming it, and is set aside rather than overwritten.
     let bytes = serde_json::to_vec(&s).unwrap();

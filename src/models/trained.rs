@@ -194,7 +194,7 @@ impl Manifest {
 
     /// Optimiser steps in all, those of the models it was fine-tuned from included.
     pub fn total_steps(&self) -> usize {
-        self.init_steps + self.steps
+        self.init_steps.saturating_add(self.steps)
     }
 
     /// A draw from the model's prior for composer `composer`: N(0, I) for a standard prior,
@@ -405,6 +405,18 @@ impl TrainedModel {
                 manifest.composers.len(),
                 c.latent
             )));
+        }
+        // Evaluation and the composer codes cut rolls into snippets of the training length.
+        if let Some(v) = manifest.training.get("snippet_steps") {
+            use crate::train_loop::MAX_SNIPPET_STEPS;
+            if !v
+                .as_u64()
+                .is_some_and(|n| (1..=MAX_SNIPPET_STEPS as u64).contains(&n))
+            {
+                return Err(bad(format!(
+                    "training snippets of {v} steps; a model is trained on 1 to {MAX_SNIPPET_STEPS}"
+                )));
+            }
         }
         // The recurrent weights (4 gates x hidden x hidden per layer, encoder and decoder) and
         // the maps into and out of z (mean, log-variance, the decoder's initial state).

@@ -69,8 +69,31 @@ impl StackConfig {
             .saturating_add(product(&[self.max_len, self.width]))
     }
 
-    /// Checks that the sizes make a model.
+    /// Largest width a stack trains (sixteen times the paper's 128).
+    pub const MAX_WIDTH: usize = 2048;
+    /// Largest feed-forward size.
+    pub const MAX_FEED_FORWARD: usize = 8192;
+    /// Most blocks.
+    pub const MAX_LAYERS: usize = 48;
+    /// Longest sequence, in tokens.
+    pub const MAX_LEN: usize = crate::train_loop::MAX_SNIPPET_STEPS;
+
+    /// Checks that the sizes make a model (and one a run can allocate).
     pub fn check(&self) -> std::result::Result<(), String> {
+        for (what, n, most) in [
+            ("width", self.width, Self::MAX_WIDTH),
+            (
+                "feed-forward size",
+                self.feed_forward,
+                Self::MAX_FEED_FORWARD,
+            ),
+            ("number of layers", self.layers, Self::MAX_LAYERS),
+            ("longest sequence", self.max_len, Self::MAX_LEN),
+        ] {
+            if n > most {
+                return Err(format!("the {what} is at most {most}, not {n}"));
+            }
+        }
         if self.width == 0 || self.heads == 0 || !self.width.is_multiple_of(self.heads) {
             return Err(format!(
                 "width {} must be a positive multiple of heads {}",

@@ -302,7 +302,11 @@ fn take(
     Ok(out)
 }
 
-/// Reads and parses a JSON manifest.
+/// The largest manifest read (the shipped ones hold 2-110 kB: their composers' latent
+/// statistics).
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
+/// Reads and parses a JSON manifest (at most [`MAX_MANIFEST_BYTES`]).
 pub fn read_manifest<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     if !path.exists() {
         let weights = path.with_extension("safetensors");
@@ -316,7 +320,12 @@ pub fn read_manifest<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
         };
         return Err(format_error(path, problem));
     }
-    let bytes = fsutil::read(path)?;
+    let bytes = fsutil::read_at_most(path, MAX_MANIFEST_BYTES)?.map_err(|size| {
+        format_error(
+            path,
+            format!("{size} bytes, more than a manifest holds ({MAX_MANIFEST_BYTES})"),
+        )
+    })?;
     serde_json::from_slice(&bytes).map_err(|e| format_error(path, format!("bad manifest: {e}")))
 }
 

@@ -644,8 +644,9 @@ struct Startup {
     fallback: Option<(PathBuf, Result<Arc<TrainedModel>, String>)>,
     /// The other models the last session used instead of the shipped ones.
     saved_others: Vec<(OtherKind, PathBuf, Result<LoadedOther, String>)>,
-    /// The last session's primer file, read again (the models continue it).
-    primer: Option<Roll>,
+    /// The last session's primer file, read again (the models continue it), or why it no
+    /// longer reads.
+    primer: Option<Result<Roll, String>>,
     /// The file given on the command line.
     opened: Option<(PathBuf, Result<Opened, String>)>,
     /// The last session's training run, if its log is still there.
@@ -695,7 +696,9 @@ impl Startup {
             model,
             fallback,
             saved_others,
-            primer: primer.and_then(|p| Roll::read_midi(&p, &QuantizeOptions::whole_file()).ok()),
+            primer: primer.map(|p| {
+                Roll::read_midi(&p, &QuantizeOptions::whole_file()).map_err(|e| e.to_string())
+            }),
             opened: file.map(|f| {
                 // Absolute, so that the next start finds it from any folder.
                 let f = absolute(f);
@@ -787,6 +790,8 @@ fn load_trained(path: &Path) -> Result<Arc<TrainedModel>, String> {
 struct Opened {
     /// The roll, with the file's tempo and metre maps.
     roll: Roll,
+    /// Its notes for the roll view (made on the reading thread: a long piece's take a while).
+    score: Score,
     /// The damage that was skipped.
     warnings: Vec<String>,
 }
@@ -796,9 +801,14 @@ fn read_primer(path: &Path) -> Result<Opened, String> {
     Song::read(path)
         .and_then(|song| {
             Roll::from_song(&song, &QuantizeOptions::whole_file())
-                .map(|roll| Opened {
-                    roll,
-                    warnings: song.warnings,
+                .map(|roll| {
+                    let mut score = Score::from_roll(&roll, Origin::Primer);
+                    score.primer_steps = roll.steps();
+                    Opened {
+                        roll,
+                        score,
+                        warnings: song.warnings,
+                    }
                 })
                 .map_err(|p| crate::Error::midi(path, p))
         })
@@ -978,7 +988,21 @@ impl Studio {
         // Every change of the piece is a step of the history.
         let untouched = !self.history.can_undo();
         if untouched && self.session.primer_path.is_some() {
-            self.primer = s.primer.map(Arc::new);
+            match s.primer {
+                Some(Ok(roll)) => self.primer = Some(Arc::new(roll)),
+                // Moved or changed since: the piece on the roll primes instead, and says so
+                // (unless a file opened now replaces the primer anyway).
+                Some(Err(e)) => {
+                    self.session.primer_path = None;
+                    if s.opened.is_none() {
+                        errors.push(format!(
+                            "the file opened last no longer reads ({e}); Generate primes with \
+                             the piece on the roll"
+                        ));
+                    }
+                }
+                None => {}
+            }
         }
         if let Some((path, read)) = s.opened.filter(|_| untouched) {
             self.use_opened(path, read);
@@ -1337,12 +1361,14 @@ impl Studio {
     /// Puts a file read by [`Studio::open_file`] (or at the start) in place as the primer.
     fn use_opened(&mut self, path: PathBuf, read: Result<Opened, String>) {
         match read {
-            Ok(Opened { roll, warnings }) => {
+            Ok(Opened {
+                roll,
+                score,
+                warnings,
+            }) => {
                 self.cancel_generation();
                 self.blend_primer = None;
                 self.history.record(&self.session.score);
-                let mut score = Score::from_roll(&roll, Origin::Primer);
-                score.primer_steps = roll.steps();
                 self.session.score = score;
                 self.session.view.forget_notes();
                 self.primer = Some(Arc::new(roll));
@@ -2390,8 +2416,10 @@ impl Studio {
                 );
             let label = ui.label("Tempo");
             let score = &self.session.score;
+            // Once, not once a change: `steps` reads every note.
+            let end = score.steps();
             let changes = (score.tempo.iter())
-                .filter(|t| t.step > 0 && t.step < score.steps())
+                .filter(|t| t.step > 0 && t.step < end)
                 .count();
             let hint = if changes == 0 {
                 "The piece's tempo".to_string()

@@ -14,15 +14,26 @@ pub fn default_path() -> Option<PathBuf> {
     eframe::storage_dir("Segue").map(|dir| dir.join("session.json"))
 }
 
+/// The largest session file read (a piece of a million notes takes about 60 MB).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
 /// Reads a saved session. `Ok(None)` when there is none yet; an error names the file and the
 /// problem. The session is brought into the ranges the controls allow ([`Session::sanitize`]),
 /// with the number of notes that had to be left out, if any.
 pub fn read(path: &Path) -> Result<Option<(Session, Option<usize>)>, String> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: cannot read it: {e}", path.display())),
-    };
+    if let Err(e) = std::fs::metadata(path)
+        && e.kind() == std::io::ErrorKind::NotFound
+    {
+        return Ok(None);
+    }
+    let bytes = fsutil::read_at_most(path, MAX_FILE_BYTES)
+        .map_err(|e| e.to_string())?
+        .map_err(|size| {
+            format!(
+                "{}: {size} bytes, more than a saved session holds ({MAX_FILE_BYTES})",
+                path.display()
+            )
+        })?;
     let mut session: Session = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{}: not a saved session ({e})", path.display()))?;
     let left_out = session.sanitize();

@@ -649,36 +649,31 @@ impl TrainingJob {
                     let _ = tx.send(r);
                     wake();
                 };
-                let train = || {
-                    let spec = match spec() {
-                        Ok(s) => s,
-                        Err(e) => return send(TrainingReport::Finished(Err(e))),
-                    };
+                // The run, to its end: everything it loaded (the corpus, the device) is freed
+                // when it returns, before the end is reported, so the window, which lets the
+                // job go on that report and waits for its thread, never waits on the freeing.
+                let train = || -> Result<RunEnd, String> {
+                    let spec = spec()?;
                     // The device is opened first: without it nothing else is worth loading.
-                    let device = match crate::models::lstm_vae::device(gpu) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            return send(TrainingReport::Finished(Err(format!(
-                                "cannot train on the GPU ({e}); untick \"on the GPU\" to train on \
+                    let device = crate::models::lstm_vae::device(gpu).map_err(|e| {
+                        format!(
+                            "cannot train on the GPU ({e}); untick \"on the GPU\" to train on \
                              the CPU"
-                            ))));
-                        }
-                    };
+                        )
+                    })?;
                     // Another run training in the folder is refused before the corpus loads (a
                     // look only: the trainer takes the lock for the run itself).
-                    if resume && let Err(busy) = train_loop::check_not_in_use(&out) {
-                        return send(TrainingReport::Finished(Err(busy.to_string())));
+                    if resume {
+                        train_loop::check_not_in_use(&out).map_err(|busy| busy.to_string())?;
                     }
                     let load_opts = LoadOptions {
                         quantize: QuantizeOptions::default(),
                         cache_dir: roll_cache,
                     };
-                    let corpus = match Corpus::load(&corpus_dir, &load_opts, &|done, total| {
+                    let corpus = Corpus::load(&corpus_dir, &load_opts, &|done, total| {
                         send(TrainingReport::Loading(done, total))
-                    }) {
-                        Ok(c) => c,
-                        Err(e) => return send(TrainingReport::Finished(Err(e.to_string()))),
-                    };
+                    })
+                    .map_err(|e| e.to_string())?;
                     send(TrainingReport::Loaded {
                         composers: corpus.composers.clone(),
                         pieces: corpus.pieces.len(),
@@ -686,9 +681,7 @@ impl TrainingJob {
                     });
                     // Stop pressed while the corpus loaded: nothing trained, nothing written.
                     if thread_control.stop.load(Ordering::Relaxed) {
-                        return send(TrainingReport::Finished(Err(
-                            "stopped before training began".into(),
-                        )));
+                        return Err("stopped before training began".into());
                     }
                     // The classifier, the Transformer VAE and the DCGAN train on the shared loop.
                     let run = LoopRun {
@@ -718,14 +711,11 @@ impl TrainingJob {
                         TrainSpec::TransformerVae(opts) => run.train(tvae::train_tvae, opts),
                         TrainSpec::Dcgan(opts) => run.train(gan::train_gan, opts),
                     };
-                    send(TrainingReport::Finished(result.map_err(|e| e.to_string())));
+                    result.map_err(|e| e.to_string())
                 };
                 // A panic ends the run with its message, never silently.
-                if let Err(e) = catching(train) {
-                    send(TrainingReport::Finished(Err(format!(
-                        "training failed: {e}"
-                    ))));
-                }
+                let end = catching(train).unwrap_or_else(|e| Err(format!("training failed: {e}")));
+                send(TrainingReport::Finished(end));
             })
             .expect("spawning the training thread");
         TrainingJob {
