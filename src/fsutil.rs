@@ -63,7 +63,38 @@ pub fn write_atomic_with(
         .map_err(|e| Error::io(path, "syncing", e))?;
     tmp.persist(path)
         .map_err(|e| Error::io(path, "renaming the finished file onto", e.error))?;
+    sync_dir(dir);
     Ok(())
+}
+
+/// Makes a rename into `dir` durable (a power cut could otherwise lose the new name while the
+/// file's contents are on disk). Best effort: not every file system syncs a folder.
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+/// `path` with a tag before its extension (`session.json` -> `session.TAG.json`, or
+/// `session.TAG-2.json` and so on where that is taken), the first such name not taken: where
+/// a file is set aside rather than overwritten.
+pub fn free_name(path: &Path, tag: &str) -> Option<std::path::PathBuf> {
+    let ext = path.extension().map(|e| e.to_string_lossy().into_owned());
+    (1u32..1000)
+        .map(|k| {
+            let tag = match k {
+                1 => tag.to_string(),
+                k => format!("{tag}-{k}"),
+            };
+            path.with_extension(match &ext {
+                Some(e) => format!("{tag}.{e}"),
+                None => tag,
+            })
+        })
+        .find(|p| !p.exists())
 }
 
 /// Checks that a file can be written at `path` (it is not a folder nor a read-only file, one
@@ -242,6 +273,7 @@ fn move_set(stage: &Path, target: &Path) -> Result<()> {
         let to = target.join(&name);
         std::fs::rename(entry.path(), &to).map_err(|e| Error::io(&to, "moving into place", e))?;
     }
+    sync_dir(target);
     std::fs::remove_dir_all(stage).map_err(|e| Error::io(stage, "clearing", e))
 }
 

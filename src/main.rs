@@ -1154,9 +1154,13 @@ fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOption
         ..RenderOptions::default()
     };
     let bar = progress_bar(1000, "rendering");
-    let seconds = render_to_wav(&roll, &render_opts, output, &mut |f| {
-        bar.set_position((f * 1000.0) as u64)
-    })?;
+    let seconds = render_to_wav(
+        &roll,
+        &render_opts,
+        output,
+        &mut |f| bar.set_position((f * 1000.0) as u64),
+        stop_on_ctrl_c(),
+    )?;
     bar.finish_and_clear();
     out!(
         "wrote {} ({:.1} s at {} Hz)",
@@ -1165,6 +1169,23 @@ fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOption
         render_opts.sample_rate
     );
     Ok(())
+}
+
+/// A flag Ctrl+C (or SIGTERM, SIGHUP) sets, so that long work that writes a file stops at its
+/// next check and removes what it had half written (a second Ctrl+C ends the program at
+/// once). The train commands install their own.
+fn stop_on_ctrl_c() -> &'static std::sync::atomic::AtomicBool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if STOP.swap(true, Ordering::Relaxed) {
+                std::process::exit(130);
+            }
+        });
+    });
+    &STOP
 }
 
 fn progress_bar(len: u64, message: &'static str) -> ProgressBar {
@@ -1943,9 +1964,11 @@ fn eval_report(a: ReportArgs) -> Result<()> {
     // The folder is made (or refused) before minutes of evaluation, not after.
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("{}: cannot make the report's folder here", a.out.display()))?;
-    // A folder that is there but cannot be written to is refused now too.
+    // A folder that is there but cannot be written to is refused now too, and so is one
+    // whose report.md is someone's own page.
     tempfile::tempfile_in(&a.out)
         .with_context(|| format!("{}: cannot write the report's files here", a.out.display()))?;
+    segue::report::check_report_folder(&a.out)?;
     let device = candle_core::Device::Cpu;
     let optional = |path: Option<PathBuf>, what: &str| {
         if path.is_none() {
@@ -2234,7 +2257,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             .context("--prime FILE is needed with this model")
     };
     let bar = progress_bar(1000, "generating");
-    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let cancel = stop_on_ctrl_c();
     let mut progress = |f: f32| bar.set_position((f * 1000.0) as u64);
     let device = candle_core::Device::Cpu;
     let (roll, primer_steps) = match kind.as_str() {
@@ -2249,7 +2272,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 &code_b,
                 &opts,
                 &mut progress,
-                &cancel,
+                cancel,
             )?;
             (g.roll, g.primer_steps)
         }
@@ -2285,7 +2308,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 &code_b,
                 &opts,
                 &mut progress,
-                &cancel,
+                cancel,
             )?;
             (g.roll, g.primer_steps)
         }
@@ -2313,7 +2336,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 primer.as_ref(),
                 &ascent_opts,
                 &mut progress,
-                &cancel,
+                cancel,
             )?;
             say(
                 &bar,
@@ -2342,6 +2365,20 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     };
     bar.finish_and_clear();
     let result = generate::Generated::new(roll, primer_steps);
+    // The audio first: stopped while it renders (Ctrl+C), neither file has changed; the MIDI
+    // file, written in a moment, follows.
+    if let Some(wav) = &a.wav {
+        let render_opts = RenderOptions::default();
+        let bar = progress_bar(1000, "rendering");
+        render_to_wav(
+            &result.roll,
+            &render_opts,
+            wav,
+            &mut |f| bar.set_position((f * 1000.0) as u64),
+            cancel,
+        )?;
+        bar.finish_and_clear();
+    }
     result.roll.write_midi(&a.output)?;
     out!(
         "wrote {} ({} primer + {} generated steps)",
@@ -2350,12 +2387,6 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         result.roll.steps() - result.primer_steps
     );
     if let Some(wav) = &a.wav {
-        let render_opts = RenderOptions::default();
-        let bar = progress_bar(1000, "rendering");
-        render_to_wav(&result.roll, &render_opts, wav, &mut |f| {
-            bar.set_position((f * 1000.0) as u64)
-        })?;
-        bar.finish_and_clear();
         out!("wrote {}", wav.display());
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! export (16-bit PCM, written atomically).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -121,12 +122,14 @@ pub fn render_roll(
 
 /// Renders a roll straight into a 16-bit WAV file at `path` (atomically), block by block: a
 /// long piece needs no more memory than a short one. Returns the audio's length in seconds;
-/// every error names `path`.
+/// every error names `path`. Setting `stop` ends the rendering at its next block with an
+/// error, the half-written file removed and a file already at `path` left as it was.
 pub fn render_to_wav(
     roll: &Roll,
     opts: &RenderOptions,
     path: &Path,
     progress: &mut dyn FnMut(f64),
+    stop: &AtomicBool,
 ) -> Result<f64> {
     // Refused before the file is touched.
     let seconds = render_seconds(roll, opts).map_err(|e| Error::format(path, e.to_string()))?;
@@ -135,6 +138,12 @@ pub fn render_to_wav(
         let mut writer =
             hound::WavWriter::new(w, wav_spec(opts.sample_rate)).map_err(std::io::Error::other)?;
         render_blocks(roll, opts, seconds, progress, &mut |block| {
+            if stop.load(Ordering::Relaxed) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "stopped before the end; nothing was written",
+                ));
+            }
             block.iter().try_for_each(|&s| {
                 writer
                     .write_sample(to_i16(s))

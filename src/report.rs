@@ -769,10 +769,51 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 /// Writes `report.md` and its PNG charts into `dir`.
+/// The first line of every report page: how an earlier report in a folder is told from
+/// someone's own `report.md`.
+const REPORT_TITLE: &str = "# Segue evaluation report\n";
+
+/// Refuses a folder whose `report.md` is not a Segue report (someone's own page, which a
+/// report would replace); an earlier report there is replaced, as asked.
+pub fn check_report_folder(dir: &Path) -> Result<()> {
+    let page = dir.join("report.md");
+    match std::fs::File::open(&page) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&page, "reading", e)),
+        Ok(file) => {
+            use std::io::Read;
+            let mut start = Vec::new();
+            (file.take(REPORT_TITLE.len() as u64))
+                .read_to_end(&mut start)
+                .map_err(|e| Error::io(&page, "reading", e))?;
+            if start == REPORT_TITLE.as_bytes() {
+                Ok(())
+            } else {
+                Err(Error::format(
+                    &page,
+                    "not a Segue report: it is not replaced; choose another folder (--out)",
+                ))
+            }
+        }
+    }
+}
+
 pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating", e))?;
+    check_report_folder(dir)?;
+    // An earlier report's plots of sections this one has not are removed with it.
+    for (plot, kept) in [
+        ("blend-curve.png", report.style.is_some()),
+        ("confusion.png", report.classifier.is_some()),
+    ] {
+        let path = dir.join(plot);
+        if !kept && path.is_file() {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, "removing", e))?;
+        }
+    }
     let mut md = String::new();
-    md.push_str("# Segue evaluation report\n\n");
+    md.push_str(REPORT_TITLE);
+    md.push('\n');
     md.push_str(&format!(
         "Made by `{command}`. All figures come from held-out pieces (never seen in training): {} snippets of 128 steps for reconstruction and the real-music statistics. Generative models sample at temperature {} (the default) with at most {} notes a step.\n\n",
         report.snippets,

@@ -823,10 +823,21 @@ pub(crate) fn discard_empty_run(out: &Path, metrics: &Path, created: bool, lock:
 }
 
 /// Opens a run's metrics log for appending after `step` optimiser steps: a resumed run keeps
-/// only the lines up to its checkpoint, a fresh run (`step` 0) starts an empty log.
+/// only the lines up to its checkpoint, a fresh run (`step` 0) starts an empty log, setting
+/// an earlier run's aside (`metrics.earlier.jsonl`, ...: a run stopped before its first
+/// checkpoint, or one of another model in the folder), never deleting it.
 pub(crate) fn open_metrics_log(path: &Path, step: usize) -> Result<std::fs::File> {
     if step > 0 {
         truncate_metrics(path, step)?;
+    } else if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+        let aside = fsutil::free_name(path, "earlier").ok_or_else(|| {
+            Error::io(
+                path,
+                "setting aside",
+                std::io::Error::other("no free name beside it"),
+            )
+        })?;
+        std::fs::rename(path, &aside).map_err(|e| Error::io(path, "setting aside", e))?;
     } else if path.exists() {
         std::fs::remove_file(path).map_err(|e| Error::io(path, "removing", e))?;
     }
@@ -1071,6 +1082,29 @@ pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fresh run in a folder with an earlier run's log sets that log aside, numbered, never
+    /// deleting it; an empty one is simply replaced.
+    #[test]
+    fn a_fresh_run_sets_an_earlier_log_aside() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("metrics.jsonl");
+        for (k, earlier) in ["{\"step\":1}\n", "{\"step\":2}\n"].iter().enumerate() {
+            std::fs::write(&log, earlier).unwrap();
+            let mut f = open_metrics_log(&log, 0).unwrap();
+            writeln!(f, "new").unwrap();
+            let aside = match k {
+                0 => dir.path().join("metrics.earlier.jsonl"),
+                _ => dir.path().join("metrics.earlier-2.jsonl"),
+            };
+            assert_eq!(std::fs::read_to_string(&aside).unwrap(), *earlier);
+            assert_eq!(std::fs::read_to_string(&log).unwrap(), "new\n");
+        }
+        std::fs::write(&log, "").unwrap();
+        drop(open_metrics_log(&log, 0).unwrap());
+        assert!(!dir.path().join("metrics.earlier-3.jsonl").exists());
+    }
 
     #[test]
     fn step_generators_differ_by_purpose_and_step_even_for_seed_0() {

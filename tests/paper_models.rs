@@ -1144,6 +1144,33 @@ fn the_evaluation_report_measures_every_model_and_refuses_other_composers() {
         let bytes = std::fs::read(out.join(link)).unwrap_or_else(|e| panic!("{link}: {e}"));
         assert_eq!(&bytes[1..4], b"PNG", "{link}");
     }
+    // Written again without the style and classifier sections: their plots of the earlier
+    // report go with it.
+    let had = (
+        out.join("confusion.png").exists(),
+        report.classifier.is_some(),
+    );
+    assert_eq!(had.0, had.1);
+    let mut lean = report.clone();
+    lean.style = None;
+    lean.classifier = None;
+    write_report(&lean, &out, "segue eval report").unwrap();
+    assert!(!out.join("confusion.png").exists() && !out.join("blend-curve.png").exists());
+    // Someone's own report.md in the folder is not replaced.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::write(theirs.join("report.md"), "# My notes\n").unwrap();
+    let err = write_report(&report, &theirs, "segue eval report")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("report.md") && err.contains("not a Segue report"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(theirs.join("report.md")).unwrap(),
+        "# My notes\n"
+    );
     // A classifier of other composers would read the corpus's composer numbers wrongly.
     let mut other = models();
     if let Some(clf) = other.classifier.as_mut() {

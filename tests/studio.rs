@@ -1982,6 +1982,25 @@ fn a_primer_file_that_no_longer_reads_is_said_at_the_start() {
     assert_eq!(h.state().session.primer_path, None);
 }
 
+/// The studio saves its session itself, not through eframe's storage (which it has only where
+/// eframe could make its own folder; a harness has none): closing writes the piece.
+#[test]
+fn closing_the_studio_saves_the_session_without_eframe_storage() {
+    use segue::studio::session_file::{self, Saver};
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let path = dir.path().join("data/session.json");
+    let mut h = studio(&model, None);
+    h.state_mut().saver = Some(Saver::claim(path.clone()).unwrap());
+    h.state_mut().session.seed = 4242;
+    h.run_steps(2);
+    drop(h);
+    let (saved, _) = session_file::read(&path)
+        .unwrap()
+        .expect("the session was written");
+    assert_eq!(saved.seed, 4242);
+}
+
 /// A disk that takes its time keeps nothing waiting: saving and the per-frame poll return at
 /// once while a write hangs, later saves wait their turn (only the newest is kept), and it is
 /// written once the disk answers.
@@ -2131,6 +2150,12 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     saver.finish();
     let problem = saver.problem.take().unwrap();
     assert!(problem.contains("file"), "{problem}");
+    // Claimed there, the studio is told at once that its piece will not be kept.
+    let err = Saver::claim(blocked.join("session.json")).unwrap_err();
+    assert!(
+        err.contains("Cannot make the folder") && err.contains("not kept"),
+        "{err}"
+    );
 
     // The studio opens on a session with a zoom of 0 (which once drew endless grid lines).
     let mut broken = Session::default();
@@ -2141,7 +2166,7 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     h.step();
     assert_eq!(h.state().session.view.step_px, 1.0);
 
-    // eframe's save writes the session file (eframe's own storage is left alone).
+    // The studio writes the session file itself (eframe's own storage is left alone).
     struct Untouched;
     impl eframe::Storage for Untouched {
         fn get_string(&self, _: &str) -> Option<String> {
@@ -2157,7 +2182,9 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     wait(&mut h, "the start", |s| !s.loading());
     h.state_mut().saver = Some(Saver::new(saved.clone()));
     h.state_mut().session.seed = 77;
+    // eframe's save hook gives its storage nothing; the studio saves on its own.
     eframe::App::save(h.state_mut(), &mut Untouched);
+    h.state_mut().save_session();
     h.state_mut().saver = None; // dropping the saver finishes its write
     let (back, _) = session_file::read(&saved).unwrap().unwrap();
     assert_eq!(back.seed, 77);

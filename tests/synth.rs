@@ -189,12 +189,13 @@ fn render_follows_the_tempo_and_wav_is_valid() {
     // long is refused with the file named, and nothing written.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("streamed.wav");
-    let seconds = render_to_wav(&roll, &opts, &path, &mut |_| {}).unwrap();
+    let go = std::sync::atomic::AtomicBool::new(false);
+    let seconds = render_to_wav(&roll, &opts, &path, &mut |_| {}, &go).unwrap();
     let in_memory = encode_wav(&render_roll(&roll, &opts, &mut |_| {}).unwrap(), SR).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), in_memory);
     assert!((seconds * f64::from(SR) - (in_memory.len() - 44) as f64 / 2.0).abs() < 1.0);
     let refused = dir.path().join("long.wav");
-    let err = render_to_wav(&long, &slow, &refused, &mut |_| {})
+    let err = render_to_wav(&long, &slow, &refused, &mut |_| {}, &go)
         .unwrap_err()
         .to_string();
     assert!(
@@ -202,6 +203,22 @@ fn render_follows_the_tempo_and_wav_is_valid() {
         "{err}"
     );
     assert!(!refused.exists());
+    // Stopped (Ctrl+C, the studio closing): the file already there stays as it was, and no
+    // half-written file is left in the folder.
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let err = render_to_wav(&roll, &opts, &path, &mut |_| {}, &stop)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("streamed.wav") && err.contains("stopped before the end"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), in_memory);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("streamed.wav")]);
 }
 
 #[test]

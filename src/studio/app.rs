@@ -539,6 +539,9 @@ pub struct Studio {
     others: OtherModels,
     style: Option<StyleMeter>,
     style_id: u64,
+    /// What the style meter was last asked to judge: a change of tempo or loudness alone
+    /// asks nothing (the classifier reads which notes sound).
+    style_asked: Option<crate::studio::score::SoundingKey>,
     verdict: Option<Verdict>,
     /// The piece the shown verdict is of (`style_id` when it is of the piece as it is).
     verdict_id: u64,
@@ -556,8 +559,13 @@ pub struct Studio {
     loads: LoadOrder,
     /// Whether the window waits to close until the training run has written its checkpoint.
     closing: bool,
+    /// When the session was last handed to the saver.
+    last_saved: Instant,
     /// Exports (MIDI, WAV) being written on worker threads: closing waits for them.
     exports: Arc<AtomicUsize>,
+    /// Set as the studio ends with an export still rendering: it stops and removes its
+    /// half-written file.
+    stop_exports: Arc<AtomicBool>,
     /// Whether composer A or B was picked since the start (the last session's then give way).
     composers_picked: bool,
     wake: Arc<dyn Fn() + Send + Sync>,
@@ -869,6 +877,7 @@ impl Studio {
             others: OtherModels::default(),
             style: None,
             style_id: 0,
+            style_asked: None,
             verdict: None,
             verdict_id: 0,
             velocity_recorded: false,
@@ -878,7 +887,9 @@ impl Studio {
             others_chosen: Vec::new(),
             loads: LoadOrder::default(),
             closing: false,
+            last_saved: Instant::now(),
             exports: Arc::default(),
+            stop_exports: Arc::default(),
             composers_picked: false,
             wake,
         };
@@ -1415,11 +1426,12 @@ impl Studio {
         let score = self.session.score.clone();
         let path = path.to_path_buf();
         let exporting = Exporting::start(&self.exports);
+        let stop = self.stop_exports.clone();
         self.say(format!("Rendering {}...", path.display()), false);
         self.in_background(move || {
             let _exporting = exporting;
             let opts = RenderOptions::default();
-            let written = render_to_wav(&score.to_roll(), &opts, &path, &mut |_| {})
+            let written = render_to_wav(&score.to_roll(), &opts, &path, &mut |_| {}, &stop)
                 .map_err(|e| e.to_string())
                 .map(|_| path);
             DialogResult::Written(written)
@@ -1624,6 +1636,7 @@ impl Studio {
             .clone()
             .map(|c| StyleMeter::start(c, self.wake.clone()));
         self.verdict = None;
+        self.style_asked = None;
         self.others = others;
         self.push_score();
     }
@@ -1788,12 +1801,16 @@ impl Studio {
     /// Sends the score to the audio thread (playback goes on from the playhead).
     fn push_score(&mut self) {
         if let Some(meter) = &self.style {
-            self.style_id += 1;
-            if self.session.score.notes.is_empty() {
-                // Silence has no style.
-                self.verdict = None;
-            } else {
-                meter.request(self.style_id, self.session.score.clone());
+            let key = self.session.score.sounding_key();
+            if self.style_asked.as_ref() != Some(&key) {
+                self.style_asked = Some(key);
+                self.style_id += 1;
+                if self.session.score.notes.is_empty() {
+                    // Silence has no style.
+                    self.verdict = None;
+                } else {
+                    meter.request(self.style_id, self.session.score.clone());
+                }
             }
         }
         let score = &self.session.score;
@@ -3341,14 +3358,19 @@ impl eframe::App for Studio {
         if self.playing() || self.job_progress.is_some() {
             ctx.request_repaint_after(Duration::from_millis(30));
         }
-        // eframe saves (every 30 s) only after a frame: one idle frame at least that often, so
-        // a change is on disk within a minute even if nothing else happens.
-        ctx.request_repaint_after(Duration::from_secs(30));
+        // The session is saved (every 30 s) before a frame: one idle frame at least that
+        // often, so a change is on disk within a minute even if nothing else happens.
+        ctx.request_repaint_after(SAVE_EVERY);
     }
 
     /// Runs before each frame, and while the window is hidden (minimised) too.
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.close_when_work_is_saved(ctx);
+        // The studio saves on its own clock, not eframe's: eframe saves only where it could
+        // make its own storage folder.
+        if self.last_saved.elapsed() >= SAVE_EVERY {
+            self.save_session();
+        }
         if let Some(saver) = &mut self.saver {
             saver.poll();
             if saver.waiting() {
@@ -3356,8 +3378,16 @@ impl eframe::App for Studio {
             }
         }
     }
+}
 
-    fn save(&mut self, _storage: &mut dyn eframe::Storage) {
+/// How often the session is saved while the studio is open (and once more as it closes).
+pub const SAVE_EVERY: Duration = Duration::from_secs(30);
+
+impl Studio {
+    /// Hands the session to the saver (written on its thread) and says a failed earlier write
+    /// (every [`SAVE_EVERY`], and as the studio ends).
+    pub fn save_session(&mut self) {
+        self.last_saved = Instant::now();
         // The pickers' list (none while the models load: the last session's then stands).
         let names = self.composers();
         if !names.is_empty() {
@@ -3369,6 +3399,22 @@ impl eframe::App for Studio {
         });
         if let Some(problem) = problem {
             self.say(problem, true);
+        }
+    }
+}
+
+impl Drop for Studio {
+    /// The last save, as the window closes (the saver's own drop waits for it to be written);
+    /// an export still rendering (closed a second time without waiting for it) stops and
+    /// removes its half-written file.
+    fn drop(&mut self) {
+        if self.saver.is_some() {
+            self.save_session();
+        }
+        self.stop_exports.store(true, Ordering::Relaxed);
+        let until = Instant::now() + Duration::from_secs(2);
+        while self.exporting() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }
@@ -3449,6 +3495,14 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
         "Segue",
         options,
         Box::new(move |cc| {
+            // Ctrl+C in the terminal, or the session ending (SIGTERM, SIGHUP), closes the
+            // window as its close button does: the piece is saved, an export or a training
+            // checkpoint is waited for.
+            let ctx = cc.egui_ctx.clone();
+            let _ = ctrlc::set_handler(move || {
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                ctx.request_repaint();
+            });
             let path = session_file::default_path();
             // One studio keeps the session; a second one open at the same time says so (and
             // leaves the session file to the first).
@@ -3491,7 +3545,11 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
             match saver {
                 Some(Ok(saver)) => studio.saver = Some(saver),
                 Some(Err(problem)) => problems.push(problem),
-                None => {}
+                None => problems.push(
+                    "No folder to keep the session in (no home folder): this window's piece is \
+                     not kept when it closes; export it to keep it"
+                        .into(),
+                ),
             }
             if !problems.is_empty() {
                 studio.say(problems.join("; "), true);

@@ -68,7 +68,27 @@ pub struct Score {
     legacy_meter: Option<crate::midi::Meter>,
 }
 
+/// What the style meter's classifier reads of a score: which notes sound where, the length
+/// and the metre, not their loudness nor the tempo. Scores with equal keys get one verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoundingKey {
+    notes: Vec<(u8, usize, usize)>,
+    steps: usize,
+    meters: Arc<[StepMeter]>,
+}
+
 impl Score {
+    /// What the style meter reads of the score (see [`SoundingKey`]).
+    pub fn sounding_key(&self) -> SoundingKey {
+        SoundingKey {
+            notes: (self.notes.iter())
+                .map(|n| (n.pitch, n.start, n.len))
+                .collect(),
+            steps: self.steps(),
+            meters: self.meters.clone(),
+        }
+    }
+
     /// The longest piece a score may hold, in steps: the longest file Segue opens, so that an
     /// export opens again.
     pub const MAX_STEPS: usize = crate::roll::MAX_STEPS;
@@ -504,6 +524,46 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The style meter's key changes with what the classifier reads (which notes sound, the
+    /// length, the metre) and not with the tempo or the notes' loudness.
+    #[test]
+    fn the_sounding_key_follows_what_sounds() {
+        let mut score = Score {
+            bpm: 120.0,
+            ..Score::default()
+        };
+        score.notes.push(ScoreNote {
+            pitch: 60,
+            start: 4,
+            len: 2,
+            velocity: 80,
+            origin: Origin::Edited,
+        });
+        let key = score.sounding_key();
+        let same = |change: &dyn Fn(&mut Score)| {
+            let mut s = score.clone();
+            change(&mut s);
+            s.sounding_key() == key
+        };
+        assert!(same(&|s| s.bpm = 90.0));
+        assert!(same(&|s| s.notes[0].velocity = 30));
+        assert!(same(&|s| s.notes[0].origin = Origin::Generated));
+        assert!(!same(&|s| s.notes[0].pitch = 61));
+        assert!(!same(&|s| s.notes[0].start = 5));
+        assert!(!same(&|s| s.notes[0].len = 3));
+        assert!(!same(&|s| s.length = 32));
+        assert!(!same(&|s| {
+            s.meters = vec![StepMeter {
+                step: 0,
+                meter: crate::midi::Meter {
+                    numerator: 3,
+                    denominator: 4,
+                },
+            }]
+            .into()
+        }));
+    }
 
     /// A file faster than playback and export go (1200 bpm) opens with the tempo box at what
     /// plays and is exported (1000), not at a tempo nothing uses.

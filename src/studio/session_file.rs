@@ -45,7 +45,7 @@ pub fn read(path: &Path) -> Result<Option<(Session, Option<usize>)>, String> {
 /// nor a later unreadable session overwrites what may still be recovered by hand. Returns
 /// where it went.
 pub fn set_aside(path: &Path) -> Option<PathBuf> {
-    let aside = free_name(path, "unreadable")?;
+    let aside = fsutil::free_name(path, "unreadable")?;
     std::fs::rename(path, &aside).ok().map(|_| aside)
 }
 
@@ -53,19 +53,8 @@ pub fn set_aside(path: &Path) -> Option<PathBuf> {
 /// `session.before-repair.json`, numbered as in [`set_aside`]), so that what the studio
 /// could not keep may still be recovered by hand. Returns where the copy went.
 pub fn keep_copy(path: &Path) -> Option<PathBuf> {
-    let copy = free_name(path, "before-repair")?;
+    let copy = fsutil::free_name(path, "before-repair")?;
     std::fs::copy(path, &copy).ok().map(|_| copy)
-}
-
-/// `path` with `.tag.json` (or `.tag-2.json` and so on) for its extension, the first such
-/// name not taken.
-fn free_name(path: &Path, tag: &str) -> Option<PathBuf> {
-    (1u32..1000)
-        .map(|k| match k {
-            1 => path.with_extension(format!("{tag}.json")),
-            k => path.with_extension(format!("{tag}-{k}.json")),
-        })
-        .find(|p| !p.exists())
 }
 
 /// How a session's bytes reach the disk (on the saver's worker thread).
@@ -129,8 +118,14 @@ impl Saver {
     /// other's piece). Where the lock cannot be taken for another reason (a read-only folder,
     /// a file system without locks), the saver goes on unlocked.
     pub fn claim(path: PathBuf) -> Result<Self, String> {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+        if let Some(dir) = path.parent()
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            return Err(format!(
+                "Cannot make the folder that keeps the session ({}: {e}): this window's piece \
+                 is not kept when it closes; export it to keep it",
+                dir.display()
+            ));
         }
         let lock = match fsutil::try_lock_file(&path.with_extension("lock")) {
             Ok(fsutil::FileLock::Held(file)) => Some(file),
