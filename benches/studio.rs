@@ -66,6 +66,24 @@ fn main() {
         );
         frames.push(m);
     }
+    // What each edit (each frame of a drag) sends to the audio thread: the whole piece as
+    // sorted events, with its tempo map.
+    let score = h.state().session.score.clone();
+    let mut times = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let play = segue::studio::audio::PlayScore::from_notes(
+            (score.notes.iter()).map(|n| (n.pitch, n.start, n.len, n.velocity)),
+        )
+        .with_speed(score.speed());
+        std::hint::black_box(&play);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "playback score for an edit ({notes} notes, {} tempo changes): median {:.2} ms",
+        score.tempo.len(),
+        median(times)
+    );
     // Slider release -> new piece on its way to the audio thread.
     let mut latencies = Vec::new();
     for k in 0..5 {

@@ -1779,6 +1779,29 @@ fn opening_a_file_cancels_the_pending_generation() {
     assert_eq!(h.state().session.score, opened);
 }
 
+/// Opening a file over a piece with work in it says how to get that piece back; over a file
+/// opened and left as it was, it says nothing more.
+#[test]
+fn opening_a_file_over_work_says_how_to_get_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, _) = studio_with_a_drawn_note(dir.path());
+    let file = fixture(dir.path());
+    h.state_mut().open_file(&file);
+    wait(&mut h, "the file", |s| !s.background_work());
+    let (text, _) = h.state().message().unwrap().clone();
+    assert!(
+        text.contains("Ctrl+Z brings back the piece it replaced"),
+        "{text}"
+    );
+    h.state_mut().open_file(&file);
+    wait(&mut h, "the file again", |s| !s.background_work());
+    let (text, _) = h.state().message().unwrap().clone();
+    assert!(
+        text.starts_with("Opened") && !text.contains("Ctrl+Z"),
+        "{text}"
+    );
+}
+
 /// A model of an earlier session that no longer loads gives way to the shipped one.
 #[test]
 fn a_lost_model_falls_back_to_the_shipped_one() {

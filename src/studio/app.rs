@@ -1379,6 +1379,15 @@ impl Studio {
             }) => {
                 self.cancel_generation();
                 self.blend_primer = None;
+                // A piece with work in it (generated or edited notes) is kept only by the undo
+                // history, which does not outlive the studio: said with the opening.
+                let replaced_work =
+                    (self.session.score.notes.iter()).any(|n| n.origin != Origin::Primer);
+                let keep = if replaced_work {
+                    "; Ctrl+Z brings back the piece it replaced (export that to keep it)"
+                } else {
+                    ""
+                };
                 self.history.record(&self.session.score);
                 self.session.score = score;
                 self.session.view.forget_notes();
@@ -1389,14 +1398,14 @@ impl Studio {
                 self.opened_file = Some(path.clone());
                 // A damaged file opens with what was readable; the damage is said, in red.
                 match warnings.as_slice() {
-                    [] => self.say(format!("Opened {}", path.display()), false),
+                    [] => self.say(format!("Opened {}{keep}", path.display()), false),
                     [first, rest @ ..] => {
                         let more = match rest.len() {
                             0 => String::new(),
                             n => format!(" (and {n} more)"),
                         };
                         self.say(
-                            format!("Opened {} with damage: {first}{more}", path.display()),
+                            format!("Opened {} with damage: {first}{more}{keep}", path.display()),
                             true,
                         );
                     }
