@@ -146,7 +146,8 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum CorpusCmd {
-    /// Per composer: files, steps, notes per step, pitch range, failures.
+    /// Per composer: files, steps, notes, notes per sounding step (`notes_per_step` in --json),
+    /// pitch range, failures.
     Stats {
         /// The corpus folder.
         #[arg(value_name = "DIR")]
@@ -174,40 +175,37 @@ struct GenerateArgs {
     /// Style B: a composer of the model, or a MIDI file (transfer, transition, blend).
     #[arg(long, value_name = "B")]
     to: Option<String>,
-    /// continue (style A), transfer (style B), transition (A to B), blend (alpha of B).
-    #[arg(long, default_value = "continue", value_name = "MODE")]
-    mode: String,
-    /// Blend amount, 0 = A .. 1 = B.
-    #[arg(
-        long,
-        default_value_t = 0.5,
-        value_name = "X",
-        allow_negative_numbers = true
-    )]
-    alpha: f32,
+    /// continue (style A), transfer (style B), transition (A to B), blend (alpha of B); the
+    /// VAEs only [default: continue].
+    #[arg(long, value_name = "MODE")]
+    mode: Option<String>,
+    /// Blend amount, 0 = A .. 1 = B (--mode blend only) [default: 0.5].
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    alpha: Option<f32>,
     /// Steps to generate (16th notes).
     #[arg(long, default_value_t = 256, value_name = "N")]
     steps: usize,
-    /// Primer steps taken from --prime.
-    #[arg(long, default_value_t = 64, value_name = "N")]
-    primer_steps: usize,
+    /// Primer steps taken from --prime (the VAEs; classifier ascent starts from the whole
+    /// primer) [default: 64].
+    #[arg(long, value_name = "N")]
+    primer_steps: Option<usize>,
     /// Transition length in steps, 1 to --steps (default: all generated steps; --mode
     /// transition only).
     #[arg(long, value_name = "N")]
     transition_steps: Option<usize>,
-    /// Interpolate linearly instead of along the sphere.
+    /// Interpolate linearly instead of along the sphere (--mode transition and blend).
     #[arg(long)]
     linear: bool,
     /// How strongly a composer's style counts (the VAEs, where A or B is a composer; not a MIDI
     /// file's code): its code is moved away from the centre of all composers' by this factor
-    /// (1 = its mean code; 0 = no composer's style in particular; at most 3).
-    #[arg(long, default_value_t = segue::generate::DEFAULT_STYLE_STRENGTH, value_name = "X", allow_negative_numbers = true)]
-    style_strength: f32,
+    /// (1 = its mean code; 0 = no composer's style in particular; at most 3) [default: 1].
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    style_strength: Option<f32>,
     /// Sampling temperature (1 = the model's probabilities; below 1 sparser, above denser).
     /// The VAEs and a DCGAN that draws its cells use it; classifier ascent and the shipped
-    /// DCGAN (which thresholds its cells) do not sample.
-    #[arg(long, default_value_t = segue::generate::DEFAULT_TEMPERATURE, value_name = "T", allow_negative_numbers = true)]
-    temperature: f32,
+    /// DCGAN (which thresholds its cells) do not sample [default: 0.9].
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    temperature: Option<f32>,
     /// At most this many notes per step (classifier ascent keeps at most 3, as the paper).
     #[arg(long, default_value_t = 8, value_name = "N")]
     max_notes: usize,
@@ -219,15 +217,40 @@ struct GenerateArgs {
     /// (the shipped weights of each), or a model file of any of them.
     #[arg(long, value_name = "MODEL")]
     model: Option<String>,
-    /// Gradient steps of classifier-ascent.
-    #[arg(long, default_value_t = 200, value_name = "N")]
-    iterations: usize,
+    /// Gradient steps of classifier-ascent [default: 200].
+    #[arg(long, value_name = "N")]
+    iterations: Option<usize>,
     /// The MIDI file to write.
     #[arg(short, long, value_name = "OUT.mid")]
     output: PathBuf,
     /// Also render a WAV file.
     #[arg(long, value_name = "OUT.wav")]
     wav: Option<PathBuf>,
+}
+
+/// The controls with defaults: given or not is kept, so that one a model or mode would not
+/// use is refused (see [`check_generate_flags`]), not silently dropped.
+impl GenerateArgs {
+    fn mode_name(&self) -> &str {
+        self.mode.as_deref().unwrap_or("continue")
+    }
+    fn alpha(&self) -> f32 {
+        self.alpha.unwrap_or(0.5)
+    }
+    fn primer_steps(&self) -> usize {
+        self.primer_steps.unwrap_or(64)
+    }
+    fn style_strength(&self) -> f32 {
+        self.style_strength
+            .unwrap_or(segue::generate::DEFAULT_STYLE_STRENGTH)
+    }
+    fn temperature(&self) -> f32 {
+        self.temperature
+            .unwrap_or(segue::generate::DEFAULT_TEMPERATURE)
+    }
+    fn iterations(&self) -> usize {
+        self.iterations.unwrap_or(200)
+    }
 }
 
 #[derive(Subcommand)]
@@ -1019,10 +1042,10 @@ fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
             .collect();
         let first = roll.meter_at(0);
         match changes.len() - shown {
-            _ if shown == 0 => out!("meter:         {first}"),
-            0 => out!("meter:         {first}, then {}", said.join(", ")),
+            _ if shown == 0 => out!("metre:         {first}"),
+            0 => out!("metre:         {first}, then {}", said.join(", ")),
             more => out!(
-                "meter:         {first}, then {} and {more} more changes",
+                "metre:         {first}, then {} and {more} more changes",
                 said.join(", ")
             ),
         }
@@ -1497,7 +1520,7 @@ fn compute_device(name: &str) -> Result<candle_core::Device> {
         "cuda" => segue::models::lstm_vae::device(true).context(
             "cannot use CUDA (is this a build with `--features cuda`, and is a GPU there?)",
         ),
-        other => bail!("unknown device `{other}` (cpu, cuda)"),
+        other => bail!("--device {other}: unknown device (cpu, cuda)"),
     }
 }
 
@@ -1729,9 +1752,8 @@ fn train_on_loop_from<O>(
 fn load_classifier(path: Option<&Path>) -> Result<segue::classify::Classifier> {
     let path = match path {
         Some(p) => p.to_path_buf(),
-        None => segue::classify::default_path().context(
-            "no classifier given and none shipped (looked for weights/classifier.safetensors; set SEGUE_WEIGHTS or pass --model)",
-        )?,
+        None => segue::classify::default_path()
+            .with_context(|| not_shipped("classifier.safetensors", "--model FILE"))?,
     };
     Ok(segue::classify::load(&path, &candle_core::Device::Cpu)?)
 }
@@ -1753,8 +1775,12 @@ fn classify_cmd(
         bail!("{}: no notes to classify", file.display());
     }
     let window = window.unwrap_or_else(|| segue::classify::window_steps(&clf));
+    if hop == Some(0) {
+        bail!("--hop 0: windows must start at least 1 step apart");
+    }
     let verdict =
-        segue::classify::classify_roll(&clf, &roll, window, hop.unwrap_or((window / 2).max(1)))?;
+        segue::classify::classify_roll(&clf, &roll, window, hop.unwrap_or((window / 2).max(1)))
+            .with_context(|| format!("--window {window}"))?;
     if json {
         out!("{}", serde_json::to_string_pretty(&verdict)?);
         return Ok(());
@@ -2011,17 +2037,34 @@ fn eval_report(a: ReportArgs) -> Result<()> {
         command += &format!(" --style-strength {}", a.style_strength);
     }
     segue::report::write_report(&report, &a.out, &command)?;
-    out!("wrote {}", a.out.join("report.md").display());
+    out!(
+        "wrote {} (its figures in report.json, its plots as PNG beside it)",
+        a.out.join("report.md").display()
+    );
     Ok(())
 }
 
 fn load_model(path: Option<&Path>) -> Result<TrainedModel> {
     let path = match path {
         Some(p) => p.to_path_buf(),
-        None => segue::models::trained::default_model_path()
-            .context("no model given and no shipped weights found (looked for weights/lstm-vae-studio.safetensors; set SEGUE_WEIGHTS or pass --model)")?,
+        None => segue::models::trained::default_model_path().with_context(|| {
+            not_shipped(segue::models::trained::DEFAULT_MODEL_FILE, "--model FILE")
+        })?,
     };
     Ok(TrainedModel::load(&path, &candle_core::Device::Cpu)?)
+}
+
+/// Refuses `--style-strength` where neither style names a composer of the model (a MIDI
+/// file's code is its own, and a continuation without --from keeps the primer's).
+fn check_strength_used(a: &GenerateArgs, is_composer: impl Fn(&str) -> bool) -> Result<()> {
+    let styles = [a.from.as_deref(), a.to.as_deref()];
+    if a.style_strength.is_some() && !styles.into_iter().flatten().any(is_composer) {
+        bail!(
+            "--style-strength is not used: neither style A nor B is a composer of the model (a \
+             MIDI file's code, and a primer's, are its own)"
+        );
+    }
+    Ok(())
 }
 
 /// The LSTM-VAE's codes A and B for `segue generate`.
@@ -2032,14 +2075,18 @@ fn lstm_codes(
     mode: generate::Mode,
     quantize: QuantizeOptions,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
+    check_strength_used(a, |s| model.composer_index(s).is_some())?;
     let code_a = match &a.from {
-        Some(s) => style_code(model, s, a.style_strength, quantize)?,
+        Some(s) => style_code(model, s, a.style_strength(), quantize)?,
         None => generate::song_code(model, primer, model.training_snippet_steps())?,
     };
     let code_b = match (&a.to, mode) {
-        (Some(s), _) => style_code(model, s, a.style_strength, quantize)?,
+        (Some(s), _) => style_code(model, s, a.style_strength(), quantize)?,
         (None, generate::Mode::Continue) => code_a.clone(),
-        (None, _) => bail!("--mode {} needs --to (a composer or a MIDI file)", a.mode),
+        (None, _) => bail!(
+            "--mode {} needs --to (a composer or a MIDI file)",
+            a.mode_name()
+        ),
     };
     Ok((code_a, code_b))
 }
@@ -2069,11 +2116,28 @@ fn style_code(
     )
 }
 
+/// Where a shipped weights `file` was looked for, and what to do: the folder is named as it
+/// was found ($SEGUE_WEIGHTS where set, which a typo there would otherwise hide).
+fn not_shipped(file: &str, instead: &str) -> String {
+    let dir = segue::models::trained::weights_dir();
+    let from = match std::env::var_os("SEGUE_WEIGHTS") {
+        Some(_) => " (from SEGUE_WEIGHTS)",
+        None => "",
+    };
+    format!(
+        "{} is not there{from}; set SEGUE_WEIGHTS to the weights folder or pass {instead}",
+        dir.join(file).display()
+    )
+}
+
 /// Which model `segue generate --model X` means: a kind name (its shipped weights) or a file.
 fn resolve_model(given: Option<&str>) -> Result<(String, PathBuf)> {
     let shipped = |kind: &str, path: Option<PathBuf>, file: &str| -> Result<(String, PathBuf)> {
         let path = path.with_context(|| {
-            format!("no shipped {kind} weights (looked for weights/{file}; set SEGUE_WEIGHTS or pass a file)")
+            format!(
+                "no shipped {kind} weights: {}",
+                not_shipped(file, "--model FILE")
+            )
         })?;
         Ok((kind.to_string(), path))
     };
@@ -2162,6 +2226,55 @@ fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> R
             "by the LSTM-VAE's transfer: it decodes the primer (song A) with B's code",
         )?;
     }
+    let interpolating = matches!(mode, generate::Mode::Transition | generate::Mode::Blend);
+    for (flag, given, used, why) in [
+        (
+            "--mode",
+            a.mode.is_some(),
+            vae,
+            "by this model: only the VAEs have modes",
+        ),
+        (
+            "--alpha",
+            a.alpha.is_some(),
+            vae && mode == generate::Mode::Blend,
+            "outside --mode blend",
+        ),
+        (
+            "--linear",
+            a.linear,
+            vae && interpolating,
+            "outside --mode transition and blend (nothing is interpolated)",
+        ),
+        (
+            "--primer-steps",
+            a.primer_steps.is_some(),
+            vae,
+            "by this model (classifier-ascent starts from the whole primer; the DCGAN has none)",
+        ),
+        (
+            "--style-strength",
+            a.style_strength.is_some(),
+            vae,
+            "by this model: only the VAEs have composer codes",
+        ),
+        (
+            "--temperature",
+            a.temperature.is_some(),
+            kind != "classifier",
+            "by classifier-ascent: it thresholds, it does not sample",
+        ),
+        (
+            "--iterations",
+            a.iterations.is_some(),
+            kind == "classifier",
+            "outside classifier-ascent",
+        ),
+    ] {
+        if given && !used {
+            unused(flag, why)?;
+        }
+    }
     if let Some(n) = a.transition_steps {
         if !vae || mode != generate::Mode::Transition {
             unused("--transition-steps", "outside --mode transition")?;
@@ -2178,27 +2291,27 @@ fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> R
 }
 
 fn generate_cmd(a: GenerateArgs) -> Result<()> {
-    segue::generate::check_style_strength(a.style_strength)?;
+    segue::generate::check_style_strength(a.style_strength())?;
     let (kind, path) = resolve_model(a.model.as_deref())?;
-    let mode: generate::Mode = a.mode.parse()?;
+    let mode: generate::Mode = a.mode_name().parse()?;
     check_generate_flags(&kind, mode, &a)?;
     let quantize = QuantizeOptions::default();
     let primer = match a.prime.as_deref() {
         Some(p) => Some(read_midi(p, &quantize)?),
         None => None,
     };
-    if !(0.0..=1.0).contains(&a.alpha) {
+    if !(0.0..=1.0).contains(&a.alpha()) {
         bail!("--alpha must be between 0 and 1");
     }
     // Together at most the longest piece Segue opens (roll::MAX_STEPS), so the output opens.
     if a.steps == 0 || a.steps > 100_000 {
         bail!("--steps must be 1..=100000");
     }
-    if a.primer_steps > 100_000 {
+    if a.primer_steps() > 100_000 {
         bail!("--primer-steps must be at most 100000");
     }
-    generate::check_sampling(a.temperature, a.max_notes)
-        .context("--temperature and --max-notes")?;
+    generate::check_sampling(a.temperature(), 1).context("--temperature")?;
+    generate::check_sampling(1.0, a.max_notes).context("--max-notes")?;
     // The outputs are checked before any work: right kinds, writable, not an input, not one
     // file twice, and the audio not too long to render.
     output_kind(&a.output, &["mid", "midi"])?;
@@ -2226,7 +2339,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         // at the tempo it ends with; the other models' steps alone, at 120 bpm.
         let estimate = match (kind.as_str(), primer.as_ref()) {
             ("lstm-vae" | "transformer-vae", Some(p)) => {
-                let mut head = p.slice(0, a.primer_steps.min(p.steps()));
+                let mut head = p.slice(0, a.primer_steps().min(p.steps()));
                 head.continue_with(&Roll::new(a.steps));
                 head
             }
@@ -2238,11 +2351,11 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let opts = generate::GenerateOptions {
         mode,
         steps: a.steps,
-        primer_steps: a.primer_steps,
+        primer_steps: a.primer_steps(),
         primer_start: 0,
-        temperature: a.temperature,
+        temperature: a.temperature(),
         max_notes: a.max_notes,
-        alpha: a.alpha,
+        alpha: a.alpha(),
         transition_steps: a.transition_steps.unwrap_or(0),
         interpolation: if a.linear {
             generate::Interpolation::Linear
@@ -2279,9 +2392,10 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         "transformer-vae" => {
             let model = segue::tvae::load(&path, &device)?;
             let primer = need_primer()?;
+            check_strength_used(&a, |s| model.composer_index(s).is_some())?;
             let code = |style: &str| -> Result<Vec<f32>> {
                 if let Some(c) = model.composer_index(style) {
-                    return Ok(segue::tvae::composer_code(&model, c, a.style_strength)?);
+                    return Ok(segue::tvae::composer_code(&model, c, a.style_strength())?);
                 }
                 let p = Path::new(style);
                 if p.is_file() {
@@ -2299,7 +2413,10 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             let code_b = match (&a.to, mode) {
                 (Some(s), _) => code(s)?,
                 (None, generate::Mode::Continue) => code_a.clone(),
-                (None, _) => bail!("--mode {} needs --to (a composer or a MIDI file)", a.mode),
+                (None, _) => bail!(
+                    "--mode {} needs --to (a composer or a MIDI file)",
+                    a.mode_name()
+                ),
             };
             let g = segue::tvae::generate(
                 &model,
@@ -2325,7 +2442,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             })?;
             let ascent_opts = segue::ascent::AscentOptions {
                 steps: a.steps,
-                iterations: a.iterations,
+                iterations: a.iterations(),
                 notes_per_step: a.max_notes.min(3),
                 seed: a.seed,
                 ..segue::ascent::AscentOptions::default()
@@ -2355,7 +2472,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             let count = a.steps.div_ceil(128);
             let mut roll = Roll::new(0);
             for snippet in
-                segue::gan::sample(&gan.model, count, a.temperature, a.max_notes, a.seed)?
+                segue::gan::sample(&gan.model, count, a.temperature(), a.max_notes, a.seed)?
             {
                 roll.append(&snippet);
             }
@@ -2367,10 +2484,11 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let result = generate::Generated::new(roll, primer_steps);
     // The audio first: stopped while it renders (Ctrl+C), neither file has changed; the MIDI
     // file, written in a moment, follows.
+    let mut audio_seconds = 0.0;
     if let Some(wav) = &a.wav {
         let render_opts = RenderOptions::default();
         let bar = progress_bar(1000, "rendering");
-        render_to_wav(
+        audio_seconds = render_to_wav(
             &result.roll,
             &render_opts,
             wav,
@@ -2387,7 +2505,11 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         result.roll.steps() - result.primer_steps
     );
     if let Some(wav) = &a.wav {
-        out!("wrote {}", wav.display());
+        out!(
+            "wrote {} ({audio_seconds:.1} s at {} Hz)",
+            wav.display(),
+            RenderOptions::default().sample_rate
+        );
     }
     Ok(())
 }
@@ -2684,5 +2806,19 @@ fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
 }
 
 fn studio(file: Option<PathBuf>) -> Result<()> {
+    // Said before a window is tried: winit's own message names its source files.
+    #[cfg(all(unix, not(target_os = "macos")))]
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        bail!(
+            "no display to open the studio on (neither DISPLAY nor WAYLAND_DISPLAY is set): it \
+             needs a desktop session (or `xvfb-run -a segue`); every other command works \
+             without one (segue --help)"
+        );
+    }
+    if let Some(f) = &file
+        && !f.is_file()
+    {
+        bail!("{}: no such file to open", f.display());
+    }
     segue::studio::run(file).map_err(|e| anyhow::anyhow!(e))
 }

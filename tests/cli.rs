@@ -114,7 +114,7 @@ fn roll_writes_npy_png_and_midi() {
         "-o",
         p(&waltz),
     ]);
-    assert!(ok(&["info", p(&waltz)]).contains("meter:         3/4, then 3/8 at bar 331"));
+    assert!(ok(&["info", p(&waltz)]).contains("metre:         3/4, then 3/8 at bar 331"));
     std::fs::remove_file(&waltz).unwrap();
     // The quantized MIDI reads back as the same roll.
     assert_eq!(
@@ -1105,6 +1105,64 @@ fn generate_refuses_flags_it_would_not_use() {
             ],
             "--from is not used",
         ),
+        // Controls with defaults, given where nothing uses them.
+        (
+            &["--mode", "transfer", "--to", "bach", "--alpha", "0.3"],
+            "--alpha is not used outside --mode blend",
+        ),
+        (
+            &["--mode", "transfer", "--to", "bach", "--linear"],
+            "--linear is not used",
+        ),
+        (
+            &["--iterations", "5"],
+            "--iterations is not used outside classifier-ascent",
+        ),
+        (
+            &[
+                "--model",
+                "classifier-ascent",
+                "--to",
+                "bach",
+                "--mode",
+                "blend",
+            ],
+            "--mode is not used",
+        ),
+        (
+            &[
+                "--model",
+                "classifier-ascent",
+                "--to",
+                "bach",
+                "--temperature",
+                "0.5",
+            ],
+            "--temperature is not used by classifier-ascent",
+        ),
+        (
+            &[
+                "--model",
+                "classifier-ascent",
+                "--to",
+                "bach",
+                "--primer-steps",
+                "10",
+            ],
+            "--primer-steps is not used",
+        ),
+        // A style strength where neither style is a composer (a file's code is its own).
+        (
+            &[
+                "--mode",
+                "transfer",
+                "--to",
+                p(&primer),
+                "--style-strength",
+                "2",
+            ],
+            "--style-strength is not used",
+        ),
     ] {
         let mut all = vec![
             "generate",
@@ -1149,6 +1207,16 @@ fn generate_refuses_flags_it_would_not_use() {
         p(&out),
     ]);
     assert!(err.contains("--prime is not used"), "{err}");
+    let err = fails(&[
+        "generate",
+        "--model",
+        "dcgan",
+        "--primer-steps",
+        "10",
+        "-o",
+        p(&out),
+    ]);
+    assert!(err.contains("--primer-steps is not used"), "{err}");
     // --wav linked to the MIDI file's place: refused, nothing written.
     #[cfg(unix)]
     {
@@ -1168,4 +1236,32 @@ fn generate_refuses_flags_it_would_not_use() {
         assert!(err.contains("where the MIDI file"), "{err}");
         assert!(!out.exists());
     }
+}
+
+/// The studio says why it cannot open before any window is tried: no display (winit's own
+/// message names its source files), or a file to open that is not there.
+#[cfg(all(unix, not(target_os = "macos")))]
+#[test]
+fn the_studio_says_what_keeps_it_from_opening() {
+    let run = |display: Option<&str>, args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_segue"));
+        c.args(args).env_remove("WAYLAND_DISPLAY");
+        match display {
+            Some(d) => c.env("DISPLAY", d),
+            None => c.env_remove("DISPLAY"),
+        };
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let err = run(None, &[]);
+    assert!(
+        err.contains("no display") && err.contains("segue --help"),
+        "{err}"
+    );
+    let err = run(Some(":9999"), &["studio", "/nonexistent/piece.mid"]);
+    assert!(
+        err.contains("/nonexistent/piece.mid") && err.contains("no such file"),
+        "{err}"
+    );
 }

@@ -347,11 +347,22 @@ impl TrainedModel {
         device: &Device,
     ) -> Result<(Manifest, std::collections::HashMap<String, Tensor>)> {
         let manifest_path = weights::manifest_path(path);
-        let manifest: Manifest = weights::read_manifest(&manifest_path)?;
         let bad = |problem: String| Error::Format {
             path: manifest_path.clone(),
             problem,
         };
+        // Another model's manifest is said as such, not as a field this one lacks.
+        let value: serde_json::Value = weights::read_manifest(&manifest_path)?;
+        if let Some(other) = value.get("model").and_then(|m| m.as_str())
+            && other != "lstm-vae"
+        {
+            return Err(bad(format!(
+                "this is a `{other}` manifest; expected an lstm-vae manifest (`segue generate \
+                 --model FILE` reads any model's file)"
+            )));
+        }
+        let manifest: Manifest =
+            serde_json::from_value(value).map_err(|e| bad(format!("bad manifest: {e}")))?;
         if manifest.format != MANIFEST_FORMAT || manifest.model != "lstm-vae" {
             return Err(bad(format!(
                 "this is a `{}` manifest of format {}; expected an lstm-vae manifest of format {MANIFEST_FORMAT}",
