@@ -84,7 +84,11 @@ impl GanOptions {
 
 impl Default for GanOptions {
     fn default() -> Self {
-        let mut train = LoopOptions::new(20_000, Config::SIZE);
+        // The shipped model's recipe: the game turns unstable past about 700 steps (see the
+        // README's limits), so a run without --steps stops where the shipped one did.
+        let mut train = LoopOptions::new(500, Config::SIZE);
+        train.eval_every = 50;
+        train.checkpoint_every = 100;
         train.learning_rate = 2e-4;
         train.grad_clip = 1e6;
         train.valid_per_composer = 2;

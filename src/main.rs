@@ -63,7 +63,7 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// Where to write the roll (.npy: uint8 T x 128; .png: picture; .mid: quantized MIDI).
-        #[arg(short, long, value_name = "OUT")]
+        #[arg(short, long, visible_alias = "out", value_name = "OUT")]
         output: PathBuf,
         /// Horizontal pixels per step in a .png (1 to 8).
         #[arg(long, default_value_t = 2, value_name = "NUM",
@@ -78,7 +78,7 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// The WAV file to write (44.1 kHz, 16-bit, mono).
-        #[arg(short, long, value_name = "OUT.wav")]
+        #[arg(short, long, visible_alias = "out", value_name = "OUT.wav")]
         output: PathBuf,
         /// Play at this tempo instead of the file's own (bpm).
         #[arg(long, value_name = "BPM", allow_negative_numbers = true)]
@@ -221,7 +221,7 @@ struct GenerateArgs {
     #[arg(long, value_name = "N")]
     iterations: Option<usize>,
     /// The MIDI file to write.
-    #[arg(short, long, value_name = "OUT.mid")]
+    #[arg(short, long, visible_alias = "out", value_name = "OUT.mid")]
     output: PathBuf,
     /// Also render a WAV file.
     #[arg(long, value_name = "OUT.wav")]
@@ -269,7 +269,13 @@ struct ReportArgs {
     #[arg(long, value_name = "DIR")]
     corpus: Option<PathBuf>,
     /// Output folder.
-    #[arg(long, default_value = "report", value_name = "DIR")]
+    #[arg(
+        short,
+        long,
+        visible_alias = "output",
+        default_value = "report",
+        value_name = "DIR"
+    )]
     out: PathBuf,
     /// Held-out snippets per composer.
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
@@ -356,13 +362,61 @@ struct LstmVaeEvalArgs {
 #[derive(Subcommand)]
 enum TrainCmd {
     /// The LSTM-VAE (the studio's model).
+    #[command(after_help = lstm_vae_defaults())]
     LstmVae(Box<TrainArgs>),
     /// The composer classifier (6-layer Transformer encoder + linear head).
+    #[command(after_help = loop_defaults(&segue::classify::ClassifierOptions::default().train))]
     Classifier(Box<ClassifierArgs>),
     /// The Transformer VAE (6 + 6 layers, whole snippets at once).
+    #[command(after_help = loop_defaults(&segue::tvae::TvaeOptions::default().train))]
     TransformerVae(Box<LoopArgs>),
     /// The DCGAN on 128 x 128 roll snippets.
+    #[command(after_help = loop_defaults(&segue::gan::GanOptions::default().train))]
     Dcgan(Box<DcganArgs>),
+}
+
+/// The defaults a `train` help lists for a model on the shared loop (read from the model's
+/// own options, so the help cannot drift from them).
+fn loop_defaults(o: &segue::train_loop::LoopOptions) -> String {
+    format!(
+        "Defaults (a resumed run keeps its own): {} steps, seed {}, snippets of {} steps, {} \
+         balanced batch(es) a step, learning rate {}, transposition up to {} semitones, \
+         validation every {} steps, a checkpoint every {} steps.",
+        o.steps,
+        o.seed,
+        o.snippet_steps,
+        o.batches_per_step,
+        o.learning_rate,
+        o.transpose,
+        o.eval_every,
+        o.checkpoint_every
+    )
+}
+
+/// The defaults `train lstm-vae --help` lists: the studio preset's.
+fn lstm_vae_defaults() -> String {
+    match segue::train::TrainOptions::preset("studio") {
+        Ok(o) => format!(
+            "Defaults, the studio preset's (a resumed run keeps its own; --init changes the \
+             learning rate and KL weight as it says): {} steps, seed {}, snippets of {} steps, \
+             learning rate {}, KL weight 0 for {} steps, then up to {} over {} steps, free bits \
+             {} per dimension, input dropout {}, composer term weight {}, validation every {} \
+             steps, a checkpoint every {} steps.",
+            o.steps,
+            o.seed,
+            o.snippet_steps,
+            o.learning_rate,
+            o.beta.delay,
+            o.beta.end,
+            o.beta.ramp,
+            o.free_bits,
+            o.input_dropout,
+            o.style_weight,
+            o.eval_every,
+            o.checkpoint_every
+        ),
+        Err(_) => String::new(),
+    }
 }
 
 /// Options of the models trained on the shared loop (classifier, Transformer VAE, DCGAN);
@@ -372,7 +426,7 @@ struct LoopArgs {
     /// The corpus folder: one subfolder of MIDI files per composer.
     #[arg(long, value_name = "DIR")]
     corpus: PathBuf,
-    /// Optimiser steps in all (a resumed run continues up to this; default 20000, or a resumed
+    /// Optimiser steps in all (a resumed run continues up to this; default below, or a resumed
     /// run's own).
     #[arg(long, value_name = "N")]
     steps: Option<usize>,
@@ -385,7 +439,7 @@ struct LoopArgs {
     #[arg(long, value_name = "S")]
     seed: Option<u64>,
     /// Output folder: model, checkpoints, metrics.jsonl (default: runs/MODEL).
-    #[arg(long, value_name = "DIR")]
+    #[arg(short, long, visible_alias = "output", value_name = "DIR")]
     out: Option<PathBuf>,
     /// Continue from the checkpoint in --out.
     #[arg(long)]
@@ -556,7 +610,13 @@ struct TrainArgs {
     #[arg(long, value_name = "S")]
     seed: Option<u64>,
     /// Output folder: model, checkpoints, metrics.jsonl.
-    #[arg(long, default_value = "runs/lstm-vae", value_name = "DIR")]
+    #[arg(
+        short,
+        long,
+        visible_alias = "output",
+        default_value = "runs/lstm-vae",
+        value_name = "DIR"
+    )]
     out: PathBuf,
     /// Continue from the checkpoint in --out.
     #[arg(long)]
@@ -2821,4 +2881,15 @@ fn studio(file: Option<PathBuf>) -> Result<()> {
         bail!("{}: no such file to open", f.display());
     }
     segue::studio::run(file).map_err(|e| anyhow::anyhow!(e))
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every subcommand (no two flags share a name or a
+    /// short letter, defaults parse; Cargo.toml turns clap's debug assertions on for them).
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }
