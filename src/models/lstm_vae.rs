@@ -105,6 +105,27 @@ pub struct Config {
     pub metre_map: bool,
 }
 
+/// The sizes in words, as training prints them: "hidden 256 x 3 layers, latent 20, metre 16
+/// by each piece's map".
+impl std::fmt::Display for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "hidden {} x {} layers, latent {}",
+            self.hidden, self.layers, self.latent
+        )?;
+        match (self.metre, self.metre_map) {
+            (0, _) => write!(f, ", no metre input")?,
+            (n, true) => write!(f, ", metre {n} by each piece's map")?,
+            (n, false) => write!(f, ", metre {n} from each piece's start")?,
+        }
+        if self.output_skip {
+            write!(f, ", output skip")?;
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// The paper's sizes: hidden 512, 3 layers, latent 20.
     pub fn paper() -> Self {

@@ -3458,9 +3458,9 @@ pub fn style_meter_caveat(manifest: &crate::models::saved::ModelManifest) -> Str
     let chance = 100.0 / manifest.composers.len().max(1) as f64;
     match crate::classify::held_out_accuracy(manifest) {
         Some(a) => format!(
-            "The composer classifier's probabilities along the piece. On snippets of pieces it \
-             never trained on it named the right composer {:.0}% of the time (chance {chance:.0}%): \
-             a hint of style, not a verdict.",
+            "The composer classifier's probabilities along the piece. At its last validation in \
+             training, on snippets of pieces it never trained on, it named the right composer \
+             {:.0}% of the time (chance {chance:.0}%): a hint of style, not a verdict.",
             100.0 * a
         ),
         None => "The composer classifier's probabilities along the piece (its file records no \
