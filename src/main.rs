@@ -748,13 +748,17 @@ enum BenchCmd {
 
 #[derive(Args)]
 struct BenchRollArgs {
-    /// The corpus folder to convert.
+    /// The corpus folder to convert (default: ../shared/corpus from the current folder, else
+    /// beside the source tree).
     #[arg(long, value_name = "DIR")]
     corpus: Option<PathBuf>,
-    /// The folder holding the reference roll_convert.py.
+    /// The folder holding the reference roll_convert.py (default: ../shared/bench/reference,
+    /// found as the corpus is).
     #[arg(long, value_name = "DIR")]
     reference: Option<PathBuf>,
-    /// The Python virtual environment for the references (created on first use).
+    /// The Python virtual environment for the references, created on first use (about 110 MB
+    /// for the roll references; `bench lstm-vae` adds PyTorch: about 3 GB downloaded, 5 GB
+    /// installed); a relative path is from the current folder.
     #[arg(long, value_name = "DIR", default_value = "target/bench-venv")]
     venv: PathBuf,
     /// Timed passes over the corpus, of Segue's conversion and of each Python reference alike
@@ -777,10 +781,13 @@ struct BenchModelArgs {
     /// Timed training steps per side (after 2 warm-up steps); the median is reported.
     #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
     iters: usize,
-    /// The folder holding the reference lstm_vae_torch.py.
+    /// The folder holding the reference lstm_vae_torch.py (default: ../shared/bench/reference
+    /// from the current folder, else beside the source tree).
     #[arg(long, value_name = "DIR")]
     reference: Option<PathBuf>,
-    /// The Python virtual environment for the references (created on first use).
+    /// The Python virtual environment for the references, created on first use (about 110 MB
+    /// for the roll references; `bench lstm-vae` adds PyTorch: about 3 GB downloaded, 5 GB
+    /// installed); a relative path is from the current folder.
     #[arg(long, value_name = "DIR", default_value = "target/bench-venv")]
     venv: PathBuf,
     /// Skip PyTorch (Segue's own timings only).
