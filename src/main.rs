@@ -840,7 +840,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("segue: {err:#}");
-            ExitCode::from(1)
+            // Stopped by Ctrl+C: the shell's code for an interrupted program.
+            if STOP.load(std::sync::atomic::Ordering::Relaxed) {
+                ExitCode::from(130)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
@@ -1261,12 +1266,14 @@ fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOption
     Ok(())
 }
 
-/// A flag Ctrl+C (or SIGTERM, SIGHUP) sets, so that long work that writes a file stops at its
-/// next check and removes what it had half written (a second Ctrl+C ends the program at
-/// once). The train commands install their own.
+/// Set by Ctrl+C where [`stop_on_ctrl_c`] listens for it.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A flag Ctrl+C sets, so that long work that writes a file stops at its next check and
+/// removes what it had half written (a second Ctrl+C ends the program at once, which may
+/// leave a hidden `.segue-*.part` file). The train commands install their own.
 fn stop_on_ctrl_c() -> &'static std::sync::atomic::AtomicBool {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static STOP: AtomicBool = AtomicBool::new(false);
+    use std::sync::atomic::Ordering;
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         let _ = ctrlc::set_handler(|| {
@@ -2536,6 +2543,14 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         }
         "dcgan" => {
             let gan = segue::gan::load(&path, &device)?;
+            if a.temperature.is_some()
+                && gan.config.cells == segue::models::dcgan::Cells::Thresholded
+            {
+                bail!(
+                    "--temperature is not used by this DCGAN: it keeps the cells above 0.5 (trained \
+                     with --cells thresholded, as the shipped one), it does not sample"
+                );
+            }
             let count = a.steps.div_ceil(128);
             let mut roll = Roll::new(0);
             for snippet in
@@ -2548,20 +2563,30 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         other => bail!("{}: `{other}` models cannot generate", path.display()),
     };
     bar.finish_and_clear();
+    // A model that does not look at the flag (the DCGAN) is stopped here.
+    if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        bail!("stopped (Ctrl+C); nothing was written");
+    }
     let result = generate::Generated::new(roll, primer_steps);
     // The audio first: stopped while it renders (Ctrl+C), neither file has changed; the MIDI
-    // file, written in a moment, follows.
+    // file, written in a moment, follows. Audio that fails otherwise (a full disk) still
+    // leaves the MIDI file written, then says why the audio is not.
     let mut audio_seconds = 0.0;
+    let mut audio_failed = None;
     if let Some(wav) = &a.wav {
         let render_opts = RenderOptions::default();
         let bar = progress_bar(1000, "rendering");
-        audio_seconds = render_to_wav(
+        match render_to_wav(
             &result.roll,
             &render_opts,
             wav,
             &mut |f| bar.set_position((f * 1000.0) as u64),
             cancel,
-        )?;
+        ) {
+            Ok(seconds) => audio_seconds = seconds,
+            Err(e) if cancel.load(std::sync::atomic::Ordering::Relaxed) => return Err(e.into()),
+            Err(e) => audio_failed = Some(e),
+        }
         bar.finish_and_clear();
     }
     result.roll.write_midi(&a.output)?;
@@ -2571,6 +2596,9 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         result.primer_steps,
         result.roll.steps() - result.primer_steps
     );
+    if let Some(e) = audio_failed {
+        return Err(anyhow::Error::from(e).context("the MIDI file was written, the audio was not"));
+    }
     if let Some(wav) = &a.wav {
         out!(
             "wrote {} ({audio_seconds:.1} s at {} Hz)",

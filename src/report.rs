@@ -774,11 +774,12 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 const REPORT_TITLE: &str = "# Segue evaluation report\n";
 
 /// Refuses a folder whose `report.md` is not a Segue report (someone's own page, which a
-/// report would replace); an earlier report there is replaced, as asked.
-pub fn check_report_folder(dir: &Path) -> Result<()> {
+/// report would replace); an earlier report there is replaced, as asked. Says whether there
+/// is one.
+pub fn check_report_folder(dir: &Path) -> Result<bool> {
     let page = dir.join("report.md");
     match std::fs::File::open(&page) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io(&page, "reading", e)),
         Ok(file) => {
             use std::io::Read;
@@ -787,7 +788,7 @@ pub fn check_report_folder(dir: &Path) -> Result<()> {
                 .read_to_end(&mut start)
                 .map_err(|e| Error::io(&page, "reading", e))?;
             if start == REPORT_TITLE.as_bytes() {
-                Ok(())
+                Ok(true)
             } else {
                 Err(Error::format(
                     &page,
@@ -800,17 +801,7 @@ pub fn check_report_folder(dir: &Path) -> Result<()> {
 
 pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating", e))?;
-    check_report_folder(dir)?;
-    // An earlier report's plots of sections this one has not are removed with it.
-    for (plot, kept) in [
-        ("blend-curve.png", report.style.is_some()),
-        ("confusion.png", report.classifier.is_some()),
-    ] {
-        let path = dir.join(plot);
-        if !kept && path.is_file() {
-            std::fs::remove_file(&path).map_err(|e| Error::io(&path, "removing", e))?;
-        }
-    }
+    let earlier = check_report_folder(dir)?;
     let mut md = String::new();
     md.push_str(REPORT_TITLE);
     md.push('\n');
@@ -952,7 +943,21 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
     // never leaves a new page over old figures.
     let json = serde_json::to_vec_pretty(report).unwrap_or_default();
     fsutil::write_atomic(&dir.join("report.json"), &json)?;
-    fsutil::write_atomic(&dir.join("report.md"), md.as_bytes())
+    fsutil::write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    // An earlier report's plots of sections this one has not go with it, once the new page
+    // (which does not show them) is in place; a folder without a report keeps its pictures.
+    if earlier {
+        for (plot, kept) in [
+            ("blend-curve.png", report.style.is_some()),
+            ("confusion.png", report.classifier.is_some()),
+        ] {
+            let path = dir.join(plot);
+            if !kept && path.is_file() {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, "removing", e))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

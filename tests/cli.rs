@@ -1218,6 +1218,21 @@ fn generate_refuses_flags_it_would_not_use() {
         p(&out),
     ]);
     assert!(err.contains("--primer-steps is not used"), "{err}");
+    // The shipped DCGAN keeps its strongest cells: it draws nothing a temperature would change.
+    let err = fails(&[
+        "generate",
+        "--model",
+        "dcgan",
+        "--temperature",
+        "0.5",
+        "-o",
+        p(&out),
+    ]);
+    assert!(
+        err.contains("--temperature is not used by this DCGAN"),
+        "{err}"
+    );
+    assert!(!out.exists());
     // --wav linked to the MIDI file's place: refused, nothing written.
     #[cfg(unix)]
     {

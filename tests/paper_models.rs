@@ -1171,6 +1171,15 @@ fn the_evaluation_report_measures_every_model_and_refuses_other_composers() {
         std::fs::read_to_string(theirs.join("report.md")).unwrap(),
         "# My notes\n"
     );
+    // A folder with pictures of its own but no report keeps them.
+    let pictures = dir.path().join("pictures");
+    std::fs::create_dir(&pictures).unwrap();
+    std::fs::write(pictures.join("confusion.png"), b"mine").unwrap();
+    write_report(&lean, &pictures, "segue eval report").unwrap();
+    assert_eq!(
+        std::fs::read(pictures.join("confusion.png")).unwrap(),
+        b"mine"
+    );
     // A classifier of other composers would read the corpus's composer numbers wrongly.
     let mut other = models();
     if let Some(clf) = other.classifier.as_mut() {

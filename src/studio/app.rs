@@ -3420,6 +3420,13 @@ impl Drop for Studio {
         if self.saver.is_some() {
             self.save_session();
         }
+        // The window is gone: a last write that fails is said in the terminal.
+        if let Some(saver) = &mut self.saver {
+            saver.finish();
+            if let Some(problem) = saver.problem.take() {
+                eprintln!("segue: {problem}");
+            }
+        }
         self.stop_exports.store(true, Ordering::Relaxed);
         let until = Instant::now() + Duration::from_secs(2);
         while self.exporting() && Instant::now() < until {
@@ -3504,11 +3511,15 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
         "Segue",
         options,
         Box::new(move |cc| {
-            // Ctrl+C in the terminal, or the session ending (SIGTERM, SIGHUP), closes the
-            // window as its close button does: the piece is saved, an export or a training
-            // checkpoint is waited for.
+            // Ctrl+C in the terminal closes the window as its close button does: the piece is
+            // saved, an export or a training checkpoint is waited for. A second Ctrl+C ends
+            // the program at once (a window that no longer answers).
             let ctx = cc.egui_ctx.clone();
+            let pressed = AtomicBool::new(false);
             let _ = ctrlc::set_handler(move || {
+                if pressed.swap(true, Ordering::Relaxed) {
+                    std::process::exit(130);
+                }
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
                 ctx.request_repaint();
             });

@@ -164,6 +164,15 @@ impl Saver {
         self.writing = Some(std::thread::spawn(move || {
             let bytes = serde_json::to_vec(&*session)
                 .map_err(|e| format!("cannot save the session: {e}"))?;
+            // What the next start would refuse to read is not written (the last session
+            // written stays).
+            if bytes.len() as u64 > MAX_FILE_BYTES {
+                return Err(format!(
+                    "the piece is too large to keep as a session ({} bytes; at most \
+                     {MAX_FILE_BYTES}): export it to keep it",
+                    bytes.len()
+                ));
+            }
             write(&path, &bytes)
         }));
     }
