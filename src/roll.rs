@@ -247,10 +247,18 @@ impl Roll {
                 velocity: n.velocity,
             });
         }
-        // The step a tick falls on (for tempo and metre changes).
-        let step_of = |tick: u64| {
-            round_half_even(tick.saturating_mul(STEPS_PER_QUARTER), tpq).min(limit) as usize
+        // The step a tick falls on (for tempo and metre changes, and the file's end), rounded
+        // as the notes' starts are: a bar line half a step off the grid lands where its
+        // downbeat's notes do.
+        let round = |tick: u64| {
+            let scaled = tick.saturating_mul(STEPS_PER_QUARTER);
+            if opts.round_half_up {
+                scaled.saturating_add(tpq / 2) / tpq
+            } else {
+                round_half_even(scaled, tpq)
+            }
         };
+        let step_of = |tick: u64| round(tick).min(limit) as usize;
         let tempo = song
             .tempo
             .iter()
@@ -260,7 +268,7 @@ impl Roll {
             })
             .collect();
         if opts.keep_length {
-            let end = round_half_even(song.end_tick.saturating_mul(STEPS_PER_QUARTER), tpq);
+            let end = round(song.end_tick);
             if end <= limit {
                 steps = steps.max(end);
             }

@@ -715,3 +715,30 @@ fn notes_a_step_apart_off_the_grid_stay_apart_in_an_opened_piece() {
     assert_eq!(starts(&QuantizeOptions::whole_file()), [(2, 1), (3, 1)]);
     assert_eq!(starts(&QuantizeOptions::default()), [(2, 1)]);
 }
+
+/// An opened piece rounds its metre changes as it rounds its notes: three bars of 3/32 (4.5
+/// steps), then 4/4 with a note on its downbeat: the bar line lands on the note, half up in
+/// the studio's rounding, half to even in training's.
+#[test]
+fn a_bar_line_off_the_grid_lands_where_its_downbeat_does() {
+    let bytes = smf(
+        Format::SingleTrack,
+        Timing::Metrical(u15::new(480)),
+        &[vec![
+            (0, Ev::Meter(3, 5)),
+            (540, Ev::Meter(4, 2)),
+            (540, on(0, 60, 90)),
+            (660, off(0, 60)),
+        ]],
+    );
+    for opts in [QuantizeOptions::whole_file(), QuantizeOptions::default()] {
+        let roll = roll_of(&bytes, &opts);
+        let downbeat = roll.notes()[0].start;
+        let change = roll
+            .meters()
+            .iter()
+            .find(|m| m.meter.numerator == 4)
+            .unwrap();
+        assert_eq!(change.step, downbeat, "{opts:?}");
+    }
+}

@@ -1532,10 +1532,39 @@ fn drag_drawing_sets_the_length_and_the_wheel_zooms() {
     assert_eq!(notes.len(), 2);
     assert_eq!(notes[1].len, 3);
 
+    // A click that wobbles less than egui's drag threshold into the next cell draws the
+    // drawing length (3), not a longer note, and leaves that length as it was.
+    // Pressed 1 pt before the line between two cells, let go 2 pt after it.
+    let boundary = grid.left() + (30.0 - h.state().session.view.scroll_step) * px;
+    let wobble = egui::pos2(
+        boundary - 1.0,
+        below.y + 12.0 * h.state().session.view.key_px,
+    );
+    h.hover_at(wobble);
+    h.step();
+    h.drag_at(wobble);
+    h.step();
+    let nudged = wobble + egui::vec2(3.0, 0.0);
+    h.hover_at(nudged);
+    h.step();
+    h.drop_at(nudged);
+    h.step();
+    let notes = &h.state().session.score.notes;
+    assert_eq!(notes.len(), 3);
+    assert_eq!(notes[2].len, 3, "a wobble stretched the note");
+    assert_eq!(h.state().session.view.draw_len, 3);
+
+    // A zoom keeps the step under the pointer where it is.
     let (step_px, key_px) = (
         h.state().session.view.step_px,
         h.state().session.view.key_px,
     );
+    let view = &h.state().session.view;
+    let step_under =
+        |v: &segue::studio::piano_roll::RollView| (at.x - grid.left()) / v.step_px + v.scroll_step;
+    let pitch_under =
+        |v: &segue::studio::piano_roll::RollView| v.top_pitch - (at.y - grid.top()) / v.key_px;
+    let (step_before, pitch_before) = (step_under(view), pitch_under(view));
     wheel(&mut h, at, egui::Modifiers::COMMAND, 60.0);
     let view = &h.state().session.view;
     assert!(
@@ -1545,6 +1574,11 @@ fn drag_drawing_sets_the_length_and_the_wheel_zooms() {
         view.step_px
     );
     assert_eq!(view.key_px, key_px);
+    assert!(
+        (step_under(view) - step_before).abs() < 1e-3,
+        "the step under the pointer moved: {step_before} -> {}",
+        step_under(view)
+    );
     let step_px = view.step_px;
     wheel(
         &mut h,
@@ -1558,6 +1592,52 @@ fn drag_drawing_sets_the_length_and_the_wheel_zooms() {
         "Ctrl+Shift+wheel makes the rows taller"
     );
     assert_eq!(view.step_px, step_px);
+    assert!(
+        (pitch_under(view) - pitch_before).abs() < 1e-3,
+        "the pitch under the pointer moved"
+    );
+}
+
+/// An arrow held down moves the selection on with the key's repeats, as one undo step; an
+/// octave that does not fit is not moved part of the way (that would be another key).
+#[test]
+fn held_arrows_are_one_undo_step_and_octaves_move_whole() {
+    use egui::{Key, Modifiers};
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    h.step();
+    let score = &mut h.state_mut().session.score;
+    score.draw(118, 16, 4);
+    score.draw(122, 16, 4);
+    h.state_mut().session.view.selection = vec![0, 1];
+    h.step();
+    let starts = |h: &Harness<'static, Studio>| {
+        let notes = &h.state().session.score.notes;
+        notes.iter().map(|n| (n.pitch, n.start)).collect::<Vec<_>>()
+    };
+    h.key_press_modifiers(Modifiers::SHIFT, Key::ArrowUp);
+    h.step();
+    assert_eq!(starts(&h), vec![(118, 16), (122, 16)], "part of an octave");
+    // Held: the press, then three repeats.
+    h.key_down(Key::ArrowRight);
+    h.step();
+    for _ in 0..3 {
+        h.event(egui::Event::Key {
+            key: Key::ArrowRight,
+            physical_key: None,
+            pressed: true,
+            repeat: true,
+            modifiers: Modifiers::default(),
+        });
+        h.step();
+    }
+    h.key_up(Key::ArrowRight);
+    h.step();
+    assert_eq!(starts(&h), vec![(118, 20), (122, 20)]);
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    assert_eq!(starts(&h), vec![(118, 16), (122, 16)], "one undo step");
 }
 
 /// The keyboard edits the selection: arrows move it, Ctrl+D repeats it, copy and paste go
@@ -1601,18 +1681,19 @@ fn keyboard_editing_of_the_selection() {
         h.step();
     }
     assert_eq!(notes(&h), vec![(61, 17, 4), (65, 19, 4)]);
-    // Ctrl+D: the selection again right after itself (it spans steps 17..23), selected. (Undo
-    // replaced the score, and with it the selection.)
+    // Ctrl+D: the selection again right after itself, whole beats after its start (it spans
+    // steps 17..23, 6 steps: 2 beats, so from 25), selected. (Undo replaced the score, and
+    // with it the selection.)
     h.state_mut().session.view.selection = vec![0, 1];
     h.key_press_modifiers(Modifiers::COMMAND, Key::D);
     h.step();
     assert_eq!(
         notes(&h),
-        vec![(61, 17, 4), (61, 23, 4), (65, 19, 4), (65, 25, 4)]
+        vec![(61, 17, 4), (61, 25, 4), (65, 19, 4), (65, 27, 4)]
     );
     assert_eq!(h.state().session.view.selection, vec![2, 3]);
     // Copy puts the notes on the clipboard as text; pasting it with the pointer off the
-    // grid adds them after the piece's end (step 29).
+    // grid adds them after the piece's end (step 31).
     h.event(Event::Copy);
     h.step();
     let copied = h
@@ -1626,10 +1707,26 @@ fn keyboard_editing_of_the_selection() {
         })
         .expect("Copy wrote the clipboard");
     assert!(copied.starts_with("segue-notes:"), "{copied}");
-    h.event(Event::Paste(copied));
+    h.event(Event::Paste(copied.clone()));
     h.step();
     assert_eq!(notes(&h).len(), 6);
-    assert!(notes(&h).contains(&(61, 29, 4)) && notes(&h).contains(&(65, 31, 4)));
+    assert!(notes(&h).contains(&(61, 31, 4)) && notes(&h).contains(&(65, 33, 4)));
+    // Pasted where the same notes are (in place, the pointer on the first): nothing is
+    // stacked unseen on them; they are selected.
+    let grid = h.state().session.view.grid_rect.unwrap();
+    let (step_px, key_px, top) = {
+        let v = &h.state().session.view;
+        (v.step_px, v.key_px, v.top_pitch)
+    };
+    let on_first = egui::pos2(
+        grid.left() + (31.0 - h.state().session.view.scroll_step + 0.5) * step_px,
+        grid.top() + (top - 61.5) * key_px,
+    );
+    h.hover_at(on_first);
+    h.event(Event::Paste(copied));
+    h.step();
+    assert_eq!(notes(&h).len(), 6, "a paste in place stacked copies");
+    h.hover_at(egui::pos2(1.0, 1.0));
     // Text that is not notes pastes nothing.
     h.event(Event::Paste("hello".into()));
     h.step();

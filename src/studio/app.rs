@@ -1390,7 +1390,7 @@ impl Studio {
                 };
                 self.history.record(&self.session.score);
                 self.session.score = score;
-                self.session.view.forget_notes();
+                self.forget_notes();
                 self.primer = Some(Arc::new(roll));
                 self.variations.clear();
                 self.push_score();
@@ -1755,7 +1755,7 @@ impl Studio {
             // tempo, 4/4); the tempo box stays as it is.
             let bpm = self.session.score.bpm;
             self.session.score = Score::from_generated(&g.roll, g.primer_steps, bpm);
-            self.session.view.forget_notes();
+            self.forget_notes();
             self.chosen_variation = k;
             self.push_score();
         }
@@ -1893,6 +1893,13 @@ impl Studio {
             p.send(Command::Play(from));
         }
         self.sent_loop = looped;
+    }
+
+    /// Forgets the selection, a drag in progress and the loop range they made: their notes
+    /// belong to a score that was just replaced (a generation, an opened file, undo or redo).
+    fn forget_notes(&mut self) {
+        self.session.view.forget_notes();
+        self.loop_span = None;
     }
 
     /// What Loop loops: the range the Select tool last selected, or the whole piece.
@@ -2484,7 +2491,7 @@ impl Studio {
                 .clicked()
                 && self.history.undo(&mut self.session.score)
             {
-                self.session.view.forget_notes();
+                self.forget_notes();
                 self.edited_by_hand();
             }
             if ui
@@ -2492,7 +2499,7 @@ impl Studio {
                 .clicked()
                 && self.history.redo(&mut self.session.score)
             {
-                self.session.view.forget_notes();
+                self.forget_notes();
                 self.edited_by_hand();
             }
             let rests = self.session.score.trailing_rests();
@@ -3252,7 +3259,7 @@ impl eframe::App for Studio {
             if undo && self.history.undo(&mut self.session.score)
                 || redo && self.history.redo(&mut self.session.score)
             {
-                self.session.view.forget_notes();
+                self.forget_notes();
                 self.edited_by_hand();
             }
         }

@@ -1,7 +1,7 @@
 //! The piano-roll editor widget: a keyboard on the left, a bar ruler on top, notes on the
 //! 16th-note grid, a playhead; drawing, erasing, selecting, moving and resizing notes.
 
-use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Ui, pos2, vec2};
+use egui::{Align2, Color32, FontId, Rect, Sense, Stroke, StrokeKind, Ui, pos2, vec2};
 
 use crate::roll::{DEFAULT_VELOCITY, PITCHES, pitch_name};
 use crate::studio::score::{History, Origin, Score};
@@ -40,8 +40,11 @@ enum Drag {
         start: i64,
         moved: bool,
     },
+    /// Box selection from where it started, in steps and pitches (it stays on those notes
+    /// while the view scrolls or zooms).
     Box {
-        from: Pos2,
+        step: f32,
+        pitch: f32,
     },
 }
 
@@ -168,10 +171,16 @@ pub fn piano_roll(
         // scroll, so the two zooms read `zoom_delta` (a pinch gesture zooms time too).
         let (scroll, zoom, modifiers) =
             ui.input(|i| (i.smooth_scroll_delta, i.zoom_delta(), i.modifiers));
+        // A zoom keeps the step (the pitch) under the pointer where it is.
+        let at = response.hover_pos().unwrap_or(grid.min) - grid.min;
         if modifiers.command && modifiers.shift {
+            let pitch = view.top_pitch - at.y / view.key_px;
             view.key_px = (view.key_px * zoom).clamp(MIN_KEY_PX, MAX_KEY_PX);
+            view.top_pitch = pitch + at.y / view.key_px;
         } else if zoom != 1.0 {
+            let step = view.scroll_step + at.x / view.step_px;
             view.step_px = (view.step_px * zoom).clamp(MIN_STEP_PX, MAX_STEP_PX);
+            view.scroll_step = step - at.x / view.step_px;
         } else if modifiers.shift {
             view.scroll_step -= (scroll.y + scroll.x) / view.step_px;
         } else {
@@ -294,8 +303,9 @@ pub fn piano_roll(
             Color32::from_rgba_unmultiplied(120, 200, 255, 60),
         );
     }
-    if score.primer_steps > 0 {
-        let x = step_x(score.primer_steps as f32);
+    let primer_x = step_x(score.primer_steps as f32);
+    if score.primer_steps > 0 && grid.x_range().contains(primer_x) {
+        let x = primer_x;
         painter.vline(
             x,
             grid.y_range(),
@@ -361,6 +371,19 @@ pub fn piano_roll(
         view.selection.clear();
         out.changed = true;
     }
+    // The pointer shows what a press would do: resize at a note's end, move elsewhere on it.
+    if let Some(pos) = response.hover_pos().filter(|p| grid.contains(*p))
+        && view.drag.is_none()
+        && let Some(i) = score.note_at(snap(pos.x) as usize, pitch_at(pos.y) as u8)
+    {
+        let r = note_rect(&score.notes[i]);
+        ui.ctx()
+            .set_cursor_icon(if r.right() - pos.x <= EDGE.min(r.width() / 3.0) {
+                egui::CursorIcon::ResizeHorizontal
+            } else {
+                egui::CursorIcon::Grab
+            });
+    }
     let pressed = ui.input(|i| i.pointer.primary_pressed());
     if pressed
         && view.drag.is_none()
@@ -382,7 +405,9 @@ pub fn piano_roll(
                 out.preview = Some(score.notes[i].pitch);
                 // The undo step is recorded when the note first moves or changes length:
                 // clicking a note to hear it leaves the history (and its redo steps) alone.
-                let near_end = note_rect(&score.notes[i]).right() - pos.x <= EDGE;
+                // The grab zone is at most a third of the note, so a short note can be moved.
+                let r = note_rect(&score.notes[i]);
+                let near_end = r.right() - pos.x <= EDGE.min(r.width() / 3.0);
                 view.drag = Some(if near_end {
                     Drag::Resize {
                         step,
@@ -409,11 +434,19 @@ pub fn piano_roll(
             }
             None => {
                 view.selection.clear();
-                view.drag = Some(Drag::Box { from: pos });
+                view.drag = Some(Drag::Box {
+                    step: to_step(pos.x),
+                    pitch: to_pitch(pos.y),
+                });
             }
         }
     }
-    if let (Some(drag), Some(pos)) = (view.drag, pointer) {
+    // A press only moves, resizes or stretches once the pointer has moved beyond a click's
+    // wobble (egui's own threshold): a click selects a note, or draws one of the drawing length.
+    let dragging = ui.input(|i| i.pointer.is_decidedly_dragging());
+    if let (Some(drag), Some(pos)) = (view.drag, pointer)
+        && (dragging || matches!(drag, Drag::Box { .. }))
+    {
         let (step, pitch) = (snap(pos.x), pitch_at(pos.y));
         match drag {
             Drag::Move {
@@ -481,8 +514,11 @@ pub fn piano_roll(
                     }
                 }
             }
-            Drag::Box { from } => {
-                let r = Rect::from_two_pos(from, pos);
+            Drag::Box {
+                step: from_step,
+                pitch: from_pitch,
+            } => {
+                let r = Rect::from_two_pos(pos2(step_x(from_step), pitch_y(from_pitch)), pos);
                 painter.rect_stroke(
                     r,
                     0.0,
@@ -524,7 +560,7 @@ const CLIPBOARD_TAG: &str = "segue-notes:";
 
 /// Editing from the keyboard: the arrows move the selection a step or a semitone (with Shift
 /// a beat or an octave), Ctrl+A selects every note, Ctrl+D repeats the selection right after
-/// itself, Ctrl+C, Ctrl+X and Ctrl+V copy, cut and paste through the system clipboard (so
+/// itself (whole beats after its start), Ctrl+C, Ctrl+X and Ctrl+V copy, cut and paste through the system clipboard (so
 /// between two studios too); a paste lands where the pointer is over the grid, else after the
 /// piece's end. Returns whether the score changed.
 fn keyboard_edits(
@@ -561,13 +597,24 @@ fn keyboard_edits(
                 continue;
             }
             // The selection moves as one, as far as its outermost note can; at the edge the
-            // key does nothing (and records nothing).
+            // key does nothing (and records nothing). A beat or an octave moves whole or not
+            // at all: part of an octave would put the passage in another key.
+            let wanted = (steps, semitones);
             let (steps, semitones) = score.group_move(&view.selection, steps, semitones);
-            if (steps, semitones) != (0, 0) {
-                history.record(score);
-                score.shift(&view.selection, steps, semitones);
-                changed = true;
+            if (steps, semitones) == (0, 0) || (shift && (steps, semitones) != wanted) {
+                continue;
             }
+            // A held key moves on with its repeats as one undo step.
+            let repeat = ui.input(|i| {
+                i.events.iter().any(|e| {
+                    matches!(e, Event::Key { key: k, pressed: true, repeat: true, .. } if *k == key)
+                })
+            });
+            if !repeat {
+                history.record(score);
+            }
+            score.shift(&view.selection, steps, semitones);
+            changed = true;
         }
     }
     let copy = event(|e| matches!(e, Event::Copy));
@@ -601,11 +648,18 @@ fn keyboard_edits(
     if selected
         && command
         && pressed(Key::D)
-        && let Some((_, end)) = score.span(&view.selection)
+        && let Some((start, end)) = score.span(&view.selection)
     {
+        // Whole beats after its start, so the repeat keeps the rhythm's place in the beat
+        // (a motif ending mid-beat is not pulled off the beat).
+        let beat = crate::meter::meter_at(&score.meters, start)
+            .beat_steps()
+            .round()
+            .max(1.0) as usize;
+        let length = (end - start).div_ceil(beat) * beat;
         history.record(score);
         let notes = score.copy(&view.selection);
-        view.selection = score.paste(&notes, end);
+        view.selection = score.paste(&notes, start + length);
         changed = true;
     }
     changed

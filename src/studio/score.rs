@@ -378,9 +378,9 @@ impl Score {
 
     /// Adds `notes` (starts counted from 0, as [`Score::copy`] gives them) from step `at` on,
     /// as hand-edited notes; near the longest piece a score keeps the group moves back whole
-    /// to fit. Returns their indices.
+    /// to fit; a note that lands exactly on one of the same pitch and length is not added
+    /// twice. Returns the indices of the pasted notes (of those they landed on, for those).
     pub fn paste(&mut self, notes: &[ScoreNote], at: usize) -> Vec<usize> {
-        let first = self.notes.len();
         let span = notes
             .iter()
             .map(|n| n.start.saturating_add(n.len.max(1)))
@@ -388,9 +388,21 @@ impl Score {
             .unwrap_or(0)
             .min(Self::MAX_STEPS);
         let at = at.min(Self::MAX_STEPS - span);
+        // A note pasted onto the same note (a paste in place) is not stacked on it unseen:
+        // the one there is selected instead.
+        let there: std::collections::HashMap<(u8, usize, usize), usize> = (self.notes.iter())
+            .enumerate()
+            .map(|(i, n)| ((n.pitch, n.start, n.len), i))
+            .collect();
+        let mut selected = Vec::new();
         for n in notes.iter().filter(|n| n.pitch < PITCHES as u8) {
             let len = n.len.clamp(1, Self::MAX_STEPS);
             let start = at.saturating_add(n.start).min(Self::MAX_STEPS - len);
+            if let Some(&i) = there.get(&(n.pitch, start, len)) {
+                selected.push(i);
+                continue;
+            }
+            selected.push(self.notes.len());
             self.notes.push(ScoreNote {
                 start,
                 len,
@@ -399,7 +411,9 @@ impl Score {
                 ..*n
             });
         }
-        (first..self.notes.len()).collect()
+        selected.sort_unstable();
+        selected.dedup();
+        selected
     }
 
     /// How far the lengths of the given notes can change together, at most `steps`: the
