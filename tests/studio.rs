@@ -1117,6 +1117,66 @@ fn loop_plays_the_selection_or_the_whole_piece() {
     assert!(!h.state().playing());
 }
 
+/// Playing, the roll turns a page to the playhead as it runs past the view's right edge
+/// (Follow, on by default); a view the musician scrolled away is left there; with Follow off
+/// the view stays.
+#[test]
+fn the_roll_follows_the_playhead() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, mut engine) = studio_with_player(dir.path());
+    // 64 steps: 8 s at 120 bpm; at 60 points a step about 16 steps are in view.
+    h.state_mut().open_file(&fixture(dir.path()));
+    wait(&mut h, "the file", |s| !s.background_work());
+    h.state_mut().session.view.step_px = 60.0;
+    h.step();
+    let grid = h.state().session.view.grid_rect.unwrap();
+    let visible = grid.width() / 60.0;
+    assert!(visible < 30.0, "{visible} steps in view");
+    h.key_press(egui::Key::Space);
+    h.step();
+    let mut at = 0.0;
+    for _ in 0..40 {
+        at = listen(&mut h, &mut engine, 0.25);
+        if at >= f64::from(visible) + 4.0 {
+            break;
+        }
+    }
+    assert!(
+        at >= f64::from(visible) + 4.0,
+        "the playhead stayed at {at}"
+    );
+    let scroll = h.state().session.view.scroll_step;
+    assert!(
+        f64::from(scroll) <= at && at < f64::from(scroll + visible),
+        "the playhead at {at} is out of the view from {scroll}"
+    );
+    assert!(scroll > 0.0);
+    // Scrolled away by the musician (the playhead out of view): left there.
+    h.state_mut().session.view.scroll_step = 0.0;
+    h.step();
+    listen(&mut h, &mut engine, 0.25);
+    assert_eq!(h.state().session.view.scroll_step, 0.0);
+    // Follow off, from the start: the view stays as the playhead runs out of it. (The engine
+    // runs between the keys, as a sound card's would.)
+    h.key_press(egui::Key::Space);
+    h.step();
+    listen(&mut h, &mut engine, 0.05);
+    h.key_press(egui::Key::Home);
+    h.step();
+    listen(&mut h, &mut engine, 0.05);
+    h.state_mut().session.follow_playhead = false;
+    h.key_press(egui::Key::Space);
+    h.step();
+    for _ in 0..40 {
+        let at = listen(&mut h, &mut engine, 0.25);
+        if at >= f64::from(visible) + 4.0 {
+            break;
+        }
+    }
+    assert!(h.state().playing());
+    assert_eq!(h.state().session.view.scroll_step, 0.0);
+}
+
 /// Space stops and plays on from where playback stopped (past the end, from the start); Home
 /// takes the playhead back to the start; a click on the ruler while stopped moves the playhead
 /// without playing.
@@ -2332,4 +2392,68 @@ fn the_style_meter_says_how_often_its_classifier_is_right() {
     );
     manifest.metrics = serde_json::json!({});
     assert!(style_meter_caveat(&manifest).contains("records no accuracy"));
+}
+
+/// A right-click erases one note and leaves the rest of the selection selected; a box
+/// dragged with Shift adds to the selection.
+#[test]
+fn right_click_keeps_the_selection_and_shift_boxes_add_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    h.step();
+    let top = h.state().session.view.top_pitch.floor() as u8;
+    let score = &mut h.state_mut().session.score;
+    for (k, start) in [4usize, 12, 20].iter().enumerate() {
+        score.draw(top - 10 - k as u8, *start, 4);
+    }
+    h.state_mut().session.view.selection = vec![0, 2];
+    h.step();
+    let grid = h.state().session.view.grid_rect.unwrap();
+    let view = h.state().session.view.clone();
+    let at = |step: f32, pitch: f32| {
+        egui::pos2(
+            grid.left() + (step - view.scroll_step) * view.step_px,
+            grid.top() + (view.top_pitch - pitch) * view.key_px,
+        )
+    };
+    // Right-click on the middle note (index 1).
+    let middle = at(13.5, f32::from(top - 11) + 0.5);
+    h.hover_at(middle);
+    h.step();
+    for pressed in [true, false] {
+        h.event(egui::Event::PointerButton {
+            pos: middle,
+            button: egui::PointerButton::Secondary,
+            pressed,
+            modifiers: egui::Modifiers::default(),
+        });
+        h.step();
+    }
+    assert_eq!(h.state().session.score.notes.len(), 2);
+    assert_eq!(h.state().session.view.selection, vec![0, 1]);
+    // Select the first alone, then Shift+box around the last: both selected.
+    h.state_mut().session.view.selection = vec![0];
+    h.step();
+    let (from, to) = (
+        at(18.5, f32::from(top - 12) + 3.0),
+        at(25.5, f32::from(top - 12) - 2.0),
+    );
+    h.hover_at(from);
+    h.step();
+    h.event_modifiers(
+        egui::Event::PointerButton {
+            pos: from,
+            button: egui::PointerButton::Primary,
+            pressed: true,
+            modifiers: egui::Modifiers::SHIFT,
+        },
+        egui::Modifiers::SHIFT,
+    );
+    h.step();
+    h.hover_at(to);
+    h.step();
+    h.drop_at(to);
+    h.step();
+    assert_eq!(h.state().session.view.selection, vec![0, 1]);
 }

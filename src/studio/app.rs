@@ -270,6 +270,9 @@ pub struct Session {
     pub variations: usize,
     /// Loop the selected range while playing.
     pub looping: bool,
+    /// Playing, the roll turns to the playhead as it leaves the view.
+    #[serde(default = "yes")]
+    pub follow_playhead: bool,
     /// The primer file, if one was opened.
     pub primer_path: Option<PathBuf>,
     /// Training: the corpus folder.
@@ -393,6 +396,10 @@ fn default_train_seed() -> u64 {
     1
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn default_primer_steps() -> usize {
     GenerateOptions::default().primer_steps
 }
@@ -424,6 +431,7 @@ impl Default for Session {
             seed: 1,
             variations: 1,
             looping: false,
+            follow_playhead: true,
             primer_path: None,
             train_dir: None,
             train_preset: "studio".into(),
@@ -561,6 +569,8 @@ pub struct Studio {
     closing: bool,
     /// When the session was last handed to the saver.
     last_saved: Instant,
+    /// The playhead last frame, while playing (see [`Studio::follow_playhead`]).
+    last_playhead: Option<f64>,
     /// Exports (MIDI, WAV) being written on worker threads: closing waits for them.
     exports: Arc<AtomicUsize>,
     /// Set as the studio ends with an export still rendering: it stops and removes its
@@ -888,6 +898,7 @@ impl Studio {
             loads: LoadOrder::default(),
             closing: false,
             last_saved: Instant::now(),
+            last_playhead: None,
             exports: Arc::default(),
             stop_exports: Arc::default(),
             composers_picked: false,
@@ -1902,6 +1913,29 @@ impl Studio {
         self.loop_span = None;
     }
 
+    /// Playing with Follow on, the roll turns a page to the playhead when it runs past the
+    /// view's right edge, or jumps out of view (a loop, a seek); a view scrolled away from a
+    /// playhead already out of it is left where the musician put it.
+    fn follow_playhead(&mut self, playhead: Option<f64>) {
+        let now = playhead.filter(|_| self.playing());
+        let was = std::mem::replace(&mut self.last_playhead, now);
+        let (Some(now), Some(grid)) = (self.last_playhead, self.session.view.grid_rect) else {
+            return;
+        };
+        let view = &mut self.session.view;
+        let visible = grid.width() / view.step_px;
+        let inside = |step: f64| {
+            (f64::from(view.scroll_step)..f64::from(view.scroll_step + visible)).contains(&step)
+        };
+        let turn = match was {
+            None => !inside(now),
+            Some(was) => !inside(now) && (inside(was) || now < was),
+        };
+        if self.session.follow_playhead && turn {
+            view.scroll_step = (now as f32 - 0.1 * visible).max(0.0);
+        }
+    }
+
     /// What Loop loops: the range the Select tool last selected, or the whole piece.
     fn loop_range(&self) -> Option<(usize, usize)> {
         if !self.session.looping {
@@ -2446,6 +2480,10 @@ impl Studio {
             ui.checkbox(&mut self.session.looping, "Loop")
                 .on_hover_text(
                     "Loop the range of the notes selected with the Select tool, or the whole piece",
+                );
+            ui.checkbox(&mut self.session.follow_playhead, "Follow")
+                .on_hover_text(
+                    "While playing, turn the roll to the playhead as it leaves the view",
                 );
             let label = ui.label("Tempo");
             let score = &self.session.score;
@@ -3343,6 +3381,7 @@ impl eframe::App for Studio {
             p.send(Command::Loop(looped));
             self.sent_loop = looped;
         }
+        self.follow_playhead(playhead);
         egui::CentralPanel::default().show(ui, |ui| {
             let r = piano_roll(
                 ui,

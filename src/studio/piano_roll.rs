@@ -75,6 +75,9 @@ pub struct RollView {
     pub selection: Vec<usize>,
     #[serde(skip)]
     drag: Option<Drag>,
+    /// What a box selection started with Shift adds to.
+    #[serde(skip)]
+    box_base: Vec<usize>,
     /// Length of the next drawn note, steps.
     pub draw_len: usize,
     /// Where the note grid was drawn last frame (screen points).
@@ -87,6 +90,7 @@ impl RollView {
     /// that was just replaced (a generation, an opened file, undo or redo).
     pub fn forget_notes(&mut self) {
         self.selection.clear();
+        self.box_base.clear();
         self.drag = None;
     }
 }
@@ -101,6 +105,7 @@ impl Default for RollView {
             tool: Tool::Draw,
             selection: Vec::new(),
             drag: None,
+            box_base: Vec::new(),
             draw_len: 4,
             grid_rect: None,
         }
@@ -353,14 +358,16 @@ pub fn piano_roll(
     let pointer = response.interact_pointer_pos().or(response.hover_pos());
     let snap = |x: f32| to_step(x).max(0.0).floor() as i64;
     let pitch_at = |y: f32| to_pitch(y).floor().clamp(0.0, 127.0) as i32;
-    if (response.clicked() || response.drag_started())
-        && let Some(pos) = pointer
+    // A key sounds as it is pressed (not when the click ends); the ruler seeks on a click.
+    if ui.input(|i| i.pointer.primary_pressed())
+        && let Some(pos) = pointer.filter(|p| keys.contains(*p))
     {
-        if keys.contains(pos) {
-            out.preview = Some(pitch_at(pos.y) as u8);
-        } else if ruler.contains(pos) {
-            out.seek = Some(snap(pos.x) as usize);
-        }
+        out.preview = Some(pitch_at(pos.y) as u8);
+    }
+    if (response.clicked() || response.drag_started())
+        && let Some(pos) = pointer.filter(|p| ruler.contains(*p))
+    {
+        out.seek = Some(snap(pos.x) as usize);
     }
     if response.secondary_clicked()
         && let Some(pos) = pointer.filter(|p| grid.contains(*p))
@@ -368,7 +375,13 @@ pub fn piano_roll(
     {
         history.record(score);
         score.delete(&[i]);
-        view.selection.clear();
+        // The rest of the selection stays selected (the notes after it move down one).
+        view.selection.retain(|&s| s != i);
+        for s in &mut view.selection {
+            if *s > i {
+                *s -= 1;
+            }
+        }
         out.changed = true;
     }
     // The pointer shows what a press would do: resize at a note's end, move elsewhere on it.
@@ -433,6 +446,12 @@ pub fn piano_roll(
                 });
             }
             None => {
+                // With Shift the box adds to the selection there is.
+                view.box_base = if shift {
+                    std::mem::take(&mut view.selection)
+                } else {
+                    Vec::new()
+                };
                 view.selection.clear();
                 view.drag = Some(Drag::Box {
                     step: to_step(pos.x),
@@ -527,7 +546,11 @@ pub fn piano_roll(
                 );
                 let (s0, s1) = (snap(r.left()) as usize, snap(r.right()) as usize + 1);
                 let (p0, p1) = (pitch_at(r.bottom()) as u8, pitch_at(r.top()) as u8);
-                view.selection = score.in_box(s0, s1, p0, p1);
+                let mut selection = view.box_base.clone();
+                selection.extend(score.in_box(s0, s1, p0, p1));
+                selection.sort_unstable();
+                selection.dedup();
+                view.selection = selection;
             }
         }
     }
