@@ -1109,6 +1109,15 @@ fn loop_plays_the_selection_or_the_whole_piece() {
     h.step();
     let at = listen(&mut h, &mut engine, 3.0);
     assert!((8.0..16.0).contains(&at), "{at}");
+    // An edit undone: the loop is a range of the same piece, and stays.
+    h.key_press(egui::Key::ArrowUp);
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    for _ in 0..12 {
+        let at = listen(&mut h, &mut engine, 0.25);
+        assert!((8.0..16.0).contains(&at), "the loop was dropped: {at}");
+    }
     // Without Loop, the piece ends.
     h.state_mut().session.looping = false;
     h.state_mut().session.view.selection.clear();
@@ -1151,6 +1160,39 @@ fn the_roll_follows_the_playhead() {
         "the playhead at {at} is out of the view from {scroll}"
     );
     assert!(scroll > 0.0);
+    // A note held by the pointer: the view does not turn under it.
+    h.key_press(egui::Key::Space);
+    h.step();
+    listen(&mut h, &mut engine, 0.05);
+    h.key_press(egui::Key::Home);
+    h.step();
+    listen(&mut h, &mut engine, 0.05);
+    h.state_mut().session.view.scroll_step = 0.0;
+    h.step();
+    let row = |pitch: f32| {
+        let v = &h.state().session.view;
+        grid.top() + (v.top_pitch - pitch - 0.5) * v.key_px
+    };
+    // The fixture's first note: pitch 60 at steps 0-1.
+    let on_note = egui::pos2(grid.left() + 30.0, row(60.0));
+    h.hover_at(on_note);
+    h.step();
+    h.drag_at(on_note);
+    h.step();
+    h.key_press(egui::Key::Space);
+    h.step();
+    for _ in 0..40 {
+        if listen(&mut h, &mut engine, 0.25) >= f64::from(visible) + 4.0 {
+            break;
+        }
+    }
+    assert_eq!(
+        h.state().session.view.scroll_step,
+        0.0,
+        "turned under a drag"
+    );
+    h.drop_at(on_note);
+    h.step();
     // Scrolled away by the musician (the playhead out of view): left there.
     h.state_mut().session.view.scroll_step = 0.0;
     h.step();
@@ -1679,6 +1721,27 @@ fn held_arrows_are_one_undo_step_and_octaves_move_whole() {
     h.key_press_modifiers(Modifiers::SHIFT, Key::ArrowUp);
     h.step();
     assert_eq!(starts(&h), vec![(118, 16), (122, 16)], "part of an octave");
+    // Up held with Shift (refused), Shift let go: the repeats move a semitone each, as an
+    // undo step of their own.
+    h.key_down_modifiers(Modifiers::SHIFT, Key::ArrowUp);
+    h.step();
+    assert_eq!(starts(&h), vec![(118, 16), (122, 16)]);
+    h.event(egui::Event::Key {
+        key: Key::ArrowUp,
+        physical_key: None,
+        pressed: true,
+        repeat: true,
+        modifiers: Modifiers::default(),
+    });
+    h.step();
+    h.key_up(Key::ArrowUp);
+    h.step();
+    assert_eq!(starts(&h), vec![(119, 16), (123, 16)]);
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    assert_eq!(starts(&h), vec![(118, 16), (122, 16)]);
+    h.state_mut().session.view.selection = vec![0, 1];
+    h.step();
     // Held: the press, then three repeats.
     h.key_down(Key::ArrowRight);
     h.step();

@@ -1907,15 +1907,17 @@ impl Studio {
     }
 
     /// Forgets the selection, a drag in progress and the loop range they made: their notes
-    /// belong to a score that was just replaced (a generation, an opened file, undo or redo).
+    /// belong to a score that was just replaced by another piece (a generation, an opened
+    /// file; undo and redo keep the loop, a range of steps of the same piece).
     fn forget_notes(&mut self) {
         self.session.view.forget_notes();
         self.loop_span = None;
     }
 
     /// Playing with Follow on, the roll turns a page to the playhead when it runs past the
-    /// view's right edge, or jumps out of view (a loop, a seek); a view scrolled away from a
-    /// playhead already out of it is left where the musician put it.
+    /// view's right edge, or jumps out of a view that was on it (a loop, a seek), or playback
+    /// starts out of view; a view scrolled away from the playhead is left where the musician
+    /// put it.
     fn follow_playhead(&mut self, playhead: Option<f64>) {
         let now = playhead.filter(|_| self.playing());
         let was = std::mem::replace(&mut self.last_playhead, now);
@@ -1927,11 +1929,13 @@ impl Studio {
         let inside = |step: f64| {
             (f64::from(view.scroll_step)..f64::from(view.scroll_step + visible)).contains(&step)
         };
+        // Starting to play turns to the playhead; playing, only a view that was on it.
         let turn = match was {
             None => !inside(now),
-            Some(was) => !inside(now) && (inside(was) || now < was),
+            Some(was) => !inside(now) && inside(was),
         };
-        if self.session.follow_playhead && turn {
+        // Never under a note being dragged: it would jump a page with the view.
+        if self.session.follow_playhead && turn && !view.dragging() {
             view.scroll_step = (now as f32 - 0.1 * visible).max(0.0);
         }
     }
@@ -2529,7 +2533,7 @@ impl Studio {
                 .clicked()
                 && self.history.undo(&mut self.session.score)
             {
-                self.forget_notes();
+                self.session.view.forget_notes();
                 self.edited_by_hand();
             }
             if ui
@@ -2537,7 +2541,7 @@ impl Studio {
                 .clicked()
                 && self.history.redo(&mut self.session.score)
             {
-                self.forget_notes();
+                self.session.view.forget_notes();
                 self.edited_by_hand();
             }
             let rests = self.session.score.trailing_rests();
@@ -3297,7 +3301,7 @@ impl eframe::App for Studio {
             if undo && self.history.undo(&mut self.session.score)
                 || redo && self.history.redo(&mut self.session.score)
             {
-                self.forget_notes();
+                self.session.view.forget_notes();
                 self.edited_by_hand();
             }
         }

@@ -78,6 +78,12 @@ pub struct RollView {
     /// What a box selection started with Shift adds to.
     #[serde(skip)]
     box_base: Vec<usize>,
+    /// The press has moved beyond a click's wobble: the drag edits.
+    #[serde(skip)]
+    past_click: bool,
+    /// The arrow whose press recorded the undo step its repeats belong to.
+    #[serde(skip)]
+    held: Option<egui::Key>,
     /// Length of the next drawn note, steps.
     pub draw_len: usize,
     /// Where the note grid was drawn last frame (screen points).
@@ -92,6 +98,12 @@ impl RollView {
         self.selection.clear();
         self.box_base.clear();
         self.drag = None;
+        self.held = None;
+    }
+
+    /// Whether a note or a box is being dragged.
+    pub fn dragging(&self) -> bool {
+        self.drag.is_some()
     }
 }
 
@@ -106,6 +118,8 @@ impl Default for RollView {
             selection: Vec::new(),
             drag: None,
             box_base: Vec::new(),
+            past_click: false,
+            held: None,
             draw_len: 4,
             grid_rect: None,
         }
@@ -177,7 +191,7 @@ pub fn piano_roll(
         let (scroll, zoom, modifiers) =
             ui.input(|i| (i.smooth_scroll_delta, i.zoom_delta(), i.modifiers));
         // A zoom keeps the step (the pitch) under the pointer where it is.
-        let at = response.hover_pos().unwrap_or(grid.min) - grid.min;
+        let at = (response.hover_pos().unwrap_or(grid.min) - grid.min).max(egui::Vec2::ZERO);
         if modifiers.command && modifiers.shift {
             let pitch = view.top_pitch - at.y / view.key_px;
             view.key_px = (view.key_px * zoom).clamp(MIN_KEY_PX, MAX_KEY_PX);
@@ -375,7 +389,10 @@ pub fn piano_roll(
     {
         history.record(score);
         score.delete(&[i]);
-        // The rest of the selection stays selected (the notes after it move down one).
+        // The rest of the selection stays selected (the notes after it move down one); a box
+        // being dragged meanwhile ends (its indices were of the notes before).
+        view.drag = None;
+        view.box_base.clear();
         view.selection.retain(|&s| s != i);
         for s in &mut view.selection {
             if *s > i {
@@ -398,6 +415,9 @@ pub fn piano_roll(
             });
     }
     let pressed = ui.input(|i| i.pointer.primary_pressed());
+    if pressed {
+        view.past_click = false;
+    }
     if pressed
         && view.drag.is_none()
         && let Some(pos) = pointer.filter(|p| grid.contains(*p))
@@ -462,9 +482,13 @@ pub fn piano_roll(
     }
     // A press only moves, resizes or stretches once the pointer has moved beyond a click's
     // wobble (egui's own threshold): a click selects a note, or draws one of the drawing length.
-    let dragging = ui.input(|i| i.pointer.is_decidedly_dragging());
+    let wobble = ui.ctx().options(|o| o.input_options.max_click_dist);
+    view.past_click |= ui.input(|i| {
+        (i.pointer.press_origin().zip(i.pointer.latest_pos()))
+            .is_some_and(|(from, now)| from.distance(now) > wobble)
+    });
     if let (Some(drag), Some(pos)) = (view.drag, pointer)
-        && (dragging || matches!(drag, Drag::Box { .. }))
+        && (view.past_click || matches!(drag, Drag::Box { .. }))
     {
         let (step, pitch) = (snap(pos.x), pitch_at(pos.y));
         match drag {
@@ -565,9 +589,15 @@ pub fn piano_roll(
         history.record(score);
         score.delete(&view.selection);
         view.selection.clear();
+        view.drag = None;
+        view.box_base.clear();
         out.changed = true;
     }
     if !ui.ctx().egui_wants_keyboard_input() {
+        // An edit by other means ends what a held arrow's repeats belong to.
+        if out.changed {
+            view.held = None;
+        }
         let hover = pointer
             .filter(|p| grid.contains(*p))
             .map(|p| snap(p.x) as usize);
@@ -598,6 +628,11 @@ fn keyboard_edits(
     let pressed = |key: Key| ui.input(|i| i.key_pressed(key));
     let event = |matches: fn(&Event) -> bool| ui.input(|i| i.events.iter().any(matches));
     let mut changed = false;
+    if let Some(key) = view.held
+        && !ui.input(|i| i.key_down(key))
+    {
+        view.held = None;
+    }
 
     if command && pressed(Key::A) {
         view.selection = (0..score.notes.len()).collect();
@@ -627,14 +662,16 @@ fn keyboard_edits(
             if (steps, semitones) == (0, 0) || (shift && (steps, semitones) != wanted) {
                 continue;
             }
-            // A held key moves on with its repeats as one undo step.
+            // A held key moves on with its repeats as one undo step: the one its press
+            // recorded (a repeat whose press recorded nothing records its own).
             let repeat = ui.input(|i| {
                 i.events.iter().any(|e| {
                     matches!(e, Event::Key { key: k, pressed: true, repeat: true, .. } if *k == key)
                 })
             });
-            if !repeat {
+            if !repeat || view.held != Some(key) {
                 history.record(score);
+                view.held = Some(key);
             }
             score.shift(&view.selection, steps, semitones);
             changed = true;
@@ -651,6 +688,9 @@ fn keyboard_edits(
             history.record(score);
             score.delete(&view.selection);
             view.selection.clear();
+            view.drag = None;
+            view.box_base.clear();
+            view.held = None;
             changed = true;
         }
     }
@@ -663,10 +703,8 @@ fn keyboard_edits(
         })
     });
     if let Some(notes) = pasted.filter(|n| !n.is_empty()) {
-        history.record(score);
         let at = hover.unwrap_or_else(|| score.steps());
-        view.selection = score.paste(&notes, at);
-        changed = true;
+        changed |= paste_recorded(score, view, history, &notes, at);
     }
     if selected
         && command
@@ -680,12 +718,29 @@ fn keyboard_edits(
             .round()
             .max(1.0) as usize;
         let length = (end - start).div_ceil(beat) * beat;
-        history.record(score);
         let notes = score.copy(&view.selection);
-        view.selection = score.paste(&notes, start + length);
-        changed = true;
+        changed |= paste_recorded(score, view, history, &notes, start + length);
     }
     changed
+}
+
+/// Pastes `notes` at `at`, selecting them, as one undo step where it added any (a paste that
+/// lands wholly on identical notes only selects them). Returns whether the score changed.
+fn paste_recorded(
+    score: &mut Score,
+    view: &mut RollView,
+    history: &mut History,
+    notes: &[crate::studio::score::ScoreNote],
+    at: usize,
+) -> bool {
+    let before = score.clone();
+    view.selection = score.paste(notes, at);
+    view.held = None;
+    if score.notes.len() == before.notes.len() {
+        return false;
+    }
+    history.record(&before);
+    true
 }
 
 #[cfg(test)]
