@@ -148,6 +148,32 @@ fn studio_with_a_drawn_note(dir: &Path) -> (Harness<'static, Studio>, egui::Pos2
     (h, at)
 }
 
+/// A studio with a tiny model in `dir` and the notes (pitch, start, length) drawn, all selected.
+fn studio_with_selected(dir: &Path, notes: &[(u8, usize, usize)]) -> Harness<'static, Studio> {
+    let model = tiny_model(dir);
+    let mut h = studio(&model, None);
+    h.step();
+    for &(pitch, start, len) in notes {
+        h.state_mut().session.score.draw(pitch, start, len);
+    }
+    h.state_mut().session.view.selection = (0..notes.len()).collect();
+    h.step();
+    h
+}
+
+/// One keyboard repeat of `key` held down (as the system sends while a key stays down), and a
+/// frame.
+fn key_repeat(h: &mut Harness<'static, Studio>, key: egui::Key) {
+    h.event(egui::Event::Key {
+        key,
+        physical_key: None,
+        pressed: true,
+        repeat: true,
+        modifiers: egui::Modifiers::default(),
+    });
+    h.step();
+}
+
 /// Clicks Generate and waits until a new piece replaces the current one.
 fn generate_new_piece(h: &mut Harness<'static, Studio>, what: &str) {
     let before = h.state().session.score.clone();
@@ -1285,14 +1311,7 @@ fn space_plays_on_from_the_playhead() {
     listen(&mut h, &mut engine, 0.05);
     assert!(h.state().playing());
     for _ in 0..3 {
-        h.event(egui::Event::Key {
-            key: egui::Key::Space,
-            physical_key: None,
-            pressed: true,
-            repeat: true,
-            modifiers: egui::Modifiers::default(),
-        });
-        h.step();
+        key_repeat(&mut h, egui::Key::Space);
         // The engine renders between repeats, so the studio knows it is playing.
         listen(&mut h, &mut engine, 0.05);
     }
@@ -1706,14 +1725,7 @@ fn drag_drawing_sets_the_length_and_the_wheel_zooms() {
 fn held_arrows_are_one_undo_step_and_octaves_move_whole() {
     use egui::{Key, Modifiers};
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
-    let mut h = studio(&model, None);
-    h.step();
-    let score = &mut h.state_mut().session.score;
-    score.draw(118, 16, 4);
-    score.draw(122, 16, 4);
-    h.state_mut().session.view.selection = vec![0, 1];
-    h.step();
+    let mut h = studio_with_selected(dir.path(), &[(118, 16, 4), (122, 16, 4)]);
     let starts = |h: &Harness<'static, Studio>| {
         let notes = &h.state().session.score.notes;
         notes.iter().map(|n| (n.pitch, n.start)).collect::<Vec<_>>()
@@ -1726,14 +1738,7 @@ fn held_arrows_are_one_undo_step_and_octaves_move_whole() {
     h.key_down_modifiers(Modifiers::SHIFT, Key::ArrowUp);
     h.step();
     assert_eq!(starts(&h), vec![(118, 16), (122, 16)]);
-    h.event(egui::Event::Key {
-        key: Key::ArrowUp,
-        physical_key: None,
-        pressed: true,
-        repeat: true,
-        modifiers: Modifiers::default(),
-    });
-    h.step();
+    key_repeat(&mut h, Key::ArrowUp);
     h.key_up(Key::ArrowUp);
     h.step();
     assert_eq!(starts(&h), vec![(119, 16), (123, 16)]);
@@ -1746,14 +1751,7 @@ fn held_arrows_are_one_undo_step_and_octaves_move_whole() {
     h.key_down(Key::ArrowRight);
     h.step();
     for _ in 0..3 {
-        h.event(egui::Event::Key {
-            key: Key::ArrowRight,
-            physical_key: None,
-            pressed: true,
-            repeat: true,
-            modifiers: Modifiers::default(),
-        });
-        h.step();
+        key_repeat(&mut h, Key::ArrowRight);
     }
     h.key_up(Key::ArrowRight);
     h.step();
@@ -1769,14 +1767,7 @@ fn held_arrows_are_one_undo_step_and_octaves_move_whole() {
 fn keyboard_editing_of_the_selection() {
     use egui::{Event, Key, Modifiers};
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
-    let mut h = studio(&model, None);
-    h.step();
-    let score = &mut h.state_mut().session.score;
-    score.draw(60, 16, 4);
-    score.draw(64, 18, 4);
-    h.state_mut().session.view.selection = vec![0, 1];
-    h.step();
+    let mut h = studio_with_selected(dir.path(), &[(60, 16, 4), (64, 18, 4)]);
     let notes = |h: &Harness<'static, Studio>| {
         let mut n: Vec<(u8, usize, usize)> = h
             .state()
