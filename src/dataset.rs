@@ -396,17 +396,26 @@ fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Ro
         .cache_dir
         .as_ref()
         .map(|d| d.join(format!("{}.roll", hasher.finalize().to_hex())));
-    if let Some(cached) = cache_file.as_deref().and_then(|f| std::fs::read(f).ok())
-        && let Some(roll) = decode_cached(&cached)
-    {
-        hits.fetch_add(1, Ordering::Relaxed);
-        return Ok((roll, content_hash));
-    }
-    let song = crate::midi::Song::parse(&bytes).map_err(|p| Error::midi(path, p))?;
-    let roll = Roll::from_song(&song, &opts.quantize).map_err(|p| Error::midi(path, p))?;
+    let cached = (cache_file.as_deref())
+        .and_then(|f| std::fs::read(f).ok())
+        .and_then(|bytes| decode_cached(&bytes));
+    let from_cache = cached.is_some();
+    let roll = match cached {
+        Some(roll) => {
+            hits.fetch_add(1, Ordering::Relaxed);
+            roll
+        }
+        None => {
+            let song = crate::midi::Song::parse(&bytes).map_err(|p| Error::midi(path, p))?;
+            Roll::from_song(&song, &opts.quantize).map_err(|p| Error::midi(path, p))?
+        }
+    };
     if roll.active_cells() == 0 {
         // Nothing to learn from: a model would take its silence for the composer's style.
         return Err(Error::format(path, "no notes to learn from"));
+    }
+    if from_cache {
+        return Ok((roll, content_hash));
     }
     if let Some(file) = cache_file {
         // A cache that cannot be written only costs speed next time.
@@ -415,7 +424,18 @@ fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Ro
     Ok((roll, content_hash))
 }
 
-/// The compact cache form of a roll: its notes, tempo and metre maps.
+/// Bytes of the checksum that ends a cache entry (the start of a BLAKE3 hash of the rest).
+const CACHE_CHECKSUM: usize = 16;
+
+/// The start of the BLAKE3 hash of `bytes`: a cache entry's checksum.
+fn cache_checksum(bytes: &[u8]) -> [u8; CACHE_CHECKSUM] {
+    let mut sum = [0u8; CACHE_CHECKSUM];
+    sum.copy_from_slice(&blake3::hash(bytes).as_bytes()[..CACHE_CHECKSUM]);
+    sum
+}
+
+/// The compact cache form of a roll: its notes, tempo and metre maps, and a checksum (damage
+/// that keeps the layout is not read as a roll).
 pub fn encode_cached(roll: &Roll) -> Vec<u8> {
     let notes = roll.notes();
     let mut out = Vec::with_capacity(
@@ -441,11 +461,17 @@ pub fn encode_cached(roll: &Roll) -> Vec<u8> {
         out.push(n.pitch);
         out.push(n.velocity);
     }
+    let sum = cache_checksum(&out);
+    out.extend_from_slice(&sum);
     out
 }
 
 /// Decodes [`encode_cached`] output; `None` for anything damaged.
 pub fn decode_cached(bytes: &[u8]) -> Option<Roll> {
+    let (bytes, sum) = bytes.split_last_chunk::<CACHE_CHECKSUM>()?;
+    if cache_checksum(bytes) != *sum {
+        return None;
+    }
     let mut r = bytes.strip_prefix(CACHE_MAGIC.as_slice())?;
     fn take<const N: usize>(r: &mut &[u8]) -> Option<[u8; N]> {
         let (head, rest) = r.split_first_chunk::<N>()?;
