@@ -468,10 +468,17 @@ pub fn encode_cached(roll: &Roll) -> Vec<u8> {
 
 /// Decodes [`encode_cached`] output; `None` for anything damaged.
 pub fn decode_cached(bytes: &[u8]) -> Option<Roll> {
-    let (bytes, sum) = bytes.split_last_chunk::<CACHE_CHECKSUM>()?;
-    if cache_checksum(bytes) != *sum {
+    let (body, sum) = bytes.split_last_chunk::<CACHE_CHECKSUM>()?;
+    if cache_checksum(body) != *sum {
         return None;
     }
+    decode_cache_body(body)
+}
+
+/// Decodes a cache entry without its checksum (what [`decode_cached`] reads once the
+/// checksum holds; public for the fuzz target, which feeds it arbitrary bytes). `None` for
+/// anything malformed.
+pub fn decode_cache_body(bytes: &[u8]) -> Option<Roll> {
     let mut r = bytes.strip_prefix(CACHE_MAGIC.as_slice())?;
     fn take<const N: usize>(r: &mut &[u8]) -> Option<[u8; N]> {
         let (head, rest) = r.split_first_chunk::<N>()?;

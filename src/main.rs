@@ -49,7 +49,8 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
-    /// Print what a MIDI file holds: format, tracks, timing, tempo changes, notes, roll shape.
+    /// Print what a MIDI file holds: title, format, tracks, timing, tempo changes, metre, notes,
+    /// roll shape, duration.
     Info {
         /// The MIDI file to describe.
         #[arg(value_name = "FILE")]

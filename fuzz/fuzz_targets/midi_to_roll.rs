@@ -21,5 +21,6 @@ fuzz_target!(|data: &[u8]| {
     let cached = segue::dataset::decode_cached(&segue::dataset::encode_cached(&roll));
     assert_eq!(cached.as_ref(), Some(&roll));
     let _ = segue::dataset::decode_cached(data);
+    let _ = segue::dataset::decode_cache_body(data);
     let _ = segue::npy::decode(data);
 });
