@@ -396,9 +396,10 @@ fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Ro
         .cache_dir
         .as_ref()
         .map(|d| d.join(format!("{}.roll", hasher.finalize().to_hex())));
-    let cached = (cache_file.as_deref())
-        .and_then(|f| std::fs::read(f).ok())
-        .and_then(|bytes| decode_cached(&bytes));
+    let read = cache_file.as_deref().and_then(|f| std::fs::read(f).ok());
+    let damaged = read.is_some();
+    let cached = read.and_then(|bytes| decode_cached(&bytes));
+    let damaged = damaged && cached.is_none();
     let from_cache = cached.is_some();
     let roll = match cached {
         Some(roll) => {
@@ -418,7 +419,11 @@ fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Ro
         return Ok((roll, content_hash));
     }
     if let Some(file) = cache_file {
-        // A cache that cannot be written only costs speed next time.
+        // A damaged entry goes first (one made read-only would otherwise never be replaced,
+        // a miss on every run); a cache that cannot be written only costs speed next time.
+        if damaged {
+            let _ = std::fs::remove_file(&file);
+        }
         let _ = fsutil::write_atomic(&file, &encode_cached(&roll));
     }
     Ok((roll, content_hash))

@@ -57,8 +57,14 @@ fn loads_the_corpus_and_the_cache_gives_the_same_rolls() {
     let mut entries = std::fs::read_dir(cache.path())
         .unwrap()
         .map(|e| e.unwrap().path());
-    for path in entries.by_ref().take(5) {
-        std::fs::write(path, b"SEGROLL2garbage").unwrap();
+    for (k, path) in entries.by_ref().take(5).enumerate() {
+        std::fs::write(&path, b"SEGROLL2garbage").unwrap();
+        // One of them read-only: replaced all the same.
+        if k == 0 {
+            let mut mode = std::fs::metadata(&path).unwrap().permissions();
+            mode.set_readonly(true);
+            std::fs::set_permissions(&path, mode).unwrap();
+        }
     }
     for path in entries.take(3) {
         let mut bytes = std::fs::read(&path).unwrap();
@@ -68,6 +74,11 @@ fn loads_the_corpus_and_the_cache_gives_the_same_rolls() {
     }
     let third = load(Some(cache.path()));
     assert_eq!(third.cache_hits, 612);
+    assert_eq!(
+        load(Some(cache.path())).cache_hits,
+        620,
+        "every entry rebuilt"
+    );
     assert!(
         third
             .pieces
