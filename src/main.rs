@@ -231,26 +231,29 @@ struct GenerateArgs {
 
 /// The controls with defaults: given or not is kept, so that one a model or mode would not
 /// use is refused (see [`check_generate_flags`]), not silently dropped.
+/// The defaults are the library's own (`GenerateOptions`, `AscentOptions`).
 impl GenerateArgs {
     fn mode_name(&self) -> &str {
         self.mode.as_deref().unwrap_or("continue")
     }
     fn alpha(&self) -> f32 {
-        self.alpha.unwrap_or(0.5)
+        self.alpha
+            .unwrap_or_else(|| generate::GenerateOptions::default().alpha)
     }
     fn primer_steps(&self) -> usize {
-        self.primer_steps.unwrap_or(64)
+        self.primer_steps
+            .unwrap_or_else(|| generate::GenerateOptions::default().primer_steps)
     }
     fn style_strength(&self) -> f32 {
         self.style_strength
-            .unwrap_or(segue::generate::DEFAULT_STYLE_STRENGTH)
+            .unwrap_or(generate::DEFAULT_STYLE_STRENGTH)
     }
     fn temperature(&self) -> f32 {
-        self.temperature
-            .unwrap_or(segue::generate::DEFAULT_TEMPERATURE)
+        self.temperature.unwrap_or(generate::DEFAULT_TEMPERATURE)
     }
     fn iterations(&self) -> usize {
-        self.iterations.unwrap_or(200)
+        self.iterations
+            .unwrap_or_else(|| segue::ascent::AscentOptions::default().iterations)
     }
 }
 
@@ -2268,41 +2271,33 @@ fn model_kind_of(path: &Path) -> Result<String> {
 fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> Result<()> {
     let unused = |flag: &str, why: &str| -> Result<()> { bail!("{flag} is not used {why}") };
     let vae = matches!(kind, "lstm-vae" | "transformer-vae");
-    if kind == "dcgan" {
-        for (flag, given) in [
-            ("--prime", a.prime.is_some()),
-            ("--from", a.from.is_some()),
-            ("--to", a.to.is_some()),
-        ] {
-            if given {
-                unused(
-                    flag,
-                    "by the DCGAN: it samples from noise, with no primer or style",
-                )?;
-            }
-        }
-    }
-    if kind == "classifier" && a.from.is_some() {
-        unused(
+    let dcgan = kind == "dcgan";
+    let noise = "by the DCGAN: it samples from noise, with no primer or style";
+    let interpolating = matches!(mode, generate::Mode::Transition | generate::Mode::Blend);
+    // (flag, given, used, why not): the first flag given where it is not used is refused.
+    for (flag, given, used, why) in [
+        ("--prime", a.prime.is_some(), !dcgan, noise),
+        ("--from", a.from.is_some(), !dcgan, noise),
+        ("--to", a.to.is_some(), !dcgan, noise),
+        (
             "--from",
+            a.from.is_some(),
+            kind != "classifier",
             "by classifier-ascent: it ascends to --to from --prime (or noise)",
-        )?;
-    }
-    if vae && mode == generate::Mode::Continue && a.to.is_some() {
-        unused(
+        ),
+        (
             "--to",
+            a.to.is_some(),
+            !vae || mode != generate::Mode::Continue,
             "by --mode continue (a continuation keeps the style of --from, or the primer's \
              own); use --mode transfer, transition or blend for style B",
-        )?;
-    }
-    if kind == "lstm-vae" && mode == generate::Mode::Transfer && a.from.is_some() {
-        unused(
+        ),
+        (
             "--from",
+            a.from.is_some(),
+            kind != "lstm-vae" || mode != generate::Mode::Transfer,
             "by the LSTM-VAE's transfer: it decodes the primer (song A) with B's code",
-        )?;
-    }
-    let interpolating = matches!(mode, generate::Mode::Transition | generate::Mode::Blend);
-    for (flag, given, used, why) in [
+        ),
         (
             "--mode",
             a.mode.is_some(),

@@ -1197,41 +1197,20 @@ fn generate_refuses_flags_it_would_not_use() {
         err.contains("600 steps") && err.contains("window of 512"),
         "{err}"
     );
-    // The DCGAN has no primer: a damaged one is not even read.
-    let err = fails(&[
-        "generate",
-        "--model",
-        "dcgan",
-        "--prime",
-        "/nonexistent.mid",
-        "-o",
-        p(&out),
-    ]);
-    assert!(err.contains("--prime is not used"), "{err}");
-    let err = fails(&[
-        "generate",
-        "--model",
-        "dcgan",
-        "--primer-steps",
-        "10",
-        "-o",
-        p(&out),
-    ]);
-    assert!(err.contains("--primer-steps is not used"), "{err}");
-    // The shipped DCGAN keeps its strongest cells: it draws nothing a temperature would change.
-    let err = fails(&[
-        "generate",
-        "--model",
-        "dcgan",
-        "--temperature",
-        "0.5",
-        "-o",
-        p(&out),
-    ]);
-    assert!(
-        err.contains("--temperature is not used by this DCGAN"),
-        "{err}"
-    );
+    // The DCGAN has no primer (a damaged one is not even read), and the shipped one keeps its
+    // strongest cells: it draws nothing a temperature would change.
+    for (flag, value, says) in [
+        ("--prime", "/nonexistent.mid", "--prime is not used"),
+        ("--primer-steps", "10", "--primer-steps is not used"),
+        (
+            "--temperature",
+            "0.5",
+            "--temperature is not used by this DCGAN",
+        ),
+    ] {
+        let err = fails(&["generate", "--model", "dcgan", flag, value, "-o", p(&out)]);
+        assert!(err.contains(says), "{flag}: {err}");
+    }
     assert!(!out.exists());
     // --wav linked to the MIDI file's place: refused, nothing written.
     #[cfg(unix)]

@@ -121,6 +121,18 @@ fn window_commands(h: &Harness<'static, Studio>) -> Vec<egui::ViewportCommand> {
         .unwrap_or_default()
 }
 
+/// Presses the pointer at `from`, moves it to `to` and releases it there, a frame each.
+fn drag_between(h: &mut Harness<'static, Studio>, from: egui::Pos2, to: egui::Pos2) {
+    h.hover_at(from);
+    h.step();
+    h.drag_at(from);
+    h.step();
+    h.hover_at(to);
+    h.step();
+    h.drop_at(to);
+    h.step();
+}
+
 /// Presses and releases the pointer at `at` (a click on the roll or its ruler), a frame each.
 fn click_at(h: &mut Harness<'static, Studio>, at: egui::Pos2) {
     h.hover_at(at);
@@ -1632,16 +1644,8 @@ fn drag_drawing_sets_the_length_and_the_wheel_zooms() {
         .expect("the roll was drawn");
     let px = h.state().session.view.step_px;
     let at = grid.center();
-    h.hover_at(at);
-    h.step();
-    h.drag_at(at);
-    h.step();
     // Two cells to the right of the pressed one: a note three steps long.
-    let to = at + egui::vec2(2.0 * px, 0.0);
-    h.hover_at(to);
-    h.step();
-    h.drop_at(to);
-    h.step();
+    drag_between(&mut h, at, at + egui::vec2(2.0 * px, 0.0));
     let notes = &h.state().session.score.notes;
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0].len, 3, "the note ends at the pointer's cell");
@@ -1661,15 +1665,7 @@ fn drag_drawing_sets_the_length_and_the_wheel_zooms() {
         boundary - 1.0,
         below.y + 12.0 * h.state().session.view.key_px,
     );
-    h.hover_at(wobble);
-    h.step();
-    h.drag_at(wobble);
-    h.step();
-    let nudged = wobble + egui::vec2(3.0, 0.0);
-    h.hover_at(nudged);
-    h.step();
-    h.drop_at(nudged);
-    h.step();
+    drag_between(&mut h, wobble, wobble + egui::vec2(3.0, 0.0));
     let notes = &h.state().session.score.notes;
     assert_eq!(notes.len(), 3);
     assert_eq!(notes[2].len, 3, "a wobble stretched the note");

@@ -3467,10 +3467,8 @@ impl Drop for Studio {
     /// an export still rendering (closed a second time without waiting for it) stops and
     /// removes its half-written file.
     fn drop(&mut self) {
-        if self.saver.is_some() {
-            self.save_session();
-        }
         // The window is gone: a last write that fails is said in the terminal.
+        self.save_session();
         if let Some(saver) = &mut self.saver {
             saver.finish();
             if let Some(problem) = saver.problem.take() {
@@ -3478,10 +3476,9 @@ impl Drop for Studio {
             }
         }
         self.stop_exports.store(true, Ordering::Relaxed);
-        let until = Instant::now() + Duration::from_secs(2);
-        while self.exporting() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        crate::studio::workers::wait_until(Instant::now() + Duration::from_secs(2), || {
+            !self.exporting()
+        });
     }
 }
 

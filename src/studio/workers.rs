@@ -494,9 +494,15 @@ impl Drop for TrainingJob {
         if self.following {
             return;
         }
-        while !self.thread.is_finished() && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
+        wait_until(until, || self.thread.is_finished());
+    }
+}
+
+/// Waits (briefly sleeping) until `done` holds or `deadline` passes: for work on another
+/// thread that must end before the studio does.
+pub fn wait_until(deadline: std::time::Instant, done: impl Fn() -> bool) {
+    while !done() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 
