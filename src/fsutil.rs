@@ -12,6 +12,51 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |w| w.write_all(bytes))
 }
 
+/// The temporary files being written now, for [`remove_unfinished`].
+static UNFINISHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Lists a temporary file in [`UNFINISHED`] while it lives.
+struct Unfinished(PathBuf);
+
+impl Unfinished {
+    fn new(path: &Path) -> Self {
+        unfinished().push(path.to_owned());
+        Unfinished(path.to_owned())
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let mut list = unfinished();
+        if let Some(i) = list.iter().position(|p| *p == self.0) {
+            list.swap_remove(i);
+        }
+    }
+}
+
+fn unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    UNFINISHED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Removes the temporary files of the writes in progress (those in `dir`, or all); no write
+/// can rename its file into place while the returned guard lives (those cut short fail when
+/// they try).
+fn remove_unfinished(dir: Option<&Path>) -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    let list = unfinished();
+    for path in list.iter().filter(|p| dir.is_none_or(|d| p.starts_with(d))) {
+        let _ = std::fs::remove_file(path);
+    }
+    list
+}
+
+/// Ends the process with `code` at once, removing the temporary files of the writes it cuts
+/// short: for a second Ctrl+C, which must not wait for the writes but must not leave their
+/// hidden `.segue-*.part` files behind either.
+pub fn remove_unfinished_and_exit(code: i32) -> ! {
+    let _held = remove_unfinished(None);
+    std::process::exit(code)
+}
+
 /// A buffered temporary file being written (it can seek, as a WAV writer needs to).
 pub type AtomicWriter<'a> = std::io::BufWriter<&'a std::fs::File>;
 
@@ -49,6 +94,7 @@ pub fn write_atomic_with(
     let tmp = builder
         .tempfile_in(dir)
         .map_err(|e| Error::io(path, "preparing to write", e))?;
+    let listed = Unfinished::new(tmp.path());
     if let Some(mode) = replaced {
         // Best effort: some network file systems refuse to change modes.
         let _ = tmp.as_file().set_permissions(mode);
@@ -61,8 +107,13 @@ pub fn write_atomic_with(
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io(path, "syncing", e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io(path, "renaming the finished file onto", e.error))?;
+    // Still listed while it is renamed: an exit meanwhile waits for the rename to end.
+    let persisted = {
+        let _renaming = unfinished();
+        tmp.persist(path)
+    };
+    drop(listed);
+    persisted.map_err(|e| Error::io(path, "renaming the finished file onto", e.error))?;
     sync_dir(dir);
     Ok(())
 }
@@ -280,6 +331,51 @@ fn move_set(stage: &Path, target: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write cut short by a second Ctrl+C leaves no temporary file, and the file it was to
+    /// replace stays as it was.
+    #[test]
+    fn a_write_cut_short_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("piece.wav");
+        std::fs::write(&out, "earlier").unwrap();
+        let parts = || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".part")
+                })
+                .count()
+        };
+        let (started, go) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let writer = {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                write_atomic_with(&out, |w| {
+                    w.write_all(b"half")?;
+                    started.0.send(()).unwrap();
+                    go.1.recv().unwrap();
+                    w.write_all(b" of it")
+                })
+            })
+        };
+        started.1.recv().unwrap();
+        assert_eq!(parts(), 1);
+        let held = remove_unfinished(Some(dir.path()));
+        assert_eq!(parts(), 0, "the temporary file is still there");
+        drop(held);
+        go.0.send(()).unwrap();
+        assert!(
+            writer.join().unwrap().is_err(),
+            "a write cut short finished"
+        );
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "earlier");
+        assert_eq!(parts(), 0);
+    }
 
     #[test]
     fn a_set_replaces_the_previous_one_whole_or_not_at_all() {

@@ -1274,15 +1274,15 @@ fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOption
 static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A flag Ctrl+C sets, so that long work that writes a file stops at its next check and
-/// removes what it had half written (a second Ctrl+C ends the program at once, which may
-/// leave a hidden `.segue-*.part` file). The train commands install their own.
+/// removes what it had half written (a second Ctrl+C ends the program at once, removing the
+/// temporary files of the writes it cuts short). The train commands install their own.
 fn stop_on_ctrl_c() -> &'static std::sync::atomic::AtomicBool {
     use std::sync::atomic::Ordering;
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         let _ = ctrlc::set_handler(|| {
             if STOP.swap(true, Ordering::Relaxed) {
-                std::process::exit(130);
+                segue::fsutil::remove_unfinished_and_exit(130);
             }
         });
     });

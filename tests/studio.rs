@@ -264,6 +264,55 @@ fn a_slow_sound_device_keeps_nothing_waiting() {
     assert!(listen(&mut h, &mut engine, 0.5) > 0.0);
 }
 
+/// A sound device lost while playing (unplugged) is said, with Reconnect; the studio goes on
+/// without sound meanwhile, and a reconnected device plays on from where it stopped.
+#[test]
+fn a_lost_sound_device_can_be_reconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    let (player, mut engine) = segue::studio::audio::Player::detached();
+    let transport = player.shared_transport();
+    h.state_mut().use_player(player);
+    generate_new_piece(&mut h, "a piece to play");
+    h.get_by_label("Play").click();
+    h.step();
+    let was_at = listen(&mut h, &mut engine, 0.5);
+    assert!(was_at > 0.0 && h.state().playing());
+    // The stream reports the device gone (as cpal does on the audio thread).
+    transport.report(rodio::CpalErrorKind::DeviceNotAvailable);
+    h.step();
+    h.step();
+    let problem = h.state().audio_problem().unwrap_or_default().to_string();
+    assert!(problem.contains("disconnected"), "{problem}");
+    assert!(!h.state().playing());
+    assert!(h.get_by_label("Play").accesskit_node().is_disabled());
+    // An underrun is no loss.
+    let (player, _engine) = segue::studio::audio::Player::detached();
+    player.shared_transport().report(rodio::CpalErrorKind::Xrun);
+    assert_eq!(player.transport().lost(), None);
+    // Reconnect opens a device again (here a detached one, handed to the test).
+    let (engines, reconnected) = std::sync::mpsc::channel();
+    let engines = std::sync::Mutex::new(engines);
+    h.state_mut().set_audio_opener(move || {
+        let (player, engine) = segue::studio::audio::Player::detached();
+        engines.lock().unwrap().send(engine).unwrap();
+        Ok(player)
+    });
+    h.get_by_label("Reconnect").click();
+    wait(&mut h, "the sound device", |s| !s.opening_audio());
+    h.step();
+    assert_eq!(h.state().audio_problem(), None);
+    let mut engine = reconnected.recv().unwrap();
+    // The device runs (stopped): its playhead stands where the lost one was.
+    let at = listen(&mut h, &mut engine, 0.01);
+    assert_eq!(at, was_at.floor());
+    h.get_by_label("Play").click();
+    h.step();
+    let now = listen(&mut h, &mut engine, 0.2);
+    assert!(now > was_at, "played from {now}, not on from {was_at}");
+}
+
 /// A sound device whose opening panics (a driver's bug) is said, not waited for forever.
 #[test]
 fn a_sound_device_that_panics_is_said() {
@@ -1713,6 +1762,34 @@ fn drag_drawing_sets_the_length_and_the_wheel_zooms() {
         (pitch_under(view) - pitch_before).abs() < 1e-3,
         "the pitch under the pointer moved"
     );
+}
+
+/// In a compound metre the counted beat is dotted: in 6/8 Shift+arrow moves a selection by
+/// three eighths and Ctrl+D repeats it after whole dotted beats, not single eighths.
+#[test]
+fn a_beat_in_six_eight_is_three_eighths() {
+    use egui::{Key, Modifiers};
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = studio_with_selected(dir.path(), &[(60, 12, 2), (64, 14, 4)]);
+    let six_eight = segue::meter::StepMeter {
+        step: 0,
+        meter: segue::midi::Meter {
+            numerator: 6,
+            denominator: 8,
+        },
+    };
+    h.state_mut().session.score.meters = vec![six_eight].into();
+    let starts = |h: &Harness<'static, Studio>| {
+        let notes = &h.state().session.score.notes;
+        notes.iter().map(|n| (n.pitch, n.start)).collect::<Vec<_>>()
+    };
+    h.key_press_modifiers(Modifiers::SHIFT, Key::ArrowRight);
+    h.step();
+    assert_eq!(starts(&h), vec![(60, 18), (64, 20)]);
+    // The selection spans steps 18..24, 6 steps: one dotted beat, so the repeat starts at 24.
+    h.key_press_modifiers(Modifiers::COMMAND, Key::D);
+    h.step();
+    assert_eq!(starts(&h), vec![(60, 18), (64, 20), (60, 24), (64, 26)]);
 }
 
 /// An arrow held down moves the selection on with the key's repeats, as one undo step; an

@@ -502,6 +502,13 @@ pub struct Studio {
     primer: Option<Arc<Roll>>,
     player: Option<Player>,
     audio_error: Option<String>,
+    /// Whether the window offers to open the sound device again (it failed to open, or the
+    /// stream was lost).
+    audio_retry: bool,
+    /// Opens the sound device ([`Player::open`]; another in tests).
+    audio_opener: Arc<dyn Fn() -> Result<Player, String> + Send + Sync>,
+    /// Where playback was when the device was lost: a reconnected one starts there.
+    lost_at: Option<f64>,
     /// Whether the sound device is still being opened (on a worker thread).
     opening_audio: bool,
     /// The MIDI file opened last (kept through edits): exports are named after it.
@@ -860,6 +867,9 @@ impl Studio {
             primer: None,
             player: None,
             audio_error,
+            audio_retry: false,
+            audio_opener: Arc::new(Player::open),
+            lost_at: None,
             opening_audio: audio,
             opened_file: None,
             generator: Generator::start(wake.clone()),
@@ -924,7 +934,7 @@ impl Studio {
             studio.say(left_out_message(left_out, None), true);
         }
         if audio {
-            studio.open_audio_with(Player::open);
+            studio.reopen_audio();
         }
         studio.push_score();
         studio
@@ -1081,10 +1091,44 @@ impl Studio {
     pub fn use_player(&mut self, player: Player) {
         self.player = Some(player);
         self.audio_error = None;
+        self.audio_retry = false;
         self.opening_audio = false;
         // The new engine has no loop yet.
         self.sent_loop = None;
         self.push_score();
+        if let (Some(at), Some(p)) = (self.lost_at.take(), &mut self.player) {
+            p.send(Command::Seek(at as usize));
+        }
+    }
+
+    /// Opens the sound device (again) with the studio's opener, as **Reconnect** does.
+    pub fn reopen_audio(&mut self) {
+        let open = self.audio_opener.clone();
+        self.open_audio_with(move || open());
+    }
+
+    /// Sets how the studio opens the sound device from now on ([`Player::open`] by default;
+    /// a detached player in tests).
+    pub fn set_audio_opener(
+        &mut self,
+        open: impl Fn() -> Result<Player, String> + Send + Sync + 'static,
+    ) {
+        self.audio_opener = Arc::new(open);
+    }
+
+    /// A stream that stopped for good (its device unplugged, say) is let go and said, with a
+    /// way to reconnect; playback then resumes where it was.
+    fn check_audio(&mut self) {
+        let Some(lost) = self.player.as_ref().and_then(|p| p.transport().lost()) else {
+            return;
+        };
+        self.lost_at = self.playhead();
+        self.player = None;
+        self.audio_error = Some(format!(
+            "Sound stopped: {}. Reconnect when it is back; everything else works.",
+            lost.describe()
+        ));
+        self.audio_retry = true;
     }
 
     /// Opens the sound device with `open` on a worker thread (`Player::open` as the studio
@@ -1095,6 +1139,7 @@ impl Studio {
         open: impl FnOnce() -> Result<Player, String> + Send + 'static,
     ) {
         self.audio_error = None;
+        self.audio_retry = false;
         self.opening_audio = true;
         self.in_background(move || {
             DialogResult::Audio(
@@ -1127,7 +1172,8 @@ impl Studio {
             Err(e) => {
                 self.audio_error = Some(format!(
                     "Playback unavailable ({e}); everything else works."
-                ))
+                ));
+                self.audio_retry = true;
             }
         }
     }
@@ -3310,6 +3356,14 @@ impl eframe::App for Studio {
             ui.horizontal(|ui| {
                 if let Some(e) = &self.audio_error {
                     ui.colored_label(Color32::YELLOW, e);
+                    if self.audio_retry
+                        && ui
+                            .small_button("Reconnect")
+                            .on_hover_text("Open the sound device again")
+                            .clicked()
+                    {
+                        self.reopen_audio();
+                    }
                     ui.separator();
                 } else if self.opening_audio {
                     ui.colored_label(Color32::GRAY, "Opening the sound device...");
@@ -3425,6 +3479,7 @@ impl eframe::App for Studio {
     /// Runs before each frame, and while the window is hidden (minimised) too.
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.close_when_work_is_saved(ctx);
+        self.check_audio();
         // The studio saves on its own clock, not eframe's: eframe saves only where it could
         // make its own storage folder.
         if self.last_saved.elapsed() >= SAVE_EVERY {
@@ -3565,7 +3620,7 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
             let pressed = AtomicBool::new(false);
             let _ = ctrlc::set_handler(move || {
                 if pressed.swap(true, Ordering::Relaxed) {
-                    std::process::exit(130);
+                    crate::fsutil::remove_unfinished_and_exit(130);
                 }
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
                 ctx.request_repaint();

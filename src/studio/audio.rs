@@ -3,17 +3,19 @@
 //! The GUI thread talks to the audio thread through lock-free single-producer rings
 //! ([`rtrb`]): commands go in, and pieces the audio thread has replaced come back so that they
 //! are freed on the GUI thread. The audio side never locks, allocates or frees: it renders into
-//! a fixed buffer, swaps `Arc`s it is handed, and publishes the playhead through atomics.
+//! a fixed buffer, swaps `Arc`s it is handed, and publishes the playhead through atomics. The
+//! stream's errors, also reported on the audio thread, are stored in an atomic for the GUI to
+//! read (a lost device is said, with a way to reconnect), never printed there.
 
 use std::num::NonZero;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::synth::Synth;
 
-/// Output sample rate.
+/// Sample rate of a detached engine (a device's engine runs at the device's own rate).
 pub const SAMPLE_RATE: u32 = 44_100;
 
 /// A note event on the step grid.
@@ -118,6 +120,42 @@ pub struct Transport {
     position: AtomicU64,
     /// Whether it is playing.
     playing: AtomicBool,
+    /// Why the stream stopped for good: 0 while it runs, else a [`Lost`] code.
+    lost: AtomicU8,
+}
+
+/// Why a sound stream stopped for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lost {
+    /// The device went away (unplugged, or switched off).
+    Disconnected,
+    /// The system replaced the stream's setup (another default device, say).
+    Invalidated,
+    /// The sound server or subsystem stopped.
+    ServerGone,
+}
+
+impl Lost {
+    /// In words, for the window.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Lost::Disconnected => "the sound device was disconnected",
+            Lost::Invalidated => "the system changed the sound device's setup",
+            Lost::ServerGone => "the sound server stopped",
+        }
+    }
+
+    /// The errors after which a stream never plays again; the others (an underrun, a route
+    /// the system followed by itself) pass.
+    fn of(kind: rodio::CpalErrorKind) -> Option<Lost> {
+        use rodio::CpalErrorKind as K;
+        match kind {
+            K::DeviceNotAvailable => Some(Lost::Disconnected),
+            K::StreamInvalidated => Some(Lost::Invalidated),
+            K::HostUnavailable => Some(Lost::ServerGone),
+            _ => None,
+        }
+    }
 }
 
 impl Transport {
@@ -130,16 +168,37 @@ impl Transport {
     pub fn playing(&self) -> bool {
         self.playing.load(Ordering::Relaxed)
     }
+
+    /// Takes note of a stream error (called on the audio thread: one atomic store).
+    pub fn report(&self, kind: rodio::CpalErrorKind) {
+        if let Some(lost) = Lost::of(kind) {
+            self.lost.store(lost as u8 + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether, and why, the stream has stopped for good.
+    pub fn lost(&self) -> Option<Lost> {
+        match self.lost.load(Ordering::Relaxed) {
+            0 => None,
+            1 => Some(Lost::Disconnected),
+            2 => Some(Lost::Invalidated),
+            _ => Some(Lost::ServerGone),
+        }
+    }
 }
 
 /// Samples rendered per block (the synth's unit of work).
 const BLOCK: usize = 128;
-/// Preview notes last this many samples.
-const PREVIEW_SAMPLES: u32 = SAMPLE_RATE / 3;
+/// Preview notes last this many samples at `rate`: a third of a second.
+fn preview_samples(rate: u32) -> u32 {
+    rate / 3
+}
 
 /// The audio-thread side: the synth, the piece and the position.
 pub struct Engine {
     synth: Synth,
+    /// Samples a second.
+    rate: u32,
     commands: Consumer<Command>,
     garbage: Producer<Arc<PlayScore>>,
     transport: Arc<Transport>,
@@ -183,7 +242,7 @@ fn open_notes(events: &[StepEvent]) -> [u16; 128] {
 impl Engine {
     /// Steps a sample advances at `speed` times the tempo.
     fn steps_per_sample(&self, speed: f64) -> f64 {
-        self.bpm * speed * 4.0 / 60.0 / f64::from(SAMPLE_RATE)
+        self.bpm * speed * 4.0 / 60.0 / f64::from(self.rate)
     }
 
     fn seek(&mut self, step: f64) {
@@ -247,7 +306,7 @@ impl Engine {
                         self.synth.note_off(p);
                     }
                     self.synth.note_on(pitch, 96);
-                    self.preview = Some((pitch, PREVIEW_SAMPLES));
+                    self.preview = Some((pitch, preview_samples(self.rate)));
                 }
             }
         }
@@ -378,7 +437,7 @@ impl rodio::Source for Engine {
         NonZero::new(1).expect("1 is not zero")
     }
     fn sample_rate(&self) -> rodio::SampleRate {
-        NonZero::new(SAMPLE_RATE).expect("the rate is not zero")
+        NonZero::new(self.rate).unwrap_or(NonZero::<u32>::MIN)
     }
     fn total_duration(&self) -> Option<std::time::Duration> {
         None
@@ -397,11 +456,16 @@ impl Player {
     /// A player and its engine, not connected to any device (for tests and headless use:
     /// pull samples from the engine yourself).
     pub fn detached() -> (Player, Engine) {
+        Player::with_transport(SAMPLE_RATE, Arc::new(Transport::default()))
+    }
+
+    /// A player and its engine at `rate` samples a second, publishing through `transport`.
+    fn with_transport(rate: u32, transport: Arc<Transport>) -> (Player, Engine) {
         let (commands, command_rx) = RingBuffer::new(64);
         let (garbage_tx, garbage) = RingBuffer::new(64);
-        let transport = Arc::new(Transport::default());
         let engine = Engine {
-            synth: Synth::new(SAMPLE_RATE),
+            synth: Synth::new(rate),
+            rate,
             commands: command_rx,
             garbage: garbage_tx,
             transport: transport.clone(),
@@ -429,16 +493,28 @@ impl Player {
         )
     }
 
-    /// Opens the default sound device and starts the engine on it. Without a usable device
-    /// this fails with a message; the studio then runs without sound.
+    /// Opens the default sound device (another output if it will not open) and starts the
+    /// engine on it, at the device's own sample rate (nothing resampled on the way). Without a
+    /// usable device this fails with a message; the studio then runs without sound. A device
+    /// lost later shows in [`Transport::lost`].
     pub fn open() -> Result<Player, String> {
-        let mut sink = rodio::DeviceSinkBuilder::open_default_sink()
-            .map_err(|e| format!("no audio output: {e}"))?;
+        let transport = Arc::new(Transport::default());
+        let on_error = {
+            let transport = transport.clone();
+            move |e: rodio::CpalError| transport.report(e.kind())
+        };
+        let mut sink = open_sink(on_error).map_err(|e| format!("no audio output: {e}"))?;
         sink.log_on_drop(false);
-        let (mut player, engine) = Player::detached();
+        let rate = sink.config().sample_rate().get();
+        let (mut player, engine) = Player::with_transport(rate, transport);
         sink.mixer().add(engine);
         player._sink = Some(sink);
         Ok(player)
+    }
+
+    /// The playhead, shared (to report a stream error to it from elsewhere, as a test does).
+    pub fn shared_transport(&self) -> Arc<Transport> {
+        self.transport.clone()
     }
 
     /// Sends a command (dropped if the audio thread has not caught up with 64 of them).
@@ -451,6 +527,33 @@ impl Player {
     pub fn transport(&self) -> &Transport {
         &self.transport
     }
+}
+
+/// A stream on the default output device, else on the first other output that opens (as
+/// rodio's own default does), its errors passed to `on_error`.
+fn open_sink(
+    on_error: impl FnMut(rodio::CpalError) + Send + Clone + 'static,
+) -> Result<rodio::MixerDeviceSink, rodio::DeviceSinkError> {
+    use rodio::cpal::traits::{DeviceTrait, HostTrait};
+    let open = |builder: rodio::DeviceSinkBuilder| {
+        builder
+            .with_error_callback(on_error.clone())
+            .open_sink_or_fallback()
+    };
+    rodio::DeviceSinkBuilder::from_default_device()
+        .and_then(open)
+        .or_else(|first| {
+            let Ok(outputs) = rodio::cpal::default_host().output_devices() else {
+                return Err(first);
+            };
+            let mut outputs = outputs.filter(|d| {
+                d.description()
+                    .is_ok_and(|desc| desc.driver().is_some_and(|driver| driver != "null"))
+            });
+            outputs
+                .find_map(|d| rodio::DeviceSinkBuilder::from_device(d).and_then(open).ok())
+                .ok_or(first)
+        })
 }
 
 #[cfg(test)]
@@ -513,7 +616,7 @@ mod tests {
         player.send(Command::Play(0));
         pull(&mut engine, 1280);
         player.send(Command::Preview(60));
-        pull(&mut engine, PREVIEW_SAMPLES as usize + 256);
+        pull(&mut engine, preview_samples(SAMPLE_RATE) as usize + 256);
         assert!(engine.preview.is_none() && engine.sounding[60] > 0);
         assert!(
             engine.synth.is_held(60),
@@ -531,6 +634,30 @@ mod tests {
             .rfind(|e| e.step == 0 && e.pitch == 60 && e.velocity > 0)
             .unwrap();
         assert_eq!(last_on.velocity, 100);
+    }
+
+    /// An engine at a device's own rate (48 kHz here) keeps time as one at 44.1 kHz does, and
+    /// says so to the mixer (which then resamples nothing).
+    #[test]
+    fn keeps_time_at_the_devices_rate() {
+        use rodio::Source;
+        let positions: Vec<f64> = [44_100u32, 48_000, 96_000]
+            .into_iter()
+            .map(|rate| {
+                let (mut player, mut engine) =
+                    Player::with_transport(rate, Arc::new(Transport::default()));
+                assert_eq!(engine.sample_rate().get(), rate);
+                let score = PlayScore::from_notes([(60u8, 0usize, 64usize, 100u8)].into_iter());
+                player.send(Command::Score(Arc::new(score)));
+                player.send(Command::Tempo(120.0));
+                player.send(Command::Play(0));
+                pull(&mut engine, rate as usize); // one second: 8 steps at 120 bpm
+                player.transport().position()
+            })
+            .collect();
+        for p in positions {
+            assert!((p - 8.0).abs() < 0.05, "{p}");
+        }
     }
 
     /// Two notes of one pitch that overlap (an edit can make them): the first one's end does
@@ -563,7 +690,7 @@ mod tests {
         pull(&mut engine, 256);
         assert_eq!(engine.sounding[60], 1);
         player.send(Command::Preview(60));
-        pull(&mut engine, PREVIEW_SAMPLES as usize + 256);
+        pull(&mut engine, preview_samples(SAMPLE_RATE) as usize + 256);
         assert!(engine.preview.is_none());
         assert!(!engine.synth.is_held(60), "the preview rang on");
     }

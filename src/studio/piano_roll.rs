@@ -641,7 +641,7 @@ fn keyboard_edits(
     if selected && !command {
         let first = score.span(&view.selection).map_or(0, |s| s.0);
         let beat = crate::meter::meter_at(&score.meters, first)
-            .beat_steps()
+            .pulse_steps()
             .round()
             .max(1.0) as i64;
         let (step, semitones) = if shift { (beat, 12) } else { (1, 1) };
@@ -714,7 +714,7 @@ fn keyboard_edits(
         // Whole beats after its start, so the repeat keeps the rhythm's place in the beat
         // (a motif ending mid-beat is not pulled off the beat).
         let beat = crate::meter::meter_at(&score.meters, start)
-            .beat_steps()
+            .pulse_steps()
             .round()
             .max(1.0) as usize;
         let length = (end - start).div_ceil(beat) * beat;
