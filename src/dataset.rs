@@ -93,31 +93,87 @@ pub struct Corpus {
     pub cache_hits: usize,
 }
 
-/// Every `.mid`/`.midi`/`.kar` file under `dir`, recursively, sorted. Linked folders are
-/// followed, but not a link back into a folder it lies in (which would never end).
+/// Every `.mid`/`.midi`/`.kar`/`.smf` file under `dir`, recursively, sorted.
 pub fn midi_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(list_midi(dir)?.files)
+}
+
+/// The most folders a corpus is looked through for (one given as `/` would otherwise list the
+/// whole system).
+pub const MAX_FOLDERS: usize = 100_000;
+
+/// What [`list_midi`] found under a folder.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listing {
+    /// The MIDI files, sorted.
+    pub files: Vec<PathBuf>,
+    /// Folders below it that could not be listed (their files are not there), and why.
+    pub unlisted: Vec<(PathBuf, String)>,
+}
+
+/// Whether a folder entry is the system's, not music: hidden files and folders (`.DS_Store`,
+/// macOS's `._piece.mid` companions, `.Trashes`) and macOS archives' `__MACOSX`.
+fn is_system_entry(name: &std::ffi::OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    name.starts_with(b".") || name == b"__MACOSX"
+}
+
+/// Every MIDI file under `dir`, recursively, in name order: linked folders are followed, but
+/// no folder is looked through twice (a link back up, or two links to one folder), hidden
+/// entries are passed over, and a folder below `dir` that cannot be listed (no permission) is
+/// noted rather than ending the whole listing.
+pub fn list_midi(dir: &Path) -> Result<Listing> {
     let canonical = |d: &Path| d.canonicalize().unwrap_or_else(|_| d.to_path_buf());
-    let mut out = Vec::new();
-    // Each folder to list, with the real folders on the way to it (itself included).
-    let mut stack = vec![(dir.to_path_buf(), vec![canonical(dir)])];
-    while let Some((d, within)) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|e| Error::io(&d, "listing", e))?;
+    let mut listing = Listing::default();
+    let mut seen = std::collections::HashSet::from([canonical(dir)]);
+    let mut stack = vec![dir.to_path_buf()];
+    let mut listed = 0;
+    while let Some(d) = stack.pop() {
+        listed += 1;
+        if listed > MAX_FOLDERS {
+            return Err(Error::Corpus {
+                path: dir.into(),
+                problem: format!(
+                    "more than {MAX_FOLDERS} folders below it: name the folder of composer \
+                     folders"
+                ),
+            });
+        }
+        let entries = match std::fs::read_dir(&d) {
+            Ok(entries) => entries,
+            Err(e) if d == dir => return Err(Error::io(&d, "listing", e)),
+            Err(e) => {
+                listing.unlisted.push((d, e.to_string()));
+                continue;
+            }
+        };
+        let mut folders = Vec::new();
         for entry in entries {
-            let path = entry.map_err(|e| Error::io(&d, "listing", e))?.path();
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    listing.unlisted.push((d.clone(), e.to_string()));
+                    break;
+                }
+            };
+            if is_system_entry(&entry.file_name()) {
+                continue;
+            }
+            let path = entry.path();
             if path.is_dir() {
-                let real = canonical(&path);
-                if !within.contains(&real) {
-                    let mut deeper = within.clone();
-                    deeper.push(real);
-                    stack.push((path, deeper));
+                if seen.insert(canonical(&path)) {
+                    folders.push(path);
                 }
             } else if is_midi_path(&path) {
-                out.push(path);
+                listing.files.push(path);
             }
         }
+        // In name order (a folder reached by two ways is found by the first).
+        folders.sort();
+        stack.extend(folders.into_iter().rev());
     }
-    out.sort();
-    Ok(out)
+    listing.files.sort();
+    Ok(listing)
 }
 
 /// Whether the path has a MIDI file extension.
@@ -144,11 +200,11 @@ impl Corpus {
                 problem: "not a folder (expected a folder of composer subfolders)".into(),
             });
         }
-        let files = midi_files(root)?;
+        let Listing { files, unlisted } = list_midi(root)?;
         if files.is_empty() {
             return Err(Error::Corpus {
                 path: root.into(),
-                problem: "no MIDI files (.mid, .midi) found".into(),
+                problem: "no MIDI files (.mid, .midi, .kar, .smf) found".into(),
             });
         }
         let root_name = root
@@ -164,6 +220,8 @@ impl Corpus {
                 _ => root_name.clone(),
             }
         };
+        // A folder that could not be listed is named with the composer it would have taught.
+        let folder_label = |folder: &Path| label_of(&folder.join("piece.mid"));
         let mut composers: Vec<String> = files.iter().map(|f| label_of(f)).collect();
         composers.sort();
         composers.dedup();
@@ -194,7 +252,17 @@ impl Corpus {
             })
             .collect();
         let mut pieces: Vec<Piece> = Vec::new();
-        let mut failures = Vec::new();
+        let mut failures: Vec<Failure> = unlisted
+            .into_iter()
+            .map(|(folder, why)| Failure {
+                error: format!(
+                    "{}: could not be listed ({why}); any files in it are left out",
+                    folder.display()
+                ),
+                composer: folder_label(&folder),
+                path: folder,
+            })
+            .collect();
         // A byte-identical copy of a file already read is left out: it could otherwise land on
         // both sides of the training/validation split (or teach two composers one piece).
         let mut first_of: HashMap<String, usize> = HashMap::new();
@@ -203,9 +271,18 @@ impl Corpus {
                 Ok(p) => match first_of.get(&p.content_hash) {
                     Some(&i) => failures.push(Failure {
                         error: format!(
-                            "{}: the same file as {}; left out",
+                            "{}: the same file as {}{}; left out",
                             p.path.display(),
-                            pieces[i].path.display()
+                            pieces[i].path.display(),
+                            if pieces[i].composer == p.composer {
+                                String::new()
+                            } else {
+                                format!(
+                                    ", which teaches {} (move or remove one copy if that is not \
+                                     its composer)",
+                                    composers[pieces[i].composer]
+                                )
+                            }
                         ),
                         path: p.path,
                         composer: composers[p.composer].clone(),

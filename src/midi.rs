@@ -320,7 +320,7 @@ impl Song {
                     })
                 }
                 MetaMessage::TrackName(name) if self.title.is_none() => {
-                    let name = String::from_utf8_lossy(name).trim().to_string();
+                    let name = decode_text(name);
                     if !name.is_empty() {
                         self.title = Some(name);
                     }
@@ -370,6 +370,36 @@ impl Song {
 
 /// Refuses an SMPTE division whose frame-rate byte is -128: midly 0.5 negates it as an `i8`,
 /// which overflows (found by fuzzing).
+/// Most characters of a file's text kept (a title longer than this is cut, with an ellipsis).
+const MAX_TEXT_CHARS: usize = 200;
+
+/// A text event's bytes as text: UTF-8 where they are; else Shift-JIS where they read as such
+/// and hold kana (Japanese files); else Windows-1252, the Latin-1 of most older files ("F\xfcr
+/// Elise"). Control characters (a terminal's colour codes, line breaks) become spaces, and the
+/// text is trimmed and cut to [`MAX_TEXT_CHARS`].
+pub fn decode_text(bytes: &[u8]) -> String {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => encoding_rs::SHIFT_JIS
+            .decode_without_bom_handling_and_without_replacement(bytes)
+            .filter(|t| t.chars().any(|c| ('\u{3041}'..='\u{30ff}').contains(&c)))
+            .unwrap_or_else(|| {
+                encoding_rs::WINDOWS_1252
+                    .decode_without_bom_handling(bytes)
+                    .0
+            }),
+    };
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let clean = clean.trim();
+    match clean.char_indices().nth(MAX_TEXT_CHARS) {
+        Some((cut, _)) => format!("{}…", clean[..cut].trim_end()),
+        None => clean.to_string(),
+    }
+}
+
 fn check_smpte_division(bytes: &[u8]) -> std::result::Result<(), MidiProblem> {
     let head = &bytes[..bytes.len().min(64)];
     if let Some(at) = head.windows(4).position(|w| w == b"MThd")

@@ -323,6 +323,14 @@ fn identical_files_are_kept_once() {
             "{}",
             f.error
         );
+        // A copy under another composer says whom the kept one teaches.
+        let other = f.path.ends_with("debussy/copy.mid");
+        assert_eq!(
+            f.error.contains("which teaches chopin"),
+            other,
+            "{}",
+            f.error
+        );
     }
     let hashes: HashSet<_> = corpus.pieces.iter().map(|p| &p.content_hash).collect();
     assert_eq!(hashes.len(), corpus.pieces.len());
@@ -421,4 +429,68 @@ fn a_link_back_up_the_corpus_is_not_a_loop() {
     );
     let corpus = load_uncached(dir.path());
     assert_eq!(corpus.composers, vec!["chopin", "debussy"]);
+}
+
+/// A corpus as users' disks hold it: macOS's hidden companions and `__MACOSX` folders are not
+/// music, a folder reached by two links is read once (a chain of such links would otherwise
+/// cost twice as much with every level), and a folder that cannot be listed is noted among
+/// the failures, not the end of the whole corpus.
+#[cfg(unix)]
+#[test]
+fn system_files_shared_folders_and_locked_folders() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let piece = |pitch| simple(96, &[(0, 96, pitch, 90)]);
+    for (path, bytes) in [
+        ("chopin/a.mid", piece(60)),
+        ("chopin/._a.mid", b"Mac OS X        \x00\x05".to_vec()),
+        (".DS_Store", b"\x00\x00\x00\x01Bud1".to_vec()),
+        ("__MACOSX/chopin/._a.mid", b"Mac OS X".to_vec()),
+        ("debussy/b.mid", piece(62)),
+        ("shared/c.mid", piece(64)),
+        ("satie/locked/d.mid", piece(66)),
+        ("satie/e.mid", piece(67)),
+    ] {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    // Two levels of two links each to one folder: one folder, read once.
+    symlink(root.join("shared"), root.join("shared/x")).unwrap();
+    std::fs::create_dir(root.join("links")).unwrap();
+    symlink(root.join("shared"), root.join("links/one")).unwrap();
+    symlink(root.join("shared"), root.join("links/two")).unwrap();
+    let locked = root.join("satie/locked");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // Root (as CI runs) lists it anyway: then it is simply read.
+    let can_lock = std::fs::read_dir(&locked).is_err();
+    let listing = segue::dataset::list_midi(root).unwrap();
+    let corpus = load_uncached(root);
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut expected = vec![
+        root.join("chopin/a.mid"),
+        root.join("debussy/b.mid"),
+        root.join("satie/e.mid"),
+        root.join("shared/c.mid"),
+    ];
+    if can_lock {
+        assert_eq!(listing.unlisted.len(), 1, "{:?}", listing.unlisted);
+        assert_eq!(listing.unlisted[0].0, locked);
+        let failure = &corpus.failures[0];
+        assert_eq!(failure.composer, "satie");
+        assert!(
+            failure.error.contains("could not be listed"),
+            "{}",
+            failure.error
+        );
+    } else {
+        expected.insert(3, locked.join("d.mid"));
+        assert!(listing.unlisted.is_empty());
+    }
+    assert_eq!(listing.files, expected);
+    assert_eq!(
+        corpus.composers,
+        vec!["chopin", "debussy", "satie", "shared"]
+    );
 }

@@ -742,3 +742,39 @@ fn a_bar_line_off_the_grid_lands_where_its_downbeat_does() {
         assert_eq!(change.step, downbeat, "{opts:?}");
     }
 }
+
+/// A title is read as its file wrote it: UTF-8, the Latin-1 of older files (the corpus's
+/// "F\xfcr Elise"), or Shift-JIS; never a terminal's control codes, never a page long.
+#[test]
+fn titles_read_in_their_own_encoding() {
+    use segue::midi::decode_text;
+    assert_eq!(decode_text("Für Elise".as_bytes()), "Für Elise");
+    assert_eq!(decode_text(b"F\xfcr Elise"), "Für Elise");
+    assert_eq!(
+        decode_text(b"Lyrische St\xfccke, B\xe4chlein"),
+        "Lyrische Stücke, Bächlein"
+    );
+    // Windows-1252, not ISO 8859-1: its quotes.
+    assert_eq!(
+        decode_text(b"\x93Moonlight\x94"),
+        "\u{201c}Moonlight\u{201d}"
+    );
+    let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("ピアノ曲");
+    assert_eq!(decode_text(&sjis), "ピアノ曲");
+    assert_eq!(decode_text(b"\x1b[31mred\x07\nline"), "[31mred  line");
+    let long = decode_text("é".repeat(1000).as_bytes());
+    assert_eq!(long.chars().count(), 201);
+    assert!(long.ends_with('…'));
+    // And from a file's track name.
+    let mut bytes = simple(96, &[(0, 96, 60, 90)]);
+    let track = b"MTrk";
+    let at = bytes.windows(4).position(|w| w == track).unwrap() + 8;
+    let name = b"\x00\xff\x03\x0aF\xfcr Elise";
+    bytes.splice(at..at, name.iter().copied());
+    let len = u32::from_be_bytes(bytes[at - 4..at].try_into().unwrap()) + name.len() as u32;
+    bytes[at - 4..at].copy_from_slice(&len.to_be_bytes());
+    assert_eq!(
+        Song::parse(&bytes).unwrap().title.as_deref(),
+        Some("Für Elise")
+    );
+}
