@@ -84,6 +84,46 @@ fn main() {
         score.tempo.len(),
         median(times)
     );
+    // The training monitor following a day-long run of another model (a classifier's log at
+    // about a step a second: 86 400 lines, validation every 50 steps), its panel open.
+    let run = tempfile::tempdir().expect("a temporary folder");
+    let mut log = String::new();
+    for step in 1..=86_400usize {
+        let x = step as f64;
+        let valid = (step % 50 == 0).then(
+            || serde_json::json!({"loss": 2.5 - x.ln() / 10.0, "accuracy": 0.2 + x.ln() / 100.0}),
+        );
+        let line = serde_json::json!({
+            "step": step,
+            "train": {"loss": 3.0 - x.ln() / 8.0, "accuracy": 0.1 + x.ln() / 20.0},
+            "valid": valid,
+            "seconds": x,
+        });
+        log.push_str(&line.to_string());
+        log.push('\n');
+    }
+    std::fs::write(run.path().join("metrics.jsonl"), log).expect("the log is written");
+    h.state_mut().follow_run(run.path().to_path_buf());
+    h.state_mut().show_training_panel(true);
+    let t = Instant::now();
+    while h.state().loop_training_metrics().len() < 86_400 {
+        if t.elapsed() > Duration::from_secs(120) {
+            panic!("the log was not read in 2 minutes");
+        }
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut times = Vec::new();
+    for _ in 0..60 {
+        let t = Instant::now();
+        h.step();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "frame with the training monitor following a day-long run (86 400 log lines): median {:.2} ms",
+        median(times)
+    );
+    h.state_mut().show_training_panel(false);
     // Slider release -> new piece on its way to the audio thread.
     let mut latencies = Vec::new();
     for k in 0..5 {

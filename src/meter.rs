@@ -41,7 +41,8 @@ impl Meter {
     /// Steps of the beat a musician counts: in a compound metre (6/8, 9/8, 12/8, 12/16...) three
     /// of the denominator's notes, a dotted beat; otherwise [`Meter::beat_steps`].
     pub fn pulse_steps(self) -> f64 {
-        let compound = self.numerator > 3 && self.numerator.is_multiple_of(3) && self.denominator >= 8;
+        let compound =
+            self.numerator > 3 && self.numerator.is_multiple_of(3) && self.denominator >= 8;
         self.beat_steps() * if compound { 3.0 } else { 1.0 }
     }
 

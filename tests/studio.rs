@@ -2348,6 +2348,42 @@ fn a_slow_disk_keeps_the_window_from_waiting_for_a_session_write() {
     assert!(saver.problem.is_none(), "{:?}", saver.problem);
 }
 
+/// An idle studio's saves every 30 s write nothing: a session that serialises to the bytes
+/// already in the file is not written again, unless the file has gone meanwhile.
+#[test]
+fn an_unchanged_session_is_not_written_again() {
+    use segue::studio::session_file::Saver;
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    let writes: Arc<Mutex<usize>> = Arc::default();
+    let count = writes.clone();
+    let mut saver = Saver::with_writer(
+        path.clone(),
+        Arc::new(move |path, bytes| {
+            *count.lock().unwrap() += 1;
+            std::fs::write(path, bytes).map_err(|e| e.to_string())
+        }),
+    );
+    let mut session = Session::default();
+    let mut save = |session: &Session| {
+        saver.save(session);
+        saver.finish();
+        *writes.lock().unwrap()
+    };
+    assert_eq!(save(&session), 1);
+    assert_eq!(save(&session), 1, "an unchanged session was written again");
+    session.seed += 1;
+    assert_eq!(save(&session), 2);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        save(&session),
+        3,
+        "a removed session file was not written again"
+    );
+    assert!(path.exists());
+}
+
 #[test]
 fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     use segue::studio::score::{Origin, ScoreNote};

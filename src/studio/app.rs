@@ -466,6 +466,8 @@ struct TrainingView {
     metrics: Vec<Metrics>,
     /// The classifier's figures, step by step.
     loop_metrics: Vec<LoopMetrics>,
+    /// The monitor's curves as last drawn.
+    curves: std::cell::RefCell<Curves>,
     last_valid: Option<Validation>,
     status: String,
     checkpoint: Option<PathBuf>,
@@ -749,6 +751,39 @@ impl Exporting {
 impl Drop for Exporting {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The monitor's thinned curves, made again only when the log has changed (a followed run's
+/// log of a day holds 86 400 lines: walking it for every curve at every frame cost 9 ms).
+#[derive(Default)]
+struct Curves {
+    /// The log they were made from: its lengths and last steps.
+    made_for: (usize, usize, Option<usize>, Option<usize>),
+    by_name: std::collections::HashMap<String, Vec<[f64; 2]>>,
+}
+
+impl TrainingView {
+    /// The curve called `name`, made by `make` (then thinned) if the log changed since it was
+    /// last made.
+    fn curve(&self, name: &str, make: impl FnOnce() -> Vec<[f64; 2]>) -> Vec<[f64; 2]> {
+        let made_for = (
+            self.metrics.len(),
+            self.loop_metrics.len(),
+            self.metrics.last().map(|m| m.step),
+            self.loop_metrics.last().map(|m| m.step),
+        );
+        let mut curves = self.curves.borrow_mut();
+        if curves.made_for != made_for {
+            curves.made_for = made_for;
+            curves.by_name.clear();
+        }
+        if let Some(curve) = curves.by_name.get(name) {
+            return curve.clone();
+        }
+        let curve = thinned(make());
+        curves.by_name.insert(name.to_owned(), curve.clone());
+        curve
     }
 }
 
@@ -1212,6 +1247,11 @@ impl Studio {
     /// The monitor's status line ("Step 12 of 2000", "Finished: ...", "Failed: ...").
     pub fn training_status(&self) -> &str {
         &self.training.status
+    }
+
+    /// Opens or closes the Train panel (the monitor's curves with it).
+    pub fn show_training_panel(&mut self, show: bool) {
+        self.show_training = show;
     }
 
     /// Whether a training run is going on.
@@ -2220,6 +2260,8 @@ impl Studio {
                     // (a run that crashed between checkpoints) are trained again.
                     self.training.metrics.retain(|m| m.step <= step);
                     self.training.loop_metrics.retain(|m| m.step <= step);
+                    // The lines trained again may come to the same count and last step.
+                    *self.training.curves.get_mut() = Curves::default();
                     self.training.last_valid =
                         (self.training.metrics.iter().rev()).find_map(|m| m.valid.clone());
                 }
@@ -2995,14 +3037,15 @@ impl Studio {
     /// training batches and on held-out pieces (the classifier's cross-entropy and accuracy).
     fn loop_plots(&self, ui: &mut Ui) {
         let series = |valid: bool, key: &str| -> Vec<[f64; 2]> {
-            thinned(
+            let name = format!("{} {key}", if valid { "validation" } else { "train" });
+            self.training.curve(&name, || {
                 (self.training.loop_metrics.iter())
                     .filter_map(|m| {
                         let figures = if valid { m.valid.as_ref()? } else { &m.train };
                         figures.get(key).map(|v| [m.step as f64, *v])
                     })
-                    .collect(),
-            )
+                    .collect()
+            })
         };
         // Every line of a log holds the same training figures, and every validating line the
         // same validation figures: the first of each names them (no walk over the whole log
@@ -3260,19 +3303,17 @@ impl Studio {
         {
             return self.loop_plots(ui);
         }
-        let series = |f: &dyn Fn(&Metrics) -> Option<f64>| -> Vec<[f64; 2]> {
-            thinned(
-                self.training
-                    .metrics
-                    .iter()
+        let series = |name: &str, f: &dyn Fn(&Metrics) -> Option<f64>| -> Vec<[f64; 2]> {
+            self.training.curve(name, || {
+                (self.training.metrics.iter())
                     .filter_map(|m| f(m).map(|v| [m.step as f64, v]))
-                    .collect(),
-            )
+                    .collect()
+            })
         };
-        let recon = series(&|m| Some(m.recon_per_cell));
-        let valid = series(&|m| m.valid.as_ref().map(|v| v.recon_per_cell));
-        let kl = series(&|m| Some(m.kl));
-        let beta = series(&|m| Some(m.beta));
+        let recon = series("recon", &|m| Some(m.recon_per_cell));
+        let valid = series("valid", &|m| m.valid.as_ref().map(|v| v.recon_per_cell));
+        let kl = series("kl", &|m| Some(m.kl));
+        let beta = series("beta", &|m| Some(m.beta));
         ui.label("Reconstruction BCE per cell");
         Plot::new("recon")
             .height(120.0)
@@ -3722,6 +3763,30 @@ mod tests {
         assert_eq!(ext("/out/chorale"), PathBuf::from("/out/chorale.mid"));
         assert_eq!(ext("/out/chorale.MIDI"), PathBuf::from("/out/chorale.MIDI"));
         assert_eq!(ext("/out/take.2"), PathBuf::from("/out/take.2.mid"));
+    }
+
+    #[test]
+    fn the_monitors_curves_follow_the_log() {
+        let line = |step: usize| LoopMetrics {
+            step,
+            train: [("loss".to_string(), step as f64)].into_iter().collect(),
+            valid: None,
+            seconds: 0.0,
+        };
+        let mut view = TrainingView::default();
+        view.loop_metrics.extend((1..=3).map(line));
+        let loss = |view: &TrainingView| {
+            view.curve("loss", || {
+                (view.loop_metrics.iter())
+                    .map(|m| [m.step as f64, m.train["loss"]])
+                    .collect()
+            })
+        };
+        assert_eq!(loss(&view).len(), 3);
+        // Kept while the log stands (the maker is not asked again), made again as it grows.
+        assert_eq!(view.curve("loss", Vec::new).len(), 3);
+        view.loop_metrics.push(line(4));
+        assert_eq!(loss(&view).last(), Some(&[4.0, 4.0]));
     }
 
     #[test]

@@ -74,7 +74,11 @@ fn write_session(path: &Path, bytes: &[u8]) -> Result<(), String> {
 pub struct Saver {
     path: PathBuf,
     write: WriteSession,
-    writing: Option<JoinHandle<Result<(), String>>>,
+    /// The write in progress; it ends with the hash of the bytes now in the file.
+    writing: Option<JoinHandle<Result<blake3::Hash, String>>>,
+    /// The hash of the bytes the last write left in the file: a session that serialises to
+    /// the same bytes is not written again (an idle studio's saves every 30 s cost no disk).
+    written: Option<blake3::Hash>,
     /// The newest session asked for while a write was still going: written next.
     pending: Option<Box<Session>>,
     /// This studio's hold on the session (see [`Saver::claim`]), kept while it runs.
@@ -106,6 +110,7 @@ impl Saver {
             path,
             write,
             writing: None,
+            written: None,
             pending: None,
             _lock: None,
             problem: None,
@@ -161,6 +166,7 @@ impl Saver {
     fn start(&mut self, session: Box<Session>) {
         let path = self.path.clone();
         let write = self.write.clone();
+        let written = self.written;
         self.writing = Some(std::thread::spawn(move || {
             let bytes = serde_json::to_vec(&*session)
                 .map_err(|e| format!("cannot save the session: {e}"))?;
@@ -173,7 +179,12 @@ impl Saver {
                     bytes.len()
                 ));
             }
-            write(&path, &bytes)
+            let hash = blake3::hash(&bytes);
+            // Unchanged, and still there (a file removed meanwhile is written again).
+            if written == Some(hash) && path.exists() {
+                return Ok(hash);
+            }
+            write(&path, &bytes).map(|()| hash)
         }));
     }
 
@@ -197,7 +208,10 @@ impl Saver {
     fn join(&mut self) {
         if let Some(handle) = self.writing.take() {
             self.problem = match handle.join() {
-                Ok(Ok(())) => None,
+                Ok(Ok(hash)) => {
+                    self.written = Some(hash);
+                    None
+                }
                 Ok(Err(e)) => Some(e),
                 Err(_) => Some("the session writer stopped unexpectedly".into()),
             };
