@@ -187,11 +187,21 @@ pub fn train_classifier(
     control: &Control,
     on_event: &mut dyn FnMut(LoopEvent),
 ) -> Result<LoopOutcome> {
-    if corpus.composers.is_empty() {
-        return Err(Error::InvalidArgument(
-            "the corpus has no composer with a piece that could be read: nothing to classify"
-                .into(),
-        ));
+    match corpus.composers.as_slice() {
+        [] => {
+            return Err(Error::InvalidArgument(
+                "the corpus has no composer with a piece that could be read: nothing to \
+                 classify"
+                    .into(),
+            ));
+        }
+        [one] => {
+            return Err(Error::InvalidArgument(format!(
+                "the corpus holds one composer ({one}): a classifier tells composers apart, so \
+                 it needs a folder for each of at least two"
+            )));
+        }
+        _ => {}
     }
     let mut cfg = opts.config;
     cfg.classes = corpus.composers.len();

@@ -195,9 +195,14 @@ impl Corpus {
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Corpus> {
         if !root.is_dir() {
+            let problem = if root.exists() {
+                "not a folder (expected a folder of composer subfolders)"
+            } else {
+                "does not exist (expected a folder of composer subfolders)"
+            };
             return Err(Error::Corpus {
                 path: root.into(),
-                problem: "not a folder (expected a folder of composer subfolders)".into(),
+                problem: problem.into(),
             });
         }
         let Listing { files, unlisted } = list_midi(root)?;

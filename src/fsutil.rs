@@ -91,9 +91,19 @@ pub fn write_atomic_with(
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o644));
     }
-    let tmp = builder
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(path, "preparing to write", e))?;
+    let tmp = builder.tempfile_in(dir).map_err(|e| {
+        // The temporary file's own name says nothing to the user: the folder does.
+        let e = match e.kind() {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("the folder {} is not writable", dir.display()),
+                )
+            }
+            _ => e,
+        };
+        Error::io(path, "preparing to write", e)
+    })?;
     let listed = Unfinished::new(tmp.path());
     if let Some(mode) = replaced {
         // Best effort: some network file systems refuse to change modes.
@@ -161,6 +171,19 @@ pub fn check_target(path: &Path) -> Result<&Path> {
             path,
             "writing",
             std::io::Error::new(std::io::ErrorKind::IsADirectory, "the path is a folder"),
+        ));
+    }
+    // `out/piece.mid/` names a folder that is not there: the rename would fail at the end.
+    if path.as_os_str().as_encoded_bytes().ends_with(b"/")
+        || cfg!(windows) && path.as_os_str().as_encoded_bytes().ends_with(b"\\")
+    {
+        return Err(Error::io(
+            path,
+            "writing",
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the name ends with a separator, as a folder's would: name the file without it",
+            ),
         ));
     }
     // Renaming over a file needs only its folder to be writable: a file the user protected
@@ -331,6 +354,17 @@ fn move_set(stage: &Path, target: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name ending with a separator is refused before anything is written, naming why (the
+    /// rename at the end said "Not a directory").
+    #[test]
+    fn a_name_ending_with_a_separator_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = PathBuf::from(format!("{}/piece.mid/", dir.path().display()));
+        let e = write_atomic(&path, b"x").unwrap_err().to_string();
+        assert!(e.contains("ends with a separator"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 
     /// A write cut short by a second Ctrl+C leaves no temporary file, and the file it was to
     /// replace stays as it was.

@@ -401,6 +401,10 @@ pub fn sample(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let device = gan.generator.device();
     let z = random_codes(count, gan.config().latent, &mut rng, &device)?;
+    // The cells are drawn from a stream of their own, snippet after snippet, so that a
+    // snippet's notes do not depend on how many snippets were asked for.
+    rng.set_stream(1);
+    rng.set_word_pos(0);
     let logits = gan
         .generator
         .forward_t(&z, false)?

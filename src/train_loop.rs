@@ -644,6 +644,44 @@ pub fn check_not_in_use(out: &Path) -> Result<()> {
 /// mistyped folder would silently start over. A checkpoint written whole but interrupted
 /// while moving into place counts (the run's own [`open_run_folder`] finishes it). Reads only.
 pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: bool) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "{} is a file: --out names the folder a run writes into",
+            out.display()
+        )));
+    }
+    // The folder is made once the corpus has loaded: one that cannot be is said before (a
+    // folder made and removed at once where it would go tells).
+    if !out.exists()
+        && let Some(parent) = (out.ancestors().skip(1))
+            .map(|a| {
+                if a.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    a
+                }
+            })
+            .find(|a| a.exists())
+    {
+        if !parent.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: {} is a file, so the run folder cannot be made there",
+                out.display(),
+                parent.display()
+            )));
+        }
+        tempfile::Builder::new()
+            .prefix(".segue-")
+            .tempdir_in(parent)
+            .map_err(|e| {
+                // Its kind, not its text: that names the trial folder.
+                let e = std::io::Error::new(
+                    e.kind(),
+                    format!("cannot make a folder in {}: {}", parent.display(), e.kind()),
+                );
+                Error::io(out, "making the run folder", e)
+            })?;
+    }
     let pending = fsutil::set_pending(out);
     if resume && !state.exists() && !pending {
         return Err(Error::InvalidArgument(format!(

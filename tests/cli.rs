@@ -621,6 +621,54 @@ fn bad_training_options_are_refused_before_any_work() {
     }
 }
 
+/// A run folder that cannot be made, a corpus that is not there and a classifier of one
+/// composer are each said plainly (the first two before the corpus is read).
+#[test]
+fn unusable_run_folders_and_corpora_are_said_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir_all(corpus.join("chopin")).unwrap();
+    std::fs::write(
+        corpus.join("chopin/a.mid"),
+        simple(96, &[(0, 960, 60, 90), (960, 1920, 64, 90)]),
+    )
+    .unwrap();
+    let file = dir.path().join("afile");
+    std::fs::write(&file, "x").unwrap();
+    let train = |model: &str, corpus: &Path, out: &Path| {
+        fails(&[
+            "train",
+            model,
+            "--corpus",
+            p(corpus),
+            "--out",
+            p(out),
+            "--steps",
+            "1",
+            "--no-cache",
+        ])
+    };
+    let err = train(
+        "lstm-vae",
+        &dir.path().join("nothere"),
+        &dir.path().join("run"),
+    );
+    assert!(err.contains("nothere: does not exist"), "{err}");
+    let err = train("lstm-vae", &corpus, &file);
+    assert!(
+        err.contains("afile is a file: --out names the folder"),
+        "{err}"
+    );
+    let err = train("dcgan", &corpus, &file.join("run"));
+    assert!(
+        err.contains("is a file, so the run folder cannot be made"),
+        "{err}"
+    );
+    let err = train("classifier", &corpus, &dir.path().join("run"));
+    assert!(err.contains("one composer (chopin)"), "{err}");
+    assert!(!dir.path().join("run").exists());
+}
+
 /// `--init`: a model of other sizes is refused before the corpus is read; a fine-tune resumed
 /// after Ctrl-C goes on as one (its learning rate, the model it started from).
 #[test]
