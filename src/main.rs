@@ -1090,6 +1090,9 @@ fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
     if let Some(title) = &song.title {
         out!("title:         {title}");
     }
+    if let Some(copyright) = &song.copyright {
+        out!("copyright:     {copyright}");
+    }
     out!("format:        {}", song.format.number());
     out!("tracks:        {}", song.tracks);
     match song.division {
@@ -1206,11 +1209,11 @@ fn not_an_input(output: &Path, inputs: &[&Path]) -> Result<()> {
 fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> Result<()> {
     let kind = output_kind(output, &["npy", "png", "mid", "midi"])?;
     not_an_input(output, &[file])?;
-    let roll = read_midi(file, &opts)?;
+    let (roll, copyright) = read_midi_noted(file, &opts)?;
     match kind.as_str() {
         "npy" => npy::write_roll(output, &roll)?,
         "png" => image::write_png(output, &roll, scale)?,
-        _ => roll.write_midi(output)?,
+        _ => roll.write_midi_noting(output, copyright.as_deref())?,
     }
     out!(
         "wrote {} ({} x 128, {} notes)",
@@ -1224,11 +1227,18 @@ fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> 
 /// Reads a MIDI file as a roll, saying on stderr what damage was skipped (a file cut short
 /// plays only up to the cut; the user must hear of it, not only `segue info`).
 fn read_midi(file: &Path, opts: &QuantizeOptions) -> Result<Roll> {
+    Ok(read_midi_noted(file, opts)?.0)
+}
+
+/// A MIDI file's roll and its copyright notice, if it has one (an output made of its notes
+/// keeps it).
+fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<String>)> {
     let song = Song::read(file)?;
     for w in &song.warnings {
         eprintln!("segue: warning: {}: {w}", file.display());
     }
-    Ok(Roll::from_song(&song, opts).map_err(|p| segue::Error::midi(file, p))?)
+    let roll = Roll::from_song(&song, opts).map_err(|p| segue::Error::midi(file, p))?;
+    Ok((roll, song.copyright))
 }
 
 fn load_roll_any(file: &Path, opts: QuantizeOptions) -> Result<Roll> {
@@ -2366,9 +2376,12 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let mode: generate::Mode = a.mode_name().parse()?;
     check_generate_flags(&kind, mode, &a)?;
     let quantize = QuantizeOptions::default();
-    let primer = match a.prime.as_deref() {
-        Some(p) => Some(read_midi(p, &quantize)?),
-        None => None,
+    let (primer, copyright) = match a.prime.as_deref() {
+        Some(p) => {
+            let (roll, copyright) = read_midi_noted(p, &quantize)?;
+            (Some(roll), copyright)
+        }
+        None => (None, None),
     };
     if !(0.0..=1.0).contains(&a.alpha()) {
         bail!("--alpha must be between 0 and 1");
@@ -2585,7 +2598,10 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         }
         bar.finish_and_clear();
     }
-    result.roll.write_midi(&a.output)?;
+    // Made from the primer's notes: its copyright notice goes with them.
+    result
+        .roll
+        .write_midi_noting(&a.output, copyright.as_deref())?;
     out!(
         "wrote {} ({} primer + {} generated steps)",
         a.output.display(),

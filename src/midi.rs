@@ -122,6 +122,8 @@ pub struct Song {
     pub end_tick: u64,
     /// The first track or sequence name found, if any.
     pub title: Option<String>,
+    /// The first copyright notice found, if any (an export of the notes keeps it).
+    pub copyright: Option<String>,
     /// Damage that was skipped while reading (the file is still usable).
     pub warnings: Vec<String>,
 }
@@ -170,6 +172,7 @@ impl Song {
             time_signatures: Vec::new(),
             end_tick: 0,
             title: None,
+            copyright: None,
             warnings: truncated_chunks(bytes),
         };
         // Open notes per (channel, pitch): FIFO of (start tick, velocity).
@@ -318,6 +321,12 @@ impl Song {
                         numerator: num,
                         denominator: 1u16 << den_pow,
                     })
+                }
+                MetaMessage::Copyright(text) if self.copyright.is_none() => {
+                    let text = decode_text(text);
+                    if !text.is_empty() {
+                        self.copyright = Some(text);
+                    }
                 }
                 MetaMessage::TrackName(name) if self.title.is_none() => {
                     let name = decode_text(name);
@@ -563,8 +572,8 @@ pub struct OutNote {
 /// and one piano track (program 0, channel 1). Ticks are in `ticks_per_quarter`. At equal
 /// ticks note-offs come before note-ons, so repeated notes re-strike. Both tracks end at
 /// `end_tick`, or at their last event if that is later, so trailing rests are kept. The tempo
-/// track starts with a time signature (4/4 unless `meters` has one at tick 0); metres MIDI
-/// cannot write are left out.
+/// track starts with a time signature (4/4 unless `meters` has one at tick 0), after the
+/// `copyright` notice if there is one; metres MIDI cannot write are left out.
 pub fn write_smf(
     notes: &[OutNote],
     tempo: &[TempoChange],
@@ -572,6 +581,7 @@ pub fn write_smf(
     end_tick: u64,
     ticks_per_quarter: u16,
     title: &str,
+    copyright: Option<&str>,
 ) -> Result<Vec<u8>> {
     if ticks_per_quarter == 0 || ticks_per_quarter > 0x7fff {
         return Err(Error::InvalidArgument(format!(
@@ -620,6 +630,11 @@ pub fn write_smf(
     // Time signatures and tempo changes in time order (a stable sort: a time signature comes
     // first at a shared tick).
     tempo_track.sort_by_key(|e| e.0);
+    // The notice first, as the standard asks.
+    if let Some(notice) = copyright.filter(|c| !c.is_empty()) {
+        let notice = MetaMessage::Copyright(notice.as_bytes());
+        tempo_track.insert(0, (0, TrackEventKind::Meta(notice)));
+    }
 
     let channel = u4::new(0);
     let mut note_events: Vec<(u64, u8, TrackEventKind)> = Vec::with_capacity(notes.len() * 2);

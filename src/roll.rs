@@ -675,8 +675,9 @@ impl Roll {
 
     /// Encodes the roll as a Standard MIDI File (piano, program 0, the roll's tempo map or
     /// 120 bpm, its metre map or 4/4, its velocities). The file lasts as long as the roll,
-    /// trailing rests included.
-    pub fn to_midi_bytes(&self, title: &str) -> Result<Vec<u8>> {
+    /// trailing rests included. A `copyright` notice (the source's, for notes taken from a
+    /// file) is written at its start.
+    pub fn to_midi_bytes(&self, title: &str, copyright: Option<&str>) -> Result<Vec<u8>> {
         let ticks_per_step = u64::from(EXPORT_TICKS_PER_QUARTER) / STEPS_PER_QUARTER;
         let notes: Vec<OutNote> = self
             .notes()
@@ -713,17 +714,25 @@ impl Roll {
             end,
             EXPORT_TICKS_PER_QUARTER,
             title,
+            copyright,
         )
     }
 
     /// Writes the roll as a MIDI file (atomically).
     pub fn write_midi(&self, path: &Path) -> Result<()> {
+        self.write_midi_noting(path, None)
+    }
+
+    /// Writes the roll as a MIDI file (atomically) with the `copyright` notice of the file its
+    /// notes come from, if any: a conversion or continuation of a licensed piece keeps its
+    /// attribution.
+    pub fn write_midi_noting(&self, path: &Path, copyright: Option<&str>) -> Result<()> {
         let title = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "Segue".into());
         let bytes = self
-            .to_midi_bytes(&title)
+            .to_midi_bytes(&title, copyright)
             .map_err(|e| Error::format(path, e.to_string()))?;
         fsutil::write_atomic(path, &bytes)
     }

@@ -1367,6 +1367,13 @@ pub fn train_lstm_vae(
             .and_then(|_| log.flush())
             .map_err(|e| Error::io(&metrics_file, "writing", e))?;
         on_event(TrainEvent::Metrics(m));
+        if let Some((at, v)) = &last_valid
+            && *at == step
+            && !(v.recon.is_finite() && v.kl.is_finite())
+        {
+            let figures = format!("reconstruction {} a snippet, KL {}", v.recon, v.kl);
+            return Err(crate::train_loop::diverged(step, &figures, last_checkpoint));
+        }
         if step.is_multiple_of(opts.checkpoint_every) {
             let valid = last_valid.as_ref().map(|(_, v)| v);
             model_file = trainer.checkpoint(out, step, clock.seconds(), valid)?;

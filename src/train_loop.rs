@@ -621,6 +621,20 @@ pub(crate) fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     fsutil::write_atomic(path, kept.as_bytes())
 }
 
+/// The error of a run whose held-out figures (`figures`) stopped being finite numbers at
+/// `step`: nothing more is written, the checkpoint of `kept` stays.
+pub(crate) fn diverged(step: usize, figures: &str, kept: usize) -> Error {
+    let kept = if kept == 0 {
+        "no checkpoint was written".to_string()
+    } else {
+        format!("the checkpoint of step {kept} stays")
+    };
+    Error::InvalidArgument(format!(
+        "training diverged at step {step}: the held-out figures are not finite numbers \
+         ({figures}); {kept} (a lower --lr may help)"
+    ))
+}
+
 /// Checks the run folder `out` of a `kind` model before any work (see
 /// [`crate::train::check_out_folder`]). Nothing is created or changed: another run may be
 /// training there (the trainer itself refuses that, see [`lock_run_folder`]).
@@ -1025,6 +1039,12 @@ pub fn run(
             .and_then(|_| log.flush())
             .map_err(|e| Error::io(&metrics_file, "writing", e))?;
         on_event(LoopEvent::Metrics(m));
+        if let Some((at, v)) = &last_valid
+            && *at == step
+            && v.values().any(|x| !x.is_finite())
+        {
+            return Err(diverged(step, &format!("{v:?}"), last_checkpoint));
+        }
         if step.is_multiple_of(opts.checkpoint_every) {
             path = runner.checkpoint(
                 task,

@@ -336,7 +336,7 @@ fn export_is_a_standard_piano_file_with_tempo_and_velocity() {
         pitch: 67,
         velocity: 127,
     });
-    let bytes = roll.to_midi_bytes("test").unwrap();
+    let bytes = roll.to_midi_bytes("test", None).unwrap();
     let smf = midly::Smf::parse(&bytes).unwrap();
     assert_eq!(smf.header.format, midly::Format::Parallel);
     let has_program_0 = smf.tracks.iter().flatten().any(|e| {
@@ -370,7 +370,7 @@ fn trailing_rests_survive_export() {
         }],
         Vec::new(),
     );
-    let bytes = roll.to_midi_bytes("rests").unwrap();
+    let bytes = roll.to_midi_bytes("rests", None).unwrap();
     let song = Song::parse(&bytes).unwrap();
     // 64 sixteenths = 16 quarters.
     assert_eq!(
@@ -425,7 +425,7 @@ proptest! {
         let bytes = smf(Format::SingleTrack, Timing::Metrical(u15::new(tpq)), &[evs]);
         let opts = QuantizeOptions { keep_short_notes: keep, keep_length, ..Default::default() };
         let first = roll_of(&bytes, &opts);
-        let again = roll_of(&first.to_midi_bytes("x").unwrap(), &opts);
+        let again = roll_of(&first.to_midi_bytes("x", None).unwrap(), &opts);
         prop_assert_eq!(&first, &again);
         // And the cached form too.
         let cached = segue::dataset::decode_cached(&segue::dataset::encode_cached(&first)).unwrap();
@@ -613,7 +613,7 @@ fn exports_keep_the_metre_map() {
         Vec::new(),
     );
     let meters_of = |roll: &Roll| {
-        let song = Song::parse(&roll.to_midi_bytes("x").unwrap()).unwrap();
+        let song = Song::parse(&roll.to_midi_bytes("x", None).unwrap()).unwrap();
         let back = Roll::from_song(&song, &QuantizeOptions::whole_file()).unwrap();
         (song.first_meter().unwrap(), back.meters().to_vec())
     };
@@ -776,5 +776,32 @@ fn titles_read_in_their_own_encoding() {
     assert_eq!(
         Song::parse(&bytes).unwrap().title.as_deref(),
         Some("Für Elise")
+    );
+}
+
+/// A file's copyright notice is read, and a MIDI file made of its notes keeps it (the
+/// corpus's pieces are CC BY-SA: a conversion or continuation must carry the attribution).
+#[test]
+fn the_copyright_notice_goes_with_the_notes() {
+    let mut bytes = simple(96, &[(0, 96, 60, 90)]);
+    let at = bytes.windows(4).position(|w| w == b"MTrk").unwrap() + 8;
+    let notice = b"\x00\xff\x02\x1aCopyright \xa9 1997 Kr\xfcger ok";
+    bytes.splice(at..at, notice.iter().copied());
+    let len = u32::from_be_bytes(bytes[at - 4..at].try_into().unwrap()) + notice.len() as u32;
+    bytes[at - 4..at].copy_from_slice(&len.to_be_bytes());
+    let song = Song::parse(&bytes).unwrap();
+    assert_eq!(
+        song.copyright.as_deref(),
+        Some("Copyright © 1997 Krüger ok")
+    );
+    let roll = Roll::from_song(&song, &QuantizeOptions::default()).unwrap();
+    let again = roll.to_midi_bytes("x", song.copyright.as_deref()).unwrap();
+    let back = Song::parse(&again).unwrap();
+    assert_eq!(back.copyright, song.copyright);
+    assert_eq!(
+        Song::parse(&roll.to_midi_bytes("x", None).unwrap())
+            .unwrap()
+            .copyright,
+        None
     );
 }

@@ -206,9 +206,20 @@ impl ComposerClassifier {
         // its windows) and no optimiser moves them (they take no gradient).
         let statistics = if cfg.statistics {
             let vb = vb.pp("statistics_head");
+            let std = vb.get_with_hints(STATISTICS, "running_std", candle_nn::Init::Const(1.0))?;
+            // Divided by: a spread of 0 would turn every verdict into NaN.
+            let smallest = (std.to_dtype(candle_core::DType::F32)?.flatten_all()?)
+                .min(0)?
+                .to_scalar::<f32>()?;
+            if !(smallest > 0.0) {
+                candle_core::bail!(
+                    "statistics_head.running_std holds a spread of {smallest}: spreads must be \
+                     above 0"
+                );
+            }
             Some(StatisticsHead {
                 mean: vb.get_with_hints(STATISTICS, "running_mean", candle_nn::Init::Const(0.0))?,
-                std: vb.get_with_hints(STATISTICS, "running_std", candle_nn::Init::Const(1.0))?,
+                std,
                 head: linear(STATISTICS, cfg.classes, vb)?,
             })
         } else {
@@ -316,5 +327,30 @@ mod tests {
         let back: Config = serde_json::from_value(serde_json::to_value(told).unwrap()).unwrap();
         assert_eq!(back, told);
         assert_eq!(serde_json::from_value::<Config>(json).unwrap(), cfg);
+    }
+
+    /// A file whose statistics head has a spread of 0 (the head divides by it) is refused,
+    /// not turned into NaN verdicts.
+    #[test]
+    fn a_statistics_spread_of_zero_is_refused() {
+        let cfg = Config {
+            statistics: true,
+            ..Config::studio(3)
+        };
+        let mut varmap = candle_nn::VarMap::new();
+        let vb =
+            VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &candle_core::Device::Cpu);
+        ComposerClassifier::new(&cfg, vb.clone()).unwrap();
+        let zeros = Tensor::zeros(
+            STATISTICS,
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        varmap
+            .set_one("statistics_head.running_std", zeros)
+            .unwrap();
+        let e = ComposerClassifier::new(&cfg, vb).unwrap_err().to_string();
+        assert!(e.contains("running_std holds a spread of 0"), "{e}");
     }
 }

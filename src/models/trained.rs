@@ -230,6 +230,10 @@ pub struct TrainedModel {
     pub path: PathBuf,
 }
 
+/// The largest size of a stored latent statistic a manifest may hold (the shipped codes lie
+/// within 10 of the origin).
+pub const MAX_CODE: f32 = 1e4;
+
 /// File name of the shipped default model in the weights folder.
 pub const DEFAULT_MODEL_FILE: &str = "lstm-vae-studio.safetensors";
 
@@ -396,18 +400,22 @@ impl TrainedModel {
                 c.latent
             )));
         }
+        // Codes live within a few units of the origin; one of 1e20 would overflow the
+        // interpolation's arithmetic into silence rather than say anything.
         if manifest
             .latents
             .iter()
-            .any(|s| s.mean.iter().chain(&s.std).any(|v| !v.is_finite()))
+            .any(|s| s.mean.iter().chain(&s.std).any(|v| !(v.abs() <= MAX_CODE)))
         {
-            return Err(bad("latent statistics that are not finite numbers".into()));
+            return Err(bad(format!(
+                "latent statistics that are not finite numbers of at most {MAX_CODE} in size"
+            )));
         }
         if let Some(p) = &manifest.prior
             && (p.means.len() != manifest.composers.len()
                 || p.means
                     .iter()
-                    .any(|m| m.len() != c.latent || m.iter().any(|v| !v.is_finite())))
+                    .any(|m| m.len() != c.latent || m.iter().any(|v| !(v.abs() <= MAX_CODE))))
         {
             return Err(bad(format!(
                 "a composer prior of {} centres for {} composers and a latent of size {} \

@@ -51,10 +51,33 @@ pub fn save_at_step(
             Ok((name.clone(), t))
         })
         .collect::<Result<Vec<_>>>()?;
+    // What the loader would refuse is never written: a diverged run's checkpoint would
+    // replace the last good one with one that cannot be used.
+    for (name, t) in &converted {
+        if t.dtype().is_float() && !all_finite(t).map_err(|e| format_error(path, e.to_string()))? {
+            return Err(format_error(
+                path,
+                format!(
+                    "tensor `{name}` holds values that are not finite numbers (NaN or infinity, \
+                     or too large for {dtype:?}): not written, the file there stays (a training \
+                     run has diverged: a lower --lr may help)"
+                ),
+            ));
+        }
+    }
     let metadata = step.map(|s| HashMap::from([(STEP_KEY.to_string(), s.to_string())]));
     let bytes = safetensors::serialize(converted.iter().map(|(n, t)| (n.as_str(), t)), metadata)
         .map_err(|e| format_error(path, format!("serialising: {e}")))?;
     fsutil::write_atomic(path, &bytes)
+}
+
+/// Whether every value of the float tensor `t` is a finite number.
+fn all_finite(t: &Tensor) -> candle_core::Result<bool> {
+    Ok(t.to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .all(|x| x.is_finite()))
 }
 
 /// The training step recorded in a weights file by [`save_at_step`], if any.
@@ -334,4 +357,32 @@ pub fn write_manifest<T: serde::Serialize>(path: &Path, manifest: &T) -> Result<
     let text = serde_json::to_vec_pretty(manifest)
         .map_err(|e| format_error(path, format!("serialising manifest: {e}")))?;
     fsutil::write_atomic(path, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Weights that are no longer numbers (a diverged run's) are not written over a file that
+    /// is there; nor are f32 weights too large for the f16 they are to be stored in.
+    #[test]
+    fn weights_that_are_not_finite_are_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let good = Tensor::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
+        save(&path, &[("w".into(), good)], DType::F32).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        for (values, dtype) in [
+            ([1.0f32, f32::NAN], DType::F32),
+            ([f32::INFINITY, 0.0], DType::F32),
+            ([1e6, 0.0], DType::F16),
+        ] {
+            let bad = Tensor::new(&values, &Device::Cpu).unwrap();
+            let e = save(&path, &[("w".into(), bad)], dtype)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not finite numbers") && e.contains("`w`"), "{e}");
+            assert_eq!(std::fs::read(&path).unwrap(), before);
+        }
+    }
 }
