@@ -2,7 +2,7 @@
 //!
 //! The modules follow the data flow: MIDI files ([`midi`]) <-> piano rolls ([`roll`], with
 //! [`npy`] and [`image`] views) -> corpus snippets and batches ([`dataset`]) -> audio
-//! ([`synth`], [`render`]). [`bench`] measures conversion speed against the Python
+//! ([`synth`], [`render`]). [`bench`](mod@bench) measures conversion speed against the Python
 //! references.
 
 pub mod ascent;

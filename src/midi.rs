@@ -108,7 +108,7 @@ pub struct Song {
     pub format: SmfFormat,
     pub division: Division,
     /// Ticks per quarter note used for quantization (for SMPTE files: the ticks of one
-    /// quarter note at 120 bpm, after [`Song::tick_scale`]).
+    /// quarter note at 120 bpm, its ticks scaled to whole ones as they are read).
     pub ticks_per_quarter: u32,
     /// Number of track chunks read.
     pub tracks: usize,
@@ -385,7 +385,7 @@ const MAX_TEXT_CHARS: usize = 200;
 /// A text event's bytes as text: UTF-8 where they are; else Shift-JIS where they read as such
 /// and hold kana (Japanese files); else Windows-1252, the Latin-1 of most older files ("F\xfcr
 /// Elise"). Control characters (a terminal's colour codes, line breaks) become spaces, and the
-/// text is trimmed and cut to [`MAX_TEXT_CHARS`].
+/// text is trimmed and cut to 200 characters.
 pub fn decode_text(bytes: &[u8]) -> String {
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => std::borrow::Cow::Borrowed(text),
