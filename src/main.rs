@@ -165,8 +165,9 @@ enum CorpusCmd {
 
 #[derive(Args)]
 struct GenerateArgs {
-    /// The MIDI file whose start primes the decoder (LSTM-VAE and Transformer VAE; the
-    /// starting roll of classifier-ascent).
+    /// The MIDI file whose start comes first in the output: the LSTM-VAE continues it, the
+    /// Transformer VAE keeps it before its part (and reads its code in transfer mode),
+    /// classifier-ascent starts from it.
     #[arg(long, value_name = "FILE")]
     prime: Option<PathBuf>,
     /// Style A: a composer of the model, or a MIDI file (default: the primer itself; not

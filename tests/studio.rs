@@ -563,11 +563,26 @@ fn opens_a_midi_file_and_exports_it_back() {
     let out = dir.path().join("waltz.mid");
     h.state_mut().export_midi(&out);
     settle(&mut h);
-    let meter = segue::midi::Song::read(&out)
-        .unwrap()
-        .first_meter()
-        .unwrap();
+    let song = segue::midi::Song::read(&out).unwrap();
+    let meter = song.first_meter().unwrap();
     assert_eq!((meter.numerator, meter.denominator), (3, 4));
+    // Its copyright notice goes with it (the fixture had none, and its export none).
+    let notice = song.copyright.expect("the waltz's notice was dropped");
+    assert!(notice.contains("Bernd Kr"), "{notice}");
+    let fixture_out = dir.path().join("out.mid");
+    assert_eq!(
+        segue::midi::Song::read(&fixture_out).unwrap().copyright,
+        None
+    );
+    // A continuation of it is still made of its notes: the notice stays.
+    generate_new_piece(&mut h, "a continuation of the waltz");
+    let continued = dir.path().join("continued.mid");
+    h.state_mut().export_midi(&continued);
+    settle(&mut h);
+    let song = segue::midi::Song::read(&continued).unwrap();
+    assert_eq!(song.copyright.as_deref(), Some(notice.as_str()));
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
     // Closing while a WAV renders (five minutes of music: a second or so) waits for it.
     let wav = dir.path().join("waltz.wav");
     h.state_mut().export_wav(&wav);

@@ -211,7 +211,7 @@ impl ComposerClassifier {
             let smallest = (std.to_dtype(candle_core::DType::F32)?.flatten_all()?)
                 .min(0)?
                 .to_scalar::<f32>()?;
-            if !(smallest > 0.0) {
+            if smallest.is_nan() || smallest <= 0.0 {
                 candle_core::bail!(
                     "statistics_head.running_std holds a spread of {smallest}: spreads must be \
                      above 0"

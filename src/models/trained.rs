@@ -402,20 +402,21 @@ impl TrainedModel {
         }
         // Codes live within a few units of the origin; one of 1e20 would overflow the
         // interpolation's arithmetic into silence rather than say anything.
-        if manifest
-            .latents
-            .iter()
-            .any(|s| s.mean.iter().chain(&s.std).any(|v| !(v.abs() <= MAX_CODE)))
-        {
+        if manifest.latents.iter().any(|s| {
+            s.mean
+                .iter()
+                .chain(&s.std)
+                .any(|v| v.is_nan() || v.abs() > MAX_CODE)
+        }) {
             return Err(bad(format!(
                 "latent statistics that are not finite numbers of at most {MAX_CODE} in size"
             )));
         }
         if let Some(p) = &manifest.prior
             && (p.means.len() != manifest.composers.len()
-                || p.means
-                    .iter()
-                    .any(|m| m.len() != c.latent || m.iter().any(|v| !(v.abs() <= MAX_CODE))))
+                || p.means.iter().any(|m| {
+                    m.len() != c.latent || m.iter().any(|v| v.is_nan() || v.abs() > MAX_CODE)
+                }))
         {
             return Err(bad(format!(
                 "a composer prior of {} centres for {} composers and a latent of size {} \

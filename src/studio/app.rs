@@ -864,6 +864,7 @@ fn read_primer(path: &Path) -> Result<Opened, String> {
                 .map(|roll| {
                     let mut score = Score::from_roll(&roll, Origin::Primer);
                     score.primer_steps = roll.steps();
+                    score.copyright = song.copyright.clone();
                     Opened {
                         roll,
                         score,
@@ -1522,7 +1523,9 @@ impl Studio {
         self.say(format!("Writing {}...", path.display()), false);
         self.in_background(move || {
             let _exporting = exporting;
-            let written = score.to_roll().write_midi(&path).map(|()| path);
+            let written = (score.to_roll())
+                .write_midi_noting(&path, score.copyright.as_deref())
+                .map(|()| path);
             DialogResult::Written(written.map_err(|e| e.to_string()))
         });
     }
@@ -1851,7 +1854,12 @@ impl Studio {
             // The result's tempo and metre maps are its primer's (a DCGAN sample has none: one
             // tempo, 4/4); the tempo box stays as it is.
             let bpm = self.session.score.bpm;
-            self.session.score = Score::from_generated(&g.roll, g.primer_steps, bpm);
+            let mut score = Score::from_generated(&g.roll, g.primer_steps, bpm);
+            // A continuation of the piece is still made of its notes: the notice stays.
+            if g.primer_steps > 0 {
+                score.copyright = self.session.score.copyright.clone();
+            }
+            self.session.score = score;
             self.forget_notes();
             self.chosen_variation = k;
             self.push_score();

@@ -66,6 +66,10 @@ pub struct Score {
     /// The one metre a session file of an earlier version kept (read, never written).
     #[serde(default, rename = "meter", skip_serializing)]
     legacy_meter: Option<crate::midi::Meter>,
+    /// The copyright notice of the file the piece was opened from (kept through edits and
+    /// continuations): a MIDI export carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copyright: Option<String>,
 }
 
 /// What the style meter's classifier reads of a score: which notes sound where, the length
@@ -139,6 +143,7 @@ impl Score {
             length: 0,
             meters: Arc::from([]),
             legacy_meter: None,
+            copyright: None,
         }
     }
 
@@ -166,6 +171,7 @@ impl Score {
             length: roll.steps(),
             meters: roll.meters().into(),
             legacy_meter: None,
+            copyright: None,
         }
     }
 
