@@ -109,6 +109,9 @@ pub struct Listing {
     pub files: Vec<PathBuf>,
     /// Folders below it that could not be listed (their files are not there), and why.
     pub unlisted: Vec<(PathBuf, String)>,
+    /// Folders reached a second way (a link to a folder already read), each with the path
+    /// it was read by: their files are read once, there.
+    pub repeated: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Whether a folder entry is the system's, not music: hidden files and folders (`.DS_Store`,
@@ -119,13 +122,16 @@ fn is_system_entry(name: &std::ffi::OsStr) -> bool {
 }
 
 /// Every MIDI file under `dir`, recursively, in name order: linked folders are followed, but
-/// no folder is looked through twice (a link back up, or two links to one folder), hidden
-/// entries are passed over, and a folder below `dir` that cannot be listed (no permission) is
-/// noted rather than ending the whole listing.
+/// no folder is looked through twice (a link back up, or two links to one folder: the folder
+/// itself, else the first link in name order nearest the top, is the one read; the others are
+/// noted), hidden entries are passed over, and a folder below `dir` that cannot be listed (no
+/// permission) is noted rather than ending the whole listing. The same files in the same
+/// order whatever order the file system lists them in.
 pub fn list_midi(dir: &Path) -> Result<Listing> {
     let canonical = |d: &Path| d.canonicalize().unwrap_or_else(|_| d.to_path_buf());
     let mut listing = Listing::default();
-    let mut seen = std::collections::HashSet::from([canonical(dir)]);
+    // Each real folder found, with the path it is read by.
+    let mut seen = HashMap::from([(canonical(dir), dir.to_path_buf())]);
     let mut stack = vec![dir.to_path_buf()];
     let mut listed = 0;
     while let Some(d) = stack.pop() {
@@ -147,28 +153,38 @@ pub fn list_midi(dir: &Path) -> Result<Listing> {
                 continue;
             }
         };
-        let mut folders = Vec::new();
+        let mut paths = Vec::new();
         for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
+            match entry {
+                Ok(entry) if is_system_entry(&entry.file_name()) => {}
+                Ok(entry) => paths.push(entry.path()),
                 Err(e) => {
                     listing.unlisted.push((d.clone(), e.to_string()));
                     break;
                 }
-            };
-            if is_system_entry(&entry.file_name()) {
-                continue;
             }
-            let path = entry.path();
+        }
+        // Folders themselves before links to them, each in name order.
+        paths.sort_by_key(|p| (p.is_symlink(), p.clone()));
+        let mut folders = Vec::new();
+        for path in paths {
             if path.is_dir() {
-                if seen.insert(canonical(&path)) {
-                    folders.push(path);
+                match seen.entry(canonical(&path)) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(path.clone());
+                        folders.push(path);
+                    }
+                    std::collections::hash_map::Entry::Occupied(o) => {
+                        // A link back up into its own folder is no second way to anything.
+                        if !d.starts_with(o.get()) {
+                            listing.repeated.push((path, o.get().clone()));
+                        }
+                    }
                 }
             } else if is_midi_path(&path) {
                 listing.files.push(path);
             }
         }
-        // In name order (a folder reached by two ways is found by the first).
         folders.sort();
         stack.extend(folders.into_iter().rev());
     }
@@ -205,11 +221,26 @@ impl Corpus {
                 problem: problem.into(),
             });
         }
-        let Listing { files, unlisted } = list_midi(root)?;
+        let Listing {
+            files,
+            unlisted,
+            repeated,
+        } = list_midi(root)?;
         if files.is_empty() {
+            let unlisted: Vec<String> = (unlisted.iter())
+                .map(|(folder, why)| format!("{} ({why})", folder.display()))
+                .collect();
+            let problem = match unlisted.as_slice() {
+                [] => "no MIDI files (.mid, .midi, .kar, .smf) found".to_string(),
+                _ => format!(
+                    "no MIDI files (.mid, .midi, .kar, .smf) found; these folders could not be \
+                     listed: {}",
+                    unlisted.join(", ")
+                ),
+            };
             return Err(Error::Corpus {
                 path: root.into(),
-                problem: "no MIDI files (.mid, .midi, .kar, .smf) found".into(),
+                problem,
             });
         }
         let root_name = root
@@ -268,6 +299,16 @@ impl Corpus {
                 path: folder,
             })
             .collect();
+        failures.extend(repeated.into_iter().map(|(link, read)| Failure {
+            error: format!(
+                "{}: the same folder as {}; its files are read once, there (teaching {})",
+                link.display(),
+                read.display(),
+                folder_label(&read)
+            ),
+            composer: folder_label(&link),
+            path: link,
+        }));
         // A byte-identical copy of a file already read is left out: it could otherwise land on
         // both sides of the training/validation split (or teach two composers one piece).
         let mut first_of: HashMap<String, usize> = HashMap::new();

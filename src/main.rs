@@ -2376,7 +2376,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let (kind, path) = resolve_model(a.model.as_deref())?;
     let mode: generate::Mode = a.mode_name().parse()?;
     check_generate_flags(&kind, mode, &a)?;
-    let quantize = QuantizeOptions::default();
+    // Read as the studio opens a file, so that a seed gives the same music in both.
+    let quantize = QuantizeOptions::whole_file();
     let (primer, copyright) = match a.prime.as_deref() {
         Some(p) => {
             let (roll, copyright) = read_midi_noted(p, &quantize)?;
@@ -2600,6 +2601,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         bar.finish_and_clear();
     }
     // Made from the primer's notes: its copyright notice goes with them.
+    let copyright = copyright.filter(|_| result.primer_steps > 0);
     result
         .roll
         .write_midi_noting(&a.output, copyright.as_deref())?;

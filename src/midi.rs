@@ -323,7 +323,7 @@ impl Song {
                     })
                 }
                 MetaMessage::Copyright(text) if self.copyright.is_none() => {
-                    let text = decode_text(text);
+                    let text = decode_text_within(text, MAX_NOTICE_CHARS);
                     if !text.is_empty() {
                         self.copyright = Some(text);
                     }
@@ -377,16 +377,23 @@ impl Song {
     }
 }
 
-/// Refuses an SMPTE division whose frame-rate byte is -128: midly 0.5 negates it as an `i8`,
-/// which overflows (found by fuzzing).
-/// Most characters of a file's text kept (a title longer than this is cut, with an ellipsis).
-const MAX_TEXT_CHARS: usize = 200;
+/// Most characters of a title kept (one longer is cut, with an ellipsis).
+const MAX_TITLE_CHARS: usize = 200;
+
+/// Most characters of a copyright notice kept (it goes on into exports: long enough for any
+/// licence line, short enough never to flood a terminal).
+const MAX_NOTICE_CHARS: usize = 2000;
 
 /// A text event's bytes as text: UTF-8 where they are; else Shift-JIS where they read as such
 /// and hold kana (Japanese files); else Windows-1252, the Latin-1 of most older files ("F\xfcr
 /// Elise"). Control characters (a terminal's colour codes, line breaks) become spaces, and the
 /// text is trimmed and cut to 200 characters.
 pub fn decode_text(bytes: &[u8]) -> String {
+    decode_text_within(bytes, MAX_TITLE_CHARS)
+}
+
+/// [`decode_text`], cut to `max_chars`.
+fn decode_text_within(bytes: &[u8], max_chars: usize) -> String {
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => std::borrow::Cow::Borrowed(text),
         Err(_) => encoding_rs::SHIFT_JIS
@@ -403,12 +410,14 @@ pub fn decode_text(bytes: &[u8]) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     let clean = clean.trim();
-    match clean.char_indices().nth(MAX_TEXT_CHARS) {
+    match clean.char_indices().nth(max_chars) {
         Some((cut, _)) => format!("{}…", clean[..cut].trim_end()),
         None => clean.to_string(),
     }
 }
 
+/// Refuses an SMPTE division whose frame-rate byte is -128: midly 0.5 negates it as an `i8`,
+/// which overflows (found by fuzzing).
 fn check_smpte_division(bytes: &[u8]) -> std::result::Result<(), MidiProblem> {
     let head = &bytes[..bytes.len().min(64)];
     if let Some(at) = head.windows(4).position(|w| w == b"MThd")

@@ -1223,7 +1223,8 @@ pub fn saved_options(out: &Path) -> Option<TrainOptions> {
 
 /// Checks the run folder `out` before any work: no other run may be training there, with
 /// `resume` it must hold a checkpoint, without it no run (a checkpoint interrupted while being
-/// moved into place counts; the run itself finishes it). Nothing is created or changed.
+/// moved into place counts; the run itself finishes it). Nothing is left changed (see
+/// [`crate::train_loop::check_out_folder`]).
 pub fn check_out_folder(out: &Path, resume: bool) -> Result<()> {
     crate::train_loop::check_not_in_use(out)?;
     crate::train_loop::check_run_folder(out, &model_path(out), &state_path(out), resume)

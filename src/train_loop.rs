@@ -621,8 +621,8 @@ pub(crate) fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     fsutil::write_atomic(path, kept.as_bytes())
 }
 
-/// The error of a run whose held-out figures (`figures`) stopped being finite numbers at
-/// `step`: nothing more is written, the checkpoint of `kept` stays.
+/// The error of a run whose figures (`figures`) stopped being finite numbers at `step`:
+/// nothing more is written, the checkpoint of `kept` stays.
 pub(crate) fn diverged(step: usize, figures: &str, kept: usize) -> Error {
     let kept = if kept == 0 {
         "no checkpoint was written".to_string()
@@ -630,13 +630,14 @@ pub(crate) fn diverged(step: usize, figures: &str, kept: usize) -> Error {
         format!("the checkpoint of step {kept} stays")
     };
     Error::InvalidArgument(format!(
-        "training diverged at step {step}: the held-out figures are not finite numbers \
-         ({figures}); {kept} (a lower --lr may help)"
+        "training diverged at step {step}: its figures are not finite numbers ({figures}); \
+         {kept} (a lower --lr may help)"
     ))
 }
 
 /// Checks the run folder `out` of a `kind` model before any work (see
-/// [`crate::train::check_out_folder`]). Nothing is created or changed: another run may be
+/// [`crate::train::check_out_folder`]). Nothing is left changed (a trial folder made where the
+/// run folder would go is removed at once): another run may be
 /// training there (the trainer itself refuses that, see [`lock_run_folder`]).
 pub fn check_out_folder(out: &Path, kind: &str, resume: bool) -> Result<()> {
     check_not_in_use(out)?;
@@ -656,7 +657,9 @@ pub fn check_not_in_use(out: &Path) -> Result<()> {
 /// A run folder must hold a checkpoint to resume, and must not hold a run (or a model) to
 /// start afresh: a forgotten `--resume` would otherwise overwrite hours of training, and a
 /// mistyped folder would silently start over. A checkpoint written whole but interrupted
-/// while moving into place counts (the run's own [`open_run_folder`] finishes it). Reads only.
+/// while moving into place counts (the run's own [`open_run_folder`] finishes it). Leaves
+/// nothing changed (where the folder is still to be made, a trial folder beside it is made and
+/// removed at once, to know it can be).
 pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: bool) -> Result<()> {
     if out.exists() && !out.is_dir() {
         return Err(Error::InvalidArgument(format!(
@@ -1011,10 +1014,7 @@ pub fn run(
         let bars = window_bars(corpus, &sources, opts.snippet_steps);
         let train = task.train_step(&x, &labels, &bars, step, &mut rng)?;
         if train.values().any(|v| !v.is_finite()) {
-            return Err(Error::InvalidArgument(format!(
-                "training diverged at step {}: {train:?}",
-                step + 1
-            )));
+            return Err(diverged(step + 1, &format!("{train:?}"), last_checkpoint));
         }
         step += 1;
         // Without held-out pieces there is nothing to validate on: no figures, not zeros.

@@ -212,14 +212,16 @@ pub fn load(path: &Path, device: &Device) -> Result<TrainedTvae> {
                 || m.latents.iter().any(|l| {
                     l.mean.len() != cfg.latent()
                         || l.std.len() != cfg.latent()
-                        || l.mean.iter().chain(&l.std).any(|v| !v.is_finite())
+                        || (l.mean.iter().chain(&l.std))
+                            .any(|v| v.is_nan() || v.abs() > crate::models::trained::MAX_CODE)
                 })
             {
                 return Err(format!(
                     "latent statistics do not match {} composers and a latent of {} (finite \
-                     values)",
+                     values of at most {} in size)",
                     m.composers.len(),
-                    cfg.latent()
+                    cfg.latent(),
+                    crate::models::trained::MAX_CODE
                 ));
             }
             Ok(())

@@ -456,11 +456,13 @@ fn system_files_shared_folders_and_locked_folders() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, bytes).unwrap();
     }
-    // Two levels of two links each to one folder: one folder, read once.
+    // Two levels of two links each to one folder: one folder, read once; a link that sorts
+    // before the folder it names does not take its composer's place.
     symlink(root.join("shared"), root.join("shared/x")).unwrap();
     std::fs::create_dir(root.join("links")).unwrap();
     symlink(root.join("shared"), root.join("links/one")).unwrap();
     symlink(root.join("shared"), root.join("links/two")).unwrap();
+    symlink(root.join("chopin"), root.join("aa_favourites")).unwrap();
     let locked = root.join("satie/locked");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
     // Root (as CI runs) lists it anyway: then it is simply read.
@@ -474,6 +476,17 @@ fn system_files_shared_folders_and_locked_folders() {
         root.join("satie/e.mid"),
         root.join("shared/c.mid"),
     ];
+    // The second ways are named, with the way each folder is read by.
+    assert_eq!(
+        listing.repeated,
+        vec![
+            (root.join("aa_favourites"), root.join("chopin")),
+            (root.join("links/one"), root.join("shared")),
+            (root.join("links/two"), root.join("shared")),
+        ]
+    );
+    let noted = |f: &&segue::dataset::Failure| f.error.contains("the same folder as");
+    assert_eq!(corpus.failures.iter().filter(noted).count(), 3);
     if can_lock {
         assert_eq!(listing.unlisted.len(), 1, "{:?}", listing.unlisted);
         assert_eq!(listing.unlisted[0].0, locked);

@@ -1614,8 +1614,31 @@ fn generate_after_an_edit_says_what_it_replaced() {
     // Another try (nothing edited since): the same primer, nothing more to say.
     generate_new_piece(&mut h, "another try");
     let (text, _) = h.state().message().unwrap().clone();
-    assert_eq!(text, "Generated 2 variation(s).");
+    assert_eq!(text, "Generated 2 variation(s), seed 40.");
     assert!(h.query_by_label("#2 (seed 41)").is_some());
+    // Notes moved while a long generation runs: its result replaces them, and says so.
+    h.state_mut().session.length = 2048;
+    h.state_mut().session.variations = 8;
+    let before = h.state().session.score.clone();
+    h.get_by_label("Generate").click();
+    h.step();
+    assert!(h.state().generating());
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.key_press(egui::Key::ArrowUp);
+    h.step();
+    assert!(
+        h.state().generating(),
+        "the generation ended before the edit"
+    );
+    assert_ne!(h.state().session.score, before, "nothing was edited");
+    wait(&mut h, "the long generation", |s| !s.generating());
+    let (text, _) = h.state().message().unwrap().clone();
+    assert!(
+        text.contains("replaced the edits made while it ran"),
+        "{text}"
+    );
+    h.state_mut().session.length = 256;
+    h.state_mut().session.variations = 2;
     // Trim while the slider's blend is on its way.
     let steps = h.state().session.score.steps();
     h.state_mut().session.score.length = steps + 40;
@@ -2634,4 +2657,69 @@ fn right_click_keeps_the_selection_and_shift_boxes_add_to_it() {
     h.drop_at(to);
     h.step();
     assert_eq!(h.state().session.view.selection, vec![0, 1]);
+}
+
+/// A piece generated in the studio is the one `segue generate` makes from the same file,
+/// controls and seed (the status line shows the seed for that), notes half a step off the
+/// grid included (both read the file alike).
+#[test]
+fn the_command_line_makes_what_the_studio_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let primer = dir.path().join("offgrid.mid");
+    let notes: Vec<(u64, u64, u8, u8)> = (0..24u64)
+        .map(|i| (i * 36 + 12, i * 36 + 48, 60 + (i % 7) as u8, 90))
+        .collect();
+    std::fs::write(&primer, common::simple(96, &notes)).unwrap();
+    let mut h = studio(&model, Some(primer.clone()));
+    h.step();
+    let composers = h.state().model().unwrap().manifest.composers.clone();
+    {
+        let s = &mut h.state_mut().session;
+        s.mode = segue::generate::Mode::Continue;
+        s.composer_a = 1;
+        s.seed = 7;
+        s.length = 64;
+        s.variations = 1;
+        s.primer_steps = 32;
+    }
+    generate_new_piece(&mut h, "a continuation");
+    let made = h.state().session.score.to_roll();
+    let s = &h.state().session;
+    let out = dir.path().join("cli.mid");
+    let args: Vec<String> = [
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prime",
+        primer.to_str().unwrap(),
+        "--from",
+        &composers[1],
+        "--mode",
+        "continue",
+        "--steps",
+        "64",
+        "--seed",
+        "7",
+        "--primer-steps",
+        "32",
+        "--temperature",
+        &s.temperature.to_string(),
+        "--max-notes",
+        &s.max_notes.to_string(),
+        "--style-strength",
+        &s.style_strength.to_string(),
+        "-o",
+        out.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_segue"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let cli = Roll::read_midi(&out, &QuantizeOptions::whole_file()).unwrap();
+    assert_eq!(cli.steps(), made.steps());
+    assert!(cli.binary() == made.binary(), "the command line made other notes");
 }

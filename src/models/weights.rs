@@ -59,8 +59,8 @@ pub fn save_at_step(
                 path,
                 format!(
                     "tensor `{name}` holds values that are not finite numbers (NaN or infinity, \
-                     or too large for {dtype:?}): not written, the file there stays (a training \
-                     run has diverged: a lower --lr may help)"
+                     or too large for {dtype:?}): nothing was written (a training run has \
+                     diverged: a lower --lr may help)"
                 ),
             ));
         }

@@ -526,6 +526,9 @@ pub struct Studio {
     /// Where the running job's primer ends, if notes drawn by hand lie past it (the result
     /// replaces them, which the studio says).
     job_replaces_edits: Option<usize>,
+    /// Whether the piece was edited while the running job worked (its result replaces the
+    /// edit, which the studio says).
+    edited_during_job: bool,
     regenerate_at: Option<Instant>,
     /// Whether the slider asked for the next generation (a blend to be heard).
     blend_asked: bool,
@@ -820,6 +823,16 @@ fn unused_folder(parent: &Path, name: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
+/// A mode as the Mode picker names it.
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Continue => "Continue (A)",
+        Mode::Transfer => "Style transfer (B)",
+        Mode::Transition => "Transition A to B",
+        Mode::Blend => "Blend (slider)",
+    }
+}
+
 /// What "Open a model file..." opens.
 const OPEN_MODEL_HINT: &str = "An LSTM-VAE, Transformer VAE or DCGAN for the generation panel, \
      or a composer classifier for the style meter (files that segue train writes)";
@@ -916,6 +929,7 @@ impl Studio {
             chosen_variation: 0,
             variations_seed: 0,
             job_replaces_edits: None,
+            edited_during_job: false,
             regenerate_at: None,
             blend_asked: false,
             blend_plays: false,
@@ -1666,6 +1680,7 @@ impl Studio {
         self.job_id += 1;
         self.job_progress = Some(0.0);
         self.job_replaces_edits = None;
+        self.edited_during_job = false;
         let opts = GenerateOptions {
             mode: s.mode,
             steps: s.length,
@@ -1674,7 +1689,7 @@ impl Studio {
             temperature: s.temperature,
             max_notes: s.max_notes,
             alpha: s.alpha,
-            transition_steps: s.transition_steps,
+            transition_steps: s.transition_steps.min(s.length),
             interpolation: s.interpolation,
             seed: s.seed,
         };
@@ -1909,6 +1924,7 @@ impl Studio {
             self.cancel_generation();
             self.say("Blend called off: the piece was edited", false);
         }
+        self.edited_during_job |= self.generating();
         self.push_score();
     }
 
@@ -2106,10 +2122,16 @@ impl Studio {
                              More controls hears more)."
                         )
                     });
+                    let edited = if std::mem::take(&mut self.edited_during_job) {
+                        " It replaced the edits made while it ran (Ctrl+Z brings them back)."
+                    } else {
+                        ""
+                    };
                     self.say(
                         format!(
-                            "Generated {} variation(s).{replaced}",
-                            self.variations.len()
+                            "Generated {} variation(s), seed {}.{replaced}{edited}",
+                            self.variations.len(),
+                            self.variations_seed
                         ),
                         false,
                     );
@@ -2301,6 +2323,7 @@ impl Studio {
                     // comes back with the next look at the folder).
                     self.training.metrics.clear();
                     self.training.loop_metrics.clear();
+                    *self.training.curves.get_mut() = Curves::default();
                     self.training.last_valid = None;
                     self.training.model = None;
                     self.training.checkpoint = None;
@@ -2867,15 +2890,15 @@ impl Studio {
         let mut strength = s.style_strength;
         ui.add_enabled_ui(is_vae, |ui| {
             egui::ComboBox::from_label("Mode")
-                .selected_text(format!("{:?}", s.mode))
+                .selected_text(mode_name(s.mode))
                 .show_ui(ui, |ui| {
-                    for (m, name) in [
-                        (Mode::Continue, "Continue (A)"),
-                        (Mode::Transfer, "Style transfer (B)"),
-                        (Mode::Transition, "Transition A to B"),
-                        (Mode::Blend, "Blend (slider)"),
+                    for m in [
+                        Mode::Continue,
+                        Mode::Transfer,
+                        Mode::Transition,
+                        Mode::Blend,
                     ] {
-                        ui.selectable_value(&mut s.mode, m, name);
+                        ui.selectable_value(&mut s.mode, m, mode_name(m));
                     }
                 });
         });
@@ -2900,16 +2923,25 @@ impl Studio {
                         .text("primer (steps)")
                         .logarithmic(true),
                 )
-                .on_hover_text("How much of the opened file (or the roll) the model hears first");
+                .on_hover_text(if s.engine == EngineKind::TransformerVae {
+                    "How much of the opened file (or the roll) comes first, kept before the \
+                     model's part (the Transformer VAE decodes from the composers' codes; in \
+                     Style transfer it reads the piece's code)"
+                } else {
+                    "How much of the opened file (or the roll) the model hears first and \
+                     continues"
+                });
                 let notes = ui.add(
                     egui::Slider::new(&mut s.max_notes, 1..=16).text("notes per step, at most"),
                 );
                 if s.engine == EngineKind::ClassifierAscent {
                     notes.on_hover_text("Classifier ascent keeps at most 3, as the paper did");
                 }
+                // Within the piece: a longer transition would never reach B.
+                s.transition_steps = s.transition_steps.min(s.length);
                 ui.add_enabled(
                     is_vae && s.mode == Mode::Transition,
-                    egui::Slider::new(&mut s.transition_steps, 0..=2048)
+                    egui::Slider::new(&mut s.transition_steps, 0..=s.length)
                         .text("transition (steps)")
                         .logarithmic(true),
                 )
