@@ -574,8 +574,14 @@ fn opens_a_midi_file_and_exports_it_back() {
         segue::midi::Song::read(&fixture_out).unwrap().copyright,
         None
     );
-    // A continuation of it is still made of its notes: the notice stays.
+    // A continuation of it is still made of its notes: the notice stays. (The model heard
+    // its start; the rest of the waltz was replaced, which is said.)
     generate_new_piece(&mut h, "a continuation of the waltz");
+    let (text, _) = h.state().message().unwrap().clone();
+    assert!(
+        text.contains("the piece's notes after them were replaced"),
+        "{text}"
+    );
     let continued = dir.path().join("continued.mid");
     h.state_mut().export_midi(&continued);
     settle(&mut h);
@@ -1604,7 +1610,7 @@ fn generate_after_an_edit_says_what_it_replaced() {
     generate_new_piece(&mut h, "a piece after the drawn note");
     let (text, error) = h.state().message().unwrap().clone();
     assert!(
-        !error && text.contains("drawn after them were replaced"),
+        !error && text.contains("the piece's notes after them were replaced"),
         "{text}"
     );
     assert!(!h.state().session.score.notes.contains(&drawn));
@@ -1612,10 +1618,32 @@ fn generate_after_an_edit_says_what_it_replaced() {
     h.step();
     assert!(h.query_by_label("#2 (seed 2)").is_some());
     // Another try (nothing edited since): the same primer, nothing more to say.
+    let before_try = h.state().session.score.clone();
     generate_new_piece(&mut h, "another try");
     let (text, _) = h.state().message().unwrap().clone();
     assert_eq!(text, "Generated 2 variation(s), seed 40.");
     assert!(h.query_by_label("#2 (seed 41)").is_some());
+    // Auditioning the variations is one step: one undo brings back the piece before them.
+    let first = h.state().session.score.clone();
+    h.get_by_label("#2 (seed 41)").click();
+    h.step();
+    assert_ne!(h.state().session.score, first);
+    h.get_by_label("#1 (seed 40)").click();
+    h.step();
+    assert_eq!(h.state().session.score, first);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    assert_eq!(
+        h.state().session.score,
+        before_try,
+        "undo went through the variations"
+    );
+    h.key_press_modifiers(
+        egui::Modifiers::COMMAND | egui::Modifiers::SHIFT,
+        egui::Key::Z,
+    );
+    h.step();
+    assert_eq!(h.state().session.score, first);
     // Notes moved while a long generation runs: its result replaces them, and says so.
     h.state_mut().session.length = 2048;
     h.state_mut().session.variations = 8;
@@ -2718,8 +2746,15 @@ fn the_command_line_makes_what_the_studio_made() {
         .args(&args)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let cli = Roll::read_midi(&out, &QuantizeOptions::whole_file()).unwrap();
     assert_eq!(cli.steps(), made.steps());
-    assert!(cli.binary() == made.binary(), "the command line made other notes");
+    assert!(
+        cli.binary() == made.binary(),
+        "the command line made other notes"
+    );
 }

@@ -529,6 +529,9 @@ pub struct Studio {
     /// Whether the piece was edited while the running job worked (its result replaces the
     /// edit, which the studio says).
     edited_during_job: bool,
+    /// The variation last put in place, as it was: choosing another while the piece is still
+    /// that one records no new undo step.
+    shown_variation: Option<Score>,
     regenerate_at: Option<Instant>,
     /// Whether the slider asked for the next generation (a blend to be heard).
     blend_asked: bool,
@@ -930,6 +933,7 @@ impl Studio {
             variations_seed: 0,
             job_replaces_edits: None,
             edited_during_job: false,
+            shown_variation: None,
             regenerate_at: None,
             blend_asked: false,
             blend_plays: false,
@@ -1717,8 +1721,10 @@ impl Studio {
                         let primer = self.primer();
                         self.blend_primer = Some(primer.clone());
                         let heard = self.session.primer_steps;
+                        // The opened piece's own notes, or drawn ones, past what the model
+                        // hears: replaced, which is said (generated ones are expected to go).
                         let past = (self.session.score.notes.iter())
-                            .any(|n| n.origin == Origin::Edited && n.start >= heard);
+                            .any(|n| n.origin != Origin::Generated && n.start >= heard);
                         self.job_replaces_edits = past.then_some(heard);
                         primer
                     }
@@ -1865,7 +1871,11 @@ impl Studio {
 
     fn choose_variation(&mut self, k: usize) {
         if let Some(g) = self.variations.get(k) {
-            self.history.record(&self.session.score);
+            // Auditioning one variation after another is one step of the history: the piece
+            // before them comes back with one undo.
+            if self.shown_variation.as_ref() != Some(&self.session.score) {
+                self.history.record(&self.session.score);
+            }
             // The result's tempo and metre maps are its primer's (a DCGAN sample has none: one
             // tempo, 4/4); the tempo box stays as it is.
             let bpm = self.session.score.bpm;
@@ -1875,6 +1885,7 @@ impl Studio {
                 score.copyright = self.session.score.copyright.clone();
             }
             self.session.score = score;
+            self.shown_variation = Some(self.session.score.clone());
             self.forget_notes();
             self.chosen_variation = k;
             self.push_score();
@@ -2114,10 +2125,12 @@ impl Studio {
                     let k = self
                         .chosen_variation
                         .min(self.variations.len().saturating_sub(1));
+                    // A new batch is a step of its own.
+                    self.shown_variation = None;
                     self.choose_variation(k);
                     let replaced = self.job_replaces_edits.take().map_or(String::new(), |at| {
                         format!(
-                            " The model heard the first {at} steps; the notes drawn after them \
+                            " The model heard the first {at} steps; the piece's notes after them \
                              were replaced (Ctrl+Z brings them back; \"primer (steps)\" under \
                              More controls hears more)."
                         )
