@@ -69,14 +69,28 @@ impl Default for LoadOptions {
     }
 }
 
-/// `$SEGUE_CACHE_DIR`, else `$XDG_CACHE_HOME/segue/rolls`, else `~/.cache/segue/rolls`.
+/// `$SEGUE_CACHE_DIR`, else `$XDG_CACHE_HOME/segue/rolls`, else the platform's cache folder:
+/// `~/.cache/segue/rolls` (Linux), `~/Library/Caches/segue/rolls` (macOS),
+/// `%LOCALAPPDATA%\segue\rolls` (Windows, which sets no `HOME`).
 pub fn default_cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("SEGUE_CACHE_DIR") {
         return Some(PathBuf::from(dir));
     }
+    let home_cache = |home: PathBuf| {
+        if cfg!(target_os = "macos") {
+            home.join("Library").join("Caches")
+        } else {
+            home.join(".cache")
+        }
+    };
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        .or_else(|| {
+            cfg!(windows)
+                .then(|| std::env::var_os("LOCALAPPDATA").map(PathBuf::from))
+                .flatten()
+        })
+        .or_else(|| std::env::var_os("HOME").map(|h| home_cache(PathBuf::from(h))))?;
     Some(base.join("segue").join("rolls"))
 }
 

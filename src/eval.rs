@@ -522,6 +522,16 @@ pub fn evaluate_lstm_vae(
             "no held-out snippets of the model's composers in this corpus".into(),
         ));
     }
+    // The composer figures compare composers: with one, each would compare a snippet with
+    // itself and print a figure that means nothing.
+    if snippets.iter().all(|s| s.1 == snippets[0].1) {
+        return Err(Error::InvalidArgument(format!(
+            "the held-out pieces hold snippets of one composer only ({}): the evaluation \
+             compares composers, so it needs held-out pieces of two (a composer needs at least \
+             two pieces to have one held out)",
+            model.manifest.composers[snippets[0].1]
+        )));
+    }
     let n = snippets.len();
     let z_dim = model.manifest.config.latent;
     let tuned_threshold = best_threshold(

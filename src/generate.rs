@@ -134,6 +134,12 @@ pub struct Generated {
 }
 
 impl Generated {
+    /// Whether the generated part holds no note at all (a temperature far below 1 can make
+    /// one: every pitch's chance falls under the draw).
+    pub fn generated_part_is_silent(&self) -> bool {
+        (self.primer_steps..self.roll.steps()).all(|t| (0..PITCHES).all(|p| !self.roll.is_on(t, p)))
+    }
+
     /// A roll generated in its own bars.
     pub fn new(roll: Roll, primer_steps: usize) -> Self {
         let bars = (roll.meters().to_vec(), 0);
@@ -456,6 +462,17 @@ fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_silent_generated_part_is_told_from_a_silent_primer() {
+        let mut cells = vec![0u8; 8 * PITCHES];
+        cells[PITCHES + 60] = 1; // a note in the primer (steps 0..4)
+        let quiet = Generated::new(Roll::from_binary(8, &cells).unwrap(), 4);
+        assert!(quiet.generated_part_is_silent());
+        cells[6 * PITCHES + 62] = 1;
+        let heard = Generated::new(Roll::from_binary(8, &cells).unwrap(), 4);
+        assert!(!heard.generated_part_is_silent());
+    }
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 

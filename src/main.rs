@@ -831,7 +831,7 @@ impl QuantizeArgs {
 #[derive(Args, Clone)]
 struct CacheArgs {
     /// Folder for cached rolls (default: $SEGUE_CACHE_DIR, else $XDG_CACHE_HOME/segue/rolls,
-    /// else ~/.cache/segue/rolls).
+    /// else the platform's cache folder: ~/.cache/segue/rolls on Linux).
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// Do not read or write the roll cache.
@@ -2611,6 +2611,16 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         result.primer_steps,
         result.roll.steps() - result.primer_steps
     );
+    if result.generated_part_is_silent() {
+        eprintln!(
+            "segue: warning: the generated part is silent{}",
+            if a.temperature() < 1.0 {
+                " (a higher --temperature gives the model's notes more chance)"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(e) = audio_failed {
         return Err(anyhow::Error::from(e).context("the MIDI file was written, the audio was not"));
     }

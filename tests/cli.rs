@@ -480,10 +480,13 @@ fn outputs_never_replace_inputs_and_are_checked_first() {
     assert!(err.contains("this is the input"), "{err}");
     assert_eq!(std::fs::read(d("in.mid")).unwrap(), source);
     // A WAV name that leads to the MIDI file (a link) is refused too: writes follow links.
-    std::os::unix::fs::symlink(d("in.mid"), d("linked.wav")).unwrap();
-    let err = fails(&["render", p(&d("in.mid")), "-o", p(&d("linked.wav"))]);
-    assert!(err.contains("this is the input"), "{err}");
-    assert_eq!(std::fs::read(d("in.mid")).unwrap(), source);
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(d("in.mid"), d("linked.wav")).unwrap();
+        let err = fails(&["render", p(&d("in.mid")), "-o", p(&d("linked.wav"))]);
+        assert!(err.contains("this is the input"), "{err}");
+        assert_eq!(std::fs::read(d("in.mid")).unwrap(), source);
+    }
     // A report folder that cannot be made is said before any evaluation.
     let err = fails(&["eval", "report", "--out", p(&d("in.mid"))]);
     assert!(
@@ -1043,6 +1046,34 @@ fn evaluations_refuse_empty_counts_and_flags_they_do_not_use() {
         let out = segue(&[args, &away[..]].concat());
         assert_eq!(out.status.code(), Some(2), "{args:?}: a usage error");
     }
+}
+
+/// An evaluation whose held-out pieces are all one composer's says so, rather than print
+/// composer figures that compare each snippet with itself.
+#[test]
+fn an_evaluation_of_one_composer_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = common::shared("corpus");
+    for (composer, files) in [("bach", 3), ("chopin", 1)] {
+        let to = dir.path().join(composer);
+        std::fs::create_dir_all(&to).unwrap();
+        let mut pieces: Vec<_> = std::fs::read_dir(corpus.join(composer))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        pieces.sort();
+        for piece in &pieces[..files] {
+            std::fs::copy(piece, to.join(piece.file_name().unwrap())).unwrap();
+        }
+    }
+    // (After a note that this is not the model's training corpus.)
+    let out = segue(&["eval", "lstm-vae", "--corpus", p(dir.path()), "--no-cache"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("segue: the held-out pieces hold snippets of one composer only (bach)"),
+        "{err}"
+    );
 }
 
 /// `eval report` into a folder it cannot write to fails before the evaluation, naming it.

@@ -13,6 +13,22 @@ use candle_nn::{
     batch_norm, conv_transpose2d, conv_transpose2d_no_bias, conv2d_no_bias,
 };
 
+/// A batch norm of `n` channels (eps 1e-5) whose stored variances are checked: a negative one
+/// (a damaged file) would make NaN, and silent music, rather than an error.
+fn checked_batch_norm(n: usize, vb: VarBuilder) -> candle_core::Result<BatchNorm> {
+    let name = vb.prefix();
+    let norm = batch_norm(n, 1e-5, vb)?;
+    let least = (norm.running_var().to_dtype(candle_core::DType::F32)?)
+        .min(0)?
+        .to_scalar::<f32>()?;
+    if least.is_nan() || least < 0.0 {
+        candle_core::bail!(
+            "{name}.running_var holds a variance of {least}: variances are never below 0"
+        );
+    }
+    Ok(norm)
+}
+
 /// Sizes of the DCGAN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Config {
@@ -147,7 +163,7 @@ impl Generator {
                 up(i == 0),
                 vb.pp(format!("conv{i}")),
             )?);
-            norms.push(batch_norm(w * g, 1e-5, vb.pp(format!("bn{i}")))?);
+            norms.push(checked_batch_norm(w * g, vb.pp(format!("bn{i}")))?);
             input = w * g;
         }
         // With an output bias, training can start from the corpus's sparsity.
@@ -218,7 +234,7 @@ impl Discriminator {
                 vb.pp(format!("conv{i}")),
             )?);
             if i > 0 && !cfg.spectral_norm {
-                norms.push(batch_norm(w * d, 1e-5, vb.pp(format!("bn{i}")))?);
+                norms.push(checked_batch_norm(w * d, vb.pp(format!("bn{i}")))?);
             }
             input = w * d;
         }
@@ -419,5 +435,17 @@ mod tests {
         // A config without it is written as before (so older runs resume).
         let json = serde_json::to_value(Config::studio()).unwrap();
         assert!(json.get("spectral_norm").is_none());
+    }
+
+    /// A stored variance below 0 (a damaged file) is refused, naming it, not made into NaN.
+    #[test]
+    fn a_negative_stored_variance_is_refused() {
+        let mut varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        checked_batch_norm(4, vb.pp("bn0")).unwrap();
+        let negative = Tensor::full(-1f32, 4, &Device::Cpu).unwrap();
+        varmap.set_one("bn0.running_var", negative).unwrap();
+        let e = checked_batch_norm(4, vb.pp("bn0")).unwrap_err().to_string();
+        assert!(e.contains("bn0.running_var holds a variance of -1"), "{e}");
     }
 }

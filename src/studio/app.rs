@@ -2140,9 +2140,19 @@ impl Studio {
                     } else {
                         ""
                     };
+                    let silent = if self
+                        .variations
+                        .get(k)
+                        .is_some_and(|g| g.generated_part_is_silent())
+                    {
+                        " Its generated part is silent (a higher temperature gives the model's \
+                         notes more chance)."
+                    } else {
+                        ""
+                    };
                     self.say(
                         format!(
-                            "Generated {} variation(s), seed {}.{replaced}{edited}",
+                            "Generated {} variation(s), seed {}.{replaced}{edited}{silent}",
                             self.variations.len(),
                             self.variations_seed
                         ),

@@ -548,7 +548,8 @@ fn open_sink(
             };
             let mut outputs = outputs.filter(|d| {
                 d.description()
-                    .is_ok_and(|desc| desc.driver().is_some_and(|driver| driver != "null"))
+                    // Not ALSA's null device; backends that name no driver (CoreAudio) pass.
+                    .is_ok_and(|desc| desc.driver() != Some("null"))
             });
             outputs
                 .find_map(|d| rodio::DeviceSinkBuilder::from_device(d).and_then(open).ok())
