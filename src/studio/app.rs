@@ -1892,6 +1892,46 @@ impl Studio {
         }
     }
 
+    /// The status line's notes: the sound device's state (with Reconnect), the last error
+    /// (with its dismiss button) and the last message, each cut to the room there is (in full
+    /// on hover).
+    fn status_notes(&mut self, ui: &mut Ui) {
+        let note = |ui: &mut Ui, color: Color32, text: &str| {
+            ui.add(egui::Label::new(RichText::new(text).color(color)).truncate())
+                .on_hover_text(text);
+        };
+        if let Some(e) = &self.audio_error {
+            note(ui, Color32::YELLOW, e);
+            if self.audio_retry
+                && ui
+                    .small_button("Reconnect")
+                    .on_hover_text("Open the sound device again")
+                    .clicked()
+            {
+                self.reopen_audio();
+            }
+            ui.separator();
+        } else if self.opening_audio {
+            note(ui, Color32::GRAY, "Opening the sound device...");
+            ui.separator();
+        }
+        // The last error stays in view (with its dismiss button) beside later notes.
+        let mut dismiss = false;
+        if let Some(e) = &self.standing_error {
+            note(ui, Color32::LIGHT_RED, e);
+            dismiss = ui.small_button("x").on_hover_text("Dismiss").clicked();
+        }
+        if let Some((m, false)) = &self.message {
+            if self.standing_error.is_some() {
+                ui.separator();
+            }
+            note(ui, Color32::GRAY, m);
+        }
+        if dismiss {
+            self.dismiss_error();
+        }
+    }
+
     /// The selected notes' velocity: shows the first one's, sets all of them (one undo step
     /// per drag or typed value, recorded at its first change); greyed out without a selection.
     fn velocity_box(&mut self, ui: &mut Ui) {
@@ -2130,9 +2170,8 @@ impl Studio {
                     self.choose_variation(k);
                     let replaced = self.job_replaces_edits.take().map_or(String::new(), |at| {
                         format!(
-                            " The model heard the first {at} steps; the piece's notes after them \
-                             were replaced (Ctrl+Z brings them back; \"primer (steps)\" under \
-                             More controls hears more)."
+                            " It heard the first {at} steps and replaced the piece's notes after \
+                             them (Ctrl+Z brings them back; \"primer (steps)\" hears more)."
                         )
                     });
                     let edited = if std::mem::take(&mut self.edited_during_job) {
@@ -3457,59 +3496,34 @@ impl eframe::App for Studio {
         }
         egui::Panel::top("toolbar").show(ui, |ui| self.top_bar(ui));
         egui::Panel::bottom("status").show(ui, |ui| {
-            ui.horizontal(|ui| {
-                if let Some(e) = &self.audio_error {
-                    ui.colored_label(Color32::YELLOW, e);
-                    if self.audio_retry
-                        && ui
-                            .small_button("Reconnect")
-                            .on_hover_text("Open the sound device again")
-                            .clicked()
-                    {
-                        self.reopen_audio();
-                    }
-                    ui.separator();
-                } else if self.opening_audio {
-                    ui.colored_label(Color32::GRAY, "Opening the sound device...");
-                    ui.separator();
-                }
-                // The last error stays in view (with its dismiss button) beside later notes.
-                let mut dismiss = false;
-                if let Some(e) = &self.standing_error {
-                    ui.colored_label(Color32::LIGHT_RED, e);
-                    dismiss = ui.small_button("x").on_hover_text("Dismiss").clicked();
-                }
-                if let Some((m, false)) = &self.message {
-                    if self.standing_error.is_some() {
-                        ui.separator();
-                    }
-                    ui.colored_label(Color32::GRAY, m);
-                }
-                if dismiss {
-                    self.dismiss_error();
-                }
-                let score = &self.session.score;
-                let clock = |seconds: f64| {
-                    let s = seconds.max(0.0).round() as u64;
-                    format!("{}:{:02}", s / 60, s % 60)
-                };
-                // Where the playhead is, in bars and time, and how long the piece lasts.
-                let at = self.player.as_ref().map(|p| p.transport().position());
-                let mut text = format!(
-                    "{} notes, {} steps ({})",
-                    score.notes.len(),
-                    score.steps(),
-                    clock(score.seconds_at(score.steps() as f64))
+            let score = &self.session.score;
+            let clock = |seconds: f64| {
+                let s = seconds.max(0.0).round() as u64;
+                format!("{}:{:02}", s / 60, s % 60)
+            };
+            // Where the playhead is, in bars and time, and how long the piece lasts.
+            let at = self.player.as_ref().map(|p| p.transport().position());
+            let mut text = format!(
+                "{} notes, {} steps ({})",
+                score.notes.len(),
+                score.steps(),
+                clock(score.seconds_at(score.steps() as f64))
+            );
+            if let Some(at) = at {
+                text = format!(
+                    "bar {}, {}  |  {text}",
+                    score.bar_map().position(at).floor(),
+                    clock(score.seconds_at(at))
                 );
-                if let Some(at) = at {
-                    text = format!(
-                        "bar {}, {}  |  {text}",
-                        score.bar_map().position(at).floor(),
-                        clock(score.seconds_at(at))
-                    );
-                }
-                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    ui.label(text);
+            }
+            // The position on the right first; the notes on the left are cut to the room left
+            // (in full on hover), never drawn over it.
+            let right_to_left = egui::Layout::right_to_left(egui::Align::Center);
+            ui.with_layout(right_to_left, |ui| {
+                ui.label(text);
+                ui.separator();
+                ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                    self.status_notes(ui)
                 });
             });
         });
