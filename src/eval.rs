@@ -526,9 +526,9 @@ pub fn evaluate_lstm_vae(
     // itself and print a figure that means nothing.
     if snippets.iter().all(|s| s.1 == snippets[0].1) {
         return Err(Error::InvalidArgument(format!(
-            "the held-out pieces hold snippets of one composer only ({}): the evaluation \
-             compares composers, so it needs held-out pieces of two (a composer needs at least \
-             two pieces to have one held out)",
+            "the held-out pieces hold snippets of one of the model's composers only ({}): the \
+             evaluation compares composers, so it needs held-out pieces of two of them (a \
+             composer needs at least two pieces to have one held out)",
             model.manifest.composers[snippets[0].1]
         )));
     }

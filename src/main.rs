@@ -2612,9 +2612,12 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         result.roll.steps() - result.primer_steps
     );
     if result.generated_part_is_silent() {
+        // Only where the temperature is a flag the model takes.
+        let samples =
+            a.temperature.is_some() || matches!(kind.as_str(), "lstm-vae" | "transformer-vae");
         eprintln!(
             "segue: warning: the generated part is silent{}",
-            if a.temperature() < 1.0 {
+            if samples && a.temperature() < 1.0 {
                 " (a higher --temperature gives the model's notes more chance)"
             } else {
                 ""

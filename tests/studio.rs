@@ -1635,10 +1635,29 @@ fn generate_after_an_edit_says_what_it_replaced() {
         before_try,
         "undo went through the variations"
     );
-    h.key_press_modifiers(
-        egui::Modifiers::COMMAND | egui::Modifiers::SHIFT,
-        egui::Key::Z,
+    let redo = egui::Modifiers::COMMAND | egui::Modifiers::SHIFT;
+    h.key_press_modifiers(redo, egui::Key::Z);
+    h.step();
+    assert_eq!(h.state().session.score, first);
+    // An edit undone, then another variation: that is a step of its own, and the undone edit
+    // (of the other variation) can no longer be redone over it.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.key_press(egui::Key::ArrowUp);
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    assert_eq!(h.state().session.score, first);
+    h.get_by_label("#2 (seed 41)").click();
+    h.step();
+    let second = h.state().session.score.clone();
+    h.key_press_modifiers(redo, egui::Key::Z);
+    h.step();
+    assert_eq!(
+        h.state().session.score,
+        second,
+        "an edit of #1 was redone over #2"
     );
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
     h.step();
     assert_eq!(h.state().session.score, first);
     // Notes moved while a long generation runs: its result replaces them, and says so.

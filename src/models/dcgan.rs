@@ -18,12 +18,10 @@ use candle_nn::{
 fn checked_batch_norm(n: usize, vb: VarBuilder) -> candle_core::Result<BatchNorm> {
     let name = vb.prefix();
     let norm = batch_norm(n, 1e-5, vb)?;
-    let least = (norm.running_var().to_dtype(candle_core::DType::F32)?)
-        .min(0)?
-        .to_scalar::<f32>()?;
-    if least.is_nan() || least < 0.0 {
+    let variances = (norm.running_var().to_dtype(candle_core::DType::F32)?).to_vec1::<f32>()?;
+    if let Some(bad) = variances.iter().find(|v| v.is_nan() || **v < 0.0) {
         candle_core::bail!(
-            "{name}.running_var holds a variance of {least}: variances are never below 0"
+            "{name}.running_var holds a variance of {bad}: variances are never below 0"
         );
     }
     Ok(norm)
@@ -447,5 +445,10 @@ mod tests {
         varmap.set_one("bn0.running_var", negative).unwrap();
         let e = checked_batch_norm(4, vb.pp("bn0")).unwrap_err().to_string();
         assert!(e.contains("bn0.running_var holds a variance of -1"), "{e}");
+        // A NaN anywhere, not only first.
+        let nan = Tensor::new(&[1f32, 1.0, f32::NAN, 1.0], &Device::Cpu).unwrap();
+        varmap.set_one("bn0.running_var", nan).unwrap();
+        let e = checked_batch_norm(4, vb.pp("bn0")).unwrap_err().to_string();
+        assert!(e.contains("a variance of NaN"), "{e}");
     }
 }

@@ -529,9 +529,9 @@ pub struct Studio {
     /// Whether the piece was edited while the running job worked (its result replaces the
     /// edit, which the studio says).
     edited_during_job: bool,
-    /// The variation last put in place, as it was: choosing another while the piece is still
-    /// that one records no new undo step.
-    shown_variation: Option<Score>,
+    /// The history's revision when the variation last chosen was put in place: choosing
+    /// another before anything else was recorded, undone or redone records no new undo step.
+    shown_variation: Option<u64>,
     regenerate_at: Option<Instant>,
     /// Whether the slider asked for the next generation (a blend to be heard).
     blend_asked: bool,
@@ -1873,7 +1873,7 @@ impl Studio {
         if let Some(g) = self.variations.get(k) {
             // Auditioning one variation after another is one step of the history: the piece
             // before them comes back with one undo.
-            if self.shown_variation.as_ref() != Some(&self.session.score) {
+            if self.shown_variation != Some(self.history.revision()) {
                 self.history.record(&self.session.score);
             }
             // The result's tempo and metre maps are its primer's (a DCGAN sample has none: one
@@ -1885,7 +1885,7 @@ impl Studio {
                 score.copyright = self.session.score.copyright.clone();
             }
             self.session.score = score;
-            self.shown_variation = Some(self.session.score.clone());
+            self.shown_variation = Some(self.history.revision());
             self.forget_notes();
             self.chosen_variation = k;
             self.push_score();
@@ -1896,9 +1896,27 @@ impl Studio {
     /// (with its dismiss button) and the last message, each cut to the room there is (in full
     /// on hover).
     fn status_notes(&mut self, ui: &mut Ui) {
+        // The buttons keep their room; the notes share the rest.
+        let audio = self.audio_error.is_some() || self.opening_audio;
+        let message = matches!(self.message, Some((_, false)));
+        let error = self.standing_error.is_some();
+        let buttons = if self.audio_error.is_some() && self.audio_retry {
+            90.0
+        } else {
+            0.0
+        } + if error { 30.0 } else { 0.0 };
+        let notes = [audio, error, message]
+            .iter()
+            .filter(|&&n| n)
+            .count()
+            .max(1);
+        let share =
+            ((ui.available_width() - buttons - 12.0 * notes as f32) / notes as f32).max(40.0);
         let note = |ui: &mut Ui, color: Color32, text: &str| {
-            ui.add(egui::Label::new(RichText::new(text).color(color)).truncate())
-                .on_hover_text(text);
+            ui.scope(|ui| {
+                ui.set_max_width(share);
+                ui.add(egui::Label::new(RichText::new(text).color(color)).truncate());
+            });
         };
         if let Some(e) = &self.audio_error {
             note(ui, Color32::YELLOW, e);
@@ -2179,15 +2197,17 @@ impl Studio {
                     } else {
                         ""
                     };
-                    let silent = if self
+                    let silent = self
                         .variations
                         .get(k)
-                        .is_some_and(|g| g.generated_part_is_silent())
-                    {
+                        .is_some_and(|g| g.generated_part_is_silent());
+                    let silent = if !silent {
+                        ""
+                    } else if self.engine_samples() && self.session.temperature < 2.0 {
                         " Its generated part is silent (a higher temperature gives the model's \
                          notes more chance)."
                     } else {
-                        ""
+                        " Its generated part is silent."
                     };
                     self.say(
                         format!(
@@ -2809,6 +2829,17 @@ impl Studio {
             });
     }
 
+    /// Whether the chosen model draws its notes (so the temperature counts): the VAEs and a
+    /// DCGAN that is not thresholded.
+    fn engine_samples(&self) -> bool {
+        match self.session.engine {
+            EngineKind::LstmVae | EngineKind::TransformerVae => true,
+            EngineKind::ClassifierAscent => false,
+            EngineKind::Dcgan => (self.others.gan.as_ref())
+                .is_none_or(|g| g.model.config().cells != Cells::Thresholded),
+        }
+    }
+
     fn generation_panel(&mut self, ui: &mut Ui) {
         ui.heading("Generation");
         // The LSTM-VAE: which one, or why there is none (the other engines work without it).
@@ -2939,15 +2970,7 @@ impl Studio {
             "When a blend the slider asked for arrives and nothing is playing, play it from \
              the start (or the loop)",
         );
-        let samples = match self.session.engine {
-            EngineKind::LstmVae | EngineKind::TransformerVae => true,
-            EngineKind::ClassifierAscent => false,
-            EngineKind::Dcgan => self
-                .others
-                .gan
-                .as_ref()
-                .is_none_or(|g| g.model.config().cells != Cells::Thresholded),
-        };
+        let samples = self.engine_samples();
         let s = &mut self.session;
         let mut strength = s.style_strength;
         ui.add_enabled_ui(is_vae, |ui| {

@@ -481,6 +481,8 @@ impl Score {
 pub struct History {
     undo: Vec<Score>,
     redo: Vec<Score>,
+    /// Counts the steps recorded, undone and redone.
+    revision: u64,
 }
 
 /// Snapshots kept for undo.
@@ -497,6 +499,7 @@ impl History {
         }
         self.undo.push(before.clone());
         self.redo.clear();
+        self.revision += 1;
         let mut notes: usize = self.undo.iter().map(|s| s.notes.len()).sum();
         let mut oldest = 0;
         while self.undo.len() - oldest > 1
@@ -513,6 +516,7 @@ impl History {
         match self.undo.pop() {
             Some(previous) => {
                 self.redo.push(std::mem::replace(score, previous));
+                self.revision += 1;
                 true
             }
             None => false,
@@ -524,10 +528,17 @@ impl History {
         match self.redo.pop() {
             Some(next) => {
                 self.undo.push(std::mem::replace(score, next));
+                self.revision += 1;
                 true
             }
             None => false,
         }
+    }
+
+    /// Changes with every step recorded, undone or redone: equal twice, nothing was done to
+    /// the history in between.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
     /// Whether there is anything to undo.
