@@ -1896,30 +1896,36 @@ impl Studio {
     /// (with its dismiss button) and the last message, each cut to the room there is (in full
     /// on hover).
     fn status_notes(&mut self, ui: &mut Ui) {
-        // The buttons keep their room; the notes share the rest.
-        let audio = self.audio_error.is_some() || self.opening_audio;
-        let message = matches!(self.message, Some((_, false)));
+        // Each note takes what it needs of the room, leaving the buttons theirs and each later
+        // note at least LATER_NOTE; a long one is cut.
+        const LATER_NOTE: f32 = 200.0;
         let error = self.standing_error.is_some();
-        let buttons = if self.audio_error.is_some() && self.audio_retry {
+        let message = matches!(self.message, Some((_, false)));
+        let reconnect = if self.audio_error.is_some() && self.audio_retry {
             90.0
         } else {
             0.0
-        } + if error { 30.0 } else { 0.0 };
-        let notes = [audio, error, message]
-            .iter()
-            .filter(|&&n| n)
-            .count()
-            .max(1);
-        let share =
-            ((ui.available_width() - buttons - 12.0 * notes as f32) / notes as f32).max(40.0);
-        let note = |ui: &mut Ui, color: Color32, text: &str| {
+        };
+        let dismiss_button = if error { 30.0 } else { 0.0 };
+        // (room the buttons after it need, notes after it) for each note.
+        let after = [
+            (
+                reconnect + dismiss_button,
+                usize::from(error) + usize::from(message),
+            ),
+            (dismiss_button, usize::from(message)),
+            (0.0, 0),
+        ];
+        let note = |ui: &mut Ui, k: usize, color: Color32, text: &str| {
+            let (buttons, later) = after[k];
+            let room = ui.available_width() - buttons - later as f32 * (LATER_NOTE + 12.0);
             ui.scope(|ui| {
-                ui.set_max_width(share);
+                ui.set_max_width(room.max(40.0));
                 ui.add(egui::Label::new(RichText::new(text).color(color)).truncate());
             });
         };
         if let Some(e) = &self.audio_error {
-            note(ui, Color32::YELLOW, e);
+            note(ui, 0, Color32::YELLOW, e);
             if self.audio_retry
                 && ui
                     .small_button("Reconnect")
@@ -1930,20 +1936,20 @@ impl Studio {
             }
             ui.separator();
         } else if self.opening_audio {
-            note(ui, Color32::GRAY, "Opening the sound device...");
+            note(ui, 0, Color32::GRAY, "Opening the sound device...");
             ui.separator();
         }
         // The last error stays in view (with its dismiss button) beside later notes.
         let mut dismiss = false;
         if let Some(e) = &self.standing_error {
-            note(ui, Color32::LIGHT_RED, e);
+            note(ui, 1, Color32::LIGHT_RED, e);
             dismiss = ui.small_button("x").on_hover_text("Dismiss").clicked();
         }
         if let Some((m, false)) = &self.message {
             if self.standing_error.is_some() {
                 ui.separator();
             }
-            note(ui, Color32::GRAY, m);
+            note(ui, 2, Color32::GRAY, m);
         }
         if dismiss {
             self.dismiss_error();
