@@ -383,6 +383,39 @@ impl Corpus {
         })
     }
 
+    /// What may not be what the user meant by the corpus's layout: composers whose folder names
+    /// differ only in case or spaces (`Bach`, `Bach `), and files lying in the corpus folder
+    /// itself (they form a composer named after it). Worth a note, not a refusal.
+    pub fn layout_notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let key = |name: &str| name.trim().to_lowercase();
+        for (i, a) in self.composers.iter().enumerate() {
+            for b in &self.composers[i + 1..] {
+                if key(a) == key(b) {
+                    notes.push(format!(
+                        "the composers {a:?} and {b:?} differ only in case or spaces: if they \
+                         are one composer, name their folders alike"
+                    ));
+                }
+            }
+        }
+        let loose = (self.pieces.iter())
+            .filter(|p| p.path.parent().is_some_and(|d| d == self.root))
+            .count();
+        if loose > 0 {
+            let name = self
+                .pieces
+                .iter()
+                .find(|p| p.path.parent().is_some_and(|d| d == self.root))
+                .map_or("", |p| self.composers[p.composer].as_str());
+            notes.push(format!(
+                "{loose} file(s) lie in the corpus folder itself, not in a composer's folder: \
+                 they form a composer named after it ({name:?})"
+            ));
+        }
+        notes
+    }
+
     /// A hash of the whole corpus: composer labels and the content hashes of every piece.
     pub fn content_hash(&self) -> String {
         let mut hasher = blake3::Hasher::new();

@@ -1333,6 +1333,9 @@ fn load_corpus(dir: &Path, cache: &CacheArgs, opts: QuantizeOptions) -> Result<C
     for f in &corpus.failures {
         eprintln!("skipped {}", f.error);
     }
+    for note in corpus.layout_notes() {
+        eprintln!("segue: note: {note}");
+    }
     Ok(corpus)
 }
 

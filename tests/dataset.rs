@@ -507,3 +507,40 @@ fn system_files_shared_folders_and_locked_folders() {
         vec!["chopin", "debussy", "satie", "shared"]
     );
 }
+
+/// A layout that may not be what the user meant is noted: composers whose folder names differ
+/// only in case or spaces, and files lying in the corpus folder itself.
+#[test]
+fn a_doubtful_layout_is_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for (path, pitch) in [
+        ("Bach/a.mid", 60),
+        ("Bach /b.mid", 62),
+        ("chopin/c.mid", 64),
+    ] {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, simple(96, &[(0, 96, pitch, 90)])).unwrap();
+    }
+    assert!(load_uncached(root).layout_notes().len() == 1);
+    std::fs::write(root.join("loose.mid"), simple(96, &[(0, 96, 66, 90)])).unwrap();
+    let notes = load_uncached(root).layout_notes();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes[0].contains("\"Bach\" and \"Bach \" differ only"),
+        "{notes:?}"
+    );
+    assert!(
+        notes[1].contains("1 file(s) lie in the corpus folder itself"),
+        "{notes:?}"
+    );
+    let clean = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(clean.path().join("bach")).unwrap();
+    std::fs::write(
+        clean.path().join("bach/a.mid"),
+        simple(96, &[(0, 96, 60, 90)]),
+    )
+    .unwrap();
+    assert!(load_uncached(clean.path()).layout_notes().is_empty());
+}
