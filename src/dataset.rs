@@ -262,16 +262,16 @@ impl Corpus {
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "corpus".into());
-        let label_of = |path: &Path| -> String {
-            let rel = path.strip_prefix(root).unwrap_or(path);
-            let mut parts = rel.components();
-            match (parts.next(), parts.next()) {
-                (Some(first), Some(_)) => first.as_os_str().to_string_lossy().into_owned(),
-                _ => root_name.clone(),
-            }
+        // The composer of what lies in a folder: the top-level folder it is in (or is), else
+        // (the corpus folder itself) the corpus's name.
+        let folder_label = |folder: &Path| -> String {
+            let rel = folder.strip_prefix(root).unwrap_or(folder);
+            rel.components().next().map_or_else(
+                || root_name.clone(),
+                |first| first.as_os_str().to_string_lossy().into_owned(),
+            )
         };
-        // A folder that could not be listed is named with the composer it would have taught.
-        let folder_label = |folder: &Path| label_of(&folder.join("piece.mid"));
+        let label_of = |file: &Path| folder_label(file.parent().unwrap_or(root));
         let mut composers: Vec<String> = files.iter().map(|f| label_of(f)).collect();
         composers.sort();
         composers.dedup();

@@ -90,6 +90,17 @@ fn listen(
     h.state().playhead().unwrap()
 }
 
+/// Space (stop, if playing) then Home, the detached engine playing between the keys as a sound
+/// card's would: the playhead back at the start, stopped.
+fn stop_and_rewind(h: &mut Harness<'static, Studio>, engine: &mut segue::studio::audio::Engine) {
+    h.key_press(egui::Key::Space);
+    h.step();
+    listen(h, engine, 0.05);
+    h.key_press(egui::Key::Home);
+    h.step();
+    listen(h, engine, 0.05);
+}
+
 /// Steps the app until `done` holds (work happens on other threads meanwhile), for at most
 /// two minutes (the tests share two cores with each other).
 fn wait(h: &mut Harness<'static, Studio>, what: &str, done: impl Fn(&Studio) -> bool) {
@@ -1266,12 +1277,7 @@ fn the_roll_follows_the_playhead() {
     );
     assert!(scroll > 0.0);
     // A note held by the pointer: the view does not turn under it.
-    h.key_press(egui::Key::Space);
-    h.step();
-    listen(&mut h, &mut engine, 0.05);
-    h.key_press(egui::Key::Home);
-    h.step();
-    listen(&mut h, &mut engine, 0.05);
+    stop_and_rewind(&mut h, &mut engine);
     h.state_mut().session.view.scroll_step = 0.0;
     h.step();
     let row = |pitch: f32| {
@@ -1305,12 +1311,7 @@ fn the_roll_follows_the_playhead() {
     assert_eq!(h.state().session.view.scroll_step, 0.0);
     // Follow off, from the start: the view stays as the playhead runs out of it. (The engine
     // runs between the keys, as a sound card's would.)
-    h.key_press(egui::Key::Space);
-    h.step();
-    listen(&mut h, &mut engine, 0.05);
-    h.key_press(egui::Key::Home);
-    h.step();
-    listen(&mut h, &mut engine, 0.05);
+    stop_and_rewind(&mut h, &mut engine);
     h.state_mut().session.follow_playhead = false;
     h.key_press(egui::Key::Space);
     h.step();

@@ -290,10 +290,7 @@ fn take(
             .and_then(|t| t.to_dtype(DType::F32))
             .map_err(|e| format_error(path, format!("tensor `{}`: {e}", want.name)))?;
         // A NaN or an infinity would make silent or stuck music, not an error, later.
-        let finite = on_cpu
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .map(|v| v.iter().all(|x| x.is_finite()))
+        let finite = all_finite(&on_cpu)
             .map_err(|e| format_error(path, format!("tensor `{}`: {e}", want.name)))?;
         if !finite {
             return Err(format_error(
