@@ -29,8 +29,9 @@ const CACHE_MAGIC: &[u8; 8] = b"SEGROLL2";
 /// change to `midi.rs` or `roll.rs` can change the roll of a file, so cached rolls of the older
 /// code are not read back. 2: SMPTE 29.97 fps read at 30/1.001, tempo events of SMPTE files
 /// ignored. 3: the metre map. 4: no tempo or metre changes at or past the roll's end. 5: a meta
-/// event midly refuses for its content is skipped, not the rest of its track.
-const ROLL_VERSION: u32 = 5;
+/// event midly refuses for its content is skipped, not the rest of its track. 6: a tempo change
+/// between steps keeps time (the step takes the mean tempo), not moved to the nearest step.
+const ROLL_VERSION: u32 = 6;
 
 /// One piece of music in the corpus.
 #[derive(Debug, Clone)]

@@ -22,16 +22,18 @@ use crate::train::evaluation_snippets;
 /// Figures that describe a set of binary rolls, for comparing generated music with real music.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct MusicStats {
-    /// Mean notes sounding in a step, over steps where something sounds (the paper aims at 2-3).
-    pub notes_per_sounding_step: f64,
+    /// Mean notes sounding in a step, over steps where something sounds (the paper aims at 2-3);
+    /// `None` for silence.
+    pub notes_per_sounding_step: Option<f64>,
     /// Mean notes sounding per step, silent steps included.
     pub polyphony: f64,
     /// Note starts per beat (4 steps).
     pub onsets_per_beat: f64,
-    /// Mean distance in semitones between the lowest and highest pitch of a 128-step window.
-    pub pitch_range: f64,
-    /// Share of 16-step bars with no note at all.
-    pub empty_bar_rate: f64,
+    /// Mean distance in semitones between the lowest and highest pitch of a 128-step window
+    /// (`None` where no window holds a note).
+    pub pitch_range: Option<f64>,
+    /// Share of 16-step bars with no note at all (`None` for rolls shorter than a bar).
+    pub empty_bar_rate: Option<f64>,
 }
 
 /// Accumulates [`MusicStats`] over binary rolls (`[T, 128]`, 0/1).
@@ -84,13 +86,14 @@ impl StatsAcc {
     }
 
     fn finish(&self) -> MusicStats {
-        let div = |a: f64, b: usize| if b == 0 { 0.0 } else { a / b as f64 };
+        // A mean over nothing is not a figure (silence has no notes per sounding step).
+        let mean = |a: f64, b: usize| (b > 0).then(|| a / b as f64);
         MusicStats {
-            notes_per_sounding_step: div(self.notes as f64, self.sounding_steps),
-            polyphony: div(self.notes as f64, self.steps),
-            onsets_per_beat: div(self.onsets as f64 * 4.0, self.steps),
-            pitch_range: div(self.ranges.iter().sum(), self.ranges.len()),
-            empty_bar_rate: div(self.empty_bars as f64, self.bars),
+            notes_per_sounding_step: mean(self.notes as f64, self.sounding_steps),
+            polyphony: mean(self.notes as f64, self.steps).unwrap_or(0.0),
+            onsets_per_beat: mean(self.onsets as f64 * 4.0, self.steps).unwrap_or(0.0),
+            pitch_range: mean(self.ranges.iter().sum(), self.ranges.len()),
+            empty_bar_rate: mean(self.empty_bars as f64, self.bars),
         }
     }
 }
@@ -873,11 +876,20 @@ mod tests {
         }
         let roll_a = Roll::from_binary(48, &binary).unwrap();
         let s = music_stats(&roll_a);
-        assert_eq!(s.notes_per_sounding_step, 3.0);
+        assert_eq!(s.notes_per_sounding_step, Some(3.0));
         assert_eq!(s.polyphony, 24.0 / 48.0);
         assert_eq!(s.onsets_per_beat, 3.0 * 4.0 / 48.0);
-        assert_eq!(s.pitch_range, 7.0);
-        assert_eq!(s.empty_bar_rate, 2.0 / 3.0);
+        assert_eq!(s.pitch_range, Some(7.0));
+        assert_eq!(s.empty_bar_rate, Some(2.0 / 3.0));
+        // Silence has no notes per sounding step and no pitch range (not 0: a figure of 0
+        // would read as music with none), but it has its empty bars; no bar, no rate.
+        let silence = music_stats(&Roll::from_binary(48, &vec![0u8; 48 * PITCHES]).unwrap());
+        assert_eq!(silence.notes_per_sounding_step, None);
+        assert_eq!(silence.pitch_range, None);
+        assert_eq!(silence.polyphony, 0.0);
+        assert_eq!(silence.empty_bar_rate, Some(1.0));
+        let short = music_stats(&Roll::from_binary(8, &binary[..8 * PITCHES]).unwrap());
+        assert_eq!(short.empty_bar_rate, None);
         let mut acc = FrameAcc::default();
         for (p, t) in [(true, true), (true, false), (false, true), (false, false)] {
             acc.add(p, t);

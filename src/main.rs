@@ -58,7 +58,9 @@ enum Cmd {
         #[command(flatten)]
         quantize: QuantizeArgs,
     },
-    /// Convert a MIDI file to a piano roll: OUT's extension picks .npy, .png or .mid.
+    /// Convert a MIDI file to a piano roll: OUT's extension picks .npy, .png or .mid. A .npy
+    /// or .png is the roll the models train on; a .mid is read as the studio opens a piece
+    /// (each note's start and end rounded half up, trailing rests kept).
     Roll {
         /// The MIDI file to convert.
         #[arg(value_name = "FILE")]
@@ -73,7 +75,8 @@ enum Cmd {
         #[command(flatten)]
         quantize: QuantizeArgs,
     },
-    /// Render a .mid or .npy roll to a WAV file with the built-in piano synth.
+    /// Render a .mid or .npy roll to a WAV file with the built-in piano synth (a .mid read as
+    /// the studio opens a piece).
     Render {
         /// The .mid or .npy file to render.
         #[arg(value_name = "FILE")]
@@ -1210,6 +1213,12 @@ fn not_an_input(output: &Path, inputs: &[&Path]) -> Result<()> {
 fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> Result<()> {
     let kind = output_kind(output, &["npy", "png", "mid", "midi"])?;
     not_an_input(output, &[file])?;
+    // A MIDI file out is a piece for a musician (repeated notes a 32nd off the grid kept
+    // apart, its trailing rests kept); a roll out is data, read as the models were taught.
+    let opts = match kind.as_str() {
+        "npy" | "png" => opts,
+        _ => opts.as_whole_file(),
+    };
     let (roll, copyright) = read_midi_noted(file, &opts)?;
     match kind.as_str() {
         "npy" => npy::write_roll(output, &roll)?,
@@ -1258,7 +1267,7 @@ fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOption
     {
         bail!("--bpm must be 1..=1000, but was {b}");
     }
-    let roll = load_roll_any(file, opts)?;
+    let roll = load_roll_any(file, opts.as_whole_file())?;
     let render_opts = RenderOptions {
         bpm,
         ..RenderOptions::default()
@@ -2790,31 +2799,26 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         r.tf_stored_mixture_codes
     );
     out!("{:<26} {:>10} {:>10}", "", "generated", "corpus");
+    let (g, c) = (&r.generated, &r.corpus);
     let rows = [
         (
             "notes per sounding step",
-            r.generated.notes_per_sounding_step,
-            r.corpus.notes_per_sounding_step,
+            g.notes_per_sounding_step,
+            c.notes_per_sounding_step,
         ),
-        ("notes per step", r.generated.polyphony, r.corpus.polyphony),
+        ("notes per step", Some(g.polyphony), Some(c.polyphony)),
         (
             "onsets per beat",
-            r.generated.onsets_per_beat,
-            r.corpus.onsets_per_beat,
+            Some(g.onsets_per_beat),
+            Some(c.onsets_per_beat),
         ),
-        (
-            "pitch range (semitones)",
-            r.generated.pitch_range,
-            r.corpus.pitch_range,
-        ),
-        (
-            "empty-bar rate",
-            r.generated.empty_bar_rate,
-            r.corpus.empty_bar_rate,
-        ),
+        ("pitch range (semitones)", g.pitch_range, c.pitch_range),
+        ("empty-bar rate", g.empty_bar_rate, c.empty_bar_rate),
     ];
+    // A mean over nothing (silence has no notes per sounding step) is n/a, not 0.
+    let figure = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"));
     for (name, g, c) in rows {
-        out!("{name:<26} {g:>10.3} {c:>10.3}");
+        out!("{name:<26} {:>10} {:>10}", figure(g), figure(c));
     }
     Ok(())
 }

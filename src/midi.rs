@@ -577,6 +577,19 @@ pub struct OutNote {
     pub velocity: u8,
 }
 
+/// Text as MIDI files hold it: Windows-1252 (Latin-1 with curly quotes and the euro), as most
+/// readers take it, where every character has a place there; else UTF-8 (which
+/// [`decode_text`] reads first).
+fn encode_text(text: &str) -> std::borrow::Cow<'_, [u8]> {
+    let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(text);
+    // Bytes that would read back as other UTF-8 text ("Ã©" as "é") stay UTF-8.
+    if unmappable || (!bytes.is_ascii() && std::str::from_utf8(&bytes).is_ok()) {
+        std::borrow::Cow::Borrowed(text.as_bytes())
+    } else {
+        bytes
+    }
+}
+
 /// Encodes notes, a tempo map and a metre map as a format-1 Standard MIDI File: a tempo track
 /// and one piano track (program 0, channel 1). Ticks are in `ticks_per_quarter`. At equal
 /// ticks note-offs come before note-ons, so repeated notes re-strike. Both tracks end at
@@ -616,7 +629,10 @@ pub fn write_smf(
         .iter()
         .map(|&(tick, meter)| {
             let power = meter.denominator.trailing_zeros() as u8;
-            let signature = MetaMessage::TimeSignature(meter.numerator, power, 24, 8);
+            // The metronome clicks on the beat a musician counts (a dotted quarter in 6/8):
+            // 24 MIDI clocks a quarter, 6 a step.
+            let click = (meter.pulse_steps() * 6.0).round().clamp(1.0, 255.0) as u8;
+            let signature = MetaMessage::TimeSignature(meter.numerator, power, click, 8);
             (tick, TrackEventKind::Meta(signature))
         })
         .collect();
@@ -640,8 +656,9 @@ pub fn write_smf(
     // first at a shared tick).
     tempo_track.sort_by_key(|e| e.0);
     // The notice first, as the standard asks.
-    if let Some(notice) = copyright.filter(|c| !c.is_empty()) {
-        let notice = MetaMessage::Copyright(notice.as_bytes());
+    let notice_bytes = encode_text(copyright.unwrap_or_default());
+    if !notice_bytes.is_empty() {
+        let notice = MetaMessage::Copyright(&notice_bytes);
         tempo_track.insert(0, (0, TrackEventKind::Meta(notice)));
     }
 
@@ -674,10 +691,11 @@ pub fn write_smf(
     }
     // Offs (0) before ons (1) at the same tick; stable order otherwise.
     note_events.sort_by_key(|e| (e.0, e.1));
+    let title_bytes = encode_text(title);
     let mut piano: Vec<(u64, TrackEventKind)> = vec![
         (
             0,
-            TrackEventKind::Meta(MetaMessage::TrackName(title.as_bytes())),
+            TrackEventKind::Meta(MetaMessage::TrackName(&title_bytes)),
         ),
         (
             0,

@@ -76,8 +76,8 @@ pub struct ModelFigures {
     pub name: String,
     /// Reconstruction BCE per step on held-out snippets (VAEs only).
     pub recon_per_step: Option<f64>,
-    /// Mean notes per sounding step of its output.
-    pub notes_per_step: f64,
+    /// Mean notes per sounding step of its output (`None` where it was all silent).
+    pub notes_per_step: Option<f64>,
     /// Mean histogram intersection (0..1) of output and target pitch-class histograms.
     pub pitch_class_overlap: f64,
     /// Mean classifier probability of the target composer.
@@ -89,6 +89,9 @@ pub struct ModelFigures {
     pub overlap_areas: [Option<f64>; 4],
     /// Outputs measured.
     pub outputs: usize,
+    /// Outputs without a note (each scores a pitch-class overlap of 0; they have no
+    /// inter-onset interval or note length to compare).
+    pub silent_outputs: usize,
 }
 
 /// The classifier's verdict on LSTM-VAE transfers, transitions and blends.
@@ -127,7 +130,7 @@ pub struct Report {
     /// Style strength of the VAEs' composer codes.
     pub style_strength: f32,
     /// Corpus figures: notes per sounding step.
-    pub corpus_notes_per_step: f64,
+    pub corpus_notes_per_step: Option<f64>,
     /// Per model.
     pub models: Vec<ModelFigures>,
     /// LSTM-VAE style figures (needs the classifier).
@@ -169,8 +172,10 @@ fn cosine(a: &[f64; 12], b: &[f64; 12]) -> f64 {
 struct Features {
     pitch_classes: [f64; 12],
     pitch_count: f64,
-    ioi: f64,
-    note_length: f64,
+    /// Mean steps between onsets; `None` with fewer than two.
+    ioi: Option<f64>,
+    /// Mean note length in steps; `None` without notes.
+    note_length: Option<f64>,
 }
 
 fn features(roll: &Roll) -> Features {
@@ -181,16 +186,10 @@ fn features(roll: &Roll) -> Features {
     let mut onsets: Vec<usize> = notes.iter().map(|n| n.start).collect();
     onsets.sort_unstable();
     onsets.dedup();
-    let ioi = if onsets.len() > 1 {
-        (onsets[onsets.len() - 1] - onsets[0]) as f64 / (onsets.len() - 1) as f64
-    } else {
-        0.0
-    };
-    let note_length = if notes.is_empty() {
-        0.0
-    } else {
-        notes.iter().map(|n| n.len as f64).sum::<f64>() / notes.len() as f64
-    };
+    let ioi = (onsets.len() > 1)
+        .then(|| (onsets[onsets.len() - 1] - onsets[0]) as f64 / (onsets.len() - 1) as f64);
+    let note_length = (!notes.is_empty())
+        .then(|| notes.iter().map(|n| n.len as f64).sum::<f64>() / notes.len() as f64);
     Features {
         pitch_classes: pitch_classes(roll),
         pitch_count: pitches.len() as f64,
@@ -199,18 +198,23 @@ fn features(roll: &Roll) -> Features {
     }
 }
 
-fn feature_distance(a: &Features, b: &Features, which: usize) -> f64 {
+/// The distance of two snippets in feature `which` (pitch classes, pitch count, inter-onset
+/// interval, note length); `None` where either lacks it (a snippet of one onset has no
+/// interval: counting it as 0 would match it with every other such snippet).
+fn feature_distance(a: &Features, b: &Features, which: usize) -> Option<f64> {
+    let apart = |x: Option<f64>, y: Option<f64>| Some((x? - y?).abs());
     match which {
-        0 => a
-            .pitch_classes
-            .iter()
-            .zip(&b.pitch_classes)
-            .map(|(x, y)| (x - y).powi(2))
-            .sum::<f64>()
-            .sqrt(),
-        1 => (a.pitch_count - b.pitch_count).abs(),
-        2 => (a.ioi - b.ioi).abs(),
-        _ => (a.note_length - b.note_length).abs(),
+        0 => Some(
+            a.pitch_classes
+                .iter()
+                .zip(&b.pitch_classes)
+                .map(|(x, y)| (x - y).powi(2))
+                .sum::<f64>()
+                .sqrt(),
+        ),
+        1 => Some((a.pitch_count - b.pitch_count).abs()),
+        2 => apart(a.ioi, b.ioi),
+        _ => apart(a.note_length, b.note_length),
     }
 }
 
@@ -341,6 +345,9 @@ fn measure(
     };
     f.notes_per_step =
         pooled_music_stats(out.rolls.iter().map(|o| &o.roll)).notes_per_sounding_step;
+    f.silent_outputs = (out.rolls.iter())
+        .filter(|o| o.roll.active_cells() == 0)
+        .count();
     let (mut prob, mut share) = (0f64, 0usize);
     for Output { roll, target, bars } in &out.rolls {
         let target_pc = target.map_or(all_pc, |c| composer_pc[c]);
@@ -368,7 +375,7 @@ fn measure(
         for (i, (a, ca)) in real_features.iter().enumerate() {
             for (b, cb) in &real_features[i + 1..] {
                 if untargeted || ca == cb {
-                    intra.push(feature_distance(a, b, which));
+                    intra.extend(feature_distance(a, b, which));
                 }
             }
         }
@@ -377,7 +384,7 @@ fn measure(
             let g = features(roll);
             for (r, c) in &real_features {
                 if target.is_none_or(|t| t == *c) {
-                    inter.push(feature_distance(&g, r, which));
+                    inter.extend(feature_distance(&g, r, which));
                 }
             }
         }
@@ -768,6 +775,14 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("n/a".into(), |x| format!("{x:.digits$}"))
 }
 
+/// A model's outputs measured, and how many were silent.
+fn outputs(m: &ModelFigures) -> String {
+    match m.silent_outputs {
+        0 => m.outputs.to_string(),
+        silent => format!("{} ({silent} silent)", m.outputs),
+    }
+}
+
 /// Writes `report.md` and its PNG charts into `dir`.
 /// The first line of every report page: how an earlier report in a folder is told from
 /// someone's own `report.md`.
@@ -814,10 +829,10 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
     md.push_str("## Models\n\n| Model | Recon BCE / step | Notes / sounding step | PC overlap with target | P(target) | Classified as target | OA pitch classes | OA pitch count | OA IOI | OA note length | Outputs |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for m in &report.models {
         md.push_str(&format!(
-            "| {} | {} | {:.2} | {:.3} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.3} | {} | {} | {} | {} | {} | {} | {} |\n",
             m.name,
             opt(m.recon_per_step, 3),
-            m.notes_per_step,
+            opt(m.notes_per_step, 2),
             m.pitch_class_overlap,
             opt(m.target_probability, 3),
             opt(m.target_share, 3),
@@ -825,12 +840,12 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
             opt(m.overlap_areas[1], 3),
             opt(m.overlap_areas[2], 3),
             opt(m.overlap_areas[3], 3),
-            m.outputs
+            outputs(m)
         ));
     }
     md.push_str(&format!(
-        "| Corpus (held-out) | | {:.2} | | | | | | | | |\n\n",
-        report.corpus_notes_per_step
+        "| Corpus (held-out) | | {} | | | | | | | | |\n\n",
+        opt(report.corpus_notes_per_step, 2)
     ));
     let recon: Vec<&ModelFigures> = report
         .models
@@ -871,8 +886,8 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
         report
             .models
             .iter()
-            .map(|m| m.notes_per_step)
-            .chain([report.corpus_notes_per_step])
+            .map(|m| m.notes_per_step.unwrap_or(0.0))
+            .chain([report.corpus_notes_per_step.unwrap_or(0.0)])
             .collect(),
     ];
     let max_notes = notes[0].iter().cloned().fold(1.0, f64::max);
@@ -963,6 +978,7 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::roll::RollNote;
 
     #[test]
     fn a_continuation_is_placed_in_the_bars_it_was_generated_in() {
@@ -987,6 +1003,45 @@ mod tests {
         assert_eq!(o.bars, (vec![waltz], 25));
         let whole = Output::whole(g.roll.clone(), None);
         assert_eq!(whole.bars, (vec![waltz], 0));
+    }
+
+    #[test]
+    fn a_silent_model_scores_no_intervals_or_lengths() {
+        // Real snippets of one composer: a note every 4 steps, 2 or 3 steps long.
+        let real: Vec<(Roll, usize)> = (2..5)
+            .map(|len| {
+                let notes: Vec<RollNote> = (0..8)
+                    .map(|k| RollNote {
+                        start: 4 * k,
+                        len,
+                        pitch: 60 + k as u8,
+                        velocity: 80,
+                    })
+                    .collect();
+                (Roll::from_notes(32, &notes, Vec::new()), 0)
+            })
+            .collect();
+        let mut pc = [0.0; 12];
+        pc[0] = 1.0;
+        let silent = Outputs {
+            name: "silent".into(),
+            rolls: (0..3)
+                .map(|_| Output::whole(Roll::new(32), Some(0)))
+                .collect(),
+            recon_per_step: None,
+        };
+        let f = measure(&silent, &real, &[pc], &[true], None).unwrap();
+        assert_eq!((f.outputs, f.silent_outputs), (3, 3));
+        assert_eq!(f.notes_per_step, None);
+        assert_eq!(f.pitch_class_overlap, 0.0);
+        // Silence has no onsets to space or notes to measure: nothing to compare, where an
+        // interval and a length of 0 would have been compared as figures.
+        assert_eq!(f.overlap_areas[2], None);
+        assert_eq!(f.overlap_areas[3], None);
+        // Its pitch count (0) is a figure, far from the real snippets' 8.
+        assert!(f.overlap_areas[1].unwrap() < 0.01, "{:?}", f.overlap_areas);
+        let md_outputs = outputs(&f);
+        assert_eq!(md_outputs, "3 (3 silent)");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! to even as NumPy does. Notes whose length rounds to 0 steps are kept as 1 step by default
 //! ([`QuantizeOptions::keep_short_notes`]); the paper dropped them. A musician's own piece is
 //! opened rounding starts and ends half up instead ([`QuantizeOptions::round_half_up`]).
+//! The tempo map keeps the file's time: a step in which the tempo changes takes the mean tempo.
 
 use std::path::Path;
 
@@ -70,10 +71,15 @@ impl QuantizeOptions {
     /// How a musician's own piece is opened: as [`QuantizeOptions::default`], but the roll
     /// keeps the file's trailing rests and notes are rounded half up.
     pub fn whole_file() -> Self {
+        Self::default().as_whole_file()
+    }
+
+    /// These options, reading a musician's own piece as [`QuantizeOptions::whole_file`] does.
+    pub fn as_whole_file(self) -> Self {
         QuantizeOptions {
             keep_length: true,
             round_half_up: true,
-            ..Self::default()
+            ..self
         }
     }
 
@@ -91,6 +97,56 @@ impl QuantizeOptions {
 pub struct StepTempo {
     pub step: usize,
     pub micros_per_quarter: u32,
+}
+
+/// A tempo map of ticks (sorted) as one of steps that keeps time: every step starts when its
+/// grid point (a sixteenth of `tpq`) sounds in the file. A step in which the tempo changes
+/// takes the mean of its tempos, each weighed by the share of the step it holds, and the next
+/// step the tempo then in force; moving the change to the nearest step instead would let a
+/// piece of many off-grid changes drift from the file by seconds.
+fn grid_tempo(changes: &[midi::TempoChange], tpq: u64, limit: u64) -> Vec<StepTempo> {
+    // Ticks scaled by the steps of a quarter: step `s` spans [s * tpq, (s + 1) * tpq).
+    let scaled = |tick: u64| u128::from(tick) * u128::from(STEPS_PER_QUARTER);
+    let tpq = u128::from(tpq.max(1));
+    let mut steps: Vec<u64> = Vec::with_capacity(changes.len() * 2);
+    for c in changes {
+        let at = scaled(c.tick);
+        let step = u64::try_from(at / tpq).unwrap_or(u64::MAX);
+        steps.push(step);
+        if at % tpq != 0 {
+            steps.push(step.saturating_add(1));
+        }
+    }
+    steps.retain(|&s| s < limit.max(1));
+    steps.sort_unstable();
+    steps.dedup();
+    // The tempo in force before each change: the file's first one counts from tick 0.
+    let micros_before = |i: usize| {
+        i.checked_sub(1)
+            .map_or(u128::from(DEFAULT_MICROS_PER_QUARTER), |p| {
+                u128::from(changes[p].micros_per_quarter)
+            })
+    };
+    steps
+        .into_iter()
+        .map(|step| {
+            let (from, to) = (u128::from(step) * tpq, u128::from(step + 1) * tpq);
+            // The changes up to the step's end, each holding from its tick on.
+            let first = changes.partition_point(|c| scaled(c.tick) <= from);
+            let mut at = from;
+            let mut micros = micros_before(first);
+            let mut weighed = 0u128;
+            for c in changes[first..].iter().take_while(|c| scaled(c.tick) < to) {
+                weighed += (scaled(c.tick) - at) * micros;
+                (at, micros) = (scaled(c.tick), u128::from(c.micros_per_quarter));
+            }
+            weighed += (to - at) * micros;
+            StepTempo {
+                step: step as usize,
+                micros_per_quarter: u32::try_from((weighed + tpq / 2) / tpq).unwrap_or(u32::MAX),
+            }
+        })
+        .collect()
 }
 
 /// A note of a roll, in steps.
@@ -259,14 +315,7 @@ impl Roll {
             }
         };
         let step_of = |tick: u64| round(tick).min(limit) as usize;
-        let tempo = song
-            .tempo
-            .iter()
-            .map(|t| StepTempo {
-                step: step_of(t.tick),
-                micros_per_quarter: t.micros_per_quarter,
-            })
-            .collect();
+        let tempo = grid_tempo(&song.tempo, tpq, limit);
         if opts.keep_length {
             let end = round(song.end_tick);
             if end <= limit {
@@ -600,13 +649,18 @@ impl Roll {
         out
     }
 
-    /// Appends generated steps, which have no tempo or metre of their own, at the tempo and
-    /// in the metre this roll ends with: a continuation goes on at the primer's pace and in
-    /// its metre (appending a roll without those maps would switch to 120 bpm and 4/4 at the
-    /// join).
+    /// Appends generated steps, which have no tempo, metre or dynamics of their own, at the
+    /// tempo, in the metre and at the loudness this roll ends with: a continuation goes on at
+    /// the primer's pace, in its metre and as loud as its last bars (appending a roll without
+    /// those would switch to 120 bpm, 4/4 and [`DEFAULT_VELOCITY`] at the join).
     pub fn continue_with(&mut self, generated: &Roll) {
         let last = self.steps.saturating_sub(1);
         let mut tail = generated.clone();
+        if let Some(velocity) = self.closing_velocity() {
+            for cell in tail.cells.iter_mut().filter(|c| **c != 0) {
+                *cell = velocity;
+            }
+        }
         tail.set_tempo(vec![StepTempo {
             step: 0,
             micros_per_quarter: self.micros_per_quarter_at(last),
@@ -616,6 +670,24 @@ impl Roll {
             meter: self.meter_at(last),
         }]);
         self.append(&tail);
+    }
+
+    /// How loud the roll ends: the median velocity of the notes starting in its last 64 steps
+    /// (four bars of 4/4), or of all its notes where none starts there; `None` without notes.
+    pub fn closing_velocity(&self) -> Option<u8> {
+        let onsets = |from: usize| {
+            let mut v: Vec<u8> = (from * PITCHES..self.cells.len())
+                .filter(|&i| self.onsets[i])
+                .map(|i| self.cells[i])
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let mut v = onsets(self.steps.saturating_sub(64));
+        if v.is_empty() {
+            v = onsets(0);
+        }
+        v.get(v.len() / 2).copied()
     }
 
     /// Appends `other` after this roll (its tempo and metre maps are kept from its own first

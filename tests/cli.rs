@@ -116,13 +116,47 @@ fn roll_writes_npy_png_and_midi() {
     ]);
     assert!(ok(&["info", p(&waltz)]).contains("metre:         3/4, then 3/8 at bar 331"));
     std::fs::remove_file(&waltz).unwrap();
-    // The quantized MIDI reads back as the same roll.
-    assert_eq!(
-        segue::Roll::read_midi(&mid, &Default::default()).unwrap(),
-        roll
-    );
+    // The quantized MIDI is the piece as the studio opens it, and reads back as that roll.
+    let whole = segue::roll::QuantizeOptions::whole_file();
+    let piece = segue::Roll::read_midi(&src, &whole).unwrap();
+    assert_eq!(segue::Roll::read_midi(&mid, &whole).unwrap(), piece);
     // No temporary files are left behind.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+    // A re-strike a 32nd off the grid (ticks 180 and 300 at 480 a quarter: steps 1.5 and
+    // 2.5) stays two notes in a MIDI file or WAV made of it, as in the studio; the rests
+    // after the last note stay too. The roll the models read joins them (rounding half to
+    // even, as the paper's data was).
+    let restrike = dir.path().join("restrike.mid");
+    // The file ends a bar after the notes (its last event, a tempo, at tick 1920).
+    let bytes = smf(
+        Format::SingleTrack,
+        Timing::Metrical(u15::new(480)),
+        &[vec![
+            (180, on(0, 72, 90)),
+            (300, off(0, 72)),
+            (300, on(0, 72, 60)),
+            (420, off(0, 72)),
+            (1920, Ev::Tempo(500_000)),
+        ]],
+    );
+    std::fs::write(&restrike, bytes).unwrap();
+    let out = dir.path().join("restrike.out.mid");
+    ok(&["roll", p(&restrike), "-o", p(&out)]);
+    let back = segue::midi::Song::read(&out).unwrap();
+    let starts: Vec<(u64, u8)> = back.notes.iter().map(|n| (n.start, n.velocity)).collect();
+    assert_eq!(starts, [(240, 90), (360, 60)]);
+    assert_eq!(back.end_tick, 1920);
+    let data = dir.path().join("restrike.npy");
+    ok(&["roll", p(&restrike), "-o", p(&data)]);
+    let (steps, binary) = segue::npy::decode(&std::fs::read(&data).unwrap()).unwrap();
+    assert_eq!((steps, binary.iter().filter(|&&c| c != 0).count()), (3, 1));
+    let wav = dir.path().join("restrike.wav");
+    ok(&["render", p(&restrike), "-o", p(&wav)]);
+    // The piece's 16 steps (2 s at 120 bpm) and the 1.5 s tail.
+    assert_eq!(
+        hound::WavReader::open(&wav).unwrap().duration(),
+        44_100 * 7 / 2
+    );
 }
 
 #[test]

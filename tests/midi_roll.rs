@@ -102,6 +102,83 @@ fn tempo_changes_do_not_move_the_grid_and_are_kept() {
 }
 
 #[test]
+fn tempo_changes_between_steps_keep_time() {
+    // A step is 120 ticks. Changes at ticks 160 (a triplet's place) and 200, then 1000: each
+    // step starts when its grid point sounds in the file, and the piece lasts as long.
+    let bytes = smf(
+        Format::Parallel,
+        Timing::Metrical(u15::new(480)),
+        &[
+            vec![
+                (160, Ev::Tempo(1_500_000)),
+                (200, Ev::Tempo(750_000)),
+                (1000, Ev::Tempo(400_000)),
+            ],
+            vec![(0, on(0, 60, 90)), (1920, off(0, 60))],
+        ],
+    );
+    let song = Song::parse(&bytes).unwrap();
+    let roll = Roll::from_song(&song, &QuantizeOptions::whole_file()).unwrap();
+    let file_time = |tick: f64| {
+        let parts = [
+            (0.0, 500_000.0),
+            (160.0, 1_500_000.0),
+            (200.0, 750_000.0),
+            (1000.0, 400_000.0),
+        ];
+        let mut seconds = 0.0;
+        for (i, &(from, micros)) in parts.iter().enumerate() {
+            let to = parts.get(i + 1).map_or(f64::INFINITY, |p| p.0).min(tick);
+            if to > from {
+                seconds += (to - from) / 480.0 * micros / 1e6;
+            }
+        }
+        seconds
+    };
+    let times = roll.step_times();
+    assert_eq!(times.len(), 17);
+    for (step, &t) in times.iter().enumerate() {
+        let want = file_time(step as f64 * 120.0);
+        assert!(
+            (t - want).abs() < 1e-5,
+            "step {step}: {t} s, the file {want} s"
+        );
+    }
+    assert!((roll.duration_seconds() - song.duration_seconds()).abs() < 1e-5);
+    // Step 1 holds 40 ticks of 120 bpm, 40 of 40 bpm and 40 of 80 bpm.
+    assert_eq!(roll.micros_per_quarter_at(1), 916_667);
+    assert_eq!(roll.micros_per_quarter_at(2), 750_000);
+    // The written file keeps the time too.
+    let back = Song::parse(&roll.to_midi_bytes("t", None).unwrap()).unwrap();
+    assert!((back.duration_seconds() - song.duration_seconds()).abs() < 1e-5);
+}
+
+#[test]
+fn the_metronome_clicks_on_the_beat_a_musician_counts() {
+    let meter = |numerator, denominator| segue::midi::Meter {
+        numerator,
+        denominator,
+    };
+    // (metre, its time signature event: FF 58 04, numerator, power of two, MIDI clocks a
+    // click, 32nds a quarter): a quarter is 24 clocks, 6/8 clicks on dotted quarters, 3/8 on
+    // eighths, 2/2 on halves.
+    for (m, clocks) in [
+        (meter(4, 4), 24u8),
+        (meter(6, 8), 36),
+        (meter(3, 8), 12),
+        (meter(2, 2), 48),
+        (meter(12, 16), 18),
+    ] {
+        let mut roll = Roll::new(64);
+        roll.set_meters(vec![StepMeter { step: 0, meter: m }]);
+        let bytes = roll.to_midi_bytes("x", None).unwrap();
+        let power = m.denominator.trailing_zeros() as u8;
+        let event = [0xff, 0x58, 4, m.numerator, power, clocks, 8];
+        assert!(bytes.windows(7).any(|w| w == event), "{m}");
+    }
+}
+
+#[test]
 fn velocity_zero_note_on_is_a_note_off() {
     let bytes = smf(
         Format::SingleTrack,
@@ -584,6 +661,40 @@ fn a_continuation_keeps_the_primers_tempo() {
     }
 }
 
+/// A generated part is as loud as the primer's last bars (the median of the note starts in
+/// its last 64 steps), not at a fixed velocity that jumps at the join.
+#[test]
+fn a_continuation_keeps_the_primers_loudness() {
+    let note = |start, velocity| RollNote {
+        start,
+        len: 2,
+        pitch: 60 + (start % 12) as u8,
+        velocity,
+    };
+    // Loud at first, then quiet in the last 64 steps: 40, 44 and 52 start there.
+    let notes = [
+        note(0, 120),
+        note(4, 110),
+        note(70, 44),
+        note(80, 40),
+        note(90, 52),
+    ];
+    let primer = Roll::from_notes(96, &notes, Vec::new());
+    assert_eq!(primer.closing_velocity(), Some(44));
+    let mut generated = vec![0u8; 8 * 128];
+    generated[2 * 128 + 67] = 1;
+    let mut roll = primer.clone();
+    roll.continue_with(&Roll::from_binary(8, &generated).unwrap());
+    assert_eq!(roll.velocity(98, 67), 44);
+    // No note in the last 64 steps: all of them count; none at all: the default.
+    let early = Roll::from_notes(200, &notes[..2], Vec::new());
+    assert_eq!(early.closing_velocity(), Some(120));
+    assert_eq!(Roll::new(16).closing_velocity(), None);
+    let mut silent = Roll::new(16);
+    silent.continue_with(&Roll::from_binary(8, &generated).unwrap());
+    assert_eq!(silent.velocity(18, 67), segue::roll::DEFAULT_VELOCITY);
+}
+
 fn meter(numerator: u8, denominator: u16) -> segue::midi::Meter {
     segue::midi::Meter {
         numerator,
@@ -798,6 +909,17 @@ fn the_copyright_notice_goes_with_the_notes() {
     let again = roll.to_midi_bytes("x", song.copyright.as_deref()).unwrap();
     let back = Song::parse(&again).unwrap();
     assert_eq!(back.copyright, song.copyright);
+    // Written as Windows-1252 (what most readers take MIDI text for: a UTF-8 "©" shows as
+    // "Â©" there), as the file had it.
+    let written = |bytes: &[u8], text: &[u8]| bytes.windows(text.len()).any(|w| w == text);
+    assert!(written(&again, b"Copyright \xa9 1997 Kr\xfcger ok"));
+    // Text Windows-1252 cannot hold, or whose bytes there would read back as other UTF-8,
+    // is written as UTF-8.
+    for title in ["ピアノ曲 ©", "Ã©tude"] {
+        let bytes = roll.to_midi_bytes(title, None).unwrap();
+        assert!(written(&bytes, title.as_bytes()), "{title}");
+        assert_eq!(Song::parse(&bytes).unwrap().title.as_deref(), Some(title));
+    }
     assert_eq!(
         Song::parse(&roll.to_midi_bytes("x", None).unwrap())
             .unwrap()

@@ -237,17 +237,25 @@ pub const MAX_CODE: f32 = 1e4;
 /// File name of the shipped default model in the weights folder.
 pub const DEFAULT_MODEL_FILE: &str = "lstm-vae-studio.safetensors";
 
-/// The folder of shipped weights: `$SEGUE_WEIGHTS`, else `weights/` in the current folder,
-/// else the source tree's `weights/`.
+/// The folder of shipped weights: `$SEGUE_WEIGHTS`, else the first `weights/` holding the
+/// default model in the current folder, beside the executable or up to two folders above it
+/// (an unpacked release, `target/debug/`), else the source tree's `weights/`.
 pub fn weights_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SEGUE_WEIGHTS") {
         return PathBuf::from(dir);
     }
-    let local = PathBuf::from("weights");
-    if local.join(DEFAULT_MODEL_FILE).is_file() {
-        return local;
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights")
+    let exe = std::env::current_exe().ok();
+    let beside_exe = (exe.iter()).flat_map(|exe| exe.ancestors().skip(1).take(3));
+    let places = std::iter::once(Path::new("")).chain(beside_exe);
+    find_weights(places)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights"))
+}
+
+/// The first of `places`' `weights/` folders that holds the default model.
+fn find_weights<'a>(places: impl IntoIterator<Item = &'a Path>) -> Option<PathBuf> {
+    (places.into_iter())
+        .map(|place| place.join("weights"))
+        .find(|dir| dir.join(DEFAULT_MODEL_FILE).is_file())
 }
 
 /// The shipped default model, if it is there.
@@ -478,6 +486,32 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn the_weights_are_found_beside_the_program() {
+        // An unpacked release: `segue` in bin/, the weights one folder up; the current
+        // folder has a `weights/` without the model (someone's own folder of that name).
+        let root = tempfile::tempdir().unwrap();
+        let release = root.path().join("segue-1.0");
+        let bin = release.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(root.path().join("cwd/weights")).unwrap();
+        std::fs::create_dir_all(release.join("weights")).unwrap();
+        std::fs::write(release.join("weights").join(DEFAULT_MODEL_FILE), b"").unwrap();
+        let exe = bin.join("segue");
+        let cwd = root.path().join("cwd");
+        let places = [cwd.as_path()]
+            .into_iter()
+            .chain(exe.ancestors().skip(1).take(3));
+        assert_eq!(find_weights(places), Some(release.join("weights")));
+        // The current folder's, where it holds the model, comes first.
+        std::fs::write(cwd.join("weights").join(DEFAULT_MODEL_FILE), b"").unwrap();
+        let places = [cwd.as_path()]
+            .into_iter()
+            .chain(exe.ancestors().skip(1).take(3));
+        assert_eq!(find_weights(places), Some(cwd.join("weights")));
+        assert_eq!(find_weights([root.path()]), None);
+    }
 
     #[test]
     fn a_draw_follows_the_statistics_and_its_seed() {
