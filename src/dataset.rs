@@ -385,8 +385,10 @@ impl Corpus {
     }
 
     /// What may not be what the user meant by the corpus's layout: composers whose folder names
-    /// differ only in case or spaces (`Bach`, `Bach `), and files lying in the corpus folder
-    /// itself (they form a composer named after it). Worth a note, not a refusal.
+    /// differ only in case or spaces (`Bach`, `Bach `), files lying in the corpus folder
+    /// itself (they form a composer named after it), and a composer whose files all lie in
+    /// two or more subfolders of its folder (the composers' folders one level further down:
+    /// `--corpus` names the folder above them). Worth a note, not a refusal.
     pub fn layout_notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
         let key = |name: &str| name.trim().to_lowercase();
@@ -413,6 +415,35 @@ impl Corpus {
                 "{loose} file(s) lie in the corpus folder itself, not in a composer's folder: \
                  they form a composer named after it ({name:?})"
             ));
+        }
+        for (c, name) in self.composers.iter().enumerate() {
+            let mut folder = None;
+            let mut subfolders = std::collections::BTreeSet::new();
+            let mut loose = false;
+            for p in self.pieces.iter().filter(|p| p.composer == c) {
+                let parts: Vec<_> = p
+                    .path
+                    .strip_prefix(&self.root)
+                    .map(|r| r.components().collect())
+                    .unwrap_or_default();
+                folder = parts.first().map(|f| self.root.join(f));
+                match parts.get(1).filter(|_| parts.len() > 2) {
+                    Some(sub) => {
+                        subfolders.insert(sub.as_os_str().to_string_lossy().into_owned());
+                    }
+                    None => loose = true,
+                }
+            }
+            if let (Some(folder), false, true) = (folder, loose, subfolders.len() > 1) {
+                let listed: Vec<&str> = subfolders.iter().take(3).map(String::as_str).collect();
+                let more = if subfolders.len() > 3 { ", ..." } else { "" };
+                notes.push(format!(
+                    "the composer {name:?} has all its files in subfolders ({}{more}): if they \
+                     are the composers, name their folder as the corpus (--corpus {})",
+                    listed.join(", "),
+                    folder.display()
+                ));
+            }
         }
         notes
     }

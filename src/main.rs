@@ -219,7 +219,8 @@ struct GenerateArgs {
     #[arg(long, default_value_t = 1, value_name = "S")]
     seed: u64,
     /// lstm-vae (default), transformer-vae, classifier-ascent (to the composer --to) or dcgan
-    /// (the shipped weights of each), or a model file of any of them.
+    /// (the shipped weights of each), or a model file of any of them, or the folder of a
+    /// training run (`--model runs/mine`: the model it trained).
     #[arg(long, value_name = "MODEL")]
     model: Option<String>,
     /// Gradient steps of classifier-ascent [default: 200].
@@ -966,7 +967,7 @@ fn run(cli: Cli) -> Result<()> {
                 &run,
                 segue::classify::KIND,
                 segue::classify::ClassifierOptions::default(),
-            );
+            )?;
             if fold.is_some() {
                 defaults.train.fold = fold;
             }
@@ -1021,7 +1022,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Cmd::Train {
             command: TrainCmd::TransformerVae(args),
         }) => {
-            let defaults = starting_options(&args, segue::tvae::KIND, Default::default());
+            let defaults = starting_options(&args, segue::tvae::KIND, Default::default())?;
             train_on_loop_from(
                 segue::tvae::KIND,
                 *args,
@@ -1056,7 +1057,7 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("--instance-noise must be 0 or more, not {s}");
             }
             let mut defaults: segue::gan::GanOptions =
-                starting_options(&run, segue::gan::KIND, Default::default());
+                starting_options(&run, segue::gan::KIND, Default::default())?;
             if d_lr.is_some() {
                 defaults.discriminator_learning_rate = d_lr;
             }
@@ -1543,6 +1544,10 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
 }
 
 fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
+    // A folder of another model's run, or with nothing to resume, is said as such first.
+    if a.resume {
+        segue::train::check_out_folder(&a.out, true)?;
+    }
     // A resumed run starts from the options its checkpoint recorded, so a flag not given
     // again keeps the run's value (its KL schedule, terms, prior, fine-tuning start...); one
     // given overrides it, and what must not change is refused as before.
@@ -1656,10 +1661,7 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
         segue::train::check_init(init, &opts, &candle_core::Device::Cpu)?;
     }
     let corpus = load_corpus(&args.corpus, &args.cache, QuantizeOptions::default())?;
-    let control = Control::default();
-    let stop = control.stop.clone();
-    // Ctrl-C: finish the current step, write a checkpoint, exit; `--resume` continues.
-    let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
+    let control = stop_training_on_ctrl_c();
     let bar = training_bar(opts.steps, "training".into());
     let mut valid_text = String::new();
     let outcome = segue::train::train_lstm_vae(
@@ -1674,15 +1676,18 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
                 step,
                 total,
                 parameters,
+                pieces,
+                held_out,
             } => {
                 say(
                     &bar,
                     format!(
-                        "{} ({} parameters; {}) on {} composers; steps {step}..{total}",
+                        "{} ({} parameters; {}) on {} composers, {}; steps {step}..{total}",
                         opts.preset,
                         parameters,
                         opts.config,
-                        corpus.composers.len()
+                        corpus.composers.len(),
+                        pieces_said(pieces, held_out)
                     ),
                 );
                 bar.set_position(step as u64);
@@ -1719,16 +1724,42 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
-    out!(
-        "{} after {} steps: {}",
-        if outcome.stopped_early {
-            "stopped"
-        } else {
-            "done"
-        },
-        outcome.steps,
-        outcome.model_path.display()
-    );
+    run_ended(outcome.stopped_early, outcome.steps, &outcome.model_path)
+}
+
+/// The pieces a run trains on and holds out, and what holding out none means.
+fn pieces_said(pieces: usize, held_out: usize) -> String {
+    if held_out == 0 {
+        format!(
+            "{pieces} pieces, none held out (a composer needs two pieces for one to be held \
+             out): no validation figures"
+        )
+    } else {
+        format!("{pieces} pieces and {held_out} held out for validation")
+    }
+}
+
+/// A training run's control, stopped by Ctrl+C: the run finishes its step, writes a
+/// checkpoint and ends; `--resume` continues it.
+fn stop_training_on_ctrl_c() -> Control {
+    let control = Control::default();
+    let stop = control.stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // The exit code says it was interrupted (130), so `train ... && eval ...` stops.
+        STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    control
+}
+
+/// Says how a training run ended; one stopped by Ctrl+C is an error (exit code 130) after
+/// saying where its checkpoint is.
+fn run_ended(stopped_early: bool, steps: usize, model: &Path) -> Result<()> {
+    let how = if stopped_early { "stopped" } else { "done" };
+    out!("{how} after {steps} steps: {}", model.display());
+    if STOP.load(std::sync::atomic::Ordering::Relaxed) {
+        bail!("interrupted; continue the run with --resume");
+    }
     Ok(())
 }
 
@@ -1751,9 +1782,7 @@ fn run_training_loop(
     // A forgotten or mistaken --resume is refused before the corpus loads.
     segue::train_loop::check_out_folder(&out, kind, args.resume)?;
     let corpus = load_corpus(&args.corpus, &args.cache, QuantizeOptions::default())?;
-    let control = Control::default();
-    let stop = control.stop.clone();
-    let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
+    let control = stop_training_on_ctrl_c();
     let bar = training_bar(total, format!("training {kind}"));
     let figures = |s: &segue::train_loop::Scalars| {
         s.iter()
@@ -1766,12 +1795,15 @@ fn run_training_loop(
             step,
             total,
             parameters,
+            pieces,
+            held_out,
         } => {
             say(
                 &bar,
                 format!(
-                    "{kind} ({parameters} parameters) on {} composers; steps {step}..{total}",
-                    corpus.composers.len()
+                    "{kind} ({parameters} parameters) on {} composers, {}; steps {step}..{total}",
+                    corpus.composers.len(),
+                    pieces_said(pieces, held_out)
                 ),
             );
             bar.set_position(step as u64);
@@ -1795,37 +1827,35 @@ fn run_training_loop(
         LoopEvent::Checkpoint { .. } => {}
     })?;
     bar.finish_and_clear();
-    out!(
-        "{} after {} steps: {}",
-        if outcome.stopped_early {
-            "stopped"
-        } else {
-            "done"
-        },
-        outcome.steps,
-        outcome.model_path.display()
-    );
-    Ok(())
+    run_ended(outcome.stopped_early, outcome.steps, &outcome.model_path)
 }
 
 /// The options a run starts from: resuming, those its checkpoint recorded (a flag not given
 /// again keeps the run's value, one given overrides it and is checked as before), else `fresh`.
-fn starting_options<O: serde::de::DeserializeOwned>(run: &LoopArgs, kind: &str, fresh: O) -> O {
+fn starting_options<O: serde::de::DeserializeOwned>(
+    run: &LoopArgs,
+    kind: &str,
+    fresh: O,
+) -> Result<O> {
     if !run.resume {
-        return fresh;
+        return Ok(fresh);
     }
     let out = run.out_dir(kind);
-    segue::train_loop::checkpoint_options(&out, kind).unwrap_or_else(|| {
-        // A checkpoint must be there (checked later, with the reason); this one's options
-        // cannot be read (a run of an older Segue, say): the defaults and the flags given,
-        // any that differ from what decides its batches refused as always.
-        eprintln!(
-            "segue: note: {}: the run's own options cannot be read from its model manifest; \
+    // A folder of another model's run, or with nothing to resume, is said as such first.
+    segue::train_loop::check_out_folder(&out, kind, true)?;
+    Ok(
+        segue::train_loop::checkpoint_options(&out, kind).unwrap_or_else(|| {
+            // A checkpoint must be there (checked later, with the reason); this one's options
+            // cannot be read (a run of an older Segue, say): the defaults and the flags given,
+            // any that differ from what decides its batches refused as always.
+            eprintln!(
+                "segue: note: {}: the run's own options cannot be read from its model manifest; \
              resuming with the defaults and the flags given",
-            out.display()
-        );
-        fresh
-    })
+                out.display()
+            );
+            fresh
+        }),
+    )
 }
 
 /// Trains a shared-loop model from `opts` with the flags of `args` applied.
@@ -2264,16 +2294,48 @@ fn resolve_model(given: Option<&str>) -> Result<(String, PathBuf)> {
             segue::gan::DEFAULT_FILE,
         ),
         Some(file) => {
-            let path = PathBuf::from(file);
-            if !path.is_file() {
-                bail!(
-                    "{file}: neither a model name (lstm-vae, transformer-vae, classifier-ascent, \
-                     dcgan) nor a model file"
-                );
-            }
+            let path = model_file_in(Path::new(file))?;
             Ok((model_kind_of(&path)?, path))
         }
     }
+}
+
+/// The model file `given` means: itself; the model of a training run's folder; the weights
+/// beside a model's `.json` manifest.
+fn model_file_in(given: &Path) -> Result<PathBuf> {
+    if given.is_dir() {
+        let found: Vec<PathBuf> = (segue::train_loop::RUN_KINDS.iter())
+            .map(|kind| given.join(format!("{kind}.safetensors")))
+            .filter(|p| p.is_file())
+            .collect();
+        return match found.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => bail!(
+                "{}: a folder without a model of a training run in it (pass the model's \
+                 .safetensors file)",
+                given.display()
+            ),
+            _ => bail!(
+                "{}: a folder of several models; pass one of them ({})",
+                given.display(),
+                (found.iter().map(|p| p.display().to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+    }
+    let weights = given.with_extension("safetensors");
+    if extension(given) == "json" && weights.is_file() {
+        return Ok(weights);
+    }
+    if !given.is_file() {
+        bail!(
+            "{}: neither a model name (lstm-vae, transformer-vae, classifier-ascent, dcgan), a \
+             model file nor a training run's folder",
+            given.display()
+        );
+    }
+    Ok(given.to_path_buf())
 }
 
 /// The kind of model a model file holds, as its manifest names it.

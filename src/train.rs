@@ -354,6 +354,10 @@ pub enum TrainEvent {
         total: usize,
         /// Trainable parameters.
         parameters: usize,
+        /// Pieces it trains on.
+        pieces: usize,
+        /// Pieces held out for validation.
+        held_out: usize,
     },
     /// A step (or validation) finished.
     Metrics(Metrics),
@@ -715,6 +719,8 @@ struct Trainer<'a> {
     centres: Var,
     adam: Adam,
     train_pieces: Vec<usize>,
+    /// Pieces held out for validation.
+    held_out: usize,
     valid: Vec<(SnippetRef, usize)>,
     /// Steps of the model the run started from (0 from scratch).
     init_steps: usize,
@@ -776,6 +782,7 @@ impl<'a> Trainer<'a> {
             centres,
             adam,
             train_pieces: split.train,
+            held_out: split.valid.len(),
             valid,
             init_steps: 0,
         })
@@ -1255,6 +1262,7 @@ pub fn train_lstm_vae(
     } else {
         (0, 0.0)
     };
+    crate::train_loop::check_steps_left(out, step, opts.steps)?;
     let metrics_file = metrics_path(out);
     let mut log = crate::train_loop::open_metrics_log(&metrics_file, step)?;
 
@@ -1270,6 +1278,8 @@ pub fn train_lstm_vae(
         step,
         total: opts.steps,
         parameters: trainer.parameters(),
+        pieces: trainer.train_pieces.len(),
+        held_out: trainer.held_out,
     });
     let mut clock = crate::train_loop::TrainingClock::new(seconds_before);
     let mut last_valid = None;

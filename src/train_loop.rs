@@ -238,6 +238,10 @@ pub enum LoopEvent {
         step: usize,
         total: usize,
         parameters: usize,
+        /// Pieces it trains on.
+        pieces: usize,
+        /// Pieces held out for validation.
+        held_out: usize,
     },
     /// One step's figures.
     Metrics(LoopMetrics),
@@ -699,6 +703,26 @@ pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: b
                 Error::io(out, "making the run folder", e)
             })?;
     }
+    // A folder holding another model's run: said as such (its checkpoint would be read as
+    // this model's and refused for a missing option or config).
+    let kind_of = |model: &Path| {
+        let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned());
+        stem.unwrap_or_default()
+    };
+    if out.is_dir()
+        && !model.exists()
+        && let Some(other) = RUN_KINDS
+            .iter()
+            .find(|k| out.join(format!("{k}.safetensors")).exists())
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds a {other} run (continued with `segue train {other} --resume --out {}`): \
+             train the {} into another folder",
+            out.display(),
+            out.display(),
+            kind_of(model),
+        )));
+    }
     let pending = fsutil::set_pending(out);
     if resume && !state.exists() && !pending {
         return Err(Error::InvalidArgument(format!(
@@ -715,6 +739,28 @@ pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: b
     }
     Ok(())
 }
+
+/// Refuses to resume a run already at (or past) the steps asked for: it would end at once,
+/// as if it had trained.
+pub(crate) fn check_steps_left(out: &Path, done: usize, steps: usize) -> Result<()> {
+    if done > 0 && done >= steps {
+        return Err(Error::InvalidArgument(format!(
+            "{}: the run is already at step {done}; ask for more steps (--steps above {done}) \
+             to train it on",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The models a run folder may hold a run of, as `segue train` names them (each run's model
+/// file is `KIND.safetensors`).
+pub const RUN_KINDS: [&str; 4] = [
+    "lstm-vae",
+    crate::classify::KIND,
+    crate::tvae::KIND,
+    crate::gan::KIND,
+];
 
 /// Purposes of the per-step generators ([`step_rng`]).
 pub(crate) const STEP_DRAWS: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -966,6 +1012,7 @@ pub fn run(
     } else {
         (0, 0.0)
     };
+    check_steps_left(out, step, opts.steps)?;
     let metrics_file = out.join("metrics.jsonl");
     let mut log = open_metrics_log(&metrics_file, step)?;
     let mut sampler =
@@ -982,6 +1029,8 @@ pub fn run(
             .iter()
             .map(|(_, t)| t.elem_count())
             .sum(),
+        pieces: runner.train_pieces.len(),
+        held_out: split.valid.len(),
     });
     let mut clock = TrainingClock::new(seconds_before);
     let mut last_valid = None;

@@ -1007,7 +1007,106 @@ fn a_resumed_run_keeps_the_options_it_was_started_with() {
         assert!(!valid.is_null(), "{model}: validated at the end");
         assert_eq!((steps, valid), curve(&stopped), "{model}");
     }
+    // The start says what it trains on and holds out.
+    let said = segue(
+        &[
+            &[
+                "train",
+                "classifier",
+                "--corpus",
+                p(&corpus),
+                "--no-cache",
+                "--steps",
+                "1",
+            ],
+            &[
+                "--out",
+                p(&dir.path().join("said")),
+                "--width",
+                "16",
+                "--snippet-steps",
+                "32",
+            ][..],
+        ]
+        .concat(),
+    );
+    let said = String::from_utf8_lossy(&said.stderr);
+    assert!(said.contains("held out for validation"), "{said}");
+    // A run already at the steps asked for is not resumed as if it trained.
     let run = dir.path().join("lstm-vae-stopped");
+    let again = [
+        "train",
+        "lstm-vae",
+        "--corpus",
+        p(&corpus),
+        "--no-cache",
+        "--resume",
+    ];
+    let err = fails(&[&again[..], &["--out", p(&run), "--steps", "4"]].concat());
+    assert!(err.contains("already at step 4"), "{err}");
+    // A folder of another model's run is said as such, resumed or not.
+    let classifier_run = dir.path().join("classifier-stopped");
+    for resume in [true, false] {
+        let mut args = vec!["train", "lstm-vae", "--corpus", p(&corpus), "--no-cache"];
+        args.extend(["--out", p(&classifier_run), "--steps", "6"]);
+        if resume {
+            args.push("--resume");
+        }
+        let err = fails(&args);
+        assert!(
+            err.contains("holds a classifier run")
+                && err.contains("segue train classifier --resume"),
+            "{err}"
+        );
+    }
+    // The model a run trained is what its folder, or its manifest, names to `generate`.
+    let primer = dir.path().join("primer.mid");
+    std::fs::write(&primer, simple(96, &[(0, 384, 60, 90)])).unwrap();
+    let composer = std::fs::read_dir(&corpus)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let composer = composer.to_str().unwrap();
+    let outputs: Vec<Vec<(u64, u64, u8)>> = [
+        run.clone(),
+        run.join("lstm-vae.json"),
+        run.join("lstm-vae.safetensors"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, model)| {
+        let out = dir.path().join(format!("g{i}.mid"));
+        ok(&[
+            "generate",
+            "--model",
+            p(model),
+            "--prime",
+            p(&primer),
+            "--from",
+            composer,
+            "--steps",
+            "16",
+            "-o",
+            p(&out),
+        ]);
+        let song = segue::midi::Song::read(&out).unwrap();
+        song.notes
+            .iter()
+            .map(|n| (n.start, n.end, n.pitch))
+            .collect()
+    })
+    .collect();
+    assert!(outputs.windows(2).all(|w| w[0] == w[1]));
+    let err = fails(&[
+        "generate",
+        "--model",
+        p(dir.path()),
+        "-o",
+        p(&dir.path().join("x.mid")),
+    ]);
+    assert!(err.contains("without a model of a training run"), "{err}");
     let mut args = vec!["train", "lstm-vae", "--corpus", p(&corpus), "--no-cache"];
     args.extend([
         "--out",

@@ -543,4 +543,25 @@ fn a_doubtful_layout_is_noted() {
     )
     .unwrap();
     assert!(load_uncached(clean.path()).layout_notes().is_empty());
+    // The composers' folders one level further down: one composer of two subfolders.
+    let nested = tempfile::tempdir().unwrap();
+    for (path, pitch) in [("midi/chopin/a.mid", 60), ("midi/debussy/b.mid", 62)] {
+        let path = nested.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, simple(96, &[(0, 96, pitch, 90)])).unwrap();
+    }
+    let notes = load_uncached(nested.path()).layout_notes();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("\"midi\" has all its files in subfolders (chopin, debussy)")
+            && notes[0].contains(&format!(
+                "--corpus {}",
+                nested.path().join("midi").display()
+            )),
+        "{notes:?}"
+    );
+    // A composer's own pieces sorted into subfolders beside pieces of its own is no such case.
+    let own = nested.path().join("midi/c.mid");
+    std::fs::write(own, simple(96, &[(0, 96, 64, 90)])).unwrap();
+    assert!(load_uncached(nested.path()).layout_notes().is_empty());
 }

@@ -1423,11 +1423,7 @@ fn the_shipped_models_come_back() {
     });
     let session = &h.state().session;
     assert!(session.gan_path.is_none() && session.tvae_path.is_none());
-    let shipped = segue::models::trained::default_model_path().unwrap();
-    assert!(segue::fsutil::same_file(
-        session.model_path.as_deref().unwrap(),
-        &shipped
-    ));
+    assert!(session.model_path.is_none());
     assert!(h.state().style_meter_on());
 }
 
@@ -1692,6 +1688,56 @@ fn generate_after_an_edit_says_what_it_replaced() {
     h.step();
     assert!(!h.state().regenerating() && !h.state().generating());
     assert!(h.state().message().unwrap().0.contains("Blend called off"));
+}
+
+/// With a button focused (after Tab), the studio's keys still work: Space plays (and does not
+/// press the button), Delete, Ctrl+Z and Ctrl+Y edit; Escape lets go of the selection.
+#[test]
+fn the_keys_work_with_a_button_focused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, mut engine) = studio_with_player(dir.path());
+    h.state_mut().session.score.draw(60, 0, 4);
+    h.state_mut().session.score.draw(64, 4, 4);
+    h.state_mut().session.looping = true;
+    h.step();
+    let before = h.state().session.score.clone();
+    h.get_by_label("Generate").focus();
+    h.step();
+    assert!(
+        h.ctx.memory(|m| m.focused().is_some()),
+        "a button has the focus"
+    );
+    h.key_press(egui::Key::Space);
+    h.step();
+    listen(&mut h, &mut engine, 0.05);
+    assert!(h.state().playing(), "Space plays");
+    assert!(!h.state().generating(), "and does not press Generate");
+    h.key_press(egui::Key::Space);
+    h.step();
+    listen(&mut h, &mut engine, 0.05);
+    assert!(!h.state().playing());
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.step();
+    assert_eq!(h.state().session.view.selection.len(), 2);
+    h.key_press(egui::Key::Delete);
+    h.step();
+    assert!(h.state().session.score.notes.is_empty());
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    assert_eq!(h.state().session.score, before);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Y);
+    h.step();
+    assert!(h.state().session.score.notes.is_empty(), "Ctrl+Y redoes");
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.step();
+    h.key_press(egui::Key::Escape);
+    h.step();
+    assert!(
+        h.state().session.view.selection.is_empty(),
+        "Escape deselects"
+    );
 }
 
 #[test]
@@ -2178,12 +2224,10 @@ fn a_lost_model_falls_back_to_the_shipped_one() {
     std::fs::write(gone.with_extension("json"), b"{}").unwrap();
     // A file opened at the start too: its "Opened ..." does not hide the fallback.
     let h = studio(&gone, Some(fixture(dir.path())));
-    let shipped = segue::models::trained::default_model_path().unwrap();
     assert!(h.state().model().is_some());
-    assert_eq!(
-        h.state().session.model_path,
-        Some(std::fs::canonicalize(shipped).unwrap())
-    );
+    // The shipped model is not named in the session: the next start takes the one shipped
+    // then (a newer install's).
+    assert_eq!(h.state().session.model_path, None);
     let (message, error) = h.state().message().unwrap();
     assert!(
         *error && message.contains("gone") && message.contains("using the shipped model"),
@@ -2385,10 +2429,103 @@ fn closing_the_studio_saves_the_session_without_eframe_storage() {
     h.state_mut().session.seed = 4242;
     h.run_steps(2);
     drop(h);
-    let (saved, _) = session_file::read(&path)
+    let saved = session_file::read(&path)
         .unwrap()
         .expect("the session was written");
-    assert_eq!(saved.seed, 4242);
+    assert_eq!(saved.session.seed, 4242);
+    assert!(saved.not_read.is_empty(), "{:?}", saved.not_read);
+}
+
+/// A session written by a newer Segue (settings, fields and values this one does not know)
+/// opens with its notes; what was not read is listed and said, and the file as it was is kept
+/// beside it before the next save writes the session without it.
+#[test]
+fn a_session_of_a_newer_version_keeps_its_notes_and_says_what_it_did_not_read() {
+    use segue::studio::score::{Origin, ScoreNote};
+    use segue::studio::session_file;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    let mut s = Session {
+        seed: 42,
+        ..Session::default()
+    };
+    for (i, origin) in [Origin::Primer, Origin::Generated, Origin::Edited]
+        .into_iter()
+        .enumerate()
+    {
+        s.score.notes.push(ScoreNote {
+            pitch: 60 + i as u8,
+            start: 4 * i,
+            len: 4,
+            velocity: 90,
+            origin,
+        });
+    }
+    let mut json = serde_json::to_value(&s).unwrap();
+    json["engine"] = serde_json::json!("Diffusion");
+    json["markers"] = serde_json::json!([{"step": 16, "name": "B"}]);
+    json["score"]["notes"][0]["channel"] = serde_json::json!(2);
+    json["score"]["notes"][1]["origin"] = serde_json::json!("Harmonized");
+    json["score"]["notes"][2]["pitch"] = serde_json::json!("C4");
+    json["view"]["tool"] = serde_json::json!("Lasso");
+    std::fs::write(&path, json.to_string()).unwrap();
+    let read = session_file::read(&path).unwrap().unwrap();
+    // The settings it knows are kept, those it cannot read take their defaults.
+    assert_eq!(read.session.seed, 42);
+    assert_eq!(read.session.engine, Session::default().engine);
+    // The notes are kept: one of an origin it does not know as edited; one it cannot read
+    // at all (a pitch that is not a number) is left out, and counted.
+    let notes = &read.session.score.notes;
+    assert_eq!(notes.len(), 2);
+    assert_eq!((notes[0].pitch, notes[0].origin), (60, Origin::Primer));
+    assert_eq!((notes[1].pitch, notes[1].origin), (61, Origin::Edited));
+    assert_eq!(read.left_out, Some(1));
+    for place in ["engine", "markers", "score.notes[0].channel", "view.tool"] {
+        assert!(
+            read.not_read.iter().any(|p| p == place),
+            "{place}: {:?}",
+            read.not_read
+        );
+    }
+    let copy = session_file::keep_copy(&path).unwrap();
+    let said = segue::studio::app::read_problems(&read, Some(&copy));
+    assert!(
+        said.contains("1 note(s)")
+            && said.contains("does not read (")
+            && said.contains("newer version")
+            && said.contains("before-repair"),
+        "{said}"
+    );
+    // Not JSON at all is still refused whole (the studio sets such a file aside).
+    std::fs::write(&path, b"[1, 2]").unwrap();
+    assert!(
+        session_file::read(&path)
+            .unwrap_err()
+            .contains("not a saved session")
+    );
+}
+
+/// A session of an earlier version named the shipped model's file: it is read as the shipped
+/// model (whichever is shipped now), a model of the user's own stays named.
+#[test]
+fn a_session_names_no_shipped_model() {
+    use segue::studio::session_file;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    let old_install = dir
+        .path()
+        .join("segue-0.9/weights/lstm-vae-studio.safetensors");
+    let own = dir.path().join("runs/mine/lstm-vae.safetensors");
+    for (model, kept) in [(old_install, None), (own.clone(), Some(own))] {
+        let s = Session {
+            model_path: Some(model),
+            ..Session::default()
+        };
+        std::fs::write(&path, serde_json::to_vec(&s).unwrap()).unwrap();
+        let read = session_file::read(&path).unwrap().unwrap();
+        assert_eq!(read.session.model_path, kept);
+        assert!(read.not_read.is_empty(), "{:?}", read.not_read);
+    }
 }
 
 /// A disk that takes its time keeps nothing waiting: saving and the per-frame poll return at
@@ -2489,15 +2626,24 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     saver.save(&s);
     saver.finish();
     assert!(saver.problem.is_none(), "{:?}", saver.problem);
-    let (back, left_out) = session_file::read(&path).unwrap().unwrap();
-    assert_eq!((back.seed, back.score.notes.len(), left_out), (42, 1, None));
+    let back = session_file::read(&path).unwrap().unwrap();
+    assert_eq!(
+        (
+            back.session.seed,
+            back.session.score.notes.len(),
+            back.left_out
+        ),
+        (42, 1, None)
+    );
+    // All of it was read: nothing is said.
+    assert!(back.not_read.is_empty(), "{:?}", back.not_read);
     // Saves in quick succession (the window does not wait for the one before): the newest
     // is what is on disk once they are done.
     for seed in [7, 8, 9] {
         saver.save(&Session { seed, ..s.clone() });
     }
     saver.finish();
-    assert_eq!(session_file::read(&path).unwrap().unwrap().0.seed, 9);
+    assert_eq!(session_file::read(&path).unwrap().unwrap().session.seed, 9);
     saver.save(&s);
     saver.finish();
     // Only the session itself is left in its folder (no temporary file).
@@ -2513,7 +2659,8 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     json["length"] = serde_json::json!(0);
     json["score"]["notes"][0]["start"] = serde_json::json!(u64::MAX);
     std::fs::write(&path, json.to_string()).unwrap();
-    let (clamped, left_out) = session_file::read(&path).unwrap().unwrap();
+    let read = session_file::read(&path).unwrap().unwrap();
+    let (clamped, left_out) = (read.session, read.left_out);
     assert_eq!(clamped.view.step_px, 1.0);
     assert_eq!(clamped.alpha, 1.0);
     assert_eq!(clamped.length, 16);
@@ -2612,7 +2759,7 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     eframe::App::save(h.state_mut(), &mut Untouched);
     h.state_mut().save_session();
     h.state_mut().saver = None; // dropping the saver finishes its write
-    let (back, _) = session_file::read(&saved).unwrap().unwrap();
+    let back = session_file::read(&saved).unwrap().unwrap().session;
     assert_eq!(back.seed, 77);
     // With the pickers' composers, by name for the next start.
     assert_eq!(back.composer_names, h.state().composers());

@@ -258,6 +258,18 @@ fn find_weights<'a>(places: impl IntoIterator<Item = &'a Path>) -> Option<PathBu
         .find(|dir| dir.join(DEFAULT_MODEL_FILE).is_file())
 }
 
+/// Whether `path` is a shipped default model: this install's, or one in another `weights/`
+/// folder (an earlier install's), as opposed to one trained or chosen by the user.
+pub fn is_shipped_default(path: &Path) -> bool {
+    let named = |p: &Path, name: &str| p.file_name().is_some_and(|n| n == name);
+    let in_weights =
+        named(path, DEFAULT_MODEL_FILE) && path.parent().is_some_and(|d| named(d, "weights"));
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    in_weights
+        || default_model_path()
+            .is_some_and(|d| canonical(&d).is_some() && canonical(&d) == canonical(path))
+}
+
 /// The shipped default model, if it is there.
 pub fn default_model_path() -> Option<PathBuf> {
     let path = weights_dir().join(DEFAULT_MODEL_FILE);

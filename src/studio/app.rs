@@ -388,6 +388,11 @@ impl Session {
         self.transition_steps = self.transition_steps.min(2048);
         self.variations = self.variations.clamp(1, 8);
         self.train_steps = self.train_steps.clamp(10, 20_000);
+        // Sessions of earlier versions named the shipped model's file: an upgraded install
+        // would go on with the old one.
+        if (self.model_path.as_deref()).is_some_and(trained::is_shipped_default) {
+            self.model_path = None;
+        }
         self.score.sanitize()
     }
 }
@@ -1424,7 +1429,12 @@ impl Studio {
     fn model_path_or_default(&mut self, path: Option<PathBuf>) -> Option<PathBuf> {
         let path = path.or_else(trained::default_model_path);
         if path.is_none() {
-            self.model_error = Some("No model: weights/lstm-vae-studio.safetensors is missing. Train one in the Train panel.".into());
+            self.model_error = Some(format!(
+                "No model: {} is missing. Train one in the Train panel.",
+                trained::weights_dir()
+                    .join(trained::DEFAULT_MODEL_FILE)
+                    .display()
+            ));
         }
         path
     }
@@ -1438,8 +1448,9 @@ impl Studio {
                 self.keep_composers(&before);
                 self.model_error = None;
                 // Absolute (made so where it was loaded), so the next start finds it from any
-                // folder.
-                self.session.model_path = Some(path);
+                // folder; the shipped one is not named, so that the next start takes the
+                // weights shipped then (a newer install's).
+                self.session.model_path = (!trained::is_shipped_default(&path)).then_some(path);
             }
             Err(e) => {
                 self.say(format!("Could not load {}: {e}", path.display()), true);
@@ -1603,7 +1614,10 @@ impl Studio {
         let s = &self.session;
         let composers = self.composers();
         let name = |i: usize| composers.get(i).cloned().unwrap_or_default();
-        let missing = |what: &str| format!("No {what}: its weights are not in weights/.");
+        let missing = |what: &str| {
+            let dir = trained::weights_dir();
+            format!("No {what}: its weights are not in {}.", dir.display())
+        };
         match s.engine {
             EngineKind::LstmVae => {
                 let model = self.model.clone().ok_or_else(|| {
@@ -2346,6 +2360,7 @@ impl Studio {
             return;
         };
         let mut ended = None;
+        let mut layout = None;
         while let Ok(report) = job.events.try_recv() {
             match report {
                 TrainingReport::Loading(done, total) => {
@@ -2355,25 +2370,40 @@ impl Studio {
                     composers,
                     pieces,
                     failures,
+                    notes,
                 } => {
                     self.training.status = format!(
                         "{pieces} pieces by {} composers ({failures} unreadable)",
                         composers.len()
                     );
+                    // A layout that may not be what was meant stays in view while it trains.
+                    if !notes.is_empty() {
+                        layout = Some(format!("Training folder: {}", notes.join("; ")));
+                    }
                 }
                 TrainingReport::Event(TrainEvent::Started {
                     step,
                     total,
                     parameters,
+                    pieces,
+                    held_out,
                 })
                 | TrainingReport::Loop(LoopEvent::Started {
                     step,
                     total,
                     parameters,
+                    pieces,
+                    held_out,
                 }) => {
                     self.training.total = total;
-                    self.training.status =
-                        format!("Training {parameters} parameters, step {step} of {total}");
+                    let held = match held_out {
+                        0 => "none held out for validation".to_string(),
+                        n => format!("{n} held out"),
+                    };
+                    self.training.status = format!(
+                        "Training {parameters} parameters on {pieces} pieces ({held}), step \
+                         {step} of {total}"
+                    );
                     // A continued run goes on from its checkpoint: lines logged after it
                     // (a run that crashed between checkpoints) are trained again.
                     self.training.metrics.retain(|m| m.step <= step);
@@ -2457,6 +2487,9 @@ impl Studio {
             if following {
                 self.training.live = false;
             }
+        }
+        if let Some(note) = layout {
+            self.say(note, false);
         }
     }
 
@@ -3491,24 +3524,28 @@ impl eframe::App for Studio {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         self.poll(&ctx);
-        // Keyboard: Space plays, Ctrl+Z undoes, Ctrl+Shift+Z redoes (held, they repeat; Space
-        // held does not, or playback would stutter on and off).
-        let (space, undo, redo) = ctx.input(|i| {
+        // Keyboard: Space plays, Ctrl+Z undoes, Ctrl+Shift+Z or Ctrl+Y redoes (held, they
+        // repeat; Space held does not, or playback would stutter on and off). Only typing in a
+        // text field turns them off: a button or slider with keyboard focus (after Tab) does
+        // not, and Space is taken before such a button could read it as a press.
+        let typing = ctx.text_edit_focused();
+        let (space, undo, redo) = ctx.input_mut(|i| {
             let z = i.key_pressed(egui::Key::Z) && i.modifiers.command;
-            let space = i.events.iter().any(|e| {
-                matches!(
-                    e,
-                    egui::Event::Key {
-                        key: egui::Key::Space,
-                        pressed: true,
-                        repeat: false,
-                        ..
-                    }
-                )
-            });
-            (space, z && !i.modifiers.shift, z && i.modifiers.shift)
+            let y = i.key_pressed(egui::Key::Y) && i.modifiers.command;
+            let is_space = |e: &egui::Event| {
+                matches!(e, egui::Event::Key { key: egui::Key::Space, pressed: true, modifiers, .. }
+                    if modifiers.is_none())
+            };
+            let space = i
+                .events
+                .iter()
+                .any(|e| is_space(e) && matches!(e, egui::Event::Key { repeat: false, .. }));
+            if !typing {
+                i.events.retain(|e| !is_space(e));
+            }
+            (space, z && !i.modifiers.shift, z && i.modifiers.shift || y)
         });
-        if !ctx.egui_wants_keyboard_input() {
+        if !typing {
             if space {
                 self.toggle_play();
             }
@@ -3747,6 +3784,30 @@ pub fn left_out_message(notes: usize, kept: Option<&Path>) -> String {
     )
 }
 
+/// What a session file held that the studio could not keep: notes left out, and what this
+/// version does not read (the first few places named), and where the file as it was is kept.
+pub fn read_problems(read: &session_file::ReadSession, kept: Option<&Path>) -> String {
+    let kept_as = kept.map_or(String::new(), |p| {
+        format!("; the session as it was is kept as {}", p.display())
+    });
+    let mut said = Vec::new();
+    if let Some(notes) = read.left_out {
+        said.push(left_out_message(notes, None));
+    }
+    if !read.not_read.is_empty() {
+        const SHOWN: usize = 4;
+        let mut places = read.not_read[..read.not_read.len().min(SHOWN)].join(", ");
+        if read.not_read.len() > SHOWN {
+            places += &format!(" and {} more", read.not_read.len() - SHOWN);
+        }
+        said.push(format!(
+            "the last session holds what this version of Segue does not read ({places}; a \
+             newer version may have written it): those settings take their defaults"
+        ));
+    }
+    said.join("; ") + &kept_as
+}
+
 /// Opens the studio window (blocks until it closes). `file` is opened as the primer.
 pub fn run(file: Option<PathBuf>) -> Result<(), String> {
     let options = eframe::NativeOptions {
@@ -3778,18 +3839,21 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
             let saver = path.clone().map(session_file::Saver::claim);
             let owner = matches!(saver, Some(Ok(_)));
             let (session, problem) = match path.as_deref().map(session_file::read) {
-                Some(Ok(Some((session, None)))) => (Some(session), None),
-                // Notes were left out: the file as it was is kept beside it (by the studio
-                // that keeps the session), since the next save writes the piece without them.
-                Some(Ok(Some((session, Some(left_out))))) => {
+                Some(Ok(Some(read))) if read.left_out.is_none() && read.not_read.is_empty() => {
+                    (Some(read.session), None)
+                }
+                // Notes were left out, or what this version does not read: the file as it
+                // was is kept beside it (by the studio that keeps the session), since the
+                // next save writes the piece without them.
+                Some(Ok(Some(read))) => {
                     let kept = (path.as_deref())
                         .filter(|_| owner)
                         .and_then(session_file::keep_copy);
-                    let mut problem = left_out_message(left_out, kept.as_deref());
+                    let mut problem = read_problems(&read, kept.as_deref());
                     if owner && kept.is_none() {
                         problem += " (no copy of the file could be kept)";
                     }
-                    (Some(session), Some(problem))
+                    (Some(read.session), Some(problem))
                 }
                 Some(Err(problem)) => {
                     let aside = (path.as_deref())

@@ -581,9 +581,28 @@ pub fn piano_roll(
     if ui.input(|i| i.pointer.primary_released()) {
         view.drag = None;
     }
-    // Keys typed into a text field (the seed, the tempo) are not edits of the roll.
+    // Keys typed into a text field (the seed, the tempo) are not edits of the roll; with a
+    // button or slider focused (after Tab) they still are, but for the arrows, which move that
+    // widget or the focus, unless the roll itself has the focus.
+    let typing = ui.ctx().text_edit_focused();
+    let arrows = !ui.ctx().egui_wants_keyboard_input() || response.has_focus();
+    if response.has_focus() {
+        // The arrows stay with the roll (they would move the focus on otherwise).
+        let keep = egui::EventFilter {
+            horizontal_arrows: true,
+            vertical_arrows: true,
+            ..Default::default()
+        };
+        ui.memory_mut(|m| m.set_focus_lock_filter(response.id, keep));
+        painter.rect_stroke(
+            grid.shrink(1.0),
+            0.0,
+            ui.visuals().selection.stroke,
+            egui::StrokeKind::Inside,
+        );
+    }
     if !view.selection.is_empty()
-        && !ui.ctx().egui_wants_keyboard_input()
+        && !typing
         && ui.input(|i| i.key_pressed(egui::Key::Delete) || i.key_pressed(egui::Key::Backspace))
     {
         history.record(score);
@@ -593,7 +612,7 @@ pub fn piano_roll(
         view.box_base.clear();
         out.changed = true;
     }
-    if !ui.ctx().egui_wants_keyboard_input() {
+    if !typing {
         // An edit by other means ends what a held arrow's repeats belong to.
         if out.changed {
             view.held = None;
@@ -601,7 +620,7 @@ pub fn piano_roll(
         let hover = pointer
             .filter(|p| grid.contains(*p))
             .map(|p| snap(p.x) as usize);
-        out.changed |= keyboard_edits(ui, score, view, history, hover);
+        out.changed |= keyboard_edits(ui, score, view, history, hover, arrows);
     }
     view.selection.retain(|&i| i < score.notes.len());
     out
@@ -622,6 +641,7 @@ fn keyboard_edits(
     view: &mut RollView,
     history: &mut History,
     hover: Option<usize>,
+    arrows: bool,
 ) -> bool {
     use egui::{Event, Key};
     let (shift, command) = ui.input(|i| (i.modifiers.shift, i.modifiers.command));
@@ -637,8 +657,13 @@ fn keyboard_edits(
     if command && pressed(Key::A) {
         view.selection = (0..score.notes.len()).collect();
     }
+    // Escape lets go of the selection.
+    if pressed(Key::Escape) && !view.selection.is_empty() && view.drag.is_none() {
+        view.selection.clear();
+        view.box_base.clear();
+    }
     let selected = !view.selection.is_empty();
-    if selected && !command {
+    if selected && !command && arrows {
         let first = score.span(&view.selection).map_or(0, |s| s.0);
         let beat = crate::meter::meter_at(&score.meters, first)
             .pulse_steps()

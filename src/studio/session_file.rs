@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use serde::Deserialize;
+use serde_json::Value;
+
 use super::app::Session;
+use super::score::ScoreNote;
 use crate::fsutil;
 
 /// Where the session lives: `session.json` in eframe's storage folder for the studio.
@@ -17,10 +21,24 @@ pub fn default_path() -> Option<PathBuf> {
 /// The largest session file read (a piece of a million notes takes about 60 MB).
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
+/// A session read from its file, and what of the file it could not keep.
+#[derive(Debug)]
+pub struct ReadSession {
+    /// The session, within the ranges the controls allow ([`Session::sanitize`]).
+    pub session: Session,
+    /// Notes that had to be left out (past the longest piece, damaged), if any.
+    pub left_out: Option<usize>,
+    /// Where the file holds what this version does not read (a setting it does not know, a
+    /// value of a newer version, a field it has not got), as paths such as `engine` or
+    /// `score.notes[3].channel`; the next save would write the session without them.
+    pub not_read: Vec<String>,
+}
+
 /// Reads a saved session. `Ok(None)` when there is none yet; an error names the file and the
-/// problem. The session is brought into the ranges the controls allow ([`Session::sanitize`]),
-/// with the number of notes that had to be left out, if any.
-pub fn read(path: &Path) -> Result<Option<(Session, Option<usize>)>, String> {
+/// problem (a file that is not JSON). A file of another version is read as far as it goes: a
+/// setting this version cannot read takes its default, a note it cannot read is left out (one
+/// of an origin it does not know is an edited note), and what was not kept is listed.
+pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
     if let Err(e) = std::fs::metadata(path)
         && e.kind() == std::io::ErrorKind::NotFound
     {
@@ -34,10 +52,112 @@ pub fn read(path: &Path) -> Result<Option<(Session, Option<usize>)>, String> {
                 path.display()
             )
         })?;
-    let mut session: Session = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{}: not a saved session ({e})", path.display()))?;
-    let left_out = session.sanitize();
-    Ok(Some((session, (left_out > 0).then_some(left_out))))
+    let not_a_session = |e: String| format!("{}: not a saved session ({e})", path.display());
+    let file: Value = serde_json::from_slice(&bytes).map_err(|e| not_a_session(e.to_string()))?;
+    if !file.is_object() {
+        return Err(not_a_session("not a JSON object".into()));
+    }
+    let (mut session, unreadable_notes) = match Session::deserialize(&file) {
+        Ok(session) => (session, 0),
+        Err(_) => read_leniently(&file),
+    };
+    let kept = serde_json::to_value(&session).map_err(|e| not_a_session(e.to_string()))?;
+    let mut not_read = Vec::new();
+    lost(&file, &kept, "", &mut not_read);
+    let left_out = session.sanitize() + unreadable_notes;
+    Ok(Some(ReadSession {
+        session,
+        left_out: (left_out > 0).then_some(left_out),
+        not_read,
+    }))
+}
+
+/// A session from a file the whole of which does not read as one: each setting that reads is
+/// put on the defaults, and each note of the score that reads (one of an origin this version
+/// does not know as an edited note). Returns it and the notes that did not read.
+fn read_leniently(file: &Value) -> (Session, usize) {
+    let mut unreadable_notes = 0;
+    let mut merged = serde_json::to_value(Session::default()).unwrap_or_default();
+    for (key, value) in file.as_object().into_iter().flatten() {
+        let value = match (key.as_str(), value) {
+            ("score", Value::Object(score)) => {
+                let (score, dropped) = readable_score(score);
+                unreadable_notes += dropped;
+                score
+            }
+            _ => value.clone(),
+        };
+        let mut trial = merged.clone();
+        trial[key.as_str()] = value;
+        if Session::deserialize(&trial).is_ok() {
+            merged = trial;
+        }
+    }
+    let session = Session::deserialize(&merged).unwrap_or_default();
+    (session, unreadable_notes)
+}
+
+/// A score's JSON with only the notes that read, and how many did not.
+fn readable_score(score: &serde_json::Map<String, Value>) -> (Value, usize) {
+    let mut score = score.clone();
+    let mut dropped = 0;
+    if let Some(Value::Array(notes)) = score.get_mut("notes") {
+        notes.retain_mut(|note| {
+            let reads = |n: &Value| ScoreNote::deserialize(n).is_ok();
+            if reads(note) {
+                return true;
+            }
+            let mut edited = note.clone();
+            edited["origin"] = Value::from("Edited");
+            let ok = note.is_object() && reads(&edited);
+            if ok {
+                *note = edited;
+            } else {
+                dropped += 1;
+            }
+            ok
+        });
+    }
+    (Value::Object(score), dropped)
+}
+
+/// Fields the reader takes from files of earlier versions and never writes: not lost.
+const READ_ONLY_FIELDS: [&str; 1] = ["score.meter"];
+
+/// Lists into `out` the places where `file` holds what `kept` (the session read from it,
+/// written again) does not: fields missing, values changed, array items gone. A null is a
+/// field left out; numbers compare as numbers (`120` is `120.0`).
+fn lost(file: &Value, kept: &Value, at: &str, out: &mut Vec<String>) {
+    let same_number = |a: &Value, b: &Value| matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if (x - y).abs() <= 1e-6 * x.abs().max(y.abs()));
+    match (file, kept) {
+        (Value::Object(f), Value::Object(k)) => {
+            for (key, value) in f {
+                let here = if at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{at}.{key}")
+                };
+                match k.get(key) {
+                    Some(kept) => lost(value, kept, &here, out),
+                    None if value.is_null() || READ_ONLY_FIELDS.contains(&here.as_str()) => {}
+                    None => out.push(here),
+                }
+            }
+        }
+        (Value::Array(f), Value::Array(k)) => {
+            for (i, value) in f.iter().enumerate() {
+                match k.get(i) {
+                    Some(kept) => lost(value, kept, &format!("{at}[{i}]"), out),
+                    None => out.push(format!("{at}[{i}..]")),
+                }
+                if i >= k.len() {
+                    break;
+                }
+            }
+        }
+        (a, b) if a == b || same_number(a, b) => {}
+        _ => out.push(at.to_string()),
+    }
 }
 
 /// Moves an unreadable session file aside (`session.json` -> `session.unreadable.json`, or

@@ -384,6 +384,8 @@ pub enum TrainingReport {
         pieces: usize,
         /// Files that could not be read.
         failures: usize,
+        /// What may not be the layout the user meant ([`Corpus::layout_notes`]).
+        notes: Vec<String>,
     },
     /// An event of the LSTM-VAE's trainer.
     Event(TrainEvent),
@@ -684,6 +686,7 @@ impl TrainingJob {
                         composers: corpus.composers.clone(),
                         pieces: corpus.pieces.len(),
                         failures: corpus.failures.len(),
+                        notes: corpus.layout_notes(),
                     });
                     // Stop pressed while the corpus loaded: nothing trained, nothing written.
                     if thread_control.stop.load(Ordering::Relaxed) {
