@@ -564,6 +564,15 @@ fn damaged_model_files_are_refused_with_the_reason() {
     nan["latents"][0]["std"][0] = serde_json::Value::String("x".into());
     let not_a_number = load("nan", &bytes, &nan.to_string());
     assert!(not_a_number.contains("nan.json"), "{not_a_number}");
+    // A config field this version does not know (one saying how a newer model computes) is
+    // refused, not run as if the model did not say it.
+    let mut newer = latents.clone();
+    newer["config"]["pitch_shift"] = serde_json::json!(12);
+    let newer = load("newer", &bytes, &newer.to_string());
+    assert!(
+        newer.contains("unknown field `pitch_shift`") && newer.contains("newer version"),
+        "{newer}"
+    );
 }
 
 #[test]

@@ -1445,6 +1445,13 @@ fn the_monitor_follows_another_runs_log() {
     let mut h = studio(&model, None);
     h.get_by_label("Train...").click();
     h.step();
+    // A folder without a run (picked by mistake, or before the run starts) says so.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    h.state_mut().follow_run(empty);
+    wait(&mut h, "the look at the folder", |s| {
+        s.training_status().starts_with("No training run in")
+    });
     h.state_mut().follow_run(run.clone());
     wait(&mut h, "the first line", |s| {
         s.training_metrics().len() == 1
@@ -1690,6 +1697,28 @@ fn generate_after_an_edit_says_what_it_replaced() {
     assert!(h.state().message().unwrap().0.contains("Blend called off"));
 }
 
+/// A narrow window puts the rest of the toolbar on a second row: every control stays in view.
+#[test]
+fn a_narrow_window_keeps_the_whole_toolbar() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let session = Session {
+        model_path: Some(model),
+        ..Session::default()
+    };
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(800.0, 500.0))
+        .build_eframe(move |cc| uncached(Studio::new(&cc.egui_ctx, Some(session), None, false)));
+    wait(&mut h, "the start", |s| !s.loading());
+    for label in ["Open MIDI...", "Undo", "Select", "Train..."] {
+        let rect = h.get_by_label(label).rect();
+        assert!(
+            rect.right() <= 800.0 && rect.bottom() <= 500.0,
+            "{label}: {rect:?}"
+        );
+    }
+}
+
 /// With a button focused (after Tab), the studio's keys still work: Space plays (and does not
 /// press the button), Delete, Ctrl+Z and Ctrl+Y edit; Escape lets go of the selection.
 #[test]
@@ -1700,6 +1729,8 @@ fn the_keys_work_with_a_button_focused() {
     h.state_mut().session.score.draw(64, 4, 4);
     h.state_mut().session.looping = true;
     h.step();
+    // A screen reader hears what the roll holds.
+    h.get_by_label("Piano roll: 2 notes, 0 selected");
     let before = h.state().session.score.clone();
     h.get_by_label("Generate").focus();
     h.step();

@@ -26,6 +26,9 @@ pub const BAR_ROWS: usize = 33;
 
 /// Sizes of the classifier.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Unknown fields are refused: a model of a newer version whose config says how it computes
+/// in a way this one does not know would otherwise run as if it did not say it.
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Steps per token.
     pub patch_steps: usize,

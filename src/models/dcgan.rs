@@ -29,6 +29,9 @@ fn checked_batch_norm(n: usize, vb: VarBuilder) -> candle_core::Result<BatchNorm
 
 /// Sizes of the DCGAN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Unknown fields are refused: a model of a newer version whose config says how it computes
+/// in a way this one does not know would otherwise run as if it did not say it.
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Size of the generator's input z.
     pub latent: usize,

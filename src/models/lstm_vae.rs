@@ -74,6 +74,9 @@ impl BarPositions {
 
 /// Sizes of the LSTM-VAE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Unknown fields are refused: a model of a newer version whose config says how it computes
+/// in a way this one does not know would otherwise run as if it did not say it.
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Pitches per step (128).
     pub input: usize,

@@ -168,8 +168,8 @@ pub fn load<M, C: DeserializeOwned + Clone + MinParameters>(
             manifest.model, manifest.format
         )));
     }
-    let config: C =
-        serde_json::from_value(manifest.config.clone()).map_err(|e| bad(format!("config: {e}")))?;
+    let config: C = serde_json::from_value(manifest.config.clone())
+        .map_err(|e| bad(weights::manifest_problem("config", &e)))?;
     check(&config, &manifest).map_err(bad)?;
     let tensors = weights::load_model(
         path,

@@ -385,8 +385,8 @@ impl TrainedModel {
                  --model FILE` reads any model's file)"
             )));
         }
-        let manifest: Manifest =
-            serde_json::from_value(value).map_err(|e| bad(format!("bad manifest: {e}")))?;
+        let manifest: Manifest = serde_json::from_value(value)
+            .map_err(|e| bad(weights::manifest_problem("bad manifest", &e)))?;
         if manifest.format != MANIFEST_FORMAT || manifest.model != "lstm-vae" {
             return Err(bad(format!(
                 "this is a `{}` manifest of format {}; expected an lstm-vae manifest of format {MANIFEST_FORMAT}",

@@ -18,6 +18,9 @@ use crate::roll::PITCHES;
 
 /// Sizes of the Transformer VAE (encoder and decoder stacks share them).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Unknown fields are refused: a model of a newer version whose config says how it computes
+/// in a way this one does not know would otherwise run as if it did not say it.
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Each stack; `width` must be 128 (the roll).
     pub stack: StackConfig,

@@ -346,7 +346,19 @@ pub fn read_manifest<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
             format!("{size} bytes, more than a manifest holds ({MAX_MANIFEST_BYTES})"),
         )
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| format_error(path, format!("bad manifest: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format_error(path, manifest_problem("bad manifest", &e)))
+}
+
+/// What a manifest that does not read as `what` has wrong; a field this version does not know
+/// is most likely a newer version's, and is said so.
+pub fn manifest_problem(what: &str, e: &serde_json::Error) -> String {
+    let newer = if e.to_string().starts_with("unknown field") {
+        " (a newer version of Segue may have written it)"
+    } else {
+        ""
+    };
+    format!("{what}: {e}{newer}")
 }
 
 /// Writes a JSON manifest atomically.

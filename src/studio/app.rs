@@ -1938,8 +1938,13 @@ impl Studio {
                 ui.add(egui::Label::new(RichText::new(text).color(color)).truncate());
             });
         };
+        // The theme's own colours, legible on a light theme as on a dark one.
+        let (warn, error_color, weak) = {
+            let v = ui.visuals();
+            (v.warn_fg_color, v.error_fg_color, v.weak_text_color())
+        };
         if let Some(e) = &self.audio_error {
-            note(ui, 0, Color32::YELLOW, e);
+            note(ui, 0, warn, e);
             if self.audio_retry
                 && ui
                     .small_button("Reconnect")
@@ -1950,20 +1955,20 @@ impl Studio {
             }
             ui.separator();
         } else if self.opening_audio {
-            note(ui, 0, Color32::GRAY, "Opening the sound device...");
+            note(ui, 0, weak, "Opening the sound device...");
             ui.separator();
         }
         // The last error stays in view (with its dismiss button) beside later notes.
         let mut dismiss = false;
         if let Some(e) = &self.standing_error {
-            note(ui, 1, Color32::LIGHT_RED, e);
+            note(ui, 1, error_color, e);
             dismiss = ui.small_button("x").on_hover_text("Dismiss").clicked();
         }
         if let Some((m, false)) = &self.message {
             if self.standing_error.is_some() {
                 ui.separator();
             }
-            note(ui, 2, Color32::GRAY, m);
+            note(ui, 2, weak, m);
         }
         if dismiss {
             self.dismiss_error();
@@ -2435,7 +2440,20 @@ impl Studio {
                     });
                     self.training.checkpoint = model;
                 }
-                TrainingReport::Live(live) => self.training.live = live,
+                TrainingReport::Live(live) => {
+                    self.training.live = live;
+                    if live && self.training.status.starts_with(NO_RUN_YET) {
+                        self.training.status = "A run has started there".into();
+                    }
+                }
+                TrainingReport::NoRunYet => {
+                    let dir = self.session.train_run.as_deref().unwrap_or(Path::new(""));
+                    self.training.status = format!(
+                        "{NO_RUN_YET} {}: waiting for one to start there (pick the folder a run \
+                         trains in, or Stop following)",
+                        dir.display()
+                    );
+                }
                 TrainingReport::Restarted => {
                     // Another run in the folder: nothing of the one before is kept (its model
                     // comes back with the next look at the folder).
@@ -2671,8 +2689,14 @@ impl Studio {
     }
 
     fn top_bar(&mut self, ui: &mut Ui) {
-        ui.horizontal(|ui| {
-            if ui.button("Open MIDI...").clicked() {
+        // Wrapped: a narrow window (or a large UI zoom) puts the rest on a second row rather
+        // than cutting it off.
+        ui.horizontal_wrapped(|ui| {
+            if ui
+                .button("Open MIDI...")
+                .on_hover_text("Open a MIDI file: its start is the primer the models continue")
+                .clicked()
+            {
                 self.dialog(|| {
                     rfd::FileDialog::new()
                         .add_filter("MIDI", &["mid", "midi"])
@@ -2680,11 +2704,21 @@ impl Studio {
                         .map(DialogResult::Open)
                 });
             }
-            for (label, kind, extensions) in [
-                ("Export MIDI...", "MIDI", &["mid", "midi"][..]),
-                ("Export WAV...", "WAV", &["wav"][..]),
+            for (label, kind, extensions, hint) in [
+                (
+                    "Export MIDI...",
+                    "MIDI",
+                    &["mid", "midi"][..],
+                    "Write the piece as a MIDI file, for a DAW or notation program",
+                ),
+                (
+                    "Export WAV...",
+                    "WAV",
+                    &["wav"][..],
+                    "Render the piece with the built-in piano to a WAV file",
+                ),
             ] {
-                if ui.button(label).clicked() {
+                if ui.button(label).on_hover_text(hint).clicked() {
                     let opened = self
                         .opened_file
                         .as_ref()
@@ -2716,7 +2750,7 @@ impl Studio {
             let label = if self.playing() { "Stop" } else { "Play" };
             if ui
                 .add_enabled(self.player.is_some(), egui::Button::new(label))
-                .on_hover_text("Space")
+                .on_hover_text("Play or stop (Space); Home goes back to the start")
                 .clicked()
             {
                 self.toggle_play();
@@ -2770,6 +2804,7 @@ impl Studio {
             ui.separator();
             if ui
                 .add_enabled(self.history.can_undo(), egui::Button::new("Undo"))
+                .on_hover_text("Undo the last edit (Ctrl+Z)")
                 .clicked()
                 && self.history.undo(&mut self.session.score)
             {
@@ -2778,6 +2813,7 @@ impl Studio {
             }
             if ui
                 .add_enabled(self.history.can_redo(), egui::Button::new("Redo"))
+                .on_hover_text("Redo (Ctrl+Shift+Z or Ctrl+Y)")
                 .clicked()
                 && self.history.redo(&mut self.session.score)
             {
@@ -2796,17 +2832,31 @@ impl Studio {
             }
             self.velocity_box(ui);
             ui.separator();
-            ui.selectable_value(&mut self.session.view.tool, Tool::Draw, "Draw");
-            ui.selectable_value(&mut self.session.view.tool, Tool::Select, "Select");
+            ui.selectable_value(&mut self.session.view.tool, Tool::Draw, "Draw")
+                .on_hover_text(
+                    "Press on empty grid to draw a note (drag for its length); drag a note to \
+                     move it, its end to resize it; right-click deletes it",
+                );
+            ui.selectable_value(&mut self.session.view.tool, Tool::Select, "Select")
+                .on_hover_text(
+                    "Click a note or drag a box to select (Ctrl+A: all; Escape: none); the \
+                     arrows move the selection (Shift: a beat or an octave), Delete removes \
+                     it, Ctrl+C, Ctrl+X, Ctrl+V and Ctrl+D copy, cut, paste and repeat it",
+                );
             // A short slider, so that the toolbar fits a 1280-point window.
             ui.spacing_mut().slider_width = 64.0;
             ui.add(
                 egui::Slider::new(&mut self.session.view.step_px, MIN_STEP_PX..=MAX_STEP_PX)
                     .text("zoom")
                     .logarithmic(true),
+            )
+            .on_hover_text(
+                "Zoom in time (also Ctrl+wheel over the roll; Ctrl+Shift+wheel zooms the \
+                 pitches, the wheel scrolls them, Shift+wheel scrolls in time)",
             );
             ui.separator();
-            ui.toggle_value(&mut self.show_training, "Train...");
+            ui.toggle_value(&mut self.show_training, "Train...")
+                .on_hover_text("Show the Train panel: train the models on a folder of MIDI files");
         });
     }
 
@@ -2857,13 +2907,19 @@ impl Studio {
             .include_x(bar(score.steps() as f64))
             .allow_scroll(false)
             .show(ui, |plot| {
-                for &c in ranked.iter().take(3) {
+                // Solid, dashed, dotted: the three composers told apart by more than colour.
+                let styles = [
+                    egui_plot::LineStyle::Solid,
+                    egui_plot::LineStyle::dashed_dense(),
+                    egui_plot::LineStyle::dotted_dense(),
+                ];
+                for (&c, style) in ranked.iter().zip(styles) {
                     let points: PlotPoints = v
                         .windows
                         .iter()
                         .map(|(start, p)| [bar(*start as f64 + centre), p[c] as f64])
                         .collect();
-                    plot.line(Line::new(v.composers[c].clone(), points));
+                    plot.line(Line::new(v.composers[c].clone(), points).style(style));
                 }
             });
     }
@@ -2924,7 +2980,7 @@ impl Studio {
             }
             None => {
                 ui.colored_label(
-                    Color32::LIGHT_RED,
+                    ui.visuals().error_fg_color,
                     self.model_error.clone().unwrap_or_default(),
                 );
                 ui.button("Open a model file...")
@@ -3156,7 +3212,13 @@ impl Studio {
             (Origin::Generated, "generated"),
             (Origin::Edited, "edited by hand"),
         ] {
-            ui.colored_label(origin_color(o), format!("# {name}"));
+            // A swatch of the colour, the name in the text colour (legible on any theme).
+            ui.horizontal(|ui| {
+                let (swatch, _) =
+                    ui.allocate_exact_size(egui::vec2(14.0, 10.0), egui::Sense::hover());
+                ui.painter().rect_filled(swatch, 2.0, origin_color(o));
+                ui.label(name);
+            });
         }
     }
 
@@ -3264,7 +3326,11 @@ impl Studio {
                 .legend(Legend::default())
                 .show(ui, |p| {
                     p.line(Line::new("train", PlotPoints::from(series(false, key))));
-                    p.line(Line::new("validation", PlotPoints::from(series(true, key))));
+                    // Dashed: told from the training curve by more than its colour.
+                    p.line(
+                        Line::new("validation", PlotPoints::from(series(true, key)))
+                            .style(egui_plot::LineStyle::dashed_dense()),
+                    );
                 });
         }
     }
@@ -3484,7 +3550,10 @@ impl Studio {
             .legend(Legend::default())
             .show(ui, |p| {
                 p.line(Line::new("train", PlotPoints::from(recon)));
-                p.line(Line::new("validation", PlotPoints::from(valid)));
+                p.line(
+                    Line::new("validation", PlotPoints::from(valid))
+                        .style(egui_plot::LineStyle::dashed_dense()),
+                );
             });
         ui.label("KL (nats per snippet) and beta");
         Plot::new("kl")
@@ -3493,6 +3562,7 @@ impl Studio {
             .show(ui, |p| {
                 p.line(Line::new("KL", PlotPoints::from(kl)));
             });
+        ui.label("beta (the KL's weight)");
         Plot::new("beta").height(60.0).show(ui, |p| {
             p.line(Line::new("beta", PlotPoints::from(beta)));
         });
@@ -3505,7 +3575,7 @@ impl Studio {
                 v.style_accuracy
             ));
             if v.active_units == 0 || v.kl < 0.5 {
-                ui.colored_label(Color32::LIGHT_RED, "Warning: the latent has collapsed: z carries nothing and the slider will do nothing.");
+                ui.colored_label(ui.visuals().error_fg_color, "Warning: the latent has collapsed: z carries nothing and the slider will do nothing.");
             }
             let bars: Vec<Bar> = v
                 .kl_per_dim
@@ -3784,6 +3854,9 @@ pub fn left_out_message(notes: usize, kept: Option<&Path>) -> String {
     )
 }
 
+/// How the training monitor says the folder it follows holds no run.
+const NO_RUN_YET: &str = "No training run in";
+
 /// What a session file held that the studio could not keep: notes left out, and what this
 /// version does not read (the first few places named), and where the file as it was is kept.
 pub fn read_problems(read: &session_file::ReadSession, kept: Option<&Path>) -> String {
@@ -3814,6 +3887,7 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
         viewport: egui::ViewportBuilder::default()
             .with_title("Segue")
             .with_inner_size([1280.0, 800.0])
+            .with_min_inner_size([800.0, 500.0])
             .with_drag_and_drop(true),
         ..Default::default()
     };

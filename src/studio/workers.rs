@@ -404,6 +404,9 @@ pub enum TrainingReport {
     },
     /// The followed log was started afresh (a new run in the same folder): drop what was read.
     Restarted,
+    /// The followed folder holds no run (no log, no model, none training there): the monitor
+    /// waits for one to start.
+    NoRunYet,
     /// Whether a run trains in the followed folder now (holds its lock), at the start and at
     /// each change.
     Live(bool),
@@ -770,6 +773,7 @@ impl TrainingJob {
                     total,
                 });
                 let mut manifest_seen = None;
+                let mut looked = false;
                 while !stop.load(Ordering::Relaxed) {
                     let live_now = train_loop::run_folder_in_use(&dir);
                     if live != Some(live_now) {
@@ -823,6 +827,14 @@ impl TrainingJob {
                             }
                         }
                         Err(e) => return send(TrainingReport::Finished(Err(e))),
+                    }
+                    // Said once, at the first look: a folder picked by mistake (the runs'
+                    // parent, say) is told from one whose run has not begun.
+                    if !looked {
+                        looked = true;
+                        if !live_now && model.is_none() && !train::metrics_path(&dir).exists() {
+                            send(TrainingReport::NoRunYet);
+                        }
                     }
                     if until_idle && !live_now {
                         return send(TrainingReport::Finished(Err(format!(
