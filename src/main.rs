@@ -13,7 +13,7 @@ use segue::dataset::{Corpus, LoadOptions};
 use segue::generate;
 use segue::midi::{Division, Song};
 use segue::models::trained::TrainedModel;
-use segue::render::{RenderOptions, render_to_wav};
+use segue::render::{RenderOptions, render_to_wav_noting};
 use segue::roll::{QuantizeOptions, Roll};
 use segue::train::{Control, TrainEvent, TrainOptions};
 use segue::{bench, image, npy};
@@ -1252,14 +1252,6 @@ fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<
     Ok((roll, song.copyright))
 }
 
-fn load_roll_any(file: &Path, opts: QuantizeOptions) -> Result<Roll> {
-    Ok(if extension(file) == "npy" {
-        npy::read_roll(file)?
-    } else {
-        read_midi(file, &opts)?
-    })
-}
-
 fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOptions) -> Result<()> {
     output_kind(output, &["wav"])?;
     not_an_input(output, &[file])?;
@@ -1268,16 +1260,22 @@ fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOption
     {
         bail!("--bpm must be 1..=1000, but was {b}");
     }
-    let roll = load_roll_any(file, opts.as_whole_file())?;
+    // A rendering of a file carries its copyright notice (CC BY-SA asks for its credit).
+    let (roll, copyright) = if extension(file) == "npy" {
+        (npy::read_roll(file)?, None)
+    } else {
+        read_midi_noted(file, &opts.as_whole_file())?
+    };
     let render_opts = RenderOptions {
         bpm,
         ..RenderOptions::default()
     };
     let bar = progress_bar(1000, "rendering");
-    let seconds = render_to_wav(
+    let seconds = render_to_wav_noting(
         &roll,
         &render_opts,
         output,
+        copyright.as_deref(),
         &mut |f| bar.set_position((f * 1000.0) as u64),
         stop_on_ctrl_c(),
     )?;
@@ -2658,13 +2656,16 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     // leaves the MIDI file written, then says why the audio is not.
     let mut audio_seconds = 0.0;
     let mut audio_failed = None;
+    // Made from the primer's notes: its copyright notice goes with them.
+    let copyright = copyright.filter(|_| result.primer_steps > 0);
     if let Some(wav) = &a.wav {
         let render_opts = RenderOptions::default();
         let bar = progress_bar(1000, "rendering");
-        match render_to_wav(
+        match render_to_wav_noting(
             &result.roll,
             &render_opts,
             wav,
+            copyright.as_deref(),
             &mut |f| bar.set_position((f * 1000.0) as u64),
             cancel,
         ) {
@@ -2674,8 +2675,6 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         }
         bar.finish_and_clear();
     }
-    // Made from the primer's notes: its copyright notice goes with them.
-    let copyright = copyright.filter(|_| result.primer_steps > 0);
     result
         .roll
         .write_midi_noting(&a.output, copyright.as_deref())?;

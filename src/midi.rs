@@ -580,7 +580,7 @@ pub struct OutNote {
 /// Text as MIDI files hold it: Windows-1252 (Latin-1 with curly quotes and the euro), as most
 /// readers take it, where every character has a place there; else UTF-8 (which
 /// [`decode_text`] reads first).
-fn encode_text(text: &str) -> std::borrow::Cow<'_, [u8]> {
+pub(crate) fn encode_text(text: &str) -> std::borrow::Cow<'_, [u8]> {
     let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(text);
     // Bytes that would read back as other UTF-8 text ("Ã©" as "é") stay UTF-8.
     if unmappable || (!bytes.is_ascii() && std::str::from_utf8(&bytes).is_ok()) {

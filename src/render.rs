@@ -131,12 +131,26 @@ pub fn render_to_wav(
     progress: &mut dyn FnMut(f64),
     stop: &AtomicBool,
 ) -> Result<f64> {
+    render_to_wav_noting(roll, opts, path, None, progress, stop)
+}
+
+/// [`render_to_wav`], with a `copyright` notice (the source file's, which a rendering of a
+/// CC BY-SA piece must carry) written into the WAV's INFO list (`ICOP`), where players and
+/// DAWs show it.
+pub fn render_to_wav_noting(
+    roll: &Roll,
+    opts: &RenderOptions,
+    path: &Path,
+    copyright: Option<&str>,
+    progress: &mut dyn FnMut(f64),
+    stop: &AtomicBool,
+) -> Result<f64> {
     // Refused before the file is touched.
     let seconds = render_seconds(roll, opts).map_err(|e| Error::format(path, e.to_string()))?;
     // Write errors name `path` (write_atomic_with says so).
     fsutil::write_atomic_with(path, |w| {
-        let mut writer =
-            hound::WavWriter::new(w, wav_spec(opts.sample_rate)).map_err(std::io::Error::other)?;
+        let mut writer = hound::WavWriter::new(&mut *w, wav_spec(opts.sample_rate))
+            .map_err(std::io::Error::other)?;
         render_blocks(roll, opts, seconds, progress, &mut |block| {
             if stop.load(Ordering::Relaxed) {
                 return Err(std::io::Error::new(
@@ -150,9 +164,46 @@ pub fn render_to_wav(
                     .map_err(std::io::Error::other)
             })
         })?;
-        writer.finalize().map_err(std::io::Error::other)
+        writer.finalize().map_err(std::io::Error::other)?;
+        match copyright.filter(|c| !c.is_empty()) {
+            Some(notice) => append_info(w, &[(*b"ICOP", notice)]),
+            None => Ok(()),
+        }
     })?;
     Ok(seconds)
+}
+
+/// Appends a `LIST`/`INFO` chunk of text fields (id, text) to a finished WAV file and makes
+/// its RIFF size count it. Text is written as MIDI text is (Windows-1252 where it fits),
+/// NUL-terminated and padded to an even length, as RIFF asks.
+fn append_info<W: std::io::Write + std::io::Seek>(
+    w: &mut W,
+    fields: &[([u8; 4], &str)],
+) -> std::io::Result<()> {
+    use std::io::SeekFrom;
+    let mut list = b"INFO".to_vec();
+    for (id, text) in fields {
+        let mut bytes = crate::midi::encode_text(text).into_owned();
+        bytes.push(0);
+        let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
+        if bytes.len() % 2 == 1 {
+            bytes.push(0);
+        }
+        list.extend_from_slice(id);
+        list.extend_from_slice(&len.to_le_bytes());
+        list.extend_from_slice(&bytes);
+    }
+    let end = w.seek(SeekFrom::End(0))?;
+    let list_len = u32::try_from(list.len()).map_err(std::io::Error::other)?;
+    w.write_all(b"LIST")?;
+    w.write_all(&list_len.to_le_bytes())?;
+    w.write_all(&list)?;
+    let riff = end + 8 + u64::from(list_len) - 8;
+    let riff = u32::try_from(riff).map_err(std::io::Error::other)?;
+    w.seek(SeekFrom::Start(4))?;
+    w.write_all(&riff.to_le_bytes())?;
+    w.seek(SeekFrom::End(0))?;
+    Ok(())
 }
 
 /// The rendering itself, `seconds` long (from [`render_seconds`]): `sink` gets the samples in

@@ -175,6 +175,25 @@ fn render_writes_a_wav_from_midi_or_npy() {
         // 4 quarters at 120 bpm (2 s) plus the 1.5 s release tail.
         assert_eq!(reader.duration(), 44_100 * 7 / 2);
     }
+    // A rendering of a piece with a copyright notice carries it (CC BY-SA asks for the
+    // credit), in the WAV's INFO list.
+    let wav = dir.path().join("bach.wav");
+    ok(&[
+        "render",
+        p(&shared("corpus/bach/bach_846.mid")),
+        "-o",
+        p(&wav),
+    ]);
+    let bytes = std::fs::read(&wav).unwrap();
+    let credit = b"ICOP";
+    let at = bytes
+        .windows(4)
+        .position(|w| w == credit)
+        .expect("an ICOP field");
+    assert!(
+        bytes[at..].starts_with(b"ICOP")
+            && bytes[at + 8..].starts_with(b"Copyright \xa9 1996  Bernd Krueger.")
+    );
 }
 
 #[test]

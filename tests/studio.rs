@@ -614,6 +614,10 @@ fn opens_a_midi_file_and_exports_it_back() {
     assert!(!window_commands(&h).contains(&egui::ViewportCommand::CancelClose));
     let rendered = hound::WavReader::open(&wav).unwrap();
     assert!(rendered.duration() > 44_100 * 300);
+    // The rendering carries the waltz's credit, as its MIDI export does.
+    let bytes = std::fs::read(&wav).unwrap();
+    assert!(bytes.windows(4).any(|w| w == b"ICOP"));
+    assert!(bytes.windows(9).any(|w| w == b"Bernd Kr\xfc"), "the credit");
     settle(&mut h);
     // With its change to 3/8 near the end, where the original has it.
     let meters = |path: &Path| {

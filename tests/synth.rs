@@ -194,6 +194,26 @@ fn render_follows_the_tempo_and_wav_is_valid() {
     let in_memory = encode_wav(&render_roll(&roll, &opts, &mut |_| {}).unwrap(), SR).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), in_memory);
     assert!((seconds * f64::from(SR) - (in_memory.len() - 44) as f64 / 2.0).abs() < 1.0);
+    // With a copyright notice (a CC BY-SA source's credit): the same samples, and an INFO list
+    // after them that players show; the RIFF size counts it.
+    let noted = dir.path().join("noted.wav");
+    let notice = "Copyright © 2008 by Bernd Krüger";
+    segue::render::render_to_wav_noting(&roll, &opts, &noted, Some(notice), &mut |_| {}, &go)
+        .unwrap();
+    let bytes = std::fs::read(&noted).unwrap();
+    assert_eq!(&bytes[..in_memory.len()][8..], &in_memory[8..]);
+    let riff = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    assert_eq!(riff, bytes.len() - 8);
+    let list = &bytes[in_memory.len()..];
+    assert_eq!(&list[..4], b"LIST");
+    assert_eq!(&list[8..16], b"INFOICOP");
+    let text = b"Copyright \xa9 2008 by Bernd Kr\xfcger\0";
+    assert_eq!(&list[16..20], &(text.len() as u32).to_le_bytes());
+    assert_eq!(&list[20..20 + text.len()], text);
+    assert_eq!(list.len() % 2, 0);
+    let reader = hound::WavReader::open(&noted).unwrap();
+    assert_eq!(reader.duration() as usize, (in_memory.len() - 44) / 2);
+    std::fs::remove_file(&noted).unwrap();
     let refused = dir.path().join("long.wav");
     let err = render_to_wav(&long, &slow, &refused, &mut |_| {}, &go)
         .unwrap_err()

@@ -20,7 +20,7 @@ use crate::generate::{self, GenerateOptions, Generated, Interpolation, Mode};
 use crate::midi::Song;
 use crate::models::dcgan::Cells;
 use crate::models::trained::{self, TrainedModel};
-use crate::render::{RenderOptions, render_to_wav};
+use crate::render::{RenderOptions, render_to_wav_noting};
 use crate::roll::{QuantizeOptions, Roll};
 use crate::studio::audio::{Command, PlayScore, Player};
 use crate::studio::piano_roll::{
@@ -1569,7 +1569,9 @@ impl Studio {
         self.in_background(move || {
             let _exporting = exporting;
             let opts = RenderOptions::default();
-            let written = render_to_wav(&score.to_roll(), &opts, &path, &mut |_| {}, &stop)
+            let copyright = score.copyright.as_deref();
+            let roll = score.to_roll();
+            let written = render_to_wav_noting(&roll, &opts, &path, copyright, &mut |_| {}, &stop)
                 .map_err(|e| e.to_string())
                 .map(|_| path);
             DialogResult::Written(written)
