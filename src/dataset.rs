@@ -20,18 +20,19 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::meter::StepMeter;
 use crate::midi::Meter;
-use crate::roll::{PITCHES, QuantizeOptions, Roll, RollNote, StepTempo};
+use crate::roll::{PITCHES, QuantizeOptions, Roll, RollNote, StepKey, StepTempo};
 
 /// Snippet length used by the paper (320 sixteenth notes = 20 bars of 4/4).
 pub const DEFAULT_SNIPPET_STEPS: usize = 320;
-const CACHE_MAGIC: &[u8; 8] = b"SEGROLL2";
+const CACHE_MAGIC: &[u8; 8] = b"SEGROLL3";
 /// The version of the MIDI reader and quantiser, part of every cache key: raise it whenever a
 /// change to `midi.rs` or `roll.rs` can change the roll of a file, so cached rolls of the older
 /// code are not read back. 2: SMPTE 29.97 fps read at 30/1.001, tempo events of SMPTE files
 /// ignored. 3: the metre map. 4: no tempo or metre changes at or past the roll's end. 5: a meta
 /// event midly refuses for its content is skipped, not the rest of its track. 6: a tempo change
 /// between steps keeps time (the step takes the mean tempo), not moved to the nearest step.
-const ROLL_VERSION: u32 = 6;
+/// 7: key signatures (and the cache entry holds them, after the metres).
+const ROLL_VERSION: u32 = 7;
 
 /// One piece of music in the corpus.
 #[derive(Debug, Clone)]
@@ -646,7 +647,10 @@ fn cache_checksum(bytes: &[u8]) -> [u8; CACHE_CHECKSUM] {
 pub fn encode_cached(roll: &Roll) -> Vec<u8> {
     let notes = roll.notes();
     let mut out = Vec::with_capacity(
-        28 + notes.len() * 10 + roll.tempo().len() * 8 + roll.meters().len() * 7,
+        32 + notes.len() * 10
+            + roll.tempo().len() * 8
+            + roll.meters().len() * 7
+            + roll.keys().len() * 6,
     );
     out.extend_from_slice(CACHE_MAGIC);
     out.extend_from_slice(&(roll.steps() as u32).to_le_bytes());
@@ -660,6 +664,12 @@ pub fn encode_cached(roll: &Roll) -> Vec<u8> {
         out.extend_from_slice(&(m.step as u32).to_le_bytes());
         out.push(m.meter.numerator);
         out.extend_from_slice(&m.meter.denominator.to_le_bytes());
+    }
+    out.extend_from_slice(&(roll.keys().len() as u32).to_le_bytes());
+    for k in roll.keys() {
+        out.extend_from_slice(&(k.step as u32).to_le_bytes());
+        out.extend_from_slice(&k.key.sharps.to_le_bytes());
+        out.push(u8::from(k.key.minor));
     }
     out.extend_from_slice(&(notes.len() as u32).to_le_bytes());
     for n in &notes {
@@ -716,6 +726,23 @@ pub fn decode_cache_body(bytes: &[u8]) -> Option<Roll> {
             },
         });
     }
+    let n_keys = u32_(&mut r)? as usize;
+    let mut keys = Vec::with_capacity(n_keys.min(1 << 16));
+    for _ in 0..n_keys {
+        let step = u32_(&mut r)? as usize;
+        let [sharps, minor] = take::<2>(&mut r)?;
+        let sharps = i8::from_le_bytes([sharps]);
+        if !(-7..=7).contains(&sharps) || minor > 1 {
+            return None;
+        }
+        keys.push(StepKey {
+            step,
+            key: crate::midi::Key {
+                sharps,
+                minor: minor == 1,
+            },
+        });
+    }
     let n_notes = u32_(&mut r)? as usize;
     let mut notes = Vec::with_capacity(n_notes.min(1 << 20));
     for _ in 0..n_notes {
@@ -735,6 +762,7 @@ pub fn decode_cache_body(bytes: &[u8]) -> Option<Roll> {
     }
     let mut roll = Roll::from_notes(steps, &notes, tempo);
     roll.set_meters(meters);
+    roll.set_keys(keys);
     Some(roll)
 }
 

@@ -1134,6 +1134,29 @@ fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
             ),
         }
     }
+    // The key signatures, where the file has them: the first, then where it changes.
+    if let Some(first) = roll.keys().first() {
+        let bars = segue::meter::BarMap::new(roll.meters());
+        let at = |step: usize| match step {
+            0 => String::new(),
+            s => format!(" at bar {}", bars.position(s as f64).floor()),
+        };
+        let changes: Vec<String> = (roll.keys()[1..].iter().take(3))
+            .map(|k| format!("{}{}", k.key, at(k.step)))
+            .collect();
+        let more = roll.keys().len().saturating_sub(4);
+        let more = if more > 0 {
+            format!(" and {more} more changes")
+        } else {
+            String::new()
+        };
+        let then = if changes.is_empty() {
+            String::new()
+        } else {
+            format!(", then {}", changes.join(", "))
+        };
+        out!("key:           {}{}{then}{more}", first.key, at(first.step));
+    }
     let drums = song
         .notes
         .iter()

@@ -55,6 +55,35 @@ pub struct TimeSignature {
     pub denominator: u16,
 }
 
+/// A key signature: sharps (1..=7) or flats (-7..=-1) in the signature, and whether the key
+/// is minor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Key {
+    pub sharps: i8,
+    pub minor: bool,
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MAJOR: [&str; 15] = [
+            "Cb", "Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#",
+        ];
+        const MINOR: [&str; 15] = [
+            "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#", "G#", "D#", "A#",
+        ];
+        let names = if self.minor { MINOR } else { MAJOR };
+        let name = names[(self.sharps.clamp(-7, 7) + 7) as usize];
+        write!(f, "{name} {}", if self.minor { "minor" } else { "major" })
+    }
+}
+
+/// A key signature at an absolute tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySignature {
+    pub tick: u64,
+    pub key: Key,
+}
+
 /// A metre: beats a bar over the beat's note value (3/4, 6/8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Meter {
@@ -118,6 +147,8 @@ pub struct Song {
     pub tempo: Vec<TempoChange>,
     /// Time signatures sorted by tick.
     pub time_signatures: Vec<TimeSignature>,
+    /// Key signatures sorted by tick (a notation program spells the notes by them).
+    pub key_signatures: Vec<KeySignature>,
     /// The last tick of any event.
     pub end_tick: u64,
     /// The first track or sequence name found, if any.
@@ -170,6 +201,7 @@ impl Song {
             notes: Vec::new(),
             tempo: Vec::new(),
             time_signatures: Vec::new(),
+            key_signatures: Vec::new(),
             end_tick: 0,
             title: None,
             copyright: None,
@@ -273,6 +305,7 @@ impl Song {
             .sort_by_key(|n| (n.start, n.pitch, n.end, n.channel, n.track));
         song.tempo.sort_by_key(|t| t.tick);
         song.time_signatures.sort_by_key(|t| t.tick);
+        song.key_signatures.sort_by_key(|k| k.tick);
         Ok(song)
     }
 
@@ -320,6 +353,12 @@ impl Song {
                         tick,
                         numerator: num,
                         denominator: 1u16 << den_pow,
+                    })
+                }
+                MetaMessage::KeySignature(sharps, minor) if (-7..=7).contains(&sharps) => {
+                    self.key_signatures.push(KeySignature {
+                        tick,
+                        key: Key { sharps, minor },
                     })
                 }
                 MetaMessage::Copyright(text) if self.copyright.is_none() => {
@@ -590,16 +629,24 @@ pub(crate) fn encode_text(text: &str) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
-/// Encodes notes, a tempo map and a metre map as a format-1 Standard MIDI File: a tempo track
-/// and one piano track (program 0, channel 1). Ticks are in `ticks_per_quarter`. At equal
-/// ticks note-offs come before note-ons, so repeated notes re-strike. Both tracks end at
-/// `end_tick`, or at their last event if that is later, so trailing rests are kept. The tempo
-/// track starts with a time signature (4/4 unless `meters` has one at tick 0), after the
-/// `copyright` notice if there is one; metres MIDI cannot write are left out.
+/// The signatures a file's tempo track holds besides its tempo: time and key.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Signatures<'a> {
+    pub meters: &'a [TimeSignature],
+    pub keys: &'a [KeySignature],
+}
+
+/// Encodes notes, a tempo map, a metre map and key signatures as a format-1 Standard MIDI
+/// File: a tempo track and one piano track (program 0, channel 1). Ticks are in
+/// `ticks_per_quarter`. At equal ticks note-offs come before note-ons, so repeated notes
+/// re-strike. Both tracks end at `end_tick`, or at their last event if that is later, so
+/// trailing rests are kept. The tempo track starts with a time signature (4/4 unless the
+/// metres have one at tick 0), after the `copyright` notice if there is one; metres MIDI
+/// cannot write are left out.
 pub fn write_smf(
     notes: &[OutNote],
     tempo: &[TempoChange],
-    meters: &[TimeSignature],
+    signatures: Signatures<'_>,
     end_tick: u64,
     ticks_per_quarter: u16,
     title: &str,
@@ -610,7 +657,8 @@ pub fn write_smf(
             "ticks per quarter note must be 1..=32767, but was {ticks_per_quarter}"
         )));
     }
-    let mut meters: Vec<(u64, Meter)> = meters
+    let mut meters: Vec<(u64, Meter)> = signatures
+        .meters
         .iter()
         .map(|t| {
             let meter = Meter {
@@ -636,6 +684,11 @@ pub fn write_smf(
             (tick, TrackEventKind::Meta(signature))
         })
         .collect();
+    // After the time signature at a shared tick (the sort below is stable).
+    tempo_track.extend(signatures.keys.iter().map(|k| {
+        let key = MetaMessage::KeySignature(k.key.sharps.clamp(-7, 7), k.key.minor);
+        (k.tick, TrackEventKind::Meta(key))
+    }));
     let mut tempo_sorted = tempo.to_vec();
     tempo_sorted.sort_by_key(|t| t.tick);
     if tempo_sorted.first().is_none_or(|t| t.tick > 0) {

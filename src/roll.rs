@@ -17,7 +17,8 @@ use crate::error::{Error, MidiProblem, Result};
 use crate::fsutil;
 use crate::meter::{self, StepMeter};
 use crate::midi::{
-    self, DEFAULT_MICROS_PER_QUARTER, Meter, OutNote, Song, TempoChange, TimeSignature,
+    self, DEFAULT_MICROS_PER_QUARTER, Key, KeySignature, Meter, OutNote, Song, TempoChange,
+    TimeSignature,
 };
 
 /// Pitches per step (the whole MIDI range).
@@ -149,6 +150,13 @@ fn grid_tempo(changes: &[midi::TempoChange], tpq: u64, limit: u64) -> Vec<StepTe
         .collect()
 }
 
+/// A key signature from a roll step on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StepKey {
+    pub step: usize,
+    pub key: Key,
+}
+
 /// A note of a roll, in steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RollNote {
@@ -170,6 +178,8 @@ pub struct Roll {
     tempo: Vec<StepTempo>,
     /// Changes of metre by step (normalized); empty means 4/4.
     meters: Vec<StepMeter>,
+    /// Key signatures by step; none before the first (a file may say none).
+    keys: Vec<StepKey>,
 }
 
 /// A change at a roll step (of tempo or of metre), for what their maps share.
@@ -197,24 +207,33 @@ impl StepChange for StepMeter {
     }
 }
 
+impl StepChange for StepKey {
+    fn step(&self) -> usize {
+        self.step
+    }
+    fn at(self, step: usize) -> Self {
+        StepKey { step, ..self }
+    }
+}
+
 /// The map of steps `start..start + len` of `map`, counted from `start`: `first` (what is in
-/// force at `start`) at step 0, then the changes inside.
-fn window<T: StepChange>(map: &[T], first: T, start: usize, len: usize) -> Vec<T> {
+/// force at `start`, if anything is) at step 0, then the changes inside.
+fn window<T: StepChange>(map: &[T], first: Option<T>, start: usize, len: usize) -> Vec<T> {
     let inside = map
         .iter()
         .filter(|c| c.step() > start && c.step() < start + len);
-    std::iter::once(first.at(0))
+    (first.map(|f| f.at(0)).into_iter())
         .chain(inside.map(|c| c.at(c.step() - start)))
         .collect()
 }
 
-/// `map` followed by the map of a roll appended at `offset`: `first` (what it starts in) at
-/// `offset`, then its later changes moved by `offset`.
-fn joined<T: StepChange>(map: &[T], first: T, other: &[T], offset: usize) -> Vec<T> {
+/// `map` followed by the map of a roll appended at `offset`: `first` (what it starts in, if
+/// anything) at `offset`, then its later changes moved by `offset`.
+fn joined<T: StepChange>(map: &[T], first: Option<T>, other: &[T], offset: usize) -> Vec<T> {
     let later = other.iter().filter(|c| c.step() > 0);
     map.iter()
         .copied()
-        .chain(std::iter::once(first.at(offset)))
+        .chain(first.map(|f| f.at(offset)))
         .chain(later.map(|c| c.at(c.step() + offset)))
         .collect()
 }
@@ -240,6 +259,7 @@ impl Roll {
             onsets: vec![false; steps * PITCHES],
             tempo: Vec::new(),
             meters: Vec::new(),
+            keys: Vec::new(),
         }
     }
 
@@ -333,8 +353,15 @@ impl Roll {
                 },
             })
             .collect();
+        let keys = (song.key_signatures.iter())
+            .map(|k| StepKey {
+                step: step_of(k.tick),
+                key: k.key,
+            })
+            .collect();
         let mut roll = Roll::from_notes(steps as usize, &notes, tempo);
         roll.set_meters(meters);
+        roll.set_keys(keys);
         Ok(roll)
     }
 
@@ -530,6 +557,35 @@ impl Roll {
         self.meters = meter::normalize(meters);
     }
 
+    /// The key signatures by step (empty: the file said none).
+    pub fn keys(&self) -> &[StepKey] {
+        &self.keys
+    }
+
+    /// Replaces the key signatures (sorted; of several on one step the last wins; one that
+    /// repeats the key before it, or lies at or past the roll's end, is left out).
+    pub fn set_keys(&mut self, mut keys: Vec<StepKey>) {
+        keys.retain(|k| k.step == 0 || k.step < self.steps);
+        keys.sort_by_key(|k| k.step);
+        let mut out: Vec<StepKey> = Vec::with_capacity(keys.len());
+        for k in keys {
+            match out.last_mut() {
+                Some(last) if last.step == k.step => *last = k,
+                _ => out.push(k),
+            }
+        }
+        out.dedup_by(|b, a| a.key == b.key);
+        self.keys = out;
+    }
+
+    /// The key signature in force at `step`, if any.
+    pub fn key_at(&self, step: usize) -> Option<Key> {
+        (self.keys.iter())
+            .take_while(|k| k.step <= step)
+            .last()
+            .map(|k| k.key)
+    }
+
     /// The metre in force at `step`.
     pub fn meter_at(&self, step: usize) -> Meter {
         meter::meter_at(&self.meters, step)
@@ -640,12 +696,14 @@ impl Roll {
             step: 0,
             micros_per_quarter: self.micros_per_quarter_at(start),
         };
-        out.set_tempo(window(&self.tempo, tempo, start, len));
+        out.set_tempo(window(&self.tempo, Some(tempo), start, len));
         let meter = StepMeter {
             step: 0,
             meter: self.meter_at(start),
         };
-        out.set_meters(window(&self.meters, meter, start, len));
+        out.set_meters(window(&self.meters, Some(meter), start, len));
+        let key = self.key_at(start).map(|key| StepKey { step: 0, key });
+        out.set_keys(window(&self.keys, key, start, len));
         out
     }
 
@@ -669,6 +727,11 @@ impl Roll {
             step: 0,
             meter: self.meter_at(last),
         }]);
+        tail.set_keys(
+            (self.key_at(last).into_iter())
+                .map(|key| StepKey { step: 0, key })
+                .collect(),
+        );
         self.append(&tail);
     }
 
@@ -698,19 +761,22 @@ impl Roll {
             step: 0,
             micros_per_quarter: other.micros_per_quarter_at(0),
         };
-        let tempo = joined(&self.tempo, tempo, &other.tempo, offset);
+        let tempo = joined(&self.tempo, Some(tempo), &other.tempo, offset);
         let meter = StepMeter {
             step: 0,
             meter: other.meter_at(0),
         };
-        let meters = joined(&self.meters, meter, &other.meters, offset);
+        let meters = joined(&self.meters, Some(meter), &other.meters, offset);
+        let key = other.key_at(0).map(|key| StepKey { step: 0, key });
+        let keys = joined(&self.keys, key, &other.keys, offset);
         self.cells.extend_from_slice(&other.cells);
         self.onsets.extend_from_slice(&other.onsets);
         self.steps += other.steps;
         self.canonicalize_from(offset);
-        // Both drop the changes that change nothing (at the join, most often).
+        // They drop the changes that change nothing (at the join, most often).
         self.set_tempo(tempo);
         self.set_meters(meters);
+        self.set_keys(keys);
     }
 
     /// Makes every note sounding on both sides of `step` one held note across it (a run of
@@ -746,7 +812,7 @@ impl Roll {
     }
 
     /// Encodes the roll as a Standard MIDI File (piano, program 0, the roll's tempo map or
-    /// 120 bpm, its metre map or 4/4, its velocities). The file lasts as long as the roll,
+    /// 120 bpm, its metre map or 4/4, its key signatures, its velocities). The file lasts as long as the roll,
     /// trailing rests included. A `copyright` notice (the source's, for notes taken from a
     /// file) is written at its start.
     pub fn to_midi_bytes(&self, title: &str, copyright: Option<&str>) -> Result<Vec<u8>> {
@@ -778,11 +844,20 @@ impl Roll {
                 denominator: m.meter.denominator,
             })
             .collect();
+        let keys: Vec<KeySignature> = (self.keys.iter())
+            .map(|k| KeySignature {
+                tick: k.step as u64 * ticks_per_step,
+                key: k.key,
+            })
+            .collect();
         let end = self.steps as u64 * ticks_per_step;
         midi::write_smf(
             &notes,
             &tempo,
-            &meters,
+            midi::Signatures {
+                meters: &meters,
+                keys: &keys,
+            },
             end,
             EXPORT_TICKS_PER_QUARTER,
             title,

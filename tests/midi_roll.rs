@@ -178,6 +178,57 @@ fn the_metronome_clicks_on_the_beat_a_musician_counts() {
     }
 }
 
+/// Key signatures come through a roll as the file has them (a notation program spells its
+/// notes by them): kept by an export, a slice, a continuation and the studio's score.
+#[test]
+fn key_signatures_are_kept() {
+    let bytes = smf(
+        Format::Parallel,
+        Timing::Metrical(u15::new(480)),
+        &[
+            vec![
+                (0, Ev::Key(-3, false)),
+                (1920, Ev::Key(-5, false)),
+                (3840, Ev::Key(-5, false)),
+            ],
+            vec![
+                (0, on(0, 63, 90)),
+                (3840, off(0, 63)),
+                (3840, on(0, 61, 90)),
+                (5760, off(0, 61)),
+            ],
+        ],
+    );
+    let song = Song::parse(&bytes).unwrap();
+    let roll = Roll::from_song(&song, &QuantizeOptions::default()).unwrap();
+    let key = |sharps| segue::midi::Key {
+        sharps,
+        minor: false,
+    };
+    // The repeated one says nothing new.
+    let keys = |r: &Roll| r.keys().iter().map(|k| (k.step, k.key)).collect::<Vec<_>>();
+    assert_eq!(keys(&roll), [(0, key(-3)), (16, key(-5))]);
+    assert_eq!(key(-3).to_string(), "Eb major");
+    let back = Roll::from_song(
+        &Song::parse(&roll.to_midi_bytes("x", None).unwrap()).unwrap(),
+        &QuantizeOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(keys(&back), keys(&roll));
+    // A slice starts in the key in force; a continuation goes on in the key it ends in.
+    assert_eq!(keys(&roll.slice(20, 8)), [(0, key(-5))]);
+    let mut continued = roll.slice(0, 8);
+    continued.continue_with(&Roll::new(8));
+    assert_eq!(keys(&continued), [(0, key(-3))]);
+    let score = segue::studio::score::Score::from_roll(&roll, segue::studio::score::Origin::Primer);
+    assert_eq!(keys(&score.to_roll()), keys(&roll));
+    // A file without one stays without one (not C major).
+    let plain = roll_of(&simple(96, &[(0, 96, 60, 90)]), &QuantizeOptions::default());
+    assert!(plain.keys().is_empty());
+    let written = Song::parse(&plain.to_midi_bytes("x", None).unwrap()).unwrap();
+    assert!(written.key_signatures.is_empty());
+}
+
 #[test]
 fn velocity_zero_note_on_is_a_note_off() {
     let bytes = smf(
@@ -490,11 +541,13 @@ proptest! {
         tpq in prop::sample::select(vec![24u16, 96, 120, 480, 960, 10080]),
         tempos in prop::collection::vec((0u64..5000, 200_000u32..1_500_000), 1..6),
         meters in prop::collection::vec((0u64..5000, 1u8..13, 0u8..5), 0..5),
+        keys in prop::collection::vec((0u64..5000, -7i8..=7, any::<bool>()), 0..4),
         keep in any::<bool>(),
         keep_length in any::<bool>(),
     ) {
         let mut evs: Vec<(u64, Ev)> = tempos.iter().map(|&(t, m)| (t, Ev::Tempo(m))).collect();
         evs.extend(meters.iter().map(|&(t, n, d)| (t, Ev::Meter(n, d))));
+        evs.extend(keys.iter().map(|&(t, s, m)| (t, Ev::Key(s, m))));
         for &(s, e, key, vel) in &notes {
             evs.push((s, Ev::On { ch: 0, key, vel }));
             evs.push((e, Ev::Off { ch: 0, key }));

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::meter::{self, StepMeter};
-use crate::roll::{DEFAULT_VELOCITY, PITCHES, Roll, RollNote, StepTempo};
+use crate::roll::{DEFAULT_VELOCITY, PITCHES, Roll, RollNote, StepKey, StepTempo};
 
 /// Where a note came from; the piano roll draws each kind in its own colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -63,6 +63,10 @@ pub struct Score {
     /// 4/4); the grid's bars and MIDI exports follow it. Shared like the tempo map.
     #[serde(default)]
     pub meters: Arc<[StepMeter]>,
+    /// The key signatures of the opened file, or of the primer a piece was generated from
+    /// (a MIDI export writes them, so a notation program spells the notes in the key).
+    #[serde(default, skip_serializing_if = "<[StepKey]>::is_empty")]
+    pub keys: Arc<[StepKey]>,
     /// The one metre a session file of an earlier version kept (read, never written).
     #[serde(default, rename = "meter", skip_serializing)]
     legacy_meter: Option<crate::midi::Meter>,
@@ -130,6 +134,10 @@ impl Score {
         }
         meters.retain(|m| m.step <= Self::MAX_STEPS);
         self.meters = meter::normalize(meters).into();
+        let mut keys = self.keys.to_vec();
+        keys.retain(|k| k.step <= Self::MAX_STEPS && (-7..=7).contains(&k.key.sharps));
+        keys.sort_by_key(|k| k.step);
+        self.keys = keys.into();
         notes - self.notes.len()
     }
 
@@ -142,6 +150,7 @@ impl Score {
             primer_steps: 0,
             length: 0,
             meters: Arc::from([]),
+            keys: Arc::from([]),
             legacy_meter: None,
             copyright: None,
         }
@@ -170,6 +179,7 @@ impl Score {
             primer_steps: 0,
             length: roll.steps(),
             meters: roll.meters().into(),
+            keys: roll.keys().into(),
             legacy_meter: None,
             copyright: None,
         }
@@ -226,6 +236,7 @@ impl Score {
             .collect();
         let mut roll = Roll::from_notes(self.steps(), &notes, tempo);
         roll.set_meters(self.meters.to_vec());
+        roll.set_keys(self.keys.to_vec());
         roll
     }
 

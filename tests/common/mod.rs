@@ -28,6 +28,8 @@ pub enum Ev {
     Tempo(u32),
     /// A time signature: numerator and the power of two of the denominator.
     Meter(u8, u8),
+    /// A key signature: sharps (negative: flats) and whether minor.
+    Key(i8, bool),
 }
 
 /// A note-on event (velocity 0 is a note-off, as in the files).
@@ -74,6 +76,9 @@ pub fn smf(format: Format, timing: Timing, tracks: &[Vec<(u64, Ev)>]) -> Vec<u8>
                 },
                 Ev::Tempo(m) => TrackEventKind::Meta(MetaMessage::Tempo(u24::new(m))),
                 Ev::Meter(n, d) => TrackEventKind::Meta(MetaMessage::TimeSignature(n, d, 24, 8)),
+                Ev::Key(sharps, minor) => {
+                    TrackEventKind::Meta(MetaMessage::KeySignature(sharps, minor))
+                }
             };
             track.push(TrackEvent {
                 delta: u28::new((tick - last) as u32),
