@@ -75,8 +75,8 @@ enum Cmd {
         #[command(flatten)]
         quantize: QuantizeArgs,
     },
-    /// Render a .mid or .npy roll to a WAV file with the built-in piano synth (a .mid read as
-    /// the studio opens a piece).
+    /// Render a .mid or .npy roll to a WAV file with the built-in piano synth (a .mid rounded
+    /// as the studio opens a piece, up to its last note and the release after it).
     Render {
         /// The .mid or .npy file to render.
         #[arg(value_name = "FILE")]
@@ -1284,10 +1284,16 @@ fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOption
         bail!("--bpm must be 1..=1000, but was {b}");
     }
     // A rendering of a file carries its copyright notice (CC BY-SA asks for its credit).
+    // Rounded as the studio rounds a piece, but ending with its last note: the release tail
+    // follows it (a stray event an hour later would otherwise render an hour of silence).
+    let opts = QuantizeOptions {
+        keep_length: false,
+        ..opts.as_whole_file()
+    };
     let (roll, copyright) = if extension(file) == "npy" {
         (npy::read_roll(file)?, None)
     } else {
-        read_midi_noted(file, &opts.as_whole_file())?
+        read_midi_noted(file, &opts)?
     };
     let render_opts = RenderOptions {
         bpm,
@@ -1778,7 +1784,8 @@ fn stop_training_on_ctrl_c() -> Control {
 fn run_ended(stopped_early: bool, steps: usize, model: &Path) -> Result<()> {
     let how = if stopped_early { "stopped" } else { "done" };
     out!("{how} after {steps} steps: {}", model.display());
-    if STOP.load(std::sync::atomic::Ordering::Relaxed) {
+    // Stopped by Ctrl+C (one that came after the last step stopped nothing).
+    if stopped_early && STOP.load(std::sync::atomic::Ordering::Relaxed) {
         bail!("interrupted; continue the run with --resume");
     }
     Ok(())
@@ -2557,6 +2564,16 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         "lstm-vae" => {
             let model = TrainedModel::load(&path, &device)?;
             let primer = need_primer()?;
+            // A model of one composer (trained on one folder) has no second style to move to.
+            if let [only] = model.manifest.composers.as_slice()
+                && mode != generate::Mode::Continue
+                && a.to.as_deref().is_none_or(|to| to == only)
+            {
+                eprintln!(
+                    "segue: note: the model knows one composer ({only}): there is no second \
+                     style to move to (--to a MIDI file takes that piece's)"
+                );
+            }
             let (code_a, code_b) = lstm_codes(&model, primer, &a, mode, quantize)?;
             let g = generate::generate(
                 &model.model,

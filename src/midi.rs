@@ -621,8 +621,12 @@ pub struct OutNote {
 /// [`decode_text`] reads first).
 pub(crate) fn encode_text(text: &str) -> std::borrow::Cow<'_, [u8]> {
     let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(text);
-    // Bytes that would read back as other UTF-8 text ("Ã©" as "é") stay UTF-8.
-    if unmappable || (!bytes.is_ascii() && std::str::from_utf8(&bytes).is_ok()) {
+    // Only bytes that read back as the same text ([`decode_text`] tries UTF-8 and Shift-JIS
+    // first: "Ã©" would read as "é", "ƒƒ" as kana) are written as Windows-1252.
+    let same = |b: &[u8]| {
+        decode_text_within(b, usize::MAX) == decode_text_within(text.as_bytes(), usize::MAX)
+    };
+    if unmappable || (!bytes.is_ascii() && !same(&bytes)) {
         std::borrow::Cow::Borrowed(text.as_bytes())
     } else {
         bytes

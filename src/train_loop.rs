@@ -710,14 +710,15 @@ pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: b
         stem.unwrap_or_default()
     };
     if out.is_dir()
+        && state.exists()
         && !model.exists()
         && let Some(other) = RUN_KINDS
             .iter()
             .find(|k| out.join(format!("{k}.safetensors")).exists())
     {
         return Err(Error::InvalidArgument(format!(
-            "{} holds a {other} run (continued with `segue train {other} --resume --out {}`): \
-             train the {} into another folder",
+            "{} holds a run of the {other} (continued with `segue train {other} --resume --out \
+             {}`): train the {} into another folder",
             out.display(),
             out.display(),
             kind_of(model),

@@ -1701,6 +1701,35 @@ fn generate_after_an_edit_says_what_it_replaced() {
     assert!(h.state().message().unwrap().0.contains("Blend called off"));
 }
 
+/// A model of one composer (a musician's own folder) has no second style: B, the slider and
+/// the modes are greyed out, and the slider says why.
+#[test]
+fn a_model_of_one_composer_offers_no_blend() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let one = dir.path().join("one");
+    std::fs::create_dir(&one).unwrap();
+    // The same weights, their manifest naming one composer (its codes: the first one's).
+    std::fs::copy(&model, one.join("lstm-vae.safetensors")).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.with_extension("json")).unwrap()).unwrap();
+    let first = manifest["composers"][0].clone();
+    manifest["composers"] = serde_json::json!([first]);
+    let latents = manifest["latents"][0].clone();
+    manifest["latents"] = serde_json::json!([latents]);
+    std::fs::write(one.join("lstm-vae.json"), manifest.to_string()).unwrap();
+    let mut h = studio(&one.join("lstm-vae.safetensors"), None);
+    h.step();
+    assert_eq!(h.state().composers().len(), 1, "{:?}", h.state().message());
+    let slider_off = |h: &Harness<'static, Studio>| {
+        (h.query_all_by_label("A <-> B")).all(|n| n.accesskit_node().is_disabled())
+    };
+    assert!(slider_off(&h));
+    let mut h = studio(&model, None);
+    h.step();
+    assert!(!slider_off(&h));
+}
+
 /// A narrow window puts the rest of the toolbar on a second row: every control stays in view.
 #[test]
 fn a_narrow_window_keeps_the_whole_toolbar() {
@@ -2499,29 +2528,35 @@ fn a_session_of_a_newer_version_keeps_its_notes_and_says_what_it_did_not_read() 
     let mut json = serde_json::to_value(&s).unwrap();
     json["engine"] = serde_json::json!("Diffusion");
     json["markers"] = serde_json::json!([{"step": 16, "name": "B"}]);
-    json["score"]["notes"][0]["channel"] = serde_json::json!(2);
-    json["score"]["notes"][1]["origin"] = serde_json::json!("Harmonized");
-    json["score"]["notes"][2]["pitch"] = serde_json::json!("C4");
+    json["score"]["notes"][0]["pitch"] = serde_json::json!("C4");
+    json["score"]["notes"][1]["channel"] = serde_json::json!(2);
+    json["score"]["notes"][2]["origin"] = serde_json::json!("Harmonized");
+    json["score"]["bpm"] = serde_json::json!("fast");
     json["view"]["tool"] = serde_json::json!("Lasso");
     std::fs::write(&path, json.to_string()).unwrap();
     let read = session_file::read(&path).unwrap().unwrap();
     // The settings it knows are kept, those it cannot read take their defaults.
     assert_eq!(read.session.seed, 42);
     assert_eq!(read.session.engine, Session::default().engine);
-    // The notes are kept: one of an origin it does not know as edited; one it cannot read
-    // at all (a pitch that is not a number) is left out, and counted.
+    // The notes are kept, though a field of the score beside them (its tempo) does not read:
+    // one of an origin it does not know as edited; one it cannot read at all (a pitch that is
+    // not a number) is left out, and counted.
     let notes = &read.session.score.notes;
     assert_eq!(notes.len(), 2);
-    assert_eq!((notes[0].pitch, notes[0].origin), (60, Origin::Primer));
-    assert_eq!((notes[1].pitch, notes[1].origin), (61, Origin::Edited));
+    assert_eq!((notes[0].pitch, notes[0].origin), (61, Origin::Generated));
+    assert_eq!((notes[1].pitch, notes[1].origin), (62, Origin::Edited));
+    assert_eq!(read.session.score.bpm, 120.0);
     assert_eq!(read.left_out, Some(1));
-    for place in ["engine", "markers", "score.notes[0].channel", "view.tool"] {
-        assert!(
-            read.not_read.iter().any(|p| p == place),
-            "{place}: {:?}",
-            read.not_read
-        );
-    }
+    // The note left out is counted, not listed, and the notes after it line up.
+    let places = [
+        "engine",
+        "markers",
+        "score.bpm",
+        "score.notes[0].channel",
+        "score.notes[1].origin",
+        "view.tool",
+    ];
+    assert_eq!(read.not_read, places, "{:?}", read.not_read);
     let copy = session_file::keep_copy(&path).unwrap();
     let said = segue::studio::app::read_problems(&read, Some(&copy));
     assert!(

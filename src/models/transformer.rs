@@ -37,8 +37,9 @@ impl Module for Norm {
     }
 }
 
-/// Sizes of a Transformer encoder stack.
+/// Sizes of a Transformer encoder stack (unknown fields refused, as in the models' configs).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StackConfig {
     /// Model width (token size).
     pub width: usize,

@@ -3017,13 +3017,17 @@ impl Studio {
         if engine != self.session.engine {
             self.set_engine(engine);
         }
-        let s = &mut self.session;
         // Controls that do not apply to the chosen engine are greyed out: only the VAEs have
         // a style A, modes and the slider; ascent aims at B; the DCGAN knows no composers;
         // ascent and a thresholding DCGAN do not sample.
-        let is_vae = s.engine.is_vae();
-        let uses_b = is_vae || s.engine == EngineKind::ClassifierAscent;
         let composers = self.composers();
+        // A model of one composer (a musician's own folder, say) has no second style: B, the
+        // slider and the modes that move between A and B have nothing to move between.
+        let one_composer = composers.len() == 1;
+        let s = &mut self.session;
+        let is_vae = s.engine.is_vae();
+        let blends = is_vae && !one_composer;
+        let uses_b = blends || s.engine == EngineKind::ClassifierAscent;
         let s = &mut self.session;
         if let Some(last) = composers.len().checked_sub(1) {
             s.composer_a = s.composer_a.min(last);
@@ -3052,10 +3056,16 @@ impl Studio {
         let mut alpha = s.alpha;
         let slider = ui
             .add_enabled(
-                is_vae,
+                blends,
                 egui::Slider::new(&mut alpha, 0.0..=1.0).text("A <-> B"),
             )
-            .on_hover_text("The blend of A's and B's styles; moving it blends and regenerates");
+            .on_hover_text("The blend of A's and B's styles; moving it blends and regenerates")
+            .on_disabled_hover_text(if one_composer {
+                "This model knows one composer: there is no second style to blend with (train \
+                 it on a folder of two or more composers' folders)"
+            } else {
+                "The blend of two composers' styles: a VAE's"
+            });
         if slider.changed() {
             self.set_alpha(alpha);
         }
@@ -3070,7 +3080,7 @@ impl Studio {
         let samples = self.engine_samples();
         let s = &mut self.session;
         let mut strength = s.style_strength;
-        ui.add_enabled_ui(is_vae, |ui| {
+        ui.add_enabled_ui(blends, |ui| {
             egui::ComboBox::from_label("Mode")
                 .selected_text(mode_name(s.mode))
                 .show_ui(ui, |ui| {
@@ -3877,7 +3887,7 @@ pub fn read_problems(read: &session_file::ReadSession, kept: Option<&Path>) -> S
         }
         said.push(format!(
             "the last session holds what this version of Segue does not read ({places}; a \
-             newer version may have written it): those settings take their defaults"
+             newer version may have written it): settings take their defaults"
         ));
     }
     said.join("; ") + &kept_as

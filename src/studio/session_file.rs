@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::app::Session;
-use super::score::ScoreNote;
+use super::score::{Score, ScoreNote};
 use crate::fsutil;
 
 /// Where the session lives: `session.json` in eframe's storage folder for the studio.
@@ -20,6 +20,11 @@ pub fn default_path() -> Option<PathBuf> {
 
 /// The largest session file read (a piece of a million notes takes about 60 MB).
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// The largest session file whose every field is compared with what was read of it (about a
+/// quarter of a million notes); a larger one that reads whole is not compared (what a newer
+/// version wrote in it goes unsaid).
+const COMPARED_BYTES: usize = 16 << 20;
 
 /// A session read from its file, and what of the file it could not keep.
 #[derive(Debug)]
@@ -52,14 +57,27 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
                 path.display()
             )
         })?;
+    // A large session is read straight into its types, where it reads so: a tree of JSON
+    // values of a million notes, and another of what was read, would take a gigabyte or two.
+    if bytes.len() > COMPARED_BYTES
+        && let Ok(mut session) = serde_json::from_slice::<Session>(&bytes)
+    {
+        let left_out = session.sanitize();
+        return Ok(Some(ReadSession {
+            session,
+            left_out: (left_out > 0).then_some(left_out),
+            not_read: Vec::new(),
+        }));
+    }
     let not_a_session = |e: String| format!("{}: not a saved session ({e})", path.display());
-    let file: Value = serde_json::from_slice(&bytes).map_err(|e| not_a_session(e.to_string()))?;
+    let mut file: Value =
+        serde_json::from_slice(&bytes).map_err(|e| not_a_session(e.to_string()))?;
     if !file.is_object() {
         return Err(not_a_session("not a JSON object".into()));
     }
     let (mut session, unreadable_notes) = match Session::deserialize(&file) {
         Ok(session) => (session, 0),
-        Err(_) => read_leniently(&file),
+        Err(_) => read_leniently(&mut file),
     };
     let kept = serde_json::to_value(&session).map_err(|e| not_a_session(e.to_string()))?;
     let mut not_read = Vec::new();
@@ -73,52 +91,77 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
 }
 
 /// A session from a file the whole of which does not read as one: each setting that reads is
-/// put on the defaults, and each note of the score that reads (one of an origin this version
-/// does not know as an edited note). Returns it and the notes that did not read.
-fn read_leniently(file: &Value) -> (Session, usize) {
+/// put on the defaults; so is each field of the score, and each of its notes that reads (one
+/// of an origin this version does not know as an edited note). Returns it and the notes that
+/// did not read, which are taken out of `file` (so that what is compared with it after lines
+/// up note for note).
+fn read_leniently(file: &mut Value) -> (Session, usize) {
     let mut unreadable_notes = 0;
     let mut merged = serde_json::to_value(Session::default()).unwrap_or_default();
-    for (key, value) in file.as_object().into_iter().flatten() {
-        let value = match (key.as_str(), value) {
+    let keys: Vec<String> = file
+        .as_object()
+        .map_or(Vec::new(), |o| o.keys().cloned().collect());
+    for key in keys {
+        let value = match (key.as_str(), &mut file[key.as_str()]) {
             ("score", Value::Object(score)) => {
                 let (score, dropped) = readable_score(score);
                 unreadable_notes += dropped;
                 score
             }
-            _ => value.clone(),
+            (_, value) => value.clone(),
         };
-        let mut trial = merged.clone();
-        trial[key.as_str()] = value;
-        if Session::deserialize(&trial).is_ok() {
-            merged = trial;
-        }
+        merged = merged_if_it_reads::<Session>(merged, &key, value);
     }
     let session = Session::deserialize(&merged).unwrap_or_default();
     (session, unreadable_notes)
 }
 
-/// A score's JSON with only the notes that read, and how many did not.
-fn readable_score(score: &serde_json::Map<String, Value>) -> (Value, usize) {
-    let mut score = score.clone();
+/// `merged` with `key` set to `value`, if it still reads as a `T`; else `merged` as it was.
+fn merged_if_it_reads<T: serde::de::DeserializeOwned>(
+    merged: Value,
+    key: &str,
+    value: Value,
+) -> Value {
+    let mut trial = merged.clone();
+    trial[key] = value;
+    if T::deserialize(&trial).is_ok() {
+        trial
+    } else {
+        merged
+    }
+}
+
+/// A score's JSON that reads: its fields that read put on an empty score's, its notes that
+/// read (those that do not are taken out of `score` too), and how many did not.
+fn readable_score(score: &mut serde_json::Map<String, Value>) -> (Value, usize) {
+    let mut readable = serde_json::Map::new();
     let mut dropped = 0;
     if let Some(Value::Array(notes)) = score.get_mut("notes") {
-        notes.retain_mut(|note| {
+        let mut kept = Vec::with_capacity(notes.len());
+        notes.retain(|note| {
             let reads = |n: &Value| ScoreNote::deserialize(n).is_ok();
             if reads(note) {
+                kept.push(note.clone());
                 return true;
             }
             let mut edited = note.clone();
             edited["origin"] = Value::from("Edited");
             let ok = note.is_object() && reads(&edited);
             if ok {
-                *note = edited;
+                kept.push(edited);
             } else {
                 dropped += 1;
             }
             ok
         });
+        readable.insert("notes".to_string(), Value::Array(kept));
     }
-    (Value::Object(score), dropped)
+    let mut merged = serde_json::to_value(Score::new()).unwrap_or_default();
+    for (key, value) in score.iter() {
+        let value = readable.remove(key).unwrap_or_else(|| value.clone());
+        merged = merged_if_it_reads::<Score>(merged, key, value);
+    }
+    (merged, dropped)
 }
 
 /// Fields the reader takes from files of earlier versions and never writes: not lost.
