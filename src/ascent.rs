@@ -167,11 +167,12 @@ pub fn ascend(
         }
     }
     let mut roll = Roll::from_binary(steps, &binary)?.slice(0, opts.steps);
-    // Ascended from a piece, the result keeps its tempo and metre.
+    // Ascended from a piece, the result keeps its tempo, metre and key.
     if let Some(start) = start {
         let start = start.slice(0, opts.steps);
         roll.set_tempo(start.tempo().to_vec());
         roll.set_meters(start.meters().to_vec());
+        roll.set_keys(start.keys().to_vec());
     }
     let x: Vec<f32> = binary.iter().map(|&v| v as f32).collect();
     let x = Tensor::from_vec(x, (1, steps, PITCHES), &device)?;

@@ -2565,8 +2565,10 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             let model = TrainedModel::load(&path, &device)?;
             let primer = need_primer()?;
             // A model of one composer (trained on one folder) has no second style to move to.
+            // (Without --from, A is the primer's own style, which a transfer does move from.)
             if let [only] = model.manifest.composers.as_slice()
                 && mode != generate::Mode::Continue
+                && a.from.as_deref() == Some(only.as_str())
                 && a.to.as_deref().is_none_or(|to| to == only)
             {
                 eprintln!(

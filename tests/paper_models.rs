@@ -1009,8 +1009,15 @@ fn gradient_ascent_raises_the_target_composer() {
     )
     .unwrap();
     assert_eq!(out.roll.cells(), again.roll.cells());
-    // Ascended from a piece, the result keeps the piece's tempo and metre.
+    // Ascended from a piece, the result keeps the piece's tempo, metre and key.
     let mut piece = segue::Roll::new(40);
+    piece.set_keys(vec![segue::roll::StepKey {
+        step: 0,
+        key: segue::midi::Key {
+            sharps: -3,
+            minor: true,
+        },
+    }]);
     piece.set_tempo(vec![segue::roll::StepTempo {
         step: 0,
         micros_per_quarter: 400_000,
@@ -1034,6 +1041,7 @@ fn gradient_ascent_raises_the_target_composer() {
         ascent::ascend(&clf, target, Some(&piece), &opts, &mut |_| {}, &cancel).unwrap();
     assert_eq!(from_piece.roll.tempo(), piece.tempo());
     assert_eq!(from_piece.roll.meters(), piece.meters());
+    assert_eq!(from_piece.roll.keys(), piece.keys());
     // Its verdict at the start is the classifier's on the piece's notes, as `segue classify`
     // reads its first window.
     let verdict = classify::classify_roll(&clf, &piece, 32, 32).unwrap();

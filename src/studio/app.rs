@@ -1701,8 +1701,15 @@ impl Studio {
         self.job_progress = Some(0.0);
         self.job_replaces_edits = None;
         self.edited_during_job = false;
+        // A model of one composer has no modes to move between (its picker is greyed out, on
+        // the mode a session kept): it continues.
+        let mode = if self.composers().len() == 1 {
+            Mode::Continue
+        } else {
+            s.mode
+        };
         let opts = GenerateOptions {
-            mode: s.mode,
+            mode,
             steps: s.length,
             primer_steps: s.primer_steps,
             primer_start: 0,

@@ -70,19 +70,25 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
         }));
     }
     let not_a_session = |e: String| format!("{}: not a saved session ({e})", path.display());
-    let mut file: Value =
-        serde_json::from_slice(&bytes).map_err(|e| not_a_session(e.to_string()))?;
+    let file: Value = serde_json::from_slice(&bytes).map_err(|e| not_a_session(e.to_string()))?;
     if !file.is_object() {
         return Err(not_a_session("not a JSON object".into()));
     }
-    let (mut session, unreadable_notes) = match Session::deserialize(&file) {
-        Ok(session) => (session, 0),
-        Err(_) => read_leniently(&mut file),
+    let (mut session, unreadable) = match Session::deserialize(&file) {
+        Ok(session) => (session, Vec::new()),
+        Err(_) => read_leniently(&file),
     };
-    let kept = serde_json::to_value(&session).map_err(|e| not_a_session(e.to_string()))?;
+    let mut kept = serde_json::to_value(&session).map_err(|e| not_a_session(e.to_string()))?;
+    // The notes left out hold their places (as nulls), so that what was not read of the
+    // others is named by their places in the file; they are counted, not listed.
+    if let Some(Value::Array(notes)) = kept.pointer_mut("/score/notes") {
+        for &i in &unreadable {
+            notes.insert(i.min(notes.len()), Value::Null);
+        }
+    }
     let mut not_read = Vec::new();
     lost(&file, &kept, "", &mut not_read);
-    let left_out = session.sanitize() + unreadable_notes;
+    let left_out = session.sanitize() + unreadable.len();
     Ok(Some(ReadSession {
         session,
         left_out: (left_out > 0).then_some(left_out),
@@ -92,28 +98,24 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
 
 /// A session from a file the whole of which does not read as one: each setting that reads is
 /// put on the defaults; so is each field of the score, and each of its notes that reads (one
-/// of an origin this version does not know as an edited note). Returns it and the notes that
-/// did not read, which are taken out of `file` (so that what is compared with it after lines
-/// up note for note).
-fn read_leniently(file: &mut Value) -> (Session, usize) {
-    let mut unreadable_notes = 0;
+/// of an origin this version does not know as an edited note). Returns it and the places in
+/// the file's notes of those that did not read (ascending).
+fn read_leniently(file: &Value) -> (Session, Vec<usize>) {
+    let mut unreadable = Vec::new();
     let mut merged = serde_json::to_value(Session::default()).unwrap_or_default();
-    let keys: Vec<String> = file
-        .as_object()
-        .map_or(Vec::new(), |o| o.keys().cloned().collect());
-    for key in keys {
-        let value = match (key.as_str(), &mut file[key.as_str()]) {
+    for (key, value) in file.as_object().into_iter().flatten() {
+        let value = match (key.as_str(), value) {
             ("score", Value::Object(score)) => {
                 let (score, dropped) = readable_score(score);
-                unreadable_notes += dropped;
+                unreadable = dropped;
                 score
             }
-            (_, value) => value.clone(),
+            _ => value.clone(),
         };
-        merged = merged_if_it_reads::<Session>(merged, &key, value);
+        merged = merged_if_it_reads::<Session>(merged, key, value);
     }
     let session = Session::deserialize(&merged).unwrap_or_default();
-    (session, unreadable_notes)
+    (session, unreadable)
 }
 
 /// `merged` with `key` set to `value`, if it still reads as a `T`; else `merged` as it was.
@@ -132,28 +134,26 @@ fn merged_if_it_reads<T: serde::de::DeserializeOwned>(
 }
 
 /// A score's JSON that reads: its fields that read put on an empty score's, its notes that
-/// read (those that do not are taken out of `score` too), and how many did not.
-fn readable_score(score: &mut serde_json::Map<String, Value>) -> (Value, usize) {
+/// read, and the places of those that do not.
+fn readable_score(score: &serde_json::Map<String, Value>) -> (Value, Vec<usize>) {
     let mut readable = serde_json::Map::new();
-    let mut dropped = 0;
-    if let Some(Value::Array(notes)) = score.get_mut("notes") {
+    let mut dropped = Vec::new();
+    if let Some(Value::Array(notes)) = score.get("notes") {
         let mut kept = Vec::with_capacity(notes.len());
-        notes.retain(|note| {
+        for (i, note) in notes.iter().enumerate() {
             let reads = |n: &Value| ScoreNote::deserialize(n).is_ok();
             if reads(note) {
                 kept.push(note.clone());
-                return true;
+                continue;
             }
             let mut edited = note.clone();
             edited["origin"] = Value::from("Edited");
-            let ok = note.is_object() && reads(&edited);
-            if ok {
+            if note.is_object() && reads(&edited) {
                 kept.push(edited);
             } else {
-                dropped += 1;
+                dropped.push(i);
             }
-            ok
-        });
+        }
         readable.insert("notes".to_string(), Value::Array(kept));
     }
     let mut merged = serde_json::to_value(Score::new()).unwrap_or_default();
@@ -190,6 +190,8 @@ fn lost(file: &Value, kept: &Value, at: &str, out: &mut Vec<String>) {
         (Value::Array(f), Value::Array(k)) => {
             for (i, value) in f.iter().enumerate() {
                 match k.get(i) {
+                    // A note left out (counted, not listed).
+                    Some(Value::Null) if !value.is_null() => {}
                     Some(kept) => lost(value, kept, &format!("{at}[{i}]"), out),
                     None => out.push(format!("{at}[{i}..]")),
                 }
