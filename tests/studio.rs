@@ -1727,6 +1727,38 @@ fn a_model_of_one_composer_offers_no_blend() {
     assert!(!slider_off(&h));
 }
 
+/// Page Down and Page Up turn the roll a page on and back in time (a tenth of it stays in
+/// view); Home brings it back to the start with the playhead.
+#[test]
+fn home_and_the_page_keys_turn_the_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    h.step();
+    let view = &h.state().session.view;
+    let page = 0.9 * view.grid_rect.unwrap().width() / view.step_px;
+    let scrolled = |h: &Harness<'static, Studio>| h.state().session.view.scroll_step;
+    h.key_press(egui::Key::PageDown);
+    h.step();
+    assert!(
+        (scrolled(&h) - page).abs() < 1e-3,
+        "{} vs {page}",
+        scrolled(&h)
+    );
+    h.key_press(egui::Key::PageDown);
+    h.step();
+    h.key_press(egui::Key::PageUp);
+    h.step();
+    assert!(
+        (scrolled(&h) - page).abs() < 1e-3,
+        "{} vs {page}",
+        scrolled(&h)
+    );
+    h.key_press(egui::Key::Home);
+    h.step();
+    assert_eq!(scrolled(&h), 0.0);
+}
+
 /// A narrow window puts the rest of the toolbar on a second row: every control stays in view.
 #[test]
 fn a_narrow_window_keeps_the_whole_toolbar() {

@@ -2759,7 +2759,10 @@ impl Studio {
             let label = if self.playing() { "Stop" } else { "Play" };
             if ui
                 .add_enabled(self.player.is_some(), egui::Button::new(label))
-                .on_hover_text("Play or stop (Space); Home goes back to the start")
+                .on_hover_text(
+                    "Play or stop (Space); Home goes back to the start; Page Up and Page Down \
+                     turn the roll a page",
+                )
                 .clicked()
             {
                 self.toggle_play();
@@ -3638,9 +3641,22 @@ impl eframe::App for Studio {
             if space {
                 self.toggle_play();
             }
-            // Home: the playhead back to the start (of the loop).
+            // Home: the playhead back to the start (of the loop), and the roll with it.
             if ctx.input(|i| i.key_pressed(egui::Key::Home)) {
                 self.seek_to_start();
+                let start = self.loop_range().map_or(0, |l| l.0);
+                self.session.view.scroll_step = start as f32;
+            }
+            // Page Up / Page Down: the roll a page back or on in time (a tenth stays in view).
+            let view = &mut self.session.view;
+            if let Some(grid) = view.grid_rect {
+                let page = 0.9 * grid.width() / view.step_px;
+                for (key, direction) in [(egui::Key::PageDown, 1.0), (egui::Key::PageUp, -1.0)] {
+                    if ctx.input(|i| i.key_pressed(key)) {
+                        view.scroll_step = (view.scroll_step + direction * page)
+                            .clamp(0.0, Score::MAX_STEPS as f32);
+                    }
+                }
             }
             if undo && self.history.undo(&mut self.session.score)
                 || redo && self.history.redo(&mut self.session.score)
