@@ -1111,51 +1111,28 @@ fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
         song.tempo.len(),
         song.initial_bpm()
     );
+    // The metre the piece starts in and its key, then where they change (bars counted as the
+    // studio counts them).
+    let bars = segue::meter::BarMap::new(roll.meters());
+    let at_bar = |step: usize| format!(" at bar {}", bars.position(step as f64).floor());
     if !song.time_signatures.is_empty() {
-        // The metre the piece starts in, then where it changes (bars counted as the studio
-        // counts them).
-        let bars = segue::meter::BarMap::new(roll.meters());
-        let changes: Vec<_> = roll.meters().iter().filter(|m| m.step > 0).collect();
-        let shown = if changes.len() > 4 { 3 } else { changes.len() };
-        let said: Vec<String> = changes[..shown]
-            .iter()
-            .map(|m| {
-                let bar = bars.position(m.step as f64);
-                format!("{} at bar {}", m.meter, bar.floor())
-            })
+        let changes: Vec<String> = (roll.meters().iter().filter(|m| m.step > 0))
+            .map(|m| format!("{}{}", m.meter, at_bar(m.step)))
             .collect();
-        let first = roll.meter_at(0);
-        match changes.len() - shown {
-            _ if shown == 0 => out!("metre:         {first}"),
-            0 => out!("metre:         {first}, then {}", said.join(", ")),
-            more => out!(
-                "metre:         {first}, then {} and {more} more changes",
-                said.join(", ")
-            ),
-        }
+        out!(
+            "metre:         {}",
+            first_then(roll.meter_at(0).to_string(), &changes)
+        );
     }
-    // The key signatures, where the file has them: the first, then where it changes.
-    if let Some(first) = roll.keys().first() {
-        let bars = segue::meter::BarMap::new(roll.meters());
-        let at = |step: usize| match step {
-            0 => String::new(),
-            s => format!(" at bar {}", bars.position(s as f64).floor()),
+    if let Some((first, later)) = roll.keys().split_first() {
+        let first = match first.step {
+            0 => first.key.to_string(),
+            step => format!("{}{}", first.key, at_bar(step)),
         };
-        let changes: Vec<String> = (roll.keys()[1..].iter().take(3))
-            .map(|k| format!("{}{}", k.key, at(k.step)))
+        let changes: Vec<String> = (later.iter())
+            .map(|k| format!("{}{}", k.key, at_bar(k.step)))
             .collect();
-        let more = roll.keys().len().saturating_sub(4);
-        let more = if more > 0 {
-            format!(" and {more} more changes")
-        } else {
-            String::new()
-        };
-        let then = if changes.is_empty() {
-            String::new()
-        } else {
-            format!(", then {}", changes.join(", "))
-        };
-        out!("key:           {}{}{then}{more}", first.key, at(first.step));
+        out!("key:           {}", first_then(first, &changes));
     }
     let drums = song
         .notes
@@ -1777,6 +1754,20 @@ fn stop_training_on_ctrl_c() -> Control {
         STOP.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     control
+}
+
+/// `first`, then the `changes` after it: all of them up to four, else the first three and how
+/// many more.
+fn first_then(first: String, changes: &[String]) -> String {
+    let shown = if changes.len() > 4 { 3 } else { changes.len() };
+    match changes.len() - shown {
+        _ if shown == 0 => first,
+        0 => format!("{first}, then {}", changes.join(", ")),
+        more => format!(
+            "{first}, then {} and {more} more changes",
+            changes[..shown].join(", ")
+        ),
+    }
 }
 
 /// Says how a training run ended; one stopped by Ctrl+C is an error (exit code 130) after

@@ -216,6 +216,37 @@ impl StepChange for StepKey {
     }
 }
 
+/// `map` in its canonical form: sorted by step, the last of several changes on one step kept
+/// (the sort is stable), and changes to what is already in force dropped (`before`: what is in
+/// force before the first change, if anything is).
+fn canonical<T: StepChange, V: PartialEq>(
+    mut map: Vec<T>,
+    value: impl Fn(&T) -> V,
+    before: Option<V>,
+) -> Vec<T> {
+    map.sort_by_key(|c| c.step());
+    let mut per_step: Vec<T> = Vec::with_capacity(map.len());
+    for c in map {
+        match per_step.last_mut() {
+            Some(last) if last.step() == c.step() => *last = c,
+            _ => per_step.push(c),
+        }
+    }
+    let mut current = before;
+    per_step.retain(|c| {
+        let now = Some(value(c));
+        let changes = now != current;
+        current = now;
+        changes
+    });
+    per_step
+}
+
+/// The change of `map` (sorted) in force at `step`, if any.
+fn in_force<T: StepChange>(map: &[T], step: usize) -> Option<&T> {
+    map.iter().take_while(|c| c.step() <= step).last()
+}
+
 /// The map of steps `start..start + len` of `map`, counted from `start`: `first` (what is in
 /// force at `start`, if anything is) at step 0, then the changes inside.
 fn window<T: StepChange>(map: &[T], first: Option<T>, start: usize, len: usize) -> Vec<T> {
@@ -523,26 +554,10 @@ impl Roll {
     /// Replaces the tempo map (sorted; of several changes on one step the last wins; changes
     /// at or past the roll's end are left out, as they change nothing).
     pub fn set_tempo(&mut self, mut tempo: Vec<StepTempo>) {
-        tempo.retain(|t| t.step == 0 || t.step < self.steps);
-        tempo.sort_by_key(|t| t.step);
-        // Of several changes on one step the last wins; then drop changes that change nothing.
-        let mut per_step: Vec<StepTempo> = Vec::with_capacity(tempo.len());
-        for t in tempo.into_iter().filter(|t| t.micros_per_quarter > 0) {
-            match per_step.last_mut() {
-                Some(last) if last.step == t.step => *last = t,
-                _ => per_step.push(t),
-            }
-        }
+        tempo.retain(|t| (t.step == 0 || t.step < self.steps) && t.micros_per_quarter > 0);
         // Before the first change the tempo is 120 bpm, so a change to 120 bpm there is none.
-        let mut dedup: Vec<StepTempo> = Vec::with_capacity(per_step.len());
-        let mut current = DEFAULT_MICROS_PER_QUARTER;
-        for t in per_step {
-            if t.micros_per_quarter != current {
-                current = t.micros_per_quarter;
-                dedup.push(t);
-            }
-        }
-        self.tempo = dedup;
+        let before = Some(DEFAULT_MICROS_PER_QUARTER);
+        self.tempo = canonical(tempo, |t| t.micros_per_quarter, before);
     }
 
     /// The metre map in steps (empty: 4/4 throughout).
@@ -566,24 +581,12 @@ impl Roll {
     /// repeats the key before it, or lies at or past the roll's end, is left out).
     pub fn set_keys(&mut self, mut keys: Vec<StepKey>) {
         keys.retain(|k| k.step == 0 || k.step < self.steps);
-        keys.sort_by_key(|k| k.step);
-        let mut out: Vec<StepKey> = Vec::with_capacity(keys.len());
-        for k in keys {
-            match out.last_mut() {
-                Some(last) if last.step == k.step => *last = k,
-                _ => out.push(k),
-            }
-        }
-        out.dedup_by(|b, a| a.key == b.key);
-        self.keys = out;
+        self.keys = canonical(keys, |k| k.key, None);
     }
 
     /// The key signature in force at `step`, if any.
     pub fn key_at(&self, step: usize) -> Option<Key> {
-        (self.keys.iter())
-            .take_while(|k| k.step <= step)
-            .last()
-            .map(|k| k.key)
+        in_force(&self.keys, step).map(|k| k.key)
     }
 
     /// The metre in force at `step`.
@@ -593,11 +596,7 @@ impl Roll {
 
     /// Micro-seconds per quarter note in force at `step`.
     pub fn micros_per_quarter_at(&self, step: usize) -> u32 {
-        self.tempo
-            .iter()
-            .take_while(|t| t.step <= step)
-            .last()
-            .map_or(DEFAULT_MICROS_PER_QUARTER, |t| t.micros_per_quarter)
+        in_force(&self.tempo, step).map_or(DEFAULT_MICROS_PER_QUARTER, |t| t.micros_per_quarter)
     }
 
     /// The time in seconds at which each step starts, plus the end time (T + 1 values).

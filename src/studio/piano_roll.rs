@@ -171,13 +171,15 @@ pub fn piano_roll(
     let mut out = RollResponse::default();
     view.selection.retain(|&i| i < score.notes.len());
     let (rect, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
-    // What a screen reader says of it.
-    let described = format!(
-        "Piano roll: {} notes, {} selected",
-        score.notes.len(),
-        view.selection.len()
-    );
-    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Canvas, true, &described));
+    // What a screen reader says of it (made only when asked for, not every frame).
+    response.widget_info(|| {
+        let described = format!(
+            "Piano roll: {} notes, {} selected",
+            score.notes.len(),
+            view.selection.len()
+        );
+        egui::WidgetInfo::labeled(egui::Role::Canvas, true, described)
+    });
     let painter = ui.painter_at(rect);
     let grid = Rect::from_min_max(pos2(rect.left() + KEYS_W, rect.top() + RULER_H), rect.max);
     let keys = Rect::from_min_max(
