@@ -3916,8 +3916,56 @@ pub fn read_problems(read: &session_file::ReadSession, kept: Option<&Path>) -> S
     said.join("; ") + &kept_as
 }
 
+/// What the studio found of the last session before its window opened.
+enum LastSession {
+    /// The session file was there: its piece, or none where it could not be read.
+    Read(Option<Box<Session>>),
+    /// No session file (or no folder for one).
+    None,
+}
+
 /// Opens the studio window (blocks until it closes). `file` is opened as the primer.
 pub fn run(file: Option<PathBuf>) -> Result<(), String> {
+    // The last session is read before the window opens, so that no frame waits on it.
+    let path = session_file::default_path();
+    // One studio keeps the session; a second one open at the same time says so (and leaves
+    // the session file to the first).
+    let saver = path.clone().map(session_file::Saver::claim);
+    let owner = matches!(saver, Some(Ok(_)));
+    let (last, problem) = match path.as_deref().map(session_file::read) {
+        Some(Ok(Some(read))) if read.left_out.is_none() && read.not_read.is_empty() => {
+            (LastSession::Read(Some(Box::new(read.session))), None)
+        }
+        // Notes were left out, or what this version does not read: the file as it was is
+        // kept beside it (by the studio that keeps the session), since the next save writes
+        // the piece without them.
+        Some(Ok(Some(read))) => {
+            let kept = (path.as_deref())
+                .filter(|_| owner)
+                .and_then(session_file::keep_copy);
+            let mut problem = read_problems(&read, kept.as_deref());
+            if owner && kept.is_none() {
+                problem += " (no copy of the file could be kept)";
+            }
+            (
+                LastSession::Read(Some(Box::new(read.session))),
+                Some(problem),
+            )
+        }
+        Some(Err(problem)) => {
+            let aside = (path.as_deref())
+                .filter(|_| owner)
+                .and_then(session_file::set_aside);
+            let kept = aside.map_or(String::new(), |p| {
+                format!("; it is kept as {}", p.display())
+            });
+            (
+                LastSession::Read(None),
+                Some(format!("{problem}{kept}; starting a new piece")),
+            )
+        }
+        _ => (LastSession::None, None),
+    };
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Segue")
@@ -3942,44 +3990,13 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
                 ctx.request_repaint();
             });
-            let path = session_file::default_path();
-            // One studio keeps the session; a second one open at the same time says so (and
-            // leaves the session file to the first).
-            let saver = path.clone().map(session_file::Saver::claim);
-            let owner = matches!(saver, Some(Ok(_)));
-            let (session, problem) = match path.as_deref().map(session_file::read) {
-                Some(Ok(Some(read))) if read.left_out.is_none() && read.not_read.is_empty() => {
-                    (Some(read.session), None)
-                }
-                // Notes were left out, or what this version does not read: the file as it
-                // was is kept beside it (by the studio that keeps the session), since the
-                // next save writes the piece without them.
-                Some(Ok(Some(read))) => {
-                    let kept = (path.as_deref())
-                        .filter(|_| owner)
-                        .and_then(session_file::keep_copy);
-                    let mut problem = read_problems(&read, kept.as_deref());
-                    if owner && kept.is_none() {
-                        problem += " (no copy of the file could be kept)";
-                    }
-                    (Some(read.session), Some(problem))
-                }
-                Some(Err(problem)) => {
-                    let aside = (path.as_deref())
-                        .filter(|_| owner)
-                        .and_then(session_file::set_aside);
-                    let kept = aside.map_or(String::new(), |p| {
-                        format!("; it is kept as {}", p.display())
-                    });
-                    (None, Some(format!("{problem}{kept}; starting a new piece")))
-                }
-                // No session file yet: one saved by an earlier Segue in eframe's storage
-                // (`Studio::new` brings it into range).
-                _ => (
-                    cc.storage
-                        .and_then(|s| eframe::get_value::<Session>(s, eframe::APP_KEY)),
-                    None,
-                ),
+            // No session file yet: one saved by an earlier Segue in eframe's storage
+            // (`Studio::new` brings it into range).
+            let session = match last {
+                LastSession::Read(session) => session.map(|s| *s),
+                LastSession::None => cc
+                    .storage
+                    .and_then(|s| eframe::get_value::<Session>(s, eframe::APP_KEY)),
             };
             let mut studio = Studio::new(&cc.egui_ctx, session, file, true);
             // Both problems are said, in one message (a second would replace the first).
