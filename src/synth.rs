@@ -10,8 +10,14 @@
 
 use std::f32::consts::TAU;
 
-/// Maximum simultaneous voices (the oldest releasing or quietest voice is stolen beyond it).
-pub const MAX_VOICES: usize = 96;
+/// Maximum simultaneous voices: every key held, and room for notes ringing on after their
+/// release. Beyond it the quietest releasing voice is stolen (faded out over a few
+/// milliseconds, not cut).
+pub const MAX_VOICES: usize = 160;
+/// Voices fading out after being stolen.
+const FADES: usize = 8;
+/// How long a stolen voice takes to fade out, seconds.
+const STEAL_FADE_SECONDS: f32 = 0.003;
 const TABLE_LEN: usize = 2048;
 const BANDS: usize = 11; // one wavetable pair per octave of MIDI pitch
 /// The lowest sample rate the synth renders at.
@@ -53,6 +59,8 @@ struct Voice {
 pub struct Synth {
     sample_rate: f32,
     voices: [Voice; MAX_VOICES],
+    /// Stolen voices fading out; not counted against [`MAX_VOICES`].
+    fades: [Voice; FADES],
     /// Per band: bright table then mellow table.
     tables: Vec<[Vec<f32>; 2]>,
     limiter_envelope: f32,
@@ -88,6 +96,7 @@ impl Synth {
         Synth {
             sample_rate,
             voices: [Voice::default(); MAX_VOICES],
+            fades: [Voice::default(); FADES],
             tables,
             limiter_envelope: 0.0,
             limiter_release: (-1.0 / (0.15 * sample_rate)).exp(),
@@ -108,8 +117,13 @@ impl Synth {
         }
         let pitch = pitch.min(127);
         self.note_off(pitch);
-        let slot = self.free_voice();
         let sr = self.sample_rate;
+        // A key whose fundamental lies above half the sample rate cannot sound: it would
+        // alias to another pitch.
+        if pitch_hz(pitch) >= 0.5 * sr {
+            return;
+        }
+        let slot = self.free_voice();
         let v = f32::from(velocity.min(127)) / 127.0;
         // Low strings ring for seconds, high ones briefly.
         let ring = 0.35 + 7.0 * (-(f32::from(pitch) - 21.0).max(0.0) / 26.0).exp();
@@ -153,15 +167,17 @@ impl Synth {
 
     /// Silences everything at once (the next samples are 0).
     pub fn reset(&mut self) {
-        for v in self.voices.iter_mut() {
+        for v in self.voices.iter_mut().chain(self.fades.iter_mut()) {
             v.active = false;
         }
         self.limiter_envelope = 0.0;
     }
 
-    /// Number of voices sounding (including releasing ones).
+    /// Number of voices sounding (including releasing and fading ones).
     pub fn active_voices(&self) -> usize {
-        self.voices.iter().filter(|v| v.active).count()
+        (self.voices.iter().chain(&self.fades))
+            .filter(|v| v.active)
+            .count()
     }
 
     /// Whether the key `pitch` is down: a voice of it sounds and has not been released.
@@ -169,26 +185,36 @@ impl Synth {
         (self.voices.iter()).any(|v| v.active && !v.releasing && v.pitch == pitch)
     }
 
-    fn free_voice(&self) -> usize {
+    /// A slot for a new voice: a silent one, or else the quietest releasing voice (the
+    /// oldest of equally quiet ones; a held key only where no voice is releasing), which
+    /// fades out in a spare slot rather than stopping dead.
+    fn free_voice(&mut self) -> usize {
         if let Some(i) = self.voices.iter().position(|v| !v.active) {
             return i;
         }
-        // Steal the quietest voice, preferring released ones.
-        let loudness = |v: &Voice| {
-            let level = v.amplitude * (v.fast + v.slow) * v.release_gain;
-            if v.releasing { level * 0.1 } else { level }
+        let victim = (self.voices.iter().enumerate())
+            .min_by(|(_, a), (_, b)| {
+                (b.releasing.cmp(&a.releasing))
+                    .then(level(a).total_cmp(&level(b)))
+                    .then(b.age.cmp(&a.age))
+            })
+            .map_or(0, |(i, _)| i);
+        let fade = (self.fades.iter().enumerate())
+            .min_by(|(_, a), (_, b)| (a.active.cmp(&b.active)).then(level(a).total_cmp(&level(b))))
+            .map_or(0, |(i, _)| i);
+        self.fades[fade] = Voice {
+            releasing: true,
+            release_decay: (-1.0 / (STEAL_FADE_SECONDS * self.sample_rate)).exp(),
+            ..self.voices[victim]
         };
-        self.voices
-            .iter()
-            .enumerate()
-            .min_by(|a, b| loudness(a.1).total_cmp(&loudness(b.1)))
-            .map_or(0, |(i, _)| i)
+        victim
     }
 
     /// Renders into `out` (mono), overwriting it. Never allocates or blocks.
     pub fn render(&mut self, out: &mut [f32]) {
         out.fill(0.0);
-        for voice in self.voices.iter_mut().filter(|v| v.active) {
+        let voices = self.voices.iter_mut().chain(self.fades.iter_mut());
+        for voice in voices.filter(|v| v.active) {
             let [bright, mellow] = &self.tables[voice.band];
             for sample in out.iter_mut() {
                 let i = voice.phase as usize;
@@ -223,8 +249,7 @@ impl Synth {
             // x), and each denormal multiply costs the audio thread about 100 cycles: flushed.
             flush_denormal(&mut voice.fast);
             flush_denormal(&mut voice.brightness);
-            let level = (voice.fast + voice.slow) * voice.release_gain * voice.amplitude;
-            if level < 1e-4 {
+            if level(voice) < 1e-4 {
                 voice.active = false;
             }
         }
@@ -250,11 +275,16 @@ impl Synth {
     /// number, never a denormal one.
     #[cfg(test)]
     fn smallest_level(&self) -> f32 {
-        (self.voices.iter().filter(|v| v.active))
+        (self.voices.iter().chain(&self.fades).filter(|v| v.active))
             .flat_map(|v| [v.fast, v.slow, v.brightness, v.release_gain])
             .chain([self.limiter_envelope])
             .fold(f32::INFINITY, f32::min)
     }
+}
+
+/// A voice's present level (its envelope times its loudness; the attack ramp aside).
+fn level(v: &Voice) -> f32 {
+    (v.fast + v.slow) * v.release_gain * v.amplitude
 }
 
 /// Sets a level that has decayed below any audible one to exactly 0.
@@ -284,6 +314,41 @@ fn wavetable(harmonics: &[(usize, f32)], max_harmonic: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every voice busy with a note ringing on after its release (30 ms of notes, one every
+    /// 8 samples).
+    fn every_voice_releasing() -> Synth {
+        let mut synth = Synth::new(44_100);
+        let mut block = [0f32; 8];
+        for k in 0..MAX_VOICES {
+            let pitch = 30 + (k % 60) as u8;
+            synth.note_on(pitch, 60);
+            synth.note_off(pitch);
+            synth.render(&mut block);
+        }
+        assert_eq!(synth.active_voices(), MAX_VOICES);
+        synth
+    }
+
+    #[test]
+    fn a_stolen_voice_fades_out_rather_than_stopping_dead() {
+        let (mut stolen, mut kept) = (every_voice_releasing(), every_voice_releasing());
+        // The new note is too soft to hear: what differs is the voice it took the place of.
+        stolen.note_on(100, 1);
+        assert_eq!(
+            stolen.active_voices(),
+            MAX_VOICES + 1,
+            "the stolen one fades"
+        );
+        let (mut a, mut b) = (vec![0f32; 2000], vec![0f32; 2000]);
+        stolen.render(&mut a);
+        kept.render(&mut b);
+        let diff: Vec<f32> = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).collect();
+        let peak = diff.iter().fold(0f32, |m, &d| m.max(d));
+        let first = diff[..4].iter().fold(0f32, |m, &d| m.max(d));
+        assert!(peak > 1e-3, "the stolen voice was audible: {peak}");
+        assert!(first < 0.1 * peak, "a cut, not a fade: {first} of {peak}");
+    }
 
     #[test]
     fn long_held_notes_and_long_silences_leave_no_denormal_levels() {

@@ -70,6 +70,21 @@ fn a_full_chord_does_not_clip() {
 }
 
 #[test]
+fn every_key_of_a_full_chord_sounds() {
+    let mut synth = Synth::new(SR);
+    for p in 0..128 {
+        synth.note_on(p, 100);
+    }
+    let silent: Vec<u8> = (0..128).filter(|&p| !synth.is_held(p)).collect();
+    assert!(silent.is_empty(), "keys stolen by later ones: {silent:?}");
+    // Re-striking every key lets the earlier strikes ring on, and still every key sounds.
+    for p in 0..128 {
+        synth.note_on(p, 100);
+    }
+    assert!((0..128).all(|p| synth.is_held(p)));
+}
+
+#[test]
 fn velocity_sets_loudness() {
     let rms = |x: &[f32]| (x.iter().map(|s| f64::from(s * s)).sum::<f64>() / x.len() as f64).sqrt();
     let soft = rms(&play(&[(60, 30)], 0.5));
