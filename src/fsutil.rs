@@ -57,6 +57,13 @@ pub fn remove_unfinished_and_exit(code: i32) -> ! {
     std::process::exit(code)
 }
 
+/// Removes the temporary files of every write in progress, for a program about to end
+/// without waiting for them; none of them can rename its file into place while the returned
+/// guard lives.
+pub fn remove_unfinished_writes() -> impl Drop {
+    remove_unfinished(None)
+}
+
 /// A buffered temporary file being written (it can seek, as a WAV writer needs to).
 pub type AtomicWriter<'a> = std::io::BufWriter<&'a std::fs::File>;
 

@@ -557,6 +557,37 @@ fn picking_a_composer_blends_the_sliders_piece_again() {
     assert!(!h.state().regenerating() && !h.state().generating());
 }
 
+/// A window closing once its export is written, whose export then fails (its folder was
+/// removed while it rendered), stays open and says so, rather than closing on an error no
+/// one saw.
+#[test]
+fn an_export_failing_while_the_window_closes_keeps_it_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    let waltz = common::shared("corpus").join("chopin/chp_op18.mid");
+    h.state_mut().open_file(&waltz);
+    wait(&mut h, "the waltz", |s| !s.background_work());
+    let folder = dir.path().join("exports");
+    std::fs::create_dir(&folder).unwrap();
+    // Five minutes of music: a second or so to render.
+    h.state_mut().export_wav(&folder.join("waltz.wav"));
+    request_close(&mut h);
+    assert!(window_commands(&h).contains(&egui::ViewportCommand::CancelClose));
+    std::fs::remove_dir_all(&folder).unwrap();
+    wait(&mut h, "the export's end", |s| !s.exporting());
+    for _ in 0..3 {
+        h.step();
+        assert!(!window_commands(&h).contains(&egui::ViewportCommand::Close));
+    }
+    let (text, error) = h.state().message().unwrap().clone();
+    assert!(error && text.ends_with("the window stays open"), "{text}");
+    assert!(text.contains("waltz.wav"), "{text}");
+    // Closing again closes.
+    request_close(&mut h);
+    assert!(!window_commands(&h).contains(&egui::ViewportCommand::CancelClose));
+}
+
 #[test]
 fn opens_a_midi_file_and_exports_it_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -1596,6 +1627,41 @@ fn screenshot() {
     }
 }
 
+/// An undo made while a generation runs is not wiped out by its result: the piece stays as
+/// the undo left it, Redo still brings the undone edit back, and the result waits under
+/// Variations to be picked.
+#[test]
+fn a_result_arriving_after_an_undo_keeps_the_redo() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, _) = studio_with_a_drawn_note(dir.path());
+    let drawn = h.state().session.score.clone();
+    // Long enough to still be running a frame later.
+    h.state_mut().session.length = 4096;
+    h.state_mut().session.variations = 8;
+    h.get_by_label("Generate").click();
+    h.step();
+    assert!(h.state().generating());
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    assert!(h.state().generating(), "the job outlived the undo");
+    assert!(
+        h.state().session.score.notes.is_empty(),
+        "the drawn note undone"
+    );
+    wait(&mut h, "the generation", |s| !s.generating());
+    let (text, error) = h.state().message().unwrap().clone();
+    assert!(!error && text.contains("Not put in the piece"), "{text}");
+    assert!(h.state().session.score.notes.is_empty());
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Y);
+    h.step();
+    assert_eq!(h.state().session.score, drawn, "Redo brought the note back");
+    // The result is there to pick.
+    h.get_by_label("#1 (seed 1)").click();
+    h.step();
+    let notes = &h.state().session.score.notes;
+    assert!(notes.iter().any(|n| n.origin == Origin::Generated));
+}
+
 /// After an edit, Generate primes with the piece as it is then, and says so where notes drawn
 /// by hand lie past what the model hears (they are replaced; undo brings them back). The
 /// variation buttons show the seeds they were made with, not the seed box's later value.
@@ -1623,7 +1689,7 @@ fn generate_after_an_edit_says_what_it_replaced() {
     let before_try = h.state().session.score.clone();
     generate_new_piece(&mut h, "another try");
     let (text, _) = h.state().message().unwrap().clone();
-    assert_eq!(text, "Generated 2 variation(s), seed 40.");
+    assert_eq!(text, "Generated 2 variation(s) with the LSTM-VAE, seed 40.");
     assert!(h.query_by_label("#2 (seed 41)").is_some());
     // Auditioning the variations is one step: one undo brings back the piece before them.
     let first = h.state().session.score.clone();

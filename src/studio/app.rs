@@ -178,6 +178,16 @@ impl EngineKind {
         matches!(self, EngineKind::LstmVae | EngineKind::TransformerVae)
     }
 
+    /// How a message says a piece was made by it.
+    fn made_by(self) -> &'static str {
+        match self {
+            EngineKind::LstmVae => "with the LSTM-VAE",
+            EngineKind::TransformerVae => "with the Transformer VAE",
+            EngineKind::ClassifierAscent => "by classifier ascent",
+            EngineKind::Dcgan => "with the DCGAN",
+        }
+    }
+
     /// Name shown in the picker.
     pub fn label(self) -> &'static str {
         match self {
@@ -534,6 +544,13 @@ pub struct Studio {
     /// Whether the piece was edited while the running job worked (its result replaces the
     /// edit, which the studio says).
     edited_during_job: bool,
+    /// Whether an undo or redo was made while the running job worked: its result would
+    /// clear what Redo holds, so it waits under Variations instead.
+    undone_during_job: bool,
+    /// Whether the variations shown have not been put in the piece (they wait to be picked).
+    variations_held: bool,
+    /// The engine the running (or last) job generates with, for its message.
+    job_engine: EngineKind,
     /// The history's revision when the variation last chosen was put in place: choosing
     /// another before anything else was recorded, undone or redone records no new undo step.
     shown_variation: Option<u64>,
@@ -651,8 +668,9 @@ enum DialogResult {
     Model(PathBuf),
     /// A MIDI file was read (the roll and its damage warnings).
     Opened(PathBuf, Result<Opened, String>),
-    /// A MIDI or WAV export finished.
-    Written(Result<PathBuf, String>),
+    /// A MIDI or WAV export finished; it counts as being written until this is handled (so
+    /// that a window closing once its exports are written says how they went first).
+    Written(Result<PathBuf, String>, Option<Exporting>),
     /// A model file was loaded; the flag: one the user chose (a file, a run's model), which
     /// the generation panel turns to.
     ModelLoaded(PathBuf, Result<Arc<TrainedModel>, String>, bool),
@@ -938,6 +956,9 @@ impl Studio {
             variations_seed: 0,
             job_replaces_edits: None,
             edited_during_job: false,
+            undone_during_job: false,
+            variations_held: false,
+            job_engine: EngineKind::default(),
             shown_variation: None,
             regenerate_at: None,
             blend_asked: false,
@@ -1551,11 +1572,10 @@ impl Studio {
         let exporting = Exporting::start(&self.exports);
         self.say(format!("Writing {}...", path.display()), false);
         self.in_background(move || {
-            let _exporting = exporting;
             let written = (score.to_roll())
                 .write_midi_noting(&path, score.copyright.as_deref())
                 .map(|()| path);
-            DialogResult::Written(written.map_err(|e| e.to_string()))
+            DialogResult::Written(written.map_err(|e| e.to_string()), Some(exporting))
         });
     }
 
@@ -1567,14 +1587,13 @@ impl Studio {
         let stop = self.stop_exports.clone();
         self.say(format!("Rendering {}...", path.display()), false);
         self.in_background(move || {
-            let _exporting = exporting;
             let opts = RenderOptions::default();
             let copyright = score.copyright.as_deref();
             let roll = score.to_roll();
             let written = render_to_wav_noting(&roll, &opts, &path, copyright, &mut |_| {}, &stop)
                 .map_err(|e| e.to_string())
                 .map(|_| path);
-            DialogResult::Written(written)
+            DialogResult::Written(written, Some(exporting))
         });
     }
 
@@ -1701,6 +1720,8 @@ impl Studio {
         self.job_progress = Some(0.0);
         self.job_replaces_edits = None;
         self.edited_during_job = false;
+        self.undone_during_job = false;
+        self.job_engine = self.session.engine;
         // A model of one composer has no modes to move between (its picker is greyed out, on
         // the mode a session kept): it continues.
         let mode = if self.composers().len() == 1 {
@@ -1894,6 +1915,7 @@ impl Studio {
 
     fn choose_variation(&mut self, k: usize) {
         if let Some(g) = self.variations.get(k) {
+            self.variations_held = false;
             // Auditioning one variation after another is one step of the history: the piece
             // before them comes back with one undo.
             if self.shown_variation != Some(self.history.revision()) {
@@ -2017,6 +2039,20 @@ impl Studio {
 
     /// The piece changed by hand (an edit, undo, redo): from now on the models hear the piece
     /// as it is, not the file opened before.
+    /// Undoes the last step, or redoes the last one undone (`forward`).
+    fn undo_or_redo(&mut self, forward: bool) {
+        let changed = if forward {
+            self.history.redo(&mut self.session.score)
+        } else {
+            self.history.undo(&mut self.session.score)
+        };
+        if changed {
+            self.undone_during_job |= self.generating();
+            self.session.view.forget_notes();
+            self.edited_by_hand();
+        }
+    }
+
     fn edited_by_hand(&mut self) {
         self.primer = None;
         self.blend_primer = None;
@@ -2209,6 +2245,27 @@ impl Studio {
                     self.job_progress = None;
                     self.variations = pieces;
                     self.variations_seed = first_seed;
+                    let made = format!(
+                        "Generated {} variation(s) {}, seed {}.",
+                        self.variations.len(),
+                        self.job_engine.made_by(),
+                        self.variations_seed
+                    );
+                    // Undone while it ran: the piece stays as the undo left it, and Redo
+                    // keeps what it holds; the result waits to be picked.
+                    if std::mem::take(&mut self.undone_during_job) && self.history.can_redo() {
+                        self.job_from_scratch = false;
+                        self.edited_during_job = false;
+                        self.play_when_done = false;
+                        self.variations_held = true;
+                        self.say(
+                            format!(
+                                "{made} Not put in the piece, which was undone while it ran (Redo                                  still holds what was undone): pick it under Variations."
+                            ),
+                            false,
+                        );
+                        continue;
+                    }
                     if std::mem::take(&mut self.job_from_scratch) {
                         // The new piece replaces the opened file as what comes next primes.
                         self.primer = None;
@@ -2243,14 +2300,7 @@ impl Studio {
                     } else {
                         " Its generated part is silent."
                     };
-                    self.say(
-                        format!(
-                            "Generated {} variation(s), seed {}.{replaced}{edited}{silent}",
-                            self.variations.len(),
-                            self.variations_seed
-                        ),
-                        false,
-                    );
+                    self.say(format!("{made}{replaced}{edited}{silent}"), false);
                     // A blend the slider asked for is heard at once (playing, it already is:
                     // the new piece plays on from the playhead).
                     if std::mem::take(&mut self.play_when_done) && !self.playing() {
@@ -2318,8 +2368,10 @@ impl Studio {
                 DialogResult::FollowDir(p) => self.follow_run(p),
                 DialogResult::Model(p) => self.open_model_file(p),
                 DialogResult::Opened(p, read) => self.use_opened(p, read),
-                DialogResult::Written(Ok(p)) => self.say(format!("Wrote {}", p.display()), false),
-                DialogResult::Written(Err(e)) => self.say(e, true),
+                DialogResult::Written(Ok(p), _exporting) => {
+                    self.say(format!("Wrote {}", p.display()), false)
+                }
+                DialogResult::Written(Err(e), _exporting) => self.failed_while_closing(e),
                 DialogResult::ModelLoaded(p, loaded, chosen) => {
                     // Chosen: the start's own model, if it comes later, gives way to it.
                     self.model_chosen = true;
@@ -2507,7 +2559,12 @@ impl Studio {
                     said[..1].make_ascii_uppercase();
                     self.training.status = said;
                 }
-                Err(e) => self.training.status = format!("Failed: {e}"),
+                Err(e) => {
+                    self.training.status = format!("Failed: {e}");
+                    if self.closing {
+                        self.failed_while_closing(format!("The training run failed: {e}"));
+                    }
+                }
             }
             // No longer followed, the run's liveness is not known: Continue is offered, and
             // refused saying so while another run still holds the folder.
@@ -2644,12 +2701,29 @@ impl Studio {
             }
             let done = self.training.job.as_ref().is_none_or(|j| j.ended());
             let until = self.training.job.as_mut().map(|j| j.stop_for_closing());
-            let trained = done || until.is_some_and(|u| Instant::now() >= u);
-            if trained && !self.exporting() {
+            if !done && until.is_some_and(|u| Instant::now() >= u) {
+                // Not closed behind the musician's back: they choose to wait or to lose the
+                // steps since the last checkpoint.
+                let waited = crate::studio::workers::CLOSING_WAIT.as_secs();
+                self.failed_while_closing(format!(
+                    "The training run has not written its checkpoint after {waited} s; close \
+                     again to close now (its steps since the last checkpoint are lost)"
+                ));
+            } else if done && self.closing && !self.exporting() {
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-            } else {
+            } else if self.closing {
                 ctx.request_repaint_after(Duration::from_millis(100));
             }
+        }
+    }
+
+    /// Says `problem` as an error; a window waiting to close once its work was written stays
+    /// open, so that the musician sees it (closing again closes).
+    fn failed_while_closing(&mut self, problem: String) {
+        if std::mem::take(&mut self.closing) {
+            self.say(format!("{problem}; the window stays open"), true);
+        } else {
+            self.say(problem, true);
         }
     }
 
@@ -2743,10 +2817,13 @@ impl Studio {
                         // The dialog asked about replacing the name it was given, not this
                         // one: a file already there under it is not overwritten unasked.
                         if path != chosen && path.exists() {
-                            return Some(DialogResult::Written(Err(format!(
-                                "{} is there already; export again and pick it to replace it",
-                                path.display()
-                            ))));
+                            return Some(DialogResult::Written(
+                                Err(format!(
+                                    "{} is there already; export again and pick it to replace it",
+                                    path.display()
+                                )),
+                                None,
+                            ));
                         }
                         Some(match kind {
                             "MIDI" => DialogResult::ExportMidi(path),
@@ -2818,19 +2895,15 @@ impl Studio {
                 .add_enabled(self.history.can_undo(), egui::Button::new("Undo"))
                 .on_hover_text("Undo the last edit (Ctrl+Z)")
                 .clicked()
-                && self.history.undo(&mut self.session.score)
             {
-                self.session.view.forget_notes();
-                self.edited_by_hand();
+                self.undo_or_redo(false);
             }
             if ui
                 .add_enabled(self.history.can_redo(), egui::Button::new("Redo"))
                 .on_hover_text("Redo (Ctrl+Shift+Z or Ctrl+Y)")
                 .clicked()
-                && self.history.redo(&mut self.session.score)
             {
-                self.session.view.forget_notes();
-                self.edited_by_hand();
+                self.undo_or_redo(true);
             }
             let rests = self.session.score.trailing_rests();
             if ui
@@ -3210,14 +3283,14 @@ impl Studio {
         if let Some(p) = self.job_progress {
             ui.add(egui::ProgressBar::new(p).show_percentage());
         }
-        if self.variations.len() > 1 {
+        if self.variations.len() > 1 || self.variations_held {
             ui.label("Variations (click to audition):");
             ui.horizontal_wrapped(|ui| {
                 for k in 0..self.variations.len() {
                     let seed = self.variations_seed.wrapping_add(k as u64);
                     if ui
                         .selectable_label(
-                            self.chosen_variation == k,
+                            self.chosen_variation == k && !self.variations_held,
                             format!("#{} (seed {seed})", k + 1),
                         )
                         .clicked()
@@ -3658,11 +3731,8 @@ impl eframe::App for Studio {
                     }
                 }
             }
-            if undo && self.history.undo(&mut self.session.score)
-                || redo && self.history.redo(&mut self.session.score)
-            {
-                self.session.view.forget_notes();
-                self.edited_by_hand();
+            if undo || redo {
+                self.undo_or_redo(redo);
             }
         }
         egui::Panel::top("toolbar").show(ui, |ui| self.top_bar(ui));
@@ -3820,6 +3890,8 @@ impl Drop for Studio {
             }
         }
         self.stop_exports.store(true, Ordering::Relaxed);
+        // Results no one will read: an export's, written, no longer counts as running.
+        self.dialogs.clear();
         crate::studio::workers::wait_until(Instant::now() + Duration::from_secs(2), || {
             !self.exporting()
         });
@@ -4016,7 +4088,12 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
             Ok(Box::new(studio))
         }),
     )
-    .map_err(|e| format!("cannot open the studio window: {e}"))
+    .map_err(|e| format!("cannot open the studio window: {e}"))?;
+    // Writes still going (an export closed on without waiting, a training checkpoint past
+    // its wait) end with the process: their temporary files are removed, not left beside
+    // the musician's files.
+    let _held = crate::fsutil::remove_unfinished_writes();
+    Ok(())
 }
 
 #[cfg(test)]
