@@ -75,7 +75,9 @@ impl Default for LoadOptions {
 /// `~/.cache/segue/rolls` (Linux), `~/Library/Caches/segue/rolls` (macOS),
 /// `%LOCALAPPDATA%\segue\rolls` (Windows, which sets no `HOME`).
 pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("SEGUE_CACHE_DIR") {
+    // Set but empty is unset (an empty folder name would be the working folder).
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("SEGUE_CACHE_DIR") {
         return Some(PathBuf::from(dir));
     }
     let home_cache = |home: PathBuf| {
@@ -85,14 +87,16 @@ pub fn default_cache_dir() -> Option<PathBuf> {
             home.join(".cache")
         }
     };
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    // The XDG folders are absolute or not set (the specification's rule).
+    let base = var("XDG_CACHE_HOME")
         .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
         .or_else(|| {
             cfg!(windows)
-                .then(|| std::env::var_os("LOCALAPPDATA").map(PathBuf::from))
+                .then(|| var("LOCALAPPDATA").map(PathBuf::from))
                 .flatten()
         })
-        .or_else(|| std::env::var_os("HOME").map(|h| home_cache(PathBuf::from(h))))?;
+        .or_else(|| var("HOME").map(|h| home_cache(PathBuf::from(h))))?;
     Some(base.join("segue").join("rolls"))
 }
 
@@ -588,6 +592,9 @@ pub struct Split {
 }
 
 fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Roll, String)> {
+    // A pipe named like a MIDI file would wait for a writer for ever (and a device never
+    // ends): only files are read from a folder.
+    crate::fsutil::check_is_file(path)?;
     let bytes = crate::midi::Song::read_bytes(path)?;
     let mut hasher = blake3::Hasher::new();
     hasher.update(&bytes);

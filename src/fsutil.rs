@@ -180,6 +180,7 @@ pub fn check_target(path: &Path) -> Result<&Path> {
             std::io::Error::new(std::io::ErrorKind::IsADirectory, "the path is a folder"),
         ));
     }
+    check_is_file(path)?;
     // `out/piece.mid/` names a folder that is not there: the rename would fail at the end.
     if path.as_os_str().as_encoded_bytes().ends_with(b"/")
         || cfg!(windows) && path.as_os_str().as_encoded_bytes().ends_with(b"\\")
@@ -267,6 +268,22 @@ pub fn same_landing(a: &Path, b: &Path) -> bool {
         Some(dir.join(path.file_name()?))
     };
     landing(a).is_some_and(|a| Some(a) == landing(b))
+}
+
+/// Refuses a path that is there but is no file (a pipe or a device: reading one can wait for
+/// ever, and a write would replace it with a file).
+pub fn check_is_file(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() && !m.is_dir() => Err(Error::io(
+            path,
+            "using",
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a pipe or a device)",
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Reads a whole file, naming it in the error.

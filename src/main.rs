@@ -223,8 +223,8 @@ struct GenerateArgs {
     /// training run (`--model runs/mine`: the model it trained).
     #[arg(long, value_name = "MODEL")]
     model: Option<String>,
-    /// Gradient steps of classifier-ascent [default: 200].
-    #[arg(long, value_name = "N")]
+    /// Gradient steps of classifier-ascent, 1 to 10000 [default: 200].
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     iterations: Option<usize>,
     /// The MIDI file to write.
     #[arg(short, long, visible_alias = "out", value_name = "OUT.mid")]
@@ -771,14 +771,14 @@ struct BenchRollArgs {
     #[arg(long, value_name = "DIR", default_value = "target/bench-venv")]
     venv: PathBuf,
     /// Timed passes over the corpus, of Segue's conversion and of each Python reference alike
-    /// (the median pass is reported).
-    #[arg(long, default_value_t = 5, value_name = "NUM")]
+    /// (the median pass is reported), 1 to 100.
+    #[arg(long, default_value_t = 5, value_name = "NUM", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100))]
     repeats: usize,
     /// Skip the Python references (Segue's own timings only).
     #[arg(long)]
     no_reference: bool,
     /// Exit with an error when the mean agreement with the reference roll is below this.
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", conflicts_with = "no_reference")]
     check_agreement: Option<f64>,
 }
 
@@ -1555,9 +1555,10 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     // A resumed run starts from the options its checkpoint recorded, so a flag not given
     // again keeps the run's value (its KL schedule, terms, prior, fine-tuning start...); one
     // given overrides it, and what must not change is refused as before.
-    let saved = (a.resume)
-        .then(|| segue::train::saved_options(&a.out))
-        .flatten();
+    let saved = match a.resume {
+        true => segue::train::saved_options(&a.out)?,
+        false => None,
+    };
     // How the run counted bars, kept even when its preset is named again.
     let saved_bars = saved.as_ref().map(|s| s.config.metre_map);
     let mut o = match (saved, &a.preset) {
@@ -2270,7 +2271,7 @@ fn style_code(
 /// was found ($SEGUE_WEIGHTS where set, which a typo there would otherwise hide).
 fn not_shipped(file: &str, instead: &str) -> String {
     let dir = segue::models::trained::weights_dir();
-    let from = match std::env::var_os("SEGUE_WEIGHTS") {
+    let from = match segue::models::trained::weights_from_env() {
         Some(_) => " (from SEGUE_WEIGHTS)",
         None => "",
     };
@@ -3042,7 +3043,12 @@ fn studio(file: Option<PathBuf>) -> Result<()> {
     if let Some(f) = &file
         && !f.is_file()
     {
-        bail!("{}: no such file to open", f.display());
+        let problem = match std::fs::metadata(f) {
+            Err(_) => "no such file to open",
+            Ok(m) if m.is_dir() => "a folder, not a MIDI file to open",
+            Ok(_) => "not a regular file (a pipe or a device): open a MIDI file",
+        };
+        bail!("{}: {problem}", f.display());
     }
     segue::studio::run(file).map_err(|e| anyhow::anyhow!(e))
 }

@@ -1222,10 +1222,20 @@ fn check_held_out(
 
 /// The options a run folder's checkpoint was trained with, if it has one (a resumed run of
 /// the CLI takes what it is not told again from them, see [`TrainOptions::fine_tune_from`]).
-pub fn saved_options(out: &Path) -> Option<TrainOptions> {
-    weights::read_manifest::<TrainState>(&weights::manifest_path(&state_path(out)))
-        .ok()
-        .map(|s| s.options)
+/// Options that do not pass [`TrainOptions::check`] (a state file edited by hand, or damaged)
+/// are an error naming the file.
+pub fn saved_options(out: &Path) -> Result<Option<TrainOptions>> {
+    let path = weights::manifest_path(&state_path(out));
+    let Ok(state) = weights::read_manifest::<TrainState>(&path) else {
+        return Ok(None);
+    };
+    match state.options.check() {
+        Ok(()) => Ok(Some(state.options)),
+        Err(e) => Err(Error::format(
+            &path,
+            format!("the run's options in it are not valid ({e}); was it edited?"),
+        )),
+    }
 }
 
 /// Checks the run folder `out` before any work: no other run may be training there, with

@@ -1024,6 +1024,31 @@ fn a_resumed_run_keeps_the_options_it_was_started_with() {
         assert!(!valid.is_null(), "{model}: validated at the end");
         assert_eq!((steps, valid), curve(&stopped), "{model}");
     }
+    // Options in the run's state file that no run can use (edited by hand) are refused
+    // naming the file.
+    let stopped = dir.path().join("lstm-vae-stopped");
+    let state = stopped.join("train-state.json");
+    let saved = std::fs::read(&state).unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&saved).unwrap();
+    json["options"]["grad_clip"] = (-5.0).into();
+    std::fs::write(&state, serde_json::to_vec(&json).unwrap()).unwrap();
+    let err = fails(&[
+        "train",
+        "lstm-vae",
+        "--corpus",
+        p(&corpus),
+        "--no-cache",
+        "--steps",
+        "6",
+        "--resume",
+        "--out",
+        p(&stopped),
+    ]);
+    assert!(
+        err.contains("train-state.json") && err.contains("gradient clip"),
+        "{err}"
+    );
+    std::fs::write(&state, saved).unwrap();
     // The start says what it trains on and holds out.
     let said = segue(
         &[
@@ -1489,5 +1514,61 @@ fn the_studio_says_what_keeps_it_from_opening() {
     assert!(
         err.contains("/nonexistent/piece.mid") && err.contains("no such file"),
         "{err}"
+    );
+}
+
+/// A pipe named like a MIDI file in a corpus is left out, saying why, rather than waited on
+/// for ever; an output path that is a pipe is refused rather than replaced by a file; an
+/// empty cache setting counts as unset, rather than filling the working folder with cache
+/// files.
+#[cfg(unix)]
+#[test]
+fn pipes_are_not_read_or_replaced_and_an_empty_cache_setting_is_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    common::write_tiny_corpus(&corpus);
+    let mkfifo = |path: &Path| {
+        let made = Command::new("mkfifo").arg(path).status().unwrap();
+        assert!(made.success());
+    };
+    mkfifo(&corpus.join("arps").join("pipe.mid"));
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    // `timeout`: a reader waiting on the pipe would otherwise hold the test for ever.
+    let run = |args: &[&str]| {
+        Command::new("timeout")
+            .arg("120")
+            .arg(env!("CARGO_BIN_EXE_segue"))
+            .args(args)
+            .current_dir(&work)
+            .env("SEGUE_CACHE_DIR", "")
+            .env("XDG_CACHE_HOME", "")
+            .env("HOME", dir.path().join("home"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&["corpus", "stats", p(&corpus)]);
+    let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("pipe.mid") && said.contains("not a regular file"),
+        "{said}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&work).unwrap().collect();
+    assert!(left.is_empty(), "the working folder got {left:?}");
+    // The cache went where HOME's would be.
+    assert!(dir.path().join("home/.cache/segue/rolls").is_dir());
+
+    let pipe = work.join("out.npy");
+    mkfifo(&pipe);
+    let piece = corpus.join("arps").join("p0.mid");
+    let out = run(&["roll", p(&piece), "-o", p(&pipe)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+    let kind = std::fs::symlink_metadata(&pipe).unwrap().file_type();
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_fifo(&kind),
+        "the pipe was replaced"
     );
 }

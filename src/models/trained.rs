@@ -241,14 +241,22 @@ pub const DEFAULT_MODEL_FILE: &str = "lstm-vae-studio.safetensors";
 /// default model in the current folder, beside the executable or up to two folders above it
 /// (an unpacked release, `target/debug/`), else the source tree's `weights/`.
 pub fn weights_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SEGUE_WEIGHTS") {
-        return PathBuf::from(dir);
+    if let Some(dir) = weights_from_env() {
+        return dir;
     }
     let exe = std::env::current_exe().ok();
     let beside_exe = (exe.iter()).flat_map(|exe| exe.ancestors().skip(1).take(3));
     let places = std::iter::once(Path::new("")).chain(beside_exe);
     find_weights(places)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights"))
+}
+
+/// `$SEGUE_WEIGHTS`, where it is set and not empty (empty is unset: it would name the
+/// working folder).
+pub fn weights_from_env() -> Option<PathBuf> {
+    std::env::var_os("SEGUE_WEIGHTS")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The first of `places`' `weights/` folders that holds the default model.

@@ -102,8 +102,7 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
 /// the file's notes of those that did not read (ascending).
 fn read_leniently(file: &Value) -> (Session, Vec<usize>) {
     let mut unreadable = Vec::new();
-    let mut merged = serde_json::to_value(Session::default()).unwrap_or_default();
-    for (key, value) in file.as_object().into_iter().flatten() {
+    let fields = (file.as_object().into_iter().flatten()).map(|(key, value)| {
         let value = match (key.as_str(), value) {
             ("score", Value::Object(score)) => {
                 let (score, dropped) = readable_score(score);
@@ -112,24 +111,33 @@ fn read_leniently(file: &Value) -> (Session, Vec<usize>) {
             }
             _ => value.clone(),
         };
-        merged = merged_if_it_reads::<Session>(merged, key, value);
-    }
+        (key.clone(), value)
+    });
+    let base = serde_json::to_value(Session::default()).unwrap_or_default();
+    let merged = merge_readable::<Session>(base, fields);
     let session = Session::deserialize(&merged).unwrap_or_default();
     (session, unreadable)
 }
 
-/// `merged` with `key` set to `value`, if it still reads as a `T`; else `merged` as it was.
-fn merged_if_it_reads<T: serde::de::DeserializeOwned>(
-    merged: Value,
-    key: &str,
-    value: Value,
+/// `base` (a `T`'s defaults) with each of `fields` that reads as a `T` put on it. A field
+/// reads or not whatever the others hold, so each is tried on `base` alone: the trials cost
+/// the size of the defaults, not of everything merged before them (a file of many fields
+/// and a large score took seconds).
+fn merge_readable<T: serde::de::DeserializeOwned>(
+    base: Value,
+    fields: impl IntoIterator<Item = (String, Value)>,
 ) -> Value {
-    let mut trial = merged.clone();
-    trial[key] = value;
-    if T::deserialize(&trial).is_ok() {
-        trial
-    } else {
-        merged
+    let mut merged = base.clone();
+    for (key, value) in fields {
+        let mut trial = base.clone();
+        trial[key.as_str()] = value;
+        if T::deserialize(&trial).is_ok() {
+            merged[key.as_str()] = trial[key.as_str()].take();
+        }
+    }
+    match T::deserialize(&merged) {
+        Ok(_) => merged,
+        Err(_) => base,
     }
 }
 
@@ -156,12 +164,12 @@ fn readable_score(score: &serde_json::Map<String, Value>) -> (Value, Vec<usize>)
         }
         readable.insert("notes".to_string(), Value::Array(kept));
     }
-    let mut merged = serde_json::to_value(Score::new()).unwrap_or_default();
-    for (key, value) in score.iter() {
+    let fields = (score.iter()).map(|(key, value)| {
         let value = readable.remove(key).unwrap_or_else(|| value.clone());
-        merged = merged_if_it_reads::<Score>(merged, key, value);
-    }
-    (merged, dropped)
+        (key.clone(), value)
+    });
+    let base = serde_json::to_value(Score::new()).unwrap_or_default();
+    (merge_readable::<Score>(base, fields), dropped)
 }
 
 /// Fields the reader takes from files of earlier versions and never writes: not lost.
