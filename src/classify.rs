@@ -99,6 +99,13 @@ impl Task for ClassifierTask {
         KIND
     }
 
+    /// About 25 numbers per token, layer and unit of width at the least (measured: 61-86).
+    fn memory_per_snippet(&self, steps: usize) -> u64 {
+        let tokens = steps.div_ceil(self.cfg.patch_steps.max(1));
+        let s = &self.cfg.stack;
+        100 * (tokens * s.layers * s.width) as u64
+    }
+
     fn varmap(&self) -> &VarMap {
         &self.varmap
     }

@@ -735,6 +735,16 @@ impl<'a> Trainer<'a> {
                 "no training pieces in the corpus".into(),
             ));
         }
+        // One snippet per composer a step; each keeps, at the least, about 20 numbers per
+        // step, layer and hidden unit of both LSTMs for the backward pass (measured: 21-47).
+        let cfg = &opts.config;
+        let per_snippet = 80 * 2 * (opts.snippet_steps * cfg.layers * cfg.hidden) as u64;
+        crate::train_loop::check_training_memory(
+            device,
+            cfg.parameters(),
+            corpus.composers.len(),
+            per_snippet,
+        )?;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let mut model = LstmVae::new(&opts.config, vb).map_err(candle)?;

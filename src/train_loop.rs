@@ -115,6 +115,47 @@ pub const MAX_SNIPPET_STEPS: usize = 4096;
 /// The most batches one training step may add up.
 pub const MAX_BATCHES_PER_STEP: usize = 1024;
 
+/// The machine's physical memory in bytes, where the system says (Linux).
+pub fn physical_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Refuses a run on the CPU that needs more memory than the machine has, with a message
+/// rather than an allocation failure (or the system ending the process) at its first step.
+/// `weights` are counted four times over (each, its gradient, and Adam's two moments, in
+/// f32), and each of the step's `snippets` as `per_snippet` bytes: a lower bound measured on
+/// this machine kind, so that no run that fits is refused.
+pub fn check_training_memory(
+    device: &Device,
+    weights: u128,
+    snippets: usize,
+    per_snippet: u64,
+) -> Result<()> {
+    if !device.is_cpu() {
+        return Ok(());
+    }
+    let Some(total) = physical_memory() else {
+        return Ok(());
+    };
+    let needed = weights
+        .saturating_mul(16)
+        .saturating_add(u128::from(per_snippet).saturating_mul(snippets as u128));
+    if needed > u128::from(total) {
+        let gb = |bytes: u128| bytes as f64 / 1e9;
+        return Err(Error::InvalidArgument(format!(
+            "this run needs at least {:.1} GB of memory ({weights} weights with their gradients \
+             and optimiser state, and {snippets} snippets a step), more than this machine's \
+             {:.1} GB: train fewer batches a step, shorter snippets or a smaller model",
+            gb(needed),
+            gb(u128::from(total))
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses a count above `most` (a size no machine trains: a message, not an abort when the
 /// memory runs out).
 pub fn check_at_most(what: &str, n: usize, most: usize) -> Result<()> {
@@ -197,6 +238,9 @@ pub trait Task {
     /// Figures on a chunk of held-out snippets (at most 20), summed by the caller: return
     /// per-chunk sums and a count under the key "n" to average by.
     fn validate_chunk(&mut self, chunk: &Chunk) -> Result<Scalars>;
+    /// Bytes a training step needs for each snippet of `steps` steps, at the least (the
+    /// activations kept for the backward pass; see [`check_training_memory`]).
+    fn memory_per_snippet(&self, steps: usize) -> u64;
     /// Per-composer latent statistics (latent-variable models), from training snippets.
     fn latents(&mut self, _snippets: &[Chunk], _composers: usize) -> Result<Vec<LatentStats>> {
         Ok(Vec::new())
@@ -993,6 +1037,15 @@ pub fn run(
             "no training pieces in the corpus".into(),
         ));
     }
+    let weights: usize = (task.varmap().all_vars().iter())
+        .map(|v| v.elem_count())
+        .sum();
+    check_training_memory(
+        device,
+        weights as u128,
+        opts.batches_per_step.saturating_mul(corpus.composers.len()),
+        task.memory_per_snippet(opts.snippet_steps),
+    )?;
     // Held until the run ends: nothing in the folder is touched before it is ours.
     let (lock, created) =
         open_run_folder(out, &model_file(out, task.kind()), &state_file(out), resume)?;

@@ -100,6 +100,13 @@ impl Task for TvaeTask {
         KIND
     }
 
+    /// About 25 numbers per step, layer (of both stacks) and unit of width at the least
+    /// (measured: 28-43).
+    fn memory_per_snippet(&self, steps: usize) -> u64 {
+        let s = &self.opts.config.stack;
+        100 * (steps * 2 * s.layers * s.width) as u64
+    }
+
     fn varmap(&self) -> &VarMap {
         &self.varmap
     }

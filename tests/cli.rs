@@ -1572,3 +1572,34 @@ fn pipes_are_not_read_or_replaced_and_an_empty_cache_setting_is_unset() {
         "the pipe was replaced"
     );
 }
+
+/// Sizes that pass each check alone but together need more memory than the machine has are
+/// refused with a message before training, rather than ending in an allocation failure.
+#[test]
+fn a_model_too_large_for_the_machine_is_refused_with_a_message() {
+    // 4.2 billion weights: at least 67 GB with gradients and Adam's moments.
+    if segue::train_loop::physical_memory().is_none_or(|m| m > 60_000_000_000) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    common::write_tiny_corpus(&corpus);
+    let out = dir.path().join("run");
+    let err = fails(&[
+        "train",
+        "lstm-vae",
+        "--corpus",
+        p(&corpus),
+        "--no-cache",
+        "--hidden",
+        "4096",
+        "--layers",
+        "16",
+        "--steps",
+        "1",
+        "--out",
+        p(&out),
+    ]);
+    assert!(err.contains("GB of memory"), "{err}");
+    assert!(!out.exists(), "a refused run leaves no folder");
+}

@@ -415,3 +415,43 @@ fn generation_is_the_same_on_any_threads_and_reports_to_the_caller() {
         );
     }
 }
+
+/// The parameter count from the sizes alone (what the memory check before training counts)
+/// is the count the model has, for every variant and for one and several layers.
+#[test]
+fn the_parameter_count_from_the_sizes_is_the_models() {
+    let mut configs = tiny_variants();
+    configs.push(Config {
+        layers: 1,
+        ..tiny()
+    });
+    configs.push(Config {
+        layers: 3,
+        metre: 16,
+        ..tiny()
+    });
+    for cfg in configs {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        LstmVae::new(&cfg, vb).unwrap();
+        let built: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+        assert_eq!(cfg.parameters(), built as u128, "{cfg:?}");
+    }
+}
+
+/// A run that needs more memory than any machine has is refused saying how much it needs.
+#[test]
+fn a_run_larger_than_the_machine_is_refused_before_it_starts() {
+    use segue::train_loop::{check_training_memory, physical_memory};
+    if physical_memory().is_none() {
+        return; // not said by this system
+    }
+    let err = check_training_memory(&Device::Cpu, 1 << 60, 20, 1 << 20)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("GB of memory") && err.contains("this machine's"),
+        "{err}"
+    );
+    check_training_memory(&Device::Cpu, 1_000_000, 20, 1 << 20).unwrap();
+}

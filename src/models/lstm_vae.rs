@@ -165,6 +165,30 @@ impl Config {
         self.input + self.metre + self.latent
     }
 
+    /// The model's parameter count, from its sizes alone (nothing allocated).
+    pub fn parameters(&self) -> u128 {
+        use crate::models::saved::product;
+        let (h, layers) = (self.hidden, self.layers);
+        // Each LSTM layer: input and recurrent weights of its four gates, and two biases.
+        let stack = |input: usize| {
+            let first = product(&[4, h, input + h]) + product(&[8, h]);
+            let others = product(&[layers.saturating_sub(1), 4, h, 2 * h])
+                + product(&[layers.saturating_sub(1), 8, h]);
+            first.saturating_add(others)
+        };
+        let state = layers.saturating_mul(h);
+        let linear = |i: usize, o: usize| product(&[i, o]) + o as u128;
+        (stack(self.input))
+            .saturating_add(stack(self.decoder_input()))
+            .saturating_add(2 * linear(state, self.latent))
+            .saturating_add(linear(self.latent, 2 * state))
+            .saturating_add(linear(h, self.input))
+            .saturating_add(match self.output_skip {
+                true => product(&[self.input, self.input]),
+                false => 0,
+            })
+    }
+
     /// Largest metre accepted (a bar of 4 whole notes in 16th-note steps).
     pub const MAX_METRE: usize = 64;
     /// Largest hidden size a run trains (eight times the paper's 512).
