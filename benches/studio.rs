@@ -84,6 +84,22 @@ fn main() {
         score.tempo.len(),
         median(times)
     );
+    // What the audio callback counts at each seek and loop turn: the notes sounding at the
+    // place, in a piece of a million notes (at its end, the most to count).
+    let dense = segue::studio::audio::PlayScore::from_notes(
+        (0..1_000_000usize).map(|i| (21 + (i % 88) as u8, i / 4, 1 + i % 13, 80)),
+    );
+    let end = 1_000_000 / 4;
+    let mut times = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        std::hint::black_box(dense.open_at(std::hint::black_box(end)));
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    println!(
+        "notes sounding at a seek, end of a 1 000 000-note piece (audio thread): median {:.1} us",
+        median(times)
+    );
     // The training monitor following a day-long run of another model (a classifier's log at
     // about a step a second: 86 400 lines, validation every 50 steps), its panel open.
     let run = tempfile::tempdir().expect("a temporary folder");

@@ -32,14 +32,21 @@ pub struct StepEvent {
 /// What the audio thread plays: events sorted by step (offs before ons on a step).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlayScore {
-    /// Sorted events.
-    pub events: Vec<StepEvent>,
+    /// Sorted events (not to be changed: [`PlayScore::open_before`] counts them).
+    events: Vec<StepEvent>,
     /// Steps in all.
     pub steps: usize,
     /// The tempo map as speeds relative to the tempo command: (step, speed from there on),
     /// sorted by step; empty means one tempo throughout.
     pub speed: Vec<(usize, f64)>,
+    /// Per pitch, the notes open before event `k * OPEN_EVERY`, for every k: what sounds at
+    /// a place is found reading at most that many events (the audio callback seeks on every
+    /// loop turn, and a piece of a million notes took milliseconds to count from its start).
+    open_before: Vec<[u16; 128]>,
 }
+
+/// Events between two of [`PlayScore::open_before`]'s counts.
+const OPEN_EVERY: usize = 4096;
 
 impl PlayScore {
     /// Events of notes `(pitch, start, len, velocity)`.
@@ -63,11 +70,35 @@ impl PlayScore {
         // that it is the one heard, as the exported file keeps the loudest.
         // (Events with equal keys are equal: no stable sort is needed.)
         events.sort_unstable_by_key(|e| (e.step, e.velocity != 0, e.pitch, e.velocity));
+        let mut open = [0u16; 128];
+        let open_before = (events.chunks(OPEN_EVERY))
+            .map(|chunk| {
+                let before = open;
+                open = open_after(open, chunk);
+                before
+            })
+            .collect();
         PlayScore {
             events,
             steps,
             speed: Vec::new(),
+            open_before,
         }
+    }
+
+    /// Per pitch, the notes begun before `step` and not ended by it: what the audio thread
+    /// counts at each seek and loop turn.
+    pub fn open_at(&self, step: usize) -> [u16; 128] {
+        self.open_before(self.first_at(step))
+    }
+
+    /// Per pitch, how many notes the events before `index` begin and do not end. No
+    /// allocation, and at most [`OPEN_EVERY`] events read: it runs on the audio thread.
+    fn open_before(&self, index: usize) -> [u16; 128] {
+        let index = index.min(self.events.len());
+        let k = index / OPEN_EVERY;
+        let start = self.open_before.get(k).copied().unwrap_or([0; 128]);
+        open_after(start, &self.events[k * OPEN_EVERY..index])
     }
 
     /// The same piece played along a tempo map of relative speeds (see [`PlayScore::speed`]);
@@ -224,10 +255,9 @@ pub struct Engine {
     cursor: usize,
 }
 
-/// Per pitch, how many notes `events` (a score's first events) begin and do not end. No
+/// Per pitch, how many notes are open after `events`, `open` having been before them. No
 /// allocation: it runs on the audio thread.
-fn open_notes(events: &[StepEvent]) -> [u16; 128] {
-    let mut open = [0u16; 128];
+fn open_after(mut open: [u16; 128], events: &[StepEvent]) -> [u16; 128] {
     for e in events {
         let count = &mut open[usize::from(e.pitch & 0x7f)];
         *count = if e.velocity == 0 {
@@ -252,7 +282,7 @@ impl Engine {
         self.next_event = self.score.first_at(first as usize);
         self.fired_through = first - 0.5;
         // Notes begun before the position are not heard, but their ends are still counted.
-        self.sounding = open_notes(&self.score.events[..self.next_event]);
+        self.sounding = self.score.open_before(self.next_event);
     }
 
     fn silence(&mut self) {
@@ -271,7 +301,7 @@ impl Engine {
         let _ = self.garbage.push(old);
         let now = self.fired_through + 1e-9;
         let past = self.score.events.partition_point(|e| e.step as f64 <= now);
-        let held = open_notes(&self.score.events[..past]);
+        let held = self.score.open_before(past);
         for pitch in 0..128u8 {
             let p = usize::from(pitch);
             if self.struck[p] && held[p] == 0 {
@@ -560,6 +590,31 @@ fn open_sink(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What sounds before an event, read from the counts kept every few thousand events, is
+    /// what counting every event from the start gives (notes of one pitch overlapping, and
+    /// ending in other chunks than they began).
+    #[test]
+    fn open_notes_from_the_kept_counts_are_those_counted_from_the_start() {
+        let notes = (0..3 * OPEN_EVERY).map(|i| {
+            let pitch = 40 + (i % 7) as u8;
+            (pitch, i / 2, 1 + (i * 37) % 900, 90)
+        });
+        let score = PlayScore::from_notes(notes);
+        assert!(score.events.len() > 5 * OPEN_EVERY);
+        for index in [
+            0,
+            1,
+            OPEN_EVERY - 1,
+            OPEN_EVERY,
+            2 * OPEN_EVERY + 17,
+            score.events.len(),
+        ] {
+            let counted = open_after([0; 128], &score.events[..index]);
+            assert_eq!(score.open_before(index), counted, "before event {index}");
+        }
+        assert!(score.open_before(3 * OPEN_EVERY).iter().any(|&n| n > 1));
+    }
 
     fn pull(engine: &mut Engine, samples: usize) -> f32 {
         (0..samples)
