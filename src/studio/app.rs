@@ -673,7 +673,7 @@ enum DialogResult {
     Written(Result<PathBuf, String>, Option<Exporting>),
     /// A model file was loaded; the flag: one the user chose (a file, a run's model), which
     /// the generation panel turns to.
-    ModelLoaded(PathBuf, Result<Arc<TrainedModel>, String>, bool),
+    ModelLoaded(PathBuf, Result<LoadedModel, String>, bool),
     /// A file of one of the other models was loaded.
     OtherLoaded(OtherKind, PathBuf, Result<LoadedOther, String>),
     /// A load's result, with its number in the order the loads were asked for.
@@ -695,9 +695,9 @@ struct Startup {
     others: OtherModels,
     problems: Vec<String>,
     /// The LSTM-VAE of the last session (or the shipped one).
-    model: Option<(PathBuf, Result<Arc<TrainedModel>, String>)>,
+    model: Option<(PathBuf, Result<LoadedModel, String>)>,
     /// The shipped LSTM-VAE, where the last session's no longer loads.
-    fallback: Option<(PathBuf, Result<Arc<TrainedModel>, String>)>,
+    fallback: Option<(PathBuf, Result<LoadedModel, String>)>,
     /// The other models the last session used instead of the shipped ones.
     saved_others: Vec<(OtherKind, PathBuf, Result<LoadedOther, String>)>,
     /// The last session's primer file, read again (the models continue it), or why it no
@@ -879,10 +879,20 @@ fn absolute(path: PathBuf) -> PathBuf {
 }
 
 /// Loads an LSTM-VAE model file for the studio (on the CPU, where generation runs).
-fn load_trained(path: &Path) -> Result<Arc<TrainedModel>, String> {
-    TrainedModel::load(path, &candle_core::Device::Cpu)
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
+/// An LSTM-VAE loaded on a worker thread.
+struct LoadedModel {
+    model: Arc<TrainedModel>,
+    /// Whether it is a shipped default model (found out there too: the GUI thread does not
+    /// look at the disk).
+    shipped: bool,
+}
+
+fn load_trained(path: &Path) -> Result<LoadedModel, String> {
+    let model = TrainedModel::load(path, &candle_core::Device::Cpu).map_err(|e| e.to_string())?;
+    Ok(LoadedModel {
+        model: Arc::new(model),
+        shipped: trained::is_shipped_default(path),
+    })
 }
 
 /// A MIDI file read for the studio.
@@ -1460,9 +1470,9 @@ impl Studio {
         path
     }
 
-    fn use_model(&mut self, path: PathBuf, loaded: Result<Arc<TrainedModel>, String>) {
+    fn use_model(&mut self, path: PathBuf, loaded: Result<LoadedModel, String>) {
         match loaded {
-            Ok(m) => {
+            Ok(LoadedModel { model: m, shipped }) => {
                 // Composers A and B stay the composers they were, where the model knows them.
                 let before = self.composers();
                 self.model = Some(m);
@@ -1471,7 +1481,7 @@ impl Studio {
                 // Absolute (made so where it was loaded), so the next start finds it from any
                 // folder; the shipped one is not named, so that the next start takes the
                 // weights shipped then (a newer install's).
-                self.session.model_path = (!trained::is_shipped_default(&path)).then_some(path);
+                self.session.model_path = (!shipped).then_some(path);
             }
             Err(e) => {
                 self.say(format!("Could not load {}: {e}", path.display()), true);
