@@ -274,13 +274,9 @@ pub fn same_landing(a: &Path, b: &Path) -> bool {
 /// ever, and a write would replace it with a file).
 pub fn check_is_file(path: &Path) -> Result<()> {
     match std::fs::metadata(path) {
-        Ok(m) if !m.is_file() && !m.is_dir() => Err(Error::io(
+        Ok(m) if !m.is_file() && !m.is_dir() => Err(Error::format(
             path,
-            "using",
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a regular file (a pipe or a device)",
-            ),
+            "not a regular file (a pipe or a device): Segue reads and writes files only",
         )),
         _ => Ok(()),
     }
@@ -288,15 +284,19 @@ pub fn check_is_file(path: &Path) -> Result<()> {
 
 /// Reads a whole file, naming it in the error.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
+    check_is_file(path)?;
     std::fs::read(path).map_err(|e| Error::io(path, "reading", e))
 }
 
 /// Reads `path` if it holds at most `limit` bytes; else `Ok(Err(size))`, having read no more
-/// than `limit + 1` bytes (its size as the file system gives it, where that is larger). The
-/// read is bounded whatever the file system says: a device or a pipe reports no size.
+/// than `limit + 1` bytes (its size as the file system gives it, where that is larger). A pipe
+/// or a device is refused (see [`check_is_file`]); the read is bounded whatever the file
+/// system says all the same.
 pub fn read_at_most(path: &Path, limit: u64) -> Result<std::result::Result<Vec<u8>, u64>> {
     use std::io::Read;
     let io = |e| Error::io(path, "reading", e);
+    // A pipe would wait for a writer for ever.
+    check_is_file(path)?;
     let file = std::fs::File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
     if size > limit {

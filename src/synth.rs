@@ -10,13 +10,14 @@
 
 use std::f32::consts::TAU;
 
-/// Maximum simultaneous voices: every key held, and room for notes ringing on after their
-/// release. Beyond it the quietest releasing voice is stolen (faded out over a few
-/// milliseconds, not cut).
-pub const MAX_VOICES: usize = 160;
+/// Maximum simultaneous voices: every key held, and as many again ringing on after their
+/// release (a full chord struck twice). Beyond it the quietest releasing voice is stolen:
+/// faded out in a spare slot, not cut (where every spare slot fades a louder voice, the
+/// quietest of them all is cut).
+pub const MAX_VOICES: usize = 256;
 /// Voices fading out after being stolen.
-const FADES: usize = 8;
-/// How long a stolen voice takes to fade out, seconds.
+const FADES: usize = 32;
+/// The time constant of a stolen voice's fade, seconds (silent about 30 ms on).
 const STEAL_FADE_SECONDS: f32 = 0.003;
 const TABLE_LEN: usize = 2048;
 const BANDS: usize = 11; // one wavetable pair per octave of MIDI pitch
@@ -187,7 +188,8 @@ impl Synth {
 
     /// A slot for a new voice: a silent one, or else the quietest releasing voice (the
     /// oldest of equally quiet ones; a held key only where no voice is releasing), which
-    /// fades out in a spare slot rather than stopping dead.
+    /// fades out in a spare slot rather than stopping dead (unless it is quieter than every
+    /// voice fading there: then it is the one cut).
     fn free_voice(&mut self) -> usize {
         if let Some(i) = self.voices.iter().position(|v| !v.active) {
             return i;
@@ -202,6 +204,10 @@ impl Synth {
         let fade = (self.fades.iter().enumerate())
             .min_by(|(_, a), (_, b)| (a.active.cmp(&b.active)).then(level(a).total_cmp(&level(b))))
             .map_or(0, |(i, _)| i);
+        let taken = &self.fades[fade];
+        if taken.active && level(taken) > level(&self.voices[victim]) {
+            return victim;
+        }
         self.fades[fade] = Voice {
             releasing: true,
             release_decay: (-1.0 / (STEAL_FADE_SECONDS * self.sample_rate)).exp(),
@@ -333,13 +339,13 @@ mod tests {
     #[test]
     fn a_stolen_voice_fades_out_rather_than_stopping_dead() {
         let (mut stolen, mut kept) = (every_voice_releasing(), every_voice_releasing());
-        // The new note is too soft to hear: what differs is the voice it took the place of.
-        stolen.note_on(100, 1);
-        assert_eq!(
-            stolen.active_voices(),
-            MAX_VOICES + 1,
-            "the stolen one fades"
-        );
+        // The new notes are too soft to hear: what differs is the voices they took the place
+        // of, as many at once as there are spare slots to fade them in.
+        for pitch in 90..90 + FADES as u8 {
+            stolen.note_on(pitch, 1);
+        }
+        let fading = stolen.active_voices() - MAX_VOICES;
+        assert_eq!(fading, FADES, "the stolen ones fade");
         let (mut a, mut b) = (vec![0f32; 2000], vec![0f32; 2000]);
         stolen.render(&mut a);
         kept.render(&mut b);
@@ -348,6 +354,20 @@ mod tests {
         let first = diff[..4].iter().fold(0f32, |m, &d| m.max(d));
         assert!(peak > 1e-3, "the stolen voice was audible: {peak}");
         assert!(first < 0.1 * peak, "a cut, not a fade: {first} of {peak}");
+        // Every spare slot fading a loud voice, and soft notes released meanwhile: stealing
+        // again cuts the softest (inaudible), not a loud one fading.
+        let mut burst = every_voice_releasing();
+        for pitch in 90..90 + FADES as u8 {
+            burst.note_on(pitch, 1);
+        }
+        for pitch in 90..90 + FADES as u8 {
+            burst.note_off(pitch);
+        }
+        let fading = |s: &Synth| -> Vec<f32> { s.fades.iter().map(level).collect() };
+        let loud = fading(&burst);
+        assert!(loud.iter().all(|&l| l > 0.01), "{loud:?}");
+        burst.note_on(40, 1);
+        assert_eq!(fading(&burst), loud, "a loud voice fading was cut");
     }
 
     #[test]

@@ -744,6 +744,7 @@ impl<'a> Trainer<'a> {
             cfg.parameters(),
             corpus.composers.len(),
             per_snippet,
+            "train on shorter snippets (--snippet-steps) or a smaller model (--hidden, --layers)",
         )?;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);

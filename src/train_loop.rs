@@ -127,12 +127,13 @@ pub fn physical_memory() -> Option<u64> {
 /// rather than an allocation failure (or the system ending the process) at its first step.
 /// `weights` are counted four times over (each, its gradient, and Adam's two moments, in
 /// f32), and each of the step's `snippets` as `per_snippet` bytes: a lower bound measured on
-/// this machine kind, so that no run that fits is refused.
+/// this machine kind, so that no run that fits is refused. `smaller` says how to ask for less.
 pub fn check_training_memory(
     device: &Device,
     weights: u128,
     snippets: usize,
     per_snippet: u64,
+    smaller: &str,
 ) -> Result<()> {
     if !device.is_cpu() {
         return Ok(());
@@ -145,10 +146,14 @@ pub fn check_training_memory(
         .saturating_add(u128::from(per_snippet).saturating_mul(snippets as u128));
     if needed > u128::from(total) {
         let gb = |bytes: u128| bytes as f64 / 1e9;
+        let weights = match weights {
+            w if w >= 1_000_000 => format!("{:.1} million", w as f64 / 1e6),
+            w => w.to_string(),
+        };
         return Err(Error::InvalidArgument(format!(
             "this run needs at least {:.1} GB of memory ({weights} weights with their gradients \
              and optimiser state, and {snippets} snippets a step), more than this machine's \
-             {:.1} GB: train fewer batches a step, shorter snippets or a smaller model",
+             {:.1} GB: {smaller}",
             gb(needed),
             gb(u128::from(total))
         )));
@@ -1045,6 +1050,8 @@ pub fn run(
         weights as u128,
         opts.batches_per_step.saturating_mul(corpus.composers.len()),
         task.memory_per_snippet(opts.snippet_steps),
+        "train fewer batches a step (--batches), on shorter snippets (--snippet-steps), or a \
+         smaller model",
     )?;
     // Held until the run ends: nothing in the folder is touched before it is ours.
     let (lock, created) =

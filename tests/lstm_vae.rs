@@ -446,12 +446,16 @@ fn a_run_larger_than_the_machine_is_refused_before_it_starts() {
     if physical_memory().is_none() {
         return; // not said by this system
     }
-    let err = check_training_memory(&Device::Cpu, 1 << 60, 20, 1 << 20)
+    let err = check_training_memory(&Device::Cpu, 1 << 60, 20, 1 << 20, "ask for less")
         .unwrap_err()
         .to_string();
     assert!(
         err.contains("GB of memory") && err.contains("this machine's"),
         "{err}"
     );
-    check_training_memory(&Device::Cpu, 1_000_000, 20, 1 << 20).unwrap();
+    assert!(
+        err.contains("million weights") && err.ends_with("ask for less"),
+        "{err}"
+    );
+    check_training_memory(&Device::Cpu, 1_000_000, 20, 1 << 20, "").unwrap();
 }

@@ -1551,6 +1551,7 @@ impl Studio {
                 self.forget_notes();
                 self.primer = Some(Arc::new(roll));
                 self.variations.clear();
+                self.variations_held = false;
                 self.push_score();
                 self.rewind_if_stopped();
                 self.opened_file = Some(path.clone());
@@ -2047,8 +2048,6 @@ impl Studio {
         }
     }
 
-    /// The piece changed by hand (an edit, undo, redo): from now on the models hear the piece
-    /// as it is, not the file opened before.
     /// Undoes the last step, or redoes the last one undone (`forward`).
     fn undo_or_redo(&mut self, forward: bool) {
         let changed = if forward {
@@ -2063,6 +2062,8 @@ impl Studio {
         }
     }
 
+    /// The piece changed by hand (an edit, undo, redo): from now on the models hear the piece
+    /// as it is, not the file opened before.
     fn edited_by_hand(&mut self) {
         self.primer = None;
         self.blend_primer = None;
@@ -2270,7 +2271,8 @@ impl Studio {
                         self.variations_held = true;
                         self.say(
                             format!(
-                                "{made} Not put in the piece, which was undone while it ran (Redo                                  still holds what was undone): pick it under Variations."
+                                "{made} Not put in the piece, which was undone while it ran (Redo \
+                                 still holds what was undone): pick it under Variations."
                             ),
                             false,
                         );
@@ -2406,7 +2408,9 @@ impl Studio {
                 DialogResult::OtherLoaded(kind, p, loaded) => self.use_other(kind, p, loaded),
                 DialogResult::Started(s) => self.use_startup(*s),
                 DialogResult::Audio(opened) => self.use_audio(opened),
-                DialogResult::Failed(e) => self.say(format!("A background task failed: {e}"), true),
+                DialogResult::Failed(e) => {
+                    self.failed_while_closing(format!("A background task failed: {e}"))
+                }
             }
         }
         self.poll_training();
@@ -2715,10 +2719,15 @@ impl Studio {
                 // Not closed behind the musician's back: they choose to wait or to lose the
                 // steps since the last checkpoint.
                 let waited = crate::studio::workers::CLOSING_WAIT.as_secs();
-                self.failed_while_closing(format!(
-                    "The training run has not written its checkpoint after {waited} s; close \
-                     again to close now (its steps since the last checkpoint are lost)"
-                ));
+                self.closing = false;
+                self.say(
+                    format!(
+                        "The training run has not written its checkpoint after {waited} s; the \
+                         window stays open (closing again closes it now, losing the steps since \
+                         the last checkpoint)"
+                    ),
+                    true,
+                );
             } else if done && self.closing && !self.exporting() {
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             } else if self.closing {
@@ -4000,8 +4009,12 @@ pub fn read_problems(read: &session_file::ReadSession, kept: Option<&Path>) -> S
 
 /// What the studio found of the last session before its window opened.
 enum LastSession {
-    /// The session file was there: its piece, or none where it could not be read.
-    Read(Option<Box<Session>>),
+    /// The session file read whole.
+    Whole(Box<Session>),
+    /// The session file read in part (notes left out, or what this version does not read).
+    Partial(Box<session_file::ReadSession>),
+    /// The session file could not be read: why.
+    Unreadable(String),
     /// No session file (or no folder for one).
     None,
 }
@@ -4014,39 +4027,15 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
     // the session file to the first).
     let saver = path.clone().map(session_file::Saver::claim);
     let owner = matches!(saver, Some(Ok(_)));
-    let (last, problem) = match path.as_deref().map(session_file::read) {
+    // Only read here: a file kept aside or copied is so once the window is there to say it
+    // (a window that cannot open leaves the file as it was).
+    let last = match path.as_deref().map(session_file::read) {
         Some(Ok(Some(read))) if read.left_out.is_none() && read.not_read.is_empty() => {
-            (LastSession::Read(Some(Box::new(read.session))), None)
+            LastSession::Whole(Box::new(read.session))
         }
-        // Notes were left out, or what this version does not read: the file as it was is
-        // kept beside it (by the studio that keeps the session), since the next save writes
-        // the piece without them.
-        Some(Ok(Some(read))) => {
-            let kept = (path.as_deref())
-                .filter(|_| owner)
-                .and_then(session_file::keep_copy);
-            let mut problem = read_problems(&read, kept.as_deref());
-            if owner && kept.is_none() {
-                problem += " (no copy of the file could be kept)";
-            }
-            (
-                LastSession::Read(Some(Box::new(read.session))),
-                Some(problem),
-            )
-        }
-        Some(Err(problem)) => {
-            let aside = (path.as_deref())
-                .filter(|_| owner)
-                .and_then(session_file::set_aside);
-            let kept = aside.map_or(String::new(), |p| {
-                format!("; it is kept as {}", p.display())
-            });
-            (
-                LastSession::Read(None),
-                Some(format!("{problem}{kept}; starting a new piece")),
-            )
-        }
-        _ => (LastSession::None, None),
+        Some(Ok(Some(read))) => LastSession::Partial(Box::new(read)),
+        Some(Err(problem)) => LastSession::Unreadable(problem),
+        _ => LastSession::None,
     };
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
@@ -4056,7 +4045,7 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
             .with_drag_and_drop(true),
         ..Default::default()
     };
-    eframe::run_native(
+    let shown = eframe::run_native(
         "Segue",
         options,
         Box::new(move |cc| {
@@ -4072,13 +4061,37 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
                 ctx.request_repaint();
             });
-            // No session file yet: one saved by an earlier Segue in eframe's storage
-            // (`Studio::new` brings it into range).
-            let session = match last {
-                LastSession::Read(session) => session.map(|s| *s),
-                LastSession::None => cc
-                    .storage
-                    .and_then(|s| eframe::get_value::<Session>(s, eframe::APP_KEY)),
+            let (session, problem) = match last {
+                LastSession::Whole(session) => (Some(*session), None),
+                // Notes were left out, or what this version does not read: the file as it
+                // was is kept beside it (by the studio that keeps the session), since the
+                // next save writes the piece without them.
+                LastSession::Partial(read) => {
+                    let kept = (path.as_deref())
+                        .filter(|_| owner)
+                        .and_then(session_file::keep_copy);
+                    let mut problem = read_problems(&read, kept.as_deref());
+                    if owner && kept.is_none() {
+                        problem += " (no copy of the file could be kept)";
+                    }
+                    (Some(read.session), Some(problem))
+                }
+                LastSession::Unreadable(problem) => {
+                    let aside = (path.as_deref())
+                        .filter(|_| owner)
+                        .and_then(session_file::set_aside);
+                    let kept = aside.map_or(String::new(), |p| {
+                        format!("; it is kept as {}", p.display())
+                    });
+                    (None, Some(format!("{problem}{kept}; starting a new piece")))
+                }
+                // No session file yet: one saved by an earlier Segue in eframe's storage
+                // (`Studio::new` brings it into range).
+                LastSession::None => (
+                    cc.storage
+                        .and_then(|s| eframe::get_value::<Session>(s, eframe::APP_KEY)),
+                    None,
+                ),
             };
             let mut studio = Studio::new(&cc.egui_ctx, session, file, true);
             // Both problems are said, in one message (a second would replace the first).
@@ -4098,12 +4111,12 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
             Ok(Box::new(studio))
         }),
     )
-    .map_err(|e| format!("cannot open the studio window: {e}"))?;
+    .map_err(|e| format!("cannot open the studio window: {e}"));
     // Writes still going (an export closed on without waiting, a training checkpoint past
     // its wait) end with the process: their temporary files are removed, not left beside
-    // the musician's files.
-    let _held = crate::fsutil::remove_unfinished_writes();
-    Ok(())
+    // the musician's files, and none is begun or put in place until the process has ended.
+    std::mem::forget(crate::fsutil::remove_unfinished_writes());
+    shown
 }
 
 #[cfg(test)]

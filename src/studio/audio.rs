@@ -70,14 +70,13 @@ impl PlayScore {
         // that it is the one heard, as the exported file keeps the loudest.
         // (Events with equal keys are equal: no stable sort is needed.)
         events.sort_unstable_by_key(|e| (e.step, e.velocity != 0, e.pitch, e.velocity));
-        let mut open = [0u16; 128];
-        let open_before = (events.chunks(OPEN_EVERY))
-            .map(|chunk| {
-                let before = open;
-                open = open_after(open, chunk);
-                before
-            })
-            .collect();
+        // Before event 0, OPEN_EVERY, 2 OPEN_EVERY, ... up to the end (a count for every
+        // index `open_before` can be asked).
+        let mut open_before = vec![[0u16; 128]];
+        for chunk in events.chunks_exact(OPEN_EVERY) {
+            let last = open_before[open_before.len() - 1];
+            open_before.push(open_after(last, chunk));
+        }
         PlayScore {
             events,
             steps,
