@@ -791,6 +791,13 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Puts the items of `other` (snippets of the same length) after this batch's.
+    pub fn append(&mut self, other: Batch) {
+        self.data.extend(other.data);
+        self.composers.extend(other.composers);
+        self.sources.extend(other.sources);
+    }
+
     /// Number of items.
     pub fn len(&self) -> usize {
         self.composers.len()

@@ -694,6 +694,10 @@ struct TrainArgs {
     /// (0 = off, the default).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=i64::from(segue::train_loop::MAX_TRANSPOSE)))]
     transpose: Option<u8>,
+    /// Balanced batches (one snippet per composer) per optimiser step (default 1; a folder of
+    /// one or two composers trains better on several).
+    #[arg(long, value_name = "N")]
+    batches: Option<usize>,
     /// Add a linear map from the previous step to the output logits (a skip past the LSTM:
     /// held notes need no trip through the recurrence).
     #[arg(long)]
@@ -1616,6 +1620,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.covariance_weight = a.covariance_weight.unwrap_or(o.covariance_weight);
     o.composer_prior |= a.composer_prior;
     o.transpose = a.transpose.unwrap_or(o.transpose);
+    o.batches = a.batches.unwrap_or(o.batches);
     o.eval_every = a.eval_every.unwrap_or(o.eval_every);
     o.checkpoint_every = a.checkpoint_every.unwrap_or(o.checkpoint_every);
     // How the LSTM is computed, not what is trained: chosen anew by each command.

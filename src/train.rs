@@ -58,6 +58,10 @@ impl BetaSchedule {
     }
 }
 
+fn one_batch() -> usize {
+    1
+}
+
 fn one() -> f64 {
     1.0
 }
@@ -83,6 +87,10 @@ pub struct TrainOptions {
     pub steps: usize,
     /// Snippet length in 16th-note steps.
     pub snippet_steps: usize,
+    /// Balanced batches (one snippet per composer each) per step: a folder of few composers
+    /// trains on more than a snippet or two a step.
+    #[serde(default = "one_batch")]
+    pub batches: usize,
     /// Seed of every random choice.
     pub seed: u64,
     /// Adam learning rate.
@@ -189,6 +197,12 @@ impl TrainOptions {
             ));
         }
         check_count("number of steps", self.steps)?;
+        check_count("number of batches per step", self.batches)?;
+        check_at_most(
+            "number of batches per step",
+            self.batches,
+            crate::train_loop::MAX_BATCHES_PER_STEP,
+        )?;
         if self.snippet_steps < 2 {
             return Err(Error::InvalidArgument(
                 "snippets must be at least 2 steps long".into(),
@@ -286,6 +300,7 @@ impl TrainOptions {
             init: None,
             composer_prior: false,
             transpose: 0,
+            batches: 1,
             valid_fraction: 0.1,
             valid_per_composer: 4,
             eval_every: 250,
@@ -742,9 +757,10 @@ impl<'a> Trainer<'a> {
         crate::train_loop::check_training_memory(
             device,
             cfg.parameters(),
-            corpus.composers.len(),
+            corpus.composers.len().saturating_mul(opts.batches),
             per_snippet,
-            "train on shorter snippets (--snippet-steps) or a smaller model (--hidden, --layers)",
+            "train fewer batches a step (--batches), on shorter snippets (--snippet-steps), or a \
+             smaller model (--hidden, --layers)",
         )?;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
@@ -1118,6 +1134,7 @@ impl<'a> Trainer<'a> {
             &[
                 option("--seed", was.seed, now.seed),
                 option("--snippet-steps", was.snippet_steps, now.snippet_steps),
+                option("--batches", was.batches, now.batches),
                 option("--transpose", was.transpose, now.transpose),
                 option("valid_fraction", was.valid_fraction, now.valid_fraction),
                 option(
@@ -1294,7 +1311,7 @@ pub fn train_lstm_vae(
         opts.config.snippet_alignment(),
         opts.seed,
     )?;
-    sampler.skip(step);
+    sampler.skip(step * opts.batches);
     on_event(TrainEvent::Started {
         step,
         total: opts.steps,
@@ -1318,6 +1335,9 @@ pub fn train_lstm_vae(
             break;
         }
         let mut batch = sampler.next_batch();
+        for _ in 1..opts.batches {
+            batch.append(sampler.next_batch());
+        }
         let bars = snippet_bars(corpus, &batch.sources, opts.snippet_steps, &opts.config);
         let mut shift_rng = step_rng(opts.seed, 0x2545_F491_4F6C_DD1D, step);
         transpose_batch(&mut batch, opts.transpose, &mut shift_rng);

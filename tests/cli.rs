@@ -990,6 +990,8 @@ fn a_resumed_run_keeps_the_options_it_was_started_with() {
         "0.3",
         "--lr",
         "2e-3",
+        "--batches",
+        "2",
     ];
     let classifier: &[&str] = &[
         "--width",
@@ -1024,9 +1026,33 @@ fn a_resumed_run_keeps_the_options_it_was_started_with() {
         assert!(!valid.is_null(), "{model}: validated at the end");
         assert_eq!((steps, valid), curve(&stopped), "{model}");
     }
+    // Two batches a step are two snippets of each composer (another curve than one), and a
+    // run keeps its number.
+    let one_batch = dir.path().join("lstm-vae-one-batch");
+    let mut args = vec!["train", "lstm-vae", "--corpus", p(&corpus), "--no-cache"];
+    args.extend(["--out", p(&one_batch), "--steps", "4"]);
+    args.extend(&lstm[..lstm.len() - 2]);
+    ok(&args);
+    let whole = dir.path().join("lstm-vae-whole");
+    assert_ne!(curve(&one_batch).0, curve(&whole).0);
+    let stopped = dir.path().join("lstm-vae-stopped");
+    let err = fails(&[
+        "train",
+        "lstm-vae",
+        "--corpus",
+        p(&corpus),
+        "--no-cache",
+        "--steps",
+        "6",
+        "--resume",
+        "--batches",
+        "1",
+        "--out",
+        p(&stopped),
+    ]);
+    assert!(err.contains("--batches"), "{err}");
     // Options in the run's state file that no run can use (edited by hand) are refused
     // naming the file.
-    let stopped = dir.path().join("lstm-vae-stopped");
     let state = stopped.join("train-state.json");
     let saved = std::fs::read(&state).unwrap();
     let mut json: serde_json::Value = serde_json::from_slice(&saved).unwrap();
