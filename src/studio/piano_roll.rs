@@ -12,6 +12,10 @@ const KEYS_W: f32 = 52.0;
 const RULER_H: f32 = 18.0;
 /// Grab zone at the right end of a note for resizing, points.
 const EDGE: f32 = 6.0;
+/// Zoomed in this far (points per step) the grid shows every step, and notes snap to steps.
+const STEP_LINES_PX: f32 = 6.0;
+/// Beats at least this wide (points) are drawn, and notes snap to them when steps are not.
+const BEAT_LINES_PX: f64 = 3.0;
 
 /// What a press in the grid does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -84,6 +88,10 @@ pub struct RollView {
     /// The arrow whose press recorded the undo step its repeats belong to.
     #[serde(skip)]
     held: Option<egui::Key>,
+    /// The selection was moved, stretched or drawn and may overlap notes of its pitches:
+    /// settled ([`Score::settle`]) once the gesture or the held arrow ends.
+    #[serde(skip)]
+    unsettled: bool,
     /// Length of the next drawn note, steps.
     pub draw_len: usize,
     /// Where the note grid was drawn last frame (screen points).
@@ -99,6 +107,7 @@ impl RollView {
         self.box_base.clear();
         self.drag = None;
         self.held = None;
+        self.unsettled = false;
     }
 
     /// Whether a note or a box is being dragged.
@@ -120,6 +129,7 @@ impl Default for RollView {
             box_base: Vec::new(),
             past_click: false,
             held: None,
+            unsettled: false,
             draw_len: 4,
             grid_rect: None,
         }
@@ -279,7 +289,7 @@ pub fn piano_roll(
             Stroke::new(width, Color32::from_gray(gray)),
         );
     };
-    if view.step_px >= 6.0 {
+    if view.step_px >= STEP_LINES_PX {
         for s in first..=last {
             line(s as f64, 0.5, 42);
         }
@@ -292,7 +302,7 @@ pub fn piano_roll(
             .map(|b| bar.start + f64::from(b) * beat)
             .take_while(|&at| at < end);
         // Beats shorter than a step would fill the grid: only the bars then.
-        if beat * f64::from(view.step_px) >= 3.0 {
+        if beat * f64::from(view.step_px) >= BEAT_LINES_PX {
             for at in beats {
                 line(at, 0.5, 65);
             }
@@ -379,7 +389,30 @@ pub fn piano_roll(
 
     // Interaction.
     let pointer = response.interact_pointer_pos().or(response.hover_pos());
-    let snap = |x: f32| to_step(x).max(0.0).floor() as i64;
+    // The step under the pointer (what it points at), and where a note it places goes: the
+    // finest grid drawn (steps zoomed in, else beats, else bars), as a DAW snaps.
+    let cell = |x: f32| to_step(x).max(0.0).floor() as i64;
+    let (bar_map, step_px) = (score.bar_map(), view.step_px);
+    // The grid cell under the pointer: its first step and the step after it.
+    let unit = |x: f32| -> (i64, i64) {
+        let at = f64::from(to_step(x).max(0.0));
+        let step = at.floor() as i64;
+        if step_px >= STEP_LINES_PX {
+            return (step, step + 1);
+        }
+        let bars = bar_map.bars(at as usize + 2, at, at + 1.0);
+        let Some(bar) = bars.into_iter().rfind(|b| b.start <= at) else {
+            return (step, step + 1);
+        };
+        let beat = bar.meter.beat_steps();
+        let (start, len) = match beat * f64::from(step_px) >= BEAT_LINES_PX && beat > 0.0 {
+            true => (bar.start + ((at - bar.start) / beat).floor() * beat, beat),
+            false => (bar.start, bar.meter.bar_steps()),
+        };
+        let start = start.floor() as i64;
+        (start, ((start as f64 + len).floor() as i64).max(start + 1))
+    };
+    let snap = |x: f32| unit(x).0;
     let pitch_at = |y: f32| to_pitch(y).floor().clamp(0.0, 127.0) as i32;
     // A key sounds as it is pressed (not when the click ends); the ruler seeks on a click.
     if ui.input(|i| i.pointer.primary_pressed())
@@ -390,11 +423,11 @@ pub fn piano_roll(
     if (response.clicked() || response.drag_started())
         && let Some(pos) = pointer.filter(|p| ruler.contains(*p))
     {
-        out.seek = Some(snap(pos.x) as usize);
+        out.seek = Some(cell(pos.x) as usize);
     }
     if response.secondary_clicked()
         && let Some(pos) = pointer.filter(|p| grid.contains(*p))
-        && let Some(i) = score.note_at(snap(pos.x) as usize, pitch_at(pos.y) as u8)
+        && let Some(i) = score.note_at(cell(pos.x) as usize, pitch_at(pos.y) as u8)
     {
         history.record(score);
         score.delete(&[i]);
@@ -413,7 +446,7 @@ pub fn piano_roll(
     // The pointer shows what a press would do: resize at a note's end, move elsewhere on it.
     if let Some(pos) = response.hover_pos().filter(|p| grid.contains(*p))
         && view.drag.is_none()
-        && let Some(i) = score.note_at(snap(pos.x) as usize, pitch_at(pos.y) as u8)
+        && let Some(i) = score.note_at(cell(pos.x) as usize, pitch_at(pos.y) as u8)
     {
         let r = note_rect(&score.notes[i]);
         ui.ctx()
@@ -433,14 +466,14 @@ pub fn piano_roll(
     {
         let (step, pitch) = (snap(pos.x), pitch_at(pos.y));
         let shift = ui.input(|i| i.modifiers.shift);
-        match score.note_at(step as usize, pitch as u8) {
+        match score.note_at(cell(pos.x) as usize, pitch as u8) {
+            // Shift on a selected note takes it out of the selection: nothing to drag.
+            Some(i) if shift && view.selection.contains(&i) => {
+                view.selection.retain(|&s| s != i);
+            }
             Some(i) => {
                 if shift {
-                    if let Some(k) = view.selection.iter().position(|&s| s == i) {
-                        view.selection.remove(k);
-                    } else {
-                        view.selection.push(i);
-                    }
+                    view.selection.push(i);
                 } else if !view.selection.contains(&i) {
                     view.selection = vec![i];
                 }
@@ -467,6 +500,7 @@ pub fn piano_roll(
                 history.record(score);
                 let i = score.draw(pitch as u8, step as usize, view.draw_len);
                 view.selection = vec![i];
+                view.unsettled = true;
                 out.preview = Some(pitch as u8);
                 out.changed = true;
                 view.drag = Some(Drag::Draw {
@@ -517,6 +551,7 @@ pub fn piano_roll(
                         history.record(score);
                     }
                     score.shift(&view.selection, ds, dp);
+                    view.unsettled = true;
                     view.drag = Some(Drag::Move {
                         step: s0 + ds,
                         pitch: p0 + dp,
@@ -535,6 +570,7 @@ pub fn piano_roll(
                         history.record(score);
                     }
                     score.stretch(&view.selection, ds);
+                    view.unsettled = true;
                     if let Some(n) = view.selection.first().and_then(|&i| score.notes.get(i)) {
                         view.draw_len = n.len;
                     }
@@ -552,7 +588,7 @@ pub fn piano_roll(
                 if let (true, Some(n)) = (moved, note) {
                     // From the note's own start (a note drawn at the grid's end starts before
                     // the pressed cell).
-                    let want = (step - n.start as i64 + 1).max(1);
+                    let want = (unit(pos.x).1 - n.start as i64).max(1);
                     let ds = match want - n.len as i64 {
                         0 => 0,
                         ds => score.group_stretch(&view.selection, ds),
@@ -577,7 +613,7 @@ pub fn piano_roll(
                     Stroke::new(1.0, Color32::LIGHT_BLUE),
                     StrokeKind::Inside,
                 );
-                let (s0, s1) = (snap(r.left()) as usize, snap(r.right()) as usize + 1);
+                let (s0, s1) = (cell(r.left()) as usize, cell(r.right()) as usize + 1);
                 let (p0, p1) = (pitch_at(r.bottom()) as u8, pitch_at(r.top()) as u8);
                 let mut selection = view.box_base.clone();
                 selection.extend(score.in_box(s0, s1, p0, p1));
@@ -631,6 +667,14 @@ pub fn piano_roll(
             .map(|p| snap(p.x) as usize);
         out.changed |= keyboard_edits(ui, score, view, history, hover, arrows);
     }
+    // A gesture or a held arrow over: the notes moved, stretched or drawn no longer overlap
+    // notes of their pitch (part of the same undo step).
+    if view.unsettled && view.drag.is_none() && view.held.is_none() {
+        view.unsettled = false;
+        let before = score.notes.clone();
+        view.selection = score.settle(&view.selection);
+        out.changed |= score.notes != before;
+    }
     view.selection.retain(|&i| i < score.notes.len());
     out
 }
@@ -657,11 +701,6 @@ fn keyboard_edits(
     let pressed = |key: Key| ui.input(|i| i.key_pressed(key));
     let event = |matches: fn(&Event) -> bool| ui.input(|i| i.events.iter().any(matches));
     let mut changed = false;
-    if let Some(key) = view.held
-        && !ui.input(|i| i.key_down(key))
-    {
-        view.held = None;
-    }
 
     if command && pressed(Key::A) {
         view.selection = (0..score.notes.len()).collect();
@@ -708,8 +747,16 @@ fn keyboard_edits(
                 view.held = Some(key);
             }
             score.shift(&view.selection, steps, semitones);
+            view.unsettled = true;
             changed = true;
         }
+    }
+    // Let go of: its repeats are over (checked after them, so that a last repeat and the
+    // release in one frame do not make a step of their own).
+    if let Some(key) = view.held
+        && !ui.input(|i| i.key_down(key))
+    {
+        view.held = None;
     }
     let copy = event(|e| matches!(e, Event::Copy));
     let cut = event(|e| matches!(e, Event::Cut));
@@ -769,6 +816,7 @@ fn paste_recorded(
 ) -> bool {
     let before = score.clone();
     view.selection = score.paste(notes, at);
+    view.selection = score.settle(&view.selection);
     view.held = None;
     if score.notes.len() == before.notes.len() {
         return false;

@@ -365,6 +365,48 @@ impl Score {
         }
     }
 
+    /// Ends the overlaps of notes of one pitch that an edit of the notes at `edited` made, as
+    /// a piano roll of a DAW does: an edited note stays as it is, and another of its pitch
+    /// under it keeps only what lies outside it (cut short where it began before, started
+    /// after it where it goes on past it, gone where wholly under it); of two edited notes
+    /// that overlap, the later begun cuts the earlier short (one of two begun together goes).
+    /// So the roll shows what an export writes and plays (a MIDI file holds one note of a
+    /// pitch at a time), and no note hides under another. Only the pitches of the edited
+    /// notes are touched, their notes put last (drawn on top). Returns the edited notes' new
+    /// indices.
+    pub fn settle(&mut self, edited: &[usize]) -> Vec<usize> {
+        let is_edited: std::collections::HashSet<usize> = edited.iter().copied().collect();
+        let pitches: std::collections::BTreeSet<u8> = (edited.iter())
+            .filter_map(|&i| self.notes.get(i).map(|n| n.pitch))
+            .collect();
+        if pitches.is_empty() {
+            return Vec::new();
+        }
+        let mut touched: std::collections::BTreeMap<u8, Vec<(ScoreNote, bool)>> =
+            Default::default();
+        let mut kept = Vec::with_capacity(self.notes.len());
+        for (i, n) in std::mem::take(&mut self.notes).into_iter().enumerate() {
+            match pitches.contains(&n.pitch) {
+                true => touched
+                    .entry(n.pitch)
+                    .or_default()
+                    .push((n, is_edited.contains(&i))),
+                false => kept.push(n),
+            }
+        }
+        let mut indices = Vec::new();
+        for (_, notes) in touched {
+            for (n, edited) in settle_pitch(notes) {
+                if edited {
+                    indices.push(kept.len());
+                }
+                kept.push(n);
+            }
+        }
+        self.notes = kept;
+        indices
+    }
+
     /// Sets the velocity (1..=127) of the notes with the given indices; where they came from
     /// stays as it was.
     pub fn set_velocity(&mut self, indices: &[usize], velocity: u8) {
@@ -486,6 +528,55 @@ impl Score {
     }
 }
 
+/// The notes of one pitch (each with whether the edit moved it) without overlaps: see
+/// [`Score::settle`].
+fn settle_pitch(notes: Vec<(ScoreNote, bool)>) -> Vec<(ScoreNote, bool)> {
+    let spans: Vec<(usize, usize)> = (notes.iter())
+        .filter(|(_, edited)| *edited)
+        .map(|(n, _)| (n.start, n.end()))
+        .collect();
+    let mut out = Vec::with_capacity(notes.len() + 1);
+    for (n, edited) in notes {
+        if edited {
+            out.push((n, true));
+            continue;
+        }
+        // What of it lies outside every edited note: a head before the first it meets, the
+        // rest after the last; a note with an edited one inside keeps both sides.
+        let mut pieces = vec![(n.start, n.end())];
+        for &(a, b) in &spans {
+            pieces = (pieces.into_iter())
+                .flat_map(|(s, e)| [(s, e.min(a)), (s.max(b), e)])
+                .filter(|(s, e)| s < e)
+                .collect();
+        }
+        out.extend((pieces.into_iter()).map(|(s, e)| {
+            let piece = ScoreNote {
+                start: s,
+                len: e - s,
+                ..n
+            };
+            (piece, false)
+        }));
+    }
+    // Edited notes over edited ones (and notes that overlapped before the edit): the later
+    // begun cuts the earlier; of two begun together the edited one stays, else the first.
+    out.sort_by_key(|(n, edited)| (n.start, !edited));
+    let mut settled: Vec<(ScoreNote, bool)> = Vec::with_capacity(out.len());
+    for (n, edited) in out {
+        if let Some((last, _)) = settled.last_mut() {
+            if last.start == n.start {
+                continue;
+            }
+            if last.end() > n.start {
+                last.len = n.start - last.start;
+            }
+        }
+        settled.push((n, edited));
+    }
+    settled
+}
+
 /// Undo and redo over whole-score snapshots (a score is small, thousands of notes; a dense
 /// one keeps fewer snapshots, see `HISTORY_NOTES`).
 #[derive(Debug, Clone, Default)]
@@ -566,6 +657,64 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A note moved, drawn or stretched onto notes of its pitch stays whole; they keep what
+    /// lies outside it; notes of other pitches and pitches not edited stay as they were.
+    #[test]
+    fn settling_an_edit_leaves_no_note_under_another() {
+        let note = |pitch: u8, start: usize, len: usize| ScoreNote {
+            pitch,
+            start,
+            len,
+            velocity: 80,
+            origin: Origin::Primer,
+        };
+        let spans = |score: &Score, pitch: u8| {
+            let mut v: Vec<(usize, usize)> = (score.notes.iter())
+                .filter(|n| n.pitch == pitch)
+                .map(|n| (n.start, n.len))
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let mut score = Score::new();
+        score.notes = vec![
+            note(60, 0, 16), // the edited note lands inside: a head and a tail stay
+            note(62, 8, 4),  // wholly under the edited D: gone
+            note(62, 2, 8),  // begun before it: cut short
+            note(62, 14, 6), // goes on past it: starts after it
+            note(64, 8, 4),  // a pitch not edited
+            note(64, 9, 4),  // (overlapping, and left so)
+            note(60, 6, 4),  // edited
+            note(62, 6, 10), // edited
+        ];
+        let kept = score.settle(&[6, 7]);
+        assert_eq!(spans(&score, 60), vec![(0, 6), (6, 4), (10, 6)]);
+        assert_eq!(spans(&score, 62), vec![(2, 4), (6, 10), (16, 4)]);
+        assert_eq!(spans(&score, 64), vec![(8, 4), (9, 4)]);
+        let edited: Vec<(u8, usize, usize)> = (kept.iter())
+            .map(|&i| {
+                (
+                    score.notes[i].pitch,
+                    score.notes[i].start,
+                    score.notes[i].len,
+                )
+            })
+            .collect();
+        assert_eq!(edited, vec![(60, 6, 4), (62, 6, 10)]);
+        // Two edited notes of one pitch: the later cuts the earlier; begun together, one goes.
+        let mut score = Score::new();
+        score.notes = vec![
+            note(67, 0, 8),
+            note(67, 4, 8),
+            note(69, 0, 4),
+            note(69, 0, 4),
+        ];
+        let kept = score.settle(&[0, 1, 2, 3]);
+        assert_eq!(spans(&score, 67), vec![(0, 4), (4, 8)]);
+        assert_eq!(spans(&score, 69), vec![(0, 4)]);
+        assert_eq!(kept.len(), 3);
+    }
 
     /// The style meter's key changes with what the classifier reads (which notes sound, the
     /// length, the metre) and not with the tempo or the notes' loudness.
