@@ -234,6 +234,14 @@ impl TrainOptions {
         check_probability("encoder dropout", self.encoder_dropout)?;
         check_probability("validation share", self.valid_fraction)?;
         check_transpose(self.transpose)?;
+        if self.piece_weight > 0.0 && self.batches > 1 {
+            return Err(Error::InvalidArgument(
+                "the piece term tells each snippet's piece among the batch's, one snippet a \
+                 piece; with several batches a step a piece can come twice: it cannot be \
+                 combined with --batches above 1"
+                    .into(),
+            ));
+        }
         if self.piece_weight > 0.0 && self.transpose > 0 {
             return Err(Error::InvalidArgument(
                 "the piece term compares a snippet with another of its piece untransposed; \

@@ -635,6 +635,11 @@ fn bad_training_options_are_refused_before_any_work() {
         ),
         (&["classifier", "--steps", "0"], "number of steps"),
         (&["classifier", "--batches", "0"], "batches per step"),
+        (&["lstm-vae", "--batches", "0"], "batches per step"),
+        (
+            &["lstm-vae", "--batches", "2", "--piece-weight", "1"],
+            "--batches above 1",
+        ),
         // Sizes no machine trains: a message, not an abort when memory runs out.
         (
             &["lstm-vae", "--snippet-steps", "100000000", "--metre", "0"],

@@ -2157,6 +2157,37 @@ fn edited_notes_settle_and_snap_to_the_grid_shown() {
         h.step();
     }
     assert_eq!(notes(&h), vec![(60, 0, 4), (60, 8, 4)]);
+    // Escape while an arrow is held: what it moved is settled before the selection goes.
+    h.state_mut().session.view.selection = vec![0];
+    h.step();
+    h.key_down(Key::ArrowRight);
+    h.step();
+    for _ in 0..4 {
+        key_repeat(&mut h, Key::ArrowRight);
+    }
+    h.key_press(Key::Escape);
+    h.step();
+    h.key_up(Key::ArrowRight);
+    h.step();
+    assert_eq!(notes(&h), vec![(60, 5, 4), (60, 9, 3)]);
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    assert_eq!(notes(&h), vec![(60, 0, 4), (60, 8, 4)]);
+    // A repeat (Ctrl+D) that covers a shorter note of its pitch takes its place: the same
+    // number of notes, and still an undo step that brings the shorter one back.
+    let mut short = h.state().session.score.notes[0];
+    (short.start, short.len) = (4, 2);
+    let mut long = short;
+    (long.start, long.len) = (0, 4);
+    h.state_mut().session.score.notes = vec![long, short];
+    h.state_mut().session.view.selection = vec![0];
+    h.step();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::D);
+    h.step();
+    assert_eq!(notes(&h), vec![(60, 0, 4), (60, 4, 4)]);
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.step();
+    assert_eq!(notes(&h), vec![(60, 0, 4), (60, 4, 2)]);
 
     // Zoomed out: 2.5 points a step, beats (4 steps) drawn, steps not.
     let view = &mut h.state_mut().session.view;

@@ -1546,6 +1546,8 @@ impl Studio {
                 } else {
                     ""
                 };
+                // What a gesture moved is settled before it is recorded.
+                self.session.view.settle_now(&mut self.session.score);
                 self.history.record(&self.session.score);
                 self.session.score = score;
                 self.forget_notes();
@@ -1930,6 +1932,8 @@ impl Studio {
             // Auditioning one variation after another is one step of the history: the piece
             // before them comes back with one undo.
             if self.shown_variation != Some(self.history.revision()) {
+                // What a gesture moved is settled before it is recorded.
+                self.session.view.settle_now(&mut self.session.score);
                 self.history.record(&self.session.score);
             }
             // The result's tempo and metre maps are its primer's (a DCGAN sample has none: one
@@ -2036,6 +2040,8 @@ impl Studio {
             .on_hover_text("How hard the selected notes are struck (1-127)");
         if r.changed() {
             if !self.velocity_recorded {
+                // What a gesture moved is settled before it is recorded.
+                self.session.view.settle_now(&mut self.session.score);
                 self.history.record(&self.session.score);
                 self.velocity_recorded = true;
             }
@@ -2050,6 +2056,8 @@ impl Studio {
 
     /// Undoes the last step, or redoes the last one undone (`forward`).
     fn undo_or_redo(&mut self, forward: bool) {
+        // An overlap a gesture in progress made goes no further than it: settled first.
+        self.session.view.settle_now(&mut self.session.score);
         let changed = if forward {
             self.history.redo(&mut self.session.score)
         } else {
@@ -2900,6 +2908,8 @@ impl Studio {
             if r.changed() {
                 // One undo step per drag or typed value, as for the velocity.
                 if !self.tempo_recorded {
+                    // What a gesture moved is settled before it is recorded.
+                    self.session.view.settle_now(&mut self.session.score);
                     self.history.record(&self.session.score);
                     self.tempo_recorded = true;
                 }
@@ -2930,6 +2940,8 @@ impl Studio {
                 .on_hover_text("End the piece with its last note (drops the rests after it)")
                 .clicked()
             {
+                // What a gesture moved is settled before it is recorded.
+                self.session.view.settle_now(&mut self.session.score);
                 self.history.record(&self.session.score);
                 self.session.score.length = 0;
                 self.edited_by_hand();

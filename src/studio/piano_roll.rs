@@ -110,6 +110,19 @@ impl RollView {
         self.unsettled = false;
     }
 
+    /// Settles ([`Score::settle`]) the notes moved, stretched or drawn since the last time,
+    /// now: when their gesture or held arrow ends, and before the selection changes or the
+    /// score is recorded, undone or replaced (the overlap must not outlive the gesture).
+    /// Returns whether the score changed.
+    pub fn settle_now(&mut self, score: &mut Score) -> bool {
+        if !std::mem::take(&mut self.unsettled) {
+            return false;
+        }
+        let (selection, changed) = score.settle(&self.selection);
+        self.selection = selection;
+        changed
+    }
+
     /// Whether a note or a box is being dragged.
     pub fn dragging(&self) -> bool {
         self.drag.is_some()
@@ -230,10 +243,13 @@ pub fn piano_roll(
     view.top_pitch = view.top_pitch.clamp(visible_rows.min(127.0), 127.0 + 1.0);
     view.scroll_step = view.scroll_step.clamp(0.0, Score::MAX_STEPS as f32);
 
-    let step_x = |s: f32| grid.left() + (s - view.scroll_step) * view.step_px;
-    let pitch_y = |p: f32| grid.top() + (view.top_pitch - p) * view.key_px;
-    let to_step = |x: f32| (x - grid.left()) / view.step_px + view.scroll_step;
-    let to_pitch = |y: f32| view.top_pitch - (y - grid.top()) / view.key_px;
+    // The view as it stands this frame (copied: the closures leave `view` free to change).
+    let (scroll_step, step_px, top_pitch, key_px) =
+        (view.scroll_step, view.step_px, view.top_pitch, view.key_px);
+    let step_x = move |s: f32| grid.left() + (s - scroll_step) * step_px;
+    let pitch_y = move |p: f32| grid.top() + (top_pitch - p) * key_px;
+    let to_step = move |x: f32| (x - grid.left()) / step_px + scroll_step;
+    let to_pitch = move |y: f32| top_pitch - (y - grid.top()) / key_px;
 
     // Background rows and the keyboard.
     painter.rect_filled(grid, 0.0, Color32::from_gray(30));
@@ -392,7 +408,7 @@ pub fn piano_roll(
     // The step under the pointer (what it points at), and where a note it places goes: the
     // finest grid drawn (steps zoomed in, else beats, else bars), as a DAW snaps.
     let cell = |x: f32| to_step(x).max(0.0).floor() as i64;
-    let (bar_map, step_px) = (score.bar_map(), view.step_px);
+    let bar_map = score.bar_map();
     // The grid cell under the pointer: its first step and the step after it.
     let unit = |x: f32| -> (i64, i64) {
         let at = f64::from(to_step(x).max(0.0));
@@ -425,7 +441,12 @@ pub fn piano_roll(
     {
         out.seek = Some(cell(pos.x) as usize);
     }
-    if response.secondary_clicked()
+    let erase = response.secondary_clicked();
+    if erase || ui.input(|i| i.pointer.primary_pressed()) {
+        // What a drag or held arrow moved is settled before the selection changes hands.
+        out.changed |= view.settle_now(score);
+    }
+    if erase
         && let Some(pos) = pointer.filter(|p| grid.contains(*p))
         && let Some(i) = score.note_at(cell(pos.x) as usize, pitch_at(pos.y) as u8)
     {
@@ -650,6 +671,7 @@ pub fn piano_roll(
         && !typing
         && ui.input(|i| i.key_pressed(egui::Key::Delete) || i.key_pressed(egui::Key::Backspace))
     {
+        view.settle_now(score);
         history.record(score);
         score.delete(&view.selection);
         view.selection.clear();
@@ -669,11 +691,8 @@ pub fn piano_roll(
     }
     // A gesture or a held arrow over: the notes moved, stretched or drawn no longer overlap
     // notes of their pitch (part of the same undo step).
-    if view.unsettled && view.drag.is_none() && view.held.is_none() {
-        view.unsettled = false;
-        let before = score.notes.clone();
-        view.selection = score.settle(&view.selection);
-        out.changed |= score.notes != before;
+    if view.drag.is_none() && view.held.is_none() {
+        out.changed |= view.settle_now(score);
     }
     view.selection.retain(|&i| i < score.notes.len());
     out
@@ -702,6 +721,9 @@ fn keyboard_edits(
     let event = |matches: fn(&Event) -> bool| ui.input(|i| i.events.iter().any(matches));
     let mut changed = false;
 
+    if (command && pressed(Key::A)) || pressed(Key::Escape) {
+        changed |= view.settle_now(score);
+    }
     if command && pressed(Key::A) {
         view.selection = (0..score.notes.len()).collect();
     }
@@ -766,6 +788,7 @@ fn keyboard_edits(
             ui.ctx().copy_text(format!("{CLIPBOARD_TAG}{json}"));
         }
         if cut {
+            view.settle_now(score);
             history.record(score);
             score.delete(&view.selection);
             view.selection.clear();
@@ -816,9 +839,10 @@ fn paste_recorded(
 ) -> bool {
     let before = score.clone();
     view.selection = score.paste(notes, at);
-    view.selection = score.settle(&view.selection);
+    view.selection = score.settle(&view.selection).0;
     view.held = None;
-    if score.notes.len() == before.notes.len() {
+    // A pasted note may take the place of one it covers: the count alone would not tell.
+    if score.notes == before.notes {
         return false;
     }
     history.record(&before);

@@ -369,34 +369,49 @@ impl Score {
     /// a piano roll of a DAW does: an edited note stays as it is, and another of its pitch
     /// under it keeps only what lies outside it (cut short where it began before, started
     /// after it where it goes on past it, gone where wholly under it); of two edited notes
-    /// that overlap, the later begun cuts the earlier short (one of two begun together goes).
-    /// So the roll shows what an export writes and plays (a MIDI file holds one note of a
-    /// pitch at a time), and no note hides under another. Only the pitches of the edited
-    /// notes are touched, their notes put last (drawn on top). Returns the edited notes' new
-    /// indices.
-    pub fn settle(&mut self, edited: &[usize]) -> Vec<usize> {
-        let is_edited: std::collections::HashSet<usize> = edited.iter().copied().collect();
-        let pitches: std::collections::BTreeSet<u8> = (edited.iter())
+    /// that overlap, the later begun cuts the earlier short (of two begun together the longer
+    /// stays). So the roll shows what an export writes and plays (a MIDI file holds one note
+    /// of a pitch at a time), and no note hides under another. Only pitches where something
+    /// overlapped change, their notes put last (drawn on top). Returns the edited notes' new
+    /// indices and whether anything changed.
+    pub fn settle(&mut self, edited: &[usize]) -> (Vec<usize>, bool) {
+        use std::collections::{BTreeMap, HashSet};
+        let is_edited: HashSet<usize> = edited.iter().copied().collect();
+        let pitches: HashSet<u8> = (edited.iter())
             .filter_map(|&i| self.notes.get(i).map(|n| n.pitch))
             .collect();
-        if pitches.is_empty() {
-            return Vec::new();
-        }
-        let mut touched: std::collections::BTreeMap<u8, Vec<(ScoreNote, bool)>> =
-            Default::default();
-        let mut kept = Vec::with_capacity(self.notes.len());
-        for (i, n) in std::mem::take(&mut self.notes).into_iter().enumerate() {
-            match pitches.contains(&n.pitch) {
-                true => touched
+        let mut groups: BTreeMap<u8, Vec<(ScoreNote, bool)>> = BTreeMap::new();
+        for (i, n) in self.notes.iter().enumerate() {
+            if pitches.contains(&n.pitch) {
+                groups
                     .entry(n.pitch)
                     .or_default()
-                    .push((n, is_edited.contains(&i))),
-                false => kept.push(n),
+                    .push((*n, is_edited.contains(&i)));
             }
         }
-        let mut indices = Vec::new();
-        for (_, notes) in touched {
-            for (n, edited) in settle_pitch(notes) {
+        let settled: Vec<(u8, Vec<(ScoreNote, bool)>)> = (groups.into_iter())
+            .filter_map(|(pitch, notes)| match settle_pitch(notes) {
+                (notes, true) => Some((pitch, notes)),
+                (_, false) => None,
+            })
+            .collect();
+        if settled.is_empty() {
+            return (edited.to_vec(), false);
+        }
+        let moved: HashSet<u8> = settled.iter().map(|(p, _)| *p).collect();
+        let mut place = vec![None; self.notes.len()];
+        let mut kept = Vec::with_capacity(self.notes.len());
+        for (i, n) in std::mem::take(&mut self.notes).into_iter().enumerate() {
+            if !moved.contains(&n.pitch) {
+                place[i] = Some(kept.len());
+                kept.push(n);
+            }
+        }
+        let mut indices: Vec<usize> = (edited.iter())
+            .filter_map(|&i| place.get(i).copied().flatten())
+            .collect();
+        for (_, notes) in settled {
+            for (n, edited) in notes {
                 if edited {
                     indices.push(kept.len());
                 }
@@ -404,7 +419,7 @@ impl Score {
             }
         }
         self.notes = kept;
-        indices
+        (indices, true)
     }
 
     /// Sets the velocity (1..=127) of the notes with the given indices; where they came from
@@ -528,53 +543,70 @@ impl Score {
     }
 }
 
-/// The notes of one pitch (each with whether the edit moved it) without overlaps: see
-/// [`Score::settle`].
-fn settle_pitch(notes: Vec<(ScoreNote, bool)>) -> Vec<(ScoreNote, bool)> {
-    let spans: Vec<(usize, usize)> = (notes.iter())
+/// The notes of one pitch (each with whether the edit moved it) without overlaps (see
+/// [`Score::settle`]), and whether any had to change. Sorting and binary searches: a large
+/// selection moved over a long piece settles in about n log n.
+fn settle_pitch(notes: Vec<(ScoreNote, bool)>) -> (Vec<(ScoreNote, bool)>, bool) {
+    // The edited notes' spans, merged where they touch.
+    let mut spans: Vec<(usize, usize)> = (notes.iter())
         .filter(|(_, edited)| *edited)
         .map(|(n, _)| (n.start, n.end()))
         .collect();
+    spans.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+    for (a, b) in spans {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let mut changed = false;
     let mut out = Vec::with_capacity(notes.len() + 1);
     for (n, edited) in notes {
-        if edited {
-            out.push((n, true));
+        let (start, end) = (n.start, n.end());
+        let first = merged.partition_point(|&(_, b)| b <= start);
+        let over = merged[first..].iter().take_while(|&&(a, _)| a < end);
+        if edited || over.clone().next().is_none() {
+            out.push((n, edited));
             continue;
         }
         // What of it lies outside every edited note: a head before the first it meets, the
         // rest after the last; a note with an edited one inside keeps both sides.
-        let mut pieces = vec![(n.start, n.end())];
-        for &(a, b) in &spans {
-            pieces = (pieces.into_iter())
-                .flat_map(|(s, e)| [(s, e.min(a)), (s.max(b), e)])
-                .filter(|(s, e)| s < e)
-                .collect();
+        changed = true;
+        let piece = |s: usize, e: usize| ScoreNote {
+            start: s,
+            len: e - s,
+            ..n
+        };
+        let mut from = start;
+        for &(a, b) in over {
+            if a > from {
+                out.push((piece(from, a), false));
+            }
+            from = from.max(b);
         }
-        out.extend((pieces.into_iter()).map(|(s, e)| {
-            let piece = ScoreNote {
-                start: s,
-                len: e - s,
-                ..n
-            };
-            (piece, false)
-        }));
+        if from < end {
+            out.push((piece(from, end), false));
+        }
     }
     // Edited notes over edited ones (and notes that overlapped before the edit): the later
-    // begun cuts the earlier; of two begun together the edited one stays, else the first.
-    out.sort_by_key(|(n, edited)| (n.start, !edited));
+    // begun cuts the earlier; of two begun together the edited one stays, else the longer.
+    out.sort_by_key(|(n, edited)| (n.start, !edited, std::cmp::Reverse(n.len)));
     let mut settled: Vec<(ScoreNote, bool)> = Vec::with_capacity(out.len());
     for (n, edited) in out {
         if let Some((last, _)) = settled.last_mut() {
             if last.start == n.start {
+                changed = true;
                 continue;
             }
             if last.end() > n.start {
                 last.len = n.start - last.start;
+                changed = true;
             }
         }
         settled.push((n, edited));
     }
-    settled
+    (settled, changed)
 }
 
 /// Undo and redo over whole-score snapshots (a score is small, thousands of notes; a dense
@@ -688,7 +720,8 @@ mod tests {
             note(60, 6, 4),  // edited
             note(62, 6, 10), // edited
         ];
-        let kept = score.settle(&[6, 7]);
+        let (kept, changed) = score.settle(&[6, 7]);
+        assert!(changed);
         assert_eq!(spans(&score, 60), vec![(0, 6), (6, 4), (10, 6)]);
         assert_eq!(spans(&score, 62), vec![(2, 4), (6, 10), (16, 4)]);
         assert_eq!(spans(&score, 64), vec![(8, 4), (9, 4)]);
@@ -710,10 +743,14 @@ mod tests {
             note(69, 0, 4),
             note(69, 0, 4),
         ];
-        let kept = score.settle(&[0, 1, 2, 3]);
+        let (kept, _) = score.settle(&[0, 1, 2, 3]);
         assert_eq!(spans(&score, 67), vec![(0, 4), (4, 8)]);
         assert_eq!(spans(&score, 69), vec![(0, 4)]);
         assert_eq!(kept.len(), 3);
+        // Nothing overlapping: nothing moves in the list (the style meter hears no change).
+        let before = score.clone();
+        assert_eq!(score.settle(&[2, 0]), (vec![2, 0], false));
+        assert_eq!(score, before);
     }
 
     /// The style meter's key changes with what the classifier reads (which notes sound, the
