@@ -100,6 +100,29 @@ fn main() {
         "notes sounding at a seek, end of a 1 000 000-note piece (audio thread): median {:.1} us",
         median(times)
     );
+    // Settling a move (Score::settle): every other note of each of 48 pitches in a
+    // 100 000-note piece selected and moved a step, each onto the next note of its pitch.
+    let mut piece = segue::studio::score::Score::new();
+    for i in 0..100_000usize {
+        piece.draw(40 + (i % 48) as u8, (i / 48) * 4, 4);
+    }
+    let moved: Vec<usize> = (0..100_000).filter(|i| i / 48 % 2 == 0).collect();
+    piece.shift(&moved, 1, 0);
+    assert!(
+        piece.clone().settle(&moved).1,
+        "the moved notes overlap others"
+    );
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let mut p = piece.clone();
+        let t = Instant::now();
+        std::hint::black_box(p.settle(&moved));
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "settling 50 000 moved notes in a 100 000-note piece (on release): median {:.1} ms",
+        median(times)
+    );
     // The training monitor following a day-long run of another model (a classifier's log at
     // about a step a second: 86 400 lines, validation every 50 steps), its panel open.
     let run = tempfile::tempdir().expect("a temporary folder");
