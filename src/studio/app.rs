@@ -3362,7 +3362,8 @@ impl Studio {
         }
         match self.session.train_model {
             TrainModel::LstmVae => format!(
-                "About 0.5 s a step (studio preset; paper: 5 s) on two CPU cores{}{}",
+                "About 0.5 s a step of 20 snippets, one per composer or several batches of a \
+                 few (studio preset; paper: 5 s) on two CPU cores{}{}",
                 shipped(self.model.as_ref().map(|m| m.manifest.total_steps())),
                 self.fine_tunes().map_or(String::new(), |m| format!(
                     "; a new run fine-tunes {}",

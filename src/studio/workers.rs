@@ -448,6 +448,23 @@ struct LoopRun<'a> {
     send: &'a dyn Fn(TrainingReport),
 }
 
+/// Snippets a step of an LSTM-VAE run started in the studio has at the least: the shipped
+/// model's (one per composer of 20).
+pub const STUDIO_SNIPPETS_PER_STEP: usize = 20;
+
+/// `opts` for a run of the studio on a corpus of `composers`: a fresh run takes as many
+/// balanced batches a step as give [`STUDIO_SNIPPETS_PER_STEP`] snippets (a folder of one
+/// composer would train on one snippet a step; the command line's `--batches`); a resumed
+/// run keeps its own.
+pub fn studio_batches(opts: &TrainOptions, composers: usize, resume: bool) -> TrainOptions {
+    let mut opts = opts.clone();
+    if !resume {
+        let wanted = STUDIO_SNIPPETS_PER_STEP.div_ceil(composers.max(1));
+        opts.batches = opts.batches.max(wanted);
+    }
+    opts
+}
+
 impl LoopRun<'_> {
     /// Trains with `train` and `opts`; the model file written, or why not.
     fn train<O>(&self, train: train_loop::TrainFn<O>, opts: &O) -> crate::Result<RunEnd> {
@@ -707,7 +724,7 @@ impl TrainingJob {
                     let result = match &spec {
                         TrainSpec::LstmVae(opts) => train::train_lstm_vae(
                             &corpus,
-                            opts,
+                            &studio_batches(opts, corpus.composers.len(), resume),
                             &out,
                             &device,
                             resume,
@@ -1006,6 +1023,23 @@ impl LogFollower {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fresh run of the studio puts at least 20 snippets in a step whatever the number of
+    /// composers; a resumed run, and a larger number asked for, stay as they are.
+    #[test]
+    fn a_studio_run_on_few_composers_takes_several_batches_a_step() {
+        let opts = TrainOptions::preset("studio").unwrap();
+        let batches = |composers, resume| studio_batches(&opts, composers, resume).batches;
+        assert_eq!(batches(1, false), 20);
+        assert_eq!(batches(3, false), 7);
+        assert_eq!(batches(20, false), 1);
+        assert_eq!(batches(1, true), opts.batches);
+        let many = TrainOptions {
+            batches: 30,
+            ..opts.clone()
+        };
+        assert_eq!(studio_batches(&many, 1, false).batches, 30);
+    }
 
     #[test]
     fn a_panic_becomes_its_message() {
