@@ -1390,8 +1390,8 @@ fn corpus_stats(dir: &Path, json: bool, cache: &CacheArgs, opts: QuantizeOptions
     let files: usize = stats.iter().map(|s| s.files).sum();
     let steps: usize = stats.iter().map(|s| s.steps).sum();
     out!(
-        "{} composers, {files} files, {steps} steps, {} failed, {} from cache",
-        corpus.composers.len(),
+        "{}, {files} files, {steps} steps, {} failed, {} from cache",
+        counted(corpus.composers.len(), "composer"),
         corpus.failures.len(),
         corpus.cache_hits
     );
@@ -1692,11 +1692,11 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
                 say(
                     &bar,
                     format!(
-                        "{} ({} parameters; {}) on {} composers, {}; steps {step}..{total}",
+                        "{} ({} parameters; {}) on {}, {}; steps {step}..{total}",
                         opts.preset,
                         parameters,
                         opts.config,
-                        corpus.composers.len(),
+                        counted(corpus.composers.len(), "composer"),
                         pieces_said(pieces, held_out)
                     ),
                 );
@@ -1739,13 +1739,22 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
 
 /// The pieces a run trains on and holds out, and what holding out none means.
 fn pieces_said(pieces: usize, held_out: usize) -> String {
+    let pieces = counted(pieces, "piece");
     if held_out == 0 {
         format!(
-            "{pieces} pieces, none held out (a composer needs two pieces for one to be held \
-             out): no validation figures"
+            "{pieces}, none held out (a composer needs two pieces for one to be held out): no \
+             validation figures"
         )
     } else {
-        format!("{pieces} pieces and {held_out} held out for validation")
+        format!("{pieces} and {held_out} held out for validation")
+    }
+}
+
+/// `n` and the noun, plural but for one ("1 composer", "3 composers").
+fn counted(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
     }
 }
 
@@ -1826,8 +1835,8 @@ fn run_training_loop(
             say(
                 &bar,
                 format!(
-                    "{kind} ({parameters} parameters) on {} composers, {}; steps {step}..{total}",
-                    corpus.composers.len(),
+                    "{kind} ({parameters} parameters) on {}, {}; steps {step}..{total}",
+                    counted(corpus.composers.len(), "composer"),
                     pieces_said(pieces, held_out)
                 ),
             );
@@ -3060,6 +3069,19 @@ fn studio(file: Option<PathBuf>) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// "1 composer", "3 composers": what a training run says it trains on reads right for a
+    /// folder of one composer.
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(super::counted(1, "composer"), "1 composer");
+        assert_eq!(super::counted(0, "composer"), "0 composers");
+        assert_eq!(
+            super::pieces_said(3, 1),
+            "3 pieces and 1 held out for validation"
+        );
+        assert!(super::pieces_said(1, 0).starts_with("1 piece, none held out"));
+    }
+
     /// clap's own consistency checks over every subcommand (no two flags share a name or a
     /// short letter, defaults parse; Cargo.toml turns clap's debug assertions on for them).
     #[test]
