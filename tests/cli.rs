@@ -1041,20 +1041,13 @@ fn a_resumed_run_keeps_the_options_it_was_started_with() {
     let whole = dir.path().join("lstm-vae-whole");
     assert_ne!(curve(&one_batch).0, curve(&whole).0);
     let stopped = dir.path().join("lstm-vae-stopped");
-    let err = fails(&[
-        "train",
-        "lstm-vae",
-        "--corpus",
-        p(&corpus),
-        "--no-cache",
-        "--steps",
-        "6",
-        "--resume",
-        "--batches",
-        "1",
-        "--out",
-        p(&stopped),
-    ]);
+    let resume_fails = |extra: &[&str]| {
+        let mut args = vec!["train", "lstm-vae", "--corpus", p(&corpus), "--no-cache"];
+        args.extend(["--steps", "6", "--resume", "--out", p(&stopped)]);
+        args.extend(extra);
+        fails(&args)
+    };
+    let err = resume_fails(&["--batches", "1"]);
     assert!(err.contains("--batches"), "{err}");
     // Options in the run's state file that no run can use (edited by hand) are refused
     // naming the file.
@@ -1063,18 +1056,7 @@ fn a_resumed_run_keeps_the_options_it_was_started_with() {
     let mut json: serde_json::Value = serde_json::from_slice(&saved).unwrap();
     json["options"]["grad_clip"] = (-5.0).into();
     std::fs::write(&state, serde_json::to_vec(&json).unwrap()).unwrap();
-    let err = fails(&[
-        "train",
-        "lstm-vae",
-        "--corpus",
-        p(&corpus),
-        "--no-cache",
-        "--steps",
-        "6",
-        "--resume",
-        "--out",
-        p(&stopped),
-    ]);
+    let err = resume_fails(&[]);
     assert!(
         err.contains("train-state.json") && err.contains("gradient clip"),
         "{err}"

@@ -1546,9 +1546,7 @@ impl Studio {
                 } else {
                     ""
                 };
-                // What a gesture moved is settled before it is recorded.
-                self.session.view.settle_now(&mut self.session.score);
-                self.history.record(&self.session.score);
+                self.record_step();
                 self.session.score = score;
                 self.forget_notes();
                 self.primer = Some(Arc::new(roll));
@@ -1927,15 +1925,14 @@ impl Studio {
     }
 
     fn choose_variation(&mut self, k: usize) {
-        if let Some(g) = self.variations.get(k) {
+        if k < self.variations.len() {
             self.variations_held = false;
             // Auditioning one variation after another is one step of the history: the piece
             // before them comes back with one undo.
             if self.shown_variation != Some(self.history.revision()) {
-                // What a gesture moved is settled before it is recorded.
-                self.session.view.settle_now(&mut self.session.score);
-                self.history.record(&self.session.score);
+                self.record_step();
             }
+            let g = &self.variations[k];
             // The result's tempo and metre maps are its primer's (a DCGAN sample has none: one
             // tempo, 4/4); the tempo box stays as it is.
             let bpm = self.session.score.bpm;
@@ -2040,9 +2037,7 @@ impl Studio {
             .on_hover_text("How hard the selected notes are struck (1-127)");
         if r.changed() {
             if !self.velocity_recorded {
-                // What a gesture moved is settled before it is recorded.
-                self.session.view.settle_now(&mut self.session.score);
-                self.history.record(&self.session.score);
+                self.record_step();
                 self.velocity_recorded = true;
             }
             let selection = self.session.view.selection.clone();
@@ -2052,6 +2047,13 @@ impl Studio {
         if !r.dragged() && !r.has_focus() {
             self.velocity_recorded = false;
         }
+    }
+
+    /// Records the piece as it is as the step an edit goes back to (what a gesture in the
+    /// roll moved settled first: no overlap it made is recorded).
+    fn record_step(&mut self) {
+        self.session.view.settle_now(&mut self.session.score);
+        self.history.record(&self.session.score);
     }
 
     /// Undoes the last step, or redoes the last one undone (`forward`).
@@ -2908,9 +2910,7 @@ impl Studio {
             if r.changed() {
                 // One undo step per drag or typed value, as for the velocity.
                 if !self.tempo_recorded {
-                    // What a gesture moved is settled before it is recorded.
-                    self.session.view.settle_now(&mut self.session.score);
-                    self.history.record(&self.session.score);
+                    self.record_step();
                     self.tempo_recorded = true;
                 }
                 self.session.score.bpm = bpm;
@@ -2940,9 +2940,7 @@ impl Studio {
                 .on_hover_text("End the piece with its last note (drops the rests after it)")
                 .clicked()
             {
-                // What a gesture moved is settled before it is recorded.
-                self.session.view.settle_now(&mut self.session.score);
-                self.history.record(&self.session.score);
+                self.record_step();
                 self.session.score.length = 0;
                 self.edited_by_hand();
             }
