@@ -293,10 +293,40 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
 /// or a device is refused (see [`check_is_file`]); the read is bounded whatever the file
 /// system says all the same.
 pub fn read_at_most(path: &Path, limit: u64) -> Result<std::result::Result<Vec<u8>, u64>> {
-    use std::io::Read;
-    let io = |e| Error::io(path, "reading", e);
     // A pipe would wait for a writer for ever.
     check_is_file(path)?;
+    read_bounded(path, limit)
+}
+
+/// As [`read_at_most`], for a file the user named on the command line: a pipe is read too
+/// (process substitution, `segue info <(curl ...)`: the user gave it, and its writer), a
+/// device is still refused. Never for files found in a folder or picked in the studio, where
+/// a pipe with no writer would hold the work for ever.
+pub fn read_named_at_most(path: &Path, limit: u64) -> Result<std::result::Result<Vec<u8>, u64>> {
+    if !is_pipe(path) {
+        check_is_file(path)?;
+    }
+    read_bounded(path, limit)
+}
+
+/// Whether `path` is a named pipe (always false off Unix).
+fn is_pipe(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
+/// Reads at most `limit + 1` bytes of `path` (see [`read_at_most`]).
+fn read_bounded(path: &Path, limit: u64) -> Result<std::result::Result<Vec<u8>, u64>> {
+    use std::io::Read;
+    let io = |e| Error::io(path, "reading", e);
     let file = std::fs::File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
     if size > limit {

@@ -1093,7 +1093,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
-    let song = Song::read(file)?;
+    let song = Song::read_named(file)?;
     let roll = Roll::from_song(&song, &opts).map_err(|p| segue::Error::midi(file, p))?;
     out!("file:          {}", file.display());
     if let Some(title) = &song.title {
@@ -1248,7 +1248,7 @@ fn read_midi(file: &Path, opts: &QuantizeOptions) -> Result<Roll> {
 /// A MIDI file's roll and its copyright notice, if it has one (an output made of its notes
 /// keeps it).
 fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<String>)> {
-    let song = Song::read(file)?;
+    let song = Song::read_named(file)?;
     for w in &song.warnings {
         eprintln!("segue: warning: {}: {w}", file.display());
     }

@@ -170,6 +170,15 @@ impl Song {
         Song::parse(&bytes).map_err(|p| Error::midi(path, p))
     }
 
+    /// As [`Song::read`], for a file the user named on the command line: a pipe is read too
+    /// (`segue info <(...)`), see [`fsutil::read_named_at_most`].
+    pub fn read_named(path: &Path) -> Result<Song> {
+        let limit = Self::MAX_FILE_BYTES;
+        let bytes = fsutil::read_named_at_most(path, limit)?
+            .map_err(|bytes| Error::midi(path, MidiProblem::TooLarge { bytes, limit }))?;
+        Song::parse(&bytes).map_err(|p| Error::midi(path, p))
+    }
+
     /// The bytes of a MIDI file, refused from its size where it has more than
     /// [`Song::MAX_FILE_BYTES`] (it is then not read).
     pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {

@@ -1533,10 +1533,10 @@ fn the_studio_says_what_keeps_it_from_opening() {
 /// A pipe named like a MIDI file in a corpus is left out, saying why, rather than waited on
 /// for ever; an output path that is a pipe is refused rather than replaced by a file; an
 /// empty cache setting counts as unset, rather than filling the working folder with cache
-/// files.
+/// files; a pipe named on the command line (process substitution) is read.
 #[cfg(unix)]
 #[test]
-fn pipes_are_not_read_or_replaced_and_an_empty_cache_setting_is_unset() {
+fn pipes_found_or_written_to_are_refused_named_ones_read_and_an_empty_cache_setting_unset() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("corpus");
     common::write_tiny_corpus(&corpus);
@@ -1584,6 +1584,18 @@ fn pipes_are_not_read_or_replaced_and_an_empty_cache_setting_is_unset() {
         std::os::unix::fs::FileTypeExt::is_fifo(&kind),
         "the pipe was replaced"
     );
+
+    // A pipe the user names is read: process substitution has its writer.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#"timeout 120 "$0" info <(cat "$1")"#)
+        .arg(env!("CARGO_BIN_EXE_segue"))
+        .arg(&piece)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("file:          /dev/fd/"), "{said}");
 }
 
 /// Sizes that pass each check alone but together need more memory than the machine has are
