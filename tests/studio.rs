@@ -1274,6 +1274,48 @@ fn loop_plays_the_selection_or_the_whole_piece() {
     assert!(!h.state().playing());
 }
 
+/// Looping bars while trying takes: a new generation from the same primer and an undo keep the
+/// loop the Select tool made (they let go of the selection, the musician did not); a new
+/// selection moves it.
+#[test]
+fn a_new_take_and_an_undo_keep_the_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, _engine) = studio_with_player(dir.path());
+    let score = &mut h.state_mut().session.score;
+    score.draw(60, 0, 8);
+    score.draw(64, 8, 8);
+    h.state_mut().session.looping = true;
+    h.state_mut().session.view.tool = segue::studio::piano_roll::Tool::Select;
+    h.state_mut().session.view.selection = vec![1];
+    h.step();
+    assert_eq!(h.state().loop_range(), Some((8, 16)));
+    generate_new_piece(&mut h, "a new take");
+    assert!(h.state().session.view.selection.is_empty());
+    assert!(h.state().session.score.steps() > 16);
+    assert_eq!(
+        h.state().loop_range(),
+        Some((8, 16)),
+        "the take dropped the loop"
+    );
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    h.step();
+    assert_eq!(
+        h.state().loop_range(),
+        Some((8, 16)),
+        "the undo dropped the loop"
+    );
+    h.state_mut().session.view.selection = vec![0];
+    h.step();
+    assert_eq!(h.state().loop_range(), Some((0, 8)));
+    // Let go of by the musician: the whole piece.
+    h.key_press(egui::Key::Escape);
+    h.step();
+    h.step();
+    let steps = h.state().session.score.steps();
+    assert_eq!(h.state().loop_range(), Some((0, steps)));
+}
+
 /// Playing, the roll turns a page to the playhead as it runs past the view's right edge
 /// (Follow, on by default); a view the musician scrolled away is left there; with Follow off
 /// the view stays.

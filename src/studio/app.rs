@@ -574,6 +574,9 @@ pub struct Studio {
     /// The steps Loop loops: the range of the selection as the Select tool last left it (a
     /// note drawn or clicked with the Draw tool does not move the loop). None: the whole piece.
     loop_span: Option<(usize, usize)>,
+    /// The selection's range the loop last followed: the loop moves when the musician changes
+    /// the selection, not when the studio lets go of it (a generation, an undo).
+    span_followed: Option<(usize, usize)>,
     message: Option<(String, bool)>,
     /// The last error said, kept in view (beside later notes) until dismissed or replaced by
     /// another: a "Generated" note must not hide a failed export.
@@ -979,6 +982,7 @@ impl Studio {
             play_when_done: false,
             sent_loop: None,
             loop_span: None,
+            span_followed: None,
             message: None,
             standing_error: None,
             dialogs: Vec::new(),
@@ -1548,7 +1552,7 @@ impl Studio {
                 };
                 self.record_step();
                 self.session.score = score;
-                self.forget_notes();
+                self.forget_notes(false);
                 self.primer = Some(Arc::new(roll));
                 self.variations.clear();
                 self.variations_held = false;
@@ -1943,7 +1947,7 @@ impl Studio {
             }
             self.session.score = score;
             self.shown_variation = Some(self.history.revision());
-            self.forget_notes();
+            self.forget_notes(true);
             self.chosen_variation = k;
             self.push_score();
         }
@@ -2067,7 +2071,9 @@ impl Studio {
         };
         if changed {
             self.undone_during_job |= self.generating();
+            // The loop, a range of steps of the same piece, stays.
             self.session.view.forget_notes();
+            self.span_followed = None;
             self.edited_by_hand();
         }
     }
@@ -2176,12 +2182,17 @@ impl Studio {
         self.sent_loop = looped;
     }
 
-    /// Forgets the selection, a drag in progress and the loop range they made: their notes
-    /// belong to a score that was just replaced by another piece (a generation, an opened
-    /// file; undo and redo keep the loop, a range of steps of the same piece).
-    fn forget_notes(&mut self) {
+    /// Forgets the selection and a drag in progress: their notes belong to a score that was
+    /// just replaced by another piece. The loop, a range of steps, stays where `keep_loop`
+    /// (another take of the same primer: the musician looping bars of the continuation while
+    /// moving the slider), cut to the new piece; an opened file loops whole.
+    fn forget_notes(&mut self, keep_loop: bool) {
         self.session.view.forget_notes();
-        self.loop_span = None;
+        self.span_followed = None;
+        let steps = self.session.score.steps();
+        self.loop_span = (self.loop_span)
+            .filter(|&(start, _)| keep_loop && start < steps)
+            .map(|(start, end)| (start, end.min(steps)));
     }
 
     /// Playing with Follow on, the roll turns a page to the playhead when it runs past the
@@ -2210,8 +2221,9 @@ impl Studio {
         }
     }
 
-    /// What Loop loops: the range the Select tool last selected, or the whole piece.
-    fn loop_range(&self) -> Option<(usize, usize)> {
+    /// What Loop loops (None: Loop is off): the range the Select tool last selected, or the
+    /// whole piece.
+    pub fn loop_range(&self) -> Option<(usize, usize)> {
         if !self.session.looping {
             return None;
         }
@@ -3817,9 +3829,14 @@ impl eframe::App for Studio {
         }
         let playhead = self.player.as_ref().map(|p| p.transport().position());
         // The loop follows the selection made with the Select tool, and the Loop switch,
-        // while playing; drawing leaves it where it is.
+        // while playing; drawing leaves it where it is, and so does the studio letting go of
+        // the selection (see `span_followed`).
         if self.session.view.tool == Tool::Select {
-            self.loop_span = self.selected_span();
+            let span = self.selected_span();
+            if span != self.span_followed {
+                self.loop_span = span;
+                self.span_followed = span;
+            }
         }
         let looped = self.loop_range();
         if looped != self.sent_loop
