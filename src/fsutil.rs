@@ -88,8 +88,9 @@ pub fn write_atomic_with(
         _ => path,
     };
     let dir = check_target(path)?;
+    sweep_abandoned_writes(dir);
     let mut builder = tempfile::Builder::new();
-    builder.prefix(".segue-").suffix(".part");
+    builder.prefix(PART_PREFIX).suffix(PART_SUFFIX);
     // The finished file keeps the mode of the file it replaces exactly; a new one gets the
     // usual 0644, less the umask.
     let replaced = std::fs::metadata(path).ok().map(|m| m.permissions());
@@ -133,6 +134,46 @@ pub fn write_atomic_with(
     persisted.map_err(|e| Error::io(path, "renaming the finished file onto", e.error))?;
     sync_dir(dir);
     Ok(())
+}
+
+/// How the temporary file of a write is named: `.segue-XXXXXX.part`, hidden beside its target.
+const PART_PREFIX: &str = ".segue-";
+const PART_SUFFIX: &str = ".part";
+
+/// A temporary file untouched this long belongs to a write that was killed (`kill -9`, a power
+/// cut: no handler ran to remove it); a write in progress touches its file every moment.
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the temporary files of killed writes from `dir` (see [`ABANDONED_AFTER`]), once per
+/// folder in a process: a folder written into often (the roll cache) is listed once. Best
+/// effort: what cannot be listed or removed stays.
+fn sweep_abandoned_writes(dir: &Path) {
+    static SWEPT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if swept.iter().any(|d| d == dir) {
+            return;
+        }
+        swept.push(dir.to_owned());
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(PART_PREFIX) && name.ends_with(PART_SUFFIX)) {
+            continue;
+        }
+        let abandoned = (entry.metadata().ok())
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > ABANDONED_AFTER);
+        if abandoned {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Makes a rename into `dir` durable (a power cut could otherwise lose the new name while the
@@ -418,6 +459,28 @@ mod tests {
         let e = write_atomic(&path, b"x").unwrap_err().to_string();
         assert!(e.contains("ends with a separator"), "{e}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// The hidden temporary file of a write killed outright (no handler ran) is removed by the
+    /// next write into its folder once an hour old; one being written and the user's own
+    /// files stay.
+    #[test]
+    fn a_write_removes_what_killed_writes_left_in_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = |name: &str, age: std::time::Duration| {
+            let path = dir.path().join(name);
+            let file = std::fs::File::create(&path).unwrap();
+            file.set_modified(std::time::SystemTime::now() - age)
+                .unwrap();
+            path
+        };
+        let hour = ABANDONED_AFTER;
+        let killed = part(".segue-AbCdEf.part", hour * 2);
+        let writing = part(".segue-GhIjKl.part", hour / 2);
+        let users = part("take.part", hour * 2);
+        write_atomic(&dir.path().join("piece.mid"), b"MThd").unwrap();
+        assert!(!killed.exists(), "a killed write's file stayed");
+        assert!(writing.exists() && users.exists());
     }
 
     /// A write cut short by a second Ctrl+C leaves no temporary file, and the file it was to

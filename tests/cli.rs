@@ -1598,6 +1598,48 @@ fn pipes_found_or_written_to_are_refused_named_ones_read_and_an_empty_cache_sett
     assert!(said.contains("file:          /dev/fd/"), "{said}");
 }
 
+/// A render ended by SIGTERM (`timeout`, a job scheduler, a closed terminal's SIGHUP) stops as
+/// Ctrl+C stops it: exit code 130 and no hidden temporary file left in the output's folder
+/// (without a handler for it the file stayed, 90 MB a try).
+#[cfg(unix)]
+#[test]
+fn a_terminated_render_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // An hour of a note every quarter at 120 bpm: seconds of rendering.
+    let notes: Vec<(u64, u64, u8, u8)> = (0..7200u64)
+        .map(|i| (i * 96, i * 96 + 90, 48 + (i % 24) as u8, 80))
+        .collect();
+    let piece = dir.path().join("hour.mid");
+    std::fs::write(&piece, common::simple(96, &notes)).unwrap();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_segue"))
+        .args(["render", p(&piece), "-o", p(&out_dir.join("hour.wav"))])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&out_dir).unwrap().next().is_none() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "it ended before writing"
+        );
+        assert!(started.elapsed().as_secs() < 120, "no file was begun");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let ended = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&ended.stderr);
+    assert_eq!(ended.status.code(), Some(130), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 /// Sizes that pass each check alone but together need more memory than the machine has are
 /// refused with a message before training, rather than ending in an allocation failure.
 #[test]
