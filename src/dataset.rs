@@ -281,6 +281,12 @@ impl Corpus {
         let mut composers: Vec<String> = files.iter().map(|f| label_of(f)).collect();
         composers.sort();
         composers.dedup();
+        // A model trained here names its composers by these: two that differ only in case
+        // could not be told apart when picked by name, a line break would break every list.
+        check_composer_names(&composers).map_err(|problem| Error::Corpus {
+            path: root.into(),
+            problem: format!("{problem} (composers are named after their folders)"),
+        })?;
 
         if let Some(dir) = &opts.cache_dir {
             // An unusable cache folder only costs speed.
@@ -389,24 +395,13 @@ impl Corpus {
         })
     }
 
-    /// What may not be what the user meant by the corpus's layout: composers whose folder names
-    /// differ only in case or spaces (`Bach`, `Bach `), files lying in the corpus folder
-    /// itself (they form a composer named after it), and a composer whose files all lie in
-    /// two or more subfolders of its folder (the composers' folders one level further down:
-    /// `--corpus` names the folder above them). Worth a note, not a refusal.
+    /// What may not be what the user meant by the corpus's layout: files lying in the corpus
+    /// folder itself (they form a composer named after it), and a composer whose files all lie
+    /// in two or more subfolders of its folder (the composers' folders one level further down:
+    /// `--corpus` names the folder above them). Worth a note, not a refusal (folder names that
+    /// differ only in case are refused: see [`check_composer_names`]).
     pub fn layout_notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        let key = |name: &str| name.trim().to_lowercase();
-        for (i, a) in self.composers.iter().enumerate() {
-            for b in &self.composers[i + 1..] {
-                if key(a) == key(b) {
-                    notes.push(format!(
-                        "the composers {a:?} and {b:?} differ only in case or spaces: if they \
-                         are one composer, name their folders alike"
-                    ));
-                }
-            }
-        }
         let loose = (self.pieces.iter())
             .filter(|p| p.path.parent().is_some_and(|d| d == self.root))
             .count();
@@ -581,6 +576,45 @@ impl std::str::FromStr for Fold {
         let k: usize = k.trim().parse().map_err(|_| bad())?;
         let n: usize = n.trim().parse().map_err(|_| bad())?;
         Fold::new(k.checked_sub(1).ok_or_else(bad)?, n).map_err(|_| bad())
+    }
+}
+
+/// The longest composer name a corpus or a model may hold, in characters (a folder name's
+/// limit on most file systems).
+pub const MAX_COMPOSER_NAME: usize = 255;
+
+/// Checks the composer names of a corpus or a model: each a line of at most
+/// [`MAX_COMPOSER_NAME`] characters, not blank, and no two alike but for case or surrounding
+/// spaces (`Bach`, `bach `: a composer is picked by name, case aside). The problem, if any.
+pub fn check_composer_names(names: &[String]) -> std::result::Result<(), String> {
+    for name in names {
+        if name.trim().is_empty() {
+            return Err(format!("a composer with a blank name ({name:?})"));
+        }
+        let chars = name.chars().count();
+        if chars > MAX_COMPOSER_NAME {
+            return Err(format!(
+                "a composer name of {chars} characters (at most {MAX_COMPOSER_NAME})"
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(format!(
+                "the composer name {name:?} holds control characters (a line break, a tab, an \
+                 escape)"
+            ));
+        }
+    }
+    let mut keys: Vec<(String, &String)> = (names.iter())
+        .map(|n| (n.trim().to_lowercase(), n))
+        .collect();
+    keys.sort();
+    match keys.windows(2).find(|w| w[0].0 == w[1].0) {
+        Some(w) => Err(format!(
+            "the composers {:?} and {:?} differ only in case or spaces: name them alike (one \
+             composer) or apart (two)",
+            w[0].1, w[1].1
+        )),
+        None => Ok(()),
     }
 }
 

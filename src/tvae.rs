@@ -215,6 +215,9 @@ pub fn load(path: &Path, device: &Device) -> Result<TrainedTvae> {
         |cfg: &Config, m| {
             cfg.stack.check()?;
             saved::check_snippet_steps(m, cfg.stack.max_len)?;
+            if m.composers.is_empty() {
+                return Err("no composers: its codes come from theirs".into());
+            }
             if m.latents.len() != m.composers.len()
                 || m.latents.iter().any(|l| {
                     l.mean.len() != cfg.latent()

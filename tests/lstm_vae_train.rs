@@ -464,6 +464,14 @@ fn damaged_model_files_are_refused_with_the_reason() {
     }
     assert!(wide.get("prior").is_none_or(|p| p.is_null()));
     let wide = load("wide", &bytes, &wide.to_string());
+    // A composer name with a terminal escape in it would be printed as it is.
+    let mut escaped: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    escaped["composers"][0] = serde_json::json!("ba\u{1b}[31mch");
+    let escaped = load("escaped", &bytes, &escaped.to_string());
+    assert!(
+        escaped.contains("escaped.json") && escaped.contains("control characters"),
+        "{escaped}"
+    );
     assert!(
         wide.contains("wide.json") && wide.contains("holds"),
         "{wide}"

@@ -657,6 +657,13 @@ fn damaged_model_files_are_refused_with_the_file_named() {
         .to_string();
     assert!(err.contains("huge.json"), "{err}");
     assert!(!converted.exists());
+    // Two composers alike but for case could not be told apart by name.
+    let first = manifest["composers"][0].as_str().unwrap().to_uppercase();
+    let (_, err) = tampered("twins", "/composers/1", serde_json::json!(first));
+    assert!(
+        err.contains("twins.json") && err.contains("differ only in case"),
+        "{err}"
+    );
     // Snippets of 0 steps would cut rolls into nothing.
     let (_, err) = tampered(
         "empty",

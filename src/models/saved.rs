@@ -168,6 +168,7 @@ pub fn load<M, C: DeserializeOwned + Clone + MinParameters>(
             manifest.model, manifest.format
         )));
     }
+    crate::dataset::check_composer_names(&manifest.composers).map_err(bad)?;
     let config: C = serde_json::from_value(manifest.config.clone())
         .map_err(|e| bad(weights::manifest_problem("config", &e)))?;
     check(&config, &manifest).map_err(bad)?;

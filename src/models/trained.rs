@@ -410,6 +410,7 @@ impl TrainedModel {
         {
             return Err(bad(format!("impossible model sizes {c:?}")));
         }
+        crate::dataset::check_composer_names(&manifest.composers).map_err(bad)?;
         if manifest.composers.is_empty() || manifest.latents.len() != manifest.composers.len() {
             return Err(bad(format!(
                 "{} composers but {} latent statistics",
