@@ -574,7 +574,15 @@ fn an_export_failing_while_the_window_closes_keeps_it_open() {
     h.state_mut().export_wav(&folder.join("waltz.wav"));
     request_close(&mut h);
     assert!(window_commands(&h).contains(&egui::ViewportCommand::CancelClose));
-    std::fs::remove_dir_all(&folder).unwrap();
+    // The export may make its temporary file in the folder while it is being removed (the
+    // folder is then not empty): again until it is gone.
+    for tries in 0.. {
+        match std::fs::remove_dir_all(&folder) {
+            Ok(()) => break,
+            Err(e) if tries == 100 => panic!("{}: {e}", folder.display()),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
     wait(&mut h, "the export's end", |s| !s.exporting());
     for _ in 0..3 {
         h.step();
