@@ -2727,10 +2727,16 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         .roll
         .write_midi_noting(&a.output, copyright.as_deref())?;
     out!(
-        "wrote {} ({} primer + {} generated steps)",
+        "wrote {} ({} primer + {} generated steps at {:.1} bpm)",
         a.output.display(),
         result.primer_steps,
-        result.roll.steps() - result.primer_steps
+        result.roll.steps() - result.primer_steps,
+        60e6 / f64::from(
+            result
+                .roll
+                .micros_per_quarter_at(result.primer_steps)
+                .max(1)
+        )
     );
     if result.generated_part_is_silent() {
         // Only where the temperature is a flag the model takes.

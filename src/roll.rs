@@ -707,9 +707,10 @@ impl Roll {
     }
 
     /// Appends generated steps, which have no tempo, metre or dynamics of their own, at the
-    /// tempo, in the metre and at the loudness this roll ends with: a continuation goes on at
-    /// the primer's pace, in its metre and as loud as its last bars (appending a roll without
-    /// those would switch to 120 bpm, 4/4 and [`DEFAULT_VELOCITY`] at the join).
+    /// pace, in the metre and at the loudness this roll ends with: a continuation goes on at
+    /// the primer's pace ([`Roll::closing_micros_per_quarter`]), in its metre and as loud as
+    /// its last bars (appending a roll without those would switch to 120 bpm, 4/4 and
+    /// [`DEFAULT_VELOCITY`] at the join).
     pub fn continue_with(&mut self, generated: &Roll) {
         let last = self.steps.saturating_sub(1);
         let mut tail = generated.clone();
@@ -720,7 +721,7 @@ impl Roll {
         }
         tail.set_tempo(vec![StepTempo {
             step: 0,
-            micros_per_quarter: self.micros_per_quarter_at(last),
+            micros_per_quarter: self.closing_micros_per_quarter(),
         }]);
         tail.set_meters(vec![StepMeter {
             step: 0,
@@ -732,6 +733,27 @@ impl Roll {
                 .collect(),
         );
         self.append(&tail);
+    }
+
+    /// The pace the roll ends at: the tempo that plays its last 64 steps (four bars of 4/4; all
+    /// of them in a shorter roll) in the time they take. Not the tempo of its very last step:
+    /// a piece played with rubato (piano-midi.de's files are) can be at half or one and a half
+    /// times its pace there, in a ritardando or a run.
+    pub fn closing_micros_per_quarter(&self) -> u32 {
+        let from = self.steps.saturating_sub(64);
+        let steps = self.steps - from;
+        if steps == 0 {
+            return self.micros_per_quarter_at(0);
+        }
+        // Each tempo of the window times the steps it lasts.
+        let mut sum = 0u64;
+        let (mut at, mut micros) = (from, self.micros_per_quarter_at(from));
+        for change in (self.tempo.iter()).filter(|c| c.step > from && c.step < self.steps) {
+            sum += u64::from(micros) * (change.step - at) as u64;
+            (at, micros) = (change.step, change.micros_per_quarter);
+        }
+        sum += u64::from(micros) * (self.steps - at) as u64;
+        (sum as f64 / steps as f64).round() as u32
     }
 
     /// How loud the roll ends: the median velocity of the notes starting in its last 64 steps

@@ -692,26 +692,41 @@ fn pitch_names_follow_middle_c_as_c4() {
 }
 
 /// A continuation goes on at the primer's tempo (not 120 bpm from the join on).
+/// A continuation goes on at the primer's pace: the tempo that plays its last 64 steps in the
+/// time they take, not the tempo of its last step (a ritardando there made the continuation
+/// of a rubato piece half as fast as its primer).
 #[test]
-fn a_continuation_keeps_the_primers_tempo() {
-    let mut primer = Roll::new(8);
+fn a_continuation_keeps_the_primers_pace() {
+    let tempo = |step, micros_per_quarter| StepTempo {
+        step,
+        micros_per_quarter,
+    };
+    // 80 steps at 120 bpm, the last two slowed to 30 bpm.
+    let mut primer = Roll::new(80);
     primer.set_tempo(vec![
-        StepTempo {
-            step: 0,
-            micros_per_quarter: 500_000,
-        },
-        StepTempo {
-            step: 4,
-            micros_per_quarter: 1_000_000, // 60 bpm: 0.25 s a step
-        },
+        tempo(0, 400_000),
+        tempo(16, 500_000),
+        tempo(78, 2_000_000),
     ]);
     let mut roll = primer.clone();
     roll.continue_with(&Roll::new(8));
-    assert_eq!(roll.steps(), 16);
+    assert_eq!(roll.steps(), 88);
+    // Steps 16..80: 62 at 500 000 and 2 at 2 000 000 us a quarter.
+    let pace = (62 * 500_000 + 2 * 2_000_000) / 64;
+    assert_eq!(primer.closing_micros_per_quarter(), pace);
+    assert_eq!(roll.micros_per_quarter_at(80), pace);
     let times = roll.step_times();
-    for t in 4..16 {
-        assert!((times[t + 1] - times[t] - 0.25).abs() < 1e-9, "step {t}");
+    let step = f64::from(pace) / 4e6;
+    for t in 80..88 {
+        assert!((times[t + 1] - times[t] - step).abs() < 1e-9, "step {t}");
     }
+    // The primer keeps its own tempo map.
+    assert_eq!(roll.micros_per_quarter_at(79), 2_000_000);
+    // A primer shorter than 64 steps: all of it.
+    let mut short = Roll::new(8);
+    short.set_tempo(vec![tempo(0, 500_000), tempo(4, 1_000_000)]);
+    assert_eq!(short.closing_micros_per_quarter(), 750_000);
+    assert_eq!(Roll::new(0).closing_micros_per_quarter(), 500_000);
 }
 
 /// A generated part is as loud as the primer's last bars (the median of the note starts in
