@@ -60,7 +60,8 @@ enum Cmd {
     },
     /// Convert a MIDI file to a piano roll: OUT's extension picks .npy, .png or .mid. A .npy
     /// or .png is the roll the models train on; a .mid is read as the studio opens a piece
-    /// (each note's start and end rounded half up, trailing rests kept).
+    /// (each note's start and end rounded half up, trailing rests kept), drums kept unless
+    /// --no-drums (the studio leaves them out).
     Roll {
         /// The MIDI file to convert.
         #[arg(value_name = "FILE")]
@@ -173,6 +174,10 @@ struct GenerateArgs {
     /// classifier-ascent starts from it.
     #[arg(long, value_name = "FILE")]
     prime: Option<PathBuf>,
+    /// Keep the primer's channel 10 (drums), merged as piano notes; by default they are left
+    /// out (said), as the studio leaves them out: a piano model goes on from the piano.
+    #[arg(long)]
+    drums: bool,
     /// Style A: a composer of the model, or a MIDI file (default: the primer itself; not
     /// used by the LSTM-VAE's transfer, which decodes the primer with B).
     #[arg(long, value_name = "A")]
@@ -1138,11 +1143,7 @@ fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
             .collect();
         out!("key:           {}", first_then(first, &changes));
     }
-    let drums = song
-        .notes
-        .iter()
-        .filter(|n| n.channel == segue::midi::DRUM_CHANNEL)
-        .count();
+    let drums = song.drum_notes();
     out!(
         "notes:         {} ({} on channel 10)",
         song.notes.len(),
@@ -1251,6 +1252,14 @@ fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<
     let song = Song::read_named(file)?;
     for w in &song.warnings {
         eprintln!("segue: warning: {}: {w}", file.display());
+    }
+    let drums = song.drum_notes();
+    if !opts.include_drums && drums > 0 {
+        eprintln!(
+            "segue: note: {}: its {} on channel 10 (drums) left out",
+            file.display(),
+            counted(drums, "note")
+        );
     }
     let roll = Roll::from_song(&song, opts).map_err(|p| segue::Error::midi(file, p))?;
     Ok((roll, song.copyright))
@@ -2484,12 +2493,16 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let (kind, path) = resolve_model(a.model.as_deref())?;
     let mode: generate::Mode = a.mode_name().parse()?;
     check_generate_flags(&kind, mode, &a)?;
-    // Read as the studio opens a file, so that a seed gives the same music in both.
-    let quantize = QuantizeOptions::whole_file();
+    // Read as the studio opens a file and continued from its last note as the studio
+    // continues it, so that a seed gives the same music in both.
+    let quantize = QuantizeOptions {
+        include_drums: a.drums,
+        ..QuantizeOptions::primer()
+    };
     let (primer, copyright) = match a.prime.as_deref() {
         Some(p) => {
             let (roll, copyright) = read_midi_noted(p, &quantize)?;
-            (Some(roll), copyright)
+            (Some(roll.up_to_last_note()), copyright)
         }
         None => (None, None),
     };

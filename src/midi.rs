@@ -164,6 +164,13 @@ impl Song {
     /// largest file is 155 KiB), so that a wrong file dropped on the window is not read whole.
     pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
+    /// How many of its notes are on channel 10 (drums).
+    pub fn drum_notes(&self) -> usize {
+        (self.notes.iter())
+            .filter(|n| n.channel == DRUM_CHANNEL)
+            .count()
+    }
+
     /// Reads and parses a MIDI file (at most [`Song::MAX_FILE_BYTES`]).
     pub fn read(path: &Path) -> Result<Song> {
         let bytes = Self::read_bytes(path)?;

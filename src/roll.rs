@@ -75,6 +75,16 @@ impl QuantizeOptions {
         Self::default().as_whole_file()
     }
 
+    /// A musician's piece read to be continued, as the studio opens one and `segue generate`
+    /// reads its primer: [`QuantizeOptions::whole_file`] without channel 10 (a piano model
+    /// goes on from the piano: drums merged in would be struck as piano notes).
+    pub fn primer() -> Self {
+        QuantizeOptions {
+            include_drums: false,
+            ..Self::whole_file()
+        }
+    }
+
     /// These options, reading a musician's own piece as [`QuantizeOptions::whole_file`] does.
     pub fn as_whole_file(self) -> Self {
         QuantizeOptions {
@@ -733,6 +743,12 @@ impl Roll {
                 .collect(),
         );
         self.append(&tail);
+    }
+
+    /// The roll up to its last note: what a continuation goes on from (the rests after it are
+    /// the piece's, not the primer's), in the studio and from the command line alike.
+    pub fn up_to_last_note(&self) -> Roll {
+        self.slice(0, self.sounding_end())
     }
 
     /// The pace the roll ends at: the tempo that plays its last 64 steps (four bars of 4/4; all

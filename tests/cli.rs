@@ -492,6 +492,64 @@ fn a_continuation_keeps_the_primers_metre_and_tempo_map() {
     assert!(said.contains(&bpm), "{said}");
 }
 
+/// A primer's drums are left out, as the studio leaves them out (said); `--drums` keeps them as
+/// piano notes.
+#[test]
+fn a_primers_drums_are_left_out_unless_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events: Vec<(u64, Ev)> = (0..16u64)
+        .flat_map(|i| {
+            let (ch, key) = if i % 2 == 0 {
+                (0, 60 + i as u8)
+            } else {
+                (9, 36)
+            };
+            [(i * 48, on(ch, key, 90)), (i * 48 + 40, off(ch, key))]
+        })
+        .collect();
+    events.sort_by_key(|e| e.0);
+    let primer = dir.path().join("band.mid");
+    std::fs::write(
+        &primer,
+        smf(
+            Format::SingleTrack,
+            Timing::Metrical(u15::new(96)),
+            &[events],
+        ),
+    )
+    .unwrap();
+    let generate = |extra: &[&str]| {
+        let out = dir.path().join("out.mid");
+        let mut args = vec![
+            "generate",
+            "--prime",
+            p(&primer),
+            "--steps",
+            "8",
+            "-o",
+            p(&out),
+        ];
+        args.extend_from_slice(extra);
+        let run = segue(&args);
+        assert!(run.status.success(), "{run:?}");
+        let roll = segue::Roll::read_midi(&out, &segue::QuantizeOptions::whole_file()).unwrap();
+        let primer_has_drums = (roll.notes().iter()).any(|n| n.pitch == 36 && n.start < 32);
+        (
+            String::from_utf8_lossy(&run.stderr).into_owned(),
+            primer_has_drums,
+        )
+    };
+    let (said, drums) = generate(&[]);
+    assert!(
+        said.contains("its 8 notes on channel 10 (drums) left out"),
+        "{said}"
+    );
+    assert!(!drums);
+    let (said, drums) = generate(&["--drums"]);
+    assert!(!said.contains("left out"), "{said}");
+    assert!(drums);
+}
+
 /// A command never writes its result over one of its inputs, and `generate` checks both its
 /// outputs before any work, so a failure leaves no half of the result behind.
 #[test]

@@ -2544,6 +2544,40 @@ fn opening_a_file_over_work_says_how_to_get_it_back() {
     );
 }
 
+/// A file with drums opens without them (a piano model goes on from the piano), saying so.
+#[test]
+fn a_file_opens_without_its_drums_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    let file = dir.path().join("band.mid");
+    let events = vec![
+        (0, common::on(0, 60, 90)),
+        (0, common::on(9, 36, 100)),
+        (48, common::off(9, 36)),
+        (96, common::off(0, 60)),
+        (96, common::on(9, 38, 100)),
+        (144, common::off(9, 38)),
+    ];
+    let bytes = common::smf(
+        midly::Format::SingleTrack,
+        midly::Timing::Metrical(96.into()),
+        &[events],
+    );
+    std::fs::write(&file, bytes).unwrap();
+    h.state_mut().open_file(&file);
+    wait(&mut h, "the file", |s| !s.background_work());
+    let (text, error) = h.state().message().unwrap().clone();
+    assert!(
+        !error && text.contains("its 2 drum notes (channel 10) left out"),
+        "{text}"
+    );
+    let pitches: Vec<u8> = (h.state().session.score.notes.iter())
+        .map(|n| n.pitch)
+        .collect();
+    assert_eq!(pitches, [60]);
+}
+
 /// A model of an earlier session that no longer loads gives way to the shipped one.
 #[test]
 fn a_lost_model_falls_back_to_the_shipped_one() {
@@ -3219,16 +3253,33 @@ fn right_click_keeps_the_selection_and_shift_boxes_add_to_it() {
 
 /// A piece generated in the studio is the one `segue generate` makes from the same file,
 /// controls and seed (the status line shows the seed for that), notes half a step off the
-/// grid included (both read the file alike).
+/// grid included (both read the file alike), and a file ending in a rest within the primer's
+/// length (both continue from its last note; the command line continued after the rest).
 #[test]
 fn the_command_line_makes_what_the_studio_made() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let primer = dir.path().join("offgrid.mid");
-    let notes: Vec<(u64, u64, u8, u8)> = (0..24u64)
-        .map(|i| (i * 36 + 12, i * 36 + 48, 60 + (i % 7) as u8, 90))
+    // 16 notes over 25 steps, then a rest to step 64 (an event there).
+    let mut events: Vec<(u64, common::Ev)> = (0..16u64)
+        .flat_map(|i| {
+            let key = 60 + (i % 7) as u8;
+            [
+                (i * 36 + 12, common::on(0, key, 90)),
+                (i * 36 + 48, common::off(0, key)),
+            ]
+        })
         .collect();
-    std::fs::write(&primer, common::simple(96, &notes)).unwrap();
+    events.push((96 * 16, common::Ev::Tempo(500_000)));
+    events.sort_by_key(|e| e.0);
+    let bytes = common::smf(
+        midly::Format::SingleTrack,
+        midly::Timing::Metrical(96.into()),
+        &[events],
+    );
+    std::fs::write(&primer, bytes).unwrap();
+    let read = Roll::read_midi(&primer, &QuantizeOptions::whole_file()).unwrap();
+    assert_eq!((read.sounding_end(), read.steps()), (25, 64));
     let mut h = studio(&model, Some(primer.clone()));
     h.step();
     let composers = h.state().model().unwrap().manifest.composers.clone();

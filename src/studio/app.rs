@@ -756,7 +756,7 @@ impl Startup {
             fallback,
             saved_others,
             primer: primer.map(|p| {
-                Roll::read_midi(&p, &QuantizeOptions::whole_file()).map_err(|e| e.to_string())
+                Roll::read_midi(&p, &QuantizeOptions::primer()).map_err(|e| e.to_string())
             }),
             opened: file.map(|f| {
                 // Absolute, so that the next start finds it from any folder.
@@ -906,13 +906,15 @@ struct Opened {
     score: Score,
     /// The damage that was skipped.
     warnings: Vec<String>,
+    /// Its notes on channel 10 (drums), left out.
+    drums: usize,
 }
 
 /// Reads a MIDI file as a primer roll, with its metre and the damage that was skipped.
 fn read_primer(path: &Path) -> Result<Opened, String> {
     Song::read(path)
         .and_then(|song| {
-            Roll::from_song(&song, &QuantizeOptions::whole_file())
+            Roll::from_song(&song, &QuantizeOptions::primer())
                 .map(|roll| {
                     let mut score = Score::from_roll(&roll, Origin::Primer);
                     score.primer_steps = roll.steps();
@@ -920,6 +922,7 @@ fn read_primer(path: &Path) -> Result<Opened, String> {
                     Opened {
                         roll,
                         score,
+                        drums: song.drum_notes(),
                         warnings: song.warnings,
                     }
                 })
@@ -1538,6 +1541,7 @@ impl Studio {
                 roll,
                 score,
                 warnings,
+                drums,
             }) => {
                 self.cancel_generation();
                 self.blend_primer = None;
@@ -1545,11 +1549,14 @@ impl Studio {
                 // history, which does not outlive the studio: said with the opening.
                 let replaced_work =
                     (self.session.score.notes.iter()).any(|n| n.origin != Origin::Primer);
-                let keep = if replaced_work {
-                    "; Ctrl+Z brings back the piece it replaced (export that to keep it)"
-                } else {
-                    ""
+                let mut keep = match drums {
+                    0 => String::new(),
+                    1 => "; its drum note (channel 10) left out".into(),
+                    n => format!("; its {n} drum notes (channel 10) left out"),
                 };
+                if replaced_work {
+                    keep += "; Ctrl+Z brings back the piece it replaced (export that to keep it)";
+                }
                 self.record_step();
                 self.session.score = score;
                 self.forget_notes(false);

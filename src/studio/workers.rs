@@ -62,11 +62,10 @@ impl Primer {
     /// The roll up to its last note (trailing rests are kept in the piece, not continued
     /// from).
     pub fn roll(&self) -> Roll {
-        let cut = |roll: &Roll| roll.slice(0, roll.sounding_end());
         match self {
             Primer::Empty => Roll::new(0),
-            Primer::Opened(roll) => cut(roll),
-            Primer::Piece(score) => cut(&score.to_roll()),
+            Primer::Opened(roll) => roll.up_to_last_note(),
+            Primer::Piece(score) => score.to_roll().up_to_last_note(),
         }
     }
 }
