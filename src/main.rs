@@ -1143,6 +1143,9 @@ fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
             .collect();
         out!("key:           {}", first_then(first, &changes));
     }
+    if let Some(pedal) = song.pedal_not_applied() {
+        out!("pedal:         {pedal}");
+    }
     let drums = song.drum_notes();
     out!(
         "notes:         {} ({} on channel 10)",
@@ -1260,6 +1263,9 @@ fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<
             file.display(),
             counted(drums, "note")
         );
+    }
+    if let Some(pedal) = song.pedal_not_applied() {
+        eprintln!("segue: note: {}: {pedal}", file.display());
     }
     let roll = Roll::from_song(&song, opts).map_err(|p| segue::Error::midi(file, p))?;
     Ok((roll, song.copyright))

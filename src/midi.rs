@@ -157,12 +157,28 @@ pub struct Song {
     pub copyright: Option<String>,
     /// Damage that was skipped while reading (the file is still usable).
     pub warnings: Vec<String>,
+    /// How often the sustain pedal (controller 64) goes down, on any channel. Segue does not
+    /// apply it (as the paper's rolls did not): notes sound as long as they are written.
+    pub pedal_presses: usize,
 }
 
 impl Song {
     /// The largest file [`Song::read`] reads: 256 MiB, far beyond any piece (the corpus's
     /// largest file is 155 KiB), so that a wrong file dropped on the window is not read whole.
     pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+    /// Says that its sustain pedal, if it has one, is not applied (see
+    /// [`Song::pedal_presses`]): why its notes may sound shorter than in another player.
+    pub fn pedal_not_applied(&self) -> Option<String> {
+        let presses = match self.pedal_presses {
+            0 => return None,
+            1 => "1 press".to_string(),
+            n => format!("{n} presses"),
+        };
+        Some(format!(
+            "its sustain pedal ({presses}) is not applied: notes sound as long as they are written"
+        ))
+    }
 
     /// How many of its notes are on channel 10 (drums).
     pub fn drum_notes(&self) -> usize {
@@ -222,9 +238,12 @@ impl Song {
             title: None,
             copyright: None,
             warnings: truncated_chunks(bytes),
+            pedal_presses: 0,
         };
         // Open notes per (channel, pitch): FIFO of (start tick, velocity).
         let mut open: Vec<VecDeque<(u64, u8)>> = vec![VecDeque::new(); 16 * 128];
+        // Whether each channel's sustain pedal is down.
+        let mut pedal = [false; 16];
         let mut offset = 0u64;
         for (index, track) in track_iter.enumerate() {
             let events = match track {
@@ -247,7 +266,7 @@ impl Song {
                 match events.next() {
                     Some(Ok(event)) => {
                         tick = advance(tick, event.delta.as_int(), tick_scale);
-                        song.handle_event(event.kind, tick, track_no, &mut open);
+                        song.handle_event(event.kind, tick, track_no, &mut open, &mut pedal);
                     }
                     // Only with midly's `strict` feature, which Segue does not enable.
                     Some(Err(_)) => break,
@@ -331,6 +350,7 @@ impl Song {
         tick: u64,
         track: u16,
         open: &mut [VecDeque<(u64, u8)>],
+        pedal: &mut [bool; 16],
     ) {
         match kind {
             TrackEventKind::Midi { channel, message } => {
@@ -338,6 +358,12 @@ impl Song {
                 let (key, on_velocity) = match message {
                     MidiMessage::NoteOn { key, vel } => (key.as_int(), vel.as_int()),
                     MidiMessage::NoteOff { key, .. } => (key.as_int(), 0),
+                    MidiMessage::Controller { controller, value } if controller.as_int() == 64 => {
+                        let down = value.as_int() >= 64;
+                        let was = std::mem::replace(&mut pedal[usize::from(channel)], down);
+                        self.pedal_presses += usize::from(down && !was);
+                        return;
+                    }
                     _ => return,
                 };
                 let slot = usize::from(channel) * 128 + usize::from(key);

@@ -229,6 +229,44 @@ fn key_signatures_are_kept() {
     assert!(written.key_signatures.is_empty());
 }
 
+/// The sustain pedal is counted, not applied: presses are the times it goes down on a channel
+/// (a half-pedalled file sends many values while it stays down), and the notes keep the
+/// lengths they were written with.
+#[test]
+fn the_sustain_pedal_is_counted_not_applied() {
+    let bytes = smf(
+        Format::SingleTrack,
+        Timing::Metrical(96.into()),
+        &[vec![
+            (0, Ev::Pedal(0, 127)),
+            (
+                0,
+                Ev::On {
+                    ch: 0,
+                    key: 60,
+                    vel: 90,
+                },
+            ),
+            (24, Ev::Off { ch: 0, key: 60 }),
+            (30, Ev::Pedal(0, 100)),
+            (40, Ev::Pedal(1, 64)),
+            (90, Ev::Pedal(0, 0)),
+            (96, Ev::Pedal(0, 70)),
+            (100, Ev::Pedal(1, 63)),
+        ]],
+    );
+    let song = Song::parse(&bytes).unwrap();
+    assert_eq!(song.pedal_presses, 3);
+    let said = song.pedal_not_applied().unwrap();
+    assert!(
+        said.contains("sustain pedal (3 presses) is not applied"),
+        "{said}"
+    );
+    assert_eq!((song.notes[0].start, song.notes[0].end), (0, 24));
+    let plain = Song::parse(&simple(96, &[(0, 96, 60, 90)])).unwrap();
+    assert_eq!(plain.pedal_not_applied(), None);
+}
+
 #[test]
 fn velocity_zero_note_on_is_a_note_off() {
     let bytes = smf(

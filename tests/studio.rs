@@ -2544,7 +2544,8 @@ fn opening_a_file_over_work_says_how_to_get_it_back() {
     );
 }
 
-/// A file with drums opens without them (a piano model goes on from the piano), saying so.
+/// A file with drums opens without them (a piano model goes on from the piano), saying so; its
+/// sustain pedal, not applied, is said too (why it sounds drier than in another player).
 #[test]
 fn a_file_opens_without_its_drums_saying_so() {
     let dir = tempfile::tempdir().unwrap();
@@ -2552,6 +2553,7 @@ fn a_file_opens_without_its_drums_saying_so() {
     let mut h = studio(&model, None);
     let file = dir.path().join("band.mid");
     let events = vec![
+        (0, common::Ev::Pedal(0, 127)),
         (0, common::on(0, 60, 90)),
         (0, common::on(9, 36, 100)),
         (48, common::off(9, 36)),
@@ -2569,7 +2571,9 @@ fn a_file_opens_without_its_drums_saying_so() {
     wait(&mut h, "the file", |s| !s.background_work());
     let (text, error) = h.state().message().unwrap().clone();
     assert!(
-        !error && text.contains("its 2 drum notes (channel 10) left out"),
+        !error
+            && text.contains("its 2 drum notes (channel 10) left out")
+            && text.contains("its sustain pedal (1 press) is not applied"),
         "{text}"
     );
     let pitches: Vec<u8> = (h.state().session.score.notes.iter())

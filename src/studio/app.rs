@@ -908,6 +908,8 @@ struct Opened {
     warnings: Vec<String>,
     /// Its notes on channel 10 (drums), left out.
     drums: usize,
+    /// What its sustain pedal comes to ([`Song::pedal_not_applied`]).
+    pedal: Option<String>,
 }
 
 /// Reads a MIDI file as a primer roll, with its metre and the damage that was skipped.
@@ -923,6 +925,7 @@ fn read_primer(path: &Path) -> Result<Opened, String> {
                         roll,
                         score,
                         drums: song.drum_notes(),
+                        pedal: song.pedal_not_applied(),
                         warnings: song.warnings,
                     }
                 })
@@ -1542,6 +1545,7 @@ impl Studio {
                 score,
                 warnings,
                 drums,
+                pedal,
             }) => {
                 self.cancel_generation();
                 self.blend_primer = None;
@@ -1554,6 +1558,9 @@ impl Studio {
                     1 => "; its drum note (channel 10) left out".into(),
                     n => format!("; its {n} drum notes (channel 10) left out"),
                 };
+                if let Some(pedal) = pedal {
+                    keep += &format!("; {pedal}");
+                }
                 if replaced_work {
                     keep += "; Ctrl+Z brings back the piece it replaced (export that to keep it)";
                 }

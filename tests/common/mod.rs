@@ -26,6 +26,8 @@ pub enum Ev {
         key: u8,
     },
     Tempo(u32),
+    /// The sustain pedal (controller 64) on a channel: its value (64 and above: down).
+    Pedal(u8, u8),
     /// A time signature: numerator and the power of two of the denominator.
     Meter(u8, u8),
     /// A key signature: sharps (negative: flats) and whether minor.
@@ -75,6 +77,13 @@ pub fn smf(format: Format, timing: Timing, tracks: &[Vec<(u64, Ev)>]) -> Vec<u8>
                     },
                 },
                 Ev::Tempo(m) => TrackEventKind::Meta(MetaMessage::Tempo(u24::new(m))),
+                Ev::Pedal(ch, value) => TrackEventKind::Midi {
+                    channel: u4::new(ch),
+                    message: MidiMessage::Controller {
+                        controller: u7::new(64),
+                        value: u7::new(value),
+                    },
+                },
                 Ev::Meter(n, d) => TrackEventKind::Meta(MetaMessage::TimeSignature(n, d, 24, 8)),
                 Ev::Key(sharps, minor) => {
                     TrackEventKind::Meta(MetaMessage::KeySignature(sharps, minor))
