@@ -451,6 +451,15 @@ pub fn classify_roll_in(
         );
         probs.extend(probabilities(&clf.model, &x, &bars)?);
     }
+    // Weights each finite but too large overflow in the sums: the verdict would be NaN
+    // percents, or the first composer for every piece.
+    if probs.iter().flatten().any(|p| !p.is_finite()) {
+        return Err(Error::format(
+            &clf.path,
+            "its outputs are not numbers for this piece: weights too large for the sums (a \
+             damaged or diverged model)",
+        ));
+    }
     let overall = weighted_overall(&probs, &starts, roll.steps(), window);
     Ok(Verdict {
         composers: clf.manifest.composers.clone(),

@@ -704,6 +704,28 @@ fn damaged_model_files_are_refused_with_the_file_named() {
         err.contains("nan.safetensors") && err.contains(&name) && err.contains("not finite"),
         "{err}"
     );
+    // Finite weights too large for the sums load, but their verdict is refused rather than
+    // printed as NaN percents.
+    let mut tensors = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
+    for t in tensors.values_mut() {
+        let huge = Tensor::full(1e30f32, t.dims(), &Device::Cpu).unwrap();
+        *t = huge.to_dtype(t.dtype()).unwrap();
+    }
+    let overflowing = dir.path().join("huge-values.safetensors");
+    candle_core::safetensors::save(&tensors, &overflowing).unwrap();
+    std::fs::copy(
+        dir.path().join("a/classifier.json"),
+        overflowing.with_extension("json"),
+    )
+    .unwrap();
+    let clf = classify::load(&overflowing, &Device::Cpu).unwrap();
+    let err = classify::classify_roll(&clf, &c.pieces[0].roll, 32, 32)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("huge-values.safetensors") && err.contains("not numbers"),
+        "{err}"
+    );
     // Weights without their manifest say so.
     std::fs::remove_file(damaged.with_extension("json")).unwrap();
     let err = classify::load(&damaged, &Device::Cpu)
