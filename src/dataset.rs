@@ -668,7 +668,8 @@ fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Ro
         if damaged {
             let _ = std::fs::remove_file(&file);
         }
-        let _ = fsutil::write_atomic(&file, &encode_cached(&roll));
+        // Made again if lost: not synced (the checksum catches an entry a power cut emptied).
+        let _ = fsutil::write_atomic_unsynced(&file, &encode_cached(&roll));
     }
     Ok((roll, content_hash))
 }
