@@ -162,6 +162,38 @@ fn main() {
         "frame with the training monitor following a day-long run (86 400 log lines): median {:.2} ms",
         median(times)
     );
+    // The frame that draws a line the run just added (each curve extended, not made again).
+    let mut times = Vec::new();
+    for step in 86_401..=86_410usize {
+        let line = serde_json::json!({
+            "step": step,
+            "train": {"loss": 1.0, "accuracy": 0.5},
+            "valid": serde_json::json!({"loss": 1.0, "accuracy": 0.5}),
+            "seconds": step as f64,
+        });
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(run.path().join("metrics.jsonl"))
+            .expect("the log opens");
+        std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
+            .expect("the line is written");
+        let t = Instant::now();
+        while h.state().loop_training_metrics().len() < step {
+            if t.elapsed() > Duration::from_secs(60) {
+                panic!("the new line was not read in a minute");
+            }
+            let frame = Instant::now();
+            h.step();
+            if h.state().loop_training_metrics().len() == step {
+                times.push(frame.elapsed().as_secs_f64() * 1e3);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    println!(
+        "frame drawing a line the followed run added to its 86 400: median {:.2} ms",
+        median(times)
+    );
     h.state_mut().show_training_panel(false);
     // Slider release -> new piece on its way to the audio thread.
     let mut latencies = Vec::new();
