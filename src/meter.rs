@@ -70,7 +70,9 @@ impl std::fmt::Display for Meter {
 
 /// A metre map in its canonical form: sorted by step, invalid metres dropped, the last of
 /// several changes on one step kept, and changes that change nothing dropped (before the first
-/// change a piece is in 4/4, as MIDI has it).
+/// change a piece is in 4/4, as MIDI has it). A restatement of the metre in force off its bar
+/// lines changes where the bars start (a bar cut short, as three of the Bach chorales have):
+/// it stays.
 pub fn normalize(mut map: Vec<StepMeter>) -> Vec<StepMeter> {
     map.retain(|m| m.meter.is_valid());
     // A stable sort keeps changes on one step in their order, so the last one wins below.
@@ -82,10 +84,13 @@ pub fn normalize(mut map: Vec<StepMeter>) -> Vec<StepMeter> {
             _ => per_step.push(m),
         }
     }
-    let mut current = Meter::COMMON;
+    let (mut current, mut since) = (Meter::COMMON, 0);
     per_step.retain(|m| {
-        let changes = m.meter != current;
-        current = m.meter;
+        let bars = (m.step - since) as f64 / current.bar_steps();
+        let changes = m.meter != current || (bars - bars.round()).abs() > 1e-9;
+        if changes {
+            (current, since) = (m.meter, m.step);
+        }
         changes
     });
     per_step
@@ -304,6 +309,10 @@ mod tests {
             m(44, 3, 3),
         ]);
         assert_eq!(map, vec![m(12, 6, 8), m(24, 4, 4), m(36, 6, 8)]);
+        // A restatement off the bar lines starts bars afresh: kept; on them, dropped.
+        let map = normalize(vec![m(0, 3, 4), m(24, 3, 4), m(30, 3, 4), m(42, 3, 4)]);
+        assert_eq!(map, vec![m(0, 3, 4), m(30, 3, 4)]);
+        assert_eq!(normalize(vec![m(20, 4, 4), m(36, 4, 4)]), vec![m(20, 4, 4)]);
     }
 
     #[test]

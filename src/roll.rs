@@ -799,11 +799,14 @@ impl Roll {
             micros_per_quarter: other.micros_per_quarter_at(0),
         };
         let tempo = joined(&self.tempo, Some(tempo), &other.tempo, offset);
-        let meter = StepMeter {
-            step: 0,
-            meter: other.meter_at(0),
-        };
-        let meters = joined(&self.meters, Some(meter), &other.meters, offset);
+        // The same metre goes on across the join in the bars it was in (restated, it would
+        // start a bar there: see `meter::normalize`).
+        let meter =
+            (offset == 0 || other.meter_at(0) != self.meter_at(offset - 1)).then(|| StepMeter {
+                step: 0,
+                meter: other.meter_at(0),
+            });
+        let meters = joined(&self.meters, meter, &other.meters, offset);
         let key = other.key_at(0).map(|key| StepKey { step: 0, key });
         let keys = joined(&self.keys, key, &other.keys, offset);
         self.cells.extend_from_slice(&other.cells);
