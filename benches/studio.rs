@@ -123,6 +123,36 @@ fn main() {
         "settling 50 000 moved notes in a 100 000-note piece (on release): median {:.1} ms",
         median(times)
     );
+    // Frames of a held arrow moving one note of a 100 000-note piece a step at each repeat
+    // (the piece goes to the audio thread and the style meter at most every 100 ms of the
+    // gesture, and at its end).
+    let before = h.state().session.score.clone();
+    h.state_mut().session.score = piece.clone();
+    h.state_mut().session.view.selection = vec![0];
+    h.step();
+    let arrow = |h: &mut Harness<'static, Studio>, pressed: bool, repeat: bool| {
+        h.event(egui::Event::Key {
+            key: egui::Key::ArrowRight,
+            physical_key: None,
+            pressed,
+            repeat,
+            modifiers: egui::Modifiers::default(),
+        });
+        let t = Instant::now();
+        h.step();
+        t.elapsed().as_secs_f64() * 1e3
+    };
+    arrow(&mut h, true, false);
+    let times: Vec<f64> = (0..40).map(|_| arrow(&mut h, true, true)).collect();
+    arrow(&mut h, false, false);
+    assert!(h.state().piece_sent(), "the gesture's end sent the piece");
+    println!(
+        "frame of a held arrow moving a note of a 100 000-note piece: median {:.2} ms",
+        median(times)
+    );
+    h.state_mut().session.score = before;
+    h.state_mut().session.view.selection.clear();
+    h.step();
     // The training monitor following a day-long run of another model (a classifier's log at
     // about a step a second: 86 400 lines, validation every 50 steps), its panel open.
     let run = tempfile::tempdir().expect("a temporary folder");

@@ -2169,9 +2169,15 @@ fn held_arrows_are_one_undo_step_and_octaves_move_whole() {
     for _ in 0..3 {
         key_repeat(&mut h, Key::ArrowRight);
     }
+    // The repeats send the piece at most every 100 ms; the release sends what it became.
+    assert!(h.state().session.view.in_gesture());
     h.key_up(Key::ArrowRight);
     h.step();
     assert_eq!(starts(&h), vec![(118, 20), (122, 20)]);
+    assert!(
+        h.state().piece_sent(),
+        "the last moves never reached playback"
+    );
     h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
     h.step();
     assert_eq!(starts(&h), vec![(118, 16), (122, 16)], "one undo step");

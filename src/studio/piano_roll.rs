@@ -127,6 +127,11 @@ impl RollView {
     pub fn dragging(&self) -> bool {
         self.drag.is_some()
     }
+
+    /// Whether a gesture is under way: a drag, or an arrow held down.
+    pub fn in_gesture(&self) -> bool {
+        self.drag.is_some() || self.held.is_some()
+    }
 }
 
 impl Default for RollView {
