@@ -726,6 +726,16 @@ fn damaged_model_files_are_refused_with_the_file_named() {
         err.contains("huge-values.safetensors") && err.contains("not numbers"),
         "{err}"
     );
+    // Stored as f16 they would be infinite: refused, saying so (not "a run diverged").
+    let half = dir.path().join("half.safetensors");
+    let err = segue::models::saved::convert_any(&overflowing, &half, DType::F16)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("half.safetensors") && err.contains("values too large for F16"),
+        "{err}"
+    );
+    assert!(!half.exists());
     // Weights without their manifest say so.
     std::fs::remove_file(damaged.with_extension("json")).unwrap();
     let err = classify::load(&damaged, &Device::Cpu)

@@ -53,14 +53,20 @@ pub fn save_at_step(
         .collect::<Result<Vec<_>>>()?;
     // What the loader would refuse is never written: a diverged run's checkpoint would
     // replace the last good one with one that cannot be used.
-    for (name, t) in &converted {
-        if t.dtype().is_float() && !all_finite(t).map_err(|e| format_error(path, e.to_string()))? {
+    let finite = |t: &Tensor| all_finite(t).map_err(|e| format_error(path, e.to_string()));
+    for ((name, t), (_, source)) in converted.iter().zip(tensors) {
+        if t.dtype().is_float() && !finite(t)? {
+            // Finite as they were, they are too large for the type they were to be stored as.
+            let why = if source.dtype().is_float() && finite(source)? {
+                format!("values too large for {dtype:?}: store it as it is (f32)")
+            } else {
+                "a training run has diverged: a lower --lr may help".to_string()
+            };
             return Err(format_error(
                 path,
                 format!(
                     "tensor `{name}` holds values that are not finite numbers (NaN or infinity, \
-                     or too large for {dtype:?}): nothing was written (a training run has \
-                     diverged: a lower --lr may help)"
+                     or too large for {dtype:?}): nothing was written ({why})"
                 ),
             ));
         }
