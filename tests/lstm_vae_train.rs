@@ -428,6 +428,28 @@ fn damaged_model_files_are_refused_with_the_reason() {
         truncated.contains("truncated.safetensors") && truncated.contains("is it truncated"),
         "{truncated}"
     );
+    // A file far longer than its header describes (3 GB, sparse) is refused from its header,
+    // not read into memory first.
+    let long = dir.path().join("long.safetensors");
+    std::fs::write(&long, &bytes).unwrap();
+    std::fs::write(long.with_extension("json"), &manifest).unwrap();
+    let huge = 3u64 << 30;
+    std::fs::File::options()
+        .write(true)
+        .open(&long)
+        .unwrap()
+        .set_len(huge)
+        .unwrap();
+    let err = TrainedModel::load(&long, &candle_core::Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("long.safetensors")
+            && err.contains(&format!("describes {} bytes", bytes.len()))
+            && err.contains(&format!("the file holds {huge}")),
+        "{err}"
+    );
     let bigger = manifest.replace("\"hidden\": 16", "\"hidden\": 32");
     let shape = load("shape", &bytes, &bigger);
     assert!(shape.contains("has shape"), "{shape}");

@@ -88,7 +88,7 @@ fn all_finite(t: &Tensor) -> candle_core::Result<bool> {
 
 /// The training step recorded in a weights file by [`save_at_step`], if any.
 fn saved_step(path: &Path) -> Result<Option<usize>> {
-    let bytes = fsutil::read(path)?;
+    let bytes = read_weights(path)?;
     let (_, meta) =
         safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| incomplete(path, e))?;
     Ok(meta
@@ -153,7 +153,7 @@ pub fn load(
     expected: &[Expected],
     device: &Device,
 ) -> Result<HashMap<String, Tensor>> {
-    let bytes = fsutil::read(path)?;
+    let bytes = read_weights(path)?;
     take(path, &parse(path, &bytes)?, expected, device)
 }
 
@@ -183,7 +183,7 @@ pub fn load_model(
             ));
         }
     };
-    let bytes = fsutil::read(path)?;
+    let bytes = read_weights(path)?;
     let file = parse(path, &bytes)?;
     // Weights written at a training step must be the manifest's (a checkpoint's files from
     // two steps would pair one step's weights with another's statistics).
@@ -236,6 +236,53 @@ pub fn load_model(
         other => other,
     })?;
     take(path, &file, &expected, device)
+}
+
+/// The largest header a safetensors file may have (the format's own limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Reads a safetensors file whole once its header has said how long it is: a file whose length
+/// is not what its header describes (bytes after the tensors, a 3 GB file in the weights'
+/// place) is refused from its first bytes rather than read into memory first.
+fn read_weights(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    fsutil::check_is_file(path)?;
+    let io = |e| Error::io(path, "reading", e);
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut size = [0u8; 8];
+    // A file too short or a header too long for one: the parse says what is wrong.
+    if file.read_exact(&mut size).is_ok() {
+        let n = u64::from_le_bytes(size);
+        if n <= MAX_HEADER_BYTES && n.saturating_add(8) <= len {
+            let mut header = vec![0u8; n as usize];
+            file.read_exact(&mut header).map_err(io)?;
+            if let Some(end) = data_end(&header) {
+                let described = end.saturating_add(8 + n);
+                if described != len {
+                    return Err(format_error(
+                        path,
+                        format!(
+                            "not a complete safetensors file: its header describes {described} \
+                             bytes, the file holds {len}; is it truncated or of another kind?"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    drop(file);
+    fsutil::read(path)
+}
+
+/// Where the tensors a safetensors header lists end, counted from the data's start, if the
+/// header reads as one.
+fn data_end(header: &[u8]) -> Option<u64> {
+    let header: serde_json::Value = serde_json::from_slice(header).ok()?;
+    (header.as_object()?.iter())
+        .filter(|(name, _)| *name != "__metadata__")
+        .map(|(_, tensor)| tensor.get("data_offsets")?.get(1)?.as_u64())
+        .try_fold(0u64, |end, e| Some(end.max(e?)))
 }
 
 fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<safetensors::SafeTensors<'a>> {
