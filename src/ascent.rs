@@ -70,7 +70,9 @@ pub struct Ascended {
 
 fn probabilities(clf: &Classifier, x: &Tensor, bars: &WindowBars) -> Result<Vec<f32>> {
     let p = candle_nn::ops::softmax(&clf.model.forward(x, bars)?, D::Minus1)?;
-    Ok(p.squeeze(0)?.to_vec1::<f32>()?)
+    let p = p.squeeze(0)?.to_vec1::<f32>()?;
+    crate::classify::check_numbers(clf, &p)?;
+    Ok(p)
 }
 
 /// Runs the ascent towards composer `target` from `start` (or from seeded noise).

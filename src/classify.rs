@@ -375,6 +375,20 @@ impl Verdict {
     }
 }
 
+/// Refuses probabilities that are not numbers, naming the classifier's file: weights each
+/// finite but too large overflow in the sums, and the verdict would be NaN percents, or the
+/// first composer for every piece.
+pub fn check_numbers<'a>(clf: &Classifier, probs: impl IntoIterator<Item = &'a f32>) -> Result<()> {
+    if probs.into_iter().any(|p| !p.is_finite()) {
+        return Err(Error::format(
+            &clf.path,
+            "its outputs are not numbers for this piece: weights too large for the sums (a \
+             damaged or diverged model)",
+        ));
+    }
+    Ok(())
+}
+
 /// Probabilities `[N, C]` for rolls `x` `[N, T, 128]` whose steps fall in their bars as
 /// `bars` says, in chunks of 32.
 pub fn probabilities(
@@ -451,15 +465,7 @@ pub fn classify_roll_in(
         );
         probs.extend(probabilities(&clf.model, &x, &bars)?);
     }
-    // Weights each finite but too large overflow in the sums: the verdict would be NaN
-    // percents, or the first composer for every piece.
-    if probs.iter().flatten().any(|p| !p.is_finite()) {
-        return Err(Error::format(
-            &clf.path,
-            "its outputs are not numbers for this piece: weights too large for the sums (a \
-             damaged or diverged model)",
-        ));
-    }
+    check_numbers(clf, probs.iter().flatten())?;
     let overall = weighted_overall(&probs, &starts, roll.steps(), window);
     Ok(Verdict {
         composers: clf.manifest.composers.clone(),
@@ -772,6 +778,7 @@ fn judge_window_snippets(
         let x = snippet_tensor(corpus, &refs, window, &device)?;
         let bars = train_loop::window_bars(corpus, &refs, window);
         let mut probs = probabilities(&clf.model, &x, &bars)?;
+        check_numbers(clf, probs.iter().flatten())?;
         // A piece shorter than a window is read at its own length, as `segue classify` reads
         // it (and as a shorter --snippet-steps would), not padded with silence.
         for (p, (s, _)) in probs.iter_mut().zip(chunk) {

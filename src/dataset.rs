@@ -31,8 +31,9 @@ const CACHE_MAGIC: &[u8; 8] = b"SEGROLL3";
 /// ignored. 3: the metre map. 4: no tempo or metre changes at or past the roll's end. 5: a meta
 /// event midly refuses for its content is skipped, not the rest of its track. 6: a tempo change
 /// between steps keeps time (the step takes the mean tempo), not moved to the nearest step.
-/// 7: key signatures (and the cache entry holds them, after the metres).
-const ROLL_VERSION: u32 = 7;
+/// 7: key signatures (and the cache entry holds them, after the metres). 8: a restatement of
+/// the metre off its bar lines is kept.
+const ROLL_VERSION: u32 = 8;
 
 /// One piece of music in the corpus.
 #[derive(Debug, Clone)]
@@ -285,7 +286,10 @@ impl Corpus {
         // could not be told apart when picked by name, a line break would break every list.
         check_composer_names(&composers).map_err(|problem| Error::Corpus {
             path: root.into(),
-            problem: format!("{problem} (composers are named after their folders)"),
+            problem: format!(
+                "{problem} (composers are named after their folders: name them alike for one \
+                 composer, apart for two)"
+            ),
         })?;
 
         if let Some(dir) = &opts.cache_dir {
@@ -610,8 +614,8 @@ pub fn check_composer_names(names: &[String]) -> std::result::Result<(), String>
     keys.sort();
     match keys.windows(2).find(|w| w[0].0 == w[1].0) {
         Some(w) => Err(format!(
-            "the composers {:?} and {:?} differ only in case or spaces: name them alike (one \
-             composer) or apart (two)",
+            "the composers {:?} and {:?} differ only in case or spaces: one could not be picked \
+             by name apart from the other",
             w[0].1, w[1].1
         )),
         None => Ok(()),

@@ -371,6 +371,12 @@ pub fn read_named_at_most(path: &Path, limit: u64) -> Result<std::result::Result
     read_bounded(path, limit)
 }
 
+/// Whether `path` names a file the user may give on the command line: a regular file, or a
+/// pipe (process substitution; see [`read_named_at_most`]).
+pub fn is_named_input(path: &Path) -> bool {
+    path.is_file() || is_pipe(path)
+}
+
 /// Whether `path` is a named pipe (always false off Unix).
 fn is_pipe(path: &Path) -> bool {
     #[cfg(unix)]

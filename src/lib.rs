@@ -25,6 +25,7 @@ pub mod render;
 pub mod report;
 pub mod roll;
 pub mod stats_baseline;
+pub mod stop_signal;
 pub mod studio;
 pub mod synth;
 pub mod train;

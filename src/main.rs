@@ -49,8 +49,8 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
-    /// Print what a MIDI file holds: title, format, tracks, timing, tempo changes, metre, notes,
-    /// roll shape, duration.
+    /// Print what a MIDI file holds: title, copyright, format, tracks, timing, tempo changes,
+    /// metre, key, sustain pedal, notes, roll shape, duration, and the damage skipped.
     Info {
         /// The MIDI file to describe.
         #[arg(value_name = "FILE")]
@@ -1256,13 +1256,8 @@ fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<
     for w in &song.warnings {
         eprintln!("segue: warning: {}: {w}", file.display());
     }
-    let drums = song.drum_notes();
-    if !opts.include_drums && drums > 0 {
-        eprintln!(
-            "segue: note: {}: its {} on channel 10 (drums) left out",
-            file.display(),
-            counted(drums, "note")
-        );
+    if let Some(drums) = song.drums_left_out().filter(|_| !opts.include_drums) {
+        eprintln!("segue: note: {}: {drums}", file.display());
     }
     if let Some(pedal) = song.pedal_not_applied() {
         eprintln!("segue: note: {}: {pedal}", file.display());
@@ -1324,7 +1319,7 @@ fn stop_on_ctrl_c() -> &'static std::sync::atomic::AtomicBool {
     use std::sync::atomic::Ordering;
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
+        let _ = segue::stop_signal::on_stop(|| {
             if STOP.swap(true, Ordering::Relaxed) {
                 segue::fsutil::remove_unfinished_and_exit(130);
             }
@@ -1778,7 +1773,7 @@ fn counted(n: usize, noun: &str) -> String {
 fn stop_training_on_ctrl_c() -> Control {
     let control = Control::default();
     let stop = control.stop.clone();
-    let _ = ctrlc::set_handler(move || {
+    let _ = segue::stop_signal::on_stop(move || {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         // The exit code says it was interrupted (130), so `train ... && eval ...` stops.
         STOP.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -2282,7 +2277,7 @@ fn style_code(
         return Ok(generate::composer_code(model, c, strength)?);
     }
     let path = Path::new(style);
-    if path.is_file() {
+    if segue::fsutil::is_named_input(path) {
         let roll = read_midi(path, &quantize)?;
         return Ok(generate::song_code(
             model,
@@ -2414,6 +2409,12 @@ fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> R
         ("--from", a.from.is_some(), !dcgan, noise),
         ("--to", a.to.is_some(), !dcgan, noise),
         (
+            "--drums",
+            a.drums,
+            a.prime.is_some() || [&a.from, &a.to].iter().any(|s| s.is_some()),
+            "without --prime (or a MIDI file as --from or --to): it keeps a file's drums",
+        ),
+        (
             "--from",
             a.from.is_some(),
             kind != "classifier",
@@ -2533,7 +2534,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         .flatten()
         .map(Path::new)
         .chain(a.prime.as_deref())
-        .filter(|p| p.is_file())
+        .filter(|p| segue::fsutil::is_named_input(p))
         .collect();
     not_an_input(&a.output, &inputs)?;
     if let Some(wav) = &a.wav {
@@ -2622,7 +2623,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                     return Ok(segue::tvae::composer_code(&model, c, a.style_strength())?);
                 }
                 let p = Path::new(style);
-                if p.is_file() {
+                if segue::fsutil::is_named_input(p) {
                     return Ok(segue::tvae::song_code(&model, &read_midi(p, &quantize)?)?);
                 }
                 bail!(
@@ -2715,7 +2716,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     bar.finish_and_clear();
     // A model that does not look at the flag (the DCGAN) is stopped here.
     if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-        bail!("stopped (Ctrl+C); nothing was written");
+        bail!("stopped (Ctrl+C or a stop signal); nothing was written");
     }
     let result = generate::Generated::new(roll, primer_steps);
     // The audio first: stopped while it renders (Ctrl+C), neither file has changed; the MIDI

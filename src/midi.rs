@@ -180,6 +180,15 @@ impl Song {
         ))
     }
 
+    /// Says how many drum notes (channel 10) a reading that leaves them out left out, if any.
+    pub fn drums_left_out(&self) -> Option<String> {
+        match self.drum_notes() {
+            0 => None,
+            1 => Some("its drum note (channel 10) is left out".into()),
+            n => Some(format!("its {n} drum notes (channel 10) are left out")),
+        }
+    }
+
     /// How many of its notes are on channel 10 (drums).
     pub fn drum_notes(&self) -> usize {
         (self.notes.iter())

@@ -541,7 +541,7 @@ fn a_primers_drums_are_left_out_unless_asked_for() {
     };
     let (said, drums) = generate(&[]);
     assert!(
-        said.contains("its 8 notes on channel 10 (drums) left out"),
+        said.contains("band.mid: its 8 drum notes (channel 10) are left out"),
         "{said}"
     );
     assert!(!drums);
@@ -1656,22 +1656,27 @@ fn pipes_found_or_written_to_are_refused_named_ones_read_and_an_empty_cache_sett
     assert!(said.contains("file:          /dev/fd/"), "{said}");
 }
 
-/// A render ended by SIGTERM (`timeout`, a job scheduler, a closed terminal's SIGHUP) stops as
-/// Ctrl+C stops it: exit code 130 and no hidden temporary file left in the output's folder
-/// (without a handler for it the file stayed, 90 MB a try).
+/// Starts rendering an hour of music into a folder of its own (through `wrapper`, if any), and
+/// returns once the render has begun its file there: the child and the folder.
 #[cfg(unix)]
-#[test]
-fn a_terminated_render_leaves_no_temporary_file() {
-    let dir = tempfile::tempdir().unwrap();
+fn begin_long_render(
+    dir: &Path,
+    wrapper: Option<&str>,
+) -> (std::process::Child, std::path::PathBuf) {
     // An hour of a note every quarter at 120 bpm: seconds of rendering.
     let notes: Vec<(u64, u64, u8, u8)> = (0..7200u64)
         .map(|i| (i * 96, i * 96 + 90, 48 + (i % 24) as u8, 80))
         .collect();
-    let piece = dir.path().join("hour.mid");
+    let piece = dir.join("hour.mid");
     std::fs::write(&piece, common::simple(96, &notes)).unwrap();
-    let out_dir = dir.path().join("out");
+    let out_dir = dir.join("out");
     std::fs::create_dir(&out_dir).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_segue"))
+    let segue = env!("CARGO_BIN_EXE_segue");
+    let mut command = Command::new(wrapper.unwrap_or(segue));
+    if wrapper.is_some() {
+        command.arg(segue);
+    }
+    let mut child = command
         .args(["render", p(&piece), "-o", p(&out_dir.join("hour.wav"))])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -1686,16 +1691,47 @@ fn a_terminated_render_leaves_no_temporary_file() {
         assert!(started.elapsed().as_secs() < 120, "no file was begun");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    (child, out_dir)
+}
+
+/// Sends `signal` to `child`.
+#[cfg(unix)]
+fn signal(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
-    assert!(killed.success());
+    assert!(sent.success());
+}
+
+/// A render ended by SIGTERM (`timeout`, a job scheduler, a closed terminal's SIGHUP) stops as
+/// Ctrl+C stops it: exit code 130 and no hidden temporary file left in the output's folder
+/// (without a handler for it the file stayed, 90 MB a try).
+#[cfg(unix)]
+#[test]
+fn a_terminated_render_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, out_dir) = begin_long_render(dir.path(), None);
+    signal(&child, "-TERM");
     let ended = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&ended.stderr);
     assert_eq!(ended.status.code(), Some(130), "{err}");
     let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Under nohup a hangup stays ignored (the handler for a closed terminal replaced nohup's
+/// "ignore", so logging out stopped a run started to outlive it): the render goes on to its end.
+#[cfg(unix)]
+#[test]
+fn under_nohup_a_hangup_does_not_stop_a_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, out_dir) = begin_long_render(dir.path(), Some("nohup"));
+    signal(&child, "-HUP");
+    let ended = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&ended.stderr);
+    assert_eq!(ended.status.code(), Some(0), "{err}");
+    assert!(out_dir.join("hour.wav").is_file(), "{err}");
 }
 
 /// Sizes that pass each check alone but together need more memory than the machine has are

@@ -450,6 +450,24 @@ fn damaged_model_files_are_refused_with_the_reason() {
             && err.contains(&format!("the file holds {huge}")),
         "{err}"
     );
+    // So is one of another kind (a WAV file's first bytes give no safetensors header).
+    let mut wav = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
+    wav.resize(4096, 0);
+    std::fs::write(&long, &wav).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&long)
+        .unwrap()
+        .set_len(huge)
+        .unwrap();
+    let err = TrainedModel::load(&long, &candle_core::Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("long.safetensors") && err.contains("its first bytes give a header"),
+        "{err}"
+    );
     let bigger = manifest.replace("\"hidden\": 16", "\"hidden\": 32");
     let shape = load("shape", &bytes, &bigger);
     assert!(shape.contains("has shape"), "{shape}");

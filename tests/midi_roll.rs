@@ -729,7 +729,6 @@ fn pitch_names_follow_middle_c_as_c4() {
     assert_eq!(pitch_name(127), "G9");
 }
 
-/// A continuation goes on at the primer's tempo (not 120 bpm from the join on).
 /// A continuation goes on at the primer's pace: the tempo that plays its last 64 steps in the
 /// time they take, not the tempo of its last step (a ritardando there made the continuation
 /// of a rubato piece half as fast as its primer).

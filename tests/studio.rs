@@ -2578,7 +2578,7 @@ fn a_file_opens_without_its_drums_saying_so() {
     let (text, error) = h.state().message().unwrap().clone();
     assert!(
         !error
-            && text.contains("its 2 drum notes (channel 10) left out")
+            && text.contains("its 2 drum notes (channel 10) are left out")
             && text.contains("its sustain pedal (1 press) is not applied"),
         "{text}"
     );

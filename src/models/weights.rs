@@ -58,7 +58,7 @@ pub fn save_at_step(
         if t.dtype().is_float() && !finite(t)? {
             // Finite as they were, they are too large for the type they were to be stored as.
             let why = if source.dtype().is_float() && finite(source)? {
-                format!("values too large for {dtype:?}: store it as it is (f32)")
+                format!("values too large for {dtype:?}: store it in a wider type (without --f16)")
             } else {
                 "a training run has diverged: a lower --lr may help".to_string()
             };
@@ -250,26 +250,32 @@ fn read_weights(path: &Path) -> Result<Vec<u8>> {
     let io = |e| Error::io(path, "reading", e);
     let mut file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
+    let refuse = |why: String| {
+        Err(format_error(
+            path,
+            format!("not a complete safetensors file ({why}); is it truncated or of another kind?"),
+        ))
+    };
     let mut size = [0u8; 8];
-    // A file too short or a header too long for one: the parse says what is wrong.
-    if file.read_exact(&mut size).is_ok() {
-        let n = u64::from_le_bytes(size);
-        if n <= MAX_HEADER_BYTES && n.saturating_add(8) <= len {
-            let mut header = vec![0u8; n as usize];
-            file.read_exact(&mut header).map_err(io)?;
-            if let Some(end) = data_end(&header) {
-                let described = end.saturating_add(8 + n);
-                if described != len {
-                    return Err(format_error(
-                        path,
-                        format!(
-                            "not a complete safetensors file: its header describes {described} \
-                             bytes, the file holds {len}; is it truncated or of another kind?"
-                        ),
-                    ));
-                }
-            }
-        }
+    if file.read_exact(&mut size).is_err() {
+        return refuse(format!("{len} bytes: too short for a header"));
+    }
+    let n = u64::from_le_bytes(size);
+    if n > MAX_HEADER_BYTES || n.saturating_add(8) > len {
+        return refuse(format!(
+            "its first bytes give a header of {n} bytes, in a file of {len}"
+        ));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let Some(end) = data_end(&header) else {
+        return refuse("its header does not list tensors as safetensors does".into());
+    };
+    let described = end.saturating_add(8 + n);
+    if described != len {
+        return refuse(format!(
+            "its header describes {described} bytes, the file holds {len}"
+        ));
     }
     drop(file);
     fsutil::read(path)
