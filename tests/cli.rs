@@ -548,6 +548,16 @@ fn a_primers_drums_are_left_out_unless_asked_for() {
     let (said, drums) = generate(&["--drums"]);
     assert!(!said.contains("left out"), "{said}");
     assert!(drums);
+    // Without a file to read, the flag is refused, not ignored.
+    let err = fails(&[
+        "generate",
+        "--model",
+        "dcgan",
+        "--drums",
+        "-o",
+        p(&dir.path().join("x.mid")),
+    ]);
+    assert!(err.contains("--drums is not used without --prime"), "{err}");
 }
 
 /// A command never writes its result over one of its inputs, and `generate` checks both its
@@ -1643,6 +1653,22 @@ fn pipes_found_or_written_to_are_refused_named_ones_read_and_an_empty_cache_sett
         "the pipe was replaced"
     );
 
+    // A pipe given as a style is read too (it was taken for a composer's name).
+    let out_mid = work.join("styled.mid");
+    let styled = Command::new("bash")
+        .arg("-c")
+        .arg(r#"timeout 120 "$0" generate --prime "$1" --mode blend --to <(cat "$1") --steps 8 -o "$2""#)
+        .arg(env!("CARGO_BIN_EXE_segue"))
+        .arg(&piece)
+        .arg(&out_mid)
+        .output()
+        .unwrap();
+    assert!(
+        styled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&styled.stderr)
+    );
+    assert!(out_mid.is_file());
     // A pipe the user names is read: process substitution has its writer.
     let out = Command::new("bash")
         .arg("-c")

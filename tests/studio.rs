@@ -1282,9 +1282,9 @@ fn loop_plays_the_selection_or_the_whole_piece() {
     assert!(!h.state().playing());
 }
 
-/// Looping bars while trying takes: a new generation from the same primer and an undo keep the
-/// loop the Select tool made (they let go of the selection, the musician did not); a new
-/// selection moves it.
+/// Looping bars while trying takes: a new generation from the same primer, an undo and a redo
+/// keep the loop the Select tool made (they let go of the selection, the musician did not),
+/// cut to the piece; a new selection moves it.
 #[test]
 fn a_new_take_and_an_undo_keep_the_loop() {
     let dir = tempfile::tempdir().unwrap();
@@ -1305,13 +1305,30 @@ fn a_new_take_and_an_undo_keep_the_loop() {
         Some((8, 16)),
         "the take dropped the loop"
     );
+    // A loop in the new part, then an undo back to the 16 steps: the loop past the piece's
+    // end gives way to the whole piece (it looped silence).
+    let late = (h.state().session.score.notes.iter())
+        .position(|n| n.start >= 16)
+        .expect("a generated note");
+    h.state_mut().session.view.selection = vec![late];
+    h.step();
+    assert!(h.state().loop_range().unwrap().0 >= 16);
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
     h.step();
     h.step();
+    assert_eq!(h.state().session.score.steps(), 16);
+    assert_eq!(h.state().loop_range(), Some((0, 16)), "a loop past the end");
+    // Undo and redo keep a loop inside the piece.
+    h.state_mut().session.view.selection = vec![1];
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Y);
+    h.step();
+    h.step();
+    assert!(h.state().session.score.steps() > 16, "redone");
     assert_eq!(
         h.state().loop_range(),
         Some((8, 16)),
-        "the undo dropped the loop"
+        "the redo dropped the loop"
     );
     h.state_mut().session.view.selection = vec![0];
     h.step();
