@@ -429,45 +429,30 @@ fn damaged_model_files_are_refused_with_the_reason() {
         "{truncated}"
     );
     // A file far longer than its header describes (3 GB, sparse) is refused from its header,
-    // not read into memory first.
+    // not read into memory first; so is one of another kind (a WAV file's first bytes give no
+    // safetensors header).
     let long = dir.path().join("long.safetensors");
-    std::fs::write(&long, &bytes).unwrap();
     std::fs::write(long.with_extension("json"), &manifest).unwrap();
     let huge = 3u64 << 30;
-    std::fs::File::options()
-        .write(true)
-        .open(&long)
-        .unwrap()
-        .set_len(huge)
-        .unwrap();
-    let err = TrainedModel::load(&long, &candle_core::Device::Cpu)
-        .err()
-        .unwrap()
-        .to_string();
+    let load_long = |start: &[u8]| {
+        std::fs::write(&long, start).unwrap();
+        let file = std::fs::File::options().write(true).open(&long).unwrap();
+        file.set_len(huge).unwrap();
+        let err = TrainedModel::load(&long, &candle_core::Device::Cpu).err();
+        let err = err.unwrap().to_string();
+        assert!(err.contains("long.safetensors"), "{err}");
+        err
+    };
+    let err = load_long(&bytes);
     assert!(
-        err.contains("long.safetensors")
-            && err.contains(&format!("describes {} bytes", bytes.len()))
+        err.contains(&format!("describes {} bytes", bytes.len()))
             && err.contains(&format!("the file holds {huge}")),
         "{err}"
     );
-    // So is one of another kind (a WAV file's first bytes give no safetensors header).
     let mut wav = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
     wav.resize(4096, 0);
-    std::fs::write(&long, &wav).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&long)
-        .unwrap()
-        .set_len(huge)
-        .unwrap();
-    let err = TrainedModel::load(&long, &candle_core::Device::Cpu)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("long.safetensors") && err.contains("its first bytes give a header"),
-        "{err}"
-    );
+    let err = load_long(&wav);
+    assert!(err.contains("its first bytes give a header"), "{err}");
     let bigger = manifest.replace("\"hidden\": 16", "\"hidden\": 32");
     let shape = load("shape", &bytes, &bigger);
     assert!(shape.contains("has shape"), "{shape}");
