@@ -384,7 +384,11 @@ fn decode(
             Mode::Transfer => b.to_vec(),
             Mode::Blend => interpolate(a, b, opts.alpha, opts.interpolation),
             Mode::Transition => {
-                let frac = t as f32 / (transition.max(2) - 1) as f32;
+                // A transition of one step is B from that step (it stayed on A).
+                let frac = match transition {
+                    0 | 1 => 1.0,
+                    n => t as f32 / (n - 1) as f32,
+                };
                 interpolate(a, b, frac, opts.interpolation)
             }
         }

@@ -171,7 +171,7 @@ enum CorpusCmd {
 struct GenerateArgs {
     /// The MIDI file whose start comes first in the output: the LSTM-VAE continues it, the
     /// Transformer VAE keeps it before its part (and reads its code in transfer mode),
-    /// classifier-ascent starts from it.
+    /// classifier-ascent starts from its first --steps steps.
     #[arg(long, value_name = "FILE")]
     prime: Option<PathBuf>,
     /// Keep the primer's channel 10 (drums), merged as piano notes; by default they are left
@@ -2403,6 +2403,7 @@ fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> R
     let dcgan = kind == "dcgan";
     let noise = "by the DCGAN: it samples from noise, with no primer or style";
     let interpolating = matches!(mode, generate::Mode::Transition | generate::Mode::Blend);
+    let modeless = "by this model: only the VAEs have modes, and so blends and transitions";
     // (flag, given, used, why not): the first flag given where it is not used is refused.
     for (flag, given, used, why) in [
         ("--prime", a.prime.is_some(), !dcgan, noise),
@@ -2439,23 +2440,33 @@ fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> R
             vae,
             "by this model: only the VAEs have modes",
         ),
+        // The DCGAN and the ascent have no modes: said first.
+        ("--alpha", a.alpha.is_some(), vae, modeless),
+        ("--linear", a.linear, vae, modeless),
+        (
+            "--transition-steps",
+            a.transition_steps.is_some(),
+            vae,
+            modeless,
+        ),
         (
             "--alpha",
             a.alpha.is_some(),
-            vae && mode == generate::Mode::Blend,
+            mode == generate::Mode::Blend,
             "outside --mode blend",
         ),
         (
             "--linear",
             a.linear,
-            vae && interpolating,
+            interpolating,
             "outside --mode transition and blend (nothing is interpolated)",
         ),
         (
             "--primer-steps",
             a.primer_steps.is_some(),
             vae,
-            "by this model (classifier-ascent starts from the whole primer; the DCGAN has none)",
+            "by this model (classifier-ascent starts from the primer's first --steps steps; the \
+             DCGAN has none)",
         ),
         (
             "--style-strength",
@@ -2481,7 +2492,7 @@ fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> R
         }
     }
     if let Some(n) = a.transition_steps {
-        if !vae || mode != generate::Mode::Transition {
+        if mode != generate::Mode::Transition {
             unused("--transition-steps", "outside --mode transition")?;
         }
         if n == 0 || n > a.steps {
@@ -2496,6 +2507,10 @@ fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> R
 }
 
 fn generate_cmd(a: GenerateArgs) -> Result<()> {
+    // Other checks read --steps (the transition's range): it is checked first.
+    if a.steps == 0 || a.steps > 100_000 {
+        bail!("--steps must be 1..=100000");
+    }
     segue::generate::check_style_strength(a.style_strength())?;
     let (kind, path) = resolve_model(a.model.as_deref())?;
     let mode: generate::Mode = a.mode_name().parse()?;
@@ -2517,9 +2532,6 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         bail!("--alpha must be between 0 and 1");
     }
     // Together at most the longest piece Segue opens (roll::MAX_STEPS), so the output opens.
-    if a.steps == 0 || a.steps > 100_000 {
-        bail!("--steps must be 1..=100000");
-    }
     if a.primer_steps() > 100_000 {
         bail!("--primer-steps must be at most 100000");
     }
@@ -2616,6 +2628,16 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         }
         "transformer-vae" => {
             let model = segue::tvae::load(&path, &device)?;
+            // One code a snippet: a short transition is one step from A to B, not a glide.
+            let snippet = segue::tvae::snippet_steps(&model);
+            let over = a.transition_steps.unwrap_or(a.steps);
+            if mode == generate::Mode::Transition && over <= snippet {
+                eprintln!(
+                    "segue: note: the Transformer VAE takes one code per {snippet} steps, so a \
+                     transition over {over} steps is a single code between A and B (the \
+                     LSTM-VAE moves step by step)"
+                );
+            }
             let primer = need_primer()?;
             check_strength_used(&a, |s| model.composer_index(s).is_some())?;
             let code = |style: &str| -> Result<Vec<f32>> {

@@ -492,6 +492,38 @@ fn a_continuation_keeps_the_primers_metre_and_tempo_map() {
     assert!(said.contains(&bpm), "{said}");
 }
 
+/// The Transformer VAE's transition over one snippet or less is one code, not a glide: said.
+#[test]
+fn a_short_transformer_vae_transition_is_said_to_be_one_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let primer = dir.path().join("in.mid");
+    std::fs::write(&primer, simple(96, &[(0, 96, 60, 90)])).unwrap();
+    let out = dir.path().join("out.mid");
+    let run = segue(&[
+        "generate",
+        "--model",
+        "transformer-vae",
+        "--prime",
+        p(&primer),
+        "--mode",
+        "transition",
+        "--from",
+        "bach",
+        "--to",
+        "chopin",
+        "--steps",
+        "16",
+        "-o",
+        p(&out),
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(
+        err.contains("a transition over 16 steps is a single code between A and B"),
+        "{err}"
+    );
+}
+
 /// A primer's drums are left out, as the studio leaves them out (said); `--drums` keeps them as
 /// piano notes.
 #[test]
@@ -1443,6 +1475,22 @@ fn generate_refuses_flags_it_would_not_use() {
             ],
             "--from is not used",
         ),
+        // A model without modes says so (it pointed to a --mode the model refuses).
+        (
+            &[
+                "--model",
+                "classifier-ascent",
+                "--to",
+                "bach",
+                "--alpha",
+                "0.3",
+            ],
+            "--alpha is not used by this model: only the VAEs have modes",
+        ),
+        (
+            &["--model", "classifier-ascent", "--to", "bach", "--linear"],
+            "--linear is not used by this model: only the VAEs have modes",
+        ),
         // Controls with defaults, given where nothing uses them.
         (
             &["--mode", "transfer", "--to", "bach", "--alpha", "0.3"],
@@ -1516,9 +1564,23 @@ fn generate_refuses_flags_it_would_not_use() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!out.exists());
     }
-    // Errors name the flag at fault.
+    // Errors name the flag at fault (--steps is checked before the range that depends on it).
     let err = fails(&["generate", "--max-notes", "0", "-o", p(&out)]);
     assert!(err.contains("--max-notes"), "{err}");
+    let err = fails(&[
+        "generate",
+        "--mode",
+        "transition",
+        "--to",
+        "bach",
+        "--steps",
+        "0",
+        "--transition-steps",
+        "1",
+        "-o",
+        p(&out),
+    ]);
+    assert!(err.contains("--steps must be 1..=100000"), "{err}");
     let err = fails(&[
         "generate",
         "--model",

@@ -339,6 +339,8 @@ fn generation_modes_pick_their_codes() {
         let quick = run(Mode::Transition, 0.5, 4, &a, &b, how);
         assert!(whole != cont && whole != transfer);
         assert_ne!(whole, quick, "the transition's length is ignored");
+        // A one-step transition is B from its first step (it stayed on A for ever).
+        assert_eq!(run(Mode::Transition, 0.5, 1, &a, &b, how), transfer);
     }
 }
 
