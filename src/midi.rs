@@ -162,6 +162,9 @@ pub struct Song {
     pub pedal_presses: usize,
 }
 
+/// A bounded reader of `fsutil` ([`fsutil::read_at_most`], [`fsutil::read_named_at_most`]).
+type ReadAtMost = fn(&Path, u64) -> Result<std::result::Result<Vec<u8>, u64>>;
+
 impl Song {
     /// The largest file [`Song::read`] reads: 256 MiB, far beyond any piece (the corpus's
     /// largest file is 155 KiB), so that a wrong file dropped on the window is not read whole.
@@ -205,17 +208,20 @@ impl Song {
     /// As [`Song::read`], for a file the user named on the command line: a pipe is read too
     /// (`segue info <(...)`), see [`fsutil::read_named_at_most`].
     pub fn read_named(path: &Path) -> Result<Song> {
-        let limit = Self::MAX_FILE_BYTES;
-        let bytes = fsutil::read_named_at_most(path, limit)?
-            .map_err(|bytes| Error::midi(path, MidiProblem::TooLarge { bytes, limit }))?;
+        let bytes = Self::bytes_by(path, fsutil::read_named_at_most)?;
         Song::parse(&bytes).map_err(|p| Error::midi(path, p))
     }
 
     /// The bytes of a MIDI file, refused from its size where it has more than
     /// [`Song::MAX_FILE_BYTES`] (it is then not read).
     pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+        Self::bytes_by(path, fsutil::read_at_most)
+    }
+
+    /// The bytes `read` gives of at most [`Song::MAX_FILE_BYTES`], a larger file refused.
+    fn bytes_by(path: &Path, read: ReadAtMost) -> Result<Vec<u8>> {
         let limit = Self::MAX_FILE_BYTES;
-        fsutil::read_at_most(path, limit)?
+        read(path, limit)?
             .map_err(|bytes| Error::midi(path, MidiProblem::TooLarge { bytes, limit }))
     }
 

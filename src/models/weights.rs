@@ -277,8 +277,12 @@ fn read_weights(path: &Path) -> Result<Vec<u8>> {
             "its header describes {described} bytes, the file holds {len}"
         ));
     }
-    drop(file);
-    fsutil::read(path)
+    // The rest from where the header ends (the file is not opened or checked again).
+    let mut bytes = Vec::with_capacity(len as usize);
+    bytes.extend_from_slice(&size);
+    bytes.extend_from_slice(&header);
+    file.read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
 }
 
 /// Where the tensors a safetensors header lists end, counted from the data's start, if the

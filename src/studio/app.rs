@@ -2137,8 +2137,7 @@ impl Studio {
         if changed {
             self.undone_during_job |= self.generating();
             // The loop, a range of steps of the same piece, stays.
-            self.session.view.forget_notes();
-            self.span_followed = None;
+            self.forget_notes(true);
             self.edited_by_hand();
         }
     }
@@ -2156,11 +2155,17 @@ impl Studio {
             self.say("Blend called off: the piece was edited", false);
         }
         self.edited_during_job |= self.generating();
-        if self.session.view.in_gesture() && self.score_sent.0.elapsed() < SEND_EVERY_IN_GESTURE {
-            self.score_sent.1 = true;
-        } else {
+        if self.score_send_due() {
             self.push_score();
+        } else {
+            self.score_sent.1 = true;
         }
+    }
+
+    /// Whether an edit may be sent on now: outside a gesture, or [`SEND_EVERY_IN_GESTURE`]
+    /// after the last send.
+    fn score_send_due(&self) -> bool {
+        !self.session.view.in_gesture() || self.score_sent.0.elapsed() >= SEND_EVERY_IN_GESTURE
     }
 
     /// Whether the audio thread and the style meter have the piece as it stands (a gesture's
@@ -2259,16 +2264,16 @@ impl Studio {
     }
 
     /// Forgets the selection and a drag in progress: their notes belong to a score that was
-    /// just replaced by another piece. The loop, a range of steps, stays where `keep_loop`
-    /// (another take of the same primer: the musician looping bars of the continuation while
-    /// moving the slider), cut to the new piece; an opened file loops whole.
+    /// just replaced (another piece, or the piece an undo or redo brought back). The loop, a
+    /// range of steps, stays where `keep_loop` (another take of the same primer: the musician
+    /// looping bars of the continuation while moving the slider; an undo), cut to the piece
+    /// where it is played ([`Studio::loop_range`]); an opened file loops whole.
     fn forget_notes(&mut self, keep_loop: bool) {
         self.session.view.forget_notes();
         self.span_followed = None;
-        let steps = self.session.score.steps();
-        self.loop_span = (self.loop_span)
-            .filter(|&(start, _)| keep_loop && start < steps)
-            .map(|(start, end)| (start, end.min(steps)));
+        if !keep_loop {
+            self.loop_span = None;
+        }
     }
 
     /// Playing with Follow on, the roll turns a page to the playhead when it runs past the
@@ -3939,9 +3944,7 @@ impl eframe::App for Studio {
                 self.edited_by_hand();
             }
             if !self.piece_sent() {
-                if !self.session.view.in_gesture()
-                    || self.score_sent.0.elapsed() >= SEND_EVERY_IN_GESTURE
-                {
+                if self.score_send_due() {
                     self.push_score();
                 } else {
                     ui.ctx().request_repaint_after(SEND_EVERY_IN_GESTURE);
