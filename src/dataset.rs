@@ -7,9 +7,11 @@
 //! and listed. The split into training and validation is **by piece**, so no piece has
 //! snippets on both sides; every random choice takes a seed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -99,6 +101,97 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         })
         .or_else(|| var("HOME").map(|h| home_cache(PathBuf::from(h))))?;
     Some(base.join("segue").join("rolls"))
+}
+
+/// The most megabytes the roll cache keeps by default (`$SEGUE_CACHE_LIMIT_MB` sets another):
+/// about 60 000 pieces of the shared corpus's size.
+pub const DEFAULT_CACHE_LIMIT_MB: u64 = 1024;
+
+/// How long a cache entry's last use may be out of date before a hit records it again (one
+/// write of its time stamp at most a day per entry, so warm loads stay reads).
+const USE_RECORDED_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// The roll cache's size limit in bytes: `$SEGUE_CACHE_LIMIT_MB` if set to a whole number
+/// (0 keeps only the rolls of the last load), else [`DEFAULT_CACHE_LIMIT_MB`].
+pub fn cache_limit_bytes() -> u64 {
+    let mb = std::env::var("SEGUE_CACHE_LIMIT_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_CACHE_LIMIT_MB);
+    mb.saturating_mul(1 << 20)
+}
+
+/// What [`prune_cache`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Entries removed.
+    pub removed: usize,
+    /// Bytes the cache's entries hold afterwards.
+    pub kept_bytes: u64,
+}
+
+/// Removes the least recently used roll-cache entries (`*.roll` files of `dir`, oldest time
+/// stamp first) until the entries hold at most `limit` bytes, never one named in `keep` (the
+/// rolls a load has just used, so a corpus larger than the limit is kept whole). Nothing else
+/// in the folder is touched; an entry that cannot be removed is passed over.
+pub fn prune_cache(dir: &Path, limit: u64, keep: &HashSet<PathBuf>) -> std::io::Result<Pruned> {
+    let mut entries: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "roll") {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        entries.push((used, meta.len(), path));
+    }
+    let mut total: u64 = entries.iter().map(|e| e.1).sum();
+    let mut removed = 0;
+    if total > limit {
+        entries.sort();
+        for (_, len, path) in &entries {
+            if total <= limit {
+                break;
+            }
+            if keep.contains(path) {
+                continue;
+            }
+            if std::fs::remove_file(path).is_ok() {
+                total -= len;
+                removed += 1;
+            }
+        }
+    }
+    Ok(Pruned {
+        removed,
+        kept_bytes: total,
+    })
+}
+
+/// Records a cache hit on `entry` for [`prune_cache`]'s "least recently used" (its time stamp,
+/// if more than [`USE_RECORDED_EVERY`] old); failing only makes it look older.
+fn record_use(entry: &Path) {
+    let stale = std::fs::metadata(entry)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > USE_RECORDED_EVERY);
+    if stale && let Ok(file) = std::fs::File::options().write(true).open(entry) {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
+
+/// What one load did with the roll cache.
+#[derive(Default)]
+struct CacheUse {
+    hits: AtomicUsize,
+    written: AtomicUsize,
+    /// The entries the load read or wrote.
+    entries: Mutex<Vec<PathBuf>>,
 }
 
 /// A loaded corpus.
@@ -297,12 +390,12 @@ impl Corpus {
             let _ = std::fs::create_dir_all(dir);
         }
         let done = AtomicUsize::new(0);
-        let hits = AtomicUsize::new(0);
+        let cache_use = CacheUse::default();
         let total = files.len();
         let results: Vec<std::result::Result<Piece, Failure>> = files
             .par_iter()
             .map(|path| {
-                let r = load_piece(path, opts, &hits);
+                let r = load_piece(path, opts, &cache_use);
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
                 r.map(|(roll, content_hash)| Piece {
                     path: path.clone(),
@@ -389,6 +482,22 @@ impl Corpus {
             }
             let mut keep = kept.iter();
             composers.retain(|_| keep.next().copied().unwrap_or(false));
+        }
+        let CacheUse {
+            hits,
+            written,
+            entries,
+        } = cache_use;
+        if let Some(dir) = &opts.cache_dir
+            && written.into_inner() > 0
+        {
+            // Only a write grows the cache. A cache that cannot be pruned only costs disk.
+            let keep: HashSet<PathBuf> = entries
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .into_iter()
+                .collect();
+            let _ = prune_cache(dir, cache_limit_bytes(), &keep);
         }
         Ok(Corpus {
             root: root.into(),
@@ -629,7 +738,7 @@ pub struct Split {
     pub valid: Vec<usize>,
 }
 
-fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Roll, String)> {
+fn load_piece(path: &Path, opts: &LoadOptions, cache: &CacheUse) -> Result<(Roll, String)> {
     // A pipe named like a MIDI file would wait for a writer for ever (and a device never
     // ends): only files are read from a folder.
     crate::fsutil::check_is_file(path)?;
@@ -651,7 +760,7 @@ fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Ro
     let from_cache = cached.is_some();
     let roll = match cached {
         Some(roll) => {
-            hits.fetch_add(1, Ordering::Relaxed);
+            cache.hits.fetch_add(1, Ordering::Relaxed);
             roll
         }
         None => {
@@ -663,7 +772,14 @@ fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Ro
         // Nothing to learn from: a model would take its silence for the composer's style.
         return Err(Error::format(path, "no notes to learn from"));
     }
+    if let Some(file) = &cache_file {
+        let mut entries = cache.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.push(file.clone());
+    }
     if from_cache {
+        if let Some(file) = &cache_file {
+            record_use(file);
+        }
         return Ok((roll, content_hash));
     }
     if let Some(file) = cache_file {
@@ -673,7 +789,9 @@ fn load_piece(path: &Path, opts: &LoadOptions, hits: &AtomicUsize) -> Result<(Ro
             let _ = std::fs::remove_file(&file);
         }
         // Made again if lost: not synced (the checksum catches an entry a power cut emptied).
-        let _ = fsutil::write_atomic_unsynced(&file, &encode_cached(&roll));
+        if fsutil::write_atomic_unsynced(&file, &encode_cached(&roll)).is_ok() {
+            cache.written.fetch_add(1, Ordering::Relaxed);
+        }
     }
     Ok((roll, content_hash))
 }

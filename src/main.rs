@@ -844,7 +844,8 @@ impl QuantizeArgs {
 #[derive(Args, Clone)]
 struct CacheArgs {
     /// Folder for cached rolls (default: $SEGUE_CACHE_DIR, else $XDG_CACHE_HOME/segue/rolls,
-    /// else the platform's cache folder: ~/.cache/segue/rolls on Linux).
+    /// else the platform's cache folder: ~/.cache/segue/rolls on Linux). A load that adds rolls
+    /// prunes it to $SEGUE_CACHE_LIMIT_MB (default 1024), least recently used first.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// Do not read or write the roll cache.

@@ -1852,3 +1852,44 @@ fn a_model_too_large_for_the_machine_is_refused_with_a_message() {
     assert!(err.contains("GB of memory"), "{err}");
     assert!(!out.exists(), "a refused run leaves no folder");
 }
+
+/// A load that writes to the roll cache prunes it to `$SEGUE_CACHE_LIMIT_MB`, least recently
+/// used entries first, keeping the rolls it has just used and anything that is not an entry.
+#[test]
+fn a_load_prunes_the_roll_cache_to_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    common::write_tiny_corpus(&corpus);
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    let stale = cache.join("0123.roll");
+    std::fs::write(&stale, vec![0u8; 2 << 20]).unwrap();
+    let mine = cache.join("mine.txt");
+    std::fs::write(&mine, vec![0u8; 2 << 20]).unwrap();
+    let stats = |limit: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_segue"))
+            .args(["corpus", "stats", p(&corpus), "--cache-dir", p(&cache)])
+            .env("SEGUE_CACHE_LIMIT_MB", limit)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{said}");
+        said
+    };
+    assert!(stats("1").contains("9 files"));
+    assert!(!stale.exists(), "the stale entry is removed");
+    assert!(mine.exists(), "what is not an entry stays");
+    let entries = std::fs::read_dir(&cache).unwrap().count();
+    assert_eq!(entries, 10, "the load's 9 rolls and the other file");
+    assert!(stats("0").contains("9 from cache"), "its own rolls stay");
+
+    // Within the limit nothing goes (a roll made again: a load that writes).
+    let roll = (cache.read_dir().unwrap())
+        .map(|e| e.unwrap().path())
+        .find(|path| path != &mine)
+        .unwrap();
+    std::fs::remove_file(roll).unwrap();
+    std::fs::write(&stale, vec![0u8; 2 << 20]).unwrap();
+    assert!(stats("1024").contains("8 from cache"));
+    assert!(stale.exists());
+}

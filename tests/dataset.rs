@@ -582,3 +582,101 @@ fn a_doubtful_layout_is_noted_and_clashing_names_refused() {
     std::fs::write(own, simple(96, &[(0, 96, 64, 90)])).unwrap();
     assert!(load_uncached(nested.path()).layout_notes().is_empty());
 }
+
+/// The roll cache keeps its most recently used entries within its limit, never removing what
+/// the caller keeps nor anything but `*.roll` files.
+#[test]
+fn the_cache_is_pruned_least_recently_used_first() {
+    use segue::dataset::{Pruned, prune_cache};
+    use std::time::{Duration, SystemTime};
+    let cache = tempfile::tempdir().unwrap();
+    let days_ago = |d: u64| SystemTime::now() - Duration::from_secs(d * 24 * 3600);
+    let entry = |name: &str, len: usize, used: SystemTime| {
+        let path = cache.path().join(name);
+        std::fs::write(&path, vec![7u8; len]).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(used).unwrap();
+        path
+    };
+    let oldest = entry("a.roll", 1000, days_ago(5));
+    let old = entry("b.roll", 1000, days_ago(3));
+    let recent = entry("c.roll", 1000, days_ago(1));
+    let newest = entry("d.roll", 1000, days_ago(0));
+    let other = entry("notes.txt", 9000, days_ago(9));
+    let part = entry(".segue-x.roll.part", 9000, days_ago(9));
+    let left = || -> HashSet<std::path::PathBuf> {
+        std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+
+    let nothing = HashSet::new();
+    assert_eq!(
+        prune_cache(cache.path(), 4000, &nothing).unwrap(),
+        Pruned {
+            removed: 0,
+            kept_bytes: 4000
+        },
+        "within its limit"
+    );
+    assert_eq!(left().len(), 6);
+
+    // The oldest is kept (a load has just used it): the next two go.
+    let keep = HashSet::from([oldest.clone()]);
+    assert_eq!(
+        prune_cache(cache.path(), 2500, &keep).unwrap(),
+        Pruned {
+            removed: 2,
+            kept_bytes: 2000
+        }
+    );
+    assert_eq!(left(), HashSet::from([oldest, newest, other, part]));
+    assert!(!old.exists() && !recent.exists());
+
+    // A limit of 0 leaves only what is kept.
+    let pruned = prune_cache(cache.path(), 0, &HashSet::new()).unwrap();
+    assert_eq!(pruned.kept_bytes, 0);
+    assert_eq!(left().len(), 2, "{:?}", left());
+}
+
+/// A cache hit records the entry's use (its time stamp) when the record is over a day old, so
+/// pruning removes what has not been used, not what was written first.
+#[test]
+fn a_cache_hit_records_its_use() {
+    use std::time::{Duration, SystemTime};
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    common::write_tiny_corpus(dir.path());
+    let opts = LoadOptions {
+        quantize: QuantizeOptions::default(),
+        cache_dir: Some(cache.path().into()),
+    };
+    assert_eq!(
+        Corpus::load(dir.path(), &opts, &|_, _| {})
+            .unwrap()
+            .cache_hits,
+        0
+    );
+    let entries: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 9);
+    let long_ago = SystemTime::now() - Duration::from_secs(3 * 24 * 3600);
+    let hours_ago = SystemTime::now() - Duration::from_secs(3 * 3600);
+    for (k, path) in entries.iter().enumerate() {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(if k == 0 { hours_ago } else { long_ago })
+            .unwrap();
+    }
+    let again = Corpus::load(dir.path(), &opts, &|_, _| {}).unwrap();
+    assert_eq!(again.cache_hits, 9);
+    let used = |path: &std::path::Path| std::fs::metadata(path).unwrap().modified().unwrap();
+    for path in &entries[1..] {
+        assert!(used(path) > hours_ago, "{} recorded", path.display());
+    }
+    // Within a day: left as it was (a warm load stays reads).
+    let within = used(&entries[0]);
+    assert!(within <= hours_ago + Duration::from_secs(1));
+}
