@@ -104,7 +104,8 @@ enum Cmd {
         /// The MIDI file to judge.
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// The classifier file (default: the shipped one).
+        /// The classifier file, its manifest or its training run's folder (default: the shipped
+        /// one).
         #[arg(long, value_name = "FILE.safetensors")]
         model: Option<PathBuf>,
         /// Window length in steps (default: the classifier's training snippet length).
@@ -309,8 +310,8 @@ struct ReportArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// The model file (default: the shipped weights of that kind, e.g.
-    /// weights/lstm-vae-studio.safetensors or weights/classifier.safetensors).
+    /// The model file, its manifest or its training run's folder (default: the shipped weights
+    /// of that kind, e.g. weights/lstm-vae-studio.safetensors or weights/classifier.safetensors).
     #[arg(long, value_name = "FILE.safetensors")]
     model: Option<PathBuf>,
     /// The corpus the model was trained on (its held-out pieces are measured; default:
@@ -1927,7 +1928,7 @@ fn train_on_loop_from<O>(
 
 fn load_classifier(path: Option<&Path>) -> Result<segue::classify::Classifier> {
     let path = match path {
-        Some(p) => p.to_path_buf(),
+        Some(p) => model_path_given(p)?,
         None => segue::classify::default_path()
             .with_context(|| not_shipped("classifier.safetensors", "--model FILE"))?,
     };
@@ -2222,7 +2223,7 @@ fn eval_report(a: ReportArgs) -> Result<()> {
 
 fn load_model(path: Option<&Path>) -> Result<TrainedModel> {
     let path = match path {
-        Some(p) => p.to_path_buf(),
+        Some(p) => model_path_given(p)?,
         None => segue::models::trained::default_model_path().with_context(|| {
             not_shipped(segue::models::trained::DEFAULT_MODEL_FILE, "--model FILE")
         })?,
@@ -2381,6 +2382,17 @@ fn model_file_in(given: &Path) -> Result<PathBuf> {
         );
     }
     Ok(given.to_path_buf())
+}
+
+/// The model file a `--model` of `classify` or `eval` means: a training run's folder or a
+/// manifest as `generate` takes them ([`model_file_in`]), else the path itself (whose loader
+/// names what is wrong with it).
+fn model_path_given(given: &Path) -> Result<PathBuf> {
+    if given.is_dir() || extension(given) == "json" {
+        model_file_in(given)
+    } else {
+        Ok(given.to_path_buf())
+    }
 }
 
 /// The kind of model a model file holds, as its manifest names it.
@@ -2656,6 +2668,12 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             };
             let code_a = match &a.from {
                 Some(s) => code(s)?,
+                // A transfer moves the primer's own code by B - A: without A, from the centre
+                // of all the composers (A as the primer's own code would make it B alone, the
+                // same music for every primer).
+                None if mode == generate::Mode::Transfer => {
+                    segue::tvae::composer_code(&model, 0, 0.0)?
+                }
                 None => segue::tvae::song_code(&model, primer)?,
             };
             let code_b = match (&a.to, mode) {

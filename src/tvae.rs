@@ -371,6 +371,9 @@ pub fn generate(
     let primer_steps = opts.primer_steps.min(primer.steps());
     let mut roll = primer.slice(0, primer_steps);
     roll.continue_with(&Roll::from_binary(opts.steps, &binary)?);
+    // A pitch sounding on both sides of the join is one note, as in the LSTM-VAE's output (a
+    // held primer note is not struck again).
+    roll.join_held_at(primer_steps);
     Ok(Generated::new(roll, primer_steps))
 }
 

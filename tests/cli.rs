@@ -524,6 +524,67 @@ fn a_short_transformer_vae_transition_is_said_to_be_one_code() {
     );
 }
 
+/// `classify` and `eval` take a training run's folder or a manifest as `--model`, as `generate`
+/// does.
+#[test]
+fn classify_takes_a_run_folder_or_a_manifest_as_its_model() {
+    let dir = tempfile::tempdir().unwrap();
+    for ext in ["json", "safetensors"] {
+        std::fs::copy(
+            format!("weights/classifier.{ext}"),
+            dir.path().join(format!("classifier.{ext}")),
+        )
+        .unwrap();
+    }
+    let file = shared("corpus/chopin/chpn-p19.mid");
+    let shipped = ok(&["classify", p(&file)]);
+    let manifest = dir.path().join("classifier.json");
+    for model in [dir.path(), manifest.as_path()] {
+        assert_eq!(ok(&["classify", p(&file), "--model", p(model)]), shipped);
+    }
+    let err = fails(&["eval", "classifier", "--model", p(&dir.path().join("none"))]);
+    assert!(err.contains("none"), "{err}");
+}
+
+/// A Transformer VAE transfer without `--from` moves the primer's own code by B minus the
+/// centre of all the composers: two primers give two pieces (with A as the primer's own code
+/// the code was B alone, the same music after any primer).
+#[test]
+fn a_transformer_vae_transfer_without_from_keeps_its_primer() {
+    let dir = tempfile::tempdir().unwrap();
+    let after_primer = |primer: &str| {
+        let out = dir.path().join("out.mid");
+        ok(&[
+            "generate",
+            "--model",
+            "transformer-vae",
+            "--prime",
+            p(&shared(primer)),
+            "--to",
+            "debussy",
+            "--mode",
+            "transfer",
+            "--steps",
+            "128",
+            "--seed",
+            "3",
+            "-o",
+            p(&out),
+        ]);
+        let roll =
+            segue::roll::Roll::read_midi(&out, &segue::roll::QuantizeOptions::default()).unwrap();
+        roll.slice(roll.steps() - 128, 128).binary()
+    };
+    let chopin = after_primer("corpus/chopin/chp_op18.mid");
+    let bach = after_primer("corpus/bach/bach_846.mid");
+    let differ = chopin.iter().zip(&bach).filter(|(a, b)| a != b).count();
+    let notes = chopin.iter().filter(|&&c| c == 1).count();
+    assert!(
+        differ * 2 > notes,
+        "the primer counts: {differ} cells differ"
+    );
+}
+
 /// A primer's drums are left out, as the studio leaves them out (said); `--drums` keeps them as
 /// piano notes.
 #[test]
