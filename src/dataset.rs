@@ -342,7 +342,7 @@ impl Corpus {
         } = list_midi(root)?;
         if files.is_empty() {
             let unlisted: Vec<String> = (unlisted.iter())
-                .map(|(folder, why)| format!("{} ({why})", folder.display()))
+                .map(|(folder, why)| format!("{} ({why})", fsutil::shown(folder)))
                 .collect();
             let problem = match unlisted.as_slice() {
                 [] => "no MIDI files (.mid, .midi, .kar, .smf) found".to_string(),
@@ -355,6 +355,21 @@ impl Corpus {
             return Err(Error::Corpus {
                 path: root.into(),
                 problem,
+            });
+        }
+        // A model names its composers in UTF-8 (its manifest is JSON): a folder named in another
+        // encoding would be read under a lossy name that another folder could share.
+        let odd_folder = files.iter().find_map(|f| {
+            let first = f.strip_prefix(root).ok()?.components().next()?;
+            let top = root.join(first.as_os_str());
+            (top != *f && first.as_os_str().to_str().is_none()).then_some(top)
+        });
+        if let Some(folder) = odd_folder {
+            return Err(Error::Corpus {
+                path: folder,
+                problem: "a composer folder whose name is not UTF-8 text (a model names its \
+                          composers in UTF-8): rename it"
+                    .into(),
             });
         }
         let root_name = root
@@ -416,7 +431,7 @@ impl Corpus {
             .map(|(folder, why)| Failure {
                 error: format!(
                     "{}: could not be listed ({why}); any files in it are left out",
-                    folder.display()
+                    fsutil::shown(&folder)
                 ),
                 composer: folder_label(&folder),
                 path: folder,
@@ -425,8 +440,8 @@ impl Corpus {
         failures.extend(repeated.into_iter().map(|(link, read)| Failure {
             error: format!(
                 "{}: the same folder as {}; its files are read once, there (teaching {})",
-                link.display(),
-                read.display(),
+                fsutil::shown(&link),
+                fsutil::shown(&read),
                 folder_label(&read)
             ),
             composer: folder_label(&link),
@@ -441,8 +456,8 @@ impl Corpus {
                     Some(&i) => failures.push(Failure {
                         error: format!(
                             "{}: the same file as {}{}; left out",
-                            p.path.display(),
-                            pieces[i].path.display(),
+                            fsutil::shown(&p.path),
+                            fsutil::shown(&pieces[i].path),
                             if pieces[i].composer == p.composer {
                                 String::new()
                             } else {
@@ -554,7 +569,7 @@ impl Corpus {
                     "the composer {name:?} has all its files in subfolders ({}{more}): if they \
                      are the composers, name their folder as the corpus (--corpus {})",
                     listed.join(", "),
-                    folder.display()
+                    fsutil::shown(&folder)
                 ));
             }
         }
@@ -699,6 +714,13 @@ pub const MAX_COMPOSER_NAME: usize = 255;
 /// Checks the composer names of a corpus or a model: each a line of at most
 /// [`MAX_COMPOSER_NAME`] characters, not blank, and no two alike but for case or surrounding
 /// spaces (`Bach`, `bach `: a composer is picked by name, case aside). The problem, if any.
+/// The form a composer's name is compared in: trimmed and in lower case, so that a composer
+/// is picked by name with case and surrounding spaces aside (and two such names are refused as
+/// one corpus's or model's composers).
+pub fn composer_key(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
 pub fn check_composer_names(names: &[String]) -> std::result::Result<(), String> {
     for name in names {
         if name.trim().is_empty() {
@@ -717,9 +739,7 @@ pub fn check_composer_names(names: &[String]) -> std::result::Result<(), String>
             ));
         }
     }
-    let mut keys: Vec<(String, &String)> = (names.iter())
-        .map(|n| (n.trim().to_lowercase(), n))
-        .collect();
+    let mut keys: Vec<(String, &String)> = (names.iter()).map(|n| (composer_key(n), n)).collect();
     keys.sort();
     match keys.windows(2).find(|w| w[0].0 == w[1].0) {
         Some(w) => Err(format!(

@@ -13,28 +13,29 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// A file could not be read or written. The I/O error is part of the message (and not a
     /// chained source, so that `{:#}` does not print it twice).
-    #[error("{path}: {action} failed: {error}")]
+    #[error("{}: {action} failed: {error}", crate::fsutil::shown(.path))]
     Io {
         path: PathBuf,
         action: &'static str,
         error: std::io::Error,
     },
     /// A MIDI file could not be understood.
-    #[error("{path}: {problem}")]
+    #[error("{}: {problem}", crate::fsutil::shown(.path))]
     Midi { path: PathBuf, problem: MidiProblem },
     /// A file had the wrong content for its kind (npy, cache, weights...).
-    #[error("{path}: {problem}")]
+    #[error("{}: {problem}", crate::fsutil::shown(.path))]
     Format { path: PathBuf, problem: String },
     /// A corpus folder was unusable as a whole.
-    #[error("{path}: {problem}")]
+    #[error("{}: {problem}", crate::fsutil::shown(.path))]
     Corpus { path: PathBuf, problem: String },
     /// A caller passed an argument outside its valid range.
     #[error("{0}")]
     InvalidArgument(String),
     /// Another training run (another `segue train`, or the studio) holds the run folder.
     #[error(
-        "{path}: another training run is using this folder (segue train or the studio); \
-         wait for it to end, or stop it first"
+        "{}: another training run is using this folder (segue train or the studio); \
+         wait for it to end, or stop it first",
+        crate::fsutil::shown(.path)
     )]
     RunInUse { path: PathBuf },
     /// A tensor computation of a model failed (shapes, device, out of memory).

@@ -155,6 +155,9 @@ pub struct MetreSplit {
 pub struct LstmVaeReport {
     /// Held-out snippets measured.
     pub snippets: usize,
+    /// The corpus's composers the model does not know (by name): their pieces are not
+    /// measured.
+    pub composers_left_out: Vec<String>,
     /// Their length in steps.
     pub snippet_steps: usize,
     /// Teacher-forced reconstruction BCE per cell with z = the posterior mean.
@@ -216,6 +219,9 @@ pub struct LstmVaeReport {
     /// Held-out pieces with two snippets or more (those the piece measure counts; 0 makes
     /// its accuracy meaningless, not 0).
     pub pieces: usize,
+    /// Held-out pieces with a snippet: the centroids each snippet is measured against (its
+    /// chance level is one over this).
+    pub piece_candidates: usize,
     /// The style strength of the composers' codes decoded (1 = their stored means).
     pub style_strength: f32,
     /// Mean Jaccard distance between decodings of one primer with two composers' codes
@@ -391,12 +397,13 @@ fn nearest_centroid_hits(points: &[Vec<f32>], labels: &[usize], centroids: &[Vec
 
 /// Nearest-centroid accuracy, leave-one-out: each point against the centroids of the other
 /// classes and the centroid of its own class without it. Points whose class has no other
-/// point are not counted. Returns (accuracy, points counted, classes counted).
+/// point are not counted. Returns (accuracy, points counted, classes counted, classes with a
+/// point: the centroids measured against).
 fn leave_one_out_accuracy(
     points: &[Vec<f32>],
     labels: &[usize],
     classes: usize,
-) -> (f64, usize, usize) {
+) -> (f64, usize, usize, usize) {
     let dim = points.first().map_or(0, Vec::len);
     let mut sums = vec![vec![0f64; dim]; classes];
     let mut counts = vec![0usize; classes];
@@ -430,10 +437,12 @@ fn leave_one_out_accuracy(
         hits += usize::from(nearest == Some(own));
     }
     let classes_counted = counts.iter().filter(|&&k| k >= 2).count();
+    let classes_present = counts.iter().filter(|&&k| k >= 1).count();
     (
         hits as f64 / counted.max(1) as f64,
         counted,
         classes_counted,
+        classes_present,
     )
 }
 
@@ -788,6 +797,10 @@ pub fn evaluate_lstm_vae(
     let bce_prior = bce_prior / cells;
     Ok(LstmVaeReport {
         snippets: n,
+        composers_left_out: (corpus.composers.iter().zip(&label_of))
+            .filter(|(_, l)| l.is_none())
+            .map(|(c, _)| c.clone())
+            .collect(),
         snippet_steps: steps,
         bce_per_cell_mean_z: bce_mean,
         bce_per_cell_prior_z: bce_prior,
@@ -820,6 +833,7 @@ pub fn evaluate_lstm_vae(
         leave_one_out_snippets: loo.1,
         piece_centroid_accuracy: piece_loo.0,
         pieces: piece_loo.2,
+        piece_candidates: piece_loo.3,
         style_strength: opts.style_strength,
         composer_z_distance: d_comp / pairs as f64,
         random_z_distance: d_rand / pairs as f64,
@@ -953,8 +967,8 @@ mod tests {
         // Left out: (0, 0) against class 0 = {1}: distance 1, class 2 = {0.4}: 0.4 -> wrong;
         // (1, 0) against {0}: 1, class 2: 0.6 -> wrong; class 1 both right; class 2 not
         // counted.
-        let (accuracy, counted, classes) = leave_one_out_accuracy(&points, &labels, 3);
-        assert_eq!((counted, classes), (4, 2));
+        let (accuracy, counted, classes, present) = leave_one_out_accuracy(&points, &labels, 3);
+        assert_eq!((counted, classes, present), (4, 2, 3));
         assert!((accuracy - 0.5).abs() < 1e-12, "{accuracy}");
     }
 }

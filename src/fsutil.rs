@@ -473,8 +473,56 @@ fn move_set(stage: &Path, target: &Path) -> Result<()> {
     std::fs::remove_dir_all(stage).map_err(|e| Error::io(stage, "clearing", e))
 }
 
+/// A path as a terminal may show it: control characters (an escape sequence, a line break in
+/// a file's name) and the bidirectional-text overrides escaped as `\u{1b}`, the rest as
+/// [`Path::display`] gives it.
+pub fn shown(path: &Path) -> String {
+    let text = path.display().to_string();
+    if !text.chars().any(hides_text) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if hides_text(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A character that printed raw could change what a terminal shows around it.
+fn hides_text(c: char) -> bool {
+    c.is_control()
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// Serialises an optional path as text, lossily where it is not UTF-8 (for records of where
+/// something came from, which must not stop a file from being written).
+pub fn serialize_path_lossy<S: serde::Serializer>(
+    path: &Option<std::path::PathBuf>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match path {
+        Some(p) => s.serialize_some(&p.to_string_lossy()),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn paths_are_shown_without_control_characters() {
+        let p = Path::new("/music/a\u{1b}[2J\nb\u{202e}c.mid");
+        assert_eq!(super::shown(p), "/music/a\\u{1b}[2J\\u{a}b\\u{202e}c.mid");
+        assert_eq!(
+            super::shown(Path::new("/music/Dvořák é.mid")),
+            "/music/Dvořák é.mid"
+        );
+    }
+
     use super::*;
 
     /// A name ending with a separator is refused before anything is written, naming why (the

@@ -373,26 +373,7 @@ fn decode(
 ) -> Result<Generated> {
     let mut decoder = StepDecoder::new(model)
         .map_err(|e| Error::InvalidArgument(format!("preparing the decoder: {e}")))?;
-    let transition = if opts.transition_steps == 0 {
-        opts.steps
-    } else {
-        opts.transition_steps
-    };
-    let code_at = |t: usize| -> Vec<f32> {
-        match opts.mode {
-            Mode::Continue => a.to_vec(),
-            Mode::Transfer => b.to_vec(),
-            Mode::Blend => interpolate(a, b, opts.alpha, opts.interpolation),
-            Mode::Transition => {
-                // A transition of one step is B from that step (it stayed on A).
-                let frac = match transition {
-                    0 | 1 => 1.0,
-                    n => t as f32 / (n - 1) as f32,
-                };
-                interpolate(a, b, frac, opts.interpolation)
-            }
-        }
-    };
+    let code_at = |t: usize| code_for_step(a, b, opts, t);
     let start = opts.primer_start.min(primer.steps());
     let primer_steps = opts.primer_steps.min(primer.steps() - start);
     // The generated part goes on in the metre the primer's head ends in (as the roll
@@ -463,9 +444,53 @@ fn decode(
     })
 }
 
+/// The code the LSTM-VAE's decoder hears at generated step `t`, A and B mixed as `opts.mode`
+/// says: a transition is A at its first step and B at its last and after.
+pub fn code_for_step(a: &[f32], b: &[f32], opts: &GenerateOptions, t: usize) -> Vec<f32> {
+    match opts.mode {
+        Mode::Continue => a.to_vec(),
+        Mode::Transfer => b.to_vec(),
+        Mode::Blend => interpolate(a, b, opts.alpha, opts.interpolation),
+        Mode::Transition => {
+            let transition = match opts.transition_steps {
+                0 => opts.steps,
+                n => n,
+            };
+            // A transition of one step is B from that step (it stayed on A).
+            let frac = match transition {
+                0 | 1 => 1.0,
+                n => t as f32 / (n - 1) as f32,
+            };
+            interpolate(a, b, frac, opts.interpolation)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transition_goes_from_a_to_b() {
+        let (a, b) = ([1.0f32, 0.0], [0.0f32, 1.0]);
+        let opts = GenerateOptions {
+            mode: Mode::Transition,
+            steps: 20,
+            transition_steps: 11,
+            interpolation: Interpolation::Linear,
+            ..GenerateOptions::default()
+        };
+        let at = |t| code_for_step(&a, &b, &opts, t);
+        assert_eq!(at(0), a);
+        assert_eq!(at(5), [0.5, 0.5]);
+        assert_eq!(at(10), b);
+        assert_eq!(at(19), b, "B after the transition");
+        let one = GenerateOptions {
+            transition_steps: 1,
+            ..opts.clone()
+        };
+        assert_eq!(code_for_step(&a, &b, &one, 0), b);
+    }
 
     #[test]
     fn a_silent_generated_part_is_told_from_a_silent_primer() {

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use segue::dataset::{Corpus, LoadOptions};
+use segue::fsutil::shown;
 use segue::generate;
 use segue::midi::{Division, Song};
 use segue::models::trained::TrainedModel;
@@ -948,7 +949,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 segue::models::saved::convert_any(&input, &output, dtype)?;
             }
-            out!("wrote {}", output.display());
+            out!("wrote {}", shown(&output));
             Ok(())
         }
         Some(Cmd::Eval {
@@ -1102,7 +1103,7 @@ fn run(cli: Cli) -> Result<()> {
 fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
     let song = Song::read_named(file)?;
     let roll = Roll::from_song(&song, &opts).map_err(|p| segue::Error::midi(file, p))?;
-    out!("file:          {}", file.display());
+    out!("file:          {}", shown(file));
     if let Some(title) = &song.title {
         out!("title:         {title}");
     }
@@ -1193,7 +1194,7 @@ fn output_kind(output: &Path, allowed: &[&str]) -> Result<String> {
     if output.is_dir() {
         bail!(
             "{} is a folder: name the file to write (ending in {})",
-            output.display(),
+            shown(output),
             names()
         );
     }
@@ -1203,7 +1204,7 @@ fn output_kind(output: &Path, allowed: &[&str]) -> Result<String> {
         } else {
             format!("unsupported output type '.{ext}'")
         };
-        bail!("{}: {kind} (use one of: {})", output.display(), names());
+        bail!("{}: {kind} (use one of: {})", shown(output), names());
     }
     Ok(ext)
 }
@@ -1214,8 +1215,8 @@ fn not_an_input(output: &Path, inputs: &[&Path]) -> Result<()> {
     if let Some(input) = inputs.iter().find(|i| segue::fsutil::same_file(output, i)) {
         bail!(
             "{}: this is the input {}; write the result to another file",
-            output.display(),
-            input.display()
+            shown(output),
+            shown(input)
         );
     }
     Ok(())
@@ -1238,7 +1239,7 @@ fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> 
     }
     out!(
         "wrote {} ({} x 128, {} notes)",
-        output.display(),
+        shown(output),
         roll.steps(),
         roll.notes().len()
     );
@@ -1256,13 +1257,13 @@ fn read_midi(file: &Path, opts: &QuantizeOptions) -> Result<Roll> {
 fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<String>)> {
     let song = Song::read_named(file)?;
     for w in &song.warnings {
-        eprintln!("segue: warning: {}: {w}", file.display());
+        eprintln!("segue: warning: {}: {w}", shown(file));
     }
     if let Some(drums) = song.drums_left_out().filter(|_| !opts.include_drums) {
-        eprintln!("segue: note: {}: {drums}", file.display());
+        eprintln!("segue: note: {}: {drums}", shown(file));
     }
     if let Some(pedal) = song.pedal_not_applied() {
-        eprintln!("segue: note: {}: {pedal}", file.display());
+        eprintln!("segue: note: {}: {pedal}", shown(file));
     }
     let roll = Roll::from_song(&song, opts).map_err(|p| segue::Error::midi(file, p))?;
     Ok((roll, song.copyright))
@@ -1304,7 +1305,7 @@ fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOption
     bar.finish_and_clear();
     out!(
         "wrote {} ({:.1} s at {} Hz)",
-        output.display(),
+        shown(output),
         seconds,
         render_opts.sample_rate
     );
@@ -1432,12 +1433,12 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
     out!(
         "{} MIDI files under {} ({} cores); read + parse + roll, paper rounding, median of {} passes (Segue and the references alike)",
         files.len(),
-        corpus.display(),
+        shown(&corpus),
         cores,
         args.repeats
     );
     if files.is_empty() {
-        bail!("{}: no MIDI files to convert", corpus.display());
+        bail!("{}: no MIDI files to convert", shown(&corpus));
     }
     // The references are made ready (or refused) before Segue is timed, so that a missing
     // script or a failed install costs no timing that would then be lost.
@@ -1449,7 +1450,7 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
             bail!(
                 "{}: the Python reference is not there (give its folder with --reference, or \
                  --no-reference)",
-                script.display()
+                shown(&script)
             );
         }
         Some(bench::ensure_venv(&args.venv, &mut |m| eprintln!("{m}"))?)
@@ -1801,7 +1802,7 @@ fn first_then(first: String, changes: &[String]) -> String {
 /// saying where its checkpoint is.
 fn run_ended(stopped_early: bool, steps: usize, model: &Path) -> Result<()> {
     let how = if stopped_early { "stopped" } else { "done" };
-    out!("{how} after {steps} steps: {}", model.display());
+    out!("{how} after {steps} steps: {}", shown(model));
     // Stopped by Ctrl+C (one that came after the last step stopped nothing).
     if stopped_early && STOP.load(std::sync::atomic::Ordering::Relaxed) {
         bail!("interrupted; continue the run with --resume");
@@ -1897,7 +1898,7 @@ fn starting_options<O: serde::de::DeserializeOwned>(
             eprintln!(
                 "segue: note: {}: the run's own options cannot be read from its model manifest; \
              resuming with the defaults and the flags given",
-                out.display()
+                shown(&out)
             );
             fresh
         }),
@@ -1949,7 +1950,7 @@ fn classify_cmd(
     let clf = load_classifier(model)?;
     let roll = read_midi(file, &QuantizeOptions::default())?;
     if roll.active_cells() == 0 {
-        bail!("{}: no notes to classify", file.display());
+        bail!("{}: no notes to classify", shown(file));
     }
     let window = window.unwrap_or_else(|| segue::classify::window_steps(&clf));
     if hop == Some(0) {
@@ -1964,7 +1965,7 @@ fn classify_cmd(
     }
     out!(
         "{} ({} steps), windows of {} steps:",
-        file.display(),
+        shown(file),
         roll.steps(),
         verdict.window
     );
@@ -2023,7 +2024,7 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
     if corpus.content_hash() != clf.manifest.corpus.content_hash {
         eprintln!(
             "note: {} is not the corpus this classifier was trained on (content hash differs); its held-out split is not the model's",
-            dir.display()
+            shown(&dir)
         );
     }
     let bar = progress_bar(1, "classifying");
@@ -2166,11 +2167,11 @@ fn eval_report(a: ReportArgs) -> Result<()> {
     segue::generate::check_style_strength(a.style_strength)?;
     // The folder is made (or refused) before minutes of evaluation, not after.
     std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("{}: cannot make the report's folder here", a.out.display()))?;
+        .with_context(|| format!("{}: cannot make the report's folder here", shown(&a.out)))?;
     // A folder that is there but cannot be written to is refused now too, and so is one
     // whose report.md is someone's own page.
     tempfile::tempfile_in(&a.out)
-        .with_context(|| format!("{}: cannot write the report's files here", a.out.display()))?;
+        .with_context(|| format!("{}: cannot write the report's files here", shown(&a.out)))?;
     segue::report::check_report_folder(&a.out)?;
     let device = candle_core::Device::Cpu;
     let optional = |path: Option<PathBuf>, what: &str| {
@@ -2216,7 +2217,7 @@ fn eval_report(a: ReportArgs) -> Result<()> {
     segue::report::write_report(&report, &a.out, &command)?;
     out!(
         "wrote {} (its figures in report.json, its plots as PNG beside it)",
-        a.out.join("report.md").display()
+        shown(&a.out.join("report.md"))
     );
     Ok(())
 }
@@ -2303,7 +2304,7 @@ fn not_shipped(file: &str, instead: &str) -> String {
     };
     format!(
         "{} is not there{from}; set SEGUE_WEIGHTS to the weights folder or pass {instead}",
-        dir.join(file).display()
+        shown(&dir.join(file))
     )
 }
 
@@ -2359,12 +2360,12 @@ fn model_file_in(given: &Path) -> Result<PathBuf> {
             [] => bail!(
                 "{}: a folder without a model of a training run in it (pass the model's \
                  .safetensors file)",
-                given.display()
+                shown(given)
             ),
             _ => bail!(
                 "{}: a folder of several models; pass one of them ({})",
-                given.display(),
-                (found.iter().map(|p| p.display().to_string()))
+                shown(given),
+                (found.iter().map(|p| shown(p)))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -2378,7 +2379,7 @@ fn model_file_in(given: &Path) -> Result<PathBuf> {
         bail!(
             "{}: neither a model name (lstm-vae, transformer-vae, classifier-ascent, dcgan), a \
              model file nor a training run's folder",
-            given.display()
+            shown(given)
         );
     }
     Ok(given.to_path_buf())
@@ -2403,7 +2404,7 @@ fn model_kind_of(path: &Path) -> Result<String> {
         Some(kind) => Ok(kind.to_string()),
         None => bail!(
             "{}: not a Segue model manifest (it names no `model`)",
-            manifest_path.display()
+            shown(&manifest_path)
         ),
     }
 }
@@ -2569,8 +2570,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         if segue::fsutil::same_landing(wav, &a.output) {
             bail!(
                 "{}: this is where the MIDI file {} goes; write the audio to another file",
-                wav.display(),
-                a.output.display()
+                shown(wav),
+                shown(&a.output)
             );
         }
         // What will be rendered: the VAEs' primer head at its tempo, then the generated steps
@@ -2584,7 +2585,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             _ => Roll::new(a.steps),
         };
         segue::render::render_seconds(&estimate, &RenderOptions::default())
-            .with_context(|| wav.display().to_string())?;
+            .with_context(|| shown(wav).to_string())?;
     }
     let opts = generate::GenerateOptions {
         mode,
@@ -2752,7 +2753,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             }
             (roll.slice(0, a.steps), 0)
         }
-        other => bail!("{}: `{other}` models cannot generate", path.display()),
+        other => bail!("{}: `{other}` models cannot generate", shown(&path)),
     };
     bar.finish_and_clear();
     // A model that does not look at the flag (the DCGAN) is stopped here.
@@ -2789,7 +2790,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         .write_midi_noting(&a.output, copyright.as_deref())?;
     out!(
         "wrote {} ({} primer + {} generated steps at {:.1} bpm)",
-        a.output.display(),
+        shown(&a.output),
         result.primer_steps,
         result.roll.steps() - result.primer_steps,
         60e6 / f64::from(
@@ -2818,7 +2819,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     if let Some(wav) = &a.wav {
         out!(
             "wrote {} ({audio_seconds:.1} s at {} Hz)",
-            wav.display(),
+            shown(wav),
             RenderOptions::default().sample_rate
         );
     }
@@ -2838,7 +2839,7 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
     if corpus.content_hash() != model.manifest.corpus.content_hash {
         eprintln!(
             "note: {} is not the corpus this model was trained on (content hash differs); its held-out split is not the model's",
-            dir.display()
+            shown(&dir)
         );
     }
     let bar = progress_bar(1000, "evaluating");
@@ -2854,13 +2855,20 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         bar.set_position((f * 1000.0) as u64)
     })?;
     bar.finish_and_clear();
+    if !r.composers_left_out.is_empty() {
+        eprintln!(
+            "segue: note: the corpus's composers {} are not the model's; their pieces are left \
+             out",
+            r.composers_left_out.join(", ")
+        );
+    }
     if a.json {
         out!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
     out!(
         "model {} ({} steps), {} held-out snippets of {} steps",
-        model.path.display(),
+        shown(&model.path),
         model.manifest.total_steps(),
         r.snippets,
         r.snippet_steps
@@ -2921,9 +2929,13 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         r.kl_per_dim.len()
     );
     out!(
-        "nearest-composer-centroid accuracy of posterior means (chance {:.3}): {:.3} with held-out centroids (the reference's measure), {} leaving each snippet out of its own centroid ({} snippets of composers with two or more), {:.3} with the stored training centroids",
+        "nearest-composer-centroid accuracy of posterior means (chance {:.3}): {} with held-out centroids (the reference's measure), {} leaving each snippet out of its own centroid ({} snippets of composers with two or more), {:.3} with the stored training centroids",
         1.0 / model.manifest.composers.len() as f64,
-        r.centroid_accuracy,
+        // With no composer of two snippets, each snippet is its own centroid: always right.
+        match r.leave_one_out_snippets {
+            0 => "n/a".to_string(),
+            _ => format!("{:.3}", r.centroid_accuracy),
+        },
         match r.leave_one_out_snippets {
             0 => "n/a".to_string(),
             _ => format!("{:.3}", r.centroid_accuracy_leave_one_out),
@@ -2932,11 +2944,13 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         r.training_centroid_accuracy
     );
     out!(
-        "nearest-piece-centroid accuracy (by piece, leave-one-out, {} held-out pieces with two snippets or more, chance {}): {}",
+        "nearest-piece-centroid accuracy (by piece, leave-one-out, {} held-out pieces with two snippets or more among {}, chance {}): {}",
         r.pieces,
+        r.piece_candidates,
+        // Each snippet is measured against every piece's centroid (its own without it).
         match r.pieces {
             0 => "n/a".to_string(),
-            n => format!("{:.3}", 1.0 / n as f64),
+            _ => format!("{:.3}", 1.0 / r.piece_candidates.max(1) as f64),
         },
         match r.pieces {
             0 => "n/a".to_string(),
@@ -2984,12 +2998,16 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         ),
         ("notes per step", Some(g.polyphony), Some(c.polyphony)),
         (
-            "onsets per beat",
+            "onsets per beat (a cell after a silent one)",
             Some(g.onsets_per_beat),
             Some(c.onsets_per_beat),
         ),
         ("pitch range (semitones)", g.pitch_range, c.pitch_range),
-        ("empty-bar rate", g.empty_bar_rate, c.empty_bar_rate),
+        (
+            "empty-bar rate (16-step bars)",
+            g.empty_bar_rate,
+            c.empty_bar_rate,
+        ),
     ];
     // A mean over nothing (silence has no notes per sounding step) is n/a, not 0.
     let figure = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"));
@@ -3016,7 +3034,7 @@ fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
         bail!(
             "{}: the PyTorch reference is not there (give its folder with --reference, or \
              --no-reference)",
-            script.display()
+            shown(&script)
         );
     }
     let python = if a.no_reference {
@@ -3129,7 +3147,7 @@ fn studio(file: Option<PathBuf>) -> Result<()> {
             Ok(m) if m.is_dir() => "a folder, not a MIDI file to open",
             Ok(_) => "not a regular file (a pipe or a device): open a MIDI file",
         };
-        bail!("{}: {problem}", f.display());
+        bail!("{}: {problem}", shown(f));
     }
     segue::studio::run(file).map_err(|e| anyhow::anyhow!(e))
 }

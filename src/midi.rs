@@ -481,7 +481,7 @@ const MAX_TITLE_CHARS: usize = 200;
 const MAX_NOTICE_CHARS: usize = 2000;
 
 /// A text event's bytes as text: UTF-8 where they are; else Shift-JIS where they read as such
-/// and hold kana (Japanese files); else Windows-1252, the Latin-1 of most older files ("F\xfcr
+/// and hold kana or bytes Windows-1252 leaves undefined (Japanese files); else Windows-1252, the Latin-1 of most older files ("F\xfcr
 /// Elise"). Control characters (a terminal's colour codes, line breaks) become spaces, and the
 /// text is trimmed and cut to 200 characters.
 pub fn decode_text(bytes: &[u8]) -> String {
@@ -492,14 +492,18 @@ pub fn decode_text(bytes: &[u8]) -> String {
 fn decode_text_within(bytes: &[u8], max_chars: usize) -> String {
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => std::borrow::Cow::Borrowed(text),
-        Err(_) => encoding_rs::SHIFT_JIS
-            .decode_without_bom_handling_and_without_replacement(bytes)
-            .filter(|t| t.chars().any(|c| ('\u{3041}'..='\u{30ff}').contains(&c)))
-            .unwrap_or_else(|| {
-                encoding_rs::WINDOWS_1252
-                    .decode_without_bom_handling(bytes)
-                    .0
-            }),
+        Err(_) => {
+            let latin = encoding_rs::WINDOWS_1252
+                .decode_without_bom_handling(bytes)
+                .0;
+            // Bytes Windows-1252 leaves undefined (read as C1 controls) are no Latin text: kanji
+            // without kana ("著作権") hold them.
+            let not_latin = latin.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c));
+            encoding_rs::SHIFT_JIS
+                .decode_without_bom_handling_and_without_replacement(bytes)
+                .filter(|t| not_latin || t.chars().any(|c| ('\u{3041}'..='\u{30ff}').contains(&c)))
+                .unwrap_or(latin)
+        }
     };
     let clean: String = text
         .chars()

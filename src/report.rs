@@ -218,7 +218,10 @@ fn feature_distance(a: &Features, b: &Features, which: usize) -> Option<f64> {
     }
 }
 
-/// Overlapping area of two samples' Gaussian kernel density estimates (Silverman bandwidth);
+/// Overlapping area of two samples' Gaussian kernel density estimates, as Yang and Lerch's own
+/// code (mgeval's `overlap_area`) computes it: scipy's `gaussian_kde` bandwidth (Scott's rule,
+/// the sample's standard deviation with one degree of freedom taken) and min(pdf_a, pdf_b)
+/// integrated over the range the two samples span, not beyond (distances are never negative);
 /// `None` when either is empty (nothing to compare is not "no overlap").
 pub fn overlap_area(a: &[f64], b: &[f64]) -> Option<f64> {
     if a.is_empty() || b.is_empty() {
@@ -227,24 +230,36 @@ pub fn overlap_area(a: &[f64], b: &[f64]) -> Option<f64> {
     let bandwidth = |x: &[f64]| {
         let n = x.len() as f64;
         let mean = x.iter().sum::<f64>() / n;
-        let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-        (1.06 * sd * n.powf(-0.2)).max(1e-3)
+        let sd = if x.len() > 1 {
+            (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        // A sample of one value has no spread: a narrow kernel stands for it.
+        (sd * n.powf(-0.2)).max(1e-3)
     };
     let (ha, hb) = (bandwidth(a), bandwidth(b));
-    let lo = a.iter().chain(b).cloned().fold(f64::INFINITY, f64::min) - 3.0 * ha.max(hb);
-    let hi = a.iter().chain(b).cloned().fold(f64::NEG_INFINITY, f64::max) + 3.0 * ha.max(hb);
-    let grid = 400;
-    let dx = (hi - lo) / grid as f64;
+    let mut lo = a.iter().chain(b).cloned().fold(f64::INFINITY, f64::min);
+    let mut hi = a.iter().chain(b).cloned().fold(f64::NEG_INFINITY, f64::max);
+    if hi - lo < 1e-9 {
+        // Both samples one and the same value: over its kernels, not over no width.
+        lo -= 5.0 * ha.max(hb);
+        hi += 5.0 * ha.max(hb);
+    }
     let pdf = |x: &[f64], h: f64, t: f64| {
         x.iter()
             .map(|v| (-0.5 * ((t - v) / h).powi(2)).exp())
             .sum::<f64>()
             / (x.len() as f64 * h * (2.0 * std::f64::consts::PI).sqrt())
     };
+    // The trapezoid rule on a grid fine for the narrowest kernel the range holds.
+    let grid = (((hi - lo) / ha.min(hb)) * 8.0).clamp(400.0, 20_000.0) as usize;
+    let dx = (hi - lo) / grid as f64;
     let area = (0..=grid)
         .map(|i| {
             let t = lo + i as f64 * dx;
-            pdf(a, ha, t).min(pdf(b, hb, t)) * dx
+            let edge = if i == 0 || i == grid { 0.5 } else { 1.0 };
+            edge * pdf(a, ha, t).min(pdf(b, hb, t)) * dx
         })
         .sum::<f64>();
     Some(area.min(1.0))
@@ -367,8 +382,12 @@ fn measure(
     // Yang-Lerch: intra-set distances among real snippets of one composer, against inter-set
     // distances between an output and its target's real snippets. An unconditional model's
     // target is the whole corpus: its reference is then every pair of real snippets.
-    let real_features: Vec<(Features, usize)> =
-        real.iter().map(|(r, c)| (features(r), *c)).collect();
+    // Read as the models' outputs are (from binary cells, where a note held on is one note
+    // however the file struck it), so that the representation alone makes no difference.
+    let real_features: Vec<(Features, usize)> = real
+        .iter()
+        .map(|(r, c)| Ok((features(&Roll::from_binary(r.steps(), &r.binary())?), *c)))
+        .collect::<Result<_>>()?;
     let untargeted = out.rolls.iter().all(|o| o.target.is_none());
     for which in 0..4 {
         let mut intra = Vec::new();
@@ -435,6 +454,19 @@ pub fn evaluate_all(
                 "the Transformer VAE trained on {}, which the LSTM-VAE holds out: the report \
                  compares them on pieces neither trained on (train both with the same seed \
                  and validation share)",
+                corpus.pieces[p].path.display()
+            )));
+        }
+    }
+    // The classifier judges continuations of held-out primers: a piece it trained on would
+    // be judged from memory.
+    if let Some(c) = &models.classifier {
+        let its = classify::training_split(c, corpus)?;
+        if let Some(&p) = split.valid.iter().find(|p| !its.valid.contains(p)) {
+            return Err(Error::InvalidArgument(format!(
+                "the classifier trained on {}, which the LSTM-VAE holds out: the report judges \
+                 continuations of pieces neither trained on (train both with the same seed and \
+                 validation share)",
                 corpus.pieces[p].path.display()
             )));
         }
@@ -862,7 +894,7 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
             100.0 * (1.0 - l / t)
         ));
     }
-    md.push_str("Notes: reconstruction is teacher-forced for the LSTM-VAE and whole-snippet for the Transformer VAE, both with z = posterior mean. PC overlap is the histogram intersection of pitch-class histograms (1 = identical). OA = overlapping area of Yang and Lerch (2018): the overlap of the distribution of distances between generated and real snippets of the target composer with the distribution of distances among the real snippets themselves (1 = indistinguishable). The DCGAN is unconditional: its target is the whole corpus.\n\n");
+    md.push_str("Notes: reconstruction is teacher-forced for the LSTM-VAE and whole-snippet for the Transformer VAE, both with z = posterior mean. PC overlap is the histogram intersection of pitch-class histograms (1 = identical). OA = overlapping area of Yang and Lerch (2018), computed as their code (mgeval) does: the overlap of the distribution of distances between generated and real snippets of the target composer with the distribution of distances among the real snippets themselves (Gaussian kernel densities, Scott's bandwidth, over the range of the distances; 1 = indistinguishable); both sides are read from binary cells (a note held on is one note), and the note-length and inter-onset features are each snippet's mean, not histograms. The DCGAN is unconditional: its target is the whole corpus.\n\n");
     let names: Vec<&str> = report.models.iter().map(|m| m.name.as_str()).collect();
     let legend = |names: &[&str]| -> String {
         const COLOURS: [&str; 8] = [
@@ -1057,7 +1089,18 @@ mod tests {
     #[test]
     fn overlap_area_of_same_and_distant_samples() {
         let a: Vec<f64> = (0..50).map(|i| i as f64 / 10.0).collect();
-        assert!(overlap_area(&a, &a).unwrap() > 0.95);
+        // mgeval's figures (scipy's bandwidth, integrated over the samples' range), computed
+        // independently with numpy on a 200 001-point grid.
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-3;
+        assert!(close(overlap_area(&a, &a).unwrap(), 0.88342));
+        let x = [0.0, 1.0, 2.0, 3.0];
+        assert!(close(
+            overlap_area(&x, &[1.0, 2.0, 3.0, 4.0]).unwrap(),
+            0.67276
+        ));
+        let y = [0.5, 1.0, 1.5, 4.0, 2.0];
+        assert!(close(overlap_area(&y, &[2.0, 2.5, 6.0]).unwrap(), 0.56022));
+        assert!(close(overlap_area(&[2.0; 3], &[2.0; 5]).unwrap(), 1.0));
         let far: Vec<f64> = a.iter().map(|v| v + 100.0).collect();
         assert!(overlap_area(&a, &far).unwrap() < 0.01);
         // Nothing to compare is not "no overlap".

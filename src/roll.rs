@@ -914,9 +914,11 @@ impl Roll {
     /// notes come from, if any: a conversion or continuation of a licensed piece keeps its
     /// attribution.
     pub fn write_midi_noting(&self, path: &Path, copyright: Option<&str>) -> Result<()> {
+        // Cleaned as a title read from a file is (no control characters, at most 200 of them).
         let title = path
             .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
+            .map(|s| crate::midi::decode_text(s.to_string_lossy().as_bytes()))
+            .filter(|t| !t.is_empty())
             .unwrap_or_else(|| "Segue".into());
         let bytes = self
             .to_midi_bytes(&title, copyright)

@@ -140,7 +140,9 @@ pub struct TrainOptions {
     /// optimiser), instead of random ones, so a small corpus of one's own trains from the
     /// shipped model. Its sizes must be the run's. The composer term's centres start at its
     /// stored means for the composers it knows (by name); the corpus's others at random.
-    #[serde(default)]
+    /// (Kept as text, absolute: a record of where the weights came from, which a name in
+    /// another encoding than UTF-8 must not stop from being written.)
+    #[serde(default, serialize_with = "crate::fsutil::serialize_path_lossy")]
     pub init: Option<std::path::PathBuf>,
     /// A composer-aware prior: the KL is taken against N(c_y, I), c_y being the learned
     /// centre of the snippet's composer (the style term's centres), instead of N(0, I). The
@@ -263,7 +265,7 @@ impl TrainOptions {
         if let Some(model) = model {
             self.config.metre_map = model.metre_map;
         }
-        self.init = Some(path);
+        self.init = Some(std::path::absolute(&path).unwrap_or(path));
         self.learning_rate = FINE_TUNE_LEARNING_RATE;
         self.beta.delay = 0;
         self.beta.ramp = 0;
@@ -1085,7 +1087,9 @@ impl<'a> Trainer<'a> {
         // its stored mean code); another corpus's own composers keep their seeded random ones.
         let mut centres = self.centres.as_tensor().to_vec2::<f32>().map_err(candle)?;
         for (centre, name) in centres.iter_mut().zip(&self.corpus.composers) {
-            if let Some(k) = m.composers.iter().position(|c| c == name) {
+            let key = crate::dataset::composer_key(name);
+            let mut known = m.composers.iter();
+            if let Some(k) = known.position(|c| crate::dataset::composer_key(c) == key) {
                 match &m.prior {
                     Some(prior) => centre.clone_from(&prior.means[k]),
                     None => centre.clone_from(&m.latents[k].mean),

@@ -524,6 +524,61 @@ fn a_short_transformer_vae_transition_is_said_to_be_one_code() {
     );
 }
 
+/// A path that holds control characters (a terminal escape, a line break) is printed escaped,
+/// and a MIDI file written under such a name gets a clean track name.
+#[test]
+fn control_characters_in_file_names_are_not_printed_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad\u{1b}[31m\nred.mid");
+    std::fs::write(&bad, "junk").unwrap();
+    let err = fails(&["info", p(&bad)]);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(err.contains("bad\\u{1b}[31m\\u{a}red.mid"), "{err:?}");
+
+    let good = dir.path().join("good.mid");
+    std::fs::write(&good, simple(96, &[(0, 96, 60, 90)])).unwrap();
+    let out = dir.path().join("out\u{1b}[31m\nx.mid");
+    let said = ok(&["roll", p(&good), "-o", p(&out)]);
+    assert!(!said.contains('\u{1b}'), "{said:?}");
+    let bytes = std::fs::read(&out).unwrap();
+    let smf = midly::Smf::parse(&bytes).unwrap();
+    let names: Vec<String> = (smf.tracks.iter().flatten())
+        .filter_map(|e| match e.kind {
+            midly::TrackEventKind::Meta(midly::MetaMessage::TrackName(t)) => {
+                Some(String::from_utf8_lossy(t).into_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["out [31m x"]);
+}
+
+/// A composer is picked by name with case and surrounding spaces aside, as the check on a
+/// corpus's names promises.
+#[test]
+fn a_composer_is_picked_with_case_and_spaces_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let primer = dir.path().join("in.mid");
+    std::fs::write(&primer, simple(96, &[(0, 96, 60, 90)])).unwrap();
+    let generate = |from: &str| {
+        let out = dir.path().join("out.mid");
+        ok(&[
+            "generate",
+            "--prime",
+            p(&primer),
+            "--from",
+            from,
+            "--steps",
+            "16",
+        ]
+        .into_iter()
+        .chain(["--seed", "5", "-o", p(&out)])
+        .collect::<Vec<_>>());
+        std::fs::read(&out).unwrap()
+    };
+    assert_eq!(generate(" Chopin "), generate("chopin"));
+}
+
 /// `classify` and `eval` take a training run's folder or a manifest as `--model`, as `generate`
 /// does.
 #[test]
@@ -932,6 +987,44 @@ fn a_fine_tune_is_checked_first_and_resumes_as_one() {
     assert_eq!(manifest["init_steps"], 2);
     assert_eq!(manifest["training"]["learning_rate"], 1e-4);
     assert_eq!(manifest["training"]["init"].as_str(), Some(p(&from)));
+
+    // A model in a folder named in another encoding than UTF-8 (Latin-1) is started from all
+    // the same, and its path recorded as text (lossily): the run's files were not written.
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"Lat\xe9n"));
+        std::fs::rename(&first, &odd).unwrap();
+        let again = dir.path().join("from-odd");
+        let out = Command::new(env!("CARGO_BIN_EXE_segue"))
+            .args(["train", "lstm-vae", "--corpus", p(&corpus), "--no-cache"])
+            .args(["--hidden", "16", "--latent", "4", "--metre", "0"])
+            .args([
+                "--snippet-steps",
+                "16",
+                "--steps",
+                "2",
+                "--out",
+                p(&again),
+                "--init",
+            ])
+            .arg(odd.join("lstm-vae.safetensors"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(again.join("lstm-vae.json")).unwrap()).unwrap();
+        let init = manifest["training"]["init"].as_str().unwrap();
+        assert!(
+            init.ends_with("Lat\u{fffd}n/lstm-vae.safetensors"),
+            "{init}"
+        );
+        std::fs::rename(&odd, &first).unwrap();
+    }
 
     // A run that counts bars from each snippet's start (as every run before the metre map
     // did) resumes as one without being told, and a fine-tune of it counts them that way too.

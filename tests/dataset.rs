@@ -680,3 +680,28 @@ fn a_cache_hit_records_its_use() {
     let within = used(&entries[0]);
     assert!(within <= hours_ago + Duration::from_secs(1));
 }
+
+/// A composer folder whose name is not UTF-8 is refused by name: read lossily, two such folders
+/// would have been one composer.
+#[cfg(unix)]
+#[test]
+fn a_composer_folder_not_named_in_utf8_is_refused() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    for name in [&b"Dvo\xf8r\xe1k"[..], b"Dvo\xe8r\xe1k", b"bach"] {
+        let folder = dir.path().join(std::ffi::OsStr::from_bytes(name));
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("a.mid"), simple(96, &[(0, 96, 60, 90)])).unwrap();
+    }
+    let opts = LoadOptions {
+        cache_dir: None,
+        ..Default::default()
+    };
+    let err = Corpus::load(dir.path(), &opts, &|_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Dvo\u{fffd}r\u{fffd}k: a composer folder whose name is not UTF-8"),
+        "{err}"
+    );
+}

@@ -520,6 +520,26 @@ fn export_is_a_standard_piano_file_with_tempo_and_velocity() {
         notes,
         vec![(0, 480, 60, 30), (480, 960, 60, 90), (960, 1920, 67, 127)]
     );
+    // In the file itself, the repeated C's first note ends before its second starts at the
+    // same tick: a player that keeps one note a key would otherwise cut the second at once.
+    let mut at_480 = Vec::new();
+    for track in &smf.tracks {
+        let mut tick = 0u64;
+        for e in track {
+            tick += u64::from(e.delta.as_int());
+            if let midly::TrackEventKind::Midi { message, .. } = e.kind
+                && tick == 480
+            {
+                at_480.push(match message {
+                    midly::MidiMessage::NoteOff { .. } => "off",
+                    midly::MidiMessage::NoteOn { vel, .. } if vel == 0 => "off",
+                    midly::MidiMessage::NoteOn { .. } => "on",
+                    _ => "other",
+                });
+            }
+        }
+    }
+    assert_eq!(at_480, ["off", "on"]);
 }
 
 /// A roll that ends in rests exports a file of its whole length, and opening that file as a
@@ -977,6 +997,9 @@ fn titles_read_in_their_own_encoding() {
     );
     let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("ピアノ曲");
     assert_eq!(decode_text(&sjis), "ピアノ曲");
+    // Kanji alone (a copyright notice): bytes Windows-1252 leaves undefined tell it apart.
+    let (kanji, _, _) = encoding_rs::SHIFT_JIS.encode("著作権");
+    assert_eq!(decode_text(&kanji), "著作権");
     assert_eq!(decode_text(b"\x1b[31mred\x07\nline"), "[31mred  line");
     let long = decode_text("é".repeat(1000).as_bytes());
     assert_eq!(long.chars().count(), 201);

@@ -420,6 +420,21 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
         err.contains("--by-piece true (the checkpoint's is false)"),
         "{err}"
     );
+    // So is each other change to what is drawn (a new seed would deal the held-out pieces
+    // anew, so the run would train on pieces it held out).
+    type Change = fn(&mut LoopOptions);
+    let changes: [(&str, Change); 4] = [
+        ("--seed 99 (", |o| o.seed = 99),
+        ("--batches 2 (", |o| o.batches_per_step = 2),
+        ("--transpose 1 (", |o| o.transpose = 1),
+        ("--note-dropout 0.5 (", |o| o.note_dropout = 0.5),
+    ];
+    for (said, change) in changes {
+        let mut other = classifier_options(8);
+        change(&mut other.train);
+        let err = refused_to_resume(classify::train_classifier, &c, &other, &r).to_string();
+        assert!(err.contains(said), "{said}: {err}");
+    }
 
     let clf = classify::load(&dir.path().join("a/classifier.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(clf.manifest.composers, vec!["arps", "chords", "scales"]);

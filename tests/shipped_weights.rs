@@ -83,8 +83,10 @@ fn the_shipped_lstm_vae_loads_with_its_composer_codes() {
     assert_eq!(g.roll.steps(), 32 + 64);
     let (per_step, sounding) = density(&g);
     assert!(sounding >= 16, "{sounding} of 64 steps sound");
+    // Neither a single line nor a cluster at the cap of 8 (the corpus: 3.2; the model's
+    // continuations 2.4 on average).
     assert!(
-        (1.0..=8.0).contains(&per_step),
+        (1.3..=5.0).contains(&per_step),
         "{per_step} notes per sounding step"
     );
 }
@@ -145,7 +147,7 @@ fn the_shipped_transformer_vae_and_dcgan_load_and_make_music() {
     let (per_step, sounding) = density(&g);
     assert!(sounding >= 16, "{sounding} of 64 steps sound");
     assert!(
-        (1.0..=8.0).contains(&per_step),
+        (1.3..=5.0).contains(&per_step),
         "{per_step} notes per sounding step"
     );
 

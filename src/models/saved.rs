@@ -87,7 +87,7 @@ impl<M, C> Saved<M, C> {
         self.manifest
             .composers
             .iter()
-            .position(|c| c.eq_ignore_ascii_case(name))
+            .position(|c| crate::dataset::composer_key(c) == crate::dataset::composer_key(name))
     }
 }
 

@@ -498,7 +498,7 @@ impl TrainedModel {
         self.manifest
             .composers
             .iter()
-            .position(|c| c.eq_ignore_ascii_case(name))
+            .position(|c| crate::dataset::composer_key(c) == crate::dataset::composer_key(name))
     }
 }
 

@@ -266,6 +266,7 @@ pub struct Session {
     /// Zoom, scroll and tool.
     pub view: RollView,
     /// Model file in use (None = the shipped default).
+    #[serde(default, with = "super::session_file::stored_path")]
     pub model_path: Option<PathBuf>,
     /// Composer A.
     pub composer_a: usize,
@@ -289,8 +290,10 @@ pub struct Session {
     #[serde(default = "yes")]
     pub follow_playhead: bool,
     /// The primer file, if one was opened.
+    #[serde(default, with = "super::session_file::stored_path")]
     pub primer_path: Option<PathBuf>,
     /// Training: the corpus folder.
+    #[serde(default, with = "super::session_file::stored_path")]
     pub train_dir: Option<PathBuf>,
     /// Training: preset.
     pub train_preset: String,
@@ -319,17 +322,17 @@ pub struct Session {
     pub train_model: TrainModel,
     /// Classifier file in use for the style meter and classifier ascent (None = the shipped
     /// one), one trained in the Train panel.
-    #[serde(default)]
+    #[serde(default, with = "super::session_file::stored_path")]
     pub classifier_path: Option<PathBuf>,
     /// Transformer VAE file in use (None = the shipped one), one trained in the Train panel.
-    #[serde(default)]
+    #[serde(default, with = "super::session_file::stored_path")]
     pub tvae_path: Option<PathBuf>,
     /// DCGAN file in use (None = the shipped one), one trained in the Train panel.
-    #[serde(default)]
+    #[serde(default, with = "super::session_file::stored_path")]
     pub gan_path: Option<PathBuf>,
     /// The folder of the run the training monitor showed last (one started or followed): the
     /// next start shows it again, so that it can be continued.
-    #[serde(default)]
+    #[serde(default, with = "super::session_file::stored_path")]
     pub train_run: Option<PathBuf>,
     /// Training: the seed (the held-out pieces, the batches, the initial weights: the same
     /// seed and folder give the same run).

@@ -407,3 +407,86 @@ impl Drop for Saver {
         self.finish();
     }
 }
+
+/// The session's paths: UTF-8 ones as text; on Unix, a name in another encoding (a folder
+/// copied from an old disk) as `{"unix_bytes": [...]}`, so that opening such a file never
+/// stops the session from being saved. For `#[serde(with)]` on `Option<PathBuf>` fields.
+pub mod stored_path {
+    use std::path::PathBuf;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Text(String),
+        Bytes { unix_bytes: Vec<u8> },
+    }
+
+    /// Writes `path` as text where it is UTF-8, else as its bytes (Unix) or lossily.
+    pub fn serialize<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        let Some(path) = path else {
+            return s.serialize_none();
+        };
+        let stored = match path.to_str() {
+            Some(text) => Stored::Text(text.to_string()),
+            #[cfg(unix)]
+            None => Stored::Bytes {
+                unix_bytes: std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec(),
+            },
+            #[cfg(not(unix))]
+            None => Stored::Text(path.to_string_lossy().into_owned()),
+        };
+        s.serialize_some(&stored)
+    }
+
+    /// Reads what [`serialize`] wrote (and plain text paths of older sessions).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        Ok(match Option::<Stored>::deserialize(d)? {
+            None => None,
+            Some(Stored::Text(text)) => Some(PathBuf::from(text)),
+            #[cfg(unix)]
+            Some(Stored::Bytes { unix_bytes }) => Some(PathBuf::from(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&unix_bytes),
+            )),
+            #[cfg(not(unix))]
+            Some(Stored::Bytes { unix_bytes }) => Some(PathBuf::from(
+                String::from_utf8_lossy(&unix_bytes).into_owned(),
+            )),
+        })
+    }
+
+    #[cfg(all(test, unix))]
+    mod tests {
+        use std::os::unix::ffi::OsStrExt;
+        use std::path::PathBuf;
+
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Holder {
+            #[serde(default, with = "super")]
+            path: Option<PathBuf>,
+        }
+
+        #[test]
+        fn paths_in_any_encoding_are_kept() {
+            let latin1 = PathBuf::from(std::ffi::OsStr::from_bytes(b"/music/Dvo\xf8r\xe1k/a.mid"));
+            for path in [
+                None,
+                Some(PathBuf::from("/music/Dvořák/a.mid")),
+                Some(latin1),
+            ] {
+                let held = Holder { path };
+                let json = serde_json::to_string(&held).unwrap();
+                assert_eq!(
+                    serde_json::from_str::<Holder>(&json).unwrap(),
+                    held,
+                    "{json}"
+                );
+            }
+            // Sessions written before: plain text, or the field missing.
+            let old: Holder = serde_json::from_str(r#"{"path": "/a/b.mid"}"#).unwrap();
+            assert_eq!(old.path, Some(PathBuf::from("/a/b.mid")));
+            assert_eq!(serde_json::from_str::<Holder>("{}").unwrap().path, None);
+        }
+    }
+}
