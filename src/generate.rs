@@ -140,6 +140,20 @@ impl Generated {
         (self.primer_steps..self.roll.steps()).all(|t| (0..PITCHES).all(|p| !self.roll.is_on(t, p)))
     }
 
+    /// Notes the generated part starts (one the primer holds on over the join is not one).
+    pub fn generated_onsets(&self) -> usize {
+        (self.primer_steps..self.roll.steps())
+            .map(|t| (0..PITCHES).filter(|&p| self.roll.is_onset(t, p)).count())
+            .sum()
+    }
+
+    /// Whether the generated part starts fewer notes than it has bars of 16 steps (one held
+    /// note, a few, none): what a temperature well below 1 tends to make.
+    pub fn generated_part_is_sparse(&self) -> bool {
+        let steps = self.roll.steps() - self.primer_steps;
+        steps > 0 && self.generated_onsets() * 16 < steps.max(16)
+    }
+
     /// A roll generated in its own bars.
     pub fn new(roll: Roll, primer_steps: usize) -> Self {
         let bars = (roll.meters().to_vec(), 0);
@@ -246,17 +260,26 @@ pub fn check_style_strength(strength: f32) -> Result<()> {
 /// The strongest style strength: further out, codes leave the region the decoder learned.
 pub const MAX_STYLE_STRENGTH: f32 = 3.0;
 
-/// The code of a song: the posterior mean of its first `steps` steps.
+/// The code of a song: the posterior mean of its first `steps` steps from the bar of its first
+/// note (silent bars before it are no part of its style).
 pub fn song_code(model: &TrainedModel, roll: &Roll, steps: usize) -> Result<Vec<f32>> {
-    let steps = steps.clamp(1, roll.steps().max(1));
+    let start = roll.first_bar_with_notes();
+    let steps = steps.clamp(1, (roll.steps() - start).max(1));
     let mut data = vec![0f32; steps * PITCHES];
-    roll.window_f32(0, steps, &mut data);
+    roll.window_f32(start, steps, &mut data);
     let run = || -> candle_core::Result<Vec<f32>> {
         let x = Tensor::from_vec(data, (1, steps, PITCHES), &Device::Cpu)?;
         let q = model.model.encode(&x)?;
         q.mean.squeeze(0)?.to_vec1::<f32>()
     };
     run().map_err(|e| Error::InvalidArgument(format!("encoding the song: {e}")))
+}
+
+/// How many steps of `primer` a continuation asked to hear `primer_steps` of is primed with:
+/// the silent bars it opens with, if any, and `primer_steps` from the bar of its first note on,
+/// so that a late entry or a count-in primes the model with music, not silence.
+pub fn primer_steps_heard(primer: &Roll, primer_steps: usize) -> usize {
+    primer.first_bar_with_notes() + primer_steps
 }
 
 /// Checks sampling controls: the temperature must be a positive number and the note cap at
@@ -501,6 +524,25 @@ mod tests {
         cells[6 * PITCHES + 62] = 1;
         let heard = Generated::new(Roll::from_binary(8, &cells).unwrap(), 4);
         assert!(!heard.generated_part_is_silent());
+    }
+
+    #[test]
+    fn a_generated_part_with_fewer_note_starts_than_bars_is_sparse() {
+        // 8 primer steps, 32 generated: a note held over the join starts nothing.
+        let mut cells = vec![0u8; 40 * PITCHES];
+        for t in 4..40 {
+            cells[t * PITCHES + 60] = 1;
+        }
+        let held = Generated::new(Roll::from_binary(40, &cells).unwrap(), 8);
+        assert_eq!(held.generated_onsets(), 0);
+        assert!(held.generated_part_is_sparse() && !held.generated_part_is_silent());
+        cells[20 * PITCHES + 64] = 1;
+        let one = Generated::new(Roll::from_binary(40, &cells).unwrap(), 8);
+        assert_eq!(one.generated_onsets(), 1);
+        assert!(one.generated_part_is_sparse());
+        cells[30 * PITCHES + 67] = 1;
+        let two = Generated::new(Roll::from_binary(40, &cells).unwrap(), 8);
+        assert!(!two.generated_part_is_sparse(), "one start a bar");
     }
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;

@@ -2578,7 +2578,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         // at the tempo it ends with; the other models' steps alone, at 120 bpm.
         let estimate = match (kind.as_str(), primer.as_ref()) {
             ("lstm-vae" | "transformer-vae", Some(p)) => {
-                let mut head = p.slice(0, a.primer_steps().min(p.steps()));
+                let heard = generate::primer_steps_heard(p, a.primer_steps());
+                let mut head = p.slice(0, heard.min(p.steps()));
                 head.continue_with(&Roll::new(a.steps));
                 head
             }
@@ -2587,10 +2588,27 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         segue::render::render_seconds(&estimate, &RenderOptions::default())
             .with_context(|| shown(wav).to_string())?;
     }
+    // A primer that opens with silent bars is heard up to its --primer-steps of music, as the
+    // studio hears it.
+    let primer_steps = match primer.as_ref() {
+        Some(p) if matches!(kind.as_str(), "lstm-vae" | "transformer-vae") => {
+            let heard = generate::primer_steps_heard(p, a.primer_steps());
+            if heard > a.primer_steps() {
+                eprintln!(
+                    "segue: note: the primer's first {} steps are silent: the model hears them \
+                     and the {} steps after them",
+                    heard - a.primer_steps(),
+                    a.primer_steps()
+                );
+            }
+            heard
+        }
+        _ => a.primer_steps(),
+    };
     let opts = generate::GenerateOptions {
         mode,
         steps: a.steps,
-        primer_steps: a.primer_steps(),
+        primer_steps,
         primer_start: 0,
         temperature: a.temperature(),
         max_notes: a.max_notes,
@@ -2800,12 +2818,21 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 .max(1)
         )
     );
-    if result.generated_part_is_silent() {
+    if result.generated_part_is_sparse() {
         // Only where the temperature is a flag the model takes.
         let samples =
             a.temperature.is_some() || matches!(kind.as_str(), "lstm-vae" | "transformer-vae");
+        let what = if result.generated_part_is_silent() {
+            "silent".to_string()
+        } else {
+            format!(
+                "nearly silent: {} notes start in its {} steps",
+                result.generated_onsets(),
+                result.roll.steps() - result.primer_steps
+            )
+        };
         eprintln!(
-            "segue: warning: the generated part is silent{}",
+            "segue: warning: the generated part is {what}{}",
             if samples && a.temperature() < 1.0 {
                 " (a higher --temperature gives the model's notes more chance)"
             } else {

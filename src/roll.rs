@@ -745,6 +745,16 @@ impl Roll {
         self.append(&tail);
     }
 
+    /// The first step of the bar that holds the roll's first note, in the roll's metre map (0
+    /// for a roll without notes): where a file that opens with silent bars (a late entry, a
+    /// count-in) has its music begin.
+    pub fn first_bar_with_notes(&self) -> usize {
+        let Some(first) = (0..self.steps).find(|&t| self.row(t).iter().any(|&v| v > 0)) else {
+            return 0;
+        };
+        first - meter::BarMap::new(&self.meters).steps_into_bar(first)
+    }
+
     /// The roll up to its last note: what a continuation goes on from (the rests after it are
     /// the piece's, not the primer's), in the studio and from the command line alike.
     pub fn up_to_last_note(&self) -> Roll {

@@ -263,11 +263,12 @@ pub fn composer_code(model: &TrainedTvae, composer: usize, strength: f32) -> Res
     crate::generate::code_of_composer(&model.manifest.latents, composer, strength)
 }
 
-/// The code of a song: the posterior mean of its first snippet.
+/// The code of a song: the posterior mean of its first snippet from the bar of its first note
+/// (silent bars before it are no part of its style).
 pub fn song_code(model: &TrainedTvae, roll: &Roll) -> Result<Vec<f32>> {
     let steps = snippet_steps(model);
     let mut data = vec![0f32; steps * PITCHES];
-    roll.window_f32(0, steps, &mut data);
+    roll.window_f32(roll.first_bar_with_notes(), steps, &mut data);
     let x = Tensor::from_vec(data, (1, steps, PITCHES), &model.model.device())?;
     Ok(model.model.encode(&x)?.mean.squeeze(0)?.to_vec1::<f32>()?)
 }

@@ -579,6 +579,43 @@ fn a_composer_is_picked_with_case_and_spaces_aside() {
     assert_eq!(generate(" Chopin "), generate("chopin"));
 }
 
+/// A primer that opens with silent bars is heard up to its --primer-steps of music (said); a
+/// generated part that starts fewer notes than it has bars is said to be nearly silent.
+#[test]
+fn a_late_entry_primes_with_music_and_a_sparse_output_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let primer = dir.path().join("late.mid");
+    // 16th notes at 96 ticks a quarter (24 a step) from step 82 to 200.
+    let notes: Vec<(u64, u64, u8, u8)> = (82..200u64)
+        .map(|s| (s * 24, s * 24 + 24, 60 + (s % 7) as u8, 80))
+        .collect();
+    std::fs::write(&primer, simple(96, &notes)).unwrap();
+    let out = dir.path().join("out.mid");
+    let run = segue(&[
+        "generate",
+        "--prime",
+        p(&primer),
+        "--steps",
+        "32",
+        "--temperature",
+        "0.05",
+        "-o",
+        p(&out),
+    ]);
+    let said = String::from_utf8_lossy(&run.stdout);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(said.contains("(144 primer + 32 generated steps"), "{said}");
+    assert!(
+        err.contains("the primer's first 80 steps are silent: the model hears them and the 64"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: the generated part is") && err.contains("a higher --temperature"),
+        "{err}"
+    );
+}
+
 /// `classify` and `eval` take a training run's folder or a manifest as `--model`, as `generate`
 /// does.
 #[test]

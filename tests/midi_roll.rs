@@ -542,6 +542,32 @@ fn export_is_a_standard_piano_file_with_tempo_and_velocity() {
     assert_eq!(at_480, ["off", "on"]);
 }
 
+/// A roll's music begins at the bar of its first note, in its own metre.
+#[test]
+fn the_first_bar_with_notes_is_found_in_the_roll_s_metre() {
+    let note = |start| RollNote {
+        start,
+        len: 2,
+        pitch: 60,
+        velocity: 80,
+    };
+    let mut roll = Roll::from_notes(100, &[note(82)], Vec::new());
+    assert_eq!(roll.first_bar_with_notes(), 80);
+    roll.set_meters(vec![segue::meter::StepMeter {
+        step: 0,
+        meter: segue::midi::Meter {
+            numerator: 3,
+            denominator: 4,
+        },
+    }]);
+    assert_eq!(roll.first_bar_with_notes(), 72, "bars of 12 steps");
+    assert_eq!(Roll::new(50).first_bar_with_notes(), 0);
+    assert_eq!(
+        Roll::from_notes(10, &[note(0)], Vec::new()).first_bar_with_notes(),
+        0
+    );
+}
+
 /// A roll that ends in rests exports a file of its whole length, and opening that file as a
 /// musician's piece gives the rests back; training data still ends with the last note.
 #[test]

@@ -1743,8 +1743,10 @@ fn generate_after_an_edit_says_what_it_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let (mut h, _) = studio_with_a_drawn_note(dir.path());
     let drawn = h.state().session.score.notes[0];
-    assert!(drawn.start > 0);
-    // The model hears the steps before the drawn note.
+    assert!(drawn.start > 16);
+    // A note in the first bar (the silent bars a piece opens with are heard as well, and the
+    // primer's steps after them), and the model hears the steps before the drawn note.
+    h.state_mut().session.score.draw(48, 0, 2);
     h.state_mut().session.primer_steps = drawn.start;
     h.state_mut().session.variations = 2;
     generate_new_piece(&mut h, "a piece after the drawn note");
@@ -3280,20 +3282,21 @@ fn right_click_keeps_the_selection_and_shift_boxes_add_to_it() {
 
 /// A piece generated in the studio is the one `segue generate` makes from the same file,
 /// controls and seed (the status line shows the seed for that), notes half a step off the
-/// grid included (both read the file alike), and a file ending in a rest within the primer's
-/// length (both continue from its last note; the command line continued after the rest).
+/// grid included (both read the file alike), a file ending in a rest within the primer's
+/// length (both continue from its last note; the command line continued after the rest) and
+/// opening with two silent bars (both hear them and the primer's steps after them).
 #[test]
 fn the_command_line_makes_what_the_studio_made() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let primer = dir.path().join("offgrid.mid");
-    // 16 notes over 25 steps, then a rest to step 64 (an event there).
+    // Two silent bars, 16 notes over 25 steps, then a rest to step 64 (an event there).
     let mut events: Vec<(u64, common::Ev)> = (0..16u64)
         .flat_map(|i| {
             let key = 60 + (i % 7) as u8;
             [
-                (i * 36 + 12, common::on(0, key, 90)),
-                (i * 36 + 48, common::off(0, key)),
+                (768 + i * 36 + 12, common::on(0, key, 90)),
+                (768 + i * 36 + 48, common::off(0, key)),
             ]
         })
         .collect();
@@ -3306,7 +3309,8 @@ fn the_command_line_makes_what_the_studio_made() {
     );
     std::fs::write(&primer, bytes).unwrap();
     let read = Roll::read_midi(&primer, &QuantizeOptions::whole_file()).unwrap();
-    assert_eq!((read.sounding_end(), read.steps()), (25, 64));
+    assert_eq!((read.sounding_end(), read.steps()), (57, 64));
+    assert_eq!(read.first_bar_with_notes(), 32);
     let mut h = studio(&model, Some(primer.clone()));
     h.step();
     let composers = h.state().model().unwrap().manifest.composers.clone();

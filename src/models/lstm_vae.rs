@@ -3,7 +3,8 @@
 //! Shapes (B = batch, T = steps, P = 128 pitches, H = hidden, L = layers, Z = latent):
 //! - encoder: an L-layer LSTM reads the roll `[B, T, P]`; the final hidden states of all layers,
 //!   concatenated `[B, L*H]`, map linearly to the mean and log-variance of z `[B, Z]`;
-//! - decoder: its initial (h, c) for every layer is a linear map of z; its input at step t is
+//! - decoder: its initial (h, c) for every layer is a linear map of z (h through tanh, the
+//!   range an LSTM's h has); its input at step t is
 //!   the roll at step t-1 (silence at t = 0) concatenated with z, `[B, P+Z]`; a linear layer
 //!   gives per-pitch logits `[B, T, P]` (sigmoid = Bernoulli probabilities).
 //!

@@ -1845,7 +1845,8 @@ impl Studio {
                     None => {
                         let primer = self.primer();
                         self.blend_primer = Some(primer.clone());
-                        let heard = self.session.primer_steps;
+                        let heard =
+                            generate::primer_steps_heard(&primer.roll(), self.session.primer_steps);
                         // The opened piece's own notes, or drawn ones, past what the model
                         // hears: replaced, which is said (generated ones are expected to go).
                         let past = (self.session.score.notes.iter())
@@ -2410,17 +2411,19 @@ impl Studio {
                     } else {
                         ""
                     };
-                    let silent = self
-                        .variations
-                        .get(k)
-                        .is_some_and(|g| g.generated_part_is_silent());
-                    let silent = if !silent {
-                        ""
+                    let (silent, sparse) = self.variations.get(k).map_or((false, false), |g| {
+                        (g.generated_part_is_silent(), g.generated_part_is_sparse())
+                    });
+                    let what = if silent { "silent" } else { "nearly silent" };
+                    let silent = if !sparse {
+                        String::new()
                     } else if self.engine_samples() && self.session.temperature < 2.0 {
-                        " Its generated part is silent (a higher temperature gives the model's \
-                         notes more chance)."
+                        format!(
+                            " Its generated part is {what} (a higher temperature gives the \
+                             model's notes more chance)."
+                        )
                     } else {
-                        " Its generated part is silent."
+                        format!(" Its generated part is {what}.")
                     };
                     self.say(format!("{made}{replaced}{edited}{silent}"), false);
                     // A blend the slider asked for is heard at once (playing, it already is:

@@ -180,12 +180,15 @@ fn run_generation(
     let mut pieces = Vec::with_capacity(job.variations);
     let n = job.variations.max(1);
     let primer = job.primer.roll();
+    // Silent bars the primer opens with are heard, and the steps asked for after them.
+    let primer_steps = generate::primer_steps_heard(&primer, job.opts.primer_steps);
     for k in 0..n {
         if job.cancel.load(Ordering::Relaxed) {
             break;
         }
         let opts = GenerateOptions {
             seed: job.opts.seed.wrapping_add(k as u64),
+            primer_steps,
             ..job.opts.clone()
         };
         let mut last = 0.0f32;
