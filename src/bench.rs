@@ -18,8 +18,15 @@ use crate::roll::{QuantizeOptions, Roll};
 
 /// The agreement helper, shipped inside the binary.
 pub const AGREEMENT_SCRIPT: &str = include_str!("../scripts/roll_agreement.py");
-/// Python packages the reference methods need.
-pub const PYTHON_PACKAGES: &[&str] = &["numpy", "symusic", "pretty_midi"];
+/// Python packages the reference methods need, at the versions the reference figures were
+/// made with (an unpinned install would change what CI's agreement check compares with when
+/// one of them is released anew).
+pub const PYTHON_PACKAGES: &[&str] = &[
+    "numpy==2.4.6",
+    "symusic==0.6.0",
+    "pretty_midi==0.2.11.post0",
+    "mido==1.3.3",
+];
 
 /// Converts one file (read + parse + quantize).
 pub fn convert_file(path: &Path, opts: &QuantizeOptions) -> Result<Roll> {
@@ -86,7 +93,9 @@ pub fn time_own(files: &[PathBuf], threads: usize, repeats: usize) -> Result<Own
 pub fn ensure_venv(venv: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let python = venv.join("bin").join("python");
     let ready = venv.join(".segue-ready");
-    if python.exists() && ready.exists() {
+    let wanted = PYTHON_PACKAGES.join("\n");
+    // Made for these packages (an environment made for other versions is brought to them).
+    if python.exists() && std::fs::read_to_string(&ready).is_ok_and(|made| made == wanted) {
         return Ok(python);
     }
     log(&format!(
@@ -109,7 +118,7 @@ pub fn ensure_venv(venv: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
             .args(PYTHON_PACKAGES),
         venv,
     )?;
-    fsutil::write_atomic(&ready, PYTHON_PACKAGES.join("\n").as_bytes())?;
+    fsutil::write_atomic(&ready, wanted.as_bytes())?;
     Ok(python)
 }
 

@@ -2282,6 +2282,9 @@ fn style_code(
     let path = Path::new(style);
     if segue::fsutil::is_named_input(path) {
         let roll = read_midi(path, &quantize)?;
+        if roll.active_cells() == 0 {
+            bail!("{}: no notes to take a style from", shown(path));
+        }
         return Ok(generate::song_code(
             model,
             &roll,
@@ -2678,7 +2681,11 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 }
                 let p = Path::new(style);
                 if segue::fsutil::is_named_input(p) {
-                    return Ok(segue::tvae::song_code(&model, &read_midi(p, &quantize)?)?);
+                    let roll = read_midi(p, &quantize)?;
+                    if roll.active_cells() == 0 {
+                        bail!("{}: no notes to take a style from", shown(p));
+                    }
+                    return Ok(segue::tvae::song_code(&model, &roll)?);
                 }
                 bail!(
                     "`{style}` is neither a composer of this model ({}) nor a MIDI file",

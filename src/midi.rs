@@ -257,8 +257,8 @@ impl Song {
         };
         // Open notes per (channel, pitch): FIFO of (start tick, velocity).
         let mut open: Vec<VecDeque<(u64, u8)>> = vec![VecDeque::new(); 16 * 128];
-        // Whether each channel's sustain pedal is down.
-        let mut pedal = [false; 16];
+        // Each sustain-pedal change: (channel, tick, down), counted once all tracks are read.
+        let mut pedal: Vec<(u8, u64, bool)> = Vec::new();
         let mut offset = 0u64;
         for (index, track) in track_iter.enumerate() {
             let events = match track {
@@ -343,6 +343,14 @@ impl Song {
                 offset = tick;
             }
         }
+        // A press is a channel's pedal going down, its changes in every track merged by time (a
+        // file that repeats a channel's pedal in two tracks presses it once).
+        pedal.sort_by_key(|&(channel, tick, _)| (channel, tick));
+        let mut down = [false; 16];
+        for (channel, _, now) in pedal {
+            let was = std::mem::replace(&mut down[usize::from(channel)], now);
+            song.pedal_presses += usize::from(now && !was);
+        }
         if song.tracks == 0 {
             let why = song
                 .warnings
@@ -365,7 +373,7 @@ impl Song {
         tick: u64,
         track: u16,
         open: &mut [VecDeque<(u64, u8)>],
-        pedal: &mut [bool; 16],
+        pedal: &mut Vec<(u8, u64, bool)>,
     ) {
         match kind {
             TrackEventKind::Midi { channel, message } => {
@@ -374,9 +382,7 @@ impl Song {
                     MidiMessage::NoteOn { key, vel } => (key.as_int(), vel.as_int()),
                     MidiMessage::NoteOff { key, .. } => (key.as_int(), 0),
                     MidiMessage::Controller { controller, value } if controller.as_int() == 64 => {
-                        let down = value.as_int() >= 64;
-                        let was = std::mem::replace(&mut pedal[usize::from(channel)], down);
-                        self.pedal_presses += usize::from(down && !was);
+                        pedal.push((channel, tick, value.as_int() >= 64));
                         return;
                     }
                     _ => return,

@@ -616,6 +616,36 @@ fn a_late_entry_primes_with_music_and_a_sparse_output_is_said() {
     );
 }
 
+/// A style file without notes is refused (its code would be the code of silence, taken as
+/// someone's style without a word), for both VAEs.
+#[test]
+fn a_style_file_without_notes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let primer = dir.path().join("in.mid");
+    std::fs::write(&primer, simple(96, &[(0, 96, 60, 90)])).unwrap();
+    let silent = dir.path().join("silent.mid");
+    std::fs::write(&silent, simple(96, &[])).unwrap();
+    for model in ["lstm-vae", "transformer-vae"] {
+        let err = fails(&[
+            "generate",
+            "--model",
+            model,
+            "--prime",
+            p(&primer),
+            "--to",
+            p(&silent),
+            "--mode",
+            "transfer",
+            "-o",
+            p(&dir.path().join("out.mid")),
+        ]);
+        assert!(
+            err.contains("silent.mid: no notes to take a style from"),
+            "{model}: {err}"
+        );
+    }
+}
+
 /// `classify` and `eval` take a training run's folder or a manifest as `--model`, as `generate`
 /// does.
 #[test]

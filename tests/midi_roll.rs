@@ -257,6 +257,21 @@ fn the_sustain_pedal_is_counted_not_applied() {
     );
     let song = Song::parse(&bytes).unwrap();
     assert_eq!(song.pedal_presses, 3);
+    // One channel's pedal repeated in two tracks is pressed once; another channel's counts.
+    let track = |ch: u8| {
+        vec![
+            (0, Ev::Pedal(ch, 127)),
+            (48, Ev::Pedal(ch, 0)),
+            (96, Ev::Pedal(ch, 127)),
+            (120, Ev::Pedal(ch, 0)),
+        ]
+    };
+    let twice = smf(
+        Format::Parallel,
+        Timing::Metrical(96.into()),
+        &[track(0), track(0), track(1)],
+    );
+    assert_eq!(Song::parse(&twice).unwrap().pedal_presses, 4);
     let said = song.pedal_not_applied().unwrap();
     assert!(
         said.contains("sustain pedal (3 presses) is not applied"),
