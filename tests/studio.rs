@@ -964,6 +964,19 @@ fn the_training_panel_trains_the_transformer_vae_and_the_dcgan() {
             "{:?}",
             h.state().message()
         );
+        // A Transformer VAE transition within one snippet is one code, said as the CLI says it.
+        if engine == EngineKind::TransformerVae {
+            h.state_mut().session.mode = segue::generate::Mode::Transition;
+            h.state_mut().session.length = 16;
+            h.get_by_label("Generate").click();
+            h.step();
+            wait(&mut h, "a transition", |s| !s.generating());
+            let (text, _) = h.state().message().unwrap().clone();
+            assert!(
+                text.contains("a transition over 16 steps is a single code between A and B"),
+                "{text}"
+            );
+        }
     }
     let session = h.state().session.clone();
     for (path, out) in [(&session.tvae_path, "tvae"), (&session.gan_path, "gan")] {
@@ -3369,4 +3382,20 @@ fn the_command_line_makes_what_the_studio_made() {
         cli.binary() == made.binary(),
         "the command line made other notes"
     );
+}
+
+/// The seed box holds seeds up to 2^53, where its editor (working in f64) is exact: a larger
+/// one is brought to that bound rather than shown as one number and used as another.
+#[test]
+fn the_seed_box_holds_only_seeds_it_can_show_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    h.step();
+    h.state_mut().session.seed = u64::MAX;
+    h.step();
+    assert_eq!(h.state().session.seed, segue::studio::app::MAX_STUDIO_SEED);
+    h.state_mut().session.seed = (1 << 53) - 1;
+    h.step();
+    assert_eq!(h.state().session.seed, (1 << 53) - 1);
 }

@@ -44,6 +44,10 @@ const DEBOUNCE: Duration = Duration::from_millis(250);
 /// took 16 ms in a piece of 100 000 notes), and the gesture's end sends it at once.
 const SEND_EVERY_IN_GESTURE: Duration = Duration::from_millis(100);
 
+/// The largest seed the studio's seed box holds exactly (its editor works in f64); the command
+/// line takes any 64-bit seed.
+pub const MAX_STUDIO_SEED: u64 = 1 << 53;
+
 /// Which model the Generate button uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EngineKind {
@@ -1928,6 +1932,32 @@ impl Studio {
         }
     }
 
+    /// What a Transformer VAE transition over one snippet or less is (one code a snippet: a
+    /// single code between A and B, the same as a blend), as `generate` says it; else nothing.
+    fn one_code_transition(&self) -> String {
+        let s = &self.session;
+        let Some(t) = self.others.tvae.as_ref() else {
+            return String::new();
+        };
+        let snippet = crate::tvae::snippet_steps(t);
+        let over = match s.transition_steps {
+            0 => s.length,
+            n => n.min(s.length),
+        };
+        if self.job_engine == EngineKind::TransformerVae
+            && s.mode == Mode::Transition
+            && over <= snippet
+        {
+            format!(
+                " The Transformer VAE takes one code per {snippet} steps, so a transition over \
+                 {over} steps is a single code between A and B (the LSTM-VAE moves step by \
+                 step)."
+            )
+        } else {
+            String::new()
+        }
+    }
+
     /// Cancels the running generation, and the one the slider has asked for (a piece
     /// arriving later would replace what the user has in front of them).
     pub fn cancel_generation(&mut self) {
@@ -2368,10 +2398,11 @@ impl Studio {
                     self.variations = pieces;
                     self.variations_seed = first_seed;
                     let made = format!(
-                        "Generated {} variation(s) {}, seed {}.",
+                        "Generated {} variation(s) {}, seed {}.{}",
                         self.variations.len(),
                         self.job_engine.made_by(),
-                        self.variations_seed
+                        self.variations_seed,
+                        self.one_code_transition()
                     );
                     // Undone while it ran: the piece stays as the undo left it, and Redo
                     // keeps what it holds; the result waits to be picked.
@@ -3386,7 +3417,8 @@ impl Studio {
             });
         ui.horizontal(|ui| {
             let label = ui.label("seed");
-            ui.add(egui::DragValue::new(&mut s.seed))
+            // The box edits through an f64: beyond 2^53 it could not hold every seed exactly.
+            ui.add(egui::DragValue::new(&mut s.seed).range(0..=MAX_STUDIO_SEED))
                 .labelled_by(label.id);
             if ui
                 .button("Dice")
