@@ -77,6 +77,75 @@ impl std::fmt::Display for Key {
     }
 }
 
+/// Krumhansl and Kessler's key profiles (how well each pitch class above the tonic fits a major
+/// and a minor key), what [`Key::estimate`] correlates a passage's pitch classes with.
+const MAJOR_PROFILE: [f64; 12] = [
+    6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88,
+];
+const MINOR_PROFILE: [f64; 12] = [
+    6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17,
+];
+
+impl Key {
+    /// The pitch class of the key's tonic (0 = C).
+    pub fn tonic(self) -> u8 {
+        let major = (i32::from(self.sharps) * 7).rem_euclid(12);
+        // A minor key's tonic lies a minor third below its relative major's.
+        ((major + if self.minor { 9 } else { 0 }) % 12) as u8
+    }
+
+    /// The key of tonic `tonic` (a pitch class), spelled with at most 5 flats or 6 sharps.
+    pub fn from_tonic(tonic: u8, minor: bool) -> Key {
+        let major = (i32::from(tonic) + if minor { 3 } else { 0 }) % 12;
+        // Sharps of a major key: its tonic's place in the circle of fifths (7 is its own
+        // inverse modulo 12).
+        let sharps = (major * 7) % 12;
+        Key {
+            sharps: if sharps > 6 { sharps - 12 } else { sharps } as i8,
+            minor,
+        }
+    }
+
+    /// How well a passage with these pitch-class weights fits the key: the correlation of the
+    /// weights with the key's profile (-1..=1).
+    pub fn fit(self, weights: &[f64; 12]) -> f64 {
+        let profile = if self.minor {
+            &MINOR_PROFILE
+        } else {
+            &MAJOR_PROFILE
+        };
+        let tonic = usize::from(self.tonic());
+        let rotated: Vec<f64> = (0..12).map(|pc| profile[(pc + 12 - tonic) % 12]).collect();
+        correlation(weights, &rotated)
+    }
+
+    /// The key a passage with these pitch-class weights fits best and how well (the
+    /// Krumhansl-Schmuckler estimate); `None` for a passage without notes.
+    pub fn estimate(weights: &[f64; 12]) -> Option<(Key, f64)> {
+        if weights.iter().sum::<f64>() <= 0.0 {
+            return None;
+        }
+        (0..12u8)
+            .flat_map(|tonic| [false, true].map(|minor| Key::from_tonic(tonic, minor)))
+            .map(|key| (key, key.fit(weights)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
+/// Pearson correlation of two series of 12 (0 where one does not vary).
+fn correlation(a: &[f64; 12], b: &[f64]) -> f64 {
+    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
+    let (ma, mb) = (mean(a), mean(b));
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    if va <= 0.0 || vb <= 0.0 {
+        0.0
+    } else {
+        cov / (va * vb).sqrt()
+    }
+}
+
 /// A key signature at an absolute tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeySignature {

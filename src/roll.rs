@@ -167,6 +167,13 @@ pub struct StepKey {
     pub key: Key,
 }
 
+/// How much better (in correlation with the key profiles) the generated notes must fit another
+/// key than the primer's before a continuation's key signature changes at the join.
+const KEY_CHANGE_MARGIN: f64 = 0.1;
+/// The fewest sounding cells a continuation needs before its own key is estimated (a few notes
+/// fit many keys).
+const KEY_CHANGE_MIN_CELLS: usize = 64;
+
 /// A note of a roll, in steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RollNote {
@@ -737,12 +744,42 @@ impl Roll {
             step: 0,
             meter: self.meter_at(last),
         }]);
+        // The primer's key signature goes on, unless the generated notes clearly fit another
+        // key (a composer's code carries its composer's keys): then they are written in that
+        // one, so a notation program spells them as they sound. A file without key
+        // signatures gets none.
+        let key = self.key_at(last).map(|key| {
+            let weights = generated.pitch_class_weights();
+            match Key::estimate(&weights) {
+                Some((best, fit))
+                    if best != key
+                        && generated.active_cells() >= KEY_CHANGE_MIN_CELLS
+                        && fit - key.fit(&weights) >= KEY_CHANGE_MARGIN =>
+                {
+                    best
+                }
+                _ => key,
+            }
+        });
         tail.set_keys(
-            (self.key_at(last).into_iter())
-                .map(|key| StepKey { step: 0, key })
+            key.map(|key| StepKey { step: 0, key })
+                .into_iter()
                 .collect(),
         );
         self.append(&tail);
+    }
+
+    /// How long each pitch class sounds in the roll, in steps (C first).
+    pub fn pitch_class_weights(&self) -> [f64; 12] {
+        let mut weights = [0.0; 12];
+        for row in self.cells.chunks(PITCHES) {
+            for (pitch, &cell) in row.iter().enumerate() {
+                if cell != 0 {
+                    weights[pitch % 12] += 1.0;
+                }
+            }
+        }
+        weights
     }
 
     /// The first step of the bar that holds the roll's first note, in the roll's metre map (0

@@ -1096,3 +1096,95 @@ fn the_copyright_notice_goes_with_the_notes() {
         None
     );
 }
+
+/// Keys by tonic and back; a passage's key estimated from its pitch classes (Krumhansl and
+/// Schmuckler).
+#[test]
+fn keys_are_named_by_tonic_and_estimated_from_pitch_classes() {
+    use segue::midi::Key;
+    for tonic in 0..12u8 {
+        for minor in [false, true] {
+            let key = Key::from_tonic(tonic, minor);
+            assert_eq!(key.tonic(), tonic, "{key}");
+            assert!((-5..=6).contains(&key.sharps), "{key}");
+        }
+    }
+    let f_major = Key {
+        sharps: -1,
+        minor: false,
+    };
+    assert_eq!(f_major.tonic(), 5);
+    assert_eq!(Key::from_tonic(9, true).to_string(), "A minor");
+    assert_eq!(Key::from_tonic(2, false).to_string(), "D major");
+    // A D major scale, the tonic and fifth longest.
+    let mut weights = [0.0; 12];
+    for (pc, w) in [
+        (2, 4.0),
+        (4, 1.0),
+        (6, 2.0),
+        (7, 1.0),
+        (9, 3.0),
+        (11, 1.0),
+        (1, 1.0),
+    ] {
+        weights[pc] = w;
+    }
+    let (key, fit) = Key::estimate(&weights).unwrap();
+    assert_eq!(key.to_string(), "D major");
+    assert!(fit > f_major.fit(&weights) + 0.1);
+    assert_eq!(Key::estimate(&[0.0; 12]), None);
+}
+
+/// A continuation keeps the primer's key signature unless its notes clearly fit another key,
+/// which it is then written in from the join; a primer without a key signature gives none.
+#[test]
+fn a_continuation_is_written_in_the_key_its_notes_are_in() {
+    use segue::midi::Key;
+    use segue::roll::StepKey;
+    let f_major = Key {
+        sharps: -1,
+        minor: false,
+    };
+    let chord = |pitches: &[u8], steps: usize| {
+        let mut notes = Vec::new();
+        for bar in 0..steps / 8 {
+            for &p in pitches {
+                notes.push(RollNote {
+                    start: bar * 8,
+                    len: 6,
+                    pitch: p,
+                    velocity: 80,
+                });
+            }
+        }
+        Roll::from_notes(steps, &notes, Vec::new())
+    };
+    let mut primer = chord(&[53, 57, 60, 65], 32); // F A C F
+    primer.set_keys(vec![StepKey {
+        step: 0,
+        key: f_major,
+    }]);
+    // D major (D F# A D): another key, clearly.
+    let d_major = chord(&[50, 54, 57, 62], 64);
+    let mut joined = primer.clone();
+    joined.continue_with(&d_major);
+    let keys: Vec<String> = joined
+        .keys()
+        .iter()
+        .map(|k| format!("{} {}", k.step, k.key))
+        .collect();
+    assert_eq!(keys, ["0 F major", "32 D major"]);
+    // More of F major: the signature goes on.
+    let mut same = primer.clone();
+    same.continue_with(&chord(&[53, 57, 60, 65, 58], 64));
+    assert_eq!(same.key_at(40), Some(f_major));
+    assert_eq!(same.keys().len(), 1);
+    // A few notes fit many keys: too few to change it.
+    let mut few = primer.clone();
+    few.continue_with(&chord(&[50, 54], 16));
+    assert_eq!(few.keys().len(), 1);
+    // No signature in the primer: none invented.
+    let mut none = chord(&[53, 57, 60, 65], 32);
+    none.continue_with(&d_major);
+    assert!(none.keys().is_empty());
+}
