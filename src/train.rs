@@ -1103,6 +1103,7 @@ impl<'a> Trainer<'a> {
     /// Restores weights and optimiser state from `out`; returns (step, seconds).
     fn restore(&mut self, out: &Path) -> Result<(usize, f64)> {
         let state: TrainState = weights::read_manifest(&weights::manifest_path(&state_path(out)))?;
+        crate::train_loop::check_seconds(&weights::manifest_path(&state_path(out)), state.seconds)?;
         let (was, now) = (&state.options.config, &self.opts.config);
         if was.same_sizes(now) && was.metre_map != now.metre_map {
             return Err(Error::InvalidArgument(format!(

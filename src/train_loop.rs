@@ -344,6 +344,19 @@ fn read_state(out: &Path) -> Result<LoopState> {
     weights::read_manifest(&weights::manifest_path(&state_file(out)))
 }
 
+/// Refuses a checkpoint's training time that is no time (negative, or not a number: a state
+/// file edited or damaged), which would move the run's `--minutes` limit and its log's clock.
+pub(crate) fn check_seconds(state: &Path, seconds: f64) -> Result<()> {
+    if seconds.is_finite() && seconds >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::format(
+            state,
+            format!("a training time of {seconds} s is no time (was the file edited?)"),
+        ))
+    }
+}
+
 /// The widest random transposition training accepts, semitones (two octaves).
 pub const MAX_TRANSPOSE: u8 = 24;
 
@@ -544,6 +557,7 @@ impl Runner<'_> {
 
     fn restore(&self, task: &mut dyn Task, out: &Path) -> Result<(usize, f64)> {
         let info = read_state(out)?;
+        check_seconds(&weights::manifest_path(&state_file(out)), info.seconds)?;
         if info.kind != task.kind() || info.config != task.config() {
             return Err(Error::InvalidArgument(format!(
                 "{}: the checkpoint is of a {} model {}, not {} {}{}",

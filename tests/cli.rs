@@ -1382,6 +1382,15 @@ fn a_resumed_run_keeps_the_options_it_was_started_with() {
         err.contains("train-state.json") && err.contains("gradient clip"),
         "{err}"
     );
+    // So is a training time that is no time (it would move the --minutes limit).
+    let mut json: serde_json::Value = serde_json::from_slice(&saved).unwrap();
+    json["seconds"] = (-500.0).into();
+    std::fs::write(&state, serde_json::to_vec(&json).unwrap()).unwrap();
+    let err = resume_fails(&[]);
+    assert!(
+        err.contains("train-state.json: a training time of -500 s is no time"),
+        "{err}"
+    );
     std::fs::write(&state, saved).unwrap();
     // The start says what it trains on and holds out.
     let said = segue(
