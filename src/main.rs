@@ -857,6 +857,10 @@ struct CacheArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The studio handles the signals itself (it saves the piece and closes).
+    if !matches!(cli.command, None | Some(Cmd::Studio { .. })) {
+        install_stop_handler();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -944,6 +948,8 @@ fn run(cli: Cli) -> Result<()> {
             let manifest = segue::models::weights::manifest_path(&output);
             not_an_input(&output, &[&input])?;
             not_an_input(&manifest, &[&segue::models::weights::manifest_path(&input)])?;
+            // The weights and their manifest belong together: a stop waits for both.
+            let _both = hold_stop();
             if kind == "lstm-vae" {
                 segue::models::trained::convert(&input, &output, dtype)?;
             } else {
@@ -1312,23 +1318,62 @@ fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOption
     Ok(())
 }
 
-/// Set by Ctrl+C where [`stop_on_ctrl_c`] listens for it.
+/// Set by Ctrl+C (or SIGTERM, SIGHUP): the exit code is then 130.
 static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether the running work checks [`STOP`] and stops by itself at its next check; else a stop
+/// ends the program at once.
+static STOP_WATCHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// While positive, writes that belong together are under way: a first stop waits for them.
+static STOP_HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// The stop flag of the training run under way, if any.
+static TRAINING_STOP: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::OnceLock::new();
 
-/// A flag Ctrl+C sets, so that long work that writes a file stops at its next check and
-/// removes what it had half written (a second Ctrl+C ends the program at once, removing the
-/// temporary files of the writes it cuts short). The train commands install their own.
-fn stop_on_ctrl_c() -> &'static std::sync::atomic::AtomicBool {
+/// Handles Ctrl+C, SIGTERM and SIGHUP for every command but the studio: work that watches for
+/// a stop ([`stop_on_ctrl_c`], a training run) stops at its next check; writes that belong
+/// together ([`hold_stop`]) are finished first; anything else ends at once. Ending, the
+/// temporary files of the writes cut short are removed and the exit code is 130; a second
+/// signal ends the program at once.
+fn install_stop_handler() {
     use std::sync::atomic::Ordering;
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let _ = segue::stop_signal::on_stop(|| {
-            if STOP.swap(true, Ordering::Relaxed) {
-                segue::fsutil::remove_unfinished_and_exit(130);
-            }
-        });
+    let _ = segue::stop_signal::on_stop(|| {
+        let again = STOP.swap(true, Ordering::Relaxed);
+        if let Some(training) = TRAINING_STOP.get() {
+            training.store(true, Ordering::Relaxed);
+        }
+        let waits = STOP_WATCHED.load(Ordering::Relaxed) || STOP_HELD.load(Ordering::Relaxed) > 0;
+        if again || !waits {
+            segue::fsutil::remove_unfinished_and_exit(130);
+        }
     });
+}
+
+/// The flag a stop sets, for long work that writes a file: it stops at its next check and
+/// removes what it had half written (a second Ctrl+C ends the program at once, removing the
+/// temporary files of the writes it cuts short).
+fn stop_on_ctrl_c() -> &'static std::sync::atomic::AtomicBool {
+    STOP_WATCHED.store(true, std::sync::atomic::Ordering::Relaxed);
     &STOP
+}
+
+/// Holds a stop back while it lives (writes that belong together: a model's weights and
+/// manifest, a report's files); a stop that came meanwhile ends the program when it is dropped.
+fn hold_stop() -> StopHeld {
+    STOP_HELD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    StopHeld
+}
+
+/// See [`hold_stop`].
+struct StopHeld;
+
+impl Drop for StopHeld {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        let last = STOP_HELD.fetch_sub(1, Ordering::Relaxed) == 1;
+        if last && STOP.load(Ordering::Relaxed) && !STOP_WATCHED.load(Ordering::Relaxed) {
+            segue::fsutil::remove_unfinished_and_exit(130);
+        }
+    }
 }
 
 fn progress_bar(len: u64, message: &'static str) -> ProgressBar {
@@ -1775,12 +1820,10 @@ fn counted(n: usize, noun: &str) -> String {
 /// checkpoint and ends; `--resume` continues it.
 fn stop_training_on_ctrl_c() -> Control {
     let control = Control::default();
-    let stop = control.stop.clone();
-    let _ = segue::stop_signal::on_stop(move || {
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        // The exit code says it was interrupted (130), so `train ... && eval ...` stops.
-        STOP.store(true, std::sync::atomic::Ordering::Relaxed);
-    });
+    // The exit code then says it was interrupted (130), so `train ... && eval ...` stops; a
+    // second stop ends at once (an interrupted checkpoint is recovered by the next run).
+    let _ = TRAINING_STOP.set(control.stop.clone());
+    STOP_WATCHED.store(true, std::sync::atomic::Ordering::Relaxed);
     control
 }
 
@@ -2214,6 +2257,8 @@ fn eval_report(a: ReportArgs) -> Result<()> {
     if a.style_strength != segue::generate::DEFAULT_STYLE_STRENGTH {
         command += &format!(" --style-strength {}", a.style_strength);
     }
+    // The page, its figures and its charts belong together: a stop waits for all of them.
+    let _whole = hold_stop();
     segue::report::write_report(&report, &a.out, &command)?;
     out!(
         "wrote {} (its figures in report.json, its plots as PNG beside it)",

@@ -2038,6 +2038,43 @@ fn a_terminated_render_leaves_no_temporary_file() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// A command that does not stop by itself (reading a long piece for a picture of it) ends at
+/// once on SIGTERM, as on Ctrl+C, with exit code 130 and nothing written (the signal killed
+/// it: a hidden temporary file stayed where it was writing).
+#[cfg(unix)]
+#[test]
+fn a_terminated_picture_ends_at_once_writing_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nearly the longest roll read (196 000 steps): seconds of work.
+    let notes: Vec<(u64, u64, u8, u8)> = (0..49_000u64)
+        .map(|i| (i * 96, i * 96 + 90, 48 + (i % 24) as u8, 80))
+        .collect();
+    let piece = dir.path().join("long.mid");
+    std::fs::write(&piece, common::simple(96, &notes)).unwrap();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_segue"))
+        .args([
+            "roll",
+            p(&piece),
+            "-o",
+            p(&out_dir.join("long.png")),
+            "--scale",
+            "8",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    signal(&child, "-TERM");
+    let ended = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&ended.stderr);
+    assert_eq!(ended.status.code(), Some(130), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 /// Under nohup a hangup stays ignored (the handler for a closed terminal replaced nohup's
 /// "ignore", so logging out stopped a run started to outlive it): the render goes on to its end.
 #[cfg(unix)]

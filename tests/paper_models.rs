@@ -785,6 +785,18 @@ fn transformer_vae_trains_and_generates_every_mode() {
     let a = tvae::composer_code(&model, 0, 1.0).unwrap();
     let b = tvae::composer_code(&model, 2, 1.0).unwrap();
     let primer = &c.pieces[0].roll;
+    let generate = |primer: &segue::roll::Roll, opts: &GenerateOptions| {
+        tvae::generate(
+            &model,
+            primer,
+            &a,
+            &b,
+            opts,
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap()
+    };
     let mut outputs = Vec::new();
     for mode in [
         Mode::Continue,
@@ -798,26 +810,8 @@ fn transformer_vae_trains_and_generates_every_mode() {
             primer_steps: 8,
             ..GenerateOptions::default()
         };
-        let g1 = tvae::generate(
-            &model,
-            primer,
-            &a,
-            &b,
-            &opts,
-            &mut |_| {},
-            &AtomicBool::new(false),
-        )
-        .unwrap();
-        let g2 = tvae::generate(
-            &model,
-            primer,
-            &a,
-            &b,
-            &opts,
-            &mut |_| {},
-            &AtomicBool::new(false),
-        )
-        .unwrap();
+        let g1 = generate(primer, &opts);
+        let g2 = generate(primer, &opts);
         assert_eq!(g1.roll.steps(), 48);
         assert_eq!(g1.primer_steps, 8);
         assert_eq!(
@@ -854,16 +848,7 @@ fn transformer_vae_trains_and_generates_every_mode() {
             seed,
             ..GenerateOptions::default()
         };
-        let g = tvae::generate(
-            &model,
-            scales,
-            &a,
-            &b,
-            &opts,
-            &mut |_| {},
-            &AtomicBool::new(false),
-        )
-        .unwrap();
+        let g = generate(scales, &opts);
         for k in crossing(&g.roll) {
             assert!(
                 !g.roll.is_onset(8, k),
