@@ -22,7 +22,9 @@ pub const AGREEMENT_SCRIPT: &str = include_str!("../scripts/roll_agreement.py");
 /// made with (an unpinned install would change what CI's agreement check compares with when
 /// one of them is released anew).
 pub const PYTHON_PACKAGES: &[&str] = &[
-    "numpy==2.4.6",
+    // numpy 2.4 needs Python 3.11 or newer; an older Python takes the last numpy it runs.
+    "numpy==2.4.6; python_version >= '3.11'",
+    "numpy==2.2.6; python_version < '3.11'",
     "symusic==0.6.0",
     "pretty_midi==0.2.11.post0",
     "mido==1.3.3",
@@ -99,7 +101,7 @@ pub fn ensure_venv(venv: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
         return Ok(python);
     }
     log(&format!(
-        "creating the reference Python environment in {} (first use only)",
+        "setting up the reference Python environment in {} (first use, or its packages changed)",
         venv.display()
     ));
     run(

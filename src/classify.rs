@@ -583,7 +583,7 @@ pub fn training_fold<M, C>(clf: &Saved<M, C>) -> Result<Option<Fold>> {
             Error::InvalidArgument(format!(
                 "{}: the manifest records the fold {value}, which is not one of a \
                  cross-validation ({e})",
-                crate::models::weights::manifest_path(&clf.path).display()
+                crate::fsutil::shown(&crate::models::weights::manifest_path(&clf.path))
             ))
         })
 }

@@ -711,9 +711,6 @@ impl std::str::FromStr for Fold {
 /// limit on most file systems).
 pub const MAX_COMPOSER_NAME: usize = 255;
 
-/// Checks the composer names of a corpus or a model: each a line of at most
-/// [`MAX_COMPOSER_NAME`] characters, not blank, and no two alike but for case or surrounding
-/// spaces (`Bach`, `bach `: a composer is picked by name, case aside). The problem, if any.
 /// The form a composer's name is compared in: trimmed and in lower case, so that a composer
 /// is picked by name with case and surrounding spaces aside (and two such names are refused as
 /// one corpus's or model's composers).
@@ -721,6 +718,9 @@ pub fn composer_key(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
+/// Checks the composer names of a corpus or a model: each a line of at most
+/// [`MAX_COMPOSER_NAME`] characters, not blank, and no two alike but for case or surrounding
+/// spaces (`Bach`, `bach `: a composer is picked by name, case aside). The problem, if any.
 pub fn check_composer_names(names: &[String]) -> std::result::Result<(), String> {
     for name in names {
         if name.trim().is_empty() {

@@ -122,7 +122,7 @@ fn write_atomic_inner(
             std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
                 std::io::Error::new(
                     e.kind(),
-                    format!("the folder {} is not writable", dir.display()),
+                    format!("the folder {} is not writable", shown(dir)),
                 )
             }
             _ => e,
@@ -274,7 +274,7 @@ pub fn check_target(path: &Path) -> Result<&Path> {
             "writing",
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                format!("the folder {} does not exist", dir.display()),
+                format!("the folder {} does not exist", shown(dir)),
             ),
         ));
     }

@@ -406,6 +406,24 @@ pub fn sample(
     max_notes: usize,
     seed: u64,
 ) -> Result<Vec<Roll>> {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    sample_until(gan, count, temperature, max_notes, seed, &never)
+}
+
+/// Snippets the generator makes at a time in [`sample_until`] (a long piece's need not all be
+/// in memory at once, and a stop is heard between them).
+const SAMPLE_BATCH: usize = 16;
+
+/// [`sample`], stopping with [`Error::Cancelled`] when `cancel` is set (checked between
+/// batches of snippets); the snippets are the same however many are made at a time.
+pub fn sample_until(
+    gan: &Dcgan,
+    count: usize,
+    temperature: f32,
+    max_notes: usize,
+    seed: u64,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<Vec<Roll>> {
     crate::generate::check_sampling(temperature, max_notes)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let device = gan.generator.device();
@@ -414,16 +432,21 @@ pub fn sample(
     // snippet's notes do not depend on how many snippets were asked for.
     rng.set_stream(1);
     rng.set_word_pos(0);
-    let logits = gan
-        .generator
-        .forward_t(&z, false)?
-        .squeeze(1)?
-        .flatten_from(1)?
-        .to_vec2::<f32>()?;
     let mut order = Vec::with_capacity(PITCHES);
-    logits
-        .iter()
-        .map(|cells| {
+    let mut rolls = Vec::with_capacity(count);
+    for start in (0..count).step_by(SAMPLE_BATCH) {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        let batch = z.narrow(0, start, SAMPLE_BATCH.min(count - start))?;
+        // Batch norm in inference mode: each snippet is made alone, whatever the batch.
+        let logits = gan
+            .generator
+            .forward_t(&batch, false)?
+            .squeeze(1)?
+            .flatten_from(1)?
+            .to_vec2::<f32>()?;
+        for cells in &logits {
             let mut binary = vec![0u8; cells.len()];
             for (t, row) in cells.chunks(PITCHES).enumerate() {
                 if gan.config().cells == Cells::Thresholded {
@@ -435,9 +458,10 @@ pub fn sample(
                     binary[t * PITCHES + p] = 1;
                 }
             }
-            Roll::from_binary(Config::SIZE, &binary)
-        })
-        .collect()
+            rolls.push(Roll::from_binary(Config::SIZE, &binary)?);
+        }
+    }
+    Ok(rolls)
 }
 
 /// The pitches whose logit is above 0, strongest first, at most `max_notes`, into `order`.

@@ -279,7 +279,11 @@ pub fn song_code(model: &TrainedModel, roll: &Roll, steps: usize) -> Result<Vec<
 /// the silent bars it opens with, if any, and `primer_steps` from the bar of its first note on,
 /// so that a late entry or a count-in primes the model with music, not silence.
 pub fn primer_steps_heard(primer: &Roll, primer_steps: usize) -> usize {
-    primer.first_bar_with_notes() + primer_steps
+    match primer_steps {
+        // No primer heard: its silent bars are not heard either.
+        0 => 0,
+        n => primer.first_bar_with_notes() + n,
+    }
 }
 
 /// Checks sampling controls: the temperature must be a positive number and the note cap at

@@ -2642,11 +2642,11 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         Some(p) if matches!(kind.as_str(), "lstm-vae" | "transformer-vae") => {
             let heard = generate::primer_steps_heard(p, a.primer_steps());
             if heard > a.primer_steps() {
+                let silent = heard - a.primer_steps();
                 eprintln!(
-                    "segue: note: the primer's first {} steps are silent: the model hears them \
-                     and the {} steps after them",
-                    heard - a.primer_steps(),
-                    a.primer_steps()
+                    "segue: note: the primer's first {silent} steps are silent: the model hears \
+                     them and the {} steps after them",
+                    heard.min(p.steps()) - silent
                 );
             }
             heard
@@ -2816,9 +2816,14 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             }
             let count = a.steps.div_ceil(128);
             let mut roll = Roll::new(0);
-            for snippet in
-                segue::gan::sample(&gan.model, count, a.temperature(), a.max_notes, a.seed)?
-            {
+            for snippet in segue::gan::sample_until(
+                &gan.model,
+                count,
+                a.temperature(),
+                a.max_notes,
+                a.seed,
+                cancel,
+            )? {
                 roll.append(&snippet);
             }
             (roll.slice(0, a.steps), 0)

@@ -556,7 +556,8 @@ const MAX_TITLE_CHARS: usize = 200;
 const MAX_NOTICE_CHARS: usize = 2000;
 
 /// A text event's bytes as text: UTF-8 where they are; else Shift-JIS where they read as such
-/// and hold kana or bytes Windows-1252 leaves undefined (Japanese files); else Windows-1252, the Latin-1 of most older files ("F\xfcr
+/// and hold kana, kanji or bytes Windows-1252 leaves undefined (Japanese files); else
+/// Windows-1252, the Latin-1 of most older files ("F\xfcr
 /// Elise"). Control characters (a terminal's colour codes, line breaks) become spaces, and the
 /// text is trimmed and cut to 200 characters.
 pub fn decode_text(bytes: &[u8]) -> String {
@@ -574,9 +575,19 @@ fn decode_text_within(bytes: &[u8], max_chars: usize) -> String {
             // Bytes Windows-1252 leaves undefined (read as C1 controls) are no Latin text: kanji
             // without kana ("著作権") hold them.
             let not_latin = latin.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c));
+            let kana = |c: &char| ('\u{3041}'..='\u{30ff}').contains(c);
+            let kanji = |c: &char| ('\u{4e00}'..='\u{9fff}').contains(c);
+            let half_width = |c: &char| ('\u{ff61}'..='\u{ff9f}').contains(c);
             encoding_rs::SHIFT_JIS
                 .decode_without_bom_handling_and_without_replacement(bytes)
-                .filter(|t| not_latin || t.chars().any(|c| ('\u{3041}'..='\u{30ff}').contains(&c)))
+                .filter(|t| {
+                    // Kana, or two kanji or more and no half-width katakana (what Latin
+                    // letters with accents read as in Shift-JIS).
+                    not_latin
+                        || t.chars().any(|c| kana(&c))
+                        || (t.chars().filter(kanji).count() >= 2
+                            && !t.chars().any(|c| half_width(&c)))
+                })
                 .unwrap_or(latin)
         }
     };

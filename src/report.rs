@@ -454,7 +454,7 @@ pub fn evaluate_all(
                 "the Transformer VAE trained on {}, which the LSTM-VAE holds out: the report \
                  compares them on pieces neither trained on (train both with the same seed \
                  and validation share)",
-                corpus.pieces[p].path.display()
+                crate::fsutil::shown(&corpus.pieces[p].path)
             )));
         }
     }
@@ -467,7 +467,7 @@ pub fn evaluate_all(
                 "the classifier trained on {}, which the LSTM-VAE holds out: the report judges \
                  continuations of pieces neither trained on (train both with the same seed and \
                  validation share)",
-                corpus.pieces[p].path.display()
+                crate::fsutil::shown(&corpus.pieces[p].path)
             )));
         }
     }

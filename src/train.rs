@@ -1108,7 +1108,7 @@ impl<'a> Trainer<'a> {
         if was.same_sizes(now) && was.metre_map != now.metre_map {
             return Err(Error::InvalidArgument(format!(
                 "{}: the checkpoint's metre input counts bars {}; resume with --metre-map {}",
-                out.display(),
+                crate::fsutil::shown(out),
                 if was.metre_map {
                     "by each piece's metre map"
                 } else {
@@ -1120,7 +1120,7 @@ impl<'a> Trainer<'a> {
         if state.options.config != self.opts.config {
             return Err(Error::InvalidArgument(format!(
                 "{}: the checkpoint is of a model {:?}, not {:?}",
-                out.display(),
+                crate::fsutil::shown(out),
                 state.options.config,
                 self.opts.config
             )));
@@ -1134,7 +1134,7 @@ impl<'a> Trainer<'a> {
             };
             return Err(Error::InvalidArgument(format!(
                 "{}: the checkpoint takes its KL against {}, this run against {}; a run keeps its prior (start a new run, or --init from the model, to change it)",
-                out.display(),
+                crate::fsutil::shown(out),
                 prior(state.options.composer_prior),
                 prior(self.opts.composer_prior)
             )));
@@ -1249,7 +1249,7 @@ fn check_held_out(
             Err(Error::InvalidArgument(format!(
                 "{}: the model was trained on this corpus with {was}, which chose the pieces it \
                  held out; fine-tuning it with {now} would validate on pieces it learned: {fix}",
-                path.display()
+                crate::fsutil::shown(path)
             )))
         }
         None => Err(Error::format(

@@ -561,7 +561,7 @@ impl Runner<'_> {
         if info.kind != task.kind() || info.config != task.config() {
             return Err(Error::InvalidArgument(format!(
                 "{}: the checkpoint is of a {} model {}, not {} {}{}",
-                out.display(),
+                crate::fsutil::shown(out),
                 info.kind,
                 info.config,
                 task.kind(),
@@ -635,8 +635,8 @@ pub(crate) fn check_same_corpus(out: &Path, hash: &str, corpus: &Corpus) -> Resu
             "{}: the checkpoint was trained on another corpus than {} (its content hash \
              differs: other files, or files changed since); continue it on the folder it \
              trained on",
-            out.display(),
-            corpus.root.display()
+            crate::fsutil::shown(out),
+            crate::fsutil::shown(&corpus.root)
         )));
     }
     Ok(())
@@ -664,7 +664,7 @@ pub(crate) fn check_same_data(
     Err(Error::InvalidArgument(format!(
         "{}: cannot resume with {}: these decide the held-out pieces and the batches; resume \
          with the checkpoint's values",
-        out.display(),
+        crate::fsutil::shown(out),
         changed.join(", ")
     )))
 }
@@ -731,7 +731,7 @@ pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: b
     if out.exists() && !out.is_dir() {
         return Err(Error::InvalidArgument(format!(
             "{} is a file: --out names the folder a run writes into",
-            out.display()
+            crate::fsutil::shown(out)
         )));
     }
     // The folder is made once the corpus has loaded: one that cannot be is said before (a
@@ -750,8 +750,8 @@ pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: b
         if !parent.is_dir() {
             return Err(Error::InvalidArgument(format!(
                 "{}: {} is a file, so the run folder cannot be made there",
-                out.display(),
-                parent.display()
+                crate::fsutil::shown(out),
+                crate::fsutil::shown(parent)
             )));
         }
         tempfile::Builder::new()
@@ -761,7 +761,11 @@ pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: b
                 // Its kind, not its text: that names the trial folder.
                 let e = std::io::Error::new(
                     e.kind(),
-                    format!("cannot make a folder in {}: {}", parent.display(), e.kind()),
+                    format!(
+                        "cannot make a folder in {}: {}",
+                        crate::fsutil::shown(parent),
+                        e.kind()
+                    ),
                 );
                 Error::io(out, "making the run folder", e)
             })?;
@@ -782,8 +786,8 @@ pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: b
         return Err(Error::InvalidArgument(format!(
             "{} holds a run of the {other} (continued with `segue train {other} --resume --out \
              {}`): train the {} into another folder",
-            out.display(),
-            out.display(),
+            crate::fsutil::shown(out),
+            crate::fsutil::shown(out),
             kind_of(model),
         )));
     }
@@ -791,14 +795,14 @@ pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: b
     if resume && !state.exists() && !pending {
         return Err(Error::InvalidArgument(format!(
             "{}: nothing to resume ({} is missing); train without --resume to start a run",
-            out.display(),
+            crate::fsutil::shown(out),
             state.file_name().unwrap_or_default().to_string_lossy()
         )));
     }
     if !resume && (state.exists() || model.exists() || pending) {
         return Err(Error::InvalidArgument(format!(
             "{} already holds a run; continue it with --resume, or train into another folder",
-            out.display()
+            crate::fsutil::shown(out)
         )));
     }
     Ok(())
@@ -811,7 +815,7 @@ pub(crate) fn check_steps_left(out: &Path, done: usize, steps: usize) -> Result<
         return Err(Error::InvalidArgument(format!(
             "{}: the run is already at step {done}; ask for more steps (--steps above {done}) \
              to train it on",
-            out.display()
+            crate::fsutil::shown(out)
         )));
     }
     Ok(())

@@ -568,6 +568,9 @@ fn the_first_bar_with_notes_is_found_in_the_roll_s_metre() {
     };
     let mut roll = Roll::from_notes(100, &[note(82)], Vec::new());
     assert_eq!(roll.first_bar_with_notes(), 80);
+    // A continuation hears the silent bars and the steps asked for after them; none, none.
+    assert_eq!(segue::generate::primer_steps_heard(&roll, 16), 96);
+    assert_eq!(segue::generate::primer_steps_heard(&roll, 0), 0);
     roll.set_meters(vec![segue::meter::StepMeter {
         step: 0,
         meter: segue::midi::Meter {
@@ -1039,8 +1042,10 @@ fn titles_read_in_their_own_encoding() {
     let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("ピアノ曲");
     assert_eq!(decode_text(&sjis), "ピアノ曲");
     // Kanji alone (a copyright notice): bytes Windows-1252 leaves undefined tell it apart.
-    let (kanji, _, _) = encoding_rs::SHIFT_JIS.encode("著作権");
-    assert_eq!(decode_text(&kanji), "著作権");
+    for text in ["著作権", "交響曲", "日本の夜想曲"] {
+        let (kanji, _, _) = encoding_rs::SHIFT_JIS.encode(text);
+        assert_eq!(decode_text(&kanji), text);
+    }
     assert_eq!(decode_text(b"\x1b[31mred\x07\nline"), "[31mred  line");
     let long = decode_text("é".repeat(1000).as_bytes());
     assert_eq!(long.chars().count(), 201);

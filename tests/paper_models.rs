@@ -892,6 +892,22 @@ fn dcgan_trains_and_samples_reproducibly() {
             x[0].cells() == more[0].cells(),
             "{cells:?}: the first snippet changed"
         );
+        // Nor on how many are made at a time (16: the second batch's first is the same).
+        let many = gan::sample(&model.model, 20, 1.0, 4, 7).unwrap();
+        let seventeen = gan::sample(&model.model, 17, 1.0, 4, 7).unwrap();
+        assert_eq!(many.len(), 20);
+        assert!(
+            many[..2]
+                .iter()
+                .zip(&x)
+                .all(|(a, b)| a.cells() == b.cells())
+        );
+        assert_eq!(many[16].cells(), seventeen[16].cells());
+        let stopped = std::sync::atomic::AtomicBool::new(true);
+        assert!(matches!(
+            gan::sample_until(&model.model, 2, 1.0, 4, 7, &stopped),
+            Err(segue::Error::Cancelled)
+        ));
         assert!(
             x[1].cells() == more[1].cells(),
             "{cells:?}: the second snippet changed"

@@ -201,7 +201,7 @@ pub fn load_model(
             format!(
                 "these weights were written at step {at}, but {} describes step {steps}: the \
                  two files come from different checkpoints",
-                manifest_path.display()
+                crate::fsutil::shown(manifest_path)
             ),
         ));
     }
@@ -212,7 +212,7 @@ pub fn load_model(
                 "tensor `{name}` is stored as {:?}, but {} says {dtype}: are the weights and the \
                  manifest from different runs?",
                 view.dtype(),
-                manifest_path.display()
+                crate::fsutil::shown(manifest_path)
             ),
         ));
     }
@@ -226,7 +226,7 @@ pub fn load_model(
             format!(
                 "its sizes describe a model of at least {min_parameters} parameters, but {} \
                  holds {stored}",
-                path.display()
+                crate::fsutil::shown(path)
             ),
         ));
     }
@@ -396,10 +396,13 @@ pub fn read_manifest<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
         let problem = if weights.exists() {
             format!(
                 "missing: the weights {} need their JSON manifest beside them, of the same name",
-                weights.display()
+                crate::fsutil::shown(&weights)
             )
         } else {
-            format!("not found, nor its weights {}", weights.display())
+            format!(
+                "not found, nor its weights {}",
+                crate::fsutil::shown(&weights)
+            )
         };
         return Err(format_error(path, problem));
     }

@@ -563,6 +563,9 @@ pub struct Studio {
     variations_held: bool,
     /// The engine the running (or last) job generates with, for its message.
     job_engine: EngineKind,
+    /// What the running (or last) job's message adds about how it was made (a Transformer VAE
+    /// transition of one code), from the controls it was asked with.
+    job_note: String,
     /// The history's revision when the variation last chosen was put in place: choosing
     /// another before anything else was recorded, undone or redone records no new undo step.
     shown_variation: Option<u64>,
@@ -1037,6 +1040,7 @@ impl Studio {
             undone_during_job: false,
             variations_held: false,
             job_engine: EngineKind::default(),
+            job_note: String::new(),
             shown_variation: None,
             regenerate_at: None,
             blend_asked: false,
@@ -1826,6 +1830,8 @@ impl Studio {
             interpolation: s.interpolation,
             seed: s.seed,
         };
+        self.job_note = self.one_code_transition(self.job_engine, &opts);
+        let s = &self.session;
         if let Engine::ClassifierAscent { classifier, .. } = &engine {
             let most = classifier.config.max_steps();
             if s.length > most {
@@ -1915,10 +1921,12 @@ impl Studio {
         let after = self.composers();
         let (a, b) = (self.session.composer_a, self.session.composer_b);
         for chosen in [&mut self.session.composer_a, &mut self.session.composer_b] {
-            match before
-                .get(*chosen)
-                .and_then(|name| after.iter().position(|n| n == name))
-            {
+            match before.get(*chosen).and_then(|name| {
+                let key = crate::dataset::composer_key(name);
+                after
+                    .iter()
+                    .position(|n| crate::dataset::composer_key(n) == key)
+            }) {
                 Some(i) => *chosen = i,
                 None if !after.is_empty() => *chosen = (*chosen).min(after.len() - 1),
                 None => {}
@@ -1933,20 +1941,18 @@ impl Studio {
     }
 
     /// What a Transformer VAE transition over one snippet or less is (one code a snippet: a
-    /// single code between A and B, the same as a blend), as `generate` says it; else nothing.
-    fn one_code_transition(&self) -> String {
-        let s = &self.session;
+    /// single code between A and B, the same as a blend), as `generate` says it, for the job of
+    /// `engine` with `opts`; else nothing.
+    fn one_code_transition(&self, engine: EngineKind, opts: &GenerateOptions) -> String {
         let Some(t) = self.others.tvae.as_ref() else {
             return String::new();
         };
         let snippet = crate::tvae::snippet_steps(t);
-        let over = match s.transition_steps {
-            0 => s.length,
-            n => n.min(s.length),
+        let over = match opts.transition_steps {
+            0 => opts.steps,
+            n => n.min(opts.steps),
         };
-        if self.job_engine == EngineKind::TransformerVae
-            && s.mode == Mode::Transition
-            && over <= snippet
+        if engine == EngineKind::TransformerVae && opts.mode == Mode::Transition && over <= snippet
         {
             format!(
                 " The Transformer VAE takes one code per {snippet} steps, so a transition over \
@@ -2402,7 +2408,7 @@ impl Studio {
                         self.variations.len(),
                         self.job_engine.made_by(),
                         self.variations_seed,
-                        self.one_code_transition()
+                        self.job_note
                     );
                     // Undone while it ran: the piece stays as the undo left it, and Redo
                     // keeps what it holds; the result waits to be picked.

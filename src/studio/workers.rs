@@ -261,12 +261,13 @@ fn run_engine(
         Engine::Dcgan { model } => {
             let count = opts.steps.div_ceil(128).max(1);
             let mut roll = Roll::new(0);
-            for snippet in gan::sample(
+            for snippet in gan::sample_until(
                 &model.model,
                 count,
                 opts.temperature,
                 opts.max_notes,
                 opts.seed,
+                cancel,
             )? {
                 roll.append(&snippet);
             }
