@@ -275,14 +275,15 @@ pub fn song_code(model: &TrainedModel, roll: &Roll, steps: usize) -> Result<Vec<
     run().map_err(|e| Error::InvalidArgument(format!("encoding the song: {e}")))
 }
 
-/// How many steps of `primer` a continuation asked to hear `primer_steps` of is primed with:
-/// the silent bars it opens with, if any, and `primer_steps` from the bar of its first note on,
-/// so that a late entry or a count-in primes the model with music, not silence.
-pub fn primer_steps_heard(primer: &Roll, primer_steps: usize) -> usize {
+/// How many steps of a primer whose first note's bar starts at `first_bar`
+/// ([`Roll::first_bar_with_notes`]) a continuation asked to hear `primer_steps` of is primed
+/// with: the silent bars it opens with, if any, and `primer_steps` from that bar on, so that a
+/// late entry or a count-in primes the model with music, not silence.
+pub fn primer_steps_heard(first_bar: usize, primer_steps: usize) -> usize {
     match primer_steps {
         // No primer heard: its silent bars are not heard either.
         0 => 0,
-        n => primer.first_bar_with_notes() + n,
+        n => first_bar + n,
     }
 }
 

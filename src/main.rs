@@ -2626,7 +2626,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         // at the tempo it ends with; the other models' steps alone, at 120 bpm.
         let estimate = match (kind.as_str(), primer.as_ref()) {
             ("lstm-vae" | "transformer-vae", Some(p)) => {
-                let heard = generate::primer_steps_heard(p, a.primer_steps());
+                let heard =
+                    generate::primer_steps_heard(p.first_bar_with_notes(), a.primer_steps());
                 let mut head = p.slice(0, heard.min(p.steps()));
                 head.continue_with(&Roll::new(a.steps));
                 head
@@ -2640,7 +2641,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     // studio hears it.
     let primer_steps = match primer.as_ref() {
         Some(p) if matches!(kind.as_str(), "lstm-vae" | "transformer-vae") => {
-            let heard = generate::primer_steps_heard(p, a.primer_steps());
+            let heard = generate::primer_steps_heard(p.first_bar_with_notes(), a.primer_steps());
             if heard > a.primer_steps() {
                 let silent = heard - a.primer_steps();
                 eprintln!(

@@ -96,6 +96,11 @@ pub fn normalize(mut map: Vec<StepMeter>) -> Vec<StepMeter> {
     per_step
 }
 
+/// The first step of the bar `step` falls in, by a normalized metre map.
+pub fn bar_start(map: &[StepMeter], step: usize) -> usize {
+    step - BarMap::new(map).steps_into_bar(step)
+}
+
 /// The metre in force at `step` of a normalized map.
 pub fn meter_at(map: &[StepMeter], step: usize) -> Meter {
     map.iter()

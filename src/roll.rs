@@ -789,7 +789,7 @@ impl Roll {
         let Some(first) = (0..self.steps).find(|&t| self.row(t).iter().any(|&v| v > 0)) else {
             return 0;
         };
-        first - meter::BarMap::new(&self.meters).steps_into_bar(first)
+        meter::bar_start(&self.meters, first)
     }
 
     /// The roll up to its last note: what a continuation goes on from (the rests after it are

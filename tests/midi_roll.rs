@@ -569,8 +569,8 @@ fn the_first_bar_with_notes_is_found_in_the_roll_s_metre() {
     let mut roll = Roll::from_notes(100, &[note(82)], Vec::new());
     assert_eq!(roll.first_bar_with_notes(), 80);
     // A continuation hears the silent bars and the steps asked for after them; none, none.
-    assert_eq!(segue::generate::primer_steps_heard(&roll, 16), 96);
-    assert_eq!(segue::generate::primer_steps_heard(&roll, 0), 0);
+    assert_eq!(segue::generate::primer_steps_heard(80, 16), 96);
+    assert_eq!(segue::generate::primer_steps_heard(80, 0), 0);
     roll.set_meters(vec![segue::meter::StepMeter {
         step: 0,
         meter: segue::midi::Meter {

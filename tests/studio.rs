@@ -3399,3 +3399,30 @@ fn the_seed_box_holds_only_seeds_it_can_show_exactly() {
     h.step();
     assert_eq!(h.state().session.seed, (1 << 53) - 1);
 }
+
+/// The bar a piece's music begins in is found from its notes and metre map as from its roll
+/// (the window's thread does not make the roll of a large piece to know it).
+#[test]
+fn a_piece_s_first_bar_with_notes_is_its_roll_s() {
+    use segue::studio::score::Score;
+    use segue::studio::workers::Primer;
+    let mut score = Score::default();
+    let first_bar = |score: &Score| {
+        let from_notes = Primer::Piece(std::sync::Arc::new(score.clone())).first_bar_with_notes();
+        assert_eq!(from_notes, score.to_roll().first_bar_with_notes());
+        from_notes
+    };
+    assert_eq!(first_bar(&score), 0);
+    score.draw(60, 40, 4);
+    score.draw(64, 70, 2);
+    assert_eq!(first_bar(&score), 32);
+    score.meters = vec![segue::meter::StepMeter {
+        step: 0,
+        meter: segue::midi::Meter {
+            numerator: 3,
+            denominator: 4,
+        },
+    }]
+    .into();
+    assert_eq!(first_bar(&score), 36);
+}

@@ -1855,8 +1855,10 @@ impl Studio {
                     None => {
                         let primer = self.primer();
                         self.blend_primer = Some(primer.clone());
-                        let heard =
-                            generate::primer_steps_heard(&primer.roll(), self.session.primer_steps);
+                        let heard = generate::primer_steps_heard(
+                            primer.first_bar_with_notes(),
+                            self.session.primer_steps,
+                        );
                         // The opened piece's own notes, or drawn ones, past what the model
                         // hears: replaced, which is said (generated ones are expected to go).
                         let past = (self.session.score.notes.iter())

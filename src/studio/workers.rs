@@ -59,6 +59,22 @@ pub enum Primer {
 }
 
 impl Primer {
+    /// The first step of the bar of the primer's first note (0 without notes), as
+    /// [`Roll::first_bar_with_notes`] finds it, without making the piece's roll (on the
+    /// window's thread).
+    pub fn first_bar_with_notes(&self) -> usize {
+        match self {
+            Primer::Empty => 0,
+            Primer::Opened(roll) => roll.first_bar_with_notes(),
+            Primer::Piece(score) => score
+                .notes
+                .iter()
+                .map(|n| n.start)
+                .min()
+                .map_or(0, |first| crate::meter::bar_start(&score.meters, first)),
+        }
+    }
+
     /// The roll up to its last note (trailing rests are kept in the piece, not continued
     /// from).
     pub fn roll(&self) -> Roll {
@@ -181,7 +197,8 @@ fn run_generation(
     let n = job.variations.max(1);
     let primer = job.primer.roll();
     // Silent bars the primer opens with are heard, and the steps asked for after them.
-    let primer_steps = generate::primer_steps_heard(&primer, job.opts.primer_steps);
+    let primer_steps =
+        generate::primer_steps_heard(primer.first_bar_with_notes(), job.opts.primer_steps);
     for k in 0..n {
         if job.cancel.load(Ordering::Relaxed) {
             break;
