@@ -9,7 +9,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -185,13 +184,15 @@ fn record_use(entry: &Path) {
     }
 }
 
-/// What one load did with the roll cache.
+/// What loading one piece did with the roll cache.
 #[derive(Default)]
-struct CacheUse {
-    hits: AtomicUsize,
-    written: AtomicUsize,
-    /// The entries the load read or wrote.
-    entries: Mutex<Vec<PathBuf>>,
+struct CacheTouch {
+    /// The entry its roll was read from or written to.
+    entry: Option<PathBuf>,
+    /// Read from the cache (else converted).
+    hit: bool,
+    /// Written to the cache.
+    wrote: bool,
 }
 
 /// A loaded corpus.
@@ -405,18 +406,20 @@ impl Corpus {
             let _ = std::fs::create_dir_all(dir);
         }
         let done = AtomicUsize::new(0);
-        let cache_use = CacheUse::default();
         let total = files.len();
-        let results: Vec<std::result::Result<Piece, Failure>> = files
+        let results: Vec<std::result::Result<(Piece, CacheTouch), Failure>> = files
             .par_iter()
             .map(|path| {
-                let r = load_piece(path, opts, &cache_use);
+                let r = load_piece(path, opts);
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
-                r.map(|(roll, content_hash)| Piece {
-                    path: path.clone(),
-                    composer: composers.binary_search(&label_of(path)).unwrap_or(0),
-                    roll,
-                    content_hash,
+                r.map(|(roll, content_hash, touch)| {
+                    let piece = Piece {
+                        path: path.clone(),
+                        composer: composers.binary_search(&label_of(path)).unwrap_or(0),
+                        roll,
+                        content_hash,
+                    };
+                    (piece, touch)
                 })
                 .map_err(|e| Failure {
                     path: path.clone(),
@@ -450,7 +453,16 @@ impl Corpus {
         // A byte-identical copy of a file already read is left out: it could otherwise land on
         // both sides of the training/validation split (or teach two composers one piece).
         let mut first_of: HashMap<String, usize> = HashMap::new();
+        // The cache entries this load used (kept by pruning), how many it read, whether it
+        // wrote one.
+        let (mut used, mut hits, mut wrote) = (HashSet::new(), 0, false);
         for r in results {
+            let r = r.map(|(p, touch)| {
+                used.extend(touch.entry);
+                hits += usize::from(touch.hit);
+                wrote |= touch.wrote;
+                p
+            });
             match r {
                 Ok(p) => match first_of.get(&p.content_hash) {
                     Some(&i) => failures.push(Failure {
@@ -498,28 +510,18 @@ impl Corpus {
             let mut keep = kept.iter();
             composers.retain(|_| keep.next().copied().unwrap_or(false));
         }
-        let CacheUse {
-            hits,
-            written,
-            entries,
-        } = cache_use;
         if let Some(dir) = &opts.cache_dir
-            && written.into_inner() > 0
+            && wrote
         {
             // Only a write grows the cache. A cache that cannot be pruned only costs disk.
-            let keep: HashSet<PathBuf> = entries
-                .into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .into_iter()
-                .collect();
-            let _ = prune_cache(dir, cache_limit_bytes(), &keep);
+            let _ = prune_cache(dir, cache_limit_bytes(), &used);
         }
         Ok(Corpus {
             root: root.into(),
             composers,
             pieces,
             failures,
-            cache_hits: hits.into_inner(),
+            cache_hits: hits,
         })
     }
 
@@ -758,7 +760,7 @@ pub struct Split {
     pub valid: Vec<usize>,
 }
 
-fn load_piece(path: &Path, opts: &LoadOptions, cache: &CacheUse) -> Result<(Roll, String)> {
+fn load_piece(path: &Path, opts: &LoadOptions) -> Result<(Roll, String, CacheTouch)> {
     // A pipe named like a MIDI file would wait for a writer for ever (and a device never
     // ends): only files are read from a folder.
     crate::fsutil::check_is_file(path)?;
@@ -779,10 +781,7 @@ fn load_piece(path: &Path, opts: &LoadOptions, cache: &CacheUse) -> Result<(Roll
     let damaged = damaged && cached.is_none();
     let from_cache = cached.is_some();
     let roll = match cached {
-        Some(roll) => {
-            cache.hits.fetch_add(1, Ordering::Relaxed);
-            roll
-        }
+        Some(roll) => roll,
         None => {
             let song = crate::midi::Song::parse(&bytes).map_err(|p| Error::midi(path, p))?;
             Roll::from_song(&song, &opts.quantize).map_err(|p| Error::midi(path, p))?
@@ -792,15 +791,16 @@ fn load_piece(path: &Path, opts: &LoadOptions, cache: &CacheUse) -> Result<(Roll
         // Nothing to learn from: a model would take its silence for the composer's style.
         return Err(Error::format(path, "no notes to learn from"));
     }
-    if let Some(file) = &cache_file {
-        let mut entries = cache.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.push(file.clone());
-    }
+    let mut touch = CacheTouch {
+        hit: from_cache,
+        ..CacheTouch::default()
+    };
     if from_cache {
         if let Some(file) = &cache_file {
             record_use(file);
         }
-        return Ok((roll, content_hash));
+        touch.entry = cache_file;
+        return Ok((roll, content_hash, touch));
     }
     if let Some(file) = cache_file {
         // A damaged entry goes first (one made read-only would otherwise never be replaced,
@@ -809,11 +809,10 @@ fn load_piece(path: &Path, opts: &LoadOptions, cache: &CacheUse) -> Result<(Roll
             let _ = std::fs::remove_file(&file);
         }
         // Made again if lost: not synced (the checksum catches an entry a power cut emptied).
-        if fsutil::write_atomic_unsynced(&file, &encode_cached(&roll)).is_ok() {
-            cache.written.fetch_add(1, Ordering::Relaxed);
-        }
+        touch.wrote = fsutil::write_atomic_unsynced(&file, &encode_cached(&roll)).is_ok();
+        touch.entry = Some(file);
     }
-    Ok((roll, content_hash))
+    Ok((roll, content_hash, touch))
 }
 
 /// Bytes of the checksum that ends a cache entry (the start of a BLAKE3 hash of the rest).

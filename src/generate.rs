@@ -102,6 +102,16 @@ pub struct GenerateOptions {
 /// --temperature T`). Lower makes them sparser still.
 pub const DEFAULT_TEMPERATURE: f32 = 0.9;
 
+impl GenerateOptions {
+    /// The steps a transition takes: `transition_steps`, or all the generated steps if 0.
+    pub fn transition_length(&self) -> usize {
+        match self.transition_steps {
+            0 => self.steps,
+            n => n,
+        }
+    }
+}
+
 impl Default for GenerateOptions {
     fn default() -> Self {
         GenerateOptions {
@@ -480,12 +490,8 @@ pub fn code_for_step(a: &[f32], b: &[f32], opts: &GenerateOptions, t: usize) -> 
         Mode::Transfer => b.to_vec(),
         Mode::Blend => interpolate(a, b, opts.alpha, opts.interpolation),
         Mode::Transition => {
-            let transition = match opts.transition_steps {
-                0 => opts.steps,
-                n => n,
-            };
             // A transition of one step is B from that step (it stayed on A).
-            let frac = match transition {
+            let frac = match opts.transition_length() {
                 0 | 1 => 1.0,
                 n => t as f32 / (n - 1) as f32,
             };

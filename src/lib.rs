@@ -9,6 +9,7 @@ pub mod ascent;
 pub mod bench;
 pub mod bench_model;
 pub mod classify;
+pub mod correlation;
 pub mod dataset;
 pub mod error;
 pub mod eval;

@@ -1258,6 +1258,16 @@ fn read_midi(file: &Path, opts: &QuantizeOptions) -> Result<Roll> {
     Ok(read_midi_noted(file, opts)?.0)
 }
 
+/// A MIDI file given as a style (`--from`, `--to`): its roll, refused without notes (its code
+/// would be the code of silence, taken as someone's style).
+fn read_style(file: &Path, opts: &QuantizeOptions) -> Result<Roll> {
+    let roll = read_midi(file, opts)?;
+    if roll.active_cells() == 0 {
+        bail!("{}: no notes to take a style from", shown(file));
+    }
+    Ok(roll)
+}
+
 /// A MIDI file's roll and its copyright notice, if it has one (an output made of its notes
 /// keeps it).
 fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<String>)> {
@@ -2326,10 +2336,7 @@ fn style_code(
     }
     let path = Path::new(style);
     if segue::fsutil::is_named_input(path) {
-        let roll = read_midi(path, &quantize)?;
-        if roll.active_cells() == 0 {
-            bail!("{}: no notes to take a style from", shown(path));
-        }
+        let roll = read_style(path, &quantize)?;
         return Ok(generate::song_code(
             model,
             &roll,
@@ -2597,6 +2604,14 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     if a.primer_steps() > 100_000 {
         bail!("--primer-steps must be at most 100000");
     }
+    // A primer that opens with silent bars is heard up to its --primer-steps of music, as the
+    // studio hears it.
+    let primer_steps = match primer.as_ref() {
+        Some(p) if matches!(kind.as_str(), "lstm-vae" | "transformer-vae") => {
+            generate::primer_steps_heard(p.first_bar_with_notes(), a.primer_steps())
+        }
+        _ => a.primer_steps(),
+    };
     generate::check_sampling(a.temperature(), 1).context("--temperature")?;
     generate::check_sampling(1.0, a.max_notes).context("--max-notes")?;
     // The outputs are checked before any work: right kinds, writable, not an input, not one
@@ -2626,9 +2641,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         // at the tempo it ends with; the other models' steps alone, at 120 bpm.
         let estimate = match (kind.as_str(), primer.as_ref()) {
             ("lstm-vae" | "transformer-vae", Some(p)) => {
-                let heard =
-                    generate::primer_steps_heard(p.first_bar_with_notes(), a.primer_steps());
-                let mut head = p.slice(0, heard.min(p.steps()));
+                let mut head = p.slice(0, primer_steps.min(p.steps()));
                 head.continue_with(&Roll::new(a.steps));
                 head
             }
@@ -2637,23 +2650,16 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         segue::render::render_seconds(&estimate, &RenderOptions::default())
             .with_context(|| shown(wav).to_string())?;
     }
-    // A primer that opens with silent bars is heard up to its --primer-steps of music, as the
-    // studio hears it.
-    let primer_steps = match primer.as_ref() {
-        Some(p) if matches!(kind.as_str(), "lstm-vae" | "transformer-vae") => {
-            let heard = generate::primer_steps_heard(p.first_bar_with_notes(), a.primer_steps());
-            if heard > a.primer_steps() {
-                let silent = heard - a.primer_steps();
-                eprintln!(
-                    "segue: note: the primer's first {silent} steps are silent: the model hears \
-                     them and the {} steps after them",
-                    heard.min(p.steps()) - silent
-                );
-            }
-            heard
-        }
-        _ => a.primer_steps(),
-    };
+    if let Some(p) = primer.as_ref()
+        && primer_steps > a.primer_steps()
+    {
+        let silent = primer_steps - a.primer_steps();
+        eprintln!(
+            "segue: note: the primer's first {silent} steps are silent: the model hears them \
+             and the {} steps after them",
+            primer_steps.min(p.steps()) - silent
+        );
+    }
     let opts = generate::GenerateOptions {
         mode,
         steps: a.steps,
@@ -2710,14 +2716,11 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         "transformer-vae" => {
             let model = segue::tvae::load(&path, &device)?;
             // One code a snippet: a short transition is one step from A to B, not a glide.
-            let snippet = segue::tvae::snippet_steps(&model);
-            let over = a.transition_steps.unwrap_or(a.steps);
-            if mode == generate::Mode::Transition && over <= snippet {
-                eprintln!(
-                    "segue: note: the Transformer VAE takes one code per {snippet} steps, so a \
-                     transition over {over} steps is a single code between A and B (the \
-                     LSTM-VAE moves step by step)"
-                );
+            if mode == generate::Mode::Transition
+                && let Some(note) =
+                    segue::tvae::one_code_transition(&model, opts.transition_length())
+            {
+                eprintln!("segue: note: the {note}");
             }
             let primer = need_primer()?;
             check_strength_used(&a, |s| model.composer_index(s).is_some())?;
@@ -2727,11 +2730,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 }
                 let p = Path::new(style);
                 if segue::fsutil::is_named_input(p) {
-                    let roll = read_midi(p, &quantize)?;
-                    if roll.active_cells() == 0 {
-                        bail!("{}: no notes to take a style from", shown(p));
-                    }
-                    return Ok(segue::tvae::song_code(&model, &roll)?);
+                    return Ok(segue::tvae::song_code(&model, &read_style(p, &quantize)?)?);
                 }
                 bail!(
                     "`{style}` is neither a composer of this model ({}) nor a MIDI file",

@@ -116,7 +116,7 @@ impl Key {
         };
         let tonic = usize::from(self.tonic());
         let rotated: Vec<f64> = (0..12).map(|pc| profile[(pc + 12 - tonic) % 12]).collect();
-        correlation(weights, &rotated)
+        crate::correlation::pearson(weights, &rotated).unwrap_or(0.0)
     }
 
     /// The key a passage with these pitch-class weights fits best and how well (the
@@ -129,20 +129,6 @@ impl Key {
             .flat_map(|tonic| [false, true].map(|minor| Key::from_tonic(tonic, minor)))
             .map(|key| (key, key.fit(weights)))
             .max_by(|a, b| a.1.total_cmp(&b.1))
-    }
-}
-
-/// Pearson correlation of two series of 12 (0 where one does not vary).
-fn correlation(a: &[f64; 12], b: &[f64]) -> f64 {
-    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
-    let (ma, mb) = (mean(a), mean(b));
-    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    if va <= 0.0 || vb <= 0.0 {
-        0.0
-    } else {
-        cov / (va * vb).sqrt()
     }
 }
 

@@ -285,17 +285,7 @@ pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
         }
         r
     };
-    let (rx, ry) = (ranks(x), ranks(y));
-    let n = x.len() as f64;
-    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
-    let cov: f64 = rx.iter().zip(&ry).map(|(a, b)| (a - mx) * (b - my)).sum();
-    let sx = rx.iter().map(|a| (a - mx).powi(2)).sum::<f64>().sqrt();
-    let sy = ry.iter().map(|b| (b - my).powi(2)).sum::<f64>().sqrt();
-    if sx == 0.0 || sy == 0.0 || x.len() < 2 {
-        None
-    } else {
-        Some(cov / (sx * sy))
-    }
+    crate::correlation::pearson(&ranks(x), &ranks(y))
 }
 
 /// Generated outputs of one model.

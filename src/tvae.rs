@@ -277,14 +277,24 @@ pub fn song_code(model: &TrainedTvae, roll: &Roll) -> Result<Vec<f32>> {
 /// (one code per snippet): the LSTM-VAE's share at the snippet's middle step, so both models
 /// reach B after `transition_steps` (all the generated steps if 0).
 fn transition_share(k: usize, snippet: usize, opts: &GenerateOptions) -> f32 {
-    let transition = match opts.transition_steps {
-        0 => opts.steps,
-        n => n,
-    };
+    let transition = opts.transition_length();
     let first = k * snippet;
     let last = ((k + 1) * snippet).min(opts.steps).max(first + 1) - 1;
     let middle = (first + last) as f32 / 2.0;
     (middle / (transition.max(2) - 1) as f32).min(1.0)
+}
+
+/// What a transition over `over` steps is when that is one snippet or less (one code a snippet
+/// makes it a single code between A and B, the same as a blend), said after "the " by the
+/// command line and the studio; `None` for a longer one.
+pub fn one_code_transition(model: &TrainedTvae, over: usize) -> Option<String> {
+    let snippet = snippet_steps(model);
+    (over <= snippet).then(|| {
+        format!(
+            "Transformer VAE takes one code per {snippet} steps, so a transition over {over} \
+             steps is a single code between A and B (the LSTM-VAE moves step by step)"
+        )
+    })
 }
 
 /// Snippets decoded at once in generation.

@@ -1999,13 +1999,7 @@ fn begin_long_render(
     wrapper: Option<&str>,
 ) -> (std::process::Child, std::path::PathBuf) {
     // An hour of a note every quarter at 120 bpm: seconds of rendering.
-    let notes: Vec<(u64, u64, u8, u8)> = (0..7200u64)
-        .map(|i| (i * 96, i * 96 + 90, 48 + (i % 24) as u8, 80))
-        .collect();
-    let piece = dir.join("hour.mid");
-    std::fs::write(&piece, common::simple(96, &notes)).unwrap();
-    let out_dir = dir.join("out");
-    std::fs::create_dir(&out_dir).unwrap();
+    let (piece, out_dir) = long_piece(dir, "hour.mid", 7200);
     let segue = env!("CARGO_BIN_EXE_segue");
     let mut command = Command::new(wrapper.unwrap_or(segue));
     if wrapper.is_some() {
@@ -2029,6 +2023,31 @@ fn begin_long_render(
     (child, out_dir)
 }
 
+/// A piece of `quarters` notes a quarter apart written in `dir`, and an empty folder `out`
+/// beside it for what a command makes of it.
+#[cfg(unix)]
+fn long_piece(dir: &Path, name: &str, quarters: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    let notes: Vec<(u64, u64, u8, u8)> = (0..quarters)
+        .map(|i| (i * 96, i * 96 + 90, 48 + (i % 24) as u8, 80))
+        .collect();
+    let piece = dir.join(name);
+    std::fs::write(&piece, common::simple(96, &notes)).unwrap();
+    let out_dir = dir.join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    (piece, out_dir)
+}
+
+/// Asserts that `child`, sent a stop signal, ended with exit code 130 leaving `out_dir` empty
+/// (no output, no hidden temporary file).
+#[cfg(unix)]
+fn assert_stopped_leaving_nothing(child: std::process::Child, out_dir: &Path) {
+    let ended = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&ended.stderr);
+    assert_eq!(ended.status.code(), Some(130), "{err}");
+    let left: Vec<_> = std::fs::read_dir(out_dir).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 /// Sends `signal` to `child`.
 #[cfg(unix)]
 fn signal(child: &std::process::Child, signal: &str) {
@@ -2048,11 +2067,7 @@ fn a_terminated_render_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     let (child, out_dir) = begin_long_render(dir.path(), None);
     signal(&child, "-TERM");
-    let ended = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&ended.stderr);
-    assert_eq!(ended.status.code(), Some(130), "{err}");
-    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_stopped_leaving_nothing(child, &out_dir);
 }
 
 /// A command that does not stop by itself (reading a long piece for a picture of it) ends at
@@ -2063,13 +2078,7 @@ fn a_terminated_render_leaves_no_temporary_file() {
 fn a_terminated_picture_ends_at_once_writing_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // Nearly the longest roll read (196 000 steps): seconds of work.
-    let notes: Vec<(u64, u64, u8, u8)> = (0..49_000u64)
-        .map(|i| (i * 96, i * 96 + 90, 48 + (i % 24) as u8, 80))
-        .collect();
-    let piece = dir.path().join("long.mid");
-    std::fs::write(&piece, common::simple(96, &notes)).unwrap();
-    let out_dir = dir.path().join("out");
-    std::fs::create_dir(&out_dir).unwrap();
+    let (piece, out_dir) = long_piece(dir.path(), "long.mid", 49_000);
     let child = Command::new(env!("CARGO_BIN_EXE_segue"))
         .args([
             "roll",
@@ -2085,11 +2094,7 @@ fn a_terminated_picture_ends_at_once_writing_nothing() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(150));
     signal(&child, "-TERM");
-    let ended = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&ended.stderr);
-    assert_eq!(ended.status.code(), Some(130), "{err}");
-    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_stopped_leaving_nothing(child, &out_dir);
 }
 
 /// Under nohup a hangup stays ignored (the handler for a closed terminal replaced nohup's

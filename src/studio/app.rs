@@ -1942,27 +1942,15 @@ impl Studio {
         }
     }
 
-    /// What a Transformer VAE transition over one snippet or less is (one code a snippet: a
-    /// single code between A and B, the same as a blend), as `generate` says it, for the job of
-    /// `engine` with `opts`; else nothing.
+    /// What a Transformer VAE transition over one snippet or less is, as `generate` says it,
+    /// for the job of `engine` with `opts`; else nothing.
     fn one_code_transition(&self, engine: EngineKind, opts: &GenerateOptions) -> String {
-        let Some(t) = self.others.tvae.as_ref() else {
-            return String::new();
-        };
-        let snippet = crate::tvae::snippet_steps(t);
-        let over = match opts.transition_steps {
-            0 => opts.steps,
-            n => n.min(opts.steps),
-        };
-        if engine == EngineKind::TransformerVae && opts.mode == Mode::Transition && over <= snippet
-        {
-            format!(
-                " The Transformer VAE takes one code per {snippet} steps, so a transition over \
-                 {over} steps is a single code between A and B (the LSTM-VAE moves step by \
-                 step)."
-            )
-        } else {
-            String::new()
+        match self.others.tvae.as_ref() {
+            Some(t) if engine == EngineKind::TransformerVae && opts.mode == Mode::Transition => {
+                crate::tvae::one_code_transition(t, opts.transition_length())
+                    .map_or(String::new(), |note| format!(" The {note}."))
+            }
+            _ => String::new(),
         }
     }
 
