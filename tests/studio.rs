@@ -11,6 +11,7 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use segue::dataset::{Corpus, LoadOptions};
 use segue::roll::{QuantizeOptions, Roll};
 use segue::studio::piano_roll::origin_color;
+use segue::studio::plot_words;
 use segue::studio::score::Origin;
 use segue::studio::{Session, Studio};
 use segue::train::{self, Control, TrainOptions};
@@ -774,6 +775,27 @@ fn the_training_panel_trains_and_plots() {
             .join("lstm-vae.safetensors")
             .exists()
     );
+    // The plots are said in words to a screen reader, the last step's values first.
+    h.step();
+    let last = h.state().training_metrics().last().unwrap().clone();
+    let said = plot_said(&h, "Reconstruction BCE per cell (plot): ");
+    let train = format!(
+        "train {} at step {}",
+        plot_words::number(last.recon_per_cell),
+        last.step
+    );
+    assert!(said.contains(&train), "{said}");
+    let said = plot_said(&h, "KL (nats per snippet) (plot): ");
+    assert!(
+        said.starts_with("KL (nats per snippet) (plot): KL "),
+        "{said}"
+    );
+}
+
+/// The words a plot whose label begins with `title` is said in (one such plot).
+fn plot_said(h: &Harness<'static, Studio>, title: &str) -> String {
+    let plot = h.get_by(|n| n.label().is_some_and(|l| l.starts_with(title)));
+    plot.accesskit_node().label().unwrap()
 }
 
 /// "from the model in use": the LSTM-VAE run starts from the shipped model (the preset's
@@ -834,6 +856,11 @@ fn the_training_panel_trains_a_classifier_for_the_style_meter() {
     let file = dir.path().join("clf").join("classifier.safetensors");
     assert_eq!(h.state().training_checkpoint(), Some(file.as_path()));
     h.step();
+    let said = plot_said(&h, "Cross-entropy (plot): ");
+    assert!(
+        said.contains("train ") && said.contains("; validation "),
+        "{said}"
+    );
     assert!(h.query_by_label("Use this model").is_none());
     // Classifier ascent aims at the shipped classifier's composer 15; the new one has 3.
     h.state_mut()
@@ -1875,6 +1902,10 @@ fn a_model_of_one_composer_offers_no_blend() {
         (h.query_all_by_label("A <-> B")).all(|n| n.accesskit_node().is_disabled())
     };
     assert!(slider_off(&h));
+    // The piece itself as style A is a second style: B and the slider are there.
+    h.state_mut().pick_styles(true, 0, 0);
+    h.step();
+    assert!(!slider_off(&h));
     let mut h = studio(&model, None);
     h.step();
     assert!(!slider_off(&h));
@@ -2716,6 +2747,12 @@ fn the_other_models_generate_and_the_style_meter_follows_the_piece() {
         h.query_by_label_contains("Style meter (composer classifier)")
             .is_some()
     );
+    let said = plot_said(&h, "Style meter, probability by composer (plot): ");
+    let ranked = v.ranked();
+    assert!(
+        said.contains(&format!(": {} ", v.composers[ranked[0]])),
+        "{said}"
+    );
     assert!(h.query_by_label_contains("updating").is_none());
     // Every note deleted: the meter says there is nothing to judge.
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
@@ -3300,6 +3337,44 @@ fn right_click_keeps_the_selection_and_shift_boxes_add_to_it() {
 /// opening with two silent bars (both hear them and the primer's steps after them).
 #[test]
 fn the_command_line_makes_what_the_studio_made() {
+    studio_and_command_line_agree(Some(1));
+}
+
+/// With the piece itself as style A, the studio continues in the primer's own style, as
+/// `segue generate` does without `--from` (not in a composer's).
+#[test]
+fn a_continuation_in_the_piece_s_own_style_is_the_command_line_s() {
+    studio_and_command_line_agree(None);
+}
+
+/// The piece itself as style A needs notes to read a style from: with none, Generate says so
+/// (and a transfer, which hears B's code alone, does not need them).
+#[test]
+fn the_piece_s_own_style_needs_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    h.step();
+    for (mode, refused) in [
+        (segue::generate::Mode::Continue, true),
+        (segue::generate::Mode::Transfer, false),
+    ] {
+        let s = &mut h.state_mut().session;
+        (s.mode, s.a_is_the_piece, s.length) = (mode, true, 16);
+        h.get_by_label("Generate").click();
+        h.step();
+        wait(&mut h, "the generation's end", |s| !s.generating());
+        let said = h.state().message().cloned();
+        let no_notes = said.as_ref().is_some_and(|(text, error)| {
+            *error && text.contains("style A is the piece's own, and the piece has no notes")
+        });
+        assert_eq!(no_notes, refused, "{mode:?}: {said:?}");
+    }
+}
+
+/// A continuation of the piece in `offgrid.mid` from the studio (style A: composer `a`, or
+/// the piece itself) has the notes of `segue generate`'s with the same controls.
+fn studio_and_command_line_agree(a: Option<usize>) {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let primer = dir.path().join("offgrid.mid");
@@ -3330,7 +3405,8 @@ fn the_command_line_makes_what_the_studio_made() {
     {
         let s = &mut h.state_mut().session;
         s.mode = segue::generate::Mode::Continue;
-        s.composer_a = 1;
+        s.composer_a = a.unwrap_or(0);
+        s.a_is_the_piece = a.is_none();
         s.seed = 7;
         s.length = 64;
         s.variations = 1;
@@ -3340,14 +3416,12 @@ fn the_command_line_makes_what_the_studio_made() {
     let made = h.state().session.score.to_roll();
     let s = &h.state().session;
     let out = dir.path().join("cli.mid");
-    let args: Vec<String> = [
+    let mut args: Vec<String> = [
         "generate",
         "--model",
         model.to_str().unwrap(),
         "--prime",
         primer.to_str().unwrap(),
-        "--from",
-        &composers[1],
         "--mode",
         "continue",
         "--steps",
@@ -3360,13 +3434,15 @@ fn the_command_line_makes_what_the_studio_made() {
         &s.temperature.to_string(),
         "--max-notes",
         &s.max_notes.to_string(),
-        "--style-strength",
-        &s.style_strength.to_string(),
         "-o",
         out.to_str().unwrap(),
     ]
     .map(String::from)
     .to_vec();
+    if let Some(a) = a {
+        let strength = s.style_strength.to_string();
+        args.extend(["--from", &composers[a], "--style-strength", &strength].map(String::from));
+    }
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_segue"))
         .args(&args)
         .output()

@@ -26,10 +26,11 @@ use crate::studio::audio::{Command, PlayScore, Player};
 use crate::studio::piano_roll::{
     MAX_KEY_PX, MAX_STEP_PX, MIN_KEY_PX, MIN_STEP_PX, RollView, Tool, origin_color, piano_roll,
 };
+use crate::studio::plot_words;
 use crate::studio::score::{History, Origin, Score};
 use crate::studio::session_file;
 use crate::studio::workers::{
-    Engine, GenerationEvent, GenerationRequest, Generator, Primer, StyleMeter, TrainPlace,
+    Engine, GenerationEvent, GenerationRequest, Generator, Primer, StyleA, StyleMeter, TrainPlace,
     TrainSpec, TrainingJob, TrainingReport, catching,
 };
 use crate::train::{self, Metrics, TrainEvent, TrainOptions, Validation};
@@ -276,6 +277,10 @@ pub struct Session {
     pub composer_a: usize,
     /// Composer B.
     pub composer_b: usize,
+    /// Style A is the piece's own (its code, read from the primer as `segue generate` reads it
+    /// without `--from`), not composer A's.
+    #[serde(default)]
+    pub a_is_the_piece: bool,
     /// The slider, 0 = A .. 1 = B.
     pub alpha: f32,
     /// Mode.
@@ -451,6 +456,7 @@ impl Default for Session {
             model_path: None,
             composer_a: 0,
             composer_b: 1,
+            a_is_the_piece: false,
             alpha: 0.5,
             mode: Mode::Blend,
             length: 256,
@@ -914,6 +920,19 @@ fn unused_folder(parent: &Path, name: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
+/// Labels a plot that `shown` drew with what it shows, in words, for screen readers
+/// ([`plot_words::describe`]).
+fn say_plot<R>(
+    shown: &egui_plot::PlotResponse<R>,
+    title: &str,
+    x_name: &str,
+    curves: &[(&str, Vec<[f64; 2]>)],
+) {
+    let curves: Vec<plot_words::Curve> = curves.iter().map(|(n, p)| (*n, p.as_slice())).collect();
+    let text = plot_words::describe(title, x_name, &curves);
+    (shown.response).widget_info(|| egui::WidgetInfo::labeled(egui::Role::Figure, true, &text));
+}
+
 /// A mode as the Mode picker names it.
 fn mode_name(mode: Mode) -> &'static str {
     match mode {
@@ -923,6 +942,9 @@ fn mode_name(mode: Mode) -> &'static str {
         Mode::Blend => "Blend (slider)",
     }
 }
+
+/// Style A's picker's name for the piece's own style.
+const THE_PIECE: &str = "the piece itself";
 
 /// What "Open a model file..." opens.
 const OPEN_MODEL_HINT: &str = "An LSTM-VAE, Transformer VAE or DCGAN for the generation panel, \
@@ -1738,11 +1760,10 @@ impl Studio {
                 let code = |c: usize| {
                     generate::composer_code(&model, c, s.style_strength).map_err(|e| e.to_string())
                 };
-                let (code_a, code_b) = (code(s.composer_a)?, code(s.composer_b)?);
                 Ok(Engine::LstmVae {
+                    code_a: self.style_a(code)?,
+                    code_b: code(s.composer_b)?,
                     model,
-                    code_a,
-                    code_b,
                 })
             }
             EngineKind::TransformerVae => {
@@ -1760,7 +1781,7 @@ impl Studio {
                         })
                 };
                 Ok(Engine::TransformerVae {
-                    code_a: code(s.composer_a)?,
+                    code_a: self.style_a(code)?,
                     code_b: code(s.composer_b)?,
                     model: t,
                 })
@@ -1782,6 +1803,14 @@ impl Studio {
             EngineKind::Dcgan => Ok(Engine::Dcgan {
                 model: self.others.gan.clone().ok_or_else(|| missing("DCGAN"))?,
             }),
+        }
+    }
+
+    /// Style A as chosen: the piece's own, or composer A's code as `code` gives it.
+    fn style_a(&self, code: impl Fn(usize) -> Result<Vec<f32>, String>) -> Result<StyleA, String> {
+        match self.session.a_is_the_piece {
+            true => Ok(StyleA::Primer),
+            false => code(self.session.composer_a).map(StyleA::Code),
         }
     }
 
@@ -1988,10 +2017,17 @@ impl Studio {
     /// piece is the slider's blend (Blend mode, after a generation), a change blends again
     /// with the same primer, as moving the slider does.
     pub fn pick_composers(&mut self, a: usize, b: usize) {
+        self.pick_styles(false, a, b);
+    }
+
+    /// Picks style A (the piece's own when `a_is_the_piece`, else composer `a`) and composer
+    /// `b`, as the pickers do: a blend shown is made again with them.
+    pub fn pick_styles(&mut self, a_is_the_piece: bool, a: usize, b: usize) {
         self.composers_picked = true;
         let s = &mut self.session;
-        let changed = (a, b) != (s.composer_a, s.composer_b);
-        (s.composer_a, s.composer_b) = (a, b);
+        let now = (a_is_the_piece, a, b);
+        let changed = now != (s.a_is_the_piece, s.composer_a, s.composer_b);
+        (s.a_is_the_piece, s.composer_a, s.composer_b) = now;
         if changed {
             self.blend_again_if_shown();
         }
@@ -3143,7 +3179,15 @@ impl Studio {
         let bar_map = score.bar_map();
         let bar = |step: f64| bar_map.position(step);
         let centre = v.window as f64 / 2.0;
-        Plot::new("style-meter")
+        let curves: Vec<(&str, Vec<[f64; 2]>)> = (ranked.iter().take(3))
+            .map(|&c| {
+                let points = (v.windows.iter())
+                    .map(|(start, p)| [bar(*start as f64 + centre), p[c] as f64])
+                    .collect();
+                (v.composers[c].as_str(), points)
+            })
+            .collect();
+        let shown = Plot::new("style-meter")
             .legend(Legend::default())
             .include_y(0.0)
             .include_y(1.0)
@@ -3157,15 +3201,16 @@ impl Studio {
                     egui_plot::LineStyle::dashed_dense(),
                     egui_plot::LineStyle::dotted_dense(),
                 ];
-                for (&c, style) in ranked.iter().zip(styles) {
-                    let points: PlotPoints = v
-                        .windows
-                        .iter()
-                        .map(|(start, p)| [bar(*start as f64 + centre), p[c] as f64])
-                        .collect();
-                    plot.line(Line::new(v.composers[c].clone(), points).style(style));
+                for ((name, points), style) in curves.iter().zip(styles) {
+                    plot.line(Line::new(*name, PlotPoints::from(points.clone())).style(style));
                 }
             });
+        say_plot(
+            &shown,
+            "Style meter, probability by composer",
+            "bar",
+            &curves,
+        );
     }
 
     /// Whether the chosen model draws its notes (so the temperature counts): the VAEs and a
@@ -3265,7 +3310,8 @@ impl Studio {
         let composers = self.composers();
         // A model of one composer (a musician's own folder, say) has no second style: B, the
         // slider and the modes that move between A and B have nothing to move between.
-        let one_composer = composers.len() == 1;
+        // With the piece itself as style A, B is the second style.
+        let one_composer = composers.len() == 1 && !self.session.a_is_the_piece;
         let s = &mut self.session;
         let is_vae = s.engine.is_vae();
         let blends = is_vae && !one_composer;
@@ -3276,23 +3322,41 @@ impl Studio {
             s.composer_b = s.composer_b.min(last);
         }
         let (mut a, mut b) = (s.composer_a, s.composer_b);
+        let mut a_is_the_piece = s.a_is_the_piece;
         let mut picked = false;
-        for (label, chosen, enabled) in [
-            ("Composer A", &mut a, is_vae),
-            ("Composer B", &mut b, uses_b),
-        ] {
-            ui.add_enabled_ui(enabled, |ui| {
-                egui::ComboBox::from_label(label)
-                    .selected_text(composers.get(*chosen).cloned().unwrap_or_default())
-                    .show_ui(ui, |ui| {
-                        for (i, c) in composers.iter().enumerate() {
-                            picked |= ui.selectable_value(chosen, i, c).clicked();
+        ui.add_enabled_ui(is_vae, |ui| {
+            let shown = match a_is_the_piece {
+                true => THE_PIECE.to_string(),
+                false => composers.get(a).cloned().unwrap_or_default(),
+            };
+            egui::ComboBox::from_label("Style A")
+                .selected_text(shown)
+                .show_ui(ui, |ui| {
+                    picked |= ui
+                        .selectable_value(&mut a_is_the_piece, true, THE_PIECE)
+                        .on_hover_text(
+                            "The style of the opened file (or the roll) itself, read from its \
+                             first bars: a continuation keeps it, a transition leaves it for B",
+                        )
+                        .clicked();
+                    for (i, c) in composers.iter().enumerate() {
+                        if ui.selectable_label(!a_is_the_piece && a == i, c).clicked() {
+                            (a, a_is_the_piece, picked) = (i, false, true);
                         }
-                    });
-            });
-        }
+                    }
+                });
+        });
+        ui.add_enabled_ui(uses_b, |ui| {
+            egui::ComboBox::from_label("Composer B")
+                .selected_text(composers.get(b).cloned().unwrap_or_default())
+                .show_ui(ui, |ui| {
+                    for (i, c) in composers.iter().enumerate() {
+                        picked |= ui.selectable_value(&mut b, i, c).clicked();
+                    }
+                });
+        });
         if picked {
-            self.pick_composers(a, b);
+            self.pick_styles(a_is_the_piece, a, b);
         }
         let s = &mut self.session;
         let mut alpha = s.alpha;
@@ -3303,10 +3367,11 @@ impl Studio {
             )
             .on_hover_text("The blend of A's and B's styles; moving it blends and regenerates")
             .on_disabled_hover_text(if one_composer {
-                "This model knows one composer: there is no second style to blend with (train \
-                 it on a folder of two or more composers' folders)"
+                "This model knows one composer: there is no second style to blend with (pick \
+                 the piece itself as style A, or train it on a folder of two or more \
+                 composers' folders)"
             } else {
-                "The blend of two composers' styles: a VAE's"
+                "The blend of two styles: a VAE's"
             });
         if slider.changed() {
             self.set_alpha(alpha);
@@ -3359,8 +3424,8 @@ impl Studio {
                 )
                 .on_hover_text(if s.engine == EngineKind::TransformerVae {
                     "How much of the opened file (or the roll) comes first, kept before the \
-                     model's part (the Transformer VAE decodes from the composers' codes; in \
-                     Style transfer it reads the piece's code)"
+                     model's part (the Transformer VAE decodes from the codes of styles A and \
+                     B; in Style transfer it reads the piece's code)"
                 } else {
                     "How much of the opened file (or the roll) the model hears first and \
                      continues"
@@ -3577,17 +3642,22 @@ impl Studio {
                 other => other,
             };
             ui.label(title);
-            Plot::new(key)
+            let curves = [
+                ("train", series(false, key)),
+                ("validation", series(true, key)),
+            ];
+            let shown = Plot::new(key)
                 .height(120.0)
                 .legend(Legend::default())
                 .show(ui, |p| {
-                    p.line(Line::new("train", PlotPoints::from(series(false, key))));
+                    p.line(Line::new("train", PlotPoints::from(curves[0].1.clone())));
                     // Dashed: told from the training curve by more than its colour.
                     p.line(
-                        Line::new("validation", PlotPoints::from(series(true, key)))
+                        Line::new("validation", PlotPoints::from(curves[1].1.clone()))
                             .style(egui_plot::LineStyle::dashed_dense()),
                     );
                 });
+            say_plot(&shown, title, "step", &curves);
         }
     }
 
@@ -3800,28 +3870,37 @@ impl Studio {
         let valid = series("valid", &|m| m.valid.as_ref().map(|v| v.recon_per_cell));
         let kl = series("kl", &|m| Some(m.kl));
         let beta = series("beta", &|m| Some(m.beta));
-        ui.label("Reconstruction BCE per cell");
-        Plot::new("recon")
+        let title = "Reconstruction BCE per cell";
+        ui.label(title);
+        let curves = [("train", recon), ("validation", valid)];
+        let shown = Plot::new("recon")
             .height(120.0)
             .legend(Legend::default())
             .show(ui, |p| {
-                p.line(Line::new("train", PlotPoints::from(recon)));
+                p.line(Line::new("train", PlotPoints::from(curves[0].1.clone())));
                 p.line(
-                    Line::new("validation", PlotPoints::from(valid))
+                    Line::new("validation", PlotPoints::from(curves[1].1.clone()))
                         .style(egui_plot::LineStyle::dashed_dense()),
                 );
             });
-        ui.label("KL (nats per snippet) and beta");
-        Plot::new("kl")
+        say_plot(&shown, title, "step", &curves);
+        let title = "KL (nats per snippet)";
+        ui.label(title);
+        let curves = [("KL", kl)];
+        let shown = Plot::new("kl")
             .height(100.0)
             .legend(Legend::default())
             .show(ui, |p| {
-                p.line(Line::new("KL", PlotPoints::from(kl)));
+                p.line(Line::new("KL", PlotPoints::from(curves[0].1.clone())));
             });
-        ui.label("beta (the KL's weight)");
-        Plot::new("beta").height(60.0).show(ui, |p| {
-            p.line(Line::new("beta", PlotPoints::from(beta)));
+        say_plot(&shown, title, "step", &curves);
+        let title = "beta (the KL's weight)";
+        ui.label(title);
+        let curves = [("beta", beta)];
+        let shown = Plot::new("beta").height(60.0).show(ui, |p| {
+            p.line(Line::new("beta", PlotPoints::from(curves[0].1.clone())));
         });
+        say_plot(&shown, title, "step", &curves);
         if let Some(v) = &self.training.last_valid {
             ui.label(format!(
                 "Latent: {} of {} dimensions active, KL {:.1} nats, style accuracy {:.2}",
@@ -3839,9 +3918,18 @@ impl Studio {
                 .enumerate()
                 .map(|(d, k)| Bar::new(d as f64, *k))
                 .collect();
-            Plot::new("kl_dims").height(80.0).show(ui, |p| {
+            let shown = Plot::new("kl_dims").height(80.0).show(ui, |p| {
                 p.bar_chart(BarChart::new("KL per dimension", bars));
             });
+            let nats: Vec<String> = v
+                .kl_per_dim
+                .iter()
+                .map(|&k| plot_words::number(k))
+                .collect();
+            let text = format!("KL per dimension (plot, nats): {}", nats.join(", "));
+            shown
+                .response
+                .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Figure, true, &text));
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod audio;
 pub mod piano_roll;
+pub mod plot_words;
 pub mod score;
 pub mod session_file;
 pub mod workers;

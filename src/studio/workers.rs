@@ -12,7 +12,7 @@ use crate::ascent::{self, AscentOptions};
 use crate::classify::{self, Classifier, Verdict};
 use crate::dataset::{Corpus, LoadOptions};
 use crate::gan::{self, TrainedGan};
-use crate::generate::{self, GenerateOptions, Generated};
+use crate::generate::{self, GenerateOptions, Generated, Mode};
 use crate::models::trained::TrainedModel;
 use crate::roll::{QuantizeOptions, Roll};
 use crate::studio::score::Score;
@@ -20,19 +20,53 @@ use crate::train::{self, Control, TrainEvent, TrainOptions};
 use crate::train_loop::{self, LoopEvent, LoopMetrics};
 use crate::tvae::{self, TrainedTvae};
 
+/// Where a VAE's style A comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StyleA {
+    /// A code given (a composer's).
+    Code(Vec<f32>),
+    /// The primer's own code, read from it by the model's encoder on the generation thread
+    /// (as `segue generate` reads it without `--from`).
+    Primer,
+}
+
+impl StyleA {
+    /// The code for a generation in `mode`: the one given, or the one `read` finds in `primer`
+    /// (a primer without notes has no style to read). A transfer hears B's code `b` alone, so
+    /// A's is not read for it.
+    fn code(
+        &self,
+        mode: Mode,
+        b: &[f32],
+        primer: &Roll,
+        read: impl FnOnce() -> crate::Result<Vec<f32>>,
+    ) -> crate::Result<Vec<f32>> {
+        match self {
+            StyleA::Code(code) => Ok(code.clone()),
+            StyleA::Primer if mode == Mode::Transfer => Ok(b.to_vec()),
+            StyleA::Primer if primer.sounding_end() == 0 => Err(crate::Error::InvalidArgument(
+                "style A is the piece's own, and the piece has no notes: open a MIDI file or \
+                 draw some, or pick a composer for A"
+                    .into(),
+            )),
+            StyleA::Primer => read(),
+        }
+    }
+}
+
 /// Which model generates, with what it needs.
 #[derive(Clone)]
 pub enum Engine {
-    /// The LSTM-VAE with the codes of styles A and B.
+    /// The LSTM-VAE with styles A and B.
     LstmVae {
         model: Arc<TrainedModel>,
-        code_a: Vec<f32>,
+        code_a: StyleA,
         code_b: Vec<f32>,
     },
-    /// The Transformer VAE with the codes of styles A and B.
+    /// The Transformer VAE with styles A and B.
     TransformerVae {
         model: Arc<TrainedTvae>,
-        code_a: Vec<f32>,
+        code_a: StyleA,
         code_b: Vec<f32>,
     },
     /// Gradient ascent on the roll towards composer `target`, from the primer given (the
@@ -258,12 +292,21 @@ fn run_engine(
             model,
             code_a,
             code_b,
-        } => generate::generate(&model.model, primer, code_a, code_b, opts, progress, cancel),
+        } => {
+            let steps = model.training_snippet_steps();
+            let read = || generate::song_code(model, primer, steps);
+            let a = code_a.code(opts.mode, code_b, primer, read)?;
+            generate::generate(&model.model, primer, &a, code_b, opts, progress, cancel)
+        }
         Engine::TransformerVae {
             model,
             code_a,
             code_b,
-        } => tvae::generate(model, primer, code_a, code_b, opts, progress, cancel),
+        } => {
+            let read = || tvae::song_code(model, primer);
+            let a = code_a.code(opts.mode, code_b, primer, read)?;
+            tvae::generate(model, primer, &a, code_b, opts, progress, cancel)
+        }
         Engine::ClassifierAscent { classifier, target } => {
             let ascent_opts = AscentOptions {
                 steps: opts.steps.min(classifier.config.max_steps()),
