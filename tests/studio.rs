@@ -3460,6 +3460,93 @@ fn studio_and_command_line_agree(a: Option<usize>) {
     );
 }
 
+/// Step input: with it on, the computer keyboard enters notes at a cursor (the start here, no
+/// player): A S D F G H J K the white keys from the octave's C, W E T Y U the black keys; each
+/// note has the drawing length and moves the cursor on, Shift keeps it for a chord, `.` is a
+/// rest, Z and X move the octave; the notes at the cursor are selected; a held key does not
+/// repeat, Ctrl+key is still a command, and off, the keys enter nothing.
+#[test]
+fn step_input_enters_notes_from_the_computer_keyboard() {
+    use egui::{Key, Modifiers};
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    h.step();
+    h.get_by_label("Step input").click();
+    h.step();
+    h.state_mut().session.view.draw_len = 2;
+    let press = |h: &mut Harness<'static, Studio>, modifiers: Modifiers, key: Key| {
+        h.key_press_modifiers(modifiers, key);
+        h.step();
+    };
+    let notes = |h: &Harness<'static, Studio>| -> Vec<(u8, usize, usize)> {
+        let mut n: Vec<_> = (h.state().session.score.notes.iter())
+            .map(|n| (n.pitch, n.start, n.len))
+            .collect();
+        n.sort_by_key(|&(p, s, _)| (s, p));
+        n
+    };
+    press(&mut h, Modifiers::NONE, Key::A);
+    press(&mut h, Modifiers::SHIFT, Key::D);
+    press(&mut h, Modifiers::NONE, Key::G);
+    assert_eq!(
+        h.state().session.view.selection.len(),
+        2,
+        "the chord is selected"
+    );
+    press(&mut h, Modifiers::NONE, Key::Period);
+    press(&mut h, Modifiers::NONE, Key::X);
+    press(&mut h, Modifiers::NONE, Key::K);
+    press(&mut h, Modifiers::NONE, Key::Z);
+    press(&mut h, Modifiers::NONE, Key::Z);
+    press(&mut h, Modifiers::NONE, Key::W);
+    assert_eq!(
+        notes(&h),
+        [(60, 0, 2), (64, 2, 2), (67, 2, 2), (84, 6, 2), (49, 8, 2)]
+    );
+    assert_eq!(h.state().session.view.entry, Some(10));
+    // Each key is one undo step.
+    press(&mut h, Modifiers::COMMAND, Key::Z);
+    assert_eq!(notes(&h).len(), 4);
+    // A held key enters one note (its repeats none), and keys with Ctrl are commands.
+    let key = |h: &mut Harness<'static, Studio>, pressed: bool| {
+        h.event(egui::Event::Key {
+            key: Key::A,
+            physical_key: None,
+            pressed,
+            repeat: false,
+            modifiers: Modifiers::NONE,
+        });
+        h.step();
+    };
+    key(&mut h, true);
+    key_repeat(&mut h, Key::A);
+    key_repeat(&mut h, Key::A);
+    key(&mut h, false);
+    assert_eq!(notes(&h)[4], (48, 10, 2), "{:?}", notes(&h));
+    assert_eq!(notes(&h).len(), 5, "{:?}", notes(&h));
+    press(&mut h, Modifiers::COMMAND, Key::A);
+    assert_eq!(notes(&h).len(), 5);
+    assert_eq!(
+        h.state().session.view.selection.len(),
+        5,
+        "Ctrl+A selected all"
+    );
+    // A click on the ruler puts the cursor there (as it does the playhead).
+    let view = &h.state().session.view;
+    let (grid, step_px) = (view.grid_rect.unwrap(), view.step_px);
+    click_at(
+        &mut h,
+        egui::pos2(grid.left() + 20.5 * step_px, grid.top() - 5.0),
+    );
+    assert_eq!(h.state().session.view.entry, Some(20));
+    // Off, the keys are keys again.
+    h.get_by_label("Step input").click();
+    h.step();
+    press(&mut h, Modifiers::NONE, Key::S);
+    assert_eq!(notes(&h).len(), 5);
+}
+
 /// The seed box holds seeds up to 2^53, where its editor (working in f64) is exact: a larger
 /// one is brought to that bound rather than shown as one number and used as another.
 #[test]

@@ -24,7 +24,8 @@ use crate::render::{RenderOptions, render_to_wav_noting};
 use crate::roll::{QuantizeOptions, Roll};
 use crate::studio::audio::{Command, PlayScore, Player};
 use crate::studio::piano_roll::{
-    MAX_KEY_PX, MAX_STEP_PX, MIN_KEY_PX, MIN_STEP_PX, RollView, Tool, origin_color, piano_roll,
+    ENTRY_OCTAVES, MAX_KEY_PX, MAX_STEP_PX, MIN_KEY_PX, MIN_STEP_PX, RollView, Tool, origin_color,
+    piano_roll,
 };
 use crate::studio::plot_words;
 use crate::studio::score::{History, Origin, Score};
@@ -401,6 +402,9 @@ impl Session {
         v.scroll_step = within(v.scroll_step, 0.0, Score::MAX_STEPS as f32, 0.0);
         v.top_pitch = within(v.top_pitch, 0.0, 127.0, d.view.top_pitch);
         v.draw_len = v.draw_len.clamp(1, Score::MAX_STEPS);
+        v.entry_octave = v
+            .entry_octave
+            .clamp(*ENTRY_OCTAVES.start(), *ENTRY_OCTAVES.end());
         self.alpha = within(self.alpha, 0.0, 1.0, d.alpha);
         self.temperature = within(self.temperature, 0.2, 2.0, d.temperature);
         self.style_strength = within(
@@ -3123,6 +3127,18 @@ impl Studio {
                      arrows move the selection (Shift: a beat or an octave), Delete removes \
                      it, Ctrl+C, Ctrl+X, Ctrl+V and Ctrl+D copy, cut, paste and repeat it",
                 );
+            let was = self.session.view.step_input;
+            ui.toggle_value(&mut self.session.view.step_input, "Step input")
+                .on_hover_text(
+                    "Enter notes from the computer keyboard at the cursor (blue; it starts at \
+                     the playhead, a click on the ruler moves it): A S D F G H J K are the white \
+                     keys from C, W E T Y U the black keys; each note has the drawing length and \
+                     moves the cursor on (with Shift it stays, for a chord); . is a rest; Z and \
+                     X take the octave down and up",
+                );
+            if self.session.view.step_input && !was {
+                self.session.view.entry = None;
+            }
             // A short slider, so that the toolbar fits a 1280-point window.
             ui.spacing_mut().slider_width = 64.0;
             ui.add(

@@ -92,8 +92,17 @@ pub struct RollView {
     /// settled ([`Score::settle`]) once the gesture or the held arrow ends.
     #[serde(skip)]
     unsettled: bool,
-    /// Length of the next drawn note, steps.
+    /// Length of the next drawn note, steps (and of a note entered by step input).
     pub draw_len: usize,
+    /// Step input: the computer keyboard enters notes ([`STEP_KEYS`]).
+    #[serde(default)]
+    pub step_input: bool,
+    /// The octave step input enters in (4: the A key is middle C, C4).
+    #[serde(default = "middle_octave")]
+    pub entry_octave: i8,
+    /// Where step input enters its next note (None: at the playhead, or the start).
+    #[serde(skip)]
+    pub entry: Option<usize>,
     /// Where the note grid was drawn last frame (screen points).
     #[serde(skip)]
     pub grid_rect: Option<Rect>,
@@ -149,10 +158,42 @@ impl Default for RollView {
             held: None,
             unsettled: false,
             draw_len: 4,
+            step_input: false,
+            entry_octave: middle_octave(),
+            entry: None,
             grid_rect: None,
         }
     }
 }
+
+fn middle_octave() -> i8 {
+    4
+}
+
+/// The lowest and highest octave of step input (C-1, MIDI note 0, to C9, 120).
+pub const ENTRY_OCTAVES: std::ops::RangeInclusive<i8> = -1..=9;
+
+/// The computer keyboard as a piano, for step input: the home row plays the white keys of an
+/// octave from C (A S D F G H J, K the C above) and the row above it the black keys (W E, T Y
+/// U), each with its semitones above the octave's C.
+pub const STEP_KEYS: [(egui::Key, u8); 13] = {
+    use egui::Key::*;
+    [
+        (A, 0),
+        (W, 1),
+        (S, 2),
+        (E, 3),
+        (D, 4),
+        (F, 5),
+        (T, 6),
+        (G, 7),
+        (Y, 8),
+        (H, 9),
+        (U, 10),
+        (J, 11),
+        (K, 12),
+    ]
+};
 
 /// What happened in the widget this frame.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -201,11 +242,18 @@ pub fn piano_roll(
     let (rect, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
     // What a screen reader says of it (made only when asked for, not every frame).
     response.widget_info(|| {
-        let described = format!(
+        let mut described = format!(
             "Piano roll: {} notes, {} selected",
             score.notes.len(),
             view.selection.len()
         );
+        if view.step_input {
+            let at = view
+                .entry
+                .map_or_else(|| "the playhead".into(), |e| format!("step {e}"));
+            let c = pitch_name(12 * (view.entry_octave + 1).max(0) as u8);
+            described += &format!("; step input at {at}, the A key is {c}");
+        }
         egui::WidgetInfo::labeled(egui::Role::Canvas, true, described)
     });
     let painter = ui.painter_at(rect);
@@ -397,6 +445,20 @@ pub fn piano_roll(
             painter.rect_stroke(r, 1.5, Stroke::new(1.5, Color32::WHITE), StrokeKind::Inside);
         }
     }
+    // Step input's cursor: where its next note goes, its octave's C marked on the keyboard.
+    if view.step_input {
+        let at =
+            (view.entry).map_or_else(|| playhead.unwrap_or(0.0).max(0.0).floor(), |e| e as f64);
+        let x = step_x(at as f32);
+        let colour = Color32::from_rgb(120, 220, 255);
+        if grid.x_range().contains(x) {
+            painter.vline(x, grid.y_range(), Stroke::new(1.0, colour));
+        }
+        let c = 12.0 * (f32::from(view.entry_octave) + 1.0);
+        let (y0, y1) = (pitch_y(c + 13.0), pitch_y(c));
+        let band = Rect::from_min_max(pos2(keys.right() - 4.0, y0), pos2(keys.right(), y1));
+        painter.rect_filled(band.intersect(keys), 0.0, colour);
+    }
     if let Some(p) = playhead {
         let x = step_x(p as f32);
         if grid.x_range().contains(x) {
@@ -445,6 +507,8 @@ pub fn piano_roll(
         && let Some(pos) = pointer.filter(|p| ruler.contains(*p))
     {
         out.seek = Some(cell(pos.x) as usize);
+        // Step input goes on from where the playhead is put.
+        view.entry = out.seek;
     }
     let erase = response.secondary_clicked();
     if erase || ui.input(|i| i.pointer.primary_pressed()) {
@@ -693,6 +757,11 @@ pub fn piano_roll(
             .filter(|p| grid.contains(*p))
             .map(|p| snap(p.x) as usize);
         out.changed |= keyboard_edits(ui, score, view, history, hover, arrows);
+        if view.step_input {
+            let entered = step_input(ui, score, view, history, playhead);
+            out.changed |= entered.is_some();
+            out.preview = entered.or(out.preview);
+        }
     }
     // A gesture or a held arrow over: the notes moved, stretched or drawn no longer overlap
     // notes of their pitch (part of the same undo step).
@@ -831,6 +900,75 @@ fn keyboard_edits(
         changed |= paste_recorded(score, view, history, &notes, start + length);
     }
     changed
+}
+
+/// Step input: each key of [`STEP_KEYS`] enters a note of the drawing length at the entry
+/// cursor (`view.entry`, else the playhead's step) in `view.entry_octave` and moves the cursor
+/// on by that length; with Shift the cursor stays, to build a chord (the key without Shift
+/// adds its last note and moves on). `.` moves on by a rest; Z and X take the octave down and
+/// up. The notes entered at the cursor are selected (the arrows adjust them, Delete takes them
+/// back), each key one undo step. Held keys do not repeat. Returns the last pitch entered, to
+/// sound.
+fn step_input(
+    ui: &Ui,
+    score: &mut Score,
+    view: &mut RollView,
+    history: &mut History,
+    playhead: Option<f64>,
+) -> Option<u8> {
+    use egui::{Event, Key};
+    let presses: Vec<(Key, bool)> = ui.input(|i| {
+        (i.events.iter())
+            .filter_map(|e| match e {
+                Event::Key {
+                    key,
+                    pressed: true,
+                    repeat: false,
+                    modifiers,
+                    ..
+                } if !modifiers.command && !modifiers.alt => Some((*key, modifiers.shift)),
+                _ => None,
+            })
+            .collect()
+    });
+    let mut entered = None;
+    for (key, shift) in presses {
+        let at = (view.entry)
+            .unwrap_or_else(|| playhead.map_or(0, |p| p.max(0.0).floor() as usize))
+            .min(Score::MAX_STEPS - 1);
+        let len = view.draw_len.clamp(1, Score::MAX_STEPS);
+        match key {
+            Key::Z => view.entry_octave = (view.entry_octave - 1).max(*ENTRY_OCTAVES.start()),
+            Key::X => view.entry_octave = (view.entry_octave + 1).min(*ENTRY_OCTAVES.end()),
+            Key::Period => view.entry = Some((at + len).min(Score::MAX_STEPS - 1)),
+            _ => {
+                let Some(&(_, semitones)) = STEP_KEYS.iter().find(|(k, _)| *k == key) else {
+                    continue;
+                };
+                let pitch = 12 * (i32::from(view.entry_octave) + 1) + i32::from(semitones);
+                let Ok(pitch) = u8::try_from(pitch).map(|p| p.min(PITCHES as u8 - 1)) else {
+                    continue;
+                };
+                view.settle_now(score);
+                history.record(score);
+                // The notes entered before at this cursor stay selected with it (a chord).
+                let chord = view.selection.iter().all(|&i| score.notes[i].start == at);
+                if !chord {
+                    view.selection.clear();
+                }
+                let i = score.draw(pitch, at, len);
+                view.selection.push(i);
+                view.unsettled = true;
+                if !shift {
+                    view.entry = Some((at + len).min(Score::MAX_STEPS - 1));
+                } else {
+                    view.entry = Some(at);
+                }
+                entered = Some(pitch);
+            }
+        }
+    }
+    entered
 }
 
 /// Pastes `notes` at `at`, selecting them, as one undo step where it added any (a paste that
