@@ -151,6 +151,7 @@ pub fn render_to_wav_noting(
     fsutil::write_atomic_with(path, |w| {
         let mut writer = hound::WavWriter::new(&mut *w, wav_spec(opts.sample_rate))
             .map_err(std::io::Error::other)?;
+        let mut dither = Dither::new();
         render_blocks(roll, opts, seconds, progress, &mut |block| {
             if stop.load(Ordering::Relaxed) {
                 return Err(std::io::Error::new(
@@ -160,7 +161,7 @@ pub fn render_to_wav_noting(
             }
             block.iter().try_for_each(|&s| {
                 writer
-                    .write_sample(to_i16(s))
+                    .write_sample(dither.to_i16(s))
                     .map_err(std::io::Error::other)
             })
         })?;
@@ -253,20 +254,54 @@ fn wav_spec(sample_rate: u32) -> hound::WavSpec {
     }
 }
 
-/// A sample as 16-bit PCM (clipped to full scale).
-fn to_i16(s: f32) -> i16 {
-    (s.clamp(-1.0, 1.0) * f32::from(i16::MAX)).round() as i16
+/// 16-bit quantisation with TPDF dither: triangular noise of +-1 step (the difference of two
+/// uniform draws) is added before rounding, so a quiet piano tail fades into noise instead of
+/// breaking into the rounding's distortion, as DAWs dither a 16-bit bounce. Digital silence
+/// stays exactly 0 (no hiss between pieces or after the last note). The noise has a fixed seed:
+/// the same rendering gives the same bytes.
+pub struct Dither {
+    rng: rand_chacha::ChaCha8Rng,
 }
 
-/// Encodes mono samples as a 16-bit PCM WAV file in memory.
+impl Dither {
+    /// A ditherer at the start of a file.
+    pub fn new() -> Self {
+        use rand::SeedableRng;
+        Dither {
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(0x5e9e_d17e),
+        }
+    }
+
+    /// The next sample as 16-bit PCM (clipped to full scale).
+    pub fn to_i16(&mut self, s: f32) -> i16 {
+        use rand::Rng;
+        if s == 0.0 {
+            return 0;
+        }
+        let noise = self.rng.random::<f32>() - self.rng.random::<f32>();
+        let full = f32::from(i16::MAX);
+        (s.clamp(-1.0, 1.0) * full + noise)
+            .round()
+            .clamp(f32::from(i16::MIN), full) as i16
+    }
+}
+
+impl Default for Dither {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Encodes mono samples as a 16-bit PCM WAV file in memory (dithered as [`Dither`] says).
 pub fn encode_wav(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>> {
     let spec = wav_spec(sample_rate);
     let mut cursor = std::io::Cursor::new(Vec::with_capacity(samples.len() * 2 + 44));
     let wav_error = |e: hound::Error| Error::InvalidArgument(format!("WAV encoding failed: {e}"));
     {
         let mut writer = hound::WavWriter::new(&mut cursor, spec).map_err(wav_error)?;
+        let mut dither = Dither::new();
         for &s in samples {
-            writer.write_sample(to_i16(s)).map_err(wav_error)?;
+            writer.write_sample(dither.to_i16(s)).map_err(wav_error)?;
         }
         writer.finalize().map_err(wav_error)?;
     }

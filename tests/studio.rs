@@ -3472,7 +3472,7 @@ fn step_input_enters_notes_from_the_computer_keyboard() {
     let model = tiny_model(dir.path());
     let mut h = studio(&model, None);
     h.step();
-    h.get_by_label("Step input").click();
+    h.get_by_label("Keys").click();
     h.step();
     h.state_mut().session.view.draw_len = 2;
     let press = |h: &mut Harness<'static, Studio>, modifiers: Modifiers, key: Key| {
@@ -3541,7 +3541,7 @@ fn step_input_enters_notes_from_the_computer_keyboard() {
     );
     assert_eq!(h.state().session.view.entry, Some(20));
     // Off, the keys are keys again.
-    h.get_by_label("Step input").click();
+    h.get_by_label("Keys").click();
     h.step();
     press(&mut h, Modifiers::NONE, Key::S);
     assert_eq!(notes(&h).len(), 5);

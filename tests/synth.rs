@@ -29,6 +29,44 @@ fn play(notes: &[(u8, u8)], seconds: f32) -> Vec<f32> {
     out
 }
 
+/// The 16-bit export is dithered: a tone a third of a step high, which plain rounding would
+/// turn into silence, comes through as the noise's average (with the tone's shape), the same
+/// every time; digital silence stays exactly silent, full scale stays in range.
+#[test]
+fn sixteen_bit_export_is_dithered() {
+    let step = 1.0 / f32::from(i16::MAX);
+    let tone: Vec<f32> = (0..44_100)
+        .map(|i| step / 3.0 * (i as f32 * 2.0 * std::f32::consts::PI * 50.0 / 44_100.0).sin())
+        .collect();
+    let out = |samples: &[f32]| -> Vec<i16> {
+        let mut d = segue::render::Dither::new();
+        samples.iter().map(|&s| d.to_i16(s)).collect()
+    };
+    let dithered = out(&tone);
+    assert!(
+        tone.iter().all(|&s| (s / step).round() == 0.0),
+        "plain rounding: silence"
+    );
+    // Correlated with the tone: its average over each half-cycle has the tone's sign.
+    let half = 441;
+    let agree = (dithered.chunks(half).zip(tone.chunks(half)))
+        .filter(|(d, t)| {
+            let d: f64 = d.iter().map(|&v| f64::from(v)).sum();
+            let t: f64 = t.iter().map(|&v| f64::from(v)).sum();
+            d.signum() == t.signum()
+        })
+        .count();
+    assert!(agree >= 90, "{agree} of 100 half-cycles follow the tone");
+    assert!(dithered.iter().all(|&v| v.abs() <= 2));
+    assert_eq!(dithered, out(&tone), "the same every time");
+    assert_eq!(out(&[0.0; 64]), [0; 64]);
+    assert!(
+        out(&[1.5, -1.5, 1.0, -1.0])
+            .iter()
+            .all(|v| v.abs() >= 32766)
+    );
+}
+
 #[test]
 fn a4_has_its_fundamental_at_440_hz() {
     let out = play(&[(69, 100)], 1.0);
@@ -199,7 +237,12 @@ fn render_follows_the_tempo_and_wav_is_valid() {
     let reader = hound::WavReader::new(std::io::Cursor::new(wav)).unwrap();
     assert_eq!(reader.spec().sample_rate, SR);
     let samples: Vec<i16> = reader.into_samples().map(Result::unwrap).collect();
-    assert_eq!(samples, vec![0, 16384, -16384]);
+    // Dithered: within a step and a half of 16383.5, silence exact.
+    assert_eq!(samples[0], 0);
+    assert!(
+        samples[1..].iter().all(|s| (s.abs() - 16383).abs() <= 1),
+        "{samples:?}"
+    );
     // Rendered straight into a file, block by block: the same file as in memory; a piece too
     // long is refused with the file named, and nothing written.
     let dir = tempfile::tempdir().unwrap();

@@ -3127,18 +3127,6 @@ impl Studio {
                      arrows move the selection (Shift: a beat or an octave), Delete removes \
                      it, Ctrl+C, Ctrl+X, Ctrl+V and Ctrl+D copy, cut, paste and repeat it",
                 );
-            let was = self.session.view.step_input;
-            ui.toggle_value(&mut self.session.view.step_input, "Step input")
-                .on_hover_text(
-                    "Enter notes from the computer keyboard at the cursor (blue; it starts at \
-                     the playhead, a click on the ruler moves it): A S D F G H J K are the white \
-                     keys from C, W E T Y U the black keys; each note has the drawing length and \
-                     moves the cursor on (with Shift it stays, for a chord); . is a rest; Z and \
-                     X take the octave down and up",
-                );
-            if self.session.view.step_input && !was {
-                self.session.view.entry = None;
-            }
             // A short slider, so that the toolbar fits a 1280-point window.
             ui.spacing_mut().slider_width = 64.0;
             ui.add(

@@ -267,6 +267,26 @@ pub fn piano_roll(
         pos2(rect.right(), grid.top()),
     );
     view.grid_rect = Some(grid);
+    // Step input's switch, in the corner above the keyboard (on top of the roll, so it takes
+    // its own clicks).
+    let corner = Rect::from_min_max(rect.min, pos2(grid.left(), grid.top()));
+    let switch = ui
+        .put(
+            corner.shrink(1.0),
+            egui::Button::selectable(view.step_input, "Keys").small(),
+        )
+        .on_hover_text(
+            "Step input: enter notes from the computer keyboard at the cursor (blue; it starts \
+             at the playhead, a click on the ruler moves it): A S D F G H J K are the white keys \
+             from C, W E T Y U the black keys; each note has the drawing length and moves the \
+             cursor on (with Shift it stays, for a chord); . is a rest; Z and X take the octave \
+             down and up",
+        );
+    if switch.clicked() {
+        view.step_input = !view.step_input;
+        // It starts at the playhead.
+        view.entry = None;
+    }
 
     // Zoom and scroll with the wheel: plain = pitch, Shift = time, Ctrl = zoom time,
     // Ctrl+Shift = zoom pitch.
