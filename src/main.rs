@@ -89,6 +89,10 @@ enum Cmd {
         /// Play at this tempo instead of the file's own (bpm).
         #[arg(long, value_name = "BPM", allow_negative_numbers = true)]
         bpm: Option<f64>,
+        /// Leave the audio at the synth's own level (by default its peak is brought to -1
+        /// dBFS, as a DAW normalises a bounce).
+        #[arg(long)]
+        no_normalize: bool,
         #[command(flatten)]
         quantize: QuantizeArgs,
     },
@@ -239,6 +243,10 @@ struct GenerateArgs {
     /// Also render a WAV file.
     #[arg(long, value_name = "OUT.wav")]
     wav: Option<PathBuf>,
+    /// Leave the WAV at the synth's own level (by default its peak is brought to -1 dBFS, as a
+    /// DAW normalises a bounce).
+    #[arg(long, requires = "wav")]
+    no_normalize: bool,
 }
 
 /// The controls with defaults: given or not is kept, so that one a model or mode would not
@@ -890,8 +898,9 @@ fn run(cli: Cli) -> Result<()> {
             file,
             output,
             bpm,
+            no_normalize,
             quantize,
-        }) => render_cmd(&file, &output, bpm, quantize.options()),
+        }) => render_cmd(&file, &output, bpm, !no_normalize, quantize.options()),
         Some(Cmd::Corpus {
             command:
                 CorpusCmd::Stats {
@@ -1285,7 +1294,13 @@ fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<
     Ok((roll, song.copyright))
 }
 
-fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOptions) -> Result<()> {
+fn render_cmd(
+    file: &Path,
+    output: &Path,
+    bpm: Option<f64>,
+    normalize: bool,
+    opts: QuantizeOptions,
+) -> Result<()> {
     output_kind(output, &["wav"])?;
     not_an_input(output, &[file])?;
     if let Some(b) = bpm
@@ -1307,10 +1322,11 @@ fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOption
     };
     let render_opts = RenderOptions {
         bpm,
+        normalize,
         ..RenderOptions::default()
     };
     let bar = progress_bar(1000, "rendering");
-    let seconds = render_to_wav_noting(
+    let rendered = render_to_wav_noting(
         &roll,
         &render_opts,
         output,
@@ -1320,12 +1336,21 @@ fn render_cmd(file: &Path, output: &Path, bpm: Option<f64>, opts: QuantizeOption
     )?;
     bar.finish_and_clear();
     out!(
-        "wrote {} ({:.1} s at {} Hz)",
+        "wrote {} ({})",
         shown(output),
-        seconds,
-        render_opts.sample_rate
+        rendered_words(&rendered, render_opts.sample_rate)
     );
     Ok(())
+}
+
+/// What a WAV file written holds, for the line that says so: its length, rate and the gain
+/// normalising applied ("23.5 s at 44100 Hz, normalised: +11.5 dB to a -1 dBFS peak").
+fn rendered_words(r: &segue::render::Rendered, sample_rate: u32) -> String {
+    let level = match r.gain {
+        1.0 => String::new(),
+        _ => format!(", normalised: {:+.1} dB to a -1 dBFS peak", r.gain_db()),
+    };
+    format!("{:.1} s at {sample_rate} Hz{level}", r.seconds)
 }
 
 /// Set by Ctrl+C (or SIGTERM, SIGHUP): the exit code is then 130.
@@ -2613,6 +2638,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         _ => a.primer_steps(),
     };
     generate::check_sampling(a.temperature(), 1).context("--temperature")?;
+    // Classifier ascent starts from the primer's notes and keeps its tempo map.
+    let ascended_from_primer = kind == "classifier" && primer.is_some();
     generate::check_sampling(1.0, a.max_notes).context("--max-notes")?;
     // The outputs are checked before any work: right kinds, writable, not an input, not one
     // file twice, and the audio not too long to render.
@@ -2839,12 +2866,16 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     // The audio first: stopped while it renders (Ctrl+C), neither file has changed; the MIDI
     // file, written in a moment, follows. Audio that fails otherwise (a full disk) still
     // leaves the MIDI file written, then says why the audio is not.
-    let mut audio_seconds = 0.0;
+    let mut rendered = None;
     let mut audio_failed = None;
-    // Made from the primer's notes: its copyright notice goes with them.
-    let copyright = copyright.filter(|_| result.primer_steps > 0);
+    // Made from the primer's notes (kept, or ascended from): its copyright notice goes with
+    // them.
+    let copyright = copyright.filter(|_| result.primer_steps > 0 || ascended_from_primer);
     if let Some(wav) = &a.wav {
-        let render_opts = RenderOptions::default();
+        let render_opts = RenderOptions {
+            normalize: !a.no_normalize,
+            ..RenderOptions::default()
+        };
         let bar = progress_bar(1000, "rendering");
         match render_to_wav_noting(
             &result.roll,
@@ -2854,7 +2885,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             &mut |f| bar.set_position((f * 1000.0) as u64),
             cancel,
         ) {
-            Ok(seconds) => audio_seconds = seconds,
+            Ok(r) => rendered = Some(r),
             Err(e) if cancel.load(std::sync::atomic::Ordering::Relaxed) => return Err(e.into()),
             Err(e) => audio_failed = Some(e),
         }
@@ -2900,12 +2931,9 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     if let Some(e) = audio_failed {
         return Err(anyhow::Error::from(e).context("the MIDI file was written, the audio was not"));
     }
-    if let Some(wav) = &a.wav {
-        out!(
-            "wrote {} ({audio_seconds:.1} s at {} Hz)",
-            shown(wav),
-            RenderOptions::default().sample_rate
-        );
+    if let (Some(wav), Some(r)) = (&a.wav, &rendered) {
+        let rate = RenderOptions::default().sample_rate;
+        out!("wrote {} ({})", shown(wav), rendered_words(r, rate));
     }
     Ok(())
 }

@@ -162,6 +162,16 @@ impl BarMap {
         (offset - (offset / len).floor() * len).floor() as usize
     }
 
+    /// The first whole step at or after `step` on which a bar begins (`step` itself on a bar
+    /// line), counting in the metre in force at `step` as if it went on; a bar of fractional
+    /// length (5/32) begins at the step after its line.
+    pub fn next_bar_line(&self, step: usize) -> usize {
+        let (start, _, meter) = self.stretches[self.stretch_at(step as f64)];
+        let len = meter.bar_steps();
+        let bars = ((step - start) as f64 / len).ceil();
+        ((start as f64 + bars * len).ceil() as usize).max(step)
+    }
+
     /// The bars of a piece of `end` steps that overlap `from..to` (steps): the bar `from`
     /// falls in, then those that start before `to`.
     pub fn bars(&self, end: usize, from: f64, to: f64) -> Vec<Bar> {

@@ -106,6 +106,19 @@ impl Key {
         }
     }
 
+    /// The key spelled as `like` is where its two spellings are equally simple (F# or Gb major,
+    /// D# or Eb minor: six sharps or six flats): with flats after a key of flats, else with
+    /// sharps, so that a notation program does not turn five flats into six sharps.
+    pub fn spelled_like(self, like: Key) -> Key {
+        match self.sharps {
+            6 | -6 => Key {
+                sharps: if like.sharps < 0 { -6 } else { 6 },
+                ..self
+            },
+            _ => self,
+        }
+    }
+
     /// How well a passage with these pitch-class weights fits the key: the correlation of the
     /// weights with the key's profile (-1..=1).
     pub fn fit(self, weights: &[f64; 12]) -> f64 {

@@ -28,6 +28,43 @@ pub struct RenderOptions {
     pub tail_seconds: f32,
     /// Play at this tempo (bpm) instead of the roll's own tempo map.
     pub bpm: Option<f64>,
+    /// Bring the audio's peak to [`NORMALIZED_PEAK`] (-1 dBFS), as a DAW's normalised bounce:
+    /// the synth plays at a fixed level that leaves most pieces far below full scale (a
+    /// Debussy continuation peaks near -21 dBFS).
+    pub normalize: bool,
+}
+
+/// The peak a normalised rendering has: -1 dBFS, the synth's limiter's ceiling.
+pub const NORMALIZED_PEAK: f32 = crate::synth::LIMIT;
+
+/// The most a normalised rendering is raised (60 dB): a piece quieter than that is left as
+/// quiet rather than made into noise.
+pub const MAX_GAIN: f32 = 1000.0;
+
+/// The gain that brings audio peaking at `peak` to [`NORMALIZED_PEAK`] (at most [`MAX_GAIN`];
+/// 1 for silence).
+pub fn normalizing_gain(peak: f32) -> f32 {
+    if peak > 0.0 && peak.is_finite() {
+        (NORMALIZED_PEAK / peak).min(MAX_GAIN)
+    } else {
+        1.0
+    }
+}
+
+/// What a rendering to a file came to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rendered {
+    /// Its length, release tail included.
+    pub seconds: f64,
+    /// The gain normalising applied (1 without it).
+    pub gain: f32,
+}
+
+impl Rendered {
+    /// The gain in decibels.
+    pub fn gain_db(&self) -> f32 {
+        20.0 * self.gain.log10()
+    }
 }
 
 impl Default for RenderOptions {
@@ -36,6 +73,7 @@ impl Default for RenderOptions {
             sample_rate: SAMPLE_RATE,
             tail_seconds: 1.5,
             bpm: None,
+            normalize: true,
         }
     }
 }
@@ -117,12 +155,16 @@ pub fn render_roll(
         Ok::<(), std::convert::Infallible>(())
     })
     .unwrap_or_else(|never| match never {});
+    if opts.normalize {
+        let gain = normalizing_gain(peak(&out));
+        out.iter_mut().for_each(|s| *s *= gain);
+    }
     Ok(out)
 }
 
 /// Renders a roll straight into a 16-bit WAV file at `path` (atomically), block by block: a
-/// long piece needs no more memory than a short one. Returns the audio's length in seconds;
-/// every error names `path`. Setting `stop` ends the rendering at its next block with an
+/// long piece needs no more memory than a short one (normalising renders it twice: once to
+/// find its peak). Returns the audio's length and the gain applied; every error names `path`. Setting `stop` ends the rendering at its next block with an
 /// error, the half-written file removed and a file already at `path` left as it was.
 pub fn render_to_wav(
     roll: &Roll,
@@ -130,7 +172,7 @@ pub fn render_to_wav(
     path: &Path,
     progress: &mut dyn FnMut(f64),
     stop: &AtomicBool,
-) -> Result<f64> {
+) -> Result<Rendered> {
     render_to_wav_noting(roll, opts, path, None, progress, stop)
 }
 
@@ -144,24 +186,48 @@ pub fn render_to_wav_noting(
     copyright: Option<&str>,
     progress: &mut dyn FnMut(f64),
     stop: &AtomicBool,
-) -> Result<f64> {
+) -> Result<Rendered> {
     // Refused before the file is touched.
     let seconds = render_seconds(roll, opts).map_err(|e| Error::format(path, e.to_string()))?;
+    let stopped = || {
+        std::io::Error::new(
+            std::io::ErrorKind::Interrupted,
+            "stopped before the end; nothing was written",
+        )
+    };
     // Write errors name `path` (write_atomic_with says so).
+    let mut gain = 1.0;
     fsutil::write_atomic_with(path, |w| {
+        // Normalising: a first rendering finds the peak (the synth plays the same twice).
+        let share = if opts.normalize { 0.5 } else { 0.0 };
+        if opts.normalize {
+            let mut loudest = 0f32;
+            render_blocks(
+                roll,
+                opts,
+                seconds,
+                &mut |f| progress(f * share),
+                &mut |block| {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(stopped());
+                    }
+                    loudest = loudest.max(peak(block));
+                    Ok(())
+                },
+            )?;
+            gain = normalizing_gain(loudest);
+        }
         let mut writer = hound::WavWriter::new(&mut *w, wav_spec(opts.sample_rate))
             .map_err(std::io::Error::other)?;
         let mut dither = Dither::new();
-        render_blocks(roll, opts, seconds, progress, &mut |block| {
+        let mut progress = |f: f64| progress(share + f * (1.0 - share));
+        render_blocks(roll, opts, seconds, &mut progress, &mut |block| {
             if stop.load(Ordering::Relaxed) {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::Interrupted,
-                    "stopped before the end; nothing was written",
-                ));
+                return Err(stopped());
             }
             block.iter().try_for_each(|&s| {
                 writer
-                    .write_sample(dither.to_i16(s))
+                    .write_sample(dither.to_i16(s * gain))
                     .map_err(std::io::Error::other)
             })
         })?;
@@ -171,7 +237,12 @@ pub fn render_to_wav_noting(
             None => Ok(()),
         }
     })?;
-    Ok(seconds)
+    Ok(Rendered { seconds, gain })
+}
+
+/// The largest magnitude among `samples` (0 for none).
+fn peak(samples: &[f32]) -> f32 {
+    samples.iter().fold(0f32, |m, s| m.max(s.abs()))
 }
 
 /// Appends a `LIST`/`INFO` chunk of text fields (id, text) to a finished WAV file and makes

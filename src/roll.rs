@@ -15,7 +15,7 @@ use std::path::Path;
 
 use crate::error::{Error, MidiProblem, Result};
 use crate::fsutil;
-use crate::meter::{self, StepMeter};
+use crate::meter::{self, BarMap, StepMeter};
 use crate::midi::{
     self, DEFAULT_MICROS_PER_QUARTER, Key, KeySignature, Meter, OutNote, Song, TempoChange,
     TimeSignature,
@@ -746,26 +746,26 @@ impl Roll {
         }]);
         // The primer's key signature goes on, unless the generated notes clearly fit another
         // key (a composer's code carries its composer's keys): then they are written in that
-        // one, so a notation program spells them as they sound. A file without key
-        // signatures gets none.
+        // one from the first bar line of the continuation (a notation program prints a
+        // signature where it stands, mid-bar too), spelled with flats after flats, so that a
+        // notation program spells them as they sound. A file without key signatures gets none.
         let key = self.key_at(last).map(|key| {
             let weights = generated.pitch_class_weights();
-            match Key::estimate(&weights) {
+            let (step, new) = match Key::estimate(&weights) {
                 Some((best, fit))
-                    if best != key
+                    if best.spelled_like(key) != key
                         && generated.active_cells() >= KEY_CHANGE_MIN_CELLS
                         && fit - key.fit(&weights) >= KEY_CHANGE_MARGIN =>
                 {
-                    best
+                    let bar = BarMap::new(&self.meters).next_bar_line(self.steps);
+                    (bar - self.steps, best.spelled_like(key))
                 }
-                _ => key,
-            }
+                _ => (0, key),
+            };
+            // Before a change within the first bar, the primer's key goes on.
+            StepKey { step, key: new }
         });
-        tail.set_keys(
-            key.map(|key| StepKey { step: 0, key })
-                .into_iter()
-                .collect(),
-        );
+        tail.set_keys(key.filter(|k| k.step < tail.steps).into_iter().collect());
         self.append(&tail);
     }
 

@@ -24,7 +24,8 @@ const BANDS: usize = 11; // one wavetable pair per octave of MIDI pitch
 /// The lowest sample rate the synth renders at.
 pub const MIN_SAMPLE_RATE: u32 = 8000;
 
-const LIMIT: f32 = 0.891; // -1 dBFS ceiling of the limiter
+/// The limiter's ceiling: -1 dBFS.
+pub const LIMIT: f32 = 0.891;
 const MASTER_GAIN: f32 = 0.22;
 
 /// Frequency of a MIDI pitch in equal temperament, A4 (69) = 440 Hz.

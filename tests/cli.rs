@@ -164,15 +164,41 @@ fn render_writes_a_wav_from_midi_or_npy() {
     std::fs::write(&mid, simple(96, &[(0, 192, 60, 100), (192, 384, 64, 100)])).unwrap();
     let npy = dir.path().join("in.npy");
     ok(&["roll", p(&mid), "-o", p(&npy)]);
+    let wav = dir.path().join("out.wav");
+    let wav_peak = || {
+        let reader = hound::WavReader::open(&wav).unwrap();
+        (reader.into_samples::<i16>())
+            .map(|s| i32::from(s.unwrap()).abs())
+            .max()
+            .unwrap()
+    };
     for input in [&mid, &npy] {
-        let wav = dir.path().join("out.wav");
         let out = ok(&["render", p(input), "-o", p(&wav)]);
-        assert!(out.contains("44100 Hz"), "{out}");
+        // Normalised, by default: the gain is said, the peak is at -1 dBFS.
+        assert!(
+            out.contains("44100 Hz, normalised: +") && out.contains(" dB to a -1 dBFS peak"),
+            "{out}"
+        );
+        assert!((wav_peak() - 29_196).abs() <= 2, "{}", wav_peak());
         let reader = hound::WavReader::open(&wav).unwrap();
         assert_eq!(reader.spec().sample_rate, 44_100);
         // 4 quarters at 120 bpm (2 s) plus the 1.5 s release tail.
         assert_eq!(reader.duration(), 44_100 * 7 / 2);
     }
+    // At the synth's own level, with --no-normalize (only with a WAV to write, for generate).
+    let out = ok(&["render", p(&mid), "-o", p(&wav), "--no-normalize"]);
+    assert!(out.contains("44100 Hz)"), "{out}");
+    assert!(wav_peak() < 25_000, "{}", wav_peak());
+    let refused = segue(&[
+        "generate",
+        "--prime",
+        p(&mid),
+        "-o",
+        p(&mid),
+        "--no-normalize",
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--wav"));
     // A rendering of a piece with a copyright notice carries it (CC BY-SA asks for the
     // credit), in the WAV's INFO list.
     let wav = dir.path().join("bach.wav");
@@ -192,6 +218,42 @@ fn render_writes_a_wav_from_midi_or_npy() {
         bytes[at..].starts_with(b"ICOP")
             && bytes[at + 8..].starts_with(b"Copyright \xa9 1996  Bernd Krueger.")
     );
+}
+
+/// Classifier ascent primed with a piece starts from its notes and keeps its tempo map: the
+/// piece's copyright notice goes with what it makes, in the MIDI file and the WAV (CC BY-SA
+/// asks for the credit).
+#[test]
+fn an_ascent_from_a_licensed_piece_keeps_its_credit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mid, wav) = (dir.path().join("asc.mid"), dir.path().join("asc.wav"));
+    let primer = shared("corpus/chopin/chpn-p15.mid");
+    ok(&[
+        "generate",
+        "--model",
+        "classifier-ascent",
+        "--prime",
+        p(&primer),
+        "--to",
+        "debussy",
+        "--steps",
+        "32",
+        "--iterations",
+        "2",
+        "-o",
+        p(&mid),
+        "--wav",
+        p(&wav),
+    ]);
+    for file in [&mid, &wav] {
+        let bytes = std::fs::read(file).unwrap();
+        let credit = b"Copyright \xa9 2002 by Bernd Krueger";
+        assert!(
+            bytes.windows(credit.len()).any(|w| w == credit),
+            "{} has no credit",
+            file.display()
+        );
+    }
 }
 
 #[test]

@@ -1192,4 +1192,42 @@ fn a_continuation_is_written_in_the_key_its_notes_are_in() {
     let mut none = chord(&[53, 57, 60, 65], 32);
     none.continue_with(&d_major);
     assert!(none.keys().is_empty());
+    // A primer ending mid-bar (36 steps of 4/4; 64 of 3/4): the new key begins at the next bar
+    // line, the primer's goes on until then.
+    let mut mid_bar = chord(&[53, 57, 60, 65], 36);
+    mid_bar.set_keys(primer.keys().to_vec());
+    let mut short = mid_bar.slice(0, 36);
+    mid_bar.continue_with(&d_major);
+    let starts: Vec<(usize, Key)> = mid_bar.keys().iter().map(|k| (k.step, k.key)).collect();
+    assert_eq!(starts, [(0, f_major), (48, Key::from_tonic(2, false))]);
+    let mut waltz_primer = chord(&[53, 57, 60, 65], 64);
+    waltz_primer.set_keys(primer.keys().to_vec());
+    waltz_primer.set_meters(vec![segue::meter::StepMeter {
+        step: 0,
+        meter: segue::midi::Meter {
+            numerator: 3,
+            denominator: 4,
+        },
+    }]);
+    waltz_primer.continue_with(&d_major);
+    assert_eq!(waltz_primer.keys()[1].step, 72);
+    // A continuation too short to reach that bar line keeps the primer's key.
+    short.continue_with(&chord(&[50, 54, 57, 62], 8));
+    assert_eq!(short.keys().len(), 1);
+    // Six sharps or six flats: flats after a key of flats (Gb major after F major), sharps
+    // after sharps (F# major after G major).
+    let f_sharp = chord(&[54, 58, 61, 66], 64);
+    let mut after_flats = primer.clone();
+    after_flats.continue_with(&f_sharp);
+    assert_eq!(after_flats.keys()[1].key.to_string(), "Gb major");
+    let mut after_sharps = chord(&[55, 59, 62, 67], 32);
+    after_sharps.set_keys(vec![StepKey {
+        step: 0,
+        key: Key {
+            sharps: 1,
+            minor: false,
+        },
+    }]);
+    after_sharps.continue_with(&f_sharp);
+    assert_eq!(after_sharps.keys()[1].key.to_string(), "F# major");
 }

@@ -32,6 +32,67 @@ fn play(notes: &[(u8, u8)], seconds: f32) -> Vec<f32> {
 /// The 16-bit export is dithered: a tone a third of a step high, which plain rounding would
 /// turn into silence, comes through as the noise's average (with the tone's shape), the same
 /// every time; digital silence stays exactly silent, full scale stays in range.
+/// A WAV export is normalised by default: a quiet piece's peak is brought to -1 dBFS, the
+/// gain said, the samples only scaled; without normalising it keeps the synth's level, and
+/// silence is left silent.
+#[test]
+fn exports_are_normalised_to_a_peak_of_minus_one_dbfs() {
+    use segue::render::NORMALIZED_PEAK;
+    let mut roll = Roll::new(32);
+    roll.add_note(RollNote {
+        start: 0,
+        len: 8,
+        pitch: 60,
+        velocity: 20,
+    });
+    let plain = RenderOptions {
+        normalize: false,
+        ..RenderOptions::default()
+    };
+    let peak = |s: &[f32]| s.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let quiet = render_roll(&roll, &plain, &mut |_| {}).unwrap();
+    let loud = render_roll(&roll, &RenderOptions::default(), &mut |_| {}).unwrap();
+    assert!(peak(&quiet) < 0.3, "{}", peak(&quiet));
+    assert!((peak(&loud) - NORMALIZED_PEAK).abs() < 1e-5);
+    let gain = peak(&loud) / peak(&quiet);
+    assert!(
+        quiet
+            .iter()
+            .zip(&loud)
+            .all(|(q, l)| (q * gain - l).abs() < 1e-5)
+    );
+    // Into a file: the same gain, said; the file's peak at -1 dBFS (within the dither).
+    let dir = tempfile::tempdir().unwrap();
+    let go = std::sync::atomic::AtomicBool::new(false);
+    let file_peak = |path: &std::path::Path| {
+        let reader = hound::WavReader::open(path).unwrap();
+        (reader.into_samples::<i16>())
+            .map(|s| i32::from(s.unwrap()).abs())
+            .max()
+            .unwrap_or(0)
+    };
+    let path = dir.path().join("loud.wav");
+    let rendered =
+        render_to_wav(&roll, &RenderOptions::default(), &path, &mut |_| {}, &go).unwrap();
+    assert!((rendered.gain - gain).abs() < 1e-3 * gain);
+    assert!((rendered.gain_db() - 20.0 * gain.log10()).abs() < 0.01);
+    let full = f32::from(i16::MAX);
+    assert!((file_peak(&path) - (NORMALIZED_PEAK * full).round() as i32).abs() <= 2);
+    let rendered = render_to_wav(&roll, &plain, &path, &mut |_| {}, &go).unwrap();
+    assert_eq!(rendered.gain, 1.0);
+    assert!((file_peak(&path) - (peak(&quiet) * full).round() as i32).abs() <= 2);
+    // Silence: left silent, no gain.
+    let rendered = render_to_wav(
+        &Roll::new(16),
+        &RenderOptions::default(),
+        &path,
+        &mut |_| {},
+        &go,
+    )
+    .unwrap();
+    assert_eq!((rendered.gain, file_peak(&path)), (1.0, 0));
+}
+
 #[test]
 fn sixteen_bit_export_is_dithered() {
     let step = 1.0 / f32::from(i16::MAX);
@@ -248,7 +309,9 @@ fn render_follows_the_tempo_and_wav_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("streamed.wav");
     let go = std::sync::atomic::AtomicBool::new(false);
-    let seconds = render_to_wav(&roll, &opts, &path, &mut |_| {}, &go).unwrap();
+    let seconds = render_to_wav(&roll, &opts, &path, &mut |_| {}, &go)
+        .unwrap()
+        .seconds;
     let in_memory = encode_wav(&render_roll(&roll, &opts, &mut |_| {}).unwrap(), SR).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), in_memory);
     assert!((seconds * f64::from(SR) - (in_memory.len() - 44) as f64 / 2.0).abs() < 1.0);
