@@ -1344,11 +1344,20 @@ fn render_cmd(
 }
 
 /// What a WAV file written holds, for the line that says so: its length, rate and the gain
-/// normalising applied ("23.5 s at 44100 Hz, normalised: +11.5 dB to a -1 dBFS peak").
+/// normalising applied ("23.5 s at 44100 Hz, normalised: +11.5 dB to a -1 dBFS peak"; nothing
+/// where it changed the level by less than 0.05 dB; the peak reached where the gain was the
+/// most normalising gives).
 fn rendered_words(r: &segue::render::Rendered, sample_rate: u32) -> String {
-    let level = match r.gain {
-        1.0 => String::new(),
-        _ => format!(", normalised: {:+.1} dB to a -1 dBFS peak", r.gain_db()),
+    let level = if r.gain >= segue::render::MAX_GAIN {
+        format!(
+            ", normalised: {:+.1} dB, the most it raises: its peak is at {:.1} dBFS",
+            r.gain_db(),
+            r.peak_dbfs()
+        )
+    } else if r.gain_db().abs() >= 0.05 {
+        format!(", normalised: {:+.1} dB to a -1 dBFS peak", r.gain_db())
+    } else {
+        String::new()
     };
     format!("{:.1} s at {sample_rate} Hz{level}", r.seconds)
 }

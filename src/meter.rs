@@ -162,14 +162,23 @@ impl BarMap {
         (offset - (offset / len).floor() * len).floor() as usize
     }
 
-    /// The first whole step at or after `step` on which a bar begins (`step` itself on a bar
-    /// line), counting in the metre in force at `step` as if it went on; a bar of fractional
-    /// length (5/32) begins at the step after its line.
+    /// The first bar line at or after `step` that falls on a whole step (`step` itself on a
+    /// bar line), counting in the metre in force at `step` (past the map's end it goes on), a
+    /// metre change being a bar line too: in 5/32 (bars of two and a half steps) every other
+    /// bar line. Where none of the next eight does (bars of a 128th), the step after the first.
     pub fn next_bar_line(&self, step: usize) -> usize {
-        let (start, _, meter) = self.stretches[self.stretch_at(step as f64)];
+        let k = self.stretch_at(step as f64);
+        let (start, _, meter) = self.stretches[k];
         let len = meter.bar_steps();
-        let bars = ((step - start) as f64 / len).ceil();
-        ((start as f64 + bars * len).ceil() as usize).max(step)
+        let first = ((step - start) as f64 / len).ceil();
+        let line = |n: f64| start as f64 + (first + n) * len;
+        let whole = (0..8)
+            .map(|n| line(f64::from(n)))
+            .find(|at| at.fract() == 0.0);
+        let line = (whole.unwrap_or_else(|| line(0.0).ceil()) as usize).max(step);
+        self.stretches
+            .get(k + 1)
+            .map_or(line, |next| line.min(next.0))
     }
 
     /// The bars of a piece of `end` steps that overlap `from..to` (steps): the bar `from`
@@ -440,6 +449,24 @@ mod tests {
         let short = BarMap::new(&normalize(vec![m(0, 3, 32)]));
         let into: Vec<usize> = (0..5).map(|s| short.steps_into_bar(s)).collect();
         assert_eq!(into, vec![0, 1, 0, 0, 1]);
+    }
+
+    #[test]
+    fn the_next_bar_line_is_found_in_the_metre_in_force_on_a_whole_step() {
+        // 3/4 from the start, 4/4 from step 30 (mid-bar), then 6/8 from step 62.
+        let map = BarMap::new(&normalize(vec![m(0, 3, 4), m(30, 4, 4), m(62, 6, 8)]));
+        let next: Vec<usize> = [0, 1, 12, 13, 29, 31, 46, 47, 62, 63, 100]
+            .iter()
+            .map(|&s| map.next_bar_line(s))
+            .collect();
+        assert_eq!(next, vec![0, 12, 12, 24, 30, 46, 46, 62, 62, 74, 110]);
+        // Bars of two and a half steps (5/32): lines at 0, 2.5, 5, 7.5 ... the whole ones.
+        let short = BarMap::new(&normalize(vec![m(0, 5, 32)]));
+        let next: Vec<usize> = [1, 3, 5, 6]
+            .iter()
+            .map(|&s| short.next_bar_line(s))
+            .collect();
+        assert_eq!(next, vec![5, 5, 5, 10]);
     }
 
     #[test]

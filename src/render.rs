@@ -58,12 +58,20 @@ pub struct Rendered {
     pub seconds: f64,
     /// The gain normalising applied (1 without it).
     pub gain: f32,
+    /// The audio's peak as written (before dither; [`NORMALIZED_PEAK`] where normalising
+    /// reached it).
+    pub peak: f32,
 }
 
 impl Rendered {
     /// The gain in decibels.
     pub fn gain_db(&self) -> f32 {
         20.0 * self.gain.log10()
+    }
+
+    /// The peak in dB below full scale (-inf for silence).
+    pub fn peak_dbfs(&self) -> f32 {
+        20.0 * self.peak.log10()
     }
 }
 
@@ -140,9 +148,9 @@ pub fn render_seconds(roll: &Roll, opts: &RenderOptions) -> Result<f64> {
     Ok(seconds)
 }
 
-/// Renders a roll to mono samples; `progress` gets the fraction done now and then. A roll that
-/// would last longer than [`MAX_RENDER_SECONDS`] (a long file at a very slow tempo) is refused
-/// before anything is allocated.
+/// Renders a roll to mono samples, normalised where `opts` asks; `progress` gets the fraction
+/// done now and then. A roll that would last longer than [`MAX_RENDER_SECONDS`] (a long file
+/// at a very slow tempo) is refused before anything is allocated.
 pub fn render_roll(
     roll: &Roll,
     opts: &RenderOptions,
@@ -164,8 +172,9 @@ pub fn render_roll(
 
 /// Renders a roll straight into a 16-bit WAV file at `path` (atomically), block by block: a
 /// long piece needs no more memory than a short one (normalising renders it twice: once to
-/// find its peak). Returns the audio's length and the gain applied; every error names `path`. Setting `stop` ends the rendering at its next block with an
-/// error, the half-written file removed and a file already at `path` left as it was.
+/// find its peak). Returns the audio's length, the gain applied and its peak; every error
+/// names `path`. Setting `stop` ends the rendering at its next block with an error, the
+/// half-written file removed and a file already at `path` left as it was.
 pub fn render_to_wav(
     roll: &Roll,
     opts: &RenderOptions,
@@ -196,7 +205,7 @@ pub fn render_to_wav_noting(
         )
     };
     // Write errors name `path` (write_atomic_with says so).
-    let mut gain = 1.0;
+    let (mut gain, mut written_peak) = (1.0, 0f32);
     fsutil::write_atomic_with(path, |w| {
         // Normalising: a first rendering finds the peak (the synth plays the same twice).
         let share = if opts.normalize { 0.5 } else { 0.0 };
@@ -225,6 +234,7 @@ pub fn render_to_wav_noting(
             if stop.load(Ordering::Relaxed) {
                 return Err(stopped());
             }
+            written_peak = written_peak.max(peak(block) * gain);
             block.iter().try_for_each(|&s| {
                 writer
                     .write_sample(dither.to_i16(s * gain))
@@ -237,7 +247,11 @@ pub fn render_to_wav_noting(
             None => Ok(()),
         }
     })?;
-    Ok(Rendered { seconds, gain })
+    Ok(Rendered {
+        seconds,
+        gain,
+        peak: written_peak,
+    })
 }
 
 /// The largest magnitude among `samples` (0 for none).

@@ -185,6 +185,14 @@ fn render_writes_a_wav_from_midi_or_npy() {
         // 4 quarters at 120 bpm (2 s) plus the 1.5 s release tail.
         assert_eq!(reader.duration(), 44_100 * 7 / 2);
     }
+    // A note so soft that the most normalising raises (60 dB) leaves it below -1 dBFS: said.
+    let soft = dir.path().join("soft.mid");
+    std::fs::write(&soft, simple(96, &[(0, 192, 60, 1)])).unwrap();
+    let out = ok(&["render", p(&soft), "-o", p(&wav)]);
+    assert!(
+        out.contains("normalised: +60.0 dB, the most it raises: its peak is at -"),
+        "{out}"
+    );
     // At the synth's own level, with --no-normalize (only with a WAV to write, for generate).
     let out = ok(&["render", p(&mid), "-o", p(&wav), "--no-normalize"]);
     assert!(out.contains("44100 Hz)"), "{out}");

@@ -713,7 +713,7 @@ fn opens_a_midi_file_and_exports_it_back() {
             .standing_error()
             .is_some_and(|e| e.contains("cut.mid"))
     );
-    h.get_by_label("x").click();
+    h.get_by_label("Dismiss the error").click();
     h.step();
     assert!(h.state().standing_error().is_none());
     // A model file that is not there: said, and the loaded model stays in use.
@@ -3370,6 +3370,90 @@ fn the_piece_s_own_style_needs_notes() {
         });
         assert_eq!(no_notes, refused, "{mode:?}: {said:?}");
     }
+    // The error is said at once to a screen reader (a live region), not only painted.
+    h.step();
+    let error = h.get_by_label_contains("style A is the piece's own");
+    assert_eq!(
+        error.accesskit_node().live(),
+        egui::accesskit::Live::Assertive
+    );
+}
+
+/// The Transformer VAE's transfer with the piece itself as style A moves the piece's own code
+/// towards B from the composers' centre, as `segue generate --mode transfer` does without
+/// `--from` (with A taken as the piece, it would be a plain continuation).
+#[test]
+fn a_transformer_vae_transfer_from_the_piece_is_the_command_line_s() {
+    use segue::studio::{EngineKind, OtherModels};
+    let Some(dir) = segue::models::trained::default_model_path().and_then(|p| {
+        let tvae = p.parent()?.join(segue::tvae::DEFAULT_FILE);
+        tvae.exists().then_some(tvae)
+    }) else {
+        return; // no shipped weights in this checkout
+    };
+    let tvae = segue::tvae::load(&dir, &candle_core::Device::Cpu).unwrap();
+    let primer = common::shared("corpus").join("chopin/chpn-p15.mid");
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let mut h = studio(&model, Some(primer.clone()));
+    h.state_mut().set_other_models(OtherModels {
+        tvae: Some(std::sync::Arc::new(tvae)),
+        classifier: None,
+        gan: None,
+    });
+    h.state_mut().set_engine(EngineKind::TransformerVae);
+    h.step();
+    let composers = h.state().composers();
+    let b = composers.iter().position(|c| c == "debussy").unwrap();
+    {
+        let s = &mut h.state_mut().session;
+        s.mode = segue::generate::Mode::Transfer;
+        (s.a_is_the_piece, s.composer_b) = (true, b);
+        (s.seed, s.length, s.variations, s.primer_steps) = (3, 64, 1, 32);
+    }
+    generate_new_piece(&mut h, "a transfer");
+    let made = h.state().session.score.to_roll();
+    let s = &h.state().session;
+    let out = tmp.path().join("cli.mid");
+    let args = [
+        "generate",
+        "--model",
+        "transformer-vae",
+        "--prime",
+        primer.to_str().unwrap(),
+        "--mode",
+        "transfer",
+        "--to",
+        "debussy",
+        "--steps",
+        "64",
+        "--seed",
+        "3",
+        "--primer-steps",
+        "32",
+        "--temperature",
+        &s.temperature.to_string(),
+        "--max-notes",
+        &s.max_notes.to_string(),
+        "--style-strength",
+        &s.style_strength.to_string(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_segue"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let cli = Roll::read_midi(&out, &QuantizeOptions::whole_file()).unwrap();
+    assert!(
+        cli.binary() == made.binary(),
+        "the command line made other notes"
+    );
 }
 
 /// A continuation of the piece in `offgrid.mid` from the studio (style A: composer `a`, or
@@ -3540,11 +3624,62 @@ fn step_input_enters_notes_from_the_computer_keyboard() {
         egui::pos2(grid.left() + 20.5 * step_px, grid.top() - 5.0),
     );
     assert_eq!(h.state().session.view.entry, Some(20));
+    // Escape lets go of the selection; then the arrows move the cursor (Shift: a beat), `[`
+    // and `]` set the length, Delete takes a note back and the cursor with it.
+    press(&mut h, Modifiers::NONE, Key::Escape);
+    press(&mut h, Modifiers::NONE, Key::ArrowRight);
+    press(&mut h, Modifiers::SHIFT, Key::ArrowRight);
+    press(&mut h, Modifiers::NONE, Key::ArrowLeft);
+    assert_eq!(h.state().session.view.entry, Some(24));
+    press(&mut h, Modifiers::NONE, Key::CloseBracket);
+    press(&mut h, Modifiers::NONE, Key::CloseBracket);
+    press(&mut h, Modifiers::NONE, Key::OpenBracket);
+    press(&mut h, Modifiers::NONE, Key::F);
+    assert_eq!(notes(&h)[5], (53, 24, 4));
+    press(&mut h, Modifiers::NONE, Key::Delete);
+    assert_eq!(
+        (notes(&h).len(), h.state().session.view.entry),
+        (5, Some(24))
+    );
+    // At the top octave (C9), keys above G9 enter nothing; the view follows the octave.
+    for _ in 0..6 {
+        press(&mut h, Modifiers::NONE, Key::X);
+    }
+    assert_eq!(h.state().session.view.entry_octave, 9);
+    assert!(h.state().session.view.top_pitch >= 127.0);
+    press(&mut h, Modifiers::NONE, Key::K);
+    assert_eq!(notes(&h).len(), 5);
+    press(&mut h, Modifiers::NONE, Key::G);
+    assert_eq!(notes(&h)[5], (127, 24, 4));
+    // Alt+Left / Alt+Right step through the notes one by one (Shift adds), each said to a
+    // screen reader (pitch, bar, length).
+    press(&mut h, Modifiers::NONE, Key::Escape);
+    press(&mut h, Modifiers::ALT, Key::ArrowRight);
+    let selected = |h: &Harness<'static, Studio>| -> Vec<(u8, usize)> {
+        let s = &h.state().session;
+        let mut v: Vec<_> = (s.view.selection.iter())
+            .map(|&i| (s.score.notes[i].pitch, s.score.notes[i].start))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(selected(&h), [(60, 0)]);
+    assert!(
+        h.query_by_label_contains("(C4 at bar 1, step 1 of the bar, 2 steps long)")
+            .is_some()
+    );
+    press(&mut h, Modifiers::ALT, Key::ArrowRight);
+    press(&mut h, Modifiers::ALT | Modifiers::SHIFT, Key::ArrowRight);
+    assert_eq!(selected(&h), [(64, 2), (67, 2)]);
+    press(&mut h, Modifiers::ALT, Key::ArrowLeft);
+    assert_eq!(selected(&h), [(60, 0)]);
+    press(&mut h, Modifiers::ALT, Key::ArrowLeft);
+    assert_eq!(selected(&h), [(60, 0)], "nothing before the first note");
     // Off, the keys are keys again.
     h.get_by_label("Keys").click();
     h.step();
     press(&mut h, Modifiers::NONE, Key::S);
-    assert_eq!(notes(&h).len(), 5);
+    assert_eq!(notes(&h).len(), 6);
 }
 
 /// The seed box holds seeds up to 2^53, where its editor (working in f64) is exact: a larger

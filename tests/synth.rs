@@ -29,9 +29,6 @@ fn play(notes: &[(u8, u8)], seconds: f32) -> Vec<f32> {
     out
 }
 
-/// The 16-bit export is dithered: a tone a third of a step high, which plain rounding would
-/// turn into silence, comes through as the noise's average (with the tone's shape), the same
-/// every time; digital silence stays exactly silent, full scale stays in range.
 /// A WAV export is normalised by default: a quiet piece's peak is brought to -1 dBFS, the
 /// gain said, the samples only scaled; without normalising it keeps the synth's level, and
 /// silence is left silent.
@@ -75,6 +72,7 @@ fn exports_are_normalised_to_a_peak_of_minus_one_dbfs() {
     let rendered =
         render_to_wav(&roll, &RenderOptions::default(), &path, &mut |_| {}, &go).unwrap();
     assert!((rendered.gain - gain).abs() < 1e-3 * gain);
+    assert!((rendered.peak - NORMALIZED_PEAK).abs() < 1e-5);
     assert!((rendered.gain_db() - 20.0 * gain.log10()).abs() < 0.01);
     let full = f32::from(i16::MAX);
     assert!((file_peak(&path) - (NORMALIZED_PEAK * full).round() as i32).abs() <= 2);
@@ -93,6 +91,9 @@ fn exports_are_normalised_to_a_peak_of_minus_one_dbfs() {
     assert_eq!((rendered.gain, file_peak(&path)), (1.0, 0));
 }
 
+/// The 16-bit export is dithered: a tone a third of a step high, which plain rounding would
+/// turn into silence, comes through as the noise's average (with the tone's shape), the same
+/// every time; digital silence stays exactly silent, full scale stays in range.
 #[test]
 fn sixteen_bit_export_is_dithered() {
     let step = 1.0 / f32::from(i16::MAX);
@@ -124,7 +125,7 @@ fn sixteen_bit_export_is_dithered() {
     assert!(
         out(&[1.5, -1.5, 1.0, -1.0])
             .iter()
-            .all(|v| v.abs() >= 32766)
+            .all(|&v| i32::from(v).abs() >= 32766)
     );
 }
 

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
+use egui::accesskit::Live;
 use egui::{Color32, RichText, Ui};
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
 
@@ -924,6 +925,19 @@ fn unused_folder(parent: &Path, name: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
+/// Names a progress bar for screen readers (it is said as its share done, not as what).
+fn say_progress(bar: &egui::Response, what: &str) {
+    bar.ctx
+        .accesskit_node_builder(bar.id, |node| node.set_label(what));
+}
+
+/// Makes the widget `shown` a live region: a screen reader says its text whenever it changes
+/// (`Polite`: when the reader is done speaking; `Assertive`: at once, for errors).
+fn say_live(ui: &Ui, shown: &egui::Response, live: Live) {
+    ui.ctx()
+        .accesskit_node_builder(shown.id, |node| node.set_live(live));
+}
+
 /// Labels a plot that `shown` drew with what it shows, in words, for screen readers
 /// ([`plot_words::describe`]).
 fn say_plot<R>(
@@ -932,9 +946,14 @@ fn say_plot<R>(
     x_name: &str,
     curves: &[(&str, Vec<[f64; 2]>)],
 ) {
-    let curves: Vec<plot_words::Curve> = curves.iter().map(|(n, p)| (*n, p.as_slice())).collect();
-    let text = plot_words::describe(title, x_name, &curves);
-    (shown.response).widget_info(|| egui::WidgetInfo::labeled(egui::Role::Figure, true, &text));
+    // Made only when asked for (a screen reader is listening), not every frame.
+    (shown.response).widget_info(|| {
+        let curves: Vec<plot_words::Curve> = (curves.iter())
+            .map(|(name, points)| (*name, points.as_slice()))
+            .collect();
+        let text = plot_words::describe(title, x_name, &curves);
+        egui::WidgetInfo::labeled(egui::Role::Figure, true, text)
+    });
 }
 
 /// A mode as the Mode picker names it.
@@ -2112,12 +2131,14 @@ impl Studio {
             (dismiss_button, usize::from(message)),
             (0.0, 0),
         ];
-        let note = |ui: &mut Ui, k: usize, color: Color32, text: &str| {
+        // Each note is a live region: a screen reader says it as it changes (an error at once).
+        let note = |ui: &mut Ui, k: usize, color: Color32, text: &str, live: Live| {
             let (buttons, later) = after[k];
             let room = ui.available_width() - buttons - later as f32 * (LATER_NOTE + 12.0);
             ui.scope(|ui| {
                 ui.set_max_width(room.max(40.0));
-                ui.add(egui::Label::new(RichText::new(text).color(color)).truncate());
+                let shown = ui.add(egui::Label::new(RichText::new(text).color(color)).truncate());
+                say_live(ui, &shown, live);
             });
         };
         // The theme's own colours, legible on a light theme as on a dark one.
@@ -2126,7 +2147,7 @@ impl Studio {
             (v.warn_fg_color, v.error_fg_color, v.weak_text_color())
         };
         if let Some(e) = &self.audio_error {
-            note(ui, 0, warn, e);
+            note(ui, 0, warn, e, Live::Assertive);
             if self.audio_retry
                 && ui
                     .small_button("Reconnect")
@@ -2137,20 +2158,24 @@ impl Studio {
             }
             ui.separator();
         } else if self.opening_audio {
-            note(ui, 0, weak, "Opening the sound device...");
+            note(ui, 0, weak, "Opening the sound device...", Live::Polite);
             ui.separator();
         }
         // The last error stays in view (with its dismiss button) beside later notes.
         let mut dismiss = false;
         if let Some(e) = &self.standing_error {
-            note(ui, 1, error_color, e);
-            dismiss = ui.small_button("x").on_hover_text("Dismiss").clicked();
+            note(ui, 1, error_color, e, Live::Assertive);
+            let button = ui.small_button("x").on_hover_text("Dismiss the error");
+            // Said as what it does, not as the letter it shows.
+            let name = || egui::WidgetInfo::labeled(egui::Role::Button, true, "Dismiss the error");
+            button.widget_info(name);
+            dismiss = button.clicked();
         }
         if let Some((m, false)) = &self.message {
             if self.standing_error.is_some() {
                 ui.separator();
             }
-            note(ui, 2, weak, m);
+            note(ui, 2, weak, m, Live::Polite);
         }
         if dismiss {
             self.dismiss_error();
@@ -3510,7 +3535,8 @@ impl Studio {
             }
         });
         if let Some(p) = self.job_progress {
-            ui.add(egui::ProgressBar::new(p).show_percentage());
+            let bar = ui.add(egui::ProgressBar::new(p).show_percentage());
+            say_progress(&bar, "Generating");
         }
         if self.variations.len() > 1 || self.variations_held {
             ui.label("Variations (click to audition):");
@@ -3728,8 +3754,9 @@ impl Studio {
                 );
             }
             ui.horizontal(|ui| {
-                ui.label("seed");
-                ui.add(egui::DragValue::new(&mut self.session.train_seed));
+                let label = ui.label("training seed");
+                ui.add(egui::DragValue::new(&mut self.session.train_seed))
+                    .labelled_by(label.id);
             });
             // Offered in a build with CUDA.
             if cuda_build() {
@@ -3821,7 +3848,8 @@ impl Studio {
                 self.continue_training(dir);
             }
         }
-        ui.label(&self.training.status);
+        let status = ui.label(&self.training.status);
+        say_live(ui, &status, Live::Polite);
         let step = (self.training.metrics.last().map(|m| m.step)).or(self
             .training
             .loop_metrics
@@ -3830,9 +3858,10 @@ impl Studio {
         if let Some(step) = step
             && self.training.total > 0
         {
-            ui.add(egui::ProgressBar::new(
+            let bar = ui.add(egui::ProgressBar::new(
                 step as f32 / self.training.total.max(1) as f32,
             ));
+            say_progress(&bar, "Training");
         }
         let use_button = self.training.model.map(|m| match m {
             TrainModel::LstmVae => ("Use this model", "For the generation panel"),
@@ -3925,15 +3954,13 @@ impl Studio {
             let shown = Plot::new("kl_dims").height(80.0).show(ui, |p| {
                 p.bar_chart(BarChart::new("KL per dimension", bars));
             });
-            let nats: Vec<String> = v
-                .kl_per_dim
-                .iter()
-                .map(|&k| plot_words::number(k))
-                .collect();
-            let text = format!("KL per dimension (plot, nats): {}", nats.join(", "));
-            shown
-                .response
-                .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Figure, true, &text));
+            shown.response.widget_info(|| {
+                let nats: Vec<String> = (v.kl_per_dim.iter())
+                    .map(|&k| plot_words::number(k))
+                    .collect();
+                let text = format!("KL per dimension (plot, nats): {}", nats.join(", "));
+                egui::WidgetInfo::labeled(egui::Role::Figure, true, text)
+            });
         }
     }
 }
@@ -3972,6 +3999,8 @@ impl eframe::App for Studio {
                 self.seek_to_start();
                 let start = self.loop_range().map_or(0, |l| l.0);
                 self.session.view.scroll_step = start as f32;
+                // Step input's cursor goes with the playhead.
+                self.session.view.entry = Some(start);
             }
             // Page Up / Page Down: the roll a page back or on in time (a tenth stays in view).
             let view = &mut self.session.view;

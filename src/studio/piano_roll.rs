@@ -109,6 +109,14 @@ pub struct RollView {
 }
 
 impl RollView {
+    /// Where step input enters its next note: its cursor, else the playhead's step (the start
+    /// without a player).
+    pub fn entry_step(&self, playhead: Option<f64>) -> usize {
+        (self.entry)
+            .unwrap_or_else(|| playhead.map_or(0, |p| p.max(0.0).floor() as usize))
+            .min(Score::MAX_STEPS - 1)
+    }
+
     /// Forgets the selection and any drag in progress: their note indices belong to a score
     /// that was just replaced (a generation, an opened file, undo or redo).
     pub fn forget_notes(&mut self) {
@@ -247,6 +255,19 @@ pub fn piano_roll(
             score.notes.len(),
             view.selection.len()
         );
+        // One note selected (Alt+arrows step through them): which.
+        if let [i] = view.selection[..]
+            && let Some(n) = score.notes.get(i)
+        {
+            let bars = score.bar_map();
+            described += &format!(
+                " ({} at bar {}, step {} of the bar, {} steps long)",
+                pitch_name(n.pitch),
+                bars.position(n.start as f64).floor(),
+                bars.steps_into_bar(n.start) + 1,
+                n.len
+            );
+        }
         if view.step_input {
             let at = view
                 .entry
@@ -284,8 +305,11 @@ pub fn piano_roll(
         );
     if switch.clicked() {
         view.step_input = !view.step_input;
-        // It starts at the playhead.
+        // It starts at the playhead; the keys go to the roll (not to the switch).
         view.entry = None;
+        if view.step_input {
+            response.request_focus();
+        }
     }
 
     // Zoom and scroll with the wheel: plain = pitch, Shift = time, Ctrl = zoom time,
@@ -743,9 +767,11 @@ pub fn piano_roll(
     let arrows = !ui.ctx().egui_wants_keyboard_input() || response.has_focus();
     if response.has_focus() {
         // The arrows stay with the roll (they would move the focus on otherwise).
+        // Escape too: it lets go of the selection, not of the roll.
         let keep = egui::EventFilter {
             horizontal_arrows: true,
             vertical_arrows: true,
+            escape: true,
             ..Default::default()
         };
         ui.memory_mut(|m| m.set_focus_lock_filter(response.id, keep));
@@ -761,6 +787,13 @@ pub fn piano_roll(
         && ui.input(|i| i.key_pressed(egui::Key::Delete) || i.key_pressed(egui::Key::Backspace))
     {
         view.settle_now(score);
+        // Step input goes back to where the notes taken back were entered.
+        if view.step_input {
+            view.entry = (view.selection.iter())
+                .filter_map(|&i| score.notes.get(i))
+                .map(|n| n.start)
+                .min();
+        }
         history.record(score);
         score.delete(&view.selection);
         view.selection.clear();
@@ -773,12 +806,16 @@ pub fn piano_roll(
         if out.changed {
             view.held = None;
         }
-        let hover = pointer
-            .filter(|p| grid.contains(*p))
-            .map(|p| snap(p.x) as usize);
-        out.changed |= keyboard_edits(ui, score, view, history, hover, arrows);
+        // A paste lands at step input's cursor, else where the pointer is over the grid.
+        let paste_at = match view.step_input {
+            true => Some(view.entry_step(playhead)),
+            false => (pointer.filter(|p| grid.contains(*p))).map(|p| snap(p.x) as usize),
+        };
+        let preview = &mut out.preview;
+        out.changed |= keyboard_edits(ui, score, view, history, paste_at, arrows, preview);
         if view.step_input {
-            let entered = step_input(ui, score, view, history, playhead);
+            let shown = (grid.height() / view.key_px, grid.width() / view.step_px);
+            let entered = step_input(ui, score, view, history, playhead, shown, arrows);
             out.changed |= entered.is_some();
             out.preview = entered.or(out.preview);
         }
@@ -799,15 +836,16 @@ const CLIPBOARD_TAG: &str = "segue-notes:";
 /// Editing from the keyboard: the arrows move the selection a step or a semitone (with Shift
 /// a beat or an octave), Ctrl+A selects every note, Ctrl+D repeats the selection right after
 /// itself (whole beats after its start), Ctrl+C, Ctrl+X and Ctrl+V copy, cut and paste through the system clipboard (so
-/// between two studios too); a paste lands where the pointer is over the grid, else after the
-/// piece's end. Returns whether the score changed.
+/// between two studios too); a paste lands at `paste_at`, else after the piece's end. Returns
+/// whether the score changed.
 fn keyboard_edits(
     ui: &Ui,
     score: &mut Score,
     view: &mut RollView,
     history: &mut History,
-    hover: Option<usize>,
+    paste_at: Option<usize>,
     arrows: bool,
+    preview: &mut Option<u8>,
 ) -> bool {
     use egui::{Event, Key};
     let (shift, command) = ui.input(|i| (i.modifiers.shift, i.modifiers.command));
@@ -826,8 +864,28 @@ fn keyboard_edits(
         view.selection.clear();
         view.box_base.clear();
     }
+    // Alt+Left / Alt+Right: the previous or next note (by start, then pitch) selected, and
+    // sounded; with Shift added to the selection.
+    let alt = ui.input(|i| i.modifiers.alt);
+    if alt && !command && arrows {
+        for (key, forward) in [(Key::ArrowRight, true), (Key::ArrowLeft, false)] {
+            if !pressed(key) {
+                continue;
+            }
+            changed |= view.settle_now(score);
+            if let Some(i) = neighbour(score, &view.selection, forward) {
+                if !shift {
+                    view.selection.clear();
+                }
+                if !view.selection.contains(&i) {
+                    view.selection.push(i);
+                }
+                *preview = Some(score.notes[i].pitch);
+            }
+        }
+    }
     let selected = !view.selection.is_empty();
-    if selected && !command && arrows {
+    if selected && !command && !alt && arrows {
         let first = score.span(&view.selection).map_or(0, |s| s.0);
         let beat = crate::meter::meter_at(&score.meters, first)
             .pulse_steps()
@@ -901,7 +959,7 @@ fn keyboard_edits(
         })
     });
     if let Some(notes) = pasted.filter(|n| !n.is_empty()) {
-        let at = hover.unwrap_or_else(|| score.steps());
+        let at = paste_at.unwrap_or_else(|| score.steps());
         changed |= paste_recorded(score, view, history, &notes, at);
     }
     if selected
@@ -926,15 +984,21 @@ fn keyboard_edits(
 /// cursor (`view.entry`, else the playhead's step) in `view.entry_octave` and moves the cursor
 /// on by that length; with Shift the cursor stays, to build a chord (the key without Shift
 /// adds its last note and moves on). `.` moves on by a rest; Z and X take the octave down and
-/// up. The notes entered at the cursor are selected (the arrows adjust them, Delete takes them
-/// back), each key one undo step. Held keys do not repeat. Returns the last pitch entered, to
-/// sound.
+/// up; `[` and `]` halve and double the length (1 to 64 steps); without a selection, Left and
+/// Right move the cursor a step (with Shift a beat). Keys are read where they lie on the
+/// keyboard (their physical place), so the piano keeps its shape on AZERTY or QWERTZ
+/// keyboards. The notes entered at the cursor are selected (the arrows adjust them, Delete
+/// takes them back), each key one undo step; held keys do not repeat; a note above G9 is not
+/// entered. The view follows the cursor and the octave (`shown`: pitch rows and steps in
+/// view). Returns the last pitch entered, to sound.
 fn step_input(
     ui: &Ui,
     score: &mut Score,
     view: &mut RollView,
     history: &mut History,
     playhead: Option<f64>,
+    shown: (f32, f32),
+    arrows: bool,
 ) -> Option<u8> {
     use egui::{Event, Key};
     let presses: Vec<(Key, bool)> = ui.input(|i| {
@@ -942,31 +1006,51 @@ fn step_input(
             .filter_map(|e| match e {
                 Event::Key {
                     key,
+                    physical_key,
                     pressed: true,
                     repeat: false,
                     modifiers,
-                    ..
-                } if !modifiers.command && !modifiers.alt => Some((*key, modifiers.shift)),
+                } if !modifiers.command && !modifiers.alt => {
+                    Some((physical_key.unwrap_or(*key), modifiers.shift))
+                }
                 _ => None,
             })
             .collect()
     });
     let mut entered = None;
+    let mut handled = false;
     for (key, shift) in presses {
-        let at = (view.entry)
-            .unwrap_or_else(|| playhead.map_or(0, |p| p.max(0.0).floor() as usize))
-            .min(Score::MAX_STEPS - 1);
+        let at = view.entry_step(playhead);
         let len = view.draw_len.clamp(1, Score::MAX_STEPS);
+        let last = Score::MAX_STEPS - 1;
+        let beat = || {
+            (crate::meter::meter_at(&score.meters, at)
+                .pulse_steps()
+                .round() as usize)
+                .max(1)
+        };
         match key {
             Key::Z => view.entry_octave = (view.entry_octave - 1).max(*ENTRY_OCTAVES.start()),
             Key::X => view.entry_octave = (view.entry_octave + 1).min(*ENTRY_OCTAVES.end()),
-            Key::Period => view.entry = Some((at + len).min(Score::MAX_STEPS - 1)),
+            Key::Period => view.entry = Some((at + len).min(last)),
+            Key::OpenBracket => view.draw_len = (len / 2).max(1),
+            Key::CloseBracket => view.draw_len = (len * 2).min(MAX_ENTRY_LEN),
+            Key::ArrowLeft | Key::ArrowRight if arrows && view.selection.is_empty() => {
+                let by = if shift { beat() } else { 1 };
+                view.entry = Some(match key {
+                    Key::ArrowLeft => at.saturating_sub(by),
+                    _ => (at + by).min(last),
+                });
+            }
             _ => {
                 let Some(&(_, semitones)) = STEP_KEYS.iter().find(|(k, _)| *k == key) else {
                     continue;
                 };
                 let pitch = 12 * (i32::from(view.entry_octave) + 1) + i32::from(semitones);
-                let Ok(pitch) = u8::try_from(pitch).map(|p| p.min(PITCHES as u8 - 1)) else {
+                let Some(pitch) = u8::try_from(pitch)
+                    .ok()
+                    .filter(|&p| usize::from(p) < PITCHES)
+                else {
                     continue;
                 };
                 view.settle_now(score);
@@ -979,16 +1063,55 @@ fn step_input(
                 let i = score.draw(pitch, at, len);
                 view.selection.push(i);
                 view.unsettled = true;
-                if !shift {
-                    view.entry = Some((at + len).min(Score::MAX_STEPS - 1));
-                } else {
-                    view.entry = Some(at);
-                }
+                view.entry = Some(if shift { at } else { (at + len).min(last) });
                 entered = Some(pitch);
             }
         }
+        // (A key of no use here went on to the next before this.)
+        handled = true;
+    }
+    if !handled {
+        return entered;
+    }
+    // The view follows: the cursor in sight (a tenth of the view before it), and the octave's
+    // keys, or the note entered.
+    let (rows, steps) = shown;
+    let cursor = view.entry_step(playhead) as f32;
+    if cursor < view.scroll_step || cursor >= view.scroll_step + steps * 0.95 {
+        view.scroll_step = (cursor - steps * 0.1).max(0.0);
+    }
+    let c = 12.0 * (f32::from(view.entry_octave) + 1.0);
+    let (low, high) = match entered {
+        Some(p) => (f32::from(p), f32::from(p) + 1.0),
+        None => (c, (c + 13.0).min(PITCHES as f32)),
+    };
+    if high > view.top_pitch || low < view.top_pitch - rows {
+        view.top_pitch = ((low + high) / 2.0 + rows / 2.0).clamp(rows.min(127.0), 128.0);
     }
     entered
+}
+
+/// The longest note step input enters (`]` doubles the length up to it): four bars of 4/4.
+pub const MAX_ENTRY_LEN: usize = 64;
+
+/// The note after the selection (`forward`) or before it, in the order of starts and then
+/// pitches: after its last note or before its first; without a selection, the piece's first
+/// or last note. `None` at the end (or without notes).
+fn neighbour(score: &Score, selection: &[usize], forward: bool) -> Option<usize> {
+    let key = |i: usize| (score.notes[i].start, score.notes[i].pitch, i);
+    let mut order: Vec<usize> = (0..score.notes.len()).collect();
+    order.sort_by_key(|&i| key(i));
+    let place = |i: usize| order.iter().position(|&o| o == i);
+    let chosen = selection.iter().filter_map(|&i| place(i));
+    match (forward, selection.is_empty()) {
+        (true, true) => order.first().copied(),
+        (false, true) => order.last().copied(),
+        (true, false) => chosen.max().and_then(|p| order.get(p + 1)).copied(),
+        (false, false) => chosen
+            .min()
+            .and_then(|p| p.checked_sub(1))
+            .map(|p| order[p]),
+    }
 }
 
 /// Pastes `notes` at `at`, selecting them, as one undo step where it added any (a paste that

@@ -33,13 +33,18 @@ pub fn describe(title: &str, x_name: &str, curves: &[Curve]) -> String {
     format!("{title} (plot): {}", parts.join("; "))
 }
 
-/// A value with three significant digits (0.0431, 12.3, 1230), as a reader says it.
+/// A value with three significant digits (0.0431, 12.3; whole above 1000: 1234), as a reader
+/// says it.
 pub fn number(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
         return format!("{v}");
     }
-    let decimals = (2 - v.abs().log10().floor() as i32).clamp(0, 8) as usize;
-    format!("{v:.decimals$}")
+    let decimals = |v: f64| (2 - v.abs().log10().floor() as i32).clamp(0, 8) as usize;
+    let d = decimals(v);
+    // Rounding may carry into the next power of ten (0.9996 is 1.00, not 1.000).
+    let rounded: f64 = format!("{v:.d$}").parse().unwrap_or(v);
+    let d = decimals(rounded).min(d);
+    format!("{v:.d$}")
 }
 
 /// An x: whole where it is (steps), else to one decimal (bars).
@@ -73,11 +78,32 @@ mod tests {
 
     #[test]
     fn numbers_keep_three_significant_digits() {
-        let said: Vec<String> = [0.0, 1234.4, 12.345, 0.5, -0.00012345, f64::NAN]
-            .into_iter()
-            .map(number)
-            .collect();
-        assert_eq!(said, ["0", "1234", "12.3", "0.500", "-0.000123", "NaN"]);
+        let said: Vec<String> = [
+            0.0,
+            1234.4,
+            12.345,
+            0.5,
+            -0.00012345,
+            f64::NAN,
+            0.9996,
+            99.97,
+        ]
+        .into_iter()
+        .map(number)
+        .collect();
+        assert_eq!(
+            said,
+            [
+                "0",
+                "1234",
+                "12.3",
+                "0.500",
+                "-0.000123",
+                "NaN",
+                "1.00",
+                "100"
+            ]
+        );
         assert_eq!(
             (position(12.0), position(12.5)),
             ("12".into(), "12.5".into())

@@ -32,18 +32,19 @@ pub enum StyleA {
 
 impl StyleA {
     /// The code for a generation in `mode`: the one given, or the one `read` finds in `primer`
-    /// (a primer without notes has no style to read). A transfer hears B's code `b` alone, so
-    /// A's is not read for it.
+    /// (a primer without notes has no style to read). A transfer does not take the piece's own
+    /// code as A (the transfer is from the piece to B): `otherwise` gives A's code then, as
+    /// `segue generate` takes it without `--from`.
     fn code(
         &self,
         mode: Mode,
-        b: &[f32],
         primer: &Roll,
         read: impl FnOnce() -> crate::Result<Vec<f32>>,
+        otherwise: impl FnOnce() -> crate::Result<Vec<f32>>,
     ) -> crate::Result<Vec<f32>> {
         match self {
             StyleA::Code(code) => Ok(code.clone()),
-            StyleA::Primer if mode == Mode::Transfer => Ok(b.to_vec()),
+            StyleA::Primer if mode == Mode::Transfer => otherwise(),
             StyleA::Primer if primer.sounding_end() == 0 => Err(crate::Error::InvalidArgument(
                 "style A is the piece's own, and the piece has no notes: open a MIDI file or \
                  draw some, or pick a composer for A"
@@ -295,7 +296,8 @@ fn run_engine(
         } => {
             let steps = model.training_snippet_steps();
             let read = || generate::song_code(model, primer, steps);
-            let a = code_a.code(opts.mode, code_b, primer, read)?;
+            // Its transfer hears B's code alone.
+            let a = code_a.code(opts.mode, primer, read, || Ok(code_b.clone()))?;
             generate::generate(&model.model, primer, &a, code_b, opts, progress, cancel)
         }
         Engine::TransformerVae {
@@ -304,7 +306,9 @@ fn run_engine(
             code_b,
         } => {
             let read = || tvae::song_code(model, primer);
-            let a = code_a.code(opts.mode, code_b, primer, read)?;
+            // Its transfer moves the piece's own code by B - A: from the composers' centre.
+            let centre = || tvae::composer_code(model, 0, 0.0);
+            let a = code_a.code(opts.mode, primer, read, centre)?;
             tvae::generate(model, primer, &a, code_b, opts, progress, cancel)
         }
         Engine::ClassifierAscent { classifier, target } => {
