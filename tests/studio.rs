@@ -3440,6 +3440,15 @@ fn a_transformer_vae_transfer_from_the_piece_is_the_command_line_s() {
         "-o",
         out.to_str().unwrap(),
     ];
+    let cli = made_by_the_command_line(&args, &out);
+    assert!(
+        cli.binary() == made.binary(),
+        "the command line made other notes"
+    );
+}
+
+/// What `segue` run with `args` wrote to `out`, as a roll (the run must succeed).
+fn made_by_the_command_line(args: &[&str], out: &Path) -> Roll {
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_segue"))
         .args(args)
         .output()
@@ -3449,11 +3458,7 @@ fn a_transformer_vae_transfer_from_the_piece_is_the_command_line_s() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let cli = Roll::read_midi(&out, &QuantizeOptions::whole_file()).unwrap();
-    assert!(
-        cli.binary() == made.binary(),
-        "the command line made other notes"
-    );
+    Roll::read_midi(out, &QuantizeOptions::whole_file()).unwrap()
 }
 
 /// A continuation of the piece in `offgrid.mid` from the studio (style A: composer `a`, or
@@ -3527,16 +3532,8 @@ fn studio_and_command_line_agree(a: Option<usize>) {
         let strength = s.style_strength.to_string();
         args.extend(["--from", &composers[a], "--style-strength", &strength].map(String::from));
     }
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_segue"))
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let cli = Roll::read_midi(&out, &QuantizeOptions::whole_file()).unwrap();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cli = made_by_the_command_line(&args, &out);
     assert_eq!(cli.steps(), made.steps());
     assert!(
         cli.binary() == made.binary(),

@@ -933,9 +933,8 @@ fn say_progress(bar: &egui::Response, what: &str) {
 
 /// Makes the widget `shown` a live region: a screen reader says its text whenever it changes
 /// (`Polite`: when the reader is done speaking; `Assertive`: at once, for errors).
-fn say_live(ui: &Ui, shown: &egui::Response, live: Live) {
-    ui.ctx()
-        .accesskit_node_builder(shown.id, |node| node.set_live(live));
+fn say_live(shown: &egui::Response, live: Live) {
+    (shown.ctx).accesskit_node_builder(shown.id, |node| node.set_live(live));
 }
 
 /// Labels a plot that `shown` drew with what it shows, in words, for screen readers
@@ -2138,7 +2137,7 @@ impl Studio {
             ui.scope(|ui| {
                 ui.set_max_width(room.max(40.0));
                 let shown = ui.add(egui::Label::new(RichText::new(text).color(color)).truncate());
-                say_live(ui, &shown, live);
+                say_live(&shown, live);
             });
         };
         // The theme's own colours, legible on a light theme as on a dark one.
@@ -3849,7 +3848,7 @@ impl Studio {
             }
         }
         let status = ui.label(&self.training.status);
-        say_live(ui, &status, Live::Polite);
+        say_live(&status, Live::Polite);
         let step = (self.training.metrics.last().map(|m| m.step)).or(self
             .training
             .loop_metrics

@@ -301,7 +301,8 @@ pub fn piano_roll(
              at the playhead, a click on the ruler moves it): A S D F G H J K are the white keys \
              from C, W E T Y U the black keys; each note has the drawing length and moves the \
              cursor on (with Shift it stays, for a chord); . is a rest; Z and X take the octave \
-             down and up",
+             down and up, [ and ] halve and double the length; after Escape the arrows move the \
+             cursor",
         );
     if switch.clicked() {
         view.step_input = !view.step_input;
@@ -491,9 +492,7 @@ pub fn piano_roll(
     }
     // Step input's cursor: where its next note goes, its octave's C marked on the keyboard.
     if view.step_input {
-        let at =
-            (view.entry).map_or_else(|| playhead.unwrap_or(0.0).max(0.0).floor(), |e| e as f64);
-        let x = step_x(at as f32);
+        let x = step_x(view.entry_step(playhead) as f32);
         let colour = Color32::from_rgb(120, 220, 255);
         if grid.x_range().contains(x) {
             painter.vline(x, grid.y_range(), Stroke::new(1.0, colour));
