@@ -1902,6 +1902,11 @@ fn a_model_of_one_composer_offers_no_blend() {
         (h.query_all_by_label("A <-> B")).all(|n| n.accesskit_node().is_disabled())
     };
     assert!(slider_off(&h));
+    // Why, in words a screen reader reads (a disabled widget's hover text it does not).
+    let why = (h.get_all_by_label("A <-> B"))
+        .find_map(|n| n.accesskit_node().description())
+        .unwrap_or_default();
+    assert!(why.starts_with("This model knows one composer"), "{why}");
     // The piece itself as style A is a second style: B and the slider are there.
     h.state_mut().pick_styles(true, 0, 0);
     h.step();
@@ -3539,6 +3544,35 @@ fn studio_and_command_line_agree(a: Option<usize>) {
         cli.binary() == made.binary(),
         "the command line made other notes"
     );
+}
+
+/// Moving the selection in pitch with the arrows sounds the moved note (as clicking it does),
+/// so a musician hears where it went; moving it in time does not.
+#[test]
+fn an_arrow_that_moves_a_note_in_pitch_sounds_it() {
+    use egui::Key;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, mut engine) = studio_with_player(dir.path());
+    h.step();
+    let loudest = |engine: &mut segue::studio::audio::Engine| {
+        (0..8820)
+            .map(|_| engine.next_sample().abs())
+            .fold(0f32, f32::max)
+    };
+    {
+        let studio = h.state_mut();
+        let i = studio.session.score.draw(60, 0, 4);
+        studio.session.view.selection = vec![i];
+    }
+    h.step();
+    loudest(&mut engine);
+    h.key_press(Key::ArrowRight);
+    h.step();
+    assert!(loudest(&mut engine) < 1e-4, "a move in time is silent");
+    h.key_press(Key::ArrowUp);
+    h.step();
+    assert_eq!(h.state().session.score.notes[0].pitch, 61);
+    assert!(loudest(&mut engine) > 0.01, "the moved note sounds");
 }
 
 /// Step input: with it on, the computer keyboard enters notes at a cursor (the start here, no

@@ -925,6 +925,17 @@ fn unused_folder(parent: &Path, name: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
+/// Says why `shown` is greyed out, on hover and (while it is) as its accessible description:
+/// a screen reader does not read a disabled widget's hover text.
+fn why_disabled(shown: egui::Response, why: impl Into<String>) -> egui::Response {
+    let why = why.into();
+    if !shown.enabled() {
+        let text = why.clone();
+        (shown.ctx).accesskit_node_builder(shown.id, |node| node.set_description(text));
+    }
+    shown.on_disabled_hover_text(why)
+}
+
 /// Names a progress bar for screen readers (it is said as its share done, not as what).
 fn say_progress(bar: &egui::Response, what: &str) {
     bar.ctx
@@ -3393,14 +3404,17 @@ impl Studio {
                 blends,
                 egui::Slider::new(&mut alpha, 0.0..=1.0).text("A <-> B"),
             )
-            .on_hover_text("The blend of A's and B's styles; moving it blends and regenerates")
-            .on_disabled_hover_text(if one_composer {
+            .on_hover_text("The blend of A's and B's styles; moving it blends and regenerates");
+        let slider = why_disabled(
+            slider,
+            if one_composer {
                 "This model knows one composer: there is no second style to blend with (pick \
                  the piece itself as style A, or train it on a folder of two or more \
                  composers' folders)"
             } else {
                 "The blend of two styles: a VAE's"
-            });
+            },
+        );
         if slider.changed() {
             self.set_alpha(alpha);
         }
@@ -3434,11 +3448,14 @@ impl Studio {
                 .text("length (steps)")
                 .logarithmic(true),
         );
-        ui.add_enabled(
+        let temperature = ui.add_enabled(
             samples,
             egui::Slider::new(&mut s.temperature, 0.2..=2.0).text("temperature"),
-        )
-        .on_disabled_hover_text("This model does not sample: it keeps its strongest notes");
+        );
+        why_disabled(
+            temperature,
+            "This model does not sample: it keeps its strongest notes",
+        );
         egui::CollapsingHeader::new("More controls")
             .id_salt("more-controls")
             .show(ui, |ui| {
@@ -3700,7 +3717,11 @@ impl Studio {
                 .as_ref()
                 .map_or("(none)".to_string(), |d| d.display().to_string());
             ui.label(dir);
-            if ui.button("Choose...").clicked() {
+            if ui
+                .button("Choose...")
+                .on_hover_text("Choose the folder to train on")
+                .clicked()
+            {
                 self.dialog(|| {
                     rfd::FileDialog::new()
                         .pick_folder()
@@ -3712,7 +3733,7 @@ impl Studio {
         // run's log leaves them free).
         let training = self.training.job.as_ref().is_some_and(|j| !j.following);
         ui.add_enabled_ui(!training, |ui| {
-            egui::ComboBox::from_label("Model")
+            egui::ComboBox::from_label("Model to train")
                 .selected_text(self.session.train_model.label())
                 .show_ui(ui, |ui| {
                     for m in TrainModel::ALL {
@@ -3737,18 +3758,21 @@ impl Studio {
             }
             if self.session.train_model == TrainModel::LstmVae {
                 let fits = self.fine_tunable().is_some();
-                ui.add_enabled(
-                    fits,
-                    egui::Checkbox::new(
-                        &mut self.session.train_from_model,
-                        "from the model in use",
-                    ),
-                )
-                .on_hover_text(
-                    "Fine-tune the LSTM-VAE in use on your folder (fresh optimiser, learning rate \
-                     1e-4, full KL weight from the start): far fewer steps than from scratch",
-                )
-                .on_disabled_hover_text(
+                let checkbox = ui
+                    .add_enabled(
+                        fits,
+                        egui::Checkbox::new(
+                            &mut self.session.train_from_model,
+                            "from the model in use",
+                        ),
+                    )
+                    .on_hover_text(
+                        "Fine-tune the LSTM-VAE in use on your folder (fresh optimiser, learning \
+                         rate 1e-4, full KL weight from the start): far fewer steps than from \
+                         scratch",
+                    );
+                why_disabled(
+                    checkbox,
                     "The model in use has other sizes than this preset (or a composer prior)",
                 );
             }
@@ -3837,10 +3861,11 @@ impl Studio {
                 .on_hover_text(
                     "Train this run on from its latest checkpoint, with its own options, \
                      on the chosen folder (the one it trained on)",
-                )
-                .on_disabled_hover_text(format!(
-                    "Choose the folder it trained on, and more steps than its {done}"
-                ));
+                );
+            let button = why_disabled(
+                button,
+                format!("Choose the folder it trained on, and more steps than its {done}"),
+            );
             if button.clicked()
                 && let Some(dir) = self.session.train_dir.clone()
             {

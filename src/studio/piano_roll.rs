@@ -922,6 +922,10 @@ fn keyboard_edits(
             score.shift(&view.selection, steps, semitones);
             view.unsettled = true;
             changed = true;
+            // A move in pitch sounds the moved note (the first selected), as a click on it does.
+            if semitones != 0 {
+                *preview = view.selection.first().map(|&i| score.notes[i].pitch);
+            }
         }
     }
     // Let go of: its repeats are over (checked after them, so that a last repeat and the
