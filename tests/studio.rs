@@ -3706,6 +3706,26 @@ fn step_input_enters_notes_from_the_computer_keyboard() {
     assert_eq!(selected(&h), [(60, 0)]);
     press(&mut h, Modifiers::ALT, Key::ArrowLeft);
     assert_eq!(selected(&h), [(60, 0)], "nothing before the first note");
+    // Ctrl+Right / Ctrl+Left lengthen and shorten the selection (Shift: a beat).
+    press(&mut h, Modifiers::COMMAND, Key::ArrowRight);
+    press(
+        &mut h,
+        Modifiers::COMMAND | Modifiers::SHIFT,
+        Key::ArrowRight,
+    );
+    press(&mut h, Modifiers::COMMAND, Key::ArrowLeft);
+    assert_eq!(notes(&h)[0], (60, 0, 6));
+    press(&mut h, Modifiers::COMMAND, Key::Z);
+    assert_eq!(notes(&h)[0], (60, 0, 7), "each key one undo step");
+    // F6 gives the roll the keyboard focus back from a button Tab reached.
+    h.get_by_label("Generate").focus();
+    h.step();
+    press(&mut h, Modifiers::NONE, Key::F6);
+    assert!(
+        h.get_by_label_contains("Piano roll: ")
+            .accesskit_node()
+            .is_focused()
+    );
     // Off, the keys are keys again.
     h.get_by_label("Keys").click();
     h.step();

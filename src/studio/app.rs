@@ -4018,6 +4018,13 @@ impl eframe::App for Studio {
             if space {
                 self.toggle_play();
             }
+            // F6: the keyboard focus to the roll (its arrows, Escape and step input), from
+            // wherever Tab left it.
+            if ctx.input(|i| i.key_pressed(egui::Key::F6))
+                && let Some(id) = self.session.view.roll_id
+            {
+                ctx.memory_mut(|m| m.request_focus(id));
+            }
             // Home: the playhead back to the start (of the loop), and the roll with it.
             if ctx.input(|i| i.key_pressed(egui::Key::Home)) {
                 self.seek_to_start();

@@ -106,6 +106,9 @@ pub struct RollView {
     /// Where the note grid was drawn last frame (screen points).
     #[serde(skip)]
     pub grid_rect: Option<Rect>,
+    /// The roll's widget id last frame (for F6, which gives it the keyboard focus).
+    #[serde(skip)]
+    pub roll_id: Option<egui::Id>,
 }
 
 impl RollView {
@@ -170,6 +173,7 @@ impl Default for RollView {
             entry_octave: middle_octave(),
             entry: None,
             grid_rect: None,
+            roll_id: None,
         }
     }
 }
@@ -288,6 +292,7 @@ pub fn piano_roll(
         pos2(rect.right(), grid.top()),
     );
     view.grid_rect = Some(grid);
+    view.roll_id = Some(response.id);
     // Step input's switch, in the corner above the keyboard (on top of the roll, so it takes
     // its own clicks).
     let corner = Rect::from_min_max(rect.min, pos2(grid.left(), grid.top()));
@@ -833,7 +838,7 @@ pub fn piano_roll(
 const CLIPBOARD_TAG: &str = "segue-notes:";
 
 /// Editing from the keyboard: the arrows move the selection a step or a semitone (with Shift
-/// a beat or an octave), Ctrl+A selects every note, Ctrl+D repeats the selection right after
+/// a beat or an octave; with Ctrl, Left and Right shorten and lengthen it), Ctrl+A selects every note, Ctrl+D repeats the selection right after
 /// itself (whole beats after its start), Ctrl+C, Ctrl+X and Ctrl+V copy, cut and paste through the system clipboard (so
 /// between two studios too); a paste lands at `paste_at`, else after the piece's end. Returns
 /// whether the score changed.
@@ -884,27 +889,34 @@ fn keyboard_edits(
         }
     }
     let selected = !view.selection.is_empty();
-    if selected && !command && !alt && arrows {
+    // With Ctrl, Left and Right shorten and lengthen the selection (as dragging an end does).
+    if selected && !alt && arrows {
         let first = score.span(&view.selection).map_or(0, |s| s.0);
         let beat = crate::meter::meter_at(&score.meters, first)
             .pulse_steps()
             .round()
             .max(1.0) as i64;
         let (step, semitones) = if shift { (beat, 12) } else { (1, 1) };
-        for (key, steps, semitones) in [
+        let keys = [
             (Key::ArrowLeft, -step, 0),
             (Key::ArrowRight, step, 0),
             (Key::ArrowUp, 0, semitones),
             (Key::ArrowDown, 0, -semitones),
-        ] {
+        ];
+        let stretch = command;
+        for (key, steps, semitones) in keys.into_iter().take(if stretch { 2 } else { 4 }) {
             if !pressed(key) {
                 continue;
             }
-            // The selection moves as one, as far as its outermost note can; at the edge the
-            // key does nothing (and records nothing). A beat or an octave moves whole or not
-            // at all: part of an octave would put the passage in another key.
+            // The selection moves (or stretches) as one, as far as its outermost (shortest)
+            // note can; at the edge the key does nothing (and records nothing). A beat or an
+            // octave moves whole or not at all: part of an octave would put the passage in
+            // another key.
             let wanted = (steps, semitones);
-            let (steps, semitones) = score.group_move(&view.selection, steps, semitones);
+            let (steps, semitones) = match stretch {
+                true => (score.group_stretch(&view.selection, steps), 0),
+                false => score.group_move(&view.selection, steps, semitones),
+            };
             if (steps, semitones) == (0, 0) || (shift && (steps, semitones) != wanted) {
                 continue;
             }
@@ -919,7 +931,10 @@ fn keyboard_edits(
                 history.record(score);
                 view.held = Some(key);
             }
-            score.shift(&view.selection, steps, semitones);
+            match stretch {
+                true => score.stretch(&view.selection, steps),
+                false => score.shift(&view.selection, steps, semitones),
+            }
             view.unsettled = true;
             changed = true;
             // A move in pitch sounds the moved note (the first selected), as a click on it does.
