@@ -3436,20 +3436,33 @@ fn a_transformer_vae_transfer_from_the_piece_is_the_command_line_s() {
         "3",
         "--primer-steps",
         "32",
-        "--temperature",
-        &s.temperature.to_string(),
-        "--max-notes",
-        &s.max_notes.to_string(),
-        "--style-strength",
-        &s.style_strength.to_string(),
         "-o",
         out.to_str().unwrap(),
     ];
+    let controls = sampling_flags(s, true);
+    let args: Vec<&str> = (args.iter().copied())
+        .chain(controls.iter().map(String::as_str))
+        .collect();
     let cli = made_by_the_command_line(&args, &out);
     assert!(
         cli.binary() == made.binary(),
         "the command line made other notes"
     );
+}
+
+/// The studio's sampling controls as `segue generate` flags (temperature, note cap, and the
+/// style strength where a composer's code is used).
+fn sampling_flags(s: &Session, strength: bool) -> Vec<String> {
+    let mut flags = vec![
+        "--temperature".to_string(),
+        s.temperature.to_string(),
+        "--max-notes".into(),
+        s.max_notes.to_string(),
+    ];
+    if strength {
+        flags.extend(["--style-strength".into(), s.style_strength.to_string()]);
+    }
+    flags
 }
 
 /// What `segue` run with `args` wrote to `out`, as a roll (the run must succeed).
@@ -3524,18 +3537,14 @@ fn studio_and_command_line_agree(a: Option<usize>) {
         "7",
         "--primer-steps",
         "32",
-        "--temperature",
-        &s.temperature.to_string(),
-        "--max-notes",
-        &s.max_notes.to_string(),
         "-o",
         out.to_str().unwrap(),
     ]
     .map(String::from)
     .to_vec();
+    args.extend(sampling_flags(s, a.is_some()));
     if let Some(a) = a {
-        let strength = s.style_strength.to_string();
-        args.extend(["--from", &composers[a], "--style-strength", &strength].map(String::from));
+        args.extend(["--from".to_string(), composers[a].clone()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let cli = made_by_the_command_line(&args, &out);

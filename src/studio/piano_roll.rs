@@ -892,10 +892,7 @@ fn keyboard_edits(
     // With Ctrl, Left and Right shorten and lengthen the selection (as dragging an end does).
     if selected && !alt && arrows {
         let first = score.span(&view.selection).map_or(0, |s| s.0);
-        let beat = crate::meter::meter_at(&score.meters, first)
-            .pulse_steps()
-            .round()
-            .max(1.0) as i64;
+        let beat = beat_at(score, first) as i64;
         let (step, semitones) = if shift { (beat, 12) } else { (1, 1) };
         let keys = [
             (Key::ArrowLeft, -step, 0),
@@ -987,10 +984,7 @@ fn keyboard_edits(
     {
         // Whole beats after its start, so the repeat keeps the rhythm's place in the beat
         // (a motif ending mid-beat is not pulled off the beat).
-        let beat = crate::meter::meter_at(&score.meters, start)
-            .pulse_steps()
-            .round()
-            .max(1.0) as usize;
+        let beat = beat_at(score, start);
         let length = (end - start).div_ceil(beat) * beat;
         let notes = score.copy(&view.selection);
         changed |= paste_recorded(score, view, history, &notes, start + length);
@@ -1041,12 +1035,7 @@ fn step_input(
         let at = view.entry_step(playhead);
         let len = view.draw_len.clamp(1, Score::MAX_STEPS);
         let last = Score::MAX_STEPS - 1;
-        let beat = || {
-            (crate::meter::meter_at(&score.meters, at)
-                .pulse_steps()
-                .round() as usize)
-                .max(1)
-        };
+        let beat = || beat_at(score, at);
         match key {
             Key::Z => view.entry_octave = (view.entry_octave - 1).max(*ENTRY_OCTAVES.start()),
             Key::X => view.entry_octave = (view.entry_octave + 1).min(*ENTRY_OCTAVES.end()),
@@ -1111,6 +1100,13 @@ fn step_input(
 
 /// The longest note step input enters (`]` doubles the length up to it): four bars of 4/4.
 pub const MAX_ENTRY_LEN: usize = 64;
+
+/// The counted beat at `step` in whole steps (a dotted quarter in 6/8), at least one: what
+/// Shift+arrows move by, and what a repeat is aligned to.
+fn beat_at(score: &Score, step: usize) -> usize {
+    let pulse = crate::meter::meter_at(&score.meters, step).pulse_steps();
+    pulse.round().max(1.0) as usize
+}
 
 /// The note after the selection (`forward`) or before it, in the order of starts and then
 /// pitches: after its last note or before its first; without a selection, the piece's first

@@ -53,6 +53,16 @@ impl StyleA {
             StyleA::Primer => read(),
         }
     }
+
+    /// The code given ([`Engine::with_style_a_read`] reads the primer's before a job).
+    fn given(&self) -> crate::Result<&[f32]> {
+        match self {
+            StyleA::Code(code) => Ok(code),
+            StyleA::Primer => Err(crate::Error::InvalidArgument(
+                "style A's code is read from the primer before generating".into(),
+            )),
+        }
+    }
 }
 
 /// Which model generates, with what it needs.
@@ -78,6 +88,38 @@ pub enum Engine {
     },
     /// DCGAN samples (128-step snippets, joined).
     Dcgan { model: Arc<TrainedGan> },
+}
+
+impl Engine {
+    /// The engine with style A's code read from `primer` where A is the piece's own: once for
+    /// all of a job's variations, as `mode` needs it.
+    fn with_style_a_read(&self, primer: &Roll, mode: Mode) -> crate::Result<Engine> {
+        let read = match self {
+            Engine::LstmVae {
+                model,
+                code_a,
+                code_b,
+            } => {
+                let steps = model.training_snippet_steps();
+                let read = || generate::song_code(model, primer, steps);
+                // Its transfer hears B's code alone.
+                code_a.code(mode, primer, read, || Ok(code_b.clone()))?
+            }
+            Engine::TransformerVae { model, code_a, .. } => {
+                let read = || tvae::song_code(model, primer);
+                // Its transfer moves the piece's own code by B - A: from the composers' centre.
+                let centre = || tvae::composer_code(model, 0, 0.0);
+                code_a.code(mode, primer, read, centre)?
+            }
+            Engine::ClassifierAscent { .. } | Engine::Dcgan { .. } => return Ok(self.clone()),
+        };
+        let mut engine = self.clone();
+        if let Engine::LstmVae { code_a, .. } | Engine::TransformerVae { code_a, .. } = &mut engine
+        {
+            *code_a = StyleA::Code(read);
+        }
+        Ok(engine)
+    }
 }
 
 /// What a generation is primed with. The roll is made on the generation thread: an opened
@@ -234,6 +276,15 @@ fn run_generation(
     // Silent bars the primer opens with are heard, and the steps asked for after them.
     let primer_steps =
         generate::primer_steps_heard(primer.first_bar_with_notes(), job.opts.primer_steps);
+    let engine = match job.engine.with_style_a_read(&primer, job.opts.mode) {
+        Ok(engine) => engine,
+        Err(e) => {
+            return GenerationEvent::Failed {
+                id: job.id,
+                message: e.to_string(),
+            };
+        }
+    };
     for k in 0..n {
         if job.cancel.load(Ordering::Relaxed) {
             break;
@@ -255,7 +306,7 @@ fn run_generation(
                 wake();
             }
         };
-        let result = run_engine(&job.engine, &primer, &opts, &mut progress, &job.cancel);
+        let result = run_engine(&engine, &primer, &opts, &mut progress, &job.cancel);
         match result {
             Ok(g) => pieces.push(g),
             Err(e) => {
@@ -294,23 +345,22 @@ fn run_engine(
             code_a,
             code_b,
         } => {
-            let steps = model.training_snippet_steps();
-            let read = || generate::song_code(model, primer, steps);
-            // Its transfer hears B's code alone.
-            let a = code_a.code(opts.mode, primer, read, || Ok(code_b.clone()))?;
-            generate::generate(&model.model, primer, &a, code_b, opts, progress, cancel)
+            let a = code_a.given()?;
+            generate::generate(&model.model, primer, a, code_b, opts, progress, cancel)
         }
         Engine::TransformerVae {
             model,
             code_a,
             code_b,
-        } => {
-            let read = || tvae::song_code(model, primer);
-            // Its transfer moves the piece's own code by B - A: from the composers' centre.
-            let centre = || tvae::composer_code(model, 0, 0.0);
-            let a = code_a.code(opts.mode, primer, read, centre)?;
-            tvae::generate(model, primer, &a, code_b, opts, progress, cancel)
-        }
+        } => tvae::generate(
+            model,
+            primer,
+            code_a.given()?,
+            code_b,
+            opts,
+            progress,
+            cancel,
+        ),
         Engine::ClassifierAscent { classifier, target } => {
             let ascent_opts = AscentOptions {
                 steps: opts.steps.min(classifier.config.max_steps()),
