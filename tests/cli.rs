@@ -2261,3 +2261,58 @@ fn a_load_prunes_the_roll_cache_to_its_limit() {
     assert!(stats("1024").contains("8 from cache"));
     assert!(stale.exists());
 }
+
+/// An installed `segue` (a package's `/usr/bin/segue`, not the checkout's) finds the weights
+/// where packages put them: `share/segue/weights` beside its `bin/`, else in the user's data
+/// folder. The weights placed there are cut short, so the error names the file it chose.
+#[test]
+fn an_installed_program_finds_its_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("usr");
+    std::fs::create_dir_all(prefix.join("bin")).unwrap();
+    let exe = prefix.join("bin/segue");
+    std::fs::copy(env!("CARGO_BIN_EXE_segue"), &exe).unwrap();
+    let place_cut_weights = |weights: &Path| {
+        std::fs::create_dir_all(weights).unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights");
+        let model = std::fs::read(shipped.join("lstm-vae-studio.safetensors")).unwrap();
+        std::fs::write(weights.join("lstm-vae-studio.safetensors"), &model[..5000]).unwrap();
+        let manifest = shipped.join("lstm-vae-studio.json");
+        std::fs::copy(manifest, weights.join("lstm-vae-studio.json")).unwrap();
+    };
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = dir.path().join("out.mid");
+    let run = || {
+        let out = Command::new(&exe)
+            .args(["generate", "--steps", "8", "-o"])
+            .arg(&out)
+            .current_dir(&home)
+            .env_remove("SEGUE_WEIGHTS")
+            .env_remove("XDG_DATA_HOME")
+            .env("HOME", &home)
+            .env("XDG_DATA_DIRS", dir.path().join("nowhere"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let share = prefix.join("share/segue/weights");
+    place_cut_weights(&share);
+    let err = run();
+    let chosen = share.join("lstm-vae-studio.safetensors");
+    assert!(
+        err.contains(&format!("{}: not a complete", chosen.display())),
+        "{err}"
+    );
+    std::fs::remove_dir_all(prefix.join("share")).unwrap();
+    let data = home.join(".local/share/segue/weights");
+    place_cut_weights(&data);
+    let err = run();
+    let chosen = data.join("lstm-vae-studio.safetensors");
+    assert!(
+        err.contains(&format!("{}: not a complete", chosen.display())),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

@@ -759,8 +759,9 @@ fn the_training_panel_trains_and_plots() {
     h.state_mut().session.train_preset = "studio".into();
     // The studio preset is too big for a test; the panel trains whatever preset it is given,
     // so train the studio preset for 4 steps on the tiny corpus.
+    let trained = dir.path().join("trained");
     h.state_mut()
-        .start_training(dir.path().join("corpus"), dir.path().join("trained"));
+        .start_training(dir.path().join("corpus"), trained.clone());
     wait(&mut h, "training to finish", |s| !s.training_running());
     assert_eq!(h.state().training_metrics().len(), 4);
     assert!(
@@ -769,12 +770,7 @@ fn the_training_panel_trains_and_plots() {
             .iter()
             .all(|m| m.recon.is_finite())
     );
-    assert!(
-        dir.path()
-            .join("trained")
-            .join("lstm-vae.safetensors")
-            .exists()
-    );
+    assert!(trained.join("lstm-vae.safetensors").exists());
     // The plots are said in words to a screen reader, the last step's values first.
     h.step();
     let last = h.state().training_metrics().last().unwrap().clone();
@@ -789,6 +785,32 @@ fn the_training_panel_trains_and_plots() {
     assert!(
         said.starts_with("KL (nats per snippet) (plot): KL "),
         "{said}"
+    );
+}
+
+/// Start puts a run in the user's models folder (the weights folder may be read-only, as in a
+/// package), in a folder named after the one it trains on, and Stop ends it.
+#[test]
+fn the_training_panel_trains_into_the_users_models_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = studio(&tiny_model(dir.path()), None);
+    h.get_by_label("Train...").click();
+    h.step();
+    h.state_mut().session.train_dir = Some(dir.path().join("corpus"));
+    h.state_mut().models_dir = Some(dir.path().join("models"));
+    h.get_by_label("Start").click();
+    h.step();
+    assert!(h.state().training_running());
+    wait(&mut h, "the first step", |s| {
+        s.training_status().starts_with("Step ")
+    });
+    h.get_by_label("Stop").click();
+    wait(&mut h, "training to stop", |s| !s.training_running());
+    let run = dir.path().join("models").join("corpus");
+    assert!(
+        run.join("metrics.jsonl").is_file(),
+        "{:?}",
+        std::fs::read_dir(&run)
     );
 }
 
@@ -1914,6 +1936,71 @@ fn a_model_of_one_composer_offers_no_blend() {
     let mut h = studio(&model, None);
     h.step();
     assert!(!slider_off(&h));
+}
+
+/// The window's icon is the program's own picture, not a blank default.
+#[test]
+fn the_window_has_its_icon() {
+    let icon = segue::studio::app::window_icon();
+    assert_eq!((icon.width, icon.height), (256, 256));
+    assert_eq!(icon.rgba.len(), 256 * 256 * 4);
+    let opaque = icon.rgba.chunks(4).filter(|p| p[3] == 255).count();
+    assert!(opaque > 256 * 200, "{opaque}");
+}
+
+/// The A <-> B slider tells a screen reader which style each end is: the composers picked,
+/// or the piece itself as style A.
+#[test]
+fn the_slider_names_its_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = studio(&tiny_model(dir.path()), None);
+    h.step();
+    let names = h.state().composers();
+    assert!(names.len() >= 2, "{names:?}");
+    let ends = |h: &Harness<'static, Studio>| {
+        (h.get_all_by_label("A <-> B"))
+            .find_map(|n| n.accesskit_node().description())
+            .unwrap_or_default()
+    };
+    h.state_mut().pick_styles(false, 1, 0);
+    h.step();
+    assert_eq!(ends(&h), format!("0 is {}, 1 is {}", names[1], names[0]));
+    h.state_mut().pick_styles(true, 0, 1);
+    h.step();
+    assert_eq!(
+        ends(&h),
+        format!("0 is the piece itself, 1 is {}", names[1])
+    );
+}
+
+/// A note longer than the status line has room for is cut there; the Messages button (Tab
+/// reaches it) opens every note of the session in full, newest first.
+#[test]
+fn the_messages_window_shows_every_note_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = studio(&tiny_model(dir.path()), None);
+    h.step();
+    let long = dir
+        .path()
+        .join(format!("{}.mid", "a-long-name-".repeat(20)));
+    h.state_mut().open_file(&long);
+    wait(&mut h, "the file", |s| !s.background_work());
+    let (said, error) = h.state().message().unwrap().clone();
+    assert!(error && said.contains("a-long-name-a-long"), "{said}");
+    // Labels holding `text` (not their selectable text runs).
+    let labels = |h: &Harness<'static, Studio>, text: &dyn Fn(&str) -> bool| {
+        let label = egui::accesskit::Role::Label;
+        (h.query_all_by(|n| n.role() == label && n.value().is_some_and(|v| text(&v)))).count()
+    };
+    let whole = |v: &str| v.contains(&said);
+    // The status line's note holds it (cut on screen); the window, not yet open, does not.
+    assert_eq!(labels(&h, &whole), 1);
+    assert_eq!(h.state().messages().notes().last().unwrap().text, said);
+    h.get_by_label("Messages").click();
+    h.step();
+    h.step();
+    assert_eq!(labels(&h, &whole), 2);
+    assert_eq!(labels(&h, &|v| v.starts_with("just now: error: /")), 1);
 }
 
 /// Page Down and Page Up turn the roll a page on and back in time (a tenth of it stays in

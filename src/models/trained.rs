@@ -1,6 +1,7 @@
 //! A trained LSTM-VAE as shipped and loaded: the model plus its manifest (config, composers,
 //! per-composer latent statistics, corpus hash, training summary, metrics, licence, credits).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -237,18 +238,25 @@ pub const MAX_CODE: f32 = 1e4;
 /// File name of the shipped default model in the weights folder.
 pub const DEFAULT_MODEL_FILE: &str = "lstm-vae-studio.safetensors";
 
-/// The folder of shipped weights: `$SEGUE_WEIGHTS`, else the first `weights/` holding the
-/// default model in the current folder, beside the executable or up to two folders above it
-/// (an unpacked release, `target/debug/`), else the source tree's `weights/`.
+/// The folder of shipped weights: `$SEGUE_WEIGHTS`, else the first of [`weights_places`]
+/// holding the default model, else the folder named when the program was built
+/// (`SEGUE_WEIGHTS_DIR` at build time, for a package; else the source tree's `weights/`).
 pub fn weights_dir() -> PathBuf {
     if let Some(dir) = weights_from_env() {
         return dir;
     }
     let exe = std::env::current_exe().ok();
-    let beside_exe = (exe.iter()).flat_map(|exe| exe.ancestors().skip(1).take(3));
-    let places = std::iter::once(Path::new("")).chain(beside_exe);
-    find_weights(places)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights"))
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    find_weights(weights_places(exe.as_deref(), var)).unwrap_or_else(built_in_weights_dir)
+}
+
+/// The weights folder named when the program was built: `SEGUE_WEIGHTS_DIR` then (a package
+/// built for `/usr/share/segue/weights`, say), else the source tree's `weights/`.
+fn built_in_weights_dir() -> PathBuf {
+    match option_env!("SEGUE_WEIGHTS_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights"),
+    }
 }
 
 /// `$SEGUE_WEIGHTS`, where it is set and not empty (empty is unset: it would name the
@@ -259,11 +267,34 @@ pub fn weights_from_env() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// The first of `places`' `weights/` folders that holds the default model.
-fn find_weights<'a>(places: impl IntoIterator<Item = &'a Path>) -> Option<PathBuf> {
-    (places.into_iter())
-        .map(|place| place.join("weights"))
-        .find(|dir| dir.join(DEFAULT_MODEL_FILE).is_file())
+/// Where shipped weights may be, in the order they are looked for: the current folder's
+/// `weights/`; a `weights/` beside the executable `exe` or up to two folders above it (an
+/// unpacked release, `target/debug/`); then an installed `share/segue/weights`: beside the
+/// executable's folder (`/usr/bin/segue`: `/usr/share/segue/weights`), in `$XDG_DATA_HOME`
+/// (else `~/.local/share`) and in each of `$XDG_DATA_DIRS` (else `/usr/local/share` and
+/// `/usr/share`). `var` reads the environment (a variable set but empty is unset); the XDG
+/// folders count only where absolute, as their specification says.
+pub fn weights_places(exe: Option<&Path>, var: impl Fn(&str) -> Option<OsString>) -> Vec<PathBuf> {
+    let mut places = vec![PathBuf::from("weights")];
+    let above_exe = exe.into_iter().flat_map(|exe| exe.ancestors().skip(1));
+    places.extend(above_exe.clone().take(3).map(|dir| dir.join("weights")));
+    let installed = |share: &Path| share.join("segue").join("weights");
+    if let Some(prefix) = above_exe.clone().nth(1) {
+        places.push(installed(&prefix.join("share")));
+    }
+    let absolute = |dir: PathBuf| dir.is_absolute().then_some(dir);
+    let data_home = var("XDG_DATA_HOME").map(PathBuf::from).and_then(absolute);
+    let data_home = data_home.or_else(|| var("HOME").map(|h| Path::new(&h).join(".local/share")));
+    places.extend(data_home.map(|dir| installed(&dir)));
+    let data_dirs = var("XDG_DATA_DIRS").unwrap_or_else(|| "/usr/local/share:/usr/share".into());
+    let data_dirs = std::env::split_paths(&data_dirs).filter_map(absolute);
+    places.extend(data_dirs.map(|dir| installed(&dir)));
+    places
+}
+
+/// The first of the `weights` folders that holds the default model.
+fn find_weights(weights: impl IntoIterator<Item = PathBuf>) -> Option<PathBuf> {
+    (weights.into_iter()).find(|dir| dir.join(DEFAULT_MODEL_FILE).is_file())
 }
 
 /// Whether `path` is a shipped default model: this install's, or one in another `weights/`
@@ -521,17 +552,58 @@ mod tests {
         std::fs::write(release.join("weights").join(DEFAULT_MODEL_FILE), b"").unwrap();
         let exe = bin.join("segue");
         let cwd = root.path().join("cwd");
-        let places = [cwd.as_path()]
-            .into_iter()
-            .chain(exe.ancestors().skip(1).take(3));
-        assert_eq!(find_weights(places), Some(release.join("weights")));
+        let places = |cwd: &Path| {
+            let mut places = weights_places(Some(&exe), |_| None);
+            places[0] = cwd.join(&places[0]);
+            places
+        };
+        assert_eq!(find_weights(places(&cwd)), Some(release.join("weights")));
         // The current folder's, where it holds the model, comes first.
         std::fs::write(cwd.join("weights").join(DEFAULT_MODEL_FILE), b"").unwrap();
-        let places = [cwd.as_path()]
-            .into_iter()
-            .chain(exe.ancestors().skip(1).take(3));
-        assert_eq!(find_weights(places), Some(cwd.join("weights")));
-        assert_eq!(find_weights([root.path()]), None);
+        assert_eq!(find_weights(places(&cwd)), Some(cwd.join("weights")));
+        assert_eq!(find_weights([root.path().to_path_buf()]), None);
+    }
+
+    #[test]
+    fn installed_weights_are_found_where_packages_put_them() {
+        let env = |name: &str| match name {
+            "HOME" => Some("/home/ada".into()),
+            "XDG_DATA_DIRS" => Some("/opt/share:relative/share:/usr/share".into()),
+            _ => None,
+        };
+        let places = weights_places(Some(Path::new("/usr/bin/segue")), env);
+        let shown: Vec<_> = places.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            shown,
+            [
+                "weights",
+                "/usr/bin/weights",
+                "/usr/weights",
+                "/weights",
+                "/usr/share/segue/weights",
+                "/home/ada/.local/share/segue/weights",
+                "/opt/share/segue/weights",
+                "/usr/share/segue/weights",
+            ]
+        );
+        // $XDG_DATA_HOME replaces ~/.local/share where it is absolute; the data dirs default
+        // to /usr/local/share and /usr/share.
+        let env = |name: &str| match name {
+            "HOME" => Some("/home/ada".into()),
+            "XDG_DATA_HOME" => Some("/data".into()),
+            _ => None,
+        };
+        let places = weights_places(Some(Path::new("/opt/segue/bin/segue")), env);
+        let shown: Vec<_> = places[4..].iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            shown,
+            [
+                "/opt/segue/share/segue/weights",
+                "/data/segue/weights",
+                "/usr/local/share/segue/weights",
+                "/usr/share/segue/weights",
+            ]
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::models::trained::{self, TrainedModel};
 use crate::render::{RenderOptions, render_to_wav_noting};
 use crate::roll::{QuantizeOptions, Roll};
 use crate::studio::audio::{Command, PlayScore, Player};
+use crate::studio::messages::MessageLog;
 use crate::studio::piano_roll::{
     ENTRY_OCTAVES, MAX_KEY_PX, MAX_STEP_PX, MIN_KEY_PX, MIN_STEP_PX, RollView, Tool, origin_color,
     piano_roll,
@@ -536,6 +537,9 @@ pub struct Studio {
     /// Where training caches the corpus's rolls (the user's cache folder; None: none, as in
     /// tests).
     pub roll_cache: Option<PathBuf>,
+    /// Where the training panel's runs go, one folder each (the user's data folder, not the
+    /// install's: that may be read-only; None: the weights folder's `user/`).
+    pub models_dir: Option<PathBuf>,
     history: History,
     model: Option<Arc<TrainedModel>>,
     model_error: Option<String>,
@@ -610,6 +614,10 @@ pub struct Studio {
     /// The last error said, kept in view (beside later notes) until dismissed or replaced by
     /// another: a "Generated" note must not hide a failed export.
     standing_error: Option<String>,
+    /// Every note said this session, for the Messages window.
+    messages: MessageLog,
+    /// The Messages window is open.
+    show_messages: bool,
     dialogs: Vec<Receiver<DialogResult>>,
     training: TrainingView,
     show_training: bool,
@@ -925,6 +933,42 @@ fn unused_folder(parent: &Path, name: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
+/// The window's icon (`assets/icon.png`, made by `scripts/make_icon.py`; the desktop entry
+/// `assets/segue.desktop` names the same picture).
+pub fn window_icon() -> egui::IconData {
+    const PNG: &[u8] = include_bytes!("../../assets/icon.png");
+    let decoded = (|| {
+        let mut reader = png::Decoder::new(std::io::Cursor::new(PNG))
+            .read_info()
+            .ok()?;
+        let mut rgba = vec![0; reader.output_buffer_size()?];
+        let frame = reader.next_frame(&mut rgba).ok()?;
+        (frame.color_type == png::ColorType::Rgba && frame.bit_depth == png::BitDepth::Eight).then(
+            || {
+                rgba.truncate(frame.buffer_size());
+                egui::IconData {
+                    rgba,
+                    width: frame.width,
+                    height: frame.height,
+                }
+            },
+        )
+    })();
+    // The picture is the program's own, checked by a test: a default icon only in theory.
+    decoded.unwrap_or_default()
+}
+
+/// The A <-> B slider's ends in words: "0 is Chopin, 1 is Debussy" (style A may be the
+/// piece itself).
+fn slider_ends(s: &Session, composers: &[String]) -> String {
+    let name = |i: usize| composers.get(i).map_or("", String::as_str);
+    let a = match s.a_is_the_piece {
+        true => THE_PIECE,
+        false => name(s.composer_a),
+    };
+    format!("0 is {a}, 1 is {}", name(s.composer_b))
+}
+
 /// Says why `shown` is greyed out, on hover and (while it is) as its accessible description:
 /// a screen reader does not read a disabled widget's hover text.
 fn why_disabled(shown: egui::Response, why: impl Into<String>) -> egui::Response {
@@ -1072,6 +1116,7 @@ impl Studio {
             session,
             saver: None,
             roll_cache: crate::dataset::default_cache_dir(),
+            models_dir: eframe::storage_dir("Segue").map(|dir| dir.join("models")),
             history: History::default(),
             model: None,
             model_error: None,
@@ -1110,6 +1155,8 @@ impl Studio {
             span_followed: None,
             message: None,
             standing_error: None,
+            messages: MessageLog::default(),
+            show_messages: false,
             dialogs: Vec::new(),
             training: TrainingView::default(),
             show_training: false,
@@ -1445,10 +1492,16 @@ impl Studio {
 
     fn say(&mut self, text: impl Into<String>, error: bool) {
         let text = text.into();
+        self.messages.push(&text, error);
         if error {
             self.standing_error = Some(text.clone());
         }
         self.message = Some((text, error));
+    }
+
+    /// Every note said this session (the Messages window's).
+    pub fn messages(&self) -> &MessageLog {
+        &self.messages
     }
 
     /// The error kept in view beside later notes, if any (see [`Studio::dismiss_error`]).
@@ -3399,12 +3452,19 @@ impl Studio {
         }
         let s = &mut self.session;
         let mut alpha = s.alpha;
+        let ends = slider_ends(s, &composers);
         let slider = ui
             .add_enabled(
                 blends,
                 egui::Slider::new(&mut alpha, 0.0..=1.0).text("A <-> B"),
             )
-            .on_hover_text("The blend of A's and B's styles; moving it blends and regenerates");
+            .on_hover_text(format!(
+                "The blend of A's and B's styles ({ends}); moving it blends and regenerates"
+            ));
+        if slider.enabled() {
+            // What the ends are, in words a screen reader reads with the value.
+            (slider.ctx).accesskit_node_builder(slider.id, |node| node.set_description(ends));
+        }
         let slider = why_disabled(
             slider,
             if one_composer {
@@ -3802,10 +3862,11 @@ impl Studio {
                     let name = dir
                         .file_name()
                         .map_or("model".into(), |n| n.to_string_lossy().into_owned());
+                    let models = (self.models_dir.clone())
+                        .unwrap_or_else(|| trained::weights_dir().join("user"));
                     // Absolute, so that the next start finds the run from any folder.
-                    let user = std::path::absolute(trained::weights_dir().join("user"));
-                    let user = user.unwrap_or_else(|_| trained::weights_dir().join("user"));
-                    let out = unused_folder(&user, &name);
+                    let models = std::path::absolute(&models).unwrap_or(models);
+                    let out = unused_folder(&models, &name);
                     self.start_training(dir, out);
                 }
                 if ui
@@ -4076,11 +4137,27 @@ impl eframe::App for Studio {
             ui.with_layout(right_to_left, |ui| {
                 ui.label(text);
                 ui.separator();
+                let log = ui
+                    .selectable_label(self.show_messages, "Messages")
+                    .on_hover_text("Every note of this session, in full, to read again or copy");
+                if log.clicked() {
+                    self.show_messages = !self.show_messages;
+                }
+                ui.separator();
                 ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
                     self.status_notes(ui)
                 });
             });
         });
+        if self.show_messages {
+            let mut open = true;
+            egui::Window::new("Messages")
+                .open(&mut open)
+                .default_width(520.0)
+                .default_height(300.0)
+                .show(ui.ctx(), |ui| self.messages.show(ui));
+            self.show_messages = open;
+        }
         if self.style.is_some() {
             egui::Panel::bottom("style")
                 .default_size(150.0)
@@ -4348,7 +4425,9 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
             .with_title("Segue")
             .with_inner_size([1280.0, 800.0])
             .with_min_inner_size([800.0, 500.0])
-            .with_drag_and_drop(true),
+            .with_drag_and_drop(true)
+            .with_app_id("segue")
+            .with_icon(window_icon()),
         ..Default::default()
     };
     let shown = eframe::run_native(

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod audio;
+pub mod messages;
 pub mod piano_roll;
 pub mod plot_words;
 pub mod score;
