@@ -34,9 +34,22 @@ macro_rules! out {
 
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SEGUE_COMMIT"), ")");
 
+/// `segue --version`: the version and the licences, the shipped weights' credits with them
+/// (CC BY-SA asks that they go wherever the weights go).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SEGUE_COMMIT"),
+    ")\n",
+    "code: MIT or Apache-2.0\n",
+    "shipped weights: CC BY-SA 3.0 DE, trained on piano-midi.de files (credit: \"Bernd Krueger, \
+     piano-midi.de\") and Bach chorales of the music21 corpus (credit: \"music21 corpus \
+     (Cuthbert et al.)\"); see LICENSE in the weights folder",
+);
+
 /// Segue: a piano-roll studio for neural music generation.
 #[derive(Parser)]
-#[command(name = "segue", version = VERSION, about, long_about = None)]
+#[command(name = "segue", version = VERSION, long_version = LONG_VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,

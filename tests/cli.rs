@@ -2316,3 +2316,22 @@ fn an_installed_program_finds_its_weights() {
     );
     assert!(!out.exists());
 }
+
+/// `segue --version` gives the licences and the shipped weights' credits (CC BY-SA asks that
+/// they go with the weights); `-V` the version alone.
+#[test]
+fn the_version_names_the_licences_and_credits() {
+    let long = ok(&["--version"]);
+    assert!(
+        long.starts_with(&format!("segue {} (", env!("CARGO_PKG_VERSION"))),
+        "{long}"
+    );
+    assert!(long.contains("MIT or Apache-2.0"), "{long}");
+    assert!(
+        long.contains("CC BY-SA 3.0 DE") && long.contains("\"Bernd Krueger, piano-midi.de\""),
+        "{long}"
+    );
+    assert!(long.contains("music21 corpus (Cuthbert et al.)"), "{long}");
+    let short = ok(&["-V"]);
+    assert_eq!(short.lines().count(), 1, "{short}");
+}

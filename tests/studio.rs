@@ -1948,6 +1948,29 @@ fn the_window_has_its_icon() {
     assert!(opaque > 256 * 200, "{opaque}");
 }
 
+/// The model's line says where the model came from and its licence and credits (CC BY-SA
+/// asks that the credits go with the weights), on hover and to a screen reader.
+#[test]
+fn the_model_line_gives_its_credits() {
+    let shipped = segue::models::trained::default_model_path().unwrap();
+    let mut h = studio(&shipped, None);
+    h.step();
+    let line = h.get_by(|n| {
+        n.role() == egui::accesskit::Role::Label
+            && (n.value()).is_some_and(|v| v.starts_with("LSTM-VAE: studio ("))
+    });
+    let about = line.accesskit_node().description().unwrap_or_default();
+    assert!(
+        about.starts_with("From ") && about.contains("lstm-vae-studio.safetensors. "),
+        "{about}"
+    );
+    assert!(about.contains("Licence: CC BY-SA 3.0 DE"), "{about}");
+    assert!(
+        about.contains("Credits: Bernd Krueger, piano-midi.de"),
+        "{about}"
+    );
+}
+
 /// The A <-> B slider tells a screen reader which style each end is: the composers picked,
 /// or the piece itself as style A.
 #[test]

@@ -958,6 +958,18 @@ pub fn window_icon() -> egui::IconData {
     decoded.unwrap_or_default()
 }
 
+/// A model's file, licence and credits in words: "From FILE. Licence: ... Credits: a; b."
+fn model_about(path: &Path, licence: &str, credits: &[String]) -> String {
+    let mut about = format!("From {}.", path.display());
+    if !licence.is_empty() {
+        about.push_str(&format!(" Licence: {licence}."));
+    }
+    if !credits.is_empty() {
+        about.push_str(&format!(" Credits: {}.", credits.join("; ")));
+    }
+    about
+}
+
 /// The A <-> B slider's ends in words: "0 is Chopin, 1 is Debussy" (style A may be the
 /// piece itself).
 fn slider_ends(s: &Session, composers: &[String]) -> String {
@@ -3327,10 +3339,20 @@ impl Studio {
                     .config
                     .preset_name()
                     .unwrap_or(&model.manifest.preset);
-                ui.label(format!(
+                let shown = ui.label(format!(
                     "LSTM-VAE: {preset} ({} steps)",
                     model.manifest.total_steps()
                 ));
+                // Where it came from and what its licence asks (CC BY-SA: the credits go
+                // with the weights), on hover and for screen readers.
+                let about = model_about(
+                    &model.path,
+                    &model.manifest.licence,
+                    &model.manifest.credits,
+                );
+                (shown.ctx)
+                    .accesskit_node_builder(shown.id, |node| node.set_description(about.clone()));
+                shown.on_hover_text(about);
                 let (open, shipped) = ui
                     .horizontal(|ui| {
                         let open = ui
