@@ -247,4 +247,86 @@ fn main() {
         "slider release -> new piece sent to the audio thread (256 steps, 250 ms debounce included): median {:.0} ms",
         median(latencies)
     );
+    idle_saves(&piece);
+    memory_after_training_runs(&mut h);
+}
+
+/// The idle studio's save every 30 s with a 100 000-note piece open, unchanged since the last
+/// save: the window's share and the whole save (what the writer thread does included).
+fn idle_saves(piece: &segue::studio::score::Score) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let mut saver = segue::studio::session_file::Saver::new(dir.path().join("session.json"));
+    let mut session = Session {
+        score: piece.clone(),
+        ..Session::default()
+    };
+    saver.save(&mut session);
+    saver.finish();
+    let (mut window, mut whole) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let t = Instant::now();
+        saver.save(&mut session);
+        window.push(t.elapsed().as_secs_f64() * 1e3);
+        saver.finish();
+        whole.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "idle save of an unchanged 100 000-note piece: window {:.2} ms, whole save {:.2} ms (median)",
+        median(window),
+        median(whole)
+    );
+}
+
+/// Resident memory after each of three training runs in the same window (the studio preset,
+/// 12 steps each on 18 pieces of the corpus, then Stop).
+fn memory_after_training_runs(h: &mut Harness<'static, Studio>) {
+    let resident_mb = || {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        (status.lines())
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let corpus = dir.path().join("corpus");
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    for composer in ["bach", "chopin", "debussy"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(shared.join(composer))
+            .expect("the corpus is there")
+            .filter_map(|e| Some(e.ok()?.path()))
+            .collect();
+        files.sort();
+        std::fs::create_dir_all(corpus.join(composer)).expect("a folder");
+        for file in files.iter().take(6) {
+            let name = file.file_name().expect("a file name");
+            std::fs::copy(file, corpus.join(composer).join(name)).expect("a copy");
+        }
+    }
+    h.state_mut().session.train_preset = "studio".into();
+    h.state_mut().session.train_steps = 20_000;
+    let mut after = vec![resident_mb()];
+    for run in 0..3 {
+        let out = dir.path().join(format!("run{run}"));
+        h.state_mut().start_training(corpus.clone(), out);
+        let t = Instant::now();
+        while h.state().training_metrics().len() < 12 {
+            assert!(
+                t.elapsed() < Duration::from_secs(300),
+                "no 12 steps in 5 minutes"
+            );
+            h.step();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        h.state_mut().stop_training();
+        while h.state().training_running() {
+            h.step();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        after.push(resident_mb());
+    }
+    let shown: Vec<String> = after.iter().map(|mb| format!("{mb:.0}")).collect();
+    println!(
+        "resident memory before and after each of 3 training runs: {} MB",
+        shown.join(" / ")
+    );
 }

@@ -3147,7 +3147,7 @@ fn a_slow_disk_keeps_the_window_from_waiting_for_a_session_write() {
         }),
     );
     for seed in [1, 2, 3] {
-        saver.save(&Session {
+        saver.save(&mut Session {
             seed,
             ..Session::default()
         });
@@ -3164,10 +3164,11 @@ fn a_slow_disk_keeps_the_window_from_waiting_for_a_session_write() {
     assert!(saver.problem.is_none(), "{:?}", saver.problem);
 }
 
-/// An idle studio's saves every 30 s write nothing: a session that serialises to the bytes
-/// already in the file is not written again, unless the file has gone meanwhile.
+/// An idle studio's saves every 30 s write nothing and copy nothing: a session as the one in
+/// the file is not saved again, unless the file has gone meanwhile; any change is.
 #[test]
 fn an_unchanged_session_is_not_written_again() {
+    use segue::studio::score::ScoreNote;
     use segue::studio::session_file::Saver;
     use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
@@ -3182,22 +3183,45 @@ fn an_unchanged_session_is_not_written_again() {
         }),
     );
     let mut session = Session::default();
-    let mut save = |session: &Session| {
+    session.score.notes.push(ScoreNote {
+        pitch: 60,
+        start: 4,
+        len: 8,
+        velocity: 90,
+        origin: Origin::Edited,
+    });
+    // (writes to the disk, sessions copied and serialised) after a save.
+    let mut save = |session: &mut Session| {
         saver.save(session);
         saver.finish();
-        *writes.lock().unwrap()
+        (*writes.lock().unwrap(), saver.saves_started())
     };
-    assert_eq!(save(&session), 1);
-    assert_eq!(save(&session), 1, "an unchanged session was written again");
+    assert_eq!(save(&mut session), (1, 1));
+    // Not even copied: an idle studio with a long piece pays a hash of its notes.
+    assert_eq!(
+        save(&mut session),
+        (1, 1),
+        "an unchanged session was saved again"
+    );
     session.seed += 1;
-    assert_eq!(save(&session), 2);
+    assert_eq!(save(&mut session), (2, 2));
+    session.score.notes[0].velocity = 91;
+    assert_eq!(save(&mut session), (3, 3), "a note's change was not saved");
+    session.view.step_px *= 2.0;
+    assert_eq!(
+        save(&mut session),
+        (4, 4),
+        "the view's change was not saved"
+    );
     std::fs::remove_file(&path).unwrap();
     assert_eq!(
-        save(&session),
-        3,
+        save(&mut session),
+        (5, 5),
         "a removed session file was not written again"
     );
     assert!(path.exists());
+    let back = segue::studio::session_file::read(&path).unwrap().unwrap();
+    assert_eq!(back.session.score.notes[0].velocity, 91);
 }
 
 #[test]
@@ -3219,7 +3243,7 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
         origin: Origin::Edited,
     });
     let mut saver = Saver::new(path.clone());
-    saver.save(&s);
+    saver.save(&mut s);
     saver.finish();
     assert!(saver.problem.is_none(), "{:?}", saver.problem);
     let back = session_file::read(&path).unwrap().unwrap();
@@ -3236,11 +3260,11 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     // Saves in quick succession (the window does not wait for the one before): the newest
     // is what is on disk once they are done.
     for seed in [7, 8, 9] {
-        saver.save(&Session { seed, ..s.clone() });
+        saver.save(&mut Session { seed, ..s.clone() });
     }
     saver.finish();
     assert_eq!(session_file::read(&path).unwrap().unwrap().session.seed, 9);
-    saver.save(&s);
+    saver.save(&mut s);
     saver.finish();
     // Only the session itself is left in its folder (no temporary file).
     assert_eq!(
@@ -3315,8 +3339,13 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     let blocked = dir.path().join("file");
     std::fs::write(&blocked, b"").unwrap();
     let mut saver = Saver::new(blocked.join("session.json"));
-    saver.save(&s);
+    saver.save(&mut s);
     saver.finish();
+    // A failed write is tried again at the next save, though nothing changed.
+    let started = saver.saves_started();
+    saver.save(&mut s);
+    saver.finish();
+    assert_eq!(saver.saves_started(), started + 1);
     let problem = saver.problem.take().unwrap();
     assert!(problem.contains("file"), "{problem}");
     // Claimed there, the studio is told at once that its piece will not be kept.

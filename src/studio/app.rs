@@ -655,8 +655,15 @@ pub struct Studio {
     stop_exports: Arc<AtomicBool>,
     /// Whether composer A or B was picked since the start (the last session's then give way).
     composers_picked: bool,
+    /// Repaints the window at once (a worker's result).
     wake: Arc<dyn Fn() + Send + Sync>,
+    /// Repaints the window within [`TRAINING_REPAINT`]: a training run's reports, which come
+    /// with every step (a GPU's many a second), cost at most that many frames.
+    wake_soon: Arc<dyn Fn() + Send + Sync>,
 }
+
+/// The most often a training run's reports repaint the window (10 frames a second).
+pub const TRAINING_REPAINT: Duration = Duration::from_millis(100);
 
 /// The order loads were asked in, and the newest put in place per place (the primer, the
 /// LSTM-VAE, the Transformer VAE, the classifier, the DCGAN): a slower, older load that
@@ -1118,6 +1125,9 @@ impl Studio {
     ) -> Self {
         let repaint = ctx.clone();
         let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || repaint.request_repaint());
+        let repaint = ctx.clone();
+        let wake_soon: Arc<dyn Fn() + Send + Sync> =
+            Arc::new(move || repaint.request_repaint_after(TRAINING_REPAINT));
         // The sound device opens on a worker thread (a slow or hanging sound server must not
         // keep the window from showing); playback is there once it has.
         let audio_error = (!audio).then(|| "Playback off.".to_string());
@@ -1191,6 +1201,7 @@ impl Studio {
             stop_exports: Arc::default(),
             composers_picked: false,
             wake,
+            wake_soon,
         };
         let model = studio.model_path_or_default(studio.session.model_path.clone());
         let saved_others: Vec<(OtherKind, PathBuf)> = (OtherKind::ALL.into_iter())
@@ -1324,7 +1335,7 @@ impl Studio {
             && self.training.checkpoint.is_none()
         {
             self.training = TrainingView {
-                job: Some(TrainingJob::show(dir, self.wake.clone())),
+                job: Some(TrainingJob::show(dir, self.wake_soon.clone())),
                 status: "Reading the last run's log...".into(),
                 ..TrainingView::default()
             };
@@ -1493,6 +1504,14 @@ impl Studio {
     }
 
     /// Opens or closes the Train panel (the monitor's curves with it).
+    /// Stops the run training here at the end of its step, as its Stop button does (it
+    /// writes its checkpoint and model first); a followed run is not this studio's to stop.
+    pub fn stop_training(&mut self) {
+        if let Some(job) = (self.training.job.as_ref()).filter(|j| !j.following) {
+            job.control.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
     pub fn show_training_panel(&mut self, show: bool) {
         self.show_training = show;
     }
@@ -2886,7 +2905,7 @@ impl Studio {
         }
         self.session.train_run = Some(dir.clone());
         self.training = TrainingView {
-            job: Some(TrainingJob::follow(dir, self.wake.clone())),
+            job: Some(TrainingJob::follow(dir, self.wake_soon.clone())),
             status: "Reading the log...".into(),
             ..TrainingView::default()
         };
@@ -2950,7 +2969,7 @@ impl Studio {
                 spec,
                 out,
                 self.train_place(),
-                self.wake.clone(),
+                self.wake_soon.clone(),
             )),
             model: Some(self.session.train_model),
             status: "Starting...".into(),
@@ -3052,7 +3071,7 @@ impl Studio {
             model,
             steps,
             self.train_place(),
-            self.wake.clone(),
+            self.wake_soon.clone(),
         ));
         self.training.paused = false;
         self.training.status = "Continuing...".into();
@@ -3875,6 +3894,7 @@ impl Studio {
                 .text("steps")
                 .logarithmic(true),
         );
+        let mut stop = false;
         ui.horizontal(|ui| {
             if !training {
                 let can = self.session.train_dir.is_some();
@@ -3925,10 +3945,13 @@ impl Studio {
                         .store(self.training.paused, Ordering::Relaxed);
                 }
                 if ui.button("Stop").clicked() {
-                    job.control.stop.store(true, Ordering::Relaxed);
+                    stop = true;
                 }
             }
         });
+        if stop {
+            self.stop_training();
+        }
         // The monitor's run (finished, stopped, or followed and not training now) trained on
         // to the slider's steps.
         let idle = match &self.training.job {
@@ -4250,8 +4273,11 @@ impl eframe::App for Studio {
                 self.blend_plays = false;
             }
         });
-        // A training run or a followed log wakes the window with each report.
-        if self.playing() || self.job_progress.is_some() {
+        // The playhead moves while playing. Nothing else repaints on a clock: a generation job
+        // wakes the window with its progress (every 5 %), a training run or a followed log
+        // with its reports (at most every TRAINING_REPAINT), so that frames do not take the
+        // cores the work runs on.
+        if self.playing() {
             ctx.request_repaint_after(Duration::from_millis(30));
         }
         // The session is saved (every 30 s) before a frame: one idle frame at least that
@@ -4291,7 +4317,7 @@ impl Studio {
             self.session.composer_names = names;
         }
         let problem = self.saver.as_mut().and_then(|saver| {
-            saver.save(&self.session);
+            saver.save(&mut self.session);
             saver.problem.take()
         });
         if let Some(problem) = problem {

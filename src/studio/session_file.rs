@@ -242,6 +242,29 @@ fn write_session(path: &Path, bytes: &[u8]) -> Result<(), String> {
     fsutil::write_atomic(path, bytes).map_err(|e| e.to_string())
 }
 
+/// What tells one session from another without copying it: a hash of its notes and the
+/// serialised rest (the settings, the view, the score's other fields: small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    notes: u64,
+    rest: blake3::Hash,
+}
+
+/// The session's [`Fingerprint`] (its notes are set aside for the rest's serialisation, and
+/// put back).
+fn fingerprint(session: &mut Session) -> Fingerprint {
+    use std::hash::{Hash, Hasher};
+    let mut notes = std::collections::hash_map::DefaultHasher::new();
+    session.score.notes.hash(&mut notes);
+    let kept = std::mem::take(&mut session.score.notes);
+    let rest = serde_json::to_vec(&*session).unwrap_or_default();
+    session.score.notes = kept;
+    Fingerprint {
+        notes: notes.finish(),
+        rest: blake3::hash(&rest),
+    }
+}
+
 /// Writes sessions in the background, one at a time, in the order given; the window never
 /// waits for a write (a slow disk only makes a newer save wait for the one before it).
 pub struct Saver {
@@ -253,7 +276,14 @@ pub struct Saver {
     /// the same bytes is not written again (an idle studio's saves every 30 s cost no disk).
     written: Option<blake3::Hash>,
     /// The newest session asked for while a write was still going: written next.
-    pending: Option<Box<Session>>,
+    pending: Option<(Box<Session>, Fingerprint)>,
+    /// The fingerprint of the session being written.
+    writing_print: Option<Fingerprint>,
+    /// The fingerprint of the session the last write left in the file (none after a failed
+    /// write): the same session is not copied and serialised again.
+    written_print: Option<Fingerprint>,
+    /// How many sessions were handed to the writer thread (copied and serialised).
+    started: usize,
     /// This studio's hold on the session (see [`Saver::claim`]), kept while it runs.
     _lock: Option<std::fs::File>,
     /// The last write's problem, if it failed.
@@ -285,6 +315,9 @@ impl Saver {
             writing: None,
             written: None,
             pending: None,
+            writing_print: None,
+            written_print: None,
+            started: 0,
             _lock: None,
             problem: None,
         }
@@ -325,18 +358,37 @@ impl Saver {
     /// that a long piece costs the window no more than its copy). If the previous write is
     /// still going, this one waits for the next save (or [`Saver::finish`]), and only the
     /// newest such session is kept.
-    pub fn save(&mut self, session: &Session) {
+    ///
+    /// A session as the one last written (or being written), whose file is still there, is
+    /// not copied at all: an idle studio with a long piece open costs a hash of its notes
+    /// every [`super::app::SAVE_EVERY`], not a copy, a thread and its serialisation.
+    pub fn save(&mut self, session: &mut Session) {
+        let print = fingerprint(session);
+        let in_hand = match &self.pending {
+            Some((_, pending)) => Some(pending),
+            None => self.writing_print.as_ref().or(self.written_print.as_ref()),
+        };
+        if in_hand == Some(&print) && self.path.exists() {
+            return;
+        }
         let session = Box::new(session.clone());
         if self.writing.as_ref().is_some_and(|w| !w.is_finished()) {
-            self.pending = Some(session);
+            self.pending = Some((session, print));
             return;
         }
         self.join();
         self.pending = None;
-        self.start(session);
+        self.start(session, print);
     }
 
-    fn start(&mut self, session: Box<Session>) {
+    /// How many sessions were copied and handed to the writer thread so far.
+    pub fn saves_started(&self) -> usize {
+        self.started
+    }
+
+    fn start(&mut self, session: Box<Session>, print: Fingerprint) {
+        self.started += 1;
+        self.writing_print = Some(print);
         let path = self.path.clone();
         let write = self.write.clone();
         let written = self.written;
@@ -366,8 +418,8 @@ impl Saver {
     pub fn poll(&mut self) {
         if self.pending.is_some() && self.writing.as_ref().is_none_or(|w| w.is_finished()) {
             self.join();
-            if let Some(session) = self.pending.take() {
-                self.start(session);
+            if let Some((session, print)) = self.pending.take() {
+                self.start(session, print);
             }
         }
     }
@@ -380,9 +432,12 @@ impl Saver {
     /// Waits for the write in progress, if any, and records its problem.
     fn join(&mut self) {
         if let Some(handle) = self.writing.take() {
+            let print = self.writing_print.take();
+            self.written_print = None;
             self.problem = match handle.join() {
                 Ok(Ok(hash)) => {
                     self.written = Some(hash);
+                    self.written_print = print;
                     None
                 }
                 Ok(Err(e)) => Some(e),
@@ -394,8 +449,8 @@ impl Saver {
     /// Waits until every session asked for is written, and records the last problem.
     pub fn finish(&mut self) {
         self.join();
-        if let Some(session) = self.pending.take() {
-            self.start(session);
+        if let Some((session, print)) = self.pending.take() {
+            self.start(session, print);
             self.join();
         }
     }

@@ -861,6 +861,7 @@ impl TrainingJob {
                 };
                 // A panic ends the run with its message, never silently.
                 let end = catching(train).unwrap_or_else(|e| Err(format!("training failed: {e}")));
+                release_freed_memory();
                 send(TrainingReport::Finished(end));
             })
             .expect("spawning the training thread");
@@ -1134,6 +1135,18 @@ impl LogFollower {
             polled.metrics.push(m);
         }
         Ok(polled)
+    }
+}
+
+/// Gives what a finished run freed back to the system. glibc's allocator keeps memory freed
+/// by a thread in that thread's arena (up to 64 MB each; the compute threads have their own),
+/// and a new run's threads take new ones, so each run in the same window left the process
+/// larger (measured: 212 MB resident before the first run, 552 MB after the sixth).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer; it only hands the allocator's free pages back.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
