@@ -304,12 +304,16 @@ fn memory_after_training_runs(h: &mut Harness<'static, Studio>) {
     }
     h.state_mut().session.train_preset = "studio".into();
     h.state_mut().session.train_steps = 20_000;
+    // The user's roll cache is left alone.
+    h.state_mut().roll_cache = None;
     let mut after = vec![resident_mb()];
     for run in 0..3 {
         let out = dir.path().join(format!("run{run}"));
         h.state_mut().start_training(corpus.clone(), out);
         let t = Instant::now();
         while h.state().training_metrics().len() < 12 {
+            let status = h.state().training_status();
+            assert!(h.state().training_running(), "{status}");
             assert!(
                 t.elapsed() < Duration::from_secs(300),
                 "no 12 steps in 5 minutes"

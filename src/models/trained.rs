@@ -269,26 +269,31 @@ pub fn weights_from_env() -> Option<PathBuf> {
 
 /// Where shipped weights may be, in the order they are looked for: the current folder's
 /// `weights/`; a `weights/` beside the executable `exe` or up to two folders above it (an
-/// unpacked release, `target/debug/`); then an installed `share/segue/weights`: beside the
-/// executable's folder (`/usr/bin/segue`: `/usr/share/segue/weights`), in `$XDG_DATA_HOME`
-/// (else `~/.local/share`) and in each of `$XDG_DATA_DIRS` (else `/usr/local/share` and
-/// `/usr/share`). `var` reads the environment (a variable set but empty is unset); the XDG
+/// unpacked release, `target/debug/`); then an installed `share/segue/weights`: the user's in
+/// `$XDG_DATA_HOME` (else `~/.local/share`), beside the executable's folder (`/usr/bin/segue`:
+/// `/usr/share/segue/weights`) and in each of `$XDG_DATA_DIRS` (else `/usr/local/share` and
+/// `/usr/share`), each folder once. `var` reads the environment (a variable set but empty is unset); the XDG
 /// folders count only where absolute, as their specification says.
 pub fn weights_places(exe: Option<&Path>, var: impl Fn(&str) -> Option<OsString>) -> Vec<PathBuf> {
     let mut places = vec![PathBuf::from("weights")];
     let above_exe = exe.into_iter().flat_map(|exe| exe.ancestors().skip(1));
     places.extend(above_exe.clone().take(3).map(|dir| dir.join("weights")));
     let installed = |share: &Path| share.join("segue").join("weights");
-    if let Some(prefix) = above_exe.clone().nth(1) {
-        places.push(installed(&prefix.join("share")));
-    }
+    // The user's own copy first, as the XDG specification ranks its folders.
     let absolute = |dir: PathBuf| dir.is_absolute().then_some(dir);
     let data_home = var("XDG_DATA_HOME").map(PathBuf::from).and_then(absolute);
     let data_home = data_home.or_else(|| var("HOME").map(|h| Path::new(&h).join(".local/share")));
     places.extend(data_home.map(|dir| installed(&dir)));
+    if let Some(prefix) = above_exe.clone().nth(1) {
+        places.push(installed(&prefix.join("share")));
+    }
     let data_dirs = var("XDG_DATA_DIRS").unwrap_or_else(|| "/usr/local/share:/usr/share".into());
     let data_dirs = std::env::split_paths(&data_dirs).filter_map(absolute);
-    places.extend(data_dirs.map(|dir| installed(&dir)));
+    for dir in data_dirs.map(|dir| installed(&dir)) {
+        if !places.contains(&dir) {
+            places.push(dir);
+        }
+    }
     places
 }
 
@@ -580,10 +585,9 @@ mod tests {
                 "/usr/bin/weights",
                 "/usr/weights",
                 "/weights",
-                "/usr/share/segue/weights",
                 "/home/ada/.local/share/segue/weights",
-                "/opt/share/segue/weights",
                 "/usr/share/segue/weights",
+                "/opt/share/segue/weights",
             ]
         );
         // $XDG_DATA_HOME replaces ~/.local/share where it is absolute; the data dirs default
@@ -598,8 +602,8 @@ mod tests {
         assert_eq!(
             shown,
             [
-                "/opt/segue/share/segue/weights",
                 "/data/segue/weights",
+                "/opt/segue/share/segue/weights",
                 "/usr/local/share/segue/weights",
                 "/usr/share/segue/weights",
             ]

@@ -977,8 +977,8 @@ fn model_about(path: &Path, licence: &str, credits: &[String]) -> String {
     about
 }
 
-/// The A <-> B slider's ends in words: "0 is Chopin, 1 is Debussy" (style A may be the
-/// piece itself).
+/// The A <-> B slider's ends in words: "0 is chopin, 1 is debussy" (the composers' names as
+/// the model has them; style A may be the piece itself).
 fn slider_ends(s: &Session, composers: &[String]) -> String {
     let name = |i: usize| composers.get(i).map_or("", String::as_str);
     let a = match s.a_is_the_piece {
@@ -993,10 +993,15 @@ fn slider_ends(s: &Session, composers: &[String]) -> String {
 fn why_disabled(shown: egui::Response, why: impl Into<String>) -> egui::Response {
     let why = why.into();
     if !shown.enabled() {
-        let text = why.clone();
-        (shown.ctx).accesskit_node_builder(shown.id, |node| node.set_description(text));
+        describe(&shown, why.clone());
     }
     shown.on_disabled_hover_text(why)
+}
+
+/// Gives the widget `shown` an accessible description: what a screen reader says after its
+/// name and value.
+fn describe(shown: &egui::Response, text: String) {
+    (shown.ctx).accesskit_node_builder(shown.id, |node| node.set_description(text));
 }
 
 /// Names a progress bar for screen readers (it is said as its share done, not as what).
@@ -1503,7 +1508,6 @@ impl Studio {
         &self.training.status
     }
 
-    /// Opens or closes the Train panel (the monitor's curves with it).
     /// Stops the run training here at the end of its step, as its Stop button does (it
     /// writes its checkpoint and model first); a followed run is not this studio's to stop.
     pub fn stop_training(&mut self) {
@@ -1512,6 +1516,7 @@ impl Studio {
         }
     }
 
+    /// Opens or closes the Train panel (the monitor's curves with it).
     pub fn show_training_panel(&mut self, show: bool) {
         self.show_training = show;
     }
@@ -3369,8 +3374,7 @@ impl Studio {
                     &model.manifest.licence,
                     &model.manifest.credits,
                 );
-                (shown.ctx)
-                    .accesskit_node_builder(shown.id, |node| node.set_description(about.clone()));
+                describe(&shown, about.clone());
                 shown.on_hover_text(about);
                 let (open, shipped) = ui
                     .horizontal(|ui| {
@@ -3411,11 +3415,15 @@ impl Studio {
             }
         };
         if pick_model {
+            // Where the training panel's runs are (a hidden folder a file dialog would hide).
+            let runs = self.models_dir.clone().filter(|dir| dir.is_dir());
             self.dialog(|| {
-                rfd::FileDialog::new()
-                    .add_filter("model", &["safetensors"])
-                    .pick_file()
-                    .map(DialogResult::Model)
+                let dialog = rfd::FileDialog::new().add_filter("model", &["safetensors"]);
+                let dialog = match runs {
+                    Some(dir) => dialog.set_directory(dir),
+                    None => dialog,
+                };
+                dialog.pick_file().map(DialogResult::Model)
             });
         }
         let mut engine = self.session.engine;
@@ -3504,7 +3512,7 @@ impl Studio {
             ));
         if slider.enabled() {
             // What the ends are, in words a screen reader reads with the value.
-            (slider.ctx).accesskit_node_builder(slider.id, |node| node.set_description(ends));
+            describe(&slider, ends);
         }
         let slider = why_disabled(
             slider,
@@ -4202,6 +4210,8 @@ impl eframe::App for Studio {
                 .default_height(300.0)
                 .show(ui.ctx(), |ui| self.messages.show(ui));
             self.show_messages = open;
+            // Its "how long ago" stays true while it is open.
+            ui.ctx().request_repaint_after(Duration::from_secs(1));
         }
         if self.style.is_some() {
             egui::Panel::bottom("style")
@@ -4294,11 +4304,17 @@ impl eframe::App for Studio {
         if self.last_saved.elapsed() >= SAVE_EVERY {
             self.save_session();
         }
+        let mut problem = None;
         if let Some(saver) = &mut self.saver {
             saver.poll();
             if saver.waiting() {
                 ctx.request_repaint_after(Duration::from_millis(200));
             }
+            // A write that failed is said at once (and tried again at the next save).
+            problem = saver.problem.take();
+        }
+        if let Some(problem) = problem {
+            self.say(problem, true);
         }
     }
 }

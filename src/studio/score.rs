@@ -18,7 +18,7 @@ pub enum Origin {
 }
 
 /// One note of the score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScoreNote {
     /// MIDI pitch 0..=127.
     pub pitch: u8,

@@ -251,18 +251,30 @@ pub struct Fingerprint {
 }
 
 /// The session's [`Fingerprint`] (its notes are set aside for the rest's serialisation, and
-/// put back).
-fn fingerprint(session: &mut Session) -> Fingerprint {
-    use std::hash::{Hash, Hasher};
-    let mut notes = std::collections::hash_map::DefaultHasher::new();
-    session.score.notes.hash(&mut notes);
+/// put back); none where the rest does not serialise (then it is always saved, and the
+/// writer says why it cannot be).
+fn fingerprint(session: &mut Session) -> Option<Fingerprint> {
+    let notes = notes_hash(&session.score.notes);
     let kept = std::mem::take(&mut session.score.notes);
-    let rest = serde_json::to_vec(&*session).unwrap_or_default();
+    let rest = serde_json::to_vec(&*session);
     session.score.notes = kept;
-    Fingerprint {
-        notes: notes.finish(),
-        rest: blake3::hash(&rest),
-    }
+    Some(Fingerprint {
+        notes,
+        rest: blake3::hash(&rest.ok()?),
+    })
+}
+
+/// A hash of the notes quick enough for the window's thread (a 100 000-note piece in well under
+/// a millisecond): FxHash's multiply-rotate mix over each note's fields. Each step maps its
+/// state one to one for a given field and a field one to one for a given state, so a change
+/// to any one field of any note always changes the hash.
+fn notes_hash(notes: &[ScoreNote]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mix = |h: u64, x: u64| (h.rotate_left(5) ^ x).wrapping_mul(K);
+    notes.iter().fold(notes.len() as u64, |h, n| {
+        let small = u64::from(n.pitch) | u64::from(n.velocity) << 8 | (n.origin as u64) << 16;
+        mix(mix(mix(h, small), n.start as u64), n.len as u64)
+    })
 }
 
 /// Writes sessions in the background, one at a time, in the order given; the window never
@@ -276,7 +288,7 @@ pub struct Saver {
     /// the same bytes is not written again (an idle studio's saves every 30 s cost no disk).
     written: Option<blake3::Hash>,
     /// The newest session asked for while a write was still going: written next.
-    pending: Option<(Box<Session>, Fingerprint)>,
+    pending: Option<(Box<Session>, Option<Fingerprint>)>,
     /// The fingerprint of the session being written.
     writing_print: Option<Fingerprint>,
     /// The fingerprint of the session the last write left in the file (none after a failed
@@ -363,12 +375,17 @@ impl Saver {
     /// not copied at all: an idle studio with a long piece open costs a hash of its notes
     /// every [`super::app::SAVE_EVERY`], not a copy, a thread and its serialisation.
     pub fn save(&mut self, session: &mut Session) {
+        // A write that ended is taken in first: one that failed is tried again (and its
+        // problem said), never taken for the session on disk.
+        if self.writing.as_ref().is_some_and(|w| w.is_finished()) {
+            self.join();
+        }
         let print = fingerprint(session);
         let in_hand = match &self.pending {
-            Some((_, pending)) => Some(pending),
+            Some((_, pending)) => pending.as_ref(),
             None => self.writing_print.as_ref().or(self.written_print.as_ref()),
         };
-        if in_hand == Some(&print) && self.path.exists() {
+        if print.is_some() && in_hand == print.as_ref() && self.path.exists() {
             return;
         }
         let session = Box::new(session.clone());
@@ -386,9 +403,9 @@ impl Saver {
         self.started
     }
 
-    fn start(&mut self, session: Box<Session>, print: Fingerprint) {
+    fn start(&mut self, session: Box<Session>, print: Option<Fingerprint>) {
         self.started += 1;
-        self.writing_print = Some(print);
+        self.writing_print = print;
         let path = self.path.clone();
         let write = self.write.clone();
         let written = self.written;
@@ -413,14 +430,16 @@ impl Saver {
         }));
     }
 
-    /// Starts writing the session that waited for the previous write, once that is done
-    /// (called every frame: it never waits).
+    /// Takes in a write that ended (its problem, if it failed, in [`Saver::problem`]) and
+    /// starts writing the session that waited for it (called every frame: it never waits).
     pub fn poll(&mut self) {
-        if self.pending.is_some() && self.writing.as_ref().is_none_or(|w| w.is_finished()) {
+        if self.writing.as_ref().is_some_and(|w| w.is_finished()) {
             self.join();
-            if let Some((session, print)) = self.pending.take() {
-                self.start(session, print);
-            }
+        }
+        if self.writing.is_none()
+            && let Some((session, print)) = self.pending.take()
+        {
+            self.start(session, print);
         }
     }
 
