@@ -106,6 +106,15 @@ enum Cmd {
         /// dBFS, as a DAW normalises a bounce).
         #[arg(long)]
         no_normalize: bool,
+        /// Normalise to this integrated loudness (EBU R128, in LUFS, -31 to -5; streaming
+        /// services play at about -14) instead of the peak, as far as a -1 dBFS peak allows.
+        #[arg(
+            long,
+            value_name = "LUFS",
+            allow_negative_numbers = true,
+            conflicts_with = "no_normalize"
+        )]
+        loudness: Option<f64>,
         #[command(flatten)]
         quantize: QuantizeArgs,
     },
@@ -260,6 +269,16 @@ struct GenerateArgs {
     /// DAW normalises a bounce).
     #[arg(long, requires = "wav")]
     no_normalize: bool,
+    /// Normalise the WAV to this integrated loudness (EBU R128, in LUFS, -31 to -5; streaming
+    /// services play at about -14) instead of the peak, as far as a -1 dBFS peak allows.
+    #[arg(
+        long,
+        value_name = "LUFS",
+        allow_negative_numbers = true,
+        requires = "wav",
+        conflicts_with = "no_normalize"
+    )]
+    loudness: Option<f64>,
 }
 
 /// The controls with defaults: given or not is kept, so that one a model or mode would not
@@ -912,8 +931,15 @@ fn run(cli: Cli) -> Result<()> {
             output,
             bpm,
             no_normalize,
+            loudness,
             quantize,
-        }) => render_cmd(&file, &output, bpm, !no_normalize, quantize.options()),
+        }) => render_cmd(
+            &file,
+            &output,
+            bpm,
+            level(no_normalize, loudness)?,
+            quantize.options(),
+        ),
         Some(Cmd::Corpus {
             command:
                 CorpusCmd::Stats {
@@ -1307,11 +1333,26 @@ fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<
     Ok((roll, song.copyright))
 }
 
+/// The level a WAV is written at: the synth's own (`--no-normalize`), normalised to a -1 dBFS
+/// peak (the default), or to a `--loudness` within [`segue::render::LOUDNESS_RANGE`].
+fn level(no_normalize: bool, loudness: Option<f64>) -> Result<(bool, Option<f64>)> {
+    if let Some(l) = loudness
+        && !segue::render::LOUDNESS_RANGE.contains(&l)
+    {
+        bail!(
+            "--loudness must be {}..={} LUFS, but was {l}",
+            segue::render::LOUDNESS_RANGE.start(),
+            segue::render::LOUDNESS_RANGE.end()
+        );
+    }
+    Ok((!no_normalize, loudness))
+}
+
 fn render_cmd(
     file: &Path,
     output: &Path,
     bpm: Option<f64>,
-    normalize: bool,
+    (normalize, loudness): (bool, Option<f64>),
     opts: QuantizeOptions,
 ) -> Result<()> {
     output_kind(output, &["wav"])?;
@@ -1336,6 +1377,7 @@ fn render_cmd(
     let render_opts = RenderOptions {
         bpm,
         normalize,
+        loudness,
         ..RenderOptions::default()
     };
     let bar = progress_bar(1000, "rendering");
@@ -1351,28 +1393,49 @@ fn render_cmd(
     out!(
         "wrote {} ({})",
         shown(output),
-        rendered_words(&rendered, render_opts.sample_rate)
+        rendered_words(&rendered, &render_opts)
     );
     Ok(())
 }
 
-/// What a WAV file written holds, for the line that says so: its length, rate and the gain
-/// normalising applied ("23.5 s at 44100 Hz, normalised: +11.5 dB to a -1 dBFS peak"; nothing
-/// where it changed the level by less than 0.05 dB; the peak reached where the gain was the
-/// most normalising gives).
-fn rendered_words(r: &segue::render::Rendered, sample_rate: u32) -> String {
+/// What a WAV file written holds, for the line that says so: its length, rate, the gain
+/// normalising applied and its loudness ("23.5 s at 44100 Hz, normalised: +11.5 dB to a -1 dBFS
+/// peak, -22.3 LUFS"; no gain where it changed the level by less than 0.05 dB; the peak reached
+/// where the gain was the most normalising gives; with a loudness target, whether it was
+/// reached or the peak came first).
+fn rendered_words(r: &segue::render::Rendered, opts: &RenderOptions) -> String {
+    let lufs = if r.loudness.is_finite() {
+        format!("{:.1} LUFS", r.loudness)
+    } else {
+        "silent".to_string()
+    };
+    let gain = r.gain_db();
     let level = if r.gain >= segue::render::MAX_GAIN {
         format!(
-            ", normalised: {:+.1} dB, the most it raises: its peak is at {:.1} dBFS",
-            r.gain_db(),
+            "normalised: {gain:+.1} dB, the most it raises: its peak is at {:.1} dBFS, {lufs}",
             r.peak_dbfs()
         )
-    } else if r.gain_db().abs() >= 0.05 {
-        format!(", normalised: {:+.1} dB to a -1 dBFS peak", r.gain_db())
+    } else if let Some(target) = opts
+        .loudness
+        .filter(|_| opts.normalize && r.loudness.is_finite())
+    {
+        if (r.loudness - target).abs() < 0.1 {
+            format!(
+                "normalised: {gain:+.1} dB to {lufs} (peak {:.1} dBFS)",
+                r.peak_dbfs()
+            )
+        } else {
+            format!(
+                "normalised: {gain:+.1} dB to a -1 dBFS peak: {lufs}, short of {target:.1} \
+                 (louder would clip)"
+            )
+        }
+    } else if gain.abs() >= 0.05 {
+        format!("normalised: {gain:+.1} dB to a -1 dBFS peak, {lufs}")
     } else {
-        String::new()
+        lufs
     };
-    format!("{:.1} s at {sample_rate} Hz{level}", r.seconds)
+    format!("{:.1} s at {} Hz, {level}", r.seconds, opts.sample_rate)
 }
 
 /// Set by Ctrl+C (or SIGTERM, SIGHUP): the exit code is then 130.
@@ -2628,6 +2691,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         bail!("--steps must be 1..=100000");
     }
     segue::generate::check_style_strength(a.style_strength())?;
+    let (normalize, loudness) = level(a.no_normalize, a.loudness)?;
     let (kind, path) = resolve_model(a.model.as_deref())?;
     let mode: generate::Mode = a.mode_name().parse()?;
     check_generate_flags(&kind, mode, &a)?;
@@ -2893,11 +2957,12 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     // Made from the primer's notes (kept, or ascended from): its copyright notice goes with
     // them.
     let copyright = copyright.filter(|_| result.primer_steps > 0 || ascended_from_primer);
+    let render_opts = RenderOptions {
+        normalize,
+        loudness,
+        ..RenderOptions::default()
+    };
     if let Some(wav) = &a.wav {
-        let render_opts = RenderOptions {
-            normalize: !a.no_normalize,
-            ..RenderOptions::default()
-        };
         let bar = progress_bar(1000, "rendering");
         match render_to_wav_noting(
             &result.roll,
@@ -2954,8 +3019,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         return Err(anyhow::Error::from(e).context("the MIDI file was written, the audio was not"));
     }
     if let (Some(wav), Some(r)) = (&a.wav, &rendered) {
-        let rate = RenderOptions::default().sample_rate;
-        out!("wrote {} ({})", shown(wav), rendered_words(r, rate));
+        out!("wrote {} ({})", shown(wav), rendered_words(r, &render_opts));
     }
     Ok(())
 }

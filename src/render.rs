@@ -32,6 +32,56 @@ pub struct RenderOptions {
     /// the synth plays at a fixed level that leaves most pieces far below full scale (a
     /// Debussy continuation peaks near -21 dBFS).
     pub normalize: bool,
+    /// Normalising, bring the integrated loudness (EBU R128, in LUFS) to this instead, as far
+    /// as the peak allows: it never goes above [`NORMALIZED_PEAK`], so a piece whose peak
+    /// reaches -1 dBFS first stays quieter (and [`Rendered::loudness`] says how loud).
+    pub loudness: Option<f64>,
+}
+
+/// The loudness targets a rendering may be normalised to, in LUFS: from a quiet film mix
+/// (-31) to a loud master (-5).
+pub const LOUDNESS_RANGE: std::ops::RangeInclusive<f64> = -31.0..=-5.0;
+
+/// Measures how loud audio is as EBU R128 / ITU-R BS.1770 define it (K-weighted, gated at
+/// -70 LUFS and 10 LU below the ungated level), over one channel.
+pub struct LoudnessMeter(Option<ebur128::EbuR128>);
+
+impl LoudnessMeter {
+    /// A meter for mono audio at `sample_rate`.
+    pub fn new(sample_rate: u32) -> Self {
+        LoudnessMeter(ebur128::EbuR128::new(1, sample_rate, ebur128::Mode::I).ok())
+    }
+
+    /// Takes in the next samples.
+    pub fn add(&mut self, samples: &[f32]) {
+        if let Some(meter) = &mut self.0 {
+            // Only a wrong channel count fails, and there is one channel.
+            let _ = meter.add_frames_f32(samples);
+        }
+    }
+
+    /// The integrated loudness of everything taken in, in LUFS; minus infinity for silence
+    /// (or audio wholly under the -70 LUFS gate).
+    pub fn lufs(&self) -> f64 {
+        (self.0.as_ref())
+            .and_then(|meter| meter.loudness_global().ok())
+            .filter(|l| l.is_finite())
+            .unwrap_or(f64::NEG_INFINITY)
+    }
+}
+
+/// The gain normalising gives audio of integrated loudness `lufs` peaking at `peak`: to the
+/// `target` loudness if one is given (and the audio is not silent), else to the -1 dBFS peak;
+/// never beyond that peak nor [`MAX_GAIN`].
+pub fn loudness_gain(peak: f32, lufs: f64, target: Option<f64>) -> f32 {
+    let by_peak = normalizing_gain(peak);
+    match target {
+        Some(target) if lufs.is_finite() => {
+            let by_loudness = 10f64.powf((target - lufs) / 20.0) as f32;
+            by_loudness.min(by_peak)
+        }
+        _ => by_peak,
+    }
 }
 
 /// The peak a normalised rendering has: -1 dBFS, the synth's limiter's ceiling.
@@ -61,6 +111,8 @@ pub struct Rendered {
     /// The audio's peak as written (before dither; [`NORMALIZED_PEAK`] where normalising
     /// reached it).
     pub peak: f32,
+    /// Its integrated loudness as written, in LUFS (EBU R128; minus infinity for silence).
+    pub loudness: f64,
 }
 
 impl Rendered {
@@ -82,6 +134,7 @@ impl Default for RenderOptions {
             tail_seconds: 1.5,
             bpm: None,
             normalize: true,
+            loudness: None,
         }
     }
 }
@@ -164,7 +217,11 @@ pub fn render_roll(
     })
     .unwrap_or_else(|never| match never {});
     if opts.normalize {
-        let gain = normalizing_gain(peak(&out));
+        let mut meter = LoudnessMeter::new(opts.sample_rate);
+        if opts.loudness.is_some() {
+            meter.add(&out);
+        }
+        let gain = loudness_gain(peak(&out), meter.lufs(), opts.loudness);
         out.iter_mut().for_each(|s| *s *= gain);
     }
     Ok(out)
@@ -206,11 +263,14 @@ pub fn render_to_wav_noting(
     };
     // Write errors name `path` (write_atomic_with says so).
     let (mut gain, mut written_peak) = (1.0, 0f32);
+    let mut written = LoudnessMeter::new(opts.sample_rate);
     fsutil::write_atomic_with(path, |w| {
-        // Normalising: a first rendering finds the peak (the synth plays the same twice).
+        // Normalising: a first rendering finds the peak and the loudness (the synth plays the
+        // same twice).
         let share = if opts.normalize { 0.5 } else { 0.0 };
         if opts.normalize {
             let mut loudest = 0f32;
+            let mut meter = LoudnessMeter::new(opts.sample_rate);
             render_blocks(
                 roll,
                 opts,
@@ -221,10 +281,13 @@ pub fn render_to_wav_noting(
                         return Err(stopped());
                     }
                     loudest = loudest.max(peak(block));
+                    if opts.loudness.is_some() {
+                        meter.add(block);
+                    }
                     Ok(())
                 },
             )?;
-            gain = normalizing_gain(loudest);
+            gain = loudness_gain(loudest, meter.lufs(), opts.loudness);
         }
         let mut writer = hound::WavWriter::new(&mut *w, wav_spec(opts.sample_rate))
             .map_err(std::io::Error::other)?;
@@ -235,9 +298,11 @@ pub fn render_to_wav_noting(
                 return Err(stopped());
             }
             written_peak = written_peak.max(peak(block) * gain);
-            block.iter().try_for_each(|&s| {
+            let gained: Vec<f32> = block.iter().map(|s| s * gain).collect();
+            written.add(&gained);
+            gained.iter().try_for_each(|&s| {
                 writer
-                    .write_sample(dither.to_i16(s * gain))
+                    .write_sample(dither.to_i16(s))
                     .map_err(std::io::Error::other)
             })
         })?;
@@ -251,6 +316,7 @@ pub fn render_to_wav_noting(
         seconds,
         gain,
         peak: written_peak,
+        loudness: written.lufs(),
     })
 }
 

@@ -195,8 +195,35 @@ fn render_writes_a_wav_from_midi_or_npy() {
     );
     // At the synth's own level, with --no-normalize (only with a WAV to write, for generate).
     let out = ok(&["render", p(&mid), "-o", p(&wav), "--no-normalize"]);
-    assert!(out.contains("44100 Hz)"), "{out}");
+    assert!(
+        out.contains("44100 Hz, -") && out.ends_with(" LUFS)\n"),
+        "{out}"
+    );
     assert!(wav_peak() < 25_000, "{}", wav_peak());
+    // To a loudness (EBU R128) as far as the peak allows; said either way.
+    let out = ok(&["render", p(&mid), "-o", p(&wav), "--loudness", "-30"]);
+    assert!(out.contains(" dB to -30.0 LUFS (peak -"), "{out}");
+    let out = ok(&["render", p(&mid), "-o", p(&wav), "--loudness", "-5"]);
+    assert!(
+        out.contains(" dB to a -1 dBFS peak: -")
+            && out.contains("LUFS, short of -5.0 (louder would clip)"),
+        "{out}"
+    );
+    let err = fails(&["render", p(&mid), "-o", p(&wav), "--loudness", "-40"]);
+    assert!(
+        err.contains("--loudness must be -31..=-5 LUFS, but was -40"),
+        "{err}"
+    );
+    let clash = segue(&[
+        "render",
+        p(&mid),
+        "-o",
+        p(&wav),
+        "--loudness",
+        "-14",
+        "--no-normalize",
+    ]);
+    assert_eq!(clash.status.code(), Some(2), "a usage error");
     let refused = segue(&[
         "generate",
         "--prime",

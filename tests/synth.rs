@@ -91,6 +91,85 @@ fn exports_are_normalised_to_a_peak_of_minus_one_dbfs() {
     assert_eq!((rendered.gain, file_peak(&path)), (1.0, 0));
 }
 
+/// Loudness is measured as EBU R128 defines it: a 997 Hz sine peaking at -20 dBFS reads -23.0
+/// LUFS (its mean square, the K-filter's gain there cancelling the standard's -0.691 dB),
+/// 6 dB softer reads 6 LU lower, silence reads minus infinity.
+#[test]
+fn loudness_is_measured_as_ebu_r128_defines_it() {
+    use segue::render::LoudnessMeter;
+    let sine = |amplitude: f32| {
+        let mut meter = LoudnessMeter::new(48_000);
+        let samples: Vec<f32> = (0..48_000 * 5)
+            .map(|i| amplitude * (2.0 * std::f32::consts::PI * 997.0 * i as f32 / 48_000.0).sin())
+            .collect();
+        meter.add(&samples);
+        meter.lufs()
+    };
+    let lufs = sine(0.1);
+    assert!((lufs + 23.0).abs() < 0.05, "{lufs}");
+    let softer = sine(0.05);
+    assert!((lufs - softer - 6.02).abs() < 0.05, "{softer}");
+    assert_eq!(sine(0.0), f64::NEG_INFINITY);
+}
+
+/// `loudness` normalises to an integrated loudness, as far as the -1 dBFS peak allows: a target
+/// within reach is met (the file's own loudness said), one beyond it stops at the peak.
+#[test]
+fn exports_can_be_normalised_to_a_loudness() {
+    use segue::render::NORMALIZED_PEAK;
+    let mut roll = Roll::new(64);
+    for (k, pitch) in [48u8, 55, 60, 64, 67].into_iter().enumerate() {
+        roll.add_note(RollNote {
+            start: k * 8,
+            len: 24,
+            pitch,
+            velocity: 70,
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loud.wav");
+    let go = std::sync::atomic::AtomicBool::new(false);
+    let to = |target: f64| RenderOptions {
+        loudness: Some(target),
+        ..RenderOptions::default()
+    };
+    let by_peak = render_to_wav(&roll, &RenderOptions::default(), &path, &mut |_| {}, &go).unwrap();
+    assert!(
+        by_peak.loudness.is_finite() && by_peak.loudness < -5.0,
+        "{by_peak:?}"
+    );
+    // Quieter than the peak's normalising: met, the peak lower.
+    let target = by_peak.loudness - 6.0;
+    let met = render_to_wav(&roll, &to(target), &path, &mut |_| {}, &go).unwrap();
+    assert!((met.loudness - target).abs() < 0.05, "{met:?}");
+    assert!(
+        (met.peak_dbfs() - (by_peak.peak_dbfs() - 6.0)).abs() < 0.1,
+        "{met:?}"
+    );
+    // The file read back measures what was said.
+    let mut meter = segue::render::LoudnessMeter::new(44_100);
+    let samples: Vec<f32> = (hound::WavReader::open(&path).unwrap().into_samples::<i16>())
+        .map(|s| f32::from(s.unwrap()) / 32768.0)
+        .collect();
+    meter.add(&samples);
+    assert!(
+        (meter.lufs() - met.loudness).abs() < 0.05,
+        "{}",
+        meter.lufs()
+    );
+    // Louder than the peak allows: the peak comes first, at -1 dBFS.
+    let short = render_to_wav(&roll, &to(by_peak.loudness + 6.0), &path, &mut |_| {}, &go).unwrap();
+    assert!((short.peak - NORMALIZED_PEAK).abs() < 1e-5);
+    assert!(
+        (short.loudness - by_peak.loudness).abs() < 0.05,
+        "{short:?}"
+    );
+    // In memory, the same gain.
+    let samples = render_roll(&roll, &to(target), &mut |_| {}).unwrap();
+    let peak = samples.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!((peak - met.peak).abs() < 1e-4, "{peak} {}", met.peak);
+}
+
 /// The 16-bit export is dithered: a tone a third of a step high, which plain rounding would
 /// turn into silence, comes through as the noise's average (with the tone's shape), the same
 /// every time; digital silence stays exactly silent, full scale stays in range.
