@@ -1393,49 +1393,9 @@ fn render_cmd(
     out!(
         "wrote {} ({})",
         shown(output),
-        rendered_words(&rendered, &render_opts)
+        rendered.describe(&render_opts)
     );
     Ok(())
-}
-
-/// What a WAV file written holds, for the line that says so: its length, rate, the gain
-/// normalising applied and its loudness ("23.5 s at 44100 Hz, normalised: +11.5 dB to a -1 dBFS
-/// peak, -22.3 LUFS"; no gain where it changed the level by less than 0.05 dB; the peak reached
-/// where the gain was the most normalising gives; with a loudness target, whether it was
-/// reached or the peak came first).
-fn rendered_words(r: &segue::render::Rendered, opts: &RenderOptions) -> String {
-    let lufs = if r.loudness.is_finite() {
-        format!("{:.1} LUFS", r.loudness)
-    } else {
-        "silent".to_string()
-    };
-    let gain = r.gain_db();
-    let level = if r.gain >= segue::render::MAX_GAIN {
-        format!(
-            "normalised: {gain:+.1} dB, the most it raises: its peak is at {:.1} dBFS, {lufs}",
-            r.peak_dbfs()
-        )
-    } else if let Some(target) = opts
-        .loudness
-        .filter(|_| opts.normalize && r.loudness.is_finite())
-    {
-        if (r.loudness - target).abs() < 0.1 {
-            format!(
-                "normalised: {gain:+.1} dB to {lufs} (peak {:.1} dBFS)",
-                r.peak_dbfs()
-            )
-        } else {
-            format!(
-                "normalised: {gain:+.1} dB to a -1 dBFS peak: {lufs}, short of {target:.1} \
-                 (louder would clip)"
-            )
-        }
-    } else if gain.abs() >= 0.05 {
-        format!("normalised: {gain:+.1} dB to a -1 dBFS peak, {lufs}")
-    } else {
-        lufs
-    };
-    format!("{:.1} s at {} Hz, {level}", r.seconds, opts.sample_rate)
 }
 
 /// Set by Ctrl+C (or SIGTERM, SIGHUP): the exit code is then 130.
@@ -3019,7 +2979,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         return Err(anyhow::Error::from(e).context("the MIDI file was written, the audio was not"));
     }
     if let (Some(wav), Some(r)) = (&a.wav, &rendered) {
-        out!("wrote {} ({})", shown(wav), rendered_words(r, &render_opts));
+        out!("wrote {} ({})", shown(wav), r.describe(&render_opts));
     }
     Ok(())
 }

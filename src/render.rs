@@ -125,6 +125,46 @@ impl Rendered {
     pub fn peak_dbfs(&self) -> f32 {
         20.0 * self.peak.log10()
     }
+
+    /// What the file holds, in words, as rendered with `opts`: its length, rate, the gain
+    /// normalising applied and its loudness ("23.5 s at 44100 Hz, normalised: +11.5 dB to a
+    /// -1 dBFS peak, -22.3 LUFS"; no gain where it changed the level by less than 0.05 dB; the
+    /// peak reached where the gain was the most normalising gives; with a loudness target,
+    /// whether it was met or the peak came first).
+    pub fn describe(&self, opts: &RenderOptions) -> String {
+        let lufs = if self.loudness.is_finite() {
+            format!("{:.1} LUFS", self.loudness)
+        } else {
+            "silent".to_string()
+        };
+        let gain = self.gain_db();
+        let target = opts
+            .loudness
+            .filter(|_| opts.normalize && self.loudness.is_finite());
+        let level = if self.gain >= MAX_GAIN {
+            format!(
+                "normalised: {gain:+.1} dB, the most it raises: its peak is at {:.1} dBFS, {lufs}",
+                self.peak_dbfs()
+            )
+        } else if let Some(target) = target {
+            if (self.loudness - target).abs() < 0.1 {
+                format!(
+                    "normalised: {gain:+.1} dB to {lufs} (peak {:.1} dBFS)",
+                    self.peak_dbfs()
+                )
+            } else {
+                format!(
+                    "normalised: {gain:+.1} dB to a -1 dBFS peak: {lufs}, short of {target:.1} \
+                     (louder would clip)"
+                )
+            }
+        } else if gain.abs() >= 0.05 {
+            format!("normalised: {gain:+.1} dB to a -1 dBFS peak, {lufs}")
+        } else {
+            lufs
+        };
+        format!("{:.1} s at {} Hz, {level}", self.seconds, opts.sample_rate)
+    }
 }
 
 impl Default for RenderOptions {

@@ -658,6 +658,16 @@ fn opens_a_midi_file_and_exports_it_back() {
     wait(&mut h, "the closing", |s| !s.exporting());
     h.step();
     assert!(window_commands(&h).contains(&egui::ViewportCommand::Close));
+    // What it holds is said, as the command line says it: the gain and the loudness.
+    let said = &h.state().messages().notes().last().unwrap().text;
+    assert!(
+        said.contains("waltz.wav (311.7 s at 44100 Hz, normalised: +"),
+        "{said}"
+    );
+    assert!(
+        said.ends_with(" dB to a -1 dBFS peak, -24.4 LUFS)"),
+        "{said}"
+    );
     // A second request while it renders closes at once.
     h.state_mut().export_wav(&wav);
     request_close(&mut h);

@@ -715,9 +715,10 @@ enum DialogResult {
     Model(PathBuf),
     /// A MIDI file was read (the roll and its damage warnings).
     Opened(PathBuf, Result<Opened, String>),
-    /// A MIDI or WAV export finished; it counts as being written until this is handled (so
-    /// that a window closing once its exports are written says how they went first).
-    Written(Result<PathBuf, String>, Option<Exporting>),
+    /// A MIDI or WAV export finished (a WAV says what it holds: length, gain, loudness); it
+    /// counts as being written until this is handled (so that a window closing once its
+    /// exports are written says how they went first).
+    Written(Result<(PathBuf, Option<String>), String>, Option<Exporting>),
     /// A model file was loaded; the flag: one the user chose (a file, a run's model), which
     /// the generation panel turns to.
     ModelLoaded(PathBuf, Result<LoadedModel, String>, bool),
@@ -1807,7 +1808,7 @@ impl Studio {
         self.in_background(move || {
             let written = (score.to_roll())
                 .write_midi_noting(&path, score.copyright.as_deref())
-                .map(|()| path);
+                .map(|()| (path, None));
             DialogResult::Written(written.map_err(|e| e.to_string()), Some(exporting))
         });
     }
@@ -1825,7 +1826,7 @@ impl Studio {
             let roll = score.to_roll();
             let written = render_to_wav_noting(&roll, &opts, &path, copyright, &mut |_| {}, &stop)
                 .map_err(|e| e.to_string())
-                .map(|_| path);
+                .map(|r| (path, Some(r.describe(&opts))));
             DialogResult::Written(written, Some(exporting))
         });
     }
@@ -2684,9 +2685,10 @@ impl Studio {
                 DialogResult::FollowDir(p) => self.follow_run(p),
                 DialogResult::Model(p) => self.open_model_file(p),
                 DialogResult::Opened(p, read) => self.use_opened(p, read),
-                DialogResult::Written(Ok(p), _exporting) => {
-                    self.say(format!("Wrote {}", p.display()), false)
-                }
+                DialogResult::Written(Ok((p, what)), _exporting) => match what {
+                    Some(what) => self.say(format!("Wrote {} ({what})", p.display()), false),
+                    None => self.say(format!("Wrote {}", p.display()), false),
+                },
                 DialogResult::Written(Err(e), _exporting) => self.failed_while_closing(e),
                 DialogResult::ModelLoaded(p, loaded, chosen) => {
                     // Chosen: the start's own model, if it comes later, gives way to it.
