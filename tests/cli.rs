@@ -2324,23 +2324,20 @@ fn an_installed_program_finds_its_weights() {
         assert_eq!(out.status.code(), Some(1));
         String::from_utf8(out.stderr).unwrap()
     };
-    let share = prefix.join("share/segue/weights");
-    place_cut_weights(&share);
-    let err = run();
-    let chosen = share.join("lstm-vae-studio.safetensors");
-    assert!(
-        err.contains(&format!("{}: not a complete", chosen.display())),
-        "{err}"
-    );
-    std::fs::remove_dir_all(prefix.join("share")).unwrap();
-    let data = home.join(".local/share/segue/weights");
-    place_cut_weights(&data);
-    let err = run();
-    let chosen = data.join("lstm-vae-studio.safetensors");
-    assert!(
-        err.contains(&format!("{}: not a complete", chosen.display())),
-        "{err}"
-    );
+    // Beside the program's bin/, then (that one gone) in the user's data folder.
+    for weights in [
+        prefix.join("share/segue/weights"),
+        home.join(".local/share/segue/weights"),
+    ] {
+        place_cut_weights(&weights);
+        let err = run();
+        let chosen = weights.join("lstm-vae-studio.safetensors");
+        assert!(
+            err.contains(&format!("{}: not a complete", chosen.display())),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&weights).unwrap();
+    }
     assert!(!out.exists());
 }
 
