@@ -19,18 +19,25 @@ use segue::roll::{QuantizeOptions, Roll};
 use segue::train::{Control, TrainEvent, TrainOptions};
 use segue::{bench, image, npy};
 
-/// `println!` that ends the program quietly when stdout is closed (`segue info f | head`).
+/// `println!` that goes on quietly when stdout is closed (`segue info f | head`): the rest of
+/// the output is dropped, the work finishes, and its errors (a WAV that could not be written)
+/// are still said on stderr and in the exit code.
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
+        if !STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
+            && let Err(e) = writeln!(std::io::stdout(), $($arg)*)
+        {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(e.into());
             }
-            return Err(e.into());
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }};
 }
+
+/// Set once stdout turned out to be closed (a reader such as `head` done with it).
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SEGUE_COMMIT"), ")");
 
@@ -1487,7 +1494,7 @@ fn load_corpus(dir: &Path, cache: &CacheArgs, opts: QuantizeOptions) -> Result<C
     })?;
     bar.finish_and_clear();
     for f in &corpus.failures {
-        eprintln!("skipped {}", f.error);
+        eprintln!("segue: skipped {}", f.error);
     }
     for note in corpus.layout_notes() {
         eprintln!("segue: note: {note}");
@@ -1528,10 +1535,15 @@ fn corpus_stats(dir: &Path, json: bool, cache: &CacheArgs, opts: QuantizeOptions
     let files: usize = stats.iter().map(|s| s.files).sum();
     let steps: usize = stats.iter().map(|s| s.steps).sum();
     out!(
-        "{}, {files} files, {steps} steps, {} failed, {} from cache",
+        "{}, {files} files, {steps} steps, {} failed",
         counted(corpus.composers.len(), "composer"),
         corpus.failures.len(),
-        corpus.cache_hits
+    );
+    // How this run read them, which another run may find otherwise: not part of the table.
+    eprintln!(
+        "segue: note: {} of {} read from the roll cache",
+        corpus.cache_hits,
+        counted(files, "file")
     );
     Ok(())
 }
@@ -2146,7 +2158,7 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
     let corpus = load_corpus(&dir, &a.cache, QuantizeOptions::default())?;
     if corpus.content_hash() != clf.manifest.corpus.content_hash {
         eprintln!(
-            "note: {} is not the corpus this classifier was trained on (content hash differs); its held-out split is not the model's",
+            "segue: note: {} is not the corpus this classifier was trained on (content hash differs); its held-out split is not the model's",
             shown(&dir)
         );
     }
@@ -2733,6 +2745,14 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             primer_steps.min(p.steps()) - silent
         );
     }
+    if let (Some(p), Some(file)) = (primer.as_ref(), a.prime.as_ref())
+        && p.notes().is_empty()
+    {
+        eprintln!(
+            "segue: note: {}: no notes to continue: the model starts from silence",
+            shown(file)
+        );
+    }
     let opts = generate::GenerateOptions {
         mode,
         steps: a.steps,
@@ -2755,6 +2775,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             .context("--prime FILE is needed with this model")
     };
     let bar = progress_bar(1000, "generating");
+    let mut verdict = None;
     let cancel = stop_on_ctrl_c();
     let mut progress = |f: f32| bar.set_position((f * 1000.0) as u64);
     let device = candle_core::Device::Cpu;
@@ -2865,16 +2886,14 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 &mut progress,
                 cancel,
             )?;
-            say(
-                &bar,
-                format!(
-                    "{}: probability {:.3} at the start, {:.3} after the ascent, {:.3} thresholded",
-                    clf.manifest.composers[target],
-                    r.start_probabilities[target],
-                    r.ascended_probability,
-                    r.thresholded_probability
-                ),
-            );
+            // The ascent's result, on stdout with the files written.
+            verdict = Some(format!(
+                "{}: probability {:.3} at the start, {:.3} after the ascent, {:.3} thresholded",
+                clf.manifest.composers[target],
+                r.start_probabilities[target],
+                r.ascended_probability,
+                r.thresholded_probability
+            ));
             (r.roll, 0)
         }
         "dcgan" => {
@@ -2907,6 +2926,9 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     // A model that does not look at the flag (the DCGAN) is stopped here.
     if cancel.load(std::sync::atomic::Ordering::Relaxed) {
         bail!("stopped (Ctrl+C or a stop signal); nothing was written");
+    }
+    if let Some(verdict) = verdict {
+        out!("{verdict}");
     }
     let result = generate::Generated::new(roll, primer_steps);
     // The audio first: stopped while it renders (Ctrl+C), neither file has changed; the MIDI
@@ -2996,7 +3018,7 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
     let corpus = load_corpus(&dir, &a.cache, QuantizeOptions::default())?;
     if corpus.content_hash() != model.manifest.corpus.content_hash {
         eprintln!(
-            "note: {} is not the corpus this model was trained on (content hash differs); its held-out split is not the model's",
+            "segue: note: {} is not the corpus this model was trained on (content hash differs); its held-out split is not the model's",
             shown(&dir)
         );
     }

@@ -263,7 +263,7 @@ fn an_ascent_from_a_licensed_piece_keeps_its_credit() {
     let dir = tempfile::tempdir().unwrap();
     let (mid, wav) = (dir.path().join("asc.mid"), dir.path().join("asc.wav"));
     let primer = shared("corpus/chopin/chpn-p15.mid");
-    ok(&[
+    let said = ok(&[
         "generate",
         "--model",
         "classifier-ascent",
@@ -280,6 +280,8 @@ fn an_ascent_from_a_licensed_piece_keeps_its_credit() {
         "--wav",
         p(&wav),
     ]);
+    // The ascent's result is the command's output, on stdout with the files written.
+    assert!(said.starts_with("debussy: probability "), "{said}");
     for file in [&mid, &wav] {
         let bytes = std::fs::read(file).unwrap();
         let credit = b"Copyright \xa9 2002 by Bernd Krueger";
@@ -289,6 +291,29 @@ fn an_ascent_from_a_licensed_piece_keeps_its_credit() {
             file.display()
         );
     }
+}
+
+/// A primer without notes is said: the model starts from silence, not from the piece.
+#[test]
+fn an_empty_primer_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = dir.path().join("silent.mid");
+    std::fs::write(&silent, simple(96, &[])).unwrap();
+    let out = segue(&[
+        "generate",
+        "--prime",
+        p(&silent),
+        "--steps",
+        "16",
+        "-o",
+        p(&dir.path().join("out.mid")),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("silent.mid: no notes to continue: the model starts from silence"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -2260,7 +2285,9 @@ fn a_load_prunes_the_roll_cache_to_its_limit() {
             .unwrap();
         let said = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success(), "{said}");
-        said
+        // The table on stdout (the same whatever the cache held), the cache's share on stderr.
+        assert!(!said.contains("cache"), "{said}");
+        said + &String::from_utf8_lossy(&out.stderr)
     };
     assert!(stats("1").contains("9 files"));
     assert!(!stale.exists(), "the stale entry is removed");
@@ -2274,7 +2301,10 @@ fn a_load_prunes_the_roll_cache_to_its_limit() {
         .unwrap();
     std::fs::remove_file(roll).unwrap();
     std::fs::write(cache.join("other.roll"), b"x").unwrap();
-    assert!(stats("0").contains("8 from cache"), "its own rolls stay");
+    assert!(
+        stats("0").contains("segue: note: 8 of 9 files read from the roll cache"),
+        "its own rolls stay"
+    );
     assert!(!cache.join("other.roll").exists());
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 10);
 
@@ -2285,7 +2315,7 @@ fn a_load_prunes_the_roll_cache_to_its_limit() {
         .unwrap();
     std::fs::remove_file(roll).unwrap();
     std::fs::write(&stale, vec![0u8; 2 << 20]).unwrap();
-    assert!(stats("1024").contains("8 from cache"));
+    assert!(stats("1024").contains("8 of 9 files read from the roll cache"));
     assert!(stale.exists());
 }
 
@@ -2358,4 +2388,53 @@ fn the_version_names_the_licences_and_credits() {
     assert!(long.contains("music21 corpus (Cuthbert et al.)"), "{long}");
     let short = ok(&["-V"]);
     assert_eq!(short.lines().count(), 1, "{short}");
+}
+
+/// A reader done with stdout early (`segue generate ... | head -1`) does not hide a failure
+/// that comes after it: the WAV that could not be written is still said on stderr, and the
+/// exit code says it. Here the file-size limit (`ulimit -f`) stops the WAV half-way.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_does_not_hide_a_failed_wav() {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mid = dir.path().join("out.mid");
+    let wav = dir.path().join("out.wav");
+    let primer = shared("corpus/bach/chorale_bwv281.mid");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_segue"));
+    command
+        .args(["generate", "--prime"])
+        .arg(&primer)
+        .args(["--steps", "64", "-o"])
+        .arg(&mid)
+        .arg("--wav")
+        .arg(&wav)
+        .env_remove("SEGUE_WEIGHTS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec the child only sets its own limit and a signal's
+    // disposition, both async-signal-safe calls.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 100 << 10,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    // The reader is gone before anything is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the MIDI file was written, the audio was not") && err.contains("out.wav"),
+        "{err}"
+    );
+    assert!(mid.exists() && !wav.exists());
 }
