@@ -76,6 +76,10 @@ enum Cmd {
         /// The MIDI file to describe.
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Print it as one JSON object (every field always there, null or empty where the file
+        /// has none), for scripts.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         quantize: QuantizeArgs,
     },
@@ -926,7 +930,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         None => studio(None),
         Some(Cmd::Studio { file }) => studio(file),
-        Some(Cmd::Info { file, quantize }) => info(&file, quantize.options()),
+        Some(Cmd::Info {
+            file,
+            json,
+            quantize,
+        }) => info(&file, json, quantize.options()),
         Some(Cmd::Roll {
             file,
             output,
@@ -1161,9 +1169,16 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
+fn info(file: &Path, json: bool, opts: QuantizeOptions) -> Result<()> {
     let song = Song::read_named(file)?;
     let roll = Roll::from_song(&song, &opts).map_err(|p| segue::Error::midi(file, p))?;
+    if json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&info_json(file, &song, &roll))?
+        );
+        return Ok(());
+    }
     out!("file:          {}", shown(file));
     if let Some(title) = &song.title {
         out!("title:         {title}");
@@ -1230,6 +1245,52 @@ fn info(file: &Path, opts: QuantizeOptions) -> Result<()> {
         out!("warning:       {w}");
     }
     Ok(())
+}
+
+/// What `segue info --json` prints: the text's fields by stable names, each always there;
+/// metres and keys as lists of changes (the first at step 0 where the piece starts with one),
+/// bars counted as the studio counts them.
+fn info_json(file: &Path, song: &Song, roll: &Roll) -> serde_json::Value {
+    let bars = segue::meter::BarMap::new(roll.meters());
+    let bar = |step: usize| bars.position(step as f64).floor() as u64;
+    let metres: Vec<_> = match song.time_signatures.is_empty() {
+        true => Vec::new(),
+        false => (roll.meters().iter())
+            .map(|m| serde_json::json!({"step": m.step, "bar": bar(m.step), "metre": m.meter.to_string()}))
+            .collect(),
+    };
+    let keys: Vec<_> = (roll.keys().iter())
+        .map(|k| serde_json::json!({"step": k.step, "bar": bar(k.step), "key": k.key.to_string()}))
+        .collect();
+    let division = match song.division {
+        Division::Metrical(tpq) => serde_json::json!({"ticks_per_quarter": tpq}),
+        Division::Timecode { fps, subframes } => {
+            serde_json::json!({"smpte_fps": fps, "ticks_per_frame": subframes})
+        }
+    };
+    serde_json::json!({
+        "file": file.to_string_lossy(),
+        "title": song.title,
+        "copyright": song.copyright,
+        "format": song.format.number(),
+        "tracks": song.tracks,
+        "division": division,
+        "tempo_changes": song.tempo.len(),
+        "bpm_at_start": song.initial_bpm(),
+        "metres": metres,
+        "keys": keys,
+        "pedal_presses": song.pedal_presses,
+        "notes": song.notes.len(),
+        "drum_notes": song.drum_notes(),
+        "roll": {
+            "steps": roll.steps(),
+            "pitches": 128,
+            "sounding_cells": roll.active_cells(),
+            "notes": roll.notes().len(),
+        },
+        "seconds": song.duration_seconds(),
+        "warnings": song.warnings,
+    })
 }
 
 fn format_duration(seconds: f64) -> String {
@@ -2095,7 +2156,12 @@ fn classify_cmd(
         segue::classify::classify_roll(&clf, &roll, window, hop.unwrap_or((window / 2).max(1)))
             .with_context(|| format!("--window {window}"))?;
     if json {
-        out!("{}", serde_json::to_string_pretty(&verdict)?);
+        // The verdict with the file it is about and its length, so that a batch's lines say
+        // which file each is.
+        let mut v = serde_json::to_value(&verdict)?;
+        v["file"] = file.to_string_lossy().into();
+        v["steps"] = roll.steps().into();
+        out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     out!(

@@ -491,6 +491,14 @@ fn classify_ranks_every_composer_and_lists_windows_within_the_piece() {
     std::fs::write(&file, simple(96, &notes)).unwrap();
     let text = ok(&["classify", p(&file), "--top", "2"]);
     assert!(text.contains("(400 steps), windows of 256 steps"), "{text}");
+    // As JSON, with the file it is about and its length (a batch's lines say which is which).
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["classify", p(&file), "--json"])).unwrap();
+    assert_eq!(
+        (v["file"].as_str(), v["steps"].as_u64()),
+        (Some(p(&file)), Some(400))
+    );
+    assert_eq!(v["overall"].as_array().unwrap().len(), 20);
     let ranked: Vec<f64> = text
         .lines()
         .filter(|l| l.trim_end().ends_with('%') && l.contains(". "))
@@ -2437,4 +2445,48 @@ fn a_closed_stdout_does_not_hide_a_failed_wav() {
         "{err}"
     );
     assert!(mid.exists() && !wav.exists());
+}
+
+/// `info --json` gives what the text gives, by stable names for scripts: every field always
+/// there (null or empty where the file has none), metres and keys as lists of changes.
+#[test]
+fn info_as_json_for_scripts() {
+    let waltz = shared("corpus/chopin/chp_op18.mid");
+    let v: serde_json::Value = serde_json::from_str(&ok(&["info", p(&waltz), "--json"])).unwrap();
+    assert_eq!(v["title"], "Grand Valse Brillante in Es-Dur Opus 18");
+    assert_eq!(
+        (v["format"].as_u64(), v["tracks"].as_u64()),
+        (Some(1), Some(7))
+    );
+    assert_eq!(v["division"]["ticks_per_quarter"], 480);
+    assert_eq!(
+        v["metres"][0],
+        serde_json::json!({"step": 0, "bar": 1, "metre": "3/4"})
+    );
+    assert_eq!(v["metres"][1]["metre"], "3/8");
+    assert_eq!(v["keys"][0]["key"], "Eb major");
+    assert_eq!(v["pedal_presses"], 232);
+    assert_eq!(v["notes"], 4415);
+    assert_eq!(v["roll"]["notes"], 4415);
+    assert!(
+        (v["seconds"].as_f64().unwrap() - 310.23).abs() < 0.01,
+        "{}",
+        v["seconds"]
+    );
+    // The text says the same.
+    let text = ok(&["info", p(&waltz)]);
+    let bar = v["metres"][1]["bar"].as_u64().unwrap();
+    assert!(
+        text.contains(&format!("metre:         3/4, then 3/8 at bar {bar}")),
+        "{text}"
+    );
+    // A file with less in it: the same fields, empty.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.mid");
+    std::fs::write(&plain, simple(96, &[(0, 96, 60, 90)])).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&["info", p(&plain), "--json"])).unwrap();
+    assert!(v["title"].is_null() && v["copyright"].is_null(), "{v}");
+    assert_eq!(v["metres"], serde_json::json!([]));
+    assert_eq!(v["pedal_presses"], 0);
+    assert_eq!(v["warnings"], serde_json::json!([]));
 }
