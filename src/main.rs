@@ -39,6 +39,19 @@ macro_rules! out {
 /// Set once stdout turned out to be closed (a reader such as `head` done with it).
 static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// A note on stderr ("segue: note: ..."): something worth knowing that is not wrong (a
+/// file's pedal not applied, a cache's share), unless `--quiet` asked for none.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("segue: note: {}", format_args!($($arg)*));
+        }
+    }};
+}
+
+/// `--quiet`: no notes and no progress bars (warnings and errors are still said).
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SEGUE_COMMIT"), ")");
 
 /// `segue --version`: the version and the licences, the shipped weights' credits with them
@@ -58,6 +71,10 @@ const LONG_VERSION: &str = concat!(
 #[derive(Parser)]
 #[command(name = "segue", version = VERSION, long_version = LONG_VERSION, about, long_about = None)]
 struct Cli {
+    /// No notes and no progress bars on stderr (warnings and errors are still said): for
+    /// batch jobs.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -908,6 +925,7 @@ struct CacheArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     // The studio handles the signals itself (it saves the piece and closes).
     if !matches!(cli.command, None | Some(Cmd::Studio { .. })) {
         install_stop_handler();
@@ -1308,6 +1326,11 @@ fn extension(path: &Path) -> String {
 
 fn output_kind(output: &Path, allowed: &[&str]) -> Result<String> {
     let ext = extension(output);
+    if output == Path::new("-") {
+        bail!(
+            "-: Segue writes files, not to stdout (a WAV or MIDI file is made whole, then put in place): name a file"
+        );
+    }
     let names = || {
         (allowed.iter().map(|a| format!(".{a}")))
             .collect::<Vec<_>>()
@@ -1392,10 +1415,10 @@ fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<
         eprintln!("segue: warning: {}: {w}", shown(file));
     }
     if let Some(drums) = song.drums_left_out().filter(|_| !opts.include_drums) {
-        eprintln!("segue: note: {}: {drums}", shown(file));
+        note!("{}: {drums}", shown(file));
     }
     if let Some(pedal) = song.pedal_not_applied() {
-        eprintln!("segue: note: {}: {pedal}", shown(file));
+        note!("{}: {pedal}", shown(file));
     }
     let roll = Roll::from_song(&song, opts).map_err(|p| segue::Error::midi(file, p))?;
     Ok((roll, song.copyright))
@@ -1525,6 +1548,9 @@ impl Drop for StopHeld {
 }
 
 fn progress_bar(len: u64, message: &'static str) -> ProgressBar {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return ProgressBar::hidden();
+    }
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template("{msg:>10} [{bar:40}] {percent:>3}% {elapsed}")
@@ -1558,7 +1584,7 @@ fn load_corpus(dir: &Path, cache: &CacheArgs, opts: QuantizeOptions) -> Result<C
         eprintln!("segue: skipped {}", f.error);
     }
     for note in corpus.layout_notes() {
-        eprintln!("segue: note: {note}");
+        note!("{note}");
     }
     Ok(corpus)
 }
@@ -1601,8 +1627,8 @@ fn corpus_stats(dir: &Path, json: bool, cache: &CacheArgs, opts: QuantizeOptions
         corpus.failures.len(),
     );
     // How this run read them, which another run may find otherwise: not part of the table.
-    eprintln!(
-        "segue: note: {} of {} read from the roll cache",
+    note!(
+        "{} of {} read from the roll cache",
         corpus.cache_hits,
         counted(files, "file")
     );
@@ -1853,6 +1879,9 @@ fn compute_device(name: &str) -> Result<candle_core::Device> {
 
 /// The bar of a training run.
 fn training_bar(total: usize, prefix: String) -> ProgressBar {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return ProgressBar::hidden();
+    }
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}")
@@ -2091,8 +2120,8 @@ fn starting_options<O: serde::de::DeserializeOwned>(
             // A checkpoint must be there (checked later, with the reason); this one's options
             // cannot be read (a run of an older Segue, say): the defaults and the flags given,
             // any that differ from what decides its batches refused as always.
-            eprintln!(
-                "segue: note: {}: the run's own options cannot be read from its model manifest; \
+            note!(
+                "{}: the run's own options cannot be read from its model manifest; \
              resuming with the defaults and the flags given",
                 shown(&out)
             );
@@ -2223,8 +2252,8 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
     let dir = a.corpus.clone().unwrap_or_else(|| shared_dir("corpus"));
     let corpus = load_corpus(&dir, &a.cache, QuantizeOptions::default())?;
     if corpus.content_hash() != clf.manifest.corpus.content_hash {
-        eprintln!(
-            "segue: note: {} is not the corpus this classifier was trained on (content hash differs); its held-out split is not the model's",
+        note!(
+            "{} is not the corpus this classifier was trained on (content hash differs); its held-out split is not the model's",
             shown(&dir)
         );
     }
@@ -2805,8 +2834,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         && primer_steps > a.primer_steps()
     {
         let silent = primer_steps - a.primer_steps();
-        eprintln!(
-            "segue: note: the primer's first {silent} steps are silent: the model hears them \
+        note!(
+            "the primer's first {silent} steps are silent: the model hears them \
              and the {} steps after them",
             primer_steps.min(p.steps()) - silent
         );
@@ -2814,8 +2843,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     if let (Some(p), Some(file)) = (primer.as_ref(), a.prime.as_ref())
         && p.notes().is_empty()
     {
-        eprintln!(
-            "segue: note: {}: no notes to continue: the model starts from silence",
+        note!(
+            "{}: no notes to continue: the model starts from silence",
             shown(file)
         );
     }
@@ -2856,8 +2885,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 && a.from.as_deref() == Some(only.as_str())
                 && a.to.as_deref().is_none_or(|to| to == only)
             {
-                eprintln!(
-                    "segue: note: the model knows one composer ({only}): there is no second \
+                note!(
+                    "the model knows one composer ({only}): there is no second \
                      style to move to (--to a MIDI file takes that piece's)"
                 );
             }
@@ -2880,7 +2909,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 && let Some(note) =
                     segue::tvae::one_code_transition(&model, opts.transition_length())
             {
-                eprintln!("segue: note: the {note}");
+                note!("the {note}");
             }
             let primer = need_primer()?;
             check_strength_used(&a, |s| model.composer_index(s).is_some())?;
@@ -3083,8 +3112,8 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
     };
     let corpus = load_corpus(&dir, &a.cache, QuantizeOptions::default())?;
     if corpus.content_hash() != model.manifest.corpus.content_hash {
-        eprintln!(
-            "segue: note: {} is not the corpus this model was trained on (content hash differs); its held-out split is not the model's",
+        note!(
+            "{} is not the corpus this model was trained on (content hash differs); its held-out split is not the model's",
             shown(&dir)
         );
     }
@@ -3102,8 +3131,8 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     if !r.composers_left_out.is_empty() {
-        eprintln!(
-            "segue: note: the corpus's composers {} are not the model's; their pieces are left \
+        note!(
+            "the corpus's composers {} are not the model's; their pieces are left \
              out",
             r.composers_left_out.join(", ")
         );

@@ -355,6 +355,12 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
     assert!(err.contains("is a folder"), "{err}");
     let err = fails(&["roll", p(&good), "-o", p(&dir.path().join("out"))]);
     assert!(err.contains("an output without a type"), "{err}");
+    // `-o -` is not stdout: said so.
+    let err = fails(&["render", p(&good), "-o", "-"]);
+    assert!(
+        err.contains("-: Segue writes files, not to stdout"),
+        "{err}"
+    );
     let err = fails(&[
         "render",
         p(&good),
@@ -2489,4 +2495,46 @@ fn info_as_json_for_scripts() {
     assert_eq!(v["metres"], serde_json::json!([]));
     assert_eq!(v["pedal_presses"], 0);
     assert_eq!(v["warnings"], serde_json::json!([]));
+}
+
+/// `--quiet` (`-q`, before or after the command) keeps notes off stderr for batch jobs; the
+/// result and the errors are still said.
+#[test]
+fn quiet_keeps_notes_off_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("waltz.wav");
+    let waltz = shared("corpus/chopin/chp_op18.mid");
+    let run = |args: &[&str]| {
+        let out = segue(args);
+        assert!(out.status.success());
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (said, noted) = run(&["render", p(&waltz), "-o", p(&wav), "--bpm", "900"]);
+    assert!(
+        noted.contains("segue: note: ") && noted.contains("sustain pedal"),
+        "{noted}"
+    );
+    for args in [
+        &["-q", "render", p(&waltz), "-o", p(&wav), "--bpm", "900"][..],
+        &[
+            "render",
+            p(&waltz),
+            "-o",
+            p(&wav),
+            "--bpm",
+            "900",
+            "--quiet",
+        ],
+    ] {
+        let (quiet_said, quiet_noted) = run(args);
+        assert_eq!(
+            (quiet_said.as_str(), quiet_noted.as_str()),
+            (said.as_str(), "")
+        );
+    }
+    let err = segue(&["-q", "info", p(&dir.path().join("missing.mid"))]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("missing.mid"));
 }
