@@ -19,9 +19,10 @@ use segue::roll::{QuantizeOptions, Roll};
 use segue::train::{Control, TrainEvent, TrainOptions};
 use segue::{bench, image, npy};
 
-/// `println!` that goes on quietly when stdout is closed (`segue info f | head`): the rest of
-/// the output is dropped, the work finishes, and its errors (a WAV that could not be written)
-/// are still said on stderr and in the exit code.
+/// `println!` for a closed stdout (`segue info f | head`): a command whose work is files
+/// ([`WRITES_FILES`]) goes on quietly, the rest of its output dropped, so that its errors (a
+/// WAV that could not be written) are still said on stderr and in the exit code; a command
+/// whose only product is its output ends there, quietly (exit code 0).
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -31,10 +32,17 @@ macro_rules! out {
             if e.kind() != std::io::ErrorKind::BrokenPipe {
                 return Err(e.into());
             }
+            if !WRITES_FILES.load(std::sync::atomic::Ordering::Relaxed) {
+                std::process::exit(0);
+            }
             STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }};
 }
+
+/// Whether the command's work is files (roll, render, generate, convert-model, train, eval
+/// report), not its output alone.
+static WRITES_FILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Set once stdout turned out to be closed (a reader such as `head` done with it).
 static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -46,6 +54,14 @@ macro_rules! note {
         if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
             eprintln!("segue: note: {}", format_args!($($arg)*));
         }
+    }};
+}
+
+/// A warning on stderr ("segue: warning: ..."): something that changes how a result should
+/// be read (an evaluation on another corpus than the model's), said even with `--quiet`.
+macro_rules! warning {
+    ($($arg:tt)*) => {{
+        eprintln!("segue: warning: {}", format_args!($($arg)*));
     }};
 }
 
@@ -926,6 +942,20 @@ struct CacheArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    let writes_files = matches!(
+        cli.command,
+        Some(
+            Cmd::Roll { .. }
+                | Cmd::Render { .. }
+                | Cmd::Generate(_)
+                | Cmd::ConvertModel { .. }
+                | Cmd::Train { .. }
+                | Cmd::Eval {
+                    command: EvalCmd::Report(_)
+                }
+        )
+    );
+    WRITES_FILES.store(writes_files, std::sync::atomic::Ordering::Relaxed);
     // The studio handles the signals itself (it saves the piece and closes).
     if !matches!(cli.command, None | Some(Cmd::Studio { .. })) {
         install_stop_handler();
@@ -1677,7 +1707,7 @@ fn bench_roll(args: BenchRollArgs) -> Result<()> {
                 shown(&script)
             );
         }
-        Some(bench::ensure_venv(&args.venv, &mut |m| eprintln!("{m}"))?)
+        Some(bench::ensure_venv(&args.venv, &mut |m| note!("{m}"))?)
     };
     let bar = progress_bar(3, "timing Segue (warm-up, 1 thread, all cores)");
     // Warm the file cache so every method reads from memory.
@@ -2120,7 +2150,7 @@ fn starting_options<O: serde::de::DeserializeOwned>(
             // A checkpoint must be there (checked later, with the reason); this one's options
             // cannot be read (a run of an older Segue, say): the defaults and the flags given,
             // any that differ from what decides its batches refused as always.
-            note!(
+            warning!(
                 "{}: the run's own options cannot be read from its model manifest; \
              resuming with the defaults and the flags given",
                 shown(&out)
@@ -2185,11 +2215,20 @@ fn classify_cmd(
         segue::classify::classify_roll(&clf, &roll, window, hop.unwrap_or((window / 2).max(1)))
             .with_context(|| format!("--window {window}"))?;
     if json {
-        // The verdict with the file it is about and its length, so that a batch's lines say
-        // which file each is.
-        let mut v = serde_json::to_value(&verdict)?;
-        v["file"] = file.to_string_lossy().into();
-        v["steps"] = roll.steps().into();
+        /// The verdict with the file it is about and its length (a batch's outputs say which
+        /// file each is).
+        #[derive(serde::Serialize)]
+        struct FileVerdict<'a> {
+            file: std::borrow::Cow<'a, str>,
+            steps: usize,
+            #[serde(flatten)]
+            verdict: &'a segue::classify::Verdict,
+        }
+        let v = FileVerdict {
+            file: file.to_string_lossy(),
+            steps: roll.steps(),
+            verdict: &verdict,
+        };
         out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -2252,7 +2291,7 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
     let dir = a.corpus.clone().unwrap_or_else(|| shared_dir("corpus"));
     let corpus = load_corpus(&dir, &a.cache, QuantizeOptions::default())?;
     if corpus.content_hash() != clf.manifest.corpus.content_hash {
-        note!(
+        warning!(
             "{} is not the corpus this classifier was trained on (content hash differs); its held-out split is not the model's",
             shown(&dir)
         );
@@ -2406,7 +2445,7 @@ fn eval_report(a: ReportArgs) -> Result<()> {
     let device = candle_core::Device::Cpu;
     let optional = |path: Option<PathBuf>, what: &str| {
         if path.is_none() {
-            eprintln!("segue: no shipped {what}; the report leaves it out");
+            note!("no shipped {what}; the report leaves it out");
         }
         path
     };
@@ -2885,7 +2924,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 && a.from.as_deref() == Some(only.as_str())
                 && a.to.as_deref().is_none_or(|to| to == only)
             {
-                note!(
+                warning!(
                     "the model knows one composer ({only}): there is no second \
                      style to move to (--to a MIDI file takes that piece's)"
                 );
@@ -3022,9 +3061,6 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     if cancel.load(std::sync::atomic::Ordering::Relaxed) {
         bail!("stopped (Ctrl+C or a stop signal); nothing was written");
     }
-    if let Some(verdict) = verdict {
-        out!("{verdict}");
-    }
     let result = generate::Generated::new(roll, primer_steps);
     // The audio first: stopped while it renders (Ctrl+C), neither file has changed; the MIDI
     // file, written in a moment, follows. Audio that fails otherwise (a full disk) still
@@ -3058,6 +3094,10 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     result
         .roll
         .write_midi_noting(&a.output, copyright.as_deref())?;
+    // The ascent's result, once the files it made are written.
+    if let Some(verdict) = verdict {
+        out!("{verdict}");
+    }
     out!(
         "wrote {} ({} primer + {} generated steps at {:.1} bpm)",
         shown(&a.output),
@@ -3112,7 +3152,7 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
     };
     let corpus = load_corpus(&dir, &a.cache, QuantizeOptions::default())?;
     if corpus.content_hash() != model.manifest.corpus.content_hash {
-        note!(
+        warning!(
             "{} is not the corpus this model was trained on (content hash differs); its held-out split is not the model's",
             shown(&dir)
         );
@@ -3131,7 +3171,7 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     if !r.composers_left_out.is_empty() {
-        note!(
+        warning!(
             "the corpus's composers {} are not the model's; their pieces are left \
              out",
             r.composers_left_out.join(", ")
@@ -3318,8 +3358,8 @@ fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
         segue::bench_model::check_torch(python)?;
         Some(python.clone())
     } else {
-        let python = bench::ensure_venv(&a.venv, &mut |m| eprintln!("{m}"))?;
-        ensure_torch(&python, &mut |m| eprintln!("{m}"))?;
+        let python = bench::ensure_venv(&a.venv, &mut |m| note!("{m}"))?;
+        ensure_torch(&python, &mut |m| note!("{m}"))?;
         Some(python)
     };
     let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {

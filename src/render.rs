@@ -70,15 +70,17 @@ impl LoudnessMeter {
     }
 }
 
-/// The gain normalising gives audio of integrated loudness `lufs` peaking at `peak`: to the
-/// `target` loudness if one is given (and the audio is not silent), else to the -1 dBFS peak;
-/// never beyond that peak nor [`MAX_GAIN`].
-pub fn loudness_gain(peak: f32, lufs: f64, target: Option<f64>) -> f32 {
-    let by_peak = normalizing_gain(peak);
+/// The gain normalising gives: to the -1 dBFS peak (`by_peak`, from [`normalizing_gain`]),
+/// or, with a `target` loudness, to that loudness as far as the peak allows. `lufs_at_peak`
+/// is the integrated loudness of the audio already brought to the peak: measured there, not
+/// at the synth's level, since the standard's -70 LUFS gate is fixed and would leave out the
+/// blocks of a quiet piece that the gain will make audible. Silent even there (minus
+/// infinity), the peak's gain.
+pub fn loudness_gain(by_peak: f32, lufs_at_peak: f64, target: Option<f64>) -> f32 {
     match target {
-        Some(target) if lufs.is_finite() => {
-            let by_loudness = 10f64.powf((target - lufs) / 20.0) as f32;
-            by_loudness.min(by_peak)
+        Some(target) if lufs_at_peak.is_finite() => {
+            let down = 10f64.powf((target - lufs_at_peak) / 20.0).min(1.0) as f32;
+            by_peak * down
         }
         _ => by_peak,
     }
@@ -138,26 +140,28 @@ impl Rendered {
             "silent".to_string()
         };
         let gain = self.gain_db();
-        let target = opts
-            .loudness
-            .filter(|_| opts.normalize && self.loudness.is_finite());
+        // Where a loudness was asked for and not met, what stopped it: the -1 dBFS peak, or
+        // the most normalising raises.
+        let short = match opts.loudness.filter(|_| opts.normalize) {
+            Some(target) if (self.loudness - target).abs() >= 0.1 => {
+                format!(", short of {target:.1} (louder would clip)")
+            }
+            _ => String::new(),
+        };
         let level = if self.gain >= MAX_GAIN {
+            let short = short.replace("louder would clip", "the most it raises");
             format!(
-                "normalised: {gain:+.1} dB, the most it raises: its peak is at {:.1} dBFS, {lufs}",
+                "normalised: {gain:+.1} dB, the most it raises: its peak is at {:.1} dBFS, \
+                 {lufs}{short}",
                 self.peak_dbfs()
             )
-        } else if let Some(target) = target {
-            if (self.loudness - target).abs() < 0.1 {
-                format!(
-                    "normalised: {gain:+.1} dB to {lufs} (peak {:.1} dBFS)",
-                    self.peak_dbfs()
-                )
-            } else {
-                format!(
-                    "normalised: {gain:+.1} dB to a -1 dBFS peak: {lufs}, short of {target:.1} \
-                     (louder would clip)"
-                )
-            }
+        } else if opts.normalize && opts.loudness.is_some() && short.is_empty() {
+            format!(
+                "normalised: {gain:+.1} dB to {lufs} (peak {:.1} dBFS)",
+                self.peak_dbfs()
+            )
+        } else if !short.is_empty() {
+            format!("normalised: {gain:+.1} dB to a -1 dBFS peak: {lufs}{short}")
         } else if gain.abs() >= 0.05 {
             format!("normalised: {gain:+.1} dB to a -1 dBFS peak, {lufs}")
         } else {
@@ -257,11 +261,13 @@ pub fn render_roll(
     })
     .unwrap_or_else(|never| match never {});
     if opts.normalize {
+        let by_peak = normalizing_gain(peak(&out));
         let mut meter = LoudnessMeter::new(opts.sample_rate);
         if opts.loudness.is_some() {
-            meter.add(&out);
+            let at_peak: Vec<f32> = out.iter().map(|s| s * by_peak).collect();
+            meter.add(&at_peak);
         }
-        let gain = loudness_gain(peak(&out), meter.lufs(), opts.loudness);
+        let gain = loudness_gain(by_peak, meter.lufs(), opts.loudness);
         out.iter_mut().for_each(|s| *s *= gain);
     }
     Ok(out)
@@ -305,40 +311,56 @@ pub fn render_to_wav_noting(
     let (mut gain, mut written_peak) = (1.0, 0f32);
     let mut written = LoudnessMeter::new(opts.sample_rate);
     fsutil::write_atomic_with(path, |w| {
-        // Normalising: a first rendering finds the peak and the loudness (the synth plays the
-        // same twice).
-        let share = if opts.normalize { 0.5 } else { 0.0 };
-        if opts.normalize {
-            let mut loudest = 0f32;
-            let mut meter = LoudnessMeter::new(opts.sample_rate);
+        // Normalising renders first to find the peak, then (to a loudness) again to measure
+        // the loudness at the peak's gain: the synth plays the same each time.
+        let passes = match (opts.normalize, opts.loudness) {
+            (false, _) => 0,
+            (true, None) => 1,
+            (true, Some(_)) => 2,
+        };
+        let share = 1.0 / (passes as f64 + 1.0);
+        let mut pass = |k: usize, sink: &mut dyn FnMut(&[f32])| {
             render_blocks(
                 roll,
                 opts,
                 seconds,
-                &mut |f| progress(f * share),
+                &mut |f| progress((k as f64 + f) * share),
                 &mut |block| {
                     if stop.load(Ordering::Relaxed) {
                         return Err(stopped());
                     }
-                    loudest = loudest.max(peak(block));
-                    if opts.loudness.is_some() {
-                        meter.add(block);
-                    }
+                    sink(block);
                     Ok(())
                 },
-            )?;
-            gain = loudness_gain(loudest, meter.lufs(), opts.loudness);
+            )
+        };
+        if passes >= 1 {
+            let mut loudest = 0f32;
+            pass(0, &mut |block| loudest = loudest.max(peak(block)))?;
+            gain = normalizing_gain(loudest);
+        }
+        if passes == 2 {
+            let mut meter = LoudnessMeter::new(opts.sample_rate);
+            let mut at_peak = Vec::new();
+            pass(1, &mut |block| {
+                at_peak.clear();
+                at_peak.extend(block.iter().map(|s| s * gain));
+                meter.add(&at_peak);
+            })?;
+            gain = loudness_gain(gain, meter.lufs(), opts.loudness);
         }
         let mut writer = hound::WavWriter::new(&mut *w, wav_spec(opts.sample_rate))
             .map_err(std::io::Error::other)?;
         let mut dither = Dither::new();
-        let mut progress = |f: f64| progress(share + f * (1.0 - share));
+        let mut gained = Vec::new();
+        let mut progress = |f: f64| progress((passes as f64 + f) * share);
         render_blocks(roll, opts, seconds, &mut progress, &mut |block| {
             if stop.load(Ordering::Relaxed) {
                 return Err(stopped());
             }
-            written_peak = written_peak.max(peak(block) * gain);
-            let gained: Vec<f32> = block.iter().map(|s| s * gain).collect();
+            gained.clear();
+            gained.extend(block.iter().map(|s| s * gain));
+            written_peak = written_peak.max(peak(&gained));
             written.add(&gained);
             gained.iter().try_for_each(|&s| {
                 writer
