@@ -142,7 +142,10 @@ impl Rendered {
         let gain = self.gain_db();
         // Where a loudness was asked for and not met, what stopped it: the -1 dBFS peak, or
         // the most normalising raises.
-        let short = match opts.loudness.filter(|_| opts.normalize) {
+        let asked = opts
+            .loudness
+            .filter(|_| opts.normalize && self.loudness.is_finite());
+        let short = match asked {
             Some(target) if (self.loudness - target).abs() >= 0.1 => {
                 format!(", short of {target:.1} (louder would clip)")
             }
@@ -155,7 +158,7 @@ impl Rendered {
                  {lufs}{short}",
                 self.peak_dbfs()
             )
-        } else if opts.normalize && opts.loudness.is_some() && short.is_empty() {
+        } else if asked.is_some() && short.is_empty() {
             format!(
                 "normalised: {gain:+.1} dB to {lufs} (peak {:.1} dBFS)",
                 self.peak_dbfs()
@@ -275,7 +278,7 @@ pub fn render_roll(
 
 /// Renders a roll straight into a 16-bit WAV file at `path` (atomically), block by block: a
 /// long piece needs no more memory than a short one (normalising renders it twice: once to
-/// find its peak). Returns the audio's length, the gain applied and its peak; every error
+/// find its peak; to a loudness three times: once more to measure it at the peak's gain). Returns the audio's length, the gain applied and its peak; every error
 /// names `path`. Setting `stop` ends the rendering at its next block with an error, the
 /// half-written file removed and a file already at `path` left as it was.
 pub fn render_to_wav(

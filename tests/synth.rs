@@ -493,3 +493,21 @@ fn extreme_tempos_and_low_sample_rates_stay_in_range() {
     synth.render(&mut buf);
     assert!(buf.iter().all(|s| s.is_finite() && s.abs() <= 1.0));
 }
+
+/// Silence asked for a loudness stays silent and is said as silent (no gain, nothing "short").
+#[test]
+fn silence_asked_for_a_loudness_is_said_as_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("silence.wav");
+    let go = std::sync::atomic::AtomicBool::new(false);
+    let opts = RenderOptions {
+        loudness: Some(-23.0),
+        ..RenderOptions::default()
+    };
+    let r = render_to_wav(&Roll::new(16), &opts, &path, &mut |_| {}, &go).unwrap();
+    assert_eq!((r.gain, r.loudness), (1.0, f64::NEG_INFINITY));
+    assert_eq!(
+        r.describe(&opts),
+        format!("{:.1} s at 44100 Hz, silent", r.seconds)
+    );
+}
