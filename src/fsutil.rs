@@ -125,7 +125,18 @@ fn write_atomic_inner(
                     format!("the folder {} is not writable", shown(dir)),
                 )
             }
-            _ => e,
+            // The system's reason without the temporary file's path tempfile adds to it.
+            _ => {
+                // tempfile writes the system's reason, then " at path" and its own file's.
+                let said = e.to_string();
+                let cause = said
+                    .rsplit_once(" at path ")
+                    .map_or(said.as_str(), |(c, _)| c);
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot make a file in the folder {}: {cause}", shown(dir)),
+                )
+            }
         };
         Error::io(path, "preparing to write", e)
     })?;

@@ -355,6 +355,16 @@ fn bad_input_gives_a_clear_error_and_exit_code_1() {
     assert!(err.contains("is a folder"), "{err}");
     let err = fails(&["roll", p(&good), "-o", p(&dir.path().join("out"))]);
     assert!(err.contains("an output without a type"), "{err}");
+    // A folder where no file can be made (a kernel's, here): said by the folder and the
+    // system's reason, not by the temporary file's name.
+    #[cfg(target_os = "linux")]
+    {
+        let err = fails(&["render", p(&good), "-o", "/proc/out.wav"]);
+        assert!(
+            err.contains("cannot make a file in the folder /proc: ") && !err.contains(".part"),
+            "{err}"
+        );
+    }
     // `-o -` is not stdout: said so.
     let err = fails(&["render", p(&good), "-o", "-"]);
     assert!(
