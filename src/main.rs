@@ -51,7 +51,7 @@ static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 /// file's pedal not applied, a cache's share), unless `--quiet` asked for none.
 macro_rules! note {
     ($($arg:tt)*) => {{
-        if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        if !quiet() {
             eprintln!("segue: note: {}", format_args!($($arg)*));
         }
     }};
@@ -67,6 +67,11 @@ macro_rules! warning {
 
 /// `--quiet`: no notes and no progress bars (warnings and errors are still said).
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether `--quiet` was given.
+fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SEGUE_COMMIT"), ")");
 
@@ -1442,7 +1447,7 @@ fn read_style(file: &Path, opts: &QuantizeOptions) -> Result<Roll> {
 fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<String>)> {
     let song = Song::read_named(file)?;
     for w in &song.warnings {
-        eprintln!("segue: warning: {}: {w}", shown(file));
+        warning!("{}: {w}", shown(file));
     }
     if let Some(drums) = song.drums_left_out().filter(|_| !opts.include_drums) {
         note!("{}: {drums}", shown(file));
@@ -1578,7 +1583,7 @@ impl Drop for StopHeld {
 }
 
 fn progress_bar(len: u64, message: &'static str) -> ProgressBar {
-    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+    if quiet() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
@@ -1909,7 +1914,7 @@ fn compute_device(name: &str) -> Result<candle_core::Device> {
 
 /// The bar of a training run.
 fn training_bar(total: usize, prefix: String) -> ProgressBar {
-    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+    if quiet() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total as u64);
@@ -3123,8 +3128,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 result.roll.steps() - result.primer_steps
             )
         };
-        eprintln!(
-            "segue: warning: the generated part is {what}{}",
+        warning!(
+            "the generated part is {what}{}",
             if samples && a.temperature() < 1.0 {
                 " (a higher --temperature gives the model's notes more chance)"
             } else {

@@ -140,31 +140,31 @@ impl Rendered {
             "silent".to_string()
         };
         let gain = self.gain_db();
-        // Where a loudness was asked for and not met, what stopped it: the -1 dBFS peak, or
-        // the most normalising raises.
         let asked = opts
             .loudness
             .filter(|_| opts.normalize && self.loudness.is_finite());
-        let short = match asked {
-            Some(target) if (self.loudness - target).abs() >= 0.1 => {
-                format!(", short of {target:.1} (louder would clip)")
-            }
-            _ => String::new(),
-        };
+        // Where a loudness was asked for and not met, what stopped it: the -1 dBFS peak, or
+        // the most normalising raises.
+        let missed = asked.filter(|target| (self.loudness - target).abs() >= 0.1);
+        let short =
+            |why: &str| missed.map_or(String::new(), |t| format!(", short of {t:.1} ({why})"));
         let level = if self.gain >= MAX_GAIN {
-            let short = short.replace("louder would clip", "the most it raises");
             format!(
                 "normalised: {gain:+.1} dB, the most it raises: its peak is at {:.1} dBFS, \
-                 {lufs}{short}",
-                self.peak_dbfs()
+                 {lufs}{}",
+                self.peak_dbfs(),
+                short("the most it raises")
             )
-        } else if asked.is_some() && short.is_empty() {
+        } else if missed.is_some() {
+            format!(
+                "normalised: {gain:+.1} dB to a -1 dBFS peak: {lufs}{}",
+                short("louder would clip")
+            )
+        } else if asked.is_some() {
             format!(
                 "normalised: {gain:+.1} dB to {lufs} (peak {:.1} dBFS)",
                 self.peak_dbfs()
             )
-        } else if !short.is_empty() {
-            format!("normalised: {gain:+.1} dB to a -1 dBFS peak: {lufs}{short}")
         } else if gain.abs() >= 0.05 {
             format!("normalised: {gain:+.1} dB to a -1 dBFS peak, {lufs}")
         } else {

@@ -994,15 +994,16 @@ fn slider_ends(s: &Session, composers: &[String]) -> String {
 fn why_disabled(shown: egui::Response, why: impl Into<String>) -> egui::Response {
     let why = why.into();
     if !shown.enabled() {
-        describe(&shown, why.clone());
+        let text = why.clone();
+        describe(&shown, || text);
     }
     shown.on_disabled_hover_text(why)
 }
 
 /// Gives the widget `shown` an accessible description: what a screen reader says after its
-/// name and value.
-fn describe(shown: &egui::Response, text: String) {
-    (shown.ctx).accesskit_node_builder(shown.id, |node| node.set_description(text));
+/// name and value (`text` is made only while one is listening).
+fn describe(shown: &egui::Response, text: impl FnOnce() -> String) {
+    (shown.ctx).accesskit_node_builder(shown.id, |node| node.set_description(text()));
 }
 
 /// Names a progress bar for screen readers (it is said as its share done, not as what).
@@ -1144,7 +1145,7 @@ impl Studio {
             session,
             saver: None,
             roll_cache: crate::dataset::default_cache_dir(),
-            models_dir: eframe::storage_dir("Segue").map(|dir| dir.join("models")),
+            models_dir: session_file::data_dir().map(|dir| dir.join("models")),
             history: History::default(),
             model: None,
             model_error: None,
@@ -2685,10 +2686,10 @@ impl Studio {
                 DialogResult::FollowDir(p) => self.follow_run(p),
                 DialogResult::Model(p) => self.open_model_file(p),
                 DialogResult::Opened(p, read) => self.use_opened(p, read),
-                DialogResult::Written(Ok((p, what)), _exporting) => match what {
-                    Some(what) => self.say(format!("Wrote {} ({what})", p.display()), false),
-                    None => self.say(format!("Wrote {}", p.display()), false),
-                },
+                DialogResult::Written(Ok((p, what)), _exporting) => {
+                    let what = what.map_or(String::new(), |what| format!(" ({what})"));
+                    self.say(format!("Wrote {}{what}", p.display()), false)
+                }
                 DialogResult::Written(Err(e), _exporting) => self.failed_while_closing(e),
                 DialogResult::ModelLoaded(p, loaded, chosen) => {
                     // Chosen: the start's own model, if it comes later, gives way to it.
@@ -3371,13 +3372,14 @@ impl Studio {
                 ));
                 // Where it came from and what its licence asks (CC BY-SA: the credits go
                 // with the weights), on hover and for screen readers.
-                let about = model_about(
-                    &model.path,
-                    &model.manifest.licence,
-                    &model.manifest.credits,
-                );
-                describe(&shown, about.clone());
-                shown.on_hover_text(about);
+                let about = || {
+                    let m = &model.manifest;
+                    model_about(&model.path, &m.licence, &m.credits)
+                };
+                describe(&shown, about);
+                shown.on_hover_ui(|ui| {
+                    ui.label(about());
+                });
                 let (open, shipped) = ui
                     .horizontal(|ui| {
                         let open = ui
@@ -3503,15 +3505,19 @@ impl Studio {
         }
         let s = &mut self.session;
         let mut alpha = s.alpha;
-        let ends = slider_ends(s, &composers);
+        // Said only when asked for (a hover, a screen reader), not made every frame.
+        let ends = || slider_ends(s, &composers);
         let slider = ui
             .add_enabled(
                 blends,
                 egui::Slider::new(&mut alpha, 0.0..=1.0).text("A <-> B"),
             )
-            .on_hover_text(format!(
-                "The blend of A's and B's styles ({ends}); moving it blends and regenerates"
-            ));
+            .on_hover_ui(|ui| {
+                ui.label(format!(
+                    "The blend of A's and B's styles ({}); moving it blends and regenerates",
+                    ends()
+                ));
+            });
         if slider.enabled() {
             // What the ends are, in words a screen reader reads with the value.
             describe(&slider, ends);

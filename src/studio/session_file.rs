@@ -13,9 +13,15 @@ use super::app::Session;
 use super::score::{Score, ScoreNote};
 use crate::fsutil;
 
-/// Where the session lives: `session.json` in eframe's storage folder for the studio.
+/// The studio's data folder (`~/.local/share/segue` on Linux): the session, and the models
+/// trained in the studio under `models/`.
+pub fn data_dir() -> Option<PathBuf> {
+    eframe::storage_dir("Segue")
+}
+
+/// Where the session lives: `session.json` in the studio's data folder.
 pub fn default_path() -> Option<PathBuf> {
-    eframe::storage_dir("Segue").map(|dir| dir.join("session.json"))
+    data_dir().map(|dir| dir.join("session.json"))
 }
 
 /// The largest session file read (a piece of a million notes takes about 60 MB).
