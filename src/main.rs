@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use segue::dataset::{Corpus, LoadOptions};
@@ -223,6 +223,20 @@ enum Cmd {
     Bench {
         #[command(subcommand)]
         command: BenchCmd,
+    },
+    /// Print a completion script for a shell (bash: save it as
+    /// ~/.local/share/bash-completion/completions/segue).
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (segue.1 and one for each command, segue-generate.1 and so on)
+    /// into a folder (for `man -l`, or for a package's share/man/man1).
+    Manual {
+        /// The folder (made if it is not there).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 
@@ -979,10 +993,50 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints `shell`'s completion script for every command and option.
+fn completions(shell: clap_complete::Shell) -> Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "segue", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
+    Ok(())
+}
+
+/// Writes the manual pages: `segue.1`, then one for each command that is shown in `--help`
+/// (`segue-generate.1`, `segue-train-lstm-vae.1`), each written whole or not at all.
+fn manual(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot make the folder", shown(dir)))?;
+    let mut cli = Cli::command();
+    cli.build();
+    let mut written = 0;
+    let mut pages = vec![(String::from("segue"), cli)];
+    while let Some((name, cmd)) = pages.pop() {
+        for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+            // `help` is clap's own; its page would say what `--help` says.
+            if sub.get_name() != "help" {
+                pages.push((format!("{name}-{}", sub.get_name()), sub.clone()));
+            }
+        }
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd.name(name.clone()))
+            .source(format!("segue {VERSION}"))
+            .manual("Segue")
+            .render(&mut page)
+            .context("making a manual page")?;
+        let path = dir.join(format!("{name}.1"));
+        segue::fsutil::write_atomic(&path, &page).with_context(|| shown(&path).to_string())?;
+        written += 1;
+    }
+    out!("{written} manual pages in {}", shown(dir));
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         None => studio(None),
         Some(Cmd::Studio { file }) => studio(file),
+        Some(Cmd::Completions { shell }) => completions(shell),
+        Some(Cmd::Manual { dir }) => manual(&dir),
         Some(Cmd::Info {
             file,
             json,

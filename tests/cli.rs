@@ -2548,3 +2548,69 @@ fn quiet_keeps_notes_off_stderr() {
     let err = segue(&["-q", "info", p(&dir.path().join("missing.mid"))]);
     assert!(String::from_utf8_lossy(&err.stderr).contains("missing.mid"));
 }
+
+/// `segue completions bash` is a script bash loads that completes the commands and their
+/// options; `segue manual DIR` writes a page for `segue` and for each shown command (not the
+/// hidden worker, not clap's `help`), each naming its options.
+#[test]
+fn completions_and_manual_pages_cover_every_command() {
+    let script = ok(&["completions", "bash"]);
+    assert!(script.contains("--primer-steps"), "{script}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("segue.bash");
+    std::fs::write(&file, &script).unwrap();
+    let loaded = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source '{}' && complete -p segue && COMP_WORDS=(segue tr) && COMP_CWORD=1 && \
+             COMP_LINE='segue tr' && COMP_POINT=8 && _segue segue tr segue && \
+             echo \"${{COMPREPLY[@]}}\"",
+            file.display()
+        ))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&loaded.stdout);
+    assert!(loaded.status.success(), "{said}");
+    assert!(said.contains("-F _segue segue"), "{said}");
+    assert!(said.lines().last().unwrap().contains("train"), "{said}");
+
+    let pages = dir.path().join("man");
+    let out = ok(&["manual", p(&pages)]);
+    let mut names: Vec<String> = std::fs::read_dir(&pages)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert!(
+        out.contains(&format!("{} manual pages", names.len())),
+        "{out}"
+    );
+    for name in [
+        "segue.1",
+        "segue-generate.1",
+        "segue-train-lstm-vae.1",
+        "segue-eval-report.1",
+    ] {
+        assert!(
+            names.contains(&name.to_string()),
+            "{name} missing: {names:?}"
+        );
+    }
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("worker") || n.contains("help")),
+        "{names:?}"
+    );
+    let generate = std::fs::read_to_string(pages.join("segue-generate.1")).unwrap();
+    assert!(generate.contains(".TH segue-generate 1"), "{generate}");
+    assert!(generate.contains("primer\\-steps"), "{generate}");
+    let top = std::fs::read_to_string(pages.join("segue.1")).unwrap();
+    assert!(top.contains("segue\\-generate(1)"), "{top}");
+    // Not a folder where one can be made: said, exit 1.
+    let err = fails(&["manual", "/proc/segue-manual"]);
+    assert!(
+        err.contains("/proc/segue-manual: cannot make the folder"),
+        "{err}"
+    );
+}
