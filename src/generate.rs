@@ -285,15 +285,37 @@ pub fn song_code(model: &TrainedModel, roll: &Roll, steps: usize) -> Result<Vec<
     run().map_err(|e| Error::InvalidArgument(format!("encoding the song: {e}")))
 }
 
-/// How many steps of a primer whose first note's bar starts at `first_bar`
-/// ([`Roll::first_bar_with_notes`]) a continuation asked to hear `primer_steps` of is primed
-/// with: the silent bars it opens with, if any, and `primer_steps` from that bar on, so that a
-/// late entry or a count-in primes the model with music, not silence.
-pub fn primer_steps_heard(first_bar: usize, primer_steps: usize) -> usize {
-    match primer_steps {
-        // No primer heard: its silent bars are not heard either.
-        0 => 0,
-        n => first_bar + n,
+/// How many steps of a primer a continuation asked to hear `primer_steps` of is primed with:
+/// the silent bars it opens with, if any (`first_bar`, from [`Roll::first_bar_with_notes`]),
+/// so that a late entry or a count-in primes the model with music, not silence; then
+/// `primer_steps` from that bar on, ending on the bar line nearest them, so that the model's
+/// part starts on a downbeat in any metre (the default 64 steps are four bars of 4/4, five of
+/// 3/4: 60). Less than a bar is heard as asked, and a primer whose notes end first
+/// (`sounding_end`) is heard whole. `meters` is the primer's normalized metre map.
+pub fn primer_steps_heard(
+    meters: &[StepMeter],
+    first_bar: usize,
+    sounding_end: usize,
+    primer_steps: usize,
+) -> usize {
+    // No primer heard: its silent bars are not heard either.
+    if primer_steps == 0 {
+        return 0;
+    }
+    let asked = first_bar + primer_steps;
+    if asked >= sounding_end {
+        return asked;
+    }
+    let bars = crate::meter::BarMap::new(meters);
+    let before = asked - bars.steps_into_bar(asked);
+    if before <= first_bar {
+        return asked;
+    }
+    let after = bars.next_bar_line(asked).min(sounding_end);
+    if after - asked < asked - before {
+        after
+    } else {
+        before
     }
 }
 

@@ -286,8 +286,9 @@ struct GenerateArgs {
     /// Steps to generate (16th notes).
     #[arg(long, default_value_t = 256, value_name = "N")]
     steps: usize,
-    /// Primer steps taken from --prime (the VAEs; classifier ascent starts from the whole
-    /// primer) [default: 64].
+    /// Primer steps taken from --prime, from the bar of its first note to the bar line
+    /// nearest N (the VAEs; classifier ascent starts from the whole primer) [default: 64:
+    /// four bars of 4/4, five of 3/4].
     #[arg(long, value_name = "N")]
     primer_steps: Option<usize>,
     /// Transition length in steps, 1 to --steps (default: all generated steps; --mode
@@ -990,6 +991,27 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+/// How many bars `len` steps from the bar line `from` fill: "5 bars of 3/4", "4.5 bars of
+/// 4/4", or "6 bars" across a change of metre.
+fn bars_of(meters: &[segue::meter::StepMeter], from: usize, len: usize) -> String {
+    let map = segue::meter::BarMap::new(meters);
+    let bars = map.position((from + len) as f64) - map.position(from as f64);
+    let bars = format!(
+        "{} bar{}",
+        (bars * 100.0).round() / 100.0,
+        if bars == 1.0 { "" } else { "s" }
+    );
+    let meter = segue::meter::meter_at(meters, from);
+    if meters
+        .iter()
+        .any(|m| m.step > from && m.step < from + len && m.meter != meter)
+    {
+        bars
+    } else {
+        format!("{bars} of {meter}")
     }
 }
 
@@ -2884,7 +2906,12 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     // studio hears it.
     let primer_steps = match primer.as_ref() {
         Some(p) if matches!(kind.as_str(), "lstm-vae" | "transformer-vae") => {
-            generate::primer_steps_heard(p.first_bar_with_notes(), a.primer_steps())
+            generate::primer_steps_heard(
+                p.meters(),
+                p.first_bar_with_notes(),
+                p.steps(),
+                a.primer_steps(),
+            )
         }
         _ => a.primer_steps(),
     };
@@ -2929,14 +2956,25 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
             .with_context(|| shown(wav).to_string())?;
     }
     if let Some(p) = primer.as_ref()
-        && primer_steps > a.primer_steps()
+        && primer_steps > 0
+        && matches!(kind.as_str(), "lstm-vae" | "transformer-vae")
     {
-        let silent = primer_steps - a.primer_steps();
-        note!(
-            "the primer's first {silent} steps are silent: the model hears them \
-             and the {} steps after them",
-            primer_steps.min(p.steps()) - silent
-        );
+        let silent = p.first_bar_with_notes();
+        let heard = primer_steps.min(p.steps()) - silent;
+        if silent > 0 {
+            note!(
+                "the primer's first {silent} steps are silent: the model hears them \
+                 and the {heard} steps after them",
+            );
+        }
+        // Said when asked for: the default ends on a bar line without a word.
+        if a.primer_steps.is_some_and(|asked| asked != heard) && primer_steps < p.steps() {
+            note!(
+                "the primer ends on the bar line nearest --primer-steps: {heard} steps \
+                 ({})",
+                bars_of(p.meters(), silent, heard)
+            );
+        }
     }
     if let (Some(p), Some(file)) = (primer.as_ref(), a.prime.as_ref())
         && p.notes().is_empty()

@@ -621,19 +621,20 @@ fn a_continuation_keeps_the_primers_metre_and_tempo_map() {
         p(&out),
     ]);
     let opts = segue::QuantizeOptions::default();
-    let primer = segue::Roll::read_midi(&waltz, &opts).unwrap().slice(0, 64);
+    // Its first five bars (60 steps: the default 64 end on the bar line nearest them).
+    let primer = segue::Roll::read_midi(&waltz, &opts).unwrap().slice(0, 60);
     let written = segue::Roll::read_midi(&out, &segue::QuantizeOptions::whole_file()).unwrap();
-    assert_eq!(written.steps(), 96);
+    assert_eq!(written.steps(), 92);
     let three_four = segue::midi::Meter {
         numerator: 3,
         denominator: 4,
     };
     assert_eq!(written.meter_at(0), three_four);
-    assert_eq!(written.meter_at(95), three_four);
+    assert_eq!(written.meter_at(91), three_four);
     assert!(primer.tempo().len() > 3, "the primer has a rubato");
     assert_eq!(&written.tempo()[..primer.tempo().len()], primer.tempo());
     let pace = primer.closing_micros_per_quarter();
-    assert_eq!(written.micros_per_quarter_at(95), pace);
+    assert_eq!(written.micros_per_quarter_at(91), pace);
     let bpm = format!("32 generated steps at {:.1} bpm", 60e6 / f64::from(pace));
     assert!(said.contains(&bpm), "{said}");
 }
@@ -2613,4 +2614,41 @@ fn completions_and_manual_pages_cover_every_command() {
         err.contains("/proc/segue-manual: cannot make the folder"),
         "{err}"
     );
+}
+
+/// The primer ends on a bar line: 64 steps (the default) of a waltz are five bars of 3/4, 60
+/// steps, said in the summary; an asked length that is no bar line is said when moved.
+#[test]
+fn a_primer_ends_on_the_bar_line_nearest_its_length() {
+    let waltz = shared("corpus/chopin/chp_op18.mid");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.mid");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["generate", "--prime", p(&waltz), "--from", "chopin"];
+        args.extend(["--steps", "16", "--seed", "1", "-o", p(&out)]);
+        args.extend(extra);
+        let done = segue(&args);
+        assert!(done.status.success(), "{args:?}");
+        let said = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (said(&done.stdout), said(&done.stderr))
+    };
+    let (said, notes) = run(&[]);
+    assert!(said.contains("(60 primer + 16 generated steps"), "{said}");
+    assert!(!notes.contains("bar line"), "{notes}");
+    let (said, notes) = run(&["--primer-steps", "50"]);
+    assert!(said.contains("(48 primer + 16 generated steps"), "{said}");
+    assert!(
+        notes.contains(
+            "the primer ends on the bar line nearest --primer-steps: 48 steps (4 bars of 3/4)"
+        ),
+        "{notes}"
+    );
+    // On a bar line already, or less than a bar: as asked, nothing said.
+    for (asked, heard) in [("36", "36"), ("7", "7")] {
+        let (said, notes) = run(&["--primer-steps", asked]);
+        assert!(said.contains(&format!("({heard} primer + 16")), "{said}");
+        assert!(!notes.contains("bar line"), "{notes}");
+    }
+    let read = segue::roll::Roll::read_midi(&out, &segue::roll::QuantizeOptions::whole_file());
+    assert_eq!(read.unwrap().meters()[0].meter.to_string(), "3/4");
 }

@@ -569,8 +569,11 @@ fn the_first_bar_with_notes_is_found_in_the_roll_s_metre() {
     let mut roll = Roll::from_notes(100, &[note(82)], Vec::new());
     assert_eq!(roll.first_bar_with_notes(), 80);
     // A continuation hears the silent bars and the steps asked for after them; none, none.
-    assert_eq!(segue::generate::primer_steps_heard(80, 16), 96);
-    assert_eq!(segue::generate::primer_steps_heard(80, 0), 0);
+    let heard = |meters: &[segue::meter::StepMeter], first_bar, end, asked| {
+        segue::generate::primer_steps_heard(meters, first_bar, end, asked)
+    };
+    assert_eq!(heard(&[], 80, 200, 16), 96);
+    assert_eq!(heard(&[], 80, 200, 0), 0);
     roll.set_meters(vec![segue::meter::StepMeter {
         step: 0,
         meter: segue::midi::Meter {
@@ -579,6 +582,30 @@ fn the_first_bar_with_notes_is_found_in_the_roll_s_metre() {
         },
     }]);
     assert_eq!(roll.first_bar_with_notes(), 72, "bars of 12 steps");
+    let (waltz, common) = (roll.meters().to_vec(), Vec::new());
+    assert_eq!(heard(&common, 0, 400, 64), 64, "four bars of 4/4");
+    assert_eq!(heard(&waltz, 0, 400, 64), 60, "five bars of 3/4, not 5 1/3");
+    assert_eq!(heard(&waltz, 0, 400, 66), 60, "half way: the shorter");
+    assert_eq!(heard(&waltz, 0, 400, 67), 72);
+    assert_eq!(
+        heard(&waltz, 24, 400, 64),
+        84,
+        "from the bar of the first note"
+    );
+    assert_eq!(heard(&waltz, 0, 400, 8), 8, "less than a bar: as asked");
+    assert_eq!(heard(&waltz, 0, 50, 64), 64, "a shorter primer: all of it");
+    assert_eq!(
+        heard(&waltz, 0, 66, 64),
+        66,
+        "its end nearer than a bar line"
+    );
+    // 4/4 up to step 32, then 3/4: bar lines at 32, 44, 56, 68.
+    let changed = segue::meter::normalize(vec![segue::meter::StepMeter {
+        step: 32,
+        ..waltz[0]
+    }]);
+    assert_eq!(heard(&changed, 0, 400, 64), 68);
+    assert_eq!(heard(&changed, 0, 400, 61), 56);
     assert_eq!(Roll::new(50).first_bar_with_notes(), 0);
     assert_eq!(
         Roll::from_notes(10, &[note(0)], Vec::new()).first_bar_with_notes(),

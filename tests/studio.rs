@@ -1820,9 +1820,9 @@ fn generate_after_an_edit_says_what_it_replaced() {
     let drawn = h.state().session.score.notes[0];
     assert!(drawn.start > 16);
     // A note in the first bar (the silent bars a piece opens with are heard as well, and the
-    // primer's steps after them), and the model hears the steps before the drawn note.
+    // primer's steps after them), and the model hears the bars before the drawn note.
     h.state_mut().session.score.draw(48, 0, 2);
-    h.state_mut().session.primer_steps = drawn.start;
+    h.state_mut().session.primer_steps = drawn.start / 16 * 16;
     h.state_mut().session.variations = 2;
     generate_new_piece(&mut h, "a piece after the drawn note");
     let (text, error) = h.state().message().unwrap().clone();
@@ -3549,14 +3549,15 @@ fn right_click_keeps_the_selection_and_shift_boxes_add_to_it() {
 /// opening with two silent bars (both hear them and the primer's steps after them).
 #[test]
 fn the_command_line_makes_what_the_studio_made() {
-    studio_and_command_line_agree(Some(1));
+    studio_and_command_line_agree(Some(1), 32, 57);
 }
 
 /// With the piece itself as style A, the studio continues in the primer's own style, as
-/// `segue generate` does without `--from` (not in a composer's).
+/// `segue generate` does without `--from` (not in a composer's); both end a primer of 20
+/// steps on the bar line nearest them (a bar and a quarter: one bar).
 #[test]
 fn a_continuation_in_the_piece_s_own_style_is_the_command_line_s() {
-    studio_and_command_line_agree(None);
+    studio_and_command_line_agree(None, 20, 48);
 }
 
 /// The piece itself as style A needs notes to read a style from: with none, Generate says so
@@ -3688,7 +3689,9 @@ fn made_by_the_command_line(args: &[&str], out: &Path) -> Roll {
 
 /// A continuation of the piece in `offgrid.mid` from the studio (style A: composer `a`, or
 /// the piece itself) has the notes of `segue generate`'s with the same controls.
-fn studio_and_command_line_agree(a: Option<usize>) {
+/// Generates in the studio and from the command line with `primer_steps`, the studio's piece
+/// having `heard` primer steps.
+fn studio_and_command_line_agree(a: Option<usize>, primer_steps: usize, heard: usize) {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let primer = dir.path().join("offgrid.mid");
@@ -3724,11 +3727,12 @@ fn studio_and_command_line_agree(a: Option<usize>) {
         s.seed = 7;
         s.length = 64;
         s.variations = 1;
-        s.primer_steps = 32;
+        s.primer_steps = primer_steps;
     }
     generate_new_piece(&mut h, "a continuation");
     let made = h.state().session.score.to_roll();
     let s = &h.state().session;
+    assert_eq!(s.score.primer_steps, heard);
     let out = dir.path().join("cli.mid");
     let mut args: Vec<String> = [
         "generate",
@@ -3743,7 +3747,7 @@ fn studio_and_command_line_agree(a: Option<usize>) {
         "--seed",
         "7",
         "--primer-steps",
-        "32",
+        &primer_steps.to_string(),
         "-o",
         out.to_str().unwrap(),
     ]
@@ -3965,16 +3969,26 @@ fn the_seed_box_holds_only_seeds_it_can_show_exactly() {
     assert_eq!(h.state().session.seed, (1 << 53) - 1);
 }
 
-/// The bar a piece's music begins in is found from its notes and metre map as from its roll
-/// (the window's thread does not make the roll of a large piece to know it).
+/// The bar a piece's music begins in, and the primer steps a continuation hears, are found
+/// from its notes and metre map as from its roll (the window's thread does not make the roll
+/// of a large piece to know them).
 #[test]
 fn a_piece_s_first_bar_with_notes_is_its_roll_s() {
     use segue::studio::score::Score;
     use segue::studio::workers::Primer;
     let mut score = Score::default();
     let first_bar = |score: &Score| {
-        let from_notes = Primer::Piece(std::sync::Arc::new(score.clone())).first_bar_with_notes();
+        let piece = Primer::Piece(std::sync::Arc::new(score.clone()));
+        let from_notes = piece.first_bar_with_notes();
         assert_eq!(from_notes, score.to_roll().first_bar_with_notes());
+        let opened = Primer::Opened(std::sync::Arc::new(score.to_roll()));
+        for asked in [0, 5, 16, 20, 30, 31, 47, 64] {
+            assert_eq!(
+                piece.steps_heard(asked),
+                opened.steps_heard(asked),
+                "{asked}"
+            );
+        }
         from_notes
     };
     assert_eq!(first_bar(&score), 0);
@@ -3990,4 +4004,9 @@ fn a_piece_s_first_bar_with_notes_is_its_roll_s() {
     }]
     .into();
     assert_eq!(first_bar(&score), 36);
+    // From the bar at 36, 20 steps end nearest the bar line at 60 (a third of a bar early)...
+    let piece = Primer::Piece(std::sync::Arc::new(score.clone()));
+    assert_eq!(piece.steps_heard(20), 60);
+    // ...and 31 at the bar line at 72, where the piece's last note ends.
+    assert_eq!(piece.steps_heard(31), 72);
 }

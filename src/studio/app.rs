@@ -2008,10 +2008,7 @@ impl Studio {
                     None => {
                         let primer = self.primer();
                         self.blend_primer = Some(primer.clone());
-                        let heard = generate::primer_steps_heard(
-                            primer.first_bar_with_notes(),
-                            self.session.primer_steps,
-                        );
+                        let heard = primer.steps_heard(self.session.primer_steps);
                         // The opened piece's own notes, or drawn ones, past what the model
                         // hears: replaced, which is said (generated ones are expected to go).
                         let past = (self.session.score.notes.iter())
@@ -3590,7 +3587,8 @@ impl Studio {
                      B; in Style transfer it reads the piece's code)"
                 } else {
                     "How much of the opened file (or the roll) the model hears first and \
-                     continues"
+                     continues (from the bar of its first note, to the bar line nearest this \
+                     many steps: 64 are four bars of 4/4, five of 3/4)"
                 });
                 let notes = ui.add(
                     egui::Slider::new(&mut s.max_notes, 1..=16).text("notes per step, at most"),

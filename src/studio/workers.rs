@@ -152,6 +152,32 @@ impl Primer {
         }
     }
 
+    /// How many of the primer's steps a continuation asked to hear `primer_steps` of is
+    /// primed with ([`generate::primer_steps_heard`]: its silent bars, then the bar line
+    /// nearest `primer_steps` after them), without making the piece's roll (on the window's
+    /// thread).
+    pub fn steps_heard(&self, primer_steps: usize) -> usize {
+        let first_bar = self.first_bar_with_notes();
+        match self {
+            Primer::Empty => generate::primer_steps_heard(&[], 0, 0, primer_steps),
+            Primer::Opened(roll) => generate::primer_steps_heard(
+                roll.meters(),
+                first_bar,
+                roll.sounding_end(),
+                primer_steps,
+            ),
+            Primer::Piece(score) => {
+                let end = (score.notes.iter()).map(|n| n.start + n.len).max();
+                generate::primer_steps_heard(
+                    &crate::meter::normalize(score.meters.to_vec()),
+                    first_bar,
+                    end.unwrap_or(0),
+                    primer_steps,
+                )
+            }
+        }
+    }
+
     /// The roll up to its last note (trailing rests are kept in the piece, not continued
     /// from).
     pub fn roll(&self) -> Roll {
@@ -274,8 +300,7 @@ fn run_generation(
     let n = job.variations.max(1);
     let primer = job.primer.roll();
     // Silent bars the primer opens with are heard, and the steps asked for after them.
-    let primer_steps =
-        generate::primer_steps_heard(primer.first_bar_with_notes(), job.opts.primer_steps);
+    let primer_steps = job.primer.steps_heard(job.opts.primer_steps);
     let engine = match job.engine.with_style_a_read(&primer, job.opts.mode) {
         Ok(engine) => engine,
         Err(e) => {
