@@ -74,6 +74,9 @@ pub enum MidiProblem {
         "at least {bytes} bytes, more than the {limit} bytes a MIDI file may have here; is it a MIDI file?"
     )]
     TooLarge { bytes: u64, limit: u64 },
+    /// The file holds more notes and other events than Segue keeps of a file.
+    #[error("more than {limit} notes and other events, more than a piece Segue opens may hold")]
+    TooManyEvents { limit: usize },
 }
 
 impl Error {

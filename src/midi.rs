@@ -328,12 +328,34 @@ impl Song {
         // Each sustain-pedal change: (channel, tick, down), counted once all tracks are read.
         let mut pedal: Vec<(u8, u64, bool)> = Vec::new();
         let mut offset = 0u64;
+        // Problems past the first REPORTED_WARNINGS of the file, counted (a file of a million
+        // damaged chunks must not make a million warnings).
+        let mut unlisted = 0usize;
+        let mut warn = |warnings: &mut Vec<String>, text: String| {
+            if warnings.len() < REPORTED_WARNINGS {
+                warnings.push(text);
+            } else {
+                unlisted += 1;
+            }
+        };
+        // Events read since the last look at how much is kept.
+        let mut since_count = 0usize;
         for (index, track) in track_iter.enumerate() {
+            // A header counts at most 65 535 tracks; chunks past as many are not a piece's.
+            if index >= usize::from(u16::MAX) {
+                song.warnings.push(format!(
+                    "more than {} track chunks: the rest skipped",
+                    u16::MAX
+                ));
+                break;
+            }
             let events = match track {
                 Ok(events) => events,
                 Err(e) => {
-                    song.warnings
-                        .push(format!("track {index}: unreadable chunk skipped ({e})"));
+                    warn(
+                        &mut song.warnings,
+                        format!("track {index}: unreadable chunk skipped ({e})"),
+                    );
                     continue;
                 }
             };
@@ -350,6 +372,16 @@ impl Song {
                     Some(Ok(event)) => {
                         tick = advance(tick, event.delta.as_int(), tick_scale);
                         song.handle_event(event.kind, tick, track_no, &mut open, &mut pedal);
+                        since_count += 1;
+                        if since_count == 1 << 16 {
+                            since_count = 0;
+                            let kept = song.kept_events(&open, &pedal);
+                            if kept > MAX_KEPT_EVENTS {
+                                return Err(MidiProblem::TooManyEvents {
+                                    limit: MAX_KEPT_EVENTS,
+                                });
+                            }
+                        }
                     }
                     // Only with midly's `strict` feature, which Segue does not enable.
                     Some(Err(_)) => break,
@@ -365,8 +397,10 @@ impl Song {
                                     Some(kind) => format!("unreadable meta event 0x{kind:02X}"),
                                     None => format!("illegal message 0x{:02X}", m.status),
                                 };
-                                song.warnings
-                                    .push(format!("track {index}: {what} at tick {tick} skipped"));
+                                warn(
+                                    &mut song.warnings,
+                                    format!("track {index}: {what} at tick {tick} skipped"),
+                                );
                             }
                             events = midly::EventIter::new(m.rest);
                             // Realtime bytes leave running status alone; system common and
@@ -376,20 +410,27 @@ impl Song {
                             }
                         }
                         None => {
-                            song.warnings.push(format!(
-                                "track {index}: corrupt event after tick {tick}, the last {} bytes of the track skipped",
-                                before.len()
-                            ));
+                            warn(
+                                &mut song.warnings,
+                                format!(
+                                    "track {index}: corrupt event after tick {tick}, the last {} \
+                                     bytes of the track skipped",
+                                    before.len()
+                                ),
+                            );
                             break;
                         }
                     },
                 }
             }
             if skipped > REPORTED_SKIPS {
-                song.warnings.push(format!(
-                    "track {index}: {} more unreadable or illegal messages skipped",
-                    skipped - REPORTED_SKIPS
-                ));
+                warn(
+                    &mut song.warnings,
+                    format!(
+                        "track {index}: {} more unreadable or illegal messages skipped",
+                        skipped - REPORTED_SKIPS
+                    ),
+                );
             }
             // Notes never switched off end with their track.
             for (key, queue) in open.iter_mut().enumerate() {
@@ -410,6 +451,10 @@ impl Song {
             if format == SmfFormat::Sequential {
                 offset = tick;
             }
+        }
+        if unlisted > 0 {
+            song.warnings
+                .push(format!("{unlisted} more problems of the file not listed"));
         }
         // A press is a channel's pedal going down, its changes in every track merged by time (a
         // file that repeats a channel's pedal in two tracks presses it once).
@@ -433,6 +478,18 @@ impl Song {
         song.time_signatures.sort_by_key(|t| t.tick);
         song.key_signatures.sort_by_key(|k| k.tick);
         Ok(song)
+    }
+
+    /// How many notes and other events reading has kept so far: the notes, those still
+    /// sounding, the pedal's changes, and the tempo, metre and key changes.
+    fn kept_events(&self, open: &[VecDeque<(u64, u8)>], pedal: &[(u8, u64, bool)]) -> usize {
+        let sounding: usize = open.iter().map(VecDeque::len).sum();
+        self.notes.len()
+            + sounding
+            + pedal.len()
+            + self.tempo.len()
+            + self.time_signatures.len()
+            + self.key_signatures.len()
     }
 
     fn handle_event(
@@ -682,6 +739,15 @@ fn division_of(header: &Header) -> std::result::Result<(Division, u32, u64), Mid
         }
     }
 }
+
+/// The most notes and other events (pedal, tempo, metre and key changes) a file may hold, so
+/// that reading one takes a few hundred megabytes at most (a file of note-ons that never end
+/// took 23 times its size): over 200 times the corpus's largest piece (17 225 notes); a
+/// "Black MIDI" of tens of millions of notes is refused.
+pub const MAX_KEPT_EVENTS: usize = 4_000_000;
+
+/// The problems of a file listed one by one; the rest are counted in one warning.
+const REPORTED_WARNINGS: usize = 32;
 
 /// Skipped messages reported one by one per track; the rest are counted in one warning (a
 /// file of millions of stray bytes must not make millions of warnings).

@@ -1258,3 +1258,52 @@ fn a_continuation_is_written_in_the_key_its_notes_are_in() {
     after_sharps.continue_with(&f_sharp);
     assert_eq!(after_sharps.keys()[1].key.to_string(), "F# major");
 }
+
+/// A small file cannot make reading it take gigabytes: note-ons that never end, past
+/// `MAX_KEPT_EVENTS`, are refused (12 MB of them took 23 times their size); a file of more
+/// chunks than a header can count stops at 65 535 tracks, and its problems are listed up to a
+/// few dozen, the rest counted (70 000 damaged chunks made 700 000 warnings).
+#[test]
+fn a_hostile_file_is_read_in_bounded_memory_and_words() {
+    fn chunk(kind: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut out = kind.to_vec();
+        out.extend((body.len() as u32).to_be_bytes());
+        out.extend(body);
+        out
+    }
+    let header = chunk(b"MThd", &[0, 0, 0, 1, 0, 96]);
+    // Note-ons at delta 0 in running status: 3 bytes each, all on one channel's 128 keys.
+    let ons = segue::midi::MAX_KEPT_EVENTS + 70_000;
+    let mut body = vec![0x00, 0x90, 60, 100];
+    for i in 1..ons {
+        body.extend([0x00, (i % 128) as u8, 100]);
+    }
+    body.extend([0x01, 0xFF, 0x2F, 0x00]);
+    let mut bytes = header.clone();
+    bytes.extend(chunk(b"MTrk", &body));
+    let err = Song::parse(&bytes).unwrap_err().to_string();
+    assert!(
+        err.contains("more than 4000000 notes and other events"),
+        "{err}"
+    );
+    // 70 000 chunks, each with an illegal message.
+    let mut bytes = header;
+    for _ in 0..70_000 {
+        bytes.extend(chunk(b"MTrk", &[0x00, 0xF9, 0x00, 0xFF, 0x2F, 0x00]));
+    }
+    let song = Song::parse(&bytes).unwrap();
+    assert_eq!(song.tracks, 65_535);
+    assert!(song.warnings.len() <= 34, "{}", song.warnings.len());
+    assert!(
+        song.warnings
+            .iter()
+            .any(|w| w == "more than 65535 track chunks: the rest skipped"),
+        "{:?}",
+        song.warnings
+    );
+    assert!(
+        (song.warnings.last().unwrap()).ends_with("more problems of the file not listed"),
+        "{:?}",
+        song.warnings
+    );
+}

@@ -27,9 +27,10 @@ pub fn default_path() -> Option<PathBuf> {
 /// The largest session file read (a piece of a million notes takes about 60 MB).
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
-/// The largest session file whose every field is compared with what was read of it (about a
-/// quarter of a million notes); a larger one that reads whole is not compared (what a newer
-/// version wrote in it goes unsaid).
+/// The largest session file whose every field is compared with what was read of it, and
+/// which is read note by note where it does not read whole (about a quarter of a million
+/// notes); a larger one is read whole or not at all, and not compared (what a newer version
+/// wrote in it goes unsaid).
 const COMPARED_BYTES: usize = 16 << 20;
 
 /// A session read from its file, and what of the file it could not keep.
@@ -63,11 +64,18 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
                 path.display()
             )
         })?;
-    // A large session is read straight into its types, where it reads so: a tree of JSON
-    // values of a million notes, and another of what was read, would take a gigabyte or two.
-    if bytes.len() > COMPARED_BYTES
-        && let Ok(mut session) = serde_json::from_slice::<Session>(&bytes)
-    {
+    // A large session is read straight into its types: a tree of JSON values of a million
+    // notes, and another of what was read, would take a gigabyte or two (and a file of
+    // millions of damaged notes minutes), so one that does not read so is not read at all.
+    if bytes.len() > COMPARED_BYTES {
+        let mut session = serde_json::from_slice::<Session>(&bytes).map_err(|e| {
+            format!(
+                "{}: not a session this version reads ({e}), and at {} MB too large to read \
+                 note by note",
+                path.display(),
+                bytes.len() >> 20
+            )
+        })?;
         let left_out = session.sanitize();
         return Ok(Some(ReadSession {
             session,
@@ -88,9 +96,7 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
     // The notes left out hold their places (as nulls), so that what was not read of the
     // others is named by their places in the file; they are counted, not listed.
     if let Some(Value::Array(notes)) = kept.pointer_mut("/score/notes") {
-        for &i in &unreadable {
-            notes.insert(i.min(notes.len()), Value::Null);
-        }
+        *notes = with_gaps(std::mem::take(notes), &unreadable);
     }
     let mut not_read = Vec::new();
     lost(&file, &kept, "", &mut not_read);
@@ -100,6 +106,22 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
         left_out: (left_out > 0).then_some(left_out),
         not_read,
     }))
+}
+
+/// `notes` with a null put at each of the places `gaps` (ascending) of the result, as far as
+/// it reaches (the rest after its end), in one pass: inserting them one by one moved every
+/// note after each gap, minutes for a file of millions of unreadable notes.
+fn with_gaps(notes: Vec<Value>, gaps: &[usize]) -> Vec<Value> {
+    let mut out = Vec::with_capacity(notes.len() + gaps.len());
+    let mut gaps = gaps.iter().peekable();
+    for note in notes {
+        while gaps.next_if(|&&g| g <= out.len()).is_some() {
+            out.push(Value::Null);
+        }
+        out.push(note);
+    }
+    out.extend(gaps.map(|_| Value::Null));
+    out
 }
 
 /// A session from a file the whole of which does not read as one: each setting that reads is
@@ -160,13 +182,17 @@ fn readable_score(score: &serde_json::Map<String, Value>) -> (Value, Vec<usize>)
                 kept.push(note.clone());
                 continue;
             }
-            let mut edited = note.clone();
-            edited["origin"] = Value::from("Edited");
-            if note.is_object() && reads(&edited) {
-                kept.push(edited);
-            } else {
-                dropped.push(i);
+            // Only an object has an origin to replace (indexing another value by a key
+            // panics): a number or a list where a note should be is left out.
+            if note.is_object() {
+                let mut edited = note.clone();
+                edited["origin"] = Value::from("Edited");
+                if reads(&edited) {
+                    kept.push(edited);
+                    continue;
+                }
             }
+            dropped.push(i);
         }
         readable.insert("notes".to_string(), Value::Array(kept));
     }
