@@ -827,6 +827,85 @@ fn the_training_panel_trains_into_the_users_models_folder() {
     );
 }
 
+/// The training panel lists the runs trained here with their model, steps and size; one can
+/// be used, and removed after a second press on a button that names it, but not while its
+/// model is in use or while a run trains in it.
+#[test]
+fn runs_trained_here_are_listed_used_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let models = dir.path().join("models");
+    let old = models.join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    for ext in ["safetensors", "json"] {
+        std::fs::copy(
+            model.with_extension(ext),
+            old.join(format!("lstm-vae.{ext}")),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        dir.path().join("model/metrics.jsonl"),
+        old.join("metrics.jsonl"),
+    )
+    .unwrap();
+    let busy = models.join("busy");
+    std::fs::create_dir_all(&busy).unwrap();
+    std::fs::write(busy.join("metrics.jsonl"), "").unwrap();
+    let lock = segue::train_loop::lock_run_folder(&busy).unwrap();
+    let mut h = studio(&model, None);
+    h.state_mut().models_dir = Some(models.clone());
+    h.get_by_label("Train...").click();
+    h.step();
+    h.get_by_label_contains("Runs trained here").click();
+    let listed = |h: &mut Harness<'static, Studio>| {
+        wait(h, "the list", |_| true);
+        h.query_by_label_contains("Runs trained here (2,").is_some()
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !listed(&mut h) {
+        assert!(std::time::Instant::now() < until, "never listed");
+    }
+    h.get_by_label_contains("old: LSTM-VAE, 12 steps, ");
+    h.get_by_label_contains("busy: no model yet, 0.0 MB");
+    h.get_by_label("(training)");
+    // Remove asks again, naming the run; Keep it leaves it.
+    h.get_by_label("Remove...").click();
+    h.step();
+    h.step();
+    h.get_by_label("Keep it").click();
+    h.step();
+    h.step();
+    assert!(h.query_by_label("Remove old for good").is_none());
+    // Its model in use: not removable.
+    h.get_by_label("Use").click();
+    let used = old.join("lstm-vae.safetensors");
+    wait(&mut h, "its model", |s| {
+        s.session.model_path.as_ref() == Some(&used)
+    });
+    h.step();
+    assert!(h.get_by_label("Remove...").accesskit_node().is_disabled());
+    h.state_mut().load_model(Some(model.clone()));
+    wait(&mut h, "the first model", |s| {
+        s.session.model_path.as_ref() == Some(&model)
+    });
+    h.step();
+    h.get_by_label("Remove...").click();
+    h.step();
+    h.step();
+    h.get_by_label("Remove old for good").click();
+    wait(&mut h, "the removal", |s| {
+        s.message()
+            .is_some_and(|(text, _)| text.starts_with("Removed the run"))
+    });
+    assert!(!old.exists());
+    assert!(
+        busy.join("metrics.jsonl").exists(),
+        "the run training is left"
+    );
+    drop(lock);
+}
+
 /// The words a plot whose label begins with `title` is said in (one such plot).
 fn plot_said(h: &Harness<'static, Studio>, title: &str) -> String {
     let plot = h.get_by(|n| n.label().is_some_and(|l| l.starts_with(title)));

@@ -30,6 +30,7 @@ use crate::studio::piano_roll::{
     piano_roll,
 };
 use crate::studio::plot_words;
+use crate::studio::runs::{self, RunSummary};
 use crate::studio::score::{History, Origin, Score};
 use crate::studio::session_file;
 use crate::studio::workers::{
@@ -620,6 +621,8 @@ pub struct Studio {
     show_messages: bool,
     dialogs: Vec<Receiver<DialogResult>>,
     training: TrainingView,
+    /// The training panel's list of the runs trained here.
+    runs: RunsList,
     show_training: bool,
     others: OtherModels,
     style: Option<StyleMeter>,
@@ -705,6 +708,17 @@ impl LoadOrder {
     }
 }
 
+/// The runs in the models folder, as the training panel lists them.
+#[derive(Default)]
+struct RunsList {
+    /// As last listed (on a worker thread); `None`: listed again when the list is shown.
+    listed: Option<Vec<RunSummary>>,
+    /// A listing is under way.
+    listing: bool,
+    /// The run whose Remove was pressed, waiting for the second press.
+    confirm: Option<PathBuf>,
+}
+
 enum DialogResult {
     Open(PathBuf),
     ExportMidi(PathBuf),
@@ -732,6 +746,10 @@ enum DialogResult {
     Started(Box<Startup>),
     /// The sound device was opened (or why not).
     Audio(Result<Player, String>),
+    /// The runs in the models folder were listed.
+    Runs(Vec<RunSummary>),
+    /// A run's folder was removed (or why not).
+    RunRemoved(PathBuf, Result<(), String>),
     /// The work panicked, with this message.
     Failed(String),
 }
@@ -1188,6 +1206,7 @@ impl Studio {
             show_messages: false,
             dialogs: Vec::new(),
             training: TrainingView::default(),
+            runs: RunsList::default(),
             show_training: false,
             others: OtherModels::default(),
             style: None,
@@ -2681,6 +2700,26 @@ impl Studio {
                 DialogResult::ExportWav(p) => self.export_wav(&p),
                 DialogResult::TrainDir(p) => self.session.train_dir = Some(p),
                 DialogResult::FollowDir(p) => self.follow_run(p),
+                DialogResult::Runs(runs) => {
+                    self.runs.listed = Some(runs);
+                    self.runs.listing = false;
+                }
+                DialogResult::RunRemoved(dir, removed) => {
+                    self.runs.listed = None;
+                    match removed {
+                        Ok(()) => {
+                            // The monitor no longer shows a run that is gone.
+                            if self.session.train_run.as_ref() == Some(&dir)
+                                && self.training.job.is_none()
+                            {
+                                self.session.train_run = None;
+                                self.training = TrainingView::default();
+                            }
+                            self.say(format!("Removed the run {}", dir.display()), false);
+                        }
+                        Err(e) => self.say(e, true),
+                    }
+                }
                 DialogResult::Model(p) => self.open_model_file(p),
                 DialogResult::Opened(p, read) => self.use_opened(p, read),
                 DialogResult::Written(Ok((p, what)), _exporting) => {
@@ -2847,6 +2886,7 @@ impl Studio {
                 | TrainingReport::Loop(LoopEvent::Checkpoint { path, step }) => {
                     self.training.checkpoint = Some(path);
                     self.training.status = format!("Checkpoint at step {step}");
+                    self.runs.listed = None;
                 }
                 TrainingReport::Finished(result) => ended = Some(result),
             }
@@ -2854,6 +2894,7 @@ impl Studio {
         if let Some(result) = ended {
             let following = job.following;
             self.training.job = None;
+            self.runs.listed = None;
             match result {
                 // A followed run keeps its curves and its model; the message says why it ended.
                 Err(e) if following && self.training.live => {
@@ -2968,6 +3009,7 @@ impl Studio {
         spec.set_steps(self.session.train_steps);
         spec.set_seed(self.session.train_seed);
         self.session.train_run = Some(out.clone());
+        self.runs.listed = None;
         self.training = TrainingView {
             job: Some(TrainingJob::start(
                 dir,
@@ -3047,6 +3089,101 @@ impl Studio {
             self.say(format!("{problem}; the window stays open"), true);
         } else {
             self.say(problem, true);
+        }
+    }
+
+    /// The runs trained here (the models folder), newest first, listed on a worker thread
+    /// when the list is opened: each with its model, steps, size and age, to show its curves,
+    /// use its model, or remove it (a second press, on a button that names it).
+    fn runs_trained_here(&mut self, ui: &mut Ui) {
+        let Some(models) = self.models_dir.clone() else {
+            return;
+        };
+        let title = match &self.runs.listed {
+            Some(runs) => {
+                let bytes: u64 = runs.iter().map(|r| r.bytes).sum();
+                format!(
+                    "Runs trained here ({}, {:.1} MB)",
+                    runs.len(),
+                    bytes as f64 / 1e6
+                )
+            }
+            None => "Runs trained here".to_string(),
+        };
+        let shown = egui::CollapsingHeader::new(title)
+            .id_salt("runs-trained-here")
+            .show(ui, |ui| {
+                let Some(runs) = self.runs.listed.clone() else {
+                    return ui.label("Looking...");
+                };
+                if runs.is_empty() {
+                    return ui.label(format!("None yet in {}", models.display()));
+                }
+                let now = std::time::SystemTime::now();
+                for run in &runs {
+                    // Its words on one line, its buttons on the next (the panel is narrow).
+                    ui.label(run.describe(now))
+                        .on_hover_text(run.dir.display().to_string());
+                    ui.horizontal(|ui| self.run_buttons(ui, &models, run));
+                }
+                ui.label(format!("In {}", models.display()))
+            });
+        if shown.body_returned.is_some() && self.runs.listed.is_none() && !self.runs.listing {
+            self.runs.listing = true;
+            self.in_background(move || DialogResult::Runs(runs::list_runs(&models)));
+        }
+    }
+
+    /// The buttons of one run of [`Studio::runs_trained_here`].
+    fn run_buttons(&mut self, ui: &mut Ui, models: &Path, run: &RunSummary) {
+        if run.in_use {
+            ui.label("(training)");
+            return;
+        }
+        if self.runs.confirm.as_ref() == Some(&run.dir) {
+            if ui
+                .button(format!("Remove {} for good", run.name()))
+                .clicked()
+            {
+                self.runs.confirm = None;
+                let (models, dir) = (models.to_path_buf(), run.dir.clone());
+                self.in_background(move || {
+                    let removed = runs::remove_run(&models, &dir);
+                    DialogResult::RunRemoved(dir, removed)
+                });
+            }
+            if ui.button("Keep it").clicked() {
+                self.runs.confirm = None;
+            }
+            return;
+        }
+        if ui
+            .button("Curves")
+            .on_hover_text("Show its curves in the monitor")
+            .clicked()
+        {
+            self.follow_run(run.dir.clone());
+        }
+        if let Some(kind) = run.kind
+            && ui
+                .button("Use")
+                .on_hover_text("Use its model (its latest checkpoint)")
+                .clicked()
+        {
+            let path = run.dir.join(format!("{kind}.safetensors"));
+            match OtherKind::ALL.into_iter().find(|k| k.file_kind() == kind) {
+                Some(other) => self.load_other(other, path),
+                None => self.load_model(Some(path)),
+            }
+        }
+        let s = &self.session;
+        let in_use = [&s.model_path, &s.tvae_path, &s.classifier_path, &s.gan_path]
+            .into_iter()
+            .flatten()
+            .any(|p| p.starts_with(&run.dir));
+        let remove = ui.add_enabled(!in_use, egui::Button::new("Remove..."));
+        if why_disabled(remove, "Its model is in use: use another one first").clicked() {
+            self.runs.confirm = Some(run.dir.clone());
         }
     }
 
@@ -4028,6 +4165,7 @@ impl Studio {
                 None => self.load_model(Some(path)),
             }
         }
+        self.runs_trained_here(ui);
         if !self.training.loop_metrics.is_empty()
             || self
                 .training

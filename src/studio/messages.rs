@@ -120,13 +120,14 @@ fn line(note: &Note, now: Instant) -> String {
     }
 }
 
-/// "just now", "5 s ago", "3 min ago", "2 h ago".
-fn ago(seconds: u64) -> String {
+/// "just now", "5 s ago", "3 min ago", "2 h ago", "3 days ago".
+pub(crate) fn ago(seconds: u64) -> String {
     match seconds {
         0..=4 => "just now".into(),
         5..=59 => format!("{seconds} s ago"),
         60..=3599 => format!("{} min ago", seconds / 60),
-        _ => format!("{} h ago", seconds / 3600),
+        3600..=172_799 => format!("{} h ago", seconds / 3600),
+        _ => format!("{} days ago", seconds / 86_400),
     }
 }
 
@@ -164,5 +165,7 @@ mod tests {
         assert_eq!(ago(42), "42 s ago");
         assert_eq!(ago(185), "3 min ago");
         assert_eq!(ago(7300), "2 h ago");
+        assert_eq!(ago(47 * 3600), "47 h ago");
+        assert_eq!(ago(3 * 86_400 + 5), "3 days ago");
     }
 }

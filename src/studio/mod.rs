@@ -6,6 +6,7 @@ pub mod audio;
 pub mod messages;
 pub mod piano_roll;
 pub mod plot_words;
+pub mod runs;
 pub mod score;
 pub mod session_file;
 pub mod workers;

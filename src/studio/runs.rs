@@ -1,0 +1,256 @@
+//! The runs trained in the studio, in its models folder: listed with what each holds (its
+//! model, the steps in its log, its size on disk), and removed when the musician asks, so that
+//! runs of 20-odd megabytes each do not pile up unseen.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::train_loop::{RUN_KINDS, lock_run_folder, run_folder_in_use};
+
+/// A run folder in the models folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The model it trains (`lstm-vae`, `classifier`, ...), from the model file it holds; `None`
+    /// before its first checkpoint.
+    pub kind: Option<&'static str>,
+    /// The last step of its metrics log (`None`: no step logged).
+    pub steps: Option<usize>,
+    /// Bytes of its files.
+    pub bytes: u64,
+    /// When its files last changed.
+    pub modified: Option<SystemTime>,
+    /// Whether a run is training in it now (here or in another program).
+    pub in_use: bool,
+}
+
+impl RunSummary {
+    /// Its folder's name.
+    pub fn name(&self) -> String {
+        (self.dir.file_name()).map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    }
+
+    /// One line of what it is, as of `now`: "chopin: LSTM-VAE, 1200 steps, 23.4 MB, 2 h ago".
+    pub fn describe(&self, now: SystemTime) -> String {
+        let kind = match self.kind {
+            Some("lstm-vae") => "LSTM-VAE",
+            Some("transformer-vae") => "Transformer VAE",
+            Some("classifier") => "composer classifier",
+            Some("dcgan") => "DCGAN",
+            Some(other) => other,
+            None => "no model yet",
+        };
+        let steps = self.steps.map_or(String::new(), |s| format!(", {s} steps"));
+        let size = format!("{:.1} MB", self.bytes as f64 / 1e6);
+        let age = (self.modified)
+            .and_then(|m| now.duration_since(m).ok())
+            .map_or(String::new(), |d| {
+                format!(", {}", super::messages::ago(d.as_secs()))
+            });
+        format!("{}: {kind}{steps}, {size}{age}", self.name())
+    }
+}
+
+/// The files that make a folder a run's: a metrics log, a training state or a model file.
+fn is_run_folder(dir: &Path) -> bool {
+    [
+        "metrics.jsonl",
+        "train-state.json",
+        "train-state.safetensors",
+    ]
+    .iter()
+    .any(|f| dir.join(f).is_file())
+        || RUN_KINDS
+            .iter()
+            .any(|k| dir.join(format!("{k}.safetensors")).is_file())
+}
+
+/// The runs in `models`, most recently changed first (nothing when the folder is not there
+/// yet). Other folders and files there are left out.
+pub fn list_runs(models: &Path) -> Vec<RunSummary> {
+    let Ok(entries) = std::fs::read_dir(models) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<RunSummary> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .filter(|dir| is_run_folder(dir))
+        .map(|dir| summarize(&dir))
+        .collect();
+    runs.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| a.dir.cmp(&b.dir)));
+    runs
+}
+
+/// What the run in `dir` holds.
+fn summarize(dir: &Path) -> RunSummary {
+    let (mut bytes, mut modified) = (0u64, None::<SystemTime>);
+    for file in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if let Ok(meta) = file.metadata()
+            && meta.is_file()
+        {
+            bytes += meta.len();
+            modified = modified.max(meta.modified().ok());
+        }
+    }
+    RunSummary {
+        dir: dir.to_path_buf(),
+        kind: (RUN_KINDS.iter().copied()).find(|k| dir.join(format!("{k}.safetensors")).is_file()),
+        steps: last_logged_step(&dir.join("metrics.jsonl")),
+        bytes,
+        modified,
+        in_use: run_folder_in_use(dir),
+    }
+}
+
+/// The `step` of the last whole line of a metrics log (read from its end: a day-long run's
+/// log is megabytes).
+fn last_logged_step(log: &Path) -> Option<usize> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(log).ok()?;
+    let len = file.metadata().ok()?.len();
+    let from = len.saturating_sub(64 << 10);
+    file.seek(SeekFrom::Start(from)).ok()?;
+    let mut tail = Vec::new();
+    file.take(64 << 10).read_to_end(&mut tail).ok()?;
+    #[derive(serde::Deserialize)]
+    struct Step {
+        step: usize,
+    }
+    (tail.split(|&b| b == b'\n').rev())
+        .find_map(|line| serde_json::from_slice::<Step>(line).ok())
+        .map(|s| s.step)
+}
+
+/// Removes the run folder `dir`, which must be a run's folder directly inside `models`: never
+/// one a run is training in (its lock is taken first, so none can start meanwhile), never
+/// anything else. The error says why, naming the folder.
+pub fn remove_run(models: &Path, dir: &Path) -> Result<(), String> {
+    let shown = crate::fsutil::shown(dir);
+    let inside = match (models.canonicalize(), dir.canonicalize()) {
+        (Ok(models), Ok(dir)) => dir.parent() == Some(models.as_path()),
+        _ => false,
+    };
+    if !inside || !is_run_folder(dir) {
+        return Err(format!("{shown}: not a run in the models folder"));
+    }
+    let lock = lock_run_folder(dir)
+        .map_err(|_| format!("{shown}: a run is training in it; stop it first"))?;
+    let removed = (|| -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_name() == crate::train_loop::LOCK_FILE {
+                continue;
+            }
+            if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(entry.path())?;
+            } else {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        // The lock file last, while still held: no run can lock a removed file meanwhile.
+        std::fs::remove_file(dir.join(crate::train_loop::LOCK_FILE))?;
+        drop(lock);
+        std::fs::remove_dir(dir)
+    })();
+    removed.map_err(|e| format!("{shown}: could not remove it: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(models: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = models.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, text) in files {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        dir
+    }
+
+    /// Runs are listed with their model, last step and size; other folders are not.
+    #[test]
+    fn lists_the_runs_and_what_they_hold() {
+        let models = tempfile::tempdir().unwrap();
+        let log = "{\"step\":10}\n{\"step\":20}\n{\"step\":3";
+        let a = run(models.path(), "a", &[("metrics.jsonl", log)]);
+        let b = run(
+            models.path(),
+            "b",
+            &[
+                ("classifier.safetensors", "12345"),
+                ("train-state.json", "{}"),
+            ],
+        );
+        run(models.path(), "photos", &[("x.jpg", "...")]);
+        std::fs::write(models.path().join("notes.txt"), "").unwrap();
+        let mut runs = list_runs(models.path());
+        runs.sort_by(|x, y| x.dir.cmp(&y.dir));
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert_eq!(
+            (runs[0].dir.clone(), runs[0].kind, runs[0].steps),
+            (a, None, Some(20))
+        );
+        assert_eq!(runs[0].bytes, log.len() as u64);
+        assert_eq!((runs[1].dir.clone(), runs[1].kind), (b, Some("classifier")));
+        assert_eq!(
+            (runs[1].steps, runs[1].bytes, runs[1].name()),
+            (None, 7, "b".into())
+        );
+        assert!(!runs[0].in_use);
+        assert!(list_runs(&models.path().join("none")).is_empty());
+        let day = std::time::Duration::from_secs(86_400);
+        let then = runs[1].modified.unwrap();
+        assert_eq!(
+            runs[1].describe(then + 3 * day),
+            "b: composer classifier, 0.0 MB, 3 days ago"
+        );
+        let big = RunSummary {
+            kind: Some("lstm-vae"),
+            steps: Some(1200),
+            bytes: 23_400_000,
+            ..runs[0].clone()
+        };
+        let then = big.modified.unwrap();
+        assert_eq!(
+            big.describe(then),
+            "a: LSTM-VAE, 1200 steps, 23.4 MB, just now"
+        );
+    }
+
+    /// A run is removed whole; a folder that is not a run of the models folder, or one a run
+    /// trains in, is not touched.
+    #[test]
+    fn removes_only_idle_runs_of_the_models_folder() {
+        let models = tempfile::tempdir().unwrap();
+        let done = run(
+            models.path(),
+            "done",
+            &[("metrics.jsonl", "{\"step\":1}\n")],
+        );
+        std::fs::create_dir(done.join("sub")).unwrap();
+        remove_run(models.path(), &done).unwrap();
+        assert!(!done.exists());
+
+        let busy = run(models.path(), "busy", &[("metrics.jsonl", "")]);
+        let lock = lock_run_folder(&busy).unwrap();
+        assert!(list_runs(models.path())[0].in_use);
+        let err = remove_run(models.path(), &busy).unwrap_err();
+        assert!(err.contains("a run is training in it"), "{err}");
+        assert!(busy.join("metrics.jsonl").exists());
+        drop(lock);
+        remove_run(models.path(), &busy).unwrap();
+
+        let other = run(models.path(), "photos", &[("x.jpg", "")]);
+        let err = remove_run(models.path(), &other).unwrap_err();
+        assert!(err.contains("not a run in the models folder"), "{err}");
+        let elsewhere = tempfile::tempdir().unwrap();
+        let outside = run(elsewhere.path(), "r", &[("metrics.jsonl", "")]);
+        assert!(remove_run(models.path(), &outside).is_err());
+        let nested = run(&other, "r", &[("metrics.jsonl", "")]);
+        assert!(remove_run(models.path(), &nested).is_err());
+        assert!(outside.exists() && nested.exists() && other.join("x.jpg").exists());
+    }
+}
