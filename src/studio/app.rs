@@ -717,6 +717,18 @@ struct RunsList {
     listing: bool,
     /// The run whose Remove was pressed, waiting for the second press.
     confirm: Option<PathBuf>,
+    /// Counts the times the list went stale: a listing asked for before the last of them is
+    /// not shown.
+    stale: u64,
+}
+
+impl RunsList {
+    /// The runs may have changed (a run started, checkpointed, ended, or one was removed):
+    /// listed again when shown.
+    fn went_stale(&mut self) {
+        self.listed = None;
+        self.stale += 1;
+    }
 }
 
 enum DialogResult {
@@ -746,8 +758,8 @@ enum DialogResult {
     Started(Box<Startup>),
     /// The sound device was opened (or why not).
     Audio(Result<Player, String>),
-    /// The runs in the models folder were listed.
-    Runs(Vec<RunSummary>),
+    /// The runs in the models folder were listed (as of [`RunsList::stale`] then).
+    Runs(u64, Vec<RunSummary>),
     /// A run's folder was removed (or why not).
     RunRemoved(PathBuf, Result<(), String>),
     /// The work panicked, with this message.
@@ -2700,12 +2712,14 @@ impl Studio {
                 DialogResult::ExportWav(p) => self.export_wav(&p),
                 DialogResult::TrainDir(p) => self.session.train_dir = Some(p),
                 DialogResult::FollowDir(p) => self.follow_run(p),
-                DialogResult::Runs(runs) => {
-                    self.runs.listed = Some(runs);
+                DialogResult::Runs(asked, runs) => {
+                    if asked == self.runs.stale {
+                        self.runs.listed = Some(runs);
+                    }
                     self.runs.listing = false;
                 }
                 DialogResult::RunRemoved(dir, removed) => {
-                    self.runs.listed = None;
+                    self.runs.went_stale();
                     match removed {
                         Ok(()) => {
                             // The monitor no longer shows a run that is gone.
@@ -2886,7 +2900,7 @@ impl Studio {
                 | TrainingReport::Loop(LoopEvent::Checkpoint { path, step }) => {
                     self.training.checkpoint = Some(path);
                     self.training.status = format!("Checkpoint at step {step}");
-                    self.runs.listed = None;
+                    self.runs.went_stale();
                 }
                 TrainingReport::Finished(result) => ended = Some(result),
             }
@@ -2894,7 +2908,7 @@ impl Studio {
         if let Some(result) = ended {
             let following = job.following;
             self.training.job = None;
-            self.runs.listed = None;
+            self.runs.went_stale();
             match result {
                 // A followed run keeps its curves and its model; the message says why it ended.
                 Err(e) if following && self.training.live => {
@@ -3009,7 +3023,7 @@ impl Studio {
         spec.set_steps(self.session.train_steps);
         spec.set_seed(self.session.train_seed);
         self.session.train_run = Some(out.clone());
-        self.runs.listed = None;
+        self.runs.went_stale();
         self.training = TrainingView {
             job: Some(TrainingJob::start(
                 dir,
@@ -3130,7 +3144,8 @@ impl Studio {
             });
         if shown.body_returned.is_some() && self.runs.listed.is_none() && !self.runs.listing {
             self.runs.listing = true;
-            self.in_background(move || DialogResult::Runs(runs::list_runs(&models)));
+            let asked = self.runs.stale;
+            self.in_background(move || DialogResult::Runs(asked, runs::list_runs(&models)));
         }
     }
 
