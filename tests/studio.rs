@@ -574,10 +574,18 @@ fn an_export_failing_while_the_window_closes_keeps_it_open() {
     wait(&mut h, "the waltz", |s| !s.background_work());
     let folder = dir.path().join("exports");
     std::fs::create_dir(&folder).unwrap();
+    let saved = dir.path().join("session.json");
+    h.state_mut().saver = Some(segue::studio::session_file::Saver::new(saved.clone()));
+    h.state_mut().session.seed = 99;
     // Five minutes of music: a second or so to render.
     h.state_mut().export_wav(&folder.join("waltz.wav"));
     request_close(&mut h);
     assert!(window_commands(&h).contains(&egui::ViewportCommand::CancelClose));
+    // The piece is saved as the close is asked for (a second Ctrl+C while the window waits
+    // ends the program at once), not only when the window goes.
+    h.state_mut().saver = None; // dropping the saver finishes its write
+    let back = segue::studio::session_file::read(&saved).unwrap();
+    assert_eq!(back.map(|r| r.session.seed), Some(99));
     // The export may make its temporary file in the folder while it is being removed (the
     // folder is then not empty): again until it is gone.
     for tries in 0.. {

@@ -1446,6 +1446,9 @@ impl Studio {
     /// A stream that stopped for good (its device unplugged, say) is let go and said, with a
     /// way to reconnect; playback then resumes where it was.
     fn check_audio(&mut self) {
+        if let Some(player) = &mut self.player {
+            player.flush();
+        }
         let Some(lost) = self.player.as_ref().and_then(|p| p.transport().lost()) else {
             return;
         };
@@ -3067,6 +3070,9 @@ impl Studio {
                 ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
                 self.closing = true;
                 ctx.request_repaint_after(Duration::from_millis(100));
+                // The piece is on disk now, not only once the window goes: a second Ctrl+C,
+                // or a logout, ends the program at once while it waits.
+                self.save_session();
             }
         } else if self.closing {
             if self.training.job.as_ref().is_some_and(|j| j.ended()) {
@@ -3155,7 +3161,22 @@ impl Studio {
             ui.label("(training)");
             return;
         }
-        if self.runs.confirm.as_ref() == Some(&run.dir) {
+        let s = &self.session;
+        let here = |p: &Path| std::path::absolute(p).ok();
+        let in_use = [&s.model_path, &s.tvae_path, &s.classifier_path, &s.gan_path]
+            .into_iter()
+            .flatten()
+            .any(|p| p.starts_with(&run.dir));
+        // The studio's own run, while it starts or resumes (its folder is locked only once
+        // the corpus is read).
+        let training = self.training.job.as_ref().is_some_and(|j| !j.following)
+            && s.train_run.as_deref().and_then(here) == here(&run.dir);
+        let why = match (training, in_use) {
+            (true, _) => "The studio is training it",
+            (_, true) => "Its model is in use: use another one first",
+            _ => "",
+        };
+        if self.runs.confirm.as_ref() == Some(&run.dir) && why.is_empty() {
             if ui
                 .button(format!("Remove {} for good", run.name()))
                 .clicked()
@@ -3191,13 +3212,8 @@ impl Studio {
                 None => self.load_model(Some(path)),
             }
         }
-        let s = &self.session;
-        let in_use = [&s.model_path, &s.tvae_path, &s.classifier_path, &s.gan_path]
-            .into_iter()
-            .flatten()
-            .any(|p| p.starts_with(&run.dir));
-        let remove = ui.add_enabled(!in_use, egui::Button::new("Remove..."));
-        if why_disabled(remove, "Its model is in use: use another one first").clicked() {
+        let remove = ui.add_enabled(why.is_empty(), egui::Button::new("Remove..."));
+        if why_disabled(remove, why).clicked() {
             self.runs.confirm = Some(run.dir.clone());
         }
     }
@@ -3238,8 +3254,11 @@ impl Studio {
         let (tx, rx) = channel();
         let wake = self.wake.clone();
         std::thread::spawn(move || {
-            if let Some(r) = make() {
-                let _ = tx.send(r);
+            // A panic (in the system's dialog, say) is said, not taken for a cancel.
+            match catching(make) {
+                Ok(Some(r)) => drop(tx.send(r)),
+                Ok(None) => {}
+                Err(panic) => drop(tx.send(DialogResult::Failed(panic))),
             }
             wake();
         });

@@ -476,6 +476,10 @@ impl rodio::Source for Engine {
 /// The GUI-thread side of playback.
 pub struct Player {
     commands: Producer<Command>,
+    /// Commands the audio thread had no room for yet (it stalled), in order; handed over by
+    /// [`Player::flush`]. Of the piece, the tempo, the loop and the key heard only the newest
+    /// waits, so a long stall keeps a few, and playback resumes with what the window shows.
+    backlog: std::collections::VecDeque<Command>,
     garbage: Consumer<Arc<PlayScore>>,
     transport: Arc<Transport>,
     _sink: Option<rodio::MixerDeviceSink>,
@@ -514,6 +518,7 @@ impl Player {
         (
             Player {
                 commands,
+                backlog: std::collections::VecDeque::new(),
                 garbage,
                 transport,
                 _sink: None,
@@ -546,10 +551,32 @@ impl Player {
         self.transport.clone()
     }
 
-    /// Sends a command (dropped if the audio thread has not caught up with 64 of them).
+    /// Sends a command; one the audio thread has no room for (it has not caught up with 64)
+    /// waits for [`Player::flush`], never lost, a newer piece, tempo, loop or key heard taking
+    /// the place of one waiting.
     pub fn send(&mut self, cmd: Command) {
+        let kind = std::mem::discriminant(&cmd);
+        let replaces = matches!(
+            cmd,
+            Command::Score(_) | Command::Tempo(_) | Command::Loop(_) | Command::Preview(_)
+        );
+        if replaces {
+            self.backlog.retain(|c| std::mem::discriminant(c) != kind);
+        }
+        self.backlog.push_back(cmd);
+        self.flush();
+    }
+
+    /// Hands the audio thread the commands waiting, in order, as far as it has room (called
+    /// every frame, and by [`Player::send`]); frees the pieces it has replaced.
+    pub fn flush(&mut self) {
         while self.garbage.pop().is_ok() {}
-        let _ = self.commands.push(cmd);
+        while let Some(cmd) = self.backlog.pop_front() {
+            if let Err(rtrb::PushError::Full(cmd)) = self.commands.push(cmd) {
+                self.backlog.push_front(cmd);
+                break;
+            }
+        }
     }
 
     /// The playhead.
@@ -677,6 +704,36 @@ mod tests {
             engine.synth.is_held(60),
             "the score's C was released with the preview"
         );
+    }
+
+    /// An audio thread that stalls (a device reconnecting) while the window sends on loses
+    /// nothing: once it runs again it gets the newest piece and tempo and every Play and Stop,
+    /// in order (commands past the ring's 64 were dropped, so the stale piece played on and a
+    /// Stop was lost).
+    #[test]
+    fn commands_sent_while_the_audio_thread_stalls_are_delivered_after() {
+        let (mut player, mut engine) = Player::detached();
+        let note_at =
+            |pitch: u8| PlayScore::from_notes([(pitch, 0usize, 64usize, 100u8)].into_iter());
+        player.send(Command::Play(0));
+        for pitch in 30..130u8 {
+            player.send(Command::Score(Arc::new(note_at(pitch.min(127)))));
+            player.send(Command::Tempo(f64::from(pitch)));
+        }
+        player.send(Command::Stop);
+        player.send(Command::Play(0));
+        assert!(player.backlog.len() <= 4, "{}", player.backlog.len());
+        pull(&mut engine, 64); // the first 64 commands
+        player.flush();
+        pull(&mut engine, 4410);
+        assert_eq!(engine.bpm, 129.0);
+        assert!(engine.playing);
+        assert!(engine.sounding[127] > 0, "the newest piece plays");
+        assert!((30..127).all(|p| engine.sounding[p] == 0));
+        // The Stop after it all is delivered too.
+        player.send(Command::Stop);
+        pull(&mut engine, 64);
+        assert!(!engine.playing);
     }
 
     /// Two notes of one pitch struck on one step (a paste over a note, say): the louder is

@@ -920,94 +920,104 @@ impl TrainingJob {
         let thread = std::thread::Builder::new()
             .name("segue-follow".into())
             .spawn(move || {
-                let send = |r: TrainingReport| {
-                    let _ = tx.send(r);
-                    wake();
-                };
-                let mut live = None;
-                let mut log = LogFollower::new(train::metrics_path(&dir));
-                let (mut model, mut total) = (None, None);
-                send(TrainingReport::Following {
-                    dir: dir.clone(),
-                    model: None,
-                    total,
-                });
-                let mut manifest_seen = None;
-                let mut looked = false;
-                while !stop.load(Ordering::Relaxed) {
-                    let live_now = train_loop::run_folder_in_use(&dir);
-                    if live != Some(live_now) {
-                        live = Some(live_now);
-                        send(TrainingReport::Live(live_now));
-                    }
-                    // The model file appears at the run's first checkpoint (and another run
-                    // may start in the folder); its manifest is read again only when a
-                    // checkpoint has rewritten it.
-                    let file = run_model_file(&dir);
-                    let manifest = file.as_deref().map(crate::models::weights::manifest_path);
-                    let modified = (manifest.as_ref())
-                        .and_then(|m| std::fs::metadata(m).and_then(|m| m.modified()).ok());
-                    let planned = if modified == manifest_seen && file == model {
-                        total
-                    } else {
-                        match manifest.as_deref().and_then(planned_steps) {
-                            Some(planned) => {
-                                manifest_seen = modified;
-                                Some(planned)
-                            }
-                            // Unreadable this time (or not written yet): keep what was read.
-                            None if file == model => total,
-                            None => None,
-                        }
+                // A panic here is said as the run's end, not left as a monitor that never
+                // moves again.
+                let (panic_tx, panic_wake) = (tx.clone(), wake.clone());
+                let watched = catching(move || {
+                    let send = |r: TrainingReport| {
+                        let _ = tx.send(r);
+                        wake();
                     };
-                    if planned != total || file != model {
-                        (model, total) = (file, planned);
-                        send(TrainingReport::Following {
-                            dir: dir.clone(),
-                            model: model.clone(),
-                            total,
-                        });
-                    }
-                    match log.poll() {
-                        Ok(Polled { restarted, metrics }) => {
-                            if restarted {
-                                send(TrainingReport::Restarted);
-                                // The monitor forgets the run's model: say it again.
-                                (model, manifest_seen) = (None, None);
+                    let mut live = None;
+                    let mut log = LogFollower::new(train::metrics_path(&dir));
+                    let (mut model, mut total) = (None, None);
+                    send(TrainingReport::Following {
+                        dir: dir.clone(),
+                        model: None,
+                        total,
+                    });
+                    let mut manifest_seen = None;
+                    let mut looked = false;
+                    while !stop.load(Ordering::Relaxed) {
+                        let live_now = train_loop::run_folder_in_use(&dir);
+                        if live != Some(live_now) {
+                            live = Some(live_now);
+                            send(TrainingReport::Live(live_now));
+                        }
+                        // The model file appears at the run's first checkpoint (and another run
+                        // may start in the folder); its manifest is read again only when a
+                        // checkpoint has rewritten it.
+                        let file = run_model_file(&dir);
+                        let manifest = file.as_deref().map(crate::models::weights::manifest_path);
+                        let modified = (manifest.as_ref())
+                            .and_then(|m| std::fs::metadata(m).and_then(|m| m.modified()).ok());
+                        let planned = if modified == manifest_seen && file == model {
+                            total
+                        } else {
+                            match manifest.as_deref().and_then(planned_steps) {
+                                Some(planned) => {
+                                    manifest_seen = modified;
+                                    Some(planned)
+                                }
+                                // Unreadable this time (or not written yet): keep what was read.
+                                None if file == model => total,
+                                None => None,
                             }
-                            for line in metrics {
-                                send(match line {
-                                    LogLine::LstmVae(m) => {
-                                        TrainingReport::Event(TrainEvent::Metrics(m))
-                                    }
-                                    LogLine::Model(m) => {
-                                        TrainingReport::Loop(LoopEvent::Metrics(m))
-                                    }
-                                });
+                        };
+                        if planned != total || file != model {
+                            (model, total) = (file, planned);
+                            send(TrainingReport::Following {
+                                dir: dir.clone(),
+                                model: model.clone(),
+                                total,
+                            });
+                        }
+                        match log.poll() {
+                            Ok(Polled { restarted, metrics }) => {
+                                if restarted {
+                                    send(TrainingReport::Restarted);
+                                    // The monitor forgets the run's model: say it again.
+                                    (model, manifest_seen) = (None, None);
+                                }
+                                for line in metrics {
+                                    send(match line {
+                                        LogLine::LstmVae(m) => {
+                                            TrainingReport::Event(TrainEvent::Metrics(m))
+                                        }
+                                        LogLine::Model(m) => {
+                                            TrainingReport::Loop(LoopEvent::Metrics(m))
+                                        }
+                                    });
+                                }
+                            }
+                            Err(e) => return send(TrainingReport::Finished(Err(e))),
+                        }
+                        // Said once, at the first look: a folder picked by mistake (the runs'
+                        // parent, say) is told from one whose run has not begun.
+                        if !looked {
+                            looked = true;
+                            if !live_now && model.is_none() && !train::metrics_path(&dir).exists() {
+                                send(TrainingReport::NoRunYet);
                             }
                         }
-                        Err(e) => return send(TrainingReport::Finished(Err(e))),
-                    }
-                    // Said once, at the first look: a folder picked by mistake (the runs'
-                    // parent, say) is told from one whose run has not begun.
-                    if !looked {
-                        looked = true;
-                        if !live_now && model.is_none() && !train::metrics_path(&dir).exists() {
-                            send(TrainingReport::NoRunYet);
+                        if until_idle && !live_now {
+                            return send(TrainingReport::Finished(Err(format!(
+                                "Last run: {} (not training now)",
+                                dir.display()
+                            ))));
                         }
+                        std::thread::sleep(std::time::Duration::from_millis(500));
                     }
-                    if until_idle && !live_now {
-                        return send(TrainingReport::Finished(Err(format!(
-                            "Last run: {} (not training now)",
-                            dir.display()
-                        ))));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    send(TrainingReport::Finished(Err(format!(
+                        "stopped following {}",
+                        dir.display()
+                    ))));
+                });
+                if let Err(panic) = watched {
+                    let failed = format!("following the run failed: {panic}");
+                    let _ = panic_tx.send(TrainingReport::Finished(Err(failed)));
+                    panic_wake();
                 }
-                send(TrainingReport::Finished(Err(format!(
-                    "stopped following {}",
-                    dir.display()
-                ))));
             })
             .expect("spawning the log thread");
         TrainingJob {
