@@ -1615,11 +1615,13 @@ static TRAINING_STOP: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::Atom
 /// a stop ([`stop_on_ctrl_c`], a training run) stops at its next check; writes that belong
 /// together ([`hold_stop`]) are finished first; anything else ends at once. Ending, the
 /// temporary files of the writes cut short are removed and the exit code is 130; a second
-/// signal ends the program at once.
+/// signal ends the program at once, unless it came with the first ([`ONE_STOP`]).
 fn install_stop_handler() {
     use std::sync::atomic::Ordering;
+    static FIRST: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let _ = segue::stop_signal::on_stop(|| {
-        let again = STOP.swap(true, Ordering::Relaxed);
+        let first = *FIRST.get_or_init(std::time::Instant::now);
+        let again = STOP.swap(true, Ordering::Relaxed) && first.elapsed() >= ONE_STOP;
         if let Some(training) = TRAINING_STOP.get() {
             training.store(true, Ordering::Relaxed);
         }
@@ -1629,6 +1631,11 @@ fn install_stop_handler() {
         }
     });
 }
+
+/// Signals this close after the first are the same stop, not a second one: `timeout -s INT`
+/// sends its signal to the program and then to its process group, which holds the program
+/// too (a training run so stopped ended at once, losing the steps since its checkpoint).
+const ONE_STOP: Duration = Duration::from_millis(200);
 
 /// The flag a stop sets, for long work that writes a file: it stops at its next check and
 /// removes what it had half written (a second Ctrl+C ends the program at once, removing the

@@ -562,7 +562,7 @@ pub fn evaluate_all(
                 &z,
                 &GenerateOptions {
                     primer_start: start,
-                    ..gen_opts(Mode::Continue, steps, opts.seed + k as u64)
+                    ..gen_opts(Mode::Continue, steps, opts.seed.wrapping_add(k as u64))
                 },
                 &mut |_| {},
                 &cancel,
@@ -587,7 +587,7 @@ pub fn evaluate_all(
                     &Roll::new(0),
                     &z,
                     &z,
-                    &gen_opts(Mode::Continue, steps, opts.seed + k as u64),
+                    &gen_opts(Mode::Continue, steps, opts.seed.wrapping_add(k as u64)),
                     &mut |_| {},
                     &cancel,
                 )?;
@@ -631,7 +631,7 @@ pub fn evaluate_all(
                 &AscentOptions {
                     steps,
                     iterations: opts.ascent_iterations,
-                    seed: opts.seed + c as u64,
+                    seed: opts.seed.wrapping_add(c as u64),
                     ..AscentOptions::default()
                 },
                 &mut |_| {},
@@ -729,7 +729,7 @@ fn style_verdict(
                     primer_steps: 64,
                     alpha,
                     transition_steps,
-                    seed: opts.seed + k as u64,
+                    seed: opts.seed.wrapping_add(k as u64),
                     ..GenerateOptions::default()
                 },
                 &mut |_| {},

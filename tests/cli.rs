@@ -2652,3 +2652,55 @@ fn a_primer_ends_on_the_bar_line_nearest_its_length() {
     let read = segue::roll::Roll::read_midi(&out, &segue::roll::QuantizeOptions::whole_file());
     assert_eq!(read.unwrap().meters()[0].meter.to_string(), "3/4");
 }
+
+/// Two stop signals at once (`timeout -s INT` sends one to the program, then one to its
+/// process group) are one stop: a training run stops after its step and writes its checkpoint,
+/// so `--resume` goes on from there (the second ended the run at once, and a run stopped before
+/// its first checkpoint could not be resumed).
+#[cfg(unix)]
+#[test]
+fn two_stop_signals_at_once_are_one_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    common::write_tiny_corpus(&corpus);
+    let out = dir.path().join("run");
+    let mut args = vec!["train", "lstm-vae", "--corpus", p(&corpus), "--no-cache"];
+    args.extend(["--hidden", "16", "--latent", "4", "--metre", "0"]);
+    args.extend([
+        "--snippet-steps",
+        "16",
+        "--steps",
+        "1000000",
+        "--out",
+        p(&out),
+    ]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_segue"))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = out.join("metrics.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&log).map_or(true, |m| m.len() == 0) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "it ended before a step"
+        );
+        assert!(started.elapsed().as_secs() < 120, "no step logged");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    signal(&child, "-INT");
+    signal(&child, "-INT");
+    let ended = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&ended.stderr);
+    assert_eq!(ended.status.code(), Some(130), "{err}");
+    assert!(
+        out.join("train-state.json").is_file(),
+        "no checkpoint: {err}"
+    );
+    args.extend(["--resume"]);
+    let at = args.iter().position(|a| *a == "1000000").unwrap();
+    args[at] = "40";
+    ok(&args);
+}

@@ -15,6 +15,9 @@ use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::synth::Synth;
 
+/// Places in the command ring (and in the ring of replaced pieces).
+const RING: usize = 64;
+
 /// Sample rate of a detached engine (a device's engine runs at the device's own rate).
 pub const SAMPLE_RATE: u32 = 44_100;
 
@@ -101,9 +104,13 @@ impl PlayScore {
     }
 
     /// The same piece played along a tempo map of relative speeds (see [`PlayScore::speed`]);
-    /// speeds that are not positive numbers are left out.
+    /// speeds that are not positive numbers are left out, the others kept within 1/100 and
+    /// 100 times (an endless speed would fire every event of the piece in one block).
     pub fn with_speed(mut self, mut speed: Vec<(usize, f64)>) -> Self {
         speed.retain(|(_, s)| s.is_finite() && *s > 0.0);
+        for (_, s) in &mut speed {
+            *s = s.clamp(0.01, 100.0);
+        }
         speed.sort_by_key(|(step, _)| *step);
         self.speed = speed;
         self
@@ -494,8 +501,11 @@ impl Player {
 
     /// A player and its engine at `rate` samples a second, publishing through `transport`.
     fn with_transport(rate: u32, transport: Arc<Transport>) -> (Player, Engine) {
-        let (commands, command_rx) = RingBuffer::new(64);
-        let (garbage_tx, garbage) = RingBuffer::new(64);
+        // As many places for replaced pieces as for commands: the engine replaces a piece
+        // only for a command, and the window empties both before it sends more, so the
+        // garbage ring is never full and no piece is freed on the audio thread.
+        let (commands, command_rx) = RingBuffer::new(RING);
+        let (garbage_tx, garbage) = RingBuffer::new(RING);
         let engine = Engine {
             synth: Synth::new(rate),
             rate,
