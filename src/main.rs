@@ -999,11 +999,8 @@ fn main() -> ExitCode {
 fn bars_of(meters: &[segue::meter::StepMeter], from: usize, len: usize) -> String {
     let map = segue::meter::BarMap::new(meters);
     let bars = map.position((from + len) as f64) - map.position(from as f64);
-    let bars = format!(
-        "{} bar{}",
-        (bars * 100.0).round() / 100.0,
-        if bars == 1.0 { "" } else { "s" }
-    );
+    let bars = (bars * 100.0).round() / 100.0;
+    let bars = format!("{bars} bar{}", if bars == 1.0 { "" } else { "s" });
     let meter = segue::meter::meter_at(meters, from);
     if meters
         .iter()
@@ -1615,13 +1612,14 @@ static TRAINING_STOP: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::Atom
 /// a stop ([`stop_on_ctrl_c`], a training run) stops at its next check; writes that belong
 /// together ([`hold_stop`]) are finished first; anything else ends at once. Ending, the
 /// temporary files of the writes cut short are removed and the exit code is 130; a second
-/// signal ends the program at once, unless it came with the first ([`ONE_STOP`]).
+/// signal ends the program at once, unless it came with the first
+/// ([`segue::stop_signal::ONE_STOP`]).
 fn install_stop_handler() {
     use std::sync::atomic::Ordering;
-    static FIRST: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    static STOPS: segue::stop_signal::Stops = segue::stop_signal::Stops::new();
     let _ = segue::stop_signal::on_stop(|| {
-        let first = *FIRST.get_or_init(std::time::Instant::now);
-        let again = STOP.swap(true, Ordering::Relaxed) && first.elapsed() >= ONE_STOP;
+        STOP.store(true, Ordering::Relaxed);
+        let again = STOPS.again();
         if let Some(training) = TRAINING_STOP.get() {
             training.store(true, Ordering::Relaxed);
         }
@@ -1631,11 +1629,6 @@ fn install_stop_handler() {
         }
     });
 }
-
-/// Signals this close after the first are the same stop, not a second one: `timeout -s INT`
-/// sends its signal to the program and then to its process group, which holds the program
-/// too (a training run so stopped ended at once, losing the steps since its checkpoint).
-const ONE_STOP: Duration = Duration::from_millis(200);
 
 /// The flag a stop sets, for long work that writes a file: it stops at its next check and
 /// removes what it had half written (a second Ctrl+C ends the program at once, removing the
@@ -2887,6 +2880,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     segue::generate::check_style_strength(a.style_strength())?;
     let (normalize, loudness) = level(a.no_normalize, a.loudness)?;
     let (kind, path) = resolve_model(a.model.as_deref())?;
+    // The VAEs hear a primer and sample; the classifier ascent and the DCGAN do neither.
+    let vae = matches!(kind.as_str(), "lstm-vae" | "transformer-vae");
     let mode: generate::Mode = a.mode_name().parse()?;
     check_generate_flags(&kind, mode, &a)?;
     // Read as the studio opens a file and continued from its last note as the studio
@@ -2912,14 +2907,12 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     // A primer that opens with silent bars is heard up to its --primer-steps of music, as the
     // studio hears it.
     let primer_steps = match primer.as_ref() {
-        Some(p) if matches!(kind.as_str(), "lstm-vae" | "transformer-vae") => {
-            generate::primer_steps_heard(
-                p.meters(),
-                p.first_bar_with_notes(),
-                p.steps(),
-                a.primer_steps(),
-            )
-        }
+        Some(p) if vae => generate::primer_steps_heard(
+            p.meters(),
+            p.first_bar_with_notes(),
+            p.steps(),
+            a.primer_steps(),
+        ),
         _ => a.primer_steps(),
     };
     generate::check_sampling(a.temperature(), 1).context("--temperature")?;
@@ -2964,7 +2957,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     }
     if let Some(p) = primer.as_ref()
         && primer_steps > 0
-        && matches!(kind.as_str(), "lstm-vae" | "transformer-vae")
+        && vae
     {
         let silent = p.first_bar_with_notes();
         let heard = primer_steps.min(p.steps()) - silent;
@@ -3216,8 +3209,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     );
     if result.generated_part_is_sparse() {
         // Only where the temperature is a flag the model takes.
-        let samples =
-            a.temperature.is_some() || matches!(kind.as_str(), "lstm-vae" | "transformer-vae");
+        let samples = a.temperature.is_some() || vae;
         let what = if result.generated_part_is_silent() {
             "silent".to_string()
         } else {

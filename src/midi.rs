@@ -339,7 +339,7 @@ impl Song {
             }
         };
         // Events read since the last look at how much is kept.
-        let mut since_count = 0usize;
+        let mut events_since_check = 0usize;
         for (index, track) in track_iter.enumerate() {
             // A header counts at most 65 535 tracks; chunks past as many are not a piece's.
             if index >= usize::from(u16::MAX) {
@@ -372,15 +372,10 @@ impl Song {
                     Some(Ok(event)) => {
                         tick = advance(tick, event.delta.as_int(), tick_scale);
                         song.handle_event(event.kind, tick, track_no, &mut open, &mut pedal);
-                        since_count += 1;
-                        if since_count == 1 << 16 {
-                            since_count = 0;
-                            let kept = song.kept_events(&open, &pedal);
-                            if kept > MAX_KEPT_EVENTS {
-                                return Err(MidiProblem::TooManyEvents {
-                                    limit: MAX_KEPT_EVENTS,
-                                });
-                            }
+                        events_since_check += 1;
+                        if events_since_check == 1 << 16 {
+                            events_since_check = 0;
+                            song.check_kept_events(&open, &pedal)?;
                         }
                     }
                     // Only with midly's `strict` feature, which Segue does not enable.
@@ -452,6 +447,8 @@ impl Song {
                 offset = tick;
             }
         }
+        // Counted every 65 536 events while reading, and once more for those after the last.
+        song.check_kept_events(&open, &pedal)?;
         if unlisted > 0 {
             song.warnings
                 .push(format!("{unlisted} more problems of the file not listed"));
@@ -480,16 +477,27 @@ impl Song {
         Ok(song)
     }
 
-    /// How many notes and other events reading has kept so far: the notes, those still
-    /// sounding, the pedal's changes, and the tempo, metre and key changes.
-    fn kept_events(&self, open: &[VecDeque<(u64, u8)>], pedal: &[(u8, u64, bool)]) -> usize {
+    /// Refuses a file once reading has kept more than [`MAX_KEPT_EVENTS`] notes and other
+    /// events: the notes, those still sounding, the pedal's changes, and the tempo, metre and
+    /// key changes.
+    fn check_kept_events(
+        &self,
+        open: &[VecDeque<(u64, u8)>],
+        pedal: &[(u8, u64, bool)],
+    ) -> std::result::Result<(), MidiProblem> {
         let sounding: usize = open.iter().map(VecDeque::len).sum();
-        self.notes.len()
+        let kept = self.notes.len()
             + sounding
             + pedal.len()
             + self.tempo.len()
             + self.time_signatures.len()
-            + self.key_signatures.len()
+            + self.key_signatures.len();
+        if kept > MAX_KEPT_EVENTS {
+            return Err(MidiProblem::TooManyEvents {
+                limit: MAX_KEPT_EVENTS,
+            });
+        }
+        Ok(())
     }
 
     fn handle_event(

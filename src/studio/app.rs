@@ -719,7 +719,7 @@ struct RunsList {
     confirm: Option<PathBuf>,
     /// Counts the times the list went stale: a listing asked for before the last of them is
     /// not shown.
-    stale: u64,
+    generation: u64,
 }
 
 impl RunsList {
@@ -727,7 +727,7 @@ impl RunsList {
     /// listed again when shown.
     fn went_stale(&mut self) {
         self.listed = None;
-        self.stale += 1;
+        self.generation += 1;
     }
 }
 
@@ -758,7 +758,7 @@ enum DialogResult {
     Started(Box<Startup>),
     /// The sound device was opened (or why not).
     Audio(Result<Player, String>),
-    /// The runs in the models folder were listed (as of [`RunsList::stale`] then).
+    /// The runs in the models folder were listed, as of that [`RunsList::generation`].
     Runs(u64, Vec<RunSummary>),
     /// A run's folder was removed (or why not).
     RunRemoved(PathBuf, Result<(), String>),
@@ -1443,11 +1443,15 @@ impl Studio {
         self.audio_opener = Arc::new(open);
     }
 
-    /// A stream that stopped for good (its device unplugged, say) is let go and said, with a
-    /// way to reconnect; playback then resumes where it was.
-    fn check_audio(&mut self) {
+    /// Hands the audio thread the commands waiting for it (looking again soon while some
+    /// wait). A stream that stopped for good (its device unplugged, say) is let go and said,
+    /// with a way to reconnect; playback then resumes where it was.
+    fn check_audio(&mut self, ctx: &egui::Context) {
         if let Some(player) = &mut self.player {
             player.flush();
+            if player.has_backlog() {
+                ctx.request_repaint_after(Duration::from_millis(10));
+            }
         }
         let Some(lost) = self.player.as_ref().and_then(|p| p.transport().lost()) else {
             return;
@@ -2716,7 +2720,7 @@ impl Studio {
                 DialogResult::TrainDir(p) => self.session.train_dir = Some(p),
                 DialogResult::FollowDir(p) => self.follow_run(p),
                 DialogResult::Runs(asked, runs) => {
-                    if asked == self.runs.stale {
+                    if asked == self.runs.generation {
                         self.runs.listed = Some(runs);
                     }
                     self.runs.listing = false;
@@ -2725,12 +2729,16 @@ impl Studio {
                     self.runs.went_stale();
                     match removed {
                         Ok(()) => {
-                            // The monitor no longer shows a run that is gone.
-                            if self.session.train_run.as_ref() == Some(&dir)
-                                && self.training.job.is_none()
-                            {
+                            // The monitor no longer shows (nor follows) a run that is gone.
+                            if self.session.train_run.as_ref() == Some(&dir) {
+                                match &self.training.job {
+                                    None => self.training = TrainingView::default(),
+                                    Some(job) if job.following => {
+                                        job.control.stop.store(true, Ordering::Relaxed);
+                                    }
+                                    Some(_) => {}
+                                }
                                 self.session.train_run = None;
-                                self.training = TrainingView::default();
                             }
                             self.say(format!("Removed the run {}", dir.display()), false);
                         }
@@ -3150,8 +3158,13 @@ impl Studio {
             });
         if shown.body_returned.is_some() && self.runs.listed.is_none() && !self.runs.listing {
             self.runs.listing = true;
-            let asked = self.runs.stale;
-            self.in_background(move || DialogResult::Runs(asked, runs::list_runs(&models)));
+            let asked = self.runs.generation;
+            self.in_background(move || {
+                // A panic lists nothing (the list is asked for again when it next goes stale),
+                // rather than leaving the list looking for ever.
+                let listed = catching(|| runs::list_runs(&models)).unwrap_or_default();
+                DialogResult::Runs(asked, listed)
+            });
         }
     }
 
@@ -3183,8 +3196,15 @@ impl Studio {
             {
                 self.runs.confirm = None;
                 let (models, dir) = (models.to_path_buf(), run.dir.clone());
+                let s = &self.session;
+                let in_use: Vec<PathBuf> =
+                    [&s.model_path, &s.tvae_path, &s.classifier_path, &s.gan_path]
+                        .into_iter()
+                        .flatten()
+                        .cloned()
+                        .collect();
                 self.in_background(move || {
-                    let removed = runs::remove_run(&models, &dir);
+                    let removed = runs::remove_run(&models, &dir, &in_use);
                     DialogResult::RunRemoved(dir, removed)
                 });
             }
@@ -4476,7 +4496,7 @@ impl eframe::App for Studio {
     /// Runs before each frame, and while the window is hidden (minimised) too.
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.close_when_work_is_saved(ctx);
-        self.check_audio();
+        self.check_audio(ctx);
         // The studio saves on its own clock, not eframe's: eframe saves only where it could
         // make its own storage folder.
         if self.last_saved.elapsed() >= SAVE_EVERY {
@@ -4678,11 +4698,12 @@ pub fn run(file: Option<PathBuf>) -> Result<(), String> {
         Box::new(move |cc| {
             // Ctrl+C in the terminal closes the window as its close button does: the piece is
             // saved, an export or a training checkpoint is waited for. A second Ctrl+C ends
-            // the program at once (a window that no longer answers).
+            // the program at once (a window that no longer answers); signals that come with
+            // the first (`timeout -s INT` sends two) are one.
             let ctx = cc.egui_ctx.clone();
-            let pressed = AtomicBool::new(false);
+            let stops = crate::stop_signal::Stops::new();
             let _ = crate::stop_signal::on_stop(move || {
-                if pressed.swap(true, Ordering::Relaxed) {
+                if stops.again() {
                     crate::fsutil::remove_unfinished_and_exit(130);
                 }
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);

@@ -15,8 +15,8 @@ use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::synth::Synth;
 
-/// Places in the command ring (and in the ring of replaced pieces).
-const RING: usize = 64;
+/// Places in the ring of commands to the audio thread.
+const COMMAND_SLOTS: usize = 64;
 
 /// Sample rate of a detached engine (a device's engine runs at the device's own rate).
 pub const SAMPLE_RATE: u32 = 44_100;
@@ -484,8 +484,9 @@ impl rodio::Source for Engine {
 pub struct Player {
     commands: Producer<Command>,
     /// Commands the audio thread had no room for yet (it stalled), in order; handed over by
-    /// [`Player::flush`]. Of the piece, the tempo, the loop and the key heard only the newest
-    /// waits, so a long stall keeps a few, and playback resumes with what the window shows.
+    /// [`Player::flush`]. A newer piece, tempo or loop takes the place of the one waiting, a
+    /// key heard replaces the one waiting, and a seek the seek just before it, so playback
+    /// resumes with what the window shows, the transport's presses in their order.
     backlog: std::collections::VecDeque<Command>,
     garbage: Consumer<Arc<PlayScore>>,
     transport: Arc<Transport>,
@@ -501,11 +502,12 @@ impl Player {
 
     /// A player and its engine at `rate` samples a second, publishing through `transport`.
     fn with_transport(rate: u32, transport: Arc<Transport>) -> (Player, Engine) {
-        // As many places for replaced pieces as for commands: the engine replaces a piece
-        // only for a command, and the window empties both before it sends more, so the
-        // garbage ring is never full and no piece is freed on the audio thread.
-        let (commands, command_rx) = RingBuffer::new(RING);
-        let (garbage_tx, garbage) = RingBuffer::new(RING);
+        // Twice as many places for replaced pieces as for commands: the engine replaces a
+        // piece only for a command, and the window empties the garbage each time it sends, so
+        // at most the commands in the ring when it last emptied it, and those it sent then,
+        // wait there: no piece is freed on the audio thread.
+        let (commands, command_rx) = RingBuffer::new(COMMAND_SLOTS);
+        let (garbage_tx, garbage) = RingBuffer::new(2 * COMMAND_SLOTS);
         let engine = Engine {
             synth: Synth::new(rate),
             rate,
@@ -566,15 +568,30 @@ impl Player {
     /// the place of one waiting.
     pub fn send(&mut self, cmd: Command) {
         let kind = std::mem::discriminant(&cmd);
-        let replaces = matches!(
-            cmd,
-            Command::Score(_) | Command::Tempo(_) | Command::Loop(_) | Command::Preview(_)
-        );
-        if replaces {
-            self.backlog.retain(|c| std::mem::discriminant(c) != kind);
+        let same = |c: &Command| std::mem::discriminant(c) == kind;
+        match cmd {
+            // State, not an action: the newest stands where the one waiting stood (a Play
+            // sent after that one then plays the newest piece, not the one it replaced).
+            Command::Score(_) | Command::Tempo(_) | Command::Loop(_) => {
+                if let Some(waiting) = self.backlog.iter_mut().find(|c| same(c)) {
+                    *waiting = cmd;
+                    return self.flush();
+                }
+            }
+            // A key heard late is heard last (a Stop before it would cut it).
+            Command::Preview(_) => self.backlog.retain(|c| !same(c)),
+            Command::Seek(_) if self.backlog.back().is_some_and(same) => {
+                self.backlog.pop_back();
+            }
+            _ => {}
         }
         self.backlog.push_back(cmd);
         self.flush();
+    }
+
+    /// Whether commands wait for the audio thread (the window then looks again soon).
+    pub fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
     }
 
     /// Hands the audio thread the commands waiting, in order, as far as it has room (called
@@ -744,6 +761,24 @@ mod tests {
         player.send(Command::Stop);
         pull(&mut engine, 64);
         assert!(!engine.playing);
+        // A piece sent after a Play that waits stands where the piece before it stood: the
+        // Play plays it (taken to the back, the Play would have run past the old piece's end
+        // and stopped).
+        for _ in 0..70 {
+            player.send(Command::Tempo(120.0));
+        }
+        player.send(Command::Score(Arc::new(note_at(40))));
+        player.send(Command::Play(100));
+        let longer = PlayScore::from_notes([(41u8, 0usize, 400usize, 100u8)].into_iter());
+        player.send(Command::Score(Arc::new(longer)));
+        assert!(matches!(
+            player.backlog.make_contiguous(),
+            [Command::Tempo(_), Command::Score(_), Command::Play(100)]
+        ));
+        pull(&mut engine, 2 * BLOCK);
+        player.flush();
+        pull(&mut engine, 2 * BLOCK);
+        assert!(engine.playing, "the Play ran against the piece before");
     }
 
     /// Two notes of one pitch struck on one step (a paste over a note, say): the louder is

@@ -34,12 +34,11 @@ impl RunSummary {
     /// One line of what it is, as of `now`: "chopin: LSTM-VAE, 1200 steps, 23.4 MB, 2 h ago".
     pub fn describe(&self, now: SystemTime) -> String {
         let kind = match self.kind {
-            Some("lstm-vae") => "LSTM-VAE",
-            Some("transformer-vae") => "Transformer VAE",
-            Some("classifier") => "composer classifier",
-            Some("dcgan") => "DCGAN",
-            Some(other) => other,
             None => "no model yet",
+            Some(crate::classify::KIND) => "composer classifier",
+            Some(crate::tvae::KIND) => "Transformer VAE",
+            Some(crate::gan::KIND) => "DCGAN",
+            Some(_) => "LSTM-VAE",
         };
         let steps = self.steps.map_or(String::new(), |s| format!(", {s} steps"));
         let size = format!("{:.1} MB", self.bytes as f64 / 1e6);
@@ -75,6 +74,8 @@ pub fn list_runs(models: &Path) -> Vec<RunSummary> {
     let mut runs: Vec<RunSummary> = entries
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        // Not a folder being removed (`.removing-NAME`), nor another hidden one.
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| e.path())
         .filter(|dir| is_run_folder(dir))
         .map(|dir| summarize(&dir))
@@ -124,35 +125,41 @@ fn last_logged_step(log: &Path) -> Option<usize> {
 }
 
 /// Removes the run folder `dir`, which must be a run's folder directly inside `models`: never
-/// one a run is training in (its lock is taken first, so none can start meanwhile), never
-/// anything else. The error says why, naming the folder.
-pub fn remove_run(models: &Path, dir: &Path) -> Result<(), String> {
+/// one a run is training in (its lock is taken first, so none can start meanwhile), never one
+/// holding a file of `in_use` (the models the studio uses, however their paths are spelt),
+/// never anything else. The folder is first renamed out of the list (`.removing-NAME`), so
+/// that a removal cut short leaves no half run to use or continue. The error says why, naming
+/// the folder.
+pub fn remove_run(models: &Path, dir: &Path, in_use: &[PathBuf]) -> Result<(), String> {
     let shown = crate::fsutil::shown(dir);
-    let inside = match (models.canonicalize(), dir.canonicalize()) {
-        (Ok(models), Ok(dir)) => dir.parent() == Some(models.as_path()),
-        _ => false,
+    let (Ok(models), Ok(real)) = (models.canonicalize(), dir.canonicalize()) else {
+        return Err(format!("{shown}: not a run in the models folder"));
     };
-    if !inside || !is_run_folder(dir) {
+    if real.parent() != Some(models.as_path()) || !is_run_folder(&real) {
         return Err(format!("{shown}: not a run in the models folder"));
     }
-    let lock = lock_run_folder(dir)
-        .map_err(|_| format!("{shown}: a run is training in it; stop it first"))?;
-    let removed = (|| -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if entry.file_name() == crate::train_loop::LOCK_FILE {
-                continue;
-            }
-            if entry.file_type()?.is_dir() {
-                std::fs::remove_dir_all(entry.path())?;
-            } else {
-                std::fs::remove_file(entry.path())?;
-            }
+    if (in_use.iter()).any(|p| p.canonicalize().is_ok_and(|p| p.starts_with(&real))) {
+        return Err(format!(
+            "{shown}: its model is in use; use another one first"
+        ));
+    }
+    let lock = lock_run_folder(&real).map_err(|e| match e {
+        crate::error::Error::RunInUse { .. } => {
+            format!("{shown}: a run is training in it; stop it first")
         }
-        // The lock file last, while still held: no run can lock a removed file meanwhile.
-        std::fs::remove_file(dir.join(crate::train_loop::LOCK_FILE))?;
+        e => format!("{shown}: cannot lock it to remove it: {e}"),
+    })?;
+    let name = real.file_name().unwrap_or_default().to_string_lossy();
+    let aside = models.join(format!(".removing-{name}"));
+    let removed = (|| -> std::io::Result<()> {
+        // What a removal cut short left aside is gone with it.
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside)?;
+        }
+        // Renamed while locked: a run that starts now makes a new folder of that name.
+        std::fs::rename(&real, &aside)?;
         drop(lock);
-        std::fs::remove_dir(dir)
+        std::fs::remove_dir_all(&aside)
     })();
     removed.map_err(|e| format!("{shown}: could not remove it: {e}"))
 }
@@ -231,26 +238,42 @@ mod tests {
             &[("metrics.jsonl", "{\"step\":1}\n")],
         );
         std::fs::create_dir(done.join("sub")).unwrap();
-        remove_run(models.path(), &done).unwrap();
+        remove_run(models.path(), &done, &[]).unwrap();
         assert!(!done.exists());
+        assert_eq!(
+            std::fs::read_dir(models.path()).unwrap().count(),
+            0,
+            "nothing left aside"
+        );
 
         let busy = run(models.path(), "busy", &[("metrics.jsonl", "")]);
         let lock = lock_run_folder(&busy).unwrap();
         assert!(list_runs(models.path())[0].in_use);
-        let err = remove_run(models.path(), &busy).unwrap_err();
+        let err = remove_run(models.path(), &busy, &[]).unwrap_err();
         assert!(err.contains("a run is training in it"), "{err}");
         assert!(busy.join("metrics.jsonl").exists());
         drop(lock);
-        remove_run(models.path(), &busy).unwrap();
+        // Its model in use, by a path spelt another way (through "..").
+        std::fs::write(busy.join("lstm-vae.safetensors"), "").unwrap();
+        let spelt = models.path().join("done/../busy/lstm-vae.safetensors");
+        std::fs::create_dir(models.path().join("done")).unwrap();
+        let err = remove_run(models.path(), &busy, &[spelt]).unwrap_err();
+        assert!(err.contains("its model is in use"), "{err}");
+        std::fs::remove_dir(models.path().join("done")).unwrap();
+        remove_run(models.path(), &busy, &[]).unwrap();
+        // A folder being removed (a removal cut short) is not listed.
+        run(models.path(), ".removing-x", &[("metrics.jsonl", "")]);
+        assert!(list_runs(models.path()).is_empty());
+        std::fs::remove_dir_all(models.path().join(".removing-x")).unwrap();
 
         let other = run(models.path(), "photos", &[("x.jpg", "")]);
-        let err = remove_run(models.path(), &other).unwrap_err();
+        let err = remove_run(models.path(), &other, &[]).unwrap_err();
         assert!(err.contains("not a run in the models folder"), "{err}");
         let elsewhere = tempfile::tempdir().unwrap();
         let outside = run(elsewhere.path(), "r", &[("metrics.jsonl", "")]);
-        assert!(remove_run(models.path(), &outside).is_err());
+        assert!(remove_run(models.path(), &outside, &[]).is_err());
         let nested = run(&other, "r", &[("metrics.jsonl", "")]);
-        assert!(remove_run(models.path(), &nested).is_err());
+        assert!(remove_run(models.path(), &nested, &[]).is_err());
         assert!(outside.exists() && nested.exists() && other.join("x.jpg").exists());
     }
 }

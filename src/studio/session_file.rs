@@ -70,7 +70,7 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
     if bytes.len() > COMPARED_BYTES {
         let mut session = serde_json::from_slice::<Session>(&bytes).map_err(|e| {
             format!(
-                "{}: not a session this version reads ({e}), and at {} MB too large to read \
+                "{}: not a session this version reads ({e}), and at {} MiB too large to read \
                  note by note",
                 path.display(),
                 bytes.len() >> 20
@@ -183,7 +183,8 @@ fn readable_score(score: &serde_json::Map<String, Value>) -> (Value, Vec<usize>)
                 continue;
             }
             // Only an object has an origin to replace (indexing another value by a key
-            // panics): a number or a list where a note should be is left out.
+            // panics): a number, a text or a list where a note should be is left out, unless
+            // it reads as one (a list of a note's fields in their order does).
             if note.is_object() {
                 let mut edited = note.clone();
                 edited["origin"] = Value::from("Edited");
