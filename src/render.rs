@@ -60,6 +60,19 @@ impl LoudnessMeter {
         }
     }
 
+    /// Takes in the next samples as they will be at `gain`, without a copy of them all.
+    pub fn add_scaled(&mut self, samples: &[f32], gain: f32) {
+        let mut scaled = [0f32; 1024];
+        for chunk in samples.chunks(scaled.len()) {
+            let scaled = &mut scaled[..chunk.len()];
+            scaled
+                .iter_mut()
+                .zip(chunk)
+                .for_each(|(s, &x)| *s = x * gain);
+            self.add(scaled);
+        }
+    }
+
     /// The integrated loudness of everything taken in, in LUFS; minus infinity for silence
     /// (or audio wholly under the -70 LUFS gate).
     pub fn lufs(&self) -> f64 {
@@ -265,12 +278,12 @@ pub fn render_roll(
     .unwrap_or_else(|never| match never {});
     if opts.normalize {
         let by_peak = normalizing_gain(peak(&out));
-        let mut meter = LoudnessMeter::new(opts.sample_rate);
-        if opts.loudness.is_some() {
-            let at_peak: Vec<f32> = out.iter().map(|s| s * by_peak).collect();
-            meter.add(&at_peak);
-        }
-        let gain = loudness_gain(by_peak, meter.lufs(), opts.loudness);
+        let lufs_at_peak = opts.loudness.map_or(f64::NEG_INFINITY, |_| {
+            let mut meter = LoudnessMeter::new(opts.sample_rate);
+            meter.add_scaled(&out, by_peak);
+            meter.lufs()
+        });
+        let gain = loudness_gain(by_peak, lufs_at_peak, opts.loudness);
         out.iter_mut().for_each(|s| *s *= gain);
     }
     Ok(out)
@@ -344,12 +357,7 @@ pub fn render_to_wav_noting(
         }
         if passes == 2 {
             let mut meter = LoudnessMeter::new(opts.sample_rate);
-            let mut at_peak = Vec::new();
-            pass(1, &mut |block| {
-                at_peak.clear();
-                at_peak.extend(block.iter().map(|s| s * gain));
-                meter.add(&at_peak);
-            })?;
+            pass(1, &mut |block| meter.add_scaled(block, gain))?;
             gain = loudness_gain(gain, meter.lufs(), opts.loudness);
         }
         let mut writer = hound::WavWriter::new(&mut *w, wav_spec(opts.sample_rate))

@@ -377,6 +377,18 @@ fn default_play_blends() -> bool {
 }
 
 impl Session {
+    /// The model files in use instead of the shipped ones (the LSTM-VAE's, then the others').
+    pub fn model_files(&self) -> impl Iterator<Item = &PathBuf> {
+        [
+            &self.model_path,
+            &self.tvae_path,
+            &self.classifier_path,
+            &self.gan_path,
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// The file of `kind` in use instead of the shipped one, if any.
     pub fn other_path(&mut self, kind: OtherKind) -> &mut Option<PathBuf> {
         match kind {
@@ -3176,10 +3188,7 @@ impl Studio {
         }
         let s = &self.session;
         let here = |p: &Path| std::path::absolute(p).ok();
-        let in_use = [&s.model_path, &s.tvae_path, &s.classifier_path, &s.gan_path]
-            .into_iter()
-            .flatten()
-            .any(|p| p.starts_with(&run.dir));
+        let in_use = s.model_files().any(|p| p.starts_with(&run.dir));
         // The studio's own run, while it starts or resumes (its folder is locked only once
         // the corpus is read).
         let training = self.training.job.as_ref().is_some_and(|j| !j.following)
@@ -3196,13 +3205,7 @@ impl Studio {
             {
                 self.runs.confirm = None;
                 let (models, dir) = (models.to_path_buf(), run.dir.clone());
-                let s = &self.session;
-                let in_use: Vec<PathBuf> =
-                    [&s.model_path, &s.tvae_path, &s.classifier_path, &s.gan_path]
-                        .into_iter()
-                        .flatten()
-                        .cloned()
-                        .collect();
+                let in_use: Vec<PathBuf> = self.session.model_files().cloned().collect();
                 self.in_background(move || {
                     let removed = runs::remove_run(&models, &dir, &in_use);
                     DialogResult::RunRemoved(dir, removed)
