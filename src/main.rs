@@ -269,6 +269,11 @@ struct GenerateArgs {
     /// out (said), as the studio leaves them out: a piano model goes on from the piano.
     #[arg(long)]
     drums: bool,
+    /// Hold the primer's notes on while its sustain pedal is down, as a piano sounds them (as
+    /// `segue render --pedal`); by default they sound as long as they are written, as the
+    /// models were trained.
+    #[arg(long)]
+    pedal: bool,
     /// Style A: a composer of the model, or a MIDI file (default: the primer itself; not
     /// used by the LSTM-VAE's transfer, which decodes the primer with B).
     #[arg(long, value_name = "A")]
@@ -935,6 +940,11 @@ struct QuantizeArgs {
     /// Leave out channel 10 (drums); by default they are merged like every other channel.
     #[arg(long)]
     no_drums: bool,
+    /// Hold notes on while the sustain pedal (controller 64) is down, as a piano sounds them
+    /// (a note released under the pedal sounds until it is lifted or its key is struck again);
+    /// by default notes sound as long as they are written, as the models were trained.
+    #[arg(long)]
+    pedal: bool,
 }
 
 impl QuantizeArgs {
@@ -942,6 +952,7 @@ impl QuantizeArgs {
         QuantizeOptions {
             keep_short_notes: !self.paper_rounding,
             include_drums: !self.no_drums,
+            sustain_pedal: self.pedal,
             ..QuantizeOptions::default()
         }
     }
@@ -1301,7 +1312,7 @@ fn info(file: &Path, json: bool, opts: QuantizeOptions) -> Result<()> {
     if json {
         out!(
             "{}",
-            serde_json::to_string_pretty(&info_json(file, &song, &roll))?
+            serde_json::to_string_pretty(&info_json(file, &song, &roll, opts.sustain_pedal))?
         );
         return Ok(());
     }
@@ -1348,7 +1359,7 @@ fn info(file: &Path, json: bool, opts: QuantizeOptions) -> Result<()> {
             .collect();
         out!("key:           {}", first_then(first, &changes));
     }
-    if let Some(pedal) = song.pedal_not_applied() {
+    if let Some(pedal) = song.pedal_said(opts.sustain_pedal) {
         out!("pedal:         {pedal}");
     }
     let drums = song.drum_notes();
@@ -1376,7 +1387,7 @@ fn info(file: &Path, json: bool, opts: QuantizeOptions) -> Result<()> {
 /// What `segue info --json` prints: the text's fields by stable names, each always there;
 /// metres and keys as lists of changes (the first at step 0 where the piece starts with one),
 /// bars counted as the studio counts them.
-fn info_json(file: &Path, song: &Song, roll: &Roll) -> serde_json::Value {
+fn info_json(file: &Path, song: &Song, roll: &Roll, pedal_applied: bool) -> serde_json::Value {
     let bars = segue::meter::BarMap::new(roll.meters());
     let bar = |step: usize| bars.position(step as f64).floor() as u64;
     let metres: Vec<_> = match song.time_signatures.is_empty() {
@@ -1405,7 +1416,8 @@ fn info_json(file: &Path, song: &Song, roll: &Roll) -> serde_json::Value {
         "bpm_at_start": song.initial_bpm(),
         "metres": metres,
         "keys": keys,
-        "pedal_presses": song.pedal_presses,
+        "pedal_presses": song.pedal_presses(),
+        "pedal_applied": pedal_applied,
         "notes": song.notes.len(),
         "drum_notes": song.drum_notes(),
         "roll": {
@@ -1525,8 +1537,13 @@ fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<
     if let Some(drums) = song.drums_left_out().filter(|_| !opts.include_drums) {
         note!("{}: {drums}", shown(file));
     }
-    if let Some(pedal) = song.pedal_not_applied() {
-        note!("{}: {pedal}", shown(file));
+    if let Some(pedal) = song.pedal_said(opts.sustain_pedal) {
+        let hint = if opts.sustain_pedal {
+            ""
+        } else {
+            " (--pedal holds them)"
+        };
+        note!("{}: {pedal}{hint}", shown(file));
     }
     let roll = Roll::from_song(&song, opts).map_err(|p| segue::Error::midi(file, p))?;
     Ok((roll, song.copyright))
@@ -2888,6 +2905,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     // continues it, so that a seed gives the same music in both.
     let quantize = QuantizeOptions {
         include_drums: a.drums,
+        sustain_pedal: a.pedal,
         ..QuantizeOptions::primer()
     };
     let (primer, copyright) = match a.prime.as_deref() {

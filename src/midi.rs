@@ -225,9 +225,22 @@ pub struct Song {
     pub copyright: Option<String>,
     /// Damage that was skipped while reading (the file is still usable).
     pub warnings: Vec<String>,
-    /// How often the sustain pedal (controller 64) goes down, on any channel. Segue does not
-    /// apply it (as the paper's rolls did not): notes sound as long as they are written.
-    pub pedal_presses: usize,
+    /// Where each channel's sustain pedal (controller 64) is held down, sorted by channel
+    /// and time. Notes keep their written lengths ([`Song::notes`]); a roll holds them on
+    /// through the pedal only when asked ([`Song::pedalled_notes`]).
+    pub pedal: Vec<PedalHold>,
+}
+
+/// A span in which a channel's sustain pedal is held down: from the tick it went down to the
+/// tick it was lifted (the file's last tick, for a pedal never lifted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PedalHold {
+    /// MIDI channel 0..=15.
+    pub channel: u8,
+    /// The tick the pedal went down.
+    pub down: u64,
+    /// The tick it was lifted (> `down`, or = for a press at the file's very end).
+    pub up: u64,
 }
 
 /// A bounded reader of `fsutil` ([`fsutil::read_at_most`], [`fsutil::read_named_at_most`]).
@@ -238,17 +251,62 @@ impl Song {
     /// largest file is 155 KiB), so that a wrong file dropped on the window is not read whole.
     pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
-    /// Says that its sustain pedal, if it has one, is not applied (see
-    /// [`Song::pedal_presses`]): why its notes may sound shorter than in another player.
-    pub fn pedal_not_applied(&self) -> Option<String> {
-        let presses = match self.pedal_presses {
+    /// How often a sustain pedal goes down, on any channel (a channel's changes in every track
+    /// merged by time: a pedal repeated in two tracks is pressed once).
+    pub fn pedal_presses(&self) -> usize {
+        self.pedal.len()
+    }
+
+    /// Says what became of its sustain pedal, if it has one: held notes on through it
+    /// (`applied`, [`Song::pedalled_notes`]), or not (why its notes may sound shorter than in
+    /// another player).
+    pub fn pedal_said(&self, applied: bool) -> Option<String> {
+        let presses = match self.pedal_presses() {
             0 => return None,
             1 => "1 press".to_string(),
             n => format!("{n} presses"),
         };
-        Some(format!(
-            "its sustain pedal ({presses}) is not applied: notes sound as long as they are written"
-        ))
+        Some(if applied {
+            format!(
+                "its sustain pedal ({presses}) is applied: a note it holds sounds until the \
+                 pedal is lifted or its key is struck again"
+            )
+        } else {
+            format!(
+                "its sustain pedal ({presses}) is not applied: notes sound as long as they are \
+                 written"
+            )
+        })
+    }
+
+    /// The notes as a piano sounds them with the sustain pedal: a note whose key is released
+    /// while its channel's pedal is down sounds on until the pedal is lifted, or until its key
+    /// is struck again, whichever comes first (a note released as the pedal goes down, at
+    /// the same tick, is caught by it). Sorted as [`Song::notes`].
+    pub fn pedalled_notes(&self) -> Vec<Note> {
+        let mut notes = self.notes.clone();
+        if self.pedal.is_empty() {
+            return notes;
+        }
+        // Walking back from the last note: the next start of each key (channel, pitch).
+        let mut next_start = vec![u64::MAX; 16 * 128];
+        for n in notes.iter_mut().rev() {
+            let slot = usize::from(n.channel & 15) * 128 + usize::from(n.pitch & 127);
+            let next = std::mem::replace(&mut next_start[slot], n.start);
+            // The holds of this channel begin at its first hold; the one that may hold the
+            // note is the last that went down at or before the note's end.
+            let first = self.pedal.partition_point(|h| h.channel < n.channel);
+            let holds = &self.pedal[first..];
+            let holds = &holds[..holds.partition_point(|h| h.channel == n.channel)];
+            let before = holds.partition_point(|h| h.down <= n.end);
+            if let Some(hold) = before.checked_sub(1).map(|i| holds[i])
+                && n.end < hold.up
+            {
+                n.end = n.end.max(hold.up.min(next));
+            }
+        }
+        notes.sort_by_key(|n| (n.start, n.pitch, n.end, n.channel, n.track));
+        notes
     }
 
     /// Says how many drum notes (channel 10) a reading that leaves them out left out, if any.
@@ -321,7 +379,7 @@ impl Song {
             title: None,
             copyright: None,
             warnings: truncated_chunks(bytes),
-            pedal_presses: 0,
+            pedal: Vec::new(),
         };
         // Open notes per (channel, pitch): FIFO of (start tick, velocity).
         let mut open: Vec<VecDeque<(u64, u8)>> = vec![VecDeque::new(); 16 * 128];
@@ -454,13 +512,35 @@ impl Song {
                 .push(format!("{unlisted} more problems of the file not listed"));
         }
         // A press is a channel's pedal going down, its changes in every track merged by time (a
-        // file that repeats a channel's pedal in two tracks presses it once).
+        // file that repeats a channel's pedal in two tracks presses it once); a pedal never
+        // lifted is held to the file's end.
         pedal.sort_by_key(|&(channel, tick, _)| (channel, tick));
-        let mut down = [false; 16];
-        for (channel, _, now) in pedal {
-            let was = std::mem::replace(&mut down[usize::from(channel)], now);
-            song.pedal_presses += usize::from(now && !was);
+        let mut down: [Option<u64>; 16] = [None; 16];
+        for (channel, tick, now) in pedal {
+            let held = &mut down[usize::from(channel)];
+            match (*held, now) {
+                (None, true) => *held = Some(tick),
+                (Some(since), false) => {
+                    song.pedal.push(PedalHold {
+                        channel,
+                        down: since,
+                        up: tick,
+                    });
+                    *held = None;
+                }
+                _ => {}
+            }
         }
+        for (channel, held) in (0u8..).zip(down) {
+            if let Some(since) = held {
+                song.pedal.push(PedalHold {
+                    channel,
+                    down: since,
+                    up: song.end_tick.max(since),
+                });
+            }
+        }
+        song.pedal.sort_by_key(|h| (h.channel, h.down));
         if song.tracks == 0 {
             let why = song
                 .warnings

@@ -49,6 +49,11 @@ pub struct QuantizeOptions {
     /// one step, where they become one. On where a musician's piece is opened.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub round_half_up: bool,
+    /// Hold notes on while the sustain pedal is down, as a piano sounds them
+    /// ([`Song::pedalled_notes`]). Off by default: notes as long as they are written, as the
+    /// paper's rolls (and the models trained on them) have them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sustain_pedal: bool,
 }
 
 /// The longest piece Segue reads or writes, in 16th-note steps (about seven hours at 120 bpm):
@@ -64,6 +69,7 @@ impl Default for QuantizeOptions {
             max_steps: MAX_STEPS,
             keep_length: false,
             round_half_up: false,
+            sustain_pedal: false,
         }
     }
 }
@@ -338,9 +344,16 @@ impl Roll {
     ) -> std::result::Result<Roll, MidiProblem> {
         let tpq = u64::from(song.ticks_per_quarter);
         let limit = opts.max_steps as u64;
-        let mut notes = Vec::with_capacity(song.notes.len());
+        let pedalled;
+        let written = if opts.sustain_pedal && !song.pedal.is_empty() {
+            pedalled = song.pedalled_notes();
+            &pedalled
+        } else {
+            &song.notes
+        };
+        let mut notes = Vec::with_capacity(written.len());
         let mut steps = 0u64;
-        for n in &song.notes {
+        for n in written {
             if !opts.include_drums && n.channel == midi::DRUM_CHANNEL {
                 continue;
             }

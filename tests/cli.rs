@@ -157,6 +157,49 @@ fn roll_writes_npy_png_and_midi() {
     assert_eq!(hound::WavReader::open(&wav).unwrap().duration(), 44_100 * 2);
 }
 
+/// `--pedal` holds notes on through the sustain pedal, as a piano sounds them (said, and
+/// heard in the rendering's length); by default they are as long as written, and the pedal is
+/// said not to be applied.
+#[test]
+fn render_applies_the_pedal_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mid = dir.path().join("pedalled.mid");
+    // A quarter note (0.5 s at 120 bpm) under a pedal held for four quarters.
+    let events = vec![
+        (0, Ev::Pedal(0, 127)),
+        (0, on(0, 60, 90)),
+        (96, off(0, 60)),
+        (384, Ev::Pedal(0, 0)),
+    ];
+    std::fs::write(
+        &mid,
+        smf(
+            Format::SingleTrack,
+            Timing::Metrical(u15::new(96)),
+            &[events],
+        ),
+    )
+    .unwrap();
+    let wav = dir.path().join("out.wav");
+    let seconds = || hound::WavReader::open(&wav).unwrap().duration() as f64 / 44_100.0;
+    let rendered = |args: &[&str]| {
+        let out = segue(args);
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let err = rendered(&["render", p(&mid), "-o", p(&wav)]);
+    assert!(
+        err.contains("sustain pedal (1 press) is not applied") && err.contains("--pedal"),
+        "{err}"
+    );
+    // The note and the 1.5 s release tail.
+    assert!((seconds() - 2.0).abs() < 0.01, "{}", seconds());
+    let err = rendered(&["render", p(&mid), "-o", p(&wav), "--pedal"]);
+    assert!(err.contains("sustain pedal (1 press) is applied"), "{err}");
+    // Held to the lift, four quarters (2 s), and the tail.
+    assert!((seconds() - 3.5).abs() < 0.01, "{}", seconds());
+}
+
 #[test]
 fn render_writes_a_wav_from_midi_or_npy() {
     let dir = tempfile::tempdir().unwrap();
@@ -2483,8 +2526,21 @@ fn info_as_json_for_scripts() {
     assert_eq!(v["metres"][1]["metre"], "3/8");
     assert_eq!(v["keys"][0]["key"], "Eb major");
     assert_eq!(v["pedal_presses"], 232);
+    assert_eq!(v["pedal_applied"], false);
     assert_eq!(v["notes"], 4415);
     assert_eq!(v["roll"]["notes"], 4415);
+    // With --pedal, the notes it holds sound on: the same notes, more sounding cells.
+    let held: serde_json::Value =
+        serde_json::from_str(&ok(&["info", p(&waltz), "--json", "--pedal"])).unwrap();
+    assert_eq!(held["pedal_applied"], true);
+    assert_eq!(held["notes"], 4415);
+    let cells = |v: &serde_json::Value| v["roll"]["sounding_cells"].as_u64().unwrap();
+    assert!(
+        cells(&held) > cells(&v) * 11 / 10,
+        "{} {}",
+        cells(&held),
+        cells(&v)
+    );
     assert!(
         (v["seconds"].as_f64().unwrap() - 310.23).abs() < 0.01,
         "{}",

@@ -256,7 +256,7 @@ fn the_sustain_pedal_is_counted_not_applied() {
         ]],
     );
     let song = Song::parse(&bytes).unwrap();
-    assert_eq!(song.pedal_presses, 3);
+    assert_eq!(song.pedal_presses(), 3);
     // One channel's pedal repeated in two tracks is pressed once; another channel's counts.
     let track = |ch: u8| {
         vec![
@@ -271,15 +271,108 @@ fn the_sustain_pedal_is_counted_not_applied() {
         Timing::Metrical(96.into()),
         &[track(0), track(0), track(1)],
     );
-    assert_eq!(Song::parse(&twice).unwrap().pedal_presses, 4);
-    let said = song.pedal_not_applied().unwrap();
+    assert_eq!(Song::parse(&twice).unwrap().pedal_presses(), 4);
+    let said = song.pedal_said(false).unwrap();
     assert!(
         said.contains("sustain pedal (3 presses) is not applied"),
         "{said}"
     );
     assert_eq!((song.notes[0].start, song.notes[0].end), (0, 24));
     let plain = Song::parse(&simple(96, &[(0, 96, 60, 90)])).unwrap();
-    assert_eq!(plain.pedal_not_applied(), None);
+    assert_eq!(plain.pedal_said(false), None);
+    assert_eq!(plain.pedal_said(true), None);
+}
+
+#[test]
+fn the_sustain_pedal_holds_notes_when_applied() {
+    let on = |ch: u8, key: u8| Ev::On { ch, key, vel: 80 };
+    let off = |ch: u8, key: u8| Ev::Off { ch, key };
+    // 96 ticks a quarter: 24 ticks a step; absolute ticks, in this order at one tick.
+    let bytes = smf(
+        Format::SingleTrack,
+        Timing::Metrical(96.into()),
+        &[vec![
+            (0, on(0, 60)), // released at 24, before the pedal: as written
+            (0, on(0, 64)), // released at 48 as the pedal goes down: caught
+            (0, on(1, 67)), // channel 1, released under channel 0's pedal: as written
+            (24, off(0, 60)),
+            (48, off(0, 64)),
+            (48, Ev::Pedal(0, 127)),
+            (48, on(0, 72)), // released at 72, held to the lift at 192
+            (48, off(1, 67)),
+            (48, on(0, 76)), // released at 72, struck again at 120: held to 120
+            (72, off(0, 72)),
+            (72, off(0, 76)),
+            (120, on(0, 76)), // released at 144, held to the lift
+            (144, off(0, 76)),
+            (192, Ev::Pedal(0, 0)),
+            (192, on(0, 79)), // released at 216, after the lift: as written
+            (216, off(0, 79)),
+            (240, Ev::Pedal(0, 100)), // never lifted: held to the file's end
+            (240, on(0, 48)),
+            (264, off(0, 48)),
+            (336, on(0, 50)), // the file's last event, a note of no length
+            (336, off(0, 50)),
+        ]],
+    );
+    let song = Song::parse(&bytes).unwrap();
+    assert_eq!(song.pedal_presses(), 2);
+    let spans = |notes: &[segue::midi::Note]| -> Vec<(u8, u64, u64)> {
+        notes.iter().map(|n| (n.pitch, n.start, n.end)).collect()
+    };
+    let written = spans(&song.notes);
+    assert_eq!(
+        written,
+        [
+            (60, 0, 24),
+            (64, 0, 48),
+            (67, 0, 48),
+            (72, 48, 72),
+            (76, 48, 72),
+            (76, 120, 144),
+            (79, 192, 216),
+            (48, 240, 264),
+            (50, 336, 336)
+        ]
+    );
+    assert_eq!(
+        spans(&song.pedalled_notes()),
+        [
+            (60, 0, 24),
+            (64, 0, 192),
+            (67, 0, 48),
+            (72, 48, 192),
+            (76, 48, 120),
+            (76, 120, 192),
+            (79, 192, 216),
+            (48, 240, 336),
+            (50, 336, 336)
+        ]
+    );
+    // Written notes stay as they are; a roll holds them only when asked.
+    assert_eq!(spans(&song.notes), written);
+    let roll = |pedal: bool| {
+        let opts = QuantizeOptions {
+            sustain_pedal: pedal,
+            ..QuantizeOptions::default()
+        };
+        Roll::from_song(&song, &opts).unwrap()
+    };
+    let (plain, held) = (roll(false), roll(true));
+    // Pitch 72 sounds steps 2..3 as written, 2..8 held by the pedal (ticks 48..192).
+    assert!(plain.is_on(2, 72) && !plain.is_on(3, 72));
+    assert!((2..8).all(|t| held.is_on(t, 72)) && !held.is_on(8, 72));
+    // Struck again at step 5, 76 sounds anew there: two notes, not one.
+    let seventy_six: Vec<_> = (held.notes().into_iter())
+        .filter(|n| n.pitch == 76)
+        .map(|n| (n.start, n.len))
+        .collect();
+    assert_eq!(seventy_six, [(2, 3), (5, 3)]);
+    assert!(
+        (song.pedal_said(true).unwrap()).contains("sustain pedal (2 presses) is applied"),
+        "{:?}",
+        song.pedal_said(true)
+    );
 }
 
 #[test]

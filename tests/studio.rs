@@ -608,6 +608,77 @@ fn an_export_failing_while_the_window_closes_keeps_it_open() {
     assert!(!window_commands(&h).contains(&egui::ViewportCommand::CancelClose));
 }
 
+/// The Pedal box opens files with the sustain pedal applied: ticked, the opened file is read
+/// again with its notes held on through the pedal; with generated notes in the piece, it is
+/// not replaced for it (said), the next file opened has it.
+#[test]
+fn the_pedal_box_holds_notes_through_the_sustain_pedal() {
+    use common::Ev;
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let pedalled = dir.path().join("pedalled.mid");
+    // 24 ticks a step: two notes of one step under a pedal lifted at step 16.
+    let events = vec![
+        (0, Ev::Pedal(0, 127)),
+        (0, common::on(0, 60, 90)),
+        (24, common::off(0, 60)),
+        (96, common::on(0, 64, 90)),
+        (120, common::off(0, 64)),
+        (384, Ev::Pedal(0, 0)),
+    ];
+    let bytes = common::smf(
+        midly::Format::SingleTrack,
+        midly::Timing::Metrical(96.into()),
+        &[events],
+    );
+    std::fs::write(&pedalled, bytes).unwrap();
+    let mut h = studio(&model, None);
+    h.step();
+    let settle = |h: &mut Harness<'static, Studio>| wait(h, "file work", |s| !s.background_work());
+    let lengths = |h: &Harness<'static, Studio>| -> Vec<(u8, usize)> {
+        (h.state().session.score.notes.iter())
+            .map(|n| (n.pitch, n.len))
+            .collect()
+    };
+    h.state_mut().open_file(&pedalled);
+    settle(&mut h);
+    assert_eq!(lengths(&h), [(60, 1), (64, 1)]);
+    let (text, _) = h.state().message().unwrap().clone();
+    assert!(
+        text.contains("is not applied") && text.contains("Pedal holds them"),
+        "{text}"
+    );
+    h.get_by_label("Pedal").click();
+    h.step();
+    h.step();
+    settle(&mut h);
+    assert!(h.state().session.sustain_pedal);
+    assert_eq!(lengths(&h), [(60, 16), (64, 12)]);
+    let (text, _) = h.state().message().unwrap().clone();
+    assert!(
+        text.contains("sustain pedal (1 press) is applied"),
+        "{text}"
+    );
+    // With generated notes in the piece, unticking does not replace them.
+    generate_new_piece(&mut h, "a continuation");
+    let piece = h.state().session.score.clone();
+    h.get_by_label("Pedal").click();
+    h.step();
+    h.step();
+    settle(&mut h);
+    assert!(!h.state().session.sustain_pedal);
+    assert_eq!(h.state().session.score, piece);
+    let (text, _) = h.state().message().unwrap().clone();
+    assert!(
+        text.contains("from now on are read without the sustain pedal"),
+        "{text}"
+    );
+    // The next file opened is read as written.
+    h.state_mut().open_file(&pedalled);
+    settle(&mut h);
+    assert_eq!(lengths(&h), [(60, 1), (64, 1)]);
+}
+
 #[test]
 fn opens_a_midi_file_and_exports_it_back() {
     let dir = tempfile::tempdir().unwrap();

@@ -366,6 +366,10 @@ pub struct Session {
     /// preset's sizes, rather than from random weights.
     #[serde(default = "default_train_from_model")]
     pub train_from_model: bool,
+    /// Open MIDI files with their notes held on while the sustain pedal is down, as a piano
+    /// sounds them ([`QuantizeOptions::sustain_pedal`]); off, notes are as long as written.
+    #[serde(default)]
+    pub sustain_pedal: bool,
 }
 
 fn default_train_from_model() -> bool {
@@ -504,6 +508,7 @@ impl Default for Session {
             play_blends: default_play_blends(),
             train_on_gpu: false,
             train_from_model: default_train_from_model(),
+            sustain_pedal: false,
         }
     }
 }
@@ -807,6 +812,7 @@ impl Startup {
         primer: Option<PathBuf>,
         file: Option<PathBuf>,
         last_run: Option<PathBuf>,
+        pedal: bool,
     ) -> Self {
         let saved_others: Vec<_> = (saved_others.into_iter())
             .map(|(kind, path)| {
@@ -842,13 +848,12 @@ impl Startup {
             model,
             fallback,
             saved_others,
-            primer: primer.map(|p| {
-                Roll::read_midi(&p, &QuantizeOptions::primer()).map_err(|e| e.to_string())
-            }),
+            primer: primer
+                .map(|p| Roll::read_midi(&p, &primer_options(pedal)).map_err(|e| e.to_string())),
             opened: file.map(|f| {
                 // Absolute, so that the next start finds it from any folder.
                 let f = absolute(f);
-                let read = read_primer(&f);
+                let read = read_primer(&f, pedal);
                 (f, read)
             }),
             last_run: last_run.filter(|dir| train::metrics_path(dir).is_file()),
@@ -1137,15 +1142,25 @@ struct Opened {
     warnings: Vec<String>,
     /// What was said of its drums, left out ([`Song::drums_left_out`]).
     drums: Option<String>,
-    /// What its sustain pedal comes to ([`Song::pedal_not_applied`]).
+    /// What its sustain pedal comes to ([`Song::pedal_said`]).
     pedal: Option<String>,
 }
 
-/// Reads a MIDI file as a primer roll, with its metre and the damage that was skipped.
-fn read_primer(path: &Path) -> Result<Opened, String> {
+/// How the studio reads a MIDI file: as a primer, its notes held on through the sustain pedal
+/// where `pedal` asks for it.
+fn primer_options(pedal: bool) -> QuantizeOptions {
+    QuantizeOptions {
+        sustain_pedal: pedal,
+        ..QuantizeOptions::primer()
+    }
+}
+
+/// Reads a MIDI file as a primer roll, with its metre and the damage that was skipped; its
+/// notes held on through the sustain pedal where `pedal` asks for it.
+fn read_primer(path: &Path, pedal: bool) -> Result<Opened, String> {
     Song::read(path)
         .and_then(|song| {
-            Roll::from_song(&song, &QuantizeOptions::primer())
+            Roll::from_song(&song, &primer_options(pedal))
                 .map(|roll| {
                     let mut score = Score::from_roll(&roll, Origin::Primer);
                     score.primer_steps = roll.steps();
@@ -1154,7 +1169,13 @@ fn read_primer(path: &Path) -> Result<Opened, String> {
                         roll,
                         score,
                         drums: song.drums_left_out(),
-                        pedal: song.pedal_not_applied(),
+                        pedal: (song.pedal_said(pedal)).map(|said| {
+                            if pedal {
+                                said
+                            } else {
+                                said + " (Pedal holds them)"
+                            }
+                        }),
                         warnings: song.warnings,
                     }
                 })
@@ -1259,11 +1280,12 @@ impl Studio {
             .collect();
         let primer = studio.session.primer_path.clone();
         let last_run = studio.session.train_run.clone();
+        let pedal = studio.session.sustain_pedal;
         studio.loading = true;
         studio.in_background(move || {
             // A panic while loading must not leave the studio waiting: it is said instead.
             let loaded =
-                catching(move || Startup::load(model, saved_others, primer, file, last_run));
+                catching(move || Startup::load(model, saved_others, primer, file, last_run, pedal));
             DialogResult::Started(Box::new(loaded.unwrap_or_else(|e| Startup {
                 problems: vec![format!("loading the models failed: {e}")],
                 ..Startup::default()
@@ -1789,12 +1811,40 @@ impl Studio {
     /// Opens a MIDI file as the primer (and shows it), reading it on a worker thread.
     pub fn open_file(&mut self, path: &Path) {
         let path = path.to_path_buf();
+        let pedal = self.session.sustain_pedal;
         self.in_order(move || {
             // Absolute, so that the next start finds it from any folder.
             let path = absolute(path);
-            let read = read_primer(&path);
+            let read = read_primer(&path, pedal);
             DialogResult::Opened(path, read)
         });
+    }
+
+    /// The sustain pedal setting was changed: the opened file is read again with it, where the
+    /// piece holds nothing but that file's notes (generated or edited notes are not replaced
+    /// for it: the setting then applies to the next file opened).
+    fn pedal_changed(&mut self) {
+        let Some(path) = self.session.primer_path.clone() else {
+            return;
+        };
+        let worked = (self.session.score.notes.iter()).any(|n| n.origin != Origin::Primer);
+        if worked {
+            let (opened, again) = if self.session.sustain_pedal {
+                ("with the sustain pedal applied", "with it")
+            } else {
+                ("without the sustain pedal", "without it")
+            };
+            self.say(
+                format!(
+                    "Files opened from now on are read {opened}; the piece keeps its generated \
+                     and edited notes (open {} again to hear it {again})",
+                    path.display()
+                ),
+                false,
+            );
+        } else {
+            self.open_file(&path);
+        }
     }
 
     /// Puts a file read by [`Studio::open_file`] (or at the start) in place as the primer.
@@ -3303,6 +3353,16 @@ impl Studio {
                         .pick_file()
                         .map(DialogResult::Open)
                 });
+            }
+            let pedal = ui
+                .checkbox(&mut self.session.sustain_pedal, "Pedal")
+                .on_hover_text(
+                    "Open MIDI files with the sustain pedal applied: a note the pedal holds sounds \
+                     until it is lifted, as on a piano (off: notes as long as they are written, \
+                     as the models learned them)",
+                );
+            if pedal.changed() {
+                self.pedal_changed();
             }
             for (label, kind, extensions, hint) in [
                 (
