@@ -16,7 +16,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -25,7 +25,7 @@ use crate::meter::StepMeter;
 use crate::models::lstm_vae::LstmVae;
 use crate::models::step_decoder::StepDecoder;
 use crate::models::trained::{self, TrainedModel};
-use crate::roll::{PITCHES, Roll};
+use crate::roll::{MAX_STEPS, PITCHES, Roll};
 
 /// How the code moves over the generated steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -160,7 +160,7 @@ impl Generated {
     /// Whether the generated part starts fewer notes than it has bars of 16 steps (one held
     /// note, a few, none): what a temperature well below 1 tends to make.
     pub fn generated_part_is_sparse(&self) -> bool {
-        let steps = self.roll.steps() - self.primer_steps;
+        let steps = self.roll.steps().saturating_sub(self.primer_steps);
         steps > 0 && self.generated_onsets() * 16 < steps.max(16)
     }
 
@@ -277,12 +277,10 @@ pub fn song_code(model: &TrainedModel, roll: &Roll, steps: usize) -> Result<Vec<
     let steps = steps.clamp(1, (roll.steps() - start).max(1));
     let mut data = vec![0f32; steps * PITCHES];
     roll.window_f32(start, steps, &mut data);
-    let run = || -> candle_core::Result<Vec<f32>> {
-        let x = Tensor::from_vec(data, (1, steps, PITCHES), &Device::Cpu)?;
-        let q = model.model.encode(&x)?;
-        q.mean.squeeze(0)?.to_vec1::<f32>()
-    };
-    run().map_err(|e| Error::InvalidArgument(format!("encoding the song: {e}")))
+    // On the model's device: a model loaded on the GPU encodes there.
+    let x = Tensor::from_vec(data, (1, steps, PITCHES), model.model.device())?;
+    let q = model.model.encode(&x)?;
+    Ok(q.mean.squeeze(0)?.to_vec1::<f32>()?)
 }
 
 /// How many steps of a primer a continuation asked to hear `primer_steps` of is primed with:
@@ -393,6 +391,15 @@ pub fn generate(
         )));
     }
     check_sampling(opts.temperature, opts.max_notes)?;
+    // Within the longest piece Segue reads, so that whatever it writes it can open again.
+    let heard = (opts.primer_steps).min(primer.steps().saturating_sub(opts.primer_start));
+    if heard.saturating_add(opts.steps) > MAX_STEPS {
+        return Err(Error::InvalidArgument(format!(
+            "{heard} primer steps and {} generated would be more than the longest piece, \
+             {MAX_STEPS} steps",
+            opts.steps
+        )));
+    }
     let pool = match rayon::current_thread_index() {
         None => decoding_pool(),
         Some(_) => None,

@@ -1,9 +1,48 @@
 //! Segue: a piano-roll studio for neural music generation.
 //!
 //! The modules follow the data flow: MIDI files ([`midi`]) <-> piano rolls ([`roll`], with
-//! [`npy`] and [`image`] views) -> corpus snippets and batches ([`dataset`]) -> audio
-//! ([`synth`], [`render`]). [`bench`](mod@bench) measures conversion speed against the Python
-//! references.
+//! [`npy`] and [`image`] views) -> corpus snippets and batches ([`dataset`]) -> the models
+//! ([`models`]: the LSTM-VAE, Transformer VAE, composer classifier and DCGAN, in candle) and
+//! their training ([`train`], [`train_loop`]) -> generation ([`generate`], [`ascent`]) ->
+//! audio ([`synth`], [`render`]) and MIDI export ([`Roll::write_midi`]); [`eval`] and
+//! [`report`] measure the models, [`bench`](mod@bench) the speed against the Python references,
+//! and [`studio`] is the window on top of it all.
+//!
+//! A transition from Chopin to Debussy after the start of a piece, with the shipped LSTM-VAE,
+//! written as MIDI and WAV (the command line's `segue generate` also ends the primer on a bar
+//! line, [`generate::primer_steps_heard`], and reads style A from the primer by default,
+//! [`generate::song_code`]):
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use std::sync::atomic::AtomicBool;
+//!
+//! use segue::generate::{self, GenerateOptions, Mode};
+//! use segue::models::trained::{self, TrainedModel};
+//! use segue::render::{self, RenderOptions};
+//! use segue::{QuantizeOptions, Roll};
+//!
+//! # fn main() -> segue::Result<()> {
+//! let primer = Roll::read_midi(Path::new("piece.mid"), &QuantizeOptions::primer())?;
+//! let weights = trained::default_model_path().expect("Segue's weights folder");
+//! let model = TrainedModel::load(&weights, &candle_core::Device::Cpu)?;
+//! let composer = |name: &str| (model.manifest.composers.iter()).position(|c| c == name);
+//! let strength = generate::DEFAULT_STYLE_STRENGTH;
+//! let a = generate::composer_code(&model, composer("chopin").unwrap(), strength)?;
+//! let b = generate::composer_code(&model, composer("debussy").unwrap(), strength)?;
+//! let opts = GenerateOptions {
+//!     mode: Mode::Transition,
+//!     seed: 7,
+//!     ..GenerateOptions::default()
+//! };
+//! let stop = AtomicBool::new(false);
+//! let piece = generate::generate(&model.model, &primer, &a, &b, &opts, &mut |_| {}, &stop)?;
+//! piece.roll.write_midi(Path::new("chopin-to-debussy.mid"))?;
+//! let wav = Path::new("chopin-to-debussy.wav");
+//! render::render_to_wav(&piece.roll, &RenderOptions::default(), wav, &mut |_| {}, &stop)?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod ascent;
 pub mod bench;

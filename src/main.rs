@@ -292,7 +292,7 @@ struct GenerateArgs {
     #[arg(long, default_value_t = 256, value_name = "N")]
     steps: usize,
     /// Primer steps taken from --prime, from the bar of its first note to the bar line
-    /// nearest N (the VAEs; classifier ascent starts from the whole primer) [default: 64:
+    /// nearest N (the VAEs; classifier ascent starts from its first --steps steps) [default: 64:
     /// four bars of 4/4, five of 3/4].
     #[arg(long, value_name = "N")]
     primer_steps: Option<usize>,
@@ -2724,17 +2724,27 @@ fn model_file_in(given: &Path) -> Result<PathBuf> {
             .map(|kind| given.join(format!("{kind}.safetensors")))
             .filter(|p| p.is_file())
             .collect();
-        return match found.as_slice() {
+        if let [one] = found.as_slice() {
+            return Ok(one.clone());
+        }
+        // Not a training run's folder: any model file with its manifest beside it (the
+        // weights folder's `lstm-vae-studio.safetensors`, say).
+        let mut models: Vec<PathBuf> = std::fs::read_dir(given)
+            .with_context(|| format!("{}: reading the folder failed", shown(given)))?
+            .filter_map(|entry| Some(entry.ok()?.path()))
+            .filter(|p| extension(p) == "safetensors" && p.with_extension("json").is_file())
+            .collect();
+        models.sort();
+        return match models.as_slice() {
             [one] => Ok(one.clone()),
             [] => bail!(
-                "{}: a folder without a model of a training run in it (pass the model's \
-                 .safetensors file)",
+                "{}: a folder without a model in it (pass the model's .safetensors file)",
                 shown(given)
             ),
             _ => bail!(
                 "{}: a folder of several models; pass one of them ({})",
                 shown(given),
-                (found.iter().map(|p| shown(p)))
+                (models.iter().map(|p| shown(p)))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -3514,7 +3524,14 @@ fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
             "pytorch",
             "ratio"
         );
-        out!("  {:<28} {:>14} {:>14}", "parameters", own.params, r.params);
+        // Without the reference its column says so ("-"), not 0.
+        let theirs = |f: &dyn Fn(&Timing) -> String| reference.as_ref().map_or("-".into(), f);
+        out!(
+            "  {:<28} {:>14} {:>14}",
+            "parameters",
+            own.params,
+            theirs(&|r| r.params.to_string())
+        );
         out!(
             "  {:<28} {:>14} {:>14} {:>8}",
             "training step (median)",
@@ -3526,7 +3543,7 @@ fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
             "  {:<28} {:>14} {:>14} {:>8}",
             "peak memory",
             format!("{:.0} MiB", own.max_rss_mib),
-            format!("{:.0} MiB", r.max_rss_mib),
+            theirs(&|r| format!("{:.0} MiB", r.max_rss_mib)),
             ratio(
                 Some(own.max_rss_mib),
                 reference.as_ref().map(|r| r.max_rss_mib)

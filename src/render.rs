@@ -292,8 +292,9 @@ pub fn render_roll(
 /// Renders a roll straight into a 16-bit WAV file at `path` (atomically), block by block: a
 /// long piece needs no more memory than a short one (normalising renders it twice: once to
 /// find its peak; to a loudness three times: once more to measure it at the peak's gain). Returns the audio's length, the gain applied and its peak; every error
-/// names `path`. Setting `stop` ends the rendering at its next block with an error, the
-/// half-written file removed and a file already at `path` left as it was.
+/// names `path`. Setting `stop` ends the rendering at its next block with an error (an
+/// [`Error::Io`] of kind `Interrupted`, naming `path`), the half-written file removed and a
+/// file already at `path` left as it was.
 pub fn render_to_wav(
     roll: &Roll,
     opts: &RenderOptions,

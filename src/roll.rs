@@ -293,6 +293,9 @@ fn joined<T: StepChange>(map: &[T], first: Option<T>, other: &[T], offset: usize
 }
 
 /// Rounds `num / den` to the nearest integer, ties to even (NumPy's rule).
+///
+/// # Panics
+/// When `den` is 0.
 pub fn round_half_even(num: u64, den: u64) -> u64 {
     let q = num / den;
     let r = num % den;
@@ -343,6 +346,10 @@ impl Roll {
         opts: &QuantizeOptions,
     ) -> std::result::Result<Roll, MidiProblem> {
         let tpq = u64::from(song.ticks_per_quarter);
+        if tpq == 0 {
+            // A song read from a file never has it; one made by hand may.
+            return Err(MidiProblem::BadDivision(0));
+        }
         let limit = opts.max_steps as u64;
         let pedalled;
         let written = if opts.sustain_pedal && !song.pedal.is_empty() {
@@ -532,6 +539,10 @@ impl Roll {
     }
 
     /// One step's 128 velocities.
+    ///
+    /// # Panics
+    /// When `step` is not below [`Roll::steps`] (as slice indexing does; [`Roll::velocity`]
+    /// reads 0 past the end instead).
     pub fn row(&self, step: usize) -> &[u8] {
         &self.cells[step * PITCHES..(step + 1) * PITCHES]
     }

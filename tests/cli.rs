@@ -1698,7 +1698,7 @@ fn a_resumed_run_keeps_the_options_it_was_started_with() {
         "-o",
         p(&dir.path().join("x.mid")),
     ]);
-    assert!(err.contains("without a model of a training run"), "{err}");
+    assert!(err.contains("a folder without a model in it"), "{err}");
     let mut args = vec!["train", "lstm-vae", "--corpus", p(&corpus), "--no-cache"];
     args.extend([
         "--out",
@@ -2505,6 +2505,39 @@ fn a_closed_stdout_does_not_hide_a_failed_wav() {
         "{err}"
     );
     assert!(mid.exists() && !wav.exists());
+}
+
+/// `--model` with a folder: a training run's model, or the folder's one model file whatever
+/// its name; a folder of several lists them all (the weights folder's LSTM-VAE too).
+#[test]
+fn a_model_folder_names_its_models() {
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights");
+    let err = fails(&["generate", "--model", p(&weights), "-o", "x.mid"]);
+    assert!(
+        err.contains("a folder of several models")
+            && err.contains("lstm-vae-studio.safetensors")
+            && err.contains("dcgan.safetensors"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for ext in ["safetensors", "json"] {
+        let from = weights.join(format!("dcgan.{ext}"));
+        std::fs::copy(from, dir.path().join(format!("my-gan.{ext}"))).unwrap();
+    }
+    let out = dir.path().join("sampled.mid");
+    ok(&[
+        "generate",
+        "--model",
+        p(dir.path()),
+        "--steps",
+        "16",
+        "-o",
+        p(&out),
+    ]);
+    assert!(out.is_file());
+    let empty = tempfile::tempdir().unwrap();
+    let err = fails(&["generate", "--model", p(empty.path()), "-o", "x.mid"]);
+    assert!(err.contains("a folder without a model in it"), "{err}");
 }
 
 /// `info --json` gives what the text gives, by stable names for scripts: every field always

@@ -19,7 +19,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, T
 
 use rayon::prelude::*;
 
-use crate::models::matmul::{Mat, MatMut, Panels, Threads, matmul, matmul_rows};
+use crate::models::matmul::{Mat, MatMut, Panels, matmul, matmul_rows};
 
 /// Sizes of one layer's sequence pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +259,6 @@ pub fn forward(d: Dims, x: &[f32], w: &[f32], h0: &[f32], c0: &[f32]) -> (Vec<f3
         Mat::dense(x, t_len * b, i_len),
         Mat::rows(w, g4, i_len, ld).t(),
         true,
-        Threads::All,
     );
 
     let w_hh_t = Panels::pack(Mat::rows(&w[i_len..], g4, h, ld).t());
@@ -385,7 +384,6 @@ pub fn backward(
         d_pre_all.t(),
         Mat::dense(x, rows, i_len),
         false,
-        Threads::All,
     );
     // dW_hh = dA^T [h_0; h_1 .. h_{T-1}]: the first step's part with h0, the rest in one product.
     matmul(
@@ -393,7 +391,6 @@ pub fn backward(
         Mat::dense(&d_pre[..b * g4], b, g4).t(),
         Mat::dense(h0, b, h),
         false,
-        Threads::All,
     );
     if t_len > 1 {
         matmul(
@@ -401,7 +398,6 @@ pub fn backward(
             Mat::dense(&d_pre[b * g4..], rows - b, g4).t(),
             Mat::dense(&out[..(t_len - 1) * b * h], rows - b, h),
             true,
-            Threads::All,
         );
     }
     // Both biases: the column sums of dA.
@@ -422,7 +418,6 @@ pub fn backward(
         d_pre_all,
         Mat::rows(w, g4, i_len, ld),
         false,
-        Threads::All,
     );
     Grads {
         x: dx,

@@ -5,8 +5,10 @@
 //!   concatenated `[B, L*H]`, map linearly to the mean and log-variance of z `[B, Z]`;
 //! - decoder: its initial (h, c) for every layer is a linear map of z (h through tanh, the
 //!   range an LSTM's h has); its input at step t is
-//!   the roll at step t-1 (silence at t = 0) concatenated with z, `[B, P+Z]`; a linear layer
-//!   gives per-pitch logits `[B, T, P]` (sigmoid = Bernoulli probabilities).
+//!   the roll at step t-1 (silence at t = 0) concatenated with z, `[B, P+Z]` (with the
+//!   position in the bar between them, `[B, P+M+Z]`, where the config has a metre input of M,
+//!   [`Config::decoder_input`]); a linear layer gives per-pitch logits `[B, T, P]` (sigmoid =
+//!   Bernoulli probabilities).
 //!
 //! Loss = BCE (summed over cells, averaged over the batch, computed from logits for
 //! stability) + beta * KL(q(z|x) || N(0, I)). Weight names follow PyTorch's `nn.LSTM`
@@ -345,6 +347,11 @@ impl LstmVae {
         self.composed = composed;
     }
 
+    /// The device its weights are on (where its inputs must be).
+    pub fn device(&self) -> &Device {
+        self.to_mean.weight().device()
+    }
+
     /// The model's sizes.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -383,6 +390,9 @@ impl LstmVae {
     /// q(z | roll) for rolls `[B, T, P]`.
     pub fn encode(&self, roll: &Tensor) -> Result<DiagonalGaussian> {
         let (b, t, _) = roll.dims3()?;
+        if t == 0 {
+            candle_core::bail!("a roll of no steps has nothing to encode");
+        }
         let zeros = Tensor::zeros((b, self.cfg.hidden), roll.dtype(), roll.device())?;
         let mut x = roll.transpose(0, 1)?.contiguous()?;
         let mut finals = Vec::with_capacity(self.cfg.layers);
@@ -434,6 +444,9 @@ impl LstmVae {
         keep: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (b, t, p) = roll.dims3()?;
+        if t == 0 {
+            candle_core::bail!("a roll of no steps has nothing to decode");
+        }
         if (bars.items(), bars.steps) != (b, t) {
             candle_core::bail!(
                 "bar positions for {} items of {} steps, but the batch has {b} of {t}",
@@ -536,7 +549,8 @@ fn bce_cells(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     (logits.relu()? - (logits * targets)?)? + softplus
 }
 
-/// The device to compute on: CUDA 0 when built with `cuda` and asked for, else the CPU.
+/// The device to compute on: CUDA device 0 when `cuda` is asked for (an error in a build
+/// without the `cuda` feature, or without a GPU: there is no fallback), else the CPU.
 pub fn device(cuda: bool) -> Result<Device> {
     if cuda {
         Device::new_cuda(0)

@@ -47,8 +47,14 @@ impl<'a> Mat<'a> {
 
     fn check(&self, len: usize) {
         if self.rows > 0 && self.cols > 0 {
-            let last = (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
-            assert!(last < len, "matrix view out of bounds");
+            // Checked: sizes that overflow would wrap to an index inside the buffer.
+            let last = ((self.rows - 1).checked_mul(self.row_stride))
+                .zip((self.cols - 1).checked_mul(self.col_stride))
+                .and_then(|(r, c)| r.checked_add(c));
+            assert!(
+                last.is_some_and(|last| last < len),
+                "matrix view out of bounds"
+            );
         }
     }
 }
@@ -67,8 +73,9 @@ impl<'a> MatMut<'a> {
     pub fn rows(data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
         assert!(cols <= row_stride || rows <= 1, "rows overlap");
         if rows > 0 && cols > 0 {
+            let end = ((rows - 1).checked_mul(row_stride)).and_then(|r| r.checked_add(cols));
             assert!(
-                (rows - 1) * row_stride + cols <= data.len(),
+                end.is_some_and(|end| end <= data.len()),
                 "matrix view out of bounds"
             );
         }
@@ -86,21 +93,12 @@ impl<'a> MatMut<'a> {
     }
 }
 
-/// How many threads a product may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Threads {
-    /// The calling thread only (small products, where waking threads costs more than it saves).
-    One,
-    /// Rayon's pool.
-    All,
-}
-
 /// `dst = a * b`, or `dst += a * b` when `accumulate`.
 ///
 /// # Panics
 /// When the shapes do not agree or a view reaches past its buffer (a bug in the caller, not
 /// bad input: every size here comes from the model's own configuration).
-pub fn matmul(dst: MatMut<'_>, a: Mat<'_>, b: Mat<'_>, accumulate: bool, threads: Threads) {
+pub fn matmul(dst: MatMut<'_>, a: Mat<'_>, b: Mat<'_>, accumulate: bool) {
     assert_eq!(a.cols, b.rows, "inner dimensions differ");
     assert_eq!(
         (dst.rows, dst.cols),
@@ -119,10 +117,6 @@ pub fn matmul(dst: MatMut<'_>, a: Mat<'_>, b: Mat<'_>, accumulate: bool, threads
         }
         return;
     }
-    let parallelism = match threads {
-        Threads::One => Parallelism::None,
-        Threads::All => Parallelism::Rayon(0),
-    };
     // SAFETY: every view was bounds-checked against its slice when it was made (`Mat::check`,
     // `MatMut::rows`), the shapes agree (asserted above), `dst` is borrowed mutably so it
     // cannot alias `a` or `b`, and its rows do not overlap (`cols <= row_stride`).
@@ -146,7 +140,7 @@ pub fn matmul(dst: MatMut<'_>, a: Mat<'_>, b: Mat<'_>, accumulate: bool, threads
             false,
             false,
             false,
-            parallelism,
+            Parallelism::Rayon(0),
         );
     }
 }
@@ -344,7 +338,6 @@ mod tests {
             Mat::dense(&a, m, k),
             Mat::dense(&b, k, n),
             false,
-            Threads::One,
         );
         for (x, y) in out.iter().zip(&expected) {
             assert!((x - y).abs() < 1e-5);
@@ -356,11 +349,23 @@ mod tests {
             Mat::dense(&a, m, k),
             Mat::dense(&bt, n, k).t(),
             true,
-            Threads::All,
         );
         for (x, y) in out.iter().zip(&expected) {
             assert!((x - 2.0 * y).abs() < 1e-5);
         }
+    }
+
+    /// Sizes whose product overflows would wrap to an index inside the buffer: refused.
+    #[test]
+    #[should_panic(expected = "matrix view out of bounds")]
+    fn a_view_whose_extent_overflows_is_refused() {
+        Mat::rows(&[0.0; 4], 3, 1, 1 << (usize::BITS - 1));
+    }
+
+    #[test]
+    #[should_panic(expected = "matrix view out of bounds")]
+    fn a_writable_view_whose_extent_overflows_is_refused() {
+        MatMut::rows(&mut [0.0; 4], 3, 1, 1 << (usize::BITS - 1));
     }
 
     #[test]

@@ -4,7 +4,7 @@ pub mod classifier;
 pub mod dcgan;
 pub mod fused_lstm;
 pub mod lstm_vae;
-pub mod matmul;
+pub(crate) mod matmul;
 pub mod saved;
 pub mod step_decoder;
 pub mod trained;

@@ -191,8 +191,9 @@ pub fn load<M, C: DeserializeOwned + Clone + MinParameters>(
     })
 }
 
-/// Copies a model file of any of these kinds to `output` with its tensors stored as `dtype`,
-/// after loading it as its kind (manifest, sizes and every tensor checked).
+/// Copies a classifier, Transformer VAE or DCGAN file to `output` with its tensors stored as
+/// `dtype` (F16, BF16, else F32), after loading it as its kind (manifest, sizes and every
+/// tensor checked). The LSTM-VAE's files convert with [`crate::models::trained::convert`].
 pub fn convert_any(input: &Path, output: &Path, dtype: DType) -> Result<()> {
     let manifest_path = weights::manifest_path(input);
     let manifest: ModelManifest = weights::read_manifest(&manifest_path)?;
@@ -213,6 +214,11 @@ pub fn convert_any(input: &Path, output: &Path, dtype: DType) -> Result<()> {
     let mut named: Vec<(String, Tensor)> = tensors.into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let mut manifest = manifest;
-    manifest.dtype = if dtype == DType::F16 { "f16" } else { "f32" }.into();
+    manifest.dtype = match dtype {
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        _ => "f32",
+    }
+    .into();
     save(output, &named, &manifest)
 }

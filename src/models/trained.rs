@@ -130,7 +130,7 @@ impl CorpusInfo {
                 .unwrap_or_default(),
             content_hash: corpus.content_hash(),
             pieces: corpus.pieces.len(),
-            valid_pieces: corpus.pieces.len() - train_pieces,
+            valid_pieces: corpus.pieces.len().saturating_sub(train_pieces),
         }
     }
 }
