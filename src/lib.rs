@@ -6,7 +6,7 @@
 //! their training ([`train`], [`train_loop`]) -> generation ([`generate`], [`ascent`]) ->
 //! audio ([`synth`], [`render`]) and MIDI export ([`Roll::write_midi`]); [`eval`] and
 //! [`report`] measure the models, [`bench`](mod@bench) the speed against the Python references,
-//! and [`studio`] is the window on top of it all.
+//! and `studio` (the default feature of that name) is the window on top of it all.
 //!
 //! A transition from Chopin to Debussy after the start of a piece, with the shipped LSTM-VAE,
 //! written as MIDI and WAV (the command line's `segue generate` also ends the primer on a bar
@@ -66,6 +66,7 @@ pub mod report;
 pub mod roll;
 pub mod stats_baseline;
 pub mod stop_signal;
+#[cfg(feature = "studio")]
 pub mod studio;
 pub mod synth;
 pub mod train;

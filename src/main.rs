@@ -3595,7 +3595,21 @@ fn studio(file: Option<PathBuf>) -> Result<()> {
         };
         bail!("{}: {problem}", shown(f));
     }
+    open_studio(file)
+}
+
+#[cfg(feature = "studio")]
+fn open_studio(file: Option<PathBuf>) -> Result<()> {
     segue::studio::run(file).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// A build without the `studio` feature (Segue as a library, its commands without a window).
+#[cfg(not(feature = "studio"))]
+fn open_studio(_file: Option<PathBuf>) -> Result<()> {
+    bail!(
+        "this segue was built without the studio (cargo's `studio` feature); every other \
+         command works (segue --help)"
+    )
 }
 
 #[cfg(test)]

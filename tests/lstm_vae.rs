@@ -344,6 +344,47 @@ fn generation_modes_pick_their_codes() {
     }
 }
 
+/// What a library caller may pass that the command line never does gives an error, not a
+/// panic or an allocation past all sense: a roll of no steps to encode or decode, a length past
+/// the longest piece Segue reads.
+#[test]
+fn empty_rolls_and_endless_lengths_are_refused() {
+    use segue::generate::{GenerateOptions, generate};
+    use segue::roll::{MAX_STEPS, Roll};
+    use std::sync::atomic::AtomicBool;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let cfg = tiny();
+    let model = LstmVae::new(&cfg, vb).unwrap();
+    assert_eq!(model.device().location(), Device::Cpu.location());
+    let empty = Tensor::zeros((1, 0, 128), DType::F32, &Device::Cpu).unwrap();
+    let err = model.encode(&empty).unwrap_err().to_string();
+    assert!(err.contains("no steps"), "{err}");
+    let z = Tensor::zeros((1, cfg.latent), DType::F32, &Device::Cpu).unwrap();
+    let bars = BarPositions::from_bar_line(&cfg, 1, 0);
+    let err = model.decode(&empty, &z, &bars).unwrap_err().to_string();
+    assert!(err.contains("no steps"), "{err}");
+    let primer = Roll::from_binary(16, &vec![0u8; 16 * 128]).unwrap();
+    let code = vec![0f32; cfg.latent];
+    let opts = GenerateOptions {
+        steps: MAX_STEPS - 7,
+        primer_steps: 8,
+        ..GenerateOptions::default()
+    };
+    let run = |opts: &GenerateOptions| {
+        let stop = AtomicBool::new(true);
+        generate(&model, &primer, &code, &code, opts, &mut |_| {}, &stop)
+    };
+    let err = run(&opts).unwrap_err().to_string();
+    assert!(err.contains("more than the longest piece"), "{err}");
+    // At the limit, it starts (and stops at once, as asked).
+    let at_limit = GenerateOptions {
+        steps: MAX_STEPS - 8,
+        ..opts
+    };
+    assert!(matches!(run(&at_limit), Err(segue::Error::Cancelled)));
+}
+
 /// Generation shares each step's products among rayon's threads: the music is the same
 /// whether it is asked for from outside the pool or inside pools of 1 and 3 threads, and the
 /// progress comes back to the caller's own thread.

@@ -375,6 +375,16 @@ fn the_sustain_pedal_holds_notes_when_applied() {
     );
 }
 
+/// A song made by hand (not read from a file) with no ticks per quarter is refused, not
+/// divided by.
+#[test]
+fn a_song_without_ticks_per_quarter_is_refused() {
+    let mut song = Song::parse(&simple(96, &[(0, 96, 60, 90)])).unwrap();
+    song.ticks_per_quarter = 0;
+    let err = Roll::from_song(&song, &QuantizeOptions::default()).unwrap_err();
+    assert_eq!(err, segue::MidiProblem::BadDivision(0));
+}
+
 #[test]
 fn velocity_zero_note_on_is_a_note_off() {
     let bytes = smf(
