@@ -407,6 +407,9 @@ pub struct Control {
 /// Where training left off.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct TrainState {
+    /// [`crate::train_loop::STATE_FORMAT`] when written.
+    #[serde(default = "crate::train_loop::first_state_format")]
+    format: u32,
     options: TrainOptions,
     step: usize,
     /// The steps of the model the run started from ([`Manifest::init_steps`]).
@@ -1062,6 +1065,7 @@ impl<'a> Trainer<'a> {
         }
         weights::save_at_step(&state_path(&stage), &tensors, DType::F32, Some(step))?;
         let state = TrainState {
+            format: crate::train_loop::STATE_FORMAT,
             options: self.opts.clone(),
             step,
             init_steps: self.init_steps,
@@ -1102,8 +1106,9 @@ impl<'a> Trainer<'a> {
 
     /// Restores weights and optimiser state from `out`; returns (step, seconds).
     fn restore(&mut self, out: &Path) -> Result<(usize, f64)> {
-        let state: TrainState = weights::read_manifest(&weights::manifest_path(&state_path(out)))?;
-        crate::train_loop::check_seconds(&weights::manifest_path(&state_path(out)), state.seconds)?;
+        let path = weights::manifest_path(&state_path(out));
+        let state: TrainState = crate::train_loop::read_state_file(&path)?;
+        crate::train_loop::check_seconds(&path, state.seconds)?;
         let (was, now) = (&state.options.config, &self.opts.config);
         if was.same_sizes(now) && was.metre_map != now.metre_map {
             return Err(Error::InvalidArgument(format!(
@@ -1267,7 +1272,12 @@ fn check_held_out(
 /// are an error naming the file.
 pub fn saved_options(out: &Path) -> Result<Option<TrainOptions>> {
     let path = weights::manifest_path(&state_path(out));
-    let Ok(state) = weights::read_manifest::<TrainState>(&path) else {
+    // A newer Segue's state is said as such; one that does not read otherwise is no state.
+    let Ok(value) = weights::read_manifest::<serde_json::Value>(&path) else {
+        return Ok(None);
+    };
+    crate::train_loop::check_state_format(&path, &value)?;
+    let Ok(state) = serde_json::from_value::<TrainState>(value) else {
         return Ok(None);
     };
     match state.options.check() {

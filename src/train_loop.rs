@@ -311,8 +311,48 @@ pub struct LoopOutcome {
     pub validation: Option<Scalars>,
 }
 
+/// The format of the checkpoints' state files (`train-state.json`) this version writes and
+/// resumes: a newer Segue's, which may mean other things by the same fields, is refused rather
+/// than resumed wrongly.
+pub(crate) const STATE_FORMAT: u32 = 1;
+
+/// The format of a state file written before formats were numbered.
+pub(crate) fn first_state_format() -> u32 {
+    1
+}
+
+/// Reads a checkpoint's state file as `T`, refusing one of a newer format than
+/// [`STATE_FORMAT`] first (its fields may not read here, or read as other things).
+pub(crate) fn read_state_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let value: serde_json::Value = weights::read_manifest(path)?;
+    check_state_format(path, &value)?;
+    serde_json::from_value(value)
+        .map_err(|e| Error::format(path, weights::manifest_problem("bad state file", &e)))
+}
+
+/// Refuses the `value` of a checkpoint's `state` file of a newer format than [`STATE_FORMAT`]
+/// (or a format that is not a number); one without a format is of the first.
+pub(crate) fn check_state_format(state: &Path, value: &serde_json::Value) -> Result<()> {
+    let format = value
+        .get("format")
+        .map_or(Some(1), serde_json::Value::as_u64);
+    if format.is_some_and(|f| f <= u64::from(STATE_FORMAT)) {
+        return Ok(());
+    }
+    let format = value.get("format").map_or(String::new(), |f| f.to_string());
+    Err(Error::format(
+        state,
+        format!(
+            "a checkpoint of a newer Segue (state format {format}; this one resumes format \
+             {STATE_FORMAT}): resume it with that version, or train afresh in another folder"
+        ),
+    ))
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct LoopState {
+    #[serde(default = "first_state_format")]
+    format: u32,
     kind: String,
     config: serde_json::Value,
     options: LoopOptions,
@@ -341,7 +381,7 @@ fn state_file(out: &Path) -> PathBuf {
 
 /// The manifest of the checkpoint in `out`.
 fn read_state(out: &Path) -> Result<LoopState> {
-    weights::read_manifest(&weights::manifest_path(&state_file(out)))
+    read_state_file(&weights::manifest_path(&state_file(out)))
 }
 
 /// Refuses a checkpoint's training time that is no time (negative, or not a number: a state
@@ -543,6 +583,7 @@ impl Runner<'_> {
             Some(step),
         )?;
         let info = LoopState {
+            format: STATE_FORMAT,
             kind: task.kind().into(),
             config: task.config(),
             options: self.opts.clone(),

@@ -1385,6 +1385,48 @@ fn a_classifier_run_resumes_reading_the_metre_and_statistics_as_it_did() {
     }
 }
 
+/// A checkpoint written by a newer Segue (a higher state format) is not resumed but said, for
+/// the LSTM-VAE and the other models alike; one written before formats were numbered resumes.
+#[test]
+fn a_checkpoint_of_a_newer_segue_is_not_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    common::write_tiny_corpus(&corpus);
+    let sizes: [(&str, &[&str]); 2] = [
+        (
+            "lstm-vae",
+            &["--hidden", "16", "--latent", "4", "--snippet-steps", "16"],
+        ),
+        ("classifier", &["--width", "16", "--snippet-steps", "32"]),
+    ];
+    for (model, sizes) in sizes {
+        let run = dir.path().join(model);
+        let mut args = vec!["train", model, "--corpus", p(&corpus), "--no-cache"];
+        args.extend(["--out", p(&run)]);
+        args.extend(sizes);
+        ok(&[args.as_slice(), &["--steps", "2"]].concat());
+        let state_path = run.join("train-state.json");
+        let state = || -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap()
+        };
+        let mut newer = state();
+        assert_eq!(newer["format"], 1, "{model}");
+        newer["format"] = 2.into();
+        std::fs::write(&state_path, newer.to_string()).unwrap();
+        let resume = [args.as_slice(), &["--steps", "3", "--resume"]].concat();
+        let err = fails(&resume);
+        assert!(
+            err.contains("train-state.json: a checkpoint of a newer Segue (state format 2"),
+            "{model}: {err}"
+        );
+        let mut older = state();
+        older.as_object_mut().unwrap().remove("format");
+        std::fs::write(&state_path, older.to_string()).unwrap();
+        ok(&resume);
+        assert_eq!(state()["step"], 3, "{model}");
+    }
+}
+
 /// Classifiers trained on the folds of one cross-validation are pooled by `eval classifier
 /// --cross-validated`, beside the statistics baseline on the same pieces and cross-validated
 /// over all of them; a set that is not one cross-validation is refused.

@@ -679,6 +679,45 @@ fn the_pedal_box_holds_notes_through_the_sustain_pedal() {
     assert_eq!(lengths(&h), [(60, 1), (64, 1)]);
 }
 
+/// The WAV level box picks the level Export WAV writes at: the peak at -1 dBFS, or a
+/// loudness as `segue render --loudness` has it (said, as the command line says it); a level
+/// out of range in a session file is the peak's.
+#[test]
+fn the_wav_level_box_picks_the_exports_loudness() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let primer = fixture(dir.path());
+    let mut h = studio(&model, Some(primer));
+    h.step();
+    let settle = |h: &mut Harness<'static, Studio>| wait(h, "file work", |s| !s.background_work());
+    let wav = dir.path().join("level.wav");
+    h.state_mut().export_wav(&wav);
+    settle(&mut h);
+    let said =
+        |h: &Harness<'static, Studio>| h.state().messages().notes().last().unwrap().text.clone();
+    assert!(said(&h).contains("dB to a -1 dBFS peak"), "{}", said(&h));
+    h.get_by_label("WAV level").click();
+    h.step();
+    h.step();
+    h.get_by_label("-23 LUFS (broadcast)").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().session.wav_loudness, Some(-23.0));
+    h.state_mut().export_wav(&wav);
+    settle(&mut h);
+    assert!(
+        said(&h).contains("dB to -23.0 LUFS (peak -"),
+        "{}",
+        said(&h)
+    );
+    let mut session = Session {
+        wav_loudness: Some(5.0),
+        ..Session::default()
+    };
+    session.sanitize();
+    assert_eq!(session.wav_loudness, None);
+}
+
 #[test]
 fn opens_a_midi_file_and_exports_it_back() {
     let dir = tempfile::tempdir().unwrap();

@@ -370,7 +370,19 @@ pub struct Session {
     /// sounds them ([`QuantizeOptions::sustain_pedal`]); off, notes are as long as written.
     #[serde(default)]
     pub sustain_pedal: bool,
+    /// The level Export WAV writes at: an integrated loudness in LUFS (as `segue render
+    /// --loudness`), as far as a -1 dBFS peak allows; None: the peak at -1 dBFS.
+    #[serde(default)]
+    pub wav_loudness: Option<f64>,
 }
+
+/// The levels Export WAV offers: the peak at -1 dBFS, or a loudness (LUFS) with what uses it.
+pub const WAV_LEVELS: [(Option<f64>, &str); 4] = [
+    (None, "Peak at -1 dBFS"),
+    (Some(-14.0), "-14 LUFS (streaming)"),
+    (Some(-16.0), "-16 LUFS (podcasts)"),
+    (Some(-23.0), "-23 LUFS (broadcast)"),
+];
 
 fn default_train_from_model() -> bool {
     true
@@ -433,6 +445,8 @@ impl Session {
             d.style_strength,
         );
         self.length = self.length.clamp(16, 2048);
+        self.wav_loudness =
+            (self.wav_loudness).filter(|l| crate::render::LOUDNESS_RANGE.contains(l));
         self.primer_steps = self.primer_steps.clamp(1, 512);
         self.max_notes = self.max_notes.clamp(1, 16);
         self.transition_steps = self.transition_steps.min(2048);
@@ -509,6 +523,7 @@ impl Default for Session {
             train_on_gpu: false,
             train_from_model: default_train_from_model(),
             sustain_pedal: false,
+            wav_loudness: None,
         }
     }
 }
@@ -1921,8 +1936,12 @@ impl Studio {
         let exporting = Exporting::start(&self.exports);
         let stop = self.stop_exports.clone();
         self.say(format!("Rendering {}...", path.display()), false);
+        let loudness = self.session.wav_loudness;
         self.in_background(move || {
-            let opts = RenderOptions::default();
+            let opts = RenderOptions {
+                loudness,
+                ..RenderOptions::default()
+            };
             let copyright = score.copyright.as_deref();
             let roll = score.to_roll();
             let written = render_to_wav_noting(&roll, &opts, &path, copyright, &mut |_| {}, &stop)
@@ -3409,6 +3428,22 @@ impl Studio {
                     });
                 }
             }
+            let level = &mut self.session.wav_loudness;
+            let shown = (WAV_LEVELS.iter())
+                .find(|(l, _)| l == level)
+                .map_or("Peak at -1 dBFS", |(_, name)| name);
+            egui::ComboBox::from_label("WAV level")
+                .selected_text(shown)
+                .show_ui(ui, |ui| {
+                    for (l, name) in WAV_LEVELS {
+                        ui.selectable_value(level, l, name);
+                    }
+                })
+                .response
+                .on_hover_text(
+                    "The level Export WAV writes at: its peak at -1 dBFS, as a DAW normalises a \
+                     bounce, or an integrated loudness (EBU R128) as far as that peak allows",
+                );
             ui.separator();
             let label = if self.playing() { "Stop" } else { "Play" };
             if ui
