@@ -29,10 +29,17 @@ pub struct AscentOptions {
     pub l2: f64,
     /// Weight of the penalty on squared changes between neighbouring steps.
     pub continuity: f64,
-    /// Notes kept per step after the ascent (the paper kept 2-3).
+    /// The most notes kept per step after the ascent (the paper thresholded to 2-3).
     pub notes_per_step: usize,
-    /// A note is kept only if its value is at least this.
-    pub min_level: f32,
+    /// The notes kept per step whatever their values (the strongest), at most
+    /// `notes_per_step`.
+    pub min_notes: usize,
+    /// A note past the first `min_notes` of its step is kept only if its value (a sigmoid)
+    /// is at least this. None: the median over the roll's steps of their strongest value past
+    /// the first `min_notes`, so that about half the steps keep one note more (2-3 notes a
+    /// step by default, as the paper thresholded; the ascended values sit near 0.5, where the
+    /// L2 penalty holds them, so no fixed level does that for every roll).
+    pub min_level: Option<f32>,
     /// Seed of the starting noise.
     pub seed: u64,
 }
@@ -46,7 +53,8 @@ impl Default for AscentOptions {
             l2: 1e-3,
             continuity: 1e-2,
             notes_per_step: 3,
-            min_level: 0.0,
+            min_notes: 2,
+            min_level: None,
             seed: 1,
         }
     }
@@ -66,6 +74,35 @@ pub struct Ascended {
     /// tokens, so a length that is not a whole number of tokens is judged with its last
     /// token filled out).
     pub thresholded_probability: f32,
+}
+
+/// The pitches of each step of the ascended roll `rows` that are kept: its strongest
+/// `min_notes`, then those past them that reach the level ([`AscentOptions::min_level`]), at
+/// most `notes_per_step`.
+fn kept_notes(rows: &[Vec<f32>], opts: &AscentOptions) -> Vec<Vec<usize>> {
+    let ordered: Vec<Vec<usize>> = (rows.iter())
+        .map(|row| {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            order
+        })
+        .collect();
+    let level = opts.min_level.unwrap_or_else(|| {
+        let mut next: Vec<f32> = (rows.iter().zip(&ordered))
+            .filter_map(|(row, order)| Some(row[*order.get(opts.min_notes)?]))
+            .collect();
+        next.sort_by(f32::total_cmp);
+        next.get(next.len() / 2).copied().unwrap_or(f32::INFINITY)
+    });
+    (rows.iter().zip(ordered))
+        .map(|(row, order)| {
+            (order.into_iter().enumerate())
+                .take_while(|&(i, p)| i < opts.min_notes || row[p] >= level)
+                .take(opts.notes_per_step)
+                .map(|(_, p)| p)
+                .collect()
+        })
+        .collect()
 }
 
 fn probabilities(clf: &Classifier, x: &Tensor, bars: &WindowBars) -> Result<Vec<f32>> {
@@ -161,10 +198,8 @@ pub fn ascend(
     let ascended_probability = probabilities(clf, &ascended, &bars)?[target];
     let values = ascended.squeeze(0)?.to_vec2::<f32>()?;
     let mut binary = vec![0u8; steps * PITCHES];
-    for (t, row) in values.iter().enumerate() {
-        let mut order: Vec<usize> = (0..PITCHES).filter(|&p| row[p] >= opts.min_level).collect();
-        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-        for &p in order.iter().take(opts.notes_per_step) {
+    for (t, kept) in kept_notes(&values, opts).into_iter().enumerate() {
+        for p in kept {
             binary[t * PITCHES + p] = 1;
         }
     }
@@ -186,4 +221,38 @@ pub fn ascend(
         ascended_probability,
         thresholded_probability: thresholded[target],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each step keeps its two strongest notes, and a third where it reaches the level: by
+    /// default the median of the steps' third-strongest values, so about half the steps.
+    #[test]
+    fn a_step_keeps_two_or_three_notes() {
+        let step = |third: f32| {
+            let mut row = vec![0.1f32; PITCHES];
+            (row[60], row[64], row[67], row[72]) = (0.9, 0.8, third, third - 0.01);
+            row
+        };
+        let rows: Vec<Vec<f32>> = [0.3, 0.6, 0.5, 0.2].into_iter().map(step).collect();
+        let opts = AscentOptions::default();
+        let kept = kept_notes(&rows, &opts);
+        // The level is the median third value, 0.5: the steps of 0.6 and 0.5 keep three.
+        assert_eq!(kept[0], [60, 64]);
+        assert_eq!(kept[1], [60, 64, 67]);
+        assert_eq!(kept[2], [60, 64, 67]);
+        assert_eq!(kept[3], [60, 64]);
+        let fixed = AscentOptions {
+            min_level: Some(0.55),
+            ..opts.clone()
+        };
+        assert_eq!(kept_notes(&rows, &fixed)[2], [60, 64]);
+        let one = AscentOptions {
+            notes_per_step: 1,
+            ..opts.clone()
+        };
+        assert!(kept_notes(&rows, &one).iter().all(|k| k == &[60]));
+    }
 }

@@ -313,7 +313,8 @@ struct GenerateArgs {
     /// DCGAN (which thresholds its cells) do not sample [default: 0.9].
     #[arg(long, value_name = "T", allow_negative_numbers = true)]
     temperature: Option<f32>,
-    /// At most this many notes per step (classifier ascent keeps at most 3, as the paper).
+    /// At most this many notes per step (classifier ascent keeps 2-3, as the paper; fewer with 1
+    /// or 2).
     #[arg(long, default_value_t = 8, value_name = "N")]
     max_notes: usize,
     /// Seed: the same seed gives the same music (classifier-ascent from --prime draws
@@ -2789,7 +2790,8 @@ fn model_kind_of(path: &Path) -> Result<String> {
 }
 
 /// Refuses the flags of `segue generate` that the model or mode would not use (a flag given
-/// and silently dropped would make the music other than asked for).
+/// and silently dropped would make the music other than asked for), but for the styles of
+/// `--from A --to B`, said where the mode does not use one.
 fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> Result<()> {
     let unused = |flag: &str, why: &str| -> Result<()> { bail!("{flag} is not used {why}") };
     let vae = matches!(kind, "lstm-vae" | "transformer-vae");
@@ -2813,19 +2815,6 @@ fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> R
             a.from.is_some(),
             kind != "classifier",
             "by classifier-ascent: it ascends to --to from --prime (or noise)",
-        ),
-        (
-            "--to",
-            a.to.is_some(),
-            !vae || mode != generate::Mode::Continue,
-            "by --mode continue (a continuation keeps the style of --from, or the primer's \
-             own); use --mode transfer, transition or blend for style B",
-        ),
-        (
-            "--from",
-            a.from.is_some(),
-            kind != "lstm-vae" || mode != generate::Mode::Transfer,
-            "by the LSTM-VAE's transfer: it decodes the primer (song A) with B's code",
         ),
         (
             "--mode",
@@ -2883,6 +2872,20 @@ fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> R
         if given && !used {
             unused(flag, why)?;
         }
+    }
+    // A style the mode does not use is said, not refused: `--from A --to B` runs in every
+    // mode of the VAEs (a script may pass both whatever the mode).
+    if vae && mode == generate::Mode::Continue && a.to.is_some() {
+        note!(
+            "--to is not used by --mode continue (a continuation keeps the style of --from, or \
+             the primer's own); --mode transfer, transition or blend use style B"
+        );
+    }
+    if kind == "lstm-vae" && mode == generate::Mode::Transfer && a.from.is_some() {
+        note!(
+            "--from is not used by the LSTM-VAE's transfer: it decodes the primer (song A) with \
+             B's code"
+        );
     }
     if let Some(n) = a.transition_steps {
         if mode != generate::Mode::Transition {

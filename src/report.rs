@@ -168,14 +168,51 @@ fn cosine(a: &[f64; 12], b: &[f64; 12]) -> f64 {
 }
 
 /// The Yang-Lerch features of a roll: pitch-class histogram, pitch count, mean inter-onset
-/// interval (steps), mean note length (steps).
+/// interval (steps; mgeval's `avg_IOI`), note-length histogram (mgeval's `note_length_hist`).
 struct Features {
     pitch_classes: [f64; 12],
     pitch_count: f64,
     /// Mean steps between onsets; `None` with fewer than two.
     ioi: Option<f64>,
-    /// Mean note length in steps; `None` without notes.
-    note_length: Option<f64>,
+    /// The share of notes of each of [`NOTE_LENGTH_CLASSES`]; `None` without notes.
+    note_lengths: Option<[f64; 12]>,
+}
+
+/// The note lengths of Yang and Lerch's note-length histogram, in steps of a 4/4 bar of 16
+/// (mgeval's order): whole, half, quarter, 8th, 16th; dotted half, quarter, 8th, 16th; half,
+/// quarter and 8th triplets. A note counts for the nearest (the first of two as near).
+const NOTE_LENGTH_CLASSES: [f64; 12] = [
+    16.0,
+    8.0,
+    4.0,
+    2.0,
+    1.0,
+    12.0,
+    6.0,
+    3.0,
+    1.5,
+    16.0 / 3.0,
+    8.0 / 3.0,
+    4.0 / 3.0,
+];
+
+/// The normalised histogram of `lengths` (steps) over [`NOTE_LENGTH_CLASSES`].
+fn note_length_histogram(lengths: impl Iterator<Item = usize>) -> Option<[f64; 12]> {
+    let mut h = [0.0; 12];
+    let mut total = 0.0;
+    for len in lengths {
+        let distance = |c: &f64| (c - len as f64).abs();
+        let nearest = (0..12).fold(0, |best, i| {
+            if distance(&NOTE_LENGTH_CLASSES[i]) < distance(&NOTE_LENGTH_CLASSES[best]) {
+                i
+            } else {
+                best
+            }
+        });
+        h[nearest] += 1.0;
+        total += 1.0;
+    }
+    (total > 0.0).then(|| h.map(|v| v / total))
 }
 
 fn features(roll: &Roll) -> Features {
@@ -188,13 +225,11 @@ fn features(roll: &Roll) -> Features {
     onsets.dedup();
     let ioi = (onsets.len() > 1)
         .then(|| (onsets[onsets.len() - 1] - onsets[0]) as f64 / (onsets.len() - 1) as f64);
-    let note_length = (!notes.is_empty())
-        .then(|| notes.iter().map(|n| n.len as f64).sum::<f64>() / notes.len() as f64);
     Features {
         pitch_classes: pitch_classes(roll),
         pitch_count: pitches.len() as f64,
         ioi,
-        note_length,
+        note_lengths: note_length_histogram(notes.iter().map(|n| n.len)),
     }
 }
 
@@ -203,18 +238,21 @@ fn features(roll: &Roll) -> Features {
 /// interval: counting it as 0 would match it with every other such snippet).
 fn feature_distance(a: &Features, b: &Features, which: usize) -> Option<f64> {
     let apart = |x: Option<f64>, y: Option<f64>| Some((x? - y?).abs());
+    // Histograms are apart by their Euclidean distance, as mgeval's `c_dist` has it.
+    let euclidean = |x: &[f64; 12], y: &[f64; 12]| {
+        (x.iter().zip(y))
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
     match which {
-        0 => Some(
-            a.pitch_classes
-                .iter()
-                .zip(&b.pitch_classes)
-                .map(|(x, y)| (x - y).powi(2))
-                .sum::<f64>()
-                .sqrt(),
-        ),
+        0 => Some(euclidean(&a.pitch_classes, &b.pitch_classes)),
         1 => Some((a.pitch_count - b.pitch_count).abs()),
         2 => apart(a.ioi, b.ioi),
-        _ => apart(a.note_length, b.note_length),
+        _ => Some(euclidean(
+            a.note_lengths.as_ref()?,
+            b.note_lengths.as_ref()?,
+        )),
     }
 }
 
@@ -884,7 +922,7 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
             100.0 * (1.0 - l / t)
         ));
     }
-    md.push_str("Notes: reconstruction is teacher-forced for the LSTM-VAE and whole-snippet for the Transformer VAE, both with z = posterior mean. PC overlap is the histogram intersection of pitch-class histograms (1 = identical). OA = overlapping area of Yang and Lerch (2018), computed as their code (mgeval) does: the overlap of the distribution of distances between generated and real snippets of the target composer with the distribution of distances among the real snippets themselves (Gaussian kernel densities, Scott's bandwidth, over the range of the distances; 1 = indistinguishable); both sides are read from binary cells (a note held on is one note), and the note-length and inter-onset features are each snippet's mean, not histograms. The DCGAN is unconditional: its target is the whole corpus.\n\n");
+    md.push_str("Notes: reconstruction is teacher-forced for the LSTM-VAE and whole-snippet for the Transformer VAE, both with z = posterior mean. PC overlap is the histogram intersection of pitch-class histograms (1 = identical). OA = overlapping area of Yang and Lerch (2018), computed as their code (mgeval) does: the overlap of the distribution of distances between generated and real snippets of the target composer with the distribution of distances among the real snippets themselves (Gaussian kernel densities, Scott's bandwidth, over the range of the distances; 1 = indistinguishable); both sides are read from binary cells (a note held on is one note); note lengths are mgeval's 12-class histogram (whole to 8th-note triplet, each note counted for the nearest length in a 4/4 bar of 16 steps), inter-onset intervals each snippet's mean (mgeval's `avg_IOI`). The DCGAN is unconditional: its target is the whole corpus.\n\n");
     let names: Vec<&str> = report.models.iter().map(|m| m.name.as_str()).collect();
     let legend = |names: &[&str]| -> String {
         const COLOURS: [&str; 8] = [
@@ -1001,6 +1039,41 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::roll::RollNote;
+
+    /// Each note counts for the nearest of mgeval's twelve lengths (the first of two as
+    /// near); snippets differ by the Euclidean distance of their shares.
+    #[test]
+    fn note_lengths_fall_in_mgevals_classes() {
+        // 1: 16th; 2: 8th; 3: dotted 8th; 5: half-note triplet (5.33); 7: as near 8 as 6,
+        // the half note (listed first); 40: whole.
+        let h = note_length_histogram([1, 2, 3, 5, 7, 40].into_iter()).unwrap();
+        let sixth = 1.0 / 6.0;
+        assert_eq!(
+            h,
+            [
+                sixth, sixth, 0.0, sixth, sixth, 0.0, 0.0, sixth, 0.0, sixth, 0.0, 0.0
+            ]
+        );
+        assert_eq!(note_length_histogram(std::iter::empty()), None);
+        let snippet = |len: usize| {
+            let mut roll = Roll::new(32);
+            roll.add_note(RollNote {
+                start: 0,
+                len,
+                pitch: 60,
+                velocity: 80,
+            });
+            features(&roll)
+        };
+        let (quarter, half) = (snippet(4), snippet(8));
+        assert_eq!(feature_distance(&quarter, &quarter, 3), Some(0.0));
+        let apart = feature_distance(&quarter, &half, 3).unwrap();
+        assert!((apart - 2f64.sqrt()).abs() < 1e-12, "{apart}");
+        assert_eq!(
+            feature_distance(&quarter, &features(&Roll::new(8)), 3),
+            None
+        );
+    }
 
     #[test]
     fn a_continuation_is_placed_in_the_bars_it_was_generated_in() {

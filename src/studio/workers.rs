@@ -81,7 +81,7 @@ pub enum Engine {
         code_b: Vec<f32>,
     },
     /// Gradient ascent on the roll towards composer `target`, from the primer given (the
-    /// studio gives none: seeded noise). At most the classifier's window, 3 notes a step.
+    /// studio gives none: seeded noise). At most the classifier's window, 2-3 notes a step.
     ClassifierAscent {
         classifier: Arc<Classifier>,
         target: usize,
