@@ -65,6 +65,20 @@ impl Case {
             ))),
         }
     }
+
+    /// The model a preset ships as, where its case differs from it (the `studio` case leaves
+    /// out the metre input the shipped model has): timed for Segue alone.
+    pub fn shipped(name: &str) -> Option<Case> {
+        let case = Case::preset(name).ok()?;
+        let shipped = match name {
+            "studio" => Config::studio(),
+            _ => return None,
+        };
+        (shipped != case.config).then_some(Case {
+            config: shipped,
+            ..case
+        })
+    }
 }
 
 /// What one side measured.
@@ -407,6 +421,19 @@ pub fn time_reference(
 mod tests {
     use super::*;
     use crate::models::step_decoder::StepDecoder;
+
+    /// The studio case runs the reference's sizes; the model as shipped (its metre input) is
+    /// timed besides it; the paper's case is its shipped size.
+    #[test]
+    fn the_shipped_studio_model_is_timed_besides_its_case() {
+        let case = Case::preset("studio").unwrap();
+        assert_eq!(case.config.metre, 0);
+        let shipped = Case::shipped("studio").unwrap();
+        assert_eq!(shipped.config, Config::studio());
+        assert!(shipped.config.metre > 0);
+        assert_eq!((shipped.batch, shipped.steps), (case.batch, case.steps));
+        assert_eq!(Case::shipped("paper"), None);
+    }
 
     fn tiny_model() -> (LstmVae, VarMap) {
         let cfg = Config {

@@ -3574,6 +3574,24 @@ fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
             s(own.gen_ms.map(|v| v / 256.0), "ms"),
             s(r.gen_ms.map(|v| v / 256.0), "ms")
         );
+        // The shipped model, where it has more than the reference can run (the metre input).
+        if let Some(shipped) = Case::shipped(preset) {
+            let bar = progress_bar(0, "segue, shipped");
+            let own = time_own_in_child(&shipped, a.iters, false, true, &a.device)?;
+            bar.finish_and_clear();
+            out!(
+                "  {:<28} {:>14} {:>14}",
+                "generation, shipped model",
+                s(own.gen_ms, "ms"),
+                "-"
+            );
+            out!(
+                "  {:<28} {:>14} {:>14}",
+                "  per step",
+                s(own.gen_ms.map(|v| v / 256.0), "ms"),
+                "-"
+            );
+        }
     }
     Ok(())
 }
