@@ -77,8 +77,8 @@ pub struct Ascended {
 }
 
 /// The pitches of each step of the ascended roll `rows` that are kept: its strongest
-/// `min_notes`, then those past them that reach the level ([`AscentOptions::min_level`]), at
-/// most `notes_per_step`.
+/// `min_notes`, then those past them that reach the level ([`AscentOptions::min_level`], by
+/// default taken over the first `opts.steps` rows, those returned), at most `notes_per_step`.
 fn kept_notes(rows: &[Vec<f32>], opts: &AscentOptions) -> Vec<Vec<usize>> {
     let ordered: Vec<Vec<usize>> = (rows.iter())
         .map(|row| {
@@ -89,6 +89,7 @@ fn kept_notes(rows: &[Vec<f32>], opts: &AscentOptions) -> Vec<Vec<usize>> {
         .collect();
     let level = opts.min_level.unwrap_or_else(|| {
         let mut next: Vec<f32> = (rows.iter().zip(&ordered))
+            .take(opts.steps)
             .filter_map(|(row, order)| Some(row[*order.get(opts.min_notes)?]))
             .collect();
         next.sort_by(f32::total_cmp);
@@ -244,6 +245,12 @@ mod tests {
         assert_eq!(kept[1], [60, 64, 67]);
         assert_eq!(kept[2], [60, 64, 67]);
         assert_eq!(kept[3], [60, 64]);
+        // Over the steps returned only (here the first two: the level is 0.6).
+        let two = AscentOptions {
+            steps: 2,
+            ..opts.clone()
+        };
+        assert_eq!(kept_notes(&rows, &two)[2], [60, 64]);
         let fixed = AscentOptions {
             min_level: Some(0.55),
             ..opts.clone()

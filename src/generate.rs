@@ -391,15 +391,7 @@ pub fn generate(
         )));
     }
     check_sampling(opts.temperature, opts.max_notes)?;
-    // Within the longest piece Segue reads, so that whatever it writes it can open again.
-    let heard = (opts.primer_steps).min(primer.steps().saturating_sub(opts.primer_start));
-    if heard.saturating_add(opts.steps) > MAX_STEPS {
-        return Err(Error::InvalidArgument(format!(
-            "{heard} primer steps and {} generated would be more than the longest piece, \
-             {MAX_STEPS} steps",
-            opts.steps
-        )));
-    }
+    check_length(primer, opts)?;
     let pool = match rayon::current_thread_index() {
         None => decoding_pool(),
         Some(_) => None,
@@ -426,6 +418,20 @@ pub fn generate(
     });
     // The scope has waited for the job, so the slot is filled (a panic there went on above).
     result.expect("the decoding job ran")
+}
+
+/// Refuses a generation longer than the longest piece Segue reads (its primer's steps heard
+/// and `opts.steps`), so that whatever it writes it can open again.
+pub fn check_length(primer: &Roll, opts: &GenerateOptions) -> Result<()> {
+    let heard = (opts.primer_steps).min(primer.steps().saturating_sub(opts.primer_start));
+    if heard.saturating_add(opts.steps) > MAX_STEPS {
+        return Err(Error::InvalidArgument(format!(
+            "{heard} primer steps and {} generated would be more than the longest piece, \
+             {MAX_STEPS} steps",
+            opts.steps
+        )));
+    }
+    Ok(())
 }
 
 /// The body of [`generate`], once its arguments are checked.

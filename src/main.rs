@@ -269,9 +269,9 @@ struct GenerateArgs {
     /// out (said), as the studio leaves them out: a piano model goes on from the piano.
     #[arg(long)]
     drums: bool,
-    /// Hold the primer's notes on while its sustain pedal is down, as a piano sounds them (as
-    /// `segue render --pedal`); by default they sound as long as they are written, as the
-    /// models were trained.
+    /// Hold the notes of the primer (and of a MIDI file as --from or --to) on while its
+    /// sustain pedal is down, as a piano sounds them (as `segue render --pedal`); by default
+    /// they sound as long as they are written, as the models were trained.
     #[arg(long)]
     pedal: bool,
     /// Style A: a composer of the model, or a MIDI file (default: the primer itself; not
@@ -1064,6 +1064,8 @@ fn manual(dir: &Path) -> Result<()> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        // Without the studio, `segue` alone is help, not an error.
+        None if !cfg!(feature = "studio") => Ok(Cli::command().print_help()?),
         None => studio(None),
         Some(Cmd::Studio { file }) => studio(file),
         Some(Cmd::Completions { shell }) => completions(shell),
@@ -2734,6 +2736,8 @@ fn model_file_in(given: &Path) -> Result<PathBuf> {
             .with_context(|| format!("{}: reading the folder failed", shown(given)))?
             .filter_map(|entry| Some(entry.ok()?.path()))
             .filter(|p| extension(p) == "safetensors" && p.with_extension("json").is_file())
+            // A run's optimiser state is no model.
+            .filter(|p| p.file_stem().is_none_or(|stem| stem != "train-state"))
             .collect();
         models.sort();
         return match models.as_slice() {
@@ -2809,6 +2813,16 @@ fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> R
             a.drums,
             a.prime.is_some() || [&a.from, &a.to].iter().any(|s| s.is_some()),
             "without --prime (or a MIDI file as --from or --to): it keeps a file's drums",
+        ),
+        (
+            "--pedal",
+            a.pedal,
+            a.prime.is_some()
+                || [&a.from, &a.to]
+                    .iter()
+                    .any(|s| s.as_deref().is_some_and(|s| Path::new(s).is_file())),
+            "without --prime (or a MIDI file as --from or --to): it holds a file's notes \
+             through its sustain pedal",
         ),
         (
             "--from",
@@ -2914,6 +2928,15 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let vae = matches!(kind.as_str(), "lstm-vae" | "transformer-vae");
     let mode: generate::Mode = a.mode_name().parse()?;
     check_generate_flags(&kind, mode, &a)?;
+    // A style the mode does not use (said above) is not read, nor counted for
+    // --style-strength.
+    let mut a = a;
+    if vae && mode == generate::Mode::Continue {
+        a.to = None;
+    }
+    if kind == "lstm-vae" && mode == generate::Mode::Transfer {
+        a.from = None;
+    }
     // Read as the studio opens a file and continued from its last note as the studio
     // continues it, so that a seed gives the same music in both.
     let quantize = QuantizeOptions {
@@ -3597,6 +3620,10 @@ fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
 }
 
 fn studio(file: Option<PathBuf>) -> Result<()> {
+    // A build without it says so first (a display would not help).
+    if !cfg!(feature = "studio") {
+        return open_studio(file);
+    }
     // Said before a window is tried: winit's own message names its source files.
     #[cfg(all(unix, not(target_os = "macos")))]
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {

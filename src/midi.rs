@@ -232,7 +232,7 @@ pub struct Song {
 }
 
 /// A span in which a channel's sustain pedal is held down: from the tick it went down to the
-/// tick it was lifted (the file's last tick, for a pedal never lifted).
+/// tick it was lifted (the end of the file's last note, for a pedal never lifted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PedalHold {
     /// MIDI channel 0..=15.
@@ -282,11 +282,26 @@ impl Song {
     /// The notes as a piano sounds them with the sustain pedal: a note whose key is released
     /// while its channel's pedal is down sounds on until the pedal is lifted, or until its key
     /// is struck again, whichever comes first (a note released as the pedal goes down, at
-    /// the same tick, is caught by it). Sorted as [`Song::notes`].
+    /// the same tick, is caught by it). A channel without a pedal of its own follows the
+    /// others' (one piano spread over several channels, each hand or voice on its own, has
+    /// one pedal), but for the drums (channel 10). Sorted as [`Song::notes`].
     pub fn pedalled_notes(&self) -> Vec<Note> {
         let mut notes = self.notes.clone();
         if self.pedal.is_empty() {
             return notes;
+        }
+        // Every channel's holds merged, for the channels without their own.
+        let mut shared: Vec<PedalHold> = Vec::new();
+        let mut by_time = self.pedal.clone();
+        by_time.sort_by_key(|h| (h.down, h.up));
+        for hold in by_time {
+            match shared.last_mut() {
+                Some(last) if hold.down < last.up => last.up = last.up.max(hold.up),
+                _ => shared.push(PedalHold {
+                    channel: u8::MAX,
+                    ..hold
+                }),
+            }
         }
         // Walking back from the last note: the next start of each key (channel, pitch).
         let mut next_start = vec![u64::MAX; 16 * 128];
@@ -297,7 +312,11 @@ impl Song {
             // note is the last that went down at or before the note's end.
             let first = self.pedal.partition_point(|h| h.channel < n.channel);
             let holds = &self.pedal[first..];
-            let holds = &holds[..holds.partition_point(|h| h.channel == n.channel)];
+            let holds = match &holds[..holds.partition_point(|h| h.channel == n.channel)] {
+                [] if n.channel == DRUM_CHANNEL => continue,
+                [] => &shared[..],
+                own => own,
+            };
             let before = holds.partition_point(|h| h.down <= n.end);
             if let Some(hold) = before.checked_sub(1).map(|i| holds[i])
                 && n.end < hold.up
@@ -512,8 +531,7 @@ impl Song {
                 .push(format!("{unlisted} more problems of the file not listed"));
         }
         // A press is a channel's pedal going down, its changes in every track merged by time (a
-        // file that repeats a channel's pedal in two tracks presses it once); a pedal never
-        // lifted is held to the file's end.
+        // file that repeats a channel's pedal in two tracks presses it once).
         pedal.sort_by_key(|&(channel, tick, _)| (channel, tick));
         let mut down: [Option<u64>; 16] = [None; 16];
         for (channel, tick, now) in pedal {
@@ -531,12 +549,15 @@ impl Song {
                 _ => {}
             }
         }
+        // Held to the end of the last note (not to the file's last event, which may lie
+        // hours after it).
+        let last_note_end = song.notes.iter().map(|n| n.end).max().unwrap_or(0);
         for (channel, held) in (0u8..).zip(down) {
             if let Some(since) = held {
                 song.pedal.push(PedalHold {
                     channel,
                     down: since,
-                    up: song.end_tick.max(since),
+                    up: last_note_end.max(since),
                 });
             }
         }

@@ -318,6 +318,7 @@ pub fn generate(
         )));
     }
     crate::generate::check_sampling(opts.temperature, opts.max_notes)?;
+    crate::generate::check_length(primer, opts)?;
     // Primed from `primer_start` on (this model has no metre input: the cut loses nothing).
     let cut;
     let primer = match opts.primer_start.min(primer.steps()) {

@@ -1939,6 +1939,51 @@ fn generate_takes_both_styles_in_every_mode() {
             None => assert!(!err.contains("is not used"), "{mode}: {err}"),
         }
     }
+    // The style a mode does not use is not read (a file that is not there), nor counted for
+    // --style-strength (a composer there does not make a strength used).
+    let unused = |mode: &str, from: &str, to: &str| {
+        let args = [
+            "generate",
+            "--prime",
+            p(&primer),
+            "--from",
+            from,
+            "--to",
+            to,
+            "--mode",
+            mode,
+            "--steps",
+            "16",
+            "-o",
+            p(&out),
+        ];
+        let run = segue(&args);
+        (
+            run.status.code(),
+            String::from_utf8_lossy(&run.stderr).into_owned(),
+        )
+    };
+    assert_eq!(unused("transfer", "nosuch.mid", "debussy").0, Some(0));
+    assert_eq!(unused("continue", "chopin", "nosuch.mid").0, Some(0));
+    let (code, err) = unused("transfer", "chopin", p(&primer));
+    assert_eq!(code, Some(0), "{err}");
+    let strength = segue(&[
+        "generate",
+        "--prime",
+        p(&primer),
+        "--from",
+        "chopin",
+        "--to",
+        p(&primer),
+        "--mode",
+        "transfer",
+        "--style-strength",
+        "2",
+        "-o",
+        p(&out),
+    ]);
+    let err = String::from_utf8_lossy(&strength.stderr);
+    assert!(err.contains("--style-strength is not used"), "{err}");
 }
 
 /// `segue generate` refuses a flag the model or mode would drop (the music would not be what
@@ -2080,6 +2125,10 @@ fn generate_refuses_flags_it_would_not_use() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!out.exists());
     }
+    // --pedal without a file to read (its primer or a style file) would be dropped.
+    let ascent = ["--model", "classifier-ascent", "--to", "bach", "--pedal"];
+    let err = fails(&[&["generate", "-o", p(&out)][..], &ascent].concat());
+    assert!(err.contains("--pedal is not used without --prime"), "{err}");
     // Errors name the flag at fault (--steps is checked before the range that depends on it).
     let err = fails(&["generate", "--max-notes", "0", "-o", p(&out)]);
     assert!(err.contains("--max-notes"), "{err}");

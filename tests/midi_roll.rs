@@ -220,8 +220,15 @@ fn key_signatures_are_kept() {
     let mut continued = roll.slice(0, 8);
     continued.continue_with(&Roll::new(8));
     assert_eq!(keys(&continued), [(0, key(-3))]);
-    let score = segue::studio::score::Score::from_roll(&roll, segue::studio::score::Origin::Primer);
-    assert_eq!(keys(&score.to_roll()), keys(&roll));
+    // The studio's piece keeps them too.
+    #[cfg(feature = "studio")]
+    {
+        use segue::studio::score::{Origin, Score};
+        assert_eq!(
+            keys(&Score::from_roll(&roll, Origin::Primer).to_roll()),
+            keys(&roll)
+        );
+    }
     // A file without one stays without one (not C major).
     let plain = roll_of(&simple(96, &[(0, 96, 60, 90)]), &QuantizeOptions::default());
     assert!(plain.keys().is_empty());
@@ -295,28 +302,33 @@ fn the_sustain_pedal_holds_notes_when_applied() {
             (0, on(0, 60)), // released at 24, before the pedal: as written
             (0, on(0, 64)), // released at 48 as the pedal goes down: caught
             (0, on(1, 67)), // channel 1, released under channel 0's pedal: as written
+            (0, on(2, 55)), // channel 2 has no pedal: it follows the others', held to 192
             (24, off(0, 60)),
             (48, off(0, 64)),
             (48, Ev::Pedal(0, 127)),
             (48, on(0, 72)), // released at 72, held to the lift at 192
             (48, off(1, 67)),
             (48, on(0, 76)), // released at 72, struck again at 120: held to 120
+            (60, off(2, 55)),
             (72, off(0, 72)),
             (72, off(0, 76)),
             (120, on(0, 76)), // released at 144, held to the lift
             (144, off(0, 76)),
             (192, Ev::Pedal(0, 0)),
+            (200, Ev::Pedal(1, 127)), // channel 1's own pedal, after its note
+            (210, Ev::Pedal(1, 0)),
             (192, on(0, 79)), // released at 216, after the lift: as written
             (216, off(0, 79)),
-            (240, Ev::Pedal(0, 100)), // never lifted: held to the file's end
+            (240, Ev::Pedal(0, 100)), // never lifted: held to the last note's end
             (240, on(0, 48)),
             (264, off(0, 48)),
-            (336, on(0, 50)), // the file's last event, a note of no length
+            (336, on(0, 50)), // the last note, of no length
             (336, off(0, 50)),
+            (960, Ev::Tempo(500_000)), // the file's last event, long after
         ]],
     );
     let song = Song::parse(&bytes).unwrap();
-    assert_eq!(song.pedal_presses(), 2);
+    assert_eq!(song.pedal_presses(), 3);
     let spans = |notes: &[segue::midi::Note]| -> Vec<(u8, u64, u64)> {
         notes.iter().map(|n| (n.pitch, n.start, n.end)).collect()
     };
@@ -324,6 +336,7 @@ fn the_sustain_pedal_holds_notes_when_applied() {
     assert_eq!(
         written,
         [
+            (55, 0, 60),
             (60, 0, 24),
             (64, 0, 48),
             (67, 0, 48),
@@ -338,6 +351,7 @@ fn the_sustain_pedal_holds_notes_when_applied() {
     assert_eq!(
         spans(&song.pedalled_notes()),
         [
+            (55, 0, 192),
             (60, 0, 24),
             (64, 0, 192),
             (67, 0, 48),
@@ -369,7 +383,7 @@ fn the_sustain_pedal_holds_notes_when_applied() {
         .collect();
     assert_eq!(seventy_six, [(2, 3), (5, 3)]);
     assert!(
-        (song.pedal_said(true).unwrap()).contains("sustain pedal (2 presses) is applied"),
+        (song.pedal_said(true).unwrap()).contains("sustain pedal (3 presses) is applied"),
         "{:?}",
         song.pedal_said(true)
     );

@@ -797,6 +797,16 @@ fn transformer_vae_trains_and_generates_every_mode() {
         )
         .unwrap()
     };
+    // No longer than the longest piece Segue opens again.
+    let endless = GenerateOptions {
+        steps: segue::roll::MAX_STEPS,
+        primer_steps: 8,
+        ..GenerateOptions::default()
+    };
+    let stop = AtomicBool::new(false);
+    let refused = tvae::generate(&model, primer, &a, &b, &endless, &mut |_| {}, &stop);
+    let err = refused.unwrap_err().to_string();
+    assert!(err.contains("more than the longest piece"), "{err}");
     let mut outputs = Vec::new();
     for mode in [
         Mode::Continue,

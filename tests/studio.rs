@@ -654,6 +654,8 @@ fn the_pedal_box_holds_notes_through_the_sustain_pedal() {
     settle(&mut h);
     assert!(h.state().session.sustain_pedal);
     assert_eq!(lengths(&h), [(60, 16), (64, 12)]);
+    // The next start reads the primer as it was read.
+    assert!(h.state().session.primer_pedal);
     let (text, _) = h.state().message().unwrap().clone();
     assert!(
         text.contains("sustain pedal (1 press) is applied"),
@@ -668,6 +670,10 @@ fn the_pedal_box_holds_notes_through_the_sustain_pedal() {
     settle(&mut h);
     assert!(!h.state().session.sustain_pedal);
     assert_eq!(h.state().session.score, piece);
+    assert!(
+        h.state().session.primer_pedal,
+        "the primer was read with the pedal"
+    );
     let (text, _) = h.state().message().unwrap().clone();
     assert!(
         text.contains("from now on are read without the sustain pedal"),
@@ -677,6 +683,18 @@ fn the_pedal_box_holds_notes_through_the_sustain_pedal() {
     h.state_mut().open_file(&pedalled);
     settle(&mut h);
     assert_eq!(lengths(&h), [(60, 1), (64, 1)]);
+    assert!(!h.state().session.primer_pedal);
+    // The file gone, ticking says so rather than failing to read it.
+    std::fs::remove_file(&pedalled).unwrap();
+    h.get_by_label("Pedal").click();
+    h.step();
+    h.step();
+    settle(&mut h);
+    let (text, error) = h.state().message().unwrap().clone();
+    assert!(
+        !error && text.contains("is no longer there to read again"),
+        "{text}"
+    );
 }
 
 /// The WAV level box picks the level Export WAV writes at: the peak at -1 dBFS, or a
@@ -710,12 +728,22 @@ fn the_wav_level_box_picks_the_exports_loudness() {
         "{}",
         said(&h)
     );
+    // A level the box does not offer (out of range, or -18 in a file edited by hand) is the
+    // peak's, as the box then shows.
+    for odd in [5.0, -18.0] {
+        let mut session = Session {
+            wav_loudness: Some(odd),
+            ..Session::default()
+        };
+        session.sanitize();
+        assert_eq!(session.wav_loudness, None);
+    }
     let mut session = Session {
-        wav_loudness: Some(5.0),
+        wav_loudness: Some(-16.0),
         ..Session::default()
     };
     session.sanitize();
-    assert_eq!(session.wav_loudness, None);
+    assert_eq!(session.wav_loudness, Some(-16.0));
 }
 
 #[test]

@@ -370,6 +370,10 @@ pub struct Session {
     /// sounds them ([`QuantizeOptions::sustain_pedal`]); off, notes are as long as written.
     #[serde(default)]
     pub sustain_pedal: bool,
+    /// Whether the primer file was read with the sustain pedal applied: it is read so again at
+    /// the next start (the Pedal box may have changed since, for files opened later).
+    #[serde(default)]
+    pub primer_pedal: bool,
     /// The level Export WAV writes at: an integrated loudness in LUFS (as `segue render
     /// --loudness`), as far as a -1 dBFS peak allows; None: the peak at -1 dBFS.
     #[serde(default)]
@@ -445,8 +449,9 @@ impl Session {
             d.style_strength,
         );
         self.length = self.length.clamp(16, 2048);
+        // One of the box's levels (another would be written but shown as the peak's).
         self.wav_loudness =
-            (self.wav_loudness).filter(|l| crate::render::LOUDNESS_RANGE.contains(l));
+            (self.wav_loudness).filter(|l| WAV_LEVELS.iter().any(|w| w.0 == Some(*l)));
         self.primer_steps = self.primer_steps.clamp(1, 512);
         self.max_notes = self.max_notes.clamp(1, 16);
         self.transition_steps = self.transition_steps.min(2048);
@@ -523,6 +528,7 @@ impl Default for Session {
             train_on_gpu: false,
             train_from_model: default_train_from_model(),
             sustain_pedal: false,
+            primer_pedal: false,
             wav_loudness: None,
         }
     }
@@ -827,7 +833,7 @@ impl Startup {
         primer: Option<PathBuf>,
         file: Option<PathBuf>,
         last_run: Option<PathBuf>,
-        pedal: bool,
+        (primer_pedal, pedal): (bool, bool),
     ) -> Self {
         let saved_others: Vec<_> = (saved_others.into_iter())
             .map(|(kind, path)| {
@@ -863,8 +869,9 @@ impl Startup {
             model,
             fallback,
             saved_others,
-            primer: primer
-                .map(|p| Roll::read_midi(&p, &primer_options(pedal)).map_err(|e| e.to_string())),
+            primer: primer.map(|p| {
+                Roll::read_midi(&p, &primer_options(primer_pedal)).map_err(|e| e.to_string())
+            }),
             opened: file.map(|f| {
                 // Absolute, so that the next start finds it from any folder.
                 let f = absolute(f);
@@ -1159,6 +1166,8 @@ struct Opened {
     drums: Option<String>,
     /// What its sustain pedal comes to ([`Song::pedal_said`]).
     pedal: Option<String>,
+    /// Whether it was read with the sustain pedal applied.
+    pedalled: bool,
 }
 
 /// How the studio reads a MIDI file: as a primer, its notes held on through the sustain pedal
@@ -1191,6 +1200,7 @@ fn read_primer(path: &Path, pedal: bool) -> Result<Opened, String> {
                                 said + " (Pedal holds them)"
                             }
                         }),
+                        pedalled: pedal,
                         warnings: song.warnings,
                     }
                 })
@@ -1295,7 +1305,8 @@ impl Studio {
             .collect();
         let primer = studio.session.primer_path.clone();
         let last_run = studio.session.train_run.clone();
-        let pedal = studio.session.sustain_pedal;
+        // The last session's primer as it was read; a file given now as the box says.
+        let pedal = (studio.session.primer_pedal, studio.session.sustain_pedal);
         studio.loading = true;
         studio.in_background(move || {
             // A panic while loading must not leave the studio waiting: it is said instead.
@@ -1842,19 +1853,29 @@ impl Studio {
         let Some(path) = self.session.primer_path.clone() else {
             return;
         };
-        let worked = (self.session.score.notes.iter()).any(|n| n.origin != Origin::Primer);
-        if worked {
+        // A generation on its way counts as work: the file read again would cancel it.
+        let worked = self.generating()
+            || (self.session.score.notes.iter()).any(|n| n.origin != Origin::Primer);
+        if worked || !path.is_file() {
             let (opened, again) = if self.session.sustain_pedal {
                 ("with the sustain pedal applied", "with it")
             } else {
                 ("without the sustain pedal", "without it")
             };
             self.say(
-                format!(
-                    "Files opened from now on are read {opened}; the piece keeps its generated \
-                     and edited notes (open {} again to hear it {again})",
-                    path.display()
-                ),
+                if worked {
+                    format!(
+                        "Files opened from now on are read {opened}; the piece keeps its \
+                         generated and edited notes (open {} again to hear it {again})",
+                        path.display()
+                    )
+                } else {
+                    format!(
+                        "Files opened from now on are read {opened} ({} is no longer there to \
+                         read again)",
+                        path.display()
+                    )
+                },
                 false,
             );
         } else {
@@ -1871,6 +1892,7 @@ impl Studio {
                 warnings,
                 drums,
                 pedal,
+                pedalled,
             }) => {
                 self.cancel_generation();
                 self.blend_primer = None;
@@ -1909,6 +1931,7 @@ impl Studio {
                     }
                 }
                 self.session.primer_path = Some(path);
+                self.session.primer_pedal = pedalled;
             }
             Err(e) => self.say(e, true),
         }
