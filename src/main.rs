@@ -723,8 +723,8 @@ struct TrainArgs {
     /// layers).
     #[arg(long, value_name = "NAME")]
     preset: Option<String>,
-    /// Optimiser steps in all (a resumed run continues up to this; default 12000, or a resumed
-    /// run's own).
+    /// Optimiser steps in all (a resumed run continues up to this; default 7000 for studio,
+    /// about an hour on two cores, 12000 for paper, or a resumed run's own).
     #[arg(long, value_name = "N")]
     steps: Option<usize>,
     /// Stop (with a checkpoint) after this many minutes of training in all: a resumed run
