@@ -1907,6 +1907,14 @@ fn generate_takes_both_styles_in_every_mode() {
     let primer = dir.path().join("in.mid");
     std::fs::write(&primer, simple(96, &[(0, 96, 60, 90), (96, 192, 64, 90)])).unwrap();
     let out = dir.path().join("out.mid");
+    let styled = |mode: &str, from: &str, to: &str, more: &[&str]| {
+        let mut args = vec!["generate", "--prime", p(&primer), "--mode", mode];
+        args.extend(["--from", from, "--to", to, "--steps", "16", "-o", p(&out)]);
+        args.extend_from_slice(more);
+        let run = segue(&args);
+        let err = String::from_utf8_lossy(&run.stderr).into_owned();
+        (run.status.code(), err)
+    };
     for (mode, says) in [
         ("continue", Some("--to is not used by --mode continue")),
         (
@@ -1916,24 +1924,8 @@ fn generate_takes_both_styles_in_every_mode() {
         ("transition", None),
         ("blend", None),
     ] {
-        let args = [
-            "generate",
-            "--prime",
-            p(&primer),
-            "--from",
-            "chopin",
-            "--to",
-            "debussy",
-            "--mode",
-            mode,
-            "--steps",
-            "16",
-            "-o",
-            p(&out),
-        ];
-        let run = segue(&args);
-        let err = String::from_utf8_lossy(&run.stderr);
-        assert!(run.status.success(), "{mode}: {err}");
+        let (code, err) = styled(mode, "chopin", "debussy", &[]);
+        assert_eq!(code, Some(0), "{mode}: {err}");
         match says {
             Some(note) => assert!(err.contains(note), "{mode}: {err}"),
             None => assert!(!err.contains("is not used"), "{mode}: {err}"),
@@ -1941,48 +1933,11 @@ fn generate_takes_both_styles_in_every_mode() {
     }
     // The style a mode does not use is not read (a file that is not there), nor counted for
     // --style-strength (a composer there does not make a strength used).
-    let unused = |mode: &str, from: &str, to: &str| {
-        let args = [
-            "generate",
-            "--prime",
-            p(&primer),
-            "--from",
-            from,
-            "--to",
-            to,
-            "--mode",
-            mode,
-            "--steps",
-            "16",
-            "-o",
-            p(&out),
-        ];
-        let run = segue(&args);
-        (
-            run.status.code(),
-            String::from_utf8_lossy(&run.stderr).into_owned(),
-        )
-    };
-    assert_eq!(unused("transfer", "nosuch.mid", "debussy").0, Some(0));
-    assert_eq!(unused("continue", "chopin", "nosuch.mid").0, Some(0));
-    let (code, err) = unused("transfer", "chopin", p(&primer));
+    assert_eq!(styled("transfer", "nosuch.mid", "debussy", &[]).0, Some(0));
+    assert_eq!(styled("continue", "chopin", "nosuch.mid", &[]).0, Some(0));
+    let (code, err) = styled("transfer", "chopin", p(&primer), &[]);
     assert_eq!(code, Some(0), "{err}");
-    let strength = segue(&[
-        "generate",
-        "--prime",
-        p(&primer),
-        "--from",
-        "chopin",
-        "--to",
-        p(&primer),
-        "--mode",
-        "transfer",
-        "--style-strength",
-        "2",
-        "-o",
-        p(&out),
-    ]);
-    let err = String::from_utf8_lossy(&strength.stderr);
+    let (_, err) = styled("transfer", "chopin", p(&primer), &["--style-strength", "2"]);
     assert!(err.contains("--style-strength is not used"), "{err}");
 }
 
