@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::dataset::{Corpus, SnippetRef};
 use crate::error::{Error, Result, candle};
 use crate::generate::{self, GenerateOptions, Mode};
+use crate::meter::{BarMap, StepMeter};
 use crate::midi::Meter;
 use crate::models::lstm_vae::{bce_with_logits, bce_with_logits_per_item};
 use crate::models::trained::TrainedModel;
@@ -32,7 +33,8 @@ pub struct MusicStats {
     /// Mean distance in semitones between the lowest and highest pitch of a 128-step window
     /// (`None` where no window holds a note).
     pub pitch_range: Option<f64>,
-    /// Share of 16-step bars with no note at all (`None` for rolls shorter than a bar).
+    /// Share of bars with no note at all, in the music's own metre (4/4 where it has none;
+    /// the bars wholly inside each roll; `None` for rolls that hold no whole bar).
     pub empty_bar_rate: Option<f64>,
 }
 
@@ -49,7 +51,8 @@ struct StatsAcc {
 }
 
 impl StatsAcc {
-    fn add(&mut self, binary: &[u8]) {
+    /// Adds a binary roll whose step 0 lies at step `offset` of the metre map `meters`.
+    fn add(&mut self, binary: &[u8], meters: &[StepMeter], offset: usize) {
         let steps = binary.len() / PITCHES;
         let on = |t: usize, p: usize| binary[t * PITCHES + p] != 0;
         for t in 0..steps {
@@ -75,13 +78,19 @@ impl StatsAcc {
                 self.ranges.push((hi - lo) as f64);
             }
         }
-        for b in (0..steps).step_by(16) {
-            let end = (b + 16).min(steps);
-            if end - b < 16 {
+        // The bars of its metre that lie wholly inside it.
+        let bars = BarMap::new(meters);
+        let end = offset + steps;
+        let mut line = bars.next_bar_line(offset);
+        while line < end {
+            let next = bars.next_bar_line(line + 1);
+            if next > end {
                 break;
             }
+            let sounds = (line - offset..next - offset).any(|t| (0..PITCHES).any(|p| on(t, p)));
             self.bars += 1;
-            self.empty_bars += usize::from(!(b..end).any(|t| (0..PITCHES).any(|p| on(t, p))));
+            self.empty_bars += usize::from(!sounds);
+            line = next;
         }
     }
 
@@ -575,7 +584,8 @@ pub fn evaluate_lstm_vae(
             copy.add(previous, *truth > 0.5);
             without_onsets.add(previous && *truth > 0.5, *truth > 0.5);
         }
-        corpus_stats.add(&data.iter().map(|v| u8::from(*v > 0.5)).collect::<Vec<u8>>());
+        let binary: Vec<u8> = data.iter().map(|v| u8::from(*v > 0.5)).collect();
+        corpus_stats.add(&binary, corpus.pieces[s.piece].roll.meters(), s.start);
         rolls.push(data);
     }
     // Posterior means first (the "other composer" code needs them all).
@@ -768,13 +778,20 @@ pub fn evaluate_lstm_vae(
             max_notes: opts.max_notes,
             ..GenerateOptions::default()
         };
+        let decode = |za: &[f32], o: &GenerateOptions| {
+            generate::generate(&model.model, primer, za, za, o, &mut |_| {}, &cancel)
+        };
+        let generated_part = |g: &generate::Generated, o: &GenerateOptions| {
+            g.roll.slice(g.primer_steps, o.steps).binary()
+        };
         let run = |za: &[f32], o: &GenerateOptions| -> Result<Vec<u8>> {
-            let g = generate::generate(&model.model, primer, za, za, o, &mut |_| {}, &cancel)?;
-            Ok(g.roll.slice(g.primer_steps, o.steps).binary())
+            Ok(generated_part(&decode(za, o)?, o))
         };
         let own = &styled[c];
-        let out = run(own, &base)?;
-        generated.add(&out);
+        let g = decode(own, &base)?;
+        let out = generated_part(&g, &base);
+        // In the bars the continuation was generated in.
+        generated.add(&out, &g.bars.0, g.bars.1 + g.primer_steps);
         if i % stride == 0 {
             let other_c = other_composer(i, c);
             d_comp += jaccard_distance(&out, &run(&styled[other_c], &base)?);
@@ -860,7 +877,7 @@ pub fn music_stats(roll: &Roll) -> MusicStats {
 pub fn pooled_music_stats<'a>(rolls: impl IntoIterator<Item = &'a Roll>) -> MusicStats {
     let mut acc = StatsAcc::default();
     for roll in rolls {
-        acc.add(&roll.binary());
+        acc.add(&roll.binary(), roll.meters(), 0);
     }
     acc.finish()
 }
@@ -904,6 +921,26 @@ mod tests {
         assert_eq!(silence.empty_bar_rate, Some(1.0));
         let short = music_stats(&Roll::from_binary(8, &binary[..8 * PITCHES]).unwrap());
         assert_eq!(short.empty_bar_rate, None);
+        // In 3/4 the same 48 steps are four bars of 12: the chord sounds in the first alone.
+        let mut waltz = roll_a.clone();
+        let three_four = Meter {
+            numerator: 3,
+            denominator: 4,
+        };
+        waltz.set_meters(vec![StepMeter {
+            step: 0,
+            meter: three_four,
+        }]);
+        assert_eq!(music_stats(&waltz).empty_bar_rate, Some(3.0 / 4.0));
+        // Only bars wholly inside count: 40 steps from step 4 of a 4/4 map (steps 4..44) hold
+        // one, 16..32, empty (the chord is at steps 4..12 of the map); from step 0, two bars,
+        // the first sounding.
+        let mut acc = StatsAcc::default();
+        acc.add(&binary[..40 * PITCHES], &[], 4);
+        assert_eq!((acc.bars, acc.empty_bars), (1, 1));
+        let mut acc = StatsAcc::default();
+        acc.add(&binary[..40 * PITCHES], &[], 0);
+        assert_eq!((acc.bars, acc.empty_bars), (2, 1));
         let mut acc = FrameAcc::default();
         for (p, t) in [(true, true), (true, false), (false, true), (false, false)] {
             acc.add(p, t);

@@ -3469,7 +3469,7 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         ),
         ("pitch range (semitones)", g.pitch_range, c.pitch_range),
         (
-            "empty-bar rate (16-step bars)",
+            "empty-bar rate (its own metre)",
             g.empty_bar_rate,
             c.empty_bar_rate,
         ),
