@@ -10,6 +10,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in the library.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A file could not be read or written. The I/O error is part of the message (and not a
     /// chained source, so that `{:#}` does not print it twice).
@@ -48,6 +49,7 @@ pub enum Error {
 
 /// What is wrong with a MIDI file.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MidiProblem {
     /// The file is empty.
     #[error("the file is empty (0 bytes)")]

@@ -2928,6 +2928,15 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let vae = matches!(kind.as_str(), "lstm-vae" | "transformer-vae");
     let mode: generate::Mode = a.mode_name().parse()?;
     check_generate_flags(&kind, mode, &a)?;
+    // The files given, used or not: no output may land on one of them.
+    let inputs: Vec<PathBuf> = [a.from.as_deref(), a.to.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(PathBuf::from)
+        .chain(a.prime.clone())
+        .filter(|p| segue::fsutil::is_named_input(p))
+        .collect();
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
     // A style the mode does not use (said above) is not read, nor counted for
     // --style-strength.
     let mut a = a;
@@ -2977,13 +2986,6 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     // file twice, and the audio not too long to render.
     output_kind(&a.output, &["mid", "midi"])?;
     segue::fsutil::check_target(&a.output)?;
-    let inputs: Vec<&Path> = [a.from.as_deref(), a.to.as_deref()]
-        .into_iter()
-        .flatten()
-        .map(Path::new)
-        .chain(a.prime.as_deref())
-        .filter(|p| segue::fsutil::is_named_input(p))
-        .collect();
     not_an_input(&a.output, &inputs)?;
     if let Some(wav) = &a.wav {
         output_kind(wav, &["wav"])?;

@@ -290,9 +290,12 @@ impl Song {
         if self.pedal.is_empty() {
             return notes;
         }
-        // Every channel's holds merged, for the channels without their own.
+        // Every channel's holds merged (but the drums'), for the channels without their own.
         let mut shared: Vec<PedalHold> = Vec::new();
-        let mut by_time = self.pedal.clone();
+        let mut by_time: Vec<PedalHold> = (self.pedal.iter())
+            .filter(|h| h.channel != DRUM_CHANNEL)
+            .copied()
+            .collect();
         by_time.sort_by_key(|h| (h.down, h.up));
         for hold in by_time {
             match shared.last_mut() {

@@ -1939,6 +1939,22 @@ fn generate_takes_both_styles_in_every_mode() {
     assert_eq!(code, Some(0), "{err}");
     let (_, err) = styled("transfer", "chopin", p(&primer), &["--style-strength", "2"]);
     assert!(err.contains("--style-strength is not used"), "{err}");
+    // Unused, a style file is still an input: no output lands on it.
+    let style = dir.path().join("style.mid");
+    std::fs::copy(&primer, &style).unwrap();
+    let before = std::fs::read(&style).unwrap();
+    let args = [
+        "generate",
+        "--prime",
+        p(&primer),
+        "--from",
+        "chopin",
+        "--to",
+        p(&style),
+    ];
+    let err = fails(&[&args[..], &["--steps", "16", "-o", p(&style)]].concat());
+    assert!(err.contains("this is the input"), "{err}");
+    assert_eq!(std::fs::read(&style).unwrap(), before);
 }
 
 /// `segue generate` refuses a flag the model or mode would drop (the music would not be what

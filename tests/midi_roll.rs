@@ -382,6 +382,19 @@ fn the_sustain_pedal_holds_notes_when_applied() {
         .map(|n| (n.start, n.len))
         .collect();
     assert_eq!(seventy_six, [(2, 3), (5, 3)]);
+    // The drums' pedal holds nothing but the drums (nor do the drums follow another's).
+    let drums_pedal = smf(
+        Format::SingleTrack,
+        Timing::Metrical(96.into()),
+        &[vec![
+            (0, Ev::Pedal(9, 127)),
+            (0, on(0, 60)),
+            (24, off(0, 60)),
+            (384, Ev::Pedal(9, 0)),
+        ]],
+    );
+    let drums_pedal = Song::parse(&drums_pedal).unwrap();
+    assert_eq!(spans(&drums_pedal.pedalled_notes()), [(60, 0, 24)]);
     assert!(
         (song.pedal_said(true).unwrap()).contains("sustain pedal (3 presses) is applied"),
         "{:?}",

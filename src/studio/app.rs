@@ -1853,34 +1853,36 @@ impl Studio {
         let Some(path) = self.session.primer_path.clone() else {
             return;
         };
-        // A generation on its way counts as work: the file read again would cancel it.
+        // A generation on its way counts as work: the file read again would cancel it. While
+        // other file work runs (another file being opened, say), reading this one again could
+        // land after it and replace it.
         let worked = self.generating()
             || (self.session.score.notes.iter()).any(|n| n.origin != Origin::Primer);
-        if worked || !path.is_file() {
-            let (opened, again) = if self.session.sustain_pedal {
-                ("with the sustain pedal applied", "with it")
-            } else {
-                ("without the sustain pedal", "without it")
-            };
-            self.say(
-                if worked {
-                    format!(
-                        "Files opened from now on are read {opened}; the piece keeps its \
-                         generated and edited notes (open {} again to hear it {again})",
-                        path.display()
-                    )
-                } else {
-                    format!(
-                        "Files opened from now on are read {opened} ({} is no longer there to \
-                         read again)",
-                        path.display()
-                    )
-                },
-                false,
-            );
-        } else {
+        let busy = self.background_work();
+        if !worked && !busy && path.is_file() {
             self.open_file(&path);
+            return;
         }
+        let (opened, again) = if self.session.sustain_pedal {
+            ("with the sustain pedal applied", "with it")
+        } else {
+            ("without the sustain pedal", "without it")
+        };
+        let why = if worked {
+            format!(
+                "the piece keeps its generated and edited notes (open {} again to hear it \
+                 {again})",
+                path.display()
+            )
+        } else if busy {
+            format!("open {} again to hear it {again}", path.display())
+        } else {
+            format!("{} is no longer there to read again", path.display())
+        };
+        self.say(
+            format!("Files opened from now on are read {opened}; {why}"),
+            false,
+        );
     }
 
     /// Puts a file read by [`Studio::open_file`] (or at the start) in place as the primer.
