@@ -2795,7 +2795,7 @@ fn model_kind_of(path: &Path) -> Result<String> {
 
 /// Refuses the flags of `segue generate` that the model or mode would not use (a flag given
 /// and silently dropped would make the music other than asked for), but for the styles of
-/// `--from A --to B`, said where the mode does not use one.
+/// `--from A --to B` ([`drop_unused_style`]).
 fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> Result<()> {
     let unused = |flag: &str, why: &str| -> Result<()> { bail!("{flag} is not used {why}") };
     let vae = matches!(kind, "lstm-vae" | "transformer-vae");
@@ -2887,20 +2887,6 @@ fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> R
             unused(flag, why)?;
         }
     }
-    // A style the mode does not use is said, not refused: `--from A --to B` runs in every
-    // mode of the VAEs (a script may pass both whatever the mode).
-    if vae && mode == generate::Mode::Continue && a.to.is_some() {
-        note!(
-            "--to is not used by --mode continue (a continuation keeps the style of --from, or \
-             the primer's own); --mode transfer, transition or blend use style B"
-        );
-    }
-    if kind == "lstm-vae" && mode == generate::Mode::Transfer && a.from.is_some() {
-        note!(
-            "--from is not used by the LSTM-VAE's transfer: it decodes the primer (song A) with \
-             B's code"
-        );
-    }
     if let Some(n) = a.transition_steps {
         if mode != generate::Mode::Transition {
             unused("--transition-steps", "outside --mode transition")?;
@@ -2914,6 +2900,26 @@ fn check_generate_flags(kind: &str, mode: generate::Mode, a: &GenerateArgs) -> R
         }
     }
     Ok(())
+}
+
+/// Drops the style the mode does not use (`--to` in a VAE's continuation, `--from` in the
+/// LSTM-VAE's transfer), saying so: `--from A --to B` runs in every mode of the VAEs (a script
+/// may pass both whatever the mode), and the style dropped is neither read nor counted for
+/// `--style-strength`.
+fn drop_unused_style(kind: &str, mode: generate::Mode, a: &mut GenerateArgs) {
+    let vae = matches!(kind, "lstm-vae" | "transformer-vae");
+    if vae && mode == generate::Mode::Continue && a.to.take().is_some() {
+        note!(
+            "--to is not used by --mode continue (a continuation keeps the style of --from, or \
+             the primer's own); --mode transfer, transition or blend use style B"
+        );
+    }
+    if kind == "lstm-vae" && mode == generate::Mode::Transfer && a.from.take().is_some() {
+        note!(
+            "--from is not used by the LSTM-VAE's transfer: it decodes the primer (song A) with \
+             B's code"
+        );
+    }
 }
 
 fn generate_cmd(a: GenerateArgs) -> Result<()> {
@@ -2937,15 +2943,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
         .filter(|p| segue::fsutil::is_named_input(p))
         .collect();
     let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
-    // A style the mode does not use (said above) is not read, nor counted for
-    // --style-strength.
     let mut a = a;
-    if vae && mode == generate::Mode::Continue {
-        a.to = None;
-    }
-    if kind == "lstm-vae" && mode == generate::Mode::Transfer {
-        a.from = None;
-    }
+    drop_unused_style(&kind, mode, &mut a);
     // Read as the studio opens a file and continued from its last note as the studio
     // continues it, so that a seed gives the same music in both.
     let quantize = QuantizeOptions {

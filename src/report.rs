@@ -201,15 +201,10 @@ fn note_length_histogram(lengths: impl Iterator<Item = usize>) -> Option<[f64; 1
     let mut h = [0.0; 12];
     let mut total = 0.0;
     for len in lengths {
-        let distance = |c: &f64| (c - len as f64).abs();
-        let nearest = (0..12).fold(0, |best, i| {
-            if distance(&NOTE_LENGTH_CLASSES[i]) < distance(&NOTE_LENGTH_CLASSES[best]) {
-                i
-            } else {
-                best
-            }
-        });
-        h[nearest] += 1.0;
+        let distance = |i: usize| (NOTE_LENGTH_CLASSES[i] - len as f64).abs();
+        // `min_by` keeps the first of equal ones, as mgeval's argmin does.
+        let nearest = (0..12).min_by(|&a, &b| distance(a).total_cmp(&distance(b)));
+        h[nearest.unwrap_or(0)] += 1.0;
         total += 1.0;
     }
     (total > 0.0).then(|| h.map(|v| v / total))
