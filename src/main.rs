@@ -326,6 +326,11 @@ struct GenerateArgs {
     /// training run (`--model runs/mine`: the model it trained).
     #[arg(long, value_name = "MODEL")]
     model: Option<String>,
+    /// Where to compute: cpu, or cuda (needs a build with the `cuda` feature). The LSTM-VAE
+    /// reads its codes there but samples step by step on the CPU whatever this says (one step
+    /// of batch 1 is faster there).
+    #[arg(long, default_value = "cpu", value_name = "DEV")]
+    device: String,
     /// Gradient steps of classifier-ascent, 1 to 10000 [default: 200].
     #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     iterations: Option<usize>,
@@ -1576,6 +1581,13 @@ fn render_cmd(
 ) -> Result<()> {
     output_kind(output, &["wav"])?;
     not_an_input(output, &[file])?;
+    if extension(file) == "npy" && opts != QuantizeOptions::default() {
+        bail!(
+            "{}: a .npy roll is already quantized, with no pedal or channels: --pedal, \
+             --no-drums and --paper-rounding apply to MIDI files",
+            shown(file)
+        );
+    }
     if let Some(b) = bpm
         && !(1.0..=1000.0).contains(&b)
     {
@@ -2929,6 +2941,8 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     }
     segue::generate::check_style_strength(a.style_strength())?;
     let (normalize, loudness) = level(a.no_normalize, a.loudness)?;
+    // A device this build or machine lacks is refused before any file is read.
+    let device = compute_device(&a.device)?;
     let (kind, path) = resolve_model(a.model.as_deref())?;
     // The VAEs hear a primer and sample; the classifier ascent and the DCGAN do neither.
     let vae = matches!(kind.as_str(), "lstm-vae" | "transformer-vae");
@@ -3064,7 +3078,6 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let mut verdict = None;
     let cancel = stop_on_ctrl_c();
     let mut progress = |f: f32| bar.set_position((f * 1000.0) as u64);
-    let device = candle_core::Device::Cpu;
     let (roll, primer_steps) = match kind.as_str() {
         "lstm-vae" => {
             let model = TrainedModel::load(&path, &device)?;

@@ -228,6 +228,14 @@ fn render_writes_a_wav_from_midi_or_npy() {
         // 4 quarters at 120 bpm (2 s) plus the 1.5 s release tail.
         assert_eq!(reader.duration(), 44_100 * 7 / 2);
     }
+    // What applies to reading MIDI is refused for a roll, not silently dropped.
+    for flag in ["--pedal", "--no-drums", "--paper-rounding"] {
+        let err = fails(&["render", p(&npy), "-o", p(&wav), flag]);
+        assert!(
+            err.contains("in.npy: a .npy roll is already quantized"),
+            "{err}"
+        );
+    }
     // A note so soft that the most normalising raises (60 dB) leaves it below -1 dBFS: said.
     let soft = dir.path().join("soft.mid");
     std::fs::write(&soft, simple(96, &[(0, 192, 60, 1)])).unwrap();
@@ -1100,6 +1108,35 @@ fn classify_refuses_silence_and_bad_windows() {
 
 /// Training options no run can use are refused before the corpus is read (here it does not
 /// even exist), naming the option.
+/// `generate --device` takes the compute device as training does; one this build or machine
+/// lacks is refused before any file is read or written.
+#[test]
+fn generate_runs_on_the_device_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.mid");
+    let base = [
+        "generate",
+        "--model",
+        "dcgan",
+        "--steps",
+        "64",
+        "-o",
+        p(&out),
+    ];
+    let err = fails(&[&base[..], &["--device", "gpu"]].concat());
+    assert!(
+        err.contains("--device gpu: unknown device (cpu, cuda)"),
+        "{err}"
+    );
+    if !cfg!(feature = "cuda") {
+        let err = fails(&[&base[..], &["--device", "cuda", "--prime", "/nowhere.mid"]].concat());
+        assert!(err.contains("cannot use CUDA"), "{err}");
+    }
+    assert!(!out.exists());
+    ok(&[&base[..], &["--device", "cpu"]].concat());
+    assert!(out.exists());
+}
+
 #[test]
 fn bad_training_options_are_refused_before_any_work() {
     for (args, says) in [
