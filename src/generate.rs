@@ -420,6 +420,57 @@ pub fn generate(
     result.expect("the decoding job ran")
 }
 
+/// Generates from the start of a piece as `segue generate` and the studio do, in one call:
+/// the piece is cut after its last note (trailing rests are not continued from) and heard from
+/// the bar of its first note to the bar line nearest `opts.primer_steps` after it
+/// ([`primer_steps_heard`]); style A is the piece's own code ([`song_code`] over the model's
+/// snippet length) unless `a` is given, and B is A unless `b` is. The piece is heard from its
+/// start: an `opts.primer_start` other than 0 is refused (give [`generate`] the primer then).
+pub fn continue_piece(
+    model: &TrainedModel,
+    piece: &Roll,
+    a: Option<&[f32]>,
+    b: Option<&[f32]>,
+    opts: &GenerateOptions,
+    progress: &mut dyn FnMut(f32),
+    cancel: &AtomicBool,
+) -> Result<Generated> {
+    if opts.primer_start != 0 {
+        return Err(Error::InvalidArgument(format!(
+            "a piece is continued from its start, not from step {}; give generate the primer",
+            opts.primer_start
+        )));
+    }
+    let primer = piece.up_to_last_note();
+    let heard = primer_steps_heard(
+        primer.meters(),
+        primer.first_bar_with_notes(),
+        primer.steps(),
+        opts.primer_steps,
+    );
+    let own;
+    let a = match a {
+        Some(a) => a,
+        None => {
+            own = song_code(model, &primer, model.training_snippet_steps())?;
+            &own
+        }
+    };
+    let opts = GenerateOptions {
+        primer_steps: heard,
+        ..opts.clone()
+    };
+    generate(
+        &model.model,
+        &primer,
+        a,
+        b.unwrap_or(a),
+        &opts,
+        progress,
+        cancel,
+    )
+}
+
 /// Refuses a generation longer than the longest piece Segue reads (its primer's steps heard
 /// and `opts.steps`), so that whatever it writes it can open again.
 pub fn check_length(primer: &Roll, opts: &GenerateOptions) -> Result<()> {

@@ -9,9 +9,9 @@
 //! and `studio` (the default feature of that name) is the window on top of it all.
 //!
 //! A transition from Chopin to Debussy after the start of a piece, with the shipped LSTM-VAE,
-//! written as MIDI and WAV (the command line's `segue generate` also ends the primer on a bar
-//! line, [`generate::primer_steps_heard`], and reads style A from the primer by default,
-//! [`generate::song_code`]):
+//! written as MIDI and WAV, as `segue generate` makes it ([`generate::continue_piece`] ends
+//! the primer on a bar line and, without a style A, reads it from the piece;
+//! [`generate::generate`] takes any primer and codes):
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -36,7 +36,8 @@
 //!     ..GenerateOptions::default()
 //! };
 //! let stop = AtomicBool::new(false);
-//! let piece = generate::generate(&model.model, &primer, &a, &b, &opts, &mut |_| {}, &stop)?;
+//! let (a, b) = (Some(a.as_slice()), Some(b.as_slice()));
+//! let piece = generate::continue_piece(&model, &primer, a, b, &opts, &mut |_| {}, &stop)?;
 //! piece.roll.write_midi(Path::new("chopin-to-debussy.mid"))?;
 //! let wav = Path::new("chopin-to-debussy.wav");
 //! render::render_to_wav(&piece.roll, &RenderOptions::default(), wav, &mut |_| {}, &stop)?;

@@ -3095,12 +3095,17 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
                 );
             }
             let (code_a, code_b) = lstm_codes(&model, primer, &a, mode, quantize)?;
-            let g = generate::generate(
-                &model.model,
+            // The library's recipe, which heard the primer as `primer_steps` says.
+            let asked = generate::GenerateOptions {
+                primer_steps: a.primer_steps(),
+                ..opts.clone()
+            };
+            let g = generate::continue_piece(
+                &model,
                 primer,
-                &code_a,
-                &code_b,
-                &opts,
+                Some(&code_a),
+                Some(&code_b),
+                &asked,
                 &mut progress,
                 cancel,
             )?;

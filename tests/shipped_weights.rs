@@ -91,6 +91,81 @@ fn the_shipped_lstm_vae_loads_with_its_composer_codes() {
     );
 }
 
+/// The library's one-call recipe is the command line's: a piece opening with two silent bars
+/// and ending with rests is heard from its first note's bar to the nearest bar line, with
+/// its own code as style A unless one is given.
+#[test]
+fn a_piece_is_continued_from_its_first_bar_of_music_to_a_bar_line() {
+    use segue::generate::{continue_piece, generate, song_code};
+    let path = segue::models::trained::default_model_path().expect("weights/ has the LSTM-VAE");
+    let m = segue::models::trained::TrainedModel::load(&path, &Device::Cpu).unwrap();
+    let chord = chord_roll(100);
+    let mut piece = Roll::new(32);
+    piece.continue_with(&chord);
+    piece.continue_with(&Roll::new(40));
+    let stop = AtomicBool::new(false);
+    let opts = |primer_steps, mode| GenerateOptions {
+        mode,
+        steps: 32,
+        primer_steps,
+        seed: 5,
+        ..GenerateOptions::default()
+    };
+    let run = |a: Option<&[f32]>, b: Option<&[f32]>, o: &GenerateOptions| {
+        continue_piece(&m, &piece, a, b, o, &mut |_| {}, &stop).unwrap()
+    };
+    // 44 steps asked after the silent 32 end at step 76: the bar line at 80 is nearer.
+    let g = run(None, None, &opts(44, Mode::Continue));
+    assert_eq!((g.primer_steps, g.roll.steps()), (80, 112));
+    let primer = piece.up_to_last_note();
+    let own = song_code(&m, &primer, m.training_snippet_steps()).unwrap();
+    let by_hand = generate(
+        &m.model,
+        &primer,
+        &own,
+        &own,
+        &opts(80, Mode::Continue),
+        &mut |_| {},
+        &stop,
+    )
+    .unwrap();
+    assert_eq!(g.roll, by_hand.roll);
+    // More than the piece: heard up to its last note, not its trailing rests.
+    assert_eq!(
+        run(None, None, &opts(500, Mode::Continue)).primer_steps,
+        132
+    );
+    // Styles given are used as given.
+    let code = |name: &str| {
+        segue::generate::composer_code(&m, m.composer_index(name).unwrap(), 1.0).unwrap()
+    };
+    let (chopin, debussy) = (code("chopin"), code("debussy"));
+    let g = run(Some(&chopin), Some(&debussy), &opts(44, Mode::Transfer));
+    let by_hand = generate(
+        &m.model,
+        &primer,
+        &chopin,
+        &debussy,
+        &opts(80, Mode::Transfer),
+        &mut |_| {},
+        &stop,
+    )
+    .unwrap();
+    assert_eq!(g.roll, by_hand.roll);
+    assert_ne!(g.roll, run(None, None, &opts(44, Mode::Continue)).roll);
+    // A primer from the middle of the piece is generate's, not this recipe's.
+    let from_middle = GenerateOptions {
+        primer_start: 8,
+        ..opts(44, Mode::Continue)
+    };
+    let err = continue_piece(&m, &piece, None, None, &from_middle, &mut |_| {}, &stop);
+    assert!(
+        err.unwrap_err()
+            .to_string()
+            .contains("from its start, not from step 8")
+    );
+}
+
 #[test]
 fn the_shipped_classifier_loads_and_ranks_every_composer() {
     let path = segue::classify::default_path().expect("weights/ has the classifier");
