@@ -298,6 +298,16 @@ pub fn overlap_area(a: &[f64], b: &[f64]) -> Option<f64> {
     Some(area.min(1.0))
 }
 
+/// The sampling seed of a report's output `k` (of a composer, a pair): `seed` and `k` mixed
+/// (SplitMix64's finaliser), so that reports of nearby seeds share no output, as `seed + k`
+/// made them (a Transformer VAE's output k of seed 2 was output k + 1 of seed 1).
+fn output_seed(seed: u64, k: usize) -> u64 {
+    let mut x = seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
 /// Spearman rank correlation (ties get their mean rank); `None` where it is undefined (a
 /// side that does not vary, or fewer than two points).
 pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
@@ -595,7 +605,7 @@ pub fn evaluate_all(
                 &z,
                 &GenerateOptions {
                     primer_start: start,
-                    ..gen_opts(Mode::Continue, steps, opts.seed.wrapping_add(k as u64))
+                    ..gen_opts(Mode::Continue, steps, output_seed(opts.seed, k))
                 },
                 &mut |_| {},
                 &cancel,
@@ -620,7 +630,7 @@ pub fn evaluate_all(
                     &Roll::new(0),
                     &z,
                     &z,
-                    &gen_opts(Mode::Continue, steps, opts.seed.wrapping_add(k as u64)),
+                    &gen_opts(Mode::Continue, steps, output_seed(opts.seed, k)),
                     &mut |_| {},
                     &cancel,
                 )?;
@@ -664,7 +674,7 @@ pub fn evaluate_all(
                 &AscentOptions {
                     steps,
                     iterations: opts.ascent_iterations,
-                    seed: opts.seed.wrapping_add(c as u64),
+                    seed: output_seed(opts.seed, c),
                     ..AscentOptions::default()
                 },
                 &mut |_| {},
@@ -762,7 +772,7 @@ fn style_verdict(
                     primer_steps: 64,
                     alpha,
                     transition_steps,
-                    seed: opts.seed.wrapping_add(k as u64),
+                    seed: output_seed(opts.seed, k),
                     ..GenerateOptions::default()
                 },
                 &mut |_| {},
@@ -1132,6 +1142,19 @@ mod tests {
         assert!(f.overlap_areas[1].unwrap() < 0.01, "{:?}", f.overlap_areas);
         let md_outputs = outputs(&f);
         assert_eq!(md_outputs, "3 (3 silent)");
+    }
+
+    #[test]
+    fn reports_of_nearby_seeds_share_no_output_seed() {
+        let of = |seed: u64| -> std::collections::HashSet<u64> {
+            (0..64).map(|k| output_seed(seed, k)).collect()
+        };
+        assert_eq!(of(1).len(), 64);
+        for other in [0, 2, 3, 64, u64::MAX] {
+            assert!(of(1).is_disjoint(&of(other)), "seeds 1 and {other}");
+        }
+        // The same seed gives the same outputs.
+        assert_eq!(output_seed(7, 3), output_seed(7, 3));
     }
 
     #[test]
