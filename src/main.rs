@@ -1504,7 +1504,7 @@ fn roll_cmd(file: &Path, output: &Path, scale: usize, opts: QuantizeOptions) -> 
         "npy" | "png" => opts,
         _ => opts.as_whole_file(),
     };
-    let (roll, copyright) = read_midi_noted(file, &opts)?;
+    let (roll, copyright, _) = read_midi_noted(file, &opts)?;
     match kind.as_str() {
         "npy" => npy::write_roll(output, &roll)?,
         "png" => image::write_png(output, &roll, scale)?,
@@ -1535,9 +1535,9 @@ fn read_style(file: &Path, opts: &QuantizeOptions) -> Result<Roll> {
     Ok(roll)
 }
 
-/// A MIDI file's roll and its copyright notice, if it has one (an output made of its notes
-/// keeps it).
-fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<String>)> {
+/// A MIDI file's roll, its copyright notice, if it has one (an output made of its notes
+/// keeps it), and how many notes the roll was made from (its drums left out unless asked).
+fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<String>, usize)> {
     let song = Song::read_named(file)?;
     for w in &song.warnings {
         warning!("{}: {w}", shown(file));
@@ -1554,7 +1554,10 @@ fn read_midi_noted(file: &Path, opts: &QuantizeOptions) -> Result<(Roll, Option<
         note!("{}: {pedal}{hint}", shown(file));
     }
     let roll = Roll::from_song(&song, opts).map_err(|p| segue::Error::midi(file, p))?;
-    Ok((roll, song.copyright))
+    let read = (song.notes.iter())
+        .filter(|n| opts.include_drums || n.channel != segue::midi::DRUM_CHANNEL)
+        .count();
+    Ok((roll, song.copyright, read))
 }
 
 /// The level a WAV is written at: the synth's own (`--no-normalize`), normalised to a -1 dBFS
@@ -1603,7 +1606,19 @@ fn render_cmd(
     let (roll, copyright) = if extension(file) == "npy" {
         (npy::read_roll(file)?, None)
     } else {
-        read_midi_noted(file, &opts)?
+        let (roll, copyright, read) = read_midi_noted(file, &opts)?;
+        // Rendered as the models hear it: what the grid took away is said.
+        let kept = roll.notes().len();
+        if kept < read {
+            note!(
+                "{}: rendered from its roll on the sixteenth-note grid: {} of its {read} \
+                 notes merge with another of the same key (struck again within a sixteenth, \
+                 or at once on two channels)",
+                shown(file),
+                read - kept
+            );
+        }
+        (roll, copyright)
     };
     let render_opts = RenderOptions {
         bpm,
@@ -2968,7 +2983,7 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     };
     let (primer, copyright) = match a.prime.as_deref() {
         Some(p) => {
-            let (roll, copyright) = read_midi_noted(p, &quantize)?;
+            let (roll, copyright, _) = read_midi_noted(p, &quantize)?;
             (Some(roll.up_to_last_note()), copyright)
         }
         None => (None, None),

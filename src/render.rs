@@ -444,6 +444,10 @@ fn render_blocks<E>(
     let events = schedule(roll, opts.sample_rate, opts.bpm);
     let total = (seconds * f64::from(opts.sample_rate)).ceil() as usize;
     let mut synth = Synth::new(opts.sample_rate);
+    // The synth's output is late by its limiter's look-ahead: it runs that much longer and
+    // its first samples (silence) are dropped, so that notes land where the roll puts them.
+    let late = synth.latency();
+    let total = total + late;
     let mut next = 0;
     let mut pos = 0usize;
     const BLOCK: usize = 256;
@@ -460,7 +464,10 @@ fn render_blocks<E>(
         let len = BLOCK.min(total - pos).min(until_event.max(1));
         block[..len].fill(0.0);
         synth.render(&mut block[..len]);
-        sink(&block[..len])?;
+        let skip = late.saturating_sub(pos).min(len);
+        if skip < len {
+            sink(&block[skip..len])?;
+        }
         pos += len;
         if pos % (BLOCK * 512) < len {
             progress(pos as f64 / total as f64);

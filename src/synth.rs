@@ -5,8 +5,9 @@
 //! wavetables (no harmonic above 20 kHz at any pitch) and fades from a bright to a mellow
 //! timbre as it decays, like a struck string; its envelope has a short attack ramp, a two-stage
 //! decay that is longer for low notes, and a smooth release, so nothing clicks. Loudness and
-//! brightness follow velocity. A peak limiter on the sum keeps every sample inside [-1, 1]
-//! even with all 128 keys held.
+//! brightness follow velocity. A peak limiter on the sum keeps every sample under -1 dBFS
+//! even with all 128 keys held: it looks ahead 1.5 ms (the sum is delayed that long), so its
+//! gain has fallen by the time a peak is played and no peak is flattened against the ceiling.
 
 use std::f32::consts::TAU;
 
@@ -27,6 +28,10 @@ pub const MIN_SAMPLE_RATE: u32 = 8000;
 /// The limiter's ceiling: -1 dBFS.
 pub const LIMIT: f32 = 0.891;
 const MASTER_GAIN: f32 = 0.22;
+/// The level below which a voice stops: under half a 16-bit step even after the most a WAV
+/// is raised by normalising (60 dB), so that stopping is never heard (at 1e-4, a soft note
+/// was cut while held, and a pianissimo piece, normalised, clicked at every note's end).
+const SILENT_LEVEL: f32 = 1e-7;
 
 /// Frequency of a MIDI pitch in equal temperament, A4 (69) = 440 Hz.
 pub fn pitch_hz(pitch: u8) -> f32 {
@@ -65,8 +70,7 @@ pub struct Synth {
     fades: [Voice; FADES],
     /// Per band: bright table then mellow table.
     tables: Vec<[Vec<f32>; 2]>,
-    limiter_envelope: f32,
-    limiter_release: f32,
+    limiter: Limiter,
 }
 
 impl Synth {
@@ -100,8 +104,7 @@ impl Synth {
             voices: [Voice::default(); MAX_VOICES],
             fades: [Voice::default(); FADES],
             tables,
-            limiter_envelope: 0.0,
-            limiter_release: (-1.0 / (0.15 * sample_rate)).exp(),
+            limiter: Limiter::new(sample_rate),
         }
     }
 
@@ -172,7 +175,7 @@ impl Synth {
         for v in self.voices.iter_mut().chain(self.fades.iter_mut()) {
             v.active = false;
         }
-        self.limiter_envelope = 0.0;
+        self.limiter.reset();
     }
 
     /// Number of voices sounding (including releasing and fading ones).
@@ -256,26 +259,18 @@ impl Synth {
             // x), and each denormal multiply costs the audio thread about 100 cycles: flushed.
             flush_denormal(&mut voice.fast);
             flush_denormal(&mut voice.brightness);
-            if level(voice) < 1e-4 {
+            if level(voice) < SILENT_LEVEL {
                 voice.active = false;
             }
         }
         for sample in out.iter_mut() {
-            let x = *sample * MASTER_GAIN;
-            let peak = x.abs();
-            self.limiter_envelope = if peak > self.limiter_envelope {
-                peak
-            } else {
-                peak + (self.limiter_envelope - peak) * self.limiter_release
-            };
-            let gain = if self.limiter_envelope > LIMIT {
-                LIMIT / self.limiter_envelope
-            } else {
-                1.0
-            };
-            *sample = x * gain;
+            *sample = self.limiter.process(*sample * MASTER_GAIN);
         }
-        flush_denormal(&mut self.limiter_envelope);
+    }
+
+    /// How many samples late the output is: the limiter's look-ahead.
+    pub fn latency(&self) -> usize {
+        self.limiter.lookahead()
     }
 
     /// The smallest decaying level of any sounding voice, or of the limiter: 0 or a normal
@@ -284,8 +279,104 @@ impl Synth {
     fn smallest_level(&self) -> f32 {
         (self.voices.iter().chain(&self.fades).filter(|v| v.active))
             .flat_map(|v| [v.fast, v.slow, v.brightness, v.release_gain])
-            .chain([self.limiter_envelope])
+            .chain([self.limiter.released])
             .fold(f32::INFINITY, f32::min)
+    }
+}
+
+/// A peak limiter with look-ahead, for a real-time thread: no allocation after [`Limiter::new`],
+/// a constant amount of work a sample.
+///
+/// The signal is delayed by `L` samples. A sample's gain is the average over `L + 1` samples
+/// of a gain that is, at each sample, at most the least gain any of the `L + 1` newest
+/// samples needs to stay under [`LIMIT`] (it rises again over 150 ms). Every one of the
+/// averaged gains therefore covers the sample being played, so it never passes the ceiling,
+/// and the gain falls along a ramp of `L` samples rather than at once.
+struct Limiter {
+    /// The last `L + 1` input samples, by sample number modulo `L + 1`.
+    delay: Vec<f32>,
+    /// The last `L + 1` gains averaged, likewise.
+    gains: Vec<f32>,
+    /// Their sum.
+    sum: f64,
+    /// Sample numbers and needed gains, increasing, of the samples of the window whose
+    /// gain no later sample's undercuts (so the first is the window's least): a ring.
+    least: Vec<(u64, f32)>,
+    least_first: usize,
+    least_len: usize,
+    /// Samples seen.
+    count: u64,
+    /// The gain after the release (1 = none).
+    released: f32,
+    release: f32,
+}
+
+impl Limiter {
+    fn new(sample_rate: f32) -> Limiter {
+        let window = (0.0015 * sample_rate).round() as usize + 1;
+        Limiter {
+            delay: vec![0.0; window],
+            gains: vec![1.0; window],
+            sum: window as f64,
+            least: vec![(0, 1.0); window],
+            least_first: 0,
+            least_len: 0,
+            count: 0,
+            released: 1.0,
+            release: (-1.0 / (0.15 * sample_rate)).exp(),
+        }
+    }
+
+    /// The delay, in samples.
+    fn lookahead(&self) -> usize {
+        self.delay.len() - 1
+    }
+
+    /// Silence, no gain reduction.
+    fn reset(&mut self) {
+        self.delay.fill(0.0);
+        self.gains.fill(1.0);
+        self.sum = self.gains.len() as f64;
+        self.least_len = 0;
+        self.released = 1.0;
+    }
+
+    /// Takes a sample and gives the one `lookahead` samples before it, limited.
+    fn process(&mut self, x: f32) -> f32 {
+        let window = self.delay.len();
+        let n = self.count;
+        self.count += 1;
+        let slot = (n % window as u64) as usize;
+        self.delay[slot] = x;
+        let delayed = self.delay[(slot + 1) % window];
+        let needed = if x.abs() > LIMIT {
+            LIMIT / x.abs()
+        } else {
+            1.0
+        };
+        // The window's least needed gain: drop from the back what this sample undercuts,
+        // from the front what has left the window.
+        while self.least_len > 0 {
+            let back = (self.least_first + self.least_len - 1) % window;
+            if self.least[back].1 < needed {
+                break;
+            }
+            self.least_len -= 1;
+        }
+        let back = (self.least_first + self.least_len) % window;
+        self.least[back] = (n, needed);
+        self.least_len += 1;
+        while self.least[self.least_first].0 + (window as u64) <= n {
+            self.least_first = (self.least_first + 1) % window;
+            self.least_len -= 1;
+        }
+        let least = self.least[self.least_first].1;
+        let rising = self.released + (1.0 - self.released) * (1.0 - self.release);
+        self.released = least.min(rising);
+        self.sum += f64::from(self.released) - f64::from(self.gains[slot]);
+        self.gains[slot] = self.released;
+        let gain = (self.sum / window as f64) as f32;
+        delayed * gain.min(1.0)
     }
 }
 
@@ -369,6 +460,79 @@ mod tests {
         assert!(loud.iter().all(|&l| l > 0.01), "{loud:?}");
         burst.note_on(40, 1);
         assert_eq!(fading(&burst), loud, "a loud voice fading was cut");
+    }
+
+    #[test]
+    fn a_soft_note_sounds_while_held_and_fades_below_a_16_bit_step() {
+        let sr = 44_100;
+        let mut synth = Synth::new(sr);
+        synth.note_on(72, 3);
+        let mut block = vec![0f32; sr as usize];
+        for second in 0..4 {
+            synth.render(&mut block);
+            assert_eq!(
+                synth.active_voices(),
+                1,
+                "cut while held, in second {second}"
+            );
+        }
+        let held_end = block[block.len() - 441..]
+            .iter()
+            .fold(0f32, |m, x| m.max(x.abs()));
+        assert!(held_end > 0.0);
+        synth.note_off(72);
+        let mut last = 0f32;
+        for _ in 0..3 {
+            synth.render(&mut block);
+            if let Some(x) = block.iter().rev().find(|x| **x != 0.0) {
+                last = x.abs();
+            }
+        }
+        assert_eq!(synth.active_voices(), 0);
+        // Its last sample, raised by the most normalising does (1000 times), is under half
+        // a 16-bit step.
+        assert!(last * 1000.0 < 0.5 / 32768.0, "it stopped at {last:e}");
+    }
+
+    /// A loud chord is limited under the ceiling without flattening its peaks against it: the
+    /// gain has fallen before each peak is played (a limiter without look-ahead held the
+    /// attack's rising samples at the ceiling, in runs of up to 6).
+    #[test]
+    fn a_loud_chord_is_limited_without_flattened_peaks() {
+        let sr = 44_100;
+        let mut synth = Synth::new(sr);
+        for pitch in [48, 52, 55, 60, 64, 67, 72, 76, 79, 88] {
+            synth.note_on(pitch, 127);
+        }
+        let mut out = vec![0f32; sr as usize / 2];
+        synth.render(&mut out);
+        let peak = out.iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(peak <= LIMIT * (1.0 + 1e-6), "{peak}");
+        assert!(peak > 0.95 * LIMIT, "limited far under the ceiling: {peak}");
+        let mut run = 0;
+        let mut longest = 0;
+        for x in &out {
+            run = if x.abs() >= LIMIT * (1.0 - 1e-5) {
+                run + 1
+            } else {
+                0
+            };
+            longest = longest.max(run);
+        }
+        assert!(longest <= 1, "{longest} samples in a row at the ceiling");
+        // Its first samples are the look-ahead's silence; a soft note passes unchanged, late
+        // by the look-ahead.
+        let late = synth.latency();
+        assert_eq!(late, 66);
+        let (mut limited, mut plain) = (Synth::new(sr), Synth::new(sr));
+        plain.limiter = Limiter::new(0.0);
+        limited.note_on(60, 40);
+        plain.note_on(60, 40);
+        let (mut a, mut b) = (vec![0f32; 2000], vec![0f32; 2000]);
+        limited.render(&mut a);
+        plain.render(&mut b);
+        assert!(a[..late].iter().all(|&x| x == 0.0));
+        assert!(a[late..].iter().zip(&b).all(|(x, y)| x == y));
     }
 
     #[test]

@@ -228,6 +228,22 @@ fn render_writes_a_wav_from_midi_or_npy() {
         // 4 quarters at 120 bpm (2 s) plus the 1.5 s release tail.
         assert_eq!(reader.duration(), 44_100 * 7 / 2);
     }
+    // What the sixteenth-note grid takes away is said: a key struck again within a sixteenth.
+    let restruck = dir.path().join("restruck.mid");
+    std::fs::write(
+        &restruck,
+        simple(96, &[(0, 11, 60, 100), (11, 96, 60, 100)]),
+    )
+    .unwrap();
+    let out = segue(&["render", p(&restruck), "-o", p(&wav)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("restruck.mid: rendered from its roll on the sixteenth-note grid: 1 of its 2 notes merge"),
+        "{err}"
+    );
+    let out = segue(&["render", p(&mid), "-o", p(&wav)]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("merge"));
     // What applies to reading MIDI is refused for a roll, not silently dropped.
     for flag in ["--pedal", "--no-drums", "--paper-rounding"] {
         let err = fails(&["render", p(&npy), "-o", p(&wav), flag]);

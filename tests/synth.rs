@@ -352,10 +352,29 @@ fn render_follows_the_tempo_and_wav_is_valid() {
         tail_seconds: 0.0,
         ..Default::default()
     };
-    assert_eq!(
-        render_roll(&roll, &opts, &mut |_| {}).unwrap().len(),
-        2 * SR as usize
-    );
+    let audio = render_roll(&roll, &opts, &mut |_| {}).unwrap();
+    assert_eq!(audio.len(), 2 * SR as usize);
+    // The note starts at the file's first sample (its attack ramps up from 0): the synth's
+    // limiter is late by its look-ahead, which the rendering takes back.
+    assert_eq!(audio[0], 0.0);
+    assert!(audio[1] != 0.0);
+    // A second note, at step 8 (1 s), sounds from sample 44100 on, not before (at the
+    // synth's own level, which the second note does not change).
+    let one = roll.clone();
+    roll.add_note(RollNote {
+        start: 8,
+        len: 8,
+        pitch: 72,
+        velocity: 90,
+    });
+    let plain = RenderOptions {
+        normalize: false,
+        ..opts
+    };
+    let audio = render_roll(&one, &plain, &mut |_| {}).unwrap();
+    let both = render_roll(&roll, &plain, &mut |_| {}).unwrap();
+    let first_difference = both.iter().zip(&audio).position(|(x, y)| x != y);
+    assert_eq!(first_difference, Some(SR as usize + 1));
     let fast = RenderOptions {
         bpm: Some(240.0),
         ..opts
