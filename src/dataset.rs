@@ -26,6 +26,9 @@ use crate::roll::{PITCHES, QuantizeOptions, Roll, RollNote, StepKey, StepTempo};
 /// Snippet length used by the paper (320 sixteenth notes = 20 bars of 4/4).
 pub const DEFAULT_SNIPPET_STEPS: usize = 320;
 const CACHE_MAGIC: &[u8; 8] = b"SEGROLL3";
+/// The largest roll cache entry read: [`crate::midi::MAX_KEPT_EVENTS`] notes of 10 bytes and
+/// a tempo change at every one of [`crate::roll::MAX_STEPS`] steps fit in it.
+const MAX_CACHE_ENTRY_BYTES: u64 = 64 << 20;
 /// The version of the MIDI reader and quantiser, part of every cache key: raise it whenever a
 /// change to `midi.rs` or `roll.rs` can change the roll of a file, so cached rolls of the older
 /// code are not read back. 2: SMPTE 29.97 fps read at 30/1.001, tempo events of SMPTE files
@@ -734,10 +737,10 @@ pub fn check_composer_names(names: &[String]) -> std::result::Result<(), String>
                 "a composer name of {chars} characters (at most {MAX_COMPOSER_NAME})"
             ));
         }
-        if name.chars().any(char::is_control) {
+        if name.chars().any(crate::fsutil::hides_text) {
             return Err(format!(
                 "the composer name {name:?} holds control characters (a line break, a tab, an \
-                 escape)"
+                 escape) or bidirectional-text overrides"
             ));
         }
     }
@@ -775,7 +778,12 @@ fn load_piece(path: &Path, opts: &LoadOptions) -> Result<(Roll, String, CacheTou
         .cache_dir
         .as_ref()
         .map(|d| d.join(format!("{}.roll", hasher.finalize().to_hex())));
-    let read = cache_file.as_deref().and_then(|f| std::fs::read(f).ok());
+    // Bounded: a cache entry larger than any roll's is damaged (and rewritten), not read.
+    let read = (cache_file.as_deref()).and_then(|f| {
+        crate::fsutil::read_at_most(f, MAX_CACHE_ENTRY_BYTES)
+            .ok()?
+            .ok()
+    });
     let damaged = read.is_some();
     let cached = read.and_then(|bytes| decode_cached(&bytes));
     let damaged = damaged && cached.is_none();

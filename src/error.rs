@@ -39,9 +39,11 @@ pub enum Error {
         crate::fsutil::shown(.path)
     )]
     RunInUse { path: PathBuf },
-    /// A tensor computation of a model failed (shapes, device, out of memory).
+    /// A tensor computation of a model failed (shapes, device, out of memory). Converted
+    /// from candle's error without the backtrace candle adds under `RUST_BACKTRACE` (fifty
+    /// lines of our frames under a message meant for a musician).
     #[error("tensor computation failed: {0}")]
-    Tensor(#[from] candle_core::Error),
+    Tensor(candle_core::Error),
     /// Long work was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,
@@ -108,7 +110,56 @@ impl Error {
     }
 }
 
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Tensor(without_backtrace(e))
+    }
+}
+
+/// A candle error with the backtraces in it taken out.
+fn without_backtrace(e: candle_core::Error) -> candle_core::Error {
+    use candle_core::Error as E;
+    match e {
+        E::WithBacktrace { inner, .. } => without_backtrace(*inner),
+        E::Context { inner, context } => E::Context {
+            inner: Box::new(without_backtrace(*inner)),
+            context,
+        },
+        E::WithPath { inner, path } => E::WithPath {
+            inner: Box::new(without_backtrace(*inner)),
+            path,
+        },
+        other => other,
+    }
+}
+
+/// A candle error's message, without the backtrace candle adds under `RUST_BACKTRACE`.
+pub(crate) fn candle_message(e: candle_core::Error) -> String {
+    without_backtrace(e).to_string()
+}
+
 /// Wraps a candle error (for `map_err` where `?` cannot convert, e.g. inside closures).
 pub(crate) fn candle(e: candle_core::Error) -> Error {
-    Error::Tensor(e)
+    Error::from(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_candle_error_is_said_without_its_backtrace() {
+        let traced = candle_core::Error::WithBacktrace {
+            inner: Box::new(candle_core::Error::Msg("sizes must be positive".into())),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        let wrapped = candle_core::Error::Context {
+            inner: Box::new(traced),
+            context: Box::new("loading"),
+        };
+        assert_eq!(
+            Error::from(wrapped).to_string(),
+            "tensor computation failed: loading\nsizes must be positive"
+        );
+    }
 }

@@ -306,6 +306,7 @@ pub enum FileLock {
 /// exclusive advisory lock on it (`flock` on Unix, `LockFileEx` on Windows), without waiting.
 /// A process that crashes or is killed leaves no lock behind.
 pub fn try_lock_file(path: &Path) -> Result<FileLock> {
+    check_not_link(path)?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -317,6 +318,20 @@ pub fn try_lock_file(path: &Path) -> Result<FileLock> {
         Err(std::fs::TryLockError::WouldBlock) => FileLock::Busy,
         Err(std::fs::TryLockError::Error(_)) => FileLock::Unsupported(file),
     })
+}
+
+/// Refuses a link at `path`, where Segue keeps a file of its own (a run's log and lock): it
+/// does not write through a link there (a run folder from elsewhere could point one at any
+/// file of the user's). Nothing there is fine.
+pub fn check_not_link(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::format(
+            path,
+            "a link to another file, where Segue keeps a file of its own; it does not write \
+             through it (remove the link)",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Whether `a` and `b` name the same existing file (through links and `..`).
@@ -503,8 +518,9 @@ pub fn shown(path: &Path) -> String {
         .collect()
 }
 
-/// A character that printed raw could change what a terminal shows around it.
-fn hides_text(c: char) -> bool {
+/// A character that printed raw could change what a terminal shows around it: a control
+/// character or a bidirectional-text override or isolate.
+pub fn hides_text(c: char) -> bool {
     c.is_control()
         || ('\u{202a}'..='\u{202e}').contains(&c)
         || ('\u{2066}'..='\u{2069}').contains(&c)

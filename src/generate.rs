@@ -495,8 +495,10 @@ fn decode(
     progress: &mut dyn FnMut(f32),
     cancel: &AtomicBool,
 ) -> Result<Generated> {
-    let mut decoder = StepDecoder::new(model)
-        .map_err(|e| Error::InvalidArgument(format!("preparing the decoder: {e}")))?;
+    let mut decoder = StepDecoder::new(model).map_err(|e| {
+        let e = crate::error::candle_message(e);
+        Error::InvalidArgument(format!("preparing the decoder: {e}"))
+    })?;
     let code_at = |t: usize| code_for_step(a, b, opts, t);
     let start = opts.primer_start.min(primer.steps());
     let primer_steps = opts.primer_steps.min(primer.steps() - start);

@@ -2783,8 +2783,17 @@ fn model_file_in(given: &Path) -> Result<PathBuf> {
         };
     }
     let weights = given.with_extension("safetensors");
-    if extension(given) == "json" && weights.is_file() {
-        return Ok(weights);
+    if extension(given) == "json" {
+        if weights.is_file() {
+            return Ok(weights);
+        }
+        if given.is_file() {
+            bail!(
+                "{}: a manifest without its weights: {} is not there",
+                shown(given),
+                shown(&weights)
+            );
+        }
     }
     if !given.is_file() {
         bail!(

@@ -74,6 +74,13 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(usize, Vec<u8>), String> {
         .get(header_start..data_start)
         .ok_or("truncated .npy header")?;
     let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
+    // NumPy keeps a key's last value, a first-found reading its first: refused rather than
+    // read otherwise than NumPy does.
+    for key in ["descr", "fortran_order", "shape"] {
+        if values_of(header, key).count() > 1 {
+            return Err(format!("the .npy header names '{key}' more than once"));
+        }
+    }
     let descr = dict_value(header, "descr").ok_or("the .npy header has no 'descr'")?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
     if dict_value(header, "fortran_order").is_some_and(|v| v.starts_with("True")) {
@@ -137,6 +144,28 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(usize, Vec<u8>), String> {
             data.len()
         ));
     }
+    if data.len() > need {
+        return Err(format!(
+            "{} bytes follow the {need} data bytes the header describes: not one array of \
+             that shape",
+            data.len() - need
+        ));
+    }
+    let not_a_number = match descr {
+        "<f4" => {
+            (data.chunks_exact(4)).any(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_nan())
+        }
+        "<f8" => (data.chunks_exact(8))
+            .any(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])).is_nan()),
+        _ => false,
+    };
+    if not_a_number {
+        return Err(
+            "the array holds values that are not numbers (NaN): no cell can be told \
+                    on or off"
+                .into(),
+        );
+    }
     let mut binary: Vec<u8> = data[..need]
         .chunks_exact(width)
         .map(|c| u8::from(on(c)))
@@ -151,14 +180,7 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(usize, Vec<u8>), String> {
 /// The text after `'key':` up to the next top-level comma (or the closing parenthesis of a
 /// tuple value).
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    // The key is the quoted name followed by a colon (the same text as a value is not).
-    let quoted = format!("'{key}'");
-    let rest = header.match_indices(&quoted).find_map(|(at, _)| {
-        header[at + quoted.len()..]
-            .trim_start()
-            .strip_prefix(':')
-            .map(str::trim_start)
-    })?;
+    let rest = values_of(header, key).next()?;
     if rest.starts_with('(') {
         let end = rest.find(')')?;
         Some(&rest[..=end])
@@ -166,6 +188,20 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
         let end = rest.find([',', '}']).unwrap_or(rest.len());
         Some(rest[..end].trim())
     }
+}
+
+/// The header's text after each place `'key':` stands, where it is a key (the quoted name
+/// followed by a colon; the same text as a value is not).
+fn values_of<'a>(header: &'a str, key: &str) -> impl Iterator<Item = &'a str> {
+    let quoted = format!("'{key}'");
+    let len = quoted.len();
+    let places: Vec<usize> = header.match_indices(&quoted).map(|(at, _)| at).collect();
+    places.into_iter().filter_map(move |at| {
+        header[at + len..]
+            .trim_start()
+            .strip_prefix(':')
+            .map(str::trim_start)
+    })
 }
 
 #[cfg(test)]

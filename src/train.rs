@@ -199,6 +199,11 @@ impl TrainOptions {
             ));
         }
         check_count("number of steps", self.steps)?;
+        check_at_most(
+            "number of steps",
+            self.steps,
+            crate::train_loop::MAX_TRAINING_STEPS,
+        )?;
         check_count("number of batches per step", self.batches)?;
         check_at_most(
             "number of batches per step",
@@ -1114,7 +1119,7 @@ impl<'a> Trainer<'a> {
     fn restore(&mut self, out: &Path) -> Result<(usize, f64)> {
         let path = weights::manifest_path(&state_path(out));
         let state: TrainState = crate::train_loop::read_state_file(&path)?;
-        crate::train_loop::check_seconds(&path, state.seconds)?;
+        crate::train_loop::check_progress(&path, state.step, state.seconds)?;
         let (was, now) = (&state.options.config, &self.opts.config);
         if was.same_sizes(now) && was.metre_map != now.metre_map {
             return Err(Error::InvalidArgument(format!(

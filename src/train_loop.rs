@@ -114,6 +114,11 @@ pub fn check_count(what: &str, n: usize) -> Result<()> {
 pub const MAX_SNIPPET_STEPS: usize = 4096;
 /// The most batches one training step may add up.
 pub const MAX_BATCHES_PER_STEP: usize = 1024;
+/// The most steps a training run may take (at the CPU's 0.35 s a step, 40 days).
+pub const MAX_TRAINING_STEPS: usize = 10_000_000;
+/// The largest metrics log a resumed run reads back (a line a step and one a validation
+/// are about 200 bytes: [`MAX_TRAINING_STEPS`] steps' log is some 2 GB, a month's 500 MB).
+const MAX_METRICS_BYTES: u64 = 1 << 30;
 
 /// The machine's physical memory in bytes, where the system says (Linux).
 pub fn physical_memory() -> Option<u64> {
@@ -177,6 +182,7 @@ impl LoopOptions {
     /// [`run`]).
     pub fn check(&self) -> Result<()> {
         check_count("number of steps", self.steps)?;
+        check_at_most("number of steps", self.steps, MAX_TRAINING_STEPS)?;
         check_count("snippet length", self.snippet_steps)?;
         check_at_most("snippet length", self.snippet_steps, MAX_SNIPPET_STEPS)?;
         check_count("number of batches per step", self.batches_per_step)?;
@@ -386,15 +392,25 @@ fn read_state(out: &Path) -> Result<LoopState> {
 
 /// Refuses a checkpoint's training time that is no time (negative, or not a number: a state
 /// file edited or damaged), which would move the run's `--minutes` limit and its log's clock.
-pub(crate) fn check_seconds(state: &Path, seconds: f64) -> Result<()> {
-    if seconds.is_finite() && seconds >= 0.0 {
-        Ok(())
-    } else {
-        Err(Error::format(
+pub(crate) fn check_progress(state: &Path, step: usize, seconds: f64) -> Result<()> {
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return Err(Error::format(
             state,
             format!("a training time of {seconds} s is no time (was the file edited?)"),
-        ))
+        ));
     }
+    // A resumed run replays its batches' draws up to `step`: a step no run reaches would
+    // keep it drawing for hours before a word.
+    if step > MAX_TRAINING_STEPS {
+        return Err(Error::format(
+            state,
+            format!(
+                "step {step} is past the most a run takes ({MAX_TRAINING_STEPS}; was the file \
+                 edited?)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The widest random transposition training accepts, semitones (two octaves).
@@ -598,7 +614,11 @@ impl Runner<'_> {
 
     fn restore(&self, task: &mut dyn Task, out: &Path) -> Result<(usize, f64)> {
         let info = read_state(out)?;
-        check_seconds(&weights::manifest_path(&state_file(out)), info.seconds)?;
+        check_progress(
+            &weights::manifest_path(&state_file(out)),
+            info.step,
+            info.seconds,
+        )?;
         if info.kind != task.kind() || info.config != task.config() {
             return Err(Error::InvalidArgument(format!(
                 "{}: the checkpoint is of a {} model {}, not {} {}{}",
@@ -713,8 +733,20 @@ pub(crate) fn check_same_data(
 /// Keeps only the lines of a metrics log up to `step` (after a resume); any JSON object with a
 /// `step` field counts as a line.
 pub(crate) fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    if !path.exists() {
         return Ok(());
+    }
+    let text = match fsutil::read_at_most(path, MAX_METRICS_BYTES)? {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => {
+            return Err(Error::format(
+                path,
+                format!(
+                    "more than {} MiB, more than any run's log; move it aside to resume",
+                    MAX_METRICS_BYTES >> 20
+                ),
+            ));
+        }
     };
     let kept: String = text
         .lines()
@@ -1037,6 +1069,7 @@ pub(crate) fn discard_empty_run(out: &Path, metrics: &Path, created: bool, lock:
 /// an earlier run's aside (`metrics.earlier.jsonl`, ...: a run stopped before its first
 /// checkpoint, or one of another model in the folder), never deleting it.
 pub(crate) fn open_metrics_log(path: &Path, step: usize) -> Result<std::fs::File> {
+    fsutil::check_not_link(path)?;
     if step > 0 {
         truncate_metrics(path, step)?;
     } else if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {

@@ -897,6 +897,14 @@ fn classify_takes_a_run_folder_or_a_manifest_as_its_model() {
         ok(&args)
     };
     assert_eq!(eval(Some(dir.path())), eval(None));
+    // A manifest whose weights are gone is said so, not read as weights.
+    std::fs::remove_file(dir.path().join("classifier.safetensors")).unwrap();
+    let err = fails(&["classify", p(&file), "--model", p(&manifest)]);
+    assert!(
+        err.contains("classifier.json: a manifest without its weights: ")
+            && err.contains("classifier.safetensors is not there"),
+        "{err}"
+    );
 }
 
 /// A Transformer VAE transfer without `--from` moves the primer's own code by B minus the
@@ -1177,6 +1185,14 @@ fn bad_training_options_are_refused_before_any_work() {
             "without the metre input",
         ),
         (&["classifier", "--steps", "0"], "number of steps"),
+        (
+            &["classifier", "--steps", "10000001"],
+            "number of steps is at most 10000000",
+        ),
+        (
+            &["lstm-vae", "--steps", "10000001"],
+            "number of steps is at most 10000000",
+        ),
         (&["classifier", "--batches", "0"], "batches per step"),
         (&["lstm-vae", "--batches", "0"], "batches per step"),
         (
@@ -1472,11 +1488,44 @@ fn a_checkpoint_of_a_newer_segue_is_not_resumed() {
             err.contains("train-state.json: a checkpoint of a newer Segue (state format 2"),
             "{model}: {err}"
         );
+        // A step no run reaches (its batches' draws would be replayed for hours) is refused.
+        let mut forged = state();
+        forged["format"] = 1.into();
+        forged["step"] = 1_000_000_000_000u64.into();
+        std::fs::write(&state_path, forged.to_string()).unwrap();
+        let err = fails(&resume);
+        assert!(
+            err.contains("train-state.json: step 1000000000000 is past the most a run takes"),
+            "{model}: {err}"
+        );
         let mut older = state();
+        older["step"] = 2.into();
         older.as_object_mut().unwrap().remove("format");
         std::fs::write(&state_path, older.to_string()).unwrap();
         ok(&resume);
         assert_eq!(state()["step"], 3, "{model}");
+        // A run folder from elsewhere with its log linked to a file of the user's: the file
+        // is not written through the link.
+        #[cfg(unix)]
+        {
+            let victim = dir.path().join(format!("{model}-notes.txt"));
+            std::fs::write(&victim, "a user's own notes\n").unwrap();
+            let log = run.join("metrics.jsonl");
+            std::fs::remove_file(&log).unwrap();
+            std::os::unix::fs::symlink(&victim, &log).unwrap();
+            let again = [args.as_slice(), &["--steps", "4", "--resume"]].concat();
+            let err = fails(&again);
+            assert!(
+                err.contains(
+                    "metrics.jsonl: a link to another file, where Segue keeps a file of its own"
+                ),
+                "{model}: {err}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(&victim).unwrap(),
+                "a user's own notes\n"
+            );
+        }
     }
 }
 

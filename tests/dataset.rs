@@ -543,7 +543,11 @@ fn a_doubtful_layout_is_noted_and_clashing_names_refused() {
     std::fs::rename(root.join("Bach "), root.join("ba\nch")).unwrap();
     let e = refused(root);
     assert!(e.contains("\"ba\\nch\" holds control characters"), "{e}");
-    std::fs::remove_dir_all(root.join("ba\nch")).unwrap();
+    // A right-to-left override would turn the names printed after it around.
+    std::fs::rename(root.join("ba\nch"), root.join("bach\u{202e}hcab")).unwrap();
+    let e = refused(root);
+    assert!(e.contains("bidirectional-text overrides"), "{e}");
+    std::fs::remove_dir_all(root.join("bach\u{202e}hcab")).unwrap();
     assert!(load_uncached(root).layout_notes().is_empty());
     std::fs::write(root.join("loose.mid"), simple(96, &[(0, 96, 66, 90)])).unwrap();
     let notes = load_uncached(root).layout_notes();

@@ -478,6 +478,15 @@ fn damaged_model_files_are_refused_with_the_reason() {
         huge.contains("huge.json") && huge.contains("holds"),
         "{huge}"
     );
+    // A held-out share that is none (evaluations would hold out pieces it trained on).
+    let mut edited: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert!(edited["training"]["valid_fraction"].is_number());
+    edited["training"]["valid_fraction"] = 5.0.into();
+    let share = load("share", &bytes, &edited.to_string());
+    assert!(
+        share.contains("share.json: training.valid_fraction 5.0 is not a share"),
+        "{share}"
+    );
     // A latent too large for the file, its statistics as long (so that only the sizes are
     // wrong): refused before a model of that size is built.
     let mut wide: serde_json::Value = serde_json::from_str(&manifest).unwrap();

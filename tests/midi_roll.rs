@@ -1128,6 +1128,30 @@ fn npy_refusals_say_what_is_wrong() {
         err.contains("'>f4'") && err.contains("little-endian"),
         "{err}"
     );
+    // Bytes past the array, a key named twice (NumPy would take its last value), values that
+    // are not numbers: refused, not read one way or another.
+    let mut longer = segue::npy::encode_u8(1, &[0; 128]);
+    longer.push(0);
+    let err = segue::npy::decode(&longer).unwrap_err();
+    assert!(err.contains("1 bytes follow the 128 data bytes"), "{err}");
+    let npy = |header: &str, data: &[u8]| {
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        bytes.extend(data);
+        bytes
+    };
+    let twice = npy(
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 128), 'shape': (2, 128), }\n",
+        &[0; 256],
+    );
+    let err = segue::npy::decode(&twice).unwrap_err();
+    assert!(err.contains("names 'shape' more than once"), "{err}");
+    let floats = |x: f32| -> Vec<u8> { (0..128).flat_map(|_| x.to_le_bytes()).collect() };
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 128), }\n";
+    assert!(segue::npy::decode(&npy(header, &floats(1.0))).is_ok());
+    let err = segue::npy::decode(&npy(header, &floats(f32::NAN))).unwrap_err();
+    assert!(err.contains("not numbers (NaN)"), "{err}");
 }
 
 /// A musician's piece keeps two notes of one pitch a 16th apart, also a 32nd off the grid:

@@ -126,7 +126,9 @@ pub fn expected_of<M>(
 ) -> Result<Vec<Expected>> {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    build(vb).map_err(|e| Error::InvalidArgument(format!("model config: {e}")))?;
+    build(vb).map_err(|e| {
+        Error::InvalidArgument(format!("model config: {}", crate::error::candle_message(e)))
+    })?;
     Ok(trained::named_tensors(&varmap)
         .into_iter()
         .map(|(name, t)| Expected {
@@ -182,7 +184,8 @@ pub fn load<M, C: DeserializeOwned + Clone + MinParameters>(
         device,
     )?;
     let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-    let model = build(&config, vb).map_err(|e| Error::format(path, e.to_string()))?;
+    let model =
+        build(&config, vb).map_err(|e| Error::format(path, crate::error::candle_message(e)))?;
     Ok(Saved {
         model,
         config,
@@ -210,7 +213,7 @@ pub fn convert_any(input: &Path, output: &Path, dtype: DType) -> Result<()> {
         }
     }
     let tensors = candle_core::safetensors::load(input, &Device::Cpu)
-        .map_err(|e| Error::format(input, e.to_string()))?;
+        .map_err(|e| Error::format(input, crate::error::candle_message(e)))?;
     let mut named: Vec<(String, Tensor)> = tensors.into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let mut manifest = manifest;

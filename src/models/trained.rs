@@ -324,7 +324,9 @@ pub fn default_model_path() -> Option<PathBuf> {
 pub fn expected_tensors(cfg: &Config) -> Result<Vec<Expected>> {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    LstmVae::new(cfg, vb).map_err(|e| Error::InvalidArgument(format!("model config: {e}")))?;
+    LstmVae::new(cfg, vb).map_err(|e| {
+        Error::InvalidArgument(format!("model config: {}", crate::error::candle_message(e)))
+    })?;
     let data = varmap
         .data()
         .lock()
@@ -398,7 +400,7 @@ impl TrainedModel {
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let model = LstmVae::new(&manifest.config, vb).map_err(|e| Error::Format {
             path: path.to_path_buf(),
-            problem: e.to_string(),
+            problem: crate::error::candle_message(e),
         })?;
         Ok(TrainedModel {
             model,
@@ -447,6 +449,15 @@ impl TrainedModel {
             return Err(bad(format!("impossible model sizes {c:?}")));
         }
         crate::dataset::check_composer_names(&manifest.composers).map_err(bad)?;
+        // Evaluations take the run's held-out pieces from it: another share would hold out
+        // pieces it trained on.
+        if let Some(f) = manifest.training.get("valid_fraction")
+            && !f.as_f64().is_some_and(|f| f > 0.0 && f < 1.0)
+        {
+            return Err(bad(format!(
+                "training.valid_fraction {f} is not a share between 0 and 1 (was the file edited?)"
+            )));
+        }
         if manifest.composers.is_empty() || manifest.latents.len() != manifest.composers.len() {
             return Err(bad(format!(
                 "{} composers but {} latent statistics",
