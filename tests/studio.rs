@@ -746,6 +746,57 @@ fn the_wav_level_box_picks_the_exports_loudness() {
     assert_eq!(session.wav_loudness, Some(-16.0));
 }
 
+/// An export never replaces the file the piece was opened from (it would come back on the
+/// grid and without its drums), nor a file an earlier export is still writing (the earlier
+/// could finish last and leave the older piece there).
+#[test]
+fn an_export_keeps_off_the_opened_file_and_a_file_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let mut h = studio(&model, None);
+    h.step();
+    let settle = |h: &mut Harness<'static, Studio>| wait(h, "file work", |s| !s.background_work());
+    let waltz = dir.path().join("waltz.mid");
+    std::fs::copy(common::shared("corpus").join("chopin/chp_op18.mid"), &waltz).unwrap();
+    let original = std::fs::read(&waltz).unwrap();
+    h.state_mut().open_file(&waltz);
+    settle(&mut h);
+    let said = |h: &Harness<'static, Studio>| h.state().message().unwrap().0.clone();
+    h.state_mut().export_midi(&waltz);
+    settle(&mut h);
+    assert!(
+        said(&h).contains("waltz.mid is the file the piece was opened from"),
+        "{}",
+        said(&h)
+    );
+    // Under another name for it (a link), found on the export's worker.
+    let link = dir.path().join("link.mid");
+    std::os::unix::fs::symlink(&waltz, &link).unwrap();
+    h.state_mut().export_midi(&link);
+    settle(&mut h);
+    assert!(
+        said(&h).contains("is the file the piece was opened from"),
+        "{}",
+        said(&h)
+    );
+    assert_eq!(std::fs::read(&waltz).unwrap(), original);
+    // Five minutes of music render for a second or so: a second export to its file waits.
+    let wav = dir.path().join("waltz.wav");
+    h.state_mut().export_wav(&wav);
+    assert!(h.state().exporting());
+    h.state_mut().export_wav(&wav);
+    assert!(
+        said(&h).contains("waltz.wav is still being written by an earlier export"),
+        "{}",
+        said(&h)
+    );
+    settle(&mut h);
+    assert!(!h.state().exporting());
+    h.state_mut().export_wav(&wav);
+    settle(&mut h);
+    assert!(said(&h).contains("Wrote "), "{}", said(&h));
+}
+
 #[test]
 fn opens_a_midi_file_and_exports_it_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -2843,6 +2894,29 @@ fn keyboard_editing_of_the_selection() {
     h.step();
     assert_eq!(h.state().session.score.bpm, bpm);
     assert_eq!(h.state().session.score.notes, with_tempo);
+    // A step recorded while the box keeps the focus (here a generation's result) ends the
+    // box's step: its next change is a step of its own, which Undo takes back alone (it was
+    // merged into the generation's, and Undo took back both).
+    h.get_by_label("Tempo").focus();
+    h.step();
+    h.key_press(Key::ArrowUp);
+    h.step();
+    assert_eq!(h.state().session.score.bpm, bpm + 1.0);
+    let before = h.state().session.score.clone();
+    h.state_mut().generate();
+    wait(&mut h, "a generation", |s| {
+        !s.generating() && s.session.score.notes != before.notes
+    });
+    let generated = h.state().session.score.notes.clone();
+    let tempo = h.state().session.score.bpm;
+    h.key_press(Key::ArrowUp);
+    h.step();
+    assert_eq!(h.state().session.score.bpm, tempo + 1.0);
+    h.get_by_label("Undo").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().session.score.notes, generated);
+    assert_eq!(h.state().session.score.bpm, tempo);
 }
 
 /// A file faster than the tempo box drags over keeps its tempo map through the window and
@@ -2922,6 +2996,39 @@ fn the_window_shows_while_the_models_load() {
     assert!(!h.get_by_label("Generate").accesskit_node().is_disabled());
 }
 
+/// A note drawn while the models load wins over the file given on the command line, which is
+/// said (not opened, and not forgotten without a word).
+#[test]
+fn a_file_given_at_the_start_is_not_opened_over_edits_made_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let file = fixture(dir.path());
+    let session = Session {
+        model_path: Some(model.clone()),
+        ..Session::default()
+    };
+    let mut h = window(session, Some(file), egui::vec2(1280.0, 800.0), false);
+    h.step();
+    h.step();
+    assert!(h.state().loading());
+    let at = (h.state().session.view.grid_rect)
+        .expect("the roll was drawn")
+        .center();
+    click_at(&mut h, at);
+    assert_eq!(h.state().session.score.notes.len(), 1);
+    wait(&mut h, "the start", |s| !s.loading());
+    assert_eq!(
+        h.state().session.score.notes.len(),
+        1,
+        "the drawn note stays"
+    );
+    let (said, _) = h.state().message().unwrap().clone();
+    assert!(
+        said.contains("primer.mid was not opened over the edits made while the studio started"),
+        "{said}"
+    );
+}
+
 /// A file opened while the slider's regeneration is pending is not replaced by it.
 #[test]
 fn opening_a_file_cancels_the_pending_generation() {
@@ -2962,6 +3069,29 @@ fn opening_a_file_over_work_says_how_to_get_it_back() {
     let (text, _) = h.state().message().unwrap().clone();
     assert!(
         text.starts_with("Opened") && !text.contains("Ctrl+Z"),
+        "{text}"
+    );
+    // A note deleted from the file's is work too, though every note left is the file's.
+    let count = h.state().session.score.notes.len();
+    h.key_press(egui::Key::F6);
+    h.step();
+    h.state_mut().session.view.selection = vec![0];
+    h.key_press(egui::Key::Delete);
+    h.step();
+    assert_eq!(h.state().session.score.notes.len(), count - 1);
+    assert!(
+        h.state()
+            .session
+            .score
+            .notes
+            .iter()
+            .all(|n| n.origin == Origin::Primer)
+    );
+    h.state_mut().open_file(&file);
+    wait(&mut h, "the file once more", |s| !s.background_work());
+    let (text, _) = h.state().message().unwrap().clone();
+    assert!(
+        text.contains("Ctrl+Z brings back the piece it replaced"),
         "{text}"
     );
 }
@@ -3140,6 +3270,25 @@ fn the_other_models_generate_and_the_style_meter_follows_the_piece() {
     generate_new_piece(&mut h, "a DCGAN sample");
     let sample = opening(h.state());
     assert_ne!(sample, opened);
+    // The opened piece it replaced is said to be gone (and where to get it back); another
+    // sample over a generated piece replaces nothing of the user's, and says nothing of it.
+    let said = |h: &Harness<'static, Studio>| h.state().message().unwrap().0.clone();
+    assert!(
+        said(&h).contains("It replaced the whole piece"),
+        "{}",
+        said(&h)
+    );
+    h.state_mut().session.seed += 1;
+    generate_new_piece(&mut h, "another DCGAN sample");
+    assert!(
+        !said(&h).contains("replaced the whole piece"),
+        "{}",
+        said(&h)
+    );
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    assert_eq!(opening(h.state()), sample);
+    h.state_mut().session.seed -= 1;
     h.state_mut().set_engine(EngineKind::LstmVae);
     generate_new_piece(&mut h, "its continuation");
     assert_eq!(
@@ -3394,6 +3543,27 @@ fn notes_that_are_not_objects_are_left_out() {
     std::fs::write(&path, text).unwrap();
     let err = session_file::read(&path).unwrap_err();
     assert!(err.contains("too large to read note by note"), "{err}");
+    // One that reads whole is compared as a whole: as this version writes it, nothing is
+    // said; with a field of a newer version, what it does not read is said (not named), so
+    // that the studio copies the file aside before its next save drops it.
+    large.pop();
+    let mut value = serde_json::to_value(Session::default()).unwrap();
+    value["score"]["notes"] = serde_json::Value::Array(large);
+    let session: Session = serde_json::from_value(value).unwrap();
+    std::fs::write(&path, serde_json::to_vec(&session).unwrap()).unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() > 16 << 20);
+    let read = session_file::read(&path).unwrap().unwrap();
+    assert!(read.not_read.is_empty(), "{:?}", read.not_read);
+    let mut newer = serde_json::to_value(&session).unwrap();
+    newer["chords"] = serde_json::json!(true);
+    std::fs::write(&path, newer.to_string()).unwrap();
+    let read = session_file::read(&path).unwrap().unwrap();
+    assert_eq!(
+        read.not_read,
+        ["fields not named, the file being over 16 MiB"]
+    );
+    // (Those past the longest piece, step 200 000, are left out as always.)
+    assert_eq!(read.session.score.notes.len(), 200_000);
 }
 
 /// A session of an earlier version named the shipped model's file: it is read as the shipped
@@ -3577,6 +3747,36 @@ fn a_failed_session_write_is_tried_again_and_said() {
     saver.finish();
     let back = segue::studio::session_file::read(&path).unwrap().unwrap();
     assert_eq!(back.session.seed, session.seed);
+}
+
+/// Closing while the session cannot be written (a full disk) is held once, saying that the
+/// piece's latest changes would be lost and how to keep them; closing again closes.
+#[test]
+fn closing_while_the_session_cannot_be_saved_is_said_first() {
+    use segue::studio::session_file::Saver;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, _) = studio_with_a_drawn_note(dir.path());
+    h.state_mut().saver = Some(Saver::with_writer(
+        dir.path().join("session.json"),
+        std::sync::Arc::new(|_, _| Err("No space left on device".into())),
+    ));
+    request_close(&mut h);
+    assert!(window_commands(&h).contains(&egui::ViewportCommand::CancelClose));
+    let (said, error) = h.state().message().unwrap().clone();
+    assert!(error, "{said}");
+    assert!(
+        said.starts_with("The session could not be saved (No space left on device): closing now")
+            && said.contains("Export it to keep it"),
+        "{said}"
+    );
+    request_close(&mut h);
+    assert!(!window_commands(&h).contains(&egui::ViewportCommand::CancelClose));
+    // Where it can be written, closing closes at once.
+    let other = tempfile::tempdir().unwrap();
+    let (mut h, _) = studio_with_a_drawn_note(other.path());
+    h.state_mut().saver = Some(Saver::new(dir.path().join("kept.json")));
+    request_close(&mut h);
+    assert!(!window_commands(&h).contains(&egui::ViewportCommand::CancelClose));
 }
 
 #[test]

@@ -6,9 +6,9 @@
 //! [`super::audio`]). No tensor math happens here.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use egui::accesskit::Live;
@@ -607,6 +607,10 @@ pub struct Studio {
     /// Where the running job's primer ends, if notes drawn by hand lie past it (the result
     /// replaces them, which the studio says).
     job_replaces_edits: Option<usize>,
+    /// Whether the running job starts from nothing (the classifier ascent, the DCGAN) over a
+    /// piece with notes not generated (opened or drawn): its result replaces them all, which
+    /// the studio says.
+    job_replaces_piece: bool,
     /// Whether the piece was edited while the running job worked (its result replaces the
     /// edit, which the studio says).
     edited_during_job: bool,
@@ -671,10 +675,17 @@ pub struct Studio {
     verdict: Option<Verdict>,
     /// The piece the shown verdict is of (`style_id` when it is of the piece as it is).
     verdict_id: u64,
-    /// Whether the velocity box's current drag or typing has recorded its undo step.
-    velocity_recorded: bool,
-    /// Whether the tempo box's drag in progress has its undo step yet.
-    tempo_recorded: bool,
+    /// Whether closing was held once because the session could not be saved (the next
+    /// request closes).
+    close_unsaved_said: bool,
+    /// The history's revision when the velocity box's current drag or typing recorded its
+    /// undo step (another step since, an undo say, makes its next change a step of its own).
+    velocity_recorded: Option<u64>,
+    /// The same for the tempo box.
+    tempo_recorded: Option<u64>,
+    /// The history's revision when the last file was opened: any step since (a deletion, a
+    /// velocity, the tempo) is work on the piece, as generated or drawn notes are.
+    opened_revision: Option<u64>,
     /// Whether the models are still loading after the start.
     loading: bool,
     /// Whether a model was chosen since the start (the start's own then gives way to it).
@@ -690,7 +701,7 @@ pub struct Studio {
     /// The playhead last frame, while playing (see [`Studio::follow_playhead`]).
     last_playhead: Option<f64>,
     /// Exports (MIDI, WAV) being written on worker threads: closing waits for them.
-    exports: Arc<AtomicUsize>,
+    exports: Arc<Exports>,
     /// Set as the studio ends with an export still rendering: it stops and removes its
     /// half-written file.
     stop_exports: Arc<AtomicBool>,
@@ -883,21 +894,57 @@ impl Startup {
     }
 }
 
+/// The exports being written: how many, and to which files.
+#[derive(Default)]
+struct Exports {
+    count: AtomicUsize,
+    targets: Mutex<Vec<PathBuf>>,
+}
+
 /// One export being written: counted from its start until its worker is done with it, however
-/// that ends.
-struct Exporting(Arc<AtomicUsize>);
+/// that ends, and its file listed meanwhile.
+struct Exporting(Arc<Exports>, PathBuf);
 
 impl Exporting {
-    fn start(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        Exporting(count.clone())
+    fn start(exports: &Arc<Exports>, path: &Path) -> Self {
+        exports.count.fetch_add(1, Ordering::AcqRel);
+        lock(&exports.targets).push(path.to_path_buf());
+        Exporting(exports.clone(), path.to_path_buf())
     }
 }
 
 impl Drop for Exporting {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut targets = lock(&self.0.targets);
+        if let Some(i) = targets.iter().position(|t| *t == self.1) {
+            targets.swap_remove(i);
+        }
+        drop(targets);
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Where `path` is one of `sources` under another name (a link, `..`, a relative path: looked
+/// at on the export's worker, not the window's thread), why the export is refused.
+fn same_file_as(path: &Path, sources: &[PathBuf]) -> Option<String> {
+    let source = sources
+        .iter()
+        .find(|s| crate::fsutil::same_landing(path, s))?;
+    Some(opened_from(source))
+}
+
+/// Why an export to `source`, the file the piece was opened from, is refused.
+fn opened_from(source: &Path) -> String {
+    format!(
+        "{} is the file the piece was opened from; export to another name (Segue writes the \
+         piece as it holds it: on the sixteenth-note grid, without drums)",
+        source.display()
+    )
+}
+
+/// A lock of a mutex that a panic elsewhere while holding it does not make unusable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The monitor's curves by name, each made once and then extended with the lines its log
@@ -1253,6 +1300,7 @@ impl Studio {
             chosen_variation: 0,
             variations_seed: 0,
             job_replaces_edits: None,
+            job_replaces_piece: false,
             edited_during_job: false,
             undone_during_job: false,
             variations_held: false,
@@ -1284,8 +1332,10 @@ impl Studio {
             style_asked: None,
             verdict: None,
             verdict_id: 0,
-            velocity_recorded: false,
-            tempo_recorded: false,
+            close_unsaved_said: false,
+            velocity_recorded: None,
+            tempo_recorded: None,
+            opened_revision: None,
             loading: false,
             model_chosen: false,
             others_chosen: Vec::new(),
@@ -1423,8 +1473,17 @@ impl Studio {
                 None => {}
             }
         }
-        if let Some((path, read)) = s.opened.filter(|_| untouched) {
-            self.use_opened(path, read);
+        match s.opened {
+            Some((path, read)) if untouched => self.use_opened(path, read),
+            // What the user did meanwhile wins, but the file asked for is not forgotten
+            // without a word.
+            Some((path, Ok(_))) => errors.push(format!(
+                "{} was not opened over the edits made while the studio started; open it again \
+                 to hear it",
+                path.display()
+            )),
+            Some((_, Err(e))) => errors.push(e),
+            None => {}
         }
         // The last run in the monitor again (live, should it still train elsewhere), unless
         // a run was started or followed meanwhile.
@@ -1856,8 +1915,7 @@ impl Studio {
         // A generation on its way counts as work: the file read again would cancel it. While
         // other file work runs (another file being opened, say), reading this one again could
         // land after it and replace it.
-        let worked = self.generating()
-            || (self.session.score.notes.iter()).any(|n| n.origin != Origin::Primer);
+        let worked = self.generating() || self.worked_on();
         let busy = self.background_work();
         if !worked && !busy && path.is_file() {
             self.open_file(&path);
@@ -1900,8 +1958,7 @@ impl Studio {
                 self.blend_primer = None;
                 // A piece with work in it (generated or edited notes) is kept only by the undo
                 // history, which does not outlive the studio: said with the opening.
-                let replaced_work =
-                    (self.session.score.notes.iter()).any(|n| n.origin != Origin::Primer);
+                let replaced_work = self.worked_on();
                 let mut keep = String::new();
                 for said in drums.iter().chain(&pedal) {
                     keep += &format!("; {said}");
@@ -1918,6 +1975,7 @@ impl Studio {
                 self.push_score();
                 self.rewind_if_stopped();
                 self.opened_file = Some(path.clone());
+                self.opened_revision = Some(self.history.revision());
                 // A damaged file opens with what was readable; the damage is said, in red.
                 match warnings.as_slice() {
                     [] => self.say(format!("Opened {}{keep}", path.display()), false),
@@ -1939,14 +1997,37 @@ impl Studio {
         }
     }
 
+    /// Why an export to `path` is refused, if it is: another export is still writing it (the
+    /// later one could finish first and be replaced by the older piece), or the piece was
+    /// opened from it (the export, on the grid and without drums, would replace the original).
+    fn export_refused(&self, path: &Path) -> Option<String> {
+        if lock(&self.exports.targets).iter().any(|t| t == path) {
+            return Some(format!(
+                "{} is still being written by an earlier export; export again once it is done",
+                path.display()
+            ));
+        }
+        let sources = [self.opened_file.as_ref(), self.session.primer_path.as_ref()];
+        (sources.into_iter().flatten())
+            .find(|source| *source == path)
+            .map(|source| opened_from(source))
+    }
+
     /// Writes the score as MIDI (on a worker thread).
     pub fn export_midi(&mut self, path: &Path) {
+        if let Some(why) = self.export_refused(path) {
+            return self.say(why, true);
+        }
         // The roll is made on the worker: a long piece's is tens of megabytes.
         let score = self.session.score.clone();
         let path = path.to_path_buf();
-        let exporting = Exporting::start(&self.exports);
+        let exporting = Exporting::start(&self.exports, &path);
+        let sources = self.export_sources();
         self.say(format!("Writing {}...", path.display()), false);
         self.in_background(move || {
+            if let Some(why) = same_file_as(&path, &sources) {
+                return DialogResult::Written(Err(why), Some(exporting));
+            }
             let written = (score.to_roll())
                 .write_midi_noting(&path, score.copyright.as_deref())
                 .map(|()| (path, None));
@@ -1956,13 +2037,20 @@ impl Studio {
 
     /// Renders the score to a WAV file (on a worker thread: a long piece takes a moment).
     pub fn export_wav(&mut self, path: &Path) {
+        if let Some(why) = self.export_refused(path) {
+            return self.say(why, true);
+        }
         let score = self.session.score.clone();
         let path = path.to_path_buf();
-        let exporting = Exporting::start(&self.exports);
+        let exporting = Exporting::start(&self.exports, &path);
+        let sources = self.export_sources();
         let stop = self.stop_exports.clone();
         self.say(format!("Rendering {}...", path.display()), false);
         let loudness = self.session.wav_loudness;
         self.in_background(move || {
+            if let Some(why) = same_file_as(&path, &sources) {
+                return DialogResult::Written(Err(why), Some(exporting));
+            }
             let opts = RenderOptions {
                 loudness,
                 ..RenderOptions::default()
@@ -1978,7 +2066,15 @@ impl Studio {
 
     /// Whether an export is being written.
     pub fn exporting(&self) -> bool {
-        self.exports.load(Ordering::Acquire) > 0
+        self.exports.count.load(Ordering::Acquire) > 0
+    }
+
+    /// The files the piece was read from, which no export may replace.
+    fn export_sources(&self) -> Vec<PathBuf> {
+        [self.opened_file.clone(), self.session.primer_path.clone()]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The primer for generation: the opened file, else the current piece (made into a roll
@@ -2105,6 +2201,7 @@ impl Studio {
         self.job_id += 1;
         self.job_progress = Some(0.0);
         self.job_replaces_edits = None;
+        self.job_replaces_piece = false;
         self.edited_during_job = false;
         self.undone_during_job = false;
         self.job_engine = self.session.engine;
@@ -2166,6 +2263,8 @@ impl Studio {
             // needs nothing. The piece it makes primes what comes next.
             EngineKind::ClassifierAscent | EngineKind::Dcgan => {
                 self.blend_primer = None;
+                self.job_replaces_piece =
+                    (self.session.score.notes.iter()).any(|n| n.origin != Origin::Generated);
                 Primer::Empty
             }
         };
@@ -2442,17 +2541,26 @@ impl Studio {
             .labelled_by(label.id)
             .on_hover_text("How hard the selected notes are struck (1-127)");
         if r.changed() {
-            if !self.velocity_recorded {
+            if self.velocity_recorded != Some(self.history.revision()) {
                 self.record_step();
-                self.velocity_recorded = true;
+                self.velocity_recorded = Some(self.history.revision());
             }
             let selection = self.session.view.selection.clone();
             self.session.score.set_velocity(&selection, velocity);
             self.edited_by_hand();
         }
         if !r.dragged() && !r.has_focus() {
-            self.velocity_recorded = false;
+            self.velocity_recorded = None;
         }
+    }
+
+    /// Whether the piece holds work of the user's: notes generated or drawn, or any step of
+    /// the history since the file it holds was opened (a deletion, a velocity, the tempo).
+    fn worked_on(&self) -> bool {
+        (self.session.score.notes.iter()).any(|n| n.origin != Origin::Primer)
+            || self
+                .opened_revision
+                .is_some_and(|at| at != self.history.revision())
     }
 
     /// Records the piece as it is as the step an edit goes back to (what a gesture in the
@@ -2740,6 +2848,14 @@ impl Studio {
                              them (Ctrl+Z brings them back; \"primer (steps)\" hears more)."
                         )
                     });
+                    let replaced = if std::mem::take(&mut self.job_replaces_piece) {
+                        format!(
+                            "{replaced} It replaced the whole piece: this model starts from \
+                             nothing, not from the piece (Ctrl+Z brings it back)."
+                        )
+                    } else {
+                        replaced
+                    };
                     let edited = if std::mem::take(&mut self.edited_during_job) {
                         " It replaced the edits made while it ran (Ctrl+Z brings them back)."
                     } else {
@@ -3180,6 +3296,24 @@ impl Studio {
                     false,
                 );
             }
+            // The session cannot be written (a full disk, a folder made read-only): closing
+            // would lose the piece's changes since the last write. Said, once; the window
+            // stays (closing again closes it).
+            if !wait && !self.close_unsaved_said && self.last_save_failed() {
+                self.close_unsaved_said = true;
+                ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+                let problem = (self.saver.as_mut())
+                    .and_then(|s| s.problem.take())
+                    .map_or(String::new(), |p| format!(" ({p})"));
+                self.say(
+                    format!(
+                        "The session could not be saved{problem}: closing now loses the piece's \
+                         latest changes. Export it to keep it, or close again to close anyway"
+                    ),
+                    true,
+                );
+                return;
+            }
             if wait {
                 ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
                 self.closing = true;
@@ -3517,15 +3651,17 @@ impl Studio {
                 .on_hover_text(hint);
             if r.changed() {
                 // One undo step per drag or typed value, as for the velocity.
-                if !self.tempo_recorded {
+                if self.tempo_recorded != Some(self.history.revision()) {
                     self.record_step();
-                    self.tempo_recorded = true;
+                    self.tempo_recorded = Some(self.history.revision());
                 }
                 self.session.score.bpm = bpm;
-                self.push_score();
+                // The models hear the piece at its new tempo from now on (primed with the file
+                // opened before, a generation would bring the file's tempo back).
+                self.edited_by_hand();
             }
             if !r.dragged() && !r.has_focus() {
-                self.tempo_recorded = false;
+                self.tempo_recorded = None;
             }
             ui.separator();
             if ui
@@ -4647,19 +4783,28 @@ impl Studio {
     /// Hands the session to the saver (written on its thread) and says a failed earlier write
     /// (every [`SAVE_EVERY`], and as the studio ends).
     pub fn save_session(&mut self) {
+        let problem = (self.hand_session_to_saver()).and_then(|saver| saver.problem.take());
+        if let Some(problem) = problem {
+            self.say(problem, true);
+        }
+    }
+
+    /// Hands the session to the saver, which it returns (none where the session is not kept).
+    fn hand_session_to_saver(&mut self) -> Option<&mut session_file::Saver> {
         self.last_saved = Instant::now();
         // The pickers' list (none while the models load: the last session's then stands).
         let names = self.composers();
         if !names.is_empty() {
             self.session.composer_names = names;
         }
-        let problem = self.saver.as_mut().and_then(|saver| {
-            saver.save(&mut self.session);
-            saver.problem.take()
-        });
-        if let Some(problem) = problem {
-            self.say(problem, true);
-        }
+        let saver = self.saver.as_mut()?;
+        saver.save(&mut self.session);
+        Some(saver)
+    }
+
+    /// Saves the session now and waits for it: whether it could not be written.
+    fn last_save_failed(&mut self) -> bool {
+        (self.hand_session_to_saver()).is_some_and(|saver| saver.finish_failed())
     }
 }
 

@@ -628,12 +628,14 @@ const HISTORY_NOTES: usize = 2_000_000;
 impl History {
     /// Records `before` as the state to go back to; clears the redo list.
     pub fn record(&mut self, before: &Score) {
+        // A change follows: the revision moves even where `before` is the step recorded last
+        // (a file opened twice, then edited), so that the change is seen.
+        self.revision += 1;
         if self.undo.last() == Some(before) {
             return;
         }
         self.undo.push(before.clone());
         self.redo.clear();
-        self.revision += 1;
         let mut notes: usize = self.undo.iter().map(|s| s.notes.len()).sum();
         let mut oldest = 0;
         while self.undo.len() - oldest > 1
@@ -669,8 +671,8 @@ impl History {
         }
     }
 
-    /// Changes with every step recorded, undone or redone: equal twice, nothing was done to
-    /// the history in between.
+    /// Changes with every step recorded (or asked to be: one equal to the last recorded is
+    /// kept once), undone or redone: equal twice, nothing was done to the history in between.
     pub fn revision(&self) -> u64 {
         self.revision
     }

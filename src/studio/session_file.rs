@@ -29,8 +29,8 @@ pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
 /// The largest session file whose every field is compared with what was read of it, and
 /// which is read note by note where it does not read whole (about a quarter of a million
-/// notes); a larger one is read whole or not at all, and not compared (what a newer version
-/// wrote in it goes unsaid).
+/// notes); a larger one is read whole or not at all, and compared as a whole (what a newer
+/// version wrote in it is said, not named).
 const COMPARED_BYTES: usize = 16 << 20;
 
 /// A session read from its file, and what of the file it could not keep.
@@ -76,11 +76,23 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
                 bytes.len() >> 20
             )
         })?;
+        // Not compared field by field, but as a whole: a file that is not what this version
+        // writes of what it read holds more (a newer version's fields), which the next save
+        // would drop: said, so that the file is copied aside first.
+        let written_back = serde_json::to_vec(&session).is_ok_and(|back| back == bytes);
+        let not_read = if written_back {
+            Vec::new()
+        } else {
+            vec![format!(
+                "fields not named, the file being over {} MiB",
+                COMPARED_BYTES >> 20
+            )]
+        };
         let left_out = session.sanitize();
         return Ok(Some(ReadSession {
             session,
             left_out: (left_out > 0).then_some(left_out),
-            not_read: Vec::new(),
+            not_read,
         }));
     }
     let not_a_session = |e: String| format!("{}: not a saved session ({e})", path.display());
@@ -333,6 +345,9 @@ pub struct Saver {
     _lock: Option<std::fs::File>,
     /// The last write's problem, if it failed.
     pub problem: Option<String>,
+    /// Whether the last write that ended failed (what the file holds is older than the
+    /// session handed to it).
+    failed: bool,
 }
 
 impl std::fmt::Debug for Saver {
@@ -365,6 +380,7 @@ impl Saver {
             started: 0,
             _lock: None,
             problem: None,
+            failed: false,
         }
     }
 
@@ -495,7 +511,15 @@ impl Saver {
                 Ok(Err(e)) => Some(e),
                 Err(_) => Some("the session writer stopped unexpectedly".into()),
             };
+            self.failed = self.problem.is_some();
         }
+    }
+
+    /// Waits until every session asked for is written, and says whether the last write
+    /// failed (its problem, not yet said, in [`Saver::problem`]).
+    pub fn finish_failed(&mut self) -> bool {
+        self.finish();
+        self.failed
     }
 
     /// Waits until every session asked for is written, and records the last problem.
