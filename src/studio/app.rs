@@ -3656,9 +3656,7 @@ impl Studio {
                     self.tempo_recorded = Some(self.history.revision());
                 }
                 self.session.score.bpm = bpm;
-                // The models hear the piece at its new tempo from now on (primed with the file
-                // opened before, a generation would bring the file's tempo back).
-                self.edited_by_hand();
+                self.push_score();
             }
             if !r.dragged() && !r.has_focus() {
                 self.tempo_recorded = None;
