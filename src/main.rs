@@ -1610,10 +1610,15 @@ fn render_cmd(
         // Rendered as the models hear it: what the grid took away is said.
         let kept = roll.notes().len();
         if kept < read {
+            let dropped = if opts.keep_short_notes {
+                ""
+            } else {
+                " or, shorter than half a sixteenth, are dropped (--paper-rounding)"
+            };
             note!(
                 "{}: rendered from its roll on the sixteenth-note grid: {} of its {read} \
                  notes merge with another of the same key (struck again within a sixteenth, \
-                 or at once on two channels)",
+                 or at once on two channels){dropped}",
                 shown(file),
                 read - kept
             );

@@ -355,8 +355,13 @@ impl Limiter {
         } else {
             1.0
         };
-        // The window's least needed gain: drop from the back what this sample undercuts,
-        // from the front what has left the window.
+        // The window's least needed gain: drop from the front what leaves the window with
+        // this sample, from the back what this sample undercuts; then add it (so at most the
+        // window's samples are held, this one among them).
+        while self.least_len > 0 && self.least[self.least_first].0 + (window as u64) <= n {
+            self.least_first = (self.least_first + 1) % window;
+            self.least_len -= 1;
+        }
         while self.least_len > 0 {
             let back = (self.least_first + self.least_len - 1) % window;
             if self.least[back].1 < needed {
@@ -367,10 +372,6 @@ impl Limiter {
         let back = (self.least_first + self.least_len) % window;
         self.least[back] = (n, needed);
         self.least_len += 1;
-        while self.least[self.least_first].0 + (window as u64) <= n {
-            self.least_first = (self.least_first + 1) % window;
-            self.least_len -= 1;
-        }
         let least = self.least[self.least_first].1;
         let rising = self.released + (1.0 - self.released) * (1.0 - self.release);
         self.released = least.min(rising);
@@ -533,6 +534,31 @@ mod tests {
         plain.render(&mut b);
         assert!(a[..late].iter().all(|&x| x == 0.0));
         assert!(a[late..].iter().zip(&b).all(|(x, y)| x == y));
+    }
+
+    /// A loud low tone falls past the ceiling for longer than the look-ahead at every period:
+    /// its samples stay under the ceiling all the same (the window's list of least gains held
+    /// one sample too many, and the gain read from it went wrong for good).
+    #[test]
+    fn a_loud_low_tone_stays_under_the_ceiling() {
+        let sr = 44_100.0;
+        let mut limiter = Limiter::new(sr);
+        let mut peak = 0f32;
+        for i in 0..44_100 {
+            let x = 2.0 * (TAU * 30.0 * i as f32 / sr).sin();
+            peak = peak.max(limiter.process(x).abs());
+        }
+        assert!(peak <= LIMIT * (1.0 + 1e-6), "{peak}");
+        assert!(peak > 0.99 * LIMIT, "{peak}");
+        // And every low key struck at once, through the whole synth.
+        let mut synth = Synth::new(44_100);
+        for pitch in 21..50 {
+            synth.note_on(pitch, 127);
+        }
+        let mut out = vec![0f32; 44_100];
+        synth.render(&mut out);
+        let peak = out.iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(peak <= LIMIT * (1.0 + 1e-6), "{peak}");
     }
 
     #[test]

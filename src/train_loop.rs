@@ -116,9 +116,8 @@ pub const MAX_SNIPPET_STEPS: usize = 4096;
 pub const MAX_BATCHES_PER_STEP: usize = 1024;
 /// The most steps a training run may take (at the CPU's 0.35 s a step, 40 days).
 pub const MAX_TRAINING_STEPS: usize = 10_000_000;
-/// The largest metrics log a resumed run reads back (a line a step and one a validation
-/// are about 200 bytes: [`MAX_TRAINING_STEPS`] steps' log is some 2 GB, a month's 500 MB).
-const MAX_METRICS_BYTES: u64 = 1 << 30;
+/// The longest line of a metrics log read back (a step's is about 200 bytes).
+const MAX_METRICS_LINE: u64 = 1 << 20;
 
 /// The machine's physical memory in bytes, where the system says (Linux).
 pub fn physical_memory() -> Option<u64> {
@@ -731,34 +730,50 @@ pub(crate) fn check_same_data(
 }
 
 /// Keeps only the lines of a metrics log up to `step` (after a resume); any JSON object with a
-/// `step` field counts as a line.
+/// `step` field counts as a line. The log is read a line at a time into its replacement (a
+/// month's run writes hundreds of megabytes of it); a line longer than any the log holds
+/// ([`MAX_METRICS_LINE`]) is damage, and left out.
 pub(crate) fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+    use std::io::{BufRead, Read};
     if !path.exists() {
         return Ok(());
     }
-    let text = match fsutil::read_at_most(path, MAX_METRICS_BYTES)? {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(_) => {
-            return Err(Error::format(
-                path,
-                format!(
-                    "more than {} MiB, more than any run's log; move it aside to resume",
-                    MAX_METRICS_BYTES >> 20
-                ),
-            ));
-        }
-    };
-    let kept: String = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
+    fsutil::check_is_file(path)?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, "reading", e))?;
+    let mut log = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    fsutil::write_atomic_with(path, |out| {
+        loop {
+            line.clear();
+            let read = (&mut log)
+                .take(MAX_METRICS_LINE)
+                .read_until(b'\n', &mut line)?;
+            if read == 0 {
+                return Ok(());
+            }
+            if line.last() != Some(&b'\n') && read as u64 == MAX_METRICS_LINE {
+                // Overlong: the rest of it is passed over, a bounded piece at a time.
+                loop {
+                    line.clear();
+                    let read = (&mut log)
+                        .take(MAX_METRICS_LINE)
+                        .read_until(b'\n', &mut line)?;
+                    if read == 0 || line.last() == Some(&b'\n') {
+                        break;
+                    }
+                }
+                continue;
+            }
+            let kept = serde_json::from_slice::<serde_json::Value>(line.trim_ascii())
                 .ok()
                 .and_then(|v| v["step"].as_u64())
-                .is_some_and(|s| s as usize <= step)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    fsutil::write_atomic(path, kept.as_bytes())
+                .is_some_and(|s| s as usize <= step);
+            if kept {
+                out.write_all(line.trim_ascii_end())?;
+                out.write_all(b"\n")?;
+            }
+        }
+    })
 }
 
 /// The error of a run whose figures (`figures`) stopped being finite numbers at `step`:
@@ -1342,6 +1357,29 @@ pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A resumed run's log keeps its lines up to the checkpoint's step, read a line at a time:
+    /// damaged lines, an overlong one among them, are left out; the others are kept whole.
+    #[test]
+    fn a_resumed_log_keeps_its_lines_up_to_the_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("metrics.jsonl");
+        let mut text = String::new();
+        text += "{\"step\": 1, \"bce\": 0.5}\n";
+        text += "not json\n";
+        text += &format!("{{\"step\": 2, \"pad\": \"{}\"}}\n", "x".repeat(3 << 20));
+        text += "{\"step\": 2, \"bce\": 0.4}\r\n";
+        text += "{\"step\": 3, \"validation\": 0.45}\n";
+        text += "{\"step\": 4, \"bce\": 0.3}\n";
+        text += "{\"step\": 3}";
+        std::fs::write(&log, text).unwrap();
+        truncate_metrics(&log, 3).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "{\"step\": 1, \"bce\": 0.5}\n{\"step\": 2, \"bce\": 0.4}\n\
+             {\"step\": 3, \"validation\": 0.45}\n{\"step\": 3}\n"
+        );
+    }
 
     /// A fresh run in a folder with an earlier run's log sets that log aside, numbered, never
     /// deleting it; an empty one is simply replaced.

@@ -484,9 +484,12 @@ fn damaged_model_files_are_refused_with_the_reason() {
     edited["training"]["valid_fraction"] = 5.0.into();
     let share = load("share", &bytes, &edited.to_string());
     assert!(
-        share.contains("share.json: training.valid_fraction 5.0 is not a share"),
+        share.contains("share.json: training.valid_fraction 5.0 is not a share from 0 up to 1"),
         "{share}"
     );
+    // None held out is a share training accepts (the split still holds one piece out).
+    edited["training"]["valid_fraction"] = 0.0.into();
+    assert_eq!(load("none", &bytes, &edited.to_string()), "loaded");
     // A latent too large for the file, its statistics as long (so that only the sizes are
     // wrong): refused before a model of that size is built.
     let mut wide: serde_json::Value = serde_json::from_str(&manifest).unwrap();

@@ -114,22 +114,15 @@ fn a_piece_is_continued_from_its_first_bar_of_music_to_a_bar_line() {
     let run = |a: Option<&[f32]>, b: Option<&[f32]>, o: &GenerateOptions| {
         continue_piece(&m, &piece, a, b, o, &mut |_| {}, &stop).unwrap()
     };
+    let primer = piece.up_to_last_note();
+    let by_hand = |a: &[f32], b: &[f32], o: &GenerateOptions| {
+        generate(&m.model, &primer, a, b, o, &mut |_| {}, &stop).unwrap()
+    };
     // 44 steps asked after the silent 32 end at step 76: the bar line at 80 is nearer.
     let g = run(None, None, &opts(44, Mode::Continue));
     assert_eq!((g.primer_steps, g.roll.steps()), (80, 112));
-    let primer = piece.up_to_last_note();
     let own = song_code(&m, &primer, m.training_snippet_steps()).unwrap();
-    let by_hand = generate(
-        &m.model,
-        &primer,
-        &own,
-        &own,
-        &opts(80, Mode::Continue),
-        &mut |_| {},
-        &stop,
-    )
-    .unwrap();
-    assert_eq!(g.roll, by_hand.roll);
+    assert_eq!(g.roll, by_hand(&own, &own, &opts(80, Mode::Continue)).roll);
     // More than the piece: heard up to its last note, not its trailing rests.
     assert_eq!(
         run(None, None, &opts(500, Mode::Continue)).primer_steps,
@@ -141,17 +134,10 @@ fn a_piece_is_continued_from_its_first_bar_of_music_to_a_bar_line() {
     };
     let (chopin, debussy) = (code("chopin"), code("debussy"));
     let g = run(Some(&chopin), Some(&debussy), &opts(44, Mode::Transfer));
-    let by_hand = generate(
-        &m.model,
-        &primer,
-        &chopin,
-        &debussy,
-        &opts(80, Mode::Transfer),
-        &mut |_| {},
-        &stop,
-    )
-    .unwrap();
-    assert_eq!(g.roll, by_hand.roll);
+    assert_eq!(
+        g.roll,
+        by_hand(&chopin, &debussy, &opts(80, Mode::Transfer)).roll
+    );
     assert_ne!(g.roll, run(None, None, &opts(44, Mode::Continue)).roll);
     // A primer from the middle of the piece is generate's, not this recipe's.
     let from_middle = GenerateOptions {

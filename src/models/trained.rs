@@ -452,10 +452,10 @@ impl TrainedModel {
         // Evaluations take the run's held-out pieces from it: another share would hold out
         // pieces it trained on.
         if let Some(f) = manifest.training.get("valid_fraction")
-            && !f.as_f64().is_some_and(|f| f > 0.0 && f < 1.0)
+            && !f.as_f64().is_some_and(|f| (0.0..1.0).contains(&f))
         {
             return Err(bad(format!(
-                "training.valid_fraction {f} is not a share between 0 and 1 (was the file edited?)"
+                "training.valid_fraction {f} is not a share from 0 up to 1 (was the file edited?)"
             )));
         }
         if manifest.composers.is_empty() || manifest.latents.len() != manifest.composers.len() {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, candle_message};
 use crate::fsutil;
 
 /// The manifest path that goes with a weights path (`x.safetensors` -> `x.json`).
@@ -47,13 +47,13 @@ pub fn save_at_step(
                 .to_device(&Device::Cpu)
                 .and_then(|t| t.to_dtype(dtype))
                 .and_then(|t| t.contiguous())
-                .map_err(|e| format_error(path, format!("tensor {name}: {e}")))?;
+                .map_err(|e| format_error(path, format!("tensor {name}: {}", candle_message(e))))?;
             Ok((name.clone(), t))
         })
         .collect::<Result<Vec<_>>>()?;
     // What the loader would refuse is never written: a diverged run's checkpoint would
     // replace the last good one with one that cannot be used.
-    let finite = |t: &Tensor| all_finite(t).map_err(|e| format_error(path, e.to_string()));
+    let finite = |t: &Tensor| all_finite(t).map_err(|e| format_error(path, candle_message(e)));
     for ((name, t), (_, source)) in converted.iter().zip(tensors) {
         if t.dtype().is_float() && !finite(t)? {
             // Finite as they were, they are too large for the type they were to be stored as.
@@ -351,10 +351,19 @@ fn take(
         };
         let on_cpu = Tensor::from_raw_buffer(view.data(), dtype, &want.dims, &Device::Cpu)
             .and_then(|t| t.to_dtype(DType::F32))
-            .map_err(|e| format_error(path, format!("tensor `{}`: {e}", want.name)))?;
+            .map_err(|e| {
+                format_error(
+                    path,
+                    format!("tensor `{}`: {}", want.name, candle_message(e)),
+                )
+            })?;
         // A NaN or an infinity would make silent or stuck music, not an error, later.
-        let finite = all_finite(&on_cpu)
-            .map_err(|e| format_error(path, format!("tensor `{}`: {e}", want.name)))?;
+        let finite = all_finite(&on_cpu).map_err(|e| {
+            format_error(
+                path,
+                format!("tensor `{}`: {}", want.name, candle_message(e)),
+            )
+        })?;
         if !finite {
             return Err(format_error(
                 path,
@@ -365,9 +374,12 @@ fn take(
                 ),
             ));
         }
-        let t = on_cpu
-            .to_device(device)
-            .map_err(|e| format_error(path, format!("tensor `{}`: {e}", want.name)))?;
+        let t = on_cpu.to_device(device).map_err(|e| {
+            format_error(
+                path,
+                format!("tensor `{}`: {}", want.name, candle_message(e)),
+            )
+        })?;
         out.insert(want.name.clone(), t);
     }
     let extra: Vec<String> = file

@@ -683,9 +683,10 @@ pub struct Studio {
     velocity_recorded: Option<u64>,
     /// The same for the tempo box.
     tempo_recorded: Option<u64>,
-    /// The history's revision when the last file was opened: any step since (a deletion, a
-    /// velocity, the tempo) is work on the piece, as generated or drawn notes are.
-    opened_revision: Option<u64>,
+    /// The history's revision when the last file was opened, and what the piece was then:
+    /// any step since that left it otherwise (a deletion, a velocity, the tempo) is work on
+    /// the piece, as generated or drawn notes are.
+    opened_as: Option<(u64, ScorePrint)>,
     /// Whether the models are still loading after the start.
     loading: bool,
     /// Whether a model was chosen since the start (the start's own then gives way to it).
@@ -922,6 +923,18 @@ impl Drop for Exporting {
         drop(targets);
         self.0.count.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// What tells a piece from another as the musician hears and edits it: its notes (hashed), its
+/// tempo and its length.
+type ScorePrint = (u64, u64, usize);
+
+fn score_print(score: &Score) -> ScorePrint {
+    (
+        session_file::notes_hash(&score.notes),
+        score.bpm.to_bits(),
+        score.length,
+    )
 }
 
 /// Where `path` is one of `sources` under another name (a link, `..`, a relative path: looked
@@ -1335,7 +1348,7 @@ impl Studio {
             close_unsaved_said: false,
             velocity_recorded: None,
             tempo_recorded: None,
-            opened_revision: None,
+            opened_as: None,
             loading: false,
             model_chosen: false,
             others_chosen: Vec::new(),
@@ -1975,7 +1988,7 @@ impl Studio {
                 self.push_score();
                 self.rewind_if_stopped();
                 self.opened_file = Some(path.clone());
-                self.opened_revision = Some(self.history.revision());
+                self.opened_as = Some((self.history.revision(), score_print(&self.session.score)));
                 // A damaged file opens with what was readable; the damage is said, in red.
                 match warnings.as_slice() {
                     [] => self.say(format!("Opened {}{keep}", path.display()), false),
@@ -2554,13 +2567,15 @@ impl Studio {
         }
     }
 
-    /// Whether the piece holds work of the user's: notes generated or drawn, or any step of
-    /// the history since the file it holds was opened (a deletion, a velocity, the tempo).
+    /// Whether the piece holds work of the user's: notes generated or drawn, or a change
+    /// since the file it holds was opened (a deletion, a velocity, the tempo; not an undo
+    /// and its redo).
     fn worked_on(&self) -> bool {
-        (self.session.score.notes.iter()).any(|n| n.origin != Origin::Primer)
-            || self
-                .opened_revision
-                .is_some_and(|at| at != self.history.revision())
+        let score = &self.session.score;
+        (score.notes.iter()).any(|n| n.origin != Origin::Primer)
+            || (self.opened_as.as_ref()).is_some_and(|(at, print)| {
+                *at != self.history.revision() && *print != score_print(score)
+            })
     }
 
     /// Records the piece as it is as the step an edit goes back to (what a gesture in the

@@ -29,8 +29,8 @@ pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
 /// The largest session file whose every field is compared with what was read of it, and
 /// which is read note by note where it does not read whole (about a quarter of a million
-/// notes); a larger one is read whole or not at all, and compared as a whole (what a newer
-/// version wrote in it is said, not named).
+/// notes); a larger one is read whole or not at all, and only its session's and score's own
+/// fields are compared, not its notes'.
 const COMPARED_BYTES: usize = 16 << 20;
 
 /// A session read from its file, and what of the file it could not keep.
@@ -76,18 +76,11 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
                 bytes.len() >> 20
             )
         })?;
-        // Not compared field by field, but as a whole: a file that is not what this version
-        // writes of what it read holds more (a newer version's fields), which the next save
-        // would drop: said, so that the file is copied aside first.
-        let written_back = serde_json::to_vec(&session).is_ok_and(|back| back == bytes);
-        let not_read = if written_back {
-            Vec::new()
-        } else {
-            vec![format!(
-                "fields not named, the file being over {} MiB",
-                COMPARED_BYTES >> 20
-            )]
-        };
+        // Its notes are not compared field by field, but the session's and the score's own
+        // fields are (skipped over, not kept): one this version does not know (a newer
+        // version's) would be dropped by the next save, so it is said, and the file copied
+        // aside first.
+        let not_read = unknown_fields(&bytes);
         let left_out = session.sanitize();
         return Ok(Some(ReadSession {
             session,
@@ -118,6 +111,31 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
         left_out: (left_out > 0).then_some(left_out),
         not_read,
     }))
+}
+
+/// The fields of a session file, and of its score, that this version's session has not got,
+/// read without keeping their values (a large file's).
+fn unknown_fields(bytes: &[u8]) -> Vec<String> {
+    use serde::de::IgnoredAny;
+    type Fields = std::collections::BTreeMap<String, IgnoredAny>;
+    #[derive(serde::Deserialize)]
+    struct ScoreFields {
+        #[serde(default)]
+        score: Fields,
+    }
+    let known = serde_json::to_value(Session::default()).unwrap_or_default();
+    let has = |at: &str, field: &str| known.pointer(&format!("{at}/{field}")).is_some();
+    let top = serde_json::from_slice::<Fields>(bytes).unwrap_or_default();
+    let score =
+        serde_json::from_slice::<ScoreFields>(bytes).map_or_else(|_| Fields::new(), |f| f.score);
+    (top.keys().filter(|f| !has("", f)).cloned())
+        .chain(
+            score
+                .keys()
+                .filter(|f| !has("/score", f))
+                .map(|f| format!("score.{f}")),
+        )
+        .collect()
 }
 
 /// `notes` with a null put at each of the places `gaps` (ascending) of the result, as far as
@@ -313,7 +331,7 @@ fn fingerprint(session: &mut Session) -> Option<Fingerprint> {
 /// a millisecond): FxHash's multiply-rotate mix over each note's fields. Each step maps its
 /// state one to one for a given field and a field one to one for a given state, so a change
 /// to any one field of any note always changes the hash.
-fn notes_hash(notes: &[ScoreNote]) -> u64 {
+pub(crate) fn notes_hash(notes: &[ScoreNote]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mix = |h: u64, x: u64| (h.rotate_left(5) ^ x).wrapping_mul(K);
     notes.iter().fold(notes.len() as u64, |h, n| {
