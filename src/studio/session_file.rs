@@ -80,7 +80,7 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
         // fields are (skipped over, not kept): one this version does not know (a newer
         // version's) would be dropped by the next save, so it is said, and the file copied
         // aside first.
-        let not_read = unknown_fields(&bytes);
+        let not_read = unknown_fields(&bytes, &mut session);
         let left_out = session.sanitize();
         return Ok(Some(ReadSession {
             session,
@@ -113,9 +113,10 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
     }))
 }
 
-/// The fields of a session file, and of its score, that this version's session has not got,
-/// read without keeping their values (a large file's).
-fn unknown_fields(bytes: &[u8]) -> Vec<String> {
+/// The fields of a session file, and of its score, that `session`, read from it, does not
+/// write back (as [`lost`] finds them in a smaller file), read without keeping their values
+/// and compared without the notes (a large file's).
+fn unknown_fields(bytes: &[u8], session: &mut Session) -> Vec<String> {
     use serde::de::IgnoredAny;
     type Fields = std::collections::BTreeMap<String, IgnoredAny>;
     #[derive(serde::Deserialize)]
@@ -123,18 +124,24 @@ fn unknown_fields(bytes: &[u8]) -> Vec<String> {
         #[serde(default)]
         score: Fields,
     }
-    let known = serde_json::to_value(Session::default()).unwrap_or_default();
-    let has = |at: &str, field: &str| known.pointer(&format!("{at}/{field}")).is_some();
+    let notes = std::mem::take(&mut session.score.notes);
+    let kept = serde_json::to_value(&*session).unwrap_or_default();
+    session.score.notes = notes;
+    let dropped = |at: &str, field: &str| {
+        let here = if at.is_empty() {
+            field.to_string()
+        } else {
+            format!("{at}.{field}")
+        };
+        let pointer = format!("/{}", here.replace('.', "/"));
+        (kept.pointer(&pointer).is_none() && !READ_ONLY_FIELDS.contains(&here.as_str()))
+            .then_some(here)
+    };
     let top = serde_json::from_slice::<Fields>(bytes).unwrap_or_default();
     let score =
         serde_json::from_slice::<ScoreFields>(bytes).map_or_else(|_| Fields::new(), |f| f.score);
-    (top.keys().filter(|f| !has("", f)).cloned())
-        .chain(
-            score
-                .keys()
-                .filter(|f| !has("/score", f))
-                .map(|f| format!("score.{f}")),
-        )
+    (top.keys().filter_map(|f| dropped("", f)))
+        .chain(score.keys().filter_map(|f| dropped("score", f)))
         .collect()
 }
 
