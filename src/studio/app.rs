@@ -937,24 +937,6 @@ fn score_print(score: &Score) -> ScorePrint {
     )
 }
 
-/// Where `path` is one of `sources` under another name (a link, `..`, a relative path: looked
-/// at on the export's worker, not the window's thread), why the export is refused.
-fn same_file_as(path: &Path, sources: &[PathBuf]) -> Option<String> {
-    let source = sources
-        .iter()
-        .find(|s| crate::fsutil::same_landing(path, s))?;
-    Some(opened_from(source))
-}
-
-/// Why an export to `source`, the file the piece was opened from, is refused.
-fn opened_from(source: &Path) -> String {
-    format!(
-        "{} is the file the piece was opened from; export to another name (Segue writes the \
-         piece as it holds it: on the sixteenth-note grid, without drums)",
-        source.display()
-    )
-}
-
 /// A lock of a mutex that a panic elsewhere while holding it does not make unusable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -2010,84 +1992,80 @@ impl Studio {
         }
     }
 
-    /// Why an export to `path` is refused, if it is: another export is still writing it (the
-    /// later one could finish first and be replaced by the older piece), or the piece was
-    /// opened from it (the export, on the grid and without drums, would replace the original).
-    fn export_refused(&self, path: &Path) -> Option<String> {
+    /// Starts an export to `path` on a worker thread, saying `doing`: `write` writes the piece
+    /// there and says what it wrote. Refused where an earlier export is still writing `path`
+    /// (the later could finish first and be replaced by the older piece), or where `path` is
+    /// the file the piece was opened from under any name (on the grid and without drums, the
+    /// export would replace the original; looked at on the worker, not the window's thread).
+    fn export(
+        &mut self,
+        path: &Path,
+        doing: &str,
+        write: impl FnOnce(&Path) -> Result<Option<String>, String> + Send + 'static,
+    ) {
         if lock(&self.exports.targets).iter().any(|t| t == path) {
-            return Some(format!(
+            let why = format!(
                 "{} is still being written by an earlier export; export again once it is done",
                 path.display()
-            ));
+            );
+            return self.say(why, true);
         }
-        let sources = [self.opened_file.as_ref(), self.session.primer_path.as_ref()];
-        (sources.into_iter().flatten())
-            .find(|source| *source == path)
-            .map(|source| opened_from(source))
+        let path = path.to_path_buf();
+        let exporting = Exporting::start(&self.exports, &path);
+        let sources: Vec<PathBuf> = [&self.opened_file, &self.session.primer_path]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        self.say(format!("{doing} {}...", path.display()), false);
+        self.in_background(move || {
+            let written = match sources
+                .iter()
+                .find(|s| crate::fsutil::same_landing(&path, s))
+            {
+                Some(source) => Err(format!(
+                    "{} is the file the piece was opened from; export to another name (Segue \
+                     writes the piece as it holds it: on the sixteenth-note grid, without drums)",
+                    source.display()
+                )),
+                None => write(&path).map(|what| (path, what)),
+            };
+            DialogResult::Written(written, Some(exporting))
+        });
     }
 
     /// Writes the score as MIDI (on a worker thread).
     pub fn export_midi(&mut self, path: &Path) {
-        if let Some(why) = self.export_refused(path) {
-            return self.say(why, true);
-        }
         // The roll is made on the worker: a long piece's is tens of megabytes.
         let score = self.session.score.clone();
-        let path = path.to_path_buf();
-        let exporting = Exporting::start(&self.exports, &path);
-        let sources = self.export_sources();
-        self.say(format!("Writing {}...", path.display()), false);
-        self.in_background(move || {
-            if let Some(why) = same_file_as(&path, &sources) {
-                return DialogResult::Written(Err(why), Some(exporting));
-            }
-            let written = (score.to_roll())
-                .write_midi_noting(&path, score.copyright.as_deref())
-                .map(|()| (path, None));
-            DialogResult::Written(written.map_err(|e| e.to_string()), Some(exporting))
+        self.export(path, "Writing", move |path| {
+            (score.to_roll())
+                .write_midi_noting(path, score.copyright.as_deref())
+                .map(|()| None)
+                .map_err(|e| e.to_string())
         });
     }
 
     /// Renders the score to a WAV file (on a worker thread: a long piece takes a moment).
     pub fn export_wav(&mut self, path: &Path) {
-        if let Some(why) = self.export_refused(path) {
-            return self.say(why, true);
-        }
         let score = self.session.score.clone();
-        let path = path.to_path_buf();
-        let exporting = Exporting::start(&self.exports, &path);
-        let sources = self.export_sources();
         let stop = self.stop_exports.clone();
-        self.say(format!("Rendering {}...", path.display()), false);
-        let loudness = self.session.wav_loudness;
-        self.in_background(move || {
-            if let Some(why) = same_file_as(&path, &sources) {
-                return DialogResult::Written(Err(why), Some(exporting));
-            }
-            let opts = RenderOptions {
-                loudness,
-                ..RenderOptions::default()
-            };
+        let opts = RenderOptions {
+            loudness: self.session.wav_loudness,
+            ..RenderOptions::default()
+        };
+        self.export(path, "Rendering", move |path| {
             let copyright = score.copyright.as_deref();
             let roll = score.to_roll();
-            let written = render_to_wav_noting(&roll, &opts, &path, copyright, &mut |_| {}, &stop)
+            render_to_wav_noting(&roll, &opts, path, copyright, &mut |_| {}, &stop)
+                .map(|r| Some(r.describe(&opts)))
                 .map_err(|e| e.to_string())
-                .map(|r| (path, Some(r.describe(&opts))));
-            DialogResult::Written(written, Some(exporting))
         });
     }
 
     /// Whether an export is being written.
     pub fn exporting(&self) -> bool {
         self.exports.count.load(Ordering::Acquire) > 0
-    }
-
-    /// The files the piece was read from, which no export may replace.
-    fn export_sources(&self) -> Vec<PathBuf> {
-        [self.opened_file.clone(), self.session.primer_path.clone()]
-            .into_iter()
-            .flatten()
-            .collect()
     }
 
     /// The primer for generation: the opened file, else the current piece (made into a roll

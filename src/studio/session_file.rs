@@ -119,10 +119,13 @@ pub fn read(path: &Path) -> Result<Option<ReadSession>, String> {
 fn unknown_fields(bytes: &[u8], session: &mut Session) -> Vec<String> {
     use serde::de::IgnoredAny;
     type Fields = std::collections::BTreeMap<String, IgnoredAny>;
-    #[derive(serde::Deserialize)]
-    struct ScoreFields {
+    /// The file's fields, its score's apart, read in one pass.
+    #[derive(serde::Deserialize, Default)]
+    struct FileFields {
         #[serde(default)]
-        score: Fields,
+        score: Option<Fields>,
+        #[serde(flatten)]
+        rest: Fields,
     }
     let notes = std::mem::take(&mut session.score.notes);
     let kept = serde_json::to_value(&*session).unwrap_or_default();
@@ -137,10 +140,9 @@ fn unknown_fields(bytes: &[u8], session: &mut Session) -> Vec<String> {
         (kept.pointer(&pointer).is_none() && !READ_ONLY_FIELDS.contains(&here.as_str()))
             .then_some(here)
     };
-    let top = serde_json::from_slice::<Fields>(bytes).unwrap_or_default();
-    let score =
-        serde_json::from_slice::<ScoreFields>(bytes).map_or_else(|_| Fields::new(), |f| f.score);
-    (top.keys().filter_map(|f| dropped("", f)))
+    let file = serde_json::from_slice::<FileFields>(bytes).unwrap_or_default();
+    let score = file.score.unwrap_or_default();
+    (file.rest.keys().filter_map(|f| dropped("", f)))
         .chain(score.keys().filter_map(|f| dropped("score", f)))
         .collect()
 }
