@@ -402,6 +402,15 @@ fn a_metre_model_trains_reloads_generates_and_is_measured_on_whole_bars() {
     assert!(err.to_string().contains("metre"), "{err}");
 }
 
+/// Named tensors sorted by name, as a model file is written.
+fn tensors_sorted(
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+) -> Vec<(String, candle_core::Tensor)> {
+    let mut named: Vec<_> = tensors.clone().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
 #[test]
 fn damaged_model_files_are_refused_with_the_reason() {
     let data = tempfile::tempdir().unwrap();
@@ -455,11 +464,25 @@ fn damaged_model_files_are_refused_with_the_reason() {
     assert!(err.contains("its first bytes give a header"), "{err}");
     let bigger = manifest.replace("\"hidden\": 16", "\"hidden\": 32");
     let shape = load("shape", &bytes, &bigger);
+    assert!(
+        shape.contains("shape.json") && shape.contains("trained with hidden 16, not 32"),
+        "{shape}"
+    );
+    // The same weights without the settings they were trained with (as earlier versions wrote
+    // them): each tensor is checked against the sizes.
+    let plain = {
+        let tensors = candle_core::safetensors::load(&good, &candle_core::Device::Cpu).unwrap();
+        let path = dir.path().join("plain-src.safetensors");
+        candle_core::safetensors::save(&tensors, &path).unwrap();
+        std::fs::read(&path).unwrap()
+    };
+    assert_eq!(load("plain", &plain, &manifest), "loaded");
+    let shape = load("shape", &plain, &bigger);
     assert!(shape.contains("has shape"), "{shape}");
     // A metre input the weights do not have, and an absurd one (refused before building).
     let metred = load(
         "metred",
-        &bytes,
+        &plain,
         &manifest.replace("\"metre\": 0", "\"metre\": 16"),
     );
     assert!(metred.contains("has shape"), "{metred}");
@@ -471,7 +494,7 @@ fn damaged_model_files_are_refused_with_the_reason() {
     assert!(absurd.contains("impossible model sizes"), "{absurd}");
     let huge = load(
         "huge",
-        &bytes,
+        &plain,
         &manifest.replace("\"hidden\": 16", "\"hidden\": 100000000"),
     );
     assert!(
@@ -500,7 +523,7 @@ fn damaged_model_files_are_refused_with_the_reason() {
         stats["std"] = serde_json::json!(vec![1.0; latent]);
     }
     assert!(wide.get("prior").is_none_or(|p| p.is_null()));
-    let wide = load("wide", &bytes, &wide.to_string());
+    let wide = load("wide", &plain, &wide.to_string());
     // A composer name with a terminal escape in it would be printed as it is.
     let mut escaped: serde_json::Value = serde_json::from_str(&manifest).unwrap();
     escaped["composers"][0] = serde_json::json!("ba\u{1b}[31mch");
@@ -595,6 +618,53 @@ fn damaged_model_files_are_refused_with_the_reason() {
     assert!(
         later.contains("written at step 2") && later.contains("describes step 99"),
         "{later}"
+    );
+    // A manifest of other settings than the weights were trained with, where no shape shows
+    // it: the metre map (read by bars rather than from the start), said or left to its default.
+    assert!(manifest.contains("\"metre_map\": false"), "{manifest}");
+    let mapped = load(
+        "mapped",
+        &bytes,
+        &manifest.replace("\"metre_map\": false", "\"metre_map\": true"),
+    );
+    assert!(
+        mapped.contains("mapped.json") && mapped.contains("trained with metre_map false, not true"),
+        "{mapped}"
+    );
+    // Left out of the manifest, a setting is compared at its default.
+    let mut left_out: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    left_out["config"]["metre_map"] = true.into();
+    let stamped = dir.path().join("stamped-src.safetensors");
+    let config: Config = serde_json::from_value(left_out["config"].clone()).unwrap();
+    segue::models::weights::save_model(
+        &stamped,
+        &tensors_sorted(&tensors),
+        candle_core::DType::F32,
+        2,
+        &config,
+    )
+    .unwrap();
+    left_out["config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("metre_map");
+    let left_out = load(
+        "left-out",
+        &std::fs::read(&stamped).unwrap(),
+        &left_out.to_string(),
+    );
+    assert!(
+        left_out.contains("trained with metre_map true, not false"),
+        "{left_out}"
+    );
+    // Weights written before the settings were recorded are read as before.
+    assert_eq!(
+        load(
+            "unstamped",
+            &plain,
+            &manifest.replace("\"metre_map\": false", "\"metre_map\": true")
+        ),
+        "loaded"
     );
     // A dtype the manifest may not name.
     let named = load(
@@ -938,9 +1008,11 @@ fn a_metre_map_model_follows_the_metre_of_the_piece() {
         (m.in_four_four - r.bce_per_cell_mean_z).abs() < 1e-6,
         "{m:?}"
     );
-    // The same weights, told to count bars from the start.
+    // The same weights, told to count bars from the start (written without the settings they
+    // were trained with, which would refuse the manifest's).
     let copy = dir.path().join("copy.safetensors");
-    std::fs::copy(train::model_path(&out), &copy).unwrap();
+    let tensors = candle_core::safetensors::load(train::model_path(&out), &dev).unwrap();
+    candle_core::safetensors::save(&tensors, &copy).unwrap();
     let manifest = std::fs::read_to_string(train::model_path(&out).with_extension("json"))
         .unwrap()
         .replace("\"metre_map\": true", "\"metre_map\": false");

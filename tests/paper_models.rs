@@ -640,15 +640,47 @@ fn damaged_model_files_are_refused_with_the_file_named() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("a/classifier.json")).unwrap())
             .unwrap();
-    let tampered = |name: &str, pointer: &str, value: serde_json::Value| {
+    // The same tensors without the settings they were trained with (as earlier versions wrote
+    // them), so that the sizes are checked against the tensors themselves.
+    let plain = dir.path().join("plain.safetensors");
+    candle_core::safetensors::save(
+        &candle_core::safetensors::load(&file, &Device::Cpu).unwrap(),
+        &plain,
+    )
+    .unwrap();
+    let tampered_from = |weights: &Path, name: &str, pointer: &str, value: serde_json::Value| {
         let mut m = manifest.clone();
         *m.pointer_mut(pointer).unwrap() = value;
         let path = dir.path().join(format!("{name}.safetensors"));
-        std::fs::copy(&file, &path).unwrap();
+        std::fs::copy(weights, &path).unwrap();
         std::fs::write(path.with_extension("json"), m.to_string()).unwrap();
         let err = classify::load(&path, &Device::Cpu).unwrap_err().to_string();
         (path, err)
     };
+    let tampered = |name: &str, pointer: &str, value: serde_json::Value| {
+        tampered_from(&file, name, pointer, value)
+    };
+    // A setting that changes no tensor's shape, against the one the weights record.
+    assert_eq!(manifest["config"]["stack"]["heads"], 4);
+    let (_, err) = tampered("heads", "/config/stack/heads", serde_json::json!(1));
+    assert!(
+        err.contains("heads.json") && err.contains("trained with stack.heads 4, not 1"),
+        "{err}"
+    );
+    // One the manifest says and the weights record by leaving it out, at its default.
+    assert!(manifest["config"].get("metre_map").is_none());
+    let (_, err) = tampered("mapped", "/config", {
+        let mut c = manifest["config"].clone();
+        c["metre_map"] = true.into();
+        c
+    });
+    assert!(
+        err.contains("trained with metre_map at its default, not true"),
+        "{err}"
+    );
+    // Weights written without them are read as before.
+    std::fs::write(plain.with_extension("json"), manifest.to_string()).unwrap();
+    assert!(classify::load(&plain, &Device::Cpu).is_ok());
     // Absurd sizes are refused from the manifest, before a model of that size is built:
     // sizes no run trains, and sizes larger than the weights file holds.
     let (_, err) = tampered(
@@ -660,7 +692,7 @@ fn damaged_model_files_are_refused_with_the_file_named() {
         err.contains("absurd.json") && err.contains("layers is at most 48"),
         "{err}"
     );
-    let (huge, err) = tampered("huge", "/config/stack/layers", serde_json::json!(48));
+    let (huge, err) = tampered_from(&plain, "huge", "/config/stack/layers", 48.into());
     assert!(
         err.contains("huge.json") && err.contains("at least") && err.contains("holds"),
         "{err}"
@@ -690,7 +722,8 @@ fn damaged_model_files_are_refused_with_the_file_named() {
         "{err}"
     );
     // So is an input embedding too large for the file (the stack itself small).
-    let (_, err) = tampered(
+    let (_, err) = tampered_from(
+        &plain,
         "patch",
         "/config/patch_steps",
         serde_json::json!(50_000_000),

@@ -219,3 +219,52 @@ fn the_shipped_transformer_vae_and_dcgan_load_and_make_music() {
         assert!(snippet.active_cells() > 0, "a silent DCGAN sample");
     }
 }
+
+#[test]
+fn the_shipped_weights_record_the_settings_they_were_trained_with() {
+    // Each file beside its manifest with one setting changed that changes no tensor's shape:
+    // refused, so a manifest edited by hand cannot make a shipped model compute otherwise.
+    let weights = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights");
+    let dir = tempfile::tempdir().unwrap();
+    type Loader = fn(&std::path::Path) -> Option<String>;
+    let cases: [(&str, &str, serde_json::Value, Loader); 4] = [
+        ("lstm-vae-studio", "/config/metre_map", false.into(), |p| {
+            segue::models::trained::TrainedModel::load(p, &Device::Cpu)
+                .err()
+                .map(|e| e.to_string())
+        }),
+        ("classifier", "/config/stack/heads", 4.into(), |p| {
+            segue::classify::load(p, &Device::Cpu)
+                .err()
+                .map(|e| e.to_string())
+        }),
+        ("transformer-vae", "/config/stack/heads", 4.into(), |p| {
+            segue::tvae::load(p, &Device::Cpu)
+                .err()
+                .map(|e| e.to_string())
+        }),
+        ("dcgan", "/config/cells", "drawn".into(), |p| {
+            segue::gan::load(p, &Device::Cpu)
+                .err()
+                .map(|e| e.to_string())
+        }),
+    ];
+    for (name, pointer, value, load) in cases {
+        let source = weights.join(format!("{name}.safetensors"));
+        let copy = dir.path().join(format!("{name}.safetensors"));
+        std::fs::copy(&source, &copy).unwrap();
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(source.with_extension("json")).unwrap()).unwrap();
+        std::fs::write(copy.with_extension("json"), manifest.to_string()).unwrap();
+        assert_eq!(load(&copy), None, "{name} loads as shipped");
+        let setting = manifest.pointer_mut(pointer).unwrap();
+        assert_ne!(*setting, value, "{name}: {pointer} is changed");
+        *setting = value;
+        std::fs::write(copy.with_extension("json"), manifest.to_string()).unwrap();
+        let err = load(&copy).unwrap_or_default();
+        assert!(
+            err.contains("the weights were trained with"),
+            "{name}: {err}"
+        );
+    }
+}

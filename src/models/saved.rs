@@ -148,13 +148,13 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)], manifest: &ModelManifest)
     // Both files must be writable before either is written: no weights without a manifest.
     let manifest_path = weights::manifest_path(path);
     crate::fsutil::check_target(&manifest_path)?;
-    weights::save_at_step(path, tensors, dtype, Some(manifest.steps))?;
+    weights::save_model(path, tensors, dtype, manifest.steps, &manifest.config)?;
     weights::write_manifest(&manifest_path, manifest)
 }
 
 /// Loads a model file of kind `kind`, checking the manifest, the config (with `check`) and
 /// every tensor, and builds the model with `build`.
-pub fn load<M, C: DeserializeOwned + Clone + MinParameters>(
+pub fn load<M, C: DeserializeOwned + serde::Serialize + PartialEq + Clone + MinParameters>(
     path: &Path,
     kind: &str,
     device: &Device,
@@ -179,6 +179,7 @@ pub fn load<M, C: DeserializeOwned + Clone + MinParameters>(
         &manifest_path,
         &manifest.dtype,
         manifest.steps,
+        &config,
         config.min_parameters(),
         || expected_of(|vb| build(&config, vb)),
         device,

@@ -363,7 +363,13 @@ pub fn save(path: &Path, varmap: &VarMap, manifest: &Manifest) -> Result<()> {
     // Both files must be writable before either is written: no weights without a manifest.
     let manifest_path = weights::manifest_path(path);
     crate::fsutil::check_target(&manifest_path)?;
-    weights::save_at_step(path, &named_tensors(varmap), dtype, Some(manifest.steps))?;
+    weights::save_model(
+        path,
+        &named_tensors(varmap),
+        dtype,
+        manifest.steps,
+        &manifest.config,
+    )?;
     weights::write_manifest(&manifest_path, manifest)
 }
 
@@ -380,8 +386,15 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
     named.sort_by(|a, b| a.0.cmp(&b.0));
     // Both files must be writable before either is written: no weights without a manifest.
     crate::fsutil::check_target(&weights::manifest_path(output))?;
-    // The step recorded as in every model file, so a manifest of another step is refused.
-    weights::save_at_step(output, &named, dtype, Some(loaded.manifest.steps))?;
+    // The step and config recorded as in every model file, so a manifest of another step or
+    // other settings is refused.
+    weights::save_model(
+        output,
+        &named,
+        dtype,
+        loaded.manifest.steps,
+        &loaded.manifest.config,
+    )?;
     let mut manifest = loaded.manifest;
     manifest.dtype = match dtype {
         DType::F16 => "f16",
@@ -524,6 +537,7 @@ impl TrainedModel {
             &manifest_path,
             &manifest.dtype,
             manifest.steps,
+            c,
             least,
             || expected_tensors(c),
             device,

@@ -32,6 +32,11 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)], dtype: DType) -> Result<(
 /// The safetensors metadata key that records the training step a file was written at.
 const STEP_KEY: &str = "segue.step";
 
+/// The safetensors metadata key that records the model's sizes and settings (its `Config` as
+/// JSON), so that a manifest describing other settings is caught on loading, even those that
+/// change no tensor's shape (a classifier's heads, the LSTM-VAE's metre map).
+const CONFIG_KEY: &str = "segue.config";
+
 /// [`save`], recording `step` (the training step of a checkpoint) in the file's metadata, so
 /// that the files of one checkpoint can be checked to belong together ([`check_checkpoint`]).
 pub fn save_at_step(
@@ -39,6 +44,35 @@ pub fn save_at_step(
     tensors: &[(String, Tensor)],
     dtype: DType,
     step: Option<usize>,
+) -> Result<()> {
+    let metadata = step.map(|s| HashMap::from([(STEP_KEY.to_string(), s.to_string())]));
+    write(path, tensors, dtype, metadata)
+}
+
+/// Writes a model's weights, recording in the file's metadata the training `step` its
+/// manifest describes and the model's `config` (its `Config` serialised), which
+/// [`load_model`] checks against the manifest.
+pub fn save_model<C: serde::Serialize>(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    dtype: DType,
+    step: usize,
+    config: &C,
+) -> Result<()> {
+    let config = serde_json::to_string(config)
+        .map_err(|e| format_error(path, format!("model config: {e}")))?;
+    let metadata = HashMap::from([
+        (STEP_KEY.to_string(), step.to_string()),
+        (CONFIG_KEY.to_string(), config),
+    ]);
+    write(path, tensors, dtype, Some(metadata))
+}
+
+fn write(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    dtype: DType,
+    metadata: Option<HashMap<String, String>>,
 ) -> Result<()> {
     let converted = tensors
         .iter()
@@ -71,7 +105,6 @@ pub fn save_at_step(
             ));
         }
     }
-    let metadata = step.map(|s| HashMap::from([(STEP_KEY.to_string(), s.to_string())]));
     let bytes = safetensors::serialize(converted.iter().map(|(n, t)| (n.as_str(), t)), metadata)
         .map_err(|e| format_error(path, format!("serialising: {e}")))?;
     fsutil::write_atomic(path, &bytes)
@@ -162,12 +195,16 @@ pub fn load(
 /// alone), and only then lists the `expected` tensors, which builds a model of those sizes.
 /// Absurd sizes in a manifest thus give a message, not a huge allocation. Every tensor must be
 /// stored as the manifest's `dtype` says ("f32", "f16" or "bf16"), and weights that record a
-/// training step must record the manifest's `steps`.
-pub fn load_model(
+/// training step must record the manifest's `steps`, weights that record their config
+/// ([`save_model`]) the manifest's `config` (as read, so that a setting left out of either is
+/// compared at its default).
+#[allow(clippy::too_many_arguments)]
+pub fn load_model<C: serde::de::DeserializeOwned + serde::Serialize + PartialEq>(
     path: &Path,
     manifest_path: &Path,
     dtype: &str,
     steps: usize,
+    config: &C,
     min_parameters: u128,
     expected: impl FnOnce() -> Result<Vec<Expected>>,
     device: &Device,
@@ -204,6 +241,9 @@ pub fn load_model(
                 crate::fsutil::shown(manifest_path)
             ),
         ));
+    }
+    if let Some(recorded) = meta.metadata().as_ref().and_then(|m| m.get(CONFIG_KEY)) {
+        check_recorded_config(path, manifest_path, recorded, config)?;
     }
     if let Some((name, view)) = file.iter().find(|(_, v)| v.dtype() != stored_as) {
         return Err(format_error(
@@ -283,6 +323,71 @@ fn read_weights(path: &Path) -> Result<Vec<u8>> {
     bytes.extend_from_slice(&header);
     file.read_to_end(&mut bytes).map_err(io)?;
     Ok(bytes)
+}
+
+/// Compares the config a weights file recorded when it was written with the manifest's, both
+/// read as the model's `Config` (a setting either leaves out takes its default).
+fn check_recorded_config<C: serde::de::DeserializeOwned + serde::Serialize + PartialEq>(
+    path: &Path,
+    manifest_path: &Path,
+    recorded: &str,
+    config: &C,
+) -> Result<()> {
+    let recorded: C = serde_json::from_str(recorded).map_err(|e| {
+        format_error(
+            path,
+            format!("the model settings recorded in its header do not read ({e})"),
+        )
+    })?;
+    if recorded == *config {
+        return Ok(());
+    }
+    let mut differ = Vec::new();
+    if let (Ok(serde_json::Value::Object(was)), Ok(serde_json::Value::Object(says))) = (
+        serde_json::to_value(&recorded),
+        serde_json::to_value(config),
+    ) {
+        differences("", &was, &says, &mut differ);
+    }
+    if differ.is_empty() {
+        differ.push("other settings".into());
+    }
+    Err(format_error(
+        manifest_path,
+        format!(
+            "it does not describe {}: the weights were trained with {}; are the weights and the \
+             manifest from different runs?",
+            crate::fsutil::shown(path),
+            differ.join(", ")
+        ),
+    ))
+}
+
+/// Lists, as "name recorded, not said", each setting whose values differ in `recorded` and
+/// `said` (one a setting leaves out holds its default), those of a group (the classifier's
+/// `stack`) by their dotted names.
+fn differences(
+    prefix: &str,
+    recorded: &serde_json::Map<String, serde_json::Value>,
+    said: &serde_json::Map<String, serde_json::Value>,
+    out: &mut Vec<String>,
+) {
+    let names: std::collections::BTreeSet<&String> = recorded.keys().chain(said.keys()).collect();
+    for name in names {
+        let shown =
+            |v: Option<&serde_json::Value>| v.map_or("at its default".into(), |v| v.to_string());
+        match (recorded.get(name), said.get(name)) {
+            (Some(serde_json::Value::Object(was)), Some(serde_json::Value::Object(says))) => {
+                differences(&format!("{prefix}{name}."), was, says, out)
+            }
+            (was, says) if was != says => out.push(format!(
+                "{prefix}{name} {}, not {}",
+                shown(was),
+                shown(says)
+            )),
+            _ => {}
+        }
+    }
 }
 
 /// Where the tensors a safetensors header lists end, counted from the data's start, if the
