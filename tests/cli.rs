@@ -561,6 +561,37 @@ fn an_existing_file_survives_a_failed_write() {
     std::fs::write(&junk, b"MThd garbage").unwrap();
     fails(&["roll", p(&junk), "-o", p(&out)]);
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    // A write cut off half way (the process killed by a file size limit of 4 KiB, where the
+    // roll of 400 steps takes 51 KiB) leaves the file as it was: the new one is written beside
+    // it and renamed over it only when whole.
+    let walk = dir.path().join("walk.mid");
+    let notes: Vec<(u64, u64, u8, u8)> = (0..100)
+        .map(|i| (i * 96, i * 96 + 90, 48 + (i % 24) as u8, 80))
+        .collect();
+    std::fs::write(&walk, simple(96, &notes)).unwrap();
+    let limited = Command::new("sh")
+        .args(["-c", "ulimit -f 8 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_segue"))
+        .args(["-q", "roll", p(&walk), "-o", p(&out)])
+        .output()
+        .unwrap();
+    assert!(!limited.status.success(), "{limited:?}");
+    let kept = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap();
+        assert!(
+            bytes == b"precious",
+            "{} holds {} bytes",
+            path.display(),
+            bytes.len()
+        );
+    };
+    kept(&out);
+    // Nor is a whole write made into the old file: a second name for it keeps the old bytes.
+    let second_name = dir.path().join("second-name.npy");
+    std::fs::hard_link(&out, &second_name).unwrap();
+    ok(&["roll", p(&walk), "-o", p(&out)]);
+    assert!(std::fs::read(&out).unwrap().starts_with(b"\x93NUMPY"));
+    kept(&second_name);
 }
 
 #[test]
@@ -1115,11 +1146,17 @@ fn classify_refuses_silence_and_bad_windows() {
     }
     // A hop longer than the piece: one window, the same verdict as a hop of a window.
     let text = ok(&["classify", p(&file), "--hop", "18446744073709551615"]);
-    let windows = text
-        .lines()
-        .filter(|l| l.trim_start().starts_with("bars "))
-        .count();
-    assert_eq!(windows, 1, "{text}");
+    let windows = |text: &str| -> Vec<String> {
+        (text.lines())
+            .filter(|l| l.trim_start().starts_with("bars "))
+            .map(String::from)
+            .collect()
+    };
+    let one = windows(&text);
+    assert_eq!(one.len(), 1, "{text}");
+    let by_window = windows(&ok(&["classify", p(&file), "--hop", "256"]));
+    assert!(by_window.len() > 1, "{by_window:?}");
+    assert_eq!(one[0], by_window[0]);
     // A roll shorter than a bar is read at its length: a share of a bar, not "0 bars".
     let short = dir.path().join("short.mid");
     std::fs::write(&short, simple(96, &[(0, 24, 60, 90)])).unwrap();

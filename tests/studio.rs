@@ -2437,7 +2437,9 @@ fn drawing_deleting_and_undo_in_the_piano_roll() {
     h.step();
     assert_eq!(h.state().session.score.steps(), end + 40);
     assert_eq!(h.state().session.score.notes.len(), 1);
-    // Backspace typed into a text field (here the tempo) edits the field, not the roll.
+    // Backspace typed into a text field (here the tempo) edits the field, not the roll, even
+    // with a note selected (which Backspace deletes where no field has the keys).
+    h.state_mut().session.view.selection = vec![0];
     h.get_by_label("Tempo").focus();
     h.step();
     h.key_press(egui::Key::Backspace);
@@ -3843,8 +3845,17 @@ fn the_session_is_saved_atomically_and_damaged_ones_are_set_aside_or_clamped() {
     }
     saver.finish();
     assert_eq!(session_file::read(&path).unwrap().unwrap().session.seed, 9);
+    // A save is written beside the session and renamed over it, never into it: a second name
+    // for the session before (a hard link) keeps what it held.
+    let before = dir.path().join("before.json");
+    std::fs::hard_link(&path, &before).unwrap();
     saver.save(&mut s);
     saver.finish();
+    assert_eq!(session_file::read(&path).unwrap().unwrap().session.seed, 42);
+    assert_eq!(
+        session_file::read(&before).unwrap().unwrap().session.seed,
+        9
+    );
     // Only the session itself is left in its folder (no temporary file).
     assert_eq!(
         std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
