@@ -1377,7 +1377,7 @@ fn info(file: &Path, json: bool, opts: QuantizeOptions) -> Result<()> {
         drums
     );
     out!(
-        "roll:          {} x 128 ({} sounding cells, {} notes after quantization)",
+        "roll:          {} x 128 ({} sounding cells, {} notes after quantization, as the models read it)",
         roll.steps(),
         roll.active_cells(),
         roll.notes().len()
@@ -1398,10 +1398,13 @@ fn info(file: &Path, json: bool, opts: QuantizeOptions) -> Result<()> {
 fn info_json(file: &Path, song: &Song, roll: &Roll, pedal_applied: bool) -> serde_json::Value {
     let bars = segue::meter::BarMap::new(roll.meters());
     let bar = |step: usize| bars.position(step as f64).floor() as u64;
+    // As the text says it: the metre at the start (4/4 too, which the roll leaves unsaid),
+    // then each change.
+    let metre = |step: usize, meter: &segue::midi::Meter| serde_json::json!({"step": step, "bar": bar(step), "metre": meter.to_string()});
     let metres: Vec<_> = match song.time_signatures.is_empty() {
         true => Vec::new(),
-        false => (roll.meters().iter())
-            .map(|m| serde_json::json!({"step": m.step, "bar": bar(m.step), "metre": m.meter.to_string()}))
+        false => std::iter::once(metre(0, &roll.meter_at(0)))
+            .chain((roll.meters().iter().filter(|m| m.step > 0)).map(|m| metre(m.step, &m.meter)))
             .collect(),
     };
     let keys: Vec<_> = (roll.keys().iter())

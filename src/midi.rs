@@ -441,6 +441,24 @@ impl Song {
             };
             song.tracks += 1;
             let track_no = u16::try_from(index).unwrap_or(u16::MAX);
+            // Each pattern of a format 2 file is a piece of its own: one that states no tempo
+            // or metre of its own plays at MIDI's 120 bpm in 4/4, not at the previous pattern's
+            // (what it states at its start comes after these, and counts).
+            if format == SmfFormat::Sequential && song.tracks > 1 {
+                if !song.tempo.is_empty() && matches!(song.division, Division::Metrical(_)) {
+                    song.tempo.push(TempoChange {
+                        tick: offset,
+                        micros_per_quarter: DEFAULT_MICROS_PER_QUARTER,
+                    });
+                }
+                if !song.time_signatures.is_empty() {
+                    song.time_signatures.push(TimeSignature {
+                        tick: offset,
+                        numerator: 4,
+                        denominator: 4,
+                    });
+                }
+            }
             let mut tick = offset;
             let mut events = events;
             // Messages skipped in this track; the first few are reported one by one.
@@ -618,8 +636,16 @@ impl Song {
                 let (key, on_velocity) = match message {
                     MidiMessage::NoteOn { key, vel } => (key.as_int(), vel.as_int()),
                     MidiMessage::NoteOff { key, .. } => (key.as_int(), 0),
-                    MidiMessage::Controller { controller, value } if controller.as_int() == 64 => {
-                        pedal.push((channel, tick, value.as_int() >= 64));
+                    MidiMessage::Controller { controller, value } => {
+                        match controller.as_int() {
+                            64 => pedal.push((channel, tick, value.as_int() >= 64)),
+                            // Reset All Controllers lifts the pedal.
+                            121 => pedal.push((channel, tick, false)),
+                            // All Sound Off, All Notes Off, and the mode messages that imply
+                            // it (omni off/on, mono, poly) end every note of the channel.
+                            120 | 123..=127 => self.end_channel_notes(channel, tick, track, open),
+                            _ => {}
+                        }
                         return;
                     }
                     _ => return,
@@ -676,6 +702,30 @@ impl Song {
                 _ => {}
             },
             _ => {}
+        }
+    }
+
+    /// Ends at `tick` every note of `channel` still sounding in `track` (in pitch order, each
+    /// pitch's notes in the order they started), as its note-offs would.
+    fn end_channel_notes(
+        &mut self,
+        channel: u8,
+        tick: u64,
+        track: u16,
+        open: &mut [VecDeque<(u64, u8)>],
+    ) {
+        let first = usize::from(channel) * 128;
+        for (pitch, queue) in open[first..first + 128].iter_mut().enumerate() {
+            for (start, velocity) in queue.drain(..) {
+                self.notes.push(Note {
+                    start,
+                    end: tick,
+                    pitch: pitch as u8,
+                    velocity,
+                    channel,
+                    track,
+                });
+            }
         }
     }
 

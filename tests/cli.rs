@@ -2832,6 +2832,27 @@ fn info_as_json_for_scripts() {
     assert!(v["title"].is_null() && v["copyright"].is_null(), "{v}");
     assert_eq!(v["metres"], serde_json::json!([]));
     assert_eq!(v["pedal_presses"], 0);
+    // A piece that says it starts in 4/4 says so here too, before its change to 3/4.
+    let said = dir.path().join("said.mid");
+    let notes = vec![(0, on(0, 60, 90)), (960, off(0, 60))];
+    let metres = vec![(0, Ev::Meter(4, 2)), (384, Ev::Meter(3, 2))];
+    std::fs::write(
+        &said,
+        smf(
+            Format::Parallel,
+            Timing::Metrical(96.into()),
+            &[metres, notes],
+        ),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&["info", p(&said), "--json"])).unwrap();
+    assert_eq!(
+        v["metres"],
+        serde_json::json!([
+            {"step": 0, "bar": 1, "metre": "4/4"},
+            {"step": 16, "bar": 2, "metre": "3/4"}
+        ])
+    );
     assert_eq!(v["warnings"], serde_json::json!([]));
 }
 

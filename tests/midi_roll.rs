@@ -291,6 +291,63 @@ fn the_sustain_pedal_is_counted_not_applied() {
 }
 
 #[test]
+fn all_notes_off_ends_every_note_of_its_channel() {
+    let on = |ch: u8, key: u8| Ev::On { ch, key, vel: 80 };
+    let off = |ch: u8, key: u8| Ev::Off { ch, key };
+    // All Notes Off (123), All Sound Off (120) and the mode messages that imply it (124-127),
+    // each after a chord of channel 0 and a note of channel 1 that it leaves sounding; a C4
+    // struck later is paired with its own note-off, not the chord's C4.
+    for controller in [123, 120, 124, 125, 126, 127] {
+        let bytes = smf(
+            Format::SingleTrack,
+            Timing::Metrical(96.into()),
+            &[vec![
+                (0, on(0, 60)),
+                (0, on(0, 64)),
+                (0, on(0, 67)),
+                (0, on(1, 48)),
+                (96, Ev::Control(0, controller, 0)),
+                (384, on(0, 60)),
+                (480, off(0, 60)),
+                (576, off(1, 48)),
+            ]],
+        );
+        let song = Song::parse(&bytes).unwrap();
+        let mut notes: Vec<_> = (song.notes.iter())
+            .map(|n| (n.channel, n.pitch, n.start, n.end))
+            .collect();
+        notes.sort();
+        assert_eq!(
+            notes,
+            [
+                (0, 60, 0, 96),
+                (0, 60, 384, 480),
+                (0, 64, 0, 96),
+                (0, 67, 0, 96),
+                (1, 48, 0, 576)
+            ],
+            "controller {controller}"
+        );
+    }
+    // Reset All Controllers (121) lifts the sustain pedal.
+    let bytes = smf(
+        Format::SingleTrack,
+        Timing::Metrical(96.into()),
+        &[vec![
+            (0, Ev::Pedal(0, 127)),
+            (0, on(0, 60)),
+            (24, off(0, 60)),
+            (48, Ev::Control(0, 121, 0)),
+            (96, on(0, 62)),
+            (120, off(0, 62)),
+        ]],
+    );
+    let song = Song::parse(&bytes).unwrap();
+    let held = song.pedalled_notes();
+    assert_eq!((held[0].start, held[0].end), (0, 48));
+}
+
+#[test]
 fn the_sustain_pedal_holds_notes_when_applied() {
     let on = |ch: u8, key: u8| Ev::On { ch, key, vel: 80 };
     let off = |ch: u8, key: u8| Ev::Off { ch, key };
@@ -523,6 +580,50 @@ fn format_2_sequences_play_one_after_another() {
             .chain((4..8).map(|t| (t, 62)))
             .collect::<Vec<_>>()
     );
+}
+
+/// Each pattern of a format 2 file has its own tempo and metre: one that states none plays at
+/// 120 bpm in 4/4 after a pattern at 60 bpm in 3/4, and one that states its own keeps it.
+#[test]
+fn format_2_patterns_start_at_their_own_tempo_and_metre() {
+    let pattern = |tempo: Option<u32>, end: u64| {
+        let mut events = vec![
+            (0, on(0, 60, 90)),
+            (480, off(0, 60)),
+            (end, Ev::Key(0, false)),
+        ];
+        if let Some(micros) = tempo {
+            events.push((0, Ev::Tempo(micros)));
+            events.push((0, Ev::Meter(3, 2)));
+        }
+        events
+    };
+    let two = |second: Option<u32>| {
+        smf(
+            Format::Sequential,
+            Timing::Metrical(u15::new(480)),
+            &[pattern(Some(1_000_000), 1440), pattern(second, 1920)],
+        )
+    };
+    // 3 quarters at 60 bpm, then 4 at 120 bpm.
+    let song = Song::parse(&two(None)).unwrap();
+    assert!(
+        (song.duration_seconds() - 5.0).abs() < 1e-9,
+        "{}",
+        song.duration_seconds()
+    );
+    let roll = Roll::from_song(&song, &QuantizeOptions::default()).unwrap();
+    assert_eq!(roll.meter_at(0).to_string(), "3/4");
+    assert_eq!(roll.meter_at(12).to_string(), "4/4");
+    // A second pattern at 75 bpm in 3/4 of its own: 3 s, then 4 quarters of 0.8 s.
+    let song = Song::parse(&two(Some(800_000))).unwrap();
+    assert!(
+        (song.duration_seconds() - 6.2).abs() < 1e-9,
+        "{}",
+        song.duration_seconds()
+    );
+    let roll = Roll::from_song(&song, &QuantizeOptions::default()).unwrap();
+    assert_eq!(roll.meter_at(12).to_string(), "3/4");
 }
 
 #[test]

@@ -162,6 +162,13 @@ impl Score {
         // In the range playback and export take, so that the tempo box shows what plays.
         let bpm =
             (60_000_000.0 / f64::from(roll.micros_per_quarter_at(0).max(1))).clamp(10.0, 1000.0);
+        // The map is scaled to start at the tempo box: an opening tempo out of that range is
+        // brought into it alone, so that the rest of the piece keeps its own tempos (a first
+        // chord held at 6 bpm would otherwise make all of it 10/6 times faster).
+        let mut tempo = roll.tempo().to_vec();
+        if let Some(first) = tempo.first_mut().filter(|t| t.step == 0) {
+            first.micros_per_quarter = (60_000_000.0 / bpm).round() as u32;
+        }
         Score {
             notes: roll
                 .notes()
@@ -175,7 +182,7 @@ impl Score {
                 })
                 .collect(),
             bpm,
-            tempo: roll.tempo().into(),
+            tempo: tempo.into(),
             primer_steps: 0,
             length: roll.steps(),
             meters: roll.meters().into(),
@@ -812,6 +819,21 @@ mod tests {
             score.bpm
         );
         assert_eq!(score.bpm, 1000.0);
+    }
+
+    /// An opening slower than the tempo box goes (a first chord held at 6 bpm) plays at the
+    /// slowest it takes; the rest of the piece keeps its own tempo.
+    #[test]
+    fn an_opened_tempo_out_of_range_leaves_the_later_tempos_alone() {
+        let tempo = |step: usize, bpm: f64| crate::roll::StepTempo {
+            step,
+            micros_per_quarter: (60e6 / bpm) as u32,
+        };
+        let roll = Roll::from_notes(16, &[], vec![tempo(0, 6.0), tempo(8, 60.0)]);
+        let exported = Score::from_roll(&roll, Origin::Primer).to_roll();
+        let bpm_at = |step: usize| 60e6 / f64::from(exported.micros_per_quarter_at(step));
+        assert!((bpm_at(0) - 10.0).abs() < 1e-3, "{}", bpm_at(0));
+        assert!((bpm_at(8) - 60.0).abs() < 1e-3, "{}", bpm_at(8));
     }
 
     #[test]

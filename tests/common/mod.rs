@@ -28,6 +28,8 @@ pub enum Ev {
     Tempo(u32),
     /// The sustain pedal (controller 64) on a channel: its value (64 and above: down).
     Pedal(u8, u8),
+    /// Any controller on a channel: its number and value.
+    Control(u8, u8, u8),
     /// A time signature: numerator and the power of two of the denominator.
     Meter(u8, u8),
     /// A key signature: sharps (negative: flats) and whether minor.
@@ -77,10 +79,17 @@ pub fn smf(format: Format, timing: Timing, tracks: &[Vec<(u64, Ev)>]) -> Vec<u8>
                     },
                 },
                 Ev::Tempo(m) => TrackEventKind::Meta(MetaMessage::Tempo(u24::new(m))),
-                Ev::Pedal(ch, value) => TrackEventKind::Midi {
+                Ev::Pedal(ch, value) | Ev::Control(ch, 64, value) => TrackEventKind::Midi {
                     channel: u4::new(ch),
                     message: MidiMessage::Controller {
                         controller: u7::new(64),
+                        value: u7::new(value),
+                    },
+                },
+                Ev::Control(ch, controller, value) => TrackEventKind::Midi {
+                    channel: u4::new(ch),
+                    message: MidiMessage::Controller {
+                        controller: u7::new(controller),
                         value: u7::new(value),
                     },
                 },
