@@ -220,6 +220,17 @@ pub struct LstmVaeReport {
     /// Snippets the leave-one-out measure counts (those of composers with two or more; 0
     /// makes its accuracy meaningless, not 0).
     pub leave_one_out_snippets: usize,
+    /// The composer measure leaving the snippet's whole piece out of its composer's centroid:
+    /// the other snippets of its piece are alike, and with them in it the centroid of a
+    /// composer with one held-out piece is that piece's. Composers with one held-out piece are
+    /// left out (the strictest of the held-out measures; the stored training centroids are
+    /// stricter still).
+    pub centroid_accuracy_leave_piece_out: f64,
+    /// Snippets the leave-piece-out measure counts (those of composers with two held-out
+    /// pieces or more; 0 makes its accuracy meaningless, not 0).
+    pub leave_piece_out_snippets: usize,
+    /// Composers the leave-piece-out measure counts.
+    pub leave_piece_out_composers: usize,
     /// Share of snippets whose posterior mean is nearest the centroid of its own piece, among
     /// the held-out pieces, leave-one-out (pieces with one snippet left out, since with itself
     /// in its centroid such a snippet would always be right): how consistently z describes
@@ -404,53 +415,67 @@ fn nearest_centroid_hits(points: &[Vec<f32>], labels: &[usize], centroids: &[Vec
         .count()
 }
 
-/// Nearest-centroid accuracy, leave-one-out: each point against the centroids of the other
-/// classes and the centroid of its own class without it. Points whose class has no other
-/// point are not counted. Returns (accuracy, points counted, classes counted, classes with a
-/// point: the centroids measured against).
-fn leave_one_out_accuracy(
+/// Nearest-centroid accuracy, leaving out: each point against the centroids of the other
+/// classes and the centroid of its own class without every point of its group (its piece; or
+/// itself alone, `groups` being all different: leave-one-out). Points whose class has no point
+/// outside their group are not counted. Returns (accuracy, points counted, classes counted,
+/// classes with a point: the centroids measured against).
+fn leave_out_accuracy(
     points: &[Vec<f32>],
     labels: &[usize],
+    groups: &[usize],
     classes: usize,
 ) -> (f64, usize, usize, usize) {
     let dim = points.first().map_or(0, Vec::len);
-    let mut sums = vec![vec![0f64; dim]; classes];
-    let mut counts = vec![0usize; classes];
-    for (p, &c) in points.iter().zip(labels) {
-        counts[c] += 1;
-        for (s, v) in sums[c].iter_mut().zip(p) {
+    let add = |sum: &mut Vec<f64>, p: &[f32]| {
+        for (s, v) in sum.iter_mut().zip(p) {
             *s += f64::from(*v);
         }
+    };
+    let mut sums = vec![vec![0f64; dim]; classes];
+    let mut counts = vec![0usize; classes];
+    let mut group_sums: std::collections::HashMap<(usize, usize), (Vec<f64>, usize)> =
+        std::collections::HashMap::new();
+    for ((p, &c), &g) in points.iter().zip(labels).zip(groups) {
+        counts[c] += 1;
+        add(&mut sums[c], p);
+        let (sum, count) = group_sums
+            .entry((c, g))
+            .or_insert_with(|| (vec![0f64; dim], 0));
+        add(sum, p);
+        *count += 1;
     }
-    let distance = |p: &[f32], sum: &[f64], k: usize, without: bool| -> f64 {
-        let k = (k - usize::from(without)) as f64;
-        p.iter()
-            .zip(sum)
-            .map(|(v, s)| {
-                let centre = (s - if without { f64::from(*v) } else { 0.0 }) / k;
-                (f64::from(*v) - centre).powi(2)
-            })
+    let distance = |p: &[f32], centre: &dyn Fn(usize) -> f64| -> f64 {
+        (p.iter().enumerate())
+            .map(|(d, v)| (f64::from(*v) - centre(d)).powi(2))
             .sum()
     };
     let (mut hits, mut counted) = (0usize, 0usize);
-    for (p, &own) in points.iter().zip(labels) {
-        if counts[own] < 2 {
+    let mut classes_counted = vec![false; classes];
+    for ((p, &own), &g) in points.iter().zip(labels).zip(groups) {
+        let (group_sum, group_count) = &group_sums[&(own, g)];
+        let rest = counts[own] - group_count;
+        if rest == 0 {
             continue;
         }
         counted += 1;
+        classes_counted[own] = true;
         let nearest = (0..classes)
-            .filter(|&c| counts[c] > usize::from(c == own))
-            .map(|c| (c, distance(p, &sums[c], counts[c], c == own)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .filter(|&c| counts[c] > 0 && c != own)
+            .map(|c| (c, distance(p, &|d| sums[c][d] / counts[c] as f64)))
+            .chain(std::iter::once((
+                own,
+                distance(p, &|d| (sums[own][d] - group_sum[d]) / rest as f64),
+            )))
+            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
             .map(|x| x.0);
         hits += usize::from(nearest == Some(own));
     }
-    let classes_counted = counts.iter().filter(|&&k| k >= 2).count();
     let classes_present = counts.iter().filter(|&&k| k >= 1).count();
     (
         hits as f64 / counted.max(1) as f64,
         counted,
-        classes_counted,
+        classes_counted.iter().filter(|&&c| c).count(),
         classes_present,
     )
 }
@@ -753,8 +778,13 @@ pub fn evaluate_lstm_vae(
         .iter()
         .map(|(s, _)| pieces.partition_point(|&p| p < s.piece))
         .collect();
-    let loo = leave_one_out_accuracy(&means, &labels, stored.len());
-    let piece_loo = leave_one_out_accuracy(&means, &piece_labels, pieces.len());
+    let each: Vec<usize> = (0..means.len()).collect();
+    let loo = leave_out_accuracy(&means, &labels, &each, stored.len());
+    // The composer measure with the snippet's whole piece left out of its composer's centroid:
+    // snippets of one piece are alike, and with their siblings in it the centroid partly
+    // measures the piece, not the composer.
+    let lpo = leave_out_accuracy(&means, &labels, &piece_labels, stored.len());
+    let piece_loo = leave_out_accuracy(&means, &piece_labels, &each, pieces.len());
 
     // Decoding one primer with different codes; and generated continuations.
     let cancel = AtomicBool::new(false);
@@ -848,6 +878,9 @@ pub fn evaluate_lstm_vae(
         training_centroid_accuracy: training_hits as f64 / n as f64,
         centroid_accuracy_leave_one_out: loo.0,
         leave_one_out_snippets: loo.1,
+        centroid_accuracy_leave_piece_out: lpo.0,
+        leave_piece_out_snippets: lpo.1,
+        leave_piece_out_composers: lpo.2,
         piece_centroid_accuracy: piece_loo.0,
         pieces: piece_loo.2,
         piece_candidates: piece_loo.3,
@@ -1004,8 +1037,31 @@ mod tests {
         // Left out: (0, 0) against class 0 = {1}: distance 1, class 2 = {0.4}: 0.4 -> wrong;
         // (1, 0) against {0}: 1, class 2: 0.6 -> wrong; class 1 both right; class 2 not
         // counted.
-        let (accuracy, counted, classes, present) = leave_one_out_accuracy(&points, &labels, 3);
+        let each = [0, 1, 2, 3, 4];
+        let (accuracy, counted, classes, present) = leave_out_accuracy(&points, &labels, &each, 3);
         assert_eq!((counted, classes, present), (4, 2, 3));
         assert!((accuracy - 0.5).abs() < 1e-12, "{accuracy}");
+    }
+
+    #[test]
+    fn leaving_the_piece_out_takes_a_snippets_siblings_out_of_its_centroid_too() {
+        // Class 0: piece A at x = 0 and 0.2, piece B at x = 9; class 1: one piece at 6 and
+        // 6.2. Leave-one-out, A's snippets have their sibling in class 0's centroid (4.6 and
+        // 4.5) and are right, B is wrong (A's 0.1 is further than class 1's 6.1): 4 of 5. With
+        // A left out, class 0's centroid is B's (9), and class 1 is nearer A's snippets; B is
+        // wrong still; class 1 has one piece and is not counted: 0 of 3.
+        let points: Vec<Vec<f32>> = [0.0, 0.2, 9.0, 6.0, 6.2]
+            .iter()
+            .map(|&x| vec![x, 0.0])
+            .collect();
+        let labels = [0, 0, 0, 1, 1];
+        let pieces = [0, 0, 1, 2, 2];
+        let each = [0, 1, 2, 3, 4];
+        let loo = leave_out_accuracy(&points, &labels, &each, 2);
+        assert_eq!(loo.1, 5);
+        assert!((loo.0 - 0.8).abs() < 1e-12, "{loo:?}");
+        let lpo = leave_out_accuracy(&points, &labels, &pieces, 2);
+        assert_eq!((lpo.1, lpo.2, lpo.3), (3, 1, 2));
+        assert_eq!(lpo.0, 0.0, "{lpo:?}");
     }
 }

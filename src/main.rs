@@ -3460,6 +3460,15 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         r.training_centroid_accuracy
     );
     out!(
+        "  leaving each snippet's whole piece out of its composer's centroid (its other snippets are alike): {} ({} snippets of the {} composers with two held-out pieces or more)",
+        match r.leave_piece_out_snippets {
+            0 => "n/a".to_string(),
+            _ => format!("{:.3}", r.centroid_accuracy_leave_piece_out),
+        },
+        r.leave_piece_out_snippets,
+        r.leave_piece_out_composers
+    );
+    out!(
         "nearest-piece-centroid accuracy (by piece, leave-one-out, {} held-out pieces with two snippets or more among {}, chance {}): {}",
         r.pieces,
         r.piece_candidates,

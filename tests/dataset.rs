@@ -436,6 +436,55 @@ fn a_link_back_up_the_corpus_is_not_a_loop() {
 /// cost twice as much with every level), and a folder that cannot be listed is noted among
 /// the failures, not the end of the whole corpus.
 #[cfg(unix)]
+/// A folder below the corpus that cannot be listed is said, named, and left out, the rest read.
+/// Root lists any folder, so where the tests run as root (as CI does) the program runs
+/// without the capabilities that let it (`setpriv`, from util-linux).
+#[test]
+fn a_folder_that_cannot_be_listed_is_said_and_the_rest_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("corpus");
+    for (path, pitch) in [
+        ("satie/locked/d.mid", 66),
+        ("satie/e.mid", 67),
+        ("bach/a.mid", 60),
+    ] {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, simple(96, &[(0, 96, pitch, 90)])).unwrap();
+    }
+    let locked = root.join("satie/locked");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let as_root = std::fs::read_dir(&locked).is_ok();
+    let mut command = if as_root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--bounding-set=-dac_override,-dac_read_search"])
+            .arg(env!("CARGO_BIN_EXE_segue"));
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_segue"))
+    };
+    let out = command
+        .args(["corpus", "stats"])
+        .arg(&root)
+        .env("SEGUE_CACHE_DIR", "")
+        .env("XDG_CACHE_HOME", "")
+        .env("HOME", dir.path().join("home"))
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("satie/locked: could not be listed (Permission denied"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("2 composers, 2 files"), "{stdout}");
+}
+
 #[test]
 fn system_files_shared_folders_and_locked_folders() {
     use std::os::unix::fs::{PermissionsExt, symlink};
