@@ -562,7 +562,8 @@ struct LoopArgs {
     #[arg(long, value_name = "N")]
     steps: Option<usize>,
     /// Stop (with a checkpoint) after this many minutes of training in all: a resumed run
-    /// counts its earlier sessions, not time spent paused.
+    /// counts its earlier sessions, not time spent paused, and keeps its limit unless given
+    /// another.
     #[arg(long, value_name = "MIN")]
     minutes: Option<f64>,
     /// Seed of every random choice: the same seed gives the same loss curve (default 1; a
@@ -684,7 +685,7 @@ impl LoopArgs {
         if let Some(v) = self.steps {
             o.steps = v;
         }
-        o.max_seconds = self.minutes.map(|m| m * 60.0);
+        o.max_seconds = self.minutes.map(|m| m * 60.0).or(o.max_seconds);
         if let Some(v) = self.seed {
             o.seed = v;
         }
@@ -733,7 +734,8 @@ struct TrainArgs {
     #[arg(long, value_name = "N")]
     steps: Option<usize>,
     /// Stop (with a checkpoint) after this many minutes of training in all: a resumed run
-    /// counts its earlier sessions, not time spent paused.
+    /// counts its earlier sessions, not time spent paused, and keeps its limit unless given
+    /// another.
     #[arg(long, value_name = "MIN")]
     minutes: Option<f64>,
     /// Seed of every random choice: the same seed gives the same loss curve (default 1; a
@@ -1968,10 +1970,13 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     };
     // How the run counted bars, kept even when its preset is named again.
     let saved_bars = saved.as_ref().map(|s| s.config.metre_map);
+    // A resumed run named with a preset: its sizes, preset, and the preset named.
+    let mut run_sizes = None;
     let mut o = match (saved, &a.preset) {
         (Some(saved), None) => saved,
         (Some(mut saved), Some(name)) => {
             let preset = TrainOptions::preset(name)?;
+            run_sizes = Some((saved.config, saved.preset.clone(), name.clone()));
             saved.preset = preset.preset;
             saved.config = preset.config;
             saved
@@ -1987,6 +1992,22 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     o.config.latent = a.latent.unwrap_or(o.config.latent);
     o.config.metre = a.metre.unwrap_or(o.config.metre);
     o.config.output_skip |= a.output_skip;
+    // A run keeps its sizes: another preset's (not made the run's by the size flags) is another
+    // model; the bars it counts are the run's either way.
+    if let Some((run, run_preset, name)) = run_sizes {
+        let asked = segue::models::lstm_vae::Config {
+            metre_map: run.metre_map,
+            ..o.config
+        };
+        if asked != run {
+            bail!(
+                "{}: the run is a model of {run} ({run_preset}), not the {name} preset's {asked}: \
+                 leave --preset out to resume it, or start a new run (another --out) with \
+                 --preset {name}",
+                shown(&a.out),
+            );
+        }
+    }
     // Fine-tuning's defaults first: the options below override them.
     if let Some(init) = &a.init {
         // Bars counted as the model counts them (a manifest that cannot be read is refused,
@@ -2006,7 +2027,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     // The preset's seed (1) or the resumed run's.
     o.seed = a.seed.unwrap_or(o.seed);
     o.steps = a.steps.unwrap_or(o.steps);
-    o.max_seconds = a.minutes.map(|m| m * 60.0);
+    o.max_seconds = a.minutes.map(|m| m * 60.0).or(o.max_seconds);
     o.snippet_steps = a.snippet_steps.unwrap_or(o.snippet_steps);
     o.learning_rate = a.lr.unwrap_or(o.learning_rate);
     o.beta.end = a.beta.unwrap_or(o.beta.end);
@@ -2077,9 +2098,13 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
         segue::train::check_init(init, &opts, &candle_core::Device::Cpu)?;
     }
     let corpus = load_corpus(&args.corpus, &args.cache, QuantizeOptions::default())?;
+    note_short_pieces(&corpus, opts.snippet_steps);
     let control = stop_training_on_ctrl_c();
     let bar = training_bar(opts.steps, "training".into());
     let mut valid_text = String::new();
+    // Whether the run holds pieces out (and so validates at intervals), and the line of a
+    // step not yet said where it does not.
+    let (mut validated, mut unsaid) = (true, None);
     let outcome = segue::train::train_lstm_vae(
         &corpus,
         &opts,
@@ -2106,29 +2131,30 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
                         pieces_said(pieces, held_out)
                     ),
                 );
+                validated = held_out > 0;
                 bar.set_position(step as u64);
             }
             TrainEvent::Metrics(m) => {
+                let line = format!(
+                    "step {:>6} {:>7.0}s  train {:.4}/cell kl {:.1} beta {:.3} style {:.2} piece {:.2} mmd {:.4} cov {:.2}",
+                    m.step,
+                    m.seconds,
+                    m.recon_per_cell,
+                    m.kl,
+                    m.beta,
+                    m.style,
+                    m.piece,
+                    m.mmd,
+                    m.covariance
+                );
                 if let Some(v) = &m.valid {
                     valid_text = format!(
                         " | valid {:.4}/cell kl {:.1} act {} style {:.2}",
                         v.recon_per_cell, v.kl, v.active_units, v.style_accuracy
                     );
-                    say(
-                        &bar,
-                        format!(
-                            "step {:>6} {:>7.0}s  train {:.4}/cell kl {:.1} beta {:.3} style {:.2} piece {:.2} mmd {:.4} cov {:.2}{valid_text}",
-                            m.step,
-                            m.seconds,
-                            m.recon_per_cell,
-                            m.kl,
-                            m.beta,
-                            m.style,
-                            m.piece,
-                            m.mmd,
-                            m.covariance
-                        ),
-                    );
+                    say(&bar, format!("{line}{valid_text}"));
+                } else if !validated {
+                    unsaid = Some(line);
                 }
                 bar.set_position(m.step as u64);
                 bar.set_message(format!(
@@ -2136,7 +2162,12 @@ fn train_lstm_vae(args: TrainArgs) -> Result<()> {
                     m.recon_per_cell, m.kl, m.beta
                 ));
             }
-            TrainEvent::Checkpoint { .. } => {}
+            // With nothing held out no step is validated: the log gets a line a checkpoint.
+            TrainEvent::Checkpoint { .. } => {
+                if let Some(line) = unsaid.take() {
+                    say(&bar, line);
+                }
+            }
         },
     )?;
     bar.finish_and_clear();
@@ -2198,7 +2229,36 @@ fn run_ended(stopped_early: bool, steps: usize, model: &Path) -> Result<()> {
     if stopped_early && STOP.load(std::sync::atomic::Ordering::Relaxed) {
         bail!("interrupted; continue the run with --resume");
     }
+    // Else by its time limit, which counts the whole run.
+    if stopped_early {
+        out!(
+            "its time limit (--minutes, counting every session of the run) is used up: \
+             --resume with a larger --minutes continues it"
+        );
+    }
     Ok(())
+}
+
+/// Says how many of the corpus's pieces are shorter than a training snippet: training pads
+/// them with silence, which a model then learns as part of their music.
+fn note_short_pieces(corpus: &Corpus, snippet_steps: usize) {
+    let short = (corpus.pieces.iter())
+        .filter(|p| p.roll.steps() < snippet_steps)
+        .count();
+    match short {
+        0 => {}
+        n if n == corpus.pieces.len() => warning!(
+            "every piece of {} is shorter than a training snippet ({snippet_steps} steps): each \
+             is padded with silence to it; a shorter --snippet-steps fits them",
+            shown(&corpus.root)
+        ),
+        n => note!(
+            "{n} of the {} pieces of {} are shorter than a training snippet ({snippet_steps} \
+             steps): they are padded with silence to it",
+            corpus.pieces.len(),
+            shown(&corpus.root)
+        ),
+    }
 }
 
 /// Runs one of the shared-loop trainings with a progress bar and Ctrl-C handling.
@@ -2206,6 +2266,7 @@ fn run_training_loop(
     kind: &str,
     args: &LoopArgs,
     total: usize,
+    snippet_steps: usize,
     train: impl FnOnce(
         &Corpus,
         &Path,
@@ -2220,6 +2281,7 @@ fn run_training_loop(
     // A forgotten or mistaken --resume is refused before the corpus loads.
     segue::train_loop::check_out_folder(&out, kind, args.resume)?;
     let corpus = load_corpus(&args.corpus, &args.cache, QuantizeOptions::default())?;
+    note_short_pieces(&corpus, snippet_steps);
     let control = stop_training_on_ctrl_c();
     let bar = training_bar(total, format!("training {kind}"));
     let figures = |s: &segue::train_loop::Scalars| {
@@ -2228,6 +2290,8 @@ fn run_training_loop(
             .collect::<Vec<_>>()
             .join(" ")
     };
+    // As for the LSTM-VAE: whether the run validates, and a step's line not yet said.
+    let (mut validated, mut unsaid) = (true, None);
     let outcome = train(&corpus, &out, &device, &control, &mut |event| match event {
         LoopEvent::Started {
             step,
@@ -2244,25 +2308,30 @@ fn run_training_loop(
                     pieces_said(pieces, held_out)
                 ),
             );
+            validated = held_out > 0;
             bar.set_position(step as u64);
         }
         LoopEvent::Metrics(m) => {
+            let line = format!(
+                "step {:>6} {:>7.0}s  train: {}",
+                m.step,
+                m.seconds,
+                figures(&m.train)
+            );
             if let Some(v) = &m.valid {
-                say(
-                    &bar,
-                    format!(
-                        "step {:>6} {:>7.0}s  train: {} | valid: {}",
-                        m.step,
-                        m.seconds,
-                        figures(&m.train),
-                        figures(v)
-                    ),
-                );
+                say(&bar, format!("{line} | valid: {}", figures(v)));
+            } else if !validated {
+                unsaid = Some(line);
             }
             bar.set_position(m.step as u64);
             bar.set_message(figures(&m.train));
         }
-        LoopEvent::Checkpoint { .. } => {}
+        // With nothing held out no step is validated: the log gets a line a checkpoint.
+        LoopEvent::Checkpoint { .. } => {
+            if let Some(line) = unsaid.take() {
+                say(&bar, line);
+            }
+        }
     })?;
     bar.finish_and_clear();
     run_ended(outcome.stopped_early, outcome.steps, &outcome.model_path)
@@ -2308,10 +2377,12 @@ fn train_on_loop_from<O>(
     // Refused before the corpus loads.
     loop_options(&mut opts).check()?;
     let total = loop_options(&mut opts).steps;
+    let snippet_steps = loop_options(&mut opts).snippet_steps;
     run_training_loop(
         kind,
         &args,
         total,
+        snippet_steps,
         |corpus, out, device, control, on_event| {
             train(corpus, &opts, out, device, args.resume, control, on_event)
         },
@@ -2445,6 +2516,15 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
         segue::classify::judge_folds(&classifiers, &corpus, per, steps, &mut progress)?
     };
     bar.finish_and_clear();
+    // A corpus with no piece held out (one piece per composer), or none of the model's
+    // composers, has nothing to measure: an accuracy of 0 would read as a verdict.
+    if judged.snippets.is_empty() {
+        bail!(
+            "{}: no held-out snippets of the classifier's composers in this corpus (a composer \
+             needs two pieces or more for one to be held out)",
+            shown(&dir)
+        );
+    }
     let composers = corpus.composers.clone();
     let report = judged.report(composers.clone());
     let fit = segue::stats_baseline::FitOptions::default();

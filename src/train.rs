@@ -426,6 +426,10 @@ struct TrainState {
     /// The steps of the model the run started from ([`Manifest::init_steps`]).
     #[serde(default)]
     init_steps: usize,
+    /// The licence and credits of the model the run started from (checkpoints before these
+    /// were kept lack them: those runs' weights credit their corpus's).
+    #[serde(default)]
+    init_rights: Option<trained::Rights>,
     seconds: f64,
     corpus_hash: String,
 }
@@ -763,6 +767,9 @@ struct Trainer<'a> {
     valid: Vec<(SnippetRef, usize)>,
     /// Steps of the model the run started from (0 from scratch).
     init_steps: usize,
+    /// The licence and credits of the model the run started from, if any: its weights carry
+    /// them on.
+    init_rights: Option<trained::Rights>,
 }
 
 impl<'a> Trainer<'a> {
@@ -836,6 +843,7 @@ impl<'a> Trainer<'a> {
             held_out: split.valid.len(),
             valid,
             init_steps: 0,
+            init_rights: None,
         })
     }
 
@@ -1036,6 +1044,12 @@ impl<'a> Trainer<'a> {
         seconds: f64,
         last: Option<&Validation>,
     ) -> Result<PathBuf> {
+        let corpus = CorpusInfo::of(self.corpus, self.train_pieces.len());
+        let rights = trained::Rights::of_corpus(&corpus);
+        let rights = match &self.init_rights {
+            Some(from) => rights.fine_tuned_from(from),
+            None => rights,
+        };
         let manifest = Manifest {
             format: trained::MANIFEST_FORMAT,
             model: "lstm-vae".into(),
@@ -1043,14 +1057,14 @@ impl<'a> Trainer<'a> {
             config: self.opts.config,
             composers: self.corpus.composers.clone(),
             latents: self.latent_stats()?,
-            corpus: CorpusInfo::of(self.corpus, self.train_pieces.len()),
+            corpus: corpus.clone(),
             steps: step,
             init_steps: self.init_steps,
             seconds,
             training: serde_json::to_value(&self.opts).unwrap_or_default(),
             metrics: serde_json::to_value(last).unwrap_or_default(),
-            licence: trained::CORPUS_LICENCE.into(),
-            credits: trained::corpus_credits(),
+            licence: rights.licence,
+            credits: rights.credits,
             dtype: "f32".into(),
             written_by: trained::written_by(),
             prior: if self.opts.composer_prior {
@@ -1080,6 +1094,7 @@ impl<'a> Trainer<'a> {
             options: self.opts.clone(),
             step,
             init_steps: self.init_steps,
+            init_rights: self.init_rights.clone(),
             seconds,
             corpus_hash: self.corpus.content_hash(),
         };
@@ -1093,6 +1108,10 @@ impl<'a> Trainer<'a> {
         let (m, tensors) = check_init(path, &self.opts, &self.device)?;
         check_held_out(path, &m, self.corpus, &self.opts)?;
         self.init_steps = m.total_steps();
+        self.init_rights = Some(trained::Rights {
+            licence: m.licence.clone(),
+            credits: m.credits.clone(),
+        });
         for (name, v, _, _) in &self.adam.params {
             if let Some(t) = tensors.get(name) {
                 v.set(t).map_err(candle)?;
@@ -1175,6 +1194,7 @@ impl<'a> Trainer<'a> {
         )?;
         weights::check_checkpoint(out, &model_path(out), &state_path(out), state.step)?;
         self.init_steps = state.init_steps;
+        self.init_rights = state.init_rights;
         let expected = trained::expected_tensors(&self.opts.config)?;
         let model = weights::load(&model_path(out), &expected, &self.device)?;
         let mut opt_expected = vec![weights::Expected {

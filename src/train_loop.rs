@@ -618,6 +618,10 @@ impl Runner<'_> {
             info.step,
             info.seconds,
         )?;
+        // Another corpus is said before the sizes it changes (the classifier's classes).
+        if info.kind == task.kind() {
+            check_same_corpus(out, &info.corpus_hash, self.corpus)?;
+        }
         if info.kind != task.kind() || info.config != task.config() {
             return Err(Error::InvalidArgument(format!(
                 "{}: the checkpoint is of a {} model {}, not {} {}{}",
@@ -629,7 +633,6 @@ impl Runner<'_> {
                 config_differences(&info.config, &task.config())
             )));
         }
-        check_same_corpus(out, &info.corpus_hash, self.corpus)?;
         let (was, now) = (&info.options, &self.opts);
         check_same_data(
             out,

@@ -1359,14 +1359,70 @@ fn a_fine_tune_is_checked_first_and_resumes_as_one() {
     let tuned = dir.path().join("tuned");
     train(&["--steps", "2", "--out", p(&first)]);
     let from = first.join("lstm-vae.safetensors");
+    // Trained on a corpus of one's own: no credits, and no claim of the shared corpus's licence.
+    let read = |path: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let mut own = read(&first.join("lstm-vae.json"));
+    assert_eq!(own["credits"], serde_json::json!([]));
+    let licence = own["licence"].as_str().unwrap().to_string();
+    assert!(licence.starts_with("not known to Segue"), "{licence}");
+    // A fine-tune carries the licence and credits of the weights it started from, resumed too.
+    own["licence"] = "CC BY-SA (a test)".into();
+    own["credits"] = serde_json::json!(["A. Composer"]);
+    std::fs::write(first.join("lstm-vae.json"), own.to_string()).unwrap();
     train(&["--steps", "2", "--init", p(&from), "--out", p(&tuned)]);
     train(&["--steps", "4", "--resume", "--out", p(&tuned)]);
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(tuned.join("lstm-vae.json")).unwrap()).unwrap();
+    let manifest = read(&tuned.join("lstm-vae.json"));
+    assert_eq!(manifest["credits"], serde_json::json!(["A. Composer"]));
+    assert_eq!(
+        manifest["licence"],
+        format!("{licence}; fine-tuned from weights under: CC BY-SA (a test)")
+    );
     assert_eq!(manifest["steps"], 4);
     assert_eq!(manifest["init_steps"], 2);
     assert_eq!(manifest["training"]["learning_rate"], 1e-4);
     assert_eq!(manifest["training"]["init"].as_str(), Some(p(&from)));
+    // Resumed as another preset: the run's own sizes are said, not a problem they cause.
+    let err = fails(&[
+        "train",
+        "lstm-vae",
+        "--corpus",
+        p(&corpus),
+        "--resume",
+        "--preset",
+        "paper",
+        "--out",
+        p(&tuned),
+    ]);
+    assert!(
+        err.contains("the run is a model of hidden 16") && err.contains("not the paper preset's"),
+        "{err}"
+    );
+    // A run stopped by its time limit says so, and resumed alone keeps the limit (it counts
+    // the whole run, so it is used up): it does not go on to the run's 400 steps.
+    let limited = dir.path().join("limited");
+    let timed = |extra: &[&str]| {
+        let mut args = vec!["train", "lstm-vae", "--corpus", p(&corpus), "--no-cache"];
+        args.extend(["--hidden", "16", "--latent", "4", "--metre", "0"]);
+        args.extend(["--snippet-steps", "16", "--out", p(&limited)]);
+        args.extend(extra);
+        ok(&args)
+    };
+    let said = timed(&["--steps", "400", "--minutes", "0.00001"]);
+    assert!(said.contains("its time limit (--minutes"), "{said}");
+    let steps = || -> serde_json::Value {
+        serde_json::from_slice::<serde_json::Value>(
+            &std::fs::read(limited.join("lstm-vae.json")).unwrap(),
+        )
+        .unwrap()["steps"]
+            .clone()
+    };
+    let before = steps();
+    assert!(before.as_u64().is_some_and(|s| s < 400), "{before}");
+    let said = timed(&["--resume"]);
+    assert!(said.contains("its time limit (--minutes"), "{said}");
+    assert_eq!(steps(), before);
 
     // A model in a folder named in another encoding than UTF-8 (Latin-1) is started from all
     // the same, and its path recorded as text (lossily): the run's files were not written.
@@ -1487,6 +1543,109 @@ fn a_classifier_run_resumes_reading_the_metre_and_statistics_as_it_did() {
         assert!(
             err.contains(&format!("{key}: the checkpoint's true, this run's absent")),
             "{err}"
+        );
+        // Measured on a corpus of one piece per composer, none held out: refused, not an
+        // accuracy of 0.
+        let single = dir.path().join("single");
+        for composer in std::fs::read_dir(&corpus).unwrap() {
+            let composer = composer.unwrap().path();
+            let mut files: Vec<_> = std::fs::read_dir(&composer)
+                .unwrap()
+                .map(|f| f.unwrap().path())
+                .collect();
+            files.sort();
+            let to = single.join(composer.file_name().unwrap());
+            std::fs::create_dir_all(&to).unwrap();
+            std::fs::copy(&files[0], to.join(files[0].file_name().unwrap())).unwrap();
+        }
+        let model = out.join("classifier.safetensors");
+        let err = fails(&[
+            "eval",
+            "classifier",
+            "--model",
+            p(&model),
+            "--corpus",
+            p(&single),
+        ]);
+        assert!(err.contains("no held-out snippets"), "{err}");
+    }
+}
+
+/// A run with no piece held out (one per composer) validates nothing, and still logs a line of
+/// its training figures at each checkpoint, for either trainer.
+#[test]
+fn a_run_with_nothing_held_out_still_logs_its_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    for (composer, pitch, steps) in [("arps", 60, 64), ("chords", 64, 128)] {
+        std::fs::create_dir_all(corpus.join(composer)).unwrap();
+        let notes: Vec<(u64, u64, u8, u8)> = (0..steps)
+            .map(|i| (i * 24, i * 24 + 20, pitch, 80))
+            .collect();
+        std::fs::write(corpus.join(composer).join("a.mid"), simple(96, &notes)).unwrap();
+    }
+    let sizes: [(&str, &[&str]); 2] = [
+        (
+            "lstm-vae",
+            &[
+                "--hidden",
+                "16",
+                "--latent",
+                "4",
+                "--metre",
+                "0",
+                "--snippet-steps",
+                "16",
+            ],
+        ),
+        ("classifier", &["--width", "16", "--snippet-steps", "32"]),
+    ];
+    for (model, sizes) in sizes {
+        let out = dir.path().join(model);
+        let mut args = vec!["train", model, "--corpus", p(&corpus), "--no-cache"];
+        args.extend(sizes);
+        args.extend(["--steps", "4", "--checkpoint-every", "2", "--out", p(&out)]);
+        let run = segue(&args);
+        let said = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{model}: {said}");
+        assert!(said.contains("none held out"), "{model}: {said}");
+        let steps: Vec<&str> = (said.lines()).filter(|l| l.starts_with("step ")).collect();
+        assert_eq!(steps.len(), 2, "{model}: {said}");
+        assert!(steps[1].starts_with("step      4"), "{model}: {said}");
+    }
+    // Pieces shorter than a snippet are padded with silence: said, whether some or all are.
+    for (snippet, says) in [
+        ("100", "1 of the 2 pieces of"),
+        ("200", "warning: every piece of"),
+    ] {
+        let out = dir.path().join(format!("short-{snippet}"));
+        let run = segue(&[
+            "train",
+            "lstm-vae",
+            "--corpus",
+            p(&corpus),
+            "--no-cache",
+            "--hidden",
+            "16",
+            "--latent",
+            "4",
+            "--metre",
+            "0",
+            "--snippet-steps",
+            snippet,
+            "--steps",
+            "1",
+            "--out",
+            p(&out),
+        ]);
+        let said = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{said}");
+        assert!(
+            said.contains(says)
+                && said.contains(&format!(
+                    "shorter than a training snippet ({snippet} steps)"
+                )),
+            "{said}"
         );
     }
 }

@@ -425,6 +425,33 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
         err.contains("--by-piece true (the checkpoint's is false)"),
         "{err}"
     );
+    // Resuming on a corpus of one more composer is refused for the corpus, not for the
+    // classes it changes.
+    let more = tempfile::tempdir().unwrap();
+    write_tiny_corpus(more.path());
+    std::fs::create_dir(more.path().join("waltzes")).unwrap();
+    let notes: Vec<(u64, u64, u8, u8)> = (0..48).map(|i| (i * 72, i * 72 + 60, 50, 80)).collect();
+    std::fs::write(
+        more.path().join("waltzes/w.mid"),
+        common::simple(96, &notes),
+    )
+    .unwrap();
+    let opts = LoadOptions {
+        quantize: QuantizeOptions::default(),
+        cache_dir: None,
+    };
+    let bigger = Corpus::load(more.path(), &opts, &|_, _| {}).unwrap();
+    assert_eq!(bigger.composers.len(), 4);
+    let err = refused_to_resume(
+        classify::train_classifier,
+        &bigger,
+        &classifier_options(8),
+        &r,
+    );
+    assert!(
+        err.to_string().contains("trained on another corpus"),
+        "{err}"
+    );
     // So is each other change to what is drawn (a new seed would deal the held-out pieces
     // anew, so the run would train on pieces it held out).
     type Change = fn(&mut LoopOptions);
@@ -443,12 +470,9 @@ fn classifier_trains_reproducibly_resumes_and_classifies() {
 
     let clf = classify::load(&dir.path().join("a/classifier.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(clf.manifest.composers, vec!["arps", "chords", "scales"]);
-    assert!(
-        clf.manifest
-            .credits
-            .iter()
-            .any(|s| s.contains("piano-midi.de"))
-    );
+    // A corpus other than the shared one: its files' licences, not piano-midi.de's credits.
+    assert!(clf.manifest.credits.is_empty());
+    assert!(clf.manifest.licence.contains("the licences of the 9 files"));
     let roll = &c.pieces[0].roll;
     let v = classify::classify_roll(&clf, roll, 32, 16).unwrap();
     assert!(v.windows.len() > 1);

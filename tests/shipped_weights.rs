@@ -268,3 +268,30 @@ fn the_shipped_weights_record_the_settings_they_were_trained_with() {
         );
     }
 }
+
+#[test]
+fn the_shipped_weights_credit_the_shared_corpus_they_were_trained_on() {
+    // Their corpus is the one whose licence and credits training names; a model trained on
+    // any other corpus does not claim them.
+    let weights = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights");
+    for name in ["lstm-vae-studio", "classifier", "transformer-vae", "dcgan"] {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(weights.join(format!("{name}.json"))).unwrap())
+                .unwrap();
+        assert_eq!(
+            manifest["corpus"]["content_hash"],
+            segue::models::trained::SHARED_CORPUS_HASH,
+            "{name}"
+        );
+        assert_eq!(
+            manifest["licence"],
+            segue::models::trained::CORPUS_LICENCE,
+            "{name}"
+        );
+        assert_eq!(
+            manifest["credits"],
+            serde_json::json!(segue::models::trained::CORPUS_CREDITS),
+            "{name}"
+        );
+    }
+}

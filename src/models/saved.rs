@@ -47,8 +47,10 @@ pub struct ModelManifest {
 }
 
 impl ModelManifest {
-    /// A manifest for weights trained on the shared corpus, with its licence and credits.
+    /// A manifest for weights trained on `corpus`, with its licence and credits
+    /// ([`trained::Rights::of_corpus`]).
     pub fn new(model: &str, config: serde_json::Value, corpus: CorpusInfo) -> Self {
+        let rights = trained::Rights::of_corpus(&corpus);
         ModelManifest {
             format: MANIFEST_FORMAT,
             model: model.into(),
@@ -60,8 +62,8 @@ impl ModelManifest {
             seconds: 0.0,
             training: serde_json::Value::Null,
             metrics: serde_json::Value::Null,
-            licence: trained::CORPUS_LICENCE.into(),
-            credits: trained::corpus_credits(),
+            licence: rights.licence,
+            credits: rights.credits,
             dtype: "f32".into(),
             written_by: trained::written_by(),
         }

@@ -38,6 +38,65 @@ pub fn written_by() -> String {
 pub const CORPUS_LICENCE: &str = "CC BY-SA 3.0 DE (derived from piano-midi.de files); \
      Bach chorales from the music21 corpus";
 
+/// The content hash ([`crate::dataset::Corpus::content_hash`]) of the shared corpus, which the
+/// shipped weights were trained on and whose licence and credits [`CORPUS_LICENCE`] and
+/// [`CORPUS_CREDITS`] are.
+pub const SHARED_CORPUS_HASH: &str =
+    "d8c30254a2ba2cd47c3e87c3021b4d950eb8db8f77c7452dde7116e2b227f4f8";
+
+/// The licence and credits a model file carries.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Rights {
+    /// The licence of the weights.
+    pub licence: String,
+    /// Whom the weights must credit.
+    pub credits: Vec<String>,
+}
+
+impl Rights {
+    /// Those of weights trained on `corpus`: the shared corpus's own licence and credits (its
+    /// README asks for them), else the training files' own, which Segue cannot know (a folder
+    /// of one's own music is not piano-midi.de's).
+    pub fn of_corpus(corpus: &CorpusInfo) -> Self {
+        if corpus.content_hash == SHARED_CORPUS_HASH {
+            return Rights {
+                licence: CORPUS_LICENCE.into(),
+                credits: corpus_credits(),
+            };
+        }
+        Rights {
+            licence: format!(
+                "not known to Segue: the licences of the {} files of `{}` apply to what the \
+                 model learnt from them",
+                corpus.pieces, corpus.name
+            ),
+            credits: Vec::new(),
+        }
+    }
+
+    /// Those of a model fine-tuned from weights of rights `from`: its own corpus's, with the
+    /// starting weights' licence and credits carried along (weights derived from CC BY-SA
+    /// weights stay under it).
+    pub fn fine_tuned_from(self, from: &Rights) -> Self {
+        if self == *from {
+            return self;
+        }
+        let mut credits = from.credits.clone();
+        for c in self.credits {
+            if !credits.contains(&c) {
+                credits.push(c);
+            }
+        }
+        Rights {
+            licence: format!(
+                "{}; fine-tuned from weights under: {}",
+                self.licence, from.licence
+            ),
+            credits,
+        }
+    }
+}
+
 /// Where the latent codes of one composer's training snippets lie.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LatentStats {
