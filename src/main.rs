@@ -431,7 +431,8 @@ struct EvalArgs {
     #[arg(long, value_name = "FILE.safetensors")]
     model: Option<PathBuf>,
     /// The corpus the model was trained on (its held-out pieces are measured; default:
-    /// ../shared/corpus).
+    /// ../shared/corpus, for a model trained on it: one trained on another folder needs it
+    /// named).
     #[arg(long, value_name = "DIR")]
     corpus: Option<PathBuf>,
     /// Held-out snippets per composer.
@@ -2495,7 +2496,7 @@ fn eval_classifier(args: ClassifierEvalArgs) -> Result<()> {
             .collect::<Result<Vec<_>>>()?
     };
     let clf = &classifiers[0];
-    let dir = a.corpus.clone().unwrap_or_else(|| shared_dir("corpus"));
+    let dir = eval_corpus(a.corpus.as_deref(), &clf.manifest.corpus)?;
     let corpus = load_corpus(&dir, &a.cache, QuantizeOptions::default())?;
     if corpus.content_hash() != clf.manifest.corpus.content_hash {
         warning!(
@@ -3422,15 +3423,33 @@ fn generate_cmd(a: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
+/// The corpus a model is measured on: the one given, else the shared corpus where the model
+/// was trained on it. A model trained on another folder is measured on that folder only when
+/// it is named: on the shared corpus its "held-out" pieces could be pieces it trained on.
+fn eval_corpus(
+    given: Option<&Path>,
+    trained_on: &segue::models::trained::CorpusInfo,
+) -> Result<PathBuf> {
+    match given {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None if trained_on.content_hash == segue::models::trained::SHARED_CORPUS_HASH => {
+            Ok(shared_dir("corpus"))
+        }
+        None => bail!(
+            "this model was trained on `{}` ({} pieces), not the shared corpus: name that folder \
+             with --corpus (its held-out pieces are the model's only there)",
+            trained_on.name,
+            trained_on.pieces
+        ),
+    }
+}
+
 fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
     segue::generate::check_sampling(args.temperature, args.max_notes)?;
     segue::generate::check_style_strength(args.style_strength)?;
     let a = args.common;
     let model = load_model(a.model.as_deref())?;
-    let dir = match &a.corpus {
-        Some(d) => d.clone(),
-        None => shared_dir("corpus"),
-    };
+    let dir = eval_corpus(a.corpus.as_deref(), &model.manifest.corpus)?;
     let corpus = load_corpus(&dir, &a.cache, QuantizeOptions::default())?;
     if corpus.content_hash() != model.manifest.corpus.content_hash {
         warning!(

@@ -1367,6 +1367,13 @@ fn a_fine_tune_is_checked_first_and_resumes_as_one() {
     assert_eq!(own["credits"], serde_json::json!([]));
     let licence = own["licence"].as_str().unwrap().to_string();
     assert!(licence.starts_with("not known to Segue"), "{licence}");
+    // Measured without its corpus named: refused, not measured on the shared corpus's pieces.
+    let err = fails(&["eval", "lstm-vae", "--model", p(&from)]);
+    assert!(
+        err.contains("this model was trained on `corpus` (")
+            && err.contains("name that folder with --corpus"),
+        "{err}"
+    );
     // A fine-tune carries the licence and credits of the weights it started from, resumed too.
     own["licence"] = "CC BY-SA (a test)".into();
     own["credits"] = serde_json::json!(["A. Composer"]);
