@@ -9,7 +9,9 @@
 //!   the target; chroma similarity to the source as content kept) and, along an 8-step A -> B
 //!   blend, the Spearman correlation between the blend amount and P(B);
 //! - the overlapping areas of Yang and Lerch (2018) for pitch-class histogram, pitch count,
-//!   inter-onset interval and note length against the target composers' real snippets.
+//!   inter-onset interval and note length against the target composers' real snippets (of
+//!   their training pieces, as the pitch-class histograms: the LSTM-VAE's primers are held
+//!   out, and no output is measured against its primer's piece).
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -446,7 +448,8 @@ fn measure(
 }
 
 /// Measures every model on the held-out pieces of `corpus` (the split of the LSTM-VAE's
-/// manifest: seed and share), reporting progress as a share done.
+/// manifest: seed and share), their outputs against the target composers' training pieces,
+/// reporting progress as a share done.
 pub fn evaluate_all(
     models: &Models,
     corpus: &Corpus,
@@ -523,12 +526,21 @@ pub fn evaluate_all(
         .iter()
         .map(|(s, c)| (corpus.pieces[s.piece].roll.slice(s.start, steps), *c))
         .collect();
-    // Each composer's pitch classes, from its held-out pieces only.
+    // What every model's outputs are measured against: the target composers' training
+    // pieces. The LSTM-VAE continues held-out snippets, and measured against held-out pieces
+    // it would meet the piece its primer came from (a composer with one held-out piece: all
+    // of its reference); the same music for every model.
+    let reference: Vec<(Roll, usize)> =
+        evaluation_snippets(corpus, &split.train, steps, opts.per_composer)
+            .iter()
+            .map(|(s, c)| (corpus.pieces[s.piece].roll.slice(s.start, steps), *c))
+            .collect();
+    // Each composer's pitch classes, from its training pieces.
     let composer_pc: Vec<[f64; 12]> = (0..corpus.composers.len())
         .map(|c| {
             let mut h = [0f64; 12];
             let pieces: Vec<usize> = split
-                .valid
+                .train
                 .iter()
                 .copied()
                 .filter(|&p| corpus.pieces[p].composer == c)
@@ -691,7 +703,15 @@ pub fn evaluate_all(
     progress(0.6, "measuring");
     let figures = all
         .iter()
-        .map(|o| measure(o, &real, &composer_pc, &held, models.classifier.as_ref()))
+        .map(|o| {
+            measure(
+                o,
+                &reference,
+                &composer_pc,
+                &held,
+                models.classifier.as_ref(),
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
 
     let style = match &models.classifier {
@@ -886,7 +906,7 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
     md.push_str(REPORT_TITLE);
     md.push('\n');
     md.push_str(&format!(
-        "Made by `{command}`. All figures come from held-out pieces (never seen in training): {} snippets of 128 steps for reconstruction and the real-music statistics. Generative models sample at temperature {} (the default) with at most {} notes a step.\n\n",
+        "Made by `{command}`. Reconstruction, the corpus's notes per step and the LSTM-VAE's primers come from held-out pieces (never seen in training): {} snippets of 128 steps. Every model's outputs are compared with the target composers' training pieces (pitch classes, and as many snippets for the overlapping areas), so that no output meets the piece its primer came from, and every model meets the same music. Generative models sample at temperature {} (the default) with at most {} notes a step.\n\n",
         report.snippets,
         generate::DEFAULT_TEMPERATURE,
         GenerateOptions::default().max_notes
@@ -927,7 +947,7 @@ pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
             100.0 * (1.0 - l / t)
         ));
     }
-    md.push_str("Notes: reconstruction is teacher-forced for the LSTM-VAE and whole-snippet for the Transformer VAE, both with z = posterior mean. PC overlap is the histogram intersection of pitch-class histograms (1 = identical). OA = overlapping area of Yang and Lerch (2018), computed as their code (mgeval) does: the overlap of the distribution of distances between generated and real snippets of the target composer with the distribution of distances among the real snippets themselves (Gaussian kernel densities, Scott's bandwidth, over the range of the distances; 1 = indistinguishable); both sides are read from binary cells (a note held on is one note); note lengths are mgeval's 12-class histogram (whole to 8th-note triplet, each note counted for the nearest length in a 4/4 bar of 16 steps), inter-onset intervals each snippet's mean (mgeval's `avg_IOI`). The DCGAN is unconditional: its target is the whole corpus.\n\nWhat these columns do not show alike: the LSTM-VAE continues a held-out snippet of its target composer, and for a composer with one held-out piece the target's histogram and the real snippets its OA is measured against come partly from the piece its primer came from, which favours it over the models that generate from nothing; the DCGAN's PC overlap is against the mean of all the composers' histograms, which is nearly flat, so noise spread over all twelve pitch classes scores high there. Two features differ from mgeval's: inter-onset intervals are taken between distinct onsets (mgeval's `avg_IOI` also counts the zero intervals within a chord), and pitch-class histograms count note starts (mgeval weighs its histogram by duration and velocity).\n\n");
+    md.push_str("Notes: reconstruction is teacher-forced for the LSTM-VAE and whole-snippet for the Transformer VAE, both with z = posterior mean. PC overlap is the histogram intersection of pitch-class histograms (1 = identical). OA = overlapping area of Yang and Lerch (2018), computed as their code (mgeval) does: the overlap of the distribution of distances between generated and real snippets of the target composer with the distribution of distances among the real snippets themselves (Gaussian kernel densities, Scott's bandwidth, over the range of the distances; 1 = indistinguishable); both sides are read from binary cells (a note held on is one note); note lengths are mgeval's 12-class histogram (whole to 8th-note triplet, each note counted for the nearest length in a 4/4 bar of 16 steps), inter-onset intervals each snippet's mean (mgeval's `avg_IOI`). The DCGAN is unconditional: its target is the whole corpus.\n\nThe DCGAN's PC overlap is against the mean of all the composers' histograms, which is nearly flat, so noise spread over all twelve pitch classes scores high there. Two features differ from mgeval's: inter-onset intervals are taken between distinct onsets (mgeval's `avg_IOI` also counts the zero intervals within a chord), and pitch-class histograms count note starts (mgeval weighs its histogram by duration and velocity).\n\n");
     let names: Vec<&str> = report.models.iter().map(|m| m.name.as_str()).collect();
     let legend = |names: &[&str]| -> String {
         const COLOURS: [&str; 8] = [
