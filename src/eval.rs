@@ -222,12 +222,12 @@ pub struct LstmVaeReport {
     pub leave_one_out_snippets: usize,
     /// The composer measure leaving the snippet's whole piece out of its composer's centroid:
     /// the other snippets of its piece are alike, and with them in it the centroid of a
-    /// composer with one held-out piece is that piece's. Composers with one held-out piece are
-    /// left out (the strictest of the held-out measures; the stored training centroids are
-    /// stricter still).
+    /// composer with one held-out piece is that piece's. Composers whose snippets all come from
+    /// one piece are left out (the strictest of the held-out measures; the stored training
+    /// centroids are stricter still).
     pub centroid_accuracy_leave_piece_out: f64,
-    /// Snippets the leave-piece-out measure counts (those of composers with two held-out
-    /// pieces or more; 0 makes its accuracy meaningless, not 0).
+    /// Snippets the leave-piece-out measure counts (those of composers whose snippets come
+    /// from two held-out pieces or more; 0 makes its accuracy meaningless, not 0).
     pub leave_piece_out_snippets: usize,
     /// Composers the leave-piece-out measure counts.
     pub leave_piece_out_composers: usize,

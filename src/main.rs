@@ -564,7 +564,7 @@ struct LoopArgs {
     steps: Option<usize>,
     /// Stop (with a checkpoint) after this many minutes of training in all: a resumed run
     /// counts its earlier sessions, not time spent paused, and keeps its limit unless given
-    /// another.
+    /// another (0: none).
     #[arg(long, value_name = "MIN")]
     minutes: Option<f64>,
     /// Seed of every random choice: the same seed gives the same loss curve (default 1; a
@@ -679,6 +679,16 @@ struct DcganArgs {
     spectral_norm: bool,
 }
 
+/// A run's time limit in seconds from `--minutes` (0: none), else the one it had (a resumed
+/// run's, or none).
+fn time_limit(minutes: Option<f64>, had: Option<f64>) -> Option<f64> {
+    match minutes {
+        Some(0.0) => None,
+        Some(m) => Some(m * 60.0),
+        None => had,
+    }
+}
+
 impl LoopArgs {
     /// Applies the given flags over a model's default loop options (or, resuming, the run's
     /// own).
@@ -686,7 +696,7 @@ impl LoopArgs {
         if let Some(v) = self.steps {
             o.steps = v;
         }
-        o.max_seconds = self.minutes.map(|m| m * 60.0).or(o.max_seconds);
+        o.max_seconds = time_limit(self.minutes, o.max_seconds);
         if let Some(v) = self.seed {
             o.seed = v;
         }
@@ -736,7 +746,7 @@ struct TrainArgs {
     steps: Option<usize>,
     /// Stop (with a checkpoint) after this many minutes of training in all: a resumed run
     /// counts its earlier sessions, not time spent paused, and keeps its limit unless given
-    /// another.
+    /// another (0: none).
     #[arg(long, value_name = "MIN")]
     minutes: Option<f64>,
     /// Seed of every random choice: the same seed gives the same loss curve (default 1; a
@@ -2028,7 +2038,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     // The preset's seed (1) or the resumed run's.
     o.seed = a.seed.unwrap_or(o.seed);
     o.steps = a.steps.unwrap_or(o.steps);
-    o.max_seconds = a.minutes.map(|m| m * 60.0).or(o.max_seconds);
+    o.max_seconds = time_limit(a.minutes, o.max_seconds);
     o.snippet_steps = a.snippet_steps.unwrap_or(o.snippet_steps);
     o.learning_rate = a.lr.unwrap_or(o.learning_rate);
     o.beta.end = a.beta.unwrap_or(o.beta.end);
@@ -3559,7 +3569,7 @@ fn eval_cmd(args: LstmVaeEvalArgs) -> Result<()> {
         r.training_centroid_accuracy
     );
     out!(
-        "  leaving each snippet's whole piece out of its composer's centroid (its other snippets are alike): {} ({} snippets of the {} composers with two held-out pieces or more)",
+        "  leaving each snippet's whole piece out of its composer's centroid (its other snippets are alike): {} ({} snippets of the {} composers whose snippets come from two held-out pieces or more)",
         match r.leave_piece_out_snippets {
             0 => "n/a".to_string(),
             _ => format!("{:.3}", r.centroid_accuracy_leave_piece_out),

@@ -1045,7 +1045,7 @@ impl<'a> Trainer<'a> {
         last: Option<&Validation>,
     ) -> Result<PathBuf> {
         let corpus = CorpusInfo::of(self.corpus, self.train_pieces.len());
-        let rights = trained::Rights::of_corpus(&corpus);
+        let rights = trained::Rights::of_corpus(self.corpus);
         let rights = match &self.init_rights {
             Some(from) => rights.fine_tuned_from(from),
             None => rights,
@@ -1194,7 +1194,17 @@ impl<'a> Trainer<'a> {
         )?;
         weights::check_checkpoint(out, &model_path(out), &state_path(out), state.step)?;
         self.init_steps = state.init_steps;
-        self.init_rights = state.init_rights;
+        // Checkpoints written before the rights were kept: those of the model the run started
+        // from, where its manifest can still be read.
+        self.init_rights = state.init_rights.or_else(|| {
+            let init = self.opts.init.as_deref()?;
+            let m: trained::Manifest =
+                weights::read_manifest(&weights::manifest_path(init)).ok()?;
+            Some(trained::Rights {
+                licence: m.licence,
+                credits: m.credits,
+            })
+        });
         let expected = trained::expected_tensors(&self.opts.config)?;
         let model = weights::load(&model_path(out), &expected, &self.device)?;
         let mut opt_expected = vec![weights::Expected {

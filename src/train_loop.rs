@@ -574,7 +574,12 @@ impl Runner<'_> {
         let snippets =
             evaluation_snippets(self.corpus, &self.train_pieces, self.opts.snippet_steps, 8);
         let chunks = self.chunks(&snippets)?;
-        let mut manifest = ModelManifest::new(task.kind(), task.config(), self.corpus_info());
+        let mut manifest = ModelManifest::new(
+            task.kind(),
+            task.config(),
+            self.corpus_info(),
+            trained::Rights::of_corpus(self.corpus),
+        );
         manifest.composers = self.corpus.composers.clone();
         manifest.latents = task.latents(&chunks, self.corpus.composers.len())?;
         manifest.steps = step;

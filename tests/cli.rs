@@ -23,6 +23,22 @@ fn segue(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `segue train lstm-vae` on `corpus`, uncached, at sizes that train in milliseconds (no metre
+/// input): the caller adds the snippet length, steps and folder.
+fn tiny_lstm_vae(corpus: &Path) -> Vec<&str> {
+    let mut args = vec!["train", "lstm-vae", "--corpus", p(corpus), "--no-cache"];
+    args.extend(["--hidden", "16", "--latent", "4", "--metre", "0"]);
+    args
+}
+
+/// The per-window lines of `segue classify`'s text ("bars 1-16 ...").
+fn window_lines(text: &str) -> Vec<String> {
+    (text.lines())
+        .filter(|l| l.trim_start().starts_with("bars "))
+        .map(String::from)
+        .collect()
+}
+
 fn ok(args: &[&str]) -> String {
     let out = segue(args);
     assert!(
@@ -634,12 +650,6 @@ fn classify_ranks_every_composer_and_lists_windows_within_the_piece() {
     );
     assert!(text.contains(&caveat), "{text}");
     assert!((ranked.iter().sum::<f64>() - 100.0).abs() < 0.5, "{text}");
-    let window_lines = |text: &str| -> Vec<String> {
-        (text.lines())
-            .filter(|l| l.trim_start().starts_with("bars "))
-            .map(String::from)
-            .collect()
-    };
     let windows = window_lines(&text);
     assert_eq!(windows.len(), 3, "{text}");
     assert!(windows[0].contains("bars    1-16"), "{text}");
@@ -1146,15 +1156,9 @@ fn classify_refuses_silence_and_bad_windows() {
     }
     // A hop longer than the piece: one window, the same verdict as a hop of a window.
     let text = ok(&["classify", p(&file), "--hop", "18446744073709551615"]);
-    let windows = |text: &str| -> Vec<String> {
-        (text.lines())
-            .filter(|l| l.trim_start().starts_with("bars "))
-            .map(String::from)
-            .collect()
-    };
-    let one = windows(&text);
+    let one = window_lines(&text);
     assert_eq!(one.len(), 1, "{text}");
-    let by_window = windows(&ok(&["classify", p(&file), "--hop", "256"]));
+    let by_window = window_lines(&ok(&["classify", p(&file), "--hop", "256"]));
     assert!(by_window.len() > 1, "{by_window:?}");
     assert_eq!(one[0], by_window[0]);
     // A roll shorter than a bar is read at its length: a share of a bar, not "0 bars".
@@ -1367,6 +1371,36 @@ fn a_fine_tune_is_checked_first_and_resumes_as_one() {
     assert_eq!(own["credits"], serde_json::json!([]));
     let licence = own["licence"].as_str().unwrap().to_string();
     assert!(licence.starts_with("not known to Segue"), "{licence}");
+    // One file of the shared corpus among one's own: its licence and credits go with the model.
+    let mixed = dir.path().join("mixed");
+    common::write_tiny_corpus(&mixed);
+    std::fs::create_dir(mixed.join("bach")).unwrap();
+    std::fs::copy(
+        shared("corpus/bach/bach_846.mid"),
+        mixed.join("bach/bach_846.mid"),
+    )
+    .unwrap();
+    let mixed_run = dir.path().join("mixed-run");
+    let mut args = tiny_lstm_vae(&mixed);
+    args.extend([
+        "--snippet-steps",
+        "16",
+        "--steps",
+        "1",
+        "--out",
+        p(&mixed_run),
+    ]);
+    ok(&args);
+    let m = read(&mixed_run.join("lstm-vae.json"));
+    let said = m["licence"].as_str().unwrap();
+    assert!(
+        said.starts_with("CC BY-SA 3.0 DE") && said.contains("shared corpus (1 of "),
+        "{said}"
+    );
+    assert_eq!(
+        m["credits"],
+        serde_json::json!(segue::models::trained::CORPUS_CREDITS)
+    );
     // Measured without its corpus named: refused, not measured on the shared corpus's pieces.
     let err = fails(&["eval", "lstm-vae", "--model", p(&from)]);
     assert!(
@@ -1381,6 +1415,21 @@ fn a_fine_tune_is_checked_first_and_resumes_as_one() {
     train(&["--steps", "2", "--init", p(&from), "--out", p(&tuned)]);
     train(&["--steps", "4", "--resume", "--out", p(&tuned)]);
     let manifest = read(&tuned.join("lstm-vae.json"));
+    // A fine-tune of that fine-tune on the same folder says each licence once.
+    let again = dir.path().join("tuned-again");
+    let tuned_model = tuned.join("lstm-vae.safetensors");
+    train(&[
+        "--steps",
+        "1",
+        "--init",
+        p(&tuned_model),
+        "--out",
+        p(&again),
+    ]);
+    assert_eq!(
+        read(&again.join("lstm-vae.json"))["licence"],
+        manifest["licence"]
+    );
     assert_eq!(manifest["credits"], serde_json::json!(["A. Composer"]));
     assert_eq!(
         manifest["licence"],
@@ -1410,8 +1459,7 @@ fn a_fine_tune_is_checked_first_and_resumes_as_one() {
     // the whole run, so it is used up): it does not go on to the run's 400 steps.
     let limited = dir.path().join("limited");
     let timed = |extra: &[&str]| {
-        let mut args = vec!["train", "lstm-vae", "--corpus", p(&corpus), "--no-cache"];
-        args.extend(["--hidden", "16", "--latent", "4", "--metre", "0"]);
+        let mut args = tiny_lstm_vae(&corpus);
         args.extend(["--snippet-steps", "16", "--out", p(&limited)]);
         args.extend(extra);
         ok(&args)
@@ -1430,6 +1478,9 @@ fn a_fine_tune_is_checked_first_and_resumes_as_one() {
     let said = timed(&["--resume"]);
     assert!(said.contains("its time limit (--minutes"), "{said}");
     assert_eq!(steps(), before);
+    // --minutes 0 lifts it: the run goes on to its steps.
+    let said = timed(&["--resume", "--minutes", "0"]);
+    assert!(said.contains("done after 400 steps"), "{said}");
 
     // A model in a folder named in another encoding than UTF-8 (Latin-1) is started from all
     // the same, and its path recorded as text (lossily): the run's files were not written.
@@ -1626,25 +1677,9 @@ fn a_run_with_nothing_held_out_still_logs_its_steps() {
         ("200", "warning: every piece of"),
     ] {
         let out = dir.path().join(format!("short-{snippet}"));
-        let run = segue(&[
-            "train",
-            "lstm-vae",
-            "--corpus",
-            p(&corpus),
-            "--no-cache",
-            "--hidden",
-            "16",
-            "--latent",
-            "4",
-            "--metre",
-            "0",
-            "--snippet-steps",
-            snippet,
-            "--steps",
-            "1",
-            "--out",
-            p(&out),
-        ]);
+        let mut args = tiny_lstm_vae(&corpus);
+        args.extend(["--snippet-steps", snippet, "--steps", "1", "--out", p(&out)]);
+        let run = segue(&args);
         let said = String::from_utf8_lossy(&run.stderr);
         assert!(run.status.success(), "{said}");
         assert!(

@@ -431,14 +431,10 @@ fn a_link_back_up_the_corpus_is_not_a_loop() {
     assert_eq!(corpus.composers, vec!["chopin", "debussy"]);
 }
 
-/// A corpus as users' disks hold it: macOS's hidden companions and `__MACOSX` folders are not
-/// music, a folder reached by two links is read once (a chain of such links would otherwise
-/// cost twice as much with every level), and a folder that cannot be listed is noted among
-/// the failures, not the end of the whole corpus.
-#[cfg(unix)]
 /// A folder below the corpus that cannot be listed is said, named, and left out, the rest read.
 /// Root lists any folder, so where the tests run as root (as CI does) the program runs
 /// without the capabilities that let it (`setpriv`, from util-linux).
+#[cfg(unix)]
 #[test]
 fn a_folder_that_cannot_be_listed_is_said_and_the_rest_read() {
     use std::os::unix::fs::PermissionsExt;
@@ -485,6 +481,11 @@ fn a_folder_that_cannot_be_listed_is_said_and_the_rest_read() {
     assert!(stdout.contains("2 composers, 2 files"), "{stdout}");
 }
 
+/// A corpus as users' disks hold it: macOS's hidden companions and `__MACOSX` folders are not
+/// music, a folder reached by two links is read once (a chain of such links would otherwise
+/// cost twice as much with every level), and a folder that cannot be listed is noted among
+/// the failures, not the end of the whole corpus.
+#[cfg(unix)]
 #[test]
 fn system_files_shared_folders_and_locked_folders() {
     use std::os::unix::fs::{PermissionsExt, symlink};

@@ -295,3 +295,33 @@ fn the_shipped_weights_credit_the_shared_corpus_they_were_trained_on() {
         );
     }
 }
+
+#[test]
+fn the_list_of_the_shared_corpus_files_is_the_corpus() {
+    // Each file of the shared corpus is known as one (its licence and credits go with what is
+    // trained on it); a file of one's own is not.
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let mut files = 0;
+    for composer in std::fs::read_dir(&corpus).unwrap() {
+        let composer = composer.unwrap().path();
+        if !composer.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&composer).unwrap() {
+            let file = file.unwrap().path();
+            let hash = blake3::hash(&std::fs::read(&file).unwrap()).to_hex();
+            assert!(
+                segue::models::trained::is_shared_corpus_file(hash.as_str()),
+                "{}",
+                file.display()
+            );
+            files += 1;
+        }
+    }
+    assert_eq!(files, 620);
+    let listed = include_str!("../assets/shared-corpus.b3").lines().count();
+    assert_eq!(listed, 620);
+    assert!(!segue::models::trained::is_shared_corpus_file(
+        blake3::hash(b"MThd not a piece").to_hex().as_str()
+    ));
+}

@@ -47,10 +47,14 @@ pub struct ModelManifest {
 }
 
 impl ModelManifest {
-    /// A manifest for weights trained on `corpus`, with its licence and credits
-    /// ([`trained::Rights::of_corpus`]).
-    pub fn new(model: &str, config: serde_json::Value, corpus: CorpusInfo) -> Self {
-        let rights = trained::Rights::of_corpus(&corpus);
+    /// A manifest for weights trained on the corpus `corpus` describes, with the licence and
+    /// credits `rights` ([`trained::Rights::of_corpus`]).
+    pub fn new(
+        model: &str,
+        config: serde_json::Value,
+        corpus: CorpusInfo,
+        rights: trained::Rights,
+    ) -> Self {
         ModelManifest {
             format: MANIFEST_FORMAT,
             model: model.into(),

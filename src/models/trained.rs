@@ -39,10 +39,26 @@ pub const CORPUS_LICENCE: &str = "CC BY-SA 3.0 DE (derived from piano-midi.de fi
      Bach chorales from the music21 corpus";
 
 /// The content hash ([`crate::dataset::Corpus::content_hash`]) of the shared corpus, which the
-/// shipped weights were trained on and whose licence and credits [`CORPUS_LICENCE`] and
-/// [`CORPUS_CREDITS`] are.
+/// shipped weights were trained on.
 pub const SHARED_CORPUS_HASH: &str =
     "d8c30254a2ba2cd47c3e87c3021b4d950eb8db8f77c7452dde7116e2b227f4f8";
+
+/// The BLAKE3 hash of each file of the shared corpus (`assets/shared-corpus.b3`, one a line):
+/// a piece among them is piano-midi.de's or music21's, whose licence and credits
+/// [`CORPUS_LICENCE`] and [`CORPUS_CREDITS`] are.
+const SHARED_CORPUS_FILES: &str = include_str!("../../assets/shared-corpus.b3");
+
+/// Whether a file of content hash `hash` (BLAKE3, hex) is one of the shared corpus's.
+pub fn is_shared_corpus_file(hash: &str) -> bool {
+    static FILES: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    FILES
+        .get_or_init(|| SHARED_CORPUS_FILES.lines().map(str::trim).collect())
+        .contains(hash)
+}
+
+/// Joins the clauses of a licence that says what weights were fine-tuned from.
+const FINE_TUNED_FROM: &str = "; fine-tuned from weights under: ";
 
 /// The licence and credits a model file carries.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -54,32 +70,53 @@ pub struct Rights {
 }
 
 impl Rights {
-    /// Those of weights trained on `corpus`: the shared corpus's own licence and credits (its
-    /// README asks for them), else the training files' own, which Segue cannot know (a folder
-    /// of one's own music is not piano-midi.de's).
-    pub fn of_corpus(corpus: &CorpusInfo) -> Self {
-        if corpus.content_hash == SHARED_CORPUS_HASH {
-            return Rights {
+    /// Those of weights trained on `corpus`: the shared corpus's licence and credits (its
+    /// README asks for them) where any of its pieces is one of the shared corpus's files; for
+    /// the other files, their own licences, which Segue cannot know (a folder of one's own
+    /// music is not piano-midi.de's).
+    pub fn of_corpus(corpus: &crate::dataset::Corpus) -> Self {
+        let shared = (corpus.pieces.iter())
+            .filter(|p| is_shared_corpus_file(&p.content_hash))
+            .count();
+        let name = corpus_name(&corpus.root);
+        let others = format!(
+            "the licences of the training files of `{name}` apply to what the model learnt from \
+             them"
+        );
+        match shared {
+            0 => Rights {
+                licence: format!("not known to Segue: {others}"),
+                credits: Vec::new(),
+            },
+            n if n == corpus.pieces.len() => Rights {
                 licence: CORPUS_LICENCE.into(),
                 credits: corpus_credits(),
-            };
-        }
-        Rights {
-            licence: format!(
-                "not known to Segue: the licences of the {} files of `{}` apply to what the \
-                 model learnt from them",
-                corpus.pieces, corpus.name
-            ),
-            credits: Vec::new(),
+            },
+            n => Rights {
+                licence: format!(
+                    "{CORPUS_LICENCE}, for its files from the shared corpus ({n} of {}); for the \
+                     others, {others}",
+                    corpus.pieces.len()
+                ),
+                credits: corpus_credits(),
+            },
         }
     }
 
     /// Those of a model fine-tuned from weights of rights `from`: its own corpus's, with the
     /// starting weights' licence and credits carried along (weights derived from CC BY-SA
-    /// weights stay under it).
+    /// weights stay under it); a licence already said is not said again, so a fine-tune of a
+    /// fine-tune on one folder says each once.
     pub fn fine_tuned_from(self, from: &Rights) -> Self {
-        if self == *from {
-            return self;
+        let mut clauses: Vec<&str> = Vec::new();
+        for clause in self
+            .licence
+            .split(FINE_TUNED_FROM)
+            .chain(from.licence.split(FINE_TUNED_FROM))
+        {
+            if !clauses.contains(&clause) {
+                clauses.push(clause);
+            }
         }
         let mut credits = from.credits.clone();
         for c in self.credits {
@@ -88,13 +125,19 @@ impl Rights {
             }
         }
         Rights {
-            licence: format!(
-                "{}; fine-tuned from weights under: {}",
-                self.licence, from.licence
-            ),
+            licence: clauses.join(FINE_TUNED_FROM),
             credits,
         }
     }
+}
+
+/// A corpus folder's name, as a manifest records it: the folder's own name, also where it was
+/// given as `.` or with a trailing `..`.
+pub fn corpus_name(root: &Path) -> String {
+    let named = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    named(root)
+        .or_else(|| root.canonicalize().ok().as_deref().and_then(named))
+        .unwrap_or_default()
 }
 
 /// Where the latent codes of one composer's training snippets lie.
@@ -182,11 +225,7 @@ impl CorpusInfo {
     /// Describes `corpus` trained on `train_pieces` of its pieces (the rest held out).
     pub fn of(corpus: &crate::dataset::Corpus, train_pieces: usize) -> Self {
         CorpusInfo {
-            name: corpus
-                .root
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            name: corpus_name(&corpus.root),
             content_hash: corpus.content_hash(),
             pieces: corpus.pieces.len(),
             valid_pieces: corpus.pieces.len().saturating_sub(train_pieces),
@@ -627,6 +666,43 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn a_corpus_given_as_a_dot_is_named_by_its_folder() {
+        let here = std::env::current_dir().unwrap();
+        let name = here.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(corpus_name(Path::new(".")), name);
+        assert_eq!(corpus_name(&here.join("src").join("..")), name);
+        assert_eq!(corpus_name(&here), name);
+    }
+
+    #[test]
+    fn a_fine_tune_of_a_fine_tune_says_each_licence_once() {
+        let rights = |licence: &str, credits: &[&str]| Rights {
+            licence: licence.into(),
+            credits: credits.iter().map(|c| c.to_string()).collect(),
+        };
+        let shipped = rights("CC BY-SA", &["piano-midi.de"]);
+        let own = rights("own", &[]);
+        let once = own.clone().fine_tuned_from(&shipped);
+        assert_eq!(
+            once,
+            rights(
+                "own; fine-tuned from weights under: CC BY-SA",
+                &["piano-midi.de"]
+            )
+        );
+        assert_eq!(own.clone().fine_tuned_from(&once), once);
+        assert_eq!(shipped.clone().fine_tuned_from(&shipped), shipped);
+        let other = rights("other", &["me"]).fine_tuned_from(&once);
+        assert_eq!(
+            other,
+            rights(
+                "other; fine-tuned from weights under: own; fine-tuned from weights under: CC BY-SA",
+                &["piano-midi.de", "me"]
+            )
+        );
+    }
 
     #[test]
     fn the_weights_are_found_beside_the_program() {
