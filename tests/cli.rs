@@ -1413,6 +1413,16 @@ fn a_fine_tune_is_checked_first_and_resumes_as_one() {
     own["credits"] = serde_json::json!(["A. Composer"]);
     std::fs::write(first.join("lstm-vae.json"), own.to_string()).unwrap();
     train(&["--steps", "2", "--init", p(&from), "--out", p(&tuned)]);
+    // As a checkpoint written before the starting weights' rights were kept: they are read
+    // from the starting model again.
+    let state = tuned.join("train-state.json");
+    let mut kept = read(&state);
+    assert_eq!(
+        kept["init_rights"]["credits"],
+        serde_json::json!(["A. Composer"])
+    );
+    kept.as_object_mut().unwrap().remove("init_rights");
+    std::fs::write(&state, kept.to_string()).unwrap();
     train(&["--steps", "4", "--resume", "--out", p(&tuned)]);
     let manifest = read(&tuned.join("lstm-vae.json"));
     // A fine-tune of that fine-tune on the same folder says each licence once.
