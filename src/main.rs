@@ -3446,10 +3446,10 @@ fn eval_corpus(
             Ok(shared_dir("corpus"))
         }
         None => bail!(
-            "this model was trained on `{}` ({} pieces), not the shared corpus: name that folder \
-             with --corpus (its held-out pieces are the model's only there)",
+            "this model was trained on `{}` ({}), not the shared corpus: name that folder with \
+             --corpus (its held-out pieces are the model's only there)",
             trained_on.name,
-            trained_on.pieces
+            counted(trained_on.pieces, "piece")
         ),
     }
 }
