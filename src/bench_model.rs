@@ -272,41 +272,6 @@ pub fn time_own(
 /// CPU threads of both sides of `segue bench lstm-vae` (the reference's default).
 pub const BENCH_THREADS: usize = 2;
 
-/// Runs `segue bench lstm-vae-worker` in a child process on `device` (`cpu` or `cuda`) and
-/// reads its JSON.
-pub fn time_own_in_child(
-    case: &Case,
-    iters: usize,
-    train: bool,
-    generation: bool,
-    device: &str,
-) -> Result<Timing> {
-    let exe = std::env::current_exe().map_err(|e| Error::io(Path::new("segue"), "locating", e))?;
-    let mut cmd = Command::new(&exe);
-    // The same threads as the reference (candle's matrix products and the fused LSTM both use
-    // rayon's pool), so a machine with more cores compares like with like.
-    cmd.env("RAYON_NUM_THREADS", BENCH_THREADS.to_string());
-    cmd.args(["bench", "lstm-vae-worker", "--case"])
-        .arg(serde_json::to_string(case).unwrap_or_default())
-        .args(["--iters", &iters.to_string()])
-        .args(["--device", device]);
-    if !train {
-        cmd.arg("--no-train");
-    }
-    if !generation {
-        cmd.arg("--no-gen");
-    }
-    let out = cmd.output().map_err(|e| Error::io(&exe, "running", e))?;
-    if !out.status.success() {
-        return Err(Error::InvalidArgument(format!(
-            "the measuring process failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::InvalidArgument(format!("worker output: {e}")))
-}
-
 /// Makes sure `venv` has PyTorch (a CPU run of the PyPI wheel: about 3 GB to download, 5.4 GB
 /// installed, on first use only).
 pub fn ensure_torch(python: &Path, log: &mut dyn FnMut(&str)) -> Result<()> {

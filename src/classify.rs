@@ -9,13 +9,14 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::dataset::evaluation_snippets;
 use crate::dataset::{Corpus, Fold};
 use crate::error::{Error, Result, candle};
 use crate::meter::{StepMeter, WindowBars};
 use crate::models::classifier::{ComposerClassifier, Config, SPREAD_FLOOR, roll_statistics};
 use crate::models::saved::{self, Saved};
 use crate::roll::{PITCHES, Roll};
-use crate::train::{Adam, Control, evaluation_snippets, snippet_tensor};
+use crate::train::{Adam, Control, snippet_tensor};
 use crate::train_loop::{self, Chunk, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
 
 /// Model kind in manifests and file names.

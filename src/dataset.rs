@@ -23,8 +23,6 @@ use crate::meter::StepMeter;
 use crate::midi::Meter;
 use crate::roll::{PITCHES, QuantizeOptions, Roll, RollNote, StepKey, StepTempo};
 
-/// Snippet length used by the paper (320 sixteenth notes = 20 bars of 4/4).
-pub const DEFAULT_SNIPPET_STEPS: usize = 320;
 const CACHE_MAGIC: &[u8; 8] = b"SEGROLL3";
 /// The largest roll cache entry read: [`crate::midi::MAX_KEPT_EVENTS`] notes of 10 bytes and
 /// a tempo change at every one of [`crate::roll::MAX_STEPS`] steps fit in it.
@@ -1156,6 +1154,32 @@ pub fn fixed_snippets(
             if start + steps > len {
                 break;
             }
+        }
+    }
+    out
+}
+
+/// Up to `per_composer` snippets of each composer's `pieces`, evenly spread, with labels.
+pub fn evaluation_snippets(
+    corpus: &Corpus,
+    pieces: &[usize],
+    steps: usize,
+    per_composer: usize,
+) -> Vec<(SnippetRef, usize)> {
+    let mut out = Vec::new();
+    for c in 0..corpus.composers.len() {
+        let mine: Vec<usize> = pieces
+            .iter()
+            .copied()
+            .filter(|&p| corpus.pieces[p].composer == c)
+            .collect();
+        let all = fixed_snippets(corpus, &mine, steps, steps);
+        if all.is_empty() {
+            continue;
+        }
+        let n = per_composer.min(all.len());
+        for k in 0..n {
+            out.push((all[k * all.len() / n], c));
         }
     }
     out

@@ -10,15 +10,15 @@ use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::dataset::evaluation_snippets;
 use crate::dataset::{Corpus, SnippetRef};
 use crate::error::{Error, Result, candle};
 use crate::generate::{self, GenerateOptions, Mode};
 use crate::meter::{BarMap, StepMeter};
 use crate::midi::Meter;
-use crate::models::lstm_vae::{bce_with_logits, bce_with_logits_per_item};
 use crate::models::trained::TrainedModel;
+use crate::models::vae::{bce_with_logits, bce_with_logits_per_item};
 use crate::roll::{PITCHES, Roll};
-use crate::train::evaluation_snippets;
 
 /// Figures that describe a set of binary rolls, for comparing generated music with real music.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]

@@ -1,6 +1,11 @@
 //! Atomic file writes: every file Segue writes goes to a temporary file in the same folder
 //! first and is renamed over the target only when complete, so a crash or a full disk never
-//! leaves a half-written file where the user's work was.
+//! leaves a half-written file where the user's work was; sets of files that belong together
+//! (begun, committed, recovered), the leftovers of killed writes removed.
+//!
+//! Also the other file system work that input and output share: reads with a size limit,
+//! checks on the paths given (a folder, a link, two names of one file), advisory locks, and
+//! paths shown in messages with their hidden characters made visible ([`shown`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -112,7 +112,7 @@ fn one() -> f64 {
 /// BCE with logits, summed over the batch.
 fn bce_sum(logits: &Tensor, target: f32) -> candle_core::Result<Tensor> {
     let t = Tensor::full(target, logits.shape(), logits.device())?;
-    crate::models::lstm_vae::bce_with_logits(&logits.unsqueeze(1)?, &t.unsqueeze(1)?)?
+    crate::models::vae::bce_with_logits(&logits.unsqueeze(1)?, &t.unsqueeze(1)?)?
         .affine(logits.dim(0)? as f64, 0.0)
 }
 

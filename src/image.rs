@@ -40,6 +40,11 @@ pub fn encode_png(roll: &Roll, scale: usize) -> Result<Vec<u8>> {
             pixels[i..i + 3].copy_from_slice(&rgb);
         }
     }
+    encode_rgb(width, height, &pixels)
+}
+
+/// Encodes `pixels` (8-bit RGB, row by row from the top) as a PNG of `width` x `height`.
+pub(crate) fn encode_rgb(width: u32, height: u32, pixels: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     {
         let mut encoder = png::Encoder::new(&mut out, width, height);
@@ -49,7 +54,7 @@ pub fn encode_png(roll: &Roll, scale: usize) -> Result<Vec<u8>> {
             .write_header()
             .map_err(|e| Error::InvalidArgument(format!("PNG encoding failed: {e}")))?;
         writer
-            .write_image_data(&pixels)
+            .write_image_data(pixels)
             .map_err(|e| Error::InvalidArgument(format!("PNG encoding failed: {e}")))?;
     }
     Ok(out)

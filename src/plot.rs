@@ -2,7 +2,7 @@
 //! RGB canvas with light grid lines. They carry no text; the report's markdown gives the
 //! legend, axis ranges and numbers next to each picture.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Series colours, in order (colour-blind-friendly Okabe-Ito palette).
 pub const PALETTE: [[u8; 3]; 8] = [
@@ -73,19 +73,7 @@ impl Canvas {
     }
 
     fn png(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        {
-            let mut encoder = png::Encoder::new(&mut out, self.width as u32, self.height as u32);
-            encoder.set_color(png::ColorType::Rgb);
-            encoder.set_depth(png::BitDepth::Eight);
-            let mut writer = encoder
-                .write_header()
-                .map_err(|e| Error::InvalidArgument(format!("PNG encoding failed: {e}")))?;
-            writer
-                .write_image_data(&self.pixels)
-                .map_err(|e| Error::InvalidArgument(format!("PNG encoding failed: {e}")))?;
-        }
-        Ok(out)
+        crate::image::encode_rgb(self.width as u32, self.height as u32, &self.pixels)
     }
 }
 

@@ -20,16 +20,17 @@ use candle_core::Device;
 
 use crate::ascent::{self, AscentOptions};
 use crate::classify::{self, Classifier};
+use crate::dataset::evaluation_snippets;
 use crate::dataset::{Corpus, SnippetRef};
 use crate::error::{Error, Result};
 use crate::eval::pooled_music_stats;
 use crate::gan::{self, TrainedGan};
 use crate::generate::{self, GenerateOptions, Generated, Mode};
 use crate::meter::StepMeter;
-use crate::models::lstm_vae::bce_with_logits;
 use crate::models::trained::TrainedModel;
+use crate::models::vae::bce_with_logits;
 use crate::roll::Roll;
-use crate::train::{evaluation_snippets, snippet_bars, snippet_tensor};
+use crate::train::{snippet_bars, snippet_tensor};
 use crate::tvae::{self, TrainedTvae};
 use crate::{fsutil, plot};
 
@@ -308,29 +309,6 @@ fn output_seed(seed: u64, k: usize) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
-}
-
-/// Spearman rank correlation (ties get their mean rank); `None` where it is undefined (a
-/// side that does not vary, or fewer than two points).
-pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
-    let ranks = |v: &[f64]| -> Vec<f64> {
-        let mut order: Vec<usize> = (0..v.len()).collect();
-        order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-        let mut r = vec![0.0; v.len()];
-        let mut i = 0;
-        while i < order.len() {
-            let mut j = i;
-            while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
-                j += 1;
-            }
-            for k in i..=j {
-                r[order[k]] = (i + j) as f64 / 2.0;
-            }
-            i = j + 1;
-        }
-        r
-    };
-    crate::correlation::pearson(&ranks(x), &ranks(y))
 }
 
 /// Generated outputs of one model.
@@ -839,7 +817,7 @@ fn style_verdict(
             probs.push(p);
         }
         // A P(B) that does not move along the blend (saturated, say) has no rank order.
-        rhos.extend(spearman(&alphas, &probs));
+        rhos.extend(crate::correlation::spearman(&alphas, &probs));
         pairs += 1;
     }
     let n = pairs.max(1) as f64;
@@ -899,6 +877,8 @@ pub fn check_report_folder(dir: &Path) -> Result<bool> {
     }
 }
 
+/// Writes `report` into `dir`: `report.md` with its PNG plots, and `report.json`; the page
+/// says it was made by `command`.
 pub fn write_report(report: &Report, dir: &Path, command: &str) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating", e))?;
     let earlier = check_report_folder(dir)?;
@@ -1176,16 +1156,6 @@ mod tests {
         // The mix is SplitMix64's: its first output from state 0, the published value, so a
         // report's outputs stay those of its seed from one version to the next.
         assert_eq!(output_seed(0, 1), 0xE220_A839_7B1D_CDAF);
-    }
-
-    #[test]
-    fn spearman_of_monotone_and_reversed() {
-        let x = [0.0, 1.0, 2.0, 3.0];
-        assert!((spearman(&x, &[1.0, 5.0, 6.0, 9.0]).unwrap() - 1.0).abs() < 1e-12);
-        assert!((spearman(&x, &[9.0, 5.0, 2.0, 1.0]).unwrap() + 1.0).abs() < 1e-12);
-        // A side that does not vary has no rank order: undefined, not 0.
-        assert_eq!(spearman(&x, &[0.5; 4]), None);
-        assert_eq!(spearman(&[1.0], &[2.0]), None);
     }
 
     #[test]

@@ -21,11 +21,12 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::dataset::{BalancedSampler, Corpus, SnippetRef, fixed_snippets};
+use crate::dataset::{BalancedSampler, Corpus, SnippetRef, evaluation_snippets};
 use crate::error::{Error, Result, candle};
-use crate::models::lstm_vae::{BarPositions, Config, DiagonalGaussian, LstmVae, bce_with_logits};
+use crate::models::lstm_vae::{BarPositions, Config, LstmVae};
 use crate::models::standard_normal;
 use crate::models::trained::{self, CorpusInfo, LatentStats, Manifest};
+use crate::models::vae::{DiagonalGaussian, bce_with_logits};
 use crate::models::weights;
 use crate::roll::PITCHES;
 use crate::train_loop::{
@@ -640,32 +641,6 @@ pub(crate) fn snippet_bars(
     cfg: &Config,
 ) -> BarPositions {
     BarPositions::new(cfg, steps, corpus.snippet_metres(snippets))
-}
-
-/// Up to `per_composer` snippets of each composer's `pieces`, evenly spread, with labels.
-pub fn evaluation_snippets(
-    corpus: &Corpus,
-    pieces: &[usize],
-    steps: usize,
-    per_composer: usize,
-) -> Vec<(SnippetRef, usize)> {
-    let mut out = Vec::new();
-    for c in 0..corpus.composers.len() {
-        let mine: Vec<usize> = pieces
-            .iter()
-            .copied()
-            .filter(|&p| corpus.pieces[p].composer == c)
-            .collect();
-        let all = fixed_snippets(corpus, &mine, steps, steps);
-        if all.is_empty() {
-            continue;
-        }
-        let n = per_composer.min(all.len());
-        for k in 0..n {
-            out.push((all[k * all.len() / n], c));
-        }
-    }
-    out
 }
 
 /// Another snippet of the piece of each of `sources`, at a random start (it may overlap).

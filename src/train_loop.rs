@@ -18,6 +18,7 @@ use candle_nn::VarMap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::dataset::evaluation_snippets;
 use crate::dataset::{BalancedSampler, Batch, Corpus, SnippetRef};
 use crate::error::{Error, Result, candle};
 use crate::fsutil;
@@ -26,7 +27,7 @@ use crate::models::saved::{self, ModelManifest};
 use crate::models::trained::{self, CorpusInfo, LatentStats};
 use crate::models::weights;
 use crate::roll::PITCHES;
-use crate::train::{Adam, Control, evaluation_snippets};
+use crate::train::{Adam, Control};
 
 /// Named scalar figures of one step or one validation.
 pub type Scalars = BTreeMap<String, f64>;

@@ -7,9 +7,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use segue::meter::StepMeter;
 use segue::midi::Meter;
-use segue::models::lstm_vae::{
-    BarPositions, Config, DiagonalGaussian, LstmVae, bce_with_logits, loss,
-};
+use segue::models::lstm_vae::{BarPositions, Config, LstmVae, loss};
+use segue::models::vae::{DiagonalGaussian, bce_with_logits};
 
 fn tiny() -> Config {
     Config {

@@ -1702,7 +1702,7 @@ fn the_statistics_baseline_judges_held_out_pieces_and_every_piece_once() {
         .unwrap()
         .report(c.composers.clone());
     // The classifier's held-out snippets, and nothing else.
-    let expected = segue::train::evaluation_snippets(&c, &split.valid, 32, 4).len();
+    let expected = segue::dataset::evaluation_snippets(&c, &split.valid, 32, 4).len();
     assert_eq!(report.snippets, expected);
     assert_eq!(report.pieces, 3);
     assert_eq!(report.accuracy, 1.0, "{report:?}");

@@ -254,7 +254,7 @@ pub(crate) fn bench_roll(args: BenchRollArgs) -> Result<()> {
 /// `segue bench lstm-vae`: LSTM-VAE training steps and generation timed here and in the
 /// PyTorch reference in one run; the ratios and peak memory.
 pub(crate) fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
-    use segue::bench_model::{Case, Timing, ensure_torch, time_own_in_child, time_reference};
+    use segue::bench_model::{Case, Timing, ensure_torch, time_reference};
     let script = a
         .reference
         .clone()
@@ -388,4 +388,41 @@ pub(crate) fn bench_lstm_vae(a: BenchModelArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `segue bench lstm-vae-worker` in a child process on `device` (`cpu` or `cuda`) and
+/// reads its JSON.
+fn time_own_in_child(
+    case: &segue::bench_model::Case,
+    iters: usize,
+    train: bool,
+    generation: bool,
+    device: &str,
+) -> Result<segue::bench_model::Timing> {
+    let exe = std::env::current_exe().context("locating the segue program")?;
+    let mut cmd = std::process::Command::new(&exe);
+    // The same threads as the reference (candle's matrix products and the fused LSTM both use
+    // rayon's pool), so a machine with more cores compares like with like.
+    cmd.env(
+        "RAYON_NUM_THREADS",
+        segue::bench_model::BENCH_THREADS.to_string(),
+    );
+    cmd.args(["bench", "lstm-vae-worker", "--case"])
+        .arg(serde_json::to_string(case).unwrap_or_default())
+        .args(["--iters", &iters.to_string()])
+        .args(["--device", device]);
+    if !train {
+        cmd.arg("--no-train");
+    }
+    if !generation {
+        cmd.arg("--no-gen");
+    }
+    let out = (cmd.output()).with_context(|| format!("{}: running it failed", shown(&exe)))?;
+    if !out.status.success() {
+        bail!(
+            "the measuring process failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("reading the measuring process's output")
 }

@@ -200,7 +200,7 @@ fn model_kind_of(path: &Path) -> Result<String> {
 pub(crate) fn compute_device(name: &str) -> Result<candle_core::Device> {
     match name {
         "cpu" => Ok(candle_core::Device::Cpu),
-        "cuda" => segue::models::lstm_vae::device(true).context(
+        "cuda" => segue::models::device(true).context(
             "cannot use CUDA (is this a build with `--features cuda`, and is a GPU there?)",
         ),
         other => bail!("--device {other}: unknown device (cpu, cuda)"),

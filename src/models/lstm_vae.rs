@@ -20,7 +20,7 @@ use rand::Rng;
 
 use crate::meter::{StepMeter, WindowBars};
 use crate::models::fused_lstm::LstmWeights;
-use crate::models::standard_normal;
+use crate::models::vae::{DiagonalGaussian, bce_with_logits};
 use crate::roll::PITCHES;
 
 /// The metre input's position of every step of a batch of decodes, `[B][T]` (see
@@ -245,47 +245,6 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Self::studio()
-    }
-}
-
-/// A diagonal Gaussian posterior q(z|x).
-#[derive(Debug, Clone)]
-pub struct DiagonalGaussian {
-    /// `[B, Z]`
-    pub mean: Tensor,
-    /// `[B, Z]`
-    pub logvar: Tensor,
-}
-
-impl DiagonalGaussian {
-    /// z = mean + exp(logvar / 2) * eps, with eps drawn from the seeded `rng`.
-    pub fn sample(&self, rng: &mut impl Rng) -> Result<Tensor> {
-        let eps = Tensor::from_vec(
-            standard_normal(rng, self.mean.elem_count()),
-            self.mean.shape(),
-            self.mean.device(),
-        )?
-        .to_dtype(self.mean.dtype())?;
-        &self.mean + (self.logvar.affine(0.5, 0.0)?.exp()? * eps)?
-    }
-
-    /// KL(q || N(0, I)) per latent dimension, averaged over the batch: `[Z]`.
-    pub fn kl_per_dim(&self) -> Result<Tensor> {
-        self.kl_of_offset(&self.mean)
-    }
-
-    /// KL(q || N(prior_mean, I)) per latent dimension, averaged over the batch: `[Z]`.
-    /// `prior_mean` is `[B, Z]` (a composer-aware prior: each snippet's own composer centre).
-    pub fn kl_to_per_dim(&self, prior_mean: &Tensor) -> Result<Tensor> {
-        self.kl_of_offset(&(&self.mean - prior_mean)?)
-    }
-
-    /// 0.5 * (offset^2 + exp(logvar) - 1 - logvar), averaged over the batch, where `offset`
-    /// is the posterior mean minus the prior's.
-    fn kl_of_offset(&self, offset: &Tensor) -> Result<Tensor> {
-        let kl = ((offset.sqr()? + self.logvar.exp()?)? - self.logvar.affine(1.0, 1.0)?)?
-            .affine(0.5, 0.0)?;
-        kl.mean(0)
     }
 }
 
@@ -526,36 +485,6 @@ impl LstmVae {
         let posterior = self.encode(roll)?;
         let z = posterior.sample(rng)?;
         Ok((self.decode(roll, &z, bars)?, posterior))
-    }
-}
-
-/// Binary cross-entropy of `logits` against 0/1 `targets`, summed over all but the batch
-/// dimension and averaged over the batch; stable for large logits.
-pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let batch = logits.dim(0)? as f64;
-    bce_cells(logits, targets)?
-        .sum_all()?
-        .affine(1.0 / batch, 0.0)
-}
-
-/// [`bce_with_logits`] of each item of the batch: `[B]`, summed over its cells.
-pub fn bce_with_logits_per_item(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    bce_cells(logits, targets)?.flatten_from(1)?.sum(1)
-}
-
-/// The BCE of each cell, from logits: max(l, 0) - l * y + log(1 + exp(-|l|)).
-fn bce_cells(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let softplus = logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
-    (logits.relu()? - (logits * targets)?)? + softplus
-}
-
-/// The device to compute on: CUDA device 0 when `cuda` is asked for (an error in a build
-/// without the `cuda` feature, or without a GPU: there is no fallback), else the CPU.
-pub fn device(cuda: bool) -> Result<Device> {
-    if cuda {
-        Device::new_cuda(0)
-    } else {
-        Ok(Device::Cpu)
     }
 }
 

@@ -10,8 +10,13 @@ pub mod step_decoder;
 pub mod trained;
 pub mod transformer;
 pub mod transformer_vae;
+pub mod vae;
 pub mod weights;
 
+/// Where a model's tensors live and its arithmetic runs (the CPU, or a CUDA GPU).
+pub use candle_core::Device;
+
+use candle_core::Result;
 use rand::Rng;
 
 /// Standard normal samples from a seeded generator (Box-Muller), so every random draw of a
@@ -28,4 +33,20 @@ pub fn standard_normal(rng: &mut impl Rng, n: usize) -> Vec<f32> {
     }
     out.truncate(n);
     out
+}
+
+/// The device to compute on: CUDA device 0 when `cuda` is asked for (an error in a build
+/// without the `cuda` feature, or without a GPU: there is no fallback), else the CPU.
+pub fn device(cuda: bool) -> Result<Device> {
+    if cuda {
+        Device::new_cuda(0)
+    } else {
+        Ok(Device::Cpu)
+    }
+}
+
+/// Whether this is a build with the `cuda` feature (whether a GPU is there shows only when
+/// [`device`] opens it).
+pub fn cuda_built() -> bool {
+    candle_core::utils::cuda_is_available()
 }

@@ -1,5 +1,9 @@
 //! A trained LSTM-VAE as shipped and loaded: the model plus its manifest (config, composers,
 //! per-composer latent statistics, corpus hash, training summary, metrics, licence, credits).
+//!
+//! Also what every model's manifest shares: the manifest format, the corpus a model was
+//! trained on ([`CorpusInfo`]) and the licence and credits it carries ([`Rights`]), and the
+//! weights folder where the shipped models are found ([`weights_dir`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -12,8 +12,8 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
 
-use crate::models::lstm_vae::DiagonalGaussian;
 use crate::models::transformer::{DropoutRng, Stack, StackConfig};
+use crate::models::vae::DiagonalGaussian;
 use crate::roll::PITCHES;
 
 /// Sizes of the Transformer VAE (encoder and decoder stacks share them).

@@ -159,7 +159,7 @@ impl OtherKind {
 
     /// Loads a file of this model for the studio (on the CPU, where the studio runs them).
     fn load(self, path: &Path) -> Result<LoadedOther, String> {
-        let cpu = &candle_core::Device::Cpu;
+        let cpu = &crate::models::Device::Cpu;
         match self {
             OtherKind::TransformerVae => {
                 crate::tvae::load(path, cpu).map(|m| LoadedOther::TransformerVae(Arc::new(m)))
@@ -1179,7 +1179,6 @@ fn absolute(path: PathBuf) -> PathBuf {
     std::fs::canonicalize(&path).unwrap_or(path)
 }
 
-/// Loads an LSTM-VAE model file for the studio (on the CPU, where generation runs).
 /// An LSTM-VAE loaded on a worker thread.
 struct LoadedModel {
     model: Arc<TrainedModel>,
@@ -1188,8 +1187,9 @@ struct LoadedModel {
     shipped: bool,
 }
 
+/// Loads an LSTM-VAE model file for the studio (on the CPU, where generation runs).
 fn load_trained(path: &Path) -> Result<LoadedModel, String> {
-    let model = TrainedModel::load(path, &candle_core::Device::Cpu).map_err(|e| e.to_string())?;
+    let model = TrainedModel::load(path, &crate::models::Device::Cpu).map_err(|e| e.to_string())?;
     Ok(LoadedModel {
         model: Arc::new(model),
         shipped: trained::is_shipped_default(path),
@@ -3201,7 +3201,7 @@ impl Studio {
     /// saved by such a build trains on the CPU in one without); with the roll cache.
     fn train_place(&self) -> TrainPlace {
         TrainPlace {
-            gpu: self.session.train_on_gpu && cuda_build(),
+            gpu: self.session.train_on_gpu && crate::models::cuda_built(),
             roll_cache: self.roll_cache.clone(),
         }
     }
@@ -4338,7 +4338,9 @@ impl Studio {
                     .labelled_by(label.id);
             });
             // Offered in a build with CUDA.
-            if cuda_build() {
+            // Whether a GPU is there shows when a run starts: its device is opened on the
+            // training thread, never by the window.
+            if crate::models::cuda_built() {
                 ui.checkbox(&mut self.session.train_on_gpu, "on the GPU")
                     .on_hover_text("Train on CUDA device 0 (else on the CPU)");
             }
@@ -4864,12 +4866,6 @@ pub fn style_meter_caveat(manifest: &crate::models::saved::ModelManifest) -> Str
 
 /// How the style meter's errors begin (a good verdict later takes them out of view).
 const STYLE_METER_ERROR: &str = "Style meter: ";
-
-/// Whether this is a build with the `cuda` feature (whether a GPU is there shows when a run
-/// starts: its device is opened on the training thread, never by the window).
-fn cuda_build() -> bool {
-    candle_core::utils::cuda_is_available()
-}
 
 /// What the studio says when notes of the last session could not be kept (past the longest
 /// piece, or damaged), and where the session as it was is kept, if it is.

@@ -583,7 +583,7 @@ pub struct TrainingJob {
 /// Where and how a studio run on the shared loop trains, and where it reports.
 struct LoopRun<'a> {
     corpus: &'a Corpus,
-    device: &'a candle_core::Device,
+    device: &'a crate::models::Device,
     out: &'a Path,
     resume: bool,
     control: &'a Control,
@@ -825,7 +825,7 @@ impl TrainingJob {
                 let train = || -> Result<RunEnd, String> {
                     let spec = spec()?;
                     // The device is opened first: without it nothing else is worth loading.
-                    let device = crate::models::lstm_vae::device(gpu).map_err(|e| {
+                    let device = crate::models::device(gpu).map_err(|e| {
                         format!(
                             "cannot train on the GPU ({e}); untick \"on the GPU\" to train on \
                              the CPU"
@@ -1253,7 +1253,7 @@ mod tests {
     #[test]
     fn a_generation_that_panics_fails_and_the_thread_goes_on() {
         let path = crate::gan::default_path().expect("the shipped DCGAN");
-        let model = Arc::new(crate::gan::load(&path, &candle_core::Device::Cpu).unwrap());
+        let model = Arc::new(crate::gan::load(&path, &crate::models::Device::Cpu).unwrap());
         // The first progress report panics (a bug inside the job); later calls are quiet.
         let panicked = Arc::new(AtomicBool::new(false));
         let wake = {
@@ -1342,7 +1342,7 @@ mod tests {
     /// device) ends with a message saying so, before it reads or writes anything.
     #[test]
     fn a_run_on_a_gpu_that_is_not_there_says_so() {
-        if candle_core::Device::new_cuda(0).is_ok() {
+        if crate::models::device(true).is_ok() {
             return; // a GPU is here: the run would train
         }
         let dir = tempfile::tempdir().unwrap();
