@@ -40,12 +40,17 @@ pub fn convert_file(path: &Path, opts: &QuantizeOptions) -> Result<Roll> {
 /// One timed run of Segue's converter.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OwnTiming {
+    /// Row label, e.g. "segue (1 thread)".
     pub label: String,
+    /// Threads used (1 = single-threaded).
     pub threads: usize,
+    /// Files attempted.
     pub files: usize,
+    /// Files that failed to convert.
     pub failed: usize,
     /// Median seconds over the repetitions.
     pub seconds: f64,
+    /// Files attempted per second of the median run.
     pub files_per_s: f64,
 }
 
@@ -146,10 +151,15 @@ pub(crate) fn run(cmd: &mut Command, context: &Path) -> Result<std::process::Out
 /// One reference method's result, from `roll_convert.py --json`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReferenceTiming {
+    /// The reference method's name, e.g. "pretty_midi".
     pub method: String,
+    /// Files the reference attempted.
     pub files: usize,
+    /// Files it failed to convert.
     pub failed: usize,
+    /// Total seconds of the run (NaN when the reference gave none).
     pub seconds: f64,
+    /// Files per second, as the reference reports it (NaN when it gave none).
     pub files_per_s: f64,
 }
 

@@ -594,7 +594,9 @@ pub fn training_fold<M, C>(clf: &Saved<M, C>) -> Result<Option<Fold>> {
 /// cross-validation) add up by [`Judged::extend`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Judged {
+    /// Per snippet judged: (probability of each composer, index of the true composer).
     pub snippets: Vec<(Vec<f32>, usize)>,
+    /// Per held-out piece, judged whole: (probability of each composer, true composer index).
     pub pieces: Vec<(Vec<f32>, usize)>,
 }
 

@@ -40,9 +40,11 @@ const ROLL_VERSION: u32 = 8;
 /// One piece of music in the corpus.
 #[derive(Debug, Clone)]
 pub struct Piece {
+    /// The MIDI file.
     pub path: PathBuf,
     /// Index into [`Corpus::composers`].
     pub composer: usize,
+    /// The file's piano roll.
     pub roll: Roll,
     /// BLAKE3 hash of the file's bytes (hex).
     pub content_hash: String,
@@ -51,15 +53,18 @@ pub struct Piece {
 /// A file that could not be used, and why.
 #[derive(Debug, Clone)]
 pub struct Failure {
+    /// The file (or folder) that could not be used.
     pub path: PathBuf,
     /// The composer (folder) the file would have taught.
     pub composer: String,
+    /// Why, as a message.
     pub error: String,
 }
 
 /// How a corpus is loaded.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
+    /// How the files' notes become roll cells.
     pub quantize: QuantizeOptions,
     /// Where converted rolls are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
@@ -199,11 +204,13 @@ struct CacheTouch {
 /// A loaded corpus.
 #[derive(Debug, Clone)]
 pub struct Corpus {
+    /// The folder loaded (one subfolder per composer).
     pub root: PathBuf,
     /// Composer names, sorted.
     pub composers: Vec<String>,
     /// Pieces sorted by path.
     pub pieces: Vec<Piece>,
+    /// Files and folders that could not be used.
     pub failures: Vec<Failure>,
     /// How many rolls came from the cache.
     pub cache_hits: usize,
@@ -757,7 +764,9 @@ pub fn check_composer_names(names: &[String]) -> std::result::Result<(), String>
 /// Piece indices on each side of a split (disjoint by construction).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Split {
+    /// Pieces trained on.
     pub train: Vec<usize>,
+    /// Pieces held out for validation.
     pub valid: Vec<usize>,
 }
 
@@ -958,17 +967,22 @@ pub fn decode_cache_body(bytes: &[u8]) -> Option<Roll> {
 /// Where a snippet comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnippetRef {
+    /// Index into [`Corpus::pieces`].
     pub piece: usize,
+    /// The step (16th note) of the piece's roll it starts at.
     pub start: usize,
 }
 
 /// A batch of snippets as a dense f32 array `[batch, steps, 128]` (0.0/1.0).
 #[derive(Debug, Clone)]
 pub struct Batch {
+    /// Steps (16th notes) per snippet.
     pub steps: usize,
+    /// The cells, row-major `[batch, steps, 128]`: 1.0 where a note sounds, else 0.0.
     pub data: Vec<f32>,
     /// Composer index of each item.
     pub composers: Vec<usize>,
+    /// Where each item comes from.
     pub sources: Vec<SnippetRef>,
 }
 
@@ -1188,14 +1202,21 @@ pub fn evaluation_snippets(
 /// Per-composer figures of a corpus (what `segue corpus stats` prints).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ComposerStats {
+    /// The composer's name (folder).
     pub composer: String,
+    /// Pieces read.
     pub files: usize,
+    /// Total length of the pieces, in steps (16th notes).
     pub steps: usize,
+    /// Notes in the pieces.
     pub notes: usize,
     /// Mean number of sounding pitches per step, silent steps included.
     pub notes_per_step: f64,
+    /// Lowest MIDI pitch (0-127) that sounds; `None` with no notes.
     pub lowest_pitch: Option<u8>,
+    /// Highest MIDI pitch (0-127) that sounds; `None` with no notes.
     pub highest_pitch: Option<u8>,
+    /// Files of the composer that could not be used.
     pub failures: usize,
 }
 

@@ -16,19 +16,37 @@ pub enum Error {
     /// chained source, so that `{:#}` does not print it twice).
     #[error("{}: {action} failed: {error}", crate::fsutil::shown(.path))]
     Io {
+        /// The file (or folder).
         path: PathBuf,
+        /// What was being done, e.g. "reading".
         action: &'static str,
+        /// The I/O error.
         error: std::io::Error,
     },
     /// A MIDI file could not be understood.
     #[error("{}: {problem}", crate::fsutil::shown(.path))]
-    Midi { path: PathBuf, problem: MidiProblem },
+    Midi {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: MidiProblem,
+    },
     /// A file had the wrong content for its kind (npy, cache, weights...).
     #[error("{}: {problem}", crate::fsutil::shown(.path))]
-    Format { path: PathBuf, problem: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A corpus folder was unusable as a whole.
     #[error("{}: {problem}", crate::fsutil::shown(.path))]
-    Corpus { path: PathBuf, problem: String },
+    Corpus {
+        /// The corpus folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A caller passed an argument outside its valid range.
     #[error("{0}")]
     InvalidArgument(String),
@@ -38,7 +56,10 @@ pub enum Error {
          wait for it to end, or stop it first",
         crate::fsutil::shown(.path)
     )]
-    RunInUse { path: PathBuf },
+    RunInUse {
+        /// The run folder.
+        path: PathBuf,
+    },
     /// A tensor computation of a model failed (shapes, device, out of memory). Converted
     /// from candle's error without the backtrace candle adds under `RUST_BACKTRACE` (fifty
     /// lines of our frames under a message meant for a musician).
@@ -64,12 +85,22 @@ pub enum MidiProblem {
     BadDivision(u16),
     /// SMPTE time division with an unusable frame rate or resolution.
     #[error("SMPTE time division with {fps} frames/s and {subframes} ticks per frame is unusable")]
-    BadTimecode { fps: u8, subframes: u8 },
+    BadTimecode {
+        /// Frames per second, as the header gives them.
+        fps: u8,
+        /// Ticks per frame.
+        subframes: u8,
+    },
     /// A time value is far beyond anything musical.
     #[error(
         "the piece would be {steps} sixteenth-note steps long (more than the limit of {limit}): absurd delta times or tick values"
     )]
-    TooLong { steps: u64, limit: u64 },
+    TooLong {
+        /// The length the piece would have, in steps (16th notes).
+        steps: u64,
+        /// The most steps a piece may have.
+        limit: u64,
+    },
     /// The file has no readable track at all.
     #[error("no readable track: {0}")]
     NoTracks(String),
@@ -77,10 +108,18 @@ pub enum MidiProblem {
     #[error(
         "at least {bytes} bytes, more than the {limit} bytes a MIDI file may have here; is it a MIDI file?"
     )]
-    TooLarge { bytes: u64, limit: u64 },
+    TooLarge {
+        /// The size found, in bytes (at least this many).
+        bytes: u64,
+        /// The most bytes a MIDI file may have.
+        limit: u64,
+    },
     /// The file holds more notes and other events than Segue keeps of a file.
     #[error("more than {limit} notes and other events, more than a piece Segue opens may hold")]
-    TooManyEvents { limit: usize },
+    TooManyEvents {
+        /// The most notes and other events kept of a file.
+        limit: usize,
+    },
 }
 
 impl Error {

@@ -153,9 +153,13 @@ impl FrameAcc {
 /// A figure of the snippets in 4/4 throughout and of those in other metres, with their counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct MetreSplit {
+    /// The figure over the snippets in 4/4 throughout.
     pub in_four_four: f64,
+    /// Snippets in 4/4 throughout.
     pub four_four_snippets: usize,
+    /// The figure over the snippets in other metres.
     pub in_other_metres: f64,
+    /// Snippets in other metres.
     pub other_snippets: usize,
 }
 

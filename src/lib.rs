@@ -46,6 +46,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod ascent;
 pub mod bench;
 pub mod bench_model;

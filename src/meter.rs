@@ -10,7 +10,9 @@ use crate::midi::Meter;
 /// A change of metre at a roll step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StepMeter {
+    /// The step (16th note) it takes effect at.
     pub step: usize,
+    /// The metre from there on.
     pub meter: Meter,
 }
 

@@ -42,14 +42,18 @@ pub struct Note {
 /// A tempo change at an absolute tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TempoChange {
+    /// Tick it takes effect at (absolute).
     pub tick: u64,
+    /// The tempo, in microseconds per quarter note.
     pub micros_per_quarter: u32,
 }
 
 /// A time signature at an absolute tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeSignature {
+    /// Tick it takes effect at (absolute).
     pub tick: u64,
+    /// Beats a bar (3 for 3/4).
     pub numerator: u8,
     /// The denominator itself (4 for x/4), not its power of two.
     pub denominator: u16,
@@ -59,7 +63,9 @@ pub struct TimeSignature {
 /// is minor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Key {
+    /// Sharps (positive) or flats (negative) in the signature, -7..=7.
     pub sharps: i8,
+    /// Whether the key is minor.
     pub minor: bool,
 }
 
@@ -148,13 +154,16 @@ impl Key {
 /// A key signature at an absolute tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeySignature {
+    /// Tick it takes effect at (absolute).
     pub tick: u64,
+    /// The key signature.
     pub key: Key,
 }
 
 /// A metre: beats a bar over the beat's note value (3/4, 6/8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Meter {
+    /// Beats a bar (3 for 3/4).
     pub numerator: u8,
     /// The note value itself (4 for x/4), a power of two.
     pub denominator: u16,
@@ -196,13 +205,20 @@ pub enum Division {
     /// Ticks per quarter note.
     Metrical(u16),
     /// SMPTE frames per second and ticks per frame.
-    Timecode { fps: u8, subframes: u8 },
+    Timecode {
+        /// Frames per second (29 for 29.97 drop-frame).
+        fps: u8,
+        /// Ticks per frame.
+        subframes: u8,
+    },
 }
 
 /// A MIDI file read into notes, tempo and meter, all in absolute ticks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Song {
+    /// The file's format (0, 1 or 2).
     pub format: SmfFormat,
+    /// How the file counts time, as its header declares.
     pub division: Division,
     /// Ticks per quarter note used for quantization (for SMPTE files: the ticks of one
     /// quarter note at 120 bpm, its ticks scaled to whole ones as they are read).
@@ -984,9 +1000,13 @@ fn skip_illegal_message(raw: &[u8]) -> Option<Skipped<'_>> {
 /// A note to write, in steps or ticks chosen by the caller (see [`write_smf`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutNote {
+    /// Start, in steps or ticks.
     pub start: u64,
+    /// End, in the same unit (a note that does not end after its start is not written).
     pub end: u64,
+    /// MIDI pitch 0..=127.
     pub pitch: u8,
+    /// Note-on velocity 1..=127 (others are clamped).
     pub velocity: u8,
 }
 
@@ -1010,7 +1030,9 @@ pub(crate) fn encode_text(text: &str) -> std::borrow::Cow<'_, [u8]> {
 /// The signatures a file's tempo track holds besides its tempo: time and key.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Signatures<'a> {
+    /// Time signatures, at ticks of the file written.
     pub meters: &'a [TimeSignature],
+    /// Key signatures, at ticks of the file written.
     pub keys: &'a [KeySignature],
 }
 

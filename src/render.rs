@@ -15,14 +15,18 @@ pub const SAMPLE_RATE: u32 = 44_100;
 /// A note-on (velocity > 0) or note-off (velocity 0) at a sample position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoteEvent {
+    /// When, in samples from the start.
     pub sample: u64,
+    /// MIDI pitch 0-127.
     pub pitch: u8,
+    /// Velocity 1-127 of a note-on; 0 for a note-off.
     pub velocity: u8,
 }
 
 /// How a roll is rendered.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RenderOptions {
+    /// Samples per second (Hz).
     pub sample_rate: u32,
     /// Seconds of release tail after the last step.
     pub tail_seconds: f32,

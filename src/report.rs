@@ -36,9 +36,14 @@ use crate::{fsutil, plot};
 
 /// The models to compare (the LSTM-VAE is required, the others are measured when given).
 pub struct Models {
+    /// The LSTM-VAE.
     pub lstm: TrainedModel,
+    /// The Transformer VAE, if measured.
     pub tvae: Option<TrainedTvae>,
+    /// The composer classifier, if given: its ascent outputs are measured, and it judges the
+    /// outputs of every model.
     pub classifier: Option<Classifier>,
+    /// The DCGAN, if measured.
     pub gan: Option<TrainedGan>,
 }
 

@@ -112,7 +112,9 @@ impl QuantizeOptions {
 /// A tempo change at a roll step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StepTempo {
+    /// The step (16th note) it takes effect at.
     pub step: usize,
+    /// The tempo, in microseconds per quarter note.
     pub micros_per_quarter: u32,
 }
 
@@ -169,7 +171,9 @@ fn grid_tempo(changes: &[midi::TempoChange], tpq: u64, limit: u64) -> Vec<StepTe
 /// A key signature from a roll step on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StepKey {
+    /// The step (16th note) it takes effect at.
     pub step: usize,
+    /// The key signature.
     pub key: Key,
 }
 
@@ -183,9 +187,13 @@ const KEY_CHANGE_MIN_CELLS: usize = 64;
 /// A note of a roll, in steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RollNote {
+    /// First step (16th note).
     pub start: usize,
+    /// Length in steps.
     pub len: usize,
+    /// MIDI pitch (0-127).
     pub pitch: u8,
+    /// MIDI velocity (1-127).
     pub velocity: u8,
 }
 

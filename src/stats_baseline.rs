@@ -25,8 +25,11 @@ const LENGTH_BINS: [usize; 12] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, usize::M
 /// random), with an L2 penalty and each composer's windows weighed equally in the loss.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FitOptions {
+    /// Adam steps (each over all the windows).
     pub iterations: usize,
+    /// Adam's learning rate.
     pub learning_rate: f64,
+    /// L2 penalty: `l2 * w` is added to each gradient (0 = none).
     pub l2: f64,
 }
 

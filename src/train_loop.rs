@@ -262,8 +262,11 @@ pub trait Task {
 /// their steps falls in its bar.
 #[derive(Debug, Clone)]
 pub struct Chunk {
+    /// The rolls, `[B, T, 128]` (1.0 where a note sounds).
     pub x: Tensor,
+    /// Each snippet's composer index.
     pub labels: Vec<usize>,
+    /// Where each step of each snippet falls in its bar.
     pub bars: WindowBars,
 }
 
@@ -290,8 +293,11 @@ pub struct LoopMetrics {
 pub enum LoopEvent {
     /// Training began (or resumed) at `step` of `total`.
     Started {
+        /// Optimiser steps already done (0 on a fresh start).
         step: usize,
+        /// Optimiser steps in all.
         total: usize,
+        /// The model's parameter count.
         parameters: usize,
         /// Pieces it trains on.
         pieces: usize,
@@ -301,7 +307,12 @@ pub enum LoopEvent {
     /// One step's figures.
     Metrics(LoopMetrics),
     /// A checkpoint was written.
-    Checkpoint { step: usize, path: PathBuf },
+    Checkpoint {
+        /// Optimiser steps done.
+        step: usize,
+        /// The model file written.
+        path: PathBuf,
+    },
 }
 
 /// How a run ended.

@@ -70,24 +70,35 @@ impl StyleA {
 pub enum Engine {
     /// The LSTM-VAE with styles A and B.
     LstmVae {
+        /// The trained LSTM-VAE.
         model: Arc<TrainedModel>,
+        /// Where style A's latent code comes from.
         code_a: StyleA,
+        /// Style B's latent code (a composer's).
         code_b: Vec<f32>,
     },
     /// The Transformer VAE with styles A and B.
     TransformerVae {
+        /// The trained Transformer VAE.
         model: Arc<TrainedTvae>,
+        /// Where style A's latent code comes from.
         code_a: StyleA,
+        /// Style B's latent code (a composer's).
         code_b: Vec<f32>,
     },
     /// Gradient ascent on the roll towards composer `target`, from the primer given (the
     /// studio gives none: seeded noise). At most the classifier's window, 2-3 notes a step.
     ClassifierAscent {
+        /// The trained composer classifier.
         classifier: Arc<Classifier>,
+        /// The target composer's index among the classifier's composers.
         target: usize,
     },
     /// DCGAN samples (128-step snippets, joined).
-    Dcgan { model: Arc<TrainedGan> },
+    Dcgan {
+        /// The trained DCGAN.
+        model: Arc<TrainedGan>,
+    },
 }
 
 impl Engine {
