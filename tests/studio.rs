@@ -1143,7 +1143,7 @@ fn the_training_panel_fine_tunes_the_model_in_use() {
 /// style meter (and classifier ascent) its composers, at this start and the next ones.
 #[test]
 fn the_training_panel_trains_a_classifier_for_the_style_meter() {
-    use segue::studio::app::TrainModel;
+    use segue::studio::engines::TrainModel;
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let mut h = studio(&model, Some(fixture(dir.path())));
@@ -1237,7 +1237,7 @@ fn the_training_panel_trains_a_classifier_for_the_style_meter() {
 #[test]
 fn the_training_panel_trains_the_transformer_vae_and_the_dcgan() {
     use segue::studio::EngineKind;
-    use segue::studio::app::TrainModel;
+    use segue::studio::engines::TrainModel;
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
     let mut h = studio(&model, Some(fixture(dir.path())));
@@ -1371,7 +1371,7 @@ fn monitor_steps(s: &Studio) -> Vec<usize> {
 /// corpus for `steps` steps with `seed`, into `dir/run`: the studio, the corpus and the run.
 fn training_in_panel(
     dir: &Path,
-    model: segue::studio::app::TrainModel,
+    model: segue::studio::engines::TrainModel,
     steps: usize,
     seed: u64,
 ) -> (Harness<'static, Studio>, PathBuf, PathBuf) {
@@ -1394,7 +1394,7 @@ fn training_in_panel(
 /// that run again, and "Continue to N steps" trains it on from there, its curves going on.
 #[test]
 fn a_run_cut_short_by_closing_the_studio_continues_at_the_next_start() {
-    use segue::studio::app::TrainModel;
+    use segue::studio::engines::TrainModel;
     let dir = tempfile::tempdir().unwrap();
     let (mut h, _, out) = training_in_panel(dir.path(), TrainModel::Classifier, 2000, 1);
     wait(&mut h, "two steps", |s| monitor_steps(s).len() >= 2);
@@ -1464,7 +1464,7 @@ fn a_run_cut_short_by_closing_the_studio_continues_at_the_next_start() {
 /// trains in its folder, Continue is refused and nothing is touched.
 #[test]
 fn the_training_panel_continues_a_run() {
-    use segue::studio::app::TrainModel;
+    use segue::studio::engines::TrainModel;
     let dir = tempfile::tempdir().unwrap();
     let (mut h, corpus, out) = training_in_panel(dir.path(), TrainModel::LstmVae, 2, 7);
     wait(&mut h, "training to finish", |s| !s.training_running());

@@ -3,12 +3,16 @@
 
 pub mod app;
 pub mod audio;
+pub mod engines;
 pub mod messages;
 pub mod piano_roll;
 pub mod plot_words;
 pub mod runs;
 pub mod score;
+pub mod session;
 pub mod session_file;
 pub mod workers;
 
-pub use app::{EngineKind, OtherModels, Session, Studio, run};
+pub use app::{Studio, run};
+pub use engines::{EngineKind, OtherModels};
+pub use session::Session;

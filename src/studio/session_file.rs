@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::app::Session;
 use super::score::{Score, ScoreNote};
+use super::session::Session;
 use crate::fsutil;
 
 /// The studio's data folder (`~/.local/share/segue` on Linux): the session, and the models
