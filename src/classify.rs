@@ -342,8 +342,7 @@ pub fn load(path: &Path, device: &Device) -> Result<Classifier> {
 
 /// The shipped classifier, if it is there.
 pub fn default_path() -> Option<PathBuf> {
-    let path = crate::models::trained::weights_dir().join(DEFAULT_FILE);
-    path.is_file().then_some(path)
+    crate::models::trained::shipped_file(DEFAULT_FILE)
 }
 
 /// The snippet length a classifier was trained on (the window it judges best).

@@ -728,6 +728,13 @@ pub fn composer_key(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
+/// Where `name` is among `composers`, compared as [`composer_key`]s (case and surrounding
+/// spaces aside).
+pub fn composer_position(composers: &[String], name: &str) -> Option<usize> {
+    let key = composer_key(name);
+    composers.iter().position(|c| composer_key(c) == key)
+}
+
 /// Checks the composer names of a corpus or a model: each a line of at most
 /// [`MAX_COMPOSER_NAME`] characters, not blank, and no two alike but for case or surrounding
 /// spaces (`Bach`, `bach `: a composer is picked by name, case aside). The problem, if any.

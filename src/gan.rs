@@ -391,8 +391,7 @@ pub fn load(path: &Path, device: &Device) -> Result<TrainedGan> {
 
 /// The shipped model, if it is there.
 pub fn default_path() -> Option<PathBuf> {
-    let path = crate::models::trained::weights_dir().join(DEFAULT_FILE);
-    path.is_file().then_some(path)
+    crate::models::trained::shipped_file(DEFAULT_FILE)
 }
 
 /// Samples `count` snippets of 128 steps, at most `max_notes` per step; the same seed gives the
@@ -462,6 +461,24 @@ pub fn sample_until(
         }
     }
     Ok(rolls)
+}
+
+/// `steps` steps of music: [`sample_until`]'s 128-step snippets joined end to end and cut to
+/// `steps` (what `segue generate` and the studio make with a DCGAN).
+pub fn sample_roll(
+    gan: &Dcgan,
+    steps: usize,
+    temperature: f32,
+    max_notes: usize,
+    seed: u64,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<Roll> {
+    let count = steps.div_ceil(Config::SIZE).max(1);
+    let mut roll = Roll::new(0);
+    for snippet in sample_until(gan, count, temperature, max_notes, seed, cancel)? {
+        roll.append(&snippet);
+    }
+    Ok(roll.slice(0, steps))
 }
 
 /// The pitches whose logit is above 0, strongest first, at most `max_notes`, into `order`.

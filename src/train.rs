@@ -1096,9 +1096,7 @@ impl<'a> Trainer<'a> {
         // its stored mean code); another corpus's own composers keep their seeded random ones.
         let mut centres = self.centres.as_tensor().to_vec2::<f32>().map_err(candle)?;
         for (centre, name) in centres.iter_mut().zip(&self.corpus.composers) {
-            let key = crate::dataset::composer_key(name);
-            let mut known = m.composers.iter();
-            if let Some(k) = known.position(|c| crate::dataset::composer_key(c) == key) {
+            if let Some(k) = crate::dataset::composer_position(&m.composers, name) {
                 match &m.prior {
                     Some(prior) => centre.clone_from(&prior.means[k]),
                     None => centre.clone_from(&m.latents[k].mean),

@@ -242,8 +242,7 @@ pub fn load(path: &Path, device: &Device) -> Result<TrainedTvae> {
 
 /// The shipped model, if it is there.
 pub fn default_path() -> Option<PathBuf> {
-    let path = crate::models::trained::weights_dir().join(DEFAULT_FILE);
-    path.is_file().then_some(path)
+    crate::models::trained::shipped_file(DEFAULT_FILE)
 }
 
 /// The snippet length a model was trained on.

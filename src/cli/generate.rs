@@ -612,19 +612,15 @@ pub(crate) fn generate_cmd(a: GenerateArgs) -> Result<()> {
                      with --cells thresholded, as the shipped one), it does not sample"
                 );
             }
-            let count = a.steps.div_ceil(128);
-            let mut roll = Roll::new(0);
-            for snippet in segue::gan::sample_until(
+            let roll = segue::gan::sample_roll(
                 &gan.model,
-                count,
+                a.steps,
                 a.temperature(),
                 a.max_notes,
                 a.seed,
                 cancel,
-            )? {
-                roll.append(&snippet);
-            }
-            (roll.slice(0, a.steps), 0)
+            )?;
+            (roll, 0)
         }
         other => bail!("{}: `{other}` models cannot generate", shown(&path)),
     };

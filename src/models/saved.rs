@@ -90,10 +90,7 @@ pub struct Saved<M, C> {
 impl<M, C> Saved<M, C> {
     /// Index of a composer by name (case-insensitive).
     pub fn composer_index(&self, name: &str) -> Option<usize> {
-        self.manifest
-            .composers
-            .iter()
-            .position(|c| crate::dataset::composer_key(c) == crate::dataset::composer_key(name))
+        crate::dataset::composer_position(&self.manifest.composers, name)
     }
 }
 
@@ -146,11 +143,7 @@ pub fn expected_of<M>(
 
 /// Writes weights (`.safetensors`) and manifest (`.json`) atomically.
 pub fn save(path: &Path, tensors: &[(String, Tensor)], manifest: &ModelManifest) -> Result<()> {
-    let dtype = match manifest.dtype.as_str() {
-        "f16" => DType::F16,
-        "bf16" => DType::BF16,
-        _ => DType::F32,
-    };
+    let dtype = weights::storage_dtype(&manifest.dtype);
     // Both files must be writable before either is written: no weights without a manifest.
     let manifest_path = weights::manifest_path(path);
     crate::fsutil::check_target(&manifest_path)?;

@@ -418,7 +418,12 @@ pub fn is_shipped_default(path: &Path) -> bool {
 
 /// The shipped default model, if it is there.
 pub fn default_model_path() -> Option<PathBuf> {
-    let path = weights_dir().join(DEFAULT_MODEL_FILE);
+    shipped_file(DEFAULT_MODEL_FILE)
+}
+
+/// The shipped model file `name` in the weights folder ([`weights_dir`]), if it is there.
+pub fn shipped_file(name: &str) -> Option<PathBuf> {
+    let path = weights_dir().join(name);
     path.is_file().then_some(path)
 }
 
@@ -457,11 +462,7 @@ pub fn named_tensors(varmap: &VarMap) -> Vec<(String, Tensor)> {
 
 /// Writes `weights` (`.safetensors`) and its manifest (`.json`) atomically.
 pub fn save(path: &Path, varmap: &VarMap, manifest: &Manifest) -> Result<()> {
-    let dtype = match manifest.dtype.as_str() {
-        "f16" => DType::F16,
-        "bf16" => DType::BF16,
-        _ => DType::F32,
-    };
+    let dtype = weights::storage_dtype(&manifest.dtype);
     // Both files must be writable before either is written: no weights without a manifest.
     let manifest_path = weights::manifest_path(path);
     crate::fsutil::check_target(&manifest_path)?;
@@ -658,10 +659,7 @@ impl TrainedModel {
 
     /// Index of a composer by name (case-insensitive).
     pub fn composer_index(&self, name: &str) -> Option<usize> {
-        self.manifest
-            .composers
-            .iter()
-            .position(|c| crate::dataset::composer_key(c) == crate::dataset::composer_key(name))
+        crate::dataset::composer_position(&self.manifest.composers, name)
     }
 }
 

@@ -16,6 +16,15 @@ pub fn manifest_path(weights: &Path) -> PathBuf {
     weights.with_extension("json")
 }
 
+/// The dtype a manifest's `dtype` names for storage: `f16` or `bf16`, else f32.
+pub fn storage_dtype(name: &str) -> DType {
+    match name {
+        "f16" => DType::F16,
+        "bf16" => DType::BF16,
+        _ => DType::F32,
+    }
+}
+
 fn format_error(path: &Path, problem: impl Into<String>) -> Error {
     Error::Format {
         path: path.to_path_buf(),

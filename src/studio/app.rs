@@ -1838,12 +1838,9 @@ impl Studio {
         let after = self.composers();
         let (a, b) = (self.session.composer_a, self.session.composer_b);
         for chosen in [&mut self.session.composer_a, &mut self.session.composer_b] {
-            match before.get(*chosen).and_then(|name| {
-                let key = crate::dataset::composer_key(name);
-                after
-                    .iter()
-                    .position(|n| crate::dataset::composer_key(n) == key)
-            }) {
+            match (before.get(*chosen))
+                .and_then(|name| crate::dataset::composer_position(&after, name))
+            {
                 Some(i) => *chosen = i,
                 None if !after.is_empty() => *chosen = (*chosen).min(after.len() - 1),
                 None => {}

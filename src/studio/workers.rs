@@ -409,20 +409,16 @@ fn run_engine(
             Ok(Generated::new(a.roll, 0))
         }
         Engine::Dcgan { model } => {
-            let count = opts.steps.div_ceil(128).max(1);
-            let mut roll = Roll::new(0);
-            for snippet in gan::sample_until(
+            let roll = gan::sample_roll(
                 &model.model,
-                count,
+                opts.steps,
                 opts.temperature,
                 opts.max_notes,
                 opts.seed,
                 cancel,
-            )? {
-                roll.append(&snippet);
-            }
+            )?;
             progress(1.0);
-            Ok(Generated::new(roll.slice(0, opts.steps), 0))
+            Ok(Generated::new(roll, 0))
         }
     }
 }
