@@ -586,6 +586,34 @@ impl Corpus {
         notes
     }
 
+    /// The pieces shorter than a training snippet of `snippet_steps`, said: training pads them
+    /// with silence, which a model then learns as part of their music. `None` when every piece
+    /// is long enough; with the text, whether every piece is short.
+    pub fn short_pieces_note(&self, snippet_steps: usize) -> Option<(String, bool)> {
+        let short = (self.pieces.iter())
+            .filter(|p| p.roll.steps() < snippet_steps)
+            .count();
+        let root = fsutil::shown(&self.root);
+        match short {
+            0 => None,
+            n if n == self.pieces.len() => Some((
+                format!(
+                    "every piece of {root} is shorter than a training snippet ({snippet_steps} \
+                     steps): each is padded with silence to it"
+                ),
+                true,
+            )),
+            n => Some((
+                format!(
+                    "{n} of the {} pieces of {root} are shorter than a training snippet \
+                     ({snippet_steps} steps): they are padded with silence to it",
+                    self.pieces.len()
+                ),
+                false,
+            )),
+        }
+    }
+
     /// A hash of the whole corpus: composer labels and the content hashes of every piece.
     pub fn content_hash(&self) -> String {
         let mut hasher = blake3::Hasher::new();

@@ -4,10 +4,11 @@
 //! [`npy`] and [`image`] views) -> corpus snippets and batches ([`dataset`]) -> the models
 //! ([`models`]: the LSTM-VAE, Transformer VAE, composer classifier and DCGAN, in candle) and
 //! their training ([`train`] for the LSTM-VAE, [`train_loop`] for the others, each model's
-//! task in [`classify`], [`tvae`] and [`gan`], which also load and use them) -> generation ([`generate`], [`ascent`]) ->
-//! audio ([`synth`], [`render`]) and MIDI export ([`Roll::write_midi`]); [`eval`] and
-//! [`report`] measure the models, [`bench`](mod@bench) the speed against the Python references,
-//! and `studio` (the default feature of that name) is the window on top of it all.
+//! task in [`classify`], [`tvae`] and [`gan`], which also load and use them) -> generation
+//! ([`generate`], [`ascent`]) -> audio ([`synth`], [`render`]) and MIDI export
+//! ([`Roll::write_midi`]); [`eval`] and [`report`] measure the models, [`bench`](mod@bench)
+//! the speed against the Python references, and `studio` (the default feature of that name)
+//! is the window on top of it all.
 //!
 //! A transition from Chopin to Debussy after the start of a piece, with the shipped LSTM-VAE,
 //! written as MIDI and WAV, as `segue generate` makes it ([`generate::continue_piece`] ends

@@ -981,6 +981,18 @@ fn the_training_panel_trains_and_plots() {
             .all(|m| m.recon.is_finite())
     );
     assert!(trained.join("lstm-vae.safetensors").exists());
+    // The tiny corpus's pieces (96 steps) are shorter than the preset's snippets (128): the
+    // musician is told they are padded with silence, as the command line tells.
+    let told = (h.state().messages().notes()).any(|n| {
+        n.text.starts_with("Training folder: every piece of")
+            && n.text
+                .contains("shorter than a training snippet (128 steps)")
+    });
+    assert!(
+        told,
+        "{:?}",
+        h.state().messages().to_text(std::time::Instant::now())
+    );
     // The plots are said in words to a screen reader, the last step's values first.
     h.step();
     let last = h.state().training_metrics().last().unwrap().clone();

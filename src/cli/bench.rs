@@ -417,7 +417,9 @@ fn time_own_in_child(
     if !generation {
         cmd.arg("--no-gen");
     }
-    let out = (cmd.output()).with_context(|| format!("{}: running it failed", shown(&exe)))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("{}: running it failed", shown(&exe)))?;
     if !out.status.success() {
         bail!(
             "the measuring process failed: {}",

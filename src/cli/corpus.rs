@@ -9,7 +9,6 @@ use super::midi_files::QuantizeArgs;
 use super::progress::progress_bar;
 use super::wording::counted;
 use segue::dataset::{Corpus, LoadOptions};
-use segue::fsutil::shown;
 use segue::roll::QuantizeOptions;
 
 #[derive(Subcommand)]
@@ -135,25 +134,13 @@ pub(crate) fn shared_dir(what: &str) -> PathBuf {
         .join(what)
 }
 
-/// Says how many of the corpus's pieces are shorter than a training snippet: training pads
-/// them with silence, which a model then learns as part of their music.
+/// Says how many of the corpus's pieces are shorter than a training snippet
+/// ([`Corpus::short_pieces_note`]): a warning when all are.
 pub(crate) fn note_short_pieces(corpus: &Corpus, snippet_steps: usize) {
-    let short = (corpus.pieces.iter())
-        .filter(|p| p.roll.steps() < snippet_steps)
-        .count();
-    match short {
-        0 => {}
-        n if n == corpus.pieces.len() => warning!(
-            "every piece of {} is shorter than a training snippet ({snippet_steps} steps): each \
-             is padded with silence to it; a shorter --snippet-steps fits them",
-            shown(&corpus.root)
-        ),
-        n => note!(
-            "{n} of the {} pieces of {} are shorter than a training snippet ({snippet_steps} \
-             steps): they are padded with silence to it",
-            corpus.pieces.len(),
-            shown(&corpus.root)
-        ),
+    match corpus.short_pieces_note(snippet_steps) {
+        Some((all_short, true)) => warning!("{all_short}; a shorter --snippet-steps fits them"),
+        Some((some_short, false)) => note!("{some_short}"),
+        None => {}
     }
 }
 

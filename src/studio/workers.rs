@@ -691,6 +691,16 @@ pub enum TrainSpec {
 }
 
 impl TrainSpec {
+    /// The length of the snippets the run trains on, in steps.
+    pub fn snippet_steps(&self) -> usize {
+        match self {
+            TrainSpec::LstmVae(o) => o.snippet_steps,
+            TrainSpec::Classifier(o) => o.train.snippet_steps,
+            TrainSpec::TransformerVae(o) => o.train.snippet_steps,
+            TrainSpec::Dcgan(o) => o.train.snippet_steps,
+        }
+    }
+
     /// What the run whose model file is `model` trains, with the options its manifest
     /// records, to go on to `steps` steps in all (see [`TrainSpec::set_steps`]). The model is
     /// told by its file's name, as the trainers write it.
@@ -851,11 +861,14 @@ impl TrainingJob {
                         send(TrainingReport::Loading(done, total))
                     })
                     .map_err(|e| e.to_string())?;
+                    let short = corpus.short_pieces_note(spec.snippet_steps());
                     send(TrainingReport::Loaded {
                         composers: corpus.composers.clone(),
                         pieces: corpus.pieces.len(),
                         failures: corpus.failures.len(),
-                        notes: corpus.layout_notes(),
+                        notes: (corpus.layout_notes().into_iter())
+                            .chain(short.map(|(note, _)| note))
+                            .collect(),
                     });
                     // Stop pressed while the corpus loaded: nothing trained, nothing written.
                     if thread_control.stop.load(Ordering::Relaxed) {
