@@ -13,6 +13,7 @@ use crate::dataset::evaluation_snippets;
 use crate::dataset::{Corpus, Fold};
 use crate::error::{Error, Result, candle};
 use crate::meter::{StepMeter, WindowBars};
+use crate::models::ModelKind;
 use crate::models::classifier::{ComposerClassifier, Config, SPREAD_FLOOR, roll_statistics};
 use crate::models::saved::{self, Saved};
 use crate::roll::{PITCHES, Roll};
@@ -20,10 +21,10 @@ use crate::train::{Adam, Control, snippet_tensor};
 use crate::train_loop::{self, Chunk, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
 
 /// Model kind in manifests and file names.
-pub const KIND: &str = "classifier";
+pub const KIND: &str = ModelKind::Classifier.name();
 
 /// File name of the shipped classifier in the weights folder.
-pub const DEFAULT_FILE: &str = "classifier.safetensors";
+pub const DEFAULT_FILE: &str = ModelKind::Classifier.shipped_file_name();
 
 /// A loaded classifier.
 pub type Classifier = Saved<ComposerClassifier, Config>;

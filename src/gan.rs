@@ -13,6 +13,7 @@ use crate::dataset::Corpus;
 use crate::error::{Error, Result};
 use crate::generate::sample_notes;
 use crate::meter::WindowBars;
+use crate::models::ModelKind;
 use crate::models::dcgan::{Cells, Config, Dcgan, Generator};
 use crate::models::saved::{self, Saved};
 use crate::models::standard_normal;
@@ -21,10 +22,10 @@ use crate::train::{Adam, Control};
 use crate::train_loop::{self, Chunk, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
 
 /// Model kind in manifests and file names.
-pub const KIND: &str = "dcgan";
+pub const KIND: &str = ModelKind::Dcgan.name();
 
 /// File name of the shipped model in the weights folder.
-pub const DEFAULT_FILE: &str = "dcgan.safetensors";
+pub const DEFAULT_FILE: &str = ModelKind::Dcgan.shipped_file_name();
 
 /// A loaded DCGAN.
 pub type TrainedGan = Saved<Dcgan, Config>;

@@ -450,7 +450,7 @@ pub struct Outcome {
 
 /// Paths of the files in a training folder.
 pub fn model_path(out: &Path) -> PathBuf {
-    out.join("lstm-vae.safetensors")
+    out.join(format!("{}.safetensors", crate::models::trained::KIND))
 }
 
 /// The metrics log of a training folder.
@@ -1027,7 +1027,7 @@ impl<'a> Trainer<'a> {
         };
         let manifest = Manifest {
             format: trained::MANIFEST_FORMAT,
-            model: "lstm-vae".into(),
+            model: crate::models::trained::KIND.into(),
             preset: self.opts.preset.clone(),
             config: self.opts.config,
             composers: self.corpus.composers.clone(),

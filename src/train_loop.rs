@@ -23,6 +23,7 @@ use crate::dataset::{BalancedSampler, Batch, Corpus, SnippetRef};
 use crate::error::{Error, Result, candle};
 use crate::fsutil;
 use crate::meter::WindowBars;
+use crate::models::ModelKind;
 use crate::models::saved::{self, ModelManifest};
 use crate::models::trained::{self, CorpusInfo, LatentStats};
 use crate::models::weights;
@@ -929,13 +930,26 @@ pub(crate) fn check_steps_left(out: &Path, done: usize, steps: usize) -> Result<
     Ok(())
 }
 
+/// The model file a training run in `dir` has written, and its kind: of whichever model it
+/// trains, the newest, should an earlier run of another model have left its own there.
+pub fn run_model(dir: &Path) -> Option<(ModelKind, PathBuf)> {
+    (ModelKind::ALL.into_iter())
+        .filter_map(|kind| {
+            let file = model_file(dir, kind.name());
+            let modified = std::fs::metadata(&file).and_then(|m| m.modified()).ok()?;
+            Some((modified, kind, file))
+        })
+        .max_by_key(|(modified, ..)| *modified)
+        .map(|(_, kind, file)| (kind, file))
+}
+
 /// The models a run folder may hold a run of, as `segue train` names them (each run's model
 /// file is `KIND.safetensors`).
 pub const RUN_KINDS: [&str; 4] = [
-    "lstm-vae",
-    crate::classify::KIND,
-    crate::tvae::KIND,
-    crate::gan::KIND,
+    ModelKind::ALL[0].name(),
+    ModelKind::ALL[1].name(),
+    ModelKind::ALL[2].name(),
+    ModelKind::ALL[3].name(),
 ];
 
 /// Purposes of the per-step generators ([`step_rng`]).

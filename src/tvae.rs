@@ -21,6 +21,7 @@ use crate::dataset::Corpus;
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, Generated, Mode, interpolate, sample_notes};
 use crate::meter::WindowBars;
+use crate::models::ModelKind;
 use crate::models::saved::{self, Saved};
 use crate::models::trained::LatentStats;
 use crate::models::transformer_vae::{Config, TransformerVae};
@@ -30,10 +31,10 @@ use crate::train::{Adam, BetaSchedule, Control};
 use crate::train_loop::{self, Chunk, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
 
 /// Model kind in manifests and file names.
-pub const KIND: &str = "transformer-vae";
+pub const KIND: &str = ModelKind::TransformerVae.name();
 
 /// File name of the shipped model in the weights folder.
-pub const DEFAULT_FILE: &str = "transformer-vae.safetensors";
+pub const DEFAULT_FILE: &str = ModelKind::TransformerVae.shipped_file_name();
 
 /// A loaded Transformer VAE.
 pub type TrainedTvae = Saved<TransformerVae, Config>;

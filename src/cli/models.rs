@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use super::output_files::{extension, not_an_input, output_kind};
 use super::stop::hold_stop;
 use segue::fsutil::shown;
+use segue::models::ModelKind;
 use segue::models::trained::TrainedModel;
 
 /// `segue convert-model`: rewrites a model file (a shipped model's name or a path) in f16 or
@@ -76,41 +77,25 @@ fn not_shipped(file: &str, instead: &str) -> String {
 
 /// Which model `segue generate --model X` means: a kind name (its shipped weights) or a file.
 pub(crate) fn resolve_model(given: Option<&str>) -> Result<(String, PathBuf)> {
-    let shipped = |kind: &str, path: Option<PathBuf>, file: &str| -> Result<(String, PathBuf)> {
-        let path = path.with_context(|| {
-            format!(
-                "no shipped {kind} weights: {}",
-                not_shipped(file, "--model FILE")
-            )
-        })?;
-        Ok((kind.to_string(), path))
+    let kind = match given {
+        None => ModelKind::LstmVae,
+        Some("classifier-ascent") => ModelKind::Classifier,
+        Some(name) => match ModelKind::from_name(name) {
+            Some(kind) => kind,
+            None => {
+                let path = model_file_in(Path::new(name))?;
+                return Ok((model_kind_of(&path)?, path));
+            }
+        },
     };
-    match given {
-        None | Some("lstm-vae") => shipped(
-            "lstm-vae",
-            segue::models::trained::default_model_path(),
-            segue::models::trained::DEFAULT_MODEL_FILE,
-        ),
-        Some("transformer-vae") => shipped(
-            "transformer-vae",
-            segue::tvae::default_path(),
-            segue::tvae::DEFAULT_FILE,
-        ),
-        Some("classifier-ascent" | "classifier") => shipped(
-            "classifier",
-            segue::classify::default_path(),
-            segue::classify::DEFAULT_FILE,
-        ),
-        Some("dcgan") => shipped(
-            "dcgan",
-            segue::gan::default_path(),
-            segue::gan::DEFAULT_FILE,
-        ),
-        Some(file) => {
-            let path = model_file_in(Path::new(file))?;
-            Ok((model_kind_of(&path)?, path))
-        }
-    }
+    let path = kind.shipped().with_context(|| {
+        format!(
+            "no shipped {} weights: {}",
+            kind.name(),
+            not_shipped(kind.shipped_file_name(), "--model FILE")
+        )
+    })?;
+    Ok((kind.name().to_string(), path))
 }
 
 /// The model file `given` means: itself; the model of a training run's folder; the weights

@@ -3,6 +3,7 @@
 pub mod classifier;
 pub mod dcgan;
 pub mod fused_lstm;
+pub mod kind;
 pub mod lstm_vae;
 pub(crate) mod matmul;
 pub mod saved;
@@ -15,6 +16,7 @@ pub mod weights;
 
 /// Where a model's tensors live and its arithmetic runs (the CPU, or a CUDA GPU).
 pub use candle_core::Device;
+pub use kind::ModelKind;
 
 use candle_core::Result;
 use rand::Rng;

@@ -12,6 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
 use crate::error::{Error, Result};
+use crate::models::ModelKind;
 use crate::models::lstm_vae::{Config, LstmVae};
 use crate::models::weights::{self, Expected};
 
@@ -338,7 +339,10 @@ pub struct TrainedModel {
 pub const MAX_CODE: f32 = 1e4;
 
 /// File name of the shipped default model in the weights folder.
-pub const DEFAULT_MODEL_FILE: &str = "lstm-vae-studio.safetensors";
+pub const DEFAULT_MODEL_FILE: &str = ModelKind::LstmVae.shipped_file_name();
+
+/// The model's name in manifests and run folders.
+pub const KIND: &str = ModelKind::LstmVae.name();
 
 /// The folder of shipped weights: `$SEGUE_WEIGHTS`, else the first of [`weights_places`]
 /// holding the default model, else the folder named when the program was built
@@ -540,7 +544,7 @@ impl TrainedModel {
         // Another model's manifest is said as such, not as a field this one lacks.
         let value: serde_json::Value = weights::read_manifest(&manifest_path)?;
         if let Some(other) = value.get("model").and_then(|m| m.as_str())
-            && other != "lstm-vae"
+            && other != KIND
         {
             return Err(bad(format!(
                 "this is a `{other}` manifest; expected an lstm-vae manifest (`segue generate \
@@ -549,7 +553,7 @@ impl TrainedModel {
         }
         let manifest: Manifest = serde_json::from_value(value)
             .map_err(|e| bad(weights::manifest_problem("bad manifest", &e)))?;
-        if manifest.format != MANIFEST_FORMAT || manifest.model != "lstm-vae" {
+        if manifest.format != MANIFEST_FORMAT || manifest.model != KIND {
             return Err(bad(format!(
                 "this is a `{}` manifest of format {}; expected an lstm-vae manifest of format {MANIFEST_FORMAT}",
                 manifest.model, manifest.format
@@ -812,7 +816,7 @@ mod tests {
     fn prior_draws_follow_the_prior_and_their_seed() {
         let manifest = |prior| Manifest {
             format: MANIFEST_FORMAT,
-            model: "lstm-vae".into(),
+            model: KIND.into(),
             preset: "custom".into(),
             config: Config {
                 input: 128,

@@ -20,6 +20,7 @@ use egui::{Color32, RichText, Ui};
 use crate::classify::Verdict;
 use crate::generate::{self, GenerateOptions, Generated, Mode};
 use crate::midi::Song;
+use crate::models::ModelKind;
 use crate::models::trained::{self, TrainedModel};
 use crate::render::{RenderOptions, render_to_wav_noting};
 use crate::roll::{QuantizeOptions, Roll};
@@ -700,8 +701,7 @@ const OPEN_MODEL_HINT: &str = "An LSTM-VAE, Transformer VAE or DCGAN for the gen
 fn other_kind_of_file(path: &Path) -> Option<OtherKind> {
     let manifest: serde_json::Value =
         crate::models::weights::read_manifest(&crate::models::weights::manifest_path(path)).ok()?;
-    let kind = manifest["model"].as_str()?;
-    OtherKind::ALL.into_iter().find(|k| k.file_kind() == kind)
+    OtherKind::of_kind(ModelKind::from_name(manifest["model"].as_str()?)?)
 }
 
 /// `path` made absolute, so that a session finds it again from any folder (where it can be:

@@ -1,11 +1,12 @@
 //! The models the studio generates and trains with: which one the Generate button uses, what
 //! the Train panel trains, and the models other than the LSTM-VAE, loaded.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::classify::Classifier;
 use crate::gan::TrainedGan;
+use crate::models::ModelKind;
 use crate::tvae::TrainedTvae;
 
 /// Which model the Generate button uses.
@@ -94,22 +95,23 @@ impl OtherKind {
         }
     }
 
-    /// Its kind in manifests and file names.
-    pub(crate) fn file_kind(self) -> &'static str {
+    /// Its kind of model.
+    pub fn model_kind(self) -> ModelKind {
         match self {
-            OtherKind::TransformerVae => crate::tvae::KIND,
-            OtherKind::Classifier => crate::classify::KIND,
-            OtherKind::Dcgan => crate::gan::KIND,
+            OtherKind::TransformerVae => ModelKind::TransformerVae,
+            OtherKind::Classifier => ModelKind::Classifier,
+            OtherKind::Dcgan => ModelKind::Dcgan,
         }
     }
 
-    /// The shipped file, if it is there.
-    fn shipped(self) -> Option<PathBuf> {
-        match self {
-            OtherKind::TransformerVae => crate::tvae::default_path(),
-            OtherKind::Classifier => crate::classify::default_path(),
-            OtherKind::Dcgan => crate::gan::default_path(),
-        }
+    /// The other model of `kind` (none for the LSTM-VAE).
+    pub fn of_kind(kind: ModelKind) -> Option<OtherKind> {
+        Self::ALL.into_iter().find(|k| k.model_kind() == kind)
+    }
+
+    /// Its kind in manifests and file names.
+    pub(crate) fn file_kind(self) -> &'static str {
+        self.model_kind().name()
     }
 
     /// Loads a file of this model for the studio (on the CPU, where the studio runs them).
@@ -185,7 +187,10 @@ impl OtherModels {
     pub fn load_shipped(kinds: &[OtherKind]) -> (Self, Vec<String>) {
         let mut others = OtherModels::default();
         let mut problems = Vec::new();
-        for (kind, path) in kinds.iter().filter_map(|&k| Some((k, k.shipped()?))) {
+        for (kind, path) in kinds
+            .iter()
+            .filter_map(|&k| Some((k, k.model_kind().shipped()?)))
+        {
             match kind.load(&path) {
                 Ok(m) => others.put(m),
                 Err(e) => problems.push(e),

@@ -97,7 +97,8 @@ fn summarize(dir: &Path) -> RunSummary {
     }
     RunSummary {
         dir: dir.to_path_buf(),
-        kind: (RUN_KINDS.iter().copied()).find(|k| dir.join(format!("{k}.safetensors")).is_file()),
+        // The model "Use" loads, as a run followed in the monitor reads it.
+        kind: crate::train_loop::run_model(dir).map(|(kind, _)| kind.name()),
         steps: last_logged_step(&dir.join("metrics.jsonl")),
         bytes,
         modified,
@@ -175,6 +176,40 @@ mod tests {
             std::fs::write(dir.join(file), text).unwrap();
         }
         dir
+    }
+
+    /// A folder where a run of another model was trained after an earlier one is listed as
+    /// the newer run's, the model "Use" loads and the monitor follows (it was listed as the
+    /// older LSTM-VAE's, by the order of the kinds).
+    #[test]
+    fn a_run_is_listed_as_its_newest_model() {
+        let models = tempfile::tempdir().unwrap();
+        let dir = run(
+            models.path(),
+            "both",
+            &[
+                ("lstm-vae.safetensors", "older"),
+                ("dcgan.safetensors", "newer"),
+            ],
+        );
+        let aged = |file: &str, secs: u64| {
+            let when = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+            let f = std::fs::File::options()
+                .write(true)
+                .open(dir.join(file))
+                .unwrap();
+            f.set_modified(when).unwrap();
+        };
+        aged("lstm-vae.safetensors", 3600);
+        aged("dcgan.safetensors", 60);
+        assert_eq!(list_runs(models.path())[0].kind, Some("dcgan"));
+        let (kind, file) = crate::train_loop::run_model(&dir).unwrap();
+        assert_eq!(
+            (kind.name(), file),
+            ("dcgan", dir.join("dcgan.safetensors"))
+        );
+        aged("lstm-vae.safetensors", 10);
+        assert_eq!(list_runs(models.path())[0].kind, Some("lstm-vae"));
     }
 
     /// Runs are listed with their model, last step and size; other folders are not.

@@ -967,7 +967,7 @@ impl TrainingJob {
                         // The model file appears at the run's first checkpoint (and another run
                         // may start in the folder); its manifest is read again only when a
                         // checkpoint has rewritten it.
-                        let file = run_model_file(&dir);
+                        let file = train_loop::run_model(&dir).map(|(_, file)| file);
                         let manifest = file.as_deref().map(crate::models::weights::manifest_path);
                         let modified = (manifest.as_ref())
                             .and_then(|m| std::fs::metadata(m).and_then(|m| m.modified()).ok());
@@ -1048,23 +1048,6 @@ impl TrainingJob {
             give_up_at: None,
         }
     }
-}
-
-/// The model file a training run in `dir` has written, of whichever model it trains (the
-/// newest, should an earlier run of another model have left its own there).
-pub fn run_model_file(dir: &std::path::Path) -> Option<PathBuf> {
-    std::iter::once(train::model_path(dir))
-        .chain(
-            [classify::KIND, tvae::KIND, gan::KIND]
-                .into_iter()
-                .map(|kind| train_loop::model_file(dir, kind)),
-        )
-        .filter_map(|p| {
-            let modified = std::fs::metadata(&p).and_then(|m| m.modified()).ok()?;
-            Some((modified, p))
-        })
-        .max_by_key(|(modified, _)| *modified)
-        .map(|(_, p)| p)
 }
 
 /// The steps a run is set to reach, from its model's manifest (written at its first

@@ -8,6 +8,7 @@ use egui::Ui;
 use egui::accesskit::Live;
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
 
+use crate::models::ModelKind;
 use crate::models::trained;
 use crate::studio::engines::{OtherKind, TrainModel};
 use crate::studio::plot_words;
@@ -524,7 +525,7 @@ impl Studio {
                 .clicked()
         {
             let path = run.dir.join(format!("{kind}.safetensors"));
-            match OtherKind::ALL.into_iter().find(|k| k.file_kind() == kind) {
+            match ModelKind::from_name(kind).and_then(OtherKind::of_kind) {
                 Some(other) => self.load_other(other, path),
                 None => self.load_model(Some(path)),
             }
