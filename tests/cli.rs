@@ -2687,6 +2687,29 @@ fn assert_stopped_leaving_nothing(child: std::process::Child, out_dir: &Path) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// Waits until `child` handles signal number `signo` (Linux's /proc says which signals a
+/// process catches), so that a signal sent next is not one that kills it before its handler
+/// is there; elsewhere a pause stands in.
+#[cfg(unix)]
+fn wait_for_handler(child: &std::process::Child, signo: u32) {
+    let status = format!("/proc/{}/status", child.id());
+    let started = std::time::Instant::now();
+    while let Ok(text) = std::fs::read_to_string(&status) {
+        let caught = (text.lines())
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok());
+        if caught.is_some_and(|mask| mask & (1 << (signo - 1)) != 0) {
+            return;
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "no handler for signal {signo}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(150));
+}
+
 /// Sends `signal` to `child`.
 #[cfg(unix)]
 fn signal(child: &std::process::Child, signal: &str) {
@@ -2731,7 +2754,7 @@ fn a_terminated_picture_ends_at_once_writing_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(150));
+    wait_for_handler(&child, 15);
     signal(&child, "-TERM");
     assert_stopped_leaving_nothing(child, &out_dir);
 }
@@ -2961,7 +2984,10 @@ fn a_closed_stdout_does_not_hide_a_failed_wav() {
 #[test]
 fn a_model_folder_names_its_models() {
     let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights");
-    let err = fails(&["generate", "--model", p(&weights), "-o", "x.mid"]);
+    // Refused, but should that ever break, written into a temporary folder, not the checkout.
+    let scratch = tempfile::tempdir().unwrap();
+    let x = scratch.path().join("x.mid");
+    let err = fails(&["generate", "--model", p(&weights), "-o", p(&x)]);
     assert!(
         err.contains("a folder of several models")
             && err.contains("lstm-vae-studio.safetensors")
@@ -2985,7 +3011,7 @@ fn a_model_folder_names_its_models() {
     ]);
     assert!(out.is_file());
     let empty = tempfile::tempdir().unwrap();
-    let err = fails(&["generate", "--model", p(empty.path()), "-o", "x.mid"]);
+    let err = fails(&["generate", "--model", p(empty.path()), "-o", p(&x)]);
     assert!(err.contains("a folder without a model in it"), "{err}");
 }
 
@@ -3250,8 +3276,11 @@ fn two_stop_signals_at_once_are_one_stop() {
         assert!(started.elapsed().as_secs() < 120, "no step logged");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    signal(&child, "-INT");
-    signal(&child, "-INT");
+    // Both from one `kill`, microseconds apart: two `kill` processes could land further apart
+    // than a double press on a loaded machine.
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-INT", &pid, &pid]).status();
+    assert!(sent.unwrap().success());
     let ended = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&ended.stderr);
     assert_eq!(ended.status.code(), Some(130), "{err}");

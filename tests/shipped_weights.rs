@@ -10,9 +10,16 @@ use segue::roll::{PITCHES, QuantizeOptions, Roll};
 
 /// A file of the shared corpus.
 fn corpus_file(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/corpus")
-        .join(rel)
+        .join(rel);
+    assert!(
+        path.exists(),
+        "{} is not there: these tests need the shared corpus beside the checkout (see the \
+         README's Tests section)",
+        path.display()
+    );
+    path
 }
 
 /// Notes per sounding step of the generated part, and its sounding steps.

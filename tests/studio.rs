@@ -2006,7 +2006,8 @@ fn screenshot() {
         Some(p) => p,
         None => tiny_model(dir.path()),
     };
-    let primer = common::shared("corpus").join("chopin/chp_op18.mid");
+    // Without the shared corpus the picture is of the model's own music (no primer).
+    let primer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/chopin/chp_op18.mid");
     let primer = primer.exists().then_some(primer);
     let mut h = studio(&model, primer);
     h.state_mut().session.length = 256;
@@ -3756,7 +3757,14 @@ fn a_failed_session_write_is_tried_again_and_said() {
         session.seed += 1;
         saver.save(session);
         // The failed write ends on its thread; the window goes on without waiting for it.
-        std::thread::sleep(Duration::from_millis(300));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while saver.writing() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write never ended"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         full.store(false, Ordering::Relaxed);
     };
     // The next save of the same session writes it, and the failure is said.

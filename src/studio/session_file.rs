@@ -519,6 +519,12 @@ impl Saver {
         }
     }
 
+    /// Whether a write is still going on its thread (one that ended is taken in by the next
+    /// [`Saver::poll`] or [`Saver::save`]).
+    pub fn writing(&self) -> bool {
+        self.writing.as_ref().is_some_and(|w| !w.is_finished())
+    }
+
     /// Whether a session waits for the previous write to end.
     pub fn waiting(&self) -> bool {
         self.pending.is_some()

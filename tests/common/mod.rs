@@ -8,9 +8,17 @@ use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, T
 
 /// `../shared/<what>` beside the repository.
 pub fn shared(what: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../shared")
-        .join(what)
+        .join(what);
+    // Said plainly, not as a "No such file" deep in a test.
+    assert!(
+        path.exists(),
+        "{} is not there: these tests need the shared folder beside the checkout (see the \
+         README's Tests section)",
+        path.display()
+    );
+    path
 }
 
 /// An event at an absolute tick.
