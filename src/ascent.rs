@@ -13,8 +13,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::classify::Classifier;
 use crate::error::{Error, Result};
 use crate::meter::WindowBars;
+use crate::optim::Adam;
 use crate::roll::{PITCHES, Roll};
-use crate::train::Adam;
 
 /// Controls of the ascent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

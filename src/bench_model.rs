@@ -25,8 +25,9 @@ use crate::error::{Error, Result, candle};
 use crate::generate::{self, GenerateOptions};
 use crate::models::lstm_vae::{BarPositions, Config, LstmVae, loss};
 use crate::models::trained;
+use crate::optim::Adam;
 use crate::roll::{PITCHES, Roll};
-use crate::train::{Adam, seeded_init};
+use crate::train::seeded_init;
 
 /// The sizes of one benchmark case.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -16,9 +16,10 @@ use crate::meter::{StepMeter, WindowBars};
 use crate::models::ModelKind;
 use crate::models::classifier::{ComposerClassifier, Config, SPREAD_FLOOR, roll_statistics};
 use crate::models::saved::{self, Saved};
+use crate::optim::Adam;
 use crate::roll::{PITCHES, Roll};
-use crate::train::{Adam, Control, snippet_tensor};
 use crate::train_loop::{self, Chunk, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
+use crate::train_loop::{Control, snippet_tensor};
 
 /// Model kind in manifests and file names.
 pub const KIND: &str = ModelKind::Classifier.name();

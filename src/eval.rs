@@ -357,7 +357,7 @@ fn best_threshold(
     let mut sweep = ThresholdSweep::new();
     for chunk in snippets.chunks(20) {
         let refs: Vec<SnippetRef> = chunk.iter().map(|(s, _)| *s).collect();
-        let x = crate::train::snippet_tensor(corpus, &refs, steps, &Device::Cpu)?;
+        let x = crate::train_loop::snippet_tensor(corpus, &refs, steps, &Device::Cpu)?;
         let bars = crate::train::snippet_bars(corpus, &refs, steps, model.model.config());
         let run = || -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
             let q = model.model.encode(&x)?;

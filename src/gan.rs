@@ -17,8 +17,9 @@ use crate::models::ModelKind;
 use crate::models::dcgan::{Cells, Config, Dcgan, Generator};
 use crate::models::saved::{self, Saved};
 use crate::models::standard_normal;
+use crate::optim::Adam;
 use crate::roll::{PITCHES, Roll};
-use crate::train::{Adam, Control};
+use crate::train_loop::Control;
 use crate::train_loop::{self, Chunk, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
 
 /// Model kind in manifests and file names.

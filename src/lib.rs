@@ -65,6 +65,7 @@ pub mod meter;
 pub mod midi;
 pub mod models;
 pub mod npy;
+pub mod optim;
 pub mod plot;
 pub mod render;
 pub mod report;

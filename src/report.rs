@@ -30,7 +30,8 @@ use crate::meter::StepMeter;
 use crate::models::trained::TrainedModel;
 use crate::models::vae::bce_with_logits;
 use crate::roll::Roll;
-use crate::train::{snippet_bars, snippet_tensor};
+use crate::train::snippet_bars;
+use crate::train_loop::snippet_tensor;
 use crate::tvae::{self, TrainedTvae};
 use crate::{fsutil, plot};
 

@@ -11,8 +11,8 @@ use crate::classify::{self, ClassifierReport, Judged};
 use crate::dataset::evaluation_snippets;
 use crate::dataset::{Corpus, SnippetRef, Split, fixed_snippets};
 use crate::error::{Error, Result, candle};
+use crate::optim::Adam;
 use crate::roll::{PITCHES, Roll};
-use crate::train::Adam;
 
 /// Statistics per window: 128 pitches, 12 pitch classes, 16 onset places, 12 note lengths and
 /// 4 densities.

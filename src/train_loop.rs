@@ -6,11 +6,16 @@
 //! Files in the output folder: `MODEL.safetensors` + `MODEL.json` (the model at the latest
 //! checkpoint), `train-state.safetensors` + `train-state.json` (optimiser state),
 //! `metrics.jsonl` (one [`LoopMetrics`] per step) and `run.lock` (see [`lock_run_folder`]).
+//!
+//! Also what every trainer shares, the LSTM-VAE's included: the run folder (its lock, its
+//! model, [`run_model`]), the stop and pause switches ([`Control`]), batches of snippets as
+//! tensors, the limits on sizes and steps, and the checkpoint format.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -27,8 +32,36 @@ use crate::models::ModelKind;
 use crate::models::saved::{self, ModelManifest};
 use crate::models::trained::{self, CorpusInfo, LatentStats};
 use crate::models::weights;
+use crate::optim::Adam;
 use crate::roll::PITCHES;
-use crate::train::{Adam, Control};
+
+/// Stop and pause switches another thread (Ctrl-C, the studio) may flip.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    /// Stop at the next step, after a checkpoint.
+    pub stop: Arc<AtomicBool>,
+    /// Wait while set.
+    pub pause: Arc<AtomicBool>,
+}
+
+/// Builds a batch tensor `[B, T, P]` of the given snippets.
+pub(crate) fn snippet_tensor(
+    corpus: &Corpus,
+    snippets: &[SnippetRef],
+    steps: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let block = steps * PITCHES;
+    let mut data = vec![0f32; snippets.len() * block];
+    for (k, s) in snippets.iter().enumerate() {
+        corpus.pieces[s.piece].roll.window_f32(
+            s.start,
+            steps,
+            &mut data[k * block..(k + 1) * block],
+        );
+    }
+    Tensor::from_vec(data, (snippets.len(), steps, PITCHES), device).map_err(candle)
+}
 
 /// Named scalar figures of one step or one validation.
 pub type Scalars = BTreeMap<String, f64>;
@@ -555,7 +588,7 @@ impl Runner<'_> {
             .chunks(20)
             .map(|chunk| {
                 let refs: Vec<SnippetRef> = chunk.iter().map(|(s, _)| *s).collect();
-                let x = crate::train::snippet_tensor(self.corpus, &refs, steps, &self.device)?;
+                let x = snippet_tensor(self.corpus, &refs, steps, &self.device)?;
                 Ok(Chunk {
                     x,
                     labels: chunk.iter().map(|(_, c)| *c).collect(),

@@ -26,8 +26,10 @@ use crate::models::saved::{self, Saved};
 use crate::models::trained::LatentStats;
 use crate::models::transformer_vae::{Config, TransformerVae};
 use crate::models::vae::bce_with_logits;
+use crate::optim::Adam;
 use crate::roll::{PITCHES, Roll};
-use crate::train::{Adam, BetaSchedule, Control};
+use crate::train::BetaSchedule;
+use crate::train_loop::Control;
 use crate::train_loop::{self, Chunk, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
 
 /// Model kind in manifests and file names.

@@ -13,7 +13,8 @@ use segue::midi::Meter;
 use segue::models::lstm_vae::Config;
 use segue::models::trained::TrainedModel;
 use segue::roll::QuantizeOptions;
-use segue::train::{self, Control, Metrics, TrainOptions};
+use segue::train::{self, Metrics, TrainOptions};
+use segue::train_loop::Control;
 
 fn corpus(dir: &Path) -> Corpus {
     let opts = LoadOptions {

@@ -16,7 +16,7 @@ use segue::meter::WindowBars;
 use segue::models::dcgan::Cells;
 use segue::models::transformer::StackConfig;
 use segue::roll::QuantizeOptions;
-use segue::train::Control;
+use segue::train_loop::Control;
 use segue::train_loop::{LoopEvent, LoopMetrics, LoopOptions, TrainFn};
 use segue::{ascent, classify, gan, tvae};
 

@@ -14,7 +14,8 @@ use segue::studio::piano_roll::origin_color;
 use segue::studio::plot_words;
 use segue::studio::score::Origin;
 use segue::studio::{Session, Studio};
-use segue::train::{self, Control, TrainOptions};
+use segue::train::{self, TrainOptions};
+use segue::train_loop::Control;
 
 /// A tiny model trained for a few steps on the synthetic corpus in `dir`.
 fn tiny_model(dir: &Path) -> PathBuf {

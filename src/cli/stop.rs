@@ -1,7 +1,7 @@
 //! Ctrl+C, SIGTERM and SIGHUP for the commands (the studio handles them itself): a stop asked
 //! for ends the work at its next safe point, and files being written are finished first.
 
-use segue::train::Control;
+use segue::train_loop::Control;
 
 /// Set by Ctrl+C (or SIGTERM, SIGHUP): the exit code is then 130.
 pub(crate) static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

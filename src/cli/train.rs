@@ -14,7 +14,8 @@ use super::wording::{counted, pieces_said};
 use segue::dataset::Corpus;
 use segue::fsutil::shown;
 use segue::roll::QuantizeOptions;
-use segue::train::{Control, TrainEvent, TrainOptions};
+use segue::train::{TrainEvent, TrainOptions};
+use segue::train_loop::Control;
 
 #[derive(Subcommand)]
 pub(crate) enum TrainCmd {

@@ -16,7 +16,8 @@ use crate::generate::{self, GenerateOptions, Generated, Mode};
 use crate::models::trained::TrainedModel;
 use crate::roll::{QuantizeOptions, Roll};
 use crate::studio::score::Score;
-use crate::train::{self, Control, TrainEvent, TrainOptions};
+use crate::train::{self, TrainEvent, TrainOptions};
+use crate::train_loop::Control;
 use crate::train_loop::{self, LoopEvent, LoopMetrics};
 use crate::tvae::{self, TrainedTvae};
 
