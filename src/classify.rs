@@ -9,8 +9,7 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::dataset::evaluation_snippets;
-use crate::dataset::{Corpus, Fold};
+use crate::dataset::{Corpus, Fold, evaluation_snippets};
 use crate::error::{Error, Result, candle};
 use crate::meter::{StepMeter, WindowBars};
 use crate::models::ModelKind;
@@ -18,8 +17,9 @@ use crate::models::classifier::{ComposerClassifier, Config, SPREAD_FLOOR, roll_s
 use crate::models::saved::{self, Saved};
 use crate::optim::Adam;
 use crate::roll::{PITCHES, Roll};
-use crate::train_loop::{self, Chunk, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
-use crate::train_loop::{Control, snippet_tensor};
+use crate::train_loop::{
+    self, Chunk, Control, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task, snippet_tensor,
+};
 
 /// Model kind in manifests and file names.
 pub const KIND: &str = ModelKind::Classifier.name();

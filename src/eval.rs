@@ -10,8 +10,7 @@ use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::dataset::evaluation_snippets;
-use crate::dataset::{Corpus, SnippetRef};
+use crate::dataset::{Corpus, SnippetRef, evaluation_snippets};
 use crate::error::{Error, Result, candle};
 use crate::generate::{self, GenerateOptions, Mode};
 use crate::meter::{BarMap, StepMeter};

@@ -19,8 +19,7 @@ use crate::models::saved::{self, Saved};
 use crate::models::standard_normal;
 use crate::optim::Adam;
 use crate::roll::{PITCHES, Roll};
-use crate::train_loop::Control;
-use crate::train_loop::{self, Chunk, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
+use crate::train_loop::{self, Chunk, Control, LoopEvent, LoopOptions, LoopOutcome, Scalars, Task};
 
 /// Model kind in manifests and file names.
 pub const KIND: &str = ModelKind::Dcgan.name();

@@ -20,8 +20,7 @@ use candle_core::Device;
 
 use crate::ascent::{self, AscentOptions};
 use crate::classify::{self, Classifier};
-use crate::dataset::evaluation_snippets;
-use crate::dataset::{Corpus, SnippetRef};
+use crate::dataset::{Corpus, SnippetRef, evaluation_snippets};
 use crate::error::{Error, Result};
 use crate::eval::pooled_music_stats;
 use crate::gan::{self, TrainedGan};

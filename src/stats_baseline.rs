@@ -8,8 +8,7 @@
 use candle_core::{D, DType, Device, Tensor, Var};
 
 use crate::classify::{self, ClassifierReport, Judged};
-use crate::dataset::evaluation_snippets;
-use crate::dataset::{Corpus, SnippetRef, Split, fixed_snippets};
+use crate::dataset::{Corpus, SnippetRef, Split, evaluation_snippets, fixed_snippets};
 use crate::error::{Error, Result, candle};
 use crate::optim::Adam;
 use crate::roll::{PITCHES, Roll};

@@ -30,10 +30,9 @@ use crate::models::vae::{DiagonalGaussian, bce_with_logits};
 use crate::models::weights;
 use crate::optim::Adam;
 use crate::roll::PITCHES;
-use crate::train_loop::{Control, check_same_data, option, snippet_tensor};
 use crate::train_loop::{
-    STEP_DRAWS, check_count, check_number, check_probability, check_transpose, step_rng,
-    transpose_batch,
+    Control, STEP_DRAWS, check_count, check_number, check_probability, check_same_data,
+    check_transpose, option, snippet_tensor, step_rng, transpose_batch,
 };
 
 /// The KL weight over training: 0 for `delay` steps, then a linear ramp to `end` over `ramp`.

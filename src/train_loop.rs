@@ -23,8 +23,7 @@ use candle_nn::VarMap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::dataset::evaluation_snippets;
-use crate::dataset::{BalancedSampler, Batch, Corpus, SnippetRef};
+use crate::dataset::{BalancedSampler, Batch, Corpus, SnippetRef, evaluation_snippets};
 use crate::error::{Error, Result, candle};
 use crate::fsutil;
 use crate::meter::WindowBars;

@@ -16,8 +16,7 @@ use segue::meter::WindowBars;
 use segue::models::dcgan::Cells;
 use segue::models::transformer::StackConfig;
 use segue::roll::QuantizeOptions;
-use segue::train_loop::Control;
-use segue::train_loop::{LoopEvent, LoopMetrics, LoopOptions, TrainFn};
+use segue::train_loop::{Control, LoopEvent, LoopMetrics, LoopOptions, TrainFn};
 use segue::{ascent, classify, gan, tvae};
 
 /// The tiny three-composer corpus, written into a fresh temporary folder (kept alive by the

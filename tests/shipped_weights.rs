@@ -1,6 +1,8 @@
 //! The weights committed in `weights/` load, pass every check of their loaders and work: a
 //! fresh clone must run the studio without training, so a broken or missing file fails here.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
@@ -10,16 +12,7 @@ use segue::roll::{PITCHES, QuantizeOptions, Roll};
 
 /// A file of the shared corpus.
 fn corpus_file(rel: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/corpus")
-        .join(rel);
-    assert!(
-        path.exists(),
-        "{} is not there: these tests need the shared corpus beside the checkout (see the \
-         README's Tests section)",
-        path.display()
-    );
-    path
+    common::shared("corpus").join(rel)
 }
 
 /// Notes per sounding step of the generated part, and its sounding steps.

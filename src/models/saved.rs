@@ -143,12 +143,14 @@ pub fn expected_of<M>(
 
 /// Writes weights (`.safetensors`) and manifest (`.json`) atomically.
 pub fn save(path: &Path, tensors: &[(String, Tensor)], manifest: &ModelManifest) -> Result<()> {
-    let dtype = weights::storage_dtype(&manifest.dtype);
-    // Both files must be writable before either is written: no weights without a manifest.
-    let manifest_path = weights::manifest_path(path);
-    crate::fsutil::check_target(&manifest_path)?;
-    weights::save_model(path, tensors, dtype, manifest.steps, &manifest.config)?;
-    weights::write_manifest(&manifest_path, manifest)
+    weights::save_with_manifest(
+        path,
+        tensors,
+        weights::storage_dtype(&manifest.dtype),
+        manifest.steps,
+        &manifest.config,
+        manifest,
+    )
 }
 
 /// Loads a model file of kind `kind`, checking the manifest, the config (with `check`) and
@@ -217,11 +219,6 @@ pub fn convert_any(input: &Path, output: &Path, dtype: DType) -> Result<()> {
     let mut named: Vec<(String, Tensor)> = tensors.into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let mut manifest = manifest;
-    manifest.dtype = match dtype {
-        DType::F16 => "f16",
-        DType::BF16 => "bf16",
-        _ => "f32",
-    }
-    .into();
+    manifest.dtype = weights::dtype_name(dtype).into();
     save(output, &named, &manifest)
 }

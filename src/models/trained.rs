@@ -433,24 +433,7 @@ pub fn shipped_file(name: &str) -> Option<PathBuf> {
 
 /// Names and shapes of every tensor of a model of `cfg`.
 pub fn expected_tensors(cfg: &Config) -> Result<Vec<Expected>> {
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    LstmVae::new(cfg, vb).map_err(|e| {
-        Error::InvalidArgument(format!("model config: {}", crate::error::candle_message(e)))
-    })?;
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| Error::InvalidArgument("poisoned".into()))?;
-    let mut out: Vec<Expected> = data
-        .iter()
-        .map(|(name, var)| Expected {
-            name: name.clone(),
-            dims: var.dims().to_vec(),
-        })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    crate::models::saved::expected_of(|vb| LstmVae::new(cfg, vb))
 }
 
 /// The named tensors of a model's variables, sorted by name.
@@ -466,18 +449,14 @@ pub fn named_tensors(varmap: &VarMap) -> Vec<(String, Tensor)> {
 
 /// Writes `weights` (`.safetensors`) and its manifest (`.json`) atomically.
 pub fn save(path: &Path, varmap: &VarMap, manifest: &Manifest) -> Result<()> {
-    let dtype = weights::storage_dtype(&manifest.dtype);
-    // Both files must be writable before either is written: no weights without a manifest.
-    let manifest_path = weights::manifest_path(path);
-    crate::fsutil::check_target(&manifest_path)?;
-    weights::save_model(
+    weights::save_with_manifest(
         path,
         &named_tensors(varmap),
-        dtype,
+        weights::storage_dtype(&manifest.dtype),
         manifest.steps,
         &manifest.config,
-    )?;
-    weights::write_manifest(&manifest_path, manifest)
+        manifest,
+    )
 }
 
 /// Copies a model file to `output` with its tensors stored as `dtype` (F16 halves the size of
@@ -491,25 +470,18 @@ pub fn convert(input: &Path, output: &Path, dtype: DType) -> Result<()> {
     )?;
     let mut named: Vec<(String, Tensor)> = tensors.into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    // Both files must be writable before either is written: no weights without a manifest.
-    crate::fsutil::check_target(&weights::manifest_path(output))?;
+    let mut manifest = loaded.manifest;
+    manifest.dtype = weights::dtype_name(dtype).into();
     // The step and config recorded as in every model file, so a manifest of another step or
     // other settings is refused.
-    weights::save_model(
+    weights::save_with_manifest(
         output,
         &named,
         dtype,
-        loaded.manifest.steps,
-        &loaded.manifest.config,
-    )?;
-    let mut manifest = loaded.manifest;
-    manifest.dtype = match dtype {
-        DType::F16 => "f16",
-        DType::BF16 => "bf16",
-        _ => "f32",
-    }
-    .into();
-    weights::write_manifest(&weights::manifest_path(output), &manifest)
+        manifest.steps,
+        &manifest.config,
+        &manifest,
+    )
 }
 
 impl TrainedModel {

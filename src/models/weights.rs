@@ -25,6 +25,33 @@ pub fn storage_dtype(name: &str) -> DType {
     }
 }
 
+/// The name a manifest gives a storage dtype ([`storage_dtype`] the other way): `f16`, `bf16`,
+/// else `f32`.
+pub fn dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        _ => "f32",
+    }
+}
+
+/// Writes a model file and its manifest beside it: both checked writable before either is
+/// written (no weights without a manifest), the weights recording `step` and `config` as
+/// [`save_model`] does, each file written atomically.
+pub fn save_with_manifest<C: serde::Serialize, M: serde::Serialize>(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    dtype: DType,
+    step: usize,
+    config: &C,
+    manifest: &M,
+) -> Result<()> {
+    let manifest_path = manifest_path(path);
+    fsutil::check_target(&manifest_path)?;
+    save_model(path, tensors, dtype, step, config)?;
+    write_manifest(&manifest_path, manifest)
+}
+
 fn format_error(path: &Path, problem: impl Into<String>) -> Error {
     Error::Format {
         path: path.to_path_buf(),

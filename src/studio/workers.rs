@@ -17,8 +17,7 @@ use crate::models::trained::TrainedModel;
 use crate::roll::{QuantizeOptions, Roll};
 use crate::studio::score::Score;
 use crate::train::{self, TrainEvent, TrainOptions};
-use crate::train_loop::Control;
-use crate::train_loop::{self, LoopEvent, LoopMetrics};
+use crate::train_loop::{self, Control, LoopEvent, LoopMetrics};
 use crate::tvae::{self, TrainedTvae};
 
 /// Where a VAE's style A comes from.
