@@ -28,10 +28,11 @@
 //! let primer = Roll::read_midi(Path::new("piece.mid"), &QuantizeOptions::primer())?;
 //! let weights = trained::default_model_path().expect("Segue's weights folder");
 //! let model = TrainedModel::load(&weights, &candle_core::Device::Cpu)?;
-//! let composer = |name: &str| (model.manifest.composers.iter()).position(|c| c == name);
 //! let strength = generate::DEFAULT_STYLE_STRENGTH;
-//! let a = generate::composer_code(&model, composer("chopin").unwrap(), strength)?;
-//! let b = generate::composer_code(&model, composer("debussy").unwrap(), strength)?;
+//! let chopin = model.composer_index("Chopin").expect("a composer of the shipped model");
+//! let debussy = model.composer_index("Debussy").expect("a composer of the shipped model");
+//! let a = generate::composer_code(&model, chopin, strength)?;
+//! let b = generate::composer_code(&model, debussy, strength)?;
 //! let opts = GenerateOptions {
 //!     mode: Mode::Transition,
 //!     seed: 7,

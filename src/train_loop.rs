@@ -920,10 +920,10 @@ pub(crate) fn check_run_folder(out: &Path, model: &Path, state: &Path, resume: b
     if out.is_dir()
         && state.exists()
         && !model.exists()
-        && let Some(other) = RUN_KINDS
-            .iter()
-            .find(|k| out.join(format!("{k}.safetensors")).exists())
+        // The run its state belongs to: the newest model written there.
+        && let Some((other, _)) = run_model(out)
     {
+        let other = other.name();
         return Err(Error::InvalidArgument(format!(
             "{} holds a run of the {other} (continued with `segue train {other} --resume --out \
              {}`): train the {} into another folder",
@@ -1423,6 +1423,43 @@ pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sets the modification time of `file` to `secs` seconds ago.
+    fn aged(file: &Path, secs: u64) {
+        let when = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+        let f = std::fs::File::options().write(true).open(file).unwrap();
+        f.set_modified(when).unwrap();
+    }
+
+    /// A folder whose checkpoint belongs to another model's run names that run, the newest
+    /// model written there (it named the first kind found, whose --resume then failed on the
+    /// other model's checkpoint).
+    #[test]
+    fn a_folder_of_another_run_names_its_newest_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        for file in [
+            "lstm-vae.safetensors",
+            "dcgan.safetensors",
+            "train-state.safetensors",
+        ] {
+            std::fs::write(out.join(file), "x").unwrap();
+        }
+        aged(&out.join("lstm-vae.safetensors"), 3600);
+        aged(&out.join("dcgan.safetensors"), 60);
+        let said = check_out_folder(out, "classifier", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            said.contains("holds a run of the dcgan (continued with `segue train dcgan"),
+            "{said}"
+        );
+        aged(&out.join("lstm-vae.safetensors"), 10);
+        let said = check_out_folder(out, "classifier", true)
+            .unwrap_err()
+            .to_string();
+        assert!(said.contains("holds a run of the lstm-vae"), "{said}");
+    }
 
     /// A resumed run's log keeps its lines up to the checkpoint's step, read a line at a time:
     /// damaged lines, an overlong one among them, are left out; the others are kept whole.

@@ -102,6 +102,14 @@ pub(crate) fn resolve_model(given: Option<&str>) -> Result<(String, PathBuf)> {
 /// beside a model's `.json` manifest.
 fn model_file_in(given: &Path) -> Result<PathBuf> {
     if given.is_dir() {
+        // A training run's folder: the model it trained, the newest should another model
+        // have been trained there before (as the studio's runs list takes it).
+        let is_run = ["metrics.jsonl", "train-state.json"]
+            .iter()
+            .any(|f| given.join(f).is_file());
+        if is_run && let Some((_, model)) = segue::train_loop::run_model(given) {
+            return Ok(model);
+        }
         let found: Vec<PathBuf> = (segue::train_loop::RUN_KINDS.iter())
             .map(|kind| given.join(format!("{kind}.safetensors")))
             .filter(|p| p.is_file())

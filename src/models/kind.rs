@@ -18,7 +18,7 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    /// All four, in the order a run folder is searched for its model.
+    /// All four (a run folder's model files are looked for in this order).
     pub const ALL: [ModelKind; 4] = [
         ModelKind::LstmVae,
         ModelKind::Classifier,

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::models::ModelKind;
 use crate::train_loop::{RUN_KINDS, lock_run_folder, run_folder_in_use};
 
 /// A run folder in the models folder.
@@ -12,9 +13,9 @@ use crate::train_loop::{RUN_KINDS, lock_run_folder, run_folder_in_use};
 pub struct RunSummary {
     /// The folder.
     pub dir: PathBuf,
-    /// The model it trains (`lstm-vae`, `classifier`, ...), from the model file it holds; `None`
-    /// before its first checkpoint.
-    pub kind: Option<&'static str>,
+    /// The model it trains, from the model file it holds (the newest, see
+    /// [`crate::train_loop::run_model`]); `None` before its first checkpoint.
+    pub kind: Option<ModelKind>,
     /// The last step of its metrics log (`None`: no step logged).
     pub steps: Option<usize>,
     /// Bytes of its files.
@@ -35,10 +36,10 @@ impl RunSummary {
     pub fn describe(&self, now: SystemTime) -> String {
         let kind = match self.kind {
             None => "no model yet",
-            Some(crate::classify::KIND) => "composer classifier",
-            Some(crate::tvae::KIND) => "Transformer VAE",
-            Some(crate::gan::KIND) => "DCGAN",
-            Some(_) => "LSTM-VAE",
+            Some(ModelKind::Classifier) => "composer classifier",
+            Some(ModelKind::TransformerVae) => "Transformer VAE",
+            Some(ModelKind::Dcgan) => "DCGAN",
+            Some(ModelKind::LstmVae) => "LSTM-VAE",
         };
         let steps = self.steps.map_or(String::new(), |s| format!(", {s} steps"));
         let size = format!("{:.1} MB", self.bytes as f64 / 1e6);
@@ -98,7 +99,7 @@ fn summarize(dir: &Path) -> RunSummary {
     RunSummary {
         dir: dir.to_path_buf(),
         // The model "Use" loads, as a run followed in the monitor reads it.
-        kind: crate::train_loop::run_model(dir).map(|(kind, _)| kind.name()),
+        kind: crate::train_loop::run_model(dir).map(|(kind, _)| kind),
         steps: last_logged_step(&dir.join("metrics.jsonl")),
         bytes,
         modified,
@@ -202,14 +203,14 @@ mod tests {
         };
         aged("lstm-vae.safetensors", 3600);
         aged("dcgan.safetensors", 60);
-        assert_eq!(list_runs(models.path())[0].kind, Some("dcgan"));
+        assert_eq!(list_runs(models.path())[0].kind, Some(ModelKind::Dcgan));
         let (kind, file) = crate::train_loop::run_model(&dir).unwrap();
         assert_eq!(
             (kind.name(), file),
             ("dcgan", dir.join("dcgan.safetensors"))
         );
         aged("lstm-vae.safetensors", 10);
-        assert_eq!(list_runs(models.path())[0].kind, Some("lstm-vae"));
+        assert_eq!(list_runs(models.path())[0].kind, Some(ModelKind::LstmVae));
     }
 
     /// Runs are listed with their model, last step and size; other folders are not.
@@ -236,7 +237,10 @@ mod tests {
             (a, None, Some(20))
         );
         assert_eq!(runs[0].bytes, log.len() as u64);
-        assert_eq!((runs[1].dir.clone(), runs[1].kind), (b, Some("classifier")));
+        assert_eq!(
+            (runs[1].dir.clone(), runs[1].kind),
+            (b, Some(ModelKind::Classifier))
+        );
         assert_eq!(
             (runs[1].steps, runs[1].bytes, runs[1].name()),
             (None, 7, "b".into())
@@ -250,7 +254,7 @@ mod tests {
             "b: composer classifier, 0.0 MB, 3 days ago"
         );
         let big = RunSummary {
-            kind: Some("lstm-vae"),
+            kind: Some(ModelKind::LstmVae),
             steps: Some(1200),
             bytes: 23_400_000,
             ..runs[0].clone()

@@ -13,6 +13,7 @@ use crate::classify::{self, Classifier, Verdict};
 use crate::dataset::{Corpus, LoadOptions};
 use crate::gan::{self, TrainedGan};
 use crate::generate::{self, GenerateOptions, Generated, Mode};
+use crate::models::ModelKind;
 use crate::models::trained::TrainedModel;
 use crate::roll::{QuantizeOptions, Roll};
 use crate::studio::score::Score;
@@ -716,20 +717,27 @@ impl TrainSpec {
                 manifest.display()
             )
         };
-        let kind_of = |kind: &str| model == train_loop::model_file(dir, kind);
-        let mut spec = if model == train::model_path(dir) {
-            TrainSpec::LstmVae(serde_json::from_value(training).map_err(unreadable)?)
-        } else if kind_of(classify::KIND) {
-            TrainSpec::Classifier(serde_json::from_value(training).map_err(unreadable)?)
-        } else if kind_of(tvae::KIND) {
-            TrainSpec::TransformerVae(serde_json::from_value(training).map_err(unreadable)?)
-        } else if kind_of(gan::KIND) {
-            TrainSpec::Dcgan(serde_json::from_value(training).map_err(unreadable)?)
-        } else {
-            return Err(format!(
-                "{}: not a model file that a training run writes",
-                model.display()
-            ));
+        let kind = (ModelKind::ALL.into_iter())
+            .find(|kind| model == train_loop::model_file(dir, kind.name()));
+        let mut spec = match kind {
+            Some(ModelKind::LstmVae) => {
+                TrainSpec::LstmVae(serde_json::from_value(training).map_err(unreadable)?)
+            }
+            Some(ModelKind::Classifier) => {
+                TrainSpec::Classifier(serde_json::from_value(training).map_err(unreadable)?)
+            }
+            Some(ModelKind::TransformerVae) => {
+                TrainSpec::TransformerVae(serde_json::from_value(training).map_err(unreadable)?)
+            }
+            Some(ModelKind::Dcgan) => {
+                TrainSpec::Dcgan(serde_json::from_value(training).map_err(unreadable)?)
+            }
+            None => {
+                return Err(format!(
+                    "{}: not a model file that a training run writes",
+                    model.display()
+                ));
+            }
         };
         spec.set_steps(steps);
         Ok(spec)

@@ -8,7 +8,6 @@ use egui::Ui;
 use egui::accesskit::Live;
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
 
-use crate::models::ModelKind;
 use crate::models::trained;
 use crate::studio::engines::{OtherKind, TrainModel};
 use crate::studio::plot_words;
@@ -524,8 +523,8 @@ impl Studio {
                 .on_hover_text("Use its model (its latest checkpoint)")
                 .clicked()
         {
-            let path = run.dir.join(format!("{kind}.safetensors"));
-            match ModelKind::from_name(kind).and_then(OtherKind::of_kind) {
+            let path = crate::train_loop::model_file(&run.dir, kind.name());
+            match OtherKind::of_kind(kind) {
                 Some(other) => self.load_other(other, path),
                 None => self.load_model(Some(path)),
             }
