@@ -21,7 +21,7 @@ pub struct StepMeter {
 pub struct Bar {
     /// Where it starts, in steps.
     pub start: f64,
-    /// Its number, counting from 1.
+    /// Its number, counting from 1; 0 for a pickup ([`BarMap::new`]).
     pub number: usize,
     /// The metre it is in.
     pub meter: Meter,
@@ -120,7 +120,13 @@ pub struct BarMap {
 }
 
 impl BarMap {
-    /// Lays out a normalized metre map.
+    /// Lays out a normalized metre map. A piece that opens with a pickup (its first metre
+    /// lasts one bar, at most half a bar of the metre that follows, which then holds for two
+    /// bars at least: a 1/4 bar before 3/4, or a 4/4 cut short by the 4/4 stated again after a
+    /// quarter, as notation programs write an anacrusis) numbers it 0, as a score does, so
+    /// that bar 1 is the first whole bar. Longer first bars are counted as bars: in music of
+    /// changing metres (6/4 before 8/4, 2/4 before 5/8, as in two of Liszt's études of the
+    /// corpus) they are.
     pub fn new(map: &[StepMeter]) -> Self {
         let mut stretches: Vec<(usize, f64, Meter)> = Vec::with_capacity(map.len() + 1);
         stretches.push((0, 1.0, Meter::COMMON));
@@ -134,6 +140,16 @@ impl BarMap {
             let bars = meter.bars_in(m.step - start) as f64;
             stretches.push((m.step, number + bars, m.meter));
         }
+        // The metre after it holds for two bars at least (or to the end): alternating
+        // metres from the start (3/16, 4/16, ...) are bars of their own.
+        if let [(0, _, _), (second, 2.0, after), ref rest @ ..] = stretches[..]
+            && (second as f64) <= after.bar_steps() / 2.0
+            && rest.first().is_none_or(|third| third.1 >= 4.0)
+        {
+            for stretch in &mut stretches {
+                stretch.1 -= 1.0;
+            }
+        }
         BarMap { stretches }
     }
 
@@ -144,7 +160,8 @@ impl BarMap {
             .saturating_sub(1)
     }
 
-    /// Where `step` falls, counted in bars from 1 (1.5 is half way through the first bar).
+    /// Where `step` falls, counted in bars from 1 (1.5 is half way through the first bar; a
+    /// pickup counts from 0).
     pub fn position(&self, step: f64) -> f64 {
         let step = step.max(0.0);
         let k = self.stretch_at(step);
@@ -320,6 +337,35 @@ mod tests {
                 numerator,
                 denominator,
             },
+        }
+    }
+
+    /// A pickup is bar 0, as a score numbers it: a short metre for one bar before the piece's
+    /// own (1/4 before 3/4), or the metre stated again a quarter in (4/4 cut short); bar 1 is
+    /// then the first whole bar. A first bar as long as the next metre's is bar 1.
+    #[test]
+    fn a_pickup_is_bar_0() {
+        for map in [vec![m(0, 1, 4), m(4, 3, 4)], vec![m(0, 4, 4), m(4, 4, 4)]] {
+            let map = normalize(map);
+            let numbers: Vec<usize> = bars(&map, 40, 0.0, 40.0).iter().map(|b| b.number).collect();
+            assert_eq!(&numbers[..3], [0, 1, 2], "{map:?}");
+            assert_eq!(bar_position(&map, 0.0), 0.0);
+            assert_eq!(bar_position(&map, 4.0), 1.0);
+        }
+        // Not pickups: a whole 4/4 bar before 3/4, first bars longer than half the next
+        // metre's (Liszt's changing metres), a piece in one metre, a late change, metres
+        // alternating bar by bar from the start.
+        for map in [
+            vec![m(0, 4, 4), m(16, 3, 4)],
+            vec![m(0, 6, 4), m(24, 8, 4), m(88, 7, 4)],
+            vec![m(0, 2, 4), m(8, 5, 8), m(138, 4, 8)],
+            vec![m(0, 3, 4)],
+            vec![m(0, 1, 4), m(8, 3, 4)],
+            vec![m(0, 3, 16), m(3, 4, 16), m(7, 3, 16), m(10, 4, 16)],
+        ] {
+            let map = normalize(map);
+            assert_eq!(bars(&map, 40, 0.0, 40.0)[0].number, 1, "{map:?}");
+            assert_eq!(bar_position(&map, 0.0), 1.0, "{map:?}");
         }
     }
 

@@ -2618,6 +2618,34 @@ fn a_beat_in_six_eight_is_three_eighths() {
     assert_eq!(starts(&h), vec![(60, 18), (60, 24), (64, 20), (64, 26)]);
 }
 
+/// A pickup is bar 0, as a score numbers it: the roll draws it and a screen reader hears its
+/// notes "at bar 0", those of the first whole bar "at bar 1".
+#[test]
+fn a_pickup_is_bar_0_in_the_roll() {
+    use egui::{Key, Modifiers};
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = studio_with_selected(dir.path(), &[(60, 0, 2), (64, 4, 2)]);
+    let meter = |step, numerator| segue::meter::StepMeter {
+        step,
+        meter: segue::midi::Meter {
+            numerator,
+            denominator: 4,
+        },
+    };
+    h.state_mut().session.score.meters = vec![meter(0, 1), meter(4, 3)].into();
+    h.state_mut().session.view.selection.clear();
+    h.step();
+    h.key_press(Key::F6);
+    h.step();
+    let said = |h: &Harness<'static, Studio>, what: &str| h.query_by_label_contains(what).is_some();
+    h.key_press_modifiers(Modifiers::ALT, Key::ArrowRight);
+    h.step();
+    assert!(said(&h, "(C4 at bar 0, step 1 of the bar, 2 steps long)"));
+    h.key_press_modifiers(Modifiers::ALT, Key::ArrowRight);
+    h.step();
+    assert!(said(&h, "(E4 at bar 1, step 1 of the bar, 2 steps long)"));
+}
+
 /// An arrow held down moves the selection on with the key's repeats, as one undo step; an
 /// octave that does not fit is not moved part of the way (that would be another key).
 #[test]

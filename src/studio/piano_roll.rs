@@ -430,10 +430,15 @@ pub fn piano_roll(
         // a numbered bar always has its line.
         let bar_px = (f64::from(view.step_px) * bar.meter.bar_steps()).max(1e-3);
         let every = |px: f64| ((px / bar_px).ceil().max(1.0) as usize).next_power_of_two();
-        if (bar.number - 1) % every(4.0) == 0 {
+        // A pickup (bar 0) has its line but no number, as in a score.
+        let Some(counted) = bar.number.checked_sub(1) else {
+            line(bar.start, 1.0, 95);
+            continue;
+        };
+        if counted % every(4.0) == 0 {
             line(bar.start, 1.0, 95);
         }
-        if (bar.number - 1) % every(28.0) == 0 {
+        if counted % every(28.0) == 0 {
             grid_painter.text(
                 pos2(step_x(bar.start as f32) + 2.0, ruler.center().y),
                 Align2::LEFT_CENTER,
