@@ -121,9 +121,9 @@ pub struct BarMap {
 
 impl BarMap {
     /// Lays out a normalized metre map. A piece that opens with a pickup (its first metre
-    /// lasts one bar, at most half a bar of the metre that follows, which then holds for two
-    /// bars at least: a 1/4 bar before 3/4, or a 4/4 cut short by the 4/4 stated again after a
-    /// quarter, as notation programs write an anacrusis) numbers it 0, as a score does, so
+    /// lasts one bar, at most half a bar of the metre that follows or cut short by that same
+    /// metre stated again, and the metre after it holds for two bars at least: a 1/4 bar
+    /// before 3/4, as notation programs write an anacrusis) numbers it 0, as a score does, so
     /// that bar 1 is the first whole bar. Longer first bars are counted as bars: in music of
     /// changing metres (6/4 before 8/4, 2/4 before 5/8, as in two of Liszt's études of the
     /// corpus) they are.
@@ -141,9 +141,10 @@ impl BarMap {
             stretches.push((m.step, number + bars, m.meter));
         }
         // The metre after it holds for two bars at least (or to the end): alternating
-        // metres from the start (3/16, 4/16, ...) are bars of their own.
-        if let [(0, _, _), (second, 2.0, after), ref rest @ ..] = stretches[..]
-            && (second as f64) <= after.bar_steps() / 2.0
+        // metres from the start (3/16, 4/16, ...) are bars of their own. A first bar cut short
+        // by its own metre stated again is a pickup however long it is.
+        if let [(0, _, first), (second, 2.0, after), ref rest @ ..] = stretches[..]
+            && ((second as f64) <= after.bar_steps() / 2.0 || first == after)
             && rest.first().is_none_or(|third| third.1 >= 4.0)
         {
             for stretch in &mut stretches {
@@ -151,6 +152,11 @@ impl BarMap {
             }
         }
         BarMap { stretches }
+    }
+
+    /// Where the pickup ends (the first whole bar's first step), if the piece opens with one.
+    pub fn pickup_end(&self) -> Option<usize> {
+        (self.stretches.first()?.1 == 0.0).then(|| self.stretches[1].0)
     }
 
     /// The stretch `step` falls in.
@@ -341,16 +347,23 @@ mod tests {
     }
 
     /// A pickup is bar 0, as a score numbers it: a short metre for one bar before the piece's
-    /// own (1/4 before 3/4), or the metre stated again a quarter in (4/4 cut short); bar 1 is
-    /// then the first whole bar. A first bar as long as the next metre's is bar 1.
+    /// own (1/4 before 3/4), or the metre stated again a beat or three in (4/4 cut short); bar
+    /// 1 is then the first whole bar. A first bar longer than half the next metre's is bar 1.
     #[test]
     fn a_pickup_is_bar_0() {
-        for map in [vec![m(0, 1, 4), m(4, 3, 4)], vec![m(0, 4, 4), m(4, 4, 4)]] {
+        // The metre stated again cuts a bar short: a pickup however long (three beats of 4/4).
+        for map in [
+            vec![m(0, 1, 4), m(4, 3, 4)],
+            vec![m(0, 4, 4), m(4, 4, 4)],
+            vec![m(0, 4, 4), m(12, 4, 4)],
+        ] {
             let map = normalize(map);
+            let pickup = map.last().unwrap().step;
+            assert_eq!(BarMap::new(&map).pickup_end(), Some(pickup), "{map:?}");
+            assert_eq!(bar_position(&map, pickup as f64), 1.0, "{map:?}");
             let numbers: Vec<usize> = bars(&map, 40, 0.0, 40.0).iter().map(|b| b.number).collect();
             assert_eq!(&numbers[..3], [0, 1, 2], "{map:?}");
             assert_eq!(bar_position(&map, 0.0), 0.0);
-            assert_eq!(bar_position(&map, 4.0), 1.0);
         }
         // Not pickups: a whole 4/4 bar before 3/4, first bars longer than half the next
         // metre's (Liszt's changing metres), a piece in one metre, a late change, metres
@@ -366,6 +379,7 @@ mod tests {
             let map = normalize(map);
             assert_eq!(bars(&map, 40, 0.0, 40.0)[0].number, 1, "{map:?}");
             assert_eq!(bar_position(&map, 0.0), 1.0, "{map:?}");
+            assert_eq!(BarMap::new(&map).pickup_end(), None, "{map:?}");
         }
     }
 

@@ -2619,7 +2619,7 @@ fn a_beat_in_six_eight_is_three_eighths() {
 }
 
 /// A pickup is bar 0, as a score numbers it: the roll draws it and a screen reader hears its
-/// notes "at bar 0", those of the first whole bar "at bar 1".
+/// notes "in the pickup", those of the first whole bar "at bar 1".
 #[test]
 fn a_pickup_is_bar_0_in_the_roll() {
     use egui::{Key, Modifiers};
@@ -2640,7 +2640,7 @@ fn a_pickup_is_bar_0_in_the_roll() {
     let said = |h: &Harness<'static, Studio>, what: &str| h.query_by_label_contains(what).is_some();
     h.key_press_modifiers(Modifiers::ALT, Key::ArrowRight);
     h.step();
-    assert!(said(&h, "(C4 at bar 0, step 1 of the bar, 2 steps long)"));
+    assert!(said(&h, "(C4 in the pickup, step 1 of it, 2 steps long)"));
     h.key_press_modifiers(Modifiers::ALT, Key::ArrowRight);
     h.step();
     assert!(said(&h, "(E4 at bar 1, step 1 of the bar, 2 steps long)"));

@@ -1,9 +1,14 @@
 //! Counts, durations and lists in words, as the commands print them.
 
 /// How many bars `len` steps from the bar line `from` fill: "5 bars of 3/4", "4.5 bars of
-/// 4/4", or "6 bars" across a change of metre.
+/// 4/4", "6 bars" across a change of metre, or "a pickup and 5 bars of 3/4" from a pickup.
 pub(crate) fn bars_of(meters: &[segue::meter::StepMeter], from: usize, len: usize) -> String {
     let map = segue::meter::BarMap::new(meters);
+    // From a pickup: it, then the whole bars counted from the first (a pickup of one beat is
+    // no whole bar of its own).
+    if let Some(end) = (map.pickup_end()).filter(|&end| from < end && from + len > end) {
+        return format!("a pickup and {}", bars_of(meters, end, from + len - end));
+    }
     let bars = map.position((from + len) as f64) - map.position(from as f64);
     let bars = (bars * 100.0).round() / 100.0;
     let bars = format!("{bars} bar{}", if bars == 1.0 { "" } else { "s" });
@@ -63,6 +68,22 @@ pub(crate) fn first_then(first: String, changes: &[String]) -> String {
 mod tests {
     /// "1 composer", "3 composers": what a training run says it trains on reads right for a
     /// folder of one composer.
+    /// A span from a pickup says it apart from the whole bars that follow.
+    #[test]
+    fn bars_from_a_pickup_are_counted_after_it() {
+        let meter = |step, numerator| segue::meter::StepMeter {
+            step,
+            meter: segue::midi::Meter {
+                numerator,
+                denominator: 4,
+            },
+        };
+        let pickup = [meter(0, 1), meter(4, 3)];
+        assert_eq!(super::bars_of(&pickup, 0, 64), "a pickup and 5 bars of 3/4");
+        assert_eq!(super::bars_of(&pickup, 4, 60), "5 bars of 3/4");
+        assert_eq!(super::bars_of(&[meter(0, 3)], 0, 60), "5 bars of 3/4");
+    }
+
     #[test]
     fn counts_read_as_english() {
         assert_eq!(super::counted(1, "composer"), "1 composer");

@@ -264,13 +264,15 @@ pub fn piano_roll(
             && let Some(n) = score.notes.get(i)
         {
             let bars = score.bar_map();
-            described += &format!(
-                " ({} at bar {}, step {} of the bar, {} steps long)",
-                pitch_name(n.pitch),
-                bars.position(n.start as f64).floor(),
-                bars.steps_into_bar(n.start) + 1,
-                n.len
-            );
+            let bar = bars.position(n.start as f64).floor();
+            let step = bars.steps_into_bar(n.start) + 1;
+            // A pickup is no numbered bar: its notes are said to be in it.
+            let place = if bar < 1.0 {
+                format!("in the pickup, step {step} of it")
+            } else {
+                format!("at bar {bar}, step {step} of the bar")
+            };
+            described += &format!(" ({} {place}, {} steps long)", pitch_name(n.pitch), n.len);
         }
         if view.step_input {
             let at = view

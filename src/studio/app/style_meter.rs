@@ -57,7 +57,7 @@ impl Studio {
             .legend(Legend::default())
             .include_y(0.0)
             .include_y(1.0)
-            .include_x(1.0)
+            .include_x(bar(0.0))
             .include_x(bar(score.steps() as f64))
             .allow_scroll(false)
             .show(ui, |plot| {
