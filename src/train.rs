@@ -848,7 +848,6 @@ impl<'a> Trainer<'a> {
         seconds: f64,
         last: Option<&Validation>,
     ) -> Result<PathBuf> {
-        let corpus = CorpusInfo::of(self.corpus, self.train_pieces.len());
         let rights = trained::Rights::of_corpus(self.corpus);
         let rights = match &self.init_rights {
             Some(from) => rights.fine_tuned_from(from),
@@ -861,7 +860,7 @@ impl<'a> Trainer<'a> {
             config: self.opts.config,
             composers: self.corpus.composers.clone(),
             latents: self.latent_stats()?,
-            corpus: corpus.clone(),
+            corpus: CorpusInfo::of(self.corpus, self.train_pieces.len()),
             steps: step,
             init_steps: self.init_steps,
             seconds,
@@ -912,10 +911,7 @@ impl<'a> Trainer<'a> {
         let (m, tensors) = check_init(path, &self.opts, &self.device)?;
         check_held_out(path, &m, self.corpus, &self.opts)?;
         self.init_steps = m.total_steps();
-        self.init_rights = Some(trained::Rights {
-            licence: m.licence.clone(),
-            credits: m.credits.clone(),
-        });
+        self.init_rights = Some(m.rights());
         for (name, v, _, _) in &self.adam.params {
             if let Some(t) = tensors.get(name) {
                 v.set(t).map_err(candle)?;
@@ -1002,10 +998,7 @@ impl<'a> Trainer<'a> {
             let init = self.opts.init.as_deref()?;
             let m: trained::Manifest =
                 weights::read_manifest(&weights::manifest_path(init)).ok()?;
-            Some(trained::Rights {
-                licence: m.licence,
-                credits: m.credits,
-            })
+            Some(m.rights())
         });
         let expected = trained::expected_tensors(&self.opts.config)?;
         let model = weights::load(&model_path(out), &expected, &self.device)?;

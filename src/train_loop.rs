@@ -962,6 +962,18 @@ pub(crate) fn check_steps_left(out: &Path, done: usize, steps: usize) -> Result<
     Ok(())
 }
 
+/// Whether `dir` holds the files of a training run besides its model: a metrics log or a
+/// training state (the weights folder, say, holds models alone).
+pub fn has_run_files(dir: &Path) -> bool {
+    [
+        "metrics.jsonl",
+        "train-state.json",
+        "train-state.safetensors",
+    ]
+    .iter()
+    .any(|f| dir.join(f).is_file())
+}
+
 /// The model file a training run in `dir` has written, and its kind: of whichever model it
 /// trains, the newest, should an earlier run of another model have left its own there.
 pub fn run_model(dir: &Path) -> Option<(ModelKind, PathBuf)> {
@@ -1421,11 +1433,11 @@ pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Sets the modification time of `file` to `secs` seconds ago.
-    fn aged(file: &Path, secs: u64) {
+    pub(crate) fn aged(file: &Path, secs: u64) {
         let when = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
         let f = std::fs::File::options().write(true).open(file).unwrap();
         f.set_modified(when).unwrap();

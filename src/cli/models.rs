@@ -104,10 +104,9 @@ fn model_file_in(given: &Path) -> Result<PathBuf> {
     if given.is_dir() {
         // A training run's folder: the model it trained, the newest should another model
         // have been trained there before (as the studio's runs list takes it).
-        let is_run = ["metrics.jsonl", "train-state.json"]
-            .iter()
-            .any(|f| given.join(f).is_file());
-        if is_run && let Some((_, model)) = segue::train_loop::run_model(given) {
+        if segue::train_loop::has_run_files(given)
+            && let Some((_, model)) = segue::train_loop::run_model(given)
+        {
             return Ok(model);
         }
         let found: Vec<PathBuf> = (segue::train_loop::RUN_KINDS.iter())

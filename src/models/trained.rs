@@ -281,6 +281,16 @@ pub struct Manifest {
     pub prior: Option<ComposerPrior>,
 }
 
+impl Manifest {
+    /// The licence and credits the weights carry.
+    pub fn rights(&self) -> Rights {
+        Rights {
+            licence: self.licence.clone(),
+            credits: self.credits.clone(),
+        }
+    }
+}
+
 /// A composer-aware prior: composer `c`'s codes are drawn from N(`means[c]`, I).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ComposerPrior {

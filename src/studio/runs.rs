@@ -54,13 +54,7 @@ impl RunSummary {
 
 /// The files that make a folder a run's: a metrics log, a training state or a model file.
 fn is_run_folder(dir: &Path) -> bool {
-    [
-        "metrics.jsonl",
-        "train-state.json",
-        "train-state.safetensors",
-    ]
-    .iter()
-    .any(|f| dir.join(f).is_file())
+    crate::train_loop::has_run_files(dir)
         || RUN_KINDS
             .iter()
             .any(|k| dir.join(format!("{k}.safetensors")).is_file())
@@ -193,14 +187,7 @@ mod tests {
                 ("dcgan.safetensors", "newer"),
             ],
         );
-        let aged = |file: &str, secs: u64| {
-            let when = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
-            let f = std::fs::File::options()
-                .write(true)
-                .open(dir.join(file))
-                .unwrap();
-            f.set_modified(when).unwrap();
-        };
+        let aged = |file: &str, secs| crate::train_loop::tests::aged(&dir.join(file), secs);
         aged("lstm-vae.safetensors", 3600);
         aged("dcgan.safetensors", 60);
         assert_eq!(list_runs(models.path())[0].kind, Some(ModelKind::Dcgan));
